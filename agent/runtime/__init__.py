@@ -1,0 +1,1 @@
+"""Runtimes: execute a model bundle's model file (ONNX Runtime, LiteRT)."""

@@ -1,0 +1,1 @@
+"""Sources: where lines come from (files, journald, MQTT topics)."""

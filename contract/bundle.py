@@ -1,0 +1,241 @@
+"""The model bundle: one file (``.nfb``) holding a manifest and the model files.
+
+Layout: an uncompressed POSIX tar whose first member is ``manifest.json``,
+followed by the files the manifest lists, in manifest order. Packing is
+deterministic (fixed mtime/owner/mode, sorted JSON), so the same inputs give the
+same bytes — which lets a device rebuild a bundle from a delta and check it
+against the signed hash of the full bundle. It is uncompressed on purpose:
+byte ranges of tensors stay stable, which keeps deltas small and lets the
+delta applier stream without decompressing the old bundle.
+
+Trust order on a device: the bundle file's sha256 is checked against signed
+metadata *before* this module parses it; this module then checks structure,
+sizes and each file's sha256 against the manifest before any runtime sees a
+byte (:func:`read_bundle`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.topics import SLOT_PATTERN
+
+BUNDLE_FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+RUNTIME_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
+
+
+class BundleError(ValueError):
+    """A bundle is malformed or inconsistent; the message says what and where."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorInfo(Strict):
+    """Where a weight tensor lives inside a bundle file (used to build small deltas)."""
+
+    name: str = Field(description="Tensor name, stable across versions of a model.")
+    dtype: str = Field(description="numpy dtype string, e.g. 'int8', 'float32'.")
+    shape: list[int] = Field(description="Tensor shape.")
+    offset: int = Field(ge=0, description="Byte offset of the raw data inside the file.")
+    length: int = Field(ge=0, description="Byte length of the raw data.")
+
+
+class FileEntry(Strict):
+    path: str = Field(description="File name inside the bundle (no directories).")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the file.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    tensors: list[TensorInfo] = Field(
+        default_factory=list, description="Weight tensors inside this file, if any."
+    )
+
+
+class TokenizerSpec(Strict):
+    """Feature hashing spec; implemented once in :mod:`nanomodel.features`."""
+
+    kind: Literal["hashed-ngrams-v1"] = Field(description="Feature extractor algorithm.")
+    buckets: int = Field(gt=0, le=1 << 20, description="Number of hash buckets (input width).")
+    char_ngrams: list[int] = Field(description="Character n-gram sizes, e.g. [3, 4].")
+    word_ngrams: list[int] = Field(description="Word n-gram sizes, e.g. [1, 2].")
+    lowercase: bool = Field(default=True, description="Lower-case before hashing.")
+    mask_digits: bool = Field(default=True, description="Replace every digit by '0'.")
+    max_chars: int = Field(default=512, gt=0, description="Characters of a line considered.")
+    seed: int = Field(default=0, ge=0, description="Hash seed.")
+
+
+class TensorSignature(Strict):
+    name: str = Field(description="Tensor name in the model graph.")
+    dtype: str = Field(description="numpy dtype string.")
+    shape: list[int | None] = Field(description="Shape; None marks the batch dimension.")
+
+
+class GoldenVector(Strict):
+    text: str = Field(description="Input line.")
+    expected: list[float] = Field(description="Expected output probabilities, label order.")
+
+
+class BundleManifest(Strict):
+    format: int = Field(default=BUNDLE_FORMAT, description="Bundle format version.")
+    name: str = Field(min_length=1, max_length=64, description="Model name.")
+    slot: str = Field(pattern=SLOT_PATTERN, description="Slot the model serves on devices.")
+    version: int = Field(ge=1, description="Monotonic version; devices never go down.")
+    version_label: str = Field(max_length=64, description="Human label, e.g. '2026.11-a'.")
+    task: Literal["text-classification"] = Field(description="What the model does.")
+    labels: list[str] = Field(min_length=2, description="Output labels, in output order.")
+    normal_label: str = Field(description="The label meaning 'nothing wrong'.")
+    tokenizer: TokenizerSpec = Field(description="How text becomes the input tensor.")
+    inputs: list[TensorSignature] = Field(description="Model inputs.")
+    outputs: list[TensorSignature] = Field(description="Model outputs (first: probabilities).")
+    files: list[FileEntry] = Field(min_length=1, description="Files in the bundle.")
+    runtimes: dict[Literal["onnx", "tflite"], str] = Field(
+        description="Runtime format -> file name of the model in that format."
+    )
+    golden: list[GoldenVector] = Field(
+        default_factory=list, description="Smoke-test inputs and expected outputs."
+    )
+    golden_atol: float = Field(default=0.02, gt=0, description="Absolute tolerance for golden.")
+    evaluation: dict[str, float] = Field(
+        default_factory=dict, description="Figures the model was released with (macro_f1...)."
+    )
+    created_by: str = Field(default="", description="Tool and version that built it.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BundleManifest:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        if self.normal_label not in self.labels:
+            raise ValueError(f"normal_label {self.normal_label!r} is not one of the labels")
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("file paths must be unique")
+        for p in paths:
+            if p == MANIFEST_NAME or "/" in p or "\\" in p or p in ("", ".", ".."):
+                raise ValueError(f"bad file path {p!r}: plain file names only")
+        for fmt, path in self.runtimes.items():
+            if path not in paths:
+                raise ValueError(f"runtime {fmt!r} names {path!r}, which is not in files")
+        if not self.runtimes:
+            raise ValueError("runtimes is empty: a bundle needs at least one model file")
+        for i, g in enumerate(self.golden):
+            if len(g.expected) != len(self.labels):
+                raise ValueError(f"golden[{i}] has {len(g.expected)} values for "
+                                 f"{len(self.labels)} labels")
+        return self
+
+    def file(self, path: str) -> FileEntry:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+
+class Bundle:
+    """A verified bundle in memory: the manifest and each file's bytes."""
+
+    def __init__(self, manifest: BundleManifest, files: dict[str, bytes], sha256: str) -> None:
+        self.manifest = manifest
+        self.files = files
+        self.sha256 = sha256
+
+    def model_bytes(self, fmt: Literal["onnx", "tflite"]) -> bytes:
+        return self.files[self.manifest.runtimes[fmt]]
+
+
+def file_entry(path: str, data: bytes, tensors: list[TensorInfo] | None = None) -> FileEntry:
+    return FileEntry(path=path, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                     tensors=tensors or [])
+
+
+def manifest_bytes(manifest: BundleManifest) -> bytes:
+    return json.dumps(manifest.model_dump(mode="json"), sort_keys=True, indent=1).encode()
+
+
+def pack_bundle(manifest: BundleManifest, files: dict[str, bytes]) -> bytes:
+    """Pack deterministically. ``manifest.files`` must describe ``files`` exactly."""
+    listed = {f.path for f in manifest.files}
+    if listed != set(files):
+        raise BundleError(f"manifest lists {sorted(listed)} but files are {sorted(files)}")
+    for entry in manifest.files:
+        data = files[entry.path]
+        if hashlib.sha256(data).hexdigest() != entry.sha256 or len(data) != entry.size:
+            raise BundleError(f"{entry.path}: sha256/size do not match the manifest")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in [(MANIFEST_NAME, manifest_bytes(manifest))] + [
+            (f.path, files[f.path]) for f in manifest.files
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def read_bundle(data: bytes, expected_sha256: str | None = None) -> Bundle:
+    """Parse and verify a bundle. Raises :class:`BundleError` naming the problem.
+
+    ``expected_sha256``, when given, is checked first, before any parsing."""
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise BundleError(f"bundle sha256 {digest[:16]}… does not match the expected "
+                          f"{expected_sha256[:16]}…")
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES} limit")
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"not a bundle (bad tar container): {exc}") from None
+    if not members or members[0].name != MANIFEST_NAME:
+        raise BundleError(f"first member must be {MANIFEST_NAME}")
+    contents: dict[str, bytes] = {}
+    for m in members:
+        if not m.isreg():
+            raise BundleError(f"member {m.name!r} is not a regular file")
+        if m.name in contents:
+            raise BundleError(f"member {m.name!r} appears twice")
+        limit = MAX_MANIFEST_BYTES if m.name == MANIFEST_NAME else MAX_BUNDLE_BYTES
+        if m.size > limit:
+            raise BundleError(f"member {m.name!r} is too large ({m.size} bytes)")
+        fh = tar.extractfile(m)
+        assert fh is not None
+        contents[m.name] = fh.read()
+    try:
+        manifest = BundleManifest.model_validate_json(contents.pop(MANIFEST_NAME))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BundleError(f"invalid manifest: {problems}") from None
+    listed = [f.path for f in manifest.files]
+    if list(contents) != listed:
+        raise BundleError(f"bundle members {list(contents)} do not match manifest files {listed}")
+    for entry in manifest.files:
+        blob = contents[entry.path]
+        if len(blob) != entry.size:
+            raise BundleError(f"{entry.path}: size {len(blob)} != manifest {entry.size}")
+        if hashlib.sha256(blob).hexdigest() != entry.sha256:
+            raise BundleError(f"{entry.path}: sha256 does not match the manifest")
+        for t in entry.tensors:
+            if t.offset + t.length > entry.size:
+                raise BundleError(f"{entry.path}: tensor {t.name} lies outside the file")
+    return Bundle(manifest, contents, digest)
+
+
+def load_bundle(path: Path, expected_sha256: str | None = None) -> Bundle:
+    size = path.stat().st_size
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: {size} bytes, over the {MAX_BUNDLE_BYTES} limit")
+    return read_bundle(path.read_bytes(), expected_sha256)

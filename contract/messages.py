@@ -1,0 +1,137 @@
+"""Messages on the wire, as pydantic models shared by agent and fleet server.
+
+Every message a device publishes carries an :class:`Envelope`: a unique
+``msg_id`` and a per-device, per-stream ``seq`` so consumers can drop
+duplicates (store-and-forward delivers at least once), plus ``is_historical``
+for messages replayed from the device's spool (as Sparkplug B does).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_QUERY_BYTES = 64 * 1024
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def new_msg_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Envelope(Strict):
+    msg_id: str = Field(default_factory=new_msg_id, description="Unique id (hex uuid4).")
+    seq: int = Field(ge=0, description="Monotonic per device and stream; survives restarts.")
+    device_id: str = Field(description="The publishing device.")
+    ts: float = Field(default_factory=time.time, description="Unix time of creation (s).")
+    is_historical: bool = Field(
+        default=False, description="True when replayed from the spool after an outage."
+    )
+
+
+class ResultItem(Strict):
+    source: str = Field(description="Name of the source the line came from.")
+    ts: float = Field(description="Unix time the line was read (or journal timestamp).")
+    text: str = Field(description="The line as classified (bounded, valid UTF-8).")
+    label: str = Field(description="Most probable label.")
+    score: float = Field(description="Probability of `label`.")
+    anomaly: float = Field(description="Anomaly score in [0, 1].")
+    truncated: bool = Field(default=False, description="The line was cut at max_line_bytes.")
+
+
+class ResultBatch(Envelope):
+    kind: Literal["results"] = "results"
+    slot: str = Field(description="Model slot that produced the results.")
+    model_version: int = Field(description="Version of the model bundle used.")
+    items: list[ResultItem] = Field(description="One entry per line, in source order.")
+
+
+class Alert(Envelope):
+    kind: Literal["alert"] = "alert"
+    slot: str = Field(description="Model slot that raised the alert.")
+    model_version: int = Field(description="Version of the model bundle used.")
+    item: ResultItem = Field(description="The classified line that raised the alert.")
+    reason: str = Field(description="Which threshold fired, e.g. 'label thermal >= 0.80'.")
+
+
+class Metrics(Envelope):
+    kind: Literal["metrics"] = "metrics"
+    uptime_s: float = Field(description="Seconds since the agent started.")
+    counters: dict[str, int] = Field(description="Monotonic counters since start.")
+    gauges: dict[str, float] = Field(description="Current values (queue depth, latency...).")
+
+
+class ModelInfo(Strict):
+    slot: str = Field(description="Slot name.")
+    name: str = Field(description="Model name from the bundle manifest.")
+    version: int = Field(description="Monotonic bundle version.")
+    label: str = Field(description="Human version label.")
+    runtime: str = Field(description="Runtime executing it (onnxruntime, litert).")
+    sha256: str = Field(description="Hash of the bundle file.")
+
+
+class Status(Envelope):
+    kind: Literal["status"] = "status"
+    state: Literal["online", "offline", "stopped"] = Field(
+        description="online: running; offline: Last Will (connection lost); stopped: clean exit."
+    )
+    agent_version: str = Field(default="", description="nanofleet agent version.")
+    started_at: float = Field(default=0.0, description="Unix time the agent process started.")
+    uptime_s: float = Field(default=0.0, description="Seconds since start.")
+    models: list[ModelInfo] = Field(default_factory=list, description="Live models per slot.")
+    health: Literal["ok", "degraded", "unknown"] = Field(
+        default="unknown", description="Pipeline health as seen by the watchdog check."
+    )
+
+
+class QueryRequest(Strict):
+    """A technician query. ``args`` are validated per command by the agent."""
+
+    cmd: str = Field(description="Command: status, models, sources, metrics, ...")
+    args: dict[str, Any] = Field(default_factory=dict, description="Command arguments.")
+
+
+class QueryResponse(Strict):
+    ok: bool = Field(description="True when the command ran.")
+    cmd: str = Field(default="", description="The command answered.")
+    result: Any = Field(default=None, description="Command result when ok.")
+    error: str | None = Field(default=None, description="What went wrong, when not ok.")
+
+
+def parse_query(payload: bytes) -> QueryRequest:
+    """Parse a query payload; raises ValueError with a message fit for the caller."""
+    if len(payload) > MAX_QUERY_BYTES:
+        raise ValueError(f"query too large ({len(payload)} bytes, max {MAX_QUERY_BYTES})")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"query is not valid UTF-8: {exc}") from None
+    text = text.strip()
+    if not text:
+        raise ValueError('empty query: send JSON like {"cmd": "status"}')
+    if not text.startswith("{"):
+        # Convenience for mosquitto_rr -m status: a bare command word.
+        return QueryRequest(cmd=text.split()[0])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"query is not valid JSON: {exc}") from None
+    try:
+        return QueryRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

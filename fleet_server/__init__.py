@@ -1,0 +1,1 @@
+"""nanofleet fleet server: signed model repository, deltas, inventory, rollouts."""

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop rig: scenarios, fault injection, fleet simulator, reports."""

@@ -1,0 +1,1 @@
+"""The nano text model: features, corpus, training, export to ONNX and TFLite."""

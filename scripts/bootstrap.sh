@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need, idempotently:
+#  - Debian packages (mosquitto, journal-remote, libsystemd-dev...) when run as root,
+#  - a virtualenv in .venv with nanofleet and all its extras.
+# Sourced by scripts/demo and scripts/test; sets $PY to the venv's python.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+APT_PACKAGES=(mosquitto mosquitto-clients systemd-journal-remote libsystemd-dev pkg-config
+              python3-venv systemd dpkg-dev fakeroot)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Installing mosquitto must not leave a system broker on port 1883 behind our back.
+    systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  else
+    echo "bootstrap: missing Debian packages: ${missing[*]}" >&2
+    echo "bootstrap: run as root once, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+stamp="$VENV/.nanofleet-installed"
+if [[ ! -x "$PY" ]]; then
+  python3 -m venv "$VENV"
+fi
+if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  "$PY" -m pip install -q --upgrade pip >/dev/null
+  "$PY" -m pip install -q -e "$ROOT[agent,litert,systemd,server,dev]"
+  touch "$stamp"
+fi
+export PY
