@@ -1,0 +1,51 @@
+"""Thread-safe counters and gauges, published on the metrics topic and by `query metrics`."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class Counters:
+    """Monotonic counters (lines_in, lines_truncated, ...) and last-value gauges."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._gauges: dict[str, float] = {}
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] = self._counters.get(name, 0) + n
+
+    def set_gauge(self, name: str, value: float) -> None:
+        with self._lock:
+            self._gauges[name] = value
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counters.get(name, 0)
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, float]]:
+        with self._lock:
+            return dict(self._counters), dict(self._gauges)
+
+
+class LatencyWindow:
+    """Recent latencies (seconds) for p50/p99 without unbounded memory."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._lock = threading.Lock()
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._values.append(seconds)
+
+    def percentile(self, q: float) -> float:
+        with self._lock:
+            values = sorted(self._values)
+        if not values:
+            return 0.0
+        idx = min(len(values) - 1, max(0, round(q / 100.0 * (len(values) - 1))))
+        return values[idx]

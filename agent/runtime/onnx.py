@@ -1,0 +1,40 @@
+"""ONNX Runtime backend."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from agent.runtime.base import Runtime, RuntimeUnavailable
+
+
+class OnnxRuntime(Runtime):
+    name: ClassVar[str] = "onnxruntime"
+    format: ClassVar[Literal["onnx", "tflite"]] = "onnx"
+
+    def __init__(self, model: bytes, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"onnxruntime is not installed: {exc}") from None
+        opts = ort.SessionOptions()
+        # One device core each: intra-op threads would fight the pipeline thread.
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # The arena grows to the largest batch and keeps it; with small models a plain
+        # allocator keeps RSS flat across hot-swaps.
+        opts.enable_cpu_mem_arena = False
+        opts.log_severity_level = 3
+        self._session: Any = ort.InferenceSession(
+            model, sess_options=opts, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def run(self, features: np.ndarray) -> list[np.ndarray]:
+        outs = self._session.run(self._outputs, {self._input: features})
+        return [np.asarray(o) for o in outs]
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mosquitto import Mosquitto
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A plain Mosquitto on a free loopback port."""
+    b = Mosquitto(tmp_path / "broker").start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """Mosquitto with a plain listener and a TLS listener requiring client certs + ACL."""
+    b = Mosquitto(tmp_path / "tls-broker", tls=True).start()
+    try:
+        yield b
+    finally:
+        b.stop()
