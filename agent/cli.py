@@ -1,0 +1,119 @@
+"""``nanofleet-agent``: run the daemon, check a config, query a running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import ConfigError, load_config
+
+DEFAULT_CONFIG = Path("/etc/nanofleet/agent.toml")
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config_file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(f"{args.config_file}: OK (device {cfg.device_id}, {len(cfg.sources)} sources)")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.logsetup import setup_logging
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or cfg.log_level)
+    from agent.daemon import Agent
+
+    return Agent(cfg, args.config).run()
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from agent.control import DaemonNotRunning, ask
+
+    socket_path = args.socket
+    if socket_path is None:
+        try:
+            socket_path = load_config(args.config).control_socket
+        except ConfigError as exc:
+            print(f"cannot find the agent's socket: {exc}", file=sys.stderr)
+            return 2
+    qargs: dict[str, Any] = {}
+    for item in args.args:
+        if "=" not in item:
+            if args.cmd == "classify":
+                qargs.setdefault("text", [])
+                qargs["text"].append(item)
+                continue
+            print(f"argument {item!r}: use key=value (e.g. limit=10)", file=sys.stderr)
+            return 2
+        key, _, value = item.partition("=")
+        qargs[key] = value if key == "text" else _parse_value(value)
+    try:
+        resp = ask(socket_path, args.cmd, qargs)
+    except DaemonNotRunning as exc:
+        print(f"nanofleet-agent: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(resp, indent=2))
+    elif not resp.get("ok"):
+        print(f"error: {resp.get('error')}", file=sys.stderr)
+    else:
+        from agent.tables import render
+
+        print(render(args.cmd, resp.get("result")))
+    return 0 if resp.get("ok") else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nanofleet-agent", description=__doc__)
+    p.add_argument("--version", action="version", version=f"nanofleet-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (TOML)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate a config file")
+    chk.add_argument("config_file", type=Path)
+    chk.set_defaults(func=_cmd_check_config)
+
+    q = sub.add_parser("query", help="ask the running daemon (status, models, sources, "
+                       "metrics, recent_alerts, classify, help)")
+    q.add_argument("cmd", help="command")
+    q.add_argument("args", nargs="*", help="key=value arguments; classify takes the text")
+    q.add_argument("--json", action="store_true", help="print the raw JSON response")
+    q.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="config file, to find the socket")
+    q.add_argument("--socket", type=Path, help="control socket path (overrides --config)")
+    q.set_defaults(func=_cmd_query)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

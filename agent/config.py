@@ -1,0 +1,207 @@
+"""Agent configuration: a TOML file validated by pydantic (unknown keys are errors).
+
+``load_config`` raises :class:`ConfigError` whose lines each name the field path
+and a hint, e.g. ``mqtt.port: Input should be less than or equal to 65535 (hint: ...)``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from agent.sources.registry import SourceConfig, default_source_name
+from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsConfig(Strict):
+    ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Path | None = Field(
+        default=None, description="Client certificate (PEM); CN = device id for brokers that map "
+        "the certificate identity to the username.")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        return self
+
+
+class MqttConfig(Strict):
+    host: str = Field(description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    client_id: str | None = Field(
+        default=None, description="MQTT client id; default: nanofleet-<device_id>.")
+    username: str | None = Field(default=None, description="Username, if the broker wants one.")
+    password: SecretStr | None = Field(default=None, description="Password (never logged).")
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive (s).")
+    max_inflight: int = Field(default=20, ge=1, le=1000,
+                              description="QoS 1 messages in flight before waiting for PUBACKs.")
+    reconnect_max_s: int = Field(default=30, ge=1, le=3600,
+                                 description="Longest wait between reconnect attempts (s).")
+
+
+class PipelineConfig(Strict):
+    queue_size: int = Field(default=10_000, ge=10, le=1_000_000,
+                            description="Lines held in memory between sources and the model.")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Lines per inference batch.")
+    batch_max_wait_ms: int = Field(default=50, ge=0, le=60_000,
+                                   description="Longest a line waits for its batch to fill (ms).")
+    max_line_bytes: int = Field(default=2048, ge=64, le=1_048_576,
+                                description="Longer lines are truncated (and counted).")
+    publish_text: bool = Field(default=True,
+                               description="Include each line's text in published results.")
+
+
+class ModelConfig(Strict):
+    slot: str = Field(default="default", pattern=SLOT_PATTERN,
+                      description="Slot this model serves; results go to results/<slot>.")
+    bundle: Path | None = Field(
+        default=None, description="Model bundle (.nfb) to start with when no update has been "
+        "installed; default: the nano model shipped with the agent.")
+    runtime: Literal["onnxruntime", "litert"] = Field(
+        default="onnxruntime", description="Preferred runtime; the other is used, with a "
+        "warning, when this one is not installed.")
+    threads: int = Field(default=1, ge=1, le=64, description="Runtime threads.")
+
+
+class AlertRule(Strict):
+    label: str = Field(description="Label that raises an alert.")
+    min_score: float = Field(ge=0.0, le=1.0, description="Probability at or above which it fires.")
+
+
+class AlertConfig(Strict):
+    default_min_score: float = Field(
+        default=0.8, ge=0.0, le=1.0,
+        description="Any label other than the model's normal label at or above this fires.")
+    rules: list[AlertRule] = Field(
+        default_factory=list, description="Per-label thresholds overriding the default.")
+    anomaly_threshold: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="Anomaly score at or above this fires.")
+    max_per_minute: int = Field(
+        default=600, ge=1, description="Alert rate limit; excess is counted, not published.")
+    recent: int = Field(default=500, ge=1, le=100_000,
+                        description="Alerts kept in memory for the recent_alerts query.")
+
+
+class SpoolConfig(Strict):
+    max_messages: int = Field(default=100_000, ge=100,
+                              description="Messages kept on disk while the broker is away.")
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024,
+                           description="Bytes kept on disk; beyond, the oldest are dropped.")
+
+
+class ControlConfig(Strict):
+    socket: Path | None = Field(
+        default=None, description="Unix socket for the local CLI; default <state_dir>/agent.sock.")
+    socket_mode: int = Field(default=0o660, ge=0, le=0o777,
+                             description="Permissions of the socket (who may query).")
+
+
+class AgentConfig(Strict):
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN,
+                           description="This device's id; appears in every topic.")
+    state_dir: Path = Field(description="Writable directory for spool, checkpoints, models.")
+    mqtt: MqttConfig = Field(description="Broker connection.")
+    sources: list[SourceConfig] = Field(min_length=1, description="Where lines come from.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig,
+                                     description="Queueing and batching.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The live model.")
+    alerts: AlertConfig = Field(default_factory=AlertConfig, description="Alert thresholds.")
+    spool: SpoolConfig = Field(default_factory=SpoolConfig, description="Store-and-forward.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="Local CLI socket.")
+    metrics_interval_s: float = Field(default=30.0, ge=1.0, le=3600.0,
+                                      description="How often metrics are published (s).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> AgentConfig:
+        names = [self.source_name(i) for i in range(len(self.sources))]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {dupes}; "
+                             "set `name` on each [[sources]] entry")
+        return self
+
+    def source_name(self, index: int) -> str:
+        cfg = self.sources[index]
+        return cfg.name or default_source_name(cfg)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.control.socket or self.state_dir / "agent.sock"
+
+
+_HINTS = {
+    "missing": "add this key",
+    "extra_forbidden": "unknown key: check the spelling, or remove it",
+    "union_tag_invalid": "kind must be one of: file, journald, mqtt",
+    "union_tag_not_found": "add kind = \"file\" | \"journald\" | \"mqtt\"",
+    "string_pattern_mismatch": "see the allowed characters in the docs",
+    "int_parsing": "use a whole number",
+    "float_parsing": "use a number",
+    "bool_parsing": "use true or false",
+    "literal_error": "use one of the listed values",
+    "greater_than_equal": "raise the value",
+    "less_than_equal": "lower the value",
+    "too_short": "add at least one entry",
+}
+
+
+class ConfigError(ValueError):
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{path}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = _loc(err["loc"])
+        hint = _HINTS.get(err["type"], "")
+        problems.append(f"{loc}: {err['msg']}" + (f" (hint: {hint})" if hint else ""))
+    return problems
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in ("file", "journald", "mqtt") and out.endswith("]"):
+            continue  # discriminator tag pydantic inserts: not a key the user wrote
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], origin: Path | str = "<config>") -> AgentConfig:
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(origin, _describe_errors(exc)) from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["the file is not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+    return parse_config(data, path)
+
+

@@ -1,0 +1,314 @@
+"""The agent daemon: wires sources -> queue -> pipeline -> spool -> sender -> MQTT,
+answers queries, and speaks sd_notify. A thin I/O shell around the parts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from paho.mqtt.client import MQTTMessage
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.control import ControlServer
+from agent.health import HealthCheck
+from agent.line_queue import LineQueue
+from agent.metrics import Counters
+from agent.model import LoadedModel
+from agent.mqtt_link import MqttLink, tls_kwargs
+from agent.notify import Notifier
+from agent.pipeline import ModelSlot, Pipeline
+from agent.queries import answer
+from agent.sender import OutboxSender
+from agent.sources.base import Source
+from agent.sources.registry import MqttDefaults, build_source
+from agent.spool import Spool
+from contract import topics
+from contract.messages import Metrics, ModelInfo, QueryResponse, Status
+
+log = logging.getLogger("nanofleet.agent")
+
+
+def initial_bundle(cfg: AgentConfig) -> Path:
+    """The bundle to start with: the configured one, else the one shipped with us."""
+    if cfg.model.bundle is not None:
+        return cfg.model.bundle
+    from nanomodel import default_bundle_path
+
+    return default_bundle_path()
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, config_path: Path | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.counters = Counters()
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._reload_requested = False
+        self._query_sem = threading.BoundedSemaphore(4)
+        self.sources: list[Source] = []
+
+    # --- set-up ------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.notifier.status("loading model")
+        model = LoadedModel.load(initial_bundle(cfg), cfg.model.runtime, cfg.model.threads)
+        model.smoke_test()
+        self.slot = ModelSlot(cfg.model.slot, model)
+        self.spool = Spool(cfg.state_dir / "spool.sqlite", cfg.spool.max_messages,
+                           cfg.spool.max_bytes, self.counters)
+        self.queue = LineQueue(cfg.pipeline.queue_size)
+        self.notifier.status("connecting to MQTT")
+        self._setup_link()
+        self.pipeline = Pipeline(cfg, self.queue, self.slot, self.spool, self.counters,
+                                 on_committed=lambda: self.sender.wake())
+        self.health = HealthCheck(self)
+        self.control = ControlServer(cfg.control_socket, cfg.control.socket_mode,
+                                     self.answer)
+        self.pipeline.start()
+        self.control.start()
+        self._start_sources()
+
+    def _setup_link(self) -> None:
+        cfg = self.cfg
+        offline = Status(seq=0, device_id=cfg.device_id, state="offline",
+                         agent_version=__version__, started_at=self.started_at)
+        self.link = MqttLink(cfg.mqtt, cfg.mqtt.client_id or f"nanofleet-{cfg.device_id}",
+                             will=(topics.status(cfg.device_id),
+                                   offline.model_dump_json().encode()))
+        self.sender = OutboxSender(self.spool, self.link, self.counters,
+                                   window=cfg.mqtt.max_inflight)
+        self.link.handle(topics.query(cfg.device_id), self._on_query_message)
+        self.link.on_up(lambda: self.publish_status("online"))
+        self.link.start()
+        self.sender.start()
+        # READY=1 means "set up", not "connected": store-and-forward covers an absent broker.
+        self.link.connected.wait(3.0)
+
+    def _start_sources(self) -> None:
+        cfg = self.cfg
+        defaults = MqttDefaults(host=cfg.mqtt.host, port=cfg.mqtt.port,
+                                tls=tls_kwargs(cfg.mqtt),
+                                client_id_prefix=f"nanofleet-{cfg.device_id}")
+        self.sources = []
+        for i, scfg in enumerate(cfg.sources):
+            src = build_source(scfg, self.queue, self.counters, cfg.pipeline.max_line_bytes,
+                               defaults)
+            src.name = cfg.source_name(i)
+            src.start(self.spool.checkpoint(src.name))
+            self.sources.append(src)
+
+    def _stop_sources(self) -> None:
+        for src in self.sources:
+            src.stop()
+
+    # --- main loop -----------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+        self.setup()
+        self.notifier.ready(self._status_line())
+        log.info("agent %s running as %s", __version__, self.cfg.device_id,
+                 extra={"device_id": self.cfg.device_id})
+        wd = self.notifier.watchdog_interval()
+        tick = min(1.0, wd / 2) if wd else 1.0
+        next_metrics = time.monotonic() + self.cfg.metrics_interval_s
+        while not self._stopping:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            if self._stopping:
+                break
+            healthy, problems = self.health.check()
+            if healthy:
+                self.notifier.watchdog()
+            else:
+                log.error("health check failed: %s", "; ".join(problems))
+            self.notifier.status(self._status_line())
+            if time.monotonic() >= next_metrics:
+                next_metrics = time.monotonic() + self.cfg.metrics_interval_s
+                self.publish_metrics()
+        self.shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stopping = True
+        self._wake.set()
+
+    def _status_line(self) -> str:
+        depth, _ = self.spool.depth()
+        m = self.slot.current().manifest
+        link = "connected" if self.link.connected.is_set() else "broker unreachable"
+        return (f"{m.name} v{m.version}; {self.counters.get('inferences')} lines classified; "
+                f"{link}; spool {depth}")
+
+    # --- reload and shutdown --------------------------------------------------------------
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; queued lines are processed, never dropped."""
+        self.notifier.reloading("reloading configuration")
+        if self.config_path is None:
+            self.notifier.ready("reload ignored: no config file")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.counters.inc("reload_errors")
+            self.notifier.ready("reload failed: configuration invalid (see log)")
+            return
+        if new.device_id != self.cfg.device_id or new.state_dir != self.cfg.state_dir:
+            log.error("reload refused: device_id and state_dir need a restart")
+            self.counters.inc("reload_errors")
+            self.notifier.ready("reload failed: device_id/state_dir changed, restart needed")
+            return
+        self._stop_sources()
+        self.pipeline.drain(10.0)  # process what was read, so checkpoints are up to date
+        old = self.cfg
+        self.cfg = new
+        self.pipeline.apply_config(new)
+        if new.model != old.model:
+            model = LoadedModel.load(initial_bundle(new), new.model.runtime, new.model.threads)
+            model.smoke_test()
+            self.slot.swap(model)
+        if new.mqtt != old.mqtt:
+            self.sender.stop()
+            self.link.stop()
+            self._setup_link()
+        self._start_sources()
+        self.counters.inc("reloads")
+        log.info("configuration reloaded")
+        self.notifier.ready(self._status_line())
+
+    def shutdown(self) -> None:
+        self.notifier.stopping("flushing")
+        log.info("stopping: flushing queued lines and the outbox")
+        self._stop_sources()
+        self.queue.close()
+        self.pipeline.drain(4.0)
+        self.pipeline.stop(2.0)
+        self.sender.drain(2.0)
+        self.sender.stop(1.0)
+        if self.link.connected.is_set():
+            info = self.publish_status("stopped")
+            if info is not None:
+                info.wait_for_publish(1.0)
+        self.link.stop()
+        self.control.stop()
+        self.spool.close()
+        log.info("stopped")
+
+    # --- publishing --------------------------------------------------------------------
+    def status_doc(self, state: str = "online") -> dict[str, Any]:
+        healthy = hasattr(self, "health") and self.health.check()[0] and \
+            not self.health.degraded()
+        return Status(seq=self.spool.next_seq("status"), device_id=self.cfg.device_id,
+                      state=state,  # type: ignore[arg-type]
+                      agent_version=__version__, started_at=self.started_at,
+                      uptime_s=round(time.monotonic() - self._t0, 3),
+                      models=[ModelInfo(**m) for m in self.models_doc()],
+                      health="ok" if healthy else "degraded").model_dump(mode="json")
+
+    def publish_status(self, state: str) -> Any:
+        doc = self.status_doc(state)
+        return self.link.publish(topics.status(self.cfg.device_id),
+                                 json.dumps(doc).encode(), qos=1, retain=True)
+
+    def publish_metrics(self) -> None:
+        if not self.link.connected.is_set():
+            return  # counters are cumulative: the next report covers the gap
+        doc = self.metrics_doc()
+        msg = Metrics(seq=self.spool.next_seq("metrics"), device_id=self.cfg.device_id,
+                      uptime_s=doc["uptime_s"], counters=doc["counters"], gauges=doc["gauges"])
+        self.link.publish(topics.metrics(self.cfg.device_id), msg.model_dump_json().encode())
+
+    # --- queries (QueryTarget) ---------------------------------------------------------
+    def answer(self, payload: bytes) -> QueryResponse:
+        self.counters.inc("queries")
+        resp = answer(self, payload)
+        if not resp.ok:
+            self.counters.inc("query_errors")
+        return resp
+
+    def _on_query_message(self, msg: MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        reply_to = getattr(props, "ResponseTopic", None)
+        corr = getattr(props, "CorrelationData", None)
+        if not reply_to:
+            self.counters.inc("query_errors")
+            log.warning("query without a response topic ignored")
+            return
+        if not self._query_sem.acquire(blocking=False):
+            self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
+            return
+
+        def work() -> None:
+            try:
+                self._reply(reply_to, corr, self.answer(msg.payload))
+            finally:
+                self._query_sem.release()
+
+        # Off paho's network thread: classify runs the model.
+        threading.Thread(target=work, name="query", daemon=True).start()
+
+    def _reply(self, topic: str, corr: bytes | None, resp: QueryResponse) -> None:
+        props = Properties(PacketTypes.PUBLISH)
+        if corr is not None:
+            props.CorrelationData = corr
+        self.link.publish(topic, resp.model_dump_json().encode(), qos=1, props=props)
+
+    def models_doc(self) -> list[dict[str, Any]]:
+        model = self.slot.current()
+        m = model.manifest
+        return [ModelInfo(slot=self.slot.name, name=m.name, version=m.version,
+                          label=m.version_label, runtime=model.runtime_name,
+                          sha256=model.bundle_sha256).model_dump()]
+
+    def sources_doc(self) -> list[dict[str, Any]]:
+        out = []
+        for src in self.sources:
+            doc = src.describe()
+            doc["checkpoint"] = self.spool.checkpoint(src.name)
+            out.append(doc)
+        return out
+
+    def metrics_doc(self) -> dict[str, Any]:
+        self.counters.set_gauge("queue_depth", float(len(self.queue)))
+        counters, gauges = self.counters.snapshot()
+        return {"uptime_s": round(time.monotonic() - self._t0, 3), "counters": counters,
+                "gauges": gauges}
+
+    def recent_alerts(self) -> list[dict[str, Any]]:
+        return list(self.pipeline.recent_alerts)
+
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        model = self.slot.current()
+        probs, anomaly = model.classify(texts)
+        labels = model.manifest.labels
+        out = []
+        for i, text in enumerate(texts):
+            best = int(probs[i].argmax())
+            out.append({"text": text, "label": labels[best], "score": round(float(probs[i, best]), 4),
+                        "anomaly": round(float(anomaly[i]), 4),
+                        "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
+                                                                            strict=True)}})
+        return out

@@ -1,0 +1,44 @@
+"""The pipeline health check that drives the systemd watchdog.
+
+WATCHDOG=1 is sent only while the core is really working: the pipeline thread
+is alive and looping, queued lines are being consumed, and the outbox sender is
+alive. A broker outage is *not* unhealthy (store-and-forward covers it); a dead
+source is reported as degraded but does not stop the watchdog, since restarting
+the whole agent would not bring a missing log file back.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+STALL_S = 30.0
+
+
+class HealthCheck:
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self._last_progress = time.monotonic()
+        self._last_count = 0
+
+    def check(self) -> tuple[bool, list[str]]:
+        a = self.agent
+        problems: list[str] = []
+        now = time.monotonic()
+        if not a.pipeline.alive():
+            problems.append("pipeline thread is not running")
+        elif now - a.pipeline.heartbeat > STALL_S and not a.pipeline.busy:
+            problems.append("pipeline loop is stuck")
+        done = a.counters.get("inferences")
+        if done != self._last_count or len(a.queue) == 0:
+            self._last_count, self._last_progress = done, now
+        elif now - self._last_progress > STALL_S:
+            problems.append(f"no line processed for {now - self._last_progress:.0f}s "
+                            f"with {len(a.queue)} queued")
+        if not a.sender.alive():
+            problems.append("outbox sender is not running")
+        return not problems, problems
+
+    def degraded(self) -> list[str]:
+        return [f"source {s.name} stopped: {s.last_error}" for s in self.agent.sources
+                if not s.alive()]

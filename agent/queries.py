@@ -1,0 +1,101 @@
+"""Technician queries: one command table serving MQTT request/response and the local CLI.
+
+``answer`` never raises: bad JSON, unknown commands and bad arguments become an
+error response, and the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contract.messages import QueryResponse, format_validation_error, parse_query
+
+log = logging.getLogger("nanofleet.agent.queries")
+
+
+class QueryTarget(Protocol):
+    def status_doc(self) -> dict[str, Any]: ...
+    def models_doc(self) -> list[dict[str, Any]]: ...
+    def sources_doc(self) -> list[dict[str, Any]]: ...
+    def metrics_doc(self) -> dict[str, Any]: ...
+    def recent_alerts(self) -> list[dict[str, Any]]: ...
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+
+class NoArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecentAlertsArgs(NoArgs):
+    since: float | None = Field(default=None, description="Only alerts at/after this Unix time.")
+    label: str | None = Field(default=None, description="Only alerts with this label.")
+    limit: int = Field(default=50, ge=1, le=1000, description="Newest N alerts.")
+
+
+class ClassifyArgs(NoArgs):
+    text: str | list[str] = Field(description="A line, or up to 256 lines, to classify.")
+
+    def texts(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else self.text
+
+
+MAX_CLASSIFY_LINES = 256
+MAX_CLASSIFY_CHARS = 8192
+
+
+def _recent(target: QueryTarget, args: RecentAlertsArgs) -> list[dict[str, Any]]:
+    alerts = target.recent_alerts()
+    if args.since is not None:
+        alerts = [a for a in alerts if a["ts"] >= args.since]
+    if args.label is not None:
+        alerts = [a for a in alerts if a["item"]["label"] == args.label]
+    return alerts[-args.limit:]
+
+
+def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
+    texts = args.texts()
+    if not texts or len(texts) > MAX_CLASSIFY_LINES:
+        raise ValueError(f"give 1 to {MAX_CLASSIFY_LINES} lines")
+    if any(len(t) > MAX_CLASSIFY_CHARS for t in texts):
+        raise ValueError(f"each line must be at most {MAX_CLASSIFY_CHARS} characters")
+    return target.classify(texts)
+
+
+Handler = Callable[[QueryTarget, Any], Any]
+COMMANDS: dict[str, tuple[type[BaseModel], Handler, str]] = {
+    "status": (NoArgs, lambda t, a: t.status_doc(), "agent state, version, uptime, health"),
+    "models": (NoArgs, lambda t, a: t.models_doc(), "live models per slot"),
+    "sources": (NoArgs, lambda t, a: t.sources_doc(), "sources and their positions"),
+    "metrics": (NoArgs, lambda t, a: t.metrics_doc(), "counters and gauges"),
+    "recent_alerts": (RecentAlertsArgs, _recent, "recent alerts (since, label, limit)"),
+    "classify": (ClassifyArgs, _classify, "run the live model on text"),
+    "help": (NoArgs, lambda t, a: {k: v[2] for k, v in COMMANDS.items()}, "this list"),
+}
+
+
+def answer(target: QueryTarget, payload: bytes) -> QueryResponse:
+    try:
+        request = parse_query(payload)
+    except ValueError as exc:
+        return QueryResponse(ok=False, error=str(exc))
+    spec = COMMANDS.get(request.cmd)
+    if spec is None:
+        return QueryResponse(ok=False, cmd=request.cmd,
+                             error=f"unknown command {request.cmd!r}; try: {', '.join(COMMANDS)}")
+    args_model, handler, _ = spec
+    try:
+        args = args_model.model_validate(request.args)
+    except ValidationError as exc:
+        return QueryResponse(ok=False, cmd=request.cmd,
+                             error=f"bad arguments: {format_validation_error(exc)}")
+    try:
+        return QueryResponse(ok=True, cmd=request.cmd, result=handler(target, args))
+    except ValueError as exc:
+        return QueryResponse(ok=False, cmd=request.cmd, error=str(exc))
+    except Exception as exc:
+        log.exception("query %s failed", request.cmd)
+        return QueryResponse(ok=False, cmd=request.cmd, error=f"internal error: {exc}")

@@ -1,0 +1,151 @@
+"""Sends the outbox to the broker in order and deletes what the broker acknowledged.
+
+At-least-once: after a reconnect everything not yet acknowledged is sent again
+(consumers drop duplicates by ``msg_id``). Messages written before the current
+connection came up are flagged ``is_historical``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from agent.metrics import Counters
+from agent.mqtt_link import MqttLink
+from agent.spool import Outgoing, Spool
+
+log = logging.getLogger("nanofleet.agent.sender")
+
+
+def mark_historical(payload: bytes) -> bytes:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload
+    if isinstance(doc, dict):
+        doc["is_historical"] = True
+        return json.dumps(doc, separators=(",", ":")).encode()
+    return payload
+
+
+class OutboxSender:
+    def __init__(self, spool: Spool, link: MqttLink, counters: Counters, window: int) -> None:
+        self.spool = spool
+        self.link = link
+        self.counters = counters
+        self.window = window
+        self._cond = threading.Condition()
+        self._stop = False
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self._acked: list[int] = []
+        # PUBACKs that arrived before publish() returned (paho calls back on its own
+        # thread; we must not hold our lock across publish() or the two can deadlock).
+        self._early: dict[int, bool] = {}
+        self._last_sent = 0
+        self._connected_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
+        link.on_ack(self._on_ack)
+        link.on_up(self._on_up)
+        link.on_down(self.wake)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self._flush_acks()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """New messages in the spool (or link state changed)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (used on shutdown). True when it is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._flush_acks()
+            if self.spool.depth()[0] == 0:
+                return True
+            if not self.link.connected.is_set():
+                return False
+            self.wake()
+            time.sleep(0.02)
+        return False
+
+    def _on_up(self) -> None:
+        with self._cond:
+            # Resend everything unacknowledged, oldest first.
+            self._inflight.clear()
+            self._early.clear()
+            self._last_sent = 0
+            self._connected_at = time.time()
+            self._cond.notify_all()
+
+    def _on_ack(self, mid: int, accepted: bool) -> None:
+        with self._cond:
+            outbox_id = self._inflight.pop(mid, None)
+            if outbox_id is None:
+                self._early[mid] = accepted
+                return
+            self._record_ack(outbox_id, accepted)
+
+    def _record_ack(self, outbox_id: int, accepted: bool) -> None:
+        self._acked.append(outbox_id)
+        if not accepted:
+            self.counters.inc("publish_refused")
+        self._cond.notify_all()
+
+    def _flush_acks(self) -> None:
+        with self._cond:
+            ids, self._acked = self._acked, []
+        if ids:
+            self.spool.ack(ids)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                room = self.window - len(self._inflight)
+                up = self.link.connected.is_set()
+                if not up or room <= 0:
+                    self._cond.wait(0.2)
+                    batch: list[Outgoing] = []
+                else:
+                    after, connected_at = self._last_sent, self._connected_at
+            self._flush_acks()
+            if not up or room <= 0:
+                continue
+            batch = self.spool.pending(after, room)
+            if not batch:
+                with self._cond:
+                    if not self._stop:
+                        self._cond.wait(0.2)
+                continue
+            for msg in batch:
+                payload = msg.payload
+                if msg.created < connected_at:
+                    payload = mark_historical(payload)
+                    self.counters.inc("replayed")
+                info = self.link.publish(msg.topic, payload, qos=1)
+                if info.rc != 0:
+                    # Not connected any more (or paho's queue is full): retry after reconnect.
+                    break
+                with self._cond:
+                    if self._connected_at != connected_at:
+                        break  # reconnected meanwhile: _on_up restarted from the oldest
+                    self._last_sent = msg.id
+                    early = self._early.pop(info.mid, None)
+                    if early is not None:
+                        self._record_ack(msg.id, early)
+                    else:
+                        self._inflight[info.mid] = msg.id
