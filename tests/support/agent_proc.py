@@ -1,0 +1,99 @@
+"""Run the real agent daemon (`nanofleet-agent run`) as a child process for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.control import DaemonNotRunning, ask
+
+
+def write_config(path: Path, device_id: str, state_dir: Path, port: int,
+                 sources: str, extra: str = "", mqtt_extra: str = "") -> Path:
+    path.write_text(f"""
+device_id = "{device_id}"
+state_dir = "{state_dir}"
+metrics_interval_s = 1
+log_level = "debug"
+{extra}
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+reconnect_max_s = 1
+{mqtt_extra}
+{sources}
+""")
+    return path
+
+
+class AgentProcess:
+    def __init__(self, config: Path, state_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.socket = state_dir / "agent.sock"
+        self.log = state_dir.parent / f"{state_dir.name}-agent.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> AgentProcess:
+        self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+            stdout=self._logf, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if ask(self.socket, "status", {}, timeout=2).get("ok"):
+                    return
+            except (DaemonNotRunning, OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"agent not ready:\n{self.output()}")
+
+    def query(self, cmd: str, **args: Any) -> dict[str, Any]:
+        return ask(self.socket, cmd, args)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        self._logf.close()
+        return rc
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self._logf.close()
+
+
+def payloads(messages: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(m.payload) for m in messages]

@@ -1,0 +1,52 @@
+from agent.metrics import Counters
+from agent.spool import Spool
+
+
+def make(tmp_path, max_messages=1000, max_bytes=1 << 20):
+    c = Counters()
+    return Spool(tmp_path / "spool.sqlite", max_messages, max_bytes, c), c
+
+
+def test_commit_pending_ack_in_order(tmp_path):
+    s, c = make(tmp_path)
+    s.commit([("t/a", b"1"), ("t/a", b"2")], {"src": "cp-2"})
+    s.commit([("t/a", b"3")], {"src": "cp-3"})
+    rows = s.pending(0, 10)
+    assert [r.payload for r in rows] == [b"1", b"2", b"3"]
+    assert s.checkpoint("src") == "cp-3"
+    s.ack([rows[0].id, rows[1].id])
+    assert [r.payload for r in s.pending(0, 10)] == [b"3"]
+    assert s.depth() == (1, 1)
+    assert c.get("published") == 2
+
+
+def test_survives_reopen_with_seqs_and_checkpoints(tmp_path):
+    s, _ = make(tmp_path)
+    assert s.next_seq("results/default") == 1
+    assert s.next_seq("results/default") == 2
+    s.commit([("t", b"x")], {"f": "42"})
+    s.close()
+    s2, _ = make(tmp_path)
+    assert s2.next_seq("results/default") == 3
+    assert s2.checkpoint("f") == "42"
+    assert s2.depth() == (1, 1)
+
+
+def test_bound_drops_oldest_and_counts(tmp_path):
+    s, c = make(tmp_path, max_messages=100)
+    for i in range(250):
+        s.commit([("t", str(i).encode())], {})
+    rows = s.pending(0, 1000)
+    assert len(rows) == 100
+    assert rows[0].payload == b"150" and rows[-1].payload == b"249"
+    assert c.get("spool_dropped") == 150
+
+
+def test_byte_bound(tmp_path):
+    s, c = make(tmp_path, max_messages=10_000, max_bytes=1 << 20)
+    blob = b"x" * 10_000
+    for _ in range(200):
+        s.commit([("t", blob)], {})
+    count, size = s.depth()
+    assert size <= 1 << 20
+    assert c.get("spool_dropped") == 200 - count
