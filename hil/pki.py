@@ -1,4 +1,4 @@
-"""A throwaway PKI for tests: a CA, a server certificate for 127.0.0.1/localhost and
+"""A throwaway PKI for tests, the demo and HIL rigs: a CA, a server certificate for 127.0.0.1/localhost and
 client certificates with CN = device id. Real X.509 made with `cryptography`."""
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     os.chmod(path, 0o644)
 
 
-class TestPKI:
+class RigPKI:
+    """CA + server cert (127.0.0.1) + client certs with CN = device id."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
