@@ -1,0 +1,100 @@
+"""OTA decisions as pure functions: which version may be installed, which artifact
+to fetch, whether a rebuilt bundle is the signed one. No I/O here.
+
+Each check returns ``None`` when fine, or the :class:`UpdateRefused` to raise
+(so callers can also just report it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent.ota.errors import UpdateRefused
+from contract.tuf_targets import ModelTargetInfo
+
+
+@dataclass(frozen=True)
+class SignedArtifact:
+    """A target from verified metadata: where it is, its signed length/sha256, what it is."""
+
+    path: str
+    length: int
+    sha256: str
+    info: ModelTargetInfo
+    target: Any = None  # the python-tuf TargetFile, for downloading; not used by policy
+
+
+@dataclass(frozen=True)
+class InstalledBundle:
+    """The live model of a slot, as the device knows it."""
+
+    model: str
+    version: int
+    sha256: str
+
+
+def version_refusal(candidate: int, *, live_version: int | None,
+                    minimum_version: int) -> UpdateRefused | None:
+    """Refuse a candidate below the slot's signed minimum, or not above the live version."""
+    if candidate < minimum_version:
+        return UpdateRefused("below-minimum", f"version {candidate} is below the signed minimum "
+                             f"{minimum_version} for this slot")
+    if live_version is not None and candidate <= live_version:
+        return UpdateRefused("downgrade", f"version {candidate} is not above the live version "
+                             f"{live_version}")
+    return None
+
+
+def full_target_refusal(full: SignedArtifact, *, model: str, slot: str,
+                        version: int) -> UpdateRefused | None:
+    """The full target must be exactly the model/slot/version asked for, and self-consistent."""
+    info = full.info
+    if info.kind != "full":
+        return UpdateRefused("wrong-model", f"{full.path}: is a {info.kind}, not a full bundle")
+    if (info.model, info.slot, info.version) != (model, slot, version):
+        return UpdateRefused("wrong-model", f"{full.path}: signed as {info.model}/{info.slot} "
+                             f"v{info.version}, wanted {model}/{slot} v{version}")
+    if (info.result_sha256, info.result_length) != (full.sha256, full.length):
+        return UpdateRefused("invalid-metadata", f"{full.path}: custom result hash/length "
+                             "differ from the target's own")
+    return None
+
+
+def delta_problem(full: SignedArtifact, delta: SignedArtifact,
+                  installed: InstalledBundle) -> str | None:
+    """Why ``delta`` cannot turn ``installed`` into ``full`` (None: it can)."""
+    info = delta.info
+    if info.kind != "delta":
+        return f"{delta.path} is not a delta"
+    if (info.model, info.slot, info.version) != (full.info.model, full.info.slot,
+                                                 full.info.version):
+        return f"{delta.path} leads to {info.model}/{info.slot} v{info.version}, not the release"
+    if (info.result_sha256, info.result_length) != (full.sha256, full.length):
+        return f"{delta.path} does not rebuild the signed full bundle"
+    if installed.model != info.model or info.base_version != installed.version:
+        return (f"{delta.path} applies to {info.model} v{info.base_version}, installed is "
+                f"{installed.model} v{installed.version}")
+    if info.base_sha256 != installed.sha256:
+        return f"{delta.path} expects a different base bundle (sha256 mismatch)"
+    if delta.length >= full.length:
+        return f"{delta.path} is not smaller than the full bundle"
+    return None
+
+
+def choose_artifact(full: SignedArtifact, delta: SignedArtifact | None,
+                    installed: InstalledBundle | None,
+                    delta_failed: bool = False) -> SignedArtifact:
+    """Delta from the installed version when it is usable (and has not failed), else full."""
+    if delta is None or installed is None or delta_failed:
+        return full
+    return full if delta_problem(full, delta, installed) else delta
+
+
+def rebuilt_refusal(full: SignedArtifact, sha256: str, length: int) -> UpdateRefused | None:
+    """A bundle rebuilt from a delta must be byte-identical to the signed full bundle."""
+    if (sha256, length) != (full.sha256, full.length):
+        return UpdateRefused("hash-mismatch", f"bundle rebuilt for {full.path} has sha256 "
+                             f"{sha256[:16]}… ({length} bytes), signed is {full.sha256[:16]}… "
+                             f"({full.length} bytes)")
+    return None

@@ -1,0 +1,357 @@
+"""The device's TUF metadata client: python-tuf's ngclient plus resumable downloads.
+
+Trust starts from the root the device was provisioned with (``trusted_root``);
+ngclient walks root rotations, then timestamp -> snapshot -> targets (and the
+delegated delta role on demand), refusing expired, unsigned, rolled-back or
+mismatched metadata. Target bytes are fetched by :meth:`TufClient.download_target`
+into a hidden ``.part`` file that survives restarts and resumes with an HTTP
+range, bounded by the signed length, and checked with python-tuf's
+``TargetFile.verify_length_and_hashes`` before the file gets its final name.
+
+The conformance CLI (:mod:`agent.ota.conformance_cli`) drives this same class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TypeVar
+from urllib.parse import quote
+
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient.fetcher import FetcherInterface
+
+from agent.ota.errors import UpdateRefused
+from agent.ota.policy import SignedArtifact
+from agent.ota.transport import (
+    ArtifactNotFound,
+    ArtifactTooLarge,
+    ArtifactTransport,
+    HttpTransport,
+    TransferTimeout,
+    TransportError,
+)
+from contract.tuf_targets import (
+    SlotRecord,
+    delta_target_path,
+    full_target_path,
+    parse_model_info,
+    parse_slot_record,
+    slot_target_path,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_FSYNC_EVERY = 4 << 20
+
+
+def classify(exc: Exception) -> UpdateRefused:
+    """Map python-tuf and transport errors to a refusal with a stable reason code."""
+    if isinstance(exc, UpdateRefused):
+        return exc
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, tuf_errors.ExpiredMetadataError):
+        return UpdateRefused("expired-metadata", msg)
+    if isinstance(exc, tuf_errors.UnsignedMetadataError):
+        return UpdateRefused("bad-signature", msg)
+    if isinstance(exc, tuf_errors.BadVersionNumberError):
+        # "Expected snapshot version X, got Y" / "Expected targets vX, got vY": the file
+        # is not the one the newer role names. Everything else is a version going down.
+        mixed = msg.startswith("Expected snapshot version") or (
+            msg.startswith("Expected ") and " v" in msg and ", got v" in msg)
+        return UpdateRefused("mix-and-match" if mixed else "rollback", msg)
+    if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
+        return UpdateRefused("mix-and-match", f"metadata does not match its signed hash: {msg}")
+    if isinstance(exc, tuf_errors.DownloadLengthMismatchError | ArtifactTooLarge):
+        return UpdateRefused("target-too-long", msg)
+    if isinstance(exc, tuf_errors.DownloadHTTPError) and exc.status_code in (403, 404):
+        return UpdateRefused("not-found", msg)
+    if isinstance(exc, ArtifactNotFound):
+        return UpdateRefused("not-found", msg)
+    if isinstance(exc, tuf_errors.DownloadError | TransportError):
+        cause = exc.__cause__
+        return UpdateRefused("unavailable", f"{msg}: {cause}" if cause else msg)
+    if isinstance(exc, tuf_errors.RepositoryError):
+        return UpdateRefused("invalid-metadata", msg)
+    if isinstance(exc, FileNotFoundError):
+        return UpdateRefused("not-initialized", f"no trusted root: {exc.filename}")
+    return UpdateRefused("invalid-metadata", f"{type(exc).__name__}: {msg}")
+
+
+class TransportFetcher(FetcherInterface):
+    """ngclient's fetcher on top of an :class:`ArtifactTransport` (HTTP today, MQTT later).
+
+    ``download_file``/``download_bytes`` pass ngclient's length bound down to the
+    transport, so an endless metadata response is cut at the bound + 1 byte."""
+
+    def __init__(self, transport: ArtifactTransport) -> None:
+        self.transport = transport
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        return self._translated(url, None)
+
+    def _translated(self, url: str, max_length: int | None) -> Iterator[bytes]:
+        try:
+            yield from self.transport.fetch(url, 0, max_length)
+        except ArtifactTooLarge as exc:
+            raise tuf_errors.DownloadLengthMismatchError(str(exc)) from None
+        except TransferTimeout as exc:
+            raise tuf_errors.SlowRetrievalError(str(exc)) from None
+        except TransportError as exc:
+            if exc.status is not None:
+                raise tuf_errors.DownloadHTTPError(str(exc), exc.status) from None
+            raise tuf_errors.DownloadError(str(exc)) from None
+
+    @contextmanager
+    def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
+        import tempfile
+
+        with tempfile.TemporaryFile() as fh:
+            for chunk in self._translated(url, max_length):
+                fh.write(chunk)
+            fh.seek(0)
+            yield fh
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        return b"".join(self._translated(url, max_length))
+
+
+@dataclass(frozen=True)
+class ModelTargets:
+    """What the signed repository offers for one model version."""
+
+    full: SignedArtifact
+    delta: SignedArtifact | None
+    delta_problem: str | None = None  # why no delta could be used, if one was looked for
+
+
+class TufClient:
+    """One device's view of the signed repository. Call :meth:`refresh` before each
+    update check: each refresh re-verifies everything from the trusted root."""
+
+    ROOT_FILE = "root.json"
+
+    def __init__(self, metadata_dir: Path, metadata_url: str, *, trusted_root: bytes | None,
+                 target_base_url: str | None = None, transport: ArtifactTransport | None = None,
+                 config: UpdaterConfig | None = None) -> None:
+        self.metadata_dir = Path(metadata_dir)
+        self.metadata_url = metadata_url
+        self.trusted_root = trusted_root
+        self.target_base_url = target_base_url
+        self.transport = transport or HttpTransport()
+        self.config = config or UpdaterConfig()
+        self._updater: Updater | None = None
+
+    @classmethod
+    def initialize(cls, metadata_dir: Path, root: bytes) -> None:
+        """Store ``root`` as the trusted root of an empty metadata dir (provisioning)."""
+        metadata_dir = Path(metadata_dir)
+        metadata_dir.mkdir(parents=True, exist_ok=True)
+        tmp = metadata_dir / f".{cls.ROOT_FILE}.tmp"
+        tmp.write_bytes(root)
+        os.replace(tmp, metadata_dir / cls.ROOT_FILE)
+
+    def _guard(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except UpdateRefused:
+            raise
+        except Exception as exc:  # python-tuf raises many types; all become refusals
+            raise classify(exc) from exc
+
+    def refresh(self) -> None:
+        """Verify root rotations, timestamp, snapshot and top-level targets."""
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+
+        def run() -> Updater:
+            updater = Updater(str(self.metadata_dir), self.metadata_url,
+                              target_base_url=self.target_base_url,
+                              fetcher=TransportFetcher(self.transport), config=self.config,
+                              bootstrap=self.trusted_root)
+            updater.refresh()
+            return updater
+
+        self._updater = None
+        self._updater = self._guard(run)
+
+    def get_target(self, path: str) -> TargetFile | None:
+        """Signed info for ``path`` (walking delegations), or None if no role lists it."""
+        if self._updater is None:
+            self.refresh()
+        updater = self._updater
+        assert updater is not None
+        return self._guard(lambda: updater.get_targetinfo(path))
+
+    def slot_record(self, slot: str) -> SlotRecord | None:
+        path = slot_target_path(slot)
+        target = self.get_target(path)
+        if target is None:
+            return None
+        try:
+            return parse_slot_record(path, target.custom)
+        except ValueError as exc:
+            raise UpdateRefused("invalid-metadata", str(exc)) from None
+
+    def minimum_version(self, slot: str) -> int:
+        """Signed minimum version for ``slot`` (0 when the repository names none)."""
+        record = self.slot_record(slot)
+        return record.minimum_version if record else 0
+
+    def _artifact(self, target: TargetFile) -> SignedArtifact:
+        try:
+            info = parse_model_info(target.path, target.custom)
+        except ValueError as exc:
+            raise UpdateRefused("invalid-metadata", str(exc)) from None
+        sha256 = target.hashes.get("sha256")
+        if sha256 is None:
+            raise UpdateRefused("invalid-metadata", f"{target.path}: no sha256 hash")
+        return SignedArtifact(path=target.path, length=target.length, sha256=sha256, info=info,
+                              target=target)
+
+    def find_model_targets(self, model: str, version: int,
+                           installed_version: int | None = None) -> ModelTargets:
+        """The full bundle of ``model`` v``version`` and, if ``installed_version`` is given,
+        the delta from it. Delta problems never block: the full bundle is the fallback."""
+        path = full_target_path(model, version)
+        target = self.get_target(path)
+        if target is None:
+            raise UpdateRefused("not-found", f"{path} is not in the signed targets")
+        full = self._artifact(target)
+        if installed_version is None or installed_version >= version:
+            return ModelTargets(full=full, delta=None)
+        delta_path = delta_target_path(model, version, installed_version)
+        try:
+            delta_target = self.get_target(delta_path)
+            if delta_target is None:
+                return ModelTargets(full, None, f"no delta {delta_path}")
+            return ModelTargets(full, self._artifact(delta_target))
+        except UpdateRefused as exc:
+            log.warning("delta %s unusable, full bundle instead: %s", delta_path, exc)
+            return ModelTargets(full, None, str(exc))
+
+    # ------------------------------------------------------------ downloads
+    def _consistent_snapshot(self) -> bool:
+        # root.json in the metadata dir is ngclient's cache of the newest *verified* root.
+        try:
+            root = json.loads((self.metadata_dir / self.ROOT_FILE).read_bytes())
+            return bool(root["signed"].get("consistent_snapshot", False))
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+
+    def target_url(self, target: TargetFile, base_url: str | None = None) -> str:
+        base = base_url or self.target_base_url
+        if base is None:
+            raise ValueError("no target base URL given")
+        base = base if base.endswith("/") else base + "/"
+        path = target.path
+        if self._consistent_snapshot() and self.config.prefix_targets_with_hash:
+            digest = target.hashes.get("sha256") or next(iter(target.hashes.values()))
+            dirname, sep, name = path.rpartition("/")
+            path = f"{dirname}{sep}{digest}.{name}"
+        return base + path
+
+    @staticmethod
+    def partial_path(target: TargetFile, dest_dir: Path) -> Path:
+        """Hidden resume file, named after the target's path and signed hashes."""
+        key = json.dumps([target.path, target.length, target.hashes], sort_keys=True)
+        return Path(dest_dir) / f".{hashlib.sha256(key.encode()).hexdigest()[:40]}.part"
+
+    def download_target(self, target: TargetFile, dest_dir: Path, *,
+                        target_base_url: str | None = None, attempts: int = 3,
+                        retry_delay: float = 1.0) -> Path:
+        """Fetch ``target`` into ``dest_dir`` (file name: the URL-quoted target path).
+
+        An existing file that already matches is reused. Interrupted transfers resume
+        from the ``.part`` file (this call retries up to ``attempts`` times; a later
+        call, even after a restart, resumes too). Raises :class:`UpdateRefused`:
+        ``target-too-long``/``hash-mismatch`` (partial data discarded) or
+        ``incomplete-download``/``unavailable``/``not-found`` (partial data kept)."""
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        final = dest_dir / quote(target.path, "")
+        if final.is_file() and self._matches(target, final):
+            return final
+        url = self.target_url(target, target_base_url)
+        part = self.partial_path(target, dest_dir)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._fetch_into(target, url, part)
+                break
+            except UpdateRefused as exc:
+                if exc.reason not in ("incomplete-download", "unavailable") or attempt == attempts:
+                    raise
+                log.info("download of %s interrupted (%s); resuming", target.path, exc.detail)
+                time.sleep(retry_delay * attempt)
+        if not self._matches(target, part):
+            part.unlink(missing_ok=True)
+            raise UpdateRefused("hash-mismatch", f"{target.path}: downloaded bytes do not match "
+                                "the signed hashes; discarded")
+        os.replace(part, final)
+        _fsync_dir(dest_dir)
+        return final
+
+    @staticmethod
+    def _matches(target: TargetFile, path: Path) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                target.verify_length_and_hashes(fh)
+            return True
+        except (OSError, tuf_errors.LengthOrHashMismatchError):
+            return False
+
+    def _fetch_into(self, target: TargetFile, url: str, part: Path) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if have > target.length:
+            part.unlink()
+            have = 0
+        if have == target.length:
+            return
+        since_sync = 0
+        with open(part, "ab") as fh:
+            try:
+                for chunk in self.transport.fetch(url, have, target.length - have):
+                    fh.write(chunk)
+                    have += len(chunk)
+                    since_sync += len(chunk)
+                    if since_sync >= _FSYNC_EVERY:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        since_sync = 0
+            except ArtifactTooLarge as exc:
+                fh.close()
+                part.unlink(missing_ok=True)
+                raise UpdateRefused("target-too-long", f"{target.path}: more than the signed "
+                                    f"{target.length} bytes ({exc}); discarded") from None
+            except ArtifactNotFound as exc:
+                raise UpdateRefused("not-found", f"{target.path}: {exc}") from None
+            except TransportError as exc:
+                if exc.status == 416:  # our offset is past the remote file: stale partial
+                    fh.close()
+                    part.unlink(missing_ok=True)
+                raise UpdateRefused("incomplete-download" if have else "unavailable",
+                                    f"{target.path}: {exc} after {have} of {target.length} "
+                                    "bytes") from None
+            finally:
+                if not fh.closed:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        if have < target.length:
+            raise UpdateRefused("incomplete-download", f"{target.path}: transfer ended at {have} "
+                                f"of {target.length} bytes; partial kept for resume")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

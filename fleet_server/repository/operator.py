@@ -1,0 +1,145 @@
+"""Operator side: sign a new targets version for a model release (runs where the
+targets key is, never on the server).
+
+The result (:class:`TargetsUpdate`) is the signed metadata plus the files it
+lists; the server's :meth:`Repository.publish_targets` checks and stores them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from securesystemslib.signer import Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from tuf.api.serialization import DeserializationError
+from tuf.api.serialization.json import JSONSerializer
+
+from contract.bundle import read_bundle
+from contract.tuf_targets import (
+    ModelTargetInfo,
+    SlotRecord,
+    full_target_path,
+    parse_slot_record,
+    slot_target_path,
+)
+
+
+class TargetsUpdateError(ValueError):
+    """The release cannot be signed as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class DeltaFile:
+    """An operator-made delta to include in the release (server-made ones go elsewhere)."""
+
+    data: bytes
+    base_version: int
+    base_sha256: str
+    delta_format: str
+
+
+@dataclass
+class TargetsUpdate:
+    """Signed targets metadata and the files (target path -> bytes) to upload with it."""
+
+    metadata: bytes
+    version: int
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def slot_record_file(record: SlotRecord) -> bytes:
+    """Content of ``slots/<slot>.json``: the same JSON as its signed ``custom``."""
+    return json.dumps(record.model_dump(mode="json"), sort_keys=True).encode()
+
+
+def _target(path: str, data: bytes, custom: dict[str, object]) -> TargetFile:
+    target = TargetFile.from_data(path, data, ["sha256"])
+    target.unrecognized_fields["custom"] = custom
+    return target
+
+
+def _load_current(current_targets: bytes, trusted_root: bytes | None) -> Metadata[Targets]:
+    try:
+        md = Metadata[Targets].from_bytes(current_targets)
+    except DeserializationError as exc:
+        raise TargetsUpdateError(f"current targets metadata is unreadable: {exc}") from None
+    if trusted_root is not None:
+        # The server hands us the current targets; re-signing it blindly would
+        # launder anything a compromised server slipped in.
+        root = Metadata[Root].from_bytes(trusted_root).signed
+        try:
+            root.verify_delegate(Targets.type, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError as exc:
+            raise TargetsUpdateError(f"current targets metadata is not signed by the targets "
+                                     f"keys of the trusted root: {exc}") from None
+    return md
+
+
+def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: bytes,
+                deltas: Sequence[DeltaFile] = (), minimum_version: int | None = None,
+                trusted_root: bytes | None = None, expires_days: float = 90,
+                remove: Sequence[str] = ()) -> TargetsUpdate:
+    """Sign targets version N+1 listing ``bundle`` (its name/slot/version come from its
+    verified manifest), optional ``deltas`` to it, and the slot record.
+
+    ``minimum_version`` sets the slot's signed minimum; by default the previous minimum
+    is kept. ``trusted_root`` (recommended) checks that ``current_targets`` really is
+    what the targets keys signed before building on it."""
+    if not signers:
+        raise TargetsUpdateError("no targets signer given")
+    md = _load_current(current_targets, trusted_root)
+    manifest = read_bundle(bundle).manifest
+    targets = md.signed
+    full_path = full_target_path(manifest.name, manifest.version)
+    if full_path in targets.targets:
+        raise TargetsUpdateError(f"{full_path} is already published; bump the bundle version")
+    for path in remove:
+        targets.targets.pop(path, None)
+
+    slot_path = slot_target_path(manifest.slot)
+    previous = targets.targets.get(slot_path)
+    prev_record = parse_slot_record(slot_path, previous.custom) if previous else None
+    if prev_record is not None and prev_record.model != manifest.name:
+        raise TargetsUpdateError(f"slot {manifest.slot!r} is served by model "
+                                 f"{prev_record.model!r}, not {manifest.name!r}")
+    latest = max(manifest.version, prev_record.latest_version if prev_record else 0)
+    minimum = minimum_version if minimum_version is not None else (
+        prev_record.minimum_version if prev_record else 0)
+    try:
+        record = SlotRecord(slot=manifest.slot, model=manifest.name, minimum_version=minimum,
+                            latest_version=latest)
+    except ValueError as exc:
+        raise TargetsUpdateError(f"slot record: {exc}") from None
+
+    full = TargetFile.from_data(full_path, bundle, ["sha256"])
+    full_info = ModelTargetInfo(kind="full", model=manifest.name, slot=manifest.slot,
+                                version=manifest.version, result_sha256=full.hashes["sha256"],
+                                result_length=full.length)
+    full.unrecognized_fields["custom"] = full_info.model_dump(mode="json", exclude_none=True)
+    update = TargetsUpdate(metadata=b"", version=targets.version + 1,
+                           files={full_path: bundle})
+    targets.targets[full_path] = full
+    for delta in deltas:
+        info = ModelTargetInfo(kind="delta", model=manifest.name, slot=manifest.slot,
+                               version=manifest.version, result_sha256=full_info.result_sha256,
+                               result_length=len(bundle), base_version=delta.base_version,
+                               base_sha256=delta.base_sha256, delta_format=delta.delta_format)
+        path = info.target_path()
+        targets.targets[path] = _target(path, delta.data,
+                                        info.model_dump(mode="json", exclude_none=True))
+        update.files[path] = delta.data
+    record_bytes = slot_record_file(record)
+    targets.targets[slot_path] = _target(slot_path, record_bytes, record.model_dump(mode="json"))
+    update.files[slot_path] = record_bytes
+
+    targets.version += 1
+    targets.expires = (datetime.now(UTC) + timedelta(days=expires_days)).replace(microsecond=0)
+    md.signatures.clear()
+    for signer in signers:
+        md.sign(signer, append=True)
+    update.metadata = md.to_bytes(JSONSerializer(compact=False))
+    return update

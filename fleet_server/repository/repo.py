@@ -1,0 +1,424 @@
+"""The fleet's TUF repository on disk, built with python-tuf's Metadata API.
+
+Server side only ever holds the ONLINE keys (snapshot, timestamp, deltas). The
+operator-signed targets metadata arrives already signed (:meth:`publish_targets`);
+the server checks it against root, stores the files and re-signs snapshot and
+timestamp. Root versions arrive signed by a threshold of offline keys
+(:meth:`rotate_root` runs wherever those keys are brought together).
+
+Layout and write discipline: :mod:`fleet_server.repository.storage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Signed,
+    Snapshot,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization import DeserializationError
+from tuf.api.serialization.json import JSONSerializer
+
+from contract.tuf_targets import (
+    DELTA_PATH_PATTERN,
+    DELTAS_ROLE,
+    ModelTargetInfo,
+    full_target_path,
+)
+from fleet_server.repository import storage
+from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
+
+
+class ExpiryPolicy(BaseModel):
+    """How long each role's metadata stays valid, and when online roles are re-signed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root_days: float = Field(default=365, gt=0, description="Root metadata lifetime (days).")
+    targets_days: float = Field(default=90, gt=0, description="Targets lifetime (days).")
+    deltas_days: float = Field(default=30, gt=0, description="Delta role lifetime (days).")
+    snapshot_days: float = Field(default=7, gt=0, description="Snapshot lifetime (days).")
+    timestamp_hours: float = Field(default=24, gt=0, description="Timestamp lifetime (hours).")
+    resign_fraction: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="Re-sign an online role once less than this fraction of its lifetime is left.",
+    )
+
+    def lifetime(self, role: str) -> timedelta:
+        if role == Timestamp.type:
+            return timedelta(hours=self.timestamp_hours)
+        days = {Root.type: self.root_days, Targets.type: self.targets_days,
+                DELTAS_ROLE: self.deltas_days, Snapshot.type: self.snapshot_days}[role]
+        return timedelta(days=days)
+
+    def expires(self, role: str, now: datetime | None = None) -> datetime:
+        now = now or datetime.now(UTC)
+        return (now + self.lifetime(role)).replace(microsecond=0)
+
+    def needs_resign(self, role: str, expires: datetime, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        return expires - now < self.lifetime(role) * self.resign_fraction
+
+
+@dataclass(frozen=True)
+class OnlineSigners:
+    """Keys the server holds. ``deltas`` is optional: without it no server-made deltas."""
+
+    snapshot: Signer
+    timestamp: Signer
+    deltas: Signer | None = None
+
+
+class RepositoryError(Exception):
+    """The repository is missing, inconsistent, or an operation cannot be done."""
+
+
+class PublishRejected(RepositoryError):
+    """Uploaded metadata or files were refused; the message names the problem."""
+
+
+class RotationError(RepositoryError):
+    """A root rotation would not be accepted by clients; the message says why."""
+
+
+_SERIALIZER = JSONSerializer(compact=False)
+
+
+def sha256_of(data: bytes | Path) -> tuple[str, int]:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest(), len(data)
+    digest, length = hashlib.sha256(), 0
+    with open(data, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            length += len(chunk)
+    return digest.hexdigest(), length
+
+
+def _sign(signed: Signed, signers: Sequence[Signer]) -> Metadata:
+    md: Metadata = Metadata(signed)
+    for signer in signers:
+        md.sign(signer, append=True)
+    return md
+
+
+class Repository:
+    """A TUF repository directory. Stateless between calls: all state is on disk."""
+
+    def __init__(self, path: Path, online: OnlineSigners | None = None,
+                 expiry: ExpiryPolicy | None = None) -> None:
+        self.path = Path(path)
+        self.online = online
+        self.expiry = expiry or ExpiryPolicy()
+        self.metadata_dir = self.path / METADATA_DIR
+        self.targets_dir = self.path / TARGETS_DIR
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, path: Path, *, root_signers: Sequence[Signer], root_threshold: int,
+               targets_signers: Sequence[Signer], online: OnlineSigners,
+               expiry: ExpiryPolicy | None = None) -> Repository:
+        """Initial ceremony: root v1 (all ``root_signers`` sign), empty targets, snapshot,
+        timestamp, and, when ``online.deltas`` is set, the delegated delta role."""
+        repo = cls(path, online, expiry)
+        if storage.versions_of(repo.metadata_dir, Root.type):
+            raise RepositoryError(f"{repo.metadata_dir} already holds a repository")
+        if not 1 <= root_threshold <= len(root_signers):
+            raise RepositoryError(f"root threshold {root_threshold} needs 1..{len(root_signers)} "
+                                  "root keys")
+        root = Root(expires=repo.expiry.expires(Root.type), consistent_snapshot=True)
+        for signer in root_signers:
+            root.add_key(signer.public_key, Root.type)
+        root.roles[Root.type].threshold = root_threshold
+        for signer in targets_signers:
+            root.add_key(signer.public_key, Targets.type)
+        root.add_key(online.snapshot.public_key, Snapshot.type)
+        root.add_key(online.timestamp.public_key, Timestamp.type)
+        targets = Targets(expires=repo.expiry.expires(Targets.type))
+        if online.deltas is not None:
+            key = online.deltas.public_key
+            targets.delegations = Delegations(keys={key.keyid: key}, roles={
+                DELTAS_ROLE: DelegatedRole(DELTAS_ROLE, [key.keyid], 1, True,
+                                           paths=[DELTA_PATH_PATTERN])})
+        with storage.exclusive_lock(repo.path):
+            repo._write_root(_sign(root, root_signers))
+            repo._write_versioned(_sign(targets, targets_signers), Targets.type)
+            roles = [Targets.type]
+            if online.deltas is not None:
+                deltas = Targets(expires=repo.expiry.expires(DELTAS_ROLE))
+                repo._write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
+                roles.append(DELTAS_ROLE)
+            repo._write_snapshot_and_timestamp({r: 1 for r in roles})
+        return repo
+
+    # ---------------------------------------------------------------- reading
+    def _read(self, name: str) -> bytes:
+        try:
+            return (self.metadata_dir / name).read_bytes()
+        except FileNotFoundError:
+            raise RepositoryError(f"{self.metadata_dir / name} is missing") from None
+
+    def root_version(self) -> int:
+        versions = storage.versions_of(self.metadata_dir, Root.type)
+        if not versions:
+            raise RepositoryError(f"no root metadata in {self.metadata_dir}")
+        return versions[-1]
+
+    def root_bytes(self, version: int | None = None) -> bytes:
+        """Root metadata as published; the newest one by default (what devices get provisioned
+        with, out of band)."""
+        return self._read(f"{version or self.root_version()}.root.json")
+
+    def root(self) -> Metadata[Root]:
+        return Metadata[Root].from_bytes(self.root_bytes())
+
+    def timestamp(self) -> Metadata[Timestamp]:
+        return Metadata[Timestamp].from_bytes(self._read("timestamp.json"))
+
+    def snapshot(self) -> Metadata[Snapshot]:
+        version = self.timestamp().signed.snapshot_meta.version
+        return Metadata[Snapshot].from_bytes(self._read(f"{version}.snapshot.json"))
+
+    def targets_bytes(self, role: str = Targets.type) -> bytes:
+        """Current (snapshot-listed) targets metadata of ``role``, as signed."""
+        meta = self.snapshot().signed.meta.get(f"{role}.json")
+        if meta is None:
+            raise RepositoryError(f"snapshot does not list role {role!r}")
+        return self._read(f"{meta.version}.{role}.json")
+
+    def targets(self, role: str = Targets.type) -> Metadata[Targets]:
+        return Metadata[Targets].from_bytes(self.targets_bytes(role))
+
+    def target_file_path(self, target: TargetFile) -> Path:
+        """Where the bytes of ``target`` are stored (and served from)."""
+        return self.targets_dir / storage.consistent_target_name(target.path,
+                                                                  target.hashes["sha256"])
+
+    # ---------------------------------------------------------------- writing
+    def _require_online(self) -> OnlineSigners:
+        if self.online is None:
+            raise RepositoryError("this operation needs the online snapshot/timestamp keys")
+        return self.online
+
+    def _write_versioned(self, md: Metadata, role: str) -> bytes:
+        data = md.to_bytes(_SERIALIZER)
+        storage.write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
+        return data
+
+    def _write_root(self, md: Metadata[Root]) -> None:
+        data = self._write_versioned(md, Root.type)
+        storage.write_atomic(self.metadata_dir / "root.json", data)
+
+    def _write_snapshot_and_timestamp(self, meta_versions: Mapping[str, int]) -> None:
+        """New snapshot listing ``meta_versions`` (role -> version, others kept), then the
+        timestamp pointing at it. Timestamp last: until it lands, clients see the old state."""
+        online = self._require_online()
+        try:
+            current = self.snapshot().signed
+            meta, version = dict(current.meta), current.version + 1
+            ts_version = self.timestamp().signed.version + 1
+        except RepositoryError:
+            meta, version, ts_version = {}, 1, 1
+        for role, role_version in meta_versions.items():
+            meta[f"{role}.json"] = MetaFile(version=role_version)
+        snapshot = Snapshot(version=version, expires=self.expiry.expires(Snapshot.type),
+                            meta=meta)
+        snap_bytes = self._write_versioned(_sign(snapshot, [online.snapshot]), Snapshot.type)
+        digest, length = sha256_of(snap_bytes)
+        timestamp = Timestamp(version=ts_version, expires=self.expiry.expires(Timestamp.type),
+                              snapshot_meta=MetaFile(version, length, {"sha256": digest}))
+        storage.write_atomic(self.metadata_dir / "timestamp.json",
+                             _sign(timestamp, [online.timestamp]).to_bytes(_SERIALIZER))
+
+    def _store_target(self, target: TargetFile, data: bytes | Path) -> None:
+        dest = self.target_file_path(target)
+        if dest.exists():
+            return  # content-addressed: same name means same bytes
+        if isinstance(data, bytes):
+            storage.write_atomic(dest, data)
+        else:
+            storage.copy_atomic(data, dest)
+
+    def _check_file(self, target: TargetFile, data: bytes | Path) -> None:
+        try:
+            if isinstance(data, bytes):
+                target.verify_length_and_hashes(data)
+            else:
+                with open(data, "rb") as fh:
+                    target.verify_length_and_hashes(fh)
+        except LengthOrHashMismatchError as exc:
+            raise PublishRejected(f"file for target {target.path!r} does not match its signed "
+                                  f"length/hashes: {exc}") from None
+
+    def publish_targets(self, metadata: bytes, files: Mapping[str, bytes | Path]) -> int:
+        """Accept operator-signed targets metadata and the files it lists; returns its version.
+
+        Checks: signed by a threshold of the targets keys in the current root; version
+        exactly current + 1; not expired; every listed target has a sha256 and either an
+        uploaded file matching its signed length and hashes or one already stored; no
+        uploaded file that is not listed. Then stores files, targets metadata, snapshot,
+        timestamp (in that order)."""
+        try:
+            md = Metadata[Targets].from_bytes(metadata)
+        except DeserializationError as exc:
+            raise PublishRejected(f"not TUF targets metadata: {exc}") from None
+        if not isinstance(md.signed, Targets):
+            raise PublishRejected(f"expected targets metadata, got {md.signed.type!r}")
+        with storage.exclusive_lock(self.path):
+            root = self.root()
+            try:
+                root.signed.verify_delegate(Targets.type, md.signed_bytes, md.signatures)
+            except UnsignedMetadataError as exc:
+                raise PublishRejected(f"targets metadata is not signed by the targets keys of "
+                                      f"root v{root.signed.version}: {exc}") from None
+            current = self.targets().signed.version
+            if md.signed.version != current + 1:
+                raise PublishRejected(f"targets version {md.signed.version} must be "
+                                      f"{current + 1} (current is {current})")
+            if md.signed.is_expired():
+                raise PublishRejected(f"targets metadata expired at {md.signed.expires}")
+            unlisted = set(files) - set(md.signed.targets)
+            if unlisted:
+                raise PublishRejected(f"uploaded files not listed in the metadata: "
+                                      f"{sorted(unlisted)}")
+            for path, target in md.signed.targets.items():
+                try:
+                    storage.check_target_path(path)
+                except storage.UnsafeTargetPath as exc:
+                    raise PublishRejected(str(exc)) from None
+                if "sha256" not in target.hashes:
+                    raise PublishRejected(f"target {path!r} has no sha256 hash")
+                if path in files:
+                    self._check_file(target, files[path])
+                elif not self.target_file_path(target).exists():
+                    raise PublishRejected(f"target {path!r} has no file: upload it")
+            for path, data in files.items():
+                self._store_target(md.signed.targets[path], data)
+            storage.write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
+                                 metadata)
+            self._write_snapshot_and_timestamp({Targets.type: md.signed.version})
+        return md.signed.version
+
+    def refresh_timestamp(self, *, force: bool = False, now: datetime | None = None) -> bool:
+        """Re-sign what the online keys own before it expires; True if anything was re-signed.
+
+        Meant to run periodically (the server does it on a timer): timestamp always,
+        snapshot and the delta role when they near expiry."""
+        online = self._require_online()
+        with storage.exclusive_lock(self.path):
+            ts, snap = self.timestamp().signed, self.snapshot().signed
+            bumps: dict[str, int] = {}
+            if f"{DELTAS_ROLE}.json" in snap.meta and online.deltas is not None:
+                deltas = self.targets(DELTAS_ROLE).signed
+                if force or self.expiry.needs_resign(DELTAS_ROLE, deltas.expires, now):
+                    deltas.version += 1
+                    deltas.expires = self.expiry.expires(DELTAS_ROLE)
+                    self._write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
+                    bumps[DELTAS_ROLE] = deltas.version
+            if (bumps or force or self.expiry.needs_resign(Snapshot.type, snap.expires, now)
+                    or self.expiry.needs_resign(Timestamp.type, ts.expires, now)):
+                # A new timestamp always comes with a new snapshot: cheap, and it keeps
+                # "snapshot expires" from ever outliving the timestamp that points at it.
+                self._write_snapshot_and_timestamp(bumps)
+                return True
+        return False
+
+    # ------------------------------------------------- deltas and rotation
+    def add_delta_targets(self, deltas: Sequence[DeltaUpload],
+                          remove: Sequence[str] = ()) -> int:
+        """Server side: list delta files in the delegated delta role (online key).
+
+        A delta must lead to a full bundle the operators signed: its ``result_sha256`` and
+        ``result_length`` must equal that full target's, and its base must match the
+        signed base bundle when that is still listed. Returns the new delta role version."""
+        online = self._require_online()
+        if online.deltas is None:
+            raise RepositoryError("no online delta key configured")
+        with storage.exclusive_lock(self.path):
+            top = self.targets().signed
+            role = top.delegations.roles.get(DELTAS_ROLE) if (
+                top.delegations and top.delegations.roles) else None
+            if role is None or online.deltas.public_key.keyid not in role.keyids:
+                raise RepositoryError(f"targets metadata does not delegate {DELTAS_ROLE!r} to "
+                                      "this server's delta key")
+            current = self.targets(DELTAS_ROLE).signed
+            for path in remove:
+                current.targets.pop(path, None)
+            staged: list[tuple[TargetFile, bytes | Path]] = []
+            for delta in deltas:
+                target = self._delta_target(top, delta)
+                current.targets[target.path] = target
+                staged.append((target, delta.data))
+            for target, data in staged:
+                self._store_target(target, data)
+            current.version += 1
+            current.expires = self.expiry.expires(DELTAS_ROLE)
+            self._write_versioned(_sign(current, [online.deltas]), DELTAS_ROLE)
+            self._write_snapshot_and_timestamp({DELTAS_ROLE: current.version})
+            return current.version
+
+    def _delta_target(self, top: Targets, delta: DeltaUpload) -> TargetFile:
+        info = delta.info
+        path = info.target_path()
+        if info.kind != "delta":
+            raise PublishRejected(f"{path}: not a delta (kind {info.kind!r})")
+        full = top.targets.get(full_target_path(info.model, info.version))
+        if full is None:
+            raise PublishRejected(f"{path}: the operators have not signed {info.model} "
+                                  f"v{info.version}")
+        if (full.hashes.get("sha256"), full.length) != (info.result_sha256, info.result_length):
+            raise PublishRejected(f"{path}: result sha256/length differ from the signed full "
+                                  "bundle")
+        base = top.targets.get(full_target_path(info.model, info.base_version or 0))
+        if base is not None and base.hashes.get("sha256") != info.base_sha256:
+            raise PublishRejected(f"{path}: base_sha256 differs from the signed v"
+                                  f"{info.base_version} bundle")
+        digest, length = sha256_of(delta.data)
+        return TargetFile(length, {"sha256": digest}, path,
+                          {"custom": info.model_dump(mode="json", exclude_none=True)})
+
+    def rotate_root(self, new_root_keys: Sequence[Key], threshold: int,
+                    old_signers: Sequence[Signer], new_signers: Sequence[Signer], *,
+                    role_keys: Mapping[str, Sequence[Key]] | None = None,
+                    targets_signers: Sequence[Signer] = ()) -> int:
+        """Publish root N+1 (see :func:`fleet_server.repository.rotation.rotate_root`)."""
+        from fleet_server.repository.rotation import rotate_root
+
+        return rotate_root(self, new_root_keys, threshold, old_signers, new_signers,
+                           role_keys=role_keys, targets_signers=targets_signers)
+
+
+@dataclass(frozen=True)
+class DeltaUpload:
+    """A delta file the server made, and what it is a delta of."""
+
+    data: bytes | Path
+    info: ModelTargetInfo
+
+
+__all__ = [
+    "DeltaUpload",
+    "ExpiryPolicy",
+    "Key",
+    "OnlineSigners",
+    "PublishRejected",
+    "Repository",
+    "RepositoryError",
+    "RotationError",
+]
