@@ -1,0 +1,214 @@
+"""Training in numpy: full training, and head-only fine-tuning on a frozen body.
+
+Full training fits the float network with Adam, quantizes the body to int8,
+then refits the head on the *quantized* body's activations, so the shipped head
+matches the shipped body. Head-only fine-tuning skips straight to that last
+step on a base model's body, which therefore stays byte-identical.
+
+Determinism: every random draw comes from one seeded ``numpy`` generator and
+the data order is fixed, so the same data and config give the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanomodel.features import Featurizer
+from nanomodel.network import (
+    FloatParams,
+    QuantizedBody,
+    ShippedModel,
+    anomaly_mask,
+    body_forward,
+    init_params,
+    quantize_body,
+    softmax,
+)
+from nanomodel.progress import Progress
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters; the defaults build the shipped model."""
+
+    hidden1: int = 64
+    hidden2: int = 64
+    epochs: int = 6
+    head_epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    head_lr: float = 1e-2
+    weight_decay: float = 1e-5
+    feature_dropout: float = 0.2
+    seed: int = 0
+    progress: bool = True
+
+
+class SparseRows:
+    """Feature rows kept sparse (CSR), densified per mini-batch: a dense copy of a
+    20k-line corpus at 4096 buckets would need ~330 MB."""
+
+    def __init__(self, featurizer: Featurizer, texts: Sequence[str], progress: bool,
+                 chunk: int = 1024) -> None:
+        self.width = featurizer.width
+        indptr = [np.zeros(1, dtype=np.int64)]
+        indices: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        total = 0
+        with Progress("features", len(texts), progress) as bar:
+            for start in range(0, len(texts), chunk):
+                dense = featurizer.transform(texts[start : start + chunk])
+                rows, cols = np.nonzero(dense)
+                indices.append(cols.astype(np.int32))
+                values.append(dense[rows, cols])
+                counts = np.bincount(rows, minlength=dense.shape[0])
+                indptr.append(total + np.cumsum(counts))
+                total += int(counts.sum())
+                bar.update(dense.shape[0])
+        self.indptr = np.concatenate(indptr)
+        self.indices = np.concatenate(indices) if indices else np.zeros(0, np.int32)
+        self.values = np.concatenate(values) if values else np.zeros(0, np.float32)
+        self.rows = len(texts)
+
+    def dense(self, rows: np.ndarray, rng: np.random.Generator | None = None,
+              dropout: float = 0.0) -> np.ndarray:
+        out = np.zeros((rows.size, self.width), dtype=np.float32)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        flat = np.repeat(ends - lengths.cumsum(), lengths) + np.arange(int(lengths.sum()))
+        which = np.repeat(np.arange(rows.size), lengths)
+        vals = self.values[flat]
+        if rng is not None and dropout > 0:
+            vals = vals * (rng.random(vals.size) >= dropout) / np.float32(1.0 - dropout)
+        out[which, self.indices[flat]] = vals
+        return out
+
+
+class _Adam:
+    def __init__(self, params: list[np.ndarray], lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.wd = params, lr, weight_decay
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            g = g + self.wd * p
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= (self.lr * (m / c1) / (np.sqrt(v / c2) + eps)).astype(np.float32)
+
+
+def class_weights(y: np.ndarray, k: int) -> np.ndarray:
+    """sqrt-balanced: rare alert classes count more, without drowning the common ones."""
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    w = np.sqrt(counts.sum() / (k * np.maximum(counts, 1)))
+    return (w / w[counts > 0].mean()).astype(np.float32)
+
+
+def _train_float(x: SparseRows, y: np.ndarray, k: int, cfg: TrainConfig,
+                 init: FloatParams | None, rng: np.random.Generator) -> FloatParams:
+    p = init.copy() if init is not None else init_params(rng, x.width, cfg.hidden1,
+                                                         cfg.hidden2, k)
+    tensors = [p.w1, p.b1, p.w2, p.b2, p.wo, p.bo]
+    opt = _Adam(tensors, cfg.lr, cfg.weight_decay)
+    cw = class_weights(y, k)
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(x.rows)
+        loss_sum, seen = 0.0, 0
+        with Progress(f"epoch {epoch + 1}/{cfg.epochs}", x.rows, cfg.progress) as bar:
+            for start in range(0, x.rows, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                xb, yb = x.dense(idx, rng, cfg.feature_dropout), y[idx]
+                z1 = xb @ p.w1.T + p.b1
+                h1 = np.maximum(z1, 0)
+                z2 = h1 @ p.w2.T + p.b2
+                h2 = np.maximum(z2, 0)
+                probs = softmax(h2 @ p.wo.T + p.bo)
+                wb = cw[yb]
+                loss_sum += float(-(wb * np.log(probs[np.arange(yb.size), yb] + 1e-9)).sum())
+                seen += yb.size
+                d = probs.copy()
+                d[np.arange(yb.size), yb] -= 1
+                d *= (wb / yb.size)[:, None]
+                g_wo, g_bo = d.T @ h2, d.sum(0)
+                d2 = (d @ p.wo) * (z2 > 0)
+                g_w2, g_b2 = d2.T @ h1, d2.sum(0)
+                d1 = (d2 @ p.w2) * (z1 > 0)
+                g_w1, g_b1 = d1.T @ xb, d1.sum(0)
+                opt.step([g_w1, g_b1, g_w2, g_b2, g_wo, g_bo])
+                bar.update(idx.size, f"loss {loss_sum / seen:.4f}")
+    return p
+
+
+def train_head(h: np.ndarray, y: np.ndarray, k: int, cfg: TrainConfig,
+               init: tuple[np.ndarray, np.ndarray] | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``softmax(h @ wo.T + bo)`` on fixed body activations ``h``."""
+    if init is not None:
+        wo, bo = init[0].astype(np.float32).copy(), init[1].astype(np.float32).copy()
+    else:
+        wo = (rng.standard_normal((k, h.shape[1])) * np.sqrt(1.0 / h.shape[1])).astype(
+            np.float32)
+        bo = np.zeros(k, np.float32)
+    opt = _Adam([wo, bo], cfg.head_lr, cfg.weight_decay)
+    cw = class_weights(y, k)
+    bs = max(cfg.batch_size, 64)
+    with Progress("head", cfg.head_epochs, cfg.progress) as bar:
+        for _ in range(cfg.head_epochs):
+            order = rng.permutation(h.shape[0])
+            for start in range(0, h.shape[0], bs):
+                idx = order[start : start + bs]
+                hb, yb = h[idx], y[idx]
+                probs = softmax(hb @ wo.T + bo)
+                d = probs.copy()
+                d[np.arange(yb.size), yb] -= 1
+                d *= (cw[yb] / yb.size)[:, None]
+                opt.step([d.T @ hb, d.sum(0)])
+            bar.update(1)
+    return wo, bo
+
+
+def body_activations(body: QuantizedBody, x: SparseRows, chunk: int = 2048) -> np.ndarray:
+    parts = [body_forward(body, x.dense(np.arange(s, min(s + chunk, x.rows))))
+             for s in range(0, x.rows, chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, body.b2.size), np.float32)
+
+
+def fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: list[str],
+        normal_label: str, cfg: TrainConfig, base: ShippedModel | None = None,
+        head_only: bool = False) -> ShippedModel:
+    """Train a model for ``labels`` (``y`` holds label indices).
+
+    ``base`` + ``head_only``: keep the base body exactly, fit a new head.
+    ``base`` alone: start from the base weights and train everything."""
+    rng = np.random.default_rng(cfg.seed)
+    k = len(labels)
+    x = SparseRows(featurizer, texts, cfg.progress)
+    head_init: tuple[np.ndarray, np.ndarray] | None = None
+    if base is not None and base.num_labels == k:
+        head_init = (base.head_w, base.head_b)
+    if base is not None and head_only:
+        body = base.body
+    else:
+        init = None
+        if base is not None:
+            w1, w2 = base.body.dequantized()
+            wo, bo = head_init if head_init is not None else (
+                (rng.standard_normal((k, base.body.b2.size)) * 0.1).astype(np.float32),
+                np.zeros(k, np.float32))
+            init = FloatParams(w1, base.body.b1.copy(), w2, base.body.b2.copy(), wo, bo)
+        floats = _train_float(x, y, k, cfg, init, rng)
+        body = quantize_body(floats)
+        head_init = (floats.wo, floats.bo)
+    h = body_activations(body, x)
+    wo, bo = train_head(h, y, k, cfg, head_init, rng)
+    return ShippedModel(body, wo, bo, anomaly_mask(labels, normal_label))
