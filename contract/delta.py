@@ -1,0 +1,428 @@
+"""The delta format (``.nfd``) and its streaming applier (the device side).
+
+A delta turns the exact bytes of an old bundle A into the exact bytes of a new
+bundle B. The device checks ``sha256(A)`` before it starts and ``sha256(B)``
+against the signed full target when it ends, so a delta can only ever produce
+the one bundle the operators signed. The builder lives on the server
+(:mod:`fleet_server.deltas`); the full specification is docs/delta-format.md.
+
+Layout (fixed-size integers little-endian; ``v`` = unsigned LEB128 varint)::
+
+    header  magic "NFDELTA\\n" | version u16 | flags u16 (0)
+            | base size u64 | base sha256 [32] | result size u64 | result sha256 [32]
+    ops     opcode u8, then the fields of that op; each op appends bytes to B
+    END     opcode 0, then end of file
+
+    COPY      src v, len v                  B += A[src:src+len]
+    COPY_OUT  src v, len v                  B += B[src:src+len] (already written)
+    DATA      ref v, ref_len v, len v, n v, payload[n]
+              B += zstd_decompress(payload, dictionary=A[ref:ref+ref_len])
+    DIFF      src v, len v, mode u8 (transform << 4 | width), n v, payload[n]
+              d = unsplit_planes(zstd_decompress(payload), width)
+              B += A[src:src+len] XOR d   (transform 1)
+              B += A[src:src+len] + d     (transform 2, per little-endian uint of `width` bytes)
+
+Payloads are single zstd frames in the magicless format without content
+size or checksum (the op gives the length, the final sha256 the integrity):
+five bytes saved per op, which matters for deltas of a few hundred bytes.
+
+Every op is bounded (``len`` and ``ref_len`` of DATA/DIFF, payload sizes), so
+the applier holds at most one segment, one reference window and one payload in
+memory, whatever the size of the bundle; COPY streams in pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import zstandard
+
+MAGIC = b"NFDELTA\n"
+FORMAT_VERSION = 1
+MAX_SEGMENT = 1 << 20  # largest output of one DATA or DIFF op
+MAX_REF = 2 << 20  # largest zstd reference window (old bytes used as dictionary)
+MAX_PAYLOAD = MAX_SEGMENT + (64 << 10)  # zstd's worst-case expansion of MAX_SEGMENT is far below
+MAX_ZSTD_WINDOW = 1 << 23  # no frame we write needs more; refuse ones that ask for more
+COPY_PIECE = 1 << 20  # COPY/COPY_OUT stream through a buffer of this size
+
+OP_END, OP_COPY, OP_COPY_OUT, OP_DATA, OP_DIFF = 0, 1, 2, 3, 4
+TRANSFORM_XOR, TRANSFORM_SUB = 1, 2
+WIDTHS = (1, 2, 4, 8)
+
+HEADER = struct.Struct("<8sHHQ32sQ32s")
+ZSTD_FORMAT = zstandard.FORMAT_ZSTD1_MAGICLESS
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DeltaError(ValueError):
+    """A delta cannot be applied; the message says why (nothing is left behind)."""
+
+
+@dataclass(frozen=True)
+class DeltaHeader:
+    base_size: int
+    base_sha256: str
+    result_size: int
+    result_sha256: str
+
+    def pack(self) -> bytes:
+        return HEADER.pack(MAGIC, FORMAT_VERSION, 0, self.base_size,
+                           bytes.fromhex(self.base_sha256), self.result_size,
+                           bytes.fromhex(self.result_sha256))
+
+    @classmethod
+    def parse(cls, raw: bytes) -> DeltaHeader:
+        if len(raw) < HEADER.size:
+            raise DeltaError(f"delta truncated: header needs {HEADER.size} bytes, got {len(raw)}")
+        magic, version, flags, base_size, base_sha, result_size, result_sha = HEADER.unpack(raw)
+        if magic != MAGIC:
+            raise DeltaError(f"not a nanofleet delta (magic {magic!r})")
+        if version != FORMAT_VERSION:
+            raise DeltaError(f"delta format version {version} is not supported "
+                             f"(this applier reads version {FORMAT_VERSION})")
+        if flags != 0:
+            raise DeltaError(f"delta header flags {flags:#x} are unknown")
+        return cls(base_size, base_sha.hex(), result_size, result_sha.hex())
+
+
+@dataclass(frozen=True)
+class CopyOp:
+    """Bytes taken unchanged from the old bundle."""
+
+    src: int
+    length: int
+
+
+@dataclass(frozen=True)
+class CopyOutOp:
+    """Bytes repeated from earlier in the new bundle (e.g. a tensor in two model files)."""
+
+    src: int
+    length: int
+
+
+@dataclass(frozen=True)
+class DataOp:
+    """New bytes, zstd-compressed with an old-bundle window as raw-content dictionary."""
+
+    ref: int
+    ref_length: int
+    length: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DiffOp:
+    """A changed tensor segment: zstd of the byte-plane split XOR/difference to the old one."""
+
+    src: int
+    length: int
+    transform: int
+    width: int
+    payload: bytes
+
+
+Op = CopyOp | CopyOutOp | DataOp | DiffOp
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def encode_op(op: Op) -> bytes:
+    if isinstance(op, CopyOp | CopyOutOp):
+        code = OP_COPY if isinstance(op, CopyOp) else OP_COPY_OUT
+        return bytes([code]) + _varint(op.src) + _varint(op.length)
+    if isinstance(op, DataOp):
+        return b"".join([bytes([OP_DATA]), _varint(op.ref), _varint(op.ref_length),
+                         _varint(op.length), _varint(len(op.payload)), op.payload])
+    return b"".join([bytes([OP_DIFF]), _varint(op.src), _varint(op.length),
+                     bytes([op.transform << 4 | op.width]), _varint(len(op.payload)), op.payload])
+
+
+def encode_delta(header: DeltaHeader, ops: list[Op]) -> bytes:
+    return b"".join([header.pack(), *(encode_op(op) for op in ops), bytes([OP_END])])
+
+
+# --- byte planes and transforms (shared by builder and applier) -------------------------
+
+def split_planes(data: bytes, width: int) -> bytes:
+    """Group byte k of every ``width``-byte element together (float32 -> 4 planes)."""
+    if width == 1:
+        return data
+    return np.frombuffer(data, np.uint8).reshape(-1, width).T.tobytes()
+
+
+def join_planes(planes: bytes, width: int) -> bytes:
+    if width == 1:
+        return planes
+    return np.frombuffer(planes, np.uint8).reshape(width, -1).T.tobytes()
+
+
+def _uint(width: int) -> np.dtype[np.unsignedinteger]:
+    return np.dtype(f"<u{width}")
+
+
+def diff_segment(new: bytes, old: bytes, transform: int, width: int) -> bytes:
+    """Forward transform (builder): what DIFF stores before planes and zstd."""
+    if transform == TRANSFORM_XOR:
+        out = np.bitwise_xor(np.frombuffer(new, np.uint8), np.frombuffer(old, np.uint8))
+    else:
+        out = np.subtract(np.frombuffer(new, _uint(width)), np.frombuffer(old, _uint(width)))
+    return out.tobytes()
+
+
+def undiff_segment(diff: bytes, old: bytes, transform: int, width: int) -> bytes:
+    """Inverse transform (applier): rebuild the new bytes from the old ones and the diff."""
+    if transform == TRANSFORM_XOR:
+        out = np.bitwise_xor(np.frombuffer(diff, np.uint8), np.frombuffer(old, np.uint8))
+    else:
+        out = np.add(np.frombuffer(old, _uint(width)), np.frombuffer(diff, _uint(width)))
+    return out.tobytes()
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise DeltaError(f"delta truncated in {what}: wanted {n} bytes, got {len(data)}")
+    return data
+
+
+def read_header(stream: BinaryIO) -> DeltaHeader:
+    return DeltaHeader.parse(stream.read(HEADER.size))
+
+
+def _read_varint(stream: BinaryIO, what: str) -> int:
+    value = 0
+    for shift in range(0, 64, 7):
+        byte = _read_exact(stream, 1, what)[0]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+    raise DeltaError(f"{what}: varint longer than 64 bits")
+
+
+def iter_ops(stream: BinaryIO) -> Iterator[Op]:
+    """Ops up to END, each checked against the format's fixed bounds (not the bundles)."""
+    index = 0
+    while True:
+        code = _read_exact(stream, 1, f"opcode of op {index}")[0]
+        where = f"op {index}"
+        if code == OP_END:
+            if stream.read(1):
+                raise DeltaError(f"trailing bytes after END ({where})")
+            return
+        if code in (OP_COPY, OP_COPY_OUT):
+            src, length = _read_varint(stream, where), _read_varint(stream, where)
+            yield CopyOp(src, length) if code == OP_COPY else CopyOutOp(src, length)
+        elif code == OP_DATA:
+            ref, ref_length = _read_varint(stream, where), _read_varint(stream, where)
+            length, size = _read_varint(stream, where), _read_varint(stream, where)
+            if ref_length > MAX_REF:
+                raise DeltaError(f"{where}: DATA reference of {ref_length} bytes is over "
+                                 f"the {MAX_REF} limit")
+            _check_segment(index, "DATA", length, size)
+            yield DataOp(ref, ref_length, length, _read_exact(stream, size, f"{where} payload"))
+        elif code == OP_DIFF:
+            src, length = _read_varint(stream, where), _read_varint(stream, where)
+            mode = _read_exact(stream, 1, where)[0]
+            transform, width = mode >> 4, mode & 0x0F
+            size = _read_varint(stream, where)
+            if transform not in (TRANSFORM_XOR, TRANSFORM_SUB):
+                raise DeltaError(f"{where}: unknown DIFF transform {transform}")
+            if width not in WIDTHS or length % width:
+                raise DeltaError(f"{where}: DIFF width {width} does not fit length {length}")
+            _check_segment(index, "DIFF", length, size)
+            yield DiffOp(src, length, transform, width,
+                         _read_exact(stream, size, f"{where} payload"))
+        else:
+            raise DeltaError(f"{where}: unknown opcode {code}")
+        index += 1
+
+
+def _check_segment(index: int, kind: str, length: int, payload_size: int) -> None:
+    if not 0 < length <= MAX_SEGMENT:
+        raise DeltaError(f"op {index}: {kind} length {length} is outside 1..{MAX_SEGMENT}")
+    if payload_size > MAX_PAYLOAD:
+        raise DeltaError(f"op {index}: {kind} payload of {payload_size} bytes is over "
+                         f"the {MAX_PAYLOAD} limit")
+
+
+def zstd_params(level: int, source_size: int,
+                dict_size: int) -> zstandard.ZstdCompressionParameters:
+    """How the builder writes payload frames (magicless, no size, no checksum)."""
+    return zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=source_size, dict_size=dict_size, format=ZSTD_FORMAT,
+        write_checksum=0, write_content_size=0, write_dict_id=0)
+
+
+def decompress_exact(payload: bytes, length: int, dictionary: bytes | None, what: str) -> bytes:
+    """One zstd frame that must produce exactly ``length`` bytes (never more is allocated)."""
+    try:
+        zdict = (zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+                 if dictionary else None)
+        decompressor = zstandard.ZstdDecompressor(dict_data=zdict, format=ZSTD_FORMAT,
+                                                  max_window_size=MAX_ZSTD_WINDOW)
+        out = decompressor.decompress(payload, max_output_size=length, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise DeltaError(f"{what}: corrupt zstd payload ({exc})") from None
+    if len(out) != length:
+        raise DeltaError(f"{what}: zstd produced {len(out)} bytes, op says {length}")
+    return out
+
+
+# --- the applier -----------------------------------------------------------------------
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise DeltaError(f"short read of {length} bytes at offset {offset}")
+    return data
+
+
+def _file_sha256(fd: int, size: int) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, size, COPY_PIECE):
+        digest.update(_pread_exact(fd, min(COPY_PIECE, size - offset), offset))
+    return digest.hexdigest()
+
+
+class _Output:
+    """The result being written: a temp file, its running sha256 and size."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd, self.limit, self.size = fd, limit, 0
+        self.digest = hashlib.sha256()
+
+    def room(self, index: int, length: int) -> None:
+        if length <= 0:
+            raise DeltaError(f"op {index}: empty op")
+        if self.size + length > self.limit:
+            raise DeltaError(f"op {index}: output would pass the declared result size "
+                             f"{self.limit} ({self.size} + {length})")
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.digest.update(data)
+        self.size += len(data)
+
+
+def _in_range(index: int, what: str, offset: int, length: int, size: int) -> None:
+    if offset + length > size:
+        raise DeltaError(f"op {index}: {what} range {offset}+{length} is past the end ({size})")
+
+
+def _apply_op(index: int, op: Op, base_fd: int, base_size: int, out: _Output) -> None:
+    out.room(index, op.length)
+    if isinstance(op, CopyOp | CopyOutOp):
+        source_fd, source_size = (base_fd, base_size) if isinstance(op, CopyOp) else (out.fd,
+                                                                                  out.size)
+        _in_range(index, type(op).__name__, op.src, op.length, source_size)
+        for done in range(0, op.length, COPY_PIECE):
+            out.write(_pread_exact(source_fd, min(COPY_PIECE, op.length - done), op.src + done))
+    elif isinstance(op, DataOp):
+        _in_range(index, "DATA reference", op.ref, op.ref_length, base_size)
+        ref = _pread_exact(base_fd, op.ref_length, op.ref) if op.ref_length else None
+        out.write(decompress_exact(op.payload, op.length, ref, f"op {index} (DATA)"))
+    else:
+        _in_range(index, "DIFF", op.src, op.length, base_size)
+        planes = decompress_exact(op.payload, op.length, None, f"op {index} (DIFF)")
+        old = _pread_exact(base_fd, op.length, op.src)
+        out.write(undiff_segment(join_planes(planes, op.width), old, op.transform, op.width))
+
+
+def apply_delta(base_path: Path, delta_path: Path, out_path: Path, expected_sha256: str,
+                max_output: int) -> None:
+    """Rebuild the new bundle at ``out_path`` from ``base_path`` and a delta.
+
+    Checks the base's size and sha256 first, bounds every op, and writes to a
+    temporary file that is fsynced and renamed only once the result has the
+    size and sha256 the caller expects (``expected_sha256`` comes from signed
+    metadata). Raises :class:`DeltaError`; on error nothing is left at or near
+    ``out_path``."""
+    expected = expected_sha256.lower()
+    if not _HEX64.match(expected):
+        raise DeltaError(f"expected sha256 {expected_sha256!r} is not 64 hex digits")
+    with open(delta_path, "rb") as delta, open(base_path, "rb") as base:
+        header = read_header(delta)
+        if header.result_sha256 != expected:
+            raise DeltaError(f"delta builds {header.result_sha256[:16]}…, not the expected "
+                             f"{expected[:16]}…")
+        if header.result_size > max_output:
+            raise DeltaError(f"delta result of {header.result_size} bytes is over the "
+                             f"{max_output} limit")
+        base_fd = base.fileno()
+        base_size = os.fstat(base_fd).st_size
+        if base_size != header.base_size or _file_sha256(base_fd, base_size) != header.base_sha256:
+            raise DeltaError(f"base {base_path.name} is not the bundle this delta applies to "
+                             f"(want {header.base_size} bytes, sha256 "
+                             f"{header.base_sha256[:16]}…)")
+        fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.",
+                                        suffix=".partial")
+        try:
+            out = _Output(fd, header.result_size)
+            for index, op in enumerate(iter_ops(delta)):
+                _apply_op(index, op, base_fd, base_size, out)
+            if out.size != header.result_size:
+                raise DeltaError(f"delta ended after {out.size} of {header.result_size} bytes")
+            if out.digest.hexdigest() != expected:
+                raise DeltaError("rebuilt bundle's sha256 does not match the expected one")
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp_name, out_path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            os.unlink(tmp_name)
+            raise
+    _fsync_dir(out_path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class DeltaSummary:
+    """What a delta is made of: op counts, and output/payload bytes per op kind."""
+
+    header: DeltaHeader
+    ops: dict[str, int]
+    output_bytes: dict[str, int]
+    payload_bytes: dict[str, int]
+
+
+def describe_delta(stream: BinaryIO) -> DeltaSummary:
+    header = read_header(stream)
+    summary = DeltaSummary(header, {}, {}, {})
+    for op in iter_ops(stream):
+        kind = type(op).__name__.removesuffix("Op").upper()
+        payload = len(op.payload) if isinstance(op, DataOp | DiffOp) else 0
+        summary.ops[kind] = summary.ops.get(kind, 0) + 1
+        summary.output_bytes[kind] = summary.output_bytes.get(kind, 0) + op.length
+        summary.payload_bytes[kind] = summary.payload_bytes.get(kind, 0) + payload
+    return summary
