@@ -15,7 +15,7 @@ RefusalReason = Literal[
     "mix-and-match",        # a file does not match the version/hash a newer role names
     "invalid-metadata",     # unparsable or inconsistent metadata or custom fields
     "not-found",            # the repository has no such target / file
-    "target-too-long",      # more bytes than the signed length (endless data)
+    "too-long",             # more bytes than signed (target) or allowed (metadata)
     "hash-mismatch",        # bytes differ from the signed hashes
     "incomplete-download",  # transfer cut short; partial data kept for resume
     "unavailable",          # network/transport failure

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ def classify(exc: Exception) -> UpdateRefused:
     if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
         return UpdateRefused("mix-and-match", f"metadata does not match its signed hash: {msg}")
     if isinstance(exc, tuf_errors.DownloadLengthMismatchError | ArtifactTooLarge):
-        return UpdateRefused("target-too-long", msg)
+        return UpdateRefused("too-long", msg)
     if isinstance(exc, tuf_errors.DownloadHTTPError) and exc.status_code in (403, 404):
         return UpdateRefused("not-found", msg)
     if isinstance(exc, ArtifactNotFound):
@@ -113,8 +114,6 @@ class TransportFetcher(FetcherInterface):
 
     @contextmanager
     def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
-        import tempfile
-
         with tempfile.TemporaryFile() as fh:
             for chunk in self._translated(url, max_length):
                 fh.write(chunk)
@@ -273,7 +272,7 @@ class TufClient:
         An existing file that already matches is reused. Interrupted transfers resume
         from the ``.part`` file (this call retries up to ``attempts`` times; a later
         call, even after a restart, resumes too). Raises :class:`UpdateRefused`:
-        ``target-too-long``/``hash-mismatch`` (partial data discarded) or
+        ``too-long``/``hash-mismatch`` (partial data discarded) or
         ``incomplete-download``/``unavailable``/``not-found`` (partial data kept)."""
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +328,7 @@ class TufClient:
             except ArtifactTooLarge as exc:
                 fh.close()
                 part.unlink(missing_ok=True)
-                raise UpdateRefused("target-too-long", f"{target.path}: more than the signed "
+                raise UpdateRefused("too-long", f"{target.path}: more than the signed "
                                     f"{target.length} bytes ({exc}); discarded") from None
             except ArtifactNotFound as exc:
                 raise UpdateRefused("not-found", f"{target.path}: {exc}") from None

@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
 from tuf.api.metadata import (
@@ -42,38 +41,8 @@ from contract.tuf_targets import (
     full_target_path,
 )
 from fleet_server.repository import storage
+from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
-
-
-class ExpiryPolicy(BaseModel):
-    """How long each role's metadata stays valid, and when online roles are re-signed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    root_days: float = Field(default=365, gt=0, description="Root metadata lifetime (days).")
-    targets_days: float = Field(default=90, gt=0, description="Targets lifetime (days).")
-    deltas_days: float = Field(default=30, gt=0, description="Delta role lifetime (days).")
-    snapshot_days: float = Field(default=7, gt=0, description="Snapshot lifetime (days).")
-    timestamp_hours: float = Field(default=24, gt=0, description="Timestamp lifetime (hours).")
-    resign_fraction: float = Field(
-        default=0.5, gt=0, lt=1,
-        description="Re-sign an online role once less than this fraction of its lifetime is left.",
-    )
-
-    def lifetime(self, role: str) -> timedelta:
-        if role == Timestamp.type:
-            return timedelta(hours=self.timestamp_hours)
-        days = {Root.type: self.root_days, Targets.type: self.targets_days,
-                DELTAS_ROLE: self.deltas_days, Snapshot.type: self.snapshot_days}[role]
-        return timedelta(days=days)
-
-    def expires(self, role: str, now: datetime | None = None) -> datetime:
-        now = now or datetime.now(UTC)
-        return (now + self.lifetime(role)).replace(microsecond=0)
-
-    def needs_resign(self, role: str, expires: datetime, now: datetime | None = None) -> bool:
-        now = now or datetime.now(UTC)
-        return expires - now < self.lifetime(role) * self.resign_fraction
 
 
 @dataclass(frozen=True)
@@ -385,7 +354,8 @@ class Repository:
         if (full.hashes.get("sha256"), full.length) != (info.result_sha256, info.result_length):
             raise PublishRejected(f"{path}: result sha256/length differ from the signed full "
                                   "bundle")
-        base = top.targets.get(full_target_path(info.model, info.base_version or 0))
+        assert info.base_version is not None  # guaranteed for kind == "delta"
+        base = top.targets.get(full_target_path(info.model, info.base_version))
         if base is not None and base.hashes.get("sha256") != info.base_sha256:
             raise PublishRejected(f"{path}: base_sha256 differs from the signed v"
                                   f"{info.base_version} bundle")

@@ -1,0 +1,230 @@
+"""Server/operator side of the TUF repository: keys, init, publish checks, deltas,
+expiry refresh, root rotation refusals. Real keys and files; no network needed."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
+
+from contract.tuf_targets import ModelTargetInfo, SlotRecord, delta_target_path
+from fleet_server.repository.keys import (
+    KeyFileError,
+    generate_key,
+    load_public_key,
+    load_signer,
+)
+from fleet_server.repository.operator import DeltaFile, TargetsUpdateError, add_targets
+from fleet_server.repository.repo import (
+    DeltaUpload,
+    ExpiryPolicy,
+    PublishRejected,
+    Repository,
+    RepositoryError,
+    RotationError,
+)
+from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> RepoKit:
+    return make_repo(tmp_path)
+
+
+def sign_update(kit: RepoKit, bundle: bytes, **kw: object) -> tuple[bytes, dict[str, bytes]]:
+    update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")], bundle=bundle,
+                         trusted_root=kit.repo.root_bytes(), **kw)  # type: ignore[arg-type]
+    return update.metadata, update.files
+
+
+def test_key_files_are_private_and_reload(tmp_path: Path) -> None:
+    signer = generate_key(tmp_path / "k.pem")
+    assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
+    assert load_signer(tmp_path / "k.pem").public_key == signer.public_key
+    assert load_public_key(tmp_path / "k.pub.pem") == signer.public_key
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        generate_key(tmp_path / "k.pem")
+    (tmp_path / "k.pem").chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_signer(tmp_path / "k.pem")
+    generate_key(tmp_path / "enc.pem", passphrase=b"secret")
+    assert load_signer(tmp_path / "enc.pem", b"secret").public_key.keytype == "ed25519"
+    with pytest.raises(KeyFileError, match="not a usable PEM"):
+        load_signer(tmp_path / "enc.pem", b"wrong")
+
+
+def test_init_layout_and_root_threshold(kit: RepoKit) -> None:
+    meta = kit.path / "metadata"
+    names = {p.name for p in meta.iterdir()}
+    assert {"1.root.json", "root.json", "1.targets.json", "1.deltas.json", "1.snapshot.json",
+            "timestamp.json"} <= names
+    root = Metadata[Root].from_bytes((meta / "1.root.json").read_bytes()).signed
+    assert root.roles["root"].threshold == 2 and len(root.roles["root"].keyids) == 3
+    assert root.consistent_snapshot
+    with pytest.raises(RepositoryError, match="already holds"):
+        Repository.create(kit.path, root_signers=kit.root_signers, root_threshold=2,
+                          targets_signers=[kit.signer("targets")], online=kit.repo.online)  # type: ignore[arg-type]
+
+
+def test_publish_stores_consistent_files_and_slot_record(kit: RepoKit) -> None:
+    bundle = make_bundle(version=1)
+    assert kit.publish(bundle, minimum_version=1) == 2
+    targets = kit.repo.targets().signed
+    full = targets.targets["models/logcls/1/logcls-1.nfb"]
+    stored = kit.repo.target_file_path(full)
+    assert stored.read_bytes() == bundle
+    assert stored.name == f"{full.hashes['sha256']}.logcls-1.nfb"
+    record = SlotRecord.model_validate(targets.targets["slots/logs.json"].custom)
+    assert (record.minimum_version, record.latest_version, record.model) == (1, 1, "logcls")
+    snapshot = kit.repo.snapshot().signed
+    assert snapshot.meta["targets.json"].version == 2 and snapshot.version == 2
+    # The minimum carries over unless the operator changes it.
+    kit.publish(make_bundle(version=2))
+    record = SlotRecord.model_validate(kit.repo.targets().signed.targets["slots/logs.json"]
+                                       .custom)
+    assert (record.minimum_version, record.latest_version) == (1, 2)
+
+
+def test_publish_refusals(kit: RepoKit) -> None:
+    bundle = make_bundle(version=1)
+    metadata, files = sign_update(kit, bundle)
+    # Signed by a key root does not list for targets.
+    md = Metadata[Targets].from_bytes(metadata)
+    md.signatures.clear()
+    md.sign(CryptoSigner.generate_ed25519())
+    with pytest.raises(PublishRejected, match="not signed by the targets keys"):
+        kit.repo.publish_targets(md.to_bytes(), files)
+    with pytest.raises(PublishRejected, match="does not match its signed"):
+        kit.repo.publish_targets(metadata, {**files, "models/logcls/1/logcls-1.nfb": b"x"})
+    with pytest.raises(PublishRejected, match="has no file"):
+        kit.repo.publish_targets(metadata, {})
+    with pytest.raises(PublishRejected, match="not listed"):
+        kit.repo.publish_targets(metadata, {**files, "extra.bin": b"x"})
+    with pytest.raises(PublishRejected, match="not TUF targets"):
+        kit.repo.publish_targets(b"{}", files)
+    assert kit.repo.publish_targets(metadata, files) == 2
+    with pytest.raises(PublishRejected, match="must be 3"):  # replay of the same upload
+        kit.repo.publish_targets(metadata, files)
+
+
+def test_publish_refuses_paths_escaping_targets_dir(kit: RepoKit) -> None:
+    md = kit.repo.targets()
+    from tuf.api.metadata import TargetFile
+
+    md.signed.targets["../../evil"] = TargetFile.from_data("../../evil", b"x", ["sha256"])
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    with pytest.raises(PublishRejected, match="not a plain relative path"):
+        kit.repo.publish_targets(md.to_bytes(), {"../../evil": b"x"})
+
+
+def test_operator_refuses_tampered_current_targets_and_republish(kit: RepoKit) -> None:
+    kit.publish(make_bundle(version=1))
+    md = kit.repo.targets()
+    md.signatures.clear()
+    md.sign(CryptoSigner.generate_ed25519())  # what a compromised server might hand out
+    with pytest.raises(TargetsUpdateError, match="not signed by the targets keys"):
+        add_targets(md.to_bytes(), [kit.signer("targets")], bundle=make_bundle(version=2),
+                    trusted_root=kit.repo.root_bytes())
+    with pytest.raises(TargetsUpdateError, match="already published"):
+        sign_update(kit, make_bundle(version=1))
+    with pytest.raises(TargetsUpdateError, match="served by model"):
+        sign_update(kit, make_bundle(name="other", version=5))
+
+
+def test_operator_deltas_listed_with_result_hash(kit: RepoKit) -> None:
+    v1 = make_bundle(version=1)
+    kit.publish(v1)
+    base_sha = kit.repo.targets().signed.targets["models/logcls/1/logcls-1.nfb"].hashes["sha256"]
+    kit.publish(make_bundle(version=2), deltas=(DeltaFile(b"d", 1, base_sha, "nfd-1"),))
+    targets = kit.repo.targets().signed.targets
+    delta = ModelTargetInfo.model_validate(targets[delta_target_path("logcls", 2, 1)].custom)
+    assert delta.result_sha256 == targets["models/logcls/2/logcls-2.nfb"].hashes["sha256"]
+
+
+def test_server_delta_checks(kit: RepoKit) -> None:
+    kit.publish(make_bundle(version=1))
+    kit.publish(make_bundle(version=2))
+    targets = kit.repo.targets().signed.targets
+    full1, full2 = (targets[f"models/logcls/{v}/logcls-{v}.nfb"] for v in (1, 2))
+    good = ModelTargetInfo(kind="delta", model="logcls", slot="logs", version=2,
+                           result_sha256=full2.hashes["sha256"], result_length=full2.length,
+                           base_version=1, base_sha256=full1.hashes["sha256"],
+                           delta_format="nfd-1")
+    wrong_result = good.model_copy(update={"result_sha256": "0" * 64})
+    with pytest.raises(PublishRejected, match="differ from the signed full"):
+        kit.repo.add_delta_targets([DeltaUpload(b"d", wrong_result)])
+    wrong_base = good.model_copy(update={"base_sha256": "1" * 64})
+    with pytest.raises(PublishRejected, match="base_sha256"):
+        kit.repo.add_delta_targets([DeltaUpload(b"d", wrong_base)])
+    unsigned = good.model_copy(update={"version": 3, "base_version": 2})
+    with pytest.raises(PublishRejected, match="have not signed"):
+        kit.repo.add_delta_targets([DeltaUpload(b"d", unsigned)])
+    assert kit.repo.add_delta_targets([DeltaUpload(b"d", good)]) == 2
+    assert kit.repo.snapshot().signed.meta["deltas.json"].version == 2
+
+
+def test_refresh_resigns_before_expiry(tmp_path: Path) -> None:
+    kit = make_repo(tmp_path, expiry=ExpiryPolicy(timestamp_hours=1, snapshot_days=1))
+    ts_before = kit.repo.timestamp().signed
+    assert kit.repo.refresh_timestamp() is False
+    later = datetime.now(UTC) + timedelta(minutes=40)  # past half of the 1 h lifetime
+    assert kit.repo.refresh_timestamp(now=later) is True
+    ts_after = kit.repo.timestamp().signed
+    assert ts_after.version == ts_before.version + 1
+    snapshot = Metadata[Snapshot].from_bytes(
+        (kit.path / "metadata" / f"{ts_after.snapshot_meta.version}.snapshot.json").read_bytes())
+    assert snapshot.signed.version == ts_after.snapshot_meta.version
+    much_later = datetime.now(UTC) + timedelta(days=20)  # deltas role (30 d) too
+    assert kit.repo.refresh_timestamp(now=much_later) is True
+    assert kit.repo.snapshot().signed.meta["deltas.json"].version == 2
+    assert isinstance(kit.repo.timestamp().signed, Timestamp)
+
+
+def test_rotation_refusals_and_online_key_rotation(kit: RepoKit, tmp_path: Path) -> None:
+    new = [generate_key(tmp_path / "new" / f"root-{i}.pem") for i in range(3)]
+    old = kit.root_signers
+    keys = [s.public_key for s in new]
+    with pytest.raises(RotationError, match="OLD root keys"):
+        kit.repo.rotate_root(keys, 2, old_signers=old[:1], new_signers=new[:2])
+    with pytest.raises(RotationError, match="NEW root keys"):
+        kit.repo.rotate_root(keys, 2, old_signers=old[:2], new_signers=new[:1])
+    with pytest.raises(RotationError, match="neither an old nor a new"):
+        kit.repo.rotate_root(keys, 2, old_signers=old[:2],
+                             new_signers=[*new[:2], CryptoSigner.generate_ed25519()])
+    assert kit.repo.root_version() == 1  # nothing written by refused attempts
+    # Rotate the timestamp key too: the repository must already hold the new one.
+    new_ts = generate_key(tmp_path / "new" / "timestamp.pem")
+    with pytest.raises(RotationError, match="online timestamp key"):
+        kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+                             role_keys={"timestamp": [new_ts.public_key]})
+    from dataclasses import replace
+
+    assert kit.repo.online is not None
+    kit.repo.online = replace(kit.repo.online, timestamp=new_ts)
+    assert kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+                                role_keys={"timestamp": [new_ts.public_key]}) == 2
+    root2 = kit.repo.root().signed
+    root2.verify_delegate("timestamp", kit.repo.timestamp().signed_bytes,
+                          kit.repo.timestamp().signatures)
+
+
+def test_targets_key_rotation_resigns_targets(kit: RepoKit, tmp_path: Path) -> None:
+    kit.publish(make_bundle(version=1))
+    new_targets = generate_key(tmp_path / "t2.pem")
+    old = kit.root_signers
+    root_keys = [s.public_key for s in old]
+    with pytest.raises(RotationError, match="targets_signers"):
+        kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+                             role_keys={"targets": [new_targets.public_key]})
+    kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+                         role_keys={"targets": [new_targets.public_key]},
+                         targets_signers=[new_targets])
+    targets = kit.repo.targets()
+    assert targets.signed.version == 3 and "models/logcls/1/logcls-1.nfb" in targets.signed.targets
+    kit.repo.root().signed.verify_delegate("targets", targets.signed_bytes, targets.signatures)
