@@ -50,7 +50,7 @@ def export_onnx(model: ShippedModel) -> bytes:
         helper.make_node("Reshape", ["anomaly_col", _FLAT_SHAPE], [OUTPUT_NAMES[1]]),
     ]
     tensors = model.tensors()
-    inits = [numpy_helper.from_array(np.ascontiguousarray(arr), name)
+    inits = [numpy_helper.from_array(np.asarray(arr, order="C"), name)
              for name, arr in tensors.items()]
     inits.append(numpy_helper.from_array(np.array(0, dtype=np.int8), _ZERO_POINT))
     inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), _FLAT_SHAPE))

@@ -88,6 +88,6 @@ def shipped_model(bundle: Bundle) -> ShippedModel:
                            HEAD_B, ANOMALY_MASK) if n not in t]
     if missing:
         raise BundleError(f"base model.onnx lacks tensors {missing}: not a nanomodel bundle")
-    body = QuantizedBody(t[EMBED_W], np.float32(t[EMBED_S]), t[EMBED_B], t[HIDDEN_W],
-                         np.float32(t[HIDDEN_S]), t[HIDDEN_B])
+    body = QuantizedBody(t[EMBED_W], np.float32(t[EMBED_S].item()), t[EMBED_B], t[HIDDEN_W],
+                         np.float32(t[HIDDEN_S].item()), t[HIDDEN_B])
     return ShippedModel(body, t[HEAD_W], t[HEAD_B], t[ANOMALY_MASK])

@@ -1,0 +1,158 @@
+"""Operators' labeled lines: JSONL (``{"text": ..., "label": ...}``) or CSV (``text,label``).
+
+Strict on purpose: a typo'd column or a half-written line would otherwise train
+a quietly wrong model. Every problem is reported with its file and line
+number (up to :data:`MAX_REPORTED` of them at once, so one run shows the scale
+of a broken export rather than its first symptom).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FIELDS = ("text", "label")
+MAX_REPORTED = 10
+MAX_TEXT_CHARS = 64 * 1024
+
+
+class DataError(ValueError):
+    """Training or evaluation data is unusable; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    texts: list[str]
+    labels: list[str]
+    source: str
+
+    def label_set(self) -> list[str]:
+        return sorted(set(self.labels))
+
+
+def _detect_format(path: Path, head: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    return "jsonl" if head.lstrip().startswith("{") else "csv"
+
+
+def _check_record(text: object, label: object, where: str, problems: list[str]) -> bool:
+    if not isinstance(text, str):
+        problems.append(f"{where}: 'text' must be a string, got {type(text).__name__}")
+        return False
+    if not isinstance(label, str) or not label.strip():
+        problems.append(f"{where}: 'label' must be a non-empty string")
+        return False
+    if len(text) > MAX_TEXT_CHARS:
+        problems.append(f"{where}: text is {len(text)} characters (limit {MAX_TEXT_CHARS})")
+        return False
+    return True
+
+
+def _read_jsonl(raw: str, name: str) -> tuple[list[str], list[str], list[str]]:
+    texts, labels, problems = [], [], []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"{where}: expected a JSON object with 'text' and 'label'")
+            continue
+        unknown = sorted(set(obj) - set(FIELDS))
+        missing = [f for f in FIELDS if f not in obj]
+        if unknown or missing:
+            parts = ([f"unknown fields {unknown}"] if unknown else []) + (
+                [f"missing fields {missing}"] if missing else [])
+            problems.append(f"{where}: {', '.join(parts)} (expected exactly text, label)")
+            continue
+        if _check_record(obj["text"], obj["label"], where, problems):
+            texts.append(obj["text"])
+            labels.append(obj["label"].strip())
+    return texts, labels, problems
+
+
+def _read_csv(raw: str, name: str, delimiter: str) -> tuple[list[str], list[str], list[str]]:
+    reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], [], []
+    except csv.Error as exc:
+        raise DataError(f"{name}:1: unreadable CSV header ({exc})") from None
+    columns = [h.strip().lower() for h in header]
+    unknown = sorted(set(columns) - set(FIELDS))
+    missing = [f for f in FIELDS if f not in columns]
+    if unknown or missing or len(columns) != len(set(columns)):
+        raise DataError(f"{name}:1: CSV header {header} must name exactly the columns "
+                        f"text,label" + (f"; unknown columns {unknown}" if unknown else "")
+                        + (f"; missing {missing}" if missing else ""))
+    ti, li = columns.index("text"), columns.index("label")
+    texts, labels, problems = [], [], []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{name}:{reader.line_num}: unreadable CSV ({exc})")
+            continue
+        where = f"{name}:{reader.line_num}"
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(columns):
+            problems.append(f"{where}: {len(row)} fields, expected {len(columns)} "
+                            "(quote texts that contain the delimiter)")
+            continue
+        if _check_record(row[ti], row[li], where, problems):
+            texts.append(row[ti])
+            labels.append(row[li].strip())
+    return texts, labels, problems
+
+
+def load_labeled(path: Path) -> LabeledData:
+    """Read labeled lines; raise :class:`DataError` on any problem."""
+    name = str(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        raw = blob.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = blob[: exc.start].count(b"\n") + 1
+        raise DataError(f"{name}:{line}: not UTF-8 text (byte 0x{blob[exc.start]:02x})") from None
+    if not raw.strip():
+        raise DataError(f"{name} is empty: no labeled lines")
+    fmt = _detect_format(path, raw[:256])
+    if fmt == "jsonl":
+        texts, labels, problems = _read_jsonl(raw, name)
+    else:
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        texts, labels, problems = _read_csv(raw, name, delimiter)
+    if problems:
+        shown = "\n  ".join(problems[:MAX_REPORTED])
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED \
+            else ""
+        raise DataError(f"{len(problems)} unreadable line(s) in {name}:\n  {shown}{more}")
+    if not texts:
+        raise DataError(f"{name} has no labeled lines")
+    return LabeledData(texts, labels, name)
+
+
+def check_trainable(data: LabeledData) -> None:
+    """Training needs at least two classes."""
+    present = data.label_set()
+    if len(present) < 2:
+        raise DataError(f"{data.source}: every line has the label {present[0]!r}; training "
+                        "needs at least two classes (e.g. normal lines and alerts)")

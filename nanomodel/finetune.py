@@ -1,0 +1,168 @@
+"""Operator training: from labeled lines (and optionally a base bundle) to a new bundle.
+
+Policy decisions are pure functions (:func:`resolve_labels`, :func:`corpus_mix_size`,
+:func:`pick_golden`) so they can be tested without training anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from contract.bundle import Bundle, load_bundle
+from nanomodel.baseline import KeywordBaseline
+from nanomodel.corpus import generate
+from nanomodel.dataio import DataError, LabeledData, check_trainable
+from nanomodel.features import Featurizer, default_spec
+from nanomodel.metrics import score
+from nanomodel.network import ShippedModel, reference_forward
+from nanomodel.pack import build_bundle, shipped_model
+from nanomodel.templates import LABELS as CORPUS_LABELS
+from nanomodel.train import TrainConfig, fit
+
+AUTO_MIX_LINES = 3000
+MIX_SEED = 1009
+
+
+@dataclass
+class TrainRequest:
+    """Everything ``nanofleet model train`` was asked to do."""
+
+    data: LabeledData
+    out: Path
+    base: Path | None = None
+    head_only: bool = False
+    labels: list[str] | None = None
+    normal_label: str | None = None
+    version: int | None = None
+    version_label: str | None = None
+    name: str | None = None
+    slot: str | None = None
+    mix_corpus: int | None = None  # None: decide automatically
+    eval_data: LabeledData | None = None
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class TrainResult:
+    bundle: bytes
+    labels: list[str]
+    normal_label: str
+    version: int
+    figures: dict[str, float]
+    mixed_corpus_lines: int
+
+
+def resolve_labels(data_labels: list[str], requested: list[str] | None,
+                   base_labels: list[str] | None, normal: str | None,
+                   base_normal: str | None) -> tuple[list[str], str]:
+    """The output label order and the normal label.
+
+    Order: ``requested`` if given; else the base's order when the data fits in it
+    (so the base head is a good starting point); else the normal label first and
+    the rest sorted."""
+    present = sorted(set(data_labels))
+    our_order = False
+    if requested:
+        if len(set(requested)) != len(requested):
+            raise DataError(f"--labels has duplicates: {requested}")
+        stray = [lab for lab in present if lab not in requested]
+        if stray:
+            raise DataError(f"the data has labels {stray} that are not in --labels {requested}")
+        labels = list(requested)
+    elif base_labels and set(present) <= set(base_labels):
+        labels = list(base_labels)
+    else:
+        labels, our_order = present, True
+    if normal is None:
+        if "normal" in labels:
+            normal = "normal"
+        elif base_normal is not None and base_normal in labels:
+            normal = base_normal
+        else:
+            raise DataError(f"no label named 'normal' among {labels}: say which one means "
+                            "'nothing wrong' with --normal-label")
+    if normal not in labels:
+        raise DataError(f"--normal-label {normal!r} is not one of the labels {labels}")
+    if our_order:
+        labels = [normal] + [lab for lab in labels if lab != normal]
+    return labels, normal
+
+
+def corpus_mix_size(requested: int | None, has_base: bool, labels: list[str]) -> int:
+    """How many generated corpus lines to train beside the operator's lines.
+
+    Automatic: when fine-tuning a base and every label is a corpus category, mix
+    :data:`AUTO_MIX_LINES` lines, so the model keeps what it knew while it learns
+    the operator's format (a head fitted to 300 lines of one format forgets the rest)."""
+    if requested is not None:
+        if requested < 0:
+            raise DataError("--mix-corpus must be >= 0")
+        return requested
+    return AUTO_MIX_LINES if has_base and set(labels) <= set(CORPUS_LABELS) else 0
+
+
+def pick_golden(texts: list[str], labels: list[str], per_label: int = 2,
+                limit: int = 16) -> list[str]:
+    """Deterministic smoke-test lines: the first few of each label, plus an empty line."""
+    chosen: list[str] = []
+    counts: dict[str, int] = {}
+    for text, label in zip(texts, labels, strict=True):
+        if counts.get(label, 0) < per_label and len(chosen) < limit - 1 and text not in chosen:
+            chosen.append(text)
+            counts[label] = counts.get(label, 0) + 1
+    return [*chosen, ""]
+
+
+def evaluate_model(model: ShippedModel, featurizer: Featurizer, data: LabeledData,
+                   labels: list[str], normal_label: str, prefix: str) -> dict[str, float]:
+    truth = [labels.index(lab) for lab in data.labels]
+    probs, _ = reference_forward(model, featurizer.transform(data.texts))
+    ours = score(truth, [int(i) for i in probs.argmax(axis=1)], labels)
+    base = score(truth, KeywordBaseline(labels, normal_label).predict(data.texts), labels)
+    return {f"{prefix}.macro_f1": ours.macro_f1, f"{prefix}.accuracy": ours.accuracy,
+            f"{prefix}.keyword_baseline_macro_f1": base.macro_f1}
+
+
+def train_bundle(req: TrainRequest) -> TrainResult:
+    check_trainable(req.data)
+    if req.head_only and req.base is None:
+        raise DataError("--head-only needs --base BUNDLE (the body to keep)")
+    base_bundle: Bundle | None = load_bundle(req.base) if req.base is not None else None
+    base_model = shipped_model(base_bundle) if base_bundle is not None else None
+    bm = base_bundle.manifest if base_bundle is not None else None
+    labels, normal = resolve_labels(req.data.labels, req.labels, bm.labels if bm else None,
+                                    req.normal_label, bm.normal_label if bm else None)
+    if req.eval_data is not None:
+        stray = sorted(set(req.eval_data.labels) - set(labels))
+        if stray:
+            raise DataError(f"{req.eval_data.source}: labels {stray} are not in {labels}")
+    spec = bm.tokenizer if bm is not None else default_spec()
+    featurizer = Featurizer(spec)
+    texts, names = list(req.data.texts), list(req.data.labels)
+    mix = corpus_mix_size(req.mix_corpus, base_bundle is not None, labels)
+    if mix:
+        extra = [e for e in generate(mix, MIX_SEED) if e.label in labels]
+        texts += [e.text for e in extra]
+        names += [e.label for e in extra]
+    y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
+    model = fit(featurizer, texts, y, labels, normal, req.config, base=base_model,
+                head_only=req.head_only)
+    figures = evaluate_model(model, featurizer, req.data, labels, normal, "train")
+    if req.eval_data is not None:
+        figures |= evaluate_model(model, featurizer, req.eval_data, labels, normal, "eval")
+    version = req.version if req.version is not None else (bm.version + 1 if bm else 1)
+    if bm is not None and version <= bm.version:
+        raise DataError(f"--version {version} must be above the base version {bm.version}")
+    data = build_bundle(
+        model, spec=spec, labels=labels, normal_label=normal,
+        name=req.name or (bm.name if bm else "nano-custom"),
+        slot=req.slot or (bm.slot if bm else "logs"), version=version,
+        version_label=req.version_label or f"v{version}",
+        golden_texts=pick_golden(req.data.texts, req.data.labels), evaluation=figures,
+        formats=sorted(bm.runtimes) if bm else ("onnx", "tflite"))
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    req.out.write_bytes(data)
+    return TrainResult(data, labels, normal, version, figures, mix)
