@@ -67,6 +67,8 @@ class Source(ABC):
     """A line source. Subclasses set ``kind`` and implement ``_run``."""
 
     kind: ClassVar[str]
+    # Longest sleep between retries while the sink is full (see emit).
+    BACKPRESSURE_POLL_MAX_S: ClassVar[float] = 0.02
 
     def __init__(self, name: str, sink: LineSink, counters: Counters, max_line_bytes: int) -> None:
         self.name = name
@@ -101,8 +103,18 @@ class Source(ABC):
                 "lines_read": self.lines_read, "last_error": self.last_error}
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True) -> bool:
+        """Bound, decode and queue one line. ``block=True`` waits while the sink is full
+        (back-pressure) until there is room or this source is stopped; it polls rather
+        than blocking inside the sink so that stop() is prompt. ``block=False`` returns
+        False at once when the sink is full (the caller counts the drop)."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        ok = self.sink.put(Line(self.name, text, ts, truncated, checkpoint), block)
+        line = Line(self.name, text, ts, truncated, checkpoint)
+        ok = self.sink.put(line, False)
+        delay = 0.001
+        while not ok and block and not self._stop.is_set():
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
+            ok = self.sink.put(line, False)
         if ok:
             self.lines_read += 1
             self.counters.inc("lines_in")
@@ -123,5 +135,5 @@ class Source(ABC):
     def _run(self, checkpoint: str | None) -> None:
         """Read until ``self._stop`` is set."""
 
-    def _wake(self) -> None:
+    def _wake(self) -> None:  # noqa: B027  (an optional hook, empty by default)
         """Interrupt a blocking wait so stop() is prompt; override where needed."""

@@ -1,0 +1,365 @@
+"""Follow a text log file: appends, rotation by rename, copytruncate, restarts.
+
+Reads in chunks (never a whole line into unbounded memory), emits one line per
+newline, and blocks on the sink (back-pressure: file lines are never dropped —
+they can always be re-read). Where to resume is decided by
+:func:`agent.sources.file_position.plan_resume`; this module does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.metrics import Counters
+from agent.sources.base import LineSink, Source
+from agent.sources.file_position import (
+    HEAD_BYTES,
+    Candidate,
+    FileCheckpoint,
+    FileIdentity,
+    is_rotated_sibling,
+    plan_resume,
+)
+
+CHUNK_BYTES = 64 * 1024
+
+
+class FileSourceConfig(BaseModel):
+    """A log file to follow, like `tail -F`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["file"] = Field(description="Source type: a text file.")
+    path: Path = Field(description="Absolute path of the file to follow (rotation-safe).")
+    name: str | None = Field(default=None,
+                             description="Name in results and queries; default file:<path>.")
+    start_at: Literal["end", "beginning"] = Field(
+        default="end", description="Where to start when there is no saved position: only new "
+        "lines (end) or the whole file (beginning). A file created later is read from its start.")
+    poll_interval_s: float = Field(
+        default=0.2, gt=0.0, le=60.0,
+        description="How often to look for new data, rotation and truncation when idle (s).")
+
+    rotate_grace_s: float = Field(
+        default=2.0, ge=0.0, le=600.0,
+        description="After a rotation, how long the old file may stay quiet before reading "
+        "moves to the new (still empty) file; moves at once when the new file has data (s).")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        if not v.is_absolute():
+            raise ValueError(f"path must be absolute, got {str(v)!r}")
+        return v
+
+
+class _Stopped(Exception):
+    """The source was stopped while waiting for room in the sink."""
+
+
+@dataclass
+class _OpenFile:
+    fd: int
+    ident: FileIdentity
+    key: str        # the path it was opened at
+    live: bool      # opened at the configured path (else a rotated file to finish)
+
+
+def _read_head(fd: int) -> bytes:
+    return os.pread(fd, HEAD_BYTES, 0)
+
+
+def _candidate(f: _OpenFile) -> Candidate:
+    st = os.fstat(f.fd)
+    return Candidate(f.key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, f.ident.head)
+
+
+class FileSource(Source):
+    kind = "file"
+
+    def __init__(self, name: str, cfg: FileSourceConfig, sink: LineSink, counters: Counters,
+                 max_line_bytes: int) -> None:
+        super().__init__(name, sink, counters, max_line_bytes)
+        self.cfg = cfg
+        self.path = str(cfg.path)
+        self.rotations = 0
+        self.truncations = 0
+        self.state = "not started"
+        self.resume_note = ""
+        self._cur: _OpenFile | None = None
+        self._queue: list[tuple[_OpenFile, int, bool]] = []  # files to read after _cur
+        self._read_pos = 0       # offset of the next byte to read from _cur
+        self._line_start = 0     # offset of _pending[0]: where an unfinished line begins
+        self._pending = b""      # bytes after the last newline (at most max_line_bytes)
+        self._skipping = False   # inside an over-long line already emitted
+        self._size_seen = 0
+        self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _run(self, checkpoint: str | None) -> None:
+        try:
+            self._resume(self._decode(checkpoint))
+            while not self._stop.is_set():
+                try:
+                    if not self._step():
+                        self._stop.wait(self.cfg.poll_interval_s)
+                except OSError as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self.counters.inc("source_errors")
+                    self._stop.wait(max(1.0, self.cfg.poll_interval_s))
+        except _Stopped:
+            pass
+        finally:
+            self._close_all()
+
+    def _decode(self, checkpoint: str | None) -> FileCheckpoint | None:
+        if checkpoint is None:
+            return None
+        try:
+            return FileCheckpoint.decode(checkpoint)
+        except ValueError as exc:
+            self.last_error = f"{exc}; starting as if there were none"
+            self.counters.inc("source_errors")
+            return None
+
+    def _resume(self, cp: FileCheckpoint | None) -> None:
+        """Open the live file and its rotated siblings, plan, keep only what the plan reads.
+
+        The live file is opened before its siblings are listed, so a rename in between
+        leaves the file in view under one name or the other; a rotation racing the
+        listing can still hide it, hence a second look when the plan did not find it."""
+        for attempt in range(3):
+            opened = self._open_candidates(cp)
+            facts = {k: _candidate(f) for k, f in opened.items()}
+            plan = plan_resume(cp, self.path, self.cfg.start_at, facts.get(self.path),
+                               [c for k, c in facts.items() if k != self.path])
+            if not plan.lost or attempt == 2:
+                break
+            for f in opened.values():
+                os.close(f.fd)
+            self._stop.wait(0.05)
+        self.resume_note = plan.note
+        if plan.lost:
+            self.counters.inc("source_gaps")
+        keep = [(opened[s.key], s.offset, s.skip) for s in plan.backlog]
+        live = opened.get(self.path)
+        if live is not None:
+            offset, skip = plan.live_offset, plan.live_skip
+            if offset is None:  # start_at=end: skip a line being written as we start
+                offset = facts[self.path].size
+                skip = offset > 0 and os.pread(live.fd, 1, offset - 1) != b"\n"
+            keep.append((live, offset, skip))
+        for f in opened.values():
+            if not any(f is k[0] for k in keep):
+                os.close(f.fd)
+        self._queue = keep
+        self._next_file()
+
+    def _open_candidates(self, cp: FileCheckpoint | None) -> dict[str, _OpenFile]:
+        opened: dict[str, _OpenFile] = {}
+        live = self._open(self.path, live=True)
+        if live is not None:
+            opened[self.path] = live
+        if cp is not None:
+            folder, live_path = Path(self.path).parent, Path(self.path)
+            with contextlib.suppress(OSError):
+                for name in sorted(os.listdir(folder)):
+                    if is_rotated_sibling(live_path, name):
+                        f = self._open(str(folder / name), live=False)
+                        if f is not None:
+                            opened[f.key] = f
+        return opened
+
+    def _open(self, key: str, live: bool) -> _OpenFile | None:
+        try:
+            fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.last_error = f"cannot open {key}: {exc}"
+            self.counters.inc("source_errors")
+            return None
+        st = os.fstat(fd)
+        return _OpenFile(fd, FileIdentity(self.path, st.st_dev, st.st_ino, _read_head(fd)),
+                         key, live)
+
+    def _next_file(self) -> bool:
+        """Move to the next queued file; False when there is none (waiting for the file)."""
+        if self._cur is not None:
+            os.close(self._cur.fd)
+            self._cur = None
+        if not self._queue:
+            self.state = f"waiting for {self.path} to appear"
+            return False
+        self._cur, offset, skip = self._queue.pop(0)
+        os.lseek(self._cur.fd, offset, os.SEEK_SET)
+        self._read_pos = self._line_start = offset
+        self._pending, self._skipping = b"", skip
+        self.state = "following" if self._cur.live else f"finishing rotated {self._cur.key}"
+        return True
+
+    def _close_all(self) -> None:
+        for f in [*(q[0] for q in self._queue), *([self._cur] if self._cur else [])]:
+            with contextlib.suppress(OSError):
+                os.close(f.fd)
+        self._queue, self._cur = [], None
+
+    # -- one wake: read everything available, then look for rotation ----------------------
+
+    def _step(self) -> bool:
+        """Returns True when something happened (loop again at once)."""
+        if self._cur is None:
+            f = self._open(self.path, live=True)
+            if f is None:
+                return False
+            self._queue.append((f, 0, False))  # a file that appears later: from its start
+            return self._next_file()
+        if self._cur.live and self._truncated():
+            return True
+        if self._pump():
+            return True
+        if not self._cur.live:
+            self._finish_file()
+            self._next_file()
+            return True
+        return self._check_path()
+
+    def _pump(self) -> bool:
+        cur = self._cur
+        assert cur is not None
+        got = False
+        while True:
+            if self._stop.is_set():
+                raise _Stopped  # never treat a chunk boundary as the end of a file
+            data = os.read(cur.fd, CHUNK_BYTES)
+            if not data:
+                break
+            got = True
+            if len(cur.ident.head) < HEAD_BYTES:
+                head = _read_head(cur.fd)
+                if not head.startswith(cur.ident.head):
+                    break  # rewritten under us: _truncated() handles it next
+                cur.ident.set_head(head)
+            self._read_pos += len(data)
+            self._consume(data, cur.ident)
+        return got
+
+    def _consume(self, data: bytes, ident: FileIdentity) -> None:
+        """Split ``data`` (following ``_pending``) into lines and emit them."""
+        limit = self.max_line_bytes
+        buf = self._pending + data if self._pending else data
+        base, pos, ts = self._line_start, 0, time.time()
+        if self._skipping:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                self._pending, self._line_start = b"", base + len(buf)
+                return
+            pos, self._skipping = nl + 1, False
+        find, emit = buf.find, self.emit
+        while (nl := find(b"\n", pos)) >= 0:
+            # An over-long line gets limit+1 bytes so that sanitize marks it truncated.
+            raw = buf[pos:nl] if nl - pos <= limit else buf[pos:pos + limit + 1]
+            if raw and raw != b"\r" and not emit(raw, ts, ident.checkpoint(base + nl + 1)):
+                raise _Stopped
+            pos = nl + 1
+        if len(buf) - pos > limit:  # no newline in sight: emit what the limit allows, skip rest
+            end = base + pos + limit + 1
+            if not emit(buf[pos:pos + limit + 1], ts, ident.checkpoint(end, skip=True)):
+                raise _Stopped
+            self._pending, self._line_start, self._skipping = b"", base + len(buf), True
+        else:
+            self._pending, self._line_start = buf[pos:], base + pos
+
+    def _finish_file(self) -> None:
+        """End of a file that will not grow any more: its last line needs no newline."""
+        cur = self._cur
+        assert cur is not None
+        last = self._pending if not self._skipping else b""
+        if last and not self.emit(last, time.time(), cur.ident.checkpoint(self._read_pos)):
+            raise _Stopped
+        self._pending, self._line_start, self._skipping = b"", self._read_pos, False
+
+    def _truncated(self) -> bool:
+        """Before reading the live file: was it truncated or rewritten in place?
+
+        Checked before reading, so that content written after a copytruncate beyond
+        our old offset is not taken for the rest of the old file."""
+        cur = self._cur
+        assert cur is not None
+        size = os.fstat(cur.fd).st_size
+        self._size_seen = size
+        head = cur.ident.head
+        if size >= self._read_pos and (not head or _read_head(cur.fd)[:len(head)] == head):
+            return False
+        # copytruncate: the old content is gone and what the file holds now is new.
+        # A partial line we held is emitted, not lost.
+        self._finish_file()
+        self._note_rotation("truncations")
+        cur.ident.set_head(_read_head(cur.fd))
+        os.lseek(cur.fd, 0, os.SEEK_SET)
+        self._read_pos = self._line_start = 0
+        return True
+
+    def _check_path(self) -> bool:
+        """At the end of the live file: does the path still name it?"""
+        cur = self._cur
+        assert cur is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self.state = f"{self.path} is missing; still reading the file it was"
+            return False
+        if (st.st_dev, st.st_ino) != (cur.ident.dev, cur.ident.ino):
+            return self._switch_after_rotation(st.st_size)
+        self._rotation_seen = None
+        self.state = "following"
+        return False
+
+    def _switch_after_rotation(self, new_size: int) -> bool:
+        """The path now names another file (renamed or deleted, then recreated).
+
+        The writer keeps appending to the old file until it reopens its log, so switch
+        only once the new file has data (the writer moved) or the old one has been quiet
+        for rotate_grace_s; drain the old file once more just before switching."""
+        now = time.monotonic()
+        if self._rotation_seen is None:
+            self._rotation_seen = now
+        if new_size == 0 and now - self._rotation_seen < self.cfg.rotate_grace_s:
+            self.state = f"{self.path} was rotated; finishing the old file"
+            return False
+        new = self._open(self.path, live=True)
+        if new is None:
+            return False
+        self._pump()
+        self._finish_file()
+        self._note_rotation("rotations")
+        self._rotation_seen = None
+        self._queue.append((new, 0, False))
+        return self._next_file()
+
+    def _note_rotation(self, what: Literal["rotations", "truncations"]) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        self.counters.inc("source_rotations")
+
+    # -- queries ------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        cur = self._cur
+        info = super().describe()
+        info.update({
+            "path": self.path, "state": self.state,
+            "file": cur.key if cur else None,
+            "dev": cur.ident.dev if cur else None, "inode": cur.ident.ino if cur else None,
+            "offset": self._line_start, "size_seen": self._size_seen,
+            "rotations": self.rotations, "truncations": self.truncations,
+            "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
+        })
+        return info

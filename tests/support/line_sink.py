@@ -1,0 +1,56 @@
+"""An in-test LineSink (our own interface): a list with a lock and an optional capacity."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from agent.sources.base import Line
+
+
+class ListSink:
+    def __init__(self, capacity: int | None = None) -> None:
+        self.lines: list[Line] = []
+        self.capacity = capacity
+        self.cond = threading.Condition()
+        self.refused = 0
+
+    def put(self, line: Line, block: bool) -> bool:
+        with self.cond:
+            if self.capacity is not None and len(self.lines) >= self.capacity:
+                self.refused += 1
+                return False
+            self.lines.append(line)
+            self.cond.notify_all()
+            return True
+
+    def texts(self) -> list[str]:
+        with self.cond:
+            return [ln.text for ln in self.lines]
+
+    def last_checkpoint(self) -> str | None:
+        with self.cond:
+            return self.lines[-1].checkpoint if self.lines else None
+
+    def wait_for(self, pred: Callable[[list[Line]], bool], timeout: float = 10.0) -> list[Line]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = [ln.text for ln in self.lines[-5:]]
+                    raise TimeoutError(f"condition not met; {len(self.lines)} lines, last {tail}")
+                self.cond.wait(min(left, 0.1))
+            return list(self.lines)
+
+    def wait_count(self, n: int, timeout: float = 10.0) -> list[str]:
+        return [ln.text for ln in self.wait_for(lambda lines: len(lines) >= n, timeout)]
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout} s")
+        time.sleep(0.01)

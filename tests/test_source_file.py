@@ -1,0 +1,293 @@
+"""The file source against real files: appends, rotation, copytruncate, restarts."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agent.metrics import Counters
+from agent.sources.file import FileSource, FileSourceConfig
+from agent.sources.file_position import FileCheckpoint
+from tests.support.line_sink import ListSink, wait_until
+
+POLL = 0.02
+
+
+class Harness:
+    """Starts sources on one path; every source gets its own sink, counters shared."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counters = Counters()
+        self.sources: list[FileSource] = []
+
+    def start(self, checkpoint: str | None = None, start_at: str = "beginning",
+              max_line_bytes: int = 4096, sink: ListSink | None = None,
+              grace: float = 2.0) -> tuple[FileSource, ListSink]:
+        cfg = FileSourceConfig.model_validate({
+            "kind": "file", "path": self.path, "start_at": start_at,
+            "poll_interval_s": POLL, "rotate_grace_s": grace})
+        sink = sink or ListSink()
+        src = FileSource(f"file:{self.path}", cfg, sink, self.counters, max_line_bytes)
+        src.start(checkpoint)
+        self.sources.append(src)
+        return src, sink
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path / "pump.log")
+    yield harness
+    for s in harness.sources:
+        s.stop()
+
+
+def append(path: Path, *lines: str, raw: bytes = b"") -> None:
+    with open(path, "ab") as f:
+        f.write("".join(f"{ln}\n" for ln in lines).encode() + raw)
+
+
+def test_follows_appends_and_waits_for_partial_line(h: Harness) -> None:
+    append(h.path, "a1", "a2")
+    src, sink = h.start()
+    assert sink.wait_count(2) == ["a1", "a2"]
+    append(h.path, raw=b"half of a li")
+    time.sleep(5 * POLL)
+    assert len(sink.lines) == 2  # no newline yet: not a line
+    append(h.path, raw=b"ne\r\n\n\nb3\n")
+    assert sink.wait_count(4) == ["a1", "a2", "half of a line", "b3"]  # blank lines skipped
+    assert h.counters.get("lines_in") == 4
+    info = src.describe()
+    assert info["state"] == "following" and info["offset"] == h.path.stat().st_size
+    assert info["inode"] == h.path.stat().st_ino
+
+
+def test_start_at_end_reads_only_new_lines(h: Harness) -> None:
+    append(h.path, "old1", raw=b"old partial")
+    src, sink = h.start(start_at="end")
+    wait_until(lambda: src.state == "following")
+    append(h.path, raw=b" rest\nnew1\n")
+    assert sink.wait_count(1) == ["new1"]  # the line being written at start is skipped
+
+
+def test_missing_file_waits_then_reads_from_start(h: Harness) -> None:
+    src, sink = h.start(start_at="end")
+    wait_until(lambda: "waiting" in src.describe()["state"])
+    append(h.path, "first", "second")
+    assert sink.wait_count(2) == ["first", "second"]
+
+
+def test_rename_rotation_finishes_old_file_then_switches(h: Harness) -> None:
+    append(h.path, "a1")
+    src, sink = h.start()
+    sink.wait_count(1)
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    h.path.touch()                      # logrotate `create`: new empty file at once
+    time.sleep(5 * POLL)
+    append(h.path.with_name("pump.log.1"), "a2", raw=b"a3 no newline")  # not reopened yet
+    time.sleep(5 * POLL)
+    append(h.path, "b1", "b2")          # the writer reopened its log
+    assert sink.wait_count(5) == ["a1", "a2", "a3 no newline", "b1", "b2"]
+    assert src.rotations == 1 and h.counters.get("source_rotations") == 1
+    append(h.path, "b3")
+    assert sink.wait_count(6)[-1] == "b3"
+
+
+def test_rotation_to_empty_file_switches_after_grace(h: Harness) -> None:
+    append(h.path, "a1")
+    src, sink = h.start(grace=0.1)
+    sink.wait_count(1)
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    h.path.touch()
+    wait_until(lambda: src.rotations == 1)
+    append(h.path, "b1")
+    assert sink.wait_count(2) == ["a1", "b1"]
+
+
+def test_copytruncate(h: Harness) -> None:
+    append(h.path, "a1", "a2")
+    src, sink = h.start()
+    sink.wait_count(2)
+    shutil.copyfile(h.path, h.path.with_name("pump.log.1"))
+    os.truncate(h.path, 0)
+    wait_until(lambda: src.truncations == 1)
+    append(h.path, "b1")
+    assert sink.wait_count(3) == ["a1", "a2", "b1"]
+
+
+def test_truncated_and_rewritten_past_offset_is_noticed(h: Harness) -> None:
+    append(h.path, "2024-01-01 first")
+    src, sink = h.start()
+    sink.wait_count(1)
+    wait_until(lambda: src.state == "following")
+    time.sleep(3 * POLL)                # idle at the end of the file
+    with open(h.path, "r+b") as f:      # rewritten in place, longer than before
+        f.write(b"2024-02-02 other content\nand more\n")
+    assert sink.wait_count(3) == ["2024-01-01 first", "2024-02-02 other content", "and more"]
+    assert src.truncations == 1
+
+
+def test_long_lines_truncated_in_bounded_memory_and_invalid_utf8(h: Harness) -> None:
+    big = b"x" * 300_000                # spans several read chunks
+    append(h.path, raw=b"short\n" + big + b"\n" + b"bad \xff\xfe byte\n" + b"y" * 150)
+    src, sink = h.start(max_line_bytes=100)
+    lines = sink.wait_for(lambda ls: len(ls) >= 4)
+    assert [ln.text for ln in lines[:3]] == ["short", "x" * 100, "bad \ufffd\ufffd byte"]
+    assert lines[1].truncated and not lines[0].truncated
+    # The unfinished 150-byte line is emitted once it exceeds the limit.
+    assert lines[3].text == "y" * 100 and lines[3].truncated
+    assert h.counters.get("lines_truncated") == 2
+    assert h.counters.get("lines_invalid_utf8") == 1
+    # Its rest is skipped up to the newline, also across a restart.
+    src.stop()
+    append(h.path, raw=b"y" * 50 + b"\nafter\n")
+    _, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(1) == ["after"]
+
+
+def _restart(h: Harness, sink: ListSink, src: FileSource,
+             checkpoint: str | None) -> tuple[FileSource, ListSink, list[str], str | None]:
+    """Stop, collect what the stopped source delivered, start anew from the last
+    checkpoint (the pipeline keeps the last one it persisted, from any run)."""
+    src.stop()
+    assert not src.alive()
+    texts = sink.texts()
+    checkpoint = sink.last_checkpoint() or checkpoint
+    src2, sink2 = h.start(checkpoint)
+    return src2, sink2, texts, checkpoint
+
+
+def test_restart_resumes_exactly(h: Harness) -> None:
+    append(h.path, "a1", "a2")
+    src, sink = h.start()
+    sink.wait_count(2)
+    src.stop()
+    append(h.path, "a3")
+    _, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(1) == ["a3"]
+    time.sleep(5 * POLL)
+    assert sink2.texts() == ["a3"]
+    cp = FileCheckpoint.decode(sink2.last_checkpoint() or "")
+    assert cp.off == h.path.stat().st_size and cp.ino == h.path.stat().st_ino
+
+
+def test_restart_after_rotations_while_stopped(h: Harness) -> None:
+    append(h.path, "a1", "a2")
+    src, sink = h.start()
+    sink.wait_count(2)
+    src.stop()
+    append(h.path, "a3")                          # written after our checkpoint
+    os.rename(h.path, h.path.with_name("pump.log.2"))
+    append(h.path, "b1")
+    time.sleep(0.01)
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    append(h.path, "c1")
+    src2, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(3) == ["a3", "b1", "c1"]
+    assert "rotated while stopped" in src2.resume_note
+
+
+def test_restart_when_rotated_file_is_gone_starts_new_file(h: Harness) -> None:
+    append(h.path, "a1")
+    src, sink = h.start()
+    sink.wait_count(1)
+    src.stop()
+    os.rename(h.path, h.path.with_name("pump.log.1.gz"))  # compressed: not readable as text
+    append(h.path, "b1")
+    src2, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(1) == ["b1"]
+    assert "gone" in src2.resume_note
+
+
+def test_restart_after_copytruncate_while_stopped(h: Harness) -> None:
+    append(h.path, "a1 with a long enough line", "a2 with a long enough line")
+    src, sink = h.start()
+    sink.wait_count(2)
+    src.stop()
+    os.truncate(h.path, 0)
+    append(h.path, "b1")                          # shorter than the old offset
+    _, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(1) == ["b1"]
+
+
+def test_bad_checkpoint_is_reported_and_ignored(h: Harness) -> None:
+    append(h.path, "a1")
+    src, sink = h.start("not json")
+    assert sink.wait_count(1) == ["a1"]
+    assert src.last_error and "checkpoint" in src.last_error
+
+
+def test_backpressure_blocks_without_loss_and_stop_is_prompt(h: Harness) -> None:
+    append(h.path, *[f"l{i}" for i in range(50)])
+    sink = ListSink(capacity=10)
+    src, _ = h.start(sink=sink)
+    wait_until(lambda: sink.refused > 0)
+    assert len(sink.lines) == 10
+    sink.capacity = None                          # room again: the rest arrives, in order
+    assert sink.wait_count(50) == [f"l{i}" for i in range(50)]
+    sink.capacity = 50
+    append(h.path, "blocked")
+    wait_until(lambda: sink.refused > 1)
+    t = time.monotonic()
+    src.stop()
+    assert not src.alive() and time.monotonic() - t < 1.0
+
+
+def test_random_restarts_during_rotations_lose_and_repeat_nothing(h: Harness) -> None:
+    """A writer appends and rotates (rename, numbered) while the source is stopped and
+    restarted at random moments from its last checkpoint."""
+    total = 3000
+    rng = random.Random(7)
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(total):
+            append(h.path, f"line {i:05d} {'z' * rng.randrange(0, 80)}")
+            if i % 400 == 399:
+                os.rename(h.path, h.path.with_name(f"pump.log.{i // 400 + 1}"))
+            if i % 20 == 0:
+                time.sleep(0.005)
+        done.set()
+
+    h.path.touch()
+    src, sink = h.start()
+    got: list[str] = []
+    cp: str | None = None
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set():
+        time.sleep(rng.uniform(0.01, 0.05))
+        src, sink, texts, cp = _restart(h, sink, src, cp)
+        got += texts
+    thread.join()
+    deadline = time.monotonic() + 20
+    while len(got) + len(sink.lines) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    got += sink.texts()
+    assert [g.split()[1] for g in got] == [f"{i:05d}" for i in range(total)]
+
+
+def test_config_rejects_relative_path_and_unknown_keys() -> None:
+    with pytest.raises(ValidationError, match="absolute"):
+        FileSourceConfig.model_validate({"kind": "file", "path": "var/log/x"})
+    with pytest.raises(ValidationError, match="extra"):
+        FileSourceConfig.model_validate({"kind": "file", "path": "/x", "follow": True})
+
+
+def test_throughput(h: Harness) -> None:
+    n = 50_000
+    append(h.path, *[f"2024-05-01T12:00:00 pump[42]: pressure {i} bar nominal" for i in range(n)])
+    t = time.monotonic()
+    _, sink = h.start()
+    sink.wait_count(n, timeout=60)
+    rate = n / (time.monotonic() - t)
+    print(f"file source: {rate:,.0f} lines/s")
+    assert rate > 5_000
