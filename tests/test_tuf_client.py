@@ -296,3 +296,21 @@ def test_timestamp_is_rewritten_by_refresh(env: Env) -> None:
     after = Metadata[Timestamp].from_bytes(env.metadata("timestamp.json")).signed.version
     assert after == before + 1
     env.client().refresh()
+
+
+def test_unusual_target_names_are_quoted(env: Env) -> None:
+    from tuf.api.metadata import TargetFile
+
+    md = env.kit.repo.targets()
+    files = {name: name.encode() * 3 for name in ("odd dir/ä b?.txt", "x/100%#.bin")}
+    for name, data in files.items():
+        md.signed.targets[name] = TargetFile.from_data(name, data, ["sha256"])
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(env.kit.signer("targets"))
+    env.kit.repo.publish_targets(md.to_bytes(), files)
+    client = env.client()
+    for name, data in files.items():
+        target = client.get_target(name)
+        assert target is not None
+        assert client.download_target(target, env.base / "dl").read_bytes() == data

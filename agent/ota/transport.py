@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
@@ -58,10 +59,12 @@ class HttpTransport(ArtifactTransport):
     before ``start`` are read and dropped."""
 
     def __init__(self, timeout: float = 30.0, chunk_size: int = 64 * 1024,
-                 user_agent: str = "nanofleet-agent") -> None:
+                 user_agent: str = "nanofleet-agent",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.user_agent = user_agent
+        self.ssl_context = ssl_context  # e.g. pinned to the fleet's CA; None: system CAs
 
     def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
         if urlsplit(url).scheme not in ("http", "https"):
@@ -73,7 +76,8 @@ class HttpTransport(ArtifactTransport):
             headers["Range"] = f"bytes={start}-"
         request = urllib.request.Request(url, headers=headers)
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
+            response = urllib.request.urlopen(request, timeout=self.timeout,
+                                              context=self.ssl_context)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code in (403, 404):

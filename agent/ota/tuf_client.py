@@ -256,7 +256,9 @@ class TufClient:
             digest = target.hashes.get("sha256") or next(iter(target.hashes.values()))
             dirname, sep, name = path.rpartition("/")
             path = f"{dirname}{sep}{digest}.{name}"
-        return base + path
+        # Target paths are file paths, not URL fragments: "?", "#", "%", spaces and
+        # non-ASCII must reach the server as path bytes, so they are percent-encoded.
+        return base + quote(path, safe="/:@!$&'()*+,;=~")
 
     @staticmethod
     def partial_path(target: TargetFile, dest_dir: Path) -> Path:
