@@ -34,6 +34,11 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 RUNTIME_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 
 
+_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2,
+             "bfloat16": 2, "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8,
+             "float64": 8}
+
+
 class BundleError(ValueError):
     """A bundle is malformed or inconsistent; the message says what and where."""
 
@@ -131,6 +136,27 @@ class BundleManifest(Strict):
             if len(g.expected) != len(self.labels):
                 raise ValueError(f"golden[{i}] has {len(g.expected)} values for "
                                  f"{len(self.labels)} labels")
+            if not all(0.0 <= v <= 1.0 for v in g.expected):  # also rejects NaN
+                raise ValueError(f"golden[{i}] expected values must be probabilities in [0, 1]")
+        if not self.inputs or not self.outputs:
+            raise ValueError("inputs and outputs must each name at least one tensor")
+        width = self.inputs[0].shape[-1] if self.inputs[0].shape else None
+        if width is not None and width != self.tokenizer.buckets:
+            raise ValueError(f"input {self.inputs[0].name!r} is {width} wide but the tokenizer "
+                             f"makes {self.tokenizer.buckets} buckets")
+        k = self.outputs[0].shape[-1] if self.outputs[0].shape else None
+        if k is not None and k != len(self.labels):
+            raise ValueError(f"output {self.outputs[0].name!r} has {k} classes for "
+                             f"{len(self.labels)} labels")
+        for f in self.files:
+            for t in f.tensors:
+                itemsize = _ITEMSIZE.get(t.dtype)
+                count = 1
+                for d in t.shape:
+                    count *= d
+                if itemsize is not None and count * itemsize != t.length:
+                    raise ValueError(f"{f.path}: tensor {t.name} {t.dtype}{t.shape} needs "
+                                     f"{count * itemsize} bytes, not {t.length}")
         return self
 
     def file(self, path: str) -> FileEntry:
@@ -183,6 +209,28 @@ def pack_bundle(manifest: BundleManifest, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def _read_members(data: bytes) -> dict[str, bytes]:
+    """Member name -> bytes, in archive order, with structural checks."""
+    contents: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = tar.getmembers()
+        if not members or members[0].name != MANIFEST_NAME:
+            raise BundleError(f"first member must be {MANIFEST_NAME}")
+        for m in members:
+            if not m.isreg():
+                raise BundleError(f"member {m.name!r} is not a regular file")
+            if m.name in contents:
+                raise BundleError(f"member {m.name!r} appears twice")
+            limit = MAX_MANIFEST_BYTES if m.name == MANIFEST_NAME else MAX_BUNDLE_BYTES
+            if m.size > limit:
+                raise BundleError(f"member {m.name!r} is too large ({m.size} bytes)")
+            fh = tar.extractfile(m)
+            if fh is None:
+                raise BundleError(f"member {m.name!r} cannot be read")
+            contents[m.name] = fh.read()
+    return contents
+
+
 def read_bundle(data: bytes, expected_sha256: str | None = None) -> Bundle:
     """Parse and verify a bundle. Raises :class:`BundleError` naming the problem.
 
@@ -194,24 +242,9 @@ def read_bundle(data: bytes, expected_sha256: str | None = None) -> Bundle:
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES} limit")
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-        members = tar.getmembers()
+        contents = _read_members(data)
     except (tarfile.TarError, EOFError) as exc:
         raise BundleError(f"not a bundle (bad tar container): {exc}") from None
-    if not members or members[0].name != MANIFEST_NAME:
-        raise BundleError(f"first member must be {MANIFEST_NAME}")
-    contents: dict[str, bytes] = {}
-    for m in members:
-        if not m.isreg():
-            raise BundleError(f"member {m.name!r} is not a regular file")
-        if m.name in contents:
-            raise BundleError(f"member {m.name!r} appears twice")
-        limit = MAX_MANIFEST_BYTES if m.name == MANIFEST_NAME else MAX_BUNDLE_BYTES
-        if m.size > limit:
-            raise BundleError(f"member {m.name!r} is too large ({m.size} bytes)")
-        fh = tar.extractfile(m)
-        assert fh is not None
-        contents[m.name] = fh.read()
     try:
         manifest = BundleManifest.model_validate_json(contents.pop(MANIFEST_NAME))
     except ValidationError as exc:

@@ -7,7 +7,7 @@ Algorithm (all arithmetic on unsigned 32-bit integers, wrapping):
 
 1. Take the first ``max_chars`` characters; lower-case if ``lowercase``; replace
    each ASCII digit by ``'0'`` if ``mask_digits`` (numbers vary, their shape is
-   what carries meaning). Encode UTF-8 (unencodable characters become ``?``) and
+   what carries meaning). Encode UTF-8 (lone surrogates become ``?``) and
    put one space before and after, so n-grams see line boundaries.
 2. Character n-grams, for each ``n`` in ``char_ngrams``, over those bytes:
    ``h = sum_j (b[j] + 1) * P**j``.
@@ -40,7 +40,7 @@ _K2 = 0xC2B2AE35
 _KIND_CHAR = 1
 _KIND_WORD = 2
 _MASK32 = 0xFFFFFFFF
-_DIGITS = str.maketrans("0123456789", "0000000000")
+_DIGIT_BYTES = bytes.maketrans(b"0123456789", b"0000000000")
 
 # Byte classes for word splitting: ASCII letters, digits, '_' and any non-ASCII byte.
 _WORD_BYTE = np.zeros(256, dtype=bool)
@@ -88,9 +88,11 @@ class Featurizer:
         t = text[: self.spec.max_chars]
         if self.spec.lowercase:
             t = t.lower()
+        data = t.encode("utf-8", errors="replace")  # lone surrogates -> '?'
         if self.spec.mask_digits:
-            t = t.translate(_DIGITS)
-        return b" " + t.encode("utf-8", errors="replace").replace(b"\xef\xbf\xbd", b"?") + b" "
+            # ASCII digits are single bytes in UTF-8: masking bytes == masking characters.
+            data = data.translate(_DIGIT_BYTES)
+        return b" " + data + b" "
 
     def hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """All n-gram bucket ids of a batch: ``(row index, bucket)`` pairs."""
