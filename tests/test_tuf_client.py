@@ -3,6 +3,7 @@ the publish flow end to end, deltas, resume, and every attack refused with a rea
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import Metadata, Targets, Timestamp
+from tuf.api.metadata import Metadata, TargetFile, Targets, Timestamp
 
 from agent.ota.errors import UpdateRefused
-from agent.ota.policy import InstalledBundle, choose_artifact, version_refusal
+from agent.ota.policy import InstalledBundle, choose_artifact, rebuilt_refusal, version_refusal
 from agent.ota.tuf_client import TufClient
+from contract.delta import apply_delta
+from contract.tuf_targets import ModelTargetInfo
+from fleet_server.deltas import build_delta
 from fleet_server.repository.keys import generate_key
 from fleet_server.repository.repo import DeltaUpload
 from tests.support.tuf_http import Fault, RepoServer
@@ -79,7 +83,6 @@ def test_server_made_delta_is_found_and_chosen(env: Env) -> None:
     env.kit.publish(v2)
     full2 = env.kit.repo.targets().signed.targets["models/logcls/2/logcls-2.nfb"]
     full1 = env.kit.repo.targets().signed.targets["models/logcls/1/logcls-1.nfb"]
-    from contract.tuf_targets import ModelTargetInfo
 
     info = ModelTargetInfo(kind="delta", model="logcls", slot="logs", version=2,
                            result_sha256=full2.hashes["sha256"], result_length=full2.length,
@@ -299,7 +302,6 @@ def test_timestamp_is_rewritten_by_refresh(env: Env) -> None:
 
 
 def test_unusual_target_names_are_quoted(env: Env) -> None:
-    from tuf.api.metadata import TargetFile
 
     md = env.kit.repo.targets()
     files = {name: name.encode() * 3 for name in ("odd dir/ä b?.txt", "x/100%#.bin")}
@@ -314,3 +316,40 @@ def test_unusual_target_names_are_quoted(env: Env) -> None:
         target = client.get_target(name)
         assert target is not None
         assert client.download_target(target, env.base / "dl").read_bytes() == data
+
+
+def test_real_delta_verified_applied_and_checked_against_signed_full(env: Env) -> None:
+
+    v1, v2 = make_bundle(version=1, size=256 * 1024), make_bundle(version=2, size=256 * 1024)
+    env.kit.publish(v1)
+    env.kit.publish(v2)
+    top = env.kit.repo.targets().signed.targets
+    full1, full2 = (top[f"models/logcls/{v}/logcls-{v}.nfb"] for v in (1, 2))
+    info = ModelTargetInfo(kind="delta", model="logcls", slot="logs", version=2,
+                           result_sha256=full2.hashes["sha256"], result_length=full2.length,
+                           base_version=1, base_sha256=full1.hashes["sha256"],
+                           delta_format="nfd-1")
+    env.kit.repo.add_delta_targets([DeltaUpload(build_delta(v1, v2), info)])
+
+    installed_path = env.base / "live.nfb"
+    installed_path.write_bytes(v1)
+    installed = InstalledBundle("logcls", 1, full1.hashes["sha256"])
+    client = env.client()
+    client.refresh()
+    found = client.find_model_targets("logcls", 2, installed_version=1)
+    chosen = choose_artifact(found.full, found.delta, installed)
+    assert chosen is found.delta
+    delta_file = client.download_target(chosen.target, env.base / "dl")
+    out = env.base / "rebuilt.nfb"
+    apply_delta(installed_path, delta_file, out, found.full.sha256, found.full.length)
+
+    rebuilt = out.read_bytes()
+    assert rebuilt_refusal(found.full, hashlib.sha256(rebuilt).hexdigest(), len(rebuilt)) is None
+    assert rebuilt == v2
+
+    # A server serving other bytes for the delta: refused, and the full bundle is next.
+    (env.base / "dl" / delta_file.name).unlink()
+    env.server.faults["delta-from-1.nfd"] = Fault(replace=b"\0" * chosen.length)
+    refused(lambda: client.download_target(chosen.target, env.base / "dl"), "hash-mismatch")
+    fallback = choose_artifact(found.full, found.delta, installed, delta_failed=True)
+    assert client.download_target(fallback.target, env.base / "dl").read_bytes() == v2
