@@ -42,6 +42,7 @@ from contract.tuf_targets import (
 )
 from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
+from fleet_server.repository.keys import load_signer
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 
 
@@ -52,6 +53,15 @@ class OnlineSigners:
     snapshot: Signer
     timestamp: Signer
     deltas: Signer | None = None
+
+    @classmethod
+    def from_key_dir(cls, key_dir: Path, passphrase: bytes | None = None) -> OnlineSigners:
+        """``snapshot.pem``, ``timestamp.pem`` and (if present) ``deltas.pem`` from ``key_dir``."""
+        key_dir = Path(key_dir)
+        deltas = key_dir / "deltas.pem"
+        return cls(snapshot=load_signer(key_dir / "snapshot.pem", passphrase),
+                   timestamp=load_signer(key_dir / "timestamp.pem", passphrase),
+                   deltas=load_signer(deltas, passphrase) if deltas.exists() else None)
 
 
 class RepositoryError(Exception):
@@ -108,6 +118,8 @@ class Repository:
         repo = cls(path, online, expiry)
         if storage.versions_of(repo.metadata_dir, Root.type):
             raise RepositoryError(f"{repo.metadata_dir} already holds a repository")
+        if not targets_signers:
+            raise RepositoryError("at least one targets signer is needed to sign targets v1")
         if not 1 <= root_threshold <= len(root_signers):
             raise RepositoryError(f"root threshold {root_threshold} needs 1..{len(root_signers)} "
                                   "root keys")

@@ -61,9 +61,7 @@ class RepoKit:
 
 
 def online_signers(keys: dict[str, list[Path]]) -> OnlineSigners:
-    return OnlineSigners(snapshot=load_signer(keys["snapshot"][0]),
-                         timestamp=load_signer(keys["timestamp"][0]),
-                         deltas=load_signer(keys["deltas"][0]))
+    return OnlineSigners.from_key_dir(keys["snapshot"][0].parent)
 
 
 def make_repo(base: Path, *, expiry: ExpiryPolicy | None = None, root_threshold: int = 2,
