@@ -1,0 +1,208 @@
+"""Read the systemd journal (or given journal files) as lines, resuming by cursor.
+
+The line text is the entry's MESSAGE (raw bytes: journald stores whatever a
+program wrote, valid UTF-8 or not; :func:`agent.sources.base.sanitize` bounds and
+decodes it), the time its ``__REALTIME_TIMESTAMP``. The checkpoint is the entry's
+``__CURSOR``: on restart we seek to it and skip that entry itself (seeking by time
+would re-read or miss entries with equal timestamps).
+
+systemd-python is imported when the source starts, so the agent runs without it
+as long as no journald source is configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.metrics import Counters
+from agent.sources.base import LineSink, Source
+
+# Units counted per source in describe() (bounded: a busy journal has many).
+MAX_UNITS_TRACKED = 64
+
+
+class JournaldSourceConfig(BaseModel):
+    """Entries from the systemd journal, filtered by unit, priority and identifier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["journald"] = Field(description="Source type: the systemd journal.")
+    name: str | None = Field(default=None,
+                             description="Name in results and queries; default journald.")
+    units: list[str] = Field(
+        default_factory=list, description="Only entries of these systemd units (_SYSTEMD_UNIT); "
+        "a name without a dot means <name>.service. Empty: all units.")
+    priority_max: int | None = Field(
+        default=None, ge=0, le=7, description="Only entries with syslog PRIORITY at or below "
+        "this (0 emerg .. 7 debug; 4 = warning and worse). None: all priorities.")
+    identifiers: list[str] = Field(
+        default_factory=list,
+        description="Only entries with these SYSLOG_IDENTIFIER values. Empty: all.")
+    files: list[Path] = Field(
+        default_factory=list, description="Read these journal files instead of the system "
+        "journal (tests, offline analysis); entries appended to them are picked up.")
+    directory: Path | None = Field(
+        default=None, description="Read the journal files in this directory instead of the "
+        "system journal (e.g. a container's or a remote journal).")
+    start_at: Literal["end", "beginning"] = Field(
+        default="end", description="Where to start when there is no saved cursor: only new "
+        "entries (end) or everything the journal still holds (beginning).")
+    poll_interval_s: float = Field(
+        default=0.2, gt=0.0, le=60.0,
+        description="Longest wait for new entries before looking again (s).")
+
+    @field_validator("units", "identifiers")
+    @classmethod
+    def _no_empty(cls, v: list[str]) -> list[str]:
+        if any(not s or "\n" in s for s in v):
+            raise ValueError("entries must be non-empty single-line strings")
+        return v
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JournaldSourceConfig:
+        if self.files and self.directory is not None:
+            raise ValueError("set either files or directory, not both")
+        return self
+
+
+def journal_matches(cfg: JournaldSourceConfig) -> list[str]:
+    """The FIELD=value matches for the config. sd-journal ORs matches on the same field
+    and ANDs different fields, which is exactly (unit1 OR unit2) AND (prio0 OR ...)."""
+    matches = [f"_SYSTEMD_UNIT={u if '.' in u else u + '.service'}" for u in cfg.units]
+    if cfg.priority_max is not None:
+        matches += [f"PRIORITY={p}" for p in range(cfg.priority_max + 1)]
+    matches += [f"SYSLOG_IDENTIFIER={i}" for i in cfg.identifiers]
+    return matches
+
+
+def _raw(value: bytes) -> bytes:
+    return value
+
+
+def _seconds(realtime_us: int) -> float:
+    return realtime_us / 1_000_000
+
+
+class JournaldSource(Source):
+    kind = "journald"
+
+    def __init__(self, name: str, cfg: JournaldSourceConfig, sink: LineSink,
+                 counters: Counters, max_line_bytes: int) -> None:
+        super().__init__(name, sink, counters, max_line_bytes)
+        self.cfg = cfg
+        self.matches = journal_matches(cfg)
+        self.cursor: str | None = None   # the last entry emitted
+        self.state = "not started"
+        self.units_seen: dict[str, int] = {}
+        self.entries_skipped = 0         # entries without a MESSAGE
+
+    def _run(self, checkpoint: str | None) -> None:
+        try:
+            from systemd import journal
+        except ImportError:
+            raise RuntimeError("the journald source needs systemd-python "
+                               "(install the 'systemd' extra)") from None
+        self.cursor = checkpoint
+        while not self._stop.is_set():
+            try:
+                reader = self._open(journal)
+            except OSError as exc:
+                self._failed(f"cannot open the journal: {exc}")
+                continue
+            try:
+                self._position(reader)
+                self._follow(reader)
+            except OSError as exc:  # a vanished or corrupt file: reopen at our cursor
+                self._failed(f"reading the journal: {exc}")
+            finally:
+                reader.close()
+
+    def _failed(self, message: str) -> None:
+        self.last_error = message
+        self.state = "retrying after an error"
+        self.counters.inc("source_errors")
+        self._stop.wait(max(1.0, self.cfg.poll_interval_s))
+
+    def _open(self, journal: Any) -> Any:
+        converters = {"MESSAGE": _raw, "__REALTIME_TIMESTAMP": _seconds}
+        if self.cfg.files:
+            reader = journal.Reader(files=[str(p) for p in self.cfg.files], converters=converters)
+        elif self.cfg.directory is not None:
+            reader = journal.Reader(path=str(self.cfg.directory), converters=converters)
+        else:
+            reader = journal.Reader(converters=converters)
+        # Fields longer than this may come back cut (a memory bound); the line is cut
+        # at max_line_bytes anyway, so keep a little more to see that it was longer.
+        reader.data_threshold = max(64 * 1024, self.max_line_bytes + 64)
+        for m in self.matches:
+            reader.add_match(m)
+        return reader
+
+    def _position(self, reader: Any) -> None:
+        if self.cursor is not None:
+            try:
+                reader.seek_cursor(self.cursor)
+                # seek_cursor lands on the cursor's entry if it still exists (skip it:
+                # it was read), else on the next one (keep it).
+                if reader.get_next() and not reader.test_cursor(self.cursor):
+                    reader.get_previous()
+                self.state = "resumed at cursor"
+                return
+            except (OSError, ValueError) as exc:
+                self.last_error = (f"saved cursor not usable ({exc}); "
+                                   f"starting at the {self.cfg.start_at}")
+                self.counters.inc("source_errors")
+                self.cursor = None  # do not trip over it again when reopening
+        if self.cfg.start_at == "beginning":
+            reader.seek_head()
+        else:
+            reader.seek_tail()
+            reader.get_previous()  # stand on the last entry: the next one is new
+
+    def _follow(self, reader: Any) -> None:
+        live = not self.cfg.files  # a files= reader cannot be woken by inotify
+        while not self._stop.is_set():
+            got = 0
+            while not self._stop.is_set():
+                entry = reader.get_next()
+                if not entry:
+                    break
+                got += 1
+                self._emit_entry(entry)
+            if got:
+                continue
+            self.state = "following"
+            if live:
+                reader.wait(self.cfg.poll_interval_s)
+            else:
+                self._stop.wait(self.cfg.poll_interval_s)
+
+    def _emit_entry(self, entry: dict[str, Any]) -> None:
+        cursor = entry["__CURSOR"]
+        message = entry.get("MESSAGE")
+        if isinstance(message, list):  # a field may repeat; the first is the message
+            message = message[0] if message else None
+        if isinstance(message, str):   # only if a converter did not apply
+            message = message.encode()
+        if not message:
+            self.entries_skipped += 1
+            return
+        if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor):
+            return  # stopped while the sink was full; the cursor stays at the last line
+        self.cursor = cursor
+        unit = entry.get("_SYSTEMD_UNIT")
+        if isinstance(unit, str) and (unit in self.units_seen
+                                      or len(self.units_seen) < MAX_UNITS_TRACKED):
+            self.units_seen[unit] = self.units_seen.get(unit, 0) + 1
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        where = ([str(p) for p in self.cfg.files] if self.cfg.files
+                 else str(self.cfg.directory) if self.cfg.directory else "system journal")
+        info.update({"journal": where, "matches": self.matches, "state": self.state,
+                     "cursor": self.cursor, "units": dict(self.units_seen),
+                     "entries_without_message": self.entries_skipped})
+        return info

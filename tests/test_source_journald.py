@@ -1,0 +1,171 @@
+"""The journald source against real journal files written by systemd-journal-remote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from agent.metrics import Counters
+from agent.sources.journald import JournaldSource, JournaldSourceConfig, journal_matches
+from tests.support.journal import JournalWriter, journal_remote_available
+from tests.support.line_sink import ListSink, wait_until
+
+pytest.importorskip("systemd.journal")
+pytestmark = pytest.mark.skipif(not journal_remote_available(),
+                                reason="systemd-journal-remote is not installed")
+
+POLL = 0.02
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.writer = JournalWriter(tmp_path / "fixture.journal")
+        self.counters = Counters()
+        self.sources: list[JournaldSource] = []
+
+    def start(self, checkpoint: str | None = None, max_line_bytes: int = 4096,
+              **cfg: Any) -> tuple[JournaldSource, ListSink]:
+        cfg.setdefault("files", [self.writer.path])
+        config = JournaldSourceConfig.model_validate(
+            {"kind": "journald", "start_at": "beginning", "poll_interval_s": POLL, **cfg})
+        sink = ListSink()
+        src = JournaldSource("journald", config, sink, self.counters, max_line_bytes)
+        src.start(checkpoint)
+        self.sources.append(src)
+        return src, sink
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    yield harness
+    for s in harness.sources:
+        s.stop()
+
+
+def test_reads_messages_with_timestamps_and_cursors(h: Harness) -> None:
+    h.writer.messages(["pump started", "pressure 3.1 bar"])
+    src, sink = h.start()
+    lines = sink.wait_for(lambda ls: len(ls) >= 2)
+    assert [ln.text for ln in lines] == ["pump started", "pressure 3.1 bar"]
+    assert lines[0].ts == pytest.approx(1_700_000_000.001)
+    assert all(ln.checkpoint and ln.checkpoint.startswith("s=") for ln in lines)
+    wait_until(lambda: src.describe()["state"] == "following")
+    info = src.describe()
+    assert info["cursor"] == lines[1].checkpoint and info["units"] == {"pump.service": 2}
+
+
+def test_unit_priority_and_identifier_matches(h: Harness) -> None:
+    h.writer.append([
+        {"MESSAGE": "a-err", "_SYSTEMD_UNIT": "a.service", "PRIORITY": "3"},
+        {"MESSAGE": "a-info", "_SYSTEMD_UNIT": "a.service", "PRIORITY": "6"},
+        {"MESSAGE": "b-crit", "_SYSTEMD_UNIT": "b.service", "PRIORITY": "2"},
+        {"MESSAGE": "c-err", "_SYSTEMD_UNIT": "c.service", "PRIORITY": "3"},
+        {"MESSAGE": "a-warn-x", "_SYSTEMD_UNIT": "a.service", "PRIORITY": "4",
+         "SYSLOG_IDENTIFIER": "x"},
+    ])
+    _, sink = h.start(units=["a", "b.service"], priority_max=4)
+    assert sink.wait_count(3) == ["a-err", "b-crit", "a-warn-x"]
+    _, sink2 = h.start(identifiers=["x"])
+    assert sink2.wait_count(1) == ["a-warn-x"]
+    time.sleep(5 * POLL)
+    assert len(sink.lines) == 3 and len(sink2.lines) == 1
+
+
+def test_matches_are_built_per_field() -> None:
+    cfg = JournaldSourceConfig(kind="journald", units=["pump"], priority_max=1,
+                               identifiers=["kernel"])
+    assert journal_matches(cfg) == ["_SYSTEMD_UNIT=pump.service", "PRIORITY=0", "PRIORITY=1",
+                                    "SYSLOG_IDENTIFIER=kernel"]
+
+
+def test_appended_entries_are_picked_up(h: Harness) -> None:
+    h.writer.messages(["one"])
+    _, sink = h.start()
+    sink.wait_count(1)
+    h.writer.messages(["two", "three"])
+    assert sink.wait_count(3) == ["one", "two", "three"]
+
+
+def test_start_at_end_reads_only_new_entries(h: Harness) -> None:
+    h.writer.messages(["old1", "old2"])
+    src, sink = h.start(start_at="end")
+    wait_until(lambda: src.state == "following")
+    h.writer.messages(["new1"])
+    assert sink.wait_count(1) == ["new1"]
+
+
+def test_cursor_resume_neither_repeats_nor_skips(h: Harness) -> None:
+    h.writer.messages([f"m{i}" for i in range(5)])
+    src, sink = h.start()
+    sink.wait_count(5)
+    src.stop()
+    h.writer.messages(["m5", "m6"])
+    _, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(2) == ["m5", "m6"]
+    # Resuming from a cursor in the middle, with matches, still starts right after it.
+    _, sink3 = h.start(sink.lines[1].checkpoint, priority_max=6)
+    assert sink3.wait_count(5) == ["m2", "m3", "m4", "m5", "m6"]
+    time.sleep(5 * POLL)
+    assert len(sink2.lines) == 2 and len(sink3.lines) == 5
+
+
+def test_invalid_cursor_falls_back_to_start_at(h: Harness) -> None:
+    h.writer.messages(["only"])
+    src, sink = h.start("not-a-cursor")
+    assert sink.wait_count(1) == ["only"]
+    assert src.last_error and "cursor" in src.last_error
+
+
+def test_binary_and_long_messages(h: Harness) -> None:
+    h.writer.append([{"MESSAGE": b"bad \xff byte"}, {"MESSAGE": "y" * 500},
+                     {"MESSAGE": "first\nsecond"}, {"OTHER": "no message here"}])
+    src, sink = h.start(max_line_bytes=100)
+    lines = sink.wait_for(lambda ls: len(ls) >= 3)
+    assert [ln.text for ln in lines] == ["bad \ufffd byte", "y" * 100, "first\nsecond"]
+    assert lines[1].truncated
+    assert h.counters.get("lines_invalid_utf8") == 1 and h.counters.get("lines_truncated") == 1
+    wait_until(lambda: src.describe()["entries_without_message"] == 1)
+
+
+def test_directory_reader_follows_appends(h: Harness) -> None:
+    h.writer.messages(["d1"])
+    _, sink = h.start(files=[], directory=h.writer.path.parent)
+    assert sink.wait_count(1) == ["d1"]
+    h.writer.messages(["d2"])
+    assert sink.wait_count(2) == ["d1", "d2"]
+
+
+def test_missing_file_is_retried_and_reported(h: Harness, tmp_path: Path) -> None:
+    later = JournalWriter(tmp_path / "later.journal")
+    src, sink = h.start(files=[later.path])
+    wait_until(lambda: src.last_error is not None)
+    assert "cannot open" in (src.last_error or "")
+    later.messages(["finally"])
+    assert sink.wait_count(1, timeout=10) == ["finally"]
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        JournaldSourceConfig.model_validate(
+            {"kind": "journald", "files": ["/a.journal"], "directory": "/d"})
+    with pytest.raises(ValidationError, match="less than or equal to 7"):
+        JournaldSourceConfig.model_validate({"kind": "journald", "priority_max": 9})
+    with pytest.raises(ValidationError, match="extra"):
+        JournaldSourceConfig.model_validate({"kind": "journald", "unit": "x"})
+
+
+def test_throughput(h: Harness) -> None:
+    n = 20_000
+    h.writer.messages([f"pump[42]: pressure {i} bar nominal" for i in range(n)])
+    t = time.monotonic()
+    _, sink = h.start()
+    sink.wait_count(n, timeout=60)
+    rate = n / (time.monotonic() - t)
+    print(f"journald source: {rate:,.0f} lines/s")
+    assert rate > 5_000
