@@ -20,6 +20,11 @@ from contract.delta import apply_delta
 from contract.tuf_targets import ModelTargetInfo
 from fleet_server.deltas import build_delta
 from fleet_server.repository.keys import generate_key
+from fleet_server.repository.operator import (
+    TargetsUpdateError,
+    add_targets,
+    fetch_verified_targets,
+)
 from fleet_server.repository.repo import DeltaUpload
 from tests.support.tuf_http import Fault, RepoServer
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
@@ -353,3 +358,15 @@ def test_real_delta_verified_applied_and_checked_against_signed_full(env: Env) -
     refused(lambda: client.download_target(chosen.target, env.base / "dl"), "hash-mismatch")
     fallback = choose_artifact(found.full, found.delta, installed, delta_failed=True)
     assert client.download_target(fallback.target, env.base / "dl").read_bytes() == v2
+
+
+def test_operator_builds_on_verified_remote_targets(env: Env) -> None:
+    env.kit.publish(make_bundle(version=1))
+    murl = f"{env.server.url}/metadata"
+    current = fetch_verified_targets(murl, env.provisioned_root, env.base / "operator")
+    update = add_targets(current, [env.kit.signer("targets")], bundle=make_bundle(version=2),
+                         trusted_root=env.provisioned_root)
+    assert env.kit.repo.publish_targets(update.metadata, update.files) == 3
+    forge_targets(env, CryptoSigner.generate_ed25519())  # the server turns hostile
+    with pytest.raises(TargetsUpdateError, match="UnsignedMetadataError"):
+        fetch_verified_targets(murl, env.provisioned_root, env.base / "operator2")

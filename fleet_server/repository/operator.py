@@ -11,12 +11,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from securesystemslib.signer import Signer
-from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.exceptions import DownloadError, RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
+from tuf.ngclient import Updater
 
 from contract.bundle import read_bundle
 from contract.tuf_targets import (
@@ -77,6 +79,21 @@ def _load_current(current_targets: bytes, trusted_root: bytes | None) -> Metadat
             raise TargetsUpdateError(f"current targets metadata is not signed by the targets "
                                      f"keys of the trusted root: {exc}") from None
     return md
+
+
+def fetch_verified_targets(metadata_url: str, trusted_root: bytes, cache_dir: Path) -> bytes:
+    """The repository's current targets metadata, verified the way a device would
+    (root chain, timestamp, snapshot, signatures, versions, expiry) with python-tuf's
+    ngclient: what :func:`add_targets` should build on when the server is remote."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    updater = Updater(str(cache_dir), metadata_url, bootstrap=trusted_root)
+    try:
+        updater.refresh()
+    except (RepositoryError, DownloadError) as exc:
+        raise TargetsUpdateError(f"cannot verify the repository's current metadata: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    # ngclient caches each role only after verifying it, under its plain name.
+    return (cache_dir / f"{Targets.type}.json").read_bytes()
 
 
 def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: bytes,
