@@ -15,6 +15,11 @@ from contract.bundle import Bundle
 
 log = logging.getLogger("nanofleet.agent.runtime")
 
+
+class RuntimeLoadError(RuntimeError):
+    """The runtime is installed but refused the model bytes (corrupt or wrong format)."""
+
+
 RUNTIME_NAMES: tuple[str, ...] = ("onnxruntime", "litert")
 _FORMATS: dict[str, Literal["onnx", "tflite"]] = {"onnxruntime": "onnx", "litert": "tflite"}
 
@@ -53,6 +58,9 @@ def load_runtime(name: str, bundle: Bundle, threads: int = 1) -> Runtime:
         except RuntimeUnavailable as exc:
             problems.append(f"{candidate}: {exc}")
             continue
+        except Exception as exc:  # native loaders raise their own types; name them here
+            raise RuntimeLoadError(f"{candidate} could not load {bundle.manifest.runtimes[fmt]}"
+                                   f": {type(exc).__name__}: {exc}") from exc
         if candidate != name:
             log.warning("runtime %s unavailable (%s); falling back to %s", name,
                         "; ".join(problems), candidate)

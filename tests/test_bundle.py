@@ -1,0 +1,188 @@
+"""Bundles: deterministic packing, and every malformed or inconsistent bundle is
+rejected with a clear error before a runtime sees a byte."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from typing import Any
+
+import pytest
+
+from agent.model import LoadedModel, SmokeTestFailed
+from agent.runtime.registry import RuntimeLoadError
+from contract.bundle import (
+    MANIFEST_NAME,
+    Bundle,
+    BundleError,
+    BundleManifest,
+    load_bundle,
+    manifest_bytes,
+    pack_bundle,
+    read_bundle,
+)
+from nanomodel import default_bundle_path
+
+
+@pytest.fixture(scope="module")
+def good() -> Bundle:
+    return load_bundle(default_bundle_path())
+
+
+def _tar(members: list[tuple[str, bytes]], kind: bytes = tarfile.REGTYPE) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.type = len(data), kind if name != MANIFEST_NAME else tarfile.REGTYPE
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _manifest_dict(b: Bundle) -> dict[str, Any]:
+    return json.loads(manifest_bytes(b.manifest))
+
+
+def _with_manifest(b: Bundle, manifest: dict[str, Any] | bytes) -> bytes:
+    raw = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+    return _tar([(MANIFEST_NAME, raw)] + [(f.path, b.files[f.path]) for f in b.manifest.files])
+
+
+def test_packing_is_deterministic_and_round_trips(good: Bundle) -> None:
+    once = pack_bundle(good.manifest, good.files)
+    twice = pack_bundle(BundleManifest.model_validate_json(manifest_bytes(good.manifest)),
+                        dict(reversed(list(good.files.items()))))
+    assert once == twice == default_bundle_path().read_bytes()
+    again = read_bundle(once, expected_sha256=hashlib.sha256(once).hexdigest())
+    assert again.manifest == good.manifest and again.files == good.files
+
+
+def test_shipped_bundle_is_within_budget() -> None:
+    assert default_bundle_path().stat().st_size <= 1024 * 1024
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "bad tar container"),
+    (b"\x00" * 10, "bad tar container"),
+    (b"this is not a tar archive at all" * 40, "bad tar container"),
+])
+def test_not_a_tar(data: bytes, message: str) -> None:
+    with pytest.raises(BundleError, match=message):
+        read_bundle(data)
+
+
+def test_truncated_and_compressed_bundles(good: Bundle) -> None:
+    raw = default_bundle_path().read_bytes()
+    for cut in (100, 1000, 300_000):
+        with pytest.raises(BundleError, match="bad tar container"):
+            read_bundle(raw[:cut])
+    with pytest.raises(BundleError):
+        read_bundle(gzip.compress(raw))
+
+
+def test_whole_bundle_hash_is_checked_before_parsing(good: Bundle) -> None:
+    with pytest.raises(BundleError, match="does not match the expected"):
+        read_bundle(b"garbage that is never parsed", expected_sha256="0" * 64)
+
+
+def test_missing_file(good: Bundle) -> None:
+    members = [(MANIFEST_NAME, manifest_bytes(good.manifest)),
+               ("model.onnx", good.files["model.onnx"])]
+    with pytest.raises(BundleError, match=r"do not match manifest files"):
+        read_bundle(_tar(members))
+
+
+def test_extra_and_reordered_members(good: Bundle) -> None:
+    base = [(MANIFEST_NAME, manifest_bytes(good.manifest))] + [
+        (f.path, good.files[f.path]) for f in good.manifest.files]
+    with pytest.raises(BundleError, match="do not match manifest files"):
+        read_bundle(_tar([*base, ("notes.txt", b"hi")]))
+    with pytest.raises(BundleError, match="do not match manifest files"):
+        read_bundle(_tar([base[0], base[2], base[1]]))
+    with pytest.raises(BundleError, match="appears twice"):
+        read_bundle(_tar([*base, base[1]]))
+    with pytest.raises(BundleError, match=r"first member must be manifest\.json"):
+        read_bundle(_tar(base[1:] + base[:1]))
+    with pytest.raises(BundleError, match="not a regular file"):
+        read_bundle(_tar(base, kind=tarfile.SYMTYPE))
+
+
+def test_file_hash_mismatch(good: Bundle) -> None:
+    onnx = bytearray(good.files["model.onnx"])
+    onnx[1000] ^= 0x01  # one weight bit: same size, different hash
+    members = [(MANIFEST_NAME, manifest_bytes(good.manifest)), ("model.onnx", bytes(onnx)),
+               ("model.tflite", good.files["model.tflite"])]
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 does not match the manifest"):
+        read_bundle(_tar(members))
+    members[1] = ("model.onnx", bytes(onnx) + b"x")
+    with pytest.raises(BundleError, match=r"model\.onnx: size"):
+        read_bundle(_tar(members))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m.pop("labels"), "labels: Field required"),
+    (lambda m: m.update(colour="blue"), "colour: Extra inputs are not permitted"),
+    (lambda m: m.update(version=0), "version: Input should be greater than or equal to 1"),
+    (lambda m: m.update(slot="Bad Slot!"), "slot: String should match pattern"),
+    (lambda m: m.update(task="translation"), "task: Input should be 'text-classification'"),
+    (lambda m: m["tokenizer"].update(kind="bpe"), "tokenizer.kind"),
+    (lambda m: m.update(runtimes={"onnx": "model.bin"}), "names 'model.bin', which is not"),
+    (lambda m: m.update(runtimes={}), "runtimes is empty"),
+    (lambda m: m["files"][0].update(path="../etc/passwd"), "plain file names only"),
+], ids=["missing-field", "extra-field", "version-0", "bad-slot", "task", "tokenizer",
+        "runtime-file", "no-runtimes", "path-traversal"])
+def test_bad_manifest(good: Bundle, mutate: Any, message: str) -> None:
+    m = _manifest_dict(good)
+    mutate(m)
+    with pytest.raises(BundleError, match="invalid manifest") as err:
+        read_bundle(_with_manifest(good, m))
+    assert message in str(err.value)
+
+
+def test_manifest_not_json(good: Bundle) -> None:
+    with pytest.raises(BundleError, match="invalid manifest"):
+        read_bundle(_with_manifest(good, b"{not json"))
+    with pytest.raises(BundleError, match="invalid manifest"):
+        read_bundle(_with_manifest(good, b"\xff\xfe\x00"))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m["golden"][0]["expected"].pop(), "golden[0] has 8 values for 9 labels"),
+    (lambda m: m["golden"][1]["expected"].__setitem__(0, 1.5), "golden[1] expected values"),
+    (lambda m: m.update(normal_label="fine"), "normal_label 'fine' is not one of the labels"),
+    (lambda m: m["labels"].__setitem__(1, "normal"), "labels must be unique"),
+    (lambda m: (m["labels"].append("extra"), m.update(golden=[])),
+     "has 9 classes for 10 labels"),
+    (lambda m: m["tokenizer"].update(buckets=2048), "4096 wide but the tokenizer makes 2048"),
+    (lambda m: m["files"][0]["tensors"][0].update(length=10), "needs 262144 bytes, not 10"),
+    (lambda m: m["files"][1]["tensors"][0].update(offset=10**6), "lies outside the file"),
+], ids=["golden-length", "golden-not-probability", "normal-label", "duplicate-label",
+        "labels-vs-outputs", "buckets-vs-inputs", "tensor-length", "tensor-outside"])
+def test_inconsistent_manifest(good: Bundle, mutate: Any, message: str) -> None:
+    m = _manifest_dict(good)
+    mutate(m)
+    with pytest.raises(BundleError) as err:
+        read_bundle(_with_manifest(good, m))
+    assert message in str(err.value)
+
+
+def test_smoke_test_catches_wrong_golden_vectors(good: Bundle) -> None:
+    m = _manifest_dict(good)
+    m["golden"][4]["expected"] = [1.0] + [0.0] * 8  # "eth0: link down" claimed normal
+    bundle = read_bundle(_with_manifest(good, m))
+    for runtime in ("onnxruntime", "litert"):
+        model = LoadedModel.from_bundle(bundle, runtime)
+        with pytest.raises(SmokeTestFailed, match=r"golden vector 4 \('eth0: link down'\)"):
+            model.smoke_test()
+        model.close()
+
+
+def test_runtime_refusing_the_bytes_is_a_clear_error(good: Bundle) -> None:
+    m = _manifest_dict(good)
+    m["runtimes"] = {"onnx": "model.tflite"}  # a TFLite file handed to ONNX Runtime
+    bundle = read_bundle(_with_manifest(good, m))
+    with pytest.raises(RuntimeLoadError, match=r"onnxruntime could not load model\.tflite"):
+        LoadedModel.from_bundle(bundle, "onnxruntime")

@@ -1,0 +1,88 @@
+"""The hashed n-gram features: one implementation, exact agreement, row independence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.model import LoadedModel
+from contract.bundle import TokenizerSpec
+from nanomodel import default_bundle_path
+from nanomodel.corpus import STYLES, generate
+from nanomodel.features import Featurizer, default_spec, reference_features
+
+TRICKY = [
+    "",
+    " ",
+    "a",
+    "ab",
+    "eth0: link down",
+    "Mar  3 12:01:02 gw-17 kernel: [1234.5678] e1000e 0000:00:19.0 eth0: NIC Link is Down",
+    '{"level":"error","msg":"disk full on /dev/mmcblk0p2"}',
+    "temp=85.3C sensor=cpu0 state=CRIT",
+    "ÜBERTEMPERATUR Leistungsteil 91 Grad — ошибка ✓ 温度",
+    "lone surrogate \udcff here",
+    "replacement char \ufffd kept",
+    "tabs\tand\x00nul and \x1b[31mcolour\x1b[0m",
+    "___ ... !!! ???",
+    "x" * 700,
+    "١٢٣ arabic-indic digits and 123 ascii digits",
+]
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32)
+
+
+@pytest.mark.parametrize("spec", [
+    default_spec(),
+    TokenizerSpec(kind="hashed-ngrams-v1", buckets=97, char_ngrams=[1, 2, 4], word_ngrams=[1, 3],
+                  lowercase=False, mask_digits=False, max_chars=40, seed=12345),
+    TokenizerSpec(kind="hashed-ngrams-v1", buckets=1 << 16, char_ngrams=[], word_ngrams=[2],
+                  seed=7),
+], ids=["default", "odd", "words-only"])
+def test_vectorised_features_equal_the_reference_bit_for_bit(spec: TokenizerSpec) -> None:
+    texts = TRICKY + [e.text for e in generate(40, 3, list(STYLES))]
+    batch = Featurizer(spec).transform(texts)
+    for i, text in enumerate(texts):
+        assert np.array_equal(_bits(batch[i]), _bits(reference_features(spec, text))), text
+
+
+def test_a_row_does_not_depend_on_its_batch() -> None:
+    feat = Featurizer(default_spec())
+    texts = TRICKY + [e.text for e in generate(50, 4)]
+    together = feat.transform(texts)
+    for i, text in enumerate(texts):
+        assert np.array_equal(_bits(together[i]), _bits(feat.transform([text])[0]))
+
+
+def test_rows_are_unit_length_or_zero() -> None:
+    x = Featurizer(default_spec()).transform(TRICKY)
+    norms = np.linalg.norm(x, axis=1)
+    assert norms[0] == 0.0 or abs(norms[0] - 1) < 1e-6
+    assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
+    assert x.dtype == np.float32 and x.shape == (len(TRICKY), 4096)
+
+
+def test_normalisation_masks_digits_and_case() -> None:
+    feat = Featurizer(default_spec())
+    a, b = feat.transform(["CPU temp 91.5 C", "cpu TEMP 17.2 c"])
+    assert np.array_equal(a, b)
+    assert not np.array_equal(*feat.transform(["link up", "link down"]))
+
+
+def test_agent_uses_the_bundles_spec_with_the_same_code() -> None:
+    model = LoadedModel.load(default_bundle_path())
+    try:
+        spec = model.manifest.tokenizer
+        assert spec == default_spec()
+        texts = [e.text for e in generate(30, 5)]
+        assert np.array_equal(model.featurizer.transform(texts), Featurizer(spec).transform(texts))
+    finally:
+        model.close()
+
+
+def test_unknown_tokenizer_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="n-gram sizes"):
+        Featurizer(TokenizerSpec(kind="hashed-ngrams-v1", buckets=8, char_ngrams=[0],
+                                 word_ngrams=[1]))
