@@ -1,0 +1,204 @@
+"""Lines from MQTT topics (sensor text): each payload is one or more lines.
+
+A paho-mqtt 2.x client of its own (MQTT v5), reconnecting with backoff and
+re-subscribing on every connect. Messages arrive on paho's network thread, which
+must never wait on the pipeline: lines go in with ``block=False`` and a full queue
+means a counted drop (``lines_dropped``). Nothing can be re-read, so there is no
+checkpoint; a persistent session (session expiry) lets the broker hold QoS 1
+messages across short disconnects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.metrics import Counters
+from agent.sources.base import LineSink, Source
+
+
+@dataclass(frozen=True)
+class MqttDefaults:
+    """The agent's own broker connection, used by MQTT sources that name no broker."""
+
+    host: str
+    port: int
+    tls: dict[str, Any] | None = None       # keyword arguments for paho's tls_set
+    client_id_prefix: str = "nanofleet"
+    username: str | None = None
+    password: str | None = None
+    reconnect_max_s: int = 30
+
+
+def check_topic_filter(topic: str) -> str:
+    """Raise ValueError naming what is wrong with an MQTT subscription filter."""
+    if not topic:
+        raise ValueError("topic filter is empty")
+    if "\x00" in topic or len(topic.encode()) > 65535:
+        raise ValueError(f"topic filter {topic!r} has a NUL character or is too long")
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"topic filter {topic!r}: '#' must be a whole last level")
+        if "+" in level and level != "+":
+            raise ValueError(f"topic filter {topic!r}: '+' must be a whole level")
+    return topic
+
+
+class MqttTopicSourceConfig(BaseModel):
+    """Sensor text published on MQTT topics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mqtt"] = Field(description="Source type: MQTT topics.")
+    topics: list[str] = Field(min_length=1, description="Subscription filters; + and # "
+                              "wildcards allowed (e.g. sensors/+/text, plant/#).")
+    name: str | None = Field(default=None,
+                             description="Name in results and queries; default mqtt:<topics>.")
+    host: str | None = Field(default=None, description="Broker host; default: the agent's "
+                             "own broker (with its TLS settings).")
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="Broker port; default: the agent's broker port "
+                             "when host is unset, else 1883.")
+    qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
+    include_topic: bool = Field(
+        default=True, description="Prefix each line with '<topic>: ' so the model sees "
+        "which sensor spoke.")
+    use_agent_tls: bool | None = Field(
+        default=None, description="Use the agent's TLS settings (CA, client certificate). "
+        "Default: yes for the agent's own broker, no for a broker named by host.")
+    max_payload_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="Largest message accepted; the broker withholds larger ones (MQTT v5 "
+        "Maximum Packet Size), so memory stays bounded.")
+    session_expiry_s: int = Field(
+        default=300, ge=0, le=86400, description="How long the broker keeps our subscription "
+        "and queues QoS 1/2 messages while we are disconnected (s).")
+
+    @field_validator("topics")
+    @classmethod
+    def _valid_filters(cls, v: list[str]) -> list[str]:
+        return [check_topic_filter(t) for t in v]
+
+
+def _client_id(prefix: str, name: str) -> str:
+    # Source names contain '/', '#' and ':'; a hash keeps the id short and valid.
+    return f"{prefix}-src-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+class MqttTopicSource(Source):
+    kind = "mqtt"
+
+    def __init__(self, name: str, cfg: MqttTopicSourceConfig, sink: LineSink,
+                 counters: Counters, max_line_bytes: int, defaults: MqttDefaults) -> None:
+        super().__init__(name, sink, counters, max_line_bytes)
+        self.cfg = cfg
+        own_broker = cfg.host is None
+        self.host = defaults.host if own_broker else str(cfg.host)
+        self.port = cfg.port or (defaults.port if own_broker else 1883)
+        use_tls = own_broker if cfg.use_agent_tls is None else cfg.use_agent_tls
+        self.tls = defaults.tls if use_tls else None
+        self.defaults = defaults
+        self._credentials = (defaults.username, defaults.password) if own_broker else (None, None)
+        self.connected = False
+        self.subscribed = False
+        self.connects = 0
+        self.messages = 0
+        self.lines_dropped = 0
+        self.last_disconnect: str | None = None
+        self._lock = threading.Lock()  # paho's thread vs. describe()
+
+    def _run(self, checkpoint: str | None) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=_client_id(self.defaults.client_id_prefix, self.name),
+                             protocol=mqtt.MQTTv5)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=self.defaults.reconnect_max_s)
+        if self.tls is not None:
+            client.tls_set(**self.tls)
+        user, password = self._credentials
+        if user is not None:
+            client.username_pw_set(user, password)
+        props = Properties(PacketTypes.CONNECT)
+        props.MaximumPacketSize = self.cfg.max_payload_bytes + 1024  # headers and topic
+        if self.cfg.session_expiry_s:
+            props.SessionExpiryInterval = self.cfg.session_expiry_s
+        client.connect_async(self.host, self.port, keepalive=30, properties=props,
+                             clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY)
+        client.loop_start()  # retries the first connection too, with backoff
+        try:
+            self._stop.wait()
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self.connected = self.subscribed = False
+
+    # -- paho callbacks (network thread: never block here) --------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                    reason_code: ReasonCode, properties: Any) -> None:
+        if reason_code.is_failure:  # a refused CONNACK is not a link
+            self.connected = False
+            self.last_error = f"broker refused the connection: {reason_code}"
+            self.counters.inc("source_errors")
+            return
+        self.connected = True
+        self.connects += 1
+        opts = SubscribeOptions(qos=self.cfg.qos)
+        client.subscribe([(t, opts) for t in self.cfg.topics])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_error = f"cannot connect to {self.host}:{self.port}"
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                       reason_code: ReasonCode, properties: Any) -> None:
+        self.connected = self.subscribed = False
+        self.last_disconnect = str(reason_code)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Any) -> None:
+        refused = [f"{t}: {rc}" for t, rc in zip(self.cfg.topics, reason_codes, strict=False)
+                   if rc.is_failure]
+        if refused:
+            self.last_error = f"subscription refused: {'; '.join(refused)}"
+            self.counters.inc("source_errors")
+        self.subscribed = len(refused) < len(self.cfg.topics)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        ts = time.time()
+        prefix = f"{msg.topic}: ".encode() if self.cfg.include_topic else b""
+        with self._lock:
+            self.messages += 1
+        for part in msg.payload.split(b"\n"):
+            if not part.strip():
+                continue
+            if not self.emit(prefix + part, ts, None, block=False):
+                with self._lock:
+                    self.lines_dropped += 1
+                self.counters.inc("lines_dropped")
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        with self._lock:
+            messages, dropped = self.messages, self.lines_dropped
+        info.update({"broker": f"{self.host}:{self.port}", "tls": self.tls is not None,
+                     "topics": list(self.cfg.topics), "qos": self.cfg.qos,
+                     "connected": self.connected, "subscribed": self.subscribed,
+                     "connects": self.connects, "last_disconnect": self.last_disconnect,
+                     "messages": messages, "lines_dropped": dropped})
+        return info

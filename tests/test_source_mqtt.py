@@ -1,0 +1,153 @@
+"""The MQTT topic source against a real Mosquitto."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from agent.metrics import Counters
+from agent.sources.mqtt_topic import MqttDefaults, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.registry import build_source, default_source_name
+from tests.support.line_sink import ListSink, wait_until
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.counters = Counters()
+        self.sources: list[MqttTopicSource] = []
+        self.clients: list[Collector] = []
+
+    def start(self, defaults: MqttDefaults, sink: ListSink | None = None,
+              **cfg: Any) -> tuple[MqttTopicSource, ListSink]:
+        config = MqttTopicSourceConfig.model_validate({"kind": "mqtt", **cfg})
+        sink = sink or ListSink()
+        src = build_source(config, sink, self.counters, 256, defaults)
+        assert isinstance(src, MqttTopicSource)
+        src.start(None)
+        self.sources.append(src)
+        wait_until(lambda: src.subscribed, what="source subscribed")
+        return src, sink
+
+    def publisher(self, port: int, tls: dict[str, Any] | None = None) -> Collector:
+        c = Collector(port, "unused/never", tls=tls)
+        self.clients.append(c)
+        return c
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    for s in harness.sources:
+        s.stop()
+    for c in harness.clients:
+        c.close()
+
+
+def defaults_for(b: Mosquitto) -> MqttDefaults:
+    return MqttDefaults(host="127.0.0.1", port=b.port, client_id_prefix="test",
+                        reconnect_max_s=1)
+
+
+def test_lines_from_wildcard_topics(broker: Mosquitto, h: Harness) -> None:
+    src, sink = h.start(defaults_for(broker), topics=["sensors/+/text", "plant/#"])
+    pub = h.publisher(broker.port)
+    pub.publish("sensors/pump1/text", b"pressure 3.1 bar\r\ntemp 41 C\n\n")
+    pub.publish("plant/hall/a", "vibration high")
+    pub.publish("other/x", b"not subscribed")
+    lines = sink.wait_for(lambda ls: len(ls) >= 3)
+    assert [ln.text for ln in lines] == ["sensors/pump1/text: pressure 3.1 bar",
+                                         "sensors/pump1/text: temp 41 C",
+                                         "plant/hall/a: vibration high"]
+    assert all(ln.checkpoint is None and ln.source == src.name for ln in lines)
+    assert src.name == "mqtt:sensors/+/text,plant/#"
+    info = src.describe()
+    assert info["connected"] and info["messages"] == 2 and info["lines_dropped"] == 0
+
+
+def test_without_topic_prefix_bounded_and_invalid_utf8(broker: Mosquitto, h: Harness) -> None:
+    _, sink = h.start(defaults_for(broker), topics=["s/#"], include_topic=False)
+    pub = h.publisher(broker.port)
+    pub.publish("s/1", b"bad \xff byte\n" + b"z" * 1000)
+    lines = sink.wait_for(lambda ls: len(ls) >= 2)
+    assert lines[0].text == "bad \ufffd byte"
+    assert lines[1].text == "z" * 256 and lines[1].truncated
+    assert h.counters.get("lines_invalid_utf8") == 1 and h.counters.get("lines_truncated") == 1
+
+
+def test_full_queue_drops_and_counts(broker: Mosquitto, h: Harness) -> None:
+    src, sink = h.start(defaults_for(broker), topics=["s/#"], sink=ListSink(capacity=2))
+    pub = h.publisher(broker.port)
+    pub.publish("s/1", b"1\n2\n3\n4\n5")
+    wait_until(lambda: src.lines_dropped == 3, what="3 drops")
+    assert sink.texts() == ["s/1: 1", "s/1: 2"]
+    assert h.counters.get("lines_dropped") == 3 and h.counters.get("lines_in") == 2
+    assert src.describe()["lines_dropped"] == 3
+
+
+def test_reconnects_and_resubscribes_after_broker_restart(broker: Mosquitto,
+                                                          h: Harness) -> None:
+    src, sink = h.start(defaults_for(broker), topics=["s/#"])
+    h.publisher(broker.port).publish("s/1", b"before")
+    sink.wait_count(1)
+    broker.restart()                    # no persistence: the broker forgot our session
+    wait_until(lambda: src.subscribed and src.connects == 2, timeout=20,
+               what="reconnected and subscribed")
+    h.publisher(broker.port).publish("s/1", b"after")
+    assert sink.wait_count(2) == ["s/1: before", "s/1: after"]
+    assert src.last_disconnect is not None
+
+
+def test_waits_for_a_broker_that_is_not_there_yet(tmp_path: Any, h: Harness) -> None:
+    late = Mosquitto(tmp_path / "late")
+    cfg = MqttTopicSourceConfig(kind="mqtt", topics=["s/#"])
+    sink = ListSink()
+    src = build_source(cfg, sink, h.counters, 256, defaults_for(late))
+    assert isinstance(src, MqttTopicSource)
+    src.start(None)
+    h.sources.append(src)
+    try:
+        time.sleep(0.3)
+        assert not src.connected and src.alive()
+        late.start()
+        wait_until(lambda: src.subscribed, timeout=20, what="subscribed once the broker is up")
+        h.publisher(late.port).publish("s/x", b"hello")
+        assert sink.wait_count(1) == ["s/x: hello"]
+    finally:
+        src.stop()
+        late.stop()
+
+
+def test_uses_agent_tls_for_the_agent_broker(tls_broker: Mosquitto, h: Harness) -> None:
+    pki = tls_broker.pki
+    assert pki is not None
+    dev = pki.issue("dev-a")
+    tls = {"ca_certs": str(pki.ca_file), "certfile": str(dev.cert), "keyfile": str(dev.key)}
+    assert tls_broker.tls_port is not None
+    defaults = MqttDefaults(host="127.0.0.1", port=tls_broker.tls_port, tls=tls,
+                            client_id_prefix="dev-a", reconnect_max_s=1)
+    src, sink = h.start(defaults, topics=["nanofleet/v1/dev/dev-a/sensors/#"])
+    assert src.describe()["tls"] is True
+    h.publisher(tls_broker.port).publish("nanofleet/v1/dev/dev-a/sensors/t", b"41 C")
+    assert sink.wait_count(1) == ["nanofleet/v1/dev/dev-a/sensors/t: 41 C"]
+    # A broker named by host does not get the agent's TLS settings by default.
+    src2, sink2 = h.start(defaults, topics=["plain/#"], host="127.0.0.1", port=tls_broker.port)
+    assert src2.describe()["tls"] is False
+    h.publisher(tls_broker.port).publish("plain/t", b"x")
+    assert sink2.wait_count(1) == ["plain/t: x"]
+
+
+def test_config_validation() -> None:
+    for bad in (["a/#/b"], ["a/b+"], [""], []):
+        with pytest.raises(ValidationError):
+            MqttTopicSourceConfig.model_validate({"kind": "mqtt", "topics": bad})
+    with pytest.raises(ValidationError, match="extra"):
+        MqttTopicSourceConfig.model_validate({"kind": "mqtt", "topics": ["a"], "topic": "b"})
+    cfg = MqttTopicSourceConfig.model_validate({"kind": "mqtt", "topics": ["a/+", "b/#"]})
+    assert default_source_name(cfg) == "mqtt:a/+,b/#"
