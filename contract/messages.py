@@ -135,3 +135,45 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+# --- desired state and OTA reports ---------------------------------------------------------
+
+OtaState = Literal["idle", "downloading", "verifying", "staged", "smoke_testing", "trial",
+                   "committed", "failed", "rolled_back"]
+
+
+class DesiredModel(Strict):
+    model: str = Field(description="Model name (bundle manifest `name`).")
+    version: int = Field(ge=1, description="Wanted bundle version.")
+
+
+class DesiredState(Strict):
+    """Retained on ``dev/{id}/desired``; written by the fleet server only."""
+
+    revision: int = Field(ge=0, description="Increases with every change of this document.")
+    slots: dict[str, DesiredModel] = Field(description="Slot -> wanted model version.")
+    metadata_url: str | None = Field(
+        default=None, description="TUF metadata base URL; None: the device's configured one.")
+    target_base_url: str | None = Field(
+        default=None, description="Artifact base URL (mirror/CDN); None: the configured one.")
+    rollout_id: str | None = Field(default=None, description="Rollout this change belongs to.")
+    action: Literal["install", "rollback"] = Field(
+        default="install", description="rollback: leave trial and return to the previous model.")
+
+
+class OtaEvent(Envelope):
+    """An OTA state change, published on ``dev/{id}/ota`` (QoS 1)."""
+
+    kind: Literal["ota"] = "ota"
+    slot: str = Field(description="Slot being updated.")
+    state: OtaState = Field(description="New state.")
+    from_version: int | None = Field(default=None, description="Version live before.")
+    to_version: int | None = Field(default=None, description="Version being installed.")
+    rollout_id: str | None = Field(default=None, description="From the desired state.")
+    artifact: Literal["delta", "full"] | None = Field(
+        default=None, description="What was downloaded.")
+    bytes_downloaded: int | None = Field(default=None, description="Bytes fetched.")
+    reason: str | None = Field(
+        default=None, description="Why it failed or rolled back (machine code).")
+    detail: str | None = Field(default=None, description="Human explanation.")
