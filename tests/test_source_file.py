@@ -11,11 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from agent.metrics import Counters
 from agent.sources.file import FileSource, FileSourceConfig
-from agent.sources.file_position import FileCheckpoint
+from agent.sources.file_position import (
+    Candidate,
+    FileCheckpoint,
+    FileIdentity,
+    is_rotated_sibling,
+    plan_resume,
+)
+from agent.sources.mqtt_topic import MqttDefaults
+from agent.sources.registry import SourceConfig, build_source, default_source_name
 from tests.support.line_sink import ListSink, wait_until
 
 POLL = 0.02
@@ -291,3 +299,47 @@ def test_throughput(h: Harness) -> None:
     rate = n / (time.monotonic() - t)
     print(f"file source: {rate:,.0f} lines/s")
     assert rate > 5_000
+
+
+def test_rotated_sibling_names() -> None:
+    live = Path("/var/log/pump.log")
+    assert is_rotated_sibling(live, "pump.log.1")
+    assert is_rotated_sibling(live, "pump.log-20240501")
+    assert is_rotated_sibling(live, "pump.log.2024-05-01")
+    assert not is_rotated_sibling(live, "pump.log.1.gz")
+    assert not is_rotated_sibling(live, "pump.log.bak")
+    assert not is_rotated_sibling(live, "other.log.1")
+
+
+def test_plan_resume_decisions() -> None:
+    ident = FileIdentity("/l/pump.log", 1, 10, b"2024-05-01 first line\n")
+    cp = FileCheckpoint.decode(ident.checkpoint(22))
+    live = Candidate("/l/pump.log", 1, 10, 40, 5, b"2024-05-01 first line\nmore\n")
+    assert plan_resume(cp, "/l/pump.log", "end", live, []).live_offset == 22
+    other = plan_resume(cp, "/l/other.log", "end", live, [])
+    assert other.live_offset is None and "ignored" in other.note
+    reused = Candidate("/l/pump.log", 1, 10, 40, 5, b"2024-06-01 a new file\n")
+    assert plan_resume(cp, "/l/pump.log", "end", reused, []).lost
+    new = Candidate("/l/pump.log", 1, 11, 40, 9, b"x")
+    old = Candidate("/l/pump.log.2", 1, 10, 30, 3, ident.head)
+    mid = Candidate("/l/pump.log.1", 1, 12, 30, 4, b"y")
+    stale = Candidate("/l/pump.log.3", 1, 13, 30, 1, b"z")
+    plan = plan_resume(cp, "/l/pump.log", "end", new, [stale, mid, old])
+    assert [(s.key, s.offset) for s in plan.backlog] == [("/l/pump.log.2", 22),
+                                                         ("/l/pump.log.1", 0)]
+    assert plan.live_offset == 0
+
+
+def test_registry_parses_and_builds_each_kind(tmp_path: Path) -> None:
+    adapter = TypeAdapter(SourceConfig)
+    cfg = adapter.validate_python({"kind": "file", "path": str(tmp_path / "a.log")})
+    assert isinstance(cfg, FileSourceConfig)
+    assert default_source_name(cfg) == f"file:{tmp_path / 'a.log'}"
+    src = build_source(cfg, ListSink(), Counters(), 100, MqttDefaults("127.0.0.1", 1883))
+    assert isinstance(src, FileSource) and src.name == default_source_name(cfg)
+    jcfg = adapter.validate_python({"kind": "journald", "units": ["pump"], "name": "j"})
+    assert default_source_name(jcfg) == "journald:pump.service"
+    assert build_source(jcfg, ListSink(), Counters(), 100,
+                        MqttDefaults("127.0.0.1", 1883)).name == "j"
+    with pytest.raises(ValidationError, match="serial"):
+        adapter.validate_python({"kind": "serial"})

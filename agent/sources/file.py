@@ -183,9 +183,11 @@ class FileSource(Source):
             fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            self.last_error = f"cannot open {key}: {exc}"
-            self.counters.inc("source_errors")
+        except OSError as exc:  # e.g. no permission: retried every poll, counted once
+            message = f"cannot open {key}: {exc}"
+            if message != self.last_error:
+                self.last_error = message
+                self.counters.inc("source_errors")
             return None
         st = os.fstat(fd)
         return _OpenFile(fd, FileIdentity(self.path, st.st_dev, st.st_ino, _read_head(fd)),
