@@ -11,7 +11,7 @@ Layout (fixed-size integers little-endian; ``v`` = unsigned LEB128 varint)::
     header  magic "NFDELTA\\n" | version u16 | flags u16 (0)
             | base size u64 | base sha256 [32] | result size u64 | result sha256 [32]
     ops     opcode u8, then the fields of that op; each op appends bytes to B
-    END     opcode 0, then end of file
+    END     opcode 0, CRC-32 u32 of every byte before it, then end of file
 
     COPY      src v, len v                  B += A[src:src+len]
     COPY_OUT  src v, len v                  B += B[src:src+len] (already written)
@@ -26,6 +26,11 @@ Payloads are single zstd frames in the magicless format without content
 size or checksum (the op gives the length, the final sha256 the integrity):
 five bytes saved per op, which matters for deltas of a few hundred bytes.
 
+The CRC-32 trailer is not security (TUF checks the delta's sha256 before it is
+opened, the result's sha256 is checked at the end): it tells a damaged file from
+a wrong base, and catches damage that would not change the output (an unused
+dictionary byte), so every corrupted delta is refused the same way.
+
 Every op is bounded (``len`` and ``ref_len`` of DATA/DIFF, payload sizes), so
 the applier holds at most one segment, one reference window and one payload in
 memory, whatever the size of the bundle; COPY streams in pieces.
@@ -38,6 +43,7 @@ import os
 import re
 import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +161,8 @@ def encode_op(op: Op) -> bytes:
 
 
 def encode_delta(header: DeltaHeader, ops: list[Op]) -> bytes:
-    return b"".join([header.pack(), *(encode_op(op) for op in ops), bytes([OP_END])])
+    body = b"".join([header.pack(), *(encode_op(op) for op in ops), bytes([OP_END])])
+    return body + zlib.crc32(body).to_bytes(4, "little")
 
 
 # --- byte planes and transforms (shared by builder and applier) -------------------------
@@ -197,60 +204,68 @@ def undiff_segment(diff: bytes, old: bytes, transform: int, width: int) -> bytes
 
 # --- parsing ---------------------------------------------------------------------------
 
-def _read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        raise DeltaError(f"delta truncated in {what}: wanted {n} bytes, got {len(data)}")
-    return data
+class DeltaReader:
+    """Reads a delta stream exactly, keeping the CRC-32 of every byte read."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.crc = stream, 0
+
+    def read(self, n: int, what: str) -> bytes:
+        data = self.stream.read(n)
+        if len(data) != n:
+            raise DeltaError(f"delta truncated in {what}: wanted {n} bytes, got {len(data)}")
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for shift in range(0, 64, 7):
+            byte = self.read(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise DeltaError(f"{what}: varint longer than 64 bits")
 
 
-def read_header(stream: BinaryIO) -> DeltaHeader:
-    return DeltaHeader.parse(stream.read(HEADER.size))
+def read_header(reader: DeltaReader) -> DeltaHeader:
+    return DeltaHeader.parse(reader.read(HEADER.size, "header"))
 
 
-def _read_varint(stream: BinaryIO, what: str) -> int:
-    value = 0
-    for shift in range(0, 64, 7):
-        byte = _read_exact(stream, 1, what)[0]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value
-    raise DeltaError(f"{what}: varint longer than 64 bits")
-
-
-def iter_ops(stream: BinaryIO) -> Iterator[Op]:
+def iter_ops(reader: DeltaReader) -> Iterator[Op]:
     """Ops up to END, each checked against the format's fixed bounds (not the bundles)."""
     index = 0
     while True:
-        code = _read_exact(stream, 1, f"opcode of op {index}")[0]
         where = f"op {index}"
+        code = reader.read(1, where)[0]
         if code == OP_END:
-            if stream.read(1):
+            crc = reader.crc
+            if int.from_bytes(reader.read(4, "CRC-32 trailer"), "little") != crc:
+                raise DeltaError("delta is damaged: CRC-32 mismatch")
+            if reader.stream.read(1):
                 raise DeltaError(f"trailing bytes after END ({where})")
             return
         if code in (OP_COPY, OP_COPY_OUT):
-            src, length = _read_varint(stream, where), _read_varint(stream, where)
+            src, length = reader.varint(where), reader.varint(where)
             yield CopyOp(src, length) if code == OP_COPY else CopyOutOp(src, length)
         elif code == OP_DATA:
-            ref, ref_length = _read_varint(stream, where), _read_varint(stream, where)
-            length, size = _read_varint(stream, where), _read_varint(stream, where)
+            ref, ref_length = reader.varint(where), reader.varint(where)
+            length, size = reader.varint(where), reader.varint(where)
             if ref_length > MAX_REF:
                 raise DeltaError(f"{where}: DATA reference of {ref_length} bytes is over "
                                  f"the {MAX_REF} limit")
             _check_segment(index, "DATA", length, size)
-            yield DataOp(ref, ref_length, length, _read_exact(stream, size, f"{where} payload"))
+            yield DataOp(ref, ref_length, length, reader.read(size, f"{where} payload"))
         elif code == OP_DIFF:
-            src, length = _read_varint(stream, where), _read_varint(stream, where)
-            mode = _read_exact(stream, 1, where)[0]
+            src, length = reader.varint(where), reader.varint(where)
+            mode = reader.read(1, where)[0]
             transform, width = mode >> 4, mode & 0x0F
-            size = _read_varint(stream, where)
+            size = reader.varint(where)
             if transform not in (TRANSFORM_XOR, TRANSFORM_SUB):
                 raise DeltaError(f"{where}: unknown DIFF transform {transform}")
             if width not in WIDTHS or length % width:
                 raise DeltaError(f"{where}: DIFF width {width} does not fit length {length}")
             _check_segment(index, "DIFF", length, size)
-            yield DiffOp(src, length, transform, width,
-                         _read_exact(stream, size, f"{where} payload"))
+            yield DiffOp(src, length, transform, width, reader.read(size, f"{where} payload"))
         else:
             raise DeltaError(f"{where}: unknown opcode {code}")
         index += 1
@@ -363,7 +378,8 @@ def apply_delta(base_path: Path, delta_path: Path, out_path: Path, expected_sha2
     if not _HEX64.match(expected):
         raise DeltaError(f"expected sha256 {expected_sha256!r} is not 64 hex digits")
     with open(delta_path, "rb") as delta, open(base_path, "rb") as base:
-        header = read_header(delta)
+        reader = DeltaReader(delta)
+        header = read_header(reader)
         if header.result_sha256 != expected:
             raise DeltaError(f"delta builds {header.result_sha256[:16]}…, not the expected "
                              f"{expected[:16]}…")
@@ -380,7 +396,7 @@ def apply_delta(base_path: Path, delta_path: Path, out_path: Path, expected_sha2
                                         suffix=".partial")
         try:
             out = _Output(fd, header.result_size)
-            for index, op in enumerate(iter_ops(delta)):
+            for index, op in enumerate(iter_ops(reader)):
                 _apply_op(index, op, base_fd, base_size, out)
             if out.size != header.result_size:
                 raise DeltaError(f"delta ended after {out.size} of {header.result_size} bytes")
@@ -417,9 +433,9 @@ class DeltaSummary:
 
 
 def describe_delta(stream: BinaryIO) -> DeltaSummary:
-    header = read_header(stream)
-    summary = DeltaSummary(header, {}, {}, {})
-    for op in iter_ops(stream):
+    reader = DeltaReader(stream)
+    summary = DeltaSummary(read_header(reader), {}, {}, {})
+    for op in iter_ops(reader):
         kind = type(op).__name__.removesuffix("Op").upper()
         payload = len(op.payload) if isinstance(op, DataOp | DiffOp) else 0
         summary.ops[kind] = summary.ops.get(kind, 0) + 1

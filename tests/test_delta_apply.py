@@ -1,0 +1,238 @@
+"""The device side of deltas: the applier rebuilds bundles exactly and refuses hostile input.
+
+Every refusal must raise DeltaError and leave nothing behind: no output file, no
+temp file, and an existing file at the output path untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from benchmarks.synthetic_bundles import full_fine_tune, head_only, make_model, pack
+from contract.delta import (
+    MAX_PAYLOAD,
+    MAX_REF,
+    MAX_SEGMENT,
+    OP_COPY,
+    OP_DATA,
+    OP_DIFF,
+    TRANSFORM_SUB,
+    TRANSFORM_XOR,
+    CopyOp,
+    CopyOutOp,
+    DataOp,
+    DeltaError,
+    DeltaHeader,
+    DiffOp,
+    Op,
+    apply_delta,
+    diff_segment,
+    encode_delta,
+    join_planes,
+    split_planes,
+    undiff_segment,
+    zstd_params,
+)
+from fleet_server.deltas import build_delta, build_generic_delta, build_tensor_delta
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def zstd(data: bytes, ref: bytes = b"") -> bytes:
+    zdict = zstandard.ZstdCompressionDict(ref, dict_type=zstandard.DICT_TYPE_RAWCONTENT) \
+        if ref else None
+    return zstandard.ZstdCompressor(compression_params=zstd_params(3, len(data), len(ref)),
+                                    dict_data=zdict).compress(data)
+
+
+class Workdir:
+    """base + delta files in a directory; ``apply`` returns the rebuilt bytes."""
+
+    def __init__(self, root: Path, base: bytes) -> None:
+        self.root = root
+        self.base = root / "base.nfb"
+        self.base.write_bytes(base)
+        self.out = root / "out.nfb"
+
+    def apply(self, delta: bytes, expected: str, max_output: int = 64 << 20) -> bytes:
+        path = self.root / "update.nfd"
+        path.write_bytes(delta)
+        apply_delta(self.base, path, self.out, expected, max_output)
+        return self.out.read_bytes()
+
+    def refuse(self, delta: bytes, expected: str, match: str | None = None,
+               max_output: int = 64 << 20) -> DeltaError:
+        before = sorted(p.name for p in self.root.iterdir())
+        with pytest.raises(DeltaError, match=match) as info:
+            self.apply(delta, expected, max_output)
+        after = sorted(p.name for p in self.root.iterdir() if p.name != "update.nfd")
+        assert after == [n for n in before if n != "update.nfd"], "something was left behind"
+        return info.value
+
+
+@pytest.fixture(scope="module")
+def bundles() -> tuple[bytes, bytes, bytes]:
+    model = make_model(seed=3, buckets=1024, embed=32, hidden=32)
+    return pack(model), pack(head_only(model)), pack(full_fine_tune(model))
+
+
+@pytest.fixture(scope="module")
+def full_delta(bundles: tuple[bytes, bytes, bytes]) -> bytes:
+    old, _, new = bundles
+    delta = build_tensor_delta(old, new, level=3)
+    assert delta is not None
+    return delta
+
+
+def test_planes_and_transforms_are_inverse() -> None:
+    data = bytes(range(256)) * 8
+    old = bytes(reversed(data))
+    for width in (1, 2, 4, 8):
+        assert join_planes(split_planes(data, width), width) == data
+        for transform in (TRANSFORM_XOR, TRANSFORM_SUB):
+            d = diff_segment(data, old, transform, width)
+            assert undiff_segment(d, old, transform, width) == data
+    assert split_planes(bytes(range(8)), 4) == bytes([0, 4, 1, 5, 2, 6, 3, 7])
+
+
+def test_applies_each_op_kind(tmp_path: Path) -> None:
+    base = bytes(range(256)) * 64
+    seg = bytes((b + 1) % 256 for b in base[:4096])
+    planes = split_planes(diff_segment(seg, base[:4096], TRANSFORM_SUB, 4), 4)
+    ops: list[Op] = [
+        CopyOp(100, 500),
+        DataOp(0, 1024, 300, zstd(base[10:310], base[:1024])),
+        DiffOp(0, 4096, TRANSFORM_SUB, 4, zstd(planes)),
+        CopyOutOp(0, 800),
+        DataOp(0, 0, 5, zstd(b"hello")),
+    ]
+    result = base[100:600] + base[10:310] + seg + base[100:600] + base[10:310] + b"hello"
+    delta = encode_delta(DeltaHeader(len(base), sha(base), len(result), sha(result)), ops)
+    assert Workdir(tmp_path, base).apply(delta, sha(result)) == result
+
+
+def test_round_trip_and_existing_output_replaced(tmp_path: Path, bundles: tuple[bytes, bytes,
+                                                                               bytes]) -> None:
+    old, head, _ = bundles
+    work = Workdir(tmp_path, old)
+    work.out.write_bytes(b"previous contents")
+    assert work.apply(build_delta(old, head, level=3), sha(head)) == head
+
+
+def test_every_truncation_is_refused(tmp_path: Path, bundles: tuple[bytes, bytes, bytes],
+                                     full_delta: bytes) -> None:
+    old, _, new = bundles
+    work = Workdir(tmp_path, old)
+    work.out.write_bytes(b"previous contents")
+    cuts = sorted({*range(0, 140), *range(140, len(full_delta), max(1, len(full_delta) // 150))})
+    for cut in cuts:
+        work.refuse(full_delta[:cut], sha(new))
+    assert work.out.read_bytes() == b"previous contents"
+
+
+def test_every_flipped_byte_is_refused(tmp_path: Path, bundles: tuple[bytes, bytes, bytes],
+                                       full_delta: bytes) -> None:
+    old, _, new = bundles
+    work = Workdir(tmp_path, old)
+    positions = sorted({*range(0, 200), *range(200, len(full_delta), 97), len(full_delta) - 1})
+    for pos in positions:
+        bad = bytearray(full_delta)
+        bad[pos] ^= 0x5A
+        work.refuse(bytes(bad), sha(new))
+
+
+def test_trailing_bytes_and_header_fields(tmp_path: Path, bundles: tuple[bytes, bytes, bytes],
+                                          full_delta: bytes) -> None:
+    old, _, new = bundles
+    work = Workdir(tmp_path, old)
+    work.refuse(full_delta + b"\x00", sha(new), "trailing bytes after END")
+    work.refuse(b"XXDELTA\n" + full_delta[8:], sha(new), "not a nanofleet delta")
+    work.refuse(full_delta[:8] + b"\x02\x00" + full_delta[10:], sha(new), "version 2")
+    work.refuse(full_delta[:10] + b"\x01\x00" + full_delta[12:], sha(new), "flags")
+    work.refuse(full_delta, "ab" * 32, "not the expected")
+    work.refuse(full_delta, "not-a-hash", "64 hex digits")
+    work.refuse(full_delta, sha(new), "over the 1000 limit", max_output=1000)
+
+
+def test_wrong_base_is_refused_before_writing(tmp_path: Path, bundles: tuple[bytes, bytes,
+                                                                           bytes],
+                                              full_delta: bytes) -> None:
+    old, head, new = bundles
+    (tmp_path / "a").mkdir()
+    work = Workdir(tmp_path / "a", head)
+    work.refuse(full_delta, sha(new), "not the bundle this delta applies to")
+    (tmp_path / "b").mkdir()
+    short = Workdir(tmp_path / "b", old[:-1])
+    short.refuse(full_delta, sha(new), "not the bundle this delta applies to")
+
+
+def hostile(base: bytes, result: bytes, ops: list[Op]) -> bytes:
+    return encode_delta(DeltaHeader(len(base), sha(base), len(result), sha(result)), ops)
+
+
+@pytest.mark.parametrize("ops, reason", [
+    ([CopyOp(4000, 200)], "past the end"),
+    ([CopyOp(2 ** 63 + 5, 10)], "past the end"),
+    ([CopyOp(0, 0)], "empty op"),
+    ([CopyOp(0, 100), CopyOutOp(50, 51)], "past the end"),
+    ([CopyOp(0, 5000)], "pass the declared result size"),
+    ([DataOp(4000, 200, 10, zstd(b"0123456789"))], "past the end"),
+    ([DataOp(0, MAX_REF + 1, 10, b"")], "reference of"),
+    ([DataOp(0, 0, MAX_SEGMENT + 1, b"")], "outside 1"),
+    ([DataOp(0, 0, 10, zstd(b"0123456789" * 3))], "corrupt zstd|produced"),
+    ([DataOp(0, 0, 30, zstd(b"0123456789"))], "corrupt zstd|produced"),
+    ([DataOp(0, 0, 1000, zstd(bytes(MAX_SEGMENT)))], "corrupt zstd|produced"),
+    ([DataOp(0, 0, 10, b"\x00" * 10)], "corrupt zstd"),
+    ([DiffOp(4090, 16, TRANSFORM_XOR, 1, zstd(bytes(16)))], "past the end"),
+    ([DiffOp(0, 16, 3, 1, zstd(bytes(16)))], "unknown DIFF transform"),
+    ([DiffOp(0, 16, TRANSFORM_XOR, 3, zstd(bytes(16)))], "width 3"),
+    ([DiffOp(0, 10, TRANSFORM_XOR, 4, zstd(bytes(10)))], "width 4"),
+])
+def test_hostile_ops_are_refused(tmp_path: Path, ops: list[Op], reason: str) -> None:
+    base = bytes(range(256)) * 16
+    result = base[:1000]
+    Workdir(tmp_path, base).refuse(hostile(base, result, ops), sha(result), reason)
+
+
+def test_hostile_encodings_are_refused(tmp_path: Path) -> None:
+    base = bytes(4096)
+    result = bytes(100)
+    header = DeltaHeader(len(base), sha(base), len(result), sha(result)).pack()
+    work = Workdir(tmp_path, base)
+    work.refuse(header + b"\x09", sha(result), "unknown opcode 9")
+    work.refuse(header + bytes([OP_COPY]) + b"\xff" * 11, sha(result), "varint longer")
+    huge = b"\xff\xff\xff\xff\x0f"  # 2**32 - 1: a payload size far over the limit
+    work.refuse(header + bytes([OP_DATA, 0, 0, 100]) + huge, sha(result),
+                f"over the {MAX_PAYLOAD} limit")
+    work.refuse(header + bytes([OP_DIFF, 0, 100, 0x11]) + huge, sha(result), "over the")
+    work.refuse(hostile(base, result, [CopyOp(0, 50)]), sha(result), "ended after 50 of 100")
+    good = hostile(base, result, [CopyOp(0, 100)])
+    work.refuse(good[:-4] + bytes(4), sha(result), "CRC-32 mismatch")
+    wrong = hostile(base, result, [DataOp(0, 0, 100, zstd(b"\x01" * 100))])
+    work.refuse(wrong, sha(result), "sha256 does not match")
+
+
+def test_memory_stays_bounded_on_a_16_mb_bundle(tmp_path: Path) -> None:
+    """Peak Python-tracked memory while applying stays far below the bundle size."""
+    model = make_model(seed=5, buckets=65536, embed=128)
+    old, new = pack(model), pack(full_fine_tune(model))
+    assert len(new) > 16_000_000
+    work = Workdir(tmp_path, old)
+    for build in (build_tensor_delta, build_generic_delta):
+        delta = build(old, new, level=1)
+        assert delta is not None
+        (tmp_path / "update.nfd").write_bytes(delta)
+        tracemalloc.start()
+        try:
+            apply_delta(work.base, tmp_path / "update.nfd", work.out, sha(new), len(new))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8_000_000, f"{build.__name__}: peak {peak} bytes"
+        assert sha(work.out.read_bytes()) == sha(new)
