@@ -247,8 +247,10 @@ class FileSource(Source):
             got = True
             if len(cur.ident.head) < HEAD_BYTES:
                 head = _read_head(cur.fd)
-                if not head.startswith(cur.ident.head):
-                    break  # rewritten under us: _truncated() handles it next
+                if cur.live and not head.startswith(cur.ident.head):
+                    # Rewritten under us: _truncated() handles it on the next step.
+                    os.lseek(cur.fd, self._read_pos, os.SEEK_SET)
+                    break
                 cur.ident.set_head(head)
             self._read_pos += len(data)
             self._consume(data, cur.ident)
