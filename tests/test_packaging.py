@@ -240,7 +240,8 @@ def test_agent_runs_inside_the_unit_sandbox(tmp_path: Path, broker, notify_sock)
     pump_log.write_text("")
     state = tmp_path / "state"
     cfg = write_config(tmp_path / "agent.toml", "pump-07", state, broker.port,
-                       f'[[sources]]\nkind = "file"\npath = "{pump_log}"\n')
+                       f'[[sources]]\nkind = "file"\npath = "{pump_log}"\n'
+                       'start_at = "beginning"\n')
     spy = Collector(broker.port, "nanofleet/v1/dev/pump-07/#")
     env = {k: v for k, v in os.environ.items()
            if k not in ("WATCHDOG_PID", "INVOCATION_ID", "JOURNAL_STREAM")}
@@ -255,7 +256,10 @@ def test_agent_runs_inside_the_unit_sandbox(tmp_path: Path, broker, notify_sock)
             with open(pump_log, "a") as f:
                 f.write("pump-07 pressure 3.2 bar nominal\n")
                 f.write("pump-07 ERROR seal leak detected, pressure dropping\n")
-            spy.wait_for(lambda ms: any("/results/" in m.topic for m in ms), timeout=30)
+            try:
+                spy.wait_for(lambda ms: any("/results/" in m.topic for m in ms), timeout=30)
+            except TimeoutError as exc:
+                raise AssertionError(out.read_text()) from exc
             resp = ask(state / "agent.sock", "classify", {"text": ["bearing overheating"]})
             assert resp["ok"], resp
             wait_notification(sock, "WATCHDOG=1", 10, proc, out)
