@@ -8,6 +8,7 @@ handler returns an exit code: 0 ok, 2 bad input (data, bundle, arguments).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -32,9 +33,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     data = load_labeled(args.data)
     eval_data = load_labeled(args.eval_data) if args.eval_data else None
-    defaults = TrainConfig()
-    config = TrainConfig(epochs=args.epochs or defaults.epochs, seed=args.seed,
-                         progress=not args.quiet)
+    config = TrainConfig(seed=args.seed, progress=not args.quiet)
+    if args.epochs is not None:
+        # Asked for explicitly: exactly that many, no minimum-steps top-up.
+        config = dataclasses.replace(config, epochs=args.epochs, min_steps=0)
     result = train_bundle(TrainRequest(
         data=data, out=args.out, base=args.base, head_only=args.head_only,
         labels=_label_list(args.labels), normal_label=args.normal_label, version=args.version,
@@ -162,7 +164,8 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                        help="also train on N generated corpus lines (default: 3000 when "
                        "fine-tuning a base whose categories match, else 0)")
     train.add_argument("--eval-data", type=Path, help="labeled lines to report figures on")
-    train.add_argument("--epochs", type=int, help="epochs of full training")
+    train.add_argument("--epochs", type=int, help="epochs of full training (default: 6, more "
+                       "for small data sets so that training makes at least 600 steps)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print a JSON summary")

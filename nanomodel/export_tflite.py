@@ -52,7 +52,8 @@ def _aligned_buffer(s: Any, data: bytes) -> Any:
             builder.StartVector(1, len(data), _ALIGN)
             builder.head = builder.head - len(data)
             builder.Bytes[builder.head : builder.head + len(data)] = data
-            vec = builder.EndVector(len(data))
+            builder.vectorNumElems = len(data)
+            vec = builder.EndVector()
             s.BufferStart(builder)
             s.BufferAddData(builder, vec)
             return int(s.BufferEnd(builder))

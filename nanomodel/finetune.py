@@ -104,6 +104,15 @@ def corpus_mix_size(requested: int | None, has_base: bool, labels: list[str]) ->
     return AUTO_MIX_LINES if has_base and set(labels) <= set(CORPUS_LABELS) else 0
 
 
+def operator_weights(operator_lines: int, total_lines: int) -> np.ndarray:
+    """Sample weights: the operator's lines first, then mixed corpus lines. Together
+    the operator's lines weigh at least as much as the mix, however few they are."""
+    mixed = total_lines - operator_lines
+    own = max(1.0, mixed / max(operator_lines, 1))
+    return np.concatenate([np.full(operator_lines, own, np.float32),
+                           np.ones(mixed, np.float32)])
+
+
 def pick_golden(texts: list[str], labels: list[str], per_label: int = 2,
                 limit: int = 16) -> list[str]:
     """Deterministic smoke-test lines: the first few of each label, plus an empty line."""
@@ -149,7 +158,8 @@ def train_bundle(req: TrainRequest) -> TrainResult:
         names += [e.label for e in extra]
     y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
     model = fit(featurizer, texts, y, labels, normal, req.config, base=base_model,
-                head_only=req.head_only)
+                head_only=req.head_only,
+                sample_weight=operator_weights(len(req.data.texts), len(texts)))
     figures = evaluate_model(model, featurizer, req.data, labels, normal, "train")
     if req.eval_data is not None:
         figures |= evaluate_model(model, featurizer, req.eval_data, labels, normal, "eval")

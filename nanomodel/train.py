@@ -11,7 +11,8 @@ the data order is fixed, so the same data and config give the same weights.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,8 @@ class TrainConfig:
     hidden1: int = 64
     hidden2: int = 64
     epochs: int = 6
+    min_steps: int = 600
+    max_epochs: int = 60
     head_epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
@@ -114,17 +117,25 @@ def class_weights(y: np.ndarray, k: int) -> np.ndarray:
     return (w / w[counts > 0].mean()).astype(np.float32)
 
 
-def _train_float(x: SparseRows, y: np.ndarray, k: int, cfg: TrainConfig,
+def epochs_for(cfg: TrainConfig, rows: int) -> int:
+    """``cfg.epochs``, raised for small data sets so training makes at least
+    ``cfg.min_steps`` optimizer steps (300 lines x 6 epochs would be 18 steps)."""
+    per_epoch = max(1, -(-rows // cfg.batch_size))
+    return max(cfg.epochs, min(cfg.max_epochs, -(-cfg.min_steps // per_epoch)))
+
+
+def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,
                  init: FloatParams | None, rng: np.random.Generator) -> FloatParams:
     p = init.copy() if init is not None else init_params(rng, x.width, cfg.hidden1,
                                                          cfg.hidden2, k)
     tensors = [p.w1, p.b1, p.w2, p.b2, p.wo, p.bo]
     opt = _Adam(tensors, cfg.lr, cfg.weight_decay)
-    cw = class_weights(y, k)
-    for epoch in range(cfg.epochs):
+    cw = class_weights(y, k)[y] * sw
+    epochs = epochs_for(cfg, x.rows)
+    for epoch in range(epochs):
         order = rng.permutation(x.rows)
         loss_sum, seen = 0.0, 0
-        with Progress(f"epoch {epoch + 1}/{cfg.epochs}", x.rows, cfg.progress) as bar:
+        with Progress(f"epoch {epoch + 1}/{epochs}", x.rows, cfg.progress) as bar:
             for start in range(0, x.rows, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 xb, yb = x.dense(idx, rng, cfg.feature_dropout), y[idx]
@@ -133,7 +144,7 @@ def _train_float(x: SparseRows, y: np.ndarray, k: int, cfg: TrainConfig,
                 z2 = h1 @ p.w2.T + p.b2
                 h2 = np.maximum(z2, 0)
                 probs = softmax(h2 @ p.wo.T + p.bo)
-                wb = cw[yb]
+                wb = cw[idx]
                 loss_sum += float(-(wb * np.log(probs[np.arange(yb.size), yb] + 1e-9)).sum())
                 seen += yb.size
                 d = probs.copy()
@@ -149,7 +160,7 @@ def _train_float(x: SparseRows, y: np.ndarray, k: int, cfg: TrainConfig,
     return p
 
 
-def train_head(h: np.ndarray, y: np.ndarray, k: int, cfg: TrainConfig,
+def train_head(h: np.ndarray, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,
                init: tuple[np.ndarray, np.ndarray] | None,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``softmax(h @ wo.T + bo)`` on fixed body activations ``h``."""
@@ -160,7 +171,7 @@ def train_head(h: np.ndarray, y: np.ndarray, k: int, cfg: TrainConfig,
             np.float32)
         bo = np.zeros(k, np.float32)
     opt = _Adam([wo, bo], cfg.head_lr, cfg.weight_decay)
-    cw = class_weights(y, k)
+    cw = class_weights(y, k)[y] * sw
     bs = max(cfg.batch_size, 64)
     with Progress("head", cfg.head_epochs, cfg.progress) as bar:
         for _ in range(cfg.head_epochs):
@@ -171,7 +182,7 @@ def train_head(h: np.ndarray, y: np.ndarray, k: int, cfg: TrainConfig,
                 probs = softmax(hb @ wo.T + bo)
                 d = probs.copy()
                 d[np.arange(yb.size), yb] -= 1
-                d *= (cw[yb] / yb.size)[:, None]
+                d *= (cw[idx] / yb.size)[:, None]
                 opt.step([d.T @ hb, d.sum(0)])
             bar.update(1)
     return wo, bo
@@ -183,15 +194,41 @@ def body_activations(body: QuantizedBody, x: SparseRows, chunk: int = 2048) -> n
     return np.concatenate(parts) if parts else np.zeros((0, body.b2.size), np.float32)
 
 
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Small matrices train faster on one BLAS thread than on contended several, and a
+    fixed thread count keeps float summation order, hence the weights, reproducible."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: training still works, just less predictably fast
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: list[str],
         normal_label: str, cfg: TrainConfig, base: ShippedModel | None = None,
-        head_only: bool = False) -> ShippedModel:
-    """Train a model for ``labels`` (``y`` holds label indices).
+        head_only: bool = False, sample_weight: np.ndarray | None = None) -> ShippedModel:
+    """Train a model for ``labels`` (``y`` holds label indices, ``sample_weight``
+    optional per-line weights).
 
     ``base`` + ``head_only``: keep the base body exactly, fit a new head.
     ``base`` alone: start from the base weights and train everything."""
+    with _one_blas_thread():
+        return _fit(featurizer, texts, y, labels, normal_label, cfg, base, head_only,
+                    sample_weight)
+
+
+def _fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: list[str],
+         normal_label: str, cfg: TrainConfig, base: ShippedModel | None, head_only: bool,
+         sample_weight: np.ndarray | None) -> ShippedModel:
     rng = np.random.default_rng(cfg.seed)
     k = len(labels)
+    weights = np.ones(len(texts), np.float32) if sample_weight is None else \
+        np.asarray(sample_weight, dtype=np.float32)
+    if weights.shape != (len(texts),):
+        raise ValueError(f"sample_weight has shape {weights.shape}, expected ({len(texts)},)")
     x = SparseRows(featurizer, texts, cfg.progress)
     head_init: tuple[np.ndarray, np.ndarray] | None = None
     if base is not None and base.num_labels == k:
@@ -206,9 +243,9 @@ def fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: lis
                 (rng.standard_normal((k, base.body.b2.size)) * 0.1).astype(np.float32),
                 np.zeros(k, np.float32))
             init = FloatParams(w1, base.body.b1.copy(), w2, base.body.b2.copy(), wo, bo)
-        floats = _train_float(x, y, k, cfg, init, rng)
+        floats = _train_float(x, y, weights, k, cfg, init, rng)
         body = quantize_body(floats)
         head_init = (floats.wo, floats.bo)
     h = body_activations(body, x)
-    wo, bo = train_head(h, y, k, cfg, head_init, rng)
+    wo, bo = train_head(h, y, weights, k, cfg, head_init, rng)
     return ShippedModel(body, wo, bo, anomaly_mask(labels, normal_label))

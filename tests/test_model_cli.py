@@ -1,0 +1,180 @@
+"""``nanofleet model train|eval|inspect`` on good and bad data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.model import LoadedModel
+from contract.bundle import load_bundle
+from nanomodel import default_bundle_path
+from nanomodel.cli import main
+from nanomodel.corpus import HELDOUT_STYLES, generate, inverter_lines, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    write_jsonl(d / "train.jsonl", generate(1500, 31))
+    write_jsonl(d / "heldout.jsonl", generate(400, 32, HELDOUT_STYLES))
+    write_jsonl(d / "inverter.jsonl", inverter_lines(250, 33))
+    rows = ["text,label"] + [f'"{e.text.replace(chr(34), chr(34) * 2)}",{e.label}'
+                             for e in inverter_lines(250, 34)]
+    (d / "inverter.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return d
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine.nfb"
+    code, stdout, stderr = _run(capsys, "model", "train", "--data",
+                                str(data_dir / "train.jsonl"), "--out", str(out),
+                                "--name", "site-logs", "--version", "3", "--eval-data",
+                                str(data_dir / "heldout.jsonl"))
+    assert code == 0, stderr
+    assert "epoch 50/50 [" in stderr and "loss" in stderr  # progress bars, min-steps top-up
+    assert f"wrote {out}" in stdout and "version 3" in stdout
+    manifest = load_bundle(out).manifest
+    assert manifest.name == "site-logs" and manifest.version == 3
+    assert manifest.labels[0] == "normal" and manifest.evaluation["eval.macro_f1"] > 0.8
+    LoadedModel.load(out, "litert").smoke_test()
+
+    code, stdout, _ = _run(capsys, "model", "eval", "--data", str(data_dir / "heldout.jsonl"),
+                           "--bundle", str(out), "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["lines"] == 400 and report["runtime"] == "onnxruntime"
+    assert report["model_scores"]["macro_f1"] > report["keyword_baseline"]["macro_f1"]
+    assert {c["label"] for c in report["model_scores"]["per_class"]} >= {"normal", "power"}
+    assert report["throughput"]["lines_per_s"] > 0 and report["single_line"]["p99_ms"] > 0
+
+    code, stdout, _ = _run(capsys, "model", "eval", "--data", str(data_dir / "heldout.jsonl"),
+                           "--bundle", str(out), "--runtime", "litert", "--no-timing")
+    assert code == 0
+    assert "keyword baseline: macro-F1" in stdout and "precision" in stdout
+    assert "runtime litert" in stdout
+
+    code, stdout, _ = _run(capsys, "model", "inspect", str(out))
+    assert code == 0
+    for expected in ("site-logs", "version 3", "hashed-ngrams-v1", "model.tflite",
+                     "body.embed.weight", "eval.macro_f1", "golden"):
+        assert expected in stdout
+    code, stdout, _ = _run(capsys, "model", "inspect", str(out), "--json")
+    assert json.loads(stdout)["manifest"]["name"] == "site-logs"
+
+
+def test_head_only_from_csv_with_own_labels(data_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "inv.nfb"
+    code, stdout, stderr = _run(capsys, "model", "train", "--data", str(data_dir / "inverter.csv"),
+                                "--out", str(out), "--base", str(default_bundle_path()),
+                                "--head-only", "--labels", "normal,power", "thermal", "hardware",
+                                "--quiet", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["labels"] == ["normal", "power", "thermal", "hardware"]
+    assert summary["head_only"] and summary["version"] == 2
+    assert summary["evaluation"]["train.macro_f1"] > 0.95
+    assert stderr == ""  # --quiet: no progress bars
+
+
+def _bad(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+GOOD_LINES = '{"text": "eth0: link down", "label": "network"}\n' \
+             '{"text": "Started agent.service.", "label": "normal"}\n'
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.jsonl", "", "is empty: no labeled lines"),
+    ("blank.csv", "\n\n  \n", "is empty"),
+    ("header-only.csv", "text,label\n", "has no labeled lines"),
+    ("columns.csv", "message,category\nlink down,network\n",
+     "unknown columns ['category', 'message']"),
+    ("extra.csv", "text,label,source\nx,normal,a\n", "unknown columns ['source']"),
+    ("single.jsonl", '{"text": "a", "label": "normal"}\n{"text": "b", "label": "normal"}\n',
+     "every line has the label 'normal'"),
+    ("broken.jsonl", GOOD_LINES + '{"text": "half\n' + GOOD_LINES + "[1, 2]\n",
+     "2 unreadable line(s)"),
+    ("fields.jsonl", GOOD_LINES + '{"txt": "x", "label": "normal"}\n',
+     "fields.jsonl:3: unknown fields ['txt'], missing fields ['text']"),
+    ("types.jsonl", GOOD_LINES + '{"text": 5, "label": "normal"}\n{"text": "x", "label": ""}\n',
+     "types.jsonl:3: 'text' must be a string"),
+    ("latin1.csv", "text,label\nok,normal\n\xfcber,power\n".encode("latin-1"),
+     "latin1.csv:3: not UTF-8 text"),
+    ("ragged.csv", "text,label\na,normal\nb,power,extra\n", "ragged.csv:3: 3 fields, expected 2"),
+])
+def test_bad_training_data_is_named_with_line_numbers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str | bytes,
+        message: str) -> None:
+    path = _bad(tmp_path, name, content)
+    code, _, stderr = _run(capsys, "model", "train", "--data", str(path), "--out",
+                                str(tmp_path / "x.nfb"), "--quiet")
+    assert code == 2
+    assert stderr.startswith("error: ") and message in stderr, stderr
+    assert not (tmp_path / "x.nfb").exists()
+
+
+def test_broken_jsonl_lists_each_bad_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = _bad(tmp_path, "b.jsonl", GOOD_LINES + "nope\n" + GOOD_LINES + "{\n")
+    _, _, stderr = _run(capsys, "model", "train", "--data", str(path), "--out",
+                        str(tmp_path / "x.nfb"))
+    assert f"{path}:3: not valid JSON" in stderr and f"{path}:6: not valid JSON" in stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--head-only"], "--head-only needs --base"),
+    (["--labels", "normal"], "labels ['network'] that are not in --labels"),
+    (["--base", "missing.nfb"], "missing.nfb"),
+    (["--normal-label", "fine"], "--normal-label 'fine' is not one of the labels"),
+    (["--base", "DEFAULT", "--version", "1"], "must be above the base version 1"),
+])
+def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+                       message: str) -> None:
+    data = _bad(tmp_path, "ok.jsonl", GOOD_LINES * 3)
+    extra = [str(default_bundle_path()) if a == "DEFAULT" else a for a in extra]
+    code, _, stderr = _run(capsys, "model", "train", "--data", str(data), "--out",
+                           str(tmp_path / "x.nfb"), "--quiet", "--epochs", "1", *extra)
+    assert code == 2 and message in stderr, stderr
+
+
+def test_eval_refuses_labels_the_bundle_does_not_have(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = _bad(tmp_path, "e.jsonl", '{"text": "x", "label": "cosmic-rays"}\n')
+    code, _, stderr = _run(capsys, "model", "eval", "--data", str(data), "--bundle",
+                           str(default_bundle_path()))
+    assert code == 2 and "labels ['cosmic-rays'] are not in the bundle's labels" in stderr
+
+
+def test_inspect_rejects_a_broken_bundle(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.nfb"
+    broken.write_bytes(default_bundle_path().read_bytes()[:5000])
+    code, _, stderr = _run(capsys, "model", "inspect", str(broken))
+    assert code == 2 and "bad tar container" in stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = shutil.which("nanofleet", path=str(Path(sys.executable).parent))
+    assert script is not None
+    out = subprocess.run([script, "model", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert "train" in out.stdout and "inspect" in out.stdout
