@@ -281,15 +281,21 @@ def test_agent_runs_inside_the_unit_sandbox(tmp_path: Path, broker, notify_sock)
 # --- the Debian package ------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None or not Path("/usr/bin/python3").exists(),
-                    reason="needs dpkg-deb and the system python3")
-def test_deb_builds_and_its_payload_runs(tmp_path: Path) -> None:
-    out = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def built_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uncompressed build per test run (~20 s with the wheelhouse cached in build/)."""
+    if shutil.which("dpkg-deb") is None or not Path("/usr/bin/python3").exists():
+        pytest.skip("needs dpkg-deb and the system python3")
+    out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
         ["bash", str(PACKAGING / "debian" / "build.sh"), "--out", str(out),
          "--compression", "none"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    deb = Path(proc.stdout.strip().splitlines()[-1])
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def test_deb_control_contents_and_payload_run(built_deb: Path, tmp_path: Path) -> None:
+    deb = built_deb
     info = subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True, text=True,
                           check=True).stdout
     assert "Package: nanofleet-agent" in info and "Depends: python3.11" in info
@@ -336,3 +342,60 @@ def test_deb_builds_and_its_payload_runs(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[[0.0, 2.0, 0.0, 4.0]]"
+
+
+# dpkg -i / -r / -P inside a private mount namespace, chrooted into an overlay of
+# the host's root: the real maintainer scripts run, the host is untouched.
+_LIFECYCLE = r"""
+set -eu
+B="$1"; DEB="$2"
+mkdir -p "$B/upper" "$B/work" "$B/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$B/upper,workdir=$B/work" "$B/root"
+mount --bind /proc "$B/root/proc"; mount --bind /dev "$B/root/dev"
+mount -t tmpfs tmpfs "$B/root/run"   # no /run/systemd/system: systemd is not running
+cp "$DEB" "$B/root/tmp/agent.deb"
+chroot "$B/root" /bin/sh -eu -c '
+! getent passwd nanofleet >/dev/null || { echo "user exists on host already"; exit 3; }
+dpkg --force-unsafe-io -i /tmp/agent.deb
+echo "USER $(getent passwd nanofleet)"
+echo "MODES $(stat -c "%a %U %G" /etc/nanofleet /etc/nanofleet/agent.toml /var/lib/nanofleet \
+    | tr "\n" " ")"
+echo "WANTS $(readlink /etc/systemd/system/multi-user.target.wants/nanofleet-agent.service)"
+su -s /bin/sh nanofleet -c "nanofleet-agent check-config /etc/nanofleet/agent.toml"
+dpkg -r nanofleet-agent >/dev/null
+echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
+echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"
+dpkg -P nanofleet-agent >/dev/null 2>&1
+echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /opt/nanofleet \
+    /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
+'
+"""
+
+
+def test_deb_install_remove_purge(built_deb: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for an overlay chroot")
+    base = tmp_path / "ovl"
+    try:
+        proc = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", _LIFECYCLE, "lifecycle",
+             str(base), str(built_deb)], capture_output=True, text=True, timeout=240)
+        if proc.returncode != 0 and "overlay" in proc.stderr and "mount" in proc.stderr:
+            pytest.skip(f"no overlayfs here: {proc.stderr.strip()}")
+        if proc.returncode == 3:
+            pytest.skip("this host already has a nanofleet user (package installed?)")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
+                 if line.split(" ", 1)[0] in ("USER", "MODES", "WANTS", "MASKED", "KEPT",
+                                              "PURGED"))
+    assert lines["USER"].startswith("nanofleet:x:")
+    assert lines["USER"].endswith(":/var/lib/nanofleet:/usr/sbin/nologin")
+    assert lines["MODES"].split() == ["750", "root", "nanofleet", "640", "root", "nanofleet",
+                                      "700", "nanofleet", "nanofleet"]
+    assert lines["WANTS"] == "/lib/systemd/system/nanofleet-agent.service"
+    assert "/etc/nanofleet/agent.toml: OK" in proc.stdout  # readable by the service user
+    assert lines["MASKED"] == "/dev/null"  # removed, not purged: debhelper's behaviour
+    assert lines["KEPT"] == "conffile"
+    assert lines["PURGED"] == "0"
