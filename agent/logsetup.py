@@ -272,6 +272,7 @@ def setup_logging(
     environ: Mapping[str, str] | None = None,
     stream: TextIO | None = None,
     identifier: str = IDENTIFIER,
+    fields: Mapping[str, Any] | None = None,
 ) -> logging.Handler:
     """Configure the root logger once (calling again, e.g. on SIGHUP, replaces our
     handler and level) and return the handler installed:
@@ -280,6 +281,9 @@ def setup_logging(
       ``SYSLOG_IDENTIFIER=identifier`` and the ``extra=`` fields as journal fields;
     - otherwise a stream handler on stderr: ``key=value`` text, or JSON lines with
       ``json_stderr`` (a ``<N>``-prefixed form when stderr is the journal stream).
+
+    ``fields`` (e.g. ``{"device_id": "pump-07"}``) go into every journal entry
+    (``DEVICE_ID=pump-07``); stderr lines leave them out, they would repeat on each line.
     """
     env = os.environ if environ is None else environ
     out = sys.stderr if stream is None else stream
@@ -288,7 +292,8 @@ def setup_logging(
     handler: logging.Handler
     journal_cls = _journal_handler_class() if running_under_systemd(env, out) else None
     if journal_cls is not None:
-        handler = journal_cls(SYSLOG_IDENTIFIER=identifier)
+        static = {journal_field_name(k): field_text(v) for k, v in (fields or {}).items()}
+        handler = journal_cls(**{**static, "SYSLOG_IDENTIFIER": identifier})
     else:
         handler = logging.StreamHandler(out)
         if json_stderr:

@@ -190,11 +190,12 @@ _NAMESPACE_SCRIPT = textwrap.dedent(
         code = (
             "import logging\\n"
             "from agent.logsetup import setup_logging, log_event\\n"
-            "setup_logging('info', environ={'INVOCATION_ID': 'feedbeef'})\\n"
+            "setup_logging('info', environ={'INVOCATION_ID': 'feedbeef'},"
+            " fields={'device_id': 'pump-07', 'agent_version': '0.1.0'})\\n"
             "log = logging.getLogger('agent.pipeline')\\n"
             "log.info('result published', extra={'device_id': 'pump-07', 'slot': 'main',"
             " 'source': 'pump-log', 'mqtt_password': 'hunter2', 'seq': 41})\\n"
-            "log_event(log, 'error', 'journal probe done', device_id='pump-07')\\n"
+            "log_event(log, 'error', 'journal probe done', source='s2')\\n"
         )
         subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": root},
                        check=True, timeout=60)
@@ -249,3 +250,6 @@ def test_real_journald_gets_structured_fields(tmp_path: Path) -> None:
     # Only well-formed fields: no lower-case LogRecord attributes forwarded.
     assert "MSG" not in published and "ARGS" not in published
     assert probe_entry["PRIORITY"] == "3" and probe_entry["MESSAGE"] == "journal probe done"
+    # Static fields from setup_logging(fields=...) are on every entry.
+    assert probe_entry["DEVICE_ID"] == "pump-07" and probe_entry["SOURCE"] == "s2"
+    assert published["AGENT_VERSION"] == probe_entry["AGENT_VERSION"] == "0.1.0"
