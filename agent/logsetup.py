@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 IDENTIFIER = "nanofleet-agent"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 REDACTED = "***"
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -149,9 +150,12 @@ def stderr_is_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
 
 
 def running_under_systemd(environ: Mapping[str, str], stream: TextIO) -> bool:
-    """True when systemd runs us as a unit: stderr is its journal stream or it gave us
-    an ``INVOCATION_ID``."""
-    return stderr_is_journal(environ, stream) or bool(environ.get("INVOCATION_ID"))
+    """True when systemd runs us as a unit: stderr is its journal stream, or it gave us
+    an ``INVOCATION_ID`` and journald is listening (a container may set the variable
+    without running journald; then every entry would fail to send)."""
+    if stderr_is_journal(environ, stream):
+        return True
+    return bool(environ.get("INVOCATION_ID")) and os.path.exists(JOURNAL_SOCKET)
 
 
 # ---------------------------------------------------------------------------
