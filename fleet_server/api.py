@@ -1,0 +1,207 @@
+"""Operator API routes (``/api/v1``). The app wires them up in :mod:`fleet_server.app`."""
+
+from __future__ import annotations
+
+import hmac
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from contract.topics import DEVICE_ID_PATTERN
+from contract.tuf_targets import MODEL_NAME_PATTERN
+from fleet_server.config import hash_token
+from fleet_server.db import Device, ModelVersion
+from fleet_server.inventory import device_summary, list_devices, recent_events
+from fleet_server.releases import VersionConflict, models_view
+from fleet_server.repository.repo import PublishRejected
+from fleet_server.service import FleetService
+
+MAX_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's own cap for targets metadata
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def service_of(request: Request) -> FleetService:
+    svc: FleetService = request.app.state.service
+    return svc
+
+
+Service = Annotated[FleetService, Depends(service_of)]
+
+
+def require_operator(request: Request, service: Service) -> str:
+    """The token's name (the actor in the audit log), or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "missing operator token: send 'Authorization: "
+                       "Bearer <token>' (CLI: --token or NANOFLEET_TOKEN)")
+    digest = hash_token(token.strip())
+    for entry in service.config.operator_tokens:
+        if hmac.compare_digest(entry.sha256, digest):
+            return entry.name
+    raise ApiError(401, "unauthorized", "operator token not recognised: check the token, or "
+                   "add its hash to operator_tokens in the server config")
+
+
+Operator = Annotated[str, Depends(require_operator)]
+public_router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1")
+
+
+class DeploymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Published model name.")
+    version: int = Field(ge=1, description="Published version to install.")
+    devices: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] = Field(
+        min_length=1, max_length=10_000, description="Device ids to set the desired state of.")
+
+
+@public_router.get("/health")
+def health(service: Service) -> dict[str, Any]:
+    """Liveness and repository state (no token needed)."""
+    return service.health()
+
+
+@router.get("/models")
+def get_models(service: Service) -> dict[str, Any]:
+    return {"models": models_view(service.db, service.repo)}
+
+
+def _copy_upload(upload: UploadFile, dest_dir: Path, limit: int) -> tuple[Path, int]:
+    fd, name = tempfile.mkstemp(dir=dest_dir, prefix="upload-")
+    with open(fd, "wb") as out:
+        upload.file.seek(0)
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+        size = out.tell()
+    if size > limit:
+        raise ApiError(413, "too-large", f"upload {upload.filename!r} is {size} bytes, over "
+                       f"max_upload_bytes ({limit})")
+    return Path(name), size
+
+
+async def _read_publish_form(request: Request, service: FleetService,
+                             tmp: Path) -> tuple[bytes, dict[str, Path]]:
+    limit = service.config.max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ApiError(413, "too-large", f"upload over max_upload_bytes ({limit}) of the server "
+                       "config")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(400, "bad-upload", _PUBLISH_FORMAT)
+    form = await request.form(max_files=1000, max_fields=10)
+    metadata_part = form.get("metadata")
+    if metadata_part is None:
+        raise ApiError(400, "bad-upload", "no 'metadata' part. " + _PUBLISH_FORMAT)
+    if isinstance(metadata_part, UploadFile):
+        metadata = await metadata_part.read(MAX_METADATA_BYTES + 1)
+    else:
+        metadata = metadata_part.encode()
+    if len(metadata) > MAX_METADATA_BYTES:
+        raise ApiError(413, "too-large", f"targets metadata over {MAX_METADATA_BYTES} bytes")
+    files: dict[str, Path] = {}
+    for key, part in form.multi_items():
+        if key == "metadata":
+            continue
+        if key != "files" or not isinstance(part, UploadFile) or not part.filename:
+            raise ApiError(400, "bad-upload", f"unexpected part {key!r}. " + _PUBLISH_FORMAT)
+        if part.filename in files:
+            raise ApiError(400, "bad-upload", f"file {part.filename!r} uploaded twice")
+        files[part.filename] = (await run_in_threadpool(_copy_upload, part, tmp, limit))[0]
+    return metadata, files
+
+
+_PUBLISH_FORMAT = ("Send multipart/form-data: a 'metadata' part with the operator-signed "
+                   "targets metadata and one 'files' part per new target file whose filename "
+                   "is its target path (nanofleet model publish does this).")
+
+
+@router.post("/models/publish")
+async def publish(request: Request, service: Service, actor: Operator) -> dict[str, Any]:
+    """Publish operator-signed targets metadata and its files; the server adds deltas."""
+    with tempfile.TemporaryDirectory(dir=service.config.uploads_path) as tmp:
+        metadata, files = await _read_publish_form(request, service, Path(tmp))
+        try:
+            outcome = await run_in_threadpool(service.releases.publish, metadata, files, actor)
+        except VersionConflict as exc:
+            raise ApiError(409, "version-conflict", str(exc)) from None
+        except PublishRejected as exc:
+            raise ApiError(400, "publish-rejected", f"{exc}. Sign the release with the "
+                           "operators' targets key on top of the server's current targets "
+                           "(nanofleet model publish)") from None
+    return {"targets_version": outcome.targets_version,
+            "published": [i.model_dump(mode="json", exclude_none=True)
+                          for i in outcome.new_versions],
+            "deltas": [asdict(o) for o in outcome.deltas],
+            "removed_deltas": outcome.removed_deltas}
+
+
+@router.post("/deployments")
+def deploy(body: DeploymentRequest, service: Service, actor: Operator) -> dict[str, Any]:
+    """Set the desired model version of devices (retained desired state over MQTT)."""
+    devices = list(dict.fromkeys(body.devices))
+    with service.db.session() as session:
+        row = session.scalars(select(ModelVersion).where(
+            ModelVersion.model == body.model, ModelVersion.version == body.version,
+            ModelVersion.listed)).first()
+        if row is None:
+            known = sorted(session.scalars(select(ModelVersion.version).where(
+                ModelVersion.model == body.model, ModelVersion.listed)))
+            hint = (f"published versions of {body.model}: {known}" if known
+                    else f"no model {body.model!r} is published")
+            raise ApiError(404, "unknown-version", f"{body.model} v{body.version} is not "
+                           f"published ({hint}); publish it first with nanofleet model publish")
+        slot = row.slot
+        seen = set(session.scalars(select(Device.device_id).where(
+            Device.device_id.in_(devices))))
+    outcomes = service.desired.deploy(devices, slot=slot, model=body.model,
+                                      version=body.version, actor=actor)
+    result: dict[str, Any] = {
+        "model": body.model, "version": body.version, "slot": slot,
+        "devices": [{"device_id": o.device_id, "revision": o.revision, "changed": o.changed,
+                     "published": o.published, "known": o.device_id in seen}
+                    for o in outcomes]}
+    if not all(o.published for o in outcomes):
+        result["warning"] = ("the broker has not acknowledged every desired state yet (is it "
+                             "reachable?); the server re-publishes them when it reconnects")
+    return result
+
+
+@router.get("/devices")
+def get_devices(service: Service, state: str | None = None) -> dict[str, Any]:
+    with service.db.session() as session:
+        return {"devices": list_devices(session, state)}
+
+
+@router.get("/devices/{device_id}")
+def get_device(device_id: str, service: Service,
+               events: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> dict[str, Any]:
+    with service.db.session() as session:
+        device = session.get(Device, device_id)
+        desired = service.desired.current(session, device_id)
+        if device is None and desired is None:
+            raise ApiError(404, "unknown-device", f"device {device_id!r} has never reported and "
+                           "has no desired state (check the id: nanofleet devices list)")
+        view: dict[str, Any] = device_summary(device) if device is not None else {
+            "device_id": device_id, "state": "unknown", "models": {}, "last_ota": None}
+        if device is not None:
+            view["metrics"] = device.metrics
+        view["desired"] = None if desired is None else {
+            "revision": desired.revision, "document": desired.document,
+            "published": desired.published_revision >= desired.revision,
+            "updated_at": desired.updated_at}
+        view["events"] = recent_events(session, device_id,
+                                       events or service.config.recent_events)
+    return view

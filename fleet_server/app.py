@@ -1,0 +1,111 @@
+"""The fleet server's HTTP side (FastAPI).
+
+- ``/repo/metadata/...`` and ``/repo/targets/...``: the signed TUF repository as
+  static files (Starlette's FileResponse: ``Range`` requests, ``HEAD``, ETag);
+  anything else could serve the same directory (a CDN, object storage).
+- ``/api/v1/...``: the operator API, behind a bearer token (``Authorization:
+  Bearer <token>``; hashes in the server config). Errors are always
+  ``{"error": {"code": ..., "message": ...}}`` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleet_server import api
+from fleet_server.api import ApiError, require_operator
+from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
+from fleet_server.service import FleetService
+
+log = logging.getLogger("nanofleet.server.http")
+
+# timestamp.json (and the root.json convenience copy) change in place; every other
+# file in the repository is versioned or content-addressed and never changes.
+_MUTABLE = {f"{METADATA_DIR}/timestamp.json", f"{METADATA_DIR}/root.json"}
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def repo_file(root: Path, rel: str) -> Path:
+    """The file under the repository for URL path ``rel``, or ApiError 404."""
+    parts = rel.split("/")
+    if (len(parts) < 2 or parts[0] not in (METADATA_DIR, TARGETS_DIR)
+            or any(p in ("", ".", "..") or p.startswith(".") for p in parts)):
+        raise ApiError(404, "not-found", f"/repo/{rel}: not a repository file (metadata/... "
+                       "or targets/...)")
+    path = root.joinpath(*parts)
+    if not path.is_file():
+        raise ApiError(404, "not-found", f"/repo/{rel}: no such file")
+    return path
+
+
+def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI:
+    """The ASGI app. With ``manage_service`` the app starts and stops ``service``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_service:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                service.stop()
+
+    app = FastAPI(title="nanofleet fleet server", version="1", lifespan=lifespan)
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid-request", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error(404, "not-found", f"no such endpoint: {request.method} "
+                          f"{request.url.path}")
+        if exc.status_code == 405:
+            return _error(405, "method-not-allowed", f"{request.method} is not allowed on "
+                          f"{request.url.path}")
+        return _error(exc.status_code, "http-error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal", f"the server failed ({type(exc).__name__}: {exc}); "
+                      "see the server log")
+
+    @app.api_route("/repo/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    def repository_file(path: str) -> FileResponse:
+        file = repo_file(service.repo.path, path)
+        cache = "no-cache" if path in _MUTABLE else "public, max-age=31536000, immutable"
+        media = "application/json" if path.endswith(".json") else "application/octet-stream"
+        return FileResponse(file, media_type=media, headers={"Cache-Control": cache})
+
+    app.include_router(api.public_router)
+    app.include_router(api.router, dependencies=[Depends(require_operator)])
+    return app

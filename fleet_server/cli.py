@@ -1,0 +1,163 @@
+"""``nanofleet``: the fleet operator's command line.
+
+::
+
+    nanofleet server init|run|token      the fleet server itself
+    nanofleet keys init|rotate           key ceremonies (offline root, operator targets key)
+    nanofleet repo init                  create the signed repository
+    nanofleet model train|eval|inspect   the nano model (nanomodel.cli)
+    nanofleet model publish|list         sign + publish a bundle; list releases
+    nanofleet deploy MODEL VERSION --devices ...
+    nanofleet devices list|show ID
+
+Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from fleet_server.cli_fleet import add_fleet_commands, add_publish_commands
+from fleet_server.cli_keys import add_key_commands
+from fleet_server.client import ApiCallError
+from fleet_server.config import ServerConfigError, hash_token, load_config, render_config
+from fleet_server.repository.keys import KeyFileError
+from fleet_server.repository.operator import TargetsUpdateError
+from fleet_server.repository.repo import RepositoryError
+from nanomodel.cli import add_model_commands
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def cmd_server_init(args: argparse.Namespace) -> int:
+    if args.config.exists():
+        raise ValueError(f"{args.config} already exists; refusing to overwrite it")
+    token = secrets.token_urlsafe(32)
+    text = render_config(args.data_dir.resolve(), token_name=args.token_name,
+                         token_sha256=hash_token(token), bind_host=args.bind_host,
+                         bind_port=args.bind_port, public_url=args.public_url,
+                         mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
+    args.config.parent.mkdir(parents=True, exist_ok=True)
+    args.config.write_text(text, encoding="utf-8")
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {args.config}; data in {args.data_dir}")
+    print(f"operator token for {args.token_name!r} (shown once; only its hash is stored):")
+    print(f"  export NANOFLEET_TOKEN={token}")
+    print(f"next: nanofleet keys init --dir KEYS, then nanofleet repo init --config "
+          f"{args.config} --keys KEYS")
+    return EXIT_OK
+
+
+def cmd_server_token(args: argparse.Namespace) -> int:
+    token = secrets.token_urlsafe(32)
+    print(f"token (shown once): {token}")
+    print("add to the server config and restart the server:")
+    print(f'[[operator_tokens]]\nname = "{args.name}"\nsha256 = "{hash_token(token)}"')
+    return EXIT_OK
+
+
+def cmd_server_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fleet_server.app import create_app
+    from fleet_server.service import FleetService
+
+    config = load_config(args.config)
+    updates: dict[str, Any] = {}
+    if args.host:
+        updates["bind_host"] = args.host
+    if args.port is not None:
+        updates["bind_port"] = args.port
+    config = config.model_copy(update=updates)
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not config.operator_tokens:
+        logging.getLogger("nanofleet.server").warning(
+            "no operator_tokens in the config: every /api/v1 call will be refused "
+            "(nanofleet server token)")
+    service = FleetService(config)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=config.bind_host,
+                                           port=config.bind_port, log_level=config.log_level,
+                                           access_log=config.log_level == "debug"))
+    server.run()
+    return EXIT_OK
+
+
+def _add_server_commands(sub: Any) -> None:
+    server = sub.add_parser("server", help="run and set up the fleet server")
+    ssub = server.add_subparsers(dest="server_command", metavar="{init,run,token}",
+                                 required=True)
+    init = ssub.add_parser("init", help="write a server config with a new operator token")
+    init.add_argument("--config", type=Path, required=True, help="config file to write")
+    init.add_argument("--data-dir", type=Path, required=True, help="server data directory")
+    init.add_argument("--bind-host", default="127.0.0.1")
+    init.add_argument("--bind-port", type=int, default=8080)
+    init.add_argument("--public-url", help="URL devices reach the server at (desired state)")
+    init.add_argument("--mqtt-host", default="127.0.0.1")
+    init.add_argument("--mqtt-port", type=int, default=1883)
+    init.add_argument("--token-name", default="admin", help="name of the first operator token")
+    init.set_defaults(func=cmd_server_init)
+    run = ssub.add_parser("run", help="serve the API and the signed repository")
+    run.add_argument("--config", type=Path, required=True, help="server config (TOML)")
+    run.add_argument("--host", help="override bind_host")
+    run.add_argument("--port", type=int, help="override bind_port")
+    run.set_defaults(func=cmd_server_run)
+    token = ssub.add_parser("token", help="make a new operator token and its config entry")
+    token.add_argument("--name", required=True, help="who will use it")
+    token.set_defaults(func=cmd_server_token)
+
+
+def _model_subparsers(model: argparse.ArgumentParser) -> Any:
+    # nanomodel.cli builds `model train|eval|inspect`; publish/list join the same
+    # sub-command set. argparse keeps that set as the parser's one _SubParsersAction.
+    for action in model._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.metavar = "{train,eval,inspect,publish,list}"
+            return action
+    raise RuntimeError("nanomodel's model command has no sub-commands")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nanofleet", description="nanofleet fleet operator "
+                                     "tools: server, keys, models, deployments, devices.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar=(
+        "{server,keys,repo,model,deploy,devices}"))
+    _add_server_commands(sub)
+    add_key_commands(sub)
+    model = add_model_commands(sub)
+    add_publish_commands(_model_subparsers(model))
+    add_fleet_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ApiCallError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ServerConfigError, KeyFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RepositoryError, TargetsUpdateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:  # ServerSetupError and friends
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""HTTP client for the operator API (what the ``nanofleet`` CLI uses)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+SERVER_ENV = "NANOFLEET_SERVER"
+TOKEN_ENV = "NANOFLEET_TOKEN"
+
+
+class ApiCallError(RuntimeError):
+    """The server refused or could not be reached; the message is for the operator."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _message(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:300]}", None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return str(err.get("message")), str(err.get("code"))
+    return f"HTTP {response.status_code}: {body}", None
+
+
+class ApiClient:
+    def __init__(self, server: str | None = None, token: str | None = None,
+                 timeout: float = 300.0) -> None:
+        self.server = (server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
+        self.token = token or os.environ.get(TOKEN_ENV)
+        self.timeout = timeout
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.server}/repo/metadata/"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.server}{path}"
+        try:
+            response = httpx.request(method, url, headers=self._headers(), timeout=self.timeout,
+                                     **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiCallError(f"cannot reach the fleet server at {self.server}: {exc} (check "
+                               f"--server or {SERVER_ENV})") from None
+        if response.status_code >= 400:
+            message, code = _message(response)
+            raise ApiCallError(message, response.status_code, code)
+        return response.json()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=dict(params or {}))
+
+    def post_json(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json=body)
+
+    def publish(self, metadata: bytes, files: Mapping[str, bytes]) -> Any:
+        parts: list[tuple[str, tuple[str, bytes, str]]] = [
+            ("metadata", ("targets.json", metadata, "application/json"))]
+        parts += [("files", (path, data, "application/octet-stream"))
+                  for path, data in files.items()]
+        return self.request("POST", "/api/v1/models/publish", files=parts)

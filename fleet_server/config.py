@@ -1,0 +1,239 @@
+"""Fleet server configuration: a TOML file validated by pydantic (unknown keys are errors).
+
+Everything the server keeps lives under ``data_dir`` unless configured otherwise::
+
+    <data_dir>/fleet.db          inventory, releases, desired state (SQLite default)
+    <data_dir>/repository/       the signed TUF repository, served under /repo/
+    <data_dir>/keys/             ONLINE keys only: snapshot.pem, timestamp.pem, deltas.pem
+    <data_dir>/uploads/          temporary files of uploads in progress
+
+Operator tokens are stored as SHA-256 hashes (the tokens are 256-bit random
+strings, so a plain hash is enough; there is nothing to brute-force).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from fleet_server.repository.expiry import ExpiryPolicy
+
+TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttTls(Strict):
+    ca_file: Path = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM).")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file, or neither")
+        return self
+
+
+class MqttSettings(Strict):
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    client_id: str = Field(default="nanofleet-server", min_length=1, max_length=128,
+                           description="MQTT client id (unique per server replica).")
+    username: str | None = Field(default=None, description="Username, if the broker wants one.")
+    password: SecretStr | None = Field(default=None, description="Password (never logged).")
+    tls: MqttTls | None = Field(default=None, description="TLS settings; omit for plain TCP.")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive (s).")
+    shared_group: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Subscribe to device reports as the MQTT v5 shared subscription "
+        "$share/<group>/... so several server replicas split the work; None: plain subscription.")
+    enabled: bool = Field(default=True, description="False: run without a broker (API only).")
+
+
+class DeltaSettings(Strict):
+    previous_versions: int = Field(
+        default=3, ge=0, le=50,
+        description="On publish, compute deltas from this many earlier versions (K); 0: none.")
+    max_fraction: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Publish a delta only when it is smaller than this fraction of the bundle.")
+    level: int = Field(default=19, ge=1, le=22, description="zstd level for delta payloads.")
+    keep_target_versions: int = Field(
+        default=3, ge=1, le=50,
+        description="Deltas leading to one of this many newest versions stay listed; older "
+        "ones are removed from the delta role on the next publish.")
+
+
+class OperatorToken(Strict):
+    name: str = Field(pattern=_NAME, description="Who uses the token (shown in the audit log).")
+    sha256: str = Field(pattern=TOKEN_HASH_PATTERN,
+                        description="SHA-256 (hex) of the token; the token itself is not stored.")
+
+
+class ServerConfig(Strict):
+    data_dir: Path = Field(description="Directory for the database, repository and online keys.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/fleet; "
+        "default: sqlite:///<data_dir>/fleet.db.")
+    repository_dir: Path | None = Field(
+        default=None, description="TUF repository directory; default <data_dir>/repository.")
+    online_keys_dir: Path | None = Field(
+        default=None, description="Directory with snapshot.pem, timestamp.pem and (optional) "
+        "deltas.pem; default <data_dir>/keys.")
+    bind_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    bind_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free).")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="Base URL devices reach this server (or a mirror) at; put into desired "
+        "state as <url>/repo/metadata and <url>/repo/targets. None: devices use their own "
+        "configured URLs.")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
+    deltas: DeltaSettings = Field(default_factory=DeltaSettings, description="Delta policy.")
+    expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy,
+                                 description="Metadata lifetimes and re-sign threshold.")
+    timestamp_check_s: float = Field(
+        default=300.0, ge=0.05, le=86_400,
+        description="How often the server checks whether timestamp/snapshot/deltas need "
+        "re-signing (they are re-signed when less than expiry.resign_fraction is left).")
+    operator_tokens: list[OperatorToken] = Field(
+        default_factory=list, description="Bearer tokens allowed on /api/v1 (hashed).")
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
+                                  description="Largest upload accepted for one publish.")
+    recent_events: int = Field(default=50, ge=1, le=10_000,
+                               description="OTA events shown per device by default.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> ServerConfig:
+        names = [t.name for t in self.operator_tokens]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"operator token names must be unique, repeated: {dupes}")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'fleet.db'}"
+
+    @property
+    def repo_path(self) -> Path:
+        return self.repository_dir or self.data_dir / "repository"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.online_keys_dir or self.data_dir / "keys"
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def repo_urls(self) -> tuple[str | None, str | None]:
+        """(metadata URL, target base URL) for desired state, from ``public_url``."""
+        if self.public_url is None:
+            return None, None
+        base = self.public_url.rstrip("/")
+        return f"{base}/repo/metadata/", f"{base}/repo/targets/"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class ServerConfigError(ValueError):
+    def __init__(self, origin: Path | str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{origin}: invalid server configuration:\n  " + "\n  ".join(problems))
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        hint = " (hint: unknown key: check the spelling)" if err["type"] == "extra_forbidden" \
+            else ""
+        out.append(f"{loc}: {err['msg']}{hint}")
+    return out
+
+
+def parse_config(data: dict[str, Any], origin: Path | str = "<config>") -> ServerConfig:
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ServerConfigError(origin, _describe(exc)) from None
+
+
+def load_config(path: Path) -> ServerConfig:
+    """Read and validate a TOML config; relative paths are taken from the file's directory."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ServerConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ServerConfigError(path, [f"not UTF-8: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ServerConfigError(path, [f"not valid TOML: {exc}"]) from None
+    config = parse_config(data, path)
+    base = path.parent.resolve()
+
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    updates: dict[str, Any] = {"data_dir": rel(config.data_dir) or config.data_dir}
+    for key in ("repository_dir", "online_keys_dir"):
+        value = getattr(config, key)
+        if value is not None:
+            updates[key] = rel(value) or value
+    return config.model_copy(update=updates)
+
+
+def _toml_str(value: str) -> str:
+    # TOML basic strings share JSON's escapes for the characters we could meet here.
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_config(data_dir: Path, *, token_name: str, token_sha256: str,
+                  bind_host: str = "127.0.0.1", bind_port: int = 8080,
+                  public_url: str | None = None, mqtt_host: str = "127.0.0.1",
+                  mqtt_port: int = 1883) -> str:
+    """A starting config file (what ``nanofleet server init`` writes)."""
+    if not re.match(TOKEN_HASH_PATTERN, token_sha256):
+        raise ValueError("token_sha256 must be 64 hex digits")
+    lines = [
+        "# nanofleet fleet server (see docs/fleet-server.md)",
+        f"data_dir = {_toml_str(str(data_dir))}",
+        f"bind_host = {_toml_str(bind_host)}",
+        f"bind_port = {bind_port}",
+    ]
+    if public_url:
+        lines.append(f"public_url = {_toml_str(public_url)}")
+    lines += [
+        "",
+        "[mqtt]",
+        f"host = {_toml_str(mqtt_host)}",
+        f"port = {mqtt_port}",
+        "",
+        "[deltas]",
+        "previous_versions = 3",
+        "max_fraction = 0.5",
+        "",
+        "[[operator_tokens]]",
+        f"name = {_toml_str(token_name)}",
+        f"sha256 = {_toml_str(token_sha256)}",
+        "",
+    ]
+    text = "\n".join(lines)
+    parse_config(tomllib.loads(text))  # never write a config the server would refuse
+    return text

@@ -1,0 +1,204 @@
+"""Device inventory: what the devices report (status, metrics, ota) turned into rows.
+
+Parsing and the update rules are pure functions (:func:`parse_report`,
+:func:`apply_status`, :func:`apply_metrics`, :func:`apply_ota`); :func:`ingest`
+is the I/O around them, one transaction per batch of reports.
+
+Rules worth knowing:
+
+- the topic names the device; a payload claiming another device id is refused
+  (a device may publish only under its own tree, and the payload must agree);
+- statuses are applied in arrival order: the broker delivers one device's
+  messages in order, and the Last Will ("offline") is stamped with the time the
+  agent connected, so a timestamp rule would wrongly ignore it. An "offline"
+  status changes only the state: the Will carries no live model list;
+- an OTA event is always logged (once per ``msg_id``); it becomes the device's
+  "last OTA state" only if it is not older than the current one (a spool replay
+  after an outage must not undo newer news); metrics likewise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contract import topics
+from contract.messages import Metrics, OtaEvent, Status, format_validation_error
+from fleet_server.db import Device, OtaEventRow
+
+ReportKind = Literal["status", "metrics", "ota"]
+_KINDS: dict[str, type[Status] | type[Metrics] | type[OtaEvent]] = {
+    "status": Status, "metrics": Metrics, "ota": OtaEvent}
+MAX_REPORT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Report:
+    device_id: str
+    kind: ReportKind
+    message: Status | Metrics | OtaEvent
+    received_at: float
+
+
+class ReportRejected(ValueError):
+    """A device report that cannot be used; the message says why (logged and counted)."""
+
+
+def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
+    """``nanofleet/v1/dev/<id>/{status,metrics,ota}`` + JSON payload -> :class:`Report`."""
+    device_id = topics.device_id_from_topic(topic)
+    kind = topic.rsplit("/", 1)[-1]
+    if device_id is None or kind not in _KINDS or topic != f"{topics.device_root(device_id)}/" \
+            f"{kind}":
+        raise ReportRejected(f"{topic}: not a device status/metrics/ota topic")
+    if not payload:
+        raise ReportRejected(f"{topic}: empty payload (a cleared retained message)")
+    if len(payload) > MAX_REPORT_BYTES:
+        raise ReportRejected(f"{topic}: payload of {len(payload)} bytes is over "
+                             f"{MAX_REPORT_BYTES}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
+    try:
+        message = _KINDS[kind].model_validate(data)
+    except ValidationError as exc:
+        raise ReportRejected(f"{topic}: invalid {kind}: {format_validation_error(exc)}") from None
+    if message.device_id != device_id:
+        raise ReportRejected(f"{topic}: payload claims device {message.device_id!r}")
+    return Report(device_id, kind, message, received_at)  # type: ignore[arg-type]
+
+
+def _seen(device: Device, at: float) -> None:
+    device.last_seen = max(device.last_seen or 0.0, at)
+
+
+def apply_status(device: Device, status: Status, received_at: float) -> None:
+    device.state = status.state
+    device.last_status_at = received_at
+    if status.state == "offline":
+        return  # the Last Will: the device is gone, what it ran before is still our best guess
+    _seen(device, received_at)
+    device.agent_version = status.agent_version
+    device.started_at = status.started_at or None
+    device.health = status.health
+    device.models = [m.model_dump(mode="json") for m in status.models]
+
+
+def apply_metrics(device: Device, metrics: Metrics, received_at: float) -> None:
+    _seen(device, received_at)
+    if device.last_metrics_ts is not None and metrics.ts < device.last_metrics_ts:
+        return
+    device.last_metrics_ts = metrics.ts
+    device.metrics = {"uptime_s": metrics.uptime_s, "counters": metrics.counters,
+                      "gauges": metrics.gauges}
+
+
+def apply_ota(device: Device, event: OtaEvent, received_at: float) -> None:
+    _seen(device, received_at)
+    if device.last_ota_ts is not None and event.ts < device.last_ota_ts:
+        return
+    device.last_ota_ts = event.ts
+    device.last_ota_slot = event.slot
+    device.last_ota_state = event.state
+    device.last_ota_to_version = event.to_version
+    device.last_ota_reason = event.reason
+    device.last_ota_detail = event.detail
+    device.last_ota_rollout_id = event.rollout_id
+
+
+def ota_row(event: OtaEvent, received_at: float) -> OtaEventRow:
+    return OtaEventRow(
+        msg_id=event.msg_id, device_id=event.device_id, seq=event.seq, ts=event.ts,
+        received_at=received_at, slot=event.slot, state=event.state,
+        from_version=event.from_version, to_version=event.to_version,
+        rollout_id=event.rollout_id, artifact=event.artifact,
+        bytes_downloaded=event.bytes_downloaded, reason=event.reason,
+        detail=(event.detail or "")[:4000] or None, is_historical=event.is_historical)
+
+
+def get_or_create_device(session: Session, device_id: str, now: float) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        device = Device(device_id=device_id, first_seen=now, models=[], metrics={}, tags=[],
+                        state="unknown", agent_version="", health="unknown")
+        session.add(device)
+    return device
+
+
+def ingest(session: Session, reports: Sequence[Report]) -> int:
+    """Apply ``reports`` in order; returns how many OTA events were new."""
+    devices: dict[str, Device] = {}
+    seen_ids = {r.message.msg_id for r in reports if r.kind == "ota"}
+    known = set(session.scalars(select(OtaEventRow.msg_id).where(
+        OtaEventRow.msg_id.in_(seen_ids)))) if seen_ids else set()
+    new_events = 0
+    for report in reports:
+        device = devices.get(report.device_id)
+        if device is None:
+            device = devices[report.device_id] = get_or_create_device(
+                session, report.device_id, report.received_at)
+        msg = report.message
+        if isinstance(msg, Status):
+            apply_status(device, msg, report.received_at)
+        elif isinstance(msg, Metrics):
+            apply_metrics(device, msg, report.received_at)
+        else:
+            if msg.msg_id in known:
+                continue  # at-least-once delivery: already logged
+            known.add(msg.msg_id)
+            session.add(ota_row(msg, report.received_at))
+            apply_ota(device, msg, report.received_at)
+            new_events += 1
+    return new_events
+
+
+# --- views (what the API returns) --------------------------------------------------------
+
+def device_summary(device: Device) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id,
+        "state": device.state,
+        "health": device.health,
+        "agent_version": device.agent_version,
+        "last_seen": device.last_seen,
+        "first_seen": device.first_seen,
+        "models": {m["slot"]: {"name": m["name"], "version": m["version"],
+                               "runtime": m.get("runtime"), "sha256": m.get("sha256")}
+                   for m in device.models},
+        "last_ota": None if device.last_ota_state is None else {
+            "slot": device.last_ota_slot, "state": device.last_ota_state,
+            "to_version": device.last_ota_to_version, "reason": device.last_ota_reason,
+            "detail": device.last_ota_detail, "ts": device.last_ota_ts,
+            "rollout_id": device.last_ota_rollout_id},
+        "group": device.group_name,
+        "tags": list(device.tags or []),
+    }
+
+
+def event_view(row: OtaEventRow) -> dict[str, Any]:
+    return {"ts": row.ts, "received_at": row.received_at, "slot": row.slot, "state": row.state,
+            "from_version": row.from_version, "to_version": row.to_version,
+            "artifact": row.artifact, "bytes_downloaded": row.bytes_downloaded,
+            "reason": row.reason, "detail": row.detail, "rollout_id": row.rollout_id,
+            "is_historical": row.is_historical}
+
+
+def list_devices(session: Session, state: str | None = None) -> list[dict[str, Any]]:
+    query = select(Device).order_by(Device.device_id)
+    if state is not None:
+        query = query.where(Device.state == state)
+    return [device_summary(d) for d in session.scalars(query)]
+
+
+def recent_events(session: Session, device_id: str, limit: int) -> list[dict[str, Any]]:
+    """Newest first."""
+    rows = session.scalars(select(OtaEventRow).where(OtaEventRow.device_id == device_id)
+                           .order_by(OtaEventRow.ts.desc(), OtaEventRow.id.desc()).limit(limit))
+    return [event_view(r) for r in rows]

@@ -1,0 +1,229 @@
+"""The fleet server's MQTT v5 connection (paho-mqtt 2.x, VERSION2 callbacks).
+
+- subscribes to every device's ``status``, ``ota`` and ``metrics`` (as the shared
+  subscription ``$share/<group>/...`` when configured, so replicas split reports);
+- hands received reports, in batches, to an ingest callback on its own thread
+  (paho's network thread only enqueues; a full queue pushes back on the broker);
+- publishes retained desired-state documents and waits for the broker's PUBACK;
+- calls ``on_connected`` after every successful (re)connect, on a separate thread,
+  so the server can re-publish what the broker missed while it was away.
+
+The session is persistent (clean_start false, session expiry configurable): QoS 1
+reports sent while the server restarts wait in the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract.topics import PREFIX
+from fleet_server.config import MqttSettings
+from fleet_server.inventory import Report, ReportRejected, parse_report
+
+log = logging.getLogger("nanofleet.server.mqtt")
+
+REPORT_KINDS = ("status", "ota", "metrics")
+SESSION_EXPIRY_S = 3600
+BATCH_MAX = 500
+QUEUE_MAX = 50_000
+
+ReportsHandler = Callable[[list[Report]], None]
+
+
+def report_filters(shared_group: str | None) -> list[str]:
+    """Topic filters for device reports (shared subscription when a group is set)."""
+    filters = [f"{PREFIX}/dev/+/{kind}" for kind in REPORT_KINDS]
+    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
+
+
+@dataclass
+class BridgeCounters:
+    received: int = 0
+    rejected: int = 0
+    ingested: int = 0
+    ingest_failures: int = 0
+    connects: int = 0
+    last_rejection: str | None = None
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {"received": self.received, "rejected": self.rejected,
+                    "ingested": self.ingested, "ingest_failures": self.ingest_failures,
+                    "connects": self.connects, "last_rejection": self.last_rejection,
+                    "last_error": self.last_error}
+
+
+class MqttBridge:
+    def __init__(self, settings: MqttSettings, on_reports: ReportsHandler,
+                 on_connected: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.on_reports = on_reports
+        self.on_connected = on_connected
+        self.connected = threading.Event()
+        self.counters = BridgeCounters()
+        self._queue: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue(QUEUE_MAX)
+        self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
+                                        daemon=True)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                        protocol=mqtt.MQTTv5)
+        c.max_queued_messages_set(10_000)
+        c.reconnect_delay_set(1, 30)
+        if settings.username:
+            c.username_pw_set(settings.username, settings.password.get_secret_value()
+                              if settings.password else None)
+        if settings.tls is not None:
+            t = settings.tls
+            c.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
+                      keyfile=str(t.key_file) if t.key_file else None,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._worker.start()
+        self.client.connect_async(self.settings.host, self.settings.port,
+                                  keepalive=self.settings.keepalive_s, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    # --- publishing ----------------------------------------------------------------------
+    def publish_retained_many(self, messages: Sequence[tuple[str, bytes]],
+                              timeout: float) -> list[bool]:
+        """Publish retained at QoS 1; True for each message the broker acknowledged in time."""
+        if not self.connected.is_set():
+            return [False] * len(messages)
+        infos: list[mqtt.MQTTMessageInfo | None] = []
+        for topic, payload in messages:
+            info = self.client.publish(topic, payload, qos=1, retain=True)
+            infos.append(info if info.rc == mqtt.MQTT_ERR_SUCCESS else None)
+        deadline = time.monotonic() + timeout
+        results = []
+        for pending in infos:
+            if pending is None:
+                results.append(False)
+                continue
+            try:
+                pending.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                results.append(False)
+                continue
+            results.append(pending.is_published())
+        return results
+
+    # --- paho callbacks (network thread) ---------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
+                    props: Properties | None = None) -> None:
+        if rc.is_failure:
+            with self.counters.lock:
+                self.counters.last_error = f"broker refused the connection: {rc}"
+            log.warning("mqtt connect to %s:%d refused: %s", self.settings.host,
+                        self.settings.port, rc)
+            return
+        client.subscribe([(f, 1) for f in report_filters(self.settings.shared_group)])
+        with self.counters.lock:
+            self.counters.connects += 1
+            self.counters.last_error = None
+        self.connected.set()
+        log.info("mqtt connected to %s:%d", self.settings.host, self.settings.port)
+        if self.on_connected is not None:
+            # It publishes and waits for PUBACKs, which this (network) thread delivers.
+            threading.Thread(target=self._run_on_connected, name="mqtt-on-connect",
+                             daemon=True).start()
+
+    def _run_on_connected(self) -> None:
+        assert self.on_connected is not None
+        try:
+            self.on_connected()
+        except Exception:
+            log.exception("on-connect work failed")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
+                       props: Properties | None = None) -> None:
+        if self.connected.is_set():
+            log.warning("mqtt disconnected: %s", rc)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.counters.lock:
+            self.counters.received += 1
+        # Blocks when the ingest thread is behind: back-pressure to the broker, not loss.
+        self._queue.put((msg.topic, bytes(msg.payload), time.time()))
+
+    # --- ingest thread -----------------------------------------------------------------
+    def _next_batch(self) -> list[tuple[str, bytes, float]] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < BATCH_MAX:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # handle the stop after this batch
+                break
+            batch.append(item)
+        return batch
+
+    def _ingest_loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            reports = []
+            for topic, payload, received_at in batch:
+                try:
+                    reports.append(parse_report(topic, payload, received_at))
+                except ReportRejected as exc:
+                    with self.counters.lock:
+                        self.counters.rejected += 1
+                        self.counters.last_rejection = str(exc)
+                    log.warning("device report refused: %s", exc)
+            if reports:
+                self._deliver(reports)
+
+    def _deliver(self, reports: list[Report]) -> None:
+        for attempt in (1, 2, 3):
+            try:
+                self.on_reports(reports)
+            except Exception as exc:
+                log.warning("storing %d device reports failed (attempt %d): %s",
+                            len(reports), attempt, exc)
+                with self.counters.lock:
+                    self.counters.last_error = f"ingest: {exc}"
+                time.sleep(0.2 * attempt)
+                continue
+            with self.counters.lock:
+                self.counters.ingested += len(reports)
+            return
+        with self.counters.lock:
+            self.counters.ingest_failures += len(reports)
+        log.error("dropped %d device reports after 3 failed attempts", len(reports))

@@ -1,0 +1,121 @@
+"""The running fleet server's parts, wired together (no HTTP here: see app.py).
+
+Database, signed repository (online keys only), release publishing, desired
+state, the MQTT bridge, and the timer that re-signs the timestamp before it
+expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from fleet_server.config import ServerConfig
+from fleet_server.db import Database
+from fleet_server.desired import DesiredStates
+from fleet_server.inventory import Report, ingest
+from fleet_server.mqtt_bridge import MqttBridge
+from fleet_server.releases import Releases
+from fleet_server.repository.keys import KeyFileError
+from fleet_server.repository.repo import OnlineSigners, Repository, RepositoryError
+from fleet_server.repository.storage import METADATA_DIR
+
+log = logging.getLogger("nanofleet.server")
+
+
+class ServerSetupError(RuntimeError):
+    """The server cannot start; the message says what to do."""
+
+
+def open_repository(config: ServerConfig) -> Repository:
+    if not (config.repo_path / METADATA_DIR / "root.json").exists():
+        raise ServerSetupError(f"no TUF repository in {config.repo_path}: create it with "
+                               "`nanofleet repo init --config <this config> --keys <key dir>`")
+    try:
+        online = OnlineSigners.from_key_dir(config.keys_path)
+    except KeyFileError as exc:
+        raise ServerSetupError(f"online keys: {exc} (the server needs snapshot.pem and "
+                               f"timestamp.pem, and deltas.pem for deltas, in "
+                               f"{config.keys_path})") from None
+    return Repository(config.repo_path, online, config.expiry)
+
+
+class FleetService:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.repo = open_repository(config)
+        config.uploads_path.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.db_url)
+        self.db.create_schema()
+        self.releases = Releases(self.db, self.repo, config.deltas)
+        self.bridge: MqttBridge | None = None
+        if config.mqtt.enabled:
+            self.bridge = MqttBridge(config.mqtt, self._store_reports, self._on_broker)
+        metadata_url, target_url = config.repo_urls()
+        self.desired = DesiredStates(self.db, self.bridge, metadata_url=metadata_url,
+                                     target_base_url=target_url)
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="timestamp-refresh",
+                                           daemon=True)
+        self.refreshes = 0
+        self.last_refresh_error: str | None = None
+
+    def start(self) -> None:
+        self.releases.sync()
+        self.refresh_metadata()  # an expired timestamp after downtime is fixed before serving
+        self._refresher.start()
+        if self.bridge is not None:
+            self.bridge.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self._refresher.is_alive():
+            self._refresher.join(timeout=10)
+        self.db.dispose()
+
+    # --- callbacks ---------------------------------------------------------------------
+    def _store_reports(self, reports: list[Report]) -> None:
+        with self.db.session() as session:
+            ingest(session, reports)
+
+    def _on_broker(self) -> None:
+        count = self.desired.publish_pending()
+        if count:
+            log.info("re-published %d desired-state documents the broker had not acknowledged",
+                     count)
+
+    # --- timestamp re-signing ------------------------------------------------------------
+    def refresh_metadata(self) -> bool:
+        try:
+            changed = self.repo.refresh_timestamp()
+        except (RepositoryError, OSError) as exc:
+            self.last_refresh_error = str(exc)
+            log.error("re-signing timestamp/snapshot failed: %s", exc)
+            return False
+        self.last_refresh_error = None
+        if changed:
+            self.refreshes += 1
+            log.info("re-signed timestamp (now v%d)", self.repo.timestamp().signed.version)
+        return changed
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.config.timestamp_check_s):
+            self.refresh_metadata()
+
+    # --- views ---------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        ts = self.repo.timestamp().signed
+        return {
+            "ok": self.last_refresh_error is None,
+            "mqtt": None if self.bridge is None else {
+                "connected": self.bridge.connected.is_set(), **self.bridge.counters.as_dict()},
+            "repository": {"root_version": self.repo.root_version(),
+                           "targets_version": self.repo.targets().signed.version,
+                           "timestamp_version": ts.version,
+                           "timestamp_expires": ts.expires.isoformat(),
+                           "refreshes": self.refreshes,
+                           "last_refresh_error": self.last_refresh_error},
+        }
