@@ -32,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    setup_logging(args.log_level or cfg.log_level)
+    setup_logging(args.log_level or cfg.log_level, fields={"device_id": cfg.device_id})
     from agent.daemon import Agent
 
     return Agent(cfg, args.config).run()

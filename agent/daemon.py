@@ -32,7 +32,7 @@ from agent.sources.base import Source
 from agent.sources.registry import MqttDefaults, build_source
 from agent.spool import Spool
 from contract import topics
-from contract.messages import Metrics, ModelInfo, QueryResponse, Status
+from contract.messages import Metrics, ModelInfo, OtaEvent, QueryResponse, Status
 
 log = logging.getLogger("nanofleet.agent")
 
@@ -60,13 +60,25 @@ class Agent:
         self._reload_requested = False
         self._query_sem = threading.BoundedSemaphore(4)
         self.sources: list[Source] = []
+        self.ota: Any = None  # agent.ota.engine.OtaEngine when [ota] is configured
 
     # --- set-up ------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
-        model = LoadedModel.load(initial_bundle(cfg), cfg.model.runtime, cfg.model.threads)
+        bundle = initial_bundle(cfg)
+        # --- OTA (agent/ota): finish or undo an interrupted update; it names the bundle ---
+        if cfg.ota is not None:
+            from agent.ota.engine import OtaEngine
+
+            self.ota = OtaEngine(cfg.ota, cfg.state_dir, cfg.model.slot,
+                                 runtime=cfg.model.runtime, threads=cfg.model.threads,
+                                 initial_bundle=bundle, report=self._publish_ota,
+                                 batch_size=cfg.pipeline.batch_size, counters=self.counters)
+            bundle = self.ota.recover()
+        # --- end OTA ---
+        model = LoadedModel.load(bundle, cfg.model.runtime, cfg.model.threads)
         model.smoke_test()
         self.slot = ModelSlot(cfg.model.slot, model)
         self.spool = Spool(cfg.state_dir / "spool.sqlite", cfg.spool.max_messages,
@@ -82,6 +94,12 @@ class Agent:
         self.pipeline.start()
         self.control.start()
         self._start_sources()
+        # --- OTA (agent/ota) ---
+        if self.ota is not None:
+            self.ota.attach(self.slot)
+            self.link.handle(topics.desired(cfg.device_id), self.ota.on_desired)
+            self.ota.start()
+        # --- end OTA ---
 
     def _setup_link(self) -> None:
         cfg = self.cfg
@@ -186,7 +204,10 @@ class Agent:
         old = self.cfg
         self.cfg = new
         self.pipeline.apply_config(new)
-        if new.model != old.model:
+        if new.model != old.model and self.ota is not None:  # OTA (agent/ota) owns the model
+            log.warning("model settings changed: restart the agent to apply them "
+                        "(the live model is managed by OTA)")
+        elif new.model != old.model:
             model = LoadedModel.load(initial_bundle(new), new.model.runtime, new.model.threads)
             model.smoke_test()
             self.slot.swap(model)
@@ -202,6 +223,8 @@ class Agent:
     def shutdown(self) -> None:
         self.notifier.stopping("flushing")
         log.info("stopping: flushing queued lines and the outbox")
+        if self.ota is not None:  # OTA (agent/ota): an unfinished trial rolls back at start
+            self.ota.stop()
         self._stop_sources()
         self.queue.close()
         self.pipeline.drain(4.0)
@@ -241,6 +264,21 @@ class Agent:
                       uptime_s=doc["uptime_s"], counters=doc["counters"], gauges=doc["gauges"])
         self.link.publish(topics.metrics(self.cfg.device_id), msg.model_dump_json().encode())
 
+    # --- OTA (agent/ota) ------------------------------------------------------------------
+    def _publish_ota(self, fields: dict[str, Any]) -> None:
+        """OTA state changes go through the durable outbox, like results."""
+        event = OtaEvent(seq=self.spool.next_seq("ota"), device_id=self.cfg.device_id, **fields)
+        self.spool.commit([(topics.ota(self.cfg.device_id), event.model_dump_json().encode())],
+                          {})
+        self.sender.wake()
+        if event.state in ("committed", "rolled_back") and self.link.connected.is_set():
+            self.publish_status("online")  # the live model changed
+
+    def ota_doc(self) -> dict[str, Any]:
+        if self.ota is None:
+            return {"enabled": False}
+        return {"enabled": True, **self.ota.describe()}
+
     # --- queries (QueryTarget) ---------------------------------------------------------
     def answer(self, payload: bytes) -> QueryResponse:
         self.counters.inc("queries")
@@ -263,7 +301,7 @@ class Agent:
 
         def work() -> None:
             try:
-                self._reply(reply_to, corr, self.answer(msg.payload))
+                self._reply(reply_to, corr, self.answer(bytes(msg.payload)))
             finally:
                 self._query_sem.release()
 
@@ -307,7 +345,8 @@ class Agent:
         out = []
         for i, text in enumerate(texts):
             best = int(probs[i].argmax())
-            out.append({"text": text, "label": labels[best], "score": round(float(probs[i, best]), 4),
+            out.append({"text": text, "label": labels[best],
+                        "score": round(float(probs[i, best]), 4),
                         "anomaly": round(float(anomaly[i]), 4),
                         "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
                                                                             strict=True)}})

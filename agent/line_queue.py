@@ -32,7 +32,8 @@ class LineQueue:
             self._cond.notify_all()
             return True
 
-    def get_batch(self, max_items: int, max_wait: float, timeout: float) -> list[tuple[Line, float]]:
+    def get_batch(self, max_items: int, max_wait: float,
+                  timeout: float) -> list[tuple[Line, float]]:
         """Up to ``max_items`` lines; waits up to ``timeout`` for the first line, then up
         to ``max_wait`` more for the batch to fill."""
         with self._cond:

@@ -33,7 +33,8 @@ class Mosquitto:
     """A broker process. ``tls=True`` adds a second listener that requires client
     certificates (CN = username) with an ACL confining each device to its own tree."""
 
-    def __init__(self, workdir: Path, tls: bool = False, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, tls: bool = False, port: int | None = None,
+                 persistence: bool = False) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise RuntimeError("mosquitto is not installed (scripts/bootstrap.sh installs it)")
         self.dir = workdir
@@ -42,6 +43,7 @@ class Mosquitto:
         self.port = port or free_port()
         self.tls_port = free_port() if tls else None
         self.pki = RigPKI(workdir / "pki") if tls else None
+        self.persistence = persistence
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "mosquitto.log"
         self._write_config()
@@ -49,7 +51,9 @@ class Mosquitto:
     def _write_config(self) -> None:
         lines = [
             "per_listener_settings true",
-            "persistence false",
+            # With persistence, sessions and queued QoS 1 messages survive a restart.
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.dir}/",
             f"log_dest file {self.log}",
             "log_type error", "log_type warning", "log_type notice",
             "user root",

@@ -1,5 +1,5 @@
-"""A throwaway PKI for tests, the demo and HIL rigs: a CA, a server certificate for 127.0.0.1/localhost and
-client certificates with CN = device id. Real X.509 made with `cryptography`."""
+"""A throwaway PKI for tests, the demo and HIL rigs: a CA, a server certificate for
+127.0.0.1/localhost and client certificates with CN = device id (real X.509, `cryptography`)."""
 
 from __future__ import annotations
 

@@ -28,5 +28,5 @@ class Runtime(ABC):
         """Run a float32 batch ``[B, F]``; return the outputs in manifest order
         (first: probabilities ``[B, K]``)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most runtimes need nothing
         """Release native resources."""

@@ -10,12 +10,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
 class Collector:
     def __init__(self, port: int, topics: list[str] | str = "#", host: str = "127.0.0.1",
-                 tls: dict[str, Any] | None = None) -> None:
+                 tls: dict[str, Any] | None = None, session: bool = False) -> None:
+        """``session=True``: a persistent MQTT v5 session, so a broker with persistence
+        keeps queueing for us across its restart."""
         self.messages: list[mqtt.MQTTMessage] = []
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -23,13 +26,17 @@ class Collector:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"test-{uuid.uuid4().hex[:8]}",
                                   protocol=mqtt.MQTTv5)
+        connect_props = None
+        if session:
+            connect_props = Properties(PacketTypes.CONNECT)
+            connect_props.SessionExpiryInterval = 3600
         if tls:
             self.client.tls_set(**tls)
         self._subscribed = threading.Event()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(host, port)
+        self.client.connect(host, port, clean_start=not session, properties=connect_props)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError("test collector did not subscribe")
