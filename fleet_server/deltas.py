@@ -60,6 +60,7 @@ MIN_COPY = 4096  # shorter identical runs are cheaper as matches inside a DATA o
 SMALL_TENSOR = 256  # smaller tensors ride along with the glue around them (op overhead)
 MIN_REF_SPAN = 8 << 10  # smallest old window given to a DATA op as dictionary
 ANCHOR_SAMPLES = 8
+SMALL_SEGMENT = 64 << 10  # below this, trying a zstd patch against DIFF costs little
 ANCHOR_BYTES = 32
 
 
@@ -143,9 +144,9 @@ class _Encoder:
 
     def _emit(self, op: Op) -> None:
         last = self.ops[-1] if self.ops else None
-        if (isinstance(op, CopyOp) and isinstance(last, CopyOp)
+        if (isinstance(op, CopyOp | CopyOutOp) and type(last) is type(op)
                 and last.src + last.length == op.src):
-            self.ops[-1] = CopyOp(last.src, last.length + op.length)
+            self.ops[-1] = type(op)(last.src, last.length + op.length)
         else:
             self.ops.append(op)
         self.written += op.length
@@ -195,17 +196,33 @@ class _Encoder:
             _, transform, planes = min(candidates, key=lambda c: c[0])
             payload = self._zstd(planes, self.level)
             ref_start, ref_end = self._ref_window(src + s - start, e - s)
+            if e - s > SMALL_SEGMENT and not self._moved(s, e, src - start, ref_start, ref_end):
+                self._emit(DiffOp(src + s - start, e - s, transform, w, payload))
+                continue
             patched = self._zstd(new, self.level, self.old[ref_start:ref_end])
             if len(patched) < len(payload):
                 self._emit(DataOp(ref_start, ref_end - ref_start, e - s, patched))
             else:
                 self._emit(DiffOp(src + s - start, e - s, transform, w, payload))
 
+    def _moved(self, start: int, end: int, shift: int, ref_start: int, ref_end: int) -> bool:
+        """Do sampled new bytes reappear in the old window at another offset? Only then
+        can a zstd patch beat the element-wise diff, and only then is it worth trying."""
+        step = max(ANCHOR_BYTES, (end - start) // (4 * ANCHOR_SAMPLES))
+        moved = 0
+        for pos in range(start, end - ANCHOR_BYTES + 1, step):
+            sample = self.new[pos:pos + ANCHOR_BYTES]
+            found = self.old.find(sample, ref_start, ref_end)
+            if found >= 0 and found != pos + shift and sample.count(sample[:1]) < ANCHOR_BYTES:
+                moved += 1
+        return moved >= 2
+
     # -- generic matching ----------------------------------------------------------
 
-    def _anchor_shifts(self, start: int, end: int) -> set[int]:
-        """Old-minus-new offsets suggested by finding sampled new bytes in the old ones."""
-        shifts: set[int] = set()
+    def _anchor_shifts(self, start: int, end: int) -> set[tuple[bool, int]]:
+        """(from_output, offset) pairs suggested by finding sampled new bytes in the old
+        bytes, or earlier in the new ones (a second copy of the same weights)."""
+        shifts: set[tuple[bool, int]] = set()
         step = max(ANCHOR_BYTES, (end - start) // ANCHOR_SAMPLES)
         for pos in range(start, end - ANCHOR_BYTES + 1, step):
             sample = self.new[pos:pos + ANCHOR_BYTES]
@@ -213,18 +230,22 @@ class _Encoder:
                 continue  # a run of one byte value (padding) matches anywhere
             found = self.old.find(sample)
             if found >= 0:
-                shifts.add(found - pos)
+                shifts.add((False, found - pos))
+            found = self.new.find(sample, 0, start)
+            if found >= 0 and found - pos <= start - end:  # wholly inside what is written
+                shifts.add((True, found - pos))
         return shifts
 
-    def _equal_mask(self, start: int, end: int, shift: int) -> np.ndarray:
+    def _equal_mask(self, start: int, end: int, from_output: bool, shift: int) -> np.ndarray:
+        source = self.new_u8[:start] if from_output else self.old_u8
         mask = np.zeros(end - start, dtype=bool)
-        lo, hi = max(start, -shift), min(end, len(self.old) - shift)
+        lo, hi = max(start, -shift), min(end, len(source) - shift)
         if lo < hi:
-            mask[lo - start:hi - start] = (self.new_u8[lo:hi] == self.old_u8[lo + shift:hi + shift])
+            mask[lo - start:hi - start] = self.new_u8[lo:hi] == source[lo + shift:hi + shift]
         return mask
 
     def generic(self, start: int, end: int, hint: int) -> None:
-        """Any bytes: COPY the runs found in the old bytes, DATA-patch the rest."""
+        """Any bytes: COPY the runs found in the old (or written) bytes, DATA-patch the rest."""
         if end <= start:
             return
         if (hint >= 0 and hint + end - start <= len(self.old)
@@ -233,23 +254,31 @@ class _Encoder:
             return
         for s in range(start, end, MAX_SEGMENT):
             e = min(end, s + MAX_SEGMENT)
-            shifts = {hint - start}
+            near = (False, hint - start)
+            sources = {near}
             if e - s >= 4 * MIN_COPY:
-                shifts |= self._anchor_shifts(s, e)
-            masks = {shift: self._equal_mask(s, e, shift) for shift in shifts}
-            shift = max(masks, key=lambda k: (int(masks[k].sum()), k == hint - start))
-            self._copy_runs(s, e, shift, masks[shift])
+                sources |= self._anchor_shifts(s, e)
+            masks = {src: self._equal_mask(s, e, *src) for src in sources}
+            best = max(masks, key=lambda k: (int(masks[k].sum()), k == near))
+            self._copy_runs(s, e, best, masks[best], hint - start)
 
-    def _copy_runs(self, start: int, end: int, shift: int, mask: np.ndarray) -> None:
+    def _copy_runs(self, start: int, end: int, source: tuple[bool, int], mask: np.ndarray,
+                   near_shift: int) -> None:
+        from_output, shift = source
+        data_shift = near_shift if from_output else shift  # DATA windows are in the old bytes
         edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
         pos = start
         for run_start, run_end in zip(edges[::2], edges[1::2], strict=True):
             if run_end - run_start < MIN_COPY:
                 continue
-            self._data_gap(pos, start + int(run_start), shift)
-            self.copy(start + int(run_start) + shift, int(run_end - run_start))
+            self._data_gap(pos, start + int(run_start), data_shift)
+            src, length = start + int(run_start) + shift, int(run_end - run_start)
+            if from_output:
+                self.copy_out(src, length)
+            else:
+                self.copy(src, length)
             pos = start + int(run_end)
-        self._data_gap(pos, end, shift)
+        self._data_gap(pos, end, data_shift)
 
     def _data_gap(self, start: int, end: int, shift: int) -> None:
         if end > start:

@@ -244,6 +244,18 @@ def test_generic_fallback_chosen_when_smaller() -> None:
     verify_delta(old, new, chosen)
 
 
+def test_generic_reuses_bytes_written_earlier() -> None:
+    """Without tensor ranges, a second copy of new weights is still sent once."""
+    rnd = random.Random(3)
+    old, fresh = rnd.randbytes(300_000), rnd.randbytes(200_000)
+    new = old[:50_000] + fresh + old[60_000:100_000] + fresh
+    delta = build_generic_delta(old, new, LEVEL)
+    verify_delta(old, new, delta)
+    summary = describe_delta(io.BytesIO(delta))
+    assert summary.output_bytes["COPYOUT"] >= 190_000
+    assert len(delta) < 210_000
+
+
 def test_choose_delta_respects_the_threshold(synth: dict[str, bytes]) -> None:
     old, new = synth["base"], synth["full"]
     size = len(build_delta(old, new, LEVEL))
