@@ -1,0 +1,127 @@
+"""Configuration of the device's OTA client (the ``[ota]`` table of the agent config).
+
+The runtime the smoke test uses is the agent's own ``model.runtime``: a model is
+tested on exactly the runtime that will serve it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contract.bundle import MAX_BUNDLE_BYTES
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+class TrialConfig(Strict):
+    """When a new model in trial is committed, and what makes it roll back."""
+
+    duration_s: float = Field(
+        default=60.0, ge=0.0, le=86_400.0,
+        description="Shortest trial: the new model serves this long before a verdict.")
+    min_inferences: int = Field(
+        default=200, ge=0, le=10_000_000,
+        description="Lines the new model must classify before a verdict (unless timeout_s).")
+    timeout_s: float = Field(
+        default=900.0, gt=0.0, le=7 * 86_400.0,
+        description="Longest trial: a verdict is made then even with fewer lines.")
+    on_low_traffic: Literal["commit", "rollback"] = Field(
+        default="commit",
+        description="Verdict at timeout_s when fewer than min_inferences lines came in and "
+        "nothing else was wrong (the smoke test passed, so commit is the default).")
+    max_error_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Failed inferences / lines above which the model is rolled back (0: any "
+        "failure rolls back).")
+    max_nonfinite_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Share of output rows with NaN/inf above which the model is rolled back.")
+    prob_sum_tolerance: float = Field(
+        default=1e-3, gt=0.0, le=1.0,
+        description="A row of probabilities whose sum is further than this from 1 is insane.")
+    max_bad_sum_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Share of rows whose probabilities do not sum to 1 that is tolerated.")
+    max_latency_ratio: float = Field(
+        default=3.0, ge=1.0, le=1000.0,
+        description="Rolled back when its p99 batch latency exceeds the old model's by this "
+        "factor (both measured on the same lines).")
+    latency_floor_ms: float = Field(
+        default=5.0, ge=0.0, le=60_000.0,
+        description="A p99 below this is never a latency failure (timer noise on tiny models).")
+    collapse_share: float = Field(
+        default=0.95, gt=0.0, le=1.0,
+        description="Output collapse: at least this share of the sampled lines get one label...")
+    collapse_margin: float = Field(
+        default=0.3, gt=0.0, le=1.0,
+        description="...while the old model gives that label to at most (share - margin) of "
+        "the same lines.")
+    sample_lines: int = Field(
+        default=256, ge=1, le=100_000,
+        description="Trial lines kept (reservoir sample) to compare new and old models on.")
+    min_sample_lines: int = Field(
+        default=20, ge=1, le=100_000,
+        description="Fewer sampled lines than this: no collapse/latency comparison is made.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        if self.timeout_s < self.duration_s:
+            raise ValueError(f"timeout_s ({self.timeout_s}) must be at least duration_s "
+                             f"({self.duration_s})")
+        return self
+
+
+class OtaConfig(Strict):
+    """Signed model updates: where the repository is, limits, and trial health criteria."""
+
+    metadata_url: str = Field(
+        description="Base URL of the TUF metadata (…/metadata); a desired state may name a "
+        "mirror instead. Every byte is verified against the provisioned root, whoever serves it.")
+    target_base_url: str = Field(
+        description="Base URL of the target files (…/targets), e.g. the fleet server or a CDN.")
+    root_file: Path = Field(
+        description="The root.json this device was provisioned with: the start of all trust. "
+        "Copied into the state directory on first use; later root rotations are followed.")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) for https URLs; default: system CAs.")
+    check_interval_s: float = Field(
+        default=300.0, ge=1.0, le=86_400.0,
+        description="How often the desired state is looked at again without a new message "
+        "(retries after a transient failure such as an unreachable server).")
+    retry_after_s: float = Field(
+        default=300.0, ge=0.0, le=86_400.0,
+        description="Wait at least this long before retrying an update that failed for a "
+        "transient reason (network, expired metadata, not yet published).")
+    http_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=600.0, description="No byte for this long: the transfer fails.")
+    download_attempts: int = Field(
+        default=3, ge=1, le=20,
+        description="Tries per download within one update attempt (each resumes with Range).")
+    max_download_bytes: int = Field(
+        default=MAX_BUNDLE_BYTES, ge=1024, le=MAX_BUNDLE_BYTES,
+        description="Refuse artifacts whose signed length is larger than this.")
+    min_free_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0,
+        description="Disk space to leave free in the state directory after downloading.")
+    max_resumes: int = Field(
+        default=3, ge=0, le=100,
+        description="Restarts in the middle of one update before it is given up as "
+        "'crash-loop' (a model that kills the process must not do so forever).")
+    trial: TrialConfig = Field(default_factory=TrialConfig,
+                               description="Trial length and the health criteria.")
+
+    @field_validator("metadata_url", "target_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)

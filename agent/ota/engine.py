@@ -1,0 +1,411 @@
+"""The OTA engine: the thin I/O shell around :mod:`agent.ota.state`.
+
+One worker thread per slot. A desired-state message (or the periodic check)
+becomes a :class:`~agent.ota.state.Desired` event; every event goes through the
+pure :func:`~agent.ota.state.transition`, the new record is persisted (write,
+fsync, rename) *before* its actions run, and each action's outcome is the next
+event. Every state change is reported (the daemon puts it in its durable outbox).
+
+Hot-swap: the candidate is loaded and smoke-tested next to the live model, then
+swapped into the :class:`~agent.pipeline.ModelSlot` wrapped in an
+:class:`~agent.ota.trial.ObservedModel`. A batch takes the model once, so batches
+in flight finish on the old model; the old model stays loaded through the trial
+and comes back in one swap if health says so.
+
+Test hook: ``NANOFLEET_OTA_CRASH_AT=<state>`` makes the process ``os._exit(137)``
+right after that state is persisted — a real crash point for the kill -9 sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from paho.mqtt.client import MQTTMessage
+from pydantic import ValidationError
+
+from agent.metrics import Counters
+from agent.model import LoadedModel
+from agent.ota.config import OtaConfig
+from agent.ota.errors import UpdateRefused
+from agent.ota.fetch import Fetcher, LiveBundle
+from agent.ota.health import early_failure, evaluate, trial_phase
+from agent.ota.state import (
+    IN_PROGRESS,
+    TRANSIENT_REASONS,
+    Action,
+    Desired,
+    Event,
+    Failed,
+    InstalledRef,
+    OtaRecord,
+    Proceed,
+    Resume,
+    SmokePassed,
+    TrialVerdict,
+    UpdateTarget,
+    transition,
+)
+from agent.ota.store import OtaStore
+from agent.ota.trial import ObservedModel, ServingModel, compare_on_sample, release_model
+from agent.pipeline import ModelSlot
+from contract.messages import DesiredState, format_validation_error
+
+log = logging.getLogger("nanofleet.agent.ota")
+CRASH_ENV = "NANOFLEET_OTA_CRASH_AT"
+Report = Callable[[dict[str, Any]], None]
+
+
+class OtaEngine:
+    def __init__(self, cfg: OtaConfig, state_dir: Path, slot: str, *, runtime: str,
+                 threads: int, initial_bundle: Path, report: Report,
+                 batch_size: int = 32, counters: Counters | None = None) -> None:
+        self.cfg = cfg
+        self.slot_name = slot
+        self.runtime = runtime
+        self.threads = threads
+        self.initial_bundle = Path(initial_bundle)
+        self.batch_size = batch_size
+        self.counters = counters or Counters()
+        self.store = OtaStore(state_dir, slot)
+        self.fetcher = Fetcher(cfg, self.store)
+        self.record = self.store.load()
+        self._report = report
+        self._started = False
+        self._pending_reports: list[dict[str, Any]] = []
+        self._pending_action: Action | None = None  # resumed at start(), on the worker
+        self._slot: ModelSlot | None = None
+        self._live_model: ServingModel | None = None
+        self._live_path = self.initial_bundle
+        self._candidate: LoadedModel | None = None
+        self._observed: ObservedModel | None = None
+        self._trial_started = 0.0
+        self._lock = threading.Lock()
+        self._latest: tuple[UpdateTarget, Literal["install", "rollback"]] | None = None
+        self._desired_seq = 0
+        self._rollback = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
+
+    # --- start-up ----------------------------------------------------------------------
+    def recover(self) -> Path:
+        """Finish or undo what a crash interrupted; return the bundle to load.
+
+        Always the committed bundle (or the configured one before any commit): a trial
+        interrupted by a restart is rolled back, earlier steps resume once started."""
+        self._apply(Resume(self.cfg.max_resumes))
+        ref = self.record.committed
+        if ref is not None:
+            path = self.store.verified_path(ref)
+            if path is None or not self._loads(path, ref):
+                fallback = self.record.previous
+                path = self.store.verified_path(fallback) if fallback else None
+                if fallback is None or path is None or not self._loads(path, fallback):
+                    fallback, path = None, None
+                log.error("committed bundle %s is missing, damaged or unusable; running %s",
+                          ref.file, fallback.file if fallback else self.initial_bundle)
+                self._save(self.record.model_copy(update={
+                    "committed": fallback, "previous": None, "reason": "live-bundle-damaged",
+                    "detail": f"{ref.file} could not be loaded; fell back"}))
+            self._live_path = path or self.initial_bundle
+        return self._live_path
+
+    def _loads(self, path: Path, ref: InstalledRef) -> bool:
+        try:
+            model = LoadedModel.load(path, self.runtime, self.threads, expected_sha256=ref.sha256)
+            model.smoke_test()
+        except Exception as exc:
+            log.error("installed bundle %s does not load: %s", path, exc)
+            return False
+        release_model(model)
+        return True
+
+    def attach(self, slot: ModelSlot) -> None:
+        """The slot the daemon built from :meth:`recover`'s bundle."""
+        self._slot = slot
+        self._live_model = slot.current()  # type: ignore[assignment]
+
+    def start(self) -> None:
+        if self._slot is None:
+            raise RuntimeError("attach() the model slot before start()")
+        self._started = True
+        if self._pending_reports:
+            for fields in self._pending_reports:
+                self._report(fields)
+            self._pending_reports.clear()
+        elif self.record.state != "idle":
+            self._emit(self.record, "after restart")  # in case the last report was lost
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- desired state (paho's network thread) ---------------------------------------------
+    def on_desired(self, msg: MQTTMessage) -> None:
+        self.submit_desired(bytes(msg.payload))
+
+    def submit_desired(self, payload: bytes) -> None:
+        if not payload:
+            return  # retained message cleared
+        try:
+            doc = DesiredState.model_validate_json(payload)
+        except ValidationError as exc:
+            self.counters.inc("ota_desired_invalid")
+            log.warning("desired state ignored: %s", format_validation_error(exc))
+            return
+        live = self._live_model
+        entry = doc.slots.get(self.slot_name) or (
+            doc.slots.get(live.manifest.slot) if live is not None else None)
+        if entry is None:
+            return
+        target = UpdateTarget(model=entry.model, version=entry.version, revision=doc.revision,
+                              rollout_id=doc.rollout_id, metadata_url=doc.metadata_url,
+                              target_base_url=doc.target_base_url)
+        with self._lock:
+            if self._latest is not None and doc.revision < self._latest[0].revision:
+                log.warning("desired revision %d ignored: %d seen already", doc.revision,
+                            self._latest[0].revision)
+                return
+            self._latest = (target, doc.action)
+            self._desired_seq += 1
+        if doc.action == "rollback":
+            self._rollback.set()
+        self._wake.set()
+
+    # --- worker ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        if self._pending_action is not None:  # an update interrupted by a restart resumes
+            action, self._pending_action = self._pending_action, None
+            self._drive(self._execute_safely(action))
+        handled = 0
+        while not self._stop.is_set():
+            with self._lock:
+                seq = self._desired_seq
+            if seq == handled:
+                woke = self._wake.wait(self.cfg.check_interval_s)
+                self._wake.clear()
+                with self._lock:
+                    seq = self._desired_seq
+                if self._stop.is_set() or (woke and seq == handled):
+                    continue
+                # Timed out: look at the same desired state again (retries fall due).
+            handled = seq
+            with self._lock:
+                latest = self._latest
+            if latest is None or latest[1] == "rollback":
+                continue  # a rollback only means something during a trial
+            live = self._live_bundle()
+            self._drive(Desired(latest[0], live.model, live.version))
+
+    def _drive(self, event: Event | None) -> None:
+        while event is not None and not self._stop.is_set():
+            event = self._apply(event)
+
+    def _apply(self, event: Event) -> Event | None:
+        step = transition(self.record, event, time.time(), self.cfg.retry_after_s)
+        if step.record != self.record:
+            self._save(step.record)
+        next_event: Event | None = None
+        for action in step.actions:
+            if not self._started and action in ("fetch", "proceed"):
+                self._pending_action = action  # network and models wait for start()
+                continue
+            result = self._execute_safely(action)
+            if result is not None:
+                next_event = result
+        return next_event
+
+    def _execute_safely(self, action: Action) -> Event | None:
+        try:
+            return self._execute(action)
+        except Exception as exc:
+            log.exception("OTA action %s failed", action)
+            if self.record.state not in IN_PROGRESS:
+                return None
+            return Failed("internal-error", f"{action}: {type(exc).__name__}: {exc}")
+
+    def _save(self, record: OtaRecord) -> None:
+        changed = record.state != self.record.state
+        self.store.save(record)
+        self.record = record
+        if changed:
+            log.info("OTA %s: %s%s", self.slot_name, record.state,
+                     f" ({record.reason}: {record.detail})" if record.reason else "")
+            if os.environ.get(CRASH_ENV) == record.state:
+                log.warning("%s=%s: crashing on purpose", CRASH_ENV, record.state)
+                os._exit(137)
+
+    def _execute(self, action: Action) -> Event | None:
+        rec = self.record
+        if action == "report":
+            self._emit(rec)
+            return None
+        if action == "proceed":
+            return Proceed()
+        if action == "discard":
+            self._discard()
+            return None
+        target = rec.target
+        assert target is not None
+        if action == "fetch":
+            return self.fetcher.fetch(target, self._live_bundle(), rec.delta_failed)
+        if action == "verify":
+            return self.fetcher.verify(target, self._live_bundle())
+        if action == "smoke_test":
+            return self._smoke_test(target)
+        if action == "trial":
+            return self._trial()
+        if action == "commit":
+            self._commit()
+        elif action == "rollback":
+            self._rollback_now()
+        return None
+
+    # --- reporting ------------------------------------------------------------------------
+    def _emit(self, rec: OtaRecord, note: str | None = None) -> None:
+        detail = rec.detail if note is None else (f"{rec.detail} ({note})" if rec.detail
+                                                  else note)
+        fields: dict[str, Any] = {
+            "slot": self.slot_name, "state": rec.state, "from_version": rec.from_version,
+            "to_version": rec.target.version if rec.target else None,
+            "rollout_id": rec.target.rollout_id if rec.target else None,
+            "artifact": rec.artifact, "bytes_downloaded": rec.bytes_downloaded,
+            "reason": rec.reason, "detail": detail}
+        if rec.state in ("committed", "failed", "rolled_back"):
+            self.counters.inc(f"ota_{rec.state}")
+        if not self._started:
+            self._pending_reports.append(fields)
+            return
+        try:
+            self._report(fields)
+        except Exception:
+            log.exception("could not report OTA state %s", rec.state)
+
+    # --- the live model ----------------------------------------------------------------
+    def _live_bundle(self) -> LiveBundle:
+        model = self._live_model
+        if model is None:
+            raise RuntimeError("no live model attached")
+        m = model.manifest
+        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path)
+
+    # --- smoke test, trial, commit, rollback ----------------------------------------------
+    def _smoke_test(self, target: UpdateTarget) -> Event:
+        ref = self.record.candidate
+        assert ref is not None
+        path = self.store.path_of(ref)
+        try:
+            # expected_sha256: the installed file is hash-checked again before parsing.
+            model = LoadedModel.load(path, self.runtime, self.threads, expected_sha256=ref.sha256)
+        except FileNotFoundError:
+            return Failed("candidate-missing", f"{path} disappeared before the smoke test")
+        except Exception as exc:
+            return Failed("bundle-invalid", f"{ref.file}: {exc}")
+        m, live = model.manifest, self._live_bundle()
+        if (m.name, m.version, m.slot) != (target.model, target.version, live.slot):
+            release_model(model)
+            return Failed("wrong-model", f"{ref.file} contains {m.name} v{m.version} for slot "
+                          f"{m.slot!r}, signed as {target.model} v{target.version} for "
+                          f"{live.slot!r}")
+        try:
+            model.smoke_test()  # also the warm-up run: a slow first inference is not a hang
+        except Exception as exc:
+            release_model(model)
+            return Failed("smoke-test-failed", f"{m.name} v{m.version} on {model.runtime_name}: "
+                          f"{exc}")
+        self._candidate = model
+        return SmokePassed()
+
+    def _trial(self) -> Event | None:
+        candidate, old, slot = self._candidate, self._live_model, self._slot
+        if candidate is None or old is None or slot is None:
+            return Failed("internal-error", "trial without a smoke-tested candidate")
+        tcfg = self.cfg.trial
+        observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
+        self._rollback.clear()
+        self._observed = observed
+        self._trial_started = time.monotonic()
+        slot.swap(observed)
+        while not self._stop.wait(0.1):
+            if self._rollback.is_set():
+                rollout = self.record.target.rollout_id if self.record.target else None
+                return TrialVerdict(False, "operator-rollback",
+                                    f"rollback requested by the desired state (rollout "
+                                    f"{rollout})")
+            stats = observed.stats()
+            failure = early_failure(stats, tcfg)
+            if failure is not None:
+                return TrialVerdict(False, failure.reason, failure.detail)
+            phase = trial_phase(time.monotonic() - self._trial_started, stats.lines, tcfg)
+            if phase == "running":
+                continue
+            sample = observed.sample()
+            paired = compare_on_sample(old, candidate, sample, self.batch_size) \
+                if len(sample) >= tcfg.min_sample_lines else None
+            verdict = evaluate(observed.stats(), paired, tcfg, timed_out=phase == "timed_out")
+            return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
+        return None  # stopping: the trial stays persisted and is rolled back at start-up
+
+    def _commit(self) -> None:
+        candidate, old, slot = self._candidate, self._live_model, self._slot
+        assert candidate is not None and slot is not None
+        slot.swap(candidate)  # the same model without the observer
+        self._live_model, self._candidate, self._observed = candidate, None, None
+        ref = self.record.committed
+        assert ref is not None
+        self._live_path = self.store.path_of(ref)
+        if old is not None and old is not candidate:
+            release_model(old)
+        self.store.keep_only([self.record.committed, self.record.previous])
+        self.store.clear_downloads()
+
+    def _rollback_now(self) -> None:
+        observed, candidate = self._observed, self._candidate
+        if observed is not None and self._slot is not None and self._live_model is not None:
+            self._slot.swap(self._live_model)
+            observed.retire()  # stragglers holding the wrapper are served by the old model
+        if candidate is not None:
+            release_model(candidate)
+        self._candidate = self._observed = None
+        self._discard()
+
+    def _discard(self) -> None:
+        rec = self.record
+        if self._candidate is not None:
+            release_model(self._candidate)
+            self._candidate = None
+        if rec.candidate is not None and rec.candidate not in (rec.committed, rec.previous):
+            self.store.remove_bundle(rec.candidate)
+        self.fetcher.fetched = None
+        self.store.clear_downloads(keep_partial=rec.reason in TRANSIENT_REASONS)
+
+    # --- queries -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.record.model_dump(mode="json")
+        try:
+            live = self._live_bundle()
+            doc["live"] = {"model": live.model, "version": live.version, "sha256": live.sha256,
+                           "path": str(live.path)}
+        except RuntimeError:
+            doc["live"] = None
+        observed = self._observed
+        if self.record.state == "trial" and observed is not None:
+            stats = observed.stats()
+            doc["trial"] = {"elapsed_s": round(time.monotonic() - self._trial_started, 3),
+                            "lines": stats.lines, "error_lines": stats.error_lines,
+                            "nonfinite_rows": stats.nonfinite_rows, "labels": stats.labels,
+                            "latency_p99_ms": round(stats.latency_p99_ms, 3)}
+        doc["metadata_url"] = self.cfg.metadata_url
+        return doc
+
+
+__all__ = ["CRASH_ENV", "OtaEngine", "UpdateRefused"]

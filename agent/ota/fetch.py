@@ -1,0 +1,164 @@
+"""Getting a verified candidate bundle onto the disk: the download and verify steps.
+
+Order of trust: TUF metadata (from the provisioned root) -> the signed full
+target (model, slot, version, sha256, length) -> the signed minimum -> the
+artifact (delta first, full as fallback) bounded by its signed length -> for a
+delta, the rebuilt bundle's sha256 must equal the signed full target's -> only
+then is the file installed, and only the smoke test parses it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.ota.config import OtaConfig
+from agent.ota.errors import UpdateRefused
+from agent.ota.policy import (
+    InstalledBundle,
+    SignedArtifact,
+    choose_artifact,
+    delta_problem,
+    full_target_refusal,
+    rebuilt_refusal,
+    version_refusal,
+)
+from agent.ota.state import DeltaUnusable, Downloaded, Failed, InstalledRef, UpdateTarget, Verified
+from agent.ota.store import OtaStore, file_sha256
+from agent.ota.transport import HttpTransport
+from agent.ota.tuf_client import TufClient
+from contract.delta import DeltaError, apply_delta
+
+
+@dataclass(frozen=True)
+class LiveBundle:
+    """The committed model as the update steps need it."""
+
+    model: str
+    version: int
+    sha256: str
+    slot: str   # the bundle manifest's slot: a new model must serve the same one
+    path: Path
+
+
+@dataclass(frozen=True)
+class Fetched:
+    full: SignedArtifact
+    artifact: SignedArtifact
+    kind: Literal["delta", "full"]
+    path: Path
+
+
+class Fetcher:
+    """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
+
+    def __init__(self, cfg: OtaConfig, store: OtaStore) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.fetched: Fetched | None = None
+        ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
+        self.transport = HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+
+    def client(self, target: UpdateTarget) -> TufClient:
+        """A TUF client trusting the newest verified root (the provisioned one at first)."""
+        if not (self.store.tuf_dir / TufClient.ROOT_FILE).exists():
+            try:
+                root = self.cfg.root_file.read_bytes()
+            except OSError as exc:
+                raise UpdateRefused("not-initialized", f"cannot read the provisioned root "
+                                    f"{self.cfg.root_file}: {exc.strerror}") from None
+            TufClient.initialize(self.store.tuf_dir, root)
+        return TufClient(self.store.tuf_dir, target.metadata_url or self.cfg.metadata_url,
+                         trusted_root=None,
+                         target_base_url=target.target_base_url or self.cfg.target_base_url,
+                         transport=self.transport)
+
+    @staticmethod
+    def check_release(client: TufClient, full: SignedArtifact, target: UpdateTarget,
+                      live: LiveBundle) -> None:
+        """Raise :class:`UpdateRefused` unless the signed release may replace ``live``."""
+        refusal = full_target_refusal(full, model=target.model, slot=live.slot,
+                                      version=target.version)
+        if refusal is not None:
+            raise refusal
+        record = client.slot_record(full.info.slot)
+        if record is not None and record.model != target.model:
+            raise UpdateRefused("wrong-model", f"slot {record.slot!r} is signed to be served by "
+                                f"{record.model!r}, not {target.model!r}")
+        same_model = live.model == target.model
+        refusal = version_refusal(target.version,
+                                  live_version=live.version if same_model else None,
+                                  minimum_version=record.minimum_version if record else 0)
+        if refusal is not None:
+            raise refusal
+
+    def fetch(self, target: UpdateTarget, live: LiveBundle,
+              delta_failed: bool) -> Downloaded | DeltaUnusable | Failed:
+        self.fetched = None
+        same_model = live.model == target.model
+        try:
+            client = self.client(target)
+            client.refresh()
+            found = client.find_model_targets(
+                target.model, target.version,
+                installed_version=live.version if same_model else None)
+            self.check_release(client, found.full, target, live)
+        except UpdateRefused as exc:
+            return Failed(exc.reason, exc.detail)
+        installed = InstalledBundle(live.model, live.version, live.sha256) if same_model else None
+        artifact = choose_artifact(found.full, found.delta, installed, delta_failed=delta_failed)
+        note = None
+        if artifact is found.full and not delta_failed:
+            why = found.delta_problem or (
+                delta_problem(found.full, found.delta, installed)
+                if found.delta is not None and installed is not None else None)
+            note = f"full bundle ({why})" if why else "full bundle"
+        if artifact.length > self.cfg.max_download_bytes:
+            if artifact is found.full:
+                return Failed("too-long", f"{artifact.path}: signed length {artifact.length} "
+                              f"is over max_download_bytes {self.cfg.max_download_bytes}")
+            artifact, note = found.full, "full bundle (delta over max_download_bytes)"
+        kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
+        need = artifact.length + (found.full.length if kind == "delta" else 0)
+        if self.store.free_bytes() < need + self.cfg.min_free_bytes:
+            return Failed("no-space", f"{need} bytes needed for {artifact.path}, "
+                          f"{self.store.free_bytes()} free (keeping {self.cfg.min_free_bytes})")
+        try:
+            path = client.download_target(artifact.target, self.store.downloads,
+                                          attempts=self.cfg.download_attempts)
+        except UpdateRefused as exc:
+            if kind == "delta":
+                return DeltaUnusable(exc.reason, exc.detail)
+            return Failed(exc.reason, exc.detail)
+        self.fetched = Fetched(found.full, artifact, kind, path)
+        return Downloaded(kind, artifact.length, note)
+
+    def verify(self, target: UpdateTarget, live: LiveBundle) -> Verified | DeltaUnusable | Failed:
+        """Rebuild (delta) or take (full) the bundle, check it is the signed one, install."""
+        f = self.fetched
+        if f is None:  # cannot happen: verify always follows a fetch in this process
+            return Failed("internal-error", "verify without a fetched artifact")
+        full = f.full
+        source = f.path
+        if f.kind == "delta":
+            source = self.store.downloads / f".rebuilt-{full.sha256[:16]}.nfb"
+            try:
+                apply_delta(live.path, f.path, source, full.sha256, full.length)
+            except (DeltaError, OSError) as exc:
+                f.path.unlink(missing_ok=True)
+                return DeltaUnusable("delta-invalid", f"{f.artifact.path}: {exc}")
+        # Whatever came over the wire or out of the applier: nothing parses it before
+        # its sha256 and length equal the operator-signed full target's.
+        digest, length = file_sha256(source)
+        refusal = rebuilt_refusal(full, digest, length)
+        if refusal is not None:
+            source.unlink(missing_ok=True)
+            if f.kind == "delta":
+                return DeltaUnusable(refusal.reason, refusal.detail)
+            return Failed(refusal.reason, refusal.detail)
+        ref: InstalledRef = self.store.install(source, target.model, target.version, digest)
+        self.fetched = None
+        self.store.clear_downloads()  # the delta/full file is not needed any more
+        return Verified(ref)

@@ -1,0 +1,137 @@
+"""Trial health: pure decisions on what a new model did while it was live.
+
+Two kinds of evidence:
+
+- :class:`TrialStats`, counted on every batch the new model served (errors,
+  non-finite rows, rows whose probabilities do not sum to 1, labels, latency);
+- :class:`PairedSample`, the old and the new model run on the *same* sampled
+  trial lines at verdict time, so the label mix and the latency of the two are
+  compared on equal input — a quiet night is not mistaken for a collapse, and a
+  busy CPU slows both.
+
+:func:`early_failure` may end a trial at once (errors, non-finite output);
+:func:`trial_phase` says when a verdict is due; :func:`evaluate` gives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.ota.config import TrialConfig
+
+
+@dataclass(frozen=True)
+class TrialStats:
+    """What the new model did on live traffic during the trial."""
+
+    lines: int = 0          # lines classified (including those of failed calls)
+    calls: int = 0          # classify calls
+    error_lines: int = 0    # lines of calls that raised
+    nonfinite_rows: int = 0  # rows with NaN/inf probabilities
+    bad_sum_rows: int = 0   # finite rows whose probabilities do not sum to 1
+    labels: dict[str, int] = field(default_factory=dict)
+    latency_p99_ms: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PairedSample:
+    """Old and new model on the same sampled lines."""
+
+    lines: int
+    baseline_labels: dict[str, int]
+    candidate_labels: dict[str, int]
+    baseline_p99_ms: float
+    candidate_p99_ms: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool
+    reason: str | None  # machine code, e.g. "health-collapse"
+    detail: str
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def _rate(n: int, total: int) -> float:
+    return n / total if total else 0.0
+
+
+def early_failure(stats: TrialStats, cfg: TrialConfig) -> Verdict | None:
+    """Failures that need no comparison and no waiting: roll back now."""
+    if stats.error_lines and _rate(stats.error_lines, stats.lines) > cfg.max_error_rate:
+        return Verdict(False, "health-errors",
+                       f"{stats.error_lines} of {stats.lines} lines failed inference "
+                       f"(max rate {cfg.max_error_rate}): {stats.last_error}",
+                       {"error_rate": _rate(stats.error_lines, stats.lines)})
+    finite_rows = stats.lines - stats.error_lines
+    if stats.nonfinite_rows and _rate(stats.nonfinite_rows, finite_rows) > cfg.max_nonfinite_rate:
+        return Verdict(False, "health-non-finite",
+                       f"{stats.nonfinite_rows} of {finite_rows} output rows contain NaN or "
+                       f"inf (max rate {cfg.max_nonfinite_rate})",
+                       {"nonfinite_rate": _rate(stats.nonfinite_rows, finite_rows)})
+    if stats.bad_sum_rows and _rate(stats.bad_sum_rows, finite_rows) > cfg.max_bad_sum_rate:
+        return Verdict(False, "health-probabilities",
+                       f"{stats.bad_sum_rows} of {finite_rows} output rows are not "
+                       f"probabilities summing to 1 (±{cfg.prob_sum_tolerance})",
+                       {"bad_sum_rate": _rate(stats.bad_sum_rows, finite_rows)})
+    return None
+
+
+def trial_phase(elapsed_s: float, lines: int,
+                cfg: TrialConfig) -> Literal["running", "ready", "timed_out"]:
+    """``ready``: long enough and enough lines; ``timed_out``: out of time, decide anyway."""
+    if elapsed_s >= cfg.duration_s and lines >= cfg.min_inferences:
+        return "ready"
+    if elapsed_s >= cfg.timeout_s:
+        return "timed_out"
+    return "running"
+
+
+def collapse(sample: PairedSample, cfg: TrialConfig) -> tuple[str, float, float] | None:
+    """(label, new share, old share) when the new model piles the sample on one label
+    that the old model used far less on the same lines; else None."""
+    if sample.lines < cfg.min_sample_lines or not sample.candidate_labels:
+        return None
+    label, count = max(sample.candidate_labels.items(), key=lambda kv: kv[1])
+    new_share = count / sample.lines
+    old_share = sample.baseline_labels.get(label, 0) / sample.lines
+    if new_share >= cfg.collapse_share and old_share <= new_share - cfg.collapse_margin:
+        return label, new_share, old_share
+    return None
+
+
+def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *,
+             timed_out: bool) -> Verdict:
+    """The verdict at the end of a trial."""
+    figures: dict[str, float] = {"lines": float(stats.lines),
+                                 "live_p99_ms": round(stats.latency_p99_ms, 3)}
+    failure = early_failure(stats, cfg)
+    if failure is not None:
+        return failure
+    if sample is not None and sample.lines >= cfg.min_sample_lines:
+        figures |= {"sample_lines": float(sample.lines),
+                    "baseline_p99_ms": round(sample.baseline_p99_ms, 3),
+                    "candidate_p99_ms": round(sample.candidate_p99_ms, 3)}
+        limit = max(cfg.latency_floor_ms, sample.baseline_p99_ms * cfg.max_latency_ratio)
+        if sample.candidate_p99_ms > limit:
+            return Verdict(False, "health-latency",
+                           f"p99 batch latency {sample.candidate_p99_ms:.2f} ms against "
+                           f"{sample.baseline_p99_ms:.2f} ms for the previous model on the same "
+                           f"lines (max ratio {cfg.max_latency_ratio})", figures)
+        collapsed = collapse(sample, cfg)
+        if collapsed is not None:
+            label, new_share, old_share = collapsed
+            return Verdict(False, "health-collapse",
+                           f"{new_share:.0%} of {sample.lines} sampled lines get label "
+                           f"{label!r}; the previous model gave it to {old_share:.0%} of them",
+                           figures | {"collapse_share": round(new_share, 4)})
+    if timed_out and stats.lines < cfg.min_inferences:
+        note = (f"only {stats.lines} of {cfg.min_inferences} lines within "
+                f"{cfg.timeout_s:.0f} s")
+        if cfg.on_low_traffic == "rollback":
+            return Verdict(False, "health-low-traffic", f"{note}; policy: roll back", figures)
+        return Verdict(True, None, f"{note}; no fault seen, committed by policy", figures)
+    return Verdict(True, None, f"healthy on {stats.lines} lines: no errors, sane outputs, "
+                   f"p99 {stats.latency_p99_ms:.2f} ms", figures)

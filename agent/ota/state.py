@@ -1,0 +1,293 @@
+"""The OTA state machine of one model slot, as pure functions.
+
+::
+
+    idle -> downloading -> verifying -> staged -> smoke_testing -> trial -> committed
+                     \\________ any failure ________\\_______________\\----> failed / rolled_back
+
+:func:`transition` maps ``(persisted record, event)`` to ``(new record, actions)``.
+The engine (:mod:`agent.ota.engine`) persists the new record *before* it runs the
+actions, and the actions' outcomes come back as the next events. No I/O here.
+
+The crash-safety invariant lives in the record: ``committed`` is the bundle that
+runs after any restart. It changes in exactly one transition (trial -> committed),
+and a restart in ``trial`` rolls back, so after a crash at any point the device
+runs either the old or the new model — never a mix — and an interrupted update is
+finished (steps before trial are resumed) or undone (trial is rolled back).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.messages import OtaState
+
+RECORD_FORMAT = 1
+IN_PROGRESS: frozenset[OtaState] = frozenset(
+    {"downloading", "verifying", "staged", "smoke_testing", "trial"})
+# Failures worth retrying later without a new desired state: the cause is outside the
+# device's control and may go away (network, a server whose timestamp lapsed, a target
+# not published yet, a full disk). Everything else waits for a new desired revision.
+TRANSIENT_REASONS = frozenset(
+    {"unavailable", "incomplete-download", "expired-metadata", "not-found", "no-space"})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstalledRef(Strict):
+    """A bundle file installed under ``<state_dir>/models/<slot>/``."""
+
+    model: str = Field(description="Model name (bundle manifest `name`).")
+    version: int = Field(ge=1, description="Bundle version.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the bundle file.")
+    file: str = Field(description="File name inside the slot's models directory.")
+
+
+class UpdateTarget(Strict):
+    """What the desired state asks for, as far as this slot is concerned."""
+
+    model: str = Field(description="Wanted model name.")
+    version: int = Field(ge=1, description="Wanted version.")
+    revision: int = Field(ge=0, description="Revision of the desired-state document.")
+    rollout_id: str | None = Field(default=None, description="Rollout the change belongs to.")
+    metadata_url: str | None = Field(default=None, description="Mirror of the metadata, if any.")
+    target_base_url: str | None = Field(default=None, description="Mirror of the targets.")
+
+
+class OtaRecord(Strict):
+    """Everything about a slot's update that must survive a crash (``ota/<slot>.json``)."""
+
+    format: int = Field(default=RECORD_FORMAT, description="Record format version.")
+    slot: str = Field(description="The agent's slot name.")
+    state: OtaState = Field(default="idle", description="Current state.")
+    committed: InstalledRef | None = Field(
+        default=None, description="The bundle to run after a restart; None: the configured one.")
+    previous: InstalledRef | None = Field(
+        default=None, description="The committed bundle before the last commit (kept on disk).")
+    target: UpdateTarget | None = Field(default=None, description="Update being/last worked on.")
+    from_version: int | None = Field(default=None, description="Live version when it started.")
+    candidate: InstalledRef | None = Field(
+        default=None, description="Verified bundle being smoke-tested or in trial.")
+    artifact: Literal["delta", "full"] | None = Field(
+        default=None, description="What was downloaded.")
+    bytes_downloaded: int | None = Field(default=None, description="Signed length fetched.")
+    delta_failed: bool = Field(
+        default=False, description="The delta was refused once: use the full bundle.")
+    resumes: int = Field(default=0, ge=0, description="Restarts during this update so far.")
+    reason: str | None = Field(default=None, description="Machine code of the last problem.")
+    detail: str | None = Field(default=None, description="Human explanation.")
+    retry_at: float | None = Field(
+        default=None, description="Unix time after which a transient failure may be retried.")
+    updated_at: float = Field(default=0.0, description="Unix time of the last transition.")
+
+
+# --- events: what happened ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Desired:
+    """The desired state names ``target`` for this slot; ``live`` is what runs committed."""
+
+    target: UpdateTarget
+    live_model: str
+    live_version: int
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The agent (re)started with this record on disk."""
+
+    max_resumes: int
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    artifact: Literal["delta", "full"]
+    length: int
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class DeltaUnusable:
+    """The delta was refused (download or rebuild): the full bundle comes next."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    candidate: InstalledRef
+
+
+@dataclass(frozen=True)
+class Proceed:
+    """The state just persisted may move on (staged -> smoke_testing)."""
+
+
+@dataclass(frozen=True)
+class SmokePassed:
+    pass
+
+
+@dataclass(frozen=True)
+class TrialVerdict:
+    healthy: bool
+    reason: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A step failed; ``transient`` is derived from the reason."""
+
+    reason: str
+    detail: str
+
+
+Event = Desired | Resume | Downloaded | DeltaUnusable | Verified | Proceed | SmokePassed | \
+    TrialVerdict | Failed
+
+
+# --- actions: what the engine must do next --------------------------------------------------
+Action = Literal[
+    "report",       # publish the new state as an OtaEvent
+    "fetch",        # refresh metadata, pick delta or full, download (resumable)
+    "verify",       # apply a delta / hash-check, install the candidate in the models dir
+    "proceed",      # feed Proceed (the state was persisted first: it is a crash point)
+    "smoke_test",   # load the candidate on the configured runtime, run its golden vectors
+    "trial",        # swap the candidate in, keep the old model loaded, watch health
+    "commit",       # drop the old model, keep the new one, tidy files
+    "rollback",     # swap the old model back, drop the candidate
+    "discard",      # drop the candidate and (unless a resume is possible) the downloads
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    record: OtaRecord
+    actions: tuple[Action, ...] = ()
+
+
+class IllegalTransition(ValueError):
+    """An event arrived in a state where it cannot happen (a bug, not bad input)."""
+
+
+def _with(rec: OtaRecord, now: float, **changes: object) -> OtaRecord:
+    return rec.model_copy(update={**changes, "updated_at": now})
+
+
+def _fail(rec: OtaRecord, reason: str, detail: str, now: float, retry_after_s: float) -> Step:
+    """Leave the update: before trial nothing went live (failed); in trial, roll back."""
+    retry = now + retry_after_s if reason in TRANSIENT_REASONS else None
+    if rec.state == "trial":
+        return Step(_with(rec, now, state="rolled_back", reason=reason, detail=detail,
+                          retry_at=None), ("rollback", "report"))
+    return Step(_with(rec, now, state="failed", reason=reason, detail=detail, retry_at=retry),
+                ("discard", "report"))
+
+
+def _start(rec: OtaRecord, ev: Desired, now: float) -> Step:
+    same_model = ev.target.model == ev.live_model
+    new = _with(rec, now, state="downloading", target=ev.target,
+                from_version=ev.live_version if same_model else None, candidate=None,
+                artifact=None, bytes_downloaded=None, delta_failed=False, resumes=0,
+                reason=None, detail=None, retry_at=None)
+    return Step(new, ("report", "fetch"))
+
+
+def _same_target(a: UpdateTarget | None, b: UpdateTarget) -> bool:
+    return a is not None and (a.model, a.version) == (b.model, b.version)
+
+
+def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
+    t = ev.target
+    if rec.state in IN_PROGRESS:
+        return Step(rec)  # one update at a time; the engine looks again when this one ends
+    if t.model == ev.live_model and t.version == ev.live_version:
+        return Step(rec)  # already live
+    if _same_target(rec.target, t) and rec.state in ("failed", "rolled_back"):
+        assert rec.target is not None
+        retry_due = rec.retry_at is not None and now >= rec.retry_at
+        if t.revision == rec.target.revision and not retry_due:
+            return Step(rec)  # refused already; wait for a new revision (or the retry time)
+    if t.model == ev.live_model and t.version < ev.live_version:
+        return Step(_with(rec, now, state="failed", target=t, from_version=ev.live_version,
+                          candidate=None, artifact=None, bytes_downloaded=None, reason="downgrade",
+                          detail=f"desired version {t.version} is below the live version "
+                          f"{ev.live_version}; refused", retry_at=None), ("report",))
+    return _start(rec, ev, now)
+
+
+def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
+    if rec.state not in IN_PROGRESS:
+        return Step(rec)
+    if rec.state == "trial":
+        # The committed (old) model is what the restarted agent loaded: make it official.
+        return Step(_with(rec, now, state="rolled_back", reason="interrupted-trial",
+                          detail="the agent restarted during the trial; the previous model is "
+                          "live again", retry_at=None), ("discard", "report"))
+    resumes = rec.resumes + 1
+    if resumes > ev.max_resumes:
+        return Step(_with(rec, now, state="failed", resumes=resumes, reason="crash-loop",
+                          detail=f"the agent restarted {resumes} times during this update "
+                          f"(last in {rec.state}); given up", retry_at=None),
+                    ("discard", "report"))
+    if rec.state in ("downloading", "verifying"):
+        # Downloads resume from their .part files; a finished one is reused as is.
+        return Step(_with(rec, now, state="downloading", resumes=resumes), ("report", "fetch"))
+    # staged / smoke_testing: the candidate file is installed; it is hash-checked on load.
+    return Step(_with(rec, now, state="staged", resumes=resumes), ("report", "proceed"))
+
+
+def transition(rec: OtaRecord, ev: Event, now: float | None = None,
+               retry_after_s: float = 300.0) -> Step:
+    """The next record and the actions to run, for ``ev`` arriving in ``rec.state``."""
+    now = time.time() if now is None else now
+    if isinstance(ev, Desired):
+        return on_desired(rec, ev, now)
+    if isinstance(ev, Resume):
+        return on_resume(rec, ev, now)
+    if isinstance(ev, Failed):
+        if rec.state not in IN_PROGRESS:
+            raise IllegalTransition(f"failure {ev.reason!r} reported in state {rec.state}")
+        return _fail(rec, ev.reason, ev.detail, now, retry_after_s)
+    expected: dict[type, tuple[OtaState, ...]] = {
+        Downloaded: ("downloading",), DeltaUnusable: ("downloading", "verifying"),
+        Verified: ("verifying",), Proceed: ("staged",), SmokePassed: ("smoke_testing",),
+        TrialVerdict: ("trial",)}
+    if rec.state not in expected[type(ev)]:
+        raise IllegalTransition(f"{type(ev).__name__} cannot happen in state {rec.state}")
+    if isinstance(ev, Downloaded):
+        return Step(_with(rec, now, state="verifying", artifact=ev.artifact,
+                          bytes_downloaded=ev.length, detail=ev.detail), ("report", "verify"))
+    if isinstance(ev, DeltaUnusable):
+        if rec.delta_failed:
+            raise IllegalTransition("the delta was already refused once in this update")
+        return Step(_with(rec, now, state="downloading", artifact="full", delta_failed=True,
+                          reason=ev.reason,
+                          detail=f"delta refused, using the full bundle: {ev.detail}"),
+                    ("report", "fetch"))
+    if isinstance(ev, Verified):
+        return Step(_with(rec, now, state="staged", candidate=ev.candidate, reason=None,
+                          detail=None), ("report", "proceed"))
+    if isinstance(ev, Proceed):
+        return Step(_with(rec, now, state="smoke_testing"), ("report", "smoke_test"))
+    if isinstance(ev, SmokePassed):
+        return Step(_with(rec, now, state="trial"), ("report", "trial"))
+    assert isinstance(ev, TrialVerdict)
+    if not ev.healthy:
+        return _fail(rec, ev.reason or "unhealthy", ev.detail, now, retry_after_s)
+    # The one place the committed bundle changes.
+    return Step(_with(rec, now, state="committed", previous=rec.committed,
+                      committed=rec.candidate, candidate=None, reason=None, detail=ev.detail,
+                      retry_at=None, resumes=0), ("commit", "report"))
+
+
+def live_ref(rec: OtaRecord) -> InstalledRef | None:
+    """The bundle a (re)starting agent must load: always the committed one."""
+    return rec.committed

@@ -1,0 +1,188 @@
+"""The model in trial, observed: it serves the pipeline like any model while every
+call is counted for :mod:`agent.ota.health`. Also the paired comparison of old
+and new model on sampled lines, and how a model is let go of.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import random
+import threading
+import time
+from typing import Protocol
+
+import numpy as np
+
+from agent.metrics import LatencyWindow
+from agent.ota.health import PairedSample, TrialStats
+from contract.bundle import BundleManifest
+
+log = logging.getLogger("nanofleet.agent.ota")
+
+
+class ServingModel(Protocol):
+    """What the pipeline and queries use (agent.model.LoadedModel satisfies it)."""
+
+    manifest: BundleManifest
+    runtime_name: str
+    bundle_sha256: str
+
+    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
+    def close(self) -> None: ...
+
+
+class ObservedModel:
+    """Wraps the candidate during its trial.
+
+    After :meth:`retire` (a rollback) every call goes to ``fallback`` instead: a batch
+    that took this wrapper from the slot just before the swap back still gets a result,
+    and no call can reach the candidate once it is closed (``_gate`` is held around the
+    choice and the call, so ``retire`` returns only when no call is inside the candidate).
+    """
+
+    def __init__(self, candidate: ServingModel, fallback: ServingModel, sample_lines: int,
+                 prob_sum_tolerance: float, seed: int = 0) -> None:
+        self.candidate = candidate
+        self.fallback = fallback
+        self.manifest = candidate.manifest
+        self.runtime_name = candidate.runtime_name
+        self.bundle_sha256 = candidate.bundle_sha256
+        self._labels = list(candidate.manifest.labels)
+        self._tolerance = prob_sum_tolerance
+        self._gate = threading.Lock()
+        self._retired = False
+        self._stats_lock = threading.Lock()
+        self._latency = LatencyWindow(1024)
+        self._counts = {"lines": 0, "calls": 0, "error_lines": 0, "nonfinite_rows": 0,
+                        "bad_sum_rows": 0}
+        self._labels_seen: dict[str, int] = {}
+        self._last_error: str | None = None
+        self._sample: list[str] = []
+        self._sample_size = sample_lines
+        self._rng = random.Random(seed)
+
+    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        with self._gate:
+            if self._retired:
+                return self.fallback.classify(texts)
+            t0 = time.perf_counter()
+            try:
+                probs, anomaly = self.candidate.classify(texts)
+            except Exception as exc:
+                self._record_error(len(texts), exc)
+                raise
+            self._record(texts, probs, time.perf_counter() - t0)
+            return probs, anomaly
+
+    def retire(self) -> None:
+        with self._gate:
+            self._retired = True
+
+    def close(self) -> None:
+        """Closing the wrapper closes nothing: the engine owns both models."""
+
+    # --- bookkeeping ---------------------------------------------------------------------
+    def _record_error(self, n: int, exc: Exception) -> None:
+        with self._stats_lock:
+            self._counts["lines"] += n
+            self._counts["calls"] += 1
+            self._counts["error_lines"] += n
+            self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _record(self, texts: list[str], probs: np.ndarray, seconds: float) -> None:
+        finite = np.all(np.isfinite(probs), axis=1)
+        sums_bad = finite & (np.abs(probs.sum(axis=1) - 1.0) > self._tolerance)
+        best = probs.argmax(axis=1)
+        with self._stats_lock:
+            c = self._counts
+            c["calls"] += 1
+            c["nonfinite_rows"] += int((~finite).sum())
+            c["bad_sum_rows"] += int(sums_bad.sum())
+            for i in np.flatnonzero(finite):
+                label = self._labels[int(best[i])]
+                self._labels_seen[label] = self._labels_seen.get(label, 0) + 1
+            for text in texts:  # reservoir sampling (Algorithm R): a uniform, bounded sample
+                c["lines"] += 1
+                if len(self._sample) < self._sample_size:
+                    self._sample.append(text)
+                else:
+                    j = self._rng.randrange(c["lines"])
+                    if j < self._sample_size:
+                        self._sample[j] = text
+        self._latency.add(seconds)
+
+    def stats(self) -> TrialStats:
+        with self._stats_lock:
+            c = dict(self._counts)
+            labels = dict(self._labels_seen)
+            last_error = self._last_error
+        return TrialStats(lines=c["lines"], calls=c["calls"], error_lines=c["error_lines"],
+                          nonfinite_rows=c["nonfinite_rows"], bad_sum_rows=c["bad_sum_rows"],
+                          labels=labels, latency_p99_ms=self._latency.percentile(99) * 1000,
+                          last_error=last_error)
+
+    def sample(self) -> list[str]:
+        with self._stats_lock:
+            return list(self._sample)
+
+
+def _p99(values: list[float]) -> float:
+    return float(np.percentile(values, 99)) * 1000 if values else 0.0
+
+
+def _label_counts(model: ServingModel, probs: np.ndarray) -> dict[str, int]:
+    labels = model.manifest.labels
+    counts: dict[str, int] = {}
+    for row in probs:
+        if np.all(np.isfinite(row)):
+            name = labels[int(row.argmax())]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: list[str],
+                      batch_size: int = 32, rounds: int = 2) -> PairedSample:
+    """Run both models on the same batches, alternating, and time each batch."""
+    batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
+    old_t: list[float] = []
+    new_t: list[float] = []
+    old_probs: list[np.ndarray] = []
+    new_probs: list[np.ndarray] = []
+    for r in range(rounds):
+        for batch in batches:
+            for model, times, outs in ((baseline, old_t, old_probs),
+                                       (candidate, new_t, new_probs)):
+                t0 = time.perf_counter()
+                probs, _ = model.classify(batch)
+                times.append(time.perf_counter() - t0)
+                if r == 0:
+                    outs.append(probs)
+    k_old = len(baseline.manifest.labels)
+    k_new = len(candidate.manifest.labels)
+    old_all = np.concatenate(old_probs) if old_probs else np.zeros((0, k_old), np.float32)
+    new_all = np.concatenate(new_probs) if new_probs else np.zeros((0, k_new), np.float32)
+    return PairedSample(lines=len(texts), baseline_labels=_label_counts(baseline, old_all),
+                        candidate_labels=_label_counts(candidate, new_all),
+                        baseline_p99_ms=_p99(old_t), candidate_p99_ms=_p99(new_t))
+
+
+def _malloc_trim() -> None:
+    try:
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own libc
+    except OSError:
+        return
+    if trim is not None:  # glibc; musl has no malloc_trim and nothing to trim
+        trim(0)
+
+
+def release_model(model: ServingModel) -> None:
+    """Close a model and hand its memory back to the OS.
+
+    ONNX Runtime frees a session's buffers with ``free()``, but glibc keeps freed
+    arena pages mapped; over many hot-swaps RSS creeps up (see docs/updates.md,
+    "On the device"). ``malloc_trim(0)`` returns them."""
+    model.close()
+    gc.collect()
+    _malloc_trim()
