@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from agent.ota.config import OtaConfig
 from agent.sources.registry import SourceConfig, default_source_name
 from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN
 
@@ -122,6 +123,10 @@ class AgentConfig(Strict):
                                       description="How often metrics are published (s).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level.")
+    # --- OTA (agent/ota) ---
+    ota: OtaConfig | None = Field(
+        default=None, description="Signed model updates (TUF repository, trial health "
+        "criteria); omit to run the configured bundle only.")
 
     @model_validator(mode="after")
     def _unique_sources(self) -> AgentConfig:

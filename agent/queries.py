@@ -24,6 +24,7 @@ class QueryTarget(Protocol):
     def metrics_doc(self) -> dict[str, Any]: ...
     def recent_alerts(self) -> list[dict[str, Any]]: ...
     def classify(self, texts: list[str]) -> list[dict[str, Any]]: ...
+    def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
 
 
 class NoArgs(BaseModel):
@@ -73,6 +74,7 @@ COMMANDS: dict[str, tuple[type[BaseModel], Handler, str]] = {
     "metrics": (NoArgs, lambda t, a: t.metrics_doc(), "counters and gauges"),
     "recent_alerts": (RecentAlertsArgs, _recent, "recent alerts (since, label, limit)"),
     "classify": (ClassifyArgs, _classify, "run the live model on text"),
+    "ota": (NoArgs, lambda t, a: t.ota_doc(), "model update state (OTA)"),  # OTA (agent/ota)
     "help": (NoArgs, lambda t, a: {k: v[2] for k, v in COMMANDS.items()}, "this list"),
 }
 
