@@ -101,12 +101,26 @@ class FileSource(Source):
         self._skipping = False   # inside an over-long line already emitted
         self._size_seen = 0
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
+        self._resumed = False
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def _run(self, checkpoint: str | None) -> None:
+    def start(self, checkpoint: str | None) -> None:
+        """Fix the starting position before returning, so that (with start_at=end) a line
+        written right after start() is read, not taken for old content."""
+        self._stop.clear()
+        self._resumed = False
         try:
             self._resume(self._decode(checkpoint))
+            self._resumed = True
+        except OSError as exc:  # retried by the thread
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        super().start(checkpoint)
+
+    def _run(self, checkpoint: str | None) -> None:
+        try:
+            if not self._resumed:
+                self._resume(self._decode(checkpoint))
             while not self._stop.is_set():
                 try:
                     if not self._step():

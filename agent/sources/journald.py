@@ -98,27 +98,56 @@ class JournaldSource(Source):
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
         self.entries_skipped = 0         # entries without a MESSAGE
+        self._reader: Any = None         # opened and positioned by start()
 
-    def _run(self, checkpoint: str | None) -> None:
+    def start(self, checkpoint: str | None) -> None:
+        """Open the journal and fix the starting position before returning, so that
+        (with start_at=end) an entry logged right after start() is read."""
+        self.cursor = checkpoint
+        self._reader = None
+        try:
+            journal = self._journal_module()
+            reader = self._open(journal)
+            try:
+                self._position(reader)
+            except OSError:
+                reader.close()
+                raise
+            self._reader = reader
+        except (OSError, RuntimeError) as exc:  # the thread retries (or reports) it
+            self.last_error = f"cannot open the journal: {exc}"
+        super().start(checkpoint)
+
+    @staticmethod
+    def _journal_module() -> Any:
         try:
             from systemd import journal
         except ImportError:
             raise RuntimeError("the journald source needs systemd-python "
                                "(install the 'systemd' extra)") from None
-        self.cursor = checkpoint
+        return journal
+
+    def _run(self, checkpoint: str | None) -> None:
+        journal = self._journal_module()
+        reader, self._reader = self._reader, None
         while not self._stop.is_set():
             try:
-                reader = self._open(journal)
+                if reader is None:
+                    reader = self._open(journal)
+                    self._position(reader)
             except OSError as exc:
+                if reader is not None:
+                    reader.close()
+                reader = None
                 self._failed(f"cannot open the journal: {exc}")
                 continue
             try:
-                self._position(reader)
                 self._follow(reader)
             except OSError as exc:  # a vanished or corrupt file: reopen at our cursor
                 self._failed(f"reading the journal: {exc}")
             finally:
                 reader.close()
+                reader = None
 
     def _failed(self, message: str) -> None:
         self.last_error = message
