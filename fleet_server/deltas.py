@@ -144,9 +144,13 @@ class _Encoder:
 
     def _emit(self, op: Op) -> None:
         last = self.ops[-1] if self.ops else None
-        if (isinstance(op, CopyOp | CopyOutOp) and type(last) is type(op)
+        if (isinstance(op, CopyOp) and isinstance(last, CopyOp)
                 and last.src + last.length == op.src):
-            self.ops[-1] = type(op)(last.src, last.length + op.length)
+            self.ops[-1] = CopyOp(last.src, last.length + op.length)
+        elif (isinstance(op, CopyOutOp) and isinstance(last, CopyOutOp)
+              and last.src + last.length == op.src
+              and op.src + op.length <= self.written - last.length):  # no overlap with itself
+            self.ops[-1] = CopyOutOp(last.src, last.length + op.length)
         else:
             self.ops.append(op)
         self.written += op.length
@@ -231,13 +235,13 @@ class _Encoder:
             found = self.old.find(sample)
             if found >= 0:
                 shifts.add((False, found - pos))
-            found = self.new.find(sample, 0, start)
-            if found >= 0 and found - pos <= start - end:  # wholly inside what is written
+            found = self.new.find(sample, 0, pos)
+            if found >= 0:
                 shifts.add((True, found - pos))
         return shifts
 
     def _equal_mask(self, start: int, end: int, from_output: bool, shift: int) -> np.ndarray:
-        source = self.new_u8[:start] if from_output else self.old_u8
+        source = self.new_u8 if from_output else self.old_u8
         mask = np.zeros(end - start, dtype=bool)
         lo, hi = max(start, -shift), min(end, len(source) - shift)
         if lo < hi:
@@ -273,8 +277,9 @@ class _Encoder:
                 continue
             self._data_gap(pos, start + int(run_start), data_shift)
             src, length = start + int(run_start) + shift, int(run_end - run_start)
-            if from_output:
-                self.copy_out(src, length)
+            if from_output:  # in pieces of at most -shift: each copies bytes already written
+                for done in range(0, length, -shift):
+                    self.copy_out(src + done, min(-shift, length - done))
             else:
                 self.copy(src, length)
             pos = start + int(run_end)

@@ -254,6 +254,10 @@ def test_generic_reuses_bytes_written_earlier() -> None:
     summary = describe_delta(io.BytesIO(delta))
     assert summary.output_bytes["COPYOUT"] >= 190_000
     assert len(delta) < 210_000
+    periodic = rnd.randbytes(1000) * 300  # copies of what was written just before
+    delta = build_generic_delta(old, periodic, LEVEL)
+    verify_delta(old, periodic, delta)
+    assert len(delta) < 2000
 
 
 def test_choose_delta_respects_the_threshold(synth: dict[str, bytes]) -> None:
