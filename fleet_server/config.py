@@ -14,7 +14,7 @@ strings, so a plain hash is enough; there is nothing to brute-force).
 from __future__ import annotations
 
 import hashlib
-import re
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -198,10 +198,42 @@ def load_config(path: Path) -> ServerConfig:
     return config.model_copy(update=updates)
 
 
-def _toml_str(value: str) -> str:
-    # TOML basic strings share JSON's escapes for the characters we could meet here.
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, list) and all(not isinstance(v, dict) for v in value):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+
+
+def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
+    """Plain TOML for config data: scalars, lists, tables, arrays of tables (None skipped)."""
+    lines: list[str] = []
+    tables: list[str] = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        name = f"{_prefix}.{key}" if _prefix else key
+        if isinstance(value, dict):
+            tables.append(f"\n[{name}]\n" + to_toml(value, name))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables += [f"\n[[{name}]]\n" + to_toml(v, name) for v in value]
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + ("\n" if lines else "") + "".join(tables)
+
+
+def config_toml(config: ServerConfig) -> str:
+    """``config`` as a TOML file that :func:`load_config` reads back unchanged."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    mqtt = config.mqtt
+    if mqtt.password is not None:
+        data["mqtt"]["password"] = mqtt.password.get_secret_value()
+    return "# nanofleet fleet server (see docs/fleet-server.md)\n" + to_toml(data)
 
 
 def render_config(data_dir: Path, *, token_name: str, token_sha256: str,
@@ -209,31 +241,8 @@ def render_config(data_dir: Path, *, token_name: str, token_sha256: str,
                   public_url: str | None = None, mqtt_host: str = "127.0.0.1",
                   mqtt_port: int = 1883) -> str:
     """A starting config file (what ``nanofleet server init`` writes)."""
-    if not re.match(TOKEN_HASH_PATTERN, token_sha256):
-        raise ValueError("token_sha256 must be 64 hex digits")
-    lines = [
-        "# nanofleet fleet server (see docs/fleet-server.md)",
-        f"data_dir = {_toml_str(str(data_dir))}",
-        f"bind_host = {_toml_str(bind_host)}",
-        f"bind_port = {bind_port}",
-    ]
-    if public_url:
-        lines.append(f"public_url = {_toml_str(public_url)}")
-    lines += [
-        "",
-        "[mqtt]",
-        f"host = {_toml_str(mqtt_host)}",
-        f"port = {mqtt_port}",
-        "",
-        "[deltas]",
-        "previous_versions = 3",
-        "max_fraction = 0.5",
-        "",
-        "[[operator_tokens]]",
-        f"name = {_toml_str(token_name)}",
-        f"sha256 = {_toml_str(token_sha256)}",
-        "",
-    ]
-    text = "\n".join(lines)
-    parse_config(tomllib.loads(text))  # never write a config the server would refuse
-    return text
+    config = ServerConfig(
+        data_dir=data_dir, bind_host=bind_host, bind_port=bind_port, public_url=public_url,
+        mqtt=MqttSettings(host=mqtt_host, port=mqtt_port),
+        operator_tokens=[OperatorToken(name=token_name, sha256=token_sha256)])
+    return config_toml(config)

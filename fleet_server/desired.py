@@ -3,8 +3,10 @@
 The database row is written first (revision + 1), then the document is published
 retained on ``nanofleet/v1/dev/{id}/desired``; ``published_revision`` records
 what the broker acknowledged. A broker that is away only delays delivery: on
-every (re)connect the server publishes the rows whose newest revision the broker
-has not acknowledged (:meth:`DesiredStates.publish_pending`).
+every (re)connect the server publishes every document again
+(:meth:`DesiredStates.publish_all`), because a broker restarted without
+persistence has lost its retained messages, and devices ignore a revision they
+already have.
 
 Publishing always sends a row's *current* document under one lock, so a slow
 publish of revision 5 can never overwrite revision 6 in the broker's retained
@@ -113,17 +115,19 @@ class DesiredStates:
     def current(self, session: Session, device_id: str) -> DesiredStateRow | None:
         return session.get(DesiredStateRow, device_id)
 
-    def publish(self, device_ids: Sequence[str]) -> set[str]:
+    def publish(self, device_ids: Sequence[str], *, force: bool = False) -> set[str]:
         """Publish the current documents of ``device_ids``; returns those the broker acked
-        (now or before: a revision already acknowledged counts as published)."""
+        (now or before: a revision already acknowledged counts as published, and is sent
+        again only with ``force``)."""
         if not device_ids:
             return set()
         with self._publish_lock:
             with self.db.session() as session:
                 rows = list(session.scalars(select(DesiredStateRow).where(
                     DesiredStateRow.device_id.in_(device_ids))))
-            done = {r.device_id for r in rows if r.published_revision >= r.revision}
-            todo = [r for r in rows if r.published_revision < r.revision]
+            done = set() if force else {
+                r.device_id for r in rows if r.published_revision >= r.revision}
+            todo = [r for r in rows if force or r.published_revision < r.revision]
             if not todo or self.publisher is None:
                 return done
             acks = self.publisher.publish_retained_many(
@@ -139,9 +143,11 @@ class DesiredStates:
                     ).values(published_revision=r.revision))
             return done | {r.device_id for r in acked}
 
-    def publish_pending(self) -> int:
-        """Publish every document the broker has not acknowledged yet; returns how many."""
+    def publish_all(self, batch: int = 1000) -> int:
+        """Publish every device's document again (after a (re)connect); returns how many
+        the broker acknowledged."""
         with self.db.session() as session:
             ids = list(session.scalars(select(DesiredStateRow.device_id).where(
-                DesiredStateRow.published_revision < DesiredStateRow.revision)))
-        return len(self.publish(ids)) if ids else 0
+                DesiredStateRow.revision > 0).order_by(DesiredStateRow.device_id)))
+        return sum(len(self.publish(ids[i:i + batch], force=True))
+                   for i in range(0, len(ids), batch))

@@ -82,10 +82,9 @@ class FleetService:
             ingest(session, reports)
 
     def _on_broker(self) -> None:
-        count = self.desired.publish_pending()
+        count = self.desired.publish_all()
         if count:
-            log.info("re-published %d desired-state documents the broker had not acknowledged",
-                     count)
+            log.info("re-published %d desired-state documents (retained)", count)
 
     # --- timestamp re-signing ------------------------------------------------------------
     def refresh_metadata(self) -> bool:
