@@ -235,14 +235,16 @@ class OtaEngine:
 
     def _save(self, record: OtaRecord) -> None:
         changed = record.state != self.record.state
+        noteworthy = changed or (record.reason, record.detail) != (self.record.reason,
+                                                                   self.record.detail)
         self.store.save(record)
         self.record = record
-        if changed:
+        if noteworthy:
             log.info("OTA %s: %s%s", self.slot_name, record.state,
-                     f" ({record.reason}: {record.detail})" if record.reason else "")
-            if os.environ.get(CRASH_ENV) == record.state:
-                log.warning("%s=%s: crashing on purpose", CRASH_ENV, record.state)
-                os._exit(137)
+                     f" ({record.reason or 'ok'}: {record.detail})" if record.detail else "")
+        if changed and os.environ.get(CRASH_ENV) == record.state:
+            log.warning("%s=%s: crashing on purpose", CRASH_ENV, record.state)
+            os._exit(137)
 
     def _execute(self, action: Action) -> Event | None:
         rec = self.record

@@ -109,7 +109,7 @@ class Fetcher:
             return Failed(exc.reason, exc.detail)
         installed = InstalledBundle(live.model, live.version, live.sha256) if same_model else None
         artifact = choose_artifact(found.full, found.delta, installed, delta_failed=delta_failed)
-        note = None
+        note = "full bundle (the delta was refused)" if delta_failed else None
         if artifact is found.full and not delta_failed:
             why = found.delta_problem or (
                 delta_problem(found.full, found.delta, installed)

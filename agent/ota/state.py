@@ -264,7 +264,8 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
         raise IllegalTransition(f"{type(ev).__name__} cannot happen in state {rec.state}")
     if isinstance(ev, Downloaded):
         return Step(_with(rec, now, state="verifying", artifact=ev.artifact,
-                          bytes_downloaded=ev.length, detail=ev.detail), ("report", "verify"))
+                          bytes_downloaded=ev.length, reason=None, detail=ev.detail),
+                    ("report", "verify"))
     if isinstance(ev, DeltaUnusable):
         if rec.delta_failed:
             raise IllegalTransition("the delta was already refused once in this update")

@@ -1,0 +1,110 @@
+"""Engine pieces with real models and real files: the observed trial model, the paired
+comparison, and start-up recovery when an installed bundle is damaged."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.model import LoadedModel
+from agent.ota.config import OtaConfig
+from agent.ota.engine import OtaEngine
+from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
+from agent.ota.store import OtaStore
+from agent.ota.trial import ObservedModel, compare_on_sample, release_model
+from agent.pipeline import ModelSlot
+from nanomodel import default_bundle_path
+from tests.support.ota_models import collapsed, finetuned, traffic
+
+
+@pytest.fixture(scope="module")
+def v2_bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return finetuned(2, tmp_path_factory.mktemp("v2"))
+
+
+def test_observed_model_counts_samples_and_retires() -> None:
+    old = LoadedModel.load(default_bundle_path())
+    new = LoadedModel.load(default_bundle_path())
+    observed = ObservedModel(new, old, sample_lines=50, prob_sum_tolerance=1e-3)
+    lines = traffic(120)
+    for i in range(0, 120, 16):
+        probs, _ = observed.classify(lines[i:i + 16])
+        assert probs.shape == (len(lines[i:i + 16]), 9)
+    stats = observed.stats()
+    assert stats.lines == 120 and stats.calls == 8 and stats.error_lines == 0
+    assert sum(stats.labels.values()) == 120 and len(stats.labels) > 3
+    assert stats.nonfinite_rows == stats.bad_sum_rows == 0 and stats.latency_p99_ms > 0
+    sample = observed.sample()
+    assert len(sample) == 50 and set(sample) <= set(lines)
+    observed.retire()
+    release_model(new)  # closed: only the fallback can answer now
+    probs, _ = observed.classify(["disk /dev/sda: I/O error"])
+    assert probs.shape == (1, 9) and observed.stats().lines == 120
+    release_model(old)
+
+
+def test_compare_on_sample_sees_a_collapse(tmp_path: Path) -> None:
+    (tmp_path / "c.nfb").write_bytes(collapsed(2, label="power"))
+    old = LoadedModel.load(default_bundle_path())
+    new = LoadedModel.load(tmp_path / "c.nfb")
+    paired = compare_on_sample(old, new, traffic(64), batch_size=16)
+    assert paired.lines == 64 and paired.candidate_labels == {"power": 64}
+    assert paired.baseline_labels.get("power", 0) < 16
+    assert paired.baseline_p99_ms > 0 and paired.candidate_p99_ms > 0
+
+
+def make_engine(tmp_path: Path, reports: list[dict[str, Any]]) -> OtaEngine:
+    cfg = OtaConfig(metadata_url="http://127.0.0.1:9/metadata",
+                    target_base_url="http://127.0.0.1:9/targets", root_file=tmp_path / "root")
+    return OtaEngine(cfg, tmp_path / "state", "default", runtime="onnxruntime", threads=1,
+                     initial_bundle=default_bundle_path(), report=reports.append)
+
+
+def install(store: OtaStore, data: bytes, version: int) -> InstalledRef:
+    path = store.downloads / f"v{version}.nfb"
+    path.write_bytes(data)
+    return store.install(path, "nano-logs", version, hashlib.sha256(data).hexdigest())
+
+
+def test_recover_runs_committed_and_falls_back_when_damaged(tmp_path: Path,
+                                                           v2_bundle: bytes) -> None:
+    store = OtaStore(tmp_path / "state", "default")
+    v2 = install(store, v2_bundle, 2)
+    store.save(OtaRecord(slot="default", state="committed", committed=v2))
+    engine = make_engine(tmp_path, [])
+    assert engine.recover() == store.path_of(v2)
+
+    store.path_of(v2).write_bytes(b"\0" * len(v2_bundle))  # bit rot on the device
+    reports: list[dict[str, Any]] = []
+    engine = make_engine(tmp_path, reports)
+    assert engine.recover() == default_bundle_path()
+    rec = store.load()
+    assert rec.committed is None and rec.reason == "live-bundle-damaged"
+
+
+def test_trial_interrupted_by_restart_is_rolled_back_and_reported(
+        tmp_path: Path, v2_bundle: bytes) -> None:
+    store = OtaStore(tmp_path / "state", "default")
+    v2 = install(store, v2_bundle, 2)
+    store.save(OtaRecord(slot="default", state="trial", candidate=v2, from_version=1,
+                         target=UpdateTarget(model="nano-logs", version=2, revision=4)))
+    reports: list[dict[str, Any]] = []
+    engine = make_engine(tmp_path, reports)
+    path = engine.recover()
+    assert path == default_bundle_path()  # the committed (configured) model, not v2
+    assert not store.path_of(v2).exists() and store.load().state == "rolled_back"
+    assert reports == []  # reported once the daemon is up
+    model = LoadedModel.load(path)
+    engine.attach(ModelSlot("default", model))
+    engine.start()
+    try:
+        assert [(r["state"], r["reason"], r["to_version"]) for r in reports] == [
+            ("rolled_back", "interrupted-trial", 2)]
+        doc = engine.describe()
+        assert doc["state"] == "rolled_back" and doc["live"]["version"] == 1
+    finally:
+        engine.stop()
+        release_model(model)

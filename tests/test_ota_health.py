@@ -1,0 +1,84 @@
+"""Correctly signed models that misbehave: one fails its smoke test (never goes live),
+two fail trial health (NaN on live traffic, every line one label) and are rolled back
+automatically. Real agent, real broker, real repository, real models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.support.mosquitto import Mosquitto
+from tests.support.ota_models import (
+    collapsed,
+    nan_on_traffic,
+    shuffled,
+    traffic,
+    v1_bundle,
+    wrong_golden,
+)
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent
+
+DEV = "ota-health"
+FINISHED = ("committed", "failed", "rolled_back")
+
+
+def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquitto) -> None:
+    repo = Repo(tmp_path / "tuf")
+    nan_model = nan_on_traffic(3)
+    assert nan_model is not None
+    repo.publish(v1_bundle())
+    repo.publish(wrong_golden(2, tmp_path), delta_from=(1,))
+    repo.publish(nan_model, delta_from=(1,))
+    repo.publish(collapsed(4, label="power"), delta_from=(1,))
+    log = tmp_path / "device.log"
+    log.write_text("")
+    agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,
+                       min_inferences=40, timeout_s=20.0)
+    reports = Reports(broker.port, DEV)
+    writer = LineWriter(log, shuffled(traffic(300)), per_second=120).start()
+    last_seq = 0
+
+    def attempt(revision: int, version: int) -> dict[str, Any]:
+        nonlocal last_seq
+        reports.set_desired(revision, version)
+        done = reports.wait_ota(lambda e: e["state"] in FINISHED and e["to_version"] == version,
+                                after=last_seq)
+        last_seq = done["seq"]
+        assert agent.query("models")["result"][0]["version"] == 1
+        return done
+
+    try:
+        agent.start()
+        done = attempt(1, 2)
+        assert (done["state"], done["reason"]) == ("failed", "smoke-test-failed"), done
+        assert "golden vector" in done["detail"] and "onnxruntime" in done["detail"]
+        assert "trial" not in [e["state"] for e in reports.ota()]  # never went live
+
+        done = attempt(2, 3)
+        assert (done["state"], done["reason"]) == ("rolled_back", "health-non-finite"), done
+        assert "NaN" in done["detail"]
+
+        done = attempt(3, 4)
+        assert (done["state"], done["reason"]) == ("rolled_back", "health-collapse"), done
+        assert "'power'" in done["detail"]
+
+        lines = writer.stop()
+        reports.wait_results(lines)
+        states = [(e["to_version"], e["state"]) for e in reports.ota()]
+        assert (3, "trial") in states and (4, "trial") in states
+        counters = agent.query("metrics")["result"]["counters"]
+        assert counters.get("inference_errors", 0) == 0
+        assert counters["ota_failed"] == 1 and counters["ota_rolled_back"] == 2
+        # After each rollback the old model serves again, and the device says so.
+        versions = [v for v, _ in reports.result_items()]
+        assert versions[-1] == 1 and {3, 4} <= set(versions)
+        online = [d for d in reports.docs("status") if d["state"] == "online"]
+        assert online[-1]["models"][0]["version"] == 1
+        ota = agent.query("ota")["result"]
+        assert ota["state"] == "rolled_back" and ota["committed"] is None
+        assert list((tmp_path / f"state-{DEV}" / "models" / "default").iterdir()) == []
+    finally:
+        writer.stop()
+        agent.stop()
+        reports.close()
+        repo.close()

@@ -1,0 +1,274 @@
+"""The OTA state machine and trial health as pure functions; the record store on a real
+file system; recovery when the committed bundle is damaged."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from agent.ota.config import OtaConfig, TrialConfig
+from agent.ota.health import PairedSample, TrialStats, early_failure, evaluate, trial_phase
+from agent.ota.state import (
+    IN_PROGRESS,
+    DeltaUnusable,
+    Desired,
+    Downloaded,
+    Event,
+    Failed,
+    IllegalTransition,
+    InstalledRef,
+    OtaRecord,
+    Proceed,
+    Resume,
+    SmokePassed,
+    TrialVerdict,
+    UpdateTarget,
+    Verified,
+    transition,
+)
+from agent.ota.store import OtaStore, bundle_file_name
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+V1 = InstalledRef(model="m", version=1, sha256=SHA_A, file="m-1.nfb")
+V2 = InstalledRef(model="m", version=2, sha256=SHA_B, file="m-2.nfb")
+
+
+def target(version: int = 2, revision: int = 1) -> UpdateTarget:
+    return UpdateTarget(model="m", version=version, revision=revision)
+
+
+def desired(version: int = 2, revision: int = 1, live: int = 1) -> Desired:
+    return Desired(target(version, revision), "m", live)
+
+
+def run(rec: OtaRecord, *events: Event, now: float = 1000.0) -> tuple[OtaRecord, list[tuple]]:
+    trace = []
+    for ev in events:
+        step = transition(rec, ev, now)
+        rec = step.record
+        trace.append((rec.state, step.actions))
+    return rec, trace
+
+
+def happy_events() -> list[Event]:
+    return [desired(), Downloaded("delta", 300), Verified(V2), Proceed(), SmokePassed(),
+            TrialVerdict(True, None, "fine")]
+
+
+def test_update_walks_every_state_and_commits() -> None:
+    rec, trace = run(OtaRecord(slot="s", committed=V1), *happy_events())
+    assert trace == [
+        ("downloading", ("report", "fetch")), ("verifying", ("report", "verify")),
+        ("staged", ("report", "proceed")), ("smoke_testing", ("report", "smoke_test")),
+        ("trial", ("report", "trial")), ("committed", ("commit", "report"))]
+    assert rec.committed == V2 and rec.previous == V1 and rec.candidate is None
+    assert (rec.artifact, rec.bytes_downloaded, rec.from_version) == ("delta", 300, 1)
+
+
+def test_refused_delta_falls_back_to_full_once() -> None:
+    rec, trace = run(OtaRecord(slot="s"), desired(), DeltaUnusable("hash-mismatch", "bad"))
+    assert trace[-1] == ("downloading", ("report", "fetch"))
+    assert rec.delta_failed and rec.reason == "hash-mismatch"
+    assert "full bundle" in (rec.detail or "")
+    rec, _ = run(rec, Downloaded("full", 5000))
+    assert rec.reason is None and rec.artifact == "full"
+    with pytest.raises(IllegalTransition):
+        run(rec.model_copy(update={"state": "verifying"}), DeltaUnusable("x", "again"))
+
+
+def test_failure_before_trial_fails_and_in_trial_rolls_back() -> None:
+    rec, trace = run(OtaRecord(slot="s"), desired(), Failed("bad-signature", "targets"))
+    assert trace[-1] == ("failed", ("discard", "report"))
+    assert rec.retry_at is None and rec.committed is None
+    rec, trace = run(OtaRecord(slot="s", committed=V1), *happy_events()[:-1],
+                     TrialVerdict(False, "health-collapse", "all 'power'"))
+    assert trace[-1] == ("rolled_back", ("rollback", "report"))
+    assert rec.committed == V1 and rec.reason == "health-collapse"
+
+
+def test_refused_target_is_not_retried_until_a_new_revision() -> None:
+    failed, _ = run(OtaRecord(slot="s"), desired(), Failed("hash-mismatch", "x"))
+    assert transition(failed, desired(), 10_000.0).record == failed  # same revision: quiet
+    again = transition(failed, desired(revision=2), 10_000.0)
+    assert again.record.state == "downloading" and again.actions == ("report", "fetch")
+
+
+def test_transient_failure_is_retried_after_its_time() -> None:
+    failed = transition(transition(OtaRecord(slot="s"), desired(), 0.0).record,
+                        Failed("unavailable", "no route"), 100.0, retry_after_s=60).record
+    assert failed.retry_at == 160.0
+    assert transition(failed, desired(), 120.0).record == failed
+    assert transition(failed, desired(), 161.0).record.state == "downloading"
+
+
+def test_desired_already_live_in_progress_or_downgrade() -> None:
+    idle = OtaRecord(slot="s", committed=V2)
+    assert transition(idle, desired(version=2, live=2)).record == idle
+    busy, _ = run(OtaRecord(slot="s"), desired())
+    assert transition(busy, desired(version=3, revision=2)).record == busy
+    refused = transition(idle, desired(version=1, live=2), 5.0)
+    assert refused.record.state == "failed" and refused.record.reason == "downgrade"
+    assert refused.actions == ("report",)
+    assert transition(refused.record, desired(version=1, live=2), 6.0).record == refused.record
+
+
+@pytest.mark.parametrize(("state", "after", "actions"), [
+    ("downloading", "downloading", ("report", "fetch")),
+    ("verifying", "downloading", ("report", "fetch")),
+    ("staged", "staged", ("report", "proceed")),
+    ("smoke_testing", "staged", ("report", "proceed")),
+    ("trial", "rolled_back", ("discard", "report")),
+])
+def test_resume_finishes_before_trial_and_undoes_trial(state: str, after: str,
+                                                       actions: tuple[str, ...]) -> None:
+    rec = OtaRecord(slot="s", state=state, committed=V1, target=target(), candidate=V2)  # type: ignore[arg-type]
+    step = transition(rec, Resume(max_resumes=3))
+    assert (step.record.state, step.actions) == (after, actions)
+    assert step.record.committed == V1  # a restart never changes what runs
+
+
+def test_repeated_crashes_in_one_update_give_up() -> None:
+    rec = OtaRecord(slot="s", state="smoke_testing", committed=V1, target=target(), candidate=V2,
+                    resumes=2)
+    step = transition(rec, Resume(max_resumes=2))
+    assert step.record.state == "failed" and step.record.reason == "crash-loop"
+    for state in ("idle", "committed", "failed", "rolled_back"):
+        done = OtaRecord(slot="s", state=state)
+        assert transition(done, Resume(3)).record == done
+
+
+def test_events_out_of_place_are_refused() -> None:
+    with pytest.raises(IllegalTransition):
+        transition(OtaRecord(slot="s"), SmokePassed())
+    with pytest.raises(IllegalTransition):
+        transition(OtaRecord(slot="s", state="committed"), Failed("x", "y"))
+
+
+def test_committed_bundle_changes_only_on_commit_whatever_happens() -> None:
+    """Random event storms with restarts anywhere: the bundle a restart would load changes
+    only in trial -> committed, and only to the candidate that was in trial."""
+    rng = random.Random(1)
+    pool: list[Event] = [desired(2, 1), desired(3, 2), Downloaded("full", 10),
+                         DeltaUnusable("hash-mismatch", "x"), Verified(V2), Proceed(),
+                         SmokePassed(), TrialVerdict(True, None, "ok"),
+                         TrialVerdict(False, "health-errors", "e"), Failed("unavailable", "u"),
+                         Failed("smoke-test-failed", "s"), Resume(2)]
+    for _ in range(300):
+        rec = OtaRecord(slot="s", committed=V1)
+        for _ in range(30):
+            try:
+                step = transition(rec, rng.choice(pool), rng.uniform(0, 10_000))
+            except IllegalTransition:
+                continue
+            if step.record.committed != rec.committed:
+                assert (rec.state, step.record.state) == ("trial", "committed")
+                assert step.record.committed == rec.candidate
+            if step.record.state in IN_PROGRESS and step.record.state != "downloading":
+                assert step.record.target is not None
+            rec = step.record
+
+
+# --- health ----------------------------------------------------------------------------------
+CFG = TrialConfig(duration_s=10, min_inferences=100, timeout_s=60)
+
+
+def stats(**kw: object) -> TrialStats:
+    base: dict[str, object] = {"lines": 200, "calls": 20, "labels": {"normal": 120, "power": 80}}
+    return TrialStats(**(base | kw))  # type: ignore[arg-type]
+
+
+def sample(old: dict[str, int], new: dict[str, int], old_ms: float = 1.0,
+           new_ms: float = 1.0) -> PairedSample:
+    return PairedSample(sum(new.values()), old, new, old_ms, new_ms)
+
+
+def test_early_failures() -> None:
+    assert early_failure(stats(), CFG) is None
+    v = early_failure(stats(error_lines=1, last_error="ValueError: boom"), CFG)
+    assert v is not None and v.reason == "health-errors" and "boom" in v.detail
+    lenient = CFG.model_copy(update={"max_error_rate": 0.01})
+    assert early_failure(stats(error_lines=1), lenient) is None
+    v = early_failure(stats(nonfinite_rows=3), CFG)
+    assert v is not None and v.reason == "health-non-finite"
+    v = early_failure(stats(bad_sum_rows=2), CFG)
+    assert v is not None and v.reason == "health-probabilities"
+
+
+def test_trial_phase() -> None:
+    assert trial_phase(5, 500, CFG) == "running"
+    assert trial_phase(11, 50, CFG) == "running"
+    assert trial_phase(11, 100, CFG) == "ready"
+    assert trial_phase(61, 3, CFG) == "timed_out"
+
+
+def test_collapse_is_judged_against_the_old_model_on_the_same_lines() -> None:
+    mixed = {"normal": 60, "power": 10, "storage": 30}
+    v = evaluate(stats(), sample(mixed, {"power": 100}), CFG, timed_out=False)
+    assert not v.healthy and v.reason == "health-collapse" and "'power'" in v.detail
+    # A quiet device: both models call everything normal. Not a collapse.
+    quiet = {"normal": 100}
+    assert evaluate(stats(), sample(quiet, quiet), CFG, timed_out=False).healthy
+    # Too few sampled lines: no comparison at all.
+    assert evaluate(stats(), sample(mixed, {"power": 10}), CFG, timed_out=False).healthy
+
+
+def test_latency_ratio_with_a_floor() -> None:
+    same = {"normal": 100}
+    v = evaluate(stats(), sample(same, same, old_ms=2.0, new_ms=9.0), CFG, timed_out=False)
+    assert not v.healthy and v.reason == "health-latency"
+    # Sub-floor timings are noise, whatever the ratio.
+    assert evaluate(stats(), sample(same, same, old_ms=0.1, new_ms=4.0), CFG,
+                    timed_out=False).healthy
+
+
+def test_low_traffic_follows_policy() -> None:
+    few = stats(lines=5, labels={"normal": 5})
+    assert evaluate(few, None, CFG, timed_out=True).healthy
+    strict = CFG.model_copy(update={"on_low_traffic": "rollback"})
+    v = evaluate(few, None, strict, timed_out=True)
+    assert not v.healthy and v.reason == "health-low-traffic"
+
+
+def test_trial_config_validation() -> None:
+    with pytest.raises(ValueError, match="timeout_s"):
+        TrialConfig(duration_s=100, timeout_s=10)
+    with pytest.raises(ValueError, match="http"):
+        OtaConfig(metadata_url="ftp://x", target_base_url="http://x", root_file=Path("/r"))
+    with pytest.raises(ValueError, match="extra"):
+        OtaConfig.model_validate({"metadata_url": "http://x", "target_base_url": "http://x",
+                                  "root_file": "/r", "surprise": 1})
+
+
+# --- store -----------------------------------------------------------------------------------
+def test_store_round_trip_and_atomic_files(tmp_path: Path) -> None:
+    store = OtaStore(tmp_path, "s")
+    assert store.load() == OtaRecord(slot="s")
+    rec = OtaRecord(slot="s", state="staged", committed=V1, candidate=V2, target=target())
+    store.save(rec)
+    assert OtaStore(tmp_path, "s").load() == rec
+    assert [p.name for p in store.ota_dir.iterdir() if p.name.startswith(".")] == []
+    store.record_path.write_text("{torn")
+    assert store.load() == OtaRecord(slot="s")
+    assert store.record_path.with_suffix(".json.unreadable").exists()
+
+
+def test_store_installs_verifies_and_tidies(tmp_path: Path) -> None:
+    import hashlib
+
+    store = OtaStore(tmp_path, "s")
+    data = b"bundle bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    (store.downloads / "x.nfb").write_bytes(data)
+    (store.downloads / ".abc.part").write_bytes(b"half")
+    ref = store.install(store.downloads / "x.nfb", "m", 3, sha)
+    assert ref.file == bundle_file_name("m", 3, sha) and store.verified_path(ref) is not None
+    store.path_of(ref).write_bytes(b"bit rot")
+    assert store.verified_path(ref) is None
+    (store.models / "stale.nfb").write_bytes(b"old")
+    assert store.keep_only([ref, None]) == ["stale.nfb"]
+    store.clear_downloads(keep_partial=True)
+    assert [p.name for p in store.downloads.iterdir()] == [".abc.part"]
+    store.clear_downloads()
+    assert list(store.downloads.iterdir()) == []
