@@ -121,7 +121,11 @@ class Agent:
         cfg = self.cfg
         defaults = MqttDefaults(host=cfg.mqtt.host, port=cfg.mqtt.port,
                                 tls=tls_kwargs(cfg.mqtt),
-                                client_id_prefix=f"nanofleet-{cfg.device_id}")
+                                client_id_prefix=f"nanofleet-{cfg.device_id}",
+                                username=cfg.mqtt.username,
+                                password=cfg.mqtt.password.get_secret_value()
+                                if cfg.mqtt.password else None,
+                                reconnect_max_s=cfg.mqtt.reconnect_max_s)
         self.sources = []
         for i, scfg in enumerate(cfg.sources):
             src = build_source(scfg, self.queue, self.counters, cfg.pipeline.max_line_bytes,
