@@ -27,6 +27,7 @@ from agent.sources.file_position import (
     is_rotated_sibling,
     plan_resume,
 )
+from agent.sources.inotify import DirectoryWatch
 
 CHUNK_BYTES = 64 * 1024
 
@@ -102,6 +103,7 @@ class FileSource(Source):
         self._size_seen = 0
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
         self._resumed = False
+        self._watch: DirectoryWatch | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -121,10 +123,14 @@ class FileSource(Source):
         try:
             if not self._resumed:
                 self._resume(self._decode(checkpoint))
+            watch = DirectoryWatch(self.cfg.path.parent)
+            self._watch = watch
             while not self._stop.is_set():
                 try:
                     if not self._step():
-                        self._stop.wait(self.cfg.poll_interval_s)
+                        # Sleep until the directory changes (inotify) or the poll
+                        # interval passes; stop() is honoured within one interval.
+                        watch.wait(self.cfg.poll_interval_s)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self.counters.inc("source_errors")
@@ -132,6 +138,9 @@ class FileSource(Source):
         except _Stopped:
             pass
         finally:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
             self._close_all()
 
     def _decode(self, checkpoint: str | None) -> FileCheckpoint | None:

@@ -1,0 +1,82 @@
+"""Wake a file source as soon as its directory changes (Linux inotify via ctypes).
+
+Polling alone adds up to one poll interval of latency to every line; inotify lets
+a follower sleep until something happens, with the poll interval kept only as a
+fallback (and for file systems where inotify says nothing, e.g. some network mounts).
+The directory is watched, not the file, so creation and renames (rotation) wake us too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import select
+import time
+from pathlib import Path
+
+log = logging.getLogger("nanofleet.agent.sources")
+
+IN_MODIFY = 0x002
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_FROM = 0x040
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+WATCH_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+
+_libc: ctypes.CDLL | None = None
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        if name is None:
+            return None
+        _libc = ctypes.CDLL(name, use_errno=True)
+    return _libc
+
+
+class DirectoryWatch:
+    """``wait(timeout)`` returns when the directory changed or the timeout passed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.fd: int | None = None
+        libc = _load_libc()
+        if libc is None or not hasattr(libc, "inotify_init1"):
+            return
+        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            return
+        if libc.inotify_add_watch(fd, os.fsencode(directory), WATCH_MASK) < 0:
+            # Directory missing (yet) or not permitted: fall back to polling.
+            os.close(fd)
+            return
+        self.fd = fd
+
+    @property
+    def active(self) -> bool:
+        return self.fd is not None
+
+    def wait(self, timeout: float) -> bool:
+        """True when woken by a change (false wakes are harmless: the caller re-checks)."""
+        if self.fd is None:
+            time.sleep(timeout)
+            return False
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self.fd, 65536):
+                pass
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
