@@ -106,6 +106,11 @@ class FileSource(Source):
         self._watch: DirectoryWatch | None = None
 
     # -- lifecycle --------------------------------------------------------------------
+    def _wake(self) -> None:
+        watch = self._watch
+        if watch is not None:
+            watch.interrupt()
+
 
     def start(self, checkpoint: str | None) -> None:
         """Fix the starting position before returning, so that (with start_at=end) a line

@@ -14,7 +14,6 @@ import ctypes.util
 import logging
 import os
 import select
-import time
 from pathlib import Path
 
 log = logging.getLogger("nanofleet.agent.sources")
@@ -47,6 +46,8 @@ class DirectoryWatch:
 
     def __init__(self, directory: Path) -> None:
         self.fd: int | None = None
+        # A self-pipe so interrupt() (from stop()) ends a wait at once.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         libc = _load_libc()
         if libc is None or not hasattr(libc, "inotify_init1"):
             return
@@ -65,18 +66,23 @@ class DirectoryWatch:
 
     def wait(self, timeout: float) -> bool:
         """True when woken by a change (false wakes are harmless: the caller re-checks)."""
-        if self.fd is None:
-            time.sleep(timeout)
-            return False
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return False
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            while os.read(self.fd, 65536):
-                pass
-        return True
+        fds = [self._wake_r] if self.fd is None else [self.fd, self._wake_r]
+        ready, _, _ = select.select(fds, [], [], timeout)
+        for fd in ready:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                while os.read(fd, 65536):
+                    pass
+        return self.fd in ready
+
+    def interrupt(self) -> None:
+        if self._wake_w >= 0:  # never write to a closed (possibly reused) descriptor
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fds, self.fd = (self.fd, self._wake_r, self._wake_w), None
+        self._wake_r = self._wake_w = -1
+        for fd in fds:
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
