@@ -1,5 +1,8 @@
-"""The quick-start demo: a local Mosquitto, an agent following a sample log and a
-sensor feed, results and alerts shown as they arrive, and technician queries answered.
+"""The quick-start demo: a local Mosquitto, the fleet server, and an agent following a
+sample log and a sensor feed. Results and alerts are shown as they arrive; the
+operator publishes v1 and then a fine-tuned v2 of the model (signed; v2 as a small
+delta), deploys v2, and the agent verifies, hot-swaps, trials and commits it while
+results keep flowing; then a technician queries the device.
 
 Run it with ``scripts/demo`` (which installs what it needs first).
 """
@@ -9,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +27,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.broker import Mosquitto
+from hil.fleet import FleetServer, FleetSetup, setup_fleet
 
 DATA = Path(__file__).parent / "data"
 DEVICE = "pump-07"
 ROOT = f"nanofleet/v1/dev/{DEVICE}"
+MODEL = "nano-logs"
+OTA_DONE = ("committed", "failed", "rolled_back")
 
 
 def say(text: str) -> None:
@@ -35,8 +44,11 @@ class Watcher:
     """Prints what the device publishes, as an operator's dashboard would."""
 
     def __init__(self, port: int) -> None:
-        self.results = 0
-        self.alerts = 0
+        self.results: Counter[int] = Counter()  # model version -> results
+        self.alerts: Counter[int] = Counter()  # model version -> alerts
+        self.ota_states: list[str] = []
+        self.quiet = False  # while the model is swapped: count results, print OTA only
+        self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-watcher",
                                   protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, *a: c.subscribe(f"{ROOT}/#", qos=1)
@@ -51,36 +63,108 @@ class Watcher:
         except ValueError:
             return
         if kind.startswith("results/"):
-            for item in doc["items"]:
-                self.results += 1
-                print(f"  result  {item['label']:<9} {item['score']:.2f}  {item['text'][:90]}")
+            with self.lock:
+                self.results[doc["model_version"]] += len(doc["items"])
+            if not self.quiet:
+                for item in doc["items"]:
+                    print(f"  result  v{doc['model_version']} {item['label']:<9} "
+                          f"{item['score']:.2f}  {item['text'][:80]}")
         elif kind == "alerts":
-            self.alerts += 1
-            print(f"  \033[31mALERT\033[0m   {doc['reason']}: {doc['item']['text'][:80]}")
+            with self.lock:
+                self.alerts[doc["model_version"]] += 1
+            if not self.quiet:
+                print(f"  \033[31mALERT\033[0m   {doc['reason']}: {doc['item']['text'][:80]}")
         elif kind == "status":
             models = ", ".join(f"{m['name']} v{m['version']}" for m in doc.get("models", []))
             print(f"  status  {doc['state']} (agent {doc.get('agent_version')}; {models})")
+        elif kind == "ota":
+            with self.lock:
+                self.ota_states.append(doc["state"])
+            extra = " ".join(str(x) for x in (
+                doc.get("artifact") or "", f"{doc['bytes_downloaded']} B"
+                if doc.get("bytes_downloaded") else "", doc.get("reason") or "") if x)
+            print(f"  \033[36mOTA\033[0m     {doc['state']:<14} v{doc.get('from_version')} -> "
+                  f"v{doc.get('to_version')}  {extra}  (results so far: "
+                  f"{dict(sorted(self.results.items()))})", flush=True)
+        elif kind == "desired":
+            slots = ", ".join(f"{s}={m['model']} v{m['version']}"
+                              for s, m in doc["slots"].items())
+            print(f"  desired {slots} (revision {doc['revision']}, retained)")
+
+    def wait_ota(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                done = [s for s in self.ota_states if s in OTA_DONE]
+            if done:
+                return done[-1]
+            time.sleep(0.2)
+        return None
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
 
 
-def run(workdir: Path, seconds: float) -> int:
-    say("starting a local Mosquitto broker")
-    broker = Mosquitto(workdir / "broker").start()
-    print(f"  mosquitto listening on 127.0.0.1:{broker.port}")
-    log = workdir / "pump.log"
-    log.write_text("")
-    state = workdir / "state"
+class Feeder:
+    """Appends the sample log and publishes sensor readings, over and over, until stopped."""
+
+    def __init__(self, log: Path, port: int, period: float = 0.3) -> None:
+        self.log, self.period = log, period
+        self.lines = (DATA / "pump.log").read_text().splitlines()
+        self.readings = (DATA / "sensors.txt").read_text().splitlines()
+        self.sensor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-sensor",
+                                  protocol=mqtt.MQTTv5)
+        self.sensor.connect("127.0.0.1", port)
+        self.sensor.loop_start()
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.wait(self.period):
+            with open(self.log, "a") as f:
+                f.write(self.lines[i % len(self.lines)] + "\n")
+            if i % 3 == 0:
+                reading = self.readings[(i // 3) % len(self.readings)]
+                self.sensor.publish(f"sensors/{DEVICE}/pump", reading, qos=1)
+            i += 1
+            self.written = i
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sensor.loop_stop()
+        self.sensor.disconnect()
+
+
+def operator(fleet: FleetSetup, *args: str, show: bool = True) -> str:
+    """Run a `nanofleet` command as the operator would; print it and its output."""
+    shown = " ".join(a if len(a) < 60 else "…/" + Path(a).name for a in args)
+    print(f"  $ nanofleet {shown}")
+    out = subprocess.run([sys.executable, "-m", "fleet_server.cli", *args],
+                         capture_output=True, text=True, env=fleet.cli_env())
+    if out.returncode != 0:
+        raise RuntimeError(f"nanofleet {shown} failed:\n{out.stdout}{out.stderr}")
+    if show:
+        print("    " + out.stdout.strip().replace("\n", "\n    "))
+    return out.stdout
+
+
+def agent_config(workdir: Path, broker: Mosquitto, fleet: FleetSetup, log: Path) -> Path:
     config = workdir / "agent.toml"
     config.write_text(f"""device_id = "{DEVICE}"
-state_dir = "{state}"
+state_dir = "{workdir / 'state'}"
 metrics_interval_s = 5
 
 [mqtt]
 host = "127.0.0.1"
 port = {broker.port}
+
+[model]
+slot = "logs"
 
 [[sources]]
 kind = "file"
@@ -90,44 +174,119 @@ path = "{log}"
 kind = "mqtt"
 name = "sensors"
 topics = ["sensors/{DEVICE}/#"]
+
+[ota]
+metadata_url = "{fleet.url}/repo/metadata/"
+target_base_url = "{fleet.url}/repo/targets/"
+root_file = "{fleet.root_file}"
+
+[ota.trial]
+duration_s = 3
+min_inferences = 8
+timeout_s = 30
 """)
-    watcher = Watcher(broker.port)
-    say(f"starting the agent: nanofleet-agent run --config {config}")
+    return config
+
+
+def site_training_lines(n: int, seed: int) -> list[dict[str, str]]:
+    """The operator's own labeled lines: pump controller logs and sensor readings like the
+    ones this site produces (not the demo's lines themselves), labeled by a technician."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        stamp = (f"Nov {rng.randint(1, 28):2d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+                 f"{rng.randint(0, 59):02d} pump-{rng.randint(1, 40):02d}")
+        sensor = (f"sensors/pump-{rng.randint(1, 40):02d}/pump: humidity={rng.randint(30, 50)} ")
+        k = rng.random()
+        if k < 0.3:
+            rows.append((f"{stamp} pumpd[{rng.randint(100, 999)}]: cycle {rng.randint(1, 9999)} "
+                         f"complete, flow={rng.uniform(35, 48):.1f} l/min, "
+                         f"pressure={rng.uniform(2.5, 3.6):.1f} bar", "normal"))
+        elif k < 0.4:
+            rows.append((f"{stamp} pumpd[{rng.randint(100, 999)}]: controller ready, firmware "
+                         f"{rng.randint(3, 5)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}, "
+                         f"mode={rng.choice(['auto', 'manual'])}", "normal"))
+        elif k < 0.7:
+            rows.append((f"{sensor}temp_c={rng.uniform(36, 48):.1f} "
+                         f"vib_rms={rng.uniform(0.05, 0.3):.2f} status=ok", "normal"))
+        elif k < 0.85:
+            rows.append((f"{sensor}temp_c={rng.uniform(85, 110):.1f} "
+                         f"vib_rms={rng.uniform(0.05, 0.3):.2f} status=overheat", "thermal"))
+        else:
+            rows.append((f"{sensor}temp_c={rng.uniform(36, 48):.1f} "
+                         f"vib_rms={rng.uniform(1.5, 5):.2f} status=vibration_alarm", "hardware"))
+    return [{"text": text, "label": label} for text, label in rows]
+
+
+def train_v2(workdir: Path, fleet: FleetSetup) -> Path:
+    from nanomodel import default_bundle_path
+
+    data = workdir / "site-logs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in site_training_lines(300, 7)))
+    v2 = workdir / "nano-logs-v2.nfb"
+    operator(fleet, "model", "train", "--base", str(default_bundle_path()), "--head-only",
+             "--data", str(data), "--out", str(v2), "--quiet")
+    return v2
+
+
+def run(workdir: Path, seconds: float) -> int:
+    from nanomodel import default_bundle_path
+
+    say("starting a local Mosquitto broker")
+    broker = Mosquitto(workdir / "broker").start()
+    print(f"  mosquitto listening on 127.0.0.1:{broker.port}")
+    say("starting the fleet server (keys made, repository signed: nanofleet keys init / repo "
+        "init)")
+    fleet = setup_fleet(workdir / "fleet", mqtt_port=broker.port)
+    server = FleetServer(fleet).start()
+    watcher: Watcher | None = None
+    feeder: Feeder | None = None
+    agent: subprocess.Popen[bytes] | None = None
     agent_log = open(workdir / "agent.log", "wb")  # noqa: SIM115 - closed below
-    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-                             stdout=agent_log, stderr=subprocess.STDOUT)
-    cli = [sys.executable, "-m", "agent.cli", "query", "--config", str(config)]
     try:
+        server.wait_mqtt()
+        print(f"  fleet server on {fleet.url}; the device trusts {fleet.root_file.name} (root v1)")
+        say("the operator publishes the shipped model as v1 (signed with the targets key)")
+        operator(fleet, "model", "publish", str(default_bundle_path()), "--targets-key",
+                 str(fleet.targets_key), "--cache-dir", str(workdir / "operator-cache"))
+
+        log = workdir / "pump.log"
+        log.write_text("")
+        config = agent_config(workdir, broker, fleet, log)
+        watcher = Watcher(broker.port)
+        say(f"starting the agent: nanofleet-agent run --config {config}")
+        agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config",
+                                  str(config)], stdout=agent_log, stderr=subprocess.STDOUT)
+        cli = [sys.executable, "-m", "agent.cli", "query", "--config", str(config)]
         for _ in range(300):
-            r = subprocess.run(cli + ["status"], capture_output=True)
-            if r.returncode == 0:
+            if subprocess.run(cli + ["status"], capture_output=True).returncode == 0:
                 break
             time.sleep(0.1)
         else:
             print((workdir / "agent.log").read_text())
             return 1
-        say("a device log and a sensor feed start flowing")
-        sensor = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-sensor",
-                             protocol=mqtt.MQTTv5)
-        sensor.connect("127.0.0.1", broker.port)
-        sensor.loop_start()
-        lines = (DATA / "pump.log").read_text().splitlines()
-        readings = (DATA / "sensors.txt").read_text().splitlines()
-        deadline = time.monotonic() + seconds
-        i = 0
-        while i < len(lines) or time.monotonic() < deadline:
-            if i < len(lines):
-                with open(log, "a") as f:
-                    f.write(lines[i] + "\n")
-            if i < len(readings):
-                sensor.publish(f"sensors/{DEVICE}/pump", readings[i], qos=1)
-            i += 1
-            time.sleep(0.3)
-            if i >= len(lines) and time.monotonic() >= deadline:
-                break
+        say("a device log and a sensor feed start flowing (and keep flowing)")
+        feeder = Feeder(log, broker.port)
+        time.sleep(seconds)
+
+        say("v1 misreads some of this site's lines (a 'hardware' alert on 'controller ready', "
+            "vibration alarms as normal): the operator fine-tunes v2 on the site's labeled "
+            "logs (head only) and publishes it")
+        watcher.quiet = True
+        v2 = train_v2(workdir, fleet)
+        operator(fleet, "model", "publish", str(v2), "--targets-key", str(fleet.targets_key),
+                 "--cache-dir", str(workdir / "operator-cache"))
+        say(f"the operator deploys v2 to {DEVICE}; the agent verifies, swaps, trials, commits")
+        operator(fleet, "deploy", MODEL, "2", "--devices", DEVICE)
+        outcome = watcher.wait_ota(90)
+        print(f"  update finished: {outcome}")
+        watcher.quiet = False
+        time.sleep(2.0)
+        say("what the fleet server knows about the device")
+        operator(fleet, "devices", "show", DEVICE)
+        feeder.stop()
+        feeder = None
         time.sleep(1.5)
-        sensor.loop_stop()
-        sensor.disconnect()
 
         say("a technician asks the device over MQTT (mosquitto_rr, MQTT v5 request/response)")
         rr = ["mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.port),
@@ -142,22 +301,31 @@ topics = ["sensors/{DEVICE}/#"]
         for args in (["models"], ["classify", "fan speed 0 rpm, cooling failure on inverter"]):
             out = subprocess.run(cli + args, capture_output=True, text=True)
             print("  " + out.stdout.strip().replace("\n", "\n  "))
-        say(f"done: {watcher.results} results and {watcher.alerts} alerts published")
-        return 0 if watcher.results > 0 else 1
+        by_version = dict(sorted(watcher.results.items()))
+        say(f"done: update {outcome}; results by model version {by_version}, alerts by model "
+            f"version {dict(sorted(watcher.alerts.items()))}")
+        return 0 if outcome == "committed" and by_version.get(2, 0) > 0 and \
+            by_version.get(1, 0) > 0 else 1
     finally:
-        agent.terminate()
-        try:
-            agent.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        if feeder is not None:
+            feeder.stop()
+        if agent is not None:
+            agent.terminate()
+            try:
+                agent.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
         agent_log.close()
-        watcher.close()
+        if watcher is not None:
+            watcher.close()
+        server.stop()
         broker.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--seconds", type=float, default=6.0, help="how long data flows")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="how long data flows before the update")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="nanofleet-demo-"))
