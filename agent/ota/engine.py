@@ -34,7 +34,6 @@ from agent.model import LoadedModel
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
-from agent.ota.health import early_failure, evaluate, trial_phase
 from agent.ota.state import (
     IN_PROGRESS,
     TRANSIENT_REASONS,
@@ -52,7 +51,7 @@ from agent.ota.state import (
     transition,
 )
 from agent.ota.store import OtaStore
-from agent.ota.trial import ObservedModel, ServingModel, compare_on_sample, release_model
+from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
 from contract.messages import DesiredState, format_validation_error
 
@@ -336,26 +335,15 @@ class OtaEngine:
         self._rollback.clear()
         self._observed = observed
         self._trial_started = time.monotonic()
-        slot.swap(observed)
-        while not self._stop.wait(0.1):
-            if self._rollback.is_set():
-                rollout = self.record.target.rollout_id if self.record.target else None
-                return TrialVerdict(False, "operator-rollback",
-                                    f"rollback requested by the desired state (rollout "
-                                    f"{rollout})")
-            stats = observed.stats()
-            failure = early_failure(stats, tcfg)
-            if failure is not None:
-                return TrialVerdict(False, failure.reason, failure.detail)
-            phase = trial_phase(time.monotonic() - self._trial_started, stats.lines, tcfg)
-            if phase == "running":
-                continue
-            sample = observed.sample()
-            paired = compare_on_sample(old, candidate, sample, self.batch_size) \
-                if len(sample) >= tcfg.min_sample_lines else None
-            verdict = evaluate(observed.stats(), paired, tcfg, timed_out=phase == "timed_out")
-            return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
-        return None  # stopping: the trial stays persisted and is rolled back at start-up
+        slot.swap(observed)  # batches in flight finish on the old model
+        verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
+                              self._rollback, self.batch_size)
+        if verdict is None:
+            return None  # stopping: the trial stays persisted and is rolled back at start-up
+        if verdict.reason == "operator-rollback":
+            rollout = self.record.target.rollout_id if self.record.target else None
+            return TrialVerdict(False, verdict.reason, f"{verdict.detail} (rollout {rollout})")
+        return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
 
     def _commit(self) -> None:
         candidate, old, slot = self._candidate, self._live_model, self._slot

@@ -1,6 +1,6 @@
 """The model in trial, observed: it serves the pipeline like any model while every
-call is counted for :mod:`agent.ota.health`. Also the paired comparison of old
-and new model on sampled lines, and how a model is let go of.
+call is counted for :mod:`agent.ota.health`. Also the trial watch loop, the paired
+comparison of old and new model on sampled lines, and how a model is let go of.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from typing import Protocol
 import numpy as np
 
 from agent.metrics import LatencyWindow
-from agent.ota.health import PairedSample, TrialStats
+from agent.ota.config import TrialConfig
+from agent.ota.health import (
+    PairedSample,
+    TrialStats,
+    Verdict,
+    early_failure,
+    evaluate,
+    trial_phase,
+)
 from contract.bundle import BundleManifest
 
 log = logging.getLogger("nanofleet.agent.ota")
@@ -166,6 +174,27 @@ def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: li
     return PairedSample(lines=len(texts), baseline_labels=_label_counts(baseline, old_all),
                         candidate_labels=_label_counts(candidate, new_all),
                         baseline_p99_ms=_p99(old_t), candidate_p99_ms=_p99(new_t))
+
+
+def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfig,
+                started: float, stop: threading.Event, rollback: threading.Event,
+                batch_size: int, tick_s: float = 0.1) -> Verdict | None:
+    """Watch the live candidate until a verdict (None if ``stop`` is set first)."""
+    while not stop.wait(tick_s):
+        if rollback.is_set():
+            return Verdict(False, "operator-rollback", "rollback requested by the desired state")
+        stats = observed.stats()
+        failure = early_failure(stats, cfg)
+        if failure is not None:
+            return failure
+        phase = trial_phase(time.monotonic() - started, stats.lines, cfg)
+        if phase == "running":
+            continue
+        sample = observed.sample()
+        paired = compare_on_sample(baseline, observed.candidate, sample, batch_size) \
+            if len(sample) >= cfg.min_sample_lines else None
+        return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out")
+    return None
 
 
 def _malloc_trim() -> None:
