@@ -1,0 +1,78 @@
+"""The fleet server's storage on a real PostgreSQL (the same code as on SQLite): releases
+indexed from the repository, desired state with row locks, device reports ingested."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contract.messages import ModelInfo, OtaEvent, Status
+from fleet_server.inventory import Report, ingest, list_devices, recent_events
+from fleet_server.releases import models_view
+from fleet_server.repository.keys import load_signer
+from fleet_server.repository.operator import add_targets
+from fleet_server.service import FleetService
+from hil import postgres
+from hil.fleet import setup_fleet
+from nanomodel import default_bundle_path
+
+pytestmark = pytest.mark.skipif(not postgres.available(),
+                                reason="PostgreSQL binaries (initdb, pg_ctl) not installed")
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres.Postgres]:
+    server = postgres.Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_service_on_postgresql(tmp_path: Path, pg: postgres.Postgres) -> None:
+    setup = setup_fleet(tmp_path, mqtt_port=1)
+    config = setup.config.model_copy(update={
+        "database_url": pg.url, "mqtt": setup.config.mqtt.model_copy(update={"enabled": False})})
+    service = FleetService(config)
+    service.start()
+    try:
+        assert service.db.engine.dialect.name == "postgresql"
+        bundle = default_bundle_path().read_bytes()
+        update = add_targets(service.repo.targets_bytes(), [load_signer(setup.targets_key)],
+                             bundle=bundle)
+        files = {}
+        for path, data in update.files.items():
+            (tmp_path / path.replace("/", "_")).write_bytes(data)
+            files[path] = tmp_path / path.replace("/", "_")
+        outcome = service.releases.publish(update.metadata, files, actor="ops")
+        assert outcome.targets_version == 2
+        [model] = models_view(service.db, service.repo)
+        assert model["model"] == "nano-logs" and model["versions"][0]["version"] == 1
+
+        first = service.desired.deploy(["d1", "d2"], slot="logs", model="nano-logs", version=1,
+                                       actor="ops")
+        again = service.desired.deploy(["d1"], slot="logs", model="nano-logs", version=1,
+                                       actor="ops")
+        assert [(o.revision, o.changed, o.published) for o in first] == [(1, True, False)] * 2
+        assert (again[0].revision, again[0].changed) == (1, False)
+
+        now = time.time()
+        info = ModelInfo(slot="logs", name="nano-logs", version=1, label="v1",
+                         runtime="onnxruntime", sha256="a" * 64)
+        event = OtaEvent(seq=1, device_id="d1", slot="logs", state="committed", to_version=1)
+        reports = [Report("d1", "status", Status(seq=1, device_id="d1", state="online",
+                                                 models=[info], health="ok"), now),
+                   Report("d1", "ota", event, now)]
+        with service.db.session() as session:
+            assert ingest(session, reports) == 1
+        with service.db.session() as session:
+            assert ingest(session, [Report("d1", "ota", event, now + 1)]) == 0  # duplicate
+            [device] = list_devices(session)
+            assert device["models"]["logs"]["version"] == 1
+            assert device["last_ota"]["state"] == "committed"
+            assert len(recent_events(session, "d1", 10)) == 1
+    finally:
+        service.stop()
