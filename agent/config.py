@@ -51,7 +51,7 @@ class MqttConfig(Strict):
 
 
 class PipelineConfig(Strict):
-    queue_size: int = Field(default=10_000, ge=10, le=1_000_000,
+    queue_size: int = Field(default=2048, ge=10, le=1_000_000,
                             description="Lines held in memory between sources and the model.")
     batch_size: int = Field(default=64, ge=1, le=4096, description="Lines per inference batch.")
     batch_max_wait_ms: int = Field(

@@ -55,6 +55,8 @@ class Spool:
         # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9);
         # only a power cut may lose the last few, which the sources then re-read.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # 1 MiB page cache (default 2): the outbox is written and read sequentially.
+        self._db.execute("PRAGMA cache_size=-1024")
         self._db.executescript(SCHEMA)
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
