@@ -17,10 +17,12 @@ Layout (fixed-size integers little-endian; ``v`` = unsigned LEB128 varint)::
     COPY_OUT  src v, len v                  B += B[src:src+len] (already written)
     DATA      ref v, ref_len v, len v, n v, payload[n]
               B += zstd_decompress(payload, dictionary=A[ref:ref+ref_len])
-    DIFF      src v, len v, mode u8 (transform << 4 | width), n v, payload[n]
+    DIFF      src v, len v, mode u8 (transform << 4 | width), [ratio f64: SCALE only],
+              n v, payload[n]
               d = unsplit_planes(zstd_decompress(payload), width)
-              B += A[src:src+len] XOR d   (transform 1)
-              B += A[src:src+len] + d     (transform 2, per little-endian uint of `width` bytes)
+              B += A[src:src+len] XOR d                  (transform 1, XOR)
+              B += A[src:src+len] + d                    (2, SUB: uint of `width` bytes)
+              B += clip(rint(A[src:src+len] * ratio)) + d  (3, SCALE: int8, width 1)
 
 Payloads are single zstd frames in the magicless format without content
 size or checksum (the op gives the length, the final sha256 the integrity):
@@ -39,6 +41,7 @@ memory, whatever the size of the bundle; COPY streams in pieces.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import struct
@@ -49,8 +52,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import zstandard
+
+from contract.delta_transforms import (
+    TRANSFORM_SCALE,
+    TRANSFORMS,
+    WIDTHS,
+    join_planes,
+    undiff_segment,
+)
 
 MAGIC = b"NFDELTA\n"
 FORMAT_VERSION = 1
@@ -61,10 +71,9 @@ MAX_ZSTD_WINDOW = 1 << 23  # no frame we write needs more; refuse ones that ask 
 COPY_PIECE = 1 << 20  # COPY/COPY_OUT stream through a buffer of this size
 
 OP_END, OP_COPY, OP_COPY_OUT, OP_DATA, OP_DIFF = 0, 1, 2, 3, 4
-TRANSFORM_XOR, TRANSFORM_SUB = 1, 2
-WIDTHS = (1, 2, 4, 8)
 
 HEADER = struct.Struct("<8sHHQ32sQ32s")
+RATIO = struct.Struct("<d")
 ZSTD_FORMAT = zstandard.FORMAT_ZSTD1_MAGICLESS
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -128,13 +137,15 @@ class DataOp:
 
 @dataclass(frozen=True)
 class DiffOp:
-    """A changed tensor segment: zstd of the byte-plane split XOR/difference to the old one."""
+    """A changed tensor segment: zstd of the byte planes of its difference to the old one
+    (see :mod:`contract.delta_transforms`; ``ratio`` only for SCALE)."""
 
     src: int
     length: int
     transform: int
     width: int
     payload: bytes
+    ratio: float = 0.0
 
 
 Op = CopyOp | CopyOutOp | DataOp | DiffOp
@@ -156,50 +167,15 @@ def encode_op(op: Op) -> bytes:
     if isinstance(op, DataOp):
         return b"".join([bytes([OP_DATA]), _varint(op.ref), _varint(op.ref_length),
                          _varint(op.length), _varint(len(op.payload)), op.payload])
+    ratio = RATIO.pack(op.ratio) if op.transform == TRANSFORM_SCALE else b""
     return b"".join([bytes([OP_DIFF]), _varint(op.src), _varint(op.length),
-                     bytes([op.transform << 4 | op.width]), _varint(len(op.payload)), op.payload])
+                     bytes([op.transform << 4 | op.width]), ratio, _varint(len(op.payload)),
+                     op.payload])
 
 
 def encode_delta(header: DeltaHeader, ops: list[Op]) -> bytes:
     body = b"".join([header.pack(), *(encode_op(op) for op in ops), bytes([OP_END])])
     return body + zlib.crc32(body).to_bytes(4, "little")
-
-
-# --- byte planes and transforms (shared by builder and applier) -------------------------
-
-def split_planes(data: bytes, width: int) -> bytes:
-    """Group byte k of every ``width``-byte element together (float32 -> 4 planes)."""
-    if width == 1:
-        return data
-    return np.frombuffer(data, np.uint8).reshape(-1, width).T.tobytes()
-
-
-def join_planes(planes: bytes, width: int) -> bytes:
-    if width == 1:
-        return planes
-    return np.frombuffer(planes, np.uint8).reshape(width, -1).T.tobytes()
-
-
-def _uint(width: int) -> np.dtype[np.unsignedinteger]:
-    return np.dtype(f"<u{width}")
-
-
-def diff_segment(new: bytes, old: bytes, transform: int, width: int) -> bytes:
-    """Forward transform (builder): what DIFF stores before planes and zstd."""
-    if transform == TRANSFORM_XOR:
-        out = np.bitwise_xor(np.frombuffer(new, np.uint8), np.frombuffer(old, np.uint8))
-    else:
-        out = np.subtract(np.frombuffer(new, _uint(width)), np.frombuffer(old, _uint(width)))
-    return out.tobytes()
-
-
-def undiff_segment(diff: bytes, old: bytes, transform: int, width: int) -> bytes:
-    """Inverse transform (applier): rebuild the new bytes from the old ones and the diff."""
-    if transform == TRANSFORM_XOR:
-        out = np.bitwise_xor(np.frombuffer(diff, np.uint8), np.frombuffer(old, np.uint8))
-    else:
-        out = np.add(np.frombuffer(old, _uint(width)), np.frombuffer(diff, _uint(width)))
-    return out.tobytes()
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -259,13 +235,19 @@ def iter_ops(reader: DeltaReader) -> Iterator[Op]:
             src, length = reader.varint(where), reader.varint(where)
             mode = reader.read(1, where)[0]
             transform, width = mode >> 4, mode & 0x0F
-            size = reader.varint(where)
-            if transform not in (TRANSFORM_XOR, TRANSFORM_SUB):
+            if transform not in TRANSFORMS:
                 raise DeltaError(f"{where}: unknown DIFF transform {transform}")
             if width not in WIDTHS or length % width:
                 raise DeltaError(f"{where}: DIFF width {width} does not fit length {length}")
+            ratio = 0.0
+            if transform == TRANSFORM_SCALE:
+                (ratio,) = RATIO.unpack(reader.read(RATIO.size, where))
+                if width != 1 or not math.isfinite(ratio):
+                    raise DeltaError(f"{where}: SCALE needs width 1 and a finite ratio")
+            size = reader.varint(where)
             _check_segment(index, "DIFF", length, size)
-            yield DiffOp(src, length, transform, width, reader.read(size, f"{where} payload"))
+            yield DiffOp(src, length, transform, width, reader.read(size, f"{where} payload"),
+                         ratio)
         else:
             raise DeltaError(f"{where}: unknown opcode {code}")
         index += 1
@@ -362,7 +344,8 @@ def _apply_op(index: int, op: Op, base_fd: int, base_size: int, out: _Output) ->
         _in_range(index, "DIFF", op.src, op.length, base_size)
         planes = decompress_exact(op.payload, op.length, None, f"op {index} (DIFF)")
         old = _pread_exact(base_fd, op.length, op.src)
-        out.write(undiff_segment(join_planes(planes, op.width), old, op.transform, op.width))
+        out.write(undiff_segment(join_planes(planes, op.width), old, op.transform, op.width,
+                                 op.ratio))
 
 
 def apply_delta(base_path: Path, delta_path: Path, out_path: Path, expected_sha256: str,

@@ -38,9 +38,6 @@ from contract.bundle import MANIFEST_NAME, BundleManifest
 from contract.delta import (
     MAX_REF,
     MAX_SEGMENT,
-    TRANSFORM_SUB,
-    TRANSFORM_XOR,
-    WIDTHS,
     CopyOp,
     CopyOutOp,
     DataOp,
@@ -48,10 +45,16 @@ from contract.delta import (
     DiffOp,
     Op,
     apply_delta,
-    diff_segment,
     encode_delta,
-    split_planes,
     zstd_params,
+)
+from contract.delta_transforms import (
+    TRANSFORM_SCALE,
+    TRANSFORM_SUB,
+    TRANSFORM_XOR,
+    WIDTHS,
+    diff_segment,
+    split_planes,
 )
 
 DEFAULT_LEVEL = 19
@@ -185,29 +188,39 @@ class _Encoder:
             self._emit(DataOp(ref_start, ref_end - ref_start, e - s, payload))
 
     def diff(self, start: int, end: int, src: int, width: int) -> None:
-        """A changed tensor of the same length as an old one: DIFF ops (or DATA if smaller)."""
+        """A changed tensor of the same length as an old one: DIFF ops (or DATA if smaller).
+
+        The transform is picked per segment by compressing each candidate cheaply;
+        a zstd patch is tried too where it may win: small segments, new bytes that
+        compress better alone than any diff, or bytes that moved."""
         for s in range(start, end, MAX_SEGMENT):
             e = min(end, s + MAX_SEGMENT)
-            new, old = self.new[s:e], self.old[src + s - start:src + e - start]
+            at = src + s - start
+            new, old = self.new[s:e], self.old[at:at + e - s]
             if new == old:
-                self.copy(src + s - start, e - s)
+                self.copy(at, e - s)
                 continue
             w = width if (e - s) % width == 0 else 1
-            candidates = []
-            for transform in (TRANSFORM_XOR, TRANSFORM_SUB):
-                planes = split_planes(diff_segment(new, old, transform, w), w)
-                candidates.append((len(self._zstd(planes, PROBE_LEVEL)), transform, planes))
-            _, transform, planes = min(candidates, key=lambda c: c[0])
-            payload = self._zstd(planes, self.level)
-            ref_start, ref_end = self._ref_window(src + s - start, e - s)
-            if e - s > SMALL_SEGMENT and not self._moved(s, e, src - start, ref_start, ref_end):
-                self._emit(DiffOp(src + s - start, e - s, transform, w, payload))
+            options: list[tuple[int, int, float, bytes]] = []
+            ratios = [(TRANSFORM_XOR, 0.0), (TRANSFORM_SUB, 0.0)]
+            ratio = fit_ratio(old, new) if w == 1 else None
+            if ratio is not None:
+                ratios.append((TRANSFORM_SCALE, ratio))
+            for transform, r in ratios:
+                planes = split_planes(diff_segment(new, old, transform, w, r), w)
+                options.append((len(self._zstd(planes, PROBE_LEVEL)), transform, r, planes))
+            probe, transform, r, planes = min(options, key=lambda o: o[0])
+            diff_op = DiffOp(at, e - s, transform, w, self._zstd(planes, self.level), r)
+            ref_start, ref_end = self._ref_window(at, e - s)
+            if (e - s > SMALL_SEGMENT and len(self._zstd(new, PROBE_LEVEL)) >= probe
+                    and not self._moved(s, e, src - start, ref_start, ref_end)):
+                self._emit(diff_op)
                 continue
             patched = self._zstd(new, self.level, self.old[ref_start:ref_end])
-            if len(patched) < len(payload):
+            if len(patched) < len(diff_op.payload):
                 self._emit(DataOp(ref_start, ref_end - ref_start, e - s, patched))
             else:
-                self._emit(DiffOp(src + s - start, e - s, transform, w, payload))
+                self._emit(diff_op)
 
     def _moved(self, start: int, end: int, shift: int, ref_start: int, ref_end: int) -> bool:
         """Do sampled new bytes reappear in the old window at another offset? Only then
@@ -288,6 +301,29 @@ class _Encoder:
     def _data_gap(self, start: int, end: int, shift: int) -> None:
         if end > start:
             self.data(start, end, start + shift)
+
+
+def fit_ratio(old: bytes, new: bytes, sample: int = 1 << 16) -> float | None:
+    """The ratio whose SCALE prediction matches the most int8 values (builder side).
+
+    Starts from the median of new/old over large old values (little rounding
+    noise there), then searches a fine grid around it on a sample."""
+    a_all = np.frombuffer(old, np.int8)
+    b_all = np.frombuffer(new, np.int8)
+    big = np.abs(a_all) >= 16
+    if np.count_nonzero(big) < 64:
+        return None
+    guess = float(np.median(b_all[big].astype(np.float64) / a_all[big]))
+    if not np.isfinite(guess) or guess == 0:
+        return None
+    step = max(1, len(a_all) // sample)
+    a, b = a_all[::step].astype(np.float64), b_all[::step]
+    best = guess
+    for spread, points in ((0.03, 121), (0.0006, 61)):
+        grid = best * (1 + np.linspace(-spread, spread, points))
+        hits = [np.count_nonzero(np.clip(np.rint(a * r), -128, 127) == b) for r in grid]
+        best = float(grid[int(np.argmax(hits))])
+    return best
 
 
 def _source_tensors(new: BundleLayout, old: BundleLayout) -> dict[TensorSpan, TensorSpan]:

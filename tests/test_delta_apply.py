@@ -9,6 +9,7 @@ import hashlib
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zstandard
 
@@ -20,8 +21,6 @@ from contract.delta import (
     OP_COPY,
     OP_DATA,
     OP_DIFF,
-    TRANSFORM_SUB,
-    TRANSFORM_XOR,
     CopyOp,
     CopyOutOp,
     DataOp,
@@ -30,12 +29,17 @@ from contract.delta import (
     DiffOp,
     Op,
     apply_delta,
-    diff_segment,
     encode_delta,
+    zstd_params,
+)
+from contract.delta_transforms import (
+    TRANSFORM_SCALE,
+    TRANSFORM_SUB,
+    TRANSFORM_XOR,
+    diff_segment,
     join_planes,
     split_planes,
     undiff_segment,
-    zstd_params,
 )
 from fleet_server.deltas import build_delta, build_generic_delta, build_tensor_delta
 
@@ -98,6 +102,12 @@ def test_planes_and_transforms_are_inverse() -> None:
         for transform in (TRANSFORM_XOR, TRANSFORM_SUB):
             d = diff_segment(data, old, transform, width)
             assert undiff_segment(d, old, transform, width) == data
+    for ratio in (0.5, 1.0, 1.37, -3.0, 1e300):
+        d = diff_segment(data, old, TRANSFORM_SCALE, 1, ratio)
+        assert undiff_segment(d, old, TRANSFORM_SCALE, 1, ratio) == data
+    rescaled = bytes(np.clip(np.rint(np.frombuffer(old, np.int8) * 1.5), -128, 127)
+                     .astype(np.int8).view(np.uint8))
+    assert set(diff_segment(rescaled, old, TRANSFORM_SCALE, 1, 1.5)) == {0}
     assert split_planes(bytes(range(8)), 4) == bytes([0, 4, 1, 5, 2, 6, 3, 7])
 
 
@@ -105,14 +115,17 @@ def test_applies_each_op_kind(tmp_path: Path) -> None:
     base = bytes(range(256)) * 64
     seg = bytes((b + 1) % 256 for b in base[:4096])
     planes = split_planes(diff_segment(seg, base[:4096], TRANSFORM_SUB, 4), 4)
+    halved = diff_segment(base[:4096], base[:4096], TRANSFORM_SCALE, 1, 0.5)
     ops: list[Op] = [
         CopyOp(100, 500),
         DataOp(0, 1024, 300, zstd(base[10:310], base[:1024])),
         DiffOp(0, 4096, TRANSFORM_SUB, 4, zstd(planes)),
         CopyOutOp(0, 800),
         DataOp(0, 0, 5, zstd(b"hello")),
+        DiffOp(0, 4096, TRANSFORM_SCALE, 1, zstd(halved), 0.5),
     ]
-    result = base[100:600] + base[10:310] + seg + base[100:600] + base[10:310] + b"hello"
+    result = (base[100:600] + base[10:310] + seg + base[100:600] + base[10:310] + b"hello"
+              + base[:4096])
     delta = encode_delta(DeltaHeader(len(base), sha(base), len(result), sha(result)), ops)
     assert Workdir(tmp_path, base).apply(delta, sha(result)) == result
 
@@ -190,9 +203,12 @@ def hostile(base: bytes, result: bytes, ops: list[Op]) -> bytes:
     ([DataOp(0, 0, 1000, zstd(bytes(MAX_SEGMENT)))], "corrupt zstd|produced"),
     ([DataOp(0, 0, 10, b"\x00" * 10)], "corrupt zstd"),
     ([DiffOp(4090, 16, TRANSFORM_XOR, 1, zstd(bytes(16)))], "past the end"),
-    ([DiffOp(0, 16, 3, 1, zstd(bytes(16)))], "unknown DIFF transform"),
+    ([DiffOp(0, 16, 7, 1, zstd(bytes(16)))], "unknown DIFF transform"),
     ([DiffOp(0, 16, TRANSFORM_XOR, 3, zstd(bytes(16)))], "width 3"),
     ([DiffOp(0, 10, TRANSFORM_XOR, 4, zstd(bytes(10)))], "width 4"),
+    ([DiffOp(0, 16, TRANSFORM_SCALE, 4, zstd(bytes(16)), 1.5)], "SCALE needs width 1"),
+    ([DiffOp(0, 16, TRANSFORM_SCALE, 1, zstd(bytes(16)), float("nan"))], "finite ratio"),
+    ([DiffOp(0, 16, TRANSFORM_SCALE, 1, zstd(bytes(16)), float("inf"))], "finite ratio"),
 ])
 def test_hostile_ops_are_refused(tmp_path: Path, ops: list[Op], reason: str) -> None:
     base = bytes(range(256)) * 16
