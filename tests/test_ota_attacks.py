@@ -110,8 +110,16 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
         assert (done["state"], done["reason"]) == ("failed", "below-minimum"), done
         assert "minimum 4" in done["detail"]
 
-        # A tampered delta alone (right length, wrong bytes): refused, the full bundle is
-        # used, the update completes.
+        # A flaky link: the delta and the bundle transfers are cut. A transient failure:
+        # the partial bundle is kept...
+        done = attempt(4, {"delta-from-1.nfd": Fault(cut_after=10),
+                           "nano-logs-4.nfb": Fault(cut_after=200_000, times=1)})
+        assert (done["state"], done["reason"]) == ("failed", "incomplete-download"), done
+        partial = (tmp_path / f"state-{DEV}" / "ota" / "downloads" / "default").iterdir()
+        assert sorted(p.stat().st_size for p in partial) == [10, 200_000]
+
+        # ...and resumed with a Range request by the next attempt, where a tampered delta
+        # (right length, wrong bytes) is refused and the full bundle is used: committed.
         delta_length = repo.kit.repo.targets("deltas").signed.targets[
             "models/nano-logs/4/delta-from-1.nfd"].length
         done = attempt(4, {"delta-from-1.nfd": Fault(replace=b"\x01" * delta_length)})
@@ -121,12 +129,14 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
         verifying = [e for e in reports.ota() if e["state"] == "verifying"][-1]
         assert verifying["artifact"] == "full" and verifying["to_version"] == 4
         assert agent.query("models")["result"][0]["version"] == 4
+        ranged = [r.range for r in repo.server.requests if r.path.endswith("nano-logs-4.nfb")]
+        assert ranged[-1] == "bytes=200000-", ranged
 
         lines = writer.stop()
         reports.wait_results(lines)
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("inference_errors", 0) == 0
-        assert counters["ota_failed"] == 7 and counters["ota_committed"] == 1
+        assert counters["ota_failed"] == 8 and counters["ota_committed"] == 1
         versions = [v for v, _ in reports.result_items()]
         assert set(versions) == {1, 4} and versions.index(4) > 0
         installed = list((tmp_path / f"state-{DEV}" / "models" / "default").iterdir())

@@ -10,6 +10,7 @@ from typing import Any
 from tests.support.mosquitto import Mosquitto
 from tests.support.ota_models import (
     collapsed,
+    finetuned,
     nan_on_traffic,
     shuffled,
     traffic,
@@ -30,6 +31,7 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
     repo.publish(wrong_golden(2, tmp_path), delta_from=(1,))
     repo.publish(nan_model, delta_from=(1,))
     repo.publish(collapsed(4, label="power"), delta_from=(1,))
+    repo.publish(finetuned(5, tmp_path), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,
@@ -62,16 +64,26 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert (done["state"], done["reason"]) == ("rolled_back", "health-collapse"), done
         assert "'power'" in done["detail"]
 
+        # A good model, but the operators pull it back during its trial.
+        reports.set_desired(4, 5)
+        trial = reports.wait_ota(lambda e: e["state"] == "trial" and e["to_version"] == 5,
+                                 after=last_seq)
+        reports.set_desired(5, 5, action="rollback")
+        done = reports.wait_ota(lambda e: e["state"] in FINISHED, after=trial["seq"])
+        assert (done["state"], done["reason"]) == ("rolled_back", "operator-rollback"), done
+        assert "r5" in done["detail"]
+        assert agent.query("models")["result"][0]["version"] == 1
+
         lines = writer.stop()
         reports.wait_results(lines)
         states = [(e["to_version"], e["state"]) for e in reports.ota()]
         assert (3, "trial") in states and (4, "trial") in states
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("inference_errors", 0) == 0
-        assert counters["ota_failed"] == 1 and counters["ota_rolled_back"] == 2
+        assert counters["ota_failed"] == 1 and counters["ota_rolled_back"] == 3
         # After each rollback the old model serves again, and the device says so.
         versions = [v for v, _ in reports.result_items()]
-        assert versions[-1] == 1 and {3, 4} <= set(versions)
+        assert versions[-1] == 1 and {3, 4, 5} <= set(versions)
         online = [d for d in reports.docs("status") if d["state"] == "online"]
         assert online[-1]["models"][0]["version"] == 1
         ota = agent.query("ota")["result"]

@@ -88,6 +88,7 @@ class OtaEngine:
         self._latest: tuple[UpdateTarget, Literal["install", "rollback"]] | None = None
         self._desired_seq = 0
         self._rollback = threading.Event()
+        self._rollback_rollout: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
@@ -177,6 +178,7 @@ class OtaEngine:
             self._latest = (target, doc.action)
             self._desired_seq += 1
         if doc.action == "rollback":
+            self._rollback_rollout = doc.rollout_id
             self._rollback.set()
         self._wake.set()
 
@@ -341,8 +343,8 @@ class OtaEngine:
         if verdict is None:
             return None  # stopping: the trial stays persisted and is rolled back at start-up
         if verdict.reason == "operator-rollback":
-            rollout = self.record.target.rollout_id if self.record.target else None
-            return TrialVerdict(False, verdict.reason, f"{verdict.detail} (rollout {rollout})")
+            return TrialVerdict(False, verdict.reason,
+                                f"{verdict.detail} (rollout {self._rollback_rollout})")
         return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
 
     def _commit(self) -> None:
