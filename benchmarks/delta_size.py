@@ -271,7 +271,7 @@ def print_summary(report: dict) -> None:  # type: ignore[type-arg]
               f"{report['python_baseline_rss_mb']:.1f} MB (python + numpy + zstandard)")
     for kind, case in report["cases"].items():
         print(f"\n({kind}) full bundle {case['full_bytes']} bytes; ours / best generic = "
-              f"{case['ours_vs_best_generic']:.2f}")
+              f"{case['ours_vs_best_generic']:.3f}")
         print(f"  {'tool':<18}{'bytes':>10}{'% full':>9}{'create s':>10}{'apply s':>9}"
               f"{'peak RSS MB':>13}")
         for tool, r in case["tools"].items():
