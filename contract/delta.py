@@ -24,16 +24,10 @@ Layout (fixed-size integers little-endian; ``v`` = unsigned LEB128 varint)::
               B += A[src:src+len] + d                    (2, SUB: uint of `width` bytes)
               B += clip(rint(A[src:src+len] * ratio)) + d  (3, SCALE: int8, width 1)
 
-Payloads are single zstd frames in the magicless format without content
-size or checksum (the op gives the length, the final sha256 the integrity):
-five bytes saved per op, which matters for deltas of a few hundred bytes.
-
-The CRC-32 trailer is not security (TUF checks the delta's sha256 before it is
-opened, the result's sha256 is checked at the end): it tells a damaged file from
-a wrong base, and catches damage that would not change the output (an unused
-dictionary byte), so every corrupted delta is refused the same way.
-
-Every op is bounded (``len`` and ``ref_len`` of DATA/DIFF, payload sizes), so
+Payloads are magicless zstd frames without size or checksum (the op gives the
+length, the final sha256 the integrity). The CRC-32 trailer is not security: it
+tells a damaged file from a wrong base, even when the damage would not change
+the output. Every op is bounded (``len`` and ``ref_len`` of DATA/DIFF, payload sizes), so
 the applier holds at most one segment, one reference window and one payload in
 memory, whatever the size of the bundle; COPY streams in pieces.
 """

@@ -77,3 +77,26 @@ def undiff_segment(diff: bytes, old: bytes, transform: int, width: int,
     else:
         out = np.add(scaled_prediction(old, ratio), np.frombuffer(diff, np.uint8))
     return out.tobytes()
+
+
+def fit_ratio(old: bytes, new: bytes, sample: int = 1 << 16) -> float | None:
+    """The ratio whose SCALE prediction matches the most int8 values (for the builder).
+
+    Starts from the median of new/old over large old values (little rounding
+    noise there), then searches a fine grid around it on a sample."""
+    a_all = np.frombuffer(old, np.int8)
+    b_all = np.frombuffer(new, np.int8)
+    big = np.abs(a_all) >= 16
+    if np.count_nonzero(big) < 64:
+        return None
+    guess = float(np.median(b_all[big].astype(np.float64) / a_all[big]))
+    if not np.isfinite(guess) or guess == 0:
+        return None
+    step = max(1, len(a_all) // sample)
+    a, b = a_all[::step].astype(np.float64), b_all[::step]
+    best = guess
+    for spread, points in ((0.03, 121), (0.0006, 61)):
+        grid = best * (1 + np.linspace(-spread, spread, points))
+        hits = [np.count_nonzero(np.clip(np.rint(a * r), -128, 127) == b) for r in grid]
+        best = float(grid[int(np.argmax(hits))])
+    return best

@@ -6,16 +6,17 @@ result wins:
 * **tensor-aware** — maps the new bundle's bytes to tar members and, through
   the manifest's :class:`~contract.bundle.TensorInfo` ranges, to tensors.
   A tensor whose bytes already exist (in the old bundle, or earlier in the new
-  one: the same weights in ``model.onnx`` and ``model.tflite``) is a COPY; a
-  tensor with the same name and length as an old one is a DIFF (XOR or
-  difference, byte planes, zstd); everything else (tar headers, protobuf /
-  flatbuffer glue, the manifest) is COPY where unchanged and otherwise zstd
-  with the old bytes around the matching position as dictionary.
+  one: the same weights in ``model.onnx`` and ``model.tflite``) is a COPY /
+  COPY_OUT; a tensor with the same name and length as an old one is a DIFF
+  (XOR, difference or int8 rescale prediction, byte planes, zstd); everything
+  else (tar headers, protobuf / flatbuffer glue, the manifest) is COPY where
+  unchanged and otherwise zstd with the old bytes around the matching position
+  as dictionary.
 * **generic** — knows nothing about bundles: for each 1 MiB of the new bytes
-  it finds where they came from in the old bytes (sampled anchors), copies the
-  identical runs and zstd-patches the rest against a 2 MiB old window. It is
-  zstd ``--patch-from`` with the reference bounded, so the device's memory
-  stays bounded too.
+  it finds where they came from, in the old bytes or earlier in the new ones
+  (sampled anchors), copies the identical runs and zstd-patches the rest
+  against a 2 MiB old window. It is zstd ``--patch-from`` with the reference
+  bounded, so the device's memory stays bounded too.
 
 Delta building is pure (bytes in, bytes out); :func:`verify_delta` runs the
 device's own applier on temp files before a delta is published.
@@ -54,6 +55,7 @@ from contract.delta_transforms import (
     TRANSFORM_XOR,
     WIDTHS,
     diff_segment,
+    fit_ratio,
     split_planes,
 )
 
@@ -91,7 +93,7 @@ class BundleLayout:
 def _width(dtype: str) -> int:
     try:
         size = np.dtype(dtype).itemsize
-    except TypeError:
+    except (TypeError, ValueError):  # not a numpy dtype: treat the bytes as bytes
         return 1
     return size if size in WIDTHS else 1
 
@@ -301,29 +303,6 @@ class _Encoder:
     def _data_gap(self, start: int, end: int, shift: int) -> None:
         if end > start:
             self.data(start, end, start + shift)
-
-
-def fit_ratio(old: bytes, new: bytes, sample: int = 1 << 16) -> float | None:
-    """The ratio whose SCALE prediction matches the most int8 values (builder side).
-
-    Starts from the median of new/old over large old values (little rounding
-    noise there), then searches a fine grid around it on a sample."""
-    a_all = np.frombuffer(old, np.int8)
-    b_all = np.frombuffer(new, np.int8)
-    big = np.abs(a_all) >= 16
-    if np.count_nonzero(big) < 64:
-        return None
-    guess = float(np.median(b_all[big].astype(np.float64) / a_all[big]))
-    if not np.isfinite(guess) or guess == 0:
-        return None
-    step = max(1, len(a_all) // sample)
-    a, b = a_all[::step].astype(np.float64), b_all[::step]
-    best = guess
-    for spread, points in ((0.03, 121), (0.0006, 61)):
-        grid = best * (1 + np.linspace(-spread, spread, points))
-        hits = [np.count_nonzero(np.clip(np.rint(a * r), -128, 127) == b) for r in grid]
-        best = float(grid[int(np.argmax(hits))])
-    return best
 
 
 def _source_tensors(new: BundleLayout, old: BundleLayout) -> dict[TensorSpan, TensorSpan]:
