@@ -11,11 +11,9 @@ missing tokens are refused with JSON errors; a root rotation is followed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +28,17 @@ from contract.bundle import pack_bundle, read_bundle
 from contract.delta import apply_delta
 from contract.messages import DesiredState, ModelInfo, OtaEvent, OtaState, Status
 from contract.topics import desired, ota, status
-from fleet_server.cli import main
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from nanomodel import default_bundle_path
 from nanomodel.corpus import inverter_lines, write_jsonl
+from tests.support.fleet_cli import nf
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
 MODEL = "nano-logs"
 DEVICE = "pump-07"
-
-
-def nf(*argv: str) -> tuple[int, str, str]:
-    """Run the `nanofleet` CLI in-process; (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -369,9 +359,13 @@ def test_root_rotation_is_followed_by_old_devices_and_operators(
     # The operator still holds root v1 only: publishing walks the chain too.
     v3 = tmp_path / "v3.nfb"
     v3.write_bytes(_v3(v2_bundle))
-    code, out, err = nf(*publish_args(setup, v3))
+    code, out, err = nf(*publish_args(setup, v3), "--minimum-version", "2")
     assert code == 0, err
     assert "published nano-logs v3" in out and "delta from v2" in out and "delta from v1" in out
+    client.refresh()
+    assert client.minimum_version("logs") == 2  # operator-signed: devices refuse v1 now
+    code, out, _ = nf("model", "list", *client_args(setup))
+    assert "signed minimum v2" in out
     # Old root keys alone can no longer sign a root.
     code, _, err = nf("keys", "rotate", "--config", str(setup.config_path),
                       "--sign", str(keys / "root-1.pem"), "--sign", str(keys / "root-2.pem"))
