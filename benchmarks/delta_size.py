@@ -44,7 +44,7 @@ def real_bundles(kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
     from contract.bundle import read_bundle
     from nanomodel import default_bundle_path
     from nanomodel.build_default import evaluate
-    from nanomodel.corpus import default_splits, generate
+    from nanomodel.corpus import default_splits
     from nanomodel.network import QuantizedBody, ShippedModel
     from nanomodel.pack import build_bundle, shipped_model
     from nanomodel.train import TrainConfig, fit
@@ -53,8 +53,8 @@ def real_bundles(kinds: tuple[str, ...] = KINDS) -> dict[str, bytes]:
     manifest = read_bundle(base_bytes).manifest
     base = shipped_model(read_bundle(base_bytes))
     labels = manifest.labels
-    splits = default_splits(seed=101, train_size=6000, test_size=1000)
-    train = splits["train"] + generate(1500, seed=102, styles=["csv", "logcat"])
+    splits = default_splits(seed=101, train_size=6000, test_size=1500)
+    train = splits["train"] + splits["test_heldout_styles"]  # new lines, some in new formats
     texts = [e.text for e in train]
     y = np.array([labels.index(e.label) for e in train], dtype=np.int64)
     from nanomodel.features import Featurizer
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if source == "real":
         try:
             bundles = real_bundles()
-        except ImportError as exc:  # nanomodel's training API moved: say so, measure anyway
+        except (ImportError, AttributeError, TypeError) as exc:  # nanomodel's API moved
             notes.append(f"nanomodel training unavailable ({exc}); synthetic bundles used")
             source, bundles = "synthetic", synthetic_bundles(False)
     else:

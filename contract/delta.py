@@ -23,6 +23,7 @@ Layout (fixed-size integers little-endian; ``v`` = unsigned LEB128 varint)::
               B += A[src:src+len] XOR d                  (transform 1, XOR)
               B += A[src:src+len] + d                    (2, SUB: uint of `width` bytes)
               B += clip(rint(A[src:src+len] * ratio)) + d  (3, SCALE: int8, width 1)
+              B += d                                     (4, NONE: planes only)
 
 Payloads are magicless zstd frames without size or checksum (the op gives the
 length, the final sha256 the integrity). The CRC-32 trailer is not security: it

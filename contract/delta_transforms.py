@@ -9,7 +9,9 @@ segment ``new`` to the old one at the same place:
 * ``SCALE`` — int8 only: ``d = new - clip(rint(old * r), -128, 127)`` (mod 256)
   for a float64 ratio ``r`` stored in the op. A re-quantized tensor, or a
   fine-tuned one whose scale moved, is ``old`` rescaled plus a little noise:
-  predicting the rescale leaves mostly zeros, where XOR/SUB leave noise.
+  predicting the rescale leaves mostly zeros, where XOR/SUB leave noise;
+* ``NONE``  — ``d = new``: a tensor retrained beyond recognition still gains
+  from byte planes (float32 exponents), just not from the old values.
 
 ``split_planes`` groups byte k of every ``width``-byte element together
 (float32 -> 4 planes), so sign/exponent bytes, which barely change, sit
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-TRANSFORM_XOR, TRANSFORM_SUB, TRANSFORM_SCALE = 1, 2, 3
-TRANSFORMS = (TRANSFORM_XOR, TRANSFORM_SUB, TRANSFORM_SCALE)
+TRANSFORM_XOR, TRANSFORM_SUB, TRANSFORM_SCALE, TRANSFORM_NONE = 1, 2, 3, 4
+TRANSFORMS = (TRANSFORM_XOR, TRANSFORM_SUB, TRANSFORM_SCALE, TRANSFORM_NONE)
 WIDTHS = (1, 2, 4, 8)
 _PREDICT_CHUNK = 64 << 10  # float64 temporaries stay at 8 x this, not 8 x the segment
 
@@ -58,6 +60,8 @@ def scaled_prediction(old: bytes, ratio: float) -> np.ndarray:
 def diff_segment(new: bytes, old: bytes, transform: int, width: int,
                  ratio: float = 0.0) -> bytes:
     """Forward transform (builder): what DIFF stores before planes and zstd."""
+    if transform == TRANSFORM_NONE:
+        return new
     if transform == TRANSFORM_XOR:
         out = np.bitwise_xor(np.frombuffer(new, np.uint8), np.frombuffer(old, np.uint8))
     elif transform == TRANSFORM_SUB:
@@ -70,6 +74,8 @@ def diff_segment(new: bytes, old: bytes, transform: int, width: int,
 def undiff_segment(diff: bytes, old: bytes, transform: int, width: int,
                    ratio: float = 0.0) -> bytes:
     """Inverse transform (applier): rebuild the new bytes from the old ones and the diff."""
+    if transform == TRANSFORM_NONE:
+        return diff
     if transform == TRANSFORM_XOR:
         out = np.bitwise_xor(np.frombuffer(diff, np.uint8), np.frombuffer(old, np.uint8))
     elif transform == TRANSFORM_SUB:

@@ -50,6 +50,7 @@ from contract.delta import (
     zstd_params,
 )
 from contract.delta_transforms import (
+    TRANSFORM_NONE,
     TRANSFORM_SCALE,
     TRANSFORM_SUB,
     TRANSFORM_XOR,
@@ -205,6 +206,8 @@ class _Encoder:
             w = width if (e - s) % width == 0 else 1
             options: list[tuple[int, int, float, bytes]] = []
             ratios = [(TRANSFORM_XOR, 0.0), (TRANSFORM_SUB, 0.0)]
+            if w > 1:
+                ratios.append((TRANSFORM_NONE, 0.0))  # with width 1 that is a DATA op
             ratio = fit_ratio(old, new) if w == 1 else None
             if ratio is not None:
                 ratios.append((TRANSFORM_SCALE, ratio))

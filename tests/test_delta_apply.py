@@ -33,6 +33,7 @@ from contract.delta import (
     zstd_params,
 )
 from contract.delta_transforms import (
+    TRANSFORM_NONE,
     TRANSFORM_SCALE,
     TRANSFORM_SUB,
     TRANSFORM_XOR,
@@ -99,7 +100,7 @@ def test_planes_and_transforms_are_inverse() -> None:
     old = bytes(reversed(data))
     for width in (1, 2, 4, 8):
         assert join_planes(split_planes(data, width), width) == data
-        for transform in (TRANSFORM_XOR, TRANSFORM_SUB):
+        for transform in (TRANSFORM_XOR, TRANSFORM_SUB, TRANSFORM_NONE):
             d = diff_segment(data, old, transform, width)
             assert undiff_segment(d, old, transform, width) == data
     for ratio in (0.5, 1.0, 1.37, -3.0, 1e300):
@@ -123,9 +124,10 @@ def test_applies_each_op_kind(tmp_path: Path) -> None:
         CopyOutOp(0, 800),
         DataOp(0, 0, 5, zstd(b"hello")),
         DiffOp(0, 4096, TRANSFORM_SCALE, 1, zstd(halved), 0.5),
+        DiffOp(8, 16, TRANSFORM_NONE, 8, zstd(split_planes(b"0123456789abcdef", 8))),
     ]
     result = (base[100:600] + base[10:310] + seg + base[100:600] + base[10:310] + b"hello"
-              + base[:4096])
+              + base[:4096] + b"0123456789abcdef")
     delta = encode_delta(DeltaHeader(len(base), sha(base), len(result), sha(result)), ops)
     assert Workdir(tmp_path, base).apply(delta, sha(result)) == result
 
