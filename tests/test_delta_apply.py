@@ -153,13 +153,18 @@ def test_every_truncation_is_refused(tmp_path: Path, bundles: tuple[bytes, bytes
 
 def test_every_flipped_byte_is_refused(tmp_path: Path, bundles: tuple[bytes, bytes, bytes],
                                        full_delta: bytes) -> None:
-    old, _, new = bundles
+    """Every byte of a head-only delta; a sample of the bytes of a full fine-tune's."""
+    old, head, new = bundles
     work = Workdir(tmp_path, old)
-    positions = sorted({*range(0, 200), *range(200, len(full_delta), 97), len(full_delta) - 1})
-    for pos in positions:
-        bad = bytearray(full_delta)
-        bad[pos] ^= 0x5A
-        work.refuse(bytes(bad), sha(new))
+    head_delta = build_delta(old, head, level=3)
+    for delta, target, positions in (
+            (head_delta, head, range(len(head_delta))),
+            (full_delta, new, sorted({*range(0, 200), *range(200, len(full_delta), 97),
+                                      len(full_delta) - 1}))):
+        for pos in positions:
+            bad = bytearray(delta)
+            bad[pos] ^= 0x5A
+            work.refuse(bytes(bad), sha(target))
 
 
 def test_trailing_bytes_and_header_fields(tmp_path: Path, bundles: tuple[bytes, bytes, bytes],
