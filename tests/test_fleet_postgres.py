@@ -19,8 +19,7 @@ from hil import postgres
 from hil.fleet import setup_fleet
 from nanomodel import default_bundle_path
 
-pytestmark = pytest.mark.skipif(not postgres.available(),
-                                reason="PostgreSQL binaries (initdb, pg_ctl) not installed")
+# No skip: scripts/bootstrap.sh installs PostgreSQL; without it this fails loudly.
 
 
 @pytest.fixture(scope="module")
