@@ -272,3 +272,15 @@ def test_store_installs_verifies_and_tidies(tmp_path: Path) -> None:
     assert [p.name for p in store.downloads.iterdir()] == [".abc.part"]
     store.clear_downloads()
     assert list(store.downloads.iterdir()) == []
+
+
+def test_every_state_reports_as_a_valid_ota_event() -> None:
+    from agent.ota.state import report_fields
+    from contract.messages import OtaEvent
+
+    rec, _ = run(OtaRecord(slot="s", committed=V1), *happy_events())
+    event = OtaEvent(seq=1, device_id="d", **report_fields(rec, "s", "after restart"))
+    assert (event.state, event.to_version, event.from_version) == ("committed", 2, 1)
+    assert event.detail == "fine (after restart)"
+    idle = OtaEvent(seq=2, device_id="d", **report_fields(OtaRecord(slot="s"), "s"))
+    assert idle.to_version is None and idle.detail is None

@@ -48,6 +48,7 @@ from agent.ota.state import (
     SmokePassed,
     TrialVerdict,
     UpdateTarget,
+    report_fields,
     transition,
 )
 from agent.ota.store import OtaStore
@@ -208,8 +209,18 @@ class OtaEngine:
             self._drive(Desired(latest[0], live.model, live.version))
 
     def _drive(self, event: Event | None) -> None:
-        while event is not None and not self._stop.is_set():
-            event = self._apply(event)
+        try:
+            while event is not None and not self._stop.is_set():
+                event = self._apply(event)
+        except Exception as exc:  # e.g. the disk is full: the record was not advanced
+            self.counters.inc("ota_errors")
+            log.exception("OTA step failed in state %s", self.record.state)
+            if self.record.state in IN_PROGRESS:  # leave the update rather than hang in it
+                try:
+                    self._apply(Failed("internal-error", f"{type(exc).__name__}: {exc}"))
+                except Exception:
+                    log.exception("cannot leave state %s; a restart resumes it",
+                                  self.record.state)
 
     def _apply(self, event: Event) -> Event | None:
         step = transition(self.record, event, time.time(), self.cfg.retry_after_s)
@@ -250,6 +261,8 @@ class OtaEngine:
     def _execute(self, action: Action) -> Event | None:
         rec = self.record
         if action == "report":
+            if rec.state in ("committed", "failed", "rolled_back"):
+                self.counters.inc(f"ota_{rec.state}")
             self._emit(rec)
             return None
         if action == "proceed":
@@ -275,16 +288,7 @@ class OtaEngine:
 
     # --- reporting ------------------------------------------------------------------------
     def _emit(self, rec: OtaRecord, note: str | None = None) -> None:
-        detail = rec.detail if note is None else (f"{rec.detail} ({note})" if rec.detail
-                                                  else note)
-        fields: dict[str, Any] = {
-            "slot": self.slot_name, "state": rec.state, "from_version": rec.from_version,
-            "to_version": rec.target.version if rec.target else None,
-            "rollout_id": rec.target.rollout_id if rec.target else None,
-            "artifact": rec.artifact, "bytes_downloaded": rec.bytes_downloaded,
-            "reason": rec.reason, "detail": detail}
-        if rec.state in ("committed", "failed", "rolled_back"):
-            self.counters.inc(f"ota_{rec.state}")
+        fields = report_fields(rec, self.slot_name, note)
         if not self._started:
             self._pending_reports.append(fields)
             return
@@ -334,12 +338,17 @@ class OtaEngine:
             return Failed("internal-error", "trial without a smoke-tested candidate")
         tcfg = self.cfg.trial
         observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
-        self._rollback.clear()
+        with self._lock:  # a rollback asked for before the trial began still counts
+            if self._latest is None or self._latest[1] != "rollback":
+                self._rollback.clear()
         self._observed = observed
         self._trial_started = time.monotonic()
         slot.swap(observed)  # batches in flight finish on the old model
+        # One runtime thread computes on the caller's thread: its CPU time is the model's
+        # cost, whatever else the device is doing; with a thread pool, wall-clock time.
+        clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
-                              self._rollback, self.batch_size)
+                              self._rollback, self.batch_size, clock)
         if verdict is None:
             return None  # stopping: the trial stays persisted and is rolled back at start-up
         if verdict.reason == "operator-rollback":

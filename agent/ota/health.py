@@ -133,5 +133,8 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
         if cfg.on_low_traffic == "rollback":
             return Verdict(False, "health-low-traffic", f"{note}; policy: roll back", figures)
         return Verdict(True, None, f"{note}; no fault seen, committed by policy", figures)
+    compared = (f"; on {sample.lines} sampled lines p99 {sample.candidate_p99_ms:.2f} ms "
+                f"vs {sample.baseline_p99_ms:.2f} ms before"
+                if sample is not None and sample.lines >= cfg.min_sample_lines else "")
     return Verdict(True, None, f"healthy on {stats.lines} lines: no errors, sane outputs, "
-                   f"p99 {stats.latency_p99_ms:.2f} ms", figures)
+                   f"live p99 {stats.latency_p99_ms:.2f} ms{compared}", figures)

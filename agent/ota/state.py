@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -292,3 +292,13 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
 def live_ref(rec: OtaRecord) -> InstalledRef | None:
     """The bundle a (re)starting agent must load: always the committed one."""
     return rec.committed
+
+
+def report_fields(rec: OtaRecord, slot: str, note: str | None = None) -> dict[str, Any]:
+    """The fields of the ``OtaEvent`` reporting ``rec`` (the daemon adds seq and device)."""
+    detail = rec.detail if note is None else (f"{rec.detail} ({note})" if rec.detail else note)
+    return {"slot": slot, "state": rec.state, "from_version": rec.from_version,
+            "to_version": rec.target.version if rec.target else None,
+            "rollout_id": rec.target.rollout_id if rec.target else None,
+            "artifact": rec.artifact, "bytes_downloaded": rec.bytes_downloaded,
+            "reason": rec.reason, "detail": detail}
