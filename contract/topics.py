@@ -78,3 +78,25 @@ def device_id_from_topic(topic: str) -> str | None:
     if len(parts) < 4 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[2] != "dev":
         return None
     return parts[3] if _DEVICE_ID_RE.match(parts[3]) else None
+
+
+# --- artifacts over MQTT (contract/artifacts.py) ------------------------------------------
+ARTIFACT_REQUEST_FILTER = f"{PREFIX}/dev/+/artifacts/req"
+_TRANSFER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def artifact_requests(device_id: str) -> str:
+    """Where a device asks for ranges of repository files (JSON ArtifactRequest)."""
+    return f"{device_root(device_id)}/artifacts/req"
+
+
+def artifact_chunks(device_id: str, transfer: str) -> str:
+    """Where the fleet server sends the chunks of one transfer (raw bytes + header)."""
+    if not _TRANSFER_RE.match(transfer):
+        raise ValueError(f"invalid transfer id {transfer!r}: 1-64 of A-Z a-z 0-9 _ -")
+    return f"{device_root(device_id)}/artifacts/chunk/{transfer}"
+
+
+def artifact_chunk_filter(device_id: str) -> str:
+    """The device's subscription for the chunks of all its transfers."""
+    return f"{device_root(device_id)}/artifacts/chunk/+"
