@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from fleet_server.identity_settings import EnrollmentSettings
 from fleet_server.repository.expiry import ExpiryPolicy
 
 TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}$"
@@ -73,6 +74,32 @@ class DeltaSettings(Strict):
         "ones are removed from the delta role on the next publish.")
 
 
+class ArtifactSettings(Strict):
+    """Artifacts over MQTT (fleet_server/artifact_stream.py): repository files for devices
+    that reach only the broker."""
+
+    enabled: bool = Field(default=True, description="Serve artifact requests over MQTT "
+                          "(needs mqtt.enabled).")
+    shared_group: str | None = Field(
+        default="fleet", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Subscribe to requests as $share/<group>/... so replicas split them; "
+        "None: plain subscription (every replica would answer every request).")
+    workers: int = Field(default=4, ge=1, le=64,
+                         description="Requests served at the same time (reading and publishing).")
+    queue_size: int = Field(default=256, ge=1, le=100_000,
+                            description="Requests waiting for a worker; more are answered busy.")
+    per_device_pending: int = Field(
+        default=4, ge=1, le=64,
+        description="Requests of one device waiting or in service; more are answered busy.")
+    device_rate_bytes_s: int = Field(
+        default=4 * 1024 * 1024, ge=64 * 1024,
+        description="Bytes per second one device may fetch (token bucket; bursts up to one "
+        "second or one request, whichever is larger); over it, answered rate-limited.")
+    publish_timeout_s: float = Field(
+        default=30.0, gt=0, le=600,
+        description="Longest wait for the broker to acknowledge one request's chunks.")
+
+
 class OperatorToken(Strict):
     name: str = Field(pattern=_NAME, description="Who uses the token (shown in the audit log).")
     sha256: str = Field(pattern=TOKEN_HASH_PATTERN,
@@ -98,6 +125,9 @@ class ServerConfig(Strict):
         "configured URLs.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Broker connection.")
     deltas: DeltaSettings = Field(default_factory=DeltaSettings, description="Delta policy.")
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings,
+                                        description="Artifacts over MQTT for devices without "
+                                        "an HTTP route.")
     expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy,
                                  description="Metadata lifetimes and re-sign threshold.")
     timestamp_check_s: float = Field(
@@ -106,6 +136,9 @@ class ServerConfig(Strict):
         "re-signing (they are re-signed when less than expiry.resign_fraction is left).")
     operator_tokens: list[OperatorToken] = Field(
         default_factory=list, description="Bearer tokens allowed on /api/v1 (hashed).")
+    enrollment: EnrollmentSettings = Field(
+        default_factory=EnrollmentSettings,
+        description="Device enrollment: certificate lifetime, tokens, the broker devices use.")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
                                   description="Largest upload accepted for one publish.")
     recent_events: int = Field(default=50, ge=1, le=10_000,

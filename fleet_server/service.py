@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
 from fleet_server.desired import DesiredStates
@@ -52,6 +53,9 @@ class FleetService:
         self.bridge: MqttBridge | None = None
         if config.mqtt.enabled:
             self.bridge = MqttBridge(config.mqtt, self._store_reports, self._on_broker)
+        self.artifacts: ArtifactStreamer | None = None  # artifacts over MQTT
+        if config.mqtt.enabled and config.artifacts.enabled:
+            self.artifacts = ArtifactStreamer(config.mqtt, config.artifacts, config.repo_path)
         metadata_url, target_url = config.repo_urls()
         self.desired = DesiredStates(self.db, self.bridge, metadata_url=metadata_url,
                                      target_base_url=target_url)
@@ -67,9 +71,13 @@ class FleetService:
         self._refresher.start()
         if self.bridge is not None:
             self.bridge.start()
+        if self.artifacts is not None:
+            self.artifacts.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.artifacts is not None:
+            self.artifacts.stop()
         if self.bridge is not None:
             self.bridge.stop()
         if self._refresher.is_alive():
@@ -111,6 +119,7 @@ class FleetService:
             "ok": self.last_refresh_error is None,
             "mqtt": None if self.bridge is None else {
                 "connected": self.bridge.connected.is_set(), **self.bridge.counters.as_dict()},
+            "artifacts": None if self.artifacts is None else self.artifacts.health(),
             "repository": {"root_version": self.repo.root_version(),
                            "targets_version": self.repo.targets().signed.version,
                            "timestamp_version": ts.version,

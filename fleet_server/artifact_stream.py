@@ -1,0 +1,362 @@
+"""Artifacts over MQTT, server side: repository files as chunked streams for devices
+that reach only the broker (protocol: :mod:`contract.artifacts`).
+
+- subscribes to every device's ``artifacts/req`` as the MQTT v5 shared subscription
+  ``$share/<group>/nanofleet/v1/dev/+/artifacts/req``, so replicas split the requests;
+- answers on the requesting device's own ``artifacts/chunk/<transfer>`` (the device
+  id comes from the topic, which the broker ACL ties to the device's certificate);
+- serves only files below ``metadata/`` and ``targets/`` of the repository directory;
+- bounded concurrency (a fixed pool of workers behind a bounded queue; a full queue
+  or too many requests of one device are answered ``busy``) and a per-device byte
+  rate (token bucket; over it, ``rate-limited`` with the time to wait);
+- back-pressure: a worker waits for the broker's PUBACKs of one request's chunks
+  before it takes the next, so at most ``workers`` x 1 MiB are in flight.
+
+The bytes are not trusted by anyone: devices check them against signed TUF metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
+
+from contract import topics
+from contract.artifacts import (
+    HEADER_PROPERTY,
+    MAX_REQUEST_BYTES,
+    TRANSFER_ID_PATTERN,
+    ArtifactChunk,
+    ArtifactRequest,
+    ChunkError,
+    check_artifact_path,
+)
+from fleet_server.config import ArtifactSettings, MqttSettings
+
+log = logging.getLogger("nanofleet.server.artifacts")
+
+CHUNK_EXPIRY_S = 120  # a chunk nobody fetched in time is stale: the device re-asks anyway
+_BUCKETS_PRUNE_AT = 10_000
+_TRANSFER_RE = re.compile(TRANSFER_ID_PATTERN)
+
+
+class Refused(Exception):
+    def __init__(self, error: ChunkError, detail: str, size: int | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+        self.size = size
+
+
+# --- decisions (pure) -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Bucket:
+    """Token bucket of one device: ``tokens`` bytes available at ``at`` (monotonic s)."""
+
+    tokens: float
+    at: float
+
+
+def bucket_take(bucket: Bucket | None, now: float, cost: int, rate: float,
+                burst: float) -> tuple[Bucket, float]:
+    """Take ``cost`` bytes: (new bucket, 0.0) if allowed, else (bucket, seconds to wait)."""
+    tokens = burst if bucket is None else min(burst, bucket.tokens + (now - bucket.at) * rate)
+    if tokens >= cost:
+        return Bucket(tokens - cost, now), 0.0
+    return Bucket(tokens, now), (cost - tokens) / rate
+
+
+def plan_range(size: int, req: ArtifactRequest) -> list[tuple[int, int]]:
+    """(offset, length) of each chunk to send for ``req`` on a file of ``size`` bytes.
+
+    An offset at the end of the file gets one empty (final) chunk. Raises
+    :class:`Refused` for an offset past the end or a file longer than the bound."""
+    if req.offset > size:
+        raise Refused("range", f"offset {req.offset} is past the end of the file ({size} "
+                      "bytes)", size)
+    if req.max_length is not None and size - req.offset > req.max_length:
+        raise Refused("too-large", f"{size - req.offset} bytes from offset {req.offset}, more "
+                      f"than the {req.max_length} the device accepts", size)
+    end = min(size, req.offset + req.chunks * req.chunk_size)
+    if end == req.offset:
+        return [(req.offset, 0)]
+    return [(o, min(req.chunk_size, end - o)) for o in range(req.offset, end, req.chunk_size)]
+
+
+def artifact_file(root: Path, path: str) -> Path:
+    """The repository file a device asked for, or :class:`Refused` (forbidden/not-found)."""
+    try:
+        parts = check_artifact_path(path)
+    except ValueError as exc:
+        raise Refused("forbidden", str(exc)) from None
+    file = root.joinpath(*parts)
+    try:
+        real = file.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise Refused("not-found", f"{path}: no such file") from None
+    base = root.resolve()
+    # A symlink inside the repository must not lead out of it.
+    if not real.is_relative_to(base / parts[0]) or not real.is_file():
+        raise Refused("not-found", f"{path}: no such file")
+    return real
+
+
+def file_version(st: os.stat_result) -> str:
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
+
+
+# --- I/O --------------------------------------------------------------------------------------
+@dataclass
+class StreamCounters:
+    requests: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    refused: int = 0
+    busy: int = 0
+    rate_limited: int = 0
+    invalid: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self.lock:
+            for name, value in deltas.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {k: getattr(self, k) for k in ("requests", "chunks", "bytes", "refused",
+                                                  "busy", "rate_limited", "invalid", "errors")}
+
+
+def request_filter(shared_group: str | None) -> str:
+    f = topics.ARTIFACT_REQUEST_FILTER
+    return f"$share/{shared_group}/{f}" if shared_group else f
+
+
+def _transfer_of(payload: bytes) -> str | None:
+    """The transfer id of a request that failed validation, to answer it bad-request."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    transfer = doc.get("transfer") if isinstance(doc, dict) else None
+    return transfer if isinstance(transfer, str) and _TRANSFER_RE.match(transfer) else None
+
+
+class ArtifactStreamer:
+    def __init__(self, mqtt_settings: MqttSettings, settings: ArtifactSettings,
+                 repo_dir: Path) -> None:
+        self.settings = settings
+        self.mqtt_settings = mqtt_settings
+        self.repo_dir = Path(repo_dir)
+        self.counters = StreamCounters()
+        self.connected = threading.Event()
+        self._queue: queue.Queue[tuple[str, ArtifactRequest] | None] = queue.Queue(
+            settings.queue_size)
+        self._pending: dict[str, int] = {}
+        self._buckets: dict[str, Bucket] = {}
+        self._lock = threading.Lock()
+        self._rate = float(settings.device_rate_bytes_s)
+        self._burst = float(max(settings.device_rate_bytes_s, MAX_REQUEST_BYTES))
+        self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
+                         for i in range(settings.workers)]
+        s = mqtt_settings
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-artifacts",
+                        protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(64)
+        c.max_queued_messages_set(10_000)
+        c.reconnect_delay_set(1, 30)
+        if s.username:
+            c.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
+        if s.tls is not None:
+            t = s.tls
+            c.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
+                      keyfile=str(t.key_file) if t.key_file else None,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        for w in self._workers:
+            w.start()
+        # Clean start: requests sent while we were away are re-sent by the devices.
+        self.client.connect_async(self.mqtt_settings.host, self.mqtt_settings.port,
+                                  keepalive=self.mqtt_settings.keepalive_s, clean_start=True)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        while True:  # drop what waits; the devices ask again
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._workers:
+            self._queue.put(None)
+        for w in self._workers:
+            w.join(timeout=10)
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected.is_set(), **self.counters.as_dict()}
+
+    # --- paho callbacks (network thread) ---------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
+                    props: Properties | None = None) -> None:
+        if rc.is_failure:
+            log.warning("artifact stream: broker refused the connection: %s", rc)
+            return
+        client.subscribe(request_filter(self.settings.shared_group), qos=1)
+        self.connected.set()
+        log.info("artifact stream connected to %s:%d", self.mqtt_settings.host,
+                 self.mqtt_settings.port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
+                       props: Properties | None = None) -> None:
+        if self.connected.is_set():
+            log.warning("artifact stream disconnected: %s", rc)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        device = topics.device_id_from_topic(msg.topic)
+        if device is None or msg.topic != topics.artifact_requests(device):
+            self.counters.add(invalid=1)
+            return
+        payload = bytes(msg.payload)
+        try:
+            req = ArtifactRequest.model_validate_json(payload)
+        except ValidationError as exc:
+            self.counters.add(invalid=1)
+            transfer = _transfer_of(payload)
+            if transfer is not None:
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: "
+                                     f"{e['msg']}" for e in exc.errors())
+                self._send_error(device, transfer, 0, "bad-request", problems[:900])
+            return
+        self.counters.add(requests=1)
+        with self._lock:
+            pending = self._pending.get(device, 0)
+            if pending >= self.settings.per_device_pending:
+                busy = f"{pending} requests of {device} in service"
+            else:
+                try:
+                    self._queue.put_nowait((device, req))
+                    self._pending[device] = pending + 1
+                    return
+                except queue.Full:
+                    busy = f"{self._queue.maxsize} requests waiting"
+        self.counters.add(busy=1)
+        self._send_error(device, req.transfer, req.offset, "busy", busy, retry_after_s=0.5)
+
+    # --- workers -----------------------------------------------------------------------
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            device, req = item
+            try:
+                self._serve(device, req)
+            except Exception as exc:  # a worker must survive anything one request does
+                log.exception("serving %s to %s failed", req.path, device)
+                self.counters.add(errors=1)
+                self._send_error(device, req.transfer, req.offset, "internal",
+                                 f"{type(exc).__name__}: {exc}"[:900])
+            finally:
+                with self._lock:
+                    left = self._pending.get(device, 1) - 1
+                    if left > 0:
+                        self._pending[device] = left
+                    else:
+                        self._pending.pop(device, None)
+
+    def _serve(self, device: str, req: ArtifactRequest) -> None:
+        try:
+            path = artifact_file(self.repo_dir, req.path)
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                plan = plan_range(st.st_size, req)
+                wait = self._charge(device, sum(length for _, length in plan))
+                if wait > 0:
+                    self.counters.add(rate_limited=1)
+                    self._send_error(device, req.transfer, req.offset, "rate-limited",
+                                     f"over {self.settings.device_rate_bytes_s} bytes/s",
+                                     retry_after_s=round(wait, 3))
+                    return
+                self._send_range(device, req, fh, st, plan)
+        except Refused as exc:
+            self.counters.add(refused=1)
+            log.info("artifact request of %s refused: %s %s", device, exc.error, exc.detail)
+            self._send_error(device, req.transfer, req.offset, exc.error, exc.detail,
+                             size=exc.size)
+        except OSError as exc:
+            self.counters.add(refused=1)
+            self._send_error(device, req.transfer, req.offset, "not-found",
+                             f"{req.path}: {exc.strerror or exc}")
+
+    def _charge(self, device: str, cost: int) -> float:
+        with self._lock:
+            now = time.monotonic()
+            if len(self._buckets) > _BUCKETS_PRUNE_AT:  # forget devices idle long enough
+                full_after = self._burst / self._rate
+                self._buckets = {d: b for d, b in self._buckets.items()
+                                 if now - b.at < full_after}
+            bucket, wait = bucket_take(self._buckets.get(device), now, cost, self._rate,
+                                       self._burst)
+            self._buckets[device] = bucket
+            return wait
+
+    def _send_range(self, device: str, req: ArtifactRequest, fh: Any, st: os.stat_result,
+                    plan: list[tuple[int, int]]) -> None:
+        topic = topics.artifact_chunks(device, req.transfer)
+        version = file_version(st)
+        fh.seek(plan[0][0])
+        infos = []
+        for offset, length in plan:
+            data = fh.read(length)
+            if len(data) != length:  # the file shrank under us: it was replaced
+                raise Refused("not-found", f"{req.path} changed while it was read")
+            header = ArtifactChunk(transfer=req.transfer, offset=offset, size=st.st_size,
+                                   version=version, final=offset + length == st.st_size)
+            infos.append(self._publish(topic, data, header))
+        self.counters.add(chunks=len(plan), bytes=sum(length for _, length in plan))
+        deadline = time.monotonic() + self.settings.publish_timeout_s
+        for info in infos:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                return  # not connected: the device re-asks after its own timeout
+
+    def _publish(self, topic: str, data: bytes, header: ArtifactChunk) -> mqtt.MQTTMessageInfo:
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [(HEADER_PROPERTY, header.model_dump_json(exclude_none=True))]
+        props.MessageExpiryInterval = CHUNK_EXPIRY_S
+        return self.client.publish(topic, data, qos=1, properties=props)
+
+    def _send_error(self, device: str, transfer: str, offset: int, error: ChunkError,
+                    detail: str, *, size: int | None = None,
+                    retry_after_s: float | None = None) -> None:
+        header = ArtifactChunk(transfer=transfer, offset=offset, size=size, error=error,
+                               detail=detail, retry_after_s=retry_after_s)
+        self._publish(topics.artifact_chunks(device, transfer), b"", header)
+
+
+__all__ = ["ArtifactStreamer", "Bucket", "Refused", "artifact_file", "bucket_take",
+           "plan_range", "request_filter"]
