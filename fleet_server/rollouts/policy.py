@@ -1,0 +1,380 @@
+"""Rollout decisions as pure functions: no database, no MQTT, no clock.
+
+Input: the strategy, the rollout's progress, every device's rollout record, what
+the inventory says about each device (online? which version runs?) and ``now``.
+Output: a :class:`Plan` — changed device records, devices to notify (first desired
+state) or re-notify (a retry: the same desired state under a new revision), the
+rollout's new progress and log lines. The driver (:mod:`fleet_server.rollouts.driver`)
+persists the plan and publishes the desired states.
+
+Rules, in the order :func:`tick` applies them:
+
+1. a notified device whose live model already is the target version is committed
+   (``already-installed``: the agent reports nothing for a model it already runs);
+2. a transient failure (download error, no space, ...) is retried with exponential
+   backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
+   then, and for any other failure, the failure is final;
+3. a device that is online but made no progress for ``device_timeout_s`` fails with
+   ``timeout``; an offline device just waits (its retained desired state reaches it when
+   it returns, and its reports move its record on);
+4. while running: halt when final failures pass ``max_failures`` (counting from the
+   last resume of a halted rollout);
+5. while running: stages (canary, then the waves) are notified one at a time; a stage
+   has *settled* when each of its devices is finished or offline with at least one
+   outcome; it passes when ``success_percent`` of its outcomes are commits (else halt),
+   then soaks ``soak_s`` before the next stage starts. The rollout is completed when the
+   last stage passed and every device finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from fleet_server.rollouts.spec import Strategy
+
+DeviceState = Literal["pending", "notified", "downloading", "verifying", "staged",
+                      "smoke_testing", "trial", "committed", "rolled_back", "failed",
+                      "retrying", "skipped", "cancelled"]
+RolloutStatus = Literal["running", "paused", "halted", "aborted", "completed"]
+
+DEVICE_STATES: tuple[DeviceState, ...] = (
+    "pending", "notified", "downloading", "verifying", "staged", "smoke_testing", "trial",
+    "committed", "rolled_back", "failed", "retrying", "skipped", "cancelled")
+# Notified and not finished: the device owes us news.
+IN_FLIGHT: frozenset[DeviceState] = frozenset(
+    {"notified", "downloading", "verifying", "staged", "smoke_testing", "trial"})
+ACTIVE_STATUSES: frozenset[RolloutStatus] = frozenset({"running", "paused", "halted"})
+# The agent's transient reasons (docs/updates.md): the cause may go away, so retry.
+TRANSIENT_REASONS = frozenset(
+    {"unavailable", "incomplete-download", "expired-metadata", "not-found", "no-space"})
+
+
+@dataclass(frozen=True)
+class DeviceProgress:
+    """One device's record in one rollout."""
+
+    device_id: str
+    stage: int
+    state: DeviceState = "pending"
+    reason: str | None = None
+    detail: str | None = None
+    attempts: int = 0  # notifications sent (1 = the first)
+    notified_at: float | None = None
+    changed_at: float | None = None  # server time of the last state change (for timeouts)
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DeviceLive:
+    """What the inventory says about a device right now."""
+
+    online: bool
+    online_since: float | None = None  # when its current "online" status arrived
+    live_version: int | None = None  # version of the rollout's model live in the slot
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: RolloutStatus = "running"
+    stage: int = -1  # -1: no stage started yet
+    stage_started_at: float | None = None
+    stage_settled_at: float | None = None  # settled and passed: the soak runs from here
+    halt_reason: str | None = None  # failure-threshold | success-criteria
+    halt_detail: str | None = None
+    failure_baseline: int = 0  # final failures when a halted rollout was resumed
+    outcome_baseline: int = 0
+    accepted_stage: int | None = None  # stage whose success check an operator overrode
+
+
+@dataclass(frozen=True)
+class Plan:
+    progress: Progress
+    devices: dict[str, DeviceProgress]  # changed records only
+    notify: tuple[str, ...] = ()
+    renotify: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+
+
+class InvalidOperation(ValueError):
+    """An operator action that does not apply to the rollout's status (message says why)."""
+
+
+# --- stage assignment (at creation) ----------------------------------------------------------
+
+def _spread_key(seed: str, device_id: str) -> str:
+    # A stable pseudo-random order: a wave is a spread over the fleet, not the ids "a*".
+    return hashlib.sha256(f"{seed}:{device_id}".encode()).hexdigest()
+
+
+def assign_stages(device_ids: Sequence[str], online: Iterable[str], strategy: Strategy,
+                  seed: str) -> tuple[list[str], dict[str, int]]:
+    """Stage names and each device's stage. Canary devices are picked among online ones
+    first (a canary must be able to answer); the waves follow the spread order."""
+    if not device_ids:
+        return [], {}
+    up = set(online)
+    ordered = sorted(dict.fromkeys(device_ids), key=lambda d: _spread_key(seed, d))
+    canary_n = min(strategy.canary, len(ordered))
+    canaries = sorted(ordered, key=lambda d: d not in up)[:canary_n]
+    chosen = set(canaries)
+    rest = [d for d in ordered if d not in chosen]
+    names: list[str] = []
+    stages: dict[str, int] = {}
+    if canaries:
+        names.append("canary")
+        stages.update(dict.fromkeys(canaries, 0))
+    total, assigned = len(ordered), len(canaries)
+    for pct in strategy.waves:
+        upto = min(total, math.ceil(total * pct / 100 - 1e-9))
+        take = rest[: max(0, upto - assigned)]
+        if not take:
+            continue
+        rest = rest[len(take):]
+        assigned += len(take)
+        stages.update(dict.fromkeys(take, len(names)))
+        names.append(f"wave {pct:g}%")
+    return names, stages
+
+
+# --- per-device judgements --------------------------------------------------------------------
+
+def backoff_s(strategy: Strategy, attempts: int) -> float:
+    """Delay before re-notification number ``attempts`` + 1 (attempts >= 1)."""
+    return float(min(strategy.retry_max_s, strategy.retry_base_s * 2 ** max(0, attempts - 1)))
+
+
+def is_final_failure(dev: DeviceProgress) -> bool:
+    return dev.state in ("failed", "rolled_back")
+
+
+def is_finished(dev: DeviceProgress) -> bool:
+    return dev.state == "committed" or is_final_failure(dev) or dev.state in ("skipped",
+                                                                              "cancelled")
+
+
+def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, target: int,
+                  now: float) -> tuple[DeviceProgress, str | None]:
+    """Rules 1-3 for one device: the (possibly) updated record and a log line."""
+    if dev.state == "notified" and live.live_version == target:
+        return replace(dev, state="committed", reason="already-installed", changed_at=now,
+                       detail=f"v{target} was already live"), None
+    if (dev.state == "failed" and dev.reason in TRANSIENT_REASONS
+            and dev.attempts <= strategy.max_retries):
+        delay = backoff_s(strategy, dev.attempts)
+        return replace(dev, state="retrying", retry_at=now + delay, changed_at=now), (
+            f"{dev.device_id}: {dev.reason}, retry {dev.attempts} of "
+            f"{strategy.max_retries} in {delay:g} s")
+    if dev.state in IN_FLIGHT and live.online:
+        since = max(dev.changed_at or 0.0, live.online_since or 0.0)
+        if now - since > strategy.device_timeout_s:
+            return replace(dev, state="failed", reason="timeout", changed_at=now,
+                           detail=f"online but no progress for {now - since:.0f} s (was "
+                           f"{dev.state})"), f"{dev.device_id}: timed out in {dev.state}"
+    return dev, None
+
+
+def _settled(dev: DeviceProgress, live: DeviceLive) -> bool:
+    """Finished, or waiting offline (it catches up later; it does not hold the stage)."""
+    if is_finished(dev):
+        return True
+    return dev.state in IN_FLIGHT and not live.online
+
+
+# --- counting ----------------------------------------------------------------------------------
+
+def state_counts(devices: Iterable[DeviceProgress]) -> dict[str, int]:
+    counts = Counter(d.state for d in devices)
+    return {s: counts.get(s, 0) for s in DEVICE_STATES}
+
+
+def _failures_and_outcomes(devices: Iterable[DeviceProgress]) -> tuple[int, int]:
+    failures = outcomes = 0
+    for d in devices:
+        if is_final_failure(d):
+            failures += 1
+            outcomes += 1
+        elif d.state == "committed":
+            outcomes += 1
+    return failures, outcomes
+
+
+def _failure_list(devices: Iterable[DeviceProgress], limit: int = 5) -> str:
+    failed = [d for d in devices if is_final_failure(d)]
+    shown = ", ".join(f"{d.device_id} {d.state} ({d.reason or '?'})" for d in failed[:limit])
+    return shown + (f", and {len(failed) - limit} more" if len(failed) > limit else "")
+
+
+def failure_threshold_passed(strategy: Strategy, progress: Progress,
+                             devices: Sequence[DeviceProgress]) -> str | None:
+    """Why the rollout must halt for failures, or None."""
+    failures, outcomes = _failures_and_outcomes(devices)
+    failures -= progress.failure_baseline
+    outcomes -= progress.outcome_baseline
+    limit = strategy.max_failures
+    if failures <= 0:
+        return None
+    if limit.kind == "count":
+        if failures <= limit.value:
+            return None
+        return (f"{failures} device(s) failed, over the limit of {limit.describe()}: "
+                f"{_failure_list(devices)}")
+    notified = sum(1 for d in devices if d.state not in ("pending", "skipped"))
+    sample = min(strategy.min_sample, max(1, notified - progress.outcome_baseline))
+    if outcomes < sample:
+        return None
+    rate = 100.0 * failures / outcomes
+    if rate <= limit.value:
+        return None
+    return (f"{failures} of {outcomes} devices with an outcome failed ({rate:.0f} %), over "
+            f"the limit of {limit.describe()}: {_failure_list(devices)}")
+
+
+# --- the tick ---------------------------------------------------------------------------------
+
+def _halt(progress: Progress, reason: str, detail: str) -> Progress:
+    return replace(progress, status="halted", halt_reason=reason, halt_detail=detail)
+
+
+def tick(strategy: Strategy, stage_names: Sequence[str], target_version: int,
+         progress: Progress, devices: Sequence[DeviceProgress],
+         live: Mapping[str, DeviceLive], now: float) -> Plan:
+    """One decision step (rules in the module docstring)."""
+    if progress.status not in ACTIVE_STATUSES:
+        return Plan(progress, {})
+    offline = DeviceLive(online=False)
+    changed: dict[str, DeviceProgress] = {}
+    log: list[str] = []
+    current: list[DeviceProgress] = []
+    for dev in devices:
+        new, line = _judge_device(dev, live.get(dev.device_id, offline), strategy,
+                                  target_version, now)
+        if new != dev:
+            changed[dev.device_id] = new
+        if line:
+            log.append(line)
+        current.append(new)
+    if progress.status != "running":
+        return Plan(progress, changed, log=tuple(log))
+
+    reason = failure_threshold_passed(strategy, progress, current)
+    if reason is not None:
+        log.append(f"halted: {reason}")
+        return Plan(_halt(progress, "failure-threshold", reason), changed, log=tuple(log))
+
+    renotify = []
+    for dev in current:
+        if dev.state == "retrying" and dev.retry_at is not None and now >= dev.retry_at:
+            changed[dev.device_id] = replace(dev, state="notified", attempts=dev.attempts + 1,
+                                             retry_at=None, notified_at=now, changed_at=now)
+            renotify.append(dev.device_id)
+    by_stage: dict[int, list[DeviceProgress]] = {}
+    for dev in current:
+        by_stage.setdefault(dev.stage, []).append(changed.get(dev.device_id, dev))
+
+    notify: list[str] = []
+    p = progress
+    while True:
+        if p.stage < 0 or (p.stage_settled_at is not None
+                           and now - p.stage_settled_at >= strategy.soak_s
+                           and p.stage + 1 < len(stage_names)):
+            if p.stage + 1 >= len(stage_names):
+                break  # nothing to roll out (empty selection)
+            p = replace(p, stage=p.stage + 1, stage_started_at=now, stage_settled_at=None)
+            members = by_stage.get(p.stage, [])
+            for dev in members:
+                if dev.state == "pending":
+                    changed[dev.device_id] = replace(dev, state="notified", attempts=1,
+                                                     notified_at=now, changed_at=now)
+                    notify.append(dev.device_id)
+            by_stage[p.stage] = [changed.get(d.device_id, d) for d in members]
+            log.append(f"{stage_names[p.stage]} started: {len(members)} device(s)")
+            continue
+        if p.stage_settled_at is not None:
+            break  # soaking
+        members = by_stage.get(p.stage, [])
+        if not all(_settled(d, live.get(d.device_id, offline)) for d in members):
+            break
+        failures, outcomes = _failures_and_outcomes(members)
+        if outcomes == 0:
+            break  # every device of the stage is offline: wait for one to answer
+        committed = outcomes - failures
+        share = 100.0 * committed / outcomes
+        if share < strategy.success_percent and p.accepted_stage != p.stage:
+            detail = (f"{stage_names[p.stage]}: {committed} of {outcomes} devices committed "
+                      f"({share:.0f} %), below the required {strategy.success_percent:g} %: "
+                      f"{_failure_list(members)}")
+            log.append(f"halted: {detail}")
+            return Plan(_halt(p, "success-criteria", detail), changed, tuple(notify),
+                        tuple(renotify), tuple(log))
+        p = replace(p, stage_settled_at=now)
+        log.append(f"{stage_names[p.stage]} passed: {committed} of {outcomes} committed"
+                   + (f"; soaking {strategy.soak_s:g} s" if p.stage + 1 < len(stage_names)
+                      else ""))
+    if (p.stage_settled_at is not None and p.stage + 1 >= len(stage_names)
+            and all(is_finished(changed.get(d.device_id, d)) for d in current)):
+        p = replace(p, status="completed")
+        log.append("completed")
+    elif not stage_names and p.stage < 0:
+        p = replace(p, status="completed")
+        log.append("completed: no devices selected")
+    return Plan(p, changed, tuple(notify), tuple(renotify), tuple(log))
+
+
+# --- operator actions ---------------------------------------------------------------------------
+
+def pause(progress: Progress) -> Progress:
+    if progress.status != "running":
+        raise InvalidOperation(f"the rollout is {progress.status}; only a running rollout "
+                               "can be paused" + _next_step(progress.status))
+    return replace(progress, status="paused")
+
+
+def resume(progress: Progress, devices: Sequence[DeviceProgress]) -> Progress:
+    """Paused -> running. Halted -> running as an operator override: failures so far are
+    accepted (the threshold counts new ones) and a stage that missed its success criteria
+    passes."""
+    if progress.status == "paused":
+        return replace(progress, status="running")
+    if progress.status != "halted":
+        raise InvalidOperation(f"the rollout is {progress.status}; only a paused or halted "
+                               "rollout can be resumed" + _next_step(progress.status))
+    failures, outcomes = _failures_and_outcomes(devices)
+    accepted = progress.stage if progress.halt_reason == "success-criteria" else \
+        progress.accepted_stage
+    return replace(progress, status="running", halt_reason=None, halt_detail=None,
+                   failure_baseline=failures, outcome_baseline=outcomes,
+                   accepted_stage=accepted)
+
+
+def plan_abort(progress: Progress, devices: Sequence[DeviceProgress],
+               now: float) -> tuple[Progress, dict[str, DeviceProgress], list[str]]:
+    """Abort: no further stages; devices that may still be updating get a rollback
+    desired state (the agent leaves a running trial, or one about to start, for the
+    previous model). Returns (progress, changed records, devices to send rollback)."""
+    if progress.status not in ACTIVE_STATUSES:
+        raise InvalidOperation(f"the rollout is already {progress.status}")
+    changed: dict[str, DeviceProgress] = {}
+    rollback: list[str] = []
+    for dev in devices:
+        if dev.state == "pending":
+            changed[dev.device_id] = replace(dev, state="skipped", changed_at=now,
+                                             reason="aborted")
+        elif dev.state in ("notified", "retrying"):
+            # Not started (or waiting to retry): the rollback document stops it from starting.
+            changed[dev.device_id] = replace(dev, state="cancelled", changed_at=now,
+                                             reason="aborted", retry_at=None)
+            rollback.append(dev.device_id)
+        elif dev.state in IN_FLIGHT:
+            rollback.append(dev.device_id)  # its rolled_back report moves the record on
+    return replace(progress, status="aborted"), changed, rollback
+
+
+def _next_step(status: str) -> str:
+    return {"halted": "; resume it to continue anyway, or abort it",
+            "paused": "; resume or abort it",
+            "completed": "", "aborted": ""}.get(status, "")
