@@ -396,9 +396,9 @@ def test_cli_short_forms() -> None:
     cases: list[tuple[list[str], str]] = [(["color=red"], "invalid --select"),
                                           (["group=a b"], "invalid group"),
                                           ([], "select devices")]
-    for bad, msg in cases:
+    for terms, msg in cases:
         with pytest.raises(ValueError, match=msg):
-            parse_selector(bad)
+            parse_selector(terms)
 
 
 @pytest.mark.parametrize(("waves", "message"), [
