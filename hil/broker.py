@@ -54,6 +54,9 @@ class Mosquitto:
             # With persistence, sessions and queued QoS 1 messages survive a restart.
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.dir}/",
+            # Mosquitto keeps only 1000 QoS 1 messages for a client that is away (e.g. a
+            # subscriber reconnecting after a broker restart); rigs replay more than that.
+            "max_queued_messages 1000000",
             f"log_dest file {self.log}",
             "log_type error", "log_type warning", "log_type notice",
             "user root",

@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(mosquitto mosquitto-clients systemd-journal-remote libsystemd-dev pkg-config
-              python3-venv systemd dpkg-dev fakeroot postgresql xdelta3)
+              python3-venv systemd dpkg-dev fakeroot postgresql xdelta3 time iproute2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
