@@ -7,10 +7,15 @@ tested on exactly the runtime that will serve it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.artifacts import (
+    MAX_CHUNK_BYTES,
+    MAX_REQUEST_CHUNKS,
+    MIN_CHUNK_BYTES,
+)
 from contract.bundle import MAX_BUNDLE_BYTES
 
 
@@ -18,10 +23,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MQTT_URL_PREFIX = "mqtt:"  # mqtt:<repository path>, fetched through the device's broker
+MQTT_DEFAULT_URLS = {"metadata_url": "mqtt:metadata/", "target_base_url": "mqtt:targets/"}
+
+
 def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    if not value.startswith(("http://", "https://", MQTT_URL_PREFIX)):
+        raise ValueError(f"{value!r} is not an http://, https:// or mqtt: URL")
     return value
+
+
+def transport_of(url: str) -> Literal["http", "mqtt"]:
+    """Which transport fetches ``url``: ``mqtt:`` URLs go through the broker."""
+    return "mqtt" if url.startswith(MQTT_URL_PREFIX) else "http"
 
 
 class TrialConfig(Strict):
@@ -85,6 +99,12 @@ class TrialConfig(Strict):
 class OtaConfig(Strict):
     """Signed model updates: where the repository is, limits, and trial health criteria."""
 
+    transport: Literal["http", "mqtt"] = Field(
+        default="http",
+        description="How metadata and targets are fetched: http (HTTP(S) URLs, resumed with "
+        "Range) or mqtt (chunked streams through the agent's broker, for devices with no HTTP "
+        "route; URLs are then mqtt:metadata/ and mqtt:targets/, the defaults). Integrity is "
+        "the same either way: signed TUF lengths and hashes.")
     metadata_url: str = Field(
         description="Base URL of the TUF metadata (…/metadata); a desired state may name a "
         "mirror instead. Every byte is verified against the provisioned root, whoever serves it.")
@@ -120,8 +140,33 @@ class OtaConfig(Strict):
         "'crash-loop' (a model that kills the process must not do so forever).")
     trial: TrialConfig = Field(default_factory=TrialConfig,
                                description="Trial length and the health criteria.")
+    mqtt_chunk_bytes: int = Field(
+        default=32 * 1024, ge=MIN_CHUNK_BYTES, le=MAX_CHUNK_BYTES,
+        description="transport = mqtt: bytes per chunk message (keep below the broker's "
+        "maximum packet size).")
+    mqtt_window_chunks: int = Field(
+        default=16, ge=2, le=MAX_REQUEST_CHUNKS,
+        description="transport = mqtt: chunks asked for ahead of what was consumed (flow "
+        "control: what is in flight is bounded by window x chunk size).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mqtt_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("transport") == "mqtt":
+            return {**MQTT_DEFAULT_URLS, **data}
+        return data
 
     @field_validator("metadata_url", "target_base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _http_url(value)
+
+    @model_validator(mode="after")
+    def _urls_match_transport(self) -> OtaConfig:
+        for name in ("metadata_url", "target_base_url"):
+            url = getattr(self, name)
+            if transport_of(url) != self.transport:
+                want = "mqtt:..." if self.transport == "mqtt" else "http(s)://..."
+                raise ValueError(f"{name} {url!r} cannot be fetched with transport = "
+                                 f"{self.transport!r}: use {want} or change transport")
+        return self
