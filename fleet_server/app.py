@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleet_server import api
+from fleet_server import api, api_enroll
 from fleet_server.api import ApiError, require_operator
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.service import FleetService
@@ -108,4 +108,5 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
 
     app.include_router(api.public_router)
     app.include_router(api.router, dependencies=[Depends(require_operator)])
+    api_enroll.install(app, service)  # enrollment, device CA, revocation
     return app

@@ -1,0 +1,102 @@
+"""The Mosquitto configuration and ACL for a fleet (pure text; the CLI writes the files).
+
+Identity: every client on the TLS listener shows a certificate from the device CA and
+its CN becomes its MQTT username (``use_identity_as_username``). The ACL then gives
+
+- each device read/write on ``nanofleet/v1/dev/<its CN>/#`` only (``pattern ... %u``);
+- the fleet server's identity (CN ``fleet-server``) all of ``nanofleet/v1/#``;
+- a revoked device nothing at all: ``user <id>`` + ``topic deny #``. Mosquitto applies
+  a re-read ACL to sessions that are already open (checked with 2.0.11), so after a
+  reload (SIGHUP) a revoked device that is still connected can neither publish nor
+  receive, while the re-read CRL refuses its next TLS handshake.
+
+The ACL and the CRL live in the server's CA directory and the server rewrites both on
+every revocation; the broker configuration points at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract.topics import PREFIX, check_device_id
+from fleet_server.device_ca import FLEET_SERVER_CN
+
+ACL_FILE = "acl"
+
+
+def render_acl(revoked_device_ids: Iterable[str]) -> str:
+    lines = ["# nanofleet broker ACL: written by the fleet server (nanofleet broker-config, and",
+             "# again on every revocation). Do not edit: the next revocation overwrites it.",
+             ""]
+    revoked = sorted(set(revoked_device_ids))
+    if revoked:
+        lines.append("# revoked devices: no topic at all (open sessions too, once reloaded)")
+    for device_id in revoked:
+        lines += [f"user {check_device_id(device_id)}", "topic deny #", ""]
+    lines += ["# the fleet server reaches every device",
+              f"user {FLEET_SERVER_CN}", f"topic readwrite {PREFIX}/#", "",
+              "# every device: its own tree only (%u = the CN of its certificate)",
+              f"pattern readwrite {PREFIX}/dev/%u/#", ""]
+    return "\n".join(lines)
+
+
+# Anonymous clients on the loopback-only plain listener may watch, never act: a local
+# monitor or debugging tool must not become a way around the certificates.
+PLAIN_ACL = (f"# anonymous clients on the loopback plain listener: read only\n"
+             f"topic read {PREFIX}/#\n")
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    """Paths and ports that go into the Mosquitto configuration."""
+
+    port: int
+    bind: str | None
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    crl_file: Path
+    acl_file: Path
+    plain_port: int | None = None
+    plain_acl_file: Path | None = None
+    user: str | None = None
+
+
+def render_mosquitto_conf(files: BrokerFiles) -> str:
+    lines = [
+        "# nanofleet broker configuration (written by `nanofleet broker-config`).",
+        "# Run it with `mosquitto -c <this file>`, or put it in /etc/mosquitto/conf.d/.",
+        "# Reload (SIGHUP, `systemctl reload mosquitto`) after a revocation: Mosquitto then",
+        "# re-reads the CRL and the ACL the fleet server rewrote.",
+        "per_listener_settings true",
+    ]
+    if files.user:
+        lines.append(f"user {files.user}")
+    lines += [
+        "",
+        "# devices and the fleet server: TLS with client certificates from the device CA",
+        f"listener {files.port}" + (f" {files.bind}" if files.bind else ""),
+        "protocol mqtt",
+        "allow_anonymous false",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"cafile {files.ca_file}",
+        f"certfile {files.cert_file}",
+        f"keyfile {files.key_file}",
+        f"crlfile {files.crl_file}",
+        f"acl_file {files.acl_file}",
+    ]
+    if files.plain_port is not None:
+        if files.plain_acl_file is None:
+            raise ValueError("a plain listener needs its ACL file")
+        lines += [
+            "",
+            "# loopback only, no TLS: read-only for local monitoring tools",
+            f"listener {files.plain_port} 127.0.0.1",
+            "protocol mqtt",
+            "allow_anonymous true",
+            f"acl_file {files.plain_acl_file}",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Tables of device enrollment and identity, on the same SQLAlchemy ``Base`` as db.py.
+
+- ``enrollment_tokens``: single-use, expiring; only the SHA-256 of a token is stored;
+- ``device_identities``: one row per enrolled device: enrolled or revoked (the revoked
+  ones are denied by the broker ACL and their certificates are in the CRL);
+- ``issued_certificates``: every certificate the device CA signed (devices, the
+  broker, the fleet server's MQTT identity), with its revocation.
+
+:func:`ensure_schema` creates them; the identity code calls it itself, so it does not
+depend on these classes having been imported before ``Database.create_schema``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import JSON, Float, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fleet_server.db import Base, Database
+
+
+class EnrollmentToken(Base):
+    __tablename__ = "enrollment_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True,
+                                          doc="public part of the token, shown in lists")
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                  doc="only this device may use it")
+    group_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                doc="device id that enrolled with it")
+    cancelled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class DeviceIdentity(Base):
+    __tablename__ = "device_identities"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="enrolled",
+                                        doc="enrolled / revoked")
+    enrolled_at: Mapped[float] = mapped_column(Float, default=time.time)
+    enrolled_with: Mapped[str | None] = mapped_column(String(16), nullable=True,
+                                                      doc="token id of the last enrollment")
+    renewed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IssuedCertificate(Base):
+    __tablename__ = "issued_certificates"
+
+    serial: Mapped[str] = mapped_column(String(48), primary_key=True, doc="hex")
+    kind: Mapped[str] = mapped_column(String(16), doc="device / broker / fleet-server")
+    subject: Mapped[str] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    sha256: Mapped[str] = mapped_column(String(64), doc="certificate fingerprint")
+    key_type: Mapped[str] = mapped_column(String(32))
+    not_before: Mapped[float] = mapped_column(Float)
+    not_after: Mapped[float] = mapped_column(Float)
+    issued_at: Mapped[float] = mapped_column(Float, default=time.time)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+IDENTITY_TABLES = (EnrollmentToken.__tablename__, DeviceIdentity.__tablename__,
+                   IssuedCertificate.__tablename__)
+
+
+def ensure_schema(db: Database) -> None:
+    Base.metadata.create_all(db.engine, tables=[Base.metadata.tables[name]
+                                                for name in IDENTITY_TABLES])
+
+
+def revoked_device_ids(session: Session) -> list[str]:
+    """Devices whose identity is revoked (rollouts and the inventory skip them)."""
+    return list(session.scalars(select(DeviceIdentity.device_id)
+                                .where(DeviceIdentity.status == "revoked")
+                                .order_by(DeviceIdentity.device_id)))
