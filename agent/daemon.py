@@ -76,6 +76,10 @@ class Agent:
                                  runtime=cfg.model.runtime, threads=cfg.model.threads,
                                  initial_bundle=bundle, report=self._publish_ota,
                                  batch_size=cfg.pipeline.batch_size, counters=self.counters)
+            if cfg.ota.transport == "mqtt":  # artifacts over MQTT: no HTTP route needed
+                from agent.ota.mqtt_transport import MqttTransport
+
+                self.ota.fetcher.attach_transport(MqttTransport.for_agent(cfg))
             bundle = self.ota.recover()
         # --- end OTA ---
         model = LoadedModel.load(bundle, cfg.model.runtime, cfg.model.threads)

@@ -149,6 +149,7 @@ class OtaEngine:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self.fetcher.close()  # e.g. the MQTT artifact transport's broker connection
 
     # --- desired state (paho's network thread) ---------------------------------------------
     def on_desired(self, msg: MQTTMessage) -> None:

@@ -10,11 +10,12 @@ then is the file installed, and only the smoke test parses it.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.ota.config import OtaConfig
+from agent.ota.config import OtaConfig, transport_of
 from agent.ota.errors import UpdateRefused
 from agent.ota.policy import (
     InstalledBundle,
@@ -27,7 +28,7 @@ from agent.ota.policy import (
 )
 from agent.ota.state import DeltaUnusable, Downloaded, Failed, InstalledRef, UpdateTarget, Verified
 from agent.ota.store import OtaStore, file_sha256
-from agent.ota.transport import HttpTransport
+from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from agent.ota.tuf_client import TufClient
 from contract.delta import DeltaError, apply_delta
 
@@ -51,6 +52,24 @@ class Fetched:
     path: Path
 
 
+def repository_urls(cfg: OtaConfig, target: UpdateTarget) -> tuple[str, str]:
+    """(metadata URL, target base URL): the desired state's mirror where the configured
+    transport can fetch it, else the configured one (an MQTT-only device ignores the
+    http mirror a fleet server names for everyone)."""
+    def pick(mirror: str | None, configured: str) -> str:
+        return mirror if mirror and transport_of(mirror) == cfg.transport else configured
+
+    return (pick(target.metadata_url, cfg.metadata_url),
+            pick(target.target_base_url, cfg.target_base_url))
+
+
+class _NoTransport(ArtifactTransport):
+    """transport = "mqtt" before the daemon attached the agent's broker connection."""
+
+    def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
+        raise TransportError(f"{url}: transport = 'mqtt' but no MQTT transport is attached")
+
+
 class Fetcher:
     """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
 
@@ -59,7 +78,16 @@ class Fetcher:
         self.store = store
         self.fetched: Fetched | None = None
         ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
-        self.transport = HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+        self.transport: ArtifactTransport = (
+            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+            if cfg.transport == "http" else _NoTransport())
+
+    def attach_transport(self, transport: ArtifactTransport) -> None:
+        """Use ``transport`` (the daemon's MqttTransport for transport = "mqtt")."""
+        self.transport = transport
+
+    def close(self) -> None:
+        self.transport.close()
 
     def client(self, target: UpdateTarget) -> TufClient:
         """A TUF client trusting the newest verified root (the provisioned one at first)."""
@@ -70,10 +98,9 @@ class Fetcher:
                 raise UpdateRefused("not-initialized", f"cannot read the provisioned root "
                                     f"{self.cfg.root_file}: {exc.strerror}") from None
             TufClient.initialize(self.store.tuf_dir, root)
-        return TufClient(self.store.tuf_dir, target.metadata_url or self.cfg.metadata_url,
-                         trusted_root=None,
-                         target_base_url=target.target_base_url or self.cfg.target_base_url,
-                         transport=self.transport)
+        metadata_url, target_base_url = repository_urls(self.cfg, target)
+        return TufClient(self.store.tuf_dir, metadata_url, trusted_root=None,
+                         target_base_url=target_base_url, transport=self.transport)
 
     @staticmethod
     def check_release(client: TufClient, full: SignedArtifact, target: UpdateTarget,

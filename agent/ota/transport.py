@@ -51,6 +51,9 @@ class ArtifactTransport(ABC):
         without an error is allowed: callers compare what they got with what they need.
         """
 
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the transport holds open (e.g. a broker connection)."""
+
 
 class HttpTransport(ArtifactTransport):
     """HTTP(S) with ``Range:`` requests for resume; works with any static file server.
