@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_server.cli_fleet import add_fleet_commands, add_publish_commands
+from fleet_server.cli_identity import add_identity_commands
 from fleet_server.cli_keys import add_key_commands
 from fleet_server.client import ApiCallError
 from fleet_server.config import ServerConfigError, hash_token, load_config, render_config
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = add_model_commands(sub)
     add_publish_commands(_model_subparsers(model))
     add_fleet_commands(sub)
+    add_identity_commands(sub)
     return parser
 
 
