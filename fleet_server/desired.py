@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -39,19 +39,23 @@ class RetainedPublisher(Protocol):
 
 def next_desired(current: DesiredState | None, *, slot: str, model: str, version: int,
                  metadata_url: str | None, target_base_url: str | None,
-                 rollout_id: str | None = None) -> DesiredState:
+                 rollout_id: str | None = None,
+                 action: Literal["install", "rollback"] = "install",
+                 new_revision: bool = False) -> DesiredState:
     """The document after asking for ``model`` ``version`` on ``slot``.
 
     Returns ``current`` itself when nothing would change (no new revision, so a
-    repeated deploy does not make devices re-read anything)."""
+    repeated deploy does not make devices re-read anything) unless ``new_revision``:
+    a rollout's retry sends the same request again under a new revision, which is
+    what makes an agent try again at once."""
     slots = dict(current.slots) if current else {}
     slots[slot] = DesiredModel(model=model, version=version)
     candidate = DesiredState(
         revision=(current.revision + 1) if current else 1, slots=slots,
         metadata_url=metadata_url, target_base_url=target_base_url, rollout_id=rollout_id,
-        action="install")
-    if current is not None and candidate.model_dump(exclude={"revision"}) == \
-            current.model_dump(exclude={"revision"}):
+        action=action)
+    if current is not None and not new_revision and candidate.model_dump(
+            exclude={"revision"}) == current.model_dump(exclude={"revision"}):
         return current
     return candidate
 
@@ -82,35 +86,49 @@ class DesiredStates:
     def deploy(self, device_ids: Sequence[str], *, slot: str, model: str, version: int,
                actor: str, rollout_id: str | None = None) -> list[DeployOutcome]:
         """Set ``slot`` -> ``model`` ``version`` for each device, then publish."""
-        for device_id in device_ids:
-            topics.check_device_id(device_id)
-        changed: dict[str, tuple[int, bool]] = {}
         with self.db.session() as session:
-            rows = {r.device_id: r for r in session.scalars(
-                select(DesiredStateRow).where(DesiredStateRow.device_id.in_(device_ids))
-                .with_for_update())}
-            for device_id in device_ids:
-                row = rows.get(device_id)
-                current = DesiredState.model_validate(row.document) if row else None
-                doc = next_desired(current, slot=slot, model=model, version=version,
-                                   metadata_url=self.metadata_url,
-                                   target_base_url=self.target_base_url, rollout_id=rollout_id)
-                is_new = doc is not current
-                if row is None:
-                    row = DesiredStateRow(device_id=device_id, published_revision=0)
-                    session.add(row)
-                if is_new:
-                    row.revision = doc.revision
-                    row.document = doc.model_dump(mode="json")
-                    row.updated_at = time.time()
-                    row.rollout_id = rollout_id
-                changed[device_id] = (doc.revision, is_new)
+            changed = self.stage(session, device_ids, slot=slot, model=model, version=version,
+                                 rollout_id=rollout_id)
             session.add(AuditEntry(actor=actor, action="deploy", subject=f"{model} v{version}",
                                    detail={"slot": slot, "devices": list(device_ids),
                                            "rollout_id": rollout_id}))
         published = self.publish(list(device_ids))
         return [DeployOutcome(d, rev, is_new, d in published)
                 for d, (rev, is_new) in changed.items()]
+
+    def stage(self, session: Session, device_ids: Sequence[str], *, slot: str, model: str,
+              version: int, rollout_id: str | None = None,
+              action: Literal["install", "rollback"] = "install",
+              new_revision: bool = False) -> dict[str, tuple[int, bool]]:
+        """Write the new documents in ``session`` (the caller's transaction) without
+        publishing; call :meth:`publish` after the commit. Returns device -> (revision,
+        changed)."""
+        for device_id in device_ids:
+            topics.check_device_id(device_id)
+        changed: dict[str, tuple[int, bool]] = {}
+        rows = {r.device_id: r for r in session.scalars(
+            select(DesiredStateRow).where(DesiredStateRow.device_id.in_(device_ids))
+            .with_for_update())}
+        now = time.time()
+        for device_id in device_ids:
+            row = rows.get(device_id)
+            current = DesiredState.model_validate(row.document) if row else None
+            doc = next_desired(current, slot=slot, model=model, version=version,
+                               metadata_url=self.metadata_url,
+                               target_base_url=self.target_base_url, rollout_id=rollout_id,
+                               action=action, new_revision=new_revision)
+            is_new = doc is not current
+            if row is None:
+                row = rows[device_id] = DesiredStateRow(device_id=device_id,
+                                                        published_revision=0)
+                session.add(row)
+            if is_new:
+                row.revision = doc.revision
+                row.document = doc.model_dump(mode="json")
+                row.updated_at = now
+                row.rollout_id = rollout_id
+            changed[device_id] = (doc.revision, is_new)
+        return changed
 
     def current(self, session: Session, device_id: str) -> DesiredStateRow | None:
         return session.get(DesiredStateRow, device_id)

@@ -1,0 +1,165 @@
+"""The thin I/O shell that runs rollouts: load, :func:`policy.tick`, store, publish.
+
+A thread ticks every ``tick_s`` and whenever device reports moved a rollout record
+on (:meth:`RolloutDriver.wake`). One tick per active rollout is one transaction:
+the policy's plan (device records, progress, log, and the desired-state documents
+of notified and re-notified devices) is committed together, then the documents are
+published retained (the normal desired-state path; a broker that is away gets them
+on reconnect). A tick that raced an operator's pause/resume/abort loses (optimistic
+lock on the rollout row) and is simply run again.
+
+With several server replicas on one database, only the holder of the
+``rollout-driver`` lease ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from fleet_server.db import Database, Device
+from fleet_server.desired import DesiredStates
+from fleet_server.rollouts import policy
+from fleet_server.rollouts.policy import DeviceLive
+from fleet_server.rollouts.store import (
+    RolloutRow,
+    active_rollout_ids,
+    append_log,
+    device_of,
+    device_rows,
+    progress_of,
+    store_device,
+    store_progress,
+    strategy_of,
+    take_lease,
+)
+
+log = logging.getLogger("nanofleet.server.rollouts")
+LEASE_NAME = "rollout-driver"
+_IN_CHUNK = 900  # ids per IN (...) clause: under SQLite's old 999-variable limit
+
+
+def live_view(session: Session, device_ids: Sequence[str], model: str) -> dict[str,
+                                                                              DeviceLive]:
+    """What the inventory says about these devices, for the policy."""
+    out: dict[str, DeviceLive] = {}
+    for i in range(0, len(device_ids), _IN_CHUNK):
+        for d in session.scalars(select(Device).where(
+                Device.device_id.in_(device_ids[i:i + _IN_CHUNK]))):
+            online = d.state == "online"
+            versions = [m["version"] for m in d.models or [] if m.get("name") == model]
+            out[d.device_id] = DeviceLive(
+                online=online, online_since=d.last_status_at if online else None,
+                live_version=max(versions) if versions else None)
+    return out
+
+
+class RolloutDriver:
+    def __init__(self, db: Database, desired: DesiredStates, *, tick_s: float = 1.0,
+                 lease_s: float = 15.0, owner: str | None = None) -> None:
+        self.db = db
+        self.desired = desired
+        self.tick_s = tick_s
+        self.lease_s = lease_s
+        self.owner = owner or f"server-{uuid.uuid4().hex[:12]}"
+        self.ticks = 0
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one tick at a time (thread and API-triggered)
+        self._thread = threading.Thread(target=self._run, name="rollout-driver", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick_all()
+                self.last_error = None
+            except Exception as exc:  # the database may be away; try again next tick
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("rollout tick failed")
+            self._wake.wait(self.tick_s)
+            self._wake.clear()
+
+    def holds_lease(self, now: float) -> bool:
+        try:
+            with self.db.session() as session:
+                return take_lease(session, LEASE_NAME, self.owner, now, self.lease_s)
+        except Exception:  # another replica inserted the lease row first
+            log.debug("rollout lease not taken", exc_info=True)
+            return False
+
+    def tick_all(self, now: float | None = None) -> int:
+        """Tick every active rollout; returns how many were ticked."""
+        with self._lock:
+            now = time.time() if now is None else now
+            if not self.holds_lease(now):
+                return 0
+            with self.db.session() as session:
+                ids = active_rollout_ids(session)
+            for rollout_id in ids:
+                for _attempt in range(3):
+                    try:
+                        self._tick(rollout_id, now)
+                        break
+                    except StaleDataError:
+                        continue  # an operator changed it meanwhile: decide again
+            self.ticks += 1
+            return len(ids)
+
+    def _tick(self, rollout_id: str, now: float) -> None:
+        publish: list[str] = []
+        with self.db.session() as session:
+            row = session.get(RolloutRow, rollout_id)
+            if row is None:
+                return
+            rows = {r.device_id: r for r in device_rows(session, rollout_id)}
+            devices = [device_of(r) for r in rows.values()]
+            live = live_view(session, list(rows), row.model)
+            plan = policy.tick(strategy_of(row), row.stage_names, row.version,
+                               progress_of(row), devices, live, now)
+            if not plan.devices and plan.progress == progress_of(row) and not plan.log:
+                return
+            for device_id, dev in plan.devices.items():
+                store_device(rows[device_id], dev)
+            for device_id in plan.notify:
+                live_now = live.get(device_id)
+                rows[device_id].from_version = live_now.live_version if live_now else None
+            store_progress(row, plan.progress, now)
+            if plan.notify or plan.renotify:
+                row.updated_at = now  # an UPDATE of the row: checks no operator got between
+            append_log(row, plan.log, now)
+            if plan.notify:
+                self.desired.stage(session, plan.notify, slot=row.slot, model=row.model,
+                                   version=row.version, rollout_id=rollout_id)
+            if plan.renotify:
+                self.desired.stage(session, plan.renotify, slot=row.slot, model=row.model,
+                                   version=row.version, rollout_id=rollout_id,
+                                   new_revision=True)
+            publish = [*plan.notify, *plan.renotify]
+            for line in plan.log:
+                log.info("rollout %s: %s", rollout_id, line)
+        self.publish(publish)
+
+    def publish(self, device_ids: Iterable[str], batch: int = 1000) -> None:
+        ids = list(device_ids)
+        for i in range(0, len(ids), batch):
+            self.desired.publish(ids[i:i + batch])
