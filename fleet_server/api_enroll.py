@@ -22,15 +22,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api import ApiError, Operator, require_operator
-from fleet_server.device_ca import MAX_CSR_BYTES
 from fleet_server.enrollment import EnrollmentRefused, TokenSpec
 from fleet_server.identity import IdentityService
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-MAX_TOKEN_CHARS = 200
 
 public_router = APIRouter(prefix="/api/v1", tags=["enrollment"])
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"])
@@ -55,39 +54,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EnrollRequest(Strict):
-    token: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS,
-                       description="Enrollment token from `nanofleet enroll-token create`.")
-    device_id: str = Field(pattern=DEVICE_ID_PATTERN,
-                           description="The id the device will have (the certificate's CN).")
-    csr: str = Field(min_length=1, max_length=MAX_CSR_BYTES,
-                     description="PEM certificate signing request, CN = device_id, made with "
-                     "a key that never leaves the device.")
-
-
-class RenewRequest(Strict):
-    device_id: str = Field(pattern=DEVICE_ID_PATTERN, description="The device's id.")
-    certificate: str = Field(min_length=1, max_length=MAX_CSR_BYTES,
-                             description="The device's current, unexpired certificate (PEM).")
-    csr: str = Field(min_length=1, max_length=MAX_CSR_BYTES,
-                     description="PEM CSR for the same key as the current certificate.")
-
-
-class EnrollResponse(Strict):
-    device_id: str = Field(description="The enrolled device id (CN of the certificate).")
-    certificate_pem: str = Field(description="The device's client certificate (PEM).")
-    ca_certificate_pem: str = Field(description="The device CA: verifies the broker.")
-    serial: str = Field(description="Serial number of the certificate (hex).")
-    not_after: float = Field(description="The certificate expires then (unix time).")
-    renew_after: float = Field(description="Renew from then on (unix time; 2/3 of validity).")
-    tuf_root: str | None = Field(description="The repository's current root.json: the trust "
-                                 "anchor for model updates.")
-    broker_host: str = Field(description="MQTT broker host for devices.")
-    broker_port: int = Field(description="MQTT broker TLS port.")
-    metadata_url: str | None = Field(description="TUF metadata base URL (server public_url).")
-    target_base_url: str | None = Field(description="TUF targets base URL.")
-
-
 class TokenRequest(Strict):
     device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN,
                                   description="Only this device may enroll with the token.")
@@ -109,7 +75,7 @@ def _refused(exc: EnrollmentRefused) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
 
 
-@public_router.post("/enroll", response_model=EnrollResponse)
+@public_router.post(ENROLL_PATH.removeprefix("/api/v1"), response_model=EnrollResponse)
 def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
     """Enroll a device: a single-use token and a CSR in, its certificate out."""
     try:
@@ -118,7 +84,7 @@ def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
         raise _refused(exc) from None
 
 
-@public_router.post("/enroll/renew", response_model=EnrollResponse)
+@public_router.post(RENEW_PATH.removeprefix("/api/v1"), response_model=EnrollResponse)
 def renew(body: RenewRequest, identity: Identity) -> dict[str, Any]:
     """A new certificate for the same key, before the current one expires."""
     try:
