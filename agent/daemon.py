@@ -91,7 +91,8 @@ class Agent:
         self.notifier.status("connecting to MQTT")
         self._setup_link()
         self.pipeline = Pipeline(cfg, self.queue, self.slot, self.spool, self.counters,
-                                 on_committed=lambda: self.sender.wake())
+                                 on_committed=lambda: self.sender.wake(),
+                                 is_online=lambda: self.link.connected.is_set())
         self.health = HealthCheck(self)
         self.control = ControlServer(cfg.control_socket, cfg.control.socket_mode,
                                      self.answer)

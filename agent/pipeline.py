@@ -24,6 +24,8 @@ from contract.messages import Alert, ResultBatch, ResultItem
 
 log = logging.getLogger("nanofleet.agent.pipeline")
 
+OFFLINE_BATCH_WAIT_S = 1.0
+
 
 class Model(Protocol):
     """What the pipeline needs of a loaded model (see agent.model.LoadedModel)."""
@@ -56,12 +58,14 @@ class ModelSlot:
 
 class Pipeline:
     def __init__(self, cfg: AgentConfig, queue: LineQueue, slot: ModelSlot, spool: Spool,
-                 counters: Counters, on_committed: Callable[[], None]) -> None:
+                 counters: Counters, on_committed: Callable[[], None],
+                 is_online: Callable[[], bool] = lambda: True) -> None:
         self.queue = queue
         self.slot = slot
         self.spool = spool
         self.counters = counters
         self.on_committed = on_committed
+        self.is_online = is_online
         self.latency = LatencyWindow()
         self.inference_latency = LatencyWindow()
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=cfg.alerts.recent)
@@ -116,7 +120,10 @@ class Pipeline:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
-            batch = self.queue.get_batch(self.batch_size, self.max_wait, timeout=0.5)
+            # While the broker is away nobody waits for results: fuller batches make fewer,
+            # larger spool messages, so the bounded spool covers a longer outage.
+            wait = self.max_wait if self.is_online() else max(self.max_wait, OFFLINE_BATCH_WAIT_S)
+            batch = self.queue.get_batch(self.batch_size, wait, timeout=0.5)
             if not batch:
                 continue
             self.busy = True
