@@ -49,3 +49,33 @@ class RateLimiter:
             self.tokens -= 1.0
             return True
         return False
+
+
+class RepeatFilter:
+    """Groups repeats: after an alert for (source, label), further ones within
+    ``window_s`` are held back and counted; the next alert that goes out for that pair
+    carries the count. A brute-force attack is then one alert saying "and 412 more",
+    not 413 messages. ``window_s = 0`` turns grouping off."""
+
+    def __init__(self, window_s: float, max_keys: int = 4096) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def admit(self, source: str, label: str, now: float) -> tuple[bool, int]:
+        """(send?, repeats held back since the last alert sent for this pair)."""
+        if self.window_s <= 0:
+            return True, 0
+        key = (source, label)
+        last = self._last.get(key)
+        if last is not None and now - last < self.window_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False, 0
+        if len(self._last) >= self.max_keys and key not in self._last:
+            # Bounded memory: forget the pair that fired longest ago.
+            oldest = min(self._last, key=self._last.__getitem__)
+            self._last.pop(oldest)
+            self._held.pop(oldest, None)
+        self._last[key] = now
+        return True, self._held.pop(key, 0)

@@ -91,6 +91,10 @@ class AlertConfig(Strict):
         default=0.95, ge=0.0, le=1.0, description="Anomaly score at or above this fires.")
     max_per_minute: int = Field(
         default=600, ge=1, description="Alert rate limit; excess is counted, not published.")
+    repeat_window_s: float = Field(
+        default=10.0, ge=0.0, le=86_400.0,
+        description="Repeats of an alert (same source and label) within this window are "
+        "held back and counted; the next alert sent says how many. 0: send every one.")
     recent: int = Field(default=500, ge=1, le=100_000,
                         description="Alerts kept in memory for the recent_alerts query.")
 

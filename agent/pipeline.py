@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.alerts import AlertPolicy, RateLimiter
+from agent.alerts import AlertPolicy, RateLimiter, RepeatFilter
 from agent.config import AgentConfig
 from agent.line_queue import LineQueue
 from agent.metrics import Counters, LatencyWindow
@@ -83,6 +83,7 @@ class Pipeline:
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
         self.limiter = RateLimiter(cfg.alerts.max_per_minute)
+        self.repeats = RepeatFilter(cfg.alerts.repeat_window_s)
         if self.recent_alerts.maxlen != cfg.alerts.recent:
             self.recent_alerts = deque(self.recent_alerts, maxlen=cfg.alerts.recent)
         self._policies: dict[str, AlertPolicy] = {}
@@ -172,12 +173,17 @@ class Pipeline:
             items.append(item)
             reason = None if labels_override else policy.decide(label, score, float(anomaly[i]))
             if reason is not None:
+                send, repeats = self.repeats.admit(line.source, label, time.monotonic())
+                if not send:
+                    self.counters.inc("alerts_grouped")
+                    continue
                 if not self.limiter.allow():
                     self.counters.inc("alerts_suppressed")
                     continue
                 alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
                               slot=self.slot.name, model_version=manifest.version,
-                              item=item.model_copy(update={"text": line.text}), reason=reason)
+                              item=item.model_copy(update={"text": line.text}), reason=reason,
+                              repeats=repeats)
                 messages.append((topics.alerts(self.device_id), alert.model_dump_json().encode()))
                 self.recent_alerts.append(alert.model_dump(mode="json"))
                 self.counters.inc("alerts")

@@ -59,6 +59,9 @@ class Alert(Envelope):
     model_version: int = Field(description="Version of the model bundle used.")
     item: ResultItem = Field(description="The classified line that raised the alert.")
     reason: str = Field(description="Which threshold fired, e.g. 'label thermal >= 0.80'.")
+    repeats: int = Field(
+        default=0, ge=0, description="Alerts of the same source and label held back since "
+        "the previous one was sent (repeat grouping).")
 
 
 class Metrics(Envelope):

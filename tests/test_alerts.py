@@ -1,0 +1,42 @@
+from agent.alerts import AlertPolicy, RateLimiter, RepeatFilter
+from agent.config import AlertConfig, AlertRule
+
+LABELS = ["normal", "thermal", "security"]
+
+
+def test_policy_thresholds_and_anomaly():
+    cfg = AlertConfig(default_min_score=0.8, rules=[AlertRule(label="security", min_score=0.5)],
+                      anomaly_threshold=0.9)
+    p = AlertPolicy.build(cfg, LABELS, "normal")
+    assert p.decide("normal", 0.99, 0.01) is None
+    assert p.decide("thermal", 0.79, 0.5) is None
+    assert "thermal" in (p.decide("thermal", 0.85, 0.5) or "")
+    assert "security" in (p.decide("security", 0.55, 0.5) or "")
+    assert "anomaly" in (p.decide("normal", 0.4, 0.95) or "")
+
+
+def test_rate_limiter_refills():
+    r = RateLimiter(60)
+    now = r.last
+    assert sum(r.allow(now) for _ in range(100)) == 60
+    assert not r.allow(now)
+    assert r.allow(now + 1.01)
+
+
+def test_repeat_filter_groups_and_counts():
+    f = RepeatFilter(10.0)
+    assert f.admit("auth", "security", 0.0) == (True, 0)
+    for t in range(1, 6):
+        assert f.admit("auth", "security", float(t)) == (False, 0)
+    assert f.admit("auth", "thermal", 2.0) == (True, 0)  # other label: its own group
+    assert f.admit("kern", "security", 2.0) == (True, 0)  # other source too
+    assert f.admit("auth", "security", 10.5) == (True, 5)
+    assert f.admit("auth", "security", 30.0) == (True, 0)
+
+
+def test_repeat_filter_off_and_bounded():
+    assert RepeatFilter(0).admit("a", "b", 0.0) == (True, 0)
+    f = RepeatFilter(60.0, max_keys=3)
+    for i in range(10):
+        assert f.admit(f"s{i}", "x", float(i))[0]
+    assert len(f._last) == 3
