@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -17,14 +18,19 @@ from starlette.datastructures import UploadFile
 
 from contract.topics import DEVICE_ID_PATTERN
 from contract.tuf_targets import MODEL_NAME_PATTERN
-from fleet_server.config import hash_token
+from fleet_server.api_schemas import DeviceList
+from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, missing_scope_message
 from fleet_server.db import Device, ModelVersion
-from fleet_server.inventory import device_summary, list_devices, recent_events
+from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events
 from fleet_server.releases import VersionConflict, models_view
 from fleet_server.repository.repo import PublishRejected
 from fleet_server.service import FleetService
 
 MAX_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's own cap for targets metadata
+CONNECTION_STATES = ("online", "offline", "stopped", "unknown")
+DeviceStateFilter = Literal["online", "offline", "stopped", "unknown", "idle", "downloading",
+                            "verifying", "staged", "smoke_testing", "trial", "committed",
+                            "failed", "rolled_back"]
 
 
 class ApiError(Exception):
@@ -41,22 +47,56 @@ def service_of(request: Request) -> FleetService:
 Service = Annotated[FleetService, Depends(service_of)]
 
 
-def require_operator(request: Request, service: Service) -> str:
-    """The token's name (the actor in the audit log), or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+_bearer = HTTPBearer(auto_error=False, description="An operator token (nanofleet server "
+                     "init / nanofleet server token); scopes read, deploy, admin.")
+
+
+def authenticate(request: Request, service: Service,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                        Depends(_bearer)]) -> Identity:
+    """The caller's identity, or 401. Cached on the request (one lookup per call)."""
+    known: Identity | None = getattr(request.state, "identity", None)
+    if known is not None:
+        return known
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise ApiError(401, "unauthorized", "missing operator token: send 'Authorization: "
                        "Bearer <token>' (CLI: --token or NANOFLEET_TOKEN)")
-    digest = hash_token(token.strip())
-    for entry in service.config.operator_tokens:
-        if hmac.compare_digest(entry.sha256, digest):
-            return entry.name
-    raise ApiError(401, "unauthorized", "operator token not recognised: check the token, or "
-                   "add its hash to operator_tokens in the server config")
+    with service.db.session() as session:
+        identity = find_identity(token, service.config.operator_tokens, session)
+    if identity is None:
+        raise ApiError(401, "unauthorized", "operator token not recognised or revoked: check "
+                       "the token, or ask an admin for one (nanofleet server token)")
+    request.state.identity = identity
+    return identity
+
+
+def require_operator(request: Request,
+                     identity: Annotated[Identity, Depends(authenticate)]) -> str:
+    """The token's name (the actor in the audit log), or 401/403. Routes that do not ask
+    for a scope need ``read`` to look (GET) and ``deploy`` to change anything."""
+    needed = METHOD_SCOPE.get(request.method, "deploy")
+    if not identity.allows(needed):
+        raise ApiError(403, "forbidden", missing_scope_message(
+            identity, needed, f"{request.method} {request.url.path}"))
+    return identity.name
+
+
+def require_scope(scope: Scope) -> Callable[..., str]:
+    """A dependency: the caller's name if its token has ``scope``, else 403."""
+
+    def check(request: Request, identity: Annotated[Identity, Depends(authenticate)],
+              _base: Annotated[str, Depends(require_operator)]) -> str:
+        if not identity.allows(scope):
+            raise ApiError(403, "forbidden", missing_scope_message(
+                identity, scope, f"{request.method} {request.url.path}"))
+        return identity.name
+
+    return check
 
 
 Operator = Annotated[str, Depends(require_operator)]
+AdminOperator = Annotated[str, Depends(require_scope("admin"))]
 public_router = APIRouter(prefix="/api/v1")
 router = APIRouter(prefix="/api/v1")
 
@@ -179,10 +219,26 @@ def deploy(body: DeploymentRequest, service: Service, actor: Operator) -> dict[s
     return result
 
 
-@router.get("/devices")
-def get_devices(service: Service, state: str | None = None) -> dict[str, Any]:
+@router.get("/devices", response_model=DeviceList, tags=["devices"])
+def get_devices(service: Service,
+                state: Annotated[DeviceStateFilter | None, Query(
+                    description="Connection state (online, offline, stopped, unknown) or "
+                    "last OTA state (downloading ... committed, failed, rolled_back).")] = None,
+                group: Annotated[str | None, Query(description="In this group.")] = None,
+                tag: Annotated[list[str] | None, Query(
+                    description="Carrying this tag (repeat: all of them).")] = None,
+                model: Annotated[str | None, Query(description="Runs this model.")] = None,
+                model_version: Annotated[int | None, Query(
+                    description="Runs this version (of `model`, if given).")] = None,
+                offline: Annotated[bool, Query(description="Only devices not online.")] = False,
+                ) -> DeviceList:
+    """The inventory, filtered (every filter given must match)."""
+    connection = state if state in CONNECTION_STATES else None
+    filters = DeviceFilter(state=connection, ota_state=None if connection or state is None
+                           else state, group=group, tags=tuple(tag or ()), model=model,
+                           model_version=model_version, offline=offline)
     with service.db.session() as session:
-        return {"devices": list_devices(session, state)}
+        return DeviceList.model_validate({"devices": list_devices(session, filters=filters)})
 
 
 @router.get("/devices/{device_id}")

@@ -20,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleet_server import api, api_enroll
+from fleet_server import api, api_enroll, api_fleet
 from fleet_server.api import ApiError, require_operator
+from fleet_server.api_schemas import ERROR_RESPONSES
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.service import FleetService
 
@@ -107,6 +108,9 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
         return FileResponse(file, media_type=media, headers={"Cache-Control": cache})
 
     app.include_router(api.public_router)
-    app.include_router(api.router, dependencies=[Depends(require_operator)])
+    app.include_router(api.router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
+    app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
     return app

@@ -104,6 +104,10 @@ class OperatorToken(Strict):
     name: str = Field(pattern=_NAME, description="Who uses the token (shown in the audit log).")
     sha256: str = Field(pattern=TOKEN_HASH_PATTERN,
                         description="SHA-256 (hex) of the token; the token itself is not stored.")
+    scopes: list[Literal["read", "deploy", "admin"]] = Field(
+        default=["admin"], min_length=1,
+        description="read: look; deploy: publish, deploy, rollouts, tagging (and read); "
+        "admin: manage tokens (and everything). Config tokens are admin by default.")
 
 
 class ServerConfig(Strict):
@@ -141,6 +145,10 @@ class ServerConfig(Strict):
         description="Device enrollment: certificate lifetime, tokens, the broker devices use.")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
                                   description="Largest upload accepted for one publish.")
+    rollout_tick_s: float = Field(
+        default=1.0, ge=0.01, le=60,
+        description="How often the rollout driver re-evaluates active rollouts (it also "
+        "wakes at once when a device report moves a rollout on).")
     recent_events: int = Field(default=50, ge=1, le=10_000,
                                description="OTA events shown per device by default.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -190,11 +190,83 @@ def event_view(row: OtaEventRow) -> dict[str, Any]:
             "is_historical": row.is_historical}
 
 
-def list_devices(session: Session, state: str | None = None) -> list[dict[str, Any]]:
-    query = select(Device).order_by(Device.device_id)
+@dataclass(frozen=True)
+class DeviceFilter:
+    """``nanofleet devices list`` filters; every one given must match."""
+
+    state: str | None = None  # connection: online / offline / stopped / unknown
+    ota_state: str | None = None  # last OTA state: downloading ... committed / failed
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    model: str | None = None  # runs this model (in any slot)
+    model_version: int | None = None  # runs this version (of `model`, if given)
+    offline: bool = False  # not online (offline, stopped or never seen)
+
+
+def device_matches(device: Device, f: DeviceFilter) -> bool:
+    if f.state is not None and device.state != f.state:
+        return False
+    if f.offline and device.state == "online":
+        return False
+    if f.ota_state is not None and device.last_ota_state != f.ota_state:
+        return False
+    if f.group is not None and device.group_name != f.group:
+        return False
+    if not set(f.tags) <= set(device.tags or []):
+        return False
+    if f.model is not None or f.model_version is not None:
+        return any((f.model is None or m.get("name") == f.model)
+                   and (f.model_version is None or m.get("version") == f.model_version)
+                   for m in device.models or [])
+    return True
+
+
+def list_devices(session: Session, state: str | None = None, *,
+                 filters: DeviceFilter | None = None) -> list[dict[str, Any]]:
+    f = filters or DeviceFilter()
     if state is not None:
-        query = query.where(Device.state == state)
-    return [device_summary(d) for d in session.scalars(query)]
+        f = DeviceFilter(**{**f.__dict__, "state": state})
+    query = select(Device).order_by(Device.device_id)
+    if f.state is not None:
+        query = query.where(Device.state == f.state)
+    if f.group is not None:
+        query = query.where(Device.group_name == f.group)
+    return [device_summary(d) for d in session.scalars(query) if device_matches(d, f)]
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """How to change a device's group and tags (None / empty: leave as is)."""
+
+    group: str | None = None
+    clear_group: bool = False
+    tags: tuple[str, ...] | None = None  # replace the tags
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+
+
+def relabel(group: str | None, tags: list[str], change: LabelChange) -> tuple[str | None,
+                                                                              list[str]]:
+    """The device's (group, sorted tags) after ``change``."""
+    new_group = None if change.clear_group else (change.group or group)
+    new_tags = set(change.tags) if change.tags is not None else set(tags)
+    new_tags = (new_tags | set(change.add_tags)) - set(change.remove_tags)
+    return new_group, sorted(new_tags)
+
+
+def set_labels(session: Session, device_ids: Sequence[str], change: LabelChange,
+               now: float) -> list[Device]:
+    """Apply ``change`` to each device; a device that never reported is created (it can be
+    grouped before it is installed)."""
+    for device_id in device_ids:
+        topics.check_device_id(device_id)
+    out = []
+    for device_id in dict.fromkeys(device_ids):
+        device = get_or_create_device(session, device_id, now)
+        device.group_name, device.tags = relabel(device.group_name, list(device.tags or []),
+                                                 change)
+        out.append(device)
+    return out
 
 
 def recent_events(session: Session, device_id: str, limit: int) -> list[dict[str, Any]]:

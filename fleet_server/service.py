@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+from fleet_server import auth  # noqa: F401 - registers the api_tokens table before create_schema
 from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
@@ -21,6 +22,9 @@ from fleet_server.releases import Releases
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.repo import OnlineSigners, Repository, RepositoryError
 from fleet_server.repository.storage import METADATA_DIR
+from fleet_server.rollouts.driver import RolloutDriver
+from fleet_server.rollouts.manage import Rollouts
+from fleet_server.rollouts.tracking import track_reports
 
 log = logging.getLogger("nanofleet.server")
 
@@ -59,6 +63,8 @@ class FleetService:
         metadata_url, target_url = config.repo_urls()
         self.desired = DesiredStates(self.db, self.bridge, metadata_url=metadata_url,
                                      target_base_url=target_url)
+        self.rollout_driver = RolloutDriver(self.db, self.desired, tick_s=config.rollout_tick_s)
+        self.rollouts = Rollouts(self.db, self.desired, wake=self.rollout_driver.wake)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="timestamp-refresh",
                                            daemon=True)
@@ -73,9 +79,11 @@ class FleetService:
             self.bridge.start()
         if self.artifacts is not None:
             self.artifacts.start()
+        self.rollout_driver.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.rollout_driver.stop()
         if self.artifacts is not None:
             self.artifacts.stop()
         if self.bridge is not None:
@@ -88,6 +96,9 @@ class FleetService:
     def _store_reports(self, reports: list[Report]) -> None:
         with self.db.session() as session:
             ingest(session, reports)
+            moved = track_reports(session, reports)  # rollout records, same transaction
+        if moved:
+            self.rollout_driver.wake()
 
     def _on_broker(self) -> None:
         count = self.desired.publish_all()
@@ -120,6 +131,9 @@ class FleetService:
             "mqtt": None if self.bridge is None else {
                 "connected": self.bridge.connected.is_set(), **self.bridge.counters.as_dict()},
             "artifacts": None if self.artifacts is None else self.artifacts.health(),
+            "rollouts": {"driver": self.rollout_driver.owner,
+                         "ticks": self.rollout_driver.ticks,
+                         "last_error": self.rollout_driver.last_error},
             "repository": {"root_version": self.repo.root_version(),
                            "targets_version": self.repo.targets().signed.version,
                            "timestamp_version": ts.version,

@@ -1,0 +1,154 @@
+"""Request and response bodies of the operator API (devices, tags, audit, tokens, errors).
+
+They are the OpenAPI schema at ``/openapi.json``; rollouts have theirs in
+:mod:`fleet_server.rollouts.views`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contract.messages import OtaState
+from fleet_server.auth import Scope
+from fleet_server.rollouts.spec import NAME_PATTERN, DeviceId, Label
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Strict):
+    code: str = Field(description="Machine-readable error code, e.g. forbidden, unknown-device.")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class ErrorBody(Strict):
+    error: ErrorDetail = Field(description="The error.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Bad request (the message names the problem)."},
+    401: {"model": ErrorBody, "description": "No operator token, or an unknown/revoked one."},
+    403: {"model": ErrorBody, "description": "The token lacks the scope this call needs."},
+    404: {"model": ErrorBody, "description": "No such device, rollout, version or token."},
+    409: {"model": ErrorBody, "description": "Conflicts with the current state (message "
+          "says which)."},
+    422: {"model": ErrorBody, "description": "Body or query fields invalid (message names "
+          "them)."},
+}
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+class LiveModel(Strict):
+    name: str = Field(description="Model name.")
+    version: int = Field(description="Version live on the device.")
+    runtime: str | None = Field(default=None, description="onnxruntime or litert.")
+    sha256: str | None = Field(default=None, description="Hash of the live bundle.")
+
+
+class LastOta(Strict):
+    slot: str | None = Field(description="Slot of the last OTA report.")
+    state: OtaState = Field(description="Last OTA state reported.")
+    to_version: int | None = Field(description="Version being installed.")
+    reason: str | None = Field(description="Machine code of a failure or rollback.")
+    detail: str | None = Field(description="Human explanation.")
+    ts: float | None = Field(description="Device time of the report.")
+    rollout_id: str | None = Field(description="Rollout the update belonged to.")
+
+
+class DeviceSummary(Strict):
+    device_id: str = Field(description="Device id (certificate CN, topic segment).")
+    state: str = Field(description="online, offline (Last Will), stopped (clean exit) or "
+                       "unknown (never reported).")
+    health: str = Field(default="unknown", description="ok, degraded or unknown.")
+    agent_version: str = Field(default="", description="nanofleet agent version.")
+    last_seen: float | None = Field(default=None, description="Unix time of the last report.")
+    first_seen: float | None = Field(default=None, description="Unix time it first appeared.")
+    models: dict[str, LiveModel] = Field(description="Slot -> live model.")
+    last_ota: LastOta | None = Field(description="The newest OTA state it reported.")
+    group: str | None = Field(default=None, description="Operator-assigned group.")
+    tags: list[str] = Field(default_factory=list, description="Operator-assigned tags.")
+
+
+class DeviceList(Strict):
+    devices: list[DeviceSummary] = Field(description="Matching devices, by id.")
+
+
+class DeviceLabels(Strict):
+    """``PATCH /api/v1/devices``: set group and tags of devices."""
+
+    devices: list[DeviceId] = Field(min_length=1, max_length=100_000,
+                                    description="Devices to change (ones that never reported "
+                                    "are created, so they can be grouped before install).")
+    group: Label | None = Field(default=None, description="Put them in this group.")
+    clear_group: bool = Field(default=False, description="Take them out of their group.")
+    tags: list[Label] | None = Field(default=None, max_length=50,
+                                     description="Replace their tags with these.")
+    add_tags: list[Label] = Field(default_factory=list, max_length=50,
+                                  description="Tags to add.")
+    remove_tags: list[Label] = Field(default_factory=list, max_length=50,
+                                     description="Tags to remove.")
+
+    @model_validator(mode="after")
+    def _something(self) -> DeviceLabels:
+        if self.group and self.clear_group:
+            raise ValueError("give group or clear_group, not both")
+        if not (self.group or self.clear_group or self.tags is not None or self.add_tags
+                or self.remove_tags):
+            raise ValueError("nothing to change: give group, clear_group, tags, add_tags or "
+                             "remove_tags")
+        return self
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+class AuditView(Strict):
+    id: int = Field(description="Entry number (increasing).")
+    at: float = Field(description="Unix time.")
+    actor: str = Field(description="Operator token name (or the server, for its own acts).")
+    action: str = Field(description="publish, deploy, rollout-create, rollout-pause, "
+                        "rollout-resume, rollout-abort, token-create, token-revoke, "
+                        "devices-label, ...")
+    subject: str = Field(description="What it acted on (model version, rollout id, token).")
+    detail: dict[str, Any] = Field(description="Parameters of the action.")
+
+
+class AuditList(Strict):
+    entries: list[AuditView] = Field(description="Newest first.")
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+class TokenCreate(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Who will use it (the audit log "
+                      "names it); never reused.")
+    scopes: list[Scope] = Field(min_length=1, description="read, deploy and/or admin.")
+
+
+class TokenCreated(Strict):
+    name: str = Field(description="Token name.")
+    scopes: list[Scope] = Field(description="Granted scopes.")
+    token: str = Field(description="The token itself: shown this once, only its hash is kept.")
+
+
+class TokenView(Strict):
+    name: str = Field(description="Token name.")
+    scopes: list[Scope] = Field(description="Granted scopes.")
+    source: Literal["config", "database"] = Field(
+        description="config: [[operator_tokens]] in the server config; database: made via API.")
+    created_at: float | None = Field(description="Unix time (database tokens).")
+    created_by: str | None = Field(description="Admin who made it (database tokens).")
+    revoked_at: float | None = Field(description="Unix time it was revoked, if it was.")
+
+
+class TokenList(Strict):
+    tokens: list[TokenView] = Field(description="Config tokens first, then API tokens.")
+
+
+class WhoAmI(Strict):
+    name: str = Field(description="The calling token's name.")
+    scopes: list[Scope] = Field(description="Its effective scopes.")
+    source: Literal["config", "database"] = Field(description="Where the token is defined.")
