@@ -16,16 +16,19 @@ Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
-from fleet_server.cli_fleet import add_fleet_commands, add_publish_commands
+from fleet_server.auth import parse_scopes
+from fleet_server.cli_fleet import add_client_options, add_fleet_commands, add_publish_commands
 from fleet_server.cli_identity import add_identity_commands
 from fleet_server.cli_keys import add_key_commands
-from fleet_server.client import ApiCallError
+from fleet_server.cli_rollout import add_rollout_commands, cmd_token_admin
+from fleet_server.client import ApiCallError, ApiClient
 from fleet_server.config import ServerConfigError, hash_token, load_config, render_config
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.operator import TargetsUpdateError
@@ -55,10 +58,27 @@ def cmd_server_init(args: argparse.Namespace) -> int:
 
 
 def cmd_server_token(args: argparse.Namespace) -> int:
-    token = secrets.token_urlsafe(32)
-    print(f"token (shown once): {token}")
-    print("add to the server config and restart the server:")
-    print(f'[[operator_tokens]]\nname = "{args.name}"\nsha256 = "{hash_token(token)}"')
+    """Create (API, or a config entry with --config-entry), --list or --revoke tokens."""
+    if args.list or args.revoke:
+        return cmd_token_admin(args)
+    if not args.name:
+        raise ValueError("--name is required (who will use the token)")
+    scopes = parse_scopes(args.scopes)
+    if args.config_entry:
+        token = secrets.token_urlsafe(32)
+        print(f"token (shown once): {token}")
+        print("add to the server config and restart the server:")
+        print(f'[[operator_tokens]]\nname = "{args.name}"\nsha256 = "{hash_token(token)}"\n'
+              f"scopes = {json.dumps(scopes)}")
+        return EXIT_OK
+    result = ApiClient(args.server, args.token).post_json(
+        "/api/v1/tokens", {"name": args.name, "scopes": scopes})
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    print(f"token {result['name']!r} with scope(s) {','.join(result['scopes'])} (shown once; "
+          "only its hash is stored):")
+    print(f"  export NANOFLEET_TOKEN={result['token']}")
     return EXIT_OK
 
 
@@ -108,8 +128,16 @@ def _add_server_commands(sub: Any) -> None:
     run.add_argument("--host", help="override bind_host")
     run.add_argument("--port", type=int, help="override bind_port")
     run.set_defaults(func=cmd_server_run)
-    token = ssub.add_parser("token", help="make a new operator token and its config entry")
-    token.add_argument("--name", required=True, help="who will use it")
+    token = ssub.add_parser("token", help="make operator tokens with scopes (read, deploy, "
+                            "admin); --list, --revoke")
+    token.add_argument("--name", help="who will use it (the audit log names it)")
+    token.add_argument("--scopes", default="read", help="comma-separated: read, deploy, "
+                       "admin (default read)")
+    token.add_argument("--config-entry", action="store_true", help="no server call: print a "
+                       "[[operator_tokens]] entry for the config (restart to apply)")
+    token.add_argument("--list", action="store_true", help="list the tokens (admin)")
+    token.add_argument("--revoke", metavar="NAME", help="revoke an API token at once (admin)")
+    add_client_options(token)
     token.set_defaults(func=cmd_server_token)
 
 
@@ -127,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanofleet", description="nanofleet fleet operator "
                                      "tools: server, keys, models, deployments, devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar=(
-        "{server,keys,repo,model,deploy,devices}"))
+        "{server,keys,repo,model,deploy,devices,rollout,audit}"))
     _add_server_commands(sub)
     add_key_commands(sub)
     model = add_model_commands(sub)
     add_publish_commands(_model_subparsers(model))
     add_fleet_commands(sub)
+    add_rollout_commands(sub)
     add_identity_commands(sub)
     return parser
 

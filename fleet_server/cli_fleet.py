@@ -132,20 +132,79 @@ def _ota(last: dict[str, Any] | None) -> str:
     return text
 
 
+def _model_filter(text: str) -> dict[str, Any]:
+    """``2`` -> version 2 of any model; ``nano-logs:2`` -> that model's v2; ``nano-logs:``
+    -> any version of it."""
+    name, sep, version = text.rpartition(":")
+    if not sep:
+        name, version = "", text
+    out: dict[str, Any] = {"model": name} if name else {}
+    if version:
+        try:
+            out["model_version"] = int(version.removeprefix("v"))
+        except ValueError:
+            raise ValueError(f"invalid --model-version {text!r}: use 2, v2 or "
+                             "nano-logs:2") from None
+    return out
+
+
+def _labels(d: dict[str, Any]) -> str:
+    tags = ",".join(d.get("tags") or [])
+    return " ".join(x for x in (d.get("group") or "", f"[{tags}]" if tags else "") if x) or "-"
+
+
 def cmd_devices_list(args: argparse.Namespace) -> int:
-    params = {"state": args.state} if args.state else {}
+    params: dict[str, Any] = {}
+    if args.state:
+        params["state"] = args.state
+    if args.group:
+        params["group"] = args.group
+    if args.tag:
+        params["tag"] = [t for part in args.tag for t in part.split(",") if t]
+    if args.model_version:
+        params.update(_model_filter(args.model_version))
+    if args.offline:
+        params["offline"] = "true"
     result = _client(args).get("/api/v1/devices", params)
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return EXIT_OK
-    rows = [("DEVICE", "STATE", "HEALTH", "MODELS", "LAST OTA", "LAST SEEN")]
-    rows += [(d["device_id"], d["state"], d["health"], _models(d["models"]),
-              _ota(d["last_ota"]), _when(d["last_seen"])) for d in result["devices"]]
+    rows = [("DEVICE", "STATE", "HEALTH", "GROUP/TAGS", "AGENT", "MODELS", "LAST OTA",
+             "LAST SEEN")]
+    rows += [(d["device_id"], d["state"], d["health"], _labels(d), d["agent_version"] or "-",
+              _models(d["models"]), _ota(d["last_ota"]), _when(d["last_seen"]))
+             for d in result["devices"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     if len(rows) == 1:
-        print("(no device has reported yet)")
+        print("(no device matches)" if params else "(no device has reported yet)")
+    return EXIT_OK
+
+
+def _csv(values: list[str] | None) -> list[str]:
+    return [v.strip() for part in values or [] for v in part.split(",") if v.strip()]
+
+
+def cmd_devices_tag(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"devices": _csv(args.device_ids)}
+    if args.group:
+        body["group"] = args.group
+    if args.no_group:
+        body["clear_group"] = True
+    if args.tags is not None:
+        body["tags"] = _csv([args.tags])
+    if args.add_tags:
+        body["add_tags"] = _csv(args.add_tags)
+    if args.remove_tags:
+        body["remove_tags"] = _csv(args.remove_tags)
+    result = _client(args).request("PATCH", "/api/v1/devices", json=body)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    for d in result["devices"]:
+        print(f"{d['device_id']:24s} group {d['group'] or '-'}  tags "
+              f"{','.join(d['tags']) or '-'}")
     return EXIT_OK
 
 
@@ -221,9 +280,20 @@ def add_fleet_commands(sub: Any) -> None:
     dep.set_defaults(func=cmd_deploy)
 
     dev = sub.add_parser("devices", help="the device inventory")
-    dev_sub = dev.add_subparsers(dest="devices_command", metavar="{list,show}", required=True)
-    lst = dev_sub.add_parser("list", help="all devices")
-    lst.add_argument("--state", choices=["online", "offline", "stopped", "unknown"])
+    dev_sub = dev.add_subparsers(dest="devices_command", metavar="{list,show,tag}",
+                                 required=True)
+    lst = dev_sub.add_parser("list", help="devices, filtered")
+    lst.add_argument("--state", choices=["online", "offline", "stopped", "unknown", "idle",
+                                         "downloading", "verifying", "staged",
+                                         "smoke_testing", "trial", "committed", "failed",
+                                         "rolled_back"],
+                     help="connection state, or last OTA state")
+    lst.add_argument("--group", help="in this group")
+    lst.add_argument("--tag", action="append", metavar="T[,T...]",
+                     help="carrying these tags (all of them)")
+    lst.add_argument("--model-version", metavar="[MODEL:]V",
+                     help="running version V (of MODEL)")
+    lst.add_argument("--offline", action="store_true", help="only devices not online")
     add_client_options(lst)
     lst.set_defaults(func=cmd_devices_list)
     show = dev_sub.add_parser("show", help="one device with its recent OTA events")
@@ -231,3 +301,12 @@ def add_fleet_commands(sub: Any) -> None:
     show.add_argument("--events", type=int, help="how many recent OTA events")
     add_client_options(show)
     show.set_defaults(func=cmd_devices_show)
+    tag = dev_sub.add_parser("tag", help="set group and tags of devices (rollout selection)")
+    tag.add_argument("device_ids", nargs="+", metavar="ID", help="device ids (or a,b,c)")
+    tag.add_argument("--group", help="put them in this group")
+    tag.add_argument("--no-group", action="store_true", help="take them out of their group")
+    tag.add_argument("--tags", metavar="A,B", help="replace their tags")
+    tag.add_argument("--add-tags", action="append", metavar="A,B", help="add tags")
+    tag.add_argument("--remove-tags", action="append", metavar="A,B", help="remove tags")
+    add_client_options(tag)
+    tag.set_defaults(func=cmd_devices_tag)
