@@ -93,8 +93,8 @@ class ArtifactSettings(Strict):
         description="Requests of one device waiting or in service; more are answered busy.")
     device_rate_bytes_s: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024,
-        description="Bytes per second one device may fetch (token bucket; bursts up to one "
-        "second or one request, whichever is larger); over it, answered rate-limited.")
+        description="Bytes per second one device may fetch (token bucket, bursts of one "
+        "second's worth); over it, requests are answered rate-limited with the time to wait.")
     publish_timeout_s: float = Field(
         default=30.0, gt=0, le=600,
         description="Longest wait for the broker to acknowledge one request's chunks.")
