@@ -74,9 +74,9 @@ def test_token_scopes_are_enforced(fleet: FleetSetup, tokens: dict[str, str]) ->
         assert f"token 'reader' has scope(s) [read]; {method} {path} needs 'deploy'" in message
         assert "nanofleet server token --name NAME --scopes deploy" in message
     for token in (reader, AUDITOR_TOKEN):  # API token and config token alike
-        code, _, err = nf("rollout", "create", MODEL, "1", "--select", "all",
-                          *client_args(fleet, token))
-        assert code == 1 and "needs 'deploy'" in err
+        exit_code, _, err = nf("rollout", "create", MODEL, "1", "--select", "all",
+                               *client_args(fleet, token))
+        assert exit_code == 1 and "needs 'deploy'" in err
 
     assert api(fleet, "PATCH", "/api/v1/devices", token=deployer,
                json={"devices": ["scope-1"], "group": "g"}).status_code == 200
@@ -85,9 +85,9 @@ def test_token_scopes_are_enforced(fleet: FleetSetup, tokens: dict[str, str]) ->
         status, code, message = error(api(fleet, method, path, token=deployer,
                                           json={"name": "x", "scopes": ["admin"]}))
         assert (status, code) == (403, "forbidden") and "needs 'admin'" in message
-    code, _, err = nf("server", "token", "--name", "sneaky", "--scopes", "admin",
-                      *client_args(fleet, deployer))
-    assert code == 1 and "needs 'admin'" in err
+    exit_code, _, err = nf("server", "token", "--name", "sneaky", "--scopes", "admin",
+                           *client_args(fleet, deployer))
+    assert exit_code == 1 and "needs 'admin'" in err
 
     who = {name: api(fleet, "GET", "/api/v1/whoami", token=t).json() for name, t in
            (("reader", reader), ("deployer", deployer), ("operator", fleet.token),
