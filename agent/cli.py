@@ -12,6 +12,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import ConfigError, load_config
+from agent.enroll_cli import add_enroll_command
 
 DEFAULT_CONFIG = Path("/etc/nanofleet/agent.toml")
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file, to find the socket")
     q.add_argument("--socket", type=Path, help="control socket path (overrides --config)")
     q.set_defaults(func=_cmd_query)
+    add_enroll_command(sub)
 
     return p
 

@@ -7,7 +7,7 @@
   broker, the fleet server's MQTT identity), with its revocation.
 
 :func:`ensure_schema` creates them; the identity code calls it itself, so it does not
-depend on these classes having been imported before ``Database.create_schema``.
+depend on this module having been imported before the server's ``create_schema``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,10 @@ class IssuedCertificate(Base):
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-IDENTITY_TABLES = (EnrollmentToken.__tablename__, DeviceIdentity.__tablename__,
-                   IssuedCertificate.__tablename__)
-
-
 def ensure_schema(db: Database) -> None:
-    Base.metadata.create_all(db.engine, tables=[Base.metadata.tables[name]
-                                                for name in IDENTITY_TABLES])
+    """Create missing tables: these, and db.py's the identity code writes to (audit_log,
+    devices) when it runs before the server ever did (nanofleet broker-config)."""
+    db.create_schema()
 
 
 def revoked_device_ids(session: Session) -> list[str]:

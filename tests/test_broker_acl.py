@@ -1,0 +1,199 @@
+"""The broker ACL and revocation, end to end with real identities.
+
+A real fleet server process; Mosquitto running the configuration `nanofleet
+broker-config` wrote; devices enrolled through `nanofleet-agent enroll` (key made
+by the agent, certificate from the server's device CA); real MQTT v5 clients with
+those certificates. What is tested is delivery, never SUBACK: Mosquitto grants a
+subscription the ACL forbids and then delivers nothing.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract.messages import DesiredModel, DesiredState
+from contract.topics import PREFIX, alerts, desired, device_root, results, status
+from tests.support.agent_proc import AgentProcess, write_config
+from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet, try_connect
+
+NOT_AUTHORIZED = 135  # MQTT v5 PUBACK reason code
+
+
+def accepted(rc: ReasonCode) -> bool:
+    """Success or "no matching subscribers" (16): both mean the broker took it."""
+    return not rc.is_failure
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnrolledFleet]:
+    f = start_enrolled_fleet(tmp_path_factory.mktemp("acl"))
+    try:
+        f.enroll("dev-a")
+        f.enroll("dev-b")
+        yield f
+    finally:
+        f.stop()
+
+
+def _desired(revision: int) -> bytes:
+    return DesiredState(revision=revision, slots={
+        "logs": DesiredModel(model="nano-logs", version=revision)}).model_dump_json().encode()
+
+
+def test_generated_broker_files(fleet: EnrolledFleet) -> None:
+    conf = (fleet.broker_dir / "mosquitto.conf").read_text()
+    for line in ("require_certificate true", "use_identity_as_username true",
+                 "allow_anonymous false", f"listener {fleet.tls_port} 127.0.0.1",
+                 f"listener {fleet.plain_port} 127.0.0.1"):
+        assert line in conf.splitlines(), line
+    ca_dir = fleet.setup.config.data_dir / "device-ca"
+    assert f"crlfile {ca_dir / 'crl.pem'}" in conf and f"acl_file {ca_dir / 'acl'}" in conf
+    acl = (ca_dir / "acl").read_text()
+    assert f"pattern readwrite {PREFIX}/dev/%u/#" in acl
+    assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in acl
+    assert stat.S_IMODE((ca_dir / "ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((fleet.broker_dir / "fleet-server.key").stat().st_mode) == 0o600
+    # Debian's mosquitto drops to user mosquitto: its key is group-readable for it.
+    key = (fleet.broker_dir / "broker.key").stat()
+    assert stat.S_IMODE(key.st_mode) == 0o640
+    assert key.st_gid == grp.getgrnam("mosquitto").gr_gid
+    assert "server.toml" in fleet.broker_config_output
+    assert fleet.server.health()["mqtt"]["connected"]  # the server's own mTLS identity
+
+
+def test_device_cannot_read_another_devices_desired_state(fleet: EnrolledFleet) -> None:
+    server = Client(fleet.tls_port, fleet.server_tls())
+    for device in ("dev-a", "dev-b"):
+        assert accepted(server.publish(desired(device), _desired(1), retain=True))
+    a = Client(fleet.tls_port, fleet.device_tls("dev-a"),
+               [desired("dev-b"), f"{PREFIX}/dev/+/desired", f"{PREFIX}/#", "#"])
+    b = Client(fleet.tls_port, fleet.device_tls("dev-b"), [desired("dev-b")])
+    try:
+        b.wait_topic(desired("dev-b"))  # B's retained state exists and is deliverable
+        a.wait_topic(desired("dev-a"))  # A's wildcard subscriptions do deliver its own
+        # A live change of B's state reaches B, and still not A.
+        assert accepted(server.publish(desired("dev-b"), _desired(2), retain=True))
+        with b.cond:
+            assert b.cond.wait_for(lambda: len(b.messages) >= 2, 10)
+        time.sleep(0.5)
+        leaked = [m.topic for m in a.messages if m.topic.startswith(device_root("dev-b"))]
+        assert leaked == []
+        assert {m.topic for m in a.messages} == {desired("dev-a")}
+    finally:
+        for c in (a, b, server):
+            c.close()
+
+
+def test_device_cannot_publish_as_another(fleet: EnrolledFleet) -> None:
+    watcher = Client(fleet.plain_port, None, [f"{PREFIX}/#"])  # loopback, read-only
+    server = Client(fleet.tls_port, fleet.server_tls())
+    a = Client(fleet.tls_port, fleet.device_tls("dev-a"))
+    try:
+        assert accepted(server.publish(desired("dev-b"), _desired(7), retain=True))
+        assert a.publish(alerts("dev-b"), b'{"forged": true}').value == NOT_AUTHORIZED
+        assert a.publish(status("dev-b"), b'{"forged": true}', retain=True).value == \
+            NOT_AUTHORIZED
+        assert a.publish(desired("dev-b"), _desired(99), retain=True).value == NOT_AUTHORIZED
+        assert accepted(a.publish(alerts("dev-a"), b'{"own": true}'))
+        watcher.wait_topic(alerts("dev-a"))
+        time.sleep(0.3)
+        assert watcher.on(alerts("dev-b")) == [] and watcher.on(status("dev-b")) == []
+        # B's retained desired state is still the server's.
+        b = Client(fleet.tls_port, fleet.device_tls("dev-b"), [desired("dev-b")])
+        assert json.loads(b.wait_topic(desired("dev-b")).payload)["revision"] == 7
+        b.close()
+        # The plain listener is for watching only.
+        assert watcher.publish(alerts("dev-a"), b"anonymous").value == NOT_AUTHORIZED
+    finally:
+        for c in (a, server, watcher):
+            c.close()
+
+
+def test_fleet_server_identity_reaches_every_device(fleet: EnrolledFleet) -> None:
+    server = Client(fleet.tls_port, fleet.server_tls(), [f"{PREFIX}/dev/+/alerts"])
+    devices = {d: Client(fleet.tls_port, fleet.device_tls(d), [desired(d)])
+               for d in ("dev-a", "dev-b")}
+    try:
+        for d, client in devices.items():
+            assert accepted(client.publish(alerts(d), d))
+            server.wait_topic(alerts(d))
+            assert accepted(server.publish(desired(d), _desired(3), retain=True))
+            with client.cond:
+                assert client.cond.wait_for(lambda c=client, d=d: any(
+                    json.loads(m.payload)["revision"] == 3 for m in c.on(desired(d))), 10)
+    finally:
+        for c in (server, *devices.values()):
+            c.close()
+
+
+def test_enrolled_agent_runs_over_mtls(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    log = tmp_path / "pump.log"
+    log.write_text("")
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "agent.toml", "pump-07", state, 1,
+                          f'[[sources]]\nkind = "file"\npath = "{log}"\n'
+                          'start_at = "beginning"\n')
+    token = fleet.create_token("--device", "pump-07", "--group", "line-1")
+    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert f"127.0.0.1:{fleet.tls_port} over TLS" in proc.stdout
+    assert stat.S_IMODE((state / "identity" / "device.key").stat().st_mode) == 0o600
+    watcher = Client(fleet.plain_port, None, [f"{device_root('pump-07')}/#"])
+    agent = AgentProcess(config, state).start()
+    try:
+        log.write_text("kernel: usb 1-1: new high-speed USB device number 2\n")
+        watcher.wait_topic(results("pump-07", "default"), timeout=30)
+        headers = {"Authorization": f"Bearer {fleet.setup.token}"}
+        deadline = time.monotonic() + 15
+        while True:  # the fleet server ingests its status over its own mTLS session
+            view = httpx.get(f"{fleet.url}/api/v1/devices/pump-07", headers=headers,
+                             timeout=5).json()
+            if view.get("state") == "online":
+                break
+            assert time.monotonic() < deadline, view
+            time.sleep(0.2)
+        assert view["group"] == "line-1"  # from the token
+    finally:
+        agent.stop()
+        watcher.close()
+
+
+def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
+    revoked_dir = fleet.enroll("dev-r")
+    fleet.enroll("dev-s")
+    held = Client(fleet.tls_port, fleet.device_tls("dev-r"), [desired("dev-r")])
+    server = Client(fleet.tls_port, fleet.server_tls())
+    try:
+        assert try_connect(fleet.tls_port, fleet.device_tls("dev-r")) is None
+        code, out, err = fleet.nanofleet("devices", "revoke", "dev-r", "--reason", "stolen")
+        assert code == 0, err
+        assert "reload the broker" in out
+        fleet.broker.reload()
+        refused = try_connect(fleet.tls_port, fleet.device_tls("dev-r"))
+        assert refused is not None and "certificate" in fleet.broker.output().split(
+            "Reloading config")[-1]
+        assert try_connect(fleet.tls_port, fleet.device_tls("dev-s")) is None
+        assert try_connect(fleet.tls_port, fleet.device_tls("dev-a")) is None
+        # Its session that was already open: the re-read ACL denies it everything.
+        assert held.publish(alerts("dev-r"), b"still here?").value == NOT_AUTHORIZED
+        assert accepted(server.publish(desired("dev-r"), _desired(5), retain=True))
+        time.sleep(0.5)
+        assert held.on(desired("dev-r")) == []
+        # No renewal for a revoked certificate; a general token cannot bring the id back.
+        renew = fleet.agent_enroll("--renew", "--force", "--dir", str(revoked_dir))
+        assert renew.returncode == 1 and "revoked" in renew.stderr, renew.stderr
+        again = fleet.agent_enroll("--server", fleet.url, "--token", fleet.create_token(),
+                                   "--device-id", "dev-r", "--dir", str(revoked_dir))
+        assert again.returncode == 1 and "device-revoked" in again.stderr, again.stderr
+    finally:
+        held.close()
+        server.close()
