@@ -72,11 +72,10 @@ def label_devices(body: DeviceLabels, service: Service, actor: Operator) -> Devi
     now = time.time()
     with service.db.session() as session:
         devices = set_labels(session, body.devices, change, now)
-        session.add(AuditEntry(actor=actor, action="devices-label",
-                               subject=",".join(body.devices[:20])
-                               + (",…" if len(body.devices) > 20 else ""), at=now,
-                               detail=body.model_dump(mode="json", exclude={"devices"})
-                               | {"devices": len(body.devices)}))
+        shown = ",".join(body.devices[:3])[:200]
+        more = f" +{len(body.devices) - 3} more" if len(body.devices) > 3 else ""
+        session.add(AuditEntry(actor=actor, action="devices-label", subject=shown + more,
+                               at=now, detail=body.model_dump(mode="json", exclude_none=True)))
         session.flush()
         return DeviceList(devices=[DeviceSummary.model_validate(device_summary(d))
                                    for d in devices])
