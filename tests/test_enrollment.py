@@ -1,0 +1,199 @@
+"""Enrollment end to end: `nanofleet enroll-token` -> `nanofleet-agent enroll` -> a real
+fleet server process; certificates used on a real Mosquitto from `nanofleet broker-config`.
+
+Covers: key made on the device and never sent, files and permissions, the stored
+TUF root, tokens single-use / expiring / bound / cancelled, clear errors (bad token,
+unreachable server, reserved id, CN mismatch), CSR checks on the server, renewal.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import stat
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from hil.broker import free_port
+from tests.support.enrolled_fleet import EnrolledFleet, start_enrolled_fleet, try_connect
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnrolledFleet]:
+    f = start_enrolled_fleet(tmp_path_factory.mktemp("enroll"))
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def _csr(cn: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -> str:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _enroll_api(fleet: EnrolledFleet, token: str, device_id: str, csr: str) -> httpx.Response:
+    return httpx.post(f"{fleet.url}/api/v1/enroll", json={
+        "token": token, "device_id": device_id, "csr": csr}, timeout=10)
+
+
+def test_agent_enroll_keeps_the_key_on_the_device(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token("--device", "pump-01")
+    directory = fleet.workdir / "devices" / "pump-01"
+    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id",
+                              "pump-01", "--dir", str(directory))
+    assert proc.returncode == 0, proc.stderr
+    fleet.identities["pump-01"] = directory
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "device.key").stat().st_mode) == 0o600
+    key = serialization.load_pem_private_key((directory / "device.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    cert = x509.load_pem_x509_certificate((directory / "device.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "pump-01"
+    assert cert.public_key() == key.public_key()
+    cert.verify_directly_issued_by(ca)
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+        x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+    assert 29 <= days <= 31  # enrollment.device_cert_hours default: 30 days
+    # The provisioned TUF root is the repository's current one.
+    served = httpx.get(f"{fleet.url}/repo/metadata/root.json", timeout=5).content
+    assert json.loads((directory / "root.json").read_bytes()) == json.loads(served)
+    # The printed snippet is the agent config to add.
+    snippet = tomllib.loads(proc.stdout[proc.stdout.index("# add to the agent config"):])
+    assert snippet["device_id"] == "pump-01"
+    assert snippet["mqtt"]["port"] == fleet.tls_port
+    assert snippet["mqtt"]["tls"]["key_file"] == str(directory / "device.key")
+    assert snippet["ota"]["root_file"] == str(directory / "root.json")
+    # The private key never reached the server: no trace in its database, files or log.
+    secret = key.private_numbers().private_value.to_bytes(32, "big")
+    pem_lines = (directory / "device.key").read_bytes().splitlines()
+    # The PEM body lines carry the key's bytes (the first one after a shared PKCS#8 header).
+    needles = [secret, secret.hex().encode(), base64.b64encode(secret), *pem_lines[1:-1]]
+    for path in [*fleet.setup.workdir.rglob("*"), fleet.server.log_path]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), path
+    # ...and the certificate works on the broker.
+    assert try_connect(fleet.tls_port, fleet.device_tls("pump-01")) is None
+
+
+def test_token_is_single_use(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token()
+    fleet.enroll("pump-02", token)
+    again = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id",
+                               "pump-03", "--dir", str(fleet.workdir / "devices" / "pump-03"))
+    assert again.returncode == 1
+    assert "already used (by device 'pump-02'" in again.stderr and "token-used" in again.stderr
+
+
+def test_expired_token_is_refused(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token("--expires", "1s")
+    time.sleep(1.2)
+    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id", "pump-04",
+                              "--dir", str(fleet.workdir / "devices" / "pump-04"))
+    assert proc.returncode == 1 and "expired at" in proc.stderr, proc.stderr
+    code, out, _ = fleet.nanofleet("enroll-token", "list", "--all")
+    assert code == 0 and "expired" in out
+
+
+def test_token_bound_to_another_device(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token("--device", "pump-05")
+    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id", "pump-06",
+                              "--dir", str(fleet.workdir / "devices" / "pump-06"))
+    assert proc.returncode == 1
+    assert "is for device 'pump-05'" in proc.stderr and "--device-id pump-05" in proc.stderr
+    fleet.enroll("pump-05", token)  # the refusal did not use it up
+
+
+def test_cancelled_and_unknown_tokens(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token()
+    token_id = token.split("_")[1]
+    code, out, err = fleet.nanofleet("enroll-token", "cancel", token_id)
+    assert code == 0 and "cancelled" in out, err
+    out_dir = str(fleet.workdir / "devices" / "pump-07")
+    for bad, expected in ((token, "was cancelled"), ("nfe_00000000_" + "A" * 43, "not known"),
+                          ("hello", "not an enrollment token")):
+        proc = fleet.agent_enroll("--server", fleet.url, "--token", bad, "--device-id",
+                                  "pump-07", "--dir", out_dir)
+        assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_clear_errors_before_or_without_the_server(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    unreachable = fleet.agent_enroll("--server", f"http://127.0.0.1:{free_port()}", "--token",
+                                     "x", "--device-id", "pump-08", "--dir", str(tmp_path / "a"))
+    assert unreachable.returncode == 1 and "cannot reach the fleet server" in unreachable.stderr
+    reserved = fleet.agent_enroll("--server", fleet.url, "--token", fleet.create_token(),
+                                  "--device-id", "fleet-server", "--dir", str(tmp_path / "b"))
+    assert reserved.returncode == 1 and "reserved" in reserved.stderr
+    config = tmp_path / "agent.toml"
+    config.write_text('device_id = "pump-09"\n')
+    mismatch = fleet.agent_enroll("--server", fleet.url, "--token", "x", "--device-id",
+                                  "pump-10", "--config", str(config))
+    assert mismatch.returncode == 2 and "fix one of them" in mismatch.stderr
+    no_token = fleet.agent_enroll("--server", fleet.url, "--dir", str(tmp_path / "c"),
+                                  "--device-id", "pump-11")
+    assert no_token.returncode == 2 and "--token" in no_token.stderr
+
+
+def test_server_checks_the_csr(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token()
+    wrong_cn = _enroll_api(fleet, token, "pump-12", _csr("pump-99"))
+    assert wrong_cn.status_code == 400
+    assert wrong_cn.json()["error"]["code"] == "bad-csr"
+    assert "'pump-99' is not the device id 'pump-12'" in wrong_cn.json()["error"]["message"]
+    weak = _enroll_api(fleet, token, "pump-12", _csr("pump-12", rsa.generate_private_key(
+        public_exponent=65537, key_size=1024)))
+    assert weak.status_code == 400 and "RSA 1024" in weak.json()["error"]["message"]
+    pem = _csr("pump-12")
+    der = bytearray(x509.load_pem_x509_csr(pem.encode()).public_bytes(
+        serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature
+    forged = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    bad_sig = _enroll_api(fleet, token, "pump-12", forged.decode())
+    assert bad_sig.status_code == 400 and "signature" in bad_sig.json()["error"]["message"]
+    garbage = _enroll_api(fleet, token, "pump-12", "-----BEGIN CERTIFICATE REQUEST-----\nxx")
+    assert garbage.status_code == 400
+    # None of the refusals used the token up.
+    assert _enroll_api(fleet, token, "pump-12", pem).status_code == 200
+
+
+def test_racing_enrollments_with_one_token(fleet: EnrolledFleet) -> None:
+    token = fleet.create_token()
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: _enroll_api(fleet, token, f"race-{i}",
+                                                      _csr(f"race-{i}")), range(6)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5
+
+
+def test_renewal_keeps_the_key(fleet: EnrolledFleet) -> None:
+    directory = fleet.identities["pump-01"]
+    before = x509.load_pem_x509_certificate((directory / "device.crt").read_bytes())
+    not_due = fleet.agent_enroll("--renew", "--dir", str(directory))
+    assert not_due.returncode == 0 and "not due" in not_due.stdout
+    renewed = fleet.agent_enroll("--renew", "--force", "--dir", str(directory))
+    assert renewed.returncode == 0, renewed.stderr
+    after = x509.load_pem_x509_certificate((directory / "device.crt").read_bytes())
+    assert after.serial_number != before.serial_number
+    assert after.public_key() == before.public_key()
+    assert try_connect(fleet.tls_port, fleet.device_tls("pump-01")) is None
+    # A CSR for another key is no renewal.
+    response = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json={
+        "device_id": "pump-01", "certificate": (directory / "device.crt").read_text(),
+        "csr": _csr("pump-01")}, timeout=10)
+    assert response.status_code == 403 and "same key" not in response.text
+    assert "not for the certified key" in response.json()["error"]["message"]
