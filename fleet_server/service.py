@@ -63,7 +63,10 @@ class FleetService:
         metadata_url, target_url = config.repo_urls()
         self.desired = DesiredStates(self.db, self.bridge, metadata_url=metadata_url,
                                      target_base_url=target_url)
-        self.rollout_driver = RolloutDriver(self.db, self.desired, tick_s=config.rollout_tick_s)
+        # The lease owner is the replica's MQTT client id (unique per replica), so a
+        # restarted server takes its own lease back at once.
+        self.rollout_driver = RolloutDriver(self.db, self.desired, tick_s=config.rollout_tick_s,
+                                            owner=config.mqtt.client_id)
         self.rollouts = Rollouts(self.db, self.desired, wake=self.rollout_driver.wake)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="timestamp-refresh",

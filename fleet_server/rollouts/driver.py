@@ -35,6 +35,7 @@ from fleet_server.rollouts.store import (
     device_of,
     device_rows,
     progress_of,
+    release_lease,
     store_device,
     store_progress,
     strategy_of,
@@ -84,6 +85,11 @@ class RolloutDriver:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=15)
+            try:  # let another replica take over now rather than when the lease runs out
+                with self.db.session() as session:
+                    release_lease(session, LEASE_NAME, self.owner)
+            except Exception:
+                log.warning("could not release the rollout lease", exc_info=True)
 
     def wake(self) -> None:
         self._wake.set()

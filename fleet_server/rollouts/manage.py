@@ -98,7 +98,7 @@ def _busy_devices(session: Session, ids: list[str]) -> dict[str, str]:
             select(RolloutDeviceRow.device_id, RolloutDeviceRow.rollout_id)
             .join(RolloutRow, RolloutRow.id == RolloutDeviceRow.rollout_id)
             .where(RolloutDeviceRow.device_id.in_(ids[i:i + 900]),
-                   RolloutRow.status.in_(sorted(ACTIVE_STATUSES)))).tuples().all())
+                   RolloutRow.status.in_(sorted(ACTIVE_STATUSES)))).all())
     return busy
 
 

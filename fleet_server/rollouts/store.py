@@ -169,3 +169,8 @@ def take_lease(session: Session, name: str, owner: str, now: float, ttl: float) 
         session.flush()  # a replica inserting at the same time fails on the primary key
         return True
     return False
+
+
+def release_lease(session: Session, name: str, owner: str) -> None:
+    session.execute(update(ServerLease).where(ServerLease.name == name,
+                                              ServerLease.owner == owner).values(until=0.0))

@@ -65,7 +65,7 @@ def track_reports(session: Session, reports: Sequence[Report]) -> int:
     if not rows:
         return 0
     versions = dict(session.execute(select(RolloutRow.id, RolloutRow.version).where(
-        RolloutRow.id.in_({k[0] for k in rows}))).tuples().all())
+        RolloutRow.id.in_({k[0] for k in rows}))).all())
     changed = 0
     for event, rollout_id, received_at in events:
         row = rows.get((rollout_id, event.device_id))
