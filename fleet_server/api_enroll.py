@@ -8,9 +8,10 @@ Without an operator token (a device has none):
   certificate;
 - ``GET /api/v1/device-ca/ca.pem`` and ``/crl.pem``: public by nature.
 
-With an operator token: enrollment tokens (create, list, cancel), revoking a device,
-a device's identity and certificates, and the broker ACL (for a broker on another
-machine to copy).
+With an operator token: enrollment tokens (create, cancel: scope ``admin``; list:
+``read``), revoking a device (``admin``: who may join or leave the fleet is identity
+management, like operator tokens), a device's identity and certificates and the
+broker ACL (for a broker on another machine to copy) (``read``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.topics import DEVICE_ID_PATTERN
-from fleet_server.api import ApiError, Operator, require_operator
+from fleet_server.api import AdminOperator, ApiError, require_operator
 from fleet_server.enrollment import EnrollmentRefused, TokenSpec
 from fleet_server.identity import IdentityService
 from fleet_server.service import FleetService
@@ -112,7 +113,7 @@ def broker_acl(identity: Identity) -> str:
 
 @operator_router.post("/enroll-tokens")
 def create_enroll_token(body: TokenRequest, identity: Identity,
-                        actor: Operator) -> dict[str, Any]:
+                        actor: AdminOperator) -> dict[str, Any]:
     """A new single-use enrollment token (shown once; only its hash is kept)."""
     hours = identity.settings.token_default_hours
     spec = TokenSpec(device_id=body.device_id, group=body.group, tags=body.tags,
@@ -131,7 +132,8 @@ def list_enroll_tokens(identity: Identity, all: bool = False) -> dict[str, Any]:
 
 
 @operator_router.delete("/enroll-tokens/{token_id}")
-def cancel_enroll_token(token_id: str, identity: Identity, actor: Operator) -> dict[str, Any]:
+def cancel_enroll_token(token_id: str, identity: Identity,
+                        actor: AdminOperator) -> dict[str, Any]:
     try:
         return identity.cancel_token(token_id, actor)
     except EnrollmentRefused as exc:
@@ -139,7 +141,7 @@ def cancel_enroll_token(token_id: str, identity: Identity, actor: Operator) -> d
 
 
 @operator_router.post("/devices/{device_id}/revoke")
-def revoke_device(device_id: str, identity: Identity, actor: Operator,
+def revoke_device(device_id: str, identity: Identity, actor: AdminOperator,
                   body: RevokeRequest | None = None) -> dict[str, Any]:
     """Revoke every certificate of a device; the broker refuses it after a reload."""
     try:

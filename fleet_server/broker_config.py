@@ -1,17 +1,29 @@
-"""The Mosquitto configuration and ACL for a fleet (pure text; the CLI writes the files).
+"""The Mosquitto configuration and ACLs for a fleet (pure text; the CLI writes the files).
 
-Identity: every client on the TLS listener shows a certificate from the device CA and
-its CN becomes its MQTT username (``use_identity_as_username``). The ACL then gives
+Two TLS listeners, both requiring a client certificate whose CN becomes the MQTT
+username (``use_identity_as_username``):
 
-- each device read/write on ``nanofleet/v1/dev/<its CN>/#`` only (``pattern ... %u``);
-- the fleet server's identity (CN ``fleet-server``) all of ``nanofleet/v1/#``;
-- a revoked device nothing at all: ``user <id>`` + ``topic deny #``. Mosquitto applies
+- the **device listener** trusts the device CA. ``use_username_as_clientid``: a
+  device's client id is its id, whatever it asked for, so no device can take over
+  another's session (Mosquitto disconnects the older of two clients with one id;
+  checked: without it, device A kicks device B and the fleet server at will). ACL:
+  each device read/write on ``nanofleet/v1/dev/<its CN>/#`` only (``pattern ... %u``);
+  a revoked device nothing at all (``user <id>`` + ``topic deny #``). Mosquitto applies
   a re-read ACL to sessions that are already open (checked with 2.0.11), so after a
-  reload (SIGHUP) a revoked device that is still connected can neither publish nor
-  receive, while the re-read CRL refuses its next TLS handshake.
+  reload (SIGHUP) a revoked device still connected can neither publish nor receive,
+  while the re-read CRL refuses its next TLS handshake;
+- the **server listener** (loopback by default) trusts only the service CA, so only
+  the fleet server's identity (CN ``fleet-server``) gets a session there; its ACL gives
+  it all of ``nanofleet/v1/#``. The fleet server keeps its own client ids here (one per
+  connection and replica), which ``use_username_as_clientid`` would collapse.
 
-The ACL and the CRL live in the server's CA directory and the server rewrites both on
-every revocation; the broker configuration points at them.
+The device ACL and the CRL live in the server's CA directory and the server rewrites
+both on every revocation; the broker configuration points at them.
+
+Not covered by an ACL file: Mosquitto's default ACL check does not look at
+subscriptions, and a client in a shared-subscription group that may not read a
+message still takes its turn in the group, so the message is lost for the group.
+Give ``$share`` groups names devices cannot guess (see docs/enrollment.md).
 """
 
 from __future__ import annotations
@@ -35,12 +47,13 @@ def render_acl(revoked_device_ids: Iterable[str]) -> str:
         lines.append("# revoked devices: no topic at all (open sessions too, once reloaded)")
     for device_id in revoked:
         lines += [f"user {check_device_id(device_id)}", "topic deny #", ""]
-    lines += ["# the fleet server reaches every device",
-              f"user {FLEET_SERVER_CN}", f"topic readwrite {PREFIX}/#", "",
-              "# every device: its own tree only (%u = the CN of its certificate)",
+    lines += ["# every device: its own tree only (%u = the CN of its certificate)",
               f"pattern readwrite {PREFIX}/dev/%u/#", ""]
     return "\n".join(lines)
 
+
+SERVICE_ACL = (f"# the server listener: the fleet server reaches every device\n"
+               f"user {FLEET_SERVER_CN}\ntopic readwrite {PREFIX}/#\n")
 
 # Anonymous clients on the loopback-only plain listener may watch, never act: a local
 # monitor or debugging tool must not become a way around the certificates.
@@ -59,9 +72,26 @@ class BrokerFiles:
     key_file: Path
     crl_file: Path
     acl_file: Path
+    server_port: int
+    server_bind: str | None
+    service_ca_file: Path
+    service_acl_file: Path
     plain_port: int | None = None
     plain_acl_file: Path | None = None
     user: str | None = None
+
+
+def _tls_listener(port: int, bind: str | None, ca_file: Path, files: BrokerFiles) -> list[str]:
+    return [
+        f"listener {port}" + (f" {bind}" if bind else ""),
+        "protocol mqtt",
+        "allow_anonymous false",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"cafile {ca_file}",
+        f"certfile {files.cert_file}",
+        f"keyfile {files.key_file}",
+    ]
 
 
 def render_mosquitto_conf(files: BrokerFiles) -> str:
@@ -74,20 +104,14 @@ def render_mosquitto_conf(files: BrokerFiles) -> str:
     ]
     if files.user:
         lines.append(f"user {files.user}")
-    lines += [
-        "",
-        "# devices and the fleet server: TLS with client certificates from the device CA",
-        f"listener {files.port}" + (f" {files.bind}" if files.bind else ""),
-        "protocol mqtt",
-        "allow_anonymous false",
-        "require_certificate true",
-        "use_identity_as_username true",
-        f"cafile {files.ca_file}",
-        f"certfile {files.cert_file}",
-        f"keyfile {files.key_file}",
-        f"crlfile {files.crl_file}",
-        f"acl_file {files.acl_file}",
-    ]
+    lines += ["", "# devices: client certificates from the device CA; client id = device id",
+              *_tls_listener(files.port, files.bind, files.ca_file, files),
+              "use_username_as_clientid true",
+              f"crlfile {files.crl_file}",
+              f"acl_file {files.acl_file}",
+              "", "# the fleet server: only certificates from the service CA",
+              *_tls_listener(files.server_port, files.server_bind, files.service_ca_file, files),
+              f"acl_file {files.service_acl_file}"]
     if files.plain_port is not None:
         if files.plain_acl_file is None:
             raise ValueError("a plain listener needs its ACL file")

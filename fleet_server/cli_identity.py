@@ -4,8 +4,9 @@
 The token and revoke commands call the operator API. ``broker-config`` runs on the
 fleet server's machine (it needs the device CA's key, in the server's data directory):
 it issues the broker's TLS certificate and the fleet server's MQTT client certificate
-and writes a Mosquitto configuration whose ``crlfile`` and ``acl_file`` are the files
-the server rewrites on every revocation.
+(from the service CA) and writes a Mosquitto configuration (see
+:mod:`fleet_server.broker_config`) whose device ``crlfile`` and ``acl_file`` are the
+files the server rewrites on every revocation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from fleet_server.broker_config import PLAIN_ACL, BrokerFiles, render_mosquitto_conf
+from fleet_server.broker_config import (
+    PLAIN_ACL,
+    SERVICE_ACL,
+    BrokerFiles,
+    render_mosquitto_conf,
+)
 from fleet_server.cli_fleet import add_client_options
 from fleet_server.client import ApiClient
 from fleet_server.config import load_config
@@ -144,6 +150,7 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
             FLEET_SERVER_CN, "fleet-server", validity)
         pem = serialization.Encoding.PEM
         write_public(out / "ca.crt", identity.ca.cert.public_bytes(pem))
+        write_public(out / "service-ca.crt", identity.service_ca().cert.public_bytes(pem))
         write_public(out / "broker.crt", broker_cert.public_bytes(pem))
         write_public(out / "fleet-server.crt", server_cert.public_bytes(pem))
         notes = [n for n in (_write_key(out / "broker.key", broker_key, True),
@@ -151,10 +158,10 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         crl_file, acl_file = identity.ca.crl_path, identity.acl_path
         if args.copy_policy:
             crl_file, acl_file = out / "crl.pem", out / "acl"
-            shutil.copyfile(identity.ca.crl_path, crl_file)
-            shutil.copyfile(identity.acl_path, acl_file)
-            os.chmod(crl_file, 0o644)
-            os.chmod(acl_file, 0o644)
+            for src, dst in ((identity.ca.crl_path, crl_file), (identity.acl_path, acl_file)):
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o644)
+        write_public(out / "service.acl", SERVICE_ACL.encode())
         plain_acl = None
         if args.plain_port is not None:
             plain_acl = out / "plain.acl"
@@ -162,15 +169,17 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         conf = render_mosquitto_conf(BrokerFiles(
             port=args.port, bind=args.bind, ca_file=out / "ca.crt",
             cert_file=out / "broker.crt", key_file=out / "broker.key", crl_file=crl_file,
-            acl_file=acl_file, plain_port=args.plain_port, plain_acl_file=plain_acl,
-            user=args.user))
+            acl_file=acl_file, server_port=args.server_port, server_bind=args.server_bind,
+            service_ca_file=out / "service-ca.crt", service_acl_file=out / "service.acl",
+            plain_port=args.plain_port, plain_acl_file=plain_acl, user=args.user))
         write_public(out / "mosquitto.conf", conf.encode())
     finally:
         db.dispose()
     expires = broker_cert.not_valid_after_utc.strftime("%Y-%m-%d")
-    print(f"wrote {out}/mosquitto.conf (TLS port {args.port}"
+    print(f"wrote {out}/mosquitto.conf: devices on TLS port {args.port}, the fleet server on "
+          f"TLS port {args.server_port} ({args.server_bind or 'all addresses'})"
           + (f", read-only plain port {args.plain_port} on 127.0.0.1" if args.plain_port
-             else "") + ")")
+             else ""))
     print(f"  broker certificate for {', '.join(hosts)} and the fleet server's MQTT identity "
           f"(CN {FLEET_SERVER_CN}), both valid until {expires}: run broker-config again "
           "before then")
@@ -181,8 +190,9 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
              "broker (SIGHUP)"))
     for note in notes:
         print(f"  note: {note}")
+    server_host = args.server_bind or identity.broker_host
     print("fleet server config (server.toml):")
-    print(f'[mqtt]\nhost = "{identity.broker_host}"\nport = {args.port}\n'
+    print(f'[mqtt]\nhost = "{server_host}"\nport = {args.server_port}\n'
           f'[mqtt.tls]\nca_file = "{out}/ca.crt"\ncert_file = "{out}/fleet-server.crt"\n'
           f'key_file = "{out}/fleet-server.key"')
     return EXIT_OK
@@ -238,9 +248,15 @@ def add_identity_commands(sub: Any) -> None:
                             "mTLS, the device ACL and the CRL")
     broker.add_argument("--config", type=Path, required=True, help="server config (TOML)")
     broker.add_argument("--out", type=Path, required=True, help="directory to write into")
-    broker.add_argument("--port", type=int, default=8883, help="TLS port (default 8883)")
-    broker.add_argument("--bind", metavar="ADDR", help="address of the TLS listener "
+    broker.add_argument("--port", type=int, default=8883,
+                        help="TLS port for devices (default 8883)")
+    broker.add_argument("--bind", metavar="ADDR", help="address of the devices' TLS listener "
                         "(default: all)")
+    broker.add_argument("--server-port", type=int, default=8884,
+                        help="TLS port for the fleet server's own connections (default 8884)")
+    broker.add_argument("--server-bind", metavar="ADDR", default="127.0.0.1",
+                        help="address of the fleet server's listener (default 127.0.0.1: "
+                        "fleet server and broker on one machine)")
     broker.add_argument("--plain-port", type=int, metavar="PORT",
                         help="also a plain listener on 127.0.0.1, read-only for anonymous "
                         "local tools")

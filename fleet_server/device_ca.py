@@ -12,8 +12,10 @@ What is issued (:meth:`DeviceCA.issue`):
 - device certificates: subject CN = device id and nothing else, whatever the CSR asked
   for; extended key usage clientAuth only (so a device certificate can never act as a
   broker), short validity (renewed by the device, see docs/fleet-server.md);
-- the fleet server's MQTT identity: CN ``fleet-server``, clientAuth;
-- the broker's TLS certificate: serverAuth only, SANs = the broker's names.
+- the broker's TLS certificate: serverAuth only, SANs = the broker's names;
+- from a second CA in ``<data_dir>/service-ca/``: the fleet server's MQTT identity,
+  CN ``fleet-server``, clientAuth. The broker's listener for the fleet server trusts
+  only that CA, so a device certificate cannot even open a session there.
 
 CSR checks are a pure function (:func:`check_csr`): signature, CN, key type and size.
 """
@@ -37,12 +39,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from contract.topics import check_device_id
 
 CA_DIR_NAME = "device-ca"
+# A second CA only for the fleet server's own MQTT identity: the broker's server
+# listener trusts just this one, so no device certificate gets a session there.
+SERVICE_CA_DIR_NAME = "service-ca"
+DEVICE_CA_SUBJECT, SERVICE_CA_SUBJECT = "nanofleet device CA", "nanofleet service CA"
 CA_KEY, CA_CERT, CRL_FILE = "ca.key", "ca.crt", "crl.pem"
 CA_VALIDITY = dt.timedelta(days=3650)
-# The fleet server's own MQTT identity; the broker ACL gives it every device's tree,
-# so no device may enroll under this name.
+# The fleet server's own MQTT identity (CN) and the prefixes of its MQTT client ids.
+# Devices get their id as client id, and a client id taken twice kicks the older
+# session, so no device may be named like the fleet server's connections.
 FLEET_SERVER_CN = "fleet-server"
-RESERVED_IDS = frozenset({FLEET_SERVER_CN})
+RESERVED_PREFIXES = (FLEET_SERVER_CN, "nanofleet-server")
 ALLOWED_CURVES = {"secp256r1": 256, "secp384r1": 384}
 RSA_MIN_BITS, RSA_MAX_BITS = 2048, 8192
 MAX_CSR_BYTES = 16 * 1024
@@ -116,12 +123,14 @@ def check_csr(csr_pem: str | bytes, device_id: str) -> x509.CertificateSigningRe
     return csr
 
 
-def check_enrollable_id(device_id: str) -> str:
-    """A device id usable in topics and not reserved for the fleet's own identities."""
+def check_enrollable_id(device_id: str, server_client_ids: Sequence[str] = ()) -> str:
+    """A device id usable in topics and not one of the fleet server's own MQTT names."""
     check_device_id(device_id)
-    if device_id in RESERVED_IDS:
-        raise ValueError(f"device id {device_id!r} is reserved for the fleet server's own "
-                         "MQTT identity; choose another id")
+    for prefix in (*RESERVED_PREFIXES, *server_client_ids):
+        if device_id.startswith(prefix):
+            raise ValueError(f"device id {device_id!r} is reserved: ids starting with "
+                             f"{prefix!r} belong to the fleet server's MQTT connections; "
+                             "choose another id")
     return device_id
 
 
@@ -168,7 +177,8 @@ class DeviceCA:
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, directory: Path, *, create: bool = True) -> DeviceCA:
+    def open(cls, directory: Path, *, create: bool = True,
+             subject: str = DEVICE_CA_SUBJECT) -> DeviceCA:
         """Load the CA in ``directory``; make a new one there if there is none and ``create``."""
         key_path, cert_path = directory / CA_KEY, directory / CA_CERT
         if not key_path.exists():
@@ -176,7 +186,7 @@ class DeviceCA:
                 raise CaError(f"no device CA in {directory} (the fleet server makes one at "
                               "its first start)")
             try:
-                return cls._create(directory)
+                return cls._create(directory, subject)
             except FileExistsError:
                 pass  # another process made it first: load theirs
         try:
@@ -191,13 +201,13 @@ class DeviceCA:
         return cls(directory, key, cert)
 
     @classmethod
-    def _create(cls, directory: Path) -> DeviceCA:
+    def _create(cls, directory: Path, subject_cn: str) -> DeviceCA:
         directory.mkdir(parents=True, exist_ok=True)
         # 0755: the broker (user mosquitto) reads ca.crt and crl.pem here; ca.key is 0600.
         os.chmod(directory, 0o755)
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        subject = _name("nanofleet device CA")
+        subject = _name(subject_cn)
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
             x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
@@ -312,3 +322,7 @@ def _san(host: str) -> x509.GeneralName:
 
 def ca_directory(data_dir: Path) -> Path:
     return data_dir / CA_DIR_NAME
+
+
+def service_ca_directory(data_dir: Path) -> Path:
+    return data_dir / SERVICE_CA_DIR_NAME

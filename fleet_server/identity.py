@@ -30,6 +30,7 @@ from fleet_server.broker_config import ACL_FILE, render_acl
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database
 from fleet_server.device_ca import (
+    SERVICE_CA_SUBJECT,
     CertKind,
     CsrRejected,
     DeviceCA,
@@ -41,6 +42,7 @@ from fleet_server.device_ca import (
     describe_key,
     fingerprint,
     serial_hex,
+    service_ca_directory,
     write_public,
 )
 from fleet_server.enrollment import (
@@ -108,6 +110,10 @@ class IdentityService:
         self.publish_broker_policy()
 
     @property
+    def server_client_ids(self) -> tuple[str, ...]:
+        return (self.config.mqtt.client_id,)
+
+    @property
     def broker_host(self) -> str:
         return self.settings.broker_host or self.config.mqtt.host
 
@@ -118,7 +124,7 @@ class IdentityService:
     # --- tokens ----------------------------------------------------------------------------
     def create_token(self, spec: TokenSpec, actor: str) -> tuple[str, dict[str, Any]]:
         if spec.device_id is not None:
-            check_enrollable_id(spec.device_id)
+            check_enrollable_id(spec.device_id, self.server_client_ids)
         max_s = self.settings.token_max_hours * 3600
         if spec.expires_in_s > max_s:
             raise ValueError(f"a token may live at most {self.settings.token_max_hours:g} h "
@@ -137,7 +143,7 @@ class IdentityService:
 
     def enroll(self, token: str, device_id: str, csr_pem: str) -> IssuedIdentity:
         try:
-            check_enrollable_id(device_id)
+            check_enrollable_id(device_id, self.server_client_ids)
             csr = check_csr(csr_pem, device_id)
         except CsrRejected as exc:
             raise EnrollmentRefused(400, "bad-csr", str(exc)) from None
@@ -284,11 +290,17 @@ class IdentityService:
             write_public(self.acl_path, render_acl(revoked_ids).encode())
 
     # --- service certificates (broker-config) ----------------------------------------------
+    def service_ca(self) -> DeviceCA:
+        return DeviceCA.open(service_ca_directory(self.config.data_dir),
+                             subject=SERVICE_CA_SUBJECT)
+
     def issue_service_certificate(self, cn: str, kind: CertKind, validity: dt.timedelta,
                                   hosts: Sequence[str] = ()) -> tuple[x509.Certificate, bytes]:
-        """A new key and certificate for the broker or the fleet server: (cert, key PEM)."""
+        """A new key and certificate: (cert, key PEM). The broker's comes from the device CA
+        (devices verify the broker with it), the fleet server's from the service CA."""
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self.ca.issue(cn, key.public_key(), kind, validity, hosts)
+        ca = self.ca if kind == "broker" else self.service_ca()
+        cert = ca.issue(cn, key.public_key(), kind, validity, hosts)
         with self.db.session() as session:
             self._record(session, cert, kind, None)
             _audit(session, "broker-config", "ca.issue", cn, kind=kind,

@@ -51,15 +51,21 @@ def _desired(revision: int) -> bytes:
 
 def test_generated_broker_files(fleet: EnrolledFleet) -> None:
     conf = (fleet.broker_dir / "mosquitto.conf").read_text()
-    for line in ("require_certificate true", "use_identity_as_username true",
-                 "allow_anonymous false", f"listener {fleet.tls_port} 127.0.0.1",
-                 f"listener {fleet.plain_port} 127.0.0.1"):
-        assert line in conf.splitlines(), line
+    devices, server = conf.split("\n\n")[1:3]  # the two TLS listeners
+    for listener, port in ((devices, fleet.tls_port), (server, fleet.server_port)):
+        for line in ("require_certificate true", "use_identity_as_username true",
+                     "allow_anonymous false", f"listener {port} 127.0.0.1"):
+            assert line in listener.splitlines(), line
     ca_dir = fleet.setup.config.data_dir / "device-ca"
-    assert f"crlfile {ca_dir / 'crl.pem'}" in conf and f"acl_file {ca_dir / 'acl'}" in conf
+    assert "use_username_as_clientid true" in devices.splitlines()
+    assert f"crlfile {ca_dir / 'crl.pem'}" in devices
+    assert f"acl_file {ca_dir / 'acl'}" in devices
+    assert f"cafile {fleet.broker_dir / 'service-ca.crt'}" in server
+    assert f"listener {fleet.plain_port} 127.0.0.1" in conf
     acl = (ca_dir / "acl").read_text()
-    assert f"pattern readwrite {PREFIX}/dev/%u/#" in acl
-    assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in acl
+    assert f"pattern readwrite {PREFIX}/dev/%u/#" in acl and "fleet-server" not in acl
+    assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in \
+        (fleet.broker_dir / "service.acl").read_text()
     assert stat.S_IMODE((ca_dir / "ca.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((fleet.broker_dir / "fleet-server.key").stat().st_mode) == 0o600
     # Debian's mosquitto drops to user mosquitto: its key is group-readable for it.
@@ -71,7 +77,7 @@ def test_generated_broker_files(fleet: EnrolledFleet) -> None:
 
 
 def test_device_cannot_read_another_devices_desired_state(fleet: EnrolledFleet) -> None:
-    server = Client(fleet.tls_port, fleet.server_tls())
+    server = Client(fleet.server_port, fleet.server_tls())
     for device in ("dev-a", "dev-b"):
         assert accepted(server.publish(desired(device), _desired(1), retain=True))
     a = Client(fleet.tls_port, fleet.device_tls("dev-a"),
@@ -95,7 +101,7 @@ def test_device_cannot_read_another_devices_desired_state(fleet: EnrolledFleet) 
 
 def test_device_cannot_publish_as_another(fleet: EnrolledFleet) -> None:
     watcher = Client(fleet.plain_port, None, [f"{PREFIX}/#"])  # loopback, read-only
-    server = Client(fleet.tls_port, fleet.server_tls())
+    server = Client(fleet.server_port, fleet.server_tls())
     a = Client(fleet.tls_port, fleet.device_tls("dev-a"))
     try:
         assert accepted(server.publish(desired("dev-b"), _desired(7), retain=True))
@@ -119,7 +125,7 @@ def test_device_cannot_publish_as_another(fleet: EnrolledFleet) -> None:
 
 
 def test_fleet_server_identity_reaches_every_device(fleet: EnrolledFleet) -> None:
-    server = Client(fleet.tls_port, fleet.server_tls(), [f"{PREFIX}/dev/+/alerts"])
+    server = Client(fleet.server_port, fleet.server_tls(), [f"{PREFIX}/dev/+/alerts"])
     devices = {d: Client(fleet.tls_port, fleet.device_tls(d), [desired(d)])
                for d in ("dev-a", "dev-b")}
     try:
@@ -171,9 +177,10 @@ def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
     revoked_dir = fleet.enroll("dev-r")
     fleet.enroll("dev-s")
     held = Client(fleet.tls_port, fleet.device_tls("dev-r"), [desired("dev-r")])
-    server = Client(fleet.tls_port, fleet.server_tls())
+    server = Client(fleet.server_port, fleet.server_tls())
     try:
-        assert try_connect(fleet.tls_port, fleet.device_tls("dev-r")) is None
+        # (held is dev-r's only session: a second one would take over its client id)
+        assert held.client.is_connected()
         code, out, err = fleet.nanofleet("devices", "revoke", "dev-r", "--reason", "stolen")
         assert code == 0, err
         assert "reload the broker" in out
@@ -197,3 +204,24 @@ def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
     finally:
         held.close()
         server.close()
+
+
+def test_listeners_keep_identities_apart(fleet: EnrolledFleet) -> None:
+    # A device certificate gets no session on the fleet server's listener...
+    assert try_connect(fleet.server_port, fleet.device_tls("dev-a")) is not None
+    # ...and on the device listener a device's client id is its id, whatever it asks for:
+    # it can take over neither another device's session nor the fleet server's.
+    b = Client(fleet.tls_port, fleet.device_tls("dev-b"), [desired("dev-b")],
+               client_id="nanofleet-dev-b")
+    connects = fleet.server.health()["mqtt"]["connects"]
+    impostors = [Client(fleet.tls_port, fleet.device_tls("dev-a"), client_id=cid)
+                 for cid in ("nanofleet-dev-b", fleet.setup.config.mqtt.client_id)]
+    try:
+        time.sleep(0.5)
+        assert b.client.is_connected() and b.connect_error is None
+        assert fleet.server.health()["mqtt"] == {**fleet.server.health()["mqtt"],
+                                                "connected": True, "connects": connects}
+        assert "as dev-a (p5" in fleet.broker.output()  # the broker renamed the client
+    finally:
+        for c in (b, *impostors):
+            c.close()

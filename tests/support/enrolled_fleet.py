@@ -171,7 +171,8 @@ class EnrolledFleet:
     server: FleetServer
     broker: GeneratedBroker
     broker_dir: Path
-    tls_port: int
+    tls_port: int  # devices
+    server_port: int  # the fleet server's identity
     plain_port: int
     broker_config_output: str
     identities: dict[str, Path] = field(default_factory=dict)
@@ -219,13 +220,15 @@ class EnrolledFleet:
 
 
 def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
-    tls_port, plain_port = free_port(), free_port()
-    setup = setup_fleet(workdir / "fleet", mqtt_port=tls_port, enrollment=EnrollmentSettings(
-        broker_host="127.0.0.1", broker_port=tls_port))
+    tls_port, server_port, plain_port = free_port(), free_port(), free_port()
+    setup = setup_fleet(workdir / "fleet", mqtt_port=server_port,
+                        enrollment=EnrollmentSettings(broker_host="127.0.0.1",
+                                                      broker_port=tls_port))
     broker_dir = workdir / "broker"
     code, out, err = nf("broker-config", "--config", str(setup.config_path), "--out",
                         str(broker_dir), "--port", str(tls_port), "--bind", "127.0.0.1",
-                        "--plain-port", str(plain_port), "--user", "root")
+                        "--server-port", str(server_port), "--plain-port", str(plain_port),
+                        "--user", "root")
     assert code == 0, err
     # The server's MQTT identity from broker-config, as its output tells operators to set.
     tls = MqttTls(ca_file=broker_dir / "ca.crt", cert_file=broker_dir / "fleet-server.crt",
@@ -234,7 +237,7 @@ def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
         update={"tls": tls})})
     setup.config_path.write_text(config_toml(config), encoding="utf-8")
     setup = replace(setup, config=config)
-    broker = GeneratedBroker(broker_dir / "mosquitto.conf", [tls_port, plain_port],
+    broker = GeneratedBroker(broker_dir / "mosquitto.conf", [tls_port, server_port, plain_port],
                              workdir / "mosquitto.log").start()
     server = FleetServer(setup)
     try:
@@ -244,5 +247,6 @@ def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
         server.stop()
         broker.stop()
         raise
-    return EnrolledFleet(workdir, setup, server, broker, broker_dir, tls_port, plain_port, out)
+    return EnrolledFleet(workdir, setup, server, broker, broker_dir, tls_port, server_port,
+                         plain_port, out)
 
