@@ -333,6 +333,18 @@ def test_device_already_running_the_target_counts_as_committed() -> None:
     assert w.progress.status == "completed"
 
 
+def test_device_running_a_newer_version_is_skipped_not_downgraded() -> None:
+    w = World(3, strat(canary=0, waves=[100], soak_s=0))
+    newer = sorted(w.devices)[0]
+    w.live_version[newer] = TARGET + 1
+    plan = w.tick(0)
+    assert newer not in plan.notify and len(plan.notify) == 2
+    assert (w.devices[newer].state, w.devices[newer].reason) == ("skipped", "newer-installed")
+    w.commit([d for d in w.devices if d != newer], 1)
+    w.tick(2)
+    assert w.progress.status == "completed"
+
+
 # --- operator actions --------------------------------------------------------------------------
 
 def test_pause_stops_new_stages_and_retries_until_resumed() -> None:

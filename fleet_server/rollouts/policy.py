@@ -10,7 +10,9 @@ persists the plan and publishes the desired states.
 Rules, in the order :func:`tick` applies them:
 
 1. a notified device whose live model already is the target version is committed
-   (``already-installed``: the agent reports nothing for a model it already runs);
+   (``already-installed``: the agent reports nothing for a model it already runs); a
+   device running a *newer* version when its stage starts is skipped
+   (``newer-installed``) and its desired state left alone;
 2. a transient failure (download error, no space, ...) is retried with exponential
    backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
    then, and for any other failure, the failure is final;
@@ -287,10 +289,19 @@ def tick(strategy: Strategy, stage_names: Sequence[str], target_version: int,
             p = replace(p, stage=p.stage + 1, stage_started_at=now, stage_settled_at=None)
             members = by_stage.get(p.stage, [])
             for dev in members:
-                if dev.state == "pending":
-                    changed[dev.device_id] = replace(dev, state="notified", attempts=1,
-                                                     notified_at=now, changed_at=now)
-                    notify.append(dev.device_id)
+                if dev.state != "pending":
+                    continue
+                running = live.get(dev.device_id, offline).live_version
+                if running is not None and running > target_version:
+                    # Its desired state is left alone: v(target) there would be a downgrade
+                    # the agent refuses, and would misstate what the device should run.
+                    changed[dev.device_id] = replace(
+                        dev, state="skipped", reason="newer-installed", changed_at=now,
+                        detail=f"v{running} is live, newer than v{target_version}")
+                    continue
+                changed[dev.device_id] = replace(dev, state="notified", attempts=1,
+                                                 notified_at=now, changed_at=now)
+                notify.append(dev.device_id)
             by_stage[p.stage] = [changed.get(d.device_id, d) for d in members]
             log.append(f"{stage_names[p.stage]} started: {len(members)} device(s)")
             continue
