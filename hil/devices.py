@@ -1,0 +1,274 @@
+"""Devices under test. :class:`DeviceDriver` is what the rig needs from a device;
+:class:`LocalProcessDevice` runs the real agent (``nanofleet-agent run``) as a child
+process with its own config, state directory, followed log file and output log.
+
+A driver for real hardware (reached over SSH) would implement the same methods:
+``power_on`` = ``systemctl start nanofleet-agent`` (crash hook in the unit's
+environment), ``power_cut`` = a switched PDU/relay or ``systemctl kill -s KILL``,
+``append_lines`` = ``cat >> FILE`` over the SSH channel, ``query`` = ``nanofleet-agent
+query --json CMD`` remotely, ``collect`` = copy back the journal; its :class:`Link`
+would cut a switch port. See docs/hil.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from agent.control import DaemonNotRunning, ask
+from agent.ota.engine import CRASH_ENV
+from hil.links import Link
+from hil.scenario import AgentSpec
+from hil.traffic import TrafficWriter
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class FleetEndpoints:
+    """What a device is provisioned with to reach the fleet's repository."""
+
+    http_base: str  # http://127.0.0.1:PORT (the fleet server)
+    root_file: Path  # the trusted root.json from the key ceremony
+
+
+class DeviceDriver(ABC):
+    """One device under test, as the rig drives it."""
+
+    def __init__(self, device_id: str, link: Link) -> None:
+        self.device_id = device_id
+        self.link = link
+        self.power_ons = 0  # how many times the agent was started
+
+    @abstractmethod
+    def power_on(self, crash_at_ota_state: str | None = None) -> None:
+        """Start the agent (``crash_at_ota_state``: arm the agent's crash hook)."""
+
+    @abstractmethod
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the agent answers queries; raise if it died or timed out."""
+
+    @abstractmethod
+    def power_cut(self) -> None:
+        """Stop the agent abruptly (kill -9 / cut the power): no clean-up runs."""
+
+    @abstractmethod
+    def shutdown(self, timeout: float = 15.0) -> int | None:
+        """Stop the agent cleanly; the exit code (None if it was not running)."""
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """The agent's exit code once it has exited by itself, else None."""
+
+    @property
+    @abstractmethod
+    def running(self) -> bool:
+        """The agent process is up."""
+
+    @abstractmethod
+    def append_lines(self, lines: list[str]) -> None:
+        """Write lines to the log the agent follows (the device's traffic)."""
+
+    @abstractmethod
+    def query(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """A technician query (``nanofleet-agent query``); the response document."""
+
+    @abstractmethod
+    def collect(self, dest: Path) -> list[Path]:
+        """Copy the device's logs into ``dest``; the files written."""
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} over {self.link.describe()}"
+
+
+def agent_config_toml(device_id: str, *, state_dir: Path, log_file: Path, link: Link,
+                      agent: AgentSpec, fleet: FleetEndpoints, ota_transport: str) -> str:
+    """The agent's config file for a rig device (pure)."""
+    if ota_transport == "mqtt":
+        ota_urls = 'transport = "mqtt"\n'
+    else:
+        ota_urls = (f'metadata_url = "{fleet.http_base}/repo/metadata/"\n'
+                    f'target_base_url = "{fleet.http_base}/repo/targets/"\n')
+    return f"""device_id = "{device_id}"
+state_dir = "{state_dir}"
+metrics_interval_s = {agent.metrics_interval_s}
+log_level = "{agent.log_level}"
+
+[mqtt]
+host = "{link.broker_host}"
+port = {link.device_port}
+keepalive_s = {agent.mqtt_keepalive_s}
+reconnect_max_s = {agent.reconnect_max_s}
+
+[model]
+slot = "logs"
+
+[pipeline]
+batch_size = {agent.batch_size}
+batch_max_wait_ms = {agent.batch_max_wait_ms}
+
+[[sources]]
+kind = "file"
+name = "device-log"
+path = "{log_file}"
+start_at = "beginning"
+poll_interval_s = 0.05
+
+[ota]
+{ota_urls}root_file = "{fleet.root_file}"
+check_interval_s = 5
+retry_after_s = 3
+http_timeout_s = 5
+min_free_bytes = 0
+
+[ota.trial]
+duration_s = {agent.trial_duration_s}
+min_inferences = {agent.trial_min_inferences}
+timeout_s = {max(agent.trial_timeout_s, agent.trial_duration_s)}
+"""
+
+
+class LocalProcessDevice(DeviceDriver):
+    """The real agent as a child process (inside the link's network namespace, if any)."""
+
+    def __init__(self, device_id: str, link: Link, workdir: Path, *, agent: AgentSpec,
+                 fleet: FleetEndpoints, ota_transport: str) -> None:
+        super().__init__(device_id, link)
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = workdir / "state"
+        self.log_file = workdir / "device.log"  # what the agent follows
+        self.log_file.touch()
+        self.output = workdir / "agent.log"  # the agent's own stdout/stderr
+        self.config = workdir / "agent.toml"
+        self.config.write_text(agent_config_toml(
+            device_id, state_dir=self.state_dir, log_file=self.log_file, link=link, agent=agent,
+            fleet=fleet, ota_transport=ota_transport), encoding="utf-8")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._log: IO[str] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "agent.sock"
+
+    def power_on(self, crash_at_ota_state: str | None = None) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.device_id}: the agent is already running")
+        env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+        if crash_at_ota_state:
+            env[CRASH_ENV] = crash_at_ota_state
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        self._close_output()
+        self._out = open(self.output, "ab")  # noqa: SIM115 - closed when the agent is gone
+        self._out.write(f"--- hil: power on at {time.strftime('%H:%M:%S')}"
+                        f"{f' ({CRASH_ENV}={crash_at_ota_state})' if crash_at_ota_state else ''}"
+                        " ---\n".encode())
+        self._out.flush()
+        self.power_ons += 1
+        self._proc = subprocess.Popen(
+            [*self.link.command_prefix(), sys.executable, "-m", "agent.cli", "run", "--config",
+             str(self.config)], stdout=self._out, stderr=subprocess.STDOUT, env=env,
+            cwd=REPO_ROOT)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                code = None if self._proc is None else self._proc.returncode
+                raise RuntimeError(f"{self.device_id}: the agent exited ({code}) while "
+                                   f"starting:\n{self.output_tail()}")
+            try:
+                if ask(self.socket, "status", {}, timeout=2).get("ok"):
+                    return
+            except (DaemonNotRunning, OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
+                           f"{self.output_tail()}")
+
+    def power_cut(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._close_output()
+
+    def shutdown(self, timeout: float = 15.0) -> int | None:
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._close_output()
+        return self._proc.returncode
+
+    def exit_code(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def append_lines(self, lines: list[str]) -> None:
+        if self._log is None:
+            self._log = open(self.log_file, "a", encoding="utf-8")  # noqa: SIM115
+        self._log.write("".join(line + "\n" for line in lines))
+        self._log.flush()
+
+    def query(self, cmd: str, **args: Any) -> dict[str, Any]:
+        return ask(self.socket, cmd, args, timeout=10)
+
+    def output_tail(self, lines: int = 40) -> str:
+        if not self.output.exists():
+            return ""
+        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
+
+    def collect(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for src, name in ((self.output, "agent.log"), (self.config, "agent.toml"),
+                          (self.log_file, "device.log"),
+                          (self.state_dir / "ota" / "logs.json", "ota-record.json")):
+            if src.exists():
+                shutil.copyfile(src, dest / name)
+                out.append(dest / name)
+        return out
+
+    def _close_output(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def close(self) -> None:
+        self.shutdown()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class DeviceUnit:
+    """A device under test as the rig keeps it: its driver, its traffic, the crash hook
+    its agent was started with, and exits nobody asked for."""
+
+    driver: DeviceDriver
+    writer: TrafficWriter
+    armed: str | None = None  # the agent's NANOFLEET_OTA_CRASH_AT, if any
+    cutting: bool = False  # a power cut is being injected: an exit is expected
+    unexpected_exits: list[str] = field(default_factory=list)
+
+    @property
+    def device_id(self) -> str:
+        return self.driver.device_id

@@ -1,0 +1,115 @@
+"""Model versions a scenario publishes: real bundles, correctly signed, some of them
+deliberately bad. The bad ones are made to slip past the checks before them and be
+caught by the one under test (smoke test, trial health, hash check)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from contract.bundle import load_bundle, pack_bundle, read_bundle
+from hil.steps import Variant
+from nanomodel import default_bundle_path
+from nanomodel.corpus import generate
+from nanomodel.dataio import LabeledData
+from nanomodel.features import Featurizer
+from nanomodel.finetune import TrainRequest, train_bundle
+from nanomodel.network import ShippedModel, body_forward
+from nanomodel.pack import build_bundle, shipped_model
+from nanomodel.train import TrainConfig
+
+
+def finetuned(version: int, seed: int = 7, lines: int = 300) -> bytes:
+    """A head-only fine-tune of the default model, as an operator makes one: the body
+    stays byte-identical, so the delta from v1 is small."""
+    examples = generate(lines, seed)
+    data = LabeledData([e.text for e in examples], [e.label for e in examples], f"seed{seed}")
+    with tempfile.TemporaryDirectory(prefix="hil-train-") as tmp:
+        result = train_bundle(TrainRequest(
+            data=data, out=Path(tmp) / f"v{version}.nfb", base=default_bundle_path(),
+            head_only=True, version=version, mix_corpus=0,
+            config=TrainConfig(head_epochs=4, seed=seed, progress=False)))
+    return result.bundle
+
+
+def _rebuild(model: ShippedModel, version: int, golden_texts: list[str] | None = None) -> bytes:
+    m = load_bundle(default_bundle_path()).manifest
+    return build_bundle(model, spec=m.tokenizer, labels=m.labels, normal_label=m.normal_label,
+                        name=m.name, slot=m.slot, version=version, version_label=f"v{version}",
+                        golden_texts=golden_texts or [g.text for g in m.golden], evaluation={},
+                        formats=sorted(m.runtimes))
+
+
+def wrong_golden(version: int, seed: int = 7) -> bytes:
+    """Well-formed and signed, but its golden vectors do not match its own outputs (a
+    build/export mix-up a signature cannot catch): the smoke test must refuse it."""
+    bundle = read_bundle(finetuned(version, seed))
+    golden = [g.model_copy(update={"expected": list(reversed(g.expected))})
+              for g in bundle.manifest.golden]
+    return pack_bundle(bundle.manifest.model_copy(update={"golden": golden}), bundle.files)
+
+
+def collapsed(version: int) -> bytes:
+    """Passes its smoke test (its golden vectors are its own outputs) but gives one
+    label to every line: the trial's collapse check must roll it back."""
+    base = load_bundle(default_bundle_path())
+    model = shipped_model(base)
+    labels = base.manifest.labels
+    head_b = np.full(len(labels), -4.0, dtype=np.float32)
+    head_b[labels.index("power")] = 8.0
+    return _rebuild(ShippedModel(model.body, np.zeros_like(model.head_w), head_b,
+                                 model.anomaly_mask), version)
+
+
+def nan_on_traffic(version: int, seed: int = 11) -> bytes:
+    """Finite on its golden vectors, NaN on much of the corpus traffic: a huge head weight
+    on a hidden unit that is exactly 0 (ReLU) for every golden line and large on many
+    traffic lines. The smoke test passes; the trial's output sanity check must not."""
+    base = load_bundle(default_bundle_path())
+    model = shipped_model(base)
+    featurizer = Featurizer(base.manifest.tokenizer)
+    candidates = [e.text for e in generate(300, seed + 1000)]
+    h_cand = body_forward(model.body, featurizer.transform(candidates))
+    h_traffic = body_forward(model.body,
+                             featurizer.transform([e.text for e in generate(200, seed)]))
+    usable = np.flatnonzero((h_cand == 0.0).sum(axis=0) >= 6)
+    if usable.size == 0:
+        raise RuntimeError("no hidden unit is silent on enough lines to hide a NaN from the "
+                           "smoke test; try another seed")
+    unit = int(usable[np.argmax((h_traffic[:, usable] > 1.0).mean(axis=0))])
+    golden = [candidates[i] for i in np.flatnonzero(h_cand[:, unit] == 0.0)[:6]]
+    head_w = model.head_w.copy()
+    head_w[:, unit] = np.float32(3e38)
+    head_w[0, unit] = np.float32(-3e38)  # +inf and -inf in one softmax: NaN
+    return _rebuild(ShippedModel(model.body, head_w, model.head_b, model.anomaly_mask), version,
+                    golden)
+
+
+def build_variant(variant: Variant, version: int, seed: int) -> bytes:
+    """The bundle a publish step uploads (``tampered`` is a good bundle: the rig alters
+    the stored artifacts after signing)."""
+    if variant in ("finetune", "tampered"):
+        return finetuned(version, seed)
+    if variant == "wrong_golden":
+        return wrong_golden(version, seed)
+    if variant == "nan":
+        return nan_on_traffic(version)
+    return collapsed(version)
+
+
+def tamper_stored_artifacts(repo_path: Path, model: str, version: int) -> list[Path]:
+    """Flip one byte in the middle of every stored artifact of ``version`` (full bundle
+    and deltas), as a compromised mirror or a bad disk would: the signed metadata still
+    names the original hashes."""
+    directory = repo_path / "targets" / "models" / model / str(version)
+    changed = []
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        changed.append(path)
+    if not changed:
+        raise RuntimeError(f"no stored artifacts of {model} v{version} under {directory}")
+    return changed
