@@ -134,10 +134,10 @@ class Rollouts:
                 strategy=request.strategy.model_dump(mode="json"), stage_names=names,
                 status="running", stage=-1, created_at=now, created_by=actor, updated_at=now,
                 failure_baseline=0, outcome_baseline=0, log=[])
+            sizes = ", ".join(f"{name}: {sum(1 for s in stages.values() if s == i)}"
+                              for i, name in enumerate(names))
             append_log(row, [f"created by {actor}: {request.model} v{request.version} to "
-                             f"{len(ids)} device(s) in {len(names)} stage(s) "
-                             f"({', '.join(f'{n}: {sum(1 for s in stages.values() if s == i)}' for i, n in enumerate(names))})"],  # noqa: E501
-                       now)
+                             f"{len(ids)} device(s) in {len(names)} stage(s) ({sizes})"], now)
             session.add(row)
             session.add_all(RolloutDeviceRow(rollout_id=rollout_id, device_id=d, stage=s,
                                              state="pending", attempts=0, rollback_sent=False)
