@@ -227,6 +227,17 @@ def test_resume_after_the_broker_restarts_mid_transfer(broker: Mosquitto,
         assert server.connected.wait(10)
 
 
+def test_connection_closes_when_idle_and_reopens(broker: Mosquitto, repo_dir: Path) -> None:
+    with streamer(broker.port, repo_dir), transport(broker.port, idle_close_s=0.3) as t:
+        assert not t.ready.is_set()  # nothing connects before the first fetch
+        assert fetch(t, "mqtt:metadata/timestamp.json").startswith(b"{")
+        assert t.ready.is_set()
+        time.sleep(0.8)
+        assert not t.ready.is_set()  # an idle device holds only the agent's own connection
+        assert fetch(t, "mqtt:metadata/timestamp.json").startswith(b"{")
+        assert t.connects == 2
+
+
 def test_not_found_and_path_traversal_refused(broker: Mosquitto, repo_dir: Path) -> None:
     with streamer(broker.port, repo_dir) as server, transport(broker.port) as t:
         with pytest.raises(ArtifactNotFound) as exc:

@@ -150,9 +150,18 @@ class MqttTransport(ArtifactTransport):
 
     def close(self) -> None:
         with self._lock:
-            self._cancel_idle_timer()
-            client, self._client = self._client, None
+            client = self._detach()
+        self._disconnect(client)
+
+    def _detach(self) -> mqtt.Client | None:
+        """Forget the client (caller holds the lock); disconnect it outside the lock."""
+        self._cancel_idle_timer()
+        client, self._client = self._client, None
         self.ready.clear()
+        return client
+
+    @staticmethod
+    def _disconnect(client: mqtt.Client | None) -> None:
         if client is not None:
             client.disconnect()
             client.loop_stop()
@@ -216,13 +225,16 @@ class MqttTransport(ArtifactTransport):
             self._idle_timer = None
 
     def _close_if_idle(self) -> None:
-        with self._lock:
+        with self._lock:  # a fetch starting now either keeps the client or makes a new one
             if self._active:
                 return
-        self.close()
+            client = self._detach()
+        self._disconnect(client)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
                     props: Properties | None = None) -> None:
+        if client is not self._client:
+            return  # a client closed a moment ago
         if rc.is_failure:
             self.last_error = f"broker refused the connection: {rc}"
             log.warning("artifact transport: %s", self.last_error)
@@ -231,7 +243,7 @@ class MqttTransport(ArtifactTransport):
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       codes: list[ReasonCode], props: Properties | None = None) -> None:
-        if mid != self._sub_mid:
+        if client is not self._client or mid != self._sub_mid:
             return
         if any(c.is_failure for c in codes):
             self.last_error = f"subscription to the chunk topic refused: {codes}"
@@ -243,6 +255,8 @@ class MqttTransport(ArtifactTransport):
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
                        props: Properties | None = None) -> None:
+        if client is not self._client:
+            return
         if self.ready.is_set():
             log.info("artifact transport disconnected: %s", rc)
         self.last_error = f"disconnected: {rc}"
