@@ -17,6 +17,7 @@ Heavy imports (cryptography) happen only when the command runs.
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import sys
 import time
@@ -54,6 +55,19 @@ def resolve(args: argparse.Namespace) -> tuple[str | None, Path]:
     return device_id, directory
 
 
+def give_to(directory: Path, owner: str) -> None:
+    """chown the identity directory and its files to ``owner`` (USER or USER:GROUP): run as
+    root, enroll would otherwise leave a key the agent's own user cannot read."""
+    from agent.enroll import EnrollError
+
+    user, _, group = owner.partition(":")
+    try:
+        for path in (directory, *directory.iterdir()):
+            shutil.chown(path, user, group or None)
+    except (LookupError, PermissionError) as exc:
+        raise EnrollError(f"--owner {owner}: {exc}", 2) from None
+
+
 def _report(response: Any, files: Any, renewed: bool) -> None:
     what = "renewed" if renewed else "enrolled"
     print(f"{what} {response.device_id}: certificate {response.serial[:16]}… valid until "
@@ -79,6 +93,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 print(f"certificate in {files.cert} is not due for renewal yet (--force "
                       "renews anyway)")
                 return 0
+            if args.owner:
+                give_to(files.directory, args.owner)
             _report(response, files, renewed=True)
             print("restart the agent to use it (systemctl restart nanofleet-agent)")
             return 0
@@ -88,6 +104,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         assert device_id is not None
         response = enroll(args.server, args.token, device_id, files, new_key=args.new_key,
                           timeout=args.timeout, ca_file=args.ca_file)
+        if args.owner:
+            give_to(files.directory, args.owner)
         _report(response, files, renewed=False)
         if args.config:
             for note in merge_into_file(args.config, response, files, args.server):
@@ -115,6 +133,8 @@ def add_enroll_command(sub: Any) -> None:
     p.add_argument("--renew", action="store_true", help="renew the certificate (same key, no "
                    "token) when 2/3 of its validity has passed")
     p.add_argument("--force", action="store_true", help="with --renew: renew now")
+    p.add_argument("--owner", metavar="USER[:GROUP]", help="give the identity files to "
+                   "this user (running as root for an agent that runs as another user)")
     p.add_argument("--ca-file", type=Path, help="CA bundle for an https:// server")
     p.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout (s)")
     p.set_defaults(func=cmd_enroll)

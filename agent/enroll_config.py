@@ -149,7 +149,10 @@ def merge_into_file(path: Path, response: EnrollResponse, files: IdentityFiles,
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("# nanofleet agent configuration (rewritten by nanofleet-agent enroll; the "
                    f"previous file is {backup.name})\n" + to_toml(data), encoding="utf-8")
-    os.chmod(tmp, path.stat().st_mode & 0o777)
+    st = path.stat()
+    if os.geteuid() == 0:  # root rewriting /etc/nanofleet/agent.toml: keep root:nanofleet
+        os.chown(tmp, st.st_uid, st.st_gid)
+    os.chmod(tmp, st.st_mode & 0o777)
     os.replace(tmp, path)
     notes.append(f"previous config kept as {backup}")
     return notes

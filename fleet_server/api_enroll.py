@@ -102,13 +102,13 @@ def ca_certificate(identity: Identity) -> str:
 @public_router.get("/device-ca/crl.pem", response_class=PlainTextResponse)
 def crl(identity: Identity) -> str:
     """The current CRL, for a broker on another machine (crlfile)."""
-    return identity.ca.crl_path.read_text()
+    return identity.broker_policy()[0].decode()
 
 
 @operator_router.get("/device-ca/acl", response_class=PlainTextResponse)
 def broker_acl(identity: Identity) -> str:
     """The current broker ACL (acl_file), for a broker on another machine."""
-    return identity.acl_path.read_text()
+    return identity.broker_policy()[1]
 
 
 @operator_router.post("/enroll-tokens")

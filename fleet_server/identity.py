@@ -274,8 +274,8 @@ class IdentityService:
                 "re-reads the CRL (the device's next connection is refused) and the ACL (its "
                 "open session can no longer publish or receive)"}
 
-    def publish_broker_policy(self) -> None:
-        """Rewrite crl.pem and acl in the CA directory from the database."""
+    def broker_policy(self) -> tuple[bytes, str]:
+        """(CRL PEM, device ACL) from the database: the same on every replica sharing it."""
         now = time.time()
         with self.db.session() as session:
             rows = list(session.scalars(select(IssuedCertificate).where(
@@ -285,9 +285,14 @@ class IdentityService:
         # An expired certificate fails on its dates alone: the CRL keeps only live ones.
         revoked = [RevokedSerial(int(r.serial, 16), dt.datetime.fromtimestamp(
             r.revoked_at or now, dt.UTC)) for r in rows if r.not_after > now - 86400]
+        return self.ca.build_crl(revoked), render_acl(revoked_ids)
+
+    def publish_broker_policy(self) -> None:
+        """Rewrite crl.pem and acl in the CA directory (what the broker reads)."""
+        crl, acl = self.broker_policy()
         with self._policy_lock:
-            self.ca.write_crl(revoked)
-            write_public(self.acl_path, render_acl(revoked_ids).encode())
+            write_public(self.ca.crl_path, crl)
+            write_public(self.acl_path, acl.encode())
 
     # --- service certificates (broker-config) ----------------------------------------------
     def service_ca(self) -> DeviceCA:

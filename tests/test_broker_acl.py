@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import grp
 import json
+import os
+import pwd
 import stat
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.messages import DesiredModel, DesiredState
@@ -148,11 +151,19 @@ def test_enrolled_agent_runs_over_mtls(fleet: EnrolledFleet, tmp_path: Path) -> 
     config = write_config(tmp_path / "agent.toml", "pump-07", state, 1,
                           f'[[sources]]\nkind = "file"\npath = "{log}"\n'
                           'start_at = "beginning"\n')
+    mosquitto_gid = grp.getgrnam("mosquitto").gr_gid  # stands in for Debian's nanofleet
+    os.chown(config, 0, mosquitto_gid)
+    config.chmod(0o640)
     token = fleet.create_token("--device", "pump-07", "--group", "line-1")
-    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--config", str(config))
+    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--config", str(config),
+                              "--owner", "mosquitto")
     assert proc.returncode == 0, proc.stderr
     assert f"127.0.0.1:{fleet.tls_port} over TLS" in proc.stdout
-    assert stat.S_IMODE((state / "identity" / "device.key").stat().st_mode) == 0o600
+    # The rewritten config keeps owner, group and mode; the identity belongs to the agent.
+    assert (config.stat().st_gid, stat.S_IMODE(config.stat().st_mode)) == (mosquitto_gid, 0o640)
+    assert config.with_name("agent.toml.bak").exists()
+    key = (state / "identity" / "device.key").stat()
+    assert stat.S_IMODE(key.st_mode) == 0o600 and key.st_uid == pwd.getpwnam("mosquitto").pw_uid
     watcher = Client(fleet.plain_port, None, [f"{device_root('pump-07')}/#"])
     agent = AgentProcess(config, state).start()
     try:
@@ -201,6 +212,11 @@ def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
         again = fleet.agent_enroll("--server", fleet.url, "--token", fleet.create_token(),
                                    "--device-id", "dev-r", "--dir", str(revoked_dir))
         assert again.returncode == 1 and "device-revoked" in again.stderr, again.stderr
+        # The CRL a broker elsewhere would fetch lists its certificate.
+        crl = x509.load_pem_x509_crl(httpx.get(f"{fleet.url}/api/v1/device-ca/crl.pem",
+                                               timeout=5).content)
+        cert = x509.load_pem_x509_certificate((revoked_dir / "device.crt").read_bytes())
+        assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     finally:
         held.close()
         server.close()

@@ -197,3 +197,18 @@ def test_renewal_keeps_the_key(fleet: EnrolledFleet) -> None:
         "csr": _csr("pump-01")}, timeout=10)
     assert response.status_code == 403 and "same key" not in response.text
     assert "not for the certified key" in response.json()["error"]["message"]
+
+
+def test_identity_management_needs_the_admin_scope(fleet: EnrolledFleet) -> None:
+    admin = {"Authorization": f"Bearer {fleet.setup.token}"}
+    made = httpx.post(f"{fleet.url}/api/v1/tokens", json={"name": "ci-deployer",
+                      "scopes": ["read", "deploy"]}, headers=admin, timeout=10)
+    assert made.status_code in (200, 201), made.text
+    deployer = {"Authorization": f"Bearer {made.json()['token']}"}
+    for method, path in (("POST", "/api/v1/enroll-tokens"),
+                         ("POST", "/api/v1/devices/pump-01/revoke")):
+        refused = httpx.request(method, f"{fleet.url}{path}", json={}, headers=deployer,
+                                timeout=10)
+        assert refused.status_code == 403 and "admin" in refused.json()["error"]["message"]
+    assert httpx.get(f"{fleet.url}/api/v1/enroll-tokens", headers=deployer,
+                     timeout=10).status_code == 200
