@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ from fleet_server.artifact_stream import (
     bucket_take,
     plan_range,
 )
-from fleet_server.config import ArtifactSettings, MqttSettings
+from fleet_server.config import ArtifactSettings, MqttSettings, MqttTls
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.mqtt_client import Collector
 from tests.support.tuf_repo import make_bundle, make_repo
@@ -253,6 +254,45 @@ def test_not_found_and_path_traversal_refused(broker: Mosquitto, repo_dir: Path)
             fetch(t, "mqtt:targets/escape.pem")
         assert exc.value.status == 404
         assert server.health()["bytes"] == 0  # not one byte of anything was sent
+
+
+def test_mutual_tls_and_the_broker_acl(tls_broker: Mosquitto, repo_dir: Path) -> None:
+    """With certificates (CN = identity) and the ACL nanofleet/v1/dev/%u/#, a device streams
+    its own artifacts; another device can neither ask as it nor read its chunks."""
+    pki = tls_broker.pki
+    assert pki is not None and tls_broker.tls_port is not None
+    server_cert = pki.issue("fleet-server")
+    settings = MqttSettings(port=tls_broker.tls_port, client_id="fleet-tls", tls=MqttTls(
+        ca_file=pki.ca_file, cert_file=server_cert.cert, key_file=server_cert.key))
+
+    def tls(cn: str) -> dict[str, Any]:
+        cert = pki.issue(cn)
+        return {"ca_certs": str(pki.ca_file), "certfile": str(cert.cert),
+                "keyfile": str(cert.key), "cert_reqs": ssl.CERT_REQUIRED,
+                "tls_version": ssl.PROTOCOL_TLS_CLIENT}
+
+    def endpoint(cn: str) -> BrokerEndpoint:
+        return BrokerEndpoint("127.0.0.1", tls_broker.tls_port or 0, f"{cn}-ota", tls=tls(cn))
+
+    server = ArtifactStreamer(settings, ArtifactSettings(), repo_dir)
+    server.start()
+    own = MqttTransport(DEV, endpoint(DEV), timeout=10.0)
+    impostor = MqttTransport(DEV, endpoint("pump-08"), timeout=1.5)
+    spy = Collector(tls_broker.tls_port, f"nanofleet/v1/dev/{DEV}/#", tls=tls("pump-08"))
+    try:
+        assert server.connected.wait(10)
+        odd = (repo_dir / "targets" / "models" / "odd name.bin").read_bytes()
+        assert fetch(own, "mqtt:targets/models/odd%20name.bin") == odd
+        served = server.health()["requests"]
+        with pytest.raises(TransferTimeout):  # its requests on pump-07's topic are dropped
+            fetch(impostor, "mqtt:metadata/timestamp.json")
+        assert server.health()["requests"] == served
+        assert spy.messages == []  # subscribed to pump-07's tree, but nothing is delivered
+    finally:
+        spy.close()
+        own.close()
+        impostor.close()
+        server.stop()
 
 
 def test_server_answers_raw_requests_on_the_devices_own_topic(broker: Mosquitto,
