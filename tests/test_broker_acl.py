@@ -16,11 +16,13 @@ import pwd
 import stat
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.messages import DesiredModel, DesiredState
@@ -50,6 +52,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnrolledFleet]:
 def _desired(revision: int) -> bytes:
     return DesiredState(revision=revision, slots={
         "logs": DesiredModel(model="nano-logs", version=revision)}).model_dump_json().encode()
+
+
+def _has_revision(topic: str, revision: int, messages: list[MQTTMessage]) -> bool:
+    return any(m.topic == topic and json.loads(m.payload)["revision"] == revision
+               for m in messages)
 
 
 def test_generated_broker_files(fleet: EnrolledFleet) -> None:
@@ -91,8 +98,7 @@ def test_device_cannot_read_another_devices_desired_state(fleet: EnrolledFleet) 
         a.wait_topic(desired("dev-a"))  # A's wildcard subscriptions do deliver its own
         # A live change of B's state reaches B, and still not A.
         assert accepted(server.publish(desired("dev-b"), _desired(2), retain=True))
-        with b.cond:
-            assert b.cond.wait_for(lambda: len(b.messages) >= 2, 10)
+        b.wait_until(lambda ms: len(ms) >= 2)
         time.sleep(0.5)
         leaked = [m.topic for m in a.messages if m.topic.startswith(device_root("dev-b"))]
         assert leaked == []
@@ -136,9 +142,7 @@ def test_fleet_server_identity_reaches_every_device(fleet: EnrolledFleet) -> Non
             assert accepted(client.publish(alerts(d), d))
             server.wait_topic(alerts(d))
             assert accepted(server.publish(desired(d), _desired(3), retain=True))
-            with client.cond:
-                assert client.cond.wait_for(lambda c=client, d=d: any(
-                    json.loads(m.payload)["revision"] == 3 for m in c.on(desired(d))), 10)
+            client.wait_until(partial(_has_revision, desired(d), 3))
     finally:
         for c in (server, *devices.values()):
             c.close()

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,12 @@ class Client:
             assert self.cond.wait_for(lambda: any(m.topic == topic for m in self.messages),
                                       timeout), f"nothing on {topic}"
             return next(m for m in self.messages if m.topic == topic)
+
+    def wait_until(self, pred: Callable[[list[mqtt.MQTTMessage]], bool],
+                   timeout: float = 10.0) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: pred(self.messages), timeout), \
+                [m.topic for m in self.messages]
 
     def close(self) -> None:
         self.client.disconnect()
