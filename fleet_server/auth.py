@@ -16,7 +16,6 @@ in the audit log). A token's *name* is who it is in the audit log.
 from __future__ import annotations
 
 import hmac
-import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Literal
 from sqlalchemy import JSON, Float, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet_server.config import OperatorToken, hash_token
+from fleet_server.config import OperatorToken, hash_token, new_operator_token
 from fleet_server.db import AuditEntry, Base
 
 Scope = Literal["read", "deploy", "admin"]
@@ -111,7 +110,7 @@ def create_token(session: Session, name: str, scopes: Sequence[Scope],
         state = "revoked" if existing.revoked_at is not None else "active"
         raise TokenRefused(f"a token named {name!r} already exists ({state}); names are "
                            "never reused, so the audit log stays unambiguous: choose another")
-    token = secrets.token_urlsafe(32)
+    token = new_operator_token()
     now = time.time()
     session.add(ApiTokenRow(name=name, sha256=hash_token(token), scopes=list(scopes),
                             created_at=now, created_by=actor))

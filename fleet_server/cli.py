@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,13 @@ from fleet_server.cli_identity import add_identity_commands
 from fleet_server.cli_keys import add_key_commands
 from fleet_server.cli_rollout import add_rollout_commands, cmd_token_admin
 from fleet_server.client import ApiCallError, ApiClient
-from fleet_server.config import ServerConfigError, hash_token, load_config, render_config
+from fleet_server.config import (
+    ServerConfigError,
+    hash_token,
+    load_config,
+    new_operator_token,
+    render_config,
+)
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.operator import TargetsUpdateError
 from fleet_server.repository.repo import RepositoryError
@@ -41,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def cmd_server_init(args: argparse.Namespace) -> int:
     if args.config.exists():
         raise ValueError(f"{args.config} already exists; refusing to overwrite it")
-    token = secrets.token_urlsafe(32)
+    token = new_operator_token()
     text = render_config(args.data_dir.resolve(), token_name=args.token_name,
                          token_sha256=hash_token(token), bind_host=args.bind_host,
                          bind_port=args.bind_port, public_url=args.public_url,
@@ -65,7 +70,7 @@ def cmd_server_token(args: argparse.Namespace) -> int:
         raise ValueError("--name is required (who will use the token)")
     scopes = parse_scopes(args.scopes)
     if args.config_entry:
-        token = secrets.token_urlsafe(32)
+        token = new_operator_token()
         print(f"token (shown once): {token}")
         print("add to the server config and restart the server:")
         print(f'[[operator_tokens]]\nname = "{args.name}"\nsha256 = "{hash_token(token)}"\n'

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -184,6 +185,13 @@ class ServerConfig(Strict):
             return None, None
         base = self.public_url.rstrip("/")
         return f"{base}/repo/metadata/", f"{base}/repo/targets/"
+
+
+def new_operator_token() -> str:
+    """A fresh operator token. The ``nfo_`` prefix makes leaked tokens easy to spot (and
+    to scan for), and keeps a token from starting with '-', which command lines would
+    take for an option."""
+    return f"nfo_{secrets.token_urlsafe(32)}"
 
 
 def hash_token(token: str) -> str:
