@@ -60,6 +60,9 @@ class Mosquitto:
             f"log_dest file {self.log}",
             "log_type error", "log_type warning", "log_type notice",
             "user root",
+            # Without it Mosquitto's own sockets delay small packets (Nagle): MQTT artifact
+            # streams run ~7x slower and request/response round trips take ~40 ms.
+            "set_tcp_nodelay true",
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
         ]
