@@ -20,6 +20,7 @@ from nanomodel.features import Featurizer, default_spec
 from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
+from nanomodel.realistic import CHECK_LINES, TUNING_LINES
 from nanomodel.templates import LABELS
 from nanomodel.train import TrainConfig, fit
 
@@ -46,12 +47,33 @@ GOLDEN_TEXTS = [
 def evaluate(model: ShippedModel, featurizer: Featurizer, examples: list[Example],
              labels: list[str], normal_label: str) -> tuple[float, float]:
     """(model macro-F1, keyword-baseline macro-F1)."""
+    figures = evaluate_figures(model, featurizer, examples, labels, normal_label)
+    return figures["macro_f1"], figures["keyword_baseline_macro_f1"]
+
+
+def evaluate_figures(model: ShippedModel, featurizer: Featurizer, examples: list[Example],
+                     labels: list[str], normal_label: str) -> dict[str, float]:
+    """Macro-F1, false-alarm rate (normal lines with anomaly > 0.5) and alert recall
+    (alert lines with anomaly > 0.5), for the model and the keyword baseline."""
     texts = [e.text for e in examples]
-    truth = [labels.index(e.label) for e in examples]
-    probs, _ = reference_forward(model, featurizer.transform(texts))
-    ours = score(truth, [int(i) for i in probs.argmax(axis=1)], labels).macro_f1
-    base = score(truth, KeywordBaseline(labels, normal_label).predict(texts), labels).macro_f1
-    return ours, base
+    truth = np.array([labels.index(e.label) for e in examples])
+    normal = truth == labels.index(normal_label)
+    probs, anomaly = reference_forward(model, featurizer.transform(texts))
+    base = np.array(KeywordBaseline(labels, normal_label).predict(texts))
+    base_alarm = base != labels.index(normal_label)
+    figures = {
+        "macro_f1": score(list(truth), [int(i) for i in probs.argmax(axis=1)], labels).macro_f1,
+        "keyword_baseline_macro_f1": score(list(truth), [int(i) for i in base], labels).macro_f1,
+        "false_alarm_rate": float(np.mean(anomaly[normal] > 0.5)),
+        "keyword_baseline_false_alarm_rate": float(np.mean(base_alarm[normal])),
+        "alert_recall": float(np.mean(anomaly[~normal] > 0.5)),
+        "keyword_baseline_alert_recall": float(np.mean(base_alarm[~normal])),
+    }
+    return figures
+
+
+def as_examples(rows: list[tuple[str, str]], style: str) -> list[Example]:
+    return [Example(text, label, style) for text, label in rows]
 
 
 def build(out: Path, cfg: TrainConfig) -> dict[str, float]:
@@ -62,10 +84,14 @@ def build(out: Path, cfg: TrainConfig) -> dict[str, float]:
     y = np.array([LABELS.index(e.label) for e in train], dtype=np.int64)
     model = fit(featurizer, [e.text for e in train], y, LABELS, "normal", cfg)
     figures: dict[str, float] = {}
-    for split in ("test_seen_styles", "test_heldout_styles"):
-        ours, base = evaluate(model, featurizer, splits[split], LABELS, "normal")
-        figures[f"{split}.macro_f1"] = ours
-        figures[f"{split}.keyword_baseline_macro_f1"] = base
+    evaluation_sets = {"test_seen_styles": splits["test_seen_styles"],
+                       "test_heldout_styles": splits["test_heldout_styles"],
+                       "realistic_tuning": as_examples(TUNING_LINES, "realistic"),
+                       "realistic_check": as_examples(CHECK_LINES, "realistic")}
+    for split, examples in evaluation_sets.items():
+        for key, value in evaluate_figures(model, featurizer, examples, LABELS,
+                                           "normal").items():
+            figures[f"{split}.{key}"] = value
     data = build_bundle(model, spec=spec, labels=LABELS, normal_label="normal", name=NAME,
                         slot=SLOT, version=VERSION, version_label=VERSION_LABEL,
                         golden_texts=GOLDEN_TEXTS, evaluation=figures)

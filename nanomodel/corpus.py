@@ -21,6 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanomodel.daemons import FAMILIES, FAMILY_FILLERS
+from nanomodel.readings import (
+    HELDOUT_READING_STYLES,
+    READING_STYLES,
+    TRAIN_READING_STYLES,
+    make_reading,
+    metadata,
+    reading_message,
+)
 from nanomodel.templates import DAEMONS, FILLERS, LABELS, MESSAGES
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -29,6 +38,15 @@ _SITES = ["site4", "plant2", "north", "dock", "lab"]
 _SEVERITY_ALERT = ["err", "warning", "crit", "error", "warning"]
 _SEVERITY_NORMAL = ["info", "notice", "info", "debug"]
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_ALL_FILLERS = {**FILLERS, **FAMILY_FILLERS}
+# Share of lines that come from a daemon family (daemon and message belong together)
+# rather than from the per-category templates with any daemon; share of log lines whose
+# message is a sensor reading logged by a daemon; share of lines that are bare readings
+# (an MQTT feed) when the style list has reading styles.
+FAMILY_SHARE = 0.5
+LOGGED_READING_SHARE = 0.06
+READING_SHARE = 0.2
+_READING_DAEMONS = ["sensord", "modbusd", "collector", "pumpd", "edge-agent", "loggerd"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,11 @@ def _number_filler(name: str, rng: random.Random) -> str | None:
         "value_bad": lambda: r.choice(["-999.0", "6553.5", "NaN", "-273.2", "99999"]),
         "hex": lambda: f"{r.getrandbits(48):x}",
         "ver": lambda: f"{r.randint(1, 4)}.{r.randint(0, 12)}.{r.randint(0, 9)}",
+        "nmts": lambda: f"{r.randint(1_600_000_000, 1_800_000_000)}.{r.randint(0, 9999):04d}",
+        "mac": lambda: ":".join(f"{r.getrandbits(8):02x}" for _ in range(6)),
+        "hex4": lambda: f"{r.getrandbits(16):04x}",
+        "b64": lambda: "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                        "0123456789+/") for _ in range(r.randint(8, 43))),
     }
     numeric["ip2"] = numeric["ip"]
     numeric["hex2"] = numeric["hex3"] = numeric["hex"]
@@ -97,8 +120,9 @@ def fill(template: str, rng: random.Random) -> str:
         value = _number_filler(name, rng)
         if value is not None:
             return value
-        if name in FILLERS:
-            return rng.choice(FILLERS[name])
+        if name in _ALL_FILLERS:
+            choice = rng.choice(_ALL_FILLERS[name])
+            return fill(choice, rng) if "{" in choice else choice
         raise KeyError(f"unknown placeholder {{{name}}} in template {template!r}")
 
     return _PLACEHOLDER.sub(one, template.replace("{{", "\x00").replace("}}", "\x01")) \
@@ -149,6 +173,29 @@ def _vendor_pipe(e: _Event, r: random.Random) -> str:
     return f"{e.host.upper()}|{d:02d}.{mo:02d}.{y} {h:02d}:{mi:02d}|{sev}|{e.daemon}|{e.message}"
 
 
+def _esp_idf(e: _Event, r: random.Random) -> str:
+    """ESP32 firmware (ESP-IDF): level letter, milliseconds since boot, tag."""
+    lvl = {"debug": "D", "info": "I", "notice": "I", "warning": "W", "err": "E", "error": "E",
+           "crit": "E"}[e.severity]
+    return f"{lvl} ({r.randint(10, 9_999_999)}) {e.daemon}: {e.message}"
+
+
+def _envelope(e: _Event, r: random.Random) -> str:
+    """The message among random neutral metadata, as JSON or key=value (training only):
+    fields around a message must not change what it says."""
+    fields: list[tuple[str, str | float | int]] = metadata(r, 6)
+    fields.insert(r.randint(0, len(fields)), (r.choice(["level", "lvl", "severity"]),
+                                               e.severity))
+    fields.insert(r.randint(0, len(fields)), (r.choice(["host", "device", "hostname"]), e.host))
+    fields.insert(r.randint(0, len(fields)), (r.choice(["app", "service", "logger"]), e.daemon))
+    fields.insert(r.randint(0, len(fields)), (r.choice(["msg", "message", "text", "log"]),
+                                               e.message))
+    if r.random() < 0.5:
+        return json.dumps(dict(fields), separators=(",", ":") if r.random() < 0.5 else None)
+    return " ".join(f'{k}="{v}"' if isinstance(v, str) and " " in v else f"{k}={v}"
+                    for k, v in fields)
+
+
 def _rfc5424(e: _Event, r: random.Random) -> str:
     y, mo, d, h, mi, s, ms = e.ts
     sev = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "err": 3, "error": 3, "crit": 2}
@@ -182,11 +229,26 @@ def _csv(e: _Event, r: random.Random) -> str:
 Style = Callable[[_Event, random.Random], str]
 STYLES: dict[str, Style] = {
     "syslog": _syslog, "kernel": _kernel, "journal-iso": _journal_iso, "logfmt": _logfmt,
-    "json": _json, "bracket": _bracket, "vendor-pipe": _vendor_pipe,
+    "json": _json, "bracket": _bracket, "vendor-pipe": _vendor_pipe, "envelope": _envelope,
+    "esp-idf": _esp_idf,
     "rfc5424": _rfc5424, "logcat": _logcat, "json-nested": _json_nested, "csv": _csv,
 }
-TRAIN_STYLES = ["syslog", "kernel", "journal-iso", "logfmt", "json", "bracket", "vendor-pipe"]
-HELDOUT_STYLES = ["rfc5424", "logcat", "json-nested", "csv"]
+TRAIN_LOG_STYLES = ["syslog", "kernel", "journal-iso", "logfmt", "json", "bracket", "vendor-pipe",
+                    "envelope", "esp-idf"]
+HELDOUT_LOG_STYLES = ["rfc5424", "logcat", "json-nested", "csv"]
+TRAIN_STYLES = TRAIN_LOG_STYLES + TRAIN_READING_STYLES
+HELDOUT_STYLES = HELDOUT_LOG_STYLES + HELDOUT_READING_STYLES
+
+
+def _daemon_and_message(label: str, rng: random.Random) -> tuple[str, str]:
+    families = [f for f in FAMILIES.values() if label in f.messages]
+    pick = rng.random()
+    if pick < LOGGED_READING_SHARE:
+        return rng.choice(_READING_DAEMONS), reading_message(label, rng)
+    if families and pick < LOGGED_READING_SHARE + FAMILY_SHARE:
+        family = rng.choice(families)
+        return rng.choice(family.names), fill(rng.choice(family.messages[label]), rng)
+    return rng.choice(DAEMONS[label]), fill(rng.choice(MESSAGES[label]), rng)
 
 
 def _event(label: str, rng: random.Random) -> _Event:
@@ -196,29 +258,41 @@ def _event(label: str, rng: random.Random) -> _Event:
     severities = _SEVERITY_ALERT if alert != noisy else _SEVERITY_NORMAL
     ts = (rng.randint(2023, 2026), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
           rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999))
-    return _Event(host=host, daemon=rng.choice(DAEMONS[label]), pid=rng.randint(100, 32000),
-                  severity=rng.choice(severities),
-                  message=fill(rng.choice(MESSAGES[label]), rng), ts=ts)
+    daemon, message = _daemon_and_message(label, rng)
+    return _Event(host=host, daemon=daemon, pid=rng.randint(100, 32000),
+                  severity=rng.choice(severities), message=message, ts=ts)
 
 
 def generate(count: int, seed: int, styles: list[str] | None = None,
              normal_share: float = 0.4) -> list[Example]:
-    """``count`` labeled lines; ``normal_share`` of them normal, the rest spread evenly."""
+    """``count`` labeled lines; ``normal_share`` of them normal, the rest spread evenly.
+
+    ``styles`` may mix log styles (:data:`STYLES`) and reading styles
+    (:data:`nanomodel.readings.READING_STYLES`); with both, :data:`READING_SHARE` of
+    the lines are readings."""
     rng = random.Random(seed)
     names = styles or TRAIN_STYLES
     for s in names:
-        if s not in STYLES:
-            raise ValueError(f"unknown style {s!r}; known: {sorted(STYLES)}")
+        if s not in STYLES and s not in READING_STYLES:
+            known = sorted(STYLES) + sorted(READING_STYLES)
+            raise ValueError(f"unknown style {s!r}; known: {known}")
+    log_styles = [s for s in names if s in STYLES]
+    reading_styles = [s for s in names if s in READING_STYLES]
     alerts = [lab for lab in LABELS if lab != "normal"]
     out: list[Example] = []
     for _ in range(count):
         label = "normal" if rng.random() < normal_share else rng.choice(alerts)
-        style = rng.choice(names)
-        out.append(Example(STYLES[style](_event(label, rng), rng), label, style))
+        if reading_styles and (not log_styles or rng.random() < READING_SHARE):
+            style = rng.choice(reading_styles)
+            text = READING_STYLES[style](make_reading(label, rng), rng)
+        else:
+            style = rng.choice(log_styles)
+            text = STYLES[style](_event(label, rng), rng)
+        out.append(Example(text, label, style))
     return out
 
 
-def default_splits(seed: int = 7, train_size: int = 20000,
+def default_splits(seed: int = 7, train_size: int = 40000,
                    test_size: int = 4000) -> dict[str, list[Example]]:
     """Train (train styles), test on unseen lines of train styles, and held-out styles."""
     return {

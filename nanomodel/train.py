@@ -37,7 +37,7 @@ class TrainConfig:
 
     hidden1: int = 64
     hidden2: int = 64
-    epochs: int = 6
+    epochs: int = 10
     min_steps: int = 600
     max_epochs: int = 60
     head_epochs: int = 30
@@ -46,6 +46,8 @@ class TrainConfig:
     head_lr: float = 1e-2
     weight_decay: float = 1e-5
     feature_dropout: float = 0.2
+    bucket_noise: float = 0.5  # share of rows given unrelated n-gram mass (add_bucket_noise)
+    bucket_noise_max: float = 0.6  # at most this many noise buckets per real one
     seed: int = 0
     progress: bool = True
 
@@ -88,6 +90,28 @@ class SparseRows:
             vals = vals * (rng.random(vals.size) >= dropout) / np.float32(1.0 - dropout)
         out[which, self.indices[flat]] = vals
         return out
+
+
+def add_bucket_noise(xb: np.ndarray, rng: np.random.Generator, share: float,
+                     most: float) -> np.ndarray:
+    """Give ``share`` of the rows extra mass in random buckets, then re-normalise.
+
+    Every hash bucket is shared by many n-grams, so a line in an unfamiliar framing
+    (new separators, quoting, metadata) lights up buckets whose trained meaning has
+    nothing to do with it. Training on rows with such unrelated mass (label unchanged)
+    teaches the network to decide on strong evidence and not on stray buckets."""
+    if share <= 0 or xb.shape[0] == 0:
+        return xb
+    nnz = (xb > 0).sum(axis=1)
+    for row in np.flatnonzero(rng.random(xb.shape[0]) < share):
+        extra = int(rng.integers(0, int(nnz[row] * most) + 1))
+        if extra == 0:
+            continue
+        typical = float(xb[row][xb[row] > 0].mean()) if nnz[row] else 1.0
+        cols = rng.integers(0, xb.shape[1], extra)
+        xb[row, cols] += typical * rng.uniform(0.5, 1.5, extra).astype(np.float32)
+        xb[row] /= np.float32(np.linalg.norm(xb[row]))
+    return xb
 
 
 class _Adam:
@@ -139,6 +163,7 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
             for start in range(0, x.rows, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 xb, yb = x.dense(idx, rng, cfg.feature_dropout), y[idx]
+                xb = add_bucket_noise(xb, rng, cfg.bucket_noise, cfg.bucket_noise_max)
                 z1 = xb @ p.w1.T + p.b1
                 h1 = np.maximum(z1, 0)
                 z2 = h1 @ p.w2.T + p.b2

@@ -20,7 +20,7 @@ from nanomodel.corpus import HELDOUT_STYLES, generate, inverter_lines, write_jso
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("data")
-    write_jsonl(d / "train.jsonl", generate(1500, 31))
+    write_jsonl(d / "train.jsonl", generate(3000, 31))
     write_jsonl(d / "heldout.jsonl", generate(400, 32, HELDOUT_STYLES))
     write_jsonl(d / "inverter.jsonl", inverter_lines(250, 33))
     rows = ["text,label"] + [f'"{e.text.replace(chr(34), chr(34) * 2)}",{e.label}'
@@ -43,7 +43,7 @@ def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
                                 "--name", "site-logs", "--version", "3", "--eval-data",
                                 str(data_dir / "heldout.jsonl"))
     assert code == 0, stderr
-    assert "epoch 50/50 [" in stderr and "loss" in stderr  # progress bars, min-steps top-up
+    assert "epoch 25/25 [" in stderr and "loss" in stderr  # progress bars, min-steps top-up
     assert f"wrote {out}" in stdout and "version 3" in stdout
     manifest = load_bundle(out).manifest
     assert manifest.name == "site-logs" and manifest.version == 3

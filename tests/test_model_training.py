@@ -88,29 +88,32 @@ def test_head_only_keeps_every_body_byte(base: Bundle, tmp_path: Path,
         model.close()
 
 
-def _alert_scores(model: LoadedModel, data: LabeledData) -> tuple[float, float, float]:
+def _alert_scores(model: LoadedModel, data: LabeledData) -> tuple[float, float, float, float]:
+    """(accuracy, alert recall, false-alarm rate, share of alerts given the right label)."""
     probs, anomaly = model.classify(data.texts)
     labels = model.labels
     truth = [labels.index(lab) if lab in labels else -1 for lab in data.labels]
     predicted = [int(i) for i in probs.argmax(axis=1)]
     alert = np.array([lab != "normal" for lab in data.labels])
-    exact = np.mean([t == p for t, p in zip(truth, predicted, strict=True)])
-    return (float(exact), float(np.mean(anomaly[alert] > 0.5)),
-            float(np.mean(anomaly[~alert] > 0.5)))
+    right = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
+    return (float(right.mean()), float(np.mean(anomaly[alert] > 0.5)),
+            float(np.mean(anomaly[~alert] > 0.5)), float(right[alert].mean()))
 
 
 def test_head_only_fine_tune_learns_an_unseen_format(tmp_path: Path) -> None:
     """A solar inverter logging in German: the default model never saw it."""
     train, test = _as_data(inverter_lines(300, 11)), _as_data(inverter_lines(600, 12))
     before = LoadedModel.load(default_bundle_path())
-    accuracy_before, _, false_alarms_before = _alert_scores(before, test)
-    assert accuracy_before < 0.5 and false_alarms_before > 0.3
+    accuracy_before, _, _, alerts_right_before = _alert_scores(before, test)
+    # It does not know this format's alerts (it may call most of them normal, or all of
+    # them alerts of the wrong kind; either way fewer than half get the right label).
+    assert accuracy_before < 0.6 and alerts_right_before < 0.5
     out = tmp_path / "inverter.nfb"
     result = train_bundle(TrainRequest(data=train, out=out, base=default_bundle_path(),
                                        head_only=True, config=TrainConfig(progress=False)))
     assert result.mixed_corpus_lines > 0
     after = LoadedModel.load(out, "litert")
-    accuracy, alert_recall, false_alarms = _alert_scores(after, test)
+    accuracy, alert_recall, false_alarms, _ = _alert_scores(after, test)
     assert accuracy >= 0.95 and alert_recall >= 0.95 and false_alarms <= 0.05
     # ...and it still knows the formats it knew (the auto corpus mix keeps them).
     heldout = _as_data(generate(1500, 77, HELDOUT_STYLES))

@@ -1,0 +1,126 @@
+"""What the shipped default model must get right on realistic lines: healthy chatter of
+many daemons is confidently normal, sensor readings follow the status-word rule, and the
+corpus keeps its held-out styles out of training."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from agent.model import LoadedModel
+from nanomodel import default_bundle_path
+from nanomodel.corpus import HELDOUT_STYLES, TRAIN_STYLES, generate
+from nanomodel.readings import STATUS_WORDS, make_reading, mqtt_kv
+from nanomodel.realistic import CHECK_LINES, TUNING_LINES
+
+# Informational lines as devices really write them (the demo's pump controller among them).
+NORMAL_LINES = [
+    "Nov 28 09:00:02 pump-07 pumpd[412]: controller ready, firmware 4.2.1, mode=auto",
+    "Nov 28 09:00:09 pump-07 pumpd[412]: cycle 118 complete, flow=41.2 l/min, pressure=3.1 bar",
+    "Nov 28 09:00:02 pump-07 pumpd[412]: starting, version 4.2.1 (build 8812)",
+    "Nov 28 09:00:01 pump-07 systemd[1]: Started Pump controller service.",
+    "Nov 28 09:01:00 pump-07 systemd[1]: Stopped Pump controller service.",
+    "Jan 12 07:14:22 gw-03 systemd[1]: Reached target Multi-User System.",
+    "Jan 12 06:00:04 gw-03 systemd[1]: apt-daily-upgrade.service: Succeeded.",
+    "Jan 12 07:17:01 gw-03 CRON[2211]: (root) CMD (   cd / && run-parts --report "
+    "/etc/cron.hourly)",
+    "Jan 12 07:17:01 gw-03 CRON[2211]: pam_unix(cron:session): session closed for user root",
+    "Jan 12 07:20:01 gw-03 dhclient[611]: DHCPREQUEST for 192.168.1.50 on eth0 to 192.168.1.1 "
+    "port 67",
+    "Jan 12 07:20:01 gw-03 dhclient[611]: bound to 192.168.1.50 -- renewal in 1720 seconds.",
+    "Jan 12 07:20:03 gw-03 systemd-timesyncd[402]: Initial synchronization to time server "
+    "10.0.0.1:123 (ntp.ubuntu.com).",
+    "Jan 12 07:20:03 gw-03 chronyd[402]: Selected source 10.0.0.1 (2.debian.pool.ntp.org)",
+    "Jan 12 08:21:00 gw-03 sshd[1200]: Accepted publickey for pi from 10.0.0.7 port 51234 ssh2: "
+    "RSA SHA256:x1Yq8c",
+    "Jan 12 08:21:05 gw-03 sshd[1200]: Disconnected from user pi 10.0.0.7 port 51234",
+    "Jan 12 00:00:01 gw-03 logrotate[3001]: rotating log /var/log/syslog, log->rotateCount is 7",
+    "Jan 12 06:25:02 gw-03 apt[3301]: Setting up libssl3:arm64 (3.0.11-1) ...",
+    "[    2.113402] Booting Linux on physical CPU 0x0000000000 [0x410fd034]",
+    "sensors/pump-07/pump: temp_c=41.5 humidity=38 vib_rms=0.12 status=ok",
+    "sensors/pump-07/pump: temp_c=93.2 humidity=37 vib_rms=0.13 status=ok",  # value alone: ok
+    'sensors/meter-4/energy: {"v":230.1,"a":1.2,"kwh":1532.2,"status":"ok"}',
+    "sensors/tank-3/level: level_cm=122 temp_c=14.1",
+]
+
+# Readings with an explicit alarm status word or flag, and the category the rule gives them.
+ALARM_READINGS = [
+    ("sensors/pump-07/pump: temp_c=93.2 humidity=37 vib_rms=0.13 status=overheat", "thermal"),
+    ("sensors/pump-07/pump: temp_c=95.5 humidity=38 status=over_temp", "thermal"),
+    ("sensors/pump-07/pump: temp_c=41.9 humidity=39 vib_rms=2.91 status=vibration_alarm",
+     "hardware"),
+    ("sensors/node-12/batt: batt_v=3.21 rssi=-88 status=low_battery", "power"),
+    ("sensors/tank-3/level: level_cm=12 status=leak", "hardware"),
+    ("sensors/pump-02/pump: temp_c=41.0 humidity=38 status=fault", "sensor"),
+    ("sensors/pump-02/pump: temp_c=41.0 humidity=38 status=error", "sensor"),
+    ("sensors/gate-1/enclosure: door=closed status=tamper", "security"),
+    ('sensors/pump-07/pump: {"temp_c":41.5,"status":"overheat"}', "thermal"),
+    ("sensors/node-14/env: temp_c=22.1 humidity=45 batt_v=2.95 low_batt=true", "power"),
+    ("temp_c=41.5 humidity=38 vib_rms=0.12 status=vibration_alarm", "hardware"),
+]
+
+
+@pytest.fixture(scope="module", params=["onnxruntime", "litert"])
+def model(request: pytest.FixtureRequest) -> LoadedModel:
+    return LoadedModel.load(default_bundle_path(), request.param)
+
+
+def test_informational_lines_are_confidently_normal(model: LoadedModel) -> None:
+    probs, anomaly = model.classify(NORMAL_LINES)
+    normal = model.labels.index("normal")
+    for text, p, a in zip(NORMAL_LINES, probs, anomaly, strict=True):
+        assert p[normal] > 0.8 and a < 0.2, \
+            f"{text!r}: {model.labels[int(p.argmax())]} {p.max():.2f}"
+
+
+def test_alarm_readings_are_alerts_of_the_right_category(model: LoadedModel) -> None:
+    probs, anomaly = model.classify([text for text, _ in ALARM_READINGS])
+    for (text, label), p, a in zip(ALARM_READINGS, probs, anomaly, strict=True):
+        got = model.labels[int(p.argmax())]
+        assert a > 0.5 and got == label, f"{text!r}: {got} {p.max():.2f}, expected {label}"
+
+
+def test_every_status_word_follows_the_rule(model: LoadedModel) -> None:
+    texts, expected = [], []
+    for label, words in STATUS_WORDS.items():
+        for word in words:
+            texts.append(f"sensors/pump-07/pump: temp_c=41.5 humidity=38 status={word}")
+            expected.append(label)
+    probs, _ = model.classify(texts)
+    got = [model.labels[int(i)] for i in probs.argmax(axis=1)]
+    wrong = [(t, g) for t, g, e in zip(texts, got, expected, strict=True) if g != e]
+    assert not wrong, wrong
+
+
+def test_realistic_lines_beat_keyword_rules_on_false_alarms() -> None:
+    """Regression guard on the hand-written lines (figures in the manifest and docs)."""
+    figures = LoadedModel.load(default_bundle_path()).manifest.evaluation
+    assert figures["realistic_tuning.false_alarm_rate"] <= 0.05
+    assert figures["realistic_check.false_alarm_rate"] <= 0.15
+    assert figures["realistic_check.false_alarm_rate"] < \
+        figures["realistic_check.keyword_baseline_false_alarm_rate"]
+    assert figures["realistic_check.alert_recall"] >= 0.75
+    assert len(CHECK_LINES) >= 60 and len(TUNING_LINES) >= 60
+
+
+def test_mqtt_kv_readings_look_like_the_agents_mqtt_source() -> None:
+    r = random.Random(0)
+    shape = re.compile(r"^[\w/-]+: (\w+=\S+)( \w+=\S+)*$")
+    for label in STATUS_WORDS:
+        for _ in range(30):
+            reading = make_reading(label, r)
+            assert shape.match(mqtt_kv(reading, r)), mqtt_kv(reading, r)
+            if label != "normal":  # an alert reading always names its problem
+                words = {str(v) for _, v in reading.fields} | {k for k, _ in reading.fields}
+                assert words & {w for ws in STATUS_WORDS.values() for w in ws} or \
+                    any(str(v).lower() in ("true", "yes", "on") for _, v in reading.fields)
+
+
+def test_held_out_styles_never_appear_in_training_data() -> None:
+    assert not set(TRAIN_STYLES) & set(HELDOUT_STYLES)
+    train = generate(3000, 7)
+    assert {e.style for e in train} == set(TRAIN_STYLES)
+    assert {e.style for e in generate(600, 9, HELDOUT_STYLES)} == set(HELDOUT_STYLES)
+    assert any(e.style == "mqtt-kv" and re.match(r"^\S+: \w+=", e.text) for e in train)
