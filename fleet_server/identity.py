@@ -162,12 +162,13 @@ class IdentityService:
             identity.status, identity.enrolled_at = "enrolled", now
             identity.enrolled_with, identity.renewed_at = row.token_id, None
             identity.revoked_at = identity.revoked_by = identity.revoke_reason = None
-            if row.group_name is not None or row.tags:
-                device = get_or_create_device(session, device_id, now)
-                if row.group_name is not None:
-                    device.group_name = row.group_name
-                if row.tags:
-                    device.tags = sorted(set(device.tags or []) | set(row.tags))
+            # In the inventory from now on (state unknown until it reports), so rollouts
+            # can select it by the group and tags its token carried.
+            device = get_or_create_device(session, device_id, now)
+            if row.group_name is not None:
+                device.group_name = row.group_name
+            if row.tags:
+                device.tags = sorted(set(device.tags or []) | set(row.tags))
             _audit(session, f"enroll-token:{row.token_id}", "device.enroll", device_id,
                    serial=serial_hex(cert.serial_number), token_created_by=row.created_by,
                    key=describe_key(csr.public_key()), re_enrolled_after_revocation=was_revoked)

@@ -90,6 +90,14 @@ def test_agent_enroll_keeps_the_key_on_the_device(fleet: EnrolledFleet) -> None:
             assert not any(n in data for n in needles), path
     # ...and the certificate works on the broker.
     assert try_connect(fleet.tls_port, fleet.device_tls("pump-01")) is None
+    # The device is in the inventory (before it ever reported) and its identity is known.
+    headers = {"Authorization": f"Bearer {fleet.setup.token}"}
+    assert httpx.get(f"{fleet.url}/api/v1/devices/pump-01", headers=headers,
+                     timeout=5).status_code == 200
+    view = httpx.get(f"{fleet.url}/api/v1/devices/pump-01/identity", headers=headers,
+                     timeout=5).json()
+    assert view["status"] == "enrolled" and view["certificates"][0]["serial"] == \
+        format(cert.serial_number, "x")
 
 
 def test_token_is_single_use(fleet: EnrolledFleet) -> None:
