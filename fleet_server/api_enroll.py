@@ -17,7 +17,7 @@ broker ACL (for a broker on another machine to copy) (``read``).
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
@@ -26,14 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api import AdminOperator, ApiError, require_operator
+from fleet_server.api_schemas import ERROR_RESPONSES
 from fleet_server.enrollment import EnrollmentRefused, TokenSpec
 from fleet_server.identity import IdentityService
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"])
-operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"])
+public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
+operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 
 def identity_of(request: Request) -> IdentityService:
@@ -55,7 +56,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TokenRequest(Strict):
+class EnrollTokenCreate(Strict):
     device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN,
                                   description="Only this device may enroll with the token.")
     group: str | None = Field(default=None, pattern=NAME_PATTERN,
@@ -67,9 +68,63 @@ class TokenRequest(Strict):
         "enrollment.token_default_hours of the server config.")
 
 
-class RevokeRequest(Strict):
+class EnrollTokenView(Strict):
+    token_id: str = Field(description="Public id of the token (8 hex digits).")
+    state: Literal["usable", "used", "expired", "cancelled"] = Field(
+        description="Whether a device can still enroll with it.")
+    device_id: str | None = Field(description="The only device id allowed, if bound.")
+    group: str | None = Field(description="Inventory group given on enrollment.")
+    tags: list[str] = Field(description="Inventory tags given on enrollment.")
+    created_at: float = Field(description="Unix time it was made.")
+    created_by: str = Field(description="Operator token name that made it.")
+    expires_at: float = Field(description="Unix time it stops working.")
+    used_at: float | None = Field(description="Unix time a device enrolled with it.")
+    used_by: str | None = Field(description="The device id that enrolled with it.")
+
+
+class EnrollTokenCreated(EnrollTokenView):
+    token: str = Field(description="The token itself: shown this once, only its hash is kept.")
+
+
+class EnrollTokenList(Strict):
+    tokens: list[EnrollTokenView] = Field(description="Tokens, newest first.")
+
+
+class DeviceRevoke(Strict):
     reason: str | None = Field(default=None, max_length=500,
                                description="Why (kept with the revocation and in the audit log).")
+
+
+class Revocation(Strict):
+    device_id: str = Field(description="The revoked device.")
+    revoked_serials: list[str] = Field(description="Certificates newly put on the CRL (hex).")
+    already_revoked: bool = Field(description="The device was revoked before this call.")
+    crl_file: str = Field(description="The CRL file the broker reads (rewritten).")
+    acl_file: str = Field(description="The device ACL file the broker reads (rewritten).")
+    next_step: str = Field(description="What the operator does next (reload the broker).")
+
+
+class CertificateView(Strict):
+    serial: str = Field(description="Serial number (hex).")
+    sha256: str = Field(description="SHA-256 fingerprint of the certificate.")
+    key_type: str = Field(description="Key algorithm and size, e.g. EC secp256r1.")
+    not_before: float = Field(description="Valid from (unix time).")
+    not_after: float = Field(description="Valid until (unix time).")
+    issued_at: float = Field(description="When the CA signed it (unix time).")
+    revoked_at: float | None = Field(description="When it was revoked, if it was.")
+
+
+class DeviceIdentityView(Strict):
+    device_id: str = Field(description="The device.")
+    status: Literal["enrolled", "revoked", "unknown"] = Field(
+        description="enrolled; revoked (broker refuses it after a reload).")
+    enrolled_at: float | None = Field(description="Last enrollment (unix time).")
+    enrolled_with: str | None = Field(description="Token id of the last enrollment.")
+    renewed_at: float | None = Field(description="Last renewal (unix time).")
+    revoked_at: float | None = Field(description="Revocation time (unix time).")
+    revoked_by: str | None = Field(description="Operator who revoked it.")
+    revoke_reason: str | None = Field(description="Why it was revoked.")
+    certificates: list[CertificateView] = Field(description="Its certificates, newest first.")
 
 
 def _refused(exc: EnrollmentRefused) -> ApiError:
@@ -111,8 +166,8 @@ def broker_acl(identity: Identity) -> str:
     return identity.broker_policy()[1]
 
 
-@operator_router.post("/enroll-tokens")
-def create_enroll_token(body: TokenRequest, identity: Identity,
+@operator_router.post("/enroll-tokens", response_model=EnrollTokenCreated)
+def create_enroll_token(body: EnrollTokenCreate, identity: Identity,
                         actor: AdminOperator) -> dict[str, Any]:
     """A new single-use enrollment token (shown once; only its hash is kept)."""
     hours = identity.settings.token_default_hours
@@ -125,13 +180,13 @@ def create_enroll_token(body: TokenRequest, identity: Identity,
     return {"token": token, **view}
 
 
-@operator_router.get("/enroll-tokens")
+@operator_router.get("/enroll-tokens", response_model=EnrollTokenList)
 def list_enroll_tokens(identity: Identity, all: bool = False) -> dict[str, Any]:
     """Usable tokens (``?all=true``: used, expired and cancelled ones too); never secrets."""
     return {"tokens": identity.list_tokens(include_spent=all)}
 
 
-@operator_router.delete("/enroll-tokens/{token_id}")
+@operator_router.delete("/enroll-tokens/{token_id}", response_model=EnrollTokenView)
 def cancel_enroll_token(token_id: str, identity: Identity,
                         actor: AdminOperator) -> dict[str, Any]:
     try:
@@ -140,9 +195,9 @@ def cancel_enroll_token(token_id: str, identity: Identity,
         raise _refused(exc) from None
 
 
-@operator_router.post("/devices/{device_id}/revoke")
+@operator_router.post("/devices/{device_id}/revoke", response_model=Revocation)
 def revoke_device(device_id: str, identity: Identity, actor: AdminOperator,
-                  body: RevokeRequest | None = None) -> dict[str, Any]:
+                  body: DeviceRevoke | None = None) -> dict[str, Any]:
     """Revoke every certificate of a device; the broker refuses it after a reload."""
     try:
         return identity.revoke(device_id, body.reason if body else None, actor)
@@ -150,7 +205,7 @@ def revoke_device(device_id: str, identity: Identity, actor: AdminOperator,
         raise _refused(exc) from None
 
 
-@operator_router.get("/devices/{device_id}/identity")
+@operator_router.get("/devices/{device_id}/identity", response_model=DeviceIdentityView)
 def device_identity(device_id: str, identity: Identity) -> dict[str, Any]:
     view = identity.device_view(device_id)
     if view is None:

@@ -220,3 +220,19 @@ def test_identity_management_needs_the_admin_scope(fleet: EnrolledFleet) -> None
         assert refused.status_code == 403 and "admin" in refused.json()["error"]["message"]
     assert httpx.get(f"{fleet.url}/api/v1/enroll-tokens", headers=deployer,
                      timeout=10).status_code == 200
+
+
+def test_openapi_describes_the_enrollment_models(fleet: EnrolledFleet) -> None:
+    schema = httpx.get(f"{fleet.url}/openapi.json", timeout=10).json()
+    components = schema["components"]["schemas"]
+    for name in ("EnrollRequest", "RenewRequest", "EnrollResponse", "EnrollTokenCreate",
+                 "EnrollTokenCreated", "EnrollTokenList", "DeviceRevoke", "Revocation",
+                 "DeviceIdentityView", "CertificateView"):
+        undocumented = [p for p, spec in components[name]["properties"].items()
+                        if not spec.get("description")]
+        assert not undocumented, (name, undocumented)
+    enroll = schema["paths"]["/api/v1/enroll"]["post"]
+    assert enroll["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/EnrollRequest")
+    assert enroll["responses"]["409"]["content"]["application/json"]["schema"]["$ref"] \
+        .endswith("/ErrorBody")
