@@ -21,7 +21,7 @@ from hil.scenario import ScenarioError, load_scenario, parse_scenario, shipped_s
 from hil.steps import BrokerDown, ExpectLiveModel, ExpectOtaFinal
 
 SHIPPED = {"delta_update_under_load", "power_cut_during_update", "bad_update_rolls_back",
-           "broker_outage", "network_loss_single_device"}
+           "broker_outage", "network_loss_single_device", "bad_updates_refused"}
 
 
 def base(**extra: Any) -> dict[str, Any]:
