@@ -24,6 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from fleet_server.config import ServerConfig
+from fleet_server.db import Database
+from fleet_server.enrollment import EnrollmentRefused, TokenSpec
+from fleet_server.identity import IdentityService
+from hil import postgres
 from hil.broker import free_port
 from tests.support.enrolled_fleet import EnrolledFleet, start_enrolled_fleet, try_connect
 
@@ -236,3 +241,35 @@ def test_openapi_describes_the_enrollment_models(fleet: EnrolledFleet) -> None:
         "/EnrollRequest")
     assert enroll["responses"]["409"]["content"]["application/json"]["schema"]["$ref"] \
         .endswith("/ErrorBody")
+
+
+def test_identity_on_postgresql(tmp_path: Path) -> None:
+    """The same identity code on PostgreSQL: racing claims, revocation into the CRL."""
+    pg = postgres.Postgres().start()
+    db = Database(pg.url)
+    try:
+        config = ServerConfig(data_dir=tmp_path, database_url=pg.url)
+        identity = IdentityService(config, db)
+        token, view = identity.create_token(TokenSpec(None, "g", ["t"], 60), "ops")
+        assert view["state"] == "usable"
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(lambda i: _try_enroll(identity, token, f"pg-{i}"),
+                                     range(4)))
+        assert sorted(outcomes) == ["ok", "token-used", "token-used", "token-used"]
+        winner = f"pg-{outcomes.index('ok')}"
+        revoked = identity.revoke(winner, "test", "ops")
+        crl = x509.load_pem_x509_crl(identity.broker_policy()[0])
+        assert crl.get_revoked_certificate_by_serial_number(
+            int(revoked["revoked_serials"][0], 16)) is not None
+        assert f"user {winner}\ntopic deny #" in identity.acl_path.read_text()
+    finally:
+        db.dispose()
+        pg.stop()
+
+
+def _try_enroll(identity: IdentityService, token: str, device_id: str) -> str:
+    try:
+        identity.enroll(token, device_id, _csr(device_id))
+    except EnrollmentRefused as exc:
+        return exc.code
+    return "ok"
