@@ -51,8 +51,9 @@ def child(runtime: str, bundle: Path, repeats: int, cpu: int) -> dict[str, Any]:
     import numpy as np
 
     from nanomodel.corpus import STYLES, generate
+    from nanomodel.readings import READING_STYLES
 
-    texts = [e.text for e in generate(BATCH * 100, 4711, list(STYLES))]
+    texts = [e.text for e in generate(BATCH * 100, 4711, list(STYLES) + list(READING_STYLES))]
     rss_before = _rss_mb()
     from agent.model import LoadedModel
     from nanomodel.evaluate import measure_single_latency, measure_throughput
