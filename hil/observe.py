@@ -48,7 +48,7 @@ class Observer:
         self.messages = 0
         self.lock = threading.Lock()
         self._seen: set[str] = set()
-        self._file: IO[str] = open(out, "a", encoding="utf-8")  # noqa: SIM115 - close()
+        self._file: IO[str] = open(out, "w", encoding="utf-8")  # noqa: SIM115 - close()
         self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"hil-observer-{uuid.uuid4().hex[:8]}",

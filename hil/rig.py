@@ -102,7 +102,8 @@ class Rig:
         self.deadline = time.monotonic() + scenario.max_duration_s
         self._stop_watch = threading.Event()
         self._noted_exits: set[tuple[str, int]] = set()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"hil-{scenario.name}-"))
+        # Short: the agents' control sockets live under it (Unix socket paths <= 107 bytes).
+        self.workdir = Path(tempfile.mkdtemp(prefix="hil-"))
         self.broker: RigBroker | None = None
         self.server: FleetServer | None = None
         self.fleet: FleetSetup | None = None
