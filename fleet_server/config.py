@@ -82,9 +82,11 @@ class ArtifactSettings(Strict):
     enabled: bool = Field(default=True, description="Serve artifact requests over MQTT "
                           "(needs mqtt.enabled).")
     shared_group: str | None = Field(
-        default="fleet", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Subscribe to requests as $share/<group>/... so replicas split them; "
-        "None: plain subscription (every replica would answer every request).")
+        "None: plain subscription (every replica would answer every request). Use a name "
+        "devices cannot guess: a device joining the group would take its share of requests "
+        "(`nanofleet server init` writes a random one).")
     workers: int = Field(default=4, ge=1, le=64,
                          description="Requests served at the same time (reading and publishing).")
     queue_size: int = Field(default=256, ge=1, le=100_000,
@@ -290,8 +292,13 @@ def render_config(data_dir: Path, *, token_name: str, token_sha256: str,
                   public_url: str | None = None, mqtt_host: str = "127.0.0.1",
                   mqtt_port: int = 1883) -> str:
     """A starting config file (what ``nanofleet server init`` writes)."""
+    # Mosquitto's ACL does not check subscriptions: a device that guessed a $share group
+    # would take its turn and drop reports or requests meant for the server. A random
+    # group name per installation (replicas share the config) closes that.
+    group = f"fleet-{secrets.token_hex(8)}"
     config = ServerConfig(
         data_dir=data_dir, bind_host=bind_host, bind_port=bind_port, public_url=public_url,
-        mqtt=MqttSettings(host=mqtt_host, port=mqtt_port),
+        mqtt=MqttSettings(host=mqtt_host, port=mqtt_port, shared_group=group),
+        artifacts=ArtifactSettings(shared_group=group),
         operator_tokens=[OperatorToken(name=token_name, sha256=token_sha256)])
     return config_toml(config)
