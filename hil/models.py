@@ -1,6 +1,7 @@
-"""Model versions a scenario publishes: real bundles, correctly signed, some of them
-deliberately bad. The bad ones are made to slip past the checks before them and be
-caught by the one under test (smoke test, trial health, hash check)."""
+"""Model versions a scenario (or an OTA test) publishes: real bundles, correctly signed,
+some of them deliberately bad. v1 is the shipped default bundle; later good versions are
+head-only fine-tunes of it. The bad ones are made to slip past the checks before them and
+be caught by the one under test (smoke test, trial health, hash check)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ from nanomodel.finetune import TrainRequest, train_bundle
 from nanomodel.network import ShippedModel, body_forward
 from nanomodel.pack import build_bundle, shipped_model
 from nanomodel.train import TrainConfig
+
+
+def v1_bundle() -> bytes:
+    """The shipped default bundle, as an operator publishes it first."""
+    return default_bundle_path().read_bytes()
+
+
+def traffic(count: int, seed: int = 11) -> list[str]:
+    """Varied realistic lines (every label), as a device would read them."""
+    return [e.text for e in generate(count, seed)]
 
 
 def finetuned(version: int, seed: int = 7, lines: int = 300) -> bytes:
@@ -51,14 +62,14 @@ def wrong_golden(version: int, seed: int = 7) -> bytes:
     return pack_bundle(bundle.manifest.model_copy(update={"golden": golden}), bundle.files)
 
 
-def collapsed(version: int) -> bytes:
-    """Passes its smoke test (its golden vectors are its own outputs) but gives one
-    label to every line: the trial's collapse check must roll it back."""
+def collapsed(version: int, label: str = "power") -> bytes:
+    """Passes its smoke test (its golden vectors are its own outputs) but gives ``label``
+    to every line: the trial's collapse check must roll it back."""
     base = load_bundle(default_bundle_path())
     model = shipped_model(base)
     labels = base.manifest.labels
     head_b = np.full(len(labels), -4.0, dtype=np.float32)
-    head_b[labels.index("power")] = 8.0
+    head_b[labels.index(label)] = 8.0
     return _rebuild(ShippedModel(model.body, np.zeros_like(model.head_w), head_b,
                                  model.anomaly_mask), version)
 
@@ -70,15 +81,17 @@ def nan_on_traffic(version: int, seed: int = 11) -> bytes:
     base = load_bundle(default_bundle_path())
     model = shipped_model(base)
     featurizer = Featurizer(base.manifest.tokenizer)
-    candidates = [e.text for e in generate(300, seed + 1000)]
+    candidates = traffic(300, seed + 1000)
     h_cand = body_forward(model.body, featurizer.transform(candidates))
-    h_traffic = body_forward(model.body,
-                             featurizer.transform([e.text for e in generate(200, seed)]))
+    h_traffic = body_forward(model.body, featurizer.transform(traffic(200, seed)))
     usable = np.flatnonzero((h_cand == 0.0).sum(axis=0) >= 6)
     if usable.size == 0:
         raise RuntimeError("no hidden unit is silent on enough lines to hide a NaN from the "
                            "smoke test; try another seed")
     unit = int(usable[np.argmax((h_traffic[:, usable] > 1.0).mean(axis=0))])
+    if (h_traffic[:, unit] > 1.0).mean() < 0.2:
+        raise RuntimeError(f"hidden unit {unit} is large on too few traffic lines for the "
+                           "trial to see NaN often; try another seed")
     golden = [candidates[i] for i in np.flatnonzero(h_cand[:, unit] == 0.0)[:6]]
     head_w = model.head_w.copy()
     head_w[:, unit] = np.float32(3e38)

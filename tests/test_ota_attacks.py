@@ -10,9 +10,9 @@ from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 
+from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
-from tests.support.ota_models import finetuned, shuffled, traffic, v1_bundle
-from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 from tests.support.tuf_http import Fault
 
 DEV = "ota-attacked"
@@ -40,7 +40,7 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
     repo = Repo(tmp_path / "tuf")
     repo.publish(v1_bundle())
     replayable_timestamp = repo.metadata("timestamp.json")  # older than what comes next
-    repo.publish(finetuned(2, tmp_path), delta_from=(1,))
+    repo.publish(finetuned(2), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.5)
@@ -93,13 +93,13 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
 
         # Mix-and-match: a new release; old targets served under the new version's name.
         old_targets = repo.metadata(f"{repo.kit.repo.targets().signed.version}.targets.json")
-        repo.publish(finetuned(3, tmp_path, seed=8), delta_from=(1,))
+        repo.publish(finetuned(3, seed=8), delta_from=(1,))
         new_name = f"/metadata/{repo.kit.repo.targets().signed.version}.targets.json"
         done = attempt(3, {new_name: Fault(replace=old_targets)})
         assert (done["state"], done["reason"]) == ("failed", "mix-and-match"), done
 
         # v4 raises the signed minimum to 4. Its targets arrive signed by an unknown key.
-        repo.publish(finetuned(4, tmp_path, seed=9), delta_from=(1,), minimum_version=4)
+        repo.publish(finetuned(4, seed=9), delta_from=(1,), minimum_version=4)
         path, forged = forged_targets(repo)
         done = attempt(4, {path: Fault(replace=forged)})
         assert (done["state"], done["reason"]) == ("failed", "bad-signature"), done

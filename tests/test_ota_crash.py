@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.ota.engine import CRASH_ENV
+from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
-from tests.support.ota_models import finetuned, traffic, v1_bundle
 from tests.support.ota_rig import Repo, Reports, make_agent
 
 DEV = "ota-crash"
@@ -25,7 +25,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
     base = tmp_path_factory.mktemp("crash-repo")
     r = Repo(base / "tuf")
     r.publish(v1_bundle())
-    r.publish(finetuned(2, base), delta_from=(1,))
+    r.publish(finetuned(2), delta_from=(1,))
     yield r
     r.close()
 

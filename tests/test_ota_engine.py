@@ -16,13 +16,13 @@ from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, release_model
 from agent.pipeline import ModelSlot
+from hil.models import collapsed, finetuned, traffic
 from nanomodel import default_bundle_path
-from tests.support.ota_models import collapsed, finetuned, traffic
 
 
 @pytest.fixture(scope="module")
-def v2_bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return finetuned(2, tmp_path_factory.mktemp("v2"))
+def v2_bundle() -> bytes:
+    return finetuned(2)
 
 
 def test_observed_model_counts_samples_and_retires() -> None:

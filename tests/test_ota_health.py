@@ -7,17 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hil.models import collapsed, finetuned, nan_on_traffic, traffic, v1_bundle, wrong_golden
 from tests.support.mosquitto import Mosquitto
-from tests.support.ota_models import (
-    collapsed,
-    finetuned,
-    nan_on_traffic,
-    shuffled,
-    traffic,
-    v1_bundle,
-    wrong_golden,
-)
-from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 
 DEV = "ota-health"
 FINISHED = ("committed", "failed", "rolled_back")
@@ -26,12 +18,11 @@ FINISHED = ("committed", "failed", "rolled_back")
 def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquitto) -> None:
     repo = Repo(tmp_path / "tuf")
     nan_model = nan_on_traffic(3)
-    assert nan_model is not None
     repo.publish(v1_bundle())
-    repo.publish(wrong_golden(2, tmp_path), delta_from=(1,))
+    repo.publish(wrong_golden(2), delta_from=(1,))
     repo.publish(nan_model, delta_from=(1,))
     repo.publish(collapsed(4, label="power"), delta_from=(1,))
-    repo.publish(finetuned(5, tmp_path), delta_from=(1,))
+    repo.publish(finetuned(5), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
-from tests.support.ota_models import finetuned, shuffled, traffic, v1_bundle
-from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 
 DEV = "ota-dev-1"
 
@@ -25,7 +25,7 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
 def test_delta_update_under_load_drops_no_inference(tmp_path: Path, broker: Mosquitto,
                                                      repo: Repo) -> None:
     repo.publish(v1_bundle())
-    repo.publish(finetuned(2, tmp_path), delta_from=(1,))
+    repo.publish(finetuned(2), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,

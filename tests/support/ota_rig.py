@@ -5,6 +5,7 @@ helpers to read the agent's OTA reports from a real broker."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,13 @@ class Repo:
 
     def close(self) -> None:
         self.server.stop()
+
+
+def shuffled(lines: list[str], seed: int = 3) -> list[str]:
+    """``lines`` in a fixed random order (so a writer mixes the labels)."""
+    out = list(lines)
+    random.Random(seed).shuffle(out)
+    return out
 
 
 class LineWriter:
