@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 from abc import ABC, abstractmethod
+from typing import Self
 
 
 class Link(ABC):
@@ -87,13 +88,16 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
-class NamespaceLink(Link):
-    kind = "namespace"
+class VethNamespace:
+    """A network namespace joined to this one by a veth pair, on a /30 that nothing here
+    uses: ``host_ip`` is this side, ``device_ip`` the namespace's. The namespace has its
+    own loopback, so the host's 127.0.0.1 services do not exist from inside it.
 
-    def __init__(self, broker_port: int) -> None:
-        super().__init__(broker_port)
+    ``open()`` (or ``with``) makes it; ``close()`` removes it."""
+
+    def __init__(self, prefix: str) -> None:
         tag = f"{os.getpid() % 10000}{random.randrange(100, 999)}"
-        self.name = f"nf-hil-{tag}"
+        self.name = f"{prefix}-{tag}"
         self.host_if, self.dev_if = f"nfh{tag}", f"nfd{tag}"  # at most 15 characters
         used = _ip("-4", "addr").stdout + _ip("-4", "route").stdout
         for _ in range(100):  # a /30 in 10.200-254.x.0 that nothing here uses
@@ -101,42 +105,72 @@ class NamespaceLink(Link):
             if net not in used:
                 break
         self.host_ip, self.device_ip = f"{net}1", f"{net}2"
+
+    def open(self) -> None:
         try:
             _ip("netns", "add", self.name)
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.dev_if)
             _ip("link", "set", self.dev_if, "netns", self.name)
             _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
             _ip("link", "set", self.host_if, "up")
-            for args in (("addr", "add", f"{self.device_ip}/30", "dev", self.dev_if),
-                         ("link", "set", self.dev_if, "up"), ("link", "set", "lo", "up")):
-                _ip("netns", "exec", self.name, "ip", *args)
+            self.run_ip("addr", "add", f"{self.device_ip}/30", "dev", self.dev_if)
+            self.run_ip("link", "set", self.dev_if, "up")
+            self.run_ip("link", "set", "lo", "up")
         except subprocess.CalledProcessError as exc:
             self.close()
             raise RuntimeError(f"network namespace set-up failed: {exc.stderr}") from None
-
-    @property
-    def broker_host(self) -> str:
-        return self.host_ip
-
-    def listen_address(self) -> str | None:
-        return self.host_ip
-
-    def command_prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
-
-    def cut(self) -> None:
-        _ip("link", "set", self.host_if, "down")
-
-    def restore(self) -> None:
-        _ip("link", "set", self.host_if, "up")
 
     def close(self) -> None:
         _ip("netns", "del", self.name, check=False)  # takes the veth pair with it
         _ip("link", "del", self.host_if, check=False)
 
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_ip(self, *args: str) -> None:
+        """Run ``ip args`` inside the namespace."""
+        _ip("netns", "exec", self.name, "ip", *args)
+
+    def prefix(self) -> list[str]:
+        """Command prefix that runs a program inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+
+class NamespaceLink(Link):
+    kind = "namespace"
+
+    def __init__(self, broker_port: int) -> None:
+        super().__init__(broker_port)
+        self.ns = VethNamespace("nf-hil")
+        self.ns.open()
+
+    @property
+    def broker_host(self) -> str:
+        return self.ns.host_ip
+
+    def listen_address(self) -> str | None:
+        return self.ns.host_ip
+
+    def command_prefix(self) -> list[str]:
+        return self.ns.prefix()
+
+    def cut(self) -> None:
+        _ip("link", "set", self.ns.host_if, "down")
+
+    def restore(self) -> None:
+        _ip("link", "set", self.ns.host_if, "up")
+
+    def close(self) -> None:
+        self.ns.close()
+
     def describe(self) -> str:
-        return (f"namespace {self.name}: device {self.device_ip} -> broker {self.host_ip} "
-                f"over veth {self.host_if}; a cut sets {self.host_if} down")
+        ns = self.ns
+        return (f"namespace {ns.name}: device {ns.device_ip} -> broker {ns.host_ip} "
+                f"over veth {ns.host_if}; a cut sets {ns.host_if} down")
 
 
 class ProxyLink(Link):

@@ -30,13 +30,14 @@ import pytest
 
 from fleet_server.config import ArtifactSettings, DeltaSettings
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.links import namespaces_unavailable
+from hil.models import finetuned
 from nanomodel import default_bundle_path
 from tests.support.agent_proc import AgentProcess
 from tests.support.fleet_cli import nf
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.mqtt_client import Collector
-from tests.support.netns import NetNamespace, netns_unavailable
-from tests.support.ota_models import finetuned
+from tests.support.netns import NetNamespace
 
 DEV = "mqtt-only-1"
 MODEL = "nano-logs"
@@ -123,7 +124,7 @@ def repo_requests(server: FleetServer) -> int:
 def world(tmp_path: Path) -> Iterator[tuple[FleetSetup, FleetServer, Mosquitto, str,
                                             NetNamespace | None]]:
     with ExitStack() as stack:
-        ns = stack.enter_context(NetNamespace()) if netns_unavailable() is None else None
+        ns = stack.enter_context(NetNamespace()) if namespaces_unavailable() is None else None
         broker = Mosquitto(tmp_path / "broker", persistence=True)  # reports survive restarts
         device_port = broker.port
         extra = ["set_tcp_nodelay true"]
@@ -149,7 +150,7 @@ def test_mqtt_only_device_updates_with_no_http_route(
     setup, server, broker, device_broker, ns = world
     client = ["--server", setup.url, f"--token={setup.token}"]  # a token may start with "-"
     v2 = tmp_path / "v2.nfb"
-    bundle2 = finetuned(2, tmp_path)
+    bundle2 = finetuned(2)
     v2.write_bytes(bundle2)
     for bundle in (default_bundle_path(), v2):
         code, out, err = nf("model", "publish", str(bundle), "--targets-key",
