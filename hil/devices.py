@@ -31,6 +31,20 @@ from hil.traffic import TrafficWriter
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def wait_answering(socket: Path, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once the agent behind ``socket`` answers a status query; False when ``proc``
+    exited or ``timeout`` passed first (``proc.poll()`` tells which)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if ask(socket, "status", {}, timeout=2).get("ok"):
+                return True
+        except (DaemonNotRunning, OSError, ValueError):
+            pass  # not listening yet
+        time.sleep(0.1)
+    return False
+
+
 @dataclass(frozen=True)
 class FleetEndpoints:
     """What a device is provisioned with to reach the fleet's repository."""
@@ -180,18 +194,12 @@ class LocalProcessDevice(DeviceDriver):
             cwd=REPO_ROOT)
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                code = None if self._proc is None else self._proc.returncode
-                raise RuntimeError(f"{self.device_id}: the agent exited ({code}) while "
-                                   f"starting:\n{self.output_tail()}")
-            try:
-                if ask(self.socket, "status", {}, timeout=2).get("ok"):
-                    return
-            except (DaemonNotRunning, OSError, ValueError):
-                pass
-            time.sleep(0.1)
+        if self._proc is not None and wait_answering(self.socket, self._proc, timeout):
+            return
+        if self._proc is None or self._proc.poll() is not None:
+            code = None if self._proc is None else self._proc.returncode
+            raise RuntimeError(f"{self.device_id}: the agent exited ({code}) while "
+                               f"starting:\n{self.output_tail()}")
         raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
                            f"{self.output_tail()}")
 

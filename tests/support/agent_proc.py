@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from agent.control import DaemonNotRunning, ask
+from agent.control import ask
+from hil.devices import wait_answering
 
 
 def write_config(path: Path, device_id: str, state_dir: Path, port: int,
@@ -50,16 +50,11 @@ class AgentProcess:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if ask(self.socket, "status", {}, timeout=2).get("ok"):
-                    return
-            except (DaemonNotRunning, OSError, ValueError):
-                pass
-            time.sleep(0.1)
+        assert self.proc is not None, "start() the agent first"
+        if wait_answering(self.socket, self.proc, timeout):
+            return
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.output()}")
         raise TimeoutError(f"agent not ready:\n{self.output()}")
 
     def query(self, cmd: str, **args: Any) -> dict[str, Any]:
