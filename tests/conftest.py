@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hil import postgres
 from tests.support.mosquitto import Mosquitto
 
 
@@ -26,3 +27,14 @@ def tls_broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[postgres.Postgres]:
+    """A throwaway PostgreSQL server, one per test module (tests make their own databases).
+    No skip: scripts/bootstrap.sh installs PostgreSQL; without it this fails loudly."""
+    server = postgres.Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,10 +4,7 @@ indexed from the repository, desired state with row locks, device reports ingest
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from contract.messages import ModelInfo, OtaEvent, Status
 from fleet_server.inventory import Report, ingest, list_devices, recent_events
@@ -18,17 +15,6 @@ from fleet_server.service import FleetService
 from hil import postgres
 from hil.fleet import setup_fleet
 from nanomodel import default_bundle_path
-
-# No skip: scripts/bootstrap.sh installs PostgreSQL; without it this fails loudly.
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Postgres]:
-    server = postgres.Postgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_service_on_postgresql(tmp_path: Path, pg: postgres.Postgres) -> None:
