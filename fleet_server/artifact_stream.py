@@ -17,13 +17,11 @@ The bytes are not trusted by anyone: devices check them against signed TUF metad
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import queue
 import re
-import socket
 import ssl
 import threading
 import time
@@ -46,6 +44,7 @@ from contract.artifacts import (
     ArtifactRequest,
     ChunkError,
     check_artifact_path,
+    set_tcp_nodelay,
 )
 from fleet_server.config import ArtifactSettings, MqttSettings
 
@@ -62,13 +61,6 @@ class Refused(Exception):
         self.error = error
         self.detail = detail
         self.size = size
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Chunks and requests are small request/response messages: without TCP_NODELAY,
-    Nagle's algorithm and delayed ACKs add ~40 ms to every round trip."""
-    with contextlib.suppress(OSError, AttributeError):  # not TCP (websocket): only slower
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # --- decisions (pure) -----------------------------------------------------------------------
@@ -204,7 +196,7 @@ class ArtifactStreamer:
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
-        c.on_socket_open = _no_delay
+        c.on_socket_open = set_tcp_nodelay
         c.on_message = self._on_message
         self._sub_mid: int | None = None
         self.client = c

@@ -22,11 +22,9 @@ signed lengths and hashes, as for HTTP.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +53,7 @@ from contract.artifacts import (
     MAX_REQUEST_CHUNKS,
     ArtifactChunk,
     ArtifactRequest,
+    set_tcp_nodelay,
 )
 
 if TYPE_CHECKING:
@@ -65,13 +64,6 @@ log = logging.getLogger("nanofleet.agent.ota.mqtt")
 _STATUS = {"not-found": 404, "forbidden": 403, "bad-request": 400, "range": 416,
            "internal": 500}
 Received = tuple[ArtifactChunk, bytes]
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Chunks and requests are small request/response messages: without TCP_NODELAY,
-    Nagle's algorithm and delayed ACKs add ~40 ms to every round trip."""
-    with contextlib.suppress(OSError, AttributeError):  # not TCP (websocket): only slower
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @dataclass(frozen=True)
@@ -213,7 +205,7 @@ class MqttTransport(ArtifactTransport):
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
-        c.on_socket_open = _no_delay
+        c.on_socket_open = set_tcp_nodelay
         c.on_message = self._on_message
         self._client = c
         c.connect_async(e.host, e.port, keepalive=e.keepalive_s, clean_start=True)
