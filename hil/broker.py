@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from hil.pki import RigPKI
+from hil.process import stop_process
 
 
 def free_port() -> int:
@@ -103,13 +104,8 @@ class Mosquitto:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 5)
         self.proc = None
 
     def restart(self) -> None:

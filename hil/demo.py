@@ -38,6 +38,7 @@ from hil.demo_site import (
     sensor_readings,
 )
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.process import stop_process
 
 DATA = Path(__file__).parent / "data"
 DEVICE = "pump-07"
@@ -341,11 +342,7 @@ def run(workdir: Path, seconds: float) -> int:
         if feeder is not None:
             feeder.stop()
         if agent is not None:
-            agent.terminate()
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+            stop_process(agent, 15)
         agent_log.close()
         if watcher is not None:
             watcher.close()

@@ -25,6 +25,7 @@ from typing import IO, Any
 from agent.control import DaemonNotRunning, ask
 from agent.ota.engine import CRASH_ENV
 from hil.links import Link
+from hil.process import stop_process
 from hil.scenario import AgentSpec
 from hil.traffic import TrafficWriter
 
@@ -212,15 +213,9 @@ class LocalProcessDevice(DeviceDriver):
     def shutdown(self, timeout: float = 15.0) -> int | None:
         if self._proc is None:
             return None
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        code = stop_process(self._proc, timeout)
         self._close_output()
-        return self._proc.returncode
+        return code
 
     def exit_code(self) -> int | None:
         return None if self._proc is None else self._proc.poll()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import generate_role_keys, load_signer
 from fleet_server.repository.repo import OnlineSigners, Repository
 from hil.broker import free_port
+from hil.process import stop_process
 
 
 @dataclass
@@ -132,13 +132,8 @@ class FleetServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 15)
         self.proc = None
         if getattr(self, "_log", None) is not None:
             self._log.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from agent.control import ask
 from hil.devices import wait_answering
+from hil.process import stop_process
 
 
 def write_config(path: Path, device_id: str, state_dir: Path, port: int,
@@ -70,14 +70,7 @@ class AgentProcess:
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
+        rc = stop_process(self.proc, timeout)
         self.proc = None
         self._logf.close()
         return rc
