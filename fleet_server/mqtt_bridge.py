@@ -3,13 +3,22 @@
 - subscribes to every device's ``status``, ``ota`` and ``metrics`` (as the shared
   subscription ``$share/<group>/...`` when configured, so replicas split reports);
 - hands received reports, in batches, to an ingest callback on its own thread
-  (paho's network thread only enqueues; a full queue pushes back on the broker);
+  (paho's network thread only enqueues; a full queue pushes back on the broker), and
+  acknowledges each report (PUBACK) only after the batch holding it was stored, so a
+  report is never acknowledged and then lost with the process;
 - publishes retained desired-state documents and waits for the broker's PUBACK;
 - calls ``on_connected`` after every successful (re)connect, on a separate thread,
   so the server can re-publish what the broker missed while it was away.
 
-The session is persistent (clean_start false, session expiry configurable): QoS 1
-reports sent while the server restarts wait in the broker.
+Alone (no shared group) the session is persistent (clean_start false, an hour's
+expiry): QoS 1 reports sent while the server restarts wait in the broker. As one of
+several replicas (shared group) the session ends with the connection: a broker keeps
+giving a member with a persistent session its turn while it is away (Mosquitto 2.0
+does: a killed member took 10 of 20 reports into its offline session), so the reports
+of a dead replica would wait for it instead of going to the live ones. A clean stop
+unsubscribes first and stores and acknowledges everything received before it
+disconnects; a killed replica loses what it had received but not yet acknowledged (at
+most ``RECEIVE_MAXIMUM``), unless the broker hands such messages to another member.
 """
 
 from __future__ import annotations
@@ -39,8 +48,28 @@ REPORT_KINDS = ("status", "ota", "metrics")
 SESSION_EXPIRY_S = 3600
 BATCH_MAX = 500
 QUEUE_MAX = 50_000
+RECEIVE_MAXIMUM = 1000  # reports the broker may send before we acknowledge (2 batches)
+UNSUBSCRIBE_WAIT_S = 5.0
+SESSION_TAKEN_OVER = 142  # MQTT v5 DISCONNECT reason: another client used our client id
 
 ReportsHandler = Callable[[list[Report]], None]
+
+
+def session_expiry_s(shared_group: str | None) -> int:
+    """How long the broker keeps our session after a disconnect (see the module docstring)."""
+    return 0 if shared_group else SESSION_EXPIRY_S
+
+
+@dataclass(frozen=True)
+class Received:
+    """A report as it came off the wire, with what it takes to acknowledge it later."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    mid: int
+    qos: int
+    connection: int  # which connection brought it: an ack is only valid on that one
 
 
 def report_filters(shared_group: str | None) -> list[str]:
@@ -56,6 +85,7 @@ class BridgeCounters:
     ingested: int = 0
     ingest_failures: int = 0
     connects: int = 0
+    session_takeovers: int = 0
     last_rejection: str | None = None
     last_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -64,7 +94,8 @@ class BridgeCounters:
         with self.lock:
             return {"received": self.received, "rejected": self.rejected,
                     "ingested": self.ingested, "ingest_failures": self.ingest_failures,
-                    "connects": self.connects, "last_rejection": self.last_rejection,
+                    "connects": self.connects, "session_takeovers": self.session_takeovers,
+                    "last_rejection": self.last_rejection,
                     "last_error": self.last_error}
 
 
@@ -76,11 +107,13 @@ class MqttBridge:
         self.on_connected = on_connected
         self.connected = threading.Event()
         self.counters = BridgeCounters()
-        self._queue: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue(QUEUE_MAX)
+        self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
+        self._connection = 0  # bumped on every connect (network thread)
+        self._unsubscribed = threading.Event()
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5)
+                        protocol=mqtt.MQTTv5, manual_ack=True)
         c.max_queued_messages_set(10_000)
         c.reconnect_delay_set(1, 30)
         if settings.username:
@@ -94,12 +127,14 @@ class MqttBridge:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         self.client = c
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = session_expiry_s(self.settings.shared_group)
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         self._worker.start()
         self.client.connect_async(self.settings.host, self.settings.port,
                                   keepalive=self.settings.keepalive_s, clean_start=False,
@@ -107,11 +142,20 @@ class MqttBridge:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
+        """Stop taking reports (unsubscribe), store and acknowledge those received, then
+        disconnect: nothing the broker handed us is lost on a clean stop."""
+        if self.connected.is_set():
+            self._unsubscribed.clear()
+            self.client.unsubscribe(report_filters(self.settings.shared_group))
+            if not self._unsubscribed.wait(UNSUBSCRIBE_WAIT_S):
+                log.warning("broker did not confirm the unsubscribe in %.0f s",
+                            UNSUBSCRIBE_WAIT_S)
+        self._queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout=10)
+        self.client.disconnect()  # after the acknowledgements, which paho sends in order
         self.client.loop_stop()
         self.connected.clear()
-        self._queue.put(None)
-        self._worker.join(timeout=10)
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
@@ -150,6 +194,7 @@ class MqttBridge:
                         self.settings.port, rc)
             return
         client.subscribe([(f, 1) for f in report_filters(self.settings.shared_group)])
+        self._connection += 1
         with self.counters.lock:
             self.counters.connects += 1
             self.counters.last_error = None
@@ -169,7 +214,16 @@ class MqttBridge:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
                        props: Properties | None = None) -> None:
-        if self.connected.is_set():
+        if rc.value == SESSION_TAKEN_OVER:
+            # Someone connected with our client id: a misconfigured replica or another
+            # program. paho reconnects and takes it back, and the two fight on.
+            with self.counters.lock:
+                self.counters.session_takeovers += 1
+                self.counters.last_error = (f"session taken over: another client connected "
+                                            f"with client id {self.settings.client_id!r}")
+            log.error("mqtt session taken over: another client uses client id %r (give "
+                      "every replica and program its own)", self.settings.client_id)
+        elif self.connected.is_set():
             log.warning("mqtt disconnected: %s", rc)
         self.connected.clear()
 
@@ -177,10 +231,12 @@ class MqttBridge:
         with self.counters.lock:
             self.counters.received += 1
         # Blocks when the ingest thread is behind: back-pressure to the broker, not loss.
-        self._queue.put((msg.topic, bytes(msg.payload), time.time()))
+        # The arrival time orders a device's statuses (inventory.apply_status).
+        self._queue.put(Received(msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos,
+                                 self._connection))
 
     # --- ingest thread -----------------------------------------------------------------
-    def _next_batch(self) -> list[tuple[str, bytes, float]] | None:
+    def _next_batch(self) -> list[Received] | None:
         first = self._queue.get()
         if first is None:
             return None
@@ -199,9 +255,9 @@ class MqttBridge:
     def _ingest_loop(self) -> None:
         while (batch := self._next_batch()) is not None:
             reports = []
-            for topic, payload, received_at in batch:
+            for item in batch:
                 try:
-                    reports.append(parse_report(topic, payload, received_at))
+                    reports.append(parse_report(item.topic, item.payload, item.received_at))
                 except ReportRejected as exc:
                     with self.counters.lock:
                         self.counters.rejected += 1
@@ -209,6 +265,16 @@ class MqttBridge:
                     log.warning("device report refused: %s", exc)
             if reports:
                 self._deliver(reports)
+            self._acknowledge(batch)
+
+    def _acknowledge(self, batch: list[Received]) -> None:
+        """PUBACK what this batch brought: stored, refused as invalid, or given up on."""
+        current = self._connection
+        for item in batch:
+            # A redelivery on a later connection carries its own packet id; acknowledging
+            # an old id there could confirm a message we have not read yet.
+            if item.qos > 0 and item.connection == current:
+                self.client.ack(item.mid, item.qos)
 
     def _deliver(self, reports: list[Report]) -> None:
         for attempt in (1, 2, 3):
