@@ -11,7 +11,13 @@ Rules worth knowing:
 - statuses are applied in arrival order: the broker delivers one device's
   messages in order, and the Last Will ("offline") is stamped with the time the
   agent connected, so a timestamp rule would wrongly ignore it. An "offline"
-  status changes only the state: the Will carries no live model list;
+  status changes only the state: the Will carries no live model list. Several
+  replicas share the reports (a shared subscription hands consecutive messages of
+  one device to different replicas), so "arrival" is the time a replica received
+  the status, and one older than the status already stored is not applied (the
+  replicas' clocks must agree to within the time between two statuses of a device);
+- a batch locks the rows of its devices (in id order: no deadlock between replicas)
+  before it reads them, so two replicas never overwrite each other's update;
 - an OTA event is always logged (once per ``msg_id``); it becomes the device's
   "last OTA state" only if it is not older than the current one (a spool replay
   after an outage must not undo newer news); metrics likewise.
@@ -79,7 +85,16 @@ def _seen(device: Device, at: float) -> None:
     device.last_seen = max(device.last_seen or 0.0, at)
 
 
+def status_is_newer(last_status_at: float | None, received_at: float) -> bool:
+    """A status applies unless one received later is already stored."""
+    return last_status_at is None or received_at >= last_status_at
+
+
 def apply_status(device: Device, status: Status, received_at: float) -> None:
+    if not status_is_newer(device.last_status_at, received_at):
+        if status.state != "offline":
+            _seen(device, received_at)
+        return
     device.state = status.state
     device.last_status_at = received_at
     if status.state == "offline":
@@ -132,9 +147,24 @@ def get_or_create_device(session: Session, device_id: str, now: float) -> Device
     return device
 
 
+_IN_CHUNK = 900  # ids per IN (...): under SQLite's old 999-variable limit
+
+
+def lock_devices(session: Session, device_ids: Sequence[str]) -> dict[str, Device]:
+    """The existing rows of ``device_ids``, locked for this transaction (SELECT ... FOR
+    UPDATE on PostgreSQL; SQLite has one writer at a time anyway), in id order."""
+    ids = sorted(set(device_ids))
+    found: dict[str, Device] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        query = select(Device).where(Device.device_id.in_(ids[i:i + _IN_CHUNK])).order_by(
+            Device.device_id).with_for_update()
+        found.update((d.device_id, d) for d in session.scalars(query))
+    return found
+
+
 def ingest(session: Session, reports: Sequence[Report]) -> int:
     """Apply ``reports`` in order; returns how many OTA events were new."""
-    devices: dict[str, Device] = {}
+    devices = lock_devices(session, [r.device_id for r in reports])
     seen_ids = {r.message.msg_id for r in reports if r.kind == "ota"}
     known = set(session.scalars(select(OtaEventRow.msg_id).where(
         OtaEventRow.msg_id.in_(seen_ids)))) if seen_ids else set()

@@ -59,9 +59,13 @@ def track_reports(session: Session, reports: Sequence[Report]) -> int:
     if not events:
         return 0
     keys = {(rid, e.device_id) for e, rid, _ in events}
+    # Locked (in key order) for the transaction: another replica applying the same
+    # device's next event waits, then sees this one, instead of overwriting it with a
+    # decision taken on a stale record.
     rows = {(r.rollout_id, r.device_id): r for r in session.scalars(
         select(RolloutDeviceRow).where(
-            tuple_(RolloutDeviceRow.rollout_id, RolloutDeviceRow.device_id).in_(sorted(keys))))}
+            tuple_(RolloutDeviceRow.rollout_id, RolloutDeviceRow.device_id).in_(sorted(keys)))
+        .order_by(RolloutDeviceRow.rollout_id, RolloutDeviceRow.device_id).with_for_update())}
     if not rows:
         return 0
     versions = dict(session.execute(select(RolloutRow.id, RolloutRow.version).where(
