@@ -10,7 +10,9 @@ already have.
 
 Publishing always sends a row's *current* document under one lock, so a slow
 publish of revision 5 can never overwrite revision 6 in the broker's retained
-slot.
+slot. Server replicas do not share that lock: after its broker acknowledged, a
+publisher reads the revisions again and sends any that moved on meanwhile (another
+replica's newer document may have reached the broker before this older one).
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ class DesiredStates:
     def current(self, session: Session, device_id: str) -> DesiredStateRow | None:
         return session.get(DesiredStateRow, device_id)
 
-    def publish(self, device_ids: Sequence[str], *, force: bool = False) -> set[str]:
+    def publish(self, device_ids: Sequence[str], *, force: bool = False,
+                _depth: int = 0) -> set[str]:
         """Publish the current documents of ``device_ids``; returns those the broker acked
         (now or before: a revision already acknowledged counts as published, and is sent
         again only with ``force``)."""
@@ -159,7 +162,14 @@ class DesiredStates:
                         DesiredStateRow.device_id == r.device_id,
                         DesiredStateRow.published_revision < r.revision,
                     ).values(published_revision=r.revision))
-            return done | {r.device_id for r in acked}
+                sent = {r.device_id: r.revision for r in acked}
+                overtaken = [device_id for device_id, revision in session.execute(
+                    select(DesiredStateRow.device_id, DesiredStateRow.revision).where(
+                        DesiredStateRow.device_id.in_(list(sent))))
+                    if revision > sent[device_id]] if sent else []
+        if overtaken and _depth < 3:
+            self.publish(overtaken, force=True, _depth=_depth + 1)
+        return done | {r.device_id for r in acked}
 
     def publish_all(self, batch: int = 1000) -> int:
         """Publish every device's document again (after a (re)connect); returns how many
