@@ -23,6 +23,7 @@ from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, miss
 from fleet_server.db import Device, ModelVersion
 from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events
 from fleet_server.releases import VersionConflict, models_view
+from fleet_server.replicas import replicas_view
 from fleet_server.repository.repo import PublishRejected
 from fleet_server.service import FleetService
 
@@ -114,6 +115,15 @@ class DeploymentRequest(BaseModel):
 def health(service: Service) -> dict[str, Any]:
     """Liveness and repository state (no token needed)."""
     return service.health()
+
+
+@router.get("/replicas")
+def get_replicas(service: Service) -> dict[str, Any]:
+    """The server replicas sharing this database: heartbeat, the work each did (reports
+    ingested, artifact requests served), and which one drives rollouts (the lease)."""
+    return {"replicas": replicas_view(service.db, service.config.rollout_lease_s),
+            "rollout_lease": service.rollout_driver.lease(),
+            "answered_by": service.config.mqtt.client_id}
 
 
 @router.get("/models")

@@ -49,7 +49,9 @@ class MqttSettings(Strict):
     host: str = Field(default="127.0.0.1", description="Broker host name or address.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
     client_id: str = Field(default="nanofleet-server", min_length=1, max_length=128,
-                           description="MQTT client id (unique per server replica).")
+                           description="MQTT client id, unique per server replica (a "
+                           "replica refuses to start under an id a running one holds; see "
+                           "docs/scaling.md). Also names the replica and its rollout lease.")
     username: str | None = Field(default=None, description="Username, if the broker wants one.")
     password: SecretStr | None = Field(default=None, description="Password (never logged).")
     tls: MqttTls | None = Field(default=None, description="TLS settings; omit for plain TCP.")
@@ -152,10 +154,24 @@ class ServerConfig(Strict):
         default=1.0, ge=0.01, le=60,
         description="How often the rollout driver re-evaluates active rollouts (it also "
         "wakes at once when a device report moves a rollout on).")
+    rollout_lease_s: float = Field(
+        default=15.0, ge=0.5, le=600,
+        description="With several replicas on one database: how long the replica driving "
+        "rollouts holds its lease without renewing it (it renews every tick). A replica that "
+        "died without releasing it is replaced after this long; it also sets how often "
+        "replicas renew their registration (a fifth of it).")
     recent_events: int = Field(default=50, ge=1, le=10_000,
                                description="OTA events shown per device by default.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level.")
+
+    @model_validator(mode="after")
+    def _lease_outlives_ticks(self) -> ServerConfig:
+        if self.rollout_lease_s < 3 * self.rollout_tick_s:
+            raise ValueError(f"rollout_lease_s ({self.rollout_lease_s}) must be at least three "
+                             f"rollout ticks ({3 * self.rollout_tick_s}): the driving replica "
+                             "renews its lease once per tick")
+        return self
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> ServerConfig:

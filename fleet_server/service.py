@@ -2,12 +2,15 @@
 
 Database, signed repository (online keys only), release publishing, desired
 state, the MQTT bridge, and the timer that re-signs the timestamp before it
-expires.
+expires. Several such servers (replicas) may share one database and broker: each
+registers under its MQTT client id first (:mod:`fleet_server.replicas`), and
+docs/scaling.md says how to deploy them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -19,6 +22,7 @@ from fleet_server.desired import DesiredStates
 from fleet_server.inventory import Report, ingest
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.releases import Releases
+from fleet_server.replicas import ClientIdInUse, ReplicaRegistry
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.repo import OnlineSigners, Repository, RepositoryError
 from fleet_server.repository.storage import METADATA_DIR
@@ -66,7 +70,12 @@ class FleetService:
         # The lease owner is the replica's MQTT client id (unique per replica), so a
         # restarted server takes its own lease back at once.
         self.rollout_driver = RolloutDriver(self.db, self.desired, tick_s=config.rollout_tick_s,
+                                            lease_s=config.rollout_lease_s,
                                             owner=config.mqtt.client_id)
+        self.replica = ReplicaRegistry(
+            self.db, config.mqtt.client_id, heartbeat_s=max(0.1, config.rollout_lease_s / 5),
+            stale_after_s=config.rollout_lease_s, api=f"{config.bind_host}:{config.bind_port}",
+            counters=self.work_counters, on_superseded=self._superseded)
         self.rollouts = Rollouts(self.db, self.desired, wake=self.rollout_driver.wake)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="timestamp-refresh",
@@ -75,6 +84,11 @@ class FleetService:
         self.last_refresh_error: str | None = None
 
     def start(self) -> None:
+        try:  # before anything connects under the client id
+            self.replica.claim()
+        except ClientIdInUse as exc:
+            raise ServerSetupError(str(exc)) from None
+        self.replica.start()
         self.releases.sync()
         self.refresh_metadata()  # an expired timestamp after downtime is fixed before serving
         self._refresher.start()
@@ -93,6 +107,7 @@ class FleetService:
             self.bridge.stop()
         if self._refresher.is_alive():
             self._refresher.join(timeout=10)
+        self.replica.stop()
         self.db.dispose()
 
     # --- callbacks ---------------------------------------------------------------------
@@ -102,6 +117,23 @@ class FleetService:
             moved = track_reports(session, reports)  # rollout records, same transaction
         if moved:
             self.rollout_driver.wake()
+
+    def _superseded(self) -> None:
+        """Another process claimed our client id: stop using it (MQTT, the lease)."""
+        self.rollout_driver.enabled = False
+        for part in (self.artifacts, self.bridge):
+            if part is not None:
+                threading.Thread(target=part.stop, name="superseded-stop", daemon=True).start()
+
+    def work_counters(self) -> dict[str, Any]:
+        """What this replica did (registered with its heartbeat; shows how work is split)."""
+        mqtt = self.bridge.counters.as_dict() if self.bridge is not None else {}
+        artifacts = self.artifacts.counters.as_dict() if self.artifacts is not None else {}
+        return {"reports_received": mqtt.get("received", 0),
+                "reports_ingested": mqtt.get("ingested", 0),
+                "artifact_requests": artifacts.get("requests", 0),
+                "rollout_ticks": self.rollout_driver.ticks,
+                "drives_rollouts": self.rollout_driver.holding}
 
     def _on_broker(self) -> None:
         count = self.desired.publish_all()
@@ -130,11 +162,17 @@ class FleetService:
     def health(self) -> dict[str, Any]:
         ts = self.repo.timestamp().signed
         return {
-            "ok": self.last_refresh_error is None,
+            "ok": self.last_refresh_error is None and not self.replica.superseded,
+            "replica": {"client_id": self.config.mqtt.client_id,
+                        "instance": self.replica.instance, "pid": os.getpid(),
+                        "started_at": self.replica.started_at,
+                        "superseded": self.replica.superseded},
             "mqtt": None if self.bridge is None else {
                 "connected": self.bridge.connected.is_set(), **self.bridge.counters.as_dict()},
             "artifacts": None if self.artifacts is None else self.artifacts.health(),
             "rollouts": {"driver": self.rollout_driver.owner,
+                         "lease_held": self.rollout_driver.holding,
+                         "lease_s": self.rollout_driver.lease_s,
                          "ticks": self.rollout_driver.ticks,
                          "last_error": self.rollout_driver.last_error},
             "repository": {"root_version": self.repo.root_version(),

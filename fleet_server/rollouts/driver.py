@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from fleet_server.rollouts import policy
 from fleet_server.rollouts.policy import DeviceLive
 from fleet_server.rollouts.store import (
     RolloutRow,
+    ServerLease,
     active_rollout_ids,
     append_log,
     device_of,
@@ -71,6 +73,8 @@ class RolloutDriver:
         self.lease_s = lease_s
         self.owner = owner or f"server-{uuid.uuid4().hex[:12]}"
         self.ticks = 0
+        self.holding = False  # held the lease at the last tick
+        self.enabled = True  # False: never take the lease again (a superseded replica)
         self.last_error: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -85,6 +89,8 @@ class RolloutDriver:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=15)
+        started = self._thread.ident is not None
+        if started and self.enabled:  # (a superseded replica's owner is another process now)
             try:  # let another replica take over now rather than when the lease runs out
                 with self.db.session() as session:
                     release_lease(session, LEASE_NAME, self.owner)
@@ -106,12 +112,26 @@ class RolloutDriver:
             self._wake.clear()
 
     def holds_lease(self, now: float) -> bool:
-        try:
-            with self.db.session() as session:
-                return take_lease(session, LEASE_NAME, self.owner, now, self.lease_s)
-        except Exception:  # another replica inserted the lease row first
-            log.debug("rollout lease not taken", exc_info=True)
-            return False
+        held = False
+        if self.enabled:
+            try:
+                with self.db.session() as session:
+                    held = take_lease(session, LEASE_NAME, self.owner, now, self.lease_s)
+            except Exception:  # another replica inserted the lease row first
+                log.debug("rollout lease not taken", exc_info=True)
+        if held != self.holding:
+            log.info("rollout lease %s by %s", "taken" if held else "not held", self.owner)
+        self.holding = held
+        return held
+
+    def lease(self) -> dict[str, Any] | None:
+        """Who holds the ``rollout-driver`` lease, and until when (None: nobody yet)."""
+        with self.db.session() as session:
+            row = session.get(ServerLease, LEASE_NAME)
+            if row is None:
+                return None
+            return {"owner": row.owner, "until": row.until,
+                    "expired": row.until < time.time()}
 
     def tick_all(self, now: float | None = None) -> int:
         """Tick every active rollout; returns how many were ticked."""
