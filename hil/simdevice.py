@@ -1,19 +1,24 @@
-"""Lightweight simulated devices: real MQTT connections, real contract messages.
+"""Lightweight simulated devices: real MQTT connections, the agent's real OTA reporting.
 
 Each :class:`SimDevice` has its own MQTT v5 connection (client id = device id), a
 retained ``status`` with a Last Will, subscribes to its retained ``desired`` state and
-answers it with the OTA state sequence a real agent publishes
-(``downloading -> verifying -> staged -> smoke_testing -> trial -> committed``), or a
-failure where its :class:`Behaviour` says so. ``action = "rollback"`` ends a trial
-(or one about to start) with ``rolled_back`` / ``operator-rollback``, as the agent does.
-No model runs: this is for rollout logic and scale, where real agents are too heavy.
+answers it as an agent does: its update record moves through the agent's own state
+machine (``downloading -> verifying -> staged -> smoke_testing -> trial -> committed``,
+or ``failed`` / ``rolled_back`` where its :class:`Behaviour` says so, or where the real
+verification refuses the artifact), and each change is published as the agent's
+``OtaEvent``. ``action = "rollback"`` ends a trial (or one about to start) with
+``rolled_back`` / ``operator-rollback``. No model runs: this is for rollout logic and
+scale, where real agents are too heavy. With a :class:`~hil.simota.VerifyKit` the
+devices also run the agent's real TUF refresh, delta download, delta apply and hash
+checks (see :mod:`hil.simota`).
 
 One :class:`SimFleet` drives many devices from one thread: a selector loop over all
 sockets (paho's external-loop callbacks) plus a timer heap, so a few processes hold a
 thousand connections. Other threads talk to it only through :meth:`SimFleet.call`.
 
 ``python -m hil.simdevice --port 1883 --count 250 --prefix sim-`` runs a fleet
-process until SIGTERM/SIGINT (for benchmarks: several such processes).
+process until SIGTERM/SIGINT (for benchmarks: several such processes; ``--verify``
+with ``--repo-url``, ``--root`` and ``--base-bundle`` for the real verification path).
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import queue
 import selectors
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,50 +45,61 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.ota.state import InstalledRef
 from contract import topics
 from contract.messages import DesiredState, ModelInfo, OtaEvent, OtaState, Status
+from hil.simota import NO_SHA, Behaviour, DeviceOta, OtaDriver, VerifyKit
 
 STEPS: tuple[OtaState, ...] = ("downloading", "verifying", "staged", "smoke_testing", "trial")
 AGENT_VERSION = "sim-0.1"
 
-
-@dataclass
-class Behaviour:
-    """How a simulated device reacts to an update."""
-
-    step_s: float = 0.02  # between two OTA states
-    trial_s: float = 0.1  # time in trial before the verdict
-    fail_at: OtaState | None = None  # trial: rolled_back; earlier states: failed
-    fail_reason: str = "health-collapse"
-    transient_failures: int = 0  # fail downloading with "unavailable" this many times first
-    hang_in: OtaState | None = None  # stop reporting progress in this state
+__all__ = ["STEPS", "Behaviour", "SimDevice", "SimFleet", "make_devices"]
 
 
 @dataclass
 class SimDevice:
     device_id: str
     model: str = "nano-logs"
-    version: int = 1
+    version: int = 1  # provisioned version (plain mode); the live one is ``live_version``
     slot: str = "logs"
     behaviour: Behaviour = field(default_factory=Behaviour)
     # --- runtime state (loop thread only) ---
     client: mqtt.Client | None = None
     connected: bool = False
     seq: int = 0
-    state: OtaState = "idle"
-    target: tuple[int, int, str | None] | None = None  # (version, revision, rollout id)
-    failed_revision: int | None = None
-    rollback_requested: bool = False
     desired_seen: int = 0
-    history: list[tuple[str, int | None, str | None]] = field(default_factory=list)
+    ota: DeviceOta = field(init=False)
+    outbox: list[bytes] = field(default_factory=list)  # OTA events while offline (the spool)
+
+    def __post_init__(self) -> None:
+        self.provision(InstalledRef(model=self.model, version=self.version, sha256=NO_SHA,
+                                    file="simulated"))
+
+    def provision(self, base: InstalledRef) -> None:
+        """Start from ``base`` (a fresh record): before the fleet connects."""
+        self.model, self.version = base.model, base.version
+        self.ota = DeviceOta(self.device_id, self.slot, base, self.behaviour)
+
+    @property
+    def state(self) -> OtaState:
+        return self.ota.record.state
+
+    @property
+    def live_version(self) -> int:
+        return self.ota.live.version
+
+    @property
+    def history(self) -> list[tuple[str, int | None, str | None]]:
+        return self.ota.history
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
     def status_doc(self, state: str = "online") -> bytes:
-        models = [ModelInfo(slot=self.slot, name=self.model, version=self.version,
-                            label=f"v{self.version}", runtime="sim", sha256="0" * 64)]
+        live = self.ota.live
+        models = [ModelInfo(slot=self.slot, name=live.model, version=live.version,
+                            label=f"v{live.version}", runtime="sim", sha256=live.sha256)]
         return Status(seq=self.next_seq(), device_id=self.device_id, state=state,  # type: ignore[arg-type]
                       agent_version=AGENT_VERSION, models=models, health="ok",
                       started_at=time.time()).model_dump_json().encode()
@@ -91,9 +109,13 @@ class SimFleet:
     """Many :class:`SimDevice` connections driven by one thread."""
 
     def __init__(self, port: int, devices: list[SimDevice], host: str = "127.0.0.1",
-                 keepalive: int = 30) -> None:
+                 keepalive: int = 30, verify: VerifyKit | None = None) -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.devices = {d.device_id: d for d in devices}
+        if verify is not None:
+            for d in devices:
+                d.provision(verify.base)
+        self.ota = OtaDriver(self, verify)
         self._sel = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._tick = itertools.count()
@@ -118,6 +140,7 @@ class SimFleet:
         self._stop.set()
         self._wake()
         self._thread.join(timeout=10)
+        self.ota.stop()
 
     def call(self, fn: Callable[[], Any], wait: bool = True, timeout: float = 10.0) -> Any:
         """Run ``fn`` on the loop thread (every paho call happens there)."""
@@ -156,12 +179,48 @@ class SimFleet:
 
     def snapshot(self) -> dict[str, tuple[str, int]]:
         """device id -> (OTA state, live version)."""
-        return self.call(lambda: {d.device_id: (d.state, d.version)
+        return self.call(lambda: {d.device_id: (d.state, d.live_version)
                                   for d in self.devices.values()})
+
+    def stats(self) -> dict[str, Any]:
+        """Devices, their states and versions, and what the verification path did."""
+        def collect() -> dict[str, Any]:
+            devs = list(self.devices.values())
+            states: dict[str, int] = {}
+            versions: dict[str, int] = {}
+            for d in devs:
+                states[d.state] = states.get(d.state, 0) + 1
+                versions[str(d.live_version)] = versions.get(str(d.live_version), 0) + 1
+            return {"devices": len(devs), "events_sent": self.events_sent, "states": states,
+                    "live_versions": versions,
+                    "devices_verified": sum(1 for d in devs if d.ota.verified),
+                    "verifying": self.ota.kit is not None, **self.ota.stats()}
+        result: dict[str, Any] = self.call(collect)
+        return result
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             self._wake_w.send(b"x")
+
+    # --- OtaHost (hil.simota) ---------------------------------------------------------------
+    def publish_ota(self, ota: DeviceOta, fields: dict[str, Any]) -> None:
+        dev = self.devices[ota.device_id]
+        event = OtaEvent(seq=dev.next_seq(), device_id=dev.device_id, **fields)
+        payload = event.model_dump_json().encode()
+        self.events_sent += 1
+        if dev.client is None or not dev.connected:
+            dev.outbox.append(payload)  # as the agent's spool: sent when it reconnects
+            return
+        dev.client.publish(topics.ota(dev.device_id), payload, qos=1)
+        if event.state in ("committed", "rolled_back"):  # the live model changed
+            dev.client.publish(topics.status(dev.device_id), dev.status_doc(), qos=1,
+                               retain=True)
+
+    def after(self, delay: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._tick), fn))
+
+    def post(self, fn: Callable[[], None]) -> None:
+        self.call(fn, wait=False)
 
     # --- the loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -193,9 +252,6 @@ class SimFleet:
                 for d in self.devices.values():
                     if d.client is not None:
                         d.client.loop_misc()
-
-    def _after(self, delay: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._tick), fn))
 
     # --- connections (loop thread) ------------------------------------------------------
     def _connect_all(self) -> None:
@@ -252,100 +308,20 @@ class SimFleet:
             return
         dev.connected = True
         client.publish(topics.status(dev.device_id), dev.status_doc(), qos=1, retain=True)
+        for payload in dev.outbox:
+            client.publish(topics.ota(dev.device_id), payload, qos=1)
+        dev.outbox.clear()
         client.subscribe(topics.desired(dev.device_id), qos=1)
 
     def _on_disconnect(self, client: mqtt.Client, dev: SimDevice, flags: Any, rc: ReasonCode,
                        props: Any = None) -> None:
         dev.connected = False
 
-    # --- the OTA behaviour (loop thread) ------------------------------------------------
     def _on_message(self, client: mqtt.Client, dev: SimDevice, msg: mqtt.MQTTMessage) -> None:
         if not msg.payload:
             return
-        doc = DesiredState.model_validate_json(msg.payload)
         dev.desired_seen += 1
-        entry = doc.slots.get(dev.slot)
-        if entry is None or entry.model != dev.model:
-            return
-        if doc.action == "rollback":
-            if dev.state in STEPS:
-                dev.rollback_requested = True
-                if dev.state == "trial":
-                    self._finish(dev, "rolled_back", "operator-rollback",
-                                 f"rollback asked for (rollout {doc.rollout_id})")
-            return
-        if dev.state in STEPS or entry.version == dev.version:
-            return  # one update at a time; already live
-        if dev.failed_revision == doc.revision:
-            return  # refused this revision already: wait for a new one
-        if entry.version < dev.version:
-            dev.target = (entry.version, doc.revision, doc.rollout_id)
-            self._finish(dev, "failed", "downgrade", f"v{entry.version} is below the live "
-                         f"v{dev.version}")
-            return
-        dev.target = (entry.version, doc.revision, doc.rollout_id)
-        dev.rollback_requested = False
-        self._step(dev, 0)
-
-    def _step(self, dev: SimDevice, index: int) -> None:
-        if not dev.connected or dev.target is None:
-            self._after(0.2, lambda: self._step(dev, index))  # offline: the spool waits
-            return
-        b = dev.behaviour
-        state = STEPS[index]
-        if state == "downloading" and b.transient_failures > 0:
-            b.transient_failures -= 1
-            self._report(dev, "downloading")
-            self._after(b.step_s, lambda: self._finish(dev, "failed", "unavailable",
-                                                       "simulated download error"))
-            return
-        self._report(dev, state)
-        if b.hang_in == state:
-            return
-        if state == "trial" and dev.rollback_requested:
-            self._finish(dev, "rolled_back", "operator-rollback", "rollback asked for")
-            return
-        if b.fail_at == state:
-            verdict: OtaState = "rolled_back" if state == "trial" else "failed"
-            delay = b.trial_s if state == "trial" else b.step_s
-            self._after(delay, lambda: self._finish(dev, verdict, b.fail_reason,
-                                                    f"simulated {b.fail_reason}"))
-            return
-        if state == "trial":
-            self._after(b.trial_s, lambda: self._finish(dev, "committed", None, None))
-        else:
-            self._after(b.step_s, lambda: self._step(dev, index + 1))
-
-    def _finish(self, dev: SimDevice, state: OtaState, reason: str | None,
-                detail: str | None) -> None:
-        if dev.state not in STEPS and state != "failed":
-            return  # e.g. a rollback after the verdict
-        if state == "committed" and dev.rollback_requested:
-            state, reason, detail = "rolled_back", "operator-rollback", "rollback asked for"
-        assert dev.target is not None
-        old = dev.version
-        if state == "committed":
-            dev.version = dev.target[0]
-        else:
-            dev.failed_revision = dev.target[1]
-        self._report(dev, state, reason, detail, from_version=old)
-        if state in ("committed", "rolled_back") and dev.client is not None:
-            dev.client.publish(topics.status(dev.device_id), dev.status_doc(), qos=1,
-                               retain=True)
-
-    def _report(self, dev: SimDevice, state: OtaState, reason: str | None = None,
-                detail: str | None = None, from_version: int | None = None) -> None:
-        assert dev.target is not None and dev.client is not None
-        dev.state = state
-        dev.history.append((state, dev.target[0], reason))
-        event = OtaEvent(seq=dev.next_seq(), device_id=dev.device_id, slot=dev.slot,
-                         state=state, from_version=from_version or dev.version,
-                         to_version=dev.target[0], rollout_id=dev.target[2],
-                         artifact="delta" if state != "downloading" else None,
-                         bytes_downloaded=3000 if state not in ("downloading",) else None,
-                         reason=reason, detail=detail)
-        dev.client.publish(topics.ota(dev.device_id), event.model_dump_json(), qos=1)
-        self.events_sent += 1
+        self.ota.on_desired(dev.ota, DesiredState.model_validate_json(msg.payload))
 
 
 def make_devices(prefix: str, count: int, start: int = 0, version: int = 1,
@@ -357,7 +333,8 @@ def make_devices(prefix: str, count: int, start: int = 0, version: int = 1,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hil.simdevice",
-                                description="Run simulated devices until SIGTERM.")
+                                description="Run simulated devices until SIGTERM; print one "
+                                "JSON line when connected ('ready') and one at the end.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, default=100)
@@ -368,7 +345,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trial-s", type=float, default=0.1)
     p.add_argument("--fail-trial-every", type=int, default=0,
                    help="every Nth device fails its trial (0: none)")
+    v = p.add_argument_group("real verification path (--verify)")
+    v.add_argument("--verify", action="store_true",
+                   help="run the agent's TUF refresh, download, delta apply and hash checks")
+    v.add_argument("--repo-url", help="repository base URL (with metadata/ and targets/)")
+    v.add_argument("--root", type=Path, help="the provisioned root.json")
+    v.add_argument("--base-bundle", type=Path, help="the bundle devices run at start")
+    v.add_argument("--state-dir", type=Path, help="shared TUF metadata, cache and models")
     args = p.parse_args(argv)
+    kit = None
+    if args.verify:
+        if not (args.repo_url and args.root and args.base_bundle and args.state_dir):
+            p.error("--verify needs --repo-url, --root, --base-bundle and --state-dir")
+        kit = VerifyKit.create(args.state_dir, args.repo_url, args.root, args.base_bundle)
 
     def behaviour(i: int) -> Behaviour:
         fail = args.fail_trial_every and i % args.fail_trial_every == 0
@@ -376,17 +365,19 @@ def main(argv: list[str] | None = None) -> int:
                          fail_at="trial" if fail else None)
 
     fleet = SimFleet(args.port, make_devices(args.prefix, args.count, args.start, args.version,
-                                             behaviour), host=args.host).start()
+                                             behaviour), host=args.host, verify=kit).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    fleet.wait_connected(timeout=120)
+    print(json.dumps({"ready": len(fleet.devices)}), flush=True)
     stop.wait()
-    states = fleet.snapshot()
+    stats = fleet.stats()
     fleet.stop()
-    print(json.dumps({"devices": len(states), "events_sent": fleet.events_sent,
-                      "committed": sum(1 for s, _ in states.values() if s == "committed")}))
+    stats["committed"] = stats["states"].get("committed", 0)
+    print(json.dumps(stats), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
