@@ -12,7 +12,11 @@ rollouts. Hence:
   process whose heartbeat still moves, start-up fails with a message naming that process;
 - a replica whose heartbeat finds its id claimed by another process (it stalled longer
   than a claim waits) is *superseded*: it must stop using the id (the service stops its
-  MQTT connections and rollout driving, and its health says so).
+  MQTT connections and rollout driving, and its health says so);
+- replicas that take device reports or artifact requests must share them through the
+  same ``$share`` groups: a replica without a group, or in other groups than the running
+  ones, would get its own copy of every message. Start-up refuses that too (the rows
+  keep a digest of the groups, not the names, which devices must not learn).
 
 The heartbeat also carries the replica's counters (reports received and ingested,
 artifact requests served), so any replica's API can show how the work is split.
@@ -20,6 +24,8 @@ artifact requests served), so any replica's API can show how the work is split.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -52,10 +58,13 @@ class ReplicaRow(Base):
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
     counters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sharing: Mapped[str] = mapped_column(String(64), default="",
+                                         doc="digest of its $share groups; '' takes no work")
 
 
-class ClientIdInUse(RuntimeError):
-    """Another running replica holds this MQTT client id; the message names it."""
+class ReplicaConflict(RuntimeError):
+    """This replica must not start beside the running ones (its client id is taken, or
+    its shared groups differ); the message says why and what to change."""
 
 
 # --- decisions (pure) -----------------------------------------------------------------------
@@ -65,6 +74,44 @@ class Holder:
 
     instance: str
     heartbeat_at: float
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How a replica takes shared work from the broker (None: not at all)."""
+
+    report_group: str | None  # mqtt.shared_group, if it takes device reports
+    artifact_group: str | None  # artifacts.shared_group, if it serves artifact requests
+    takes_reports: bool
+    serves_artifacts: bool
+
+    def digest(self) -> str:
+        if not (self.takes_reports or self.serves_artifacts):
+            return ""
+        doc = {"reports": self.report_group if self.takes_reports else None,
+               "artifacts": self.artifact_group if self.serves_artifacts else None}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def sharing_problem(mine: Sharing, others: dict[str, str]) -> str | None:
+    """Why this replica must not run beside ``others`` (client id -> sharing digest of
+    the live replicas), or None."""
+    working = sorted(c for c, digest in others.items() if digest)
+    if not working or not mine.digest():
+        return None
+    names = ", ".join(working)
+    if mine.takes_reports and mine.report_group is None:
+        return (f"mqtt.shared_group is not set but replica(s) {names} already run: every "
+                "replica would process every device report; give all replicas the same group")
+    if mine.serves_artifacts and mine.artifact_group is None:
+        return (f"artifacts.shared_group is not set but replica(s) {names} already run: every "
+                "replica would answer every artifact request; give all replicas the same group")
+    differ = [c for c in working if others[c] != mine.digest()]
+    if differ:
+        return (f"mqtt.shared_group / artifacts.shared_group differ from those of running "
+                f"replica(s) {', '.join(differ)}: replicas in different groups each get a copy "
+                "of every message; give all replicas the same groups")
+    return None
 
 
 def must_watch(holder: Holder | None, now: float, stale_after: float) -> bool:
@@ -80,7 +127,7 @@ def holder_is_alive(first: Holder, second: Holder | None) -> bool:
 # --- the registry (I/O) ---------------------------------------------------------------------
 class ReplicaRegistry:
     def __init__(self, db: Database, client_id: str, *, heartbeat_s: float,
-                 stale_after_s: float, api: str,
+                 stale_after_s: float, api: str, sharing: Sharing | None = None,
                  counters: Callable[[], dict[str, Any]] = dict,
                  on_superseded: Callable[[], None] = lambda: None) -> None:
         self.db = db
@@ -89,6 +136,8 @@ class ReplicaRegistry:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.api = api
+        self.sharing = sharing or Sharing(None, None, takes_reports=False,
+                                          serves_artifacts=False)
         self.counters = counters
         self.on_superseded = on_superseded
         self.started_at = time.time()
@@ -107,7 +156,7 @@ class ReplicaRegistry:
             return Holder(row.instance, row.heartbeat_at), row
 
     def claim(self) -> None:
-        """Take the client id, or raise :class:`ClientIdInUse` (see the module docstring)."""
+        """Take the client id, or raise :class:`ReplicaConflict` (see the module docstring)."""
         for _attempt in range(3):
             holder, row = self._holder()
             if holder is not None and must_watch(holder, time.time(), self.stale_after_s):
@@ -115,13 +164,23 @@ class ReplicaRegistry:
                 time.sleep(2 * self.heartbeat_s + 0.2)
                 again, row_now = self._holder()
                 if holder_is_alive(holder, again):
-                    raise ClientIdInUse(self._in_use_message(row_now or row))
+                    raise ReplicaConflict(self._in_use_message(row_now or row))
+            problem = sharing_problem(self.sharing, self._live_others())
+            if problem is not None:
+                raise ReplicaConflict(problem)
             if self._take(holder):
                 self.claimed = True
                 log.info("replica %s registered (instance %s)", self.client_id, self.instance)
                 return
-        raise ClientIdInUse(f"mqtt.client_id {self.client_id!r}: other processes keep "
+        raise ReplicaConflict(f"mqtt.client_id {self.client_id!r}: other processes keep "
                             "claiming it; give each replica its own client_id")
+
+    def _live_others(self) -> dict[str, str]:
+        now = time.time()
+        with self.db.session() as session:
+            return {r.client_id: r.sharing for r in session.scalars(select(ReplicaRow))
+                    if r.client_id != self.client_id
+                    and now - r.heartbeat_at < self.stale_after_s}
 
     def _in_use_message(self, row: ReplicaRow | None) -> str:
         who = "" if row is None else (f" (host {row.host}, pid {row.pid}, API {row.api}, "
@@ -136,7 +195,7 @@ class ReplicaRegistry:
         now = time.time()
         values = {"instance": self.instance, "host": socket.gethostname(), "pid": os.getpid(),
                   "api": self.api, "started_at": self.started_at, "heartbeat_at": now,
-                  "counters": {}}
+                  "counters": {}, "sharing": self.sharing.digest()}
         try:
             with self.db.session() as session:
                 if holder is None:
@@ -184,7 +243,8 @@ class ReplicaRegistry:
                 session.add(ReplicaRow(
                     client_id=self.client_id, instance=self.instance, host=socket.gethostname(),
                     pid=os.getpid(), api=self.api, started_at=self.started_at,
-                    heartbeat_at=time.time(), counters=self.counters()))
+                    heartbeat_at=time.time(), counters=self.counters(),
+                    sharing=self.sharing.digest()))
                 return
             other = f"host {row.host}, pid {row.pid}"
         self.superseded = True

@@ -22,7 +22,7 @@ from fleet_server.desired import DesiredStates
 from fleet_server.inventory import Report, ingest
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.releases import Releases
-from fleet_server.replicas import ClientIdInUse, ReplicaRegistry
+from fleet_server.replicas import ReplicaConflict, ReplicaRegistry, Sharing
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.repo import OnlineSigners, Repository, RepositoryError
 from fleet_server.repository.storage import METADATA_DIR
@@ -75,6 +75,10 @@ class FleetService:
         self.replica = ReplicaRegistry(
             self.db, config.mqtt.client_id, heartbeat_s=max(0.1, config.rollout_lease_s / 5),
             stale_after_s=config.rollout_lease_s, api=f"{config.bind_host}:{config.bind_port}",
+            sharing=Sharing(report_group=config.mqtt.shared_group,
+                            artifact_group=config.artifacts.shared_group,
+                            takes_reports=self.bridge is not None,
+                            serves_artifacts=self.artifacts is not None),
             counters=self.work_counters, on_superseded=self._superseded)
         self.rollouts = Rollouts(self.db, self.desired, wake=self.rollout_driver.wake)
         self._stop = threading.Event()
@@ -86,7 +90,7 @@ class FleetService:
     def start(self) -> None:
         try:  # before anything connects under the client id
             self.replica.claim()
-        except ClientIdInUse as exc:
+        except ReplicaConflict as exc:
             raise ServerSetupError(str(exc)) from None
         self.replica.start()
         self.releases.sync()

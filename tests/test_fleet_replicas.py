@@ -29,6 +29,7 @@ from contract.messages import Metrics, ModelInfo, OtaEvent, Status
 from fleet_server.config import ArtifactSettings, config_toml
 from fleet_server.db import Database
 from fleet_server.inventory import Report, ingest, list_devices
+from fleet_server.replicas import Holder, Sharing, holder_is_alive, must_watch, sharing_problem
 from hil import postgres
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from hil.simdevice import Behaviour, SimFleet, make_devices
@@ -256,22 +257,58 @@ def test_artifact_requests_are_split_and_each_answered_once(cluster: Cluster) ->
     assert sum(served.values()) == count and all(n > 0 for n in served.values()), served
 
 
-def test_a_second_process_with_a_replicas_client_id_is_refused(cluster: Cluster) -> None:
-    c = cluster
-    before = c.health("fleet-a")["mqtt"]
-    twin = dataclasses.replace(c.setups["fleet-a"])
-    config = twin.config.model_copy(update={"bind_port": free_port()})
-    twin.config_path = twin.workdir / "twin.toml"
-    twin.config_path.write_text(config_toml(config), encoding="utf-8")
-    twin.config = config
-    server = FleetServer(twin)
-    server.log_path = twin.workdir / "twin.log"
+def start_misfit(c: Cluster, name: str, **changes: Any) -> str:
+    """Start a third process with ``changes`` to fleet-a's config; its refusal message."""
+    base = c.setups["fleet-a"]
+    config = base.config.model_copy(update={"bind_port": free_port(), **changes})
+    path = base.workdir / f"{name}.toml"
+    path.write_text(config_toml(config), encoding="utf-8")
+    server = FleetServer(dataclasses.replace(base, config_path=path, config=config))
+    server.log_path = base.workdir / f"{name}.log"
     with pytest.raises(RuntimeError, match=r"fleet server exited \(3\)") as err:
         server.start()
-    assert "'fleet-a' is in use by another running replica" in str(err.value)
+    return str(err.value)
+
+
+def test_a_process_with_a_running_replicas_client_id_or_other_groups_is_refused(
+        cluster: Cluster) -> None:
+    c = cluster
+    before = c.health("fleet-a")["mqtt"]
+    message = start_misfit(c, "twin")
+    assert "'fleet-a' is in use by another running replica" in message
     after = c.health("fleet-a")["mqtt"]  # the twin never reached the broker
     assert after["connects"] == before["connects"] and after["session_takeovers"] == 0
     assert after["connected"]
+
+    mqtt = c.setups["fleet-a"].config.mqtt
+    message = start_misfit(c, "stray", mqtt=mqtt.model_copy(update={
+        "client_id": "fleet-c", "shared_group": "fleet-other"}))
+    assert "shared_group differ from those of running replica(s) fleet-a, fleet-b" in message
+    message = start_misfit(c, "alone", mqtt=mqtt.model_copy(update={
+        "client_id": "fleet-d", "shared_group": None}))
+    assert "mqtt.shared_group is not set but replica(s) fleet-a, fleet-b already run" in message
+
+
+def test_replica_rules() -> None:
+    live = Holder("i1", 100.0)
+    assert must_watch(live, 101.0, stale_after=3.0) and not must_watch(live, 104.0, 3.0)
+    assert not must_watch(None, 101.0, 3.0)
+    assert holder_is_alive(live, Holder("i1", 101.0)) and holder_is_alive(live, Holder("i2", 100.0))
+    assert not holder_is_alive(live, Holder("i1", 100.0)) and not holder_is_alive(live, None)
+
+    mine = Sharing("g", "g", takes_reports=True, serves_artifacts=True)
+    api_only = Sharing(None, None, takes_reports=False, serves_artifacts=False)
+    assert sharing_problem(mine, {}) is None
+    assert sharing_problem(mine, {"b": mine.digest()}) is None
+    assert sharing_problem(mine, {"b": ""}) is None  # an API-only replica takes no work
+    assert sharing_problem(api_only, {"b": mine.digest()}) is None
+    other = Sharing("g", "h", takes_reports=True, serves_artifacts=True)
+    assert "differ from those of running replica(s) b" in str(sharing_problem(
+        other, {"b": mine.digest()}))
+    ungrouped = Sharing(None, "g", takes_reports=True, serves_artifacts=True)
+    assert "mqtt.shared_group is not set" in str(sharing_problem(
+        ungrouped, {"b": mine.digest()}))
+    assert len(mine.digest()) == 64  # a digest: the group names are not stored
 
 
 def create_rollout(setup: FleetSetup, version: int, group: str) -> str:
