@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hil.scale import RolloutPlan, ScaleRig, machine  # noqa: E402
+from hil.scale import RolloutPlan, ScaleRig  # noqa: E402
+from hil.scale_figures import machine  # noqa: E402
 
 TARGET_S = 60.0
 

@@ -72,7 +72,7 @@ NO_SHA = "0" * 64
 class Behaviour:
     """How a simulated device reacts to an update."""
 
-    step_s: float = 0.02  # between two OTA states (plain steps; verifying: added to none)
+    step_s: float = 0.02  # before a simulated step's outcome (real steps take their own time)
     trial_s: float = 0.1  # time in trial before the verdict
     fail_at: OtaState | None = None  # trial: rolled_back; earlier states: failed
     fail_reason: str = "health-collapse"
