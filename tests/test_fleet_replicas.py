@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -26,9 +26,11 @@ import pytest
 from contract import topics
 from contract.artifacts import HEADER_PROPERTY, ArtifactChunk, ArtifactRequest
 from contract.messages import Metrics, ModelInfo, OtaEvent, Status
-from fleet_server.config import ArtifactSettings, config_toml
+from fleet_server.config import ArtifactSettings, MqttSettings, config_toml
 from fleet_server.db import Database
+from fleet_server.desired import DesiredStates
 from fleet_server.inventory import Report, ingest, list_devices
+from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.replicas import Holder, Sharing, holder_is_alive, must_watch, sharing_problem
 from hil import postgres
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
@@ -143,11 +145,11 @@ def test_reports_are_split_and_the_inventory_is_complete_and_the_same_on_both(
         for r in range(rounds):
             # Round-robin over 2 members and an odd number of messages per device and
             # round: a device's consecutive statuses land on different replicas. A
-            # device's statuses are apart in time (here 40 ms), as real ones are.
+            # device's statuses are apart in time (here 100 ms), as real ones are.
             for d in devices:
                 for topic, payload in plans[d][r]:
                     sender.publish(topic, payload)
-            time.sleep(0.04)
+            time.sleep(0.1)
     finally:
         sender.close()
     total = len(devices) * rounds * 3
@@ -227,6 +229,51 @@ def test_a_status_stored_late_does_not_undo_a_newer_one(cluster: Cluster) -> Non
         db.dispose()
 
 
+class RacingPublisher:
+    """A real broker connection whose publish lets "another replica" stage and publish a
+    newer revision of the same document first (the race between two replicas)."""
+
+    def __init__(self, bridge: MqttBridge, before: Callable[[], None]) -> None:
+        self.bridge, self.before = bridge, before
+
+    def publish_retained_many(self, messages: Sequence[tuple[str, bytes]],
+                              timeout: float) -> list[bool]:
+        before, self.before = self.before, lambda: None
+        before()
+        return self.bridge.publish_retained_many(messages, timeout)
+
+
+def test_a_desired_state_overtaken_by_another_replica_is_sent_again(cluster: Cluster) -> None:
+    db = Database(cluster.db_url)
+    port = cluster.setups["fleet-a"].config.mqtt.port
+    bridge = MqttBridge(MqttSettings(port=port, client_id="race-publisher",
+                                     shared_group="race-unused"), lambda reports: None)
+    bridge.start()
+    try:
+        assert bridge.wait_connected(10)
+        other = DesiredStates(db, bridge, metadata_url=None, target_base_url=None)
+
+        def other_replica_moves_on() -> None:
+            with db.session() as session:
+                other.stage(session, ["race-01"], slot="logs", model=MODEL, version=2)
+            other.publish(["race-01"])  # revision 2 reaches the broker first
+
+        mine = DesiredStates(db, RacingPublisher(bridge, other_replica_moves_on),
+                             metadata_url=None, target_base_url=None)
+        with db.session() as session:
+            mine.stage(session, ["race-01"], slot="logs", model=MODEL, version=1)
+        mine.publish(["race-01"])  # read revision 1, published it after revision 2
+        retained = Collector(port, topics=topics.desired("race-01"))
+        try:
+            [doc] = retained.wait_for(lambda m: len(m) >= 1)
+        finally:
+            retained.close()
+        assert json.loads(doc.payload)["revision"] == 2  # the newest, sent again
+    finally:
+        bridge.stop()
+        db.dispose()
+
+
 def _ingest_in(db: Database, reports: list[Report]) -> None:
     with db.session() as session:
         ingest(session, reports)
@@ -242,7 +289,7 @@ def test_artifact_requests_are_split_and_each_answered_once(cluster: Cluster) ->
         for i in range(count):
             req = ArtifactRequest(transfer=f"t{i:03d}", path="metadata/timestamp.json",
                                   offset=0, chunks=4, chunk_size=64 * 1024)
-            chunks.publish(topics.artifact_requests(f"art-{i % 5}"), req.model_dump_json())
+            chunks.publish(topics.artifact_requests(f"art-{i % 10}"), req.model_dump_json())
         chunks.wait_for(lambda m: len(m) >= count)
         time.sleep(0.3)  # a second answer to any request would show up by now
         got = chunks.wait_for(lambda m: True)
