@@ -14,7 +14,7 @@ import time
 
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
-from agent.spool import Outgoing, Spool
+from agent.spool import Spool
 
 log = logging.getLogger("nanofleet.agent.sender")
 
@@ -119,7 +119,6 @@ class OutboxSender:
                 up = self.link.connected.is_set()
                 if not up or room <= 0:
                     self._cond.wait(0.2)
-                    batch: list[Outgoing] = []
                 else:
                     after, connected_at = self._last_sent, self._connected_at
             self._flush_acks()

@@ -9,12 +9,15 @@ restart — even after kill -9 — neither re-reads a committed line nor skips o
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from agent.metrics import Counters
+
+log = logging.getLogger("nanofleet.agent.sources")
 
 
 @dataclass(slots=True)
@@ -126,10 +129,7 @@ class Source(ABC):
         except Exception as exc:  # a source failing must not take the daemon down
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.counters.inc("source_errors")
-            import logging
-
-            logging.getLogger("nanofleet.agent.sources").exception(
-                "source %s stopped: %s", self.name, exc)
+            log.exception("source %s stopped: %s", self.name, exc)
 
     @abstractmethod
     def _run(self, checkpoint: str | None) -> None:
