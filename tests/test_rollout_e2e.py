@@ -14,11 +14,14 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from contract import topics
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from hil.simdevice import Behaviour, SimFleet, make_devices
+from hil.simota import DeviceOta
 from nanomodel import default_bundle_path
 from tests.support.fleet_cli import nf
 from tests.support.mosquitto import Mosquitto
@@ -259,3 +262,48 @@ def test_rollout_refusals_are_actionable(fleet: FleetSetup, mqtt_broker: Mosquit
         nf("rollout", "abort", rid, *client_args(setup))
     finally:
         devices.stop()
+
+
+class LossyFleet(SimFleet):
+    """Simulated devices whose final ``committed`` OtaEvent never reaches the broker (as
+    when the broker is killed with it in flight); their status still shows the new model."""
+
+    lose_committed: set[str]
+
+    def publish_ota(self, ota: DeviceOta, fields: dict[str, Any]) -> None:
+        dev = self.devices[ota.device_id]
+        if fields.get("state") != "committed" or dev.device_id not in self.lose_committed:
+            super().publish_ota(ota, fields)
+            return
+        dev.next_seq()  # the event existed; only its delivery failed
+        if dev.client is not None and dev.connected:
+            dev.client.publish(topics.status(dev.device_id), dev.status_doc(), qos=1,
+                               retain=True)
+
+
+def test_a_lost_committed_report_is_inferred_from_the_status(fleet: FleetSetup,
+                                                               mqtt_broker: Mosquitto) -> None:
+    setup = fleet
+    devices = make_devices("lossy-", 2, behaviour=lambda _i: Behaviour(**vars(FAST)))
+    sims_ = LossyFleet(mqtt_broker.port, devices)
+    ids = [d.device_id for d in devices]
+    lossy = ids[0]
+    sims_.lose_committed = {lossy}
+    sims_.start()
+    try:
+        sims_.wait_connected()
+        wait_devices(setup, ids, lambda d: d["state"] == "online")
+        rid = create(setup, "--select", f"ids={','.join(ids)}", "--canary", "0", "--soak", "0",
+                     "--device-timeout", "1.5s")
+        r = wait_rollout(setup, rid, lambda r: r["counts"]["committed"] == 1, what="1 commit")
+        wait_devices(setup, [lossy], lambda d: d["models"]["logs"]["version"] == 2)
+        assert {d["device_id"]: d["state"] for d in r["devices"]}[lossy] == "trial"
+        r = wait_rollout(setup, rid, lambda r: r["status"] == "completed", what="completed")
+        dev = {d["device_id"]: d for d in r["devices"]}[lossy]
+        assert (dev["state"], dev["reason"]) == ("committed", "inferred-from-status")
+        assert dev["detail"].startswith("inferred from status: v2 live")
+        assert f"{lossy}: committed (inferred from status, was trial)" in [
+            e["text"] for e in r["log"]]
+        assert sims_.snapshot()[lossy] == ("committed", 2)
+    finally:
+        sims_.stop()

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
+from contract.messages import OtaEvent
 from fleet_server.rollouts.policy import (
     DeviceLive,
     DeviceProgress,
@@ -30,6 +31,7 @@ from fleet_server.rollouts.spec import (
     parse_threshold,
     parse_waves,
 )
+from fleet_server.rollouts.tracking import EventKey, apply_event
 
 TARGET = 2
 
@@ -290,6 +292,60 @@ def test_online_device_without_progress_times_out_offline_one_waits() -> None:
     w.report(b, "committed", 6060)
     w.tick(6061)
     assert w.progress.status == "completed"
+
+
+# A lost final OtaEvent (broker killed -9 with it in flight, a replica killed before it
+# acknowledged it): the record stays where it was; the device's status tells the outcome.
+
+@pytest.mark.parametrize("last_report", ["downloading", "verifying", "staged",
+                                         "smoke_testing", "trial"])
+def test_a_lost_committed_report_is_inferred_from_the_status(last_report: str) -> None:
+    s = strat(canary=2, waves=[100], device_timeout_s=100, soak_s=0)
+    w = World(2, s)
+    a, b = w.stage_of(0)
+    w.tick(0)
+    w.report(a, last_report, 10)
+    w.commit([b], 10)
+    w.live_version[a] = TARGET  # its status (after a reconnect at 20) shows v2 live
+    w.online_since[a] = 20
+    w.tick(119)
+    # Not yet: the agent lists the candidate as live during its trial, so v2 in a status
+    # is no proof of a commit while a trial may still run.
+    assert w.devices[a].state == last_report and w.progress.status == "running"
+    w.tick(121)
+    dev = w.devices[a]
+    assert (dev.state, dev.reason) == ("committed", "inferred-from-status")
+    assert dev.detail is not None and dev.detail.startswith("inferred from status: v2 live")
+    assert f"{a}: committed (inferred from status, was {last_report})" in w.log
+    assert w.progress.status == "completed"
+
+
+def test_a_lost_rolled_back_report_is_inferred_only_after_a_trial() -> None:
+    s = strat(canary=3, waves=[100], device_timeout_s=100, soak_s=0, success_percent=1,
+              max_failures={"kind": "count", "value": 3})
+    w = World(3, s)
+    a, b, c = w.stage_of(0)
+    w.tick(0)
+    w.report(a, "trial", 10)  # then v1 again: the candidate was swapped out
+    w.report(b, "downloading", 10)  # v1 live: no outcome to see, a plain timeout
+    w.report(c, "trial", 10)
+    w.offline.add(c)  # offline: waits, whatever its last status said
+    w.tick(111)
+    assert (w.devices[a].state, w.devices[a].reason) == ("rolled_back",
+                                                         "inferred-from-status")
+    assert "v1 live again after the trial of v2" in (w.devices[a].detail or "")
+    assert (w.devices[b].state, w.devices[b].reason) == ("failed", "timeout")
+    assert w.devices[c].state == "trial"
+    assert w.states() == {"rolled_back": 1, "failed": 1, "trial": 1}
+
+
+def test_a_late_report_overrides_an_inferred_state() -> None:
+    inferred = DeviceProgress("d00", 0, state="committed", reason="inferred-from-status",
+                              changed_at=121)
+    late = OtaEvent(seq=7, ts=50.0, device_id="d00", slot="logs", state="rolled_back",
+                    from_version=2, to_version=TARGET, reason="health-errors")
+    new = apply_event(inferred, EventKey(ts=40.0, seq=5), late, TARGET, received_at=130)
+    assert new is not None and (new.state, new.reason) == ("rolled_back", "health-errors")
 
 
 def test_an_offline_device_does_not_hold_a_stage_and_catches_up_later() -> None:

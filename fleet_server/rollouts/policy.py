@@ -16,7 +16,8 @@ Rules, in the order :func:`tick` applies them:
 2. a transient failure (download error, no space, ...) is retried with exponential
    backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
    then, and for any other failure, the failure is final;
-3. a device that is online but made no progress for ``device_timeout_s`` fails with
+3. a device that is online but made no progress for ``device_timeout_s`` is judged by
+   its status (:func:`_inferred_outcome`: a lost final report) or else fails with
    ``timeout``; an offline device just waits (its retained desired state reaches it when
    it returns, and its reports move its record on);
 4. while running: halt when final failures pass ``max_failures`` (counting from the
@@ -174,10 +175,42 @@ def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, tar
     if dev.state in IN_FLIGHT and live.online:
         since = max(dev.changed_at or 0.0, live.online_since or 0.0)
         if now - since > strategy.device_timeout_s:
+            inferred = _inferred_outcome(dev, live, target, now - since, now)
+            if inferred is not None:
+                return inferred, (f"{inferred.device_id}: {inferred.state} (inferred from "
+                                  f"status, was {dev.state})")
             return replace(dev, state="failed", reason="timeout", changed_at=now,
                            detail=f"online but no progress for {now - since:.0f} s (was "
                            f"{dev.state})"), f"{dev.device_id}: timed out in {dev.state}"
     return dev, None
+
+
+def _inferred_outcome(dev: DeviceProgress, live: DeviceLive, target: int, quiet_s: float,
+                      now: float) -> DeviceProgress | None:
+    """The outcome an in-flight device's status proves once it has been quiet (online, no
+    report) for ``device_timeout_s``: its final OTA report was lost (broker killed with it
+    in flight, a replica killed before acknowledging it), or None.
+
+    Only after that wait: the agent's status lists the *candidate* as live during its
+    trial, so the target version in a status is no proof of a commit while a trial may
+    still run. Every trial ends within the agent's ``trial.timeout_s`` (15 min by default;
+    it must stay below ``device_timeout_s``) and each verdict republishes the status, so
+    a status still showing the target after the wait says committed, and one showing an
+    older version after a trial says rolled back (the candidate was swapped out: health
+    verdict, operator rollback or an interrupted trial). Not proof when the verdict's
+    status was lost together with its report and the device never reconnected since; a
+    late report still overrides the inferred state (tracking applies it)."""
+    running = live.live_version
+    if running == target:
+        return replace(dev, state="committed", reason="inferred-from-status", changed_at=now,
+                       detail=f"inferred from status: v{target} live, no report for "
+                       f"{quiet_s:.0f} s (was {dev.state}; its committed report was lost)")
+    if dev.state == "trial" and running is not None and running < target:
+        return replace(dev, state="rolled_back", reason="inferred-from-status",
+                       changed_at=now, detail=f"inferred from status: v{running} live again "
+                       f"after the trial of v{target}, no report for {quiet_s:.0f} s (its "
+                       "rolled_back report, and why, were lost)")
+    return None
 
 
 def _settled(dev: DeviceProgress, live: DeviceLive) -> bool:
