@@ -65,8 +65,11 @@ class PipelineConfig(Strict):
 
 
 class ModelConfig(Strict):
-    slot: str = Field(default="default", pattern=SLOT_PATTERN,
-                      description="Slot this model serves; results go to results/<slot>.")
+    slot: str | None = Field(
+        default=None, pattern=SLOT_PATTERN,
+        description="Slot this model serves (results/<slot>, status, OTA state); default: the "
+        "slot named in the live bundle's manifest. Set it only to rename the slot on this "
+        "device; deployments must then name the same slot.")
     bundle: Path | None = Field(
         default=None, description="Model bundle (.nfb) to start with when no update has been "
         "installed; default: the nano model shipped with the agent.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from agent.sources.base import Source
 from agent.sources.registry import MqttDefaults, build_source
 from agent.spool import Spool
 from contract import topics
+from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
 from contract.messages import Metrics, ModelInfo, OtaEvent, QueryResponse, Status
 
 log = logging.getLogger("nanofleet.agent")
@@ -44,6 +46,35 @@ def initial_bundle(cfg: AgentConfig) -> Path:
     from nanomodel import default_bundle_path
 
     return default_bundle_path()
+
+
+def bundle_slot(path: Path) -> str:
+    """The slot a bundle's manifest names, read without the model files.
+
+    Only the manifest (the first tar member) is read, so a damaged model file in the
+    configured bundle does not stop an agent whose OTA update installed another one."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST_NAME or not first.isreg():
+                raise BundleError(f"{path}: first member must be {MANIFEST_NAME}")
+            if first.size > MAX_MANIFEST_BYTES:
+                raise BundleError(f"{path}: {MANIFEST_NAME} is too large ({first.size} bytes)")
+            fh = tar.extractfile(first)
+            data = fh.read() if fh is not None else b""
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"{path}: cannot read the bundle manifest: {exc}") from None
+    try:
+        return BundleManifest.model_validate_json(data).slot
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise BundleError(f"{path}: invalid manifest: {exc}") from None
+
+
+def slot_name(cfg: AgentConfig, bundle: Path) -> str:
+    """One name for the slot everywhere (results/<slot>, status, OTA state): the
+    configured override, else the slot the bundle's manifest names, which is the one
+    deployments target. Updates keep it: a new bundle must serve the live bundle's slot."""
+    return cfg.model.slot or bundle_slot(bundle)
 
 
 class Agent:
@@ -68,11 +99,12 @@ class Agent:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("loading model")
         bundle = initial_bundle(cfg)
+        slot = slot_name(cfg, bundle)
         # --- OTA (agent/ota): finish or undo an interrupted update; it names the bundle ---
         if cfg.ota is not None:
             from agent.ota.engine import OtaEngine
 
-            self.ota = OtaEngine(cfg.ota, cfg.state_dir, cfg.model.slot,
+            self.ota = OtaEngine(cfg.ota, cfg.state_dir, slot,
                                  runtime=cfg.model.runtime, threads=cfg.model.threads,
                                  initial_bundle=bundle, report=self._publish_ota,
                                  batch_size=cfg.pipeline.batch_size, counters=self.counters)
@@ -84,7 +116,7 @@ class Agent:
         # --- end OTA ---
         model = LoadedModel.load(bundle, cfg.model.runtime, cfg.model.threads)
         model.smoke_test()
-        self.slot = ModelSlot(cfg.model.slot, model)
+        self.slot = ModelSlot(slot, model)
         self.spool = Spool(cfg.state_dir / "spool.sqlite", cfg.spool.max_messages,
                            cfg.spool.max_bytes, self.counters)
         self.queue = LineQueue(cfg.pipeline.queue_size)
@@ -219,6 +251,9 @@ class Agent:
         elif new.model != old.model:
             model = LoadedModel.load(initial_bundle(new), new.model.runtime, new.model.threads)
             model.smoke_test()
+            if (new.model.slot or model.manifest.slot) != self.slot.name:
+                log.warning("slot name changed: results stay on results/%s until the agent "
+                            "restarts", self.slot.name)
             self.slot.swap(model)
         if new.mqtt != old.mqtt:
             self.sender.stop()

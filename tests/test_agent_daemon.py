@@ -55,7 +55,7 @@ def test_lines_become_results_alerts_metrics_and_status(agent_env):
     lines.append("thermal: CPU0 temperature 104C above critical threshold, shutting down")
     append(log, lines)
     sub.wait_for(lambda ms: len(result_texts([m for m in ms if "/results/" in m.topic])) >= 21)
-    res = [m for m in sub.messages if m.topic == f"{ROOT}/results/default"]
+    res = [m for m in sub.messages if m.topic == f"{ROOT}/results/logs"]
     docs = payloads(res)
     assert all(d["device_id"] == DEV and d["msg_id"] and d["seq"] >= 1 for d in docs)
     assert [d["seq"] for d in docs] == sorted(d["seq"] for d in docs)
@@ -105,7 +105,7 @@ def test_mosquitto_rr_request_response(agent_env):
 
     st = rr('{"cmd": "status"}')
     assert st["ok"] and st["result"]["device_id"] == DEV and st["result"]["state"] == "online"
-    assert rr("models")["result"][0]["slot"] == "default"
+    assert rr("models")["result"][0]["slot"] == "logs"
     assert rr('{"cmd": "sources"}')["result"][0]["kind"] == "file"
     assert "counters" in rr('{"cmd": "metrics"}')["result"]
     cl = rr('{"cmd": "classify", "args": {"text": ["disk /dev/sda: I/O error, sector 1234"]}}')
@@ -159,7 +159,7 @@ def test_local_cli_query(agent_env, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "device_id" in out.stdout and DEV in out.stdout and "VERSION" in out.stdout
     js = subprocess.run(cli + ["models", "--json"], capture_output=True, text=True, timeout=30)
-    assert json.loads(js.stdout)["result"][0]["slot"] == "default"
+    assert json.loads(js.stdout)["result"][0]["slot"] == "logs"
     cl = subprocess.run(cli + ["classify", "battery voltage low 3.1V, switching to backup power"],
                         capture_output=True, text=True, timeout=30)
     assert cl.returncode == 0 and "power" in cl.stdout

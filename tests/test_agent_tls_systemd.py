@@ -30,7 +30,7 @@ def test_tls_client_certificate_and_acl(tmp_path, tls_broker):
     with open(log, "a") as f:
         f.write("kernel: usb 1-1: new high-speed USB device number 2\n")
     own = run("pump-07")
-    spy.wait_for(lambda ms: any(m.topic == "nanofleet/v1/dev/pump-07/results/default"
+    spy.wait_for(lambda ms: any(m.topic == "nanofleet/v1/dev/pump-07/results/logs"
                                 for m in ms))
     own.stop()
     # Same certificate (CN pump-07) claiming another id: the ACL refuses its publishes.

@@ -172,7 +172,7 @@ def test_enrolled_agent_runs_over_mtls(fleet: EnrolledFleet, tmp_path: Path) -> 
     agent = AgentProcess(config, state).start()
     try:
         log.write_text("kernel: usb 1-1: new high-speed USB device number 2\n")
-        watcher.wait_topic(results("pump-07", "default"), timeout=30)
+        watcher.wait_topic(results("pump-07", "logs"), timeout=30)
         headers = {"Authorization": f"Bearer {fleet.setup.token}"}
         deadline = time.monotonic() + 15
         while True:  # the fleet server ingests its status over its own mTLS session

@@ -115,7 +115,7 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
         done = attempt(4, {"delta-from-1.nfd": Fault(cut_after=10),
                            "nano-logs-4.nfb": Fault(cut_after=200_000, times=1)})
         assert (done["state"], done["reason"]) == ("failed", "incomplete-download"), done
-        partial = (tmp_path / f"state-{DEV}" / "ota" / "downloads" / "default").iterdir()
+        partial = (tmp_path / f"state-{DEV}" / "ota" / "downloads" / "logs").iterdir()
         assert sorted(p.stat().st_size for p in partial) == [10, 200_000]
 
         # ...and resumed with a Range request by the next attempt, where a tampered delta
@@ -139,7 +139,7 @@ def test_attacks_refused_while_old_model_serves(tmp_path: Path, broker: Mosquitt
         assert counters["ota_failed"] == 8 and counters["ota_committed"] == 1
         versions = [v for v, _ in reports.result_items()]
         assert set(versions) == {1, 4} and versions.index(4) > 0
-        installed = list((tmp_path / f"state-{DEV}" / "models" / "default").iterdir())
+        installed = list((tmp_path / f"state-{DEV}" / "models" / "logs").iterdir())
         assert [p.name for p in installed] == [agent.query("ota")["result"]["committed"]["file"]]
     finally:
         writer.stop()

@@ -47,7 +47,7 @@ def test_kill9_at_each_state_recovers_one_consistent_model(
         assert crashing.proc is not None
         assert crashing.proc.wait(60) == 137, crashing.output()
         crashing.stop()
-        record = json.loads((state_dir / "ota" / "default.json").read_bytes())
+        record = json.loads((state_dir / "ota" / "logs.json").read_bytes())
         assert record["state"] == state  # died right after persisting it
 
         restarted.start()
@@ -63,9 +63,9 @@ def test_kill9_at_each_state_recovers_one_consistent_model(
         assert restarted.query("models")["result"][0]["version"] == live
         ota = restarted.query("ota")["result"]
         assert ota["state"] == final and ota["live"]["version"] == live
-        installed = sorted(p.name for p in (state_dir / "models" / "default").iterdir())
+        installed = sorted(p.name for p in (state_dir / "models" / "logs").iterdir())
         assert installed == ([] if undone else [ota["committed"]["file"]])
-        assert [p.name for p in (state_dir / "ota" / "downloads" / "default").iterdir()] == []
+        assert [p.name for p in (state_dir / "ota" / "downloads" / "logs").iterdir()] == []
 
         lines = [f"{text} after-restart-{i}" for i, text in enumerate(traffic(20, seed=5))]
         with open(log, "a") as fh:

@@ -59,7 +59,7 @@ def test_compare_on_sample_sees_a_collapse(tmp_path: Path) -> None:
 def make_engine(tmp_path: Path, reports: list[dict[str, Any]]) -> OtaEngine:
     cfg = OtaConfig(metadata_url="http://127.0.0.1:9/metadata",
                     target_base_url="http://127.0.0.1:9/targets", root_file=tmp_path / "root")
-    return OtaEngine(cfg, tmp_path / "state", "default", runtime="onnxruntime", threads=1,
+    return OtaEngine(cfg, tmp_path / "state", "logs", runtime="onnxruntime", threads=1,
                      initial_bundle=default_bundle_path(), report=reports.append)
 
 
@@ -71,9 +71,9 @@ def install(store: OtaStore, data: bytes, version: int) -> InstalledRef:
 
 def test_recover_runs_committed_and_falls_back_when_damaged(tmp_path: Path,
                                                            v2_bundle: bytes) -> None:
-    store = OtaStore(tmp_path / "state", "default")
+    store = OtaStore(tmp_path / "state", "logs")
     v2 = install(store, v2_bundle, 2)
-    store.save(OtaRecord(slot="default", state="committed", committed=v2))
+    store.save(OtaRecord(slot="logs", state="committed", committed=v2))
     engine = make_engine(tmp_path, [])
     assert engine.recover() == store.path_of(v2)
 
@@ -87,9 +87,9 @@ def test_recover_runs_committed_and_falls_back_when_damaged(tmp_path: Path,
 
 def test_trial_interrupted_by_restart_is_rolled_back_and_reported(
         tmp_path: Path, v2_bundle: bytes) -> None:
-    store = OtaStore(tmp_path / "state", "default")
+    store = OtaStore(tmp_path / "state", "logs")
     v2 = install(store, v2_bundle, 2)
-    store.save(OtaRecord(slot="default", state="trial", candidate=v2, from_version=1,
+    store.save(OtaRecord(slot="logs", state="trial", candidate=v2, from_version=1,
                          target=UpdateTarget(model="nano-logs", version=2, revision=4)))
     reports: list[dict[str, Any]] = []
     engine = make_engine(tmp_path, reports)
@@ -98,7 +98,7 @@ def test_trial_interrupted_by_restart_is_rolled_back_and_reported(
     assert not store.path_of(v2).exists() and store.load().state == "rolled_back"
     assert reports == []  # reported once the daemon is up
     model = LoadedModel.load(path)
-    engine.attach(ModelSlot("default", model))
+    engine.attach(ModelSlot("logs", model))
     engine.start()
     try:
         assert [(r["state"], r["reason"], r["to_version"]) for r in reports] == [

@@ -79,7 +79,7 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert online[-1]["models"][0]["version"] == 1
         ota = agent.query("ota")["result"]
         assert ota["state"] == "rolled_back" and ota["committed"] is None
-        assert list((tmp_path / f"state-{DEV}" / "models" / "default").iterdir()) == []
+        assert list((tmp_path / f"state-{DEV}" / "models" / "logs").iterdir()) == []
     finally:
         writer.stop()
         agent.stop()

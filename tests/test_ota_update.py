@@ -68,9 +68,9 @@ def test_delta_update_under_load_drops_no_inference(tmp_path: Path, broker: Mosq
         status = [d for d in reports.docs("status") if d["state"] == "online"]
         assert status[-1]["models"][0]["version"] == 2
         installed = sorted(p.name for p in (tmp_path / f"state-{DEV}" / "models" /
-                                            "default").iterdir())
+                                            "logs").iterdir())
         assert installed == [ota["committed"]["file"]]
-        assert list((tmp_path / f"state-{DEV}" / "ota" / "downloads" / "default").iterdir()) \
+        assert list((tmp_path / f"state-{DEV}" / "ota" / "downloads" / "logs").iterdir()) \
             == []
         # A restart runs the committed model (and says so once more).
         assert agent.stop() == 0

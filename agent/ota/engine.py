@@ -165,6 +165,8 @@ class OtaEngine:
             log.warning("desired state ignored: %s", format_validation_error(exc))
             return
         live = self._live_model
+        # The agent's slot name is the bundle's manifest slot unless model.slot overrides
+        # it; either name selects this slot's entry.
         entry = doc.slots.get(self.slot_name) or (
             doc.slots.get(live.manifest.slot) if live is not None else None)
         if entry is None:

@@ -140,7 +140,7 @@ class Reports:
 
     def set_desired(self, revision: int, version: int, model: str = "nano-logs",
                     **extra: Any) -> None:
-        doc = {"revision": revision, "slots": {"default": {"model": model, "version": version}},
+        doc = {"revision": revision, "slots": {"logs": {"model": model, "version": version}},
                "rollout_id": f"r{revision}"} | extra
         self.sub.publish(f"{self.root}/desired", json.dumps(doc), retain=True)
 
@@ -165,7 +165,7 @@ class Reports:
                 for e in self.ota()]
 
     def result_items(self) -> list[tuple[int, dict[str, Any]]]:
-        return [(d["model_version"], item) for d in self.docs("results/default")
+        return [(d["model_version"], item) for d in self.docs("results/logs")
                 for item in d["items"]]
 
     def wait_results(self, texts: list[str], timeout: float = 30.0) -> None:
