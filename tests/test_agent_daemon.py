@@ -195,13 +195,21 @@ def test_sighup_reload_keeps_queued_lines_and_rejects_bad_config(agent_env):
     append(log, lines[1000:])
     sub.wait_for(lambda ms: len(result_texts(ms)) >= 2000, timeout=60)
     assert result_texts(sub.messages) == lines
+
+    def counter(name: str) -> int:
+        return int(agent.query("metrics")["result"]["counters"].get(name, 0))
+
+    deadline = time.monotonic() + 20
+    while counter("reloads") < 1:  # the first reload is done before the config changes
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     original = agent.config.read_text()
     agent.config.write_text(original + "\nbogus = 1\n")
     agent.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while agent.query("metrics")["result"]["counters"].get("reload_errors", 0) < 1:
+    while counter("reload_errors") < 1:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert agent.query("status")["ok"]
-    assert agent.query("metrics")["result"]["counters"]["reloads"] == 1
+    assert counter("reloads") == 1
     sub.close()
