@@ -104,10 +104,17 @@ def _libsystemd_sender() -> Sender | None:
     return send
 
 
+SEND_TIMEOUT_S = 0.25
+
+
 def _socket_sender(address: str) -> Sender:
     def send(message: str) -> bool:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A datagram socket blocks when the receiver's queue is full (often only
+                # 10 datagrams: net.unix.max_dgram_qlen). A service manager that stopped
+                # reading must not freeze the daemon's main loop, so sends are bounded.
+                sock.settimeout(SEND_TIMEOUT_S)
                 sock.sendto(message.encode("utf-8"), address)
         except OSError as exc:
             log.debug("sd_notify to %r failed: %s", address, exc)
@@ -120,7 +127,7 @@ def _socket_sender(address: str) -> Sender:
 class Notifier:
     """Tells systemd about the daemon's life cycle.
 
-    ``backend`` is ``"auto"`` (libsystemd when importable, else the socket module),
+    ``backend`` is ``"auto"`` (the socket module, with a bounded send; see below),
     ``"libsystemd"`` or ``"socket"``. ``environ`` defaults to ``os.environ``; the
     libsystemd backend always reads the real process environment, so passing another
     mapping forces the socket backend.
@@ -139,7 +146,9 @@ class Notifier:
         self.backend = "none"
         if not raw:
             return
-        want_lib = backend in ("auto", "libsystemd") and environ is None
+        # "auto" uses our socket sender: libsystemd's sd_notify blocks without a bound
+        # when the receiver's queue is full; ours gives up after SEND_TIMEOUT_S.
+        want_lib = backend == "libsystemd" and environ is None
         lib = _libsystemd_sender() if want_lib else None
         if lib is not None:
             self._send, self.backend = lib, "libsystemd"

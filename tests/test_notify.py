@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.notify import (
+    SEND_TIMEOUT_S,
     Notifier,
     format_message,
     notify_address,
@@ -216,3 +217,18 @@ def test_format_message_rejects_bad_field_names() -> None:
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown sd_notify backend 'dbus'"):
         Notifier({}, backend="dbus")
+
+
+def test_a_receiver_that_stopped_reading_cannot_freeze_the_daemon(tmp_path: Path) -> None:
+    """AF_UNIX datagram queues are short (net.unix.max_dgram_qlen, often 10); a full one
+    makes sendto block. Each notification gives up after SEND_TIMEOUT_S instead."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(path)  # bound, never read
+        n = Notifier(environ={"NOTIFY_SOCKET": path})
+        t0 = time.monotonic()
+        results = [n.status(f"tick {i}") for i in range(40)]
+        elapsed = time.monotonic() - t0
+    assert results[0] is True
+    assert results[-1] is False  # queue full: dropped, not blocked
+    assert elapsed < 40 * (SEND_TIMEOUT_S + 0.1)
