@@ -361,9 +361,12 @@ class Agent:
     def models_doc(self) -> list[dict[str, Any]]:
         model = self.slot.current()
         m = model.manifest
+        # During a trial the slot serves the candidate: say so, or a status would read as
+        # a commit (the rollout policy infers lost outcomes from this flag).
+        trial = self.ota is not None and self.ota.is_on_trial(model)
         return [ModelInfo(slot=self.slot.name, name=m.name, version=m.version,
                           label=m.version_label, runtime=model.runtime_name,
-                          sha256=model.bundle_sha256).model_dump()]
+                          sha256=model.bundle_sha256, trial=trial).model_dump()]
 
     def sources_doc(self) -> list[dict[str, Any]]:
         out = []

@@ -78,6 +78,11 @@ class ModelInfo(Strict):
     label: str = Field(description="Human version label.")
     runtime: str = Field(description="Runtime executing it (onnxruntime, litert).")
     sha256: str = Field(description="Hash of the bundle file.")
+    # Agents before this field sent none: a missing one reads False, so a server cannot
+    # tell "committed" from "an older agent, maybe on trial" by the value alone; it looks
+    # at whether the field was sent (pydantic's ``model_fields_set``).
+    trial: bool = Field(default=False,
+                        description="The model is live on trial (not committed yet)")
 
 
 class Status(Envelope):

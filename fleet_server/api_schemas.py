@@ -47,6 +47,8 @@ class LiveModel(Strict):
     version: int = Field(description="Version live on the device.")
     runtime: str | None = Field(default=None, description="onnxruntime or litert.")
     sha256: str | None = Field(default=None, description="Hash of the live bundle.")
+    trial: bool | None = Field(default=None, description="Live on trial, not committed yet "
+                               "(null: the agent does not say; older agents).")
 
 
 class LastOta(Strict):

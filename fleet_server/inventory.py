@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract import topics
-from contract.messages import Metrics, OtaEvent, Status, format_validation_error
+from contract.messages import Metrics, ModelInfo, OtaEvent, Status, format_validation_error
 from fleet_server.db import Device, OtaEventRow
 
 ReportKind = Literal["status", "metrics", "ota"]
@@ -103,7 +103,16 @@ def apply_status(device: Device, status: Status, received_at: float) -> None:
     device.agent_version = status.agent_version
     device.started_at = status.started_at or None
     device.health = status.health
-    device.models = [m.model_dump(mode="json") for m in status.models]
+    device.models = [_model_doc(m) for m in status.models]
+
+
+def _model_doc(model: ModelInfo) -> dict[str, Any]:
+    """One live model as stored. ``trial`` only when the agent sent it: an older agent's
+    status (no field) must not read as "committed" to the rollout policy."""
+    doc = model.model_dump(mode="json")
+    if "trial" not in model.model_fields_set:
+        del doc["trial"]
+    return doc
 
 
 def apply_metrics(device: Device, metrics: Metrics, received_at: float) -> None:
@@ -200,7 +209,8 @@ def device_summary(device: Device) -> dict[str, Any]:
         "last_seen": device.last_seen,
         "first_seen": device.first_seen,
         "models": {m["slot"]: {"name": m["name"], "version": m["version"],
-                               "runtime": m.get("runtime"), "sha256": m.get("sha256")}
+                               "runtime": m.get("runtime"), "sha256": m.get("sha256"),
+                               "trial": m.get("trial")}
                    for m in device.models},
         "last_ota": None if device.last_ota_state is None else {
             "slot": device.last_ota_slot, "state": device.last_ota_state,

@@ -97,9 +97,13 @@ class SimDevice:
         return self.seq
 
     def status_doc(self, state: str = "online") -> bytes:
-        live = self.ota.live
+        # As the agent: during a trial the candidate serves, flagged as on trial.
+        rec = self.ota.record
+        trial = rec.state == "trial" and rec.candidate is not None
+        live = rec.candidate if trial and rec.candidate is not None else self.ota.live
         models = [ModelInfo(slot=self.slot, name=live.model, version=live.version,
-                            label=f"v{live.version}", runtime="sim", sha256=live.sha256)]
+                            label=f"v{live.version}", runtime="sim", sha256=live.sha256,
+                            trial=trial)]
         return Status(seq=self.next_seq(), device_id=self.device_id, state=state,  # type: ignore[arg-type]
                       agent_version=AGENT_VERSION, models=models, health="ok",
                       started_at=time.time()).model_dump_json().encode()

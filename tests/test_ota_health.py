@@ -4,6 +4,7 @@ automatically. Real agent, real broker, real repository, real models."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,20 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         reports.set_desired(4, 5)
         trial = reports.wait_ota(lambda e: e["state"] == "trial" and e["to_version"] == 5,
                                  after=last_seq)
+        # Live but not committed: `query models` (and so the status) says so.
+        deadline = time.monotonic() + 5.0
+        live = agent.query("models")["result"][0]
+        while live["version"] != 5 and time.monotonic() < deadline:  # the swap follows
+            time.sleep(0.02)                                        # the trial report
+            live = agent.query("models")["result"][0]
+        assert (live["version"], live["trial"]) == (5, True), live
+        assert agent.query("status")["result"]["models"][0]["trial"] is True
         reports.set_desired(5, 5, action="rollback")
         done = reports.wait_ota(lambda e: e["state"] in FINISHED, after=trial["seq"])
         assert (done["state"], done["reason"]) == ("rolled_back", "operator-rollback"), done
         assert "r5" in done["detail"]
-        assert agent.query("models")["result"][0]["version"] == 1
+        live = agent.query("models")["result"][0]
+        assert (live["version"], live["trial"]) == (1, False)
 
         lines = writer.stop()
         reports.wait_results(lines)

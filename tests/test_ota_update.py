@@ -61,12 +61,13 @@ def test_delta_update_under_load_drops_no_inference(tmp_path: Path, broker: Mosq
         assert {v for v in versions[:first_v2]} == {1}
 
         models = agent.query("models")["result"]
-        assert models[0]["version"] == 2
+        assert (models[0]["version"], models[0]["trial"]) == (2, False)
         ota = agent.query("ota")["result"]
         assert ota["state"] == "committed" and ota["committed"]["version"] == 2
         assert ota["live"]["version"] == 2
         status = [d for d in reports.docs("status") if d["state"] == "online"]
-        assert status[-1]["models"][0]["version"] == 2
+        assert (status[-1]["models"][0]["version"], status[-1]["models"][0]["trial"]) == \
+            (2, False)
         installed = sorted(p.name for p in (tmp_path / f"state-{DEV}" / "models" /
                                             "logs").iterdir())
         assert installed == [ota["committed"]["file"]]

@@ -266,9 +266,11 @@ def test_rollout_refusals_are_actionable(fleet: FleetSetup, mqtt_broker: Mosquit
 
 class LossyFleet(SimFleet):
     """Simulated devices whose final ``committed`` OtaEvent never reaches the broker (as
-    when the broker is killed with it in flight); their status still shows the new model."""
+    when the broker is killed with it in flight); their status still shows the new model
+    (``old_agents``: without the trial flag, as agents before it)."""
 
     lose_committed: set[str]
+    old_agents: bool = False
 
     def publish_ota(self, ota: DeviceOta, fields: dict[str, Any]) -> None:
         dev = self.devices[ota.device_id]
@@ -277,33 +279,48 @@ class LossyFleet(SimFleet):
             return
         dev.next_seq()  # the event existed; only its delivery failed
         if dev.client is not None and dev.connected:
-            dev.client.publish(topics.status(dev.device_id), dev.status_doc(), qos=1,
-                               retain=True)
+            status = json.loads(dev.status_doc())
+            if self.old_agents:
+                for m in status["models"]:
+                    del m["trial"]
+            dev.client.publish(topics.status(dev.device_id), json.dumps(status).encode(),
+                               qos=1, retain=True)
 
 
-def test_a_lost_committed_report_is_inferred_from_the_status(fleet: FleetSetup,
-                                                               mqtt_broker: Mosquitto) -> None:
+@pytest.mark.parametrize("old_agents", [False, True], ids=["trial-flag", "older-agents"])
+def test_a_lost_committed_report_is_inferred_from_the_status(
+        fleet: FleetSetup, mqtt_broker: Mosquitto, old_agents: bool) -> None:
     setup = fleet
-    devices = make_devices("lossy-", 2, behaviour=lambda _i: Behaviour(**vars(FAST)))
+    prefix = "lossy-old-" if old_agents else "lossy-"  # the fleet fixture outlives a test
+    devices = make_devices(prefix, 2, behaviour=lambda _i: Behaviour(**vars(FAST)))
     sims_ = LossyFleet(mqtt_broker.port, devices)
     ids = [d.device_id for d in devices]
     lossy = ids[0]
-    sims_.lose_committed = {lossy}
+    sims_.lose_committed, sims_.old_agents = {lossy}, old_agents
     sims_.start()
     try:
         sims_.wait_connected()
         wait_devices(setup, ids, lambda d: d["state"] == "online")
+        # A status with the flag proves the commit at once: a timeout longer than the test
+        # shows no wait. Without it (older agents) only after the device timeout.
+        timeout = "1.5s" if old_agents else "120s"
+        started = time.monotonic()
         rid = create(setup, "--select", f"ids={','.join(ids)}", "--canary", "0", "--soak", "0",
-                     "--device-timeout", "1.5s")
-        r = wait_rollout(setup, rid, lambda r: r["counts"]["committed"] == 1, what="1 commit")
-        wait_devices(setup, [lossy], lambda d: d["models"]["logs"]["version"] == 2)
-        assert {d["device_id"]: d["state"] for d in r["devices"]}[lossy] == "trial"
+                     "--device-timeout", timeout)
+        if old_agents:
+            r = wait_rollout(setup, rid, lambda r: r["counts"]["committed"] == 1,
+                             what="1 commit")
+            wait_devices(setup, [lossy], lambda d: d["models"]["logs"]["version"] == 2)
+            assert {d["device_id"]: d["state"] for d in r["devices"]}[lossy] == "trial"
         r = wait_rollout(setup, rid, lambda r: r["status"] == "completed", what="completed")
+        assert old_agents or time.monotonic() - started < 60
         dev = {d["device_id"]: d for d in r["devices"]}[lossy]
         assert (dev["state"], dev["reason"]) == ("committed", "inferred-from-status")
         assert dev["detail"].startswith("inferred from status: v2 live")
         assert f"{lossy}: committed (inferred from status, was trial)" in [
             e["text"] for e in r["log"]]
         assert sims_.snapshot()[lossy] == ("committed", 2)
+        models = api(setup, "GET", f"/api/v1/devices/{lossy}").json()["models"]["logs"]
+        assert models["trial"] is (None if old_agents else False)
     finally:
         sims_.stop()

@@ -48,6 +48,7 @@ class World:
         self.devices = {d: DeviceProgress(d, stages[d]) for d in ids}
         self.progress = Progress()
         self.live_version: dict[str, int] = {}
+        self.live_trial: dict[str, bool] = {}  # absent: the status has no flag (older agent)
         self.online_since: dict[str, float] = {}
         self.notified: list[str] = []
         self.renotified: list[str] = []
@@ -56,7 +57,8 @@ class World:
     def live(self) -> dict[str, DeviceLive]:
         return {d: DeviceLive(online=d not in self.offline,
                               online_since=self.online_since.get(d, 0.0),
-                              live_version=self.live_version.get(d, 1)) for d in self.devices}
+                              live_version=self.live_version.get(d, 1),
+                              live_trial=self.live_trial.get(d)) for d in self.devices}
 
     def tick(self, now: float) -> Plan:
         plan = tick(self.strategy, self.names, TARGET, self.progress,
@@ -306,11 +308,13 @@ def test_a_lost_committed_report_is_inferred_from_the_status(last_report: str) -
     w.tick(0)
     w.report(a, last_report, 10)
     w.commit([b], 10)
-    w.live_version[a] = TARGET  # its status (after a reconnect at 20) shows v2 live
+    # Its status (after a reconnect at 20) shows v2 live, without the trial flag (an
+    # older agent).
+    w.live_version[a] = TARGET
     w.online_since[a] = 20
     w.tick(119)
-    # Not yet: the agent lists the candidate as live during its trial, so v2 in a status
-    # is no proof of a commit while a trial may still run.
+    # Not yet: such an agent lists the candidate as live during its trial, so v2 in its
+    # status is no proof of a commit while a trial may still run.
     assert w.devices[a].state == last_report and w.progress.status == "running"
     w.tick(121)
     dev = w.devices[a]
@@ -318,6 +322,42 @@ def test_a_lost_committed_report_is_inferred_from_the_status(last_report: str) -
     assert dev.detail is not None and dev.detail.startswith("inferred from status: v2 live")
     assert f"{a}: committed (inferred from status, was {last_report})" in w.log
     assert w.progress.status == "completed"
+
+
+@pytest.mark.parametrize("last_report", ["downloading", "smoke_testing", "trial"])
+def test_a_status_with_the_target_committed_not_on_trial_is_a_commit_at_once(
+        last_report: str) -> None:
+    s = strat(canary=2, waves=[100], device_timeout_s=100, soak_s=0)
+    w = World(2, s)
+    a, b = w.stage_of(0)
+    w.tick(0)
+    w.report(a, last_report, 10)
+    w.commit([b], 10)
+    w.live_version[a], w.live_trial[a] = TARGET, False  # the status after its verdict
+    w.online_since[a] = 11
+    w.tick(12)  # no device_timeout_s wait: the agent says it is not on trial
+    dev = w.devices[a]
+    assert (dev.state, dev.reason) == ("committed", "inferred-from-status")
+    assert dev.detail is not None and dev.detail.startswith("inferred from status: v2 live")
+    assert f"{a}: committed (inferred from status, was {last_report})" in w.log
+    assert w.progress.status == "completed"
+
+
+def test_a_status_with_the_target_on_trial_proves_nothing() -> None:
+    s = strat(canary=2, waves=[100], device_timeout_s=100, soak_s=0)
+    w = World(2, s)
+    a, b = w.stage_of(0)
+    w.tick(0)
+    w.report(a, "trial", 10)
+    w.commit([b], 10)
+    w.live_version[a], w.live_trial[a] = TARGET, True  # a status (reconnect) mid-trial
+    w.online_since[a] = 20
+    w.tick(21)
+    assert w.devices[a].state == "trial" and w.progress.status == "running"
+    # Still on trial by its last status after the wait: its verdict (report and status)
+    # was lost; neither outcome is proven, so it times out.
+    w.tick(121)
+    assert (w.devices[a].state, w.devices[a].reason) == ("failed", "timeout")
 
 
 def test_a_lost_rolled_back_report_is_inferred_only_after_a_trial() -> None:

@@ -393,6 +393,13 @@ class OtaEngine:
         self.store.clear_downloads(keep_partial=rec.reason in TRANSIENT_REASONS)
 
     # --- queries -----------------------------------------------------------------------
+    def is_on_trial(self, model: object) -> bool:
+        """Whether ``model`` (what the slot serves) is the candidate on trial, i.e. live
+        but not committed. Identity, not the record's state: the record says ``trial``
+        a moment before the swap and ``committed`` a moment after it."""
+        observed = self._observed
+        return observed is not None and model is observed
+
     def describe(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.record.model_dump(mode="json")
         try:

@@ -60,10 +60,12 @@ def live_view(session: Session, device_ids: Sequence[str], model: str) -> dict[s
         for d in session.scalars(select(Device).where(
                 Device.device_id.in_(device_ids[i:i + _IN_CHUNK]))):
             online = d.state == "online"
-            versions = [m["version"] for m in d.models or [] if m.get("name") == model]
+            live = max((m for m in d.models or [] if m.get("name") == model),
+                       key=lambda m: m["version"], default=None)
             out[d.device_id] = DeviceLive(
                 online=online, online_since=d.last_status_at if online else None,
-                live_version=max(versions) if versions else None)
+                live_version=None if live is None else live["version"],
+                live_trial=None if live is None else live.get("trial"))
     return out
 
 

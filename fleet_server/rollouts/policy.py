@@ -16,10 +16,13 @@ Rules, in the order :func:`tick` applies them:
 2. a transient failure (download error, no space, ...) is retried with exponential
    backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
    then, and for any other failure, the failure is final;
-3. a device that is online but made no progress for ``device_timeout_s`` is judged by
-   its status (:func:`_inferred_outcome`: a lost final report) or else fails with
-   ``timeout``; an offline device just waits (its retained desired state reaches it when
-   it returns, and its reports move its record on);
+3. an in-flight device whose status shows the target live and *not* on trial is
+   committed at once (:func:`_proven_commit`: its committed report was lost or is still
+   on its way); a device that is online but made no progress for ``device_timeout_s`` is
+   judged by its status (:func:`_inferred_outcome`: a lost final report, for agents that
+   do not send the trial flag, and a rollback) or else fails with ``timeout``; an offline
+   device just waits (its retained desired state reaches it when it returns, and its
+   reports move its record on);
 4. while running: halt when final failures pass ``max_failures`` (counting from the
    last resume of a halted rollout);
 5. while running: stages (canary, then the waves) are notified one at a time; a stage
@@ -79,6 +82,9 @@ class DeviceLive:
     online: bool
     online_since: float | None = None  # when its current "online" status arrived
     live_version: int | None = None  # version of the rollout's model live in the slot
+    # Whether that version is live on trial (not committed yet); None: the agent does
+    # not say (older agents), so a live version may still be a candidate on trial.
+    live_trial: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,11 @@ def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, tar
         return replace(dev, state="retrying", retry_at=now + delay, changed_at=now), (
             f"{dev.device_id}: {dev.reason}, retry {dev.attempts} of "
             f"{strategy.max_retries} in {delay:g} s")
+    if dev.state in IN_FLIGHT and dev.state != "notified":
+        proven = _proven_commit(dev, live, target, now)
+        if proven is not None:
+            return proven, (f"{dev.device_id}: committed (inferred from status, was "
+                            f"{dev.state})")
     if dev.state in IN_FLIGHT and live.online:
         since = max(dev.changed_at or 0.0, live.online_since or 0.0)
         if now - since > strategy.device_timeout_s:
@@ -185,23 +196,40 @@ def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, tar
     return dev, None
 
 
+def _proven_commit(dev: DeviceProgress, live: DeviceLive, target: int,
+                   now: float) -> DeviceProgress | None:
+    """Committed, without waiting, when the status shows the target live and says it is
+    not on trial (``live_trial`` False: only agents that send the flag). The committed
+    report was lost or has not arrived yet (the status is republished right after the
+    verdict, beside the report); when it comes it just confirms the record. ``notified``
+    is left to rule 1 (``already-installed``)."""
+    if live.live_version != target or live.live_trial is not False:
+        return None
+    return replace(dev, state="committed", reason="inferred-from-status", changed_at=now,
+                   detail=f"inferred from status: v{target} live and committed (not on "
+                   f"trial), no committed report yet (was {dev.state})")
+
+
 def _inferred_outcome(dev: DeviceProgress, live: DeviceLive, target: int, quiet_s: float,
                       now: float) -> DeviceProgress | None:
     """The outcome an in-flight device's status proves once it has been quiet (online, no
     report) for ``device_timeout_s``: its final OTA report was lost (broker killed with it
     in flight, a replica killed before acknowledging it), or None.
 
-    Only after that wait: the agent's status lists the *candidate* as live during its
-    trial, so the target version in a status is no proof of a commit while a trial may
-    still run. Every trial ends within the agent's ``trial.timeout_s`` (15 min by default;
-    it must stay below ``device_timeout_s``) and each verdict republishes the status, so
+    The committed case is for statuses without the trial flag (older agents; one with
+    ``trial: false`` is read at once by :func:`_proven_commit`, one with ``trial: true``
+    proves nothing: the verdict's status was lost too). Only after the wait: such an agent
+    lists the *candidate* as live during its trial, so the target version in its status
+    is no proof of a commit while a trial may still run. Every trial ends within the
+    agent's ``trial.timeout_s`` (15 min by default; it must stay below
+    ``device_timeout_s``) and each verdict republishes the status, so
     a status still showing the target after the wait says committed, and one showing an
     older version after a trial says rolled back (the candidate was swapped out: health
     verdict, operator rollback or an interrupted trial). Not proof when the verdict's
     status was lost together with its report and the device never reconnected since; a
     late report still overrides the inferred state (tracking applies it)."""
     running = live.live_version
-    if running == target:
+    if running == target and live.live_trial is None:
         return replace(dev, state="committed", reason="inferred-from-status", changed_at=now,
                        detail=f"inferred from status: v{target} live, no report for "
                        f"{quiet_s:.0f} s (was {dev.state}; its committed report was lost)")
