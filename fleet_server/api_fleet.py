@@ -36,7 +36,6 @@ from fleet_server.auth import (
 )
 from fleet_server.db import AuditEntry
 from fleet_server.inventory import LabelChange, device_summary, set_labels
-from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.policy import RolloutStatus
 from fleet_server.rollouts.views import (
     RolloutActionResult,
@@ -46,10 +45,6 @@ from fleet_server.rollouts.views import (
 )
 
 router = APIRouter(prefix="/api/v1")
-
-
-def _refused(exc: OperationRefused) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
 
 
 # --- identity ----------------------------------------------------------------------------------
@@ -86,10 +81,7 @@ def label_devices(body: DeviceLabels, service: Service, actor: Operator) -> Devi
 @router.post("/rollouts", response_model=RolloutView, status_code=201, tags=["rollouts"])
 def create_rollout(body: RolloutCreate, service: Service, actor: Operator) -> RolloutView:
     """Start a staged rollout: canary, then waves, with automatic halt."""
-    try:
-        return service.rollouts.create(body, actor)
-    except OperationRefused as exc:
-        raise _refused(exc) from None
+    return service.rollouts.create(body, actor)
 
 
 @router.get("/rollouts", response_model=RolloutList, tags=["rollouts"])
@@ -103,40 +95,28 @@ def get_rollouts(service: Service, status: RolloutStatus | None = None,
 def get_rollout(rollout_id: str, service: Service, devices: bool = False,
                 log: Annotated[int, Query(ge=0, le=1000)] = 50) -> RolloutView:
     """One rollout: stages, counts, halt reason, log, and (devices=true) every device."""
-    try:
-        return service.rollouts.get(rollout_id, with_devices=devices, log_lines=log)
-    except OperationRefused as exc:
-        raise _refused(exc) from None
+    return service.rollouts.get(rollout_id, with_devices=devices, log_lines=log)
 
 
 @router.post("/rollouts/{rollout_id}/pause", response_model=RolloutActionResult,
              tags=["rollouts"])
 def pause_rollout(rollout_id: str, service: Service, actor: Operator) -> RolloutActionResult:
     """Stop notifying devices (devices already updating finish)."""
-    try:
-        return service.rollouts.pause(rollout_id, actor)
-    except OperationRefused as exc:
-        raise _refused(exc) from None
+    return service.rollouts.pause(rollout_id, actor)
 
 
 @router.post("/rollouts/{rollout_id}/resume", response_model=RolloutActionResult,
              tags=["rollouts"])
 def resume_rollout(rollout_id: str, service: Service, actor: Operator) -> RolloutActionResult:
     """Continue a paused rollout, or override the halt of a halted one."""
-    try:
-        return service.rollouts.resume(rollout_id, actor)
-    except OperationRefused as exc:
-        raise _refused(exc) from None
+    return service.rollouts.resume(rollout_id, actor)
 
 
 @router.post("/rollouts/{rollout_id}/abort", response_model=RolloutActionResult,
              tags=["rollouts"])
 def abort_rollout(rollout_id: str, service: Service, actor: Operator) -> RolloutActionResult:
     """Stop for good; devices still updating or in trial get a rollback desired state."""
-    try:
-        return service.rollouts.abort(rollout_id, actor)
-    except OperationRefused as exc:
-        raise _refused(exc) from None
+    return service.rollouts.abort(rollout_id, actor)
 
 
 # --- audit -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from fleet_server import api, api_enroll, api_fleet
 from fleet_server.api import ApiError, require_operator
 from fleet_server.api_schemas import ERROR_RESPONSES
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
+from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.service import FleetService
 
 log = logging.getLogger("nanofleet.server.http")
@@ -78,6 +79,11 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(OperationRefused)
+    async def _refused(_request: Request, exc: OperationRefused) -> JSONResponse:
+        # Rollout actions the operator must change: one mapping for every route.
         return _error(exc.status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
