@@ -10,8 +10,9 @@ from agent.sources.base import Line
 
 
 class LineQueue:
-    """Bounded FIFO. Sources that can re-read (files, journal) block when it is full;
-    others (MQTT) get False and count a drop. ``get_batch`` takes many lines at once."""
+    """Bounded FIFO. ``put`` never waits: sources that can re-read (files, journal) retry
+    until there is room (back-pressure), others (MQTT) count a drop. ``get_batch`` takes
+    many lines at once."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
@@ -19,14 +20,10 @@ class LineQueue:
         self._cond = threading.Condition()
         self._closed = False
 
-    def put(self, line: Line, block: bool) -> bool:
+    def put(self, line: Line) -> bool:
+        """False when full or closed; sources that may wait retry (Source.emit)."""
         with self._cond:
-            while len(self._items) >= self.maxsize:
-                if self._closed or not block:
-                    return False
-                # Wake regularly so a stopping source is not stuck here.
-                self._cond.wait(0.2)
-            if self._closed:
+            if self._closed or len(self._items) >= self.maxsize:
                 return False
             self._items.append((line, time.monotonic()))
             self._cond.notify_all()

@@ -30,10 +30,9 @@ class Line:
 
 
 class LineSink(Protocol):
-    def put(self, line: Line, block: bool) -> bool:
-        """Queue a line. ``block=True`` waits for room (back-pressure for sources that
-        can re-read, such as files); ``block=False`` returns False when full (the
-        caller counts the drop). Returns False too when the pipeline is stopping."""
+    def put(self, line: Line) -> bool:
+        """Queue a line without waiting; False when full or stopping. Back-pressure
+        (waiting for room) is done by :meth:`Source.emit`, which can honour stop()."""
         ...
 
 
@@ -112,12 +111,12 @@ class Source(ABC):
         False at once when the sink is full (the caller counts the drop)."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
         line = Line(self.name, text, ts, truncated, checkpoint)
-        ok = self.sink.put(line, False)
+        ok = self.sink.put(line)
         delay = 0.001
         while not ok and block and not self._stop.is_set():
             self._stop.wait(delay)
             delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
-            ok = self.sink.put(line, False)
+            ok = self.sink.put(line)
         if ok:
             self.lines_read += 1
             self.counters.inc("lines_in")

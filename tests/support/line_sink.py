@@ -16,7 +16,7 @@ class ListSink:
         self.cond = threading.Condition()
         self.refused = 0
 
-    def put(self, line: Line, block: bool) -> bool:
+    def put(self, line: Line) -> bool:
         with self.cond:
             if self.capacity is not None and len(self.lines) >= self.capacity:
                 self.refused += 1
