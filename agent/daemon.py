@@ -17,7 +17,7 @@ from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent import __version__
+from agent import __version__, default_bundle_path
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
 from agent.health import HealthCheck
@@ -43,8 +43,6 @@ def initial_bundle(cfg: AgentConfig) -> Path:
     """The bundle to start with: the configured one, else the one shipped with us."""
     if cfg.model.bundle is not None:
         return cfg.model.bundle
-    from nanomodel import default_bundle_path
-
     return default_bundle_path()
 
 

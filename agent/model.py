@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.featurizer import Featurizer
 from agent.runtime.base import Runtime
 from agent.runtime.registry import load_runtime
 from contract.bundle import Bundle, BundleManifest, load_bundle
-from nanomodel.features import Featurizer
 
 _SANITY_LINE = "nanofleet smoke test line"
 

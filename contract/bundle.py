@@ -67,7 +67,7 @@ class FileEntry(Strict):
 
 
 class TokenizerSpec(Strict):
-    """Feature hashing spec; implemented once in :mod:`nanomodel.features`."""
+    """Feature hashing spec; implemented once in :mod:`agent.featurizer`."""
 
     kind: Literal["hashed-ngrams-v1"] = Field(description="Feature extractor algorithm.")
     buckets: int = Field(gt=0, le=1 << 20, description="Number of hash buckets (input width).")

@@ -20,9 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleet_server import api, api_enroll, api_fleet
-from fleet_server.api import ApiError, require_operator
-from fleet_server.api_schemas import ERROR_RESPONSES
+from fleet_server.api import core as api
+from fleet_server.api import enroll as api_enroll
+from fleet_server.api import fleet as api_fleet
+from fleet_server.api.core import ApiError, require_operator
+from fleet_server.api.schemas import ERROR_RESPONSES
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.service import FleetService

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.topics import PREFIX, check_device_id
-from fleet_server.device_ca import FLEET_SERVER_CN
+from fleet_server.identity.device_ca import FLEET_SERVER_CN
 
 ACL_FILE = "acl"
 

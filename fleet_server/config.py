@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from fleet_server.identity_settings import EnrollmentSettings
+from fleet_server.identity.settings import EnrollmentSettings
 from fleet_server.repository.expiry import ExpiryPolicy
 
 TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}$"

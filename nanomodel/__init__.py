@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent import default_bundle_path as agent_default_bundle_path
+
 __version__ = "1.0"
 
 
 def default_bundle_path() -> Path:
     """The default model bundle shipped inside the package (a fresh install can run it)."""
-    return Path(__file__).resolve().parent / "data" / "default.nfb"
+    return agent_default_bundle_path()

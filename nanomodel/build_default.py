@@ -2,7 +2,7 @@
 
 Generates the corpus (fixed seeds), trains (fixed seed), evaluates on unseen
 lines of the training styles and on held-out styles beside the keyword
-baseline, and packs ``nanomodel/data/default.nfb``. Same code, same bytes.
+baseline, and packs ``agent/data/default.nfb``. Same code, same bytes.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
-from fleet_server.enrollment import EnrollmentRefused, TokenSpec
-from fleet_server.identity import IdentityService
+from fleet_server.identity.service import IdentityService
+from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from hil import postgres
 from hil.broker import free_port
 from tests.support.enrolled_fleet import EnrolledFleet, start_enrolled_fleet, try_connect

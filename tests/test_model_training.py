@@ -142,5 +142,5 @@ def test_shipped_default_bundle_is_what_the_build_script_makes(tmp_path: Path) -
     out = tmp_path / "default.nfb"
     build(out, TrainConfig(progress=False))
     assert out.read_bytes() == default_bundle_path().read_bytes(), \
-        "nanomodel/data/default.nfb is stale: run python -m nanomodel.build_default"
+        "agent/data/default.nfb is stale: run python -m nanomodel.build_default"
     read_bundle(out.read_bytes())

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet_server.config import MqttTls, config_toml
-from fleet_server.identity_settings import EnrollmentSettings
+from fleet_server.identity.settings import EnrollmentSettings
 from hil.broker import free_port, wait_port
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from tests.support.fleet_cli import nf

@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
-from fleet_server.api import AdminOperator, ApiError, Operator, Service, authenticate
-from fleet_server.api_schemas import (
+from fleet_server.api.core import AdminOperator, ApiError, Operator, Service, authenticate
+from fleet_server.api.schemas import (
     AuditList,
     AuditView,
     DeviceLabels,

@@ -1,7 +1,7 @@
 """Device identity on the server: enrollment, renewal, revocation, and the broker's policy files.
 
-:class:`IdentityService` ties the device CA (:mod:`fleet_server.device_ca`), the
-enrollment tokens (:mod:`fleet_server.enrollment`) and the identity tables together.
+:class:`IdentityService` ties the device CA (:mod:`fleet_server.identity.device_ca`), the
+enrollment tokens (:mod:`fleet_server.identity.tokens`) and the identity tables together.
 After every change of who is revoked it rewrites the two files the broker reads from
 the CA directory: ``crl.pem`` (new TLS handshakes) and ``acl`` (sessions already
 open). The broker applies both on reload (SIGHUP).
@@ -29,7 +29,7 @@ from sqlalchemy import select
 from fleet_server.broker_config import ACL_FILE, render_acl
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database
-from fleet_server.device_ca import (
+from fleet_server.identity.device_ca import (
     SERVICE_CA_SUBJECT,
     CertKind,
     CsrRejected,
@@ -45,18 +45,18 @@ from fleet_server.device_ca import (
     service_ca_directory,
     write_public,
 )
-from fleet_server.enrollment import (
+from fleet_server.identity.tables import (
+    DeviceIdentity,
+    EnrollmentToken,
+    IssuedCertificate,
+    ensure_schema,
+)
+from fleet_server.identity.tokens import (
     EnrollmentRefused,
     TokenSpec,
     claim_token,
     create_token,
     token_view,
-)
-from fleet_server.identity_db import (
-    DeviceIdentity,
-    EnrollmentToken,
-    IssuedCertificate,
-    ensure_schema,
 )
 from fleet_server.inventory import get_or_create_device
 

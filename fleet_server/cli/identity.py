@@ -29,13 +29,13 @@ from fleet_server.broker_config import (
     BrokerFiles,
     render_mosquitto_conf,
 )
-from fleet_server.cli_fleet import add_client_options
+from fleet_server.cli.fleet import add_client_options
 from fleet_server.client import ApiClient
 from fleet_server.config import load_config
 from fleet_server.db import Database
-from fleet_server.device_ca import FLEET_SERVER_CN, write_public
-from fleet_server.enrollment import parse_duration
-from fleet_server.identity import IdentityService
+from fleet_server.identity.device_ca import FLEET_SERVER_CN, write_public
+from fleet_server.identity.service import IdentityService
+from fleet_server.identity.tokens import parse_duration
 
 EXIT_OK = 0
 BROKER_USER = "mosquitto"  # Debian's mosquitto drops to this user when started as root

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.topics import DEVICE_ID_PATTERN
-from fleet_server.api import AdminOperator, ApiError, require_operator
-from fleet_server.api_schemas import ERROR_RESPONSES
-from fleet_server.enrollment import EnrollmentRefused, TokenSpec
-from fleet_server.identity import IdentityService
+from fleet_server.api.core import AdminOperator, ApiError, require_operator
+from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.identity.service import IdentityService
+from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -18,15 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from fleet_server.auth import parse_scopes
-from fleet_server.cli_fleet import add_client_options, add_fleet_commands, add_publish_commands
-from fleet_server.cli_identity import add_identity_commands
-from fleet_server.cli_keys import add_key_commands
-from fleet_server.cli_rollout import add_rollout_commands, cmd_token_admin
+from fleet_server.cli.fleet import add_client_options, add_fleet_commands, add_publish_commands
+from fleet_server.cli.identity import add_identity_commands
+from fleet_server.cli.keys import add_key_commands
+from fleet_server.cli.rollout import add_rollout_commands, cmd_token_admin
 from fleet_server.client import ApiCallError, ApiClient
 from fleet_server.config import (
     ServerConfigError,
@@ -38,7 +39,6 @@ from fleet_server.config import (
 from fleet_server.repository.keys import KeyFileError
 from fleet_server.repository.operator import TargetsUpdateError
 from fleet_server.repository.repo import RepositoryError
-from nanomodel.cli import add_model_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -146,14 +146,34 @@ def _add_server_commands(sub: Any) -> None:
     token.set_defaults(func=cmd_server_token)
 
 
-def _model_subparsers(model: argparse.ArgumentParser) -> Any:
-    # nanomodel.cli builds `model train|eval|inspect`; publish/list join the same
-    # sub-command set. argparse keeps that set as the parser's one _SubParsersAction.
-    for action in model._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            action.metavar = "{train,eval,inspect,publish,list}"
-            return action
-    raise RuntimeError("nanomodel's model command has no sub-commands")
+# Training lives in nanomodel, which imports the agent's inference path; the fleet
+# server must import neither. `nanofleet model train|eval|inspect` therefore runs
+# `python -m nanomodel.cli model ...` in a child process with the same interpreter.
+_TRAINING_COMMANDS = {
+    "train": "train or fine-tune a bundle on labeled lines",
+    "eval": "evaluate a bundle on labeled lines",
+    "inspect": "show a bundle's manifest",
+}
+
+
+def _run_training_command(command: str, rest: list[str]) -> int:
+    argv = [sys.executable, "-m", "nanomodel.cli", "model", command, *rest]
+    return subprocess.run(argv, check=False).returncode
+
+
+def _add_model_command(sub: Any) -> Any:
+    model = sub.add_parser("model", help="train, evaluate, inspect, publish and list models",
+                           description="Train, evaluate and inspect nano model bundles "
+                           "(nanomodel); sign, publish and list releases (fleet server).")
+    model.set_defaults(func=lambda _args: (model.print_help(), EXIT_BAD_INPUT)[1])
+    model_sub = model.add_subparsers(dest="model_command",
+                                     metavar="{train,eval,inspect,publish,list}")
+    for name, help_text in _TRAINING_COMMANDS.items():
+        cmd = model_sub.add_parser(name, help=help_text, add_help=False,
+                                   description=f"{help_text} (see: nanofleet model {name} -h)")
+        cmd.add_argument("rest", nargs=argparse.REMAINDER)
+        cmd.set_defaults(func=lambda a: _run_training_command(a.model_command, a.rest))
+    return model_sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "{server,keys,repo,model,deploy,devices,rollout,audit}"))
     _add_server_commands(sub)
     add_key_commands(sub)
-    model = add_model_commands(sub)
-    add_publish_commands(_model_subparsers(model))
+    add_publish_commands(_add_model_command(sub))
     add_fleet_commands(sub)
     add_rollout_commands(sub)
     add_identity_commands(sub)
@@ -172,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) >= 2 and argv[0] == "model" and argv[1] in _TRAINING_COMMANDS:
+        # Passed through whole: argparse would take the child's own -h/--options.
+        return _run_training_command(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fleet_server.cli_keys import passphrase
+from fleet_server.cli.keys import passphrase
 from fleet_server.client import ApiClient
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets, fetch_verified_targets

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from fleet_server.cli_fleet import _client, _when, add_client_options
+from fleet_server.cli.fleet import _client, _when, add_client_options
 from fleet_server.rollouts.spec import (
     Strategy,
     parse_duration,

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from fleet_server.identity_db import DeviceIdentity, EnrollmentToken
+from fleet_server.identity.tables import DeviceIdentity, EnrollmentToken
 
 TOKEN_RE = re.compile(r"^nfe_([0-9a-f]{8})_[A-Za-z0-9_-]{43}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from contract.topics import DEVICE_ID_PATTERN
 from contract.tuf_targets import MODEL_NAME_PATTERN
-from fleet_server.api_schemas import DeviceList
+from fleet_server.api.schemas import DeviceList
 from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, missing_scope_message
 from fleet_server.db import Device, ModelVersion
 from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events

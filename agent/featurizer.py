@@ -1,0 +1,215 @@
+"""Hashed n-gram features (``hashed-ngrams-v1``): text lines -> float32 ``[B, buckets]``.
+
+This is the one implementation used by training, evaluation and the agent, so a
+model always sees on a device exactly the features it was trained on.
+
+Algorithm (all arithmetic on unsigned 32-bit integers, wrapping):
+
+1. Take the first ``max_chars`` characters; lower-case if ``lowercase``; replace
+   each ASCII digit by ``'0'`` if ``mask_digits`` (numbers vary, their shape is
+   what carries meaning). Encode UTF-8 (lone surrogates become ``?``) and
+   put one space before and after, so n-grams see line boundaries.
+2. Character n-grams, for each ``n`` in ``char_ngrams``, over those bytes:
+   ``h = sum_j (b[j] + 1) * P**j``.
+3. Words are maximal runs of ``[a-zA-Z0-9_]`` or non-ASCII bytes; a word's hash
+   is the same polynomial over its bytes. Word n-grams, for each ``n`` in
+   ``word_ngrams``, combine consecutive word hashes: ``h = sum_k w[k] * Q**k``.
+4. Each n-gram hash is mixed with its kind (char/word), ``n`` and ``seed``
+   (``fmix32(h ^ (kind * K1 + n * K2 + seed))``) and taken modulo ``buckets``.
+5. The row's bucket counts are square-rooted (damps repeated n-grams such as
+   runs of masked digits) and L2-normalised (long and short lines weigh alike).
+
+Everything is vectorised over the whole batch (one pass of numpy per n-gram
+size), because per-line Python loops would cap the agent far below its budget.
+:func:`reference_features` is a plain per-line implementation of the same
+algorithm; tests check the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from contract.bundle import TokenizerSpec
+
+_P = np.uint32(0x9E3779B1)
+_Q = np.uint32(0x7FEB352D)
+_K1 = 0x85EBCA6B
+_K2 = 0xC2B2AE35
+_KIND_CHAR = 1
+_KIND_WORD = 2
+_MASK32 = 0xFFFFFFFF
+_DIGIT_BYTES = bytes.maketrans(b"0123456789", b"0000000000")
+
+# Byte classes for word splitting: ASCII letters, digits, '_' and any non-ASCII byte.
+_WORD_BYTE = np.zeros(256, dtype=bool)
+for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
+    _WORD_BYTE[_c] = True
+_WORD_BYTE[128:] = True
+
+
+def default_spec() -> TokenizerSpec:
+    """The feature spec of the default nano model."""
+    return TokenizerSpec(kind="hashed-ngrams-v1", buckets=4096, char_ngrams=[3, 5],
+                         word_ngrams=[1, 2], lowercase=True, mask_digits=True,
+                         max_chars=256, seed=0)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(_K1)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(_K2)
+    return h ^ (h >> np.uint32(16))
+
+
+class Featurizer:
+    """Turns lines into the model's input tensor, per a :class:`TokenizerSpec`."""
+
+    def __init__(self, spec: TokenizerSpec) -> None:
+        if spec.kind != "hashed-ngrams-v1":
+            raise ValueError(f"unsupported tokenizer kind {spec.kind!r}")
+        if any(n < 1 for n in spec.char_ngrams + spec.word_ngrams):
+            raise ValueError("n-gram sizes must be >= 1")
+        self.spec = spec
+        self.width = spec.buckets
+        longest = 4 * spec.max_chars + 2  # UTF-8 bytes of max_chars characters + 2 spaces
+        self._pow_p = np.array([pow(int(_P), i, 1 << 32) for i in range(longest + 1)],
+                               dtype=np.uint32)
+        self._salt = {
+            (kind, n): np.uint32((kind * _K1 + n * _K2 + spec.seed) & _MASK32)
+            for kind, sizes in ((_KIND_CHAR, spec.char_ngrams), (_KIND_WORD, spec.word_ngrams))
+            for n in sizes
+        }
+
+    def normalize(self, text: str) -> bytes:
+        """Step 1: the bytes the n-grams are taken from."""
+        t = text[: self.spec.max_chars]
+        if self.spec.lowercase:
+            t = t.lower()
+        data = t.encode("utf-8", errors="replace")  # lone surrogates -> '?'
+        if self.spec.mask_digits:
+            # ASCII digits are single bytes in UTF-8: masking bytes == masking characters.
+            data = data.translate(_DIGIT_BYTES)
+        return b" " + data + b" "
+
+    def hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All n-gram bucket ids of a batch: ``(row index, bucket)`` pairs."""
+        encoded = [self.normalize(t) for t in texts]
+        lens = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        total = buf.size
+        row_of = np.repeat(np.arange(len(encoded), dtype=np.int64), lens)
+        line_end = np.repeat(np.cumsum(lens), lens)  # exclusive end of each byte's line
+        vals = buf.astype(np.uint32) + np.uint32(1)
+        rows: list[np.ndarray] = []
+        buckets: list[np.ndarray] = []
+        positions = np.arange(total, dtype=np.int64)
+        for n in self.spec.char_ngrams:
+            count = total - n + 1
+            if count <= 0:
+                continue
+            h = vals[:count].copy()
+            for j in range(1, n):
+                h += vals[j : j + count] * self._pow_p[j]
+            ok = positions[:count] + n <= line_end[:count]
+            rows.append(row_of[:count][ok])
+            buckets.append(self._bucket(h[ok], _KIND_CHAR, n))
+        word_hash, word_row = self._word_hashes(buf, vals, row_of)
+        for n in self.spec.word_ngrams:
+            count = word_hash.size - n + 1
+            if count <= 0:
+                continue
+            h = word_hash[:count] * _Q
+            for k in range(1, n):
+                qk = np.uint32(pow(int(_Q), k + 1, 1 << 32))
+                h += word_hash[k : k + count] * qk
+            ok = word_row[:count] == word_row[n - 1 : n - 1 + count]
+            rows.append(word_row[:count][ok])
+            buckets.append(self._bucket(h[ok], _KIND_WORD, n))
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(rows), np.concatenate(buckets)
+
+    def _word_hashes(self, buf: np.ndarray, vals: np.ndarray,
+                     row_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        is_word = _WORD_BYTE[buf]
+        word_pos = np.flatnonzero(is_word)
+        if word_pos.size == 0:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        # A word starts where the previous byte is not part of the same run. Lines are
+        # framed by spaces, so runs never cross lines.
+        starts_mask = np.ones(word_pos.size, dtype=bool)
+        starts_mask[1:] = word_pos[1:] != word_pos[:-1] + 1
+        first = np.flatnonzero(starts_mask)
+        word_id = np.cumsum(starts_mask) - 1
+        offset_in_word = word_pos - word_pos[first][word_id]
+        contrib = vals[word_pos] * self._pow_p[offset_in_word]
+        word_hash = np.add.reduceat(contrib, first).astype(np.uint32)
+        return word_hash, row_of[word_pos[first]]
+
+    def _bucket(self, h: np.ndarray, kind: int, n: int) -> np.ndarray:
+        mixed = _fmix32(h ^ self._salt[(kind, n)])
+        return (mixed % np.uint32(self.width)).astype(np.int64)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Lines -> float32 ``[len(texts), buckets]`` model input."""
+        out = np.zeros((len(texts), self.width), dtype=np.float32)
+        if not texts:
+            return out
+        rows, buckets = self.hashes(texts)
+        flat = out.reshape(-1)
+        counts = np.bincount(rows * self.width + buckets, minlength=flat.size)
+        flat[:] = counts
+        return _damp_and_normalize(out)
+
+
+def _damp_and_normalize(counts: np.ndarray) -> np.ndarray:
+    """Step 5, in place on a float32 ``[B, buckets]`` array of counts."""
+    np.sqrt(counts, out=counts)
+    norms = np.sqrt(np.einsum("ij,ij->i", counts, counts))
+    norms[norms == 0] = 1.0
+    counts /= norms[:, None]
+    return counts
+
+
+def reference_features(spec: TokenizerSpec, text: str) -> np.ndarray:
+    """Slow, obviously-correct per-line version of :meth:`Featurizer.transform`."""
+    feat = Featurizer(spec)
+    data = feat.normalize(text)
+    counts: dict[int, int] = {}
+
+    def add(h: int, kind: int, n: int) -> None:
+        h = (h ^ (kind * _K1 + n * _K2 + spec.seed)) & _MASK32
+        h ^= h >> 16
+        h = (h * _K1) & _MASK32
+        h ^= h >> 13
+        h = (h * _K2) & _MASK32
+        h ^= h >> 16
+        b = h % spec.buckets
+        counts[b] = counts.get(b, 0) + 1
+
+    def poly(chunk: bytes) -> int:
+        return sum((c + 1) * pow(int(_P), j, 1 << 32) for j, c in enumerate(chunk)) & _MASK32
+
+    for n in spec.char_ngrams:
+        for i in range(len(data) - n + 1):
+            add(poly(data[i : i + n]), _KIND_CHAR, n)
+    words: list[int] = []
+    current = bytearray()
+    for c in data:
+        if _WORD_BYTE[c]:
+            current.append(c)
+        elif current:
+            words.append(poly(bytes(current)))
+            current = bytearray()
+    for n in spec.word_ngrams:
+        for i in range(len(words) - n + 1):
+            h = sum(words[i + k] * pow(int(_Q), k + 1, 1 << 32) for k in range(n)) & _MASK32
+            add(h, _KIND_WORD, n)
+    out = np.zeros((1, spec.buckets), dtype=np.float32)
+    for b, c in counts.items():
+        out[0, b] = c
+    return _damp_and_normalize(out)[0]
