@@ -10,15 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from agent.ota.config import OtaConfig
 from agent.sources.registry import SourceConfig, default_source_name
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TlsConfig(Strict):

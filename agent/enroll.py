@@ -41,6 +41,7 @@ from contract.enrollment import (
     EnrollResponse,
     RenewRequest,
 )
+from contract.files import write_atomic
 from contract.topics import check_device_id
 
 KEY_FILE, CERT_FILE, CA_FILE = "device.key", "device.crt", "ca.crt"
@@ -217,14 +218,7 @@ def check_root(root_json: str) -> int:
 # --- storing -------------------------------------------------------------------------------
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode, single_writer=True)
 
 
 def prepare_dir(directory: Path) -> IdentityFiles:

@@ -8,8 +8,9 @@ single-use enrollment token is the credential), ``POST /api/v1/enroll/renew`` ta
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 
 ENROLL_PATH = "/api/v1/enroll"
@@ -27,10 +28,6 @@ ERROR_CODES = {
     "bad-device-id": "the device id is not allowed (characters, or a reserved name)",
     "renewal-refused": "the certificate cannot be renewed (expired, revoked, other key)",
 }
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class EnrollRequest(Strict):
