@@ -6,8 +6,7 @@
 - ``issued_certificates``: every certificate the device CA signed (devices, the
   broker, the fleet server's MQTT identity), with its revocation.
 
-:func:`ensure_schema` creates them; the identity code calls it itself, so it does not
-depend on this module having been imported before the server's ``create_schema``.
+The migrations (fleet_server/migrations) create them; :mod:`fleet_server.schema` lists them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import time
 from sqlalchemy import JSON, Float, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet_server.db import Base, Database
+from fleet_server.db import Base
 
 
 class EnrollmentToken(Base):
@@ -68,12 +67,6 @@ class IssuedCertificate(Base):
     issued_at: Mapped[float] = mapped_column(Float, default=time.time)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-def ensure_schema(db: Database) -> None:
-    """Create missing tables: these, and db.py's the identity code writes to (audit_log,
-    devices) when it runs before the server ever did (nanofleet broker-config)."""
-    db.create_schema()
 
 
 def revoked_device_ids(session: Session) -> list[str]:
