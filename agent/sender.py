@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 
+from paho.mqtt.client import MQTT_ERR_PAYLOAD_SIZE
+
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.spool import Spool
@@ -52,7 +54,11 @@ class OutboxSender:
         self._acked: list[int] = []
         # PUBACKs that arrived before publish() returned (paho calls back on its own
         # thread; we must not hold our lock across publish() or the two can deadlock).
-        self._early: dict[int, bool] = {}
+        # Keyed by mid with the ack's arrival number: PUBACKs of the link's other publishes
+        # (status, metrics, query replies, artifact requests) land here too, and paho
+        # reuses mids, so an entry counts only if it arrived after our publish() began.
+        self._early: dict[int, tuple[int, bool]] = {}
+        self._acks_seen = 0
         self._last_sent = 0
         self._connected_at = 0.0
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
@@ -102,9 +108,12 @@ class OutboxSender:
 
     def _on_ack(self, mid: int, accepted: bool) -> None:
         with self._cond:
+            self._acks_seen += 1
             outbox_id = self._inflight.pop(mid, None)
             if outbox_id is None:
-                self._early[mid] = accepted
+                if len(self._early) >= 4096:  # foreign acks nobody will claim
+                    self._early.clear()
+                self._early[mid] = (self._acks_seen, accepted)
                 return
             self._record_ack(outbox_id, accepted)
 
@@ -152,7 +161,17 @@ class OutboxSender:
                 if msg.created < connected_at:
                     payload = mark_historical(payload)
                     self.counters.inc("replayed")
+                with self._cond:
+                    acks_before = self._acks_seen
                 info = self.link.publish(msg.topic, payload, qos=1)
+                if info.rc == MQTT_ERR_PAYLOAD_SIZE:
+                    # Over the broker's packet limit: it can never be sent; drop it,
+                    # counted, rather than block the outbox behind it forever.
+                    self.counters.inc("publish_too_large")
+                    with self._cond:
+                        self._last_sent = msg.id
+                        self._acked.append(msg.id)
+                    continue
                 if info.rc != 0:
                     # Not connected any more (or paho's queue is full): retry after reconnect.
                     break
@@ -161,7 +180,7 @@ class OutboxSender:
                         break  # reconnected meanwhile: _on_up restarted from the oldest
                     self._last_sent = msg.id
                     early = self._early.pop(info.mid, None)
-                    if early is not None:
-                        self._record_ack(msg.id, early)
+                    if early is not None and early[0] > acks_before:
+                        self._record_ack(msg.id, early[1])
                     else:
                         self._inflight[info.mid] = msg.id
