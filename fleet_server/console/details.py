@@ -58,7 +58,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
         state = display_state(summary["state"], summary.get("last_seen"), revoked, now,
                               service.config.console.stale_after_s)
         events = recent_events(session, device_id, 100)
-        alerts = recent_alerts(session, device_id, 50)
+        alerts = recent_alerts(session, device_id, 20)
         history = service.metrics.history(session, device_id, now - span)
         rollouts = [(rid, status, st) for rid, status, st in session.execute(
             select(RolloutRow.id, RolloutRow.status, RolloutDeviceRow.state)
