@@ -255,9 +255,12 @@ def test_create_a_rollout_in_the_form_and_watch_it_complete(
         page.goto(setup.url + "/console/releases/nano-logs/2")
         assert "12 device(s) run it" in page.locator("#h-where").inner_text()
         shot(page, "07-release")
-        page.goto(setup.url + "/console/audit?action=rollout-create")
+        page.goto(setup.url + "/console/audit")
+        page.get_by_label("Did").select_option("rollout-create")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**action=rollout-create**")
         assert page.locator("table.audit tbody tr", has_text=rid).count() == 1
-        shot(page, "09-audit")
+        assert page.locator("table.audit tbody tr").count() == 1
     finally:
         sim.stop()
 
@@ -290,6 +293,9 @@ def test_pause_and_resume_a_rollout(page: Any, fleet: FleetSetup,
         page.goto(setup.url + "/console/rollouts")
         assert page.locator("tr", has_text=rid).locator(".badge", has_text="completed").count()
         shot(page, "10-rollouts")
+        page.goto(setup.url + "/console/audit")
+        assert page.locator("table.audit tbody tr", has_text="rollout-pause").count() == 1
+        shot(page, "09-audit")
     finally:
         sim.stop()
 

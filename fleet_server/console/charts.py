@@ -37,6 +37,6 @@ def rows(counts: dict[str, int], width: float = 300, bar_h: float = 18,
             for i, (label, v) in enumerate(ordered)]
 
 
-def hour_labels(now: float, hours: int = 24) -> list[str]:
+def hour_labels(hours: int = 24) -> list[str]:
     """Labels of :func:`fleet_server.metrics_store.alerts_per_hour`'s buckets."""
     return [f"{hours - i} h ago" if i < hours - 1 else "last hour" for i in range(hours)]

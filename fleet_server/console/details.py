@@ -93,6 +93,18 @@ def releases(service: FleetService) -> list[dict[str, Any]]:
     return models
 
 
+@dataclass(frozen=True)
+class TargetsSigners:
+    version: int  # of the targets metadata now published
+    keys: list[str]  # key ids whose signatures it carries
+
+
+def targets_signers(service: FleetService) -> TargetsSigners:
+    """Who signed what is published: the targets metadata's version and signing keys."""
+    targets = service.repo.targets()
+    return TargetsSigners(targets.signed.version, sorted(targets.signatures))
+
+
 @dataclass
 class ReleaseView:
     model: str

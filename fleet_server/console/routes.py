@@ -171,7 +171,8 @@ def device_metrics(request: Request, service: Service, _op: Operator, device_id:
 
 @router.get("/releases")
 def releases_page(request: Request, service: Service, _op: Operator) -> Response:
-    return render(request, "releases.html", {"models": details.releases(service)})
+    return render(request, "releases.html", {"models": details.releases(service),
+                                             "signed": details.targets_signers(service)})
 
 
 @router.get("/releases/{model}/{version}")
@@ -182,7 +183,8 @@ def release_page(request: Request, service: Service, _op: Operator, model: str,
         return render(request, "error.html", {
             "title": "No such release", "message": f"{model} v{version} is not published "
             "(see Releases)"}, status=404)
-    return render(request, "release.html", {"r": view})
+    return render(request, "release.html", {"r": view,
+                                            "signed": details.targets_signers(service)})
 
 
 # --- rollouts ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ anything about the fleet: see :mod:`.overview`, :mod:`.details` and the services
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,7 +82,18 @@ def _size(n: int | None) -> str:
     return f"{value:.1f} GiB"
 
 
-templates.env.filters.update(when=_when, ago=_ago, size=_size)
+def _pct(value: float) -> str:
+    """A percentage readable when tiny (deltas are often a fraction of a percent)."""
+    return f"{value:.1f} %" if value >= 1 or value == 0 else f"{value:.2g} %"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """An audit detail value on one line: scalars as they are, the rest as JSON."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+templates.env.filters.update(when=_when, ago=_ago, size=_size, pct=_pct, short=_short)
 templates.env.globals.update(prefix=PREFIX, charts=charts, scopes=SCOPES)
 
 
