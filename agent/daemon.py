@@ -22,7 +22,7 @@ from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
-from agent.metrics import Counters
+from agent.metrics import Counters, resident_bytes
 from agent.model import LoadedModel
 from agent.mqtt_link import MqttLink
 from agent.notify import Notifier
@@ -371,6 +371,9 @@ class Agent:
 
     def metrics_doc(self) -> dict[str, Any]:
         self.counters.set_gauge("queue_depth", float(len(self.queue)))
+        rss = resident_bytes()
+        if rss is not None:  # plotted by the fleet console
+            self.counters.set_gauge("rss_bytes", rss)
         counters, gauges = self.counters.snapshot()
         return {"uptime_s": round(time.monotonic() - self._t0, 3), "counters": counters,
                 "gauges": gauges}

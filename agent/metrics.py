@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -61,3 +62,12 @@ class LatencyWindow:
             return 0.0
         idx = min(len(values) - 1, max(0, round(q / 100.0 * (len(values) - 1))))
         return values[idx]
+
+
+def resident_bytes() -> float | None:
+    """This process's resident memory (Linux /proc), or None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return float(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return None
