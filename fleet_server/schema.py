@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData, Table
 
 from fleet_server.auth import ApiTokenRow
+from fleet_server.console.sessions import ConsoleSessionRow
 from fleet_server.db import (
     AuditEntry,
     Base,
@@ -25,7 +26,13 @@ from fleet_server.db import (
     ModelVersion,
     OtaEventRow,
 )
-from fleet_server.identity.tables import DeviceIdentity, EnrollmentToken, IssuedCertificate
+from fleet_server.identity.tables import (
+    CertificateRenewal,
+    DeviceIdentity,
+    EnrollmentToken,
+    IssuedCertificate,
+)
+from fleet_server.metrics_store import DeviceAlertRow, MetricSampleRow
 from fleet_server.replicas import ReplicaRow
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, ServerLease
 
@@ -35,11 +42,13 @@ TABLES: tuple[type[Base], ...] = (
     # operators' API tokens (auth.py)
     ApiTokenRow,
     # enrollment and device identity (identity/)
-    EnrollmentToken, DeviceIdentity, IssuedCertificate,
+    EnrollmentToken, DeviceIdentity, IssuedCertificate, CertificateRenewal,
     # staged rollouts and the driver's lease (rollouts/)
     RolloutRow, RolloutDeviceRow, ServerLease,
     # replicas sharing one database (replicas.py)
     ReplicaRow,
+    # the operators' console: metrics and alert history, sign-in sessions
+    MetricSampleRow, DeviceAlertRow, ConsoleSessionRow,
 )
 
 

@@ -1,7 +1,8 @@
 -- The fleet server's schema before migrations existed, as create_all made it on
--- sqlite (fleet_server models at main 3136f8a, captured with SQLAlchemy's
--- create_mock_engine + Base.metadata.create_all). Frozen: tests/test_migrations.py
--- loads it and upgrades it, as an installed server of that time would be upgraded.
+-- sqlite (fleet_server models at main 2a37c07, every table a running server loaded,
+-- captured with SQLAlchemy's create_mock_engine + Base.metadata.create_all). Frozen:
+-- tests/test_migrations.py loads it and upgrades it, as an installed server of that
+-- time would be upgraded.
 
 CREATE TABLE model_versions (
 	id INTEGER NOT NULL,
@@ -127,53 +128,6 @@ CREATE TABLE api_tokens (
 
 CREATE UNIQUE INDEX ix_api_tokens_sha256 ON api_tokens (sha256);
 
-CREATE TABLE enrollment_tokens (
-	token_id VARCHAR(16) NOT NULL,
-	token_sha256 VARCHAR(64) NOT NULL,
-	device_id VARCHAR(64),
-	group_name VARCHAR(64),
-	tags JSON NOT NULL,
-	created_at FLOAT NOT NULL,
-	created_by VARCHAR(64) NOT NULL,
-	expires_at FLOAT NOT NULL,
-	used_at FLOAT,
-	used_by VARCHAR(64),
-	cancelled_at FLOAT,
-	PRIMARY KEY (token_id),
-	UNIQUE (token_sha256)
-);
-
-CREATE TABLE device_identities (
-	device_id VARCHAR(64) NOT NULL,
-	status VARCHAR(16) NOT NULL,
-	enrolled_at FLOAT NOT NULL,
-	enrolled_with VARCHAR(16),
-	renewed_at FLOAT,
-	revoked_at FLOAT,
-	revoked_by VARCHAR(64),
-	revoke_reason TEXT,
-	PRIMARY KEY (device_id)
-);
-
-CREATE TABLE issued_certificates (
-	serial VARCHAR(48) NOT NULL,
-	kind VARCHAR(16) NOT NULL,
-	subject VARCHAR(255) NOT NULL,
-	device_id VARCHAR(64),
-	sha256 VARCHAR(64) NOT NULL,
-	key_type VARCHAR(32) NOT NULL,
-	not_before FLOAT NOT NULL,
-	not_after FLOAT NOT NULL,
-	issued_at FLOAT NOT NULL,
-	revoked_at FLOAT,
-	revoke_reason TEXT,
-	PRIMARY KEY (serial)
-);
-
-CREATE INDEX ix_issued_certificates_device_id ON issued_certificates (device_id);
-
-CREATE INDEX ix_issued_certificates_revoked_at ON issued_certificates (revoked_at);
-
 CREATE TABLE server_replicas (
 	client_id VARCHAR(128) NOT NULL,
 	instance VARCHAR(32) NOT NULL,
@@ -186,6 +140,47 @@ CREATE TABLE server_replicas (
 	sharing VARCHAR(64) NOT NULL,
 	PRIMARY KEY (client_id)
 );
+
+CREATE TABLE device_metric_samples (
+	id INTEGER NOT NULL,
+	device_id VARCHAR(64) NOT NULL,
+	resolution INTEGER NOT NULL,
+	ts FLOAT NOT NULL,
+	uptime_s FLOAT NOT NULL,
+	lines_in INTEGER NOT NULL,
+	dropped INTEGER NOT NULL,
+	errors INTEGER NOT NULL,
+	p99_ms FLOAT,
+	rss_mb FLOAT,
+	spool_depth FLOAT,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_device_metric_samples_ts ON device_metric_samples (ts);
+
+CREATE INDEX ix_metric_device_res_ts ON device_metric_samples (device_id, resolution, ts);
+
+CREATE TABLE device_alerts (
+	id INTEGER NOT NULL,
+	msg_id VARCHAR(64) NOT NULL,
+	device_id VARCHAR(64) NOT NULL,
+	ts FLOAT NOT NULL,
+	device_ts FLOAT NOT NULL,
+	slot VARCHAR(32) NOT NULL,
+	model_version INTEGER NOT NULL,
+	label VARCHAR(64) NOT NULL,
+	score FLOAT NOT NULL,
+	reason VARCHAR(255) NOT NULL,
+	source VARCHAR(128) NOT NULL,
+	text TEXT NOT NULL,
+	repeats INTEGER NOT NULL,
+	PRIMARY KEY (id),
+	UNIQUE (msg_id)
+);
+
+CREATE INDEX ix_device_alerts_device_id ON device_alerts (device_id);
+
+CREATE INDEX ix_device_alerts_ts ON device_alerts (ts);
 
 CREATE TABLE rollouts (
 	id VARCHAR(64) NOT NULL,
@@ -241,6 +236,78 @@ CREATE TABLE server_leases (
 	until FLOAT NOT NULL,
 	PRIMARY KEY (name)
 );
+
+CREATE TABLE enrollment_tokens (
+	token_id VARCHAR(16) NOT NULL,
+	token_sha256 VARCHAR(64) NOT NULL,
+	device_id VARCHAR(64),
+	group_name VARCHAR(64),
+	tags JSON NOT NULL,
+	created_at FLOAT NOT NULL,
+	created_by VARCHAR(64) NOT NULL,
+	expires_at FLOAT NOT NULL,
+	used_at FLOAT,
+	used_by VARCHAR(64),
+	cancelled_at FLOAT,
+	PRIMARY KEY (token_id),
+	UNIQUE (token_sha256)
+);
+
+CREATE TABLE device_identities (
+	device_id VARCHAR(64) NOT NULL,
+	status VARCHAR(16) NOT NULL,
+	enrolled_at FLOAT NOT NULL,
+	enrolled_with VARCHAR(16),
+	renewed_at FLOAT,
+	revoked_at FLOAT,
+	revoked_by VARCHAR(64),
+	revoke_reason TEXT,
+	PRIMARY KEY (device_id)
+);
+
+CREATE TABLE issued_certificates (
+	serial VARCHAR(48) NOT NULL,
+	kind VARCHAR(16) NOT NULL,
+	subject VARCHAR(255) NOT NULL,
+	device_id VARCHAR(64),
+	sha256 VARCHAR(64) NOT NULL,
+	key_type VARCHAR(32) NOT NULL,
+	not_before FLOAT NOT NULL,
+	not_after FLOAT NOT NULL,
+	issued_at FLOAT NOT NULL,
+	revoked_at FLOAT,
+	revoke_reason TEXT,
+	PRIMARY KEY (serial)
+);
+
+CREATE INDEX ix_issued_certificates_revoked_at ON issued_certificates (revoked_at);
+
+CREATE INDEX ix_issued_certificates_device_id ON issued_certificates (device_id);
+
+CREATE TABLE certificate_renewals (
+	previous_serial VARCHAR(48) NOT NULL,
+	serial VARCHAR(48) NOT NULL,
+	device_id VARCHAR(64) NOT NULL,
+	key_sha256 VARCHAR(64) NOT NULL,
+	certificate_pem TEXT NOT NULL,
+	renewed_at FLOAT NOT NULL,
+	PRIMARY KEY (previous_serial)
+);
+
+CREATE INDEX ix_certificate_renewals_device_id ON certificate_renewals (device_id);
+
+CREATE TABLE console_sessions (
+	id_sha256 VARCHAR(64) NOT NULL,
+	token_sha256 VARCHAR(64) NOT NULL,
+	csrf VARCHAR(64) NOT NULL,
+	created_at FLOAT NOT NULL,
+	last_used FLOAT NOT NULL,
+	PRIMARY KEY (id_sha256)
+);
+
+CREATE INDEX ix_console_sessions_last_used ON console_sessions (last_used);
+
+CREATE INDEX ix_console_sessions_token_sha256 ON console_sessions (token_sha256);
 
 -- Rows as the server of that time wrote them: they must survive the upgrade.
 INSERT INTO devices (device_id, first_seen, last_seen, state, agent_version, started_at, health,

@@ -44,6 +44,25 @@ sa.Table(
 )
 
 sa.Table(
+    "certificate_renewals", _baseline,
+    sa.Column("previous_serial", sa.String(48), primary_key=True),
+    sa.Column("serial", sa.String(48), nullable=False),
+    sa.Column("device_id", sa.String(64), nullable=False, index=True),
+    sa.Column("key_sha256", sa.String(64), nullable=False),
+    sa.Column("certificate_pem", sa.Text(), nullable=False),
+    sa.Column("renewed_at", sa.Float(), nullable=False),
+)
+
+sa.Table(
+    "console_sessions", _baseline,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float(), nullable=False),
+    sa.Column("last_used", sa.Float(), nullable=False, index=True),
+)
+
+sa.Table(
     "delta_artifacts", _baseline,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(64), nullable=False, index=True),
@@ -68,6 +87,23 @@ sa.Table(
 )
 
 sa.Table(
+    "device_alerts", _baseline,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("msg_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("device_id", sa.String(64), nullable=False, index=True),
+    sa.Column("ts", sa.Float(), nullable=False, index=True),
+    sa.Column("device_ts", sa.Float(), nullable=False),
+    sa.Column("slot", sa.String(32), nullable=False),
+    sa.Column("model_version", sa.Integer(), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("score", sa.Float(), nullable=False),
+    sa.Column("reason", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("repeats", sa.Integer(), nullable=False),
+)
+
+sa.Table(
     "device_identities", _baseline,
     sa.Column("device_id", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -77,6 +113,22 @@ sa.Table(
     sa.Column("revoked_at", sa.Float(), nullable=True),
     sa.Column("revoked_by", sa.String(64), nullable=True),
     sa.Column("revoke_reason", sa.Text(), nullable=True),
+)
+
+sa.Table(
+    "device_metric_samples", _baseline,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("resolution", sa.Integer(), nullable=False),
+    sa.Column("ts", sa.Float(), nullable=False, index=True),
+    sa.Column("uptime_s", sa.Float(), nullable=False),
+    sa.Column("lines_in", sa.Integer(), nullable=False),
+    sa.Column("dropped", sa.Integer(), nullable=False),
+    sa.Column("errors", sa.Integer(), nullable=False),
+    sa.Column("p99_ms", sa.Float(), nullable=True),
+    sa.Column("rss_mb", sa.Float(), nullable=True),
+    sa.Column("spool_depth", sa.Float(), nullable=True),
+    sa.Index("ix_metric_device_res_ts", "device_id", "resolution", "ts"),
 )
 
 sa.Table(
