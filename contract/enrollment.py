@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 
 ENROLL_PATH = "/api/v1/enroll"
@@ -52,10 +53,6 @@ def renewal_message(device_id: str, serial: str, csr_pem: str) -> bytes:
     csr_sha256 = hashlib.sha256(csr_pem.encode("utf-8")).hexdigest()
     return b"\0".join((RENEWAL_CONTEXT, device_id.encode("utf-8"),
                        serial.lower().encode("ascii"), csr_sha256.encode("ascii")))
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class EnrollRequest(Strict):

@@ -25,6 +25,7 @@ from cryptography import x509
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.limits import BROKER_MAX_PACKET_BYTES
 from contract.messages import DesiredModel, DesiredState
 from contract.topics import PREFIX, alerts, desired, device_root, results, status
 from tests.support.agent_proc import AgentProcess, write_config
@@ -73,7 +74,10 @@ def test_generated_broker_files(fleet: EnrolledFleet) -> None:
     assert f"cafile {fleet.broker_dir / 'service-ca.crt'}" in server
     assert f"listener {fleet.plain_port} 127.0.0.1" in conf
     acl = (ca_dir / "acl").read_text()
-    assert f"pattern readwrite {PREFIX}/dev/%u/#" in acl and "fleet-server" not in acl
+    assert f"pattern read {PREFIX}/dev/%u/#" in acl and "fleet-server" not in acl
+    assert "readwrite" not in acl and f"pattern write {PREFIX}/dev/%u/desired" not in acl
+    assert f"pattern write {PREFIX}/dev/%u/status" in acl
+    assert f"max_packet_size {BROKER_MAX_PACKET_BYTES}" in conf.splitlines()
     assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in \
         (fleet.broker_dir / "service.acl").read_text()
     assert stat.S_IMODE((ca_dir / "ca.key").stat().st_mode) == 0o600

@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
 from fleet_server.api.schemas import ERROR_RESPONSES
@@ -50,10 +51,6 @@ def install(app: FastAPI, service: FleetService) -> None:
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
     app.include_router(public_router)
     app.include_router(operator_router, dependencies=[Depends(require_operator)])
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class EnrollTokenCreate(Strict):
