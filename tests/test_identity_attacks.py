@@ -519,3 +519,75 @@ def test_token_digest_is_the_pin(fleet: EnrolledFleet) -> None:
     """The pin operators take from the key ceremony is what the server serves."""
     served = httpx.get(f"{fleet.url}/repo/metadata/root.json", timeout=5).content
     assert hashlib.sha256(served).hexdigest() == fleet.root_sha256
+
+
+def test_agent_run_as_root_refuses_a_state_dir_of_another_user(device_fs: Path) -> None:
+    """The same class of bug in the daemon: run by hand as root, it would write its spool,
+    checkpoints and models by path into the directory the agent's user owns."""
+    from tests.support.agent_proc import write_config
+
+    state, victim = device_fs / "state", device_fs / "victim"
+    before = _snapshot(victim)
+    for name in ("spool.db", "spool.db-wal", "checkpoints.json"):
+        _as_nobody("ln", "-s", str(victim / "shadow"), str(state / name))
+    config = write_config(device_fs / "agent.toml", "root-run", state, 1,
+                          f'[[sources]]\nkind = "file"\npath = "{device_fs / "x.log"}"\n')
+    proc = subprocess.run([*_agent_cli(), "run", "--config", str(config)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "refusing to run as root" in proc.stderr, proc.stderr
+    assert _snapshot(victim) == before
+
+
+@pytest.mark.parametrize("path", ["/api/v1/enroll", "/api/v1/enroll/renew"])
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_public_enrollment_routes_cap_the_body(fleet: EnrolledFleet, path: str,
+                                               chunked: bool) -> None:
+    """No token is needed to reach these routes: a body is refused while it is read, not
+    read whole (into the server's memory) and validated afterwards."""
+    filler = b'{"token": "' + b"A" * (4 * 1024 * 1024) + b'"}'
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(filler), 65536):
+            yield filler[i:i + 65536]
+
+    answer = httpx.post(f"{fleet.url}{path}", content=chunks() if chunked else filler,
+                        headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 413, answer.text[:200]
+    assert answer.json()["error"]["code"] == "too-large"
+    assert fleet.server.health()  # still answering
+
+
+def test_a_csr_asks_for_nothing_but_its_key(fleet: EnrolledFleet) -> None:
+    """Whatever else a CSR asks for (a CA, serverAuth, another device's name in a SAN,
+    more subject fields) is not in the certificate: CN = the enrolled id, clientAuth."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    greedy = (x509.CertificateSigningRequestBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-1"),
+                                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ops")]))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .add_extension(x509.SubjectAlternativeName([x509.DNSName("vic-1"),
+                                                          x509.DNSName("127.0.0.1")]),
+                             critical=False)
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                             critical=False)
+              .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    answer = httpx.post(f"{fleet.url}/api/v1/enroll", json={
+        "token": fleet.create_token("--device", "csr-1"), "device_id": "csr-1", "csr": greedy},
+        timeout=10)
+    assert answer.status_code == 200, answer.text
+    cert = x509.load_pem_x509_certificate(answer.json()["certificate_pem"].encode())
+    assert cert.subject == x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-1")])
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+        x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+def test_the_broker_certificate_is_no_client_identity(fleet: EnrolledFleet) -> None:
+    """The broker's certificate comes from the device CA too, but is serverAuth only: the
+    broker does not take it as a device (its CN would become a username)."""
+    broker = {"ca": str(fleet.broker_dir / "ca.crt"), "cert": str(fleet.broker_dir /
+                                                                  "broker.crt"),
+              "key": str(fleet.broker_dir / "broker.key")}
+    assert try_connect(fleet.tls_port, broker) is not None
