@@ -451,7 +451,7 @@ def test_server_init_writes_a_private_config(tmp_path: Path) -> None:
         os.umask(old)
     assert code == 0, err
     assert stat.S_IMODE((tmp_path / "server.toml").stat().st_mode) == 0o600
-    assert "export NANOFLEET_TOKEN" not in out and "--token-file" in out
+    assert "--token-file" in out
 
 
 def test_tokens_from_files_and_the_environment(fleet: EnrolledFleet, tmp_path: Path) -> None:
@@ -591,3 +591,26 @@ def test_the_broker_certificate_is_no_client_identity(fleet: EnrolledFleet) -> N
                                                                   "broker.crt"),
               "key": str(fleet.broker_dir / "broker.key")}
     assert try_connect(fleet.tls_port, broker) is not None
+
+
+def test_which_tokens_may_enroll_an_existing_id() -> None:
+    """The decision itself (pure): an unbound token only ever makes a new identity."""
+    from fleet_server.identity.tables import DeviceIdentity, EnrollmentToken
+    from fleet_server.identity.tokens import identity_refusal
+
+    unbound = EnrollmentToken(token_id="00000001", device_id=None)
+    bound = EnrollmentToken(token_id="00000002", device_id="d-1")
+    enrolled = DeviceIdentity(device_id="d-1", status="enrolled", enrolled_at=0.0)
+    revoked = DeviceIdentity(device_id="d-1", status="revoked", enrolled_at=0.0)
+    cases = {
+        (None, False, unbound): None,
+        (None, True, unbound): "device-known",
+        (enrolled, False, unbound): "device-enrolled",
+        (revoked, False, unbound): "device-revoked",
+        (enrolled, True, bound): None,
+        (revoked, False, bound): None,
+        (None, True, bound): None,
+    }
+    for (identity, in_inventory, token), expected in cases.items():
+        refusal = identity_refusal("d-1", identity, in_inventory, token)
+        assert (refusal.code if refusal else None) == expected, (identity, in_inventory, token)

@@ -63,9 +63,9 @@ def cmd_server_init(args: argparse.Namespace) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"wrote {args.config} (0600); data in {args.data_dir}")
     print(f"operator token for {args.token_name!r} (shown once; only its hash is stored):")
-    print(f"  {token}")
-    print("keep it in a file only you can read and pass --token-file FILE (or set "
-          "NANOFLEET_TOKEN_FILE, or NANOFLEET_TOKEN): on the command line, --token shows in ps")
+    print(f"  export NANOFLEET_TOKEN={token}")
+    print("(or keep it in a file only you can read: --token-file FILE, NANOFLEET_TOKEN_FILE; "
+          "never --token TOKEN, which every user sees in ps)")
     print(f"next: nanofleet keys init --dir KEYS, then nanofleet repo init --config "
           f"{args.config} --keys KEYS")
     return EXIT_OK
