@@ -150,7 +150,7 @@ import sys
 import paho.mqtt.client, systemd.journal, zstandard
 from agent import default_bundle_path
 from agent.model import LoadedModel
-from agent.enroll import load_or_make_key, make_csr
+from agent.enroll import load_or_make_key, make_csr, prepare_dir
 from securesystemslib.signer import _key
 from tuf.api.metadata import Metadata, Root
 from securesystemslib.signer import SSlibKey
@@ -160,7 +160,7 @@ assert agent.__file__.startswith(sys.prefix), agent.__file__
 m = LoadedModel.load(default_bundle_path(), sys.argv[1])
 m.smoke_test()
 probs, _ = m.classify(['kernel: EXT4-fs error (device mmcblk0p2): I/O error'])
-key = load_or_make_key(__import__('pathlib').Path(sys.argv[2]) / 'device.key')
+key = load_or_make_key(prepare_dir(__import__('pathlib').Path(sys.argv[2]) / 'identity'))
 assert 'BEGIN CERTIFICATE REQUEST' in make_csr(key, 'pump-07')
 assert zstandard.ZstdDecompressor().decompress(zstandard.ZstdCompressor().compress(b'x' * 99)) \\
     == b'x' * 99
