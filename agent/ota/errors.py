@@ -23,6 +23,7 @@ RefusalReason = Literal[
     "downgrade",            # candidate version is not above the live one
     "below-minimum",        # candidate version is below the slot's signed minimum
     "wrong-model",          # target is for another model/slot than requested
+    "wrong-role",           # listed only by a delegated role that may not sign it
 ]
 
 
