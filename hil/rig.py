@@ -22,11 +22,11 @@ from typing import Any
 
 from hil.analysis import DeviceFacts, device_metrics
 from hil.broker import Mosquitto, free_port
-from hil.devices import DeviceUnit, FleetEndpoints, LocalProcessDevice
+from hil.devices import DeviceDriver, DeviceUnit, FleetEndpoints, LocalProcessDevice
 from hil.expect import facts_for, judge_step, wait_condition
 from hil.faults import FaultInjector, FaultRun, crash_state_to_arm
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
-from hil.links import Link, make_link, namespaces_unavailable
+from hil.links import Link, NamespaceLink, make_link, namespaces_unavailable
 from hil.models import build_variant, tamper_stored_artifacts
 from hil.observe import Observer
 from hil.operator import Operator, publish_summary
@@ -69,10 +69,19 @@ class RigBroker(Mosquitto):
                 f.write(f"listener {self.port} {address}\nallow_anonymous true\n")
 
 
-def resolve_networks(scenario: Scenario) -> tuple[dict[str, str], str | None]:
-    """Each device's network kind, and why namespaces are unavailable (if they are)."""
+def device_drivers(scenario: Scenario, override: str | None) -> dict[str, str]:
+    """Each device's driver: the scenario's, unless the run overrides all of them."""
+    return {d.id: override or d.driver for d in scenario.devices}
+
+
+def resolve_networks(scenario: Scenario, drivers: dict[str, str] | None = None,
+                     ) -> tuple[dict[str, str], str | None]:
+    """Each device's network kind, and why namespaces are unavailable (if they are).
+    An SSH device always lives in a namespace (its target's own network)."""
     lossy = {s.device for s in scenario.steps if isinstance(s, NetworkLoss)}
-    wanted = {d.id: d.network for d in scenario.devices}
+    drivers = drivers or {}
+    wanted = {d.id: "namespace" if drivers.get(d.id) == "ssh" else d.network
+              for d in scenario.devices}
     why_not = None
     if any(k == "namespace" or (k == "auto" and d in lossy) for d, k in wanted.items()):
         why_not = namespaces_unavailable()
@@ -89,8 +98,10 @@ def resolve_networks(scenario: Scenario) -> tuple[dict[str, str], str | None]:
 
 class Rig:
     def __init__(self, scenario: Scenario, report_dir: Path, *,
-                 scenario_file: Path | None = None, keep_workdir: bool = False) -> None:
+                 scenario_file: Path | None = None, keep_workdir: bool = False,
+                 device_driver: str | None = None) -> None:
         self.scenario = scenario
+        self.drivers = device_drivers(scenario, device_driver)
         self.scenario_file = scenario_file
         self.report_dir = report_dir
         self.keep = keep_workdir
@@ -116,7 +127,7 @@ class Rig:
     def _setup(self) -> None:
         sc = self.scenario
         self.report_dir.mkdir(parents=True, exist_ok=True)
-        networks, why_not = resolve_networks(sc)
+        networks, why_not = resolve_networks(sc, self.drivers)
         port = free_port()
         for device, kind in networks.items():
             self.links[device] = make_link(kind, port)
@@ -142,8 +153,7 @@ class Rig:
             transport = spec.ota_transport
             if transport == "auto":
                 transport = "http" if link.kind == "direct" else "mqtt"
-            driver = LocalProcessDevice(spec.id, link, self.workdir / "devices" / spec.id,
-                                        agent=sc.agent, fleet=endpoints, ota_transport=transport)
+            driver = self._make_driver(spec.id, link, endpoints, transport)
             traffic = sc.traffic_of(spec.id)
             sample = resolve_sample(traffic, self.scenario_file) \
                 if traffic.source == "sample" else None
@@ -164,6 +174,27 @@ class Rig:
         self.injector = FaultInjector(self.timeline, self.broker, self.units, sc.steps,
                                       self._fault_done)
         threading.Thread(target=self._watch_exits, name="hil-exits", daemon=True).start()
+
+    def _make_driver(self, device: str, link: Link, endpoints: FleetEndpoints,
+                     transport: str) -> DeviceDriver:
+        workdir = self.workdir / "devices" / device
+        if self.drivers[device] == "ssh":
+            from hil.ssh_device import SshDevice  # needs root, a rootfs and the .deb
+
+            assert isinstance(link, NamespaceLink)
+            driver: DeviceDriver = SshDevice(device, link, workdir, agent=self.scenario.agent,
+                                             fleet=endpoints)
+            self.timeline.add("rig", f"device installed: {driver.describe()}", device)
+            return driver
+        if self.drivers[device] == "qemu-arm64":
+            from hil.emulated_device import EmulatedDevice  # root, binfmt, an arm64 rootfs
+
+            driver = EmulatedDevice(device, link, workdir, agent=self.scenario.agent,
+                                    fleet=endpoints, ota_transport=transport)
+            self.timeline.add("rig", f"device installed: {driver.describe()}", device)
+            return driver
+        return LocalProcessDevice(device, link, workdir, agent=self.scenario.agent,
+                                  fleet=endpoints, ota_transport=transport)
 
     def _watch_exits(self) -> None:
         """Agents that exit although no power cut was injected (a crash) are noted."""
@@ -303,9 +334,14 @@ class Rig:
         for unit in self.units.values():
             unit.cutting = True
             driver = unit.driver
-            assert isinstance(driver, LocalProcessDevice)
-            driver.close()
-            driver.collect(self.report_dir / "devices" / unit.device_id)
+            try:
+                driver.shutdown()
+                driver.collect(self.report_dir / "devices" / unit.device_id)
+            except Exception as exc:  # one device's failure must not leak the others
+                self.timeline.add("rig", f"collecting failed: {type(exc).__name__}: {exc}",
+                                  unit.device_id)
+            finally:
+                driver.close()
         if self.observer is not None:
             self._add_device_events()
             self.observer.close()
@@ -359,5 +395,6 @@ class Rig:
 
 
 def run_scenario(scenario: Scenario, report_dir: Path, scenario_file: Path | None = None,
-                 keep_workdir: bool = False) -> RunReport:
-    return Rig(scenario, report_dir, scenario_file=scenario_file, keep_workdir=keep_workdir).run()
+                 keep_workdir: bool = False, device_driver: str | None = None) -> RunReport:
+    return Rig(scenario, report_dir, scenario_file=scenario_file, keep_workdir=keep_workdir,
+               device_driver=device_driver).run()

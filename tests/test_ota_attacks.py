@@ -21,8 +21,8 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from contract.bundle import BundleManifest, pack_bundle, read_bundle
 from contract.delta import DataOp, DeltaHeader, encode_delta
+from contract.files import write_atomic
 from contract.tuf_targets import DELTAS_ROLE, ModelTargetInfo, full_target_path
-from fleet_server.repository import storage
 from fleet_server.repository.repo import DeltaUpload
 from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
@@ -122,11 +122,11 @@ def server_lists_in_deltas_role(repo: Repo, files: dict[str, tuple[bytes, dict[s
         target = TargetFile.from_data(path, data, ["sha256"])
         target.unrecognized_fields["custom"] = custom
         md.signed.targets[path] = target
-        storage.write_atomic(kit.repo.target_file_path(target), data)
+        write_atomic(kit.repo.target_file_path(target), data)
     md.signed.version += 1
     md.signatures.clear()
     md.sign(kit.signer(DELTAS_ROLE))
-    storage.write_atomic(kit.path / "metadata" / f"{md.signed.version}.{DELTAS_ROLE}.json",
+    write_atomic(kit.path / "metadata" / f"{md.signed.version}.{DELTAS_ROLE}.json",
                          md.to_bytes())
     kit.repo._write_snapshot_and_timestamp({DELTAS_ROLE: md.signed.version})
 
@@ -141,7 +141,7 @@ def operators_delegate(repo: Repo, paths: list[str]) -> None:
     md.signed.version += 1
     md.signatures.clear()
     md.sign(kit.signer("targets"))
-    storage.write_atomic(kit.path / "metadata" / f"{md.signed.version}.targets.json",
+    write_atomic(kit.path / "metadata" / f"{md.signed.version}.targets.json",
                          md.to_bytes())
     kit.repo._write_snapshot_and_timestamp({"targets": md.signed.version})
 

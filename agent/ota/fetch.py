@@ -33,6 +33,7 @@ from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from agent.ota.tuf_client import TufClient
 from contract.delta import DeltaError, apply_delta
+from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 
@@ -100,7 +101,7 @@ class Fetcher:
             try:
                 root = self.cfg.root_file.read_bytes()
             except OSError as exc:
-                raise UpdateRefused("not-initialized", f"cannot read the provisioned root "
+                raise UpdateRefused(OtaReason.NOT_INITIALIZED, f"cannot read the provisioned root "
                                     f"{self.cfg.root_file}: {exc.strerror}") from None
             TufClient.initialize(self.store.tuf_dir, root)
         metadata_url, target_base_url = repository_urls(self.cfg, target)
@@ -117,7 +118,8 @@ class Fetcher:
             raise refusal
         record = client.slot_record(full.info.slot)
         if record is not None and record.model != target.model:
-            raise UpdateRefused("wrong-model", f"slot {record.slot!r} is signed to be served by "
+            raise UpdateRefused(OtaReason.WRONG_MODEL,
+                                f"slot {record.slot!r} is signed to be served by "
                                 f"{record.model!r}, not {target.model!r}")
         same_model = live.model == target.model
         refusal = version_refusal(target.version,
@@ -149,13 +151,14 @@ class Fetcher:
             note = f"full bundle ({why})" if why else "full bundle"
         if artifact.length > self.cfg.max_download_bytes:
             if artifact is found.full:
-                return Failed("too-long", f"{artifact.path}: signed length {artifact.length} "
+                return Failed(OtaReason.TOO_LONG,
+                              f"{artifact.path}: signed length {artifact.length} "
                               f"is over max_download_bytes {self.cfg.max_download_bytes}")
             artifact, note = found.full, "full bundle (delta over max_download_bytes)"
         kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
         need = artifact.length + (found.full.length if kind == "delta" else 0)
         if self.store.free_bytes() < need + self.cfg.min_free_bytes:
-            return Failed("no-space", f"{need} bytes needed for {artifact.path}, "
+            return Failed(OtaReason.NO_SPACE, f"{need} bytes needed for {artifact.path}, "
                           f"{self.store.free_bytes()} free (keeping {self.cfg.min_free_bytes})")
         try:
             path = client.download_target(artifact.target, self.store.downloads,
@@ -167,7 +170,7 @@ class Fetcher:
         except Exception as exc:  # the full bundle does not depend on the delta's transfer
             if kind == "delta":
                 log.exception("delta download of %s failed", artifact.path)
-                return self._delta_unusable("unavailable", f"{artifact.path}: "
+                return self._delta_unusable(OtaReason.UNAVAILABLE, f"{artifact.path}: "
                                             f"{type(exc).__name__}: {exc}")
             raise
         self.fetched = Fetched(found.full, artifact, kind, path)
@@ -177,7 +180,7 @@ class Fetcher:
         """Rebuild (delta) or take (full) the bundle, check it is the signed one, install."""
         f = self.fetched
         if f is None:  # cannot happen: verify always follows a fetch in this process
-            return Failed("internal-error", "verify without a fetched artifact")
+            return Failed(OtaReason.INTERNAL_ERROR, "verify without a fetched artifact")
         full = f.full
         source = f.path
         if f.kind == "delta":
@@ -193,7 +196,7 @@ class Fetcher:
                 if not isinstance(exc, DeltaError | OSError):
                     log.error("delta applier raised %s on %s", type(exc).__name__,
                               f.artifact.path, exc_info=True)
-                return self._delta_unusable("delta-invalid", f"{f.artifact.path}: "
+                return self._delta_unusable(OtaReason.DELTA_INVALID, f"{f.artifact.path}: "
                                             f"{type(exc).__name__}: {exc}")
         # Whatever came over the wire or out of the applier: nothing parses it before
         # its sha256 and length equal the operator-signed full target's.
@@ -209,7 +212,7 @@ class Fetcher:
         self.store.clear_downloads()  # the delta/full file is not needed any more
         return Verified(ref)
 
-    def _delta_unusable(self, reason: str, detail: str) -> DeltaUnusable:
+    def _delta_unusable(self, reason: OtaReason, detail: str) -> DeltaUnusable:
         """Every refused delta is counted (``ota_delta_refused``) and reported by the
         state machine's next event (``downloading`` with the reason): the full bundle
         comes next."""
