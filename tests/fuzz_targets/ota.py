@@ -1,4 +1,5 @@
-"""Fuzz targets of the update path: deltas, bundles, TUF metadata, signed custom fields.
+"""Fuzz targets of the update path: deltas, bundles, signed custom fields (and the
+real artifacts every OTA target starts from; TUF metadata: :mod:`.ota_tuf`).
 
 Seeds are real artifacts made once per process with the real code (synthetic nano
 models packed with :func:`contract.bundle.pack_bundle`, deltas from
@@ -13,27 +14,15 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from securesystemslib.exceptions import FormatError
-from securesystemslib.formats import encode_canonical
-from securesystemslib.signer import Signer
-from tuf.api.exceptions import DownloadError, RepositoryError
-
-from agent.ota.errors import UpdateRefused
 from agent.ota.policy import InstalledBundle, SignedArtifact, delta_problem, full_target_refusal
-from agent.ota.transport import ArtifactNotFound, ArtifactTooLarge, ArtifactTransport
-from agent.ota.tuf_client import TufClient
 from benchmarks.synthetic_bundles import full_fine_tune, head_only, make_model, pack
 from contract.bundle import BundleError, BundleManifest, read_bundle
 from contract.delta import HEADER, DeltaError, apply_delta
@@ -175,128 +164,6 @@ def manifest_seeds() -> list[bytes]:
             for b in world().bundles.values()]
 
 
-# --- TUF metadata through the agent's client --------------------------------------------
-
-class MemoryTransport(ArtifactTransport):
-    """The repository's files from memory, with the device's length bound enforced."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
-        path = unquote(urlsplit(url).path).lstrip("/")
-        data = self.files.get(path)
-        if data is None:
-            raise ArtifactNotFound(f"{url}: HTTP 404", 404)
-        if max_length is not None and len(data) - start > max_length:
-            raise ArtifactTooLarge(f"{url}: {len(data) - start} bytes over {max_length}")
-        yield data[start:]
-
-
-_EXPECTED_CAUSES = (RepositoryError, DownloadError)
-
-
-def _consult(files: dict[str, bytes]) -> None:
-    """What the agent's fetch step asks of the repository, from a fresh provisioned root."""
-    state = world().dir / "fuzz-tuf"
-    shutil.rmtree(state, ignore_errors=True)
-    TufClient.initialize(state, world().root)
-    client = TufClient(state, "http://repo/metadata", trusted_root=None,
-                       target_base_url="http://repo/targets", transport=MemoryTransport(files))
-    try:
-        client.refresh()
-        found = client.find_model_targets(MODEL, 3, installed_version=1)
-        record = client.slot_record(SLOT)
-        full_target_refusal(found.full, model=MODEL, slot=SLOT, version=3)
-        if found.delta is not None:
-            delta_problem(found.full, found.delta, InstalledBundle(MODEL, 1, "0" * 64))
-        del record
-    except UpdateRefused as exc:
-        cause = exc.__cause__
-        if cause is not None and not isinstance(cause, _EXPECTED_CAUSES):
-            # classify() turned an exception python-tuf does not document into a
-            # refusal: the device survives, but the parser has a bug worth knowing.
-            raise AssertionError(f"unexpected {type(cause).__name__} became {exc}") from cause
-
-
-def _metadata_name(role: str) -> str:
-    """The file name the client requests for ``role`` (consistent snapshots)."""
-    kit = world().kit.repo
-    if role == "root":
-        return "metadata/2.root.json"  # the next root: a rotation the device must check
-    if role == "timestamp":
-        return "metadata/timestamp.json"
-    if role == "snapshot":
-        return f"metadata/{kit.timestamp().signed.snapshot_meta.version}.snapshot.json"
-    return f"metadata/{kit.snapshot().signed.meta[f'{role}.json'].version}.{role}.json"
-
-
-@functools.cache
-def _names() -> dict[str, str]:
-    return {role: _metadata_name(role) for role in ROLES}
-
-
-def run_metadata(data: bytes) -> None:
-    """Input: a role selector byte, then the bytes served for that role's file."""
-    if not data:
-        return
-    role = ROLES[data[0] % len(ROLES)]
-    _consult({**world().files, _names()[role]: data[1:]})
-
-
-def metadata_seeds() -> list[bytes]:
-    files, names = world().files, _names()
-    seeds = [bytes([i]) + files[names[role]] for i, role in enumerate(ROLES) if role != "root"]
-    return seeds + [bytes([0]) + files["metadata/1.root.json"]]
-
-
-def _signers(role: str) -> list[Signer]:
-    kit = world().kit
-    if role == "root":
-        return list(kit.root_signers)
-    return [kit.signer(role)]
-
-
-def _envelope(signed: Any, signers: list[Signer]) -> bytes:
-    canonical = str(encode_canonical(signed)).encode()
-    signatures = [{"keyid": s.public_key.keyid, "sig": s.sign(canonical).signature}
-                  for s in signers]
-    return json.dumps({"signatures": signatures, "signed": signed}).encode()
-
-
-def run_signed_metadata(data: bytes) -> None:
-    """Input: a role selector byte, then the JSON of that role's ``signed`` part, which
-    the target signs with the role's real key(s): what a holder of that key can send.
-    A new snapshot also gets a re-signed timestamp naming its hash and length."""
-    if not data:
-        return
-    role = ROLES[data[0] % len(ROLES)]
-    try:
-        signed = json.loads(data[1:])
-        envelope = _envelope(signed, _signers(role))
-    except (ValueError, TypeError, RecursionError, FormatError):  # nothing a key holder can sign
-        return
-    files = {**world().files, _names()[role]: envelope}
-    if role == "snapshot":
-        timestamp = json.loads(world().files["metadata/timestamp.json"])["signed"]
-        timestamp["meta"]["snapshot.json"].update(
-            length=len(envelope), hashes={"sha256": hashlib.sha256(envelope).hexdigest()})
-        files["metadata/timestamp.json"] = _envelope(timestamp, _signers("timestamp"))
-    _consult(files)
-
-
-def signed_metadata_seeds() -> list[bytes]:
-    files, names = world().files, _names()
-    seeds = []
-    for i, role in enumerate(ROLES):
-        name = names[role] if role != "root" else "metadata/1.root.json"
-        signed = json.loads(files[name])["signed"]
-        if role == "root":
-            signed["version"] = 2
-        seeds.append(bytes([i]) + json.dumps(signed, indent=1).encode())
-    return seeds
-
-
 # --- signed custom fields: slot records and model targets ----------------------------------
 
 _PATHS = (full_target_path(MODEL, 3), delta_target_path(MODEL, 3, 1))
@@ -333,9 +200,7 @@ TARGETS = [
     FuzzTarget("ota.delta-ops", delta_ops_seeds, run_delta_ops, max_len=1 << 20),
     FuzzTarget("ota.bundle", bundle_seeds, run_bundle, max_len=2 << 20),
     FuzzTarget("ota.manifest", manifest_seeds, run_manifest, max_len=1 << 20),
-    FuzzTarget("ota.tuf-metadata", metadata_seeds, run_metadata, max_len=1 << 20),
-    FuzzTarget("ota.tuf-signed", signed_metadata_seeds, run_signed_metadata, max_len=1 << 20),
     FuzzTarget("ota.custom", custom_seeds, run_custom, max_len=64 << 10),
 ]
 
-__all__ = ["TARGETS", "world"]
+__all__ = ["MODEL", "ROLES", "SLOT", "TARGETS", "World", "world"]
