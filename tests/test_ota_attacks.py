@@ -9,6 +9,7 @@ bytes: :class:`Fault`), and a compromised fleet server, which holds the online k
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -362,6 +363,18 @@ def deltas_key_signs_slot_record(rig: Rig) -> None:
     assert (done["state"], done["reason"]) == ("failed", "wrong-role"), done
 
 
+def slow_loris_mirror(rig: Rig) -> None:
+    """A mirror that sends 16 bytes every 0.2 s: never silent for the 5 s read timeout,
+    but 550 kB would take two hours. The rate bound ends each transfer after ~5 s."""
+    rig.publish(2)
+    started = time.monotonic()
+    done = rig.attempt(2, {".nfd": Fault(drip=0.2), ".nfb": Fault(drip=0.2)})
+    assert done["state"] == "failed", done
+    assert done["reason"] in ("incomplete-download", "unavailable"), done
+    assert "minimum rate" in done["detail"]
+    assert time.monotonic() - started < 25
+
+
 @dataclass(frozen=True)
 class Attack:
     name: str
@@ -385,6 +398,7 @@ ATTACKS = [
     Attack("deltas-key-reserved-name-legacy-delegation", deltas_key_signs_reserved_name(True)),
     Attack("deltas-key-full-bundle-wide-delegation", deltas_key_signs_full_bundle),
     Attack("deltas-key-slot-record", deltas_key_signs_slot_record),
+    Attack("slow-loris-mirror", slow_loris_mirror),
 ]
 
 

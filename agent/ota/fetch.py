@@ -85,7 +85,8 @@ class Fetcher:
         self.fetched: Fetched | None = None
         ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
         self.transport: ArtifactTransport = (
-            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
+                          min_rate=cfg.min_download_rate)
             if cfg.transport == "http" else _NoTransport())
 
     def attach_transport(self, transport: ArtifactTransport) -> None:
