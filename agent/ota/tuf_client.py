@@ -58,6 +58,15 @@ from contract.tuf_targets import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def device_updater_config() -> UpdaterConfig:
+    """ngclient's bounds, tightened to what a nanofleet repository needs: roots are a
+    few kB and rotate rarely, one delegated role (``deltas``), and the snapshot names
+    each targets file's length (these caps only apply where a length is not signed)."""
+    return UpdaterConfig(max_root_rotations=64, max_delegations=4,
+                         root_max_length=256 << 10, timestamp_max_length=16 << 10,
+                         snapshot_max_length=1 << 20, targets_max_length=4 << 20)
 T = TypeVar("T")
 _FSYNC_EVERY = 4 << 20
 
@@ -155,7 +164,7 @@ class TufClient:
         self.trusted_root = trusted_root
         self.target_base_url = target_base_url
         self.transport = transport or HttpTransport()
-        self.config = config or UpdaterConfig()
+        self.config = config or device_updater_config()
         self._updater: Updater | None = None
         self._top_level: Targets | None = None
 

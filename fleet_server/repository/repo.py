@@ -220,7 +220,11 @@ class Repository:
         except RepositoryError:
             meta, version, ts_version = {}, 1, 1
         for role, role_version in meta_versions.items():
-            meta[f"{role}.json"] = MetaFile(version=role_version)
+            # Length and hash, not just the version: a device then downloads exactly the
+            # bytes the snapshot names (no 5 MB default cap, no swapped file).
+            digest, length = sha256_of(self._read(f"{role_version}.{role}.json"))
+            meta[f"{role}.json"] = MetaFile(version=role_version, length=length,
+                                            hashes={"sha256": digest})
         snapshot = Snapshot(version=version, expires=self.expiry.expires(Snapshot.type),
                             meta=meta)
         snap_bytes = self._write_versioned(_sign(snapshot, [online.snapshot]), Snapshot.type)
