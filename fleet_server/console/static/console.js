@@ -33,7 +33,11 @@
           return { label: n.replace(/_/g, " "), stroke: colours[i % colours.length], width: 2,
                    fill: names.length === 1 ? "rgba(11,92,173,0.08)" : undefined, spanGaps: true };
         })),
-        axes: [{}, { label: el.dataset.unit, size: 60 }],
+        // Times in UTC, as everywhere on the console's pages.
+        axes: [{ values: function (u, splits) {
+                   return splits.map(function (t) { return new Date(t * 1000).toISOString().slice(11, 16); });
+                 } },
+               { label: el.dataset.unit, size: 60 }],
         legend: { show: names.length > 1 },
         cursor: { drag: { x: true, y: false } },
       };
