@@ -20,18 +20,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from contract.strict import Strict
 from fleet_server.console.settings import ConsoleSettings, MetricsRetention
 from fleet_server.identity.settings import EnrollmentSettings
 from fleet_server.repository.expiry import ExpiryPolicy
 
 TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MqttTls(Strict):
