@@ -16,7 +16,7 @@ from fleet_server.console.overview import OverviewFilter, device_page, state_cou
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, Device
 from fleet_server.identity.tables import DeviceIdentity
-from fleet_server.inventory import Report
+from fleet_server.inventory import Report, ingest, parse_report
 from fleet_server.metrics_store import (
     DeviceAlertRow,
     MetricSampleRow,
@@ -157,3 +157,20 @@ def test_overview_counts_and_pages_in_the_database(db: Database) -> None:
                              page_size=5, revoked=revoked)
         assert tagged.total == 10 and [r.device_id for r in tagged.rows][:2] == [
             "dev-0101", "dev-0103"]
+
+
+def test_alert_reports_are_parsed_from_their_topic_and_only_touch_last_seen(
+        db: Database) -> None:
+    report = alert("gw-1", T0, "m1")
+    payload = report.message.model_dump_json().encode()
+    parsed = parse_report("nanofleet/v1/dev/gw-1/alerts", payload, T0 + 1)
+    assert parsed.kind == "alerts" and parsed.message == report.message
+    with pytest.raises(ValueError, match="payload claims device 'gw-1'"):
+        parse_report("nanofleet/v1/dev/gw-2/alerts", payload, T0)
+    with db.session() as session:
+        assert ingest(session, [parsed]) == 0  # not an OTA event
+        MetricsStore(db, MetricsRetention()).record(session, [parsed])
+    with db.session() as session:
+        device = session.get(Device, "gw-1")
+        assert device is not None and device.last_seen == T0 + 1 and device.state == "unknown"
+        assert session.scalar(select(func.count()).select_from(DeviceAlertRow)) == 1
