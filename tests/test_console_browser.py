@@ -178,6 +178,9 @@ def test_sign_in_new_agent_appears_live_and_its_metrics_plot(
         row = page.locator(f'tr[data-device="{AGENT}"]')
         row.locator(".badge", has_text="online").wait_for()
         assert "logs: nano-logs v1" in row.inner_text()
+        r = api(setup, "PATCH", "/api/v1/devices", json={
+            "devices": [AGENT], "group": "gateways", "add_tags": ["site-a", "din-rail"]})
+        assert r.status_code == 200, r.text
         page.get_by_role("link", name=AGENT).click()
         page.wait_for_url(f"**/console/devices/{AGENT}")
         assert page.locator("h1").inner_text() == AGENT
@@ -346,3 +349,39 @@ def test_forms_without_the_csrf_token_are_refused_and_sign_out_ends_the_session(
     assert httpx.get(setup.url + "/api/v1/health").status_code == 200
     assert api(setup, "GET", "/api/v1/audit", params={"action": "console-sign-in"}).json()[
         "entries"]
+
+
+UNLABELLED_JS = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button'))
+  .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+               && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+  .map(c => c.outerHTML.slice(0, 80))"""
+UNNAMED_CHARTS_JS = """() => Array.from(document.querySelectorAll('svg[role=img]'))
+  .filter(s => !s.getAttribute('aria-label')).length"""
+
+
+def test_every_page_labels_its_controls_and_works_from_the_keyboard(
+        page: Any, fleet: FleetSetup) -> None:
+    setup = fleet
+    sign_in(page, setup, setup.token)
+    rid = api(setup, "GET", "/api/v1/rollouts").json()["rollouts"][0]["id"]
+    for path in ("/console/fleet", f"/console/devices/{AGENT}", "/console/releases",
+                 "/console/releases/nano-logs/2", "/console/rollouts", "/console/rollouts/new",
+                 f"/console/rollouts/{rid}", "/console/audit"):
+        response = page.goto(setup.url + path)
+        assert response is not None and response.status == 200, path
+        assert page.evaluate(UNLABELLED_JS) == [], path
+        assert page.evaluate(UNNAMED_CHARTS_JS) == 0, path
+        assert page.locator("h1").count() == 1, path
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.goto(setup.url + "/console/fleet")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # Filtering with the keyboard alone: focus the search box, type, Enter.
+    page.get_by_label("Device id contains").focus()
+    page.keyboard.type("pump-0001")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=pump-0001**")
+    assert page.locator("tr[data-device]").count() == 1

@@ -122,7 +122,9 @@ def test_sessions_follow_the_token_and_expire(db: Database) -> None:
         assert not sessions.csrf_ok(found, None)
         assert sessions.lookup(session, "made-up", config, T0, idle_s=600) is None
         assert sessions.lookup(session, sid, config, T0 + 700, idle_s=600) is None  # idle
-        sid, _ = sessions.sign_in(session, token, config, T0)
+        stale, _ = sessions.sign_in(session, token, config, T0)
+        sid, _ = sessions.sign_in(session, token, config, T0 + 1000, idle_s=600)
+        assert sessions.lookup(session, stale, config, T0 + 1000, idle_s=10**6) is None
     with db.session() as session:
         revoke_token(session, "viewer", config, "ops")
     with db.session() as session:  # a revoked token's sessions end at once
