@@ -290,6 +290,11 @@ def test_pause_and_resume_a_rollout(page: Any, fleet: FleetSetup,
         r = rollout(setup, rid)
         assert r["status"] == "paused" and r["counts"]["pending"] >= 5
         shot(page, "08-rollout-paused")
+        page.goto(setup.url + "/console/fleet")
+        live = page.locator("section", has_text="Rollouts in progress")
+        assert rid in live.inner_text() and "paused" in live.inner_text()
+        shot(page, "02b-fleet-rollout-in-progress")
+        page.goto(setup.url + f"/console/rollouts/{rid}")
         page.get_by_role("button", name="Resume").click()
         page.locator('#rollout-live[data-status="completed"]').wait_for(timeout=60_000)
         assert rollout(setup, rid)["counts"]["committed"] == 6
@@ -314,6 +319,8 @@ def test_read_only_token_sees_everything_and_can_change_nothing(
     assert page.get_by_role("link", name="New rollout…").count() == 0
     page.goto(setup.url + f"/console/rollouts/{done[0]['id']}")
     assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.locator(".stage").count() >= 2  # sees everything
+    shot(page, "12-read-only-rollout")
     page.goto(setup.url + "/console/releases")
     assert page.get_by_role("link", name="Roll out…").count() == 0
     # Asked for anyway: refused with the scope it lacks.

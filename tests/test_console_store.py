@@ -3,6 +3,7 @@ retention and downsampling, alerts, sign-in sessions, and the overview's counts/
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from fleet_server.config import OperatorToken, hash_token
 from fleet_server.console import sessions
 from fleet_server.console.overview import OverviewFilter, device_page, state_counts
 from fleet_server.console.settings import MetricsRetention
-from fleet_server.db import Database, Device
+from fleet_server.db import Base, Database, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import Report, ingest, parse_report
 from fleet_server.metrics_store import (
@@ -29,11 +30,19 @@ from fleet_server.metrics_store import (
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    d = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same checks on both databases the server supports (PostgreSQL: a throwaway
+    server, hil/postgres.py; the tables are dropped after each test)."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg").url
+    d = Database(url)
     d.create_schema()
-    return d
+    try:
+        yield d
+    finally:
+        Base.metadata.drop_all(d.engine)
+        d.dispose()
 
 
 def metrics(device: str, at: float, lines: int, uptime: float, *, dropped: int = 0,

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Text, and_, cast, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from fleet_server.db import Device
@@ -146,12 +146,16 @@ def device_page(session: Session, f: OverviewFilter, now: float, stale_after_s: 
 def state_counts(session: Session, revoked: set[str], now: float,
                  stale_after_s: float) -> dict[str, int]:
     counts: dict[str, int] = dict.fromkeys(DISPLAY_STATES, 0)
-    fresh = Device.last_seen >= now - stale_after_s
-    for state, is_fresh, n in session.execute(
-            select(Device.state, fresh, func.count()).where(
+    fresh = case((Device.last_seen >= now - stale_after_s, 1), else_=0)
+    for state, n, n_fresh in session.execute(
+            select(Device.state, func.count(), func.sum(fresh)).where(
                 not_(Device.device_id.in_(revoked)) if revoked else and_(True))
-            .group_by(Device.state, fresh)):
-        counts[display_state(state, now if is_fresh else None, False, now, stale_after_s)] += n
+            .group_by(Device.state)):
+        if state == "online":
+            counts["online"] += int(n_fresh or 0)
+            counts["stale"] += n - int(n_fresh or 0)
+        else:
+            counts[display_state(state, None, False, now, stale_after_s)] += n
     if revoked:
         counts["revoked"] = session.scalar(select(func.count()).select_from(Device).where(
             Device.device_id.in_(revoked))) or 0
