@@ -84,6 +84,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
             return 2
         key, _, value = item.partition("=")
         qargs[key] = value if key == "text" else _parse_value(value)
+    if args.explain:
+        if args.cmd != "classify":
+            print("--explain only applies to classify", file=sys.stderr)
+            return 2
+        qargs["explain"] = True
     try:
         resp = ask(socket_path, args.cmd, qargs)
     except DaemonNotRunning as exc:
@@ -119,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("cmd", help="command")
     q.add_argument("args", nargs="*", help="key=value arguments; classify takes the text")
     q.add_argument("--json", action="store_true", help="print the raw JSON response")
+    q.add_argument("--explain", action="store_true",
+                   help="classify: also name the words that drove each decision")
     q.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="config file, to find the socket")
     q.add_argument("--socket", type=Path, help="control socket path (overrides --config)")
@@ -129,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `query classify --explain "line"`: argparse stops filling the positional list at the
+    # option, so words after it come back as extras; they belong to the query.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "query" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*args.args, *extra]
     rc: int = args.func(args)
     return rc
 

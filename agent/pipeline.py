@@ -25,6 +25,9 @@ from contract.messages import Alert, ResultBatch, ResultItem
 log = logging.getLogger("nanofleet.agent.pipeline")
 
 OFFLINE_BATCH_WAIT_S = 1.0
+# With no line queued the worker sleeps this long between heartbeats (the health check
+# calls the loop stuck after 30 s); a line wakes it at once.
+IDLE_WAIT_S = 2.0
 
 
 class Model(Protocol):
@@ -68,6 +71,8 @@ class Pipeline:
         self.is_online = is_online
         self.latency = LatencyWindow()
         self.inference_latency = LatencyWindow()
+        counters.derive_gauge("latency_p50_ms", lambda: self.latency.percentile(50) * 1000)
+        counters.derive_gauge("latency_p99_ms", lambda: self.latency.percentile(99) * 1000)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=cfg.alerts.recent)
         self.heartbeat = time.monotonic()
         self.busy = False
@@ -80,6 +85,7 @@ class Pipeline:
         self.cfg = cfg
         self.device_id = cfg.device_id
         self.batch_size = cfg.pipeline.batch_size
+        self.batch_min = min(cfg.pipeline.batch_min_lines, cfg.pipeline.batch_size)
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
         self.limiter = RateLimiter(cfg.alerts.max_per_minute)
@@ -123,8 +129,10 @@ class Pipeline:
             self.heartbeat = time.monotonic()
             # While the broker is away nobody waits for results: fuller batches make fewer,
             # larger spool messages, so the bounded spool covers a longer outage.
-            wait = self.max_wait if self.is_online() else max(self.max_wait, OFFLINE_BATCH_WAIT_S)
-            batch = self.queue.get_batch(self.batch_size, wait, timeout=0.5)
+            online = self.is_online()
+            wait = self.max_wait if online else max(self.max_wait, OFFLINE_BATCH_WAIT_S)
+            batch = self.queue.get_batch(self.batch_size, wait, timeout=IDLE_WAIT_S,
+                                         min_items=self.batch_min if online else None)
             if not batch:
                 continue
             self.busy = True
@@ -198,7 +206,5 @@ class Pipeline:
         now = time.monotonic()
         for t in enqueued:
             self.latency.add(now - t)
-        self.counters.set_gauge("latency_p50_ms", self.latency.percentile(50) * 1000)
-        self.counters.set_gauge("latency_p99_ms", self.latency.percentile(99) * 1000)
         self.counters.set_gauge("inference_ms", infer_s * 1000)
         self.on_committed()

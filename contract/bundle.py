@@ -23,8 +23,9 @@ import tarfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from contract.strict import Strict
 from contract.topics import SLOT_PATTERN
 
 BUNDLE_FORMAT = 1
@@ -41,10 +42,6 @@ _ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16
 
 class BundleError(ValueError):
     """A bundle is malformed or inconsistent; the message says what and where."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TensorInfo(Strict):

@@ -56,6 +56,7 @@ from contract.delta_transforms import (
     join_planes,
     undiff_segment,
 )
+from contract.files import fsync_dir
 
 MAGIC = b"NFDELTA\n"
 FORMAT_VERSION = 1
@@ -389,15 +390,8 @@ def apply_delta(base_path: Path, delta_path: Path, out_path: Path, expected_sha2
                 os.close(fd)
             os.unlink(tmp_name)
             raise
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
 
-
-def _fsync_dir(path: Path) -> None:
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass

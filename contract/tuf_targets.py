@@ -29,8 +29,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from contract.strict import Strict
 from contract.topics import check_slot
 
 DELTAS_ROLE = "deltas"
@@ -40,10 +41,6 @@ DELTA_SUFFIX = ".nfd"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 _SHA256 = r"^[0-9a-f]{64}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def check_model_name(name: str) -> str:

@@ -25,6 +25,7 @@ from fleet_server.api import enroll as api_enroll
 from fleet_server.api import fleet as api_fleet
 from fleet_server.api.core import ApiError, require_operator
 from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.console.routes import install as install_console
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.service import FleetService
@@ -121,4 +122,5 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
+    install_console(app, service)  # the operators' web console under /console
     return app

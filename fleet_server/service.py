@@ -20,6 +20,7 @@ from fleet_server.config import ServerConfig
 from fleet_server.db import Database
 from fleet_server.desired import DesiredStates
 from fleet_server.inventory import Report, ingest
+from fleet_server.metrics_store import MetricsStore
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.releases import Releases
 from fleet_server.replicas import ReplicaConflict, ReplicaRegistry, Sharing
@@ -58,6 +59,7 @@ class FleetService:
         self.db = Database(config.db_url)
         self.db.create_schema()
         self.releases = Releases(self.db, self.repo, config.deltas)
+        self.metrics = MetricsStore(self.db, config.metrics)  # history for the console
         self.bridge: MqttBridge | None = None
         if config.mqtt.enabled:
             self.bridge = MqttBridge(config.mqtt, self._store_reports, self._on_broker)
@@ -118,9 +120,11 @@ class FleetService:
     def _store_reports(self, reports: list[Report]) -> None:
         with self.db.session() as session:
             ingest(session, reports)
+            self.metrics.record(session, reports)
             moved = track_reports(session, reports)  # rollout records, same transaction
         if moved:
             self.rollout_driver.wake()
+        self.metrics.maybe_compact()
 
     def _superseded(self) -> None:
         """Another process claimed our client id: stop using it (MQTT, the lease)."""

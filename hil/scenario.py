@@ -15,8 +15,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from hil.steps import (
     STEP_TAGS,
@@ -34,10 +35,6 @@ from hil.steps import (
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DATA_DIR = Path(__file__).parent / "data"
 _PARAM_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TrafficSpec(Strict):

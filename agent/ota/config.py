@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from contract.artifacts import (
     MAX_CHUNK_BYTES,
@@ -17,11 +17,7 @@ from contract.artifacts import (
     MIN_CHUNK_BYTES,
 )
 from contract.bundle import MAX_BUNDLE_BYTES
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from contract.strict import Strict
 
 MQTT_URL_PREFIX = "mqtt:"  # mqtt:<repository path>, fetched through the device's broker
 MQTT_DEFAULT_URLS = {"metadata_url": "mqtt:metadata/", "target_base_url": "mqtt:targets/"}

@@ -31,6 +31,7 @@ from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from agent.ota.tuf_client import TufClient
 from contract.delta import DeltaError, apply_delta
+from contract.reasons import OtaReason
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Fetcher:
             try:
                 root = self.cfg.root_file.read_bytes()
             except OSError as exc:
-                raise UpdateRefused("not-initialized", f"cannot read the provisioned root "
+                raise UpdateRefused(OtaReason.NOT_INITIALIZED, f"cannot read the provisioned root "
                                     f"{self.cfg.root_file}: {exc.strerror}") from None
             TufClient.initialize(self.store.tuf_dir, root)
         metadata_url, target_base_url = repository_urls(self.cfg, target)
@@ -112,7 +113,8 @@ class Fetcher:
             raise refusal
         record = client.slot_record(full.info.slot)
         if record is not None and record.model != target.model:
-            raise UpdateRefused("wrong-model", f"slot {record.slot!r} is signed to be served by "
+            raise UpdateRefused(OtaReason.WRONG_MODEL,
+                                f"slot {record.slot!r} is signed to be served by "
                                 f"{record.model!r}, not {target.model!r}")
         same_model = live.model == target.model
         refusal = version_refusal(target.version,
@@ -144,13 +146,14 @@ class Fetcher:
             note = f"full bundle ({why})" if why else "full bundle"
         if artifact.length > self.cfg.max_download_bytes:
             if artifact is found.full:
-                return Failed("too-long", f"{artifact.path}: signed length {artifact.length} "
+                return Failed(OtaReason.TOO_LONG,
+                              f"{artifact.path}: signed length {artifact.length} "
                               f"is over max_download_bytes {self.cfg.max_download_bytes}")
             artifact, note = found.full, "full bundle (delta over max_download_bytes)"
         kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
         need = artifact.length + (found.full.length if kind == "delta" else 0)
         if self.store.free_bytes() < need + self.cfg.min_free_bytes:
-            return Failed("no-space", f"{need} bytes needed for {artifact.path}, "
+            return Failed(OtaReason.NO_SPACE, f"{need} bytes needed for {artifact.path}, "
                           f"{self.store.free_bytes()} free (keeping {self.cfg.min_free_bytes})")
         try:
             path = client.download_target(artifact.target, self.store.downloads,
@@ -166,7 +169,7 @@ class Fetcher:
         """Rebuild (delta) or take (full) the bundle, check it is the signed one, install."""
         f = self.fetched
         if f is None:  # cannot happen: verify always follows a fetch in this process
-            return Failed("internal-error", "verify without a fetched artifact")
+            return Failed(OtaReason.INTERNAL_ERROR, "verify without a fetched artifact")
         full = f.full
         source = f.path
         if f.kind == "delta":
@@ -175,7 +178,7 @@ class Fetcher:
                 apply_delta(live.path, f.path, source, full.sha256, full.length)
             except (DeltaError, OSError) as exc:
                 f.path.unlink(missing_ok=True)
-                return DeltaUnusable("delta-invalid", f"{f.artifact.path}: {exc}")
+                return DeltaUnusable(OtaReason.DELTA_INVALID, f"{f.artifact.path}: {exc}")
         # Whatever came over the wire or out of the applier: nothing parses it before
         # its sha256 and length equal the operator-signed full target's.
         digest, length = file_sha256(source)

@@ -4,8 +4,8 @@ Without an operator token (a device has none):
 
 - ``POST /api/v1/enroll``: enrollment token + device id + CSR -> certificate, CA
   certificate, the current TUF root, where the broker is;
-- ``POST /api/v1/enroll/renew``: current certificate + CSR for the same key -> a new
-  certificate;
+- ``POST /api/v1/enroll/renew``: current certificate + CSR for a new key + the current
+  key's signature over both -> a new certificate (the current one is revoked);
 - ``GET /api/v1/device-ca/ca.pem`` and ``/crl.pem``: public by nature.
 
 With an operator token: enrollment tokens (create, cancel: scope ``admin``; list:
@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
 from fleet_server.api.schemas import ERROR_RESPONSES
@@ -52,10 +53,6 @@ def install(app: FastAPI, service: FleetService) -> None:
     app.include_router(operator_router, dependencies=[Depends(require_operator)])
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class EnrollTokenCreate(Strict):
     device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN,
                                   description="Only this device may enroll with the token.")
@@ -64,8 +61,13 @@ class EnrollTokenCreate(Strict):
     tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
         default_factory=list, max_length=32, description="Inventory tags added on enrollment.")
     expires_in_s: float | None = Field(
-        default=None, gt=0, description="Lifetime in seconds; default "
-        "enrollment.token_default_hours of the server config.")
+        default=None, gt=0, le=365 * 86400, description="Lifetime in seconds (at most "
+        "enrollment.token_max_hours); default enrollment.token_default_hours of the server "
+        "config.")
+    replace: bool = Field(
+        default=False, description="Required to make a token for a device id that is "
+        "enrolled: using it replaces the device's identity and revokes its current "
+        "certificates.")
 
 
 class EnrollTokenView(Strict):
@@ -101,6 +103,8 @@ class Revocation(Strict):
     already_revoked: bool = Field(description="The device was revoked before this call.")
     crl_file: str = Field(description="The CRL file the broker reads (rewritten).")
     acl_file: str = Field(description="The device ACL file the broker reads (rewritten).")
+    broker_reloaded: bool = Field(description="The server ran enrollment.broker_reload_command "
+                                  "and it succeeded: the broker applies the revocation now.")
     next_step: str = Field(description="What the operator does next (reload the broker).")
 
 
@@ -142,9 +146,9 @@ def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
 
 @public_router.post(RENEW_PATH.removeprefix("/api/v1"), response_model=EnrollResponse)
 def renew(body: RenewRequest, identity: Identity) -> dict[str, Any]:
-    """A new certificate for the same key, before the current one expires."""
+    """A certificate for a new key, proven by the current key; the current one is revoked."""
     try:
-        return asdict(identity.renew(body.device_id, body.certificate, body.csr))
+        return asdict(identity.renew(body.device_id, body.certificate, body.csr, body.proof))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 
@@ -172,9 +176,11 @@ def create_enroll_token(body: EnrollTokenCreate, identity: Identity,
     """A new single-use enrollment token (shown once; only its hash is kept)."""
     hours = identity.settings.token_default_hours
     spec = TokenSpec(device_id=body.device_id, group=body.group, tags=body.tags,
-                     expires_in_s=body.expires_in_s or hours * 3600)
+                     expires_in_s=body.expires_in_s or hours * 3600, replace=body.replace)
     try:
         token, view = identity.create_token(spec, actor)
+    except EnrollmentRefused as exc:
+        raise _refused(exc) from None
     except ValueError as exc:
         raise ApiError(422, "invalid-request", str(exc)) from None
     return {"token": token, **view}

@@ -4,7 +4,11 @@
 - ``device_identities``: one row per enrolled device: enrolled or revoked (the revoked
   ones are denied by the broker ACL and their certificates are in the CRL);
 - ``issued_certificates``: every certificate the device CA signed (devices, the
-  broker, the fleet server's MQTT identity), with its revocation.
+  broker, the fleet server's MQTT identity), with its revocation;
+- ``certificate_renewals``: which certificate each renewal replaced, and the successor
+  (PEM), so a renewal whose answer was lost gets the same successor again while the
+  replaced certificate can never be renewed a second time (a new table rather than
+  columns: ``create_all`` adds it to existing databases).
 
 :func:`ensure_schema` creates them; the identity code calls it itself, so it does not
 depend on this module having been imported before the server's ``create_schema``.
@@ -81,3 +85,16 @@ def revoked_device_ids(session: Session) -> list[str]:
     return list(session.scalars(select(DeviceIdentity.device_id)
                                 .where(DeviceIdentity.status == "revoked")
                                 .order_by(DeviceIdentity.device_id)))
+
+
+class CertificateRenewal(Base):
+    __tablename__ = "certificate_renewals"
+
+    previous_serial: Mapped[str] = mapped_column(String(48), primary_key=True,
+                                                 doc="the renewed (and revoked) certificate")
+    serial: Mapped[str] = mapped_column(String(48), doc="its successor")
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the successor's "
+                                            "public key (DER SubjectPublicKeyInfo)")
+    certificate_pem: Mapped[str] = mapped_column(Text, doc="the successor, for a retry")
+    renewed_at: Mapped[float] = mapped_column(Float, default=time.time)

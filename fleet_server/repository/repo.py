@@ -34,6 +34,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from contract.files import copy_atomic, write_atomic
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     DELTAS_ROLE,
@@ -199,12 +200,12 @@ class Repository:
 
     def _write_versioned(self, md: Metadata, role: str) -> bytes:
         data = md.to_bytes(_SERIALIZER)
-        storage.write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
+        write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
         return data
 
     def _write_root(self, md: Metadata[Root]) -> None:
         data = self._write_versioned(md, Root.type)
-        storage.write_atomic(self.metadata_dir / "root.json", data)
+        write_atomic(self.metadata_dir / "root.json", data)
 
     def _write_snapshot_and_timestamp(self, meta_versions: Mapping[str, int]) -> None:
         """New snapshot listing ``meta_versions`` (role -> version, others kept), then the
@@ -224,7 +225,7 @@ class Repository:
         digest, length = sha256_of(snap_bytes)
         timestamp = Timestamp(version=ts_version, expires=self.expiry.expires(Timestamp.type),
                               snapshot_meta=MetaFile(version, length, {"sha256": digest}))
-        storage.write_atomic(self.metadata_dir / "timestamp.json",
+        write_atomic(self.metadata_dir / "timestamp.json",
                              _sign(timestamp, [online.timestamp]).to_bytes(_SERIALIZER))
 
     def _store_target(self, target: TargetFile, data: bytes | Path) -> None:
@@ -232,9 +233,9 @@ class Repository:
         if dest.exists():
             return  # content-addressed: same name means same bytes
         if isinstance(data, bytes):
-            storage.write_atomic(dest, data)
+            write_atomic(dest, data)
         else:
-            storage.copy_atomic(data, dest)
+            copy_atomic(data, dest)
 
     def _check_file(self, target: TargetFile, data: bytes | Path) -> None:
         try:
@@ -291,7 +292,7 @@ class Repository:
                     raise PublishRejected(f"target {path!r} has no file: upload it")
             for path, data in files.items():
                 self._store_target(md.signed.targets[path], data)
-            storage.write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
+            write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
                                  metadata)
             self._write_snapshot_and_timestamp({Targets.type: md.signed.version})
         return md.signed.version
