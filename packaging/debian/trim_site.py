@@ -48,6 +48,7 @@ RULES: list[tuple[str, str]] = [
     ("numpy/testing/", "test helpers (lazy; unused)"),
     # cffi's C-declaration parser: cryptography's bindings are compiled ahead of time.
     ("pycparser/", "C parser for cffi's ABI mode (unused: compiled bindings)"),
+    ("cffi/", "cffi's Python API (cryptography's compiled bindings load only _cffi_backend)"),
     # ONNX Runtime: the Python session loads onnxruntime_pybind11_state only.
     ("onnxruntime/capi/libonnxruntime.so*", "the C API library (the Python binding has its own "
      "copy of the runtime)"),
