@@ -39,6 +39,7 @@ class MixConfig:
     corpus_normal_share: float = 0.4
     real_share: float = 0.5  # real lines' share of the total training weight
     framed_share: float = 0.6  # real lines wrapped in a log style (the rest bare)
+    normal_weight: float = 1.0  # extra weight of normal lines (real logs are mostly normal)
     seed: int = 0
 
 
@@ -102,6 +103,10 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
         total = n_real + n_corpus
         weights[:n_real] = mix.real_share * total / n_real
         weights[n_real:] = (1 - mix.real_share) * total / n_corpus
+    if mix.normal_weight != 1.0:
+        normal = np.array(ys) == labels.index("normal")
+        weights[normal] *= mix.normal_weight
+        weights *= len(weights) / weights.sum()
     return texts, np.array(ys, dtype=np.int64), weights
 
 
@@ -125,6 +130,8 @@ def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
 
 
 def train_shipped(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
-                  cfg: TrainConfig, labels: Sequence[str] = LABELS) -> ShippedModel:
+                  cfg: TrainConfig, labels: Sequence[str] = LABELS,
+                  w1_prior: np.ndarray | None = None) -> ShippedModel:
     texts, y, weights = training_rows(real, mix, labels)
-    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights)
+    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+               w1_prior=w1_prior)
