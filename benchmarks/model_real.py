@@ -6,7 +6,8 @@
 
 For each source S, a model is trained exactly as ``nanomodel.build_default`` trains the
 shipped one (same corpus mix, same hyper-parameters) but without any line of S, then
-scores S's lines as a device sees them (bare or behind a syslog prefix). Prints, per
+scores S's lines as a device sees them (bare or behind the prefixes real logs carry:
+:func:`nanomodel.realtext.real_lines`). Prints, per
 source and overall (all held-out lines pooled): alert F1, false-alarm rate and alert
 recall of the model (flag = anomaly > 0.5) and of the keyword rule
 ``grep -iE 'fatal|fail|error|panic|critical'`` on the same lines.
@@ -41,7 +42,7 @@ from nanomodel.realeval import (
     manifest_figures,
     report,
 )
-from nanomodel.realtrain import frame_for_eval, mixed_trainer
+from nanomodel.realtrain import mixed_trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mix, cfg, prior = recipe(quiet=True)
     lines = real_training_lines()
-    evaluated = frame_for_eval(lines)
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None)
     start = time.monotonic()
@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - start:6.0f}s] model {i + 1}/{n}, holding out "
               f"{', '.join(held)}", file=sys.stderr, flush=True)
 
-    anomaly = heldout_anomaly(lines, trainer, args.folds, [t for t, _, _ in evaluated],
-                              on_fold=progress)
-    rep = report(evaluated, anomaly)
+    anomaly = heldout_anomaly(lines, trainer, args.folds, on_fold=progress)
+    rep = report(lines, anomaly)
     if args.json:
         print(json.dumps(as_dict(rep), indent=1))
     else:
