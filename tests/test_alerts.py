@@ -45,11 +45,11 @@ def test_repeat_filter_off_and_bounded():
 def test_alert_gate_groups_repeats_then_caps_the_rate() -> None:
     """The gate: policy first, then the repeat filter, then the rate limit; what it holds
     back is counted under its reason."""
+    import time
+
     from agent.alerts import AlertGate
     from agent.config import AlertConfig
     from agent.metrics import Counters
-
-    import time
 
     t0 = time.monotonic()  # the limiter starts from the monotonic clock
     counters = Counters()
