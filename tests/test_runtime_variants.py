@@ -20,6 +20,7 @@ from contract.bundle import BundleError, read_bundle, runtime_variant
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     ModelTargetInfo,
+    RuntimeFormat,
     delta_target_path,
     full_target_path,
     parse_model_info,
@@ -119,7 +120,8 @@ def test_operator_signs_variants_next_to_the_combined_bundle(repo: Repo) -> None
 
 @pytest.mark.parametrize("runtime,fmt", [("onnxruntime", "onnx"), ("litert", "tflite")])
 def test_agent_takes_its_runtime_variant_delta_then_the_next(
-        tmp_path: Path, broker: Mosquitto, repo: Repo, runtime: str, fmt: str) -> None:
+        tmp_path: Path, broker: Mosquitto, repo: Repo, runtime: str,
+        fmt: RuntimeFormat) -> None:
     repo.publish(v1_bundle(), variants=True)
     repo.publish(finetuned(2), delta_from=(1,), variants=True)
     log = tmp_path / "device.log"
