@@ -81,9 +81,14 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     for m in result["models"]:
         print(f"{m['model']}  slot {m['slot']}  signed minimum v{m['minimum_version']}")
         for v in m["versions"]:
-            deltas = ", ".join(f"from v{d['base_version']} {d['length']} B" for d in v["deltas"])
+            deltas = ", ".join(
+                f"{d['runtime'] + ' ' if d.get('runtime') else ''}from v{d['base_version']} "
+                f"{d['length']} B" for d in v["deltas"])
+            variants = ", ".join(f"{x['runtime']} {x['length']} B" for x in v.get("variants", []))
             print(f"  v{v['version']:<4d} {v['length']:>10d} B  sha256 {v['sha256'][:16]}…  "
-                  f"{_when(v['published_at'])}" + (f"  deltas: {deltas}" if deltas else ""))
+                  f"{_when(v['published_at'])}"
+                  + (f"  variants: {variants}" if variants else "")
+                  + (f"  deltas: {deltas}" if deltas else ""))
     return EXIT_OK
 
 
