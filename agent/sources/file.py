@@ -108,6 +108,7 @@ class FileSource(Source):
         self._size_seen = 0
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
         self._resumed = False
+        self._at_eof = False
         self._watch: DirectoryWatch | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -261,8 +262,11 @@ class FileSource(Source):
             return self._next_file()
         if self._cur.live and self._truncated():
             return True
-        if self._pump():
+        if self._pump() and not self._at_eof:
             return True
+        # At the end of the file (read returned nothing): go on to the rotation check in
+        # this same wake instead of looping for a second truncation check and an empty
+        # read; a write after that read is an inotify event, which wakes us again.
         if not self._cur.live:
             self._finish_file()
             self._next_file()
@@ -270,14 +274,17 @@ class FileSource(Source):
         return self._check_path()
 
     def _pump(self) -> bool:
+        """Read what the file holds; sets ``_at_eof`` when the last read returned nothing."""
         cur = self._cur
         assert cur is not None
         got = False
+        self._at_eof = False
         while True:
             if self._stop.is_set():
                 raise _Stopped  # never treat a chunk boundary as the end of a file
             data = os.read(cur.fd, CHUNK_BYTES)
             if not data:
+                self._at_eof = True
                 break
             got = True
             if len(cur.ident.head) < HEAD_BYTES:
