@@ -129,7 +129,7 @@ def server_lists_in_deltas_role(repo: Repo, files: dict[str, tuple[bytes, dict[s
     md.sign(kit.signer(DELTAS_ROLE))
     write_atomic(kit.path / "metadata" / f"{md.signed.version}.{DELTAS_ROLE}.json",
                          md.to_bytes())
-    kit.repo._write_snapshot_and_timestamp({DELTAS_ROLE: md.signed.version})
+    kit.repo.write_snapshot_and_timestamp({DELTAS_ROLE: md.signed.version})
 
 
 def operators_delegate(repo: Repo, paths: list[str]) -> None:
@@ -144,7 +144,7 @@ def operators_delegate(repo: Repo, paths: list[str]) -> None:
     md.sign(kit.signer("targets"))
     write_atomic(kit.path / "metadata" / f"{md.signed.version}.targets.json",
                          md.to_bytes())
-    kit.repo._write_snapshot_and_timestamp({"targets": md.signed.version})
+    kit.repo.write_snapshot_and_timestamp({"targets": md.signed.version})
 
 
 def renamed(bundle: bytes, **fields: Any) -> bytes:
