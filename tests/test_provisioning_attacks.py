@@ -368,3 +368,35 @@ def test_agent_run_as_root_refuses_a_state_dir_of_another_user(device_fs: Path) 
     assert _snapshot(victim) == before
 
 
+
+
+def test_a_technician_queries_without_reading_the_password(device_fs: Path) -> None:
+    """The secret is out of the technician's reach, the control socket is not: `query`
+    needs only the socket path from the config."""
+    from tests.support.agent_proc import write_config
+
+    secret = device_fs / "mqtt-password"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o600)  # the agent's user only (root here)
+    config = write_config(device_fs / "agent.toml", "tech-1", device_fs / "state", 1,
+                          f'[[sources]]\nkind = "file"\npath = "{device_fs / "x.log"}"\n')
+    config.write_text(config.read_text().replace(
+        "[mqtt]\n", f'[mqtt]\nusername = "tech-1"\npassword_file = "{secret}"\n', 1))
+    config.chmod(0o644)
+    import agent.cli
+    import agent.control
+
+    # The venv is not readable by nobody here: fork, drop to nobody, run the CLI.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY.pw_gid, NOBODY.pw_gid, NOBODY.pw_gid)
+            os.setresuid(NOBODY.pw_uid, NOBODY.pw_uid, NOBODY.pw_uid)
+            code = agent.cli.main(["query", "status", "--config", str(config)])
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    # No daemon runs (3): the config was read and the socket path found, the secret not.
+    assert os.waitstatus_to_exitcode(status) == 3
