@@ -400,3 +400,28 @@ def test_a_technician_queries_without_reading_the_password(device_fs: Path) -> N
     _, status = os.waitpid(pid, 0)
     # No daemon runs (3): the config was read and the socket path found, the secret not.
     assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_enrollment_over_https_needs_no_lab_flag(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    """The production path: the fleet server behind a reverse proxy that ends TLS with a
+    certificate from the operators' private CA, which the device gets as --ca-file."""
+    from tests.support.tamper_proxy import https_identity, passthrough
+
+    ca, cert, key = https_identity(tmp_path / "tls")
+    proxy = TamperProxy(fleet.url, passthrough, tls=(cert, key)).start()
+    try:
+        token = fleet.create_token("--device", "tls-1")
+        untrusted = fleet.agent_enroll("--server", proxy.url, "--root-sha256",
+                                       fleet.root_sha256, "--token", token, "--device-id",
+                                       "tls-1", "--dir", str(tmp_path / "a"))
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        proc = fleet.agent_enroll("--server", proxy.url, "--ca-file", str(ca),
+                                  "--root-sha256", fleet.root_sha256, "--token", token,
+                                  "--device-id", "tls-1", "--dir", str(tmp_path / "a"))
+        assert proc.returncode == 0, proc.stderr
+        assert "WARNING" not in proc.stderr
+        renewed = fleet.agent_enroll("--renew", "--force", "--ca-file", str(ca), "--dir",
+                                     str(tmp_path / "a"))
+        assert renewed.returncode == 0 and "WARNING" not in renewed.stderr, renewed.stderr
+    finally:
+        proxy.stop()
