@@ -2,7 +2,7 @@
 
 ::
 
-    nanofleet server init|run|token      the fleet server itself
+    nanofleet server init|run|migrate|token   the fleet server itself
     nanofleet keys init|rotate           key ceremonies (offline root, operator targets key)
     nanofleet repo init                  create the signed repository
     nanofleet model train|eval|inspect   the nano model (nanomodel.cli)
@@ -123,9 +123,36 @@ def cmd_server_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database schema to this version's (``server run`` does it too)."""
+    from fleet_server import migrations
+    from fleet_server.db import Database
+
+    db = Database(load_config(args.config).db_url)
+    try:
+        if args.check:
+            current = migrations.current_revision(db)
+            migrations.check_known(db, current)
+            head = migrations.head_revision()
+            if current == head:
+                print(f"schema at {head}: up to date")
+                return EXIT_OK
+            print(f"schema at {current or 'no revision (empty, or made before migrations)'}; "
+                  f"`nanofleet server migrate` upgrades it to {head}")
+            return EXIT_FAILED
+        result = migrations.upgrade(db)
+    finally:
+        db.dispose()
+    if result.adopted:
+        print(f"database made before migrations: adopted as revision {migrations.BASELINE}")
+    print(f"schema upgraded from {result.before or 'empty'} to {result.after}" if result.changed
+          else f"schema at {result.after}: up to date")
+    return EXIT_OK
+
+
 def _add_server_commands(sub: Any) -> None:
     server = sub.add_parser("server", help="run and set up the fleet server")
-    ssub = server.add_subparsers(dest="server_command", metavar="{init,run,token}",
+    ssub = server.add_subparsers(dest="server_command", metavar="{init,run,migrate,token}",
                                  required=True)
     init = ssub.add_parser("init", help="write a server config with a new operator token")
     init.add_argument("--config", type=Path, required=True, help="config file to write")
@@ -142,6 +169,12 @@ def _add_server_commands(sub: Any) -> None:
     run.add_argument("--host", help="override bind_host")
     run.add_argument("--port", type=int, help="override bind_port")
     run.set_defaults(func=cmd_server_run)
+    migrate = ssub.add_parser("migrate", help="upgrade the database schema to this version's "
+                              "(server run does it too); --check only says whether it is due")
+    migrate.add_argument("--config", type=Path, required=True, help="server config (TOML)")
+    migrate.add_argument("--check", action="store_true",
+                         help="change nothing; exit 1 when an upgrade is due")
+    migrate.set_defaults(func=cmd_server_migrate)
     token = ssub.add_parser("token", help="make operator tokens with scopes (read, deploy, "
                             "admin); --list, --revoke")
     token.add_argument("--name", help="who will use it (the audit log names it)")

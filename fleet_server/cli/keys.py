@@ -26,6 +26,7 @@ from fleet_server.repository.keys import (
     public_key_path,
 )
 from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.rotation import rotate_root
 from fleet_server.repository.storage import METADATA_DIR
 
 EXIT_OK = 0
@@ -150,8 +151,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         targets_signer = load_signer(args.targets_key, secret)
         role_keys["targets"] = [targets_signer.public_key]
         targets_signers.append(targets_signer)
-    version = repo.rotate_root(new_keys, threshold, signers, signers, role_keys=role_keys,
-                               targets_signers=targets_signers)
+    version = rotate_root(repo, new_keys, threshold, signers, signers, role_keys=role_keys,
+                          targets_signers=targets_signers)
     out_root = args.root_out or args.config.parent / "root.json"
     out_root.write_bytes(repo.root_bytes())
     print(f"published root v{version}: {len(new_keys)} root keys, threshold {threshold}"

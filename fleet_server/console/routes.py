@@ -32,7 +32,6 @@ from fleet_server.console.web import (
     require_deploy,
     secure_cookie,
 )
-from fleet_server.db import Base
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.policy import ACTIVE_STATUSES
 from fleet_server.service import FleetService
@@ -76,7 +75,7 @@ def login(request: Request, service: Service, token: Annotated[str, Form()] = ""
     try:
         with service.db.session() as session:
             session_id, _ = sessions.sign_in(session, token, service.config.operator_tokens,
-                                             time.time())
+                                             time.time(), service.config.console.session_idle_s)
     except sessions.SignInRefused as exc:
         return _login_page(request, target, str(exc), 401)
     response = redirect(target, request)
@@ -192,7 +191,7 @@ def release_page(request: Request, service: Service, _op: Operator, model: str,
 @router.get("/rollouts")
 def rollouts_page(request: Request, service: Service, _op: Operator,
                   status: str = "") -> Response:
-    rollouts = service.rollouts.list(status or None, limit=100)
+    rollouts = service.rollouts.list(status or None, limit=25)
     return render(request, "rollouts.html", {"rollouts": rollouts, "status": status,
                                              "active": ACTIVE_STATUSES})
 
@@ -280,11 +279,10 @@ def audit_page(request: Request, service: Service, _op: Operator, actor: str = "
 
 
 def install(app: FastAPI, service: FleetService) -> None:
-    """Add the console to the app (if enabled): pages, static files, its tables."""
+    """Add the console to the app (if enabled): pages and static files (its tables come
+    with the schema: fleet_server/schema.py, fleet_server/migrations)."""
     if not service.config.console.enabled:
         return
-    Base.metadata.create_all(service.db.engine, tables=[
-        sessions.ConsoleSessionRow.__table__])  # type: ignore[list-item]
     app.add_exception_handler(LoginRequired, login_required_handler)
     app.add_exception_handler(NotAllowed, not_allowed_handler)
     app.include_router(router)
