@@ -425,3 +425,15 @@ def test_enrollment_over_https_needs_no_lab_flag(fleet: EnrolledFleet, tmp_path:
         assert renewed.returncode == 0 and "WARNING" not in renewed.stderr, renewed.stderr
     finally:
         proxy.stop()
+
+
+def test_a_wrong_pin_does_not_spend_the_token(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    """The pin goes along with the request: an honest server with another root (a typo in
+    the pin, a root rotated since) refuses before it uses the token up."""
+    token = fleet.create_token("--device", "pin-1")
+    proc = fleet.agent_enroll("--server", fleet.url, "--insecure-lab", "--root-sha256",
+                              "0" * 64, "--token", token, "--device-id", "pin-1", "--dir",
+                              str(tmp_path / "a"))
+    assert proc.returncode == 1 and "root-mismatch" in proc.stderr, proc.stderr
+    assert not (tmp_path / "a" / "device.crt").exists()
+    _token_still_usable(fleet, token, "pin-1", tmp_path)

@@ -171,7 +171,8 @@ def _refused(exc: EnrollmentRefused) -> ApiError:
 def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
     """Enroll a device: a single-use token and a CSR in, its certificate out."""
     try:
-        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr))
+        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr,
+                                      root_sha256=body.root_sha256))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 
