@@ -392,3 +392,32 @@ def test_every_page_labels_its_controls_and_works_from_the_keyboard(
     page.keyboard.press("Enter")
     page.wait_for_url("**q=pump-0001**")
     assert page.locator("tr[data-device]").count() == 1
+
+
+def test_session_cookie_is_secure_when_served_over_tls(fleet: FleetSetup) -> None:
+    """Behind a TLS proxy (X-Forwarded-Proto: https) the cookies carry Secure; the API
+    is not affected by the console (bearer tokens as before, JSON errors)."""
+    setup = fleet
+    with httpx.Client(base_url=setup.url, headers={"X-Forwarded-Proto": "https"}) as c:
+        form = c.get("/console/login")
+        login_cookie = form.headers["set-cookie"]
+        assert "Secure" in login_cookie
+        assert "default-src 'self'" in form.headers["content-security-policy"]
+        nonce = form.text.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
+        # httpx keeps Secure cookies for https:// only: hand the sign-in cookie back as the
+        # browser behind the proxy would.
+        r = c.post("/console/login", headers={"Cookie": login_cookie.split(";", 1)[0]},
+                   data={"token": setup.token, "login_csrf": nonce,
+                         "next": "https://elsewhere.example/"})
+        assert r.status_code == 303 and r.headers["location"] == "/console/fleet"
+        cookie = next(h for h in r.headers.get_list("set-cookie")
+                      if h.startswith("nanofleet_console="))
+        assert {"HttpOnly", "Secure", "SameSite=strict", "Path=/console"} <= {
+            p.strip() for p in cookie.split(";")}
+        session = {"Cookie": cookie.split(";", 1)[0]}
+        assert c.get("/console/fleet", headers=session).status_code == 200
+        # The session cookie is no API credential.
+        assert c.get("/api/v1/devices", headers=session).status_code == 401
+    with httpx.Client(base_url=setup.url) as c:
+        assert "Secure" not in c.get("/console/login").headers["set-cookie"]
+    assert api(setup, "GET", "/api/v1/devices").status_code == 200
