@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from contract.messages import Alert, Metrics, ResultItem
+from fleet_server import migrations
 from fleet_server.auth import create_token, revoke_token
 from fleet_server.config import OperatorToken, hash_token
 from fleet_server.console import sessions
@@ -37,7 +38,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
         request.getfixturevalue("pg").url
     d = Database(url)
-    d.create_schema()
+    migrations.upgrade(d)
     try:
         yield d
     finally:

@@ -31,7 +31,6 @@ from fleet_server.console.web import (
     require_deploy,
     secure_cookie,
 )
-from fleet_server.db import Base
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.policy import ACTIVE_STATUSES
 from fleet_server.service import FleetService
@@ -272,11 +271,10 @@ def audit_page(request: Request, service: Service, _op: Operator, actor: str = "
 
 
 def install(app: FastAPI, service: FleetService) -> None:
-    """Add the console to the app (if enabled): pages, static files, its tables."""
+    """Add the console to the app (if enabled): pages and static files (its tables come
+    with the schema: fleet_server/schema.py, fleet_server/migrations)."""
     if not service.config.console.enabled:
         return
-    Base.metadata.create_all(service.db.engine, tables=[
-        sessions.ConsoleSessionRow.__table__])  # type: ignore[list-item]
     app.add_exception_handler(LoginRequired, login_required_handler)
     app.add_exception_handler(NotAllowed, not_allowed_handler)
     app.include_router(router)

@@ -50,7 +50,6 @@ from fleet_server.identity.tables import (
     DeviceIdentity,
     EnrollmentToken,
     IssuedCertificate,
-    ensure_schema,
 )
 from fleet_server.identity.tokens import (
     EnrollmentRefused,
@@ -60,6 +59,7 @@ from fleet_server.identity.tokens import (
     token_view,
 )
 from fleet_server.inventory import get_or_create_device
+from fleet_server.migrations import upgrade_logged
 
 log = logging.getLogger("nanofleet.server.identity")
 
@@ -106,7 +106,7 @@ class IdentityService:
         self.db = db
         self.root_bytes = root_bytes
         self.ca = DeviceCA.open(ca_directory(config.data_dir))
-        ensure_schema(db)
+        upgrade_logged(db)  # also when it runs before the server ever did (broker-config)
         self.policy = BrokerPolicy(self.ca, db, self.settings)
         self.publish_broker_policy()
 
