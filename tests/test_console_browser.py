@@ -308,6 +308,44 @@ def test_pause_and_resume_a_rollout(page: Any, fleet: FleetSetup,
         sim.stop()
 
 
+def test_a_halted_rollout_shows_why_and_abort_asks_first(
+        page: Any, fleet: FleetSetup, mqtt_broker: Mosquitto) -> None:
+    setup = fleet
+    bad = Behaviour(step_s=0.05, trial_s=0.2, fail_at="trial", fail_reason="health-collapse")
+    devices = make_devices("fan-", 4, behaviour=lambda _i: Behaviour(**vars(bad)))
+    sim = SimFleet(mqtt_broker.port, devices).start()
+    try:
+        sim.wait_connected()
+        ids = [d.device_id for d in devices]
+        wait_devices(setup, ids, lambda d: d["state"] == "online")
+        sign_in(page, setup, setup.token, "/console/rollouts/new")
+        page.get_by_label("Model", exact=True).select_option("nano-logs")
+        page.get_by_label("Version").fill("2")
+        page.get_by_role("radio", name="device ids").check()
+        page.get_by_role("textbox", name="Device ids").fill(" ".join(ids))
+        page.get_by_label("Canary size").fill("1")
+        page.get_by_label("Soak").fill("0")
+        page.get_by_label("Failure threshold").fill("0")
+        page.get_by_role("button", name="Create rollout").click()
+        page.wait_for_url("**/console/rollouts/r-*")
+        rid = page.url.rsplit("/", 1)[-1]
+        page.locator('#rollout-live[data-status="halted"]').wait_for(timeout=60_000)
+        notice = page.locator(".status-card .notice").inner_text()
+        assert "Halted: failure-threshold" in notice and "health-collapse" in notice
+        assert page.locator("td", has_text="health-collapse").count() == 1  # the canary
+        shot(page, "13-rollout-halted")
+        page.once("dialog", lambda d: d.dismiss())  # asked first; "no" changes nothing
+        page.get_by_role("button", name="Abort").click()
+        time.sleep(1)
+        assert rollout(setup, rid)["status"] == "halted"
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Abort").click()
+        page.locator('#rollout-live[data-status="aborted"]').wait_for()
+        assert rollout(setup, rid)["status"] == "aborted"
+    finally:
+        sim.stop()
+
+
 def test_read_only_token_sees_everything_and_can_change_nothing(
         page: Any, fleet: FleetSetup, viewer_token: str) -> None:
     setup = fleet
