@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             for sim in sims:
                 sim.wait_ready(deadline)
             ids = [f"sim-{i:04d}" for i in range(args.devices)]
-            rig._wait_online(ids, deadline)
             api = rig.api()
+            while not set(ids) <= {d["device_id"] for d in api.get("/api/v1/devices")[
+                    "devices"] if d["state"] == "online"}:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the simulated devices did not all come online")
+                time.sleep(0.5)
             api.request("PATCH", "/api/v1/devices", json={"devices": ids, "group": "bench",
                                                           "add_tags": ["bench-tag"]})
             client = sign_in(rig.fleet.url, rig.fleet.token)
