@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from agent.enroll import make_csr
 from fleet_server.console.settings import ConsoleSettings
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from hil.simdevice import Behaviour, SimFleet, make_devices
@@ -149,6 +151,20 @@ root_file = "{setup.root_file}"
     return AgentProcess(config, tmp / "state").start(wait=False), log
 
 
+def enroll(setup: FleetSetup, device_id: str) -> str:
+    """Enroll ``device_id`` with the server's device CA, as ``nanofleet-agent enroll`` does
+    (single-use token with group and tags, a CSR from a fresh key); its serial."""
+    r = api(setup, "POST", "/api/v1/enroll-tokens", json={
+        "device_id": device_id, "group": "gateways", "tags": ["site-a", "din-rail"]})
+    assert r.status_code == 200, r.text
+    csr = make_csr(ec.generate_private_key(ec.SECP256R1()), device_id)
+    r = httpx.post(setup.url + "/api/v1/enroll", json={
+        "token": r.json()["token"], "device_id": device_id, "csr": csr}, timeout=30)
+    assert r.status_code == 200, r.text
+    serial: str = r.json()["serial"]
+    return serial
+
+
 def plot_points(page: Any, series: str) -> int:
     return int(page.locator(f'.plot[data-series="{series}"]').get_attribute("data-points")
                or 0)
@@ -178,9 +194,7 @@ def test_sign_in_new_agent_appears_live_and_its_metrics_plot(
         row = page.locator(f'tr[data-device="{AGENT}"]')
         row.locator(".badge", has_text="online").wait_for()
         assert "logs: nano-logs v1" in row.inner_text()
-        r = api(setup, "PATCH", "/api/v1/devices", json={
-            "devices": [AGENT], "group": "gateways", "add_tags": ["site-a", "din-rail"]})
-        assert r.status_code == 200, r.text
+        serial = enroll(setup, AGENT)
         page.get_by_role("link", name=AGENT).click()
         page.wait_for_url(f"**/console/devices/{AGENT}")
         assert page.locator("h1").inner_text() == AGENT
@@ -197,6 +211,8 @@ def test_sign_in_new_agent_appears_live_and_its_metrics_plot(
         page.locator("table.alerts tbody tr td", has_text="Failed password").first.wait_for(
             timeout=30_000)
         assert "onnxruntime" in page.locator("section", has_text="Live models").inner_text()
+        identity = page.locator("section", has_text="Certificate serial").inner_text()
+        assert serial in identity and "gateways" in identity and "din-rail" in identity
         time.sleep(2)  # a few more points for the picture
         shot(page, "03-device")
     finally:
