@@ -3,20 +3,20 @@ retention and downsampling, alerts, sign-in sessions, and the overview's counts/
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from contract.messages import Alert, Metrics, ResultItem
-from fleet_server import migrations
 from fleet_server.auth import create_token, revoke_token
 from fleet_server.config import OperatorToken, hash_token
 from fleet_server.console import sessions
 from fleet_server.console.overview import OverviewFilter, device_page, state_counts
 from fleet_server.console.settings import MetricsRetention
-from fleet_server.db import Base, Database, Device
+from fleet_server.db import Database, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import Report, ingest, parse_report
 from fleet_server.metrics_store import (
@@ -27,22 +27,31 @@ from fleet_server.metrics_store import (
     alerts_per_hour,
     series,
 )
+from fleet_server.migrations import upgrade
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The same checks on both databases the server supports (PostgreSQL: a throwaway
-    server, hil/postgres.py; the tables are dropped after each test)."""
-    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
-        request.getfixturevalue("pg").url
+    """The same checks on both databases the server supports, each schema made by the
+    migrations as the server makes it (PostgreSQL: a throwaway server, hil/postgres.py,
+    a new database per test)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    else:
+        server = request.getfixturevalue("pg")
+        name = f"c_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        url = server.url.rsplit("/", 1)[0] + "/" + name
     d = Database(url)
-    migrations.upgrade(d)
+    upgrade(d)
     try:
         yield d
     finally:
-        Base.metadata.drop_all(d.engine)
         d.dispose()
 
 
