@@ -10,20 +10,9 @@ from pydantic import ValidationError
 
 from contract.messages import OtaEvent
 from contract.reasons import TRANSIENT_REASONS
-from fleet_server.rollouts.policy import (
-    DeviceLive,
-    DeviceProgress,
-    InvalidOperation,
-    Plan,
-    Progress,
-    assign_stages,
-    backoff_s,
-    pause,
-    plan_abort,
-    resume,
-    state_counts,
-    tick,
-)
+from fleet_server.rollouts.actions import InvalidOperation, pause, plan_abort, resume
+from fleet_server.rollouts.policy import assign_stages, backoff_s, tick
+from fleet_server.rollouts.records import DeviceLive, DeviceProgress, Plan, Progress, state_counts
 from fleet_server.rollouts.spec import (
     FailureThreshold,
     Strategy,
