@@ -12,14 +12,14 @@ swapped into the :class:`~agent.pipeline.ModelSlot` wrapped in an
 in flight finish on the old model; the old model stays loaded through the trial
 and comes back in one swap if health says so.
 
-Test hook: ``NANOFLEET_OTA_CRASH_AT=<state>`` makes the process ``os._exit(137)``
-right after that state is persisted — a real crash point for the kill -9 sweep.
+Crash tests (kill -9 right after each state is persisted) start the agent through
+``hil/ota_crash.py``, which wraps the record store from outside: nothing here can be
+made to crash on purpose.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,13 +51,13 @@ from agent.ota.state import (
     transition,
 )
 from agent.ota.store import OtaStore
+from agent.ota.transport import ArtifactTransport
 from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
 from contract.messages import DesiredState, format_validation_error
 from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
-CRASH_ENV = "NANOFLEET_OTA_CRASH_AT"
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -127,6 +127,11 @@ class OtaEngine:
             return False
         release_model(model)
         return True
+
+    def use_transport(self, transport: ArtifactTransport) -> None:
+        """Fetch metadata and artifacts with ``transport`` (transport = "mqtt": the
+        daemon's broker link, which exists only after :meth:`recover`)."""
+        self.fetcher.use_transport(transport)
 
     def attach(self, slot: ModelSlot) -> None:
         """The slot the daemon built from :meth:`recover`'s bundle."""
@@ -250,17 +255,13 @@ class OtaEngine:
             return Failed(OtaReason.INTERNAL_ERROR, f"{action}: {type(exc).__name__}: {exc}")
 
     def _save(self, record: OtaRecord) -> None:
-        changed = record.state != self.record.state
-        noteworthy = changed or (record.reason, record.detail) != (self.record.reason,
-                                                                   self.record.detail)
+        noteworthy = (record.state, record.reason, record.detail) != (
+            self.record.state, self.record.reason, self.record.detail)
         self.store.save(record)
         self.record = record
         if noteworthy:
             log.info("OTA %s: %s%s", self.slot_name, record.state,
                      f" ({record.reason or 'ok'}: {record.detail})" if record.detail else "")
-        if changed and os.environ.get(CRASH_ENV) == record.state:
-            log.warning("%s=%s: crashing on purpose", CRASH_ENV, record.state)
-            os._exit(137)
 
     def _execute(self, action: Action) -> Event | None:
         rec = self.record
@@ -392,7 +393,7 @@ class OtaEngine:
             self._candidate = None
         if rec.candidate is not None and rec.candidate not in (rec.committed, rec.previous):
             self.store.remove_bundle(rec.candidate)
-        self.fetcher.fetched = None
+        self.fetcher.forget()
         self.store.clear_downloads(keep_partial=is_transient(rec.reason))
 
     # --- queries -----------------------------------------------------------------------
@@ -422,4 +423,4 @@ class OtaEngine:
         return doc
 
 
-__all__ = ["CRASH_ENV", "OtaEngine", "UpdateRefused"]
+__all__ = ["OtaEngine", "UpdateRefused"]
