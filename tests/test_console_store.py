@@ -27,6 +27,8 @@ from fleet_server.metrics_store import (
     series,
 )
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_800_000_000.0
 
 

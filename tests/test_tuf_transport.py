@@ -10,6 +10,8 @@ import pytest
 from agent.ota.transport import ArtifactNotFound, ArtifactTooLarge, HttpTransport, TransportError
 from tests.support.tuf_http import Fault, RepoServer
 
+pytestmark = pytest.mark.unit
+
 DATA = bytes(range(256)) * 400  # 102400 bytes
 
 
