@@ -24,16 +24,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from paho.mqtt.client import MQTTMessage
-from pydantic import ValidationError
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
+from agent.ota.inbox import DesiredInbox
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -54,7 +54,6 @@ from agent.ota.store import OtaStore
 from agent.ota.transport import ArtifactTransport
 from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
-from contract.messages import DesiredState, format_validation_error
 from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
@@ -85,12 +84,7 @@ class OtaEngine:
         self._candidate: LoadedModel | None = None
         self._observed: ObservedModel | None = None
         self._trial_started = 0.0
-        self._lock = threading.Lock()
-        self._latest: tuple[UpdateTarget, Literal["install", "rollback"]] | None = None
-        self._desired_seq = 0
-        self._rollback = threading.Event()
-        self._rollback_rollout: str | None = None
-        self._wake = threading.Event()
+        self.inbox = DesiredInbox(slot, self.counters)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
 
@@ -152,7 +146,7 @@ class OtaEngine:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self.inbox.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.fetcher.close()  # e.g. the MQTT artifact transport's broker connection
@@ -162,35 +156,8 @@ class OtaEngine:
         self.submit_desired(bytes(msg.payload))
 
     def submit_desired(self, payload: bytes) -> None:
-        if not payload:
-            return  # retained message cleared
-        try:
-            doc = DesiredState.model_validate_json(payload)
-        except ValidationError as exc:
-            self.counters.inc("ota_desired_invalid")
-            log.warning("desired state ignored: %s", format_validation_error(exc))
-            return
         live = self._live_model
-        # The agent's slot name is the bundle's manifest slot unless model.slot overrides
-        # it; either name selects this slot's entry.
-        entry = doc.slots.get(self.slot_name) or (
-            doc.slots.get(live.manifest.slot) if live is not None else None)
-        if entry is None:
-            return
-        target = UpdateTarget(model=entry.model, version=entry.version, revision=doc.revision,
-                              rollout_id=doc.rollout_id, metadata_url=doc.metadata_url,
-                              target_base_url=doc.target_base_url)
-        with self._lock:
-            if self._latest is not None and doc.revision < self._latest[0].revision:
-                log.warning("desired revision %d ignored: %d seen already", doc.revision,
-                            self._latest[0].revision)
-                return
-            self._latest = (target, doc.action)
-            self._desired_seq += 1
-        if doc.action == "rollback":
-            self._rollback_rollout = doc.rollout_id
-            self._rollback.set()
-        self._wake.set()
+        self.inbox.submit(payload, live.manifest.slot if live is not None else None)
 
     # --- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -199,19 +166,10 @@ class OtaEngine:
             self._drive(self._execute_safely(action))
         handled = 0
         while not self._stop.is_set():
-            with self._lock:
-                seq = self._desired_seq
-            if seq == handled:
-                woke = self._wake.wait(self.cfg.check_interval_s)
-                self._wake.clear()
-                with self._lock:
-                    seq = self._desired_seq
-                if self._stop.is_set() or (woke and seq == handled):
-                    continue
-                # Timed out: look at the same desired state again (retries fall due).
-            handled = seq
-            with self._lock:
-                latest = self._latest
+            news = self.inbox.take(handled, self.cfg.check_interval_s, self._stop)
+            if news is None:
+                continue
+            handled, latest = news
             if latest is None or latest[1] == "rollback":
                 continue  # a rollback only means something during a trial
             live = self._live_bundle()
@@ -345,9 +303,7 @@ class OtaEngine:
             return Failed(OtaReason.INTERNAL_ERROR, "trial without a smoke-tested candidate")
         tcfg = self.cfg.trial
         observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
-        with self._lock:  # a rollback asked for before the trial began still counts
-            if self._latest is None or self._latest[1] != "rollback":
-                self._rollback.clear()
+        self.inbox.arm_rollback()
         self._observed = observed
         self._trial_started = time.monotonic()
         slot.swap(observed)  # batches in flight finish on the old model
@@ -355,12 +311,12 @@ class OtaEngine:
         # cost, whatever else the device is doing; with a thread pool, wall-clock time.
         clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
-                              self._rollback, self.batch_size, clock)
+                              self.inbox.rollback, self.batch_size, clock)
         if verdict is None:
             return None  # stopping: the trial stays persisted and is rolled back at start-up
         if verdict.reason == OtaReason.OPERATOR_ROLLBACK:
             return TrialVerdict(False, verdict.reason,
-                                f"{verdict.detail} (rollout {self._rollback_rollout})")
+                                f"{verdict.detail} (rollout {self.inbox.rollback_rollout})")
         return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
 
     def _commit(self) -> None:
