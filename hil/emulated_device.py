@@ -21,7 +21,7 @@ from hil.links import Link
 from hil.rootfs import build_rootfs, clone
 from hil.scenario import AgentSpec
 from hil.ssh_device import PYTHON as PACKAGED_PYTHON
-from hil.ssh_device import device_deb
+from hil.ssh_device import device_deb, with_runtime
 
 INNER = Path("/var/lib/nanofleet-hil")
 OTA_CRASH = Path(__file__).with_name("ota_crash.py")  # a power cut at an OTA state
@@ -43,10 +43,10 @@ class EmulatedDevice(LocalProcessDevice):
         super().__init__(device_id, link, host_dir, agent=agent, fleet=fleet,
                          ota_transport=ota_transport)
         # The same config with the paths the agent sees inside the root file system.
-        self.config.write_text(agent_config_toml(
+        self.config.write_text(with_runtime(agent_config_toml(
             device_id, state_dir=inner / "state", log_file=inner / "device.log", link=link,
             agent=agent, fleet=FleetEndpoints(fleet.http_base, Path("/etc/nanofleet/root.json")),
-            ota_transport=ota_transport), encoding="utf-8")
+            ota_transport=ota_transport), flavour), encoding="utf-8")
         self._chroot("chown", "-R", "nanofleet:nanofleet", str(inner))
         check = self._chroot("setpriv", "--reuid=nanofleet", "--regid=nanofleet",
                              "--init-groups", "/usr/bin/nanofleet-agent", "check-config",

@@ -22,11 +22,12 @@ from typing import Any
 
 from hil.analysis import DeviceFacts, device_metrics
 from hil.broker import Mosquitto, free_port
-from hil.devices import DeviceDriver, DeviceUnit, FleetEndpoints, LocalProcessDevice
+from hil.devices import DeviceUnit, FleetEndpoints
+from hil.drivers import make_drivers, transport_for
 from hil.expect import facts_for, judge_step, wait_condition
 from hil.faults import FaultInjector, FaultRun, crash_state_to_arm
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
-from hil.links import Link, NamespaceLink, make_link, namespaces_unavailable
+from hil.links import Link, make_link, namespaces_unavailable
 from hil.models import build_variant, tamper_stored_artifacts
 from hil.observe import Observer
 from hil.operator import Operator, publish_summary
@@ -148,12 +149,11 @@ class Rig:
             self.timeline.add("rig", publish_summary(result))
         self.observer = Observer(port, self.device_ids, self.report_dir / "mqtt.jsonl")
         endpoints = FleetEndpoints(self.fleet.url, self.fleet.root_file)
+        transports = {d.id: transport_for(self.links[d.id], d.ota_transport) for d in sc.devices}
+        drivers = make_drivers(self.drivers, self.links, transports, self.workdir, sc.agent,
+                               endpoints, self.timeline)
         for spec in sc.devices:
-            link = self.links[spec.id]
-            transport = spec.ota_transport
-            if transport == "auto":
-                transport = "http" if link.kind == "direct" else "mqtt"
-            driver = self._make_driver(spec.id, link, endpoints, transport)
+            driver = drivers[spec.id]
             traffic = sc.traffic_of(spec.id)
             sample = resolve_sample(traffic, self.scenario_file) \
                 if traffic.source == "sample" else None
@@ -174,27 +174,6 @@ class Rig:
         self.injector = FaultInjector(self.timeline, self.broker, self.units, sc.steps,
                                       self._fault_done)
         threading.Thread(target=self._watch_exits, name="hil-exits", daemon=True).start()
-
-    def _make_driver(self, device: str, link: Link, endpoints: FleetEndpoints,
-                     transport: str) -> DeviceDriver:
-        workdir = self.workdir / "devices" / device
-        if self.drivers[device] == "ssh":
-            from hil.ssh_device import SshDevice  # needs root, a rootfs and the .deb
-
-            assert isinstance(link, NamespaceLink)
-            driver: DeviceDriver = SshDevice(device, link, workdir, agent=self.scenario.agent,
-                                             fleet=endpoints)
-            self.timeline.add("rig", f"device installed: {driver.describe()}", device)
-            return driver
-        if self.drivers[device] == "qemu-arm64":
-            from hil.emulated_device import EmulatedDevice  # root, binfmt, an arm64 rootfs
-
-            driver = EmulatedDevice(device, link, workdir, agent=self.scenario.agent,
-                                    fleet=endpoints, ota_transport=transport)
-            self.timeline.add("rig", f"device installed: {driver.describe()}", device)
-            return driver
-        return LocalProcessDevice(device, link, workdir, agent=self.scenario.agent,
-                                  fleet=endpoints, ota_transport=transport)
 
     def _watch_exits(self) -> None:
         """Agents that exit although no power cut was injected (a crash) are noted."""

@@ -96,6 +96,11 @@ def device_deb(flavour: str = "litert", arch: str | None = None) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def with_runtime(config: str, runtime: str) -> str:
+    """The rig's agent config with ``[model] runtime`` set to the package's flavour (pure)."""
+    return config.replace("[model]\n", f'[model]\nruntime = "{runtime}"\n', 1)
+
+
 class SshDevice(DeviceDriver):
     """A device reached over SSH. Its link must be a :class:`NamespaceLink` (the data
     network the target lives behind)."""
@@ -106,7 +111,8 @@ class SshDevice(DeviceDriver):
         self.dir = workdir
         self.target = SshTarget(workdir, link.ns)
         self.target.start()
-        self.install(deb or device_deb())
+        version = self.install(deb or device_deb())
+        self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
         self.configure(agent, fleet)
         self._traffic: subprocess.Popen[bytes] | None = None
         self._traffic_in: IO[bytes] | None = None
@@ -129,6 +135,7 @@ class SshDevice(DeviceDriver):
                                  log_file=Path(f"{LOG_DIR}/device.log"), link=self.link,
                                  agent=agent, fleet=fleet, ota_transport="mqtt")
         text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
+        text = with_runtime(text, self.runtime)
         self.target.write(CONFIG, text.encode(), mode="0640")
         self.target.write(f"{HIL_DIR}/supervise", SUPERVISOR.encode(), mode="0755")
         self.target.write(f"{HIL_DIR}/ota_crash.py", OTA_CRASH.read_bytes(), mode="0644")

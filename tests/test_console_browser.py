@@ -178,6 +178,9 @@ def test_sign_in_new_agent_appears_live_and_its_metrics_plot(
         row = page.locator(f'tr[data-device="{AGENT}"]')
         row.locator(".badge", has_text="online").wait_for()
         assert "logs: nano-logs v1" in row.inner_text()
+        r = api(setup, "PATCH", "/api/v1/devices", json={
+            "devices": [AGENT], "group": "gateways", "add_tags": ["site-a", "din-rail"]})
+        assert r.status_code == 200, r.text
         page.get_by_role("link", name=AGENT).click()
         page.wait_for_url(f"**/console/devices/{AGENT}")
         assert page.locator("h1").inner_text() == AGENT
@@ -287,6 +290,11 @@ def test_pause_and_resume_a_rollout(page: Any, fleet: FleetSetup,
         r = rollout(setup, rid)
         assert r["status"] == "paused" and r["counts"]["pending"] >= 5
         shot(page, "08-rollout-paused")
+        page.goto(setup.url + "/console/fleet")
+        live = page.locator("section", has_text="Rollouts in progress")
+        assert rid in live.inner_text() and "paused" in live.inner_text()
+        shot(page, "02b-fleet-rollout-in-progress")
+        page.goto(setup.url + f"/console/rollouts/{rid}")
         page.get_by_role("button", name="Resume").click()
         page.locator('#rollout-live[data-status="completed"]').wait_for(timeout=60_000)
         assert rollout(setup, rid)["counts"]["committed"] == 6
@@ -311,6 +319,8 @@ def test_read_only_token_sees_everything_and_can_change_nothing(
     assert page.get_by_role("link", name="New rollout…").count() == 0
     page.goto(setup.url + f"/console/rollouts/{done[0]['id']}")
     assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.locator(".stage").count() >= 2  # sees everything
+    shot(page, "12-read-only-rollout")
     page.goto(setup.url + "/console/releases")
     assert page.get_by_role("link", name="Roll out…").count() == 0
     # Asked for anyway: refused with the scope it lacks.
@@ -346,3 +356,39 @@ def test_forms_without_the_csrf_token_are_refused_and_sign_out_ends_the_session(
     assert httpx.get(setup.url + "/api/v1/health").status_code == 200
     assert api(setup, "GET", "/api/v1/audit", params={"action": "console-sign-in"}).json()[
         "entries"]
+
+
+UNLABELLED_JS = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button'))
+  .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+               && !(c.tagName === 'BUTTON' && c.textContent.trim()))
+  .map(c => c.outerHTML.slice(0, 80))"""
+UNNAMED_CHARTS_JS = """() => Array.from(document.querySelectorAll('svg[role=img]'))
+  .filter(s => !s.getAttribute('aria-label')).length"""
+
+
+def test_every_page_labels_its_controls_and_works_from_the_keyboard(
+        page: Any, fleet: FleetSetup) -> None:
+    setup = fleet
+    sign_in(page, setup, setup.token)
+    rid = api(setup, "GET", "/api/v1/rollouts").json()["rollouts"][0]["id"]
+    for path in ("/console/fleet", f"/console/devices/{AGENT}", "/console/releases",
+                 "/console/releases/nano-logs/2", "/console/rollouts", "/console/rollouts/new",
+                 f"/console/rollouts/{rid}", "/console/audit"):
+        response = page.goto(setup.url + path)
+        assert response is not None and response.status == 200, path
+        assert page.evaluate(UNLABELLED_JS) == [], path
+        assert page.evaluate(UNNAMED_CHARTS_JS) == 0, path
+        assert page.locator("h1").count() == 1, path
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.goto(setup.url + "/console/fleet")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # Filtering with the keyboard alone: focus the search box, type, Enter.
+    page.get_by_label("Device id contains").focus()
+    page.keyboard.type("pump-0001")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=pump-0001**")
+    assert page.locator("tr[data-device]").count() == 1

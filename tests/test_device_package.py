@@ -150,17 +150,19 @@ import sys
 import paho.mqtt.client, systemd.journal, zstandard
 from agent import default_bundle_path
 from agent.model import LoadedModel
-from agent.enroll import load_or_make_key, make_csr
+from agent.enroll import load_or_make_key, make_csr, prepare_dir
 from securesystemslib.signer import _key
 from tuf.api.metadata import Metadata, Root
 from securesystemslib.signer import SSlibKey
 import agent.daemon, agent.ota.tuf_client, contract.delta
+import numpy as np
+assert float(np.percentile(np.unique([3.0, 1.0, 2.0]), 99)) > 2.9  # numpy.ma, lazily
 assert _key.CRYPTO_IMPORT_ERROR is None, _key.CRYPTO_IMPORT_ERROR
 assert agent.__file__.startswith(sys.prefix), agent.__file__
 m = LoadedModel.load(default_bundle_path(), sys.argv[1])
 m.smoke_test()
 probs, _ = m.classify(['kernel: EXT4-fs error (device mmcblk0p2): I/O error'])
-key = load_or_make_key(__import__('pathlib').Path(sys.argv[2]) / 'device.key')
+key = load_or_make_key(prepare_dir(__import__('pathlib').Path(sys.argv[2]) / 'identity'))
 assert 'BEGIN CERTIFICATE REQUEST' in make_csr(key, 'pump-07')
 assert zstandard.ZstdDecompressor().decompress(zstandard.ZstdCompressor().compress(b'x' * 99)) \\
     == b'x' * 99
@@ -202,7 +204,7 @@ echo "MODES $(stat -c "%a %U %G" /etc/nanofleet /etc/nanofleet/agent.toml /var/l
     | tr "\n" " ")"
 echo "WANTS $(readlink /etc/systemd/system/multi-user.target.wants/nanofleet-agent.service)"
 su -s /bin/sh nanofleet -c "nanofleet-agent check-config /etc/nanofleet/agent.toml"
-echo "SYSTEM_PYTHON $(cd / && python3 -c "import agent" 2>&1 | tail -n 1)"
+echo "SYSTEM_PYTHON $(cd / && /usr/bin/python3 -c "import agent" 2>&1 | tail -n 1)"
 dpkg -r nanofleet-agent >/dev/null
 echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
 echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"

@@ -72,7 +72,7 @@ class OtaEngine:
         self.batch_size = batch_size
         self.counters = counters or Counters()
         self.store = OtaStore(state_dir, slot)
-        self.fetcher = Fetcher(cfg, self.store)
+        self.fetcher = Fetcher(cfg, self.store, self.counters)
         self.record = self.store.load()
         self._report = report
         self._started = False

@@ -9,12 +9,14 @@ then is the file installed, and only the smoke test parses it.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.metrics import Counters
 from agent.ota.config import OtaConfig, transport_of
 from agent.ota.errors import UpdateRefused
 from agent.ota.policy import (
@@ -32,6 +34,8 @@ from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from agent.ota.tuf_client import TufClient
 from contract.delta import DeltaError, apply_delta
 from contract.reasons import OtaReason
+
+log = logging.getLogger("nanofleet.agent.ota")
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,11 @@ class _NoTransport(ArtifactTransport):
 class Fetcher:
     """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
 
-    def __init__(self, cfg: OtaConfig, store: OtaStore,
+    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None,
                  transport: ArtifactTransport | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.counters = counters or Counters()
         self.fetched: Fetched | None = None
         self.transport = transport or self._configured_transport(cfg)
 
@@ -86,7 +91,8 @@ class Fetcher:
         if cfg.transport != "http":
             return _NoTransport()
         ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
-        return HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+        return HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
+                             min_rate=cfg.min_download_rate)
 
     def use_transport(self, transport: ArtifactTransport) -> None:
         """Use ``transport`` (the daemon's MqttTransport for transport = "mqtt")."""
@@ -169,8 +175,14 @@ class Fetcher:
                                           attempts=self.cfg.download_attempts)
         except UpdateRefused as exc:
             if kind == "delta":
-                return DeltaUnusable(exc.reason, exc.detail)
+                return self._delta_unusable(exc.reason, exc.detail)
             return Failed(exc.reason, exc.detail)
+        except Exception as exc:  # the full bundle does not depend on the delta's transfer
+            if kind == "delta":
+                log.exception("delta download of %s failed", artifact.path)
+                return self._delta_unusable(OtaReason.UNAVAILABLE, f"{artifact.path}: "
+                                            f"{type(exc).__name__}: {exc}")
+            raise
         self.fetched = Fetched(found.full, artifact, kind, path)
         return Downloaded(kind, artifact.length, note)
 
@@ -185,9 +197,17 @@ class Fetcher:
             source = self.store.downloads / f".rebuilt-{full.sha256[:16]}.nfb"
             try:
                 apply_delta(live.path, f.path, source, full.sha256, full.length)
-            except (DeltaError, OSError) as exc:
+            except Exception as exc:
+                # DeltaError is the documented refusal; anything else (MemoryError, a
+                # parser's own exception) is a bug the fuzzer should find, but it must
+                # not cost the update: the signed full bundle does not need the delta.
                 f.path.unlink(missing_ok=True)
-                return DeltaUnusable(OtaReason.DELTA_INVALID, f"{f.artifact.path}: {exc}")
+                source.unlink(missing_ok=True)
+                if not isinstance(exc, DeltaError | OSError):
+                    log.error("delta applier raised %s on %s", type(exc).__name__,
+                              f.artifact.path, exc_info=True)
+                return self._delta_unusable(OtaReason.DELTA_INVALID, f"{f.artifact.path}: "
+                                            f"{type(exc).__name__}: {exc}")
         # Whatever came over the wire or out of the applier: nothing parses it before
         # its sha256 and length equal the operator-signed full target's.
         digest, length = file_sha256(source)
@@ -195,9 +215,17 @@ class Fetcher:
         if refusal is not None:
             source.unlink(missing_ok=True)
             if f.kind == "delta":
-                return DeltaUnusable(refusal.reason, refusal.detail)
+                return self._delta_unusable(refusal.reason, refusal.detail)
             return Failed(refusal.reason, refusal.detail)
         ref: InstalledRef = self.store.install(source, target.model, target.version, digest)
         self.fetched = None
         self.store.clear_downloads()  # the delta/full file is not needed any more
         return Verified(ref)
+
+    def _delta_unusable(self, reason: OtaReason, detail: str) -> DeltaUnusable:
+        """Every refused delta is counted (``ota_delta_refused``) and reported by the
+        state machine's next event (``downloading`` with the reason): the full bundle
+        comes next."""
+        self.counters.inc("ota_delta_refused")
+        log.warning("delta refused (%s): %s; fetching the full bundle", reason, detail)
+        return DeltaUnusable(reason, detail)

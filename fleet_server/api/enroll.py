@@ -16,11 +16,13 @@ broker ACL (for a broker on another machine to copy) (``read``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
@@ -33,8 +35,38 @@ from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Three PEMs of at most 16 KiB, a token and JSON around them. Anyone may call these
+# routes (no operator token), so the body is capped while it is read, chunked or not,
+# instead of being read whole and validated afterwards.
+MAX_PUBLIC_BODY_BYTES = 64 * 1024
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
+
+class BoundedBodyRoute(APIRoute):
+    """A route whose request body is refused (413) past MAX_PUBLIC_BODY_BYTES."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and \
+                    int(declared) > MAX_PUBLIC_BODY_BYTES:
+                raise ApiError(413, "too-large", f"request body over {MAX_PUBLIC_BODY_BYTES} "
+                               "bytes")
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_PUBLIC_BODY_BYTES:
+                    raise ApiError(413, "too-large", f"request body over "
+                                   f"{MAX_PUBLIC_BODY_BYTES} bytes")
+            request._body = bytes(body)  # what Request.body() returns from now on
+            return await handler(request)
+
+        return bounded
+
+
+public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES,
+                          route_class=BoundedBodyRoute)
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 

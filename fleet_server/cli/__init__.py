@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +53,19 @@ def cmd_server_init(args: argparse.Namespace) -> int:
                          bind_port=args.bind_port, public_url=args.public_url,
                          mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
     args.config.parent.mkdir(parents=True, exist_ok=True)
-    args.config.write_text(text, encoding="utf-8")
+    # 0600 whatever the umask: the file holds operator token hashes and the random
+    # $share group names that keep devices out of the server's shared subscriptions.
+    # O_EXCL: never through a file or link someone put there since the check above.
+    fd = os.open(args.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"wrote {args.config}; data in {args.data_dir}")
+    print(f"wrote {args.config} (0600); data in {args.data_dir}")
     print(f"operator token for {args.token_name!r} (shown once; only its hash is stored):")
     print(f"  export NANOFLEET_TOKEN={token}")
+    print("(or keep it in a file only you can read: --token-file FILE, NANOFLEET_TOKEN_FILE; "
+          "never --token TOKEN, which every user sees in ps)")
     print(f"next: nanofleet keys init --dir KEYS, then nanofleet repo init --config "
           f"{args.config} --keys KEYS")
     return EXIT_OK

@@ -8,6 +8,7 @@ that is synced back). Offline key files may be encrypted (``--passphrase-env``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -109,6 +110,8 @@ def cmd_repo_init(args: argparse.Namespace) -> int:
           f"{'enabled' if online.deltas else 'disabled: no deltas.pem'})")
     print(f"online keys for the server: {config.keys_path}")
     print(f"trusted root for devices and operators: {root_copy} (provision devices with it)")
+    print(f"  its pin: --root-sha256 {hashlib.sha256(repo.root_bytes()).hexdigest()} (for "
+          "nanofleet-agent enroll on devices that do not carry the file)")
     print("NOW move these files off this machine to offline storage:")
     for p in roots:
         print(f"  {p}")
@@ -156,6 +159,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
           + ("; targets key replaced (targets re-signed)" if args.targets_key else ""))
     print(f"devices provisioned with any earlier root follow the chain "
           f"({config.repo_path / METADATA_DIR}/N.root.json); newest root copied to {out_root}")
+    print(f"  pin for devices enrolled from now on: --root-sha256 "
+          f"{hashlib.sha256(repo.root_bytes()).hexdigest()}")
     return EXIT_OK
 
 

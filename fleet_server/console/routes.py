@@ -75,7 +75,7 @@ def login(request: Request, service: Service, token: Annotated[str, Form()] = ""
     try:
         with service.db.session() as session:
             session_id, _ = sessions.sign_in(session, token, service.config.operator_tokens,
-                                             time.time())
+                                             time.time(), service.config.console.session_idle_s)
     except sessions.SignInRefused as exc:
         return _login_page(request, target, str(exc), 401)
     response = redirect(target, request)
@@ -191,7 +191,7 @@ def release_page(request: Request, service: Service, _op: Operator, model: str,
 @router.get("/rollouts")
 def rollouts_page(request: Request, service: Service, _op: Operator,
                   status: str = "") -> Response:
-    rollouts = service.rollouts.list(status or None, limit=100)
+    rollouts = service.rollouts.list(status or None, limit=25)
     return render(request, "rollouts.html", {"rollouts": rollouts, "status": status,
                                              "active": ACTIVE_STATUSES})
 

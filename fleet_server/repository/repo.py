@@ -42,6 +42,8 @@ from contract.tuf_targets import (
     DELTAS_ROLE,
     ModelTargetInfo,
     full_target_path,
+    parse_model_info,
+    parse_slot_record,
 )
 from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
@@ -216,7 +218,11 @@ class Repository:
         except RepositoryError:
             meta, version, ts_version = {}, 1, 1
         for role, role_version in meta_versions.items():
-            meta[f"{role}.json"] = MetaFile(version=role_version)
+            # Length and hash, not just the version: a device then downloads exactly the
+            # bytes the snapshot names (no 5 MB default cap, no swapped file).
+            digest, length = sha256_of(self._read(f"{role_version}.{role}.json"))
+            meta[f"{role}.json"] = MetaFile(version=role_version, length=length,
+                                            hashes={"sha256": digest})
         snapshot = Snapshot(version=version, expires=self.expiry.expires(Snapshot.type),
                             meta=meta)
         snap_bytes = self.write_versioned(_sign(snapshot, [online.snapshot]), Snapshot.type)
@@ -277,10 +283,12 @@ class Repository:
             if unlisted:
                 raise PublishRejected(f"uploaded files not listed in the metadata: "
                                       f"{sorted(unlisted)}")
+            _check_delta_delegation(md.signed)
             for path, target in md.signed.targets.items():
                 try:
                     storage.check_target_path(path)
-                except storage.UnsafeTargetPath as exc:
+                    _check_release_target(path, target)
+                except ValueError as exc:
                     raise PublishRejected(str(exc)) from None
                 if "sha256" not in target.hashes:
                     raise PublishRejected(f"target {path!r} has no sha256 hash")
@@ -374,6 +382,26 @@ class Repository:
         return TargetFile(length, {"sha256": digest}, path,
                           {"custom": info.model_dump(mode="json", exclude_none=True)})
 
+
+
+def _check_delta_delegation(targets: Targets) -> None:
+    """The online ``deltas`` key may sign delta files and nothing else: refuse targets
+    metadata that delegates it any other path (a legacy or widened pattern)."""
+    roles = targets.delegations.roles if targets.delegations else None
+    role = roles.get(DELTAS_ROLE) if roles else None
+    if role is not None and (role.paths != [DELTA_PATH_PATTERN] or role.path_hash_prefixes):
+        raise PublishRejected(
+            f"targets delegate {DELTAS_ROLE!r} paths {role.paths or role.path_hash_prefixes}; "
+            f"only [{DELTA_PATH_PATTERN!r}] is accepted (the online key must not reach full "
+            "bundles or slot records): re-sign with this version's operator tool")
+
+
+def _check_release_target(path: str, target: TargetFile) -> None:
+    """Model targets and slot records must parse (valid, non-reserved model names)."""
+    if path.startswith("models/"):
+        parse_model_info(path, target.custom)
+    elif path.startswith("slots/"):
+        parse_slot_record(path, target.custom)
 
 
 @dataclass(frozen=True)
