@@ -70,6 +70,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "move it to a module without the unit mark (the full suite runs it)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object],
+                         request: pytest.FixtureRequest) -> None:
+    # Also when asked for at run time (request.getfixturevalue), which collection cannot see.
+    if fixturedef.argname in SERVER_FIXTURES and request.node.get_closest_marker("unit"):
+        pytest.fail(f"{request.node.nodeid} is marked unit but starts {fixturedef.argname}: "
+                    "move it to a module without the unit mark", pytrace=False)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     slow = [(report.duration, report.nodeid) for report in terminalreporter.stats.get("passed", [])
             if report.when == "call" and "unit" in report.keywords

@@ -27,6 +27,14 @@ def test_a_unit_test_asking_for_a_broker_is_refused(suite: pytest.Pytester) -> N
     assert "test_uses_broker is marked unit but starts broker" in str(result.stderr)
 
 
+def test_a_server_asked_for_at_run_time_is_refused_too(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_z="import pytest\npytestmark = pytest.mark.unit\n\n"
+                     "def test_late(request):\n    request.getfixturevalue('pg')\n")
+    result = suite.runpytest_inprocess("-m", "unit")
+    result.assert_outcomes(failed=1)  # during the call: getfixturevalue runs there
+    assert "is marked unit but starts pg" in str(result.stdout)
+
+
 def test_unit_tests_without_servers_run(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_y="import pytest\npytestmark = pytest.mark.unit\n\n"
                      "def test_pure(tmp_path):\n    assert tmp_path.is_dir()\n\n"
