@@ -3,12 +3,11 @@ retention and downsampling, alerts, sign-in sessions, and the overview's counts/
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from contract.messages import Alert, Metrics, ResultItem
 from fleet_server.auth import create_token, revoke_token
@@ -34,19 +33,10 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The same checks on both databases the server supports, each schema made by the
-    migrations as the server makes it (PostgreSQL: a throwaway server, hil/postgres.py,
-    a new database per test)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fleet.db'}"
-    else:
-        server = request.getfixturevalue("pg")
-        name = f"c_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.url.rsplit("/", 1)[0] + "/" + name
+    """The same checks on both databases the server supports (PostgreSQL: a new database
+    on the module's throwaway server, hil/postgres.py)."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg").new_database()
     d = Database(url)
     upgrade(d)
     try:

@@ -29,6 +29,8 @@ from fleet_server.repository.repo import (
 from fleet_server.repository.rotation import RotationError, rotate_root
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def kit(tmp_path: Path) -> RepoKit:

@@ -32,7 +32,7 @@ from fleet_server.console.web import (
     secure_cookie,
 )
 from fleet_server.rollouts.manage import OperationRefused
-from fleet_server.rollouts.policy import ACTIVE_STATUSES
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from contract.strict import Strict
-from fleet_server.rollouts.policy import (
+from fleet_server.rollouts.records import (
     DEVICE_STATES,
     IN_FLIGHT,
     DeviceLive,

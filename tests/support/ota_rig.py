@@ -112,13 +112,14 @@ class LineWriter:
 
 
 def make_agent(tmp: Path, device: str, port: int, repo: Repo, log: Path,
-               env: dict[str, str] | None = None, **trial: Any) -> AgentProcess:
+               env: dict[str, str] | None = None, crash_at: str | None = None,
+               **trial: Any) -> AgentProcess:
     state = tmp / f"state-{device}"
     source = f'[[sources]]\nkind = "file"\npath = "{log}"\nstart_at = "beginning"\n'
     cfg = write_config(tmp / f"{device}.toml", device, state, port, source,
                        extra='[pipeline]\nbatch_size = 16\nbatch_max_wait_ms = 20\n'
                        + repo.ota_toml(**trial))
-    return AgentProcess(cfg, state, env=env)
+    return AgentProcess(cfg, state, env=env, crash_at=crash_at)
 
 
 def unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
