@@ -142,7 +142,10 @@ def test_device_labels_and_inventory_filters(fleet: FleetSetup,
         assert code == 0, err
         return [d["device_id"] for d in json.loads(out)["devices"]]
 
-    code, out, err = nf("devices", "tag", "lbl-1,lbl-2", "lbl-3", "--group", "north",
+    code, _, err = nf("devices", "tag", "lbl-1", "--group", "north",
+                      *client_args(fleet, tokens["deployer"]))
+    assert code == 1 and "unknown-device" in err and "lbl-1" in err  # a typo: no phantom
+    code, out, err = nf("devices", "tag", "lbl-1,lbl-2", "lbl-3", "--group", "north", "--create",
                         "--tags", "pumps,solar", *client_args(fleet, tokens["deployer"]))
     assert code == 0, err
     assert "lbl-3                    group north  tags pumps,solar" in out

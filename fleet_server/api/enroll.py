@@ -49,7 +49,8 @@ def install(app: FastAPI, service: FleetService) -> None:
     """Open the device CA (made at the first start) and add the routes."""
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
     app.include_router(public_router)
-    app.include_router(operator_router, dependencies=[Depends(require_operator)])
+    app.include_router(operator_router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
 
 
 class Strict(BaseModel):
