@@ -89,7 +89,8 @@ def labelling_an_unknown_device_does_not_create_it(f: Fleet) -> None:
 
 
 def schema_violating_body_is_refused(f: Fleet) -> None:
-    r = f.call("PATCH", "/api/v1/devices", json={"devices": ["pre-1"], "clear_group": 0})
+    r = f.call("PATCH", "/api/v1/devices", json={"devices": ["pre-1"], "group": "g",
+                                                  "clear_group": 0})
     assert r.status_code == 422, r.text
 
 
