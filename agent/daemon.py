@@ -20,9 +20,10 @@ from paho.mqtt.properties import Properties
 from agent import __version__, default_bundle_path
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
+from agent.explain import NotExplainable
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
-from agent.metrics import Counters
+from agent.metrics import Counters, resident_bytes
 from agent.model import LoadedModel
 from agent.mqtt_link import MqttLink
 from agent.notify import Notifier
@@ -371,6 +372,9 @@ class Agent:
 
     def metrics_doc(self) -> dict[str, Any]:
         self.counters.set_gauge("queue_depth", float(len(self.queue)))
+        rss = resident_bytes()
+        if rss is not None:  # plotted by the fleet console
+            self.counters.set_gauge("rss_bytes", rss)
         counters, gauges = self.counters.snapshot()
         return {"uptime_s": round(time.monotonic() - self._t0, 3), "counters": counters,
                 "gauges": gauges}
@@ -378,9 +382,10 @@ class Agent:
     def recent_alerts(self) -> list[dict[str, Any]]:
         return list(self.pipeline.recent_alerts)
 
-    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+    def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]:
         model = self.slot.current()
         probs, anomaly = model.classify(texts)
+        why = _explain(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
         for i, text in enumerate(texts):
@@ -390,4 +395,19 @@ class Agent:
                         "anomaly": round(float(anomaly[i]), 4),
                         "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
                                                                             strict=True)}})
+            if why is not None:
+                out[-1]["why"] = why[i]
         return out
+
+
+def _explain(model: Any, texts: list[str]) -> list[list[dict[str, float | str]]]:
+    """Top words per line; a model without an explanation (e.g. an OTA trial wrapper
+    around a non-nano model) is a clear query error, not a crash."""
+    explain = getattr(model, "explain", None)
+    if explain is None:
+        raise ValueError("the live model cannot explain its decisions")
+    try:
+        result: list[list[dict[str, float | str]]] = explain(texts)
+    except NotExplainable as exc:
+        raise ValueError(str(exc)) from exc
+    return result

@@ -20,6 +20,16 @@ from agent.spool import Spool
 
 log = logging.getLogger("nanofleet.agent.sender")
 
+# PUBACKs are collected and deleted from the outbox in one transaction at most this
+# often (or at ACK_FLUSH_COUNT): one DELETE per acknowledged message was most of the
+# agent's CPU at low rates. A crash in between only means those messages are sent
+# again after restart, which consumers drop by msg_id (at-least-once, as always).
+ACK_FLUSH_S = 0.5
+ACK_FLUSH_COUNT = 256
+# With nothing to send and nothing to flush the sender sleeps until woken (new
+# messages, link up/down); this is only a safety net.
+IDLE_POLL_S = 5.0
+
 
 def mark_historical(payload: bytes) -> bytes:
     try:
@@ -111,7 +121,14 @@ class OutboxSender:
         self._acked.append(outbox_id)
         if not accepted:
             self.counters.inc("publish_refused")
-        self._cond.notify_all()
+        # Wake the sender only when it waits for room in the window or a flush is due;
+        # otherwise its timer flushes the acks (see ACK_FLUSH_S).
+        if len(self._inflight) == self.window - 1 or len(self._acked) >= ACK_FLUSH_COUNT:
+            self._cond.notify_all()
+
+    def _wait_timeout(self) -> float:
+        """How long the sender may sleep (lock held): until the next ack flush is due."""
+        return ACK_FLUSH_S if self._acked else IDLE_POLL_S
 
     def _flush_acks(self) -> None:
         with self._cond:
@@ -127,7 +144,7 @@ class OutboxSender:
                 room = self.window - len(self._inflight)
                 up = self.link.connected.is_set()
                 if not up or room <= 0:
-                    self._cond.wait(0.2)
+                    self._cond.wait(self._wait_timeout())
                 else:
                     after, connected_at = self._last_sent, self._connected_at
             self._flush_acks()
@@ -137,7 +154,7 @@ class OutboxSender:
             if not batch:
                 with self._cond:
                     if not self._stop:
-                        self._cond.wait(0.2)
+                        self._cond.wait(self._wait_timeout())
                 continue
             for msg in batch:
                 payload = msg.payload

@@ -29,6 +29,7 @@ from fleet_server.api import fleet as api_fleet
 from fleet_server.api.core import ApiError, require_operator
 from fleet_server.api.guards import BodyLimit
 from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.console.routes import install as install_console
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.service import FleetService
@@ -136,6 +137,7 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
     _schema_with_deployment_limits(app, service)
+    install_console(app, service)  # the operators' web console under /console
     # Outermost: bodies are bounded before any route, dependency or parser reads them.
     app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes)
     return app

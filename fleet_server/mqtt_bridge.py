@@ -43,7 +43,7 @@ from fleet_server.mqtt_client import build_client, connect
 
 log = logging.getLogger("nanofleet.server.mqtt")
 
-REPORT_KINDS = ("status", "ota", "metrics")
+REPORT_KINDS = ("status", "ota", "metrics", "alerts")  # alerts: kept for the console
 SESSION_EXPIRY_S = 3600
 BATCH_MAX = 500
 QUEUE_MAX = 50_000

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from contract.limits import MAX_STORED_INT
+from contract.strict import Strict
 from contract.tuf_targets import MODEL_NAME_PATTERN
 from fleet_server.rollouts.policy import (
     DEVICE_STATES,
@@ -22,10 +23,6 @@ from fleet_server.rollouts.policy import (
 )
 from fleet_server.rollouts.spec import DeviceId, Selector, Strategy
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, device_of
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RolloutCreate(Strict):

@@ -1,0 +1,639 @@
+"""Labelling rules for harvested message templates: "would a technician want to be told?"
+
+The rules are read in order and the first that matches decides; each carries the reason
+written next to every template it labels (``rule:<name>``), so a reviewer can find all
+templates one rule decided and challenge the rule rather than thousands of lines.
+Per-template decisions that no rule captures live in
+:mod:`nanomodel.harvest.overrides` and win over everything here.
+
+Order (see LABELLING.md):
+
+1. ``RECOVERY`` — a message saying a problem ended or did not happen is normal
+   ("back to normal", "0 errors", "no longer").
+2. ``ALERTS`` — meanings a technician must hear about whatever level the code logs
+   them at (failed logins at info, under-voltage, I/O errors, segfaults...).
+3. ``CHATTER_ALWAYS`` and, for texts without a failure word, ``CHATTER`` — routine
+   events that look alarming to a keyword rule or are logged at
+   error level although nothing is wrong (a client hanging up, a scanner, a config
+   deprecation nag).
+4. The code's level: error and worse, or a warning/info that reports a failure → the
+   source's default category, refined by ``CATEGORY_HINTS``; everything else → normal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LABELS = (
+    "normal",
+    "hardware",
+    "thermal",
+    "power",
+    "network",
+    "storage",
+    "security",
+    "software",
+    "sensor",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    label: str
+    reason: str
+
+
+def _r(name: str, label: str, reason: str, alternatives: list[str]) -> Rule:
+    """A rule matching any of ``alternatives`` (case-insensitive regular expressions)."""
+    return Rule(name, re.compile("|".join(alternatives), re.I), label, reason)
+
+
+RECOVERY = [
+    _r(
+        "recovered",
+        "normal",
+        "says a problem has ended",
+        [
+            r"back to normal",
+            r"\brecovered\b",
+            r"\brestored\b",
+            r"no longer (throttled|degraded|in use)",
+            r"is now (online|up|reachable|in sync)",
+            r"returned to normal",
+            r"cleared\b",
+            r"within (normal )?limits",
+            r"temperature/speed normal",
+            r"\bresum(ed|ing)\b",
+            r"power is back",
+            r"mains returned",
+            r"no longer on (ups )?batter",
+            r"on line power",
+            r"(self[- ]?test|test) (completed|passed)",
+            r"\breattached\b",
+            r"allowing logins",
+        ],
+    ),
+    _r(
+        "no-errors",
+        "normal",
+        "reports that nothing is wrong",
+        [
+            r"\b(0|no|zero) (errors?|problems?|bad blocks?|failures?)\b",
+            r"without errors",
+            r"\bclean,",
+            r"no errors? (found|detected)",
+            r"passed\b",
+            r"\bhealth(y| check passed)\b",
+            r"is clean\b",
+        ],
+    ),
+]
+
+ALERTS = [
+    _r(
+        "auth-failed",
+        "security",
+        "a failed or refused login, a denied access or a broken signature",
+        [
+            r"failed (password|publickey|keyboard|none|hostbased|gssapi)",
+            r"\bFailed %s for\b",
+            r"authentication failure",
+            r"auth(entication)? (error|refused|failed)",
+            r"incorrect password",
+            r"bad password",
+            r"FAILED LOGIN\b",
+            r"FAILED SU\b",
+            r"invalid (user|password)",
+            r"illegal user",
+            r"user unknown",
+            r"not in sudoers",
+            r"not allowed to (run|execute)",
+            r"maximum authentication attempts",
+            r"too many authentication",
+            r"possible break-?in",
+            r"break-?in attempt",
+            r"login failure",
+            r"failed login",
+            r"password (check|mismatch) failed",
+            r"user .* not allowed because",
+            r"unauthori[sz]ed",
+            r"not authori[sz]ed",
+            r"access denied",
+            r"\bdenied\b",
+            r"bad (username|user name|login)",
+            r"unknown user",
+            r"no such user",
+            r"refused connect",
+            r"tamper",
+            r"signature (verification )?fail",
+            r"bad signature",
+            r"certificate (verify|verification) fail",
+            r"untrusted",
+            r"brute",
+            r"not from a permitted",
+            r"account (locked|expired)",
+            r"password expired",
+            r"pam_tally",
+            r"faillock",
+        ],
+    ),
+    _r(
+        "thermal",
+        "thermal",
+        "too hot or throttling",
+        [
+            r"over-?temperature",
+            r"overheat",
+            r"too hot",
+            r"critical temperature",
+            r"(cpu|clock|core|package|thermal|temperature).{0,40}throttl",
+            r"throttl.{0,20}(cpu|clock|frequency)",
+            r"temperature (above|exceeds|too high|critical|alarm)",
+            r"thermal (shutdown|trip|event|emergency)",
+            r"\bcooling device\b.*fail",
+            r"temperature .*(exceed|above|critical)",
+            r"\bTemperature\b.*\bCRIT",
+        ],
+    ),
+    _r(
+        "power",
+        "power",
+        "supply, battery or voltage trouble",
+        [
+            r"under-?voltage",
+            r"undervolt",
+            r"brown-?out",
+            r"over-?current",
+            r"power (fail|loss|lost|supply (fail|fault))",
+            r"on battery",
+            r"battery (low|critical|fail)",
+            r"low battery",
+            r"mains (power )?lost",
+            r"voltage (too|out of)",
+            r"power good (lost|deasserted)",
+            r"on (ups )?batter(y|ies)",
+            r"battery (power exhausted|disconnected|must be replaced|failure)",
+            r"charge below",
+            r"run ?time limit",
+            r"time percentage limit on batter",
+            r"\bUPS\b.*\b(fail|lost|overload)",
+            r"power (is )?(out|off)\b.*\b(ups|mains)",
+        ],
+    ),
+    _r(
+        "storage-io",
+        "storage",
+        "an I/O error, a full or read-only file system, or a failing disk",
+        [
+            r"\bI/?O error",
+            r"read-only file ?system",
+            r"remount(ing)? .*read-only",
+            r"no space left",
+            r"disk (is )?full",
+            r"file ?system (is )?full",
+            r"bad (block|sector)s?\b",
+            r"uncorrectable",
+            r"unreadable",
+            r"reallocated sector",
+            r"pending sector",
+            r"offline uncorrectable",
+            r"medium error",
+            r"unrecovered read error",
+            r"corrupt(ed|ion)? (file ?system|journal|superblock|inode|block|sector|data|image)",
+            r"corrupt(ed|ion)? (partition|metadata|directory)",
+            r"\bfile ?system (is )?corrupt",
+            r"journal (has )?aborted",
+            r"EXT4-fs error",
+            r"fs error",
+            r"superblock",
+            r"\bfsck\b.*(fail|error)",
+            r"SMART (prefailure|failure|usage attribute)",
+            r"FAILING_NOW",
+            r"self-test.*fail",
+            r"degraded array",
+            r"\bdegraded\b",
+            r"disk failure",
+            r"raid.* (fail|faulty)",
+            r"buffer i/o",
+            r"lost (async )?page write",
+            r"ata\S* (error|exception)",
+            r"\bcrc error",
+            r"sense key",
+            r"blk_update_request",
+            r"sector \S+ .*error",
+        ],
+    ),
+    _r(
+        "crash",
+        "software",
+        "a crash, an out-of-memory kill or a hung/restarting service",
+        [
+            r"segfault",
+            r"segmentation fault",
+            r"core dump",
+            r"dumped core",
+            r"out of memory",
+            r"\boom\b",
+            r"oom-kill",
+            r"killed process",
+            r"assertion",
+            r"assert(ion)? fail",
+            r"stack trace",
+            r"traceback",
+            r"kernel panic",
+            r"\boops\b",
+            r"general protection",
+            r"unable to handle kernel",
+            r"BUG: ",
+            r"call trace",
+            r"hung task",
+            r"blocked for more than",
+            r"soft lockup",
+            r"hard lockup",
+            r"rcu.*stall",
+            r"exited, code=(dumped|killed)",
+            r"Main process exited, code=",
+            r"(?-i:Failed with result)",
+            r"start request repeated too quickly",
+            r"watchdog timeout",
+            r"\bcrashed\b",
+            r"\bcrash(ing)? (detected|dump)",
+            r"double free",
+            r"memory corruption",
+            r"stack smashing",
+            r"(?<!don't )\bpanic\b",
+            r"fatal signal",
+            r"terminated by signal",
+            r"Killing process",
+            r"Unhandled exception",
+            r"uncaught exception",
+        ],
+    ),
+    _r(
+        "hardware",
+        "hardware",
+        "a component failing or misbehaving",
+        [
+            r"machine check",
+            r"hardware error",
+            r"\bmce\b",
+            r"\bEDAC\b",
+            r"ECC (error|fail)",
+            r"corrected error",
+            r"device descriptor read",
+            r"unable to enumerate",
+            r"device not accepting address",
+            r"cannot enable",
+            r"over-?current condition",
+            r"firmware (crash|error|fail)",
+            r"failed to load firmware",
+            r"\bfan\b.*(fail|stall|stop)",
+            r"hardware (fail|fault)",
+            r"bus error",
+            r"link reset",
+            r"controller (died|reset|error)",
+            r"timeout waiting for hardware",
+            r"\bPCIe? (bus )?error",
+            r"\bAER\b",
+            r"disabled by hub",
+            r"port disabled",
+            r"device offlined",
+            r"not responding",
+        ],
+    ),
+    _r(
+        "sensor",
+        "sensor",
+        "a sensor that cannot be read or reads nonsense",
+        [
+            r"sensor.*(fail|error|fault|invalid|implausible|stuck|out of range|not respond)",
+            r"(read|reading) (from )?sensor",
+        ],
+    ),
+]
+
+CHATTER_ALWAYS = [
+    _r(
+        "client-hangup",
+        "normal",
+        "a client ended its session or timed out: routine",
+        [
+            r"connection (closed|reset) by",
+            r"received disconnect",
+            r"disconnected from",
+            r"bye bye",
+            r"client .*(disconnected|closed the connection|has exceeded timeout|has closed)",
+            r"socket error on client",
+            r"(client|peer|remote) (has )?(closed|disconnected|hung up|went away)",
+            r"closed connection",
+            r"connection closed",
+            r"Disconnecting",
+            r"Client %s disconnected",
+            r"client disconnected",
+            r"lost connection after",
+            r"timeout after .* from",
+            r"timeout, client not responding",
+            r"idle timeout",
+            r"client timed out",
+            r"Timeout before authentication",
+            r"Conn(ection)? closed",
+            r"EOF on client",
+            r"client prematurely closed",
+            r"keepalive",
+        ],
+    ),
+    _r(
+        "scanner-noise",
+        "normal",
+        "what scanners and odd clients cause on any reachable service: noise, not a fault",
+        [
+            r"did not receive identification string",
+            r"kex_exchange_identification",
+            r"banner exchange",
+            r"bad protocol version",
+            r"protocol mismatch",
+            r"unable to negotiate",
+            r"no matching .* found",
+            r"invalid format",
+            r"not a valid ssh",
+            r"client sent (invalid|plain)",
+            r"SSL_do_handshake",
+            r"TLS handshake",
+            r"ssl handshake",
+            r"peer closed",
+            r"unknown command",
+            r"unrecognized command",
+            r"invalid request",
+            r"client sent too",
+            r"request (line|header) too long",
+            r"client intended to send too large",
+        ],
+    ),
+    _r(
+        "config-advice",
+        "normal",
+        "configuration advice, not a fault of the device",
+        [
+            r"deprecated",
+            r"obsolete",
+            r"will be removed",
+            r"is not recommended",
+            r"consider using",
+            r"please (use|update|migrate)",
+            r"ignoring (unknown|duplicate)",
+            r"not supported by this build",
+            r"unknown (option|key name|lvalue|section)",
+            r"no longer supported",
+        ],
+    ),
+]
+
+# Routine events; they apply only when the text reports no failure ("Lease lost" is not chatter).
+CHATTER = [
+    _r(
+        "lifecycle",
+        "normal",
+        "a service starting, stopping or reloading: routine",
+        [
+            r"^(%\{\w+\}: )?(Started|Starting|Stopped|Stopping|Reached target|Listening on)\b",
+            r"^(%\{\w+\}: )?Finished\b",
+            r"^(%\{\w+\}: )?(Reloading|Reloaded|Mounted|Unmounted|Created slice|Removed slice)\b",
+            r"^(%\{\w+\}: )?(Deactivated successfully|Consumed|Succeeded)\b",
+            r"server listening",
+            r"exiting on signal",
+            r"received (signal|SIG)",
+            r"shutting down",
+            r"caught (SIGTERM|signal)",
+            r"terminating on signal",
+            r"version \S+ start",
+            r"\bstarted\b",
+            r"\bstarting\b",
+            r"\bready\b",
+            r"up and running",
+        ],
+    ),
+    _r(
+        "sessions",
+        "normal",
+        "a normal login, session or connection",
+        [
+            r"accepted (password|publickey|keyboard|hostbased|gssapi|%s)",
+            r"session (opened|closed)",
+            r"new (client|connection|session|user|seat)",
+            r"connection from",
+            r"connect from",
+            r"logged (in|out)",
+            r"login successful",
+            r"user logged",
+            r"removed session",
+            r"new session",
+            r"\bopened\b",
+            r"\bauthenticated\b",
+            r"successfully authenticated",
+            r"postponed",
+        ],
+    ),
+    _r(
+        "net-chatter",
+        "normal",
+        "routine network chatter (leases, syncs, links, addresses)",
+        [
+            r"\blease\b",
+            r"\bDHCP(DISCOVER|OFFER|REQUEST|ACK|INFORM|RELEASE|DECLINE)?\b",
+            r"renew",
+            r"rebind",
+            r"bound to",
+            r"selected source",
+            r"synchroni[sz]",
+            r"time server",
+            r"clock (step|wrong by)",
+            r"adjusting",
+            r"link (is )?up",
+            r"link becomes ready",
+            r"carrier",
+            r"state change",
+            r"activation",
+            r"link connected",
+            r"\bis up\b",
+            r"associated",
+            r"authenticated",
+            r"completed",
+            r"connected",
+            r"joining",
+            r"leaving",
+            r"registered",
+            r"announc",
+            r"new address",
+            r"address (added|removed|configured)",
+            r"gained",
+            r"\bprobing\b",
+            r"neighbor",
+            r"resolved",
+        ],
+    ),
+    _r(
+        "success",
+        "normal",
+        "reports an action that worked",
+        [
+            r"success",
+            r"\bdone\b",
+            r"\bok\b",
+            r"completed",
+            r"\bsaved\b",
+            r"\bloaded\b",
+            r"\bupdated\b",
+            r"\benabled\b",
+            r"\bcreated\b",
+            r"\bremoved\b",
+            r"\bfound\b",
+            r"\bsent\b",
+            r"\bwritten\b",
+            r"\bchanged\b",
+        ],
+    ),
+]
+
+FAILURE_WORDS = re.compile(
+    "|".join(
+        [
+            r"\bfail",
+            r"\berror",
+            r"\bunable\b",
+            r"\bcannot\b",
+            r"can't",
+            r"could not",
+            r"couldn't",
+            r"\binvalid\b",
+            r"refused",
+            r"time(d)? ?out",
+            r"\blost\b",
+            r"\bdenied\b",
+            r"\bbad\b",
+            r"not found",
+            r"\bmissing\b",
+            r"\bwrong\b",
+            r"\bbroken\b",
+            r"\bunexpected\b",
+            r"\bexceed",
+            r"\bmismatch",
+            r"\bfault",
+            r"not available",
+            r"no memory",
+            r"out of memory",
+            r"cannot allocate",
+            r"exception",
+            r"\bnot up\b",
+            r"unavailable",
+            r"\bno \w+ available",
+            r"\bunreachable",
+            r"\bdown\b",
+            r"\bno (route|carrier|response|reply)",
+            r"\btoo (many|large|long)",
+        ]
+    ),
+    re.I,
+)
+
+CATEGORY_HINTS = [
+    _r(
+        "hint-storage",
+        "storage",
+        "",
+        [
+            r"\bdisk\b",
+            r"\bsd[a-z]\b",
+            r"mmcblk",
+            r"\bnvme",
+            r"\bfile ?system",
+            r"\bmount",
+            r"\bblock",
+            r"\bsector",
+            r"\bjournal file",
+            r"\bext[234]\b",
+            r"\bvfat\b",
+            r"\bswap\b",
+            r"\bpartition",
+        ],
+    ),
+    _r(
+        "hint-network",
+        "network",
+        "",
+        [
+            r"\bnetwork",
+            r"\bdns\b",
+            r"\bdhcp",
+            r"\blease\b",
+            r"\binterface\b",
+            r"\blink\b",
+            r"\broute",
+            r"\bsocket",
+            r"\bconnect",
+            r"\bbroker",
+            r"\bresolv",
+            r"\bhost ?name",
+            r"\baddress",
+            r"\bgateway",
+            r"\bwifi",
+            r"\bwlan",
+            r"\bssid",
+            r"\bntp\b",
+            r"\bserver\b.*(unreach|time)",
+            r"\bpeer\b",
+            r"\btls\b",
+            r"\bssl\b",
+            r"\bhandshake",
+        ],
+    ),
+    _r(
+        "hint-hardware",
+        "hardware",
+        "",
+        [
+            r"\busb\b",
+            r"\bpci",
+            r"\bi2c\b",
+            r"\bspi\b",
+            r"\bgpio",
+            r"\bfirmware",
+            r"\bcontroller",
+            r"\badapter",
+            r"\bdevice\b",
+        ],
+    ),
+]
+
+
+def level_fallback(
+    text: str, level: str, default_alert: str, hints: bool = True
+) -> tuple[str, str]:
+    """Label by the code's level when no rule matched, with the reason."""
+    failing = FAILURE_WORDS.search(text) is not None
+    if level in ("error", "crit") or (level in ("warning", "notice", "info") and failing):
+        label = default_alert
+        for hint in CATEGORY_HINTS if hints else []:
+            if hint.pattern.search(text):
+                label = hint.label
+                break
+        why = (
+            f"logged at {level}" if level in ("error", "crit") else f"a failure reported at {level}"
+        )
+        return label, f"level: {why}; category {label} from the subject or the source's default"
+    return "normal", f"level: {level} status message without a failure"
+
+
+def label_template(
+    text: str, level: str, default_alert: str, hints: bool = True
+) -> tuple[str, str]:
+    """(label, reason) for one template (printf text) logged at ``level``."""
+    failing = FAILURE_WORDS.search(text) is not None
+    # Routine-event words ("found", "started") do not outweigh a message the code logs as an error.
+    routine = [] if failing or level in ("error", "crit") else CHATTER
+    for rule in RECOVERY + ALERTS + CHATTER_ALWAYS + routine:
+        if rule.pattern.search(text):
+            return rule.label, f"rule:{rule.name}: {rule.reason}"
+    return level_fallback(text, level, default_alert, hints)
