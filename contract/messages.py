@@ -130,7 +130,7 @@ def parse_query(payload: bytes) -> QueryRequest:
         return QueryRequest(cmd=text.split()[0])
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # too deep, or an int of 5000 digits
         raise ValueError(f"query is not valid JSON: {exc}") from None
     try:
         return QueryRequest.model_validate(data)

@@ -78,7 +78,7 @@ def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
                              f"{MAX_REPORT_BYTES}")
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, too deep, 5000-digit ints
         raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
     try:
         message = _KINDS[kind].model_validate(data)
