@@ -263,7 +263,7 @@ def _mqtt_source() -> tuple[MqttTopicSource, ListSink]:
 def _line_seeds() -> list[bytes]:
     return [b"Dec  3 07:20:42 pump-07 kernel: usb 1-1: new high-speed USB device number 2\n",
             b"pumpd[42]: cycle 7 complete, flow=41.0 l/min\r\ntemp 41 \xc2\xb0C\n\n",
-            "sshd[812]: Failed password for invalid user admin from 10.0.0.5 port 22".encode()]
+            b"sshd[812]: Failed password for invalid user admin from 10.0.0.5 port 22"]
 
 
 def _run_lines(data: bytes) -> None:
