@@ -79,7 +79,7 @@ def test_token_scopes_are_enforced(fleet: FleetSetup, tokens: dict[str, str]) ->
         assert exit_code == 1 and "needs 'deploy'" in err
 
     assert api(fleet, "PATCH", "/api/v1/devices", token=deployer,
-               json={"devices": ["scope-1"], "group": "g"}).status_code == 200
+               json={"devices": ["scope-1"], "group": "g", "create": True}).status_code == 200
     for method, path in (("POST", "/api/v1/tokens"), ("GET", "/api/v1/tokens"),
                          ("DELETE", "/api/v1/tokens/reader")):
         status, code, message = error(api(fleet, method, path, token=deployer,
