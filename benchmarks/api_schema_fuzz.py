@@ -27,7 +27,8 @@ from hil.fleet import FleetServer, setup_fleet
 CONFIG = Path(__file__).resolve().parent.parent / "tests" / "schemathesis.toml"
 
 
-def run(url: str, token: str, examples: int, seed: str | None) -> dict[str, object]:
+def run(url: str, token: str, examples: int, seed: str | None,
+        workdir: Path) -> dict[str, object]:
     cli = Path(sys.executable).with_name("schemathesis")
     argv = [str(cli), "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
             "-H", f"Authorization: Bearer {token}", "--checks", "all",
@@ -36,7 +37,7 @@ def run(url: str, token: str, examples: int, seed: str | None) -> dict[str, obje
     if seed:
         argv += ["--seed", seed]
     t0 = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=workdir)
     seconds = time.monotonic() - t0
     counts = re.search(r"(\d+) generated, (.*)", proc.stdout)
     return {"ok": proc.returncode == 0, "seconds": round(seconds, 1),
@@ -61,7 +62,7 @@ def main() -> int:
                                headers={"Authorization": f"Bearer {setup.token}"})
                 r.raise_for_status()
                 tokens[scope] = r.json()["token"]
-            results = {scope: run(setup.url, token, args.examples, args.seed)
+            results = {scope: run(setup.url, token, args.examples, args.seed, Path(tmp))
                        for scope, token in tokens.items()}
         finally:
             server.stop()

@@ -57,14 +57,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 @pytest.mark.parametrize("scope", ["read", "deploy", "admin"])
-def test_schemathesis_finds_nothing(fleet: Fleet, scope: str) -> None:
+def test_schemathesis_finds_nothing(fleet: Fleet, scope: str, tmp_path: Path) -> None:
     cli = Path(sys.executable).with_name("schemathesis")
     proc = subprocess.run(
         [str(cli), "--config-file", str(CONFIG), "run", f"{fleet.server.url}/openapi.json",
          "-H", f"Authorization: Bearer {fleet.tokens[scope]}", "--checks", "all",
          "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(EXAMPLES),
          "--seed", SEED, "-w", "1", "--suppress-health-check", "all"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its caches go there
     summary = proc.stdout[proc.stdout.find("SUMMARY"):]
     assert proc.returncode == 0, proc.stdout[-12000:] + proc.stderr[-2000:]
     assert "failures" not in summary.split("Test cases:")[-1], summary
