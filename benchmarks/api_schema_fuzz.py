@@ -40,6 +40,8 @@ def run(url: str, token: str, examples: int, seed: str | None,
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=workdir)
     seconds = time.monotonic() - t0
     counts = re.search(r"(\d+) generated, (.*)", proc.stdout)
+    if proc.returncode != 0:  # what it found, as schemathesis tells it
+        print(proc.stdout[proc.stdout.find("FAILURES"):proc.stdout.find("SUMMARY")][-20000:])
     return {"ok": proc.returncode == 0, "seconds": round(seconds, 1),
             "generated": int(counts.group(1)) if counts else None,
             "outcome": counts.group(2).strip() if counts else proc.stdout[-2000:]}
