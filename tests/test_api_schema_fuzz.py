@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -39,10 +40,11 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    broker = Mosquitto(tmp_path_factory.mktemp("schema-broker")).start()
-    setup = setup_fleet(tmp_path_factory.mktemp("schema"), mqtt_port=broker.port)
-    server = FleetServer(setup).start()
-    try:
+    with ExitStack() as stack:  # what started is stopped, even if a later step fails
+        broker = Mosquitto(tmp_path_factory.mktemp("schema-broker")).start()
+        stack.callback(broker.stop)
+        setup = setup_fleet(tmp_path_factory.mktemp("schema"), mqtt_port=broker.port)
+        server = stack.enter_context(FleetServer(setup))
         tokens = {"admin": setup.token}
         for scope in ("read", "deploy"):
             r = httpx.post(f"{setup.url}/api/v1/tokens", timeout=10,
@@ -51,9 +53,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             assert r.status_code == 201, r.text
             tokens[scope] = r.json()["token"]
         yield Fleet(server, tokens)
-    finally:
-        server.stop()
-        broker.stop()
 
 
 @pytest.mark.parametrize("scope", ["read", "deploy", "admin"])
