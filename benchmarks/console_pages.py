@@ -10,7 +10,7 @@ signs in to the console as a browser does (the sign-in form, the session cookie)
 times each page (server time as seen by the client over loopback: median and 95th
 percentile of ``--repeat`` requests), first with the simulated devices, during and after
 the rollout, then with ``--extra`` more devices added to the inventory (operators can
-label devices before they ever connect: ``PATCH /api/v1/devices``), so the inventory
+label devices before they ever connect: ``PATCH /api/v1/devices`` with ``create``), so the inventory
 holds devices + extra rows.
 
 Prints a table, then one JSON line (the last line).
@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = [f"later-{i:05d}" for i in range(args.extra)]
             for i in range(0, len(extra), 500):  # small transactions: the server ingests too
                 api.request("PATCH", "/api/v1/devices", json={
-                    "devices": extra[i:i + 500], "group": "later", "add_tags": ["bench-tag"]})
+                    "devices": extra[i:i + 500], "group": "later", "create": True,
+                    "add_tags": ["bench-tag"]})
             result["with_extra_rows"] = measure(
                 client, PAGES, args.repeat,
                 f"{args.devices + args.extra} devices in the inventory")
