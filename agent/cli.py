@@ -41,6 +41,23 @@ def _limit_malloc_arenas() -> None:
             ctypes.CDLL(name).mallopt(m_arena_max, 2)
 
 
+def _root_in_foreign_state_dir(state_dir: Path) -> str | None:
+    """The daemon writes its state directory by path (spool, checkpoints, models): run as
+    root in a directory another user owns, that user could plant links and have root
+    write or chown any file. Refuse; the agent runs as the directory's owner."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        owner = state_dir.lstat().st_uid
+    except OSError:
+        return None
+    if owner == 0:
+        return None
+    return (f"nanofleet-agent run: refusing to run as root with state_dir {state_dir} owned "
+            f"by uid {owner}: root would write there by path. Run it as that user "
+            f"(systemctl start nanofleet-agent, or runuser -u nanofleet -- nanofleet-agent run)")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.logsetup import setup_logging
 
@@ -49,6 +66,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    refusal = _root_in_foreign_state_dir(cfg.state_dir)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     setup_logging(args.log_level or cfg.log_level, fields={"device_id": cfg.device_id})
     from agent.daemon import Agent
@@ -84,6 +105,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
             return 2
         key, _, value = item.partition("=")
         qargs[key] = value if key == "text" else _parse_value(value)
+    if args.explain:
+        if args.cmd != "classify":
+            print("--explain only applies to classify", file=sys.stderr)
+            return 2
+        qargs["explain"] = True
     try:
         resp = ask(socket_path, args.cmd, qargs)
     except DaemonNotRunning as exc:
@@ -119,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("cmd", help="command")
     q.add_argument("args", nargs="*", help="key=value arguments; classify takes the text")
     q.add_argument("--json", action="store_true", help="print the raw JSON response")
+    q.add_argument("--explain", action="store_true",
+                   help="classify: also name the words that drove each decision")
     q.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="config file, to find the socket")
     q.add_argument("--socket", type=Path, help="control socket path (overrides --config)")
@@ -129,7 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `query classify --explain "line"`: argparse stops filling the positional list at the
+    # option, so words after it come back as extras; they belong to the query.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "query" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*args.args, *extra]
     rc: int = args.func(args)
     return rc
 

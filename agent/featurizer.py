@@ -154,6 +154,43 @@ class Featurizer:
         mixed = _fmix32(h ^ self._salt[(kind, n)])
         return (mixed % np.uint32(self.width)).astype(np.int64)
 
+    def ngram_spans(self, text: str) -> tuple[list[tuple[int, int, int]],
+                                              list[tuple[str, int, int]]]:
+        """One line's n-gram occurrences ``(bucket, start, end)`` and words
+        ``(word, start, end)``, as byte spans of :meth:`normalize`'s output (for
+        explanations; a plain per-line loop, agreeing with :meth:`hashes`). A word is
+        shown as the line wrote it when normalising kept every byte in place (else in
+        its normalised form: lower case, digits as 0)."""
+        data = self.normalize(text)
+        raw = b" " + text[: self.spec.max_chars].encode("utf-8", errors="replace") + b" "
+        shown = raw if len(raw) == len(data) else data
+        spans: list[tuple[int, int, int]] = []
+        for n in self.spec.char_ngrams:
+            for i in range(len(data) - n + 1):
+                h = sum((c + 1) * int(self._pow_p[j]) for j, c in enumerate(data[i : i + n]))
+                spans.append((self._bucket_of(h & _MASK32, _KIND_CHAR, n), i, i + n))
+        words: list[tuple[str, int, int]] = []
+        hashes: list[int] = []
+        start = -1
+        for i, c in enumerate(data):
+            if _WORD_BYTE[c] and start < 0:
+                start = i
+            elif not _WORD_BYTE[c] and start >= 0:
+                chunk = data[start:i]
+                hashes.append(sum((b + 1) * int(self._pow_p[j]) for j, b in enumerate(chunk))
+                              & _MASK32)
+                words.append((shown[start:i].decode("utf-8", errors="replace"), start, i))
+                start = -1
+        for n in self.spec.word_ngrams:
+            for i in range(len(words) - n + 1):
+                h = sum(hashes[i + k] * pow(int(_Q), k + 1, 1 << 32) for k in range(n))
+                spans.append((self._bucket_of(h & _MASK32, _KIND_WORD, n), words[i][1],
+                              words[i + n - 1][2]))
+        return spans, words
+
+    def _bucket_of(self, h: int, kind: int, n: int) -> int:
+        return int(self._bucket(np.array([h], dtype=np.uint32), kind, n)[0])
+
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         """Lines -> float32 ``[len(texts), buckets]`` model input."""
         out = np.zeros((len(texts), self.width), dtype=np.float32)

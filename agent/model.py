@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.explain import NanoWeights, top_words
 from agent.featurizer import Featurizer
 from agent.runtime.base import Runtime
 from agent.runtime.registry import load_runtime
@@ -42,6 +43,7 @@ class LoadedModel:
         self.runtime_name: str = runtime.name
         self.featurizer = Featurizer(bundle.manifest.tokenizer)
         self._lock = threading.Lock()
+        self._weights: NanoWeights | None = None
 
     @classmethod
     def load(cls, bundle_path: Path, runtime: str = "onnxruntime", threads: int = 1,
@@ -72,6 +74,14 @@ class LoadedModel:
         else:
             anomaly = (1.0 - probs[:, self.normal_index]).astype(np.float32)
         return probs, anomaly
+
+    def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
+        """Per line, the ``top`` words that drove its anomaly score (see
+        :mod:`agent.explain`); raises :class:`agent.explain.NotExplainable` for a
+        bundle whose model is not the nano network."""
+        if self._weights is None:
+            self._weights = NanoWeights.from_bundle(self.bundle)
+        return [top_words(self.featurizer, self._weights, t, top) for t in texts]
 
     def smoke_test(self) -> None:
         """Run the golden vectors; raise :class:`SmokeTestFailed` naming the first

@@ -51,6 +51,10 @@ def render(cmd: str, result: Any) -> str:
                  "text": a["item"]["text"]} for a in result]
         return table(rows, ["time", "label", "score", "source", "text"])
     if cmd == "classify":
+        if any("why" in row for row in result):
+            result = [{**row, "why": ", ".join(f"{w['word']} {w['weight']:+.2f}"
+                                                for w in row.get("why", []))} for row in result]
+            return table(result, ["label", "score", "anomaly", "why", "text"])
         return table(result, ["label", "score", "anomaly", "text"])
     if isinstance(result, dict):
         return kv(result)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from nanomodel.features import Featurizer
 from nanomodel.network import (
     FloatParams,
     QuantizedBody,
@@ -29,6 +29,14 @@ from nanomodel.network import (
     softmax,
 )
 from nanomodel.progress import Progress
+
+
+class FeaturizerLike(Protocol):
+    """What training needs of a featurizer (the agent's, or an experiment's)."""
+
+    width: int
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -50,13 +58,14 @@ class TrainConfig:
     bucket_noise_max: float = 0.6  # at most this many noise buckets per real one
     seed: int = 0
     progress: bool = True
+    prior_strength: float = 0.0  # pull of the first layer toward ``w1_prior`` (teacher)
 
 
 class SparseRows:
     """Feature rows kept sparse (CSR), densified per mini-batch: a dense copy of a
     20k-line corpus at 4096 buckets would need ~330 MB."""
 
-    def __init__(self, featurizer: Featurizer, texts: Sequence[str], progress: bool,
+    def __init__(self, featurizer: FeaturizerLike, texts: Sequence[str], progress: bool,
                  chunk: int = 1024) -> None:
         self.width = featurizer.width
         indptr = [np.zeros(1, dtype=np.int64)]
@@ -149,9 +158,14 @@ def epochs_for(cfg: TrainConfig, rows: int) -> int:
 
 
 def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,
-                 init: FloatParams | None, rng: np.random.Generator) -> FloatParams:
+                 init: FloatParams | None, rng: np.random.Generator,
+                 w1_prior: np.ndarray | None = None) -> FloatParams:
     p = init.copy() if init is not None else init_params(rng, x.width, cfg.hidden1,
                                                          cfg.hidden2, k)
+    if w1_prior is not None and init is None:
+        # Teacher initialisation: the prior's meaning plus a little of the random init, so
+        # buckets the prior never reached still act as random features.
+        p.w1[:] = w1_prior + 0.1 * p.w1
     tensors = [p.w1, p.b1, p.w2, p.b2, p.wo, p.bo]
     opt = _Adam(tensors, cfg.lr, cfg.weight_decay)
     cw = class_weights(y, k)[y] * sw
@@ -180,6 +194,8 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
                 g_w2, g_b2 = d2.T @ h1, d2.sum(0)
                 d1 = (d2 @ p.w2) * (z1 > 0)
                 g_w1, g_b1 = d1.T @ xb, d1.sum(0)
+                if w1_prior is not None and cfg.prior_strength > 0:
+                    g_w1 += cfg.prior_strength * (p.w1 - w1_prior)
                 opt.step([g_w1, g_b1, g_w2, g_b2, g_wo, g_bo])
                 bar.update(idx.size, f"loss {loss_sum / seen:.4f}")
     return p
@@ -232,22 +248,25 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: list[str],
+def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels: list[str],
         normal_label: str, cfg: TrainConfig, base: ShippedModel | None = None,
-        head_only: bool = False, sample_weight: np.ndarray | None = None) -> ShippedModel:
+        head_only: bool = False, sample_weight: np.ndarray | None = None,
+        w1_prior: np.ndarray | None = None) -> ShippedModel:
     """Train a model for ``labels`` (``y`` holds label indices, ``sample_weight``
     optional per-line weights).
 
     ``base`` + ``head_only``: keep the base body exactly, fit a new head.
-    ``base`` alone: start from the base weights and train everything."""
+    ``base`` alone: start from the base weights and train everything.
+    ``w1_prior`` (``[hidden1, width]``, e.g. the teacher's :func:`bucket_prior`):
+    initialise the first layer from it and, with ``cfg.prior_strength``, pull it there."""
     with _one_blas_thread():
         return _fit(featurizer, texts, y, labels, normal_label, cfg, base, head_only,
-                    sample_weight)
+                    sample_weight, w1_prior)
 
 
-def _fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: list[str],
+def _fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels: list[str],
          normal_label: str, cfg: TrainConfig, base: ShippedModel | None, head_only: bool,
-         sample_weight: np.ndarray | None) -> ShippedModel:
+         sample_weight: np.ndarray | None, w1_prior: np.ndarray | None) -> ShippedModel:
     rng = np.random.default_rng(cfg.seed)
     k = len(labels)
     weights = np.ones(len(texts), np.float32) if sample_weight is None else \
@@ -268,7 +287,7 @@ def _fit(featurizer: Featurizer, texts: Sequence[str], y: np.ndarray, labels: li
                 (rng.standard_normal((k, base.body.b2.size)) * 0.1).astype(np.float32),
                 np.zeros(k, np.float32))
             init = FloatParams(w1, base.body.b1.copy(), w2, base.body.b2.copy(), wo, bo)
-        floats = _train_float(x, y, weights, k, cfg, init, rng)
+        floats = _train_float(x, y, weights, k, cfg, init, rng, w1_prior)
         body = quantize_body(floats)
         head_init = (floats.wo, floats.bo)
     h = body_activations(body, x)

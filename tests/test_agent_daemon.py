@@ -109,7 +109,12 @@ def test_mosquitto_rr_request_response(agent_env):
     assert rr('{"cmd": "sources"}')["result"][0]["kind"] == "file"
     assert "counters" in rr('{"cmd": "metrics"}')["result"]
     cl = rr('{"cmd": "classify", "args": {"text": ["disk /dev/sda: I/O error, sector 1234"]}}')
-    assert cl["ok"] and cl["result"][0]["label"] == "storage"
+    assert cl["ok"] and cl["result"][0]["label"] == "storage" and "why" not in cl["result"][0]
+    why = rr('{"cmd": "classify", "args": {"text": "disk /dev/sda: I/O error, sector 1234", '
+             '"explain": true}}')
+    assert why["ok"], why
+    words = [w["word"] for w in why["result"][0]["why"]]
+    assert "error" in words[:3] and why["result"][0]["why"][0]["weight"] > 0
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         got = rr('{"cmd": "recent_alerts", "args": {"label": "security", "limit": 5}}')
@@ -163,6 +168,9 @@ def test_local_cli_query(agent_env, tmp_path):
     cl = subprocess.run(cli + ["classify", "battery voltage low 3.1V, switching to backup power"],
                         capture_output=True, text=True, timeout=30)
     assert cl.returncode == 0 and "power" in cl.stdout
+    ex = subprocess.run(cli + ["classify", "--explain", "Failed password for root from 10.0.0.9"],
+                        capture_output=True, text=True, timeout=30)
+    assert ex.returncode == 0 and "WHY" in ex.stdout and "Failed +" in ex.stdout, ex.stdout
     bad = subprocess.run(cli + ["nonsense"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "unknown command" in bad.stderr
     mode = agent.socket.stat().st_mode & 0o777

@@ -43,7 +43,8 @@ def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
                                 "--name", "site-logs", "--version", "3", "--eval-data",
                                 str(data_dir / "heldout.jsonl"))
     assert code == 0, stderr
-    assert "epoch 25/25 [" in stderr and "loss" in stderr  # progress bars, min-steps top-up
+    # not a terminal: one line per epoch, no carriage-return frames; min-steps top-up
+    assert "epoch 25/25: " in stderr and "loss" in stderr and "\r" not in stderr
     assert f"wrote {out}" in stdout and "version 3" in stdout
     manifest = load_bundle(out).manifest
     assert manifest.name == "site-logs" and manifest.version == 3

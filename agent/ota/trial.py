@@ -27,6 +27,7 @@ from agent.ota.health import (
     trial_phase,
 )
 from contract.bundle import BundleManifest
+from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 
@@ -84,6 +85,16 @@ class ObservedModel:
                 raise
             self._record(texts, probs, time.perf_counter() - t0)
             return probs, anomaly
+
+    def explain(self, texts: list[str]) -> list[list[dict[str, float | str]]]:
+        """Why, from the model that would answer :meth:`classify` now."""
+        with self._gate:
+            model = self.fallback if self._retired else self.candidate
+            explain = getattr(model, "explain", None)
+            if explain is None:
+                raise ValueError("the live model cannot explain its decisions")
+            result: list[list[dict[str, float | str]]] = explain(texts)
+            return result
 
     def retire(self) -> None:
         with self._gate:
@@ -193,7 +204,8 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
     """Watch the live candidate until a verdict (None if ``stop`` is set first)."""
     while not stop.wait(tick_s):
         if rollback.is_set():
-            return Verdict(False, "operator-rollback", "rollback requested by the desired state")
+            return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
+                           "rollback requested by the desired state")
         stats = observed.stats()
         failure = early_failure(stats, cfg)
         if failure is not None:

@@ -1,0 +1,163 @@
+"""Real-log evaluation: whole sources held out from training, model vs keyword rule.
+
+The question a technician asks is binary: does this line need my attention? So the
+figures here are *alert* figures: a line is an alert when its label is not the
+normal one; the model flags a line when ``anomaly = 1 - P(normal) > 0.5`` (as the
+agent does); the keyword rule flags it when it matches
+``grep -iE 'fatal|fail|error|panic|critical'`` (what a technician would otherwise
+write). Per source and overall (all held-out lines pooled): alert F1, false-alarm
+rate (normal lines flagged), alert recall (alert lines flagged), precision.
+
+*Held out* means the model that scored a source's lines was trained without any
+line of that source (:func:`heldout_anomaly`): leave-one-source-out, or, for quick
+experiments, sources dealt into ``folds`` groups (each source still held out once).
+Pure functions; training is passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+KEYWORD_RULE = re.compile(r"fatal|fail|error|panic|critical", re.IGNORECASE)
+THRESHOLD = 0.5
+OVERALL = "overall"
+
+# (text, label, source): the rows :func:`nanomodel.realtext.real_lines` returns.
+RealLine = tuple[str, str, str]
+Scorer = Callable[[list[str]], np.ndarray]  # texts -> anomaly [B]
+Trainer = Callable[[list[RealLine]], Scorer]  # training lines -> a scorer
+
+
+@dataclass(frozen=True)
+class AlertFigures:
+    """Binary alert figures of one set of lines."""
+
+    lines: int
+    alerts: int
+    f1: float
+    false_alarm_rate: float
+    recall: float
+    precision: float
+
+    @classmethod
+    def of(cls, is_alert: np.ndarray, flagged: np.ndarray) -> AlertFigures:
+        is_alert, flagged = np.asarray(is_alert, bool), np.asarray(flagged, bool)
+        tp = int(np.sum(is_alert & flagged))
+        fp = int(np.sum(~is_alert & flagged))
+        alerts, normals = int(is_alert.sum()), int((~is_alert).sum())
+        precision = tp / (tp + fp) if tp + fp else (1.0 if alerts == 0 else 0.0)
+        recall = tp / alerts if alerts else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(lines=int(is_alert.size), alerts=alerts, f1=f1,
+                   false_alarm_rate=fp / normals if normals else 0.0, recall=recall,
+                   precision=precision)
+
+
+def keyword_flags(texts: Sequence[str]) -> np.ndarray:
+    """The keyword rule: ``grep -iE 'fatal|fail|error|panic|critical'``."""
+    return np.array([KEYWORD_RULE.search(t) is not None for t in texts], dtype=bool)
+
+
+def source_folds(sources: Sequence[str], folds: int | None = None) -> list[list[str]]:
+    """Groups of sources to hold out together: one per source (``folds=None``), or the
+    sources dealt round-robin into ``folds`` groups in sorted order (deterministic)."""
+    names = sorted(set(sources))
+    if folds is None or folds >= len(names):
+        return [[s] for s in names]
+    if folds < 2:
+        raise ValueError("need at least 2 folds to hold anything out")
+    return [names[i::folds] for i in range(folds)]
+
+
+def heldout_anomaly(lines: Sequence[RealLine], trainer: Trainer,
+                    folds: int | None = None, eval_texts: Sequence[str] | None = None,
+                    on_fold: Callable[[int, int, list[str]], None] | None = None) -> np.ndarray:
+    """Anomaly score of every line from a model trained without the line's source.
+
+    ``eval_texts`` (aligned with ``lines``) is what the held-out model is asked about
+    (e.g. the lines framed as a device would see them); the trainer gets ``lines``."""
+    sources = [s for _, _, s in lines]
+    asked = [t for t, _, _ in lines] if eval_texts is None else list(eval_texts)
+    if len(asked) != len(lines):
+        raise ValueError(f"{len(asked)} evaluation texts for {len(lines)} lines")
+    anomaly = np.full(len(lines), np.nan, dtype=np.float32)
+    groups = source_folds(sources, folds)
+    for i, group in enumerate(groups):
+        if on_fold is not None:
+            on_fold(i, len(groups), group)
+        held = set(group)
+        train = [row for row in lines if row[2] not in held]
+        test_idx = [j for j, s in enumerate(sources) if s in held]
+        scorer = trainer(train)
+        anomaly[test_idx] = scorer([asked[j] for j in test_idx])
+    return anomaly
+
+
+def report(lines: Sequence[RealLine], anomaly: np.ndarray, normal_label: str = "normal",
+           threshold: float = THRESHOLD) -> dict[str, dict[str, AlertFigures]]:
+    """``{source or "overall": {"model": AlertFigures, "keyword": AlertFigures}}``."""
+    texts = [t for t, _, _ in lines]
+    is_alert = np.array([lab != normal_label for _, lab, _ in lines], dtype=bool)
+    model_flag = np.asarray(anomaly) > threshold
+    keyword_flag = keyword_flags(texts)
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for i, (_, _, source) in enumerate(lines):
+        by_source[source].append(i)
+    out: dict[str, dict[str, AlertFigures]] = {}
+    for source in sorted(by_source):
+        idx = np.array(by_source[source])
+        out[source] = {"model": AlertFigures.of(is_alert[idx], model_flag[idx]),
+                       "keyword": AlertFigures.of(is_alert[idx], keyword_flag[idx])}
+    out[OVERALL] = {"model": AlertFigures.of(is_alert, model_flag),
+                    "keyword": AlertFigures.of(is_alert, keyword_flag)}
+    return out
+
+
+def beats_keyword(fig: dict[str, AlertFigures]) -> bool:
+    """The model beats the rule on a source: higher alert F1, or equal F1 with fewer
+    false alarms (a source with no alerts has F1 1 or 0 for both)."""
+    m, k = fig["model"], fig["keyword"]
+    if m.alerts == 0:
+        return m.false_alarm_rate <= k.false_alarm_rate
+    return m.f1 > k.f1 or (m.f1 == k.f1 and m.false_alarm_rate <= k.false_alarm_rate)
+
+
+def manifest_figures(rep: dict[str, dict[str, AlertFigures]],
+                     prefix: str = "real_heldout") -> dict[str, float]:
+    """Flat ``{"real_heldout.<source>.alert_f1": ..., ...keyword_rule_alert_f1}`` for
+    a bundle manifest's ``evaluation`` (floats only, as the manifest requires)."""
+    out: dict[str, float] = {}
+    for source, figs in rep.items():
+        for who, tag in (("model", ""), ("keyword", "keyword_rule_")):
+            f = figs[who]
+            base = f"{prefix}.{source}.{tag}"
+            out[base + "alert_f1"] = f.f1
+            out[base + "false_alarm_rate"] = f.false_alarm_rate
+            out[base + "alert_recall"] = f.recall
+        out[f"{prefix}.{source}.lines"] = float(figs["model"].lines)
+        out[f"{prefix}.{source}.alerts"] = float(figs["model"].alerts)
+    return out
+
+
+def as_dict(rep: dict[str, dict[str, AlertFigures]]) -> dict[str, dict[str, dict[str, float]]]:
+    return {s: {who: asdict(f) for who, f in figs.items()} for s, figs in rep.items()}
+
+
+def format_table(rep: dict[str, dict[str, AlertFigures]]) -> str:
+    """Markdown: one row per source, overall last."""
+    rows = ["| source | lines | alerts | model F1 / false alarms / recall "
+            "| keyword rule F1 / false alarms / recall | model wins |",
+            "|---|---|---|---|---|---|"]
+    for source, figs in rep.items():
+        m, k = figs["model"], figs["keyword"]
+        name = f"**{source}**" if source == OVERALL else source
+        rows.append(f"| {name} | {m.lines} | {m.alerts} "
+                    f"| {m.f1:.3f} / {100 * m.false_alarm_rate:.1f} % / {100 * m.recall:.1f} % "
+                    f"| {k.f1:.3f} / {100 * k.false_alarm_rate:.1f} % / {100 * k.recall:.1f} % "
+                    f"| {'yes' if beats_keyword(figs) else 'no'} |")
+    return "\n".join(rows)

@@ -1,0 +1,119 @@
+"""Training on real message text, mixed with the generated corpus.
+
+Real lines (:mod:`nanomodel.realtext`: rendered printf templates of real daemons and
+captured real logs, labelled per template) are how software actually phrases
+things; they come bare or behind the syslog/journal or native prefixes real logs
+carry. The generated corpus (:mod:`nanomodel.corpus`) adds sensor readings, framing
+styles and categories the real sources cover thinly; a share of the real messages is
+also re-framed in the corpus's log styles (JSON, logfmt, ...), which real daemons'
+own prefixes do not show.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
+from nanomodel.network import ShippedModel, reference_forward
+from nanomodel.realeval import RealLine, Scorer, Trainer
+from nanomodel.templates import LABELS
+from nanomodel.train import FeaturizerLike, TrainConfig, fit
+
+_HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
+_ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
+_NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How the training set is made from real lines and the generated corpus."""
+
+    corpus_lines: int = 20000  # generated lines mixed in (0: real text only)
+    corpus_normal_share: float = 0.4
+    real_share: float = 0.5  # real lines' share of the total training weight
+    framed_share: float = 0.2  # real lines also wrapped in a corpus log style
+    normal_weight: float = 1.0  # extra weight of normal lines (real logs are mostly normal)
+    seed: int = 0
+
+
+def _daemon_name(source: str) -> str:
+    """A plausible process name for a source (``openssh-server`` -> ``openssh-server``;
+    sources named like ``kernel-usb`` log as the kernel)."""
+    return "kernel" if source.startswith("kernel") else source.split("/")[-1][:24]
+
+
+def frame(text: str, label: str, source: str, rng: random.Random) -> str:
+    """``text`` in one of the corpus's training log styles (severity follows the
+    label 90 % of the time, as in the corpus)."""
+    alert = label != "normal"
+    noisy = rng.random() < 0.1
+    severity = rng.choice(_ALERT_SEVERITIES if alert != noisy else _NORMAL_SEVERITIES)
+    ts = (rng.randint(2023, 2026), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+          rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999))
+    event = _Event(host=rng.choice(_HOSTS), daemon=_daemon_name(source),
+                   pid=rng.randint(100, 32000), severity=severity, message=text, ts=ts)
+    return STYLES[rng.choice(TRAIN_LOG_STYLES)](event, rng)
+
+
+def training_rows(real: Sequence[RealLine], mix: MixConfig,
+                  labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(texts, label indices, per-line weights)`` for :func:`nanomodel.train.fit`."""
+    rng = random.Random(mix.seed)
+    unknown = sorted({lab for _, lab, _ in real if lab not in labels})
+    if unknown:
+        raise ValueError(f"real lines carry labels outside the model's {list(labels)}: {unknown}")
+    texts: list[str] = []
+    ys: list[int] = []
+    for text, label, source in real:
+        framed = rng.random() < mix.framed_share
+        texts.append(frame(text, label, source, rng) if framed else text)
+        ys.append(labels.index(label))
+    corpus: list[Example] = generate(mix.corpus_lines, mix.seed + 101,
+                                     normal_share=mix.corpus_normal_share) \
+        if mix.corpus_lines else []
+    n_real, n_corpus = len(texts), len(corpus)
+    texts += [e.text for e in corpus]
+    ys += [labels.index(e.label) for e in corpus]
+    weights = np.ones(len(texts), np.float32)
+    if n_real and n_corpus:
+        # Each part gets its share of the total weight, whatever its line count; the
+        # mean weight stays 1 so learning rates mean the same as without mixing.
+        total = n_real + n_corpus
+        weights[:n_real] = mix.real_share * total / n_real
+        weights[n_real:] = (1 - mix.real_share) * total / n_corpus
+    if mix.normal_weight != 1.0:
+        normal = np.array(ys) == labels.index("normal")
+        weights[normal] *= mix.normal_weight
+        weights *= len(weights) / weights.sum()
+    return texts, np.array(ys, dtype=np.int64), weights
+
+
+def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
+                  labels: Sequence[str] = LABELS,
+                  w1_prior: np.ndarray | None = None) -> Trainer:
+    """A :data:`nanomodel.realeval.Trainer`: real lines -> scorer of a model trained on
+    them mixed with the corpus (used by the held-out evaluation)."""
+
+    def train(real: list[RealLine]) -> Scorer:
+        texts, y, weights = training_rows(real, mix, labels)
+        model = fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+                    w1_prior=w1_prior)
+
+        def score(batch: list[str]) -> np.ndarray:
+            return reference_forward(model, featurizer.transform(batch))[1]
+
+        return score
+
+    return train
+
+
+def train_shipped(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+                  cfg: TrainConfig, labels: Sequence[str] = LABELS,
+                  w1_prior: np.ndarray | None = None) -> ShippedModel:
+    texts, y, weights = training_rows(real, mix, labels)
+    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+               w1_prior=w1_prior)
