@@ -3,6 +3,12 @@
 A Unix stream socket whose file permissions decide who may ask (default 0660:
 the agent's user and group). One request per connection: a JSON line in, a JSON
 line out — the same payloads as the MQTT query topic.
+
+Bounded against a local user who can open connections (the unit has ``TasksMax=64``):
+at most :data:`MAX_CONNECTIONS` are served at once (more are answered "busy" by the
+accepting thread and closed), each request line is at most ``MAX_QUERY_BYTES`` and must
+arrive within :data:`READ_DEADLINE_S` in total (a byte every few seconds does not keep
+a handler alive).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,26 +34,74 @@ class DaemonNotRunning(RuntimeError):
     pass
 
 
-class _Handler(socketserver.StreamRequestHandler):
+MAX_CONNECTIONS = 8
+READ_DEADLINE_S = 5.0
+WRITE_TIMEOUT_S = 10.0
+BUSY = QueryResponse(ok=False, error=f"busy: {MAX_CONNECTIONS} queries in service, try again")
+
+
+def read_request(sock: socket.socket, limit: int, deadline_s: float) -> bytes:
+    """One request line (up to ``limit`` + 1 bytes: the parser refuses longer ones),
+    within ``deadline_s`` for the whole line; b"" if the client sent nothing in time."""
+    data = bytearray()
+    end = time.monotonic() + deadline_s
+    while b"\n" not in data and len(data) <= limit:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(65536, limit + 1 - len(data)))
+        except (OSError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    line = bytes(data).split(b"\n", 1)[0]
+    return line if (b"\n" in data or len(data) > limit) else b""
+
+
+class _Handler(socketserver.BaseRequestHandler):
     server: _Server
+    request: socket.socket
 
     def handle(self) -> None:
-        self.connection.settimeout(10)
         try:
-            raw = self.rfile.readline(MAX_QUERY_BYTES + 1)
-        except OSError:
-            return
-        response = self.server.answer(raw)
-        with contextlib.suppress(OSError):
-            self.wfile.write(response.model_dump_json().encode() + b"\n")
+            raw = read_request(self.request, MAX_QUERY_BYTES, READ_DEADLINE_S)
+            if not raw:
+                return  # nothing (complete) in time: close without an answer
+            response = self.server.answer(raw)
+            self.request.settimeout(WRITE_TIMEOUT_S)
+            with contextlib.suppress(OSError):
+                self.request.sendall(response.model_dump_json().encode() + b"\n")
+        finally:
+            self.server.slots.release()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    block_on_close = False
 
     def __init__(self, path: str, answer: Callable[[bytes], QueryResponse]) -> None:
         self.answer = answer
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
         super().__init__(path, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread per connection, but never more than MAX_CONNECTIONS of them.
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            with contextlib.suppress(OSError):
+                request.setblocking(False)  # the accepting thread must never wait
+                request.send(BUSY.model_dump_json().encode() + b"\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self.slots.release()
+            raise
 
 
 class ControlServer:

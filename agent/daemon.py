@@ -23,15 +23,15 @@ from agent.control import ControlServer
 from agent.explain import NotExplainable
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
-from agent.metrics import Counters
+from agent.metrics import Counters, resident_bytes
 from agent.model import LoadedModel
-from agent.mqtt_link import MqttLink, tls_kwargs
+from agent.mqtt_link import MqttLink
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.queries import answer
 from agent.sender import OutboxSender
 from agent.sources.base import Source
-from agent.sources.registry import MqttDefaults, build_source
+from agent.sources.registry import AgentBroker, build_source
 from agent.spool import Spool
 from contract import topics
 from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
@@ -107,10 +107,6 @@ class Agent:
                                  runtime=cfg.model.runtime, threads=cfg.model.threads,
                                  initial_bundle=bundle, report=self._publish_ota,
                                  batch_size=cfg.pipeline.batch_size, counters=self.counters)
-            if cfg.ota.transport == "mqtt":  # artifacts over MQTT: no HTTP route needed
-                from agent.ota.mqtt_transport import MqttTransport
-
-                self.ota.fetcher.attach_transport(MqttTransport.for_agent(cfg))
             bundle = self.ota.recover()
         # --- end OTA ---
         model = LoadedModel.load(bundle, cfg.model.runtime, cfg.model.threads)
@@ -147,6 +143,11 @@ class Agent:
         self.sender = OutboxSender(self.spool, self.link, self.counters,
                                    window=cfg.mqtt.max_inflight)
         self.link.handle(topics.query(cfg.device_id), self._on_query_message)
+        if self.ota is not None and cfg.ota is not None and cfg.ota.transport == "mqtt":
+            # Artifacts over MQTT ride on this link: the device's one broker session.
+            from agent.ota.mqtt_transport import MqttTransport
+
+            self.ota.fetcher.attach_transport(MqttTransport.for_agent(cfg, self.link))
         self.link.on_up(lambda: self.publish_status("online"))
         self.link.start()
         self.sender.start()
@@ -155,17 +156,11 @@ class Agent:
 
     def _start_sources(self) -> None:
         cfg = self.cfg
-        defaults = MqttDefaults(host=cfg.mqtt.host, port=cfg.mqtt.port,
-                                tls=tls_kwargs(cfg.mqtt),
-                                client_id_prefix=f"nanofleet-{cfg.device_id}",
-                                username=cfg.mqtt.username,
-                                password=cfg.mqtt.password.get_secret_value()
-                                if cfg.mqtt.password else None,
-                                reconnect_max_s=cfg.mqtt.reconnect_max_s)
+        agent_broker = AgentBroker(cfg.mqtt, f"nanofleet-{cfg.device_id}", self.link)
         self.sources = []
         for i, scfg in enumerate(cfg.sources):
             src = build_source(scfg, self.queue, self.counters, cfg.pipeline.max_line_bytes,
-                               defaults)
+                               agent_broker)
             src.name = cfg.source_name(i)
             src.start(self.spool.checkpoint(src.name))
             self.sources.append(src)
@@ -377,6 +372,9 @@ class Agent:
 
     def metrics_doc(self) -> dict[str, Any]:
         self.counters.set_gauge("queue_depth", float(len(self.queue)))
+        rss = resident_bytes()
+        if rss is not None:  # plotted by the fleet console
+            self.counters.set_gauge("rss_bytes", rss)
         counters, gauges = self.counters.snapshot()
         return {"uptime_s": round(time.monotonic() - self._t0, 3), "counters": counters,
                 "gauges": gauges}

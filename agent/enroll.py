@@ -2,63 +2,80 @@
 
 The private key is made here (EC P-256), written 0600 and never sent anywhere: the
 server only sees a CSR, which the key signs. What comes back is checked before it is
-stored: the certificate must be for this device id and *this* key and be signed by
-the CA that came with it, and the TUF root must carry a threshold of its own
-signatures. Files in the identity directory (0700)::
+stored (:mod:`agent.enroll_trust`): the certificate must be for this device id and
+*this* key and be signed by the device CA, and the TUF root must be the provisioned or
+pinned one. Files in the identity directory (0700)::
 
     device.key       the private key (0600)
     device.crt       the client certificate (CN = device id)
     ca.crt           the device CA: verifies the broker
-    root.json        the TUF root the fleet server trusts now (the OTA trust anchor)
+    root.json        the pinned TUF root (only when no root was provisioned)
     enrollment.json  server URL, serial, expiry, when to renew
 
-HTTP is urllib from the standard library (the agent has no HTTP client dependency).
+Run as root, enroll writes into a directory the agent's user owns: every file goes
+through :class:`agent.safe_dir.SafeDir` (no symlink followed, new files created
+exclusively and chowned through their descriptor).
+
+Renewal rotates the key: ``device.key.next`` is made (and kept across a failed
+attempt, so a retry asks for the same key), the request is signed with the current
+key, and the answer is stored as ``device.crt.next`` before both are renamed into
+place; an interrupted renewal is finished by the next run.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import ssl
+import stat
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pydantic import ValidationError
 
+from agent.enroll_trust import (
+    EnrollError,
+    RootAnchor,
+    check_issued,
+    check_transport,
+    parse_response,
+    post_json,
+    require_anchor,
+    root_to_store,
+)
+from agent.safe_dir import SafeDir, UnsafePath
 from contract.enrollment import (
     ENROLL_PATH,
     RENEW_PATH,
     EnrollRequest,
     EnrollResponse,
     RenewRequest,
+    renewal_message,
 )
 from contract.topics import check_device_id
 
+__all__ = ["EnrollError", "IdentityFiles", "RootAnchor", "enroll", "prepare_dir", "renew"]
+
 KEY_FILE, CERT_FILE, CA_FILE = "device.key", "device.crt", "ca.crt"
 ROOT_FILE, STATE_FILE = "root.json", "enrollment.json"
-MAX_RESPONSE_BYTES = 1024 * 1024
+NEXT_KEY, NEXT_CERT = "device.key.next", "device.crt.next"
+MAX_PEM_BYTES = 64 * 1024
 
 
-class EnrollError(Exception):
-    """Enrollment failed; the message says why and what to do. ``exit_code`` 1 or 2."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
+@dataclass
 class IdentityFiles:
-    directory: Path
+    """The identity directory, opened safely once; paths for messages and the config."""
+
+    dir: SafeDir
+
+    @property
+    def directory(self) -> Path:
+        return self.dir.path
 
     @property
     def key(self) -> Path:
@@ -80,33 +97,58 @@ class IdentityFiles:
     def state(self) -> Path:
         return self.directory / STATE_FILE
 
+    def read(self, name: str, limit: int = MAX_PEM_BYTES) -> bytes | None:
+        try:
+            return self.dir.read(name, limit)
+        except UnsafePath as exc:
+            raise EnrollError(str(exc), 2) from None
 
-# --- key and CSR ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self.dir.close()
 
-def load_or_make_key(path: Path, fresh: bool = False) -> ec.EllipticCurvePrivateKey:
-    """The device key at ``path``; a new one when there is none (or ``fresh``).
+
+def prepare_dir(directory: Path, owner: tuple[int, int] | None = None) -> IdentityFiles:
+    """Open (or make) the identity directory, 0700, owned by ``owner`` if given."""
+    try:
+        return IdentityFiles(SafeDir.open(directory, create=True, mode=0o700, owner=owner))
+    except UnsafePath as exc:
+        raise EnrollError(f"{exc}", 2) from None
+    except OSError as exc:
+        raise EnrollError(f"{directory}: cannot use it for the device identity "
+                          f"({exc.strerror}); pass --dir", 2) from None
+
+
+# --- keys and CSRs -------------------------------------------------------------------------
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def load_key(files: IdentityFiles, name: str) -> ec.EllipticCurvePrivateKey | None:
+    data = files.read(name)
+    if data is None:
+        return None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise EnrollError(f"{files.directory / name}: cannot load the device key ({exc}); "
+                          "remove it or enroll with --new-key", 2) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise EnrollError(f"{files.directory / name}: not an EC key; enroll with --new-key", 2)
+    return key
+
+
+def load_or_make_key(files: IdentityFiles, name: str = KEY_FILE,
+                     fresh: bool = False) -> ec.EllipticCurvePrivateKey:
+    """The key in ``name``; a new one when there is none (or ``fresh``).
 
     An existing key is reused so that running enroll again after a failed attempt
     does not leave keys behind; ``fresh`` replaces it (a key that may have leaked)."""
-    if path.exists() and not fresh:
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            raise EnrollError(f"{path}: cannot load the device key ({exc}); remove it or "
-                              "enroll with --new-key", 2) from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise EnrollError(f"{path}: not an EC key; enroll with --new-key", 2)
-        return key
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    key = None if fresh else load_key(files, name)
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        files.dir.write(name, _key_pem(key), 0o600)
     return key
 
 
@@ -117,186 +159,131 @@ def make_csr(key: ec.EllipticCurvePrivateKey, device_id: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-# --- HTTP ----------------------------------------------------------------------------------
-
-def post_json(server: str, path: str, body: dict[str, Any], timeout: float,
-              ca_file: Path | None = None) -> dict[str, Any]:
-    """POST JSON, return the JSON answer; errors become :class:`EnrollError`."""
-    url = server.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise EnrollError(f"--server {server!r}: use an http:// or https:// URL", 2)
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Accept": "application/json"})
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None) \
-        if url.startswith("https://") else None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            data = response.read(MAX_RESPONSE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise EnrollError(f"the fleet server refused: {_error_message(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise EnrollError(f"cannot reach the fleet server at {server}: {reason} (check --server "
-                          "and the device's network)") from None
-    if len(data) > MAX_RESPONSE_BYTES:
-        raise EnrollError(f"the answer from {url} is over {MAX_RESPONSE_BYTES} bytes")
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        raise EnrollError(f"{url} did not answer JSON: is --server the fleet server?") from None
-    if not isinstance(parsed, dict):
-        raise EnrollError(f"{url} answered {type(parsed).__name__}, not an object")
-    return parsed
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read(64 * 1024))
-        error = body["error"]
-        return f"{error['message']} ({error['code']}, HTTP {exc.code})"
-    except (ValueError, KeyError, TypeError, OSError):
-        if exc.code == 404:
-            return f"HTTP 404 at {exc.url}: is --server the fleet server?"
-        return f"HTTP {exc.code} {exc.reason}"
-
-
-# --- checking the answer -------------------------------------------------------------------
-
-def parse_response(data: dict[str, Any]) -> EnrollResponse:
-    try:
-        return EnrollResponse.model_validate(data)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        raise EnrollError(f"the fleet server's answer is not an enrollment ({fields}); is the "
-                          "server a compatible nanofleet version?") from None
-
-
-def check_issued(response: EnrollResponse, key: ec.EllipticCurvePrivateKey,
-                 device_id: str) -> tuple[x509.Certificate, x509.Certificate]:
-    """The certificate is this device's, for this key, signed by the CA sent along."""
-    try:
-        cert = x509.load_pem_x509_certificate(response.certificate_pem.encode())
-        ca = x509.load_pem_x509_certificate(response.ca_certificate_pem.encode())
-    except ValueError as exc:
-        raise EnrollError(f"the fleet server sent an unreadable certificate: {exc}") from None
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = cns[0].value if len(cns) == 1 else None
-    if response.device_id != device_id or cn != device_id:
-        raise EnrollError(f"CN mismatch: asked for a certificate for {device_id!r}, got one for "
-                          f"{cn!r}; nothing was stored")
-    der = serialization.Encoding.DER
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
-        raise EnrollError("the certificate is not for this device's key; nothing was stored")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise EnrollError("the certificate is not signed by the CA the server sent; nothing "
-                          "was stored") from None
-    return cert, ca
-
-
-def check_root(root_json: str) -> int:
-    """The TUF root must be signed by a threshold of its own root keys; returns its version."""
-    from tuf.api.exceptions import UnsignedMetadataError
-    from tuf.api.metadata import Metadata, Root
-
-    try:
-        md = Metadata[Root].from_bytes(root_json.encode())
-        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
-    except UnsignedMetadataError as exc:
-        raise EnrollError(f"the TUF root from the server is not signed by its own root keys "
-                          f"({exc}); nothing was stored") from None
-    except Exception as exc:  # tuf raises several types for malformed metadata
-        raise EnrollError(f"the TUF root from the server is not valid root metadata: "
-                          f"{exc}") from None
-    return int(md.signed.version)
-
-
 # --- storing -------------------------------------------------------------------------------
 
-def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def prepare_dir(directory: Path) -> IdentityFiles:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
-    except OSError as exc:
-        raise EnrollError(f"{directory}: cannot use it for the device identity "
-                          f"({exc.strerror}); pass --dir", 2) from None
-    return IdentityFiles(directory)
-
-
-def store(files: IdentityFiles, response: EnrollResponse, server: str,
-          write_root: bool = True) -> None:
-    write_file(files.ca, response.ca_certificate_pem.encode())
-    if write_root and response.tuf_root is not None:
-        write_file(files.root, response.tuf_root.encode())
-    write_file(files.cert, response.certificate_pem.encode())
-    write_file(files.state, json.dumps({
+def store(files: IdentityFiles, response: EnrollResponse, server: str, *,
+          root: bytes | None = None, insecure_lab: bool = False,
+          cert_name: str = CERT_FILE, write_ca: bool = True) -> None:
+    if write_ca:
+        files.dir.write(CA_FILE, response.ca_certificate_pem.encode())
+    if root is not None:
+        files.dir.write(ROOT_FILE, root)
+    files.dir.write(cert_name, response.certificate_pem.encode())
+    files.dir.write(STATE_FILE, json.dumps({
         "server": server, "device_id": response.device_id, "serial": response.serial,
         "not_after": response.not_after, "renew_after": response.renew_after,
         "broker_host": response.broker_host, "broker_port": response.broker_port,
         "metadata_url": response.metadata_url, "target_base_url": response.target_base_url,
-        "stored_at": time.time()}, indent=2).encode())
+        "insecure_lab": insecure_lab, "stored_at": time.time()}, indent=2).encode())
 
 
 def read_state(files: IdentityFiles) -> dict[str, Any]:
+    raw = files.read(STATE_FILE)
     try:
-        data = json.loads(files.state.read_text())
-    except (OSError, ValueError) as exc:
-        raise EnrollError(f"{files.state}: no enrollment to renew ({exc}); enroll first with "
-                          "--token", 2) from None
-    if not isinstance(data, dict):
-        raise EnrollError(f"{files.state}: not an enrollment record", 2)
+        data = json.loads(raw) if raw is not None else None
+    except ValueError as exc:
+        raise EnrollError(f"{files.state}: unreadable ({exc}); enroll again", 2) from None
+    if not isinstance(data, dict) or "device_id" not in data or "server" not in data:
+        raise EnrollError(f"{files.state}: no enrollment to renew; enroll first with a token",
+                          2)
     return data
 
 
-# --- the two operations --------------------------------------------------------------------
+# --- enrollment ----------------------------------------------------------------------------
 
 def enroll(server: str, token: str, device_id: str, files: IdentityFiles, *,
-           new_key: bool = False, timeout: float = 30.0,
-           ca_file: Path | None = None) -> EnrollResponse:
+           anchor: RootAnchor, new_key: bool = False, timeout: float = 30.0,
+           ca_file: Path | None = None, insecure_lab: bool = False) -> EnrollResponse:
     check_device_id(device_id)
-    key = load_or_make_key(files.key, fresh=new_key)
+    check_transport(server, insecure_lab)
+    require_anchor(anchor)  # before the token is spent
+    key = load_or_make_key(files, fresh=new_key)
     body = EnrollRequest(token=token.strip(), device_id=device_id, csr=make_csr(key, device_id))
-    response = parse_response(post_json(server, ENROLL_PATH, body.model_dump(), timeout,
-                                        ca_file))
+    response = parse_response(post_json(server.rstrip("/") + ENROLL_PATH, body.model_dump(),
+                                        timeout, ca_file))
     check_issued(response, key, device_id)
-    if response.tuf_root is not None:
-        check_root(response.tuf_root)
-    store(files, response, server)
+    root = root_to_store(response.tuf_root, anchor)
+    store(files, response, server, root=root, insecure_lab=insecure_lab)
     return response
 
 
+# --- renewal -------------------------------------------------------------------------------
+
+def _same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return bool(cert.public_key().public_bytes(der, spki) ==
+                key.public_key().public_bytes(der, spki))
+
+
+def finish_pending(files: IdentityFiles) -> bool:
+    """Complete a renewal that stopped between storing the new certificate and renaming
+    key and certificate into place. True if one was finished."""
+    pem = files.read(NEXT_CERT)
+    if pem is None:
+        return False
+    cert = x509.load_pem_x509_certificate(pem)
+    next_key = load_key(files, NEXT_KEY)
+    if next_key is not None and _same_key(cert, next_key):
+        files.dir.rename(NEXT_KEY, KEY_FILE)
+    current = load_key(files, KEY_FILE)
+    if current is not None and _same_key(cert, current):
+        files.dir.rename(NEXT_CERT, CERT_FILE)
+        return True
+    files.dir.remove(NEXT_CERT)
+    return False
+
+
+def _sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> str:
+    return base64.b64encode(key.sign(message, ec.ECDSA(hashes.SHA256()))).decode()
+
+
 def renew(files: IdentityFiles, *, server: str | None = None, force: bool = False,
-          timeout: float = 30.0, ca_file: Path | None = None) -> EnrollResponse | None:
-    """A new certificate for the same key; None when it is not due yet (and not ``force``)."""
+          timeout: float = 30.0, ca_file: Path | None = None,
+          insecure_lab: bool = False) -> EnrollResponse | None:
+    """A certificate for a new key, proven with the current one; None when it is not due
+    yet (and not ``force``)."""
+    finish_pending(files)
     state = read_state(files)
     if not force and time.time() < float(state.get("renew_after", 0)):
         return None
     device_id = str(state["device_id"])
-    key = load_or_make_key(files.key)
-    try:
-        current = files.cert.read_text()
-    except OSError as exc:
-        raise EnrollError(f"{files.cert}: {exc.strerror}; enroll again with --token", 2) \
-            from None
     url = server or str(state["server"])
-    body = RenewRequest(device_id=device_id, certificate=current,
-                        csr=make_csr(key, device_id))
-    response = parse_response(post_json(url, RENEW_PATH, body.model_dump(), timeout, ca_file))
-    check_issued(response, key, device_id)
-    # The root stays: the OTA client follows root rotations from the one it started with.
-    store(files, response, url, write_root=False)
+    lab = insecure_lab or bool(state.get("insecure_lab"))
+    check_transport(url, lab)
+    current_key = load_key(files, KEY_FILE)
+    current_pem, ca_pem = files.read(CERT_FILE), files.read(CA_FILE)
+    if current_key is None or current_pem is None or ca_pem is None:
+        raise EnrollError(f"{files.directory}: the key, certificate or CA is missing; enroll "
+                          "again with a token", 2)
+    try:
+        current = x509.load_pem_x509_certificate(current_pem)
+        trusted_ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise EnrollError(f"{files.directory}: unreadable certificate ({exc}); enroll again",
+                          2) from None
+    if not _same_key(current, current_key):
+        raise EnrollError(f"{files.cert} is not for {files.key}; enroll again with a token", 2)
+    # The next key survives a failed attempt: a retry asks for the same key, and the
+    # server answers a repeated renewal with the same successor.
+    next_key = load_or_make_key(files, NEXT_KEY)
+    csr = make_csr(next_key, device_id)
+    serial = format(current.serial_number, "x")
+    body = RenewRequest(device_id=device_id, certificate=current_pem.decode(), csr=csr,
+                        proof=_sign(current_key, renewal_message(device_id, serial, csr)))
+    response = parse_response(post_json(url.rstrip("/") + RENEW_PATH, body.model_dump(),
+                                        timeout, ca_file))
+    check_issued(response, next_key, device_id, trusted_ca=trusted_ca)
+    # Stored beside, then renamed into place: key and certificate change together.
+    store(files, response, url, insecure_lab=lab, cert_name=NEXT_CERT, write_ca=False)
+    finish_pending(files)
     return response
+
+
+def give_to(files: IdentityFiles, owner: tuple[int, int]) -> None:
+    """Files from before this run (an earlier enrollment by another user): chown through
+    no link (lchown semantics), regular files only."""
+    for name in (KEY_FILE, CERT_FILE, CA_FILE, ROOT_FILE, STATE_FILE):
+        st = files.dir.mode_of(name)
+        if st is not None and stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) != owner:
+            os.chown(name, *owner, dir_fd=files.dir.fd, follow_symlinks=False)

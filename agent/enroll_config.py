@@ -2,13 +2,13 @@
 
 What enrollment sets: ``[mqtt]`` host and port (the broker the certificate is for),
 ``[mqtt.tls]`` (CA, certificate, key) and ``[ota]`` ``root_file`` (plus the repository
-URLs when there is no ``[ota]`` yet). A root file the config already names and that
-exists is kept: it is the device's provisioned trust anchor, and the OTA client
-follows root rotations from it.
+URLs when there is no ``[ota]`` yet): the provisioned root, or the pinned one enrollment
+stored. The OTA client follows root rotations from it.
 
 Merging rewrites the file from its parsed form (comments are lost; the original is
 kept as ``<file>.bak``) and only after the result passed the agent's own config
-validation.
+validation. Run as root, it writes through :class:`agent.safe_dir.SafeDir` (no link
+followed; owner, group and mode of the original kept through the new file's descriptor).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import json
 import math
 import os
 import re
-import shutil
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, parse_config
 from agent.enroll import EnrollError, IdentityFiles
+from agent.safe_dir import SafeDir, UnsafePath
 from contract.enrollment import EnrollResponse
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -80,7 +81,8 @@ def repo_urls(response: EnrollResponse, server: str) -> tuple[str, str]:
             response.target_base_url or f"{base}/repo/targets/")
 
 
-def render_snippet(response: EnrollResponse, files: IdentityFiles, server: str) -> str:
+def render_snippet(response: EnrollResponse, files: IdentityFiles, server: str,
+                   root_file: Path | None) -> str:
     metadata_url, target_base_url = repo_urls(response, server)
     data: dict[str, Any] = {
         "device_id": response.device_id,
@@ -88,9 +90,9 @@ def render_snippet(response: EnrollResponse, files: IdentityFiles, server: str) 
                  "tls": {"ca_file": str(files.ca), "cert_file": str(files.cert),
                          "key_file": str(files.key)}},
     }
-    if response.tuf_root is not None:
+    if root_file is not None:
         data["ota"] = {"metadata_url": metadata_url, "target_base_url": target_base_url,
-                       "root_file": str(files.root)}
+                       "root_file": str(root_file)}
     return "# add to the agent config (nanofleet-agent enroll)\n" + to_toml(data)
 
 
@@ -106,7 +108,7 @@ def read_raw(path: Path) -> dict[str, Any]:
 
 
 def merged(data: dict[str, Any], response: EnrollResponse, files: IdentityFiles,
-           server: str) -> tuple[dict[str, Any], list[str]]:
+           server: str, root_file: Path | None) -> tuple[dict[str, Any], list[str]]:
     """(new config data, what changed) — pure."""
     new = json.loads(json.dumps(data))  # deep copy of plain TOML data
     notes: list[str] = []
@@ -120,39 +122,53 @@ def merged(data: dict[str, Any], response: EnrollResponse, files: IdentityFiles,
                    "key_file": str(files.key)}
     notes.append(f"mqtt: {response.broker_host}:{response.broker_port} over TLS with "
                  f"{files.cert}")
-    if response.tuf_root is not None:
+    if root_file is not None:
         metadata_url, target_base_url = repo_urls(response, server)
         ota = new.get("ota")
         if ota is None:
             new["ota"] = {"metadata_url": metadata_url, "target_base_url": target_base_url,
-                          "root_file": str(files.root)}
-            notes.append(f"ota: updates from {metadata_url}, trust anchor {files.root}")
-        elif ota.get("root_file") and Path(ota["root_file"]).exists():
-            notes.append(f"ota: keeping the provisioned root {ota['root_file']} (the server's "
-                         f"current root is in {files.root})")
+                          "root_file": str(root_file)}
+            notes.append(f"ota: updates from {metadata_url}, trust anchor {root_file}")
+        elif ota.get("root_file") == str(root_file):
+            notes.append(f"ota: keeping the provisioned root {root_file}")
         else:
-            ota["root_file"] = str(files.root)
-            notes.append(f"ota: trust anchor {files.root}")
+            ota["root_file"] = str(root_file)
+            notes.append(f"ota: trust anchor {root_file}")
     return new, notes
 
 
 def merge_into_file(path: Path, response: EnrollResponse, files: IdentityFiles,
-                    server: str) -> list[str]:
-    data, notes = merged(read_raw(path), response, files, server)
+                    server: str, root_file: Path | None) -> list[str]:
+    try:
+        with SafeDir.open(path.parent) as parent:
+            return _merge(parent, path, response, files, server, root_file)
+    except (UnsafePath, OSError) as exc:
+        raise EnrollError(f"{path}: cannot rewrite the agent config safely: {exc}", 2) from None
+
+
+def _merge(parent: SafeDir, path: Path, response: EnrollResponse, files: IdentityFiles,
+           server: str, root_file: Path | None) -> list[str]:
+    original = parent.read(path.name)
+    st = parent.mode_of(path.name)
+    if original is None or st is None or not stat.S_ISREG(st.st_mode):
+        raise EnrollError(f"{path}: not a regular file", 2)
+    try:
+        data, notes = merged(tomllib.loads(original.decode("utf-8")), response, files, server,
+                             root_file)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise EnrollError(f"{path}: cannot read the agent config: {exc}", 2) from None
     try:
         parse_config(data, path)
     except ConfigError as exc:
         raise EnrollError(f"the config with the enrollment added would be invalid, left "
                           f"unchanged: {exc}", 2) from None
-    backup = path.with_name(path.name + ".bak")
-    shutil.copy2(path, backup)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("# nanofleet agent configuration (rewritten by nanofleet-agent enroll; the "
-                   f"previous file is {backup.name})\n" + to_toml(data), encoding="utf-8")
-    st = path.stat()
-    if os.geteuid() == 0:  # root rewriting /etc/nanofleet/agent.toml: keep root:nanofleet
-        os.chown(tmp, st.st_uid, st.st_gid)
-    os.chmod(tmp, st.st_mode & 0o777)
-    os.replace(tmp, path)
-    notes.append(f"previous config kept as {backup}")
+    # Owner, group and mode kept (root:nanofleet 0640 for /etc/nanofleet/agent.toml).
+    owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+    mode = stat.S_IMODE(st.st_mode)
+    backup = path.name + ".bak"
+    parent.write(backup, original, mode, owner)
+    parent.write(path.name, ("# nanofleet agent configuration (rewritten by nanofleet-agent "
+                             f"enroll; the previous file is {backup})\n" + to_toml(data))
+                 .encode("utf-8"), mode, owner)
+    notes.append(f"previous config kept as {path.with_name(backup)}")
     return notes

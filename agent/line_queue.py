@@ -19,6 +19,10 @@ class LineQueue:
         self._items: deque[tuple[Line, float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        # How many queued lines wake the waiting worker: 1 while it waits for a first
+        # line, the batch size while it waits for a batch to fill. Waking it for every
+        # line of a trickle only to find the batch still short costs a thread switch a line.
+        self._wake_at = 1
 
     def put(self, line: Line) -> bool:
         """False when full or closed; sources that may wait retry (Source.emit)."""
@@ -26,25 +30,31 @@ class LineQueue:
             if self._closed or len(self._items) >= self.maxsize:
                 return False
             self._items.append((line, time.monotonic()))
-            self._cond.notify_all()
+            if len(self._items) == 1 or len(self._items) >= self._wake_at:
+                self._cond.notify_all()
             return True
 
-    def get_batch(self, max_items: int, max_wait: float,
-                  timeout: float) -> list[tuple[Line, float]]:
+    def get_batch(self, max_items: int, max_wait: float, timeout: float,
+                  min_items: int | None = None) -> list[tuple[Line, float]]:
         """Up to ``max_items`` lines; waits up to ``timeout`` for the first line, then up
-        to ``max_wait`` more for the batch to fill."""
+        to ``max_wait`` more until ``min_items`` (default ``max_items``) are queued."""
+        want = max_items if min_items is None else max(1, min(min_items, max_items))
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
                 if not self._items:
                     return []
-            if len(self._items) < max_items and max_wait > 0:
+            if len(self._items) < want and max_wait > 0:
                 deadline = time.monotonic() + max_wait
-                while len(self._items) < max_items and not self._closed:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
+                self._wake_at = want
+                try:
+                    while len(self._items) < want and not self._closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                finally:
+                    self._wake_at = 1
             n = min(max_items, len(self._items))
             batch = [self._items.popleft() for _ in range(n)]
             self._cond.notify_all()

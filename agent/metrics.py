@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
+from collections.abc import Callable
 
 
 class Counters:
@@ -13,6 +15,14 @@ class Counters:
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {}
         self._gauges: dict[str, float] = {}
+        # Gauges computed only when read (a percentile per batch would cost a sort of
+        # the whole window for every few lines; metrics are read every few seconds).
+        self._derived: dict[str, Callable[[], float]] = {}
+
+    def derive_gauge(self, name: str, compute: Callable[[], float]) -> None:
+        """``name`` is ``compute()`` at the moment the gauges are read."""
+        with self._lock:
+            self._derived[name] = compute
 
     def inc(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -28,7 +38,10 @@ class Counters:
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, float]]:
         with self._lock:
-            return dict(self._counters), dict(self._gauges)
+            counters, gauges, derived = (dict(self._counters), dict(self._gauges),
+                                         dict(self._derived))
+        gauges.update({name: compute() for name, compute in derived.items()})
+        return counters, gauges
 
 
 class LatencyWindow:
@@ -49,3 +62,12 @@ class LatencyWindow:
             return 0.0
         idx = min(len(values) - 1, max(0, round(q / 100.0 * (len(values) - 1))))
         return values[idx]
+
+
+def resident_bytes() -> float | None:
+    """This process's resident memory (Linux /proc), or None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return float(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,37 +1,41 @@
-"""The agent's one MQTT v5 connection (paho-mqtt 2.x, VERSION2 callbacks).
+"""The agent's one MQTT v5 connection to the fleet's broker (built by agent.mqtt_client).
 
-Owns connect/reconnect, TLS, the Last Will (retained "offline" status), topic
-handlers that are re-subscribed on every connect, and PUBACK notification for
-the outbox sender. The link is "up" only after a *successful* CONNACK.
+Owns connect/reconnect, the Last Will (retained "offline" status), topic handlers
+that are re-subscribed on every connect, and PUBACK notification for the outbox
+sender. The link is "up" only after a *successful* CONNACK.
+
+It is the device's only session on that broker: the production broker sets the
+client id to the certificate's CN (``use_username_as_clientid``), so a second
+connection with the device's identity would take this session over (and be taken
+over in turn). Artifacts over MQTT and MQTT sources on the fleet's broker ride on it.
+
+Sizes: CONNECT announces :data:`contract.limits.AGENT_RECEIVE_MAX_BYTES`, so the
+broker drops larger messages for us; :meth:`MqttLink.publish` refuses a packet over
+the broker's limit (``MQTT_ERR_PAYLOAD_SIZE``) instead of sending it, because the
+broker would disconnect us and the outbox would send it again after every reconnect.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.mqtt_client import build_client, connect, tls_kwargs
+from contract.limits import BROKER_MAX_PACKET_BYTES, PACKET_OVERHEAD_BYTES
 
 log = logging.getLogger("nanofleet.agent.mqtt")
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
-def tls_kwargs(cfg: MqttConfig) -> dict[str, Any] | None:
-    if cfg.tls is None:
-        return None
-    return {"ca_certs": str(cfg.tls.ca_file),
-            "certfile": str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-            "keyfile": str(cfg.tls.key_file) if cfg.tls.key_file else None,
-            "cert_reqs": ssl.CERT_REQUIRED, "tls_version": ssl.PROTOCOL_TLS_CLIENT}
+__all__ = ["MessageHandler", "MqttLink", "tls_kwargs"]
 
 
 class MqttLink:
@@ -46,17 +50,10 @@ class MqttLink:
         self._on_down: list[Callable[[], None]] = []
         self._on_ack: Callable[[int, bool], None] = lambda mid, ok: None
         self._lock = threading.Lock()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        c.max_inflight_messages_set(cfg.max_inflight)
+        # The broker's limit on what we send (CONNACK Maximum Packet Size, if it says).
+        self.max_send_bytes = BROKER_MAX_PACKET_BYTES
         # Bounded: the durable copy of every result is in our spool, not in paho's queue.
-        c.max_queued_messages_set(max_queued)
-        c.reconnect_delay_set(1, cfg.reconnect_max_s)
-        if cfg.username:
-            c.username_pw_set(cfg.username,
-                              cfg.password.get_secret_value() if cfg.password else None)
-        tls = tls_kwargs(cfg)
-        if tls:
-            c.tls_set(**tls)
+        c = build_client(cfg, client_id, max_queued=max_queued)
         if will:
             c.will_set(will[0], will[1], qos=1, retain=True)
         c.on_connect = self._on_connect
@@ -73,6 +70,12 @@ class MqttLink:
         if self.connected.is_set():
             self.client.subscribe(topic, qos)
 
+    def unhandle(self, topic: str) -> None:
+        with self._lock:
+            known = self._handlers.pop(topic, None) is not None
+        if known and self.connected.is_set():
+            self.client.unsubscribe(topic)
+
     def on_up(self, fn: Callable[[], None]) -> None:
         self._on_up.append(fn)
 
@@ -84,8 +87,7 @@ class MqttLink:
         self._on_ack = fn
 
     def start(self) -> None:
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-        self.client.loop_start()
+        connect(self.client, self.cfg)
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -94,6 +96,14 @@ class MqttLink:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 props: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """paho's publish; rc MQTT_ERR_PAYLOAD_SIZE (nothing sent) for a packet over the
+        broker's limit, which would only get the link disconnected."""
+        if len(payload) + len(topic.encode()) + PACKET_OVERHEAD_BYTES > self.max_send_bytes:
+            log.error("not publishing %d bytes on %s: over the broker's packet limit (%d)",
+                      len(payload), topic, self.max_send_bytes)
+            info = mqtt.MQTTMessageInfo(0)
+            info.rc = mqtt.MQTT_ERR_PAYLOAD_SIZE
+            return info
         return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
     # --- paho callbacks (network thread) ---------------------------------------------
@@ -105,6 +115,8 @@ class MqttLink:
             log.warning("mqtt connect refused: %s", rc)
             return
         self.last_error = None
+        limit = getattr(props, "MaximumPacketSize", None)
+        self.max_send_bytes = min(BROKER_MAX_PACKET_BYTES, limit or BROKER_MAX_PACKET_BYTES)
         with self._lock:
             subs = [(t, q) for t, (q, _) in self._handlers.items()]
         if subs:

@@ -12,11 +12,23 @@ import logging
 import threading
 import time
 
+from paho.mqtt.client import MQTT_ERR_PAYLOAD_SIZE
+
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.spool import Spool
 
 log = logging.getLogger("nanofleet.agent.sender")
+
+# PUBACKs are collected and deleted from the outbox in one transaction at most this
+# often (or at ACK_FLUSH_COUNT): one DELETE per acknowledged message was most of the
+# agent's CPU at low rates. A crash in between only means those messages are sent
+# again after restart, which consumers drop by msg_id (at-least-once, as always).
+ACK_FLUSH_S = 0.5
+ACK_FLUSH_COUNT = 256
+# With nothing to send and nothing to flush the sender sleeps until woken (new
+# messages, link up/down); this is only a safety net.
+IDLE_POLL_S = 5.0
 
 
 def mark_historical(payload: bytes) -> bytes:
@@ -42,7 +54,11 @@ class OutboxSender:
         self._acked: list[int] = []
         # PUBACKs that arrived before publish() returned (paho calls back on its own
         # thread; we must not hold our lock across publish() or the two can deadlock).
-        self._early: dict[int, bool] = {}
+        # Keyed by mid with the ack's arrival number: PUBACKs of the link's other publishes
+        # (status, metrics, query replies, artifact requests) land here too, and paho
+        # reuses mids, so an entry counts only if it arrived after our publish() began.
+        self._early: dict[int, tuple[int, bool]] = {}
+        self._acks_seen = 0
         self._last_sent = 0
         self._connected_at = 0.0
         self._thread = threading.Thread(target=self._run, name="outbox-sender", daemon=True)
@@ -92,9 +108,12 @@ class OutboxSender:
 
     def _on_ack(self, mid: int, accepted: bool) -> None:
         with self._cond:
+            self._acks_seen += 1
             outbox_id = self._inflight.pop(mid, None)
             if outbox_id is None:
-                self._early[mid] = accepted
+                if len(self._early) >= 4096:  # foreign acks nobody will claim
+                    self._early.clear()
+                self._early[mid] = (self._acks_seen, accepted)
                 return
             self._record_ack(outbox_id, accepted)
 
@@ -102,7 +121,14 @@ class OutboxSender:
         self._acked.append(outbox_id)
         if not accepted:
             self.counters.inc("publish_refused")
-        self._cond.notify_all()
+        # Wake the sender only when it waits for room in the window or a flush is due;
+        # otherwise its timer flushes the acks (see ACK_FLUSH_S).
+        if len(self._inflight) == self.window - 1 or len(self._acked) >= ACK_FLUSH_COUNT:
+            self._cond.notify_all()
+
+    def _wait_timeout(self) -> float:
+        """How long the sender may sleep (lock held): until the next ack flush is due."""
+        return ACK_FLUSH_S if self._acked else IDLE_POLL_S
 
     def _flush_acks(self) -> None:
         with self._cond:
@@ -118,7 +144,7 @@ class OutboxSender:
                 room = self.window - len(self._inflight)
                 up = self.link.connected.is_set()
                 if not up or room <= 0:
-                    self._cond.wait(0.2)
+                    self._cond.wait(self._wait_timeout())
                 else:
                     after, connected_at = self._last_sent, self._connected_at
             self._flush_acks()
@@ -128,14 +154,24 @@ class OutboxSender:
             if not batch:
                 with self._cond:
                     if not self._stop:
-                        self._cond.wait(0.2)
+                        self._cond.wait(self._wait_timeout())
                 continue
             for msg in batch:
                 payload = msg.payload
                 if msg.created < connected_at:
                     payload = mark_historical(payload)
                     self.counters.inc("replayed")
+                with self._cond:
+                    acks_before = self._acks_seen
                 info = self.link.publish(msg.topic, payload, qos=1)
+                if info.rc == MQTT_ERR_PAYLOAD_SIZE:
+                    # Over the broker's packet limit: it can never be sent; drop it,
+                    # counted, rather than block the outbox behind it forever.
+                    self.counters.inc("publish_too_large")
+                    with self._cond:
+                        self._last_sent = msg.id
+                        self._acked.append(msg.id)
+                    continue
                 if info.rc != 0:
                     # Not connected any more (or paho's queue is full): retry after reconnect.
                     break
@@ -144,7 +180,7 @@ class OutboxSender:
                         break  # reconnected meanwhile: _on_up restarted from the oldest
                     self._last_sent = msg.id
                     early = self._early.pop(info.mid, None)
-                    if early is not None:
-                        self._record_ack(msg.id, early)
+                    if early is not None and early[0] > acks_before:
+                        self._record_ack(msg.id, early[1])
                     else:
                         self._inflight[info.mid] = msg.id

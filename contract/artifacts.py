@@ -19,7 +19,9 @@ import contextlib
 import socket
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from contract.strict import Strict
 
 HEADER_PROPERTY = "nf-artifact"
 TRANSFER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -32,10 +34,6 @@ REPOSITORY_DIRS = ("metadata", "targets")
 
 ChunkError = Literal["not-found", "forbidden", "bad-request", "range", "too-large", "busy",
                      "rate-limited", "internal"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ArtifactRequest(Strict):

@@ -4,18 +4,29 @@
 single-use enrollment token is the credential), ``POST /api/v1/enroll/renew`` takes
 :class:`RenewRequest`; both answer :class:`EnrollResponse`. Errors are the API's
 ``{"error": {"code", "message"}}`` with the codes in :data:`ERROR_CODES`.
+
+Renewal proves possession of the *current* key and rotates it: the CSR is for a new
+key (its own signature proves the device holds that one), and ``proof`` is a signature
+by the current key over :func:`renewal_message`, which names the device, the serial of
+the certificate being renewed and the SHA-256 of the exact CSR text. So the proof
+cannot be lifted onto another CSR, and a certificate is renewed once: the server
+revokes it as it issues the successor (a replayed request gets the same successor back).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import hashlib
 
+from pydantic import Field
+
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 
 ENROLL_PATH = "/api/v1/enroll"
 RENEW_PATH = "/api/v1/enroll/renew"
 MAX_PEM_CHARS = 16 * 1024
 MAX_TOKEN_CHARS = 200
+MAX_PROOF_CHARS = 2048  # base64 of an RSA-8192 signature is 1368
 
 ERROR_CODES = {
     "token-unknown": "the token is not known (or was cancelled)",
@@ -25,12 +36,23 @@ ERROR_CODES = {
     "device-revoked": "the device id was revoked; only a token for exactly this id re-enrolls",
     "bad-csr": "the CSR is malformed, mis-signed, has the wrong CN or a refused key",
     "bad-device-id": "the device id is not allowed (characters, or a reserved name)",
-    "renewal-refused": "the certificate cannot be renewed (expired, revoked, other key)",
+    "device-enrolled": "the device id is enrolled; only a token bound to exactly this id "
+                       "(enroll-token create --device ID --replace) enrolls it again",
+    "device-known": "the device id is in the inventory; only a token bound to exactly this "
+                    "id gives it a certificate",
+    "renewal-refused": "the certificate cannot be renewed (expired, revoked, renewed "
+                       "already, no proof of the current key, same key)",
 }
 
+RENEWAL_CONTEXT = b"nanofleet renew v1"
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+
+def renewal_message(device_id: str, serial: str, csr_pem: str) -> bytes:
+    """What the current key signs to renew: bound to the device, the certificate being
+    renewed (serial, hex) and the exact CSR text sent along."""
+    csr_sha256 = hashlib.sha256(csr_pem.encode("utf-8")).hexdigest()
+    return b"\0".join((RENEWAL_CONTEXT, device_id.encode("utf-8"),
+                       serial.lower().encode("ascii"), csr_sha256.encode("ascii")))
 
 
 class EnrollRequest(Strict):
@@ -48,7 +70,13 @@ class RenewRequest(Strict):
     certificate: str = Field(min_length=1, max_length=MAX_PEM_CHARS,
                              description="The device's current, unexpired certificate (PEM).")
     csr: str = Field(min_length=1, max_length=MAX_PEM_CHARS,
-                     description="PEM CSR for the same key as the current certificate.")
+                     description="PEM CSR for a NEW key (renewal rotates the key), CN = "
+                     "device_id.")
+    proof: str = Field(min_length=1, max_length=MAX_PROOF_CHARS,
+                       pattern=r"^[A-Za-z0-9+/=]+$",
+                       description="Base64 signature by the current certificate's key over "
+                       "renewal_message(device_id, serial, csr): ECDSA with SHA-256 for an "
+                       "EC key, PKCS#1 v1.5 with SHA-256 for RSA.")
 
 
 class EnrollResponse(Strict):

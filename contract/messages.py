@@ -13,13 +13,12 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+
+from contract.reasons import ReasonCode
+from contract.strict import Strict
 
 MAX_QUERY_BYTES = 64 * 1024
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def new_msg_id() -> str:
@@ -182,6 +181,8 @@ class OtaEvent(Envelope):
     artifact: Literal["delta", "full"] | None = Field(
         default=None, description="What was downloaded.")
     bytes_downloaded: int | None = Field(default=None, description="Bytes fetched.")
-    reason: str | None = Field(
-        default=None, description="Why it failed or rolled back (machine code).")
+    # ReasonCode: a code this version does not know (from a newer agent) is kept as text.
+    reason: ReasonCode | None = Field(
+        default=None, description="Why it failed or rolled back (machine code, see "
+        "contract.reasons.OtaReason).")
     detail: str | None = Field(default=None, description="Human explanation.")

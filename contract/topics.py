@@ -100,3 +100,10 @@ def artifact_chunks(device_id: str, transfer: str) -> str:
 def artifact_chunk_filter(device_id: str) -> str:
     """The device's subscription for the chunks of all its transfers."""
     return f"{device_root(device_id)}/artifacts/chunk/+"
+
+
+# --- what a device may publish (the broker ACL grants exactly these) -----------------------
+DEVICE_WRITES = ("status", "results/+", "alerts", "metrics", "ota", "reply/+",
+                 "artifacts/req")
+"""Topics below ``dev/{id}/`` a device publishes on; everything else in its tree (its
+``desired`` state, ``query``, artifact chunks) only the fleet server writes."""

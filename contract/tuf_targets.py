@@ -16,9 +16,12 @@ or in the delegated role :data:`DELTAS_ROLE`, whose key is online on the fleet
 server (the server computes deltas on publish). A delta never needs more trust
 than that: the device rebuilds the bundle and checks it against the
 operator-signed *full* target before anything parses it, so a bad delta costs a
-download, not an installation. The delegation's path pattern
-(:data:`DELTA_PATH_PATTERN`) keeps the online key away from full bundles and
-slot records.
+download, not an installation. Three things keep the online key away from full
+bundles and slot records: the delegation's path pattern
+(:data:`DELTA_PATH_PATTERN`) is anchored on the ``.nfd`` extension and a numeric
+base, model names may not start with :data:`RESERVED_MODEL_PREFIX` (so no full
+bundle's path can look like a delta's), and devices take full targets and slot
+records only from the top-level ``targets`` role, whatever a delegation says.
 
 The signed minimum version of a slot lives in its slot record
 (``SlotRecord.minimum_version``): devices refuse to install anything below it.
@@ -29,12 +32,17 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from contract.strict import Strict
 from contract.topics import check_slot
 
 DELTAS_ROLE = "deltas"
-DELTA_PATH_PATTERN = "models/*/*/delta-from-*"
+# python-tuf matches a pattern per "/"-separated part with fnmatch: the last part can
+# only be a delta file name. Repositories made before it was anchored delegate
+# "models/*/*/delta-from-*"; the operators' next signed targets version replaces it.
+DELTA_PATH_PATTERN = "models/*/*/delta-from-[0-9]*.nfd"
+RESERVED_MODEL_PREFIX = "delta-from-"
 FULL_SUFFIX = ".nfb"
 DELTA_SUFFIX = ".nfd"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -42,17 +50,16 @@ _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 _SHA256 = r"^[0-9a-f]{64}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def check_model_name(name: str) -> str:
     """Return ``name`` if it can be a path component of a target, else raise ValueError."""
-    if not _MODEL_NAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _MODEL_NAME_RE.match(name) or name in (".", ".."):
         raise ValueError(
             f"invalid model name {name!r}: use 1-64 characters from A-Z a-z 0-9 . _ -, "
             "starting with a letter or digit"
         )
+    if name.lower().startswith(RESERVED_MODEL_PREFIX):
+        raise ValueError(f"invalid model name {name!r}: names starting with "
+                         f"{RESERVED_MODEL_PREFIX!r} are reserved (a delta's file name)")
     return name
 
 
@@ -105,6 +112,7 @@ class ModelTargetInfo(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelTargetInfo:
         check_slot(self.slot)
+        check_model_name(self.model)
         delta_fields = (self.base_version, self.base_sha256, self.delta_format)
         if self.kind == "delta":
             if None in delta_fields:
@@ -138,6 +146,7 @@ class SlotRecord(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> SlotRecord:
         check_slot(self.slot)
+        check_model_name(self.model)
         if self.minimum_version > self.latest_version:
             raise ValueError(f"minimum_version {self.minimum_version} is above "
                              f"latest_version {self.latest_version}")

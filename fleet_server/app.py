@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,9 @@ from fleet_server.api import core as api
 from fleet_server.api import enroll as api_enroll
 from fleet_server.api import fleet as api_fleet
 from fleet_server.api.core import ApiError, require_operator
+from fleet_server.api.guards import BodyLimit
 from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.console.routes import install as install_console
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.service import FleetService
@@ -98,15 +101,25 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
             return _error(404, "not-found", f"no such endpoint: {request.method} "
                           f"{request.url.path}")
         if exc.status_code == 405:
-            return _error(405, "method-not-allowed", f"{request.method} is not allowed on "
-                          f"{request.url.path}")
+            response = _error(405, "method-not-allowed", f"{request.method} is not allowed "
+                              f"on {request.url.path}")
+            allow = (exc.headers or {}).get("Allow") or _allowed_methods(app, request)
+            if allow:
+                response.headers["Allow"] = allow
+            return response
+        if exc.status_code == 413:
+            return _error(413, "too-large", f"{exc.detail} (publish: max_upload_bytes of the "
+                          "server config)")
         return _error(exc.status_code, "http-error", str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal", f"the server failed ({type(exc).__name__}: {exc}); "
-                      "see the server log")
+        # The detail (a database error, a path) is for the log, never for the caller.
+        incident = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", incident, request.method, request.url.path,
+                  exc_info=exc)
+        return _error(500, "internal", f"the server failed; incident {incident} in the "
+                      "server log has the details")
 
     @app.api_route("/repo/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     def repository_file(path: str) -> FileResponse:
@@ -121,4 +134,20 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
+    install_console(app, service)  # the operators' web console under /console
+    # Outermost: bodies are bounded before any route, dependency or parser reads them.
+    app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes)
     return app
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """The Allow header of a 405: the methods of the routes matching the path."""
+    from starlette.routing import Match, Route
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+            if match is Match.FULL:
+                methods |= route.methods
+    return ", ".join(sorted(methods))

@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import re
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -44,15 +42,16 @@ from contract.artifacts import (
     ArtifactRequest,
     ChunkError,
     check_artifact_path,
-    set_tcp_nodelay,
 )
 from fleet_server.config import ArtifactSettings, MqttSettings
+from fleet_server.mqtt_client import build_client, connect
 
 log = logging.getLogger("nanofleet.server.artifacts")
 
 CHUNK_EXPIRY_S = 120  # a chunk nobody fetched in time is stale: the device re-asks anyway
 _BUCKETS_PRUNE_AT = 10_000
 _TRANSFER_RE = re.compile(TRANSFER_ID_PATTERN)
+MAX_PACKET_BYTES = 16 * 1024  # requests are small JSON: the broker drops bigger ones for us
 
 
 class Refused(Exception):
@@ -180,23 +179,11 @@ class ArtifactStreamer:
         self._burst = float(settings.device_rate_bytes_s)  # one second's worth
         self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
                          for i in range(settings.workers)]
-        s = mqtt_settings
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{s.client_id}-artifacts",
-                        protocol=mqtt.MQTTv5)
-        c.max_inflight_messages_set(64)
-        c.max_queued_messages_set(10_000)
-        c.reconnect_delay_set(1, 30)
-        if s.username:
-            c.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
-        if s.tls is not None:
-            t = s.tls
-            c.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
-                      keyfile=str(t.key_file) if t.key_file else None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c = build_client(mqtt_settings, f"{mqtt_settings.client_id}-artifacts",
+                         max_queued=10_000, max_inflight=64)
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
-        c.on_socket_open = set_tcp_nodelay
         c.on_message = self._on_message
         self._sub_mid: int | None = None
         self.client = c
@@ -206,9 +193,8 @@ class ArtifactStreamer:
         for w in self._workers:
             w.start()
         # Clean start: requests sent while we were away are re-sent by the devices.
-        self.client.connect_async(self.mqtt_settings.host, self.mqtt_settings.port,
-                                  keepalive=self.mqtt_settings.keepalive_s, clean_start=True)
-        self.client.loop_start()
+        connect(self.client, self.mqtt_settings, max_packet_bytes=MAX_PACKET_BYTES,
+                clean_start=True)
 
     def stop(self) -> None:
         self.client.disconnect()

@@ -83,7 +83,13 @@ def parse_scopes(text: str) -> list[Scope]:
 
 def find_identity(token: str, config_tokens: Sequence[OperatorToken],
                   session: Session) -> Identity | None:
-    digest = hash_token(token)
+    return identity_for_hash(hash_token(token), config_tokens, session)
+
+
+def identity_for_hash(digest: str, config_tokens: Sequence[OperatorToken],
+                      session: Session) -> Identity | None:
+    """The identity of the token with SHA-256 ``digest`` (the console's sessions keep
+    only the hash), or None if it is unknown or revoked."""
     for entry in config_tokens:
         if hmac.compare_digest(entry.sha256, digest):
             return Identity(entry.name, effective_scopes(entry.scopes), "config")

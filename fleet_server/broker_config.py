@@ -6,16 +6,26 @@ username (``use_identity_as_username``):
 - the **device listener** trusts the device CA. ``use_username_as_clientid``: a
   device's client id is its id, whatever it asked for, so no device can take over
   another's session (Mosquitto disconnects the older of two clients with one id;
-  checked: without it, device A kicks device B and the fleet server at will). ACL:
-  each device read/write on ``nanofleet/v1/dev/<its CN>/#`` only (``pattern ... %u``);
-  a revoked device nothing at all (``user <id>`` + ``topic deny #``). Mosquitto applies
-  a re-read ACL to sessions that are already open (checked with 2.0.11), so after a
-  reload (SIGHUP) a revoked device still connected can neither publish nor receive,
+  checked: without it, device A kicks device B and the fleet server at will). So a
+  device has exactly one session: the agent's artifact stream and MQTT sources ride on
+  its one connection. ACL: each device reads ``nanofleet/v1/dev/<its CN>/#`` only
+  (``pattern ... %u``) and writes only the topics a device publishes
+  (:data:`contract.topics.DEVICE_WRITES`: not its ``desired`` state, ``query`` or
+  artifact chunks); a revoked device nothing at all (``user <id>`` + ``topic deny #``).
+  Mosquitto applies a re-read ACL to sessions that are already open (checked with
+  2.0.11), so after a reload (SIGHUP) a revoked device still connected can neither
+  publish nor receive,
   while the re-read CRL refuses its next TLS handshake;
 - the **server listener** (loopback by default) trusts only the service CA, so only
   the fleet server's identity (CN ``fleet-server``) gets a session there; its ACL gives
   it all of ``nanofleet/v1/#``. The fleet server keeps its own client ids here (one per
   connection and replica), which ``use_username_as_clientid`` would collapse.
+
+Sizes: ``max_packet_size`` (:data:`contract.limits.BROKER_MAX_PACKET_BYTES`) disconnects
+any client that sends a larger packet. Mosquitto 2.0.11 has no per-client quota of
+retained messages (only ``retain_available`` on/off and the global ``memory_limit``):
+a device can keep a retained message on each topic it may write, each at most that
+size; the ACL keeps that to its own few topics.
 
 The device ACL and the CRL live in the server's CA directory and the server rewrites
 both on every revocation; the broker configuration points at them.
@@ -32,7 +42,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.topics import PREFIX, check_device_id
+from contract.limits import BROKER_MAX_PACKET_BYTES
+from contract.topics import DEVICE_WRITES, PREFIX, check_device_id
 from fleet_server.identity.device_ca import FLEET_SERVER_CN
 
 ACL_FILE = "acl"
@@ -47,8 +58,12 @@ def render_acl(revoked_device_ids: Iterable[str]) -> str:
         lines.append("# revoked devices: no topic at all (open sessions too, once reloaded)")
     for device_id in revoked:
         lines += [f"user {check_device_id(device_id)}", "topic deny #", ""]
-    lines += ["# every device: its own tree only (%u = the CN of its certificate)",
-              f"pattern readwrite {PREFIX}/dev/%u/#", ""]
+    lines += ["# every device: reads its own tree only (%u = the CN of its certificate)...",
+              f"pattern read {PREFIX}/dev/%u/#",
+              "# ...and writes only what a device publishes: never its desired state, its",
+              "# queries or artifact chunks (which would plant a retained desired state or",
+              "# forge the fleet server's answers)",
+              *(f"pattern write {PREFIX}/dev/%u/{t}" for t in DEVICE_WRITES), ""]
     return "\n".join(lines)
 
 
@@ -101,6 +116,15 @@ def render_mosquitto_conf(files: BrokerFiles) -> str:
         "# Reload (SIGHUP, `systemctl reload mosquitto`) after a revocation: Mosquitto then",
         "# re-reads the CRL and the ACL the fleet server rewrote.",
         "per_listener_settings true",
+        "# Any client sending a larger packet is disconnected: one device identity cannot",
+        "# make the broker, the fleet server or a device hold a huge message. Clients",
+        "# announce their own, smaller limits in CONNECT (MQTT v5 Maximum Packet Size).",
+        f"max_packet_size {BROKER_MAX_PACKET_BYTES}",
+        "# Retained messages are re-checked against the ACL of their publisher before they",
+        "# are delivered: a revoked device's retained messages are not served.",
+        "check_retain_source true",
+        "# Small request/response messages (queries, artifact chunks) without Nagle delays.",
+        "set_tcp_nodelay true",
     ]
     if files.user:
         lines.append(f"user {files.user}")

@@ -20,17 +20,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from contract.strict import Strict
+from fleet_server.console.settings import ConsoleSettings, MetricsRetention
 from fleet_server.identity.settings import EnrollmentSettings
 from fleet_server.repository.expiry import ExpiryPolicy
 
 TOKEN_HASH_PATTERN = r"^[0-9a-f]{64}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MqttTls(Strict):
@@ -148,6 +146,11 @@ class ServerConfig(Strict):
     enrollment: EnrollmentSettings = Field(
         default_factory=EnrollmentSettings,
         description="Device enrollment: certificate lifetime, tokens, the broker devices use.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings,
+                                     description="The operators' web console (/console).")
+    metrics: MetricsRetention = Field(default_factory=MetricsRetention,
+                                      description="Device metrics and alerts kept for the "
+                                      "console's plots (retention, downsampling).")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
                                   description="Largest upload accepted for one publish.")
     rollout_tick_s: float = Field(

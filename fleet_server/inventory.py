@@ -35,12 +35,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract import topics
-from contract.messages import Metrics, ModelInfo, OtaEvent, Status, format_validation_error
+from contract.messages import (
+    Alert,
+    Metrics,
+    ModelInfo,
+    OtaEvent,
+    Status,
+    format_validation_error,
+)
 from fleet_server.db import Device, OtaEventRow
 
-ReportKind = Literal["status", "metrics", "ota"]
-_KINDS: dict[str, type[Status] | type[Metrics] | type[OtaEvent]] = {
-    "status": Status, "metrics": Metrics, "ota": OtaEvent}
+ReportKind = Literal["status", "metrics", "ota", "alerts"]
+_KINDS: dict[str, type[Status] | type[Metrics] | type[OtaEvent] | type[Alert]] = {
+    "status": Status, "metrics": Metrics, "ota": OtaEvent, "alerts": Alert}
 MAX_REPORT_BYTES = 256 * 1024
 
 
@@ -48,7 +55,7 @@ MAX_REPORT_BYTES = 256 * 1024
 class Report:
     device_id: str
     kind: ReportKind
-    message: Status | Metrics | OtaEvent
+    message: Status | Metrics | OtaEvent | Alert
     received_at: float
 
 
@@ -57,12 +64,13 @@ class ReportRejected(ValueError):
 
 
 def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
-    """``nanofleet/v1/dev/<id>/{status,metrics,ota}`` + JSON payload -> :class:`Report`."""
+    """``nanofleet/v1/dev/<id>/{status,metrics,ota,alerts}`` + JSON payload -> :class:`Report`
+    (alerts are kept by :mod:`fleet_server.metrics_store`)."""
     device_id = topics.device_id_from_topic(topic)
     kind = topic.rsplit("/", 1)[-1]
     if device_id is None or kind not in _KINDS or topic != f"{topics.device_root(device_id)}/" \
             f"{kind}":
-        raise ReportRejected(f"{topic}: not a device status/metrics/ota topic")
+        raise ReportRejected(f"{topic}: not a device status/metrics/ota topic (or alerts)")
     if not payload:
         raise ReportRejected(f"{topic}: empty payload (a cleared retained message)")
     if len(payload) > MAX_REPORT_BYTES:
@@ -188,6 +196,8 @@ def ingest(session: Session, reports: Sequence[Report]) -> int:
             apply_status(device, msg, report.received_at)
         elif isinstance(msg, Metrics):
             apply_metrics(device, msg, report.received_at)
+        elif isinstance(msg, Alert):
+            _seen(device, report.received_at)  # stored by the metrics store
         else:
             if msg.msg_id in known:
                 continue  # at-least-once delivery: already logged

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,24 +32,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.limits import PACKET_OVERHEAD_BYTES
 from contract.topics import PREFIX
 from fleet_server.config import MqttSettings
-from fleet_server.inventory import Report, ReportRejected, parse_report
+from fleet_server.inventory import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
+from fleet_server.mqtt_client import build_client, connect
 
 log = logging.getLogger("nanofleet.server.mqtt")
 
-REPORT_KINDS = ("status", "ota", "metrics")
+REPORT_KINDS = ("status", "ota", "metrics", "alerts")  # alerts: kept for the console
 SESSION_EXPIRY_S = 3600
 BATCH_MAX = 500
 QUEUE_MAX = 50_000
 RECEIVE_MAXIMUM = 1000  # reports the broker may send before we acknowledge (2 batches)
 UNSUBSCRIBE_WAIT_S = 5.0
 SESSION_TAKEN_OVER = 142  # MQTT v5 DISCONNECT reason: another client used our client id
+MAX_PACKET_BYTES = MAX_REPORT_BYTES + PACKET_OVERHEAD_BYTES  # announced in CONNECT
 
 ReportsHandler = Callable[[list[Report]], None]
 
@@ -112,18 +112,7 @@ class MqttBridge:
         self._unsubscribed = threading.Event()
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
-        c.max_queued_messages_set(10_000)
-        c.reconnect_delay_set(1, 30)
-        if settings.username:
-            c.username_pw_set(settings.username, settings.password.get_secret_value()
-                              if settings.password else None)
-        if settings.tls is not None:
-            t = settings.tls
-            c.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
-                      keyfile=str(t.key_file) if t.key_file else None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c = build_client(settings, settings.client_id, max_queued=10_000, manual_ack=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -132,14 +121,12 @@ class MqttBridge:
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = session_expiry_s(self.settings.shared_group)
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
         self._worker.start()
-        self.client.connect_async(self.settings.host, self.settings.port,
-                                  keepalive=self.settings.keepalive_s, clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+        # The broker drops a report over our limit instead of sending it: parse_report's
+        # own size check never sees a 256 MB payload.
+        connect(self.client, self.settings, max_packet_bytes=MAX_PACKET_BYTES,
+                clean_start=False, receive_maximum=RECEIVE_MAXIMUM,
+                session_expiry_s=session_expiry_s(self.settings.shared_group))
 
     def stop(self) -> None:
         """Stop taking reports (unsubscribe), store and acknowledge those received, then

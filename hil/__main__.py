@@ -1,4 +1,5 @@
-"""``python -m hil run SCENARIO [--report-dir D] [--param NAME=VALUE ...]`` and
+"""``python -m hil run SCENARIO [--report-dir D] [--param NAME=VALUE ...] [--junit FILE]
+[--driver ssh]`` and
 ``python -m hil list``: run a HIL scenario (exit code 0 only if every expectation
 held) or list the shipped ones."""
 
@@ -48,7 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     report_dir = args.report_dir or Path("hil-reports") / \
         f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"running {scenario.name} ({path}); report in {report_dir}", flush=True)
-    report = run_scenario(scenario, report_dir, scenario_file=path, keep_workdir=args.keep)
+    report = run_scenario(scenario, report_dir, scenario_file=path, keep_workdir=args.keep,
+                          device_driver=args.driver)
+    if args.junit:
+        from hil.report import junit_xml
+
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        args.junit.write_text(junit_xml(report), encoding="utf-8")
     for check in report.checks:
         print(f"  {'pass' if check.passed else 'FAIL'}  {check.check:<20s} {check.device:<12s} "
               f"{check.detail}")
@@ -68,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                      "traffic and the devices' logs go (default hil-reports/NAME-TIME)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a value of the scenario's [params] (repeatable)")
+    run.add_argument("--junit", type=Path, metavar="FILE",
+                     help="also write the run as JUnit XML (a testcase per step) for CI")
+    run.add_argument("--driver", choices=["local", "ssh", "qemu-arm64"], default=None,
+                     help="run every device with this driver (ssh: a Debian root file "
+                     "system with the .deb, in its own network namespace, reached over "
+                     "SSH; qemu-arm64: the arm64 .deb in an arm64 root file system under "
+                     "emulation; see docs/hil.md); default: each device's own")
     run.add_argument("--keep", action="store_true",
                      help="keep the work directory (state dirs, broker, fleet server)")
     sub.add_parser("list", help="the shipped scenarios")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from hil.pki import RigPKI
 from hil.process import stop_process
@@ -89,14 +90,16 @@ class Mosquitto:
         self.config = self.dir / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
-    def start(self) -> Mosquitto:
+    def ports(self) -> list[int]:
+        return [self.port] + ([self.tls_port] if self.tls_port else [])
+
+    def start(self) -> Self:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([binary, "-c", str(self.config)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_port(self.port)
-            if self.tls_port:
-                wait_port(self.tls_port)
+            for port in self.ports():
+                wait_port(port)
         except TimeoutError:
             self.stop()
             log = self.log.read_text() if self.log.exists() else ""
@@ -111,3 +114,69 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class ProductionBroker(Mosquitto):
+    """Mosquitto running the configuration operators deploy: the text of
+    :func:`fleet_server.broker_config.render_mosquitto_conf` (what ``nanofleet
+    broker-config`` writes) with the ACL of :func:`render_acl`, for test PKIs.
+
+    - ``tls_port``: the device listener: client certificates from the device CA, client
+      id = CN (``use_username_as_clientid``), CRL, per-device ACL, ``max_packet_size``;
+    - ``server_port``: the fleet server's listener (service CA, CN ``fleet-server``);
+    - ``port``: the loopback read-only plain listener, for watching in tests.
+
+    Only logging is added. :meth:`device_tls` and :meth:`server_tls` give paho
+    ``tls_set`` arguments for an identity."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.server_port = free_port()
+        self.device_pki = RigPKI(workdir / "device-ca")   # also signs the broker's cert
+        self.service_pki = RigPKI(workdir / "service-ca")
+        super().__init__(workdir, tls=True)
+        self.pki = self.device_pki
+
+    def ports(self) -> list[int]:
+        return [*super().ports(), self.server_port]
+
+    def _write_config(self) -> None:
+        from fleet_server.broker_config import (
+            PLAIN_ACL,
+            SERVICE_ACL,
+            BrokerFiles,
+            render_acl,
+            render_mosquitto_conf,
+        )
+
+        files = {"acl": render_acl([]), "service.acl": SERVICE_ACL, "plain.acl": PLAIN_ACL}
+        for name, text in files.items():
+            (self.dir / name).write_text(text)
+            os.chmod(self.dir / name, 0o644)
+        assert self.tls_port is not None
+        conf = render_mosquitto_conf(BrokerFiles(
+            port=self.tls_port, bind="127.0.0.1", ca_file=self.device_pki.ca_file,
+            cert_file=self.device_pki.server.cert, key_file=self.device_pki.server.key,
+            crl_file=self.device_pki.write_crl(self.dir / "crl.pem"),
+            acl_file=self.dir / "acl", server_port=self.server_port, server_bind="127.0.0.1",
+            service_ca_file=self.service_pki.ca_file, service_acl_file=self.dir / "service.acl",
+            plain_port=self.port, plain_acl_file=self.dir / "plain.acl", user="root"))
+        self.config = self.dir / "mosquitto.conf"
+        self.config.write_text(conf + "\n".join([
+            "", "# test rig only: where the broker logs",
+            f"log_dest file {self.log}", "log_type error", "log_type warning",
+            "log_type notice", ""]))
+
+    def device_tls(self, device_id: str) -> dict[str, str]:
+        """paho ``tls_set`` keywords for a device identity (certificate CN = device id)."""
+        pair = self.device_pki.issue(device_id)
+        return {"ca_certs": str(self.device_pki.ca_file), "certfile": str(pair.cert),
+                "keyfile": str(pair.key)}
+
+    def server_tls(self) -> dict[str, str]:
+        """paho ``tls_set`` keywords for the fleet server's identity (CN fleet-server)."""
+        pair = self.service_pki.issue("fleet-server")
+        return {"ca_certs": str(self.device_pki.ca_file), "certfile": str(pair.cert),
+                "keyfile": str(pair.key)}
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -265,6 +265,7 @@ def run(workdir: Path, seconds: float) -> int:
     try:
         server.wait_mqtt()
         print(f"  fleet server on {fleet.url}; the device trusts {fleet.root_file.name} (root v1)")
+        print(f"  web console: {fleet.url}/console (sign in with token {fleet.token})")
         say("the operator publishes the shipped model as v1 (signed with the targets key)")
         operator(fleet, "model", "publish", str(default_bundle_path()), "--targets-key",
                  str(fleet.targets_key), "--cache-dir", str(workdir / "operator-cache"))
@@ -301,8 +302,10 @@ def run(workdir: Path, seconds: float) -> int:
         print(f"  trained on {rows} labeled lines: the PLC's alarm history and sensor readings")
         operator(fleet, "model", "publish", str(v2), "--targets-key", str(fleet.targets_key),
                  "--cache-dir", str(workdir / "operator-cache"))
-        say(f"the operator deploys v2 to {DEVICE}; the agent verifies, swaps, trials, commits")
-        operator(fleet, "deploy", MODEL, "2", "--devices", DEVICE)
+        say(f"the operator rolls v2 out to {DEVICE}; the agent verifies, swaps, trials, commits")
+        created = operator(fleet, "rollout", "create", MODEL, "2", "--select", f"ids={DEVICE}",
+                           "--canary", "1", "--soak", "0")
+        print(f"  watch it: {fleet.url}/console/rollouts/{created.split()[2].rstrip(':')}")
         outcome = watcher.wait_ota(90)
         print(f"  update finished: {outcome}")
         watcher.quiet = False

@@ -2,12 +2,8 @@
 :class:`LocalProcessDevice` runs the real agent (``nanofleet-agent run``) as a child
 process with its own config, state directory, followed log file and output log.
 
-A driver for real hardware (reached over SSH) would implement the same methods:
-``power_on`` = ``systemctl start nanofleet-agent`` (crash hook in the unit's
-environment), ``power_cut`` = a switched PDU/relay or ``systemctl kill -s KILL``,
-``append_lines`` = ``cat >> FILE`` over the SSH channel, ``query`` = ``nanofleet-agent
-query --json CMD`` remotely, ``collect`` = copy back the journal; its :class:`Link`
-would cut a switch port. See docs/hil.md.
+:class:`hil.ssh_device.SshDevice` is the second driver: a Debian root file system with
+the device package installed from its .deb, reached over SSH (see docs/hil.md).
 """
 
 from __future__ import annotations
@@ -102,6 +98,9 @@ class DeviceDriver(ABC):
     def describe(self) -> str:
         return f"{type(self).__name__} over {self.link.describe()}"
 
+    def close(self) -> None:  # noqa: B027 - a driver with nothing to release keeps this
+        """Release what the driver holds (after shutdown and collect)."""
+
 
 def agent_config_toml(device_id: str, *, state_dir: Path, log_file: Path, link: Link,
                       agent: AgentSpec, fleet: FleetEndpoints, ota_transport: str) -> str:
@@ -190,9 +189,12 @@ class LocalProcessDevice(DeviceDriver):
         self._out.flush()
         self.power_ons += 1
         self._proc = subprocess.Popen(
-            [*self.link.command_prefix(), sys.executable, "-m", "agent.cli", "run", "--config",
-             str(self.config)], stdout=self._out, stderr=subprocess.STDOUT, env=env,
-            cwd=REPO_ROOT)
+            [*self.link.command_prefix(), *self.agent_command()], stdout=self._out,
+            stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+    def agent_command(self) -> list[str]:
+        """The command line that runs this device's agent (after the link's prefix)."""
+        return [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)]
 
     def wait_ready(self, timeout: float) -> None:
         if self._proc is not None and wait_answering(self.socket, self._proc, timeout):

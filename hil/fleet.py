@@ -116,7 +116,10 @@ class FleetServer:
         raise TimeoutError(f"fleet server did not answer in {timeout} s:\n{self.log()}")
 
     def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.get(f"{self.url}/api/v1/health", timeout=5).json()
+        # The details are behind a token; the public /api/v1/health only says ok.
+        result: dict[str, Any] = httpx.get(
+            f"{self.url}/api/v1/health/detail", timeout=5,
+            headers={"Authorization": f"Bearer {self.setup.token}"}).json()
         return result
 
     def wait_mqtt(self, timeout: float = 10.0) -> None:

@@ -88,6 +88,16 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
+def _free_net() -> str:
+    """A /30 prefix ``10.X.Y.`` (200 <= X < 255) that no address or route here uses."""
+    used = _ip("-4", "addr").stdout + _ip("-4", "route").stdout
+    for _ in range(100):
+        net = f"10.{random.randrange(200, 255)}.{random.randrange(256)}."
+        if net not in used:
+            return net
+    raise RuntimeError("no free 10.200-254.x.0/30 network for a veth pair")
+
+
 class VethNamespace:
     """A network namespace joined to this one by a veth pair, on a /30 that nothing here
     uses: ``host_ip`` is this side, ``device_ip`` the namespace's. The namespace has its
@@ -99,12 +109,9 @@ class VethNamespace:
         tag = f"{os.getpid() % 10000}{random.randrange(100, 999)}"
         self.name = f"{prefix}-{tag}"
         self.host_if, self.dev_if = f"nfh{tag}", f"nfd{tag}"  # at most 15 characters
-        used = _ip("-4", "addr").stdout + _ip("-4", "route").stdout
-        for _ in range(100):  # a /30 in 10.200-254.x.0 that nothing here uses
-            net = f"10.{random.randrange(200, 255)}.{random.randrange(256)}."
-            if net not in used:
-                break
+        net = _free_net()
         self.host_ip, self.device_ip = f"{net}1", f"{net}2"
+        self.extra_ifs: list[str] = []
 
     def open(self) -> None:
         try:
@@ -121,8 +128,26 @@ class VethNamespace:
             raise RuntimeError(f"network namespace set-up failed: {exc.stderr}") from None
 
     def close(self) -> None:
-        _ip("netns", "del", self.name, check=False)  # takes the veth pair with it
-        _ip("link", "del", self.host_if, check=False)
+        _ip("netns", "del", self.name, check=False)  # takes the veth pairs with it
+        for host_if in (self.host_if, *self.extra_ifs):
+            _ip("link", "del", host_if, check=False)
+
+    def add_pair(self, letter: str) -> tuple[str, str]:
+        """A second veth pair into the namespace (a device's management interface, which
+        a cut of the first one leaves up); ``(host_ip, device_ip)`` on its own /30."""
+        host_if, dev_if = f"nf{letter}h{self.host_if[3:]}", f"nf{letter}d{self.host_if[3:]}"
+        net = _free_net()
+        try:
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", dev_if)
+            self.extra_ifs.append(host_if)
+            _ip("link", "set", dev_if, "netns", self.name)
+            _ip("addr", "add", f"{net}1/30", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            self.run_ip("addr", "add", f"{net}2/30", "dev", dev_if)
+            self.run_ip("link", "set", dev_if, "up")
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"veth pair set-up failed: {exc.stderr}") from None
+        return f"{net}1", f"{net}2"
 
     def __enter__(self) -> Self:
         self.open()

@@ -75,3 +75,18 @@ class RigPKI:
         os.chmod(pair.cert, 0o644)
         _write_key(key, pair.key)
         return pair
+
+    def write_crl(self, path: Path, revoked_serials: tuple[int, ...] = ()) -> Path:
+        """A CRL signed by this CA listing ``revoked_serials`` (Mosquitto's ``crlfile``)."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.ca_cert.subject)
+                   .last_update(now - dt.timedelta(minutes=5))
+                   .next_update(now + dt.timedelta(days=2)))
+        for serial in revoked_serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(now - dt.timedelta(minutes=1)).build())
+        path.write_bytes(builder.sign(self.ca_key, hashes.SHA256())
+                         .public_bytes(serialization.Encoding.PEM))
+        os.chmod(path, 0o644)
+        return path

@@ -173,3 +173,51 @@ def write_report(report: RunReport, directory: Path) -> tuple[Path, Path]:
                          + "\n", encoding="utf-8")
     md_path.write_text(markdown(report), encoding="utf-8")
     return json_path, md_path
+
+
+def junit_xml(report: RunReport) -> str:
+    """The run as JUnit XML for CI: one testsuite (the scenario), one testcase per step
+    (a failed step, or an expect step with a failed check, is a <failure>; a step that
+    never ran is <skipped>), plus a ``rig`` testcase carrying a run error that no step
+    explains."""
+    import xml.etree.ElementTree as ET
+
+    failed_checks: dict[int, list[CheckOutcome]] = {}
+    for c in report.checks:
+        if not c.passed:
+            failed_checks.setdefault(c.step, []).append(c)
+    suite = ET.Element("testsuite", name=report.scenario, time=f"{report.duration_s:.3f}",
+                       timestamp=time.strftime("%Y-%m-%dT%H:%M:%S",
+                                               time.gmtime(report.started_at)))
+    failures = skipped = 0
+    for step in report.steps:
+        case = ET.SubElement(suite, "testcase", classname=f"hil.{report.scenario}",
+                             name=f"[{step.index}] {step.description}",
+                             time=f"{step.duration_s:.3f}")
+        bad = failed_checks.get(step.index, [])
+        if step.status == "failed" or bad:
+            failures += 1
+            message = step.detail if step.status == "failed" else \
+                f"{len(bad)} check(s) failed"
+            failure = ET.SubElement(case, "failure", message=message, type=step.status)
+            failure.text = "\n".join(f"{c.check} {c.device}: {c.detail}" for c in bad) or \
+                step.detail
+        elif step.status == "skipped":
+            skipped += 1
+            ET.SubElement(case, "skipped", message="not reached: an earlier step failed")
+        if step.detail:
+            ET.SubElement(case, "system-out").text = step.detail
+    step_failed = any(s.status == "failed" for s in report.steps)
+    if report.error and not step_failed:
+        failures += 1
+        case = ET.SubElement(suite, "testcase", classname=f"hil.{report.scenario}", name="rig")
+        ET.SubElement(case, "failure", message=report.error, type="error").text = report.error
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    root = ET.Element("testsuites", name="nanofleet HIL", tests=suite.get("tests", "0"),
+                      failures=str(failures), time=f"{report.duration_s:.3f}")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

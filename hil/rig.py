@@ -22,7 +22,8 @@ from typing import Any
 
 from hil.analysis import DeviceFacts, device_metrics
 from hil.broker import Mosquitto, free_port
-from hil.devices import DeviceUnit, FleetEndpoints, LocalProcessDevice
+from hil.devices import DeviceUnit, FleetEndpoints
+from hil.drivers import make_drivers, transport_for
 from hil.expect import facts_for, judge_step, wait_condition
 from hil.faults import FaultInjector, FaultRun, crash_state_to_arm
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
@@ -69,10 +70,19 @@ class RigBroker(Mosquitto):
                 f.write(f"listener {self.port} {address}\nallow_anonymous true\n")
 
 
-def resolve_networks(scenario: Scenario) -> tuple[dict[str, str], str | None]:
-    """Each device's network kind, and why namespaces are unavailable (if they are)."""
+def device_drivers(scenario: Scenario, override: str | None) -> dict[str, str]:
+    """Each device's driver: the scenario's, unless the run overrides all of them."""
+    return {d.id: override or d.driver for d in scenario.devices}
+
+
+def resolve_networks(scenario: Scenario, drivers: dict[str, str] | None = None,
+                     ) -> tuple[dict[str, str], str | None]:
+    """Each device's network kind, and why namespaces are unavailable (if they are).
+    An SSH device always lives in a namespace (its target's own network)."""
     lossy = {s.device for s in scenario.steps if isinstance(s, NetworkLoss)}
-    wanted = {d.id: d.network for d in scenario.devices}
+    drivers = drivers or {}
+    wanted = {d.id: "namespace" if drivers.get(d.id) == "ssh" else d.network
+              for d in scenario.devices}
     why_not = None
     if any(k == "namespace" or (k == "auto" and d in lossy) for d, k in wanted.items()):
         why_not = namespaces_unavailable()
@@ -89,8 +99,10 @@ def resolve_networks(scenario: Scenario) -> tuple[dict[str, str], str | None]:
 
 class Rig:
     def __init__(self, scenario: Scenario, report_dir: Path, *,
-                 scenario_file: Path | None = None, keep_workdir: bool = False) -> None:
+                 scenario_file: Path | None = None, keep_workdir: bool = False,
+                 device_driver: str | None = None) -> None:
         self.scenario = scenario
+        self.drivers = device_drivers(scenario, device_driver)
         self.scenario_file = scenario_file
         self.report_dir = report_dir
         self.keep = keep_workdir
@@ -116,7 +128,7 @@ class Rig:
     def _setup(self) -> None:
         sc = self.scenario
         self.report_dir.mkdir(parents=True, exist_ok=True)
-        networks, why_not = resolve_networks(sc)
+        networks, why_not = resolve_networks(sc, self.drivers)
         port = free_port()
         for device, kind in networks.items():
             self.links[device] = make_link(kind, port)
@@ -137,13 +149,11 @@ class Rig:
             self.timeline.add("rig", publish_summary(result))
         self.observer = Observer(port, self.device_ids, self.report_dir / "mqtt.jsonl")
         endpoints = FleetEndpoints(self.fleet.url, self.fleet.root_file)
+        transports = {d.id: transport_for(self.links[d.id], d.ota_transport) for d in sc.devices}
+        drivers = make_drivers(self.drivers, self.links, transports, self.workdir, sc.agent,
+                               endpoints, self.timeline)
         for spec in sc.devices:
-            link = self.links[spec.id]
-            transport = spec.ota_transport
-            if transport == "auto":
-                transport = "http" if link.kind == "direct" else "mqtt"
-            driver = LocalProcessDevice(spec.id, link, self.workdir / "devices" / spec.id,
-                                        agent=sc.agent, fleet=endpoints, ota_transport=transport)
+            driver = drivers[spec.id]
             traffic = sc.traffic_of(spec.id)
             sample = resolve_sample(traffic, self.scenario_file) \
                 if traffic.source == "sample" else None
@@ -303,9 +313,14 @@ class Rig:
         for unit in self.units.values():
             unit.cutting = True
             driver = unit.driver
-            assert isinstance(driver, LocalProcessDevice)
-            driver.close()
-            driver.collect(self.report_dir / "devices" / unit.device_id)
+            try:
+                driver.shutdown()
+                driver.collect(self.report_dir / "devices" / unit.device_id)
+            except Exception as exc:  # one device's failure must not leak the others
+                self.timeline.add("rig", f"collecting failed: {type(exc).__name__}: {exc}",
+                                  unit.device_id)
+            finally:
+                driver.close()
         if self.observer is not None:
             self._add_device_events()
             self.observer.close()
@@ -359,5 +374,6 @@ class Rig:
 
 
 def run_scenario(scenario: Scenario, report_dir: Path, scenario_file: Path | None = None,
-                 keep_workdir: bool = False) -> RunReport:
-    return Rig(scenario, report_dir, scenario_file=scenario_file, keep_workdir=keep_workdir).run()
+                 keep_workdir: bool = False, device_driver: str | None = None) -> RunReport:
+    return Rig(scenario, report_dir, scenario_file=scenario_file, keep_workdir=keep_workdir,
+               device_driver=device_driver).run()

@@ -15,8 +15,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from hil.steps import (
     STEP_TAGS,
@@ -34,10 +35,6 @@ from hil.steps import (
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DATA_DIR = Path(__file__).parent / "data"
 _PARAM_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TrafficSpec(Strict):
@@ -81,10 +78,13 @@ class DeviceSpec(Strict):
     """One device under test."""
 
     id: str = Field(pattern=DEVICE_ID_PATTERN, description="Device id (appears in its topics).")
-    driver: Literal["local"] = Field(
+    driver: Literal["local", "ssh", "qemu-arm64"] = Field(
         default="local", description="How the device is run: local = a real agent process on "
-        "this machine with its own state directory and log file. (Remote hardware over SSH "
-        "would be a second driver; see docs/hil.md.)")
+        "this machine with its own state directory and log file; ssh = a Debian root file "
+        "system in its own network namespace with the device .deb installed, reached over "
+        "SSH (needs root); qemu-arm64 = the arm64 .deb installed in an arm64 Debian root file "
+        "system, its agent run under qemu-user-static (needs root and binfmt_misc). See "
+        "docs/hil.md; `python -m hil run --driver` overrides it.")
     network: Literal["auto", "direct", "namespace", "proxy"] = Field(
         default="auto", description="How the device reaches the broker: direct (127.0.0.1), "
         "namespace (its own network namespace joined by a veth pair; needs root and `ip`), "

@@ -60,6 +60,7 @@ from agent.ota.store import OtaStore, bundle_file_name
 from agent.ota.transport import ArtifactTransport, HttpTransport
 from contract.bundle import BundleError, load_bundle
 from contract.messages import DesiredState, OtaState
+from contract.reasons import OtaReason
 
 # The state each action is run on entering (where Behaviour.fail_at / hang_in act).
 ACTION_STATE: dict[Action, OtaState] = {
@@ -75,7 +76,7 @@ class Behaviour:
     step_s: float = 0.02  # before a simulated step's outcome (real steps take their own time)
     trial_s: float = 0.1  # time in trial before the verdict
     fail_at: OtaState | None = None  # trial: rolled_back; earlier states: failed
-    fail_reason: str = "health-collapse"
+    fail_reason: OtaReason = OtaReason.HEALTH_COLLAPSE
     transient_failures: int = 0  # fail downloading with "unavailable" this many times first
     hang_in: OtaState | None = None  # stop reporting progress in this state
 
@@ -225,7 +226,7 @@ class OtaDriver:
         ota.latest = (target, doc.action)
         if doc.action == "rollback":
             if ota.record.state == "trial":
-                self._apply(ota, TrialVerdict(False, "operator-rollback",
+                self._apply(ota, TrialVerdict(False, OtaReason.OPERATOR_ROLLBACK,
                                               f"rollback asked for (rollout {doc.rollout_id})"))
             return  # before the trial: the trial action sees it and rolls back at once
         if ota.record.state in IN_PROGRESS:
@@ -271,7 +272,7 @@ class OtaDriver:
         if action == "trial":
             if ota.latest is not None and ota.latest[1] == "rollback":
                 rollout = ota.latest[0].rollout_id
-                self._later(ota, 0.0, TrialVerdict(False, "operator-rollback",
+                self._later(ota, 0.0, TrialVerdict(False, OtaReason.OPERATOR_ROLLBACK,
                                                    f"rollback asked for (rollout {rollout})"))
             elif b.fail_at == "trial":
                 self._later(ota, b.trial_s, TrialVerdict(False, b.fail_reason,
@@ -281,7 +282,7 @@ class OtaDriver:
             return
         if action == "fetch" and b.transient_failures > 0:
             b.transient_failures -= 1
-            self._later(ota, b.step_s, Failed("unavailable", "simulated download error"))
+            self._later(ota, b.step_s, Failed(OtaReason.UNAVAILABLE, "simulated download error"))
         elif b.fail_at == state:
             self._later(ota, b.step_s, Failed(b.fail_reason, f"simulated {b.fail_reason}"))
         elif self.kit is None or action == "proceed":
@@ -321,7 +322,7 @@ class OtaDriver:
         try:
             event = self._verify_step(ota, rec, action)
         except Exception as exc:  # a bug in a step: the agent's engine reports it the same way
-            event = Failed("internal-error", f"{action}: {type(exc).__name__}: {exc}")
+            event = Failed(OtaReason.INTERNAL_ERROR, f"{action}: {type(exc).__name__}: {exc}")
         spent = time.perf_counter() - t0
         c = self.counters
         c.work_s += spent
@@ -349,7 +350,7 @@ class OtaDriver:
             return result
         if action == "verify":
             if ota.fetcher is None:
-                return Failed("internal-error", "verify without a fetch")
+                return Failed(OtaReason.INTERNAL_ERROR, "verify without a fetch")
             fetched = ota.fetcher.fetched
             outcome = ota.fetcher.verify(rec.target, self._live_bundle(ota))
             if isinstance(outcome, Verified) and fetched is not None:
@@ -366,12 +367,13 @@ class OtaDriver:
             bundle = load_bundle(self.kit.store.path_of(rec.candidate),
                                  expected_sha256=rec.candidate.sha256)
         except FileNotFoundError:
-            return Failed("candidate-missing", f"{rec.candidate.file} disappeared")
+            return Failed(OtaReason.CANDIDATE_MISSING, f"{rec.candidate.file} disappeared")
         except BundleError as exc:
-            return Failed("bundle-invalid", f"{rec.candidate.file}: {exc}")
+            return Failed(OtaReason.BUNDLE_INVALID, f"{rec.candidate.file}: {exc}")
         m, t = bundle.manifest, rec.target
         if (m.name, m.version, m.slot) != (t.model, t.version, self.kit.slot):
-            return Failed("wrong-model", f"{rec.candidate.file} contains {m.name} v{m.version} "
+            return Failed(OtaReason.WRONG_MODEL,
+                          f"{rec.candidate.file} contains {m.name} v{m.version} "
                           f"for slot {m.slot!r}, signed as {t.model} v{t.version}")
         self.counters.smoke_checked += 1
         return SmokePassed()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from contract.strict import Strict
 
 OtaStateName = Literal["idle", "downloading", "verifying", "staged", "smoke_testing", "trial",
                        "committed", "failed", "rolled_back"]
@@ -14,10 +16,6 @@ Terminal = Literal["committed", "failed", "rolled_back"]
 Variant = Literal["finetune", "wrong_golden", "nan", "collapse", "tampered"]
 
 _DEVICES = ("Devices this applies to (ids from [[devices]]); default: all of them.")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SleepStep(Strict):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hil import postgres
+from hil.broker import ProductionBroker
 from tests.support.mosquitto import Mosquitto
 
 
@@ -38,3 +39,15 @@ def pg() -> Iterator[postgres.Postgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def prod_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
+    """Mosquitto running the production configuration (`nanofleet broker-config`): device
+    listener with client certificates, client id = CN, ACL and packet limit; the fleet
+    server's listener; a read-only loopback plain listener."""
+    b = ProductionBroker(tmp_path / "prod-broker").start()
+    try:
+        yield b
+    finally:
+        b.stop()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import ssl
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.config import MqttConfig, TlsConfig
+from agent.mqtt_link import MqttLink
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import repository_urls
-from agent.ota.mqtt_transport import BrokerEndpoint, MqttTransport, artifact_path
+from agent.ota.mqtt_transport import MqttTransport, artifact_path
 from agent.ota.state import UpdateTarget
 from agent.ota.transport import (
     ArtifactNotFound,
@@ -49,6 +51,7 @@ from fleet_server.artifact_stream import (
     plan_range,
 )
 from fleet_server.config import ArtifactSettings, MqttSettings, MqttTls
+from hil.broker import ProductionBroker
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.mqtt_client import Collector
 from tests.support.tuf_repo import make_bundle, make_repo
@@ -107,14 +110,29 @@ def streamer(port: int, repo: Path, **settings: Any) -> Iterator[ArtifactStreame
         s.stop()
 
 
+def agent_link(port: int, tls: dict[str, str] | None = None,
+               client_id: str | None = None) -> MqttLink:
+    """The agent's MqttLink (the connection the transport rides on), started."""
+    link = MqttLink(MqttConfig(host="127.0.0.1", port=port, reconnect_max_s=1,
+                               tls=None if tls is None else TlsConfig(
+                                   ca_file=Path(tls["ca_certs"]),
+                                   cert_file=Path(tls["certfile"]),
+                                   key_file=Path(tls["keyfile"]))),
+                    client_id or f"{DEV}-{uuid.uuid4().hex[:6]}", will=None)
+    link.start()
+    return link
+
+
 @contextmanager
-def transport(port: int, **kw: Any) -> Iterator[MqttTransport]:
-    t = MqttTransport(DEV, BrokerEndpoint("127.0.0.1", port, f"{DEV}-ota",
-                                          reconnect_max_s=1), **{"timeout": 10.0} | kw)
+def transport(port: int, tls: dict[str, str] | None = None,
+              **kw: Any) -> Iterator[MqttTransport]:
+    link = agent_link(port, tls)
+    t = MqttTransport(DEV, link, **{"timeout": 10.0} | kw)
     try:
         yield t
     finally:
         t.close()
+        link.stop()
 
 
 def fetch(t: MqttTransport, url: str, start: int = 0, max_length: int | None = None) -> bytes:
@@ -228,15 +246,17 @@ def test_resume_after_the_broker_restarts_mid_transfer(broker: Mosquitto,
         assert server.connected.wait(10)
 
 
-def test_connection_closes_when_idle_and_reopens(broker: Mosquitto, repo_dir: Path) -> None:
-    with streamer(broker.port, repo_dir), transport(broker.port, idle_close_s=0.3) as t:
-        assert not t.ready.is_set()  # nothing connects before the first fetch
+def test_the_transport_rides_on_the_agents_link(broker: Mosquitto, repo_dir: Path) -> None:
+    with streamer(broker.port, repo_dir), transport(broker.port) as t:
+        link = t.link
+        assert isinstance(link, MqttLink) and link.connected.wait(10)
         assert fetch(t, "mqtt:metadata/timestamp.json").startswith(b"{")
-        assert t.ready.is_set()
-        time.sleep(0.8)
-        assert not t.ready.is_set()  # an idle device holds only the agent's own connection
+        chunk_filter = topics.artifact_chunk_filter(DEV)
+        assert chunk_filter in link._handlers  # subscribed on the first fetch
         assert fetch(t, "mqtt:metadata/timestamp.json").startswith(b"{")
-        assert t.connects == 2
+        assert t.connects == 1  # one connection, never a second one
+        t.close()
+        assert chunk_filter not in link._handlers
 
 
 def test_not_found_and_path_traversal_refused(broker: Mosquitto, repo_dir: Path) -> None:
@@ -256,42 +276,42 @@ def test_not_found_and_path_traversal_refused(broker: Mosquitto, repo_dir: Path)
         assert server.health()["bytes"] == 0  # not one byte of anything was sent
 
 
-def test_mutual_tls_and_the_broker_acl(tls_broker: Mosquitto, repo_dir: Path) -> None:
-    """With certificates (CN = identity) and the ACL nanofleet/v1/dev/%u/#, a device streams
-    its own artifacts; another device can neither ask as it nor read its chunks."""
-    pki = tls_broker.pki
-    assert pki is not None and tls_broker.tls_port is not None
-    server_cert = pki.issue("fleet-server")
-    settings = MqttSettings(port=tls_broker.tls_port, client_id="fleet-tls", tls=MqttTls(
-        ca_file=pki.ca_file, cert_file=server_cert.cert, key_file=server_cert.key))
-
-    def tls(cn: str) -> dict[str, Any]:
-        cert = pki.issue(cn)
-        return {"ca_certs": str(pki.ca_file), "certfile": str(cert.cert),
-                "keyfile": str(cert.key), "cert_reqs": ssl.CERT_REQUIRED,
-                "tls_version": ssl.PROTOCOL_TLS_CLIENT}
-
-    def endpoint(cn: str) -> BrokerEndpoint:
-        return BrokerEndpoint("127.0.0.1", tls_broker.tls_port or 0, f"{cn}-ota", tls=tls(cn))
-
+def test_production_broker_ota_over_mqtt_keeps_one_session(prod_broker: ProductionBroker,
+                                                           repo_dir: Path) -> None:
+    """The broker configuration operators deploy (client id = certificate CN, per-device
+    ACL): a device streams its own artifacts over its one session, which nothing takes
+    over (before, the artifact connection and the agent's link kicked each other off);
+    another device can neither ask as it nor read its chunks."""
+    server_tls = prod_broker.server_tls()
+    settings = MqttSettings(port=prod_broker.server_port, client_id="fleet-tls", tls=MqttTls(
+        ca_file=Path(server_tls["ca_certs"]), cert_file=Path(server_tls["certfile"]),
+        key_file=Path(server_tls["keyfile"])))
+    assert prod_broker.tls_port is not None
     server = ArtifactStreamer(settings, ArtifactSettings(), repo_dir)
     server.start()
-    own = MqttTransport(DEV, endpoint(DEV), timeout=10.0)
-    impostor = MqttTransport(DEV, endpoint("pump-08"), timeout=1.5)
-    spy = Collector(tls_broker.tls_port, f"nanofleet/v1/dev/{DEV}/#", tls=tls("pump-08"))
+    own_link = agent_link(prod_broker.tls_port, prod_broker.device_tls(DEV),
+                          client_id=f"nanofleet-{DEV}")
+    own = MqttTransport(DEV, own_link, timeout=10.0)
+    impostor_link = agent_link(prod_broker.tls_port, prod_broker.device_tls("pump-08"))
+    impostor = MqttTransport(DEV, impostor_link, timeout=1.5)
+    spy = Collector(prod_broker.tls_port, f"nanofleet/v1/dev/{DEV}/#",
+                    tls=prod_broker.device_tls("pump-09"))
     try:
-        assert server.connected.wait(10)
-        odd = (repo_dir / "targets" / "models" / "odd name.bin").read_bytes()
-        assert fetch(own, "mqtt:targets/models/odd%20name.bin") == odd
+        assert server.connected.wait(10) and own_link.connected.wait(10)
+        big = (repo_dir / "targets" / "big.bin").read_bytes()
+        assert fetch(own, "mqtt:targets/big.bin") == big
+        assert own_link.connect_count == 1 and own_link.connected.is_set()
+        assert f"{DEV} already connected" not in prod_broker.log_text()
         served = server.health()["requests"]
-        with pytest.raises(TransferTimeout):  # its requests on pump-07's topic are dropped
+        with pytest.raises(TransferTimeout):  # its requests on pump-07's topic are refused
             fetch(impostor, "mqtt:metadata/timestamp.json")
         assert server.health()["requests"] == served
         assert spy.messages == []  # subscribed to pump-07's tree, but nothing is delivered
     finally:
         spy.close()
-        own.close()
-        impostor.close()
+        for t, link in ((own, own_link), (impostor, impostor_link)):
+            t.close()
+            link.stop()
         server.stop()
 
 

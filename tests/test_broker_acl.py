@@ -25,6 +25,7 @@ from cryptography import x509
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.limits import BROKER_MAX_PACKET_BYTES
 from contract.messages import DesiredModel, DesiredState
 from contract.topics import PREFIX, alerts, desired, device_root, results, status
 from tests.support.agent_proc import AgentProcess, write_config
@@ -73,7 +74,10 @@ def test_generated_broker_files(fleet: EnrolledFleet) -> None:
     assert f"cafile {fleet.broker_dir / 'service-ca.crt'}" in server
     assert f"listener {fleet.plain_port} 127.0.0.1" in conf
     acl = (ca_dir / "acl").read_text()
-    assert f"pattern readwrite {PREFIX}/dev/%u/#" in acl and "fleet-server" not in acl
+    assert f"pattern read {PREFIX}/dev/%u/#" in acl and "fleet-server" not in acl
+    assert "readwrite" not in acl and f"pattern write {PREFIX}/dev/%u/desired" not in acl
+    assert f"pattern write {PREFIX}/dev/%u/status" in acl
+    assert f"max_packet_size {BROKER_MAX_PACKET_BYTES}" in conf.splitlines()
     assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in \
         (fleet.broker_dir / "service.acl").read_text()
     assert stat.S_IMODE((ca_dir / "ca.key").stat().st_mode) == 0o600
@@ -159,7 +163,7 @@ def test_enrolled_agent_runs_over_mtls(fleet: EnrolledFleet, tmp_path: Path) -> 
     os.chown(config, 0, mosquitto_gid)
     config.chmod(0o640)
     token = fleet.create_token("--device", "pump-07", "--group", "line-1")
-    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--config", str(config),
+    proc = fleet.agent_enroll(*fleet.enroll_args(), "--token", token, "--config", str(config),
                               "--owner", "mosquitto")
     assert proc.returncode == 0, proc.stderr
     assert f"127.0.0.1:{fleet.tls_port} over TLS" in proc.stdout
@@ -196,10 +200,12 @@ def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
     try:
         # (held is dev-r's only session: a second one would take over its client id)
         assert held.client.is_connected()
+        reloads = fleet.broker.reloads()
         code, out, err = fleet.nanofleet("devices", "revoke", "dev-r", "--reason", "stolen")
         assert code == 0, err
-        assert "reload the broker" in out
-        fleet.broker.reload()
+        # The server reloaded the broker itself (enrollment.broker_reload_command).
+        assert "the broker was reloaded" in out
+        fleet.broker.wait_reloads(reloads + 1)
         refused = try_connect(fleet.tls_port, fleet.device_tls("dev-r"))
         assert refused is not None and "certificate" in fleet.broker.output().split(
             "Reloading config")[-1]
@@ -213,7 +219,7 @@ def test_revoked_device_is_refused(fleet: EnrolledFleet) -> None:
         # No renewal for a revoked certificate; a general token cannot bring the id back.
         renew = fleet.agent_enroll("--renew", "--force", "--dir", str(revoked_dir))
         assert renew.returncode == 1 and "revoked" in renew.stderr, renew.stderr
-        again = fleet.agent_enroll("--server", fleet.url, "--token", fleet.create_token(),
+        again = fleet.agent_enroll(*fleet.enroll_args(), "--token", fleet.create_token(),
                                    "--device-id", "dev-r", "--dir", str(revoked_dir))
         assert again.returncode == 1 and "device-revoked" in again.stderr, again.stderr
         # The CRL a broker elsewhere would fetch lists its certificate.

@@ -58,7 +58,7 @@ def _enroll_api(fleet: EnrolledFleet, token: str, device_id: str, csr: str) -> h
 def test_agent_enroll_keeps_the_key_on_the_device(fleet: EnrolledFleet) -> None:
     token = fleet.create_token("--device", "pump-01")
     directory = fleet.workdir / "devices" / "pump-01"
-    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id",
+    proc = fleet.agent_enroll(*fleet.enroll_args(), "--token", token, "--device-id",
                               "pump-01", "--dir", str(directory))
     assert proc.returncode == 0, proc.stderr
     fleet.identities["pump-01"] = directory
@@ -108,7 +108,7 @@ def test_agent_enroll_keeps_the_key_on_the_device(fleet: EnrolledFleet) -> None:
 def test_token_is_single_use(fleet: EnrolledFleet) -> None:
     token = fleet.create_token()
     fleet.enroll("pump-02", token)
-    again = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id",
+    again = fleet.agent_enroll(*fleet.enroll_args(), "--token", token, "--device-id",
                                "pump-03", "--dir", str(fleet.workdir / "devices" / "pump-03"))
     assert again.returncode == 1
     assert "already used (by device 'pump-02'" in again.stderr and "token-used" in again.stderr
@@ -117,7 +117,7 @@ def test_token_is_single_use(fleet: EnrolledFleet) -> None:
 def test_expired_token_is_refused(fleet: EnrolledFleet) -> None:
     token = fleet.create_token("--expires", "1s")
     time.sleep(1.2)
-    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id", "pump-04",
+    proc = fleet.agent_enroll(*fleet.enroll_args(), "--token", token, "--device-id", "pump-04",
                               "--dir", str(fleet.workdir / "devices" / "pump-04"))
     assert proc.returncode == 1 and "expired at" in proc.stderr, proc.stderr
     code, out, _ = fleet.nanofleet("enroll-token", "list", "--all")
@@ -126,7 +126,7 @@ def test_expired_token_is_refused(fleet: EnrolledFleet) -> None:
 
 def test_token_bound_to_another_device(fleet: EnrolledFleet) -> None:
     token = fleet.create_token("--device", "pump-05")
-    proc = fleet.agent_enroll("--server", fleet.url, "--token", token, "--device-id", "pump-06",
+    proc = fleet.agent_enroll(*fleet.enroll_args(), "--token", token, "--device-id", "pump-06",
                               "--dir", str(fleet.workdir / "devices" / "pump-06"))
     assert proc.returncode == 1
     assert "is for device 'pump-05'" in proc.stderr and "--device-id pump-05" in proc.stderr
@@ -141,24 +141,26 @@ def test_cancelled_and_unknown_tokens(fleet: EnrolledFleet) -> None:
     out_dir = str(fleet.workdir / "devices" / "pump-07")
     for bad, expected in ((token, "was cancelled"), ("nfe_00000000_" + "A" * 43, "not known"),
                           ("hello", "not an enrollment token")):
-        proc = fleet.agent_enroll("--server", fleet.url, "--token", bad, "--device-id",
+        proc = fleet.agent_enroll(*fleet.enroll_args(), "--token", bad, "--device-id",
                                   "pump-07", "--dir", out_dir)
         assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
 
 
 def test_clear_errors_before_or_without_the_server(fleet: EnrolledFleet, tmp_path: Path) -> None:
-    unreachable = fleet.agent_enroll("--server", f"http://127.0.0.1:{free_port()}", "--token",
-                                     "x", "--device-id", "pump-08", "--dir", str(tmp_path / "a"))
+    unreachable = fleet.agent_enroll("--server", f"http://127.0.0.1:{free_port()}",
+                                     "--insecure-lab", "--root-sha256", fleet.root_sha256,
+                                     "--token", "x", "--device-id", "pump-08", "--dir",
+                                     str(tmp_path / "a"))
     assert unreachable.returncode == 1 and "cannot reach the fleet server" in unreachable.stderr
-    reserved = fleet.agent_enroll("--server", fleet.url, "--token", fleet.create_token(),
+    reserved = fleet.agent_enroll(*fleet.enroll_args(), "--token", fleet.create_token(),
                                   "--device-id", "fleet-server", "--dir", str(tmp_path / "b"))
     assert reserved.returncode == 1 and "reserved" in reserved.stderr
     config = tmp_path / "agent.toml"
     config.write_text('device_id = "pump-09"\n')
-    mismatch = fleet.agent_enroll("--server", fleet.url, "--token", "x", "--device-id",
+    mismatch = fleet.agent_enroll(*fleet.enroll_args(), "--token", "x", "--device-id",
                                   "pump-10", "--config", str(config))
     assert mismatch.returncode == 2 and "fix one of them" in mismatch.stderr
-    no_token = fleet.agent_enroll("--server", fleet.url, "--dir", str(tmp_path / "c"),
+    no_token = fleet.agent_enroll(*fleet.enroll_args(), "--dir", str(tmp_path / "c"),
                                   "--device-id", "pump-11")
     assert no_token.returncode == 2 and "--token" in no_token.stderr
 
@@ -193,23 +195,28 @@ def test_racing_enrollments_with_one_token(fleet: EnrolledFleet) -> None:
     assert sorted(a.status_code for a in answers) == [200] + [409] * 5
 
 
-def test_renewal_keeps_the_key(fleet: EnrolledFleet) -> None:
+def test_renewal_rotates_the_key(fleet: EnrolledFleet) -> None:
     directory = fleet.identities["pump-01"]
     before = x509.load_pem_x509_certificate((directory / "device.crt").read_bytes())
+    old_key = (directory / "device.key").read_bytes()
     not_due = fleet.agent_enroll("--renew", "--dir", str(directory))
     assert not_due.returncode == 0 and "not due" in not_due.stdout
+    reloads = fleet.broker.reloads()
     renewed = fleet.agent_enroll("--renew", "--force", "--dir", str(directory))
     assert renewed.returncode == 0, renewed.stderr
     after = x509.load_pem_x509_certificate((directory / "device.crt").read_bytes())
     assert after.serial_number != before.serial_number
-    assert after.public_key() == before.public_key()
+    assert after.public_key() != before.public_key()  # a new key...
+    assert (directory / "device.key").read_bytes() != old_key
+    assert stat.S_IMODE((directory / "device.key").stat().st_mode) == 0o600
+    assert not (directory / "device.key.next").exists()
+    assert not (directory / "device.crt.next").exists()
     assert try_connect(fleet.tls_port, fleet.device_tls("pump-01")) is None
-    # A CSR for another key is no renewal.
-    response = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json={
-        "device_id": "pump-01", "certificate": (directory / "device.crt").read_text(),
-        "csr": _csr("pump-01")}, timeout=10)
-    assert response.status_code == 403 and "same key" not in response.text
-    assert "not for the certified key" in response.json()["error"]["message"]
+    # ...and the renewed certificate is revoked, and the broker told at once.
+    fleet.broker.wait_reloads(reloads + 1)
+    crl = x509.load_pem_x509_crl(httpx.get(f"{fleet.url}/api/v1/device-ca/crl.pem",
+                                           timeout=5).content)
+    assert crl.get_revoked_certificate_by_serial_number(before.serial_number) is not None
 
 
 def test_identity_management_needs_the_admin_scope(fleet: EnrolledFleet) -> None:

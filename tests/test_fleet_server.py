@@ -230,7 +230,7 @@ def test_bad_uploads_are_refused_with_clear_json(fleet: tuple[FleetSetup, FleetS
     assert r.status_code == status_code, r.text
     body = r.json()
     assert body["error"]["code"] == code and message in body["error"]["message"], body
-    assert httpx.get(f"{setup.url}/api/v1/health").json()["repository"]["targets_version"] == 3
+    assert api(setup, "GET", "/api/v1/health/detail").json()["repository"]["targets_version"] == 3
 
 
 def test_api_needs_an_operator_token(fleet: tuple[FleetSetup, FleetServer]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contract.messages import OtaEvent
+from contract.reasons import TRANSIENT_REASONS
 from fleet_server.rollouts.policy import (
     DeviceLive,
     DeviceProgress,
@@ -266,6 +267,26 @@ def test_permanent_failures_are_not_retried() -> None:
     w.tick(0)
     [dev] = w.stage_of(0)
     w.report(dev, "failed", 1, "bad-signature")
+    w.tick(2)
+    assert w.devices[dev].state == "failed" and not w.renotified
+
+
+@pytest.mark.parametrize("reason", sorted(TRANSIENT_REASONS))
+def test_every_reason_the_agent_retries_is_retried_by_the_server(reason: str) -> None:
+    w = World(3, strat(canary=1, max_failures={"kind": "count", "value": 5}))
+    w.tick(0)
+    [dev] = w.stage_of(0)
+    w.report(dev, "failed", 1, str(reason))  # as stored: a plain string
+    w.tick(2)
+    assert w.devices[dev].state == "retrying"
+
+
+def test_a_reason_this_server_does_not_know_is_not_retried() -> None:
+    """A newer agent's new code: the failure counts, nothing is retried blindly."""
+    w = World(3, strat(canary=1, max_failures={"kind": "count", "value": 5}))
+    w.tick(0)
+    [dev] = w.stage_of(0)
+    w.report(dev, "failed", 1, "flux-capacitor")
     w.tick(2)
     assert w.devices[dev].state == "failed" and not w.renotified
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from agent.config import MqttConfig
 from agent.metrics import Counters
 from agent.sources.file import FileSource, FileSourceConfig
 from agent.sources.file_position import (
@@ -22,7 +23,7 @@ from agent.sources.file_position import (
     is_rotated_sibling,
     plan_resume,
 )
-from agent.sources.mqtt_topic import MqttDefaults
+from agent.sources.mqtt_topic import AgentBroker
 from agent.sources.registry import SourceConfig, build_source, default_source_name
 from tests.support.line_sink import ListSink, wait_until
 
@@ -334,11 +335,11 @@ def test_registry_parses_and_builds_each_kind(tmp_path: Path) -> None:
     cfg = adapter.validate_python({"kind": "file", "path": str(tmp_path / "a.log")})
     assert isinstance(cfg, FileSourceConfig)
     assert default_source_name(cfg) == f"file:{tmp_path / 'a.log'}"
-    src = build_source(cfg, ListSink(), Counters(), 100, MqttDefaults("127.0.0.1", 1883))
+    src = build_source(cfg, ListSink(), Counters(), 100, AgentBroker(MqttConfig(host="127.0.0.1")))
     assert isinstance(src, FileSource) and src.name == default_source_name(cfg)
     jcfg = adapter.validate_python({"kind": "journald", "units": ["pump"], "name": "j"})
     assert default_source_name(jcfg) == "journald:pump.service"
     assert build_source(jcfg, ListSink(), Counters(), 100,
-                        MqttDefaults("127.0.0.1", 1883)).name == "j"
+                        AgentBroker(MqttConfig(host="127.0.0.1"))).name == "j"
     with pytest.raises(ValidationError, match="serial"):
         adapter.validate_python({"kind": "serial"})

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from agent.config import MqttConfig, TlsConfig
 from agent.metrics import Counters
-from agent.sources.mqtt_topic import MqttDefaults, MqttTopicSource, MqttTopicSourceConfig
+from agent.mqtt_link import MqttLink
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
 from agent.sources.registry import build_source, default_source_name
+from hil.broker import ProductionBroker
 from tests.support.line_sink import ListSink, wait_until
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
@@ -23,7 +27,7 @@ class Harness:
         self.sources: list[MqttTopicSource] = []
         self.clients: list[Collector] = []
 
-    def start(self, defaults: MqttDefaults, sink: ListSink | None = None,
+    def start(self, defaults: AgentBroker, sink: ListSink | None = None,
               **cfg: Any) -> tuple[MqttTopicSource, ListSink]:
         config = MqttTopicSourceConfig.model_validate({"kind": "mqtt", **cfg})
         sink = sink or ListSink()
@@ -50,9 +54,8 @@ def h() -> Iterator[Harness]:
         c.close()
 
 
-def defaults_for(b: Mosquitto) -> MqttDefaults:
-    return MqttDefaults(host="127.0.0.1", port=b.port, client_id_prefix="test",
-                        reconnect_max_s=1)
+def defaults_for(b: Mosquitto) -> AgentBroker:
+    return AgentBroker(MqttConfig(host="127.0.0.1", port=b.port, reconnect_max_s=1), "test")
 
 
 def test_lines_from_wildcard_topics(broker: Mosquitto, h: Harness) -> None:
@@ -124,23 +127,39 @@ def test_waits_for_a_broker_that_is_not_there_yet(tmp_path: Any, h: Harness) -> 
         late.stop()
 
 
-def test_uses_agent_tls_for_the_agent_broker(tls_broker: Mosquitto, h: Harness) -> None:
-    pki = tls_broker.pki
-    assert pki is not None
-    dev = pki.issue("dev-a")
-    tls = {"ca_certs": str(pki.ca_file), "certfile": str(dev.cert), "keyfile": str(dev.key)}
-    assert tls_broker.tls_port is not None
-    defaults = MqttDefaults(host="127.0.0.1", port=tls_broker.tls_port, tls=tls,
-                            client_id_prefix="dev-a", reconnect_max_s=1)
-    src, sink = h.start(defaults, topics=["nanofleet/v1/dev/dev-a/sensors/#"])
-    assert src.describe()["tls"] is True
-    h.publisher(tls_broker.port).publish("nanofleet/v1/dev/dev-a/sensors/t", b"41 C")
-    assert sink.wait_count(1) == ["nanofleet/v1/dev/dev-a/sensors/t: 41 C"]
-    # A broker named by host does not get the agent's TLS settings by default.
-    src2, sink2 = h.start(defaults, topics=["plain/#"], host="127.0.0.1", port=tls_broker.port)
-    assert src2.describe()["tls"] is False
-    h.publisher(tls_broker.port).publish("plain/t", b"x")
-    assert sink2.wait_count(1) == ["plain/t: x"]
+def test_sources_on_the_agents_broker_share_its_session(prod_broker: ProductionBroker,
+                                                        h: Harness) -> None:
+    """On the production broker (client id = certificate CN) a source on the agent's own
+    broker rides on the agent's link: a connection of its own with the device's
+    certificate would take the agent's session over, and the two would fight on."""
+    tls = prod_broker.device_tls("dev-a")
+    assert prod_broker.tls_port is not None
+    settings = MqttConfig(host="127.0.0.1", port=prod_broker.tls_port, reconnect_max_s=1,
+                          tls=TlsConfig(ca_file=Path(tls["ca_certs"]),
+                                        cert_file=Path(tls["certfile"]),
+                                        key_file=Path(tls["keyfile"])))
+    link = MqttLink(settings, "nanofleet-dev-a", will=None)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        src, sink = h.start(AgentBroker(settings, "nanofleet-dev-a", link),
+                            topics=["nanofleet/v1/dev/dev-a/sensors/#"])
+        assert src.describe()["tls"] is True
+        server = h.publisher(prod_broker.server_port, prod_broker.server_tls())
+        server.publish("nanofleet/v1/dev/dev-a/sensors/t", b"41 C")
+        assert sink.wait_count(1) == ["nanofleet/v1/dev/dev-a/sensors/t: 41 C"]
+        time.sleep(0.5)
+        assert link.connect_count == 1 and link.connected.is_set()
+        assert "dev-a already connected" not in prod_broker.log_text()
+        # A broker named by host gets its own connection, without the agent's TLS.
+        src2, sink2 = h.start(AgentBroker(settings, "nanofleet-dev-a", link), topics=["plain/#"],
+                              host="127.0.0.1", port=prod_broker.port)
+        assert src2.describe()["tls"] is False and src2.link is None
+    finally:
+        for s in h.sources:
+            s.stop()
+        h.sources.clear()
+        link.stop()
 
 
 def test_config_validation() -> None:

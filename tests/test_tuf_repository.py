@@ -25,8 +25,8 @@ from fleet_server.repository.repo import (
     PublishRejected,
     Repository,
     RepositoryError,
-    RotationError,
 )
+from fleet_server.repository.rotation import RotationError, rotate_root
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
 
 
@@ -191,23 +191,23 @@ def test_rotation_refusals_and_online_key_rotation(kit: RepoKit, tmp_path: Path)
     old = kit.root_signers
     keys = [s.public_key for s in new]
     with pytest.raises(RotationError, match="OLD root keys"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:1], new_signers=new[:2])
+        rotate_root(kit.repo, keys, 2, old_signers=old[:1], new_signers=new[:2])
     with pytest.raises(RotationError, match="NEW root keys"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:2], new_signers=new[:1])
+        rotate_root(kit.repo, keys, 2, old_signers=old[:2], new_signers=new[:1])
     with pytest.raises(RotationError, match="neither an old nor a new"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:2],
+        rotate_root(kit.repo, keys, 2, old_signers=old[:2],
                              new_signers=[*new[:2], CryptoSigner.generate_ed25519()])
     assert kit.repo.root_version() == 1  # nothing written by refused attempts
     # Rotate the timestamp key too: the repository must already hold the new one.
     new_ts = generate_key(tmp_path / "new" / "timestamp.pem")
     with pytest.raises(RotationError, match="online timestamp key"):
-        kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+        rotate_root(kit.repo, keys, 2, old[:2], new[:2],
                              role_keys={"timestamp": [new_ts.public_key]})
     from dataclasses import replace
 
     assert kit.repo.online is not None
     kit.repo.online = replace(kit.repo.online, timestamp=new_ts)
-    assert kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+    assert rotate_root(kit.repo, keys, 2, old[:2], new[:2],
                                 role_keys={"timestamp": [new_ts.public_key]}) == 2
     root2 = kit.repo.root().signed
     root2.verify_delegate("timestamp", kit.repo.timestamp().signed_bytes,
@@ -220,9 +220,9 @@ def test_targets_key_rotation_resigns_targets(kit: RepoKit, tmp_path: Path) -> N
     old = kit.root_signers
     root_keys = [s.public_key for s in old]
     with pytest.raises(RotationError, match="targets_signers"):
-        kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+        rotate_root(kit.repo, root_keys, 2, old[:2], old[:2],
                              role_keys={"targets": [new_targets.public_key]})
-    kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+    rotate_root(kit.repo, root_keys, 2, old[:2], old[:2],
                          role_keys={"targets": [new_targets.public_key]},
                          targets_signers=[new_targets])
     targets = kit.repo.targets()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from contract.artifacts import (
     MAX_CHUNK_BYTES,
@@ -17,11 +17,7 @@ from contract.artifacts import (
     MIN_CHUNK_BYTES,
 )
 from contract.bundle import MAX_BUNDLE_BYTES
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+from contract.strict import Strict
 
 MQTT_URL_PREFIX = "mqtt:"  # mqtt:<repository path>, fetched through the device's broker
 MQTT_DEFAULT_URLS = {"metadata_url": "mqtt:metadata/", "target_base_url": "mqtt:targets/"}
@@ -125,6 +121,11 @@ class OtaConfig(Strict):
         "transient reason (network, expired metadata, not yet published).")
     http_timeout_s: float = Field(
         default=30.0, gt=0.0, le=600.0, description="No byte for this long: the transfer fails.")
+    min_download_rate: float = Field(
+        default=1024.0, ge=0.0,
+        description="Bytes/s a transfer must average once it is http_timeout_s old: a "
+        "server dripping bytes cannot hold an update longer than about http_timeout_s + "
+        "length / min_download_rate (0: no rate bound).")
     download_attempts: int = Field(
         default=3, ge=1, le=20,
         description="Tries per download within one update attempt (each resumes with Range).")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agent.ota.errors import UpdateRefused
 from agent.ota.tuf_client import TufClient
+from contract.reasons import OtaReason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _client(args: argparse.Namespace) -> TufClient:
     if not args.metadata_url:
-        raise UpdateRefused("not-initialized", "--metadata-url is required")
+        raise UpdateRefused(OtaReason.NOT_INITIALIZED, "--metadata-url is required")
     # No embedded root here: the root stored by `init` (and the rotations ngclient
     # verified since) is the trust anchor, as the conformance protocol intends.
     return TufClient(args.metadata_dir, args.metadata_url, trusted_root=None,
@@ -58,14 +59,15 @@ def run(argv: Sequence[str] | None = None) -> int:
             _client(args).refresh()
         else:
             if not args.target_name or args.target_base_url is None or args.target_dir is None:
-                raise UpdateRefused("not-found", "download needs --target-name, "
+                raise UpdateRefused(OtaReason.NOT_FOUND, "download needs --target-name, "
                                     "--target-base-url and --target-dir")
             client = _client(args)
             client.refresh()
             for name in args.target_name:
                 target = client.get_target(name)
                 if target is None:
-                    raise UpdateRefused("not-found", f"{name}: no signed target of that name")
+                    raise UpdateRefused(OtaReason.NOT_FOUND,
+                                        f"{name}: no signed target of that name")
                 client.download_target(target, args.target_dir, attempts=1)
     except UpdateRefused as exc:
         print(f"nanofleet-tuf-client: refused: {exc}", file=sys.stderr)

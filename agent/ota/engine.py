@@ -36,7 +36,6 @@ from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
 from agent.ota.state import (
     IN_PROGRESS,
-    TRANSIENT_REASONS,
     Action,
     Desired,
     Event,
@@ -55,6 +54,7 @@ from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
 from contract.messages import DesiredState, format_validation_error
+from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
 CRASH_ENV = "NANOFLEET_OTA_CRASH_AT"
@@ -73,7 +73,7 @@ class OtaEngine:
         self.batch_size = batch_size
         self.counters = counters or Counters()
         self.store = OtaStore(state_dir, slot)
-        self.fetcher = Fetcher(cfg, self.store)
+        self.fetcher = Fetcher(cfg, self.store, self.counters)
         self.record = self.store.load()
         self._report = report
         self._started = False
@@ -112,7 +112,8 @@ class OtaEngine:
                 log.error("committed bundle %s is missing, damaged or unusable; running %s",
                           ref.file, fallback.file if fallback else self.initial_bundle)
                 self._save(self.record.model_copy(update={
-                    "committed": fallback, "previous": None, "reason": "live-bundle-damaged",
+                    "committed": fallback, "previous": None,
+                    "reason": OtaReason.LIVE_BUNDLE_DAMAGED,
                     "detail": f"{ref.file} could not be loaded; fell back"}))
             self._live_path = path or self.initial_bundle
         return self._live_path
@@ -220,7 +221,7 @@ class OtaEngine:
             log.exception("OTA step failed in state %s", self.record.state)
             if self.record.state in IN_PROGRESS:  # leave the update rather than hang in it
                 try:
-                    self._apply(Failed("internal-error", f"{type(exc).__name__}: {exc}"))
+                    self._apply(Failed(OtaReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
                 except Exception:
                     log.exception("cannot leave state %s; a restart resumes it",
                                   self.record.state)
@@ -246,7 +247,7 @@ class OtaEngine:
             log.exception("OTA action %s failed", action)
             if self.record.state not in IN_PROGRESS:
                 return None
-            return Failed("internal-error", f"{action}: {type(exc).__name__}: {exc}")
+            return Failed(OtaReason.INTERNAL_ERROR, f"{action}: {type(exc).__name__}: {exc}")
 
     def _save(self, record: OtaRecord) -> None:
         changed = record.state != self.record.state
@@ -317,20 +318,22 @@ class OtaEngine:
             # expected_sha256: the installed file is hash-checked again before parsing.
             model = LoadedModel.load(path, self.runtime, self.threads, expected_sha256=ref.sha256)
         except FileNotFoundError:
-            return Failed("candidate-missing", f"{path} disappeared before the smoke test")
+            return Failed(OtaReason.CANDIDATE_MISSING, f"{path} disappeared before the smoke test")
         except Exception as exc:
-            return Failed("bundle-invalid", f"{ref.file}: {exc}")
+            return Failed(OtaReason.BUNDLE_INVALID, f"{ref.file}: {exc}")
         m, live = model.manifest, self._live_bundle()
         if (m.name, m.version, m.slot) != (target.model, target.version, live.slot):
             release_model(model)
-            return Failed("wrong-model", f"{ref.file} contains {m.name} v{m.version} for slot "
+            return Failed(OtaReason.WRONG_MODEL,
+                          f"{ref.file} contains {m.name} v{m.version} for slot "
                           f"{m.slot!r}, signed as {target.model} v{target.version} for "
                           f"{live.slot!r}")
         try:
             model.smoke_test()  # also the warm-up run: a slow first inference is not a hang
         except Exception as exc:
             release_model(model)
-            return Failed("smoke-test-failed", f"{m.name} v{m.version} on {model.runtime_name}: "
+            return Failed(OtaReason.SMOKE_TEST_FAILED,
+                          f"{m.name} v{m.version} on {model.runtime_name}: "
                           f"{exc}")
         self._candidate = model
         return SmokePassed()
@@ -338,7 +341,7 @@ class OtaEngine:
     def _trial(self) -> Event | None:
         candidate, old, slot = self._candidate, self._live_model, self._slot
         if candidate is None or old is None or slot is None:
-            return Failed("internal-error", "trial without a smoke-tested candidate")
+            return Failed(OtaReason.INTERNAL_ERROR, "trial without a smoke-tested candidate")
         tcfg = self.cfg.trial
         observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
         with self._lock:  # a rollback asked for before the trial began still counts
@@ -354,7 +357,7 @@ class OtaEngine:
                               self._rollback, self.batch_size, clock)
         if verdict is None:
             return None  # stopping: the trial stays persisted and is rolled back at start-up
-        if verdict.reason == "operator-rollback":
+        if verdict.reason == OtaReason.OPERATOR_ROLLBACK:
             return TrialVerdict(False, verdict.reason,
                                 f"{verdict.detail} (rollout {self._rollback_rollout})")
         return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
@@ -390,7 +393,7 @@ class OtaEngine:
         if rec.candidate is not None and rec.candidate not in (rec.committed, rec.previous):
             self.store.remove_bundle(rec.candidate)
         self.fetcher.fetched = None
-        self.store.clear_downloads(keep_partial=rec.reason in TRANSIENT_REASONS)
+        self.store.clear_downloads(keep_partial=is_transient(rec.reason))
 
     # --- queries -----------------------------------------------------------------------
     def is_on_trial(self, model: object) -> bool:

@@ -9,12 +9,14 @@ then is the file installed, and only the smoke test parses it.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.metrics import Counters
 from agent.ota.config import OtaConfig, transport_of
 from agent.ota.errors import UpdateRefused
 from agent.ota.policy import (
@@ -31,6 +33,9 @@ from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from agent.ota.tuf_client import TufClient
 from contract.delta import DeltaError, apply_delta
+from contract.reasons import OtaReason
+
+log = logging.getLogger("nanofleet.agent.ota")
 
 
 @dataclass(frozen=True)
@@ -73,13 +78,15 @@ class _NoTransport(ArtifactTransport):
 class Fetcher:
     """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
 
-    def __init__(self, cfg: OtaConfig, store: OtaStore) -> None:
+    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.counters = counters or Counters()
         self.fetched: Fetched | None = None
         ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
         self.transport: ArtifactTransport = (
-            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context)
+            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
+                          min_rate=cfg.min_download_rate)
             if cfg.transport == "http" else _NoTransport())
 
     def attach_transport(self, transport: ArtifactTransport) -> None:
@@ -95,7 +102,7 @@ class Fetcher:
             try:
                 root = self.cfg.root_file.read_bytes()
             except OSError as exc:
-                raise UpdateRefused("not-initialized", f"cannot read the provisioned root "
+                raise UpdateRefused(OtaReason.NOT_INITIALIZED, f"cannot read the provisioned root "
                                     f"{self.cfg.root_file}: {exc.strerror}") from None
             TufClient.initialize(self.store.tuf_dir, root)
         metadata_url, target_base_url = repository_urls(self.cfg, target)
@@ -112,7 +119,8 @@ class Fetcher:
             raise refusal
         record = client.slot_record(full.info.slot)
         if record is not None and record.model != target.model:
-            raise UpdateRefused("wrong-model", f"slot {record.slot!r} is signed to be served by "
+            raise UpdateRefused(OtaReason.WRONG_MODEL,
+                                f"slot {record.slot!r} is signed to be served by "
                                 f"{record.model!r}, not {target.model!r}")
         same_model = live.model == target.model
         refusal = version_refusal(target.version,
@@ -144,21 +152,28 @@ class Fetcher:
             note = f"full bundle ({why})" if why else "full bundle"
         if artifact.length > self.cfg.max_download_bytes:
             if artifact is found.full:
-                return Failed("too-long", f"{artifact.path}: signed length {artifact.length} "
+                return Failed(OtaReason.TOO_LONG,
+                              f"{artifact.path}: signed length {artifact.length} "
                               f"is over max_download_bytes {self.cfg.max_download_bytes}")
             artifact, note = found.full, "full bundle (delta over max_download_bytes)"
         kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
         need = artifact.length + (found.full.length if kind == "delta" else 0)
         if self.store.free_bytes() < need + self.cfg.min_free_bytes:
-            return Failed("no-space", f"{need} bytes needed for {artifact.path}, "
+            return Failed(OtaReason.NO_SPACE, f"{need} bytes needed for {artifact.path}, "
                           f"{self.store.free_bytes()} free (keeping {self.cfg.min_free_bytes})")
         try:
             path = client.download_target(artifact.target, self.store.downloads,
                                           attempts=self.cfg.download_attempts)
         except UpdateRefused as exc:
             if kind == "delta":
-                return DeltaUnusable(exc.reason, exc.detail)
+                return self._delta_unusable(exc.reason, exc.detail)
             return Failed(exc.reason, exc.detail)
+        except Exception as exc:  # the full bundle does not depend on the delta's transfer
+            if kind == "delta":
+                log.exception("delta download of %s failed", artifact.path)
+                return self._delta_unusable(OtaReason.UNAVAILABLE, f"{artifact.path}: "
+                                            f"{type(exc).__name__}: {exc}")
+            raise
         self.fetched = Fetched(found.full, artifact, kind, path)
         return Downloaded(kind, artifact.length, note)
 
@@ -166,16 +181,24 @@ class Fetcher:
         """Rebuild (delta) or take (full) the bundle, check it is the signed one, install."""
         f = self.fetched
         if f is None:  # cannot happen: verify always follows a fetch in this process
-            return Failed("internal-error", "verify without a fetched artifact")
+            return Failed(OtaReason.INTERNAL_ERROR, "verify without a fetched artifact")
         full = f.full
         source = f.path
         if f.kind == "delta":
             source = self.store.downloads / f".rebuilt-{full.sha256[:16]}.nfb"
             try:
                 apply_delta(live.path, f.path, source, full.sha256, full.length)
-            except (DeltaError, OSError) as exc:
+            except Exception as exc:
+                # DeltaError is the documented refusal; anything else (MemoryError, a
+                # parser's own exception) is a bug the fuzzer should find, but it must
+                # not cost the update: the signed full bundle does not need the delta.
                 f.path.unlink(missing_ok=True)
-                return DeltaUnusable("delta-invalid", f"{f.artifact.path}: {exc}")
+                source.unlink(missing_ok=True)
+                if not isinstance(exc, DeltaError | OSError):
+                    log.error("delta applier raised %s on %s", type(exc).__name__,
+                              f.artifact.path, exc_info=True)
+                return self._delta_unusable(OtaReason.DELTA_INVALID, f"{f.artifact.path}: "
+                                            f"{type(exc).__name__}: {exc}")
         # Whatever came over the wire or out of the applier: nothing parses it before
         # its sha256 and length equal the operator-signed full target's.
         digest, length = file_sha256(source)
@@ -183,9 +206,17 @@ class Fetcher:
         if refusal is not None:
             source.unlink(missing_ok=True)
             if f.kind == "delta":
-                return DeltaUnusable(refusal.reason, refusal.detail)
+                return self._delta_unusable(refusal.reason, refusal.detail)
             return Failed(refusal.reason, refusal.detail)
         ref: InstalledRef = self.store.install(source, target.model, target.version, digest)
         self.fetched = None
         self.store.clear_downloads()  # the delta/full file is not needed any more
         return Verified(ref)
+
+    def _delta_unusable(self, reason: OtaReason, detail: str) -> DeltaUnusable:
+        """Every refused delta is counted (``ota_delta_refused``) and reported by the
+        state machine's next event (``downloading`` with the reason): the full bundle
+        comes next."""
+        self.counters.inc("ota_delta_refused")
+        log.warning("delta refused (%s): %s; fetching the full bundle", reason, detail)
+        return DeltaUnusable(reason, detail)

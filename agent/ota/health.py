@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.ota.config import TrialConfig
+from contract.reasons import OtaReason
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PairedSample:
 @dataclass(frozen=True)
 class Verdict:
     healthy: bool
-    reason: str | None  # machine code, e.g. "health-collapse"
+    reason: OtaReason | None  # None when healthy
     detail: str
     figures: dict[str, float] = field(default_factory=dict)
 
@@ -61,18 +62,18 @@ def _rate(n: int, total: int) -> float:
 def early_failure(stats: TrialStats, cfg: TrialConfig) -> Verdict | None:
     """Failures that need no comparison and no waiting: roll back now."""
     if stats.error_lines and _rate(stats.error_lines, stats.lines) > cfg.max_error_rate:
-        return Verdict(False, "health-errors",
+        return Verdict(False, OtaReason.HEALTH_ERRORS,
                        f"{stats.error_lines} of {stats.lines} lines failed inference "
                        f"(max rate {cfg.max_error_rate}): {stats.last_error}",
                        {"error_rate": _rate(stats.error_lines, stats.lines)})
     finite_rows = stats.lines - stats.error_lines
     if stats.nonfinite_rows and _rate(stats.nonfinite_rows, finite_rows) > cfg.max_nonfinite_rate:
-        return Verdict(False, "health-non-finite",
+        return Verdict(False, OtaReason.HEALTH_NON_FINITE,
                        f"{stats.nonfinite_rows} of {finite_rows} output rows contain NaN or "
                        f"inf (max rate {cfg.max_nonfinite_rate})",
                        {"nonfinite_rate": _rate(stats.nonfinite_rows, finite_rows)})
     if stats.bad_sum_rows and _rate(stats.bad_sum_rows, finite_rows) > cfg.max_bad_sum_rate:
-        return Verdict(False, "health-probabilities",
+        return Verdict(False, OtaReason.HEALTH_PROBABILITIES,
                        f"{stats.bad_sum_rows} of {finite_rows} output rows are not "
                        f"probabilities summing to 1 (±{cfg.prob_sum_tolerance})",
                        {"bad_sum_rate": _rate(stats.bad_sum_rows, finite_rows)})
@@ -116,14 +117,14 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                     "candidate_p99_ms": round(sample.candidate_p99_ms, 3)}
         limit = max(cfg.latency_floor_ms, sample.baseline_p99_ms * cfg.max_latency_ratio)
         if sample.candidate_p99_ms > limit:
-            return Verdict(False, "health-latency",
+            return Verdict(False, OtaReason.HEALTH_LATENCY,
                            f"p99 batch latency {sample.candidate_p99_ms:.2f} ms against "
                            f"{sample.baseline_p99_ms:.2f} ms for the previous model on the same "
                            f"lines (max ratio {cfg.max_latency_ratio})", figures)
         collapsed = collapse(sample, cfg)
         if collapsed is not None:
             label, new_share, old_share = collapsed
-            return Verdict(False, "health-collapse",
+            return Verdict(False, OtaReason.HEALTH_COLLAPSE,
                            f"{new_share:.0%} of {sample.lines} sampled lines get label "
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
@@ -131,7 +132,8 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
         note = (f"only {stats.lines} of {cfg.min_inferences} lines within "
                 f"{cfg.timeout_s:.0f} s")
         if cfg.on_low_traffic == "rollback":
-            return Verdict(False, "health-low-traffic", f"{note}; policy: roll back", figures)
+            return Verdict(False, OtaReason.HEALTH_LOW_TRAFFIC, f"{note}; policy: roll back",
+                           figures)
         return Verdict(True, None, f"{note}; no fault seen, committed by policy", figures)
     compared = (f"; on {sample.lines} sampled lines p99 {sample.candidate_p99_ms:.2f} ms "
                 f"vs {sample.baseline_p99_ms:.2f} ms before"

@@ -5,9 +5,12 @@ URLs: ``mqtt:metadata/3.root.json``, ``mqtt:targets/models/m/2/<sha256>.m-2.nfb`
 the repository-relative path (percent-encoded like an HTTP path) after ``mqtt:``;
 the broker is the agent's. Protocol: :mod:`contract.artifacts`.
 
-- Its own paho client (client id ``<agent client id>-ota``, clean start), connected
-  on the first fetch and closed after ``idle_close_s`` without one, so an idle device
-  holds one connection and the agent's MqttLink is never disturbed.
+- It rides on the agent's own connection (:class:`agent.mqtt_link.MqttLink`): the
+  production broker makes a device's client id its certificate's CN
+  (``use_username_as_clientid``), so a second connection under the device's identity
+  would take the main session over, and the two would keep kicking each other off.
+  One session per device also halves the broker's connections. The chunk topics are
+  subscribed on the first fetch and re-subscribed by the link after every reconnect.
 - Flow control: at most ``window`` chunks are asked for beyond what the caller has
   consumed; the next half window is asked for as the first half is consumed.
 - Resume: after a reconnect the rest is asked for again from the last byte received
@@ -27,15 +30,12 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from agent.ota.config import MQTT_URL_PREFIX
@@ -53,7 +53,6 @@ from contract.artifacts import (
     MAX_REQUEST_CHUNKS,
     ArtifactChunk,
     ArtifactRequest,
-    set_tcp_nodelay,
 )
 
 if TYPE_CHECKING:
@@ -66,18 +65,19 @@ _STATUS = {"not-found": 404, "forbidden": 403, "bad-request": 400, "range": 416,
 Received = tuple[ArtifactChunk, bytes]
 
 
-@dataclass(frozen=True)
-class BrokerEndpoint:
-    """How to reach the broker (the agent's ``[mqtt]`` settings)."""
+class BrokerLink(Protocol):
+    """What the transport needs of the agent's MQTT connection (agent.mqtt_link.MqttLink)."""
 
-    host: str
-    port: int
-    client_id: str
-    username: str | None = None
-    password: str | None = None
-    tls: dict[str, Any] | None = None  # paho tls_set() keyword arguments
-    keepalive_s: int = 30
-    reconnect_max_s: int = 5
+    connected: threading.Event
+    connect_count: int
+    last_error: str | None
+
+    def handle(self, topic: str, handler: Callable[[mqtt.MQTTMessage], None],
+               qos: int = 1) -> None: ...
+    def unhandle(self, topic: str) -> None: ...
+    def on_down(self, fn: Callable[[], None]) -> None: ...
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                props: Properties | None = None) -> mqtt.MQTTMessageInfo: ...
 
 
 def artifact_path(url: str) -> str:
@@ -98,40 +98,41 @@ def chunk_refusal(url: str, chunk: ArtifactChunk) -> TransportError:
 
 
 class MqttTransport(ArtifactTransport):
-    def __init__(self, device_id: str, endpoint: BrokerEndpoint, *, timeout: float = 30.0,
-                 chunk_size: int = 32 * 1024, window: int = 16, retry_s: float | None = None,
-                 idle_close_s: float = 60.0) -> None:
+    def __init__(self, device_id: str, link: BrokerLink, *, timeout: float = 30.0,
+                 chunk_size: int = 32 * 1024, window: int = 16,
+                 retry_s: float | None = None) -> None:
         self.device_id = topics.check_device_id(device_id)
-        self.endpoint = endpoint
+        self.link = link
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.window = window
         self.retry_s = retry_s if retry_s is not None else max(0.5, min(5.0, timeout / 4))
-        self.idle_close_s = idle_close_s
-        self.last_error: str | None = None
-        self.connects = 0  # successful (re)subscriptions, for tests and diagnostics
-        self.ready = threading.Event()  # connected and subscribed to our chunk topics
         self._lock = threading.Lock()
         self._transfers: dict[str, queue.Queue[Received]] = {}
-        self._client: mqtt.Client | None = None
-        self._active = 0
-        self._idle_timer: threading.Timer | None = None
-        self._sub_mid: int | None = None
+        self._subscribed = False
+        link.on_down(self._on_link_down)
 
     @classmethod
-    def for_agent(cls, cfg: AgentConfig) -> MqttTransport:
-        """The transport of an agent with ``[ota] transport = "mqtt"``: its broker settings."""
-        from agent.mqtt_link import tls_kwargs
-
-        m, ota = cfg.mqtt, cfg.ota
+    def for_agent(cls, cfg: AgentConfig, link: BrokerLink) -> MqttTransport:
+        """The transport of an agent with ``[ota] transport = "mqtt"``, on its own link."""
+        ota = cfg.ota
         assert ota is not None
-        endpoint = BrokerEndpoint(
-            host=m.host, port=m.port, client_id=f"{m.client_id or 'nanofleet-' + cfg.device_id}"
-            "-ota", username=m.username,
-            password=m.password.get_secret_value() if m.password else None,
-            tls=tls_kwargs(m), keepalive_s=m.keepalive_s, reconnect_max_s=m.reconnect_max_s)
-        return cls(cfg.device_id, endpoint, timeout=ota.http_timeout_s,
+        return cls(cfg.device_id, link, timeout=ota.http_timeout_s,
                    chunk_size=ota.mqtt_chunk_bytes, window=ota.mqtt_window_chunks)
+
+    @property
+    def ready(self) -> threading.Event:
+        """Set while the link is up (and so subscribed to our chunk topics)."""
+        return self.link.connected
+
+    @property
+    def connects(self) -> int:
+        """The link's successful connects: a change means what was in flight is lost."""
+        return self.link.connect_count
+
+    @property
+    def last_error(self) -> str | None:
+        return self.link.last_error
 
     # --- ArtifactTransport ---------------------------------------------------------------
     def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
@@ -142,21 +143,9 @@ class MqttTransport(ArtifactTransport):
 
     def close(self) -> None:
         with self._lock:
-            client = self._detach()
-        self._disconnect(client)
-
-    def _detach(self) -> mqtt.Client | None:
-        """Forget the client (caller holds the lock); disconnect it outside the lock."""
-        self._cancel_idle_timer()
-        client, self._client = self._client, None
-        self.ready.clear()
-        return client
-
-    @staticmethod
-    def _disconnect(client: mqtt.Client | None) -> None:
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            subscribed, self._subscribed = self._subscribed, False
+        if subscribed:
+            self.link.unhandle(topics.artifact_chunk_filter(self.device_id))
 
     # --- one transfer ------------------------------------------------------------------
     def _stream(self, url: str, path: str, start: int,
@@ -165,96 +154,31 @@ class MqttTransport(ArtifactTransport):
         inbox: queue.Queue[Received] = queue.Queue()
         with self._lock:
             self._transfers[transfer] = inbox
-            self._active += 1
-            self._cancel_idle_timer()
-            self._ensure_client()
+            subscribe, self._subscribed = not self._subscribed, True
+        if subscribe:  # once; the link re-subscribes after every reconnect
+            self.link.handle(topics.artifact_chunk_filter(self.device_id), self._on_message)
         try:
             if not self.ready.wait(self.timeout):
-                raise TransportError(f"{url}: cannot reach the broker "
-                                     f"{self.endpoint.host}:{self.endpoint.port}"
+                raise TransportError(f"{url}: cannot reach the broker"
                                      f"{': ' + self.last_error if self.last_error else ''}")
             yield from _Transfer(self, url, path, transfer, inbox, start, max_length).run()
         finally:
             with self._lock:
                 self._transfers.pop(transfer, None)
-                self._active -= 1
-                if self._active == 0 and self._client is not None:
-                    self._idle_timer = threading.Timer(self.idle_close_s, self._close_if_idle)
-                    self._idle_timer.daemon = True
-                    self._idle_timer.start()
 
     def send_request(self, req: ArtifactRequest) -> None:
-        client = self._client
-        if client is not None and self.ready.is_set():
-            client.publish(topics.artifact_requests(self.device_id), req.model_dump_json(),
-                           qos=1)
-
-    # --- connection ----------------------------------------------------------------------
-    def _ensure_client(self) -> None:
-        if self._client is not None:
-            return
-        e = self.endpoint
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=e.client_id,
-                        protocol=mqtt.MQTTv5)
-        c.reconnect_delay_set(1, e.reconnect_max_s)
-        c.max_queued_messages_set(100)
-        if e.username:
-            c.username_pw_set(e.username, e.password)
-        if e.tls:
-            c.tls_set(**e.tls)
-        c.on_connect = self._on_connect
-        c.on_subscribe = self._on_subscribe
-        c.on_disconnect = self._on_disconnect
-        c.on_socket_open = set_tcp_nodelay
-        c.on_message = self._on_message
-        self._client = c
-        c.connect_async(e.host, e.port, keepalive=e.keepalive_s, clean_start=True)
-        c.loop_start()
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _close_if_idle(self) -> None:
-        with self._lock:  # a fetch starting now either keeps the client or makes a new one
-            if self._active:
-                return
-            client = self._detach()
-        self._disconnect(client)
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                    props: Properties | None = None) -> None:
-        if client is not self._client:
-            return  # a client closed a moment ago
-        if rc.is_failure:
-            self.last_error = f"broker refused the connection: {rc}"
-            log.warning("artifact transport: %s", self.last_error)
-            return
-        _, self._sub_mid = client.subscribe(topics.artifact_chunk_filter(self.device_id), qos=1)
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      codes: list[ReasonCode], props: Properties | None = None) -> None:
-        if client is not self._client or mid != self._sub_mid:
-            return
-        if any(c.is_failure for c in codes):
-            self.last_error = f"subscription to the chunk topic refused: {codes}"
-            log.warning("artifact transport: %s", self.last_error)
-            return
-        self.last_error = None
-        self.connects += 1
-        self.ready.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                       props: Properties | None = None) -> None:
-        if client is not self._client:
-            return
         if self.ready.is_set():
-            log.info("artifact transport disconnected: %s", rc)
-        self.last_error = f"disconnected: {rc}"
-        self.ready.clear()
+            self.link.publish(topics.artifact_requests(self.device_id),
+                              req.model_dump_json().encode(), qos=1)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_link_down(self) -> None:
+        with self._lock:
+            active = len(self._transfers)
+        if active:
+            log.info("artifact transport disconnected (%d transfers wait for the link): %s",
+                     active, self.link.last_error)
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         transfer = msg.topic.rsplit("/", 1)[-1]
         with self._lock:
             inbox = self._transfers.get(transfer)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.ota.errors import UpdateRefused
+from contract.reasons import OtaReason
 from contract.tuf_targets import ModelTargetInfo
 
 
@@ -38,10 +39,12 @@ def version_refusal(candidate: int, *, live_version: int | None,
                     minimum_version: int) -> UpdateRefused | None:
     """Refuse a candidate below the slot's signed minimum, or not above the live version."""
     if candidate < minimum_version:
-        return UpdateRefused("below-minimum", f"version {candidate} is below the signed minimum "
+        return UpdateRefused(OtaReason.BELOW_MINIMUM,
+                             f"version {candidate} is below the signed minimum "
                              f"{minimum_version} for this slot")
     if live_version is not None and candidate <= live_version:
-        return UpdateRefused("downgrade", f"version {candidate} is not above the live version "
+        return UpdateRefused(OtaReason.DOWNGRADE,
+                             f"version {candidate} is not above the live version "
                              f"{live_version}")
     return None
 
@@ -51,12 +54,14 @@ def full_target_refusal(full: SignedArtifact, *, model: str, slot: str,
     """The full target must be exactly the model/slot/version asked for, and self-consistent."""
     info = full.info
     if info.kind != "full":
-        return UpdateRefused("wrong-model", f"{full.path}: is a {info.kind}, not a full bundle")
+        return UpdateRefused(OtaReason.WRONG_MODEL,
+                             f"{full.path}: is a {info.kind}, not a full bundle")
     if (info.model, info.slot, info.version) != (model, slot, version):
-        return UpdateRefused("wrong-model", f"{full.path}: signed as {info.model}/{info.slot} "
+        return UpdateRefused(OtaReason.WRONG_MODEL,
+                             f"{full.path}: signed as {info.model}/{info.slot} "
                              f"v{info.version}, wanted {model}/{slot} v{version}")
     if (info.result_sha256, info.result_length) != (full.sha256, full.length):
-        return UpdateRefused("invalid-metadata", f"{full.path}: custom result hash/length "
+        return UpdateRefused(OtaReason.INVALID_METADATA, f"{full.path}: custom result hash/length "
                              "differ from the target's own")
     return None
 
@@ -94,7 +99,7 @@ def choose_artifact(full: SignedArtifact, delta: SignedArtifact | None,
 def rebuilt_refusal(full: SignedArtifact, sha256: str, length: int) -> UpdateRefused | None:
     """A bundle rebuilt from a delta must be byte-identical to the signed full bundle."""
     if (sha256, length) != (full.sha256, full.length):
-        return UpdateRefused("hash-mismatch", f"bundle rebuilt for {full.path} has sha256 "
+        return UpdateRefused(OtaReason.HASH_MISMATCH, f"bundle rebuilt for {full.path} has sha256 "
                              f"{sha256[:16]}… ({length} bytes), signed is {full.sha256[:16]}… "
                              f"({full.length} bytes)")
     return None

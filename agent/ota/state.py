@@ -22,25 +22,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from contract.messages import OtaState
+from contract.reasons import OtaReason, ReasonCode, is_transient
+from contract.strict import FrozenStrict
 
 RECORD_FORMAT = 1
 IN_PROGRESS: frozenset[OtaState] = frozenset(
     {"downloading", "verifying", "staged", "smoke_testing", "trial"})
-# Failures worth retrying later without a new desired state: the cause is outside the
-# device's control and may go away (network, a server whose timestamp lapsed, a target
-# not published yet, a full disk). Everything else waits for a new desired revision.
-TRANSIENT_REASONS = frozenset(
-    {"unavailable", "incomplete-download", "expired-metadata", "not-found", "no-space"})
+# Failures with transient reasons (contract.reasons) are retried after retry_after_s
+# without a new desired state; the fleet server's rollout policy reads the same set.
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InstalledRef(Strict):
+class InstalledRef(FrozenStrict):
     """A bundle file installed under ``<state_dir>/models/<slot>/``."""
 
     model: str = Field(description="Model name (bundle manifest `name`).")
@@ -49,7 +44,7 @@ class InstalledRef(Strict):
     file: str = Field(description="File name inside the slot's models directory.")
 
 
-class UpdateTarget(Strict):
+class UpdateTarget(FrozenStrict):
     """What the desired state asks for, as far as this slot is concerned."""
 
     model: str = Field(description="Wanted model name.")
@@ -60,7 +55,7 @@ class UpdateTarget(Strict):
     target_base_url: str | None = Field(default=None, description="Mirror of the targets.")
 
 
-class OtaRecord(Strict):
+class OtaRecord(FrozenStrict):
     """Everything about a slot's update that must survive a crash (``ota/<slot>.json``)."""
 
     format: int = Field(default=RECORD_FORMAT, description="Record format version.")
@@ -80,7 +75,8 @@ class OtaRecord(Strict):
     delta_failed: bool = Field(
         default=False, description="The delta was refused once: use the full bundle.")
     resumes: int = Field(default=0, ge=0, description="Restarts during this update so far.")
-    reason: str | None = Field(default=None, description="Machine code of the last problem.")
+    # ReasonCode: a record written by a newer agent (then downgraded) still loads.
+    reason: ReasonCode | None = Field(default=None, description="Machine code of the last problem.")
     detail: str | None = Field(default=None, description="Human explanation.")
     retry_at: float | None = Field(
         default=None, description="Unix time after which a transient failure may be retried.")
@@ -115,7 +111,7 @@ class Downloaded:
 class DeltaUnusable:
     """The delta was refused (download or rebuild): the full bundle comes next."""
 
-    reason: str
+    reason: OtaReason
     detail: str
 
 
@@ -137,15 +133,15 @@ class SmokePassed:
 @dataclass(frozen=True)
 class TrialVerdict:
     healthy: bool
-    reason: str | None
+    reason: OtaReason | None
     detail: str
 
 
 @dataclass(frozen=True)
 class Failed:
-    """A step failed; ``transient`` is derived from the reason."""
+    """A step failed; whether it is retried is derived from the reason."""
 
-    reason: str
+    reason: OtaReason
     detail: str
 
 
@@ -181,9 +177,9 @@ def _with(rec: OtaRecord, now: float, **changes: object) -> OtaRecord:
     return rec.model_copy(update={**changes, "updated_at": now})
 
 
-def _fail(rec: OtaRecord, reason: str, detail: str, now: float, retry_after_s: float) -> Step:
+def _fail(rec: OtaRecord, reason: OtaReason, detail: str, now: float, retry_after_s: float) -> Step:
     """Leave the update: before trial nothing went live (failed); in trial, roll back."""
-    retry = now + retry_after_s if reason in TRANSIENT_REASONS else None
+    retry = now + retry_after_s if is_transient(reason) else None
     if rec.state == "trial":
         return Step(_with(rec, now, state="rolled_back", reason=reason, detail=detail,
                           retry_at=None), ("rollback", "report"))
@@ -217,7 +213,8 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
             return Step(rec)  # refused already; wait for a new revision (or the retry time)
     if t.model == ev.live_model and t.version < ev.live_version:
         return Step(_with(rec, now, state="failed", target=t, from_version=ev.live_version,
-                          candidate=None, artifact=None, bytes_downloaded=None, reason="downgrade",
+                          candidate=None, artifact=None, bytes_downloaded=None,
+                          reason=OtaReason.DOWNGRADE,
                           detail=f"desired version {t.version} is below the live version "
                           f"{ev.live_version}; refused", retry_at=None), ("report",))
     return _start(rec, ev, now)
@@ -228,12 +225,12 @@ def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
         return Step(rec)
     if rec.state == "trial":
         # The committed (old) model is what the restarted agent loaded: make it official.
-        return Step(_with(rec, now, state="rolled_back", reason="interrupted-trial",
+        return Step(_with(rec, now, state="rolled_back", reason=OtaReason.INTERRUPTED_TRIAL,
                           detail="the agent restarted during the trial; the previous model is "
                           "live again", retry_at=None), ("discard", "report"))
     resumes = rec.resumes + 1
     if resumes > ev.max_resumes:
-        return Step(_with(rec, now, state="failed", resumes=resumes, reason="crash-loop",
+        return Step(_with(rec, now, state="failed", resumes=resumes, reason=OtaReason.CRASH_LOOP,
                           detail=f"the agent restarted {resumes} times during this update "
                           f"(last in {rec.state}); given up", retry_at=None),
                     ("discard", "report"))
@@ -282,7 +279,7 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
         return Step(_with(rec, now, state="trial"), ("report", "trial"))
     assert isinstance(ev, TrialVerdict)
     if not ev.healthy:
-        return _fail(rec, ev.reason or "unhealthy", ev.detail, now, retry_after_s)
+        return _fail(rec, ev.reason or OtaReason.UNHEALTHY, ev.detail, now, retry_after_s)
     # The one place the committed bundle changes.
     return Step(_with(rec, now, state="committed", previous=rec.committed,
                       committed=rec.candidate, candidate=None, reason=None, detail=ev.detail,

@@ -22,27 +22,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent.ota.state import InstalledRef, OtaRecord
+from contract.files import fsync_dir, write_atomic
 
 log = logging.getLogger("nanofleet.agent.ota")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old or the new bytes, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
@@ -94,7 +76,10 @@ class OtaStore:
         return record
 
     def save(self, record: OtaRecord) -> None:
-        write_atomic(self.record_path, record.model_dump_json(indent=1).encode())
+        # Only this agent writes its record: a fixed temporary name, so a power cut
+        # leaves no more than one stray file behind.
+        write_atomic(self.record_path, record.model_dump_json(indent=1).encode(),
+                     single_writer=True)
 
     # --- bundle files ------------------------------------------------------------------
     def path_of(self, ref: InstalledRef) -> Path:

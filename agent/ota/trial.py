@@ -27,6 +27,7 @@ from agent.ota.health import (
     trial_phase,
 )
 from contract.bundle import BundleManifest
+from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 
@@ -203,7 +204,8 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
     """Watch the live candidate until a verdict (None if ``stop`` is set first)."""
     while not stop.wait(tick_s):
         if rollback.is_set():
-            return Verdict(False, "operator-rollback", "rollback requested by the desired state")
+            return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
+                           "rollback requested by the desired state")
         stats = observed.stats()
         failure = early_failure(stats, cfg)
         if failure is not None:

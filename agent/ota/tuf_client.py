@@ -3,9 +3,14 @@
 Trust starts from the root the device was provisioned with (``trusted_root``);
 ngclient walks root rotations, then timestamp -> snapshot -> targets (and the
 delegated delta role on demand), refusing expired, unsigned, rolled-back or
-mismatched metadata. Target bytes are fetched by :meth:`TufClient.download_target`
-into a hidden ``.part`` file that survives restarts and resumes with an HTTP
-range, bounded by the signed length, and checked with python-tuf's
+mismatched metadata. Full bundles and slot records are taken from the top-level
+``targets`` role only (the operators' offline key): ngclient's lookup walks
+delegations, so a delegated role whose pattern reaches a full bundle's path (an
+old repository's, or a misconfigured one) could otherwise sign one.
+
+Target bytes are fetched by :meth:`TufClient.download_target` into a hidden
+``.part`` file that survives restarts and resumes with an HTTP range, bounded by
+the signed length, and checked with python-tuf's
 ``TargetFile.verify_length_and_hashes`` before the file gets its final name.
 
 The conformance CLI (:mod:`agent.ota.conformance_cli`) drives this same class.
@@ -27,7 +32,7 @@ from typing import IO, TypeVar
 from urllib.parse import quote
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
@@ -41,6 +46,8 @@ from agent.ota.transport import (
     TransferTimeout,
     TransportError,
 )
+from contract.files import fsync_dir, write_atomic
+from contract.reasons import OtaReason
 from contract.tuf_targets import (
     SlotRecord,
     delta_target_path,
@@ -51,6 +58,15 @@ from contract.tuf_targets import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def device_updater_config() -> UpdaterConfig:
+    """ngclient's bounds, tightened to what a nanofleet repository needs: roots are a
+    few kB and rotate rarely, one delegated role (``deltas``), and the snapshot names
+    each targets file's length (these caps only apply where a length is not signed)."""
+    return UpdaterConfig(max_root_rotations=64, max_delegations=4,
+                         root_max_length=256 << 10, timestamp_max_length=16 << 10,
+                         snapshot_max_length=1 << 20, targets_max_length=4 << 20)
 T = TypeVar("T")
 _FSYNC_EVERY = 4 << 20
 
@@ -61,31 +77,32 @@ def classify(exc: Exception) -> UpdateRefused:
         return exc
     msg = str(exc) or type(exc).__name__
     if isinstance(exc, tuf_errors.ExpiredMetadataError):
-        return UpdateRefused("expired-metadata", msg)
+        return UpdateRefused(OtaReason.EXPIRED_METADATA, msg)
     if isinstance(exc, tuf_errors.UnsignedMetadataError):
-        return UpdateRefused("bad-signature", msg)
+        return UpdateRefused(OtaReason.BAD_SIGNATURE, msg)
     if isinstance(exc, tuf_errors.BadVersionNumberError):
         # "Expected snapshot version X, got Y" / "Expected targets vX, got vY": the file
         # is not the one the newer role names. Everything else is a version going down.
         mixed = msg.startswith("Expected snapshot version") or (
             msg.startswith("Expected ") and " v" in msg and ", got v" in msg)
-        return UpdateRefused("mix-and-match" if mixed else "rollback", msg)
+        return UpdateRefused(OtaReason.MIX_AND_MATCH if mixed else OtaReason.ROLLBACK, msg)
     if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
-        return UpdateRefused("mix-and-match", f"metadata does not match its signed hash: {msg}")
+        return UpdateRefused(OtaReason.MIX_AND_MATCH,
+                             f"metadata does not match its signed hash: {msg}")
     if isinstance(exc, tuf_errors.DownloadLengthMismatchError | ArtifactTooLarge):
-        return UpdateRefused("too-long", msg)
+        return UpdateRefused(OtaReason.TOO_LONG, msg)
     if isinstance(exc, tuf_errors.DownloadHTTPError) and exc.status_code in (403, 404):
-        return UpdateRefused("not-found", msg)
+        return UpdateRefused(OtaReason.NOT_FOUND, msg)
     if isinstance(exc, ArtifactNotFound):
-        return UpdateRefused("not-found", msg)
+        return UpdateRefused(OtaReason.NOT_FOUND, msg)
     if isinstance(exc, tuf_errors.DownloadError | TransportError):
         cause = exc.__cause__
-        return UpdateRefused("unavailable", f"{msg}: {cause}" if cause else msg)
+        return UpdateRefused(OtaReason.UNAVAILABLE, f"{msg}: {cause}" if cause else msg)
     if isinstance(exc, tuf_errors.RepositoryError):
-        return UpdateRefused("invalid-metadata", msg)
+        return UpdateRefused(OtaReason.INVALID_METADATA, msg)
     if isinstance(exc, FileNotFoundError):
-        return UpdateRefused("not-initialized", f"no trusted root: {exc.filename}")
-    return UpdateRefused("invalid-metadata", f"{type(exc).__name__}: {msg}")
+        return UpdateRefused(OtaReason.NOT_INITIALIZED, f"no trusted root: {exc.filename}")
+    return UpdateRefused(OtaReason.INVALID_METADATA, f"{type(exc).__name__}: {msg}")
 
 
 class TransportFetcher(FetcherInterface):
@@ -147,17 +164,16 @@ class TufClient:
         self.trusted_root = trusted_root
         self.target_base_url = target_base_url
         self.transport = transport or HttpTransport()
-        self.config = config or UpdaterConfig()
+        self.config = config or device_updater_config()
         self._updater: Updater | None = None
+        self._top_level: Targets | None = None
 
     @classmethod
     def initialize(cls, metadata_dir: Path, root: bytes) -> None:
         """Store ``root`` as the trusted root of an empty metadata dir (provisioning)."""
         metadata_dir = Path(metadata_dir)
         metadata_dir.mkdir(parents=True, exist_ok=True)
-        tmp = metadata_dir / f".{cls.ROOT_FILE}.tmp"
-        tmp.write_bytes(root)
-        os.replace(tmp, metadata_dir / cls.ROOT_FILE)
+        write_atomic(metadata_dir / cls.ROOT_FILE, root, single_writer=True)
 
     def _guard(self, action: Callable[[], T]) -> T:
         try:
@@ -180,7 +196,31 @@ class TufClient:
             return updater
 
         self._updater = None
-        self._updater = self._guard(run)
+        self._top_level = None
+        updater = self._guard(run)
+        self._top_level = self._guard(self._load_top_level)
+        self._updater = updater
+
+    def _load_top_level(self) -> Targets:
+        # ngclient persists a role's metadata only after verifying it, and keeps a valid
+        # local copy it just verified: after refresh() this file is the trusted one.
+        raw = (self.metadata_dir / f"{Targets.type}.json").read_bytes()
+        return Metadata[Targets].from_bytes(raw).signed
+
+    def top_level_target(self, path: str) -> TargetFile | None:
+        """Signed info for ``path`` as the top-level ``targets`` role lists it, or None.
+
+        Raises ``wrong-role`` when only a delegated role lists it: full bundles and
+        slot records need the operators' offline key."""
+        if self._top_level is None:
+            self.refresh()
+        assert self._top_level is not None
+        target = self._top_level.targets.get(path)
+        if target is None and self.get_target(path) is not None:
+            raise UpdateRefused(OtaReason.WRONG_ROLE, f"{path} is listed only by a delegated role; "
+                                "full bundles and slot records must be signed by the "
+                                "top-level targets role")
+        return target
 
     def get_target(self, path: str) -> TargetFile | None:
         """Signed info for ``path`` (walking delegations), or None if no role lists it."""
@@ -192,13 +232,13 @@ class TufClient:
 
     def slot_record(self, slot: str) -> SlotRecord | None:
         path = slot_target_path(slot)
-        target = self.get_target(path)
+        target = self.top_level_target(path)
         if target is None:
             return None
         try:
             return parse_slot_record(path, target.custom)
         except ValueError as exc:
-            raise UpdateRefused("invalid-metadata", str(exc)) from None
+            raise UpdateRefused(OtaReason.INVALID_METADATA, str(exc)) from None
 
     def minimum_version(self, slot: str) -> int:
         """Signed minimum version for ``slot`` (0 when the repository names none)."""
@@ -209,10 +249,10 @@ class TufClient:
         try:
             info = parse_model_info(target.path, target.custom)
         except ValueError as exc:
-            raise UpdateRefused("invalid-metadata", str(exc)) from None
+            raise UpdateRefused(OtaReason.INVALID_METADATA, str(exc)) from None
         sha256 = target.hashes.get("sha256")
         if sha256 is None:
-            raise UpdateRefused("invalid-metadata", f"{target.path}: no sha256 hash")
+            raise UpdateRefused(OtaReason.INVALID_METADATA, f"{target.path}: no sha256 hash")
         return SignedArtifact(path=target.path, length=target.length, sha256=sha256, info=info,
                               target=target)
 
@@ -220,10 +260,13 @@ class TufClient:
                            installed_version: int | None = None) -> ModelTargets:
         """The full bundle of ``model`` v``version`` and, if ``installed_version`` is given,
         the delta from it. Delta problems never block: the full bundle is the fallback."""
-        path = full_target_path(model, version)
-        target = self.get_target(path)
+        try:
+            path = full_target_path(model, version)
+        except ValueError as exc:
+            raise UpdateRefused(OtaReason.WRONG_MODEL, str(exc)) from None
+        target = self.top_level_target(path)
         if target is None:
-            raise UpdateRefused("not-found", f"{path} is not in the signed targets")
+            raise UpdateRefused(OtaReason.NOT_FOUND, f"{path} is not in the signed targets")
         full = self._artifact(target)
         if installed_version is None or installed_version >= version:
             return ModelTargets(full=full, delta=None)
@@ -288,16 +331,18 @@ class TufClient:
                 self._fetch_into(target, url, part)
                 break
             except UpdateRefused as exc:
-                if exc.reason not in ("incomplete-download", "unavailable") or attempt == attempts:
+                if exc.reason not in (OtaReason.INCOMPLETE_DOWNLOAD,
+                                      OtaReason.UNAVAILABLE) or attempt == attempts:
                     raise
                 log.info("download of %s interrupted (%s); resuming", target.path, exc.detail)
                 time.sleep(retry_delay * attempt)
         if not self._matches(target, part):
             part.unlink(missing_ok=True)
-            raise UpdateRefused("hash-mismatch", f"{target.path}: downloaded bytes do not match "
+            raise UpdateRefused(OtaReason.HASH_MISMATCH,
+                                f"{target.path}: downloaded bytes do not match "
                                 "the signed hashes; discarded")
         os.replace(part, final)
-        _fsync_dir(dest_dir)
+        fsync_dir(dest_dir)
         return final
 
     @staticmethod
@@ -330,15 +375,16 @@ class TufClient:
             except ArtifactTooLarge as exc:
                 fh.close()
                 part.unlink(missing_ok=True)
-                raise UpdateRefused("too-long", f"{target.path}: more than the signed "
+                raise UpdateRefused(OtaReason.TOO_LONG, f"{target.path}: more than the signed "
                                     f"{target.length} bytes ({exc}); discarded") from None
             except ArtifactNotFound as exc:
-                raise UpdateRefused("not-found", f"{target.path}: {exc}") from None
+                raise UpdateRefused(OtaReason.NOT_FOUND, f"{target.path}: {exc}") from None
             except TransportError as exc:
                 if exc.status == 416:  # our offset is past the remote file: stale partial
                     fh.close()
                     part.unlink(missing_ok=True)
-                raise UpdateRefused("incomplete-download" if have else "unavailable",
+                cut_short = OtaReason.INCOMPLETE_DOWNLOAD if have else OtaReason.UNAVAILABLE
+                raise UpdateRefused(cut_short,
                                     f"{target.path}: {exc} after {have} of {target.length} "
                                     "bytes") from None
             finally:
@@ -346,13 +392,7 @@ class TufClient:
                     fh.flush()
                     os.fsync(fh.fileno())
         if have < target.length:
-            raise UpdateRefused("incomplete-download", f"{target.path}: transfer ended at {have} "
+            raise UpdateRefused(OtaReason.INCOMPLETE_DOWNLOAD,
+                                f"{target.path}: transfer ended at {have} "
                                 f"of {target.length} bytes; partial kept for resume")
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -47,6 +47,11 @@ class FileSourceConfig(BaseModel):
     poll_interval_s: float = Field(
         default=0.2, gt=0.0, le=60.0,
         description="How often to look for new data, rotation and truncation when idle (s).")
+    read_coalesce_ms: int = Field(
+        default=20, ge=0, le=1000,
+        description="After the file grows, wait this long before reading, so that lines "
+        "written one at a time are read together: a trickle of 100 lines/s costs 50 reads "
+        "a second instead of 100. Adds at most this much latency (ms); 0 reads at once.")
 
     rotate_grace_s: float = Field(
         default=2.0, ge=0.0, le=600.0,
@@ -130,12 +135,14 @@ class FileSource(Source):
                 self._resume(self._decode(checkpoint))
             watch = DirectoryWatch(self.cfg.path.parent)
             self._watch = watch
+            coalesce = self.cfg.read_coalesce_ms / 1000.0
             while not self._stop.is_set():
                 try:
-                    if not self._step():
-                        # Sleep until the directory changes (inotify) or the poll
-                        # interval passes; stop() is honoured within one interval.
-                        watch.wait(self.cfg.poll_interval_s)
+                    # Sleep until the directory changes (inotify) or the poll interval
+                    # passes; stop() is honoured within one interval.
+                    if (not self._step() and watch.wait(self.cfg.poll_interval_s)
+                            and coalesce > 0):
+                        self._stop.wait(coalesce)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self.counters.inc("source_errors")

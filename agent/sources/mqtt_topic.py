@@ -13,32 +13,44 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.metrics import Counters
+from agent.mqtt_client import build_client, connect, tls_kwargs
 from agent.sources.base import LineSink, Source
+
+if TYPE_CHECKING:  # agent.config imports this module
+    from agent.config import MqttConfig
+
+
+class SharedLink(Protocol):
+    """The agent's connection to its own broker (agent.mqtt_link.MqttLink)."""
+
+    connected: threading.Event
+    connect_count: int
+
+    def handle(self, topic: str, handler: Callable[[mqtt.MQTTMessage], None],
+               qos: int = 1) -> None: ...
+    def unhandle(self, topic: str) -> None: ...
 
 
 @dataclass(frozen=True)
-class MqttDefaults:
-    """The agent's own broker connection, used by MQTT sources that name no broker."""
+class AgentBroker:
+    """The agent's own broker, for MQTT sources that name no broker: its settings and,
+    in the daemon, the agent's connection to it, which such sources share (the
+    production broker gives a device identity one session: a second connection with
+    the device's certificate would take the agent's session over)."""
 
-    host: str
-    port: int
-    tls: dict[str, Any] | None = None       # keyword arguments for paho's tls_set
+    settings: MqttConfig
     client_id_prefix: str = "nanofleet"
-    username: str | None = None
-    password: str | None = None
-    reconnect_max_s: int = 30
+    link: SharedLink | None = None
 
 
 def check_topic_filter(topic: str) -> str:
@@ -101,16 +113,26 @@ class MqttTopicSource(Source):
     kind = "mqtt"
 
     def __init__(self, name: str, cfg: MqttTopicSourceConfig, sink: LineSink,
-                 counters: Counters, max_line_bytes: int, defaults: MqttDefaults) -> None:
+                 counters: Counters, max_line_bytes: int, agent: AgentBroker) -> None:
         super().__init__(name, sink, counters, max_line_bytes)
         self.cfg = cfg
         own_broker = cfg.host is None
-        self.host = defaults.host if own_broker else str(cfg.host)
-        self.port = cfg.port or (defaults.port if own_broker else 1883)
         use_tls = own_broker if cfg.use_agent_tls is None else cfg.use_agent_tls
-        self.tls = defaults.tls if use_tls else None
-        self.defaults = defaults
-        self._credentials = (defaults.username, defaults.password) if own_broker else (None, None)
+        # One settings model: the agent's, with this source's broker where it names one.
+        self.settings: MqttConfig = agent.settings if own_broker else agent.settings.model_copy(
+            update={"host": str(cfg.host), "port": cfg.port or 1883, "username": None,
+                    "password": None, "client_id": None})
+        if not use_tls:
+            self.settings = self.settings.model_copy(update={"tls": None})
+        elif not own_broker:
+            self.settings = self.settings.model_copy(update={"tls": agent.settings.tls})
+        if own_broker and cfg.port is not None:
+            self.settings = self.settings.model_copy(update={"port": cfg.port})
+        self.host, self.port = self.settings.host, self.settings.port
+        self.tls = tls_kwargs(self.settings)
+        self.agent = agent
+        # On the agent's own broker (same host and port) the agent's link carries us.
+        self.link = agent.link if own_broker and self.port == agent.settings.port else None
         self.connected = False
         self.subscribed = False
         self.connects = 0
@@ -120,33 +142,47 @@ class MqttTopicSource(Source):
         self._lock = threading.Lock()  # paho's thread vs. describe()
 
     def _run(self, checkpoint: str | None) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=_client_id(self.defaults.client_id_prefix, self.name),
-                             protocol=mqtt.MQTTv5)
+        if self.link is not None:
+            self._run_on_link(self.link)
+            return
+        # Bounded queue: this client only subscribes (nothing of ours waits in it).
+        client = build_client(self.settings,
+                              _client_id(self.agent.client_id_prefix, self.name), max_queued=10)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=self.defaults.reconnect_max_s)
-        if self.tls is not None:
-            client.tls_set(**self.tls)
-        user, password = self._credentials
-        if user is not None:
-            client.username_pw_set(user, password)
-        props = Properties(PacketTypes.CONNECT)
-        props.MaximumPacketSize = self.cfg.max_payload_bytes + 1024  # headers and topic
-        if self.cfg.session_expiry_s:
-            props.SessionExpiryInterval = self.cfg.session_expiry_s
-        client.connect_async(self.host, self.port, keepalive=30, properties=props,
-                             clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY)
-        client.loop_start()  # retries the first connection too, with backoff
+        # The broker withholds larger messages (MQTT v5 Maximum Packet Size).
+        connect(client, self.settings, max_packet_bytes=self.cfg.max_payload_bytes + 1024,
+                session_expiry_s=self.cfg.session_expiry_s)
         try:
             self._stop.wait()
         finally:
             client.disconnect()
             client.loop_stop()
             self.connected = self.subscribed = False
+
+    def _run_on_link(self, link: SharedLink) -> None:
+        for topic in self.cfg.topics:
+            link.handle(topic, self._on_link_message, self.cfg.qos)
+        try:
+            while True:  # the link reconnects and re-subscribes: we only mirror its state
+                self.connected = self.subscribed = link.connected.is_set()
+                self.connects = link.connect_count
+                if self._stop.wait(0.2):
+                    break
+        finally:
+            for topic in self.cfg.topics:
+                link.unhandle(topic)
+            self.connected = self.subscribed = False
+
+    def _on_link_message(self, msg: mqtt.MQTTMessage) -> None:
+        if len(msg.payload) > self.cfg.max_payload_bytes:  # the link accepts chunks: larger
+            self.counters.inc("source_errors")
+            self.last_error = f"message of {len(msg.payload)} bytes on {msg.topic} dropped"
+            return
+        self._on_message(None, None, msg)  # type: ignore[arg-type]
 
     # -- paho callbacks (network thread: never block here) --------------------------------
 

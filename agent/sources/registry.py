@@ -10,9 +10,9 @@ from agent.metrics import Counters
 from agent.sources.base import LineSink, Source
 from agent.sources.file import FileSource, FileSourceConfig
 from agent.sources.journald import JournaldSource, JournaldSourceConfig
-from agent.sources.mqtt_topic import MqttDefaults, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
 
-__all__ = ["MqttDefaults", "SourceConfig", "build_source", "default_source_name",
+__all__ = ["AgentBroker", "SourceConfig", "build_source", "default_source_name",
            "source_name"]
 
 SourceConfig = Annotated[
@@ -40,11 +40,11 @@ def source_name(cfg: FileSourceConfig | JournaldSourceConfig | MqttTopicSourceCo
 
 def build_source(cfg: FileSourceConfig | JournaldSourceConfig | MqttTopicSourceConfig,
                  sink: LineSink, counters: Counters, max_line_bytes: int,
-                 mqtt_defaults: MqttDefaults) -> Source:
+                 agent_broker: AgentBroker) -> Source:
     """A stopped source for ``cfg``; call ``start(checkpoint)`` on it."""
     name = source_name(cfg)
     if isinstance(cfg, FileSourceConfig):
         return FileSource(name, cfg, sink, counters, max_line_bytes)
     if isinstance(cfg, JournaldSourceConfig):
         return JournaldSource(name, cfg, sink, counters, max_line_bytes)
-    return MqttTopicSource(name, cfg, sink, counters, max_line_bytes, mqtt_defaults)
+    return MqttTopicSource(name, cfg, sink, counters, max_line_bytes, agent_broker)

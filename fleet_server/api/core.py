@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -111,9 +111,28 @@ class DeploymentRequest(BaseModel):
         min_length=1, max_length=10_000, description="Device ids to set the desired state of.")
 
 
-@public_router.get("/health")
-def health(service: Service) -> dict[str, Any]:
-    """Liveness and repository state (no token needed)."""
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool = Field(description="The server serves (repository current, replica not "
+                     "superseded). HTTP 200 when true, 503 when not.")
+
+
+@public_router.get("/health", response_model=Health,
+                   responses={503: {"model": Health, "description": "Not serving."}})
+def health(service: Service, response: Response) -> Health:
+    """What a load balancer needs, and nothing more (no token needed): the details
+    (process, broker, errors) are behind a token at ``/api/v1/health/detail``."""
+    ok = bool(service.health()["ok"])
+    if not ok:
+        response.status_code = 503
+    return Health(ok=ok)
+
+
+@router.get("/health/detail")
+def health_detail(service: Service) -> dict[str, Any]:
+    """Replica, broker connection and counters, artifact stream, rollout driver,
+    repository state and the last errors (read scope)."""
     return service.health()
 
 

@@ -4,8 +4,8 @@ Without an operator token (a device has none):
 
 - ``POST /api/v1/enroll``: enrollment token + device id + CSR -> certificate, CA
   certificate, the current TUF root, where the broker is;
-- ``POST /api/v1/enroll/renew``: current certificate + CSR for the same key -> a new
-  certificate;
+- ``POST /api/v1/enroll/renew``: current certificate + CSR for a new key + the current
+  key's signature over both -> a new certificate (the current one is revoked);
 - ``GET /api/v1/device-ca/ca.pem`` and ``/crl.pem``: public by nature.
 
 With an operator token: enrollment tokens (create, cancel: scope ``admin``; list:
@@ -16,14 +16,17 @@ broker ACL (for a broker on another machine to copy) (``read``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import Field
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
+from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
 from fleet_server.api.schemas import ERROR_RESPONSES
@@ -32,8 +35,38 @@ from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Three PEMs of at most 16 KiB, a token and JSON around them. Anyone may call these
+# routes (no operator token), so the body is capped while it is read, chunked or not,
+# instead of being read whole and validated afterwards.
+MAX_PUBLIC_BODY_BYTES = 64 * 1024
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
+
+class BoundedBodyRoute(APIRoute):
+    """A route whose request body is refused (413) past MAX_PUBLIC_BODY_BYTES."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and \
+                    int(declared) > MAX_PUBLIC_BODY_BYTES:
+                raise ApiError(413, "too-large", f"request body over {MAX_PUBLIC_BODY_BYTES} "
+                               "bytes")
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_PUBLIC_BODY_BYTES:
+                    raise ApiError(413, "too-large", f"request body over "
+                                   f"{MAX_PUBLIC_BODY_BYTES} bytes")
+            request._body = bytes(body)  # what Request.body() returns from now on
+            return await handler(request)
+
+        return bounded
+
+
+public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES,
+                          route_class=BoundedBodyRoute)
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 
@@ -52,10 +85,6 @@ def install(app: FastAPI, service: FleetService) -> None:
     app.include_router(operator_router, dependencies=[Depends(require_operator)])
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class EnrollTokenCreate(Strict):
     device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN,
                                   description="Only this device may enroll with the token.")
@@ -64,8 +93,13 @@ class EnrollTokenCreate(Strict):
     tags: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
         default_factory=list, max_length=32, description="Inventory tags added on enrollment.")
     expires_in_s: float | None = Field(
-        default=None, gt=0, description="Lifetime in seconds; default "
-        "enrollment.token_default_hours of the server config.")
+        default=None, gt=0, le=365 * 86400, description="Lifetime in seconds (at most "
+        "enrollment.token_max_hours); default enrollment.token_default_hours of the server "
+        "config.")
+    replace: bool = Field(
+        default=False, description="Required to make a token for a device id that is "
+        "enrolled: using it replaces the device's identity and revokes its current "
+        "certificates.")
 
 
 class EnrollTokenView(Strict):
@@ -101,6 +135,8 @@ class Revocation(Strict):
     already_revoked: bool = Field(description="The device was revoked before this call.")
     crl_file: str = Field(description="The CRL file the broker reads (rewritten).")
     acl_file: str = Field(description="The device ACL file the broker reads (rewritten).")
+    broker_reloaded: bool = Field(description="The server ran enrollment.broker_reload_command "
+                                  "and it succeeded: the broker applies the revocation now.")
     next_step: str = Field(description="What the operator does next (reload the broker).")
 
 
@@ -142,9 +178,9 @@ def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
 
 @public_router.post(RENEW_PATH.removeprefix("/api/v1"), response_model=EnrollResponse)
 def renew(body: RenewRequest, identity: Identity) -> dict[str, Any]:
-    """A new certificate for the same key, before the current one expires."""
+    """A certificate for a new key, proven by the current key; the current one is revoked."""
     try:
-        return asdict(identity.renew(body.device_id, body.certificate, body.csr))
+        return asdict(identity.renew(body.device_id, body.certificate, body.csr, body.proof))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 
@@ -172,9 +208,11 @@ def create_enroll_token(body: EnrollTokenCreate, identity: Identity,
     """A new single-use enrollment token (shown once; only its hash is kept)."""
     hours = identity.settings.token_default_hours
     spec = TokenSpec(device_id=body.device_id, group=body.group, tags=body.tags,
-                     expires_in_s=body.expires_in_s or hours * 3600)
+                     expires_in_s=body.expires_in_s or hours * 3600, replace=body.replace)
     try:
         token, view = identity.create_token(spec, actor)
+    except EnrollmentRefused as exc:
+        raise _refused(exc) from None
     except ValueError as exc:
         raise ApiError(422, "invalid-request", str(exc)) from None
     return {"token": token, **view}

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from contract.messages import OtaState
+from contract.strict import Strict
 from fleet_server.auth import Scope
 from fleet_server.rollouts.spec import NAME_PATTERN, DeviceId, Label
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorDetail(Strict):

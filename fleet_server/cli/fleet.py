@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_server.cli.keys import passphrase
-from fleet_server.client import ApiClient
+from fleet_server.client import ApiClient, read_token_file
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets, fetch_verified_targets
 
@@ -241,10 +241,20 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _token_file(path: str) -> str:
+    try:
+        return read_token_file(path)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="fleet server URL (default: $NANOFLEET_SERVER or "
                         "http://127.0.0.1:8080)")
-    parser.add_argument("--token", help="operator token (default: $NANOFLEET_TOKEN)")
+    parser.add_argument("--token", help="operator token (visible to other users in ps: prefer "
+                        "--token-file; default: $NANOFLEET_TOKEN, $NANOFLEET_TOKEN_FILE)")
+    parser.add_argument("--token-file", dest="token", type=_token_file, metavar="FILE",
+                        help="read the operator token from FILE")
     parser.add_argument("--json", action="store_true", help="print the API's JSON")
 
 

@@ -53,7 +53,11 @@ def _utc(ts: float | None) -> str:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"device_id": args.device, "group": args.group,
-                            "tags": [t.strip() for t in (args.tags or "").split(",") if t.strip()]}
+                            "tags": [t.strip() for t in (args.tags or "").split(",") if t.strip()],
+                            "replace": args.replace}
+    if args.replace and not args.device:
+        raise ValueError("--replace needs --device ID: only a token bound to one id may "
+                         "replace an enrolled device")
     if args.expires:
         body["expires_in_s"] = parse_duration(args.expires)
     client = _client(args)
@@ -65,9 +69,13 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     print(f"enrollment token {result['token_id']}{bound}, single use, expires "
           f"{_utc(result['expires_at'])} (shown once; only its hash is stored):")
     print(f"  {result['token']}")
-    print("on the device:")
+    if args.replace:
+        print(f"using it replaces {result['device_id']}'s identity: its current certificates "
+              "are revoked then")
+    print("on the device (the token in a file, not on the command line, where ps shows it):")
     device = f" --device-id {result['device_id']}" if result["device_id"] else ""
-    print(f"  nanofleet-agent enroll --server {client.server} --token {result['token']}{device}")
+    print(f"  nanofleet-agent enroll --server {client.server} --token-file FILE{device} "
+          "--root-sha256 <from the key ceremony>")
     return EXIT_OK
 
 
@@ -225,6 +233,9 @@ def add_identity_commands(sub: Any) -> None:
                         "enrollment.token_default_hours)")
     create.add_argument("--group", help="inventory group the device joins")
     create.add_argument("--tags", metavar="A,B", help="inventory tags the device gets")
+    create.add_argument("--replace", action="store_true", help="with --device: the id is "
+                        "enrolled and this token replaces its identity (its current "
+                        "certificates are revoked when the token is used)")
     add_client_options(create)
     create.set_defaults(func=cmd_token_create)
     lst = tsub.add_parser("list", help="usable tokens (never the secrets)")

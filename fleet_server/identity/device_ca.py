@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from contract.files import write_atomic
 from contract.topics import check_device_id
 
 CA_DIR_NAME = "device-ca"
@@ -153,13 +154,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def write_public(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Atomic replace (write, fsync, rename): the broker never reads half a CRL."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode)
 
 
 @dataclass(frozen=True)

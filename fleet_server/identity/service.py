@@ -6,16 +6,17 @@ After every change of who is revoked it rewrites the two files the broker reads 
 the CA directory: ``crl.pem`` (new TLS handshakes) and ``acl`` (sessions already
 open). The broker applies both on reload (SIGHUP).
 
-Renewal needs no token: the device sends its current certificate and a CSR for the
-*same* key. The CSR is signed with that key, so only the holder of the certified key
-can renew; a revoked or expired certificate cannot.
+An id that is enrolled (or revoked, or in the inventory) is enrolled again only with a
+token bound to exactly that id; the earlier certificates are then revoked. Renewal
+needs no token but proof of the current key, and rotates the key
+(:mod:`fleet_server.identity.renewal`). Every change of the CRL runs
+``enrollment.broker_reload_command`` so the broker applies it at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,15 +27,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
-from fleet_server.broker_config import ACL_FILE, render_acl
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database
+from fleet_server.identity.broker_policy import BrokerPolicy
 from fleet_server.identity.device_ca import (
     SERVICE_CA_SUBJECT,
     CertKind,
     CsrRejected,
     DeviceCA,
-    RevokedSerial,
     ca_directory,
     check_csr,
     check_enrollable_id,
@@ -43,13 +43,13 @@ from fleet_server.identity.device_ca import (
     fingerprint,
     serial_hex,
     service_ca_directory,
-    write_public,
 )
+from fleet_server.identity.renewal import key_sha256, renewal_problem
 from fleet_server.identity.tables import (
+    CertificateRenewal,
     DeviceIdentity,
     EnrollmentToken,
     IssuedCertificate,
-    ensure_schema,
 )
 from fleet_server.identity.tokens import (
     EnrollmentRefused,
@@ -59,6 +59,7 @@ from fleet_server.identity.tokens import (
     token_view,
 )
 from fleet_server.inventory import get_or_create_device
+from fleet_server.migrations import upgrade_logged
 
 log = logging.getLogger("nanofleet.server.identity")
 
@@ -105,8 +106,8 @@ class IdentityService:
         self.db = db
         self.root_bytes = root_bytes
         self.ca = DeviceCA.open(ca_directory(config.data_dir))
-        ensure_schema(db)
-        self._policy_lock = threading.Lock()
+        upgrade_logged(db)  # also when it runs before the server ever did (broker-config)
+        self.policy = BrokerPolicy(self.ca, db, self.settings)
         self.publish_broker_policy()
 
     @property
@@ -119,7 +120,7 @@ class IdentityService:
 
     @property
     def acl_path(self) -> Any:
-        return self.ca.dir / ACL_FILE
+        return self.policy.acl_path
 
     # --- tokens ----------------------------------------------------------------------------
     def create_token(self, spec: TokenSpec, actor: str) -> tuple[str, dict[str, Any]]:
@@ -131,10 +132,18 @@ class IdentityService:
                              "(enrollment.token_max_hours in the server config)")
         now = time.time()
         with self.db.session() as session:
+            current = session.get(DeviceIdentity, spec.device_id) if spec.device_id else None
+            if current is not None and current.status == "enrolled" and not spec.replace:
+                raise EnrollmentRefused(
+                    409, "device-enrolled", f"device {spec.device_id!r} is enrolled (since "
+                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(current.enrolled_at))})"
+                    ": a token for it replaces its identity, and its current certificates are "
+                    "revoked when the token is used. Say so with --replace (API: "
+                    '"replace": true)')
             token, row = create_token(session, spec, actor, now)
             _audit(session, actor, "enroll-token.create", row.token_id,
                    device_id=spec.device_id, group=spec.group, tags=spec.tags,
-                   expires_at=row.expires_at)
+                   expires_at=row.expires_at, replace=current is not None and spec.replace)
             return token, token_view(row, now)
 
     # --- enrollment ------------------------------------------------------------------------
@@ -154,6 +163,10 @@ class IdentityService:
             row = claim_token(session, token, device_id, now)
             identity = session.get(DeviceIdentity, device_id)
             was_revoked = identity is not None and identity.status == "revoked"
+            # A (bound) token re-enrolls the id: whatever held its earlier certificates
+            # (the old hardware, or whoever copied its key) is cut off.
+            replaced = self._revoke_certificates(
+                session, device_id, now, f"replaced: re-enrolled with token {row.token_id}")
             cert = self.ca.issue_for_csr(csr, device_id, self._validity())
             self._record(session, cert, "device", device_id)
             if identity is None:
@@ -171,13 +184,16 @@ class IdentityService:
                 device.tags = sorted(set(device.tags or []) | set(row.tags))
             _audit(session, f"enroll-token:{row.token_id}", "device.enroll", device_id,
                    serial=serial_hex(cert.serial_number), token_created_by=row.created_by,
-                   key=describe_key(csr.public_key()), re_enrolled_after_revocation=was_revoked)
-        if was_revoked:
-            self.publish_broker_policy()  # its ACL deny goes
-        log.info("enrolled %s (certificate %s)", device_id, serial_hex(cert.serial_number))
+                   key=describe_key(csr.public_key()), re_enrolled_after_revocation=was_revoked,
+                   revoked_serials=replaced)
+        if was_revoked or replaced:
+            self.publish_broker_policy(reload=True)  # the ACL deny goes, the CRL grows
+        log.info("enrolled %s (certificate %s)%s", device_id, serial_hex(cert.serial_number),
+                 f", revoked its earlier certificates {replaced}" if replaced else "")
         return self._issued(device_id, cert)
 
-    def renew(self, device_id: str, certificate_pem: str, csr_pem: str) -> IssuedIdentity:
+    def renew(self, device_id: str, certificate_pem: str, csr_pem: str,
+              proof: str) -> IssuedIdentity:
         try:
             csr = check_csr(csr_pem, device_id)
             current = x509.load_pem_x509_certificate(certificate_pem.encode())
@@ -186,41 +202,50 @@ class IdentityService:
         except ValueError as exc:
             raise EnrollmentRefused(400, "bad-certificate", f"not a PEM certificate: {exc}") \
                 from None
-        problem = self._renewal_problem(current, device_id, csr)
+        problem = renewal_problem(self.ca, current, device_id, csr_pem, csr, proof,
+                                  dt.datetime.now(dt.UTC))
         if problem:
             raise EnrollmentRefused(403, "renewal-refused", problem + "; enroll again with a "
-                                    "new token (nanofleet-agent enroll --token ...)")
-        now = time.time()
+                                    "new token (nanofleet-agent enroll --token-file ...)")
+        now, serial = time.time(), serial_hex(current.serial_number)
         with self.db.session() as session:
-            serial = serial_hex(current.serial_number)
             issued = session.get(IssuedCertificate, serial)
             identity = session.get(DeviceIdentity, device_id)
-            if issued is None or issued.revoked_at is not None or identity is None or \
-                    identity.status != "enrolled":
+            if issued is None or identity is None or identity.status != "enrolled":
                 raise EnrollmentRefused(403, "renewal-refused", f"certificate {serial} of "
                                         f"{device_id!r} is revoked or unknown to this server; "
                                         "ask an operator for a new enrollment token")
+            if issued.revoked_at is not None:
+                return self._renewed_before(session, issued, csr, device_id)
             cert = self.ca.issue_for_csr(csr, device_id, self._validity())
             self._record(session, cert, "device", device_id)
+            new_serial = serial_hex(cert.serial_number)
+            issued.revoked_at, issued.revoke_reason = now, f"renewed: replaced by {new_serial}"
+            session.add(CertificateRenewal(
+                previous_serial=serial, serial=new_serial, device_id=device_id,
+                key_sha256=key_sha256(csr.public_key()), certificate_pem=_pem(cert),
+                renewed_at=now))
             identity.renewed_at = now
             _audit(session, f"device:{device_id}", "device.renew", device_id,
-                   previous_serial=serial, serial=serial_hex(cert.serial_number))
+                   previous_serial=serial, serial=new_serial,
+                   key=describe_key(csr.public_key()))
+        self.publish_broker_policy(reload=True)  # the renewed certificate is revoked
         return self._issued(device_id, cert)
 
-    def _renewal_problem(self, current: x509.Certificate, device_id: str,
-                         csr: x509.CertificateSigningRequest) -> str | None:
-        """Pure checks on the presented certificate (the database checks come after)."""
-        if not self.ca.issued_this(current):
-            return "the certificate was not issued by this fleet's device CA"
-        if common_name(current.subject) != device_id:
-            return f"the certificate is not {device_id!r}'s"
-        now = dt.datetime.now(dt.UTC)
-        if not current.not_valid_before_utc <= now < current.not_valid_after_utc:
-            return f"the certificate expired at {current.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-        if not _same_key(current.public_key(), csr.public_key()):
-            return ("the CSR is not for the certified key: renewal keeps the key (its CSR "
-                    "signature proves the device holds it)")
-        return None
+    def _renewed_before(self, session: Any, issued: IssuedCertificate,
+                        csr: x509.CertificateSigningRequest, device_id: str) -> IssuedIdentity:
+        """The same renewal again (its answer was lost): the same successor, once more.
+        Anything else with a revoked certificate is refused."""
+        done = session.get(CertificateRenewal, issued.serial)
+        successor = session.get(IssuedCertificate, done.serial) if done is not None else None
+        if done is None or successor is None or successor.revoked_at is not None or \
+                done.key_sha256 != key_sha256(csr.public_key()):
+            why = issued.revoke_reason or "no reason given"
+            raise EnrollmentRefused(403, "renewal-refused", f"certificate {issued.serial} of "
+                                    f"{device_id!r} is revoked ({why}): it cannot be renewed "
+                                    "(again); ask an operator for a new enrollment token")
+        return self._issued(device_id, x509.load_pem_x509_certificate(
+            done.certificate_pem.encode()))
 
     def _issued(self, device_id: str, cert: x509.Certificate) -> IssuedIdentity:
         metadata_url, target_base_url = self.config.repo_urls()
@@ -266,34 +291,36 @@ class IdentityService:
                 identity.revoke_reason = reason
             _audit(session, actor, "device.revoke", device_id, reason=reason,
                    serials=[c.serial for c in newly])
-        self.publish_broker_policy()
+        reloaded = self.publish_broker_policy(reload=True)
         log.warning("revoked %s (%d certificates): %s", device_id, len(newly), reason)
+        applied = ("the broker was reloaded (enrollment.broker_reload_command): it re-read "
+                   "the CRL and the ACL")
+        todo = ("reload the broker (systemctl reload mosquitto, or SIGHUP; or set "
+                "enrollment.broker_reload_command): it re-reads the CRL (the device's next "
+                "connection is refused) and the ACL (its open session can no longer publish "
+                "or receive)")
         return {"device_id": device_id, "revoked_serials": [c.serial for c in newly],
                 "already_revoked": already, "crl_file": str(self.ca.crl_path),
-                "acl_file": str(self.acl_path),
-                "next_step": "reload the broker (systemctl reload mosquitto, or SIGHUP): it "
-                "re-reads the CRL (the device's next connection is refused) and the ACL (its "
-                "open session can no longer publish or receive)"}
+                "acl_file": str(self.acl_path), "broker_reloaded": reloaded,
+                "next_step": applied if reloaded else todo}
+
+    def _revoke_certificates(self, session: Any, device_id: str, now: float,
+                             reason: str) -> list[str]:
+        """Mark every live device certificate of ``device_id`` revoked; their serials."""
+        certs = list(session.scalars(select(IssuedCertificate).where(
+            IssuedCertificate.device_id == device_id, IssuedCertificate.kind == "device",
+            IssuedCertificate.revoked_at.is_(None))))
+        for c in certs:
+            c.revoked_at, c.revoke_reason = now, reason
+        return [c.serial for c in certs]
 
     def broker_policy(self) -> tuple[bytes, str]:
         """(CRL PEM, device ACL) from the database: the same on every replica sharing it."""
-        now = time.time()
-        with self.db.session() as session:
-            rows = list(session.scalars(select(IssuedCertificate).where(
-                IssuedCertificate.revoked_at.is_not(None))))
-            revoked_ids = list(session.scalars(select(DeviceIdentity.device_id).where(
-                DeviceIdentity.status == "revoked")))
-        # An expired certificate fails on its dates alone: the CRL keeps only live ones.
-        revoked = [RevokedSerial(int(r.serial, 16), dt.datetime.fromtimestamp(
-            r.revoked_at or now, dt.UTC)) for r in rows if r.not_after > now - 86400]
-        return self.ca.build_crl(revoked), render_acl(revoked_ids)
+        return self.policy.build()
 
-    def publish_broker_policy(self) -> None:
-        """Rewrite crl.pem and acl in the CA directory (what the broker reads)."""
-        crl, acl = self.broker_policy()
-        with self._policy_lock:
-            write_public(self.ca.crl_path, crl)
-            write_public(self.acl_path, acl.encode())
+    def publish_broker_policy(self, reload: bool = False) -> bool:
+        """Rewrite crl.pem and acl; with ``reload`` tell the broker. True if it was told."""
+        return self.policy.publish(reload)
 
     # --- service certificates (broker-config) ----------------------------------------------
     def service_ca(self) -> DeviceCA:

@@ -29,3 +29,12 @@ class EnrollmentSettings(BaseModel):
     token_max_hours: float = Field(
         default=30 * 24, gt=0, le=365 * 24,
         description="Longest lifetime an operator may give an enrollment token.")
+    broker_reload_command: list[str] | None = Field(
+        default=None, min_length=1, max_length=32,
+        description="Command (argv, no shell) the server runs after it rewrote the CRL and "
+        "ACL: on revocation, on re-enrollment of an id (its earlier certificates are "
+        "revoked) and on renewal (the renewed certificate is revoked). E.g. "
+        '["systemctl", "reload", "mosquitto"]. Without it the broker keeps accepting '
+        "revoked certificates until someone reloads it.")
+    broker_reload_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Longest the reload command may run (s).")

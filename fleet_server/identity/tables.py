@@ -4,10 +4,12 @@
 - ``device_identities``: one row per enrolled device: enrolled or revoked (the revoked
   ones are denied by the broker ACL and their certificates are in the CRL);
 - ``issued_certificates``: every certificate the device CA signed (devices, the
-  broker, the fleet server's MQTT identity), with its revocation.
+  broker, the fleet server's MQTT identity), with its revocation;
+- ``certificate_renewals``: which certificate each renewal replaced, and the successor
+  (PEM), so a renewal whose answer was lost gets the same successor again while the
+  replaced certificate can never be renewed a second time.
 
-:func:`ensure_schema` creates them; the identity code calls it itself, so it does not
-depend on this module having been imported before the server's ``create_schema``.
+The migrations (fleet_server/migrations) create them; :mod:`fleet_server.schema` lists them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from sqlalchemy import JSON, Float, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet_server.db import Base, Database
+from fleet_server.db import Base
 
 
 class EnrollmentToken(Base):
@@ -70,14 +72,21 @@ class IssuedCertificate(Base):
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-def ensure_schema(db: Database) -> None:
-    """Create missing tables: these, and db.py's the identity code writes to (audit_log,
-    devices) when it runs before the server ever did (nanofleet broker-config)."""
-    db.create_schema()
-
-
 def revoked_device_ids(session: Session) -> list[str]:
     """Devices whose identity is revoked (rollouts and the inventory skip them)."""
     return list(session.scalars(select(DeviceIdentity.device_id)
                                 .where(DeviceIdentity.status == "revoked")
                                 .order_by(DeviceIdentity.device_id)))
+
+
+class CertificateRenewal(Base):
+    __tablename__ = "certificate_renewals"
+
+    previous_serial: Mapped[str] = mapped_column(String(48), primary_key=True,
+                                                 doc="the renewed (and revoked) certificate")
+    serial: Mapped[str] = mapped_column(String(48), doc="its successor")
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the successor's "
+                                            "public key (DER SubjectPublicKeyInfo)")
+    certificate_pem: Mapped[str] = mapped_column(Text, doc="the successor, for a retry")
+    renewed_at: Mapped[float] = mapped_column(Float, default=time.time)

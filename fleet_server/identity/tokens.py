@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from fleet_server.db import Device
 from fleet_server.identity.tables import DeviceIdentity, EnrollmentToken
 
 TOKEN_RE = re.compile(r"^nfe_([0-9a-f]{8})_[A-Za-z0-9_-]{43}$")
@@ -83,16 +84,36 @@ def token_refusal(row: EnrollmentToken | None, device_id: str,
     return None
 
 
-def identity_refusal(identity: DeviceIdentity | None,
+def identity_refusal(device_id: str, identity: DeviceIdentity | None, in_inventory: bool,
                      token: EnrollmentToken) -> EnrollmentRefused | None:
-    """A revoked id comes back only through a token an operator made for exactly that id:
-    a general-purpose token must not resurrect a device someone chose to cut off."""
-    if identity is None or identity.status != "revoked" or token.device_id == identity.device_id:
-        return None
-    return EnrollmentRefused(403, "device-revoked", f"device {identity.device_id!r} was revoked"
-                             f" ({identity.revoke_reason or 'no reason given'}); to enroll it "
-                             "again an operator must create a token for exactly this id "
-                             f"(nanofleet enroll-token create --device {identity.device_id})")
+    """An unbound token only ever makes a *new* identity.
+
+    An id that is enrolled, was revoked, or is already in the inventory comes (back)
+    only through a token an operator made for exactly that id: otherwise anyone holding
+    any token could take a device's id over (a second valid certificate, and with the
+    broker's client id = CN, the real device kicked off), or resurrect a device someone
+    chose to cut off."""
+    if token.device_id is not None:
+        return None  # token_refusal already checked it names this id
+    if identity is not None and identity.status == "revoked":
+        return EnrollmentRefused(
+            403, "device-revoked", f"device {identity.device_id!r} was revoked "
+            f"({identity.revoke_reason or 'no reason given'}); to enroll it again an operator "
+            "must create a token for exactly this id (nanofleet enroll-token create --device "
+            f"{identity.device_id})")
+    if identity is not None:
+        return EnrollmentRefused(
+            409, "device-enrolled", f"device {identity.device_id!r} is already enrolled (since "
+            f"{_when(identity.enrolled_at)}); a token not bound to it cannot take its identity"
+            " over. If the device was replaced or reset, an operator creates a token for "
+            f"exactly this id (nanofleet enroll-token create --device {identity.device_id} "
+            "--replace): its current certificates are revoked when that token is used")
+    if in_inventory:
+        return EnrollmentRefused(
+            409, "device-known", f"device id {device_id!r} is already in the inventory (it "
+            "reported before it had a certificate); to give it one, an operator creates a "
+            f"token for exactly this id (nanofleet enroll-token create --device {device_id})")
+    return None
 
 
 def claim_token(session: Session, token: str, device_id: str, now: float) -> EnrollmentToken:
@@ -109,7 +130,9 @@ def claim_token(session: Session, token: str, device_id: str, now: float) -> Enr
                           .where(EnrollmentToken.token_sha256 == digest)).first()
     refusal = token_refusal(row, device_id, now)
     if refusal is None and row is not None:
-        refusal = identity_refusal(session.get(DeviceIdentity, device_id), row)
+        in_inventory = session.get(Device, device_id) is not None
+        refusal = identity_refusal(device_id, session.get(DeviceIdentity, device_id),
+                                   in_inventory, row)
     if refusal is not None or row is None:
         raise refusal or EnrollmentRefused(401, "token-unknown", "unknown token")
     claimed = session.execute(
@@ -132,6 +155,7 @@ class TokenSpec:
     group: str | None
     tags: list[str]
     expires_in_s: float
+    replace: bool = False  # the operator knows the id is enrolled and means to replace it
 
 
 def create_token(session: Session, spec: TokenSpec, actor: str,

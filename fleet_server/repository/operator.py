@@ -22,6 +22,8 @@ from tuf.ngclient import Updater
 
 from contract.bundle import read_bundle
 from contract.tuf_targets import (
+    DELTA_PATH_PATTERN,
+    DELTAS_ROLE,
     ModelTargetInfo,
     SlotRecord,
     full_target_path,
@@ -81,6 +83,20 @@ def _load_current(current_targets: bytes, trusted_root: bytes | None) -> Metadat
     return md
 
 
+def anchor_delta_delegation(targets: Targets) -> None:
+    """Give the ``deltas`` role the anchored path pattern (the only one the server accepts).
+
+    Repositories created before the pattern was anchored on ``.nfd`` delegate
+    ``models/*/*/delta-from-*``, which also matches a full bundle of a model whose name
+    starts with ``delta-from-``; the operators' next release replaces it."""
+    roles = targets.delegations.roles if targets.delegations else None
+    role = roles.get(DELTAS_ROLE) if roles else None
+    if role is not None:
+        role.paths = [DELTA_PATH_PATTERN]
+        role.path_hash_prefixes = None
+        role.terminating = True
+
+
 def fetch_verified_targets(metadata_url: str, trusted_root: bytes, cache_dir: Path) -> bytes:
     """The repository's current targets metadata, verified the way a device would
     (root chain, timestamp, snapshot, signatures, versions, expiry) with python-tuf's
@@ -111,7 +127,11 @@ def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: by
     md = _load_current(current_targets, trusted_root)
     manifest = read_bundle(bundle).manifest
     targets = md.signed
-    full_path = full_target_path(manifest.name, manifest.version)
+    try:
+        full_path = full_target_path(manifest.name, manifest.version)
+    except ValueError as exc:
+        raise TargetsUpdateError(f"bundle manifest: {exc}") from None
+    anchor_delta_delegation(targets)
     if full_path in targets.targets:
         raise TargetsUpdateError(f"{full_path} is already published; bump the bundle version")
     for path in remove:

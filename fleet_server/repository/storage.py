@@ -18,14 +18,10 @@ through a refresh while a publish happens still sees one consistent state.
 from __future__ import annotations
 
 import fcntl
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 METADATA_DIR = "metadata"
 TARGETS_DIR = "targets"
@@ -50,46 +46,6 @@ def consistent_target_name(path: str, sha256: str) -> str:
     """``a/b/name`` -> ``a/b/<sha256>.name`` (what clients request with consistent snapshots)."""
     dirname, sep, basename = check_target_path(path).rpartition("/")
     return f"{dirname}{sep}{sha256}.{basename}"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[BinaryIO]:
-    """A temporary file beside ``path`` to write; on success it is fsynced, made
-    world-readable and renamed over ``path``, and the directory fsynced. On error it
-    is removed and ``path`` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: readers see old or new, never half."""
-    with _replacing(path) as fh:
-        fh.write(data)
-
-
-def copy_atomic(source: Path, path: Path) -> None:
-    """Like :func:`write_atomic` for a file that may be too large to hold in memory."""
-    with _replacing(path) as out, open(source, "rb") as src:
-        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def versions_of(metadata_dir: Path, role: str) -> list[int]:

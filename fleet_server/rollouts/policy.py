@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from contract.reasons import is_transient
 from fleet_server.rollouts.spec import Strategy
 
 DeviceState = Literal["pending", "notified", "downloading", "verifying", "staged",
@@ -55,9 +56,6 @@ DEVICE_STATES: tuple[DeviceState, ...] = (
 IN_FLIGHT: frozenset[DeviceState] = frozenset(
     {"notified", "downloading", "verifying", "staged", "smoke_testing", "trial"})
 ACTIVE_STATUSES: frozenset[RolloutStatus] = frozenset({"running", "paused", "halted"})
-# The agent's transient reasons (docs/updates.md): the cause may go away, so retry.
-TRANSIENT_REASONS = frozenset(
-    {"unavailable", "incomplete-download", "expired-metadata", "not-found", "no-space"})
 
 
 @dataclass(frozen=True)
@@ -172,7 +170,7 @@ def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, tar
     if dev.state == "notified" and live.live_version == target:
         return replace(dev, state="committed", reason="already-installed", changed_at=now,
                        detail=f"v{target} was already live"), None
-    if (dev.state == "failed" and dev.reason in TRANSIENT_REASONS
+    if (dev.state == "failed" and is_transient(dev.reason)
             and dev.attempts <= strategy.max_retries):
         delay = backoff_s(strategy, dev.attempts)
         return replace(dev, state="retrying", retry_at=now + delay, changed_at=now), (

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from contract.strict import Strict
 from fleet_server.rollouts.policy import (
     DEVICE_STATES,
     IN_FLIGHT,
@@ -20,10 +21,6 @@ from fleet_server.rollouts.policy import (
 )
 from fleet_server.rollouts.spec import DeviceId, Selector, Strategy
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, device_of
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RolloutCreate(Strict):

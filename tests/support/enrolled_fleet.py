@@ -4,11 +4,18 @@ devices enrolled through `nanofleet-agent enroll`, MQTT clients holding those ce
 The broker runs exactly the generated configuration; the test only chooses options of
 `broker-config` (free loopback ports, ``--user root`` so that Mosquitto, started as
 root here, does not drop to the ``mosquitto`` user, which cannot enter pytest's
-0700 temporary directories).
+0700 temporary directories). The fleet server reloads it on every CRL change through
+``enrollment.broker_reload_command`` (here: SIGHUP to the pid the test wrote down,
+where an operator would write ``systemctl reload mosquitto``).
+
+The fleet server speaks plain http on loopback, so devices enroll with
+``--insecure-lab``; they pin the TUF root with ``--root-sha256`` of the key ceremony's
+root.json (:meth:`EnrolledFleet.enroll_args`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import ssl
 import subprocess
@@ -64,6 +71,16 @@ class GeneratedBroker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def reloads(self) -> int:
+        return self.output().count("Reloading config")
+
+    def wait_reloads(self, count: int, timeout: float = 10.0) -> None:
+        """Until the broker has reloaded ``count`` times since it started."""
+        deadline = time.monotonic() + timeout
+        while self.reloads() < count:
+            assert time.monotonic() < deadline, self.output()[-2000:]
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -191,6 +208,15 @@ class EnrolledFleet:
         client = ("--server", self.url, "--token", self.setup.token)
         return nf(*argv, *client)
 
+    @property
+    def root_sha256(self) -> str:
+        """The pin an operator takes from the key ceremony (sha256sum root.json)."""
+        return hashlib.sha256(self.setup.root_file.read_bytes()).hexdigest()
+
+    def enroll_args(self) -> list[str]:
+        """--server, --insecure-lab (http on loopback) and the root pin."""
+        return ["--server", self.url, "--insecure-lab", "--root-sha256", self.root_sha256]
+
     def create_token(self, *options: str) -> str:
         code, out, err = self.nanofleet("enroll-token", "create", *options)
         assert code == 0, err
@@ -203,7 +229,7 @@ class EnrolledFleet:
 
     def enroll(self, device_id: str, token: str | None = None) -> Path:
         directory = self.workdir / "devices" / device_id
-        proc = self.agent_enroll("--server", self.url, "--token",
+        proc = self.agent_enroll(*self.enroll_args(), "--token",
                                  token or self.create_token("--device", device_id),
                                  "--device-id", device_id, "--dir", str(directory))
         assert proc.returncode == 0, proc.stderr
@@ -227,9 +253,12 @@ class EnrolledFleet:
 
 def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
     tls_port, server_port, plain_port = free_port(), free_port(), free_port()
+    pid_file = workdir / "mosquitto.pid"
+    reload = ["/bin/sh", "-c", f'kill -HUP "$(cat {pid_file})"']
     setup = setup_fleet(workdir / "fleet", mqtt_port=server_port,
                         enrollment=EnrollmentSettings(broker_host="127.0.0.1",
-                                                      broker_port=tls_port))
+                                                      broker_port=tls_port,
+                                                      broker_reload_command=reload))
     broker_dir = workdir / "broker"
     code, out, err = nf("broker-config", "--config", str(setup.config_path), "--out",
                         str(broker_dir), "--port", str(tls_port), "--bind", "127.0.0.1",
@@ -245,6 +274,8 @@ def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
     setup = replace(setup, config=config)
     broker = GeneratedBroker(broker_dir / "mosquitto.conf", [tls_port, server_port, plain_port],
                              workdir / "mosquitto.log").start()
+    assert broker.proc is not None
+    pid_file.write_text(str(broker.proc.pid))
     server = FleetServer(setup)
     try:
         server.start()

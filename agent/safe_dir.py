@@ -1,0 +1,196 @@
+"""Files in a directory another user may control, written by root without following links.
+
+``nanofleet-agent enroll`` runs as root and writes into the agent's state directory,
+which belongs to the agent's user: that user could plant a symlink (``device.crt ->
+/etc/shadow``) and have root truncate, overwrite or chown whatever it points to.
+So every operation here goes through a file descriptor of the directory, opened once:
+
+- the path is walked one component at a time with ``O_NOFOLLOW``; a symlink is
+  followed only where its directory is owned by root (or by us) and writable by no one
+  else, i.e. where nobody else could have put it there (``/var/run -> /run`` is fine,
+  ``/var/lib/nanofleet/identity -> /etc`` planted by the agent's user is refused);
+- files are created under a fresh random name with ``O_CREAT|O_EXCL|O_NOFOLLOW``,
+  given their mode and owner through the open descriptor (``fchmod``/``fchown``: no
+  path is followed), synced, and renamed over the target (a rename replaces a symlink,
+  never writes through it);
+- files are read with ``O_NOFOLLOW`` and must be regular files of bounded size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+MAX_LINKS = 32
+
+
+class UnsafePath(Exception):
+    """A path that is not safe to use (symlink another user controls, not a directory...)."""
+
+
+def _trusted_dir(st: os.stat_result) -> bool:
+    """Only root (or we) could have made entries here."""
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+
+
+def _open_component(parent: int, name: str, flags: int, mode: int = 0o600) -> int:
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=parent)
+
+
+def open_directory(path: Path, *, create: bool = False, mode: int = 0o700) -> int:
+    """An fd of directory ``path``, reached without following an untrusted symlink; with
+    ``create``, missing directories are made (the last one with ``mode``)."""
+    parts = list(Path(os.path.abspath(path)).parts[1:])
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                new = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = new
+                continue
+            try:
+                new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                # Missing parents as mkdir -p would make them; the last one with ``mode``.
+                os.mkdir(name, mode if not parts else 0o755, dir_fd=fd)
+                new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise UnsafePath(f"{path}: {name!r} is not a directory") from None
+                parent = os.fstat(fd)
+                if not _trusted_dir(parent):
+                    raise UnsafePath(
+                        f"{path}: {name!r} is a symlink in a directory owned by uid "
+                        f"{parent.st_uid} (or writable by others): refusing to follow it, "
+                        "since whoever controls that directory could point it anywhere. "
+                        "Remove the link, or pass the real path") from None
+                links += 1
+                if links > MAX_LINKS:
+                    raise UnsafePath(f"{path}: too many symlinks") from None
+                target = os.readlink(name, dir_fd=fd)
+                parts = [*Path(target).parts, *parts]
+                if target.startswith("/"):
+                    parts = parts[1:]
+                    os.close(fd)
+                    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                continue
+            os.close(fd)
+            fd = new
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class SafeDir:
+    """A directory opened once; files in it are read and replaced through its fd."""
+
+    def __init__(self, path: Path, fd: int, owner: tuple[int, int] | None = None) -> None:
+        self.path, self.fd, self.owner = path, fd, owner
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False, mode: int | None = None,
+             owner: tuple[int, int] | None = None) -> SafeDir:
+        """Open ``path``; with ``mode``/``owner`` the directory itself gets them (fchmod,
+        fchown on the descriptor)."""
+        fd = open_directory(path, create=create, mode=mode or 0o700)
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, *owner)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, owner)
+
+    def __enter__(self) -> SafeDir:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read(self, name: str, limit: int = 1024 * 1024) -> bytes | None:
+        """The bytes of regular file ``name`` (None if there is none); a symlink or
+        anything but a regular file, or one over ``limit`` bytes, raises UnsafePath."""
+        try:
+            fd = _open_component(self.fd, name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.file(name)} is a symlink: refusing to read through "
+                                 "it; remove it") from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePath(f"{self.file(name)} is not a regular file")
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise UnsafePath(f"{self.file(name)} is over {limit} bytes")
+        return data
+
+    def mode_of(self, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes, mode: int = 0o644,
+              owner: tuple[int, int] | None = None) -> None:
+        """Replace ``name`` atomically with a new file (never through a link)."""
+        owner = owner or self.owner
+        tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+        fd = _open_component(self.fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), mode)  # before any byte: a key is never readable
+                if owner is not None:
+                    os.fchown(out.fileno(), *owner)
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.fd)
+            raise
+        os.fsync(self.fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        os.fsync(self.fd)
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=self.fd)

@@ -1,0 +1,28 @@
+"""Packet sizes the agent, the fleet server and the broker agree on (MQTT v5).
+
+The broker refuses (disconnects) any client that sends a packet larger than
+:data:`BROKER_MAX_PACKET_BYTES` (``max_packet_size`` in the configuration
+``nanofleet broker-config`` writes), so one device identity cannot make the broker,
+the fleet server or another device hold a 256 MB message. Each client also announces
+the largest packet *it* accepts in CONNECT (Maximum Packet Size); the broker then
+drops a larger message for that client instead of sending it, so the limit is
+enforced before a byte of it reaches the client's parser.
+"""
+
+from __future__ import annotations
+
+from contract.artifacts import MAX_CHUNK_BYTES
+
+BROKER_MAX_PACKET_BYTES = 1024 * 1024
+"""Largest MQTT packet any client may send through the broker (payload, topic and
+properties). Bigger than every legitimate message: artifact chunks (256 KiB at most),
+result batches (batch_size x max_line_bytes with the defaults: 128 KiB), reports
+(the server takes 256 KiB)."""
+
+AGENT_RECEIVE_MAX_BYTES = MAX_CHUNK_BYTES + 16 * 1024
+"""The Maximum Packet Size the agent announces: one artifact chunk (the largest message a
+device is ever sent) with its JSON header and topic. Desired states and queries are
+far smaller (queries: :data:`contract.messages.MAX_QUERY_BYTES`)."""
+
+PACKET_OVERHEAD_BYTES = 4 * 1024
+"""Room for the fixed header, topic and properties on top of a payload limit."""

@@ -1,0 +1,79 @@
+"""A device of another architecture (arm64) on this machine: the device package's
+arm64 build installed with ``dpkg -i`` in an arm64 Debian root file system, its agent
+run in a ``chroot`` under ``qemu-user-static`` (binfmt_misc). Nothing of the host's
+Python is used: the arm64 ``python3.11`` from Debian runs the package's venv.
+
+The device shares this machine's network (a direct link: the broker and the fleet
+server on 127.0.0.1), so it takes updates over HTTP from the amd64 fleet server.
+Its config, state directory, followed log file and output live inside the root file
+system (``/var/lib/nanofleet-hil/<id>``); the rig reaches the control socket through
+the same files from outside. Power cut = kill -9 of the emulated agent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from hil.devices import FleetEndpoints, LocalProcessDevice, agent_config_toml
+from hil.links import Link
+from hil.rootfs import build_rootfs, clone
+from hil.scenario import AgentSpec
+from hil.ssh_device import device_deb, with_runtime
+
+INNER = Path("/var/lib/nanofleet-hil")
+
+
+class EmulatedDevice(LocalProcessDevice):
+    """The packaged agent in a foreign-architecture root file system (see module doc)."""
+
+    def __init__(self, device_id: str, link: Link, workdir: Path, *, agent: AgentSpec,
+                 fleet: FleetEndpoints, ota_transport: str = "http", arch: str = "arm64",
+                 flavour: str = "litert") -> None:
+        self.arch = arch
+        self.rootfs = clone(build_rootfs(arch), workdir / "rootfs")
+        self.deb_version = self._install(device_deb(flavour, arch))
+        inner = INNER / device_id
+        host_dir = self.rootfs / inner.relative_to("/")
+        shutil.copyfile(fleet.root_file, self.rootfs / "etc/nanofleet/root.json")
+        super().__init__(device_id, link, host_dir, agent=agent, fleet=fleet,
+                         ota_transport=ota_transport)
+        # The same config with the paths the agent sees inside the root file system.
+        self.config.write_text(with_runtime(agent_config_toml(
+            device_id, state_dir=inner / "state", log_file=inner / "device.log", link=link,
+            agent=agent, fleet=FleetEndpoints(fleet.http_base, Path("/etc/nanofleet/root.json")),
+            ota_transport=ota_transport), flavour), encoding="utf-8")
+        self._chroot("chown", "-R", "nanofleet:nanofleet", str(inner))
+        check = self._chroot("setpriv", "--reuid=nanofleet", "--regid=nanofleet",
+                             "--init-groups", "/usr/bin/nanofleet-agent", "check-config",
+                             str(inner / "agent.toml"))
+        if check.returncode != 0:
+            raise RuntimeError(f"{device_id}: check-config failed in the {arch} root file "
+                               f"system: {check.stdout}{check.stderr}")
+
+    def _chroot(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["chroot", str(self.rootfs), *argv], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def _install(self, deb: Path) -> str:
+        shutil.copyfile(deb, self.rootfs / "tmp/nanofleet-agent.deb")
+        proc = self._chroot("dpkg", "--force-unsafe-io", "-i", "/tmp/nanofleet-agent.deb")
+        if proc.returncode != 0:
+            raise RuntimeError(f"dpkg -i in the {self.arch} root file system failed:\n"
+                               f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return self._chroot("dpkg-query", "-W", "-f", "${Version} ${Architecture}",
+                            "nanofleet-agent").stdout
+
+    def agent_command(self) -> list[str]:
+        inner_config = "/" + str(self.config.relative_to(self.rootfs))
+        return ["chroot", str(self.rootfs), "setpriv", "--reuid=nanofleet", "--regid=nanofleet",
+                "--init-groups", "/usr/bin/nanofleet-agent", "run", "--config", inner_config]
+
+    def describe(self) -> str:
+        return (f"EmulatedDevice (nanofleet-agent {self.deb_version} in a Debian {self.arch} "
+                f"root file system under qemu-user-static) over {self.link.describe()}")
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.rootfs, ignore_errors=True)

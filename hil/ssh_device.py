@@ -1,0 +1,261 @@
+"""The SSH device driver: a device the rig reaches only over SSH, with the device
+package installed from its .deb (see :mod:`hil.ssh_target` for the target itself).
+
+- install: ``scp`` the .deb, ``dpkg -i`` (the maintainer scripts create the user,
+  directories and unit links), ``nanofleet-agent check-config`` on the rig's config;
+- power on: a small supervisor shell on the device starts ``nanofleet-agent run`` as
+  the ``nanofleet`` user (``setpriv``, no systemd as PID 1 here), records its PID and,
+  when it ends, its exit code; the OTA crash hook goes in its environment;
+- power cut: ``kill -9`` of the agent; shutdown: SIGTERM, then the exit code;
+- traffic: one long-lived ``ssh ... 'cat >> device.log'`` whose stdin the rig writes;
+- queries: the packaged interpreter asks the control socket (``agent.control.ask``);
+- network cut: the data link's host end goes down (the management link stays up);
+- collect: the agent's output, config, traffic, OTA record and ``dpkg -s`` back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from agent.ota.engine import CRASH_ENV
+from hil.devices import DeviceDriver, FleetEndpoints, agent_config_toml
+from hil.links import NamespaceLink
+from hil.rootfs import cache_root
+from hil.scenario import AgentSpec
+from hil.ssh_target import SshTarget, TargetError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HIL_DIR = "/var/lib/nanofleet-hil"  # the supervisor's files on the device
+LOG_DIR = "/var/log/nanofleet-hil"
+STATE_DIR = "/var/lib/nanofleet"
+CONFIG = "/etc/nanofleet/agent.toml"
+ROOT_FILE = "/etc/nanofleet/root.json"
+PYTHON = "/usr/lib/nanofleet-agent/bin/python"
+
+# Starts the agent detached; $HIL/exit appears when it ends (argv: crash state or "").
+SUPERVISOR = f"""#!/bin/sh
+# nanofleet HIL supervisor: start the agent as user nanofleet, keep its pid and exit code.
+set -u
+H={HIL_DIR}
+rm -f "$H/exit" "$H/pid"
+(
+  if [ -n "${{1:-}}" ]; then export {CRASH_ENV}="$1"; fi
+  echo "--- hil: power on at $(date +%T) ${{1:+({CRASH_ENV}=$1)}} ---" >> {LOG_DIR}/agent.log
+  setpriv --reuid=nanofleet --regid=nanofleet --init-groups \\
+    /usr/bin/nanofleet-agent run --config {CONFIG} >> {LOG_DIR}/agent.log 2>&1 &
+  echo $! > "$H/pid.tmp" && mv "$H/pid.tmp" "$H/pid"
+  wait $!
+  echo $? > "$H/exit.tmp" && mv "$H/exit.tmp" "$H/exit"
+) < /dev/null > /dev/null 2>&1 &
+while [ ! -f "$H/pid" ]; do sleep 0.05; done
+"""
+
+ASK = ("import json, sys; from agent.control import ask; "
+       "print(json.dumps(ask(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), timeout=10)))")
+
+
+def tree_digest(*folders: str) -> str:
+    """A digest of the files the device package is built from (cache key, pure I/O)."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(REPO_ROOT)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def device_deb(flavour: str = "litert", arch: str | None = None) -> Path:
+    """The device .deb built from this tree (``$NANOFLEET_DEVICE_DEB`` if set), cached
+    under the cache root by the digest of agent/, contract/ and packaging/."""
+    if os.environ.get("NANOFLEET_DEVICE_DEB"):
+        return Path(os.environ["NANOFLEET_DEVICE_DEB"])
+    arch = arch or subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+    digest = tree_digest("agent", "contract", "packaging")
+    out = cache_root() / "debs" / f"{flavour}-{arch}-{digest}"
+    found = sorted(out.glob("*.deb"))
+    if found:
+        return found[0]
+    proc = subprocess.run(["bash", str(REPO_ROOT / "packaging/debian/build.sh"), "--flavour",
+                           flavour, "--arch", arch, "--out", str(out), "--compression", "none"],
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise TargetError(f"building the device package failed:\n{proc.stderr[-3000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def with_runtime(config: str, runtime: str) -> str:
+    """The rig's agent config with ``[model] runtime`` set to the package's flavour (pure)."""
+    return config.replace("[model]\n", f'[model]\nruntime = "{runtime}"\n', 1)
+
+
+class SshDevice(DeviceDriver):
+    """A device reached over SSH. Its link must be a :class:`NamespaceLink` (the data
+    network the target lives behind)."""
+
+    def __init__(self, device_id: str, link: NamespaceLink, workdir: Path, *,
+                 agent: AgentSpec, fleet: FleetEndpoints, deb: Path | None = None) -> None:
+        super().__init__(device_id, link)
+        self.dir = workdir
+        self.target = SshTarget(workdir, link.ns)
+        self.target.start()
+        version = self.install(deb or device_deb())
+        self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
+        self.configure(agent, fleet)
+        self._traffic: subprocess.Popen[bytes] | None = None
+        self._traffic_in: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._exit: int | None = None
+        self._started = False
+
+    # --- provisioning --------------------------------------------------------------------
+    def install(self, deb: Path) -> str:
+        """Copy the .deb over and install it; the installed version."""
+        self.target.put(deb, "/tmp/nanofleet-agent.deb")
+        self.target.ssh("DEBIAN_FRONTEND=noninteractive dpkg --force-unsafe-io -i "
+                        "/tmp/nanofleet-agent.deb", timeout=300)
+        return self.target.ssh("dpkg-query -W -f '${Version}' nanofleet-agent").stdout.decode()
+
+    def configure(self, agent: AgentSpec, fleet: FleetEndpoints) -> None:
+        """The rig's config (OTA over MQTT: the broker is the device's only way out)."""
+        self.target.write(ROOT_FILE, fleet.root_file.read_bytes())
+        text = agent_config_toml(self.device_id, state_dir=Path(STATE_DIR),
+                                 log_file=Path(f"{LOG_DIR}/device.log"), link=self.link,
+                                 agent=agent, fleet=fleet, ota_transport="mqtt")
+        text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
+        text = with_runtime(text, self.runtime)
+        self.target.write(CONFIG, text.encode(), mode="0640")
+        self.target.write(f"{HIL_DIR}/supervise", SUPERVISOR.encode(), mode="0755")
+        self.target.ssh(f"chgrp nanofleet {CONFIG} && mkdir -p {LOG_DIR} && "
+                        f"touch {LOG_DIR}/device.log {LOG_DIR}/agent.log && "
+                        f"chown nanofleet {LOG_DIR}/agent.log && "
+                        f"setpriv --reuid=nanofleet --regid=nanofleet --init-groups "
+                        f"nanofleet-agent check-config {CONFIG}")
+
+    # --- power ---------------------------------------------------------------------------
+    def power_on(self, crash_at_ota_state: str | None = None) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.device_id}: the agent is already running")
+        self.power_ons += 1
+        self._exit = None
+        self.target.ssh(f"{HIL_DIR}/supervise {shlex.quote(crash_at_ota_state or '')}")
+        self._started = True
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exit_code() is not None:
+                raise RuntimeError(f"{self.device_id}: the agent exited ({self._exit}) while "
+                                   f"starting:\n{self.output_tail()}")
+            try:
+                if self.query("status").get("ok"):
+                    return
+            except (TargetError, ValueError, subprocess.TimeoutExpired):
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
+                           f"{self.output_tail()}")
+
+    def _signal(self, sig: str) -> None:
+        self.target.ssh(f"test -f {HIL_DIR}/exit || kill -{sig} $(cat {HIL_DIR}/pid)",
+                        check=False)
+
+    def _wait_exit(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.exit_code()
+            if code is not None:
+                return code
+            time.sleep(0.1)
+        return None
+
+    def power_cut(self) -> None:
+        if self._started and self.exit_code() is None:
+            self._signal("KILL")
+            self._wait_exit(10)
+
+    def shutdown(self, timeout: float = 15.0) -> int | None:
+        if not self._started:
+            return None
+        if self.exit_code() is None:
+            self._signal("TERM")
+            if self._wait_exit(timeout) is None:
+                self._signal("KILL")
+                self._wait_exit(10)
+        return self._exit
+
+    def exit_code(self) -> int | None:
+        if not self._started:
+            return None
+        if self._exit is None:
+            proc = self.target.ssh(f"cat {HIL_DIR}/exit 2>/dev/null", check=False, timeout=10)
+            text = proc.stdout.decode().strip()
+            if proc.returncode == 0 and text:
+                self._exit = int(text)
+        return self._exit
+
+    @property
+    def running(self) -> bool:
+        return self._started and self.exit_code() is None
+
+    # --- traffic, queries, logs ----------------------------------------------------------
+    def append_lines(self, lines: list[str]) -> None:
+        with self._lock:
+            if self._traffic is None or self._traffic.poll() is not None:
+                self._traffic = subprocess.Popen(
+                    self.target.ssh_command(f"cat >> {LOG_DIR}/device.log"),
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._traffic_in = self._traffic.stdin
+            assert self._traffic_in is not None
+            self._traffic_in.write("".join(line + "\n" for line in lines).encode())
+            self._traffic_in.flush()
+
+    def query(self, cmd: str, **args: Any) -> dict[str, Any]:
+        proc = self.target.ssh(
+            f"{PYTHON} -c {shlex.quote(ASK)} {STATE_DIR}/agent.sock {shlex.quote(cmd)} "
+            f"{shlex.quote(json.dumps(args))}", check=False, timeout=20)
+        if proc.returncode != 0:
+            raise TargetError(f"query {cmd} failed: {proc.stderr.decode(errors='replace')[-500:]}")
+        answer: dict[str, Any] = json.loads(proc.stdout)
+        return answer
+
+    def output_tail(self, lines: int = 40) -> str:
+        proc = self.target.ssh(f"tail -n {lines} {LOG_DIR}/agent.log", check=False)
+        return proc.stdout.decode(errors="replace")
+
+    def collect(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for remote, name in ((f"{LOG_DIR}/agent.log", "agent.log"), (CONFIG, "agent.toml"),
+                             (f"{LOG_DIR}/device.log", "device.log"),
+                             (f"{STATE_DIR}/ota/logs.json", "ota-record.json"),
+                             ("/var/lib/dpkg/status", "dpkg-status")):
+            if self.target.get(remote, dest / name):
+                out.append(dest / name)
+        return out
+
+    def describe(self) -> str:
+        return f"SshDevice ({self.target.describe()}) over {self.link.describe()}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._traffic is not None:
+                if self._traffic_in is not None:
+                    self._traffic_in.close()
+                try:
+                    self._traffic.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._traffic.kill()
+        with contextlib.suppress(TargetError, subprocess.TimeoutExpired):
+            self.shutdown()
+        self.target.close()

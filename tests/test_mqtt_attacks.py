@@ -1,0 +1,191 @@
+"""Attacks on the MQTT side, through the broker configuration operators deploy.
+
+Mosquitto runs the text `nanofleet broker-config` writes (:class:`hil.broker.ProductionBroker`:
+client id = certificate CN, per-device ACL, ``max_packet_size``). The attacker holds one
+real device identity (certificate from the device CA); the agent's side is its real
+:class:`agent.mqtt_link.MqttLink`, the server's its real :class:`MqttBridge`. One test
+case per attack: a failing one does not hide the others.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent.config import MqttConfig, TlsConfig
+from agent.mqtt_link import MqttLink
+from contract import topics
+from contract.limits import AGENT_RECEIVE_MAX_BYTES, BROKER_MAX_PACKET_BYTES
+from contract.messages import Status
+from fleet_server.config import MqttSettings, MqttTls
+from fleet_server.inventory import Report
+from fleet_server.mqtt_bridge import MqttBridge
+from hil.broker import ProductionBroker
+from tests.support.enrolled_fleet import Client
+
+NOT_AUTHORIZED = 135
+DEV, ATTACKER = "pump-07", "pump-66"
+
+
+def _tls(paho_kwargs: dict[str, str]) -> dict[str, str]:
+    return {"ca": paho_kwargs["ca_certs"], "cert": paho_kwargs["certfile"],
+            "key": paho_kwargs["keyfile"]}
+
+
+def device(b: ProductionBroker, device_id: str, subscribe: tuple[str, ...] = ()) -> Client:
+    assert b.tls_port is not None
+    return Client(b.tls_port, _tls(b.device_tls(device_id)), subscribe)
+
+
+def fleet_server(b: ProductionBroker, subscribe: tuple[str, ...] = ()) -> Client:
+    return Client(b.server_port, _tls(b.server_tls()), subscribe)
+
+
+def agent_link(b: ProductionBroker, device_id: str = DEV) -> MqttLink:
+    tls = b.device_tls(device_id)
+    assert b.tls_port is not None
+    link = MqttLink(MqttConfig(host="127.0.0.1", port=b.tls_port, reconnect_max_s=1,
+                               tls=TlsConfig(ca_file=Path(tls["ca_certs"]),
+                                             cert_file=Path(tls["certfile"]),
+                                             key_file=Path(tls["keyfile"]))),
+                    f"nanofleet-{device_id}", will=None)
+    link.start()
+    assert link.connected.wait(10)
+    return link
+
+
+def _status(device_id: str, pad: int = 0) -> bytes:
+    doc = json.loads(Status(seq=1, device_id=device_id, state="online",
+                            agent_version="x" * pad).model_dump_json())
+    return json.dumps(doc).encode()
+
+
+# --- the attacks -------------------------------------------------------------------------------
+def huge_publish_is_refused_by_the_broker(b: ProductionBroker) -> None:
+    """A device publishes 2 MiB (before: 256 MB were accepted and delivered): the broker
+    disconnects it and delivers nothing."""
+    watcher = Client(b.port, None, [f"{topics.PREFIX}/#"])
+    attacker = device(b, ATTACKER)
+    try:
+        attacker.client.publish(topics.alerts(ATTACKER), b"x" * (2 * BROKER_MAX_PACKET_BYTES),
+                                qos=1)
+        with attacker.cond:
+            assert attacker.cond.wait_for(lambda: attacker.connect_error is not None, 10)
+        time.sleep(0.3)
+        assert watcher.on(topics.alerts(ATTACKER)) == []
+    finally:
+        attacker.close()
+        watcher.close()
+
+
+def device_cannot_plant_its_desired_state(b: ProductionBroker) -> None:
+    """A device writes a retained document on its own desired topic (before: accepted,
+    and every reconnect of the agent re-read it): refused, nothing retained."""
+    attacker = device(b, DEV)
+    try:
+        forged = json.dumps({"revision": 999, "slots": {}}).encode()
+        assert attacker.publish(topics.desired(DEV), forged, retain=True).value == NOT_AUTHORIZED
+        for own in (topics.query(DEV), topics.artifact_chunks(DEV, "t1")):  # server's answers
+            assert attacker.publish(own, b"{}").value == NOT_AUTHORIZED
+        assert not attacker.publish(topics.status(DEV), _status(DEV)).is_failure
+    finally:
+        attacker.close()
+    reader = fleet_server(b, (topics.desired(DEV),))
+    try:
+        time.sleep(0.5)
+        assert reader.on(topics.desired(DEV)) == []
+    finally:
+        reader.close()
+
+
+def oversized_message_never_reaches_the_agent(b: ProductionBroker) -> None:
+    """A message bigger than the agent accepts, on its query topic (before: handed to the
+    handler, in memory whole): the broker withholds it; the next one arrives."""
+    link = agent_link(b)
+    got: list[int] = []
+    link.handle(topics.query(DEV), lambda msg: got.append(len(msg.payload)))
+    server = fleet_server(b)
+    try:
+        time.sleep(0.3)
+        server.publish(topics.query(DEV), b"q" * (AGENT_RECEIVE_MAX_BYTES + 1))
+        server.publish(topics.query(DEV), b"small")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert got == [5]
+        assert link.connect_count == 1
+    finally:
+        server.close()
+        link.stop()
+
+
+def oversized_report_never_reaches_the_server(b: ProductionBroker) -> None:
+    """A device's 900 KB status (under the broker's limit, over the server's): before,
+    the server received and held it before its size check; now the broker withholds it."""
+    tls = b.server_tls()
+    received: list[Report] = []
+    bridge = MqttBridge(MqttSettings(host="127.0.0.1", port=b.server_port, client_id="fs-1",
+                                     tls=MqttTls(ca_file=Path(tls["ca_certs"]),
+                                                 cert_file=Path(tls["certfile"]),
+                                                 key_file=Path(tls["keyfile"]))),
+                        received.extend)
+    bridge.start()
+    attacker = device(b, ATTACKER)
+    try:
+        assert bridge.wait_connected(10)
+        time.sleep(0.3)
+        assert not attacker.publish(topics.status(ATTACKER), _status(ATTACKER, 900_000)).is_failure
+        assert not attacker.publish(topics.status(ATTACKER), _status(ATTACKER)).is_failure
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        counters = bridge.counters.as_dict()
+        assert counters["received"] == 1 and counters["rejected"] == 0, counters
+        assert [r.device_id for r in received] == [ATTACKER]
+    finally:
+        attacker.close()
+        bridge.stop()
+
+
+def agent_never_sends_what_the_broker_would_refuse(b: ProductionBroker) -> None:
+    """The agent itself with a packet over the broker's limit (a huge result batch): before,
+    it was sent, the broker disconnected the agent, and the outbox sent it again after
+    every reconnect. Now publish refuses it and the link stays up."""
+    link = agent_link(b)
+    try:
+        info = link.publish(topics.alerts(DEV), b"r" * BROKER_MAX_PACKET_BYTES)
+        assert info.rc == mqtt.MQTT_ERR_PAYLOAD_SIZE
+        ok = link.publish(topics.alerts(DEV), b"fine")
+        ok.wait_for_publish(5)
+        assert ok.is_published() and link.connect_count == 1 and link.connected.is_set()
+    finally:
+        link.stop()
+
+
+ATTACKS: dict[str, Callable[[ProductionBroker], None]] = {
+    f.__name__: f for f in (huge_publish_is_refused_by_the_broker,
+                            device_cannot_plant_its_desired_state,
+                            oversized_message_never_reaches_the_agent,
+                            oversized_report_never_reaches_the_server,
+                            agent_never_sends_what_the_broker_would_refuse)}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionBroker]:
+    b = ProductionBroker(tmp_path_factory.mktemp("attacks")).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_mqtt_attack(attack: str, broker: ProductionBroker) -> None:
+    ATTACKS[attack](broker)
