@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from agent.model import LoadedModel
-from nanomodel.baseline import KeywordBaseline
 from nanomodel import default_bundle_path
+from nanomodel.baseline import KeywordBaseline
 from nanomodel.corpus import HELDOUT_STYLES, TRAIN_STYLES, generate
 from nanomodel.readings import STATUS_WORDS, make_reading, mqtt_kv
 from nanomodel.realistic import CHECK_LINES, TUNING_LINES
