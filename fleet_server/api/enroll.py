@@ -29,7 +29,7 @@ from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollRe
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
-from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.api.schemas import ERROR_RESPONSES, ErrorBody
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
@@ -65,8 +65,10 @@ class BoundedBodyRoute(APIRoute):
         return bounded
 
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES,
-                          route_class=BoundedBodyRoute)
+public_router = APIRouter(
+    prefix="/api/v1", tags=["enrollment"], route_class=BoundedBodyRoute,
+    responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Request body over "
+                                        f"{MAX_PUBLIC_BODY_BYTES} bytes."}})
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 
@@ -171,7 +173,8 @@ def _refused(exc: EnrollmentRefused) -> ApiError:
 def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
     """Enroll a device: a single-use token and a CSR in, its certificate out."""
     try:
-        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr))
+        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr,
+                                      root_sha256=body.root_sha256))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 
