@@ -248,9 +248,21 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     ),
     (
         "mosquitto",
-        re.compile(r"^Client %s (disconnected|closed its connection|has exceeded timeout)"),
+        re.compile(r"^Client %s (disconnected\.$|closed its connection|has exceeded timeout)"),
         "normal",
         "a client went away; brokers see this all day",
+    ),
+    (
+        "mosquitto",
+        re.compile(r"^Client %s disconnected due to (protocol error|malformed packet)"),
+        "normal",
+        "a client (or a scanner) spoke bad MQTT and was dropped; the broker is fine",
+    ),
+    (
+        "mosquitto",
+        re.compile(r"^Client %s already connected, closing old connection"),
+        "normal",
+        "a client reconnected before its old connection timed out: routine on flaky links",
     ),
     (
         "mosquitto",

@@ -305,6 +305,28 @@ ALERTS = [
         ],
     ),
     _r(
+        "network-down",
+        "network",
+        "the device lost its link, its address, its time source or a peer it needs",
+        [
+            r"no dhcpoffers",
+            r"\bno lease\b",
+            r"unable to obtain a lease",
+            r"no working leases",
+            r"lease (lost|expired)",
+            r"link (is )?down\b",
+            r"\bno carrier\b",
+            r"(lost|losing) carrier",
+            r"carrier (lost|down)",
+            r"network is unreachable",
+            r"no route to host",
+            r"can't synchronise",
+            r"no selectable sources",
+            r"connection to .* (lost|failed)",
+            r"broker .*(lost|unreachable|refused)",
+        ],
+    ),
+    _r(
         "sensor",
         "sensor",
         "a sensor that cannot be read or reads nonsense",
@@ -539,6 +561,12 @@ FAILURE_WORDS = re.compile(
 )
 
 CATEGORY_HINTS = [
+    _r(
+        "hint-software",
+        "software",
+        "",
+        [r"\bsystem bus\b", r"\bd-?bus\b", r"\bmemory\b", r"\bthread", r"\bfork\b"],
+    ),
     _r(
         "hint-storage",
         "storage",
