@@ -324,7 +324,7 @@ def ipv6(rng: random.Random) -> str:
     return "fe80::" + ":".join(f"{rng.randint(0, 0xFFFF):x}" for _ in range(4))
 
 
-def _value(kind: str, conv: str, rng: random.Random) -> str:
+def _value(kind: str, conv: str, rng: random.Random, source: str = "") -> str:
     numeric = conv in "diouxX"
     if kind == "port":
         return str(
@@ -363,15 +363,98 @@ def _value(kind: str, conv: str, rng: random.Random) -> str:
         return rng.choice(["2.0.11", "9.2p1", "4.3", "1.42.4", "252", "3.8.0", "1.22.1"])
     if kind == "duration":
         return rng.choice(["1.502s", "30s", "2min 3.118s", "120ms", "5.004s", "1h 2min"])
+    if source == "linux":
+        return rng.choice(KERNEL_WORDS)
     return rng.choice(WORDS + IFACES[:3] + CLIENTS[:4] + UNITS[:4] + PATHS[:3])
 
 
-def _named(name: str, rng: random.Random) -> str:
+# Kernel device prefixes by the part of the tree a message comes from (origin path).
+KDEVS_BY_PATH: list[tuple[str, list[str]]] = [
+    (
+        "drivers/usb/",
+        [
+            "usb 1-1",
+            "usb 1-1.3",
+            "usb 2-1.4",
+            "xhci_hcd 0000:00:14.0",
+            "cdc_acm 1-1.2:1.0",
+            "ftdi_sio 1-1.4:1.0",
+            "usb-storage 1-1.2:1.0",
+        ],
+    ),
+    ("drivers/mmc/", ["mmc0", "mmc1", "sdhci-pltfm 7e300000.mmc", "mmcblk0"]),
+    (
+        "drivers/hwmon/",
+        [
+            "lm75 1-0048",
+            "raspberrypi-hwmon raspberrypi-hwmon",
+            "nct6775 nct6775.656",
+            "ina2xx 1-0040",
+            "coretemp coretemp.0",
+            "pwm-fan pwm-fan",
+        ],
+    ),
+    ("drivers/iio/", ["bme280 1-0076", "ads1015 1-0048", "sht3x 1-0044", "mcp3008 spi0.0"]),
+    ("drivers/w1/", ["w1_slave_driver 28-00000a1b2c3d", "w1_bus_master1"]),
+    (
+        "drivers/power/",
+        [
+            "bq27xxx-battery 1-0055",
+            "axp20x-battery-power-supply axp20x-battery",
+            "rpi-poe-power-supply",
+            "max17040 1-0036",
+        ],
+    ),
+    (
+        "drivers/regulator/",
+        ["regulator regulator.3", "rpi-regulator 1-0045", "fixedregulator vdd-3v3"],
+    ),
+    (
+        "drivers/thermal/",
+        [
+            "thermal thermal_zone0",
+            "bcm2711_thermal fd5d2200.thermal",
+            "rockchip-thermal ff260000.tsadc",
+        ],
+    ),
+    ("drivers/ata/", ["ahci 0000:00:17.0", "ata_piix 0000:00:01.1"]),
+    ("drivers/nvme/", ["nvme nvme0"]),
+    (
+        "drivers/net/",
+        ["lan78xx 1-1.1.1:1.0", "smsc95xx 1-1.1:1.0", "e1000e 0000:00:1f.6", "r8169 0000:02:00.0"],
+    ),
+    ("drivers/bluetooth/", ["hci_uart_bcm serial0-0", "btusb 1-1.3:1.0"]),
+    ("drivers/i2c/", ["i2c i2c-1", "i2c-bcm2835 fe804000.i2c"]),
+    ("drivers/gpio/", ["gpiochip0", "gpio-mockup gpio-mockup"]),
+    ("drivers/tty/", ["serial8250 serial8250", "fe201000.serial"]),
+]
+KERNEL_WORDS = [
+    "usb-storage",
+    "xhci_hcd",
+    "mmc0",
+    "sda",
+    "eth0",
+    "cpufreq",
+    "EXT4-fs",
+    "md0",
+    "sd 0:0:0:0",
+    "thermal",
+    "lan78xx",
+    "brcmfmac",
+    "i2c-1",
+    "gpiochip0",
+    "hci0",
+    "wlan0",
+]
+
+
+def _named(name: str, rng: random.Random, origin: str = "") -> str:
+    kdevs = next((devs for prefix, devs in KDEVS_BY_PATH if origin.startswith(prefix)), KDEVS)
     table: dict[str, list[str]] = {
         "unit": UNITS,
         "iface": IFACES,
         "sysname": DISKS + PARTS + IFACES[:3],
-        "kdev": KDEVS,
+        "kdev": kdevs,
         "knetdev": KNETDEVS,
         "disk": DISKS,
         "part": PARTS,
@@ -386,18 +469,28 @@ def _named(name: str, rng: random.Random) -> str:
     return str(rng.randint(1, 4) if name == "n" else rng.randint(0, 999))
 
 
-def fill(template: str, rng: random.Random) -> str:
-    """The template with every placeholder replaced by a plausible value."""
+# nginx's own conversions (ngx_vslprintf): %V is a string, %ui/%uz/%O/%T/%M numbers.
+_NGX = re.compile(r"%([-0-9*]*)(?:ui|uz|uD|uA|xi|xD|O|T|M|i|z|D)(?![a-z])")
+
+
+def fill(template: str, rng: random.Random, source: str = "", origin: str = "") -> str:
+    """The template with every placeholder replaced by a plausible value.
+
+    ``source`` and ``origin`` (the template's daemon and file) pick values that fit: a
+    kernel hwmon driver's device prefix is a sensor chip, nginx's ``%V`` is a string.
+    """
+    if source == "nginx":
+        template = _NGX.sub(r"%\1d", template.replace("%V", "%s").replace("%N", ""))
     out: list[str] = []
     pos = 0
     for m in CONVERSION.finditer(template):
         out.append(template[pos : m.start()])
         pos = m.end()
         if m.group(0) == "{}":
-            out.append(_value(_kind("".join(out)), "s", rng))
+            out.append(_value(_kind("".join(out)), "s", rng, source))
             continue
         if m.group("name"):
-            out.append(_named(m.group("name"), rng))
+            out.append(_named(m.group("name"), rng, origin))
             continue
         conv = m.group("conv")
         if conv == "%":
@@ -417,7 +510,9 @@ def fill(template: str, rng: random.Random) -> str:
         elif conv in "eEfgG":
             out.append(f"{rng.uniform(0, 200):.{rng.choice([1, 2, 3, 6])}f}")
         else:
-            value = _value(_kind("".join(out)), conv, rng)
+            value = _value(_kind("".join(out)), conv, rng, source)
+            if value.startswith("SIG") and "".join(out).endswith("SIG"):
+                value = value[3:]
             prec = m.group("prec")
             out.append(value[: int(prec)] if prec and prec.isdigit() and conv == "s" else value)
     out.append(template[pos:])

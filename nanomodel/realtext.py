@@ -174,7 +174,7 @@ def sources() -> list[str]:
 
 def render(template: Template, rng: random.Random) -> str:
     """The message as a log would show it (placeholders filled), without a prefix."""
-    return fill(template.template, rng).strip()
+    return fill(template.template, rng, template.source, template.origin).strip()
 
 
 def syslog_prefix(source: str, rng: random.Random) -> str:
@@ -198,8 +198,6 @@ def syslog_prefix(source: str, rng: random.Random) -> str:
         )
     else:
         head = f"{tag} "
-    if prog == "kernel" and rng.random() < 0.6:
-        head += f"[{rng.randint(0, 900000)}.{rng.randint(0, 999999):06d}] "
     return head
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nanomodel.harvest.rules import label_template
+from nanomodel.harvest.rules import ALERTS, label_template
 from nanomodel.realfill import CONVERSION
 
 
@@ -67,6 +67,13 @@ class Matcher:
         """(label, reason) of a message: its template's decision, else the rules on its text."""
         hit = self.match(message)
         if hit is not None:
-            return hit.label, f"template {hit.origin} ({hit.template[:60]}): {hit.reason}"
+            why = f"template {hit.origin} ({hit.template[:60]})"
+            if hit.label == "normal":
+                # The values can carry the trouble the template does not ("Client %s disconnected:
+                # %s." with "No route to host"): an alert meaning in the line itself wins.
+                for rule in ALERTS:
+                    if rule.pattern.search(message):
+                        return rule.label, f"{why} is normal, but the values say: rule:{rule.name}"
+            return hit.label, f"{why}: {hit.reason}"
         label, reason = label_template(message, level, default_alert)
         return label, f"no template matched; {reason}"

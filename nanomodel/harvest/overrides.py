@@ -223,6 +223,12 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     (
+        "dnsmasq",
+        re.compile(r"\bHWM\b"),
+        "normal",
+        "a statistics line (high-water mark of a counter), printed on request",
+    ),
+    (
         "openssh",
         re.compile(r"^Invalid user"),
         "security",

@@ -523,6 +523,12 @@ FAILURE_WORDS = re.compile(
     "|".join(
         [
             r"\bfail",
+            r"\bproblem",
+            r"\bdied\b",
+            r"does not match",
+            r"\bcorrupt",
+            r"%m",
+            r"\bbusted\b",
             r"\berror",
             r"\bunable\b",
             r"\bcannot\b",
@@ -630,7 +636,6 @@ CATEGORY_HINTS = [
             r"\bfirmware",
             r"\bcontroller",
             r"\badapter",
-            r"\bdevice\b",
         ],
     ),
 ]

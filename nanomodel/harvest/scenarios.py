@@ -124,6 +124,7 @@ PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PermitRootLogin yes
 MaxAuthTries 3
+MaxStartups 2:50:4
 LoginGraceTime 12
 StrictModes no
 AuthorizedKeysFile {work}/authorized_keys
@@ -200,6 +201,13 @@ LogLevel VERBOSE
     py_in(CLI, _RAW_HTTP)
     marker("sshd in netns: client that never authenticates (login grace timeout)")
     py_in(CLI, _RAW_IDLE, timeout=25)
+    marker("sshd in netns: many unauthenticated connections at once (MaxStartups throttling)")
+    py_in(
+        CLI,
+        f"import socket,time;c=[socket.create_connection(('{SERVER}',22),5) for _ in range(7)];"
+        "time.sleep(2);[s.close() for s in c]",
+        timeout=20,
+    )
     marker("sshd in netns: client offering only an obsolete key exchange")
     run_in(
         CLI,
@@ -268,6 +276,11 @@ log_type unsubscribe
 connection_messages true
 persistence false
 user root
+
+connection to-cloud
+address 10.77.0.99:1883
+topic sensors/# out 1
+restart_timeout 2 4
 """)
     marker("mosquitto in netns: start")
     broker = start_in(SRV, "mosquitto", "-c", str(cfg))
@@ -370,6 +383,8 @@ user root
         f"import socket,time;s=socket.create_connection(('{SERVER}',1883),5);"
         "s.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n');time.sleep(0.5);s.close()",
     )
+    marker("mosquitto in netns: bridge to an unreachable remote broker keeps retrying")
+    time.sleep(6)
     marker("mosquitto in netns: reload (SIGHUP)")
     broker.send_signal(signal.SIGHUP)
     time.sleep(1)
@@ -522,17 +537,7 @@ def chrony(work: Path) -> list[Proc]:
     return []
 
 
-# ---------------------------------------------------------------- cron
-def crond(work: Path) -> list[Proc]:
-    tabs = work / "crontabs"
-    tabs.mkdir(exist_ok=True)
-    (tabs / "root").write_text("* * * * * echo ok >/dev/null\n* * * * * /nonexistent/backup.sh\n")
-    marker("busybox crond: jobs every minute, one of them missing")
-    return [subprocess.Popen(["busybox", "crond", "-f", "-l", "0", "-c", str(tabs)])]
-
-
 ALL: dict[str, Callable[[Path], list[Proc]]] = {
-    "0-crond": crond,
     "1-sshd": sshd,
     "2-mosquitto": mosquitto,
     "3-dhcp": dhcp,
