@@ -234,3 +234,19 @@ def test_level_only_alerts_are_capped_per_category_but_rules_are_kept() -> None:
     kept = cap_level_alerts(rows, 3)
     assert len(kept) == 5 and {"seg", "ok"} <= {r["template"] for r in kept}
     assert kept == cap_level_alerts(list(rows), 3)  # the same choice every run
+
+
+def test_apache_message_numbers_and_levels() -> None:
+    from nanomodel.harvest.sources import call_level
+
+    src = (
+        'ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(00126) "Invalid URI in request %s", x);'
+    )
+    (call,) = clex.find_calls(src, re.compile(r"ap_log_rerror"))
+    fmt, idx = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
+    assert fmt == "AH00126: Invalid URI in request %s"
+    assert call_level(call.name, clex.level_words(call, idx)) == "error"
+    startup = 'ap_log_error(APLOG_MARK, APLOG_STARTUP, 0, NULL, APLOGNO(00489) "%s configured");'
+    (call,) = clex.find_calls(startup, re.compile(r"ap_log_error"))
+    _, idx = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
+    assert call_level(call.name, clex.level_words(call, idx)) == "notice"

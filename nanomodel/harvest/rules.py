@@ -219,7 +219,7 @@ ALERTS = [
             r"raid.* (fail|faulty)",
             r"buffer i/o",
             r"lost (async )?page write",
-            r"ata\S* (error|exception)",
+            r"\bata\d[\w.]* (error|exception)",
             r"\bcrc error",
             r"sense key",
             r"blk_update_request",
@@ -364,7 +364,8 @@ CHATTER_ALWAYS = [
             r"Conn(ection)? closed",
             r"EOF on client",
             r"client prematurely closed",
-            r"keepalive",
+            r"closed keepalive",
+            r"keepalive timeout",
         ],
     ),
     _r(

@@ -83,6 +83,8 @@ def clean(fmt: str) -> str | None:
     # Debug text that some daemons log at info ("DEBUG: ...") is not what a running system shows.
     if len(_WORD.findall(prose)) < 2 or text.lower().startswith(("usage", "try '", "debug")):
         return None
+    if re.match(r"-{1,2}\w\S* .*\s:\s", text):  # a command-line option's help line
+        return None
     return text
 
 

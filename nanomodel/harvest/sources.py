@@ -399,6 +399,28 @@ SOURCES: list[Source] = [
     Source("watchdog", "watchdog", ("src/*.c",), r"log_message|fatal_error", "hardware"),
     Source("logrotate", "logrotate", ("*.c",), r"message", "software"),
     Source(
+        "apache2",
+        "apache2",
+        (
+            "server/*.c",
+            "server/mpm/event/*.c",
+            "server/mpm/prefork/*.c",
+            "modules/http/*.c",
+            "modules/ssl/*.c",
+            "modules/proxy/mod_proxy.c",
+            "modules/proxy/proxy_util.c",
+            "modules/proxy/mod_proxy_http.c",
+            "modules/aaa/*.c",
+            "modules/mappers/*.c",
+            "modules/generators/mod_cgid.c",
+            "modules/generators/mod_autoindex.c",
+            "modules/filters/mod_reqtimeout.c",
+            "modules/core/*.c",
+        ),
+        r"ap_log_(error|rerror|cerror|perror|cserror)",
+        "software",
+    ),
+    Source(
         "apcupsd",
         "apcupsd",
         ("src/*.c", "src/drivers/*/*.c", "src/lib/*.c"),
@@ -431,7 +453,7 @@ _LEVEL_WORDS = [
     ),
     (re.compile(r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE"), "error"),
     (re.compile(r"(?i)(^|_)(warn|warning|warnx)$|^_LOGW"), "warning"),
-    (re.compile(r"(?i)(^|_)(notice|client)$|^_LOGN"), "notice"),
+    (re.compile(r"(?i)(^|_)(notice|client|startup)$|^_LOGN"), "notice"),
     (
         re.compile(
             r"(?i)(^|_)(info|infox|information|message|show_parms)$|^_LOGI|^(logit|verbose)$"
