@@ -490,7 +490,11 @@ def fill(template: str, rng: random.Random, source: str = "", origin: str = "") 
         out.append(template[pos : m.start()])
         pos = m.end()
         if m.group(0) == "{}":
-            out.append(_value(_kind("".join(out)), "s", rng, source))
+            before = "".join(out)
+            if before.endswith("0x"):  # slf4j has no %x: "0x{}" is a hex number (ZooKeeper zxids)
+                out.append(f"{rng.randint(0, 0xFFFFFFFFF):x}")
+            else:
+                out.append(_value(_kind(before), "s", rng, source))
             continue
         if m.group("name"):
             out.append(_named(m.group("name"), rng, origin))

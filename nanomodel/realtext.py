@@ -262,6 +262,9 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
     return ""
 
 
+_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper"}
+
+
 def real_lines(
     rng: random.Random,
     per_template: int = 3,
@@ -278,9 +281,12 @@ def real_lines(
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
         for _ in range(per_template):
-            text = native_prefix(t.source, t.level, rng, t.origin) if rng.random() < 0.5 else ""
+            native = rng.random() < 0.5
+            text = native_prefix(t.source, t.level, rng, t.origin) if native else ""
             text += render(t, rng)
-            if rng.random() < prefix_share:
+            # Files of their own (nginx, Apache, ZooKeeper) are not also syslog lines.
+            own_file = native and t.source in _OWN_LOG_FILE
+            if not own_file and rng.random() < prefix_share:
                 text = syslog_prefix(t.source, rng) + text
             out.append((text, t.label, t.source))
     if captured:
