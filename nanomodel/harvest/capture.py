@@ -1,7 +1,7 @@
 """Run real daemons in network namespaces made here and keep what they log.
 
 Usage (root; the daemons must be installed: openssh-server, mosquitto(+clients),
-dnsmasq-base, isc-dhcp-client, chrony, busybox; not installed by bootstrap:
+dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn; not installed by bootstrap:
 this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nanomodel.harvest.overrides import apply_override
 from nanomodel.harvest.rules import ALERTS, label_template
 from nanomodel.realfill import CONVERSION
 
@@ -54,7 +55,8 @@ def compile_template(template: str, label: str, reason: str, origin: str) -> Com
 class Matcher:
     """Templates of one or more sources, ready to explain messages."""
 
-    def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, str, str, str]], source: str = "") -> None:
+        self.source = source
         self.compiled = sorted((compile_template(*row) for row in rows), key=lambda c: -c.literal)
 
     def match(self, message: str) -> Compiled | None:
@@ -75,5 +77,8 @@ class Matcher:
                     if rule.pattern.search(message):
                         return rule.label, f"{why} is normal, but the values say: rule:{rule.name}"
             return hit.label, f"{why}: {hit.reason}"
+        over = apply_override(self.source, message)
+        if over is not None:
+            return over[0], f"no template matched; override: {over[1]}"
         label, reason = label_template(message, level, default_alert)
         return label, f"no template matched; {reason}"

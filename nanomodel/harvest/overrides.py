@@ -223,6 +223,18 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     (
+        "openvpn",
+        re.compile(r"Interrupted system call"),
+        "normal",
+        "a wait interrupted by the signal that stops or restarts the daemon",
+    ),
+    (
+        "openvpn",
+        re.compile(r"^Could not determine IPv4/IPv6 protocol"),
+        "normal",
+        "a fallback to IPv4 that needs nobody",
+    ),
+    (
         "dnsmasq",
         re.compile(r"\bHWM\b"),
         "normal",

@@ -537,9 +537,104 @@ def chrony(work: Path) -> list[Proc]:
     return []
 
 
+# ---------------------------------------------------------------- openvpn
+def openvpn(work: Path) -> list[Proc]:
+    key, badkey = work / "ovpn.key", work / "ovpn-other.key"
+    for k in (key, badkey):
+        k.unlink(missing_ok=True)
+        subprocess.run(["openvpn", "--genkey", "secret", str(k)], check=True, capture_output=True)
+    common = [
+        "openvpn",
+        "--dev",
+        "tun",
+        "--proto",
+        "udp",
+        "--port",
+        "1194",
+        "--cipher",
+        "AES-256-CBC",
+        "--ping",
+        "1",
+        "--ping-restart",
+        "6",
+        "--verb",
+        "3",
+    ]
+    marker("openvpn in netns: point-to-point server (static key) starts")
+    server = start_in(
+        SRV,
+        *common,
+        "--local",
+        SERVER,
+        "--ifconfig",
+        "10.88.0.1",
+        "10.88.0.2",
+        "--secret",
+        str(key),
+        "--syslog",
+        "ovpn-server",
+    )
+    time.sleep(2)
+    marker("openvpn in netns: client with the right key connects")
+    client = start_in(
+        CLI,
+        *common,
+        "--remote",
+        SERVER,
+        "--ifconfig",
+        "10.88.0.2",
+        "10.88.0.1",
+        "--secret",
+        str(key),
+        "--syslog",
+        "ovpn-client",
+    )
+    time.sleep(6)
+    run_in(CLI, "ping", "-c", "2", "-W", "1", "10.88.0.1", timeout=10)
+    marker("openvpn in netns: client stops; the server's peer goes silent")
+    stop(client)
+    time.sleep(8)
+    marker("openvpn in netns: client with a different key")
+    intruder = start_in(
+        CLI,
+        *common,
+        "--remote",
+        SERVER,
+        "--ifconfig",
+        "10.88.0.2",
+        "10.88.0.1",
+        "--secret",
+        str(badkey),
+        "--syslog",
+        "ovpn-client",
+    )
+    time.sleep(5)
+    stop(intruder)
+    marker("openvpn in netns: client towards a server that is not there")
+    lost = start_in(
+        CLI,
+        *common,
+        "--remote",
+        "10.77.0.99",
+        "--ifconfig",
+        "10.88.0.2",
+        "10.88.0.1",
+        "--secret",
+        str(key),
+        "--syslog",
+        "ovpn-client",
+    )
+    time.sleep(8)
+    stop(lost)
+    marker("openvpn in netns: server stops")
+    stop(server)
+    return []
+
+
 ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "1-sshd": sshd,
     "2-mosquitto": mosquitto,
     "3-dhcp": dhcp,
     "4-chrony": chrony,
+    "5-openvpn": openvpn,
 }
