@@ -33,7 +33,15 @@ class EmulatedDevice(LocalProcessDevice):
                  flavour: str = "litert") -> None:
         self.arch = arch
         self.rootfs = clone(build_rootfs(arch), workdir / "rootfs")
-        self.deb_version = self._install(device_deb(flavour, arch))
+        try:
+            self._setup(device_id, link, agent, fleet, ota_transport, flavour)
+        except BaseException:
+            shutil.rmtree(self.rootfs, ignore_errors=True)
+            raise
+
+    def _setup(self, device_id: str, link: Link, agent: AgentSpec, fleet: FleetEndpoints,
+               ota_transport: str, flavour: str) -> None:
+        self.deb_version = self._install(device_deb(flavour, self.arch))
         inner = INNER / device_id
         host_dir = self.rootfs / inner.relative_to("/")
         shutil.copyfile(fleet.root_file, self.rootfs / "etc/nanofleet/root.json")
@@ -49,7 +57,7 @@ class EmulatedDevice(LocalProcessDevice):
                              "--init-groups", "/usr/bin/nanofleet-agent", "check-config",
                              str(inner / "agent.toml"))
         if check.returncode != 0:
-            raise RuntimeError(f"{device_id}: check-config failed in the {arch} root file "
+            raise RuntimeError(f"{device_id}: check-config failed in the {self.arch} root file "
                                f"system: {check.stdout}{check.stderr}")
 
     def _chroot(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
