@@ -23,6 +23,7 @@ from hil.scenario import AgentSpec
 from hil.ssh_device import device_deb, with_runtime
 
 INNER = Path("/var/lib/nanofleet-hil")
+EMULATION_SLOWDOWN = 5
 
 
 class EmulatedDevice(LocalProcessDevice):
@@ -72,6 +73,11 @@ class EmulatedDevice(LocalProcessDevice):
                                f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         return self._chroot("dpkg-query", "-W", "-f", "${Version} ${Architecture}",
                             "nanofleet-agent").stdout
+
+    def wait_ready(self, timeout: float) -> None:
+        # Python under qemu-user starts several times slower (imports of numpy, pydantic,
+        # LiteRT: about a minute here); the rig's timeouts are for native agents.
+        super().wait_ready(timeout * EMULATION_SLOWDOWN)
 
     def agent_command(self) -> list[str]:
         inner_config = "/" + str(self.config.relative_to(self.rootfs))
