@@ -23,6 +23,12 @@ from hil.scenario import AgentSpec
 from hil.ssh_device import device_deb, with_runtime
 
 INNER = Path("/var/lib/nanofleet-hil")
+_ENTER = """set -eu
+R="$1"; shift
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+exec chroot "$R" "$@"
+"""
 EMULATION_SLOWDOWN = 5
 
 
@@ -61,9 +67,16 @@ class EmulatedDevice(LocalProcessDevice):
             raise RuntimeError(f"{device_id}: check-config failed in the {self.arch} root file "
                                f"system: {check.stdout}{check.stderr}")
 
+    def chroot_command(self, *argv: str) -> list[str]:
+        """``argv`` inside the root file system, with /proc and /dev mounted in a private
+        mount namespace (systemd-tmpfiles and the runtimes read /proc). Every step execs
+        the next: the agent keeps the pid the rig started."""
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _ENTER, "enter",
+                str(self.rootfs), *argv]
+
     def _chroot(self, *argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["chroot", str(self.rootfs), *argv], capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(self.chroot_command(*argv), capture_output=True, text=True,
+                              timeout=timeout)
 
     def _install(self, deb: Path) -> str:
         shutil.copyfile(deb, self.rootfs / "tmp/nanofleet-agent.deb")
@@ -81,8 +94,9 @@ class EmulatedDevice(LocalProcessDevice):
 
     def agent_command(self) -> list[str]:
         inner_config = "/" + str(self.config.relative_to(self.rootfs))
-        return ["chroot", str(self.rootfs), "setpriv", "--reuid=nanofleet", "--regid=nanofleet",
-                "--init-groups", "/usr/bin/nanofleet-agent", "run", "--config", inner_config]
+        return self.chroot_command("setpriv", "--reuid=nanofleet", "--regid=nanofleet",
+                                   "--init-groups", "/usr/bin/nanofleet-agent", "run",
+                                   "--config", inner_config)
 
     def describe(self) -> str:
         return (f"EmulatedDevice (nanofleet-agent {self.deb_version} in a Debian {self.arch} "
