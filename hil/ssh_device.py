@@ -110,10 +110,14 @@ class SshDevice(DeviceDriver):
         super().__init__(device_id, link)
         self.dir = workdir
         self.target = SshTarget(workdir, link.ns)
-        self.target.start()
-        version = self.install(deb or device_deb())
-        self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
-        self.configure(agent, fleet)
+        try:
+            self.target.start()
+            version = self.install(deb or device_deb())
+            self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
+            self.configure(agent, fleet)
+        except BaseException:
+            self.target.close()  # no sshd or root file system left behind
+            raise
         self._traffic: subprocess.Popen[bytes] | None = None
         self._traffic_in: IO[bytes] | None = None
         self._lock = threading.Lock()
