@@ -54,6 +54,7 @@ from agent.ota.store import OtaStore
 from agent.ota.transport import ArtifactTransport
 from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
+from agent.runtime.registry import runtime_format
 from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
@@ -266,7 +267,10 @@ class OtaEngine:
         if model is None:
             raise RuntimeError("no live model attached")
         m = model.manifest
-        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path)
+        # The format the live model actually runs (after any runtime fallback): the update
+        # downloads only that runtime's variant when the release has one.
+        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path,
+                          runtime_format(model.runtime_name))
 
     # --- smoke test, trial, commit, rollback ----------------------------------------------
     def _smoke_test(self, target: UpdateTarget) -> Event:

@@ -368,7 +368,7 @@ class Repository:
         path = info.target_path()
         if info.kind != "delta":
             raise PublishRejected(f"{path}: not a delta (kind {info.kind!r})")
-        full = top.targets.get(full_target_path(info.model, info.version))
+        full = top.targets.get(full_target_path(info.model, info.version, info.runtime))
         if full is None:
             raise PublishRejected(f"{path}: the operators have not signed {info.model} "
                                   f"v{info.version}")
@@ -376,7 +376,7 @@ class Repository:
             raise PublishRejected(f"{path}: result sha256/length differ from the signed full "
                                   "bundle")
         assert info.base_version is not None  # guaranteed for kind == "delta"
-        base = top.targets.get(full_target_path(info.model, info.base_version))
+        base = top.targets.get(full_target_path(info.model, info.base_version, info.runtime))
         if base is not None and base.hashes.get("sha256") != info.base_sha256:
             raise PublishRejected(f"{path}: base_sha256 differs from the signed v"
                                   f"{info.base_version} bundle")
