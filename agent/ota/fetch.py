@@ -84,20 +84,29 @@ class _NoTransport(ArtifactTransport):
 class Fetcher:
     """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
 
-    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None) -> None:
+    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None,
+                 transport: ArtifactTransport | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.counters = counters or Counters()
         self.fetched: Fetched | None = None
-        ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
-        self.transport: ArtifactTransport = (
-            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
-                          min_rate=cfg.min_download_rate)
-            if cfg.transport == "http" else _NoTransport())
+        self.transport = transport or self._configured_transport(cfg)
 
-    def attach_transport(self, transport: ArtifactTransport) -> None:
+    @staticmethod
+    def _configured_transport(cfg: OtaConfig) -> ArtifactTransport:
+        if cfg.transport != "http":
+            return _NoTransport()
+        ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
+        return HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
+                             min_rate=cfg.min_download_rate)
+
+    def use_transport(self, transport: ArtifactTransport) -> None:
         """Use ``transport`` (the daemon's MqttTransport for transport = "mqtt")."""
         self.transport = transport
+
+    def forget(self) -> None:
+        """Drop what the last fetch left for verify: the update was left."""
+        self.fetched = None
 
     def close(self) -> None:
         self.transport.close()

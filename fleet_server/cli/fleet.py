@@ -206,6 +206,8 @@ def cmd_devices_tag(args: argparse.Namespace) -> int:
         body["add_tags"] = _csv(args.add_tags)
     if args.remove_tags:
         body["remove_tags"] = _csv(args.remove_tags)
+    if args.create:
+        body["create"] = True
     result = _client(args).request("PATCH", "/api/v1/devices", json=body)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -329,5 +331,8 @@ def add_fleet_commands(sub: Any) -> None:
     tag.add_argument("--tags", metavar="A,B", help="replace their tags")
     tag.add_argument("--add-tags", action="append", metavar="A,B", help="add tags")
     tag.add_argument("--remove-tags", action="append", metavar="A,B", help="remove tags")
+    tag.add_argument("--create", action="store_true", help="add ids that never reported or "
+                     "enrolled (group devices before they are installed); without it an "
+                     "unknown id is refused")
     add_client_options(tag)
     tag.set_defaults(func=cmd_devices_tag)

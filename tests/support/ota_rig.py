@@ -122,7 +122,8 @@ class LineWriter:
 
 
 def make_agent(tmp: Path, device: str, port: int, repo: Repo, log: Path,
-               env: dict[str, str] | None = None, runtime: str | None = None,
+               env: dict[str, str] | None = None, crash_at: str | None = None,
+               runtime: str | None = None,
                **trial: Any) -> AgentProcess:
     state = tmp / f"state-{device}"
     source = f'[[sources]]\nkind = "file"\npath = "{log}"\nstart_at = "beginning"\n'
@@ -130,7 +131,7 @@ def make_agent(tmp: Path, device: str, port: int, repo: Repo, log: Path,
     cfg = write_config(tmp / f"{device}.toml", device, state, port, source,
                        extra=model + '[pipeline]\nbatch_size = 16\nbatch_max_wait_ms = 20\n'
                        + repo.ota_toml(**trial))
-    return AgentProcess(cfg, state, env=env)
+    return AgentProcess(cfg, state, env=env, crash_at=crash_at)
 
 
 def unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
