@@ -39,6 +39,7 @@ def _matches(pattern: str, path: str) -> bool:
         fnmatch(p, q) for p, q in zip(parts, pattern_parts, strict=True))
 
 
+@pytest.mark.unit
 def test_runtime_variant_is_deterministic_idempotent_and_one_file() -> None:
     combined = v1_bundle()
     sizes = {}
@@ -58,6 +59,7 @@ def test_runtime_variant_is_deterministic_idempotent_and_one_file() -> None:
     assert sizes["onnx"] < len(combined) and sizes["tflite"] < len(combined)
 
 
+@pytest.mark.unit
 def test_variant_paths_and_the_delta_delegation() -> None:
     full = full_target_path("nano-logs", 3, "onnx")
     delta = delta_target_path("nano-logs", 3, 2, "tflite")
@@ -82,6 +84,7 @@ def test_variant_paths_and_the_delta_delegation() -> None:
                          info.model_dump(mode="json"))
 
 
+@pytest.mark.unit
 def test_variant_loaded_by_the_other_runtime_falls_back_or_fails_clearly() -> None:
     """After a variant update the live bundle holds one runtime: the registry runs it on
     that runtime (with a warning) or, if that runtime is not installed, says why."""
