@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.ota.errors import UpdateRefused
+from agent.ota.tuf_client import TufClient
 from agent.runtime.base import RuntimeUnavailable
 from agent.runtime.registry import load_runtime
 from contract.bundle import BundleError, read_bundle, runtime_variant
+from contract.reasons import OtaReason
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     ModelTargetInfo,
@@ -27,6 +30,12 @@ from contract.tuf_targets import (
 )
 from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
+from tests.support.ota_attackers import (
+    full_custom,
+    operators_delegate,
+    renamed,
+    server_lists_in_deltas_role,
+)
 from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 
 DEV = "variant-dev-1"
@@ -175,3 +184,23 @@ def test_agent_takes_its_runtime_variant_delta_then_the_next(
         writer.stop()
         agent.stop()
         reports.close()
+
+
+def test_deltas_key_cannot_sign_a_variant_full_bundle(tmp_path: Path, repo: Repo) -> None:
+    """Even where the operators' delegation reaches every model path (legacy or
+    misconfigured), a variant full bundle listed only by the online deltas role is
+    refused: devices take full targets, variants included, from the top-level role."""
+    repo.publish(v1_bundle())  # combined only: the variant path is free for the attacker
+    operators_delegate(repo, ["models/*/*/*"])
+    evil = runtime_variant(renamed(v1_bundle(), version_label="evil"), "onnx")
+    custom = full_custom(evil) | {"runtime": "onnx"}
+    server_lists_in_deltas_role(repo, {full_target_path("nano-logs", 1, "onnx"): (evil, custom)})
+    client = TufClient(tmp_path / "meta", f"{repo.server.url}/metadata",
+                       trusted_root=repo.root_file.read_bytes(),
+                       target_base_url=f"{repo.server.url}/targets")
+    client.refresh()
+    with pytest.raises(UpdateRefused) as info:
+        client.find_model_targets("nano-logs", 1, runtime="onnx")
+    assert info.value.reason == OtaReason.WRONG_ROLE, info.value
+    # Without a runtime (an agent that predates variants) the combined bundle is found.
+    assert client.find_model_targets("nano-logs", 1).full.info.runtime is None
