@@ -90,7 +90,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
     socket_path = args.socket
     if socket_path is None:
         try:
-            socket_path = load_config(args.config).control_socket
+            # Technicians (group nanofleet) query: they need the socket, not the secrets.
+            socket_path = load_config(args.config, secrets=False).control_socket
         except ConfigError as exc:
             print(f"cannot find the agent's socket: {exc}", file=sys.stderr)
             return 2

@@ -274,7 +274,9 @@ def resolve_secrets(cfg: AgentConfig, path: Path, mode: int) -> AgentConfig:
     return cfg
 
 
-def load_config(path: Path) -> AgentConfig:
+def load_config(path: Path, secrets: bool = True) -> AgentConfig:
+    """The validated config; ``secrets`` reads ``password_file`` too (not for tools that
+    only need the socket path, run by technicians who may not read the secret)."""
     try:
         raw = path.read_bytes()
         mode = path.stat().st_mode
@@ -284,8 +286,9 @@ def load_config(path: Path) -> AgentConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, ["the file is not UTF-8 text"]) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, 5000-digit ints, depth
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
-    return resolve_secrets(parse_config(data, path), path, mode)
+    cfg = parse_config(data, path)
+    return resolve_secrets(cfg, path, mode) if secrets else cfg
 
 

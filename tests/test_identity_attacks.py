@@ -301,3 +301,23 @@ def test_which_tokens_may_enroll_an_existing_id() -> None:
     for (identity, in_inventory, token), expected in cases.items():
         refusal = identity_refusal("d-1", identity, in_inventory, token)
         assert (refusal.code if refusal else None) == expected, (identity, in_inventory, token)
+
+
+def test_an_interrupted_renewal_is_finished_by_the_next_run(fleet: EnrolledFleet,
+                                                            tmp_path: Path) -> None:
+    """Power lost after the answer was stored beside the old pair but before the renames:
+    the next run puts the new key and certificate in place together."""
+    directory = fleet.enroll("crash-1")
+    old = {n: (directory / n).read_bytes() for n in ("device.key", "device.crt")}
+    renewed = fleet.agent_enroll("--renew", "--force", "--dir", str(directory))
+    assert renewed.returncode == 0, renewed.stderr
+    new = {n: (directory / n).read_bytes() for n in ("device.key", "device.crt")}
+    for name in ("device.key", "device.crt"):  # the moment before the renames
+        (directory / f"{name}.next").write_bytes(new[name])
+        (directory / name).write_bytes(old[name])
+    again = fleet.agent_enroll("--renew", "--dir", str(directory))  # not due: just finishes
+    assert again.returncode == 0 and "not due" in again.stdout, again.stderr
+    assert {n: (directory / n).read_bytes() for n in new} == new
+    assert not (directory / "device.key.next").exists()
+    assert not (directory / "device.crt.next").exists()
+    assert try_connect(fleet.tls_port, fleet.device_tls("crash-1")) is None

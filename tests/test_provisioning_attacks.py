@@ -368,3 +368,72 @@ def test_agent_run_as_root_refuses_a_state_dir_of_another_user(device_fs: Path) 
     assert _snapshot(victim) == before
 
 
+
+
+def test_a_technician_queries_without_reading_the_password(device_fs: Path) -> None:
+    """The secret is out of the technician's reach, the control socket is not: `query`
+    needs only the socket path from the config."""
+    from tests.support.agent_proc import write_config
+
+    secret = device_fs / "mqtt-password"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o600)  # the agent's user only (root here)
+    config = write_config(device_fs / "agent.toml", "tech-1", device_fs / "state", 1,
+                          f'[[sources]]\nkind = "file"\npath = "{device_fs / "x.log"}"\n')
+    config.write_text(config.read_text().replace(
+        "[mqtt]\n", f'[mqtt]\nusername = "tech-1"\npassword_file = "{secret}"\n', 1))
+    config.chmod(0o644)
+    import agent.cli
+    import agent.control
+
+    # The venv is not readable by nobody here: fork, drop to nobody, run the CLI.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setresgid(NOBODY.pw_gid, NOBODY.pw_gid, NOBODY.pw_gid)
+            os.setresuid(NOBODY.pw_uid, NOBODY.pw_uid, NOBODY.pw_uid)
+            code = agent.cli.main(["query", "status", "--config", str(config)])
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    # No daemon runs (3): the config was read and the socket path found, the secret not.
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_enrollment_over_https_needs_no_lab_flag(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    """The production path: the fleet server behind a reverse proxy that ends TLS with a
+    certificate from the operators' private CA, which the device gets as --ca-file."""
+    from tests.support.tamper_proxy import https_identity, passthrough
+
+    ca, cert, key = https_identity(tmp_path / "tls")
+    proxy = TamperProxy(fleet.url, passthrough, tls=(cert, key)).start()
+    try:
+        token = fleet.create_token("--device", "tls-1")
+        untrusted = fleet.agent_enroll("--server", proxy.url, "--root-sha256",
+                                       fleet.root_sha256, "--token", token, "--device-id",
+                                       "tls-1", "--dir", str(tmp_path / "a"))
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        proc = fleet.agent_enroll("--server", proxy.url, "--ca-file", str(ca),
+                                  "--root-sha256", fleet.root_sha256, "--token", token,
+                                  "--device-id", "tls-1", "--dir", str(tmp_path / "a"))
+        assert proc.returncode == 0, proc.stderr
+        assert "WARNING" not in proc.stderr
+        renewed = fleet.agent_enroll("--renew", "--force", "--ca-file", str(ca), "--dir",
+                                     str(tmp_path / "a"))
+        assert renewed.returncode == 0 and "WARNING" not in renewed.stderr, renewed.stderr
+    finally:
+        proxy.stop()
+
+
+def test_a_wrong_pin_does_not_spend_the_token(fleet: EnrolledFleet, tmp_path: Path) -> None:
+    """The pin goes along with the request: an honest server with another root (a typo in
+    the pin, a root rotated since) refuses before it uses the token up."""
+    token = fleet.create_token("--device", "pin-1")
+    proc = fleet.agent_enroll("--server", fleet.url, "--insecure-lab", "--root-sha256",
+                              "0" * 64, "--token", token, "--device-id", "pin-1", "--dir",
+                              str(tmp_path / "a"))
+    assert proc.returncode == 1 and "root-mismatch" in proc.stderr, proc.stderr
+    assert not (tmp_path / "a" / "device.crt").exists()
+    _token_still_usable(fleet, token, "pin-1", tmp_path)

@@ -23,13 +23,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
-from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.api.schemas import ERROR_RESPONSES, ErrorBody
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
@@ -65,8 +65,10 @@ class BoundedBodyRoute(APIRoute):
         return bounded
 
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES,
-                          route_class=BoundedBodyRoute)
+public_router = APIRouter(
+    prefix="/api/v1", tags=["enrollment"], route_class=BoundedBodyRoute,
+    responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Request body over "
+                                        f"{MAX_PUBLIC_BODY_BYTES} bytes."}})
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 
@@ -82,7 +84,8 @@ def install(app: FastAPI, service: FleetService) -> None:
     """Open the device CA (made at the first start) and add the routes."""
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
     app.include_router(public_router)
-    app.include_router(operator_router, dependencies=[Depends(require_operator)])
+    app.include_router(operator_router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
 
 
 class EnrollTokenCreate(Strict):
@@ -96,7 +99,7 @@ class EnrollTokenCreate(Strict):
         default=None, gt=0, le=365 * 86400, description="Lifetime in seconds (at most "
         "enrollment.token_max_hours); default enrollment.token_default_hours of the server "
         "config.")
-    replace: bool = Field(
+    replace: StrictBool = Field(
         default=False, description="Required to make a token for a device id that is "
         "enrolled: using it replaces the device's identity and revokes its current "
         "certificates.")
@@ -171,7 +174,8 @@ def _refused(exc: EnrollmentRefused) -> ApiError:
 def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
     """Enroll a device: a single-use token and a CSR in, its certificate out."""
     try:
-        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr))
+        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr,
+                                      root_sha256=body.root_sha256))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 

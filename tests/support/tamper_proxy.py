@@ -2,17 +2,22 @@
 compromised fleet server, or anyone on the path of a plain-http enrollment, can do.
 
 ``TamperProxy(upstream, tamper).start()``; ``tamper(path, answer) -> answer`` sees each
-JSON answer to a POST. Also: a TUF root signed by keys the attacker holds, and a CA of
-the attacker's own that signs whatever public key a device sent.
+JSON answer to a POST. With ``tls=(cert, key)`` it ends TLS like the reverse proxy in
+front of a production fleet server (and :func:`passthrough` changes nothing). Also: a
+TUF root signed by keys the attacker holds, and a CA of the attacker's own that signs
+whatever public key a device sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,8 +29,13 @@ from cryptography.x509.oid import NameOID
 Tamper = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
+def passthrough(_path: str, answer: dict[str, Any]) -> dict[str, Any]:
+    return answer
+
+
 class TamperProxy:
-    def __init__(self, upstream: str, tamper: Tamper) -> None:
+    def __init__(self, upstream: str, tamper: Tamper,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.upstream, self.tamper = upstream.rstrip("/"), tamper
         self.seen: list[str] = []
         proxy = self
@@ -49,11 +59,17 @@ class TamperProxy:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> TamperProxy:
         self.thread.start()
@@ -99,3 +115,43 @@ def attacker_certificate(answer: dict[str, Any]) -> dict[str, Any]:
     pem = serialization.Encoding.PEM
     return {**answer, "certificate_pem": forged.public_bytes(pem).decode(),
             "ca_certificate_pem": ca.public_bytes(pem).decode()}
+
+
+def https_identity(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) for https://127.0.0.1: what an
+    operator's private CA gives the reverse proxy; the device gets the CA (--ca-file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ops private CA")])
+    now = dt.datetime.now(dt.UTC)
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                         critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(cert.public_bytes(pem))
+    paths[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
