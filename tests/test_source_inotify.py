@@ -22,6 +22,31 @@ def test_directory_watch_wakes_on_append_and_rename(tmp_path):
     w.close()
 
 
+def test_directory_watch_tells_writes_from_rotations(tmp_path):
+    """Plain writes need no stat of the path; a create, rename or delete does."""
+    log = tmp_path / "a.log"
+    log.write_text("")
+    w = DirectoryWatch(tmp_path)
+    assert w.take_structural()  # nothing seen yet: check once
+    assert not w.take_structural()
+    with open(log, "a") as fh:
+        for i in range(5):
+            fh.write(f"line {i}\n")
+            fh.flush()
+    assert w.wait(2.0)
+    assert not w.take_structural()
+    os.rename(log, tmp_path / "a.log.1")
+    assert w.wait(2.0)
+    assert w.take_structural()
+    (tmp_path / "a.log").write_text("new\n")
+    assert w.wait(2.0)
+    assert w.take_structural()
+    os.unlink(tmp_path / "a.log.1")
+    assert w.wait(2.0)
+    assert w.take_structural()
+    w.close()
+
+
 def test_missing_directory_falls_back_to_polling(tmp_path):
     w = DirectoryWatch(tmp_path / "nope")
     assert not w.active

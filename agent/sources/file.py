@@ -109,6 +109,7 @@ class FileSource(Source):
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
         self._resumed = False
         self._at_eof = False
+        self._tick = True  # check the path on the first wake
         self._watch: DirectoryWatch | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -141,9 +142,11 @@ class FileSource(Source):
                 try:
                     # Sleep until the directory changes (inotify) or the poll interval
                     # passes; stop() is honoured within one interval.
-                    if (not self._step() and watch.wait(self.cfg.poll_interval_s)
-                            and coalesce > 0):
-                        self._stop.wait(coalesce)
+                    if not self._step():
+                        if not watch.wait(self.cfg.poll_interval_s):
+                            self._tick = True  # a poll tick: look at the path too
+                        elif coalesce > 0:
+                            self._stop.wait(coalesce)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self.counters.inc("source_errors")
@@ -271,7 +274,22 @@ class FileSource(Source):
             self._finish_file()
             self._next_file()
             return True
+        if not self._path_check_due():
+            return False
         return self._check_path()
+
+    def _path_check_due(self) -> bool:
+        """Is a ``stat`` of the path worth it? With inotify, only after a create, move or
+        delete in the directory, on a poll tick, or while a rotation is being handled:
+        a trickle of writes then costs no ``stat`` per wake."""
+        watch = self._watch
+        due = (watch is None or not watch.active or self._tick
+               or self._rotation_seen is not None or self.state != "following")
+        if watch is not None and watch.take_structural():
+            due = True
+        if due:
+            self._tick = False
+        return due
 
     def _pump(self) -> bool:
         """Read what the file holds; sets ``_at_eof`` when the last read returned nothing."""

@@ -14,6 +14,7 @@ import ctypes.util
 import logging
 import os
 import select
+import struct
 from pathlib import Path
 
 log = logging.getLogger("nanofleet.agent.sources")
@@ -24,9 +25,14 @@ IN_MOVED_FROM = 0x040
 IN_MOVED_TO = 0x080
 IN_CREATE = 0x100
 IN_DELETE = 0x200
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 WATCH_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+# Events after which a path may name another file (a rotation), or events were lost.
+STRUCTURAL = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_Q_OVERFLOW | IN_IGNORED
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (+ name)
 
 _libc: ctypes.CDLL | None = None
 
@@ -41,11 +47,23 @@ def _load_libc() -> ctypes.CDLL | None:
     return _libc
 
 
+def _has_structural(data: bytes) -> bool:
+    """Does a buffer of inotify events hold a create/move/delete/overflow event?"""
+    off = 0
+    while off + _EVENT.size <= len(data):
+        _wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
+        if mask & STRUCTURAL:
+            return True
+        off += _EVENT.size + length
+    return False
+
+
 class DirectoryWatch:
     """``wait(timeout)`` returns when the directory changed or the timeout passed."""
 
     def __init__(self, directory: Path) -> None:
         self.fd: int | None = None
+        self._structural = True  # nothing seen yet: callers check the path once
         # A self-pipe so interrupt() (from stop()) ends a wait at once.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         libc = _load_libc()
@@ -70,9 +88,17 @@ class DirectoryWatch:
         ready, _, _ = select.select(fds, [], [], timeout)
         for fd in ready:
             with contextlib.suppress(BlockingIOError, InterruptedError):
-                while os.read(fd, 65536):
-                    pass
+                while data := os.read(fd, 65536):
+                    if fd == self.fd and not self._structural:
+                        self._structural = _has_structural(data)
         return self.fd in ready
+
+    def take_structural(self) -> bool:
+        """Was a file created, moved or deleted in the directory (or were events lost)
+        since the last call? Only then (or on a poll tick) can the followed path have
+        been rotated; plain writes need no ``stat`` of the path."""
+        seen, self._structural = self._structural, False
+        return seen
 
     def interrupt(self) -> None:
         if self._wake_w >= 0:  # never write to a closed (possibly reused) descriptor
