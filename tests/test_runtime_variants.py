@@ -31,12 +31,14 @@ from contract.tuf_targets import (
 from hil.models import finetuned, traffic, v1_bundle
 from tests.support.mosquitto import Mosquitto
 from tests.support.ota_attackers import (
+    Rig,
     full_custom,
     operators_delegate,
     renamed,
     server_lists_in_deltas_role,
 )
 from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
+from tests.support.tuf_http import Fault
 
 DEV = "variant-dev-1"
 
@@ -204,3 +206,30 @@ def test_deltas_key_cannot_sign_a_variant_full_bundle(tmp_path: Path, repo: Repo
     assert info.value.reason == OtaReason.WRONG_ROLE, info.value
     # Without a runtime (an agent that predates variants) the combined bundle is found.
     assert client.find_model_targets("nano-logs", 1).full.info.runtime is None
+
+
+def test_tampered_variant_delta_falls_back_to_the_variant_full(tmp_path: Path,
+                                                                broker: Mosquitto) -> None:
+    """A variant delta that does not match its signed hash is refused (counted,
+    reported); the device then takes its runtime's signed full variant, not the
+    combined bundle, and the old model serves meanwhile."""
+    releases = {1: v1_bundle(), 2: finetuned(2)}
+    rig = Rig(tmp_path, broker.port, releases)
+    try:
+        rig.repo.publish(releases[1], variants=True)
+        rig.repo.publish(releases[2], delta_from=(1,), variants=True)
+        rig.agent.start()
+        rig.writer.start()
+        signed = rig.repo.kit.repo
+        delta = signed.targets("deltas").signed.targets[delta_target_path("nano-logs", 2, 1,
+                                                                          "onnx")]
+        full = signed.targets().signed.targets[full_target_path("nano-logs", 2, "onnx")]
+        done = rig.attempt(2, {"delta-from-1.onnx.nfd": Fault(replace=b"\x01" * delta.length)})
+        assert done["state"] == "committed", rig.reports.summary()
+        assert "delta-from-1.onnx.nfd" in rig.fallbacks()[-1]["detail"]
+        verifying = [e for e in rig.reports.ota() if e["state"] == "verifying"][-1]
+        assert (verifying["artifact"], verifying["bytes_downloaded"]) == ("full", full.length)
+        assert rig.counters().get("ota_delta_refused", 0) == 1
+        rig.still_serving()
+    finally:
+        rig.close()
