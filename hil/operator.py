@@ -26,7 +26,8 @@ class Operator:
                                          self.fleet.root_file.read_bytes(), self.cache)
         newest_root = (self.cache / "root.json").read_bytes()
         update = add_targets(current, [self.signer], bundle=bundle,
-                             minimum_version=minimum_version, trusted_root=newest_root)
+                             minimum_version=minimum_version, trusted_root=newest_root,
+                             variants=True)  # as nanofleet model publish: per-runtime targets
         result: dict[str, Any] = self.client.publish(update.metadata, update.files)
         return result
 
@@ -42,7 +43,8 @@ def publish_summary(result: dict[str, Any]) -> str:
              for p in result.get("published", [])]
     for d in result.get("deltas", []):
         if d.get("status") == "listed":
-            parts.append(f"delta from v{d['base_version']}: {d['length']} B "
+            what = f"{d['runtime']} " if d.get("runtime") else ""
+            parts.append(f"{what}delta from v{d['base_version']}: {d['length']} B "
                          f"({100 * d['fraction']:.2f} %)")
         else:
             parts.append(f"no delta from v{d['base_version']}: {d.get('status')}")
