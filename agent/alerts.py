@@ -1,11 +1,18 @@
-"""Post-processing decisions: which classified lines raise alerts. Pure functions."""
+"""Post-processing decisions: which classified lines raise alerts.
+
+:class:`AlertPolicy` decides from one result (pure); :class:`RepeatFilter` groups repeats
+and :class:`RateLimiter` caps the rate; :class:`AlertGate` chains the three for the
+pipeline and counts what it holds back.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.config import AlertConfig
+from agent.metrics import Counters
+from contract.bundle import BundleManifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +86,49 @@ class RepeatFilter:
             self._held.pop(oldest, None)
         self._last[key] = now
         return True, self._held.pop(key, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDecision:
+    reason: str   # why it fires (the policy's words)
+    repeats: int  # repeats of this (source, label) held back since the last one sent
+
+
+@dataclass
+class AlertGate:
+    """Which results go out as alerts: the model's policy says one fires, the repeat
+    filter groups repeats of one (source, label), the rate limiter caps the rest.
+    Held-back alerts are counted (``alerts_grouped``, ``alerts_suppressed``)."""
+
+    cfg: AlertConfig
+    counters: Counters
+    limiter: RateLimiter = field(init=False)
+    repeats: RepeatFilter = field(init=False)
+    _policies: dict[str, AlertPolicy] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.cfg.max_per_minute)
+        self.repeats = RepeatFilter(self.cfg.repeat_window_s)
+
+    def policy(self, manifest: BundleManifest) -> AlertPolicy:
+        """The policy for a model's labels (one per model version, built once)."""
+        key = f"{manifest.name}:{manifest.version}"
+        if key not in self._policies:
+            self._policies[key] = AlertPolicy.build(self.cfg, manifest.labels,
+                                                    manifest.normal_label)
+        return self._policies[key]
+
+    def admit(self, policy: AlertPolicy, source: str, label: str, score: float,
+              anomaly: float, now: float) -> AlertDecision | None:
+        """The alert to send for this result, or None (no alert, or held back)."""
+        reason = policy.decide(label, score, anomaly)
+        if reason is None:
+            return None
+        send, repeats = self.repeats.admit(source, label, now)
+        if not send:
+            self.counters.inc("alerts_grouped")
+            return None
+        if not self.limiter.allow(now):
+            self.counters.inc("alerts_suppressed")
+            return None
+        return AlertDecision(reason, repeats)

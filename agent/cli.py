@@ -41,6 +41,23 @@ def _limit_malloc_arenas() -> None:
             ctypes.CDLL(name).mallopt(m_arena_max, 2)
 
 
+def _root_in_foreign_state_dir(state_dir: Path) -> str | None:
+    """The daemon writes its state directory by path (spool, checkpoints, models): run as
+    root in a directory another user owns, that user could plant links and have root
+    write or chown any file. Refuse; the agent runs as the directory's owner."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        owner = state_dir.lstat().st_uid
+    except OSError:
+        return None
+    if owner == 0:
+        return None
+    return (f"nanofleet-agent run: refusing to run as root with state_dir {state_dir} owned "
+            f"by uid {owner}: root would write there by path. Run it as that user "
+            f"(systemctl start nanofleet-agent, or runuser -u nanofleet -- nanofleet-agent run)")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.logsetup import setup_logging
 
@@ -49,6 +66,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    refusal = _root_in_foreign_state_dir(cfg.state_dir)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     setup_logging(args.log_level or cfg.log_level, fields={"device_id": cfg.device_id})
     from agent.daemon import Agent
@@ -69,7 +90,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
     socket_path = args.socket
     if socket_path is None:
         try:
-            socket_path = load_config(args.config).control_socket
+            # Technicians (group nanofleet) query: they need the socket, not the secrets.
+            socket_path = load_config(args.config, secrets=False).control_socket
         except ConfigError as exc:
             print(f"cannot find the agent's socket: {exc}", file=sys.stderr)
             return 2

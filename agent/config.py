@@ -2,10 +2,19 @@
 
 ``load_config`` raises :class:`ConfigError` whose lines each name the field path
 and a hint, e.g. ``mqtt.port: Input should be less than or equal to 65535 (hint: ...)``.
+
+Secrets: the config is readable by the ``nanofleet`` group (technicians), so the broker
+password belongs in ``mqtt.password_file``, a file only the agent's user can read;
+``load_config`` reads it and refuses one that group or others can read. An inline
+``mqtt.password`` still works (older configs) but is reported when the config file is
+readable by anyone but its owner.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +47,26 @@ class MqttConfig(Strict):
     client_id: str | None = Field(
         default=None, description="MQTT client id; default: nanofleet-<device_id>.")
     username: str | None = Field(default=None, description="Username, if the broker wants one.")
-    password: SecretStr | None = Field(default=None, description="Password (never logged).")
+    password: SecretStr | None = Field(
+        default=None, description="Password (never logged). Prefer password_file: this file "
+        "is readable by the nanofleet group.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the broker password (one line), readable by "
+        "the agent's user only (mode 0600 or 0400: a group- or world-readable file is "
+        "refused).")
     tls: TlsConfig | None = Field(default=None, description="TLS settings; omit for plain TCP.")
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive (s).")
     max_inflight: int = Field(default=20, ge=1, le=1000,
                               description="QoS 1 messages in flight before waiting for PUBACKs.")
     reconnect_max_s: int = Field(default=30, ge=1, le=3600,
                                  description="Longest wait between reconnect attempts (s).")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password_file or password, not both (password_file keeps "
+                             "the secret out of this group-readable file)")
+        return self
 
 
 class PipelineConfig(Strict):
@@ -209,17 +231,64 @@ def parse_config(data: dict[str, Any], origin: Path | str = "<config>") -> Agent
         raise ConfigError(origin, _describe_errors(exc)) from None
 
 
-def load_config(path: Path) -> AgentConfig:
+MAX_SECRET_BYTES = 4096
+log = logging.getLogger("nanofleet.agent.config")
+
+
+def read_secret_file(path: Path, field: str) -> str:
+    """The secret in ``path`` (one line); ValueError naming ``field`` if the file can be
+    read by group or others, is not a regular file, or is empty or too long."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"{field}: cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{field}: {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise ValueError(f"{field}: {path} is readable by group or others (mode "
+                             f"{stat.S_IMODE(st.st_mode):04o}): it holds a secret; chmod 600 "
+                             f"{path} (owned by the agent's user, e.g. chown nanofleet)")
+        data = f.read(MAX_SECRET_BYTES + 1)
+    text = data.decode("utf-8", "replace").rstrip("\r\n")
+    if not text or len(data) > MAX_SECRET_BYTES or "\n" in text:
+        raise ValueError(f"{field}: {path} must hold the secret on one line "
+                         f"(1..{MAX_SECRET_BYTES} bytes)")
+    return text
+
+
+def resolve_secrets(cfg: AgentConfig, path: Path, mode: int) -> AgentConfig:
+    """Read ``mqtt.password_file`` into ``mqtt.password``; note an inline password in a
+    config that others can read (``mode``: the config file's)."""
+    if cfg.mqtt.password_file is not None:
+        try:
+            secret = read_secret_file(cfg.mqtt.password_file, "mqtt.password_file")
+        except ValueError as exc:
+            raise ConfigError(path, [str(exc)]) from None
+        cfg.mqtt.password = SecretStr(secret)
+    elif cfg.mqtt.password is not None and mode & 0o077:
+        log.warning("%s: mqtt.password is in a file readable by group or others (mode %04o): "
+                    "every technician in its group can read the broker password; move it to "
+                    "mqtt.password_file (mode 0600, the agent's user)", path, mode & 0o777)
+    return cfg
+
+
+def load_config(path: Path, secrets: bool = True) -> AgentConfig:
+    """The validated config; ``secrets`` reads ``password_file`` too (not for tools that
+    only need the socket path, run by technicians who may not read the secret)."""
     try:
         raw = path.read_bytes()
+        mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, ["the file is not UTF-8 text"]) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, 5000-digit ints, depth
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
-    return parse_config(data, path)
+    cfg = parse_config(data, path)
+    return resolve_secrets(cfg, path, mode) if secrets else cfg
 
 

@@ -198,7 +198,10 @@ def enroll(server: str, token: str, device_id: str, files: IdentityFiles, *,
     check_transport(server, insecure_lab)
     require_anchor(anchor)  # before the token is spent
     key = load_or_make_key(files, fresh=new_key)
-    body = EnrollRequest(token=token.strip(), device_id=device_id, csr=make_csr(key, device_id))
+    # A pin goes along, so a server with another root refuses before spending the token.
+    pin = anchor.pin_sha256 if anchor.provisioned is None else None
+    body = EnrollRequest(token=token.strip(), device_id=device_id,
+                         csr=make_csr(key, device_id), root_sha256=pin)
     response = parse_response(post_json(server.rstrip("/") + ENROLL_PATH, body.model_dump(),
                                         timeout, ca_file))
     check_issued(response, key, device_id)

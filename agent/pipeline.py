@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.alerts import AlertPolicy, RateLimiter, RepeatFilter
+from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.line_queue import LineQueue
 from agent.metrics import Counters, LatencyWindow
@@ -88,18 +88,9 @@ class Pipeline:
         self.batch_min = min(cfg.pipeline.batch_min_lines, cfg.pipeline.batch_size)
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
-        self.limiter = RateLimiter(cfg.alerts.max_per_minute)
-        self.repeats = RepeatFilter(cfg.alerts.repeat_window_s)
+        self.alert_gate = AlertGate(cfg.alerts, self.counters)
         if self.recent_alerts.maxlen != cfg.alerts.recent:
             self.recent_alerts = deque(self.recent_alerts, maxlen=cfg.alerts.recent)
-        self._policies: dict[str, AlertPolicy] = {}
-
-    def policy(self, manifest: BundleManifest) -> AlertPolicy:
-        key = f"{manifest.name}:{manifest.version}"
-        if key not in self._policies:
-            self._policies[key] = AlertPolicy.build(self.cfg.alerts, manifest.labels,
-                                                    manifest.normal_label)
-        return self._policies[key]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -149,52 +140,14 @@ class Pipeline:
 
     # --- one batch ---------------------------------------------------------------------
     def process(self, lines: list[Line], enqueued: list[float]) -> None:
+        """Classify a batch, decide its alerts, and commit results, alerts and the
+        lines' checkpoints to the spool in one transaction."""
         model = self.slot.current()
         manifest = model.manifest
-        t0 = time.perf_counter()
-        try:
-            probs, anomaly = model.classify([line.text for line in lines])
-        except Exception as exc:
-            self.counters.inc("inference_errors")
-            log.error("inference failed on %s v%d: %s", manifest.name, manifest.version, exc)
-            probs = np.zeros((len(lines), len(manifest.labels)), dtype=np.float32)
-            anomaly = np.zeros(len(lines), dtype=np.float32)
-            labels_override = "unclassified"
-        else:
-            labels_override = ""
-        infer_s = time.perf_counter() - t0
-        self.inference_latency.add(infer_s)
-        self.counters.inc("inferences", len(lines))
-        self.counters.inc("batches")
-
-        policy = self.policy(manifest)
-        best = probs.argmax(axis=1)
-        items: list[ResultItem] = []
-        messages: list[tuple[str, bytes]] = []
-        for i, line in enumerate(lines):
-            label = labels_override or manifest.labels[int(best[i])]
-            score = float(probs[i, best[i]])
-            item = ResultItem(source=line.source, ts=line.ts,
-                              text=line.text if self.publish_text else "", label=label,
-                              score=round(score, 4), anomaly=round(float(anomaly[i]), 4),
-                              truncated=line.truncated)
-            items.append(item)
-            reason = None if labels_override else policy.decide(label, score, float(anomaly[i]))
-            if reason is not None:
-                send, repeats = self.repeats.admit(line.source, label, time.monotonic())
-                if not send:
-                    self.counters.inc("alerts_grouped")
-                    continue
-                if not self.limiter.allow():
-                    self.counters.inc("alerts_suppressed")
-                    continue
-                alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
-                              slot=self.slot.name, model_version=manifest.version,
-                              item=item.model_copy(update={"text": line.text}), reason=reason,
-                              repeats=repeats)
-                messages.append((topics.alerts(self.device_id), alert.model_dump_json().encode()))
-                self.recent_alerts.append(alert.model_dump(mode="json"))
-                self.counters.inc("alerts")
+        probs, anomaly, failed = self._classify(model, lines)
+        items = self._result_items(lines, manifest, probs, anomaly, failed)
+        messages = [] if failed else self._alerts(lines, items, manifest, probs.max(axis=1),
+                                                  anomaly)
         results = ResultBatch(seq=self.spool.next_seq(f"results/{self.slot.name}"),
                               device_id=self.device_id, slot=self.slot.name,
                               model_version=manifest.version, items=items)
@@ -206,5 +159,56 @@ class Pipeline:
         now = time.monotonic()
         for t in enqueued:
             self.latency.add(now - t)
-        self.counters.set_gauge("inference_ms", infer_s * 1000)
         self.on_committed()
+
+    def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(probabilities, anomaly, failed). A failed inference yields zeros: the lines
+        are still published (as ``unclassified``) and their checkpoints move on."""
+        manifest = model.manifest
+        t0 = time.perf_counter()
+        failed = False
+        try:
+            probs, anomaly = model.classify([line.text for line in lines])
+        except Exception as exc:
+            self.counters.inc("inference_errors")
+            log.error("inference failed on %s v%d: %s", manifest.name, manifest.version, exc)
+            probs = np.zeros((len(lines), len(manifest.labels)), dtype=np.float32)
+            anomaly = np.zeros(len(lines), dtype=np.float32)
+            failed = True
+        infer_s = time.perf_counter() - t0
+        self.inference_latency.add(infer_s)
+        self.counters.inc("inferences", len(lines))
+        self.counters.inc("batches")
+        self.counters.set_gauge("inference_ms", infer_s * 1000)
+        return probs, anomaly, failed
+
+    def _result_items(self, lines: list[Line], manifest: BundleManifest, probs: np.ndarray,
+                      anomaly: np.ndarray, failed: bool) -> list[ResultItem]:
+        best = probs.argmax(axis=1)
+        return [ResultItem(source=line.source, ts=line.ts,
+                           text=line.text if self.publish_text else "",
+                           label="unclassified" if failed else manifest.labels[int(best[i])],
+                           score=round(float(probs[i, best[i]]), 4),
+                           anomaly=round(float(anomaly[i]), 4), truncated=line.truncated)
+                for i, line in enumerate(lines)]
+
+    def _alerts(self, lines: list[Line], items: list[ResultItem], manifest: BundleManifest,
+                scores: np.ndarray, anomaly: np.ndarray) -> list[tuple[str, bytes]]:
+        """The alert messages of a batch (the gate groups repeats and caps the rate);
+        decided on the unrounded scores, as published items round them."""
+        policy = self.alert_gate.policy(manifest)
+        now = time.monotonic()
+        messages: list[tuple[str, bytes]] = []
+        for i, (line, item) in enumerate(zip(lines, items, strict=True)):
+            decision = self.alert_gate.admit(policy, line.source, item.label,
+                                             float(scores[i]), float(anomaly[i]), now)
+            if decision is None:
+                continue
+            alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
+                          slot=self.slot.name, model_version=manifest.version,
+                          item=item.model_copy(update={"text": line.text}),
+                          reason=decision.reason, repeats=decision.repeats)
+            messages.append((topics.alerts(self.device_id), alert.model_dump_json().encode()))
+            self.recent_alerts.append(alert.model_dump(mode="json"))
+            self.counters.inc("alerts")
+        return messages

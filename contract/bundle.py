@@ -32,6 +32,7 @@ BUNDLE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MEMBERS = 64  # the manifest and the files it lists (two model formats today)
 RUNTIME_FILES = {"onnx": "model.onnx", "tflite": "model.tflite"}
 
 
@@ -206,25 +207,75 @@ def pack_bundle(manifest: BundleManifest, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def runtime_variant(bundle_bytes: bytes, fmt: Literal["onnx", "tflite"]) -> bytes:
+    """The bundle reduced to runtime ``fmt``: the manifest lists only that runtime and
+    drops the other runtimes' model files (golden vectors and every other file stay),
+    packed by :func:`pack_bundle`.
+
+    Deterministic (the server signs the result; a device rebuilds a delta's base from
+    its installed bundle with it) and idempotent: a bundle that already holds only
+    ``fmt`` is returned as it is. Raises :class:`BundleError` when ``fmt`` is absent."""
+    bundle = read_bundle(bundle_bytes)
+    manifest = bundle.manifest
+    if fmt not in manifest.runtimes:
+        raise BundleError(f"bundle has no {fmt} model (runtimes: "
+                          f"{', '.join(sorted(manifest.runtimes))})")
+    if list(manifest.runtimes) == [fmt]:
+        return bundle_bytes
+    keep_file = manifest.runtimes[fmt]
+    dropped = {p for f, p in manifest.runtimes.items() if f != fmt and p != keep_file}
+    files = [f for f in manifest.files if f.path not in dropped]
+    reduced = BundleManifest.model_validate(
+        {**manifest.model_dump(), "files": [f.model_dump() for f in files],
+         "runtimes": {fmt: keep_file}})
+    return pack_bundle(reduced, {f.path: bundle.files[f.path] for f in files})
+
+
+def _plain_file_problem(m: tarfile.TarInfo) -> str | None:
+    """Why ``m`` is not a member :func:`pack_bundle` could have written, or None."""
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        return "is not a regular file"
+    if m.issparse() or m.pax_headers:  # a sparse map or a size override inflates reads
+        return "is a sparse or extended-header member"
+    return None
+
+
 def _read_members(data: bytes) -> dict[str, bytes]:
-    """Member name -> bytes, in archive order, with structural checks."""
+    """Member name -> bytes, in archive order, with structural checks.
+
+    Every header is checked before its data is read: plain regular files only (a
+    sparse member of a few blocks can expand to its declared size, filled with
+    zeros), at most :data:`MAX_MEMBERS`, and the sizes added up can never exceed the
+    archive itself — an uncompressed tar holds every byte it yields."""
     contents: dict[str, bytes] = {}
+    total = 0
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        members = tar.getmembers()
-        if not members or members[0].name != MANIFEST_NAME:
-            raise BundleError(f"first member must be {MANIFEST_NAME}")
-        for m in members:
-            if not m.isreg():
-                raise BundleError(f"member {m.name!r} is not a regular file")
+        while (m := tar.next()) is not None:
+            if not contents and m.name != MANIFEST_NAME:
+                raise BundleError(f"first member must be {MANIFEST_NAME}")
+            if len(contents) >= MAX_MEMBERS:
+                raise BundleError(f"more than {MAX_MEMBERS} members")
+            problem = _plain_file_problem(m)
+            if problem is not None:
+                raise BundleError(f"member {m.name!r} {problem}")
             if m.name in contents:
                 raise BundleError(f"member {m.name!r} appears twice")
             limit = MAX_MANIFEST_BYTES if m.name == MANIFEST_NAME else MAX_BUNDLE_BYTES
             if m.size > limit:
                 raise BundleError(f"member {m.name!r} is too large ({m.size} bytes)")
+            total += m.size
+            if total > len(data):
+                raise BundleError(f"members claim {total} bytes, more than the "
+                                  f"{len(data)}-byte archive holds")
             fh = tar.extractfile(m)
             if fh is None:
                 raise BundleError(f"member {m.name!r} cannot be read")
-            contents[m.name] = fh.read()
+            blob = fh.read(m.size + 1)
+            if len(blob) != m.size:
+                raise BundleError(f"member {m.name!r} is truncated")
+            contents[m.name] = blob
+    if not contents:
+        raise BundleError(f"first member must be {MANIFEST_NAME}")
     return contents
 
 

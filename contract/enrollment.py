@@ -40,6 +40,7 @@ ERROR_CODES = {
                        "(enroll-token create --device ID --replace) enrolls it again",
     "device-known": "the device id is in the inventory; only a token bound to exactly this "
                     "id gives it a certificate",
+    "root-mismatch": "the server's TUF root is not the one the device pinned (token unused)",
     "renewal-refused": "the certificate cannot be renewed (expired, revoked, renewed "
                        "already, no proof of the current key, same key)",
 }
@@ -63,6 +64,11 @@ class EnrollRequest(Strict):
     csr: str = Field(min_length=1, max_length=MAX_PEM_CHARS,
                      description="PEM certificate signing request, CN = device_id, made with "
                      "a key that never leaves the device.")
+    root_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="The TUF root the device has pinned (SHA-256 of root.json): a server "
+        "whose current root differs refuses before the token is spent (root-mismatch). "
+        "The device checks the root it receives either way.")
 
 
 class RenewRequest(Strict):

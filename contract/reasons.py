@@ -36,6 +36,7 @@ class OtaReason(StrEnum):
     DOWNGRADE = "downgrade"                      # candidate is not above the live version
     BELOW_MINIMUM = "below-minimum"              # candidate is below the signed minimum
     WRONG_MODEL = "wrong-model"                  # target is for another model/slot
+    WRONG_ROLE = "wrong-role"                    # signed by a role that may not sign it
     # The engine's own.
     DELTA_INVALID = "delta-invalid"              # the delta does not rebuild the bundle
     NO_SPACE = "no-space"                        # not enough disk for the download

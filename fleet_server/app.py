@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +27,7 @@ from fleet_server.api import core as api
 from fleet_server.api import enroll as api_enroll
 from fleet_server.api import fleet as api_fleet
 from fleet_server.api.core import ApiError, require_operator
+from fleet_server.api.guards import BodyLimit
 from fleet_server.api.schemas import ERROR_RESPONSES
 from fleet_server.console.routes import install as install_console
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
@@ -99,15 +103,25 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
             return _error(404, "not-found", f"no such endpoint: {request.method} "
                           f"{request.url.path}")
         if exc.status_code == 405:
-            return _error(405, "method-not-allowed", f"{request.method} is not allowed on "
-                          f"{request.url.path}")
+            response = _error(405, "method-not-allowed", f"{request.method} is not allowed "
+                              f"on {request.url.path}")
+            allow = _allowed_methods(app, request, (exc.headers or {}).get("Allow"))
+            if allow:
+                response.headers["Allow"] = allow
+            return response
+        if exc.status_code == 413:
+            return _error(413, "too-large", f"{exc.detail} (publish: max_upload_bytes of the "
+                          "server config)")
         return _error(exc.status_code, "http-error", str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal", f"the server failed ({type(exc).__name__}: {exc}); "
-                      "see the server log")
+        # The detail (a database error, a path) is for the log, never for the caller.
+        incident = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", incident, request.method, request.url.path,
+                  exc_info=exc)
+        return _error(500, "internal", f"the server failed; incident {incident} in the "
+                      "server log has the details")
 
     @app.api_route("/repo/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     def repository_file(path: str) -> FileResponse:
@@ -122,5 +136,42 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
+    _schema_with_deployment_limits(app, service)
     install_console(app, service)  # the operators' web console under /console
+    # Outermost: bodies are bounded before any route, dependency or parser reads them.
+    app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes)
     return app
+
+
+def _schema_with_deployment_limits(app: FastAPI, service: FleetService) -> None:
+    """The OpenAPI schema states the limits this server's configuration sets, so that a
+    request the schema calls valid is one the server accepts."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            token = schema.get("components", {}).get("schemas", {}).get("EnrollTokenCreate")
+            if token is not None:
+                lifetime = token["properties"]["expires_in_s"]
+                limit = service.config.enrollment.token_max_hours * 3600
+                for option in lifetime.get("anyOf", [lifetime]):
+                    if option.get("type") == "number":
+                        option["maximum"] = limit
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(app: FastAPI, request: Request, fallback: str | None) -> str:
+    """The Allow header of a 405: the methods the schema lists for the path (Starlette
+    names only those of the first route that matched, not e.g. both GET and PATCH)."""
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in item}
+    if not methods and fallback:
+        return fallback
+    return ", ".join(sorted(methods))

@@ -11,6 +11,26 @@ import httpx
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 SERVER_ENV = "NANOFLEET_SERVER"
 TOKEN_ENV = "NANOFLEET_TOKEN"
+TOKEN_FILE_ENV = "NANOFLEET_TOKEN_FILE"
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path`` (``-``: stdin), stripped: ``--token-file`` keeps the token out
+    of the command line, where every user of the machine sees it (ps, /proc/PID/cmdline)."""
+    try:
+        if path == "-":
+            import sys
+
+            text = sys.stdin.read(MAX_TOKEN_FILE_BYTES)
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(MAX_TOKEN_FILE_BYTES)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"token file {path}: {exc}") from None
+    if not text.strip():
+        raise ValueError(f"token file {path} is empty")
+    return text.strip()
 
 
 class ApiCallError(RuntimeError):
@@ -36,7 +56,9 @@ class ApiClient:
     def __init__(self, server: str | None = None, token: str | None = None,
                  timeout: float = 300.0) -> None:
         self.server = (server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
-        self.token = token or os.environ.get(TOKEN_ENV)
+        self.token = token or os.environ.get(TOKEN_ENV) or (
+            read_token_file(os.environ[TOKEN_FILE_ENV]) if os.environ.get(TOKEN_FILE_ENV)
+            else None)
         self.timeout = timeout
 
     @property

@@ -14,13 +14,13 @@ import os
 import threading
 from typing import Any
 
-from fleet_server import auth  # noqa: F401 - registers the api_tokens table before create_schema
 from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
 from fleet_server.desired import DesiredStates
 from fleet_server.inventory import Report, ingest
 from fleet_server.metrics_store import MetricsStore
+from fleet_server.migrations import upgrade_logged
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.releases import Releases
 from fleet_server.replicas import ReplicaConflict, ReplicaRegistry, Sharing
@@ -57,7 +57,7 @@ class FleetService:
         self.repo = open_repository(config)
         config.uploads_path.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.db_url)
-        self.db.create_schema()
+        upgrade_logged(self.db)  # the schema of this version, before anything reads it
         self.releases = Releases(self.db, self.repo, config.deltas)
         self.metrics = MetricsStore(self.db, config.metrics)  # history for the console
         self.bridge: MqttBridge | None = None

@@ -20,9 +20,12 @@ from hil.devices import FleetEndpoints, LocalProcessDevice, agent_config_toml
 from hil.links import Link
 from hil.rootfs import build_rootfs, clone
 from hil.scenario import AgentSpec
+from hil.ssh_device import PYTHON as PACKAGED_PYTHON
 from hil.ssh_device import device_deb, with_runtime
 
 INNER = Path("/var/lib/nanofleet-hil")
+OTA_CRASH = Path(__file__).with_name("ota_crash.py")  # a power cut at an OTA state
+OTA_CRASH_INNER = INNER / "ota_crash.py"
 _ENTER = """set -eu
 R="$1"; shift
 mount -t proc proc "$R/proc"
@@ -92,11 +95,14 @@ class EmulatedDevice(LocalProcessDevice):
         # LiteRT: about a minute here); the rig's timeouts are for native agents.
         super().wait_ready(timeout * EMULATION_SLOWDOWN)
 
-    def agent_command(self) -> list[str]:
+    def agent_command(self, crash_at: str | None = None) -> list[str]:
         inner_config = "/" + str(self.config.relative_to(self.rootfs))
+        runner = ["/usr/bin/nanofleet-agent"]
+        if crash_at:  # the packaged interpreter runs the rig's wrapper (hil/ota_crash.py)
+            shutil.copyfile(OTA_CRASH, self.rootfs / OTA_CRASH_INNER.relative_to("/"))
+            runner = [PACKAGED_PYTHON, str(OTA_CRASH_INNER), crash_at]
         return self.chroot_command("setpriv", "--reuid=nanofleet", "--regid=nanofleet",
-                                   "--init-groups", "/usr/bin/nanofleet-agent", "run",
-                                   "--config", inner_config)
+                                   "--init-groups", *runner, "run", "--config", inner_config)
 
     def describe(self) -> str:
         return (f"EmulatedDevice (nanofleet-agent {self.deb_version} in a Debian {self.arch} "

@@ -9,7 +9,7 @@ agent's OTA state machine and its real TUF refresh, delta download, delta apply 
 checks), creates a canary + waves rollout with zero soak, and measures:
 
 - rollout time: the server's ``created_at`` to ``finished_at`` (or the halt);
-- report ingest: the server's ``mqtt.ingested`` counter (``GET /api/v1/health``),
+- report ingest: the server's ``mqtt.ingested`` counter (``GET /api/v1/health/detail``),
   mean over the rollout and the best 1-second window, checked against the OTA events
   stored in the database;
 - what the devices' verification path did (per-process counters of :mod:`hil.simota`).
@@ -233,11 +233,11 @@ class ScaleRig:
         return self._counters(http)[0]
 
     def _counters(self, http: httpx.Client | None = None) -> tuple[int, int]:
-        """(reports stored, rollout driver ticks) from ``GET /api/v1/health``."""
+        """(reports stored, rollout driver ticks) from ``GET /api/v1/health/detail``."""
         if http is None:
             with self._http() as own:
                 return self._counters(own)
-        health = http.get("/api/v1/health").json()
+        health = http.get("/api/v1/health/detail").json()
         return int(health["mqtt"]["ingested"]), int(health["rollouts"]["ticks"])
 
     def run_rollout(self, plan: RolloutPlan) -> dict[str, Any]:

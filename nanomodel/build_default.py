@@ -1,14 +1,21 @@
 """Reproducibly build the default bundle: ``python -m nanomodel.build_default [--out PATH]``.
 
-Generates the corpus (fixed seeds), trains (fixed seed), evaluates on unseen
-lines of the training styles and on held-out styles beside the keyword
-baseline, and packs ``agent/data/default.nfb``. Same code, same bytes.
+Trains (fixed seeds) on real message text of real daemons (:mod:`nanomodel.realtext`,
+every source, rendered with fixed seeds) mixed with the generated corpus, evaluates on
+unseen generated lines and the hand-written realistic lines beside the keyword
+baseline, copies the leave-one-source-out real-log figures that
+``benchmarks/model_real.py --write`` stored for this exact recipe and data, and packs
+``agent/data/default.nfb``. Same code, same data, same bytes; no network.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +27,59 @@ from nanomodel.features import Featurizer, default_spec
 from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
+from nanomodel.realeval import RealLine
 from nanomodel.realistic import CHECK_LINES, TUNING_LINES
+from nanomodel.realtrain import MixConfig, train_shipped
 from nanomodel.templates import LABELS
-from nanomodel.train import TrainConfig, fit
+from nanomodel.train import TrainConfig
 
 NAME, SLOT, VERSION, VERSION_LABEL = "nano-logs", "logs", 1, "default-1"
 CORPUS_SEED = 7
+REAL_SEED = 0
+REAL_PER_TEMPLATE = 1
+HELDOUT_FIGURES_PATH = Path(__file__).parent / "data" / "real_heldout.json"
+
+# The shipped recipe (benchmarks/model_real.py evaluates exactly this, source by source).
+MIX = MixConfig(corpus_lines=5000, reading_lines=8000, real_share=0.7, normal_weight=4.0)
+TRAIN = TrainConfig(epochs=5, min_steps=0)
+PriorFn = Callable[[list[RealLine]], np.ndarray]
+
+
+def recipe(quiet: bool = False) -> tuple[MixConfig, TrainConfig, PriorFn | None]:
+    """(corpus mix, training config, teacher prior maker or None) of the shipped model."""
+    cfg = TrainConfig(**{**TRAIN.__dict__, "progress": not quiet})
+    return MIX, cfg, None
+
+
+def real_training_lines() -> list[RealLine]:
+    """Every real line the shipped model trains on (fixed seed: same lines every build)."""
+    from nanomodel.realtext import real_lines
+
+    return real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE)
+
+
+def heldout_fingerprint(lines: list[RealLine]) -> str:
+    """Digest of the recipe and the real data: held-out figures belong to this pair."""
+    mix, cfg, prior = recipe(quiet=True)
+    h = hashlib.sha256(repr((mix, cfg, prior is not None)).encode())
+    for text, label, source in lines:
+        h.update(f"{source}\x1f{label}\x1f{text}\x1e".encode())
+    return h.hexdigest()
+
+
+def stored_heldout_figures(lines: list[RealLine]) -> dict[str, float]:
+    """The leave-one-source-out figures stored for this recipe and data, or nothing
+    (with a note on stderr) when they are missing or belong to another recipe."""
+    if not HELDOUT_FIGURES_PATH.exists():
+        print(f"note: no {HELDOUT_FIGURES_PATH.name}; run benchmarks/model_real.py --write",
+              file=sys.stderr)
+        return {}
+    doc = json.loads(HELDOUT_FIGURES_PATH.read_text())
+    if doc.get("fingerprint") != heldout_fingerprint(lines):
+        print(f"note: {HELDOUT_FIGURES_PATH.name} is for another recipe or data; not copied "
+              "into the manifest (run benchmarks/model_real.py --write)", file=sys.stderr)
+        return {}
+    return {k: float(v) for k, v in doc["figures"].items()}
 
 # Fixed smoke-test lines: one per category plus edge cases (empty, non-ASCII, long).
 GOLDEN_TEXTS = [
@@ -77,12 +131,12 @@ def as_examples(rows: list[tuple[str, str]], style: str) -> list[Example]:
 
 
 def build(out: Path, cfg: TrainConfig) -> dict[str, float]:
-    splits = default_splits(CORPUS_SEED)
+    splits = default_splits(CORPUS_SEED, train_size=0)
     spec = default_spec()
     featurizer = Featurizer(spec)
-    train = splits["train"]
-    y = np.array([LABELS.index(e.label) for e in train], dtype=np.int64)
-    model = fit(featurizer, [e.text for e in train], y, LABELS, "normal", cfg)
+    real = real_training_lines()
+    mix, _, prior = recipe()
+    model = train_shipped(real, featurizer, mix, cfg, w1_prior=prior(real) if prior else None)
     figures: dict[str, float] = {}
     evaluation_sets = {"test_seen_styles": splits["test_seen_styles"],
                        "test_heldout_styles": splits["test_heldout_styles"],
@@ -92,6 +146,7 @@ def build(out: Path, cfg: TrainConfig) -> dict[str, float]:
         for key, value in evaluate_figures(model, featurizer, examples, LABELS,
                                            "normal").items():
             figures[f"{split}.{key}"] = value
+    figures.update(stored_heldout_figures(real))
     data = build_bundle(model, spec=spec, labels=LABELS, normal_label="normal", name=NAME,
                         slot=SLOT, version=VERSION, version_label=VERSION_LABEL,
                         golden_texts=GOLDEN_TEXTS, evaluation=figures)
@@ -105,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default_bundle_path())
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    figures = build(args.out, TrainConfig(progress=not args.quiet))
+    figures = build(args.out, recipe(quiet=args.quiet)[1])
     for key, value in figures.items():
         print(f"{key}: {value:.4f}")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")

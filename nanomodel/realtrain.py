@@ -2,14 +2,11 @@
 
 Real lines (:mod:`nanomodel.realtext`: rendered printf templates of real daemons and
 captured real logs, labelled per template) are how software actually phrases
-things; the generated corpus (:mod:`nanomodel.corpus`) adds framing styles, sensor
-readings and categories the real sources cover thinly. A real message reaches a
-device framed (syslog prefix, journal, JSON...) or bare (journald's MESSAGE), so
-training frames a share of the real lines in the corpus's log styles.
-
-:func:`frame_for_eval` is the one framing evaluation uses (bare or a plain syslog
-prefix, no severity word, so neither the model nor the keyword rule is handed the
-answer by a level tag).
+things; they come bare or behind the syslog/journal or native prefixes real logs
+carry. The generated corpus (:mod:`nanomodel.corpus`) adds sensor readings, framing
+styles and categories the real sources cover thinly; a share of the real messages is
+also re-framed in the corpus's log styles (JSON, logfmt, ...), which real daemons'
+own prefixes do not show.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import numpy as np
 
 from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
 from nanomodel.network import ShippedModel, reference_forward
+from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer
 from nanomodel.templates import LABELS
 from nanomodel.train import FeaturizerLike, TrainConfig, fit
@@ -35,10 +33,12 @@ _NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
 class MixConfig:
     """How the training set is made from real lines and the generated corpus."""
 
-    corpus_lines: int = 20000  # generated lines mixed in (0: real text only)
+    corpus_lines: int = 20000  # generated lines (logs and readings) mixed in
+    reading_lines: int = 0  # generated sensor readings only, on top
     corpus_normal_share: float = 0.4
     real_share: float = 0.5  # real lines' share of the total training weight
-    framed_share: float = 0.6  # real lines wrapped in a log style (the rest bare)
+    framed_share: float = 0.2  # real lines also wrapped in a corpus log style
+    normal_weight: float = 1.0  # extra weight of normal lines (real logs are mostly normal)
     seed: int = 0
 
 
@@ -61,21 +61,6 @@ def frame(text: str, label: str, source: str, rng: random.Random) -> str:
     return STYLES[rng.choice(TRAIN_LOG_STYLES)](event, rng)
 
 
-def frame_for_eval(lines: Sequence[RealLine], seed: int = 11) -> list[RealLine]:
-    """Half bare, half behind an RFC 3164 syslog prefix (deterministic)."""
-    rng = random.Random(seed)
-    out: list[RealLine] = []
-    for text, label, source in lines:
-        if rng.random() < 0.5:
-            ts = (2025, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
-                  rng.randint(0, 59), rng.randint(0, 59), 0)
-            event = _Event(host=rng.choice(_HOSTS), daemon=_daemon_name(source),
-                           pid=rng.randint(100, 32000), severity="info", message=text, ts=ts)
-            text = STYLES["syslog"](event, rng)
-        out.append((text, label, source))
-    return out
-
-
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
                   labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(texts, label indices, per-line weights)`` for :func:`nanomodel.train.fit`."""
@@ -92,6 +77,9 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     corpus: list[Example] = generate(mix.corpus_lines, mix.seed + 101,
                                      normal_share=mix.corpus_normal_share) \
         if mix.corpus_lines else []
+    if mix.reading_lines:
+        corpus += generate(mix.reading_lines, mix.seed + 102, TRAIN_READING_STYLES,
+                           normal_share=mix.corpus_normal_share)
     n_real, n_corpus = len(texts), len(corpus)
     texts += [e.text for e in corpus]
     ys += [labels.index(e.label) for e in corpus]
@@ -102,6 +90,10 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
         total = n_real + n_corpus
         weights[:n_real] = mix.real_share * total / n_real
         weights[n_real:] = (1 - mix.real_share) * total / n_corpus
+    if mix.normal_weight != 1.0:
+        normal = np.array(ys) == labels.index("normal")
+        weights[normal] *= mix.normal_weight
+        weights *= len(weights) / weights.sum()
     return texts, np.array(ys, dtype=np.int64), weights
 
 
@@ -125,6 +117,8 @@ def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
 
 
 def train_shipped(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
-                  cfg: TrainConfig, labels: Sequence[str] = LABELS) -> ShippedModel:
+                  cfg: TrainConfig, labels: Sequence[str] = LABELS,
+                  w1_prior: np.ndarray | None = None) -> ShippedModel:
     texts, y, weights = training_rows(real, mix, labels)
-    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights)
+    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+               w1_prior=w1_prior)

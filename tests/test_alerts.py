@@ -1,5 +1,9 @@
+import pytest
+
 from agent.alerts import AlertPolicy, RateLimiter, RepeatFilter
 from agent.config import AlertConfig, AlertRule
+
+pytestmark = pytest.mark.unit
 
 LABELS = ["normal", "thermal", "security"]
 
@@ -40,3 +44,28 @@ def test_repeat_filter_off_and_bounded():
     for i in range(10):
         assert f.admit(f"s{i}", "x", float(i))[0]
     assert len(f._last) == 3
+
+
+def test_alert_gate_groups_repeats_then_caps_the_rate() -> None:
+    """The gate: policy first, then the repeat filter, then the rate limit; what it holds
+    back is counted under its reason."""
+    import time
+
+    from agent.alerts import AlertGate
+    from agent.config import AlertConfig
+    from agent.metrics import Counters
+
+    t0 = time.monotonic()  # the limiter starts from the monotonic clock
+    counters = Counters()
+    gate = AlertGate(AlertConfig(max_per_minute=2, repeat_window_s=10.0), counters)
+    policy = AlertPolicy.build(gate.cfg, ["normal", "storage"], "normal")
+    assert gate.admit(policy, "f", "normal", 0.99, 0.01, now=t0 + 0) is None  # no alert
+    first = gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 0)
+    assert first is not None and first.repeats == 0
+    assert gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 1) is None  # grouped
+    assert gate.admit(policy, "g", "storage", 0.9, 0.9, now=t0 + 1) is not None
+    assert gate.admit(policy, "h", "storage", 0.9, 0.9, now=t0 + 1) is None  # over the rate
+    later = gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 100)
+    assert later is not None and later.repeats == 1  # the held-back repeat is reported
+    counts, _ = counters.snapshot()
+    assert counts["alerts_grouped"] == 1 and counts["alerts_suppressed"] == 1

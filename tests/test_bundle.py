@@ -26,6 +26,8 @@ from contract.bundle import (
 )
 from nanomodel import default_bundle_path
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def good() -> Bundle:
@@ -77,7 +79,7 @@ def test_not_a_tar(data: bytes, message: str) -> None:
 def test_truncated_and_compressed_bundles(good: Bundle) -> None:
     raw = default_bundle_path().read_bytes()
     for cut in (100, 1000, 300_000):
-        with pytest.raises(BundleError, match="bad tar container"):
+        with pytest.raises(BundleError, match=r"bad tar container|archive holds|truncated"):
             read_bundle(raw[:cut])
     with pytest.raises(BundleError):
         read_bundle(gzip.compress(raw))
@@ -186,3 +188,77 @@ def test_runtime_refusing_the_bytes_is_a_clear_error(good: Bundle) -> None:
     bundle = read_bundle(_with_manifest(good, m))
     with pytest.raises(RuntimeLoadError, match=r"onnxruntime could not load model\.tflite"):
         LoadedModel.from_bundle(bundle, "onnxruntime")
+
+
+def _pax_sparse(name: str, real_size: int, chunk: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    """A PAX 1.0 sparse member: a few blocks on disk, ``real_size`` bytes when read."""
+    sparse_map = f"1\n{real_size - len(chunk)}\n{len(chunk)}\n".encode().ljust(512, b"\0")
+    body = sparse_map + chunk
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(body)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                        "GNU.sparse.name": name, "GNU.sparse.realsize": str(real_size)}
+    return info, body
+
+
+def _crafted(good: Bundle, extra: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        manifest = manifest_bytes(good.manifest)
+        info = tarfile.TarInfo(MANIFEST_NAME)
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        for member, body in extra:
+            tar.addfile(member, io.BytesIO(body))
+    return out.getvalue()
+
+
+def _special(name: str, kind: bytes, **fields: Any) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, b""
+
+
+def _oversized_pax(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = 10
+    info.pax_headers = {"size": str(60 << 20)}  # PAX overrides the header's size field
+    return info, b"0123456789"
+
+
+@pytest.mark.parametrize("members, message", [
+    pytest.param([_pax_sparse(f"model{i}.onnx", 60 << 20, b"x" * 512) for i in range(6)],
+                 "sparse", id="pax-sparse-360MiB"),
+    pytest.param([_oversized_pax("model.onnx")], "extended-header|archive holds",
+                 id="pax-size-override"),
+    pytest.param([_special("model.onnx", tarfile.SYMTYPE, linkname="/etc/shadow")],
+                 "not a regular file", id="symlink"),
+    pytest.param([_special("model.onnx", tarfile.LNKTYPE, linkname=MANIFEST_NAME)],
+                 "not a regular file", id="hardlink"),
+    pytest.param([_special("model.onnx", tarfile.CHRTYPE, devmajor=1, devminor=5)],
+                 "not a regular file", id="char-device"),
+    pytest.param([_special("model.onnx", tarfile.FIFOTYPE)], "not a regular file", id="fifo"),
+    pytest.param([_special("models", tarfile.DIRTYPE)], "not a regular file", id="directory"),
+    pytest.param([_special("model.onnx", tarfile.CONTTYPE, size=0)], "not a regular file",
+                 id="contiguous"),
+    pytest.param([_special(f"f{i}", tarfile.REGTYPE) for i in range(100)], "more than 64",
+                 id="too-many-members"),
+])
+def test_special_members_refused_before_reading(good: Bundle, members: list[Any],
+                                                message: str) -> None:
+    """Finding 8.8: a bundle's members are checked (kind, count, total size) before any
+    data is read, so a small archive cannot inflate memory before the manifest check."""
+    import tracemalloc
+
+    data = _crafted(good, members)
+    assert len(data) < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(BundleError, match=message):
+            read_bundle(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * len(data) + (4 << 20), f"peak {peak} bytes for a {len(data)}-byte bundle"

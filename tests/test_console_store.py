@@ -3,6 +3,7 @@ retention and downsampling, alerts, sign-in sessions, and the overview's counts/
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from fleet_server.console.overview import OverviewFilter, device_page, state_cou
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, Device
 from fleet_server.identity.tables import DeviceIdentity
-from fleet_server.inventory import Report
+from fleet_server.inventory import Report, ingest, parse_report
 from fleet_server.metrics_store import (
     DeviceAlertRow,
     MetricSampleRow,
@@ -25,15 +26,23 @@ from fleet_server.metrics_store import (
     alerts_per_hour,
     series,
 )
+from fleet_server.migrations import upgrade
 
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    d = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    d.create_schema()
-    return d
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same checks on both databases the server supports (PostgreSQL: a new database
+    on the module's throwaway server, hil/postgres.py)."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg").new_database()
+    d = Database(url)
+    upgrade(d)
+    try:
+        yield d
+    finally:
+        d.dispose()
 
 
 def metrics(device: str, at: float, lines: int, uptime: float, *, dropped: int = 0,
@@ -122,7 +131,9 @@ def test_sessions_follow_the_token_and_expire(db: Database) -> None:
         assert not sessions.csrf_ok(found, None)
         assert sessions.lookup(session, "made-up", config, T0, idle_s=600) is None
         assert sessions.lookup(session, sid, config, T0 + 700, idle_s=600) is None  # idle
-        sid, _ = sessions.sign_in(session, token, config, T0)
+        stale, _ = sessions.sign_in(session, token, config, T0)
+        sid, _ = sessions.sign_in(session, token, config, T0 + 1000, idle_s=600)
+        assert sessions.lookup(session, stale, config, T0 + 1000, idle_s=10**6) is None
     with db.session() as session:
         revoke_token(session, "viewer", config, "ops")
     with db.session() as session:  # a revoked token's sessions end at once
@@ -157,3 +168,20 @@ def test_overview_counts_and_pages_in_the_database(db: Database) -> None:
                              page_size=5, revoked=revoked)
         assert tagged.total == 10 and [r.device_id for r in tagged.rows][:2] == [
             "dev-0101", "dev-0103"]
+
+
+def test_alert_reports_are_parsed_from_their_topic_and_only_touch_last_seen(
+        db: Database) -> None:
+    report = alert("gw-1", T0, "m1")
+    payload = report.message.model_dump_json().encode()
+    parsed = parse_report("nanofleet/v1/dev/gw-1/alerts", payload, T0 + 1)
+    assert parsed.kind == "alerts" and parsed.message == report.message
+    with pytest.raises(ValueError, match="payload claims device 'gw-1'"):
+        parse_report("nanofleet/v1/dev/gw-2/alerts", payload, T0)
+    with db.session() as session:
+        assert ingest(session, [parsed]) == 0  # not an OTA event
+        MetricsStore(db, MetricsRetention()).record(session, [parsed])
+    with db.session() as session:
+        device = session.get(Device, "gw-1")
+        assert device is not None and device.last_seen == T0 + 1 and device.state == "unknown"
+        assert session.scalar(select(func.count()).select_from(DeviceAlertRow)) == 1

@@ -18,8 +18,11 @@ from contract.files import replacing, write_atomic
 from contract.messages import OtaEvent
 from contract.reasons import TRANSIENT_REASONS, OtaReason, is_transient
 from contract.strict import FrozenStrict, Strict
+from fleet_server import migrations
 from fleet_server.db import Database, Device, OtaEventRow
 from fleet_server.inventory import device_summary, ingest, parse_report
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +51,7 @@ def test_unknown_reason_from_a_newer_agent_is_stored_and_shown(tmp_path: Path) -
     assert report.message.reason == "flux-capacitor"
     assert not isinstance(report.message.reason, OtaReason)
     db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    db.create_schema()
+    migrations.upgrade(db)
     with db.session() as session:
         assert ingest(session, [report]) == 1
     with db.session() as session:

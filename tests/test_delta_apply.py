@@ -15,6 +15,7 @@ import zstandard
 
 from benchmarks.synthetic_bundles import full_fine_tune, head_only, make_model, pack
 from contract.delta import (
+    MAX_OPS,
     MAX_PAYLOAD,
     MAX_REF,
     MAX_SEGMENT,
@@ -43,6 +44,8 @@ from contract.delta_transforms import (
     undiff_segment,
 )
 from fleet_server.deltas import build_delta, build_generic_delta, build_tensor_delta
+
+pytestmark = pytest.mark.unit
 
 
 def sha(data: bytes) -> str:
@@ -259,3 +262,62 @@ def test_memory_stays_bounded_on_a_16_mb_bundle(tmp_path: Path) -> None:
             tracemalloc.stop()
         assert peak < 8_000_000, f"{build.__name__}: peak {peak} bytes"
         assert sha(work.out.read_bytes()) == sha(new)
+
+
+def rle_frame(produce: int, declared: int | None, window_exponent: int = 13) -> bytes:
+    """A hand-made magicless zstd frame of RLE blocks: ``produce`` zero bytes in 4-byte
+    blocks of 128 KiB each (1 GiB in 32 KB), its header declaring ``declared`` bytes."""
+    if declared is None:
+        out = bytearray([0x00, window_exponent << 3])
+    else:
+        out = bytearray([0xC0, window_exponent << 3]) + declared.to_bytes(8, "little")
+    left = produce
+    while left:
+        n = min(128 << 10, left)
+        left -= n
+        out += ((n << 3) | (1 << 1) | (0 if left else 1)).to_bytes(3, "little") + b"\x00"
+    return bytes(out)
+
+
+@pytest.mark.parametrize("op, reason", [
+    pytest.param(DataOp(0, 0, 1000, rle_frame(1 << 30, 1 << 30)), "declares 1073741824",
+                 id="data-declares-1GiB"),
+    pytest.param(DiffOp(0, 1000, TRANSFORM_XOR, 1, rle_frame(1 << 30, 1 << 30)),
+                 "declares 1073741824", id="diff-declares-1GiB"),
+    pytest.param(DataOp(0, 1024, 1000, rle_frame(1000, 1 << 62)), "declares",
+                 id="data-declares-2**62"),
+    pytest.param(DataOp(0, 0, 1000, rle_frame(1 << 30, 0)), "declares 0", id="declares-0"),
+    pytest.param(DataOp(0, 0, 1000, rle_frame(1 << 30, None)), "corrupt zstd",
+                 id="no-size-decodes-to-1GiB"),
+    pytest.param(DataOp(0, 0, 1000, rle_frame(1000, None, window_exponent=30)),
+                 "too much memory", id="window-1TiB"),
+    pytest.param(DataOp(0, 0, 1000, rle_frame(1000, None, window_exponent=17)),
+                 "window of 134217728 bytes", id="window-128MiB"),
+])
+def test_decompression_bombs_are_refused_within_bounded_memory(tmp_path: Path, op: Op,
+                                                               reason: str) -> None:
+    """Finding 8.3: a frame is decompressed to the size its header declares. Memory while
+    applying stays bounded by the op's length whatever the frame says."""
+    base = bytes(range(256)) * 16
+    result = base[:1000]
+    delta = hostile(base, result, [op])
+    assert len(delta) < 40_000
+    tracemalloc.start()
+    try:
+        Workdir(tmp_path, base).refuse(delta, sha(result), reason)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, f"peak {peak} bytes"
+
+
+def test_op_count_and_reference_work_are_bounded(tmp_path: Path) -> None:
+    base = bytes(range(256)) * 16
+    result = base[:1] * (MAX_OPS + 1)
+    many = [CopyOp(0, 1)] * (MAX_OPS + 1)
+    Workdir(tmp_path, base).refuse(hostile(base, result, many), sha(result), f"more than {MAX_OPS}")
+    # 1-byte DATA ops that each make the device read and load a 2 MiB dictionary
+    big = bytes(range(256)) * (MAX_REF // 256)
+    tiny = big[:3]
+    refs = [DataOp(0, MAX_REF, 1, zstd(tiny[i:i + 1], big)) for i in range(3)]
+    Workdir(tmp_path, big).refuse(hostile(big, tiny, refs), sha(tiny), "references add up")

@@ -30,6 +30,8 @@ from fleet_server.inventory import (
 from fleet_server.mqtt_bridge import report_filters
 from fleet_server.releases import delta_bases, stale_deltas
 
+pytestmark = pytest.mark.unit
+
 SHA = "a" * 64
 
 
@@ -148,7 +150,7 @@ def test_older_ota_events_and_metrics_do_not_overwrite_newer_ones() -> None:
 
 def test_report_filters_use_shared_subscriptions_when_asked() -> None:
     assert report_filters(None) == ["nanofleet/v1/dev/+/status", "nanofleet/v1/dev/+/ota",
-                                    "nanofleet/v1/dev/+/metrics"]
+                                    "nanofleet/v1/dev/+/metrics", "nanofleet/v1/dev/+/alerts"]
     assert report_filters("fleet")[0] == "$share/fleet/nanofleet/v1/dev/+/status"
 
 

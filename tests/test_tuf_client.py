@@ -26,8 +26,11 @@ from fleet_server.repository.operator import (
     fetch_verified_targets,
 )
 from fleet_server.repository.repo import DeltaUpload
+from fleet_server.repository.rotation import rotate_root
 from tests.support.tuf_http import Fault, RepoServer
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass
@@ -144,7 +147,7 @@ def forge_targets(env: Env, signer: CryptoSigner) -> None:
     md.signatures.clear()
     md.sign(signer)
     (env.kit.path / "metadata" / f"{md.signed.version}.targets.json").write_bytes(md.to_bytes())
-    env.kit.repo._write_snapshot_and_timestamp({Targets.type: md.signed.version})
+    env.kit.repo.write_snapshot_and_timestamp({Targets.type: md.signed.version})
 
 
 def test_targets_signed_by_unknown_key_refused(env: Env) -> None:
@@ -187,7 +190,8 @@ def test_mix_and_match_refused(env: Env) -> None:
     # Old targets served under the name the new snapshot points at.
     env.server.faults["/metadata/3.targets.json"] = Fault(replace=old_targets)
     err = refused(env.client("a").refresh, "mix-and-match")
-    assert "targets" in err.detail
+    # the snapshot names the targets file's length and hash: refused before parsing
+    assert "does not match its signed hash" in err.detail
     env.server.faults.clear()
     # Old snapshot under the new snapshot's name: its hash is not the one timestamp signed.
     env.server.faults["/metadata/3.snapshot.json"] = Fault(replace=old_snapshot)
@@ -216,8 +220,8 @@ def test_root_rotation_followed_by_old_provisioned_client(env: Env) -> None:
     new_root_files = [env.base / "keys2" / f"root-{i}.pem" for i in range(3)]
     new_signers = [generate_key(p) for p in new_root_files]
     old = env.kit.root_signers
-    version = env.kit.repo.rotate_root([s.public_key for s in new_signers], 2,
-                                       old_signers=old[:2], new_signers=new_signers[:2])
+    version = rotate_root(env.kit.repo, [s.public_key for s in new_signers], 2,
+                          old_signers=old[:2], new_signers=new_signers[:2])
     assert version == 2
     env.kit.publish(make_bundle(version=2))
     # Provisioned with root v1 long ago: walks to v2, then sees v2 of the model.
@@ -289,7 +293,7 @@ def test_delta_role_signed_by_unknown_key_falls_back_to_full(env: Env) -> None:
     md.signatures.clear()
     md.sign(CryptoSigner.generate_ed25519())
     (env.kit.path / "metadata" / f"{md.signed.version}.deltas.json").write_bytes(md.to_bytes())
-    env.kit.repo._write_snapshot_and_timestamp({"deltas": md.signed.version})
+    env.kit.repo.write_snapshot_and_timestamp({"deltas": md.signed.version})
     client = env.client()
     client.refresh()
     found = client.find_model_targets("logcls", 2, installed_version=1)

@@ -25,9 +25,11 @@ from fleet_server.repository.repo import (
     PublishRejected,
     Repository,
     RepositoryError,
-    RotationError,
 )
+from fleet_server.repository.rotation import RotationError, rotate_root
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
@@ -191,23 +193,23 @@ def test_rotation_refusals_and_online_key_rotation(kit: RepoKit, tmp_path: Path)
     old = kit.root_signers
     keys = [s.public_key for s in new]
     with pytest.raises(RotationError, match="OLD root keys"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:1], new_signers=new[:2])
+        rotate_root(kit.repo, keys, 2, old_signers=old[:1], new_signers=new[:2])
     with pytest.raises(RotationError, match="NEW root keys"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:2], new_signers=new[:1])
+        rotate_root(kit.repo, keys, 2, old_signers=old[:2], new_signers=new[:1])
     with pytest.raises(RotationError, match="neither an old nor a new"):
-        kit.repo.rotate_root(keys, 2, old_signers=old[:2],
+        rotate_root(kit.repo, keys, 2, old_signers=old[:2],
                              new_signers=[*new[:2], CryptoSigner.generate_ed25519()])
     assert kit.repo.root_version() == 1  # nothing written by refused attempts
     # Rotate the timestamp key too: the repository must already hold the new one.
     new_ts = generate_key(tmp_path / "new" / "timestamp.pem")
     with pytest.raises(RotationError, match="online timestamp key"):
-        kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+        rotate_root(kit.repo, keys, 2, old[:2], new[:2],
                              role_keys={"timestamp": [new_ts.public_key]})
     from dataclasses import replace
 
     assert kit.repo.online is not None
     kit.repo.online = replace(kit.repo.online, timestamp=new_ts)
-    assert kit.repo.rotate_root(keys, 2, old[:2], new[:2],
+    assert rotate_root(kit.repo, keys, 2, old[:2], new[:2],
                                 role_keys={"timestamp": [new_ts.public_key]}) == 2
     root2 = kit.repo.root().signed
     root2.verify_delegate("timestamp", kit.repo.timestamp().signed_bytes,
@@ -220,11 +222,57 @@ def test_targets_key_rotation_resigns_targets(kit: RepoKit, tmp_path: Path) -> N
     old = kit.root_signers
     root_keys = [s.public_key for s in old]
     with pytest.raises(RotationError, match="targets_signers"):
-        kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+        rotate_root(kit.repo, root_keys, 2, old[:2], old[:2],
                              role_keys={"targets": [new_targets.public_key]})
-    kit.repo.rotate_root(root_keys, 2, old[:2], old[:2],
+    rotate_root(kit.repo, root_keys, 2, old[:2], old[:2],
                          role_keys={"targets": [new_targets.public_key]},
                          targets_signers=[new_targets])
     targets = kit.repo.targets()
     assert targets.signed.version == 3 and "models/logcls/1/logcls-1.nfb" in targets.signed.targets
     kit.repo.root().signed.verify_delegate("targets", targets.signed_bytes, targets.signatures)
+
+
+@pytest.mark.parametrize("name", ["delta-from-edge", "Delta-From-1", "delta-from-"])
+def test_reserved_model_names_refused_at_publish(kit: RepoKit, name: str) -> None:
+    """Issue 8.4: no model may be named like a delta file, neither by the operator tool
+    nor in metadata the server is asked to publish."""
+    from tuf.api.metadata import TargetFile
+
+    from contract.bundle import pack_bundle, read_bundle
+
+    parsed = read_bundle(make_bundle(version=1))
+    bundle = pack_bundle(parsed.manifest.model_copy(update={"name": name}), parsed.files)
+    with pytest.raises(TargetsUpdateError, match="reserved"):
+        sign_update(kit, bundle)
+    md = kit.repo.targets()
+    path = f"models/{name}/1/{name}-1.nfb"
+    target = TargetFile.from_data(path, bundle, ["sha256"])
+    target.unrecognized_fields["custom"] = {
+        "kind": "full", "model": name, "slot": "logs", "version": 1,
+        "result_sha256": target.hashes["sha256"], "result_length": len(bundle)}
+    md.signed.targets[path] = target
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    with pytest.raises(PublishRejected, match="reserved"):
+        kit.repo.publish_targets(md.to_bytes(), {path: bundle})
+
+
+@pytest.mark.parametrize("paths", [["models/*/*/delta-from-*"], ["models/*/*/*"], ["*"],
+                                   ["models/*/*/delta-from-[0-9]*.nfd", "slots/*"]])
+def test_wider_delta_delegation_refused_and_rewritten(kit: RepoKit, paths: list[str]) -> None:
+    """Issue 8.4: the server publishes no targets metadata that lets the online deltas key
+    reach more than delta files; the operator tool re-anchors an old delegation."""
+    from contract.tuf_targets import DELTA_PATH_PATTERN, DELTAS_ROLE
+
+    md = kit.repo.targets()
+    assert md.signed.delegations and md.signed.delegations.roles
+    md.signed.delegations.roles[DELTAS_ROLE].paths = paths
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    with pytest.raises(PublishRejected, match="only \\['models"):
+        kit.repo.publish_targets(md.to_bytes(), {})
+    update = add_targets(md.to_bytes(), [kit.signer("targets")], bundle=make_bundle(version=1))
+    roles = Metadata[Targets].from_bytes(update.metadata).signed.delegations.roles  # type: ignore[union-attr]
+    assert roles is not None and roles[DELTAS_ROLE].paths == [DELTA_PATH_PATTERN]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.ota.transport import ArtifactNotFound, ArtifactTooLarge, HttpTransport, TransportError
+from agent.ota.transport import (
+    ArtifactNotFound,
+    ArtifactTooLarge,
+    HttpTransport,
+    TransferTimeout,
+    TransportError,
+)
 from tests.support.tuf_http import Fault, RepoServer
+
+pytestmark = pytest.mark.unit
 
 DATA = bytes(range(256)) * 400  # 102400 bytes
 
@@ -49,3 +59,25 @@ def test_errors(server: RepoServer) -> None:
         b"".join(HttpTransport().fetch("file:///etc/passwd"))
     server.faults["f.bin"] = Fault(cut_after=50_000)
     assert len(fetch(server)) == 50_000  # an early end is the caller's to judge
+
+
+def test_slow_loris_server_is_cut_off(server: RepoServer) -> None:
+    """16 bytes every 0.2 s never trips the 1 s read timeout; the rate bound (10 kB/s
+    once the transfer is 1 s old) ends it. Without it, 100 kB would take 20 minutes."""
+    server.faults["f.bin"] = Fault(drip=0.2)
+    outcome: list[BaseException | bytes] = []
+
+    def run() -> None:
+        try:
+            outcome.append(b"".join(HttpTransport(timeout=1.0, min_rate=10_000).fetch(
+                f"{server.url}/f.bin", 0, len(DATA))))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert outcome, "the transfer was still running after 20 s"
+    assert isinstance(outcome[0], TransferTimeout) and "minimum rate" in str(outcome[0])
+    assert time.monotonic() - started < 10

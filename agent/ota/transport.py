@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import ssl
+import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
@@ -59,15 +60,22 @@ class HttpTransport(ArtifactTransport):
     """HTTP(S) with ``Range:`` requests for resume; works with any static file server.
 
     A server that ignores ``Range`` (200 instead of 206) still works: the bytes
-    before ``start`` are read and dropped."""
+    before ``start`` are read and dropped.
+
+    Time is bounded too, not only bytes: ``timeout`` bounds the silence between two
+    reads, and once a transfer is ``timeout`` seconds old its average rate must stay
+    at or above ``min_rate`` bytes/s, so a server dripping a byte now and then (a
+    slow-loris mirror) cannot hold an update for longer than about
+    ``timeout + length / min_rate``."""
 
     def __init__(self, timeout: float = 30.0, chunk_size: int = 64 * 1024,
                  user_agent: str = "nanofleet-agent",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, min_rate: float = 1024.0) -> None:
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.user_agent = user_agent
         self.ssl_context = ssl_context  # e.g. pinned to the fleet's CA; None: system CAs
+        self.min_rate = min_rate
 
     def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
         if urlsplit(url).scheme not in ("http", "https"):
@@ -109,13 +117,15 @@ class HttpTransport(ArtifactTransport):
                 raise ArtifactTooLarge(f"{url}: server announces {int(announced) - skip} bytes, "
                                        f"more than the {max_length} allowed")
             received = 0
+            started = time.monotonic()
             while True:
                 want = self.chunk_size
                 if max_length is not None:
                     # Read one byte past the bound at most: enough to detect endless data.
                     want = min(want, skip + max_length - received + 1)
                 try:
-                    chunk = response.read(want)
+                    # read1: one recv at most, so the rate check below runs as bytes come
+                    chunk = response.read1(want)
                 except http.client.IncompleteRead as exc:
                     chunk = exc.partial
                     if chunk:
@@ -129,6 +139,10 @@ class HttpTransport(ArtifactTransport):
                     return
                 yield from self._emit(url, chunk, skip, max_length, received)
                 received += len(chunk)
+                elapsed = time.monotonic() - started
+                if elapsed > self.timeout and received < self.min_rate * elapsed:
+                    raise TransferTimeout(f"{url}: {received} bytes in {elapsed:.0f} s, below "
+                                          f"the minimum rate of {self.min_rate:.0f} B/s")
 
     @staticmethod
     def _emit(url: str, chunk: bytes, skip: int, max_length: int | None,

@@ -3,9 +3,14 @@
 Trust starts from the root the device was provisioned with (``trusted_root``);
 ngclient walks root rotations, then timestamp -> snapshot -> targets (and the
 delegated delta role on demand), refusing expired, unsigned, rolled-back or
-mismatched metadata. Target bytes are fetched by :meth:`TufClient.download_target`
-into a hidden ``.part`` file that survives restarts and resumes with an HTTP
-range, bounded by the signed length, and checked with python-tuf's
+mismatched metadata. Full bundles and slot records are taken from the top-level
+``targets`` role only (the operators' offline key): ngclient's lookup walks
+delegations, so a delegated role whose pattern reaches a full bundle's path (an
+old repository's, or a misconfigured one) could otherwise sign one.
+
+Target bytes are fetched by :meth:`TufClient.download_target` into a hidden
+``.part`` file that survives restarts and resumes with an HTTP range, bounded by
+the signed length, and checked with python-tuf's
 ``TargetFile.verify_length_and_hashes`` before the file gets its final name.
 
 The conformance CLI (:mod:`agent.ota.conformance_cli`) drives this same class.
@@ -27,7 +32,7 @@ from typing import IO, TypeVar
 from urllib.parse import quote
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
@@ -44,6 +49,7 @@ from agent.ota.transport import (
 from contract.files import fsync_dir, write_atomic
 from contract.reasons import OtaReason
 from contract.tuf_targets import (
+    RuntimeFormat,
     SlotRecord,
     delta_target_path,
     full_target_path,
@@ -53,6 +59,15 @@ from contract.tuf_targets import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def device_updater_config() -> UpdaterConfig:
+    """ngclient's bounds, tightened to what a nanofleet repository needs: roots are a
+    few kB and rotate rarely, one delegated role (``deltas``), and the snapshot names
+    each targets file's length (these caps only apply where a length is not signed)."""
+    return UpdaterConfig(max_root_rotations=64, max_delegations=4,
+                         root_max_length=256 << 10, timestamp_max_length=16 << 10,
+                         snapshot_max_length=1 << 20, targets_max_length=4 << 20)
 T = TypeVar("T")
 _FSYNC_EVERY = 4 << 20
 
@@ -134,6 +149,7 @@ class ModelTargets:
     full: SignedArtifact
     delta: SignedArtifact | None
     delta_problem: str | None = None  # why no delta could be used, if one was looked for
+    runtime: RuntimeFormat | None = None  # full/delta are this runtime's variant
 
 
 class TufClient:
@@ -150,8 +166,9 @@ class TufClient:
         self.trusted_root = trusted_root
         self.target_base_url = target_base_url
         self.transport = transport or HttpTransport()
-        self.config = config or UpdaterConfig()
+        self.config = config or device_updater_config()
         self._updater: Updater | None = None
+        self._top_level: Targets | None = None
 
     @classmethod
     def initialize(cls, metadata_dir: Path, root: bytes) -> None:
@@ -181,7 +198,31 @@ class TufClient:
             return updater
 
         self._updater = None
-        self._updater = self._guard(run)
+        self._top_level = None
+        updater = self._guard(run)
+        self._top_level = self._guard(self._load_top_level)
+        self._updater = updater
+
+    def _load_top_level(self) -> Targets:
+        # ngclient persists a role's metadata only after verifying it, and keeps a valid
+        # local copy it just verified: after refresh() this file is the trusted one.
+        raw = (self.metadata_dir / f"{Targets.type}.json").read_bytes()
+        return Metadata[Targets].from_bytes(raw).signed
+
+    def top_level_target(self, path: str) -> TargetFile | None:
+        """Signed info for ``path`` as the top-level ``targets`` role lists it, or None.
+
+        Raises ``wrong-role`` when only a delegated role lists it: full bundles and
+        slot records need the operators' offline key."""
+        if self._top_level is None:
+            self.refresh()
+        assert self._top_level is not None
+        target = self._top_level.targets.get(path)
+        if target is None and self.get_target(path) is not None:
+            raise UpdateRefused(OtaReason.WRONG_ROLE, f"{path} is listed only by a delegated role; "
+                                "full bundles and slot records must be signed by the "
+                                "top-level targets role")
+        return target
 
     def get_target(self, path: str) -> TargetFile | None:
         """Signed info for ``path`` (walking delegations), or None if no role lists it."""
@@ -193,7 +234,7 @@ class TufClient:
 
     def slot_record(self, slot: str) -> SlotRecord | None:
         path = slot_target_path(slot)
-        target = self.get_target(path)
+        target = self.top_level_target(path)
         if target is None:
             return None
         try:
@@ -218,25 +259,42 @@ class TufClient:
                               target=target)
 
     def find_model_targets(self, model: str, version: int,
-                           installed_version: int | None = None) -> ModelTargets:
+                           installed_version: int | None = None,
+                           runtime: RuntimeFormat | None = None) -> ModelTargets:
         """The full bundle of ``model`` v``version`` and, if ``installed_version`` is given,
-        the delta from it. Delta problems never block: the full bundle is the fallback."""
-        path = full_target_path(model, version)
-        target = self.get_target(path)
+        the delta from it. Delta problems never block: the full bundle is the fallback.
+
+        With ``runtime``, the release's variant for that runtime (full and delta) when
+        the operators signed one, else the combined bundle (``ModelTargets.runtime``
+        says which)."""
+        try:
+            path = full_target_path(model, version)
+            variant_path = full_target_path(model, version, runtime) if runtime else None
+        except ValueError as exc:
+            raise UpdateRefused(OtaReason.WRONG_MODEL, str(exc)) from None
+        target = self.top_level_target(variant_path) if variant_path else None
+        if target is None:
+            runtime = None
+            target = self.top_level_target(path)
+        else:
+            path = variant_path or path
         if target is None:
             raise UpdateRefused(OtaReason.NOT_FOUND, f"{path} is not in the signed targets")
         full = self._artifact(target)
+        if full.info.runtime != runtime:
+            raise UpdateRefused(OtaReason.INVALID_METADATA,
+                                f"{path}: signed as runtime {full.info.runtime!r}")
         if installed_version is None or installed_version >= version:
-            return ModelTargets(full=full, delta=None)
-        delta_path = delta_target_path(model, version, installed_version)
+            return ModelTargets(full=full, delta=None, runtime=runtime)
+        delta_path = delta_target_path(model, version, installed_version, runtime)
         try:
             delta_target = self.get_target(delta_path)
             if delta_target is None:
-                return ModelTargets(full, None, f"no delta {delta_path}")
-            return ModelTargets(full, self._artifact(delta_target))
+                return ModelTargets(full, None, f"no delta {delta_path}", runtime)
+            return ModelTargets(full, self._artifact(delta_target), runtime=runtime)
         except UpdateRefused as exc:
             log.warning("delta %s unusable, full bundle instead: %s", delta_path, exc)
-            return ModelTargets(full, None, str(exc))
+            return ModelTargets(full, None, str(exc), runtime)
 
     # ------------------------------------------------------------ downloads
     def _consistent_snapshot(self) -> bool:

@@ -16,25 +16,59 @@ broker ACL (for a broker on another machine to copy) (``read``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import PlainTextResponse
-from pydantic import Field
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import Field, StrictBool
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
-from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.api.schemas import ERROR_RESPONSES, ErrorBody
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Three PEMs of at most 16 KiB, a token and JSON around them. Anyone may call these
+# routes (no operator token), so the body is capped while it is read, chunked or not,
+# instead of being read whole and validated afterwards.
+MAX_PUBLIC_BODY_BYTES = 64 * 1024
 
-public_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
+
+class BoundedBodyRoute(APIRoute):
+    """A route whose request body is refused (413) past MAX_PUBLIC_BODY_BYTES."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and \
+                    int(declared) > MAX_PUBLIC_BODY_BYTES:
+                raise ApiError(413, "too-large", f"request body over {MAX_PUBLIC_BODY_BYTES} "
+                               "bytes")
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_PUBLIC_BODY_BYTES:
+                    raise ApiError(413, "too-large", f"request body over "
+                                   f"{MAX_PUBLIC_BODY_BYTES} bytes")
+            request._body = bytes(body)  # what Request.body() returns from now on
+            return await handler(request)
+
+        return bounded
+
+
+public_router = APIRouter(
+    prefix="/api/v1", tags=["enrollment"], route_class=BoundedBodyRoute,
+    responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Request body over "
+                                        f"{MAX_PUBLIC_BODY_BYTES} bytes."}})
 operator_router = APIRouter(prefix="/api/v1", tags=["enrollment"], responses=ERROR_RESPONSES)
 
 
@@ -50,7 +84,8 @@ def install(app: FastAPI, service: FleetService) -> None:
     """Open the device CA (made at the first start) and add the routes."""
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
     app.include_router(public_router)
-    app.include_router(operator_router, dependencies=[Depends(require_operator)])
+    app.include_router(operator_router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
 
 
 class EnrollTokenCreate(Strict):
@@ -64,7 +99,7 @@ class EnrollTokenCreate(Strict):
         default=None, gt=0, le=365 * 86400, description="Lifetime in seconds (at most "
         "enrollment.token_max_hours); default enrollment.token_default_hours of the server "
         "config.")
-    replace: bool = Field(
+    replace: StrictBool = Field(
         default=False, description="Required to make a token for a device id that is "
         "enrolled: using it replaces the device's identity and revokes its current "
         "certificates.")
@@ -139,7 +174,8 @@ def _refused(exc: EnrollmentRefused) -> ApiError:
 def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
     """Enroll a device: a single-use token and a CSR in, its certificate out."""
     try:
-        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr))
+        return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr,
+                                      root_sha256=body.root_sha256))
     except EnrollmentRefused as exc:
         raise _refused(exc) from None
 

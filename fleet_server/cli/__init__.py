@@ -2,7 +2,7 @@
 
 ::
 
-    nanofleet server init|run|token      the fleet server itself
+    nanofleet server init|run|migrate|token   the fleet server itself
     nanofleet keys init|rotate           key ceremonies (offline root, operator targets key)
     nanofleet repo init                  create the signed repository
     nanofleet model train|eval|inspect   the nano model (nanomodel.cli)
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +53,19 @@ def cmd_server_init(args: argparse.Namespace) -> int:
                          bind_port=args.bind_port, public_url=args.public_url,
                          mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port)
     args.config.parent.mkdir(parents=True, exist_ok=True)
-    args.config.write_text(text, encoding="utf-8")
+    # 0600 whatever the umask: the file holds operator token hashes and the random
+    # $share group names that keep devices out of the server's shared subscriptions.
+    # O_EXCL: never through a file or link someone put there since the check above.
+    fd = os.open(args.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"wrote {args.config}; data in {args.data_dir}")
+    print(f"wrote {args.config} (0600); data in {args.data_dir}")
     print(f"operator token for {args.token_name!r} (shown once; only its hash is stored):")
     print(f"  export NANOFLEET_TOKEN={token}")
+    print("(or keep it in a file only you can read: --token-file FILE, NANOFLEET_TOKEN_FILE; "
+          "never --token TOKEN, which every user sees in ps)")
     print(f"next: nanofleet keys init --dir KEYS, then nanofleet repo init --config "
           f"{args.config} --keys KEYS")
     return EXIT_OK
@@ -114,9 +123,36 @@ def cmd_server_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database schema to this version's (``server run`` does it too)."""
+    from fleet_server import migrations
+    from fleet_server.db import Database
+
+    db = Database(load_config(args.config).db_url)
+    try:
+        if args.check:
+            current = migrations.current_revision(db)
+            migrations.check_known(db, current)
+            head = migrations.head_revision()
+            if current == head:
+                print(f"schema at {head}: up to date")
+                return EXIT_OK
+            print(f"schema at {current or 'no revision (empty, or made before migrations)'}; "
+                  f"`nanofleet server migrate` upgrades it to {head}")
+            return EXIT_FAILED
+        result = migrations.upgrade(db)
+    finally:
+        db.dispose()
+    if result.adopted:
+        print(f"database made before migrations: adopted as revision {migrations.BASELINE}")
+    print(f"schema upgraded from {result.before or 'empty'} to {result.after}" if result.changed
+          else f"schema at {result.after}: up to date")
+    return EXIT_OK
+
+
 def _add_server_commands(sub: Any) -> None:
     server = sub.add_parser("server", help="run and set up the fleet server")
-    ssub = server.add_subparsers(dest="server_command", metavar="{init,run,token}",
+    ssub = server.add_subparsers(dest="server_command", metavar="{init,run,migrate,token}",
                                  required=True)
     init = ssub.add_parser("init", help="write a server config with a new operator token")
     init.add_argument("--config", type=Path, required=True, help="config file to write")
@@ -133,6 +169,12 @@ def _add_server_commands(sub: Any) -> None:
     run.add_argument("--host", help="override bind_host")
     run.add_argument("--port", type=int, help="override bind_port")
     run.set_defaults(func=cmd_server_run)
+    migrate = ssub.add_parser("migrate", help="upgrade the database schema to this version's "
+                              "(server run does it too); --check only says whether it is due")
+    migrate.add_argument("--config", type=Path, required=True, help="server config (TOML)")
+    migrate.add_argument("--check", action="store_true",
+                         help="change nothing; exit 1 when an upgrade is due")
+    migrate.set_defaults(func=cmd_server_migrate)
     token = ssub.add_parser("token", help="make operator tokens with scopes (read, deploy, "
                             "admin); --list, --revoke")
     token.add_argument("--name", help="who will use it (the audit log names it)")

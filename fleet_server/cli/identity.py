@@ -194,8 +194,9 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     print(f"  CRL {crl_file} and ACL {acl_file}"
           + (" are copies: after each revocation fetch GET /api/v1/device-ca/crl.pem and "
              "/api/v1/device-ca/acl into them, then reload the broker" if args.copy_policy
-             else " are rewritten by the fleet server on every revocation: then reload the "
-             "broker (SIGHUP)"))
+             else " are rewritten by the fleet server on every revocation, re-enrollment and "
+             "renewal; set enrollment.broker_reload_command (e.g. [\"systemctl\", \"reload\", "
+             "\"mosquitto\"]) so the server reloads the broker each time"))
     for note in notes:
         print(f"  note: {note}")
     server_host = args.server_bind or identity.broker_host

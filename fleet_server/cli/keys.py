@@ -8,6 +8,7 @@ that is synced back). Offline key files may be encrypted (``--passphrase-env``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from fleet_server.repository.keys import (
     public_key_path,
 )
 from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.rotation import rotate_root
 from fleet_server.repository.storage import METADATA_DIR
 
 EXIT_OK = 0
@@ -108,6 +110,8 @@ def cmd_repo_init(args: argparse.Namespace) -> int:
           f"{'enabled' if online.deltas else 'disabled: no deltas.pem'})")
     print(f"online keys for the server: {config.keys_path}")
     print(f"trusted root for devices and operators: {root_copy} (provision devices with it)")
+    print(f"  its pin: --root-sha256 {hashlib.sha256(repo.root_bytes()).hexdigest()} (for "
+          "nanofleet-agent enroll on devices that do not carry the file)")
     print("NOW move these files off this machine to offline storage:")
     for p in roots:
         print(f"  {p}")
@@ -147,14 +151,16 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         targets_signer = load_signer(args.targets_key, secret)
         role_keys["targets"] = [targets_signer.public_key]
         targets_signers.append(targets_signer)
-    version = repo.rotate_root(new_keys, threshold, signers, signers, role_keys=role_keys,
-                               targets_signers=targets_signers)
+    version = rotate_root(repo, new_keys, threshold, signers, signers, role_keys=role_keys,
+                          targets_signers=targets_signers)
     out_root = args.root_out or args.config.parent / "root.json"
     out_root.write_bytes(repo.root_bytes())
     print(f"published root v{version}: {len(new_keys)} root keys, threshold {threshold}"
           + ("; targets key replaced (targets re-signed)" if args.targets_key else ""))
     print(f"devices provisioned with any earlier root follow the chain "
           f"({config.repo_path / METADATA_DIR}/N.root.json); newest root copied to {out_root}")
+    print(f"  pin for devices enrolled from now on: --root-sha256 "
+          f"{hashlib.sha256(repo.root_bytes()).hexdigest()}")
     return EXIT_OK
 
 

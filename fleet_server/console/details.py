@@ -8,11 +8,13 @@ decides anything the API does not (rollout views come from
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, false, func, select
+from sqlalchemy.orm import Session
 
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
@@ -23,6 +25,7 @@ from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
 from fleet_server.service import FleetService
 
+_MODELS_TEXT = cast(Device.models, Text)
 WINDOWS = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400}
 AUDIT_PAGE = 50
 
@@ -72,13 +75,19 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
                           window=window if window in WINDOWS else "1h", rollouts=rollouts)
 
 
+def _model_lists(session: Session) -> list[tuple[str, list[dict[str, Any]], int]]:
+    """Every distinct live-model list: (its JSON text, the list, devices reporting it)."""
+    return [(text, json.loads(text or "[]") or [], n) for text, n in session.execute(
+        select(_MODELS_TEXT, func.count()).group_by(_MODELS_TEXT))]
+
+
 def deployed_counts(service: FleetService) -> Counter[tuple[str, int]]:
     """Devices running each (model, version) now, from their statuses."""
     counts: Counter[tuple[str, int]] = Counter()
     with service.db.session() as session:
-        for (models,) in session.execute(select(Device.models)):
-            for m in models or []:
-                counts[(m["name"], int(m["version"]))] += 1
+        for _text, models, n in _model_lists(session):
+            for m in models:
+                counts[(m["name"], int(m["version"]))] += n
     return counts
 
 
@@ -111,7 +120,7 @@ class ReleaseView:
     slot: str
     minimum_version: int
     version: dict[str, Any]
-    devices: list[tuple[str, DisplayState, str | None]]  # (id, state, group), first 500
+    devices: list[tuple[str, DisplayState, str | None]]  # (id, state, group), first 200
     devices_total: int
     rollouts: list[Any]  # RolloutView
 
@@ -127,17 +136,20 @@ def release(service: FleetService, model: str, version: int, now: float) -> Rele
     with service.db.session() as session:
         revoked = set(session.scalars(select(DeviceIdentity.device_id).where(
             DeviceIdentity.status == "revoked")))
+        lists = [text for text, models, _n in _model_lists(session)
+                 if any(m.get("name") == model and m.get("version") == version for m in models)]
+        where = _MODELS_TEXT.in_(lists) if lists else false()
+        total = session.scalar(select(func.count()).select_from(Device).where(where)) or 0
         running = [(d.device_id, display_state(d.state, d.last_seen, d.device_id in revoked,
                                                now, stale), d.group_name)
-                   for d in session.scalars(select(Device).order_by(Device.device_id))
-                   if any(m.get("name") == model and m.get("version") == version
-                          for m in d.models or [])]
+                   for d in session.scalars(select(Device).where(where)
+                                            .order_by(Device.device_id).limit(200))]
         rollout_ids = list(session.scalars(select(RolloutRow.id).where(
             RolloutRow.model == model, RolloutRow.version == version)
             .order_by(RolloutRow.created_at.desc()).limit(20)))
     rollouts = [service.rollouts.get(rid, log_lines=0) for rid in rollout_ids]
     return ReleaseView(model=model, slot=entry["slot"], minimum_version=entry["minimum_version"],
-                       version=found, devices=running[:500], devices_total=len(running),
+                       version=found, devices=running, devices_total=total,
                        rollouts=rollouts)
 
 

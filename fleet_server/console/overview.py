@@ -2,28 +2,39 @@
 
 Display states: a device is *revoked* when its identity is revoked, *stale* when it
 says it is online but sent nothing for ``stale_after_s``, else its connection state
-(online; offline, which includes a clean stop; unknown: never reported). Counting and
-paging run in SQL; the model-version and tag tallies read two small JSON columns.
+(online; offline, which includes a clean stop; unknown: never reported). Counting,
+filtering and paging run in SQL. Tags and live models are JSON lists (portable across
+SQLite and PostgreSQL): a tag is matched as its quoted name in the list's text (names
+cannot hold quotes), and the tallies group devices by the list's text, so only the few
+distinct lists are decoded, not one per device.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, false, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from fleet_server.db import Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.metrics_store import alerts_per_hour
-from fleet_server.rollouts.policy import ACTIVE_STATUSES
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 DisplayState = Literal["online", "stale", "offline", "unknown", "revoked"]
 DISPLAY_STATES: tuple[DisplayState, ...] = ("online", "stale", "offline", "unknown", "revoked")
-_IN_CHUNK = 900
+_MODELS_TEXT = cast(Device.models, Text)
+_TAGS_TEXT = cast(Device.tags, Text)
+
+
+def has_tag(tag: str) -> ColumnElement[bool]:
+    """Devices whose tag list holds ``tag`` (its quoted name in the list's JSON text)."""
+    escaped = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _TAGS_TEXT.like(f"%{escaped}%", escape="\\")
 
 
 @dataclass(frozen=True)
@@ -116,24 +127,13 @@ def device_page(session: Session, f: OverviewFilter, now: float, stale_after_s: 
     if f.search:
         escaped = f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(Device.device_id.like(f"%{escaped}%", escape="\\"))
-    query = select(Device).where(*where).order_by(Device.device_id)
     if f.tag:
-        # Tags are a JSON list (portable across SQLite and PostgreSQL): match them here,
-        # reading only ids and tags, then fetch the page's rows.
-        ids = [i for i, tags in session.execute(
-            select(Device.device_id, Device.tags).where(*where).order_by(Device.device_id))
-            if f.tag in (tags or [])]
-        total = len(ids)
-        pages = max(1, -(-total // page_size))
-        page = min(max(1, f.page), pages)
-        chosen = ids[(page - 1) * page_size:page * page_size]
-        devices = list(session.scalars(select(Device).where(Device.device_id.in_(chosen))
-                                       .order_by(Device.device_id))) if chosen else []
-    else:
-        total = session.scalar(select(func.count()).select_from(Device).where(*where)) or 0
-        pages = max(1, -(-total // page_size))
-        page = min(max(1, f.page), pages)
-        devices = list(session.scalars(query.limit(page_size).offset((page - 1) * page_size)))
+        where.append(has_tag(f.tag))
+    total = session.scalar(select(func.count()).select_from(Device).where(*where)) or 0
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, f.page), pages)
+    devices = list(session.scalars(select(Device).where(*where).order_by(Device.device_id)
+                                   .limit(page_size).offset((page - 1) * page_size)))
     rows = [DeviceRow(
         device_id=d.device_id,
         state=display_state(d.state, d.last_seen, d.device_id in revoked, now, stale_after_s),
@@ -146,12 +146,16 @@ def device_page(session: Session, f: OverviewFilter, now: float, stale_after_s: 
 def state_counts(session: Session, revoked: set[str], now: float,
                  stale_after_s: float) -> dict[str, int]:
     counts: dict[str, int] = dict.fromkeys(DISPLAY_STATES, 0)
-    fresh = Device.last_seen >= now - stale_after_s
-    for state, is_fresh, n in session.execute(
-            select(Device.state, fresh, func.count()).where(
+    fresh = case((Device.last_seen >= now - stale_after_s, 1), else_=0)
+    for state, n, n_fresh in session.execute(
+            select(Device.state, func.count(), func.sum(fresh)).where(
                 not_(Device.device_id.in_(revoked)) if revoked else and_(True))
-            .group_by(Device.state, fresh)):
-        counts[display_state(state, now if is_fresh else None, False, now, stale_after_s)] += n
+            .group_by(Device.state)):
+        if state == "online":
+            counts["online"] += int(n_fresh or 0)
+            counts["stale"] += n - int(n_fresh or 0)
+        else:
+            counts[display_state(state, None, False, now, stale_after_s)] += n
     if revoked:
         counts["revoked"] = session.scalar(select(func.count()).select_from(Device).where(
             Device.device_id.in_(revoked))) or 0
@@ -159,13 +163,15 @@ def state_counts(session: Session, revoked: set[str], now: float,
 
 
 def tallies(session: Session) -> tuple[dict[str, dict[str, int]], list[str], list[str]]:
-    """(devices per live model version per slot, every group, every tag)."""
+    """(devices per live model version per slot, every group, every tag), decoding each
+    distinct model list and tag list once."""
     versions: dict[str, Counter[str]] = {}
+    for text, n in session.execute(select(_MODELS_TEXT, func.count()).group_by(_MODELS_TEXT)):
+        for m in json.loads(text or "[]") or []:
+            versions.setdefault(m["slot"], Counter())[f"{m['name']} v{m['version']}"] += n
     tags: set[str] = set()
-    for models, device_tags in session.execute(select(Device.models, Device.tags)):
-        for m in models or []:
-            versions.setdefault(m["slot"], Counter())[f"{m['name']} v{m['version']}"] += 1
-        tags.update(device_tags or [])
+    for (text,) in session.execute(select(_TAGS_TEXT).distinct()):
+        tags.update(json.loads(text or "[]") or [])
     groups = sorted(g for g in session.scalars(select(Device.group_name).distinct())
                     if g is not None)
     return ({slot: dict(sorted(c.items())) for slot, c in sorted(versions.items())},
@@ -182,7 +188,10 @@ def overview(service: FleetService, f: OverviewFilter, now: float) -> Overview:
         versions, groups, tags = tallies(session)
         alerts = alerts_per_hour(session, now)
         listing = device_page(session, f, now, cfg.stale_after_s, cfg.page_size, revoked)
-    active = [r for r in service.rollouts.list(limit=20) if r.status in ACTIVE_STATUSES]
+    # Only the active ones: a finished rollout's view costs as much as a running one's.
+    active = sorted((r for status in sorted(ACTIVE_STATUSES)
+                     for r in service.rollouts.list(status, limit=10)),
+                    key=lambda r: -r.created_at)
     return Overview(states=states, health=health, devices_total=sum(states.values()),
                     versions=versions, alerts_24h=alerts, rollouts=active, groups=groups,
                     tags=tags, listing=listing, filters=f)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from fleet_server.api.core import Service
@@ -20,7 +20,6 @@ from fleet_server.console.overview import DISPLAY_STATES, OverviewFilter, overvi
 from fleet_server.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
-    SECURITY_HEADERS,
     STATIC,
     LoginRequired,
     NotAllowed,
@@ -32,9 +31,8 @@ from fleet_server.console.web import (
     require_deploy,
     secure_cookie,
 )
-from fleet_server.db import Base
 from fleet_server.rollouts.manage import OperationRefused
-from fleet_server.rollouts.policy import ACTIVE_STATUSES
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -76,13 +74,13 @@ def login(request: Request, service: Service, token: Annotated[str, Form()] = ""
     try:
         with service.db.session() as session:
             session_id, _ = sessions.sign_in(session, token, service.config.operator_tokens,
-                                             time.time())
+                                             time.time(), service.config.console.session_idle_s)
     except sessions.SignInRefused as exc:
         return _login_page(request, target, str(exc), 401)
     response = redirect(target, request)
+    # A browser-session cookie: the server ends the session after session_idle_s idle.
     response.set_cookie(sessions.COOKIE, session_id, httponly=True, samesite="strict",
-                        secure=secure_cookie(request), path=PREFIX,
-                        max_age=int(service.config.console.session_idle_s))
+                        secure=secure_cookie(request), path=PREFIX)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
 
@@ -160,13 +158,6 @@ def device_live(request: Request, service: Service, _op: Operator, device_id: st
     return _device(request, service, device_id, window, "device_live.html")
 
 
-@router.get("/devices/{device_id}/metrics.json")
-def device_metrics(request: Request, service: Service, _op: Operator, device_id: str,
-                   window: str = "1h") -> Response:
-    view = details.device_page(service, None, device_id, window, time.time())
-    return JSONResponse(view.metrics if view else {}, headers=SECURITY_HEADERS)
-
-
 # --- releases ---------------------------------------------------------------------------------
 
 @router.get("/releases")
@@ -192,7 +183,7 @@ def release_page(request: Request, service: Service, _op: Operator, model: str,
 @router.get("/rollouts")
 def rollouts_page(request: Request, service: Service, _op: Operator,
                   status: str = "") -> Response:
-    rollouts = service.rollouts.list(status or None, limit=100)
+    rollouts = service.rollouts.list(status or None, limit=25)
     return render(request, "rollouts.html", {"rollouts": rollouts, "status": status,
                                              "active": ACTIVE_STATUSES})
 
@@ -280,11 +271,10 @@ def audit_page(request: Request, service: Service, _op: Operator, actor: str = "
 
 
 def install(app: FastAPI, service: FleetService) -> None:
-    """Add the console to the app (if enabled): pages, static files, its tables."""
+    """Add the console to the app (if enabled): pages and static files (its tables come
+    with the schema: fleet_server/schema.py, fleet_server/migrations)."""
     if not service.config.console.enabled:
         return
-    Base.metadata.create_all(service.db.engine, tables=[
-        sessions.ConsoleSessionRow.__table__])  # type: ignore[list-item]
     app.add_exception_handler(LoginRequired, login_required_handler)
     app.add_exception_handler(NotAllowed, not_allowed_handler)
     app.include_router(router)

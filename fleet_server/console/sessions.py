@@ -56,8 +56,10 @@ def _key(session_id: str) -> str:
 
 
 def sign_in(session: Session, token: str, config_tokens: Sequence[OperatorToken],
-            now: float) -> tuple[str, Identity]:
-    """A new session for ``token``: (session id for the cookie, identity)."""
+            now: float, idle_s: float = 8 * 3600) -> tuple[str, Identity]:
+    """A new session for ``token``: (session id for the cookie, identity). Sessions idle
+    longer than ``idle_s`` (anyone's) are removed on the way: the table stays bounded."""
+    expire(session, now, idle_s)
     token = token.strip()
     if not token:
         raise SignInRefused("enter an operator token (nanofleet server token makes one)")

@@ -16,6 +16,7 @@ needs no token but proof of the current key, and rotates the key
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +51,6 @@ from fleet_server.identity.tables import (
     DeviceIdentity,
     EnrollmentToken,
     IssuedCertificate,
-    ensure_schema,
 )
 from fleet_server.identity.tokens import (
     EnrollmentRefused,
@@ -60,6 +60,7 @@ from fleet_server.identity.tokens import (
     token_view,
 )
 from fleet_server.inventory import get_or_create_device
+from fleet_server.migrations import upgrade_logged
 
 log = logging.getLogger("nanofleet.server.identity")
 
@@ -106,7 +107,7 @@ class IdentityService:
         self.db = db
         self.root_bytes = root_bytes
         self.ca = DeviceCA.open(ca_directory(config.data_dir))
-        ensure_schema(db)
+        upgrade_logged(db)  # also when it runs before the server ever did (broker-config)
         self.policy = BrokerPolicy(self.ca, db, self.settings)
         self.publish_broker_policy()
 
@@ -150,7 +151,8 @@ class IdentityService:
     def _validity(self) -> dt.timedelta:
         return dt.timedelta(hours=self.settings.device_cert_hours)
 
-    def enroll(self, token: str, device_id: str, csr_pem: str) -> IssuedIdentity:
+    def enroll(self, token: str, device_id: str, csr_pem: str,
+               root_sha256: str | None = None) -> IssuedIdentity:
         try:
             check_enrollable_id(device_id, self.server_client_ids)
             csr = check_csr(csr_pem, device_id)
@@ -158,6 +160,13 @@ class IdentityService:
             raise EnrollmentRefused(400, "bad-csr", str(exc)) from None
         except ValueError as exc:
             raise EnrollmentRefused(422, "bad-device-id", str(exc)) from None
+        if root_sha256 is not None and self.root_bytes is not None:
+            served = hashlib.sha256(self.root_bytes()).hexdigest()
+            if served != root_sha256:
+                raise EnrollmentRefused(
+                    409, "root-mismatch", f"this server's TUF root has sha256 {served}, not the "
+                    f"pinned {root_sha256}: check the pin from the key ceremony (the root may "
+                    "have been rotated since); the token was not used")
         now = time.time()
         with self.db.session() as session:
             row = claim_token(session, token, device_id, now)

@@ -7,11 +7,9 @@
   broker, the fleet server's MQTT identity), with its revocation;
 - ``certificate_renewals``: which certificate each renewal replaced, and the successor
   (PEM), so a renewal whose answer was lost gets the same successor again while the
-  replaced certificate can never be renewed a second time (a new table rather than
-  columns: ``create_all`` adds it to existing databases).
+  replaced certificate can never be renewed a second time.
 
-:func:`ensure_schema` creates them; the identity code calls it itself, so it does not
-depend on this module having been imported before the server's ``create_schema``.
+The migrations (fleet_server/migrations) create them; :mod:`fleet_server.schema` lists them.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import time
 from sqlalchemy import JSON, Float, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet_server.db import Base, Database
+from fleet_server.db import Base
 
 
 class EnrollmentToken(Base):
@@ -72,12 +70,6 @@ class IssuedCertificate(Base):
     issued_at: Mapped[float] = mapped_column(Float, default=time.time)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-def ensure_schema(db: Database) -> None:
-    """Create missing tables: these, and db.py's the identity code writes to (audit_log,
-    devices) when it runs before the server ever did (nanofleet broker-config)."""
-    db.create_schema()
 
 
 def revoked_device_ids(session: Session) -> list[str]:

@@ -4,7 +4,9 @@ Server side only ever holds the ONLINE keys (snapshot, timestamp, deltas). The
 operator-signed targets metadata arrives already signed (:meth:`publish_targets`);
 the server checks it against root, stores the files and re-signs snapshot and
 timestamp. Root versions arrive signed by a threshold of offline keys
-(:meth:`rotate_root` runs wherever those keys are brought together).
+(:func:`fleet_server.repository.rotation.rotate_root`, run wherever those keys are
+brought together, writes them through this class's public ``write_*`` methods; this
+module does not import it).
 
 Layout and write discipline: :mod:`fleet_server.repository.storage`.
 """
@@ -44,6 +46,7 @@ from contract.tuf_targets import (
 from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import load_signer
+from fleet_server.repository.publish_checks import check_delta_delegation, check_release_target
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 
 
@@ -71,10 +74,6 @@ class RepositoryError(Exception):
 
 class PublishRejected(RepositoryError):
     """Uploaded metadata or files were refused; the message names the problem."""
-
-
-class RotationError(RepositoryError):
-    """A root rotation would not be accepted by clients; the message says why."""
 
 
 _SERIALIZER = JSONSerializer(compact=False)
@@ -139,14 +138,14 @@ class Repository:
                 DELTAS_ROLE: DelegatedRole(DELTAS_ROLE, [key.keyid], 1, True,
                                            paths=[DELTA_PATH_PATTERN])})
         with storage.exclusive_lock(repo.path):
-            repo._write_root(_sign(root, root_signers))
-            repo._write_versioned(_sign(targets, targets_signers), Targets.type)
+            repo.write_root(_sign(root, root_signers))
+            repo.write_versioned(_sign(targets, targets_signers), Targets.type)
             roles = [Targets.type]
             if online.deltas is not None:
                 deltas = Targets(expires=repo.expiry.expires(DELTAS_ROLE))
-                repo._write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
+                repo.write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
                 roles.append(DELTAS_ROLE)
-            repo._write_snapshot_and_timestamp({r: 1 for r in roles})
+            repo.write_snapshot_and_timestamp({r: 1 for r in roles})
         return repo
 
     # ---------------------------------------------------------------- reading
@@ -193,24 +192,24 @@ class Repository:
                                                                   target.hashes["sha256"])
 
     # ---------------------------------------------------------------- writing
-    def _require_online(self) -> OnlineSigners:
+    def require_online(self) -> OnlineSigners:
         if self.online is None:
             raise RepositoryError("this operation needs the online snapshot/timestamp keys")
         return self.online
 
-    def _write_versioned(self, md: Metadata, role: str) -> bytes:
+    def write_versioned(self, md: Metadata, role: str) -> bytes:
         data = md.to_bytes(_SERIALIZER)
         write_atomic(self.metadata_dir / f"{md.signed.version}.{role}.json", data)
         return data
 
-    def _write_root(self, md: Metadata[Root]) -> None:
-        data = self._write_versioned(md, Root.type)
+    def write_root(self, md: Metadata[Root]) -> None:
+        data = self.write_versioned(md, Root.type)
         write_atomic(self.metadata_dir / "root.json", data)
 
-    def _write_snapshot_and_timestamp(self, meta_versions: Mapping[str, int]) -> None:
+    def write_snapshot_and_timestamp(self, meta_versions: Mapping[str, int]) -> None:
         """New snapshot listing ``meta_versions`` (role -> version, others kept), then the
         timestamp pointing at it. Timestamp last: until it lands, clients see the old state."""
-        online = self._require_online()
+        online = self.require_online()
         try:
             current = self.snapshot().signed
             meta, version = dict(current.meta), current.version + 1
@@ -218,15 +217,19 @@ class Repository:
         except RepositoryError:
             meta, version, ts_version = {}, 1, 1
         for role, role_version in meta_versions.items():
-            meta[f"{role}.json"] = MetaFile(version=role_version)
+            # Length and hash, not just the version: a device then downloads exactly the
+            # bytes the snapshot names (no 5 MB default cap, no swapped file).
+            digest, length = sha256_of(self._read(f"{role_version}.{role}.json"))
+            meta[f"{role}.json"] = MetaFile(version=role_version, length=length,
+                                            hashes={"sha256": digest})
         snapshot = Snapshot(version=version, expires=self.expiry.expires(Snapshot.type),
                             meta=meta)
-        snap_bytes = self._write_versioned(_sign(snapshot, [online.snapshot]), Snapshot.type)
+        snap_bytes = self.write_versioned(_sign(snapshot, [online.snapshot]), Snapshot.type)
         digest, length = sha256_of(snap_bytes)
         timestamp = Timestamp(version=ts_version, expires=self.expiry.expires(Timestamp.type),
                               snapshot_meta=MetaFile(version, length, {"sha256": digest}))
         write_atomic(self.metadata_dir / "timestamp.json",
-                             _sign(timestamp, [online.timestamp]).to_bytes(_SERIALIZER))
+                     _sign(timestamp, [online.timestamp]).to_bytes(_SERIALIZER))
 
     def _store_target(self, target: TargetFile, data: bytes | Path) -> None:
         dest = self.target_file_path(target)
@@ -279,10 +282,15 @@ class Repository:
             if unlisted:
                 raise PublishRejected(f"uploaded files not listed in the metadata: "
                                       f"{sorted(unlisted)}")
+            try:
+                check_delta_delegation(md.signed)
+            except ValueError as exc:
+                raise PublishRejected(str(exc)) from None
             for path, target in md.signed.targets.items():
                 try:
                     storage.check_target_path(path)
-                except storage.UnsafeTargetPath as exc:
+                    check_release_target(path, target)
+                except ValueError as exc:
                     raise PublishRejected(str(exc)) from None
                 if "sha256" not in target.hashes:
                     raise PublishRejected(f"target {path!r} has no sha256 hash")
@@ -294,7 +302,7 @@ class Repository:
                 self._store_target(md.signed.targets[path], data)
             write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
                                  metadata)
-            self._write_snapshot_and_timestamp({Targets.type: md.signed.version})
+            self.write_snapshot_and_timestamp({Targets.type: md.signed.version})
         return md.signed.version
 
     def refresh_timestamp(self, *, force: bool = False, now: datetime | None = None) -> bool:
@@ -302,7 +310,7 @@ class Repository:
 
         Meant to run periodically (the server does it on a timer): timestamp always,
         snapshot and the delta role when they near expiry."""
-        online = self._require_online()
+        online = self.require_online()
         with storage.exclusive_lock(self.path):
             ts, snap = self.timestamp().signed, self.snapshot().signed
             bumps: dict[str, int] = {}
@@ -311,13 +319,13 @@ class Repository:
                 if force or self.expiry.needs_resign(DELTAS_ROLE, deltas.expires, now):
                     deltas.version += 1
                     deltas.expires = self.expiry.expires(DELTAS_ROLE)
-                    self._write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
+                    self.write_versioned(_sign(deltas, [online.deltas]), DELTAS_ROLE)
                     bumps[DELTAS_ROLE] = deltas.version
             if (bumps or force or self.expiry.needs_resign(Snapshot.type, snap.expires, now)
                     or self.expiry.needs_resign(Timestamp.type, ts.expires, now)):
                 # A new timestamp always comes with a new snapshot: cheap, and it keeps
                 # "snapshot expires" from ever outliving the timestamp that points at it.
-                self._write_snapshot_and_timestamp(bumps)
+                self.write_snapshot_and_timestamp(bumps)
                 return True
         return False
 
@@ -329,7 +337,7 @@ class Repository:
         A delta must lead to a full bundle the operators signed: its ``result_sha256`` and
         ``result_length`` must equal that full target's, and its base must match the
         signed base bundle when that is still listed. Returns the new delta role version."""
-        online = self._require_online()
+        online = self.require_online()
         if online.deltas is None:
             raise RepositoryError("no online delta key configured")
         with storage.exclusive_lock(self.path):
@@ -351,8 +359,8 @@ class Repository:
                 self._store_target(target, data)
             current.version += 1
             current.expires = self.expiry.expires(DELTAS_ROLE)
-            self._write_versioned(_sign(current, [online.deltas]), DELTAS_ROLE)
-            self._write_snapshot_and_timestamp({DELTAS_ROLE: current.version})
+            self.write_versioned(_sign(current, [online.deltas]), DELTAS_ROLE)
+            self.write_snapshot_and_timestamp({DELTAS_ROLE: current.version})
             return current.version
 
     def _delta_target(self, top: Targets, delta: DeltaUpload) -> TargetFile:
@@ -360,7 +368,7 @@ class Repository:
         path = info.target_path()
         if info.kind != "delta":
             raise PublishRejected(f"{path}: not a delta (kind {info.kind!r})")
-        full = top.targets.get(full_target_path(info.model, info.version))
+        full = top.targets.get(full_target_path(info.model, info.version, info.runtime))
         if full is None:
             raise PublishRejected(f"{path}: the operators have not signed {info.model} "
                                   f"v{info.version}")
@@ -368,7 +376,7 @@ class Repository:
             raise PublishRejected(f"{path}: result sha256/length differ from the signed full "
                                   "bundle")
         assert info.base_version is not None  # guaranteed for kind == "delta"
-        base = top.targets.get(full_target_path(info.model, info.base_version))
+        base = top.targets.get(full_target_path(info.model, info.base_version, info.runtime))
         if base is not None and base.hashes.get("sha256") != info.base_sha256:
             raise PublishRejected(f"{path}: base_sha256 differs from the signed v"
                                   f"{info.base_version} bundle")
@@ -376,15 +384,6 @@ class Repository:
         return TargetFile(length, {"sha256": digest}, path,
                           {"custom": info.model_dump(mode="json", exclude_none=True)})
 
-    def rotate_root(self, new_root_keys: Sequence[Key], threshold: int,
-                    old_signers: Sequence[Signer], new_signers: Sequence[Signer], *,
-                    role_keys: Mapping[str, Sequence[Key]] | None = None,
-                    targets_signers: Sequence[Signer] = ()) -> int:
-        """Publish root N+1 (see :func:`fleet_server.repository.rotation.rotate_root`)."""
-        from fleet_server.repository.rotation import rotate_root
-
-        return rotate_root(self, new_root_keys, threshold, old_signers, new_signers,
-                           role_keys=role_keys, targets_signers=targets_signers)
 
 
 @dataclass(frozen=True)
@@ -403,5 +402,4 @@ __all__ = [
     "PublishRejected",
     "Repository",
     "RepositoryError",
-    "RotationError",
 ]

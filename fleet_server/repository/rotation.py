@@ -10,18 +10,17 @@ key needs the new targets signers, which re-sign the current targets content.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from fleet_server.repository import storage
+from fleet_server.repository.repo import Repository, RepositoryError
 
-if TYPE_CHECKING:
-    from fleet_server.repository.repo import Repository
 
-from fleet_server.repository.repo import RotationError
+class RotationError(RepositoryError):
+    """A root rotation would not be accepted by clients; the message says why."""
 
 
 def _replace_keys(root: Root, role: str, keys: Sequence[Key]) -> None:
@@ -42,7 +41,7 @@ def _check_threshold(root: Root, which: str, new: Metadata[Root]) -> None:
 
 
 def _online_matches(root: Root, repo: Repository) -> None:
-    online = repo._require_online()
+    online = repo.require_online()
     for role, signer in ((Snapshot.type, online.snapshot), (Timestamp.type, online.timestamp)):
         if signer.public_key.keyid not in root.roles[role].keyids:
             raise RotationError(f"the repository's online {role} key is not a {role} key of "
@@ -108,11 +107,11 @@ def rotate_root(repo: Repository, new_root_keys: Sequence[Key], threshold: int,
         if online_changed or targets_changed:
             _online_matches(root, repo)
 
-        repo._write_root(new)
+        repo.write_root(new)
         bumps: dict[str, int] = {}
         if resigned_targets is not None:
-            repo._write_versioned(resigned_targets, Targets.type)
+            repo.write_versioned(resigned_targets, Targets.type)
             bumps[Targets.type] = resigned_targets.signed.version
         if bumps or online_changed:
-            repo._write_snapshot_and_timestamp(bumps)
+            repo.write_snapshot_and_timestamp(bumps)
         return root.version

@@ -7,13 +7,16 @@ Faults are keyed by a URL path suffix:
 - ``cut_after``: announce the full length but close the connection after this
   absolute offset (a flaky link; resumes must continue from there);
 - ``endless``: after the real content, keep sending zeros (endless data);
-- ``ignore_range``: answer 200 with the whole file even to a Range request.
+- ``ignore_range``: answer 200 with the whole file even to a Range request;
+- ``drip``: send the body 16 bytes at a time, this many seconds apart (a slow-loris
+  server that never stays silent long enough for a read timeout).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +32,7 @@ class Fault:
     cut_after: int | None = None
     endless: bool = False
     ignore_range: bool = False
+    drip: float | None = None
     times: int | None = None  # apply this many times, then serve normally (None: always)
 
 
@@ -136,6 +140,12 @@ class RepoServer:
             h.close_connection = True
             return
         h.end_headers()
+        if fault and fault.drip is not None:
+            for offset in range(start, len(content), 16):
+                if not self._write(h, content[offset:offset + 16]):
+                    return
+                time.sleep(fault.drip)
+            return
         self._write(h, content[start:])
 
     @staticmethod

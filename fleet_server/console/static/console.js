@@ -33,7 +33,16 @@
           return { label: n.replace(/_/g, " "), stroke: colours[i % colours.length], width: 2,
                    fill: names.length === 1 ? "rgba(11,92,173,0.08)" : undefined, spanGaps: true };
         })),
-        axes: [{}, { label: el.dataset.unit, size: 60 }],
+        // Times in UTC, as everywhere on the console's pages.
+        // Rates and sizes read best from zero.
+        scales: { y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } } },
+        axes: [{ values: function (u, splits) {
+                   const short = splits.length > 1 && splits[splits.length - 1] - splits[0] < 600;
+                   return splits.map(function (t) {
+                     return new Date(t * 1000).toISOString().slice(11, short ? 19 : 16);
+                   });
+                 } },
+               { label: el.dataset.unit, size: 60 }],
         legend: { show: names.length > 1 },
         cursor: { drag: { x: true, y: false } },
       };

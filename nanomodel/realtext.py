@@ -1,0 +1,308 @@
+"""Real software's message text with reviewed labels, for training and evaluation.
+
+Two kinds of evidence live in ``nanomodel/data/real/`` (see LABELLING.md and SOURCES.md
+there):
+
+* ``templates/<source>.jsonl`` — format strings harvested from the log calls of Debian
+  source packages (``nanomodel.harvest.run``), one per line with the package version,
+  ``file:line`` of the call, the level the code logs it at, a label and its reason;
+* ``captured/<source>.jsonl`` — lines real daemons printed when we ran them here
+  (``nanomodel.harvest.capture``), labelled through the same templates.
+
+:func:`real_lines` renders each template ``per_template`` times with plausible values
+(:mod:`nanomodel.realfill`), half of them behind a syslog/journal prefix as real logs
+come both ways, and adds the captured lines. ``source`` is the daemon family to hold
+out in leave-one-source-out evaluation. Nothing here touches the network or writes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from nanomodel.realfill import fill
+
+DATA = Path(__file__).resolve().parent / "data" / "real"
+LABELS = (
+    "normal",
+    "hardware",
+    "thermal",
+    "power",
+    "network",
+    "storage",
+    "security",
+    "software",
+    "sensor",
+)
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+# The program name a source's lines carry in syslog (several where a package ships several daemons).
+PROGRAMS: dict[str, list[str]] = {
+    "openssh": ["sshd"],
+    "systemd": ["systemd"],
+    "systemd-networkd": ["systemd-networkd"],
+    "systemd-resolved": ["systemd-resolved"],
+    "systemd-timesyncd": ["systemd-timesyncd"],
+    "systemd-journald": ["systemd-journald"],
+    "systemd-udevd": ["systemd-udevd"],
+    "systemd-coredump": ["systemd-coredump", "systemd-oomd"],
+    "networkmanager": ["NetworkManager"],
+    "chrony": ["chronyd"],
+    "dhcpcd": ["dhcpcd"],
+    "isc-dhcp": ["dhclient", "dhcpd"],
+    "mosquitto": ["mosquitto"],
+    "bluez": ["bluetoothd"],
+    "smartmontools": ["smartd"],
+    "busybox": ["udhcpc", "syslogd", "init", "crond", "ntpd", "login"],
+    "cron": ["CRON", "cron"],
+    "rsyslog": ["rsyslogd"],
+    "sudo": ["sudo"],
+    "util-linux": ["login", "agetty", "su", "fstrim"],
+    "pam": ["sshd", "login", "su", "sudo", "cron"],
+    "e2fsprogs": ["systemd-fsck", "e2fsck", "e2scrub"],
+    "wpa_supplicant": ["wpa_supplicant"],
+    "hostapd": ["hostapd"],
+    "dnsmasq": ["dnsmasq", "dnsmasq-dhcp"],
+    "avahi": ["avahi-daemon"],
+    "nginx": ["nginx"],
+    "lighttpd": ["lighttpd"],
+    "postfix": [
+        "postfix/smtpd",
+        "postfix/qmgr",
+        "postfix/smtp",
+        "postfix/cleanup",
+        "postfix/master",
+    ],
+    "proftpd": ["proftpd"],
+    "ftpd": ["ftpd", "inetd", "telnetd"],
+    "ntpsec": ["ntpd"],
+    "openvpn": ["openvpn", "ovpn-server"],
+    "apache2": ["apache2", "httpd"],
+    "zookeeper": ["zookeeper", "java"],
+    "mdadm": ["mdadm"],
+    "dropbear": ["dropbear"],
+    "watchdog": ["watchdog"],
+    "logrotate": ["logrotate"],
+    "linux": ["kernel"],
+}
+
+
+@dataclass(frozen=True)
+class Template:
+    """One harvested message template and its reviewed label."""
+
+    source: str
+    package: str
+    origin: str
+    template: str
+    level: str
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CapturedLine:
+    """One line a real daemon printed here, labelled through the templates."""
+
+    source: str
+    text: str
+    label: str
+    reason: str
+    how: str
+
+
+def _rows(kind: str) -> list[dict[str, str]]:
+    folder = DATA / kind
+    rows: list[dict[str, str]] = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{path}:{n}: not JSON ({exc}); fix or regenerate the file"
+                ) from exc
+            if row.get("label") not in LABELS:
+                raise ValueError(f"{path}:{n}: label {row.get('label')!r} is not one of {LABELS}")
+            rows.append(row)
+    return rows
+
+
+@cache
+def _all_templates() -> tuple[Template, ...]:
+    return tuple(
+        Template(
+            r["source"],
+            r["package"],
+            r["origin"],
+            r["template"],
+            r.get("level", "info"),
+            r["label"],
+            r["reason"],
+        )
+        for r in _rows("templates")
+    )
+
+
+@cache
+def _all_captured() -> tuple[CapturedLine, ...]:
+    return tuple(
+        CapturedLine(r["source"], r["text"], r["label"], r["reason"], r["how"])
+        for r in _rows("captured")
+    )
+
+
+def load_templates(sources: list[str] | None = None) -> list[Template]:
+    """Every harvested template, or those of the given sources."""
+    keep = set(sources) if sources is not None else None
+    return [t for t in _all_templates() if keep is None or t.source in keep]
+
+
+def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
+    """Every captured real line, or those of the given sources."""
+    keep = set(sources) if sources is not None else None
+    return [c for c in _all_captured() if keep is None or c.source in keep]
+
+
+def sources() -> list[str]:
+    """Source names (daemon families) present in templates or captured lines, sorted."""
+    return sorted({t.source for t in _all_templates()} | {c.source for c in _all_captured()})
+
+
+def render(template: Template, rng: random.Random) -> str:
+    """The message as a log would show it (placeholders filled), without a prefix."""
+    return fill(template.template, rng, template.source, template.origin).strip()
+
+
+def syslog_prefix(source: str, rng: random.Random) -> str:
+    """A prefix such as ``Mar  3 10:15:02 gw-7 sshd[1234]: `` in one of the forms real logs use."""
+    prog = rng.choice(PROGRAMS.get(source, [source]))
+    host = rng.choice(
+        ["gw-7", "edge-03", "rpi4", "plc-north", "cam-dock-1", "localhost", "meter42"]
+    )
+    mon, day = rng.choice(_MONTHS), rng.randint(1, 28)
+    hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    tag = f"{prog}:" if prog in ("kernel",) else f"{prog}[{rng.randint(2, 40000)}]:"
+    if prog == "systemd" and rng.random() < 0.7:
+        tag = "systemd[1]:"
+    style = rng.random()
+    if style < 0.5:
+        head = f"{mon} {day:2d} {hh:02d}:{mm:02d}:{ss:02d} {host} {tag} "
+    elif style < 0.8:
+        head = (
+            f"2025-{_MONTHS.index(mon) + 1:02d}-{day:02d}T{hh:02d}:{mm:02d}:{ss:02d}."
+            f"{rng.randint(0, 999999):06d}+00:00 {host} {tag} "
+        )
+    else:
+        head = f"{tag} "
+    return head
+
+
+def _apache_module(path: str) -> str:
+    """The module tag Apache prints for a source file: server/*.c log as core, mod_ssl as ssl."""
+    if path.startswith("server/mpm/"):
+        return "mpm_" + path.split("/")[2]
+    if path.startswith("server/") or not path:
+        return "core"
+    if path.startswith("modules/http/"):
+        return "http"
+    name = path.rsplit("/", 1)[-1].removesuffix(".c")
+    return name.removeprefix("mod_") if name.startswith("mod_") else path.split("/")[1]
+
+
+def native_prefix(source: str, level: str, rng: random.Random, origin: str = "") -> str:
+    """The prefix a daemon writes into its own log file (nginx error.log, ZooKeeper's log4j)."""
+    hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    if source == "apache2":
+        lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
+            level, "info"
+        )
+        module = _apache_module(origin.split(":")[0])
+        day = rng.choice(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+        head = (
+            f"[{day} {rng.choice(_MONTHS)} {rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d}."
+            f"{rng.randint(0, 999999):06d} 2025] [{module}:{lvl}] [pid {rng.randint(100, 30000)}"
+            f":tid {rng.randint(1000, 2**31)}] "
+        )
+        if rng.random() < 0.5:
+            head += f"[client {fill('from %s', rng)[5:]}:{rng.randint(1024, 65535)}] "
+        return head
+    if source == "nginx":
+        lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
+            level, "info"
+        )
+        pid = rng.randint(100, 30000)
+        return f"2025/03/{rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d} [{lvl}] {pid}#{pid}: "
+    if source == "zookeeper":
+        lvl = {"crit": "ERROR", "error": "ERROR", "warning": "WARN"}.get(level, "INFO")
+        where = rng.choice(
+            [
+                "main:QuorumPeerMain@",
+                "NIOWorkerThread-1:NIOServerCnxn@",
+                "QuorumPeer[myid=1](plain=0.0.0.0:2181):Leader@",
+                "SyncThread:0:FileTxnLog@",
+            ]
+        )
+        return (
+            f"2025-03-{rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d},"
+            f"{rng.randint(0, 999):03d} "
+            f"[myid:{rng.randint(1, 3)}] - {lvl:5s} [{where}{rng.randint(50, 999)}] - "
+        )
+    if source == "mosquitto":
+        return f"{rng.randint(1700000000, 1760000000)}: "
+    if source == "linux":
+        return f"[{rng.randint(0, 900000):6d}.{rng.randint(0, 999999):06d}] "
+    if source == "networkmanager":
+        lvl = {"crit": "error", "error": "error", "warning": "warn"}.get(level, "info")
+        return f"<{lvl}>  [{rng.randint(1700000000, 1760000000)}.{rng.randint(0, 9999):04d}] "
+    return ""
+
+
+_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper"}
+
+
+def real_lines(
+    rng: random.Random,
+    per_template: int = 3,
+    sources: list[str] | None = None,
+    prefix_share: float = 0.5,
+    captured: bool = True,
+) -> list[tuple[str, str, str]]:
+    """(text, label, source): each template rendered ``per_template`` times, and captured lines.
+
+    A share ``prefix_share`` of rendered lines carry a syslog/journal prefix; a daemon that
+    writes its own log format (nginx, ZooKeeper, mosquitto, NetworkManager, the kernel ring
+    buffer) also shows its native prefix. Captured lines are included once each, as logged.
+    """
+    out: list[tuple[str, str, str]] = []
+    for t in load_templates(sources):
+        for _ in range(per_template):
+            native = rng.random() < 0.5
+            text = native_prefix(t.source, t.level, rng, t.origin) if native else ""
+            text += render(t, rng)
+            # Files of their own (nginx, Apache, ZooKeeper) are not also syslog lines.
+            own_file = native and t.source in _OWN_LOG_FILE
+            if not own_file and rng.random() < prefix_share:
+                text = syslog_prefix(t.source, rng) + text
+            out.append((text, t.label, t.source))
+    if captured:
+        out.extend((c.text, c.label, c.source) for c in load_captured(sources))
+    return out
+
+
+__all__ = [
+    "LABELS",
+    "CapturedLine",
+    "Template",
+    "load_captured",
+    "load_templates",
+    "native_prefix",
+    "real_lines",
+    "render",
+    "sources",
+    "syslog_prefix",
+]

@@ -1,0 +1,85 @@
+"""The real-log evaluation harness: figures, source hold-out, the keyword rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nanomodel.realeval import (
+    OVERALL,
+    AlertFigures,
+    beats_keyword,
+    format_table,
+    heldout_anomaly,
+    keyword_flags,
+    manifest_figures,
+    report,
+    source_folds,
+)
+
+LINES = [
+    ("sshd[1]: Accepted publickey for pi", "normal", "ssh"),
+    ("sshd[1]: error: kex_exchange_identification: Connection closed", "normal", "ssh"),
+    ("sshd[1]: Failed password for root", "security", "ssh"),
+    ("kernel: I/O error, dev sda, sector 7", "storage", "kernel"),
+    ("kernel: usb 1-1: new high-speed USB device", "normal", "kernel"),
+    ("chronyd: Selected source 10.0.0.1", "normal", "chrony"),
+    ("chronyd: Can't synchronise: no selectable sources", "network", "chrony"),
+]
+
+
+def test_alert_figures_by_hand() -> None:
+    f = AlertFigures.of(np.array([1, 1, 0, 0, 0], bool), np.array([1, 0, 1, 0, 0], bool))
+    assert (f.lines, f.alerts) == (5, 2)
+    assert f.precision == 0.5 and f.recall == 0.5 and f.f1 == 0.5
+    assert f.false_alarm_rate == pytest.approx(1 / 3)
+    quiet = AlertFigures.of(np.zeros(3, bool), np.zeros(3, bool))
+    assert quiet.false_alarm_rate == 0 and quiet.recall == 1.0
+
+
+def test_keyword_rule_is_the_grep() -> None:
+    got = keyword_flags([t for t, _, _ in LINES])
+    assert got.tolist() == [False, True, True, True, False, False, False]
+
+
+def test_folds_hold_every_source_out_once() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    assert source_folds(names) == [["a"], ["b"], ["c"], ["d"], ["e"]]
+    folds = source_folds(names * 2, 2)
+    assert folds == [["a", "c", "e"], ["b", "d"]]
+    with pytest.raises(ValueError):
+        source_folds(names, 1)
+
+
+def test_heldout_models_never_saw_the_source_they_score() -> None:
+    seen_by_model: list[set[str]] = []
+
+    def trainer(train: list[tuple[str, str, str]]):
+        sources = {s for _, _, s in train}
+        seen_by_model.append(sources)
+        return lambda texts: np.full(len(texts), len(seen_by_model), np.float32)
+
+    anomaly = heldout_anomaly(LINES, trainer)
+    assert len(seen_by_model) == 3
+    for i, (_, _, source) in enumerate(LINES):
+        model = int(anomaly[i]) - 1
+        assert source not in seen_by_model[model]
+    asked: list[str] = []
+    heldout_anomaly(LINES, lambda tr: lambda t: (asked.extend(t), np.zeros(len(t)))[1],
+                    eval_texts=[t.upper() for t, _, _ in LINES])
+    assert sorted(asked) == sorted(t.upper() for t, _, _ in LINES)
+
+
+def test_report_per_source_and_overall() -> None:
+    anomaly = np.array([0.1, 0.2, 0.9, 0.8, 0.1, 0.1, 0.7], np.float32)  # model: all right
+    rep = report(LINES, anomaly)
+    assert list(rep) == ["chrony", "kernel", "ssh", OVERALL]
+    assert rep[OVERALL]["model"].f1 == 1.0 and rep[OVERALL]["model"].false_alarm_rate == 0
+    kw = rep[OVERALL]["keyword"]
+    assert kw.recall == pytest.approx(2 / 3) and kw.false_alarm_rate == pytest.approx(1 / 4)
+    assert all(beats_keyword(f) for f in rep.values())
+    flat = manifest_figures(rep)
+    assert flat["real_heldout.overall.alert_f1"] == 1.0
+    assert flat["real_heldout.ssh.keyword_rule_false_alarm_rate"] == 0.5
+    assert flat["real_heldout.kernel.lines"] == 2.0
+    assert "| **overall** | 7 | 3 |" in format_table(rep)
