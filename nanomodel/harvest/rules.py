@@ -82,7 +82,7 @@ CHATTER_ALWAYS = [
             r"bad protocol version",
             r"protocol mismatch",
             r"unable to negotiate",
-            r"no matching .* found",
+            r"no matching (key exchange|host key|cipher|mac|kex|compression)",
             r"invalid format",
             r"not a valid ssh",
             r"client sent (invalid|plain)",
