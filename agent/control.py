@@ -78,6 +78,9 @@ class _Handler(socketserver.BaseRequestHandler):
             self.server.slots.release()
 
 
+ACCEPT_POLL_S = 5.0
+
+
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     block_on_close = False
@@ -118,14 +121,26 @@ class ControlServer:
         finally:
             os.umask(old)
         os.chmod(path, mode)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="control",
-                                        daemon=True)
+        # A long poll interval: serve_forever wakes only for connections (and every
+        # ACCEPT_POLL_S); stop() wakes it at once with a connection of its own. The
+        # default 0.5 s poll was a good share of an idle agent's wake-ups.
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        args=(ACCEPT_POLL_S,), name="control", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            stopper = threading.Thread(target=self._server.shutdown, name="control-stop",
+                                       daemon=True)
+            stopper.start()
+            while stopper.is_alive():  # poke the accept loop so it sees the request
+                with contextlib.suppress(OSError), \
+                        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.2)
+                    s.connect(str(self.path))
+                stopper.join(0.05)
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
