@@ -286,7 +286,7 @@ def load_config(path: Path, secrets: bool = True) -> AgentConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(path, ["the file is not UTF-8 text"]) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, 5000-digit ints, depth
         raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
     cfg = parse_config(data, path)
     return resolve_secrets(cfg, path, mode) if secrets else cfg

@@ -42,6 +42,9 @@ def build_client(cfg: MqttConfig, client_id: str, *, max_queued: int,
     if max_queued < 1:
         raise ValueError("max_queued must be >= 1: paho's queue must be bounded")
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    # An exception escaping a callback would end paho's network thread (and with it the
+    # connection, for good): log it and carry on.
+    c.suppress_exceptions = True
     c.on_socket_open = set_tcp_nodelay  # queries and artifact chunks are request/response
     c.max_inflight_messages_set(max_inflight or cfg.max_inflight)
     c.max_queued_messages_set(max_queued)

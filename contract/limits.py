@@ -26,3 +26,9 @@ far smaller (queries: :data:`contract.messages.MAX_QUERY_BYTES`)."""
 
 PACKET_OVERHEAD_BYTES = 4 * 1024
 """Room for the fixed header, topic and properties on top of a payload limit."""
+
+MAX_STORED_INT = 2**31 - 1
+"""The largest integer a message or an API request may carry where the fleet server stores
+it (versions, revisions, sequence numbers, byte counts): the database columns are 32-bit
+INTEGERs in PostgreSQL (SQLite's are 64-bit). A larger one would fail the insert (and with
+it the whole batch of reports it came in) instead of being refused at the door."""

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from contract.limits import MAX_STORED_INT
 from contract.reasons import ReasonCode
 from contract.strict import Strict
 
@@ -27,7 +28,8 @@ def new_msg_id() -> str:
 
 class Envelope(Strict):
     msg_id: str = Field(default_factory=new_msg_id, description="Unique id (hex uuid4).")
-    seq: int = Field(ge=0, description="Monotonic per device and stream; survives restarts.")
+    seq: int = Field(ge=0, le=MAX_STORED_INT,
+                     description="Monotonic per device and stream; survives restarts.")
     device_id: str = Field(description="The publishing device.")
     ts: float = Field(default_factory=time.time, description="Unix time of creation (s).")
     is_historical: bool = Field(
@@ -73,7 +75,7 @@ class Metrics(Envelope):
 class ModelInfo(Strict):
     slot: str = Field(description="Slot name.")
     name: str = Field(description="Model name from the bundle manifest.")
-    version: int = Field(description="Monotonic bundle version.")
+    version: int = Field(ge=0, le=MAX_STORED_INT, description="Monotonic bundle version.")
     label: str = Field(description="Human version label.")
     runtime: str = Field(description="Runtime executing it (onnxruntime, litert).")
     sha256: str = Field(description="Hash of the bundle file.")
@@ -128,7 +130,7 @@ def parse_query(payload: bytes) -> QueryRequest:
         return QueryRequest(cmd=text.split()[0])
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # too deep, or an int of 5000 digits
         raise ValueError(f"query is not valid JSON: {exc}") from None
     try:
         return QueryRequest.model_validate(data)
@@ -152,13 +154,14 @@ OtaState = Literal["idle", "downloading", "verifying", "staged", "smoke_testing"
 
 class DesiredModel(Strict):
     model: str = Field(description="Model name (bundle manifest `name`).")
-    version: int = Field(ge=1, description="Wanted bundle version.")
+    version: int = Field(ge=1, le=MAX_STORED_INT, description="Wanted bundle version.")
 
 
 class DesiredState(Strict):
     """Retained on ``dev/{id}/desired``; written by the fleet server only."""
 
-    revision: int = Field(ge=0, description="Increases with every change of this document.")
+    revision: int = Field(ge=0, le=MAX_STORED_INT,
+                          description="Increases with every change of this document.")
     slots: dict[str, DesiredModel] = Field(description="Slot -> wanted model version.")
     metadata_url: str | None = Field(
         default=None, description="TUF metadata base URL; None: the device's configured one.")
@@ -175,12 +178,15 @@ class OtaEvent(Envelope):
     kind: Literal["ota"] = "ota"
     slot: str = Field(description="Slot being updated.")
     state: OtaState = Field(description="New state.")
-    from_version: int | None = Field(default=None, description="Version live before.")
-    to_version: int | None = Field(default=None, description="Version being installed.")
+    from_version: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
+                                     description="Version live before.")
+    to_version: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
+                                   description="Version being installed.")
     rollout_id: str | None = Field(default=None, description="From the desired state.")
     artifact: Literal["delta", "full"] | None = Field(
         default=None, description="What was downloaded.")
-    bytes_downloaded: int | None = Field(default=None, description="Bytes fetched.")
+    bytes_downloaded: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
+                                         description="Bytes fetched.")
     # ReasonCode: a code this version does not know (from a newer agent) is kept as text.
     reason: ReasonCode | None = Field(
         default=None, description="Why it failed or rolled back (machine code, see "

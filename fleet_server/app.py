@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -103,7 +105,7 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
         if exc.status_code == 405:
             response = _error(405, "method-not-allowed", f"{request.method} is not allowed "
                               f"on {request.url.path}")
-            allow = (exc.headers or {}).get("Allow") or _allowed_methods(app, request)
+            allow = _allowed_methods(app, request, (exc.headers or {}).get("Allow"))
             if allow:
                 response.headers["Allow"] = allow
             return response
@@ -134,20 +136,42 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
+    _schema_with_deployment_limits(app, service)
     install_console(app, service)  # the operators' web console under /console
     # Outermost: bodies are bounded before any route, dependency or parser reads them.
     app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes)
     return app
 
 
-def _allowed_methods(app: FastAPI, request: Request) -> str:
-    """The Allow header of a 405: the methods of the routes matching the path."""
-    from starlette.routing import Match, Route
+def _schema_with_deployment_limits(app: FastAPI, service: FleetService) -> None:
+    """The OpenAPI schema states the limits this server's configuration sets, so that a
+    request the schema calls valid is one the server accepts."""
+    build = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            token = schema.get("components", {}).get("schemas", {}).get("EnrollTokenCreate")
+            if token is not None:
+                lifetime = token["properties"]["expires_in_s"]
+                limit = service.config.enrollment.token_max_hours * 3600
+                for option in lifetime.get("anyOf", [lifetime]):
+                    if option.get("type") == "number":
+                        option["maximum"] = limit
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(app: FastAPI, request: Request, fallback: str | None) -> str:
+    """The Allow header of a 405: the methods the schema lists for the path (Starlette
+    names only those of the first route that matched, not e.g. both GET and PATCH)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
-            if match is Match.FULL:
-                methods |= route.methods
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in item}
+    if not methods and fallback:
+        return fallback
     return ", ".join(sorted(methods))

@@ -156,7 +156,7 @@ def _transfer_of(payload: bytes) -> str | None:
     """The transfer id of a request that failed validation, to answer it bad-request."""
     try:
         doc = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # pydantic refused it: so may json (too deep)
         return None
     transfer = doc.get("transfer") if isinstance(doc, dict) else None
     return transfer if isinstance(transfer, str) and _TRANSFER_RE.match(transfer) else None

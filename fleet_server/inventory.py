@@ -78,7 +78,7 @@ def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
                              f"{MAX_REPORT_BYTES}")
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not JSON, too deep, 5000-digit ints
         raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
     try:
         message = _KINDS[kind].model_validate(data)
@@ -304,14 +304,32 @@ def relabel(group: str | None, tags: list[str], change: LabelChange) -> tuple[st
     return new_group, sorted(new_tags)
 
 
+class UnknownDevices(LookupError):
+    def __init__(self, device_ids: list[str]) -> None:
+        super().__init__(f"{len(device_ids)} device ids never reported and are not enrolled: "
+                         f"{', '.join(device_ids[:10])}{' ...' if len(device_ids) > 10 else ''}")
+        self.device_ids = device_ids
+
+
 def set_labels(session: Session, device_ids: Sequence[str], change: LabelChange,
-               now: float) -> list[Device]:
-    """Apply ``change`` to each device; a device that never reported is created (it can be
-    grouped before it is installed)."""
+               now: float, *, create: bool = False) -> list[Device]:
+    """Apply ``change`` to each device. Ids the inventory does not know (never reported,
+    never enrolled) raise :class:`UnknownDevices` and change nothing, unless ``create``
+    (grouping devices before they are installed): an operator's typo must not become a
+    phantom device that rollouts then wait for."""
     for device_id in device_ids:
         topics.check_device_id(device_id)
+    wanted = list(dict.fromkeys(device_ids))
+    if not create:
+        known: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            known.update(session.scalars(select(Device.device_id).where(
+                Device.device_id.in_(wanted[start:start + 500]))))
+        unknown = [d for d in wanted if d not in known]
+        if unknown:
+            raise UnknownDevices(unknown)
     out = []
-    for device_id in dict.fromkeys(device_ids):
+    for device_id in wanted:
         device = get_or_create_device(session, device_id, now)
         device.group_name, device.tags = relabel(device.group_name, list(device.tags or []),
                                                  change)

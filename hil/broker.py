@@ -129,11 +129,17 @@ class ProductionBroker(Mosquitto):
     Only logging is added. :meth:`device_tls` and :meth:`server_tls` give paho
     ``tls_set`` arguments for an identity."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, bind: str | None = "127.0.0.1",
+                 server_ips: tuple[str, ...] = (), persistence: bool = False) -> None:
+        """``bind=None``: the device listener on every address (with ``server_ips``, the
+        addresses the broker's certificate names besides 127.0.0.1). ``persistence``:
+        what Debian's main mosquitto.conf adds to the generated file in conf.d."""
         self.server_port = free_port()
-        self.device_pki = RigPKI(workdir / "device-ca")   # also signs the broker's cert
+        self.bind = bind
+        # The device CA also signs the broker's certificate.
+        self.device_pki = RigPKI(workdir / "device-ca", server_ips=server_ips)
         self.service_pki = RigPKI(workdir / "service-ca")
-        super().__init__(workdir, tls=True)
+        super().__init__(workdir, tls=True, persistence=persistence)
         self.pki = self.device_pki
 
     def ports(self) -> list[int]:
@@ -154,15 +160,18 @@ class ProductionBroker(Mosquitto):
             os.chmod(self.dir / name, 0o644)
         assert self.tls_port is not None
         conf = render_mosquitto_conf(BrokerFiles(
-            port=self.tls_port, bind="127.0.0.1", ca_file=self.device_pki.ca_file,
+            port=self.tls_port, bind=self.bind, ca_file=self.device_pki.ca_file,
             cert_file=self.device_pki.server.cert, key_file=self.device_pki.server.key,
             crl_file=self.device_pki.write_crl(self.dir / "crl.pem"),
             acl_file=self.dir / "acl", server_port=self.server_port, server_bind="127.0.0.1",
             service_ca_file=self.service_pki.ca_file, service_acl_file=self.dir / "service.acl",
             plain_port=self.port, plain_acl_file=self.dir / "plain.acl", user="root"))
         self.config = self.dir / "mosquitto.conf"
+        persistence = ["persistence true", f"persistence_location {self.dir}/"] \
+            if self.persistence else []
         self.config.write_text(conf + "\n".join([
-            "", "# test rig only: where the broker logs",
+            "", "# the host's main configuration (Debian: /etc/mosquitto/mosquitto.conf)",
+            *persistence, "# test rig only: where the broker logs",
             f"log_dest file {self.log}", "log_type error", "log_type warning",
             "log_type notice", ""]))
 

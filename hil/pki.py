@@ -36,7 +36,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 class RigPKI:
     """CA + server cert (127.0.0.1) + client certs with CN = device id."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, server_ips: tuple[str, ...] = ()) -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o755)
@@ -54,6 +54,7 @@ class RigPKI:
         self.ca_file = directory / "ca.pem"
         self.ca_file.write_bytes(self.ca_cert.public_bytes(serialization.Encoding.PEM))
         os.chmod(self.ca_file, 0o644)
+        self.server_ips = server_ips  # more addresses the server certificate is valid for
         self.server = self.issue("localhost", server=True)
 
     def issue(self, cn: str, server: bool = False) -> CertPair:
@@ -66,9 +67,10 @@ class RigPKI:
             .not_valid_after(now + dt.timedelta(days=1))
         )
         if server:
+            ips = ("127.0.0.1", *getattr(self, "server_ips", ()))
             builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
+                x509.DNSName("localhost"),
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]), critical=False)
         cert = builder.sign(self.ca_key, hashes.SHA256())
         pair = CertPair(self.dir / f"{cn}.crt", self.dir / f"{cn}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

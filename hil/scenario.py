@@ -262,7 +262,7 @@ def load_scenario(path: Path, overrides: dict[str, str] | None = None) -> Scenar
         raise ScenarioError(str(path), ["the file is not UTF-8 text"]) from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, 5000-digit ints, depth
         raise ScenarioError(str(path), [f"TOML syntax error: {exc}"]) from None
     return parse_scenario(data, str(path), overrides)
 

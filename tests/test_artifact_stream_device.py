@@ -1,6 +1,9 @@
 """End to end: a real agent configured for MQTT-only connectivity, in a network namespace
 whose only route is to the broker, is updated v1 -> v2 by the real fleet server, and
-the broker restarts in the middle of the bundle's download.
+the broker restarts in the middle of the bundle's download. The broker runs the
+configuration operators deploy (`nanofleet broker-config`: mutual TLS, client id = the
+certificate's CN, per-device ACL, packet limit), so the agent's artifact stream shares its
+one session: a second connection under the device's identity would take it over.
 
 The fleet server's HTTP listens on 127.0.0.1 of this namespace only, Mosquitto also on
 the host end of a veth pair; the agent runs inside the device namespace (``ip netns
@@ -23,19 +26,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleet_server.config import ArtifactSettings, DeltaSettings
+from fleet_server.config import ArtifactSettings, DeltaSettings, MqttTls, config_toml
+from hil.broker import ProductionBroker
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from hil.links import namespaces_unavailable
 from hil.models import finetuned
 from nanomodel import default_bundle_path
 from tests.support.agent_proc import AgentProcess
 from tests.support.fleet_cli import nf
-from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.mqtt_client import Collector
 from tests.support.netns import NetNamespace
 
@@ -62,7 +66,8 @@ class NamespacedAgent(AgentProcess):
         return self
 
 
-def agent_config(tmp: Path, host: str, port: int, root_file: Path, log: Path) -> Path:
+def agent_config(tmp: Path, host: str, port: int, root_file: Path, log: Path,
+                 tls: dict[str, str]) -> Path:
     path = tmp / "agent.toml"
     path.write_text(f"""device_id = "{DEV}"
 state_dir = "{tmp / 'state'}"
@@ -73,6 +78,11 @@ log_level = "debug"
 host = "{host}"
 port = {port}
 reconnect_max_s = 1
+
+[mqtt.tls]
+ca_file = "{tls['ca_certs']}"
+cert_file = "{tls['certfile']}"
+key_file = "{tls['keyfile']}"
 
 [pipeline]
 batch_size = 16
@@ -121,31 +131,36 @@ def repo_requests(server: FleetServer) -> int:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[FleetSetup, FleetServer, Mosquitto, str,
+def world(tmp_path: Path) -> Iterator[tuple[FleetSetup, FleetServer, ProductionBroker, str,
                                             NetNamespace | None]]:
+    """The broker runs the production configuration (client id = CN, ACL, packet limit):
+    the agent's artifact stream must share its one session (issue 8, finding 5)."""
     with ExitStack() as stack:
         ns = stack.enter_context(NetNamespace()) if namespaces_unavailable() is None else None
-        broker = Mosquitto(tmp_path / "broker", persistence=True)  # reports survive restarts
-        device_port = broker.port
-        extra = ["set_tcp_nodelay true"]
-        if ns is not None:  # the broker is the one thing the device can reach
-            device_port = free_port()
-            extra += [f"listener {device_port} {ns.host_ip}", "allow_anonymous true"]
-        with open(broker.config, "a") as fh:
-            fh.write("\n".join(extra) + "\n")
+        # Persistence (Debian's main config has it): reports survive the restart.
+        broker = ProductionBroker(tmp_path / "broker", persistence=True,
+                                  bind=None if ns is not None else "127.0.0.1",
+                                  server_ips=(ns.host_ip,) if ns is not None else ())
         broker.start()
         stack.callback(broker.stop)
-        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.port, log_level="debug",
+        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.server_port, log_level="debug",
                             deltas=DeltaSettings(previous_versions=0),
                             artifacts=ArtifactSettings(device_rate_bytes_s=RATE))
+        tls = broker.server_tls()  # the fleet server's identity on its own listener
+        config = setup.config.model_copy(update={"mqtt": setup.config.mqtt.model_copy(
+            update={"tls": MqttTls(ca_file=Path(tls["ca_certs"]),
+                                   cert_file=Path(tls["certfile"]),
+                                   key_file=Path(tls["keyfile"]))})})
+        setup.config_path.write_text(config_toml(config), encoding="utf-8")
+        setup = replace(setup, config=config)
         server = stack.enter_context(FleetServer(setup))
         server.wait_mqtt()
         host = ns.host_ip if ns is not None else "127.0.0.1"
-        yield setup, server, broker, f"{host}:{device_port}", ns
+        yield setup, server, broker, f"{host}:{broker.tls_port}", ns
 
 
 def test_mqtt_only_device_updates_with_no_http_route(
-        tmp_path: Path, world: tuple[FleetSetup, FleetServer, Mosquitto, str,
+        tmp_path: Path, world: tuple[FleetSetup, FleetServer, ProductionBroker, str,
                                      NetNamespace | None]) -> None:
     setup, server, broker, device_broker, ns = world
     client = ["--server", setup.url, f"--token={setup.token}"]  # a token may start with "-"
@@ -162,7 +177,8 @@ def test_mqtt_only_device_updates_with_no_http_route(
     log.write_text("".join(f"pumpd[42]: cycle {i} complete, flow=41.0 l/min\n"
                            for i in range(40)))
     host, port = device_broker.rsplit(":", 1)
-    config = agent_config(tmp_path, host, int(port), setup.root_file, log)
+    config = agent_config(tmp_path, host, int(port), setup.root_file, log,
+                          broker.device_tls(DEV))
     agent = NamespacedAgent(config, tmp_path / "state", ns.prefix() if ns else [])
     sub = Collector(broker.port, f"nanofleet/v1/dev/{DEV}/ota", session=True)
     try:
@@ -196,6 +212,8 @@ def test_mqtt_only_device_updates_with_no_http_route(
         assert verifying["artifact"] == "full" and verifying["bytes_downloaded"] == len(bundle2)
         assert cut_at < len(bundle2) - 100_000  # the cut was well inside the transfer
         assert "artifact transport disconnected" in agent.output()
+        # One session for the device, never taken over (its CN is its client id).
+        assert f"Client {DEV} already connected" not in broker.log_text()
         assert agent.query("models")["result"][0]["version"] == 2
 
         # Not one repository request reached the server over HTTP during the update...

@@ -20,9 +20,11 @@ import pytest
 from agent.config import MqttConfig, TlsConfig
 from agent.mqtt_link import MqttLink
 from contract import topics
+from contract.artifacts import ArtifactRequest
 from contract.limits import AGENT_RECEIVE_MAX_BYTES, BROKER_MAX_PACKET_BYTES
 from contract.messages import Status
-from fleet_server.config import MqttSettings, MqttTls
+from fleet_server.artifact_stream import ArtifactStreamer
+from fleet_server.config import ArtifactSettings, MqttSettings, MqttTls
 from fleet_server.inventory import Report
 from fleet_server.mqtt_bridge import MqttBridge
 from hil.broker import ProductionBroker
@@ -169,12 +171,76 @@ def agent_never_sends_what_the_broker_would_refuse(b: ProductionBroker) -> None:
         link.stop()
 
 
+def _bridge(b: ProductionBroker, received: list[Report]) -> MqttBridge:
+    tls = b.server_tls()
+    bridge = MqttBridge(MqttSettings(host="127.0.0.1", port=b.server_port, client_id="fs-2",
+                                     tls=MqttTls(ca_file=Path(tls["ca_certs"]),
+                                                 cert_file=Path(tls["certfile"]),
+                                                 key_file=Path(tls["keyfile"]))),
+                        received.extend)
+    bridge.start()
+    assert bridge.wait_connected(10)
+    return bridge
+
+
+POISON = b"[" * 5000 + b"]" * 5000  # valid JSON, deeper than json.loads can go
+
+
+def poison_report_does_not_stop_report_ingest(b: ProductionBroker) -> None:
+    """A report nested deeper than json.loads recurses (before: RecursionError escaped
+    parse_report and ended the server's ingest thread: no device's report was stored
+    again). Refused and counted; the next report is ingested."""
+    received: list[Report] = []
+    bridge = _bridge(b, received)
+    attacker = device(b, ATTACKER)
+    try:
+        time.sleep(0.3)
+        for payload in (POISON, b'{"seq": ' + b"9" * 5000 + b"}", _status(ATTACKER)):
+            assert not attacker.publish(topics.status(ATTACKER), payload).is_failure
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.device_id for r in received] == [ATTACKER]
+        assert bridge.counters.as_dict()["rejected"] == 2
+    finally:
+        attacker.close()
+        bridge.stop()
+
+
+def poison_artifact_request_does_not_end_the_stream(b: ProductionBroker, tmp: Path) -> None:
+    """An artifact request nested too deep (before: RecursionError in the server's
+    on_message ended paho's network thread: no device got an artifact again)."""
+    repo = tmp / "repo"
+    (repo / "metadata").mkdir(parents=True)
+    (repo / "metadata" / "timestamp.json").write_bytes(b'{"signed": {"version": 7}}')
+    tls = b.server_tls()
+    streamer = ArtifactStreamer(MqttSettings(
+        host="127.0.0.1", port=b.server_port, client_id="fs-3", tls=MqttTls(
+            ca_file=Path(tls["ca_certs"]), cert_file=Path(tls["certfile"]),
+            key_file=Path(tls["keyfile"]))), ArtifactSettings(), repo)
+    streamer.start()
+    attacker = device(b, ATTACKER, (topics.artifact_chunk_filter(ATTACKER),))
+    try:
+        assert streamer.connected.wait(10)
+        assert not attacker.publish(topics.artifact_requests(ATTACKER), POISON).is_failure
+        ok = ArtifactRequest(transfer="t2", path="metadata/timestamp.json", offset=0, chunks=1,
+                             chunk_size=1024)
+        assert not attacker.publish(topics.artifact_requests(ATTACKER),
+                                    ok.model_dump_json()).is_failure
+        attacker.wait_topic(topics.artifact_chunks(ATTACKER, "t2"))
+        assert streamer.connected.is_set() and streamer.health()["invalid"] == 1
+    finally:
+        attacker.close()
+        streamer.stop()
+
+
 ATTACKS: dict[str, Callable[[ProductionBroker], None]] = {
     f.__name__: f for f in (huge_publish_is_refused_by_the_broker,
                             device_cannot_plant_its_desired_state,
                             oversized_message_never_reaches_the_agent,
                             oversized_report_never_reaches_the_server,
-                            agent_never_sends_what_the_broker_would_refuse)}
+                            agent_never_sends_what_the_broker_would_refuse,
+                            poison_report_does_not_stop_report_ingest)}
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +255,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionBroke
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_mqtt_attack(attack: str, broker: ProductionBroker) -> None:
     ATTACKS[attack](broker)
+
+
+def test_mqtt_attack_poison_artifact_request(broker: ProductionBroker, tmp_path: Path) -> None:
+    poison_artifact_request_does_not_end_the_stream(broker, tmp_path)

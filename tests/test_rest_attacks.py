@@ -12,6 +12,7 @@ import select
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -124,15 +125,12 @@ ATTACKS: dict[str, Callable[[FleetServer], None]] = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
-    broker = Mosquitto(tmp_path_factory.mktemp("rest-broker")).start()
-    setup = setup_fleet(tmp_path_factory.mktemp("rest"), mqtt_port=broker.port,
-                        max_upload_bytes=UPLOAD_LIMIT)
-    s = FleetServer(setup).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        broker.stop()
+    with ExitStack() as stack:  # what started is stopped, even if a later step fails
+        broker = Mosquitto(tmp_path_factory.mktemp("rest-broker")).start()
+        stack.callback(broker.stop)
+        setup = setup_fleet(tmp_path_factory.mktemp("rest"), mqtt_port=broker.port,
+                            max_upload_bytes=UPLOAD_LIMIT)
+        yield stack.enter_context(FleetServer(setup))
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

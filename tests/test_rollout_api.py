@@ -79,7 +79,7 @@ def test_token_scopes_are_enforced(fleet: FleetSetup, tokens: dict[str, str]) ->
         assert exit_code == 1 and "needs 'deploy'" in err
 
     assert api(fleet, "PATCH", "/api/v1/devices", token=deployer,
-               json={"devices": ["scope-1"], "group": "g"}).status_code == 200
+               json={"devices": ["scope-1"], "group": "g", "create": True}).status_code == 200
     for method, path in (("POST", "/api/v1/tokens"), ("GET", "/api/v1/tokens"),
                          ("DELETE", "/api/v1/tokens/reader")):
         status, code, message = error(api(fleet, method, path, token=deployer,
@@ -142,7 +142,10 @@ def test_device_labels_and_inventory_filters(fleet: FleetSetup,
         assert code == 0, err
         return [d["device_id"] for d in json.loads(out)["devices"]]
 
-    code, out, err = nf("devices", "tag", "lbl-1,lbl-2", "lbl-3", "--group", "north",
+    code, _, err = nf("devices", "tag", "lbl-1", "--group", "north",
+                      *client_args(fleet, tokens["deployer"]))
+    assert code == 1 and "never reported and are not enrolled: lbl-1" in err  # no phantom
+    code, out, err = nf("devices", "tag", "lbl-1,lbl-2", "lbl-3", "--group", "north", "--create",
                         "--tags", "pumps,solar", *client_args(fleet, tokens["deployer"]))
     assert code == 0, err
     assert "lbl-3                    group north  tags pumps,solar" in out

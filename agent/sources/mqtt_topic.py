@@ -104,6 +104,21 @@ class MqttTopicSourceConfig(BaseModel):
         return [check_topic_filter(t) for t in v]
 
 
+def source_broker(cfg: MqttTopicSourceConfig, agent: MqttConfig) -> MqttConfig:
+    """The broker settings of a source: the agent's (its broker, TLS and credentials) when
+    it names no host; else that host (port default 1883), without the agent's
+    credentials, with the agent's TLS only if ``use_agent_tls``."""
+    own_broker = cfg.host is None
+    use_tls = own_broker if cfg.use_agent_tls is None else cfg.use_agent_tls
+    update: dict[str, Any] = {} if use_tls else {"tls": None}
+    if not own_broker:
+        update.update(host=str(cfg.host), port=cfg.port or 1883, username=None,
+                      password=None, password_file=None, client_id=None)
+    elif cfg.port is not None:
+        update["port"] = cfg.port
+    return agent.model_copy(update=update)
+
+
 def _client_id(prefix: str, name: str) -> str:
     # Source names contain '/', '#' and ':'; a hash keeps the id short and valid.
     return f"{prefix}-src-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
@@ -117,17 +132,7 @@ class MqttTopicSource(Source):
         super().__init__(name, sink, counters, max_line_bytes)
         self.cfg = cfg
         own_broker = cfg.host is None
-        use_tls = own_broker if cfg.use_agent_tls is None else cfg.use_agent_tls
-        # One settings model: the agent's, with this source's broker where it names one.
-        self.settings: MqttConfig = agent.settings if own_broker else agent.settings.model_copy(
-            update={"host": str(cfg.host), "port": cfg.port or 1883, "username": None,
-                    "password": None, "client_id": None})
-        if not use_tls:
-            self.settings = self.settings.model_copy(update={"tls": None})
-        elif not own_broker:
-            self.settings = self.settings.model_copy(update={"tls": agent.settings.tls})
-        if own_broker and cfg.port is not None:
-            self.settings = self.settings.model_copy(update={"port": cfg.port})
+        self.settings = source_broker(cfg, agent.settings)
         self.host, self.port = self.settings.host, self.settings.port
         self.tls = tls_kwargs(self.settings)
         self.agent = agent

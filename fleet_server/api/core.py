@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from contract.limits import MAX_STORED_INT
 from contract.topics import DEVICE_ID_PATTERN
 from contract.tuf_targets import MODEL_NAME_PATTERN
 from fleet_server.api.schemas import DeviceList
@@ -25,6 +27,7 @@ from fleet_server.inventory import DeviceFilter, device_summary, list_devices, r
 from fleet_server.releases import VersionConflict, models_view
 from fleet_server.replicas import replicas_view
 from fleet_server.repository.repo import PublishRejected
+from fleet_server.rollouts.spec import NAME_PATTERN, Label
 from fleet_server.service import FleetService
 
 MAX_METADATA_BYTES = 5 * 1024 * 1024  # python-tuf's own cap for targets metadata
@@ -106,7 +109,7 @@ class DeploymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Published model name.")
-    version: int = Field(ge=1, description="Published version to install.")
+    version: int = Field(ge=1, le=MAX_STORED_INT, description="Published version to install.")
     devices: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] = Field(
         min_length=1, max_length=10_000, description="Device ids to set the desired state of.")
 
@@ -197,7 +200,18 @@ _PUBLISH_FORMAT = ("Send multipart/form-data: a 'metadata' part with the operato
                    "is its target path (nanofleet model publish does this).")
 
 
-@router.post("/models/publish")
+_PUBLISH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["metadata"], "additionalProperties": False,
+               "properties": {
+                   "metadata": {"type": "string", "format": "binary",
+                                "description": "targets metadata signed with the operators' "
+                                "targets key on top of the server's current targets"},
+                   "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "one part per new target file; its filename is "
+                             "the target path"}}}}}}}
+
+
+@router.post("/models/publish", openapi_extra=_PUBLISH_BODY)
 async def publish(request: Request, service: Service, actor: Operator) -> dict[str, Any]:
     """Publish operator-signed targets metadata and its files; the server adds deltas."""
     with tempfile.TemporaryDirectory(dir=service.config.uploads_path) as tmp:
@@ -253,11 +267,14 @@ def get_devices(service: Service,
                 state: Annotated[DeviceStateFilter | None, Query(
                     description="Connection state (online, offline, stopped, unknown) or "
                     "last OTA state (downloading ... committed, failed, rolled_back).")] = None,
-                group: Annotated[str | None, Query(description="In this group.")] = None,
-                tag: Annotated[list[str] | None, Query(
-                    description="Carrying this tag (repeat: all of them).")] = None,
-                model: Annotated[str | None, Query(description="Runs this model.")] = None,
+                group: Annotated[str | None, Query(pattern=NAME_PATTERN,
+                                                   description="In this group.")] = None,
+                tag: Annotated[list[Label] | None, Query(
+                    max_length=20, description="Carrying this tag (repeat: all of them).")] = None,
+                model: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN,
+                                                   description="Runs this model.")] = None,
                 model_version: Annotated[int | None, Query(
+                    ge=0, le=MAX_STORED_INT,
                     description="Runs this version (of `model`, if given).")] = None,
                 offline: Annotated[bool, Query(description="Only devices not online.")] = False,
                 ) -> DeviceList:
@@ -271,7 +288,7 @@ def get_devices(service: Service,
 
 
 @router.get("/devices/{device_id}")
-def get_device(device_id: str, service: Service,
+def get_device(device_id: Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)], service: Service,
                events: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> dict[str, Any]:
     with service.db.session() as session:
         device = session.get(Device, device_id)

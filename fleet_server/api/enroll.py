@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from contract.enrollment import ENROLL_PATH, RENEW_PATH, EnrollRequest, EnrollResponse, RenewRequest
 from contract.strict import Strict
@@ -84,7 +84,8 @@ def install(app: FastAPI, service: FleetService) -> None:
     """Open the device CA (made at the first start) and add the routes."""
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
     app.include_router(public_router)
-    app.include_router(operator_router, dependencies=[Depends(require_operator)])
+    app.include_router(operator_router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
 
 
 class EnrollTokenCreate(Strict):
@@ -98,7 +99,7 @@ class EnrollTokenCreate(Strict):
         default=None, gt=0, le=365 * 86400, description="Lifetime in seconds (at most "
         "enrollment.token_max_hours); default enrollment.token_default_hours of the server "
         "config.")
-    replace: bool = Field(
+    replace: StrictBool = Field(
         default=False, description="Required to make a token for a device id that is "
         "enrolled: using it replaces the device's identity and revokes its current "
         "certificates.")

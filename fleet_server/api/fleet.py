@@ -35,8 +35,8 @@ from fleet_server.auth import (
     revoke_token,
 )
 from fleet_server.db import AuditEntry
-from fleet_server.inventory import LabelChange, device_summary, set_labels
-from fleet_server.rollouts.policy import RolloutStatus
+from fleet_server.inventory import LabelChange, UnknownDevices, device_summary, set_labels
+from fleet_server.rollouts.records import RolloutStatus
 from fleet_server.rollouts.views import (
     RolloutActionResult,
     RolloutCreate,
@@ -66,7 +66,12 @@ def label_devices(body: DeviceLabels, service: Service, actor: Operator) -> Devi
                          add_tags=tuple(body.add_tags), remove_tags=tuple(body.remove_tags))
     now = time.time()
     with service.db.session() as session:
-        devices = set_labels(session, body.devices, change, now)
+        try:
+            devices = set_labels(session, body.devices, change, now, create=body.create)
+        except UnknownDevices as exc:
+            raise ApiError(404, "unknown-device", f"{exc}; check the ids (nanofleet devices "
+                           "list), or add them on purpose with create (devices tag "
+                           "--create)") from None
         shown = ",".join(body.devices[:3])[:200]
         more = f" +{len(body.devices) - 3} more" if len(body.devices) > 3 else ""
         session.add(AuditEntry(actor=actor, action="devices-label", subject=shown + more,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from contract.messages import OtaState
 from contract.strict import Strict
@@ -25,15 +25,20 @@ class ErrorBody(Strict):
     error: ErrorDetail = Field(description="The error.")
 
 
+def _error_response(description: str) -> dict[str, Any]:
+    # Errors are JSON even on routes whose answer is text (the device CA's PEM files).
+    return {"model": ErrorBody, "description": description,
+            "content": {"application/json": {}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "Bad request (the message names the problem)."},
-    401: {"model": ErrorBody, "description": "No operator token, or an unknown/revoked one."},
-    403: {"model": ErrorBody, "description": "The token lacks the scope this call needs."},
-    404: {"model": ErrorBody, "description": "No such device, rollout, version or token."},
-    409: {"model": ErrorBody, "description": "Conflicts with the current state (message "
-          "says which)."},
-    422: {"model": ErrorBody, "description": "Body or query fields invalid (message names "
-          "them)."},
+    400: _error_response("Bad request (the message names the problem)."),
+    401: _error_response("No operator token, or an unknown/revoked one."),
+    403: _error_response("The token lacks the scope this call needs."),
+    404: _error_response("No such device, rollout, version or token."),
+    409: _error_response("Conflicts with the current state (message says which)."),
+    413: _error_response("Request body over the limit (publish: max_upload_bytes)."),
+    422: _error_response("Body or query fields invalid (message names them)."),
 }
 
 
@@ -79,11 +84,26 @@ class DeviceList(Strict):
 class DeviceLabels(Strict):
     """``PATCH /api/v1/devices``: set group and tags of devices."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        # What _something checks, said in the schema: at least one change, and a group
+        # cannot be set and cleared at once.
+        "anyOf": [{"required": ["group"], "properties": {"group": {"type": "string"}}},
+                  {"required": ["clear_group"], "properties": {"clear_group": {"const": True}}},
+                  {"required": ["tags"], "properties": {"tags": {"type": "array"}}},
+                  {"required": ["add_tags"], "properties": {"add_tags": {"minItems": 1}}},
+                  {"required": ["remove_tags"],
+                   "properties": {"remove_tags": {"minItems": 1}}}],
+        "not": {"required": ["group", "clear_group"],
+                "properties": {"group": {"type": "string"}, "clear_group": {"const": True}}}})
+
     devices: list[DeviceId] = Field(min_length=1, max_length=100_000,
-                                    description="Devices to change (ones that never reported "
-                                    "are created, so they can be grouped before install).")
+                                    description="Devices to change: each must be known (it "
+                                    "reported or enrolled), else 404, unless `create`.")
+    create: StrictBool = Field(default=False, description="Add devices that never reported "
+                               "or enrolled to the inventory (to group them before they are "
+                               "installed); without it an unknown id (a typo) is refused.")
     group: Label | None = Field(default=None, description="Put them in this group.")
-    clear_group: bool = Field(default=False, description="Take them out of their group.")
+    clear_group: StrictBool = Field(default=False, description="Take them out of their group.")
     tags: list[Label] | None = Field(default=None, max_length=50,
                                      description="Replace their tags with these.")
     add_tags: list[Label] = Field(default_factory=list, max_length=50,

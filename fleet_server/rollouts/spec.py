@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
@@ -25,6 +25,10 @@ Label = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 class FailureThreshold(Strict):
     """How many failed devices the rollout tolerates before it halts by itself."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={  # what _range checks
+        "oneOf": [{"properties": {"kind": {"const": "percent"}, "value": {"maximum": 100}}},
+                  {"properties": {"kind": {"const": "count"}, "value": {"multipleOf": 1}}}]})
 
     kind: Literal["count", "percent"] = Field(
         description="count: halt when more than `value` devices failed; percent: halt when "
@@ -49,7 +53,7 @@ class Strategy(Strict):
 
     canary: int = Field(default=1, ge=0, le=10_000,
                         description="Devices updated first, on their own (online ones preferred).")
-    waves: list[float] = Field(
+    waves: list[Annotated[float, Field(gt=0, le=100)]] = Field(
         default_factory=lambda: [100.0], min_length=1, max_length=20,
         description="Cumulative percentages of the selection updated after the canary, "
         "e.g. [10, 50, 100]; strictly increasing, the last one 100.")
@@ -98,12 +102,18 @@ class Strategy(Strict):
 class Selector(Strict):
     """Which devices a rollout covers: the devices matching every criterion given."""
 
-    all: bool = Field(default=False, description="Every device in the inventory.")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={  # what _something checks
+        "anyOf": [{"required": ["all"], "properties": {"all": {"const": True}}},
+                  {"required": ["group"], "properties": {"group": {"type": "string"}}},
+                  {"required": ["tags"], "properties": {"tags": {"minItems": 1}}},
+                  {"required": ["ids"], "properties": {"ids": {"type": "array"}}}]})
+
+    all: StrictBool = Field(default=False, description="Every device in the inventory.")
     group: Label | None = Field(default=None, description="Devices in this group.")
     tags: list[Label] = Field(default_factory=list, max_length=20,
                               description="Devices carrying every one of these tags.")
     ids: list[DeviceId] | None = Field(
-        default=None, max_length=100_000,
+        default=None, min_length=1, max_length=100_000,
         description="Exactly these devices (ones that never reported are included: they "
         "catch up when they first connect).")
 

@@ -7,8 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
-from fleet_server.rollouts.policy import (
+from contract.tuf_targets import MODEL_NAME_PATTERN
+from fleet_server.rollouts.records import (
     DEVICE_STATES,
     IN_FLIGHT,
     DeviceLive,
@@ -26,8 +28,8 @@ from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, device_of
 class RolloutCreate(Strict):
     """``POST /api/v1/rollouts``."""
 
-    model: str = Field(description="Published model name.")
-    version: int = Field(ge=1, description="Published version to roll out.")
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="Published model name.")
+    version: int = Field(ge=1, le=MAX_STORED_INT, description="Published version to roll out.")
     select: Selector = Field(description="Which devices (every criterion must match).")
     strategy: Strategy = Field(default_factory=Strategy, description="How to proceed.")
 

@@ -1,7 +1,8 @@
 """Run real daemons in network namespaces made here and keep what they log.
 
 Usage (root; the daemons must be installed: openssh-server, mosquitto(+clients),
-dnsmasq-base, isc-dhcp-client, chrony, busybox, sshpass)::
+dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn; not installed by bootstrap:
+this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
 

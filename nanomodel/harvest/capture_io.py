@@ -43,6 +43,8 @@ _TAG_SOURCE = {
     "crond": "busybox",
     "syslogd": "busybox",
     "chronyd": "chrony",
+    "ovpn-server": "openvpn",
+    "ovpn-client": "openvpn",
     "sudo": "sudo",
     "CRON": "cron",
 }
@@ -85,7 +87,8 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 [
                     (t.template, t.label, t.reason, t.origin)
                     for t in realtext.load_templates([source])
-                ]
+                ],
+                source=source,
             )
         # mosquitto stamps its own epoch seconds in front of the message, even under syslog
         body = re.sub(r"^\d{9,}: ", "", msg) if source == "mosquitto" else msg

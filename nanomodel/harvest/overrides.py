@@ -223,6 +223,24 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     (
+        "openvpn",
+        re.compile(r"Interrupted system call"),
+        "normal",
+        "a wait interrupted by the signal that stops or restarts the daemon",
+    ),
+    (
+        "openvpn",
+        re.compile(r"^Could not determine IPv4/IPv6 protocol"),
+        "normal",
+        "a fallback to IPv4 that needs nobody",
+    ),
+    (
+        "dnsmasq",
+        re.compile(r"\bHWM\b"),
+        "normal",
+        "a statistics line (high-water mark of a counter), printed on request",
+    ),
+    (
         "openssh",
         re.compile(r"^Invalid user"),
         "security",

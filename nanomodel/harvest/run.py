@@ -45,7 +45,9 @@ def package_dir(root: Path, package: str) -> tuple[Path, str]:
         raise FileNotFoundError(
             f"no {package}_*.dsc under {root}: run apt-get source {package} there"
         )
-    version = dscs[-1].name[len(package) + 1 : -4]
+    # the .dsc's Version field keeps the epoch ("1:9.2p1-2") that its file name drops
+    found = re.search(r"^Version: *(\S+)", dscs[-1].read_text(errors="replace"), re.M)
+    version = found.group(1) if found else dscs[-1].name[len(package) + 1 : -4]
     upstream = version.split(":")[-1].rsplit("-", 1)[0]
     nested = root / package / f"{package}-{upstream}"  # a selective unpack (linux)
     for cand in (root / f"{package}-{upstream}", nested, root / package):
@@ -80,6 +82,8 @@ def clean(fmt: str) -> str | None:
     prose = _CONV.sub(" ", text)
     # Debug text that some daemons log at info ("DEBUG: ...") is not what a running system shows.
     if len(_WORD.findall(prose)) < 2 or text.lower().startswith(("usage", "try '", "debug")):
+        return None
+    if re.match(r"-{1,2}\w\S* .*\s:\s", text):  # a command-line option's help line
         return None
     return text
 
@@ -279,7 +283,8 @@ def write_summary(path: Path, summary: list[tuple[str, str, int, int, dict[str, 
         "",
         "Written by `python -m nanomodel.harvest.run`; do not edit by hand. *found* is every",
         "distinct non-debug message of the source's log calls, *kept* what the templates file",
-        "holds (alerts labelled by level alone are capped per source; see LABELLING.md).",
+        "holds (alerts labelled by level alone are capped per source and category; see",
+        "LABELLING.md).",
         "",
         "| source | package | found | kept | " + " | ".join(labels) + " |",
         "|---|---|---|---|" + "---|" * len(labels),

@@ -8,7 +8,6 @@ daemon so its shutdown lines are captured too). Every step logs a marker first.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -16,65 +15,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-SRV, CLI = "nfcap-srv", "nfcap-cli"
-SERVER = "10.77.0.1"
-
-Proc = subprocess.Popen[bytes]
-
-
-def marker(how: str) -> None:
-    subprocess.run(["busybox", "logger", "-t", "nfcapture", f"BEGIN {how}"], check=False)
-    time.sleep(0.2)
-
-
-def run_in(ns: str, *cmd: str, timeout: float = 30, env: dict[str, str] | None = None) -> int:
-    try:
-        return subprocess.run(
-            ["ip", "netns", "exec", ns, *cmd],
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        ).returncode
-    except subprocess.TimeoutExpired:
-        return -1
-
-
-def start_in(ns: str, *cmd: str) -> Proc:
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-def py_in(ns: str, code: str, timeout: float = 30) -> int:
-    return run_in(ns, "python3", "-c", code, timeout=timeout)
-
-
-def stop(proc: Proc, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=8)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def stop_pidfiles(work: Path) -> None:
-    """Stop daemons that forked (sshd, chronyd, dhclient) by the pid files we gave them."""
-    for pidfile in sorted(work.glob("*.pid")):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
-            pass
-        pidfile.unlink(missing_ok=True)
-
-
-def _stop_pidfile(path: Path, sig: int = signal.SIGTERM) -> None:
-    with contextlib.suppress(FileNotFoundError, ValueError, IndexError, ProcessLookupError):
-        os.kill(int(path.read_text().split()[0]), sig)
-
+from nanomodel.harvest.netns import (
+    CLI,
+    SERVER,
+    SRV,
+    Proc,
+    _stop_pidfile,
+    marker,
+    py_in,
+    run_in,
+    start_in,
+    stop,
+    stop_pidfiles,
+)
+from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
 
 # ---------------------------------------------------------------- sshd
 _RAW_CLOSE = f"import socket;s=socket.create_connection(('{SERVER}',22),5);s.close()"
@@ -124,6 +78,7 @@ PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PermitRootLogin yes
 MaxAuthTries 3
+MaxStartups 2:50:4
 LoginGraceTime 12
 StrictModes no
 AuthorizedKeysFile {work}/authorized_keys
@@ -200,6 +155,13 @@ LogLevel VERBOSE
     py_in(CLI, _RAW_HTTP)
     marker("sshd in netns: client that never authenticates (login grace timeout)")
     py_in(CLI, _RAW_IDLE, timeout=25)
+    marker("sshd in netns: many unauthenticated connections at once (MaxStartups throttling)")
+    py_in(
+        CLI,
+        f"import socket,time;c=[socket.create_connection(('{SERVER}',22),5) for _ in range(7)];"
+        "time.sleep(2);[s.close() for s in c]",
+        timeout=20,
+    )
     marker("sshd in netns: client offering only an obsolete key exchange")
     run_in(
         CLI,
@@ -268,6 +230,11 @@ log_type unsubscribe
 connection_messages true
 persistence false
 user root
+
+connection to-cloud
+address 10.77.0.99:1883
+topic sensors/# out 1
+restart_timeout 2 4
 """)
     marker("mosquitto in netns: start")
     broker = start_in(SRV, "mosquitto", "-c", str(cfg))
@@ -370,6 +337,8 @@ user root
         f"import socket,time;s=socket.create_connection(('{SERVER}',1883),5);"
         "s.sendall(b'GET / HTTP/1.1\\r\\n\\r\\n');time.sleep(0.5);s.close()",
     )
+    marker("mosquitto in netns: bridge to an unreachable remote broker keeps retrying")
+    time.sleep(6)
     marker("mosquitto in netns: reload (SIGHUP)")
     broker.send_signal(signal.SIGHUP)
     time.sleep(1)
@@ -378,163 +347,12 @@ user root
     return []
 
 
-# ---------------------------------------------------------------- DHCP + DNS
-def dhcp(work: Path) -> list[Proc]:
-    conf = work / "dhclient.conf"
-    conf.write_text("timeout 8;\nretry 5;\nrequest subnet-mask, routers, domain-name-servers;\n")
-    leases = work / "dnsmasq.leases"
-    leases.unlink(missing_ok=True)
-    marker("dnsmasq in netns: start DHCP and DNS server")
-    server = start_in(
-        SRV,
-        "dnsmasq",
-        "-k",
-        "--conf-file=/dev/null",
-        "--interface=nfcap0",
-        "--bind-interfaces",
-        "--except-interface=lo",
-        "--dhcp-range=10.77.0.50,10.77.0.99,2m",
-        f"--dhcp-leasefile={leases}",
-        "--log-queries",
-        "--log-dhcp",
-        "--no-resolv",
-        "--server=10.77.0.254",
-        "--address=/site.lan/10.77.0.1",
-        "--dhcp-authoritative",
-        "--user=root",
-        "--local-service",
-        "--cache-size=50",
-        "--no-hosts",
-    )
-    time.sleep(1)
-    dhcl = [
-        "dhclient",
-        "-v",
-        "-sf",
-        "/bin/true",
-        "-cf",
-        str(conf),
-        "-pf",
-        str(work / "dhclient.pid"),
-        "-lf",
-        str(work / "dhclient.leases"),
-    ]
-    marker("dhclient in netns: obtain a lease")
-    run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)
-    marker("dhclient in netns: renew the lease (second run)")
-    _stop_pidfile(work / "dhclient.pid")
-    run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)
-    marker("dhclient in netns: release the lease")
-    run_in(CLI, *dhcl, "-r", "nfcap1", timeout=20)
-    marker("udhcpc in netns: obtain a lease and quit")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap1",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "3",
-        "-T",
-        "2",
-        timeout=20,
-    )
-    marker("udhcpc in netns: request an address outside the range (NAK)")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap1",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "3",
-        "-T",
-        "2",
-        "-r",
-        "10.77.5.5",
-        timeout=20,
-    )
-    marker("DNS in netns: local name, cached name and a name forwarded to an unreachable upstream")
-    for name in ("site.lan", "site.lan", "updates.example.com", "nosuch.site.lan"):
-        run_in(CLI, "busybox", "nslookup", name, SERVER, timeout=8)
-    marker("dhclient in netns: no DHCP server on the link")
-    run_in(CLI, *dhcl, "-1", "nfcap3", timeout=30)
-    marker("udhcpc in netns: no DHCP server on the link")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap3",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "2",
-        "-T",
-        "1",
-        timeout=20,
-    )
-    marker("dnsmasq in netns: stop")
-    stop(server)
-    _stop_pidfile(work / "dhclient.pid")
-    return []
-
-
-# ---------------------------------------------------------------- chrony
-def chrony(work: Path) -> list[Proc]:
-    srv, cli = work / "chrony-srv.conf", work / "chrony-cli.conf"
-    srv.write_text(
-        f"local stratum 8\nallow 10.77.0.0/24\nbindaddress {SERVER}\ncmdport 0\n"
-        f"bindcmdaddress /\npidfile {work}/chrony-srv.pid\n"
-    )
-    cli.write_text(
-        f"server {SERVER} iburst minpoll 0 maxpoll 1\nserver 10.77.0.200 iburst\n"
-        f"makestep 1 3\ncmdport 0\nbindcmdaddress /\n"
-        f"pidfile {work}/chrony-cli.pid\n"
-    )
-    marker("chronyd in netns: NTP server with a local reference")
-    run_in(SRV, "chronyd", "-x", "-f", str(srv))
-    marker("chronyd in netns: client syncing to it, with one unreachable server")
-    run_in(CLI, "chronyd", "-x", "-f", str(cli))
-    time.sleep(25)
-    marker("chronyd in netns: server stops; client loses its source")
-    _stop_pidfile(work / "chrony-srv.pid")
-    time.sleep(12)
-    marker("chronyd in netns: stop client")
-    _stop_pidfile(work / "chrony-cli.pid")
-    time.sleep(0.5)
-    return []
-
-
-# ---------------------------------------------------------------- cron
-def crond(work: Path) -> list[Proc]:
-    tabs = work / "crontabs"
-    tabs.mkdir(exist_ok=True)
-    (tabs / "root").write_text("* * * * * echo ok >/dev/null\n* * * * * /nonexistent/backup.sh\n")
-    marker("busybox crond: jobs every minute, one of them missing")
-    return [subprocess.Popen(["busybox", "crond", "-f", "-l", "0", "-c", str(tabs)])]
-
-
 ALL: dict[str, Callable[[Path], list[Proc]]] = {
-    "0-crond": crond,
     "1-sshd": sshd,
     "2-mosquitto": mosquitto,
     "3-dhcp": dhcp,
     "4-chrony": chrony,
+    "5-openvpn": openvpn,
 }
+
+__all__ = ["ALL", "stop_pidfiles"]
