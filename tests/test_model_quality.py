@@ -94,9 +94,18 @@ def test_every_status_word_follows_the_rule(model: LoadedModel) -> None:
         for word in words:
             texts.append(f"sensors/pump-07/pump: temp_c=41.5 humidity=38 status={word}")
             expected.append(label)
-    probs, _ = model.classify(texts)
+    probs, anomaly = model.classify(texts)
     got = [model.labels[int(i)] for i in probs.argmax(axis=1)]
-    wrong = [(t, g) for t, g, e in zip(texts, got, expected, strict=True) if g != e]
+    # Every alarm word raises an alert and every all-is-well word none, without exception.
+    flagged = [(t, float(a)) for t, a, e in zip(texts, anomaly, expected, strict=True)
+               if (a > 0.5) != (e != "normal")]
+    assert not flagged, flagged
+    # The category follows the rule too, except where real daemons' text pulls a generic
+    # word to its everyday meaning (docs/model.md: `stuck` reads as hardware, as in
+    # "valve stuck"); anything beyond this known list fails.
+    known = {"stuck": "hardware"}
+    wrong = [(t, g) for t, g, e in zip(texts, got, expected, strict=True)
+             if g != e and known.get(t.rsplit("=", 1)[1]) != g]
     assert not wrong, wrong
 
 
