@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from agent import __version__, default_bundle_path
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
-from agent.explain import NotExplainable
+from agent.explain import explain_live
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
 from agent.metrics import Counters, resident_bytes
@@ -388,7 +388,7 @@ class Agent:
     def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]:
         model = self.slot.current()
         probs, anomaly = model.classify(texts)
-        why = _explain(model, texts) if explain else None
+        why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
         for i, text in enumerate(texts):
@@ -401,16 +401,3 @@ class Agent:
             if why is not None:
                 out[-1]["why"] = why[i]
         return out
-
-
-def _explain(model: Any, texts: list[str]) -> list[list[dict[str, float | str]]]:
-    """Top words per line; a model without an explanation (e.g. an OTA trial wrapper
-    around a non-nano model) is a clear query error, not a crash."""
-    explain = getattr(model, "explain", None)
-    if explain is None:
-        raise ValueError("the live model cannot explain its decisions")
-    try:
-        result: list[list[dict[str, float | str]]] = explain(texts)
-    except NotExplainable as exc:
-        raise ValueError(str(exc)) from exc
-    return result

@@ -120,7 +120,9 @@ def test_head_only_fine_tune_learns_an_unseen_format(tmp_path: Path) -> None:
     probs, _ = after.classify(heldout.texts)
     macro = score([LABELS.index(lab) for lab in heldout.labels],
                   [int(i) for i in probs.argmax(axis=1)], LABELS).macro_f1
-    assert macro >= 0.88
+    # The base scores 0.85 on these generated held-out styles since it also learned real
+    # daemons' text (issue 9; docs/model.md); the fine-tune keeps most of it.
+    assert macro >= 0.78
 
 
 def test_default_model_clearly_beats_the_keyword_baseline_on_heldout_styles() -> None:
@@ -131,7 +133,9 @@ def test_default_model_clearly_beats_the_keyword_baseline_on_heldout_styles() ->
     ours = score(truth, [int(i) for i in probs.argmax(axis=1)], LABELS).macro_f1
     baseline = score(truth, KeywordBaseline(LABELS, "normal").predict(data.texts),
                      LABELS).macro_f1
-    assert ours >= 0.93 and ours - baseline >= 0.15, (ours, baseline)
+    # 0.974 when trained on generated text only; 0.85 since real text took most of the
+    # weight (issue 9): the generated styles are no longer all the model knows.
+    assert ours >= 0.83 and ours - baseline >= 0.2, (ours, baseline)
     figures = model.manifest.evaluation
     assert figures["test_heldout_styles.macro_f1"] - \
         figures["test_heldout_styles.keyword_baseline_macro_f1"] >= 0.15
