@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
@@ -36,6 +36,9 @@ from agent.spool import Spool
 from contract import topics
 from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
 from contract.messages import Metrics, ModelInfo, OtaEvent, QueryResponse, Status
+
+if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
+    from agent.ota.engine import OtaEngine
 
 log = logging.getLogger("nanofleet.agent")
 
@@ -90,7 +93,7 @@ class Agent:
         self._reload_requested = False
         self._query_sem = threading.BoundedSemaphore(4)
         self.sources: list[Source] = []
-        self.ota: Any = None  # agent.ota.engine.OtaEngine when [ota] is configured
+        self.ota: OtaEngine | None = None  # when [ota] is configured
 
     # --- set-up ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -147,7 +150,7 @@ class Agent:
             # Artifacts over MQTT ride on this link: the device's one broker session.
             from agent.ota.mqtt_transport import MqttTransport
 
-            self.ota.fetcher.attach_transport(MqttTransport.for_agent(cfg, self.link))
+            self.ota.use_transport(MqttTransport.for_agent(cfg, self.link))
         self.link.on_up(lambda: self.publish_status("online"))
         self.link.start()
         self.sender.start()

@@ -87,6 +87,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run")
     ap.add_argument("--rate", type=int, default=1000, help="lines/s in the latency run")
     ap.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "litert"])
+    ap.add_argument("--no-ota", dest="ota", action="store_false",
+                    help="leave [ota] out (by default it is configured, as in production; no "
+                    "update is started, so the TUF client is not imported)")
     args = ap.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     agent_core, my_cores = cores[0], (cores[1:] or cores)
@@ -108,7 +111,11 @@ max_per_minute = 60
 [[sources]]
 kind = "file"
 path = "{log}"
-""")
+""" + (f"""[ota]
+metadata_url = "http://127.0.0.1:9/metadata"
+target_base_url = "http://127.0.0.1:9/targets"
+root_file = "{work / 'root.json'}"
+""" if args.ota else ""))
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
         preexec_fn=lambda: os.sched_setaffinity(0, {agent_core}),
@@ -167,6 +174,7 @@ path = "{log}"
         print(f"RSS after the burst: {rss_after_burst:.1f} MB")
         print("targets: >= 5000 lines/s, p99 <= 50 ms, RSS <= 90 MB")
         print(json.dumps({"benchmark": "agent_throughput", "runtime": args.runtime,
+                          "ota_configured": args.ota,
                           "lines_per_s": round(throughput), "burst_lines": args.lines,
                           "latency_rate": args.rate, "latency_p50_ms": round(p50, 2),
                           "latency_p99_ms": round(p99, 2), "rss_mb": round(rss, 1),

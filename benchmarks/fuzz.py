@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n in args.only]
     started = time.perf_counter()
     results: list[Figures] = []
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # One fresh process per target: one target's memory cannot hide another's.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), max_tasks_per_child=1) as pool:
         futures = [pool.submit(run_one, name, args.cases, args.out, args.deadline_s,
                                args.rss_bound_mib << 20, args.seed) for name in names]
         for future in as_completed(futures):

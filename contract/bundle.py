@@ -207,6 +207,30 @@ def pack_bundle(manifest: BundleManifest, files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def runtime_variant(bundle_bytes: bytes, fmt: Literal["onnx", "tflite"]) -> bytes:
+    """The bundle reduced to runtime ``fmt``: the manifest lists only that runtime and
+    drops the other runtimes' model files (golden vectors and every other file stay),
+    packed by :func:`pack_bundle`.
+
+    Deterministic (the server signs the result; a device rebuilds a delta's base from
+    its installed bundle with it) and idempotent: a bundle that already holds only
+    ``fmt`` is returned as it is. Raises :class:`BundleError` when ``fmt`` is absent."""
+    bundle = read_bundle(bundle_bytes)
+    manifest = bundle.manifest
+    if fmt not in manifest.runtimes:
+        raise BundleError(f"bundle has no {fmt} model (runtimes: "
+                          f"{', '.join(sorted(manifest.runtimes))})")
+    if list(manifest.runtimes) == [fmt]:
+        return bundle_bytes
+    keep_file = manifest.runtimes[fmt]
+    dropped = {p for f, p in manifest.runtimes.items() if f != fmt and p != keep_file}
+    files = [f for f in manifest.files if f.path not in dropped]
+    reduced = BundleManifest.model_validate(
+        {**manifest.model_dump(), "files": [f.model_dump() for f in files],
+         "runtimes": {fmt: keep_file}})
+    return pack_bundle(reduced, {f.path: bundle.files[f.path] for f in files})
+
+
 def _plain_file_problem(m: tarfile.TarInfo) -> str | None:
     """Why ``m`` is not a member :func:`pack_bundle` could have written, or None."""
     if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):

@@ -4,6 +4,9 @@ Target paths (the TUF "targetpath" of each artifact):
 
 - full bundle:   ``models/<model>/<version>/<model>-<version>.nfb``
 - delta:         ``models/<model>/<version>/delta-from-<base>.nfd``
+- runtime variant of either (one model file, :func:`contract.bundle.runtime_variant`):
+  ``models/<model>/<version>/<model>-<version>.<fmt>.nfb`` and
+  ``models/<model>/<version>/delta-from-<base>.<fmt>.nfd`` (``fmt``: onnx | tflite)
 - slot record:   ``slots/<slot>.json``
 
 Every model target carries a ``custom`` object (:class:`ModelTargetInfo`) and
@@ -22,6 +25,13 @@ bundles and slot records: the delegation's path pattern
 base, model names may not start with :data:`RESERVED_MODEL_PREFIX` (so no full
 bundle's path can look like a delta's), and devices take full targets and slot
 records only from the top-level ``targets`` role, whatever a delegation says.
+
+Runtime variants (``ModelTargetInfo.runtime`` set) are separate targets with their
+own signed hashes: the full variant is signed by the operators next to the combined
+bundle, variant deltas lead from one variant to the next of the same runtime. The
+variant delta path still matches :data:`DELTA_PATH_PATTERN` (``[0-9]*`` covers
+``3.onnx``) and the variant full path does not (it ends in ``.nfb``). Agents that
+predate variants look targets up by the combined paths only and never parse these.
 
 The signed minimum version of a slot lives in its slot record
 (``SlotRecord.minimum_version``): devices refuse to install anything below it.
@@ -69,19 +79,35 @@ def _check_version(version: int, what: str = "version") -> int:
     return version
 
 
-def full_target_path(model: str, version: int) -> str:
+RuntimeFormat = Literal["onnx", "tflite"]
+RUNTIME_FORMATS: tuple[RuntimeFormat, ...] = ("onnx", "tflite")
+
+
+def _variant(runtime: str | None) -> str:
+    if runtime is None:
+        return ""
+    if runtime not in RUNTIME_FORMATS:
+        raise ValueError(f"invalid runtime {runtime!r}: one of {', '.join(RUNTIME_FORMATS)}")
+    return f".{runtime}"
+
+
+def full_target_path(model: str, version: int, runtime: RuntimeFormat | None = None) -> str:
+    """Path of the combined full bundle, or of its ``runtime`` variant."""
     check_model_name(model)
     _check_version(version)
-    return f"models/{model}/{version}/{model}-{version}{FULL_SUFFIX}"
+    return f"models/{model}/{version}/{model}-{version}{_variant(runtime)}{FULL_SUFFIX}"
 
 
-def delta_target_path(model: str, version: int, base_version: int) -> str:
+def delta_target_path(model: str, version: int, base_version: int,
+                      runtime: RuntimeFormat | None = None) -> str:
+    """Path of the delta between combined bundles, or between ``runtime`` variants."""
     check_model_name(model)
     _check_version(version)
     _check_version(base_version, "base version")
     if base_version >= version:
         raise ValueError(f"delta base version {base_version} must be below {version}")
-    return f"models/{model}/{version}/delta-from-{base_version}{DELTA_SUFFIX}"
+    return (f"models/{model}/{version}/delta-from-{base_version}{_variant(runtime)}"
+            f"{DELTA_SUFFIX}")
 
 
 def slot_target_path(slot: str) -> str:
@@ -108,6 +134,9 @@ class ModelTargetInfo(Strict):
     delta_format: str | None = Field(
         default=None, max_length=32, description="Delta only: delta format name, e.g. 'nfd-1'."
     )
+    runtime: RuntimeFormat | None = Field(
+        default=None, description="Runtime variant (the bundle holds only this runtime's model "
+        "file; result_sha256/base_sha256 are the variants'); absent: the combined bundle.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelTargetInfo:
@@ -127,9 +156,9 @@ class ModelTargetInfo(Strict):
 
     def target_path(self) -> str:
         if self.kind == "full":
-            return full_target_path(self.model, self.version)
+            return full_target_path(self.model, self.version, self.runtime)
         assert self.base_version is not None
-        return delta_target_path(self.model, self.version, self.base_version)
+        return delta_target_path(self.model, self.version, self.base_version, self.runtime)
 
 
 class SlotRecord(Strict):

@@ -32,7 +32,13 @@ from tuf.api.metadata import Metadata, Targets
 from tuf.api.serialization import DeserializationError
 
 from contract.delta import FORMAT_VERSION
-from contract.tuf_targets import DELTAS_ROLE, ModelTargetInfo, parse_model_info
+from contract.tuf_targets import (
+    DELTA_SUFFIX,
+    DELTAS_ROLE,
+    RUNTIME_FORMATS,
+    ModelTargetInfo,
+    parse_model_info,
+)
 from fleet_server.config import DeltaSettings
 from fleet_server.db import AuditEntry, Database, DeltaArtifact, ModelVersion
 from fleet_server.deltas import choose_delta
@@ -60,6 +66,7 @@ class DeltaOutcome:
     length: int | None = None
     fraction: float | None = None
     detail: str | None = None
+    runtime: str | None = None  # the runtime variant's deltas; None: the combined bundle
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,10 @@ def model_targets(targets: Targets) -> dict[str, ModelTargetInfo]:
 
 def delta_bases(listed: list[ModelTargetInfo], new: ModelTargetInfo, k: int) -> list[int]:
     """Versions to compute deltas from: the ``k`` newest listed full versions of the same
-    model below ``new.version``, newest first."""
+    model and the same runtime variant (None: combined) below ``new.version``, newest first."""
     versions = sorted({i.version for i in listed if i.kind == "full" and i.model == new.model
-                       and i.version < new.version}, reverse=True)
+                       and i.runtime == new.runtime and i.version < new.version},
+                      reverse=True)
     return versions[:k]
 
 
@@ -130,9 +138,10 @@ class Releases:
             after = self.repo.targets().signed
             listed = model_targets(after)
             new = [i for p, i in listed.items() if p not in before and i.kind == "full"]
+            combined = [i for i in new if i.runtime is None]  # one entry per release
             outcomes: list[DeltaOutcome] = []
             uploads: list[DeltaUpload] = []
-            for info in sorted(new, key=lambda i: (i.model, i.version)):
+            for info in sorted(new, key=lambda i: (i.model, i.version, i.runtime or "")):
                 made, results = self._deltas_for(after, list(listed.values()), info)
                 uploads += made
                 outcomes += results
@@ -142,10 +151,10 @@ class Releases:
                 session.add(AuditEntry(actor=actor, action="publish",
                                        subject=f"targets v{version}",
                                        detail={"versions": [f"{i.model} v{i.version}"
-                                                            for i in new],
+                                                            for i in combined],
                                                "deltas": [asdict(o) for o in outcomes],
                                                "removed_deltas": removed}))
-            return PublishOutcome(version, new, outcomes, removed)
+            return PublishOutcome(version, combined, outcomes, removed)
 
     def _deltas_for(self, targets: Targets, listed: list[ModelTargetInfo],
                     new: ModelTargetInfo) -> tuple[list[DeltaUpload], list[DeltaOutcome]]:
@@ -154,13 +163,14 @@ class Releases:
             return [], []
         if self.repo.online is None or self.repo.online.deltas is None:
             return [], [DeltaOutcome(new.model, new.version, b, "no-delta-key",
-                                     detail="the server has no deltas.pem: no deltas")
+                                     detail="the server has no deltas.pem: no deltas",
+                                     runtime=new.runtime)
                         for b in bases]
         new_bytes = self.repo.target_file_path(targets.targets[new.target_path()]).read_bytes()
         uploads, outcomes = [], []
         for base_version in bases:
             base_info = next(i for i in listed if i.kind == "full" and i.model == new.model
-                             and i.version == base_version)
+                             and i.runtime == new.runtime and i.version == base_version)
             base_target = targets.targets[base_info.target_path()]
             started = time.monotonic()
             try:
@@ -171,23 +181,25 @@ class Releases:
                 log.exception("delta %s v%d -> v%d failed", new.model, base_version,
                               new.version)
                 outcomes.append(DeltaOutcome(new.model, new.version, base_version, "failed",
-                                             detail=f"{type(exc).__name__}: {exc}"))
+                                             detail=f"{type(exc).__name__}: {exc}",
+                                             runtime=new.runtime))
                 continue
             took = time.monotonic() - started
             if delta is None:
                 outcomes.append(DeltaOutcome(
                     new.model, new.version, base_version, "too-large",
-                    detail=f"not below {self.settings.max_fraction:.0%} of the bundle"))
+                    detail=f"not below {self.settings.max_fraction:.0%} of the bundle",
+                    runtime=new.runtime))
                 continue
             info = ModelTargetInfo(
                 kind="delta", model=new.model, slot=new.slot, version=new.version,
                 result_sha256=new.result_sha256, result_length=new.result_length,
                 base_version=base_version, base_sha256=base_info.result_sha256,
-                delta_format=DELTA_FORMAT)
+                delta_format=DELTA_FORMAT, runtime=new.runtime)
             uploads.append(DeltaUpload(delta, info))
             outcomes.append(DeltaOutcome(new.model, new.version, base_version, "listed",
                                          len(delta), len(delta) / new.result_length,
-                                         detail=f"built in {took:.2f} s"))
+                                         detail=f"built in {took:.2f} s", runtime=new.runtime))
         return uploads, outcomes
 
     def _list_deltas(self, uploads: list[DeltaUpload], outcomes: list[DeltaOutcome],
@@ -207,7 +219,7 @@ class Releases:
                 log.error("listing deltas failed: %s", exc)
                 outcomes[:] = [o if o.status != "listed" else DeltaOutcome(
                     o.model, o.version, o.base_version, "failed", o.length, o.fraction,
-                    f"listing refused: {exc}") for o in outcomes]
+                    f"listing refused: {exc}", o.runtime) for o in outcomes]
                 return []
         return remove
 
@@ -231,6 +243,8 @@ class Releases:
             versions = {m.target_path: m for m in session.scalars(select(ModelVersion))}
             deltas = {d.target_path: d for d in session.scalars(select(DeltaArtifact))}
             for path, (info, length, sha) in entries.items():
+                if info.kind == "full" and info.runtime is not None:
+                    continue  # a variant of a release: models_view reads it from the targets
                 if info.kind == "full":
                     row = versions.get(path)
                     if row is None:
@@ -261,13 +275,31 @@ class Releases:
                 drow.listed = path in entries
 
 
+def _delta_runtime(target_path: str) -> str | None:
+    """The runtime variant a delta path names (``delta-from-3.onnx.nfd``), None: combined."""
+    for fmt in RUNTIME_FORMATS:
+        if target_path.endswith(f".{fmt}{DELTA_SUFFIX}"):
+            return fmt
+    return None
+
+
 def models_view(db: Database, repo: Repository) -> list[dict[str, Any]]:
     """Published models, newest version first, with their deltas and signed minimum."""
     from contract.tuf_targets import parse_slot_record
 
     minimums: dict[str, int] = {}
+    variants: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for path, target in repo.targets().signed.targets.items():
-        if path.startswith("slots/"):
+        if path.startswith("models/"):
+            try:
+                info = parse_model_info(path, target.custom)
+            except ValueError:
+                continue
+            if info.kind == "full" and info.runtime is not None:
+                variants.setdefault((info.model, info.version), []).append(
+                    {"runtime": info.runtime, "length": target.length,
+                     "sha256": info.result_sha256, "target_path": path})
+        elif path.startswith("slots/"):
             try:
                 record = parse_slot_record(path, target.custom)
             except ValueError:
@@ -287,8 +319,11 @@ def models_view(db: Database, repo: Repository) -> list[dict[str, Any]]:
             "version": v.version, "sha256": v.sha256, "length": v.length,
             "target_path": v.target_path, "published_at": v.published_at,
             "published_by": v.published_by,
+            "variants": sorted(variants.get((v.model, v.version), []),
+                               key=lambda x: str(x["runtime"])),
             "deltas": [{"base_version": d.base_version, "length": d.length,
-                        "target_path": d.target_path, "format": d.delta_format}
+                        "target_path": d.target_path, "format": d.delta_format,
+                        "runtime": _delta_runtime(d.target_path)}
                        for d in sorted(deltas, key=lambda d: -d.base_version)
                        if d.model == v.model and d.version == v.version]})
     return list(by_model.values())

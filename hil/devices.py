@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.control import DaemonNotRunning, ask
-from agent.ota.engine import CRASH_ENV
 from hil.links import Link
 from hil.process import stop_process
 from hil.scenario import AgentSpec
@@ -176,25 +175,25 @@ class LocalProcessDevice(DeviceDriver):
     def power_on(self, crash_at_ota_state: str | None = None) -> None:
         if self.running:
             raise RuntimeError(f"{self.device_id}: the agent is already running")
-        env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
-        if crash_at_ota_state:
-            env[CRASH_ENV] = crash_at_ota_state
+        env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         self._close_output()
         self._out = open(self.output, "ab")  # noqa: SIM115 - closed when the agent is gone
         self._out.write(f"--- hil: power on at {time.strftime('%H:%M:%S')}"
-                        f"{f' ({CRASH_ENV}={crash_at_ota_state})' if crash_at_ota_state else ''}"
+                        f"{f' (crash at {crash_at_ota_state})' if crash_at_ota_state else ''}"
                         " ---\n".encode())
         self._out.flush()
         self.power_ons += 1
         self._proc = subprocess.Popen(
-            [*self.link.command_prefix(), *self.agent_command()], stdout=self._out,
-            stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+            [*self.link.command_prefix(), *self.agent_command(crash_at_ota_state)],
+            stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
-    def agent_command(self) -> list[str]:
-        """The command line that runs this device's agent (after the link's prefix)."""
-        return [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)]
+    def agent_command(self, crash_at: str | None = None) -> list[str]:
+        """The command line that runs this device's agent (after the link's prefix);
+        ``crash_at``: through :mod:`hil.ota_crash`, dying once that state is persisted."""
+        runner = ["-m", "hil.ota_crash", crash_at] if crash_at else ["-m", "agent.cli"]
+        return [sys.executable, *runner, "run", "--config", str(self.config)]
 
     def wait_ready(self, timeout: float) -> None:
         if self._proc is not None and wait_answering(self.socket, self._proc, timeout):
@@ -270,7 +269,7 @@ class DeviceUnit:
 
     driver: DeviceDriver
     writer: TrafficWriter
-    armed: str | None = None  # the agent's NANOFLEET_OTA_CRASH_AT, if any
+    armed: str | None = None  # the OTA state its agent was started to crash at, if any
     cutting: bool = False  # a power cut is being injected: an exit is expected
     unexpected_exits: list[str] = field(default_factory=list)
 

@@ -3,8 +3,8 @@
 - ``power_cut``: kill -9 of the agent (no clean-up runs; its traffic stops, as a
   powered-off device writes no logs), power back on after ``off_s``. With
   ``at_ota_state`` the cut happens right after the agent persists that OTA state,
-  through the agent's ``NANOFLEET_OTA_CRASH_AT`` hook (``os._exit(137)``). The hook
-  is read when the agent starts, so the rig starts an agent armed for the next cut
+  the agent having been started through :mod:`hil.ota_crash` (``os._exit(137)``). It
+  is armed when the agent starts, so the rig starts an agent armed for the next cut
   planned for it (:func:`crash_state_to_arm`); if a cut comes that the running agent
   is not armed for, the agent is restarted cleanly to arm it (the timeline says so).
 - ``broker_down``: Mosquitto stops (SIGTERM: sessions and retained messages are
@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 
 from hil.broker import Mosquitto
 from hil.devices import DeviceUnit
+from hil.ota_crash import CRASH_EXIT
 from hil.report import Timeline
 from hil.steps import AnyStep, BrokerDown, DeployStep, NetworkLoss, PowerCut, targets
 
-CRASH_EXIT = 137  # the hook's os._exit code
 READY_TIMEOUT_S = 60.0
 
 

@@ -8,7 +8,6 @@ runs ``nanofleet server run`` as a child process on a free loopback port.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from fleet_server.config import (
     ServerConfig,
     config_toml,
     hash_token,
+    new_operator_token,
 )
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import generate_role_keys, load_signer
@@ -64,7 +64,7 @@ def setup_fleet(workdir: Path, *, mqtt_port: int, root_keys: int = 3, root_thres
     """Generate keys, write a config (free HTTP port) and create the repository."""
     workdir.mkdir(parents=True, exist_ok=True)
     keys = generate_role_keys(workdir / "keys", root_keys=root_keys)
-    token = secrets.token_urlsafe(32)
+    token = new_operator_token()  # as `server init` makes it: never starts with '-'
     port = overrides.pop("bind_port", None) or free_port()
     config = ServerConfig(
         data_dir=workdir / "data", bind_host="127.0.0.1", bind_port=port,

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 from hil.broker import free_port, wait_port
@@ -49,6 +50,20 @@ class Postgres:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def new_database(self) -> str:
+        """A new, empty database on this cluster (for a test that must not share rows or
+        leases with another); its SQLAlchemy URL."""
+        from sqlalchemy import create_engine, text
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+        finally:
+            engine.dispose()
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def _run(self, *argv: str) -> None:
         cmd = list(argv)

@@ -140,8 +140,10 @@ class Rig:
         self.timeline.add("rig", f"mosquitto on 127.0.0.1:{port}"
                           + (f" and {', '.join(extra)}" if extra else ""))
         self.fleet = setup_fleet(self.workdir / "fleet", mqtt_port=port)
-        self.server = FleetServer(self.fleet).start()
-        self.server.wait_mqtt()
+        # The same patience as for agents: a cold start of the server (FastAPI, SQLAlchemy,
+        # TUF) took over 30 s here at a load average above 20 on 2 cores.
+        self.server = FleetServer(self.fleet).start(timeout=READY_TIMEOUT_S)
+        self.server.wait_mqtt(timeout=30.0)
         self.timeline.add("rig", f"fleet server on {self.fleet.url}")
         self.operator = Operator(self.fleet, self.workdir / "operator-cache")
         if sc.fleet.initial_release:

@@ -341,8 +341,7 @@ class OtaDriver:
         kit, c = self.kit, self.counters
         assert kit is not None and rec.target is not None
         if action == "fetch":
-            ota.fetcher = Fetcher(kit.cfg, kit.store)
-            ota.fetcher.attach_transport(self.transport)
+            ota.fetcher = Fetcher(kit.cfg, kit.store, transport=self.transport)
             c.refreshes += 1
             result = ota.fetcher.fetch(rec.target, self._live_bundle(ota), rec.delta_failed)
             if isinstance(result, Downloaded):

@@ -5,7 +5,8 @@ package installed from its .deb (see :mod:`hil.ssh_target` for the target itself
   directories and unit links), ``nanofleet-agent check-config`` on the rig's config;
 - power on: a small supervisor shell on the device starts ``nanofleet-agent run`` as
   the ``nanofleet`` user (``setpriv``, no systemd as PID 1 here), records its PID and,
-  when it ends, its exit code; the OTA crash hook goes in its environment;
+  when it ends, its exit code; for a power cut at an OTA state it runs the agent through
+  the rig's ``hil/ota_crash.py`` (copied over) with the package's interpreter instead;
 - power cut: ``kill -9`` of the agent; shutdown: SIGTERM, then the exit code;
 - traffic: one long-lived ``ssh ... 'cat >> device.log'`` whose stdin the rig writes;
 - queries: the packaged interpreter asks the control socket (``agent.control.ask``);
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from agent.ota.engine import CRASH_ENV
 from hil.devices import DeviceDriver, FleetEndpoints, agent_config_toml
 from hil.links import NamespaceLink
 from hil.rootfs import cache_root
@@ -40,6 +40,7 @@ STATE_DIR = "/var/lib/nanofleet"
 CONFIG = "/etc/nanofleet/agent.toml"
 ROOT_FILE = "/etc/nanofleet/root.json"
 PYTHON = "/usr/lib/nanofleet-agent/bin/python"
+OTA_CRASH = Path(__file__).with_name("ota_crash.py")  # a power cut at an OTA state
 
 # Starts the agent detached; $HIL/exit appears when it ends (argv: crash state or "").
 SUPERVISOR = f"""#!/bin/sh
@@ -48,10 +49,11 @@ set -u
 H={HIL_DIR}
 rm -f "$H/exit" "$H/pid"
 (
-  if [ -n "${{1:-}}" ]; then export {CRASH_ENV}="$1"; fi
-  echo "--- hil: power on at $(date +%T) ${{1:+({CRASH_ENV}=$1)}} ---" >> {LOG_DIR}/agent.log
+  if [ -n "${{1:-}}" ]; then set -- {PYTHON} "$H/ota_crash.py" "$1"
+  else set -- /usr/bin/nanofleet-agent; fi
+  echo "--- hil: power on at $(date +%T) ${{3:+(crash at $3)}} ---" >> {LOG_DIR}/agent.log
   setpriv --reuid=nanofleet --regid=nanofleet --init-groups \\
-    /usr/bin/nanofleet-agent run --config {CONFIG} >> {LOG_DIR}/agent.log 2>&1 &
+    "$@" run --config {CONFIG} >> {LOG_DIR}/agent.log 2>&1 &
   echo $! > "$H/pid.tmp" && mv "$H/pid.tmp" "$H/pid"
   wait $!
   echo $? > "$H/exit.tmp" && mv "$H/exit.tmp" "$H/exit"
@@ -108,10 +110,14 @@ class SshDevice(DeviceDriver):
         super().__init__(device_id, link)
         self.dir = workdir
         self.target = SshTarget(workdir, link.ns)
-        self.target.start()
-        version = self.install(deb or device_deb())
-        self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
-        self.configure(agent, fleet)
+        try:
+            self.target.start()
+            version = self.install(deb or device_deb())
+            self.runtime = "litert" if version.endswith("+litert") else "onnxruntime"
+            self.configure(agent, fleet)
+        except BaseException:
+            self.target.close()  # no sshd or root file system left behind
+            raise
         self._traffic: subprocess.Popen[bytes] | None = None
         self._traffic_in: IO[bytes] | None = None
         self._lock = threading.Lock()
@@ -136,6 +142,7 @@ class SshDevice(DeviceDriver):
         text = with_runtime(text, self.runtime)
         self.target.write(CONFIG, text.encode(), mode="0640")
         self.target.write(f"{HIL_DIR}/supervise", SUPERVISOR.encode(), mode="0755")
+        self.target.write(f"{HIL_DIR}/ota_crash.py", OTA_CRASH.read_bytes(), mode="0644")
         self.target.ssh(f"chgrp nanofleet {CONFIG} && mkdir -p {LOG_DIR} && "
                         f"touch {LOG_DIR}/device.log {LOG_DIR}/agent.log && "
                         f"chown nanofleet {LOG_DIR}/agent.log && "

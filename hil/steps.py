@@ -75,7 +75,7 @@ class PowerCut(FaultBase):
     off_s: float = Field(default=2.0, ge=0.0, description="Time without power (s).")
     at_ota_state: CrashState | None = Field(
         default=None, description="Cut right after the agent persists this OTA state (the "
-        "agent's NANOFLEET_OTA_CRASH_AT hook); default: cut at once.")
+        "agent started through hil/ota_crash.py); default: cut at once.")
     within_s: float = Field(
         default=120.0, gt=0.0, description="at_ota_state: longest wait for the device to reach "
         "the state; not reaching it fails the step.")

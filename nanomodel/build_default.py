@@ -40,7 +40,7 @@ REAL_PER_TEMPLATE = 1
 HELDOUT_FIGURES_PATH = Path(__file__).parent / "data" / "real_heldout.json"
 
 # The shipped recipe (benchmarks/model_real.py evaluates exactly this, source by source).
-MIX = MixConfig(corpus_lines=10000, normal_weight=4.0)
+MIX = MixConfig(corpus_lines=5000, reading_lines=8000, real_share=0.7, normal_weight=4.0)
 TRAIN = TrainConfig(epochs=5, min_steps=0)
 PriorFn = Callable[[list[RealLine]], np.ndarray]
 

@@ -74,6 +74,15 @@ def source_folds(sources: Sequence[str], folds: int | None = None) -> list[list[
     return [names[i::folds] for i in range(folds)]
 
 
+def score_heldout(lines: Sequence[RealLine], trainer: Trainer, held: Sequence[str],
+                  asked: Sequence[str] | None = None) -> np.ndarray:
+    """Anomaly of the lines of the ``held`` sources, from a model trained on the rest."""
+    held_set = set(held)
+    train = [row for row in lines if row[2] not in held_set]
+    texts = [t for t, _, _ in lines] if asked is None else asked
+    return trainer(train)([texts[j] for j, row in enumerate(lines) if row[2] in held_set])
+
+
 def heldout_anomaly(lines: Sequence[RealLine], trainer: Trainer,
                     folds: int | None = None, eval_texts: Sequence[str] | None = None,
                     on_fold: Callable[[int, int, list[str]], None] | None = None) -> np.ndarray:
@@ -90,12 +99,15 @@ def heldout_anomaly(lines: Sequence[RealLine], trainer: Trainer,
     for i, group in enumerate(groups):
         if on_fold is not None:
             on_fold(i, len(groups), group)
-        held = set(group)
-        train = [row for row in lines if row[2] not in held]
-        test_idx = [j for j, s in enumerate(sources) if s in held]
-        scorer = trainer(train)
-        anomaly[test_idx] = scorer([asked[j] for j in test_idx])
+        fill_heldout(anomaly, lines, group, score_heldout(lines, trainer, group, asked))
     return anomaly
+
+
+def fill_heldout(anomaly: np.ndarray, lines: Sequence[RealLine], held: Sequence[str],
+                 scores: np.ndarray) -> None:
+    """Put :func:`score_heldout`'s scores back at their lines' positions."""
+    held_set = set(held)
+    anomaly[[j for j, row in enumerate(lines) if row[2] in held_set]] = scores
 
 
 def report(lines: Sequence[RealLine], anomaly: np.ndarray, normal_label: str = "normal",

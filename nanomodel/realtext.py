@@ -79,6 +79,7 @@ PROGRAMS: dict[str, list[str]] = {
     "ftpd": ["ftpd", "inetd", "telnetd"],
     "ntpsec": ["ntpd"],
     "openvpn": ["openvpn", "ovpn-server"],
+    "apache2": ["apache2", "httpd"],
     "zookeeper": ["zookeeper", "java"],
     "mdadm": ["mdadm"],
     "dropbear": ["dropbear"],
@@ -174,7 +175,7 @@ def sources() -> list[str]:
 
 def render(template: Template, rng: random.Random) -> str:
     """The message as a log would show it (placeholders filled), without a prefix."""
-    return fill(template.template, rng).strip()
+    return fill(template.template, rng, template.source, template.origin).strip()
 
 
 def syslog_prefix(source: str, rng: random.Random) -> str:
@@ -198,14 +199,38 @@ def syslog_prefix(source: str, rng: random.Random) -> str:
         )
     else:
         head = f"{tag} "
-    if prog == "kernel" and rng.random() < 0.6:
-        head += f"[{rng.randint(0, 900000)}.{rng.randint(0, 999999):06d}] "
     return head
 
 
-def native_prefix(source: str, level: str, rng: random.Random) -> str:
+def _apache_module(path: str) -> str:
+    """The module tag Apache prints for a source file: server/*.c log as core, mod_ssl as ssl."""
+    if path.startswith("server/mpm/"):
+        return "mpm_" + path.split("/")[2]
+    if path.startswith("server/") or not path:
+        return "core"
+    if path.startswith("modules/http/"):
+        return "http"
+    name = path.rsplit("/", 1)[-1].removesuffix(".c")
+    return name.removeprefix("mod_") if name.startswith("mod_") else path.split("/")[1]
+
+
+def native_prefix(source: str, level: str, rng: random.Random, origin: str = "") -> str:
     """The prefix a daemon writes into its own log file (nginx error.log, ZooKeeper's log4j)."""
     hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    if source == "apache2":
+        lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
+            level, "info"
+        )
+        module = _apache_module(origin.split(":")[0])
+        day = rng.choice(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+        head = (
+            f"[{day} {rng.choice(_MONTHS)} {rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d}."
+            f"{rng.randint(0, 999999):06d} 2025] [{module}:{lvl}] [pid {rng.randint(100, 30000)}"
+            f":tid {rng.randint(1000, 2**31)}] "
+        )
+        if rng.random() < 0.5:
+            head += f"[client {fill('from %s', rng)[5:]}:{rng.randint(1024, 65535)}] "
+        return head
     if source == "nginx":
         lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
             level, "info"
@@ -237,6 +262,9 @@ def native_prefix(source: str, level: str, rng: random.Random) -> str:
     return ""
 
 
+_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper"}
+
+
 def real_lines(
     rng: random.Random,
     per_template: int = 3,
@@ -253,9 +281,12 @@ def real_lines(
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
         for _ in range(per_template):
-            text = native_prefix(t.source, t.level, rng) if rng.random() < 0.5 else ""
+            native = rng.random() < 0.5
+            text = native_prefix(t.source, t.level, rng, t.origin) if native else ""
             text += render(t, rng)
-            if rng.random() < prefix_share:
+            # Files of their own (nginx, Apache, ZooKeeper) are not also syslog lines.
+            own_file = native and t.source in _OWN_LOG_FILE
+            if not own_file and rng.random() < prefix_share:
                 text = syslog_prefix(t.source, rng) + text
             out.append((text, t.label, t.source))
     if captured:

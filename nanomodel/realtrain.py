@@ -19,6 +19,7 @@ import numpy as np
 
 from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
 from nanomodel.network import ShippedModel, reference_forward
+from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer
 from nanomodel.templates import LABELS
 from nanomodel.train import FeaturizerLike, TrainConfig, fit
@@ -32,7 +33,8 @@ _NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
 class MixConfig:
     """How the training set is made from real lines and the generated corpus."""
 
-    corpus_lines: int = 20000  # generated lines mixed in (0: real text only)
+    corpus_lines: int = 20000  # generated lines (logs and readings) mixed in
+    reading_lines: int = 0  # generated sensor readings only, on top
     corpus_normal_share: float = 0.4
     real_share: float = 0.5  # real lines' share of the total training weight
     framed_share: float = 0.2  # real lines also wrapped in a corpus log style
@@ -75,6 +77,9 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     corpus: list[Example] = generate(mix.corpus_lines, mix.seed + 101,
                                      normal_share=mix.corpus_normal_share) \
         if mix.corpus_lines else []
+    if mix.reading_lines:
+        corpus += generate(mix.reading_lines, mix.seed + 102, TRAIN_READING_STYLES,
+                           normal_share=mix.corpus_normal_share)
     n_real, n_corpus = len(texts), len(corpus)
     texts += [e.text for e in corpus]
     ys += [labels.index(e.label) for e in corpus]

@@ -51,3 +51,40 @@ def prod_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
         yield b
     finally:
         b.stop()
+
+
+# --- the fast tier: ./scripts/test --fast (CONTRIBUTING.md, "Tests") ---------------------
+# A module joins it with `pytestmark = pytest.mark.unit`: logic and in-process work only,
+# each test well under a few seconds. What makes a test slow cannot be marked unit: these
+# fixtures start servers, so a unit test asking for one is refused at collection.
+SERVER_FIXTURES = frozenset({"broker", "tls_broker", "prod_broker", "pg"})
+UNIT_BUDGET_S = 5.0  # a unit test slower than this is reported at the end of the run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        servers = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("unit") is not None and servers:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked unit but starts {', '.join(sorted(servers))}: "
+                "move it to a module without the unit mark (the full suite runs it)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object],
+                         request: pytest.FixtureRequest) -> None:
+    # Also when asked for at run time (request.getfixturevalue), which collection cannot see.
+    if fixturedef.argname in SERVER_FIXTURES and request.node.get_closest_marker("unit"):
+        pytest.fail(f"{request.node.nodeid} is marked unit but starts {fixturedef.argname}: "
+                    "move it to a module without the unit mark", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    slow = [(report.duration, report.nodeid) for report in terminalreporter.stats.get("passed", [])
+            if report.when == "call" and "unit" in report.keywords
+            and report.duration > UNIT_BUDGET_S]
+    if slow:
+        terminalreporter.section("unit tests over their budget")
+        for duration, nodeid in sorted(slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.1f} s  {nodeid} (budget {UNIT_BUDGET_S:g} s: "
+                                        "make it faster or drop its unit mark)")

@@ -12,6 +12,8 @@ from contract.bundle import BundleError, read_bundle
 from nanomodel import default_bundle_path
 from tests.support.tuf_repo import make_bundle
 
+pytestmark = pytest.mark.unit
+
 
 def config(tmp_path: Path, **model: str) -> AgentConfig:
     return AgentConfig.model_validate({

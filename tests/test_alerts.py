@@ -1,5 +1,9 @@
+import pytest
+
 from agent.alerts import AlertPolicy, RateLimiter, RepeatFilter
 from agent.config import AlertConfig, AlertRule
+
+pytestmark = pytest.mark.unit
 
 LABELS = ["normal", "thermal", "security"]
 

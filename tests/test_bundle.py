@@ -26,6 +26,8 @@ from contract.bundle import (
 )
 from nanomodel import default_bundle_path
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def good() -> Bundle:

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from contract.messages import Alert, Metrics, ResultItem
-from fleet_server import migrations
 from fleet_server.auth import create_token, revoke_token
 from fleet_server.config import OperatorToken, hash_token
 from fleet_server.console import sessions
 from fleet_server.console.overview import OverviewFilter, device_page, state_counts
 from fleet_server.console.settings import MetricsRetention
-from fleet_server.db import Base, Database, Device
+from fleet_server.db import Database, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import Report, ingest, parse_report
 from fleet_server.metrics_store import (
@@ -27,22 +26,22 @@ from fleet_server.metrics_store import (
     alerts_per_hour,
     series,
 )
+from fleet_server.migrations import upgrade
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The same checks on both databases the server supports (PostgreSQL: a throwaway
-    server, hil/postgres.py; the tables are dropped after each test)."""
+    """The same checks on both databases the server supports (PostgreSQL: a new database
+    on the module's throwaway server, hil/postgres.py)."""
     url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
-        request.getfixturevalue("pg").url
+        request.getfixturevalue("pg").new_database()
     d = Database(url)
-    migrations.upgrade(d)
+    upgrade(d)
     try:
         yield d
     finally:
-        Base.metadata.drop_all(d.engine)
         d.dispose()
 
 

@@ -22,6 +22,8 @@ from fleet_server import migrations
 from fleet_server.db import Database, Device, OtaEventRow
 from fleet_server.inventory import device_summary, ingest, parse_report
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 
 

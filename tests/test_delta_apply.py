@@ -45,6 +45,8 @@ from contract.delta_transforms import (
 )
 from fleet_server.deltas import build_delta, build_generic_delta, build_tensor_delta
 
+pytestmark = pytest.mark.unit
+
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -38,6 +38,8 @@ from fleet_server.deltas import (
     verify_delta,
 )
 
+pytestmark = pytest.mark.unit
+
 LEVEL = 3  # correctness does not depend on the level; keep the tests fast
 
 Tensors = list[tuple[str, np.ndarray]]

@@ -12,6 +12,8 @@ from agent.featurizer import Featurizer
 from agent.model import LoadedModel
 from contract.bundle import Bundle, load_bundle
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def shipped() -> tuple[Bundle, Featurizer, NanoWeights]:

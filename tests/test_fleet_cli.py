@@ -13,6 +13,8 @@ from fleet_server.config import hash_token, load_config
 from fleet_server.service import FleetService
 from tests.support.fleet_cli import nf
 
+pytestmark = pytest.mark.unit
+
 
 def test_setup_ceremony_with_encrypted_offline_keys(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ def test_demo_updates_the_device_to_v2_by_delta() -> None:
     for state in ("downloading", "verifying", "smoke_testing", "trial", "committed"):
         assert f"OTA\x1b[0m     {state}" in text, state
     assert "update finished: committed" in text
+    assert "/console (sign in with token " in text and "/console/rollouts/r-" in text
     assert "last OTA   committed v2" in text and "models     logs=nano-logs v2" in text
     # Both versions were scored on every alarm line of the PLC feed, and v2 reads more of
     # them right than v1 (the figures come from the results the device published).

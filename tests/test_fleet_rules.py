@@ -30,6 +30,8 @@ from fleet_server.inventory import (
 from fleet_server.mqtt_bridge import report_filters
 from fleet_server.releases import delta_bases, stale_deltas
 
+pytestmark = pytest.mark.unit
+
 SHA = "a" * 64
 
 

@@ -24,7 +24,7 @@ from tuf.api.metadata import Metadata, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from agent.ota.tuf_client import TufClient
-from contract.bundle import pack_bundle, read_bundle
+from contract.bundle import pack_bundle, read_bundle, runtime_variant
 from contract.delta import apply_delta
 from contract.messages import DesiredState, ModelInfo, OtaEvent, OtaState, Status
 from contract.topics import desired, ota, status
@@ -108,8 +108,10 @@ def test_publish_v1_then_head_only_v2_gets_a_small_delta(fleet: tuple[FleetSetup
     assert code == 0, err
     result = json.loads(out)
     assert result["targets_version"] == 3
-    [delta] = result["deltas"]
-    assert delta["status"] == "listed" and delta["base_version"] == 1
+    by_runtime = {d["runtime"]: d for d in result["deltas"]}
+    assert sorted(by_runtime, key=str) == [None, "onnx", "tflite"]  # combined + variants
+    delta = by_runtime[None]
+    assert all(d["status"] == "listed" and d["base_version"] == 1 for d in by_runtime.values())
     bundle_len = v2_bundle.stat().st_size
     assert delta["length"] < 0.05 * bundle_len, delta
 
@@ -126,6 +128,24 @@ def test_publish_v1_then_head_only_v2_gets_a_small_delta(fleet: tuple[FleetSetup
     apply_delta(default_bundle_path(), delta_file, tmp_path / "v2.nfb", found.full.sha256,
                 found.full.length)
     assert (tmp_path / "v2.nfb").read_bytes() == v2_bundle.read_bytes()
+
+    # A device running LiteRT takes the tflite variant's delta, applied to the variant
+    # it derives from its installed combined v1, and rebuilds the operator-signed variant.
+    found = client.find_model_targets(MODEL, 2, installed_version=1, runtime="tflite")
+    assert found.runtime == "tflite" and found.delta is not None
+    assert found.delta.length == by_runtime["tflite"]["length"]
+    assert found.full.length < 0.6 * bundle_len
+    base = tmp_path / "v1.tflite.nfb"
+    base.write_bytes(runtime_variant(default_bundle_path().read_bytes(), "tflite"))
+    assert hashlib.sha256(base.read_bytes()).hexdigest() == found.delta.info.base_sha256
+    delta_file = client.download_target(found.delta.target, tmp_path / "dl")
+    apply_delta(base, delta_file, tmp_path / "v2.tflite.nfb", found.full.sha256,
+                found.full.length)
+    assert (tmp_path / "v2.tflite.nfb").read_bytes() == runtime_variant(
+        v2_bundle.read_bytes(), "tflite")
+    listed = api(setup, "GET", "/api/v1/models").json()["models"][0]["versions"][0]
+    assert [v["runtime"] for v in listed["variants"]] == ["onnx", "tflite"]
+    assert sorted(str(d["runtime"]) for d in listed["deltas"]) == ["None", "onnx", "tflite"]
 
 
 def test_publishing_the_same_version_again_is_refused(fleet: tuple[FleetSetup, FleetServer],

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from contract.files import write_atomic
 from contract.messages import DesiredState
 from contract.topics import desired
-from fleet_server.config import load_config
+from fleet_server.config import ServerConfig, load_config
 from fleet_server.repository.expiry import ExpiryPolicy
+from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.storage import METADATA_DIR
 from fleet_server.service import FleetService, ServerSetupError
 from hil.fleet import setup_fleet
 from tests.support.mosquitto import Mosquitto
@@ -26,13 +29,25 @@ def _wait(pred: Callable[[], bool], timeout: float = 15.0, what: str = "conditio
         time.sleep(0.05)
 
 
+def expire_timestamp(config: ServerConfig) -> None:
+    """What a server down for longer than the timestamp's lifetime finds when it starts:
+    the current timestamp, signed with its real key, expired a second ago (no waiting)."""
+    online = OnlineSigners.from_key_dir(config.keys_path)
+    timestamp = Repository(config.repo_path, online).timestamp()
+    timestamp.signed.version += 1
+    timestamp.signed.expires = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    timestamp.signatures.clear()
+    timestamp.sign(online.timestamp)
+    write_atomic(config.repo_path / METADATA_DIR / "timestamp.json", timestamp.to_bytes())
+
+
 def test_timestamp_is_resigned_before_it_expires(tmp_path: Path) -> None:
     # A 2-second timestamp, re-signed once less than half of it is left.
     expiry = ExpiryPolicy(timestamp_hours=2 / 3600)
     setup = setup_fleet(tmp_path, mqtt_port=1, expiry=expiry, timestamp_check_s=0.1)
     no_broker = setup.config.mqtt.model_copy(update={"enabled": False})
     config = load_config(setup.config_path).model_copy(update={"mqtt": no_broker})
-    time.sleep(2.2)  # the server was down: its timestamp expired
+    expire_timestamp(config)  # the server was down: its timestamp expired meanwhile
     service = FleetService(config)
     assert service.repo.timestamp().signed.is_expired()
     service.start()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"agent", "contract", "fleet_server", "nanomodel", "hil"}
 ALLOWED = {

@@ -6,14 +6,13 @@ table list is complete; revisions form one numbered chain. SQLite and PostgreSQL
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from contract.messages import ModelInfo, Status
 from fleet_server import migrations
@@ -27,28 +26,14 @@ from hil import postgres
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Postgres]:
-    server = postgres.Postgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """An empty database of each kind."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'fleet.db'}"
     else:
-        server: postgres.Postgres = request.getfixturevalue("pg")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.url.rsplit("/", 1)[0] + "/" + name
+        server: postgres.Postgres = request.getfixturevalue("pg")  # tests/conftest.py
+        url = server.new_database()
     database = Database(url)
     try:
         yield database

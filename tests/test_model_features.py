@@ -11,6 +11,8 @@ from nanomodel import default_bundle_path
 from nanomodel.corpus import STYLES, generate
 from nanomodel.features import Featurizer, default_spec, reference_features
 
+pytestmark = pytest.mark.unit
+
 TRICKY = [
     "",
     " ",

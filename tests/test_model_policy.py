@@ -21,6 +21,8 @@ from nanomodel.finetune import (
 from nanomodel.metrics import score
 from nanomodel.templates import LABELS
 
+pytestmark = pytest.mark.unit
+
 
 def test_label_order_and_normal_label() -> None:
     # The base's order when the data fits in it.

@@ -6,7 +6,11 @@ import io
 import os
 import select
 
+import pytest
+
 from nanomodel.progress import Progress, is_terminal
+
+pytestmark = pytest.mark.unit
 
 
 def _run_bar(stream: io.TextIOBase | object, **kw: object) -> None:

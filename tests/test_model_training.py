@@ -12,7 +12,7 @@ from agent.model import LoadedModel
 from contract.bundle import Bundle, load_bundle, read_bundle
 from nanomodel import default_bundle_path
 from nanomodel.baseline import KeywordBaseline
-from nanomodel.build_default import build
+from nanomodel.build_default import build, recipe
 from nanomodel.corpus import HELDOUT_STYLES, generate, inverter_lines
 from nanomodel.dataio import LabeledData
 from nanomodel.features import Featurizer, default_spec
@@ -140,7 +140,7 @@ def test_default_model_clearly_beats_the_keyword_baseline_on_heldout_styles() ->
 @pytest.mark.slow
 def test_shipped_default_bundle_is_what_the_build_script_makes(tmp_path: Path) -> None:
     out = tmp_path / "default.nfb"
-    build(out, TrainConfig(progress=False))
+    build(out, recipe(quiet=True)[1])
     assert out.read_bytes() == default_bundle_path().read_bytes(), \
         "agent/data/default.nfb is stale: run python -m nanomodel.build_default"
     read_bundle(out.read_bytes())

@@ -1,10 +1,12 @@
 """kill -9 at every OTA state: the real agent dies right after persisting the state
-(``NANOFLEET_OTA_CRASH_AT``, an ``os._exit(137)`` — no cleanup runs), restarts, and
+(started through ``hil/ota_crash.py``: an ``os._exit(137)`` — no cleanup runs, and no
+hook in the agent itself), restarts, and
 must come back with exactly one consistent live model and the update finished
 (before trial) or undone (trial)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from collections.abc import Iterator
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ota.engine import CRASH_ENV
 from hil.models import finetuned, traffic, v1_bundle
+from hil.ota_crash import CRASH_EXIT
 from tests.support.mosquitto import Mosquitto
 from tests.support.ota_rig import Repo, Reports, make_agent
 
@@ -39,13 +41,13 @@ def test_kill9_at_each_state_recovers_one_consistent_model(
     state_dir = tmp_path / f"state-{DEV}"
     reports = Reports(broker.port, DEV)
     reports.set_desired(1, 2)  # retained: waiting for the agent when it connects
-    crashing = make_agent(tmp_path, DEV, broker.port, repo, log, env={CRASH_ENV: state},
+    crashing = make_agent(tmp_path, DEV, broker.port, repo, log, crash_at=state,
                           duration_s=0.3)
     restarted = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.3)
     try:
         crashing.start(wait=False)
         assert crashing.proc is not None
-        assert crashing.proc.wait(60) == 137, crashing.output()
+        assert crashing.proc.wait(60) == CRASH_EXIT, crashing.output()
         crashing.stop()
         record = json.loads((state_dir / "ota" / "logs.json").read_bytes())
         assert record["state"] == state  # died right after persisting it
@@ -76,3 +78,14 @@ def test_kill9_at_each_state_recovers_one_consistent_model(
     finally:
         restarted.stop()
         reports.close()
+
+
+def test_the_agent_has_no_crash_hook_of_its_own() -> None:
+    """The fault comes from the test's wrapper; nothing in the agent ends its own process
+    abruptly, so no environment or config can crash a production unit on purpose."""
+    root = Path(__file__).resolve().parents[1] / "agent"
+    calls = [f"{path.relative_to(root.parent)}:{node.lineno}"
+             for path in sorted(root.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Attribute) and node.attr == "_exit"]
+    assert calls == []

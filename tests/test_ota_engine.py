@@ -19,6 +19,8 @@ from agent.pipeline import ModelSlot
 from hil.models import collapsed, finetuned, traffic
 from nanomodel import default_bundle_path
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def v2_bundle() -> bytes:

@@ -30,6 +30,8 @@ from agent.ota.state import (
 )
 from agent.ota.store import OtaStore, bundle_file_name
 
+pytestmark = pytest.mark.unit
+
 SHA_A, SHA_B = "a" * 64, "b" * 64
 V1 = InstalledRef(model="m", version=1, sha256=SHA_A, file="m-1.nfb")
 V2 = InstalledRef(model="m", version=2, sha256=SHA_B, file="m-2.nfb")

@@ -15,7 +15,7 @@ from nanomodel.harvest.rules import label_template
 from nanomodel.realfill import fill
 
 LEFTOVER = re.compile(
-    r"%(?:[-+ #0']*\d*(?:\.\d+)?(?:hh|h|ll|l|j|z|t|L|q)?[diouxXeEfgGcspm]|\{\w+\})"
+    r"%(?:[-+ #0']*\d*(?:\.\d+)?(?:hh|h|ll|l|j|z|t|L|q)?[diouxXeEfgGcspmV]|\{\w+\})"
 )
 # Sources whose alerts or normal lines are genuinely absent, and why (see LABELLING.md).
 ONE_SIDED: dict[str, str] = {}
@@ -157,3 +157,96 @@ def test_clex_reads_concatenated_literals_macros_and_java_concatenation() -> Non
     assert fmt == "Accepted %s for %s from %02x:%02x:%02x:%02x:%02x:%02x"
     assert clex.format_of(calls[1], {}, java=True) == ("Got {} bytes", 0)
     assert calls[1].line == 2
+
+
+def test_harvest_reads_a_package_end_to_end(tmp_path) -> None:
+    """A tiny unpacked source package goes through the same harvester as the real ones."""
+    from nanomodel.harvest import run
+    from nanomodel.harvest.sources import Source
+
+    (tmp_path / "gizmod_1.0-2.dsc").write_text("Source: gizmod\nVersion: 1:1.0-2\n")
+    pkg = tmp_path / "gizmod-1.0"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "src" / "main.c").write_text(
+        '#define EV_UP "LINK-UP "\n'
+        "int main(void) {\n"
+        '  syslog(LOG_INFO, EV_UP "on %s, speed %d Mb/s", ifname, speed);\n'
+        '  syslog(LOG_ERR, "cannot open %s: %m", path);\n'
+        '  syslog(LOG_DEBUG, "poll loop tick %d", n);\n'
+        '  syslog(LOG_WARNING, "Under-voltage detected on rail %s", rail);\n'
+        '  syslog(LOG_INFO, "%s", msg);\n'
+        "}\n"
+    )
+    src = Source("gizmod", "gizmod", ("src/*.c",), r"syslog", "hardware")
+    rows = list(run.harvest_source(tmp_path, src))
+    by_template = {r["template"]: r for r in rows}
+    assert set(by_template) == {
+        "LINK-UP on %s, speed %d Mb/s",
+        "cannot open %s: %m",
+        "Under-voltage detected on rail %s",
+    }  # debug and text-free formats are dropped
+    assert by_template["LINK-UP on %s, speed %d Mb/s"]["label"] == "normal"
+    assert by_template["cannot open %s: %m"]["label"] == "hardware"
+    assert by_template["Under-voltage detected on rail %s"]["label"] == "power"
+    assert by_template["cannot open %s: %m"]["origin"] == "src/main.c:4"
+    assert by_template["cannot open %s: %m"]["package"] == "gizmod 1:1.0-2"
+
+
+def test_captured_syslog_lines_take_their_templates_labels() -> None:
+    from nanomodel.harvest.capture_io import captured_rows
+
+    log = "\n".join(
+        [
+            "Dec  3 07:51:51 vm user.notice nfcapture: BEGIN sshd in netns: wrong password",
+            "Dec  3 07:52:01 vm auth.info sshd[25727]: "
+            "Failed password for root from 10.77.0.2 port 34862 ssh2",
+            "Dec  3 07:52:02 vm auth.info sshd[25727]: "
+            "Connection closed by authenticating user root 10.77.0.2 port 34862 [preauth]",
+            "Dec  3 07:52:03 vm authpriv.notice sshd[25748]: pam_unix(sshd:auth): "
+            "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
+            "rhost=10.77.0.2  user=root",
+            "Dec  3 07:52:04 vm daemon.notice mosquitto[29574]: "
+            "1796284446: Client pump-00 disconnected.",
+            "Dec  3 07:52:05 vm daemon.info someoneelse[1]: not one of ours",
+        ]
+    )
+    rows = captured_rows(log)
+    assert [(r["source"], r["label"]) for r in rows] == [
+        ("openssh", "security"),
+        ("openssh", "normal"),
+        ("pam", "security"),
+        ("mosquitto", "normal"),
+    ]
+    assert all(r["how"] == "sshd in netns: wrong password" for r in rows)
+    assert rows[0]["text"].startswith("sshd[25727]: Failed password")
+    assert rows[0]["reason"].startswith("template auth.c:")
+
+
+def test_level_only_alerts_are_capped_per_category_but_rules_are_kept() -> None:
+    from nanomodel.harvest.run import cap_level_alerts
+
+    rows = [
+        {"template": f"t{i}", "label": "software", "reason": "level: logged at error"}
+        for i in range(10)
+    ]
+    rows += [{"template": "seg", "label": "software", "reason": "rule:crash: ..."}]
+    rows += [{"template": "ok", "label": "normal", "reason": "level: info"}]
+    kept = cap_level_alerts(rows, 3)
+    assert len(kept) == 5 and {"seg", "ok"} <= {r["template"] for r in kept}
+    assert kept == cap_level_alerts(list(rows), 3)  # the same choice every run
+
+
+def test_apache_message_numbers_and_levels() -> None:
+    from nanomodel.harvest.sources import call_level
+
+    src = (
+        'ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(00126) "Invalid URI in request %s", x);'
+    )
+    (call,) = clex.find_calls(src, re.compile(r"ap_log_rerror"))
+    fmt, idx = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
+    assert fmt == "AH00126: Invalid URI in request %s"
+    assert call_level(call.name, clex.level_words(call, idx)) == "error"
+    startup = 'ap_log_error(APLOG_MARK, APLOG_STARTUP, 0, NULL, APLOGNO(00489) "%s configured");'
+    (call,) = clex.find_calls(startup, re.compile(r"ap_log_error"))
+    _, idx = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
+    assert call_level(call.name, clex.level_words(call, idx)) == "notice"

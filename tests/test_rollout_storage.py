@@ -6,12 +6,10 @@ against a racing operator, and the driver lease between replicas."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.orm.exc import StaleDataError
 
 from contract.messages import ModelInfo, OtaEvent, OtaState, Status
@@ -25,30 +23,8 @@ from fleet_server.rollouts.store import RolloutRow
 from fleet_server.rollouts.tracking import track_reports
 from fleet_server.rollouts.views import RolloutCreate
 from fleet_server.service import FleetService
-from hil import postgres
 from hil.fleet import setup_fleet
 from tests.support.rollout_rig import MODEL, relabeled
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[postgres.Postgres]:
-    server = postgres.Postgres().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def fresh_database(pg: postgres.Postgres) -> str:
-    """A new, empty database on the module's cluster (tests must not share leases)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        engine.dispose()
-    return pg.url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -57,7 +33,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FleetSer
     updates: dict[str, object] = {
         "mqtt": setup.config.mqtt.model_copy(update={"enabled": False})}
     if request.param == "postgresql":
-        updates["database_url"] = fresh_database(request.getfixturevalue("pg"))
+        updates["database_url"] = request.getfixturevalue("pg").new_database()
     svc = FleetService(setup.config.model_copy(update=updates))
     try:
         for version in (1, 2):

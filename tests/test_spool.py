@@ -1,5 +1,9 @@
+import pytest
+
 from agent.metrics import Counters
 from agent.spool import Spool
+
+pytestmark = pytest.mark.unit
 
 
 def make(tmp_path, max_messages=1000, max_bytes=1 << 20):

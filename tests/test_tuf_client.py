@@ -30,6 +30,8 @@ from fleet_server.repository.rotation import rotate_root
 from tests.support.tuf_http import Fault, RepoServer
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
 
+pytestmark = pytest.mark.unit
+
 
 @dataclass
 class Env:

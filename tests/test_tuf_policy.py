@@ -23,6 +23,8 @@ from contract.tuf_targets import (
     slot_target_path,
 )
 
+pytestmark = pytest.mark.unit
+
 SHA_V1, SHA_V2 = "a" * 64, "b" * 64
 
 

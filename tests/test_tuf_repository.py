@@ -29,6 +29,8 @@ from fleet_server.repository.repo import (
 from fleet_server.repository.rotation import RotationError, rotate_root
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def kit(tmp_path: Path) -> RepoKit:
@@ -228,3 +230,49 @@ def test_targets_key_rotation_resigns_targets(kit: RepoKit, tmp_path: Path) -> N
     targets = kit.repo.targets()
     assert targets.signed.version == 3 and "models/logcls/1/logcls-1.nfb" in targets.signed.targets
     kit.repo.root().signed.verify_delegate("targets", targets.signed_bytes, targets.signatures)
+
+
+@pytest.mark.parametrize("name", ["delta-from-edge", "Delta-From-1", "delta-from-"])
+def test_reserved_model_names_refused_at_publish(kit: RepoKit, name: str) -> None:
+    """Issue 8.4: no model may be named like a delta file, neither by the operator tool
+    nor in metadata the server is asked to publish."""
+    from tuf.api.metadata import TargetFile
+
+    from contract.bundle import pack_bundle, read_bundle
+
+    parsed = read_bundle(make_bundle(version=1))
+    bundle = pack_bundle(parsed.manifest.model_copy(update={"name": name}), parsed.files)
+    with pytest.raises(TargetsUpdateError, match="reserved"):
+        sign_update(kit, bundle)
+    md = kit.repo.targets()
+    path = f"models/{name}/1/{name}-1.nfb"
+    target = TargetFile.from_data(path, bundle, ["sha256"])
+    target.unrecognized_fields["custom"] = {
+        "kind": "full", "model": name, "slot": "logs", "version": 1,
+        "result_sha256": target.hashes["sha256"], "result_length": len(bundle)}
+    md.signed.targets[path] = target
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    with pytest.raises(PublishRejected, match="reserved"):
+        kit.repo.publish_targets(md.to_bytes(), {path: bundle})
+
+
+@pytest.mark.parametrize("paths", [["models/*/*/delta-from-*"], ["models/*/*/*"], ["*"],
+                                   ["models/*/*/delta-from-[0-9]*.nfd", "slots/*"]])
+def test_wider_delta_delegation_refused_and_rewritten(kit: RepoKit, paths: list[str]) -> None:
+    """Issue 8.4: the server publishes no targets metadata that lets the online deltas key
+    reach more than delta files; the operator tool re-anchors an old delegation."""
+    from contract.tuf_targets import DELTA_PATH_PATTERN, DELTAS_ROLE
+
+    md = kit.repo.targets()
+    assert md.signed.delegations and md.signed.delegations.roles
+    md.signed.delegations.roles[DELTAS_ROLE].paths = paths
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    with pytest.raises(PublishRejected, match="only \\['models"):
+        kit.repo.publish_targets(md.to_bytes(), {})
+    update = add_targets(md.to_bytes(), [kit.signer("targets")], bundle=make_bundle(version=1))
+    roles = Metadata[Targets].from_bytes(update.metadata).signed.delegations.roles  # type: ignore[union-attr]
+    assert roles is not None and roles[DELTAS_ROLE].paths == [DELTA_PATH_PATTERN]

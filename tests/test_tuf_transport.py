@@ -18,6 +18,8 @@ from agent.ota.transport import (
 )
 from tests.support.tuf_http import Fault, RepoServer
 
+pytestmark = pytest.mark.unit
+
 DATA = bytes(range(256)) * 400  # 102400 bytes
 
 

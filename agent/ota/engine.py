@@ -12,28 +12,28 @@ swapped into the :class:`~agent.pipeline.ModelSlot` wrapped in an
 in flight finish on the old model; the old model stays loaded through the trial
 and comes back in one swap if health says so.
 
-Test hook: ``NANOFLEET_OTA_CRASH_AT=<state>`` makes the process ``os._exit(137)``
-right after that state is persisted — a real crash point for the kill -9 sweep.
+Crash tests (kill -9 right after each state is persisted) start the agent through
+``hil/ota_crash.py``, which wraps the record store from outside: nothing here can be
+made to crash on purpose.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from paho.mqtt.client import MQTTMessage
-from pydantic import ValidationError
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
+from agent.ota.inbox import DesiredInbox
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -51,13 +51,13 @@ from agent.ota.state import (
     transition,
 )
 from agent.ota.store import OtaStore
+from agent.ota.transport import ArtifactTransport
 from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
 from agent.pipeline import ModelSlot
-from contract.messages import DesiredState, format_validation_error
+from agent.runtime.registry import runtime_format
 from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
-CRASH_ENV = "NANOFLEET_OTA_CRASH_AT"
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -85,12 +85,7 @@ class OtaEngine:
         self._candidate: LoadedModel | None = None
         self._observed: ObservedModel | None = None
         self._trial_started = 0.0
-        self._lock = threading.Lock()
-        self._latest: tuple[UpdateTarget, Literal["install", "rollback"]] | None = None
-        self._desired_seq = 0
-        self._rollback = threading.Event()
-        self._rollback_rollout: str | None = None
-        self._wake = threading.Event()
+        self.inbox = DesiredInbox(slot, self.counters)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
 
@@ -128,6 +123,11 @@ class OtaEngine:
         release_model(model)
         return True
 
+    def use_transport(self, transport: ArtifactTransport) -> None:
+        """Fetch metadata and artifacts with ``transport`` (transport = "mqtt": the
+        daemon's broker link, which exists only after :meth:`recover`)."""
+        self.fetcher.use_transport(transport)
+
     def attach(self, slot: ModelSlot) -> None:
         """The slot the daemon built from :meth:`recover`'s bundle."""
         self._slot = slot
@@ -147,7 +147,7 @@ class OtaEngine:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._wake.set()
+        self.inbox.wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.fetcher.close()  # e.g. the MQTT artifact transport's broker connection
@@ -157,35 +157,8 @@ class OtaEngine:
         self.submit_desired(bytes(msg.payload))
 
     def submit_desired(self, payload: bytes) -> None:
-        if not payload:
-            return  # retained message cleared
-        try:
-            doc = DesiredState.model_validate_json(payload)
-        except ValidationError as exc:
-            self.counters.inc("ota_desired_invalid")
-            log.warning("desired state ignored: %s", format_validation_error(exc))
-            return
         live = self._live_model
-        # The agent's slot name is the bundle's manifest slot unless model.slot overrides
-        # it; either name selects this slot's entry.
-        entry = doc.slots.get(self.slot_name) or (
-            doc.slots.get(live.manifest.slot) if live is not None else None)
-        if entry is None:
-            return
-        target = UpdateTarget(model=entry.model, version=entry.version, revision=doc.revision,
-                              rollout_id=doc.rollout_id, metadata_url=doc.metadata_url,
-                              target_base_url=doc.target_base_url)
-        with self._lock:
-            if self._latest is not None and doc.revision < self._latest[0].revision:
-                log.warning("desired revision %d ignored: %d seen already", doc.revision,
-                            self._latest[0].revision)
-                return
-            self._latest = (target, doc.action)
-            self._desired_seq += 1
-        if doc.action == "rollback":
-            self._rollback_rollout = doc.rollout_id
-            self._rollback.set()
-        self._wake.set()
+        self.inbox.submit(payload, live.manifest.slot if live is not None else None)
 
     # --- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -194,19 +167,10 @@ class OtaEngine:
             self._drive(self._execute_safely(action))
         handled = 0
         while not self._stop.is_set():
-            with self._lock:
-                seq = self._desired_seq
-            if seq == handled:
-                woke = self._wake.wait(self.cfg.check_interval_s)
-                self._wake.clear()
-                with self._lock:
-                    seq = self._desired_seq
-                if self._stop.is_set() or (woke and seq == handled):
-                    continue
-                # Timed out: look at the same desired state again (retries fall due).
-            handled = seq
-            with self._lock:
-                latest = self._latest
+            news = self.inbox.take(handled, self.cfg.check_interval_s, self._stop)
+            if news is None:
+                continue
+            handled, latest = news
             if latest is None or latest[1] == "rollback":
                 continue  # a rollback only means something during a trial
             live = self._live_bundle()
@@ -250,17 +214,13 @@ class OtaEngine:
             return Failed(OtaReason.INTERNAL_ERROR, f"{action}: {type(exc).__name__}: {exc}")
 
     def _save(self, record: OtaRecord) -> None:
-        changed = record.state != self.record.state
-        noteworthy = changed or (record.reason, record.detail) != (self.record.reason,
-                                                                   self.record.detail)
+        noteworthy = (record.state, record.reason, record.detail) != (
+            self.record.state, self.record.reason, self.record.detail)
         self.store.save(record)
         self.record = record
         if noteworthy:
             log.info("OTA %s: %s%s", self.slot_name, record.state,
                      f" ({record.reason or 'ok'}: {record.detail})" if record.detail else "")
-        if changed and os.environ.get(CRASH_ENV) == record.state:
-            log.warning("%s=%s: crashing on purpose", CRASH_ENV, record.state)
-            os._exit(137)
 
     def _execute(self, action: Action) -> Event | None:
         rec = self.record
@@ -307,7 +267,10 @@ class OtaEngine:
         if model is None:
             raise RuntimeError("no live model attached")
         m = model.manifest
-        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path)
+        # The format the live model actually runs (after any runtime fallback): the update
+        # downloads only that runtime's variant when the release has one.
+        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path,
+                          runtime_format(model.runtime_name))
 
     # --- smoke test, trial, commit, rollback ----------------------------------------------
     def _smoke_test(self, target: UpdateTarget) -> Event:
@@ -344,9 +307,7 @@ class OtaEngine:
             return Failed(OtaReason.INTERNAL_ERROR, "trial without a smoke-tested candidate")
         tcfg = self.cfg.trial
         observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
-        with self._lock:  # a rollback asked for before the trial began still counts
-            if self._latest is None or self._latest[1] != "rollback":
-                self._rollback.clear()
+        self.inbox.arm_rollback()
         self._observed = observed
         self._trial_started = time.monotonic()
         slot.swap(observed)  # batches in flight finish on the old model
@@ -354,12 +315,12 @@ class OtaEngine:
         # cost, whatever else the device is doing; with a thread pool, wall-clock time.
         clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
-                              self._rollback, self.batch_size, clock)
+                              self.inbox.rollback, self.batch_size, clock)
         if verdict is None:
             return None  # stopping: the trial stays persisted and is rolled back at start-up
         if verdict.reason == OtaReason.OPERATOR_ROLLBACK:
             return TrialVerdict(False, verdict.reason,
-                                f"{verdict.detail} (rollout {self._rollback_rollout})")
+                                f"{verdict.detail} (rollout {self.inbox.rollback_rollout})")
         return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
 
     def _commit(self) -> None:
@@ -392,7 +353,7 @@ class OtaEngine:
             self._candidate = None
         if rec.candidate is not None and rec.candidate not in (rec.committed, rec.previous):
             self.store.remove_bundle(rec.candidate)
-        self.fetcher.fetched = None
+        self.fetcher.forget()
         self.store.clear_downloads(keep_partial=is_transient(rec.reason))
 
     # --- queries -----------------------------------------------------------------------
@@ -422,4 +383,4 @@ class OtaEngine:
         return doc
 
 
-__all__ = ["CRASH_ENV", "OtaEngine", "UpdateRefused"]
+__all__ = ["OtaEngine", "UpdateRefused"]

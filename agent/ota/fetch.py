@@ -9,12 +9,13 @@ then is the file installed, and only the smoke test parses it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent.metrics import Counters
 from agent.ota.config import OtaConfig, transport_of
@@ -31,9 +32,12 @@ from agent.ota.policy import (
 from agent.ota.state import DeltaUnusable, Downloaded, Failed, InstalledRef, UpdateTarget, Verified
 from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
-from agent.ota.tuf_client import TufClient
-from contract.delta import DeltaError, apply_delta
+from contract.bundle import BundleError, runtime_variant
+from contract.files import write_atomic
 from contract.reasons import OtaReason
+
+if TYPE_CHECKING:
+    from agent.ota.tuf_client import TufClient
 
 log = logging.getLogger("nanofleet.agent.ota")
 
@@ -47,6 +51,7 @@ class LiveBundle:
     sha256: str
     slot: str   # the bundle manifest's slot: a new model must serve the same one
     path: Path
+    runtime: Literal["onnx", "tflite"] | None = None  # format the live model runs in
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Fetched:
     artifact: SignedArtifact
     kind: Literal["delta", "full"]
     path: Path
+    base: Path | None = None  # a delta's base: the live bundle, or its runtime variant
 
 
 def repository_urls(cfg: OtaConfig, target: UpdateTarget) -> tuple[str, str]:
@@ -78,26 +84,41 @@ class _NoTransport(ArtifactTransport):
 class Fetcher:
     """The I/O of the ``fetch`` and ``verify`` actions; results are state-machine events."""
 
-    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None) -> None:
+    def __init__(self, cfg: OtaConfig, store: OtaStore, counters: Counters | None = None,
+                 transport: ArtifactTransport | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.counters = counters or Counters()
         self.fetched: Fetched | None = None
-        ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
-        self.transport: ArtifactTransport = (
-            HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
-                          min_rate=cfg.min_download_rate)
-            if cfg.transport == "http" else _NoTransport())
+        self.transport = transport or self._configured_transport(cfg)
 
-    def attach_transport(self, transport: ArtifactTransport) -> None:
+    @staticmethod
+    def _configured_transport(cfg: OtaConfig) -> ArtifactTransport:
+        if cfg.transport != "http":
+            return _NoTransport()
+        ssl_context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.ca_file else None
+        return HttpTransport(timeout=cfg.http_timeout_s, ssl_context=ssl_context,
+                             min_rate=cfg.min_download_rate)
+
+    def use_transport(self, transport: ArtifactTransport) -> None:
         """Use ``transport`` (the daemon's MqttTransport for transport = "mqtt")."""
         self.transport = transport
+
+    def forget(self) -> None:
+        """Drop what the last fetch left for verify: the update was left."""
+        self.fetched = None
 
     def close(self) -> None:
         self.transport.close()
 
     def client(self, target: UpdateTarget) -> TufClient:
-        """A TUF client trusting the newest verified root (the provisioned one at first)."""
+        """A TUF client trusting the newest verified root (the provisioned one at first).
+
+        python-tuf, securesystemslib and cryptography (~13 MB of RSS) are imported here,
+        when an update starts, not when the daemon starts: most of a device's life
+        has no update in progress."""
+        from agent.ota.tuf_client import TufClient
+
         if not (self.store.tuf_dir / TufClient.ROOT_FILE).exists():
             try:
                 root = self.cfg.root_file.read_bytes()
@@ -138,11 +159,14 @@ class Fetcher:
             client.refresh()
             found = client.find_model_targets(
                 target.model, target.version,
-                installed_version=live.version if same_model else None)
+                installed_version=live.version if same_model else None, runtime=live.runtime)
             self.check_release(client, found.full, target, live)
         except UpdateRefused as exc:
             return Failed(exc.reason, exc.detail)
         installed = InstalledBundle(live.model, live.version, live.sha256) if same_model else None
+        base: Path | None = live.path
+        if found.runtime is not None and found.delta is not None and installed is not None:
+            base, installed = self._variant_base(live, found.runtime, installed)
         artifact = choose_artifact(found.full, found.delta, installed, delta_failed=delta_failed)
         note = "full bundle (the delta was refused)" if delta_failed else None
         if artifact is found.full and not delta_failed:
@@ -174,20 +198,42 @@ class Fetcher:
                 return self._delta_unusable(OtaReason.UNAVAILABLE, f"{artifact.path}: "
                                             f"{type(exc).__name__}: {exc}")
             raise
-        self.fetched = Fetched(found.full, artifact, kind, path)
+        self.fetched = Fetched(found.full, artifact, kind, path, base)
         return Downloaded(kind, artifact.length, note)
+
+    def _variant_base(self, live: LiveBundle, fmt: Literal["onnx", "tflite"],
+                      installed: InstalledBundle) -> tuple[Path | None, InstalledBundle | None]:
+        """The base a variant delta applies to: the live bundle reduced to ``fmt``, made
+        here with the same deterministic packing the server used. Its sha256 stands for
+        the installed bundle in the delta checks, so a delta whose signed base_sha256
+        differs is never applied. (None, None) when it cannot be made: full instead."""
+        try:
+            data = live.path.read_bytes()
+            variant = runtime_variant(data, fmt)
+        except (OSError, BundleError) as exc:
+            log.warning("no %s variant of the live bundle (%s): full bundle instead", fmt, exc)
+            return None, None
+        digest = hashlib.sha256(variant).hexdigest()
+        if variant is data:  # the live bundle already is that variant
+            return live.path, InstalledBundle(installed.model, installed.version, digest)
+        path = self.store.downloads / f".base-{digest[:16]}.nfb"
+        self.store.downloads.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, variant)
+        return path, InstalledBundle(installed.model, installed.version, digest)
 
     def verify(self, target: UpdateTarget, live: LiveBundle) -> Verified | DeltaUnusable | Failed:
         """Rebuild (delta) or take (full) the bundle, check it is the signed one, install."""
         f = self.fetched
         if f is None:  # cannot happen: verify always follows a fetch in this process
             return Failed(OtaReason.INTERNAL_ERROR, "verify without a fetched artifact")
+        from contract.delta import DeltaError, apply_delta  # zstandard: only when updating
+
         full = f.full
         source = f.path
         if f.kind == "delta":
             source = self.store.downloads / f".rebuilt-{full.sha256[:16]}.nfb"
             try:
-                apply_delta(live.path, f.path, source, full.sha256, full.length)
+                apply_delta(f.base or live.path, f.path, source, full.sha256, full.length)
             except Exception as exc:
                 # DeltaError is the documented refusal; anything else (MemoryError, a
                 # parser's own exception) is a bug the fuzzer should find, but it must

@@ -49,6 +49,7 @@ from agent.ota.transport import (
 from contract.files import fsync_dir, write_atomic
 from contract.reasons import OtaReason
 from contract.tuf_targets import (
+    RuntimeFormat,
     SlotRecord,
     delta_target_path,
     full_target_path,
@@ -148,6 +149,7 @@ class ModelTargets:
     full: SignedArtifact
     delta: SignedArtifact | None
     delta_problem: str | None = None  # why no delta could be used, if one was looked for
+    runtime: RuntimeFormat | None = None  # full/delta are this runtime's variant
 
 
 class TufClient:
@@ -257,28 +259,42 @@ class TufClient:
                               target=target)
 
     def find_model_targets(self, model: str, version: int,
-                           installed_version: int | None = None) -> ModelTargets:
+                           installed_version: int | None = None,
+                           runtime: RuntimeFormat | None = None) -> ModelTargets:
         """The full bundle of ``model`` v``version`` and, if ``installed_version`` is given,
-        the delta from it. Delta problems never block: the full bundle is the fallback."""
+        the delta from it. Delta problems never block: the full bundle is the fallback.
+
+        With ``runtime``, the release's variant for that runtime (full and delta) when
+        the operators signed one, else the combined bundle (``ModelTargets.runtime``
+        says which)."""
         try:
             path = full_target_path(model, version)
+            variant_path = full_target_path(model, version, runtime) if runtime else None
         except ValueError as exc:
             raise UpdateRefused(OtaReason.WRONG_MODEL, str(exc)) from None
-        target = self.top_level_target(path)
+        target = self.top_level_target(variant_path) if variant_path else None
+        if target is None:
+            runtime = None
+            target = self.top_level_target(path)
+        else:
+            path = variant_path or path
         if target is None:
             raise UpdateRefused(OtaReason.NOT_FOUND, f"{path} is not in the signed targets")
         full = self._artifact(target)
+        if full.info.runtime != runtime:
+            raise UpdateRefused(OtaReason.INVALID_METADATA,
+                                f"{path}: signed as runtime {full.info.runtime!r}")
         if installed_version is None or installed_version >= version:
-            return ModelTargets(full=full, delta=None)
-        delta_path = delta_target_path(model, version, installed_version)
+            return ModelTargets(full=full, delta=None, runtime=runtime)
+        delta_path = delta_target_path(model, version, installed_version, runtime)
         try:
             delta_target = self.get_target(delta_path)
             if delta_target is None:
-                return ModelTargets(full, None, f"no delta {delta_path}")
-            return ModelTargets(full, self._artifact(delta_target))
+                return ModelTargets(full, None, f"no delta {delta_path}", runtime)
+            return ModelTargets(full, self._artifact(delta_target), runtime=runtime)
         except UpdateRefused as exc:
             log.warning("delta %s unusable, full bundle instead: %s", delta_path, exc)
-            return ModelTargets(full, None, str(exc))
+            return ModelTargets(full, None, str(exc), runtime)
 
     # ------------------------------------------------------------ downloads
     def _consistent_snapshot(self) -> bool:

@@ -24,6 +24,11 @@ RUNTIME_NAMES: tuple[str, ...] = ("onnxruntime", "litert")
 _FORMATS: dict[str, Literal["onnx", "tflite"]] = {"onnxruntime": "onnx", "litert": "tflite"}
 
 
+def runtime_format(name: str) -> Literal["onnx", "tflite"] | None:
+    """The model format runtime ``name`` loads (None for an unknown name)."""
+    return _FORMATS.get(name)
+
+
 def runtime_class(name: str) -> type[Runtime]:
     """The class for a runtime name (imports nothing heavy: backends import lazily)."""
     if name == "onnxruntime":

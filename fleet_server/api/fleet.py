@@ -36,7 +36,7 @@ from fleet_server.auth import (
 )
 from fleet_server.db import AuditEntry
 from fleet_server.inventory import LabelChange, UnknownDevices, device_summary, set_labels
-from fleet_server.rollouts.policy import RolloutStatus
+from fleet_server.rollouts.records import RolloutStatus
 from fleet_server.rollouts.views import (
     RolloutActionResult,
     RolloutCreate,

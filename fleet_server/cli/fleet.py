@@ -48,7 +48,8 @@ def cmd_model_publish(args: argparse.Namespace) -> int:
     current = fetch_verified_targets(client.metadata_url, trusted_root, cache)
     newest_root = (cache / "root.json").read_bytes()  # ngclient keeps the newest verified
     update = add_targets(current, [signer], bundle=bundle, minimum_version=args.minimum_version,
-                         trusted_root=newest_root, expires_days=args.expires_days)
+                         trusted_root=newest_root, expires_days=args.expires_days,
+                         variants=args.variants)
     result = client.publish(update.metadata, update.files)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -58,11 +59,13 @@ def cmd_model_publish(args: argparse.Namespace) -> int:
               f"{info['result_length']} bytes, sha256 {info['result_sha256'][:16]}…) as "
               f"targets v{result['targets_version']}")
     for d in result["deltas"]:
+        what = f"{d['runtime']} variant " if d.get("runtime") else ""
         if d["status"] == "listed":
-            print(f"  delta from v{d['base_version']}: {d['length']} bytes "
+            print(f"  {what}delta from v{d['base_version']}: {d['length']} bytes "
                   f"({100 * d['fraction']:.2f} % of the bundle)")
         else:
-            print(f"  no delta from v{d['base_version']}: {d['status']} ({d.get('detail')})")
+            print(f"  no {what}delta from v{d['base_version']}: {d['status']} "
+                  f"({d.get('detail')})")
     for path in result["removed_deltas"]:
         print(f"  removed stale delta {path}")
     return EXIT_OK
@@ -78,9 +81,14 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     for m in result["models"]:
         print(f"{m['model']}  slot {m['slot']}  signed minimum v{m['minimum_version']}")
         for v in m["versions"]:
-            deltas = ", ".join(f"from v{d['base_version']} {d['length']} B" for d in v["deltas"])
+            deltas = ", ".join(
+                f"{d['runtime'] + ' ' if d.get('runtime') else ''}from v{d['base_version']} "
+                f"{d['length']} B" for d in v["deltas"])
+            variants = ", ".join(f"{x['runtime']} {x['length']} B" for x in v.get("variants", []))
             print(f"  v{v['version']:<4d} {v['length']:>10d} B  sha256 {v['sha256'][:16]}…  "
-                  f"{_when(v['published_at'])}" + (f"  deltas: {deltas}" if deltas else ""))
+                  f"{_when(v['published_at'])}"
+                  + (f"  variants: {variants}" if variants else "")
+                  + (f"  deltas: {deltas}" if deltas else ""))
     return EXIT_OK
 
 
@@ -272,6 +280,9 @@ def add_publish_commands(model_sub: Any) -> None:
                      "version (devices refuse anything below it)")
     pub.add_argument("--expires-days", type=float, default=90,
                      help="targets metadata lifetime (default 90 days)")
+    pub.add_argument("--no-variants", dest="variants", action="store_false",
+                     help="sign only the combined bundle, not one full target per runtime "
+                     "(devices then download every runtime's model file)")
     pub.add_argument("--cache-dir", type=Path, help="verified-metadata cache (default "
                      "~/.cache/nanofleet/operator/<server>)")
     pub.add_argument("--passphrase-env", metavar="VAR", help="passphrase of an encrypted key")

@@ -120,7 +120,7 @@ class ReleaseView:
     slot: str
     minimum_version: int
     version: dict[str, Any]
-    devices: list[tuple[str, DisplayState, str | None]]  # (id, state, group), first 500
+    devices: list[tuple[str, DisplayState, str | None]]  # (id, state, group), first 200
     devices_total: int
     rollouts: list[Any]  # RolloutView
 
@@ -143,7 +143,7 @@ def release(service: FleetService, model: str, version: int, now: float) -> Rele
         running = [(d.device_id, display_state(d.state, d.last_seen, d.device_id in revoked,
                                                now, stale), d.group_name)
                    for d in session.scalars(select(Device).where(where)
-                                            .order_by(Device.device_id).limit(500))]
+                                            .order_by(Device.device_id).limit(200))]
         rollout_ids = list(session.scalars(select(RolloutRow.id).where(
             RolloutRow.model == model, RolloutRow.version == version)
             .order_by(RolloutRow.created_at.desc()).limit(20)))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from fleet_server.db import Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.metrics_store import alerts_per_hour
-from fleet_server.rollouts.policy import ACTIVE_STATUSES
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 DisplayState = Literal["online", "stale", "offline", "unknown", "revoked"]

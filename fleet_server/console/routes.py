@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from fleet_server.api.core import Service
@@ -20,7 +20,6 @@ from fleet_server.console.overview import DISPLAY_STATES, OverviewFilter, overvi
 from fleet_server.console.web import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
-    SECURITY_HEADERS,
     STATIC,
     LoginRequired,
     NotAllowed,
@@ -33,7 +32,7 @@ from fleet_server.console.web import (
     secure_cookie,
 )
 from fleet_server.rollouts.manage import OperationRefused
-from fleet_server.rollouts.policy import ACTIVE_STATUSES
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -79,9 +78,9 @@ def login(request: Request, service: Service, token: Annotated[str, Form()] = ""
     except sessions.SignInRefused as exc:
         return _login_page(request, target, str(exc), 401)
     response = redirect(target, request)
+    # A browser-session cookie: the server ends the session after session_idle_s idle.
     response.set_cookie(sessions.COOKIE, session_id, httponly=True, samesite="strict",
-                        secure=secure_cookie(request), path=PREFIX,
-                        max_age=int(service.config.console.session_idle_s))
+                        secure=secure_cookie(request), path=PREFIX)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=PREFIX)
     return response
 
@@ -157,13 +156,6 @@ def device_page(request: Request, service: Service, _op: Operator, device_id: st
 def device_live(request: Request, service: Service, _op: Operator, device_id: str,
                 window: str = "1h") -> Response:
     return _device(request, service, device_id, window, "device_live.html")
-
-
-@router.get("/devices/{device_id}/metrics.json")
-def device_metrics(request: Request, service: Service, _op: Operator, device_id: str,
-                   window: str = "1h") -> Response:
-    view = details.device_page(service, None, device_id, window, time.time())
-    return JSONResponse(view.metrics if view else {}, headers=SECURITY_HEADERS)
 
 
 # --- releases ---------------------------------------------------------------------------------

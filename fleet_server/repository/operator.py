@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 
 from securesystemslib.signer import Signer
@@ -20,7 +21,7 @@ from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import Updater
 
-from contract.bundle import read_bundle
+from contract.bundle import read_bundle, runtime_variant
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     DELTAS_ROLE,
@@ -115,9 +116,14 @@ def fetch_verified_targets(metadata_url: str, trusted_root: bytes, cache_dir: Pa
 def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: bytes,
                 deltas: Sequence[DeltaFile] = (), minimum_version: int | None = None,
                 trusted_root: bytes | None = None, expires_days: float = 90,
-                remove: Sequence[str] = ()) -> TargetsUpdate:
+                remove: Sequence[str] = (), variants: bool = False) -> TargetsUpdate:
     """Sign targets version N+1 listing ``bundle`` (its name/slot/version come from its
     verified manifest), optional ``deltas`` to it, and the slot record.
+
+    With ``variants`` (``nanofleet model publish`` sets it) and a bundle of several
+    runtimes, each runtime's variant (:func:`contract.bundle.runtime_variant`) is
+    signed as a full target too, so a device downloads only the model file it runs;
+    the combined bundle stays for agents that predate variants.
 
     ``minimum_version`` sets the slot's signed minimum; by default the previous minimum
     is kept. ``trusted_root`` (recommended) checks that ``current_targets`` really is
@@ -160,6 +166,16 @@ def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: by
     update = TargetsUpdate(metadata=b"", version=targets.version + 1,
                            files={full_path: bundle})
     targets.targets[full_path] = full
+    runtimes = sorted(manifest.runtimes) if variants and len(manifest.runtimes) > 1 else []
+    for fmt in runtimes:
+        data = runtime_variant(bundle, fmt)
+        info = ModelTargetInfo(kind="full", model=manifest.name, slot=manifest.slot,
+                               version=manifest.version, result_sha256=sha256(data).hexdigest(),
+                               result_length=len(data), runtime=fmt)
+        path = info.target_path()
+        targets.targets[path] = _target(path, data, info.model_dump(mode="json",
+                                                                    exclude_none=True))
+        update.files[path] = data
     for delta in deltas:
         info = ModelTargetInfo(kind="delta", model=manifest.name, slot=manifest.slot,
                                version=manifest.version, result_sha256=full_info.result_sha256,

@@ -42,12 +42,11 @@ from contract.tuf_targets import (
     DELTAS_ROLE,
     ModelTargetInfo,
     full_target_path,
-    parse_model_info,
-    parse_slot_record,
 )
 from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import load_signer
+from fleet_server.repository.publish_checks import check_delta_delegation, check_release_target
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 
 
@@ -283,11 +282,14 @@ class Repository:
             if unlisted:
                 raise PublishRejected(f"uploaded files not listed in the metadata: "
                                       f"{sorted(unlisted)}")
-            _check_delta_delegation(md.signed)
+            try:
+                check_delta_delegation(md.signed)
+            except ValueError as exc:
+                raise PublishRejected(str(exc)) from None
             for path, target in md.signed.targets.items():
                 try:
                     storage.check_target_path(path)
-                    _check_release_target(path, target)
+                    check_release_target(path, target)
                 except ValueError as exc:
                     raise PublishRejected(str(exc)) from None
                 if "sha256" not in target.hashes:
@@ -366,7 +368,7 @@ class Repository:
         path = info.target_path()
         if info.kind != "delta":
             raise PublishRejected(f"{path}: not a delta (kind {info.kind!r})")
-        full = top.targets.get(full_target_path(info.model, info.version))
+        full = top.targets.get(full_target_path(info.model, info.version, info.runtime))
         if full is None:
             raise PublishRejected(f"{path}: the operators have not signed {info.model} "
                                   f"v{info.version}")
@@ -374,7 +376,7 @@ class Repository:
             raise PublishRejected(f"{path}: result sha256/length differ from the signed full "
                                   "bundle")
         assert info.base_version is not None  # guaranteed for kind == "delta"
-        base = top.targets.get(full_target_path(info.model, info.base_version))
+        base = top.targets.get(full_target_path(info.model, info.base_version, info.runtime))
         if base is not None and base.hashes.get("sha256") != info.base_sha256:
             raise PublishRejected(f"{path}: base_sha256 differs from the signed v"
                                   f"{info.base_version} bundle")
@@ -382,26 +384,6 @@ class Repository:
         return TargetFile(length, {"sha256": digest}, path,
                           {"custom": info.model_dump(mode="json", exclude_none=True)})
 
-
-
-def _check_delta_delegation(targets: Targets) -> None:
-    """The online ``deltas`` key may sign delta files and nothing else: refuse targets
-    metadata that delegates it any other path (a legacy or widened pattern)."""
-    roles = targets.delegations.roles if targets.delegations else None
-    role = roles.get(DELTAS_ROLE) if roles else None
-    if role is not None and (role.paths != [DELTA_PATH_PATTERN] or role.path_hash_prefixes):
-        raise PublishRejected(
-            f"targets delegate {DELTAS_ROLE!r} paths {role.paths or role.path_hash_prefixes}; "
-            f"only [{DELTA_PATH_PATTERN!r}] is accepted (the online key must not reach full "
-            "bundles or slot records): re-sign with this version's operator tool")
-
-
-def _check_release_target(path: str, target: TargetFile) -> None:
-    """Model targets and slot records must parse (valid, non-reserved model names)."""
-    if path.startswith("models/"):
-        parse_model_info(path, target.custom)
-    elif path.startswith("slots/"):
-        parse_slot_record(path, target.custom)
 
 
 @dataclass(frozen=True)

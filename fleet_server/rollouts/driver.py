@@ -28,7 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from fleet_server.db import Database, Device
 from fleet_server.desired import DesiredStates
 from fleet_server.rollouts import policy
-from fleet_server.rollouts.policy import DeviceLive
+from fleet_server.rollouts.records import DeviceLive
 from fleet_server.rollouts.store import (
     RolloutRow,
     ServerLease,

@@ -1,7 +1,8 @@
 """Operator actions on rollouts: create, pause, resume, abort, and the views.
 
 Each action is one transaction that also writes the audit log; the decisions
-themselves are the policy's (:mod:`fleet_server.rollouts.policy`). Abort stages the
+themselves are pure: stage assignment in :mod:`fleet_server.rollouts.policy`, pause,
+resume and abort in :mod:`fleet_server.rollouts.actions`. Abort stages the
 rollback documents in the same transaction and publishes them after the commit.
 """
 
@@ -17,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from fleet_server.db import AuditEntry, Database, Device, ModelVersion
 from fleet_server.desired import DesiredStates
-from fleet_server.rollouts import policy
+from fleet_server.rollouts import actions, policy
+from fleet_server.rollouts.actions import InvalidOperation
 from fleet_server.rollouts.driver import live_view
-from fleet_server.rollouts.policy import ACTIVE_STATUSES, InvalidOperation
+from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.rollouts.spec import Selector
 from fleet_server.rollouts.store import (
     RolloutDeviceRow,
@@ -166,10 +168,10 @@ class Rollouts:
             progress = progress_of(row)
             try:
                 if action == "pause":
-                    new = policy.pause(progress)
+                    new = actions.pause(progress)
                 else:
                     devices = [device_of(r) for r in device_rows(session, rollout_id)]
-                    new = policy.resume(progress, devices)
+                    new = actions.resume(progress, devices)
             except InvalidOperation as exc:
                 raise OperationRefused(409, "invalid-state", f"cannot {action} {rollout_id}: "
                                        f"{exc}") from None
@@ -191,7 +193,7 @@ class Rollouts:
             row = self._row(session, rollout_id)
             rows = {r.device_id: r for r in device_rows(session, rollout_id)}
             try:
-                progress, changed, rollback = policy.plan_abort(
+                progress, changed, rollback = actions.plan_abort(
                     progress_of(row), [device_of(r) for r in rows.values()], now)
             except InvalidOperation as exc:
                 raise OperationRefused(409, "invalid-state", f"cannot abort {rollout_id}: "

@@ -5,7 +5,9 @@ the inventory says about each device (online? which version runs?) and ``now``.
 Output: a :class:`Plan` — changed device records, devices to notify (first desired
 state) or re-notify (a retry: the same desired state under a new revision), the
 rollout's new progress and log lines. The driver (:mod:`fleet_server.rollouts.driver`)
-persists the plan and publishes the desired states.
+persists the plan and publishes the desired states. The records are in
+:mod:`fleet_server.rollouts.records`; operator actions (pause, resume, abort) in
+:mod:`fleet_server.rollouts.actions`.
 
 Rules, in the order :func:`tick` applies them:
 
@@ -36,80 +38,23 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
+from typing import Any
 
 from contract.reasons import is_transient
+from fleet_server.rollouts.records import (
+    ACTIVE_STATUSES,
+    IN_FLIGHT,
+    DeviceLive,
+    DeviceProgress,
+    Plan,
+    Progress,
+    failures_and_outcomes,
+    is_final_failure,
+    is_finished,
+)
 from fleet_server.rollouts.spec import Strategy
-
-DeviceState = Literal["pending", "notified", "downloading", "verifying", "staged",
-                      "smoke_testing", "trial", "committed", "rolled_back", "failed",
-                      "retrying", "skipped", "cancelled"]
-RolloutStatus = Literal["running", "paused", "halted", "aborted", "completed"]
-
-DEVICE_STATES: tuple[DeviceState, ...] = (
-    "pending", "notified", "downloading", "verifying", "staged", "smoke_testing", "trial",
-    "committed", "rolled_back", "failed", "retrying", "skipped", "cancelled")
-# Notified and not finished: the device owes us news.
-IN_FLIGHT: frozenset[DeviceState] = frozenset(
-    {"notified", "downloading", "verifying", "staged", "smoke_testing", "trial"})
-ACTIVE_STATUSES: frozenset[RolloutStatus] = frozenset({"running", "paused", "halted"})
-
-
-@dataclass(frozen=True)
-class DeviceProgress:
-    """One device's record in one rollout."""
-
-    device_id: str
-    stage: int
-    state: DeviceState = "pending"
-    reason: str | None = None
-    detail: str | None = None
-    attempts: int = 0  # notifications sent (1 = the first)
-    notified_at: float | None = None
-    changed_at: float | None = None  # server time of the last state change (for timeouts)
-    retry_at: float | None = None
-
-
-@dataclass(frozen=True)
-class DeviceLive:
-    """What the inventory says about a device right now."""
-
-    online: bool
-    online_since: float | None = None  # when its current "online" status arrived
-    live_version: int | None = None  # version of the rollout's model live in the slot
-    # Whether that version is live on trial (not committed yet); None: the agent does
-    # not say (older agents), so a live version may still be a candidate on trial.
-    live_trial: bool | None = None
-
-
-@dataclass(frozen=True)
-class Progress:
-    status: RolloutStatus = "running"
-    stage: int = -1  # -1: no stage started yet
-    stage_started_at: float | None = None
-    stage_settled_at: float | None = None  # settled and passed: the soak runs from here
-    halt_reason: str | None = None  # failure-threshold | success-criteria
-    halt_detail: str | None = None
-    failure_baseline: int = 0  # final failures when a halted rollout was resumed
-    outcome_baseline: int = 0
-    accepted_stage: int | None = None  # stage whose success check an operator overrode
-
-
-@dataclass(frozen=True)
-class Plan:
-    progress: Progress
-    devices: dict[str, DeviceProgress]  # changed records only
-    notify: tuple[str, ...] = ()
-    renotify: tuple[str, ...] = ()
-    log: tuple[str, ...] = ()
-
-
-class InvalidOperation(ValueError):
-    """An operator action that does not apply to the rollout's status (message says why)."""
-
 
 # --- stage assignment (at creation) ----------------------------------------------------------
 
@@ -153,15 +98,6 @@ def assign_stages(device_ids: Sequence[str], online: Iterable[str], strategy: St
 def backoff_s(strategy: Strategy, attempts: int) -> float:
     """Delay before re-notification number ``attempts`` + 1 (attempts >= 1)."""
     return float(min(strategy.retry_max_s, strategy.retry_base_s * 2 ** max(0, attempts - 1)))
-
-
-def is_final_failure(dev: DeviceProgress) -> bool:
-    return dev.state in ("failed", "rolled_back")
-
-
-def is_finished(dev: DeviceProgress) -> bool:
-    return dev.state == "committed" or is_final_failure(dev) or dev.state in ("skipped",
-                                                                              "cancelled")
 
 
 def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, target: int,
@@ -248,22 +184,6 @@ def _settled(dev: DeviceProgress, live: DeviceLive) -> bool:
 
 # --- counting ----------------------------------------------------------------------------------
 
-def state_counts(devices: Iterable[DeviceProgress]) -> dict[str, int]:
-    counts = Counter(d.state for d in devices)
-    return {s: counts.get(s, 0) for s in DEVICE_STATES}
-
-
-def _failures_and_outcomes(devices: Iterable[DeviceProgress]) -> tuple[int, int]:
-    failures = outcomes = 0
-    for d in devices:
-        if is_final_failure(d):
-            failures += 1
-            outcomes += 1
-        elif d.state == "committed":
-            outcomes += 1
-    return failures, outcomes
-
-
 def _failure_list(devices: Iterable[DeviceProgress], limit: int = 5) -> str:
     failed = [d for d in devices if is_final_failure(d)]
     shown = ", ".join(f"{d.device_id} {d.state} ({d.reason or '?'})" for d in failed[:limit])
@@ -273,7 +193,7 @@ def _failure_list(devices: Iterable[DeviceProgress], limit: int = 5) -> str:
 def failure_threshold_passed(strategy: Strategy, progress: Progress,
                              devices: Sequence[DeviceProgress]) -> str | None:
     """Why the rollout must halt for failures, or None."""
-    failures, outcomes = _failures_and_outcomes(devices)
+    failures, outcomes = failures_and_outcomes(devices)
     failures -= progress.failure_baseline
     outcomes -= progress.outcome_baseline
     limit = strategy.max_failures
@@ -307,144 +227,149 @@ def tick(strategy: Strategy, stage_names: Sequence[str], target_version: int,
     """One decision step (rules in the module docstring)."""
     if progress.status not in ACTIVE_STATUSES:
         return Plan(progress, {})
-    offline = DeviceLive(online=False)
-    changed: dict[str, DeviceProgress] = {}
-    log: list[str] = []
-    current: list[DeviceProgress] = []
-    for dev in devices:
-        new, line = _judge_device(dev, live.get(dev.device_id, offline), strategy,
-                                  target_version, now)
-        if new != dev:
-            changed[dev.device_id] = new
-        if line:
-            log.append(line)
-        current.append(new)
+    step = _Tick(strategy, stage_names, target_version, live, now)
+    current = step.judge_devices(devices)
     if progress.status != "running":
-        return Plan(progress, changed, log=tuple(log))
-
+        return step.plan(progress)
     reason = failure_threshold_passed(strategy, progress, current)
     if reason is not None:
-        log.append(f"halted: {reason}")
-        return Plan(_halt(progress, "failure-threshold", reason), changed, log=tuple(log))
+        step.log.append(f"halted: {reason}")
+        return step.plan(_halt(progress, "failure-threshold", reason))
+    step.renotify_due_retries(current)
+    return step.plan(step.advance(progress, current))
 
-    renotify = []
-    for dev in current:
-        if dev.state == "retrying" and dev.retry_at is not None and now >= dev.retry_at:
-            changed[dev.device_id] = replace(dev, state="notified", attempts=dev.attempts + 1,
-                                             retry_at=None, notified_at=now, changed_at=now)
-            renotify.append(dev.device_id)
-    by_stage: dict[int, list[DeviceProgress]] = {}
-    for dev in current:
-        by_stage.setdefault(dev.stage, []).append(changed.get(dev.device_id, dev))
 
-    notify: list[str] = []
-    p = progress
-    while True:
-        if p.stage < 0 or (p.stage_settled_at is not None
-                           and now - p.stage_settled_at >= strategy.soak_s
-                           and p.stage + 1 < len(stage_names)):
-            if p.stage + 1 >= len(stage_names):
-                break  # nothing to roll out (empty selection)
-            p = replace(p, stage=p.stage + 1, stage_started_at=now, stage_settled_at=None)
-            members = by_stage.get(p.stage, [])
-            for dev in members:
-                if dev.state != "pending":
-                    continue
-                running = live.get(dev.device_id, offline).live_version
-                if running is not None and running > target_version:
-                    # Its desired state is left alone: v(target) there would be a downgrade
-                    # the agent refuses, and would misstate what the device should run.
-                    changed[dev.device_id] = replace(
-                        dev, state="skipped", reason="newer-installed", changed_at=now,
-                        detail=f"v{running} is live, newer than v{target_version}")
-                    continue
-                changed[dev.device_id] = replace(dev, state="notified", attempts=1,
-                                                 notified_at=now, changed_at=now)
-                notify.append(dev.device_id)
-            by_stage[p.stage] = [changed.get(d.device_id, d) for d in members]
-            log.append(f"{stage_names[p.stage]} started: {len(members)} device(s)")
-            continue
-        if p.stage_settled_at is not None:
-            break  # soaking
-        members = by_stage.get(p.stage, [])
-        if not all(_settled(d, live.get(d.device_id, offline)) for d in members):
-            break
-        failures, outcomes = _failures_and_outcomes(members)
+class _Tick:
+    """The work of one :func:`tick`: the records it changed, the devices to (re)notify and
+    its log lines, gathered while the rules run in order."""
+
+    _OFFLINE = DeviceLive(online=False)
+
+    def __init__(self, strategy: Strategy, stage_names: Sequence[str], target: int,
+                 live: Mapping[str, DeviceLive], now: float) -> None:
+        self.strategy = strategy
+        self.stage_names = stage_names
+        self.target = target
+        self.live = live
+        self.now = now
+        self.changed: dict[str, DeviceProgress] = {}
+        self.notify: list[str] = []
+        self.renotify: list[str] = []
+        self.log: list[str] = []
+        self.by_stage: dict[int, list[DeviceProgress]] = {}
+
+    def plan(self, progress: Progress) -> Plan:
+        return Plan(progress, self.changed, tuple(self.notify), tuple(self.renotify),
+                    tuple(self.log))
+
+    def live_of(self, dev: DeviceProgress) -> DeviceLive:
+        return self.live.get(dev.device_id, self._OFFLINE)
+
+    def latest(self, dev: DeviceProgress) -> DeviceProgress:
+        return self.changed.get(dev.device_id, dev)
+
+    def _change(self, dev: DeviceProgress, **changes: Any) -> DeviceProgress:
+        new = replace(dev, **changes)
+        self.changed[dev.device_id] = new
+        return new
+
+    # rules 1-3, every device on its own
+    def judge_devices(self, devices: Sequence[DeviceProgress]) -> list[DeviceProgress]:
+        current = []
+        for dev in devices:
+            new, line = _judge_device(dev, self.live_of(dev), self.strategy, self.target,
+                                      self.now)
+            if new != dev:
+                self.changed[dev.device_id] = new
+            if line:
+                self.log.append(line)
+            current.append(new)
+        return current
+
+    # rule 2, continued: a retry whose backoff is over is notified again
+    def renotify_due_retries(self, current: Sequence[DeviceProgress]) -> None:
+        for dev in current:
+            if dev.state == "retrying" and dev.retry_at is not None and self.now >= dev.retry_at:
+                self._change(dev, state="notified", attempts=dev.attempts + 1, retry_at=None,
+                             notified_at=self.now, changed_at=self.now)
+                self.renotify.append(dev.device_id)
+        for dev in current:
+            self.by_stage.setdefault(dev.stage, []).append(self.latest(dev))
+
+    # rule 5: stages start, settle, pass (then soak) or halt the rollout; completion
+    def advance(self, progress: Progress, current: Sequence[DeviceProgress]) -> Progress:
+        p = progress
+        while True:
+            if self._next_stage_due(p):
+                if p.stage + 1 >= len(self.stage_names):
+                    break  # nothing to roll out (empty selection)
+                p = self.start_next_stage(p)
+                continue
+            if p.stage_settled_at is not None:
+                break  # soaking
+            judged = self.judge_stage(p)
+            if judged is None:
+                break  # not settled yet
+            if judged.status == "halted":
+                return judged
+            p = judged
+        return self.completion(p, current)
+
+    def _next_stage_due(self, p: Progress) -> bool:
+        return p.stage < 0 or (p.stage_settled_at is not None
+                               and self.now - p.stage_settled_at >= self.strategy.soak_s
+                               and p.stage + 1 < len(self.stage_names))
+
+    def start_next_stage(self, p: Progress) -> Progress:
+        """Notify the next stage's pending devices (skip those running a newer version)."""
+        p = replace(p, stage=p.stage + 1, stage_started_at=self.now, stage_settled_at=None)
+        members = self.by_stage.get(p.stage, [])
+        for dev in members:
+            if dev.state != "pending":
+                continue
+            running = self.live_of(dev).live_version
+            if running is not None and running > self.target:
+                # Its desired state is left alone: v(target) there would be a downgrade
+                # the agent refuses, and would misstate what the device should run.
+                self._change(dev, state="skipped", reason="newer-installed", changed_at=self.now,
+                             detail=f"v{running} is live, newer than v{self.target}")
+                continue
+            self._change(dev, state="notified", attempts=1, notified_at=self.now,
+                         changed_at=self.now)
+            self.notify.append(dev.device_id)
+        self.by_stage[p.stage] = [self.latest(d) for d in members]
+        self.log.append(f"{self.stage_names[p.stage]} started: {len(members)} device(s)")
+        return p
+
+    def judge_stage(self, p: Progress) -> Progress | None:
+        """The current stage once settled: passed (soak starts) or halted for its success
+        criteria; None while it is not settled or every device of it is offline."""
+        members = self.by_stage.get(p.stage, [])
+        if not all(_settled(d, self.live_of(d)) for d in members):
+            return None
+        failures, outcomes = failures_and_outcomes(members)
         if outcomes == 0:
-            break  # every device of the stage is offline: wait for one to answer
+            return None  # every device of the stage is offline: wait for one to answer
         committed = outcomes - failures
         share = 100.0 * committed / outcomes
-        if share < strategy.success_percent and p.accepted_stage != p.stage:
-            detail = (f"{stage_names[p.stage]}: {committed} of {outcomes} devices committed "
-                      f"({share:.0f} %), below the required {strategy.success_percent:g} %: "
+        name = self.stage_names[p.stage]
+        if share < self.strategy.success_percent and p.accepted_stage != p.stage:
+            detail = (f"{name}: {committed} of {outcomes} devices committed ({share:.0f} %), "
+                      f"below the required {self.strategy.success_percent:g} %: "
                       f"{_failure_list(members)}")
-            log.append(f"halted: {detail}")
-            return Plan(_halt(p, "success-criteria", detail), changed, tuple(notify),
-                        tuple(renotify), tuple(log))
-        p = replace(p, stage_settled_at=now)
-        log.append(f"{stage_names[p.stage]} passed: {committed} of {outcomes} committed"
-                   + (f"; soaking {strategy.soak_s:g} s" if p.stage + 1 < len(stage_names)
-                      else ""))
-    if (p.stage_settled_at is not None and p.stage + 1 >= len(stage_names)
-            and all(is_finished(changed.get(d.device_id, d)) for d in current)):
-        p = replace(p, status="completed")
-        log.append("completed")
-    elif not stage_names and p.stage < 0:
-        p = replace(p, status="completed")
-        log.append("completed: no devices selected")
-    return Plan(p, changed, tuple(notify), tuple(renotify), tuple(log))
+            self.log.append(f"halted: {detail}")
+            return _halt(p, "success-criteria", detail)
+        last = p.stage + 1 >= len(self.stage_names)
+        self.log.append(f"{name} passed: {committed} of {outcomes} committed"
+                        + ("" if last else f"; soaking {self.strategy.soak_s:g} s"))
+        return replace(p, stage_settled_at=self.now)
 
-
-# --- operator actions ---------------------------------------------------------------------------
-
-def pause(progress: Progress) -> Progress:
-    if progress.status != "running":
-        raise InvalidOperation(f"the rollout is {progress.status}; only a running rollout "
-                               "can be paused" + _next_step(progress.status))
-    return replace(progress, status="paused")
-
-
-def resume(progress: Progress, devices: Sequence[DeviceProgress]) -> Progress:
-    """Paused -> running. Halted -> running as an operator override: failures so far are
-    accepted (the threshold counts new ones) and a stage that missed its success criteria
-    passes."""
-    if progress.status == "paused":
-        return replace(progress, status="running")
-    if progress.status != "halted":
-        raise InvalidOperation(f"the rollout is {progress.status}; only a paused or halted "
-                               "rollout can be resumed" + _next_step(progress.status))
-    failures, outcomes = _failures_and_outcomes(devices)
-    accepted = progress.stage if progress.halt_reason == "success-criteria" else \
-        progress.accepted_stage
-    return replace(progress, status="running", halt_reason=None, halt_detail=None,
-                   failure_baseline=failures, outcome_baseline=outcomes,
-                   accepted_stage=accepted)
-
-
-def plan_abort(progress: Progress, devices: Sequence[DeviceProgress],
-               now: float) -> tuple[Progress, dict[str, DeviceProgress], list[str]]:
-    """Abort: no further stages; devices that may still be updating get a rollback
-    desired state (the agent leaves a running trial, or one about to start, for the
-    previous model). Returns (progress, changed records, devices to send rollback)."""
-    if progress.status not in ACTIVE_STATUSES:
-        raise InvalidOperation(f"the rollout is already {progress.status}")
-    changed: dict[str, DeviceProgress] = {}
-    rollback: list[str] = []
-    for dev in devices:
-        if dev.state == "pending":
-            changed[dev.device_id] = replace(dev, state="skipped", changed_at=now,
-                                             reason="aborted")
-        elif dev.state in ("notified", "retrying"):
-            # Not started (or waiting to retry): the rollback document stops it from starting.
-            changed[dev.device_id] = replace(dev, state="cancelled", changed_at=now,
-                                             reason="aborted", retry_at=None)
-            rollback.append(dev.device_id)
-        elif dev.state in IN_FLIGHT:
-            rollback.append(dev.device_id)  # its rolled_back report moves the record on
-    return replace(progress, status="aborted"), changed, rollback
-
-
-def _next_step(status: str) -> str:
-    return {"halted": "; resume it to continue anyway, or abort it",
-            "paused": "; resume or abort it",
-            "completed": "", "aborted": ""}.get(status, "")
+    def completion(self, p: Progress, current: Sequence[DeviceProgress]) -> Progress:
+        if (p.stage_settled_at is not None and p.stage + 1 >= len(self.stage_names)
+                and all(is_finished(self.latest(d)) for d in current)):
+            self.log.append("completed")
+            return replace(p, status="completed")
+        if not self.stage_names and p.stage < 0:
+            self.log.append("completed: no devices selected")
+            return replace(p, status="completed")
+        return p

@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, select, upda
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet_server.db import Base
-from fleet_server.rollouts.policy import (
+from fleet_server.rollouts.records import (
     ACTIVE_STATUSES,
     DeviceProgress,
     DeviceState,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from contract.messages import OtaEvent
 from fleet_server.inventory import Report
-from fleet_server.rollouts.policy import DeviceProgress, DeviceState
+from fleet_server.rollouts.records import DeviceProgress, DeviceState
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, device_of, store_device
 
 _AGENT_TO_ROLLOUT: dict[str, DeviceState] = {

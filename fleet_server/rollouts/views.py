@@ -10,7 +10,7 @@ from pydantic import Field
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
 from contract.tuf_targets import MODEL_NAME_PATTERN
-from fleet_server.rollouts.policy import (
+from fleet_server.rollouts.records import (
     DEVICE_STATES,
     IN_FLIGHT,
     DeviceLive,

@@ -170,7 +170,15 @@ def split_args(args: list[Token]) -> list[list[Token]]:
 def literal_run(arg: list[Token], macros: dict[str, str]) -> str | None:
     """The string an argument denotes when it is (a concatenation of) literals/macros."""
     parts: list[str] = []
+    prev = ""
     for t in arg:
+        if t.kind == "num" and prev == "APLOGNO":  # Apache: APLOGNO(01234) -> "AH01234: "
+            parts.append(f"AH{t.text}: ")
+            continue
+        if t.kind == "id":
+            prev = t.text
+        if t.kind == "id" and t.text == "APLOGNO":
+            continue
         if t.kind == "str":
             parts.append(unquote(t.text))
         elif t.kind == "id" and t.text in macros:

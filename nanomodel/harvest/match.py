@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nanomodel.harvest.rules import label_template
+from nanomodel.harvest.overrides import apply_override
+from nanomodel.harvest.rules import ALERTS, label_template
 from nanomodel.realfill import CONVERSION
 
 
@@ -54,7 +55,8 @@ def compile_template(template: str, label: str, reason: str, origin: str) -> Com
 class Matcher:
     """Templates of one or more sources, ready to explain messages."""
 
-    def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, str, str, str]], source: str = "") -> None:
+        self.source = source
         self.compiled = sorted((compile_template(*row) for row in rows), key=lambda c: -c.literal)
 
     def match(self, message: str) -> Compiled | None:
@@ -67,6 +69,16 @@ class Matcher:
         """(label, reason) of a message: its template's decision, else the rules on its text."""
         hit = self.match(message)
         if hit is not None:
-            return hit.label, f"template {hit.origin} ({hit.template[:60]}): {hit.reason}"
+            why = f"template {hit.origin} ({hit.template[:60]})"
+            if hit.label == "normal":
+                # The values can carry the trouble the template does not ("Client %s disconnected:
+                # %s." with "No route to host"): an alert meaning in the line itself wins.
+                for rule in ALERTS:
+                    if rule.pattern.search(message):
+                        return rule.label, f"{why} is normal, but the values say: rule:{rule.name}"
+            return hit.label, f"{why}: {hit.reason}"
+        over = apply_override(self.source, message)
+        if over is not None:
+            return over[0], f"no template matched; override: {over[1]}"
         label, reason = label_template(message, level, default_alert)
         return label, f"no template matched; {reason}"

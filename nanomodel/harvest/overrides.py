@@ -223,6 +223,24 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     (
+        "openvpn",
+        re.compile(r"Interrupted system call"),
+        "normal",
+        "a wait interrupted by the signal that stops or restarts the daemon",
+    ),
+    (
+        "openvpn",
+        re.compile(r"^Could not determine IPv4/IPv6 protocol"),
+        "normal",
+        "a fallback to IPv4 that needs nobody",
+    ),
+    (
+        "dnsmasq",
+        re.compile(r"\bHWM\b"),
+        "normal",
+        "a statistics line (high-water mark of a counter), printed on request",
+    ),
+    (
         "openssh",
         re.compile(r"^Invalid user"),
         "security",
@@ -248,9 +266,21 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     ),
     (
         "mosquitto",
-        re.compile(r"^Client %s (disconnected|closed its connection|has exceeded timeout)"),
+        re.compile(r"^Client %s (disconnected\.$|closed its connection|has exceeded timeout)"),
         "normal",
         "a client went away; brokers see this all day",
+    ),
+    (
+        "mosquitto",
+        re.compile(r"^Client %s disconnected due to (protocol error|malformed packet)"),
+        "normal",
+        "a client (or a scanner) spoke bad MQTT and was dropped; the broker is fine",
+    ),
+    (
+        "mosquitto",
+        re.compile(r"^Client %s already connected, closing old connection"),
+        "normal",
+        "a client reconnected before its old connection timed out: routine on flaky links",
     ),
     (
         "mosquitto",

@@ -8,9 +8,9 @@ Per-template decisions that no rule captures live in
 
 Order (see LABELLING.md):
 
-1. ``RECOVERY`` — a message saying a problem ended or did not happen is normal
-   ("back to normal", "0 errors", "no longer").
-2. ``ALERTS`` — meanings a technician must hear about whatever level the code logs
+1. ``RECOVERY`` (in :mod:`nanomodel.harvest.ruleset`) — a message saying a problem
+   ended or did not happen is normal ("back to normal", "0 errors", "no longer").
+2. ``ALERTS`` (same module) — meanings a technician must hear about whatever level the code logs
    them at (failed logins at info, under-voltage, I/O errors, segfaults...).
 3. ``CHATTER_ALWAYS`` and, for texts without a failure word, ``CHATTER`` — routine
    events that look alarming to a keyword rule or are logged at
@@ -23,7 +23,8 @@ Order (see LABELLING.md):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from nanomodel.harvest.ruleset import ALERTS, RECOVERY, Rule, _r
 
 LABELS = (
     "normal",
@@ -37,283 +38,6 @@ LABELS = (
     "sensor",
 )
 
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    pattern: re.Pattern[str]
-    label: str
-    reason: str
-
-
-def _r(name: str, label: str, reason: str, alternatives: list[str]) -> Rule:
-    """A rule matching any of ``alternatives`` (case-insensitive regular expressions)."""
-    return Rule(name, re.compile("|".join(alternatives), re.I), label, reason)
-
-
-RECOVERY = [
-    _r(
-        "recovered",
-        "normal",
-        "says a problem has ended",
-        [
-            r"back to normal",
-            r"\brecovered\b",
-            r"\brestored\b",
-            r"no longer (throttled|degraded|in use)",
-            r"is now (online|up|reachable|in sync)",
-            r"returned to normal",
-            r"cleared\b",
-            r"within (normal )?limits",
-            r"temperature/speed normal",
-            r"\bresum(ed|ing)\b",
-            r"power is back",
-            r"mains returned",
-            r"no longer on (ups )?batter",
-            r"on line power",
-            r"(self[- ]?test|test) (completed|passed)",
-            r"\breattached\b",
-            r"allowing logins",
-        ],
-    ),
-    _r(
-        "no-errors",
-        "normal",
-        "reports that nothing is wrong",
-        [
-            r"\b(0|no|zero) (errors?|problems?|bad blocks?|failures?)\b",
-            r"without errors",
-            r"\bclean,",
-            r"no errors? (found|detected)",
-            r"passed\b",
-            r"\bhealth(y| check passed)\b",
-            r"is clean\b",
-        ],
-    ),
-]
-
-ALERTS = [
-    _r(
-        "auth-failed",
-        "security",
-        "a failed or refused login, a denied access or a broken signature",
-        [
-            r"failed (password|publickey|keyboard|none|hostbased|gssapi)",
-            r"\bFailed %s for\b",
-            r"authentication failure",
-            r"auth(entication)? (error|refused|failed)",
-            r"incorrect password",
-            r"bad password",
-            r"FAILED LOGIN\b",
-            r"FAILED SU\b",
-            r"invalid (user|password)",
-            r"illegal user",
-            r"user unknown",
-            r"not in sudoers",
-            r"not allowed to (run|execute)",
-            r"maximum authentication attempts",
-            r"too many authentication",
-            r"possible break-?in",
-            r"break-?in attempt",
-            r"login failure",
-            r"failed login",
-            r"password (check|mismatch) failed",
-            r"user .* not allowed because",
-            r"unauthori[sz]ed",
-            r"not authori[sz]ed",
-            r"access denied",
-            r"\bdenied\b",
-            r"bad (username|user name|login)",
-            r"unknown user",
-            r"no such user",
-            r"refused connect",
-            r"tamper",
-            r"signature (verification )?fail",
-            r"bad signature",
-            r"certificate (verify|verification) fail",
-            r"untrusted",
-            r"brute",
-            r"not from a permitted",
-            r"account (locked|expired)",
-            r"password expired",
-            r"pam_tally",
-            r"faillock",
-        ],
-    ),
-    _r(
-        "thermal",
-        "thermal",
-        "too hot or throttling",
-        [
-            r"over-?temperature",
-            r"overheat",
-            r"too hot",
-            r"critical temperature",
-            r"(cpu|clock|core|package|thermal|temperature).{0,40}throttl",
-            r"throttl.{0,20}(cpu|clock|frequency)",
-            r"temperature (above|exceeds|too high|critical|alarm)",
-            r"thermal (shutdown|trip|event|emergency)",
-            r"\bcooling device\b.*fail",
-            r"temperature .*(exceed|above|critical)",
-            r"\bTemperature\b.*\bCRIT",
-        ],
-    ),
-    _r(
-        "power",
-        "power",
-        "supply, battery or voltage trouble",
-        [
-            r"under-?voltage",
-            r"undervolt",
-            r"brown-?out",
-            r"over-?current",
-            r"power (fail|loss|lost|supply (fail|fault))",
-            r"on battery",
-            r"battery (low|critical|fail)",
-            r"low battery",
-            r"mains (power )?lost",
-            r"voltage (too|out of)",
-            r"power good (lost|deasserted)",
-            r"on (ups )?batter(y|ies)",
-            r"battery (power exhausted|disconnected|must be replaced|failure)",
-            r"charge below",
-            r"run ?time limit",
-            r"time percentage limit on batter",
-            r"\bUPS\b.*\b(fail|lost|overload)",
-            r"power (is )?(out|off)\b.*\b(ups|mains)",
-        ],
-    ),
-    _r(
-        "storage-io",
-        "storage",
-        "an I/O error, a full or read-only file system, or a failing disk",
-        [
-            r"\bI/?O error",
-            r"read-only file ?system",
-            r"remount(ing)? .*read-only",
-            r"no space left",
-            r"disk (is )?full",
-            r"file ?system (is )?full",
-            r"bad (block|sector)s?\b",
-            r"uncorrectable",
-            r"unreadable",
-            r"reallocated sector",
-            r"pending sector",
-            r"offline uncorrectable",
-            r"medium error",
-            r"unrecovered read error",
-            r"corrupt(ed|ion)? (file ?system|journal|superblock|inode|block|sector|data|image)",
-            r"corrupt(ed|ion)? (partition|metadata|directory)",
-            r"\bfile ?system (is )?corrupt",
-            r"journal (has )?aborted",
-            r"EXT4-fs error",
-            r"fs error",
-            r"superblock",
-            r"\bfsck\b.*(fail|error)",
-            r"SMART (prefailure|failure|usage attribute)",
-            r"FAILING_NOW",
-            r"self-test.*fail",
-            r"degraded array",
-            r"\bdegraded\b",
-            r"disk failure",
-            r"raid.* (fail|faulty)",
-            r"buffer i/o",
-            r"lost (async )?page write",
-            r"ata\S* (error|exception)",
-            r"\bcrc error",
-            r"sense key",
-            r"blk_update_request",
-            r"sector \S+ .*error",
-        ],
-    ),
-    _r(
-        "crash",
-        "software",
-        "a crash, an out-of-memory kill or a hung/restarting service",
-        [
-            r"segfault",
-            r"segmentation fault",
-            r"core dump",
-            r"dumped core",
-            r"out of memory",
-            r"\boom\b",
-            r"oom-kill",
-            r"killed process",
-            r"assertion",
-            r"assert(ion)? fail",
-            r"stack trace",
-            r"traceback",
-            r"kernel panic",
-            r"\boops\b",
-            r"general protection",
-            r"unable to handle kernel",
-            r"BUG: ",
-            r"call trace",
-            r"hung task",
-            r"blocked for more than",
-            r"soft lockup",
-            r"hard lockup",
-            r"rcu.*stall",
-            r"exited, code=(dumped|killed)",
-            r"Main process exited, code=",
-            r"(?-i:Failed with result)",
-            r"start request repeated too quickly",
-            r"watchdog timeout",
-            r"\bcrashed\b",
-            r"\bcrash(ing)? (detected|dump)",
-            r"double free",
-            r"memory corruption",
-            r"stack smashing",
-            r"(?<!don't )\bpanic\b",
-            r"fatal signal",
-            r"terminated by signal",
-            r"Killing process",
-            r"Unhandled exception",
-            r"uncaught exception",
-        ],
-    ),
-    _r(
-        "hardware",
-        "hardware",
-        "a component failing or misbehaving",
-        [
-            r"machine check",
-            r"hardware error",
-            r"\bmce\b",
-            r"\bEDAC\b",
-            r"ECC (error|fail)",
-            r"corrected error",
-            r"device descriptor read",
-            r"unable to enumerate",
-            r"device not accepting address",
-            r"cannot enable",
-            r"over-?current condition",
-            r"firmware (crash|error|fail)",
-            r"failed to load firmware",
-            r"\bfan\b.*(fail|stall|stop)",
-            r"hardware (fail|fault)",
-            r"bus error",
-            r"link reset",
-            r"controller (died|reset|error)",
-            r"timeout waiting for hardware",
-            r"\bPCIe? (bus )?error",
-            r"\bAER\b",
-            r"disabled by hub",
-            r"port disabled",
-            r"device offlined",
-            r"not responding",
-        ],
-    ),
-    _r(
-        "sensor",
-        "sensor",
-        "a sensor that cannot be read or reads nonsense",
-        [
-            r"sensor.*(fail|error|fault|invalid|implausible|stuck|out of range|not respond)",
-            r"(read|reading) (from )?sensor",
-        ],
-    ),
-]
 
 CHATTER_ALWAYS = [
     _r(
@@ -339,10 +63,12 @@ CHATTER_ALWAYS = [
             r"idle timeout",
             r"client timed out",
             r"Timeout before authentication",
+            r"expiring session",
             r"Conn(ection)? closed",
             r"EOF on client",
             r"client prematurely closed",
-            r"keepalive",
+            r"closed keepalive",
+            r"keepalive timeout",
         ],
     ),
     _r(
@@ -356,7 +82,7 @@ CHATTER_ALWAYS = [
             r"bad protocol version",
             r"protocol mismatch",
             r"unable to negotiate",
-            r"no matching .* found",
+            r"no matching (key exchange|host key|cipher|mac|kex|compression)",
             r"invalid format",
             r"not a valid ssh",
             r"client sent (invalid|plain)",
@@ -501,6 +227,12 @@ FAILURE_WORDS = re.compile(
     "|".join(
         [
             r"\bfail",
+            r"\bproblem",
+            r"\bdied\b",
+            r"does not match",
+            r"\bcorrupt",
+            r"%m",
+            r"\bbusted\b",
             r"\berror",
             r"\bunable\b",
             r"\bcannot\b",
@@ -539,6 +271,12 @@ FAILURE_WORDS = re.compile(
 )
 
 CATEGORY_HINTS = [
+    _r(
+        "hint-software",
+        "software",
+        "",
+        [r"\bsystem bus\b", r"\bd-?bus\b", r"\bmemory\b", r"\bthread", r"\bfork\b"],
+    ),
     _r(
         "hint-storage",
         "storage",
@@ -602,7 +340,6 @@ CATEGORY_HINTS = [
             r"\bfirmware",
             r"\bcontroller",
             r"\badapter",
-            r"\bdevice\b",
         ],
     ),
 ]
@@ -637,3 +374,17 @@ def label_template(
         if rule.pattern.search(text):
             return rule.label, f"rule:{rule.name}: {rule.reason}"
     return level_fallback(text, level, default_alert, hints)
+
+
+__all__ = [
+    "ALERTS",
+    "CATEGORY_HINTS",
+    "CHATTER",
+    "CHATTER_ALWAYS",
+    "FAILURE_WORDS",
+    "LABELS",
+    "RECOVERY",
+    "Rule",
+    "label_template",
+    "level_fallback",
+]

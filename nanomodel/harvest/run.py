@@ -34,7 +34,7 @@ _CONV = re.compile(
     r"%(?:\{\w+\}|[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|j|z|t|L|q)?[diouxXeEfgGcspmn%])"
 )
 MAX_LEN = 300
-MAX_LEVEL_ALERTS = 200
+MAX_LEVEL_ALERTS = 150
 _TABLE = re.compile(r'\{\s*(LOG_[A-Z]+)\s*,\s*("(?:\\.|[^"\\\n])*")\s*\}')
 
 
@@ -45,9 +45,12 @@ def package_dir(root: Path, package: str) -> tuple[Path, str]:
         raise FileNotFoundError(
             f"no {package}_*.dsc under {root}: run apt-get source {package} there"
         )
-    version = dscs[-1].name[len(package) + 1 : -4]
+    # the .dsc's Version field keeps the epoch ("1:9.2p1-2") that its file name drops
+    found = re.search(r"^Version: *(\S+)", dscs[-1].read_text(errors="replace"), re.M)
+    version = found.group(1) if found else dscs[-1].name[len(package) + 1 : -4]
     upstream = version.split(":")[-1].rsplit("-", 1)[0]
-    for cand in (root / f"{package}-{upstream}", root / package):
+    nested = root / package / f"{package}-{upstream}"  # a selective unpack (linux)
+    for cand in (root / f"{package}-{upstream}", nested, root / package):
         if cand.is_dir():
             return cand, f"{package} {version}"
     subdirs = sorted(p for p in root.glob(f"{package}-*") if p.is_dir())
@@ -79,6 +82,8 @@ def clean(fmt: str) -> str | None:
     prose = _CONV.sub(" ", text)
     # Debug text that some daemons log at info ("DEBUG: ...") is not what a running system shows.
     if len(_WORD.findall(prose)) < 2 or text.lower().startswith(("usage", "try '", "debug")):
+        return None
+    if re.match(r"-{1,2}\w\S* .*\s:\s", text):  # a command-line option's help line
         return None
     return text
 
@@ -119,6 +124,10 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
             if level == "debug":
                 continue
             msg = clex_prefix(src, call.name, level) + fmt
+            pam_module = re.match(r"modules/(pam_\w+)/", rel)
+            if src.source == "pam" and call.name.startswith("pam_") and pam_module:
+                # pam_vsyslog writes "<module>(<service>:<type>): " before the message
+                msg = f"{pam_module.group(1)}(%{{pamsvc}}): {fmt}"
             if src.source == "openssh":
                 msg = _openssh_decor(call.name, msg, text, call.line)
             msg_clean = clean(msg)
@@ -241,20 +250,19 @@ def main(argv: list[str] | None = None) -> int:
             (src.source, rows[0]["package"] if rows else src.package, len(found), len(rows), counts)
         )
         print(f"{src.source}: {len(found)} found, {len(rows)} kept {dict(sorted(counts.items()))}")
-    if not args.only:
-        write_summary(args.out.parent / "COUNTS.md", summary)
+    write_summary(args.out.parent / "COUNTS.md", summary)
     return 0
 
 
 def cap_level_alerts(rows: list[dict[str, str]], cap: int) -> list[dict[str, str]]:
-    """Keep every normal and every rule/override/expansion alert, and at most ``cap`` alerts
-    labelled by level alone (most are internal error paths: "Failed to allocate event
+    """Keep every normal and every rule/override/expansion alert, and per category at most
+    ``cap`` alerts labelled by level alone (most are internal error paths: "Failed to allocate event
     source"); which ones is decided by a hash of the text, so reruns keep the same set."""
-    by_level = [r for r in rows if r["label"] != "normal" and r["reason"].startswith("level:")]
-    if len(by_level) <= cap:
-        return rows
-    ranked = sorted(by_level, key=lambda r: hashlib.sha1(r["template"].encode()).hexdigest())
-    drop = {id(r) for r in ranked[cap:]}
+    drop: set[int] = set()
+    for label in {r["label"] for r in rows} - {"normal"}:
+        by_level = [r for r in rows if r["label"] == label and r["reason"].startswith("level:")]
+        ranked = sorted(by_level, key=lambda r: hashlib.sha1(r["template"].encode()).hexdigest())
+        drop.update(id(r) for r in ranked[cap:])
     return [r for r in rows if id(r) not in drop]
 
 
@@ -275,11 +283,23 @@ def write_summary(path: Path, summary: list[tuple[str, str, int, int, dict[str, 
         "",
         "Written by `python -m nanomodel.harvest.run`; do not edit by hand. *found* is every",
         "distinct non-debug message of the source's log calls, *kept* what the templates file",
-        "holds (alerts labelled by level alone are capped per source; see LABELLING.md).",
+        "holds (alerts labelled by level alone are capped per source and category; see",
+        "LABELLING.md).",
         "",
         "| source | package | found | kept | " + " | ".join(labels) + " |",
         "|---|---|---|---|" + "---|" * len(labels),
     ]
+    # keep the rows of sources not harvested in this run (``--only``), in SOURCES order
+    fresh = {row[0]: row for row in summary}
+    old = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) == 4 + len(labels) and cells[2].isdigit():
+                counts = {k: int(v) for k, v in zip(labels, cells[4:], strict=True) if int(v)}
+                old[cells[0]] = (cells[0], cells[1], int(cells[2]), int(cells[3]), counts)
+    order = [s.source for s in SOURCES]
+    summary = [fresh.get(name) or old[name] for name in order if name in fresh or name in old]
     total: dict[str, int] = {}
     for source, package, found, kept, counts in summary:
         lines.append(

@@ -9,8 +9,10 @@ this daemon falls in when no rule in :mod:`nanomodel.harvest.rules` says otherwi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+
+from nanomodel.harvest.kernel import KERNEL_CALLS, KERNEL_PATHS, KERNEL_PREFIXES
+from nanomodel.harvest.levels import call_level, word_level
 
 LEVELS = ("debug", "info", "notice", "warning", "error", "crit")
 
@@ -53,51 +55,6 @@ _SYSTEMD_PREFIXES = {
     r"log_link_.*|log_netdev_.*": "%{iface}: ",
     r"log_device_.*": "%{sysname}: ",
 }
-_KERNEL_CALLS = (
-    r"printk|printk_ratelimited|pr_(emerg|alert|crit|err|warn|warning|notice|info|cont)"
-    r"(_ratelimited|_once)?"
-    r"|dev_(emerg|alert|crit|err|warn|notice|info|printk)(_ratelimited|_once)?"
-    r"|netdev_(emerg|alert|crit|err|warn|notice|info)|netif_(err|warn|info|notice)"
-    r"|ata_(dev|link|port)_(err|warn|notice|info)|sd_printk|sdev_printk|scmd_printk"
-    r"|ext4_msg|ext4_error|ext4_warning|ext4_error_inode|edac_printk|edac_mc_printk"
-    r"|hub_(err|warn|info)|mmc_(err|warn)|jbd2_err|WARN|WARN_ONCE"
-)
-_KERNEL_PREFIXES = {
-    r"dev_.*|hub_.*": "%{kdev}: ",
-    r"netdev_.*|netif_.*": "%{knetdev}: ",
-    r"ata_dev_.*": "ata%{n}.00: ",
-    r"ata_(link|port)_.*": "ata%{n}: ",
-    r"sd_printk": "sd %{scsi}: [%{disk}] ",
-    r"sdev_printk|scmd_printk": "sd %{scsi}: ",
-    r"ext4_msg": "EXT4-fs (%{part}): ",
-    r"ext4_error.*": "EXT4-fs error (device %{part}): %{func}:%{n}: comm %{comm}: ",
-    r"ext4_warning": "EXT4-fs warning (device %{part}): %{func}:%{n}: ",
-    r"edac_.*": "EDAC MC0: ",
-}
-
-_KERNEL_PATHS = (
-    ("drivers/hwmon/", "sensor"),
-    ("drivers/iio/", "sensor"),
-    ("drivers/w1/", "sensor"),
-    ("drivers/power/", "power"),
-    ("drivers/regulator/", "power"),
-    ("drivers/acpi/battery", "power"),
-    ("drivers/acpi/ac", "power"),
-    ("drivers/net/", "network"),
-    ("net/", "network"),
-    ("fs/", "storage"),
-    ("drivers/ata/", "storage"),
-    ("drivers/scsi/", "storage"),
-    ("drivers/mmc/", "storage"),
-    ("drivers/nvme/", "storage"),
-    ("drivers/md/", "storage"),
-    ("block/", "storage"),
-    ("drivers/usb/storage/", "storage"),
-    ("mm/", "software"),
-    ("kernel/", "software"),
-    ("security/", "security"),
-)
-
 SOURCES: list[Source] = [
     Source(
         "openssh",
@@ -399,6 +356,28 @@ SOURCES: list[Source] = [
     Source("watchdog", "watchdog", ("src/*.c",), r"log_message|fatal_error", "hardware"),
     Source("logrotate", "logrotate", ("*.c",), r"message", "software"),
     Source(
+        "apache2",
+        "apache2",
+        (
+            "server/*.c",
+            "server/mpm/event/*.c",
+            "server/mpm/prefork/*.c",
+            "modules/http/*.c",
+            "modules/ssl/*.c",
+            "modules/proxy/mod_proxy.c",
+            "modules/proxy/proxy_util.c",
+            "modules/proxy/mod_proxy_http.c",
+            "modules/aaa/*.c",
+            "modules/mappers/*.c",
+            "modules/generators/mod_cgid.c",
+            "modules/generators/mod_autoindex.c",
+            "modules/filters/mod_reqtimeout.c",
+            "modules/core/*.c",
+        ),
+        r"ap_log_(error|rerror|cerror|perror|cserror)",
+        "software",
+    ),
+    Source(
         "apcupsd",
         "apcupsd",
         ("src/*.c", "src/drivers/*/*.c", "src/lib/*.c"),
@@ -410,85 +389,12 @@ SOURCES: list[Source] = [
         "linux",
         "linux",
         ("**/*.c", "**/*.h"),
-        _KERNEL_CALLS,
+        KERNEL_CALLS,
         "hardware",
-        prefixes=_KERNEL_PREFIXES,
+        prefixes=KERNEL_PREFIXES,
         exclude=("test",),
-        path_alert=_KERNEL_PATHS,
+        path_alert=KERNEL_PATHS,
     ),
 ]
 
-_LEVEL_WORDS = [
-    (
-        re.compile(
-            r"(?i)(^|_)(debug|dbg|trace|excessive|msgdump|verbose_debug)\d?$|^DBG$|^_LOG[DT]"
-        ),
-        "debug",
-    ),
-    (
-        re.compile(r"(?i)(^|_)(emerg|emergency|alert|crit|critical|fatal|panic|die)$|^LOG_FATAL$"),
-        "crit",
-    ),
-    (re.compile(r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE"), "error"),
-    (re.compile(r"(?i)(^|_)(warn|warning|warnx)$|^_LOGW"), "warning"),
-    (re.compile(r"(?i)(^|_)(notice|client)$|^_LOGN"), "notice"),
-    (
-        re.compile(
-            r"(?i)(^|_)(info|infox|information|message|show_parms)$|^_LOGI|^(logit|verbose)$"
-        ),
-        "info",
-    ),
-]
-
-
-def word_level(word: str) -> str | None:
-    """The level a call name or level constant denotes (``LOG_ERR`` → error)."""
-    if word.startswith(
-        "D_"
-    ):  # openvpn's D_* flags: errors show at default verbosity, the rest is chatter
-        return (
-            "error"
-            if word.endswith("ERRORS")
-            else ("debug" if re.search(r"DEBUG|LOW|MEDIUM", word) else "info")
-        )
-    if word == "M_FATAL":
-        return "crit"
-    if word in ("M_ERR", "M_ERRNO", "M_NONFATAL"):
-        return "error"
-    if word == "M_USAGE":
-        return "debug"  # command-line usage errors, never in a log
-    for pattern, level in _LEVEL_WORDS:
-        if pattern.search(word):
-            return level
-    return None
-
-
-def call_level(name: str, level_args: list[str]) -> str:
-    """Level of a call from the level constants among its leading arguments, else its name."""
-    base = name.split(".")[-1]
-    for word in level_args:
-        got = word_level(word)
-        if got is not None:
-            return got
-    if base in ("printk", "syslog", "msg", "LOG", "dev_printk"):
-        return "info"
-    got = word_level(base)
-    if got is None:
-        # openssh/bluez's error()/fatal(), busybox bb_error_msg, postfix msg_warn...
-        for key, level in (
-            ("fatal", "crit"),
-            ("die", "crit"),
-            ("panic", "crit"),
-            ("err", "error"),
-            ("warn", "warning"),
-            ("WARN", "warning"),
-            ("info", "info"),
-            ("debug", "debug"),
-            ("disconnect", "info"),
-            ("exit", "error"),
-            ("close", "info"),
-        ):
-            if key in base:
-                return level
-        return "info"
-    return got
+__all__ = ["LEVELS", "SOURCES", "Source", "call_level", "word_level"]

@@ -76,6 +76,13 @@ def _state_before(role: str) -> TrustedMetadataSet:
     return trusted
 
 
+def _delegated(trusted: TrustedMetadataSet) -> bool:
+    """Whether the trusted top-level targets lead the delta path to the deltas role."""
+    delegations = trusted[Targets.type].delegations  # type: ignore[attr-defined]
+    return delegations is not None and any(
+        name == DELTAS_ROLE for name, _ in delegations.get_roles_for_target(_LOOKUPS[1]))
+
+
 def _use(trusted: TrustedMetadataSet) -> None:
     """What the agent reads from verified metadata: delegation lookups and customs."""
     for role in (Targets.type, DELTAS_ROLE):
@@ -106,6 +113,8 @@ def _verify(files: dict[str, bytes]) -> None:
         for role in ROLES[ROLES.index(first):]:
             if role == "root" and role not in files:
                 continue
+            if role == DELTAS_ROLE and not _delegated(trusted):
+                break  # ngclient only loads a role its delegator's paths lead to
             _load(trusted, role, files[role] if role in files else world().files[_names()[role]])
     except RepositoryError:  # includes DeserializationError: the documented refusals
         return

@@ -33,8 +33,12 @@ reconnect_max_s = 1
 
 
 class AgentProcess:
-    def __init__(self, config: Path, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, state_dir: Path, env: dict[str, str] | None = None,
+                 crash_at: str | None = None) -> None:
+        """``crash_at``: run through :mod:`hil.ota_crash`, which ends the process with
+        ``os._exit(137)`` right after the OTA record entering that state is persisted."""
         self.config = config
+        self.runner = ["-m", "hil.ota_crash", crash_at] if crash_at else ["-m", "agent.cli"]
         self.socket = state_dir / "agent.sock"
         self.log = state_dir.parent / f"{state_dir.name}-agent.log"
         self.env = {**os.environ, **(env or {})}
@@ -43,7 +47,7 @@ class AgentProcess:
     def start(self, wait: bool = True) -> AgentProcess:
         self._logf = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+            [sys.executable, *self.runner, "run", "--config", str(self.config)],
             stdout=self._logf, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()

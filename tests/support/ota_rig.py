@@ -4,6 +4,7 @@ helpers to read the agent's OTA reports from a real broker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -12,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contract.bundle import read_bundle
-from contract.tuf_targets import ModelTargetInfo, full_target_path
+from contract.bundle import read_bundle, runtime_variant
+from contract.tuf_targets import ModelTargetInfo, RuntimeFormat, full_target_path
 from fleet_server.deltas import build_delta
 from fleet_server.repository.repo import DeltaUpload
 from tests.support.agent_proc import AgentProcess, write_config
@@ -33,28 +34,37 @@ class Repo:
         self.bundles: dict[int, bytes] = {}
 
     def publish(self, bundle: bytes, *, delta_from: tuple[int, ...] = (),
-                minimum_version: int | None = None) -> None:
+                minimum_version: int | None = None, variants: bool = False) -> None:
+        """``variants``: the operators sign each runtime's variant too and the server
+        makes variant deltas as well (what ``nanofleet model publish`` + the server do)."""
         manifest = read_bundle(bundle).manifest
-        self.kit.publish(bundle, minimum_version=minimum_version)
+        self.kit.publish(bundle, minimum_version=minimum_version, variants=variants)
         self.bundles[manifest.version] = bundle
         if delta_from:
-            self.add_deltas(manifest.version, delta_from)
+            self.add_deltas(manifest.version, delta_from,
+                            runtimes=(None, "onnx", "tflite") if variants else (None,))
 
-    def add_deltas(self, version: int, bases: tuple[int, ...]) -> None:
+    def add_deltas(self, version: int, bases: tuple[int, ...],
+                   runtimes: tuple[RuntimeFormat | None, ...] = (None,)) -> None:
         top = self.kit.repo.targets().signed.targets
-        new = self.bundles[version]
-        name = read_bundle(new).manifest.name
-        full = top[full_target_path(name, version)]
+        new_combined = self.bundles[version]
+        name = read_bundle(new_combined).manifest.name
         uploads = []
-        for base in bases:
-            old = self.bundles[base]
-            base_target = top[full_target_path(name, base)]
-            info = ModelTargetInfo(
-                kind="delta", model=name, slot=read_bundle(new).manifest.slot, version=version,
-                result_sha256=full.hashes["sha256"], result_length=full.length,
-                base_version=base, base_sha256=base_target.hashes["sha256"],
-                delta_format="nfd-1")
-            uploads.append(DeltaUpload(build_delta(old, new), info))
+        for runtime in runtimes:
+            full = top[full_target_path(name, version, runtime)]
+            new = runtime_variant(new_combined, runtime) if runtime else new_combined
+            for base in bases:
+                old = runtime_variant(self.bundles[base], runtime) if runtime \
+                    else self.bundles[base]
+                base_target = top.get(full_target_path(name, base, runtime))
+                info = ModelTargetInfo(
+                    kind="delta", model=name, slot=read_bundle(new).manifest.slot,
+                    version=version, result_sha256=full.hashes["sha256"],
+                    result_length=full.length, base_version=base,
+                    base_sha256=base_target.hashes["sha256"] if base_target
+                    else hashlib.sha256(old).hexdigest(),
+                    delta_format="nfd-1", runtime=runtime)
+                uploads.append(DeltaUpload(build_delta(old, new), info))
         self.kit.repo.add_delta_targets(uploads)
 
     def metadata(self, name: str) -> bytes:
@@ -112,13 +122,16 @@ class LineWriter:
 
 
 def make_agent(tmp: Path, device: str, port: int, repo: Repo, log: Path,
-               env: dict[str, str] | None = None, **trial: Any) -> AgentProcess:
+               env: dict[str, str] | None = None, crash_at: str | None = None,
+               runtime: str | None = None,
+               **trial: Any) -> AgentProcess:
     state = tmp / f"state-{device}"
     source = f'[[sources]]\nkind = "file"\npath = "{log}"\nstart_at = "beginning"\n'
+    model = f'[model]\nruntime = "{runtime}"\n' if runtime else ""
     cfg = write_config(tmp / f"{device}.toml", device, state, port, source,
-                       extra='[pipeline]\nbatch_size = 16\nbatch_max_wait_ms = 20\n'
+                       extra=model + '[pipeline]\nbatch_size = 16\nbatch_max_wait_ms = 20\n'
                        + repo.ota_toml(**trial))
-    return AgentProcess(cfg, state, env=env)
+    return AgentProcess(cfg, state, env=env, crash_at=crash_at)
 
 
 def unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -52,11 +52,12 @@ class RepoKit:
         return [load_signer(p) for p in self.keys["root"]]
 
     def publish(self, bundle: bytes, *, deltas: tuple[DeltaFile, ...] = (),
-                minimum_version: int | None = None) -> int:
-        """Operator signs (targets key) and the server publishes; returns targets version."""
+                minimum_version: int | None = None, variants: bool = False) -> int:
+        """Operator signs (targets key) and the server publishes; returns targets version.
+        ``variants``: sign each runtime's variant too (as ``nanofleet model publish``)."""
         update = add_targets(self.repo.targets_bytes(), [self.signer("targets")], bundle=bundle,
                              deltas=deltas, minimum_version=minimum_version,
-                             trusted_root=self.repo.root_bytes())
+                             trusted_root=self.repo.root_bytes(), variants=variants)
         return self.repo.publish_targets(update.metadata, update.files)
 
 

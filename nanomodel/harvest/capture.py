@@ -1,0 +1,139 @@
+"""Run real daemons in network namespaces made here and keep what they log.
+
+Usage (root; the daemons must be installed: openssh-server, mosquitto(+clients),
+dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn; not installed by bootstrap:
+this is a manual tool, CI never runs it)::
+
+    python -m nanomodel.harvest.capture /work/scratch/capture
+
+Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2) carry all
+traffic; nothing leaves them. A BusyBox ``syslogd`` owns ``/dev/log`` for the run (it
+is removed afterwards when it did not exist before), so every daemon logs exactly as
+under a real syslog. Each scenario first logs a marker line (``nfcapture: BEGIN <how>``),
+so every captured line records how it came about. Lines are then labelled through the
+harvested templates (:mod:`nanomodel.harvest.match`) and written to
+``nanomodel/data/real/captured/<source>.jsonl`` with the syslog timestamp and host cut
+off (the text starts at the program tag, ``sshd[812]: ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nanomodel.harvest import scenarios
+from nanomodel.harvest.capture_io import write_captured
+
+SRV, CLI = "nfcap-srv", "nfcap-cli"
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def netns_up() -> None:
+    for ns in (SRV, CLI):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh(
+        "ip",
+        "link",
+        "add",
+        "nfcap0",
+        "netns",
+        SRV,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nfcap1",
+        "netns",
+        CLI,
+    )
+    # a second pair with no DHCP server behind it, for the "no offers" case
+    sh(
+        "ip",
+        "link",
+        "add",
+        "nfcap2",
+        "netns",
+        SRV,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nfcap3",
+        "netns",
+        CLI,
+    )
+    sh("ip", "-n", SRV, "addr", "add", "10.77.0.1/24", "dev", "nfcap0")
+    sh("ip", "-n", CLI, "addr", "add", "10.77.0.2/24", "dev", "nfcap1")
+    for ns, dev in ((SRV, "nfcap0"), (CLI, "nfcap1"), (SRV, "nfcap2"), (CLI, "nfcap3")):
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+
+
+def netns_down() -> None:
+    for ns in (SRV, CLI):
+        sh("ip", "netns", "del", ns, check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("workdir", type=Path, help="scratch directory outside the repository")
+    ap.add_argument(
+        "--only", nargs="*", help="run only these scenarios", choices=sorted(scenarios.ALL)
+    )
+    ap.add_argument(
+        "--no-write", action="store_true", help="capture only; do not update the repo files"
+    )
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
+        return 2
+    work: Path = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "syslog.log"
+    log.unlink(missing_ok=True)
+    had_devlog = Path("/dev/log").exists()
+    if had_devlog:
+        print("/dev/log exists (a syslog daemon runs): refusing to take it over", file=sys.stderr)
+        return 2
+    netns_down()
+    netns_up()
+    syslogd = subprocess.Popen(["busybox", "syslogd", "-n", "-O", str(log)])
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        time.sleep(0.5)
+        for name in sorted(scenarios.ALL):
+            if args.only and name not in args.only:
+                continue
+            print(f"scenario {name}", file=sys.stderr)
+            started.extend(scenarios.ALL[name](work))
+        time.sleep(1.0)
+    finally:
+        for proc in reversed(started):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        scenarios.stop_pidfiles(work)
+        time.sleep(0.5)
+        syslogd.terminate()
+        syslogd.wait(timeout=5)
+        Path("/dev/log").unlink(missing_ok=True)
+        netns_down()
+    if not args.no_write:
+        counts = write_captured(log.read_text(errors="replace"))
+        for source, n in sorted(counts.items()):
+            print(f"{source}: {n} captured lines")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Turn a captured syslog file into labelled ``captured/<source>.jsonl`` rows.
+
+Pure parsing and labelling (:func:`captured_rows`) plus the one function that writes the
+files. BusyBox syslogd writes ``Dec  3 07:40:27 host facility.prio tag[pid]: message``;
+the row keeps ``tag[pid]: message`` (no timestamp, no host) and labels ``message``
+through the source's templates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from nanomodel import realtext
+from nanomodel.harvest.match import Matcher
+from nanomodel.harvest.sources import SOURCES
+
+_LINE = re.compile(
+    r"^\w{3} [ \d]\d \d\d:\d\d:\d\d (?P<host>\S+) (?P<fac>\w+)\.(?P<prio>\w+) "
+    r"(?P<tagged>(?P<tag>[^\s\[:]+)(?:\[\d+\])?: ?(?P<msg>.*))$"
+)
+_PRIO = {
+    "emerg": "crit",
+    "alert": "crit",
+    "crit": "crit",
+    "err": "error",
+    "warn": "warning",
+    "warning": "warning",
+    "notice": "notice",
+    "info": "info",
+    "debug": "debug",
+}
+# syslog tag → template source
+_TAG_SOURCE = {
+    "sshd": "openssh",
+    "mosquitto": "mosquitto",
+    "dnsmasq": "dnsmasq",
+    "dnsmasq-dhcp": "dnsmasq",
+    "dhclient": "isc-dhcp",
+    "udhcpc": "busybox",
+    "crond": "busybox",
+    "syslogd": "busybox",
+    "chronyd": "chrony",
+    "ovpn-server": "openvpn",
+    "ovpn-client": "openvpn",
+    "sudo": "sudo",
+    "CRON": "cron",
+}
+MAX_PER_SHAPE = 3  # the same message with other numbers adds little: keep at most this many
+DATA = Path(realtext.__file__).resolve().parent / "data" / "real" / "captured"
+
+
+def _shape(text: str) -> str:
+    return re.sub(r"\d+", "0", re.sub(r"\[\d+\]", "", text))
+
+
+def captured_rows(log_text: str) -> list[dict[str, str]]:
+    """Labelled rows for every line of a captured syslog file (markers set ``how``)."""
+    matchers: dict[str, Matcher] = {}
+    default_alert = {s.source: s.alert for s in SOURCES}
+    how = "before any scenario"
+    shapes: Counter[str] = Counter()
+    rows: list[dict[str, str]] = []
+    for raw in log_text.splitlines():
+        m = _LINE.match(raw)
+        if m is None:
+            continue
+        tag, msg, level = m.group("tag"), m.group("msg").strip(), _PRIO.get(m.group("prio"), "info")
+        if tag == "nfcapture":
+            how = msg.removeprefix("BEGIN ")
+            continue
+        if tag == "logger" or not msg:
+            continue
+        source = _TAG_SOURCE.get(tag)
+        if source is None:  # another program on this machine, not one of the scenarios' daemons
+            continue
+        if msg.startswith("pam_"):
+            source = "pam"
+        shape = _shape(m.group("tagged"))
+        shapes[shape] += 1
+        if shapes[shape] > MAX_PER_SHAPE:
+            continue
+        if source not in matchers:
+            matchers[source] = Matcher(
+                [
+                    (t.template, t.label, t.reason, t.origin)
+                    for t in realtext.load_templates([source])
+                ],
+                source=source,
+            )
+        # mosquitto stamps its own epoch seconds in front of the message, even under syslog
+        body = re.sub(r"^\d{9,}: ", "", msg) if source == "mosquitto" else msg
+        label, reason = matchers[source].label(body, level, default_alert.get(source, "software"))
+        rows.append(
+            {
+                "source": source,
+                "text": m.group("tagged"),
+                "label": label,
+                "reason": reason,
+                "how": how,
+                "level": level,
+            }
+        )
+    return rows
+
+
+def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
+    """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
+    rows = captured_rows(log_text)
+    by_source: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, items in by_source.items():
+        with (folder / f"{source}.jsonl").open("w") as fh:
+            for row in items:
+                fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return {s: len(v) for s, v in by_source.items()}

@@ -1,0 +1,71 @@
+"""Helpers the capture scenarios share: run things inside the two network namespaces,
+log a marker line, stop what was started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SRV, CLI = "nfcap-srv", "nfcap-cli"
+SERVER = "10.77.0.1"
+
+Proc = subprocess.Popen[bytes]
+
+
+def marker(how: str) -> None:
+    subprocess.run(["busybox", "logger", "-t", "nfcapture", f"BEGIN {how}"], check=False)
+    time.sleep(0.2)
+
+
+def run_in(ns: str, *cmd: str, timeout: float = 30, env: dict[str, str] | None = None) -> int:
+    try:
+        return subprocess.run(
+            ["ip", "netns", "exec", ns, *cmd],
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        ).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+def start_in(ns: str, *cmd: str) -> Proc:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def py_in(ns: str, code: str, timeout: float = 30) -> int:
+    return run_in(ns, "python3", "-c", code, timeout=timeout)
+
+
+def stop(proc: Proc, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def stop_pidfiles(work: Path) -> None:
+    """Stop daemons that forked (sshd, chronyd, dhclient) by the pid files we gave them."""
+    for pidfile in sorted(work.glob("*.pid")):
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            pass
+        pidfile.unlink(missing_ok=True)
+
+
+def _stop_pidfile(path: Path, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, IndexError, ProcessLookupError):
+        os.kill(int(path.read_text().split()[0]), sig)
