@@ -226,7 +226,7 @@ def test_mqtt_only_device_updates_with_no_http_route(
         assert streamed["errors"] == 0 and streamed["rate_limited"] >= 1
         assert streamed["bytes"] >= len(artifact)
         print(f"MQTT-only OTA (netns={'yes' if ns else 'no'}): deploy -> committed in "
-              f"{seconds:.1f} s with a broker restart after {cut_at} B; bundle {len(bundle2)} "
+              f"{seconds:.1f} s with a broker restart after {cut_at} B; bundle {len(artifact)} "
               f"B at {RATE} B/s; server streamed {streamed['bytes']} B in "
               f"{streamed['chunks']} chunks / {streamed['requests']} requests "
               f"({streamed['rate_limited']} rate-limited)")

@@ -269,8 +269,9 @@ def get_devices(service: Service,
                     "last OTA state (downloading ... committed, failed, rolled_back).")] = None,
                 group: Annotated[str | None, Query(pattern=NAME_PATTERN,
                                                    description="In this group.")] = None,
-                tag: Annotated[list[Label] | None, Query(
-                    max_length=20, description="Carrying this tag (repeat: all of them).")] = None,
+                tag: Annotated[list[Label], Query(
+                    max_length=20, description="Carrying this tag (repeat: all of them).")
+                ] = [],  # noqa: B006 - FastAPI copies a default, never mutates it
                 model: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN,
                                                    description="Runs this model.")] = None,
                 model_version: Annotated[int | None, Query(
