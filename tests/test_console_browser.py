@@ -441,7 +441,8 @@ def test_every_page_labels_its_controls_and_works_from_the_keyboard(
     setup = fleet
     sign_in(page, setup, setup.token)
     rid = any_rollout(setup)
-    r = api(setup, "PATCH", "/api/v1/devices", json={"devices": ["a11y-01"], "group": "a11y"})
+    r = api(setup, "PATCH", "/api/v1/devices", json={"devices": ["a11y-01"], "group": "a11y",
+                                                          "create": True})
     assert r.status_code == 200, r.text
     for path in ("/console/fleet", "/console/devices/a11y-01", "/console/releases",
                  "/console/releases/nano-logs/2", "/console/rollouts", "/console/rollouts/new",

@@ -97,8 +97,10 @@ def attack_thief_renews_first(fleet: EnrolledFleet, tmp: Path) -> None:
     assert thief.returncode == 0, thief.stderr
     device = fleet.agent_enroll("--renew", "--force", "--dir", str(directory))
     assert device.returncode == 1 and "revoked" in device.stderr, device.stderr
+    reloads = fleet.broker.reloads()
     code, _, err = fleet.nanofleet("devices", "revoke", "vic-4", "--reason", "key stolen")
     assert code == 0, err
+    fleet.broker.wait_reloads(reloads + 1)  # the broker re-reads the CRL after a signal
     stolen_tls = {"ca": str(stolen / "ca.crt"), "cert": str(stolen / "device.crt"),
                   "key": str(stolen / "device.key")}
     assert try_connect(fleet.tls_port, stolen_tls) is not None
