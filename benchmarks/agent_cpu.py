@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hil.broker import Mosquitto
+from hil.devices import wait_answering
 
 DEV = "bench-cpu"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -86,13 +87,9 @@ path = "{log}"
                              stdout=subprocess.DEVNULL,
                              stderr=open(work / "agent.log", "wb"))  # noqa: SIM115
     try:
-        sock = work / "state" / "agent.sock"
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            if time.monotonic() > deadline or agent.poll() is not None:
-                print((work / "agent.log").read_text())
-                return 1
-            time.sleep(0.1)
+        if not wait_answering(work / "state" / "agent.sock", agent, 60):
+            print((work / "agent.log").read_text())
+            return 1
         time.sleep(5.0)  # start-up work (model warm-up, first status, metrics) is not idle
         idle_pct, idle_wake = measure(agent.pid, args.seconds)
         styles = ["kernel: eth0: link up, 1000 Mbps full duplex",
