@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from nanomodel.realfill import fill
+from nanomodel.realreview import load_reviews
 
 DATA = Path(__file__).resolve().parent / "data" / "real"
 LABELS = (
@@ -134,26 +136,46 @@ def _rows(kind: str) -> list[dict[str, str]]:
 
 @cache
 def _all_templates() -> tuple[Template, ...]:
-    return tuple(
-        Template(
+    reviews = load_reviews()
+    out: list[Template] = []
+    for r in _rows("templates"):
+        review = reviews.get((r["source"], r["template"]))
+        out.append(Template(
             r["source"],
             r["package"],
             r["origin"],
             r["template"],
             r.get("level", "info"),
-            r["label"],
-            r["reason"],
+            review.label if review else r["label"],
+            review.reason if review else r["reason"],
+        ))
+    present = {(t.source, t.template) for t in out}
+    stale = [k for k in reviews if k not in present]
+    if stale:
+        raise ValueError(
+            f"{len(stale)} reviews name templates that no longer exist, e.g. {stale[0]!r}: "
+            "re-review them against the new harvest (nanomodel/data/real/review/)"
         )
-        for r in _rows("templates")
-    )
+    return tuple(out)
 
 
 @cache
 def _all_captured() -> tuple[CapturedLine, ...]:
-    return tuple(
-        CapturedLine(r["source"], r["text"], r["label"], r["reason"], r["how"])
-        for r in _rows("captured")
-    )
+    # A captured line took its template's label when it was captured; a later review of
+    # that template decides for the line too, unless the line's own values made it an
+    # alert ("... but the values say: ...").
+    by_origin = {
+        (t.source, t.origin): t for t in _all_templates() if t.reason.startswith("review:")
+    }
+    out: list[CapturedLine] = []
+    for r in _rows("captured"):
+        label, reason = r["label"], r["reason"]
+        m = re.match(r"template (\S+) ", reason)
+        reviewed = by_origin.get((r["source"], m.group(1))) if m else None
+        if reviewed and "but the values say" not in reason:
+            label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
+        out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"]))
+    return tuple(out)
 
 
 def load_templates(sources: list[str] | None = None) -> list[Template]:

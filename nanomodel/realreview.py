@@ -1,0 +1,64 @@
+"""Per-template label decisions made by reading the text, applied over the harvest.
+
+The harvester labels templates by readable rules; where no rule speaks, by the level the
+code logs at (LABELLING.md step 7). A level says what the programmer feared, not what a
+technician needs: ``error: Report MAP too big`` is an error path, yet nobody needs to be
+told. A *review* is a person's decision for one template after reading it, stored in
+``data/real/review/<source>.jsonl``, one JSON object per line::
+
+    {"template": "<exact template text>", "label": "normal", "reason": "review: ..."}
+
+Reviews are applied when the data is loaded (the harvest output stays as the rules made
+it, so rules and reviews can be compared and a re-harvest does not lose decisions). A
+review whose template no longer exists in its source, or that names a template twice,
+is an error: stale decisions must be looked at, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+REVIEW_DIR = Path(__file__).resolve().parent / "data" / "real" / "review"
+
+
+@dataclass(frozen=True)
+class Review:
+    """One reviewed template: the label a reader gave it and why."""
+
+    source: str
+    template: str
+    label: str
+    reason: str
+
+
+@cache
+def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
+    """Every review keyed by (source, template); the file name is the source."""
+    from nanomodel.realtext import LABELS  # the label set lives with the data loader
+
+    out: dict[tuple[str, str], Review] = {}
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        source = path.stem
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON ({exc})") from exc
+            if set(row) != {"template", "label", "reason"}:
+                raise ValueError(
+                    f"{path}:{n}: a review has exactly the keys template, label, reason"
+                )
+            if row["label"] not in LABELS:
+                raise ValueError(f"{path}:{n}: label {row['label']!r} is not one of {LABELS}")
+            if not str(row["reason"]).startswith("review:"):
+                raise ValueError(f"{path}:{n}: reason must start with 'review:'")
+            key = (source, row["template"])
+            if key in out:
+                raise ValueError(f"{path}:{n}: template reviewed twice: {row['template']!r}")
+            out[key] = Review(source, row["template"], row["label"], row["reason"])
+    return out
