@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
-from agent.sources.base import Line
+from agent.sources.base import Batching, Line
 
 
 class LineQueue:
@@ -23,6 +24,8 @@ class LineQueue:
         # line, the batch size while it waits for a batch to fill. Waking it for every
         # line of a trickle only to find the batch still short costs a thread switch a line.
         self._wake_at = 1
+        # How the worker batches (set by the pipeline); file sources size their reads by it.
+        self.batching = Batching()
 
     def put(self, line: Line) -> bool:
         """False when full or closed; sources that may wait retry (Source.emit)."""
@@ -34,10 +37,27 @@ class LineQueue:
                 self._cond.notify_all()
             return True
 
+    def put_many(self, lines: Sequence[Line], since: float) -> int:
+        """Queue as many of ``lines`` as fit (0 when full or closed), stamped ``since``
+        (when their source noticed them); one wake of the worker for all of them."""
+        with self._cond:
+            if self._closed:
+                return 0
+            before = len(self._items)
+            n = min(len(lines), self.maxsize - before)
+            if n <= 0:
+                return 0
+            self._items.extend((line, since) for line in lines[:n])
+            if before == 0 or before + n >= self._wake_at:
+                self._cond.notify_all()
+            return n
+
     def get_batch(self, max_items: int, max_wait: float, timeout: float,
                   min_items: int | None = None) -> list[tuple[Line, float]]:
-        """Up to ``max_items`` lines; waits up to ``timeout`` for the first line, then up
-        to ``max_wait`` more until ``min_items`` (default ``max_items``) are queued."""
+        """Up to ``max_items`` lines; waits up to ``timeout`` for the first line, then
+        until ``min_items`` (default ``max_items``) are queued or the oldest queued line
+        has waited ``max_wait`` (counted from its stamp: a file source that already
+        waited to read a batch's worth is not made to wait twice)."""
         want = max_items if min_items is None else max(1, min(min_items, max_items))
         with self._cond:
             if not self._items:
@@ -45,7 +65,7 @@ class LineQueue:
                 if not self._items:
                     return []
             if len(self._items) < want and max_wait > 0:
-                deadline = time.monotonic() + max_wait
+                deadline = self._items[0][1] + max_wait
                 self._wake_at = want
                 try:
                     while len(self._items) < want and not self._closed:

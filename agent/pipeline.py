@@ -16,7 +16,7 @@ from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.line_queue import LineQueue
 from agent.metrics import Counters, LatencyWindow
-from agent.sources.base import Line
+from agent.sources.base import Batching, Line
 from agent.spool import Spool
 from contract import topics
 from contract.bundle import BundleManifest
@@ -88,6 +88,8 @@ class Pipeline:
         self.batch_min = min(cfg.pipeline.batch_min_lines, cfg.pipeline.batch_size)
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
+        # File sources read once per batch's worth of lines (see sources.base.read_window).
+        self.queue.batching = Batching(self.batch_min, self.max_wait)
         self.alert_gate = AlertGate(cfg.alerts, self.counters)
         if self.recent_alerts.maxlen != cfg.alerts.recent:
             self.recent_alerts = deque(self.recent_alerts, maxlen=cfg.alerts.recent)

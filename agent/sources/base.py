@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -29,10 +30,45 @@ class Line:
     checkpoint: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How the consumer of a sink batches lines: a batch runs once ``min_lines`` wait,
+    or once the oldest waiting line was noticed ``max_wait_s`` ago. A source that can
+    choose when to read (a file) sizes its read windows by it, so that one read brings
+    one batch instead of every write waking two threads."""
+
+    min_lines: int = 1
+    max_wait_s: float = 0.0
+
+
+def read_window(batching: Batching, floor_s: float, lines: int, elapsed_s: float) -> float:
+    """How long to wait after new data is noticed before reading it (seconds).
+
+    The last read brought ``lines`` lines ``elapsed_s`` after its data was noticed: the
+    first of them woke us, the others came at about ``(lines - 1) / elapsed_s`` lines/s.
+    Wait as long as ``batching.min_lines`` take at that rate, at least ``floor_s`` and at
+    most ``batching.max_wait_s``: a trickle is read once per ``max_wait_s`` (one batch,
+    one wake-up), a steady stream just often enough to fill batches (low latency)."""
+    ceiling = max(floor_s, batching.max_wait_s)
+    if lines <= 1 or elapsed_s <= 0:
+        return ceiling  # one line (or no rate seen yet): no sign that more are coming soon
+    fill = elapsed_s * batching.min_lines / (lines - 1)
+    return min(ceiling, max(floor_s, fill))
+
+
 class LineSink(Protocol):
+    # Read by sources that choose when to read (see read_window).
+    batching: Batching
+
     def put(self, line: Line) -> bool:
         """Queue a line without waiting; False when full or stopping. Back-pressure
         (waiting for room) is done by :meth:`Source.emit`, which can honour stop()."""
+        ...
+
+    def put_many(self, lines: Sequence[Line], since: float) -> int:
+        """Queue the first lines of ``lines`` that fit, without waiting; how many did.
+        ``since`` (``time.monotonic()``) is when the source noticed them: their batch
+        deadline counts from then. The consumer is woken once, not per line."""
         ...
 
 
@@ -121,6 +157,34 @@ class Source(ABC):
             self.lines_read += 1
             self.counters.inc("lines_in")
         return ok
+
+    def emit_many(self, raws: Sequence[tuple[bytes, str | None]], ts: float,
+                  since: float) -> bool:
+        """Like :meth:`emit` (``block=True``) for the lines of one read: queued together,
+        so the consumer wakes once for them. ``raws`` are (raw line, checkpoint) pairs;
+        ``since`` is when the source noticed the data (see :meth:`LineSink.put_many`).
+        False when stopped before all were queued (those queued keep their checkpoints,
+        so nothing is lost or repeated)."""
+        if not raws:
+            return True
+        limit, counters, name = self.max_line_bytes, self.counters, self.name
+        lines = []
+        for raw, checkpoint in raws:
+            text, truncated = sanitize(raw, limit, counters)
+            lines.append(Line(name, text, ts, truncated, checkpoint))
+        done, delay = 0, 0.001
+        while True:
+            n = self.sink.put_many(lines[done:] if done else lines, since)
+            if n:
+                done += n
+                self.lines_read += n
+                counters.inc("lines_in", n)
+            if done >= len(lines):
+                return True
+            if self._stop.is_set():
+                return False
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
 
     def _run_guarded(self, checkpoint: str | None) -> None:
         try:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.metrics import Counters
-from agent.sources.base import LineSink, Source
+from agent.sources.base import LineSink, Source, read_window
 from agent.sources.file_position import (
     HEAD_BYTES,
     Candidate,
@@ -49,9 +49,11 @@ class FileSourceConfig(BaseModel):
         description="How often to look for new data, rotation and truncation when idle (s).")
     read_coalesce_ms: int = Field(
         default=20, ge=0, le=1000,
-        description="After the file grows, wait this long before reading, so that lines "
-        "written one at a time are read together: a trickle of 100 lines/s costs 50 reads "
-        "a second instead of 100. Adds at most this much latency (ms); 0 reads at once.")
+        description="Shortest wait between noticing that the file grew and reading it, so "
+        "that lines written one at a time are read together (ms; 0: as soon as possible). "
+        "The wait grows, up to [pipeline] batch_max_wait_ms, to what batch_min_lines take "
+        "at the rate the file grows: a trickle is read once per batch_max_wait_ms, a fast "
+        "stream every few ms.")
 
     rotate_grace_s: float = Field(
         default=2.0, ge=0.0, le=600.0,
@@ -111,6 +113,15 @@ class FileSource(Source):
         self._at_eof = False
         self._tick = True  # check the path on the first wake
         self._watch: DirectoryWatch | None = None
+        # The read window in progress: when its data was noticed (monotonic; None: no
+        # window, lines are stamped when read), lines_read then, when the read began.
+        self._since: float | None = None
+        self._window_base = 0
+        self._read_at = 0.0
+        # What the last window's read brought, to size the next (see read_window).
+        self._window_lines = 0
+        self._window_elapsed = 0.0
+        self.reads = 0  # windows read (a trickle: about one per batch_max_wait_ms)
 
     # -- lifecycle --------------------------------------------------------------------
     def _wake(self) -> None:
@@ -137,16 +148,17 @@ class FileSource(Source):
                 self._resume(self._decode(checkpoint))
             watch = DirectoryWatch(self.cfg.path.parent)
             self._watch = watch
-            coalesce = self.cfg.read_coalesce_ms / 1000.0
             while not self._stop.is_set():
                 try:
+                    if self._step():
+                        continue
+                    self._close_window()
                     # Sleep until the directory changes (inotify) or the poll interval
                     # passes; stop() is honoured within one interval.
-                    if not self._step():
-                        if not watch.wait(self.cfg.poll_interval_s):
-                            self._tick = True  # a poll tick: look at the path too
-                        elif coalesce > 0:
-                            self._stop.wait(coalesce)
+                    if not watch.wait(self.cfg.poll_interval_s):
+                        self._tick = True  # a poll tick: look at the path too
+                        continue
+                    self._open_window(watch)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self.counters.inc("source_errors")
@@ -158,6 +170,29 @@ class FileSource(Source):
                 self._watch.close()
                 self._watch = None
             self._close_all()
+
+    def _open_window(self, watch: DirectoryWatch) -> None:
+        """The directory changed: wait a read window (more lines may be on their way),
+        then read. The window's lines are stamped with when the change was noticed, so
+        the pipeline counts their batch deadline from then, not from the read."""
+        self._since = time.monotonic()
+        self._window_base = self.lines_read
+        window = read_window(self.sink.batching, self.cfg.read_coalesce_ms / 1000.0,
+                             self._window_lines, self._window_elapsed)
+        if window > 0:
+            self._stop.wait(window)
+        # Events of writes made so far describe data this read will see; without this
+        # each of them would wake us again for an empty read.
+        watch.drain()
+        self._read_at = time.monotonic()
+        self.reads += 1
+
+    def _close_window(self) -> None:
+        """The window's data is read: remember what it brought."""
+        if self._since is not None:
+            self._window_lines = self.lines_read - self._window_base
+            self._window_elapsed = self._read_at - self._since
+            self._since = None
 
     def _decode(self, checkpoint: str | None) -> FileCheckpoint | None:
         if checkpoint is None:
@@ -327,17 +362,23 @@ class FileSource(Source):
                 self._pending, self._line_start = b"", base + len(buf)
                 return
             pos, self._skipping = nl + 1, False
-        find, emit = buf.find, self.emit
+        find, checkpoint = buf.find, ident.checkpoint
+        out: list[tuple[bytes, str | None]] = []
         while (nl := find(b"\n", pos)) >= 0:
             # An over-long line gets limit+1 bytes so that sanitize marks it truncated.
             raw = buf[pos:nl] if nl - pos <= limit else buf[pos:pos + limit + 1]
-            if raw and raw != b"\r" and not emit(raw, ts, ident.checkpoint(base + nl + 1)):
-                raise _Stopped
+            if raw and raw != b"\r":
+                out.append((raw, checkpoint(base + nl + 1)))
             pos = nl + 1
-        if len(buf) - pos > limit:  # no newline in sight: emit what the limit allows, skip rest
+        skip = len(buf) - pos > limit
+        if skip:  # no newline in sight: emit what the limit allows, skip the rest
             end = base + pos + limit + 1
-            if not emit(buf[pos:pos + limit + 1], ts, ident.checkpoint(end, skip=True)):
-                raise _Stopped
+            out.append((buf[pos:pos + limit + 1], checkpoint(end, skip=True)))
+        # One hand-off per read: the pipeline wakes once for all of them.
+        since = self._since if self._since is not None else time.monotonic()
+        if not self.emit_many(out, ts, since):
+            raise _Stopped
+        if skip:
             self._pending, self._line_start, self._skipping = b"", base + len(buf), True
         else:
             self._pending, self._line_start = buf[pos:], base + pos
@@ -424,6 +465,7 @@ class FileSource(Source):
             "dev": cur.ident.dev if cur else None, "inode": cur.ident.ino if cur else None,
             "offset": self._line_start, "size_seen": self._size_seen,
             "rotations": self.rotations, "truncations": self.truncations,
+            "reads": self.reads,
             "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
         })
         return info

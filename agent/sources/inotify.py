@@ -87,11 +87,20 @@ class DirectoryWatch:
         fds = [self._wake_r] if self.fd is None else [self.fd, self._wake_r]
         ready, _, _ = select.select(fds, [], [], timeout)
         for fd in ready:
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                while data := os.read(fd, 65536):
-                    if fd == self.fd and not self._structural:
-                        self._structural = _has_structural(data)
+            self._read_events(fd)
         return self.fd in ready
+
+    def drain(self) -> None:
+        """Forget the change events queued so far (remembering create/move/delete), so
+        that writes whose data is about to be read do not wake the next ``wait``."""
+        if self.fd is not None:
+            self._read_events(self.fd)
+
+    def _read_events(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while data := os.read(fd, 65536):
+                if fd == self.fd and not self._structural:
+                    self._structural = _has_structural(data)
 
     def take_structural(self) -> bool:
         """Was a file created, moved or deleted in the directory (or were events lost)

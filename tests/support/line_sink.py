@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from agent.sources.base import Line
+from agent.sources.base import Batching, Line
 
 
 class ListSink:
-    def __init__(self, capacity: int | None = None) -> None:
+    def __init__(self, capacity: int | None = None, batching: Batching | None = None) -> None:
         self.lines: list[Line] = []
         self.capacity = capacity
         self.cond = threading.Condition()
         self.refused = 0
+        self.batching = batching or Batching()
+        self.puts = 0  # calls that queued something: one per read for a file source
 
     def put(self, line: Line) -> bool:
         with self.cond:
@@ -24,6 +26,18 @@ class ListSink:
             self.lines.append(line)
             self.cond.notify_all()
             return True
+
+    def put_many(self, lines: Sequence[Line], since: float) -> int:
+        with self.cond:
+            room = len(lines) if self.capacity is None else self.capacity - len(self.lines)
+            n = max(0, min(room, len(lines)))
+            if n < len(lines):
+                self.refused += 1
+            if n:
+                self.lines.extend(lines[:n])
+                self.puts += 1
+                self.cond.notify_all()
+            return n
 
     def texts(self) -> list[str]:
         with self.cond:

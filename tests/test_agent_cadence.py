@@ -1,0 +1,147 @@
+"""How often the agent works at steady rates: the real agent process following a real
+file, a real Mosquitto, lines written one per write() as a logging program does.
+
+A trickle must be read and classified in time-windowed batches (each read, batch,
+commit and publish has a fixed cost that dominates at low rates), and a fast stream
+must keep its latency (issue 11: p99 <= 50 ms at 1,000 lines/s).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hil.broker import Mosquitto
+from tests.support.agent_proc import AgentProcess, write_config
+
+DEV = "cadence-01"
+STYLES = ["kernel: eth0: link up, 1000 Mbps full duplex",
+          "pumpd[412]: cycle complete, flow=41.2 l/min, pressure=3.1 bar",
+          "sensor temp_c=41.5 humidity=38 vib_rms=0.12 status=ok",
+          "sshd[988]: Accepted publickey for admin from 192.0.2.4 port 51122"]
+
+
+class Latencies:
+    """Subscribes to the results and records, per line, receipt time - write time (the
+    writer puts its wall-clock time at the end of each line as ``t=<seconds>``)."""
+
+    def __init__(self, port: int) -> None:
+        self.values: list[float] = []
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cadence-sub",
+                                  protocol=mqtt.MQTTv5)
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *a: c.subscribe(f"nanofleet/v1/dev/{DEV}/results/#", 1)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(10), "test subscriber did not subscribe"
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        got = [now - float(item["text"].rsplit(" t=", 1)[1])
+               for item in json.loads(msg.payload)["items"] if " t=" in item["text"]]
+        with self.cond:
+            self.values += got
+            self.cond.notify_all()
+
+    def wait_count(self, n: int, timeout: float) -> list[float]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.values) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"only {len(self.values)} of {n} results arrived"
+                self.cond.wait(left)
+            return list(self.values)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def write_at(path: Path, rate: float, seconds: float) -> int:
+    """Append ``rate`` lines a second for ``seconds``, one write() each; how many."""
+    n = int(rate * seconds)
+    with open(path, "a", buffering=1) as f:
+        start = time.monotonic()
+        for i in range(n):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            f.write(f"{STYLES[i % 4]} n={i} t={time.time():.6f}\n")
+    return n
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+@pytest.fixture
+def run_agent(tmp_path: Path, broker: Mosquitto) -> Iterator[Any]:
+    started: list[tuple[AgentProcess, Latencies]] = []
+
+    def start(pipeline: str = "") -> tuple[AgentProcess, Path, Latencies]:
+        log = tmp_path / "app.log"
+        log.write_text("")
+        state = tmp_path / "state"
+        cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port,
+                           f'[[sources]]\nkind = "file"\npath = "{log}"\n',
+                           extra=f"[pipeline]\n{pipeline}\n" if pipeline else "")
+        cfg.write_text(cfg.read_text().replace('log_level = "debug"', 'log_level = "info"'))
+        agent = AgentProcess(cfg, state).start()
+        sub = Latencies(broker.port)
+        started.append((agent, sub))
+        return agent, log, sub
+
+    yield start
+    for agent, sub in started:
+        sub.close()
+        agent.stop()
+
+
+def counts(agent: AgentProcess) -> tuple[int, int]:
+    """(batches classified, file-source read windows) so far."""
+    batches = agent.query("metrics")["result"]["counters"].get("batches", 0)
+    reads = agent.query("sources")["result"][0]["reads"]
+    return int(batches), int(reads)
+
+
+def test_a_trickle_is_read_and_classified_once_per_batch_window(run_agent: Any) -> None:
+    # 16 lines take 160 ms at 100 lines/s: one read and one batch about every 160 ms
+    # (6 a second). Reading per write and batching by the pipeline's own clock made
+    # ~50 reads and ~10 batches a second here.
+    agent, log, sub = run_agent("batch_min_lines = 16\nbatch_max_wait_ms = 250")
+    write_at(log, 100, 0.5)  # let the source learn the rate
+    sub.wait_count(50, timeout=20)
+    batches0, reads0 = counts(agent)
+    n = write_at(log, 100, 3.0)
+    lat = sub.wait_count(50 + n, timeout=20)[50:]
+    batches, reads = counts(agent)
+    per_s_batches, per_s_reads = (batches - batches0) / 3.0, (reads - reads0) / 3.0
+    assert per_s_reads <= 8.5, f"{per_s_reads:.1f} reads/s at 100 lines/s"
+    assert per_s_batches <= 8.5, f"{per_s_batches:.1f} batches/s at 100 lines/s"
+    # The window is a batch's worth of lines, not more: the median line waits about half
+    # a window (80 ms), well under batch_max_wait_ms.
+    assert pct(lat, 50) < 0.25, f"median latency {pct(lat, 50) * 1000:.0f} ms"
+
+
+def test_p99_latency_at_1000_lines_per_s(run_agent: Any) -> None:
+    # Default batching: a steady stream is read every batch_min_lines' worth of lines.
+    agent, log, sub = run_agent()
+    write_at(log, 1000, 0.5)
+    sub.wait_count(500, timeout=20)
+    n = write_at(log, 1000, 3.0)
+    lat = sub.wait_count(500 + n, timeout=30)[500:]
+    p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+    print(f"latency at 1,000 lines/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    assert p99 <= 50.0, f"p99 {p99:.1f} ms (p50 {p50:.1f} ms) at 1,000 lines/s"
