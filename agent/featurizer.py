@@ -103,35 +103,51 @@ class Featurizer:
         row_of = np.repeat(np.arange(len(encoded), dtype=np.int64), lens)
         line_end = np.repeat(np.cumsum(lens), lens)  # exclusive end of each byte's line
         vals = buf.astype(np.uint32) + np.uint32(1)
+        # Every kind of n-gram is hashed first and mixed/bucketed in one pass at the end
+        # (each with its own salt): a small batch's cost is mostly per numpy call.
         rows: list[np.ndarray] = []
-        buckets: list[np.ndarray] = []
-        positions = np.arange(total, dtype=np.int64)
-        for n in self.spec.char_ngrams:
+        hashes: list[np.ndarray] = []
+        salts: list[np.uint32] = []
+        # Char n-grams by increasing n extend the shorter ones' sums (a size listed twice
+        # counts twice, as in the reference).
+        h = np.zeros(0, dtype=np.uint32)
+        done = 0
+        for n in sorted(self.spec.char_ngrams):
             count = total - n + 1
             if count <= 0:
                 continue
-            h = vals[:count].copy()
-            for j in range(1, n):
+            if done == 0:
+                h = vals[:count].copy()
+                done = 1
+            else:
+                h = h[:count]  # the shorter size's hashes were copied out by h[ok]
+            for j in range(done, n):
                 h += vals[j : j + count] * self._pow_p[j]
-            ok = positions[:count] + n <= line_end[:count]
+            done = n
+            ok = (np.arange(count, dtype=np.int64) + n) <= line_end[:count]
             rows.append(row_of[:count][ok])
-            buckets.append(self._bucket(h[ok], _KIND_CHAR, n))
+            hashes.append(h[ok])
+            salts.append(self._salt[(_KIND_CHAR, n)])
         word_hash, word_row = self._word_hashes(buf, vals, row_of)
         for n in self.spec.word_ngrams:
             count = word_hash.size - n + 1
             if count <= 0:
                 continue
-            h = word_hash[:count] * _Q
+            wh = word_hash[:count] * _Q
             for k in range(1, n):
                 qk = np.uint32(pow(int(_Q), k + 1, 1 << 32))
-                h += word_hash[k : k + count] * qk
+                wh += word_hash[k : k + count] * qk
             ok = word_row[:count] == word_row[n - 1 : n - 1 + count]
             rows.append(word_row[:count][ok])
-            buckets.append(self._bucket(h[ok], _KIND_WORD, n))
+            hashes.append(wh[ok])
+            salts.append(self._salt[(_KIND_WORD, n)])
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty
-        return np.concatenate(rows), np.concatenate(buckets)
+        sizes = [a.size for a in hashes]
+        salt = np.repeat(np.array(salts, dtype=np.uint32), sizes)
+        mixed = _fmix32(np.concatenate(hashes) ^ salt)
+        return np.concatenate(rows), (mixed % np.uint32(self.width)).astype(np.int64)
 
     def _word_hashes(self, buf: np.ndarray, vals: np.ndarray,
                      row_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,10 +213,17 @@ class Featurizer:
         if not texts:
             return out
         rows, buckets = self.hashes(texts)
+        keys, counts = np.unique(rows * self.width + buckets, return_counts=True)
+        # Step 5 as _damp_and_normalize does it, touching only the non-zero entries
+        # (a few hundred per line of 4,096): sqrt and division are exact IEEE operations,
+        # so the bits are the same; the norm is taken over the dense rows as there.
         flat = out.reshape(-1)
-        counts = np.bincount(rows * self.width + buckets, minlength=flat.size)
-        flat[:] = counts
-        return _damp_and_normalize(out)
+        values = np.sqrt(counts.astype(np.float32))
+        flat[keys] = values
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+        norms[norms == 0] = 1.0
+        flat[keys] = values / norms[keys // self.width]
+        return out
 
 
 def _damp_and_normalize(counts: np.ndarray) -> np.ndarray:

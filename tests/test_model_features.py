@@ -42,7 +42,10 @@ def _bits(a: np.ndarray) -> np.ndarray:
                   lowercase=False, mask_digits=False, max_chars=40, seed=12345),
     TokenizerSpec(kind="hashed-ngrams-v1", buckets=1 << 16, char_ngrams=[], word_ngrams=[2],
                   seed=7),
-], ids=["default", "odd", "words-only"])
+    # The batch path extends shorter char n-grams into longer ones: any order, repeats.
+    TokenizerSpec(kind="hashed-ngrams-v1", buckets=512, char_ngrams=[6, 2, 2, 4],
+                  word_ngrams=[2, 1, 2], seed=3),
+], ids=["default", "odd", "words-only", "unsorted-repeated"])
 def test_vectorised_features_equal_the_reference_bit_for_bit(spec: TokenizerSpec) -> None:
     texts = TRICKY + [e.text for e in generate(40, 3, list(STYLES))]
     batch = Featurizer(spec).transform(texts)
