@@ -55,6 +55,10 @@ class LatencyWindow:
         with self._lock:
             self._values.append(seconds)
 
+    def add_many(self, values: list[float]) -> None:
+        with self._lock:
+            self._values.extend(values)
+
     def percentile(self, q: float) -> float:
         with self._lock:
             values = sorted(self._values)

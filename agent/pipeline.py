@@ -159,8 +159,7 @@ class Pipeline:
                        if line.checkpoint is not None}
         self.spool.commit(messages, checkpoints)
         now = time.monotonic()
-        for t in enqueued:
-            self.latency.add(now - t)
+        self.latency.add_many([now - t for t in enqueued])
         self.on_committed()
 
     def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:

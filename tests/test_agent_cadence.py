@@ -117,10 +117,10 @@ def counts(agent: AgentProcess) -> tuple[int, int]:
 
 
 def test_a_trickle_is_read_and_classified_once_per_batch_window(run_agent: Any) -> None:
-    # 16 lines take 160 ms at 100 lines/s: one read and one batch about every 160 ms
-    # (6 a second). Reading per write and batching by the pipeline's own clock made
-    # ~50 reads and ~10 batches a second here.
-    agent, log, sub = run_agent("batch_min_lines = 16\nbatch_max_wait_ms = 250")
+    # Default batching (20 lines, 200 ms): at 100 lines/s one read and one batch about
+    # every 200 ms (5 a second). Reading per write and batching by the pipeline's own
+    # clock made ~50 reads and ~10 batches a second here.
+    agent, log, sub = run_agent()
     write_at(log, 100, 0.5)  # let the source learn the rate
     sub.wait_count(50, timeout=20)
     batches0, reads0 = counts(agent)
@@ -128,11 +128,12 @@ def test_a_trickle_is_read_and_classified_once_per_batch_window(run_agent: Any) 
     lat = sub.wait_count(50 + n, timeout=20)[50:]
     batches, reads = counts(agent)
     per_s_batches, per_s_reads = (batches - batches0) / 3.0, (reads - reads0) / 3.0
-    assert per_s_reads <= 8.5, f"{per_s_reads:.1f} reads/s at 100 lines/s"
-    assert per_s_batches <= 8.5, f"{per_s_batches:.1f} batches/s at 100 lines/s"
-    # The window is a batch's worth of lines, not more: the median line waits about half
-    # a window (80 ms), well under batch_max_wait_ms.
-    assert pct(lat, 50) < 0.25, f"median latency {pct(lat, 50) * 1000:.0f} ms"
+    assert per_s_reads <= 7.0, f"{per_s_reads:.1f} reads/s at 100 lines/s"
+    assert per_s_batches <= 7.0, f"{per_s_batches:.1f} batches/s at 100 lines/s"
+    # No line waits much more than batch_max_wait_ms: the window is counted from when the
+    # source noticed the line, the pipeline does not add a wait of its own.
+    assert pct(lat, 50) < 0.2, f"median latency {pct(lat, 50) * 1000:.0f} ms"
+    assert pct(lat, 90) < 0.35, f"p90 latency {pct(lat, 90) * 1000:.0f} ms"
 
 
 def test_p99_latency_at_1000_lines_per_s(run_agent: Any) -> None:
