@@ -6,10 +6,14 @@ lets it settle, then measures the agent's own CPU time (user + system, from
 a window with 100 lines/s appended to the followed file. CPU time is what a slower
 board pays too; it is much less sensitive to other load on this machine than
 wall-clock throughput is. Also counts the agent's thread wake-ups (voluntary context
-switches) per second, the usual hidden cost at idle. Prints a summary, then one JSON
-object as the last line.
+switches) per second, the usual hidden cost at idle, and the batches classified per
+second (from the agent's metrics). Prints a summary, then one JSON object as the last
+line.
 
     .venv/bin/python benchmarks/agent_cpu.py [--seconds 30] [--rate 100] [--runtime litert]
+        [--batch-min-lines 20] [--batch-max-wait-ms 200]   # the CPU/latency knobs
+        [--profile FILE]   # also: py-spy profile of the busy window, CPU and wake-ups
+                           # per thread (py-spy: the dev extra)
 """
 
 from __future__ import annotations
@@ -70,10 +74,10 @@ def thread_names(profile: Path) -> dict[int, str]:
     """Native thread id -> Python thread name, from py-spy's ``thread (TID): NAME`` frames."""
     names: dict[int, str] = {}
     for line in profile.read_text().splitlines():
-        head = line.split(";", 1)[0]
+        head = line.rsplit(" ", 1)[0].split(";", 1)[0]  # "STACK COUNT": the first frame
         if head.startswith("thread (") and "): " in head:
             tid, name = head[len("thread ("):].split("): ", 1)
-            names[int(tid)] = name.rsplit(" ", 1)[0] if ";" not in line else name
+            names[int(tid)] = name
     return names
 
 
@@ -151,7 +155,9 @@ path = "{log}"
 
         spy = None
         if args.profile is not None:
-            spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "--threads",
+            beside = Path(sys.executable).with_name("py-spy")  # the venv's, else PATH's
+            spy = subprocess.Popen([str(beside) if beside.exists() else "py-spy",
+                                    "record", "--nonblocking", "--threads",
                                     "--format", "raw", "--rate", "200", "-o", str(args.profile),
                                     "-d", str(int(args.seconds)), "-p", str(agent.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

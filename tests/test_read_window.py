@@ -19,24 +19,26 @@ from tests.support.line_sink import ListSink
 BATCHING = Batching(min_lines=20, max_wait_s=0.2)
 
 
-@pytest.mark.parametrize(("lines", "elapsed", "window"), [
-    (0, 0.0, 0.2),      # nothing seen yet: a whole window
-    (1, 0.2, 0.2),      # a lone line: no sign of more, wait the whole window
-    (21, 0.2, 0.2),     # 100 lines/s: 20 lines take 200 ms
-    (21, 0.1, 0.1),     # 200 lines/s: 100 ms
-    (21, 0.02, 0.02),   # 1,000 lines/s: 20 ms
-    (201, 0.02, 0.02),  # faster still: never under the floor (read_coalesce_ms)
-    (3, 0.2, 0.2),      # slower than a batch per window: capped at batch_max_wait_ms
+@pytest.mark.parametrize(("lines", "elapsed", "quiet", "window"), [
+    (0, 0.0, 0.0, 0.2),      # nothing seen in the last window: a whole window
+    (1, 0.2, 0.0, 0.2),      # a lone line: no sign of more, wait the whole window
+    (21, 0.2, 0.01, 0.2),    # 100 lines/s: 20 lines take 200 ms
+    (21, 0.1, 0.01, 0.1),    # 200 lines/s: 100 ms
+    (21, 0.02, 0.0, 0.02),   # 1,000 lines/s: 20 ms
+    (201, 0.02, 0.0, 0.02),  # faster still: never under the floor (read_coalesce_ms)
+    (3, 0.2, 0.05, 0.2),     # slower than a batch per window: capped at batch_max_wait_ms
+    (21, 0.2, 0.5, 0.02),    # quiet for longer than a window: the old rate says nothing,
+    (1, 0.02, 30.0, 0.02),   # read soon (a stream starting now, or a lone line)
 ])
 def test_read_window_is_the_time_a_batch_takes_to_arrive(lines: int, elapsed: float,
-                                                         window: float) -> None:
-    assert read_window(BATCHING, 0.02, lines, elapsed) == pytest.approx(window)
+                                                         quiet: float, window: float) -> None:
+    assert read_window(BATCHING, 0.02, lines, elapsed, quiet) == pytest.approx(window)
 
 
 def test_read_window_without_batching_is_the_floor() -> None:
-    assert read_window(Batching(), 0.02, 1, 0.0) == 0.02
-    assert read_window(Batching(), 0.0, 5, 0.01) == 0.0
-    assert read_window(Batching(20, 0.01), 0.05, 1, 0.0) == 0.05  # floor above max_wait
+    assert read_window(Batching(), 0.02, 1, 0.0, 0.0) == 0.02
+    assert read_window(Batching(), 0.0, 5, 0.01, 0.0) == 0.0
+    assert read_window(Batching(20, 0.01), 0.05, 1, 0.0, 0.0) == 0.05  # floor above max
 
 
 def line(i: int) -> Line:

@@ -41,15 +41,21 @@ class Batching:
     max_wait_s: float = 0.0
 
 
-def read_window(batching: Batching, floor_s: float, lines: int, elapsed_s: float) -> float:
+def read_window(batching: Batching, floor_s: float, lines: int, elapsed_s: float,
+                quiet_s: float) -> float:
     """How long to wait after new data is noticed before reading it (seconds).
 
     The last read brought ``lines`` lines ``elapsed_s`` after its data was noticed: the
     first of them woke us, the others came at about ``(lines - 1) / elapsed_s`` lines/s.
     Wait as long as ``batching.min_lines`` take at that rate, at least ``floor_s`` and at
     most ``batching.max_wait_s``: a trickle is read once per ``max_wait_s`` (one batch,
-    one wake-up), a steady stream just often enough to fill batches (low latency)."""
+    one wake-up), a steady stream just often enough to fill batches (low latency).
+    After ``quiet_s`` (since that read) longer than a whole window the last rate says
+    nothing: read after ``floor_s`` and learn the rate again, so that a stream starting
+    after a quiet spell is not held a whole window (and a lone line is not either)."""
     ceiling = max(floor_s, batching.max_wait_s)
+    if quiet_s > ceiling:
+        return floor_s
     if lines <= 1 or elapsed_s <= 0:
         return ceiling  # one line (or no rate seen yet): no sign that more are coming soon
     fill = elapsed_s * batching.min_lines / (lines - 1)

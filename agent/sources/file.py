@@ -117,7 +117,7 @@ class FileSource(Source):
         # window, lines are stamped when read), lines_read then, when the read began.
         self._since: float | None = None
         self._window_base = 0
-        self._read_at = 0.0
+        self._read_at = -1e9  # long ago: the first window is a short one
         # What the last window's read brought, to size the next (see read_window).
         self._window_lines = 0
         self._window_elapsed = 0.0
@@ -178,7 +178,8 @@ class FileSource(Source):
         self._since = time.monotonic()
         self._window_base = self.lines_read
         window = read_window(self.sink.batching, self.cfg.read_coalesce_ms / 1000.0,
-                             self._window_lines, self._window_elapsed)
+                             self._window_lines, self._window_elapsed,
+                             self._since - self._read_at)
         if window > 0:
             self._stop.wait(window)
         # Events of writes made so far describe data this read will see; without this
