@@ -26,6 +26,8 @@ class LineQueue:
         self._wake_at = 1
         # How the worker batches (set by the pipeline); file sources size their reads by it.
         self.batching = Batching()
+        # A read window (put_many) is queued: take what is there without waiting for more.
+        self._windowed = False
 
     def put(self, line: Line) -> bool:
         """False when full or closed; sources that may wait retry (Source.emit)."""
@@ -39,7 +41,12 @@ class LineQueue:
 
     def put_many(self, lines: Sequence[Line], since: float) -> int:
         """Queue as many of ``lines`` as fit (0 when full or closed), stamped ``since``
-        (when their source noticed them); one wake of the worker for all of them."""
+        (when their source noticed them); one wake of the worker for all of them.
+
+        The lines are a source's whole read window (it already waited for a batch's
+        worth, see sources.base.read_window): the worker takes them at once rather than
+        wait for ``min_items`` — a window that brought a few lines less than a batch
+        (a writer's jitter, the end of a burst) would otherwise wait a second window."""
         with self._cond:
             if self._closed:
                 return 0
@@ -48,16 +55,17 @@ class LineQueue:
             if n <= 0:
                 return 0
             self._items.extend((line, since) for line in lines[:n])
-            if before == 0 or before + n >= self._wake_at:
-                self._cond.notify_all()
+            self._windowed = True
+            self._cond.notify_all()
             return n
 
     def get_batch(self, max_items: int, max_wait: float, timeout: float,
-                  min_items: int | None = None) -> list[tuple[Line, float]]:
+                  min_items: int | None = None,
+                  take_windows: bool = True) -> list[tuple[Line, float]]:
         """Up to ``max_items`` lines; waits up to ``timeout`` for the first line, then
-        until ``min_items`` (default ``max_items``) are queued or the oldest queued line
-        has waited ``max_wait`` (counted from its stamp: a file source that already
-        waited to read a batch's worth is not made to wait twice)."""
+        until ``min_items`` (default ``max_items``) are queued, a source's read window
+        is (see put_many; unless ``take_windows`` is False), or the oldest queued line
+        has waited ``max_wait`` (counted from its stamp, when its source noticed it)."""
         want = max_items if min_items is None else max(1, min(min_items, max_items))
         with self._cond:
             if not self._items:
@@ -68,7 +76,8 @@ class LineQueue:
                 deadline = self._items[0][1] + max_wait
                 self._wake_at = want
                 try:
-                    while len(self._items) < want and not self._closed:
+                    while (len(self._items) < want and not self._closed
+                           and not (take_windows and self._windowed)):
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break
@@ -77,6 +86,8 @@ class LineQueue:
                     self._wake_at = 1
             n = min(max_items, len(self._items))
             batch = [self._items.popleft() for _ in range(n)]
+            if not self._items:
+                self._windowed = False
             self._cond.notify_all()
             return batch
 

@@ -125,7 +125,8 @@ class Pipeline:
             online = self.is_online()
             wait = self.max_wait if online else max(self.max_wait, OFFLINE_BATCH_WAIT_S)
             batch = self.queue.get_batch(self.batch_size, wait, timeout=IDLE_WAIT_S,
-                                         min_items=self.batch_min if online else None)
+                                         min_items=self.batch_min if online else None,
+                                         take_windows=online)
             if not batch:
                 continue
             self.busy = True

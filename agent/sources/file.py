@@ -30,6 +30,11 @@ from agent.sources.file_position import (
 from agent.sources.inotify import DirectoryWatch
 
 CHUNK_BYTES = 64 * 1024
+# During a long read window, look (fstat) whether the file grows faster than the window
+# assumed at read_coalesce_ms (at least this), then at 4x, 16x ... that: a few cheap
+# looks per window instead of a wake per write.
+EARLY_CHECK_MIN_S = 0.01
+EARLY_CHECK_GROWTH = 4
 
 
 class FileSourceConfig(BaseModel):
@@ -117,6 +122,8 @@ class FileSource(Source):
         # window, lines are stamped when read), lines_read then, when the read began.
         self._since: float | None = None
         self._window_base = 0
+        self._window_pos = 0
+        self._line_bytes = 100.0  # average line length seen (to tell a batch's worth)
         self._read_at = -1e9  # long ago: the first window is a short one
         # What the last window's read brought, to size the next (see read_window).
         self._window_lines = 0
@@ -158,6 +165,8 @@ class FileSource(Source):
                     if not watch.wait(self.cfg.poll_interval_s):
                         self._tick = True  # a poll tick: look at the path too
                         continue
+                    if not self._news(watch):
+                        continue  # the event of a write whose data the last read took
                     self._open_window(watch)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
@@ -176,23 +185,58 @@ class FileSource(Source):
         then read. The window's lines are stamped with when the change was noticed, so
         the pipeline counts their batch deadline from then, not from the read."""
         self._since = time.monotonic()
-        self._window_base = self.lines_read
-        window = read_window(self.sink.batching, self.cfg.read_coalesce_ms / 1000.0,
-                             self._window_lines, self._window_elapsed,
-                             self._since - self._read_at)
-        if window > 0:
-            self._stop.wait(window)
+        self._window_base, self._window_pos = self.lines_read, self._read_pos
+        floor = self.cfg.read_coalesce_ms / 1000.0
+        window = read_window(self.sink.batching, floor, self._window_lines,
+                             self._window_elapsed, self._since - self._read_at)
+        self._sleep_window(self._since, window, max(floor, EARLY_CHECK_MIN_S))
         # Events of writes made so far describe data this read will see; without this
         # each of them would wake us again for an empty read.
         watch.drain()
         self._read_at = time.monotonic()
         self.reads += 1
 
+    def _news(self, watch: DirectoryWatch) -> bool:
+        """Is there anything to read or check? Writes made while we read wake us again
+        although the read took their data: such a wake must not open a window (it
+        would hold the next lines for a window sized by the last one)."""
+        cur = self._cur
+        if cur is None or not cur.live or watch.structural_pending:
+            return True
+        return os.fstat(cur.fd).st_size != self._read_pos
+
+    def _sleep_window(self, start: float, window: float, first_check: float) -> None:
+        """Sleep until ``start + window``, but end early when the file grows much faster
+        than the window assumed (one fstat at ``first_check``, then at 4x, 16x ... that):
+        a stream that speeds up within a long window is read about as soon as its batch
+        is there, and the next window learns the new rate."""
+        end, check = start + window, start + first_check
+        # The window assumed min_lines arrive in it; read early at twice that rate.
+        early_rate = 2 * self.sink.batching.min_lines / window if window > 0 else 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if check >= end:
+                if end > now:
+                    self._stop.wait(end - now)
+                return
+            if check > now:
+                self._stop.wait(check - now)
+            cur = self._cur
+            if cur is not None:
+                waiting = (os.fstat(cur.fd).st_size - self._read_pos) / self._line_bytes
+                if waiting - 1 >= early_rate * (time.monotonic() - start):
+                    return
+            check = start + EARLY_CHECK_GROWTH * (check - start)
+
     def _close_window(self) -> None:
         """The window's data is read: remember what it brought."""
         if self._since is not None:
-            self._window_lines = self.lines_read - self._window_base
+            lines = self.lines_read - self._window_base
+            self._window_lines = lines
             self._window_elapsed = self._read_at - self._since
+            read = self._read_pos - self._window_pos
+            if lines > 0 and read > 0:
+                self._line_bytes = read / lines
             self._since = None
 
     def _decode(self, checkpoint: str | None) -> FileCheckpoint | None:

@@ -102,6 +102,11 @@ class DirectoryWatch:
                 if fd == self.fd and not self._structural:
                     self._structural = _has_structural(data)
 
+    @property
+    def structural_pending(self) -> bool:
+        """A create/move/delete (or lost events) not yet taken by take_structural()."""
+        return self._structural
+
     def take_structural(self) -> bool:
         """Was a file created, moved or deleted in the directory (or were events lost)
         since the last call? Only then (or on a poll tick) can the followed path have
