@@ -12,8 +12,9 @@ import pytest
 
 from agent.line_queue import LineQueue
 from agent.metrics import Counters
-from agent.sources.base import Batching, Line, read_window
+from agent.sources.base import Batching, Line
 from agent.sources.file import FileSource, FileSourceConfig
+from agent.sources.windows import read_window
 from tests.support.line_sink import ListSink
 
 BATCHING = Batching(min_lines=20, max_wait_s=0.2)

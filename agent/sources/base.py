@@ -41,34 +41,6 @@ class Batching:
     max_wait_s: float = 0.0
 
 
-def read_window(batching: Batching, floor_s: float, lines: int, elapsed_s: float,
-                quiet_s: float) -> float:
-    """How long to wait after new data is noticed before reading it (seconds).
-
-    The last read brought ``lines`` lines ``elapsed_s`` after its data was noticed: the
-    first of them woke us, the others came at about ``(lines - 1) / elapsed_s`` lines/s.
-    Wait as long as ``batching.min_lines`` take at that rate, at least ``floor_s`` and at
-    most ``batching.max_wait_s``: a trickle is read once per ``max_wait_s`` (one batch,
-    one wake-up), a steady stream just often enough to fill batches (low latency).
-    After ``quiet_s`` (since that read) longer than a whole window the last rate says
-    nothing: read after ``floor_s`` and learn the rate again, so that a stream starting
-    after a quiet spell is not held a whole window (and a lone line is not either).
-    A window that brought one line (or none: a writer that paused) doubles the next
-    rather than jumping to the longest, so a short pause in a fast stream costs its
-    lines at most twice the window they had."""
-    ceiling = max(floor_s, batching.max_wait_s)
-    if quiet_s > ceiling:
-        return floor_s
-    if lines <= 1:
-        return min(ceiling, 2 * max(elapsed_s, floor_s, _GROW_FROM_S))
-    fill = elapsed_s * batching.min_lines / (lines - 1)
-    return min(ceiling, max(floor_s, fill))
-
-
-# Where a growing window starts when read_coalesce_ms is 0 (else it would stay at 0).
-_GROW_FROM_S = 0.01
-
-
 class LineSink(Protocol):
     # Read by sources that choose when to read (see read_window).
     batching: Batching

@@ -3,7 +3,9 @@
 Reads in chunks (never a whole line into unbounded memory), emits one line per
 newline, and blocks on the sink (back-pressure: file lines are never dropped —
 they can always be re-read). Where to resume is decided by
-:func:`agent.sources.file_position.plan_resume`; this module does the I/O.
+:func:`agent.sources.file_position.plan_resume`, when to read by
+:mod:`agent.sources.windows` (read windows: a trickle is read once per batch, not
+once per write); this module does the I/O.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from agent.metrics import Counters
-from agent.sources.base import LineSink, Source, read_window
+from agent.sources.base import LineSink, Source
+from agent.sources.file_config import FileSourceConfig
 from agent.sources.file_position import (
     HEAD_BYTES,
     Candidate,
@@ -28,49 +29,11 @@ from agent.sources.file_position import (
     plan_resume,
 )
 from agent.sources.inotify import DirectoryWatch
+from agent.sources.windows import ReadWindows
+
+__all__ = ["FileSource", "FileSourceConfig"]
 
 CHUNK_BYTES = 64 * 1024
-# During a long read window, look (fstat) whether the file grows faster than the window
-# assumed at read_coalesce_ms (at least this), then at 4x, 16x ... that: a few cheap
-# looks per window instead of a wake per write.
-EARLY_CHECK_MIN_S = 0.01
-EARLY_CHECK_GROWTH = 4
-
-
-class FileSourceConfig(BaseModel):
-    """A log file to follow, like `tail -F`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["file"] = Field(description="Source type: a text file.")
-    path: Path = Field(description="Absolute path of the file to follow (rotation-safe).")
-    name: str | None = Field(default=None,
-                             description="Name in results and queries; default file:<path>.")
-    start_at: Literal["end", "beginning"] = Field(
-        default="end", description="Where to start when there is no saved position: only new "
-        "lines (end) or the whole file (beginning). A file created later is read from its start.")
-    poll_interval_s: float = Field(
-        default=0.2, gt=0.0, le=60.0,
-        description="How often to look for new data, rotation and truncation when idle (s).")
-    read_coalesce_ms: int = Field(
-        default=20, ge=0, le=1000,
-        description="Shortest wait between noticing that the file grew and reading it, so "
-        "that lines written one at a time are read together (ms; 0: as soon as possible). "
-        "The wait grows, up to [pipeline] batch_max_wait_ms, to what batch_min_lines take "
-        "at the rate the file grows: a trickle is read once per batch_max_wait_ms, a fast "
-        "stream every few ms.")
-
-    rotate_grace_s: float = Field(
-        default=2.0, ge=0.0, le=600.0,
-        description="After a rotation, how long the old file may stay quiet before reading "
-        "moves to the new (still empty) file; moves at once when the new file has data (s).")
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        if not v.is_absolute():
-            raise ValueError(f"path must be absolute, got {str(v)!r}")
-        return v
 
 
 class _Stopped(Exception):
@@ -118,17 +81,7 @@ class FileSource(Source):
         self._at_eof = False
         self._tick = True  # check the path on the first wake
         self._watch: DirectoryWatch | None = None
-        # The read window in progress: when its data was noticed (monotonic; None: no
-        # window, lines are stamped when read), lines_read then, when the read began.
-        self._since: float | None = None
-        self._window_base = 0
-        self._window_pos = 0
-        self._line_bytes = 100.0  # average line length seen (to tell a batch's worth)
-        self._read_at = -1e9  # long ago: the first window is a short one
-        # What the last window's read brought, to size the next (see read_window).
-        self._window_lines = 0
-        self._window_elapsed = 0.0
-        self.reads = 0  # windows read (a trickle: about one per batch_max_wait_ms)
+        self._windows = ReadWindows(cfg.read_coalesce_ms / 1000.0)
 
     # -- lifecycle --------------------------------------------------------------------
     def _wake(self) -> None:
@@ -159,7 +112,7 @@ class FileSource(Source):
                 try:
                     if self._step():
                         continue
-                    self._close_window()
+                    self._windows.close(self.lines_read, self._read_pos)
                     # Sleep until the directory changes (inotify) or the poll interval
                     # passes; stop() is honoured within one interval.
                     if not watch.wait(self.cfg.poll_interval_s):
@@ -181,20 +134,18 @@ class FileSource(Source):
             self._close_all()
 
     def _open_window(self, watch: DirectoryWatch) -> None:
-        """The directory changed: wait a read window (more lines may be on their way),
-        then read. The window's lines are stamped with when the change was noticed, so
-        the pipeline counts their batch deadline from then, not from the read."""
-        self._since = time.monotonic()
-        self._window_base, self._window_pos = self.lines_read, self._read_pos
-        floor = self.cfg.read_coalesce_ms / 1000.0
-        window = read_window(self.sink.batching, floor, self._window_lines,
-                             self._window_elapsed, self._since - self._read_at)
-        self._sleep_window(self._since, window, max(floor, EARLY_CHECK_MIN_S))
+        """The directory changed: wait a read window (sources.windows), then read."""
+        windows = self._windows
+        window = windows.open(self.sink.batching, self.lines_read, self._read_pos)
+        windows.sleep(self._stop, window, self.sink.batching.min_lines, self._unread_bytes)
         # Events of writes made so far describe data this read will see; without this
         # each of them would wake us again for an empty read.
         watch.drain()
-        self._read_at = time.monotonic()
-        self.reads += 1
+        windows.reading()
+
+    def _unread_bytes(self) -> int | None:
+        cur = self._cur
+        return None if cur is None else os.fstat(cur.fd).st_size - self._read_pos
 
     def _news(self, watch: DirectoryWatch) -> bool:
         """Is there anything to read or check? Writes made while we read wake us again
@@ -204,40 +155,6 @@ class FileSource(Source):
         if cur is None or not cur.live or watch.structural_pending:
             return True
         return os.fstat(cur.fd).st_size != self._read_pos
-
-    def _sleep_window(self, start: float, window: float, first_check: float) -> None:
-        """Sleep until ``start + window``, but end early when the file grows much faster
-        than the window assumed (one fstat at ``first_check``, then at 4x, 16x ... that):
-        a stream that speeds up within a long window is read about as soon as its batch
-        is there, and the next window learns the new rate."""
-        end, check = start + window, start + first_check
-        # The window assumed min_lines arrive in it; read early at twice that rate.
-        early_rate = 2 * self.sink.batching.min_lines / window if window > 0 else 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if check >= end:
-                if end > now:
-                    self._stop.wait(end - now)
-                return
-            if check > now:
-                self._stop.wait(check - now)
-            cur = self._cur
-            if cur is not None:
-                waiting = (os.fstat(cur.fd).st_size - self._read_pos) / self._line_bytes
-                if waiting - 1 >= early_rate * (time.monotonic() - start):
-                    return
-            check = start + EARLY_CHECK_GROWTH * (check - start)
-
-    def _close_window(self) -> None:
-        """The window's data is read: remember what it brought."""
-        if self._since is not None:
-            lines = self.lines_read - self._window_base
-            self._window_lines = lines
-            self._window_elapsed = self._read_at - self._since
-            read = self._read_pos - self._window_pos
-            if lines > 0 and read > 0:
-                self._line_bytes = read / lines
-            self._since = None
 
     def _decode(self, checkpoint: str | None) -> FileCheckpoint | None:
         if checkpoint is None:
@@ -420,7 +337,9 @@ class FileSource(Source):
             end = base + pos + limit + 1
             out.append((buf[pos:pos + limit + 1], checkpoint(end, skip=True)))
         # One hand-off per read: the pipeline wakes once for all of them.
-        since = self._since if self._since is not None else time.monotonic()
+        since = self._windows.since
+        if since is None:  # not in a window (a poll tick, a rotation): noticed now
+            since = time.monotonic()
         if not self.emit_many(out, ts, since):
             raise _Stopped
         if skip:
@@ -501,6 +420,11 @@ class FileSource(Source):
 
     # -- queries ------------------------------------------------------------------------
 
+    @property
+    def reads(self) -> int:
+        """Read windows so far (a trickle: about one per batch_max_wait_ms)."""
+        return self._windows.count
+
     def describe(self) -> dict[str, Any]:
         cur = self._cur
         info = super().describe()
@@ -510,7 +434,7 @@ class FileSource(Source):
             "dev": cur.ident.dev if cur else None, "inode": cur.ident.ino if cur else None,
             "offset": self._line_start, "size_seen": self._size_seen,
             "rotations": self.rotations, "truncations": self.truncations,
-            "reads": self.reads,
+            "reads": self._windows.count,
             "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
         })
         return info

@@ -1,0 +1,44 @@
+"""The configuration of a followed file (``[[sources]] kind = "file"``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class FileSourceConfig(BaseModel):
+    """A log file to follow, like `tail -F`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["file"] = Field(description="Source type: a text file.")
+    path: Path = Field(description="Absolute path of the file to follow (rotation-safe).")
+    name: str | None = Field(default=None,
+                             description="Name in results and queries; default file:<path>.")
+    start_at: Literal["end", "beginning"] = Field(
+        default="end", description="Where to start when there is no saved position: only new "
+        "lines (end) or the whole file (beginning). A file created later is read from its start.")
+    poll_interval_s: float = Field(
+        default=0.2, gt=0.0, le=60.0,
+        description="How often to look for new data, rotation and truncation when idle (s).")
+    read_coalesce_ms: int = Field(
+        default=20, ge=0, le=1000,
+        description="Shortest wait between noticing that the file grew and reading it, so "
+        "that lines written one at a time are read together (ms; 0: as soon as possible). "
+        "The wait grows, up to [pipeline] batch_max_wait_ms, to what batch_min_lines take "
+        "at the rate the file grows: a trickle is read once per batch_max_wait_ms, a fast "
+        "stream every few ms.")
+
+    rotate_grace_s: float = Field(
+        default=2.0, ge=0.0, le=600.0,
+        description="After a rotation, how long the old file may stay quiet before reading "
+        "moves to the new (still empty) file; moves at once when the new file has data (s).")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        if not v.is_absolute():
+            raise ValueError(f"path must be absolute, got {str(v)!r}")
+        return v
