@@ -76,10 +76,10 @@ class PipelineConfig(Strict):
     batch_min_lines: int = Field(
         default=20, ge=1, le=4096,
         description="A batch runs as soon as this many lines wait (at most batch_size are "
-        "taken); a file source reads about this many lines at a time (its read window is "
-        "the time they take to arrive, within read_coalesce_ms..batch_max_wait_ms). With "
-        "batch_max_wait_ms it sets the trade between CPU and latency: at 1,000 lines/s "
-        "20 lines arrive in 20 ms.")
+        "taken). A file source reads about this many lines at a time (its read window is "
+        "the time they take to arrive, within read_coalesce_ms..batch_max_wait_ms) and a "
+        "read is classified as one batch. With batch_max_wait_ms it sets the trade "
+        "between CPU and latency: at 1,000 lines/s 20 lines arrive in 20 ms.")
     batch_max_wait_ms: int = Field(
         default=200, ge=0, le=60_000,
         description="Longest a line waits, from when its source noticed it, for its batch "

@@ -112,15 +112,22 @@ class FileSource(Source):
                 try:
                     if self._step():
                         continue
-                    self._windows.close(self.lines_read, self._read_pos)
+                    if self._windows.since is not None:  # a window's read caught up
+                        self._windows.close(self.lines_read, self._read_pos)
+                        # Writes made during the read queued events although the read
+                        # took their data: drop them (each would wake us for nothing,
+                        # or open a window sized for nothing), then look once.
+                        watch.drain()
+                        if self._news(watch):
+                            self._open_window(watch)
+                            continue
                     # Sleep until the directory changes (inotify) or the poll interval
                     # passes; stop() is honoured within one interval.
                     if not watch.wait(self.cfg.poll_interval_s):
                         self._tick = True  # a poll tick: look at the path too
                         continue
-                    if not self._news(watch):
-                        continue  # the event of a write whose data the last read took
-                    self._open_window(watch)
+                    if self._news(watch):
+                        self._open_window(watch)
                 except OSError as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     self.counters.inc("source_errors")
@@ -148,9 +155,8 @@ class FileSource(Source):
         return None if cur is None else os.fstat(cur.fd).st_size - self._read_pos
 
     def _news(self, watch: DirectoryWatch) -> bool:
-        """Is there anything to read or check? Writes made while we read wake us again
-        although the read took their data: such a wake must not open a window (it
-        would hold the next lines for a window sized by the last one)."""
+        """Is there anything to read or check (else a wake must not open a window: it
+        would hold the next lines for a window sized by nothing)?"""
         cur = self._cur
         if cur is None or not cur.live or watch.structural_pending:
             return True

@@ -17,11 +17,9 @@ from agent.sources.base import Batching
 
 # Where a growing window starts when read_coalesce_ms is 0 (else it would stay at 0).
 _GROW_FROM_S = 0.01
-# During a long window, look (fstat) whether the file grows faster than the window
-# assumed at read_coalesce_ms (at least this), then at 4x, 16x ... that: a few cheap
-# looks per window instead of a wake per write.
+# During a long window, look (fstat) once whether the file grows faster than the
+# window assumed, at read_coalesce_ms (at least this) into it.
 EARLY_CHECK_MIN_S = 0.01
-EARLY_CHECK_GROWTH = 4
 
 
 def read_window(batching: Batching, floor_s: float, lines: int, elapsed_s: float,
@@ -74,26 +72,21 @@ class ReadWindows:
     def sleep(self, stop: threading.Event, window: float, min_lines: int,
               unread_bytes: Callable[[], int | None]) -> None:
         """Sleep out the window, but end it early when the file grows much faster than
-        it assumed (``unread_bytes()`` at the floor, then 4x, 16x ... that): a stream that
-        speeds up within a long window is read about as soon as its batch is there, and
-        the next window learns the new rate."""
+        it assumed (one look, ``unread_bytes()``, at the floor): a trickle that turns
+        into a stream within a long window is read after ~20 ms, and the next window
+        learns the new rate. (Each look is a thread wake-up, which at a trickle costs
+        about as much as the read: one look per window, not several.)"""
         start = self.since if self.since is not None else time.monotonic()
         end, check = start + window, start + max(self.floor_s, EARLY_CHECK_MIN_S)
-        # The window assumed min_lines arrive in it; read early at twice that rate.
-        early_rate = 2 * min_lines / window if window > 0 else 0.0
-        while not stop.is_set():
-            now = time.monotonic()
-            if check >= end:
-                if end > now:
-                    stop.wait(end - now)
-                return
-            if check > now:
-                stop.wait(check - now)
+        if check < end and not stop.wait(max(0.0, check - time.monotonic())):
             waiting = unread_bytes()
-            if waiting is not None and (waiting / self._line_bytes - 1
-                                        >= early_rate * (time.monotonic() - start)):
+            # The window assumed min_lines arrive in it; read early at twice that rate.
+            early = 2 * min_lines * (time.monotonic() - start) / window
+            if waiting is not None and waiting / self._line_bytes - 1 >= early:
                 return
-            check = start + EARLY_CHECK_GROWTH * (check - start)
+        left = end - time.monotonic()
+        if left > 0:
+            stop.wait(left)
 
     def reading(self) -> None:
         self._read_at = time.monotonic()
