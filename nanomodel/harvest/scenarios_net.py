@@ -110,6 +110,39 @@ def dhcp(work: Path) -> list[Proc]:
     marker("DNS in netns: local name, cached name and a name forwarded to an unreachable upstream")
     for name in ("site.lan", "site.lan", "updates.example.com", "nosuch.site.lan"):
         run_in(CLI, "busybox", "nslookup", name, SERVER, timeout=8)
+    marker("udhcpc in netns: devices booting one after another, each taking a lease")
+    for i in range(14):
+        run_in(
+            CLI,
+            "busybox",
+            "udhcpc",
+            "-i",
+            "nfcap1",
+            "-f",
+            "-q",
+            "-n",
+            "-S",
+            "-s",
+            "/bin/true",
+            "-t",
+            "3",
+            "-T",
+            "2",
+            "-x",
+            f"hostname:sensor-{i:02d}",
+            "-V",
+            "nanofleet-agent",
+            timeout=20,
+        )
+    marker("dhclient in netns: a gateway renewing and releasing its lease again and again")
+    for _ in range(5):
+        run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)
+        _stop_pidfile(work / "dhclient.pid")
+        run_in(CLI, *dhcl, "-r", "nfcap1", timeout=20)
+    marker("DNS in netns: devices resolving local names all day (answered from config/cache)")
+    names = ["site.lan", "mqtt.site.lan", "ntp.site.lan", "fleet.site.lan", "cam-01.site.lan"]
+    for i in range(30):
+        run_in(CLI, "busybox", "nslookup", names[i % len(names)], SERVER, timeout=8)
     marker("dhclient in netns: no DHCP server on the link")
     run_in(CLI, *dhcl, "-1", "nfcap3", timeout=30)
     marker("udhcpc in netns: no DHCP server on the link")

@@ -2,7 +2,8 @@
 
 sshd runs in the server namespace and in a mount namespace of its own where
 ``/etc/passwd``, ``/etc/shadow`` and ``/etc/group`` are copies with two extra users
-(``deploy`` with a password and a key, ``bkpuser`` with a key), and PAM's session stack
+(``deploy`` with a password and a key, ``bkpuser`` with a key; ``/home`` is a scratch
+directory), and PAM's session stack
 lacks the two modules that fail only in a container (``pam_systemd`` without a system
 bus, ``pam_limits`` without the right to raise limits), so real password logins
 happen without touching this machine's accounts. Scanners, brute-forcers, old clients,
@@ -71,7 +72,7 @@ def _accounts(work: Path) -> None:
         home = work / "home" / user
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, uid, uid)
-        passwd += f"{user}:x:{uid}:{uid}::{home}:/bin/sh\n"
+        passwd += f"{user}:x:{uid}:{uid}::/home/{user}:/bin/sh\n"  # work/home is /home
         shadow += f"{user}:{pw_hash if user == 'deploy' else '*'}:20000:0:99999:7:::\n"
         group += f"{user}:x:{uid}:\n"
     for name, text in (("passwd", passwd), ("shadow", shadow), ("group", group)):
@@ -90,6 +91,7 @@ def _start(work: Path, cfg: Path) -> None:
     binds = " && ".join(
         [f"mount --bind {work}/etc-{n} /etc/{n}" for n in ("passwd", "shadow", "group")]
         + [f"mount --bind {work}/pam-{n} /etc/pam.d/{n}" for n in ("sshd", "common-session")]
+        + [f"mount --bind {work}/home /home"]
     )
     run_in(
         SRV,
