@@ -137,3 +137,19 @@ def test_committed_captures_are_labelled_rows_with_how_they_came_about() -> None
             per_source[row["source"]] += 1
     # what issue 9 asked for: hundreds of lines of real daemons' chatter, not a handful
     assert per_source["openssh"] >= 300 and per_source["mosquitto"] >= 200
+
+
+def test_postfix_programs_are_one_source() -> None:
+    rows = _rows(
+        "mail.info postfix/smtpd[812]: connect from unknown[10.77.0.31]",
+        "mail.info postfix/smtpd[812]: NOQUEUE: reject: RCPT from unknown[10.77.0.31]: 454 "
+        "4.7.1 <victim9@example.com>: Relay access denied; from=<m@site.lan> "
+        "to=<victim9@example.com> proto=ESMTP helo=<localhost>",
+        "mail.info postfix/local[815]: 4D2A11E0F1: to=<root@gateway.site.lan>, relay=local, "
+        "delay=0.02, delays=0/0/0/0, dsn=2.0.0, status=sent (delivered to mailbox)",
+    )
+    assert [(r["source"], r["label"]) for r in rows] == [
+        ("postfix", "normal"),
+        ("postfix", "security"),
+        ("postfix", "normal"),
+    ]
