@@ -100,8 +100,7 @@ def test_rsyslog_cron_and_sftp_lines_are_kept_under_their_sources() -> None:
         "authpriv.info CRON[24901]: pam_unix(cron:session): session opened for user "
         "root(uid=0) by (uid=0)",
         "cron.info cron[24830]: (*system*nfjobs) WRONG FILE OWNER (/etc/cron.d/nfjobs)",
-        "auth.info internal-sftp[5120]: session opened for local user deploy from "
-        "[10.77.0.11]",
+        "auth.info internal-sftp[5120]: session opened for local user deploy from [10.77.0.11]",
     )
     assert [(r["source"], r["label"]) for r in rows[:4] + rows[5:]] == [
         ("rsyslog", "normal"),
