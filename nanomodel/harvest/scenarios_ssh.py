@@ -25,7 +25,9 @@ from pathlib import Path
 from nanomodel.harvest.netns import (
     CLI,
     CLIENT_HOSTS,
+    CLIENT_HOSTS6,
     SERVER,
+    SERVER6,
     SRV,
     Proc,
     _stop_pidfile,
@@ -133,6 +135,7 @@ def sshd(work: Path) -> list[Proc]:
     cfg = work / "sshd_config"
     cfg.write_text(f"""Port 22
 ListenAddress {SERVER}
+ListenAddress {SERVER6}
 HostKey {keys}/host_ed25519
 HostKey {keys}/host_rsa
 PidFile {work}/sshd.pid
@@ -203,21 +206,33 @@ LogLevel INFO
         workers=4,
     )
     marker("sshd gateway in netns: internet scanners, banner grabbers and old clients")
-    run_in(CLI, sys.executable, str(SCANNER), SERVER, "260", "7", *CLIENT_HOSTS[10:], timeout=300)
+    run_in(
+        CLI,
+        sys.executable,
+        str(SCANNER),
+        SERVER,
+        "260",
+        "7",
+        *CLIENT_HOSTS[10:],
+        *CLIENT_HOSTS6,
+        timeout=300,
+    )
     marker("sshd gateway in netns: password guessing from many hosts")
     jobs = []
     for _ in range(70):
         user, tries = rng.choice(GUESSES), rng.choice(["1", "1", "2", "3", "4"])
+        src = rng.choice(CLIENT_HOSTS[10:] + CLIENT_HOSTS6)
+        target = SERVER6 if ":" in src else SERVER
         jobs.append(
             (
                 CLI,
                 *base,
                 *pw,
                 "-b",
-                rng.choice(CLIENT_HOSTS[10:]),
+                src,
                 "-o",
                 f"NumberOfPasswordPrompts={tries}",
-                f"{user}@{SERVER}",
+                f"{user}@{target}",
                 "true",
             )
         )
@@ -342,7 +357,17 @@ LogLevel INFO
         timeout=30,
     )
     marker("sshd gateway in netns: more scanners while admins keep working")
-    run_in(CLI, sys.executable, str(SCANNER), SERVER, "120", "8", *CLIENT_HOSTS[10:], timeout=300)
+    run_in(
+        CLI,
+        sys.executable,
+        str(SCANNER),
+        SERVER,
+        "120",
+        "8",
+        *CLIENT_HOSTS[10:],
+        *CLIENT_HOSTS6,
+        timeout=300,
+    )
     run_many([key_login("deploy", "user") for _ in range(15)], workers=3)
     marker("sshd gateway in netns: reload (SIGHUP)")
     _stop_pidfile(work / "sshd.pid", signal.SIGHUP)
