@@ -16,6 +16,7 @@ Pure functions; training is passed in.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -101,6 +102,20 @@ def heldout_anomaly(lines: Sequence[RealLine], trainer: Trainer,
             on_fold(i, len(groups), group)
         fill_heldout(anomaly, lines, group, score_heldout(lines, trainer, group, asked))
     return anomaly
+
+
+def split_known(templates: Sequence[RealLine], captured: Sequence[RealLine],
+                seed: int = 3) -> tuple[list[RealLine], list[RealLine]]:
+    """(train, test) for *known daemons, new lines*: every rendered template and half of
+    the captured lines train; the other half is scored. The halves are split by distinct
+    text, so a line a daemon repeats verbatim is never on both sides: what is measured is
+    new values and new lines of software the model was trained on, which is what the
+    shipped model meets on a device running those daemons."""
+    texts = sorted({t for t, _, _ in captured})
+    random.Random(seed).shuffle(texts)
+    held = set(texts[: len(texts) // 2])
+    train = list(templates) + [row for row in captured if row[0] not in held]
+    return train, [row for row in captured if row[0] in held]
 
 
 def fill_heldout(anomaly: np.ndarray, lines: Sequence[RealLine], held: Sequence[str],

@@ -17,11 +17,35 @@ is an error: stale decisions must be looked at, not silently dropped.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 REVIEW_DIR = Path(__file__).resolve().parent / "data" / "real" / "review"
+
+# Reviews that say a template is not log text a device shows, or that nobody can label
+# from its words: a command-line tool's message to whoever typed the command (journalctl,
+# udevadm, chronyc, ... print to a terminal, not to the log), a debug-only trace, or a
+# developer's internal sanity check whose text carries nothing to decide on. Such a
+# template is kept out of training and evaluation: as "normal" it would teach that
+# `Failed to ...: %m` is routine, as an alert it would be a label no reader can justify.
+NOT_LOG_TEXT = re.compile(
+    r"command-line|command line|run by a user|interactive|usage|to whoever (typed|ran)"
+    r"|tool's message|error-injection|internal sanity check|printed only with -v"
+    r"|not an event by itself",
+    re.IGNORECASE,
+)
+
+
+def is_not_log_text(label: str, reason: str) -> bool:
+    """Whether a reviewed template stays out of training and evaluation (see NOT_LOG_TEXT).
+
+    Only templates reviewed as ``normal``: an alert's reason may mention a command line
+    (``dnsmasq refuses to start with this ... command line``) and is log text all the same.
+    """
+    return label == "normal" and reason.startswith("review:") \
+        and bool(NOT_LOG_TEXT.search(reason))
 
 
 @dataclass(frozen=True)

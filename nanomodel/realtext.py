@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 from nanomodel.realfill import fill
-from nanomodel.realreview import load_reviews
+from nanomodel.realreview import is_not_log_text, load_reviews
 
 DATA = Path(__file__).resolve().parent / "data" / "real"
 LABELS = (
@@ -302,6 +302,8 @@ def real_lines(
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
+        if is_not_log_text(t.label, t.reason):
+            continue
         for _ in range(per_template):
             native = rng.random() < 0.5
             text = native_prefix(t.source, t.level, rng, t.origin) if native else ""

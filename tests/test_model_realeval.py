@@ -83,3 +83,18 @@ def test_report_per_source_and_overall() -> None:
     assert flat["real_heldout.ssh.keyword_rule_false_alarm_rate"] == 0.5
     assert flat["real_heldout.kernel.lines"] == 2.0
     assert "| **overall** | 7 | 3 |" in format_table(rep)
+
+
+def test_known_daemon_split_never_puts_one_text_on_both_sides() -> None:
+    from nanomodel.realeval import split_known
+
+    templates = [("tpl a", "normal", "s1")]
+    captured = [(f"line {i % 7}", "normal" if i % 2 else "security", f"s{i % 3}")
+                for i in range(40)]
+    train, test = split_known(templates, captured)
+    assert train[0] == templates[0]
+    seen_train = {t for t, _, _ in train[1:]}
+    assert seen_train and test
+    assert not seen_train & {t for t, _, _ in test}
+    assert len(train) - 1 + len(test) == len(captured)
+    assert split_known(templates, captured) == (train, test)

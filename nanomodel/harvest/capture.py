@@ -1,16 +1,19 @@
 """Run real daemons in network namespaces made here and keep what they log.
 
-Usage (root; the daemons must be installed: openssh-server, mosquitto(+clients),
-dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn; not installed by bootstrap:
-this is a manual tool, CI never runs it)::
+Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
+mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
+nginx-light, cron, rsyslog; not installed by bootstrap: this is a manual tool, CI never
+runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
 
-Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2) carry all
-traffic; nothing leaves them. A BusyBox ``syslogd`` owns ``/dev/log`` for the run (it
-is removed afterwards when it did not exist before), so every daemon logs exactly as
-under a real syslog. Each scenario first logs a marker line (``nfcapture: BEGIN <how>``),
-so every captured line records how it came about. Lines are then labelled through the
+Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
+"internet" addresses 10.77.0.10-59 that scanners and users come from) carry all
+traffic; nothing leaves them. A real ``rsyslogd`` (BusyBox ``syslogd`` when rsyslog is
+not installed) owns ``/dev/log`` for the run (it is removed afterwards), so every
+daemon logs exactly as under a real syslog, repeated-message reduction included. Each
+scenario first logs a marker line (``nfcapture: BEGIN <how>``), so every captured line
+records how it came about. Lines are then labelled through the
 harvested templates (:mod:`nanomodel.harvest.match`) and written to
 ``nanomodel/data/real/captured/<source>.jsonl`` with the syslog timestamp and host cut
 off (the text starts at the program tag, ``sshd[812]: ...``).
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +32,7 @@ from pathlib import Path
 
 from nanomodel.harvest import scenarios
 from nanomodel.harvest.capture_io import write_captured
+from nanomodel.harvest.netns import CLIENT_HOSTS, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
 
@@ -72,6 +78,8 @@ def netns_up() -> None:
     )
     sh("ip", "-n", SRV, "addr", "add", "10.77.0.1/24", "dev", "nfcap0")
     sh("ip", "-n", CLI, "addr", "add", "10.77.0.2/24", "dev", "nfcap1")
+    for host in CLIENT_HOSTS:
+        sh("ip", "-n", CLI, "addr", "add", f"{host}/24", "dev", "nfcap1")
     for ns, dev in ((SRV, "nfcap0"), (CLI, "nfcap1"), (SRV, "nfcap2"), (CLI, "nfcap3")):
         sh("ip", "-n", ns, "link", "set", dev, "up")
 
@@ -79,6 +87,31 @@ def netns_up() -> None:
 def netns_down() -> None:
     for ns in (SRV, CLI):
         sh("ip", "netns", "del", ns, check=False)
+
+
+# The same line layout as BusyBox syslogd -O (``Dec  3 07:40:27 host fac.prio tag: msg``),
+# so one parser reads both; rate limiting is off so no line of a burst is dropped.
+_RSYSLOG_LINE = (
+    "%timegenerated% %hostname% %syslogfacility-text%.%syslogseverity-text% "
+    "%syslogtag%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%\\n"
+)
+_RSYSLOG_CONF = (
+    'global(workDirectory="{work}/rsyslog")\n'
+    'module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")\n'
+    "$RepeatedMsgReduction on\n"
+    f'template(name="nfcap" type="string" string="{_RSYSLOG_LINE}")\n'
+    '*.* action(type="omfile" file="{log}" template="nfcap")\n'
+)
+
+
+def start_syslog(work: Path, log: Path) -> subprocess.Popen[bytes]:
+    """rsyslogd in the foreground writing ``log`` (BusyBox syslogd without rsyslog)."""
+    if shutil.which("rsyslogd") is None:
+        return subprocess.Popen(["busybox", "syslogd", "-n", "-O", str(log)])
+    (work / "rsyslog").mkdir(exist_ok=True)
+    conf = work / "rsyslog.conf"
+    conf.write_text(_RSYSLOG_CONF.format(work=work, log=log))
+    return subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-write", action="store_true", help="capture only; do not update the repo files"
     )
+    ap.add_argument(
+        "--relabel",
+        action="store_true",
+        help="run nothing: label WORKDIR/syslog.log of an earlier capture again "
+        "(after the templates or the matcher changed)",
+    )
     args = ap.parse_args(argv)
+    if args.relabel:
+        _write(args.workdir / "syslog.log")
+        return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
         return 2
@@ -104,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     netns_down()
     netns_up()
-    syslogd = subprocess.Popen(["busybox", "syslogd", "-n", "-O", str(log)])
+    syslogd = start_syslog(work, log)
     started: list[subprocess.Popen[bytes]] = []
     try:
         time.sleep(0.5)
@@ -113,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"scenario {name}", file=sys.stderr)
             started.extend(scenarios.ALL[name](work))
+        if shutil.which("rsyslogd") is not None:
+            marker("rsyslogd: reload (SIGHUP), as logrotate does")
+            syslogd.send_signal(signal.SIGHUP)
         time.sleep(1.0)
     finally:
         for proc in reversed(started):
@@ -129,10 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        counts = write_captured(log.read_text(errors="replace"))
-        for source, n in sorted(counts.items()):
-            print(f"{source}: {n} captured lines")
+        _write(log)
     return 0
+
+
+def _write(log: Path) -> None:
+    counts = write_captured(log.read_text(errors="replace"))
+    for source, n in sorted(counts.items()):
+        print(f"{source}: {n} captured lines")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ _PRIO = {
 # syslog tag → template source
 _TAG_SOURCE = {
     "sshd": "openssh",
+    "internal-sftp": "openssh",
+    "sftp-server": "openssh",
     "mosquitto": "mosquitto",
     "dnsmasq": "dnsmasq",
     "dnsmasq-dhcp": "dnsmasq",
@@ -47,13 +49,47 @@ _TAG_SOURCE = {
     "ovpn-client": "openvpn",
     "sudo": "sudo",
     "CRON": "cron",
+    "cron": "cron",
+    "rsyslogd": "rsyslog",
+    "apache2": "apache2",
+    "nginx": "nginx",
+    "lighttpd": "lighttpd",
 }
-MAX_PER_SHAPE = 3  # the same message with other numbers adds little: keep at most this many
+# Real logs repeat the same few healthy lines all day, and that repetition is what the
+# model must not alarm on; but one shape (the same message with other numbers) should not
+# drown the rest: keep at most this many of each.
+MAX_PER_SHAPE = 60
+# rsyslog folds a run of identical messages into one line that quotes the message
+_REPEATED = re.compile(r"^message repeated \d+ times: \[\s*(?P<inner>.*?)\s*\]$", re.S)
+# What a daemon stamps in front of its own message, even under syslog
+_STAMP = {
+    "mosquitto": re.compile(r"^\d{9,}: "),  # epoch seconds
+    # nginx: its own time, level, pid#tid and the connection number
+    "nginx": re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] \d+#\d+: (?:\*\d+ )?"),
+    # cron: "(user) EVENT (detail)"; the events are its templates
+    "cron": re.compile(r"^\([^)]*\) "),
+    # apache2: [module:level] [pid N:tid N] [client ip:port] and an OS error "(111)...: "
+    "apache2": re.compile(r"^(?:\[[^\]]*\] |\(-?\d+\)[^:]*: )*"),
+}
 DATA = Path(realtext.__file__).resolve().parent / "data" / "real" / "captured"
 
 
 def _shape(text: str) -> str:
     return re.sub(r"\d+", "0", re.sub(r"\[\d+\]", "", text))
+
+
+def message_body(source: str, msg: str) -> str:
+    """The part of a syslog message the daemon's format string produced.
+
+    ``message repeated 3 times: [ Failed password ...]`` is the quoted message (it is as
+    healthy or as bad as each of its repeats); stamps a daemon puts in front of its own
+    text (mosquitto's epoch, nginx's time and pid, apache's module and client fields) go.
+    """
+    rep = _REPEATED.match(msg)
+    if rep is not None:
+        msg = rep.group("inner")
+    stamp = _STAMP.get(source)
+    return stamp.sub("", msg, count=1) if stamp is not None else msg
 
 
 def captured_rows(log_text: str) -> list[dict[str, str]]:
@@ -76,7 +112,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
         source = _TAG_SOURCE.get(tag)
         if source is None:  # another program on this machine, not one of the scenarios' daemons
             continue
-        if msg.startswith("pam_"):
+        if message_body("", msg).startswith("pam_"):
             source = "pam"
         shape = _shape(m.group("tagged"))
         shapes[shape] += 1
@@ -90,9 +126,10 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 ],
                 source=source,
             )
-        # mosquitto stamps its own epoch seconds in front of the message, even under syslog
-        body = re.sub(r"^\d{9,}: ", "", msg) if source == "mosquitto" else msg
-        label, reason = matchers[source].label(body, level, default_alert.get(source, "software"))
+        body = message_body(source, msg)
+        label, reason = matchers[source].label(
+            body, level, default_alert.get(source, "software"), line=msg
+        )
         rows.append(
             {
                 "source": source,

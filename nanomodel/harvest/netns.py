@@ -9,10 +9,14 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
 SERVER = "10.77.0.1"
+# Extra client-side addresses: the many hosts a busy gateway sees (scanners, admins, sensors)
+CLIENT_HOSTS = tuple(f"10.77.0.{i}" for i in range(10, 60))
 
 Proc = subprocess.Popen[bytes]
 
@@ -33,6 +37,17 @@ def run_in(ns: str, *cmd: str, timeout: float = 30, env: dict[str, str] | None =
         ).returncode
     except subprocess.TimeoutExpired:
         return -1
+
+
+def run_many(
+    jobs: Sequence[tuple[str, ...]],
+    workers: int = 6,
+    timeout: float = 40,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run client commands (each ``(ns, *cmd)``) a few at a time, as busy hosts overlap."""
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda job: run_in(job[0], *job[1:], timeout=timeout, env=env), jobs))
 
 
 def start_in(ns: str, *cmd: str) -> Proc:

@@ -8,19 +8,19 @@ daemon so its shutdown lines are captured too). Every step logs a marker first.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from nanomodel.harvest.netns import (
     CLI,
+    CLIENT_HOSTS,
     SERVER,
     SRV,
     Proc,
-    _stop_pidfile,
     marker,
     py_in,
     run_in,
@@ -28,173 +28,12 @@ from nanomodel.harvest.netns import (
     stop,
     stop_pidfiles,
 )
+from nanomodel.harvest.scenarios_cron import cron
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
+from nanomodel.harvest.scenarios_ssh import sshd
+from nanomodel.harvest.scenarios_web import apache2, nginx
 
-# ---------------------------------------------------------------- sshd
-_RAW_CLOSE = f"import socket;s=socket.create_connection(('{SERVER}',22),5);s.close()"
-_RAW_BANNER_CLOSE = (
-    f"import socket,time;s=socket.create_connection(('{SERVER}',22),5);s.recv(100);"
-    "s.sendall(b'SSH-2.0-Go\\r\\n');time.sleep(0.5);s.close()"
-)
-_RAW_HTTP = (
-    f"import socket,time;s=socket.create_connection(('{SERVER}',22),5);s.recv(100);"
-    "s.sendall(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');time.sleep(1);s.close()"
-)
-_RAW_IDLE = (
-    f"import socket,time;s=socket.create_connection(('{SERVER}',22),5);s.recv(100);"
-    "s.sendall(b'SSH-2.0-OpenSSH_8.9\\r\\n');time.sleep(14);s.close()"
-)
-
-
-def sshd(work: Path) -> list[Proc]:
-    subprocess.run(
-        [
-            "rm",
-            "-f",
-            str(work / "hostkey"),
-            str(work / "hostkey.pub"),
-            str(work / "userkey"),
-            str(work / "userkey.pub"),
-            str(work / "otherkey"),
-            str(work / "otherkey.pub"),
-        ],
-        check=False,
-    )
-    for name in ("hostkey", "userkey", "otherkey"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True
-        )
-    (work / "authorized_keys").write_text((work / "userkey.pub").read_text())
-    askpass = work / "askpass.sh"
-    askpass.write_text("#!/bin/sh\necho wrong-password\n")
-    askpass.chmod(0o755)
-    cfg = work / "sshd_config"
-    cfg.write_text(f"""Port 22
-ListenAddress {SERVER}
-HostKey {work}/hostkey
-PidFile {work}/sshd.pid
-UsePAM yes
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-MaxAuthTries 3
-MaxStartups 2:50:4
-LoginGraceTime 12
-StrictModes no
-AuthorizedKeysFile {work}/authorized_keys
-LogLevel VERBOSE
-""")
-    Path("/run/sshd").mkdir(exist_ok=True)
-    marker("sshd in netns: start")
-    run_in(SRV, "/usr/sbin/sshd", "-f", str(cfg))
-    time.sleep(1)
-    base = [
-        "ssh",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "ConnectTimeout=5",
-    ]
-    ask_env = {
-        **os.environ,
-        "SSH_ASKPASS": str(askpass),
-        "SSH_ASKPASS_REQUIRE": "force",
-        "DISPLAY": ":0",
-    }
-    pw = ["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"]
-    for _ in range(3):
-        marker("sshd in netns: key login that runs a command")
-        run_in(
-            CLI, *base, "-o", "BatchMode=yes", "-i", str(work / "userkey"), f"root@{SERVER}", "true"
-        )
-    marker("sshd in netns: key login with a key that is not authorised")
-    run_in(
-        CLI,
-        *base,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(work / "otherkey"),
-        f"root@{SERVER}",
-        "true",
-    )
-    marker("sshd in netns: wrong password, one try")
-    run_in(
-        CLI, *base, *pw, "-o", "NumberOfPasswordPrompts=1", f"root@{SERVER}", "true", env=ask_env
-    )
-    marker("sshd in netns: wrong password until maximum tries")
-    run_in(
-        CLI, *base, *pw, "-o", "NumberOfPasswordPrompts=5", f"root@{SERVER}", "true", env=ask_env
-    )
-    for user in ("admin", "oracle", "test"):
-        marker("sshd in netns: invalid user with a password")
-        run_in(
-            CLI,
-            *base,
-            *pw,
-            "-o",
-            "NumberOfPasswordPrompts=2",
-            f"{user}@{SERVER}",
-            "true",
-            env=ask_env,
-        )
-    marker("sshd in netns: invalid user, key only")
-    run_in(
-        CLI, *base, "-o", "BatchMode=yes", "-i", str(work / "otherkey"), f"ubuntu@{SERVER}", "true"
-    )
-    for _ in range(3):
-        marker("sshd in netns: port scan, TCP connect and close")
-        py_in(CLI, _RAW_CLOSE)
-    marker("sshd in netns: client sends a banner and leaves")
-    py_in(CLI, _RAW_BANNER_CLOSE)
-    marker("sshd in netns: HTTP request to the SSH port")
-    py_in(CLI, _RAW_HTTP)
-    marker("sshd in netns: client that never authenticates (login grace timeout)")
-    py_in(CLI, _RAW_IDLE, timeout=25)
-    marker("sshd in netns: many unauthenticated connections at once (MaxStartups throttling)")
-    py_in(
-        CLI,
-        f"import socket,time;c=[socket.create_connection(('{SERVER}',22),5) for _ in range(7)];"
-        "time.sleep(2);[s.close() for s in c]",
-        timeout=20,
-    )
-    marker("sshd in netns: client offering only an obsolete key exchange")
-    run_in(
-        CLI,
-        *base,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "KexAlgorithms=diffie-hellman-group1-sha1",
-        f"root@{SERVER}",
-        "true",
-    )
-    marker("sshd in netns: client offering only ssh-rsa host keys")
-    run_in(
-        CLI,
-        *base,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "HostKeyAlgorithms=ssh-rsa",
-        f"root@{SERVER}",
-        "true",
-    )
-    marker("sshd in netns: key login, interactive session ended by the client")
-    run_in(
-        CLI, *base, "-o", "BatchMode=yes", "-i", str(work / "userkey"), f"root@{SERVER}", "exit 3"
-    )
-    marker("sshd in netns: reload (SIGHUP)")
-    _stop_pidfile(work / "sshd.pid", signal.SIGHUP)
-    time.sleep(1.5)
-    marker("sshd in netns: stop (SIGTERM)")
-    _stop_pidfile(work / "sshd.pid")
-    time.sleep(0.5)
-    return []
+MQTT_FLEET = Path(__file__).with_name("mqtt_client.py")
 
 
 # ---------------------------------------------------------------- mosquitto
@@ -281,6 +120,8 @@ restart_timeout 2 4
     time.sleep(0.5)
     run_in(CLI, *pub, "-u", "sensor", "-P", "s3nsor", "-t", "sensors/x", "-m", "1")
     listener.wait(timeout=10)
+    marker("mosquitto in netns: a fleet of sensors and dashboards, some misbehaving")
+    run_in(CLI, sys.executable, str(MQTT_FLEET), SERVER, "400", "18", *CLIENT_HOSTS, timeout=400)
     marker("mosquitto in netns: wrong password")
     run_in(CLI, *pub, "-u", "sensor", "-P", "bad", "-i", "meter-0042", "-t", "sensors/a", "-m", "1")
     marker("mosquitto in netns: anonymous client refused")
@@ -348,11 +189,14 @@ restart_timeout 2 4
 
 
 ALL: dict[str, Callable[[Path], list[Proc]]] = {
+    "0-cron": cron,
     "1-sshd": sshd,
     "2-mosquitto": mosquitto,
     "3-dhcp": dhcp,
     "4-chrony": chrony,
     "5-openvpn": openvpn,
+    "6-apache2": apache2,
+    "7-nginx": nginx,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]
