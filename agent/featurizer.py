@@ -197,9 +197,9 @@ class Featurizer:
         if not texts:
             return out
         rows, buckets = self.hashes(texts)
-        flat = out.reshape(-1)
-        counts = np.bincount(rows * self.width + buckets, minlength=flat.size)
-        flat[:] = counts
+        # Counted in place: a bincount would allocate [B, buckets] int64 (2 MB at 64
+        # lines) per batch, and that transient is what the agent's steady RSS keeps.
+        np.add.at(out.reshape(-1), rows * self.width + buckets, np.float32(1))
         return _damp_and_normalize(out)
 
 
