@@ -36,12 +36,12 @@ from nanomodel.train import TrainConfig
 NAME, SLOT, VERSION, VERSION_LABEL = "nano-logs", "logs", 1, "default-1"
 CORPUS_SEED = 7
 REAL_SEED = 0
-REAL_PER_TEMPLATE = 2
+REAL_PER_TEMPLATE = 1
 HELDOUT_FIGURES_PATH = Path(__file__).parent / "data" / "real_heldout.json"
 
 # The shipped recipe (benchmarks/model_real.py evaluates exactly this, source by source).
-MIX = MixConfig(corpus_lines=6000, reading_lines=14000, real_share=0.6, normal_weight=3.0)
-TRAIN = TrainConfig(epochs=8, min_steps=0)
+MIX = MixConfig(corpus_lines=6000, reading_lines=14000, real_share=0.6, normal_weight=4.0)
+TRAIN = TrainConfig(epochs=5, min_steps=0)
 PriorFn = Callable[[list[RealLine]], np.ndarray]
 
 
