@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 from agent import __version__
 from agent.config import ConfigError, load_config
 from agent.enroll_cli import add_enroll_command
+from agent.memory import limit_malloc_arenas
 
 DEFAULT_CONFIG = Path("/etc/nanofleet/agent.toml")
 
@@ -25,20 +25,6 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.config_file}: OK (device {cfg.device_id}, {len(cfg.sources)} sources)")
     return 0
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core),
-    each keeping freed memory; two arenas are plenty for a daemon with a few threads
-    and keep RSS a few MB lower on small devices."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name and os.uname().sysname == "Linux":
-        m_arena_max = -8
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name).mallopt(m_arena_max, 2)
 
 
 def _root_in_foreign_state_dir(state_dir: Path) -> str | None:
@@ -61,7 +47,7 @@ def _root_in_foreign_state_dir(state_dir: Path) -> str | None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.logsetup import setup_logging
 
-    _limit_malloc_arenas()
+    limit_malloc_arenas()
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

@@ -23,6 +23,7 @@ from agent.control import ControlServer
 from agent.explain import explain_live
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
+from agent.memory import release_freed_memory
 from agent.metrics import Counters, resident_bytes
 from agent.model import LoadedModel
 from agent.mqtt_link import MqttLink
@@ -135,6 +136,9 @@ class Agent:
             self.link.handle(topics.desired(cfg.device_id), self.ota.on_desired)
             self.ota.start()
         # --- end OTA ---
+        # Start-up's transient buffers (bundle bytes, verification, model load, smoke
+        # test) are freed by now, but glibc would keep their pages: hand them back.
+        release_freed_memory()
 
     def _setup_link(self) -> None:
         cfg = self.cfg
@@ -252,6 +256,7 @@ class Agent:
                 log.warning("slot name changed: results stay on results/%s until the agent "
                             "restarts", self.slot.name)
             self.slot.swap(model)
+            release_freed_memory()  # the old model's buffers
         if new.mqtt != old.mqtt:
             self.sender.stop()
             self.link.stop()

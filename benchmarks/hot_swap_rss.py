@@ -7,7 +7,7 @@ Each swap is what the OTA engine does on an update: load the other bundle
 ``ModelSlot.swap`` it in while a traffic thread keeps classifying batches through
 the slot, then release the old model. Strategies, each in a fresh process:
 
-- ``engine``: the agent's way — arena off (agent/runtime/onnx.py), ``close()``,
+- ``engine``: the agent's way — its session options (agent/runtime/onnx.py), ``close()``,
   ``gc.collect()``, then ``malloc_trim(0)`` (:func:`agent.ota.trial.release_model`);
 - ``no-trim``: the same without ``malloc_trim``;
 - ``ort-default``: plain ``onnxruntime.InferenceSession`` with default options

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from nanomodel.templates import LABELS
+
 REVIEW_DIR = Path(__file__).resolve().parent / "data" / "real" / "review"
 
 # Reviews that say a template is not log text a device shows, or that nobody can label
@@ -61,8 +63,6 @@ class Review:
 @cache
 def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
     """Every review keyed by (source, template); the file name is the source."""
-    from nanomodel.realtext import LABELS  # the label set lives with the data loader
-
     out: dict[tuple[str, str], Review] = {}
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         source = path.stem

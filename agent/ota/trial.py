@@ -5,8 +5,6 @@ comparison of old and new model on sampled lines, and how a model is let go of.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import logging
 import random
 import threading
@@ -16,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from agent.memory import release_freed_memory
 from agent.metrics import LatencyWindow
 from agent.ota.config import TrialConfig
 from agent.ota.health import (
@@ -220,15 +219,6 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
     return None
 
 
-def _malloc_trim() -> None:
-    try:
-        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own libc
-    except OSError:
-        return
-    if trim is not None:  # glibc; musl has no malloc_trim and nothing to trim
-        trim(0)
-
-
 def release_model(model: ServingModel) -> None:
     """Close a model and hand its memory back to the OS.
 
@@ -236,5 +226,4 @@ def release_model(model: ServingModel) -> None:
     arena pages mapped; over many hot-swaps RSS creeps up (see docs/updates.md,
     "On the device"). ``malloc_trim(0)`` returns them."""
     model.close()
-    gc.collect()
-    _malloc_trim()
+    release_freed_memory()

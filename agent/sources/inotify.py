@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import select
@@ -40,10 +39,12 @@ _libc: ctypes.CDLL | None = None
 def _load_libc() -> ctypes.CDLL | None:
     global _libc
     if _libc is None:
-        name = ctypes.util.find_library("c")
-        if name is None:
+        # The process's own symbols (its libc, glibc or musl): ctypes.util.find_library
+        # would run ldconfig in a subprocess at start-up and keep subprocess imported.
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
             return None
-        _libc = ctypes.CDLL(name, use_errno=True)
     return _libc
 
 

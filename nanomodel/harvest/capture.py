@@ -2,13 +2,13 @@
 
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
-nginx-light, cron, rsyslog; not installed by bootstrap: this is a manual tool, CI never
-runs it)::
+nginx-light, cron, rsyslog, postfix; not installed by bootstrap: this is a manual tool, CI
+never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
 
 Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
-"internet" addresses 10.77.0.10-59 that scanners and users come from) carry all
+"internet" addresses 10.77.0.10-59 and fd77::2a0-2b3 that scanners and users come from) carry all
 traffic; nothing leaves them. A real ``rsyslogd`` (BusyBox ``syslogd`` when rsyslog is
 not installed) owns ``/dev/log`` for the run (it is removed afterwards), so every
 daemon logs exactly as under a real syslog, repeated-message reduction included. Each
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from nanomodel.harvest import scenarios
 from nanomodel.harvest.capture_io import write_captured
-from nanomodel.harvest.netns import CLIENT_HOSTS, marker
+from nanomodel.harvest.netns import CLIENT_HOSTS, CLIENT_HOSTS6, SERVER6, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
 
@@ -80,6 +80,9 @@ def netns_up() -> None:
     sh("ip", "-n", CLI, "addr", "add", "10.77.0.2/24", "dev", "nfcap1")
     for host in CLIENT_HOSTS:
         sh("ip", "-n", CLI, "addr", "add", f"{host}/24", "dev", "nfcap1")
+    sh("ip", "-n", SRV, "-6", "addr", "add", f"{SERVER6}/64", "dev", "nfcap0", "nodad")
+    for host in CLIENT_HOSTS6:
+        sh("ip", "-n", CLI, "-6", "addr", "add", f"{host}/64", "dev", "nfcap1", "nodad")
     for ns, dev in ((SRV, "nfcap0"), (CLI, "nfcap1"), (SRV, "nfcap2"), (CLI, "nfcap3")):
         sh("ip", "-n", ns, "link", "set", dev, "up")
 

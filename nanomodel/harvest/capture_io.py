@@ -109,7 +109,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
             continue
         if tag == "logger" or not msg:
             continue
-        source = _TAG_SOURCE.get(tag)
+        source = "postfix" if tag.startswith("postfix/") else _TAG_SOURCE.get(tag)
         if source is None:  # another program on this machine, not one of the scenarios' daemons
             continue
         if message_body("", msg).startswith("pam_"):

@@ -17,6 +17,9 @@ SRV, CLI = "nfcap-srv", "nfcap-cli"
 SERVER = "10.77.0.1"
 # Extra client-side addresses: the many hosts a busy gateway sees (scanners, admins, sensors)
 CLIENT_HOSTS = tuple(f"10.77.0.{i}" for i in range(10, 60))
+# The server and twenty client hosts also speak IPv6 (real logs show both families)
+SERVER6 = "fd77::1"
+CLIENT_HOSTS6 = tuple(f"fd77::{i:x}" for i in range(0x2A0, 0x2B4))
 
 Proc = subprocess.Popen[bytes]
 

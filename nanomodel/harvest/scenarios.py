@@ -29,6 +29,7 @@ from nanomodel.harvest.netns import (
     stop_pidfiles,
 )
 from nanomodel.harvest.scenarios_cron import cron
+from nanomodel.harvest.scenarios_mail import postfix
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
 from nanomodel.harvest.scenarios_ssh import sshd
 from nanomodel.harvest.scenarios_web import apache2, nginx
@@ -197,6 +198,7 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "5-openvpn": openvpn,
     "6-apache2": apache2,
     "7-nginx": nginx,
+    "8-postfix": postfix,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]

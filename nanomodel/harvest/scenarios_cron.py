@@ -5,8 +5,8 @@ cron runs in the server namespace and in a mount namespace of its own where
 (nothing of this machine's crontabs is read or run), and ``/etc/pam.d/cron`` lacks
 ``pam_loginuid`` and ``pam_limits``, which fail only in a container. It starts first and
 keeps running while the other scenarios do (every minute its jobs run), and stops at the
-end of the capture. Jobs are the ordinary kind (health checks, a sync, a job whose output
-would be mailed on a machine without a mail server, a job whose script is missing) plus
+end of the capture. Jobs are the ordinary kind (health checks, a sync, a job whose script is
+missing; ``MAILTO=""`` as on many devices, so nothing is mailed through this machine) plus
 two broken crontab files (a syntax error, a group-writable file) that cron refuses.
 """
 
@@ -22,13 +22,15 @@ _CRONTAB = """SHELL=/bin/sh
 PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
 17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly
 """
-_JOBS = """* * * * * root /usr/bin/test -d /tmp
+_JOBS = """MAILTO=""
+* * * * * root /usr/bin/test -d /tmp
 * * * * * root cat /proc/loadavg >/dev/null
 */2 * * * * root echo "sensor sync done"
 * * * * * root /usr/local/sbin/nf-backup-rotate.sh >/dev/null 2>&1
 */3 * * * * root /usr/local/bin/collect-metrics --push
 """
 _ROOT_SPOOL = """# m h dom mon dow command
+MAILTO=""
 * * * * * /bin/true
 */2 * * * * date >/dev/null
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -110,6 +111,39 @@ def dhcp(work: Path) -> list[Proc]:
     marker("DNS in netns: local name, cached name and a name forwarded to an unreachable upstream")
     for name in ("site.lan", "site.lan", "updates.example.com", "nosuch.site.lan"):
         run_in(CLI, "busybox", "nslookup", name, SERVER, timeout=8)
+    marker("udhcpc in netns: devices booting one after another, each taking a lease")
+    for i in range(14):
+        run_in(
+            CLI,
+            "busybox",
+            "udhcpc",
+            "-i",
+            "nfcap1",
+            "-f",
+            "-q",
+            "-n",
+            "-S",
+            "-s",
+            "/bin/true",
+            "-t",
+            "3",
+            "-T",
+            "2",
+            "-x",
+            f"hostname:sensor-{i:02d}",
+            "-V",
+            "nanofleet-agent",
+            timeout=20,
+        )
+    marker("dhclient in netns: a gateway renewing and releasing its lease again and again")
+    for _ in range(5):
+        run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)
+        _stop_pidfile(work / "dhclient.pid")
+        run_in(CLI, *dhcl, "-r", "nfcap1", timeout=20)
+    marker("DNS in netns: devices resolving local names all day (answered from config/cache)")
+    names = ["site.lan", "mqtt.site.lan", "ntp.site.lan", "fleet.site.lan", "cam-01.site.lan"]
+    for i in range(30):
+        run_in(CLI, "busybox", "nslookup", names[i % len(names)], SERVER, timeout=8)
     marker("dhclient in netns: no DHCP server on the link")
     run_in(CLI, *dhcl, "-1", "nfcap3", timeout=30)
     marker("udhcpc in netns: no DHCP server on the link")
@@ -140,14 +174,19 @@ def dhcp(work: Path) -> list[Proc]:
 # ---------------------------------------------------------------- chrony
 def chrony(work: Path) -> list[Proc]:
     srv, cli = work / "chrony-srv.conf", work / "chrony-cli.conf"
+    # chronyd drops to _chrony and removes its pid file on exit: keep that file where
+    # _chrony may, as /run/chrony is on Debian (else "Could not remove ...", an artefact)
+    run = work / "chrony-run"
+    run.mkdir(exist_ok=True)
+    shutil.chown(run, "_chrony", "_chrony")
     srv.write_text(
         f"local stratum 8\nallow 10.77.0.0/24\nbindaddress {SERVER}\ncmdport 0\n"
-        f"bindcmdaddress /\npidfile {work}/chrony-srv.pid\n"
+        f"bindcmdaddress /\npidfile {run}/chrony-srv.pid\n"
     )
     cli.write_text(
         f"server {SERVER} iburst minpoll 0 maxpoll 1\nserver 10.77.0.200 iburst\n"
         f"makestep 1 3\ncmdport 0\nbindcmdaddress /\n"
-        f"pidfile {work}/chrony-cli.pid\n"
+        f"pidfile {run}/chrony-cli.pid\n"
     )
     marker("chronyd in netns: NTP server with a local reference")
     run_in(SRV, "chronyd", "-x", "-f", str(srv))
@@ -155,10 +194,14 @@ def chrony(work: Path) -> list[Proc]:
     run_in(CLI, "chronyd", "-x", "-f", str(cli))
     time.sleep(25)
     marker("chronyd in netns: server stops; client loses its source")
-    _stop_pidfile(work / "chrony-srv.pid")
+    _stop_pidfile(run / "chrony-srv.pid")
     time.sleep(12)
+    marker("chronyd in netns: server is back; client selects it again")
+    run_in(SRV, "chronyd", "-x", "-f", str(srv))
+    time.sleep(15)
+    _stop_pidfile(run / "chrony-srv.pid")
     marker("chronyd in netns: stop client")
-    _stop_pidfile(work / "chrony-cli.pid")
+    _stop_pidfile(run / "chrony-cli.pid")
     time.sleep(0.5)
     return []
 

@@ -2,7 +2,8 @@
 
 sshd runs in the server namespace and in a mount namespace of its own where
 ``/etc/passwd``, ``/etc/shadow`` and ``/etc/group`` are copies with two extra users
-(``deploy`` with a password and a key, ``bkpuser`` with a key), and PAM's session stack
+(``deploy`` with a password and a key, ``bkpuser`` with a key; ``/home`` is a scratch
+directory), and PAM's session stack
 lacks the two modules that fail only in a container (``pam_systemd`` without a system
 bus, ``pam_limits`` without the right to raise limits), so real password logins
 happen without touching this machine's accounts. Scanners, brute-forcers, old clients,
@@ -24,7 +25,9 @@ from pathlib import Path
 from nanomodel.harvest.netns import (
     CLI,
     CLIENT_HOSTS,
+    CLIENT_HOSTS6,
     SERVER,
+    SERVER6,
     SRV,
     Proc,
     _stop_pidfile,
@@ -71,7 +74,7 @@ def _accounts(work: Path) -> None:
         home = work / "home" / user
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, uid, uid)
-        passwd += f"{user}:x:{uid}:{uid}::{home}:/bin/sh\n"
+        passwd += f"{user}:x:{uid}:{uid}::/home/{user}:/bin/sh\n"  # work/home is /home
         shadow += f"{user}:{pw_hash if user == 'deploy' else '*'}:20000:0:99999:7:::\n"
         group += f"{user}:x:{uid}:\n"
     for name, text in (("passwd", passwd), ("shadow", shadow), ("group", group)):
@@ -90,6 +93,7 @@ def _start(work: Path, cfg: Path) -> None:
     binds = " && ".join(
         [f"mount --bind {work}/etc-{n} /etc/{n}" for n in ("passwd", "shadow", "group")]
         + [f"mount --bind {work}/pam-{n} /etc/pam.d/{n}" for n in ("sshd", "common-session")]
+        + [f"mount --bind {work}/home /home"]
     )
     run_in(
         SRV,
@@ -131,6 +135,7 @@ def sshd(work: Path) -> list[Proc]:
     cfg = work / "sshd_config"
     cfg.write_text(f"""Port 22
 ListenAddress {SERVER}
+ListenAddress {SERVER6}
 HostKey {keys}/host_ed25519
 HostKey {keys}/host_rsa
 PidFile {work}/sshd.pid
@@ -201,21 +206,33 @@ LogLevel INFO
         workers=4,
     )
     marker("sshd gateway in netns: internet scanners, banner grabbers and old clients")
-    run_in(CLI, sys.executable, str(SCANNER), SERVER, "260", "7", *CLIENT_HOSTS[10:], timeout=300)
+    run_in(
+        CLI,
+        sys.executable,
+        str(SCANNER),
+        SERVER,
+        "260",
+        "7",
+        *CLIENT_HOSTS[10:],
+        *CLIENT_HOSTS6,
+        timeout=300,
+    )
     marker("sshd gateway in netns: password guessing from many hosts")
     jobs = []
     for _ in range(70):
         user, tries = rng.choice(GUESSES), rng.choice(["1", "1", "2", "3", "4"])
+        src = rng.choice(CLIENT_HOSTS[10:] + CLIENT_HOSTS6)
+        target = SERVER6 if ":" in src else SERVER
         jobs.append(
             (
                 CLI,
                 *base,
                 *pw,
                 "-b",
-                rng.choice(CLIENT_HOSTS[10:]),
+                src,
                 "-o",
                 f"NumberOfPasswordPrompts={tries}",
-                f"{user}@{SERVER}",
+                f"{user}@{target}",
                 "true",
             )
         )
@@ -340,7 +357,17 @@ LogLevel INFO
         timeout=30,
     )
     marker("sshd gateway in netns: more scanners while admins keep working")
-    run_in(CLI, sys.executable, str(SCANNER), SERVER, "120", "8", *CLIENT_HOSTS[10:], timeout=300)
+    run_in(
+        CLI,
+        sys.executable,
+        str(SCANNER),
+        SERVER,
+        "120",
+        "8",
+        *CLIENT_HOSTS[10:],
+        *CLIENT_HOSTS6,
+        timeout=300,
+    )
     run_many([key_login("deploy", "user") for _ in range(15)], workers=3)
     marker("sshd gateway in netns: reload (SIGHUP)")
     _stop_pidfile(work / "sshd.pid", signal.SIGHUP)

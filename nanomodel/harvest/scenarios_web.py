@@ -46,9 +46,11 @@ http.server.ThreadingHTTPServer(('127.0.0.1', 8081), H).serve_forever()
 
 
 def _site(work: Path) -> Path:
-    www = work / "www"
-    shutil.rmtree(www, ignore_errors=True)
-    for d in ("docs", "images", "private", "uploads", "admin", "cgi-bin"):
+    """The site as ``/var/www`` will show it (html, cgi-bin, .htpasswd), under ``work/web``."""
+    web = work / "web"
+    shutil.rmtree(web, ignore_errors=True)
+    www = web / "var-www"
+    for d in ("html/docs", "html/images", "html/private", "html/uploads", "html/admin", "cgi-bin"):
         (www / d).mkdir(parents=True)
     for f in (
         "index.html",
@@ -61,19 +63,29 @@ def _site(work: Path) -> Path:
         "admin/index.html",
         "uploads/a.bin",
     ):
-        (www / f).write_text(f"{f}\n")
+        (www / "html" / f).write_text(f"{f}\n")
     cgi = www / "cgi-bin" / "report.sh"
     cgi.write_text(
         "#!/bin/sh\necho 'report.sh: cannot open /var/lib/report/state.db' >&2\nexit 1\n"
     )
     cgi.chmod(0o755)
     subprocess.run(
-        ["htpasswd", "-b", "-c", str(work / "htpasswd"), "operator", "s3cret"],
+        ["htpasswd", "-b", "-c", str(www / ".htpasswd"), "operator", "s3cret"],
         check=True,
         capture_output=True,
     )
-    (work / "htpasswd").chmod(0o644)
-    return www
+    (www / ".htpasswd").chmod(0o644)
+    return web
+
+
+def _in_mount_ns(binds: dict[Path, str], command: str) -> tuple[str, ...]:
+    """``command`` in a mount namespace where each scratch directory is bound where a
+    packaged server keeps it (``/var/www``, ``/etc/nginx``, ...), so the paths in the
+    log are the ones a real server prints, and nothing of this machine's is touched."""
+    for target in binds.values():
+        Path(target).mkdir(parents=True, exist_ok=True)  # /run/apache2: empty, as packaged
+    mounts = " && ".join(f"mount --bind {src} {dst}" for src, dst in binds.items())
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && {command}")
 
 
 def _traffic(port: int, rounds: int, seed: int) -> None:
@@ -112,20 +124,22 @@ _APACHE_MODULES = (
 
 
 def apache2(work: Path) -> list[Proc]:
-    www = _site(work)
-    run = work / "apache2-run"
-    run.mkdir(exist_ok=True)
-    conf = work / "apache2.conf"
+    web = _site(work)
+    run, etc = web / "run-apache2", web / "etc-apache2"
+    run.mkdir()
+    etc.mkdir()
+    conf = etc / "apache2.conf"
+    www = "/var/www/html"
     modules = "\n".join(
         f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in _APACHE_MODULES
     )
-    conf.write_text(f"""ServerRoot {run}
+    conf.write_text(f"""ServerRoot /etc/apache2
 {modules}
 ServerName gateway.site.lan
 Listen {SERVER}:80
-PidFile {run}/apache2.pid
-DefaultRuntimeDir {run}
-ScriptSock {run}/cgisock
+PidFile /run/apache2/apache2.pid
+DefaultRuntimeDir /run/apache2
+ScriptSock /run/apache2/cgisock
 User www-data
 Group www-data
 ErrorLog syslog:local7
@@ -148,11 +162,11 @@ ProxyTimeout 2
 <Directory {www}/admin>
     AuthType Basic
     AuthName "admin"
-    AuthUserFile {work}/htpasswd
+    AuthUserFile /var/www/.htpasswd
     Require valid-user
 </Directory>
-ScriptAlias /cgi-bin/ {www}/cgi-bin/
-<Directory {www}/cgi-bin>
+ScriptAlias /cgi-bin/ /var/www/cgi-bin/
+<Directory /var/www/cgi-bin>
     Options +ExecCGI
     Require all granted
 </Directory>
@@ -166,7 +180,8 @@ ProxyPass /legacy/ http://127.0.0.1:8089/
     marker("apache2 in netns: API backend starts")
     backend = start_in(SRV, "python3", "-c", _BACKEND)
     marker("apache2 in netns: start")
-    run_in(SRV, "apache2", "-f", str(conf), "-k", "start")
+    binds = {web / "var-www": "/var/www", etc: "/etc/apache2", run: "/run/apache2"}
+    run_in(SRV, *_in_mount_ns(binds, "exec /usr/sbin/apache2 -k start"))
     time.sleep(2)
     marker("apache2 in netns: visitors, probes and failing parts")
     _traffic(80, 450, 80)
@@ -187,10 +202,14 @@ ProxyPass /legacy/ http://127.0.0.1:8089/
 
 
 def nginx(work: Path) -> list[Proc]:
-    www = _site(work)
-    conf = work / "nginx.conf"
+    web = _site(work)
+    run, etc = web / "run-nginx", web / "etc-nginx"
+    run.mkdir()
+    etc.mkdir()
+    shutil.copy("/etc/nginx/mime.types", etc / "mime.types")
+    conf = etc / "nginx.conf"
     conf.write_text(f"""worker_processes 2;
-pid {work}/nginx.pid;
+pid /run/nginx/nginx.pid;
 user www-data;
 error_log syslog:server=unix:/dev/log,facility=local7,tag=nginx,nohostname info;
 events {{ worker_connections 64; }}
@@ -205,12 +224,12 @@ http {{
     server {{
         listen {SERVER}:8080;
         server_name gateway.site.lan;
-        root {www};
+        root /var/www/html;
         index index.html;
         location /private/ {{ deny all; }}
         location /admin/ {{
             auth_basic "admin";
-            auth_basic_user_file {work}/htpasswd;
+            auth_basic_user_file /var/www/.htpasswd;
         }}
         location /api/ {{ proxy_pass http://127.0.0.1:8081/; }}
         location /legacy/ {{ proxy_pass http://127.0.0.1:8089/; }}
@@ -221,7 +240,8 @@ http {{
     marker("nginx in netns: API backend starts")
     backend = start_in(SRV, "python3", "-c", _BACKEND)
     marker("nginx in netns: start")
-    server = start_in(SRV, "nginx", "-c", str(conf), "-e", "stderr", "-g", "daemon off;")
+    binds = {web / "var-www": "/var/www", etc: "/etc/nginx", run: "/run/nginx"}
+    server = start_in(SRV, *_in_mount_ns(binds, "exec nginx -e stderr -g 'daemon off;'"))
     time.sleep(2)
     marker("nginx in netns: visitors, probes and failing parts")
     _traffic(8080, 450, 90)

@@ -68,7 +68,8 @@ BANNERS = [
 
 
 def one(server: str, src: str, kind: str, rng: random.Random) -> None:
-    s = socket.create_connection((server, 22), 5, source_address=(src, 0))
+    target = "fd77::1" if ":" in src else server  # IPv6 hosts reach the server's IPv6 address
+    s = socket.create_connection((target, 22), 5, source_address=(src, 0))
     try:
         if kind == "scan":  # connect and close before reading anything
             return
