@@ -152,3 +152,16 @@ def test_postfix_programs_are_one_source() -> None:
         ("postfix", "security"),
         ("postfix", "normal"),
     ]
+
+
+def test_web_servers_routine_stops_are_normal_and_a_dead_listener_is_not() -> None:
+    rows = _rows(
+        "daemon.notice nginx: 2026/12/03 11:36:24 [notice] 15895#15895: gracefully shutting down",
+        "daemon.notice apache2[15311]: [mpm_event:notice] [pid 15311:tid 15311] AH00491: "
+        "caught SIGTERM, shutting down",
+        "daemon.crit apache2[15311]: [core:crit] [pid 15311] no listening sockets available, "
+        "shutting down",
+    )
+    assert [(r["source"], r["label"]) for r in rows] == [
+        ("nginx", "normal"), ("apache2", "normal"), ("apache2", "network"),
+    ]

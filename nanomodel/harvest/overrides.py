@@ -223,6 +223,18 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     (
+        "nginx",
+        re.compile(r"gracefully shutting down"),
+        "normal",
+        "a routine stop or reload of nginx (logged at notice; 'down' is not a failure here)",
+    ),
+    (
+        "apache2",
+        re.compile(r"caught SIG(?:TERM|WINCH|HUP|USR1)\b[^,]*, shutting down"),
+        "normal",
+        "a routine stop or graceful restart of Apache",
+    ),
+    (
         "openvpn",
         re.compile(r"Interrupted system call"),
         "normal",
