@@ -27,9 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.control import ask
-from hil.broker import Mosquitto
-from hil.devices import wait_answering
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.control import ask  # noqa: E402
+from benchmarks.device_env import device_environment  # noqa: E402
+from hil.broker import Mosquitto  # noqa: E402
+from hil.devices import wait_answering  # noqa: E402
 
 DEV = "bench-cpu"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -127,8 +132,9 @@ runtime = "{args.runtime}"
 kind = "file"
 path = "{log}"
 """)
+    # The environment the systemd unit sets (Environment=), as a device runs the agent.
     agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
-                             stdout=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, env=device_environment(),
                              stderr=open(work / "agent.log", "wb"))  # noqa: SIM115
     try:
         if not wait_answering(work / "state" / "agent.sock", agent, 60):
