@@ -44,7 +44,7 @@ class LineQueue:
         (when their source noticed them); one wake of the worker for all of them.
 
         The lines are a source's whole read window (it already waited for a batch's
-        worth, see sources.base.read_window): the worker takes them at once rather than
+        worth, see agent.sources.windows): the worker takes them at once rather than
         wait for ``min_items`` — a window that brought a few lines less than a batch
         (a writer's jitter, the end of a burst) would otherwise wait a second window."""
         with self._cond:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,28 @@ from agent.sources.windows import read_window
 from tests.support.line_sink import ListSink
 
 BATCHING = Batching(min_lines=20, max_wait_s=0.2)
+
+
+def _file_source(tmp_path: Path, **extra: object) -> tuple[Path, FileSource, ListSink]:
+    """A started file source following an empty ``app.log`` from its end."""
+    path = tmp_path / "app.log"
+    path.write_text("")
+    cfg = FileSourceConfig.model_validate({"kind": "file", "path": path, "start_at": "end",
+                                           "poll_interval_s": 5.0, **extra})
+    sink = ListSink(batching=BATCHING)
+    src = FileSource("f", cfg, sink, Counters(), 4096)
+    src.start(None)
+    return path, src, sink
+
+
+def _paced(n: int, per_s: float) -> Iterator[int]:
+    """0 .. n-1, each yielded at its slot of a steady ``per_s`` rate (one write each)."""
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i / per_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield i
 
 
 @pytest.mark.parametrize(("lines", "elapsed", "quiet", "window"), [
@@ -103,21 +126,11 @@ def test_queue_put_many_takes_what_fits_and_wakes_a_full_batch() -> None:
 
 
 def test_file_source_reads_a_trickle_once_per_window(tmp_path: Path) -> None:
-    path = tmp_path / "app.log"
-    path.write_text("")
-    cfg = FileSourceConfig.model_validate({"kind": "file", "path": path, "start_at": "end",
-                                           "poll_interval_s": 5.0})
-    sink = ListSink(batching=BATCHING)
-    src = FileSource("f", cfg, sink, Counters(), 4096)
-    src.start(None)
+    path, src, sink = _file_source(tmp_path)
     try:
         time.sleep(0.2)
         with open(path, "a", buffering=1) as f:
-            start = time.monotonic()
-            for i in range(200):  # 100 lines/s for 2 s, one write each
-                delay = start + i / 100 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            for i in _paced(200, 100):  # 100 lines/s for 2 s, one write each
                 f.write(f"line {i}\n")
         lines = sink.wait_for(lambda ls: len(ls) >= 200)
         assert [ln.text for ln in lines] == [f"line {i}" for i in range(200)]
@@ -131,21 +144,11 @@ def test_file_source_reads_a_trickle_once_per_window(tmp_path: Path) -> None:
 
 
 def test_file_source_reads_a_burst_at_the_floor_window(tmp_path: Path) -> None:
-    path = tmp_path / "app.log"
-    path.write_text("")
-    cfg = FileSourceConfig.model_validate({"kind": "file", "path": path, "start_at": "end",
-                                           "poll_interval_s": 5.0, "read_coalesce_ms": 10})
-    sink = ListSink(batching=BATCHING)
-    src = FileSource("f", cfg, sink, Counters(), 4096)
-    src.start(None)
+    path, src, sink = _file_source(tmp_path, read_coalesce_ms=10)
     try:
         time.sleep(0.2)
         with open(path, "a", buffering=1) as f:  # 1,000 lines/s for 1 s
-            start = time.monotonic()
-            for i in range(1000):
-                delay = start + i / 1000 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            for i in _paced(1000, 1000):
                 f.write(f"line {i}\n")
         sink.wait_for(lambda ls: len(ls) >= 1000)
         # After the first (whole) window the rate is known: ~20 lines per read, not 200
@@ -156,28 +159,14 @@ def test_file_source_reads_a_burst_at_the_floor_window(tmp_path: Path) -> None:
 
 
 def test_file_source_reads_early_when_a_trickle_turns_into_a_stream(tmp_path: Path) -> None:
-    path = tmp_path / "app.log"
-    path.write_text("")
-    cfg = FileSourceConfig.model_validate({"kind": "file", "path": path, "start_at": "end",
-                                           "poll_interval_s": 5.0})
-    sink = ListSink(batching=BATCHING)
-    src = FileSource("f", cfg, sink, Counters(), 4096)
-    src.start(None)
+    path, src, sink = _file_source(tmp_path)
     try:
         time.sleep(0.2)
         with open(path, "a", buffering=1) as f:
-            start = time.monotonic()
-            for i in range(100):  # 100 lines/s for 1 s: 200 ms windows
-                delay = start + i / 100 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            for i in _paced(100, 100):  # 100 lines/s for 1 s: 200 ms windows
                 f.write(f"slow {i} {time.time():.6f}\n")
             time.sleep(0.1)  # a pause shorter than a window: the next one is sized by 100/s
-            start = time.monotonic()
-            for i in range(500):  # then at once 1,000 lines/s for 0.5 s
-                delay = start + i / 1000 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            for i in _paced(500, 1000):  # then at once 1,000 lines/s for 0.5 s
                 f.write(f"fast {i} {time.time():.6f}\n")
         lines = sink.wait_for(lambda ls: len(ls) >= 600)
         waits = sorted(ln.ts - float(ln.text.rsplit(" ", 1)[1]) for ln in lines[100:])

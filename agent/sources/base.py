@@ -42,7 +42,7 @@ class Batching:
 
 
 class LineSink(Protocol):
-    # Read by sources that choose when to read (see read_window).
+    # Read by sources that choose when to read (see agent.sources.windows).
     batching: Batching
 
     def put(self, line: Line) -> bool:
