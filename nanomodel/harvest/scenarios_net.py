@@ -20,6 +20,13 @@ from nanomodel.harvest.netns import (
 )
 
 
+def _udhcpc(iface: str, tries: int = 3, wait_s: int = 2) -> tuple[str, ...]:
+    """busybox udhcpc on ``iface`` in the foreground: one lease (or none) and quit,
+    ``tries`` discovers ``wait_s`` apart, no script (the capture wants its log only)."""
+    return ("busybox", "udhcpc", "-i", iface, "-f", "-q", "-n", "-S", "-s", "/bin/true",
+            "-t", str(tries), "-T", str(wait_s))
+
+
 # ---------------------------------------------------------------- DHCP + DNS
 def dhcp(work: Path) -> list[Proc]:
     conf = work / "dhclient.conf"
@@ -69,72 +76,16 @@ def dhcp(work: Path) -> list[Proc]:
     marker("dhclient in netns: release the lease")
     run_in(CLI, *dhcl, "-r", "nfcap1", timeout=20)
     marker("udhcpc in netns: obtain a lease and quit")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap1",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "3",
-        "-T",
-        "2",
-        timeout=20,
-    )
+    run_in(CLI, *_udhcpc("nfcap1", tries=3, wait_s=2), timeout=20)
     marker("udhcpc in netns: request an address outside the range (NAK)")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap1",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "3",
-        "-T",
-        "2",
-        "-r",
-        "10.77.5.5",
-        timeout=20,
-    )
+    run_in(CLI, *_udhcpc("nfcap1", tries=3, wait_s=2), "-r", "10.77.5.5", timeout=20)
     marker("DNS in netns: local name, cached name and a name forwarded to an unreachable upstream")
     for name in ("site.lan", "site.lan", "updates.example.com", "nosuch.site.lan"):
         run_in(CLI, "busybox", "nslookup", name, SERVER, timeout=8)
     marker("udhcpc in netns: devices booting one after another, each taking a lease")
     for i in range(14):
-        run_in(
-            CLI,
-            "busybox",
-            "udhcpc",
-            "-i",
-            "nfcap1",
-            "-f",
-            "-q",
-            "-n",
-            "-S",
-            "-s",
-            "/bin/true",
-            "-t",
-            "3",
-            "-T",
-            "2",
-            "-x",
-            f"hostname:sensor-{i:02d}",
-            "-V",
-            "nanofleet-agent",
-            timeout=20,
-        )
+        run_in(CLI, *_udhcpc("nfcap1", tries=3, wait_s=2),
+               "-x", f"hostname:sensor-{i:02d}", "-V", "nanofleet-agent", timeout=20)
     marker("dhclient in netns: a gateway renewing and releasing its lease again and again")
     for _ in range(5):
         run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)
@@ -147,24 +98,7 @@ def dhcp(work: Path) -> list[Proc]:
     marker("dhclient in netns: no DHCP server on the link")
     run_in(CLI, *dhcl, "-1", "nfcap3", timeout=30)
     marker("udhcpc in netns: no DHCP server on the link")
-    run_in(
-        CLI,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "nfcap3",
-        "-f",
-        "-q",
-        "-n",
-        "-S",
-        "-s",
-        "/bin/true",
-        "-t",
-        "2",
-        "-T",
-        "1",
-        timeout=20,
-    )
+    run_in(CLI, *_udhcpc("nfcap3", tries=2, wait_s=1), timeout=20)
     marker("dnsmasq in netns: stop")
     stop(server)
     _stop_pidfile(work / "dhclient.pid")
