@@ -29,6 +29,13 @@ def marker(how: str) -> None:
     time.sleep(0.2)
 
 
+def private_mounts(mounts: str, command: str) -> tuple[str, ...]:
+    """``command`` in a private mount namespace after the shell ``mounts`` (bind mounts
+    of scratch files over /etc, /home, ...): the daemon sees its packaged paths, and
+    nothing of this machine is touched."""
+    return ("unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && {command}")
+
+
 def run_in(ns: str, *cmd: str, timeout: float = 30, env: dict[str, str] | None = None) -> int:
     try:
         return subprocess.run(

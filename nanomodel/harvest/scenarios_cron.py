@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from nanomodel.harvest.netns import SRV, Proc, marker, start_in
+from nanomodel.harvest.netns import SRV, Proc, marker, private_mounts, start_in
 
 _CRONTAB = """SHELL=/bin/sh
 PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
@@ -68,8 +68,6 @@ def cron(work: Path) -> list[Proc]:
     )
     Path("/var/spool/cron/crontabs").mkdir(parents=True, exist_ok=True)
     marker("cron in netns: start; jobs run every minute while the other scenarios run")
-    proc = start_in(
-        SRV, "unshare", "-m", "--propagation", "private", "sh", "-c", f"{binds} && exec cron -f"
-    )
+    proc = start_in(SRV, *private_mounts(binds, "exec cron -f"))
     time.sleep(1)
     return [proc]

@@ -15,7 +15,16 @@ import shutil
 import time
 from pathlib import Path
 
-from nanomodel.harvest.netns import CLI, CLIENT_HOSTS, SERVER, SRV, Proc, marker, run_in
+from nanomodel.harvest.netns import (
+    CLI,
+    CLIENT_HOSTS,
+    SERVER,
+    SRV,
+    Proc,
+    marker,
+    private_mounts,
+    run_in,
+)
 
 _MAIN_CF = """smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)
 biff = no
@@ -98,17 +107,7 @@ def postfix(work: Path) -> list[Proc]:
     mounts = " && ".join(f"mount --bind {src} {dst}" for src, dst in binds.items())
 
     def in_ns(command: str, timeout: float = 60) -> None:
-        run_in(
-            SRV,
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            f"{mounts} && {command}",
-            timeout=timeout,
-        )
+        run_in(SRV, *private_mounts(mounts, command), timeout=timeout)
 
     marker("postfix in netns: start (local-only mail server)")
     in_ns("postfix start")

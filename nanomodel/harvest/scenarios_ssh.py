@@ -32,6 +32,7 @@ from nanomodel.harvest.netns import (
     Proc,
     _stop_pidfile,
     marker,
+    private_mounts,
     run_in,
     run_many,
 )
@@ -95,16 +96,7 @@ def _start(work: Path, cfg: Path) -> None:
         + [f"mount --bind {work}/pam-{n} /etc/pam.d/{n}" for n in ("sshd", "common-session")]
         + [f"mount --bind {work}/home /home"]
     )
-    run_in(
-        SRV,
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        f"{binds} && exec /usr/sbin/sshd -f {cfg}",
-    )
+    run_in(SRV, *private_mounts(binds, f"exec /usr/sbin/sshd -f {cfg}"))
 
 
 def sshd(work: Path) -> list[Proc]:

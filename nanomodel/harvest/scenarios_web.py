@@ -25,6 +25,7 @@ from nanomodel.harvest.netns import (
     Proc,
     _stop_pidfile,
     marker,
+    private_mounts,
     run_in,
     start_in,
     stop,
@@ -85,7 +86,7 @@ def _in_mount_ns(binds: dict[Path, str], command: str) -> tuple[str, ...]:
     for target in binds.values():
         Path(target).mkdir(parents=True, exist_ok=True)  # /run/apache2: empty, as packaged
     mounts = " && ".join(f"mount --bind {src} {dst}" for src, dst in binds.items())
-    return ("unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && {command}")
+    return private_mounts(mounts, command)
 
 
 def _traffic(port: int, rounds: int, seed: int) -> None:
