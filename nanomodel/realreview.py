@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from nanomodel.templates import LABELS
 
@@ -60,29 +62,38 @@ class Review:
     reason: str
 
 
-@cache
-def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
-    """Every review keyed by (source, template); the file name is the source."""
-    out: dict[tuple[str, str], Review] = {}
+def jsonl_rows(folder: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """(file, line number, object) of every non-blank line of ``folder/*.jsonl``, files
+    in name order; a line that is not JSON is an error naming file and line."""
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        source = path.stem
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc})") from exc
-            if set(row) != {"template", "label", "reason"}:
                 raise ValueError(
-                    f"{path}:{n}: a review has exactly the keys template, label, reason"
-                )
-            if row["label"] not in LABELS:
-                raise ValueError(f"{path}:{n}: label {row['label']!r} is not one of {LABELS}")
-            if not str(row["reason"]).startswith("review:"):
-                raise ValueError(f"{path}:{n}: reason must start with 'review:'")
-            key = (source, row["template"])
-            if key in out:
-                raise ValueError(f"{path}:{n}: template reviewed twice: {row['template']!r}")
-            out[key] = Review(source, row["template"], row["label"], row["reason"])
+                    f"{path}:{n}: not JSON ({exc}); fix or regenerate the file"
+                ) from exc
+            yield path, n, row
+
+
+@cache
+def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
+    """Every review keyed by (source, template); the file name is the source."""
+    out: dict[tuple[str, str], Review] = {}
+    for path, n, row in jsonl_rows(folder):
+        source = path.stem
+        if set(row) != {"template", "label", "reason"}:
+            raise ValueError(
+                f"{path}:{n}: a review has exactly the keys template, label, reason"
+            )
+        if row["label"] not in LABELS:
+            raise ValueError(f"{path}:{n}: label {row['label']!r} is not one of {LABELS}")
+        if not str(row["reason"]).startswith("review:"):
+            raise ValueError(f"{path}:{n}: reason must start with 'review:'")
+        key = (source, row["template"])
+        if key in out:
+            raise ValueError(f"{path}:{n}: template reviewed twice: {row['template']!r}")
+        out[key] = Review(source, row["template"], row["label"], row["reason"])
     return out

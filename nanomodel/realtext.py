@@ -17,7 +17,6 @@ out in leave-one-source-out evaluation. Nothing here touches the network or writ
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from nanomodel.realfill import fill
-from nanomodel.realreview import is_not_log_text, load_reviews
+from nanomodel.realreview import is_not_log_text, jsonl_rows, load_reviews
 
 DATA = Path(__file__).resolve().parent / "data" / "real"
 LABELS = (
@@ -116,21 +115,11 @@ class CapturedLine:
 
 
 def _rows(kind: str) -> list[dict[str, str]]:
-    folder = DATA / kind
     rows: list[dict[str, str]] = []
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{path}:{n}: not JSON ({exc}); fix or regenerate the file"
-                ) from exc
-            if row.get("label") not in LABELS:
-                raise ValueError(f"{path}:{n}: label {row.get('label')!r} is not one of {LABELS}")
-            rows.append(row)
+    for path, n, row in jsonl_rows(DATA / kind):
+        if row.get("label") not in LABELS:
+            raise ValueError(f"{path}:{n}: label {row.get('label')!r} is not one of {LABELS}")
+        rows.append(row)
     return rows
 
 
