@@ -254,15 +254,16 @@ su -s /bin/sh nanofleet -c "nanofleet-agent check-config /etc/nanofleet/agent.to
 install -d -m 0700 -o nanofleet -g nanofleet /var/cache/nanofleet  # CacheDirectory=
 su -s /bin/sh nanofleet -c "CACHE_DIRECTORY=/var/cache/nanofleet PYTHONOPTIMIZE=2 \
     nanofleet-agent check-config /etc/nanofleet/agent.toml >/dev/null"
-echo "CACHED $(find /var/cache/nanofleet/pycache -name "*.opt-2.pyc" -path "*/site-packages/agent/*" \
-    | wc -l) $(find /var/cache/nanofleet/pycache/usr/lib -maxdepth 2 -name "typing.*.opt-2.pyc" | wc -l)"
+C=/var/cache/nanofleet/pycache
+echo "CACHED $(find $C -name "*.opt-2.pyc" -path "*/site-packages/agent/*" | wc -l) \
+    $(find $C/usr/lib -maxdepth 2 -name "typing.*.opt-2.pyc" | wc -l)"
 echo "SYSTEM_PYTHON $(cd / && /usr/bin/python3 -c "import agent" 2>&1 | tail -n 1)"
 dpkg -r nanofleet-agent >/dev/null
 echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
 echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"
 dpkg -P nanofleet-agent >/dev/null 2>&1
-echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet /usr/lib/nanofleet-agent \
-    /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
+echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet \
+    /usr/lib/nanofleet-agent /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
 '
 """
 
