@@ -93,7 +93,7 @@ class HeapTrimmer:
     def __init__(self, interval_s: float, libc: Any = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
-        self._libc = libc
+        self._libc = process_libc() if libc is None else libc  # resolved once, not per trim
         self._clock = clock
         self._last: float | None = None
         self.trims = 0
