@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS
+
 
 @dataclass(frozen=True)
 class Expansion:
@@ -308,6 +310,11 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
         "a client connected",
     ),
 ]
+
+# the RAS reporters' assembled event sentences (expansions_hpc.py explains their labels)
+EXPANSIONS.update(
+    {src: [Expansion(*row) for row in rows] for src, rows in HPC_EXPANSION_ROWS.items()}
+)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:

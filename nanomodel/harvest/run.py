@@ -27,6 +27,7 @@ from nanomodel.harvest import clex
 from nanomodel.harvest.overrides import EXPANSIONS, apply_override
 from nanomodel.harvest.rules import label_template
 from nanomodel.harvest.sources import SOURCES, Source, call_level
+from nanomodel.harvest.sources_hpc import TABLE_READERS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "real" / "templates"
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -40,7 +41,9 @@ _TABLE = re.compile(r'\{\s*(LOG_[A-Z]+)\s*,\s*("(?:\\.|[^"\\\n])*")\s*\}')
 
 def package_dir(root: Path, package: str) -> tuple[Path, str]:
     """(unpacked directory, "name version") of a source package under ``root``."""
-    dscs = sorted(root.glob(f"{package}_*.dsc"))
+    # <package>_<version>.upstream (same "Version:" field) stands for a .dsc where the
+    # tree is an upstream release because Debian's archive did not serve it (SOURCES.md)
+    dscs = sorted(root.glob(f"{package}_*.dsc")) or sorted(root.glob(f"{package}_*.upstream"))
     if not dscs:
         raise FileNotFoundError(
             f"no {package}_*.dsc under {root}: run apt-get source {package} there"
@@ -124,6 +127,8 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
             if level == "debug":
                 continue
             msg = clex_prefix(src, call.name, level) + fmt
+            if src.func_prefix and re.fullmatch(src.func_prefix, call.name):
+                msg = f"{clex.enclosing_function(text, call.line) or '%{func}'}: {msg}"
             pam_module = re.match(r"modules/(pam_\w+)/", rel)
             if src.source == "pam" and call.name.startswith("pam_") and pam_module:
                 # pam_vsyslog writes "<module>(<service>:<type>): " before the message
@@ -135,6 +140,12 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 continue
             seen.add(msg_clean)
             yield labelled(src, package, f"{rel}:{call.line}", msg_clean, level, alert, from_path)
+    for origin, template, level in (
+        TABLE_READERS[src.source](base) if src.source in TABLE_READERS else ()
+    ):
+        if template not in seen:
+            seen.add(template)
+            yield labelled(src, package, origin, template, level, src.alert, False)
     for exp in EXPANSIONS.get(src.source, []):
         line = _line_of(base / exp.file, exp.anchor)
         if exp.template in seen:
