@@ -179,3 +179,98 @@ HPC_EXPANSION_ROWS: dict[str, list[Row]] = {
 }
 
 __all__ = ["HPC_EXPANSION_ROWS"]
+
+# (source, regex over the template, label, reason): the node-state messages of Slurm and
+# opensm that the level-only cap would otherwise drop at random, decided here so that
+# every harvest keeps them (the other level-only alerts are reviewed in review/).
+HPC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
+    (
+        "slurm",
+        r"health_check (failed|didn't run)",
+        "hardware",
+        "the node's health check failed: Slurm drains the node until someone looks",
+    ),
+    (
+        "slurm",
+        r"^(error: )?Setting node %s state to (DOWN|INVAL)",
+        "hardware",
+        "the controller takes a node out of service (INVAL: it registered with less "
+        "hardware than configured)",
+    ),
+    (
+        "slurm",
+        r"due to (failure of node|node failure)|on failed node|Removing failed node"
+        r"|cancelled by node failure",
+        "hardware",
+        "a job lost to a failed node",
+    ),
+    (
+        "slurm",
+        r"(unexpectedly )?rebooted(, killing|\s+boot_time)|Node %s rebooted, killing",
+        "hardware",
+        "a node rebooted without being asked to: a crash or power loss",
+    ),
+    (
+        "slurm",
+        r"not resumed by ResumeTimeout",
+        "hardware",
+        "a node did not come back from power saving and is marked down",
+    ),
+    ("slurm", r"^Down nodes: ", "hardware", "nodes the controller holds DOWN at start-up"),
+    (
+        "slurm",
+        r"(Prolog|Epilog|prolog|epilog) (failure|failed|error) on (host|node)s? %s"
+        r"|Prolog failed on node|\] (prolog|epilog) failed status",
+        "software",
+        "a node's prolog/epilog script failed; Slurm drains or downs the node",
+    ),
+    (
+        "slurm",
+        r"agent waited too long for nodes to respond",
+        "hardware",
+        "nodes did not answer the controller (node not responding)",
+    ),
+    (
+        "slurm",
+        r"Error responding to ping",
+        "network",
+        "slurmd could not answer the controller's ping",
+    ),
+    (
+        "slurm",
+        r"slurmstepd startup took %d sec, possible file system problem",
+        "storage",
+        "a job step took long to start: a slow shared file system or full memory",
+    ),
+    (
+        "slurm",
+        r"^(powering (up|down) node %s|power (up|down) request repeating for node)",
+        "normal",
+        "power saving suspends and resumes idle nodes: routine ('down' is not a fault)",
+    ),
+    (
+        "opensm",
+        r"vl15_send_mad: ERR 3E04: %s method failed",
+        "network",
+        "a port of the fabric did not answer the subnet manager",
+    ),
+    (
+        "opensm",
+        r"Lost torus switch|Missing torus (switch|[-+][xyz] link)|remote now missing",
+        "network",
+        "a switch or inter-switch link of the fabric is gone",
+    ),
+    (
+        "opensm",
+        r"Unexpected removal of neighbor node|DR SMP Send completed with error"
+        r"|Failed to disable noisy physical port",
+        "network",
+        "a fabric link or node went away or misbehaves",
+    ),
+    (
+        "opensm",
+        r"Found duplicated node GUID|Duplicate Port GUID|Duplicate alias port GUID",
+        "network",
+        "two fabric ports claim one GUID: a misprogrammed adapter or cabling error",
+    ),
+]

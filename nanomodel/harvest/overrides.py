@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS
+from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS, HPC_OVERRIDE_ROWS
 
 
 @dataclass(frozen=True)
@@ -315,6 +315,8 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
 EXPANSIONS.update(
     {src: [Expansion(*row) for row in rows] for src, rows in HPC_EXPANSION_ROWS.items()}
 )
+
+OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in HPC_OVERRIDE_ROWS)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:
