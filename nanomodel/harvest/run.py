@@ -126,6 +126,8 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
             level = call_level(call.name, clex.level_words(call, idx))
             if level == "debug":
                 continue
+            if src.func_arg and fmt.startswith("%s: ") and _arg_is_func(call, idx + 1):
+                fmt = f"{clex.enclosing_function(text, call.line) or '%{func}'}{fmt[2:]}"
             msg = clex_prefix(src, call.name, level) + fmt
             if src.func_prefix and re.fullmatch(src.func_prefix, call.name):
                 msg = f"{clex.enclosing_function(text, call.line) or '%{func}'}: {msg}"
@@ -180,6 +182,12 @@ def _line_of(path: Path, anchor: str) -> int:
     raise ValueError(
         f"{path}: anchor {anchor!r} not found; the expansion no longer matches the source"
     )
+
+
+def _arg_is_func(call: clex.Call, index: int) -> bool:
+    """Whether the call's argument ``index`` is ``__func__``."""
+    args = clex.split_args(call.args)
+    return index < len(args) and [t.text for t in args[index]] == ["__func__"]
 
 
 def clex_prefix(src: Source, name: str, level: str) -> str:

@@ -26,6 +26,9 @@ class Source:
     # call-name regex of calls whose logging macro writes the calling C function's name
     # first (opensm's OSM_LOG adds "__func__: "); the harvest writes the real name
     func_prefix: str = ""
+    # a format starting "%s: " whose argument is __func__ (Slurm's error("%s: ...", __func__))
+    # is written with the calling function's name, as the log shows it
+    func_arg: bool = False
 
     def alert_for(self, rel_path: str) -> tuple[str, bool]:
         """(default category, whether it came from the path) for a file of this source."""

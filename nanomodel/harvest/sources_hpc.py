@@ -47,6 +47,7 @@ HPC_SOURCES: list[Source] = [
         r"error|info|fatal|fatal_abort|sched_info|sched_error",
         "software",
         prefixes=_SLURM_PREFIXES,
+        func_arg=True,
     ),
     Source(
         "opensm",
