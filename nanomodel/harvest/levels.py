@@ -21,7 +21,7 @@ _LEVEL_WORDS = [
     # mcelog's Lprintf/Eprintf/SYSERRprintf all go to syslog at LOG_ERR
     (
         re.compile(
-            r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE|^(L|E|SYSERR)printf$"
+            r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE|(?-i:^(L|E|SYSERR)printf$)"
         ),
         "error",
     ),
