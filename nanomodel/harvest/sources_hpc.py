@@ -104,6 +104,27 @@ _ROW = re.compile(
 _THRESHOLD_UNITS = {"Temperature": "degrees C", "Voltage": "Volts", "Current": "Amps", "Fan": "RPM"}
 
 
+# Sensor types whose events are conditions that hold and end (a supply failing, a drive
+# faulted, a part present): the BMC logs their deassertion too. The other types report
+# one-off events (boot and firmware progress, buttons, version changes, power states)
+# whose deassertion carries nothing.
+_CONDITION_TYPES = {
+    "Physical Security",
+    "Processor",
+    "Power Supply",
+    "Power Unit",
+    "Memory",
+    "Drive Slot / Bay",
+    "Critical Interrupt",
+    "Cable / Interconnect",
+    "Entity Presence",
+    "LAN",
+    "Management Subsys Health",
+    "Battery",
+    "Slot / Connector",
+}
+
+
 def _table(text: str, name: str) -> Iterator[tuple[int, int, str]]:
     """(line, sensor type code, description) of each row of the C table ``name``."""
     start = text.index(f"{name}[] = {{")
@@ -118,9 +139,9 @@ def ipmi_event_templates(base: Path) -> Iterator[tuple[str, str, str]]:
     ipmievd logs every event at LOG_NOTICE as ``<sensor type> sensor <id> - <event>
     Asserted|Deasserted`` (compact sensor records, most discrete sensors) and threshold
     events as ``<type> sensor <id> <event> Asserted (Reading <v> > Threshold <t> <unit>)``.
-    Discrete events are written in their asserted form: a deassertion says the state
-    ended, and which deassertions matter depends on the state (a deasserted "Presence
-    detected" is a part gone) — those are the reviewer's to add, not a blanket rule.
+    Discrete events are written asserted, and deasserted for the sensor types whose
+    events are conditions (``_CONDITION_TYPES``): a deasserted fault is the fault ending,
+    a deasserted "Presence detected" a part gone — the reviews decide which is which.
     """
     header = "include/ipmitool/ipmi_sel.h"
     sel = (base / header).read_text(errors="replace")
@@ -130,6 +151,8 @@ def ipmi_event_templates(base: Path) -> Iterator[tuple[str, str, str]]:
     for line, code, desc in _table(sel, "sensor_specific_event_types"):
         if code < len(types) and desc:
             yield f"{header}:{line}", f"{types[code]} sensor %s - {desc} Asserted", "notice"
+            if types[code] in _CONDITION_TYPES:
+                yield f"{header}:{line}", f"{types[code]} sensor %s - {desc} Deasserted", "notice"
     for line, code, desc in _table(sel, "generic_event_types"):
         if code != 0x01:  # threshold states only; the other generic rows are discrete
             continue
