@@ -132,9 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: label WORKDIR/syslog.log of an earlier capture again "
         "(after the templates or the matcher changed)",
     )
+    ap.add_argument(
+        "--sources",
+        nargs="*",
+        help="write only these sources' captured files (e.g. zookeeper after --only "
+        "9-zookeeper, so rsyslog's file of the full run stays)",
+    )
     args = ap.parse_args(argv)
     if args.relabel:
-        _write(args.workdir / "syslog.log")
+        _write(args.workdir / "syslog.log", args.sources)
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
@@ -177,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write(log)
+        _write(log, args.sources)
     return 0
 
 
-def _write(log: Path) -> None:
-    counts = write_captured(log.read_text(errors="replace"))
+def _write(log: Path, sources: list[str] | None = None) -> None:
+    counts = write_captured(log.read_text(errors="replace"), sources=sources)
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
 
