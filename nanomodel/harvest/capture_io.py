@@ -87,7 +87,8 @@ DATA = Path(realtext.__file__).resolve().parent / "data" / "real" / "captured"
 
 
 def _shape(text: str) -> str:
-    return re.sub(r"\d+", "0", re.sub(r"\[\d+\]", "", text))
+    # hex ids (ZooKeeper's sessions and zxids) are numbers too
+    return re.sub(r"\b0x[0-9a-fA-F]+\b|\d+", "0", re.sub(r"\[\d+\]", "", text))
 
 
 def message_body(source: str, msg: str) -> str:
@@ -131,6 +132,8 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
             own = _STAMP[source].match(msg)
             if own is None:  # a logged exception's stack trace: part of the line before it
                 continue
+            # rsyslog escapes a tab ("Removing file: <date>\t<path>"); the file holds a tab
+            msg = msg.replace("#011", "\t")
             text, level = msg, _JAVA_LEVEL.get(own.group("level"), "debug")
         shape = _shape(text)
         shapes[shape] += 1

@@ -24,11 +24,12 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nanomodel.harvest.netns import CLI, SRV, Proc, marker, private_mounts, py_in, run_in
+from nanomodel.harvest.netns import CLI, SRV, Proc, marker, private_mounts, py_in
 
 HOSTS = ("10.77.0.5", "10.77.0.6", "10.77.0.7")  # server.1 .. server.3
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -41,6 +42,23 @@ CLASSPATH = ":".join(
         "/usr/share/java/log4j-1.2.jar",
     )
 )
+
+
+def _java(args: str) -> str:
+    """The shell command that runs a ZooKeeper class as the ``zookeeper`` user, logging
+    at INFO to its console in the package's log4j layout."""
+    return (
+        "exec setpriv --reuid=zookeeper --regid=zookeeper --init-groups /usr/bin/java "
+        f"-Dzookeeper.root.logger=INFO,CONSOLE -cp {CLASSPATH} {args}"
+    )
+
+
+SERVER = _java(
+    "-Xmx160m -XX:+UseSerialGC -Dzookeeper.log.dir=/var/log/zookeeper "
+    "-Dzookeeper.log.file=zookeeper.log org.apache.zookeeper.server.quorum.QuorumPeerMain "
+    "/etc/zookeeper/conf/zoo.cfg"
+)
+PURGE = "org.apache.zookeeper.server.PurgeTxnLog"
 
 
 def zoo_cfg(hosts: tuple[str, ...], myid: int) -> str:
@@ -61,9 +79,6 @@ snapCount=400
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
 4lw.commands.whitelist=srvr,ruok,mntr,conf
-admin.enableServer=true
-admin.serverAddress={hosts[myid - 1]}
-admin.serverPort=8080
 {servers}
 """
 
@@ -129,7 +144,8 @@ class Ensemble:
             shutil.chown(data, "zookeeper", "zookeeper")
             shutil.chown(data / "myid", "zookeeper", "zookeeper")
 
-    def argv(self, myid: int, disk_mb: int = 0) -> tuple[str, ...]:
+    def argv(self, myid: int, java: str = SERVER, disk_mb: int = 0) -> tuple[str, ...]:
+        """``java`` in the server namespace, seeing server ``myid``'s config and data."""
         here = self.root / f"zk{myid}"
         mounts = f"mount --bind {here / 'conf'} /etc/zookeeper/conf"
         data = here / "data"
@@ -141,26 +157,22 @@ class Ensemble:
                 f" && cp -a {data}/. {disk}/ && chown zookeeper:zookeeper {disk}"
             )
             data = disk
-        mounts += f" && mount --bind {data} /var/lib/zookeeper"
-        java = (
-            "exec setpriv --reuid=zookeeper --regid=zookeeper --init-groups "
-            "/usr/bin/java -Xmx160m -XX:+UseSerialGC -Dzookeeper.log.dir=/var/log/zookeeper "
-            "-Dzookeeper.log.file=zookeeper.log -Dzookeeper.root.logger=INFO,CONSOLE "
-            f"-cp {CLASSPATH} org.apache.zookeeper.server.quorum.QuorumPeerMain "
-            "/etc/zookeeper/conf/zoo.cfg"
-        )
+        mounts += f" && mount --bind {data} /var/lib/zookeeper && cd /var/lib/zookeeper"
         return ("ip", "netns", "exec", SRV, *private_mounts(mounts, java))
 
-    def start(self, myid: int, disk_mb: int = 0) -> None:
+    def start(self, myid: int, java: str = SERVER, disk_mb: int = 0) -> tuple[Proc, Proc]:
+        """Start ``java`` for server ``myid``, its console going to syslog."""
         server = subprocess.Popen(
-            self.argv(myid, disk_mb), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            self.argv(myid, java, disk_mb), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
         assert server.stdout is not None
         tagger = subprocess.Popen(
             ["logger", "-t", f"zookeeper[{myid}]", "--size", "16384"], stdin=server.stdout
         )
         server.stdout.close()
-        self.procs[myid] = (server, tagger)
+        if java == SERVER:
+            self.procs[myid] = (server, tagger)
+        return server, tagger
 
     def stop(self, myid: int, sig: int = signal.SIGTERM) -> None:
         server, tagger = self.procs.pop(myid)
@@ -210,16 +222,21 @@ def four(host: str, word: str) -> str:
     return done.stdout
 
 
-def zkcli(commands: list[str], hosts: tuple[str, ...] = HOSTS, timeout: float = 40) -> None:
-    """One zkCli.sh session running ``commands`` (it reads them from standard input)."""
-    connect = ",".join(f"{h}:2181" for h in hosts)
-    cli = subprocess.Popen(
-        ["ip", "netns", "exec", CLI, ZKCLI, "-server", connect],
+def _zkcli(*args: str) -> Proc:
+    """zkCli.sh in the client namespace, reading its commands from a pipe; in a session
+    of its own, as its JVM is a child of the script and must end with it."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", CLI, ZKCLI, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the JVM is a child of the script: a timeout ends both
+        start_new_session=True,
     )
+
+
+def zkcli(commands: list[str], hosts: tuple[str, ...] = HOSTS, timeout: float = 40) -> None:
+    """One zkCli.sh session running ``commands``."""
+    cli = _zkcli("-server", ",".join(f"{h}:2181" for h in hosts))
     try:
         cli.communicate(("\n".join(commands) + "\n").encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -228,31 +245,20 @@ def zkcli(commands: list[str], hosts: tuple[str, ...] = HOSTS, timeout: float = 
 
 
 def sessions(count: int, seed: int, workers: int = 4) -> None:
+    """``count`` client sessions, a few at a time, spread over the three servers."""
     rng = random.Random(seed)
-    jobs = []
-    for n in range(count):
-        host = HOSTS[n % 3]
-        jobs.append((session_script(rng, seed * 1000 + n), (host,)))
+    jobs = [(session_script(rng, seed * 1000 + n), HOSTS[n % 3]) for n in range(count)]
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda job: zkcli(job[0], job[1]), jobs))
+        list(pool.map(lambda job: zkcli(job[0], (job[1],)), jobs))
 
 
 def dropped_clients(count: int) -> None:
     """zkCli sessions killed with -9 mid-session: the socket closes, the session expires."""
-    clients = []
-    for n in range(count):
-        server = f"{HOSTS[n % 3]}:2181"
-        cli = subprocess.Popen(
-            ["ip", "netns", "exec", CLI, ZKCLI, "-timeout", "5000", "-server", server],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # zkCli.sh's JVM is a child of the script: kill both
-        )
+    clients = [_zkcli("-timeout", "5000", "-server", f"{HOSTS[n % 3]}:2181") for n in range(count)]
+    for n, cli in enumerate(clients):
         assert cli.stdin is not None
         cli.stdin.write(f"create -e /workers/dropped{n} x\nget -w /config/app1\n".encode())
         cli.stdin.flush()
-        clients.append(cli)
     time.sleep(4)
     for cli in clients:
         os.killpg(cli.pid, signal.SIGKILL)  # the JVM dies with its socket open: no close
@@ -263,14 +269,6 @@ def probes() -> None:
     for host in HOSTS:
         for word in ("ruok", "srvr", "mntr", "conf", "stat", "dump"):
             four(host, word)
-    code = (
-        "import urllib.request\n"
-        f"for host in {HOSTS!r}:\n"
-        " for cmd in ('ruok','stat','leader','watch_summary','nosuch'):\n"
-        "  try: urllib.request.urlopen(f'http://{host}:8080/commands/{cmd}',timeout=5).read()\n"
-        "  except OSError: pass\n"
-    )
-    run_in(CLI, sys.executable, "-c", code)
 
 
 def bad_clients() -> None:
@@ -295,25 +293,10 @@ def writes(count: int, prefix: str, size: int = 0) -> None:
 
 
 def purge(ens: Ensemble, myid: int) -> None:
-    """``zkCleanup.sh -n 3`` (PurgeTxnLog), logged the way the server logs."""
-    here = ens.root / f"zk{myid}"
-    java = (
-        "exec setpriv --reuid=zookeeper --regid=zookeeper --init-groups /usr/bin/java "
-        f"-Dzookeeper.root.logger=INFO,CONSOLE -cp {CLASSPATH} "
-        "org.apache.zookeeper.server.PurgeTxnLog /var/lib/zookeeper /var/lib/zookeeper -n 3"
-    )
-    mounts = (
-        f"mount --bind {here / 'conf'} /etc/zookeeper/conf && "
-        f"mount --bind {here / 'data'} /var/lib/zookeeper"
-    )
-    tool = subprocess.Popen(
-        ["ip", "netns", "exec", SRV, *private_mounts(mounts, java)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert tool.stdout is not None
-    subprocess.run(["logger", "-t", f"zookeeper[{myid}]"], stdin=tool.stdout, check=False)
+    """``zkCleanup.sh -n 3`` (PurgeTxnLog) on a server's data, logged as the server logs."""
+    tool, tagger = ens.start(myid, _java(f"{PURGE} /var/lib/zookeeper /var/lib/zookeeper -n 3"))
     tool.wait(timeout=60)
+    tagger.wait(timeout=10)
 
 
 # ------------------------------------------------------------------ the scenario
@@ -331,7 +314,7 @@ def zookeeper(work: Path) -> list[Proc]:
     ens.prepare()
     _addresses("add")
     try:
-        _life(ens)
+        _life(ens, work / "syslog.log")
     finally:
         for myid in sorted(ens.procs):
             ens.stop(myid, signal.SIGKILL)
@@ -339,7 +322,17 @@ def zookeeper(work: Path) -> list[Proc]:
     return []
 
 
-def _life(ens: Ensemble) -> None:
+def _wait_for(log: Path, text: str, limit: float) -> bool:
+    """Whether ``text`` shows up in the capture's syslog file within ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _life(ens: Ensemble, log: Path) -> None:
     marker("zookeeper in netns: server 1 starts alone (its peers are not up yet)")
     ens.start(1)
     time.sleep(8)
@@ -352,7 +345,7 @@ def _life(ens: Ensemble) -> None:
     zkcli([*(f"create {p}" for p in tree), *(f"create /config/app{i} v0" for i in range(8))])
     marker("zookeeper in netns: 60 client sessions read, watch, register and write")
     sessions(60, 1)
-    marker("zookeeper in netns: monitoring probes (four-letter words, admin server)")
+    marker("zookeeper in netns: monitoring probes (four-letter words, allowed and not)")
     probes()
     marker("zookeeper in netns: clients killed mid-session (sockets dropped, sessions expire)")
     dropped_clients(6)
@@ -394,10 +387,16 @@ def _life(ens: Ensemble) -> None:
     small = next(i for i in (1, 2, 3) if i != leader)
     marker(f"zookeeper in netns: server {small} restarts on a small disk that fills up")
     ens.stop(small)
-    ens.start(small, disk_mb=3)
+    ens.start(small, disk_mb=1)
     ens.wait_for_leader()
-    writes(40, "blob", size=60000)
-    time.sleep(3)
+    writer = threading.Thread(target=writes, args=(400, "blob", 4000))
+    writer.start()
+    # it fails, rejoins and fails again many times a second: the operator stops it soon
+    _wait_for(log, "Severe unrecoverable error", 90)
+    time.sleep(1)
+    marker(f"zookeeper in netns: the operator stops server {small} (its disk is full)")
+    ens.stop(small)
+    writer.join()
     marker("zookeeper in netns: all servers stop (SIGTERM)")
     for myid in sorted(ens.procs):
         ens.stop(myid)
