@@ -148,7 +148,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 source=source,
             )
         body = message_body(source, msg)
-        label, reason = matchers[source].label(
+        label, reason, origin = matchers[source].label(
             body, level, default_alert.get(source, "software"), line=msg
         )
         rows.append(
@@ -157,6 +157,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 "text": text,
                 "label": label,
                 "reason": reason,
+                "template_origin": origin,
                 "how": how,
                 "level": level,
             }
@@ -164,16 +165,11 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
     return rows
 
 
-def write_captured(
-    log_text: str, folder: Path = DATA, sources: list[str] | None = None
-) -> dict[str, int]:
-    """Replace ``captured/<source>.jsonl`` for every source present in the capture (or
-    only for ``sources``: a run of one scenario also holds rsyslog's own start lines)."""
+def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
+    """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
     rows = captured_rows(log_text)
     by_source: dict[str, list[dict[str, str]]] = {}
     for row in rows:
-        if sources is not None and row["source"] not in sources:
-            continue
         by_source.setdefault(row["source"], []).append(row)
     folder.mkdir(parents=True, exist_ok=True)
     for source, items in by_source.items():
