@@ -265,12 +265,6 @@ def dropped_clients(count: int) -> None:
         cli.wait()
 
 
-def probes() -> None:
-    for host in HOSTS:
-        for word in ("ruok", "srvr", "mntr", "conf", "stat", "dump"):
-            four(host, word)
-
-
 def bad_clients() -> None:
     host = HOSTS[0]
     for payload in (
@@ -346,7 +340,9 @@ def _life(ens: Ensemble, log: Path) -> None:
     marker("zookeeper in netns: 60 client sessions read, watch, register and write")
     sessions(60, 1)
     marker("zookeeper in netns: monitoring probes (four-letter words, allowed and not)")
-    probes()
+    for host in HOSTS:
+        for word in ("ruok", "srvr", "mntr", "conf", "stat", "dump"):
+            four(host, word)
     marker("zookeeper in netns: clients killed mid-session (sockets dropped, sessions expire)")
     dropped_clients(6)
     time.sleep(12)
