@@ -322,7 +322,7 @@ def _wait_for(log: Path, text: str, limit: float) -> bool:
     while time.monotonic() < end:
         if log.exists() and text in log.read_text(errors="replace"):
             return True
-        time.sleep(0.5)
+        time.sleep(0.2)
     return False
 
 
@@ -389,7 +389,6 @@ def _life(ens: Ensemble, log: Path) -> None:
     writer.start()
     # it fails, rejoins and fails again many times a second: the operator stops it soon
     _wait_for(log, "Severe unrecoverable error", 90)
-    time.sleep(1)
     marker(f"zookeeper in netns: the operator stops server {small} (its disk is full)")
     ens.stop(small)
     writer.join()
