@@ -28,6 +28,7 @@ from agent.sources.file_handles import (
     read_head,
 )
 from agent.sources.file_position import HEAD_BYTES, FileCheckpoint, FileIdentity
+from agent.sources.idle_tick import idle_tick_s, look_why_events_miss_file
 from agent.sources.inotify import DirectoryWatch
 from agent.sources.line_splitter import LineSplitter
 from agent.sources.windows import ReadWindows
@@ -63,6 +64,9 @@ class FileSource(Source):
         self._at_eof = False
         self._tick = True  # check the path on the first wake
         self._watch: DirectoryWatch | None = None
+        # Why the directory's events do not show this file's changes (None: they do).
+        self._events_miss: str | None = "not watching yet"
+        self._open_failing = False  # the live path exists but cannot be opened
         self._windows = ReadWindows(cfg.read_coalesce_ms / 1000.0)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -70,7 +74,6 @@ class FileSource(Source):
         watch = self._watch
         if watch is not None:
             watch.interrupt()
-
 
     def start(self, checkpoint: str | None) -> None:
         """Fix the starting position before returning, so that (with start_at=end) a line
@@ -90,6 +93,7 @@ class FileSource(Source):
                 self._resume(self._decode(checkpoint))
             watch = DirectoryWatch(self.cfg.path.parent)
             self._watch = watch
+            self._events_miss = look_why_events_miss_file(self.cfg.path)
             while not self._stop.is_set():
                 try:
                     if self._step():
@@ -103,10 +107,13 @@ class FileSource(Source):
                         if self._news(watch):
                             self._open_window(watch)
                             continue
-                    # Sleep until the directory changes (inotify) or the poll interval
-                    # passes; stop() is honoured within one interval.
-                    if not watch.wait(self.cfg.poll_interval_s):
+                    # Sleep until the directory changes (inotify), stop() or the idle
+                    # tick (sources.idle_tick) passes.
+                    tick = self._idle_tick()
+                    if not watch.wait(tick):
                         self._tick = True  # a poll tick: look at the path too
+                        if tick > self.cfg.poll_interval_s and self._missed_change(watch):
+                            self._events_miss = "a change raised no event: polling"
                         continue
                     if self._news(watch):
                         self._open_window(watch)
@@ -121,6 +128,30 @@ class FileSource(Source):
                 self._watch.close()
                 self._watch = None
             self._close_all()
+
+    def _idle_tick(self) -> float:
+        watch = self._watch
+        settled = (self._rotation_seen is None and not self._open_failing
+                   and (self._cur is None or self.state == "following"))
+        return idle_tick_s(self.cfg.poll_interval_s,
+                           watching=watch is not None and watch.active,
+                           events_show_file=self._events_miss is None, settled=settled)
+
+    def _inotify_misses(self) -> str | None:
+        """Why inotify alone cannot be trusted with this file now (None: it can)."""
+        if self._watch is not None and not self._watch.active:
+            return "no inotify watch on the directory (missing, gone, or no inotify)"
+        return self._events_miss
+
+    def _missed_change(self, watch: DirectoryWatch) -> bool:
+        """On a safety tick: did the file change (or appear) with no event to say so?"""
+        cur = self._cur
+        if cur is None:
+            changed = os.path.exists(self.path)
+        else:
+            changed = cur.live and os.fstat(cur.fd).st_size != self._read_pos
+        # An event queued since the timeout (a write racing the tick) was not missed.
+        return changed and not watch.wait(0)
 
     def _open_window(self, watch: DirectoryWatch) -> None:
         """The directory changed: wait a read window (sources.windows), then read."""
@@ -165,13 +196,18 @@ class FileSource(Source):
 
     def _open(self, key: str, live: bool) -> OpenFile | None:
         try:
-            return open_file(self.path, key, live)
+            opened = open_file(self.path, key, live)
         except OSError as exc:  # e.g. no permission: retried every poll, counted once
+            if live:
+                self._open_failing = True
             message = f"cannot open {key}: {exc}"
             if message != self.last_error:
                 self.last_error = message
                 self.counters.inc("source_errors")
             return None
+        if live:
+            self._open_failing = False
+        return opened
 
     def _next_file(self) -> bool:
         """Move to the next queued file; False when there is none (waiting for the file)."""
@@ -353,7 +389,8 @@ class FileSource(Source):
             "dev": cur.ident.dev if cur else None, "inode": cur.ident.ino if cur else None,
             "offset": self._lines.line_start, "size_seen": self._size_seen,
             "rotations": self.rotations, "truncations": self.truncations,
-            "reads": self._windows.count,
+            "reads": self._windows.count, "idle_tick_s": self._idle_tick(),
+            "inotify_misses": self._inotify_misses(),
             "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
         })
         return info
