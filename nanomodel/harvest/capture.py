@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from nanomodel.harvest import scenarios
-from nanomodel.harvest.capture_io import write_captured
+from nanomodel.harvest.capture_io import DATA, write_captured
 from nanomodel.harvest.netns import CLIENT_HOSTS, CLIENT_HOSTS6, SERVER6, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
@@ -132,9 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: label WORKDIR/syslog.log of an earlier capture again "
         "(after the templates or the matcher changed)",
     )
+    ap.add_argument(
+        "--with",
+        dest="more",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="with --relabel: also the syslog.log of these earlier captures, after "
+        "WORKDIR's; a source's file holds the lines of every capture named (a capture "
+        "of some scenarios alone would otherwise replace the files of the sources it "
+        "shares with the others, e.g. pam or rsyslog)",
+    )
     args = ap.parse_args(argv)
     if args.relabel:
-        _write(args.workdir / "syslog.log")
+        _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)])
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
@@ -177,14 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write(log)
+        _write([log])
     return 0
 
 
-def _write(log: Path) -> None:
-    counts = write_captured(log.read_text(errors="replace"))
+def _write(logs: list[Path], folder: Path = DATA) -> None:
+    # One text, so the per-shape repeat cap and the labels see every capture at once.
+    text = "".join(_ended(log.read_text(errors="replace")) for log in logs)
+    counts = write_captured(text, folder)
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
+
+
+def _ended(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 source=source,
             )
         body = message_body(source, msg)
-        label, reason = matchers[source].label(
+        label, reason, origin = matchers[source].label(
             body, level, default_alert.get(source, "software"), line=msg
         )
         rows.append(
@@ -136,6 +136,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
                 "text": m.group("tagged"),
                 "label": label,
                 "reason": reason,
+                "template_origin": origin,
                 "how": how,
                 "level": level,
             }
