@@ -12,10 +12,12 @@ are no-ops where the C library is not glibc, e.g. musl):
   of start-up (the bundle read and verified, the model loaded and smoke-tested) and
   of a model swap would stay resident for the life of the process.
 * :class:`HeapTrimmer`: the same ``malloc_trim(0)`` (without a garbage collection)
-  while the pipeline works, at most every few seconds. Between batches glibc keeps the
-  chunks a batch freed (feature arrays, runtime buffers, messages) scattered over its
-  arenas; handing their pages back every 2 s keeps 1-3 MB less resident at 1,000
-  lines/s for ~0.5 ms of CPU per trim. Only after work: an idle agent never trims.
+  while the pipeline works, at most every ``[pipeline] heap_trim_interval_s``. Between
+  batches glibc keeps the chunks a batch freed (feature arrays, runtime buffers,
+  messages) scattered over its arenas: 4-5 MB with LiteRT. Handing their pages back
+  keeps ~0.5 MB (every 10 s) to ~1 MB (every 2 s) less resident at 1,000 lines/s, for
+  ~0.5 ms a trim and the re-faulting of pages the next batches touch again (figures:
+  docs/operations.md). Only after work: an idle agent never trims.
 """
 
 from __future__ import annotations

@@ -176,10 +176,11 @@ root_file = "{work / 'root.json'}"
         print(f"steady-state RSS of the agent: {rss:.1f} MB (max {max(rss_samples):.1f} MB)")
         # 2. throughput (a burst; RSS after it is reported as the peak)
         burst = "".join(f"{styles[i % 4]} n={i}\n" for i in range(args.lines))
+        before_burst = sub.count  # the steady run's results count too
         t0 = time.monotonic()
         with open(log, "a") as f:
             f.write(burst)
-        ok = sub.wait_count(args.lines, timeout=300)
+        ok = sub.wait_count(before_burst + args.lines, timeout=300)
         elapsed = time.monotonic() - t0
         throughput = args.lines / elapsed if ok else 0.0
         print(f"throughput: {args.lines} lines in {elapsed:.2f} s -> {throughput:,.0f} lines/s "

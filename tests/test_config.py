@@ -88,6 +88,6 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_heap_trim_interval_default_and_off(tmp_path):
-    assert load_config(write(tmp_path, MINIMAL)).pipeline.heap_trim_interval_s == 2.0
+    assert load_config(write(tmp_path, MINIMAL)).pipeline.heap_trim_interval_s == 10.0
     off = load_config(write(tmp_path, MINIMAL + "\n[pipeline]\nheap_trim_interval_s = 0\n"))
     assert off.pipeline.heap_trim_interval_s == 0
