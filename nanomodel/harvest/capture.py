@@ -119,7 +119,13 @@ def start_syslog(work: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("workdir", type=Path, help="scratch directory outside the repository")
+    ap.add_argument(
+        "workdir",
+        type=Path,
+        nargs="+",
+        help="scratch directory outside the repository (with --relabel: several, whose "
+        "logs are labelled together in this order)",
+    )
     ap.add_argument(
         "--only", nargs="*", help="run only these scenarios", choices=sorted(scenarios.ALL)
     )
@@ -134,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.relabel:
-        _write(args.workdir / "syslog.log")
+        _write(*(d / "syslog.log" for d in args.workdir))
         return 0
+    if len(args.workdir) != 1:
+        ap.error("a capture runs into one WORKDIR (several only with --relabel)")
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
         return 2
-    work: Path = args.workdir
+    work: Path = args.workdir[0]
     work.mkdir(parents=True, exist_ok=True)
     log = work / "syslog.log"
     log.unlink(missing_ok=True)
@@ -181,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write(log: Path) -> None:
-    counts = write_captured(log.read_text(errors="replace"))
+def _write(*logs: Path) -> None:
+    counts = write_captured(*(log.read_text(errors="replace") for log in logs))
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
 

@@ -54,6 +54,12 @@ _TAG_SOURCE = {
     "apache2": "apache2",
     "nginx": "nginx",
     "lighttpd": "lighttpd",
+    # the classic server: inetutils (inetd, ftpd and the tcpd it runs), su and login
+    "ftpd": "ftpd",
+    "inetutils-inetd": "ftpd",
+    "su": "util-linux",
+    "login": "util-linux",
+    "logrotate": "logrotate",
 }
 # Real logs repeat the same few healthy lines all day, and that repetition is what the
 # model must not alarm on; but one shape (the same message with other numbers) should not
@@ -92,20 +98,32 @@ def message_body(source: str, msg: str) -> str:
     return stamp.sub("", msg, count=1) if stamp is not None else msg
 
 
-def captured_rows(log_text: str) -> list[dict[str, str]]:
-    """Labelled rows for every line of a captured syslog file (markers set ``how``)."""
+def _lines(log_texts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every line with the step of its capture run in progress (the last marker before it)."""
+    out = []
+    for text in log_texts:
+        how = "before any scenario"
+        for raw in text.splitlines():
+            m = _LINE.match(raw)
+            if m is not None and m.group("tag") == "nfcapture":
+                how = m.group("msg").strip().removeprefix("BEGIN ")
+            out.append((raw, how))
+    return out
+
+
+def captured_rows(*log_texts: str) -> list[dict[str, str]]:
+    """Labelled rows for every line of captured syslog files, in order (markers set
+    ``how``; one shape count across all of them)."""
     matchers: dict[str, Matcher] = {}
     default_alert = {s.source: s.alert for s in SOURCES}
-    how = "before any scenario"
     shapes: Counter[str] = Counter()
     rows: list[dict[str, str]] = []
-    for raw in log_text.splitlines():
+    for raw, how in _lines(log_texts):
         m = _LINE.match(raw)
         if m is None:
             continue
         tag, msg, level = m.group("tag"), m.group("msg").strip(), _PRIO.get(m.group("prio"), "info")
         if tag == "nfcapture":
-            how = msg.removeprefix("BEGIN ")
             continue
         if tag == "logger" or not msg:
             continue
@@ -143,9 +161,9 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
     return rows
 
 
-def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
-    """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
-    rows = captured_rows(log_text)
+def write_captured(*log_texts: str, folder: Path = DATA) -> dict[str, int]:
+    """Replace ``captured/<source>.jsonl`` for every source present in the captures."""
+    rows = captured_rows(*log_texts)
     by_source: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row)
