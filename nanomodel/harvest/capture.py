@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from nanomodel.harvest import scenarios
-from nanomodel.harvest.capture_io import write_captured
+from nanomodel.harvest.capture_io import SCENARIO_HOST, write_captured
 from nanomodel.harvest.netns import CLIENT_HOSTS, CLIENT_HOSTS6, SERVER6, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
@@ -101,6 +101,10 @@ _RSYSLOG_LINE = (
 _RSYSLOG_CONF = (
     'global(workDirectory="{work}/rsyslog")\n'
     'module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")\n'
+    # a second /dev/log that scenarios bind over /dev/log in their mount namespace: its
+    # lines carry the host name SCENARIO_HOST, so this machine's own su/sudo are told apart
+    'input(type="imuxsock" Socket="{work}/scenario-log.sock" HostName="' + SCENARIO_HOST + '" '
+    'RateLimit.Interval="0")\n'
     "$RepeatedMsgReduction on\n"
     f'template(name="nfcap" type="string" string="{_RSYSLOG_LINE}")\n'
     '*.* action(type="omfile" file="{log}" template="nfcap")\n'

@@ -222,6 +222,7 @@ def _prepare(work: Path, root: Path) -> str:
         (f"{root}/state", "/var/lib/logrotate"),
         (f"{root}/varlog", "/var/log"),
         (f"{root}/run", "/run"),
+        (f"{work}/scenario-log.sock", "/dev/log"),  # see capture_io.SCENARIO_HOST
     ]
     return " && ".join(
         [f"mount -t overlay overlay -o {overlay} /etc"]
