@@ -33,7 +33,8 @@ def _is_trouble(session: dict[str, object]) -> bool:
 def test_terminal_sessions_are_mostly_routine_and_the_trouble_is_all_there() -> None:
     plan = tty_plan(random.Random(1977), 400)
     assert plan == tty_plan(random.Random(1977), 400)  # seeded: a capture run repeats
-    assert {str(s["argv"][0]) for s in plan} == {"su", "sudo", "login"}  # type: ignore[index]
+    programs = {p for s in plan for p in s["argv"] if p in ("su", "sudo", "login")}  # type: ignore[attr-defined]
+    assert programs == {"su", "sudo", "login"}
     trouble = sum(_is_trouble(s) for s in plan)
     assert 0.1 * len(plan) < trouble < 0.3 * len(plan)
     # every kind of trouble the scenario promises shows up
@@ -47,7 +48,7 @@ def test_terminal_sessions_are_mostly_routine_and_the_trouble_is_all_there() -> 
         assert any(pick(s) for s in plan), name
     # a root su to a service user asks nothing; a user's su to root types a password
     for s in plan:
-        if s["argv"][0] == "su":
+        if "su" in s["argv"]:  # type: ignore[operator]
             assert (s["uid"] == 0) == (s["script"] == [])
 
 

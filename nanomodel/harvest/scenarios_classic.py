@@ -22,7 +22,8 @@ nothing of this machine's accounts, logs or runtime state is read or changed.
 - logrotate: Debian's own ``/etc/cron.daily/logrotate`` (which logs ``ALERT exited
   abnormally`` itself) run as cron would, its output forwarded to syslog as systemd's
   journal forwards a service's output; healthy nights rotate and HUP the capture's
-  rsyslogd, then a night with a broken configuration file.
+  rsyslogd, then a night with a broken configuration file and one with a log directory
+  everyone may write to (logrotate refuses to rotate there).
 """
 
 from __future__ import annotations
@@ -133,6 +134,12 @@ def _su(uid: int, user: str, target: str, password: str, cmd: str) -> dict[str, 
     return {"user": user, "uid": uid, "argv": argv, "script": script}
 
 
+def _su_no_tty(target: str) -> dict[str, object]:
+    """root's script switching to a service account with no terminal (``on none``)."""
+    argv = ["setsid", "-w", "su", "-s", "/bin/sh", "-c", "true", target]
+    return {"user": "root", "uid": 0, "argv": argv, "script": []}
+
+
 def _sudo(uid: int, user: str, answers: list[str], *cmd: str) -> dict[str, object]:
     return {
         "user": user,
@@ -154,7 +161,9 @@ def tty_plan(rng: random.Random, sessions: int) -> list[dict[str, object]]:
     """Terminal sessions for :mod:`tty_user`: mostly routine, some trouble (weights)."""
     deploy, bkp, intern = USERS["deploy"], USERS["bkpuser"], CLASSIC_USERS["intern"]
     kinds: list[tuple[int, dict[str, object]]] = [
-        (8, _su(0, "root", rng.choice(["deploy", "bkpuser"]), "", "true")),
+        (5, _su(0, "root", "bkpuser", "", "true")),
+        (3, _su(0, "root", "deploy", "", "true")),
+        (6, _su_no_tty("nobody")),
         (5, _su(deploy, "deploy", "root", ROOT_PASSWORD, "uptime")),
         (8, _sudo(deploy, "deploy", [PASSWORD], "systemctl", "--version")),
         (4, _sudo(deploy, "deploy", [PASSWORD], "cat", "/var/log/messages")),
@@ -269,7 +278,7 @@ def classic(work: Path) -> list[Proc]:
     run_in(CLI, sys.executable, str(FTP_CLIENT), SERVER, "4", "5", PASSWORD, DENIED_HOST)
     marker("classic server: people at terminals (su, sudo, login)")
     plan = root / "tty-plan.json"
-    plan.write_text(json.dumps(tty_plan(rng, 70)))
+    plan.write_text(json.dumps(tty_plan(rng, 180)))
     subprocess.run(
         list(private_mounts(binds, f"exec python3 {TTY_USER} {plan}")),
         capture_output=True,
@@ -284,6 +293,11 @@ def classic(work: Path) -> list[Proc]:
     (root / "varlog" / "app").mkdir()
     (root / "varlog" / "app" / "ingest.log").write_text("ok\n")
     _night(binds, root, "2026-12-01")
+    marker("classic server: nightly logrotate, a log directory everyone may write to")
+    (root / "logrotate.d" / "ingest").write_text(LOGROTATE_BROKEN.replace("rotat ", "rotate "))
+    (root / "varlog" / "app" / "worker.log").write_text("ok\n")
+    (root / "varlog" / "app").chmod(0o777)
+    _night(binds, root, "2026-12-02")
     marker("classic server: inetd stops (SIGTERM)")
     _stop_pidfile(work / "inetd.pid")
     time.sleep(0.5)

@@ -24,6 +24,8 @@ import select
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 
 def _read_until(fd: int, expect: bytes, timeout: float) -> bool:
@@ -72,9 +74,13 @@ def session(user: str, uid: int, argv: list[str], script: list[list[str]]) -> No
 def main(argv: list[str]) -> int:
     with open(argv[0]) as fh:
         plan = json.load(fh)
-    for item in plan:
+
+    def one(item: dict[str, Any]) -> None:
         session(item["user"], item["uid"], item["argv"], item["script"])
         time.sleep(0.2)
+
+    with ThreadPoolExecutor(3) as pool:  # a few people at terminals at once
+        list(pool.map(one, plan))
     return 0
 
 
