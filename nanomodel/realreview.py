@@ -8,6 +8,13 @@ told. A *review* is a person's decision for one template after reading it, store
 
     {"template": "<exact template text>", "label": "normal", "reason": "review: ..."}
 
+A review may add ``"not_log_text": true`` (label ``normal`` only): the template is not
+text a device's log shows, or nobody can label it from its words — a command-line
+tool's message to whoever typed the command (journalctl, udevadm, chronyc print to a
+terminal, not to the log), a debug-only trace, a developer's internal sanity check. Such
+a template is kept out of training and evaluation: as ``normal`` it would teach that
+``Failed to ...: %m`` is routine, as an alert it would be a label no reader can justify.
+
 Reviews are applied when the data is loaded (the harvest output stays as the rules made
 it, so rules and reviews can be compared and a re-harvest does not lose decisions). A
 review whose template no longer exists in its source, or that names a template twice,
@@ -17,7 +24,6 @@ is an error: stale decisions must be looked at, not silently dropped.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -28,30 +34,6 @@ from nanomodel.templates import LABELS
 
 REVIEW_DIR = Path(__file__).resolve().parent / "data" / "real" / "review"
 
-# Reviews that say a template is not log text a device shows, or that nobody can label
-# from its words: a command-line tool's message to whoever typed the command (journalctl,
-# udevadm, chronyc, ... print to a terminal, not to the log), a debug-only trace, or a
-# developer's internal sanity check whose text carries nothing to decide on. Such a
-# template is kept out of training and evaluation: as "normal" it would teach that
-# `Failed to ...: %m` is routine, as an alert it would be a label no reader can justify.
-NOT_LOG_TEXT = re.compile(
-    r"command-line|command line|run by a user|interactive|usage|to whoever (typed|ran)"
-    r"|tool's message|error-injection|internal sanity check|printed only with -v"
-    r"|not an event by itself",
-    re.IGNORECASE,
-)
-
-
-def is_not_log_text(label: str, reason: str) -> bool:
-    """Whether a reviewed template stays out of training and evaluation (see NOT_LOG_TEXT).
-
-    Only templates reviewed as ``normal``: an alert's reason may mention a command line
-    (``dnsmasq refuses to start with this ... command line``) and is log text all the same.
-    """
-    return label == "normal" and reason.startswith("review:") \
-        and bool(NOT_LOG_TEXT.search(reason))
-
-
 @dataclass(frozen=True)
 class Review:
     """One reviewed template: the label a reader gave it and why."""
@@ -60,6 +42,7 @@ class Review:
     template: str
     label: str
     reason: str
+    not_log_text: bool = False
 
 
 def jsonl_rows(folder: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
@@ -78,16 +61,26 @@ def jsonl_rows(folder: Path) -> Iterator[tuple[Path, int, dict[str, Any]]]:
             yield path, n, row
 
 
+_REVIEW_KEYS = {"template", "label", "reason", "not_log_text"}
+
+
 @cache
 def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
     """Every review keyed by (source, template); the file name is the source."""
     out: dict[tuple[str, str], Review] = {}
     for path, n, row in jsonl_rows(folder):
         source = path.stem
-        if set(row) != {"template", "label", "reason"}:
+        if not {"template", "label", "reason"} <= set(row) <= _REVIEW_KEYS:
             raise ValueError(
-                f"{path}:{n}: a review has exactly the keys template, label, reason"
+                f"{path}:{n}: a review has the keys template, label, reason "
+                "(and not_log_text: true where it applies), no others"
             )
+        not_log_text = row.get("not_log_text", False)
+        if not_log_text is not True and "not_log_text" in row:
+            raise ValueError(f"{path}:{n}: not_log_text is true or absent")
+        if not_log_text and row["label"] != "normal":
+            raise ValueError(f"{path}:{n}: a template that is not log text is labelled "
+                             "normal (it is kept out of training and evaluation)")
         if row["label"] not in LABELS:
             raise ValueError(f"{path}:{n}: label {row['label']!r} is not one of {LABELS}")
         if not str(row["reason"]).startswith("review:"):
@@ -95,5 +88,5 @@ def load_reviews(folder: Path = REVIEW_DIR) -> dict[tuple[str, str], Review]:
         key = (source, row["template"])
         if key in out:
             raise ValueError(f"{path}:{n}: template reviewed twice: {row['template']!r}")
-        out[key] = Review(source, row["template"], row["label"], row["reason"])
+        out[key] = Review(source, row["template"], row["label"], row["reason"], not_log_text)
     return out

@@ -18,13 +18,12 @@ out in leave-one-source-out evaluation. Nothing here touches the network or writ
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from nanomodel.realfill import fill
-from nanomodel.realreview import is_not_log_text, jsonl_rows, load_reviews
+from nanomodel.realreview import jsonl_rows, load_reviews
 
 DATA = Path(__file__).resolve().parent / "data" / "real"
 LABELS = (
@@ -101,6 +100,9 @@ class Template:
     level: str
     label: str
     reason: str
+    # a review said this is not text a device's log shows (realreview): kept out of
+    # training and evaluation
+    not_log_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,17 @@ class CapturedLine:
     how: str
 
 
-def _rows(kind: str) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
+def _rows_at(kind: str) -> list[tuple[Path, int, dict[str, str]]]:
+    rows: list[tuple[Path, int, dict[str, str]]] = []
     for path, n, row in jsonl_rows(DATA / kind):
         if row.get("label") not in LABELS:
             raise ValueError(f"{path}:{n}: label {row.get('label')!r} is not one of {LABELS}")
-        rows.append(row)
+        rows.append((path, n, row))
     return rows
+
+
+def _rows(kind: str) -> list[dict[str, str]]:
+    return [row for _, _, row in _rows_at(kind)]
 
 
 @cache
@@ -137,6 +143,7 @@ def _all_templates() -> tuple[Template, ...]:
             r.get("level", "info"),
             review.label if review else r["label"],
             review.reason if review else r["reason"],
+            review.not_log_text if review else False,
         ))
     present = {(t.source, t.template) for t in out}
     stale = [k for k in reviews if k not in present]
@@ -150,18 +157,22 @@ def _all_templates() -> tuple[Template, ...]:
 
 @cache
 def _all_captured() -> tuple[CapturedLine, ...]:
-    # A captured line took its template's label when it was captured; a later review of
-    # that template decides for the line too, unless the line's own values made it an
-    # alert ("... but the values say: ...").
+    # A captured line took its template's label when it was captured (``template_origin``
+    # names that template; empty when rules, an override or the line's own values
+    # decided); a later review of that template decides for the line too.
     by_origin = {
         (t.source, t.origin): t for t in _all_templates() if t.reason.startswith("review:")
     }
     out: list[CapturedLine] = []
-    for r in _rows("captured"):
+    for path, n, r in _rows_at("captured"):
+        if "template_origin" not in r:
+            raise ValueError(f"{path}:{n}: a captured row without template_origin: label "
+                             "the captures again (python -m nanomodel.harvest.capture "
+                             "DIR --relabel)")
         label, reason = r["label"], r["reason"]
-        m = re.match(r"template (\S+) ", reason)
-        reviewed = by_origin.get((r["source"], m.group(1))) if m else None
-        if reviewed and "but the values say" not in reason:
+        origin = r["template_origin"]
+        reviewed = by_origin.get((r["source"], origin)) if origin else None
+        if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
         out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"]))
     return tuple(out)
@@ -291,7 +302,7 @@ def real_lines(
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
-        if is_not_log_text(t.label, t.reason):
+        if t.not_log_text:
             continue
         for _ in range(per_template):
             native = rng.random() < 0.5

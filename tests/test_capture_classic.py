@@ -115,16 +115,6 @@ def test_this_machines_own_su_and_sudo_are_not_taken_for_the_scenarios() -> None
     assert [r["text"].split("[")[0] for r in rows] == ["su", "sshd"]
 
 
-def test_several_capture_logs_are_labelled_together_each_from_its_own_start() -> None:
-    first = f"{MACHINE} user.notice nfcapture: BEGIN sshd\n{MACHINE} auth.info sshd[1]: x"
-    second = f"{OURS} ftp.info ftpd[5]: connection from 10.77.0.33"
-    rows = captured_rows(first, second)
-    assert [(r["source"], r["how"]) for r in rows] == [
-        ("openssh", "sshd"),
-        ("ftpd", "before any scenario"),
-    ]
-
-
 def test_committed_classic_captures_have_routine_majorities_and_reviewed_trouble() -> None:
     lines = realtext.load_captured(["ftpd", "util-linux", "sudo", "logrotate"])
     per: dict[str, Counter[str]] = {}

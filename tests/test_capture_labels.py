@@ -165,3 +165,23 @@ def test_web_servers_routine_stops_are_normal_and_a_dead_listener_is_not() -> No
     assert [(r["source"], r["label"]) for r in rows] == [
         ("nginx", "normal"), ("apache2", "normal"), ("apache2", "network"),
     ]
+
+
+def test_relabel_of_several_captures_keeps_every_captures_lines_of_a_shared_source(
+    tmp_path: Path,
+) -> None:
+    """Two captures that both logged through PAM: relabelling them together keeps both
+    captures' pam lines (relabelling one alone would replace the other's file)."""
+    from nanomodel.harvest import capture
+
+    first, second, out = tmp_path / "ssh", tmp_path / "su", tmp_path / "captured"
+    for folder, user in ((first, "alice"), (second, "bob")):
+        folder.mkdir()
+        # the second capture's log lacks its final newline: the logs must not run together
+        (folder / "syslog.log").write_text(
+            f"{HEAD} authpriv.info sshd[1]: pam_unix(sshd:session): session opened for user "
+            f"{user}(uid=1000) by (uid=0)" + ("\n" if user == "alice" else ""))
+    capture._write([first / "syslog.log", second / "syslog.log"], out)
+    pam = [json.loads(line) for line in (out / "pam.jsonl").read_text().splitlines()]
+    assert [r["text"].split("user ")[1].split("(")[0] for r in pam] == ["alice", "bob"]
+    assert {r["label"] for r in pam} == {"normal"}

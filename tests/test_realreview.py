@@ -31,9 +31,14 @@ def test_a_review_is_keyed_by_source_and_template(tmp_path: Path) -> None:
 @pytest.mark.parametrize("row, message", [
     ({"template": "x", "label": "broken", "reason": "review: y"}, "is not one of"),
     ({"template": "x", "label": "normal", "reason": "because"}, "must start with 'review:'"),
-    ({"template": "x", "label": "normal"}, "exactly the keys"),
+    ({"template": "x", "label": "normal"}, "has the keys template, label, reason"),
+    ({"template": "x", "label": "normal", "reason": "review: y", "extra": 1}, "no others"),
+    ({"template": "x", "label": "normal", "reason": "review: y", "not_log_text": False},
+     "true or absent"),
+    ({"template": "x", "label": "software", "reason": "review: y", "not_log_text": True},
+     "labelled normal"),
 ])
-def test_a_malformed_review_is_refused_by_name(tmp_path: Path, row: dict[str, str],
+def test_a_malformed_review_is_refused_by_name(tmp_path: Path, row: dict[str, object],
                                                 message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_reviews(_write(tmp_path, "s", [row]))
@@ -52,3 +57,51 @@ def test_every_shipped_review_names_a_harvested_template_and_wins() -> None:
         assert key in by_key, f"stale review {key}"
         assert by_key[key].label == review.label
         assert by_key[key].reason == review.reason
+
+
+def test_templates_reviewed_not_log_text_stay_out_of_training_and_evaluation() -> None:
+    import random
+
+    reviews = load_reviews(REVIEW_DIR)
+    excluded = {k for k, r in reviews.items() if r.not_log_text}
+    assert len(excluded) >= 800  # the reviews kept 830 templates out
+    templates = {(t.source, t.template): t for t in realtext.load_templates()}
+    assert all(templates[k].not_log_text and templates[k].label == "normal" for k in excluded)
+    # one of them, rendered: never among the lines the model learns from or is scored on
+    source, template = sorted(excluded)[0]
+    lines = realtext.real_lines(random.Random(0), per_template=1, sources=[source],
+                                captured=False)
+    kept = [t for t in realtext.load_templates([source]) if not t.not_log_text]
+    assert len(lines) == len(kept) < len(realtext.load_templates([source]))
+
+
+def test_a_captured_line_follows_a_later_review_of_the_template_that_labelled_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line keeps the name of the template that labelled it; when that template is
+    reviewed after the capture, the loaded line takes the review's label."""
+    rows = [json.loads(line) for line in
+            (realtext.DATA / "captured" / "cron.jsonl").read_text().splitlines()]
+    insecure = [r for r in rows if "INSECURE MODE" in r["text"]]
+    assert insecure and all(r["template_origin"] == "database.c:426" for r in insecure)
+    assert all(r["template_origin"] == "" for r in rows if r["reason"].startswith("no template"))
+    # the same line as captured before the review (normal), in a data folder of its own
+    (tmp_path / "templates").symlink_to(realtext.DATA / "templates")
+    (tmp_path / "captured").mkdir()
+    stale = dict(insecure[0], label="normal", reason="template database.c:426 (...): level")
+    (tmp_path / "captured" / "cron.jsonl").write_text(json.dumps(stale) + "\n")
+    monkeypatch.setattr(realtext, "DATA", tmp_path)
+    realtext._all_templates.cache_clear()
+    realtext._all_captured.cache_clear()
+    try:
+        [line] = realtext.load_captured(["cron"])
+        assert line.label == "security" and "review:" in line.reason
+        # a row written before rows named their template is refused with the fix
+        del stale["template_origin"]
+        (tmp_path / "captured" / "cron.jsonl").write_text(json.dumps(stale) + "\n")
+        realtext._all_captured.cache_clear()
+        with pytest.raises(ValueError, match="--relabel"):
+            realtext.load_captured(["cron"])
+    finally:
+        realtext._all_templates.cache_clear()
+        realtext._all_captured.cache_clear()

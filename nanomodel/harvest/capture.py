@@ -7,7 +7,7 @@ installed by bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
     python -m nanomodel.harvest.capture /work/scratch/one --only 9-classic --no-write
-    python -m nanomodel.harvest.capture /work/scratch/capture /work/scratch/one --relabel
+    python -m nanomodel.harvest.capture /work/scratch/capture --relabel --with /work/scratch/one
 
 Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
 "internet" addresses 10.77.0.10-59 and fd77::2a0-2b3 that scanners and users come from) carry all
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from nanomodel.harvest import scenarios
-from nanomodel.harvest.capture_io import SCENARIO_HOST, write_captured
+from nanomodel.harvest.capture_io import DATA, SCENARIO_HOST, write_captured
 from nanomodel.harvest.netns import CLIENT_HOSTS, CLIENT_HOSTS6, SERVER6, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
@@ -125,13 +125,7 @@ def start_syslog(work: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "workdir",
-        type=Path,
-        nargs="+",
-        help="scratch directory outside the repository (with --relabel: several, whose "
-        "logs are labelled together in this order)",
-    )
+    ap.add_argument("workdir", type=Path, help="scratch directory outside the repository")
     ap.add_argument(
         "--only", nargs="*", help="run only these scenarios", choices=sorted(scenarios.ALL)
     )
@@ -144,16 +138,26 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: label WORKDIR/syslog.log of an earlier capture again "
         "(after the templates or the matcher changed)",
     )
+    ap.add_argument(
+        "--with",
+        dest="more",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="with --relabel: also the syslog.log of these earlier captures, after "
+        "WORKDIR's; a source's file holds the lines of every capture named (a capture "
+        "of some scenarios alone would otherwise replace the files of the sources it "
+        "shares with the others, e.g. pam or rsyslog)",
+    )
     args = ap.parse_args(argv)
     if args.relabel:
-        _write(*(d / "syslog.log" for d in args.workdir))
+        _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)])
         return 0
-    if len(args.workdir) != 1:
-        ap.error("a capture runs into one WORKDIR (several only with --relabel)")
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
         return 2
-    work: Path = args.workdir[0]
+    work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     log = work / "syslog.log"
     log.unlink(missing_ok=True)
@@ -191,14 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write(log)
+        _write([log])
     return 0
 
 
-def _write(*logs: Path) -> None:
-    counts = write_captured(*(log.read_text(errors="replace") for log in logs))
+def _write(logs: list[Path], folder: Path = DATA) -> None:
+    # One text, so the per-shape repeat cap and the labels see every capture at once.
+    text = "".join(_ended(log.read_text(errors="replace")) for log in logs)
+    counts = write_captured(text, folder)
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
+
+
+def _ended(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
 
 
 if __name__ == "__main__":

@@ -104,32 +104,20 @@ def message_body(source: str, msg: str) -> str:
     return stamp.sub("", msg, count=1) if stamp is not None else msg
 
 
-def _lines(log_texts: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Every line with the step of its capture run in progress (the last marker before it)."""
-    out = []
-    for text in log_texts:
-        how = "before any scenario"
-        for raw in text.splitlines():
-            m = _LINE.match(raw)
-            if m is not None and m.group("tag") == "nfcapture":
-                how = m.group("msg").strip().removeprefix("BEGIN ")
-            out.append((raw, how))
-    return out
-
-
-def captured_rows(*log_texts: str) -> list[dict[str, str]]:
-    """Labelled rows for every line of captured syslog files, in order (markers set
-    ``how``; one shape count across all of them)."""
+def captured_rows(log_text: str) -> list[dict[str, str]]:
+    """Labelled rows for every line of a captured syslog file (markers set ``how``)."""
     matchers: dict[str, Matcher] = {}
     default_alert = {s.source: s.alert for s in SOURCES}
+    how = "before any scenario"
     shapes: Counter[str] = Counter()
     rows: list[dict[str, str]] = []
-    for raw, how in _lines(log_texts):
+    for raw in log_text.splitlines():
         m = _LINE.match(raw)
         if m is None:
             continue
         tag, msg, level = m.group("tag"), m.group("msg").strip(), _PRIO.get(m.group("prio"), "info")
         if tag == "nfcapture":
+            how = msg.removeprefix("BEGIN ")
             continue
         if tag == "logger" or not msg:
             continue
@@ -153,7 +141,7 @@ def captured_rows(*log_texts: str) -> list[dict[str, str]]:
                 source=source,
             )
         body = message_body(source, msg)
-        label, reason = matchers[source].label(
+        label, reason, origin = matchers[source].label(
             body, level, default_alert.get(source, "software"), line=msg
         )
         rows.append(
@@ -162,6 +150,7 @@ def captured_rows(*log_texts: str) -> list[dict[str, str]]:
                 "text": m.group("tagged"),
                 "label": label,
                 "reason": reason,
+                "template_origin": origin,
                 "how": how,
                 "level": level,
             }
@@ -169,9 +158,9 @@ def captured_rows(*log_texts: str) -> list[dict[str, str]]:
     return rows
 
 
-def write_captured(*log_texts: str, folder: Path = DATA) -> dict[str, int]:
-    """Replace ``captured/<source>.jsonl`` for every source present in the captures."""
-    rows = captured_rows(*log_texts)
+def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
+    """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
+    rows = captured_rows(log_text)
     by_source: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row)

@@ -138,8 +138,11 @@ class Matcher:
 
     def label(
         self, message: str, level: str, default_alert: str, line: str = ""
-    ) -> tuple[str, str]:
-        """(label, reason) of a message: its template's decision, else the rules on its text.
+    ) -> tuple[str, str, str]:
+        """(label, reason, origin) of a message: its template's decision, else the rules on
+        its text. ``origin`` is the ``file:line`` of the template whose label the message
+        took, ``""`` when something else decided (a later review of that template decides
+        for the message too: ``realtext``).
 
         ``line`` is the whole logged message (``message`` without the daemon's own stamps
         is what templates match); it says whether the message is about a client request.
@@ -154,7 +157,8 @@ class Matcher:
                 if hit is None
                 else (f"template {hit.origin} ({hit.template[:60]}) decided by its level only")
             )
-            return req.label, f"{why}; the client request says: request:{req.name}: {req.reason}"
+            return (req.label,
+                    f"{why}; the client request says: request:{req.name}: {req.reason}", "")
         if hit is not None:
             why = f"template {hit.origin} ({hit.template[:60]})"
             if hit.label == "normal":
@@ -162,10 +166,11 @@ class Matcher:
                 # %s." with "No route to host"): an alert meaning in the line itself wins.
                 for rule in ALERTS:
                     if rule.pattern.search(message):
-                        return rule.label, f"{why} is normal, but the values say: rule:{rule.name}"
-            return hit.label, f"{why}: {hit.reason}"
+                        return (rule.label,
+                                f"{why} is normal, but the values say: rule:{rule.name}", "")
+            return hit.label, f"{why}: {hit.reason}", hit.origin
         over = apply_override(self.source, message)
         if over is not None:
-            return over[0], f"no template matched; override: {over[1]}"
+            return over[0], f"no template matched; override: {over[1]}", ""
         label, reason = label_template(message, level, default_alert)
-        return label, f"no template matched; {reason}"
+        return label, f"no template matched; {reason}", ""

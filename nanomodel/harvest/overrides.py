@@ -254,6 +254,13 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
     ),
     (
         "openssh",
+        re.compile(r"beginning MaxStartups throttling"),
+        "network",
+        "too many unauthenticated connections at once: sshd starts dropping new ones "
+        "(as its reviewed siblings 'in MaxStartups throttling' and 'past MaxStartups')",
+    ),
+    (
+        "openssh",
         re.compile(r"^Invalid user"),
         "security",
         "a login attempt for a user that does not exist",
