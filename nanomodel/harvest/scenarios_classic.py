@@ -135,9 +135,9 @@ def _su(uid: int, user: str, target: str, password: str, cmd: str) -> dict[str, 
 
 
 def _su_no_tty(target: str) -> dict[str, object]:
-    """root's script switching to a service account with no terminal (``on none``)."""
-    argv = ["setsid", "-w", "su", "-s", "/bin/sh", "-c", "true", target]
-    return {"user": "root", "uid": 0, "argv": argv, "script": []}
+    """root's script switching to a service account, no terminal on its input (``on none``)."""
+    cmd = f"su -s /bin/sh -c true {target} </dev/null >/dev/null 2>&1"
+    return {"user": "root", "uid": 0, "argv": ["setsid", "-w", "sh", "-c", cmd], "script": []}
 
 
 def _sudo(uid: int, user: str, answers: list[str], *cmd: str) -> dict[str, object]:
