@@ -1,5 +1,6 @@
 """The agent daemon: wires sources -> queue -> pipeline -> spool -> sender -> MQTT,
-answers queries, and speaks sd_notify. A thin I/O shell around the parts."""
+publishes status and metrics, and speaks sd_notify. A thin I/O shell around the parts;
+queries are answered by :class:`agent.query_service.QueryService`."""
 
 from __future__ import annotations
 
@@ -13,30 +14,25 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from paho.mqtt.client import MQTTMessage
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from agent import __version__, default_bundle_path
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
-from agent.explain import explain_live
 from agent.health import HealthCheck
 from agent.line_queue import LineQueue
 from agent.memory import release_freed_memory
-from agent.metrics import Counters, resident_bytes
+from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.mqtt_link import MqttLink
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
-from agent.queries import answer
+from agent.query_service import QueryService
 from agent.sender import OutboxSender
 from agent.sources.base import Source
 from agent.sources.registry import AgentBroker, build_source
 from agent.spool import Spool
 from contract import topics
 from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
-from contract.messages import Metrics, ModelInfo, OtaEvent, QueryResponse, Status
+from contract.messages import Metrics, OtaEvent, Status
 
 if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
     from agent.ota.engine import OtaEngine
@@ -88,13 +84,13 @@ class Agent:
         self.notifier = notifier or Notifier()
         self.counters = Counters()
         self.started_at = time.time()
-        self._t0 = time.monotonic()
+        self.started_monotonic = time.monotonic()
         self._wake = threading.Event()
         self._stopping = False
         self._reload_requested = False
-        self._query_sem = threading.BoundedSemaphore(4)
         self.sources: list[Source] = []
         self.ota: OtaEngine | None = None  # when [ota] is configured
+        self.queries = QueryService(self)
 
     # --- set-up ------------------------------------------------------------------------
     def setup(self) -> None:
@@ -126,7 +122,7 @@ class Agent:
                                  is_online=lambda: self.link.connected.is_set())
         self.health = HealthCheck(self)
         self.control = ControlServer(cfg.control_socket, cfg.control.socket_mode,
-                                     self.answer)
+                                     self.queries.answer)
         self.pipeline.start()
         self.control.start()
         self._start_sources()
@@ -149,7 +145,7 @@ class Agent:
                                    offline.model_dump_json().encode()))
         self.sender = OutboxSender(self.spool, self.link, self.counters,
                                    window=cfg.mqtt.max_inflight)
-        self.link.handle(topics.query(cfg.device_id), self._on_query_message)
+        self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)
         if self.ota is not None and cfg.ota is not None and cfg.ota.transport == "mqtt":
             # Artifacts over MQTT ride on this link: the device's one broker session.
             from agent.ota.mqtt_transport import MqttTransport
@@ -287,25 +283,15 @@ class Agent:
         log.info("stopped")
 
     # --- publishing --------------------------------------------------------------------
-    def status_doc(self, state: str = "online") -> dict[str, Any]:
-        healthy = hasattr(self, "health") and self.health.check()[0] and \
-            not self.health.degraded()
-        return Status(seq=self.spool.next_seq("status"), device_id=self.cfg.device_id,
-                      state=state,  # type: ignore[arg-type]
-                      agent_version=__version__, started_at=self.started_at,
-                      uptime_s=round(time.monotonic() - self._t0, 3),
-                      models=[ModelInfo(**m) for m in self.models_doc()],
-                      health="ok" if healthy else "degraded").model_dump(mode="json")
-
     def publish_status(self, state: str) -> Any:
-        doc = self.status_doc(state)
+        doc = self.queries.status_doc(state)
         return self.link.publish(topics.status(self.cfg.device_id),
                                  json.dumps(doc).encode(), qos=1, retain=True)
 
     def publish_metrics(self) -> None:
         if not self.link.connected.is_set():
             return  # counters are cumulative: the next report covers the gap
-        doc = self.metrics_doc()
+        doc = self.queries.metrics_doc()
         msg = Metrics(seq=self.spool.next_seq("metrics"), device_id=self.cfg.device_id,
                       uptime_s=doc["uptime_s"], counters=doc["counters"], gauges=doc["gauges"])
         self.link.publish(topics.metrics(self.cfg.device_id), msg.model_dump_json().encode())
@@ -319,90 +305,3 @@ class Agent:
         self.sender.wake()
         if event.state in ("committed", "rolled_back") and self.link.connected.is_set():
             self.publish_status("online")  # the live model changed
-
-    def ota_doc(self) -> dict[str, Any]:
-        if self.ota is None:
-            return {"enabled": False}
-        return {"enabled": True, **self.ota.describe()}
-
-    # --- queries (QueryTarget) ---------------------------------------------------------
-    def answer(self, payload: bytes) -> QueryResponse:
-        self.counters.inc("queries")
-        resp = answer(self, payload)
-        if not resp.ok:
-            self.counters.inc("query_errors")
-        return resp
-
-    def _on_query_message(self, msg: MQTTMessage) -> None:
-        props = getattr(msg, "properties", None)
-        reply_to = getattr(props, "ResponseTopic", None)
-        corr = getattr(props, "CorrelationData", None)
-        if not reply_to:
-            self.counters.inc("query_errors")
-            log.warning("query without a response topic ignored")
-            return
-        if not self._query_sem.acquire(blocking=False):
-            self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
-            return
-
-        def work() -> None:
-            try:
-                self._reply(reply_to, corr, self.answer(bytes(msg.payload)))
-            finally:
-                self._query_sem.release()
-
-        # Off paho's network thread: classify runs the model.
-        threading.Thread(target=work, name="query", daemon=True).start()
-
-    def _reply(self, topic: str, corr: bytes | None, resp: QueryResponse) -> None:
-        props = Properties(PacketTypes.PUBLISH)
-        if corr is not None:
-            props.CorrelationData = corr
-        self.link.publish(topic, resp.model_dump_json().encode(), qos=1, props=props)
-
-    def models_doc(self) -> list[dict[str, Any]]:
-        model = self.slot.current()
-        m = model.manifest
-        # During a trial the slot serves the candidate: say so, or a status would read as
-        # a commit (the rollout policy infers lost outcomes from this flag).
-        trial = self.ota is not None and self.ota.is_on_trial(model)
-        return [ModelInfo(slot=self.slot.name, name=m.name, version=m.version,
-                          label=m.version_label, runtime=model.runtime_name,
-                          sha256=model.bundle_sha256, trial=trial).model_dump()]
-
-    def sources_doc(self) -> list[dict[str, Any]]:
-        out = []
-        for src in self.sources:
-            doc = src.describe()
-            doc["checkpoint"] = self.spool.checkpoint(src.name)
-            out.append(doc)
-        return out
-
-    def metrics_doc(self) -> dict[str, Any]:
-        self.counters.set_gauge("queue_depth", float(len(self.queue)))
-        rss = resident_bytes()
-        if rss is not None:  # plotted by the fleet console
-            self.counters.set_gauge("rss_bytes", rss)
-        counters, gauges = self.counters.snapshot()
-        return {"uptime_s": round(time.monotonic() - self._t0, 3), "counters": counters,
-                "gauges": gauges}
-
-    def recent_alerts(self) -> list[dict[str, Any]]:
-        return list(self.pipeline.recent_alerts)
-
-    def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]:
-        model = self.slot.current()
-        probs, anomaly = model.classify(texts)
-        why = explain_live(model, texts) if explain else None
-        labels = model.manifest.labels
-        out = []
-        for i, text in enumerate(texts):
-            best = int(probs[i].argmax())
-            out.append({"text": text, "label": labels[best],
-                        "score": round(float(probs[i, best]), 4),
-                        "anomaly": round(float(anomaly[i]), 4),
-                        "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
-                                                                            strict=True)}})
-            if why is not None:
-                out[-1]["why"] = why[i]
-        return out

@@ -3,32 +3,34 @@
 Reads in chunks (never a whole line into unbounded memory), emits one line per
 newline, and blocks on the sink (back-pressure: file lines are never dropped —
 they can always be re-read). Where to resume is decided by
-:func:`agent.sources.file_position.plan_resume`, when to read by
+:func:`agent.sources.file_position.plan_resume` (the files are opened for it by
+:mod:`agent.sources.file_handles`), how bytes become lines by
+:class:`agent.sources.line_splitter.LineSplitter`, when to read by
 :mod:`agent.sources.windows` (read windows: a trickle is read once per batch, not
-once per write); this module does the I/O.
+once per write); this module is the thread that does the reading and the waiting.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from agent.metrics import Counters
 from agent.sources.base import LineSink, Source
 from agent.sources.file_config import FileSourceConfig
-from agent.sources.file_position import (
-    HEAD_BYTES,
-    Candidate,
-    FileCheckpoint,
-    FileIdentity,
-    is_rotated_sibling,
-    plan_resume,
+from agent.sources.file_handles import (
+    OpenFile,
+    QueuedFile,
+    close_files,
+    open_file,
+    open_for_resume,
+    read_head,
 )
+from agent.sources.file_position import HEAD_BYTES, FileCheckpoint, FileIdentity
+from agent.sources.idle_tick import idle_tick_s, look_why_events_miss_file
 from agent.sources.inotify import DirectoryWatch
+from agent.sources.line_splitter import LineSplitter
 from agent.sources.windows import ReadWindows
 
 __all__ = ["FileSource", "FileSourceConfig"]
@@ -38,23 +40,6 @@ CHUNK_BYTES = 64 * 1024
 
 class _Stopped(Exception):
     """The source was stopped while waiting for room in the sink."""
-
-
-@dataclass
-class _OpenFile:
-    fd: int
-    ident: FileIdentity
-    key: str        # the path it was opened at
-    live: bool      # opened at the configured path (else a rotated file to finish)
-
-
-def _read_head(fd: int) -> bytes:
-    return os.pread(fd, HEAD_BYTES, 0)
-
-
-def _candidate(f: _OpenFile) -> Candidate:
-    st = os.fstat(f.fd)
-    return Candidate(f.key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, f.ident.head)
 
 
 class FileSource(Source):
@@ -69,18 +54,19 @@ class FileSource(Source):
         self.truncations = 0
         self.state = "not started"
         self.resume_note = ""
-        self._cur: _OpenFile | None = None
-        self._queue: list[tuple[_OpenFile, int, bool]] = []  # files to read after _cur
+        self._cur: OpenFile | None = None
+        self._queue: list[QueuedFile] = []  # files to read after _cur
         self._read_pos = 0       # offset of the next byte to read from _cur
-        self._line_start = 0     # offset of _pending[0]: where an unfinished line begins
-        self._pending = b""      # bytes after the last newline (at most max_line_bytes)
-        self._skipping = False   # inside an over-long line already emitted
+        self._lines = LineSplitter(max_line_bytes)
         self._size_seen = 0
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
         self._resumed = False
         self._at_eof = False
         self._tick = True  # check the path on the first wake
         self._watch: DirectoryWatch | None = None
+        # Why the directory's events do not show this file's changes (None: they do).
+        self._events_miss: str | None = "not watching yet"
+        self._open_failing = False  # the live path exists but cannot be opened
         self._windows = ReadWindows(cfg.read_coalesce_ms / 1000.0)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -88,7 +74,6 @@ class FileSource(Source):
         watch = self._watch
         if watch is not None:
             watch.interrupt()
-
 
     def start(self, checkpoint: str | None) -> None:
         """Fix the starting position before returning, so that (with start_at=end) a line
@@ -108,6 +93,7 @@ class FileSource(Source):
                 self._resume(self._decode(checkpoint))
             watch = DirectoryWatch(self.cfg.path.parent)
             self._watch = watch
+            self._events_miss = look_why_events_miss_file(self.cfg.path)
             while not self._stop.is_set():
                 try:
                     if self._step():
@@ -121,10 +107,13 @@ class FileSource(Source):
                         if self._news(watch):
                             self._open_window(watch)
                             continue
-                    # Sleep until the directory changes (inotify) or the poll interval
-                    # passes; stop() is honoured within one interval.
-                    if not watch.wait(self.cfg.poll_interval_s):
+                    # Sleep until the directory changes (inotify), stop() or the idle
+                    # tick (sources.idle_tick) passes.
+                    tick = self._idle_tick()
+                    if not watch.wait(tick):
                         self._tick = True  # a poll tick: look at the path too
+                        if tick > self.cfg.poll_interval_s and self._missed_change(watch):
+                            self._events_miss = "a change raised no event: polling"
                         continue
                     if self._news(watch):
                         self._open_window(watch)
@@ -139,6 +128,30 @@ class FileSource(Source):
                 self._watch.close()
                 self._watch = None
             self._close_all()
+
+    def _idle_tick(self) -> float:
+        watch = self._watch
+        settled = (self._rotation_seen is None and not self._open_failing
+                   and (self._cur is None or self.state == "following"))
+        return idle_tick_s(self.cfg.poll_interval_s,
+                           watching=watch is not None and watch.active,
+                           events_show_file=self._events_miss is None, settled=settled)
+
+    def _inotify_misses(self) -> str | None:
+        """Why inotify alone cannot be trusted with this file now (None: it can)."""
+        if self._watch is not None and not self._watch.active:
+            return "no inotify watch on the directory (missing, gone, or no inotify)"
+        return self._events_miss
+
+    def _missed_change(self, watch: DirectoryWatch) -> bool:
+        """On a safety tick: did the file change (or appear) with no event to say so?"""
+        cur = self._cur
+        if cur is None:
+            changed = os.path.exists(self.path)
+        else:
+            changed = cur.live and os.fstat(cur.fd).st_size != self._read_pos
+        # An event queued since the timeout (a write racing the tick) was not missed.
+        return changed and not watch.wait(0)
 
     def _open_window(self, watch: DirectoryWatch) -> None:
         """The directory changed: wait a read window (sources.windows), then read."""
@@ -173,67 +186,28 @@ class FileSource(Source):
             return None
 
     def _resume(self, cp: FileCheckpoint | None) -> None:
-        """Open the live file and its rotated siblings, plan, keep only what the plan reads.
-
-        The live file is opened before its siblings are listed, so a rename in between
-        leaves the file in view under one name or the other; a rotation racing the
-        listing can still hide it, hence a second look when the plan did not find it."""
-        for attempt in range(3):
-            opened = self._open_candidates(cp)
-            facts = {k: _candidate(f) for k, f in opened.items()}
-            plan = plan_resume(cp, self.path, self.cfg.start_at, facts.get(self.path),
-                               [c for k, c in facts.items() if k != self.path])
-            if not plan.lost or attempt == 2:
-                break
-            for f in opened.values():
-                os.close(f.fd)
-            self._stop.wait(0.05)
+        """Queue the files to read, from where the checkpoint (or start_at) says."""
+        self._queue, plan = open_for_resume(cp, self.path, self.cfg.start_at, self._open,
+                                            self._stop.wait)
         self.resume_note = plan.note
         if plan.lost:
             self.counters.inc("source_gaps")
-        keep = [(opened[s.key], s.offset, s.skip) for s in plan.backlog]
-        live = opened.get(self.path)
-        if live is not None:
-            offset, skip = plan.live_offset, plan.live_skip
-            if offset is None:  # start_at=end: skip a line being written as we start
-                offset = facts[self.path].size
-                skip = offset > 0 and os.pread(live.fd, 1, offset - 1) != b"\n"
-            keep.append((live, offset, skip))
-        for f in opened.values():
-            if not any(f is k[0] for k in keep):
-                os.close(f.fd)
-        self._queue = keep
         self._next_file()
 
-    def _open_candidates(self, cp: FileCheckpoint | None) -> dict[str, _OpenFile]:
-        opened: dict[str, _OpenFile] = {}
-        live = self._open(self.path, live=True)
-        if live is not None:
-            opened[self.path] = live
-        if cp is not None:
-            folder, live_path = Path(self.path).parent, Path(self.path)
-            with contextlib.suppress(OSError):
-                for name in sorted(os.listdir(folder)):
-                    if is_rotated_sibling(live_path, name):
-                        f = self._open(str(folder / name), live=False)
-                        if f is not None:
-                            opened[f.key] = f
-        return opened
-
-    def _open(self, key: str, live: bool) -> _OpenFile | None:
+    def _open(self, key: str, live: bool) -> OpenFile | None:
         try:
-            fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
+            opened = open_file(self.path, key, live)
         except OSError as exc:  # e.g. no permission: retried every poll, counted once
+            if live:
+                self._open_failing = True
             message = f"cannot open {key}: {exc}"
             if message != self.last_error:
                 self.last_error = message
                 self.counters.inc("source_errors")
             return None
-        st = os.fstat(fd)
-        return _OpenFile(fd, FileIdentity(self.path, st.st_dev, st.st_ino, _read_head(fd)),
-                         key, live)
+        if live:
+            self._open_failing = False
+        return opened
 
     def _next_file(self) -> bool:
         """Move to the next queued file; False when there is none (waiting for the file)."""
@@ -245,15 +219,13 @@ class FileSource(Source):
             return False
         self._cur, offset, skip = self._queue.pop(0)
         os.lseek(self._cur.fd, offset, os.SEEK_SET)
-        self._read_pos = self._line_start = offset
-        self._pending, self._skipping = b"", skip
+        self._read_pos = offset
+        self._lines.restart(offset, skip)
         self.state = "following" if self._cur.live else f"finishing rotated {self._cur.key}"
         return True
 
     def _close_all(self) -> None:
-        for f in [*(q[0] for q in self._queue), *([self._cur] if self._cur else [])]:
-            with contextlib.suppress(OSError):
-                os.close(f.fd)
+        close_files([*(q[0] for q in self._queue), *([self._cur] if self._cur else [])])
         self._queue, self._cur = [], None
 
     # -- one wake: read everything available, then look for rotation ----------------------
@@ -309,7 +281,7 @@ class FileSource(Source):
                 break
             got = True
             if len(cur.ident.head) < HEAD_BYTES:
-                head = _read_head(cur.fd)
+                head = read_head(cur.fd)
                 if cur.live and not head.startswith(cur.ident.head):
                     # Rewritten under us: _truncated() handles it on the next step.
                     os.lseek(cur.fd, self._read_pos, os.SEEK_SET)
@@ -320,47 +292,23 @@ class FileSource(Source):
         return got
 
     def _consume(self, data: bytes, ident: FileIdentity) -> None:
-        """Split ``data`` (following ``_pending``) into lines and emit them."""
-        limit = self.max_line_bytes
-        buf = self._pending + data if self._pending else data
-        base, pos, ts = self._line_start, 0, time.time()
-        if self._skipping:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                self._pending, self._line_start = b"", base + len(buf)
-                return
-            pos, self._skipping = nl + 1, False
-        find, checkpoint = buf.find, ident.checkpoint
-        out: list[tuple[bytes, str | None]] = []
-        while (nl := find(b"\n", pos)) >= 0:
-            # An over-long line gets limit+1 bytes so that sanitize marks it truncated.
-            raw = buf[pos:nl] if nl - pos <= limit else buf[pos:pos + limit + 1]
-            if raw and raw != b"\r":
-                out.append((raw, checkpoint(base + nl + 1)))
-            pos = nl + 1
-        skip = len(buf) - pos > limit
-        if skip:  # no newline in sight: emit what the limit allows, skip the rest
-            end = base + pos + limit + 1
-            out.append((buf[pos:pos + limit + 1], checkpoint(end, skip=True)))
-        # One hand-off per read: the pipeline wakes once for all of them.
+        """Hand the lines ``data`` completes to the sink, in one hand-off per read: the
+        pipeline wakes once for all of them."""
+        ts = time.time()
+        out = self._lines.split(data, ident)
         since = self._windows.since
         if since is None:  # not in a window (a poll tick, a rotation): noticed now
             since = time.monotonic()
         if not self.emit_many(out, ts, since):
             raise _Stopped
-        if skip:
-            self._pending, self._line_start, self._skipping = b"", base + len(buf), True
-        else:
-            self._pending, self._line_start = buf[pos:], base + pos
 
     def _finish_file(self) -> None:
         """End of a file that will not grow any more: its last line needs no newline."""
         cur = self._cur
         assert cur is not None
-        last = self._pending if not self._skipping else b""
+        last = self._lines.finish(self._read_pos)
         if last and not self.emit(last, time.time(), cur.ident.checkpoint(self._read_pos)):
             raise _Stopped
-        self._pending, self._line_start, self._skipping = b"", self._read_pos, False
 
     def _truncated(self) -> bool:
         """Before reading the live file: was it truncated or rewritten in place?
@@ -372,15 +320,16 @@ class FileSource(Source):
         size = os.fstat(cur.fd).st_size
         self._size_seen = size
         head = cur.ident.head
-        if size >= self._read_pos and (not head or _read_head(cur.fd)[:len(head)] == head):
+        if size >= self._read_pos and (not head or read_head(cur.fd)[:len(head)] == head):
             return False
         # copytruncate: the old content is gone and what the file holds now is new.
         # A partial line we held is emitted, not lost.
         self._finish_file()
         self._note_rotation("truncations")
-        cur.ident.set_head(_read_head(cur.fd))
+        cur.ident.set_head(read_head(cur.fd))
         os.lseek(cur.fd, 0, os.SEEK_SET)
-        self._read_pos = self._line_start = 0
+        self._read_pos = 0
+        self._lines.restart(0)
         return True
 
     def _check_path(self) -> bool:
@@ -438,9 +387,10 @@ class FileSource(Source):
             "path": self.path, "state": self.state,
             "file": cur.key if cur else None,
             "dev": cur.ident.dev if cur else None, "inode": cur.ident.ino if cur else None,
-            "offset": self._line_start, "size_seen": self._size_seen,
+            "offset": self._lines.line_start, "size_seen": self._size_seen,
             "rotations": self.rotations, "truncations": self.truncations,
-            "reads": self._windows.count,
+            "reads": self._windows.count, "idle_tick_s": self._idle_tick(),
+            "inotify_misses": self._inotify_misses(),
             "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
         })
         return info

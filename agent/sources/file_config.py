@@ -22,7 +22,11 @@ class FileSourceConfig(BaseModel):
         "lines (end) or the whole file (beginning). A file created later is read from its start.")
     poll_interval_s: float = Field(
         default=0.2, gt=0.0, le=60.0,
-        description="How often to look for new data, rotation and truncation when idle (s).")
+        description="How often to look for new data, rotation and truncation when idle "
+        "where inotify cannot tell (no inotify; a network or FUSE file system; a symlinked "
+        "path; a change seen that raised no event) and while a rotation is handled (s). "
+        "Where inotify wakes the source on every change it looks every 2 s (or this, if "
+        "longer) as a safety net.")
     read_coalesce_ms: int = Field(
         default=20, ge=0, le=1000,
         description="Shortest wait between noticing that the file grew and reading it, so "

@@ -48,15 +48,14 @@ def _load_libc() -> ctypes.CDLL | None:
     return _libc
 
 
-def _has_structural(data: bytes) -> bool:
-    """Does a buffer of inotify events hold a create/move/delete/overflow event?"""
-    off = 0
+def _event_masks(data: bytes) -> int:
+    """The union of the masks of a buffer of inotify events."""
+    masks, off = 0, 0
     while off + _EVENT.size <= len(data):
         _wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
-        if mask & STRUCTURAL:
-            return True
+        masks |= mask
         off += _EVENT.size + length
-    return False
+    return masks
 
 
 class DirectoryWatch:
@@ -65,6 +64,7 @@ class DirectoryWatch:
     def __init__(self, directory: Path) -> None:
         self.fd: int | None = None
         self._structural = True  # nothing seen yet: callers check the path once
+        self._gone = False  # the kernel dropped the watch (IN_IGNORED)
         # A self-pipe so interrupt() (from stop()) ends a wait at once.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         libc = _load_libc()
@@ -81,7 +81,10 @@ class DirectoryWatch:
 
     @property
     def active(self) -> bool:
-        return self.fd is not None
+        """Do changes in the directory wake ``wait``? Not without inotify, nor once the
+        kernel dropped the watch (IN_IGNORED: the directory was deleted, or its file
+        system unmounted): then only the timeout does, and callers poll."""
+        return self.fd is not None and not self._gone
 
     def wait(self, timeout: float) -> bool:
         """True when woken by a change (false wakes are harmless: the caller re-checks)."""
@@ -100,8 +103,12 @@ class DirectoryWatch:
     def _read_events(self, fd: int) -> None:
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while data := os.read(fd, 65536):
-                if fd == self.fd and not self._structural:
-                    self._structural = _has_structural(data)
+                if fd == self.fd:
+                    masks = _event_masks(data)
+                    if masks & STRUCTURAL:
+                        self._structural = True
+                    if masks & IN_IGNORED:
+                        self._gone = True
 
     @property
     def structural_pending(self) -> bool:

@@ -2,8 +2,8 @@
 
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
-nginx-light, cron, rsyslog, postfix, inetutils-inetd, inetutils-ftpd, sudo, logrotate; not
-installed by bootstrap: this is a manual tool, CI never runs it)::
+nginx-light, cron, rsyslog, postfix, zookeeper, inetutils-inetd, inetutils-ftpd, sudo,
+logrotate; not installed by bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
     python -m nanomodel.harvest.capture /work/scratch/one --only 9-classic --no-write

@@ -54,6 +54,7 @@ _TAG_SOURCE = {
     "apache2": "apache2",
     "nginx": "nginx",
     "lighttpd": "lighttpd",
+    "zookeeper": "zookeeper",
     # the classic server: inetutils (inetd, ftpd and the tcpd it runs), su and login
     "ftpd": "ftpd",
     "inetutils-inetd": "ftpd",
@@ -82,12 +83,24 @@ _STAMP = {
     "apache2": re.compile(r"^(?:\[[^\]]*\] |\(-?\d+\)[^:]*: )*"),
     # logrotate: the severity its message() puts in front
     "logrotate": re.compile(r"^(?:error|warning|note): "),
+    # ZooKeeper's log4j layout, Debian's "%d{ISO8601} - %-5p [%t:%C{1}@%L] - " or upstream's
+    # with "[myid:%X{myid}] "; the thread name may hold brackets ("QuorumPeer[myid=1](...)")
+    "zookeeper": re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:\[myid:\d*\] )?- (?P<level>[A-Z]+) *"
+        r"\[.*?@\d+\] - "
+    ),
 }
+# Programs that write a log file of their own (the row keeps the line as that file holds
+# it, without the syslog tag the capture put in front) and their level words
+_OWN_FILE = {"zookeeper"}
+_JAVA_LEVEL = {"FATAL": "crit", "ERROR": "error", "WARN": "warning", "INFO": "info"}
+
 DATA = Path(realtext.__file__).resolve().parent / "data" / "real" / "captured"
 
 
 def _shape(text: str) -> str:
-    return re.sub(r"\d+", "0", re.sub(r"\[\d+\]", "", text))
+    # hex ids (ZooKeeper's sessions and zxids) are numbers too
+    return re.sub(r"\b0x[0-9a-fA-F]+\b|\d+", "0", re.sub(r"\[\d+\]", "", text))
 
 
 def message_body(source: str, msg: str) -> str:
@@ -128,7 +141,15 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
             continue
         if message_body("", msg).startswith("pam_"):
             source = "pam"
-        shape = _shape(m.group("tagged"))
+        text = m.group("tagged")
+        if source in _OWN_FILE:
+            own = _STAMP[source].match(msg)
+            if own is None:  # a logged exception's stack trace: part of the line before it
+                continue
+            # rsyslog escapes a tab ("Removing file: <date>\t<path>"); the file holds a tab
+            msg = msg.replace("#011", "\t")
+            text, level = msg, _JAVA_LEVEL.get(own.group("level"), "debug")
+        shape = _shape(text)
         shapes[shape] += 1
         if shapes[shape] > MAX_PER_SHAPE:
             continue
@@ -147,7 +168,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
         rows.append(
             {
                 "source": source,
-                "text": m.group("tagged"),
+                "text": text,
                 "label": label,
                 "reason": reason,
                 "template_origin": origin,

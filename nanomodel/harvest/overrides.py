@@ -307,6 +307,67 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
         "normal",
         "a client connected",
     ),
+    # ZooKeeper 3.8 at INFO echoes its settings at every start; the words "timeout" and
+    # "shutdown" in a setting's name are not failures (read on a captured ensemble)
+    (
+        "zookeeper",
+        re.compile(
+            r"^[a-z][\w.]*(?: set to|\s*=|\s*:)\s*-?[\w.{}]+(?: ms)?$"
+            r"|^Configuring NIO connection handler with "
+        ),
+        "normal",
+        "a setting echoed at start",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^[Ss]hutting down$"),
+        "normal",
+        "a server leaving its role (election, restart); the cause, if any, is its own line",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^(?:accepted|current)Epoch not found! Creating with a reasonable default"),
+        "normal",
+        "the first start of a server with an empty data directory",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Txnlog size: \S+ exceeds sizeLimit: "),
+        "normal",
+        "the leader sends a lagging follower a snapshot instead of a diff: routine resync",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Unable to load jetty, not starting JettyAdminServer"),
+        "normal",
+        "the optional HTTP admin server is off (Debian's class path has no Jetty servlet "
+        "jars); the service works",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Unexpected exception$"),
+        "normal",
+        "NIOServerCnxn's EndOfStreamException: a client went away without closing its "
+        "session; servers see this all day",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Notification time out: (?:[1-5]?\d{1,3}|6[0-3]\d\d)(?: ms)?$"),
+        "normal",
+        "an election waiting a few seconds for votes: routine while servers start or rejoin",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Notification time out: "),
+        "network",
+        "an election that has waited 6 s or more: this server cannot reach a quorum of peers",
+    ),
+    (
+        "zookeeper",
+        re.compile(r"^Exception when following the leader|^Exception when using channel: "),
+        "network",
+        "a follower lost its leader, or a peer's channel broke: a server went away",
+    ),
     # the classic-server capture: lines no harvested template explains
     (
         "pam",

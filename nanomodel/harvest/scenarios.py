@@ -34,6 +34,7 @@ from nanomodel.harvest.scenarios_mail import postfix
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
 from nanomodel.harvest.scenarios_ssh import sshd
 from nanomodel.harvest.scenarios_web import apache2, nginx
+from nanomodel.harvest.scenarios_zookeeper import zookeeper
 
 MQTT_FLEET = Path(__file__).with_name("mqtt_client.py")
 
@@ -201,6 +202,7 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "7-nginx": nginx,
     "8-postfix": postfix,
     "9-classic": classic,
+    "9-zookeeper": zookeeper,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]

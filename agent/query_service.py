@@ -1,0 +1,144 @@
+"""The running agent's side of technician queries.
+
+:class:`QueryService` is the :class:`agent.queries.QueryTarget` over the agent's parts
+(status, models, sources, metrics, recent alerts, classify, OTA) and answers queries
+from both doors: MQTT request/response (off paho's network thread, at most
+``MAX_CONCURRENT_QUERIES`` at once, the rest answered "busy") and the local control
+socket. The status and metrics documents it builds are also what the agent publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from paho.mqtt.client import MQTTMessage
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent import __version__
+from agent.explain import explain_live
+from agent.metrics import resident_bytes
+from agent.queries import answer
+from contract.messages import ModelInfo, QueryResponse, Status
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger("nanofleet.agent")
+
+# Queries run the model (classify): a few at once, not one thread per request.
+MAX_CONCURRENT_QUERIES = 4
+
+
+class QueryService:
+    def __init__(self, agent: Agent) -> None:
+        # The agent, not its parts: a reload replaces its config, link and sources.
+        self.agent = agent
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+
+    # --- answering -----------------------------------------------------------------------
+    def answer(self, payload: bytes) -> QueryResponse:
+        counters = self.agent.counters
+        counters.inc("queries")
+        resp = answer(self, payload)
+        if not resp.ok:
+            counters.inc("query_errors")
+        return resp
+
+    def on_query_message(self, msg: MQTTMessage) -> None:
+        """A query over MQTT: answered on the request's response topic, with its
+        correlation data."""
+        props = getattr(msg, "properties", None)
+        reply_to = getattr(props, "ResponseTopic", None)
+        corr = getattr(props, "CorrelationData", None)
+        if not reply_to:
+            self.agent.counters.inc("query_errors")
+            log.warning("query without a response topic ignored")
+            return
+        if not self._slots.acquire(blocking=False):
+            self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
+            return
+
+        def work() -> None:
+            try:
+                self._reply(reply_to, corr, self.answer(bytes(msg.payload)))
+            finally:
+                self._slots.release()
+
+        # Off paho's network thread: classify runs the model.
+        threading.Thread(target=work, name="query", daemon=True).start()
+
+    def _reply(self, topic: str, corr: bytes | None, resp: QueryResponse) -> None:
+        props = Properties(PacketTypes.PUBLISH)
+        if corr is not None:
+            props.CorrelationData = corr
+        self.agent.link.publish(topic, resp.model_dump_json().encode(), qos=1, props=props)
+
+    # --- what the agent reports (QueryTarget) -------------------------------------------------
+    def status_doc(self, state: str = "online") -> dict[str, Any]:
+        a = self.agent
+        healthy = hasattr(a, "health") and a.health.check()[0] and not a.health.degraded()
+        return Status(seq=a.spool.next_seq("status"), device_id=a.cfg.device_id,
+                      state=state,  # type: ignore[arg-type]
+                      agent_version=__version__, started_at=a.started_at,
+                      uptime_s=round(time.monotonic() - a.started_monotonic, 3),
+                      models=[ModelInfo(**m) for m in self.models_doc()],
+                      health="ok" if healthy else "degraded").model_dump(mode="json")
+
+    def models_doc(self) -> list[dict[str, Any]]:
+        a = self.agent
+        model = a.slot.current()
+        m = model.manifest
+        # During a trial the slot serves the candidate: say so, or a status would read as
+        # a commit (the rollout policy infers lost outcomes from this flag).
+        trial = a.ota is not None and a.ota.is_on_trial(model)
+        return [ModelInfo(slot=a.slot.name, name=m.name, version=m.version,
+                          label=m.version_label, runtime=model.runtime_name,
+                          sha256=model.bundle_sha256, trial=trial).model_dump()]
+
+    def sources_doc(self) -> list[dict[str, Any]]:
+        out = []
+        for src in self.agent.sources:
+            doc = src.describe()
+            doc["checkpoint"] = self.agent.spool.checkpoint(src.name)
+            out.append(doc)
+        return out
+
+    def metrics_doc(self) -> dict[str, Any]:
+        a = self.agent
+        a.counters.set_gauge("queue_depth", float(len(a.queue)))
+        rss = resident_bytes()
+        if rss is not None:  # plotted by the fleet console
+            a.counters.set_gauge("rss_bytes", rss)
+        counters, gauges = a.counters.snapshot()
+        return {"uptime_s": round(time.monotonic() - a.started_monotonic, 3),
+                "counters": counters, "gauges": gauges}
+
+    def recent_alerts(self) -> list[dict[str, Any]]:
+        return list(self.agent.pipeline.recent_alerts)
+
+    def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]:
+        model = self.agent.slot.current()
+        probs, anomaly = model.classify(texts)
+        why = explain_live(model, texts) if explain else None
+        labels = model.manifest.labels
+        out = []
+        for i, text in enumerate(texts):
+            best = int(probs[i].argmax())
+            out.append({"text": text, "label": labels[best],
+                        "score": round(float(probs[i, best]), 4),
+                        "anomaly": round(float(anomaly[i]), 4),
+                        "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
+                                                                            strict=True)}})
+            if why is not None:
+                out[-1]["why"] = why[i]
+        return out
+
+    def ota_doc(self) -> dict[str, Any]:  # OTA (agent/ota)
+        ota = self.agent.ota
+        if ota is None:
+            return {"enabled": False}
+        return {"enabled": True, **ota.describe()}
