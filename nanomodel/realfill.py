@@ -196,6 +196,9 @@ def fill(template: str, rng: random.Random, source: str = "", origin: str = "") 
     if source == "apache2":  # APR's %pI (address), %pm (error), %pT (thread id), %pp (pointer)
         template = template.replace("%pI", "%s:%d").replace("%pm", "%m").replace("%pT", "%lu")
         template = template.replace("%pp", "%p").replace("%pt", "%lu")
+    if source == "slurm":  # Slurm's log.c: %pJ job, %pS/%ps step, %pA address (log.h)
+        template = template.replace("%pJ", "JobId=%u").replace("%pS", "JobId=%u StepId=%u")
+        template = template.replace("%ps", "StepId=%u.%u").replace("%pA", "%s:%d")
     if source == "nginx":
         template = _NGX.sub(r"%\1d", template.replace("%V", "%s").replace("%N", ""))
     out: list[str] = []

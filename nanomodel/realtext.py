@@ -86,6 +86,11 @@ PROGRAMS: dict[str, list[str]] = {
     "watchdog": ["watchdog"],
     "logrotate": ["logrotate"],
     "linux": ["kernel"],
+    "slurm": ["slurmctld", "slurmd"],
+    "opensm": ["opensm", "OpenSM"],
+    "rasdaemon": ["rasdaemon"],
+    "mcelog": ["mcelog"],
+    "ipmievd": ["ipmievd"],
 }
 
 
@@ -278,13 +283,24 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
         return f"{rng.randint(1700000000, 1760000000)}: "
     if source == "linux":
         return f"[{rng.randint(0, 900000):6d}.{rng.randint(0, 999999):06d}] "
+    if source == "slurm":  # SlurmctldLogFile/SlurmdLogFile, LogTimeFormat=iso8601_ms
+        return (
+            f"[2025-03-{rng.randint(1, 28):02d}T{hh:02d}:{mm:02d}:{ss:02d}."
+            f"{rng.randint(0, 999):03d}] "
+        )
+    if source == "opensm":  # /var/log/opensm.log: month day time usec [thread] verbosity ->
+        verbosity = "0x01" if level in ("error", "crit") else rng.choice(["0x02", "0x02", "0x80"])
+        return (
+            f"{rng.choice(_MONTHS)} {rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d} "
+            f"{rng.randint(0, 999999):06d} [{rng.randint(0x1000, 0xFFFFFFFF):04X}] {verbosity} -> "
+        )
     if source == "networkmanager":
         lvl = {"crit": "error", "error": "error", "warning": "warn"}.get(level, "info")
         return f"<{lvl}>  [{rng.randint(1700000000, 1760000000)}.{rng.randint(0, 9999):04d}] "
     return ""
 
 
-_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper"}
+_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper", "slurm", "opensm"}
 
 
 def real_lines(

@@ -250,3 +250,37 @@ def test_apache_message_numbers_and_levels() -> None:
     (call,) = clex.find_calls(startup, re.compile(r"ap_log_error"))
     _, idx = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
     assert call_level(call.name, clex.level_words(call, idx)) == "notice"
+
+
+_OSM_STAMP = r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{6} \[[0-9A-F]{4,8}\] "
+
+
+@pytest.mark.parametrize(
+    ("source", "level", "form"),
+    [
+        # Slurm's own log file (LogTimeFormat iso8601_ms): "[2026-12-03T10:15:02.123] error: ..."
+        ("slurm", "error", r"\[2025-03-\d\dT\d\d:\d\d:\d\d\.\d{3}\] "),
+        # opensm.log: "Dec 03 10:15:02 123456 [7FFF1234] 0x01 -> osm_...: ERR ..."
+        ("opensm", "error", _OSM_STAMP + r"0x01 -> "),
+        ("opensm", "info", _OSM_STAMP + r"0x(02|80) -> "),
+    ],
+)
+def test_cluster_daemons_write_their_own_log_format(source: str, level: str, form: str) -> None:
+    rng = random.Random(5)
+    for _ in range(20):
+        assert re.fullmatch(form, realtext.native_prefix(source, level, rng))
+
+
+def test_cluster_daemon_lines_come_in_their_own_format_or_behind_syslog() -> None:
+    lines = realtext.real_lines(
+        random.Random(2), per_template=2, sources=["slurm", "opensm"], captured=False
+    )
+    native = re.compile(r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{6} \[[0-9A-F]+\] 0x\d\d -> ")
+    own = [t for t, _, s in lines if s == "opensm" and native.search(t)]
+    syslog = [t for t, _, s in lines if s == "slurm" and re.search(r"\bslurm(ctld|d)\[\d+\]: ", t)]
+    assert own and syslog
+    # a line of opensm.log is not also behind a syslog prefix
+    assert all(native.match(t) for t in own)
+    # Slurm's %pJ/%ps conversions render as Slurm writes them, not as pointers
+    assert not [t for t, _, s in lines if s == "slurm" and re.search(r"0x[0-9a-f]{16}[JSsA]", t)]
+    assert any(re.search(r"JobId=\d+", t) for t, _, s in lines if s == "slurm")

@@ -9,6 +9,8 @@ _LEVEL_WORDS = [
     (
         re.compile(
             r"(?i)(^|_)(debug|dbg|trace|excessive|msgdump|verbose_debug)\d?$|^DBG$|^_LOG[DT]"
+            # opensm's levels above its default ERROR|INFO
+            r"|^OSM_LOG_(VERBOSE|FUNCS|FRAMES|ROUTING)$"
         ),
         "debug",
     ),
@@ -16,7 +18,13 @@ _LEVEL_WORDS = [
         re.compile(r"(?i)(^|_)(emerg|emergency|alert|crit|critical|fatal|panic|die)$|^LOG_FATAL$"),
         "crit",
     ),
-    (re.compile(r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE"), "error"),
+    # mcelog's Lprintf/Eprintf/SYSERRprintf all go to syslog at LOG_ERR
+    (
+        re.compile(
+            r"(?i)(^|_)(err|error|errors|perror|errx|nonfatal)$|^_LOGE|(?-i:^(L|E|SYSERR)printf$)"
+        ),
+        "error",
+    ),
     (re.compile(r"(?i)(^|_)(warn|warning|warnx)$|^_LOGW"), "warning"),
     (re.compile(r"(?i)(^|_)(notice|client|startup)$|^_LOGN"), "notice"),
     (

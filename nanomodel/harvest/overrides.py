@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS, HPC_OVERRIDE_ROWS
+
 
 @dataclass(frozen=True)
 class Expansion:
@@ -389,6 +391,13 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
         "Debian's nightly logrotate job failed: some logs were not rotated and keep growing",
     ),
 ]
+
+# the RAS reporters' assembled event sentences (expansions_hpc.py explains their labels)
+EXPANSIONS.update(
+    {src: [Expansion(*row) for row in rows] for src, rows in HPC_EXPANSION_ROWS.items()}
+)
+
+OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in HPC_OVERRIDE_ROWS)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:

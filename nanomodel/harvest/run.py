@@ -27,6 +27,7 @@ from nanomodel.harvest import clex
 from nanomodel.harvest.overrides import EXPANSIONS, apply_override
 from nanomodel.harvest.rules import label_template
 from nanomodel.harvest.sources import SOURCES, Source, call_level
+from nanomodel.harvest.sources_hpc import TABLE_READERS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "real" / "templates"
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -40,7 +41,9 @@ _TABLE = re.compile(r'\{\s*(LOG_[A-Z]+)\s*,\s*("(?:\\.|[^"\\\n])*")\s*\}')
 
 def package_dir(root: Path, package: str) -> tuple[Path, str]:
     """(unpacked directory, "name version") of a source package under ``root``."""
-    dscs = sorted(root.glob(f"{package}_*.dsc"))
+    # <package>_<version>.upstream (same "Version:" field) stands for a .dsc where the
+    # tree is an upstream release because Debian's archive did not serve it (SOURCES.md)
+    dscs = sorted(root.glob(f"{package}_*.dsc")) or sorted(root.glob(f"{package}_*.upstream"))
     if not dscs:
         raise FileNotFoundError(
             f"no {package}_*.dsc under {root}: run apt-get source {package} there"
@@ -123,7 +126,11 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
             level = call_level(call.name, clex.level_words(call, idx))
             if level == "debug":
                 continue
+            if src.func_arg and fmt.startswith("%s: ") and _arg_is_func(call, idx + 1):
+                fmt = f"{clex.enclosing_function(text, call.line) or '%{func}'}{fmt[2:]}"
             msg = clex_prefix(src, call.name, level) + fmt
+            if src.func_prefix and re.fullmatch(src.func_prefix, call.name):
+                msg = f"{clex.enclosing_function(text, call.line) or '%{func}'}: {msg}"
             pam_module = re.match(r"modules/(pam_\w+)/", rel)
             if src.source == "pam" and call.name.startswith("pam_") and pam_module:
                 # pam_vsyslog writes "<module>(<service>:<type>): " before the message
@@ -135,6 +142,12 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 continue
             seen.add(msg_clean)
             yield labelled(src, package, f"{rel}:{call.line}", msg_clean, level, alert, from_path)
+    for origin, template, level in (
+        TABLE_READERS[src.source](base) if src.source in TABLE_READERS else ()
+    ):
+        if template not in seen:
+            seen.add(template)
+            yield labelled(src, package, origin, template, level, src.alert, False)
     for exp in EXPANSIONS.get(src.source, []):
         line = _line_of(base / exp.file, exp.anchor)
         if exp.template in seen:
@@ -169,6 +182,12 @@ def _line_of(path: Path, anchor: str) -> int:
     raise ValueError(
         f"{path}: anchor {anchor!r} not found; the expansion no longer matches the source"
     )
+
+
+def _arg_is_func(call: clex.Call, index: int) -> bool:
+    """Whether the call's argument ``index`` is ``__func__``."""
+    args = clex.split_args(call.args)
+    return index < len(args) and [t.text for t in args[index]] == ["__func__"]
 
 
 def clex_prefix(src: Source, name: str, level: str) -> str:

@@ -9,37 +9,12 @@ this daemon falls in when no rule in :mod:`nanomodel.harvest.rules` says otherwi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from nanomodel.harvest.kernel import KERNEL_CALLS, KERNEL_PATHS, KERNEL_PREFIXES
 from nanomodel.harvest.levels import call_level, word_level
+from nanomodel.harvest.source import Source
+from nanomodel.harvest.sources_hpc import HPC_SOURCES
 
 LEVELS = ("debug", "info", "notice", "warning", "error", "crit")
-
-
-@dataclass(frozen=True)
-class Source:
-    source: str
-    package: str  # Debian source package name (its directory is <package>-<upstream version>)
-    include: tuple[str, ...]  # globs relative to the unpacked source
-    calls: str  # regex of call names (fullmatch)
-    alert: str  # default category of an error-level message
-    java: bool = False
-    exclude: tuple[str, ...] = ("test", "/tests/", "fuzz", "example", "contrib/")
-    # call-name regex → literal prefix the logging function adds ("%{unit}: " etc.)
-    prefixes: dict[str, str] = field(default_factory=dict)
-    # path prefix → default category of failures in that part of the tree (first match wins);
-    # it replaces the subject hints, e.g. every failing hwmon driver read is a sensor fault.
-    path_alert: tuple[tuple[str, str], ...] = ()
-    # messages kept in tables ({LOG_CRIT, "Power failure."}) rather than in calls
-    tables: bool = False
-
-    def alert_for(self, rel_path: str) -> tuple[str, bool]:
-        """(default category, whether it came from the path) for a file of this source."""
-        for prefix, category in self.path_alert:
-            if rel_path.startswith(prefix):
-                return category, True
-        return self.alert, False
 
 
 _SYSTEMD_CALLS = (
@@ -385,6 +360,7 @@ SOURCES: list[Source] = [
         "software",
         tables=True,
     ),
+    *HPC_SOURCES,
     Source(
         "linux",
         "linux",
