@@ -1,6 +1,6 @@
 """Keep the C allocator's share of the agent's resident memory small (glibc only).
 
-Two knobs, both optional tuning (nothing depends on them for correctness, and both
+Three knobs, all optional tuning (nothing depends on them for correctness, and all
 are no-ops where the C library is not glibc, e.g. musl):
 
 * :func:`limit_malloc_arenas`: glibc gives each thread that allocates its own malloc
@@ -11,6 +11,11 @@ are no-ops where the C library is not glibc, e.g. musl):
   chunks back to the OS. glibc keeps them mapped otherwise, so the transient buffers
   of start-up (the bundle read and verified, the model loaded and smoke-tested) and
   of a model swap would stay resident for the life of the process.
+* :class:`HeapTrimmer`: the same ``malloc_trim(0)`` (without a garbage collection)
+  while the pipeline works, at most every few seconds. Between batches glibc keeps the
+  chunks a batch freed (feature arrays, runtime buffers, messages) scattered over its
+  arenas; handing their pages back every 2 s keeps 1-3 MB less resident at 1,000
+  lines/s for ~0.5 ms of CPU per trim. Only after work: an idle agent never trims.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import ctypes
 import gc
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 ARENA_ENV = "MALLOC_ARENA_MAX"
@@ -61,3 +68,42 @@ def release_freed_memory(libc: Any = None) -> bool:
     if trim is None:
         return False
     return bool(trim(0))
+
+
+def trim_heap(libc: Any = None) -> bool:
+    """``malloc_trim(0)`` alone (no garbage collection: a full one over the agent's
+    ~200,000 objects costs tens of milliseconds). False where there is no such call."""
+    libc = process_libc() if libc is None else libc
+    trim = getattr(libc, "malloc_trim", None)
+    return False if trim is None else bool(trim(0))
+
+
+def trim_due(now: float, last: float | None, interval_s: float) -> bool:
+    """Whether work done at ``now`` should be followed by a trim: never when the interval
+    is 0 (off), otherwise when ``interval_s`` passed since the last one (or none yet)."""
+    if interval_s <= 0:
+        return False
+    return last is None or now - last >= interval_s
+
+
+class HeapTrimmer:
+    """Call :meth:`after_work` when a unit of work is done; it trims the C heap at most
+    every ``interval_s`` seconds (0: never)."""
+
+    def __init__(self, interval_s: float, libc: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._libc = process_libc() if libc is None else libc  # resolved once, not per trim
+        self._clock = clock
+        self._last: float | None = None
+        self.trims = 0
+
+    def after_work(self) -> bool:
+        """True when it trimmed now."""
+        now = self._clock()
+        if not trim_due(now, self._last, self.interval_s):
+            return False
+        self._last = now
+        self.trims += 1
+        trim_heap(self._libc)
+        return True

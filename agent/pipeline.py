@@ -15,6 +15,7 @@ import numpy as np
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.line_queue import LineQueue
+from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
 from agent.sources.base import Batching, Line
 from agent.spool import Spool
@@ -88,6 +89,7 @@ class Pipeline:
         self.batch_min = min(cfg.pipeline.batch_min_lines, cfg.pipeline.batch_size)
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
+        self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
         self.alert_gate = AlertGate(cfg.alerts, self.counters)
@@ -140,6 +142,9 @@ class Pipeline:
             finally:
                 self.busy = False
                 self.counters.set_gauge("queue_depth", float(len(self.queue)))
+            # The batch's freed buffers back to the system, every few seconds of work.
+            if self.heap_trimmer.after_work():
+                self.counters.inc("heap_trims")
 
     # --- one batch ---------------------------------------------------------------------
     def process(self, lines: list[Line], enqueued: list[float]) -> None:

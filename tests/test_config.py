@@ -52,6 +52,8 @@ def test_packaged_example_config_is_valid():
     (MINIMAL.replace('kind = "file"', 'kind = "serial"'), "sources[0]"),
     (MINIMAL.replace('path = "/var/log/pump.log"', 'pth = "/x"'), "sources[0].pth"),
     (MINIMAL + '\n[pipeline]\nbatch_size = 0\n', "pipeline.batch_size"),
+    (MINIMAL + '\n[pipeline]\nheap_trim_interval_s = -1\n', "pipeline.heap_trim_interval_s"),
+    (MINIMAL + '\n[pipeline]\nheap_trim_interval_s = 3601\n', "pipeline.heap_trim_interval_s"),
     (MINIMAL + '\nfoo = 1\n', "foo: Extra inputs are not permitted (hint: unknown key"),
     (MINIMAL + '\n[mqtt.tls]\ncert_file = "/c"\n', "mqtt.tls"),
     ("device_id = ", "TOML syntax error"),
@@ -83,3 +85,9 @@ def test_missing_file_is_a_clear_error(tmp_path):
     r = check_config(tmp_path / "nope.toml")
     assert r.returncode == 2
     assert "cannot read" in r.stderr
+
+
+def test_heap_trim_interval_default_and_off(tmp_path):
+    assert load_config(write(tmp_path, MINIMAL)).pipeline.heap_trim_interval_s == 2.0
+    off = load_config(write(tmp_path, MINIMAL + "\n[pipeline]\nheap_trim_interval_s = 0\n"))
+    assert off.pipeline.heap_trim_interval_s == 0

@@ -37,6 +37,7 @@ def test_unit_sets_the_memory_settings() -> None:
     assert env["MALLOC_ARENA_MAX"] == "2"
     assert env["OPENBLAS_NUM_THREADS"] == "1"
     assert env["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    assert env["PYTHONOPTIMIZE"] == "2"  # byte-code without docstrings (packaged at that level)
 
 
 def test_benchmark_agent_runs_with_the_units_environment(tmp_path: Path) -> None:

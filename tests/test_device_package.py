@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.device_env import unit_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "packaging" / "debian" / "build.sh"
 UNIT = ROOT / "packaging" / "systemd" / "nanofleet-agent.service"
@@ -187,6 +189,50 @@ def test_payload_runs_the_agent_in_the_sandbox(built: tuple[str, Path, Path],
     assert run.stdout.split()[-2:] == [flavour, "storage"]
 
 
+
+# What the service loads from the dependencies: byte-code only, made at the unit's
+# level (PYTHONOPTIMIZE=2: no docstrings), printed as name=origin.
+BYTE_CODE_PROBE = """
+import sys
+import agent.daemon, agent.model, agent.ota.engine, agent.ota.tuf_client, contract.delta
+import paho.mqtt.client, pydantic
+__import__("ai_edge_litert.interpreter" if sys.argv[1] == "litert" else "onnxruntime")
+print(sys.flags.optimize, paho.mqtt.client.Client.connect.__doc__ is None,
+      pydantic.BaseModel.model_validate.__doc__ is None)
+for name, mod in sorted(sys.modules.items()):
+    origin = getattr(getattr(mod, "__spec__", None), "origin", None) or ""
+    if "site-packages" in origin:
+        print(name + "=" + origin)
+"""
+
+
+def test_dependencies_ship_byte_code_for_the_units_level(built: tuple[str, Path, Path],
+                                                         tmp_path: Path) -> None:
+    """The unit runs the agent with PYTHONOPTIMIZE=2 (docstrings dropped: less RSS). The
+    dependencies ship byte-code only, so it must be made at that level: a legacy .pyc
+    is loaded whatever the interpreter's level (our code and the standard library get
+    theirs in the service's cache directory: test_deb_install_remove_purge)."""
+    flavour, _, payload = built
+    unit_env = unit_environment(UNIT)
+    assert unit_env.get("PYTHONOPTIMIZE") == "2"
+    python = payload / PREFIX.lstrip("/") / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(unit_env, PYTHONDONTWRITEBYTECODE="1")  # /usr is read-only on a device
+    out = subprocess.run([str(python), "-c", BYTE_CODE_PROBE, flavour], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path, env=env, check=True).stdout
+    first, *modules = out.splitlines()
+    assert first == "2 True True"
+    deps = [m for m in modules if not m.startswith(("agent", "contract"))]
+    assert len(deps) > 100, modules
+    assert [m for m in deps if m.endswith(".py")] == []  # byte-code or extension modules
+    # Without the service's environment (a technician's CLI) nothing changes for our code.
+    plain = {k: v for k, v in env.items() if k != "PYTHONOPTIMIZE"}
+    doc = subprocess.run([str(python), "-c", "import agent.model; print(agent.model.__doc__)"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=plain,
+                         check=True).stdout
+    assert doc.startswith("A loaded model")
+
+
 # dpkg -i / -r / -P inside a private mount namespace, chrooted into an overlay of
 # the host's root: the real maintainer scripts run, the host is untouched.
 _LIFECYCLE = r"""
@@ -205,13 +251,19 @@ echo "MODES $(stat -c "%a %U %G" /etc/nanofleet /etc/nanofleet/agent.toml /var/l
     | tr "\n" " ")"
 echo "WANTS $(readlink /etc/systemd/system/multi-user.target.wants/nanofleet-agent.service)"
 su -s /bin/sh nanofleet -c "nanofleet-agent check-config /etc/nanofleet/agent.toml"
+install -d -m 0700 -o nanofleet -g nanofleet /var/cache/nanofleet  # CacheDirectory=
+su -s /bin/sh nanofleet -c "CACHE_DIRECTORY=/var/cache/nanofleet PYTHONOPTIMIZE=2 \
+    nanofleet-agent check-config /etc/nanofleet/agent.toml >/dev/null"
+C=/var/cache/nanofleet/pycache
+echo "CACHED $(find $C -name "*.opt-2.pyc" -path "*/site-packages/agent/*" | wc -l) \
+    $(find $C/usr/lib -maxdepth 2 -name "typing.*.opt-2.pyc" | wc -l)"
 echo "SYSTEM_PYTHON $(cd / && /usr/bin/python3 -c "import agent" 2>&1 | tail -n 1)"
 dpkg -r nanofleet-agent >/dev/null
 echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
 echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"
 dpkg -P nanofleet-agent >/dev/null 2>&1
-echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /usr/lib/nanofleet-agent \
-    /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
+echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet \
+    /usr/lib/nanofleet-agent /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
 '
 """
 
@@ -237,12 +289,16 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
         shutil.rmtree(base, ignore_errors=True)
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
                  if line.split(" ", 1)[0] in ("USER", "MODES", "WANTS", "MASKED", "KEPT",
-                                              "PURGED", "SYSTEM_PYTHON"))
+                                              "PURGED", "SYSTEM_PYTHON", "CACHED"))
     assert lines["USER"].startswith("nanofleet:x:")
     assert lines["USER"].endswith(":/var/lib/nanofleet:/usr/sbin/nologin")
     assert lines["MODES"].split() == ["750", "root", "nanofleet", "640", "root", "nanofleet",
                                       "700", "nanofleet", "nanofleet"]
     assert lines["WANTS"] == "/lib/systemd/system/nanofleet-agent.service"
+    # As the service runs it (PYTHONOPTIMIZE=2, CacheDirectory=): the byte-code the package
+    # does not ship, ours and the system's standard library's, was written to the cache.
+    ours, stdlib = (int(n) for n in lines["CACHED"].split())
+    assert ours > 10 and stdlib == 1, lines["CACHED"]
     assert "/etc/nanofleet/agent.toml: OK" in proc.stdout  # readable by the service user
     # Installed, yet the system's python3 has no module named agent: no collisions.
     assert "No module named 'agent'" in lines["SYSTEM_PYTHON"]
