@@ -2,10 +2,12 @@
 
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
-nginx-light, cron, rsyslog, postfix, zookeeper; not installed by bootstrap: this is a
-manual tool, CI never runs it)::
+nginx-light, cron, rsyslog, postfix, zookeeper, inetutils-inetd, inetutils-ftpd, sudo,
+logrotate; not installed by bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
+    python -m nanomodel.harvest.capture /work/scratch/one --only 9-classic --no-write
+    python -m nanomodel.harvest.capture /work/scratch/capture --relabel --with /work/scratch/one
 
 Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
 "internet" addresses 10.77.0.10-59 and fd77::2a0-2b3 that scanners and users come from) carry all
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 from nanomodel.harvest import scenarios
-from nanomodel.harvest.capture_io import DATA, write_captured
+from nanomodel.harvest.capture_io import DATA, SCENARIO_HOST, write_captured
 from nanomodel.harvest.netns import CLIENT_HOSTS, CLIENT_HOSTS6, SERVER6, marker
 
 SRV, CLI = "nfcap-srv", "nfcap-cli"
@@ -101,6 +103,10 @@ _RSYSLOG_LINE = (
 _RSYSLOG_CONF = (
     'global(workDirectory="{work}/rsyslog")\n'
     'module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")\n'
+    # a second /dev/log that scenarios bind over /dev/log in their mount namespace: its
+    # lines carry the host name SCENARIO_HOST, so this machine's own su/sudo are told apart
+    'input(type="imuxsock" Socket="{work}/scenario-log.sock" HostName="' + SCENARIO_HOST + '" '
+    'RateLimit.Interval="0")\n'
     "$RepeatedMsgReduction on\n"
     f'template(name="nfcap" type="string" string="{_RSYSLOG_LINE}")\n'
     '*.* action(type="omfile" file="{log}" template="nfcap")\n'

@@ -55,7 +55,17 @@ _TAG_SOURCE = {
     "nginx": "nginx",
     "lighttpd": "lighttpd",
     "zookeeper": "zookeeper",
+    # the classic server: inetutils (inetd, ftpd and the tcpd it runs), su and login
+    "ftpd": "ftpd",
+    "inetutils-inetd": "ftpd",
+    "su": "util-linux",
+    "login": "util-linux",
+    "logrotate": "logrotate",
 }
+# Programs this machine runs for other work (tests su to the agent's user) while a capture
+# owns /dev/log: a scenario's own come through its socket, host name SCENARIO_HOST
+SCENARIO_HOST = "nfcap-scenario"
+_SCENARIO_ONLY = {"su", "sudo", "login"}
 # Real logs repeat the same few healthy lines all day, and that repetition is what the
 # model must not alarm on; but one shape (the same message with other numbers) should not
 # drown the rest: keep at most this many of each.
@@ -71,6 +81,8 @@ _STAMP = {
     "cron": re.compile(r"^\([^)]*\) "),
     # apache2: [module:level] [pid N:tid N] [client ip:port] and an OS error "(111)...: "
     "apache2": re.compile(r"^(?:\[[^\]]*\] |\(-?\d+\)[^:]*: )*"),
+    # logrotate: the severity its message() puts in front
+    "logrotate": re.compile(r"^(?:error|warning|note): "),
     # ZooKeeper's log4j layout, Debian's "%d{ISO8601} - %-5p [%t:%C{1}@%L] - " or upstream's
     # with "[myid:%X{myid}] "; the thread name may hold brackets ("QuorumPeer[myid=1](...)")
     "zookeeper": re.compile(
@@ -121,6 +133,8 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
             how = msg.removeprefix("BEGIN ")
             continue
         if tag == "logger" or not msg:
+            continue
+        if tag in _SCENARIO_ONLY and m.group("host") != SCENARIO_HOST:
             continue
         source = "postfix" if tag.startswith("postfix/") else _TAG_SOURCE.get(tag)
         if source is None:  # another program on this machine, not one of the scenarios' daemons

@@ -157,8 +157,11 @@ class Matcher:
                 if hit is None
                 else (f"template {hit.origin} ({hit.template[:60]}) decided by its level only")
             )
-            return (req.label,
-                    f"{why}; the client request says: request:{req.name}: {req.reason}", "")
+            return (
+                req.label,
+                f"{why}; the client request says: request:{req.name}: {req.reason}",
+                "",
+            )
         if hit is not None:
             why = f"template {hit.origin} ({hit.template[:60]})"
             if hit.label == "normal":
@@ -166,8 +169,11 @@ class Matcher:
                 # %s." with "No route to host"): an alert meaning in the line itself wins.
                 for rule in ALERTS:
                     if rule.pattern.search(message):
-                        return (rule.label,
-                                f"{why} is normal, but the values say: rule:{rule.name}", "")
+                        return (
+                            rule.label,
+                            f"{why} is normal, but the values say: rule:{rule.name}",
+                            "",
+                        )
             return hit.label, f"{why}: {hit.reason}", hit.origin
         over = apply_override(self.source, message)
         if over is not None:

@@ -370,6 +370,26 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
         "network",
         "a follower lost its leader, or a peer's channel broke: a server went away",
     ),
+    # the classic-server capture: lines no harvested template explains
+    (
+        "pam",
+        re.compile(r"^pam_ftp\([^)]*\): conversation failed"),
+        "normal",
+        "pam_ftp is asked first on every FTP login (Debian's PAM stack for ftpd) and gives way "
+        "for a named user: routine",
+    ),
+    (
+        "pam",
+        re.compile(r"^pam_listfile\([^)]*\): Refused user"),
+        "security",
+        "a login refused by an access list (root on FTP): a denied access",
+    ),
+    (
+        "logrotate",
+        re.compile(r"^ALERT exited abnormally"),
+        "software",
+        "Debian's nightly logrotate job failed: some logs were not rotated and keep growing",
+    ),
 ]
 
 # the RAS reporters' assembled event sentences (expansions_hpc.py explains their labels)

@@ -28,6 +28,7 @@ from nanomodel.harvest.netns import (
     stop,
     stop_pidfiles,
 )
+from nanomodel.harvest.scenarios_classic import classic
 from nanomodel.harvest.scenarios_cron import cron
 from nanomodel.harvest.scenarios_mail import postfix
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
@@ -200,6 +201,7 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "6-apache2": apache2,
     "7-nginx": nginx,
     "8-postfix": postfix,
+    "9-classic": classic,
     "9-zookeeper": zookeeper,
 }
 

@@ -23,8 +23,22 @@ from nanomodel.harvest.netns import (
 def _udhcpc(iface: str, tries: int = 3, wait_s: int = 2) -> tuple[str, ...]:
     """busybox udhcpc on ``iface`` in the foreground: one lease (or none) and quit,
     ``tries`` discovers ``wait_s`` apart, no script (the capture wants its log only)."""
-    return ("busybox", "udhcpc", "-i", iface, "-f", "-q", "-n", "-S", "-s", "/bin/true",
-            "-t", str(tries), "-T", str(wait_s))
+    return (
+        "busybox",
+        "udhcpc",
+        "-i",
+        iface,
+        "-f",
+        "-q",
+        "-n",
+        "-S",
+        "-s",
+        "/bin/true",
+        "-t",
+        str(tries),
+        "-T",
+        str(wait_s),
+    )
 
 
 # ---------------------------------------------------------------- DHCP + DNS
@@ -84,8 +98,15 @@ def dhcp(work: Path) -> list[Proc]:
         run_in(CLI, "busybox", "nslookup", name, SERVER, timeout=8)
     marker("udhcpc in netns: devices booting one after another, each taking a lease")
     for i in range(14):
-        run_in(CLI, *_udhcpc("nfcap1", tries=3, wait_s=2),
-               "-x", f"hostname:sensor-{i:02d}", "-V", "nanofleet-agent", timeout=20)
+        run_in(
+            CLI,
+            *_udhcpc("nfcap1", tries=3, wait_s=2),
+            "-x",
+            f"hostname:sensor-{i:02d}",
+            "-V",
+            "nanofleet-agent",
+            timeout=20,
+        )
     marker("dhclient in netns: a gateway renewing and releasing its lease again and again")
     for _ in range(5):
         run_in(CLI, *dhcl, "-1", "nfcap1", timeout=20)

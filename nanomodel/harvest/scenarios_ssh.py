@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from nanomodel.harvest.netns import (
@@ -63,30 +64,46 @@ GUESSES = [
 SCANNER = Path(__file__).with_name("ssh_scanner.py")
 
 
-def _accounts(work: Path) -> None:
-    """passwd/shadow/group copies with the scenario's users, bind-mounted for sshd only."""
-    pw_hash = subprocess.run(
-        ["openssl", "passwd", "-6", PASSWORD], check=True, capture_output=True, text=True
-    ).stdout.strip()
+# PAM modules that fail only in a container (no system bus, no right to raise limits)
+CONTAINER_PAM = ("pam_systemd.so", "pam_limits.so")
+
+
+def pam_copy(work: Path, name: str, drop: tuple[str, ...] = CONTAINER_PAM) -> None:
+    """``work/pam-<name>``: /etc/pam.d/<name> without the modules in ``drop``."""
+    kept = [
+        line
+        for line in Path(f"/etc/pam.d/{name}").read_text().splitlines()
+        if not any(module in line for module in drop)
+    ]
+    (work / f"pam-{name}").write_text("\n".join(kept) + "\n")
+
+
+def _accounts(
+    work: Path, users: Mapping[str, int] = USERS, passwords: Mapping[str, str] | None = None
+) -> None:
+    """passwd/shadow/group copies with the scenario's users, bind-mounted for sshd only
+    (``passwords``: the users who have one, by default deploy; the others have none)."""
+    passwords = {"deploy": PASSWORD} if passwords is None else passwords
+    hashes = {
+        user: subprocess.run(
+            ["openssl", "passwd", "-6", pw], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        for user, pw in passwords.items()
+    }
     passwd = Path("/etc/passwd").read_text()
     shadow = Path("/etc/shadow").read_text()
     group = Path("/etc/group").read_text()
-    for user, uid in USERS.items():
+    for user, uid in users.items():
         home = work / "home" / user
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, uid, uid)
         passwd += f"{user}:x:{uid}:{uid}::/home/{user}:/bin/sh\n"  # work/home is /home
-        shadow += f"{user}:{pw_hash if user == 'deploy' else '*'}:20000:0:99999:7:::\n"
+        shadow += f"{user}:{hashes.get(user, '*')}:20000:0:99999:7:::\n"
         group += f"{user}:x:{uid}:\n"
     for name, text in (("passwd", passwd), ("shadow", shadow), ("group", group)):
         (work / f"etc-{name}").write_text(text)
     for name in ("sshd", "common-session"):
-        kept = [
-            line
-            for line in Path(f"/etc/pam.d/{name}").read_text().splitlines()
-            if "pam_systemd.so" not in line and "pam_limits.so" not in line
-        ]
-        (work / f"pam-{name}").write_text("\n".join(kept) + "\n")
+        pam_copy(work, name)
     (work / "etc-shadow").chmod(0o640)
 
 
