@@ -39,7 +39,7 @@ def test_onnx_weights_are_dequantized_once_at_load(bundle: Bundle, features: np.
     """The shipped graph dequantizes its int8 weights (DequantizeLinear); the agent's
     session folds that into float weights at load, so no run does it again, and the
     outputs are those of the unfolded graph (a one-line batch runs another kernel path:
-    equal to 1e-12)."""
+    equal to float32 rounding, a few units in the last place)."""
     model = bundle.model_bytes("onnx")
     assert _ops_of_bytes(model).count("DequantizeLinear") == 2
 
@@ -60,7 +60,7 @@ def test_onnx_weights_are_dequantized_once_at_load(bundle: Bundle, features: np.
         direct = a.run(None, {"features": batch})
         for x, y, z in zip(ours, plain, direct, strict=True):
             assert np.array_equal(x, z)
-            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-9)
 
 
 def _ops_of_bytes(model: bytes) -> list[str]:

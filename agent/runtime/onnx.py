@@ -38,9 +38,10 @@ def session_options(threads: int = 1) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     # Constant folding also folds the int8 weights' DequantizeLinear (by default it is
     # kept for QDQ fusions, which the basic level does not do): the float weights are
-    # made once at load instead of into the arena at every run. Same outputs (to 1e-12:
-    # a one-line batch takes another kernel path); runs ~2x faster; the arena no longer
-    # holds a 1 MB weight copy (tests/test_runtime_memory.py, docs/operations.md).
+    # made once at load instead of into the arena at every run. Same outputs (a one-line
+    # batch takes another kernel path: equal to float32 rounding); runs ~2x faster; the
+    # arena no longer holds a 1 MB weight copy (tests/test_runtime_memory.py,
+    # docs/operations.md).
     opts.add_session_config_entry("session.disable_quant_qdq", "1")
     opts.log_severity_level = 3
     return opts
