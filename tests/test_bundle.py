@@ -79,7 +79,10 @@ def test_not_a_tar(data: bytes, message: str) -> None:
 def test_truncated_and_compressed_bundles(good: Bundle) -> None:
     raw = default_bundle_path().read_bytes()
     for cut in (100, 1000, 300_000):
-        with pytest.raises(BundleError, match=r"bad tar container|archive holds|truncated"):
+        # A cut inside a member is a broken container; a cut between members leaves a
+        # shorter archive, whose missing files the manifest names.
+        with pytest.raises(BundleError, match=r"bad tar container|archive holds|truncated"
+                           r"|do not match manifest files"):
             read_bundle(raw[:cut])
     with pytest.raises(BundleError):
         read_bundle(gzip.compress(raw))
