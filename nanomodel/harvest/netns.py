@@ -70,11 +70,12 @@ def py_in(ns: str, code: str, timeout: float = 30) -> int:
     return run_in(ns, "python3", "-c", code, timeout=timeout)
 
 
-def stop(proc: Proc, sig: int = signal.SIGTERM) -> None:
+def stop(proc: Proc, sig: int = signal.SIGTERM, timeout: float = 8) -> None:
+    """Signal ``proc`` and wait up to ``timeout`` s for it, then kill it."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(timeout=8)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nanomodel.harvest.netns import CLI, SRV, Proc, marker, private_mounts, py_in
+from nanomodel.harvest.netns import CLI, SRV, Proc, marker, private_mounts, py_in, stop
 
 HOSTS = ("10.77.0.5", "10.77.0.6", "10.77.0.7")  # server.1 .. server.3
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -176,13 +176,7 @@ class Ensemble:
 
     def stop(self, myid: int, sig: int = signal.SIGTERM) -> None:
         server, tagger = self.procs.pop(myid)
-        if server.poll() is None:
-            server.send_signal(sig)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop(server, sig, timeout=15)  # a JVM writing its last snapshot takes a while
         tagger.wait(timeout=10)
 
     def modes(self) -> dict[int, str]:
