@@ -5,15 +5,13 @@ the running process's memory map, where their native libraries would show."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.agent_throughput import start_agent
-from benchmarks.device_env import device_environment
+from benchmarks.device_env import device_environment, unit_environment
+from tests.support.agent_proc import AgentProcess
 
 # Native libraries the OTA stack loads: cryptography's Rust core (securesystemslib's
 # signature checks), zstandard's C backend (deltas).
@@ -25,19 +23,8 @@ def _mapped(pid: int) -> set[str]:
             if len(line.split()) >= 6}
 
 
-def _query(tmp_path: Path, *words: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "query", *words, "--json",
-                          "--socket", str(tmp_path / "state" / "agent.sock")],
-                         capture_output=True, text=True, timeout=60, env=device_environment())
-    assert out.returncode == 0, out.stdout + out.stderr
-    answer: dict[str, object] = json.loads(out.stdout)
-    return answer
-
-
-def _inferences(tmp_path: Path) -> int:
-    result = _query(tmp_path, "metrics")["result"]
-    assert isinstance(result, dict)
-    return int(result["counters"].get("inferences", 0))
+def _inferences(agent: AgentProcess) -> int:
+    return int(agent.query("metrics")["result"]["counters"].get("inferences", 0))
 
 
 def test_the_check_names_what_the_update_stack_loads() -> None:
@@ -61,24 +48,21 @@ def test_agent_with_ota_configured_has_not_loaded_the_update_stack(tmp_path: Pat
                    '[ota]\nmetadata_url = "http://127.0.0.1:9/metadata"\n'
                    'target_base_url = "http://127.0.0.1:9/targets"\n'
                    f'root_file = "{tmp_path / "root.json"}"\n')
-    agent = start_agent(cfg, sorted(os.sched_getaffinity(0))[0], tmp_path / "agent.err")
+    # the environment the unit gives the agent (arena cap, byte-code level, ...)
+    agent = AgentProcess(cfg, tmp_path / "state", env=unit_environment()).start()
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "state" / "agent.sock").exists():
-            assert agent.poll() is None, (tmp_path / "agent.err").read_text()
-            assert time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.1)
         with log.open("a") as f:  # steady state: lines classified, a query answered
             f.writelines(f"sshd[{i}]: Accepted publickey for admin\n" for i in range(50))
-        while _inferences(tmp_path) < 50:
-            assert agent.poll() is None, (tmp_path / "agent.err").read_text()
-            assert time.monotonic() < deadline + 30, _query(tmp_path, "metrics")
+        while _inferences(agent) < 50:
+            assert agent.proc is not None and agent.proc.poll() is None, agent.output()
+            assert time.monotonic() < deadline + 30, agent.query("metrics")
             time.sleep(0.2)
-        assert _query(tmp_path, "classify", "kernel: EXT4-fs error")["ok"]
-        mapped = _mapped(agent.pid)
+        assert agent.query("classify", text="kernel: EXT4-fs error")["ok"]
+        assert agent.proc is not None
+        mapped = _mapped(agent.proc.pid)
         # The check sees native libraries the agent did load: its model runtime.
         assert any("onnxruntime_pybind11_state" in p for p in mapped), sorted(mapped)
         assert [p for p in mapped if any(lib in p for lib in OTA_LIBRARIES)] == []
     finally:
-        agent.terminate()
-        agent.wait(20)
+        agent.stop(20)
