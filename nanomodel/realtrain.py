@@ -11,9 +11,13 @@ own prefixes do not show.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -39,6 +43,7 @@ class MixConfig:
     real_share: float = 0.5  # real lines' share of the total training weight
     framed_share: float = 0.2  # real lines also wrapped in a corpus log style
     normal_weight: float = 1.0  # extra weight of normal lines (real logs are mostly normal)
+    teachers: int = 1  # >1: models on other seeds' mixes, distilled into one (train_distilled)
     seed: int = 0
 
 
@@ -97,16 +102,66 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     return texts, np.array(ys, dtype=np.int64), weights
 
 
+def _probabilities(model: ShippedModel, featurizer: FeaturizerLike, texts: Sequence[str],
+                   chunk: int = 2048) -> np.ndarray:
+    parts = [reference_forward(model, featurizer.transform(texts[s:s + chunk]))[0]
+             for s in range(0, len(texts), chunk)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _teacher_probabilities(real: Sequence[RealLine], featurizer: FeaturizerLike,
+                           mix: MixConfig, cfg: TrainConfig, labels: Sequence[str],
+                           w1_prior: np.ndarray | None, texts: Sequence[str],
+                           i: int) -> np.ndarray:
+    """Teacher ``i``: trained on seed ``+ i``'s mix, read on the student's ``texts``."""
+    t_mix = replace(mix, seed=mix.seed + i, teachers=1)
+    t_texts, t_y, t_w = training_rows(real, t_mix, labels)
+    teacher = fit(featurizer, t_texts, t_y, list(labels), "normal",
+                  replace(cfg, seed=cfg.seed + i, progress=False), sample_weight=t_w,
+                  w1_prior=w1_prior)
+    return _probabilities(teacher, featurizer, texts)
+
+
+def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+                    cfg: TrainConfig, labels: Sequence[str] = LABELS,
+                    w1_prior: np.ndarray | None = None, jobs: int = 1) -> ShippedModel:
+    """One model of the shipped size from the real lines and the corpus.
+
+    With ``mix.teachers`` > 1, that many models are trained first, each on its own seed's
+    mix (framing, generated lines, initialisation, data order), and the shipped model
+    learns their mean probabilities. Why: one model's decisions on software it has never
+    seen swing with its seed, and several seeds' mean is steadier and better than each;
+    a model of the shipped size taught that mean keeps the file, the throughput and
+    head-only fine-tunes as they are. ``jobs`` > 1 trains teachers in forked processes
+    (the same bytes either way: each teacher is seeded, their mean taken in order)."""
+    texts, y, weights = training_rows(real, mix, labels)
+    if mix.teachers <= 1:
+        return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+                   w1_prior=w1_prior)
+    teach = partial(_teacher_probabilities, real, featurizer, mix, cfg, labels, w1_prior,
+                    texts)
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as pool:
+            probs = list(pool.map(teach, range(mix.teachers)))
+    else:
+        probs = [teach(i) for i in range(mix.teachers)]
+    mean = np.zeros((len(texts), len(labels)), np.float32)
+    for p in probs:
+        mean += p / mix.teachers
+    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+               w1_prior=w1_prior, soft_targets=mean)
+
+
 def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
                   labels: Sequence[str] = LABELS,
-                  w1_prior: np.ndarray | None = None) -> Trainer:
+                  w1_prior: np.ndarray | None = None, jobs: int = 1) -> Trainer:
     """A :data:`nanomodel.realeval.Trainer`: real lines -> scorer of a model trained on
-    them mixed with the corpus (used by the held-out evaluation)."""
+    them mixed with the corpus (used by the held-out evaluation; ``jobs`` as in
+    :func:`train_distilled`, 1 where the caller already runs trainers in parallel)."""
 
     def train(real: list[RealLine]) -> Scorer:
-        texts, y, weights = training_rows(real, mix, labels)
-        model = fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
-                    w1_prior=w1_prior)
+        model = train_distilled(real, featurizer, mix, cfg, labels, w1_prior, jobs)
 
         def score(batch: list[str]) -> np.ndarray:
             return reference_forward(model, featurizer.transform(batch))[1]
@@ -119,6 +174,6 @@ def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
 def train_shipped(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
                   cfg: TrainConfig, labels: Sequence[str] = LABELS,
                   w1_prior: np.ndarray | None = None) -> ShippedModel:
-    texts, y, weights = training_rows(real, mix, labels)
-    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
-               w1_prior=w1_prior)
+    """The shipped model, its teachers trained on every core (same bytes as on one)."""
+    return train_distilled(real, featurizer, mix, cfg, labels, w1_prior,
+                           jobs=os.cpu_count() or 1)
