@@ -22,6 +22,7 @@ from nanomodel.realvalues import (
     FUNCS,
     HOSTS,
     IFACES,
+    INETD_SERVICES,
     KDEVS,
     KDEVS_BY_PATH,
     KERNEL_WORDS,
@@ -175,6 +176,7 @@ def _named(name: str, rng: random.Random, origin: str = "") -> str:
         "func": FUNCS,
         "comm": COMMS,
         "pamsvc": PAM_SERVICES,
+        "inetsvc": INETD_SERVICES,
     }
     if name in table:
         return rng.choice(table[name])

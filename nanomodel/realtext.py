@@ -91,6 +91,9 @@ PROGRAMS: dict[str, list[str]] = {
     "rasdaemon": ["rasdaemon"],
     "mcelog": ["mcelog"],
     "ipmievd": ["ipmievd"],
+    "xinetd": ["xinetd"],
+    "snmpd": ["snmpd"],
+    "nfs-utils": ["rpc.mountd", "rpc.statd", "rpc.idmapd", "nfsdcld"],
 }
 
 

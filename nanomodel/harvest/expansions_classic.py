@@ -1,0 +1,171 @@
+"""Sentences the classic server daemons assemble at run time, written out once per variant.
+
+xinetd writes its per-connection records piecewise (``log.c``: ``"%s: %s"`` with
+``START``/``FAIL``/``EXIT`` and the service id, then `` pid=%d``, `` from=%s``, the
+failure's name from ``access_code_names``, `` status=%d``, `` duration=%ld(sec)`` as the
+service's ``log_on_success``/``log_on_failure`` flags ask), and its start banner from
+``#ifdef``'d literals; the harvester sees neither as one format string. Each row is
+(file, anchor, template, level, label, reason) as
+:class:`nanomodel.harvest.overrides.Expansion` takes them: the anchor is a literal on the
+producing line, and the harvest fails if it has gone. The records are written at the
+service log's level (Debian's ``log_type = SYSLOG daemon info``): info.
+
+The labels are a technician's: a connection served (``START``, ``EXIT``, ``USERID``) is
+routine whatever its status; a connection refused by access control (TCP wrappers,
+``only_from``/``no_access``, ``access_times``, a host over its ``per_source`` limit, a
+client without the identification the service requires) is ``security``, as tcpd's
+``refused connect from`` is; a service refusing clients because it is at its limits
+(``instances``, ``cps``, ``max_load``) is ``network``; one that cannot fork is
+``software``.
+"""
+
+from __future__ import annotations
+
+Row = tuple[str, str, str, str, str, str]
+
+_ROUTINE_START = "a connection accepted and its server started: the super-server's routine"
+_ROUTINE_EXIT = "a service's server ended after a connection; routine whatever its status"
+
+
+def _xinetd_rows() -> list[Row]:
+    rows: list[Row] = [
+        (
+            "src/log.c",
+            "START_ENTRY",
+            "START: %{inetsvc} pid=%d from=%s",
+            "info",
+            "normal",
+            _ROUTINE_START,
+        ),
+        ("src/log.c", "START_ENTRY", "START: %{inetsvc} from=%s", "info", "normal", _ROUTINE_START),
+        ("src/log.c", "START_ENTRY", "START: %{inetsvc} pid=%d", "info", "normal", _ROUTINE_START),
+        (
+            "src/log.c",
+            "EXIT_ENTRY",
+            "EXIT: %{inetsvc} status=%d pid=%d duration=%ld(sec)",
+            "info",
+            "normal",
+            _ROUTINE_EXIT,
+        ),
+        (
+            "src/log.c",
+            "EXIT_ENTRY",
+            "EXIT: %{inetsvc} status=%d pid=%d",
+            "info",
+            "normal",
+            _ROUTINE_EXIT,
+        ),
+        (
+            "src/log.c",
+            "EXIT_ENTRY",
+            "EXIT: %{inetsvc} status=%d duration=%ld(sec)",
+            "info",
+            "normal",
+            _ROUTINE_EXIT,
+        ),
+        (
+            "src/log.c",
+            "EXIT_ENTRY",
+            "EXIT: %{inetsvc} pid=%d duration=%ld(sec)",
+            "info",
+            "normal",
+            _ROUTINE_EXIT,
+        ),
+        (
+            "src/log.c",
+            "EXIT_ENTRY",
+            "EXIT: %{inetsvc} signal=%d pid=%d duration=%ld(sec)",
+            "info",
+            "normal",
+            "a service's server ended by a signal, mostly the client hanging up (SIGPIPE, "
+            "SIGHUP) or a stop; a crash of the server shows in its own log",
+        ),
+        (
+            "src/ident.c",
+            "USERID_ENTRY",
+            "USERID: %{inetsvc} %s",
+            "info",
+            "normal",
+            "the identd reply of a connecting client, recorded by log_on_success USERID",
+        ),
+        (
+            "src/child.c",
+            "NOID_ENTRY",
+            "NOID: %{inetsvc} %s %s",
+            "info",
+            "security",
+            "a client refused because it could not be identified and the service requires it",
+        ),
+        (
+            "src/main.c",
+            '"%s started with "',
+            "2.3.15.3 started with libwrap loadavg labeled-networking options compiled in.",
+            "notice",
+            "normal",
+            "xinetd's start banner",
+        ),
+        (
+            "src/main.c",
+            '"%s started with "',
+            "2.3.15.3 started with no options compiled in.",
+            "notice",
+            "normal",
+            "xinetd's start banner",
+        ),
+    ]
+    refused = {
+        "address": (
+            "security",
+            "a connection refused by the service's only_from/no_access lists: a host that "
+            "is not allowed tried to connect",
+        ),
+        "time": ("security", "a connection refused outside the service's access_times"),
+        "libwrap": (
+            "security",
+            "a connection refused by TCP wrappers (hosts.deny), as tcpd's 'refused connect from'",
+        ),
+        "per_source_limit": (
+            "security",
+            "one host holds more connections than its per_source limit: a flood or a "
+            "misbehaving client, refused",
+        ),
+        "service_limit": (
+            "network",
+            "the service is at its instances limit and refuses further clients",
+        ),
+        "connections per second": (
+            "network",
+            "connections came faster than the service's cps limit: xinetd refuses them and "
+            "disables the service for a while",
+        ),
+        "load": ("network", "the machine's load is over max_load: xinetd refuses clients"),
+        "process_limit": (
+            "software",
+            "xinetd could not start the service's server: the process limit is reached",
+        ),
+        "fork": ("software", "xinetd could not fork the service's server: clients refused"),
+    }
+    for name, (label, why) in refused.items():
+        for tail in (" from=%s", ""):
+            rows.append(
+                (
+                    "src/access.c",
+                    f'"{name}"',
+                    f"FAIL: %{{inetsvc}} {name}{tail}",
+                    "info",
+                    label,
+                    why,
+                )
+            )
+    return rows
+
+
+CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
+    "xinetd": _xinetd_rows(),
+}
+
+# (source, regex over the template, label, reason): reviewed decisions the rules get
+# wrong, kept with the harvest so every run decides them the same way
+CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = []
+
+__all__ = ["CLASSIC_EXPANSION_ROWS", "CLASSIC_OVERRIDE_ROWS"]
