@@ -162,10 +162,69 @@ def _xinetd_rows() -> list[Row]:
 
 CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
     "xinetd": _xinetd_rows(),
+    # rpc.statd's and rpc.mountd's start line: "Version " VERSION " starting" (VERSION
+    # comes from the build's config.h, which the harvester does not read)
+    "nfs-utils": [
+        (
+            "utils/statd/statd.c",
+            '"Version " VERSION " starting"',
+            "Version 2.6.2 starting",
+            "notice",
+            "normal",
+            "rpc.statd or rpc.mountd starting",
+        ),
+    ],
 }
 
 # (source, regex over the template, label, reason): reviewed decisions the rules get
 # wrong, kept with the harvest so every run decides them the same way
-CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = []
+# (found where the level-only cap would keep or drop them at random)
+CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
+    (
+        "xinetd",
+        r"^Activating service %s$",
+        "normal",
+        "a service xinetd had paused for its cps limit is back (logged at error level)",
+    ),
+    (
+        "xinetd",
+        r"^removing service %s$",
+        "normal",
+        "a service dropped from the configuration at a reload (logged at error level)",
+    ),
+    (
+        "xinetd",
+        r"^Deactivating service %s due to %s\. Restarting in %d seconds\.$",
+        "network",
+        "connections came faster than the service's cps limit: xinetd disables the service "
+        "for a while, and its clients are refused",
+    ),
+    (
+        "nfs-utils",
+        r"refused %s request from %s for %s \(%s\): not exported",
+        "normal",
+        "a client asking for a path this server does not export: the client's mistake, refused",
+    ),
+    (
+        "nfs-utils",
+        r"^POSSIBLE SPOOF/ATTACK ATTEMPT!$",
+        "security",
+        "rpc.statd got an SM_MON request whose host name is a path ('/' or a leading '.'): "
+        "an attack on statd's state directory",
+    ),
+    (
+        "nfs-utils",
+        r"^Database health check failed! Database must be fixed manually\.$",
+        "software",
+        "nfsdcld's client-tracking database is broken: NFSv4 clients cannot reclaim their "
+        "state after a reboot until someone fixes it",
+    ),
+    (
+        "nfs-utils",
+        r"^RPC service loop terminated unexpectedly\. Exiting\.\.\.$",
+        "software",
+        "rpc.mountd or rpc.statd stopped: clients cannot mount or recover locks",
+    ),
+]
 
 __all__ = ["CLASSIC_EXPANSION_ROWS", "CLASSIC_OVERRIDE_ROWS"]
