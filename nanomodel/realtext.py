@@ -94,6 +94,7 @@ PROGRAMS: dict[str, list[str]] = {
     "xinetd": ["xinetd"],
     "snmpd": ["snmpd"],
     "nfs-utils": ["rpc.mountd", "rpc.statd", "rpc.idmapd", "nfsdcld"],
+    "autofs": ["automount"],
 }
 
 

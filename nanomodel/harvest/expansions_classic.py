@@ -225,6 +225,86 @@ CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
         "software",
         "rpc.mountd or rpc.statd stopped: clients cannot mount or recover locks",
     ),
+    (
+        "autofs",
+        '^key "%s" not found in map source\\(s\\)\\.$',
+        "normal",
+        "a lookup of a name no map has (a user's typo, a file manager probing .hidden or "
+        "autorun files under an automount point): logged at crit, routine",
+    ),
+    (
+        "autofs",
+        "^mounted %s on %s with timeout",
+        "normal",
+        "an automount point set up at start or at a map reload",
+    ),
+    (
+        "autofs",
+        "^mount\\(nfs\\): no hosts available$",
+        "network",
+        "no NFS server of the map entry answers: the share cannot be mounted",
+    ),
+    (
+        "autofs",
+        "^mount\\(nfs\\): nfs: mount failure %s on %s$",
+        "network",
+        "mounting an NFS share failed (server down, export refused): the path stays empty "
+        "for its users",
+    ),
+    (
+        "autofs",
+        "^mount\\(generic\\): failed to mount %s \\(type %s\\) on %s$",
+        "storage",
+        "a local file system of an automount map cannot be mounted",
+    ),
+    (
+        "autofs",
+        "filesystem needs repair, won't mount$",
+        "storage",
+        "an ext file system of an automount map needs fsck: not mounted",
+    ),
+    (
+        "autofs",
+        "^lookup\\(program\\): lookup for %s failed$",
+        "normal",
+        "a program map declined a key: the name does not exist there, as 'key not found'",
+    ),
+    (
+        "autofs",
+        "^couldn't complete expire of %s$",
+        "normal",
+        "an idle mount still in use at expiry: autofs tries again later",
+    ),
+    (
+        "autofs",
+        "^can't shutdown: filesystem %s still busy$",
+        "normal",
+        "an unmount at stop waits for a busy file system: routine",
+    ),
+    (
+        "autofs",
+        "Unable to bind to the LDAP server",
+        "network",
+        "autofs cannot bind to its LDAP server: maps from LDAP are not read and their mounts fail",
+    ),
+    (
+        "autofs",
+        "Unable to download entire LDAP map",
+        "network",
+        "an automount map could be read from LDAP only in part: some mounts fail",
+    ),
+    (
+        "autofs",
+        "failed to find available server$",
+        "network",
+        "none of the configured LDAP servers answers: maps from LDAP are not read",
+    ),
+    (
+        "autofs",
+        "^lookup\\(file\\): file map %s missing or not readable$",
+        "software",
+        "an automount map file named in the master map is missing: its mounts fail",
+    ),
 ]
 
 __all__ = ["CLASSIC_EXPANSION_ROWS", "CLASSIC_OVERRIDE_ROWS"]

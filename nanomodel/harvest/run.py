@@ -127,7 +127,8 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 continue
             fmt, idx = got
             words = clex.level_words(call, idx)
-            level = call_level(call.name, words)
+            fixed = [lv for pat, lv in src.call_levels.items() if re.fullmatch(pat, call.name)]
+            level = fixed[0] if fixed else call_level(call.name, words)
             if level == "debug" or (
                 src.debug_words and any(re.fullmatch(src.debug_words, w) for w in words)
             ):

@@ -35,6 +35,9 @@ class Source:
     # argument index of the format when an earlier argument may be a literal too
     # (xinetd's msg(LOG_ERR, "tcpmux_handler", "read failed") names its function first)
     format_index: int | None = None
+    # call-name regex → the level that logging function always uses, where its name does
+    # not say (autofs's logmsg()/logerr() go to syslog at LOG_CRIT)
+    call_levels: dict[str, str] = field(default_factory=dict)
 
     def alert_for(self, rel_path: str) -> tuple[str, bool]:
         """(default category, whether it came from the path) for a file of this source."""

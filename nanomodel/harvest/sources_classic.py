@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from nanomodel.harvest import clex
 from nanomodel.harvest.source import Source
 
 CLASSIC_SOURCES: list[Source] = [
@@ -83,7 +84,24 @@ CLASSIC_SOURCES: list[Source] = [
         "network",
         debug_words=r"D_\w+",
     ),
+    Source(
+        "autofs",
+        "autofs",
+        ("daemon/*.c", "lib/*.c", "modules/*.c"),
+        r"error|crit|warn|info|notice|logerr|logmsg|log_error|log_crit|log_warn|log_info|"
+        r"log_notice",
+        "storage",
+        func_prefix=r"error|crit",
+        call_levels={r"logerr|logmsg": "crit"},
+    ),
 ]
+
+
+def _autofs(name: str, level: str, msg: str, text: str, line: int) -> str:
+    """autofs's logerr() writes the calling function and line first (``log.h``)."""
+    if name == "logerr":
+        return f"{clex.enclosing_function(text, line) or '%{func}'}:%d: {msg}"
+    return msg
 
 
 def _xinetd(name: str, level: str, msg: str, text: str, line: int) -> str:
@@ -113,6 +131,7 @@ def _func_variable(text: str, line: int) -> str | None:
 # source → (call name, level, message, file text, line) → the message as the log shows it
 DECORATORS: dict[str, Callable[[str, str, str, str, int], str]] = {
     "xinetd": _xinetd,
+    "autofs": _autofs,
 }
 
 __all__ = ["CLASSIC_SOURCES", "DECORATORS"]
