@@ -95,6 +95,7 @@ PROGRAMS: dict[str, list[str]] = {
     "snmpd": ["snmpd"],
     "nfs-utils": ["rpc.mountd", "rpc.statd", "rpc.idmapd", "nfsdcld"],
     "autofs": ["automount"],
+    "cups": ["cupsd"],
 }
 
 

@@ -160,7 +160,125 @@ def _xinetd_rows() -> list[Row]:
     return rows
 
 
+def _cups_rows() -> list[Row]:
+    """cupsdSetJobState() logs the job's new state message as ``[Job N] <message>``: at
+    error for a stopped or aborted job, at info otherwise (``scheduler/job.c``); the
+    messages are literals assigned elsewhere, some with the ErrorLog path (Debian's
+    ``/var/log/cups/error_log``) written in."""
+    consult = "please consult the /var/log/cups/error_log file for details."
+    backend = "the printer's backend failed (printer unreachable, refused or broken connection): "
+    return [
+        (
+            "scheduler/job.c",
+            '"Job completed."',
+            "[Job %d] Job completed.",
+            "info",
+            "normal",
+            "a print job finished",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job canceled."',
+            "[Job %d] Job canceled.",
+            "info",
+            "normal",
+            "a print job canceled by its user or an administrator",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job held."',
+            "[Job %d] Job held.",
+            "info",
+            "normal",
+            "a print job held as its user asked",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job paused."',
+            "[Job %d] Job paused.",
+            "info",
+            "normal",
+            "a print job paused",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job canceled at printer."',
+            "[Job %d] Job canceled at printer.",
+            "info",
+            "normal",
+            "a print job canceled on the printer's panel",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job held for authentication."',
+            "[Job %d] Job held for authentication.",
+            "info",
+            "normal",
+            "a job waiting for its user's credentials for the printer",
+        ),
+        (
+            "scheduler/job.c",
+            '"Retrying job on same printer."',
+            "[Job %d] Retrying job on same printer.",
+            "info",
+            "normal",
+            "a job retried after a printer hiccup (ErrorPolicy retry-job); a printer that keeps "
+            "failing is reported by its stop",
+        ),
+        (
+            "scheduler/job.c",
+            '"Printer stopped due to backend errors; please consult',
+            f"[Job %d] Printer stopped due to backend errors; {consult}",
+            "error",
+            "network",
+            backend + "CUPS stops the queue and nothing prints until someone restarts it",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job aborted due to backend errors; please consult',
+            f"[Job %d] Job aborted due to backend errors; {consult}",
+            "error",
+            "network",
+            backend + "the job is lost",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job held indefinitely due to backend errors; please consult',
+            f"[Job %d] Job held indefinitely due to backend errors; {consult}",
+            "info",
+            "network",
+            backend + "the job waits until someone releases it",
+        ),
+        (
+            "scheduler/job.c",
+            '"Job stopped due to filter errors; please consult',
+            f"[Job %d] Job stopped due to filter errors; {consult}",
+            "error",
+            "software",
+            "the printer driver's filter failed on the job: nothing of it prints",
+        ),
+        (
+            "scheduler/job.c",
+            '"Aborting job because it cannot be printed."',
+            "[Job %d] Aborting job because it cannot be printed.",
+            "error",
+            "software",
+            "no filter chain converts the document for this printer (a driver missing): the job "
+            "is lost",
+        ),
+        (
+            "scheduler/job.c",
+            '"Stopping job because the scheduler ran out of memory."',
+            "[Job %d] Stopping job because the scheduler ran out of memory.",
+            "error",
+            "software",
+            "cupsd ran out of memory",
+        ),
+    ]
+
+
 CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
+    "cups": _cups_rows(),
     "xinetd": _xinetd_rows(),
     # rpc.statd's and rpc.mountd's start line: "Version " VERSION " starting" (VERSION
     # comes from the build's config.h, which the harvester does not read)
@@ -180,6 +298,12 @@ CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
 # wrong, kept with the harvest so every run decides them the same way
 # (found where the level-only cap would keep or drop them at random)
 CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
+    (
+        "cups",
+        r"^\[Job %d\] Job submission timed out\.$",
+        "normal",
+        "a client that started sending a job and went away: the client's problem",
+    ),
     (
         "xinetd",
         r"^Activating service %s$",

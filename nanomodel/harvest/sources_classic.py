@@ -94,6 +94,22 @@ CLASSIC_SOURCES: list[Source] = [
         func_prefix=r"error|crit",
         call_levels={r"logerr|logmsg": "crit"},
     ),
+    Source(
+        "cups",
+        "cups",
+        ("scheduler/*.c",),
+        r"cupsdLogMessage|cupsdLogJob|cupsdLogClient|cupsdLogPrinter",
+        "software",
+        exclude=(
+            "test",
+            "cups-deviced",
+            "cups-driverd",
+            "cups-exec",
+            "cups-lpd",
+            "cupsfilter",
+        ),
+        prefixes={r"cupsdLogJob": "[Job %d] ", r"cupsdLogClient": "[Client %d] "},
+    ),
 ]
 
 
