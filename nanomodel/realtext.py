@@ -96,6 +96,7 @@ PROGRAMS: dict[str, list[str]] = {
     "nfs-utils": ["rpc.mountd", "rpc.statd", "rpc.idmapd", "nfsdcld"],
     "autofs": ["automount"],
     "cups": ["cupsd"],
+    "gpm": ["gpm"],
 }
 
 

@@ -277,7 +277,47 @@ def _cups_rows() -> list[Row]:
     ]
 
 
+# gpm's report.c logs a header line of its own before every message: the level's text
+# and the reporting file and line (``GPM_TEXT_* FLS``), then the message on the next line.
+_GPM_HEADERS: list[Row] = [
+    (
+        "src/headers/message.h",
+        '"*** info "',
+        "*** info [%s(%d)]:",
+        "info",
+        "normal",
+        "gpm's header line before an informational message",
+    ),
+    (
+        "src/headers/message.h",
+        '"*** warning "',
+        "*** warning [%s(%d)]:",
+        "warning",
+        "normal",
+        "gpm's header line before a warning (a resize, a stale pid file, an odd packet)",
+    ),
+    (
+        "src/headers/message.h",
+        '"*** err "',
+        "*** err [%s(%d)]:",
+        "error",
+        "hardware",
+        "gpm's header line before an error, which the next line names (mostly the mouse "
+        "device or the console not answering)",
+    ),
+    (
+        "src/headers/message.h",
+        '"O0o.oops(): "',
+        "O0o.oops(): [%s(%d)]:",
+        "error",
+        "software",
+        "gpm's header line before a fatal error: gpm exits and the console mouse stops",
+    ),
+]
+
+
 CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
+    "gpm": _GPM_HEADERS,
     "cups": _cups_rows(),
     "xinetd": _xinetd_rows(),
     # rpc.statd's and rpc.mountd's start line: "Version " VERSION " starting" (VERSION

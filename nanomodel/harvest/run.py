@@ -127,7 +127,11 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 continue
             fmt, idx = got
             words = clex.level_words(call, idx)
-            fixed = [lv for pat, lv in src.call_levels.items() if re.fullmatch(pat, call.name)]
+            fixed = [
+                lv
+                for pat, lv in src.call_levels.items()
+                if any(re.fullmatch(pat, w) for w in (call.name, *words))
+            ]
             level = fixed[0] if fixed else call_level(call.name, words)
             if level == "debug" or (
                 src.debug_words and any(re.fullmatch(src.debug_words, w) for w in words)
@@ -194,9 +198,15 @@ def _line_of(path: Path, anchor: str) -> int:
 
 
 def _format_at(call: clex.Call, index: int, macros: dict[str, str]) -> tuple[str, int] | None:
-    """The call's argument ``index`` as its format, when it is all literals."""
+    """The call's argument ``index`` as its format, when it is all literals or one string
+    macro (gpm's ``gpm_report(GPM_PR_INFO, GPM_MESS_STARTED)``, xinetd's ``ES_NOMEM``)."""
     args = clex.split_args(call.args)
-    fmt = clex.literal_run(args[index], macros) if index < len(args) else None
+    if index >= len(args):
+        return None
+    arg = args[index]
+    if len(arg) == 1 and arg[0].kind == "id" and arg[0].text in macros:
+        return macros[arg[0].text], index
+    fmt = clex.literal_run(arg, macros)
     return None if fmt is None else (fmt, index)
 
 

@@ -35,8 +35,9 @@ class Source:
     # argument index of the format when an earlier argument may be a literal too
     # (xinetd's msg(LOG_ERR, "tcpmux_handler", "read failed") names its function first)
     format_index: int | None = None
-    # call-name regex → the level that logging function always uses, where its name does
-    # not say (autofs's logmsg()/logerr() go to syslog at LOG_CRIT)
+    # regex (fullmatch) of a call name or of a level argument → the level it always means
+    # where the name does not say (autofs's logmsg()/logerr() log at LOG_CRIT, gpm's
+    # GPM_PR_OOPS at LOG_ERR before it exits)
     call_levels: dict[str, str] = field(default_factory=dict)
 
     def alert_for(self, rel_path: str) -> tuple[str, bool]:

@@ -110,6 +110,16 @@ CLASSIC_SOURCES: list[Source] = [
         ),
         prefixes={r"cupsdLogJob": "[Job %d] ", r"cupsdLogClient": "[Client %d] "},
     ),
+    Source(
+        "gpm",
+        "gpm",
+        ("src/daemon/*.c", "src/mice.c", "src/synaptics.c", "src/twiddler.c"),
+        r"gpm_report",
+        "hardware",
+        exclude=("test", "usage.c"),
+        call_levels={r"GPM_PR_OOPS": "crit"},
+        format_index=1,
+    ),
 ]
 
 
