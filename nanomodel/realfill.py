@@ -180,6 +180,10 @@ def _named(name: str, rng: random.Random, origin: str = "") -> str:
     }
     if name in table:
         return rng.choice(table[name])
+    if name == "qid":  # sendmail's queue id: date/time letters, a sequence, the pid
+        head = "".join(rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx")
+                       for _ in range(8))
+        return f"{head}{rng.randint(0, 999999):06d}"
     if name == "scsi":
         return f"{rng.randint(0, 3)}:0:0:0"
     return str(rng.randint(1, 4) if name == "n" else rng.randint(0, 999))

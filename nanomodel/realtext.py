@@ -97,6 +97,7 @@ PROGRAMS: dict[str, list[str]] = {
     "autofs": ["automount"],
     "cups": ["cupsd"],
     "gpm": ["gpm"],
+    "sendmail": ["sm-mta", "sendmail"],
 }
 
 

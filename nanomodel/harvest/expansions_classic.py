@@ -316,7 +316,102 @@ _GPM_HEADERS: list[Row] = [
 ]
 
 
+def _sendmail_rows() -> list[Row]:
+    """sendmail's per-message lines: logsender() writes ``from=..., size=..., nrcpts=...,
+    msgid=..., proto=..., daemon=..., relay=...`` and logdelivery() ``to=..., delay=...,
+    mailer=..., pri=..., relay=..., dsn=..., stat=...`` from pieces (``headers.c``,
+    ``deliver.c``); each variant here is one a queue file's life writes."""
+    head = "%{qid}: "
+    to_smtp = "to=<%s>, delay=%s, xdelay=%s, mailer=esmtp, pri=%ld, relay=%s. [%s], "
+    routine = "a message delivered or taken in: the mail server's routine"
+    rows: list[Row] = [
+        (
+            "sendmail/headers.c",
+            '"from=%.200s, size=%ld, class=%d, nrcpts=%d"',
+            head + "from=<%s>, size=%ld, class=%d, nrcpts=%d, msgid=<%s>, proto=ESMTP, "
+            "daemon=MTA-v4, relay=%s [%s]",
+            "info",
+            "normal",
+            routine,
+        ),
+        (
+            "sendmail/headers.c",
+            '"from=%.200s, size=%ld, class=%d, nrcpts=%d"',
+            head + "from=<%s>, size=%ld, class=%d, nrcpts=%d, msgid=<%s>, relay=%s@localhost",
+            "info",
+            "normal",
+            routine,
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + to_smtp + "dsn=2.0.0, stat=Sent (%s)",
+            "info",
+            "normal",
+            routine,
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, ctladdr=<%s> (%d/%d), delay=%s, xdelay=%s, mailer=local, pri=%ld, "
+            "dsn=2.0.0, stat=Sent",
+            "info",
+            "normal",
+            routine,
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, delay=%s, xdelay=%s, mailer=esmtp, pri=%ld, relay=%s., dsn=4.0.0, "
+            "stat=Deferred: Connection refused by %s.",
+            "info",
+            "normal",
+            "a remote mail server refuses connections: the message stays queued and is retried; "
+            "routine on a mail server",
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, delay=%s, xdelay=%s, mailer=esmtp, pri=%ld, relay=%s. [%s], "
+            "dsn=4.0.0, stat=Deferred: Connection timed out with %s.",
+            "info",
+            "normal",
+            "a remote mail server does not answer: the message stays queued and is retried; "
+            "routine on a mail server",
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, delay=%s, mailer=esmtp, pri=%ld, dsn=5.1.1, stat=User unknown",
+            "info",
+            "normal",
+            "mail for an address that does not exist bounces: routine",
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, delay=%s, mailer=esmtp, pri=%ld, dsn=4.4.3, stat=Deferred: Name "
+            "server: %s: host name lookup failure",
+            "info",
+            "network",
+            "this server cannot resolve mail hosts' names: outgoing mail stalls in the queue",
+        ),
+        (
+            "sendmail/deliver.c",
+            '", stat="',
+            head + "to=<%s>, delay=%s, xdelay=%s, mailer=local, pri=%ld, dsn=4.0.0, "
+            "stat=Deferred: local mailer (%s) exited with EX_TEMPFAIL",
+            "info",
+            "software",
+            "local delivery fails (the local mailer cannot write the mailbox): mail waits in "
+            "the queue",
+        ),
+    ]
+    return rows
+
+
 CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
+    "sendmail": _sendmail_rows(),
     "gpm": _GPM_HEADERS,
     "cups": _cups_rows(),
     "xinetd": _xinetd_rows(),

@@ -120,6 +120,15 @@ CLASSIC_SOURCES: list[Source] = [
         call_levels={r"GPM_PR_OOPS": "crit"},
         format_index=1,
     ),
+    Source(
+        "sendmail",
+        "sendmail",
+        ("sendmail/*.c",),
+        r"sm_syslog|syserr",
+        "network",
+        exclude=("test", "/tests/", "sendmail/trace.c"),
+        call_levels={r"syserr": "crit"},
+    ),
 ]
 
 
@@ -128,6 +137,23 @@ def _autofs(name: str, level: str, msg: str, text: str, line: int) -> str:
     if name == "logerr":
         return f"{clex.enclosing_function(text, line) or '%{func}'}:%d: {msg}"
     return msg
+
+
+def _sendmail(name: str, level: str, msg: str, text: str, line: int) -> str:
+    """sm_syslog() writes ``<queue id>: `` first, ``NOQUEUE: `` for a NULL id and nothing
+    for NOQID (``conf.c``); syserr() logs ``SYSERR(<user>): `` and the text after its
+    '!'/'@' flag and SMTP reply codes (``err.c`` fmtmsg)."""
+    call = text.split("\n")[line - 1]
+    if name == "syserr":
+        body = re.sub(r"^\d{3}(?: \d\.\d{1,3}\.\d{1,3})? ", "", msg.lstrip("!@"))
+        return f"%{{qid}}: SYSERR(%s): {body}"
+    head = re.search(r"sm_syslog\([^,]+,\s*([^,]+?)\s*,", call)
+    arg = head.group(1) if head else ""
+    if arg == "NOQID":
+        return msg
+    if re.fullmatch(r"NULL|\(char \*\) ?(0|NULL)", arg):
+        return f"NOQUEUE: {msg}"
+    return f"%{{qid}}: {msg}"
 
 
 def _xinetd(name: str, level: str, msg: str, text: str, line: int) -> str:
@@ -158,6 +184,7 @@ def _func_variable(text: str, line: int) -> str | None:
 DECORATORS: dict[str, Callable[[str, str, str, str, int], str]] = {
     "xinetd": _xinetd,
     "autofs": _autofs,
+    "sendmail": _sendmail,
 }
 
 __all__ = ["CLASSIC_SOURCES", "DECORATORS"]
