@@ -434,6 +434,18 @@ CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
 # (found where the level-only cap would keep or drop them at random)
 CLASSIC_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
     (
+        "sendmail",
+        r"lost input channel from %s to %s after %s$",
+        "normal",
+        "an SMTP client went away mid-session (a scanner, a spam bot, a dropped link): routine",
+    ),
+    (
+        "sendmail",
+        r"timeout waiting for input from %\.100s during %s$",
+        "normal",
+        "an SMTP client or server went idle and sendmail hung up: routine",
+    ),
+    (
         "cups",
         r"^\[Job %d\] Job submission timed out\.$",
         "normal",
