@@ -98,6 +98,7 @@ PROGRAMS: dict[str, list[str]] = {
     "cups": ["cupsd"],
     "gpm": ["gpm"],
     "sendmail": ["sm-mta", "sendmail"],
+    "named": ["named"],
 }
 
 

@@ -129,6 +129,33 @@ CLASSIC_SOURCES: list[Source] = [
         exclude=("test", "/tests/", "sendmail/trace.c"),
         call_levels={r"syserr": "crit"},
     ),
+    Source(
+        "named",
+        "bind9",
+        (
+            "bin/named/server.c",
+            "bin/named/main.c",
+            "lib/ns/query.c",
+            "lib/ns/client.c",
+            "lib/ns/xfrout.c",
+            "lib/ns/update.c",
+            "lib/ns/notify.c",
+            "lib/dns/xfrin.c",
+            "lib/dns/zone.c",
+            "lib/dns/resolver.c",
+        ),
+        r"isc_log_write|ns_client_log|dns_zone_log|dns_zone_logc|notify_log|xfrin_log|"
+        r"xfrout_log|xfrout_log1|update_log|named_main_earlywarning|named_main_earlyfatal",
+        "network",
+        prefixes={
+            r"dns_zone_log|dns_zone_logc|notify_log": "zone %s: ",
+            r"ns_client_log": "client @%p %s#%d (%s): ",
+            r"xfrin_log": "transfer of '%s' from %s: ",
+            r"xfrout_log|xfrout_log1": "client @%p %s#%d (%s): transfer of '%s/%s': ",
+            r"update_log": "client @%p %s#%d (%s): updating zone '%s/%s': ",
+        },
+        call_levels={r"named_main_earlyfatal": "crit", r"named_main_earlywarning": "warning"},
+    ),
 ]
 
 
