@@ -14,7 +14,7 @@ from nanomodel.harvest import run
 from nanomodel.harvest.source import Source
 from nanomodel.harvest.sources import SOURCES
 
-CLASSIC = ("xinetd", "snmpd", "nfs-utils", "autofs", "cups", "gpm", "sendmail")
+CLASSIC = ("xinetd", "snmpd", "nfs-utils", "autofs", "cups", "gpm", "sendmail", "named")
 
 
 def _package(tmp_path: Path, name: str, files: dict[str, str]) -> None:
@@ -139,7 +139,7 @@ def test_every_classic_source_is_harvested_reviewed_and_renders() -> None:
         random.Random(4), per_template=1, sources=list(CLASSIC), captured=False
     )
     assert not [t for t, _, _ in lines if "%{" in t]  # named placeholders filled
-    tags = {"xinetd": "xinetd", "sendmail": "sm-mta", "nfs-utils": "rpc.mountd"}
+    tags = {"xinetd": "xinetd", "sendmail": "sm-mta", "nfs-utils": "rpc.mountd", "named": "named"}
     for source, tag in tags.items():
         assert any(
             re.search(rf"\b{re.escape(tag)}\[\d+\]: ", t) for t, _, s in lines if s == source
@@ -199,6 +199,12 @@ def test_every_classic_source_is_harvested_reviewed_and_renders() -> None:
         ("sendmail", "%{qid}: ruleset=%s, arg1=%s%s, reject=%s", "normal"),
         ("sendmail", "%{qid}: lost input channel from %s to %s after %s", "normal"),
         ("sendmail", "%{qid}: SYSERR(%s): Out of disk space for temp file", "storage"),
+        # the DNS server
+        ("named", "zone %s: loaded serial %u%s", "normal"),
+        ("named", "client @%p %s#%d (%s): %s denied", "normal"),
+        ("named", "client @%p %s#%d (%s): zone transfer '%s/%s' denied", "security"),
+        ("named", "lame server resolving '%s' (in '%s'?): %s", "normal"),
+        ("named", "zone %s: expired", "network"),
     ],
 )
 def test_classic_messages_carry_a_technicians_label(source: str, template: str, label: str) -> None:
