@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nanomodel.harvest.expansions_classic import CLASSIC_EXPANSION_ROWS, CLASSIC_OVERRIDE_ROWS
+from nanomodel.harvest.expansions_classic import CLASSIC_EXPANSION_ROWS
 from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS, HPC_OVERRIDE_ROWS
+from nanomodel.harvest.overrides_classic import CLASSIC_OVERRIDE_ROWS
 
 
 @dataclass(frozen=True)
@@ -402,9 +403,7 @@ EXPANSIONS.update(
 )
 
 OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in HPC_OVERRIDE_ROWS)
-OVERRIDES.extend(
-    (src, re.compile(p), label, why) for src, p, label, why in CLASSIC_OVERRIDE_ROWS
-)
+OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in CLASSIC_OVERRIDE_ROWS)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:
