@@ -201,8 +201,8 @@ def test_every_classic_source_is_harvested_reviewed_and_renders() -> None:
         ("sendmail", "%{qid}: SYSERR(%s): Out of disk space for temp file", "storage"),
         # the DNS server
         ("named", "zone %s: loaded serial %u%s", "normal"),
-        ("named", "client @%p %s#%d (%s): %s denied", "normal"),
-        ("named", "client @%p %s#%d (%s): zone transfer '%s/%s' denied", "security"),
+        ("named", "client @%p %{peer} (%s): %s denied", "normal"),
+        ("named", "client @%p %{peer} (%s): zone transfer '%s/%s' denied", "security"),
         ("named", "lame server resolving '%s' (in '%s'?): %s", "normal"),
         ("named", "zone %s: expired", "network"),
     ],

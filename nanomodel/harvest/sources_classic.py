@@ -149,12 +149,21 @@ CLASSIC_SOURCES: list[Source] = [
         "network",
         prefixes={
             r"dns_zone_log|dns_zone_logc|notify_log": "zone %s: ",
-            r"ns_client_log": "client @%p %s#%d (%s): ",
+            r"ns_client_log": "client @%p %{peer} (%s): ",
             r"xfrin_log": "transfer of '%s' from %s: ",
-            r"xfrout_log|xfrout_log1": "client @%p %s#%d (%s): transfer of '%s/%s': ",
-            r"update_log": "client @%p %s#%d (%s): updating zone '%s/%s': ",
+            r"xfrout_log|xfrout_log1": "client @%p %{peer} (%s): transfer of '%s/%s': ",
+            r"update_log": "client @%p %{peer} (%s): updating zone '%s/%s': ",
         },
-        call_levels={r"named_main_earlyfatal": "crit", r"named_main_earlywarning": "warning"},
+        # the ISC_LOG_* argument decides: category and module names (NS_LOGMODULE_CLIENT)
+        # would otherwise be read as levels before it
+        call_levels={
+            r"named_main_earlyfatal|ISC_LOG_CRITICAL": "crit",
+            r"ISC_LOG_ERROR": "error",
+            r"named_main_earlywarning|ISC_LOG_WARNING": "warning",
+            r"ISC_LOG_NOTICE": "notice",
+            r"ISC_LOG_INFO": "info",
+        },
+        debug_words=r"ISC_LOG_DEBUG",
     ),
 ]
 
