@@ -22,6 +22,7 @@ from nanomodel.realvalues import (
     FUNCS,
     HOSTS,
     IFACES,
+    INETD_SERVICES,
     KDEVS,
     KDEVS_BY_PATH,
     KERNEL_WORDS,
@@ -175,9 +176,16 @@ def _named(name: str, rng: random.Random, origin: str = "") -> str:
         "func": FUNCS,
         "comm": COMMS,
         "pamsvc": PAM_SERVICES,
+        "inetsvc": INETD_SERVICES,
     }
     if name in table:
         return rng.choice(table[name])
+    if name == "qid":  # sendmail's queue id: date/time letters, a sequence, the pid
+        head = "".join(rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx")
+                       for _ in range(8))
+        return f"{head}{rng.randint(0, 999999):06d}"
+    if name == "peer":  # named's client address: <address>#<port>
+        return f"{ipv4(rng) if rng.random() < 0.8 else ipv6(rng)}#{rng.randint(1024, 65535)}"
     if name == "scsi":
         return f"{rng.randint(0, 3)}:0:0:0"
     return str(rng.randint(1, 4) if name == "n" else rng.randint(0, 999))

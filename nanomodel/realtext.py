@@ -91,6 +91,14 @@ PROGRAMS: dict[str, list[str]] = {
     "rasdaemon": ["rasdaemon"],
     "mcelog": ["mcelog"],
     "ipmievd": ["ipmievd"],
+    "xinetd": ["xinetd"],
+    "snmpd": ["snmpd"],
+    "nfs-utils": ["rpc.mountd", "rpc.statd", "rpc.idmapd", "nfsdcld"],
+    "autofs": ["automount"],
+    "cups": ["cupsd"],
+    "gpm": ["gpm"],
+    "sendmail": ["sm-mta", "sendmail"],
+    "named": ["named"],
 }
 
 

@@ -233,6 +233,25 @@ PAM_SERVICES = [
     "systemd-user:session",
     "sshd:account",
 ]
+# service names of an inetd-style super-server's configuration (xinetd's %{inetsvc})
+INETD_SERVICES = [
+    "ftp",
+    "tftp",
+    "telnet",
+    "rsync",
+    "time",
+    "daytime",
+    "echo-stream",
+    "chargen",
+    "auth",
+    "finger",
+    "swat",
+    "cvspserver",
+    "nrpe",
+    "check_mk",
+    "rsh",
+    "rlogin",
+]
 
 # Context words → value kind; checked on the text just before the placeholder.
 

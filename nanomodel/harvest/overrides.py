@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nanomodel.harvest.expansions_classic import CLASSIC_EXPANSION_ROWS
 from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS, HPC_OVERRIDE_ROWS
+from nanomodel.harvest.overrides_classic import CLASSIC_OVERRIDE_ROWS
 
 
 @dataclass(frozen=True)
@@ -396,8 +398,12 @@ OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
 EXPANSIONS.update(
     {src: [Expansion(*row) for row in rows] for src, rows in HPC_EXPANSION_ROWS.items()}
 )
+EXPANSIONS.update(
+    {src: [Expansion(*row) for row in rows] for src, rows in CLASSIC_EXPANSION_ROWS.items()}
+)
 
 OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in HPC_OVERRIDE_ROWS)
+OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in CLASSIC_OVERRIDE_ROWS)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:

@@ -27,6 +27,7 @@ from nanomodel.harvest import clex
 from nanomodel.harvest.overrides import EXPANSIONS, apply_override
 from nanomodel.harvest.rules import label_template
 from nanomodel.harvest.sources import SOURCES, Source, call_level
+from nanomodel.harvest.sources_classic import DECORATORS
 from nanomodel.harvest.sources_hpc import TABLE_READERS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "real" / "templates"
@@ -120,11 +121,21 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 )
         for call in clex.find_calls(text, names):
             got = clex.format_of(call, local, java=src.java)
+            if src.format_index is not None:
+                got = _format_at(call, src.format_index, local)
             if got is None:
                 continue
             fmt, idx = got
-            level = call_level(call.name, clex.level_words(call, idx))
-            if level == "debug":
+            words = clex.level_words(call, idx)
+            fixed = [
+                lv
+                for pat, lv in src.call_levels.items()
+                if any(re.fullmatch(pat, w) for w in (call.name, *words))
+            ]
+            level = fixed[0] if fixed else call_level(call.name, words)
+            if level == "debug" or (
+                src.debug_words and any(re.fullmatch(src.debug_words, w) for w in words)
+            ):
                 continue
             if src.func_arg and fmt.startswith("%s: ") and _arg_is_func(call, idx + 1):
                 fmt = f"{clex.enclosing_function(text, call.line) or '%{func}'}{fmt[2:]}"
@@ -137,6 +148,8 @@ def harvest_source(root: Path, src: Source) -> Iterator[dict[str, str]]:
                 msg = f"{pam_module.group(1)}(%{{pamsvc}}): {fmt}"
             if src.source == "openssh":
                 msg = _openssh_decor(call.name, msg, text, call.line)
+            if src.source in DECORATORS:
+                msg = DECORATORS[src.source](call.name, level, msg, text, call.line)
             msg_clean = clean(msg)
             if msg_clean is None or msg_clean in seen:
                 continue
@@ -182,6 +195,19 @@ def _line_of(path: Path, anchor: str) -> int:
     raise ValueError(
         f"{path}: anchor {anchor!r} not found; the expansion no longer matches the source"
     )
+
+
+def _format_at(call: clex.Call, index: int, macros: dict[str, str]) -> tuple[str, int] | None:
+    """The call's argument ``index`` as its format, when it is all literals or one string
+    macro (gpm's ``gpm_report(GPM_PR_INFO, GPM_MESS_STARTED)``, xinetd's ``ES_NOMEM``)."""
+    args = clex.split_args(call.args)
+    if index >= len(args):
+        return None
+    arg = args[index]
+    if len(arg) == 1 and arg[0].kind == "id" and arg[0].text in macros:
+        return macros[arg[0].text], index
+    fmt = clex.literal_run(arg, macros)
+    return None if fmt is None else (fmt, index)
 
 
 def _arg_is_func(call: clex.Call, index: int) -> bool:

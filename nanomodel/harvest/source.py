@@ -29,6 +29,16 @@ class Source:
     # a format starting "%s: " whose argument is __func__ (Slurm's error("%s: ...", __func__))
     # is written with the calling function's name, as the log shows it
     func_arg: bool = False
+    # regex (fullmatch) of level arguments that name a debug facility for this source
+    # (nfs-utils' xlog(D_GENERAL, ...)): such calls are dropped like debug output
+    debug_words: str = ""
+    # argument index of the format when an earlier argument may be a literal too
+    # (xinetd's msg(LOG_ERR, "tcpmux_handler", "read failed") names its function first)
+    format_index: int | None = None
+    # regex (fullmatch) of a call name or of a level argument → the level it always means
+    # where the name does not say (autofs's logmsg()/logerr() log at LOG_CRIT, gpm's
+    # GPM_PR_OOPS at LOG_ERR before it exits)
+    call_levels: dict[str, str] = field(default_factory=dict)
 
     def alert_for(self, rel_path: str) -> tuple[str, bool]:
         """(default category, whether it came from the path) for a file of this source."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from nanomodel.harvest.kernel import KERNEL_CALLS, KERNEL_PATHS, KERNEL_PREFIXES
 from nanomodel.harvest.levels import call_level, word_level
 from nanomodel.harvest.source import Source
+from nanomodel.harvest.sources_classic import CLASSIC_SOURCES
 from nanomodel.harvest.sources_hpc import HPC_SOURCES
 
 LEVELS = ("debug", "info", "notice", "warning", "error", "crit")
@@ -361,6 +362,7 @@ SOURCES: list[Source] = [
         tables=True,
     ),
     *HPC_SOURCES,
+    *CLASSIC_SOURCES,
     Source(
         "linux",
         "linux",
