@@ -18,6 +18,7 @@ out in leave-one-source-out evaluation. Nothing here touches the network or writ
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -213,28 +214,50 @@ def render(template: Template, rng: random.Random) -> str:
     return fill(template.template, rng, template.source, template.origin).strip()
 
 
+_HOSTS = ["gw-7", "edge-03", "rpi4", "plc-north", "cam-dock-1", "localhost", "meter42"]
+
+
+def _when(rng: random.Random) -> tuple[str, int, int, int, int]:
+    return (rng.choice(_MONTHS), rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),
+            rng.randint(0, 59))
+
+
+def _head(rng: random.Random, host: str, when: tuple[str, int, int, int, int]) -> str:
+    """What a syslog file puts before a program's tag, in one of the forms real logs use
+    (``Mar  3 10:15:02 gw-7 ``, RFC 3339 with the host), or nothing (journal output
+    shown without it, a forwarder that strips it)."""
+    mon, day, hh, mm, ss = when
+    style = rng.random()
+    if style < 0.5:
+        return f"{mon} {day:2d} {hh:02d}:{mm:02d}:{ss:02d} {host} "
+    if style < 0.8:
+        return (f"2025-{_MONTHS.index(mon) + 1:02d}-{day:02d}T{hh:02d}:{mm:02d}:{ss:02d}."
+                f"{rng.randint(0, 999999):06d}+00:00 {host} ")
+    return ""
+
+
 def syslog_prefix(source: str, rng: random.Random) -> str:
     """A prefix such as ``Mar  3 10:15:02 gw-7 sshd[1234]: `` in one of the forms real logs use."""
     prog = rng.choice(PROGRAMS.get(source, [source]))
-    host = rng.choice(
-        ["gw-7", "edge-03", "rpi4", "plc-north", "cam-dock-1", "localhost", "meter42"]
-    )
-    mon, day = rng.choice(_MONTHS), rng.randint(1, 28)
-    hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    host = rng.choice(_HOSTS)
+    when = _when(rng)
     tag = f"{prog}:" if prog in ("kernel",) else f"{prog}[{rng.randint(2, 40000)}]:"
     if prog == "systemd" and rng.random() < 0.7:
         tag = "systemd[1]:"
-    style = rng.random()
-    if style < 0.5:
-        head = f"{mon} {day:2d} {hh:02d}:{mm:02d}:{ss:02d} {host} {tag} "
-    elif style < 0.8:
-        head = (
-            f"2025-{_MONTHS.index(mon) + 1:02d}-{day:02d}T{hh:02d}:{mm:02d}:{ss:02d}."
-            f"{rng.randint(0, 999999):06d}+00:00 {host} {tag} "
-        )
-    else:
-        head = f"{tag} "
-    return head
+    return f"{_head(rng, host, when)}{tag} "
+
+
+_SYSLOG_TAG = re.compile(r"[A-Za-z][\w.()/-]*(?:\[\d+\])?: ")
+
+
+def _as_in_a_file(text: str, rng: random.Random, prefix_share: float) -> str:
+    """A captured line (kept as its program's tag and message) with the time and host a
+    syslog file puts before the tag, as often as rendered templates get them. Why:
+    rendered templates are four in ten alerts and captured lines one in eight; if only
+    the templates carried a timestamp, a timestamp itself would read as trouble."""
+    if _SYSLOG_TAG.match(text) and rng.random() < prefix_share:
+        return _head(rng, rng.choice(_HOSTS), _when(rng)) + text
+    return text
 
 
 def _apache_module(path: str) -> str:
@@ -322,7 +345,8 @@ def real_lines(
 
     A share ``prefix_share`` of rendered lines carry a syslog/journal prefix; a daemon that
     writes its own log format (nginx, ZooKeeper, mosquitto, NetworkManager, the kernel ring
-    buffer) also shows its native prefix. Captured lines are included once each, as logged.
+    buffer) also shows its native prefix. Captured lines are included once each, as logged,
+    those logged through syslog with the same share of time-and-host heads.
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
@@ -338,7 +362,8 @@ def real_lines(
                 text = syslog_prefix(t.source, rng) + text
             out.append((text, t.label, t.source))
     if captured:
-        out.extend((c.text, c.label, c.source) for c in load_captured(sources))
+        out.extend((_as_in_a_file(c.text, rng, prefix_share), c.label, c.source)
+                   for c in load_captured(sources))
     return out
 
 

@@ -99,6 +99,29 @@ def test_lines_come_with_and_without_a_syslog_prefix() -> None:
     assert 0.2 * len(lines) < len(prefixed) < 0.8 * len(lines)
 
 
+_HEAD = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ ")
+
+
+def test_a_timestamp_is_no_cue_captured_lines_carry_heads_like_templates() -> None:
+    """Captured syslog lines get the time-and-host head as often as rendered templates:
+    with it only on templates (four in ten alerts) a timestamp itself read as trouble."""
+    rng = random.Random(2)
+    for sources in (["openssh", "pam"], ["postfix"]):
+        lines = realtext.real_lines(rng, per_template=1, sources=sources)
+        captured = {(c.text, c.source) for c in realtext.load_captured(sources)}
+        bare = [t for t, _, s in lines if (t, s) in captured]
+        headed = [t for t, _, s in lines
+                  if (t, s) not in captured and (_HEAD.sub("", t, count=1), s) in captured]
+        rendered = [t for t, _, s in lines if t not in bare and t not in headed]
+        share = len(headed) / (len(headed) + len(bare))
+        share_rendered = sum(bool(_HEAD.match(t)) for t in rendered) / len(rendered)
+        assert 0.3 < share < 0.5 and abs(share - share_rendered) < 0.1, (share, share_rendered)
+    # A line in its own file's format (ZooKeeper's log4j) keeps it: no syslog head.
+    zk = realtext.real_lines(rng, per_template=1, sources=["zookeeper"])
+    zk_captured = [c.text for c in realtext.load_captured(["zookeeper"])]
+    assert sum(t in set(zk_captured) for t, _, _ in zk) == len(zk_captured)
+
+
 @pytest.mark.parametrize(
     ("template", "expect"),
     [
