@@ -201,7 +201,8 @@ def fill(template: str, rng: random.Random, source: str = "", origin: str = "") 
     ``source`` and ``origin`` (the template's daemon and file) pick values that fit: a
     kernel hwmon driver's device prefix is a sensor chip, nginx's ``%V`` is a string.
     """
-    if source == "apache2":  # APR's %pI (address), %pm (error), %pT (thread id), %pp (pointer)
+    # APR's %pI (address), %pm (error), %pT (thread id), %pp (pointer): Apache and mod_jk2
+    if source in ("apache2", "mod_jk2"):
         template = template.replace("%pI", "%s:%d").replace("%pm", "%m").replace("%pT", "%lu")
         template = template.replace("%pp", "%p").replace("%pt", "%lu")
     if source == "slurm":  # Slurm's log.c: %pJ job, %pS/%ps step, %pA address (log.h)

@@ -99,6 +99,7 @@ PROGRAMS: dict[str, list[str]] = {
     "cups": ["cupsd"],
     "gpm": ["gpm"],
     "sendmail": ["sm-mta", "sendmail"],
+    "mod_jk2": ["httpd", "apache2"],  # Apache 2.0's ErrorLog syslog: its own name
     "named": ["named"],
 }
 
@@ -289,6 +290,15 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
         if rng.random() < 0.5:
             head += f"[client {fill('from %s', rng)[5:]}:{rng.randint(1024, 65535)}] "
         return head
+    if source == "mod_jk2":  # Apache 2.0's error_log: no module tag, pid or microseconds
+        if level == "crit":  # APLOG_STARTUP, mod_jk2's only crit: written with no header
+            return ""
+        lvl = {"error": "error", "warning": "warn", "notice": "notice"}.get(level, "info")
+        day = rng.choice(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+        return (
+            f"[{day} {rng.choice(_MONTHS)} {rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d}"
+            f" {rng.choice([2004, 2005, 2006])}] [{lvl}] "
+        )
     if source == "nginx":
         lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
             level, "info"
@@ -331,7 +341,7 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
     return ""
 
 
-_OWN_LOG_FILE = {"nginx", "apache2", "zookeeper", "slurm", "opensm"}
+_OWN_LOG_FILE = {"nginx", "apache2", "mod_jk2", "zookeeper", "slurm", "opensm"}
 
 
 def real_lines(

@@ -1,7 +1,7 @@
 """The daemons of a classic Linux server or gateway: the super-server (xinetd), the SNMP
 agent (net-snmp's snmpd), the NFS server's helpers (nfs-utils), the automounter
-(autofs), the print scheduler (cupsd), the console mouse server (gpm) and the MTA
-(sendmail).
+(autofs), the print scheduler (cupsd), the console mouse server (gpm), the MTA
+(sendmail), the name server (named) and Apache 2.0's Tomcat connector (mod_jk2).
 
 Only the daemons' own code paths are read, never their command-line tools or test
 programs: snmpd's agent (``agent/``, the AgentX master, the VACM and USM access checks),
@@ -164,6 +164,31 @@ CLASSIC_SOURCES: list[Source] = [
             r"ISC_LOG_INFO": "info",
         },
         debug_words=r"ISC_LOG_DEBUG",
+    ),
+    Source(
+        "mod_jk2",
+        "mod_jk2",
+        ("jk/native2/server/apache2/*.c", "jk/native2/common/*.c"),
+        r"jkLog|ap_log_error|ap_log_perror",
+        "network",
+        # the in-process JVM (JNI channel/worker, vm loader) and the Windows/NetWare
+        # loggers are not what an Apache 2.0 server talking AJP to Tomcat runs
+        exclude=(
+            "test",
+            "jk_channel_jni.c",
+            "jk_worker_jni.c",
+            "jk_vm_default.c",
+            "jk_logger_win32.c",
+            "jk_nwmain.c",
+        ),
+        # jk_logger_apache2.c hands JK_LOG_INFO to Apache at APLOG_NOTICE and JK_LOG_ERROR
+        # and JK_LOG_EMERG at APLOG_ERR; APLOG_STARTUP's level bits are APLOG_EMERG
+        call_levels={
+            r"JK_LOG_INFO": "notice",
+            r"JK_LOG_ERROR|JK_LOG_EMERG": "error",
+            r"APLOG_STARTUP": "crit",
+        },
+        debug_words=r"JK_LOG_DEBUG|APLOG_DEBUG",
     ),
 ]
 
