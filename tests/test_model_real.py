@@ -45,13 +45,13 @@ def test_recipe_on_a_group_of_unseen_sources_holds_its_measured_floors() -> None
     rep = report(rows, scores)
     model, keyword = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
     figures = f"held out {held}: model {model}, keyword rule {keyword}"
-    # Measured on this group (apache2, dnsmasq, linux, opensm, slurm, systemd-timesyncd;
-    # 5,268 lines): F1 0.710, false alarms 11.5 %, recall 66.7 %; the keyword rule 0.691 /
-    # 5.3 % / 57.9 % (Slurm's and the kernel's failures say "error"). Training is seeded,
-    # so the figures are the same on every run of the same data.
-    assert model.f1 >= 0.68, figures
-    assert model.recall >= 0.62, figures
-    assert model.false_alarm_rate <= 0.13, figures
+    # Measured on this group (apache2, cups, ipmievd, mosquitto, openvpn, smartmontools,
+    # systemd-timesyncd; 4,401 lines): F1 0.675, false alarms 9.9 %, recall 63.8 %; the
+    # keyword rule 0.626 / 8.3 % / 55.2 %. Training is seeded, so the figures are the same
+    # on every run of the same data (a change of sources deals other groups: re-measure).
+    assert model.f1 >= 0.65 and model.f1 > keyword.f1, figures
+    assert model.recall >= 0.61, figures
+    assert model.false_alarm_rate <= 0.11, figures
 
 
 def test_recorded_heldout_figures_are_this_datas_and_beat_the_keyword_rule() -> None:
