@@ -59,8 +59,14 @@ def test_log_odds_gradient_matches_finite_differences(shipped) -> None:
             up, down = x[row : row + 1].copy(), x[row : row + 1].copy()
             up[0, col] += eps
             down[0, col] -= eps
-            numeric = (weights.log_odds(up)[0] - weights.log_odds(down)[0]) / (2 * eps)
-            assert grad[row, col] == pytest.approx(numeric, rel=1e-3, abs=1e-4)
+            here = weights.log_odds(x[row : row + 1])[0]
+            forward = (weights.log_odds(up)[0] - here) / eps
+            backward = (here - weights.log_odds(down)[0]) / eps
+            # Where a step of eps crosses a ReLU's kink the two sides differ, and the
+            # analytic gradient is the one of the side the input is on.
+            assert any(grad[row, col] == pytest.approx(d, rel=2e-3, abs=2e-4)
+                       for d in (forward, backward)), (row, col, grad[row, col], forward,
+                                                      backward)
 
 
 def test_word_shares_add_up_to_gradient_times_input(shipped) -> None:
