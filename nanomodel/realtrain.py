@@ -26,7 +26,7 @@ from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer
 from nanomodel.templates import LABELS
-from nanomodel.train import FeaturizerLike, TrainConfig, fit
+from nanomodel.train import FeaturizerLike, SparseRows, TrainConfig, fit
 
 _HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
 _ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
@@ -102,24 +102,30 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     return texts, np.array(ys, dtype=np.int64), weights
 
 
-def _probabilities(model: ShippedModel, featurizer: FeaturizerLike, texts: Sequence[str],
-                   chunk: int = 2048) -> np.ndarray:
-    parts = [reference_forward(model, featurizer.transform(texts[s:s + chunk]))[0]
-             for s in range(0, len(texts), chunk)]
+def _probabilities(model: ShippedModel, rows: SparseRows, chunk: int = 2048) -> np.ndarray:
+    parts = [reference_forward(model, rows.dense(np.arange(s, min(s + chunk, rows.rows))))[0]
+             for s in range(0, rows.rows, chunk)]
     return np.concatenate(parts).astype(np.float32)
+
+
+_Rows = tuple[list[str], np.ndarray, np.ndarray, SparseRows]
 
 
 def _teacher_probabilities(real: Sequence[RealLine], featurizer: FeaturizerLike,
                            mix: MixConfig, cfg: TrainConfig, labels: Sequence[str],
-                           w1_prior: np.ndarray | None, texts: Sequence[str],
+                           w1_prior: np.ndarray | None, student: _Rows,
                            i: int) -> np.ndarray:
-    """Teacher ``i``: trained on seed ``+ i``'s mix, read on the student's ``texts``."""
-    t_mix = replace(mix, seed=mix.seed + i, teachers=1)
-    t_texts, t_y, t_w = training_rows(real, t_mix, labels)
+    """Teacher ``i``: trained on seed ``+ i``'s mix, read on the student's rows (teacher 0's
+    mix and seed are the student's: its rows are reused, not made again)."""
+    if i == 0:
+        t_texts, t_y, t_w, t_rows = student
+    else:
+        t_texts, t_y, t_w = training_rows(real, replace(mix, seed=mix.seed + i), labels)
+        t_rows = SparseRows(featurizer, t_texts, progress=False)
     teacher = fit(featurizer, t_texts, t_y, list(labels), "normal",
                   replace(cfg, seed=cfg.seed + i, progress=False), sample_weight=t_w,
-                  w1_prior=w1_prior)
-    return _probabilities(teacher, featurizer, texts)
+                  w1_prior=w1_prior, features=t_rows)
+    return _probabilities(teacher, student[3])
 
 
 def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
@@ -138,8 +144,11 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
     if mix.teachers <= 1:
         return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
                    w1_prior=w1_prior)
+    # The student's rows are made once: teachers read them, teacher 0 and the student
+    # train on them.
+    rows = SparseRows(featurizer, texts, cfg.progress)
     teach = partial(_teacher_probabilities, real, featurizer, mix, cfg, labels, w1_prior,
-                    texts)
+                    (texts, y, weights, rows))
     if jobs > 1:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as pool:
@@ -150,7 +159,7 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
     for p in probs:
         mean += p / mix.teachers
     return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
-               w1_prior=w1_prior, soft_targets=mean)
+               w1_prior=w1_prior, soft_targets=mean, features=rows)
 
 
 def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,

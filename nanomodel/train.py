@@ -275,7 +275,8 @@ def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels:
         normal_label: str, cfg: TrainConfig, base: ShippedModel | None = None,
         head_only: bool = False, sample_weight: np.ndarray | None = None,
         w1_prior: np.ndarray | None = None,
-        soft_targets: np.ndarray | None = None) -> ShippedModel:
+        soft_targets: np.ndarray | None = None,
+        features: SparseRows | None = None) -> ShippedModel:
     """Train a model for ``labels`` (``y`` holds label indices, ``sample_weight``
     optional per-line weights).
 
@@ -285,16 +286,19 @@ def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels:
     initialise the first layer from it and, with ``cfg.prior_strength``, pull it there.
     ``soft_targets`` (``[lines, labels]`` probabilities, e.g. teachers' mean): train
     towards them instead of the one-hot labels (distillation); ``y`` still sets the
-    class weights."""
+    class weights. ``features``: the texts' rows when the caller already made them."""
     if soft_targets is not None and soft_targets.shape != (len(texts), len(labels)):
         raise ValueError(f"soft_targets has shape {soft_targets.shape}, "
                          f"expected ({len(texts)}, {len(labels)})")
+    if features is not None and features.rows != len(texts):
+        raise ValueError(f"features has {features.rows} rows, expected {len(texts)}")
     with _one_blas_thread():
-        return _fit(featurizer, texts, y, labels, normal_label, cfg, base, head_only,
+        x = features if features is not None else SparseRows(featurizer, texts, cfg.progress)
+        return _fit(x, texts, y, labels, normal_label, cfg, base, head_only,
                     sample_weight, w1_prior, soft_targets)
 
 
-def _fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels: list[str],
+def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
          normal_label: str, cfg: TrainConfig, base: ShippedModel | None, head_only: bool,
          sample_weight: np.ndarray | None, w1_prior: np.ndarray | None,
          soft: np.ndarray | None) -> ShippedModel:
@@ -304,7 +308,6 @@ def _fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels
         np.asarray(sample_weight, dtype=np.float32)
     if weights.shape != (len(texts),):
         raise ValueError(f"sample_weight has shape {weights.shape}, expected ({len(texts)},)")
-    x = SparseRows(featurizer, texts, cfg.progress)
     head_init: tuple[np.ndarray, np.ndarray] | None = None
     if base is not None and base.num_labels == k:
         head_init = (base.head_w, base.head_b)
