@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from benchmarks.device_env import unit_environment
-from tests.support.agent_proc import AgentProcess
+from tests.support.agent_proc import AgentProcess, write_quiet_config
 
 
 def _counters(agent: AgentProcess) -> dict[str, int]:
@@ -18,11 +18,8 @@ def _counters(agent: AgentProcess) -> dict[str, int]:
 def test_agent_trims_while_working_and_not_when_idle(tmp_path: Path) -> None:
     log = tmp_path / "lines.log"
     log.write_text("")
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'device_id = "trim-01"\nstate_dir = "{tmp_path / "state"}"\n'
-                   'log_level = "warning"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
-                   '[pipeline]\nheap_trim_interval_s = 0.5\n'
-                   f'[[sources]]\nkind = "file"\npath = "{log}"\n')
+    cfg = write_quiet_config(tmp_path / "agent.toml", "trim-01", tmp_path / "state", log,
+                             extra="[pipeline]\nheap_trim_interval_s = 0.5\n")
     # the environment the unit gives the agent (arena cap, byte-code level, ...)
     agent = AgentProcess(cfg, tmp_path / "state", env=unit_environment()).start()
     try:

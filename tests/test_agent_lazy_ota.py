@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from benchmarks.device_env import device_environment, unit_environment
-from tests.support.agent_proc import AgentProcess
+from tests.support.agent_proc import AgentProcess, write_quiet_config
 
 # Native libraries the OTA stack loads: cryptography's Rust core (securesystemslib's
 # signature checks), zstandard's C backend (deltas).
@@ -40,14 +40,12 @@ def test_the_check_names_what_the_update_stack_loads() -> None:
 def test_agent_with_ota_configured_has_not_loaded_the_update_stack(tmp_path: Path) -> None:
     log = tmp_path / "lines.log"
     log.write_text("")
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'device_id = "lazy-01"\nstate_dir = "{tmp_path / "state"}"\n'
-                   'log_level = "warning"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
-                   '[model]\nruntime = "onnxruntime"\n'
-                   f'[[sources]]\nkind = "file"\npath = "{log}"\n'
-                   '[ota]\nmetadata_url = "http://127.0.0.1:9/metadata"\n'
-                   'target_base_url = "http://127.0.0.1:9/targets"\n'
-                   f'root_file = "{tmp_path / "root.json"}"\n')
+    cfg = write_quiet_config(
+        tmp_path / "agent.toml", "lazy-01", tmp_path / "state", log,
+        extra='[model]\nruntime = "onnxruntime"\n'
+              '[ota]\nmetadata_url = "http://127.0.0.1:9/metadata"\n'
+              'target_base_url = "http://127.0.0.1:9/targets"\n'
+              f'root_file = "{tmp_path / "root.json"}"\n')
     # the environment the unit gives the agent (arena cap, byte-code level, ...)
     agent = AgentProcess(cfg, tmp_path / "state", env=unit_environment()).start()
     try:

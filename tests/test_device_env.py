@@ -16,6 +16,7 @@ from benchmarks.device_env import (
     device_environment,
     unit_environment,
 )
+from tests.support.agent_proc import write_quiet_config
 
 
 def test_reads_environment_as_systemd_does(tmp_path: Path) -> None:
@@ -44,10 +45,7 @@ def test_benchmark_agent_runs_with_the_units_environment(tmp_path: Path) -> None
     """A real agent started by the benchmark's helper; its /proc environ is checked."""
     log = tmp_path / "lines.log"
     log.write_text("")
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'device_id = "env-01"\nstate_dir = "{tmp_path / "state"}"\n'
-                   'log_level = "warning"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
-                   f'[[sources]]\nkind = "file"\npath = "{log}"\n')
+    cfg = write_quiet_config(tmp_path / "agent.toml", "env-01", tmp_path / "state", log)
     wanted = unit_environment(UNIT)
     os.environ["MALLOC_ARENA_MAX"] = "7"  # the unit's value must win over the caller's
     try:

@@ -32,6 +32,18 @@ reconnect_max_s = 1
     return path
 
 
+def write_quiet_config(path: Path, device_id: str, state_dir: Path, log: Path,
+                       extra: str = "") -> Path:
+    """An agent that follows one file, logs warnings only and whose broker never answers
+    (port 9, discard): for tests that measure the agent's own work (memory, loaded
+    libraries, environment) without an MQTT link, debug logging or a metrics timer
+    adding to it. ``extra``: more TOML tables after ``[mqtt]``."""
+    path.write_text(f'device_id = "{device_id}"\nstate_dir = "{state_dir}"\n'
+                    'log_level = "warning"\n[mqtt]\nhost = "127.0.0.1"\nport = 9\n'
+                    f'{extra}[[sources]]\nkind = "file"\npath = "{log}"\n')
+    return path
+
+
 class AgentProcess:
     def __init__(self, config: Path, state_dir: Path, env: dict[str, str] | None = None,
                  crash_at: str | None = None) -> None:
