@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from nanomodel.harvest.expansions_classic import CLASSIC_EXPANSION_ROWS
 from nanomodel.harvest.expansions_hpc import HPC_EXPANSION_ROWS, HPC_OVERRIDE_ROWS
 from nanomodel.harvest.overrides_classic import CLASSIC_OVERRIDE_ROWS
+from nanomodel.harvest.overrides_core import CORE_OVERRIDE_ROWS
 
 
 @dataclass(frozen=True)
@@ -226,172 +227,8 @@ EXPANSIONS: dict[str, list[Expansion]] = {
 }
 
 OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
-    (
-        "nginx",
-        re.compile(r"gracefully shutting down"),
-        "normal",
-        "a routine stop or reload of nginx (logged at notice; 'down' is not a failure here)",
-    ),
-    (
-        "apache2",
-        re.compile(r"caught SIG(?:TERM|WINCH|HUP|USR1)\b[^,]*, shutting down"),
-        "normal",
-        "a routine stop or graceful restart of Apache",
-    ),
-    (
-        "openvpn",
-        re.compile(r"Interrupted system call"),
-        "normal",
-        "a wait interrupted by the signal that stops or restarts the daemon",
-    ),
-    (
-        "openvpn",
-        re.compile(r"^Could not determine IPv4/IPv6 protocol"),
-        "normal",
-        "a fallback to IPv4 that needs nobody",
-    ),
-    (
-        "dnsmasq",
-        re.compile(r"\bHWM\b"),
-        "normal",
-        "a statistics line (high-water mark of a counter), printed on request",
-    ),
-    (
-        "openssh",
-        re.compile(r"beginning MaxStartups throttling"),
-        "network",
-        "too many unauthenticated connections at once: sshd starts dropping new ones "
-        "(as its reviewed siblings 'in MaxStartups throttling' and 'past MaxStartups')",
-    ),
-    (
-        "openssh",
-        re.compile(r"^Invalid user"),
-        "security",
-        "a login attempt for a user that does not exist",
-    ),
-    (
-        "openssh",
-        re.compile(r"^User %\S+ from %\S+ not allowed"),
-        "security",
-        "a login refused by policy",
-    ),
-    (
-        "openssh",
-        re.compile(r"^(error: )?Bad packet length|^(error: )?Corrupted MAC"),
-        "security",
-        "tampered or corrupted traffic on an SSH connection",
-    ),
-    (
-        "openssh",
-        re.compile(r"^(fatal: )?Timeout before authentication"),
-        "normal",
-        "a client that never finished logging in: routine noise",
-    ),
-    (
-        "mosquitto",
-        re.compile(r"^Client %s (disconnected\.$|closed its connection|has exceeded timeout)"),
-        "normal",
-        "a client went away; brokers see this all day",
-    ),
-    (
-        "mosquitto",
-        re.compile(r"^Client %s disconnected due to (protocol error|malformed packet)"),
-        "normal",
-        "a client (or a scanner) spoke bad MQTT and was dropped; the broker is fine",
-    ),
-    (
-        "mosquitto",
-        re.compile(r"^Client %s already connected, closing old connection"),
-        "normal",
-        "a client reconnected before its old connection timed out: routine on flaky links",
-    ),
-    (
-        "mosquitto",
-        re.compile(r"^(New connection from|New client connected)"),
-        "normal",
-        "a client connected",
-    ),
-    # ZooKeeper 3.8 at INFO echoes its settings at every start; the words "timeout" and
-    # "shutdown" in a setting's name are not failures (read on a captured ensemble)
-    (
-        "zookeeper",
-        re.compile(
-            r"^[a-z][\w.]*(?: set to|\s*=|\s*:)\s*-?[\w.{}]+(?: ms)?$"
-            r"|^Configuring NIO connection handler with "
-        ),
-        "normal",
-        "a setting echoed at start",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^[Ss]hutting down$"),
-        "normal",
-        "a server leaving its role (election, restart); the cause, if any, is its own line",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^(?:accepted|current)Epoch not found! Creating with a reasonable default"),
-        "normal",
-        "the first start of a server with an empty data directory",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Txnlog size: \S+ exceeds sizeLimit: "),
-        "normal",
-        "the leader sends a lagging follower a snapshot instead of a diff: routine resync",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Unable to load jetty, not starting JettyAdminServer"),
-        "normal",
-        "the optional HTTP admin server is off (Debian's class path has no Jetty servlet "
-        "jars); the service works",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Unexpected exception$"),
-        "normal",
-        "NIOServerCnxn's EndOfStreamException: a client went away without closing its "
-        "session; servers see this all day",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Notification time out: (?:[1-5]?\d{1,3}|6[0-3]\d\d)(?: ms)?$"),
-        "normal",
-        "an election waiting a few seconds for votes: routine while servers start or rejoin",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Notification time out: "),
-        "network",
-        "an election that has waited 6 s or more: this server cannot reach a quorum of peers",
-    ),
-    (
-        "zookeeper",
-        re.compile(r"^Exception when following the leader|^Exception when using channel: "),
-        "network",
-        "a follower lost its leader, or a peer's channel broke: a server went away",
-    ),
-    # the classic-server capture: lines no harvested template explains
-    (
-        "pam",
-        re.compile(r"^pam_ftp\([^)]*\): conversation failed"),
-        "normal",
-        "pam_ftp is asked first on every FTP login (Debian's PAM stack for ftpd) and gives way "
-        "for a named user: routine",
-    ),
-    (
-        "pam",
-        re.compile(r"^pam_listfile\([^)]*\): Refused user"),
-        "security",
-        "a login refused by an access list (root on FTP): a denied access",
-    ),
-    (
-        "logrotate",
-        re.compile(r"^ALERT exited abnormally"),
-        "software",
-        "Debian's nightly logrotate job failed: some logs were not rotated and keep growing",
-    ),
+    (src, re.compile(p), label, why)
+    for src, p, label, why in (*CORE_OVERRIDE_ROWS, *HPC_OVERRIDE_ROWS, *CLASSIC_OVERRIDE_ROWS)
 ]
 
 # the RAS reporters' assembled event sentences (expansions_hpc.py explains their labels)
@@ -402,8 +239,6 @@ EXPANSIONS.update(
     {src: [Expansion(*row) for row in rows] for src, rows in CLASSIC_EXPANSION_ROWS.items()}
 )
 
-OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in HPC_OVERRIDE_ROWS)
-OVERRIDES.extend((src, re.compile(p), label, why) for src, p, label, why in CLASSIC_OVERRIDE_ROWS)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:
