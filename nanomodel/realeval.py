@@ -154,6 +154,21 @@ def beats_keyword(fig: dict[str, AlertFigures]) -> bool:
     return m.f1 > k.f1 or (m.f1 == k.f1 and m.false_alarm_rate <= k.false_alarm_rate)
 
 
+def recall_at_false_alarms(lines: Sequence[RealLine], anomaly: np.ndarray,
+                           rates: Sequence[float], normal_label: str = "normal"
+                           ) -> dict[float, float]:
+    """How well the model *ranks* lines, whatever the threshold: for each false-alarm
+    rate, the share of alerts scored above the threshold that flags exactly that share
+    of normal lines. At the keyword rule's own false-alarm rate it says whether the
+    model, tuned to false-alarm as often as the grep, would find more alerts than it."""
+    is_alert = np.array([lab != normal_label for _, lab, _ in lines], dtype=bool)
+    scores = np.asarray(anomaly, dtype=np.float64)
+    normal, alerts = scores[~is_alert], scores[is_alert]
+    if normal.size == 0 or alerts.size == 0:
+        return {rate: 0.0 for rate in rates}
+    return {rate: float((alerts > np.quantile(normal, 1.0 - rate)).mean()) for rate in rates}
+
+
 def manifest_figures(rep: dict[str, dict[str, AlertFigures]],
                      prefix: str = "real_heldout") -> dict[str, float]:
     """Flat ``{"real_heldout.<source>.alert_f1": ..., ...keyword_rule_alert_f1}`` for

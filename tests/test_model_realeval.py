@@ -13,6 +13,7 @@ from nanomodel.realeval import (
     heldout_anomaly,
     keyword_flags,
     manifest_figures,
+    recall_at_false_alarms,
     report,
     source_folds,
 )
@@ -83,6 +84,18 @@ def test_report_per_source_and_overall() -> None:
     assert flat["real_heldout.ssh.keyword_rule_false_alarm_rate"] == 0.5
     assert flat["real_heldout.kernel.lines"] == 2.0
     assert "| **overall** | 7 | 3 |" in format_table(rep)
+
+
+def test_recall_at_false_alarms_ranks_whatever_the_threshold() -> None:
+    # normals 0.1 0.2 0.1 0.1; alerts 0.9 0.15 0.05: flagging no normal line (threshold
+    # 0.2) finds the one alert above it; a quarter of them (0.125) also finds 0.15
+    anomaly = np.array([0.1, 0.2, 0.9, 0.15, 0.1, 0.1, 0.05])
+    at = recall_at_false_alarms(LINES, anomaly, (0.0, 0.25, 1.0))
+    assert at[0.0] == pytest.approx(1 / 3)
+    assert at[0.25] == pytest.approx(2 / 3)
+    assert at[1.0] == pytest.approx(2 / 3)  # 0.05 is below every normal line
+    # the order is all that counts: any monotone rescaling gives the same figures
+    assert recall_at_false_alarms(LINES, anomaly ** 3, (0.0, 0.25, 1.0)) == at
 
 
 def test_known_daemon_split_never_puts_one_text_on_both_sides() -> None:
