@@ -7,7 +7,10 @@ there):
   source packages (``nanomodel.harvest.run``), one per line with the package version,
   ``file:line`` of the call, the level the code logs it at, a label and its reason;
 * ``captured/<source>.jsonl`` — lines real daemons printed when we ran them here
-  (``nanomodel.harvest.capture``), labelled through the same templates.
+  (``nanomodel.harvest.capture``), labelled through the same templates;
+* ``samples/<source>.jsonl`` — public log samples (fail2ban's test logs,
+  ``nanomodel.harvest.samples_fail2ban``), rows as captured ones but each line exactly as
+  its log holds it (time and host included).
 
 :func:`real_lines` renders each template ``per_template`` times with plausible values
 (:mod:`nanomodel.realfill`), half of them behind a syslog/journal prefix as real logs
@@ -129,6 +132,9 @@ class CapturedLine:
     label: str
     reason: str
     how: str
+    # a public sample's line, kept as its log holds it (its own time and host, or none):
+    # real_lines adds no head to it
+    as_logged: bool = False
 
 
 def _rows_at(kind: str) -> list[tuple[Path, int, dict[str, str]]]:
@@ -179,17 +185,18 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         (t.source, t.origin): t for t in _all_templates() if t.reason.startswith("review:")
     }
     out: list[CapturedLine] = []
-    for path, n, r in _rows_at("captured"):
+    for path, n, r in _rows_at("captured") + _rows_at("samples"):
         if "template_origin" not in r:
             raise ValueError(f"{path}:{n}: a captured row without template_origin: label "
                              "the captures again (python -m nanomodel.harvest.capture "
-                             "DIR --relabel)")
+                             "DIR --relabel, or nanomodel.harvest.samples_fail2ban)")
         label, reason = r["label"], r["reason"]
         origin = r["template_origin"]
         reviewed = by_origin.get((r["source"], origin)) if origin else None
         if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
-        out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"]))
+        out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"],
+                                as_logged=path.parent.name == "samples"))
     return tuple(out)
 
 
@@ -200,7 +207,7 @@ def load_templates(sources: list[str] | None = None) -> list[Template]:
 
 
 def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
-    """Every captured real line, or those of the given sources."""
+    """Every captured real line and public sample line, or those of the given sources."""
     keep = set(sources) if sources is not None else None
     return [c for c in _all_captured() if keep is None or c.source in keep]
 
@@ -356,7 +363,8 @@ def real_lines(
     A share ``prefix_share`` of rendered lines carry a syslog/journal prefix; a daemon that
     writes its own log format (nginx, ZooKeeper, mosquitto, NetworkManager, the kernel ring
     buffer) also shows its native prefix. Captured lines are included once each, as logged,
-    those logged through syslog with the same share of time-and-host heads.
+    those logged through syslog with the same share of time-and-host heads; public sample
+    lines exactly as their logs hold them (they carry their own head, or none).
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
@@ -372,8 +380,8 @@ def real_lines(
                 text = syslog_prefix(t.source, rng) + text
             out.append((text, t.label, t.source))
     if captured:
-        out.extend((_as_in_a_file(c.text, rng, prefix_share), c.label, c.source)
-                   for c in load_captured(sources))
+        out.extend((c.text if c.as_logged else _as_in_a_file(c.text, rng, prefix_share),
+                    c.label, c.source) for c in load_captured(sources))
     return out
 
 
