@@ -74,7 +74,7 @@ def test_the_harvester_labels_banned_unbanned_and_unannotated_lines(tmp_path: Pa
     git_dir = _repo(tmp_path, {"sshd": SSHD, "sshd-journal": SSHD_JOURNAL,
                                "dovecot": DOVECOT, "roundcube-auth": ROUNDCUBE})
     out = tmp_path / "samples"
-    assert f2b.main([str(git_dir), "--out", str(out)]) == 0
+    assert f2b.main([str(git_dir), "--out", str(out), "--counts", str(tmp_path / "C.md")]) == 0
     commit = _git(git_dir, "rev-parse", "HEAD").strip()
     rows = _rows(out)
     assert sorted(p.stem for p in out.glob("*.jsonl")) == ["dovecot", "openssh"]
@@ -176,3 +176,21 @@ def test_the_loader_refuses_a_sample_with_a_bad_label_and_follows_reviews(
     finally:
         realtext._all_templates.cache_clear()
         realtext._all_captured.cache_clear()
+
+
+def test_counts_md_keeps_the_sample_section_when_either_harvester_rewrites_it(
+    tmp_path: Path,
+) -> None:
+    from nanomodel.harvest.run import write_summary
+
+    counts = tmp_path / "COUNTS.md"
+    write_summary(counts, [("openssh", "openssh 1:9.2p1", 10, 5, {"normal": 5})])
+    rows, tally = f2b.sample_rows({"sshd": SSHD}, "0123abcd")
+    f2b.write_counts(counts, f2b.counts_section(rows, tally, "0123abcd" * 5))
+    f2b.write_counts(counts, f2b.counts_section(rows, tally, "0123abcd" * 5))  # replaced
+    write_summary(counts, [("openssh", "openssh 1:9.2p1", 12, 6, {"normal": 6})])
+    text = counts.read_text()
+    assert text.count(f2b.COUNTS_HEADING) == 1
+    assert "| openssh | openssh 1:9.2p1 | 12 | 6 | 6 |" in text
+    assert "| openssh | sshd | 4 | 3 | 1 | 0 | 1 | 1 | 1 | 1 |" in text
+    assert "(LabSZ, combo): 1" in text

@@ -359,7 +359,10 @@ def write_summary(path: Path, summary: list[tuple[str, str, int, int, dict[str, 
         + " | ".join(str(total.get(k, 0)) for k in labels)
         + " |"
     )
-    path.write_text("\n".join(lines) + "\n")
+    # sections other harvesters write after the table (the public samples') stay
+    old_text = path.read_text() if path.exists() else ""
+    tail = old_text[old_text.find("\n## ") :] if "\n## " in old_text else ""
+    path.write_text("\n".join(lines) + "\n" + tail)
 
 
 if __name__ == "__main__":

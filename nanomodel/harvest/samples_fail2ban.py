@@ -283,15 +283,76 @@ def write_samples(rows: list[dict[str, str]], folder: Path = DATA) -> None:
                 fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
+COUNTS_HEADING = "## Public log samples (fail2ban)"
+
+
+def counts_section(rows: list[dict[str, str]], tally: Tally, commit: str) -> str:
+    """The section of COUNTS.md on the sample: lines per source, labels, how decided."""
+    filters: dict[str, set[str]] = {}
+    per: dict[str, Counter[str]] = {}
+    for row in rows:
+        name = row["how"].split("/logs/")[1].split(":")[0]
+        filters.setdefault(row["source"], set()).add(name)
+        c = per.setdefault(row["source"], Counter())
+        c["lines"] += 1
+        c[row["label"]] += 1
+        r = row["reason"]
+        c["banned" if r.startswith("fail2ban's") and ", but review" not in r
+          else "overruled" if ", but review" in r
+          else "template" if row["template_origin"] or r.startswith(("template", "no template"))
+          else "review"] += 1
+    labels = ["normal", "security", "network"]
+    cols = ["lines", *labels, "banned", "overruled", "template", "review"]
+    out = [
+        COUNTS_HEADING,
+        "",
+        f"Written by `python -m nanomodel.harvest.samples_fail2ban` from fail2ban {commit};",
+        "do not edit by hand. *banned*: fail2ban's filter bans on the line and it is",
+        "security; *overruled*: it bans, a reviewed decision says otherwise; *template*: the",
+        "source's template decided; *review*: a reviewed decision for a line it does not ban",
+        "on (LABELLING.md, \"Public log samples (fail2ban)\").",
+        "",
+        "| source | filters | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    total: Counter[str] = Counter()
+    for source in sorted(per, key=lambda s: (-per[s]["lines"], s)):
+        c = per[source]
+        total.update(c)
+        out.append(f"| {source} | {', '.join(sorted(filters[source]))} | "
+                   + " | ".join(str(c[k]) for k in cols) + " |")
+    out.append("| **all** | | " + " | ".join(str(total[k]) for k in cols) + " |")
+    out += ["", f"Lines read: {tally.read}; left out:", ""]
+    out += [f"- {why}: {n}" for why, n in sorted(tally.skipped.items())
+            if n and not why.startswith("host ")]
+    loghub = sum(n for why, n in tally.skipped.items() if why.startswith("host "))
+    out.append(f"- a host of loghub's SSH/Linux logs ({', '.join(sorted(LOGHUB_HOSTS))}): "
+               f"{loghub}")
+    return "\n".join(out) + "\n"
+
+
+def write_counts(path: Path, section: str) -> None:
+    """Replace (or add) the sample's section of COUNTS.md, keeping the rest."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(COUNTS_HEADING)
+    if at >= 0:
+        end = text.find("\n## ", at + len(COUNTS_HEADING))
+        text = text[:at] + (text[end + 1:] if end >= 0 else "")
+    path.write_text(text.rstrip("\n") + "\n\n" + section)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("git_dir", type=Path, help="a git directory of fail2ban's repository")
     ap.add_argument("--commit", default="HEAD", help="the commit to read (default HEAD)")
     ap.add_argument("--out", type=Path, default=DATA, help="folder for <source>.jsonl")
+    ap.add_argument("--counts", type=Path, default=realtext.DATA / "COUNTS.md",
+                    help="the COUNTS.md whose fail2ban section to write")
     args = ap.parse_args(argv)
     files, full = read_git_logs(args.git_dir, args.commit)
     rows, tally = sample_rows(files, full[:8])
     write_samples(rows, args.out)
+    write_counts(args.counts, counts_section(rows, tally, full))
     print(f"fail2ban {full}: {tally.read} lines read, {len(rows)} rows")
     for source, n in sorted(tally.rows.items()):
         labels = Counter(r["label"] for r in rows if r["source"] == source)
