@@ -40,9 +40,9 @@ from nanomodel.harvest.samples_fail2ban_review import (
     DECISIONS,
     FILTER_SOURCE,
     LOGHUB_HOSTS,
-    MATCH_TRUE_WHAT,
     PARSER_EXERCISE,
     Decision,
+    what_it_bans,
 )
 
 LOGS = "fail2ban/tests/files/logs"
@@ -153,7 +153,7 @@ class Labeller:
         if line.match and decided is None:
             label = "security"
             reason = (f"fail2ban's {line.filter} filter bans on it: "
-                      f"{MATCH_TRUE_WHAT.get(line.filter, 'a failed login')}")
+                      f"{what_it_bans(line.filter, line.text)}")
             how = "match-true"
         elif line.match and decided is not None:
             label, reason, how = decided.label, (

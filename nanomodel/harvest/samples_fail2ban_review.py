@@ -80,7 +80,27 @@ _REFUSED = {
 MATCH_TRUE_WHAT: dict[str, str] = {
     **dict.fromkeys(_ATTACK, "an attack (a scanner, an exploit attempt, a flood or spam)"),
     **dict.fromkeys(_REFUSED, "a refused client"),
-}  # every other filter: "a failed login"
+}
+# a banned line of any other filter says one of these (else: a refused client)
+LOGIN_WORDS = re.compile(
+    r"(?i)auth\w*[ :(-]+(?:\w+ )?fail|fail\w* (?:\w+ )?(?:login|auth|password|keyboard|"
+    r"publickey|hostbased|unknown|to authenticate)|login (?:fail|refused|error|attempt)|"
+    r"password|invalid user|user \S* ?not found|unknown user|nonexistent user|"
+    r"not allowed because|denied for user|badlogin|was not found in \"|err=49|auth tries|"
+    r"res=failed|bad rcon|AUTHFAIL|too many authentication|"
+    r"Authentication: FAILED|Rejected connection|no such user|can't find user|wrong|"
+    r"Invalid (?:admin token|TOTP)|No registration for peer|not authenticated|"
+    r"authentication (?:error|failure|methods)|Auth fail"
+)
+
+
+def what_it_bans(filter_name: str, text: str) -> str:
+    """What fail2ban's filter sees in a line it bans on, for the row's reason."""
+    if filter_name in _ATTACK:
+        return MATCH_TRUE_WHAT[filter_name]
+    if LOGIN_WORDS.search(text):
+        return "a failed login"
+    return MATCH_TRUE_WHAT.get(filter_name, "a refused client")
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,7 @@ PARSER_EXERCISE = (
          "a log-injection test (a second line's text inside the first)"),
     Skip("", re.compile(r"hihoinjection|\[client [\d.]+\] user root not found"),
          "a log-injection test (a client's text imitating a second line)"),
-    Skip("sshd", re.compile(
+    Skip("", re.compile(
         r"port \d+ ssh\d:? from |ruser (?:X{20,} )?from |invalid user from \S+ from "
         r"|user test [\d.]+ (?:port \d+ )?[\d.]+ |from [\d.]+' from "
     ), "a log-injection test (a user name or ident imitating the rest of the line)"),
@@ -220,7 +240,8 @@ DECISIONS: tuple[Decision, ...] = (
        "their own lines", true=True),
     _d("ejabberd", r"Accepted connection", "normal", "a client connecting: routine"),
     _d("exim", r"no (?:host name|IP address) found for (?:IP address|host)", "normal",
-       "a client whose reverse DNS does not resolve: routine on a mail server"),
+       "a client whose reverse DNS does not resolve: routine on a mail server (fail2ban "
+       "bans on it only in its aggressive mode)", true=True),
     _d("mongodb", r"Failed to authenticate .*AuthenticationFailed", "security",
        "a failed database login (fail2ban bans on the connection line after it)"),
     _d("mongodb", r"connection accepted from|\] end connection |authenticate db: ", "normal",
@@ -240,7 +261,11 @@ DECISIONS: tuple[Decision, ...] = (
        "a failed SMTP login (fail2ban leaves these two reasons to its other modes)"),
     _d("postfix", r"improper command pipelining after", "normal",
        "a client sending commands ahead of the server's replies: a spam engine's habit, but "
-       "one line needs nobody (fail2ban bans on it after AUTH/DATA only)"),
+       "one line needs nobody (postfix's template: normal)", true=True),
+    _d("sendmail", r"did not issue MAIL/EXPN/VRFY/ETRN during connection", "normal",
+       "a client that connected and never sent mail (as exim's `no MAIL in SMTP connection` "
+       "and postfix's `lost connection after CONNECT`)", true=True),
+    _d("assp", r"SSL negotiation with client failed", "normal", _TLS, true=True),
     _d("postfix", r"lost connection after (?:AUTH|DATA) from", "normal",
        "a client leaving mid-session"),
     _d("fail2ban", r"NOTICE +\[\S+\] (?:Ban|Unban) ", "normal",
@@ -255,8 +280,9 @@ DECISIONS: tuple[Decision, ...] = (
        "an access-log line: a browser's first request without credentials (401) or a "
        "served request (200); fail2ban bans on 401s with a user name"),
     _d("haproxy", r" 40[13] \d+ .*\"(?:GET|POST|HEAD) ", "normal",
-       "an access-log line of a request answered 401/403 (a browser asking before it sends "
-       "credentials)"),
+       "an access-log line of a request answered 401/403 with no user in it: a browser's "
+       "first request to a protected page looks the same (request:no-credentials)",
+       true=True),
     _d("znc", r"(?:connected|disconnected) (?:to|from) ZNC from", "normal",
        "a user connecting to or leaving the bouncer: routine"),
     _d("oracle-ims", r"Authentication successful", "normal", "a successful SMTP login"),
