@@ -88,9 +88,10 @@ LOGIN_WORDS = re.compile(
     r"password|invalid user|user \S* ?not found|unknown user|nonexistent user|"
     r"not allowed because|denied for user|badlogin|was not found in \"|err=49|auth tries|"
     r"res=failed|bad rcon|AUTHFAIL|too many authentication|"
-    r"Authentication: FAILED|Rejected connection|no such user|can't find user|wrong|"
+    r"Authentication: FAILED|no such user|can't find user|wrong|"
     r"Invalid (?:admin token|TOTP)|No registration for peer|not authenticated|"
-    r"authentication (?:error|failure|methods)|Auth fail"
+    r"authentication (?:error|failure|methods)|Auth fail|pam_authenticate\(\) failed|"
+    r"auth name mismatch"
 )
 
 
@@ -185,7 +186,7 @@ DECISIONS: tuple[Decision, ...] = (
     _d("apache2", r"File does not exist|not found or unable to stat|Primary script unknown",
        "normal", _404, true=True),
     _d("apache2", r"Invalid (?:URI|method) in request (?!GET /static/\.\.)|request failed: "
-       r"(?:URI too long|erroneous characters)|provided via SNI, but no hostname",
+       r"(?:URI too long|erroneous characters)|provided via SNI",
        "normal", _BAD_REQUEST, true=True),
     _d("apache2", r"^[\w.]+(?: [\d.]+)? - \S* -? ?\[[^\]]+\]?(?: \S+)? \"(?:GET|POST|HEAD) "
        r"(?!/index\.php\?n=http)", "normal", _ACCESS_LINE, true=True),
