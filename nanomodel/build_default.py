@@ -27,7 +27,7 @@ from nanomodel.features import Featurizer, default_spec
 from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
-from nanomodel.realeval import RealLine
+from nanomodel.realeval import RealLine, manifest_figures, report
 from nanomodel.realistic import CHECK_LINES, TUNING_LINES
 from nanomodel.realtrain import MixConfig, train_shipped
 from nanomodel.templates import LABELS
@@ -130,6 +130,22 @@ def evaluate_figures(model: ShippedModel, featurizer: Featurizer, examples: list
     return figures
 
 
+def public_sample_figures(model: ShippedModel, featurizer: Featurizer) -> dict[str, float]:
+    """The built model on the public log samples, which no model is trained on
+    (:func:`nanomodel.realtext.load_samples`): overall figures for the manifest
+    (``public_sample.overall.alert_f1``, ``...keyword_rule_false_alarm_rate``, ...);
+    ``benchmarks/model_real.py --samples`` prints them per source."""
+    from nanomodel.realtext import load_samples
+
+    lines = [(c.text, c.label, c.source) for c in load_samples()]
+    if not lines:
+        return {}
+    _, anomaly = reference_forward(model, featurizer.transform([t for t, _, _ in lines]))
+    rep = report(lines, anomaly)
+    return {k: v for k, v in manifest_figures(rep, prefix="public_sample").items()
+            if k.startswith("public_sample.overall.")}
+
+
 def as_examples(rows: list[tuple[str, str]], style: str) -> list[Example]:
     return [Example(text, label, style) for text, label in rows]
 
@@ -151,6 +167,7 @@ def build(out: Path, cfg: TrainConfig) -> dict[str, float]:
                                            "normal").items():
             figures[f"{split}.{key}"] = value
     figures.update(stored_heldout_figures(real))
+    figures.update(public_sample_figures(model, featurizer))
     data = build_bundle(model, spec=spec, labels=LABELS, normal_label="normal", name=NAME,
                         slot=SLOT, version=VERSION, version_label=VERSION_LABEL,
                         golden_texts=GOLDEN_TEXTS, evaluation=figures)

@@ -10,7 +10,8 @@ there):
   (``nanomodel.harvest.capture``), labelled through the same templates;
 * ``samples/<source>.jsonl`` — public log samples (fail2ban's test logs,
   ``nanomodel.harvest.samples_fail2ban``), rows as captured ones but each line exactly as
-  its log holds it (time and host included).
+  its log holds it (time and host included); an evaluation set, never trained on
+  (:func:`load_samples`).
 
 :func:`real_lines` renders each template ``per_template`` times with plausible values
 (:mod:`nanomodel.realfill`), half of them behind a syslog/journal prefix as real logs
@@ -207,14 +208,24 @@ def load_templates(sources: list[str] | None = None) -> list[Template]:
 
 
 def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
-    """Every captured real line and public sample line, or those of the given sources."""
+    """Every line real daemons printed here, or those of the given sources (training and
+    the held-out evaluation; public samples are not among them: :func:`load_samples`)."""
     keep = set(sources) if sources is not None else None
-    return [c for c in _all_captured() if keep is None or c.source in keep]
+    return [c for c in _all_captured()
+            if not c.as_logged and (keep is None or c.source in keep)]
+
+
+def load_samples(sources: list[str] | None = None) -> list[CapturedLine]:
+    """Public log samples (fail2ban's test logs), each line as its log holds it: an
+    evaluation of other people's logs that no model is trained on (docs/model.md)."""
+    keep = set(sources) if sources is not None else None
+    return [c for c in _all_captured() if c.as_logged and (keep is None or c.source in keep)]
 
 
 def sources() -> list[str]:
-    """Source names (daemon families) present in templates or captured lines, sorted."""
-    return sorted({t.source for t in _all_templates()} | {c.source for c in _all_captured()})
+    """Source names (daemon families) present in templates or captured lines, sorted
+    (the training and held-out evaluation's sources; samples may name others)."""
+    return sorted({t.source for t in _all_templates()} | {c.source for c in load_captured()})
 
 
 def render(template: Template, rng: random.Random) -> str:
@@ -363,8 +374,8 @@ def real_lines(
     A share ``prefix_share`` of rendered lines carry a syslog/journal prefix; a daemon that
     writes its own log format (nginx, ZooKeeper, mosquitto, NetworkManager, the kernel ring
     buffer) also shows its native prefix. Captured lines are included once each, as logged,
-    those logged through syslog with the same share of time-and-host heads; public sample
-    lines exactly as their logs hold them (they carry their own head, or none).
+    those logged through syslog with the same share of time-and-host heads. Public samples
+    are not training text (:func:`load_samples`).
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
@@ -380,8 +391,8 @@ def real_lines(
                 text = syslog_prefix(t.source, rng) + text
             out.append((text, t.label, t.source))
     if captured:
-        out.extend((c.text if c.as_logged else _as_in_a_file(c.text, rng, prefix_share),
-                    c.label, c.source) for c in load_captured(sources))
+        out.extend((_as_in_a_file(c.text, rng, prefix_share), c.label, c.source)
+                   for c in load_captured(sources))
     return out
 
 
