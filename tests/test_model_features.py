@@ -53,6 +53,25 @@ def test_vectorised_features_equal_the_reference_bit_for_bit(spec: TokenizerSpec
         assert np.array_equal(_bits(batch[i]), _bits(reference_features(spec, text))), text
 
 
+def test_the_batch_is_normalised_as_each_line_alone() -> None:
+    """framed() lower-cases, encodes and masks the batch joined by NUL: per line it must
+    give normalize()'s bytes, also where lower case depends on context (the Greek final
+    sigma, here next to a line boundary) or is longer than the upper case (İ), and for
+    truncated lines; a batch with a NUL of its own takes the per-line path."""
+    feat = Featurizer(default_spec())
+    texts = [t for t in TRICKY if "\0" not in t] + [
+        "ΟΔΟΣ", "ΣΑ", "Σ", "ΑΣ Σ ΣΑ.", "ΑΣ" * 200, "İSTANBUL İ", "multi\nline\r\n",
+        "ǅ ǈ ß ẞ ＡＢＣ", "ΟΔΟΣ\u0301", "\u0301ΣΑ"]  # noqa: RUF001
+    for batch in (texts, texts + ["a\0b"]):
+        data, lens = feat.framed(batch)
+        assert data == b"".join(feat.normalize(t) for t in batch)
+        assert lens == [len(feat.normalize(t)) for t in batch]
+    spec = default_spec()
+    rows = feat.transform(texts)
+    for i, text in enumerate(texts):
+        assert np.array_equal(_bits(rows[i]), _bits(reference_features(spec, text))), text
+
+
 def test_a_row_does_not_depend_on_its_batch() -> None:
     feat = Featurizer(default_spec())
     texts = TRICKY + [e.text for e in generate(50, 4)]

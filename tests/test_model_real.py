@@ -86,7 +86,7 @@ def test_shipped_model_on_public_samples_it_never_saw_beats_the_keyword_rule() -
     _, anomaly = LoadedModel.load(default_bundle_path()).classify([t for t, _, _ in lines])
     overall = report(lines, np.asarray(anomaly))[OVERALL]
     model, rule = overall["model"], overall["keyword"]
-    # measured: 0.729 / 20.4 % / 61.6 % against the rule's 0.706 / 35.7 % / 61.7 %
+    # measured: 0.730 / 20.9 % / 61.9 % against the rule's 0.706 / 35.7 % / 61.7 %
     assert model.f1 > rule.f1 and model.f1 >= 0.70
     assert model.false_alarm_rate < rule.false_alarm_rate - 0.10
     assert model.recall >= 0.58
