@@ -10,8 +10,8 @@ generated lines of every style (training and held-out), with tokenization
 ``--repeats`` runs is reported (the machine may be shared). Latency is
 ``LoadedModel.classify([line])`` per call, tokenization included.
 
-Budgets (issue 3): bundle <= 1 MiB; >= 20,000 lines/s on one core at batch 64
-including tokenization. Prints a human summary, then one JSON line (the last line).
+Budgets: bundle <= 1 MiB (issue 3); >= 50,000 lines/s on one core at batch 64
+including tokenization (issue 9's "budgets that still hold"; issue 3 asked 20,000). Prints a human summary, then one JSON line (the last line).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 RUNTIMES = ("onnxruntime", "litert")
 BATCH = 64
 BUDGET_BUNDLE_BYTES = 1024 * 1024
-BUDGET_LINES_PER_S = 20_000
+BUDGET_LINES_PER_S = 50_000
 
 
 def _rss_mb() -> float:
