@@ -167,7 +167,7 @@ class Featurizer:
         sizes = [a.size for a in hashes]
         salt = np.repeat(np.array(salts, dtype=np.uint32), sizes)
         mixed = _fmix32(np.concatenate(hashes) ^ salt)
-        return np.concatenate(rows), (mixed % np.uint32(self.width)).astype(np.int64)
+        return np.concatenate(rows), self._modulo(mixed)
 
     def _word_hashes(self, buf: np.ndarray, vals: np.ndarray,
                      row_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,9 +186,16 @@ class Featurizer:
         word_hash = np.add.reduceat(contrib, first).astype(np.uint32)
         return word_hash, row_of[word_pos[first]]
 
+    def _modulo(self, mixed: np.ndarray) -> np.ndarray:
+        """Step 4's ``h mod buckets`` as int64 ids. A power-of-two width is a mask: the
+        same numbers, and an integer division per n-gram was a tenth of the featurizer."""
+        if self.width & (self.width - 1) == 0:
+            return (mixed & np.uint32(self.width - 1)).astype(np.int64)
+        return (mixed % np.uint32(self.width)).astype(np.int64)
+
     def _bucket(self, h: np.ndarray, kind: int, n: int) -> np.ndarray:
         mixed = _fmix32(h ^ self._salt[(kind, n)])
-        return (mixed % np.uint32(self.width)).astype(np.int64)
+        return self._modulo(mixed)
 
     def ngram_spans(self, text: str) -> tuple[list[tuple[int, int, int]],
                                               list[tuple[str, int, int]]]:
