@@ -9,6 +9,7 @@ import pytest
 
 from nanomodel import realtext
 from nanomodel.realreview import REVIEW_DIR, load_reviews
+from tests.support.realdata import own_data_folder, reread_lines
 
 pytestmark = pytest.mark.unit
 
@@ -86,22 +87,15 @@ def test_a_captured_line_follows_a_later_review_of_the_template_that_labelled_it
     assert insecure and all(r["template_origin"] == "database.c:426" for r in insecure)
     assert all(r["template_origin"] == "" for r in rows if r["reason"].startswith("no template"))
     # the same line as captured before the review (normal), in a data folder of its own
-    (tmp_path / "templates").symlink_to(realtext.DATA / "templates")
     (tmp_path / "captured").mkdir()
     stale = dict(insecure[0], label="normal", reason="template database.c:426 (...): level")
     (tmp_path / "captured" / "cron.jsonl").write_text(json.dumps(stale) + "\n")
-    monkeypatch.setattr(realtext, "DATA", tmp_path)
-    realtext._all_templates.cache_clear()
-    realtext._all_captured.cache_clear()
-    try:
+    with own_data_folder(tmp_path, monkeypatch):
         [line] = realtext.load_captured(["cron"])
         assert line.label == "security" and "review:" in line.reason
         # a row written before rows named their template is refused with the fix
         del stale["template_origin"]
         (tmp_path / "captured" / "cron.jsonl").write_text(json.dumps(stale) + "\n")
-        realtext._all_captured.cache_clear()
+        reread_lines()
         with pytest.raises(ValueError, match="--relabel"):
             realtext.load_captured(["cron"])
-    finally:
-        realtext._all_templates.cache_clear()
-        realtext._all_captured.cache_clear()

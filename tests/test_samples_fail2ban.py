@@ -13,6 +13,7 @@ import pytest
 
 from nanomodel import realtext
 from nanomodel.harvest import samples_fail2ban as f2b
+from tests.support.realdata import own_data_folder, reread_lines
 
 SSHD = """\
 # filterOptions: [{}, {"mode": "aggressive"}]
@@ -150,28 +151,21 @@ def test_the_committed_samples_load_validated_and_are_never_training_text() -> N
 def test_the_loader_refuses_a_sample_with_a_bad_label_and_follows_reviews(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "templates").symlink_to(realtext.DATA / "templates")
     (tmp_path / "samples").mkdir()
     row = {"source": "cron", "text": "Dec  3 10:00:01 gw CRON[88]: (root) INSECURE MODE "
            "(group/other writable) (/etc/crontab)", "label": "normal",
            "reason": "template database.c:426 (...): level", "template_origin": "database.c:426",
            "how": "fail2ban tests/files/logs/x:1 (0123abcd)", "level": "info"}
     (tmp_path / "samples" / "cron.jsonl").write_text(json.dumps(row) + "\n")
-    monkeypatch.setattr(realtext, "DATA", tmp_path)
-    realtext._all_templates.cache_clear()
-    realtext._all_captured.cache_clear()
-    try:
+    with own_data_folder(tmp_path, monkeypatch):
         [line] = realtext.load_samples(["cron"])
         # the template was reviewed to security after the row was written: the review wins
         assert line.as_logged and line.label == "security" and "review:" in line.reason
         (tmp_path / "samples" / "cron.jsonl").write_text(
             json.dumps(dict(row, label="alarming")) + "\n")
-        realtext._all_captured.cache_clear()
+        reread_lines()
         with pytest.raises(ValueError, match=r"samples/cron\.jsonl:1: label 'alarming'"):
             realtext.load_samples(["cron"])
-    finally:
-        realtext._all_templates.cache_clear()
-        realtext._all_captured.cache_clear()
 
 
 def test_counts_md_keeps_the_sample_section_when_either_harvester_rewrites_it(
