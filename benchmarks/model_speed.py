@@ -11,7 +11,8 @@ generated lines of every style (training and held-out), with tokenization
 ``LoadedModel.classify([line])`` per call, tokenization included.
 
 Budgets: bundle <= 1 MiB (issue 3); >= 50,000 lines/s on one core at batch 64
-including tokenization (issue 9's "budgets that still hold"; issue 3 asked 20,000). Prints a human summary, then one JSON line (the last line).
+including tokenization (issue 9's "budgets that still hold"; issue 3 asked 20,000).
+Prints a human summary, then one JSON line (the last line).
 """
 
 from __future__ import annotations
