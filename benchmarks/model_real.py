@@ -122,14 +122,14 @@ def _samples(bundle: Path) -> int:
     from nanomodel.realtext import load_samples
 
     lines = [(c.text, c.label, c.source) for c in load_samples()]
-    _, anomaly = LoadedModel.load(bundle).classify([t for t, _, _ in lines])
-    rep = report(lines, np.asarray(anomaly))
+    anomaly = np.asarray(LoadedModel.load(bundle).classify([t for t, _, _ in lines])[1])
+    rep = report(lines, anomaly)
     print(f"{bundle.name} on {len(lines)} public sample lines of {len(rep) - 1} sources, "
           "never trained on\n")
     print(format_table(rep))
     wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
     o, k = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
-    at = recall_at_false_alarms(lines, np.asarray(anomaly), (k.false_alarm_rate,))
+    at = recall_at_false_alarms(lines, anomaly, (k.false_alarm_rate,))
     print(f"\nmodel beats the keyword rule on {wins} of {len(rep) - 1} sources; overall "
           f"false alarms {100 * o.false_alarm_rate:.1f} % (rule {100 * k.false_alarm_rate:.1f} %)"
           f", recall {100 * o.recall:.1f} % (rule {100 * k.recall:.1f} %); at the rule's "

@@ -133,8 +133,8 @@ class CapturedLine:
     label: str
     reason: str
     how: str
-    # a public sample's line, kept as its log holds it (its own time and host, or none):
-    # real_lines adds no head to it
+    # a public sample's line (samples/), kept as its log holds it (its own time and host,
+    # or none): evaluation only, returned by load_samples and never by load_captured
     as_logged: bool = False
 
 
@@ -210,16 +210,19 @@ def load_templates(sources: list[str] | None = None) -> list[Template]:
 def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
     """Every line real daemons printed here, or those of the given sources (training and
     the held-out evaluation; public samples are not among them: :func:`load_samples`)."""
-    keep = set(sources) if sources is not None else None
-    return [c for c in _all_captured()
-            if not c.as_logged and (keep is None or c.source in keep)]
+    return _lines(as_logged=False, sources=sources)
 
 
 def load_samples(sources: list[str] | None = None) -> list[CapturedLine]:
     """Public log samples (fail2ban's test logs), each line as its log holds it: an
     evaluation of other people's logs that no model is trained on (docs/model.md)."""
+    return _lines(as_logged=True, sources=sources)
+
+
+def _lines(as_logged: bool, sources: list[str] | None) -> list[CapturedLine]:
     keep = set(sources) if sources is not None else None
-    return [c for c in _all_captured() if c.as_logged and (keep is None or c.source in keep)]
+    return [c for c in _all_captured()
+            if c.as_logged == as_logged and (keep is None or c.source in keep)]
 
 
 def sources() -> list[str]:
