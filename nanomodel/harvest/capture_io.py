@@ -181,13 +181,24 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
 
 def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
     """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
-    rows = captured_rows(log_text)
+    return write_rows_by_source(captured_rows(log_text), folder)
+
+
+def write_rows_by_source(rows: list[dict[str, str]], folder: Path,
+                         prune: bool = False) -> dict[str, int]:
+    """Replace ``folder/<source>.jsonl`` for every source of ``rows`` (one compact JSON
+    object per line); ``prune``: also remove the files of sources ``rows`` no longer has.
+    Rows per source written."""
     by_source: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row)
     folder.mkdir(parents=True, exist_ok=True)
+    if prune:
+        for old in folder.glob("*.jsonl"):
+            if old.stem not in by_source:
+                old.unlink()
     for source, items in by_source.items():
-        with (folder / f"{source}.jsonl").open("w") as fh:
+        with (folder / f"{source}.jsonl").open("w", encoding="utf-8") as fh:
             for row in items:
                 fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
     return {s: len(v) for s, v in by_source.items()}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nanomodel import realtext
-from nanomodel.harvest.capture_io import MAX_PER_SHAPE, message_body
+from nanomodel.harvest.capture_io import MAX_PER_SHAPE, message_body, write_rows_by_source
 from nanomodel.harvest.match import Matcher, request_rule
 from nanomodel.harvest.samples_fail2ban_review import (
     DECISIONS,
@@ -269,18 +269,9 @@ def read_git_logs(git_dir: Path, commit: str = "HEAD") -> tuple[dict[str, str], 
 
 
 def write_samples(rows: list[dict[str, str]], folder: Path = DATA) -> None:
-    """Replace ``folder/<source>.jsonl`` with the rows of each source."""
-    by_source: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        by_source.setdefault(row["source"], []).append(row)
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.jsonl"):
-        if old.stem not in by_source:
-            old.unlink()
-    for source, items in by_source.items():
-        with (folder / f"{source}.jsonl").open("w", encoding="utf-8") as fh:
-            for row in items:
-                fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    """Replace ``folder/<source>.jsonl`` with the rows of each source (and remove the
+    files of sources the sample no longer has)."""
+    write_rows_by_source(rows, folder, prune=True)
 
 
 COUNTS_HEADING = "## Public log samples (fail2ban)"
