@@ -45,7 +45,6 @@ from typing import cast
 
 import numpy as np
 
-from agent.alerts import AlertPolicy
 from agent.config import AlertConfig
 from agent.model import LoadedModel
 from nanomodel import default_bundle_path
@@ -69,6 +68,7 @@ from nanomodel.realeval import (
     recall_at_false_alarms,
     report,
     score_heldout,
+    sent_alerts,
     source_folds,
     split_known,
 )
@@ -137,22 +137,13 @@ def _samples(bundle: Path) -> int:
           f"false alarms {100 * o.false_alarm_rate:.1f} % (rule {100 * k.false_alarm_rate:.1f} %)"
           f", recall {100 * o.recall:.1f} % (rule {100 * k.recall:.1f} %); at the rule's "
           f"false-alarm rate the model finds {100 * at[k.false_alarm_rate]:.1f} %")
-    sent = report(lines, _agent_alerts(model, probs, anomaly))[OVERALL]["model"]
+    flags = sent_alerts(model.labels, model.manifest.normal_label, probs, anomaly)
+    sent = report(lines, flags)[OVERALL]["model"]
     print(f"alerts as the agent sends them (default [alerts]: a label at >= "
           f"{AlertConfig().default_min_score} or anomaly >= {AlertConfig().anomaly_threshold}"
           f"): F1 {sent.f1:.3f}, false alarms {100 * sent.false_alarm_rate:.1f} %, recall "
           f"{100 * sent.recall:.1f} %")
     return 0
-
-
-def _agent_alerts(model: LoadedModel, probs: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
-    """1.0 where the agent's default alert policy fires, else 0.0 (as ``report`` reads
-    scores: flagged above 0.5). The issue's measure flags anomaly > 0.5; a technician is
-    sent only these."""
-    policy = AlertPolicy.build(AlertConfig(), model.labels, model.manifest.normal_label)
-    fires = [policy.decide(model.labels[int(p.argmax())], float(p.max()), float(a)) is not None
-             for p, a in zip(probs, anomaly, strict=True)]
-    return np.array(fires, dtype=np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:

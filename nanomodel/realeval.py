@@ -203,3 +203,18 @@ def format_table(rep: dict[str, dict[str, AlertFigures]]) -> str:
                     f"| {k.f1:.3f} / {100 * k.false_alarm_rate:.1f} % / {100 * k.recall:.1f} % "
                     f"| {'yes' if beats_keyword(figs) else 'no'} |")
     return "\n".join(rows)
+
+
+def sent_alerts(labels: Sequence[str], normal_label: str, probs: np.ndarray,
+                anomaly: np.ndarray) -> np.ndarray:
+    """1.0 where the agent's *default* alert policy (:class:`agent.alerts.AlertPolicy`
+    with a default ``[alerts]`` table) sends an alert for a line, else 0.0 — scores that
+    :func:`report` reads as flagged or not. The figures above flag at anomaly > 0.5, as
+    the issue measures; a technician is sent only these."""
+    from agent.alerts import AlertPolicy
+    from agent.config import AlertConfig
+
+    policy = AlertPolicy.build(AlertConfig(), list(labels), normal_label)
+    fires = [policy.decide(labels[int(p.argmax())], float(p.max()), float(a)) is not None
+             for p, a in zip(probs, anomaly, strict=True)]
+    return np.array(fires, dtype=np.float32)

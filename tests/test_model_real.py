@@ -88,7 +88,7 @@ def test_shipped_model_on_public_samples_it_never_saw_beats_the_keyword_rule() -
     _, anomaly = LoadedModel.load(default_bundle_path()).classify([t for t, _, _ in lines])
     overall = report(lines, np.asarray(anomaly))[OVERALL]
     model, rule = overall["model"], overall["keyword"]
-    # measured: 0.730 / 20.9 % / 61.9 % against the rule's 0.706 / 35.7 % / 61.7 %
+    # measured: 0.726 / 20.4 % / 61.3 % against the rule's 0.706 / 35.7 % / 61.7 %
     assert model.f1 > rule.f1 and model.f1 >= 0.70
     assert model.false_alarm_rate < rule.false_alarm_rate - 0.10
     assert model.recall >= 0.58
@@ -96,3 +96,27 @@ def test_shipped_model_on_public_samples_it_never_saw_beats_the_keyword_rule() -
     assert shipped["public_sample.overall.alert_f1"] == pytest.approx(model.f1, abs=0.01)
     assert shipped["public_sample.overall.keyword_rule_false_alarm_rate"] == \
         pytest.approx(rule.false_alarm_rate, abs=1e-4)
+
+
+def test_alerts_the_agent_sends_on_public_samples_are_quieter_than_the_grep() -> None:
+    """What a technician is actually sent (the agent's default [alerts] policy: a label
+    at >= 0.8 or anomaly >= 0.95) on other people's logs: far fewer healthy lines than
+    the grep flags, and still a good share of the alerts."""
+    import numpy as np
+
+    from agent.model import LoadedModel
+    from nanomodel.realeval import sent_alerts
+    from nanomodel.realtext import load_samples
+
+    lines = [(c.text, c.label, c.source) for c in load_samples()]
+    model = LoadedModel.load(default_bundle_path())
+    probs, anomaly = model.classify([t for t, _, _ in lines])
+    flags = sent_alerts(model.labels, model.manifest.normal_label, probs, anomaly)
+    overall = report(lines, flags)[OVERALL]
+    sent, rule = overall["model"], overall["keyword"]
+    # measured: 4.7 % false alarms, recall 45.1 %, F1 0.614; the grep 35.7 % / 61.7 %
+    assert sent.false_alarm_rate <= 0.08 and sent.false_alarm_rate < rule.false_alarm_rate / 4
+    assert sent.recall >= 0.40
+    # stricter than the measure's flag, never looser: every line sent is flagged at 0.5
+    assert np.all(np.asarray(anomaly)[flags > 0.5] > 0.5)
+
