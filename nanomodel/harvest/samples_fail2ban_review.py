@@ -163,6 +163,9 @@ _BAD_REQUEST = ("a client sent a malformed or undecodable request (4xx): scanner
                 "broken clients do this all day (request:bad-request)")
 _ACCESS_LINE = ("an access-log line of an ordinary request: nothing in it says trouble "
                 "(fail2ban bans on the user agent or URL it knows to be a bad bot's)")
+_CONTENT = ("a message refused or marked by a content filter (a milter, SpamAssassin): a mail "
+            "server's everyday anti-spam work (LABELLING.md, mail servers: content and bot "
+            "rejections are normal, refusals as a sender, relay or login security)")
 _TLS = ("a client's TLS handshake that failed (a scanner, an old client, plain text on the "
         "TLS port): a client's mistake, normal (LABELLING.md, the classic servers)")
 
@@ -200,6 +203,8 @@ DECISIONS: tuple[Decision, ...] = (
     _d("postfix", r"lost connection after \w+ from|disconnect from \S+ .*commands=|"
        r"HANGUP after \d+ from|COMMAND TIME LIMIT from", "normal",
        "a client leaving or slow (postfix's templates: normal); " + _SESSION_END, true=True),
+    _d("postfix", r"milter-reject: |Data command rejected", "normal", _CONTENT, true=True),
+    _d("exim", r"SA: Action: flagged as Spam", "normal", _CONTENT, true=True),
     _d("mongodb", r"\] end connection ", "normal",
        "a client connection ending; the failed authentication before it is the alert",
        true=True),
