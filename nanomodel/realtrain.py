@@ -24,7 +24,7 @@ import numpy as np
 from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
-from nanomodel.realeval import RealLine, Scorer, Trainer
+from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
 from nanomodel.templates import LABELS
 from nanomodel.train import FeaturizerLike, SparseRows, TrainConfig, fit
 
@@ -164,16 +164,20 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
 
 def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
                   labels: Sequence[str] = LABELS,
-                  w1_prior: np.ndarray | None = None, jobs: int = 1) -> Trainer:
+                  w1_prior: np.ndarray | None = None, jobs: int = 1,
+                  sent: bool = False) -> Trainer:
     """A :data:`nanomodel.realeval.Trainer`: real lines -> scorer of a model trained on
     them mixed with the corpus (used by the held-out evaluation; ``jobs`` as in
-    :func:`train_distilled`, 1 where the caller already runs trainers in parallel)."""
+    :func:`train_distilled`, 1 where the caller already runs trainers in parallel).
+    ``sent``: the scorer gives 1.0 where the agent's default alert policy would send an
+    alert and 0.0 elsewhere (:func:`nanomodel.realeval.sent_alerts`) instead of anomaly."""
 
     def train(real: list[RealLine]) -> Scorer:
         model = train_distilled(real, featurizer, mix, cfg, labels, w1_prior, jobs)
 
         def score(batch: list[str]) -> np.ndarray:
-            return reference_forward(model, featurizer.transform(batch))[1]
+            probs, anomaly = reference_forward(model, featurizer.transform(batch))
+            return sent_alerts(labels, "normal", probs, anomaly) if sent else anomaly
 
         return score
 

@@ -15,6 +15,7 @@ from nanomodel.realeval import (
     manifest_figures,
     recall_at_false_alarms,
     report,
+    sent_alerts,
     source_folds,
 )
 
@@ -111,3 +112,17 @@ def test_known_daemon_split_never_puts_one_text_on_both_sides() -> None:
     assert not seen_train & {t for t, _, _ in test}
     assert len(train) - 1 + len(test) == len(captured)
     assert split_known(templates, captured) == (train, test)
+
+
+def test_sent_alerts_follow_the_agents_default_policy() -> None:
+    """A line is sent when an alert label reaches 0.8 or the anomaly reaches 0.95 (the
+    agent's [alerts] defaults), not at the evaluation's 0.5 flag."""
+    labels = ["normal", "security", "storage"]
+    probs = np.array([[0.10, 0.85, 0.05],   # a label at 0.85: sent
+                      [0.30, 0.40, 0.30],   # anomaly 0.70, no label at 0.8: not sent
+                      [0.04, 0.48, 0.48],   # anomaly 0.96 spread over two labels: sent
+                      [0.95, 0.03, 0.02]],  # healthy
+                     dtype=np.float32)
+    anomaly = 1.0 - probs[:, 0]
+    assert sent_alerts(labels, "normal", probs, anomaly).tolist() == [1.0, 0.0, 1.0, 0.0]
+
