@@ -20,9 +20,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0,
+              proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until something listens on ``port``; with ``proc``, give up as soon as that
+    process has exited (a broker that refused its config never will listen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TimeoutError(f"the process exited ({proc.returncode}) before anything "
+                               f"listened on 127.0.0.1:{port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -95,11 +101,16 @@ class Mosquitto:
 
     def start(self) -> Self:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Mosquitto's own messages go to its log file; what it prints to stderr before it
+        # opens that file (a bad config line) is appended to the same file, so the error
+        # below names it. (A pipe nobody reads leaked a descriptor per broker and could
+        # block mosquitto once full.)
+        with open(self.log, "ab") as early:
+            self.proc = subprocess.Popen([binary, "-c", str(self.config)],
+                                         stdout=subprocess.DEVNULL, stderr=early)
         try:
             for port in self.ports():
-                wait_port(port)
+                wait_port(port, proc=self.proc)
         except TimeoutError:
             self.stop()
             log = self.log.read_text() if self.log.exists() else ""

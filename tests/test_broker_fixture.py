@@ -27,3 +27,22 @@ def test_tls_acl_confines_device(tls_broker):
     assert any(m.payload == b"own" for m in c.messages)
     c.close()
     spy.close()
+
+
+def test_a_broker_that_refuses_its_config_says_why_at_once(tmp_path):
+    """Mosquitto prints a bad config line to stderr before it opens its log file: the
+    fixture's error carries that message, and it does not wait out the port timeout."""
+    import time
+
+    import pytest
+
+    from hil.broker import Mosquitto
+
+    bad = Mosquitto(tmp_path)
+    bad.config.write_text(bad.config.read_text() + "\nno_such_option 1\n")
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match='Unknown configuration variable "no_such_option"'):
+        bad.start()
+    assert time.monotonic() - t0 < 5
+    assert bad.proc is None
+
