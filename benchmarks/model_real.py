@@ -46,8 +46,6 @@ from typing import cast
 
 import numpy as np
 
-from agent.config import AlertConfig
-from agent.model import LoadedModel
 from nanomodel import default_bundle_path
 from nanomodel.build_default import (
     HELDOUT_FIGURES_PATH,
@@ -122,6 +120,8 @@ def _known() -> int:
 def _samples(bundle: Path) -> int:
     """The shipped bundle, as the agent runs it, on the public log samples that no model
     is trained on (fail2ban's test logs: other people's systems, many software versions)."""
+    from agent.config import AlertConfig
+    from agent.model import LoadedModel
     from nanomodel.realtext import load_samples
 
     lines = [(c.text, c.label, c.source) for c in load_samples()]

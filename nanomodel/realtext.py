@@ -283,8 +283,6 @@ def _as_in_a_file(text: str, rng: random.Random, prefix_share: float) -> str:
     return text
 
 
-
-
 def real_lines(
     rng: random.Random,
     per_template: int = 3,
