@@ -54,7 +54,7 @@ class GeneratedBroker:
                                      stderr=subprocess.STDOUT)
         try:
             for port in self.ports:
-                wait_port(port)
+                wait_port(port, proc=self.proc)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"mosquitto did not start:\n{self.output()}") from None
