@@ -47,6 +47,7 @@ from typing import cast
 import numpy as np
 
 from nanomodel import default_bundle_path
+from nanomodel.blas_pin import reexec_pinned
 from nanomodel.build_default import (
     HELDOUT_FIGURES_PATH,
     heldout_fingerprint,
@@ -225,4 +226,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_pinned()  # the figures of one BLAS kernel on every x86-64 CPU (nanomodel.blas_pin)
     sys.exit(main())

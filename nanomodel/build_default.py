@@ -22,6 +22,7 @@ import numpy as np
 
 from nanomodel import default_bundle_path
 from nanomodel.baseline import KeywordBaseline
+from nanomodel.blas_pin import reexec_pinned
 from nanomodel.corpus import Example, default_splits
 from nanomodel.features import Featurizer, default_spec
 from nanomodel.metrics import score
@@ -189,4 +190,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_pinned()  # the same bytes on every x86-64 CPU (nanomodel.blas_pin)
     sys.exit(main())
