@@ -35,12 +35,15 @@ def _cpu_runs_haswell_kernels(cpuinfo: str) -> bool:
     return False
 
 
-def pinned_env(env: Mapping[str, str] | None = None,
-               cpuinfo: str | None = None) -> dict[str, str] | None:
+def pinned_env(env: Mapping[str, str] | None = None, cpuinfo: str | None = None,
+               machine: str | None = None) -> dict[str, str] | None:
     """``env`` (default: this process's) with OpenBLAS pinned to :data:`CORETYPE`, or None
-    when nothing is to change (already set, not x86-64, or a CPU without AVX2/FMA)."""
+    when nothing is to change (already set, not x86-64, or a CPU without AVX2/FMA).
+    ``cpuinfo`` and ``machine`` default to this machine's ``/proc/cpuinfo`` and
+    ``platform.machine()``."""
     env = dict(os.environ if env is None else env)
-    if _VAR in env or platform.machine() not in ("x86_64", "AMD64"):
+    machine = platform.machine() if machine is None else machine
+    if _VAR in env or machine not in ("x86_64", "AMD64"):
         return None
     if cpuinfo is None:
         try:

@@ -129,7 +129,6 @@ def test_sent_alerts_follow_the_agents_default_policy() -> None:
     assert sent_alerts(labels, "normal", probs, anomaly).tolist() == [1.0, 0.0, 1.0, 0.0]
 
 
-
 def test_the_grep_as_a_second_opinion_moves_each_lines_threshold_by_its_match() -> None:
     anomaly = np.array([0.30, 0.30, 0.70, 0.70, 0.05])
     keyword = np.array([True, False, True, False, True])

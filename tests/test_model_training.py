@@ -148,9 +148,10 @@ def test_shipped_default_bundle_is_what_the_build_script_makes(tmp_path: Path) -
     # numpy loads, and the script pins them (nanomodel.blas_pin) so that any x86-64 CI
     # machine rebuilds the committed bytes; this process loaded numpy long ago.
     out = tmp_path / "default.nfb"
-    subprocess.run([sys.executable, "-m", "nanomodel.build_default", "--quiet", "--out",
-                    str(out)], check=True, capture_output=True, timeout=900,
-                   cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-m", "nanomodel.build_default", "--quiet",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes() == default_bundle_path().read_bytes(), \
         "agent/data/default.nfb is stale: run python -m nanomodel.build_default"
     read_bundle(out.read_bytes())
