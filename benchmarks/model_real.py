@@ -7,6 +7,7 @@
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
+    python benchmarks/model_real.py --folds 8 --mix pool_share=0.2 seed=10  # a recipe variant
 
 For each source S, a model is trained exactly as ``nanomodel.build_default`` trains the
 shipped one (same corpus mix, same hyper-parameters) but without any line of S, then
@@ -42,6 +43,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import cast
 
@@ -74,7 +76,7 @@ from nanomodel.realeval import (
     source_folds,
     split_known,
 )
-from nanomodel.realtrain import mixed_trainer
+from nanomodel.realtrain import MixConfig, mixed_trainer
 
 _SHARED: dict[str, object] = {}  # set before the worker processes fork
 
@@ -162,6 +164,22 @@ def _keyword_prior(lines: list[RealLine], anomaly: np.ndarray, folds: int) -> No
           f"{100 * o.recall:.1f} %, beats the keyword rule on {wins} of {len(rep) - 1} sources")
 
 
+def mix_variant(pairs: list[str]) -> dict[str, int | float]:
+    """``["seed=10", "pool_share=0.2"]`` -> MixConfig fields to replace (numbers only)."""
+    names = {f.name: f.type for f in fields(MixConfig)}
+    out: dict[str, int | float] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in names:
+            raise ValueError(f"--mix {pair}: {key!r} is not a MixConfig field "
+                             f"(one of {', '.join(sorted(names))})")
+        try:
+            out[key] = int(value) if names[key] in (int, "int") else float(value)
+        except ValueError:
+            raise ValueError(f"--mix {pair}: {value!r} is not a number") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=None,
@@ -183,7 +201,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the held-out figures with the grep as a second "
                         "opinion (nanomodel.realeval.nested_keyword_prior; measured, not "
                         "shipped)")
+    parser.add_argument("--mix", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="measure a variant of the shipped recipe: MixConfig fields "
+                        "replaced (e.g. seed=10 pool_share=0.2 teacher_words=64); not with "
+                        "--write")
     args = parser.parse_args(argv)
+    try:
+        variant = mix_variant(args.mix)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if variant and args.write:
+        parser.error("--mix measures a variant: its figures are not the shipped recipe's, "
+                     "so they are not written")
     if args.keyword_prior and (args.sent or args.folds is None):
         parser.error("--keyword-prior needs --folds (its choice is nested over the groups) "
                      "and not --sent")
@@ -194,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples:
         return _samples(args.samples)
     mix, cfg, prior = recipe(quiet=True)
+    mix = replace(mix, **variant)
     lines = real_training_lines()
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,

@@ -317,6 +317,19 @@ def real_lines(
     return out
 
 
+def pool_lines(rng: random.Random, prefix_share: float = 0.5) -> list[str]:
+    """The unlabelled pool (``pool/<source>.jsonl``, :mod:`nanomodel.harvest.pool`): each
+    message rendered once, a share behind a syslog prefix. No labels: a teacher's
+    judgement is their only target (:func:`nanomodel.realtrain.train_distilled`)."""
+    out: list[str] = []
+    for _, _, row in jsonl_rows(DATA / "pool"):
+        text = fill(row["template"], rng, row["source"], row["origin"]).strip()
+        if rng.random() < prefix_share:
+            text = syslog_prefix(row["source"], rng) + text
+        out.append(text)
+    return out
+
+
 __all__ = [
     "LABELS",
     "CapturedLine",

@@ -45,6 +45,12 @@ class MixConfig:
     normal_weight: float = 1.0  # extra weight of normal lines (real logs are mostly normal)
     teachers: int = 1  # >1: models on other seeds' mixes, distilled into one (train_distilled)
     seed: int = 0
+    # >0 (with teachers > 1): unlabelled real messages (nanomodel.realtext.pool_lines) join
+    # the student's rows with the teachers' mean as their only target, at this share of
+    # the student's total weight (the transfer set: docs/model.md "The teacher")
+    pool_share: float = 0.0
+    teacher_words: int = 0  # >0: teachers also read the LLM teacher's word vectors (dims)
+    teacher_buckets: int = 0  # >0: teachers hash into this many buckets instead
 
 
 def _daemon_name(source: str) -> str:
@@ -128,6 +134,75 @@ def _teacher_probabilities(real: Sequence[RealLine], featurizer: FeaturizerLike,
     return _probabilities(teacher, student[3])
 
 
+class _Concat:
+    """Two featurizers side by side (a teacher's wider view of a line)."""
+
+    def __init__(self, a: FeaturizerLike, b: FeaturizerLike) -> None:
+        self.a, self.b = a, b
+        self.width = a.width + b.width
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        return np.hstack([self.a.transform(texts), self.b.transform(texts)])
+
+
+def teacher_featurizer(featurizer: FeaturizerLike, texts: Sequence[str],
+                       mix: MixConfig) -> FeaturizerLike:
+    """What the teachers read: the student's features, or more buckets and/or the LLM
+    teacher's word vectors (vocabulary: the words of ``texts`` and the teacher's common
+    words, never a held-out line's)."""
+    out: FeaturizerLike = featurizer
+    if mix.teacher_buckets:
+        from agent.featurizer import Featurizer, default_spec
+
+        out = Featurizer(default_spec().model_copy(update={"buckets": mix.teacher_buckets}))
+    if mix.teacher_words:
+        from nanomodel.teacher import Teacher, WordVectorFeatures, vocabulary
+
+        teacher = Teacher()
+        out = _Concat(out, WordVectorFeatures(teacher, vocabulary(texts, teacher),
+                                              dims=mix.teacher_words))
+    return out
+
+
+def _wide_teacher(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+                  cfg: TrainConfig, labels: Sequence[str], read: SparseRows,
+                  i: int) -> np.ndarray:
+    """Teacher ``i`` on seed ``+ i``'s mix, in its own features, read on ``read``."""
+    t_texts, t_y, t_w = training_rows(real, replace(mix, seed=mix.seed + i), labels)
+    teacher = fit(featurizer, t_texts, t_y, list(labels), "normal",
+                  replace(cfg, seed=cfg.seed + i, progress=False), sample_weight=t_w)
+    return _probabilities(teacher, read)
+
+
+def _train_with_pool(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+                     cfg: TrainConfig, labels: Sequence[str], jobs: int) -> ShippedModel:
+    """The student on its rows and the unlabelled pool, towards the (wider) teachers' mean."""
+    from nanomodel.realtext import pool_lines
+
+    texts, y, weights = training_rows(real, mix, labels)
+    pool = pool_lines(random.Random(mix.seed + 303)) if mix.pool_share > 0 else []
+    every = texts + pool
+    t_feat = teacher_featurizer(featurizer, [t for t, _, _ in real] + pool, mix)
+    read = SparseRows(t_feat, every, progress=False)
+    teach = partial(_wide_teacher, real, t_feat, mix, cfg, labels, read)
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as ex:
+            probs = list(ex.map(teach, range(mix.teachers)))
+    else:
+        probs = [teach(i) for i in range(mix.teachers)]
+    mean = sum(probs[1:], probs[0]) / mix.teachers
+    if pool:
+        share = mix.pool_share / (1 - mix.pool_share)
+        weights = np.concatenate(
+            [weights, np.full(len(pool), share * float(weights.sum()) / len(pool), np.float32)])
+        weights *= len(weights) / weights.sum()
+        y = np.concatenate([y, mean[len(texts):].argmax(axis=1)])
+    return fit(featurizer, every, y, list(labels), "normal", cfg, sample_weight=weights,
+               soft_targets=mean.astype(np.float32),
+               features=SparseRows(featurizer, every, cfg.progress))
+
+
 def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
                     cfg: TrainConfig, labels: Sequence[str] = LABELS,
                     w1_prior: np.ndarray | None = None, jobs: int = 1) -> ShippedModel:
@@ -140,6 +215,8 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
     a model of the shipped size taught that mean keeps the file, the throughput and
     head-only fine-tunes as they are. ``jobs`` > 1 trains teachers in forked processes
     (the same bytes either way: each teacher is seeded, their mean taken in order)."""
+    if mix.teachers > 1 and (mix.pool_share > 0 or mix.teacher_words or mix.teacher_buckets):
+        return _train_with_pool(real, featurizer, mix, cfg, labels, jobs)
     texts, y, weights = training_rows(real, mix, labels)
     if mix.teachers <= 1:
         return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
