@@ -30,7 +30,7 @@ from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
 from nanomodel.realeval import RealLine, manifest_figures, report
 from nanomodel.realistic import CHECK_LINES, TUNING_LINES
-from nanomodel.realtrain import MixConfig, train_shipped
+from nanomodel.realtrain import MixConfig, train_shipped, transfer_lines
 from nanomodel.templates import LABELS
 from nanomodel.train import TrainConfig
 
@@ -69,6 +69,12 @@ def heldout_fingerprint(lines: list[RealLine]) -> str:
     h = hashlib.sha256(repr((mix, cfg, prior is not None)).encode())
     for text, label, source in lines:
         h.update(f"{source}\x1f{label}\x1f{text}\x1e".encode())
+    for text in transfer_lines(mix):  # the teachers' transfer set is training data too
+        h.update(f"{text}\x1e".encode())
+    if mix.teacher_words:  # the LLM-distilled word vectors the teachers read
+        from importlib.metadata import version
+
+        h.update(f"wordllama {version('wordllama')}".encode())
     return h.hexdigest()
 
 

@@ -47,7 +47,7 @@ class MixConfig:
     seed: int = 0
     # >0 (with teachers > 1): unlabelled real messages (nanomodel.realtext.pool_lines) join
     # the student's rows with the teachers' mean as their only target, at this share of
-    # the student's total weight (the transfer set: docs/model.md "The teacher")
+    # the real lines' weight (the transfer set: docs/model.md "The teacher")
     pool_share: float = 0.0
     teacher_words: int = 0  # >0: teachers also read the LLM teacher's word vectors (dims)
     teacher_buckets: int = 0  # >0: teachers hash into this many buckets instead
@@ -174,13 +174,18 @@ def _wide_teacher(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: Mix
     return _probabilities(teacher, read)
 
 
+def transfer_lines(mix: MixConfig) -> list[str]:
+    """The unlabelled pool as ``mix`` renders it (empty without ``pool_share``)."""
+    from nanomodel.realtext import pool_lines
+
+    return pool_lines(random.Random(mix.seed + 303)) if mix.pool_share > 0 else []
+
+
 def _train_with_pool(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
                      cfg: TrainConfig, labels: Sequence[str], jobs: int) -> ShippedModel:
     """The student on its rows and the unlabelled pool, towards the (wider) teachers' mean."""
-    from nanomodel.realtext import pool_lines
-
     texts, y, weights = training_rows(real, mix, labels)
-    pool = pool_lines(random.Random(mix.seed + 303)) if mix.pool_share > 0 else []
+    pool = transfer_lines(mix)
     every = texts + pool
     t_feat = teacher_featurizer(featurizer, [t for t, _, _ in real] + pool, mix)
     read = SparseRows(t_feat, every, progress=False)
@@ -193,9 +198,16 @@ def _train_with_pool(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: 
         probs = [teach(i) for i in range(mix.teachers)]
     mean = sum(probs[1:], probs[0]) / mix.teachers
     if pool:
-        share = mix.pool_share / (1 - mix.pool_share)
-        weights = np.concatenate(
-            [weights, np.full(len(pool), share * float(weights.sum()) / len(pool), np.float32)])
+        # Pool lines the teachers call normal weigh ``normal_weight`` times more, as labelled
+        # normal lines do, and the pool's weight comes out of the real lines' share so the
+        # corpus keeps its own (neither stopped the pool from raising false alarms on the
+        # corpus's held-out styles: docs/model.md, "The teacher", (e))
+        normal = list(labels).index("normal")
+        pool_w = 1.0 + (mix.normal_weight - 1.0) * mean[len(texts):, normal]
+        real_w = float(weights[:len(real)].sum())
+        weights[:len(real)] *= 1.0 - mix.pool_share
+        pool_w *= mix.pool_share * real_w / float(pool_w.sum())
+        weights = np.concatenate([weights, pool_w.astype(np.float32)])
         weights *= len(weights) / weights.sum()
         y = np.concatenate([y, mean[len(texts):].argmax(axis=1)])
     return fit(featurizer, every, y, list(labels), "normal", cfg, sample_weight=weights,
