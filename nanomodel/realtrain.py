@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -174,6 +174,21 @@ def _wide_teacher(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: Mix
     return _probabilities(teacher, read)
 
 
+def _teachers_mean(teach: Callable[[int], np.ndarray], teachers: int, jobs: int) -> np.ndarray:
+    """The mean of ``teach(0) ... teach(teachers - 1)``, in forked processes when ``jobs`` >
+    1 (the same bytes either way: each teacher is seeded, the mean taken in order)."""
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(jobs, teachers), mp_context=ctx) as pool:
+            probs = list(pool.map(teach, range(teachers)))
+    else:
+        probs = [teach(i) for i in range(teachers)]
+    mean = np.zeros_like(probs[0])
+    for p in probs:
+        mean += p / teachers
+    return mean
+
+
 def transfer_lines(mix: MixConfig) -> list[str]:
     """The unlabelled pool as ``mix`` renders it (empty without ``pool_share``)."""
     from nanomodel.realtext import pool_lines
@@ -189,14 +204,8 @@ def _train_with_pool(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: 
     every = texts + pool
     t_feat = teacher_featurizer(featurizer, [t for t, _, _ in real] + pool, mix)
     read = SparseRows(t_feat, every, progress=False)
-    teach = partial(_wide_teacher, real, t_feat, mix, cfg, labels, read)
-    if jobs > 1:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as ex:
-            probs = list(ex.map(teach, range(mix.teachers)))
-    else:
-        probs = [teach(i) for i in range(mix.teachers)]
-    mean = sum(probs[1:], probs[0]) / mix.teachers
+    mean = _teachers_mean(partial(_wide_teacher, real, t_feat, mix, cfg, labels, read),
+                          mix.teachers, jobs)
     if pool:
         # Pool lines the teachers call normal weigh ``normal_weight`` times more, as labelled
         # normal lines do, and the pool's weight comes out of the real lines' share so the
@@ -236,17 +245,8 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
     # The student's rows are made once: teachers read them, teacher 0 and the student
     # train on them.
     rows = SparseRows(featurizer, texts, cfg.progress)
-    teach = partial(_teacher_probabilities, real, featurizer, mix, cfg, labels, w1_prior,
-                    (texts, y, weights, rows))
-    if jobs > 1:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as pool:
-            probs = list(pool.map(teach, range(mix.teachers)))
-    else:
-        probs = [teach(i) for i in range(mix.teachers)]
-    mean = np.zeros((len(texts), len(labels)), np.float32)
-    for p in probs:
-        mean += p / mix.teachers
+    mean = _teachers_mean(partial(_teacher_probabilities, real, featurizer, mix, cfg, labels,
+                                  w1_prior, (texts, y, weights, rows)), mix.teachers, jobs)
     return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
                w1_prior=w1_prior, soft_targets=mean, features=rows)
 
