@@ -219,9 +219,10 @@ def _train_with_pool(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: 
         weights = np.concatenate([weights, pool_w.astype(np.float32)])
         weights *= len(weights) / weights.sum()
         y = np.concatenate([y, mean[len(texts):].argmax(axis=1)])
+    # teachers that read the student's own features have already made its rows
+    rows = read if t_feat is featurizer else SparseRows(featurizer, every, cfg.progress)
     return fit(featurizer, every, y, list(labels), "normal", cfg, sample_weight=weights,
-               soft_targets=mean.astype(np.float32),
-               features=SparseRows(featurizer, every, cfg.progress))
+               soft_targets=mean, features=rows)
 
 
 def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,

@@ -9,9 +9,10 @@ Why: on software it has never seen the model fails on *words* it has never seen
 (docs/model.md, "The teacher"). A teacher that reads the LLM-distilled word vectors
 knows what such words mean, but what it knows reaches the shipped model only through
 lines the shipped model is trained on. These lines are that channel (the transfer set
-of :func:`nanomodel.realtrain.train_distilled`): real messages of 37 more packages,
-which carry no label of ours — the teachers' judgement is their only target, so no
-person's decision is needed and none is invented.
+of :func:`nanomodel.realtrain.train_distilled`): real messages of the :data:`PACKAGES`
+the archive served (19 of them; SOURCES.md 1b), which carry no label of ours — the
+teachers' judgement is their only target, so no person's decision is needed and none is
+invented.
 
 Each package is read with one broad call pattern (``syslog``, ``*log*``, ``*err*``,
 ``*warn*``, ``g_warning``, ...) instead of a reviewed per-source one: a call that is not
@@ -80,9 +81,9 @@ def harvest_pool(root: Path, name: str, package: str, labelled: set[str],
         # a D-Bus name or an identifier alone ("net.connman.Agent.Error.Retry") is not a message
         if r["template"] not in labelled and " " in r["template"]
     ]
-    keep = {_key(r["template"]) for r in sorted(rows, key=lambda r: _key(r["template"]))
-            [:per_source]}
-    return [r for r in rows if _key(r["template"]) in keep]
+    # harvest_source yields each template once, so the template names its row
+    keep = set(sorted((r["template"] for r in rows), key=_key)[:per_source])
+    return [r for r in rows if r["template"] in keep]
 
 
 def main(argv: list[str] | None = None) -> int:
