@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
 from agent.sources.registry import SourceConfig, default_source_name
 from contract.strict import Strict
@@ -114,6 +115,9 @@ class ModelConfig(Strict):
         default="onnxruntime", description="Preferred runtime; the other is used, with a "
         "warning, when this one is not installed.")
     threads: int = Field(default=1, ge=1, le=64, description="Runtime threads.")
+    level_evidence: LevelEvidenceConfig = Field(
+        default_factory=LevelEvidenceConfig, description="Weigh in the level a program "
+        "logged a line at, where the source knows it (journald's PRIORITY).")
 
 
 class AlertRule(Strict):

@@ -14,6 +14,7 @@ import numpy as np
 
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
+from agent.level_evidence import SYSLOG_LEVELS, apply_levels
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
@@ -89,6 +90,7 @@ class Pipeline:
         self.batch_min = min(cfg.pipeline.batch_min_lines, cfg.pipeline.batch_size)
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
+        self.level_evidence = cfg.model.level_evidence
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
@@ -153,6 +155,10 @@ class Pipeline:
         model = self.slot.current()
         manifest = model.manifest
         probs, anomaly, failed = self._classify(model, lines)
+        if not failed and self.level_evidence.enabled:
+            probs, anomaly = apply_levels(probs, anomaly, [line.level for line in lines],
+                                          self.level_evidence.offsets,
+                                          manifest.labels.index(manifest.normal_label))
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(lines, items, manifest, probs.max(axis=1),
                                                   anomaly)
@@ -211,10 +217,13 @@ class Pipeline:
                                              float(scores[i]), float(anomaly[i]), now)
             if decision is None:
                 continue
+            reason = decision.reason
+            if line.level is not None and self.level_evidence.enabled:
+                reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
             alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
                           slot=self.slot.name, model_version=manifest.version,
                           item=item.model_copy(update={"text": line.text}),
-                          reason=decision.reason, repeats=decision.repeats)
+                          reason=reason, repeats=decision.repeats)
             messages.append((topics.alerts(self.device_id), alert.model_dump_json().encode()))
             self.recent_alerts.append(alert.model_dump(mode="json"))
             self.counters.inc("alerts")

@@ -7,6 +7,7 @@
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
+    python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
     python benchmarks/model_real.py --folds 8 --mix pool_share=0.2 seed=10  # a recipe variant
 
 For each source S, a model is trained exactly as ``nanomodel.build_default`` trains the
@@ -49,10 +50,13 @@ from typing import cast
 
 import numpy as np
 
+from agent.level_evidence import SYSLOG_LEVELS, LevelOffsets, apply_levels
 from nanomodel import default_bundle_path
 from nanomodel.blas_pin import reexec_pinned
 from nanomodel.build_default import (
     HELDOUT_FIGURES_PATH,
+    REAL_PER_TEMPLATE,
+    REAL_SEED,
     heldout_fingerprint,
     real_training_lines,
     recipe,
@@ -76,7 +80,13 @@ from nanomodel.realeval import (
     source_folds,
     split_known,
 )
-from nanomodel.realtrain import MixConfig, mixed_trainer
+from nanomodel.reallevels import (
+    fit_level_offsets,
+    nested_level_offsets,
+    priority,
+    real_line_priorities,
+)
+from nanomodel.realtrain import LABELS, MixConfig, mixed_trainer
 
 _SHARED: dict[str, object] = {}  # set before the worker processes fork
 
@@ -87,11 +97,13 @@ def _one_group(held: list[str]) -> np.ndarray:
 
 
 def _parallel(lines: list[RealLine], trainer: Trainer, folds: int | None, jobs: int,
-              progress: Callable[[int, int, list[str]], None]) -> np.ndarray:
-    """Held-out models trained in forked worker processes (same figures as one by one)."""
+              progress: Callable[[int, int, list[str]], None], width: int = 0) -> np.ndarray:
+    """Held-out models trained in forked worker processes (same figures as one by one).
+    ``width``: the scorer gives that many numbers per line (probabilities), not one."""
     _SHARED.update(lines=lines, trainer=trainer)
     groups = source_folds([s for _, _, s in lines], folds)
-    anomaly = np.full(len(lines), np.nan, dtype=np.float32)
+    shape = (len(lines), width) if width else (len(lines),)
+    anomaly = np.full(shape, np.nan, dtype=np.float32)
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         for i, (group, scores) in enumerate(zip(groups, pool.map(_one_group, groups),
@@ -104,22 +116,70 @@ def _parallel(lines: list[RealLine], trainer: Trainer, folds: int | None, jobs: 
 def _known() -> int:
     import random
 
-    from nanomodel.build_default import REAL_PER_TEMPLATE, REAL_SEED
     from nanomodel.realtext import load_captured, real_lines
 
     mix, cfg, prior = recipe(quiet=True)
     templates = real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
                            captured=False)
     captured = [(c.text, c.label, c.source) for c in load_captured()]
+    levels = {c.text: priority(c.level) for c in load_captured()}
     train, test = split_known(templates, captured)
     start = time.monotonic()
     score = mixed_trainer(Featurizer(default_spec()), mix, cfg,
-                          w1_prior=prior(train) if prior else None)(train)
-    rep = report(test, score([t for t, _, _ in test]))
+                          w1_prior=prior(train) if prior else None, probs=True)(train)
+    probs = score([t for t, _, _ in test])
+    anomaly = 1.0 - probs[:, LABELS.index("normal")]
+    rep = report(test, anomaly)
     print(f"known daemons, new lines: trained on {len(train)} lines, scored {len(test)} "
           f"captured lines never trained on, {time.monotonic() - start:.0f} s\n")
     print(format_table(rep))
+    _with_levels(test, probs, [levels[t] for t, _, _ in test])
     return 0
+
+
+def _figures(lines: list[RealLine], scores: np.ndarray) -> str:
+    o = report(lines, scores)[OVERALL]["model"]
+    return f"F1 {o.f1:.3f}, false alarms {100 * o.false_alarm_rate:.1f} %, recall " \
+        f"{100 * o.recall:.1f} %"
+
+
+def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int]) -> None:
+    """The same lines as a journal delivers them, with the level their code logs them at,
+    weighed in with the agent's default offsets (agent.level_evidence)."""
+    normal = LABELS.index("normal")
+    anomaly = 1.0 - probs[:, normal]
+    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), normal)
+    rep = report(lines, a2)
+    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    print(f"\nwith the program's level (journald PRIORITY, the agent's default offsets): "
+          f"{_figures(lines, a2)}, beats the keyword rule on {wins} of {len(rep) - 1} "
+          "sources")
+    for name, (p, a) in (("words alone", (probs, anomaly)), ("with the level", (p2, a2))):
+        print(f"  alerts the agent sends, {name}: "
+              f"{_figures(lines, sent_alerts(LABELS, 'normal', p, a))}")
+
+
+def _levels(lines: list[RealLine], probs: np.ndarray, folds: int) -> None:
+    """Held-out figures when each line comes with its code's level (--levels)."""
+    levels = real_line_priorities(REAL_PER_TEMPLATE)
+    anomaly = 1.0 - probs[:, LABELS.index("normal")]
+    is_alert = np.array([lab != "normal" for _, lab, _ in lines])
+    print(f"\nthe level alone, error or worse (journalctl -p err): "
+          f"{_figures(lines, (np.array(levels) <= 3).astype(np.float32))}")
+    nested, fits = nested_level_offsets(lines, anomaly, levels, folds)
+    rep = report(lines, nested)
+    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    at = recall_at_false_alarms(lines, nested, (0.02, 0.05))
+    print(f"words + level, offsets fitted on the other groups (nested): "
+          f"{_figures(lines, nested)}, beats the keyword rule on {wins} of {len(rep) - 1} "
+          f"sources; recall {100 * at[0.02]:.1f} % at 2 % and {100 * at[0.05]:.1f} % at 5 % "
+          "false alarms")
+    spread = np.nanmax(fits, axis=0) - np.nanmin(fits, axis=0)
+    fit = fit_level_offsets(anomaly, np.array(levels), is_alert)
+    print("offsets fitted on every group (the agent's defaults come from this): " + ", ".join(
+        f"{name} {fit[i]:+.2f} (±{spread[i] / 2:.2f})" for i, name in enumerate(SYSLOG_LEVELS)
+        if not np.isnan(fit[i])))
+    _with_levels(lines, probs, levels)
 
 
 def _samples(bundle: Path) -> int:
@@ -201,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the held-out figures with the grep as a second "
                         "opinion (nanomodel.realeval.nested_keyword_prior; measured, not "
                         "shipped)")
+    parser.add_argument("--levels", action="store_true",
+                        help="also score the lines with the level their code logs them at, "
+                        "as the journal gives it to the agent (agent.level_evidence); "
+                        "needs --folds")
     parser.add_argument("--mix", nargs="+", default=[], metavar="FIELD=VALUE",
                         help="measure a variant of the shipped recipe: MixConfig fields "
                         "replaced (e.g. seed=10 pool_share=0.2 teacher_words=64); not with "
@@ -216,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.keyword_prior and (args.sent or args.folds is None):
         parser.error("--keyword-prior needs --folds (its choice is nested over the groups) "
                      "and not --sent")
+    if args.levels and (args.sent or args.folds is None or args.keyword_prior):
+        parser.error("--levels needs --folds (its fit is nested over the groups), and not "
+                     "--sent or --keyword-prior (it prints the sent alerts itself)")
     if args.sent and args.write:
         parser.error("--sent figures are not the manifest's: run --write without --sent")
     if args.known:
@@ -227,14 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     lines = real_training_lines()
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,
-                            sent=args.sent)
+                            sent=args.sent, probs=args.levels)
     start = time.monotonic()
 
     def progress(i: int, n: int, held: list[str]) -> None:
         print(f"[{time.monotonic() - start:6.0f}s] model {i + 1}/{n}, holding out "
               f"{', '.join(held)}", file=sys.stderr, flush=True)
 
-    if args.jobs > 1:
+    probs = None
+    if args.levels:
+        probs = _parallel(lines, trainer, args.folds, max(args.jobs, 1), progress,
+                          width=len(LABELS))
+        anomaly = 1.0 - probs[:, LABELS.index("normal")]
+    elif args.jobs > 1:
         anomaly = _parallel(lines, trainer, args.folds, args.jobs, progress)
     else:
         anomaly = heldout_anomaly(lines, trainer, args.folds, on_fold=progress)
@@ -264,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * k.false_alarm_rate:.1f} % (the rule finds {100 * k.recall:.1f} %)")
     if args.keyword_prior:
         _keyword_prior(lines, anomaly, args.folds)
+    if probs is not None and args.folds is not None:
+        _levels(lines, probs, args.folds)
     if args.write:
         figures = manifest_figures(rep)
         figures["real_heldout.source_groups"] = float(len(source_folds(

@@ -137,6 +137,8 @@ class CapturedLine:
     # a public sample's line (samples/), kept as its log holds it (its own time and host,
     # or none): evaluation only, returned by load_samples and never by load_captured
     as_logged: bool = False
+    # the level its code logs it at (the template's), as a journal's PRIORITY would say
+    level: str = "info"
 
 
 def _rows_at(kind: str) -> list[tuple[Path, int, dict[str, str]]]:
@@ -198,7 +200,8 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
         out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"],
-                                as_logged=path.parent.name == "samples"))
+                                as_logged=path.parent.name == "samples",
+                                level=r.get("level", "info")))
     return tuple(out)
 
 

@@ -255,19 +255,24 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
 def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,
                   labels: Sequence[str] = LABELS,
                   w1_prior: np.ndarray | None = None, jobs: int = 1,
-                  sent: bool = False) -> Trainer:
+                  sent: bool = False, probs: bool = False) -> Trainer:
     """A :data:`nanomodel.realeval.Trainer`: real lines -> scorer of a model trained on
     them mixed with the corpus (used by the held-out evaluation; ``jobs`` as in
     :func:`train_distilled`, 1 where the caller already runs trainers in parallel).
     ``sent``: the scorer gives 1.0 where the agent's default alert policy would send an
-    alert and 0.0 elsewhere (:func:`nanomodel.realeval.sent_alerts`) instead of anomaly."""
+    alert and 0.0 elsewhere (:func:`nanomodel.realeval.sent_alerts`) instead of anomaly;
+    ``probs``: it gives the probabilities ``[B, K]`` (in ``labels`` order)."""
+    if sent and probs:
+        raise ValueError("sent and probs are two different outputs: ask for one")
 
     def train(real: list[RealLine]) -> Scorer:
         model = train_distilled(real, featurizer, mix, cfg, labels, w1_prior, jobs)
 
         def score(batch: list[str]) -> np.ndarray:
-            probs, anomaly = reference_forward(model, featurizer.transform(batch))
-            return sent_alerts(labels, "normal", probs, anomaly) if sent else anomaly
+            p, anomaly = reference_forward(model, featurizer.transform(batch))
+            if probs:
+                return p
+            return sent_alerts(labels, "normal", p, anomaly) if sent else anomaly
 
         return score
 

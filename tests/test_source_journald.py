@@ -167,3 +167,20 @@ def test_throughput(h: Harness) -> None:
     rate = n / (time.monotonic() - t)
     print(f"journald source: {rate:,.0f} lines/s")
     assert rate > 5_000
+
+
+def test_each_line_carries_its_entry_priority(h: Harness) -> None:
+    """The program's level travels with the line (agent.level_evidence weighs it in);
+    an entry without a usable PRIORITY gives a line without a level, not an error."""
+    h.writer.append([
+        {"MESSAGE": "disk gone", "PRIORITY": "3"},
+        {"MESSAGE": "lease renewed", "PRIORITY": "6"},
+        {"MESSAGE": "no level", "PRIORITY": ""},
+        {"MESSAGE": "odd level", "PRIORITY": "loud"},
+        {"MESSAGE": "too high", "PRIORITY": "12"},
+    ])
+    _, sink = h.start()
+    sink.wait_count(5)
+    assert [(ln.text, ln.level) for ln in sink.lines] == [
+        ("disk gone", 3), ("lease renewed", 6), ("no level", None), ("odd level", None),
+        ("too high", None)]

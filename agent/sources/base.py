@@ -28,6 +28,9 @@ class Line:
     ts: float
     truncated: bool = False
     checkpoint: str | None = None
+    # The syslog level the program logged it at (0 emerg .. 7 debug), where the source
+    # knows it (journald's PRIORITY); None elsewhere (agent.level_evidence).
+    level: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +128,15 @@ class Source(ABC):
         return {"name": self.name, "kind": self.kind, "alive": self.alive(),
                 "lines_read": self.lines_read, "last_error": self.last_error}
 
-    def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True) -> bool:
+    def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
+             level: int | None = None) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
-        False at once when the sink is full (the caller counts the drop)."""
+        False at once when the sink is full (the caller counts the drop). ``level``: the
+        syslog level the program logged it at, when the source knows it."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        line = Line(self.name, text, ts, truncated, checkpoint)
+        line = Line(self.name, text, ts, truncated, checkpoint, level)
         ok = self.sink.put(line)
         delay = 0.001
         while not ok and block and not self._stop.is_set():

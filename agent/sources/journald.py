@@ -2,7 +2,8 @@
 
 The line text is the entry's MESSAGE (raw bytes: journald stores whatever a
 program wrote, valid UTF-8 or not; :func:`agent.sources.base.sanitize` bounds and
-decodes it), the time its ``__REALTIME_TIMESTAMP``. The checkpoint is the entry's
+decodes it), the time its ``__REALTIME_TIMESTAMP``, its level the entry's ``PRIORITY``
+(weighed in by :mod:`agent.level_evidence`). The checkpoint is the entry's
 ``__CURSOR``: on restart we seek to it and skip that entry itself (seeking by time
 would re-read or miss entries with equal timestamps).
 
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.level_evidence import parse_priority
 from agent.metrics import Counters
 from agent.sources.base import LineSink, Source
 
@@ -219,7 +221,9 @@ class JournaldSource(Source):
         if not message:
             self.entries_skipped += 1
             return
-        if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor):
+        level = parse_priority(entry.get("PRIORITY"))
+        if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
+                         level=level):
             return  # stopped while the sink was full; the cursor stays at the last line
         self.cursor = cursor
         unit = entry.get("_SYSTEMD_UNIT")

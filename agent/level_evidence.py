@@ -1,0 +1,131 @@
+"""The program's own level as evidence: a line a daemon logs at ``err`` needs less
+evidence from its words to be an alert than one it logs at ``info``.
+
+The journal stores, with every entry, the syslog ``PRIORITY`` the program chose (0 emerg
+.. 7 debug). The text model cannot see it: ``MESSAGE`` carries the words only. On
+software the model has never seen, that level is the evidence the words lack — its most
+common misses are internal error paths with no trouble word that are alerts because of the
+level their code logs them at (docs/model.md, "The program's own level"). So, for lines
+whose source knows the level, the model's anomaly is shifted in log-odds by a fixed
+amount per level::
+
+    anomaly' = sigmoid(logit(anomaly) + offset[level])
+
+and the alert labels' probabilities are scaled so that they still sum to ``anomaly'``
+(their ratios, hence the best alert label, do not change). A line without a level
+(files, MQTT topics, a technician's query) is left exactly as the model scored it.
+
+The default offsets are fitted (maximum likelihood, the model's own log-odds kept at
+weight 1) on the shipped model's held-out scores of real daemons' lines with the level
+their code logs them at: ``python benchmarks/model_real.py --folds 8 --levels`` fits and
+prints them. Pure functions of their inputs; the pipeline applies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from contract.strict import Strict
+
+# syslog(3) priorities, in order: the index is the PRIORITY value journald stores.
+SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+# Clip before the logit so that a probability of exactly 0 or 1 stays finite.
+_EPS = 1e-7
+
+
+class LevelOffsets(Strict):
+    """Log-odds added to the model's anomaly for a line logged at each level."""
+
+    emerg: float = Field(default=2.77, ge=-20.0, le=20.0, description=(
+        "PRIORITY 0. No real line of this level was in the fit: as crit."))
+    alert: float = Field(default=2.77, ge=-20.0, le=20.0, description=(
+        "PRIORITY 1. No real line of this level was in the fit: as crit."))
+    crit: float = Field(default=2.77, ge=-20.0, le=20.0, description="PRIORITY 2 (fitted).")
+    err: float = Field(default=1.32, ge=-20.0, le=20.0, description="PRIORITY 3 (fitted).")
+    warning: float = Field(default=-0.16, ge=-20.0, le=20.0,
+                           description="PRIORITY 4 (fitted).")
+    notice: float = Field(default=0.14, ge=-20.0, le=20.0, description="PRIORITY 5 (fitted).")
+    info: float = Field(default=-1.27, ge=-20.0, le=20.0, description="PRIORITY 6 (fitted).")
+    debug: float = Field(default=-1.27, ge=-20.0, le=20.0, description=(
+        "PRIORITY 7. Too few real lines to fit (60, none an alert): as info."))
+
+    def by_priority(self) -> np.ndarray:
+        """The offsets as an array indexed by PRIORITY (0..7)."""
+        return np.array([getattr(self, name) for name in SYSLOG_LEVELS], dtype=np.float64)
+
+
+class LevelEvidenceConfig(Strict):
+    """``[model.level_evidence]``: use the level a program logged a line at."""
+
+    enabled: bool = Field(default=True, description=(
+        "Shift the anomaly of lines whose source knows the program's level (journald's "
+        "PRIORITY) by the offset of that level; false: the words alone decide."))
+    offsets: LevelOffsets = Field(default_factory=LevelOffsets, description=(
+        "Log-odds per level (0 = no change; +1.32 turns an anomaly of 0.5 into 0.79, "
+        "-1.27 turns 0.5 into 0.22). Defaults fitted on real daemons' lines held out from "
+        "the shipped model (docs/model.md); a site that fine-tunes its own model may "
+        "refit them with benchmarks/model_real.py --levels."))
+
+
+def parse_priority(value: object) -> int | None:
+    """A journal PRIORITY field as 0..7, or None when missing or not a syslog level
+    (journald stores what the program sent; it is bytes, text or an int, or a list
+    when an entry repeats the field: the first counts, as for MESSAGE)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            return None
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 8:
+        return value
+    return None
+
+
+def shift_anomaly(anomaly: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``sigmoid(logit(anomaly) + offsets)`` (float64)."""
+    a = np.clip(np.asarray(anomaly, dtype=np.float64), _EPS, 1.0 - _EPS)
+    z = np.log(a / (1.0 - a)) + np.asarray(offsets, dtype=np.float64)
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def apply_levels(probs: np.ndarray, anomaly: np.ndarray, levels: Sequence[int | None],
+                 offsets: LevelOffsets, normal_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's (probabilities, anomaly) with each line's level weighed in.
+
+    Lines whose level is None keep their scores bit for bit. For the others the anomaly
+    moves by the level's offset, ``P(normal)`` becomes ``1 - anomaly'`` and every other
+    label keeps its share of the anomaly. Inputs are not modified.
+    """
+    if len(levels) != len(anomaly) or probs.shape[0] != len(anomaly):
+        raise ValueError(f"{len(levels)} levels for {len(anomaly)} lines")
+    known = np.array([lv is not None for lv in levels], dtype=bool)
+    if not known.any():
+        return probs, anomaly
+    table = offsets.by_priority()
+    idx = np.flatnonzero(known)
+    prio = np.array([lv for lv in levels if lv is not None], dtype=np.int64)
+    if ((prio < 0) | (prio >= len(table))).any():
+        raise ValueError("a level outside 0..7")
+    old = np.asarray(anomaly, dtype=np.float64)[idx]
+    new = shift_anomaly(old, table[prio])
+    out_probs = np.array(probs, dtype=probs.dtype, copy=True)
+    out_anomaly = np.array(anomaly, dtype=anomaly.dtype, copy=True)
+    alert_cols = np.array([k for k in range(probs.shape[1]) if k != normal_index], dtype=np.int64)
+    rows = out_probs[idx][:, alert_cols].astype(np.float64)
+    share = rows.sum(axis=1, keepdims=True)
+    # Each alert label keeps its share of the anomaly; with no alert mass at all, the
+    # new anomaly is spread evenly (there is no better split to keep).
+    spread = np.where(share > 0, rows / np.where(share > 0, share, 1.0),
+                      1.0 / max(len(alert_cols), 1))
+    out_probs[np.ix_(idx, alert_cols)] = spread * new[:, None]
+    out_probs[idx, normal_index] = 1.0 - new
+    out_anomaly[idx] = new
+    return out_probs, out_anomaly

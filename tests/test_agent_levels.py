@@ -1,0 +1,83 @@
+"""End to end: the journal's PRIORITY weighed in by the real agent process (real journal
+file, real Mosquitto, the shipped model in ONNX Runtime)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import default_bundle_path
+from agent.level_evidence import LevelOffsets
+from agent.model import LoadedModel
+from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.journal import JournalWriter
+from tests.support.mqtt_client import Collector
+
+DEV = "gw-levels"
+ROOT = f"nanofleet/v1/dev/{DEV}"
+# Words the shipped model reads as a storage fault at about 0.89, below the default
+# alert thresholds (a label at 0.8, anomaly at 0.95): the level decides.
+CRIT = "checksum mismatch on block 7"
+INFO = "checksum mismatch on block 8"   # the same features (digits are masked)
+
+
+def shifted(anomaly: float, offset: float) -> float:
+    return 1 / (1 + math.exp(-(math.log(anomaly / (1 - anomaly)) + offset)))
+
+
+def run(tmp_path: Path, port: int, extra: str,
+        alerts_expected: int) -> tuple[dict[str, float], list[dict]]:
+    """(anomaly per text as published, alerts) of one agent run over the journal file."""
+    journal = tmp_path / "j" / "levels.journal"
+    journal.parent.mkdir(exist_ok=True)
+    if not journal.exists():
+        JournalWriter(journal).append([{"MESSAGE": CRIT, "PRIORITY": "2"},
+                                       {"MESSAGE": INFO, "PRIORITY": "6"}])
+    state = tmp_path / f"state{len(extra)}"
+    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
+              'start_at = "beginning"\n')
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
+    sub = Collector(port, f"{ROOT}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                           for m in ms if "/results/" in m.topic) >= 2,
+                            timeout=30)
+        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
+                 for i in d["items"]]
+        # A batch's alerts are committed with its results and sent right after them.
+        if alerts_expected:
+            sub.wait_for(lambda ms: any(m.topic == f"{ROOT}/alerts" for m in ms))
+        else:
+            time.sleep(1.0)
+        alerts = [json.loads(m.payload) for m in sub.on(f"{ROOT}/alerts")]
+    finally:
+        agent.stop()
+        sub.close()
+    return {i["text"]: i["anomaly"] for i in items}, alerts
+
+
+def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broker) -> None:
+    model = LoadedModel.load(default_bundle_path())
+    _, raw = model.classify([CRIT])
+    model.close()
+    a = float(raw[0])
+    assert 0.8 < a < 0.95, "the test's words no longer sit below the alert thresholds"
+    off = LevelOffsets()
+
+    seen, alerts = run(tmp_path, broker.port, "", alerts_expected=1)
+    assert seen[CRIT] == pytest.approx(shifted(a, off.crit), abs=2e-3)
+    assert seen[INFO] == pytest.approx(shifted(a, off.info), abs=2e-3)
+    assert [al["item"]["text"] for al in alerts] == [CRIT]
+    assert alerts[0]["reason"].endswith("(logged at crit)")
+    assert alerts[0]["item"]["label"] == "storage"
+
+    # Switched off, the words alone decide: the same score for both, and no alert.
+    seen, alerts = run(tmp_path, broker.port,
+                       "\n[model.level_evidence]\nenabled = false\n", alerts_expected=0)
+    assert seen[CRIT] == pytest.approx(a, abs=2e-3) and seen[INFO] == seen[CRIT]
+    assert alerts == []
