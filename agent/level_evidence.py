@@ -40,11 +40,11 @@ _EPS = 1e-7
 class LevelOffsets(Strict):
     """Log-odds added to the model's anomaly for a line logged at each level."""
 
-    emerg: float = Field(default=2.77, ge=-20.0, le=20.0, description=(
+    emerg: float = Field(default=2.78, ge=-20.0, le=20.0, description=(
         "PRIORITY 0. No real line of this level was in the fit: as crit."))
-    alert: float = Field(default=2.77, ge=-20.0, le=20.0, description=(
+    alert: float = Field(default=2.78, ge=-20.0, le=20.0, description=(
         "PRIORITY 1. No real line of this level was in the fit: as crit."))
-    crit: float = Field(default=2.77, ge=-20.0, le=20.0, description="PRIORITY 2 (fitted).")
+    crit: float = Field(default=2.78, ge=-20.0, le=20.0, description="PRIORITY 2 (fitted).")
     err: float = Field(default=1.32, ge=-20.0, le=20.0, description="PRIORITY 3 (fitted).")
     warning: float = Field(default=-0.16, ge=-20.0, le=20.0,
                            description="PRIORITY 4 (fitted).")

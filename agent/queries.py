@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.level_evidence import SYSLOG_LEVELS
 from contract.messages import QueryResponse, format_validation_error, parse_query
 
 log = logging.getLogger("nanofleet.agent.queries")
@@ -23,7 +24,8 @@ class QueryTarget(Protocol):
     def sources_doc(self) -> list[dict[str, Any]]: ...
     def metrics_doc(self) -> dict[str, Any]: ...
     def recent_alerts(self) -> list[dict[str, Any]]: ...
-    def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]: ...
+    def classify(self, texts: list[str], explain: bool = False,
+                 level: int | None = None) -> list[dict[str, Any]]: ...
     def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
 
 
@@ -41,6 +43,10 @@ class ClassifyArgs(NoArgs):
     text: str | list[str] = Field(description="A line, or up to 256 lines, to classify.")
     explain: bool = Field(default=False, description="Also name the words that drove each "
                           "decision (`why`: word and weight, positive towards an alert).")
+    level: Literal["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"] | \
+        None = Field(default=None, description="Score the lines as if their program had "
+                     "logged them at this syslog level, as the journal tells the agent "
+                     "([model.level_evidence]); the answer also gives the words' own anomaly.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
@@ -68,7 +74,8 @@ def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
         raise ValueError(f"each line must be at most {MAX_CLASSIFY_CHARS} characters")
     if args.explain and len(texts) > MAX_EXPLAIN_LINES:
         raise ValueError(f"explain at most {MAX_EXPLAIN_LINES} lines at a time")
-    return target.classify(texts, explain=args.explain)
+    level = None if args.level is None else SYSLOG_LEVELS.index(args.level)
+    return target.classify(texts, explain=args.explain, level=level)
 
 
 Handler = Callable[[QueryTarget, Any], Any]
@@ -78,7 +85,8 @@ COMMANDS: dict[str, tuple[type[BaseModel], Handler, str]] = {
     "sources": (NoArgs, lambda t, a: t.sources_doc(), "sources and their positions"),
     "metrics": (NoArgs, lambda t, a: t.metrics_doc(), "counters and gauges"),
     "recent_alerts": (RecentAlertsArgs, _recent, "recent alerts (since, label, limit)"),
-    "classify": (ClassifyArgs, _classify, "run the live model on text (explain=true: why)"),
+    "classify": (ClassifyArgs, _classify, "run the live model on text (explain=true: why; "
+                 "level=err: as if logged at that level)"),
     "ota": (NoArgs, lambda t, a: t.ota_doc(), "model update state (OTA)"),  # OTA (agent/ota)
     "help": (NoArgs, lambda t, a: {k: v[2] for k, v in COMMANDS.items()}, "this list"),
 }

@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.explain import explain_live
+from agent.level_evidence import SYSLOG_LEVELS, apply_levels
 from agent.metrics import resident_bytes
 from agent.queries import answer
 from contract.messages import ModelInfo, QueryResponse, Status
@@ -120,9 +121,16 @@ class QueryService:
     def recent_alerts(self) -> list[dict[str, Any]]:
         return list(self.agent.pipeline.recent_alerts)
 
-    def classify(self, texts: list[str], explain: bool = False) -> list[dict[str, Any]]:
+    def classify(self, texts: list[str], explain: bool = False,
+                 level: int | None = None) -> list[dict[str, Any]]:
         model = self.agent.slot.current()
         probs, anomaly = model.classify(texts)
+        words_anomaly = anomaly
+        evidence = self.agent.pipeline.level_evidence
+        if level is not None and evidence.enabled:  # as the pipeline would score it
+            probs, anomaly = apply_levels(probs, anomaly, [level] * len(texts),
+                                          evidence.offsets, model.manifest.labels.index(
+                                              model.manifest.normal_label))
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
@@ -133,6 +141,10 @@ class QueryService:
                         "anomaly": round(float(anomaly[i]), 4),
                         "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
                                                                             strict=True)}})
+            if level is not None:
+                out[-1]["level"] = SYSLOG_LEVELS[level] if evidence.enabled else \
+                    f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
+                out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:
                 out[-1]["why"] = why[i]
         return out

@@ -51,6 +51,9 @@ def render(cmd: str, result: Any) -> str:
                  "text": a["item"]["text"]} for a in result]
         return table(rows, ["time", "label", "score", "source", "text"])
     if cmd == "classify":
+        if any("level" in row for row in result):
+            result = [{**row, "anomaly": f"{row['anomaly']} (words {row['words_anomaly']}, "
+                       f"{row['level']})"} for row in result]
         if any("why" in row for row in result):
             result = [{**row, "why": ", ".join(f"{w['word']} {w['weight']:+.2f}"
                                                 for w in row.get("why", []))} for row in result]

@@ -174,11 +174,14 @@ def _levels(lines: list[RealLine], probs: np.ndarray, folds: int) -> None:
           f"{_figures(lines, nested)}, beats the keyword rule on {wins} of {len(rep) - 1} "
           f"sources; recall {100 * at[0.02]:.1f} % at 2 % and {100 * at[0.05]:.1f} % at 5 % "
           "false alarms")
-    spread = np.nanmax(fits, axis=0) - np.nanmin(fits, axis=0)
     fit = fit_level_offsets(anomaly, np.array(levels), is_alert)
-    print("offsets fitted on every group (the agent's defaults come from this): " + ", ".join(
-        f"{name} {fit[i]:+.2f} (±{spread[i] / 2:.2f})" for i, name in enumerate(SYSLOG_LEVELS)
-        if not np.isnan(fit[i])))
+    seen = [i for i in range(len(SYSLOG_LEVELS)) if not np.isnan(fit[i])]
+    nested_fits = np.array(fits)  # a level a group's training lines lack is NaN there
+    spread = {i: (np.nanmax(nested_fits[:, i]) - np.nanmin(nested_fits[:, i])) / 2
+              for i in seen}
+    print("offsets fitted on every group (the agent's defaults come from this; ± half the "
+          "range of the nested fits): " + ", ".join(
+              f"{SYSLOG_LEVELS[i]} {fit[i]:+.2f} (±{spread[i]:.2f})" for i in seen))
     _with_levels(lines, probs, levels)
 
 

@@ -30,8 +30,9 @@ def shifted(anomaly: float, offset: float) -> float:
 
 
 def run(tmp_path: Path, port: int, extra: str,
-        alerts_expected: int) -> tuple[dict[str, float], list[dict]]:
-    """(anomaly per text as published, alerts) of one agent run over the journal file."""
+        alerts_expected: int) -> tuple[dict[str, float], list[dict], dict]:
+    """(anomaly per text as published, alerts, a technician's classify at crit) of one
+    agent run over the journal file."""
     journal = tmp_path / "j" / "levels.journal"
     journal.parent.mkdir(exist_ok=True)
     if not journal.exists():
@@ -55,10 +56,12 @@ def run(tmp_path: Path, port: int, extra: str,
         else:
             time.sleep(1.0)
         alerts = [json.loads(m.payload) for m in sub.on(f"{ROOT}/alerts")]
+        asked = agent.query("classify", text=CRIT, level="crit")
+        assert agent.query("classify", text=CRIT, level="loud")["ok"] is False
     finally:
         agent.stop()
         sub.close()
-    return {i["text"]: i["anomaly"] for i in items}, alerts
+    return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0]
 
 
 def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broker) -> None:
@@ -69,15 +72,19 @@ def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broke
     assert 0.8 < a < 0.95, "the test's words no longer sit below the alert thresholds"
     off = LevelOffsets()
 
-    seen, alerts = run(tmp_path, broker.port, "", alerts_expected=1)
+    seen, alerts, asked = run(tmp_path, broker.port, "", alerts_expected=1)
     assert seen[CRIT] == pytest.approx(shifted(a, off.crit), abs=2e-3)
     assert seen[INFO] == pytest.approx(shifted(a, off.info), abs=2e-3)
     assert [al["item"]["text"] for al in alerts] == [CRIT]
     assert alerts[0]["reason"].endswith("(logged at crit)")
     assert alerts[0]["item"]["label"] == "storage"
+    # A technician asks what the agent makes of the line at crit: the same as the pipeline.
+    assert asked["anomaly"] == pytest.approx(seen[CRIT], abs=2e-4)
+    assert asked["words_anomaly"] == pytest.approx(a, abs=2e-4) and asked["level"] == "crit"
 
     # Switched off, the words alone decide: the same score for both, and no alert.
-    seen, alerts = run(tmp_path, broker.port,
+    seen, alerts, asked = run(tmp_path, broker.port,
                        "\n[model.level_evidence]\nenabled = false\n", alerts_expected=0)
     assert seen[CRIT] == pytest.approx(a, abs=2e-3) and seen[INFO] == seen[CRIT]
     assert alerts == []
+    assert asked["anomaly"] == asked["words_anomaly"] and "is off" in asked["level"]

@@ -142,3 +142,24 @@ def test_the_fit_recovers_a_known_shift_and_the_nested_fit_never_sees_its_group(
     out, fits = nested_level_offsets(lines, np.full(400, 0.5), prios, folds=2)
     assert fits[0][3] < 0 < fits[1][3]   # a is scored by b's fit, b by a's
     assert (out[:100] < 0.5).all() and (out[200:300] > 0.5).all()
+
+
+def test_the_benchmark_prints_levels_only_over_held_out_groups(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.model_real import _with_levels, main
+    from nanomodel.realtrain import LABELS as MODEL_LABELS
+
+    for argv in (["--levels"], ["--folds", "8", "--levels", "--sent"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    # The agent's own code path on lines with levels: an err line at 0.4 is flagged, an
+    # info line at 0.6 is not (the words alone flag the other one).
+    normal = MODEL_LABELS.index("normal")
+    probs = np.zeros((2, len(MODEL_LABELS)), dtype=np.float32)
+    probs[:, normal] = [0.6, 0.4]
+    probs[:, (normal + 1) % len(MODEL_LABELS)] = [0.4, 0.6]
+    lines = [("x", "storage", "a"), ("y", "normal", "a")]
+    _with_levels(lines, probs, [3, 6])
+    out = capsys.readouterr().out
+    assert "with the program's level" in out and "F1 1.000, false alarms 0.0 %" in out
