@@ -155,10 +155,11 @@ class Pipeline:
         model = self.slot.current()
         manifest = model.manifest
         probs, anomaly, failed = self._classify(model, lines)
-        if not failed and self.level_evidence.enabled:
-            probs, anomaly = apply_levels(probs, anomaly, [line.level for line in lines],
-                                          self.level_evidence.offsets,
+        levels = [line.level for line in lines]
+        if not failed and self.level_evidence.enabled and any(lv is not None for lv in levels):
+            probs, anomaly = apply_levels(probs, anomaly, levels, self.level_evidence.offsets,
                                           manifest.labels.index(manifest.normal_label))
+            self.counters.inc("lines_level_weighed", sum(lv is not None for lv in levels))
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(lines, items, manifest, probs.max(axis=1),
                                                   anomaly)

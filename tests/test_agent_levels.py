@@ -57,6 +57,8 @@ def run(tmp_path: Path, port: int, extra: str,
             time.sleep(1.0)
         alerts = [json.loads(m.payload) for m in sub.on(f"{ROOT}/alerts")]
         asked = agent.query("classify", text=CRIT, level="crit")
+        weighed = agent.query("metrics")["result"]["counters"].get("lines_level_weighed", 0)
+        assert weighed == (0 if "enabled = false" in extra else 2)
         assert agent.query("classify", text=CRIT, level="loud")["ok"] is False
     finally:
         agent.stop()
