@@ -178,9 +178,14 @@ def test_each_line_carries_its_entry_priority(h: Harness) -> None:
         {"MESSAGE": "no level", "PRIORITY": ""},
         {"MESSAGE": "odd level", "PRIORITY": "loud"},
         {"MESSAGE": "too high", "PRIORITY": "12"},
+        # A service's stdout: info is journald's default there, not the program's word;
+        # a "<3>" prefix the program wrote (journald strips it) is.
+        {"MESSAGE": "printed", "PRIORITY": "6", "_TRANSPORT": "stdout"},
+        {"MESSAGE": "printed <3>", "PRIORITY": "3", "_TRANSPORT": "stdout"},
+        {"MESSAGE": "syslog info", "PRIORITY": "6", "_TRANSPORT": "syslog"},
     ])
     _, sink = h.start()
-    sink.wait_count(5)
+    sink.wait_count(8)
     assert [(ln.text, ln.level) for ln in sink.lines] == [
         ("disk gone", 3), ("lease renewed", 6), ("no level", None), ("odd level", None),
-        ("too high", None)]
+        ("too high", None), ("printed", None), ("printed <3>", 3), ("syslog info", 6)]

@@ -80,6 +80,20 @@ def journal_matches(cfg: JournaldSourceConfig) -> list[str]:
     return matches
 
 
+# journald's priority for a service's stdout/stderr line without a "<N>" prefix
+# (systemd.exec SyslogLevel=, default info).
+STDOUT_DEFAULT_PRIORITY = 6
+
+
+def _field(entry: dict[str, Any], name: str) -> str | None:
+    value = entry.get(name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
 def _raw(value: bytes) -> bytes:
     return value
 
@@ -222,6 +236,10 @@ class JournaldSource(Source):
             self.entries_skipped += 1
             return
         level = parse_priority(entry.get("PRIORITY"))
+        if level == STDOUT_DEFAULT_PRIORITY and _field(entry, "_TRANSPORT") == "stdout":
+            # A service's stdout/stderr line is logged at info unless the program put a
+            # "<3>" prefix on it: there, info says nothing about what the program meant.
+            level = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
                          level=level):
             return  # stopped while the sink was full; the cursor stays at the last line
