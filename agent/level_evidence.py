@@ -35,6 +35,7 @@ SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "
 
 # Clip before the logit so that a probability of exactly 0 or 1 stays finite.
 _EPS = 1e-7
+_NO_LEVEL = len(SYSLOG_LEVELS)
 
 
 class LevelOffsets(Strict):
@@ -106,26 +107,25 @@ def apply_levels(probs: np.ndarray, anomaly: np.ndarray, levels: Sequence[int | 
     """
     if len(levels) != len(anomaly) or probs.shape[0] != len(anomaly):
         raise ValueError(f"{len(levels)} levels for {len(anomaly)} lines")
-    known = np.array([lv is not None for lv in levels], dtype=bool)
-    if not known.any():
+    if all(lv is None for lv in levels):
         return probs, anomaly
-    table = offsets.by_priority()
-    idx = np.flatnonzero(known)
-    prio = np.array([lv for lv in levels if lv is not None], dtype=np.int64)
-    if ((prio < 0) | (prio >= len(table))).any():
+    # Index 8 of the table is "no level": offset 0, and those rows are put back below.
+    prio = np.array([_NO_LEVEL if lv is None else lv for lv in levels], dtype=np.int64)
+    if ((prio < 0) | (prio > _NO_LEVEL)).any() or any(lv == _NO_LEVEL for lv in levels):
         raise ValueError("a level outside 0..7")
-    old = np.asarray(anomaly, dtype=np.float64)[idx]
-    new = shift_anomaly(old, table[prio])
-    out_probs = np.array(probs, dtype=probs.dtype, copy=True)
-    out_anomaly = np.array(anomaly, dtype=anomaly.dtype, copy=True)
-    alert_cols = np.array([k for k in range(probs.shape[1]) if k != normal_index], dtype=np.int64)
-    rows = out_probs[idx][:, alert_cols].astype(np.float64)
+    known = prio != _NO_LEVEL
+    new = shift_anomaly(anomaly, np.append(offsets.by_priority(), 0.0)[prio])
+    alert = np.ones(probs.shape[1], dtype=bool)
+    alert[normal_index] = False
+    rows = probs[:, alert].astype(np.float64)
     share = rows.sum(axis=1, keepdims=True)
     # Each alert label keeps its share of the anomaly; with no alert mass at all, the
     # new anomaly is spread evenly (there is no better split to keep).
     spread = np.where(share > 0, rows / np.where(share > 0, share, 1.0),
-                      1.0 / max(len(alert_cols), 1))
-    out_probs[np.ix_(idx, alert_cols)] = spread * new[:, None]
-    out_probs[idx, normal_index] = 1.0 - new
-    out_anomaly[idx] = new
+                      1.0 / max(int(alert.sum()), 1))
+    shifted = np.empty(probs.shape, dtype=np.float64)
+    shifted[:, alert] = spread * new[:, None]
+    shifted[:, normal_index] = 1.0 - new
+    out_probs = np.where(known[:, None], shifted, probs).astype(probs.dtype)
+    out_anomaly = np.where(known, new, anomaly).astype(anomaly.dtype)
     return out_probs, out_anomaly
