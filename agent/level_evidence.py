@@ -67,9 +67,10 @@ class LevelEvidenceConfig(Strict):
         "PRIORITY) by the offset of that level; false: the words alone decide."))
     offsets: LevelOffsets = Field(default_factory=LevelOffsets, description=(
         "Log-odds per level (0 = no change; +1.32 turns an anomaly of 0.5 into 0.79, "
-        "-1.27 turns 0.5 into 0.22). Defaults fitted on real daemons' lines held out from "
-        "the shipped model (docs/model.md); a site that fine-tunes its own model may "
-        "refit them with benchmarks/model_real.py --levels."))
+        "-1.27 turns 0.5 into 0.22). The defaults are fitted for the shipped model on real "
+        "daemons' lines held out from it (docs/model.md). For another model (a site's "
+        "fine-tune) they were not fitted: a starting point. A level set to 0 leaves its "
+        "lines to the words."))
 
 
 def parse_priority(value: object) -> int | None:
