@@ -163,3 +163,12 @@ def test_the_benchmark_prints_levels_only_over_held_out_groups(
     _with_levels(lines, probs, [3, 6])
     out = capsys.readouterr().out
     assert "with the program's level" in out and "F1 1.000, false alarms 0.0 %" in out
+
+
+def test_the_cli_table_shows_the_words_score_beside_the_level_score() -> None:
+    from agent.tables import render
+
+    row = {"text": "checksum mismatch", "label": "storage", "score": 0.81, "anomaly": 0.99,
+           "probs": {}, "level": "crit", "words_anomaly": 0.89}
+    out = render("classify", [row])
+    assert "0.99 (words 0.89, crit)" in out and "checksum mismatch" in out
