@@ -331,9 +331,11 @@ def run(workdir: Path, seconds: float) -> int:
                              capture_output=True, text=True)
         for a in json.loads(out.stdout)["result"] if out.returncode == 0 else []:
             print(f"  recent alert: {a['item']['label']}: {a['item']['text'][:80]}")
-        say("and with the local CLI: nanofleet-agent query models / classify")
+        say("and with the local CLI: nanofleet-agent query models / classify (level=err: as a "
+            "journal line its program logged at err would be scored)")
         for args in (["models"], ["classify", "29.11.2024 07:12:40;SPS1;A1201;Wicklungstemp. "
-                                  "P3 zu hoch 127 Grad C"]):
+                                  "P3 zu hoch 127 Grad C"],
+                     ["classify", "level=err", "checksum mismatch on block 7"]):
             out = subprocess.run(cli + args, capture_output=True, text=True)
             print("  " + out.stdout.strip().replace("\n", "\n  "))
         by_version = dict(sorted(watcher.results.items()))
