@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({len(result.bundle)} bytes), version {result.version}, "
           f"labels {', '.join(result.labels)} (normal: {result.normal_label})")
     print(f"trained on {len(data.texts)} lines" + (
-        f" + {result.mixed_corpus_lines} generated corpus lines"
+        f" + {result.mixed_corpus_lines} lines of what the base knew (taught its answers)"
         if result.mixed_corpus_lines else "") + (" (head only)" if args.head_only else ""))
     for key, value in result.figures.items():
         print(f"  {key:36s} {value:.4f}")
@@ -162,8 +162,10 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name (default: the base's, or nano-custom)")
     train.add_argument("--slot", help="slot (default: the base's, or logs)")
     train.add_argument("--mix-corpus", type=int, metavar="N",
-                       help="also train on N generated corpus lines (default: 3000 when "
-                       "fine-tuning a base whose categories match, else 0)")
+                       help="also train on N lines of what the base was trained on (a "
+                       "third generated, the rest real daemons' lines), taught the base's own "
+                       "answers so that it keeps them (default: 9000 when fine-tuning a base "
+                       "whose categories match, else 0)")
     train.add_argument("--eval-data", type=Path, help="labeled lines to report figures on")
     train.add_argument("--epochs", type=int, help="epochs of full training (default: 6, more "
                        "for small data sets so that training makes at least 600 steps)")

@@ -1,11 +1,20 @@
 """Operator training: from labeled lines (and optionally a base bundle) to a new bundle.
 
 Policy decisions are pure functions (:func:`resolve_labels`, :func:`corpus_mix_size`,
-:func:`pick_golden`) so they can be tested without training anything.
+:func:`operator_weights`, :func:`pick_golden`) so they can be tested without training
+anything.
+
+Fine-tuning a base keeps what it knew by training, beside the operator's lines, on lines
+of what the base was trained on (a third generated corpus, two thirds real daemons'
+lines) **towards the base's own answers on them** (learning without forgetting): the
+operator's lines teach the new format, the mix holds everything else where it was. Hard
+labels on that mix taught the head the corpus's habits again (a site's fine-tune flagged
+56 % of the healthy lines of other people's logs: docs/model.md, "Operators").
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +29,14 @@ from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle, shipped_model
 from nanomodel.templates import LABELS as CORPUS_LABELS
-from nanomodel.train import TrainConfig, fit
+from nanomodel.train import TrainConfig, class_weights, fit
 
-AUTO_MIX_LINES = 3000
+AUTO_MIX_LINES = 9000
 MIX_SEED = 1009
+# Of the mix: the share of generated corpus lines (the rest are real daemons' lines).
+GENERATED_SHARE = 1 / 3
+# The operator's lines together weigh at least this share of the mix (each at least 1).
+OPERATOR_SHARE = 0.3
 
 
 @dataclass
@@ -92,7 +105,8 @@ def resolve_labels(data_labels: list[str], requested: list[str] | None,
 
 
 def corpus_mix_size(requested: int | None, has_base: bool, labels: list[str]) -> int:
-    """How many generated corpus lines to train beside the operator's lines.
+    """How many lines of what the base knew (:func:`mix_lines`) to train beside the
+    operator's lines.
 
     Automatic: when fine-tuning a base and every label is a corpus category, mix
     :data:`AUTO_MIX_LINES` lines, so the model keeps what it knew while it learns
@@ -105,12 +119,39 @@ def corpus_mix_size(requested: int | None, has_base: bool, labels: list[str]) ->
 
 
 def operator_weights(operator_lines: int, total_lines: int) -> np.ndarray:
-    """Sample weights: the operator's lines first, then mixed corpus lines. Together
-    the operator's lines weigh at least as much as the mix, however few they are."""
+    """Sample weights: the operator's lines first, then the mix. Together the operator's
+    lines weigh at least :data:`OPERATOR_SHARE` of the mix however few they are, and each
+    at least as much as a mix line. (As much as the whole mix, as before, let 400 lines
+    of one site's format pull the head off everything else.)"""
     mixed = total_lines - operator_lines
-    own = max(1.0, mixed / max(operator_lines, 1))
+    own = max(1.0, OPERATOR_SHARE * mixed / max(operator_lines, 1))
     return np.concatenate([np.full(operator_lines, own, np.float32),
                            np.ones(mixed, np.float32)])
+
+
+def mix_lines(count: int, labels: list[str]) -> list[tuple[str, str]]:
+    """``count`` lines of what the shipped base was trained on, as (text, label): a third
+    generated corpus, the rest real daemons' lines (rendered templates and captured
+    lines, :func:`nanomodel.realtext.real_lines`), only of ``labels``; same every run."""
+    from nanomodel.realtext import real_lines
+
+    generated = [(e.text, e.label) for e in generate(round(count * GENERATED_SHARE), MIX_SEED)]
+    rng = random.Random(MIX_SEED)
+    real = [(t, lab) for t, lab, _ in real_lines(rng, per_template=1)]
+    picked = rng.sample(real, min(len(real), count - len(generated)))
+    return [(t, lab) for t, lab in generated + picked if lab in labels]
+
+
+def base_answers(base: ShippedModel, base_labels: list[str], featurizer: Featurizer,
+                 texts: list[str], labels: list[str]) -> np.ndarray:
+    """The base's probabilities for ``texts`` over ``labels`` (the new model's order; a
+    label the base lacks gets 0, and each row is renormalised over the labels kept)."""
+    probs, _ = reference_forward(base, featurizer.transform(texts))
+    cols = [base_labels.index(lab) if lab in base_labels else -1 for lab in labels]
+    out = np.stack([probs[:, c] if c >= 0 else np.zeros(len(texts), probs.dtype)
+                    for c in cols], axis=1).astype(np.float32)
+    total = out.sum(axis=1, keepdims=True)
+    return np.asarray(out / np.where(total > 0, total, 1.0), dtype=np.float32)
 
 
 def pick_golden(texts: list[str], labels: list[str], per_label: int = 2,
@@ -152,14 +193,24 @@ def train_bundle(req: TrainRequest) -> TrainResult:
     featurizer = Featurizer(spec)
     texts, names = list(req.data.texts), list(req.data.labels)
     mix = corpus_mix_size(req.mix_corpus, base_bundle is not None, labels)
+    soft = None
+    weights = np.ones(len(texts), np.float32)
     if mix:
-        extra = [e for e in generate(mix, MIX_SEED) if e.label in labels]
-        texts += [e.text for e in extra]
-        names += [e.label for e in extra]
+        extra = mix_lines(mix, labels)
+        if base_model is not None and bm is not None:  # taught by the base's answers
+            own = np.eye(len(labels), dtype=np.float32)[[labels.index(n) for n in names]]
+            soft = np.vstack([own, base_answers(base_model, bm.labels, featurizer,
+                                                [t for t, _ in extra], labels)])
+        texts += [t for t, _ in extra]
+        names += [lab for _, lab in extra]
+        weights = operator_weights(len(req.data.texts), len(texts))
     y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
+    if soft is not None:
+        # Training balances classes by default; the mix is mostly normal on purpose (as
+        # real logs are), and balancing it made the head call healthy lines alerts.
+        weights = weights / class_weights(y, len(labels))[y]
     model = fit(featurizer, texts, y, labels, normal, req.config, base=base_model,
-                head_only=req.head_only,
-                sample_weight=operator_weights(len(req.data.texts), len(texts)))
+                head_only=req.head_only, sample_weight=weights, soft_targets=soft)
     figures = evaluate_model(model, featurizer, req.data, labels, normal, "train")
     if req.eval_data is not None:
         figures |= evaluate_model(model, featurizer, req.eval_data, labels, normal, "eval")
@@ -175,4 +226,4 @@ def train_bundle(req: TrainRequest) -> TrainResult:
         formats=sorted(bm.runtimes) if bm else ("onnx", "tflite"))
     req.out.parent.mkdir(parents=True, exist_ok=True)
     req.out.write_bytes(data)
-    return TrainResult(data, labels, normal, version, figures, mix)
+    return TrainResult(data, labels, normal, version, figures, len(texts) - len(req.data.texts))

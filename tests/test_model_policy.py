@@ -13,7 +13,11 @@ from nanomodel.corpus import generate
 from nanomodel.dataio import DataError
 from nanomodel.finetune import (
     AUTO_MIX_LINES,
+    MIX_SEED,
+    OPERATOR_SHARE,
+    base_answers,
     corpus_mix_size,
+    mix_lines,
     operator_weights,
     pick_golden,
     resolve_labels,
@@ -50,10 +54,39 @@ def test_corpus_mix_policy() -> None:
         corpus_mix_size(-1, True, LABELS)
 
 
-def test_operator_lines_weigh_at_least_as_much_as_the_mix() -> None:
-    w = operator_weights(300, 3300)
-    assert w[:300].sum() == pytest.approx(w[300:].sum()) and np.all(w[300:] == 1)
-    assert np.all(operator_weights(5000, 8000) == 1)
+def test_operator_lines_weigh_a_fixed_share_of_the_mix_and_at_least_one_each() -> None:
+    w = operator_weights(300, 9300)
+    assert w[:300].sum() == pytest.approx(OPERATOR_SHARE * w[300:].sum())
+    assert np.all(w[300:] == 1)
+    assert np.all(operator_weights(5000, 8000) == 1)  # many lines: each still counts 1
+
+
+def test_the_mix_is_what_the_base_knew_and_the_same_every_run() -> None:
+    rows = mix_lines(900, LABELS)
+    assert rows == mix_lines(900, LABELS) and len(rows) == 900
+    generated = {e.text for e in generate(300, MIX_SEED)}
+    assert sum(t in generated for t, _ in rows) == 300  # a third generated, the rest real
+    assert {lab for _, lab in rows} <= set(LABELS)
+    only = mix_lines(900, ["normal", "storage"])
+    assert only and {lab for _, lab in only} <= {"normal", "storage"}
+
+
+def test_the_bases_answers_follow_the_new_label_order() -> None:
+    from agent import default_bundle_path
+    from contract.bundle import load_bundle
+    from nanomodel.features import Featurizer
+    from nanomodel.pack import shipped_model
+
+    bundle = load_bundle(default_bundle_path())
+    base, labels = shipped_model(bundle), bundle.manifest.labels
+    feat = Featurizer(bundle.manifest.tokenizer)
+    texts = ["kernel: EXT4-fs error (device sda1): I/O error", "systemd[1]: Started cron"]
+    same = base_answers(base, labels, feat, texts, labels)
+    assert np.allclose(same.sum(axis=1), 1.0, atol=1e-5)
+    swapped = base_answers(base, labels, feat, texts, ["storage", "normal", "alarm"])
+    assert swapped[:, 2].max() == 0.0  # a label the base lacks
+    pair = same[:, [labels.index("storage"), labels.index("normal")]]
+    assert np.allclose(swapped[:, :2], pair / pair.sum(axis=1, keepdims=True), atol=1e-5)
 
 
 def test_golden_lines_cover_each_label() -> None:
