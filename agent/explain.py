@@ -119,15 +119,18 @@ def word_weights(featurizer: Featurizer, weights: NanoWeights,
     bucket_share = (grad * x)[0]
     spans, words = featurizer.ngram_spans(text)
     per_word = np.zeros(len(words), np.float64)
-    if spans:
-        buckets = np.array([b for b, _, _ in spans])
+    if spans and words:
+        span = np.array(spans, dtype=np.int64)  # [S, 3]: bucket, start, end
+        buckets = span[:, 0]
         uses = np.bincount(buckets, minlength=featurizer.width)
         starts = np.array([w[1] for w in words])
         ends = np.array([w[2] for w in words])
-        for bucket, lo, hi in spans:
-            hit = np.flatnonzero((starts < hi) & (ends > lo))  # words this n-gram overlaps
-            if hit.size:
-                per_word[hit] += bucket_share[bucket] / uses[bucket] / hit.size
+        # [S, W]: the words each n-gram overlaps; an n-gram's share is split among them.
+        hits = (starts[None, :] < span[:, 2:3]) & (ends[None, :] > span[:, 1:2])
+        count = hits.sum(axis=1)
+        share = np.where(count > 0, bucket_share[buckets] / uses[buckets]
+                         / np.maximum(count, 1), 0.0)
+        per_word = (share[:, None] * hits).sum(axis=0)
     return float(anomaly[0]), [(w[0], float(v)) for w, v in zip(words, per_word, strict=True)]
 
 

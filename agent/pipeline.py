@@ -14,6 +14,7 @@ import numpy as np
 
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
+from agent.explain import explain_live
 from agent.level_evidence import SYSLOG_LEVELS, apply_levels
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -30,6 +31,10 @@ OFFLINE_BATCH_WAIT_S = 1.0
 # With no line queued the worker sleeps this long between heartbeats (the health check
 # calls the loop stuck after 30 s); a line wakes it at once.
 IDLE_WAIT_S = 2.0
+
+
+# Words named in an alert's reason (the strongest that pushed towards an alert).
+WHY_WORDS = 3
 
 
 class Model(Protocol):
@@ -161,8 +166,8 @@ class Pipeline:
                                           manifest.labels.index(manifest.normal_label))
             self.counters.inc("lines_level_weighed", sum(lv is not None for lv in levels))
         items = self._result_items(lines, manifest, probs, anomaly, failed)
-        messages = [] if failed else self._alerts(lines, items, manifest, probs.max(axis=1),
-                                                  anomaly)
+        messages = [] if failed else self._alerts(model, lines, items, manifest,
+                                                  probs.max(axis=1), anomaly)
         results = ResultBatch(seq=self.spool.next_seq(f"results/{self.slot.name}"),
                               device_id=self.device_id, slot=self.slot.name,
                               model_version=manifest.version, items=items)
@@ -206,8 +211,23 @@ class Pipeline:
                            anomaly=round(float(anomaly[i]), 4), truncated=line.truncated)
                 for i, line in enumerate(lines)]
 
-    def _alerts(self, lines: list[Line], items: list[ResultItem], manifest: BundleManifest,
-                scores: np.ndarray, anomaly: np.ndarray) -> list[tuple[str, bytes]]:
+    def _why(self, model: Model, text: str) -> str:
+        """``"; why: temperature +5.1, critical +3.2"``: the words that pushed the line
+        towards an alert, strongest first (in the reason string, which every server
+        accepts; an Alert field of its own would be refused by servers built before it).
+        Empty when the model cannot explain or no word pushed that way."""
+        try:
+            words = explain_live(model, [text])[0]
+        except ValueError:  # not the nano network (e.g. a LiteRT-only bundle)
+            return ""
+        towards = [w for w in words if float(w["weight"]) > 0][:WHY_WORDS]
+        if not towards:
+            return ""
+        return "; why: " + ", ".join(f"{w['word']} {float(w['weight']):+.1f}" for w in towards)
+
+    def _alerts(self, model: Model, lines: list[Line], items: list[ResultItem],
+                manifest: BundleManifest, scores: np.ndarray,
+                anomaly: np.ndarray) -> list[tuple[str, bytes]]:
         """The alert messages of a batch (the gate groups repeats and caps the rate);
         decided on the unrounded scores, as published items round them."""
         policy = self.alert_gate.policy(manifest)
@@ -221,6 +241,8 @@ class Pipeline:
             reason = decision.reason
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
+            if self.cfg.alerts.explain:
+                reason += self._why(model, line.text)
             alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
                           slot=self.slot.name, model_version=manifest.version,
                           item=item.model_copy(update={"text": line.text}),

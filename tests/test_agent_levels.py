@@ -78,7 +78,12 @@ def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broke
     assert seen[CRIT] == pytest.approx(shifted(a, off.crit), abs=2e-3)
     assert seen[INFO] == pytest.approx(shifted(a, off.info), abs=2e-3)
     assert [al["item"]["text"] for al in alerts] == [CRIT]
-    assert alerts[0]["reason"].endswith("(logged at crit)")
+    reason = alerts[0]["reason"]
+    assert "(logged at crit); why: " in reason, reason
+    # The words that pushed the line towards an alert, as classify --explain names them.
+    why = reason.split("; why: ")[1].split(", ")
+    assert 1 <= len(why) <= 3 and all(w.split()[0] in CRIT and float(w.split()[1]) > 0
+                                       for w in why), why
     assert alerts[0]["item"]["label"] == "storage"
     # A technician asks what the agent makes of the line at crit: the same as the pipeline.
     assert asked["anomaly"] == pytest.approx(seen[CRIT], abs=2e-4)

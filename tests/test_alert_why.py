@@ -1,0 +1,44 @@
+"""An alert's reason names the words that pushed its line towards an alert (issue 9 item
+5), from the live model's own gradient (agent.explain), in a string every server accepts."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from agent import default_bundle_path
+from agent.model import LoadedModel
+from agent.pipeline import WHY_WORDS, Pipeline
+
+
+def why(model: object, text: str) -> str:
+    # _why reads nothing of the pipeline's state: call it without building one.
+    return Pipeline._why(cast(Any, None), cast(Any, model), text)
+
+
+def test_the_words_come_from_the_live_model_strongest_first() -> None:
+    model = LoadedModel.load(default_bundle_path())
+    text = "kernel: EXT4-fs error (device mmcblk0p2): I/O error reading inode 1234"
+    said = why(model, text)
+    assert said.startswith("; why: ")
+    words = [w.rsplit(" ", 1) for w in said.removeprefix("; why: ").split(", ")]
+    assert 1 <= len(words) <= WHY_WORDS
+    weights = [float(v) for _, v in words]
+    assert all(v > 0 for v in weights) and weights == sorted(weights, reverse=True)
+    assert all(w in text for w, _ in words)
+    expected = [w for w in model.explain([text], top=5)[0] if float(w["weight"]) > 0]
+    assert [w for w, _ in words] == [str(w["word"]) for w in expected[:WHY_WORDS]]
+    model.close()
+
+
+class NoExplain:
+    pass
+
+
+class OnlyTowardsNormal:
+    def explain(self, texts: list[str]) -> list[list[dict[str, float | str]]]:
+        return [[{"word": "up", "weight": -3.0}] for _ in texts]
+
+
+def test_no_words_when_the_model_cannot_explain_or_nothing_pushed_towards_an_alert() -> None:
+    assert why(NoExplain(), "anything") == ""
+    assert why(OnlyTowardsNormal(), "eth0: link up") == ""
