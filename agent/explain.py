@@ -146,14 +146,15 @@ def top_words(featurizer: Featurizer, weights: NanoWeights, text: str,
     return [{"word": w, "weight": round(v, 4)} for w, v in ranked if abs(v) > 1e-6]
 
 
-def explain_live(model: object, texts: list[str]) -> list[list[dict[str, float | str]]]:
+def explain_live(model: object, texts: list[str],
+                 top: int = 5) -> list[list[dict[str, float | str]]]:
     """Top words per line from whatever model is live (a :class:`LoadedModel` or an OTA
     trial wrapper); a model that cannot explain is a clear query error (``ValueError``)."""
     explain = getattr(model, "explain", None)
     if explain is None:
         raise ValueError("the live model cannot explain its decisions")
     try:
-        result: list[list[dict[str, float | str]]] = explain(texts)
+        result: list[list[dict[str, float | str]]] = explain(texts, top)
     except NotExplainable as exc:
         raise ValueError(str(exc)) from exc
     return result

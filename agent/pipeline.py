@@ -217,10 +217,13 @@ class Pipeline:
         accepts; an Alert field of its own would be refused by servers built before it).
         Empty when the model cannot explain or no word pushed that way."""
         try:
-            words = explain_live(model, [text])[0]
+            words = explain_live(model, [text], top=3 * WHY_WORDS)[0]
         except ValueError:  # not the nano network (e.g. a LiteRT-only bundle)
             return ""
-        towards = [w for w in words if float(w["weight"]) > 0][:WHY_WORDS]
+        # Numbers and single letters carry weight too (a time, a unit) but tell a
+        # technician nothing: name words with at least two letters.
+        towards = [w for w in words if float(w["weight"]) > 0
+                   and sum(c.isalpha() for c in str(w["word"])) >= 2][:WHY_WORDS]
         if not towards:
             return ""
         return "; why: " + ", ".join(f"{w['word']} {float(w['weight']):+.1f}" for w in towards)

@@ -85,14 +85,14 @@ class ObservedModel:
             self._record(texts, probs, time.perf_counter() - t0)
             return probs, anomaly
 
-    def explain(self, texts: list[str]) -> list[list[dict[str, float | str]]]:
+    def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
         """Why, from the model that would answer :meth:`classify` now."""
         with self._gate:
             model = self.fallback if self._retired else self.candidate
             explain = getattr(model, "explain", None)
             if explain is None:
                 raise ValueError("the live model cannot explain its decisions")
-            result: list[list[dict[str, float | str]]] = explain(texts)
+            result: list[list[dict[str, float | str]]] = explain(texts, top)
             return result
 
     def retire(self) -> None:
