@@ -226,7 +226,9 @@ class Pipeline:
                    and sum(c.isalpha() for c in str(w["word"])) >= 2][:WHY_WORDS]
         if not towards:
             return ""
-        return "; why: " + ", ".join(f"{w['word']} {float(w['weight']):+.1f}" for w in towards)
+        # A word is cut at 32 characters: the fleet server keeps 255 of a reason.
+        return "; why: " + ", ".join(f"{str(w['word'])[:32]} {float(w['weight']):+.1f}"
+                                     for w in towards)
 
     def _alerts(self, model: Model, lines: list[Line], items: list[ResultItem],
                 manifest: BundleManifest, scores: np.ndarray,
