@@ -143,7 +143,7 @@ class AlertConfig(Strict):
                         description="Alerts kept in memory for the recent_alerts query.")
     explain: bool = Field(
         default=True, description="Name, in each alert's reason, the words that pushed the "
-        "line towards an alert (as classify --explain does): about 3 ms per alert sent and "
+        "line towards an alert (as classify --explain does): about 1 ms per alert sent and "
         "~1 MB for the float weights, read on the first alert. Bundles without model.onnx "
         "send their alerts without words.")
 

@@ -209,9 +209,11 @@ class Featurizer:
         shown = raw if len(raw) == len(data) else data
         spans: list[tuple[int, int, int]] = []
         for n in self.spec.char_ngrams:
-            for i in range(len(data) - n + 1):
-                h = sum((c + 1) * int(self._pow_p[j]) for j, c in enumerate(data[i : i + n]))
-                spans.append((self._bucket_of(h & _MASK32, _KIND_CHAR, n), i, i + n))
+            at = range(len(data) - n + 1)
+            hs = [sum((c + 1) * int(self._pow_p[j]) for j, c in enumerate(data[i : i + n]))
+                  & _MASK32 for i in at]
+            spans += [(b, i, i + n) for b, i in zip(self._buckets_of(hs, _KIND_CHAR, n), at,
+                                                    strict=True)]
         words: list[tuple[str, int, int]] = []
         hashes: list[int] = []
         start = -1
@@ -225,14 +227,18 @@ class Featurizer:
                 words.append((shown[start:i].decode("utf-8", errors="replace"), start, i))
                 start = -1
         for n in self.spec.word_ngrams:
-            for i in range(len(words) - n + 1):
-                h = sum(hashes[i + k] * pow(int(_Q), k + 1, 1 << 32) for k in range(n))
-                spans.append((self._bucket_of(h & _MASK32, _KIND_WORD, n), words[i][1],
-                              words[i + n - 1][2]))
+            at = range(len(words) - n + 1)
+            hs = [sum(hashes[i + k] * pow(int(_Q), k + 1, 1 << 32) for k in range(n))
+                  & _MASK32 for i in at]
+            spans += [(b, words[i][1], words[i + n - 1][2])
+                      for b, i in zip(self._buckets_of(hs, _KIND_WORD, n), at, strict=True)]
         return spans, words
 
-    def _bucket_of(self, h: int, kind: int, n: int) -> int:
-        return int(self._bucket(np.array([h], dtype=np.uint32), kind, n)[0])
+    def _buckets_of(self, hs: list[int], kind: int, n: int) -> list[int]:
+        """The bucket of each of one kind's hashes (one numpy call for all of them)."""
+        if not hs:
+            return []
+        return [int(b) for b in self._bucket(np.array(hs, dtype=np.uint32), kind, n)]
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         """Lines -> float32 ``[len(texts), buckets]`` model input."""

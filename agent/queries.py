@@ -54,7 +54,7 @@ class ClassifyArgs(NoArgs):
 
 MAX_CLASSIFY_LINES = 256
 MAX_CLASSIFY_CHARS = 8192
-MAX_EXPLAIN_LINES = 32  # explaining hashes each line's n-grams in Python: ~3 ms a line
+MAX_EXPLAIN_LINES = 32  # explaining walks each line's n-grams in Python: ~1 ms a line
 
 
 def _recent(target: QueryTarget, args: RecentAlertsArgs) -> list[dict[str, Any]]:
