@@ -83,7 +83,7 @@ def parse_priority(value: object) -> int | None:
         value = value.decode("ascii", errors="replace")
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):  # "²".isdigit(), but int() refuses it
             return None
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 8:

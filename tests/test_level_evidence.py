@@ -85,6 +85,7 @@ def test_bad_batches_are_refused() -> None:
 @pytest.mark.parametrize(("value", "expected"), [
     (3, 3), ("6", 6), (b"0", 0), (b" 7\n", 7), ([b"4", b"6"], 4), (None, None), (8, None),
     (-1, None), (b"err", None), ("", None), ([], None), (True, None), (3.0, None),
+    ("²", None), ("٣", None), (b"\xff", None), ("99999999999999999999", None),
 ])
 def test_journal_priority_fields_are_parsed_or_ignored(value: object,
                                                        expected: int | None) -> None:
