@@ -144,7 +144,7 @@ class AlertConfig(Strict):
     explain: bool = Field(
         default=True, description="Name, in each alert's reason, the words that pushed the "
         "line towards an alert (as classify --explain does): about 1 ms per alert sent and "
-        "~1 MB for the float weights, read on the first alert. Bundles without model.onnx "
+        "~0.3 MB for the weights, read on the first alert. Bundles without model.onnx "
         "send their alerts without words.")
 
 

@@ -33,9 +33,12 @@ class NotExplainable(ValueError):
 
 @dataclass(frozen=True)
 class NanoWeights:
-    """The network's weights in float32 (body dequantized exactly as the runtimes do)."""
+    """The network's weights: the first layer kept int8 with its scale (a float32 copy
+    would keep 1 MB resident on a device for the life of the model; it is scaled per use),
+    the rest in float32 (dequantized as the runtimes do)."""
 
-    w1: np.ndarray
+    w1_q: np.ndarray  # int8 [hidden1, buckets]
+    s1: np.float32
     b1: np.ndarray
     w2: np.ndarray
     b2: np.ndarray
@@ -54,8 +57,8 @@ class NanoWeights:
             if all(n in infos for n in _NAMES.values()):
                 data = bundle.files[path]
                 t = {key: _read(data, infos[name]) for key, name in _NAMES.items()}
-                return cls(w1=t["w1"].astype(np.float32) * np.float32(t["s1"].item()),
-                           b1=t["b1"], w2=t["w2"].astype(np.float32) * np.float32(t["s2"].item()),
+                return cls(w1_q=t["w1"], s1=np.float32(t["s1"].item()), b1=t["b1"],
+                           w2=t["w2"].astype(np.float32) * np.float32(t["s2"].item()),
                            b2=t["b2"], wo=t["wo"], bo=t["bo"], mask=t["mask"].reshape(-1))
         raise NotExplainable("this model cannot be explained: explanations need the nano "
                              "network's tensors in the bundle's model.onnx")
@@ -78,7 +81,7 @@ class NanoWeights:
         _, dz = _log_odds(self, x)
         dh2 = (dz @ self.wo) * (z2 > 0)
         dh1 = (dh2 @ self.w2) * (z1 > 0)
-        return anomaly, np.asarray(dh1 @ self.w1, dtype=np.float32)
+        return anomaly, np.asarray((dh1 @ self.w1_q) * self.s1, dtype=np.float32)
 
 
 def _read(data: bytes, info: TensorInfo) -> np.ndarray:
@@ -87,9 +90,16 @@ def _read(data: bytes, info: TensorInfo) -> np.ndarray:
     return arr.reshape(info.shape).astype(arr.dtype, copy=True)
 
 
+def _first_layer(w: NanoWeights, x: np.ndarray) -> np.ndarray:
+    # Only the buckets the lines touch contribute: a line has ~230 of 4,096, so the int8
+    # weights are widened for those columns only.
+    cols = np.flatnonzero(x.any(axis=0))
+    return (x[:, cols] @ w.w1_q[:, cols].T.astype(np.float32)) * w.s1 + w.b1
+
+
 def _log_odds(w: NanoWeights, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Log-odds of the anomaly mass and its gradient w.r.t. the logits [B, K]."""
-    z1 = x @ w.w1.T + w.b1
+    z1 = _first_layer(w, x)
     z2 = np.maximum(z1, 0) @ w.w2.T + w.b2
     logits = np.maximum(z2, 0) @ w.wo.T + w.bo
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -103,7 +113,7 @@ def _log_odds(w: NanoWeights, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _forward(w: NanoWeights, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    z1 = x @ w.w1.T + w.b1
+    z1 = _first_layer(w, x)
     z2 = np.maximum(z1, 0) @ w.w2.T + w.b2
     logits = np.maximum(z2, 0) @ w.wo.T + w.bo
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
