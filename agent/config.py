@@ -144,8 +144,8 @@ class AlertConfig(Strict):
     explain: bool = Field(
         default=True, description="Name, in each alert's reason, the words that pushed the "
         "line towards an alert (as classify --explain does): about 1 ms per alert sent and "
-        "~0.3 MB for the weights, read on the first alert. Bundles without model.onnx "
-        "send their alerts without words.")
+        "~0.3 MB for the weights, read on the first alert. A bundle whose model is not the "
+        "nano network sends its alerts without words.")
 
 
 class SpoolConfig(Strict):

@@ -27,6 +27,26 @@ _NAMES = {"w1": "body.embed.weight", "s1": "body.embed.scale", "b1": "body.embed
           "wo": "head.weight", "bo": "head.bias", "mask": "head.anomaly_mask"}
 
 
+_SCALES = ("s1", "s2")
+
+
+def _tflite_scales(model: bytes) -> tuple[float, float]:
+    """The int8 weights' scales of a nano model.tflite, from its quantization parameters
+    (a throwaway interpreter: LiteRT or tflite_runtime, whichever is installed)."""
+    from agent.runtime.base import RuntimeUnavailable
+    from agent.runtime.litert import _interpreter_class
+
+    try:
+        interpreter = _interpreter_class()(model_content=model)
+    except (RuntimeUnavailable, ValueError, RuntimeError) as exc:
+        raise NotExplainable(f"this model cannot be explained here: {exc}") from None
+    scales = {d["name"]: d["quantization"][0] for d in interpreter.get_tensor_details()}
+    try:
+        return float(scales[_NAMES["w1"]]), float(scales[_NAMES["w2"]])
+    except KeyError:
+        raise NotExplainable("this model.tflite has no quantized nano weights") from None
+
+
 class NotExplainable(ValueError):
     """The bundle's model is not the nano network (its tensors are not all there)."""
 
@@ -48,20 +68,25 @@ class NanoWeights:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> NanoWeights:
-        # model.onnx's ranges carry every tensor, the int8 scales included (model.tflite
-        # keeps its scales in quantization parameters, which have no byte range).
-        path = bundle.manifest.runtimes.get("onnx")
-        if path is not None:
+        # model.onnx's ranges carry every tensor, the int8 scales included; model.tflite's
+        # carry all but the scales, which sit in the tensors' quantization parameters
+        # (read through the interpreter: a LiteRT-only device bundle explains too).
+        for fmt in ("onnx", "tflite"):
+            path = bundle.manifest.runtimes.get(fmt)
             entry = next((f for f in bundle.manifest.files if f.path == path), None)
             infos = {t.name: t for t in entry.tensors} if entry is not None else {}
-            if all(n in infos for n in _NAMES.values()):
-                data = bundle.files[path]
-                t = {key: _read(data, infos[name]) for key, name in _NAMES.items()}
-                return cls(w1_q=t["w1"], s1=np.float32(t["s1"].item()), b1=t["b1"],
-                           w2=t["w2"].astype(np.float32) * np.float32(t["s2"].item()),
-                           b2=t["b2"], wo=t["wo"], bo=t["bo"], mask=t["mask"].reshape(-1))
+            names = {k: n for k, n in _NAMES.items() if fmt == "onnx" or k not in _SCALES}
+            if path is None or not all(n in infos for n in names.values()):
+                continue
+            data = bundle.files[path]
+            t = {key: _read(data, infos[name]) for key, name in names.items()}
+            s1, s2 = (float(t["s1"].item()), float(t["s2"].item())) if fmt == "onnx" \
+                else _tflite_scales(data)
+            return cls(w1_q=t["w1"], s1=np.float32(s1), b1=t["b1"],
+                       w2=t["w2"].astype(np.float32) * np.float32(s2),
+                       b2=t["b2"], wo=t["wo"], bo=t["bo"], mask=t["mask"].reshape(-1))
         raise NotExplainable("this model cannot be explained: explanations need the nano "
-                             "network's tensors in the bundle's model.onnx")
+                             "network's tensors in the bundle's model.onnx or model.tflite")
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities [B, K], anomaly [B])`` in numpy, as the runtimes compute."""

@@ -218,7 +218,7 @@ class Pipeline:
         Empty when the model cannot explain or no word pushed that way."""
         try:
             words = explain_live(model, [text], top=3 * WHY_WORDS)[0]
-        except ValueError:  # not the nano network (e.g. a LiteRT-only bundle)
+        except ValueError:  # not the nano network (a site's own architecture)
             return ""
         # Numbers and single letters carry weight too (a time, a unit) but tell a
         # technician nothing: name words with at least two letters.

@@ -35,8 +35,13 @@ def test_weights_read_through_tensor_ranges_give_the_runtimes_outputs(shipped) -
         model.close()
     mine_p, mine_a = weights.forward(featurizer.transform(LINES))
     assert np.allclose(mine_p, probs, atol=1e-5) and np.allclose(mine_a, anomaly, atol=1e-5)
-    with pytest.raises(NotExplainable, match=r"model\.onnx"):  # tflite keeps no scale ranges
-        NanoWeights.from_bundle(_only(bundle, "tflite"))
+    # A LiteRT-only bundle (a device's one-runtime download) explains with the same
+    # weights: its scales come from the int8 tensors' quantization parameters.
+    lite = NanoWeights.from_bundle(_only(bundle, "tflite"))
+    assert np.array_equal(lite.w1_q, weights.w1_q) and lite.s1 == pytest.approx(weights.s1)
+    assert np.allclose(lite.w2, weights.w2, rtol=1e-6)
+    lite_p, lite_a = lite.forward(featurizer.transform(LINES))
+    assert np.allclose(lite_p, mine_p, atol=1e-6) and np.allclose(lite_a, mine_a, atol=1e-6)
 
 
 def _only(bundle: Bundle, fmt: str) -> Bundle:
