@@ -220,6 +220,10 @@ class Pipeline:
             words = explain_live(model, [text], top=3 * WHY_WORDS)[0]
         except ValueError:  # not the nano network (a site's own architecture)
             return ""
+        except Exception:  # an explanation must never cost the batch its results
+            log.exception("explaining an alert failed; sent without its words")
+            self.counters.inc("explain_errors")
+            return ""
         # Numbers and single letters carry weight too (a time, a unit) but tell a
         # technician nothing: name words with at least two letters.
         towards = [w for w in words if float(w["weight"]) > 0

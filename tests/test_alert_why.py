@@ -6,13 +6,19 @@ from __future__ import annotations
 from typing import Any, cast
 
 from agent import default_bundle_path
+from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.pipeline import WHY_WORDS, Pipeline
 
 
-def why(model: object, text: str) -> str:
-    # _why reads nothing of the pipeline's state: call it without building one.
-    return Pipeline._why(cast(Any, None), cast(Any, model), text)
+class _Counted:
+    def __init__(self) -> None:
+        self.counters = Counters()
+
+
+def why(model: object, text: str, pipeline: object | None = None) -> str:
+    # _why reads only the pipeline's counters: call it without building a whole one.
+    return Pipeline._why(cast(Any, pipeline or _Counted()), cast(Any, model), text)
 
 
 def test_the_words_come_from_the_live_model_strongest_first() -> None:
@@ -45,3 +51,14 @@ def test_no_words_when_the_model_cannot_explain_or_nothing_pushed_towards_an_ale
     # Numbers and single letters are left out: they tell a technician nothing.
     assert why(NoExplain(), "anything") == ""
     assert why(OnlyTowardsNormal(), "eth0: link up") == ""
+
+
+class Broken:
+    def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
+        raise ZeroDivisionError("a bug")
+
+
+def test_a_failing_explanation_costs_the_alert_its_words_only() -> None:
+    host = _Counted()
+    assert why(Broken(), "disk failed", host) == ""
+    assert host.counters.snapshot()[0]["explain_errors"] == 1
