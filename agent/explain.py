@@ -34,10 +34,10 @@ def _tflite_scales(model: bytes) -> tuple[float, float]:
     """The int8 weights' scales of a nano model.tflite, from its quantization parameters
     (a throwaway interpreter: LiteRT or tflite_runtime, whichever is installed)."""
     from agent.runtime.base import RuntimeUnavailable
-    from agent.runtime.litert import _interpreter_class
+    from agent.runtime.litert import interpreter_class
 
     try:
-        interpreter = _interpreter_class()(model_content=model)
+        interpreter = interpreter_class()(model_content=model)
     except (RuntimeUnavailable, ValueError, RuntimeError) as exc:
         raise NotExplainable(f"this model cannot be explained here: {exc}") from None
     scales = {d["name"]: d["quantization"][0] for d in interpreter.get_tensor_details()}

@@ -9,7 +9,8 @@ import numpy as np
 from agent.runtime.base import Runtime, RuntimeUnavailable
 
 
-def _interpreter_class() -> Any:
+def interpreter_class() -> Any:
+    """LiteRT's Interpreter class, or tflite_runtime's when only that is installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as first:
@@ -26,10 +27,10 @@ class LiteRtRuntime(Runtime):
     format: ClassVar[Literal["onnx", "tflite"]] = "tflite"
 
     def __init__(self, model: bytes, threads: int = 1) -> None:
-        interpreter_class = _interpreter_class()
+        interpreter = interpreter_class()
         # Keep a reference: the interpreter reads the flatbuffer in place.
         self._model = model
-        self._interp: Any = interpreter_class(model_content=model, num_threads=threads)
+        self._interp: Any = interpreter(model_content=model, num_threads=threads)
         self._input = self._interp.get_input_details()[0]
         self._outputs = [d["index"] for d in self._interp.get_output_details()]
         self._batch = -1
