@@ -215,7 +215,8 @@ class Pipeline:
         """``"; why: temperature +5.1, critical +3.2"``: the words that pushed the line
         towards an alert, strongest first (in the reason string, which every server
         accepts; an Alert field of its own would be refused by servers built before it).
-        Empty when the model cannot explain or no word pushed that way."""
+        Empty when the model cannot explain or no word pushed that way. ``agent.tables``
+        reads this form back for ``query recent_alerts``."""
         try:
             words = explain_live(model, [text], top=3 * WHY_WORDS)[0]
         except ValueError:  # not the nano network (a site's own architecture)

@@ -25,6 +25,15 @@ def _fmt(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _why(reason: str) -> str:
+    """An alert reason's words and level, as the pipeline writes them (agent.pipeline
+    ``_why``: ``... (logged at err); why: checksum +4.1, ...``), without the threshold."""
+    level = reason.split("(logged at ", 1)[1].split(")", 1)[0] if "(logged at " in reason \
+        else ""
+    words = reason.split("; why: ", 1)[1] if "; why: " in reason else ""
+    return "; ".join(p for p in (level, words) if p) or "-"
+
+
 def _ts(v: float) -> str:
     return dt.datetime.fromtimestamp(v).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -48,8 +57,8 @@ def render(cmd: str, result: Any) -> str:
     if cmd == "recent_alerts":
         rows = [{"time": _ts(a["item"]["ts"]), "label": a["item"]["label"],
                  "score": a["item"]["score"], "source": a["item"]["source"],
-                 "text": a["item"]["text"]} for a in result]
-        return table(rows, ["time", "label", "score", "source", "text"])
+                 "why": _why(a.get("reason", "")), "text": a["item"]["text"]} for a in result]
+        return table(rows, ["time", "label", "score", "source", "why", "text"])
     if cmd == "classify":
         if any("level" in row for row in result):
             result = [{**row, "anomaly": f"{row['anomaly']} (words {row['words_anomaly']}, "

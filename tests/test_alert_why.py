@@ -62,3 +62,15 @@ def test_a_failing_explanation_costs_the_alert_its_words_only() -> None:
     host = _Counted()
     assert why(Broken(), "disk failed", host) == ""
     assert host.counters.snapshot()[0]["explain_errors"] == 1
+
+
+def test_the_cli_shows_an_alerts_words_and_level() -> None:
+    from agent.tables import render
+
+    alert = {"reason": "label storage score 0.82 >= 0.80 (logged at crit); why: checksum "
+             "+4.1, mismatch +2.3", "item": {"ts": 1.7e9, "label": "storage", "score": 0.82,
+                                             "source": "journald", "text": "checksum mismatch"}}
+    plain = {"reason": "anomaly 0.97 >= 0.95", "item": alert["item"]}
+    out = render("recent_alerts", [alert, plain]).splitlines()
+    assert "WHY" in out[0]
+    assert "crit; checksum +4.1, mismatch +2.3" in out[1] and " - " in out[2]
