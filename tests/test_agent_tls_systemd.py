@@ -77,8 +77,9 @@ def test_sd_notify_ready_watchdog_reload_stop(tmp_path, broker):
     wd = read_notifications(sock, "WATCHDOG=1", 5)
     assert wd
     agent.signal(signal.SIGHUP)
-    # As long as start-up gets: once, near the end of a loaded parallel run, the agent sent
-    # nothing at all for 20 s after SIGHUP (no RELOADING, no watchdog) and READY came late.
+    # As long as start-up gets: once, near the end of a loaded parallel run, nothing at all
+    # (no RELOADING, no watchdog) came for 20 s after SIGHUP; six other full runs that day
+    # passed, and the cause was not found (see the December 2026 session note).
     reload_msgs = read_notifications(sock, "READY=1", 60)
     reloading = next(m for m in reload_msgs if "RELOADING=1" in m)
     usec = int(next(f for f in reloading.split("\n") if f.startswith("MONOTONIC_USEC="))
