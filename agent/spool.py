@@ -141,8 +141,11 @@ class Spool:
         self._publish_gauges()
 
     def depth(self) -> tuple[int, int]:
-        with self._lock:
-            return self._count, self._bytes
+        """(messages, bytes) waiting. Without the lock: the main loop's status line and
+        watchdog ping call this every tick, and a commit holds the lock through its fsync
+        (seconds on a slow card); two int reads may be a commit apart, which a status
+        line can bear."""
+        return self._count, self._bytes
 
     def checkpoint(self, source: str) -> str | None:
         with self._lock:
