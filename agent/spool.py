@@ -50,6 +50,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.counters = counters
         self._lock = threading.Lock()
+        self._seq_lock = threading.Lock()  # never held while taking _lock: no lock-order cycle
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9);
@@ -67,7 +68,9 @@ class Spool:
     # --- sequence numbers --------------------------------------------------------------
     def next_seq(self, stream: str) -> int:
         """Next sequence number of a stream; made durable by the next commit()."""
-        with self._lock:
+        # A lock of its own: the main loop takes a number for each metrics message, and
+        # must not wait behind a commit holding the spool's lock through its fsync.
+        with self._seq_lock:
             value = self._seqs.get(stream, 0) + 1
             self._seqs[stream] = value
             return value
@@ -84,8 +87,10 @@ class Spool:
                                 [(t, p, now) for t, p in messages])
                 cur.executemany("INSERT OR REPLACE INTO checkpoints(source, value) VALUES (?, ?)",
                                 list(checkpoints.items()))
+                with self._seq_lock:
+                    seqs = list(self._seqs.items())
                 cur.executemany("INSERT OR REPLACE INTO seqs(stream, value) VALUES (?, ?)",
-                                list(self._seqs.items()))
+                                seqs)
                 self._count += len(messages)
                 self._bytes += sum(len(p) for _, p in messages)
                 self._enforce_bound(cur)
