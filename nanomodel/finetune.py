@@ -29,7 +29,7 @@ from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle, shipped_model
 from nanomodel.templates import LABELS as CORPUS_LABELS
-from nanomodel.train import TrainConfig, class_weights, fit
+from nanomodel.train import SparseRows, TrainConfig, class_weights, fit
 
 AUTO_MIX_LINES = 9000
 MIX_SEED = 1009
@@ -142,13 +142,15 @@ def mix_lines(count: int, labels: list[str]) -> list[tuple[str, str]]:
     return [(t, lab) for t, lab in generated + picked if lab in labels]
 
 
-def base_answers(base: ShippedModel, base_labels: list[str], featurizer: Featurizer,
-                 texts: list[str], labels: list[str]) -> np.ndarray:
-    """The base's probabilities for ``texts`` over ``labels`` (the new model's order; a
-    label the base lacks gets 0, and each row is renormalised over the labels kept)."""
-    probs, _ = reference_forward(base, featurizer.transform(texts))
+def base_answers(base: ShippedModel, base_labels: list[str], features: SparseRows,
+                 rows: np.ndarray, labels: list[str], chunk: int = 1024) -> np.ndarray:
+    """The base's probabilities for the feature ``rows`` over ``labels`` (the new model's
+    order; a label the base lacks gets 0, and each row is renormalised over the labels
+    kept). Densified a chunk at a time: 9,000 dense lines would be ~150 MB."""
+    probs = np.concatenate([reference_forward(base, features.dense(rows[i:i + chunk]))[0]
+                            for i in range(0, rows.size, chunk)])
     cols = [base_labels.index(lab) if lab in base_labels else -1 for lab in labels]
-    out = np.stack([probs[:, c] if c >= 0 else np.zeros(len(texts), probs.dtype)
+    out = np.stack([probs[:, c] if c >= 0 else np.zeros(rows.size, probs.dtype)
                     for c in cols], axis=1).astype(np.float32)
     total = out.sum(axis=1, keepdims=True)
     return np.asarray(out / np.where(total > 0, total, 1.0), dtype=np.float32)
@@ -196,21 +198,26 @@ def train_bundle(req: TrainRequest) -> TrainResult:
     soft = None
     weights = np.ones(len(texts), np.float32)
     if mix:
+        own = len(texts)
         extra = mix_lines(mix, labels)
-        if base_model is not None and bm is not None:  # taught by the base's answers
-            own = np.eye(len(labels), dtype=np.float32)[[labels.index(n) for n in names]]
-            soft = np.vstack([own, base_answers(base_model, bm.labels, featurizer,
-                                                [t for t, _ in extra], labels)])
         texts += [t for t, _ in extra]
         names += [lab for _, lab in extra]
-        weights = operator_weights(len(req.data.texts), len(texts))
+        weights = operator_weights(own, len(texts))
+    # Featurized once: the base's answers and the training read the same rows.
+    features = SparseRows(featurizer, texts, req.config.progress)
+    if mix and base_model is not None and bm is not None:  # taught by the base's answers
+        soft = np.vstack([
+            np.eye(len(labels), dtype=np.float32)[[labels.index(n) for n in names[:own]]],
+            base_answers(base_model, bm.labels, features, np.arange(own, len(texts)),
+                         labels)])
     y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
     if soft is not None:
         # Training balances classes by default; the mix is mostly normal on purpose (as
         # real logs are), and balancing it made the head call healthy lines alerts.
         weights = weights / class_weights(y, len(labels))[y]
     model = fit(featurizer, texts, y, labels, normal, req.config, base=base_model,
-                head_only=req.head_only, sample_weight=weights, soft_targets=soft)
+                head_only=req.head_only, sample_weight=weights, soft_targets=soft,
+                features=features)
     figures = evaluate_model(model, featurizer, req.data, labels, normal, "train")
     if req.eval_data is not None:
         figures |= evaluate_model(model, featurizer, req.eval_data, labels, normal, "eval")

@@ -76,14 +76,19 @@ def test_the_bases_answers_follow_the_new_label_order() -> None:
     from contract.bundle import load_bundle
     from nanomodel.features import Featurizer
     from nanomodel.pack import shipped_model
+    from nanomodel.train import SparseRows
 
     bundle = load_bundle(default_bundle_path())
     base, labels = shipped_model(bundle), bundle.manifest.labels
     feat = Featurizer(bundle.manifest.tokenizer)
     texts = ["kernel: EXT4-fs error (device sda1): I/O error", "systemd[1]: Started cron"]
-    same = base_answers(base, labels, feat, texts, labels)
+    rows, at = SparseRows(feat, texts, False), np.arange(len(texts))
+    same = base_answers(base, labels, rows, at, labels)
     assert np.allclose(same.sum(axis=1), 1.0, atol=1e-5)
-    swapped = base_answers(base, labels, feat, texts, ["storage", "normal", "alarm"])
+    # the base's own probabilities, as the runtimes compute them from the text
+    probs, _ = LoadedModel.load(default_bundle_path()).classify(texts)
+    assert np.allclose(same, probs, atol=1e-5)
+    swapped = base_answers(base, labels, rows, at, ["storage", "normal", "alarm"])
     assert swapped[:, 2].max() == 0.0  # a label the base lacks
     pair = same[:, [labels.index("storage"), labels.index("normal")]]
     assert np.allclose(swapped[:, :2], pair / pair.sum(axis=1, keepdims=True), atol=1e-5)
