@@ -160,11 +160,9 @@ class Pipeline:
         model = self.slot.current()
         manifest = model.manifest
         probs, anomaly, failed = self._classify(model, lines)
-        levels = [line.level for line in lines]
-        if not failed and self.level_evidence.enabled and any(lv is not None for lv in levels):
-            probs, anomaly = apply_levels(probs, anomaly, levels, self.level_evidence.offsets,
-                                          manifest.labels.index(manifest.normal_label))
-            self.counters.inc("lines_level_weighed", sum(lv is not None for lv in levels))
+        if not failed:
+            probs, anomaly = self.weigh_levels(manifest, probs, anomaly,
+                                               [line.level for line in lines], count=True)
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -179,6 +177,21 @@ class Pipeline:
         now = time.monotonic()
         self.latency.add_many([now - t for t in enqueued])
         self.on_committed()
+
+    def weigh_levels(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
+                     levels: list[int | None],
+                     count: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The scores with each line's level weighed in as configured (agent.level_evidence;
+        unchanged when it is off or no line has a level). The classify query uses it too,
+        so a technician's answer is the pipeline's; ``count``: the lines are the device's
+        (``lines_level_weighed``), not a query's."""
+        weighed = sum(lv is not None for lv in levels)
+        if not (self.level_evidence.enabled and weighed):
+            return probs, anomaly
+        if count:
+            self.counters.inc("lines_level_weighed", weighed)
+        return apply_levels(probs, anomaly, levels, self.level_evidence.offsets,
+                            manifest.labels.index(manifest.normal_label))
 
     def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:
         """(probabilities, anomaly, failed). A failed inference yields zeros: the lines

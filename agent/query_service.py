@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.explain import explain_live
-from agent.level_evidence import SYSLOG_LEVELS, apply_levels
+from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
 from contract.messages import ModelInfo, QueryResponse, Status
@@ -127,10 +127,9 @@ class QueryService:
         probs, anomaly = model.classify(texts)
         words_anomaly = anomaly
         evidence = self.agent.pipeline.level_evidence
-        if level is not None and evidence.enabled:  # as the pipeline would score it
-            probs, anomaly = apply_levels(probs, anomaly, [level] * len(texts),
-                                          evidence.offsets, model.manifest.labels.index(
-                                              model.manifest.normal_label))
+        if level is not None:  # as the pipeline would score it
+            probs, anomaly = self.agent.pipeline.weigh_levels(model.manifest, probs, anomaly,
+                                                              [level] * len(texts))
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
