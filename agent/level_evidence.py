@@ -24,6 +24,7 @@ prints them. Pure functions of their inputs; the pipeline applies them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import Field
@@ -31,7 +32,8 @@ from pydantic import Field
 from contract.strict import Strict
 
 # syslog(3) priorities, in order: the index is the PRIORITY value journald stores.
-SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+SyslogLevel = Literal["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
+SYSLOG_LEVELS: tuple[SyslogLevel, ...] = get_args(SyslogLevel)
 
 # Clip before the logit so that a probability of exactly 0 or 1 stays finite.
 _EPS = 1e-7

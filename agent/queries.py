@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.level_evidence import SYSLOG_LEVELS
+from agent.level_evidence import SYSLOG_LEVELS, SyslogLevel
 from contract.messages import QueryResponse, format_validation_error, parse_query
 
 log = logging.getLogger("nanofleet.agent.queries")
@@ -43,10 +43,10 @@ class ClassifyArgs(NoArgs):
     text: str | list[str] = Field(description="A line, or up to 256 lines, to classify.")
     explain: bool = Field(default=False, description="Also name the words that drove each "
                           "decision (`why`: word and weight, positive towards an alert).")
-    level: Literal["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"] | \
-        None = Field(default=None, description="Score the lines as if their program had "
-                     "logged them at this syslog level, as the journal tells the agent "
-                     "([model.level_evidence]); the answer also gives the words' own anomaly.")
+    level: SyslogLevel | None = Field(
+        default=None, description="Score the lines as if their program had logged them at "
+        "this syslog level, as the journal tells the agent ([model.level_evidence]); the "
+        "answer also gives the words' own anomaly.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
