@@ -64,6 +64,7 @@ from nanomodel.build_default import (
 from nanomodel.features import Featurizer, default_spec
 from nanomodel.realeval import (
     OVERALL,
+    AlertFigures,
     RealLine,
     Trainer,
     as_dict,
@@ -128,13 +129,23 @@ def _known() -> int:
     score = mixed_trainer(Featurizer(default_spec()), mix, cfg,
                           w1_prior=prior(train) if prior else None, probs=True)(train)
     probs = score([t for t, _, _ in test])
-    anomaly = 1.0 - probs[:, LABELS.index("normal")]
+    anomaly = _anomaly(probs)
     rep = report(test, anomaly)
     print(f"known daemons, new lines: trained on {len(train)} lines, scored {len(test)} "
           f"captured lines never trained on, {time.monotonic() - start:.0f} s\n")
     print(format_table(rep))
     _with_levels(test, probs, [levels[t] for t, _, _ in test])
     return 0
+
+
+def _wins(rep: dict[str, dict[str, AlertFigures]]) -> int:
+    """Sources (not the overall row) on which the model beats the keyword rule."""
+    return sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+
+
+def _anomaly(probs: np.ndarray) -> np.ndarray:
+    """Anomaly from probabilities in LABELS order: everything but normal."""
+    return 1.0 - probs[:, LABELS.index("normal")]
 
 
 def _figures(lines: list[RealLine], scores: np.ndarray) -> str:
@@ -146,11 +157,10 @@ def _figures(lines: list[RealLine], scores: np.ndarray) -> str:
 def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int]) -> None:
     """The same lines as a journal delivers them, with the level their code logs them at,
     weighed in with the agent's default offsets (agent.level_evidence)."""
-    normal = LABELS.index("normal")
-    anomaly = 1.0 - probs[:, normal]
-    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), normal)
+    anomaly = _anomaly(probs)
+    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), LABELS.index("normal"))
     rep = report(lines, a2)
-    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    wins = _wins(rep)
     print(f"\nwith the program's level (journald PRIORITY, the agent's default offsets): "
           f"{_figures(lines, a2)}, beats the keyword rule on {wins} of {len(rep) - 1} "
           "sources")
@@ -162,13 +172,13 @@ def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int]) ->
 def _levels(lines: list[RealLine], probs: np.ndarray, folds: int) -> None:
     """Held-out figures when each line comes with its code's level (--levels)."""
     levels = real_line_priorities(REAL_PER_TEMPLATE)
-    anomaly = 1.0 - probs[:, LABELS.index("normal")]
+    anomaly = _anomaly(probs)
     is_alert = np.array([lab != "normal" for _, lab, _ in lines])
     print(f"\nthe level alone, error or worse (journalctl -p err): "
           f"{_figures(lines, (np.array(levels) <= 3).astype(np.float32))}")
     nested, fits = nested_level_offsets(lines, anomaly, levels, folds)
     rep = report(lines, nested)
-    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    wins = _wins(rep)
     at = recall_at_false_alarms(lines, nested, (0.02, 0.05))
     print(f"words + level, offsets fitted on the other groups (nested): "
           f"{_figures(lines, nested)}, beats the keyword rule on {wins} of {len(rep) - 1} "
@@ -199,7 +209,7 @@ def _samples(bundle: Path) -> int:
     print(f"{bundle.name} on {len(lines)} public sample lines of {len(rep) - 1} sources, "
           "never trained on\n")
     print(format_table(rep))
-    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    wins = _wins(rep)
     o, k = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
     at = recall_at_false_alarms(lines, anomaly, (k.false_alarm_rate,))
     print(f"\nmodel beats the keyword rule on {wins} of {len(rep) - 1} sources; overall "
@@ -220,7 +230,7 @@ def _keyword_prior(lines: list[RealLine], anomaly: np.ndarray, folds: int) -> No
     scores, chosen = nested_keyword_prior(lines, anomaly, folds)
     rep = report(lines, scores)
     o = rep[OVERALL]["model"]
-    wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+    wins = _wins(rep)
     picks = ", ".join(f"c={c:+.1f} b={b:.2f}" for c, b in chosen)
     print(f"\nthe grep as a second opinion (chosen per group from the other groups: {picks}):"
           f" F1 {o.f1:.3f}, false alarms {100 * o.false_alarm_rate:.1f} %, recall "
@@ -308,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.levels:
         probs = _parallel(lines, trainer, args.folds, max(args.jobs, 1), progress,
                           width=len(LABELS))
-        anomaly = 1.0 - probs[:, LABELS.index("normal")]
+        anomaly = _anomaly(probs)
     elif args.jobs > 1:
         anomaly = _parallel(lines, trainer, args.folds, args.jobs, progress)
     else:
@@ -324,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(lines)} real lines, {len(rep) - 1} sources, {scheme}, {what}, "
               f"{time.monotonic() - start:.0f} s\n")
         print(format_table(rep))
-        wins = sum(beats_keyword(figs) for s, figs in rep.items() if s != OVERALL)
+        wins = _wins(rep)
         o = rep[OVERALL]["model"]
         print(f"\nmodel beats the keyword rule on {wins} of {len(rep) - 1} sources; overall "
               f"false alarms {100 * o.false_alarm_rate:.2f} % (bar 2 %), recall "
