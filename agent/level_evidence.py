@@ -110,12 +110,12 @@ def apply_levels(probs: np.ndarray, anomaly: np.ndarray, levels: Sequence[int | 
     """
     if len(levels) != len(anomaly) or probs.shape[0] != len(anomaly):
         raise ValueError(f"{len(levels)} levels for {len(anomaly)} lines")
+    if any(lv is not None and not 0 <= lv < _NO_LEVEL for lv in levels):
+        raise ValueError("a level outside 0..7")
     if all(lv is None for lv in levels):
         return probs, anomaly
     # Index 8 of the table is "no level": offset 0, and those rows are put back below.
     prio = np.array([_NO_LEVEL if lv is None else lv for lv in levels], dtype=np.int64)
-    if ((prio < 0) | (prio > _NO_LEVEL)).any() or any(lv == _NO_LEVEL for lv in levels):
-        raise ValueError("a level outside 0..7")
     known = prio != _NO_LEVEL
     new = shift_anomaly(anomaly, np.append(offsets.by_priority(), 0.0)[prio])
     alert = np.ones(probs.shape[1], dtype=bool)
