@@ -93,6 +93,24 @@ def parse_priority(value: object) -> int | None:
     return None
 
 
+# Other spellings of the levels, as loggers write them (syslog's own deprecated names,
+# log4j's and Python's): an operator's exported lines use whichever their software did.
+_LEVEL_ALIASES = {"panic": 0, "emergency": 0, "critical": 2, "fatal": 2, "error": 3,
+                  "warn": 4, "information": 6, "informational": 6, "trace": 7}
+
+
+def level_of(value: str) -> int | None:
+    """A level written as text (``err``, ``warning``, ``ERROR``, ``warn``, ``3``) as 0..7,
+    or None when it is empty or not a syslog level. For levels that come from people's
+    files, where journald's :func:`parse_priority` would only take the number."""
+    text = value.strip().lower()
+    if text in SYSLOG_LEVELS:
+        return SYSLOG_LEVELS.index(text)
+    if text in _LEVEL_ALIASES:
+        return _LEVEL_ALIASES[text]
+    return parse_priority(text) if text else None
+
+
 def shift_anomaly(anomaly: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``sigmoid(logit(anomaly) + offsets)`` (float64)."""
     a = np.clip(np.asarray(anomaly, dtype=np.float64), _EPS, 1.0 - _EPS)

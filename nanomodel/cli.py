@@ -69,9 +69,45 @@ def _scores_table(title: str, scores: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cmd_eval_alerts(args: argparse.Namespace) -> int:
+    """``eval --alerts``: alert / no alert on the site's own labels (nanomodel.alert_eval)."""
+    from agent.config import AlertConfig, ConfigError, load_config
+    from agent.level_evidence import LevelEvidenceConfig
+    from nanomodel.alert_eval import (
+        ALERT_EVAL_FIELDS,
+        evaluate_alerts,
+        format_alerts,
+        keyword_rule,
+    )
+
+    alerts, levels = AlertConfig(), LevelEvidenceConfig()
+    if args.agent_config is not None:
+        try:
+            cfg = load_config(args.agent_config, secrets=False)
+        except ConfigError as exc:
+            raise DataError(str(exc)) from None
+        alerts, levels = cfg.alerts, cfg.model.level_evidence
+    if args.no_levels:
+        levels = LevelEvidenceConfig(enabled=False)
+    result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
+                             args.runtime, args.normal_label or "normal",
+                             keyword_rule(args.keyword), args.threshold, levels, alerts)
+    print(json.dumps(result, sort_keys=True) if args.json else format_alerts(result))
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from nanomodel.evaluate import evaluate_bundle
 
+    if args.alerts:
+        return cmd_eval_alerts(args)
+    only = [flag for flag, given in (("--normal-label", args.normal_label is not None),
+                                     ("--keyword", args.keyword is not None),
+                                     ("--threshold", args.threshold != 0.5),
+                                     ("--agent-config", args.agent_config is not None),
+                                     ("--no-levels", args.no_levels)) if given]
+    if only:
+        raise DataError(f"{', '.join(only)} only apply to alert figures: add --alerts")
     result = evaluate_bundle(load_labeled(args.data), args.bundle, args.runtime,
                              timing=not args.no_timing)
     if args.json:
@@ -181,6 +217,22 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument("--runtime", choices=["onnxruntime", "litert"], default="onnxruntime")
     ev.add_argument("--no-timing", action="store_true", help="skip the latency measurement")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--alerts", action="store_true", help=(
+        "alert figures instead: a line is an alert unless labelled normal (any label set, "
+        "e.g. ok/alert); the model's flags (anomaly > --threshold), the alerts the agent "
+        "sends, and a keyword rule on the same lines; optional columns: source, level"))
+    ev.add_argument("--normal-label", help="with --alerts: the label of healthy lines "
+                    "(default: normal)")
+    ev.add_argument("--keyword", help="with --alerts: the rule to compare with, a regular "
+                    "expression matched case-insensitively (default: the grep "
+                    "'fatal|fail|error|panic|critical')")
+    ev.add_argument("--threshold", type=float, default=0.5, help="with --alerts: flag a line "
+                    "when its anomaly is above this (default 0.5)")
+    ev.add_argument("--agent-config", type=Path, help="with --alerts: the agent's config; "
+                    "its [alerts] and [model.level_evidence] decide what is sent (default: "
+                    "the agent's defaults)")
+    ev.add_argument("--no-levels", action="store_true", help="with --alerts: ignore the "
+                    "level column (the words alone decide)")
     ev.set_defaults(func=_run, model_func=cmd_eval)
 
     ins = sub.add_parser("inspect", help="show a bundle's manifest")

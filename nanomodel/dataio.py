@@ -4,6 +4,10 @@ Strict on purpose: a typo'd column or a half-written line would otherwise train
 a quietly wrong model. Every problem is reported with its file and line
 number (up to :data:`MAX_REPORTED` of them at once, so one run shows the scale
 of a broken export rather than its first symptom).
+
+An evaluation may also read optional columns (:data:`OPTIONAL_FIELDS`: which software
+wrote the line, and the syslog level it was logged at); training refuses them, so a
+column it would ignore never looks used.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from agent.level_evidence import level_of
 
 FIELDS = ("text", "label")
 MAX_REPORTED = 10
@@ -28,6 +35,8 @@ class LabeledData:
     texts: list[str]
     labels: list[str]
     source: str
+    # Optional columns that were read, per line ("" where a line leaves one out).
+    extras: dict[str, list[str]] = field(default_factory=dict)
 
     def label_set(self) -> list[str]:
         return sorted(set(self.labels))
@@ -55,8 +64,44 @@ def _check_record(text: object, label: object, where: str, problems: list[str]) 
     return True
 
 
-def _read_jsonl(raw: str, name: str) -> tuple[list[str], list[str], list[str]]:
+def _check_level(value: str, where: str, problems: list[str]) -> bool:
+    if value and level_of(value) is None:
+        problems.append(f"{where}: 'level' {value!r} is not a syslog level (emerg, alert, "
+                        "crit, err, warning, notice, info, debug or 0..7; empty: none)")
+        return False
+    return True
+
+
+# The optional columns an evaluation may read, each with its check ("" = left out).
+OPTIONAL_FIELDS: dict[str, Callable[[str, str, list[str]], bool]] = {
+    "source": lambda value, where, problems: True,
+    "level": _check_level,
+}
+Extras = dict[str, list[str]]
+
+
+def _optional(obj: dict[str, object], optional: tuple[str, ...], where: str,
+              problems: list[str]) -> dict[str, str] | None:
+    """The optional columns of one JSONL record as text ("" where absent or null)."""
+    out: dict[str, str] = {}
+    for name in optional:
+        value = obj.get(name)
+        if value is None:
+            out[name] = ""
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            out[name] = str(value).strip()
+        else:
+            problems.append(f"{where}: {name!r} must be a string, got {type(value).__name__}")
+            return None
+        if not OPTIONAL_FIELDS[name](out[name], where, problems):
+            return None
+    return out
+
+
+def _read_jsonl(raw: str, name: str, optional: tuple[str, ...] = ()
+                ) -> tuple[list[str], list[str], list[str], Extras]:
     texts, labels, problems = [], [], []
+    extras: Extras = {key: [] for key in optional}
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
@@ -69,35 +114,46 @@ def _read_jsonl(raw: str, name: str) -> tuple[list[str], list[str], list[str]]:
         if not isinstance(obj, dict):
             problems.append(f"{where}: expected a JSON object with 'text' and 'label'")
             continue
-        unknown = sorted(set(obj) - set(FIELDS))
+        unknown = sorted(set(obj) - set(FIELDS) - set(optional))
         missing = [f for f in FIELDS if f not in obj]
         if unknown or missing:
             parts = ([f"unknown fields {unknown}"] if unknown else []) + (
                 [f"missing fields {missing}"] if missing else [])
-            problems.append(f"{where}: {', '.join(parts)} (expected exactly text, label)")
+            problems.append(f"{where}: {', '.join(parts)} (expected {_expected(optional)})")
             continue
-        if _check_record(obj["text"], obj["label"], where, problems):
+        more = _optional(obj, optional, where, problems)
+        if more is not None and _check_record(obj["text"], obj["label"], where, problems):
             texts.append(obj["text"])
             labels.append(obj["label"].strip())
-    return texts, labels, problems
+            for key, value in more.items():
+                extras[key].append(value)
+    return texts, labels, problems, extras
 
 
-def _read_csv(raw: str, name: str, delimiter: str) -> tuple[list[str], list[str], list[str]]:
+def _expected(optional: tuple[str, ...]) -> str:
+    return "exactly text, label" + (f" and optionally {', '.join(optional)}" if optional
+                                    else "")
+
+
+def _read_csv(raw: str, name: str, delimiter: str, optional: tuple[str, ...] = ()
+              ) -> tuple[list[str], list[str], list[str], Extras]:
     reader = csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter)
+    extras: Extras = {key: [] for key in optional}
     try:
         header = next(reader)
     except StopIteration:
-        return [], [], []
+        return [], [], [], extras
     except csv.Error as exc:
         raise DataError(f"{name}:1: unreadable CSV header ({exc})") from None
     columns = [h.strip().lower() for h in header]
-    unknown = sorted(set(columns) - set(FIELDS))
+    unknown = sorted(set(columns) - set(FIELDS) - set(optional))
     missing = [f for f in FIELDS if f not in columns]
     if unknown or missing or len(columns) != len(set(columns)):
-        raise DataError(f"{name}:1: CSV header {header} must name exactly the columns "
-                        f"text,label" + (f"; unknown columns {unknown}" if unknown else "")
+        raise DataError(f"{name}:1: CSV header {header} must name {_expected(optional)} "
+                        "as columns" + (f"; unknown columns {unknown}" if unknown else "")
                         + (f"; missing {missing}" if missing else ""))
     ti, li = columns.index("text"), columns.index("label")
+    oi = {key: columns.index(key) for key in optional if key in columns}
     texts, labels, problems = [], [], []
     while True:
         try:
@@ -114,14 +170,22 @@ def _read_csv(raw: str, name: str, delimiter: str) -> tuple[list[str], list[str]
             problems.append(f"{where}: {len(row)} fields, expected {len(columns)} "
                             "(quote texts that contain the delimiter)")
             continue
-        if _check_record(row[ti], row[li], where, problems):
+        more = {key: row[oi[key]].strip() if key in oi else "" for key in optional}
+        if all(OPTIONAL_FIELDS[k](v, where, problems) for k, v in more.items()) and \
+                _check_record(row[ti], row[li], where, problems):
             texts.append(row[ti])
             labels.append(row[li].strip())
-    return texts, labels, problems
+            for key, value in more.items():
+                extras[key].append(value)
+    return texts, labels, problems, extras
 
 
-def load_labeled(path: Path) -> LabeledData:
-    """Read labeled lines; raise :class:`DataError` on any problem."""
+def load_labeled(path: Path, optional: tuple[str, ...] = ()) -> LabeledData:
+    """Read labeled lines; raise :class:`DataError` on any problem. ``optional``: the
+    :data:`OPTIONAL_FIELDS` this reader accepts (an evaluation's; training takes none)."""
+    stray = sorted(set(optional) - set(OPTIONAL_FIELDS))
+    if stray:
+        raise ValueError(f"no optional fields {stray}")
     name = str(path)
     try:
         blob = path.read_bytes()
@@ -136,10 +200,10 @@ def load_labeled(path: Path) -> LabeledData:
         raise DataError(f"{name} is empty: no labeled lines")
     fmt = _detect_format(path, raw[:256])
     if fmt == "jsonl":
-        texts, labels, problems = _read_jsonl(raw, name)
+        texts, labels, problems, extras = _read_jsonl(raw, name, optional)
     else:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        texts, labels, problems = _read_csv(raw, name, delimiter)
+        texts, labels, problems, extras = _read_csv(raw, name, delimiter, optional)
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED])
         more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED \
@@ -147,7 +211,7 @@ def load_labeled(path: Path) -> LabeledData:
         raise DataError(f"{len(problems)} unreadable line(s) in {name}:\n  {shown}{more}")
     if not texts:
         raise DataError(f"{name} has no labeled lines")
-    return LabeledData(texts, labels, name)
+    return LabeledData(texts, labels, name, extras)
 
 
 def check_trainable(data: LabeledData) -> None:

@@ -80,7 +80,7 @@ def evaluate_bundle(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
         stray = sorted(set(data.labels) - set(labels))
         if stray:
             raise DataError(f"{data.source}: labels {stray} are not in the bundle's labels "
-                            f"{labels}")
+                            f"{labels} (for alert / no-alert figures on any labels: --alerts)")
         truth = [labels.index(lab) for lab in data.labels]
         predicted: list[int] = []
         for i in range(0, len(data.texts), batch):

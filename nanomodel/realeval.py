@@ -21,8 +21,12 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from agent.config import AlertConfig
 
 KEYWORD_RULE = re.compile(r"fatal|fail|error|panic|critical", re.IGNORECASE)
 THRESHOLD = 0.5
@@ -59,9 +63,9 @@ class AlertFigures:
                    precision=precision)
 
 
-def keyword_flags(texts: Sequence[str]) -> np.ndarray:
-    """The keyword rule: ``grep -iE 'fatal|fail|error|panic|critical'``."""
-    return np.array([KEYWORD_RULE.search(t) is not None for t in texts], dtype=bool)
+def keyword_flags(texts: Sequence[str], rule: re.Pattern[str] = KEYWORD_RULE) -> np.ndarray:
+    """The keyword rule: ``grep -iE 'fatal|fail|error|panic|critical'`` (or ``rule``)."""
+    return np.array([rule.search(t) is not None for t in texts], dtype=bool)
 
 
 def source_folds(sources: Sequence[str], folds: int | None = None) -> list[list[str]]:
@@ -126,12 +130,13 @@ def fill_heldout(anomaly: np.ndarray, lines: Sequence[RealLine], held: Sequence[
 
 
 def report(lines: Sequence[RealLine], anomaly: np.ndarray, normal_label: str = "normal",
-           threshold: float = THRESHOLD) -> dict[str, dict[str, AlertFigures]]:
+           threshold: float = THRESHOLD, rule: re.Pattern[str] = KEYWORD_RULE,
+           ) -> dict[str, dict[str, AlertFigures]]:
     """``{source or "overall": {"model": AlertFigures, "keyword": AlertFigures}}``."""
     texts = [t for t, _, _ in lines]
     is_alert = np.array([lab != normal_label for _, lab, _ in lines], dtype=bool)
     model_flag = np.asarray(anomaly) > threshold
-    keyword_flag = keyword_flags(texts)
+    keyword_flag = keyword_flags(texts, rule)
     by_source: dict[str, list[int]] = defaultdict(list)
     for i, (_, _, source) in enumerate(lines):
         by_source[source].append(i)
@@ -206,15 +211,15 @@ def format_table(rep: dict[str, dict[str, AlertFigures]]) -> str:
 
 
 def sent_alerts(labels: Sequence[str], normal_label: str, probs: np.ndarray,
-                anomaly: np.ndarray) -> np.ndarray:
-    """1.0 where the agent's *default* alert policy (:class:`agent.alerts.AlertPolicy`
-    with a default ``[alerts]`` table) sends an alert for a line, else 0.0 — scores that
-    :func:`report` reads as flagged or not. The figures above flag at anomaly > 0.5, as
-    the issue measures; a technician is sent only these."""
+                anomaly: np.ndarray, config: AlertConfig | None = None) -> np.ndarray:
+    """1.0 where the agent's alert policy (:class:`agent.alerts.AlertPolicy` with the
+    ``[alerts]`` table ``config``, the defaults if None) sends an alert for a line, else
+    0.0 — scores that :func:`report` reads as flagged or not. The figures above flag at
+    anomaly > 0.5, as the issue measures; a technician is sent only these."""
     from agent.alerts import AlertPolicy
     from agent.config import AlertConfig
 
-    policy = AlertPolicy.build(AlertConfig(), list(labels), normal_label)
+    policy = AlertPolicy.build(config or AlertConfig(), list(labels), normal_label)
     fires = [policy.decide(labels[int(p.argmax())], float(p.max()), float(a)) is not None
              for p, a in zip(probs, anomaly, strict=True)]
     return np.array(fires, dtype=np.float32)

@@ -1,0 +1,173 @@
+"""``nanofleet model eval --alerts``: a site's own question, on its own labelled lines —
+does the model tell me about the lines I want to be told about, with fewer false alarms
+than the grep I would otherwise write?
+
+A line is an *alert* unless its label is the normal one, whatever the label set (``ok`` /
+``alert``, the model's categories, a site's own names): the labels need not be the
+bundle's. On the same lines, three ways of flagging:
+
+- the model: anomaly > ``threshold`` (0.5: the measure of docs/model.md);
+- the alerts the agent would *send* with an ``[alerts]`` table (the agent's defaults
+  unless given): what reaches a technician;
+- a keyword rule: ``grep -iE 'fatal|fail|error|panic|critical'``, or the site's own.
+
+Beside them, the model's recall at the rule's false-alarm rate (its ranking, whatever
+the threshold), and per source when the lines name one. Lines that carry the level
+their program logged them at (a ``level`` column, e.g. from ``journalctl -o json``'s
+``PRIORITY``) are weighed as the agent weighs journal lines
+(:mod:`agent.level_evidence`), so the figures are the device's.
+
+The model runs through the agent's own runtime (:class:`agent.model.LoadedModel`); the
+figures are :mod:`nanomodel.realeval`'s, so an operator's evaluation and the real-log
+evaluation of docs/model.md count the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.config import AlertConfig
+from agent.level_evidence import LevelEvidenceConfig, apply_levels, level_of
+from agent.model import LoadedModel
+from nanomodel.dataio import DataError, LabeledData
+from nanomodel.realeval import (
+    KEYWORD_RULE,
+    OVERALL,
+    THRESHOLD,
+    AlertFigures,
+    beats_keyword,
+    recall_at_false_alarms,
+    report,
+    sent_alerts,
+)
+
+# The columns an alert evaluation reads beside text and label.
+ALERT_EVAL_FIELDS = ("source", "level")
+NO_SOURCE = "(no source)"
+
+
+def keyword_rule(pattern: str | None) -> re.Pattern[str]:
+    """The rule to compare with: the default grep, or a site's own regular expression
+    (case-insensitive, as ``grep -iE``)."""
+    if pattern is None:
+        return KEYWORD_RULE
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise DataError(f"--keyword {pattern!r} is not a regular expression: {exc}") from None
+
+
+def _figures(fig: AlertFigures) -> dict[str, float]:
+    return {k: float(v) for k, v in asdict(fig).items()}
+
+
+def score_bundle(model: LoadedModel, texts: list[str], batch: int = 256
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, anomaly) of every line, through the agent's runtime."""
+    probs: list[np.ndarray] = []
+    anomaly: list[np.ndarray] = []
+    for i in range(0, len(texts), batch):
+        p, a = model.classify(texts[i:i + batch])
+        probs.append(np.asarray(p))
+        anomaly.append(np.asarray(a))
+    return np.concatenate(probs), np.concatenate(anomaly)
+
+
+def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime",
+                    normal_label: str = "normal", rule: re.Pattern[str] = KEYWORD_RULE,
+                    threshold: float = THRESHOLD,
+                    levels: LevelEvidenceConfig | None = None,
+                    alerts: AlertConfig | None = None) -> dict[str, Any]:
+    """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready."""
+    if normal_label not in data.labels:
+        raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
+                        f"counts as healthy (labels: {data.label_set()}); say which label "
+                        "means 'nothing wrong' with --normal-label")
+    if not 0.0 < threshold < 1.0:
+        raise DataError(f"--threshold {threshold} must be between 0 and 1")
+    levels = levels if levels is not None else LevelEvidenceConfig()
+    model = LoadedModel.load(bundle, runtime)
+    try:
+        manifest = model.manifest
+        probs, anomaly = score_bundle(model, list(data.texts))
+        line_levels = [level_of(v) for v in data.extras.get("level", [])]
+        weighed = sum(lv is not None for lv in line_levels)
+        if weighed and levels.enabled:
+            probs, anomaly = apply_levels(probs, anomaly, line_levels, levels.offsets,
+                                          manifest.labels.index(manifest.normal_label))
+        named = any(data.extras.get("source", []))
+        # A source a site happens to call "overall" must not stand in for the whole.
+        sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
+                    for s in data.extras["source"]] if named else [OVERALL] * len(data.texts))
+        lines = list(zip(data.texts, data.labels, sources, strict=True))
+        flagged = report(lines, anomaly, normal_label, threshold, rule)
+        sent = report(lines, sent_alerts(manifest.labels, manifest.normal_label, probs,
+                                         anomaly, alerts), normal_label, THRESHOLD, rule)
+        rule_rate = flagged[OVERALL]["keyword"].false_alarm_rate
+        at_rule = recall_at_false_alarms(lines, anomaly, (rule_rate,), normal_label)[rule_rate]
+        result: dict[str, Any] = {
+            "bundle": str(bundle), "bundle_sha256": model.bundle_sha256,
+            "model": f"{manifest.name} v{manifest.version}", "runtime": model.runtime_name,
+            "lines": len(lines), "normal_label": normal_label,
+            "alerts": flagged[OVERALL]["model"].alerts, "threshold": threshold,
+            "keyword_rule": rule.pattern,
+            "levels_weighed": weighed if levels.enabled else 0,
+            "overall": {"model": _figures(flagged[OVERALL]["model"]),
+                        "sent": _figures(sent[OVERALL]["model"]),
+                        "keyword": _figures(flagged[OVERALL]["keyword"])},
+            "model_beats_keyword": beats_keyword(flagged[OVERALL]),
+            "at_keyword_false_alarms": {"false_alarm_rate": rule_rate, "model_recall": at_rule},
+        }
+        if named:
+            each = sorted(s for s in flagged if s != OVERALL)
+            result["sources"] = {
+                s: {"model": _figures(flagged[s]["model"]), "sent": _figures(sent[s]["model"]),
+                    "keyword": _figures(flagged[s]["keyword"]),
+                    "model_beats_keyword": beats_keyword(flagged[s])} for s in each}
+            result["sources_won"] = sum(beats_keyword(flagged[s]) for s in each)
+        return result
+    finally:
+        model.close()
+
+
+def _row(name: str, f: dict[str, float]) -> str:
+    return (f"  {name:44s} {f['f1']:8.3f} {100 * f['false_alarm_rate']:11.1f} % "
+            f"{100 * f['recall']:7.1f} % {100 * f['precision']:8.1f} %")
+
+
+def format_alerts(result: dict[str, Any]) -> str:
+    """:func:`evaluate_alerts`' result for a terminal."""
+    o = result["overall"]
+    out = [f"{result['model']} ({result['bundle']}), runtime {result['runtime']}: "
+           f"{result['lines']} lines, {result['alerts']} alerts (every label but "
+           f"{result['normal_label']!r})",
+           f"  {'':44s} {'alert F1':>8s} {'false alarms':>13s} {'recall':>9s} "
+           f"{'precision':>10s}",
+           _row(f"model, anomaly > {result['threshold']:g}", o["model"]),
+           _row("alerts the agent sends ([alerts] defaults)", o["sent"]),
+           _row(f"grep -iE '{result['keyword_rule']}'"[:44], o["keyword"]),
+           f"At the rule's false-alarm rate "
+           f"({100 * result['at_keyword_false_alarms']['false_alarm_rate']:.1f} %) the model "
+           f"finds {100 * result['at_keyword_false_alarms']['model_recall']:.1f} % of the "
+           "alerts.",
+           "The model beats the rule (higher alert F1, or as high with fewer false alarms): "
+           + ("yes" if result["model_beats_keyword"] else "no")]
+    if result["levels_weighed"]:
+        out.append(f"{result['levels_weighed']} lines carried a level and were weighed as the "
+                   "agent weighs journal lines ([model.level_evidence] defaults).")
+    if "sources" in result:
+        out.append(f"\nper source (the model beats the rule on {result['sources_won']} of "
+                   f"{len(result['sources'])}); model F1 / false alarms / recall | sent | rule:")
+        for name, figs in result["sources"].items():
+            cells = " | ".join(f"{f['f1']:.3f} / {100 * f['false_alarm_rate']:.1f} % / "
+                               f"{100 * f['recall']:.1f} %"
+                               for f in (figs["model"], figs["sent"], figs["keyword"]))
+            out.append(f"  {name:20s} {int(figs['model']['lines']):6d} lines "
+                       f"{int(figs['model']['alerts']):5d} alerts  {cells}"
+                       + ("" if figs["model_beats_keyword"] else "  (rule wins)"))
+    return "\n".join(out)
