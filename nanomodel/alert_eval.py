@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from agent.config import AlertConfig
-from agent.level_evidence import LevelEvidenceConfig, apply_levels, level_of
+from agent.level_evidence import (
+    SYSLOG_LEVELS,
+    LevelEvidenceConfig,
+    LevelOffsets,
+    apply_levels,
+    level_of,
+)
 from agent.model import LoadedModel
 from nanomodel.dataio import DataError, LabeledData
 from nanomodel.realeval import (
@@ -49,6 +55,9 @@ from nanomodel.realeval import (
 # The columns an alert evaluation reads beside text and label.
 ALERT_EVAL_FIELDS = ("source", "level")
 NO_SOURCE = "(no source)"
+# Fewer lines with a level than this, or no alert or no healthy line among them, and a
+# fit of the level offsets would say more about the sample than about the site.
+MIN_FIT_LINES = 50
 
 
 def keyword_rule(pattern: str | None) -> re.Pattern[str]:
@@ -78,11 +87,64 @@ def score_bundle(model: LoadedModel, texts: list[str], batch: int = 256
     return np.concatenate(probs), np.concatenate(anomaly)
 
 
+def fit_site_levels(anomaly: np.ndarray, levels: list[int | None], is_alert: np.ndarray,
+                    start: LevelOffsets) -> LevelOffsets:
+    """The offsets that calibrate *this* model's anomaly to the site's labels, level by
+    level (:func:`nanomodel.reallevels.fit_level_offsets`: maximum likelihood, the model's
+    own log-odds at weight 1). A level no line carries keeps ``start``'s offset."""
+    from nanomodel.reallevels import fit_level_offsets
+
+    known = np.array([lv is not None for lv in levels])
+    prio = np.array([lv for lv in levels if lv is not None], dtype=np.int64)
+    fitted = fit_level_offsets(np.asarray(anomaly)[known], prio, np.asarray(is_alert)[known])
+    values = {name: round(float(np.clip(v, -20.0, 20.0)), 2) if not np.isnan(v)
+              else getattr(start, name) for name, v in zip(SYSLOG_LEVELS, fitted, strict=True)}
+    return LevelOffsets(**values)
+
+
+def _halves(texts: list[str]) -> np.ndarray:
+    """Two halves for a check of the fit on lines it did not see; a line repeated
+    verbatim always falls on the same side (its copies would otherwise be seen)."""
+    import zlib
+
+    return np.array([zlib.crc32(t.encode("utf-8", "replace")) % 2 == 1 for t in texts])
+
+
+def check_fit(data: LabeledData, normal_label: str, probs: np.ndarray, anomaly: np.ndarray,
+              levels: list[int | None], start: LevelOffsets, normal_index: int,
+              threshold: float) -> tuple[LevelOffsets, AlertFigures, AlertFigures]:
+    """(offsets fitted on every line, the flag's figures with them on the same lines, and
+    with offsets fitted on one half scoring the other, both ways: what to expect on lines
+    the fit has not seen)."""
+    is_alert = np.array([lab != normal_label for lab in data.labels])
+    with_level = [lv is not None for lv in levels]
+    n = sum(with_level)
+    kinds = {bool(a) for a, w in zip(is_alert, with_level, strict=True) if w}
+    if n < MIN_FIT_LINES or kinds != {True, False}:
+        raise DataError(f"{data.source}: --fit-levels needs at least {MIN_FIT_LINES} lines "
+                        f"with a level, healthy and alerts among them ({n} with a level)")
+    fitted = fit_site_levels(anomaly, levels, is_alert, start)
+    _, shifted = apply_levels(probs, anomaly, levels, fitted, normal_index)
+    seen = AlertFigures.of(is_alert, shifted > threshold)
+    half = _halves(list(data.texts))
+    crossed = np.asarray(anomaly, dtype=np.float64).copy()
+    for side in (half, ~half):
+        fit = fit_site_levels(anomaly[~side], [lv for lv, s in zip(levels, side, strict=True)
+                                               if not s], is_alert[~side], start) \
+            if any(w and not s for w, s in zip(with_level, side, strict=True)) else start
+        _, part = apply_levels(probs[side], anomaly[side],
+                               [lv for lv, s in zip(levels, side, strict=True) if s], fit,
+                               normal_index)
+        crossed[side] = part
+    return fitted, seen, AlertFigures.of(is_alert, crossed > threshold)
+
+
 def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime",
                     normal_label: str = "normal", rule: re.Pattern[str] = KEYWORD_RULE,
                     threshold: float = THRESHOLD,
                     levels: LevelEvidenceConfig | None = None,
-                    alerts: AlertConfig | None = None) -> dict[str, Any]:
+                    alerts: AlertConfig | None = None, fit_levels: bool = False,
+                    ) -> dict[str, Any]:
     """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready."""
     if normal_label not in data.labels:
         raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
@@ -97,9 +159,17 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
         probs, anomaly = score_bundle(model, list(data.texts))
         line_levels = [level_of(v) for v in data.extras.get("level", [])]
         weighed = sum(lv is not None for lv in line_levels)
+        normal_index = manifest.labels.index(manifest.normal_label)
+        fit: dict[str, Any] = {}
+        if fit_levels:
+            offsets, seen, crossed = check_fit(data, normal_label, probs, anomaly, line_levels,
+                                               levels.offsets, normal_index, threshold)
+            fit = {"fitted_level_offsets": offsets.model_dump(),
+                   "with_fitted_levels": _figures(seen),
+                   "with_fitted_levels_unseen_half": _figures(crossed)}
         if weighed and levels.enabled:
             probs, anomaly = apply_levels(probs, anomaly, line_levels, levels.offsets,
-                                          manifest.labels.index(manifest.normal_label))
+                                          normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
@@ -122,7 +192,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                         "keyword": _figures(flagged[OVERALL]["keyword"])},
             "model_beats_keyword": beats_keyword(flagged[OVERALL]),
             "at_keyword_false_alarms": {"false_alarm_rate": rule_rate, "model_recall": at_rule},
-        }
+        } | fit
         if named:
             each = sorted(s for s in flagged if s != OVERALL)
             result["sources"] = {
@@ -160,6 +230,16 @@ def format_alerts(result: dict[str, Any]) -> str:
     if result["levels_weighed"]:
         out.append(f"{result['levels_weighed']} lines carried a level and were weighed as the "
                    "agent weighs journal lines ([model.level_evidence] defaults).")
+    if "fitted_level_offsets" in result:
+        off = result["fitted_level_offsets"]
+        out += ["", "Level offsets fitted to this model and these labels (for the agent's config):",
+                "[model.level_evidence.offsets]"]
+        out += [f"{name} = {off[name] + 0.0:.2f}" for name in SYSLOG_LEVELS]  # no "-0.00"
+        out += [_row("model, fitted levels, these lines", result["with_fitted_levels"]),
+                _row("the same, fitted on the other half", result[
+                    "with_fitted_levels_unseen_half"]),
+                "(the second row is what to expect on lines the fit has not seen; levels no "
+                "line carries keep the config's offsets)"]
     if "sources" in result:
         out.append(f"\nper source (the model beats the rule on {result['sources_won']} of "
                    f"{len(result['sources'])}); model F1 / false alarms / recall | sent | rule:")

@@ -91,7 +91,8 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
         levels = LevelEvidenceConfig(enabled=False)
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
-                             keyword_rule(args.keyword), args.threshold, levels, alerts)
+                             keyword_rule(args.keyword), args.threshold, levels, alerts,
+                             args.fit_levels)
     print(json.dumps(result, sort_keys=True) if args.json else format_alerts(result))
     return EXIT_OK
 
@@ -105,7 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                      ("--keyword", args.keyword is not None),
                                      ("--threshold", args.threshold != 0.5),
                                      ("--agent-config", args.agent_config is not None),
-                                     ("--no-levels", args.no_levels)) if given]
+                                     ("--no-levels", args.no_levels),
+                                     ("--fit-levels", args.fit_levels)) if given]
     if only:
         raise DataError(f"{', '.join(only)} only apply to alert figures: add --alerts")
     result = evaluate_bundle(load_labeled(args.data), args.bundle, args.runtime,
@@ -233,6 +235,9 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                     "the agent's defaults)")
     ev.add_argument("--no-levels", action="store_true", help="with --alerts: ignore the "
                     "level column (the words alone decide)")
+    ev.add_argument("--fit-levels", action="store_true", help="with --alerts: fit the level "
+                    "offsets to this model and these labels and print them for "
+                    "[model.level_evidence.offsets], with the figures they give")
     ev.set_defaults(func=_run, model_func=cmd_eval)
 
     ins = sub.add_parser("inspect", help="show a bundle's manifest")

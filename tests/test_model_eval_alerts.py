@@ -130,6 +130,47 @@ def test_a_level_column_is_weighed_as_the_agent_weighs_journal_lines(
     assert json.loads(out)["levels_weighed"] == 0
 
 
+def test_fitting_the_level_offsets_to_a_sites_labels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], site: list[dict[str, str]],
+        scored: tuple[np.ndarray, np.ndarray]) -> None:
+    # A site whose programs log every line it wants to hear about at err and the rest at
+    # info (or not at all): the fit learns that err means alert here.
+    rows = [r | {"level": "err" if r["label"] == "alert" else ("info" if i % 2 else "")}
+            for i, r in enumerate(site)]
+    data = _write(tmp_path / "fit.jsonl", rows)
+    code, out, err = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
+                          "--bundle", BUNDLE, "--normal-label", "ok", "--json",
+                          "--fit-levels", "--no-levels")
+    assert code == 0, err
+    result = json.loads(out)
+    fitted = result["fitted_level_offsets"]
+    assert fitted["err"] > LevelOffsets().err and fitted["info"] < LevelOffsets().info
+    # levels no line carries keep the config's offsets
+    assert fitted["crit"] == LevelOffsets().crit and fitted["debug"] == LevelOffsets().debug
+    words_alone = result["overall"]["model"]
+    assert result["levels_weighed"] == 0 and words_alone["f1"] == pytest.approx(
+        _expected(rows, scored[1] > 0.5).f1)
+    assert result["with_fitted_levels"]["f1"] > words_alone["f1"] + 0.1
+    assert result["with_fitted_levels_unseen_half"]["f1"] > words_alone["f1"] + 0.1
+    # the same fit, by hand
+    probs, anomaly = scored
+    levels = [level_of(r["level"]) for r in rows]
+    _, shifted = apply_levels(probs, anomaly, levels, LevelOffsets(**fitted), 0)
+    assert result["with_fitted_levels"]["f1"] == pytest.approx(_expected(rows, shifted > 0.5).f1)
+    code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
+                        BUNDLE, "--normal-label", "ok", "--fit-levels")
+    assert "[model.level_evidence.offsets]" in out and f"err = {fitted['err']:.2f}" in out
+    # too few lines with a level to fit, and --fit-levels without --alerts
+    few = _write(tmp_path / "few.jsonl", [r for r in rows if r["label"] == "ok"][:30]
+                 + [r for r in rows if r["label"] == "alert"][:30])
+    code, _, err = _run(capsys, "model", "eval", "--alerts", "--data", str(few), "--bundle",
+                        BUNDLE, "--normal-label", "ok", "--fit-levels")
+    assert code == 2 and "--fit-levels needs at least 50 lines with a level" in err
+    code, _, err = _run(capsys, "model", "eval", "--data", str(few), "--bundle", BUNDLE,
+                        "--fit-levels")
+    assert code == 2 and "--fit-levels only apply to alert figures" in err
+
+
 def test_the_agents_own_alert_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                      site: list[dict[str, str]]) -> None:
     data = _write(tmp_path / "site.jsonl", site)
