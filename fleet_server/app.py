@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fleet_server.api import alerts as api_alerts
 from fleet_server.api import core as api
 from fleet_server.api import enroll as api_enroll
 from fleet_server.api import fleet as api_fleet
@@ -134,6 +135,8 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     app.include_router(api.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     app.include_router(api_fleet.router, dependencies=[Depends(require_operator)],
+                       responses=ERROR_RESPONSES)
+    app.include_router(api_alerts.router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
     api_enroll.install(app, service)  # enrollment, device CA, revocation
     _schema_with_deployment_limits(app, service)

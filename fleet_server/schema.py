@@ -35,6 +35,7 @@ from fleet_server.identity.tables import (
 from fleet_server.metrics_store import DeviceAlertRow, MetricSampleRow
 from fleet_server.replicas import ReplicaRow
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, ServerLease
+from fleet_server.verdicts import AlertVerdictRow
 
 TABLES: tuple[type[Base], ...] = (
     # releases and devices (db.py)
@@ -49,6 +50,8 @@ TABLES: tuple[type[Base], ...] = (
     ReplicaRow,
     # the operators' console: metrics and alert history, sign-in sessions
     MetricSampleRow, DeviceAlertRow, ConsoleSessionRow,
+    # operators' verdicts on alerts: labelled lines from the field (verdicts.py)
+    AlertVerdictRow,
 )
 
 

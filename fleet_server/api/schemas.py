@@ -171,3 +171,40 @@ class WhoAmI(Strict):
     name: str = Field(description="The calling token's name.")
     scopes: list[Scope] = Field(description="Its effective scopes.")
     source: Literal["config", "database"] = Field(description="Where the token is defined.")
+
+
+# --- alerts and verdicts -----------------------------------------------------------------------
+
+class VerdictView(Strict):
+    verdict: Literal["false_alarm", "right"] = Field(description="The operator's verdict.")
+    label: str = Field(description="The line's true label (normal for a false alarm).")
+    by: str = Field(description="Token (or console user) that judged it.")
+    at: float = Field(description="When (unix time).")
+
+
+class AlertView(Strict):
+    id: int = Field(description="The alert's id on this server (for its verdict).")
+    device_id: str = Field(description="Device that sent it.")
+    received_at: float = Field(description="Arrival at the server (unix time).")
+    slot: str = Field(description="Model slot that raised it.")
+    model_version: int = Field(description="Version of the model that raised it.")
+    label: str = Field(description="The model's label for the line.")
+    score: float = Field(description="That label's score.")
+    reason: str = Field(description="Which threshold fired, and the words that drove it.")
+    source: str = Field(description="Where the line came from on the device.")
+    text: str = Field(description="The line (cut at 500 characters).")
+    repeats: int = Field(description="Alerts of the same source and label held back before it.")
+    verdict: VerdictView | None = Field(description="The operator's verdict, if any.")
+
+
+class AlertList(Strict):
+    alerts: list[AlertView] = Field(description="Newest first.")
+
+
+class VerdictRequest(Strict):
+    verdict: Literal["false_alarm", "right"] = Field(
+        description="false_alarm: the line was healthy (it is stored as 'normal'); right: "
+        "it needed attention (stored with the alert's label, or `label`).")
+    label: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+                              description="For a right alert: the line's true category when "
+                              "the model's was wrong (e.g. storage instead of hardware).")

@@ -1,0 +1,113 @@
+"""Operators' verdicts on devices' alerts: labelled real lines from the field.
+
+An operator who reads an alert knows whether it was right. Saying so (``false alarm`` or
+``right``, in the console or the API) stores the line with its true label — ``normal``
+for a false alarm, the alert's label (or the one the operator names) for a right one —
+and the labelled lines export as the JSONL ``nanofleet model train`` and ``nanofleet model
+eval --alerts`` read (docs/model.md, "Operators"): the site's own text with honest
+labels, which is what a fine-tune of the shipped model needs (docs/fleet-server.md,
+"Alerts and verdicts").
+
+A verdict copies what it needs from the alert (text, label, source, model version), so it
+outlives the alert history's retention. One verdict per alert: judging again replaces it.
+Pure decisions (:func:`true_label`) apart from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+from sqlalchemy import Float, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fleet_server.db import Base
+from fleet_server.metrics_store import DeviceAlertRow
+
+Verdict = Literal["false_alarm", "right"]
+VERDICTS: tuple[Verdict, ...] = ("false_alarm", "right")
+NORMAL_LABEL = "normal"
+# A label as the nano model's bundles name them (lower case, digits, - and _).
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class AlertVerdictRow(Base):
+    """An operator's verdict on one alert, with the line it judged."""
+
+    __tablename__ = "alert_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_msg_id: Mapped[str] = mapped_column(String(64), unique=True,
+                                              doc="the alert's msg_id (one verdict each)")
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64), doc="the line's true label")
+    alert_label: Mapped[str] = mapped_column(String(64), doc="what the model said")
+    model_version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class VerdictRefused(ValueError):
+    """The verdict cannot be stored; the message says why and what to do."""
+
+
+def true_label(verdict: Verdict, alert_label: str, label: str | None) -> str:
+    """The line's label for training: ``normal`` for a false alarm, else the operator's
+    label or, without one, the alert's. A false alarm with a label other than normal, or
+    a right alert labelled normal, contradicts itself and is refused."""
+    if verdict == "false_alarm":
+        if label not in (None, NORMAL_LABEL):
+            raise VerdictRefused(f"a false alarm is a {NORMAL_LABEL!r} line; label {label!r} "
+                                 "says it needed attention: use verdict 'right' with it")
+        return NORMAL_LABEL
+    chosen = label or alert_label
+    if chosen == NORMAL_LABEL:
+        raise VerdictRefused("a right alert is not a 'normal' line: use verdict 'false_alarm'")
+    return chosen
+
+
+def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str | None,
+          actor: str, now: float | None = None) -> AlertVerdictRow:
+    """Store (or replace) the verdict on ``alert``."""
+    row = session.scalar(select(AlertVerdictRow).where(
+        AlertVerdictRow.alert_msg_id == alert.msg_id))
+    if row is None:
+        row = AlertVerdictRow(alert_msg_id=alert.msg_id)
+        session.add(row)
+    row.device_id, row.verdict = alert.device_id, verdict
+    row.label = true_label(verdict, alert.label, label)
+    row.alert_label, row.model_version = alert.label, alert.model_version
+    row.source, row.text = alert.source, alert.text
+    row.at, row.actor = time.time() if now is None else now, actor
+    session.flush()
+    return row
+
+
+def verdicts_of(session: Session, msg_ids: list[str]) -> dict[str, AlertVerdictRow]:
+    """The verdicts on these alerts, by the alert's msg_id."""
+    if not msg_ids:
+        return {}
+    rows = session.scalars(select(AlertVerdictRow).where(
+        AlertVerdictRow.alert_msg_id.in_(msg_ids)))
+    return {r.alert_msg_id: r for r in rows}
+
+
+def labelled_lines(session: Session, device_id: str | None = None, since: float | None = None,
+                   with_source: bool = False) -> Iterator[str]:
+    """The judged lines as JSONL rows (``text``, ``label``, and ``source`` when asked: the
+    columns ``model train`` takes, or those ``model eval --alerts`` takes), oldest first."""
+    query = select(AlertVerdictRow).order_by(AlertVerdictRow.id)
+    if device_id is not None:
+        query = query.where(AlertVerdictRow.device_id == device_id)
+    if since is not None:
+        query = query.where(AlertVerdictRow.at >= since)
+    for row in session.scalars(query):
+        doc = {"text": row.text, "label": row.label}
+        if with_source:
+            doc["source"] = row.source
+        yield json.dumps(doc, ensure_ascii=False) + "\n"
