@@ -23,7 +23,7 @@ from typing import Literal
 from sqlalchemy import Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet_server.db import Base
+from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import DeviceAlertRow
 
 Verdict = Literal["false_alarm", "right"]
@@ -86,6 +86,16 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
     row.at, row.actor = time.time() if now is None else now, actor
     session.flush()
     return row
+
+
+def verdict_audit(alert: DeviceAlertRow, row: AlertVerdictRow, actor: str,
+                  now: float | None = None) -> AuditEntry:
+    """The audit entry of a stored verdict, as ``POST /api/v1/alerts/{id}/verdict`` writes
+    it: the console adds the same one, so the log reads alike whichever way it came."""
+    return AuditEntry(actor=actor, action="alert-verdict", subject=alert.device_id,
+                      at=time.time() if now is None else now,
+                      detail={"alert": alert.msg_id, "verdict": row.verdict,
+                              "label": row.label})
 
 
 def verdicts_of(session: Session, msg_ids: list[str]) -> dict[str, AlertVerdictRow]:

@@ -24,6 +24,7 @@ from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
 from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
 from fleet_server.service import FleetService
+from fleet_server.verdicts import AlertVerdictRow, verdicts_of
 
 _MODELS_TEXT = cast(Device.models, Text)
 WINDOWS = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400}
@@ -38,6 +39,7 @@ class DevicePageView:
     identity: dict[str, Any] | None  # enrollment and certificates, None if never enrolled
     events: list[dict[str, Any]]  # OTA history, newest first
     alerts: list[DeviceAlertRow]
+    verdicts: dict[str, AlertVerdictRow]  # operators' verdicts on those alerts, by msg_id
     metrics: dict[str, list[Any]]  # plotted series
     last_metrics: dict[str, Any]
     window: str
@@ -62,6 +64,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
                               service.config.console.stale_after_s)
         events = recent_events(session, device_id, 100)
         alerts = recent_alerts(session, device_id, 20)
+        verdicts = verdicts_of(session, [a.msg_id for a in alerts])
         history = service.metrics.history(session, device_id, now - span)
         rollouts = [(rid, status, st) for rid, status, st in session.execute(
             select(RolloutRow.id, RolloutRow.status, RolloutDeviceRow.state)
@@ -71,6 +74,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
         last = dict(device.metrics or {}) if device is not None else {}
     return DevicePageView(device_id=device_id, state=state, summary=summary,
                           identity=identity_view, events=events, alerts=alerts,
+                          verdicts=verdicts,
                           metrics=series(history), last_metrics=last,
                           window=window if window in WINDOWS else "1h", rollouts=rollouts)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import Response
@@ -31,9 +31,11 @@ from fleet_server.console.web import (
     require_deploy,
     secure_cookie,
 )
+from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
+from fleet_server.verdicts import Verdict, VerdictRefused, judge, verdict_audit
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 StateParam = Literal["", "online", "stale", "offline", "unknown", "revoked"]
@@ -136,14 +138,16 @@ def fleet_live(request: Request, service: Service, _op: Operator, state: StatePa
 # --- devices ----------------------------------------------------------------------------------
 
 def _device(request: Request, service: FleetService, device_id: str, window: str,
-            template: str) -> Response:
+            template: str, message: dict[str, Any] | None = None,
+            status: int = 200) -> Response:
     identity = request.app.state.identity.device_view(device_id)
     view = details.device_page(service, identity, device_id, window, time.time())
     if view is None:
         return render(request, "error.html", {
             "title": "No such device", "message": f"device {device_id!r} has never reported "
             "and never enrolled: check the id"}, status=404)
-    return render(request, template, {"d": view, "windows": list(details.WINDOWS)})
+    return render(request, template, {"d": view, "windows": list(details.WINDOWS),
+                                      "message": message}, status=status)
 
 
 @router.get("/devices/{device_id}")
@@ -156,6 +160,36 @@ def device_page(request: Request, service: Service, _op: Operator, device_id: st
 def device_live(request: Request, service: Service, _op: Operator, device_id: str,
                 window: str = "1h") -> Response:
     return _device(request, service, device_id, window, "device_live.html")
+
+
+@router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")
+def alert_verdict(request: Request, service: Service, operator: Operator, device_id: str,
+                  alert_id: int, verdict: Verdict) -> Response:
+    """An operator's verdict on one of the device's alerts (the buttons of its alerts
+    table), stored and audited as ``POST /api/v1/alerts/{id}/verdict`` does; then back to
+    the device page (post/redirect/get: reloading it does not post again)."""
+    require_deploy(operator, "a verdict on an alert")
+    actor = operator.identity.name
+    try:
+        with service.db.session() as session:
+            alert = session.get(DeviceAlertRow, alert_id)
+            if alert is not None and alert.device_id != device_id:
+                # Another device's alert through this device's page would be judged under
+                # the wrong heading: only the alerts this page can list are accepted.
+                alert = None
+            if alert is not None:
+                row = judge(session, alert, verdict, None, actor)
+                session.add(verdict_audit(alert, row, actor))
+    except VerdictRefused as exc:
+        # Caught outside the transaction on purpose: judge() may have changed the stored
+        # row before refusing, and only the rollback leaves the earlier verdict as it was.
+        return _device(request, service, device_id, "1h", "device.html",
+                       {"kind": "error", "text": str(exc)}, status=422)
+    if alert is None:
+        return _device(request, service, device_id, "1h", "device.html", {
+            "kind": "error", "text": f"no alert {alert_id} on device {device_id}: the server "
+            "keeps alerts for a while only (the table lists those it has)"}, status=404)
+    return redirect(f"{PREFIX}/devices/{quote(device_id, safe='')}", request)
 
 
 # --- releases ---------------------------------------------------------------------------------
