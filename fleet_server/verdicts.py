@@ -73,14 +73,15 @@ def true_label(verdict: Verdict, alert_label: str, label: str | None) -> str:
 
 def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str | None,
           actor: str, now: float | None = None) -> AlertVerdictRow:
-    """Store (or replace) the verdict on ``alert``."""
+    """Store (or replace) the verdict on ``alert``. A refused verdict (:func:`true_label`
+    raises) touches nothing: a caller that catches the refusal and commits keeps the old."""
+    line_label = true_label(verdict, alert.label, label)
     row = session.scalar(select(AlertVerdictRow).where(
         AlertVerdictRow.alert_msg_id == alert.msg_id))
     if row is None:
         row = AlertVerdictRow(alert_msg_id=alert.msg_id)
         session.add(row)
-    row.device_id, row.verdict = alert.device_id, verdict
-    row.label = true_label(verdict, alert.label, label)
+    row.device_id, row.verdict, row.label = alert.device_id, verdict, line_label
     row.alert_label, row.model_version = alert.label, alert.model_version
     row.source, row.text = alert.source, alert.text
     row.at, row.actor = time.time() if now is None else now, actor

@@ -13,10 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from contract.messages import Alert, ResultItem
 from contract.topics import alerts
-from fleet_server.verdicts import VerdictRefused, true_label
+from fleet_server.db import Database
+from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.migrations import upgrade
+from fleet_server.verdicts import AlertVerdictRow, VerdictRefused, judge, true_label
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from nanomodel import default_bundle_path
 from nanomodel.cli import main as model_cli
@@ -165,3 +169,25 @@ def test_a_verdicts_label_follows_from_the_verdict() -> None:
         true_label("false_alarm", "security", "storage")
     with pytest.raises(VerdictRefused, match="use verdict 'false_alarm'"):
         true_label("right", "security", "normal")
+
+
+def test_a_refused_verdict_leaves_the_stored_one(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    try:
+        with db.session() as session:
+            alert = DeviceAlertRow(msg_id="m1", device_id=DEVICE, ts=1.0, device_ts=1.0,
+                                   slot="logs", model_version=1, label="security", score=0.9,
+                                   reason="label security >= 0.80", source="sshd",
+                                   text="Accepted publickey for deploy", repeats=0)
+            session.add(alert)
+            session.flush()
+            judge(session, alert, "false_alarm", None, "alice")
+            with pytest.raises(VerdictRefused):
+                judge(session, alert, "right", "normal", "bob")
+        # the refusal was caught and the session committed: the first verdict stands
+        with db.session() as session:
+            row = session.scalars(select(AlertVerdictRow)).one()
+            assert (row.verdict, row.label, row.actor) == ("false_alarm", "normal", "alice")
+    finally:
+        db.dispose()

@@ -8,7 +8,6 @@ and ``nanofleet model eval --alerts`` read (:mod:`fleet_server.verdicts`).
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -16,13 +15,13 @@ from fastapi.responses import Response
 
 from fleet_server.api.core import ApiError, Operator, Service
 from fleet_server.api.schemas import AlertList, AlertView, VerdictRequest, VerdictView
-from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.verdicts import (
     AlertVerdictRow,
     VerdictRefused,
     judge,
     labelled_lines,
+    verdict_audit,
     verdicts_of,
 )
 
@@ -62,10 +61,7 @@ def post_verdict(alert_id: int, body: VerdictRequest, service: Service,
             row = judge(session, alert, body.verdict, body.label, actor)
         except VerdictRefused as exc:
             raise ApiError(422, "invalid-verdict", str(exc)) from None
-        session.add(AuditEntry(actor=actor, action="alert-verdict", subject=alert.device_id,
-                               at=time.time(), detail={"alert": alert.msg_id,
-                                                       "verdict": row.verdict,
-                                                       "label": row.label}))
+        session.add(verdict_audit(alert, row, actor))
         session.flush()
         return alert_view(alert, row)
 
