@@ -68,7 +68,8 @@ class ApiClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's response below HTTP 400; :class:`ApiCallError` from 400 on."""
         url = f"{self.server}{path}"
         try:
             response = httpx.request(method, url, headers=self._headers(), timeout=self.timeout,
@@ -79,10 +80,17 @@ class ApiClient:
         if response.status_code >= 400:
             message, code = _message(response)
             raise ApiCallError(message, response.status_code, code)
-        return response.json()
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.send(method, path, **kwargs).json()
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=dict(params or {}))
+
+    def get_bytes(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """The body as sent, for routes that answer other than JSON (JSONL exports)."""
+        return self.send("GET", path, params=dict(params or {})).content
 
     def post_json(self, path: str, body: Any) -> Any:
         return self.request("POST", path, json=body)

@@ -1,0 +1,207 @@
+"""``nanofleet alerts list|verdict|export``: devices' alerts and the operators' verdicts.
+
+An operator lists the alerts the server keeps, says which were false alarms and which
+were right (``verdict``), and exports the judged lines as the JSONL ``nanofleet model
+train`` and ``nanofleet model eval --alerts`` read (docs/fleet-server.md, "Alerts and
+verdicts"). All through the operator API (``fleet_server.client``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from contract.files import write_atomic
+from fleet_server.cli.fleet import _client, add_client_options
+from fleet_server.client import ApiCallError
+from fleet_server.rollouts.spec import parse_duration
+
+EXIT_OK = 0
+# The CLI spells the verdict as a word on the command line, the API as an identifier.
+VERDICT_WORDS = {"false-alarm": "false_alarm", "right": "right"}
+MIN_TEXT_WIDTH = 20
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: a device chooses its log lines, sources and labels,
+    and an escape sequence in one must not drive the operator's terminal."""
+    return "".join(c if c.isprintable() else (" " if c.isspace() else "?") for c in text)
+
+
+def cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def verdict_text(alert: dict[str, Any]) -> str:
+    """``-``, ``false alarm``, ``right``, or ``right: storage`` when the operator named
+    another category than the model did."""
+    v = alert["verdict"]
+    if v is None:
+        return "-"
+    if v["verdict"] == "false_alarm":
+        return "false alarm"
+    return "right" if v["label"] == alert["label"] else f"right: {printable(v['label'])}"
+
+
+def text_width() -> int | None:
+    """Columns the table may use: $COLUMNS, else the terminal's; None when stdout is not a
+    terminal (piped into grep or a file, a line cut short would only lose text)."""
+    return shutil.get_terminal_size(fallback=(0, 0)).columns or None
+
+
+def render_table(alerts: list[dict[str, Any]], width: int | None) -> list[str]:
+    rows = [("ID", "RECEIVED", "DEVICE", "LABEL", "SCORE", "VERDICT", "SOURCE")]
+    rows += [(str(a["id"]), time.strftime(TIME_FORMAT, time.localtime(a["received_at"])),
+              printable(a["device_id"]), printable(a["label"]), f"{a['score']:.2f}",
+              verdict_text(a), printable(a["source"])) for a in alerts]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lead = sum(widths) + 2 * len(widths)
+    texts = ["TEXT"] + [printable(a["text"]) for a in alerts]
+    out = []
+    for r, text in zip(rows, texts, strict=True):
+        if width is not None:
+            text = cut(text, max(MIN_TEXT_WIDTH, width - lead))
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + text)
+    return out
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.device:
+        params["device"] = args.device
+    result = _client(args).get("/api/v1/alerts", params)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    if not result["alerts"]:
+        print(f"(no alerts from {args.device} on the server)" if args.device
+              else "(no alerts on the server)")
+        return EXIT_OK
+    print("\n".join(render_table(result["alerts"], text_width())))
+    return EXIT_OK
+
+
+def verdict_line(alert: dict[str, Any]) -> str:
+    """``alert 412 (gw-03): false alarm, kept as normal``."""
+    v = alert["verdict"]
+    head = f"alert {alert['id']} ({printable(alert['device_id'])}): "
+    if v["verdict"] == "false_alarm":
+        return head + f"false alarm, kept as {printable(v['label'])}"
+    line = head + f"right, kept as {printable(v['label'])}"
+    if v["label"] != alert["label"]:
+        line += f" (the model said {printable(alert['label'])})"
+    return line
+
+
+def cmd_alerts_verdict(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"verdict": VERDICT_WORDS[args.verdict]}
+    if args.label is not None:
+        body["label"] = args.label
+    # The server decides what contradicts itself (a false alarm labelled security): one
+    # rule, the same for the console, the API and this command.
+    alert = _client(args).post_json(f"/api/v1/alerts/{args.alert_id}/verdict", body)
+    print(json.dumps(alert, sort_keys=True) if args.json else verdict_line(alert))
+    return EXIT_OK
+
+
+def count_labels(body: bytes) -> Counter[str]:
+    """Lines per label; refuses a body that is not the JSONL export (a proxy's HTML page)
+    before anything is written."""
+    counts: Counter[str] = Counter()
+    try:
+        for line in body.decode("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                counts[str(row["label"])] += 1
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise ApiCallError(f"the server's answer is not the labelled lines' JSONL ({exc})") \
+            from None
+    return counts
+
+
+def output_mode() -> int:
+    """What ``> FILE`` would give: 0666 less the umask (write_atomic sets the mode it is
+    given, and the umask can only be read by setting it)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def cmd_alerts_export(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"with_source": "true" if args.with_source else "false"}
+    if args.device:
+        params["device"] = args.device
+    if args.since:
+        # The API takes a unix time; --since is how long ago, like `nanofleet audit`.
+        params["since"] = time.time() - parse_duration(args.since)
+    body = _client(args).get_bytes("/api/v1/labelled-lines", params)
+    counts = count_labels(body)
+    to_stdout = args.out == "-"
+    if to_stdout:
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is None:  # a text-only stdout (redirected in-process)
+            sys.stdout.write(body.decode("utf-8"))
+        else:
+            sys.stdout.flush()
+            stream.write(body)
+        sys.stdout.flush()
+    else:
+        try:
+            # Atomic: a training run reading the file sees the old export or the new one.
+            write_atomic(Path(args.out), body, output_mode())
+        except OSError as exc:
+            raise ValueError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    lines = sum(counts.values())
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    # With --out -, stdout is the JSONL; the summary goes beside it, to stderr.
+    report = sys.stderr if to_stdout else sys.stdout
+    if args.json:
+        print(json.dumps({"out": args.out, "lines": lines, "labels": dict(ordered)},
+                         sort_keys=True), file=report)
+        return EXIT_OK
+    where = "stdout" if to_stdout else args.out
+    summary = ", ".join(f"{printable(label)} {n}" for label, n in ordered)
+    print(f"wrote {lines} line{'' if lines == 1 else 's'} to {where}"
+          + (f": {summary}" if summary else " (no verdicts match)"), file=report)
+    return EXIT_OK
+
+
+def add_alert_commands(sub: Any) -> None:
+    al = sub.add_parser("alerts", help="devices' alerts, operators' verdicts, labelled lines")
+    asub = al.add_subparsers(dest="alerts_command", metavar="{list,verdict,export}",
+                             required=True)
+    lst = asub.add_parser("list", help="the alerts the server keeps, newest first")
+    lst.add_argument("--device", help="only this device's")
+    lst.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    add_client_options(lst)
+    lst.set_defaults(func=cmd_alerts_list)
+
+    ver = asub.add_parser("verdict", help="say whether an alert was right (deploy scope)")
+    ver.add_argument("alert_id", type=int, metavar="ID", help="the alert's id (alerts list)")
+    ver.add_argument("verdict", choices=list(VERDICT_WORDS),
+                     help="false-alarm: the line was healthy (kept as normal); right: it "
+                     "needed attention (kept with the alert's label, or --label)")
+    ver.add_argument("--label", help="for a right alert: the line's true category when the "
+                     "model named the wrong one (e.g. storage)")
+    add_client_options(ver)
+    ver.set_defaults(func=cmd_alerts_verdict)
+
+    exp = asub.add_parser("export", help="the judged lines as JSONL for model train / eval "
+                          "--alerts, oldest first")
+    exp.add_argument("--out", required=True, metavar="FILE",
+                     help="file to write (replaced atomically); - for stdout")
+    exp.add_argument("--device", help="only this device's lines")
+    exp.add_argument("--since", metavar="DURATION",
+                     help="only verdicts given in the last DURATION, e.g. 7d")
+    exp.add_argument("--with-source", action="store_true", help="add each line's source "
+                     "(what model eval --alerts reads)")
+    add_client_options(exp)
+    exp.set_defaults(func=cmd_alerts_export)
