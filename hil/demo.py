@@ -4,8 +4,9 @@ they arrive. The operator publishes the shipped model as v1; v1 does not know th
 vendor's German alarm texts (how many it gets right is measured from its results), so
 the operator fine-tunes v2 on the site's labeled lines, publishes it (signed; a small
 delta) and deploys it; the agent verifies, hot-swaps, trials and commits it while
-results keep flowing, and v2's results on the same lines are measured again; then a
-technician queries the device.
+results keep flowing, and v2's results on the same lines are measured again; the
+operator judges some of the device's alerts (each verdict keeps the line with its true
+label; the judged lines export as labelled data); then a technician queries the device.
 
 Run it with ``scripts/demo`` (which installs what it needs first).
 """
@@ -248,6 +249,24 @@ def report_site_alarms(version: int, labelled: dict[str, str], feed: list[SiteLi
     return result.right
 
 
+def judge_alerts(fleet: FleetSetup, workdir: Path, feed: list[SiteLine]) -> None:
+    """The operator says which of the device's PLC alerts were right (the site's labels
+    know): each verdict keeps the line with its true label, for the next fine-tune."""
+    say("the operator judges the device's alerts; the judged lines export as labelled data")
+    truth = {line.text: line.label for line in feed}
+    operator(fleet, "alerts", "list", "--device", DEVICE, "--limit", "4")
+    listed = json.loads(operator(fleet, "alerts", "list", "--device", DEVICE, "--limit", "200",
+                                 "--json", show=False))["alerts"]
+    judged = [a for a in listed if a["text"] in truth][:3]
+    for a in judged:
+        verdict = "false-alarm" if truth[a["text"]] == "normal" else "right"
+        label = [] if verdict == "false-alarm" or truth[a["text"]] == a["label"] else \
+            ["--label", truth[a["text"]]]
+        operator(fleet, "alerts", "verdict", str(a["id"]), verdict, *label)
+    operator(fleet, "alerts", "export", "--device", DEVICE, "--with-source", "--out",
+             str(workdir / "judged.jsonl"))
+
+
 def run(workdir: Path, seconds: float) -> int:
     from nanomodel import default_bundle_path
 
@@ -321,6 +340,7 @@ def run(workdir: Path, seconds: float) -> int:
         feeder.stop()
         feeder = None
         time.sleep(1.5)
+        judge_alerts(fleet, workdir, feed)
 
         say("a technician asks the device over MQTT (mosquitto_rr, MQTT v5 request/response)")
         rr = ["mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.port),
