@@ -181,8 +181,8 @@ def alert_verdict(request: Request, service: Service, operator: Operator, device
                 row = judge(session, alert, verdict, None, actor)
                 session.add(verdict_audit(alert, row, actor))
     except VerdictRefused as exc:
-        # Caught outside the transaction on purpose: judge() may have changed the stored
-        # row before refusing, and only the rollback leaves the earlier verdict as it was.
+        # Caught outside the transaction: a refused verdict commits nothing (judge()
+        # decides before it touches the row; the rollback is the second guard).
         return _device(request, service, device_id, "1h", "device.html",
                        {"kind": "error", "text": str(exc)}, status=422)
     if alert is None:
