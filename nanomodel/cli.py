@@ -42,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=data, out=args.out, base=args.base, head_only=args.head_only,
         labels=_label_list(args.labels), normal_label=args.normal_label, version=args.version,
         version_label=args.version_label, name=args.name, slot=args.slot,
-        mix_corpus=args.mix_corpus, eval_data=eval_data, config=config))
+        mix_corpus=args.mix_corpus, eval_data=eval_data, config=config,
+        balance=args.balance))
     summary = {"out": str(args.out), "bytes": len(result.bundle), "version": result.version,
                "labels": result.labels, "normal_label": result.normal_label,
                "training_lines": len(data.texts), "mixed_corpus_lines": result.mixed_corpus_lines,
@@ -204,6 +205,9 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                        "third generated, the rest real daemons' lines), taught the base's own "
                        "answers so that it keeps them (default: 9000 when fine-tuning a base "
                        "whose categories match, else 0)")
+    train.add_argument("--balance", action="store_true", help="the data's healthy lines and "
+                       "its alert lines weigh the same in total (verdicts on alerts: a few "
+                       "false alarms beside many right alerts)")
     train.add_argument("--eval-data", type=Path, help="labeled lines to report figures on")
     train.add_argument("--epochs", type=int, help="epochs of full training (default: 6, more "
                        "for small data sets so that training makes at least 600 steps)")

@@ -54,6 +54,7 @@ class TrainRequest:
     name: str | None = None
     slot: str | None = None
     mix_corpus: int | None = None  # None: decide automatically
+    balance: bool = False  # the operator's healthy and alert lines weigh alike
     eval_data: LabeledData | None = None
     config: TrainConfig = field(default_factory=TrainConfig)
 
@@ -129,6 +130,20 @@ def operator_weights(operator_lines: int, total_lines: int) -> np.ndarray:
                            np.ones(mixed, np.float32)])
 
 
+def balanced_shares(is_normal: np.ndarray) -> np.ndarray:
+    """Per-line multipliers (mean 1) under which the operator's healthy lines and their
+    alert lines weigh the same in total (``--balance``). Verdicts on alerts come mostly
+    one way — many right alerts and a few false alarms, or only false alarms — and the
+    head learns the side that weighs more: 24 false alarms beside 197 right alerts taught
+    it almost nothing about them (docs/model.md, "Operators"). With one side only, 1s."""
+    normal = np.asarray(is_normal, dtype=bool)
+    n, k = int(normal.sum()), int((~normal).sum())
+    if n == 0 or k == 0:
+        return np.ones(normal.size, np.float32)
+    half = normal.size / 2
+    return np.where(normal, half / n, half / k).astype(np.float32)
+
+
 def mix_lines(count: int, labels: list[str]) -> list[tuple[str, str]]:
     """``count`` lines of what the shipped base was trained on, as (text, label): a third
     generated corpus, the rest real daemons' lines (rendered templates and captured
@@ -179,7 +194,6 @@ def evaluate_model(model: ShippedModel, featurizer: Featurizer, data: LabeledDat
 
 
 def train_bundle(req: TrainRequest) -> TrainResult:
-    check_trainable(req.data)
     if req.head_only and req.base is None:
         raise DataError("--head-only needs --base BUNDLE (the body to keep)")
     base_bundle: Bundle | None = load_bundle(req.base) if req.base is not None else None
@@ -195,6 +209,10 @@ def train_bundle(req: TrainRequest) -> TrainResult:
     featurizer = Featurizer(spec)
     texts, names = list(req.data.texts), list(req.data.labels)
     mix = corpus_mix_size(req.mix_corpus, base_bundle is not None, labels)
+    if not mix:
+        # With the mix, the base's own lines bring every other class: a site may fine-tune
+        # on its false alarms alone (verdicts on alerts are often only that).
+        check_trainable(req.data)
     soft = None
     weights = np.ones(len(texts), np.float32)
     if mix:
@@ -210,6 +228,10 @@ def train_bundle(req: TrainRequest) -> TrainResult:
             np.eye(len(labels), dtype=np.float32)[[labels.index(n) for n in names[:own]]],
             base_answers(base_model, bm.labels, features, np.arange(own, len(texts)),
                          labels)])
+    if req.balance:
+        own_lines = len(req.data.texts)
+        weights[:own_lines] *= balanced_shares(np.array(
+            [lab == normal for lab in req.data.labels]))
     y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
     if soft is not None:
         # Training balances classes by default; the mix is mostly normal on purpose (as

@@ -179,3 +179,81 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([script, "model", "--help"], capture_output=True, text=True,
                          timeout=60, check=True)
     assert "train" in out.stdout and "inspect" in out.stdout
+
+
+def test_a_site_fine_tunes_on_its_false_alarms_alone(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Verdicts on alerts are often only false alarms: one class. With a base (and its mix,
+    which brings every other class) that is enough to quiet them; without a base it is not."""
+    import numpy as np
+
+    from nanomodel.realtext import load_captured, load_samples
+
+    base = LoadedModel.load(default_bundle_path())
+    healthy = sorted({c.text for c in load_samples() if c.label == "normal"})
+    _, anomaly = base.classify(healthy)
+    flagged = [t for t, a in zip(healthy, np.asarray(anomaly), strict=True) if a > 0.5]
+    judged, unseen = flagged[0::2], flagged[1::2]
+    assert len(judged) >= 15 and len(unseen) >= 15
+    data = tmp_path / "false-alarms.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": "normal"}) + "\n" for t in judged),
+                    encoding="utf-8")
+    out = tmp_path / "site.nfb"
+    code, _, err = _run(capsys, "model", "train", "--data", str(data), "--out", str(out),
+                        "--base", str(default_bundle_path()), "--head-only", "--quiet")
+    assert code == 0, err
+    site = LoadedModel.load(out)
+    _, judged_after = site.classify(judged)
+    _, unseen_after = site.classify(unseen)
+    assert np.mean(np.asarray(judged_after) > 0.5) < 0.2
+    # lines like them that no verdict named are quieter too
+    assert np.mean(np.asarray(unseen_after) > 0.5) < len(unseen) and \
+        np.sum(np.asarray(unseen_after) > 0.5) < 0.8 * len(unseen)
+    # and the real faults of daemons it knew are still alerts
+    faults = [c.text for c in load_captured() if c.label != "normal"]
+    _, fault_after = site.classify(faults)
+    assert np.mean(np.asarray(fault_after) > 0.5) > 0.9
+    code, _, err = _run(capsys, "model", "train", "--data", str(data), "--out",
+                        str(tmp_path / "alone.nfb"), "--quiet", "--epochs", "1")
+    assert code == 2 and "training needs at least two classes" in err
+
+
+def test_balance_lets_a_few_false_alarms_count_beside_many_right_alerts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Verdicts as a site gives them: a few false alarms and many right alerts. Unbalanced,
+    the head barely learns the false alarms; with --balance it quiets lines like them and
+    keeps most right alerts."""
+    import numpy as np
+
+    from nanomodel.realtext import load_samples
+
+    base = LoadedModel.load(default_bundle_path())
+    truth: dict[str, str] = {}
+    for c in load_samples():
+        truth.setdefault(c.text, c.label)
+    texts = sorted(truth)
+    _, anomaly = base.classify(texts)
+    flagged = [t for t, a in zip(texts, np.asarray(anomaly), strict=True) if a > 0.5]
+    false_alarms = [t for t in flagged if truth[t] == "normal"]
+    right = [t for t in flagged if truth[t] != "normal"]
+    rows = [(t, "normal") for t in false_alarms[0::2]] + [(t, truth[t]) for t in right[0::2]]
+    assert len(rows) > 5 * len(false_alarms[0::2])  # mostly right, as verdicts come
+    data = tmp_path / "verdicts.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows),
+                    encoding="utf-8")
+
+    def flagged_share(*extra: str) -> tuple[float, float]:
+        out = tmp_path / f"site{len(extra)}.nfb"
+        code, _, err = _run(capsys, "model", "train", "--data", str(data), "--out", str(out),
+                            "--base", str(default_bundle_path()), "--head-only", "--quiet",
+                            *extra)
+        assert code == 0, err
+        site = LoadedModel.load(out)
+        unseen_fa = np.asarray(site.classify(false_alarms[1::2])[1]) > 0.5
+        unseen_right = np.asarray(site.classify(right[1::2])[1]) > 0.5
+        return float(unseen_fa.mean()), float(unseen_right.mean())
+
+    plain_fa, plain_right = flagged_share()
+    balanced_fa, balanced_right = flagged_share("--balance")
+    assert balanced_fa < 0.5 * plain_fa and balanced_fa < 0.4
+    assert balanced_right > 0.8

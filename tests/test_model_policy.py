@@ -15,6 +15,7 @@ from nanomodel.finetune import (
     AUTO_MIX_LINES,
     MIX_SEED,
     OPERATOR_SHARE,
+    balanced_shares,
     base_answers,
     corpus_mix_size,
     mix_lines,
@@ -59,6 +60,14 @@ def test_operator_lines_weigh_a_fixed_share_of_the_mix_and_at_least_one_each() -
     assert w[:300].sum() == pytest.approx(OPERATOR_SHARE * w[300:].sum())
     assert np.all(w[300:] == 1)
     assert np.all(operator_weights(5000, 8000) == 1)  # many lines: each still counts 1
+
+
+def test_balance_gives_healthy_lines_and_alerts_the_same_total_weight() -> None:
+    normal = np.array([True] * 3 + [False] * 27)
+    w = balanced_shares(normal)
+    assert w[normal].sum() == pytest.approx(w[~normal].sum()) == pytest.approx(15.0)
+    assert w.mean() == pytest.approx(1.0)  # the operator's share of the mix is unchanged
+    assert np.all(balanced_shares(np.array([True] * 4)) == 1)  # one side only: as given
 
 
 def test_the_mix_is_what_the_base_knew_and_the_same_every_run() -> None:
