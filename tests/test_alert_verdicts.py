@@ -9,23 +9,19 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from contract.messages import Alert, ResultItem
-from contract.topics import alerts
 from fleet_server.db import Database
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.migrations import upgrade
 from fleet_server.verdicts import AlertVerdictRow, VerdictRefused, judge, true_label
-from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.fleet import FleetSetup
 from nanomodel import default_bundle_path
 from nanomodel.cli import main as model_cli
+from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 from tests.support.mosquitto import Mosquitto
-from tests.support.mqtt_client import Collector
 
 DEVICE = "gw-03"
 # What a device on an SSH gateway might send: two real faults, three healthy lines.
@@ -44,47 +40,17 @@ LINES = [
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetSetup, Mosquitto]]:
-    broker = Mosquitto(tmp_path_factory.mktemp("verdict-broker")).start()
-    setup = setup_fleet(tmp_path_factory.mktemp("verdict-fleet"), mqtt_port=broker.port)
-    server = FleetServer(setup).start()
-    try:
-        server.wait_mqtt()
-        yield setup, broker
-    finally:
-        server.stop()
-        broker.stop()
-
-
-def api(setup: FleetSetup, method: str, path: str, token: str | None = None,
-        **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, setup.url + path, timeout=30, headers={
-        "Authorization": f"Bearer {token or setup.token}"}, **kwargs)
-
-
-def _send_alerts(broker: Mosquitto) -> None:
-    device = Collector(broker.port, [f"nanofleet/v1/dev/{DEVICE}/nothing"])
-    try:
-        for i, (source, text, label, _) in enumerate(LINES, 1):
-            item = ResultItem(source=source, ts=1_800_000_000.0 + i, text=text, label=label,
-                              score=0.9, anomaly=0.95)
-            device.publish(alerts(DEVICE), Alert(
-                msg_id=f"a{i}", seq=i, device_id=DEVICE, slot="logs", model_version=1,
-                item=item, reason=f"label {label} >= 0.80").model_dump_json())
-    finally:
-        device.close()
+    with alert_fleet(tmp_path_factory.mktemp("verdicts")) as running:
+        yield running
 
 
 def test_verdicts_turn_alerts_into_labelled_lines(fleet: tuple[FleetSetup, Mosquitto],
                                                   tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     setup, broker = fleet
-    _send_alerts(broker)
-    deadline = time.monotonic() + 15
-    while True:
-        listed = api(setup, "GET", f"/api/v1/alerts?device={DEVICE}").json()["alerts"]
-        if len(listed) == len(LINES) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    send_alerts(broker, [alert(DEVICE, f"a{i}", i, source, text, label)
+                         for i, (source, text, label, _) in enumerate(LINES, 1)])
+    listed = wait_alerts(setup, len(LINES), DEVICE)
     assert len(listed) == len(LINES), listed
     by_text = {a["text"]: a for a in listed}
     assert all(a["verdict"] is None for a in listed)

@@ -14,16 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from contract.messages import Alert, ResultItem
-from contract.topics import alerts
 from fleet_server.cli.alerts import render_table
-from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.fleet import FleetSetup
+from tests.support.alert_fleet import alert, alert_fleet, api, wait_alerts
+from tests.support.alert_fleet import send_alerts as publish
 from tests.support.fleet_cli import nf
 from tests.support.mosquitto import Mosquitto
-from tests.support.mqtt_client import Collector
 
 SSH = "Failed password for root from 203.0.113.9 port 52144 ssh2"
 EXT4 = ("EXT4-fs error (device mmcblk0p2): ext4_find_entry:1455: inode #2: comm systemd: "
@@ -38,46 +36,21 @@ ESCAPED = "login banner \x1b[31mred\x1b[0m\tend"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetSetup, Mosquitto]]:
-    broker = Mosquitto(tmp_path_factory.mktemp("verdict-cli-broker")).start()
-    setup = setup_fleet(tmp_path_factory.mktemp("verdict-cli-fleet"), mqtt_port=broker.port)
-    server = FleetServer(setup).start()
-    try:
-        server.wait_mqtt()
-        yield setup, broker
-    finally:
-        server.stop()
-        broker.stop()
+    with alert_fleet(tmp_path_factory.mktemp("verdict-cli")) as running:
+        yield running
 
 
 def client_args(setup: FleetSetup, token: str | None = None) -> list[str]:
     return ["--server", setup.url, "--token", token or setup.token]
 
 
-def api(setup: FleetSetup, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, setup.url + path, timeout=30, headers={
-        "Authorization": f"Bearer {setup.token}"}, **kwargs)
-
-
 def send_alerts(setup: FleetSetup, broker: Mosquitto, device: str,
                 lines: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
     """Publish (source, text, label) alerts as `device`; the server's views by text once
     it lists them all."""
-    sender = Collector(broker.port, [f"nanofleet/v1/dev/{device}/nothing"])
-    try:
-        for i, (source, text, label) in enumerate(lines, 1):
-            item = ResultItem(source=source, ts=1_800_000_000.0 + i, text=text, label=label,
-                              score=0.9, anomaly=0.95)
-            sender.publish(alerts(device), Alert(
-                msg_id=f"{device}-{i}", seq=i, device_id=device, slot="logs",
-                model_version=1, item=item, reason=f"label {label} >= 0.80").model_dump_json())
-    finally:
-        sender.close()
-    deadline = time.monotonic() + 15
-    while True:
-        listed = api(setup, "GET", "/api/v1/alerts", params={"device": device}).json()["alerts"]
-        if len(listed) == len(lines) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    publish(broker, [alert(device, f"{device}-{i}", i, source, text, label)
+                     for i, (source, text, label) in enumerate(lines, 1)])
+    listed = wait_alerts(setup, len(lines), device)
     assert len(listed) == len(lines), listed
     return {a["text"]: a for a in listed}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,11 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from contract.messages import Alert, ResultItem
-from contract.topics import alerts
-from hil.fleet import FleetServer, FleetSetup, setup_fleet
-from tests.support.mosquitto import Mosquitto
-from tests.support.mqtt_client import Collector
+from hil.fleet import FleetSetup
+from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 
 DEVICE, OTHER = "gw-07", "gw-08"
 # (device, msg_id, source, text, label, reason): the third is an anomaly alert whose most
@@ -42,47 +38,13 @@ TEXT = {msg_id: text for _, msg_id, _, text, _, _ in ALERTS}
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetSetup]:
-    broker = Mosquitto(tmp_path_factory.mktemp("console-verdict-broker")).start()
-    setup = setup_fleet(tmp_path_factory.mktemp("console-verdict-fleet"),
-                        mqtt_port=broker.port)
-    server = FleetServer(setup).start()
-    try:
-        server.wait_mqtt()
-        _send_alerts(broker)
-        _wait_stored(setup)
+    with alert_fleet(tmp_path_factory.mktemp("console-verdicts")) as (setup, broker):
+        send_alerts(broker, [
+            alert(dev, msg_id, seq, source, text, label, reason, anomaly=0.97)
+            for seq, (dev, msg_id, source, text, label, reason) in enumerate(ALERTS, 1)])
+        listed = wait_alerts(setup, len(ALERTS))
+        assert sorted(a["text"] for a in listed) == sorted(TEXT.values()), listed
         yield setup
-    finally:
-        server.stop()
-        broker.stop()
-
-
-def api(setup: FleetSetup, method: str, path: str, token: str | None = None,
-        **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, setup.url + path, timeout=30, headers={
-        "Authorization": f"Bearer {token or setup.token}"}, **kwargs)
-
-
-def _send_alerts(broker: Mosquitto) -> None:
-    device = Collector(broker.port, [f"nanofleet/v1/dev/{DEVICE}/nothing"])
-    try:
-        for seq, (dev, msg_id, source, text, label, reason) in enumerate(ALERTS, 1):
-            item = ResultItem(source=source, ts=1_800_000_000.0 + seq, text=text, label=label,
-                              score=0.9, anomaly=0.97)
-            device.publish(alerts(dev), Alert(
-                msg_id=msg_id, seq=seq, device_id=dev, slot="logs", model_version=1,
-                item=item, reason=reason).model_dump_json())
-    finally:
-        device.close()
-
-
-def _wait_stored(setup: FleetSetup) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        listed = api(setup, "GET", "/api/v1/alerts").json()["alerts"]
-        if len(listed) == len(ALERTS) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert sorted(a["text"] for a in listed) == sorted(TEXT.values()), listed
 
 
 def alert_ids(setup: FleetSetup) -> dict[str, int]:

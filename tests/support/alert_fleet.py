@@ -1,0 +1,74 @@
+"""A real fleet server and Mosquitto that devices' alerts reach over MQTT: what the tests
+of operators' verdicts (REST API, CLI, console) stand on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from contract.messages import Alert, ResultItem
+from contract.topics import alerts
+from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+
+@contextmanager
+def alert_fleet(workdir: Path) -> Iterator[tuple[FleetSetup, Mosquitto]]:
+    """A broker and a `nanofleet server run` process linked to it, stopped afterwards."""
+    broker = Mosquitto(workdir / "broker").start()
+    try:
+        setup = setup_fleet(workdir / "fleet", mqtt_port=broker.port)
+        server = FleetServer(setup).start()
+        try:
+            server.wait_mqtt()
+            yield setup, broker
+        finally:
+            server.stop()
+    finally:
+        broker.stop()
+
+
+def api(setup: FleetSetup, method: str, path: str, token: str | None = None,
+        **kwargs: Any) -> httpx.Response:
+    """The operator API, with the fleet's own token unless another is given."""
+    return httpx.request(method, setup.url + path, timeout=30, headers={
+        "Authorization": f"Bearer {token or setup.token}"}, **kwargs)
+
+
+def alert(device: str, msg_id: str, seq: int, source: str, text: str, label: str,
+          reason: str | None = None, anomaly: float = 0.95) -> Alert:
+    """An alert as an agent sends it."""
+    item = ResultItem(source=source, ts=1_800_000_000.0 + seq, text=text, label=label,
+                      score=0.9, anomaly=anomaly)
+    return Alert(msg_id=msg_id, seq=seq, device_id=device, slot="logs", model_version=1,
+                 item=item, reason=reason or f"label {label} >= 0.80")
+
+
+def send_alerts(broker: Mosquitto, messages: list[Alert]) -> None:
+    """Publish the alerts on their devices' topics (one client: the broker's ACL-free test
+    config lets it speak for several devices)."""
+    sender = Collector(broker.port, ["nanofleet/v1/dev/test-sender/nothing"])
+    try:
+        for message in messages:
+            sender.publish(alerts(message.device_id), message.model_dump_json())
+    finally:
+        sender.close()
+
+
+def wait_alerts(setup: FleetSetup, count: int, device: str | None = None,
+                timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The server's alert views once it lists ``count`` of them (of ``device``)."""
+    params = {"device": device, "limit": 1000} if device else {"limit": 1000}
+    deadline = time.monotonic() + timeout
+    while True:
+        listed: list[dict[str, Any]] = api(setup, "GET", "/api/v1/alerts",
+                                            params=params).json()["alerts"]
+        if len(listed) >= count or time.monotonic() > deadline:
+            return listed
+        time.sleep(0.2)
