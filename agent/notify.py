@@ -105,6 +105,9 @@ def _libsystemd_sender() -> Sender | None:
 
 
 SEND_TIMEOUT_S = 0.25
+# The messages that change the unit's state in systemd, kept and resent when dropped.
+LIFE_CYCLE_FIELDS = ("READY", "RELOADING", "STOPPING")
+MAX_PENDING = 4
 
 
 def _socket_sender(address: str) -> Sender:
@@ -143,6 +146,7 @@ class Notifier:
         raw = env.get("NOTIFY_SOCKET")
         address = notify_address(raw)
         self._send: Sender | None = None
+        self._pending: list[str] = []  # life-cycle messages a full queue dropped
         self.backend = "none"
         if not raw:
             return
@@ -167,10 +171,33 @@ class Notifier:
         return self._send is not None
 
     def notify(self, **fields: str | int) -> bool:
-        """Send one datagram with the given fields; False when disabled or failed."""
+        """Send one datagram with the given fields; False when disabled or failed.
+
+        A life-cycle message (READY, RELOADING, STOPPING) that could not be sent is kept and
+        sent again, in order, before the next notification: a dropped WATCHDOG or STATUS is
+        replaced by the next one anyway, but under ``Type=notify-reload`` a lost
+        ``RELOADING=1`` or ``READY=1`` leaves systemd waiting for the reload to finish. At
+        most :data:`MAX_PENDING` are kept (a receiver that never reads again must not grow
+        the daemon's memory)."""
         if self._send is None:
             return False
-        return self._send(format_message(fields))
+        message = format_message(fields)
+        life_cycle = any(key in fields for key in LIFE_CYCLE_FIELDS)
+        while self._pending:  # what was dropped first goes first
+            if not self._send(self._pending[0]):
+                if life_cycle:
+                    self._keep(message)
+                return False
+            self._pending.pop(0)
+        if self._send(message):
+            return True
+        if life_cycle:
+            self._keep(message)
+        return False
+
+    def _keep(self, message: str) -> None:
+        self._pending.append(message)
+        del self._pending[:-MAX_PENDING]  # the newest state is what systemd must learn
 
     def ready(self, status: str | None = None) -> bool:
         """READY=1: startup (or a reload) finished; optional STATUS= text."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.notify import (
+    MAX_PENDING,
     SEND_TIMEOUT_S,
     Notifier,
     format_message,
@@ -232,3 +233,39 @@ def test_a_receiver_that_stopped_reading_cannot_freeze_the_daemon(tmp_path: Path
     assert results[0] is True
     assert results[-1] is False  # queue full: dropped, not blocked
     assert elapsed < 40 * (SEND_TIMEOUT_S + 0.1)
+
+
+def test_a_dropped_reload_or_ready_is_sent_again_in_order(tmp_path: Path) -> None:
+    """Under Type=notify-reload a lost RELOADING=1 or READY=1 leaves systemd waiting for the
+    reload to end: those are kept when a full queue drops them and go first, in order, as
+    soon as the receiver reads again. A dropped WATCHDOG or STATUS is not kept."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(path)
+        n = Notifier(environ={"NOTIFY_SOCKET": path})
+        while n.status("filling"):  # the receiver is busy: its queue fills up
+            pass
+        assert n.watchdog() is False
+        assert n.reloading("reloading configuration") is False
+        assert n.ready("reloaded") is False
+        sink.settimeout(0.2)
+        backlog = []
+        try:
+            while True:
+                backlog.append(sink.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert backlog and all(m == "STATUS=filling" for m in backlog)
+        assert n.watchdog() is True  # the next tick: what was dropped goes first
+        got = [sink.recv(4096).decode() for _ in range(3)]
+        assert got[0].startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert got[1] == "READY=1\nSTATUS=reloaded" and got[2] == "WATCHDOG=1"
+        with pytest.raises(TimeoutError):
+            sink.recv(4096)  # the dropped WATCHDOG and STATUS were not kept
+        # A receiver that never reads again cannot make the daemon keep more than a few.
+        while n.status("filling"):
+            pass
+        for i in range(MAX_PENDING + 2):
+            n.ready(f"r{i}")
+        assert len(n._pending) == MAX_PENDING
+        assert n._pending[-1] == f"READY=1\nSTATUS=r{MAX_PENDING + 1}"
