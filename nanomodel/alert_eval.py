@@ -41,6 +41,7 @@ from agent.level_evidence import (
 )
 from agent.model import LoadedModel
 from nanomodel.dataio import DataError, LabeledData
+from nanomodel.evaluate import score_bundle
 from nanomodel.realeval import (
     KEYWORD_RULE,
     OVERALL,
@@ -73,18 +74,6 @@ def keyword_rule(pattern: str | None) -> re.Pattern[str]:
 
 def _figures(fig: AlertFigures) -> dict[str, float]:
     return {k: float(v) for k, v in asdict(fig).items()}
-
-
-def score_bundle(model: LoadedModel, texts: list[str], batch: int = 256
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, anomaly) of every line, through the agent's runtime."""
-    probs: list[np.ndarray] = []
-    anomaly: list[np.ndarray] = []
-    for i in range(0, len(texts), batch):
-        p, a = model.classify(texts[i:i + batch])
-        probs.append(np.asarray(p))
-        anomaly.append(np.asarray(a))
-    return np.concatenate(probs), np.concatenate(anomaly)
 
 
 def fit_site_levels(anomaly: np.ndarray, levels: list[int | None], is_alert: np.ndarray,

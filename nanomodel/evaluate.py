@@ -67,6 +67,19 @@ def measure_single_latency(model: LoadedModel, texts: Sequence[str],
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
+def score_bundle(model: LoadedModel, texts: Sequence[str], batch: int = 256
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, anomaly) of every line, through the agent's runtime, a batch at a
+    time (a whole evaluation file in one call would size the runtime's buffers to it)."""
+    probs: list[np.ndarray] = []
+    anomaly: list[np.ndarray] = []
+    for i in range(0, len(texts), batch):
+        p, a = model.classify(list(texts[i:i + batch]))
+        probs.append(np.asarray(p))
+        anomaly.append(np.asarray(a))
+    return np.concatenate(probs), np.concatenate(anomaly)
+
+
 def _report_dict(report: Report) -> dict[str, Any]:
     return {"macro_f1": report.macro_f1, "accuracy": report.accuracy,
             "per_class": [asdict(c) for c in report.per_class]}
@@ -82,11 +95,8 @@ def evaluate_bundle(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             raise DataError(f"{data.source}: labels {stray} are not in the bundle's labels "
                             f"{labels} (for alert / no-alert figures on any labels: --alerts)")
         truth = [labels.index(lab) for lab in data.labels]
-        predicted: list[int] = []
-        for i in range(0, len(data.texts), batch):
-            probs, _ = model.classify(data.texts[i : i + batch])
-            predicted += [int(k) for k in probs.argmax(axis=1)]
-        ours = score(truth, predicted, labels)
+        probs, _ = score_bundle(model, data.texts, batch)
+        ours = score(truth, [int(k) for k in probs.argmax(axis=1)], labels)
         base = score(truth, KeywordBaseline(labels, model.manifest.normal_label)
                      .predict(data.texts), labels)
         result: dict[str, Any] = {
