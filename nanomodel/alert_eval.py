@@ -25,6 +25,7 @@ evaluation of docs/model.md count the same way.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,6 @@ def fit_site_levels(anomaly: np.ndarray, levels: list[int | None], is_alert: np.
 def _halves(texts: list[str]) -> np.ndarray:
     """Two halves for a check of the fit on lines it did not see; a line repeated
     verbatim always falls on the same side (its copies would otherwise be seen)."""
-    import zlib
-
     return np.array([zlib.crc32(t.encode("utf-8", "replace")) % 2 == 1 for t in texts])
 
 
@@ -116,15 +115,15 @@ def check_fit(data: LabeledData, normal_label: str, probs: np.ndarray, anomaly: 
     _, shifted = apply_levels(probs, anomaly, levels, fitted, normal_index)
     seen = AlertFigures.of(is_alert, shifted > threshold)
     half = _halves(list(data.texts))
+    by_line = np.array(levels, dtype=object)  # boolean masks pick levels as they pick scores
+    has_level = np.array(with_level)
     crossed = np.asarray(anomaly, dtype=np.float64).copy()
     for side in (half, ~half):
-        fit = fit_site_levels(anomaly[~side], [lv for lv, s in zip(levels, side, strict=True)
-                                               if not s], is_alert[~side], start) \
-            if any(w and not s for w, s in zip(with_level, side, strict=True)) else start
-        _, part = apply_levels(probs[side], anomaly[side],
-                               [lv for lv, s in zip(levels, side, strict=True) if s], fit,
-                               normal_index)
-        crossed[side] = part
+        other = ~side
+        fit = fit_site_levels(anomaly[other], list(by_line[other]), is_alert[other], start) \
+            if has_level[other].any() else start
+        _, crossed[side] = apply_levels(probs[side], anomaly[side], list(by_line[side]), fit,
+                                        normal_index)
     return fitted, seen, AlertFigures.of(is_alert, crossed > threshold)
 
 
