@@ -214,9 +214,9 @@ def train_bundle(req: TrainRequest) -> TrainResult:
         # on its false alarms alone (verdicts on alerts are often only that).
         check_trainable(req.data)
     soft = None
-    weights = np.ones(len(texts), np.float32)
+    own = len(texts)  # the operator's lines come first; the mix follows them
+    weights = np.ones(own, np.float32)
     if mix:
-        own = len(texts)
         extra = mix_lines(mix, labels)
         texts += [t for t, _ in extra]
         names += [lab for _, lab in extra]
@@ -229,9 +229,7 @@ def train_bundle(req: TrainRequest) -> TrainResult:
             base_answers(base_model, bm.labels, features, np.arange(own, len(texts)),
                          labels)])
     if req.balance:
-        own_lines = len(req.data.texts)
-        weights[:own_lines] *= balanced_shares(np.array(
-            [lab == normal for lab in req.data.labels]))
+        weights[:own] *= balanced_shares(np.array([lab == normal for lab in names[:own]]))
     y = np.array([labels.index(lab) for lab in names], dtype=np.int64)
     if soft is not None:
         # Training balances classes by default; the mix is mostly normal on purpose (as
