@@ -132,8 +132,10 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                     threshold: float = THRESHOLD,
                     levels: LevelEvidenceConfig | None = None,
                     alerts: AlertConfig | None = None, fit_levels: bool = False,
-                    ) -> dict[str, Any]:
-    """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready."""
+                    policy: str = "defaults") -> dict[str, Any]:
+    """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready.
+    ``policy`` names where ``alerts`` and ``levels`` came from (an agent config's path),
+    for the report."""
     if normal_label not in data.labels:
         raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
                         f"counts as healthy (labels: {data.label_set()}); say which label "
@@ -173,7 +175,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             "model": f"{manifest.name} v{manifest.version}", "runtime": model.runtime_name,
             "lines": len(lines), "normal_label": normal_label,
             "alerts": flagged[OVERALL]["model"].alerts, "threshold": threshold,
-            "keyword_rule": rule.pattern,
+            "keyword_rule": rule.pattern, "policy": policy,
             "levels_weighed": weighed if levels.enabled else 0,
             "overall": {"model": _figures(flagged[OVERALL]["model"]),
                         "sent": _figures(sent[OVERALL]["model"]),
@@ -207,7 +209,8 @@ def format_alerts(result: dict[str, Any]) -> str:
            f"  {'':44s} {'alert F1':>8s} {'false alarms':>13s} {'recall':>9s} "
            f"{'precision':>10s}",
            _row(f"model, anomaly > {result['threshold']:g}", o["model"]),
-           _row("alerts the agent sends ([alerts] defaults)", o["sent"]),
+           # the config's file name: a whole path would not fit the row's name column
+           _row(f"alerts the agent sends ({Path(result['policy']).name})"[:44], o["sent"]),
            _row(f"grep -iE '{result['keyword_rule']}'"[:44], o["keyword"]),
            f"At the rule's false-alarm rate "
            f"({100 * result['at_keyword_false_alarms']['false_alarm_rate']:.1f} %) the model "
@@ -217,7 +220,7 @@ def format_alerts(result: dict[str, Any]) -> str:
            + ("yes" if result["model_beats_keyword"] else "no")]
     if result["levels_weighed"]:
         out.append(f"{result['levels_weighed']} lines carried a level and were weighed as the "
-                   "agent weighs journal lines ([model.level_evidence] defaults).")
+                   f"agent weighs journal lines ([model.level_evidence]: {result['policy']}).")
     if "fitted_level_offsets" in result:
         off = result["fitted_level_offsets"]
         out += ["", "Level offsets fitted to this model and these labels (for the agent's config):",

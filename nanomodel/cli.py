@@ -81,19 +81,19 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
         keyword_rule,
     )
 
-    alerts, levels = AlertConfig(), LevelEvidenceConfig()
+    alerts, levels, policy = AlertConfig(), LevelEvidenceConfig(), "defaults"
     if args.agent_config is not None:
         try:
             cfg = load_config(args.agent_config, secrets=False)
         except ConfigError as exc:
             raise DataError(str(exc)) from None
-        alerts, levels = cfg.alerts, cfg.model.level_evidence
+        alerts, levels, policy = cfg.alerts, cfg.model.level_evidence, str(args.agent_config)
     if args.no_levels:
         levels = LevelEvidenceConfig(enabled=False)
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
-                             args.fit_levels)
+                             args.fit_levels, policy)
     print(json.dumps(result, sort_keys=True) if args.json else format_alerts(result))
     return EXIT_OK
 

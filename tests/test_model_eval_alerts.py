@@ -185,9 +185,12 @@ def test_the_agents_own_alert_policy(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, err = _run(capsys, *args, "--agent-config", str(cfg))
     assert code == 0, err
     loud = json.loads(out)["overall"]
+    assert json.loads(out)["policy"] == str(cfg)
     # anomaly >= 0.5 is sent: about as many alerts as the 0.5 flag, more than the defaults
     assert loud["sent"]["recall"] > default["sent"]["recall"]
     assert loud["sent"]["recall"] >= loud["model"]["recall"]
+    code, out, _ = _run(capsys, *args[:-1], "--agent-config", str(cfg))
+    assert code == 0 and "alerts the agent sends (agent.toml)" in out
     cfg.write_text(base + "[alerts]\nanomaly_treshold = 0.5\n")
     code, _, err = _run(capsys, *args, "--agent-config", str(cfg))
     assert code == 2 and "alerts.anomaly_treshold" in err
