@@ -27,7 +27,6 @@ from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import DeviceAlertRow
 
 Verdict = Literal["false_alarm", "right"]
-VERDICTS: tuple[Verdict, ...] = ("false_alarm", "right")
 NORMAL_LABEL = "normal"
 # A label as the nano model's bundles name them (lower case, digits, - and _).
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -73,8 +72,10 @@ def true_label(verdict: Verdict, alert_label: str, label: str | None) -> str:
 
 def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str | None,
           actor: str, now: float | None = None) -> AlertVerdictRow:
-    """Store (or replace) the verdict on ``alert``. A refused verdict (:func:`true_label`
-    raises) touches nothing: a caller that catches the refusal and commits keeps the old."""
+    """Store (or replace) the verdict on ``alert``, and its entry in the audit log (one
+    place for the API and the console, so the log reads alike whichever way it came). A
+    refused verdict (:func:`true_label` raises) touches nothing: a caller that catches
+    the refusal and commits keeps the old."""
     line_label = true_label(verdict, alert.label, label)
     row = session.scalar(select(AlertVerdictRow).where(
         AlertVerdictRow.alert_msg_id == alert.msg_id))
@@ -85,18 +86,11 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
     row.alert_label, row.model_version = alert.label, alert.model_version
     row.source, row.text = alert.source, alert.text
     row.at, row.actor = time.time() if now is None else now, actor
+    session.add(AuditEntry(actor=actor, action="alert-verdict", subject=alert.device_id,
+                           at=row.at, detail={"alert": alert.msg_id, "verdict": verdict,
+                                              "label": line_label}))
     session.flush()
     return row
-
-
-def verdict_audit(alert: DeviceAlertRow, row: AlertVerdictRow, actor: str,
-                  now: float | None = None) -> AuditEntry:
-    """The audit entry of a stored verdict, as ``POST /api/v1/alerts/{id}/verdict`` writes
-    it: the console adds the same one, so the log reads alike whichever way it came."""
-    return AuditEntry(actor=actor, action="alert-verdict", subject=alert.device_id,
-                      at=time.time() if now is None else now,
-                      detail={"alert": alert.msg_id, "verdict": row.verdict,
-                              "label": row.label})
 
 
 def verdicts_of(session: Session, msg_ids: list[str]) -> dict[str, AlertVerdictRow]:

@@ -21,7 +21,6 @@ from fleet_server.verdicts import (
     VerdictRefused,
     judge,
     labelled_lines,
-    verdict_audit,
     verdicts_of,
 )
 
@@ -61,8 +60,6 @@ def post_verdict(alert_id: int, body: VerdictRequest, service: Service,
             row = judge(session, alert, body.verdict, body.label, actor)
         except VerdictRefused as exc:
             raise ApiError(422, "invalid-verdict", str(exc)) from None
-        session.add(verdict_audit(alert, row, actor))
-        session.flush()
         return alert_view(alert, row)
 
 

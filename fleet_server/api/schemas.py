@@ -14,6 +14,7 @@ from contract.messages import OtaState
 from contract.strict import Strict
 from fleet_server.auth import Scope
 from fleet_server.rollouts.spec import NAME_PATTERN, DeviceId, Label
+from fleet_server.verdicts import LABEL_PATTERN, Verdict
 
 
 class ErrorDetail(Strict):
@@ -176,7 +177,7 @@ class WhoAmI(Strict):
 # --- alerts and verdicts -----------------------------------------------------------------------
 
 class VerdictView(Strict):
-    verdict: Literal["false_alarm", "right"] = Field(description="The operator's verdict.")
+    verdict: Verdict = Field(description="The operator's verdict.")
     label: str = Field(description="The line's true label (normal for a false alarm).")
     by: str = Field(description="Token (or console user) that judged it.")
     at: float = Field(description="When (unix time).")
@@ -202,9 +203,9 @@ class AlertList(Strict):
 
 
 class VerdictRequest(Strict):
-    verdict: Literal["false_alarm", "right"] = Field(
+    verdict: Verdict = Field(
         description="false_alarm: the line was healthy (it is stored as 'normal'); right: "
         "it needed attention (stored with the alert's label, or `label`).")
-    label: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+    label: str | None = Field(default=None, pattern=LABEL_PATTERN,
                               description="For a right alert: the line's true category when "
                               "the model's was wrong (e.g. storage instead of hardware).")

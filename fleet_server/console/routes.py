@@ -35,7 +35,7 @@ from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
-from fleet_server.verdicts import Verdict, VerdictRefused, judge, verdict_audit
+from fleet_server.verdicts import Verdict, VerdictRefused, judge
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 StateParam = Literal["", "online", "stale", "offline", "unknown", "revoked"]
@@ -178,8 +178,7 @@ def alert_verdict(request: Request, service: Service, operator: Operator, device
                 # the wrong heading: only the alerts this page can list are accepted.
                 alert = None
             if alert is not None:
-                row = judge(session, alert, verdict, None, actor)
-                session.add(verdict_audit(alert, row, actor))
+                judge(session, alert, verdict, None, actor)
     except VerdictRefused as exc:
         # Caught outside the transaction: a refused verdict commits nothing (judge()
         # decides before it touches the row; the rollback is the second guard).
