@@ -1,0 +1,101 @@
+"""Alert mutes: an operator's "this line is a false alarm here, stop telling me" (shared).
+
+A mute names a **message shape** — the line with what varies between repeats of one
+message taken out (numbers, addresses, ids, dates; :func:`message_shape`) — and an
+expiry. The fleet server keeps each device's mutes and publishes them, retained, on
+``dev/{id}/mutes`` as one :class:`MuteList`; the agent stops *sending* alerts whose line
+has a muted shape (it still classifies, publishes results and counts them) until the
+mute expires.
+
+Why shapes and not a retrained model: a device repeats its few healthy-but-alarming
+lines all day, and a technician who has judged one of them wants quiet *now*, not after a
+fine-tune and a rollout (which the same verdict also feeds, for the lines a shape cannot
+cover). Why exact shapes and not patterns: a mute covers the same message again with other
+values — never other words — so muting ``Connection closed by <addr> [preauth]`` cannot
+silence ``Failed password for root``.
+
+Who can send these bytes: only the fleet server's identity may write ``dev/{id}/mutes``
+(the broker ACL gives a device read on its tree and write on :data:`topics.DEVICE_WRITES`
+only). The worst a forged list can do is hide alerts of the shapes it names, so the agent
+bounds it: at most :data:`MAX_MUTES` mutes, each expiring within :data:`MAX_MUTE_DAYS` of
+its arrival whatever it claims, and a muted shape that storms (a brute force repeating one
+line) is sent again (``[alerts] mute_storm_per_minute``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field
+
+from contract import topics
+from contract.limits import MAX_STORED_INT
+from contract.strict import FrozenStrict, Strict
+
+MAX_MUTES = 256
+"""Mutes one device holds (the list is one retained MQTT message, well under 256 KiB)."""
+MAX_SHAPE_CHARS = 512
+"""A shape longer than this is cut: the first 512 characters decide."""
+MAX_MUTE_DAYS = 90
+"""No mute lasts longer: a forgotten mute must not hide a device's alerts for ever."""
+MUTE_ID_PATTERN = r"^[a-f0-9]{12,32}$"
+
+# Order matters: whole tokens that carry ids first, then what is left of the digits.
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_HEX_ID = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*\d)[0-9a-f]{8,})\b")
+_MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+_DIGITS = re.compile(r"\d+")
+_DATE_WORDS = re.compile(
+    r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)\b")
+_SPACE = re.compile(r"\s+")
+
+
+def message_shape(text: str) -> str:
+    """What stays the same when one message repeats: ``text`` lower-cased, with UUIDs, MAC,
+    IPv6 and IPv4 addresses (and clock times, which read like IPv6), hexadecimal ids, every
+    run of digits and the names of months and weekdays replaced by ``#``, white space
+    collapsed, cut at :data:`MAX_SHAPE_CHARS`.
+
+    ``Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]``
+    → ``# # # gw sshd[#]: connection closed by # port # [preauth]``, the same shape as the
+    line from ``2001:db8::12`` on another day. Words are kept,
+    so user names, paths and host names are part of the shape."""
+    shape = text.lower()
+    for pattern in (_UUID, _MAC, _IPV6, _IPV4, _HEX_ID, _DIGITS, _DATE_WORDS):
+        shape = pattern.sub("#", shape)
+    return _SPACE.sub(" ", shape).strip()[:MAX_SHAPE_CHARS]
+
+
+class AlertMute(FrozenStrict):
+    """One muted message shape on one device."""
+
+    id: str = Field(pattern=MUTE_ID_PATTERN, description="The mute's id (hex), for removal.")
+    shape: str = Field(min_length=1, max_length=MAX_SHAPE_CHARS,
+                       description="The message shape muted (contract.mutes.message_shape).")
+    source: str | None = Field(
+        default=None, max_length=128,
+        description="Only lines of this agent source (e.g. 'journal'); None: any source.")
+    expires: float = Field(gt=0, description="Unix time the mute ends. The agent also ends it "
+                           f"{MAX_MUTE_DAYS} days after it arrived, whatever this says.")
+    reason: str = Field(default="", max_length=200,
+                        description="Why (the operator's words), shown to technicians.")
+
+    def matches(self, source: str, shape: str) -> bool:
+        return shape == self.shape and (self.source is None or self.source == source)
+
+
+class MuteList(Strict):
+    """Retained on ``dev/{id}/mutes``; written by the fleet server only. The whole list: a
+    mute missing from a newer revision is lifted."""
+
+    revision: int = Field(ge=0, le=MAX_STORED_INT,
+                          description="Increases with every change; older ones are ignored.")
+    mutes: list[AlertMute] = Field(max_length=MAX_MUTES,
+                                   description=f"At most {MAX_MUTES} active mutes.")
+
+
+def mutes_topic(device_id: str) -> str:
+    """Retained mute list of a device (see :class:`MuteList`)."""
+    return f"{topics.device_root(device_id)}/mutes"
