@@ -41,6 +41,7 @@ ERROR_COUNTERS = ("inference_errors", "batch_errors", "source_errors", "reload_e
                   "ota_errors")
 COMPACT_CHUNK = 5000
 MAX_POINTS = 1500  # per plotted series: more would not show on a screen anyway
+ALERT_TEXT_CHARS = 500  # of an alert's line kept (a mute of a cut line could never match)
 
 
 class MetricSampleRow(Base):
@@ -179,7 +180,8 @@ def alert_row(alert: Alert, received_at: float) -> DeviceAlertRow:
         msg_id=alert.msg_id, device_id=alert.device_id, ts=received_at,
         device_ts=alert.item.ts, slot=alert.slot, model_version=alert.model_version,
         label=alert.item.label[:64], score=alert.item.score, reason=alert.reason[:255],
-        source=alert.item.source[:128], text=alert.item.text[:500], repeats=alert.repeats)
+        source=alert.item.source[:128], text=alert.item.text[:ALERT_TEXT_CHARS],
+        repeats=alert.repeats)
 
 
 def _count(result: Any) -> int:

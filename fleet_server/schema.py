@@ -33,6 +33,7 @@ from fleet_server.identity.tables import (
     IssuedCertificate,
 )
 from fleet_server.metrics_store import DeviceAlertRow, MetricSampleRow
+from fleet_server.mutes import AlertMuteRevision, AlertMuteRow
 from fleet_server.replicas import ReplicaRow
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, ServerLease
 from fleet_server.verdicts import AlertVerdictRow
@@ -52,6 +53,8 @@ TABLES: tuple[type[Base], ...] = (
     MetricSampleRow, DeviceAlertRow, ConsoleSessionRow,
     # operators' verdicts on alerts: labelled lines from the field (verdicts.py)
     AlertVerdictRow,
+    # operators' mutes of alerts' message shapes, and their one revision counter (mutes.py)
+    AlertMuteRow, AlertMuteRevision,
 )
 
 

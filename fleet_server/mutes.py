@@ -1,0 +1,286 @@
+"""Alert mutes, the fleet server's side: an operator who judged an alert a false alarm
+stops the device sending that message again, for some days (contract/mutes.py says what
+a mute is and what the agent does with one).
+
+A mute is made from an alert the server keeps: the *shape* of its line
+(:func:`contract.mutes.message_shape`) and its source, on the alert's device or on every
+device, for 1 to :data:`MAX_MUTE_DAYS` days. The rows live in ``alert_mutes``; every
+device's :class:`MuteList` (its own mutes and the every-device ones) is published
+retained on ``dev/{id}/mutes`` by :mod:`fleet_server.mute_publisher` after each change.
+
+Revisions: one counter (the single row of ``alert_mute_revision``) goes up in the
+transaction of every change, and its value is the revision of every device's list. A
+list only changes with a change, so each device's revision only ever increases, without
+a row per device (an every-device mute changes every list at once) and without two
+changes ever sharing a number.
+
+Pure decisions (:func:`check_request`, :func:`mute_shape`, :func:`build_mute_list`) apart
+from the store; a refused call (:class:`MuteRefused`) touches nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Float, Integer, String, delete, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from contract.limits import AGENT_RECEIVE_MAX_BYTES, PACKET_OVERHEAD_BYTES
+from contract.mutes import (
+    MAX_MUTE_DAYS,
+    MAX_MUTES,
+    MAX_SHAPE_CHARS,
+    AlertMute,
+    MuteList,
+    message_shape,
+)
+from fleet_server.db import AuditEntry, Base
+from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
+
+log = logging.getLogger("nanofleet.server.mutes")
+
+MAX_REASON_CHARS = 200  # AlertMute.reason's bound
+DAY_S = 86_400
+# A list must reach the agent: a packet over the Maximum Packet Size it announces is
+# dropped by the broker without a word, and with it every later change of the list.
+MAX_LIST_BYTES = AGENT_RECEIVE_MAX_BYTES - PACKET_OVERHEAD_BYTES
+Outcome = Literal["created", "extended", "unchanged"]
+
+
+class AlertMuteRow(Base):
+    """One muted message shape, on one device or (device_id None) on every device."""
+
+    __tablename__ = "alert_mutes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True,
+                                    doc="hex (contract.mutes.MUTE_ID_PATTERN)")
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True,
+                                                  doc="None: every device")
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True,
+                                               doc="None: lines of any source")
+    shape: Mapped[str] = mapped_column(String(MAX_SHAPE_CHARS))
+    reason: Mapped[str] = mapped_column(String(MAX_REASON_CHARS), default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True,
+                                                 doc="the alert it was made from")
+    alert_msg_id: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                     doc="its msg_id (outlives retention)")
+
+
+class AlertMuteRevision(Base):
+    """The one row (id 1) whose revision is every device's MuteList revision."""
+
+    __tablename__ = "alert_mute_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MuteRefused(ValueError):
+    """The mute cannot be made or lifted; the message says why and what to do."""
+
+
+class UnknownAlert(MuteRefused):
+    """No such alert (any more): the server keeps alerts for a while only."""
+
+
+class UnknownMute(MuteRefused):
+    """No such mute (a wrong id, or it expired and was cleared away)."""
+
+
+@dataclass(frozen=True)
+class MuteChange:
+    """What :func:`mute_alert` did: the mute (new, extended or the same as before)."""
+
+    mute: AlertMuteRow
+    outcome: Outcome
+
+
+# --- pure decisions -------------------------------------------------------------------------
+
+def check_request(days: int, reason: str) -> None:
+    """Refuse a duration or a reason the contract cannot carry."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_MUTE_DAYS:
+        raise MuteRefused(f"days must be a whole number from 1 to {MAX_MUTE_DAYS} (got "
+                          f"{days!r}): a mute ends by itself; mute the alert again to extend it")
+    if len(reason) > MAX_REASON_CHARS:
+        raise MuteRefused(f"reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
+
+
+def mute_shape(text: str) -> str:
+    """The shape of a stored alert's line, or :class:`MuteRefused` when a mute of it could
+    not match what the device sees: the agent takes the shape of the whole line, and the
+    server keeps its first :data:`ALERT_TEXT_CHARS` characters only."""
+    if len(text) >= ALERT_TEXT_CHARS:
+        raise MuteRefused(f"the server keeps the first {ALERT_TEXT_CHARS} characters of an "
+                          "alert's line and this one has that many: it was probably cut, and "
+                          "a mute of the shape of a cut line would never match the device's")
+    shape = message_shape(text)
+    if not shape:
+        raise MuteRefused("the alert's line is empty or blank: there is no shape to mute")
+    return shape
+
+
+def _encode(doc: MuteList | AlertMute) -> bytes:
+    return json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+def encode_mute_list(doc: MuteList) -> bytes:
+    """The payload published on ``dev/{id}/mutes``."""
+    return _encode(doc)
+
+
+def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
+                    max_bytes: int = MAX_LIST_BYTES) -> tuple[MuteList, int]:
+    """A device's list from the mutes that apply to it: those not expired at ``now``,
+    newest first, at most :data:`MAX_MUTES` of them and ``max_bytes`` encoded. Returns
+    the list and how many live mutes were left out (the oldest)."""
+    live = sorted((r for r in rows if r.expires_at > now),
+                  key=lambda r: (r.created_at, r.id), reverse=True)
+    size = len(_encode(MuteList(revision=revision, mutes=[])))
+    kept: list[AlertMute] = []
+    for row in live[:MAX_MUTES]:
+        mute = AlertMute(id=row.id, shape=row.shape, source=row.source, expires=row.expires_at,
+                         reason=row.reason)
+        size += len(_encode(mute)) + 1  # and the comma before the next
+        if size > max_bytes:
+            break
+        kept.append(mute)
+    return MuteList(revision=revision, mutes=kept), len(live) - len(kept)
+
+
+def lists_by_device(rows: list[AlertMuteRow], device_ids: list[str], revision: int,
+                    now: float) -> dict[str, tuple[MuteList, int]]:
+    """:func:`build_mute_list` for each device, from every mute row at once."""
+    everywhere = [r for r in rows if r.device_id is None]
+    own: dict[str, list[AlertMuteRow]] = {}
+    for r in rows:
+        if r.device_id is not None:
+            own.setdefault(r.device_id, []).append(r)
+    return {d: build_mute_list(own.get(d, []) + everywhere, revision, now) for d in device_ids}
+
+
+# --- the store --------------------------------------------------------------------------------
+
+def current_revision(session: Session) -> int:
+    """The revision of every device's list now (0: nothing was ever muted)."""
+    return session.scalar(select(AlertMuteRevision.revision).where(
+        AlertMuteRevision.id == 1)) or 0
+
+
+def _bump_revision(session: Session) -> None:
+    # One UPDATE: concurrent writers (replicas) take turns on the row's lock, so no two
+    # changes get one revision. The migration inserts the row; this only repairs its loss.
+    done = session.execute(update(AlertMuteRevision).where(AlertMuteRevision.id == 1).values(
+        revision=AlertMuteRevision.revision + 1))
+    if not getattr(done, "rowcount", 0):
+        session.add(AlertMuteRevision(id=1, revision=1))
+    session.flush()
+
+
+def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: float,
+           **detail: object) -> None:
+    session.add(AuditEntry(actor=actor, action=action, at=at,
+                           subject=row.device_id or "every device",
+                           detail={"mute": row.id, "shape": row.shape, "source": row.source,
+                                   "expires_at": row.expires_at, **detail}))
+
+
+def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
+               any_source: bool, reason: str, actor: str,
+               now: float | None = None) -> MuteChange:
+    """Mute the shape of alert ``alert_id``'s line, on its device (or every device), from
+    its source (or any), for ``days``; with its entry in the audit log (``alert-mute``).
+
+    An active mute of the same device (or every device), source (or any) and shape is
+    not made twice: that mute is returned, its expiry moved out to ``days`` from now
+    when that is later (``extended``; a given reason replaces its reason), else left as
+    it is (``unchanged``). Only exact duplicates count: a device's own mute and an
+    every-device one of the same shape are two mutes, each lifted on its own.
+
+    A refused call (:class:`MuteRefused`) touches nothing: a caller that catches the
+    refusal and commits changes nothing. Expired mutes are cleared away here (no list
+    carries them; the audit log keeps their story)."""
+    check_request(days, reason)
+    alert = session.get(DeviceAlertRow, alert_id)
+    if alert is None:
+        raise UnknownAlert(f"no alert {alert_id}: the server keeps alerts for a while only "
+                           "(GET /api/v1/alerts lists them)")
+    shape = mute_shape(alert.text)
+    now = time.time() if now is None else now
+    device_id = None if all_devices else alert.device_id
+    source = None if any_source else alert.source
+    expires_at = now + days * DAY_S
+    session.execute(delete(AlertMuteRow).where(AlertMuteRow.expires_at <= now))
+    same = select(AlertMuteRow).where(
+        AlertMuteRow.shape == shape, AlertMuteRow.expires_at > now,
+        AlertMuteRow.device_id.is_(None) if device_id is None
+        else AlertMuteRow.device_id == device_id,
+        AlertMuteRow.source.is_(None) if source is None else AlertMuteRow.source == source)
+    row = session.scalars(same.order_by(AlertMuteRow.created_at)).first()
+    outcome: Outcome
+    if row is None:
+        row = AlertMuteRow(id=secrets.token_hex(8), device_id=device_id, source=source,
+                           shape=shape, reason=reason, created_by=actor, created_at=now,
+                           expires_at=expires_at, alert_id=alert.id,
+                           alert_msg_id=alert.msg_id)
+        session.add(row)
+        outcome = "created"
+    elif expires_at > row.expires_at:
+        row.expires_at, row.reason = expires_at, reason or row.reason
+        outcome = "extended"
+    else:
+        outcome = "unchanged"
+    if outcome != "unchanged":  # the lists change: a newer revision for every device
+        _bump_revision(session)
+    _audit(session, "alert-mute", actor, row, now, alert=alert.id, alert_msg_id=alert.msg_id,
+           days=days, outcome=outcome)
+    session.flush()
+    return MuteChange(row, outcome)
+
+
+def unmute(session: Session, mute_id: str, actor: str,
+           now: float | None = None) -> AlertMuteRow:
+    """Lift a mute (the row goes; ``alert-unmute`` in the audit log). Returns the removed
+    row, whose device (None: every device) says whose lists to publish again."""
+    row = session.get(AlertMuteRow, mute_id)
+    if row is None:
+        raise UnknownMute(f"no mute {mute_id!r}: it was lifted, or it expired and was "
+                          "cleared away (GET /api/v1/mutes lists the active ones)")
+    now = time.time() if now is None else now
+    session.delete(row)
+    _bump_revision(session)
+    _audit(session, "alert-unmute", actor, row, now, expired=row.expires_at <= now)
+    session.flush()
+    return row
+
+
+def active_mutes(session: Session, now: float, device_id: str | None = None
+                 ) -> list[AlertMuteRow]:
+    """Mutes not expired at ``now``, newest first; with ``device_id``, those that apply
+    to that device (its own and the every-device ones)."""
+    query = select(AlertMuteRow).where(AlertMuteRow.expires_at > now).order_by(
+        AlertMuteRow.created_at.desc(), AlertMuteRow.id.desc())
+    if device_id is not None:
+        query = query.where(or_(AlertMuteRow.device_id == device_id,
+                                AlertMuteRow.device_id.is_(None)))
+    return list(session.scalars(query))
+
+
+def mute_list_for(session: Session, device_id: str, now: float) -> MuteList:
+    """The list ``device_id`` should hold now (see :func:`build_mute_list`)."""
+    revision = current_revision(session)  # before the rows: see mute_publisher
+    doc, left_out = build_mute_list(active_mutes(session, now, device_id), revision, now)
+    if left_out:
+        log.warning("%d mutes apply to %s, more than one list holds: its list keeps the "
+                    "newest %d, the %d oldest are not sent (lift some)",
+                    len(doc.mutes) + left_out, device_id, len(doc.mutes), left_out)
+    return doc
