@@ -22,6 +22,7 @@ from fleet_server.inventory import Report, ingest
 from fleet_server.metrics_store import MetricsStore
 from fleet_server.migrations import upgrade_logged
 from fleet_server.mqtt_bridge import MqttBridge
+from fleet_server.mute_publisher import MutePublisher
 from fleet_server.releases import Releases
 from fleet_server.replicas import ReplicaConflict, ReplicaRegistry, Sharing
 from fleet_server.repository.keys import KeyFileError
@@ -69,6 +70,7 @@ class FleetService:
         metadata_url, target_url = config.repo_urls()
         self.desired = DesiredStates(self.db, self.bridge, metadata_url=metadata_url,
                                      target_base_url=target_url)
+        self.mutes = MutePublisher(self.db, self.bridge)  # alert mutes, retained like desired
         # The lease owner is the replica's MQTT client id (unique per replica), so a
         # restarted server takes its own lease back at once.
         self.rollout_driver = RolloutDriver(self.db, self.desired, tick_s=config.rollout_tick_s,
@@ -98,6 +100,7 @@ class FleetService:
         self.releases.sync()
         self.refresh_metadata()  # an expired timestamp after downtime is fixed before serving
         self._refresher.start()
+        self.mutes.start()  # the devices known now get their mute lists on connect
         if self.bridge is not None:
             self.bridge.start()
         if self.artifacts is not None:
@@ -124,6 +127,8 @@ class FleetService:
             moved = track_reports(session, reports)  # rollout records, same transaction
         if moved:
             self.rollout_driver.wake()
+        # A device that just joined gets the every-device mutes (in the background).
+        self.mutes.publish_new({r.device_id for r in reports})
         self.metrics.maybe_compact()
 
     def _superseded(self) -> None:
@@ -147,6 +152,9 @@ class FleetService:
         count = self.desired.publish_all()
         if count:
             log.info("re-published %d desired-state documents (retained)", count)
+        lists = self.mutes.publish_all()
+        if lists:
+            log.info("re-published %d alert mute lists (retained)", lists)
 
     # --- timestamp re-signing ------------------------------------------------------------
     def refresh_metadata(self) -> bool:
