@@ -1,21 +1,47 @@
-"""Operator API for devices' alerts and the operators' verdicts on them.
+"""Operator API for devices' alerts, the operators' verdicts on them, and mutes.
 
 ``GET /alerts`` lists the alerts the server keeps (newest first, with their verdicts);
 ``POST /alerts/{id}/verdict`` says whether one was right (``deploy`` scope, audited);
 ``GET /labelled-lines`` exports the judged lines as the JSONL ``nanofleet model train``
 and ``nanofleet model eval --alerts`` read (:mod:`fleet_server.verdicts`).
+``POST /alerts/{id}/mute`` stops the device (or every device) sending that alert's
+message for some days, ``GET /mutes`` lists the active mutes and ``DELETE
+/mutes/{id}`` lifts one (``deploy`` scope to change, audited; :mod:`fleet_server.mutes`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from contract.limits import MAX_STORED_INT
+from contract.mutes import MUTE_ID_PATTERN
+from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import ApiError, Operator, Service
-from fleet_server.api.schemas import AlertList, AlertView, VerdictRequest, VerdictView
+from fleet_server.api.schemas import (
+    AlertList,
+    AlertView,
+    MuteCreated,
+    MuteRequest,
+    MuteView,
+    MuteViews,
+    VerdictRequest,
+    VerdictView,
+)
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
+from fleet_server.mutes import (
+    AlertMuteRow,
+    MuteRefused,
+    UnknownAlert,
+    UnknownMute,
+    active_mutes,
+    mute_alert,
+    unmute,
+)
 from fleet_server.verdicts import (
     AlertVerdictRow,
     VerdictRefused,
@@ -74,3 +100,62 @@ def get_labelled_lines(service: Service, device: str | None = None,
         body = "".join(labelled_lines(session, device, since, with_source))
     return Response(body.encode("utf-8"), media_type="application/x-ndjson", headers={
         "Content-Disposition": 'attachment; filename="labelled-lines.jsonl"'})
+
+
+def mute_view(row: AlertMuteRow) -> MuteView:
+    return MuteView(id=row.id, device_id=row.device_id, source=row.source, shape=row.shape,
+                    reason=row.reason, created_by=row.created_by, created_at=row.created_at,
+                    expires_at=row.expires_at, alert_id=row.alert_id)
+
+
+AlertId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT, description="The alert's id.")]
+MuteId = Annotated[str, PathParam(pattern=MUTE_ID_PATTERN, description="The mute's id.")]
+
+
+@router.post("/alerts/{alert_id}/mute", response_model=MuteCreated, status_code=201,
+             tags=["mutes"], responses={200: {"model": MuteCreated, "description": (
+                 "The same mute was active already (outcome extended or unchanged).")}})
+def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Operator,
+              response: Response) -> MuteCreated:
+    """Stop the alert's device (or every device) sending alerts of this line's message
+    shape for ``days``; the device's list is published retained over MQTT."""
+    with service.db.session() as session:
+        try:
+            change = mute_alert(session, alert_id, days=body.days,
+                                all_devices=body.all_devices, any_source=body.any_source,
+                                reason=body.reason, actor=actor)
+        except UnknownAlert as exc:
+            raise ApiError(404, "unknown-alert", str(exc)) from None
+        except MuteRefused as exc:
+            raise ApiError(422, "invalid-mute", str(exc)) from None
+        view = mute_view(change.mute)
+    # After the commit: a device must never get a list the database does not hold.
+    published = (change.outcome == "unchanged"
+                 or service.mutes.publish_for(view.device_id))
+    if change.outcome != "created":
+        response.status_code = 200
+    return MuteCreated(**view.model_dump(), outcome=change.outcome, published=published)
+
+
+@router.get("/mutes", response_model=MuteViews, tags=["mutes"])
+def get_mutes(service: Service, device: Annotated[str | None, Query(
+        pattern=DEVICE_ID_PATTERN, description="Only the mutes that apply to this device "
+        "(its own and the every-device ones).")] = None) -> MuteViews:
+    """The active (not expired) mutes, newest first."""
+    with service.db.session() as session:
+        return MuteViews(mutes=[mute_view(r) for r in active_mutes(
+            session, time.time(), device)])
+
+
+@router.delete("/mutes/{mute_id}", status_code=204, response_class=Response, tags=["mutes"],
+               responses={204: {"description": "Lifted; the device lists are published."}})
+def delete_mute(mute_id: MuteId, service: Service, actor: Operator) -> Response:
+    """Lift a mute: the devices it applied to get a newer list without it."""
+    with service.db.session() as session:
+        try:
+            row = unmute(session, mute_id, actor)
+        except UnknownMute as exc:
+            raise ApiError(404, "unknown-mute", str(exc)) from None
+        device_id = row.device_id
+    service.mutes.publish_for(device_id)
+    return Response(status_code=204)

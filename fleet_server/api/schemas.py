@@ -11,8 +11,10 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from contract.messages import OtaState
+from contract.mutes import MAX_MUTE_DAYS
 from contract.strict import Strict
 from fleet_server.auth import Scope
+from fleet_server.mutes import MAX_REASON_CHARS, Outcome
 from fleet_server.rollouts.spec import NAME_PATTERN, DeviceId, Label
 from fleet_server.verdicts import LABEL_PATTERN, Verdict
 
@@ -209,3 +211,45 @@ class VerdictRequest(Strict):
     label: str | None = Field(default=None, pattern=LABEL_PATTERN,
                               description="For a right alert: the line's true category when "
                               "the model's was wrong (e.g. storage instead of hardware).")
+
+
+# --- alert mutes -------------------------------------------------------------------------------
+
+class MuteRequest(Strict):
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(default=7, ge=1, le=MAX_MUTE_DAYS, strict=True,
+                      description=f"How long the mute lasts (1 to {MAX_MUTE_DAYS} days); "
+                      "muting the same alert again extends it.")
+    all_devices: StrictBool = Field(default=False, description="Mute the shape on every "
+                                    "device (those that join later too), not only the "
+                                    "alert's.")
+    any_source: StrictBool = Field(default=False, description="Mute the shape from any "
+                                   "source, not only the alert's (e.g. sshd).")
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS,
+                        description="Why (shown to technicians with the mute).")
+
+
+class MuteView(Strict):
+    id: str = Field(description="The mute's id (DELETE /api/v1/mutes/{id} lifts it).")
+    device_id: str | None = Field(description="Device it applies to; null: every device.")
+    source: str | None = Field(description="Source whose lines it mutes; null: any source.")
+    shape: str = Field(description="The message shape muted (the alert's line with numbers, "
+                       "addresses, ids and dates taken out).")
+    reason: str = Field(description="Why, in the operator's words.")
+    created_by: str = Field(description="Token that made it.")
+    created_at: float = Field(description="When (unix time).")
+    expires_at: float = Field(description="When it ends by itself (unix time).")
+    alert_id: int | None = Field(description="The alert it was made from.")
+
+
+class MuteCreated(MuteView):
+    outcome: Outcome = Field(description="created: a new mute; extended: the same mute was "
+                             "active and now lasts longer; unchanged: it was active and "
+                             "already lasted as long.")
+    published: bool = Field(description="The broker acknowledged every device list it "
+                            "changed (else they are sent again when the server reconnects).")
+
+
+class MuteViews(Strict):
+    mutes: list[MuteView] = Field(description="Active mutes, newest first.")

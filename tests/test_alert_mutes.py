@@ -1,0 +1,403 @@
+"""Alert mutes, fleet-server side, end to end: a real `nanofleet server run` process, a real
+Mosquitto, alerts sent over MQTT, mutes made and lifted over HTTP, and each device's
+retained mute list read by a real MQTT client on its `dev/{id}/mutes` topic, as the agent
+reads it. Then the decisions on their own (the list's bounds, a refused mute)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import func, select
+
+from contract.mutes import (
+    MAX_MUTES,
+    MUTE_ID_PATTERN,
+    AlertMute,
+    MuteList,
+    message_shape,
+    mutes_topic,
+)
+from fleet_server.db import AuditEntry, Database
+from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.migrations import upgrade
+from fleet_server.mutes import (
+    AlertMuteRow,
+    MuteRefused,
+    UnknownAlert,
+    build_mute_list,
+    current_revision,
+    encode_mute_list,
+    mute_alert,
+    unmute,
+)
+from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
+CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
+                "[preauth]")
+FAILED = "sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2"
+USB = "usb 1-1.2: device descriptor read/64, error -71"
+DAY = 86_400.0
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetSetup, Mosquitto]]:
+    with alert_fleet(tmp_path_factory.mktemp("mutes")) as running:
+        yield running
+
+
+def alerts_of(setup: FleetSetup, broker: Mosquitto, device: str,
+              lines: list[tuple[str, str]]) -> dict[str, int]:
+    """Publish (source, text) alerts as ``device``; their ids on the server, by text."""
+    send_alerts(broker, [alert(device, f"{device}-{i}", i, source, text, "security")
+                         for i, (source, text) in enumerate(lines, 1)])
+    listed = wait_alerts(setup, len(lines), device)
+    assert len(listed) == len(lines), listed
+    return {a["text"]: a["id"] for a in listed}
+
+
+def lists_on(messages: list[mqtt.MQTTMessage], device: str) -> list[MuteList]:
+    return [MuteList.model_validate_json(m.payload) for m in messages
+            if m.topic == mutes_topic(device)]
+
+
+def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
+    """The list the broker holds for ``device``, read as an agent that just subscribed."""
+    reader = Collector(broker.port, [mutes_topic(device)])
+    try:
+        got = reader.wait_for(lambda ms: bool(ms), timeout)
+    finally:
+        reader.close()
+    assert got[0].retain, "a mute list is published retained"
+    return MuteList.model_validate_json(got[0].payload)
+
+
+def no_retained(broker: Mosquitto, device: str) -> bool:
+    with pytest.raises(TimeoutError):
+        retained(broker, device, timeout=1.0)
+    return True
+
+
+def wait_list(watch: Collector, device: str, newer_than: int) -> MuteList:
+    """The first list of ``device`` with a revision above ``newer_than``."""
+    got = watch.wait_for(lambda ms: any(x.revision > newer_than for x in lists_on(ms, device)))
+    return next(x for x in lists_on(got, device) if x.revision > newer_than)
+
+
+def audit(setup: FleetSetup, action: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = api(setup, "GET", "/api/v1/audit").json()["entries"]
+    return [e for e in entries if e["action"] == action]
+
+
+def never_older(lists: list[MuteList]) -> bool:
+    """Revisions as a device receives them only go up (a list sent again, on a reconnect,
+    keeps its revision)."""
+    return all(a.revision <= b.revision for a, b in itertools.pairwise(lists))
+
+
+def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    setup, broker = fleet
+    device, other = "gw-mute", "gw-bystander"
+    ids = alerts_of(setup, broker, device, [("sshd", CLOSED), ("sshd", FAILED),
+                                            ("nginx", "x" * 600)])
+    alerts_of(setup, broker, other, [("sshd", CLOSED)])
+    watch = Collector(broker.port, ["nanofleet/v1/dev/+/mutes"])
+    try:
+        viewer = api(setup, "POST", "/api/v1/tokens",
+                     json={"name": "mute-viewer", "scopes": ["read"]}).json()["token"]
+        closed = ids[CLOSED]
+        # Refused, each named; none stores a mute, writes the audit log or takes a revision.
+        r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", viewer, json={})
+        assert r.status_code == 403 and "needs 'deploy'" in r.json()["error"]["message"]
+        for days in (0, 91):
+            r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", json={"days": days})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid-request"
+            assert r.json()["error"]["message"].startswith("days: Input should be")
+        for body in ({"days": "7"}, {"days": 7.5}, {"all_devices": 1}, {"reason": "r" * 201},
+                     {"devices": ["x"]}):
+            r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", json=body)
+            assert r.status_code == 422, (body, r.text)
+        r = api(setup, "POST", "/api/v1/alerts/999999/mute", json={})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown-alert"
+        r = api(setup, "POST", f"/api/v1/alerts/{ids['x' * 500]}/mute", json={})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-mute"
+        assert "probably cut" in r.json()["error"]["message"]
+        assert api(setup, "GET", "/api/v1/mutes").json() == {"mutes": []}
+        assert audit(setup, "alert-mute") == []
+
+        before = time.time()
+        r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute",
+                json={"reason": "scanner on the LAN"})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert (made["outcome"], made["published"]) == ("created", True)
+        assert (made["device_id"], made["source"], made["shape"], made["alert_id"]) == (
+            device, "sshd", message_shape(CLOSED), closed)
+        assert before + 7 * DAY <= made["expires_at"] <= time.time() + 7 * DAY
+        assert made["created_by"] == "operator"
+
+        # What a device that subscribes now reads: its one mute, revision 1 (the refusals
+        # took none), and the shape covers the same message from another address and day.
+        held = retained(broker, device)
+        assert held.revision == 1
+        assert held.mutes == [AlertMute(id=made["id"], shape=message_shape(CLOSED),
+                                        source="sshd", expires=made["expires_at"],
+                                        reason="scanner on the LAN")]
+        assert held.mutes[0].matches("sshd", message_shape(CLOSED_AGAIN))
+        assert not held.mutes[0].matches("sshd", message_shape(FAILED))
+        assert not held.mutes[0].matches("journal", message_shape(CLOSED))
+        assert no_retained(broker, other)  # a device's own mute: only its list changed
+
+        # The same mute again: kept when it already lasts as long, else extended.
+        r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", json={"days": 3})
+        assert r.status_code == 200 and r.json()["outcome"] == "unchanged"
+        assert (r.json()["id"], r.json()["expires_at"]) == (made["id"], made["expires_at"])
+        r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", json={"days": 30})
+        assert r.status_code == 200 and r.json()["outcome"] == "extended"
+        assert r.json()["id"] == made["id"] and r.json()["reason"] == "scanner on the LAN"
+        extended = wait_list(watch, device, 1)
+        assert extended.revision == 2 and extended.mutes[0].expires == r.json()["expires_at"]
+
+        listed = api(setup, "GET", "/api/v1/mutes", viewer).json()["mutes"]
+        assert [(m["id"], m["expires_at"]) for m in listed] == [
+            (made["id"], r.json()["expires_at"])]
+        assert api(setup, "GET", f"/api/v1/mutes?device={other}").json() == {"mutes": []}
+        entries = audit(setup, "alert-mute")
+        assert [e["detail"]["outcome"] for e in entries] == [
+            "extended", "unchanged", "created"]
+        assert {e["subject"] for e in entries} == {device}
+
+        # Lifting: deploy scope; the device gets a newer list without it.
+        r = api(setup, "DELETE", f"/api/v1/mutes/{made['id']}", viewer)
+        assert r.status_code == 403
+        r = api(setup, "DELETE", f"/api/v1/mutes/{made['id']}")
+        assert (r.status_code, r.content) == (204, b"")
+        lifted = wait_list(watch, device, 2)
+        assert (lifted.revision, lifted.mutes) == (3, [])
+        assert retained(broker, device) == lifted
+        r = api(setup, "DELETE", f"/api/v1/mutes/{made['id']}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "unknown-mute"
+        assert api(setup, "DELETE", "/api/v1/mutes/..%2Fetc").status_code in (404, 422)
+        assert api(setup, "DELETE", "/api/v1/mutes/NOT-HEX-AT-ALL").status_code == 422
+        assert [e["detail"]["mute"] for e in audit(setup, "alert-unmute")] == [made["id"]]
+        assert never_older(lists_on(watch.messages, device))
+    finally:
+        watch.close()
+
+
+def test_an_every_device_mute_reaches_every_device_and_lifting_it_too(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    setup, broker = fleet
+    a, b, c, late = "pump-a", "pump-b", "pump-c", "pump-late"
+    ids = alerts_of(setup, broker, a, [("kernel", USB), ("sshd", FAILED)])
+    alerts_of(setup, broker, b, [("kernel", USB)])
+    # c is in the inventory but never sent an alert (added by an operator, say).
+    r = api(setup, "PATCH", "/api/v1/devices", json={"devices": [c], "group": "pumps",
+                                                     "create": True})
+    assert r.status_code == 200, r.text
+    watch = Collector(broker.port, ["nanofleet/v1/dev/+/mutes"])
+    try:
+        start = api(setup, "GET", "/api/v1/mutes").json()["mutes"]
+        r = api(setup, "POST", f"/api/v1/alerts/{ids[USB]}/mute",
+                json={"all_devices": True, "any_source": True, "days": 2})
+        assert r.status_code == 201 and r.json()["published"], r.text
+        everywhere = r.json()
+        assert (everywhere["device_id"], everywhere["source"]) == (None, None)
+        assert audit(setup, "alert-mute")[0]["subject"] == "every device"
+        for device in (a, b, c):
+            held = retained(broker, device)
+            assert [(m.id, m.source, m.shape) for m in held.mutes] == [
+                (everywhere["id"], None, message_shape(USB))]
+            # the same message from another bus and with another error number
+            assert held.mutes[0].matches("journal", message_shape(
+                "USB 3-2.4:  device descriptor read/64,   error -110"))
+        revision = retained(broker, a).revision
+
+        # A device's own mute comes first in its list (newest first), and only its list
+        # changes.
+        r = api(setup, "POST", f"/api/v1/alerts/{ids[FAILED]}/mute", json={})
+        own = r.json()
+        held = wait_list(watch, a, revision)
+        assert [m.id for m in held.mutes] == [own["id"], everywhere["id"]]
+        assert retained(broker, b).revision == revision
+        listed = api(setup, "GET", f"/api/v1/mutes?device={a}").json()["mutes"]
+        assert [m["id"] for m in listed] == [own["id"], everywhere["id"]]
+        listed = api(setup, "GET", f"/api/v1/mutes?device={b}").json()["mutes"]
+        assert [m["id"] for m in listed] == [everywhere["id"]]
+        assert len(api(setup, "GET", "/api/v1/mutes").json()["mutes"]) == len(start) + 2
+
+        # A device that joins later gets the every-device mute with its first report.
+        alerts_of(setup, broker, late, [("kernel", FAILED)])
+        assert [m.id for m in wait_list(watch, late, 0).mutes] == [everywhere["id"]]
+
+        lifted_from = max(x.revision for x in lists_on(watch.messages, a))
+        r = api(setup, "DELETE", f"/api/v1/mutes/{everywhere['id']}")
+        assert r.status_code == 204
+        for device in (a, b, c, late):
+            after = wait_list(watch, device, lifted_from)
+            assert [m.id for m in after.mutes] == ([own["id"]] if device == a else [])
+            assert never_older(lists_on(watch.messages, device))
+            assert retained(broker, device) == after
+    finally:
+        watch.close()
+
+
+def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: Path) -> None:
+    """Retained messages die with a broker that keeps none; the server sends every list
+    again when it (re)connects, at the same revision: nothing changed."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    server: FleetServer | None = None
+    try:
+        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.port)
+        server = FleetServer(setup).start()
+        server.wait_mqtt()
+        device = "gw-restart"
+        ids = alerts_of(setup, broker, device, [("sshd", CLOSED), ("kernel", USB)])
+        made = api(setup, "POST", f"/api/v1/alerts/{ids[CLOSED]}/mute", json={}).json()
+        held = retained(broker, device)
+
+        broker.restart()
+        server.wait_mqtt(timeout=60)
+        again = retained(broker, device, timeout=30)
+        assert again == held
+
+        # While the broker is away a mute is stored, not sent; it arrives on reconnect.
+        broker.stop()
+        r = api(setup, "POST", f"/api/v1/alerts/{ids[USB]}/mute", json={"any_source": True})
+        assert r.status_code == 201 and r.json()["published"] is False, r.text
+        broker.start()
+        server.wait_mqtt(timeout=60)
+        watch = Collector(broker.port, [mutes_topic(device)])
+        try:
+            later = wait_list(watch, device, held.revision)
+        finally:
+            watch.close()
+        assert [m.id for m in later.mutes] == [r.json()["id"], made["id"]]
+
+        server.stop()
+        broker.restart()
+        assert no_retained(broker, device)
+        server.start()
+        assert retained(broker, device, timeout=30) == later
+        assert "re-published 1 alert mute lists" in server.log()
+    finally:
+        if server is not None:
+            server.stop()
+        broker.stop()
+
+
+# --- the decisions, in process -----------------------------------------------------------------
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def stored_alert(db: Database, text: str, device: str = "gw-1", source: str = "sshd") -> int:
+    with db.session() as session:
+        row = DeviceAlertRow(msg_id=f"m-{time.monotonic_ns()}", device_id=device, ts=1.0,
+                             device_ts=1.0, slot="logs", model_version=1, label="security",
+                             score=0.9, reason="label security >= 0.80", source=source,
+                             text=text, repeats=0)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def counts(db: Database) -> tuple[int, int, int]:
+    with db.session() as session:
+        return (session.scalar(select(func.count()).select_from(AlertMuteRow)) or 0,
+                session.scalar(select(func.count()).select_from(AuditEntry)) or 0,
+                current_revision(session))
+
+
+def test_a_refused_mute_changes_nothing_even_when_the_caller_commits(db: Database) -> None:
+    alert_id = stored_alert(db, CLOSED)
+    blank = stored_alert(db, " \t ")
+    with db.session() as session:
+        mute_alert(session, alert_id, days=1, all_devices=False, any_source=False, reason="",
+                   actor="alice", now=1000.0)
+    before = counts(db)
+    assert before == (1, 1, 1)
+    refusals: list[tuple[int, dict[str, object], str]] = [
+        (alert_id, {"days": 0}, "days must be a whole number from 1 to 90"),
+        (alert_id, {"days": 91}, "from 1 to 90"),
+        (alert_id, {"days": True}, "days must be"),
+        (alert_id, {"reason": "r" * 201}, "at most 200"),
+        (blank, {}, "no shape to mute"),
+    ]
+    for target, change, message in refusals:
+        args: dict[str, object] = {"days": 7, "all_devices": False, "any_source": False,
+                                   "reason": "", **change}
+        # the refusal caught, the session committed
+        with db.session() as session, pytest.raises(MuteRefused, match=message):
+            mute_alert(session, target, actor="bob", now=2000.0, **args)
+        assert counts(db) == before
+    with db.session() as session, pytest.raises(UnknownAlert, match="no alert 424242"):
+        mute_alert(session, 424242, days=1, all_devices=True, any_source=True, reason="",
+                   actor="bob")
+    assert counts(db) == before
+
+
+def test_expired_mutes_are_cleared_and_a_new_one_made(db: Database) -> None:
+    alert_id = stored_alert(db, CLOSED)
+    with db.session() as session:
+        first = mute_alert(session, alert_id, days=1, all_devices=False, any_source=False,
+                           reason="", actor="alice", now=1000.0).mute.id
+    with db.session() as session:
+        second = mute_alert(session, alert_id, days=1, all_devices=False, any_source=False,
+                            reason="", actor="alice", now=1000.0 + 2 * DAY)
+        assert second.outcome == "created" and second.mute.id != first
+        assert session.get(AlertMuteRow, first) is None  # expired: gone
+        # Lifting the one left; every change took its own revision.
+        unmute(session, second.mute.id, "alice", now=1000.0 + 2 * DAY)
+        assert current_revision(session) == 3
+
+
+def row(i: int, created: float, expires: float, device: str | None = "gw-1",
+        shape: str = "s", reason: str = "") -> AlertMuteRow:
+    return AlertMuteRow(id=f"{i:016x}", device_id=device, source=None, shape=shape,
+                        reason=reason, created_by="op", created_at=created, expires_at=expires)
+
+
+def test_a_list_keeps_the_newest_live_mutes_within_its_bounds() -> None:
+    now = 10_000.0
+    rows = [row(1, 1.0, now - 1), row(2, 2.0, now + 10), row(3, 3.0, now + 10),
+            row(4, 4.0, now + 5, device=None)]
+    doc, left_out = build_mute_list(rows, 7, now)
+    assert (doc.revision, [m.id for m in doc.mutes], left_out) == (7, [f"{4:016x}",
+                                                                       f"{3:016x}",
+                                                                       f"{2:016x}"], 0)
+    assert doc.mutes[0].expires == now + 5
+
+    many = [row(i, float(i), now + 10) for i in range(MAX_MUTES + 40)]
+    doc, left_out = build_mute_list(many, 1, now)
+    assert len(doc.mutes) == MAX_MUTES and left_out == 40
+    assert doc.mutes[0].id == f"{MAX_MUTES + 39:016x}"  # the newest kept
+
+    # A list the agent's packet limit would drop is cut, oldest out, to fit it.
+    wide = [row(i, float(i), now + 10, shape="é" * 512, reason="ü" * 200)
+            for i in range(MAX_MUTES)]
+    doc, left_out = build_mute_list(wide, 1, now, max_bytes=64 * 1024)
+    assert 0 < len(doc.mutes) < MAX_MUTES and left_out == MAX_MUTES - len(doc.mutes)
+    assert len(encode_mute_list(doc)) <= 64 * 1024
+    assert doc.mutes[0].id == f"{MAX_MUTES - 1:016x}"
+    assert MuteList.model_validate_json(encode_mute_list(doc)) == doc
+    assert all(re.fullmatch(MUTE_ID_PATTERN, m.id) for m in doc.mutes)
