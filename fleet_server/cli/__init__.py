@@ -9,7 +9,8 @@
     nanofleet model publish|list         sign + publish a bundle; list releases
     nanofleet deploy MODEL VERSION --devices ...
     nanofleet devices list|show ID
-    nanofleet alerts list|verdict|export devices' alerts, verdicts, labelled lines
+    nanofleet alerts list|verdict|export|mute   devices' alerts, verdicts, labelled lines, mutes
+    nanofleet mutes list|delete          active alert mutes; lift one
 
 Exit codes: 0 done, 1 refused or failed (the message says why), 2 bad input.
 """
@@ -30,6 +31,7 @@ from fleet_server.cli.alerts import add_alert_commands
 from fleet_server.cli.fleet import add_client_options, add_fleet_commands, add_publish_commands
 from fleet_server.cli.identity import add_identity_commands
 from fleet_server.cli.keys import add_key_commands
+from fleet_server.cli.mutes import add_mute_commands
 from fleet_server.cli.rollout import add_rollout_commands, cmd_token_admin
 from fleet_server.client import ApiCallError, ApiClient
 from fleet_server.config import (
@@ -224,12 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanofleet", description="nanofleet fleet operator "
                                      "tools: server, keys, models, deployments, devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar=(
-        "{server,keys,repo,model,deploy,devices,alerts,rollout,audit}"))
+        "{server,keys,repo,model,deploy,devices,alerts,mutes,rollout,audit}"))
     _add_server_commands(sub)
     add_key_commands(sub)
     add_publish_commands(_add_model_command(sub))
     add_fleet_commands(sub)
     add_alert_commands(sub)
+    add_mute_commands(sub)
     add_rollout_commands(sub)
     add_identity_commands(sub)
     return parser

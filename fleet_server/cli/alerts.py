@@ -1,9 +1,12 @@
-"""``nanofleet alerts list|verdict|export``: devices' alerts and the operators' verdicts.
+"""``nanofleet alerts list|verdict|export|mute``: devices' alerts and what operators do
+about them.
 
 An operator lists the alerts the server keeps, says which were false alarms and which
-were right (``verdict``), and exports the judged lines as the JSONL ``nanofleet model
+were right (``verdict``), exports the judged lines as the JSONL ``nanofleet model
 train`` and ``nanofleet model eval --alerts`` read (docs/fleet-server.md, "Alerts and
-verdicts"). All through the operator API (``fleet_server.client``).
+verdicts"), and mutes an alert's message on its device or every device for some days
+(``mute``; ``nanofleet mutes`` lists and lifts mutes). All through the operator API
+(``fleet_server.client``).
 """
 
 from __future__ import annotations
@@ -174,9 +177,41 @@ def cmd_alerts_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def when(ts: float) -> str:
+    return time.strftime(TIME_FORMAT, time.localtime(ts))
+
+
+MUTE_OUTCOMES = {"created": "muted", "extended": "mute extended", "unchanged": "already muted"}
+
+
+def mute_lines(mute: dict[str, Any]) -> list[str]:
+    """``muted: <shape>`` and where, from what and until when."""
+    where = printable(mute["device_id"]) if mute["device_id"] else "every device"
+    source = printable(mute["source"]) if mute["source"] else "any"
+    lines = [f"{MUTE_OUTCOMES[mute['outcome']]}: {printable(mute['shape'])}",
+             f"  mute {mute['id']} on {where}, source {source}, until "
+             f"{when(mute['expires_at'])}"]
+    if mute["reason"]:
+        lines.append(f"  reason: {printable(mute['reason'])}")
+    return lines
+
+
+def cmd_alerts_mute(args: argparse.Namespace) -> int:
+    body = {"days": args.days, "all_devices": args.all_devices,
+            "any_source": args.any_source, "reason": args.reason}
+    # The server checks the days and the reason: one rule for the API and this command.
+    mute = _client(args).post_json(f"/api/v1/alerts/{args.alert_id}/mute", body)
+    print(json.dumps(mute, sort_keys=True) if args.json else "\n".join(mute_lines(mute)))
+    if not mute["published"]:
+        print("warning: the broker has not acknowledged the devices' mute lists yet (is it "
+              "reachable?); the server sends them again when it reconnects", file=sys.stderr)
+    return EXIT_OK
+
+
 def add_alert_commands(sub: Any) -> None:
-    al = sub.add_parser("alerts", help="devices' alerts, operators' verdicts, labelled lines")
-    asub = al.add_subparsers(dest="alerts_command", metavar="{list,verdict,export}",
+    al = sub.add_parser("alerts", help="devices' alerts, operators' verdicts, labelled "
+                        "lines, mutes")
+    asub = al.add_subparsers(dest="alerts_command", metavar="{list,verdict,export,mute}",
                              required=True)
     lst = asub.add_parser("list", help="the alerts the server keeps, newest first")
     lst.add_argument("--device", help="only this device's")
@@ -205,3 +240,17 @@ def add_alert_commands(sub: Any) -> None:
                      "(what model eval --alerts reads)")
     add_client_options(exp)
     exp.set_defaults(func=cmd_alerts_export)
+
+    mute = asub.add_parser("mute", help="stop the alert's device (or every device) sending "
+                           "alerts of its message for some days (deploy scope)")
+    mute.add_argument("alert_id", type=int, metavar="ID", help="the alert's id (alerts list)")
+    mute.add_argument("--days", type=int, default=7, help="how long (1 to 90, default 7); "
+                      "muting again extends it")
+    mute.add_argument("--all-devices", action="store_true",
+                      help="on every device (those that join later too), not only the alert's")
+    mute.add_argument("--any-source", action="store_true",
+                      help="lines of any source, not only the alert's")
+    mute.add_argument("--reason", default="", help="why (shown with the mute; at most 200 "
+                      "characters)")
+    add_client_options(mute)
+    mute.set_defaults(func=cmd_alerts_mute)
