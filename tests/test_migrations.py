@@ -20,6 +20,8 @@ from fleet_server.app import create_app  # noqa: F401 - every module a server lo
 from fleet_server.cli import main as nanofleet
 from fleet_server.db import Base, Database, Device, OtaEventRow
 from fleet_server.inventory import Report, device_summary, ingest
+from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.mutes import active_mutes, current_revision, mute_alert, unmute
 from fleet_server.schema import TABLES, metadata
 from hil import postgres
 
@@ -62,6 +64,27 @@ def test_fresh_database_gets_exactly_the_models_schema(db: Database) -> None:
     assert schema_differences(db) == []
     again = migrations.upgrade(db)
     assert not again.changed
+
+
+def test_the_mute_revision_counter_is_made_with_its_table(db: Database) -> None:
+    """0003 inserts the counter's one row (revision 0), so every change is an UPDATE of it:
+    replicas never race to create it."""
+    migrations.upgrade(db)
+    with db.session() as session:
+        assert current_revision(session) == 0
+        session.add(DeviceAlertRow(msg_id="m1", device_id="gw-1", ts=1.0, device_ts=1.0,
+                                   slot="logs", model_version=1, label="security", score=0.9,
+                                   reason="r", source="sshd", text="Connection closed by "
+                                   "192.0.2.1 port 22", repeats=0))
+    with db.session() as session:
+        alert_id = session.scalars(text("SELECT id FROM device_alerts")).one()
+        mute = mute_alert(session, alert_id, days=1, all_devices=True, any_source=False,
+                          reason="", actor="op", now=1000.0).mute
+    with db.session() as session:
+        assert [m.id for m in active_mutes(session, 1000.0, "gw-2")] == [mute.id]
+        unmute(session, mute.id, "op")
+    with db.session() as session:
+        assert current_revision(session) == 2 and active_mutes(session, 1000.0) == []
 
 
 def test_database_made_before_migrations_is_adopted_and_upgraded(db: Database) -> None:
