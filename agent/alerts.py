@@ -1,8 +1,9 @@
 """Post-processing decisions: which classified lines raise alerts.
 
-:class:`AlertPolicy` decides from one result (pure); :class:`RepeatFilter` groups repeats
-and :class:`RateLimiter` caps the rate; :class:`AlertGate` chains the three for the
-pipeline and counts what it holds back.
+:class:`AlertPolicy` decides from one result (pure); the operator's mutes
+(:class:`agent.mutes.MuteSet`) hold back the message shapes judged false alarms here;
+:class:`RepeatFilter` groups repeats and :class:`RateLimiter` caps the rate;
+:class:`AlertGate` chains them for the pipeline and counts what it holds back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.config import AlertConfig
 from agent.metrics import Counters
+from agent.mutes import MuteSet
 from contract.bundle import BundleManifest
 
 
@@ -96,12 +98,17 @@ class AlertDecision:
 
 @dataclass
 class AlertGate:
-    """Which results go out as alerts: the model's policy says one fires, the repeat
-    filter groups repeats of one (source, label), the rate limiter caps the rest.
-    Held-back alerts are counted (``alerts_grouped``, ``alerts_suppressed``)."""
+    """Which results go out as alerts: the model's policy says one fires, the operator's
+    mutes hold back the shapes muted (unless one storms), the repeat filter groups
+    repeats of one (source, label), the rate limiter caps the rest. Held-back alerts are
+    counted (``alerts_muted``, ``alerts_grouped``, ``alerts_suppressed``); muted ones
+    let through because their shape storms too (``alerts_mute_storm``)."""
 
     cfg: AlertConfig
     counters: Counters
+    # The owner keeps it across reloads (a new gate per config): the mutes arrive from
+    # the fleet server, not from the config.
+    mutes: MuteSet = field(default_factory=MuteSet)
     limiter: RateLimiter = field(init=False)
     repeats: RepeatFilter = field(init=False)
     _policies: dict[str, AlertPolicy] = field(init=False, default_factory=dict)
@@ -109,6 +116,7 @@ class AlertGate:
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.cfg.max_per_minute)
         self.repeats = RepeatFilter(self.cfg.repeat_window_s)
+        self.mutes.set_storm_per_minute(self.cfg.mute_storm_per_minute)
 
     def policy(self, manifest: BundleManifest) -> AlertPolicy:
         """The policy for a model's labels (one per model version, built once)."""
@@ -119,11 +127,22 @@ class AlertGate:
         return self._policies[key]
 
     def admit(self, policy: AlertPolicy, source: str, label: str, score: float,
-              anomaly: float, now: float) -> AlertDecision | None:
-        """The alert to send for this result, or None (no alert, or held back)."""
+              anomaly: float, now: float, *, text: str, wall: float) -> AlertDecision | None:
+        """The alert to send for this result, or None (no alert, or held back).
+        ``now``: monotonic seconds (grouping, rate); ``text``: the line, whose shape the
+        mutes are checked against; ``wall``: Unix time (mutes expire at a wall-clock
+        time)."""
         reason = policy.decide(label, score, anomaly)
         if reason is None:
             return None
+        if self.cfg.mutes:  # only alert candidates get here: the shape is computed rarely
+            verdict = self.mutes.check(source, text, wall)
+            if verdict is not None and verdict.action == "muted":
+                self.counters.inc("alerts_muted")
+                return None
+            if verdict is not None:
+                self.counters.inc("alerts_mute_storm")
+                reason += f"; {verdict.note}"
         send, repeats = self.repeats.admit(source, label, now)
         if not send:
             self.counters.inc("alerts_grouped")

@@ -146,6 +146,15 @@ class AlertConfig(Strict):
         "line towards an alert (as classify --explain does): about 1 ms per alert sent and "
         "~0.3 MB for the weights, read on the first alert. A bundle whose model is not the "
         "nano network sends its alerts without words.")
+    mutes: bool = Field(
+        default=True, description="Accept alert mutes from the fleet server (an operator's "
+        "\"this line is a false alarm here\": alerts of that message shape are not sent; "
+        "the lines are still classified and published); false: ignore them (every alert "
+        "is sent).")
+    mute_storm_per_minute: int = Field(
+        default=30, ge=1, le=100_000,
+        description="A muted shape seen more often than this in a minute is alerted again: "
+        "a storm of one line is not the device's normal.")
 
 
 class SpoolConfig(Strict):

@@ -19,6 +19,7 @@ from agent.level_evidence import SYSLOG_LEVELS, apply_levels
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
+from agent.mutes import MuteSet
 from agent.sources.base import Batching, Line
 from agent.spool import Spool
 from contract import topics
@@ -69,7 +70,8 @@ class ModelSlot:
 class Pipeline:
     def __init__(self, cfg: AgentConfig, queue: LineQueue, slot: ModelSlot, spool: Spool,
                  counters: Counters, on_committed: Callable[[], None],
-                 is_online: Callable[[], bool] = lambda: True) -> None:
+                 is_online: Callable[[], bool] = lambda: True,
+                 mutes: MuteSet | None = None) -> None:
         self.queue = queue
         self.slot = slot
         self.spool = spool
@@ -81,6 +83,9 @@ class Pipeline:
         counters.derive_gauge("latency_p50_ms", lambda: self.latency.percentile(50) * 1000)
         counters.derive_gauge("latency_p99_ms", lambda: self.latency.percentile(99) * 1000)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=cfg.alerts.recent)
+        # The fleet server's mutes (agent.mute_inbox fills it): one set for the agent's
+        # life, while each config (re)load builds a new alert gate around it.
+        self.mutes = mutes if mutes is not None else MuteSet(cfg.alerts.mute_storm_per_minute)
         self.heartbeat = time.monotonic()
         self.busy = False
         self._stop = threading.Event()
@@ -99,7 +104,7 @@ class Pipeline:
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
-        self.alert_gate = AlertGate(cfg.alerts, self.counters)
+        self.alert_gate = AlertGate(cfg.alerts, self.counters, self.mutes)
         if self.recent_alerts.maxlen != cfg.alerts.recent:
             self.recent_alerts = deque(self.recent_alerts, maxlen=cfg.alerts.recent)
 
@@ -254,11 +259,12 @@ class Pipeline:
         """The alert messages of a batch (the gate groups repeats and caps the rate);
         decided on the unrounded scores, as published items round them."""
         policy = self.alert_gate.policy(manifest)
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         messages: list[tuple[str, bytes]] = []
         for i, (line, item) in enumerate(zip(lines, items, strict=True)):
             decision = self.alert_gate.admit(policy, line.source, item.label,
-                                             float(scores[i]), float(anomaly[i]), now)
+                                             float(scores[i]), float(anomaly[i]), now,
+                                             text=line.text, wall=wall)
             if decision is None:
                 continue
             reason = decision.reason

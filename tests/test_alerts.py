@@ -59,13 +59,18 @@ def test_alert_gate_groups_repeats_then_caps_the_rate() -> None:
     counters = Counters()
     gate = AlertGate(AlertConfig(max_per_minute=2, repeat_window_s=10.0), counters)
     policy = AlertPolicy.build(gate.cfg, ["normal", "storage"], "normal")
-    assert gate.admit(policy, "f", "normal", 0.99, 0.01, now=t0 + 0) is None  # no alert
-    first = gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 0)
+
+    def admit(source: str, label: str, score: float, anomaly: float, at: float):
+        return gate.admit(policy, source, label, score, anomaly, now=t0 + at,
+                          text="disk sda: I/O error", wall=1e9 + at)
+
+    assert admit("f", "normal", 0.99, 0.01, 0) is None  # no alert
+    first = admit("f", "storage", 0.9, 0.9, 0)
     assert first is not None and first.repeats == 0
-    assert gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 1) is None  # grouped
-    assert gate.admit(policy, "g", "storage", 0.9, 0.9, now=t0 + 1) is not None
-    assert gate.admit(policy, "h", "storage", 0.9, 0.9, now=t0 + 1) is None  # over the rate
-    later = gate.admit(policy, "f", "storage", 0.9, 0.9, now=t0 + 100)
+    assert admit("f", "storage", 0.9, 0.9, 1) is None  # grouped
+    assert admit("g", "storage", 0.9, 0.9, 1) is not None
+    assert admit("h", "storage", 0.9, 0.9, 1) is None  # over the rate
+    later = admit("f", "storage", 0.9, 0.9, 100)
     assert later is not None and later.repeats == 1  # the held-back repeat is reported
     counts, _ = counters.snapshot()
     assert counts["alerts_grouped"] == 1 and counts["alerts_suppressed"] == 1

@@ -54,6 +54,12 @@ def test_packaged_example_config_is_valid():
     (MINIMAL + '\n[pipeline]\nbatch_size = 0\n', "pipeline.batch_size"),
     (MINIMAL + '\n[pipeline]\nheap_trim_interval_s = -1\n', "pipeline.heap_trim_interval_s"),
     (MINIMAL + '\n[pipeline]\nheap_trim_interval_s = 3601\n', "pipeline.heap_trim_interval_s"),
+    (MINIMAL + '\n[alerts]\nmute_storm_per_minute = 0\n',
+     "alerts.mute_storm_per_minute: Input should be greater than or equal to 1 (hint: raise"),
+    (MINIMAL + '\n[alerts]\nmute_storm_per_minute = 100001\n',
+     "alerts.mute_storm_per_minute: Input should be less than or equal to 100000 (hint: lower"),
+    (MINIMAL + '\n[alerts]\nmutes = "sometimes"\n', "alerts.mutes: Input should be a valid "
+     "boolean, unable to interpret input (hint: use true or false)"),
     (MINIMAL + '\nfoo = 1\n', "foo: Extra inputs are not permitted (hint: unknown key"),
     (MINIMAL + '\n[mqtt.tls]\ncert_file = "/c"\n', "mqtt.tls"),
     ("device_id = ", "TOML syntax error"),
@@ -91,3 +97,10 @@ def test_heap_trim_interval_default_and_off(tmp_path):
     assert load_config(write(tmp_path, MINIMAL)).pipeline.heap_trim_interval_s == 10.0
     off = load_config(write(tmp_path, MINIMAL + "\n[pipeline]\nheap_trim_interval_s = 0\n"))
     assert off.pipeline.heap_trim_interval_s == 0
+
+
+def test_mutes_are_on_by_default_with_a_storm_guard(tmp_path):
+    alerts = load_config(write(tmp_path, MINIMAL)).alerts
+    assert alerts.mutes is True and alerts.mute_storm_per_minute == 30
+    off = load_config(write(tmp_path, MINIMAL + "\n[alerts]\nmutes = false\n"))
+    assert off.alerts.mutes is False

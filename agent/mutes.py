@@ -1,0 +1,147 @@
+"""Alert mutes on the device: which alert candidates an operator has silenced (pure).
+
+The fleet server publishes the device's whole :class:`contract.mutes.MuteList`, retained,
+on ``dev/{id}/mutes`` (received by :mod:`agent.mute_inbox`); :class:`MuteSet` holds the
+active mutes in memory only (the retained message restores them after a restart or a
+reconnect) and :class:`agent.alerts.AlertGate` asks it about every alert the policy
+fires. A muted alert is held back; the line is still classified, published and counted.
+
+A forged or forgotten list must not hide a device's faults, so whatever a list says:
+each mute ends :data:`contract.mutes.MAX_MUTE_DAYS` after it arrived at the latest, and a
+muted shape seen more than ``storm_per_minute`` times in a minute (a brute force
+repeating one line) is alerted again: the device's own normal never hides a storm.
+
+Times are Unix seconds (``time.time()``): mutes expire at a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from contract.mutes import MAX_MUTE_DAYS, MAX_MUTES, AlertMute, MuteList, message_shape
+
+STORM_WINDOW_S = 60.0
+DEFAULT_STORM_PER_MINUTE = 30
+
+
+@dataclass(frozen=True, slots=True)
+class MuteVerdict:
+    """What an active mute says about one alert candidate."""
+
+    mute: AlertMute
+    action: Literal["muted", "storm"]  # held back, or sent anyway: the shape is storming
+    storm_per_minute: int  # the threshold the shape went over (for the reason)
+
+    @property
+    def note(self) -> str:
+        """The words an alert sent in a storm carries after the policy's reason."""
+        return (f"muted shape storming: more than {self.storm_per_minute} lines in the "
+                "last minute")
+
+
+@dataclass(slots=True)
+class _Active:
+    mute: AlertMute
+    expires: float  # the mute's own expiry, clamped to MAX_MUTE_DAYS after arrival
+    # When this mute matched lately: the last storm_per_minute + 1 times at most, which
+    # is all the storm guard needs to know ("more than N in a minute").
+    seen: deque[float]
+
+
+class MuteSet:
+    """The device's active mutes, indexed by shape. Thread-safe: lists arrive on the MQTT
+    network thread, the pipeline checks alert candidates on its own."""
+
+    def __init__(self, storm_per_minute: int = DEFAULT_STORM_PER_MINUTE) -> None:
+        self._lock = threading.Lock()
+        self._storm = storm_per_minute
+        self._revision: int | None = None
+        self._by_shape: dict[str, list[_Active]] = {}
+
+    # --- the list from the fleet server -------------------------------------------------
+    @property
+    def revision(self) -> int | None:
+        """The revision of the list applied (None: none received yet)."""
+        with self._lock:
+            return self._revision
+
+    def replace(self, doc: MuteList, now: float) -> bool:
+        """Apply ``doc`` if it is newer than the list held (the first one always is);
+        False for an equal or older revision (retained messages replay on every
+        reconnect). Mutes missing from ``doc`` are lifted, expired ones dropped."""
+        limit = now + MAX_MUTE_DAYS * 86_400.0
+        with self._lock:
+            if self._revision is not None and doc.revision <= self._revision:
+                return False
+            # A mute kept from the last list keeps its recent matches: re-publishing a
+            # list must not make a storming shape quiet again.
+            old = {a.mute.id: a for entries in self._by_shape.values() for a in entries}
+            by_shape: dict[str, list[_Active]] = {}
+            for mute in doc.mutes[:MAX_MUTES]:  # the contract bounds it; memory too
+                expires = min(mute.expires, limit)
+                if expires <= now:
+                    continue
+                kept = old.pop(mute.id, None)
+                seen = kept.seen if kept is not None and kept.mute.shape == mute.shape \
+                    else deque(maxlen=self._storm + 1)
+                by_shape.setdefault(mute.shape, []).append(_Active(mute, expires, seen))
+            self._revision = doc.revision
+            self._by_shape = by_shape
+            return True
+
+    def clear(self) -> None:
+        """Forget the list and its revision (mutes turned off: the retained list applies
+        afresh when they are turned on again)."""
+        with self._lock:
+            self._revision = None
+            self._by_shape = {}
+
+    def set_storm_per_minute(self, storm_per_minute: int) -> None:
+        """A new threshold (config reload); recent matches are kept, up to the new bound."""
+        with self._lock:
+            if storm_per_minute == self._storm:
+                return
+            self._storm = storm_per_minute
+            for entries in self._by_shape.values():
+                for active in entries:
+                    active.seen = deque(active.seen, maxlen=storm_per_minute + 1)
+
+    # --- alert candidates ------------------------------------------------------------------
+    def check(self, source: str, text: str, now: float) -> MuteVerdict | None:
+        """None when no active mute covers this alert candidate (``source``: the agent
+        source's name, ``text``: the line); else whether it is held back or, its shape
+        storming, sent anyway. Called for alert candidates only: the shape costs a few
+        regex passes over the line."""
+        with self._lock:
+            if not self._by_shape:
+                return None  # nothing muted: no shape to compute
+        shape = message_shape(text)  # outside the lock: a list arriving need not wait
+        with self._lock:
+            for active in self._by_shape.get(shape, ()):
+                if now >= active.expires or not active.mute.matches(source, shape):
+                    continue
+                seen = active.seen
+                seen.append(now)
+                while seen and seen[0] <= now - STORM_WINDOW_S:
+                    seen.popleft()
+                action: Literal["muted", "storm"] = \
+                    "storm" if len(seen) > self._storm else "muted"
+                return MuteVerdict(active.mute, action, self._storm)
+            return None
+
+    def active(self, now: float) -> list[dict[str, Any]]:
+        """The mutes in force at ``now``, soonest to end first, for technicians."""
+        with self._lock:
+            entries = [a for group in self._by_shape.values() for a in group
+                       if now < a.expires]
+        entries.sort(key=lambda a: a.expires)
+        return [{"id": a.mute.id, "shape": a.mute.shape, "source": a.mute.source,
+                 "expires": a.expires, "reason": a.mute.reason} for a in entries]
+
+    def __len__(self) -> int:
+        """Mutes held (expired ones included until the next list)."""
+        with self._lock:
+            return sum(len(group) for group in self._by_shape.values())

@@ -1,0 +1,204 @@
+"""Alert mutes on the agent, in process: the mute set (revisions, expiry, the 90-day clamp,
+source scoping, the storm guard) and the alert gate around it."""
+
+from __future__ import annotations
+
+import pytest
+
+import agent.mutes
+from agent.alerts import AlertGate, AlertPolicy
+from agent.config import AlertConfig
+from agent.metrics import Counters
+from agent.mutes import MuteSet
+from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_750_000_000.0  # a Unix time: mutes expire by the wall clock
+DAY = 86_400.0
+FAILED = "sshd[311]: Failed password for root from 203.0.113.9 port 4242 ssh2"
+FAILED_AGAIN = "sshd[2718]: Failed password for root from 198.51.100.7 port 50022 ssh2"
+INVALID = "sshd[9]: Invalid user admin from 192.0.2.1 port 22"
+
+
+def mute(text: str, mute_id: str = "0123456789ab", source: str | None = None,
+         expires: float = T0 + DAY, reason: str = "jump host") -> AlertMute:
+    return AlertMute(id=mute_id, shape=message_shape(text), source=source, expires=expires,
+                     reason=reason)
+
+
+def mute_list(revision: int, *mutes: AlertMute) -> MuteList:
+    return MuteList(revision=revision, mutes=list(mutes))
+
+
+# --- the mute set -----------------------------------------------------------------------
+
+def test_newer_revisions_replace_the_list_older_and_equal_ones_are_ignored() -> None:
+    s = MuteSet()
+    assert s.revision is None and s.check("auth", FAILED, T0) is None
+    assert s.replace(mute_list(5, mute(FAILED)), T0)  # the first list applies, any revision
+    assert s.check("auth", FAILED_AGAIN, T0) is not None
+    assert not s.replace(mute_list(5), T0)  # a replay of the same revision
+    assert not s.replace(mute_list(4), T0)  # an older one
+    assert s.revision == 5 and s.check("auth", FAILED, T0) is not None
+    assert s.replace(mute_list(6, mute(INVALID, "0123456789ac")), T0)
+    assert s.check("auth", FAILED, T0) is None  # missing from the newer list: lifted
+    assert s.check("auth", INVALID, T0) is not None
+    s.clear()
+    assert s.revision is None and len(s) == 0 and s.replace(mute_list(1), T0)
+
+
+def test_mutes_end_at_their_expiry_by_the_clock_passed_in() -> None:
+    s = MuteSet()
+    s.replace(mute_list(1, mute(FAILED, expires=T0 + 60),
+                        mute(INVALID, "0123456789ac", expires=T0 - 1)), T0)
+    assert len(s) == 1  # expired on arrival: dropped
+    assert s.check("auth", INVALID, T0) is None
+    assert s.check("auth", FAILED, T0 + 59) is not None
+    assert s.check("auth", FAILED, T0 + 60) is None
+    assert s.active(T0 + 60) == []
+
+
+def test_no_mute_lasts_longer_than_the_contract_allows_whatever_it_claims() -> None:
+    s = MuteSet()
+    arrival = T0 + 5 * DAY
+    s.replace(mute_list(1, mute(FAILED, expires=T0 + 10 * 365 * DAY)), arrival)
+    limit = arrival + MAX_MUTE_DAYS * DAY
+    assert s.active(arrival)[0]["expires"] == limit
+    assert s.check("auth", FAILED, limit - 1) is not None
+    assert s.check("auth", FAILED, limit) is None
+
+
+def test_a_mute_covers_its_shape_on_its_source_only() -> None:
+    s = MuteSet()
+    s.replace(mute_list(1, mute(FAILED, source="auth"), mute(INVALID, "0123456789ac")), T0)
+    assert s.check("auth", FAILED_AGAIN, T0) is not None  # other values, same message
+    assert s.check("journal", FAILED, T0) is None  # the mute names another source
+    assert s.check("journal", INVALID, T0) is not None  # no source named: any source
+    assert s.check("auth", "sshd[1]: Failed password for admin from 192.0.2.1", T0) is None
+    other = s.check("auth", "sshd[1]: Invalid user admin from 10.1.1.1 port 9", T0)
+    assert other is not None and other.mute.id == "0123456789ac"
+
+
+def test_a_storming_shape_is_alerted_again_and_quiet_again_after_a_minute() -> None:
+    s = MuteSet(storm_per_minute=3)
+    s.replace(mute_list(1, mute(FAILED)), T0)
+    actions = [s.check("auth", FAILED, T0 + i)
+               for i in range(5)]  # 5 lines in 5 s: the 4th is over 3 a minute
+    assert [v.action for v in actions if v] == ["muted"] * 3 + ["storm"] * 2
+    assert actions[3] is not None and "more than 3 lines in the last minute" in actions[3].note
+    # A minute after the storm's lines the shape is the device's normal again.
+    calm = s.check("auth", FAILED, T0 + 4 + 60)
+    assert calm is not None and calm.action == "muted"
+    # One line every 20 s is three a minute: never a storm.
+    assert all((v := s.check("auth", FAILED, T0 + 200 + 20 * i)) and v.action == "muted"
+               for i in range(20))
+
+
+def test_what_the_storm_guard_remembers_is_bounded() -> None:
+    s = MuteSet(storm_per_minute=30)
+    s.replace(mute_list(1, mute(FAILED)), T0)
+    for i in range(10_000):
+        s.check("auth", FAILED, T0 + i / 1000)
+    [active] = s._by_shape[message_shape(FAILED)]
+    assert len(active.seen) == 31 and active.seen.maxlen == 31
+    s.set_storm_per_minute(5)  # a reload with a lower threshold: the bound follows
+    assert active.seen.maxlen == 6 and len(active.seen) == 6
+
+
+def test_a_republished_list_keeps_the_storm_going() -> None:
+    """A new revision that keeps a mute keeps its recent lines: re-sending the list must
+    not make a storming shape quiet again."""
+    s = MuteSet(storm_per_minute=2)
+    s.replace(mute_list(1, mute(FAILED)), T0)
+    for i in range(3):
+        s.check("auth", FAILED, T0 + i)
+    s.replace(mute_list(2, mute(FAILED), mute(INVALID, "0123456789ac")), T0 + 3)
+    verdict = s.check("auth", FAILED, T0 + 4)
+    assert verdict is not None and verdict.action == "storm"
+
+
+# --- the alert gate ---------------------------------------------------------------------
+
+LABELS = ["normal", "security", "storage"]
+
+
+def gate_with(cfg: AlertConfig, *mutes: AlertMute) -> tuple[AlertGate, AlertPolicy, Counters]:
+    counters = Counters()
+    mute_set = MuteSet()
+    mute_set.replace(mute_list(1, *mutes), T0)
+    gate = AlertGate(cfg, counters, mute_set)
+    return gate, AlertPolicy.build(cfg, LABELS, "normal"), counters
+
+
+def test_a_muted_alert_is_held_back_and_counted_other_shapes_are_not() -> None:
+    gate, policy, counters = gate_with(AlertConfig(), mute(FAILED))
+    m = gate.limiter.last  # the rate limiter counts from the monotonic clock
+    assert gate.admit(policy, "auth", "security", 0.99, 0.99, m + 0.0, text=FAILED_AGAIN,
+                      wall=T0) is None
+    # The muted line never reached the repeat filter: the next security alert of that
+    # source is the first of its group, not a repeat of a line nobody was told about.
+    sent = gate.admit(policy, "auth", "security", 0.99, 0.99, m + 1.0, text=INVALID, wall=T0)
+    assert sent is not None and sent.repeats == 0
+    assert sent.reason == "label security score 0.99 >= 0.80"
+    assert gate.admit(policy, "auth", "normal", 0.99, 0.01, m + 2.0, text=FAILED,
+                      wall=T0) is None  # no alert to mute
+    counts, _ = counters.snapshot()
+    assert counts == {"alerts_muted": 1}
+
+
+def test_a_storm_of_a_muted_shape_is_sent_with_its_reason() -> None:
+    gate, policy, counters = gate_with(
+        AlertConfig(mute_storm_per_minute=30, repeat_window_s=0), mute(FAILED))
+    m = gate.limiter.last
+    sent = [gate.admit(policy, "auth", "security", 0.99, 0.99, m + i / 10, text=FAILED,
+                       wall=T0 + i / 10) for i in range(32)]
+    assert sent[:30] == [None] * 30
+    assert all(d is not None for d in sent[30:])
+    assert sent[30] is not None and sent[30].reason == (
+        "label security score 0.99 >= 0.80; muted shape storming: more than 30 lines in "
+        "the last minute")
+    counts, _ = counters.snapshot()
+    assert counts == {"alerts_muted": 30, "alerts_mute_storm": 2}
+
+
+def test_mutes_off_in_the_config_send_every_alert() -> None:
+    gate, policy, counters = gate_with(AlertConfig(mutes=False), mute(FAILED))
+    sent = gate.admit(policy, "auth", "security", 0.99, 0.99, gate.limiter.last, text=FAILED,
+                      wall=T0)
+    assert sent is not None and "muted" not in sent.reason
+    assert counters.snapshot()[0] == {}
+
+
+def test_a_new_gate_keeps_the_mutes_and_takes_the_new_storm_threshold() -> None:
+    """A config reload builds a new gate around the agent's one mute set."""
+    gate, policy, counters = gate_with(AlertConfig(), mute(FAILED))
+    reloaded = AlertGate(AlertConfig(mute_storm_per_minute=1), counters, gate.mutes)
+    m = reloaded.limiter.last
+    assert reloaded.admit(policy, "auth", "security", 0.99, 0.99, m, text=FAILED,
+                          wall=T0) is None
+    storm = reloaded.admit(policy, "auth", "security", 0.99, 0.99, m + 0.1, text=FAILED,
+                           wall=T0 + 0.1)
+    assert storm is not None and "more than 1 lines" in storm.reason
+
+
+def test_the_shape_is_computed_for_alert_candidates_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regex passes of message_shape run once per alert the policy fires, never for
+    the lines that raise none (nor at all while nothing is muted)."""
+    shaped: list[str] = []
+    real = agent.mutes.message_shape
+
+    def counting(text: str) -> str:  # the real function, counted
+        shaped.append(text)
+        return real(text)
+
+    monkeypatch.setattr(agent.mutes, "message_shape", counting)
+    gate, policy, _ = gate_with(AlertConfig(repeat_window_s=0), mute(FAILED))
+    for i in range(50):
+        gate.admit(policy, "app", "normal", 0.99, 0.01, float(i), text=f"served {i}", wall=T0)
+    gate.admit(policy, "auth", "security", 0.99, 0.99, 60.0, text=FAILED, wall=T0)
+    assert shaped == [FAILED]
+    empty, policy, _ = gate_with(AlertConfig())
+    empty.admit(policy, "auth", "security", 0.99, 0.99, 0.0, text=FAILED, wall=T0)
+    assert shaped == [FAILED]
