@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=_cmd_check_config)
 
     q = sub.add_parser("query", help="ask the running daemon (status, models, sources, "
-                       "metrics, recent_alerts, classify, help)")
+                       "metrics, recent_alerts, mutes, classify, help)")
     q.add_argument("cmd", help="command")
     q.add_argument("args", nargs="*", help="key=value arguments; classify takes the text")
     q.add_argument("--json", action="store_true", help="print the raw JSON response")

@@ -23,6 +23,8 @@ from agent.memory import release_freed_memory
 from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.mqtt_link import MqttLink
+from agent.mute_inbox import MuteInbox
+from agent.mutes import MuteSet
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.query_service import QueryService
@@ -33,6 +35,7 @@ from agent.spool import Spool
 from contract import topics
 from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
 from contract.messages import Metrics, OtaEvent, Status
+from contract.mutes import mutes_topic
 
 if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
     from agent.ota.engine import OtaEngine
@@ -90,6 +93,11 @@ class Agent:
         self._reload_requested = False
         self.sources: list[Source] = []
         self.ota: OtaEngine | None = None  # when [ota] is configured
+        # In memory only: the retained mute list restores it after a restart or reconnect.
+        self.mutes = MuteSet(cfg.alerts.mute_storm_per_minute)
+        self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id)
+        self.counters.derive_gauge("mutes_active",
+                                   lambda: float(len(self.mutes.active(time.time()))))
         self.queries = QueryService(self)
 
     # --- set-up ------------------------------------------------------------------------
@@ -119,7 +127,8 @@ class Agent:
         self._setup_link()
         self.pipeline = Pipeline(cfg, self.queue, self.slot, self.spool, self.counters,
                                  on_committed=lambda: self.sender.wake(),
-                                 is_online=lambda: self.link.connected.is_set())
+                                 is_online=lambda: self.link.connected.is_set(),
+                                 mutes=self.mutes)
         self.health = HealthCheck(self)
         self.control = ControlServer(cfg.control_socket, cfg.control.socket_mode,
                                      self.queries.answer)
@@ -146,6 +155,7 @@ class Agent:
         self.sender = OutboxSender(self.spool, self.link, self.counters,
                                    window=cfg.mqtt.max_inflight)
         self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)
+        self._follow_mutes()
         if self.ota is not None and cfg.ota is not None and cfg.ota.transport == "mqtt":
             # Artifacts over MQTT ride on this link: the device's one broker session.
             from agent.ota.mqtt_transport import MqttTransport
@@ -156,6 +166,16 @@ class Agent:
         self.sender.start()
         # READY=1 means "set up", not "connected": store-and-forward covers an absent broker.
         self.link.connected.wait(3.0)
+
+    def _follow_mutes(self) -> None:
+        """Subscribe to the fleet server's mute list, or, with ``[alerts] mutes = false``,
+        not at all (and forget a list held: turned on again, the retained one applies)."""
+        topic = mutes_topic(self.cfg.device_id)
+        if self.cfg.alerts.mutes:
+            self.link.handle(topic, self.mute_inbox.on_message)
+        else:
+            self.link.unhandle(topic)
+            self.mutes.clear()
 
     def _start_sources(self) -> None:
         cfg = self.cfg
@@ -257,6 +277,8 @@ class Agent:
             self.sender.stop()
             self.link.stop()
             self._setup_link()
+        elif new.alerts.mutes != old.alerts.mutes:
+            self._follow_mutes()
         self._start_sources()
         self.counters.inc("reloads")
         log.info("configuration reloaded")

@@ -24,6 +24,7 @@ class QueryTarget(Protocol):
     def sources_doc(self) -> list[dict[str, Any]]: ...
     def metrics_doc(self) -> dict[str, Any]: ...
     def recent_alerts(self) -> list[dict[str, Any]]: ...
+    def mutes_doc(self) -> dict[str, Any]: ...
     def classify(self, texts: list[str], explain: bool = False,
                  level: int | None = None) -> list[dict[str, Any]]: ...
     def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
@@ -85,6 +86,8 @@ COMMANDS: dict[str, tuple[type[BaseModel], Handler, str]] = {
     "sources": (NoArgs, lambda t, a: t.sources_doc(), "sources and their positions"),
     "metrics": (NoArgs, lambda t, a: t.metrics_doc(), "counters and gauges"),
     "recent_alerts": (RecentAlertsArgs, _recent, "recent alerts (since, label, limit)"),
+    "mutes": (NoArgs, lambda t, a: t.mutes_doc(),
+              "alert mutes in force (message shapes the fleet server silenced here)"),
     "classify": (ClassifyArgs, _classify, "run the live model on text (explain=true: why; "
                  "level=err: as if logged at that level)"),
     "ota": (NoArgs, lambda t, a: t.ota_doc(), "model update state (OTA)"),  # OTA (agent/ota)

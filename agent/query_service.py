@@ -1,7 +1,7 @@
 """The running agent's side of technician queries.
 
 :class:`QueryService` is the :class:`agent.queries.QueryTarget` over the agent's parts
-(status, models, sources, metrics, recent alerts, classify, OTA) and answers queries
+(status, models, sources, metrics, recent alerts, mutes, classify, OTA) and answers queries
 from both doors: MQTT request/response (off paho's network thread, at most
 ``MAX_CONCURRENT_QUERIES`` at once, the rest answered "busy") and the local control
 socket. The status and metrics documents it builds are also what the agent publishes.
@@ -120,6 +120,14 @@ class QueryService:
 
     def recent_alerts(self) -> list[dict[str, Any]]:
         return list(self.agent.pipeline.recent_alerts)
+
+    def mutes_doc(self) -> dict[str, Any]:
+        """The mutes in force, for a technician asking why a line raises no alert."""
+        a = self.agent
+        cfg = a.cfg.alerts
+        return {"enabled": cfg.mutes, "revision": a.mutes.revision,
+                "storm_per_minute": cfg.mute_storm_per_minute,
+                "mutes": a.mutes.active(time.time())}
 
     def classify(self, texts: list[str], explain: bool = False,
                  level: int | None = None) -> list[dict[str, Any]]:

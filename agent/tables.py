@@ -59,6 +59,11 @@ def render(cmd: str, result: Any) -> str:
                  "score": a["item"]["score"], "source": a["item"]["source"],
                  "why": _why(a.get("reason", "")), "text": a["item"]["text"]} for a in result]
         return table(rows, ["time", "label", "score", "source", "why", "text"])
+    if cmd == "mutes":
+        head = kv({k: v for k, v in result.items() if k != "mutes"})
+        rows = [{**m, "source": m["source"] or "(any)", "expires": _ts(m["expires"])}
+                for m in result.get("mutes", [])]
+        return head + "\n\n" + table(rows, ["id", "shape", "source", "expires", "reason"])
     if cmd == "classify":
         if any("level" in row for row in result):
             result = [{**row, "anomaly": f"{row['anomaly']} (words {row['words_anomaly']}, "

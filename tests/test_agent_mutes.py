@@ -1,7 +1,10 @@
 """Alert mutes on the agent, in process: the mute set (revisions, expiry, the 90-day clamp,
-source scoping, the storm guard) and the alert gate around it."""
+source scoping, the storm guard), the alert gate around it, and the inbox that takes the
+fleet server's payloads. The broker and the real agent: test_agent_mutes_broker.py."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 
@@ -9,7 +12,9 @@ import agent.mutes
 from agent.alerts import AlertGate, AlertPolicy
 from agent.config import AlertConfig
 from agent.metrics import Counters
+from agent.mute_inbox import MAX_MUTE_LIST_BYTES, MuteInbox
 from agent.mutes import MuteSet
+from agent.tables import render
 from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape
 
 pytestmark = pytest.mark.unit
@@ -118,6 +123,23 @@ def test_a_republished_list_keeps_the_storm_going() -> None:
     assert verdict is not None and verdict.action == "storm"
 
 
+def test_the_technicians_view_lists_the_mutes_in_force() -> None:
+    s = MuteSet()
+    s.replace(mute_list(3, mute(FAILED, expires=T0 + 2 * DAY),
+                        mute(INVALID, "0123456789ac", source="auth", expires=T0 + DAY,
+                             reason="scanner on the LAN")), T0)
+    active = s.active(T0)
+    assert [m["id"] for m in active] == ["0123456789ac", "0123456789ab"]  # soonest first
+    assert active[0] == {"id": "0123456789ac", "shape": message_shape(INVALID),
+                         "source": "auth", "expires": T0 + DAY, "reason": "scanner on the LAN"}
+    text = render("mutes", {"enabled": True, "revision": 3, "storm_per_minute": 30,
+                            "mutes": active})
+    assert "revision" in text and "SHAPE" in text and "scanner on the LAN" in text
+    assert "sshd[#]: invalid user admin from # port #" in text
+    assert "(none)" in render("mutes", {"enabled": False, "revision": None,
+                                        "storm_per_minute": 30, "mutes": []})
+
+
 # --- the alert gate ---------------------------------------------------------------------
 
 LABELS = ["normal", "security", "storage"]
@@ -202,3 +224,50 @@ def test_the_shape_is_computed_for_alert_candidates_only(
     empty, policy, _ = gate_with(AlertConfig())
     empty.admit(policy, "auth", "security", 0.99, 0.99, 0.0, text=FAILED, wall=T0)
     assert shaped == [FAILED]
+
+
+# --- the inbox --------------------------------------------------------------------------
+
+def inbox() -> tuple[MuteInbox, MuteSet, Counters]:
+    counters = Counters()
+    mutes = MuteSet()
+    return MuteInbox(mutes, counters, "pump-07"), mutes, counters
+
+
+def test_the_inbox_applies_newer_lists_only() -> None:
+    box, mutes, counters = inbox()
+    assert box.submit(mute_list(2, mute(FAILED)).model_dump_json().encode(), now=T0)
+    assert not box.submit(mute_list(1).model_dump_json().encode(), now=T0)
+    assert mutes.revision == 2 and counters.get("mute_lists_applied") == 1
+
+
+@pytest.mark.parametrize(("payload", "reason"), [
+    (b"{not json", "Invalid JSON"),
+    (b'{"revision": 3, "mutes": [{"id": "0123456789ab", "shape": "x"}]}',
+     "mutes.0.expires: Field required"),
+    (b'{"revision": 3, "mutes": [], "everything": true}', "Extra inputs"),
+    (b'{"revision": 3, "mutes": []}\xff', "not UTF-8 (byte 28)"),
+    (b'{"revision": 3, "mutes": [], "pad": "' + b"x" * MAX_MUTE_LIST_BYTES + b'"}',
+     f"more than {MAX_MUTE_LIST_BYTES}"),
+])
+def test_a_broken_list_is_refused_counted_logged_and_the_mutes_held_stay(
+        payload: bytes, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    box, mutes, counters = inbox()
+    box.submit(mute_list(2, mute(FAILED)).model_dump_json().encode(), now=T0)
+    with caplog.at_level(logging.WARNING, logger="nanofleet.agent.mutes"):
+        assert not box.submit(payload, now=T0)
+    assert counters.get("mutes_rejected") == 1
+    [record] = caplog.records
+    assert record.getMessage().startswith("mute list refused, keeping the mutes held: ")
+    assert reason in record.getMessage() and len(record.getMessage()) < 400
+    assert mutes.revision == 2 and mutes.check("auth", FAILED, T0) is not None
+
+
+def test_a_deleted_list_lifts_every_mute() -> None:
+    """The retained list deleted (an empty payload): the server holds none, nothing is
+    muted, and the next list applies whatever its revision."""
+    box, mutes, _ = inbox()
+    box.submit(mute_list(7, mute(FAILED)).model_dump_json().encode(), now=T0)
+    assert box.submit(b"", now=T0)
+    assert mutes.check("auth", FAILED, T0) is None and mutes.revision is None
+    assert box.submit(mute_list(1, mute(FAILED)).model_dump_json().encode(), now=T0)
