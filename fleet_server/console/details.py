@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
+from contract.mutes import AlertMute
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import device_summary, recent_events
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
+from fleet_server.mutes import AlertMuteRow, MuteRefused, active_mutes, mute_shape
 from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
 from fleet_server.service import FleetService
@@ -40,6 +42,9 @@ class DevicePageView:
     events: list[dict[str, Any]]  # OTA history, newest first
     alerts: list[DeviceAlertRow]
     verdicts: dict[str, AlertVerdictRow]  # operators' verdicts on those alerts, by msg_id
+    mutes: list[AlertMuteRow]  # active mutes that apply to the device, newest first
+    mutable: set[int]  # ids of the alerts whose line has a shape a mute can name
+    muted: dict[int, AlertMuteRow]  # alert id -> an active mute its line falls under
     metrics: dict[str, list[Any]]  # plotted series
     last_metrics: dict[str, Any]
     window: str
@@ -65,6 +70,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
         events = recent_events(session, device_id, 100)
         alerts = recent_alerts(session, device_id, 20)
         verdicts = verdicts_of(session, [a.msg_id for a in alerts])
+        mutes = active_mutes(session, now, device_id)
         history = service.metrics.history(session, device_id, now - span)
         rollouts = [(rid, status, st) for rid, status, st in session.execute(
             select(RolloutRow.id, RolloutRow.status, RolloutDeviceRow.state)
@@ -72,11 +78,42 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
             .where(RolloutDeviceRow.device_id == device_id)
             .order_by(RolloutRow.created_at.desc()).limit(10))]
         last = dict(device.metrics or {}) if device is not None else {}
+    shapes = alert_shapes(alerts)
     return DevicePageView(device_id=device_id, state=state, summary=summary,
                           identity=identity_view, events=events, alerts=alerts,
-                          verdicts=verdicts,
+                          verdicts=verdicts, mutes=mutes, mutable=set(shapes),
+                          muted=muted_alerts(alerts, shapes, mutes),
                           metrics=series(history), last_metrics=last,
                           window=window if window in WINDOWS else "1h", rollouts=rollouts)
+
+
+def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, str]:
+    """The message shape a mute of each alert would name (:func:`fleet_server.mutes.mute_shape`,
+    as ``mute_alert`` takes it), by alert id; alerts a mute would refuse (a blank or cut
+    line) are left out."""
+    shapes: dict[int, str] = {}
+    for alert in alerts:
+        try:
+            shapes[alert.id] = mute_shape(alert.text)
+        except MuteRefused:
+            continue
+    return shapes
+
+
+def muted_alerts(alerts: list[DeviceAlertRow], shapes: dict[int, str],
+                 mutes: list[AlertMuteRow]) -> dict[int, AlertMuteRow]:
+    """Which of the alerts an active mute covers now (the agent's rule,
+    :meth:`contract.mutes.AlertMute.matches`: the same shape, from the mute's source or
+    any): the alert's id and the first (newest) such mute."""
+    rules = [(AlertMute.model_construct(shape=m.shape, source=m.source), m) for m in mutes]
+    found: dict[int, AlertMuteRow] = {}
+    for alert in alerts:
+        shape = shapes.get(alert.id)
+        mute = None if shape is None else next(
+            (m for rule, m in rules if rule.matches(alert.source, shape)), None)
+        if mute is not None:
+            found[alert.id] = mute
+    return found
 
 
 def _model_lists(session: Session) -> list[tuple[str, list[dict[str, Any]], int]]:
