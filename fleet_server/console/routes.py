@@ -4,6 +4,7 @@ REST API uses (:class:`fleet_server.rollouts.manage.Rollouts`)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from contract.mutes import MAX_MUTE_DAYS
 from fleet_server.api.core import Service
 from fleet_server.console import details, sessions
 from fleet_server.console.forms import DEFAULTS, LABELS, parse_rollout_form
@@ -32,6 +34,14 @@ from fleet_server.console.web import (
     secure_cookie,
 )
 from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.mutes import (
+    AlertMuteRow,
+    MuteRefused,
+    UnknownAlert,
+    UnknownMute,
+    mute_alert,
+    unmute,
+)
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
@@ -162,6 +172,102 @@ def device_live(request: Request, service: Service, _op: Operator, device_id: st
     return _device(request, service, device_id, window, "device_live.html")
 
 
+def _device_notice(request: Request, service: FleetService, device_id: str, text: str,
+                   status: int, kind: str = "error") -> Response:
+    """The device page with a notice above it (a refused or half-done form)."""
+    return _device(request, service, device_id, "1h", "device.html",
+                   {"kind": kind, "text": text}, status=status)
+
+
+def _back_to_device(request: Request, device_id: str) -> Response:
+    """Post/redirect/get: back to the device page (reloading it does not post again)."""
+    return redirect(f"{PREFIX}/devices/{quote(device_id, safe='')}", request)
+
+
+def _no_alert(device_id: str, alert_id: int) -> str:
+    return (f"no alert {alert_id} on device {device_id}: the server keeps alerts for a while "
+            "only (the table lists those it has)")
+
+
+def _form_days(value: str) -> int:
+    """The mute form's ``days`` field as a number (its range is mute_alert's to check)."""
+    if not re.fullmatch(r"[0-9]{1,3}", value.strip()):
+        raise MuteRefused(f"days must be a whole number from 1 to {MAX_MUTE_DAYS} (got "
+                          f"{value[:20]!r})")
+    return int(value)
+
+
+def _form_flag(value: str) -> bool:
+    """A checkbox: sent (``on``, or the value the form gives it) or not."""
+    return value.strip().lower() in ("1", "on", "true", "yes")
+
+
+def _unsent(what: str) -> str:
+    return (f"{what}, but the broker did not acknowledge the device lists it changed: the "
+            "server sends every list again when it reconnects to the broker; until then "
+            "the devices keep their previous list")
+
+
+# Before the verdicts' route, whose last segment would otherwise take "mute" for a verdict.
+@router.post("/devices/{device_id}/alerts/{alert_id}/mute")
+def alert_mute(request: Request, service: Service, operator: Operator, device_id: str,
+               alert_id: int, days: Annotated[str, Form()] = "7",
+               all_devices: Annotated[str, Form()] = "",
+               any_source: Annotated[str, Form()] = "",
+               reason: Annotated[str, Form()] = "") -> Response:
+    """Mute the message shape of one of the device's alerts (the "mute" button of its
+    alerts table), as ``POST /api/v1/alerts/{id}/mute`` does: :func:`mute_alert` (which
+    audits itself), then, once committed, the changed lists published retained. Form
+    fields, all optional: ``days`` (7), ``all_devices``, ``any_source``, ``reason``."""
+    require_deploy(operator, "muting an alert")
+    try:
+        number = _form_days(days)
+        with service.db.session() as session:
+            alert = session.get(DeviceAlertRow, alert_id)
+            if alert is None or alert.device_id != device_id:
+                # Only the alerts this page lists: see alert_verdict.
+                raise UnknownAlert(_no_alert(device_id, alert_id))
+            change = mute_alert(session, alert_id, days=number,
+                                all_devices=_form_flag(all_devices),
+                                any_source=_form_flag(any_source), reason=reason.strip(),
+                                actor=operator.identity.name)
+            target, outcome = change.mute.device_id, change.outcome
+    except UnknownAlert as exc:
+        return _device_notice(request, service, device_id, str(exc), 404)
+    except MuteRefused as exc:
+        # A refused mute touches nothing (mute_alert decides before it writes).
+        return _device_notice(request, service, device_id, str(exc), 422)
+    # After the commit, as the API: a device must never get a list the database does not hold.
+    if outcome != "unchanged" and not service.mutes.publish_for(target):
+        return _device_notice(request, service, device_id,
+                              _unsent("The mute is stored"), 202, kind="warn")
+    return _back_to_device(request, device_id)
+
+
+@router.post("/devices/{device_id}/mutes/{mute_id}/unmute")
+def mute_lift(request: Request, service: Service, operator: Operator, device_id: str,
+              mute_id: str) -> Response:
+    """Lift one of the mutes that apply to the device (its "Muted here" list), as
+    ``DELETE /api/v1/mutes/{id}`` does: :func:`unmute` (audited), then the lists it
+    changed published (every device's for an every-device mute)."""
+    require_deploy(operator, "lifting a mute")
+    try:
+        with service.db.session() as session:
+            row = session.get(AlertMuteRow, mute_id)
+            if row is None or row.device_id not in (None, device_id):
+                # Only the mutes this page lists: another device's would be lifted blind.
+                raise UnknownMute(f"no mute {mute_id[:40]!r} applies to device {device_id}: "
+                                  "it was lifted, or it expired (Muted here lists the "
+                                  "active ones)")
+            target = unmute(session, mute_id, operator.identity.name).device_id
+    except UnknownMute as exc:
+        return _device_notice(request, service, device_id, str(exc), 404)
+    if not service.mutes.publish_for(target):
+        return _device_notice(request, service, device_id,
+                              _unsent("The mute is lifted"), 202, kind="warn")
+    return _back_to_device(request, device_id)
+
+
 @router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")
 def alert_verdict(request: Request, service: Service, operator: Operator, device_id: str,
                   alert_id: int, verdict: Verdict) -> Response:
@@ -182,13 +288,10 @@ def alert_verdict(request: Request, service: Service, operator: Operator, device
     except VerdictRefused as exc:
         # Caught outside the transaction: a refused verdict commits nothing (judge()
         # decides before it touches the row; the rollback is the second guard).
-        return _device(request, service, device_id, "1h", "device.html",
-                       {"kind": "error", "text": str(exc)}, status=422)
+        return _device_notice(request, service, device_id, str(exc), 422)
     if alert is None:
-        return _device(request, service, device_id, "1h", "device.html", {
-            "kind": "error", "text": f"no alert {alert_id} on device {device_id}: the server "
-            "keeps alerts for a while only (the table lists those it has)"}, status=404)
-    return redirect(f"{PREFIX}/devices/{quote(device_id, safe='')}", request)
+        return _device_notice(request, service, device_id, _no_alert(device_id, alert_id), 404)
+    return _back_to_device(request, device_id)
 
 
 # --- releases ---------------------------------------------------------------------------------
