@@ -11,14 +11,13 @@ import html
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
 
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.console_client import console, csrf_of, notice, operator_token
 
 DEVICE, OTHER = "gw-07", "gw-08"
 # (device, msg_id, source, text, label, reason): the third is an anomaly alert whose most
@@ -53,34 +52,6 @@ def alert_ids(setup: FleetSetup) -> dict[str, int]:
     return {msg_id: by_text[text] for msg_id, text in TEXT.items()}
 
 
-def token(setup: FleetSetup, name: str, scope: str) -> str:
-    r = api(setup, "POST", "/api/v1/tokens", json={"name": name, "scopes": [scope]})
-    assert r.status_code == 201, r.text
-    value: str = r.json()["token"]
-    return value
-
-
-@contextmanager
-def console(setup: FleetSetup, operator_token: str) -> Iterator[httpx.Client]:
-    """A browser-like client signed in to the console with ``operator_token`` (the sign-in
-    form's own double-submit nonce, then the session cookie)."""
-    with httpx.Client(base_url=setup.url, timeout=30) as client:
-        form = client.get("/console/login")
-        nonce = form.text.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
-        r = client.post("/console/login", data={"token": operator_token, "login_csrf": nonce,
-                                                "next": f"/console/devices/{DEVICE}"})
-        assert r.status_code == 303 and r.headers["location"] == f"/console/devices/{DEVICE}"
-        yield client
-
-
-def csrf_of(page: str) -> str:
-    """The session's CSRF token, as the sign-out form in the header carries it."""
-    found = re.search(r'<form method="post" action="/console/logout">\s*'
-                      r'<input type="hidden" name="csrf" value="([^"]+)">', page)
-    assert found, page
-    return found.group(1)
-
-
 def rows(page: str) -> dict[int, str]:
     """The alerts table's rows (their HTML), by alert id."""
     return {int(m.group(1)): m.group(2) for m in re.finditer(
@@ -105,12 +76,6 @@ def buttons(row: str) -> list[tuple[str, str]]:
         r'</form>', row)]
 
 
-def notice(page: str) -> str:
-    found = re.search(r'<p class="notice error" role="alert">([^<]*)</p>', page)
-    assert found, page
-    return html.unescape(found.group(1))
-
-
 def lines(setup: FleetSetup, device: str) -> list[dict[str, Any]]:
     r = api(setup, "GET", f"/api/v1/labelled-lines?device={device}")
     assert r.status_code == 200, r.text
@@ -127,7 +92,7 @@ def test_an_operator_judges_alerts_on_the_device_page(fleet: FleetSetup) -> None
     setup = fleet
     ids = alert_ids(setup)
     page_url = f"/console/devices/{DEVICE}"
-    with console(setup, token(setup, "night-shift", "deploy")) as c:
+    with console(setup, operator_token(setup, "night-shift", "deploy"), page_url) as c:
         page = c.get(page_url)
         assert page.status_code == 200
         csrf = csrf_of(page.text)
@@ -219,7 +184,7 @@ def test_a_reader_sees_verdicts_but_cannot_judge(fleet: FleetSetup) -> None:
     before = lines(setup, OTHER)
     audited = len(verdict_audit(setup))
     page_url = f"/console/devices/{OTHER}"
-    with console(setup, token(setup, "viewer", "read")) as c:
+    with console(setup, operator_token(setup, "viewer", "read"), page_url) as c:
         page = c.get(page_url)
         assert page.status_code == 200 and "(read-only)" in page.text
         row = rows(page.text)[ids["cv-4"]]
