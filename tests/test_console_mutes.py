@@ -1,0 +1,367 @@
+"""Alert mutes in the web console, end to end: a real `nanofleet server run` process and a
+real Mosquitto; devices send alerts over MQTT; an operator signed in to the console mutes
+one of a device's alerts from its page and lifts the mute from the page's "Muted here"
+list. The mute is the one the REST API lists, and the device's retained list on the broker,
+read by a real MQTT client on `dev/{id}/mutes` as the agent reads it, carries it and then
+no longer does. A reader sees the mutes but gets no buttons, and neither a reader's nor a
+forged form changes anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract.mutes import MuteList, message_shape, mutes_topic
+from fleet_server.metrics_store import ALERT_TEXT_CHARS
+from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.console_client import console, csrf_of, notice, operator_token
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+DEVICE, OTHER = "gw-m1", "gw-m2"
+CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
+CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
+                "[preauth]")
+USB = "usb 1-1.2: device descriptor read/64, error -71"
+CUT = "x" * 600  # the server keeps the first ALERT_TEXT_CHARS: no mute can name its shape
+# (device, msg_id, source, text)
+ALERTS = [
+    (DEVICE, "cm-1", "sshd", CLOSED),
+    (DEVICE, "cm-2", "kernel", USB),
+    (DEVICE, "cm-3", "app", CUT),
+    (DEVICE, "cm-4", "sshd", CLOSED_AGAIN),  # the same message as cm-1, another day
+    (OTHER, "cm-5", "sshd", CLOSED),
+]
+DAY = 86_400.0
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FleetSetup, Mosquitto]]:
+    with alert_fleet(tmp_path_factory.mktemp("console-mutes")) as (setup, broker):
+        send_alerts(broker, [alert(dev, msg_id, seq, source, text, "security")
+                             for seq, (dev, msg_id, source, text) in enumerate(ALERTS, 1)])
+        assert len(wait_alerts(setup, len(ALERTS))) == len(ALERTS)
+        yield setup, broker
+
+
+def alert_ids(setup: FleetSetup) -> dict[str, int]:
+    """The server's alert id of each alert, by our msg_id."""
+    listed = api(setup, "GET", "/api/v1/alerts", params={"limit": 1000}).json()["alerts"]
+    by_key = {(a["device_id"], a["text"]): a["id"] for a in listed}
+    return {msg_id: by_key[(dev, text[:ALERT_TEXT_CHARS])] for dev, msg_id, _, text in ALERTS}
+
+
+def page_url(device: str) -> str:
+    return f"/console/devices/{device}"
+
+
+def mutes(setup: FleetSetup, device: str | None = None) -> list[dict[str, Any]]:
+    r = api(setup, "GET", "/api/v1/mutes", params={"device": device} if device else {})
+    assert r.status_code == 200, r.text
+    listed: list[dict[str, Any]] = r.json()["mutes"]
+    return listed
+
+
+def audit(setup: FleetSetup, action: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = api(setup, "GET", "/api/v1/audit",
+                                        params={"action": action}).json()["entries"]
+    return entries
+
+
+def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
+    """The list the broker holds for ``device``, read as an agent that just subscribed."""
+    reader = Collector(broker.port, [mutes_topic(device)])
+    try:
+        got = reader.wait_for(lambda ms: bool(ms), timeout)
+    finally:
+        reader.close()
+    assert got[0].retain, "a mute list is published retained"
+    return MuteList.model_validate_json(got[0].payload)
+
+
+def when(ts: float) -> str:
+    """A time as the console's pages show it."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def text_of(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
+
+
+def alert_rows(page: str) -> dict[int, str]:
+    """The alerts table's rows (their HTML), by alert id."""
+    return {int(m.group(1)): m.group(2) for m in re.finditer(
+        r'<tr data-alert="(\d+)">(.*?)</tr>', page, re.S)}
+
+
+def muted_tag(row: str) -> str | None:
+    """The title of the row's "muted" tag, None when the row has none."""
+    found = re.search(r'<span class="pill mute-tag" title="([^"]*)">muted</span>', row)
+    return None if found is None else html.unescape(found.group(1))
+
+
+def mute_forms(row: str) -> list[tuple[str, str, str]]:
+    """(action, days, button text) of the row's mute forms, each with its CSRF field."""
+    return [(m.group(1), m.group(2), m.group(3)) for m in re.finditer(
+        r'<form method="post" action="([^"]+)" class="mute"><input type="hidden" '
+        r'name="csrf" value="[^"]+"><input type="hidden" name="days" value="(\d+)">'
+        r'<button type="submit" aria-describedby="alert-\d+"[^>]*>([^<]+)</button></form>',
+        row)]
+
+
+def muted_here(page: str) -> dict[str, list[str]]:
+    """The "Muted here" list: each row's cells as text, by mute id."""
+    section = page.split('<h2 id="h-mutes">Muted here</h2>', 1)[1].split("</section>", 1)[0]
+    return {m.group(1): [text_of(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(2),
+                                                         re.S)]
+            for m in re.finditer(r'<tr data-mute="([0-9a-f]+)">(.*?)</tr>', section, re.S)}
+
+
+def unmute_forms(page: str) -> list[str]:
+    """The actions of the page's unmute forms (each with its CSRF field)."""
+    return re.findall(r'<form method="post" action="([^"]+)" class="unmute"><input '
+                      r'type="hidden" name="csrf" value="[^"]+"><button type="submit"', page)
+
+
+def test_an_operator_mutes_an_alert_from_the_device_page_and_lifts_the_mute(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    setup, broker = fleet
+    ids = alert_ids(setup)
+    url = page_url(DEVICE)
+    watch = Collector(broker.port, ["nanofleet/v1/dev/+/mutes"])
+    with console(setup, operator_token(setup, "night-shift", "deploy"), url) as c:
+        page = c.get(url)
+        assert page.status_code == 200
+        csrf = csrf_of(page.text)
+        table = alert_rows(page.text)
+        assert sorted(table) == sorted(ids[m] for m in ("cm-1", "cm-2", "cm-3", "cm-4"))
+        for msg_id in ("cm-1", "cm-2", "cm-4"):
+            assert mute_forms(table[ids[msg_id]]) == [
+                (f"{url}/alerts/{ids[msg_id]}/mute", "7", "mute 7 days")]
+            assert muted_tag(table[ids[msg_id]]) is None
+        assert mute_forms(table[ids["cm-3"]]) == []  # a cut line: a mute would be refused
+        assert muted_here(page.text) == {}
+        assert "No active mute applies to this device." in page.text
+        assert mutes(setup) == []
+
+        # The button: the mute is made as the API makes it, audited, published; back to
+        # the page (post/redirect/get).
+        before = time.time()
+        r = c.post(f"{url}/alerts/{ids['cm-1']}/mute", data={"csrf": csrf, "days": "7"})
+        assert r.status_code == 303 and r.headers["location"] == url
+        [made] = mutes(setup)
+        assert (made["device_id"], made["source"], made["shape"], made["alert_id"],
+                made["created_by"], made["reason"]) == (
+            DEVICE, "sshd", message_shape(CLOSED), ids["cm-1"], "night-shift", "")
+        assert before + 7 * DAY <= made["expires_at"] <= time.time() + 7 * DAY
+        [entry] = audit(setup, "alert-mute")
+        assert (entry["actor"], entry["subject"], entry["detail"]["mute"],
+                entry["detail"]["outcome"], entry["detail"]["days"]) == (
+            "night-shift", DEVICE, made["id"], "created", 7)
+        held = retained(broker, DEVICE)
+        assert [(m.id, m.shape, m.source, m.expires) for m in held.mutes] == [
+            (made["id"], message_shape(CLOSED), "sshd", made["expires_at"])]
+        assert held.mutes[0].matches("sshd", message_shape(CLOSED_AGAIN))
+        with pytest.raises(TimeoutError):  # the device's own mute: no other list was sent
+            retained(broker, OTHER, timeout=1.0)
+
+        # The page lists it, and tags both lines of that message (the other day's too).
+        page = c.get(url)
+        assert muted_here(page.text) == {made["id"]: [
+            message_shape(CLOSED), "sshd", "this device", when(made["expires_at"]), "—",
+            "night-shift", "unmute"]}
+        assert unmute_forms(page.text) == [f"{url}/mutes/{made['id']}/unmute"]
+        table = alert_rows(page.text)
+        for msg_id in ("cm-1", "cm-4"):
+            assert muted_tag(table[ids[msg_id]]) == (
+                f"its message is muted here until {when(made['expires_at'])} (by night-shift)")
+        assert muted_tag(table[ids["cm-2"]]) is None
+        live = c.get(f"{url}/live", headers={"HX-Request": "true"})
+        assert list(muted_here(live.text)) == [made["id"]]
+        # The same line on another device is not muted there.
+        other = c.get(page_url(OTHER))
+        assert muted_here(other.text) == {}
+        assert muted_tag(alert_rows(other.text)[ids["cm-5"]]) is None
+
+        # Again, from the other line of that message: for fewer days the mute stays as it
+        # is (nothing published); the button's 7 days later than it ends moves its end out.
+        revision = held.revision
+        r = c.post(f"{url}/alerts/{ids['cm-4']}/mute", data={"csrf": csrf, "days": "3"})
+        assert r.status_code == 303
+        assert mutes(setup) == [made]
+        assert audit(setup, "alert-mute")[0]["detail"]["outcome"] == "unchanged"
+        assert retained(broker, DEVICE).revision == revision
+        r = c.post(f"{url}/alerts/{ids['cm-4']}/mute", data={"csrf": csrf, "days": "7"})
+        assert r.status_code == 303
+        [made] = mutes(setup)
+        assert audit(setup, "alert-mute")[0]["detail"]["outcome"] == "extended"
+        held = retained(broker, DEVICE)
+        assert held.revision > revision and held.mutes[0].expires == made["expires_at"]
+        assert muted_here(c.get(url).text)[made["id"]][3] == when(made["expires_at"])
+
+        # The form's optional fields: on every device, from any source, for a day, with a
+        # reason; every device's list carries it, and its row says so.
+        r = c.post(f"{url}/alerts/{ids['cm-2']}/mute", data={
+            "csrf": csrf, "days": "1", "all_devices": "on", "any_source": "on",
+            "reason": " flaky hub "})
+        assert r.status_code == 303
+        everywhere = mutes(setup)[0]
+        assert (everywhere["device_id"], everywhere["source"], everywhere["reason"]) == (
+            None, None, "flaky hub")
+        assert everywhere["expires_at"] <= time.time() + DAY
+        assert [m.id for m in retained(broker, DEVICE).mutes] == [everywhere["id"], made["id"]]
+        assert [m.id for m in retained(broker, OTHER).mutes] == [everywhere["id"]]
+        assert audit(setup, "alert-mute")[0]["subject"] == "every device"
+        page = c.get(url)
+        assert list(muted_here(page.text)) == [everywhere["id"], made["id"]]
+        assert muted_here(page.text)[everywhere["id"]] == [
+            message_shape(USB), "any", "every device", when(everywhere["expires_at"]),
+            "flaky hub", "night-shift", "unmute everywhere"]
+        assert "muted on every device" in (muted_tag(alert_rows(page.text)[ids["cm-2"]]) or "")
+        other = c.get(page_url(OTHER))
+        assert list(muted_here(other.text)) == [everywhere["id"]]
+
+        # Unmute: the row goes, the device gets a newer list without it, audited.
+        revision = retained(broker, DEVICE).revision
+        r = c.post(f"{url}/mutes/{made['id']}/unmute", data={"csrf": csrf})
+        assert r.status_code == 303 and r.headers["location"] == url
+        assert [m["id"] for m in mutes(setup)] == [everywhere["id"]]
+        lifted = retained(broker, DEVICE)
+        assert lifted.revision > revision
+        assert [m.id for m in lifted.mutes] == [everywhere["id"]]
+        [entry] = audit(setup, "alert-unmute")
+        assert (entry["actor"], entry["subject"], entry["detail"]["mute"]) == (
+            "night-shift", DEVICE, made["id"])
+        page = c.get(url)
+        assert list(muted_here(page.text)) == [everywhere["id"]]
+        assert muted_tag(alert_rows(page.text)[ids["cm-1"]]) is None
+
+        # Lifting the every-device mute from this device's page lifts it everywhere.
+        r = c.post(f"{url}/mutes/{everywhere['id']}/unmute", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert mutes(setup) == []
+        assert retained(broker, DEVICE).mutes == [] and retained(broker, OTHER).mutes == []
+        page = c.get(url)
+        assert muted_here(page.text) == {} and unmute_forms(page.text) == []
+        revisions = [MuteList.model_validate_json(m.payload).revision
+                     for m in watch.messages if m.topic == mutes_topic(DEVICE)]
+        assert revisions == sorted(revisions) and revisions
+    watch.close()
+
+
+def test_refused_and_forged_mute_forms_change_nothing(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    setup, broker = fleet
+    ids = alert_ids(setup)
+    url = page_url(DEVICE)
+    # A mute of the other device, made through the API: not this page's to lift.
+    r = api(setup, "POST", f"/api/v1/alerts/{ids['cm-5']}/mute", json={})
+    assert r.status_code in (200, 201), r.text
+    foreign = r.json()["id"]
+    with console(setup, operator_token(setup, "day-shift", "deploy"), url) as c:
+        csrf = csrf_of(c.get(url).text)
+        state = (mutes(setup), len(audit(setup, "alert-mute")),
+                 len(audit(setup, "alert-unmute")), retained(broker, OTHER))
+
+        # Alerts this page does not list (unknown, another device's): the console's notice.
+        for alert_id in (999_999, ids["cm-5"]):
+            r = c.post(f"{url}/alerts/{alert_id}/mute", data={"csrf": csrf})
+            assert r.status_code == 404
+            assert notice(r.text) == (
+                f"no alert {alert_id} on device {DEVICE}: the server keeps alerts for a "
+                "while only (the table lists those it has)")
+        # What mute_alert refuses, in its own words.
+        r = c.post(f"{url}/alerts/{ids['cm-3']}/mute", data={"csrf": csrf})
+        assert r.status_code == 422 and "probably cut" in notice(r.text)
+        assert muted_here(r.text) == {}  # the page itself, with its lists
+        for days in ("0", "91", "seven", "7.5", "-1", "1e1"):
+            r = c.post(f"{url}/alerts/{ids['cm-1']}/mute", data={"csrf": csrf, "days": days})
+            assert r.status_code == 422, days
+            assert notice(r.text).startswith("days must be a whole number from 1 to 90"), days
+        r = c.post(f"{url}/alerts/{ids['cm-1']}/mute", data={"csrf": csrf, "reason": "r" * 201})
+        assert r.status_code == 422 and "at most 200" in notice(r.text)
+        # Mutes this page does not list: unknown, or another device's own.
+        for mute_id in ("0123456789abcdef", foreign, "f" * 64):
+            r = c.post(f"{url}/mutes/{mute_id}/unmute", data={"csrf": csrf})
+            assert r.status_code == 404, mute_id
+            assert notice(r.text).startswith("no mute ") and "applies to device gw-m1" in \
+                notice(r.text)
+
+        # Forms without the session's CSRF token, or with a wrong one.
+        for data in ({}, {"csrf": "x" * len(csrf)}, {"csrf": csrf[:-1]}):
+            r = c.post(f"{url}/alerts/{ids['cm-1']}/mute", data=data)
+            assert r.status_code == 403 and "missing or wrong CSRF token" in r.text
+            r = c.post(f"{page_url(OTHER)}/mutes/{foreign}/unmute", data=data)
+            assert r.status_code == 403 and "missing or wrong CSRF token" in r.text
+        assert state == (mutes(setup), len(audit(setup, "alert-mute")),
+                         len(audit(setup, "alert-unmute")), retained(broker, OTHER))
+    assert api(setup, "DELETE", f"/api/v1/mutes/{foreign}").status_code == 204
+
+
+def test_a_reader_sees_the_mutes_but_cannot_mute_or_lift(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    setup, broker = fleet
+    ids = alert_ids(setup)
+    url = page_url(DEVICE)
+    r = api(setup, "POST", f"/api/v1/alerts/{ids['cm-1']}/mute",
+            json={"reason": "scanner on the LAN"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    state = (mutes(setup), len(audit(setup, "alert-mute")), retained(broker, DEVICE))
+    with console(setup, operator_token(setup, "viewer", "read"), url) as c:
+        page = c.get(url)
+        assert page.status_code == 200 and "(read-only)" in page.text
+        assert muted_here(page.text) == {made["id"]: [
+            message_shape(CLOSED), "sshd", "this device", when(made["expires_at"]),
+            "scanner on the LAN", "operator"]}
+        assert muted_tag(alert_rows(page.text)[ids["cm-1"]]) is not None
+        assert unmute_forms(page.text) == [] and "/unmute" not in page.text
+        assert "/mute" not in page.text and "/alerts/" not in page.text
+        live = c.get(f"{url}/live", headers={"HX-Request": "true"})
+        assert list(muted_here(live.text)) == [made["id"]] and "/mute" not in live.text
+
+        # Forged forms with the reader's own valid CSRF token: refused by scope.
+        csrf = csrf_of(page.text)
+        r = c.post(f"{url}/alerts/{ids['cm-2']}/mute", data={"csrf": csrf})
+        assert r.status_code == 403 and "needs 'deploy'" in html.unescape(r.text)
+        r = c.post(f"{url}/mutes/{made['id']}/unmute", data={"csrf": csrf})
+        assert r.status_code == 403 and "needs 'deploy'" in html.unescape(r.text)
+    assert state == (mutes(setup), len(audit(setup, "alert-mute")), retained(broker, DEVICE))
+    assert api(setup, "DELETE", f"/api/v1/mutes/{made['id']}").status_code == 204
+
+
+def test_a_mute_made_while_the_broker_is_away_is_stored_and_the_page_says_so(
+        tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker").start()
+    server: FleetServer | None = None
+    try:
+        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.port)
+        server = FleetServer(setup).start()
+        server.wait_mqtt()
+        send_alerts(broker, [alert(DEVICE, "away-1", 1, "sshd", CLOSED, "security")])
+        [listed] = wait_alerts(setup, 1)
+        url = page_url(DEVICE)
+        with console(setup, setup.token, url) as c:
+            csrf = csrf_of(c.get(url).text)
+            broker.stop()
+            r = c.post(f"{url}/alerts/{listed['id']}/mute", data={"csrf": csrf})
+            assert r.status_code == 202
+            assert notice(r.text, "warn").startswith(
+                "The mute is stored, but the broker did not acknowledge the device lists")
+            [made] = mutes(setup)
+            assert list(muted_here(r.text)) == [made["id"]]
+            broker.start()
+            server.wait_mqtt(timeout=60)
+            assert [m.id for m in retained(broker, DEVICE, timeout=30).mutes] == [made["id"]]
+    finally:
+        if server is not None:
+            server.stop()
+        broker.stop()
