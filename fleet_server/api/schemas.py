@@ -225,7 +225,8 @@ class MuteRequest(Strict):
                                     "device (those that join later too), not only the "
                                     "alert's.")
     any_source: StrictBool = Field(default=False, description="Mute the shape from any "
-                                   "source, not only the alert's (e.g. sshd).")
+                                   "source, not only the alert's (the agent's source name, e.g. "
+                                   "'file:/var/log/auth.log').")
     reason: str = Field(default="", max_length=MAX_REASON_CHARS,
                         description="Why (shown to technicians with the mute).")
 
