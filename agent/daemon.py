@@ -93,6 +93,7 @@ class Agent:
         self._reload_requested = False
         self.sources: list[Source] = []
         self.ota: OtaEngine | None = None  # when [ota] is configured
+        self._ota_attached = False  # desired states go to the engine only once it has a slot
         # In memory only: the retained mute list restores it after a restart or reconnect.
         self.mutes = MuteSet(cfg.alerts.mute_storm_per_minute)
         self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id)
@@ -138,7 +139,8 @@ class Agent:
         # --- OTA (agent/ota) ---
         if self.ota is not None:
             self.ota.attach(self.slot)
-            self.link.handle(topics.desired(cfg.device_id), self.ota.on_desired)
+            self._ota_attached = True
+            self._follow_desired()
             self.ota.start()
         # --- end OTA ---
         # Start-up's transient buffers (bundle bytes, verification, model load, smoke
@@ -154,8 +156,11 @@ class Agent:
                                    offline.model_dump_json().encode()))
         self.sender = OutboxSender(self.spool, self.link, self.counters,
                                    window=cfg.mqtt.max_inflight)
+        # Every subscription is set up here, on each link built (a reload that changes
+        # [mqtt] builds a new one): whatever the old link had is gone with it.
         self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)
         self._follow_mutes()
+        self._follow_desired()
         if self.ota is not None and cfg.ota is not None and cfg.ota.transport == "mqtt":
             # Artifacts over MQTT ride on this link: the device's one broker session.
             from agent.ota.mqtt_transport import MqttTransport
@@ -176,6 +181,13 @@ class Agent:
         else:
             self.link.unhandle(topic)
             self.mutes.clear()
+
+    def _follow_desired(self) -> None:
+        """Route the fleet's desired state to the OTA engine, once it is attached: the
+        retained state arrives as soon as we subscribe, and an engine without a slot
+        must not get it (the set-up's first link subscribes after the attach)."""
+        if self.ota is not None and self._ota_attached:
+            self.link.handle(topics.desired(self.cfg.device_id), self.ota.on_desired)
 
     def _start_sources(self) -> None:
         cfg = self.cfg

@@ -3,6 +3,8 @@ over real HTTP, real nano models. v1 -> v2 by delta while results keep flowing."
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +84,44 @@ def test_delta_update_under_load_drops_no_inference(tmp_path: Path, broker: Mosq
         writer.stop()
         agent.stop()
         reports.close()
+
+
+def test_desired_state_still_reaches_the_agent_after_a_reload_that_changes_mqtt(
+        tmp_path: Path, broker: Mosquitto, repo: Repo) -> None:
+    """SIGHUP with a changed ``[mqtt]`` (here only the keep-alive) replaces the agent's
+    broker link: the desired-state subscription must move to the new link, or fleet
+    deployments silently stop reaching the device until it restarts."""
+    repo.publish(v1_bundle())
+    repo.publish(finetuned(2))
+    log = tmp_path / "device.log"
+    log.write_text("")
+    agent = make_agent(tmp_path, DEV, broker.port, repo, log)
+    reports = Reports(broker.port, DEV)
+    try:
+        agent.start()
+        assert agent.query("ota")["result"]["state"] == "idle"
+        config = agent.config.read_text()
+        assert "keepalive_s" not in config
+        agent.config.write_text(config.replace("reconnect_max_s = 1",
+                                               "reconnect_max_s = 1\nkeepalive_s = 45"))
+        agent.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while agent.query("metrics")["result"]["counters"].get("reloads", 0) < 1:
+            assert time.monotonic() < deadline, agent.output()
+            time.sleep(0.05)
+        # The link the reload built is up: it said "online" once more.
+        deadline = time.monotonic() + 10
+        while sum(d["state"] == "online" for d in reports.docs("status")) < 2:
+            assert time.monotonic() < deadline, agent.output()
+            time.sleep(0.05)
+        # Published only now, so only the link built by the reload can deliver it.
+        reports.set_desired(1, 2)
+        done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"),
+                                timeout=15)
+        assert (done["state"], done["to_version"], done["rollout_id"]) == \
+            ("committed", 2, "r1"), reports.summary()
+        assert agent.query("models")["result"][0]["version"] == 2
+    finally:
+        agent.stop()
+        reports.close()
+
