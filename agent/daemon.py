@@ -39,6 +39,7 @@ from contract.mutes import mutes_topic
 
 if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
     from agent.ota.engine import OtaEngine
+    from agent.ota.mqtt_transport import MqttTransport
 
 log = logging.getLogger("nanofleet.agent")
 
@@ -94,6 +95,7 @@ class Agent:
         self.sources: list[Source] = []
         self.ota: OtaEngine | None = None  # when [ota] is configured
         self._ota_attached = False  # desired states go to the engine only once it has a slot
+        self._artifacts: MqttTransport | None = None  # [ota] transport = "mqtt": on our link
         # In memory only: the retained mute list restores it after a restart or reconnect.
         self.mutes = MuteSet(cfg.alerts.mute_storm_per_minute)
         self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id)
@@ -161,11 +163,15 @@ class Agent:
         self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)
         self._follow_mutes()
         self._follow_desired()
-        if self.ota is not None and cfg.ota is not None and cfg.ota.transport == "mqtt":
-            # Artifacts over MQTT ride on this link: the device's one broker session.
+        if self._artifacts is not None:  # a reload replaced the link: follow it
+            self._artifacts.use_link(self.link)
+        elif self.ota is not None and self.ota.cfg.transport == "mqtt":
+            # Artifacts over MQTT ride on this link: the device's one broker session. The
+            # engine's settings decide (a reload does not change [ota]).
             from agent.ota.mqtt_transport import MqttTransport
 
-            self.ota.use_transport(MqttTransport.for_agent(cfg, self.link))
+            self._artifacts = MqttTransport.for_agent(cfg, self.link)
+            self.ota.use_transport(self._artifacts)
         self.link.on_up(lambda: self.publish_status("online"))
         self.link.start()
         self.sender.start()
@@ -285,6 +291,8 @@ class Agent:
                             "restarts", self.slot.name)
             self.slot.swap(model)
             release_freed_memory()  # the old model's buffers
+        if new.ota != old.ota:  # OTA (agent/ota): the engine keeps the settings it began with
+            log.warning("[ota] settings changed: restart the agent to apply them")
         if new.mqtt != old.mqtt:
             self.sender.stop()
             self.link.stop()

@@ -246,6 +246,35 @@ def test_resume_after_the_broker_restarts_mid_transfer(broker: Mosquitto,
         assert server.connected.wait(10)
 
 
+def test_a_transfer_moves_to_the_link_a_reload_built(broker: Mosquitto,
+                                                     repo_dir: Path) -> None:
+    """The agent's reload with a changed [mqtt] stops its link and builds another: the
+    transport follows (use_link), and the transfer in flight finishes over the new one."""
+    big = (repo_dir / "targets" / "big.bin").read_bytes()
+    chunk_filter = topics.artifact_chunk_filter(DEV)
+    with streamer(broker.port, repo_dir), \
+            transport(broker.port, chunk_size=16 * 1024, window=8) as t:
+        old = t.link
+        assert isinstance(old, MqttLink)
+        new = agent_link(broker.port)
+        try:
+            got = bytearray()
+            moved_at = None
+            for piece in t.fetch("mqtt:targets/big.bin", 0, len(big)):
+                got += piece
+                if moved_at is None and len(got) >= 256 * 1024:
+                    moved_at, connects = len(got), t.connects
+                    old.stop()  # as Agent.reload does: chunks in flight are lost
+                    t.use_link(new)
+                    assert t.connects > connects  # the transfer sees a reconnect
+            assert bytes(got) == big
+            assert moved_at is not None and moved_at < len(big) // 2
+            assert chunk_filter in new._handlers and chunk_filter not in old._handlers
+            assert fetch(t, "mqtt:metadata/timestamp.json").startswith(b"{")
+        finally:
+            new.stop()
+
+
 def test_the_transport_rides_on_the_agents_link(broker: Mosquitto, repo_dir: Path) -> None:
     with streamer(broker.port, repo_dir), transport(broker.port) as t:
         link = t.link

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from fleet_server.artifact_stream import ArtifactStreamer
+from fleet_server.config import ArtifactSettings, MqttSettings
 from hil.models import finetuned, traffic, v1_bundle
+from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 
@@ -125,3 +128,52 @@ def test_desired_state_still_reaches_the_agent_after_a_reload_that_changes_mqtt(
         agent.stop()
         reports.close()
 
+
+def test_a_download_over_mqtt_moves_to_the_link_a_reload_builds(
+        tmp_path: Path, broker: Mosquitto, repo: Repo) -> None:
+    """``[ota] transport = "mqtt"``: the bundle streams over the agent's own link. A
+    reload that changes ``[mqtt]`` in the middle of the download replaces that link; the
+    transfer must carry on over the new one (not wait on the stopped link until it
+    times out and the update fails)."""
+    repo.publish(v1_bundle())
+    repo.publish(finetuned(2), variants=True)  # the ONNX variant, ~287 KB
+    log = tmp_path / "device.log"
+    log.write_text("")
+    state = tmp_path / "state"
+    ota = (f'[ota]\ntransport = "mqtt"\nroot_file = "{repo.root_file}"\n'
+           "retry_after_s = 3600\nhttp_timeout_s = 5\ndownload_attempts = 1\n"
+           "mqtt_chunk_bytes = 16384\nmqtt_window_chunks = 4\n"
+           "[ota.trial]\nduration_s = 1.0\nmin_inferences = 0\ntimeout_s = 20.0\n")
+    config = write_config(tmp_path / "agent.toml", DEV, state, broker.port,
+                          f'[[sources]]\nkind = "file"\npath = "{log}"\n', extra=ota)
+    agent = AgentProcess(config, state)
+    reports = Reports(broker.port, DEV)
+    # The fleet server's artifact stream, rate-limited so the download lasts ~1.5 s.
+    server = ArtifactStreamer(MqttSettings(port=broker.port, client_id="fleet-artifacts"),
+                              ArtifactSettings(device_rate_bytes_s=128 * 1024), repo.kit.path)
+    server.start()
+    try:
+        assert server.connected.wait(10)
+        agent.start()
+        reports.set_desired(1, 2)
+        deadline = time.monotonic() + 20
+        while server.health()["bytes"] < 100_000:
+            assert time.monotonic() < deadline, agent.output()
+            time.sleep(0.02)
+        agent.config.write_text(config.read_text().replace(
+            "reconnect_max_s = 1", "reconnect_max_s = 1\nkeepalive_s = 45"))
+        agent.signal(signal.SIGHUP)
+        done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"),
+                                timeout=20)
+        assert done["state"] == "committed", (reports.summary(), agent.output()[-3000:])
+        assert [e["state"] for e in reports.ota()] == [
+            "downloading", "verifying", "staged", "smoke_testing", "trial", "committed"]
+        assert agent.query("metrics")["result"]["counters"]["reloads"] == 1
+        # The reload stopped the old link while the bundle streamed over it.
+        out = agent.output()
+        stopped = out.index("artifact transport disconnected (1 transfers wait")
+        assert stopped < out.index("configuration reloaded") < out.index("logs: verifying")
+    finally:
+        agent.stop()
+        server.stop()
+        reports.close()

@@ -10,7 +10,8 @@ the broker is the agent's. Protocol: :mod:`contract.artifacts`.
   (``use_username_as_clientid``), so a second connection under the device's identity
   would take the main session over, and the two would keep kicking each other off.
   One session per device also halves the broker's connections. The chunk topics are
-  subscribed on the first fetch and re-subscribed by the link after every reconnect.
+  subscribed on the first fetch and re-subscribed by the link after every reconnect;
+  :meth:`MqttTransport.use_link` moves them to the connection a reload replaced it with.
 - Flow control: at most ``window`` chunks are asked for beyond what the caller has
   consumed; the next half window is asked for as the first half is consumed.
 - Resume: after a reconnect the rest is asked for again from the last byte received
@@ -110,6 +111,7 @@ class MqttTransport(ArtifactTransport):
         self._lock = threading.Lock()
         self._transfers: dict[str, queue.Queue[Received]] = {}
         self._subscribed = False
+        self._earlier_connects = 0  # counted on the links used before this one
         link.on_down(self._on_link_down)
 
     @classmethod
@@ -120,6 +122,19 @@ class MqttTransport(ArtifactTransport):
         return cls(cfg.device_id, link, timeout=ota.http_timeout_s,
                    chunk_size=ota.mqtt_chunk_bytes, window=ota.mqtt_window_chunks)
 
+    def use_link(self, link: BrokerLink) -> None:
+        """Ride on ``link`` from now on: the agent replaced its connection (a reload that
+        changed ``[mqtt]``). The chunk subscription moves to it, and transfers in flight
+        see a reconnect, so they ask for the rest again over it."""
+        with self._lock:
+            old, self.link = self.link, link
+            self._earlier_connects += old.connect_count + 1  # a change, and never back
+            subscribed = self._subscribed
+        link.on_down(self._on_link_down)
+        if subscribed:
+            old.unhandle(topics.artifact_chunk_filter(self.device_id))
+            link.handle(topics.artifact_chunk_filter(self.device_id), self._on_message)
+
     @property
     def ready(self) -> threading.Event:
         """Set while the link is up (and so subscribed to our chunk topics)."""
@@ -127,8 +142,10 @@ class MqttTransport(ArtifactTransport):
 
     @property
     def connects(self) -> int:
-        """The link's successful connects: a change means what was in flight is lost."""
-        return self.link.connect_count
+        """The successful connects (of every link used): a change means what was in
+        flight is lost."""
+        with self._lock:
+            return self._earlier_connects + self.link.connect_count
 
     @property
     def last_error(self) -> str | None:
