@@ -1,5 +1,7 @@
 """OTA end to end: the real agent process, a real Mosquitto, a real signed repository
-over real HTTP, real nano models. v1 -> v2 by delta while results keep flowing."""
+over real HTTP, real nano models. v1 -> v2 by delta while results keep flowing; and
+across a SIGHUP reload that changes [mqtt] (a new broker link): desired states still
+arrive, and a bundle streaming over MQTT at that moment moves to the new link."""
 
 from __future__ import annotations
 
