@@ -41,29 +41,34 @@ MAX_MUTE_DAYS = 90
 MUTE_ID_PATTERN = r"^[a-f0-9]{12,32}$"
 
 # Order matters: whole tokens that carry ids first, then what is left of the digits.
+_ISO_TIME = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 _HEX_ID = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*\d)[0-9a-f]{8,})\b")
 _MAC = re.compile(r"\b[0-9a-f]{2}(?::[0-9a-f]{2}){5}\b")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])")
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
-_DIGITS = re.compile(r"\d+")
+# Digits that follow a letter name a thing (pump P3, eth0, sda1, alarm A1201, CPU3): a
+# mute of pump P3's test alarm must not silence pump P4's. Other runs of digits are values.
+_DIGITS = re.compile(r"(?<![a-z0-9_])\d+")
 _DATE_WORDS = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)\b")
 _SPACE = re.compile(r"\s+")
 
 
 def message_shape(text: str) -> str:
-    """What stays the same when one message repeats: ``text`` lower-cased, with UUIDs, MAC,
-    IPv6 and IPv4 addresses (and clock times, which read like IPv6), hexadecimal ids, every
-    run of digits and the names of months and weekdays replaced by ``#``, white space
-    collapsed, cut at :data:`MAX_SHAPE_CHARS`.
+    """What stays the same when one message repeats: ``text`` lower-cased, with ISO date-times,
+    UUIDs, MAC, IPv6 and IPv4 addresses (and clock times, which read like IPv6), hexadecimal
+    ids, every run of digits that does not follow a letter, and the names of months and
+    weekdays replaced by ``#``, white space collapsed, cut at :data:`MAX_SHAPE_CHARS`.
+    Digits after a letter stay: they name a thing (``P3``, ``eth0``, ``sda1``, ``A1201``).
 
     ``Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]``
     → ``# # # gw sshd[#]: connection closed by # port # [preauth]``, the same shape as the
     line from ``2001:db8::12`` on another day. Words are kept,
     so user names, paths and host names are part of the shape."""
     shape = text.lower()
-    for pattern in (_UUID, _MAC, _IPV6, _IPV4, _HEX_ID, _DIGITS, _DATE_WORDS):
+    for pattern in (_ISO_TIME, _UUID, _MAC, _IPV6, _IPV4, _HEX_ID, _DIGITS, _DATE_WORDS):
         shape = pattern.sub("#", shape)
     return _SPACE.sub(" ", shape).strip()[:MAX_SHAPE_CHARS]
 
