@@ -6,7 +6,9 @@ the operator fine-tunes v2 on the site's labeled lines, publishes it (signed; a 
 delta) and deploys it; the agent verifies, hot-swaps, trials and commits it while
 results keep flowing, and v2's results on the same lines are measured again; the
 operator judges some of the device's alerts (each verdict keeps the line with its true
-label; the judged lines export as labelled data); then a technician queries the device.
+label; the judged lines export as labelled data); the site's weekly alarm-chain test line
+raises an alert, which the operator calls a false alarm and mutes on the device, so next
+week's test line raises none; then a technician queries the device.
 
 Run it with ``scripts/demo`` (which installs what it needs first).
 """
@@ -267,6 +269,63 @@ def judge_alerts(fleet: FleetSetup, workdir: Path, feed: list[SiteLine]) -> None
              str(workdir / "judged.jsonl"))
 
 
+def _query(cli: list[str], *args: str) -> Any:
+    """The ``result`` of ``nanofleet-agent query ARGS --json``, or None."""
+    out = subprocess.run(cli + [*args, "--json"], capture_output=True, text=True)
+    return json.loads(out.stdout).get("result") if out.returncode == 0 else None
+
+
+# The PLC's own winding-temperature alarm, raised on purpose by the weekly test of the
+# alarm chain ("Probealarm": test alarm): the model cannot know, the site does.
+SELF_TEST = "{day};SPS1;A1201;Wicklungstemp. P3 zu hoch {n} Grad C (Probealarm)"
+
+
+def mute_a_false_alarm(fleet: FleetSetup, cli: list[str], plc_log: Path) -> None:
+    """The site tests its alarm chain every week and the device alerts on the test line: the
+    operator calls it a false alarm and mutes its shape, and the next week's test line is
+    classified and published but raises no alert (a verdict alone only teaches the next
+    model)."""
+    say("every week the site tests its alarm chain; the device alerts on the test line")
+    first = SELF_TEST.format(day="28.11.2024 09:00:21", n=127)
+    with open(plc_log, "a", encoding="utf-8") as f:
+        f.write(first + "\n")
+    alert = None
+    deadline = time.monotonic() + 15
+    while alert is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+        out = subprocess.run([sys.executable, "-m", "fleet_server.cli", "alerts", "list",
+                              "--device", DEVICE, "--limit", "20", "--json"],
+                             capture_output=True, text=True, env=fleet.cli_env())
+        listed = json.loads(out.stdout)["alerts"] if out.returncode == 0 else []
+        alert = next((a for a in listed if a["text"] == first), None)
+    if alert is None:
+        out = subprocess.run(cli + ["classify", first], capture_output=True, text=True)
+        print("  (no alert on it this run: nothing to mute)\n  " + out.stdout.strip())
+        return
+    print(f"  alert {alert['id']}: {alert['label']} {alert['score']:.2f}: {first}")
+    say("the operator calls it a false alarm and mutes its message shape on the device: quiet "
+        "now, not after the next model")
+    operator(fleet, "alerts", "verdict", str(alert["id"]), "false-alarm")
+    operator(fleet, "alerts", "mute", str(alert["id"]), "--days", "30", "--reason",
+             "weekly alarm chain test")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (_query(cli, "mutes") or {}).get("mutes"):
+        time.sleep(0.2)
+    out = subprocess.run(cli + ["mutes"], capture_output=True, text=True)
+    print("  $ nanofleet-agent query mutes\n  " + out.stdout.strip().replace("\n", "\n  "))
+    before = ((_query(cli, "metrics") or {}).get("counters") or {}).get("alerts_muted", 0)
+    nxt = SELF_TEST.format(day="05.12.2024 09:00:24", n=131)
+    with open(plc_log, "a", encoding="utf-8") as f:
+        f.write(nxt + "\n")
+    muted = before
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and muted == before:
+        time.sleep(0.2)
+        muted = ((_query(cli, "metrics") or {}).get("counters") or {}).get("alerts_muted", 0)
+    print(f"  next week: {nxt}\n  classified and published, its alert held back "
+          f"(alerts_muted {before} -> {muted})", flush=True)
+
+
 def run(workdir: Path, seconds: float) -> int:
     from nanomodel import default_bundle_path
 
@@ -341,6 +400,7 @@ def run(workdir: Path, seconds: float) -> int:
         feeder = None
         time.sleep(1.5)
         judge_alerts(fleet, workdir, feed)
+        mute_a_false_alarm(fleet, cli, plc_log)
 
         say("a technician asks the device over MQTT (mosquitto_rr, MQTT v5 request/response)")
         rr = ["mosquitto_rr", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.port),

@@ -39,6 +39,13 @@ def test_demo_updates_the_device_to_v2_by_delta() -> None:
     v2_right, v2_seen = _site_alarm_score(text, 2)
     assert v1_seen == v2_seen == alarm_lines
     assert v2_right > v1_right, (v1_right, v2_right)
+    # The alarm-chain test line raised an alert; the operator muted its shape; the device
+    # held the list and, when the next test line came, held its alert back.
+    assert re.search(r"\n  alert \d+: thermal [\d.]+: .*\(Probealarm\)",
+                     text.split("every week the site tests its alarm chain")[1])
+    assert "$ nanofleet alerts mute " in text and "weekly alarm chain test" in text
+    assert "wicklungstemp. p3 zu hoch # grad c" in text.split("$ nanofleet-agent query mutes")[1]
+    assert "its alert held back (alerts_muted 0 -> 1)" in text
 
 
 def test_site_alarm_score_counts_only_alarm_lines_a_model_labelled() -> None:
