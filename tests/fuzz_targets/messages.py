@@ -28,6 +28,8 @@ from agent import default_bundle_path
 from agent.config import ConfigError, MqttConfig, load_config
 from agent.metrics import Counters
 from agent.model import LoadedModel
+from agent.mute_inbox import MuteInbox
+from agent.mutes import MuteSet
 from agent.ota.config import OtaConfig
 from agent.ota.engine import OtaEngine
 from agent.queries import answer
@@ -44,6 +46,7 @@ from contract.messages import (
     QueryResponse,
     Status,
 )
+from contract.mutes import AlertMute, MuteList, message_shape
 from fleet_server.artifact_stream import Refused, artifact_file, plan_range
 from fleet_server.db import Database
 from fleet_server.inventory import ReportRejected, ingest, parse_report
@@ -96,6 +99,9 @@ class _Agent:
     def ota_doc(self) -> dict[str, Any]:
         return {"enabled": False}
 
+    def mutes_doc(self) -> dict[str, Any]:
+        return {"enabled": True, "revision": None, "storm_per_minute": 30, "mutes": []}
+
 
 @functools.cache
 def _agent() -> _Agent:
@@ -104,7 +110,7 @@ def _agent() -> _Agent:
 
 def _query_seeds() -> list[bytes]:
     docs: list[dict[str, Any]] = [
-        {"cmd": "status"}, {"cmd": "help"}, {"cmd": "models", "args": {}},
+        {"cmd": "status"}, {"cmd": "help"}, {"cmd": "models", "args": {}}, {"cmd": "mutes"},
         {"cmd": "recent_alerts", "args": {"label": "security", "limit": 5, "since": 0}},
         {"cmd": "classify", "args": {"text": "kernel: usb 1-1: new high-speed USB device"}},
         {"cmd": "classify", "args": {"text": ["sshd[1]: Failed password for root", "ok"]}}]
@@ -130,17 +136,43 @@ def _engine() -> OtaEngine:
 
 
 def _desired_seeds() -> list[bytes]:
+    extras: list[tuple[int, int, dict[str, Any]]] = [
+        (1, 2, {}), (7, 1, {"action": "rollback", "rollout_id": "r1"}),
+        (9, 3, {"metadata_url": "mqtt:metadata/", "target_base_url": "mqtt:targets/"})]
     return [DesiredState(revision=r, slots={"logs": DesiredModel(model="nano-logs", version=v)},
-                         **extra).model_dump_json().encode()
-            for r, v, extra in ((1, 2, {}), (7, 1, {"action": "rollback", "rollout_id": "r1"}),
-                                (9, 3, {"metadata_url": "mqtt:metadata/",
-                                        "target_base_url": "mqtt:targets/"}))]
+                         **extra).model_dump_json().encode() for r, v, extra in extras]
 
 
 def _run_desired(data: bytes) -> None:
     engine = _engine()
     engine.submit_desired(data)  # documented: an invalid document is counted and ignored
-    engine._latest = None  # each case on its own (a higher revision would mask the next)
+    engine.inbox._latest = None  # each case on its own (a higher revision would mask the next)
+
+
+# --- agent: the fleet server's mute list (dev/{id}/mutes) ------------------------------------
+_MUTE_NOW = 1_800_000_000.0
+_MUTED_LINE = "sshd[7]: Connection closed by 192.0.2.1 port 22 [preauth]"
+
+
+def _mutes_seeds() -> list[bytes]:
+    shape = message_shape(_MUTED_LINE)
+    lists = [MuteList(revision=1, mutes=[AlertMute(id="0123456789ab", shape=shape,
+                                                   expires=_MUTE_NOW + 3600)]),
+             MuteList(revision=7, mutes=[
+                 AlertMute(id="0123456789ac", shape=shape, source="file:/var/log/auth.log",
+                           expires=_MUTE_NOW + 86400 * 365, reason="scanner noise"),
+                 AlertMute(id="0123456789ad", shape="x", expires=1.0)]),
+             MuteList(revision=0, mutes=[])]
+    return [d.model_dump_json().encode() for d in lists] + [b""]
+
+
+def _run_mutes(data: bytes) -> None:
+    mutes = MuteSet(storm_per_minute=3)
+    # documented: an invalid list is counted and refused, the list held stays
+    MuteInbox(mutes, Counters(), DEVICE).submit(data, now=_MUTE_NOW)
+    for i in range(5):  # an accepted list must also answer the alert gate's questions
+        mutes.check("file:/var/log/auth.log", _MUTED_LINE, _MUTE_NOW + i)
+    mutes.active(_MUTE_NOW)
 
 
 # --- fleet server: device reports ------------------------------------------------------------
@@ -283,6 +315,7 @@ def _run_lines(data: bytes) -> None:
 TARGETS = [
     FuzzTarget("agent.query", _query_seeds, _run_query, max_len=70_000),
     FuzzTarget("agent.desired", _desired_seeds, _run_desired, max_len=16_384),
+    FuzzTarget("agent.mutes", _mutes_seeds, _run_mutes, max_len=65_536),
     FuzzTarget("server.report", _report_seeds, _run_report, max_len=65_536),
     FuzzTarget("server.artifact-request", _artifact_seeds, _run_artifact, max_len=4096),
     FuzzTarget("config.agent", _agent_config_seeds, _run_agent_config, max_len=16_384),
