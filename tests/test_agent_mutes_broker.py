@@ -163,3 +163,28 @@ def test_mutes_turned_off_are_not_even_received(
     assert shown["enabled"] is False and shown["revision"] is None and shown["mutes"] == []
     assert counter(agent, "alerts_muted") == 0 and counter(agent, "mute_lists_applied") == 0
     sub.close()
+
+
+def test_a_brute_force_storm_of_a_muted_line_is_alerted_again(
+        rig: Callable[..., tuple[AgentProcess, Path]], broker: Mosquitto) -> None:
+    """The device's own normal never hides a storm: an operator muted the jump host's one
+    failed login a day; a brute force repeating that line gets through, saying why."""
+    publish_mutes(broker, mute_list(1, FAILED[0]))
+    agent, log = rig(ALERTS + "mute_storm_per_minute = 5\n")
+    sub = Collector(broker.port, f"{ROOT}/alerts")
+    agent.start()
+    until(agent, lambda: mute_revision(agent) == 1)
+    append(log, [FAILED[1]])  # one a day: muted
+    until(agent, lambda: counter(agent, "alerts_muted") == 1)
+    storm = [f"sshd[{9000 + i}]: Failed password for root from 203.0.113.66 port {40000 + i} ssh2"
+             for i in range(12)]
+    append(log, storm)
+    got = sub.wait_for(lambda ms: len(alert_texts(ms)) >= 8)
+    alerts = payloads(got)
+    # 5 lines of the shape within the minute are "the device's normal" (1 + 4 of the
+    # storm); the 6th is more than 5 a minute: from there every alert goes out, saying so.
+    assert [a["item"]["text"] for a in alerts] == storm[4:]
+    assert all("muted shape storming: more than 5 lines in the last minute" in a["reason"]
+               for a in alerts)
+    assert counter(agent, "alerts_muted") == 5 and counter(agent, "alerts_mute_storm") == 8
+    sub.close()
