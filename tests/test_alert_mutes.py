@@ -38,7 +38,14 @@ from fleet_server.mutes import (
     unmute,
 )
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
-from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.alert_fleet import (
+    alert,
+    alert_fleet,
+    api,
+    retained,
+    send_alerts,
+    wait_alerts,
+)
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
@@ -69,17 +76,6 @@ def alerts_of(setup: FleetSetup, broker: Mosquitto, device: str,
 def lists_on(messages: list[mqtt.MQTTMessage], device: str) -> list[MuteList]:
     return [MuteList.model_validate_json(m.payload) for m in messages
             if m.topic == mutes_topic(device)]
-
-
-def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
-    """The list the broker holds for ``device``, read as an agent that just subscribed."""
-    reader = Collector(broker.port, [mutes_topic(device)])
-    try:
-        got = reader.wait_for(lambda ms: bool(ms), timeout)
-    finally:
-        reader.close()
-    assert got[0].retain, "a mute list is published retained"
-    return MuteList.model_validate_json(got[0].payload)
 
 
 def no_retained(broker: Mosquitto, device: str) -> bool:
@@ -344,8 +340,8 @@ def test_a_refused_mute_changes_nothing_even_when_the_caller_commits(db: Databas
         (blank, {}, "no shape to mute"),
     ]
     for target, change, message in refusals:
-        args: dict[str, object] = {"days": 7, "all_devices": False, "any_source": False,
-                                   "reason": "", **change}
+        args: dict[str, Any] = {"days": 7, "all_devices": False, "any_source": False,
+                                "reason": "", **change}
         # the refusal caught, the session committed
         with db.session() as session, pytest.raises(MuteRefused, match=message):
             mute_alert(session, target, actor="bob", now=2000.0, **args)

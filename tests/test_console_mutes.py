@@ -21,7 +21,14 @@ import pytest
 from contract.mutes import MuteList, message_shape, mutes_topic
 from fleet_server.metrics_store import ALERT_TEXT_CHARS
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
-from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.alert_fleet import (
+    alert,
+    alert_fleet,
+    api,
+    retained,
+    send_alerts,
+    wait_alerts,
+)
 from tests.support.console_client import console, csrf_of, notice, operator_token
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
@@ -74,17 +81,6 @@ def audit(setup: FleetSetup, action: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = api(setup, "GET", "/api/v1/audit",
                                         params={"action": action}).json()["entries"]
     return entries
-
-
-def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
-    """The list the broker holds for ``device``, read as an agent that just subscribed."""
-    reader = Collector(broker.port, [mutes_topic(device)])
-    try:
-        got = reader.wait_for(lambda ms: bool(ms), timeout)
-    finally:
-        reader.close()
-    assert got[0].retain, "a mute list is published retained"
-    return MuteList.model_validate_json(got[0].payload)
 
 
 def when(ts: float) -> str:

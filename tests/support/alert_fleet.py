@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from contract.messages import Alert, ResultItem
+from contract.mutes import MuteList, mutes_topic
 from contract.topics import alerts
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from tests.support.mosquitto import Mosquitto
@@ -72,3 +73,14 @@ def wait_alerts(setup: FleetSetup, count: int, device: str | None = None,
         if len(listed) >= count or time.monotonic() > deadline:
             return listed
         time.sleep(0.2)
+
+
+def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
+    """The list the broker holds for ``device``, read as an agent that just subscribed."""
+    reader = Collector(broker.port, [mutes_topic(device)])
+    try:
+        got = reader.wait_for(lambda ms: bool(ms), timeout)
+    finally:
+        reader.close()
+    assert got[0].retain, "a mute list is published retained"
+    return MuteList.model_validate_json(got[0].payload)
