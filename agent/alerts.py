@@ -136,7 +136,7 @@ class AlertGate:
         if reason is None:
             return None
         if self.cfg.mutes:  # only alert candidates get here: the shape is computed rarely
-            verdict = self.mutes.check(source, text, wall)
+            verdict = self.mutes.check(source, text, wall, monotonic=now)
             if verdict is not None and verdict.action == "muted":
                 self.counters.inc("alerts_muted")
                 return None

@@ -110,11 +110,15 @@ class MuteSet:
                     active.seen = deque(active.seen, maxlen=storm_per_minute + 1)
 
     # --- alert candidates ------------------------------------------------------------------
-    def check(self, source: str, text: str, now: float) -> MuteVerdict | None:
+    def check(self, source: str, text: str, now: float,
+              monotonic: float | None = None) -> MuteVerdict | None:
         """None when no active mute covers this alert candidate (``source``: the agent
         source's name, ``text``: the line); else whether it is held back or, its shape
         storming, sent anyway. Called for alert candidates only: the shape costs a few
-        regex passes over the line."""
+        regex passes over the line. ``now`` (Unix time) decides expiry; the storm window is
+        counted on ``monotonic`` when given, so a clock stepped by NTP (a device without a
+        real-time clock, at boot) cannot make a storm look calm."""
+        tick = now if monotonic is None else monotonic
         with self._lock:
             if not self._by_shape:
                 return None  # nothing muted: no shape to compute
@@ -124,8 +128,8 @@ class MuteSet:
                 if now >= active.expires or not active.mute.matches(source, shape):
                     continue
                 seen = active.seen
-                seen.append(now)
-                while seen and seen[0] <= now - STORM_WINDOW_S:
+                seen.append(tick)
+                while seen and seen[0] <= tick - STORM_WINDOW_S:
                     seen.popleft()
                 action: Literal["muted", "storm"] = \
                     "storm" if len(seen) > self._storm else "muted"

@@ -100,6 +100,21 @@ def test_a_storming_shape_is_alerted_again_and_quiet_again_after_a_minute() -> N
                for i in range(20))
 
 
+def test_a_storm_is_counted_on_the_monotonic_clock_when_the_wall_clock_steps() -> None:
+    """A device without a real-time clock steps its wall clock when NTP answers: the storm
+    guard counts on the monotonic clock, so a step back does not make a calm shape (one
+    line every 30 s, two a minute) look like a storm for the hour it went back."""
+    s = MuteSet(storm_per_minute=3)
+    s.replace(mute_list(1, mute(FAILED)), T0 - 2 * 3600)
+    walls = [T0] + [T0 - 3600 + 30 * i for i in range(1, 8)]  # stepped back an hour
+    actions = [s.check("auth", FAILED, wall, monotonic=30.0 * i)
+               for i, wall in enumerate(walls)]
+    assert [v.action for v in actions if v] == ["muted"] * 8
+    # and a real storm after the step is still one
+    burst = [s.check("auth", FAILED, T0 - 3000 + i, monotonic=1000.0 + i) for i in range(5)]
+    assert [v.action for v in burst if v] == ["muted"] * 3 + ["storm"] * 2
+
+
 def test_what_the_storm_guard_remembers_is_bounded() -> None:
     s = MuteSet(storm_per_minute=30)
     s.replace(mute_list(1, mute(FAILED)), T0)
