@@ -99,8 +99,8 @@ class Agent:
         # In memory only: the retained mute list restores it after a restart or reconnect.
         self.mutes = MuteSet(cfg.alerts.mute_storm_per_minute)
         self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id)
-        self.counters.derive_gauge("mutes_active",
-                                   lambda: float(len(self.mutes.active(time.time()))))
+        self.counters.derive_gauge(
+            "mutes_active", lambda: float(len(self.mutes.active(time.time(), time.monotonic()))))
         self.queries = QueryService(self)
 
     # --- set-up ------------------------------------------------------------------------

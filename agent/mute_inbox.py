@@ -40,6 +40,8 @@ class MuteInbox:
 
     def submit(self, payload: bytes, now: float | None = None) -> bool:
         """Apply a ``dev/{id}/mutes`` payload; True when it replaced the list held."""
+        # Tests pass one clock; the agent passes both (the 90-day bound is monotonic).
+        monotonic = time.monotonic() if now is None else None
         now = time.time() if now is None else now
         if not payload:
             # The retained list was deleted: the server holds none for this device, so
@@ -53,13 +55,13 @@ class MuteInbox:
         doc = self._parse(payload)
         if doc is None:
             return False
-        if not self.mutes.replace(doc, now):
+        if not self.mutes.replace(doc, now, monotonic):
             log.debug("mute list revision %d ignored: revision %s applied already",
                       doc.revision, self.mutes.revision)
             return False
         self.counters.inc("mute_lists_applied")
         log.info("mute list revision %d applied: %d mutes active", doc.revision,
-                 len(self.mutes.active(now)),
+                 len(self.mutes.active(now, monotonic)),
                  extra={"device_id": self.device_id, "mute_revision": doc.revision})
         return True
 

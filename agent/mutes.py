@@ -45,7 +45,10 @@ class MuteVerdict:
 @dataclass(slots=True)
 class _Active:
     mute: AlertMute
-    expires: float  # the mute's own expiry, clamped to MAX_MUTE_DAYS after arrival
+    expires: float  # the mute's own expiry (Unix time)
+    # MAX_MUTE_DAYS after it arrived, on the monotonic clock: a wall clock set by NTP after
+    # boot (no real-time clock) must neither end every mute at once nor stretch one.
+    ends: float
     # When this mute matched lately: the last storm_per_minute + 1 times at most, which
     # is all the storm guard needs to know ("more than N in a minute").
     seen: deque[float]
@@ -68,11 +71,13 @@ class MuteSet:
         with self._lock:
             return self._revision
 
-    def replace(self, doc: MuteList, now: float) -> bool:
+    def replace(self, doc: MuteList, now: float, monotonic: float | None = None) -> bool:
         """Apply ``doc`` if it is newer than the list held (the first one always is);
         False for an equal or older revision (retained messages replay on every
-        reconnect). Mutes missing from ``doc`` are lifted, expired ones dropped."""
-        limit = now + MAX_MUTE_DAYS * 86_400.0
+        reconnect). Mutes missing from ``doc`` are lifted, expired ones dropped. ``now``:
+        Unix time; ``monotonic``: the monotonic clock (``now`` when not given), on which
+        each mute ends :data:`MAX_MUTE_DAYS` after arriving at the latest."""
+        ends = (now if monotonic is None else monotonic) + MAX_MUTE_DAYS * 86_400.0
         with self._lock:
             if self._revision is not None and doc.revision <= self._revision:
                 return False
@@ -81,13 +86,13 @@ class MuteSet:
             old = {a.mute.id: a for entries in self._by_shape.values() for a in entries}
             by_shape: dict[str, list[_Active]] = {}
             for mute in doc.mutes[:MAX_MUTES]:  # the contract bounds it; memory too
-                expires = min(mute.expires, limit)
-                if expires <= now:
+                if mute.expires <= now:
                     continue
                 kept = old.pop(mute.id, None)
                 seen = kept.seen if kept is not None and kept.mute.shape == mute.shape \
                     else deque(maxlen=self._storm + 1)
-                by_shape.setdefault(mute.shape, []).append(_Active(mute, expires, seen))
+                by_shape.setdefault(mute.shape, []).append(_Active(mute, mute.expires, ends,
+                                                                   seen))
             self._revision = doc.revision
             self._by_shape = by_shape
             return True
@@ -125,7 +130,8 @@ class MuteSet:
         shape = message_shape(text)  # outside the lock: a list arriving need not wait
         with self._lock:
             for active in self._by_shape.get(shape, ()):
-                if now >= active.expires or not active.mute.matches(source, shape):
+                if now >= active.expires or tick >= active.ends \
+                        or not active.mute.matches(source, shape):
                     continue
                 seen = active.seen
                 seen.append(tick)
@@ -136,14 +142,17 @@ class MuteSet:
                 return MuteVerdict(active.mute, action, self._storm)
             return None
 
-    def active(self, now: float) -> list[dict[str, Any]]:
-        """The mutes in force at ``now``, soonest to end first, for technicians."""
+    def active(self, now: float, monotonic: float | None = None) -> list[dict[str, Any]]:
+        """The mutes in force at ``now``, soonest to end first, for technicians; each one's
+        end in Unix time (its own expiry, or earlier when the 90-day bound comes first)."""
+        tick = now if monotonic is None else monotonic
         with self._lock:
-            entries = [a for group in self._by_shape.values() for a in group
-                       if now < a.expires]
-        entries.sort(key=lambda a: a.expires)
+            shown = [(a, min(a.expires, now + (a.ends - tick)))
+                     for group in self._by_shape.values() for a in group
+                     if now < a.expires and tick < a.ends]
+        shown.sort(key=lambda pair: pair[1])
         return [{"id": a.mute.id, "shape": a.mute.shape, "source": a.mute.source,
-                 "expires": a.expires, "reason": a.mute.reason} for a in entries]
+                 "expires": end, "reason": a.mute.reason} for a, end in shown]
 
     def __len__(self) -> int:
         """Mutes held (expired ones included until the next list)."""

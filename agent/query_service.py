@@ -127,7 +127,7 @@ class QueryService:
         cfg = a.cfg.alerts
         return {"enabled": cfg.mutes, "revision": a.mutes.revision,
                 "storm_per_minute": cfg.mute_storm_per_minute,
-                "mutes": a.mutes.active(time.time())}
+                "mutes": a.mutes.active(time.time(), time.monotonic())}
 
     def classify(self, texts: list[str], explain: bool = False,
                  level: int | None = None) -> list[dict[str, Any]]:

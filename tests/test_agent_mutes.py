@@ -74,6 +74,24 @@ def test_no_mute_lasts_longer_than_the_contract_allows_whatever_it_claims() -> N
     assert s.check("auth", FAILED, limit) is None
 
 
+def test_a_wall_clock_set_after_boot_neither_ends_the_mutes_nor_stretches_the_bound() -> None:
+    """A device without a real-time clock boots in 1970, takes the retained list, then NTP
+    sets its clock: the mutes stay in force (their expiry is in the future either way) and
+    the 90-day bound still counts from arrival, on the monotonic clock."""
+    s = MuteSet()
+    boot_wall, boot_mono = 86_400.0, 12.0  # 2 January 1970, 12 s after boot
+    s.replace(mute_list(1, mute(FAILED, expires=T0 + 7 * DAY)), boot_wall, boot_mono)
+    synced = T0 + 60.0  # NTP answered a minute later
+    assert s.check("auth", FAILED, synced, monotonic=boot_mono + 60) is not None
+    assert s.active(synced, boot_mono + 60)[0]["expires"] == T0 + 7 * DAY
+    # a forged expiry ten years out still ends 90 days after arrival (monotonic)
+    forged = MuteSet()
+    forged.replace(mute_list(1, mute(FAILED, expires=T0 + 3650 * DAY)), boot_wall, boot_mono)
+    end = boot_mono + MAX_MUTE_DAYS * DAY
+    assert forged.check("auth", FAILED, synced + 89 * DAY, monotonic=end - 1) is not None
+    assert forged.check("auth", FAILED, synced + 91 * DAY, monotonic=end) is None
+
+
 def test_a_mute_covers_its_shape_on_its_source_only() -> None:
     s = MuteSet()
     s.replace(mute_list(1, mute(FAILED, source="auth"), mute(INVALID, "0123456789ac")), T0)
