@@ -96,9 +96,10 @@ class Agent:
         self.ota: OtaEngine | None = None  # when [ota] is configured
         self._ota_attached = False  # desired states go to the engine only once it has a slot
         self._artifacts: MqttTransport | None = None  # [ota] transport = "mqtt": on our link
-        # In memory only: the retained mute list restores it after a restart or reconnect.
+        # Kept on disk too: a restart while the broker is away must not unmute.
         self.mutes = MuteSet(cfg.alerts.mute_storm_per_minute)
-        self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id)
+        self.mute_inbox = MuteInbox(self.mutes, self.counters, cfg.device_id,
+                                    store=cfg.state_dir / "mutes.json")
         self.counters.derive_gauge(
             "mutes_active", lambda: float(len(self.mutes.active(time.time(), time.monotonic()))))
         self.queries = QueryService(self)
@@ -126,6 +127,8 @@ class Agent:
         self.spool = Spool(cfg.state_dir / "spool.sqlite", cfg.spool.max_messages,
                            cfg.spool.max_bytes, self.counters)
         self.queue = LineQueue(cfg.pipeline.queue_size)
+        if cfg.alerts.mutes:
+            self.mute_inbox.restore()
         self.notifier.status("connecting to MQTT")
         self._setup_link()
         self.pipeline = Pipeline(cfg, self.queue, self.slot, self.spool, self.counters,

@@ -4,18 +4,26 @@
 so it arrives after every (re)connect. A payload that is not a valid list is refused,
 counted (``mutes_rejected``) and logged once, and the list held stays in force: a broken
 message must neither crash the agent nor lift mutes nor invent them.
+
+An accepted list is also kept in the state directory (``mutes.json``, with when it
+arrived) and restored at start: a device that restarts while the broker is away would
+otherwise alert on every muted line until it reconnects — and the outbox would deliver
+those alerts later. The restored list keeps its 90-day bound from its first arrival.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from paho.mqtt.client import MQTTMessage
 from pydantic import ValidationError
 
 from agent.metrics import Counters
 from agent.mutes import MuteSet
+from contract.files import write_atomic
 from contract.limits import AGENT_RECEIVE_MAX_BYTES
 from contract.messages import format_validation_error
 from contract.mutes import MuteList
@@ -30,10 +38,12 @@ MAX_REASON_CHARS = 300
 
 
 class MuteInbox:
-    def __init__(self, mutes: MuteSet, counters: Counters, device_id: str) -> None:
+    def __init__(self, mutes: MuteSet, counters: Counters, device_id: str,
+                 store: Path | None = None) -> None:
         self.mutes = mutes
         self.counters = counters
         self.device_id = device_id
+        self.store = store  # where the accepted list is kept across restarts (None: nowhere)
 
     def on_message(self, msg: MQTTMessage) -> None:
         self.submit(bytes(msg.payload))
@@ -51,6 +61,8 @@ class MuteInbox:
                 log.info("mute list cleared: every alert is sent",
                          extra={"device_id": self.device_id})
             self.mutes.clear()
+            if self.store is not None:
+                self.store.unlink(missing_ok=True)
             return True
         doc = self._parse(payload)
         if doc is None:
@@ -61,6 +73,47 @@ class MuteInbox:
             return False
         self.counters.inc("mute_lists_applied")
         log.info("mute list revision %d applied: %d mutes active", doc.revision,
+                 len(self.mutes.active(now, monotonic)),
+                 extra={"device_id": self.device_id, "mute_revision": doc.revision})
+        self._keep(payload, now)
+        return True
+
+    def _keep(self, payload: bytes, received_at: float) -> None:
+        if self.store is None:
+            return
+        try:
+            write_atomic(self.store, json.dumps(
+                {"received_at": received_at, "list": json.loads(payload)}).encode(), mode=0o640)
+        except OSError as exc:  # a full disk costs the list after a restart, nothing else
+            log.warning("mute list not kept on disk (%s): after a restart it applies again "
+                        "when the broker sends it", exc, extra={"device_id": self.device_id})
+
+    def restore(self, now: float | None = None, monotonic: float | None = None) -> bool:
+        """At start: apply the list kept on disk, its 90-day bound counted from when it
+        first arrived (as far as the wall clock can tell). A missing file is normal; an
+        unreadable one is counted (``mutes_rejected``), logged and ignored."""
+        if self.store is None or not self.store.exists():
+            return False
+        now = time.time() if now is None else now
+        monotonic = time.monotonic() if monotonic is None else monotonic
+        try:
+            raw = self.store.read_bytes()[:MAX_MUTE_LIST_BYTES + 4096]
+            kept = json.loads(raw)
+            received_at = float(kept["received_at"])
+            doc = MuteList.model_validate(kept["list"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError,
+                ValidationError) as exc:
+            self.counters.inc("mutes_rejected")
+            log.warning("mute list kept on disk is unreadable, ignored until the broker "
+                        "sends one: %s", str(exc)[:MAX_REASON_CHARS],
+                        extra={"device_id": self.device_id})
+            return False
+        # A clock behind the time the list arrived (a device without a real-time clock,
+        # before NTP) cannot say how long ago that was: count from now.
+        elapsed = max(0.0, now - received_at)
+        if not self.mutes.replace(doc, now, monotonic - elapsed):
+            return False
+        log.info("mute list revision %d restored from disk: %d mutes active", doc.revision,
                  len(self.mutes.active(now, monotonic)),
                  extra={"device_id": self.device_id, "mute_revision": doc.revision})
         return True

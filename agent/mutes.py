@@ -2,9 +2,10 @@
 
 The fleet server publishes the device's whole :class:`contract.mutes.MuteList`, retained,
 on ``dev/{id}/mutes`` (received by :mod:`agent.mute_inbox`); :class:`MuteSet` holds the
-active mutes in memory only (the retained message restores them after a restart or a
-reconnect) and :class:`agent.alerts.AlertGate` asks it about every alert the policy
-fires. A muted alert is held back; the line is still classified, published and counted.
+active mutes (the inbox keeps the list on disk and restores it at start; the retained
+message brings it again after a reconnect) and :class:`agent.alerts.AlertGate` asks it
+about every alert the policy fires. A muted alert is held back; the line is still
+classified, published and counted.
 
 A forged or forgotten list must not hide a device's faults, so whatever a list says:
 each mute ends :data:`contract.mutes.MAX_MUTE_DAYS` after it arrived at the latest, and a

@@ -5,6 +5,7 @@ fleet server's payloads. The broker and the real agent: test_agent_mutes_broker.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +305,36 @@ def test_a_deleted_list_lifts_every_mute() -> None:
     assert box.submit(b"", now=T0)
     assert mutes.check("auth", FAILED, T0) is None and mutes.revision is None
     assert box.submit(mute_list(1, mute(FAILED)).model_dump_json().encode(), now=T0)
+
+
+# --- the list kept on disk ----------------------------------------------------------------
+def test_an_accepted_list_is_kept_and_restored_with_its_bound_from_first_arrival(
+        tmp_path: Path) -> None:
+    store = tmp_path / "mutes.json"
+    inbox = MuteInbox(MuteSet(), Counters(), "gate-03", store=store)
+    doc = mute_list(4, mute(FAILED, expires=T0 + 3650 * DAY))
+    assert inbox.submit(doc.model_dump_json().encode(), now=T0)
+    assert store.exists() and store.stat().st_mode & 0o777 == 0o640
+    # ten days later the agent restarts: the same list, 80 days of the bound left
+    later = MuteSet()
+    restored = MuteInbox(later, Counters(), "gate-03", store=store)
+    assert restored.restore(now=T0 + 10 * DAY, monotonic=5.0)
+    assert later.revision == 4
+    assert later.check("auth", FAILED, T0 + 10 * DAY, monotonic=5.0) is not None
+    assert later.check("auth", FAILED, T0 + 90 * DAY, monotonic=5.0 + 80 * DAY) is None
+    # the broker's retained copy of the same revision changes nothing
+    assert not restored.submit(doc.model_dump_json().encode(), now=T0 + 10 * DAY)
+    # a cleared list is forgotten on disk too
+    assert restored.submit(b"", now=T0 + 11 * DAY) and not store.exists()
+
+
+def test_a_list_kept_on_disk_that_cannot_be_read_is_counted_and_ignored(
+        tmp_path: Path) -> None:
+    store = tmp_path / "mutes.json"
+    for broken in (b"{", b'{"received_at": 1}', b'{"received_at": "x", "list": {}}',
+                   b'{"received_at": 1, "list": {"revision": 1, "mutes": "all"}}',
+                   b"\xff\xfe"):
+        store.write_bytes(broken)
+        counters, mutes = Counters(), MuteSet()
+        assert not MuteInbox(mutes, counters, "gate-03", store=store).restore(now=T0)
+        assert counters.get("mutes_rejected") == 1 and mutes.revision is None

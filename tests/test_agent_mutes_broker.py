@@ -188,3 +188,23 @@ def test_a_brute_force_storm_of_a_muted_line_is_alerted_again(
                for a in alerts)
     assert counter(agent, "alerts_muted") == 5 and counter(agent, "alerts_mute_storm") == 8
     sub.close()
+
+
+def test_a_restart_while_the_broker_is_away_keeps_the_mutes(
+        rig: Callable[..., tuple[AgentProcess, Path]], broker: Mosquitto) -> None:
+    """An offline device that restarts must not alert on its muted lines until the broker
+    is back (the outbox would deliver those alerts later): the list is kept on disk."""
+    publish_mutes(broker, mute_list(3, FAILED[0]))
+    agent, log = rig()
+    agent.start()
+    until(agent, lambda: mute_revision(agent) == 3)
+    agent.stop()
+    broker.stop()
+    agent.start()  # no broker: only the kept list can mute
+    assert mute_revision(agent) == 3
+    assert "mute list revision 3 restored from disk: 1 mutes active" in agent.output()
+    append(log, [FAILED[1], INVALID])
+    until(agent, lambda: counter(agent, "alerts") == 1)
+    assert counter(agent, "alerts_muted") == 1
+    recent = agent.query("recent_alerts")["result"]
+    assert [a["item"]["text"] for a in recent] == [INVALID]
