@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from contract.messages import Metrics
 from contract.mutes import MuteList, message_shape, mutes_topic
+from contract.topics import metrics as metrics_topic
 from fleet_server.metrics_store import ALERT_TEXT_CHARS
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from tests.support.alert_fleet import (
@@ -361,3 +363,25 @@ def test_a_mute_made_while_the_broker_is_away_is_stored_and_the_page_says_so(
         if server is not None:
             server.stop()
         broker.stop()
+
+
+def test_the_page_says_how_many_alerts_the_device_held_back(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """What a mute hides stays visible: the device's own count, from its metrics report."""
+    setup, broker = fleet
+    report = Metrics(seq=1, device_id=OTHER, uptime_s=60.0,
+                     counters={"alerts_muted": 12, "alerts_mute_storm": 3}, gauges={})
+    sender = Collector(broker.port, ["nanofleet/v1/dev/test-sender/nothing"])
+    try:
+        sender.publish(metrics_topic(OTHER), report.model_dump_json())
+    finally:
+        sender.close()
+    deadline = time.monotonic() + 15
+    while (api(setup, "GET", f"/api/v1/devices/{OTHER}").json().get("metrics") or {}) \
+            .get("counters", {}).get("alerts_muted") != 12:
+        assert time.monotonic() < deadline, "the server never stored the metrics report"
+        time.sleep(0.2)
+    with console(setup, operator_token(setup, "reader-m", "read"), page_url(OTHER)) as c:
+        page = text_of(c.get(page_url(OTHER)).text)
+    assert "Held back by mutes since the agent started: 12 alert(s); sent anyway because " \
+           "the shape stormed: 3 (its last metrics report)." in page
