@@ -14,6 +14,13 @@ cover). Why exact shapes and not patterns: a mute covers the same message again 
 values — never other words — so muting ``Connection closed by <addr> [preauth]`` cannot
 silence ``Failed password for root``.
 
+One exception, for long lines: the fleet server keeps the first 500 characters of an
+alert's line only, so for a line it kept cut it cannot know the whole line's shape. Such
+a mute is a **prefix** mute (:attr:`AlertMute.prefix`): it names the start of the shape,
+as far as the server can be sure of it, and mutes the lines whose shape starts with it
+(so two messages that differ only after that start are one to it). It must name at least :data:`MIN_PREFIX_SHAPE_CHARS` characters, so that it is specific:
+a forged ``#`` prefix would otherwise mute every line that starts with a number.
+
 Who can send these bytes: only the fleet server's identity may write ``dev/{id}/mutes``
 (the broker ACL gives a device read on its tree and write on :data:`topics.DEVICE_WRITES`
 only). The worst a forged list can do is hide alerts of the shapes it names, so the agent
@@ -25,8 +32,9 @@ line) is sent again (``[alerts] mute_storm_per_minute``).
 from __future__ import annotations
 
 import re
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from contract import topics
 from contract.limits import MAX_STORED_INT
@@ -36,6 +44,8 @@ MAX_MUTES = 256
 """Mutes one device holds (the list is one retained MQTT message, well under 256 KiB)."""
 MAX_SHAPE_CHARS = 512
 """A shape longer than this is cut: the first 512 characters decide."""
+MIN_PREFIX_SHAPE_CHARS = 200
+"""A prefix mute names at least this much of a shape (so it cannot mute every line)."""
 MAX_MUTE_DAYS = 90
 """No mute lasts longer: a forgotten mute must not hide a device's alerts for ever."""
 MUTE_ID_PATTERN = r"^[a-f0-9]{12,32}$"
@@ -73,12 +83,37 @@ def message_shape(text: str) -> str:
     return _SPACE.sub(" ", shape).strip()[:MAX_SHAPE_CHARS]
 
 
+# A token that ends a line's start: the ISO date of a date-time whose time follows after a
+# space (the one shape rule that reaches across white space).
+_DATE_AT_END = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_LAST_TOKEN = re.compile(r"\S*\Z")
+
+
+def prefix_shape(start: str) -> str:
+    """The start of the shape of every line that begins with ``start`` (a line cut after any
+    character): ``start`` cut at its last white space — its last token may be the part of a
+    number, an address or a word whose whole would be shaped otherwise — and, when it then
+    ends with an ISO date, before that too (a time after the space would make the two one
+    value); then :func:`message_shape`. Every other rule of a shape stays within a token,
+    so a line that goes on after ``start`` has a shape that starts with this one (or, past
+    :data:`MAX_SHAPE_CHARS`, the same cut). Empty when nothing is left."""
+    head = _LAST_TOKEN.sub("", start).rstrip()
+    while _DATE_AT_END.search(head):
+        head = _LAST_TOKEN.sub("", head).rstrip()
+    return message_shape(head)
+
+
 class AlertMute(FrozenStrict):
     """One muted message shape on one device."""
 
     id: str = Field(pattern=MUTE_ID_PATTERN, description="The mute's id (hex), for removal.")
     shape: str = Field(min_length=1, max_length=MAX_SHAPE_CHARS,
                        description="The message shape muted (contract.mutes.message_shape).")
+    prefix: bool = Field(
+        default=False, strict=True,
+        description="The shape is only the start of the line's shape (the server kept the line "
+        "cut): lines whose shape starts with it are muted. At least "
+        f"{MIN_PREFIX_SHAPE_CHARS} characters then.")
     source: str | None = Field(
         default=None, max_length=128,
         description="Only lines of this agent source (e.g. 'journal'); None: any source.")
@@ -87,8 +122,21 @@ class AlertMute(FrozenStrict):
     reason: str = Field(default="", max_length=200,
                         description="Why (the operator's words), shown to technicians.")
 
+    @model_validator(mode="after")
+    def _prefix_is_specific(self) -> Self:
+        if self.prefix and len(self.shape) < MIN_PREFIX_SHAPE_CHARS:
+            raise ValueError(f"a prefix mute's shape has {len(self.shape)} characters; at "
+                             f"least {MIN_PREFIX_SHAPE_CHARS} (a short one would mute lines "
+                             "of other messages that begin alike)")
+        return self
+
     def matches(self, source: str, shape: str) -> bool:
-        return shape == self.shape and (self.source is None or self.source == source)
+        """Whether this mute covers a line of ``source`` whose shape is ``shape`` (the whole
+        line's :func:`message_shape`): the same shape, or for a prefix mute a shape that
+        starts with this one; from the mute's source, or any when it names none."""
+        if self.source is not None and self.source != source:
+            return False
+        return shape.startswith(self.shape) if self.prefix else shape == self.shape
 
 
 class MuteList(Strict):

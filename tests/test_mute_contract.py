@@ -1,7 +1,11 @@
-"""The mute contract both sides share: what a message shape keeps and drops, and the
-bounds a mute list carries."""
+"""The mute contract both sides share: what a message shape keeps and drops, the bounds a
+mute list carries, and prefix mutes (the start of a long line's shape, which is all the
+fleet server can know of a line it kept cut)."""
 
 from __future__ import annotations
+
+import json
+import random
 
 import pytest
 from pydantic import ValidationError
@@ -9,11 +13,14 @@ from pydantic import ValidationError
 from contract.mutes import (
     MAX_MUTES,
     MAX_SHAPE_CHARS,
+    MIN_PREFIX_SHAPE_CHARS,
     AlertMute,
     MuteList,
     message_shape,
     mutes_topic,
+    prefix_shape,
 )
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -71,6 +78,87 @@ def test_a_mute_matches_its_shape_on_its_source_only() -> None:
     journal = AlertMute(id="0123456789ac", shape="s", source="journal", expires=1.0)
     assert anywhere.matches("syslog", "s") and not anywhere.matches("syslog", "t")
     assert journal.matches("journal", "s") and not journal.matches("syslog", "s")
+
+
+def prefix_mute(start: str, source: str | None = None) -> AlertMute:
+    return AlertMute(id="0123456789ab", shape=prefix_shape(start), prefix=True, source=source,
+                     expires=1.0)
+
+
+def test_a_prefix_mute_covers_lines_whose_shape_starts_with_it() -> None:
+    """The start of a long line (as the fleet server keeps it) mutes the same message with
+    other values, and not another message that shares the first words."""
+    assert len(WRITE) > 900 and len(WRITE_AGAIN) > 900
+    mute = prefix_mute(WRITE[:500], source="app")
+    assert MIN_PREFIX_SHAPE_CHARS <= len(mute.shape) < len(message_shape(WRITE))
+    assert mute.matches("app", message_shape(WRITE))
+    assert mute.matches("app", message_shape(WRITE_AGAIN))
+    assert not mute.matches("app", message_shape(READ))
+    assert not mute.matches("journal", message_shape(WRITE))  # its source only
+    assert not mute.matches("app", mute.shape[:-1])  # a shorter shape is not covered
+    # A mute of a whole shape stays one: the start of a shape is not it.
+    whole = AlertMute(id="0123456789ab", shape=message_shape(WRITE), expires=1.0)
+    assert not whole.prefix and whole.matches("app", message_shape(WRITE_AGAIN))
+    assert not whole.matches("app", message_shape(WRITE) + " more")
+    assert not AlertMute(id="0123456789ab", shape=mute.shape, expires=1.0).matches(
+        "app", message_shape(WRITE))
+
+
+def test_a_prefix_mute_must_be_specific() -> None:
+    """A forged list must not mute every line that starts with a number (``#``)."""
+    for shape in ("#", "# " * 99, "x" * (MIN_PREFIX_SHAPE_CHARS - 1)):
+        with pytest.raises(ValidationError, match=f"at least {MIN_PREFIX_SHAPE_CHARS}"):
+            AlertMute(id="0123456789ab", shape=shape, prefix=True, expires=1.0)
+        assert not AlertMute(id="0123456789ab", shape=shape, expires=1.0).prefix
+    with pytest.raises(ValidationError, match="at least"):
+        MuteList.model_validate_json(json.dumps({"revision": 1, "mutes": [
+            {"id": "0123456789ab", "shape": "#", "prefix": True, "expires": 1.0}]}))
+    with pytest.raises(ValidationError, match="valid boolean"):  # JSON's true only
+        AlertMute.model_validate({"id": "0123456789ab", "shape": "x" * 300, "prefix": "yes",
+                                  "expires": 1.0})
+    assert AlertMute(id="0123456789ab", shape="x" * MIN_PREFIX_SHAPE_CHARS, prefix=True,
+                     expires=1.0).prefix
+
+
+def test_the_start_of_a_line_leaves_out_its_last_token() -> None:
+    """The cut may split a number, an address or a word, whose whole is shaped otherwise."""
+    assert prefix_shape("sshd[311]: Failed password for root from 203.0.113") == \
+        "sshd[#]: failed password for root from"
+    assert prefix_shape("sshd[311]: Failed password for ") == "sshd[#]: failed password for"
+    assert prefix_shape("no white space at all") == "no white space at"
+    assert prefix_shape("x" * 500) == "" and prefix_shape("   ") == ""
+    # A date whose time may follow after the space: one value with it, so it goes too.
+    assert prefix_shape("backup done at 2026-03-01 1") == "backup done at"
+    assert prefix_shape("backup done at 2026-03-01 ") == "backup done at"
+    assert message_shape("backup done at 2026-03-01 10:00:00 ok") == "backup done at # ok"
+
+
+def test_the_start_of_a_line_starts_the_shape_of_every_line_it_begins() -> None:
+    """Whatever the line and wherever it is cut: 20,000 lines of the values a shape takes
+    out (dates and times with a space, addresses, ids, Greek final sigma, ...)."""
+    rng = random.Random(7)
+    tokens = [
+        lambda: str(rng.randint(0, 10 ** rng.randint(1, 9))),
+        lambda: f"2026-03-0{rng.randint(1, 9)}",
+        lambda: f"2026-03-02 {rng.randint(0, 23):02}:{rng.randint(0, 59):02}:07",
+        lambda: f"2026-03-02T10:00:00.{rng.randint(0, 999)}Z",
+        lambda: ".".join(str(rng.randint(0, 255)) for _ in range(4)),
+        lambda: f"2001:db8::{rng.randint(0, 65535):x}",
+        lambda: f"{rng.getrandbits(32):08x}",
+        lambda: f"0x{rng.getrandbits(20):x}",
+        lambda: ":".join(f"{rng.getrandbits(8):02x}" for _ in range(6)),
+        lambda: f"5f0e1c2a-1111-2222-3333-{rng.getrandbits(48):012x}",
+        lambda: rng.choice(["Dec", "mon", "eth0", "P3", "ΟΔΟΣ", "İstanbul", "error", "\"ts\":",
+                            "{", "a_1", "x-12", "10:00"]),
+    ]
+    separators = [" ", "  ", "\t", ",", ", ", "=", ":", "\" ", ";"]
+    for _ in range(20_000):
+        line = "".join(rng.choice(tokens)() + rng.choice(separators)
+                       for _ in range(rng.randint(3, 40)))
+        start = line[:rng.randint(1, len(line))]
+        assert message_shape(line).startswith(prefix_shape(start)), (line, start)
+    # and past the shape's bound, the same cut
+    assert message_shape(WRITE * 2).startswith(prefix_shape((WRITE * 2)[:1000]))
 
 
 def test_topic_is_inside_the_device_tree() -> None:
