@@ -18,8 +18,9 @@ One exception, for long lines: the fleet server keeps the first 500 characters o
 alert's line only, so for a line it kept cut it cannot know the whole line's shape. Such
 a mute is a **prefix** mute (:attr:`AlertMute.prefix`): it names the start of the shape,
 as far as the server can be sure of it, and mutes the lines whose shape starts with it
-(so two messages that differ only after that start are one to it). It must name at least :data:`MIN_PREFIX_SHAPE_CHARS` characters, so that it is specific:
-a forged ``#`` prefix would otherwise mute every line that starts with a number.
+(so two messages that differ only after that start are one to it). It must name at
+least :data:`MIN_PREFIX_SHAPE_CHARS` characters, so that it is specific: a forged ``#``
+prefix would otherwise mute every line that starts with a number.
 
 Who can send these bytes: only the fleet server's identity may write ``dev/{id}/mutes``
 (the broker ACL gives a device read on its tree and write on :data:`topics.DEVICE_WRITES`
