@@ -5,7 +5,9 @@ on ``dev/{id}/mutes`` (received by :mod:`agent.mute_inbox`); :class:`MuteSet` ho
 active mutes (the inbox keeps the list on disk and restores it at start; the retained
 message brings it again after a reconnect) and :class:`agent.alerts.AlertGate` asks it
 about every alert the policy fires. A muted alert is held back; the line is still
-classified, published and counted.
+classified, published and counted. Most mutes name a whole line's shape, found by one dict
+lookup; a *prefix* mute (the server kept the line cut, contract.mutes) names the start of
+one, and the few of those are scanned with ``startswith``.
 
 A forged or forgotten list must not hide a device's faults, so whatever a list says:
 each mute ends :data:`contract.mutes.MAX_MUTE_DAYS` after it arrived at the latest, and a
@@ -17,6 +19,7 @@ Times are Unix seconds (``time.time()``): mutes expire at a wall-clock time.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -56,14 +59,20 @@ class _Active:
 
 
 class MuteSet:
-    """The device's active mutes, indexed by shape. Thread-safe: lists arrive on the MQTT
-    network thread, the pipeline checks alert candidates on its own."""
+    """The device's active mutes: whole-shape ones indexed by shape, prefix ones in a list.
+    Thread-safe: lists arrive on the MQTT network thread, the pipeline checks alert
+    candidates on its own."""
 
     def __init__(self, storm_per_minute: int = DEFAULT_STORM_PER_MINUTE) -> None:
         self._lock = threading.Lock()
         self._storm = storm_per_minute
         self._revision: int | None = None
-        self._by_shape: dict[str, list[_Active]] = {}
+        self._by_shape: dict[str, list[_Active]] = {}  # mutes of a whole line's shape
+        self._prefixes: list[_Active] = []  # mutes of a shape's start (a cut line's)
+
+    def _all(self) -> list[_Active]:
+        """Every mute held (call with the lock held)."""
+        return [a for group in self._by_shape.values() for a in group] + self._prefixes
 
     # --- the list from the fleet server -------------------------------------------------
     @property
@@ -84,18 +93,25 @@ class MuteSet:
                 return False
             # A mute kept from the last list keeps its recent matches: re-publishing a
             # list must not make a storming shape quiet again.
-            old = {a.mute.id: a for entries in self._by_shape.values() for a in entries}
+            old = {a.mute.id: a for a in self._all()}
             by_shape: dict[str, list[_Active]] = {}
+            prefixes: list[_Active] = []
             for mute in doc.mutes[:MAX_MUTES]:  # the contract bounds it; memory too
                 if mute.expires <= now:
                     continue
                 kept = old.pop(mute.id, None)
-                seen = kept.seen if kept is not None and kept.mute.shape == mute.shape \
-                    else deque(maxlen=self._storm + 1)
-                by_shape.setdefault(mute.shape, []).append(_Active(mute, mute.expires, ends,
-                                                                   seen))
+                seen: deque[float] = deque(maxlen=self._storm + 1)
+                if kept is not None and (kept.mute.shape, kept.mute.prefix) == (mute.shape,
+                                                                               mute.prefix):
+                    seen = kept.seen
+                active = _Active(mute, mute.expires, ends, seen)
+                if mute.prefix:
+                    prefixes.append(active)
+                else:
+                    by_shape.setdefault(mute.shape, []).append(active)
             self._revision = doc.revision
             self._by_shape = by_shape
+            self._prefixes = prefixes
             return True
 
     def clear(self) -> None:
@@ -104,6 +120,7 @@ class MuteSet:
         with self._lock:
             self._revision = None
             self._by_shape = {}
+            self._prefixes = []
 
     def set_storm_per_minute(self, storm_per_minute: int) -> None:
         """A new threshold (config reload); recent matches are kept, up to the new bound."""
@@ -111,9 +128,8 @@ class MuteSet:
             if storm_per_minute == self._storm:
                 return
             self._storm = storm_per_minute
-            for entries in self._by_shape.values():
-                for active in entries:
-                    active.seen = deque(active.seen, maxlen=storm_per_minute + 1)
+            for active in self._all():
+                active.seen = deque(active.seen, maxlen=storm_per_minute + 1)
 
     # --- alert candidates ------------------------------------------------------------------
     def check(self, source: str, text: str, now: float,
@@ -126,11 +142,12 @@ class MuteSet:
         real-time clock, at boot) cannot make a storm look calm."""
         tick = now if monotonic is None else monotonic
         with self._lock:
-            if not self._by_shape:
+            if not self._by_shape and not self._prefixes:
                 return None  # nothing muted: no shape to compute
         shape = message_shape(text)  # outside the lock: a list arriving need not wait
         with self._lock:
-            for active in self._by_shape.get(shape, ()):
+            # The whole shape's mutes by one lookup, then the few of a shape's start.
+            for active in itertools.chain(self._by_shape.get(shape, ()), self._prefixes):
                 if now >= active.expires or tick >= active.ends \
                         or not active.mute.matches(source, shape):
                     continue
@@ -148,14 +165,14 @@ class MuteSet:
         end in Unix time (its own expiry, or earlier when the 90-day bound comes first)."""
         tick = now if monotonic is None else monotonic
         with self._lock:
-            shown = [(a, min(a.expires, now + (a.ends - tick)))
-                     for group in self._by_shape.values() for a in group
+            shown = [(a, min(a.expires, now + (a.ends - tick))) for a in self._all()
                      if now < a.expires and tick < a.ends]
         shown.sort(key=lambda pair: pair[1])
-        return [{"id": a.mute.id, "shape": a.mute.shape, "source": a.mute.source,
-                 "expires": end, "reason": a.mute.reason} for a, end in shown]
+        return [{"id": a.mute.id, "shape": a.mute.shape, "prefix": a.mute.prefix,
+                 "source": a.mute.source, "expires": end, "reason": a.mute.reason}
+                for a, end in shown]
 
     def __len__(self) -> int:
         """Mutes held (expired ones included until the next list)."""
         with self._lock:
-            return sum(len(group) for group in self._by_shape.values())
+            return len(self._all())

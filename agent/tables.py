@@ -61,9 +61,12 @@ def render(cmd: str, result: Any) -> str:
         return table(rows, ["time", "label", "score", "source", "why", "text"])
     if cmd == "mutes":
         head = kv({k: v for k, v in result.items() if k != "mutes"})
-        rows = [{**m, "source": m["source"] or "(any)", "expires": _ts(m["expires"])}
+        # match: "whole" mutes lines of this shape, "start" lines whose shape starts with it
+        rows = [{**m, "match": "start" if m.get("prefix") else "whole",
+                 "source": m["source"] or "(any)", "expires": _ts(m["expires"])}
                 for m in result.get("mutes", [])]
-        return head + "\n\n" + table(rows, ["id", "shape", "source", "expires", "reason"])
+        return head + "\n\n" + table(rows, ["id", "match", "shape", "source", "expires",
+                                            "reason"])
     if cmd == "classify":
         if any("level" in row for row in result):
             result = [{**row, "anomaly": f"{row['anomaly']} (words {row['words_anomaly']}, "

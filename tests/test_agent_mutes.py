@@ -16,7 +16,8 @@ from agent.metrics import Counters
 from agent.mute_inbox import MAX_MUTE_LIST_BYTES, MuteInbox
 from agent.mutes import MuteSet
 from agent.tables import render
-from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape
+from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape, prefix_shape
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +32,13 @@ def mute(text: str, mute_id: str = "0123456789ab", source: str | None = None,
          expires: float = T0 + DAY, reason: str = "jump host") -> AlertMute:
     return AlertMute(id=mute_id, shape=message_shape(text), source=source, expires=expires,
                      reason=reason)
+
+
+def prefix_mute(line: str, mute_id: str = "0123456789ad", source: str | None = None,
+                expires: float = T0 + DAY) -> AlertMute:
+    """A mute of the start of ``line`` as the fleet server keeps it (500 characters)."""
+    return AlertMute(id=mute_id, shape=prefix_shape(line[:500]), prefix=True, source=source,
+                     expires=expires, reason="collector retries on its own")
 
 
 def mute_list(revision: int, *mutes: AlertMute) -> MuteList:
@@ -164,14 +172,104 @@ def test_the_technicians_view_lists_the_mutes_in_force() -> None:
                              reason="scanner on the LAN")), T0)
     active = s.active(T0)
     assert [m["id"] for m in active] == ["0123456789ac", "0123456789ab"]  # soonest first
-    assert active[0] == {"id": "0123456789ac", "shape": message_shape(INVALID),
+    assert active[0] == {"id": "0123456789ac", "shape": message_shape(INVALID), "prefix": False,
                          "source": "auth", "expires": T0 + DAY, "reason": "scanner on the LAN"}
     text = render("mutes", {"enabled": True, "revision": 3, "storm_per_minute": 30,
                             "mutes": active})
     assert "revision" in text and "SHAPE" in text and "scanner on the LAN" in text
     assert "sshd[#]: invalid user admin from # port #" in text
+    assert text.splitlines()[4].split()[:2] == ["ID", "MATCH"]
+    assert [row.split()[1] for row in text.splitlines()[5:]] == ["whole", "whole"]
     assert "(none)" in render("mutes", {"enabled": False, "revision": None,
                                         "storm_per_minute": 30, "mutes": []})
+
+
+# --- prefix mutes (a line the server kept cut) ----------------------------------------------
+
+def test_a_prefix_mute_covers_the_lines_whose_shape_starts_with_it() -> None:
+    s = MuteSet()
+    s.replace(mute_list(1, mute(FAILED), prefix_mute(WRITE, source="app")), T0)
+    assert len(s) == 2
+    verdict = s.check("app", WRITE_AGAIN, T0)  # other values, other lengths
+    assert verdict is not None and verdict.mute.prefix and verdict.mute.id == "0123456789ad"
+    assert s.check("app", WRITE, T0) is not None
+    assert s.check("app", READ, T0) is None  # another message that begins alike
+    assert s.check("journal", WRITE, T0) is None  # its source only
+    assert s.check("app", WRITE[:300], T0) is None  # less than the start muted
+    # The whole shapes' mutes are still found by their shape, beside it.
+    whole = s.check("auth", FAILED_AGAIN, T0)
+    assert whole is not None and whole.mute.id == "0123456789ab"
+
+
+def test_prefix_mutes_expire_and_are_bounded_like_the_others() -> None:
+    s = MuteSet()
+    s.replace(mute_list(1, prefix_mute(WRITE, expires=T0 + 10 * 365 * DAY),
+                        prefix_mute(READ, "0123456789ae", expires=T0 + 60)), T0)
+    assert s.check("app", READ, T0 + 59) is not None
+    assert s.check("app", READ, T0 + 60) is None
+    limit = T0 + MAX_MUTE_DAYS * DAY
+    assert s.check("app", WRITE, limit - 1) is not None
+    assert s.check("app", WRITE, limit) is None
+    assert [m["id"] for m in s.active(T0)] == ["0123456789ae", "0123456789ad"]
+    assert s.active(T0)[1] == {"id": "0123456789ad", "shape": prefix_shape(WRITE[:500]),
+                               "prefix": True, "source": None, "expires": limit,
+                               "reason": "collector retries on its own"}
+    text = render("mutes", {"enabled": True, "revision": 1, "storm_per_minute": 30,
+                            "mutes": s.active(T0)})
+    assert [row.split()[:2] for row in text.splitlines()[5:]] == [
+        ["0123456789ae", "start"], ["0123456789ad", "start"]]
+    assert s.replace(mute_list(2), T0) and len(s) == 0 and s.check("app", WRITE, T0) is None
+    s.replace(mute_list(3, prefix_mute(WRITE)), T0)
+    s.clear()
+    assert len(s) == 0 and s.check("app", WRITE, T0) is None
+
+
+def test_a_storm_of_lines_under_a_prefix_mute_is_alerted_again() -> None:
+    s = MuteSet(storm_per_minute=3)
+    s.replace(mute_list(1, prefix_mute(WRITE)), T0)
+    actions = [s.check("app", WRITE if i % 2 else WRITE_AGAIN, T0 + i) for i in range(5)]
+    assert [v.action for v in actions if v] == ["muted"] * 3 + ["storm"] * 2
+    # a list that keeps the mute keeps its storm; a mute of the whole shape with that id
+    # is another mute, and counts afresh
+    s.replace(mute_list(2, prefix_mute(WRITE), mute(FAILED)), T0 + 5)
+    again = s.check("app", WRITE, T0 + 6)
+    assert again is not None and again.action == "storm"
+    whole = AlertMute(id="0123456789ad", shape=message_shape(WRITE), expires=T0 + DAY)
+    s.replace(mute_list(3, whole), T0 + 7)
+    fresh = s.check("app", WRITE, T0 + 8)
+    assert fresh is not None and fresh.action == "muted" and not fresh.mute.prefix
+    s.set_storm_per_minute(1)
+    s.replace(mute_list(4, prefix_mute(WRITE)), T0 + 9)
+    assert [v.action for v in (s.check("app", WRITE, T0 + 10 + i) for i in range(3)) if v] \
+        == ["muted", "storm", "storm"]
+    [active] = s._prefixes
+    assert active.seen.maxlen == 2
+
+
+def test_a_prefix_mute_kept_on_disk_is_restored(tmp_path: Path) -> None:
+    store = tmp_path / "mutes.json"
+    doc = mute_list(5, prefix_mute(WRITE))
+    assert MuteInbox(MuteSet(), Counters(), "gate-03", store=store).submit(
+        doc.model_dump_json().encode(), now=T0)
+    later = MuteSet()
+    assert MuteInbox(later, Counters(), "gate-03", store=store).restore(now=T0 + 60,
+                                                                        monotonic=3.0)
+    assert later.check("app", WRITE_AGAIN, T0 + 60, monotonic=3.0) is not None
+    assert later.active(T0 + 60, 3.0)[0]["prefix"] is True
+
+
+def test_a_forged_short_prefix_is_refused_and_the_mutes_held_stay(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A list that would mute every line that starts with a number (a ``#`` prefix)."""
+    box, mutes, counters = inbox()
+    box.submit(mute_list(2, mute(FAILED)).model_dump_json().encode(), now=T0)
+    forged = (b'{"revision": 3, "mutes": [{"id": "0123456789ab", "shape": "#", '
+              b'"prefix": true, "expires": 1900000000}]}')
+    with caplog.at_level(logging.WARNING, logger="nanofleet.agent.mutes"):
+        assert not box.submit(forged, now=T0)
+    assert counters.get("mutes_rejected") == 1 and "at least 200" in caplog.text
+    assert mutes.revision == 2 and mutes.check("app", "#1 " + WRITE, T0) is None
+    assert mutes.check("auth", FAILED, T0) is not None
 
 
 # --- the alert gate ---------------------------------------------------------------------
