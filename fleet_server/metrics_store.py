@@ -41,7 +41,7 @@ ERROR_COUNTERS = ("inference_errors", "batch_errors", "source_errors", "reload_e
                   "ota_errors")
 COMPACT_CHUNK = 5000
 MAX_POINTS = 1500  # per plotted series: more would not show on a screen anyway
-ALERT_TEXT_CHARS = 500  # of an alert's line kept (a mute of a cut line could never match)
+ALERT_TEXT_CHARS = 500  # of an alert's line kept (a mute of a cut line names a shape's start)
 
 
 class MetricSampleRow(Base):

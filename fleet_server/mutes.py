@@ -4,9 +4,12 @@ a mute is and what the agent does with one).
 
 A mute is made from an alert the server keeps: the *shape* of its line
 (:func:`contract.mutes.message_shape`) and its source, on the alert's device or on every
-device, for 1 to :data:`MAX_MUTE_DAYS` days. The rows live in ``alert_mutes``; every
-device's :class:`MuteList` (its own mutes and the every-device ones) is published
-retained on ``dev/{id}/mutes`` by :mod:`fleet_server.mute_publisher` after each change.
+device, for 1 to :data:`MAX_MUTE_DAYS` days. The server keeps the first
+:data:`ALERT_TEXT_CHARS` characters of a line: a line it kept cut gets a *prefix* mute, of
+the start of the shape the server can be sure of (:func:`contract.mutes.prefix_shape`).
+The rows live in ``alert_mutes``; every device's :class:`MuteList` (its own mutes and
+the every-device ones) is published retained on ``dev/{id}/mutes`` by
+:mod:`fleet_server.mute_publisher` after each change.
 
 Revisions: one counter (the single row of ``alert_mute_revision``) goes up in the
 transaction of every change, and its value is the revision of every device's list. A
@@ -25,9 +28,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from sqlalchemy import Float, Integer, String, delete, or_, select, update
+from sqlalchemy import Boolean, Float, Integer, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from contract.limits import AGENT_RECEIVE_MAX_BYTES, PACKET_OVERHEAD_BYTES
@@ -35,9 +38,11 @@ from contract.mutes import (
     MAX_MUTE_DAYS,
     MAX_MUTES,
     MAX_SHAPE_CHARS,
+    MIN_PREFIX_SHAPE_CHARS,
     AlertMute,
     MuteList,
     message_shape,
+    prefix_shape,
 )
 from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
@@ -64,6 +69,8 @@ class AlertMuteRow(Base):
     source: Mapped[str | None] = mapped_column(String(128), nullable=True,
                                                doc="None: lines of any source")
     shape: Mapped[str] = mapped_column(String(MAX_SHAPE_CHARS))
+    prefix: Mapped[bool] = mapped_column(Boolean, default=False,
+                                         doc="the shape is the start of the line's (cut line)")
     reason: Mapped[str] = mapped_column(String(MAX_REASON_CHARS), default="")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
@@ -114,18 +121,50 @@ def check_request(days: int, reason: str) -> None:
         raise MuteRefused(f"reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
 
 
-def mute_shape(text: str) -> str:
-    """The shape of a stored alert's line, or :class:`MuteRefused` when a mute of it could
-    not match what the device sees: the agent takes the shape of the whole line, and the
-    server keeps its first :data:`ALERT_TEXT_CHARS` characters only."""
+class MuteShape(NamedTuple):
+    """What a mute of an alert names: a shape, whole or (``prefix``) the start of one."""
+
+    shape: str
+    prefix: bool
+
+
+def mute_shape(text: str) -> MuteShape:
+    """The shape a mute of a stored alert's line names, or :class:`MuteRefused` when no
+    mute of it could match what the device sees. The agent takes the shape of the whole
+    line and the server keeps its first :data:`ALERT_TEXT_CHARS` characters only: a line
+    that long was probably cut, so the mute names the start of its shape that the server
+    can be sure of (:func:`contract.mutes.prefix_shape`: the kept text without its last,
+    maybe cut, token), and mutes the lines whose shape starts with it. That start must be
+    :data:`contract.mutes.MIN_PREFIX_SHAPE_CHARS` long at least."""
     if len(text) >= ALERT_TEXT_CHARS:
-        raise MuteRefused(f"the server keeps the first {ALERT_TEXT_CHARS} characters of an "
-                          "alert's line and this one has that many: it was probably cut, and "
-                          "a mute of the shape of a cut line would never match the device's")
+        start = prefix_shape(text)
+        if len(start) < MIN_PREFIX_SHAPE_CHARS:
+            raise MuteRefused(
+                f"the server keeps the first {ALERT_TEXT_CHARS} characters of an alert's "
+                "line and this one has that many: it was probably cut, so a mute can name "
+                "only the start of its shape, up to the last space the server kept. That "
+                f"start has {len(start)} characters here, fewer than the "
+                f"{MIN_PREFIX_SHAPE_CHARS} a mute of a line's start needs (a shorter one "
+                "could silence other messages that begin alike): this line cannot be muted "
+                "(a verdict still teaches the model)")
+        return MuteShape(start, True)
     shape = message_shape(text)
     if not shape:
         raise MuteRefused("the alert's line is empty or blank: there is no shape to mute")
-    return shape
+    return MuteShape(shape, False)
+
+
+def covers(mute: AlertMute, source: str, line: MuteShape) -> bool:
+    """Whether ``mute`` covers a stored alert's line of ``source`` (``line``: what
+    :func:`mute_shape` makes of it), as far as the server can tell. A whole line: the
+    agent's rule (:meth:`contract.mutes.AlertMute.matches`). A line the server kept cut:
+    the device's shape of the whole line starts with ``line.shape`` and the server knows no
+    more, so a prefix mute covers it when that start begins with the mute's shape, and a
+    mute of a whole shape only when the start is a whole shape already (the agent cuts
+    shapes at :data:`contract.mutes.MAX_SHAPE_CHARS` too)."""
+    if line.prefix and not mute.prefix and len(line.shape) < MAX_SHAPE_CHARS:
+        return False
+    return mute.matches(source, line.shape)
 
 
 def _encode(doc: MuteList | AlertMute) -> bytes:
@@ -148,8 +187,8 @@ def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
     size = len(_encode(MuteList(revision=revision, mutes=[])))
     kept: list[AlertMute] = []
     for row in live[:MAX_MUTES]:
-        mute = AlertMute(id=row.id, shape=row.shape, source=row.source, expires=row.expires_at,
-                         reason=row.reason)
+        mute = AlertMute(id=row.id, shape=row.shape, prefix=row.prefix, source=row.source,
+                         expires=row.expires_at, reason=row.reason)
         size += len(_encode(mute)) + 1  # and the comma before the next
         if size > max_bytes:
             break
@@ -190,8 +229,9 @@ def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: flo
            **detail: object) -> None:
     session.add(AuditEntry(actor=actor, action=action, at=at,
                            subject=row.device_id or "every device",
-                           detail={"mute": row.id, "shape": row.shape, "source": row.source,
-                                   "expires_at": row.expires_at, **detail}))
+                           detail={"mute": row.id, "shape": row.shape, "prefix": row.prefix,
+                                   "source": row.source, "expires_at": row.expires_at,
+                                   **detail}))
 
 
 def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
@@ -200,8 +240,9 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     """Mute the shape of alert ``alert_id``'s line, on its device (or every device), from
     its source (or any), for ``days``; with its entry in the audit log (``alert-mute``).
 
-    An active mute of the same device (or every device), source (or any) and shape is
-    not made twice: that mute is returned, its expiry moved out to ``days`` from now
+    A line the server kept cut gets a prefix mute (:func:`mute_shape`). An active mute of
+    the same device (or every device), source (or any), shape and kind (whole or prefix)
+    is not made twice: that mute is returned, its expiry moved out to ``days`` from now
     when that is later (``extended``; a given reason replaces its reason), else left as
     it is (``unchanged``). Only exact duplicates count: a device's own mute and an
     every-device one of the same shape are two mutes, each lifted on its own.
@@ -214,14 +255,15 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     if alert is None:
         raise UnknownAlert(f"no alert {alert_id}: the server keeps alerts for a while only "
                            "(GET /api/v1/alerts lists them)")
-    shape = mute_shape(alert.text)
+    shape, prefix = mute_shape(alert.text)
     now = time.time() if now is None else now
     device_id = None if all_devices else alert.device_id
     source = None if any_source else alert.source
     expires_at = now + days * DAY_S
     session.execute(delete(AlertMuteRow).where(AlertMuteRow.expires_at <= now))
     same = select(AlertMuteRow).where(
-        AlertMuteRow.shape == shape, AlertMuteRow.expires_at > now,
+        AlertMuteRow.shape == shape, AlertMuteRow.prefix == prefix,
+        AlertMuteRow.expires_at > now,
         AlertMuteRow.device_id.is_(None) if device_id is None
         else AlertMuteRow.device_id == device_id,
         AlertMuteRow.source.is_(None) if source is None else AlertMuteRow.source == source)
@@ -229,8 +271,8 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     outcome: Outcome
     if row is None:
         row = AlertMuteRow(id=secrets.token_hex(8), device_id=device_id, source=source,
-                           shape=shape, reason=reason, created_by=actor, created_at=now,
-                           expires_at=expires_at, alert_id=alert.id,
+                           shape=shape, prefix=prefix, reason=reason, created_by=actor,
+                           created_at=now, expires_at=expires_at, alert_id=alert.id,
                            alert_msg_id=alert.msg_id)
         session.add(row)
         outcome = "created"

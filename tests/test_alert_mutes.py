@@ -6,6 +6,7 @@ reads it. Then the decisions on their own (the list's bounds, a refused mute).""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,23 +19,28 @@ from sqlalchemy import func, select
 
 from contract.mutes import (
     MAX_MUTES,
+    MIN_PREFIX_SHAPE_CHARS,
     MUTE_ID_PATTERN,
     AlertMute,
     MuteList,
     message_shape,
     mutes_topic,
+    prefix_shape,
 )
 from fleet_server.db import AuditEntry, Database
-from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
 from fleet_server.migrations import upgrade
 from fleet_server.mutes import (
     AlertMuteRow,
     MuteRefused,
+    MuteShape,
     UnknownAlert,
     build_mute_list,
+    covers,
     current_revision,
     encode_mute_list,
     mute_alert,
+    mute_shape,
     unmute,
 )
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
@@ -46,6 +52,7 @@ from tests.support.alert_fleet import (
     send_alerts,
     wait_alerts,
 )
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
@@ -54,6 +61,8 @@ CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12
                 "[preauth]")
 FAILED = "sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2"
 USB = "usb 1-1.2: device descriptor read/64, error -71"
+# A long line whose kept start leaves a few words only: a 600-character base64 payload.
+BLOB = "upload failed: payload=" + "QUJDRA" * 100
 DAY = 86_400.0
 
 
@@ -130,6 +139,7 @@ def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
         r = api(setup, "POST", f"/api/v1/alerts/{ids['x' * 500]}/mute", json={})
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-mute"
         assert "probably cut" in r.json()["error"]["message"]
+        assert "start has 0 characters here, fewer than the 200" in r.json()["error"]["message"]
         assert api(setup, "GET", "/api/v1/mutes").json() == {"mutes": []}
         assert audit(setup, "alert-mute") == []
 
@@ -189,6 +199,55 @@ def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
         assert api(setup, "DELETE", "/api/v1/mutes/NOT-HEX-AT-ALL").status_code == 422
         assert [e["detail"]["mute"] for e in audit(setup, "alert-unmute")] == [made["id"]]
         assert never_older(lists_on(watch.messages, device))
+    finally:
+        watch.close()
+
+
+def test_a_cut_line_gets_a_prefix_mute_that_reaches_its_device(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """A 900-character JSON log line: the server keeps its first 500 characters, so the mute
+    names the start of its shape, and the device's list says so (``prefix: true``). A cut
+    line whose sure start is too short to be specific is still refused, saying why."""
+    setup, broker = fleet
+    device = "gw-json"
+    ids = alerts_of(setup, broker, device, [("app", WRITE), ("app", BLOB)])
+    cut = {text[:ALERT_TEXT_CHARS]: alert_id for text, alert_id in ids.items()}
+    watch = Collector(broker.port, [mutes_topic(device)])
+    try:
+        r = api(setup, "POST", f"/api/v1/alerts/{cut[BLOB[:ALERT_TEXT_CHARS]]}/mute", json={})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-mute"
+        message = r.json()["error"]["message"]
+        assert "it was probably cut, so a mute can name only the start of its shape" in message
+        assert f"That start has {len('upload failed:')} characters here, fewer than the " \
+               f"{MIN_PREFIX_SHAPE_CHARS}" in message and "cannot be muted" in message
+        assert api(setup, "GET", f"/api/v1/mutes?device={device}").json() == {"mutes": []}
+
+        r = api(setup, "POST", f"/api/v1/alerts/{cut[WRITE[:ALERT_TEXT_CHARS]]}/mute",
+                json={"reason": "collector retries on its own"})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        start = prefix_shape(WRITE[:ALERT_TEXT_CHARS])
+        assert (made["shape"], made["prefix"], made["source"]) == (start, True, "app")
+        assert len(start) >= MIN_PREFIX_SHAPE_CHARS and message_shape(WRITE).startswith(start)
+        assert api(setup, "GET", "/api/v1/mutes",
+                   params={"device": device}).json()["mutes"][0]["prefix"] is True
+        assert audit(setup, "alert-mute")[0]["detail"]["prefix"] is True
+
+        # What the device reads: the raw payload says prefix, and the mute covers the same
+        # message with other values, not another message that begins alike.
+        got = watch.wait_for(lambda ms: any(json.loads(m.payload)["mutes"] for m in ms))
+        doc = next(json.loads(m.payload) for m in got if json.loads(m.payload)["mutes"])
+        assert [(m["shape"], m["prefix"]) for m in doc["mutes"]] == [(start, True)]
+        held = retained(broker, device)
+        assert held.mutes[0].prefix and held.mutes[0].matches("app", message_shape(WRITE_AGAIN))
+        assert not held.mutes[0].matches("app", message_shape(READ))
+
+        # The same cut line again: the same mute (a prefix mute is its own identity).
+        r = api(setup, "POST", f"/api/v1/alerts/{cut[WRITE[:ALERT_TEXT_CHARS]]}/mute",
+                json={"days": 1})
+        assert r.status_code == 200 and (r.json()["id"], r.json()["outcome"]) == (
+            made["id"], "unchanged")
+        assert api(setup, "DELETE", f"/api/v1/mutes/{made['id']}").status_code == 204
     finally:
         watch.close()
 
@@ -352,6 +411,71 @@ def test_a_refused_mute_changes_nothing_even_when_the_caller_commits(db: Databas
     assert counts(db) == before
 
 
+def test_a_cut_line_is_muted_by_its_start_and_the_kind_is_part_of_the_mute(
+        db: Database) -> None:
+    cut = stored_alert(db, WRITE[:ALERT_TEXT_CHARS], source="app")
+    start = prefix_shape(WRITE[:ALERT_TEXT_CHARS])
+    assert mute_shape(WRITE[:ALERT_TEXT_CHARS]) == (start, True)
+    assert mute_shape(CLOSED) == (message_shape(CLOSED), False)
+    assert mute_shape(WRITE[:ALERT_TEXT_CHARS - 1]) == (
+        message_shape(WRITE[:ALERT_TEXT_CHARS - 1]), False)  # shorter: kept whole
+    # A mute of the whole shape that reads the same is another mute: not a duplicate.
+    with db.session() as session:
+        session.add(AlertMuteRow(id="00000000000e4ac7", device_id="gw-1", source="app",
+                                 shape=start, prefix=False, reason="", created_by="op",
+                                 created_at=900.0, expires_at=1000.0 + 30 * DAY))
+    with db.session() as session:
+        made = mute_alert(session, cut, days=7, all_devices=False, any_source=False,
+                          reason="", actor="alice", now=1000.0)
+        assert made.outcome == "created" and (made.mute.shape, made.mute.prefix) == (start, True)
+        again = mute_alert(session, cut, days=1, all_devices=False, any_source=False,
+                           reason="", actor="alice", now=1000.0)
+        assert (again.outcome, again.mute.id) == ("unchanged", made.mute.id)
+        rows = list(session.scalars(select(AlertMuteRow)))
+    doc, _ = build_mute_list(rows, 1, 1000.0)
+    assert [(m.shape, m.prefix) for m in doc.mutes] == [(start, True), (start, False)]
+    assert doc.mutes[0].matches("app", message_shape(WRITE_AGAIN))
+    assert not doc.mutes[1].matches("app", message_shape(WRITE_AGAIN))
+    assert MuteList.model_validate_json(encode_mute_list(doc)) == doc
+    # Refused, and nothing stored: a cut line whose sure start is too short.
+    blob = stored_alert(db, BLOB[:ALERT_TEXT_CHARS])
+    before = counts(db)
+    with db.session() as session, pytest.raises(MuteRefused, match="fewer than the 200"):
+        mute_alert(session, blob, days=7, all_devices=False, any_source=False, reason="",
+                   actor="bob", now=1000.0)
+    assert counts(db) == before
+
+
+def test_what_a_mute_covers_of_a_cut_line_is_what_the_server_can_tell() -> None:
+    """The console's "muted" tag. Of a line it kept cut the server knows the start of the
+    shape only: a prefix mute covers it when that start begins with the mute's shape; a
+    mute of a whole shape cannot be judged against a start (the device's shape of the whole
+    line is longer), unless the start is already as long as any shape (512)."""
+    def prefix_of(text: str) -> AlertMute:
+        return AlertMute(id="0123456789ab", shape=prefix_shape(text[:ALERT_TEXT_CHARS]),
+                         prefix=True, expires=1.0)
+
+    again = mute_shape(WRITE_AGAIN[:ALERT_TEXT_CHARS])
+    write = mute_shape(WRITE[:ALERT_TEXT_CHARS])
+    assert covers(prefix_of(WRITE), "app", again)  # its start goes further: covered
+    assert covers(prefix_of(WRITE), "app", write)
+    assert not covers(prefix_of(READ), "app", write)
+    # Its start stops short of the mute's: the device may well mute it; the server can't say.
+    assert len(write.shape) < len(again.shape) and not covers(prefix_of(WRITE_AGAIN), "app",
+                                                              write)
+    whole = AlertMute(id="0123456789ab", shape=write.shape, expires=1.0)
+    assert not covers(whole, "app", write)
+    # A whole line: the agent's rule, for both kinds of mute.
+    assert covers(whole, "app", MuteShape(write.shape, False))
+    assert covers(prefix_of(WRITE), "app", MuteShape(message_shape(WRITE_AGAIN), False))
+    # A start as long as any shape is the whole shape (the agent cuts there too).
+    long = "İ" * 300 + " " + "x" * 300  # lower-cased, "İ" is two characters
+    known = mute_shape(long[:ALERT_TEXT_CHARS])
+    assert known.prefix and known.shape == message_shape(long)
+    assert covers(AlertMute(id="0123456789ab", shape=message_shape(long), expires=1.0), "app",
+                  known)
+
+
 def test_expired_mutes_are_cleared_and_a_new_one_made(db: Database) -> None:
     alert_id = stored_alert(db, CLOSED)
     with db.session() as session:
@@ -369,7 +493,7 @@ def test_expired_mutes_are_cleared_and_a_new_one_made(db: Database) -> None:
 
 def row(i: int, created: float, expires: float, device: str | None = "gw-1",
         shape: str = "s", reason: str = "") -> AlertMuteRow:
-    return AlertMuteRow(id=f"{i:016x}", device_id=device, source=None, shape=shape,
+    return AlertMuteRow(id=f"{i:016x}", device_id=device, source=None, shape=shape, prefix=False,
                         reason=reason, created_by="op", created_at=created, expires_at=expires)
 
 

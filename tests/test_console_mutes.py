@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from contract.messages import Metrics
-from contract.mutes import MuteList, message_shape, mutes_topic
+from contract.mutes import MuteList, message_shape, mutes_topic, prefix_shape
 from contract.topics import metrics as metrics_topic
 from fleet_server.metrics_store import ALERT_TEXT_CHARS
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
@@ -32,6 +33,7 @@ from tests.support.alert_fleet import (
     wait_alerts,
 )
 from tests.support.console_client import console, csrf_of, notice, operator_token
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
@@ -40,14 +42,19 @@ CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port
 CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
                 "[preauth]")
 USB = "usb 1-1.2: device descriptor read/64, error -71"
-CUT = "x" * 600  # the server keeps the first ALERT_TEXT_CHARS: no mute can name its shape
+# The server keeps the first ALERT_TEXT_CHARS of a line: a mute of a cut line names the
+# start of its shape, unless what the server can be sure of is too short (a long blob).
+BLOB = "upload failed: payload=" + "QUJDRA" * 100
 # (device, msg_id, source, text)
 ALERTS = [
     (DEVICE, "cm-1", "sshd", CLOSED),
     (DEVICE, "cm-2", "kernel", USB),
-    (DEVICE, "cm-3", "app", CUT),
+    (DEVICE, "cm-3", "app", WRITE),  # 900 characters of JSON: cut
     (DEVICE, "cm-4", "sshd", CLOSED_AGAIN),  # the same message as cm-1, another day
     (OTHER, "cm-5", "sshd", CLOSED),
+    (DEVICE, "cm-6", "app", BLOB),  # cut, and no sure start long enough to mute
+    (DEVICE, "cm-7", "app", WRITE_AGAIN),  # cm-3's message with other values
+    (DEVICE, "cm-8", "app", READ),  # another message that begins like cm-3's
 ]
 DAY = 86_400.0
 
@@ -140,12 +147,13 @@ def test_an_operator_mutes_an_alert_from_the_device_page_and_lifts_the_mute(
         assert page.status_code == 200
         csrf = csrf_of(page.text)
         table = alert_rows(page.text)
-        assert sorted(table) == sorted(ids[m] for m in ("cm-1", "cm-2", "cm-3", "cm-4"))
-        for msg_id in ("cm-1", "cm-2", "cm-4"):
+        assert sorted(table) == sorted(ids[m] for m in ("cm-1", "cm-2", "cm-3", "cm-4", "cm-6",
+                                                        "cm-7", "cm-8"))
+        for msg_id in ("cm-1", "cm-2", "cm-3", "cm-4", "cm-7", "cm-8"):
             assert mute_forms(table[ids[msg_id]]) == [
                 (f"{url}/alerts/{ids[msg_id]}/mute", "7", "mute 7 days")]
             assert muted_tag(table[ids[msg_id]]) is None
-        assert mute_forms(table[ids["cm-3"]]) == []  # a cut line: a mute would be refused
+        assert mute_forms(table[ids["cm-6"]]) == []  # a mute would be refused
         assert muted_here(page.text) == {}
         assert "No active mute applies to this device." in page.text
         assert mutes(setup) == []
@@ -255,6 +263,47 @@ def test_an_operator_mutes_an_alert_from_the_device_page_and_lifts_the_mute(
     watch.close()
 
 
+def test_a_cut_line_is_muted_by_the_start_of_its_shape(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """A 900-character JSON line, kept cut: its button makes a prefix mute, which the
+    device's retained list carries as one (``"prefix": true``) and the page shows as the
+    start of a shape ("…"); it tags the same message with other values, not another message
+    that begins alike."""
+    setup, broker = fleet
+    ids = alert_ids(setup)
+    url = page_url(DEVICE)
+    start = prefix_shape(WRITE[:ALERT_TEXT_CHARS])
+    with console(setup, operator_token(setup, "json-shift", "deploy"), url) as c:
+        page = c.get(url)
+        row = alert_rows(page.text)[ids["cm-3"]]
+        assert "the server kept this line cut, so the mute names the start of its shape" in row
+        r = c.post(f"{url}/alerts/{ids['cm-3']}/mute",
+                   data={"csrf": csrf_of(page.text), "days": "7"})
+        assert r.status_code == 303
+        [made] = mutes(setup)
+        assert (made["shape"], made["prefix"], made["source"]) == (start, True, "app")
+        reader = Collector(broker.port, [mutes_topic(DEVICE)])
+        try:
+            payload = reader.wait_for(bool)[0].payload
+        finally:
+            reader.close()
+        [sent] = json.loads(payload)["mutes"]
+        assert (sent["id"], sent["shape"], sent["prefix"]) == (made["id"], start, True)
+        assert retained(broker, DEVICE).mutes[0].matches("app", message_shape(WRITE_AGAIN))
+
+        page = c.get(url)
+        [(shape, *_)] = muted_here(page.text).values()
+        assert shape == start + "…"
+        table = alert_rows(page.text)
+        for msg_id in ("cm-3", "cm-7"):
+            assert muted_tag(table[ids[msg_id]]) == (
+                f"its message is muted here until {when(made['expires_at'])} (by json-shift)")
+        for msg_id in ("cm-1", "cm-6", "cm-8"):
+            assert muted_tag(table[ids[msg_id]]) is None
+        r = c.post(f"{url}/mutes/{made['id']}/unmute", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 303 and mutes(setup) == []
+
+
 def test_refused_and_forged_mute_forms_change_nothing(
         fleet: tuple[FleetSetup, Mosquitto]) -> None:
     setup, broker = fleet
@@ -277,8 +326,9 @@ def test_refused_and_forged_mute_forms_change_nothing(
                 f"no alert {alert_id} on device {DEVICE}: the server keeps alerts for a "
                 "while only (the table lists those it has)")
         # What mute_alert refuses, in its own words.
-        r = c.post(f"{url}/alerts/{ids['cm-3']}/mute", data={"csrf": csrf})
+        r = c.post(f"{url}/alerts/{ids['cm-6']}/mute", data={"csrf": csrf})
         assert r.status_code == 422 and "probably cut" in notice(r.text)
+        assert "fewer than the 200 a mute of a line's start needs" in notice(r.text)
         assert muted_here(r.text) == {}  # the page itself, with its lists
         for days in ("0", "91", "seven", "7.5", "-1", "1e1"):
             r = c.post(f"{url}/alerts/{ids['cm-1']}/mute", data={"csrf": csrf, "days": days})

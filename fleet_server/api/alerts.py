@@ -104,8 +104,8 @@ def get_labelled_lines(service: Service, device: str | None = None,
 
 def mute_view(row: AlertMuteRow) -> MuteView:
     return MuteView(id=row.id, device_id=row.device_id, source=row.source, shape=row.shape,
-                    reason=row.reason, created_by=row.created_by, created_at=row.created_at,
-                    expires_at=row.expires_at, alert_id=row.alert_id)
+                    prefix=row.prefix, reason=row.reason, created_by=row.created_by,
+                    created_at=row.created_at, expires_at=row.expires_at, alert_id=row.alert_id)
 
 
 AlertId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT, description="The alert's id.")]

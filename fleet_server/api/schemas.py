@@ -237,6 +237,10 @@ class MuteView(Strict):
     source: str | None = Field(description="Source whose lines it mutes; null: any source.")
     shape: str = Field(description="The message shape muted (the alert's line with numbers, "
                        "addresses, ids and dates taken out).")
+    prefix: bool = Field(description="The shape is only the start of the line's shape: the "
+                         "server kept the alert's line cut (500 characters), and lines whose "
+                         "shape starts with this one are muted. False: lines of exactly this "
+                         "shape.")
     reason: str = Field(description="Why, in the operator's words.")
     created_by: str = Field(description="Token that made it.")
     created_at: float = Field(description="When (unix time).")

@@ -22,7 +22,14 @@ from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import device_summary, recent_events
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
-from fleet_server.mutes import AlertMuteRow, MuteRefused, active_mutes, mute_shape
+from fleet_server.mutes import (
+    AlertMuteRow,
+    MuteRefused,
+    MuteShape,
+    active_mutes,
+    covers,
+    mute_shape,
+)
 from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
 from fleet_server.service import FleetService
@@ -43,7 +50,7 @@ class DevicePageView:
     alerts: list[DeviceAlertRow]
     verdicts: dict[str, AlertVerdictRow]  # operators' verdicts on those alerts, by msg_id
     mutes: list[AlertMuteRow]  # active mutes that apply to the device, newest first
-    mutable: set[int]  # ids of the alerts whose line has a shape a mute can name
+    mutable: dict[int, MuteShape]  # alert id -> the shape a mute of it names (if it can)
     muted: dict[int, AlertMuteRow]  # alert id -> an active mute its line falls under
     metrics: dict[str, list[Any]]  # plotted series
     last_metrics: dict[str, Any]
@@ -81,17 +88,17 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
     shapes = alert_shapes(alerts)
     return DevicePageView(device_id=device_id, state=state, summary=summary,
                           identity=identity_view, events=events, alerts=alerts,
-                          verdicts=verdicts, mutes=mutes, mutable=set(shapes),
+                          verdicts=verdicts, mutes=mutes, mutable=shapes,
                           muted=muted_alerts(alerts, shapes, mutes),
                           metrics=series(history), last_metrics=last,
                           window=window if window in WINDOWS else "1h", rollouts=rollouts)
 
 
-def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, str]:
+def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, MuteShape]:
     """The message shape a mute of each alert would name (:func:`fleet_server.mutes.mute_shape`,
-    as ``mute_alert`` takes it), by alert id; alerts a mute would refuse (a blank or cut
-    line) are left out."""
-    shapes: dict[int, str] = {}
+    as ``mute_alert`` takes it: a cut line's is the start of one), by alert id; alerts a mute
+    would refuse (a blank line, a cut one whose sure start is too short) are left out."""
+    shapes: dict[int, MuteShape] = {}
     for alert in alerts:
         try:
             shapes[alert.id] = mute_shape(alert.text)
@@ -100,17 +107,19 @@ def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, str]:
     return shapes
 
 
-def muted_alerts(alerts: list[DeviceAlertRow], shapes: dict[int, str],
+def muted_alerts(alerts: list[DeviceAlertRow], shapes: dict[int, MuteShape],
                  mutes: list[AlertMuteRow]) -> dict[int, AlertMuteRow]:
-    """Which of the alerts an active mute covers now (the agent's rule,
-    :meth:`contract.mutes.AlertMute.matches`: the same shape, from the mute's source or
-    any): the alert's id and the first (newest) such mute."""
-    rules = [(AlertMute.model_construct(shape=m.shape, source=m.source), m) for m in mutes]
+    """Which of the alerts an active mute covers now, as far as the server can tell
+    (:func:`fleet_server.mutes.covers`: the agent's rule, :meth:`AlertMute.matches`, and
+    for a line the server kept cut only what its kept start decides): the alert's id and
+    the first (newest) such mute."""
+    rules = [(AlertMute.model_construct(shape=m.shape, prefix=m.prefix, source=m.source), m)
+             for m in mutes]
     found: dict[int, AlertMuteRow] = {}
     for alert in alerts:
         shape = shapes.get(alert.id)
         mute = None if shape is None else next(
-            (m for rule, m in rules if rule.matches(alert.source, shape)), None)
+            (m for rule, m in rules if covers(rule, alert.source, shape)), None)
         if mute is not None:
             found[alert.id] = mute
     return found

@@ -1,6 +1,6 @@
 """Add ``alert_mutes`` and ``alert_mute_revision``: operators' mutes of alerts' message
-shapes, and the one counter that is every device's mute-list revision
-(fleet_server/mutes.py).
+shapes (whole, or with ``prefix`` the start of a cut line's), and the one counter that is
+every device's mute-list revision (fleet_server/mutes.py).
 
 Revision 0003, after 0002. New tables only: nothing existing changes. The counter's one
 row is inserted here (revision 0: nothing muted yet), so every change is an UPDATE of
@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=64), nullable=True),
         sa.Column("source", sa.String(length=128), nullable=True),
         sa.Column("shape", sa.String(length=512), nullable=False),
+        sa.Column("prefix", sa.Boolean(), nullable=False),
         sa.Column("reason", sa.String(length=200), nullable=False),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
