@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from contract.mutes import MuteList, message_shape, mutes_topic
+from contract.mutes import MuteList, message_shape, mutes_topic, prefix_shape
 from fleet_server.cli.mutes import render_mutes
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 from tests.support.fleet_cli import nf
+from tests.support.json_log import WRITE
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
@@ -116,11 +117,12 @@ def test_mute_list_and_lift_from_the_command_line(fleet: tuple[FleetSetup, Mosqu
     code, out, err = nf("mutes", "list", *client_args(setup))
     assert code == 0, err
     lines = out.splitlines()
-    assert columns(lines[0]) == ["ID", "EXPIRES", "DEVICE", "SOURCE", "BY", "REASON", "SHAPE"]
+    assert columns(lines[0]) == ["ID", "EXPIRES", "DEVICE", "SOURCE", "BY", "REASON", "MATCH",
+                                 "SHAPE"]
     assert [columns(x)[0] for x in lines[1:]] == [escaped["id"], usb["id"], made["id"]]
     assert columns(lines[2])[1:] == [until(usb["expires_at"]), "(every)", "(any)",
-                                     "operator", "-", message_shape(USB)]
-    assert columns(lines[3])[2:6] == [DEVICE, "sshd", "operator", "scanner on the LAN"]
+                                     "operator", "-", "whole", message_shape(USB)]
+    assert columns(lines[3])[2:7] == [DEVICE, "sshd", "operator", "scanner on the LAN", "whole"]
     assert columns(lines[1])[-1] == "login banner ?[#mred?[#m end"
     assert "\x1b" not in out and all(len(x) <= 150 for x in lines)
     assert len({len(x) - len(columns(x)[-1]) for x in lines}) == 1  # one column start
@@ -146,6 +148,31 @@ def test_mute_list_and_lift_from_the_command_line(fleet: tuple[FleetSetup, Mosqu
     assert actions.count("alert-mute") == 4 and actions.count("alert-unmute") == 2
 
 
+def test_a_cut_line_is_muted_by_its_start_from_the_command_line(
+        fleet: tuple[FleetSetup, Mosquitto], monkeypatch: pytest.MonkeyPatch) -> None:
+    setup, broker = fleet
+    device = "gw-cli-json"
+    send_alerts(broker, [alert(device, f"{device}-1", 1, "app", WRITE, "storage")])
+    [listed] = wait_alerts(setup, 1, device)
+    code, out, err = nf("alerts", "mute", str(listed["id"]), *client_args(setup))
+    assert code == 0, err
+    [made] = api(setup, "GET", "/api/v1/mutes", params={"device": device}).json()["mutes"]
+    start = prefix_shape(WRITE[:500])
+    assert (made["shape"], made["prefix"]) == (start, True)
+    assert out == (f"muted: {start}…\n"
+                   f"  mute {made['id']} on {device}, source app, until "
+                   f"{until(made['expires_at'])}\n"
+                   "  the server kept the line cut: lines whose shape starts with this are "
+                   "muted\n")
+    assert retained(broker, device).mutes[0].prefix
+    monkeypatch.setenv("COLUMNS", "150")
+    code, out, err = nf("mutes", "list", "--device", device, *client_args(setup))
+    assert code == 0 and columns(out.splitlines()[1])[6] == "start", out + err
+    code, out, err = nf("mutes", "list", "--device", device, "--json", *client_args(setup))
+    assert code == 0 and json.loads(out)["mutes"][0]["prefix"] is True, err
+    assert nf("mutes", "delete", made["id"], *client_args(setup))[0] == 0
+
+
 def test_mutes_table_layout_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
@@ -154,22 +181,28 @@ def test_mutes_table_layout_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
                 "alert_id": 1}
         rows = [
             {**base, "id": "0123456789abcdef", "device_id": None, "source": None,
-             "shape": message_shape(USB), "reason": ""},
+             "shape": message_shape(USB), "prefix": False, "reason": ""},
             {**base, "id": "fedcba9876543210", "device_id": "gw-03", "source": "sshd",
-             "shape": message_shape(CLOSED), "reason": "a scanner on the LAN, every night "
-             "at two"},
+             "shape": message_shape(CLOSED), "prefix": False, "reason": "a scanner on the LAN, "
+             "every night at two"},
         ]
         assert render_mutes(rows, 120) == [
             "ID                EXPIRES              DEVICE   SOURCE  BY  REASON              "
-            "            SHAPE",
+            "            MATCH  SHAPE",
             "0123456789abcdef  2027-01-15 08:00:00  (every)  (any)   op  -                   "
-            "            usb #-#.#: device descripto…",
+            "            whole  usb #-#.#: device de…",
             "fedcba9876543210  2027-01-15 08:00:00  gw-03    sshd    op  a scanner on the LAN"
-            ", every n…  # # # gw sshd[#]: connectio…",
+            ", every n…  whole  # # # gw sshd[#]: co…",
         ]
+        # The start of a cut line's shape says so: MATCH start.
+        start = {**rows[0], "id": "00000000feedface", "shape": prefix_shape(WRITE[:500]),
+                 "prefix": True}
+        assert render_mutes([start], 100)[1] == (
+            "00000000feedface  2027-01-15 08:00:00  (every)  (any)   op  -       start  "
+            '{"ts": "#", "level": "er…')
         # Not a terminal: nothing is cut.
         assert render_mutes(rows, None)[2].endswith(
-            "a scanner on the LAN, every night at two  " + message_shape(CLOSED))
+            "a scanner on the LAN, every night at two  whole  " + message_shape(CLOSED))
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

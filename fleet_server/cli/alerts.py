@@ -185,12 +185,17 @@ MUTE_OUTCOMES = {"created": "muted", "extended": "mute extended", "unchanged": "
 
 
 def mute_lines(mute: dict[str, Any]) -> list[str]:
-    """``muted: <shape>`` and where, from what and until when."""
+    """``muted: <shape>`` (``<shape>…`` for the start of one) and where, from what and
+    until when."""
     where = printable(mute["device_id"]) if mute["device_id"] else "every device"
     source = printable(mute["source"]) if mute["source"] else "any"
-    lines = [f"{MUTE_OUTCOMES[mute['outcome']]}: {printable(mute['shape'])}",
+    lines = [f"{MUTE_OUTCOMES[mute['outcome']]}: {printable(mute['shape'])}"
+             + ("…" if mute["prefix"] else ""),
              f"  mute {mute['id']} on {where}, source {source}, until "
              f"{when(mute['expires_at'])}"]
+    if mute["prefix"]:
+        lines.append("  the server kept the line cut: lines whose shape starts with this "
+                     "are muted")
     if mute["reason"]:
         lines.append(f"  reason: {printable(mute['reason'])}")
     return lines

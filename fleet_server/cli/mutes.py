@@ -1,8 +1,9 @@
 """``nanofleet mutes list|delete``: the active alert mutes, and lifting one.
 
 A mute is made from an alert (``nanofleet alerts mute ID``): its device (or every device)
-stops sending alerts of that line's message shape until the mute expires or is lifted
-here. All through the operator API (``fleet_server.client``).
+stops sending alerts of that line's message shape (of a line the server kept cut: of
+lines whose shape starts like its) until the mute expires or is lifted here. All through
+the operator API (``fleet_server.client``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ MIN_SHAPE_WIDTH = 20
 
 def render_mutes(mutes: list[dict[str, Any]], width: int | None) -> list[str]:
     """One row per mute, the shape last (cut to ``width`` when given, like the reason);
-    a device chooses its lines and an operator the reasons: both are made printable."""
-    rows = [("ID", "EXPIRES", "DEVICE", "SOURCE", "BY", "REASON")]
+    a device chooses its lines and an operator the reasons: both are made printable.
+    MATCH says what the shape mutes: lines of that ``whole`` shape, or (a line the server
+    kept cut) lines whose shape starts with it (``start``)."""
+    rows = [("ID", "EXPIRES", "DEVICE", "SOURCE", "BY", "REASON", "MATCH")]
     for m in mutes:
         reason = printable(m["reason"]) or "-"
         rows.append((m["id"], when(m["expires_at"]),
                      printable(m["device_id"]) if m["device_id"] else "(every)",
                      printable(m["source"]) if m["source"] else "(any)",
                      printable(m["created_by"]),
-                     reason if width is None else cut(reason, REASON_WIDTH)))
+                     reason if width is None else cut(reason, REASON_WIDTH),
+                     "start" if m["prefix"] else "whole"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lead = sum(widths) + 2 * len(widths)
     shapes = ["SHAPE"] + [printable(m["shape"]) for m in mutes]
