@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
+from contract.messages import Alert
 from contract.mutes import AlertMute, MuteList, message_shape, mutes_topic
+from fleet_server.metrics_store import alert_row
+from fleet_server.mutes import mute_shape
 from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
@@ -208,3 +212,41 @@ def test_a_restart_while_the_broker_is_away_keeps_the_mutes(
     assert counter(agent, "alerts_muted") == 1
     recent = agent.query("recent_alerts")["result"]
     assert [a["item"]["text"] for a in recent] == [INVALID]
+
+
+def test_a_long_json_line_is_muted_by_the_start_the_server_kept(
+        rig: Callable[..., tuple[AgentProcess, Path]], broker: Mosquitto) -> None:
+    """A 900-character JSON log line: the fleet server keeps its first 500 characters, so
+    the mute it makes names the start of the line's shape (a prefix mute). Built here as the
+    server builds it, from the alert the agent sent; the same message with other values
+    sends no alert, another message that begins alike still does."""
+    agent, log = rig()
+    sub = Collector(broker.port, f"{ROOT}/#")
+    agent.start()
+    append(log, [WRITE])
+    got = sub.wait_for(lambda ms: WRITE in alert_texts(ms))
+    [sent] = [Alert.model_validate_json(m.payload) for m in got if m.topic == f"{ROOT}/alerts"]
+    assert sent.item.label == "storage" and sent.item.score >= 0.8 and len(sent.item.text) > 900
+
+    stored = alert_row(sent, time.time())  # what the server keeps: the first 500 characters
+    assert len(stored.text) == 500 and WRITE.startswith(stored.text)
+    shape, prefix = mute_shape(stored.text)
+    assert prefix and message_shape(WRITE).startswith(shape) and shape != message_shape(WRITE)
+    muted = AlertMute(id="00000000a11e", shape=shape, prefix=prefix, source="auth",
+                      expires=time.time() + 3600, reason="collector retries on its own")
+    publish_mutes(broker, MuteList(revision=1, mutes=[muted]).model_dump_json().encode())
+    until(agent, lambda: mute_revision(agent) == 1)
+    [held] = agent.query("mutes")["result"]["mutes"]
+    assert (held["shape"], held["prefix"]) == (shape, True)
+    cli = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--config",
+                          str(agent.config), "mutes"], capture_output=True, text=True,
+                         timeout=30)
+    assert cli.returncode == 0 and "00000000a11e  start" in cli.stdout, cli.stdout + cli.stderr
+
+    append(log, [WRITE_AGAIN, READ])
+    got = sub.wait_for(lambda ms: READ in alert_texts(ms))
+    assert alert_texts(got) == [WRITE, READ]
+    items = result_items(sub)
+    assert items[WRITE_AGAIN]["label"] == "storage"  # classified and published all the same
+    assert counter(agent, "alerts_muted") == 1 and counter(agent, "alerts") == 2
+    sub.close()
