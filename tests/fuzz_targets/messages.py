@@ -46,7 +46,7 @@ from contract.messages import (
     QueryResponse,
     Status,
 )
-from contract.mutes import AlertMute, MuteList, message_shape
+from contract.mutes import AlertMute, MuteList, message_shape, prefix_shape
 from fleet_server.artifact_stream import Refused, artifact_file, plan_range
 from fleet_server.db import Database
 from fleet_server.inventory import ReportRejected, ingest, parse_report
@@ -152,6 +152,10 @@ def _run_desired(data: bytes) -> None:
 # --- agent: the fleet server's mute list (dev/{id}/mutes) ------------------------------------
 _MUTE_NOW = 1_800_000_000.0
 _MUTED_LINE = "sshd[7]: Connection closed by 192.0.2.1 port 22 [preauth]"
+# A long JSON line (the fleet server keeps 500 characters: a prefix mute of its start).
+_LONG_LINE = ('{"ts": "2026-03-01T10:00:00Z", "level": "error", "msg": "disk write failed: I/O '
+              'error on /dev/mmcblk0p2 sector 123456", ' + ", ".join(
+                  f'"field_{i}": "value {i * 7919}"' for i in range(40)) + "}")
 
 
 def _mutes_seeds() -> list[bytes]:
@@ -162,6 +166,10 @@ def _mutes_seeds() -> list[bytes]:
                  AlertMute(id="0123456789ac", shape=shape, source="file:/var/log/auth.log",
                            expires=_MUTE_NOW + 86400 * 365, reason="scanner noise"),
                  AlertMute(id="0123456789ad", shape="x", expires=1.0)]),
+             MuteList(revision=3, mutes=[
+                 AlertMute(id="0123456789ae", shape=prefix_shape(_LONG_LINE[:500]), prefix=True,
+                           source="file:/var/log/auth.log", expires=_MUTE_NOW + 3600),
+                 AlertMute(id="0123456789af", shape=shape, expires=_MUTE_NOW + 60)]),
              MuteList(revision=0, mutes=[])]
     return [d.model_dump_json().encode() for d in lists] + [b""]
 
@@ -172,6 +180,7 @@ def _run_mutes(data: bytes) -> None:
     MuteInbox(mutes, Counters(), DEVICE).submit(data, now=_MUTE_NOW)
     for i in range(5):  # an accepted list must also answer the alert gate's questions
         mutes.check("file:/var/log/auth.log", _MUTED_LINE, _MUTE_NOW + i)
+        mutes.check("file:/var/log/auth.log", _LONG_LINE, _MUTE_NOW + i)
     mutes.active(_MUTE_NOW)
 
 
