@@ -5,7 +5,9 @@ alerts of the first days and mutes the shape of each false alarm (``contract.mut
 should get a quieter stream afterwards *without* losing real alerts. This replays that on
 streams of real lines in the order a daemon printed them (the captured lines): per source,
 the first ``judged_share`` of the stream is judged — every line some alerter flags and
-the labels call normal has its :func:`contract.mutes.message_shape` muted — and the rest is
+the labels call normal is muted as the fleet server mutes it (its
+:func:`contract.mutes.message_shape`, or for a line of :data:`KEPT_CHARS` or more the start
+of it) — and the rest is
 scored with and without those mutes, for any alerter (the model's flag, the alerts the
 agent sends, the grep; the grep with the same mutes is the technician's ``grep -v``).
 
@@ -21,7 +23,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract.mutes import message_shape
+from contract.mutes import MIN_PREFIX_SHAPE_CHARS, message_shape, prefix_shape
+
+KEPT_CHARS = 500
+"""What the fleet server keeps of an alert's line (``fleet_server.metrics_store``'s
+``ALERT_TEXT_CHARS``): a mute of a line this long names the start of its shape."""
+
+
+def _mute_of(text: str) -> tuple[str, bool] | None:
+    """(shape, prefix) of the mute the fleet server makes of this line, or None when it
+    refuses one (``fleet_server.mutes.mute_shape``, restated: nanomodel imports neither
+    side)."""
+    if len(text) >= KEPT_CHARS:
+        start = prefix_shape(text[:KEPT_CHARS])
+        return (start, True) if len(start) >= MIN_PREFIX_SHAPE_CHARS else None
+    shape = message_shape(text)
+    return (shape, False) if shape else None
+
+
+def _muted(text: str, mutes: set[tuple[str, bool]]) -> bool:
+    shape = message_shape(text)
+    return any(shape.startswith(m) if prefix else shape == m for m, prefix in mutes)
 
 
 @dataclass(frozen=True)
@@ -76,8 +98,8 @@ def replay_mutes(texts: Sequence[str], is_alert: Sequence[bool], sources: Sequen
         cut = int(len(idx) * judged_share)
         judged, rest = idx[:cut], idx[cut:]
         judged_fa = [i for i in judged if flag[i] and not alert[i]]
-        muted = {message_shape(texts[i]) for i in judged_fa}
-        kept = [i for i in rest if flag[i] and message_shape(texts[i]) not in muted]
+        muted = {m for i in judged_fa if (m := _mute_of(texts[i])) is not None}
+        kept = [i for i in rest if flag[i] and not _muted(texts[i], muted)]
         out[source] = MuteFigures(
             mutes=len(muted), judged_false_alarms=len(judged_fa),
             healthy=sum(1 for i in rest if not alert[i]),

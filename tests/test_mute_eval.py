@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nanomodel.mute_eval import replay_mutes
+from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 
 SSH_CLOSED = "sshd[{}]: Connection closed by 192.0.2.{} port {} [preauth]"
 SSH_FAILED = "sshd[{}]: Failed password for root from 192.0.2.{} port {} ssh2"
@@ -57,3 +58,14 @@ def test_misaligned_inputs_are_refused() -> None:
     texts, alert, source, flag = _stream()
     with pytest.raises(ValueError, match="aligned"):
         replay_mutes(texts, alert[:-1], source, flag, judged_share=0.5)
+
+
+def test_a_long_line_is_muted_by_its_start_as_the_fleet_server_mutes_it() -> None:
+    """A line of 500 characters or more: the server keeps its start, and the replay mutes
+    the lines whose shape starts with that start's shape, as the device does."""
+    texts = [WRITE, WRITE_AGAIN, READ]
+    figures = replay_mutes(texts, [False, False, True], ["app"] * 3, [True] * 3,
+                           judged_share=0.34)
+    app = figures["app"]
+    assert (app.mutes, app.false_alarms_before, app.false_alarms_after) == (1, 1, 0)
+    assert (app.found_before, app.found_after) == (1, 1)  # another message stays loud
