@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
-from contract.mutes import AlertMute
+from fleet_server.alert_shapes import covering
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
@@ -27,7 +27,6 @@ from fleet_server.mutes import (
     MuteRefused,
     MuteShape,
     active_mutes,
-    covers,
     mute_shape,
 )
 from fleet_server.releases import models_view
@@ -110,16 +109,13 @@ def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, MuteShape]:
 def muted_alerts(alerts: list[DeviceAlertRow], shapes: dict[int, MuteShape],
                  mutes: list[AlertMuteRow]) -> dict[int, AlertMuteRow]:
     """Which of the alerts an active mute covers now, as far as the server can tell
-    (:func:`fleet_server.mutes.covers`: the agent's rule, :meth:`AlertMute.matches`, and
-    for a line the server kept cut only what its kept start decides): the alert's id and
-    the first (newest) such mute."""
-    rules = [(AlertMute.model_construct(shape=m.shape, prefix=m.prefix, source=m.source), m)
-             for m in mutes]
+    (:func:`fleet_server.alert_shapes.covering`, which the ranking of shapes asks too: the
+    agent's rule, :meth:`AlertMute.matches`, and for a line the server kept cut only what
+    its kept start decides): the alert's id and the first (newest) such mute."""
     found: dict[int, AlertMuteRow] = {}
     for alert in alerts:
         shape = shapes.get(alert.id)
-        mute = None if shape is None else next(
-            (m for rule, m in rules if covers(rule, alert.source, shape)), None)
+        mute = None if shape is None else covering(mutes, alert.device_id, alert.source, shape)
         if mute is not None:
             found[alert.id] = mute
     return found
