@@ -7,6 +7,8 @@ and ``nanofleet model eval --alerts`` read (:mod:`fleet_server.verdicts`).
 ``POST /alerts/{id}/mute`` stops the device (or every device) sending that alert's
 message for some days, ``GET /mutes`` lists the active mutes and ``DELETE
 /mutes/{id}`` lifts one (``deploy`` scope to change, audited; :mod:`fleet_server.mutes`).
+``GET /alert-shapes`` ranks the kept alerts by message shape, the most alerting first, with
+their verdicts and mutes: what to judge and mute first (:mod:`fleet_server.alert_shapes`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from fastapi.responses import Response
 from contract.limits import MAX_STORED_INT
 from contract.mutes import MUTE_ID_PATTERN
 from contract.topics import DEVICE_ID_PATTERN
+from fleet_server.alert_shapes import MAX_LIMIT, MAX_SCAN, ShapeGroup, shape_ranking
 from fleet_server.api.core import ApiError, Operator, Service
 from fleet_server.api.schemas import (
     AlertList,
+    AlertShapeList,
+    AlertShapeView,
     AlertView,
     MuteCreated,
     MuteRequest,
@@ -159,3 +164,40 @@ def delete_mute(mute_id: MuteId, service: Service, actor: Operator) -> Response:
         device_id = row.device_id
     service.mutes.publish_for(device_id)
     return Response(status_code=204)
+
+
+def shape_view(g: ShapeGroup) -> AlertShapeView:
+    return AlertShapeView(
+        shape=g.shape, prefix=g.prefix, mutable=g.mutable, source=g.source, count=g.count,
+        alerts=g.alerts, repeats=g.repeats, labels=dict(sorted(g.labels.items())),
+        devices=g.devices, device_ids=g.device_ids, first_received_at=g.first_received_at,
+        last_received_at=g.last_received_at, alert_id=g.alert_id, false_alarms=g.false_alarms,
+        right=g.right, muted=g.muted, muted_devices=g.muted_devices)
+
+
+@router.get("/alert-shapes", response_model=AlertShapeList, tags=["alerts"])
+def get_alert_shapes(
+        service: Service,
+        device: Annotated[str | None, Query(
+            pattern=DEVICE_ID_PATTERN, description="Only this device's alerts (its own and "
+            "the every-device mutes decide muted); else the whole fleet's.")] = None,
+        since: Annotated[float | None, Query(
+            ge=0, allow_inf_nan=False, description="Only alerts that arrived at this unix "
+            "time or later.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
+                                    description="At most this many shapes.")] = 20,
+        unjudged: Annotated[bool, Query(
+            description="Leave out the shapes with a verdict on any of their alerts or an "
+            "active mute covering them: what nobody has looked at yet.")] = False,
+) -> AlertShapeList:
+    """The kept alerts grouped by message shape and source, the most alerting first
+    (alerts plus the repeats they carry), each with its labels, devices, newest alert,
+    verdicts and mute state: judge and mute the top ones. Reads the newest alerts only
+    (a bounded number; ``complete`` says whether that was all)."""
+    scan = min(MAX_SCAN, service.metrics.policy.max_alerts)
+    with service.db.session() as session:
+        ranking = shape_ranking(session, device, since, time.time(), limit=limit,
+                                unjudged=unjudged, max_rows=scan)
+    return AlertShapeList(shapes=[shape_view(g) for g in ranking.groups],
+                          total_shapes=ranking.shapes, alerts_read=ranking.alerts_read,
+                          complete=ranking.complete)

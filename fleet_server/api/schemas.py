@@ -258,3 +258,45 @@ class MuteCreated(MuteView):
 
 class MuteViews(Strict):
     mutes: list[MuteView] = Field(description="Active mutes, newest first.")
+
+
+# --- alert shapes: which messages alert most ---------------------------------------------------
+
+class AlertShapeView(Strict):
+    shape: str = Field(description="The message shape a mute of these alerts names (the line "
+                       "with numbers, addresses, ids and dates taken out); for lines no mute "
+                       "can name (mutable false), their plain shape.")
+    prefix: bool = Field(description="The shape is only the start of the lines' shape (the "
+                         "server kept them cut at 500 characters), as a mute of them names it.")
+    mutable: bool = Field(description="A mute of these alerts can be made; false: a blank "
+                          "line, or a cut one whose sure start is too short to name.")
+    source: str = Field(description="The agent source the lines came from.")
+    count: int = Field(description="The volume: alerts plus repeats.")
+    alerts: int = Field(description="Alerts of this shape the server keeps (in the window).")
+    repeats: int = Field(description="Alerts of the same kind the agent held back and "
+                         "counted in these alerts (part of the volume).")
+    labels: dict[str, int] = Field(description="The model's labels, with their share of the "
+                                   "volume.")
+    devices: int = Field(description="Devices that sent alerts of this shape.")
+    device_ids: list[str] = Field(description="Up to 10 of them, the most alerting first.")
+    first_received_at: float = Field(description="Arrival of the oldest of these alerts "
+                                     "(unix time).")
+    last_received_at: float = Field(description="Arrival of the newest (unix time).")
+    alert_id: int = Field(description="The newest alert's id: POST /api/v1/alerts/{id}/verdict "
+                          "judges it and /mute mutes its shape.")
+    false_alarms: int = Field(description="Of these alerts, those judged false alarms.")
+    right: int = Field(description="Of these alerts, those judged right.")
+    muted: bool = Field(description="An active mute covers this shape on every device that "
+                        "sent it (as the console's muted tag tells).")
+    muted_devices: int = Field(description="Devices of these on which an active mute covers "
+                               "it.")
+
+
+class AlertShapeList(Strict):
+    shapes: list[AlertShapeView] = Field(description="The most alerting first (by count, then "
+                                         "alerts, the newer last alert, source, shape).")
+    total_shapes: int = Field(description="Shapes found among the alerts read (before "
+                              "unjudged and limit).")
+    alerts_read: int = Field(description="Alerts the ranking read.")
+    complete: bool = Field(description="Every matching alert was read; false: only the newest "
+                           "alerts_read (a ranking reads a bounded number).")
