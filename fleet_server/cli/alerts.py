@@ -1,8 +1,9 @@
-"""``nanofleet alerts list|verdict|export|mute``: devices' alerts and what operators do
-about them.
+"""``nanofleet alerts list|shapes|verdict|export|mute``: devices' alerts and what operators
+do about them.
 
-An operator lists the alerts the server keeps, says which were false alarms and which
-were right (``verdict``), exports the judged lines as the JSONL ``nanofleet model
+An operator lists the alerts the server keeps (``shapes``: grouped by message, the most
+alerting first, which says what to judge and mute first), says which were false alarms
+and which were right (``verdict``), exports the judged lines as the JSONL ``nanofleet model
 train`` and ``nanofleet model eval --alerts`` read (docs/fleet-server.md, "Alerts and
 verdicts"), and mutes an alert's message on its device or every device for some days
 (``mute``; ``nanofleet mutes`` lists and lifts mutes). All through the operator API
@@ -213,16 +214,103 @@ def cmd_alerts_mute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def labels_text(labels: dict[str, int]) -> str:
+    """``security 400, auth 12``: the labels, the most frequent first."""
+    ordered = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{printable(label)} {n}" for label, n in ordered)
+
+
+def judged_text(group: dict[str, Any]) -> str:
+    """``-``, ``false alarm 2``, ``right 1`` or both: the verdicts on the group's alerts."""
+    parts = [f"{word} {group[key]}" for word, key in (("false alarm", "false_alarms"),
+                                                       ("right", "right")) if group[key]]
+    return ", ".join(parts) or "-"
+
+
+def muted_text(group: dict[str, Any]) -> str:
+    """``yes``; ``no``; ``2/5``: on 2 of its 5 devices; ``can't``: no mute can name it."""
+    if not group["mutable"]:
+        return "can't"
+    if group["muted"]:
+        return "yes"
+    return f"{group['muted_devices']}/{group['devices']}" if group["muted_devices"] else "no"
+
+
+def render_shapes(groups: list[dict[str, Any]], width: int | None) -> list[str]:
+    """One row per shape, the most alerting first; the shape last, cut to ``width`` when
+    given (a cut line's shape, the start of one, ends in ``…``)."""
+    rows = [("COUNT", "LABELS", "SOURCE", "DEVICES", "JUDGED", "MUTED", "ALERT")]
+    rows += [(str(g["count"]), labels_text(g["labels"]), printable(g["source"]),
+              printable(g["device_ids"][0]) if g["devices"] == 1 else str(g["devices"]),
+              judged_text(g), muted_text(g), str(g["alert_id"])) for g in groups]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lead = sum(widths) + 2 * len(widths)
+    shapes = ["SHAPE"] + [(printable(g["shape"]) or "(blank line)")
+                          + ("…" if g["prefix"] else "") for g in groups]
+    out = []
+    for r, shape in zip(rows, shapes, strict=True):
+        if width is not None:
+            shape = cut(shape, max(MIN_TEXT_WIDTH, width - lead))
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + shape)
+    return out
+
+
+def cmd_alerts_shapes(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit, "unjudged": "true" if args.unjudged
+                              else "false"}
+    if args.device:
+        params["device"] = args.device
+    if args.since:
+        params["since"] = time.time() - parse_duration(args.since)  # as alerts export
+    result = _client(args).get("/api/v1/alert-shapes", params)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    if not result["shapes"]:
+        where = f" from {args.device}" if args.device else ""
+        print(f"(every shape of the alerts{where} is judged or muted)" if args.unjudged
+              and result["total_shapes"] else f"(no alerts{where} on the server)")
+    else:
+        print("\n".join(render_shapes(result["shapes"], text_width())))
+    if not result["complete"]:
+        print(f"note: ranked the newest {result['alerts_read']} alerts only (narrow with "
+              "--device or --since for the rest)", file=sys.stderr)
+    return EXIT_OK
+
+
+SHAPES_HELP = """\
+The alerts the server keeps, grouped by message shape (the line with numbers, addresses,
+ids and dates taken out, as a mute names it) and source, the most alerting first. COUNT
+is alerts plus the repeats the agent held back; JUDGED the verdicts on them; MUTED
+whether an active mute covers the shape (N/M: on N of its M devices; can't: no mute can
+name it); ALERT the newest alert's id. A device's false alarms are a few messages
+repeated: judge the top rows (nanofleet alerts verdict ALERT false-alarm|right) and mute
+the false alarms (nanofleet alerts mute ALERT); --unjudged shows what is left to do."""
+
+
 def add_alert_commands(sub: Any) -> None:
     al = sub.add_parser("alerts", help="devices' alerts, operators' verdicts, labelled "
                         "lines, mutes")
-    asub = al.add_subparsers(dest="alerts_command", metavar="{list,verdict,export,mute}",
+    asub = al.add_subparsers(dest="alerts_command", metavar="{list,shapes,verdict,export,mute}",
                              required=True)
     lst = asub.add_parser("list", help="the alerts the server keeps, newest first")
     lst.add_argument("--device", help="only this device's")
     lst.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     add_client_options(lst)
     lst.set_defaults(func=cmd_alerts_list)
+
+    shp = asub.add_parser("shapes", help="which messages alert most, with their verdicts and "
+                          "mutes: judge and mute the top rows", description=SHAPES_HELP,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    shp.add_argument("--device", help="only this device's alerts (else the fleet's)")
+    shp.add_argument("--since", metavar="DURATION",
+                     help="only alerts that arrived in the last DURATION, e.g. 7d")
+    shp.add_argument("--limit", type=int, default=20, help="at most this many shapes "
+                     "(1 to 200, default 20)")
+    shp.add_argument("--unjudged", action="store_true", help="leave out the shapes already "
+                     "judged (any verdict) or muted (on any device)")
+    add_client_options(shp)
+    shp.set_defaults(func=cmd_alerts_shapes)
 
     ver = asub.add_parser("verdict", help="say whether an alert was right (deploy scope)")
     ver.add_argument("alert_id", type=int, metavar="ID", help="the alert's id (alerts list)")
