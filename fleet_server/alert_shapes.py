@@ -211,9 +211,11 @@ def alert_lines(session: Session, device_id: str | None, since: float | None,
 
 def shape_ranking(session: Session, device_id: str | None, since: float | None, now: float,
                   *, limit: int = DEFAULT_LIMIT, unjudged: bool = False,
-                  max_rows: int = MAX_SCAN) -> Ranking:
+                  max_rows: int = MAX_SCAN,
+                  mutes: Sequence[AlertMuteRow] | None = None) -> Ranking:
     """:func:`rank_shapes` of the newest ``max_rows`` kept alerts that match, with the
-    mutes active at ``now`` (those that apply to ``device_id`` when given)."""
+    mutes active at ``now`` (those that apply to ``device_id`` when given; ``mutes``: those
+    already read)."""
     cut = False
 
     def bounded() -> Iterable[AlertLine]:
@@ -224,6 +226,7 @@ def shape_ranking(session: Session, device_id: str | None, since: float | None, 
                 return
             yield line
 
-    ranking = rank_shapes(bounded(), active_mutes(session, now, device_id), now, limit=limit,
-                          unjudged=unjudged)
+    if mutes is None:
+        mutes = active_mutes(session, now, device_id)
+    ranking = rank_shapes(bounded(), mutes, now, limit=limit, unjudged=unjudged)
     return Ranking(ranking.groups, ranking.shapes, ranking.alerts_read, complete=not cut)

@@ -435,3 +435,56 @@ def test_the_page_says_how_many_alerts_the_device_held_back(
         page = text_of(c.get(page_url(OTHER)).text)
     assert "Held back by mutes since the agent started: 12 alert(s); sent anyway because " \
            "the shape stormed: 3 (its last metrics report)." in page
+
+
+def shape_rows(page: str) -> list[tuple[int, list[str]]]:
+    """The "Most frequent alerts here" table: (newest alert id, the cells as text) per row."""
+    return [(int(m.group(1)), [text_of(c) for c in re.findall(r"<td[^>]*>(.*?)</td>",
+                                                             m.group(2), re.S)])
+            for m in re.finditer(r'<tr data-shape-alert="(\d+)">(.*?)</tr>', page, re.S)]
+
+
+def test_the_device_page_ranks_its_most_frequent_alerts(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """Above the alerts, the device's messages that alert most (the API's alert-shapes of
+    this device): count with the repeats the agent held back, labels, shape, and whether
+    they are judged or muted, so that judging the top rows is quick."""
+    setup, broker = fleet
+    device = "gw-m3"
+    script = "login <script>alert(1)</script> from 10.0.0.7"
+    lines = [("sshd", CLOSED, "security", 3), ("sshd", CLOSED_AGAIN, "auth", 0),
+             ("kernel", USB, "hardware", 0), ("app", BLOB, "security", 0),
+             ("app", WRITE, "storage", 0), ("motd", script, "security", 0)]
+    send_alerts(broker, [alert(device, f"{device}-{i}", i, source, text, label)
+                         .model_copy(update={"repeats": repeats})
+                         for i, (source, text, label, repeats) in enumerate(lines, 1)])
+    listed = wait_alerts(setup, len(lines), device)
+    assert len(listed) == len(lines), listed
+    by_text = {a["text"]: a["id"] for a in listed}
+    assert api(setup, "POST", f"/api/v1/alerts/{by_text[USB]}/verdict",
+               json={"verdict": "false_alarm"}).status_code == 200
+    r = api(setup, "POST", f"/api/v1/alerts/{by_text[CLOSED_AGAIN]}/mute", json={})
+    assert r.status_code == 201, r.text
+    ranked = api(setup, "GET", "/api/v1/alert-shapes", params={"device": device}).json()
+    url = page_url(device)
+    with console(setup, operator_token(setup, "reader-shapes", "read"), url) as c:
+        page = c.get(url).text
+        live = c.get(f"{url}/live", headers={"HX-Request": "true"}).text
+    assert "Most frequent alerts here" in page and "<script>" not in page
+    assert "<code class=\"shape\">login &lt;script&gt;alert(#)&lt;/script&gt; from #</code>" in page
+    assert page.index("Most frequent alerts here") < page.index('<table class="alerts">')
+    rows = shape_rows(page)
+    assert [alert_id for alert_id, _ in rows] == [g["alert_id"] for g in ranked["shapes"]]
+    top_id, top = rows[0]  # 2 alerts, and 3 the agent held back: the most
+    assert top_id == by_text[CLOSED_AGAIN]
+    assert (top[0], top[1], top[3]) == ("5", "security 4, auth 1", "not judged muted")
+    ago = r"(\d+ (s|min) ago|just now)"
+    assert re.fullmatch(re.escape(f"{message_shape(CLOSED)} sshd · last ") + ago
+                        + re.escape(f" · newest alert {top_id}"), top[2]), top[2]
+    state = {alert_id: cells[3] for alert_id, cells in rows}
+    assert state[by_text[USB]] == "false alarm 1"
+    assert state[by_text[BLOB[:ALERT_TEXT_CHARS]]] == "not judged can't be muted"
+    cut = dict(rows)[by_text[WRITE[:ALERT_TEXT_CHARS]]]
+    assert cut[2].startswith(prefix_shape(WRITE[:ALERT_TEXT_CHARS]) + "… app")
+    assert shape_rows(live) == rows
+    assert api(setup, "DELETE", f"/api/v1/mutes/{r.json()['id']}").status_code == 204

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
-from fleet_server.alert_shapes import covering
+from fleet_server.alert_shapes import Ranking, covering, shape_ranking
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
@@ -37,6 +37,8 @@ from fleet_server.verdicts import AlertVerdictRow, verdicts_of
 _MODELS_TEXT = cast(Device.models, Text)
 WINDOWS = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400}
 AUDIT_PAGE = 50
+TOP_SHAPES = 10  # "Most frequent alerts here"
+TOP_SHAPES_SCAN = 1000  # of the device's newest alerts: the page is read again every few seconds
 
 
 @dataclass
@@ -51,6 +53,7 @@ class DevicePageView:
     mutes: list[AlertMuteRow]  # active mutes that apply to the device, newest first
     mutable: dict[int, MuteShape]  # alert id -> the shape a mute of it names (if it can)
     muted: dict[int, AlertMuteRow]  # alert id -> an active mute its line falls under
+    top_shapes: Ranking  # its most frequent alert messages (fleet_server.alert_shapes)
     metrics: dict[str, list[Any]]  # plotted series
     last_metrics: dict[str, Any]
     window: str
@@ -77,6 +80,8 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
         alerts = recent_alerts(session, device_id, 20)
         verdicts = verdicts_of(session, [a.msg_id for a in alerts])
         mutes = active_mutes(session, now, device_id)
+        top_shapes = shape_ranking(session, device_id, None, now, limit=TOP_SHAPES,
+                                   max_rows=TOP_SHAPES_SCAN, mutes=mutes)
         history = service.metrics.history(session, device_id, now - span)
         rollouts = [(rid, status, st) for rid, status, st in session.execute(
             select(RolloutRow.id, RolloutRow.status, RolloutDeviceRow.state)
@@ -88,7 +93,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
     return DevicePageView(device_id=device_id, state=state, summary=summary,
                           identity=identity_view, events=events, alerts=alerts,
                           verdicts=verdicts, mutes=mutes, mutable=shapes,
-                          muted=muted_alerts(alerts, shapes, mutes),
+                          muted=muted_alerts(alerts, shapes, mutes), top_shapes=top_shapes,
                           metrics=series(history), last_metrics=last,
                           window=window if window in WINDOWS else "1h", rollouts=rollouts)
 
