@@ -173,12 +173,20 @@ def rank_shapes(alerts: Iterable[AlertLine], mutes: Sequence[AlertMuteRow], now:
             g.false_alarms += 1
         elif a.verdict == "right":
             g.right += 1
+    everywhere = [m for m in live if m.device_id is None]
+    own: dict[str, list[AlertMuteRow]] = {}
+    for m in live:
+        if m.device_id is not None:
+            own.setdefault(m.device_id, []).append(m)
     kept: list[ShapeGroup] = []
-    for g in sorted(groups.values(), key=_order):
+    for g in sorted(groups.values(), key=_order):  # mute states of the groups shown only
         if g.mutable:
             line = MuteShape(g.shape, g.prefix)
-            g.muted_devices = sum(covering(live, d, g.source, line) is not None
-                                  for d in g.per_device)
+            if covering(everywhere, "", g.source, line) is not None:  # on every device
+                g.muted_devices = g.devices
+            else:
+                g.muted_devices = sum(covering(own.get(d, ()), d, g.source, line) is not None
+                                      for d in g.per_device)
         if unjudged and (g.judged or g.muted_devices):
             continue
         kept.append(g)
