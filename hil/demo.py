@@ -256,6 +256,7 @@ def judge_alerts(fleet: FleetSetup, workdir: Path, feed: list[SiteLine]) -> None
     know): each verdict keeps the line with its true label, for the next fine-tune."""
     say("the operator judges the device's alerts; the judged lines export as labelled data")
     truth = {line.text: line.label for line in feed}
+    operator(fleet, "alerts", "shapes", "--device", DEVICE, "--limit", "5")  # what repeats
     operator(fleet, "alerts", "list", "--device", DEVICE, "--limit", "4")
     listed = json.loads(operator(fleet, "alerts", "list", "--device", DEVICE, "--limit", "200",
                                  "--json", show=False))["alerts"]

@@ -43,6 +43,7 @@ def test_demo_updates_the_device_to_v2_by_delta() -> None:
     # held the list and, when the next test line came, held its alert back.
     assert re.search(r"\n  alert \d+: thermal [\d.]+: .*\(Probealarm\)",
                      text.split("every week the site tests its alarm chain")[1])
+    assert "$ nanofleet alerts shapes --device pump-07" in text and "COUNT  LABELS" in text
     assert "$ nanofleet alerts mute " in text and "weekly alarm chain test" in text
     assert "wicklungstemp. p3 zu hoch # grad c" in text.split("$ nanofleet-agent query mutes")[1]
     assert "its alert held back (alerts_muted 0 -> 1)" in text
