@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +62,27 @@ def text_width() -> int | None:
     return shutil.get_terminal_size(fallback=(0, 0)).columns or None
 
 
+def columns_then_tail(rows: Sequence[tuple[str, ...]], tails: list[str], width: int | None,
+                      min_tail: int = MIN_TEXT_WIDTH) -> list[str]:
+    """Aligned columns (``rows``, header first) and, last, a free text (``tails``, its
+    header first) cut to what ``width`` leaves of the line, at least ``min_tail``; not cut
+    when ``width`` is None (not a terminal)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lead = sum(widths) + 2 * len(widths)
+    out = []
+    for r, tail in zip(rows, tails, strict=True):
+        if width is not None:
+            tail = cut(tail, max(min_tail, width - lead))
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + tail)
+    return out
+
+
 def render_table(alerts: list[dict[str, Any]], width: int | None) -> list[str]:
     rows = [("ID", "RECEIVED", "DEVICE", "LABEL", "SCORE", "VERDICT", "SOURCE")]
     rows += [(str(a["id"]), time.strftime(TIME_FORMAT, time.localtime(a["received_at"])),
               printable(a["device_id"]), printable(a["label"]), f"{a['score']:.2f}",
               verdict_text(a), printable(a["source"])) for a in alerts]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lead = sum(widths) + 2 * len(widths)
-    texts = ["TEXT"] + [printable(a["text"]) for a in alerts]
-    out = []
-    for r, text in zip(rows, texts, strict=True):
-        if width is not None:
-            text = cut(text, max(MIN_TEXT_WIDTH, width - lead))
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + text)
-    return out
+    return columns_then_tail(rows, ["TEXT"] + [printable(a["text"]) for a in alerts], width)
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
@@ -243,16 +251,9 @@ def render_shapes(groups: list[dict[str, Any]], width: int | None) -> list[str]:
     rows += [(str(g["count"]), labels_text(g["labels"]), printable(g["source"]),
               printable(g["device_ids"][0]) if g["devices"] == 1 else str(g["devices"]),
               judged_text(g), muted_text(g), str(g["alert_id"])) for g in groups]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lead = sum(widths) + 2 * len(widths)
     shapes = ["SHAPE"] + [(printable(g["shape"]) or "(blank line)")
                           + ("…" if g["prefix"] else "") for g in groups]
-    out = []
-    for r, shape in zip(rows, shapes, strict=True):
-        if width is not None:
-            shape = cut(shape, max(MIN_TEXT_WIDTH, width - lead))
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + shape)
-    return out
+    return columns_then_tail(rows, shapes, width)
 
 
 def cmd_alerts_shapes(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from contract.mutes import MUTE_ID_PATTERN
-from fleet_server.cli.alerts import cut, printable, text_width, when
+from fleet_server.cli.alerts import columns_then_tail, cut, printable, text_width, when
 from fleet_server.cli.fleet import _client, add_client_options
 
 EXIT_OK = 0
@@ -36,15 +36,8 @@ def render_mutes(mutes: list[dict[str, Any]], width: int | None) -> list[str]:
                      printable(m["created_by"]),
                      reason if width is None else cut(reason, REASON_WIDTH),
                      "start" if m["prefix"] else "whole"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lead = sum(widths) + 2 * len(widths)
-    shapes = ["SHAPE"] + [printable(m["shape"]) for m in mutes]
-    out = []
-    for r, shape in zip(rows, shapes, strict=True):
-        if width is not None:
-            shape = cut(shape, max(MIN_SHAPE_WIDTH, width - lead))
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + "  " + shape)
-    return out
+    return columns_then_tail(rows, ["SHAPE"] + [printable(m["shape"]) for m in mutes], width,
+                             MIN_SHAPE_WIDTH)
 
 
 def cmd_mutes_list(args: argparse.Namespace) -> int:
