@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from fleet_server.db import Database
+from fleet_server.migrations import upgrade
 from hil import postgres
 from hil.broker import ProductionBroker
 from tests.support.mosquitto import Mosquitto
@@ -88,3 +90,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for duration, nodeid in sorted(slow, reverse=True):
             terminalreporter.write_line(f"{duration:6.1f} s  {nodeid} (budget {UNIT_BUDGET_S:g} s: "
                                         "make it faster or drop its unit mark)")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A fleet server database on SQLite, migrated to the newest schema (modules that run
+    on PostgreSQL too define their own ``db``)."""
+    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(database)
+    try:
+        yield database
+    finally:
+        database.dispose()

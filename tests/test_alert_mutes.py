@@ -29,7 +29,6 @@ from contract.mutes import (
 )
 from fleet_server.db import AuditEntry, Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
-from fleet_server.migrations import upgrade
 from fleet_server.mutes import (
     AlertMuteRow,
     MuteRefused,
@@ -354,16 +353,6 @@ def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: P
 
 
 # --- the decisions, in process -----------------------------------------------------------------
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
-
 
 def stored_alert(db: Database, text: str, device: str = "gw-1", source: str = "sshd") -> int:
     with db.session() as session:

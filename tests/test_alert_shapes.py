@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +22,6 @@ from fleet_server.alert_shapes import (
 from fleet_server.console.details import alert_shapes, muted_alerts
 from fleet_server.db import Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
-from fleet_server.migrations import upgrade
 from fleet_server.mutes import AlertMuteRow
 from fleet_server.verdicts import AlertVerdictRow
 from tests.support.json_log import READ, WRITE, json_line
@@ -189,16 +186,6 @@ def test_the_limit_and_an_order_that_the_rows_order_does_not_change() -> None:
 
 
 # --- the bounded read, from a real database ----------------------------------------------------
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
-
 
 def test_the_read_takes_the_newest_alerts_with_their_verdicts_and_says_when_it_stopped(
         db: Database) -> None:
