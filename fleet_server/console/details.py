@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
-from fleet_server.alert_shapes import Ranking, covering, shape_ranking
+from fleet_server.alert_shapes import Ranking, covering, line_shape, shape_ranking
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
@@ -24,10 +24,8 @@ from fleet_server.inventory import device_summary, recent_events
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
 from fleet_server.mutes import (
     AlertMuteRow,
-    MuteRefused,
     MuteShape,
     active_mutes,
-    mute_shape,
 )
 from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
@@ -102,13 +100,8 @@ def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, MuteShape]:
     """The message shape a mute of each alert would name (:func:`fleet_server.mutes.mute_shape`,
     as ``mute_alert`` takes it: a cut line's is the start of one), by alert id; alerts a mute
     would refuse (a blank line, a cut one whose sure start is too short) are left out."""
-    shapes: dict[int, MuteShape] = {}
-    for alert in alerts:
-        try:
-            shapes[alert.id] = mute_shape(alert.text)
-        except MuteRefused:
-            continue
-    return shapes
+    return {alert.id: shape for alert in alerts
+            for shape, mutable in [line_shape(alert.text)] if mutable}
 
 
 def muted_alerts(alerts: list[DeviceAlertRow], shapes: dict[int, MuteShape],
