@@ -49,7 +49,6 @@ class MuteVerdict:
 @dataclass(slots=True)
 class _Active:
     mute: AlertMute
-    expires: float  # the mute's own expiry (Unix time)
     # MAX_MUTE_DAYS after it arrived, on the monotonic clock: a wall clock set by NTP after
     # boot (no real-time clock) must neither end every mute at once nor stretch one.
     ends: float
@@ -104,7 +103,7 @@ class MuteSet:
                 if kept is not None and (kept.mute.shape, kept.mute.prefix) == (mute.shape,
                                                                                mute.prefix):
                     seen = kept.seen
-                active = _Active(mute, mute.expires, ends, seen)
+                active = _Active(mute, ends, seen)
                 if mute.prefix:
                     prefixes.append(active)
                 else:
@@ -148,7 +147,7 @@ class MuteSet:
         with self._lock:
             # The whole shape's mutes by one lookup, then the few of a shape's start.
             for active in itertools.chain(self._by_shape.get(shape, ()), self._prefixes):
-                if now >= active.expires or tick >= active.ends \
+                if now >= active.mute.expires or tick >= active.ends \
                         or not active.mute.matches(source, shape):
                     continue
                 seen = active.seen
@@ -165,8 +164,8 @@ class MuteSet:
         end in Unix time (its own expiry, or earlier when the 90-day bound comes first)."""
         tick = now if monotonic is None else monotonic
         with self._lock:
-            shown = [(a, min(a.expires, now + (a.ends - tick))) for a in self._all()
-                     if now < a.expires and tick < a.ends]
+            shown = [(a, min(a.mute.expires, now + (a.ends - tick))) for a in self._all()
+                     if now < a.mute.expires and tick < a.ends]
         shown.sort(key=lambda pair: pair[1])
         return [{"id": a.mute.id, "shape": a.mute.shape, "prefix": a.mute.prefix,
                  "source": a.mute.source, "expires": end, "reason": a.mute.reason}
