@@ -104,6 +104,20 @@ def prefix_shape(start: str) -> str:
     return message_shape(head)
 
 
+
+def kept_line_mute(kept: str, kept_chars: int) -> tuple[str, bool] | None:
+    """(shape, prefix) of the mute that can name a line of which a store kept ``kept``, at
+    most its first ``kept_chars`` characters: the line's whole shape, or — ``kept`` that
+    long was probably cut — the sure start of it (:func:`prefix_shape`), to be matched as a
+    prefix. None when no mute can name it: a blank line, or a start shorter than
+    :data:`MIN_PREFIX_SHAPE_CHARS` (it could silence other messages that begin alike).
+    The fleet server's rule (``fleet_server.mutes.mute_shape``), and the benchmark's."""
+    if len(kept) >= kept_chars:
+        start = prefix_shape(kept[:kept_chars])
+        return (start, True) if len(start) >= MIN_PREFIX_SHAPE_CHARS else None
+    shape = message_shape(kept)
+    return (shape, False) if shape else None
+
 class AlertMute(FrozenStrict):
     """One muted message shape on one device."""
 

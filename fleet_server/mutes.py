@@ -41,7 +41,7 @@ from contract.mutes import (
     MIN_PREFIX_SHAPE_CHARS,
     AlertMute,
     MuteList,
-    message_shape,
+    kept_line_mute,
     prefix_shape,
 )
 from fleet_server.db import AuditEntry, Base
@@ -136,22 +136,19 @@ def mute_shape(text: str) -> MuteShape:
     can be sure of (:func:`contract.mutes.prefix_shape`: the kept text without its last,
     maybe cut, token), and mutes the lines whose shape starts with it. That start must be
     :data:`contract.mutes.MIN_PREFIX_SHAPE_CHARS` long at least."""
+    named = kept_line_mute(text, ALERT_TEXT_CHARS)
+    if named is not None:
+        return MuteShape(*named)
     if len(text) >= ALERT_TEXT_CHARS:
-        start = prefix_shape(text)
-        if len(start) < MIN_PREFIX_SHAPE_CHARS:
-            raise MuteRefused(
-                f"the server keeps the first {ALERT_TEXT_CHARS} characters of an alert's "
-                "line and this one has that many: it was probably cut, so a mute can name "
-                "only the start of its shape, up to the last space the server kept. That "
-                f"start has {len(start)} characters here, fewer than the "
-                f"{MIN_PREFIX_SHAPE_CHARS} a mute of a line's start needs (a shorter one "
-                "could silence other messages that begin alike): this line cannot be muted "
-                "(a verdict still teaches the model)")
-        return MuteShape(start, True)
-    shape = message_shape(text)
-    if not shape:
-        raise MuteRefused("the alert's line is empty or blank: there is no shape to mute")
-    return MuteShape(shape, False)
+        raise MuteRefused(
+            f"the server keeps the first {ALERT_TEXT_CHARS} characters of an alert's "
+            "line and this one has that many: it was probably cut, so a mute can name "
+            "only the start of its shape, up to the last space the server kept. That "
+            f"start has {len(prefix_shape(text))} characters here, fewer than the "
+            f"{MIN_PREFIX_SHAPE_CHARS} a mute of a line's start needs (a shorter one "
+            "could silence other messages that begin alike): this line cannot be muted "
+            "(a verdict still teaches the model)")
+    raise MuteRefused("the alert's line is empty or blank: there is no shape to mute")
 
 
 def covers(mute: AlertMute, source: str, line: MuteShape) -> bool:

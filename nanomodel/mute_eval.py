@@ -23,27 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract.mutes import MIN_PREFIX_SHAPE_CHARS, message_shape, prefix_shape
+from contract.mutes import AlertMute, kept_line_mute, message_shape
 
 KEPT_CHARS = 500
 """What the fleet server keeps of an alert's line (``fleet_server.metrics_store``'s
-``ALERT_TEXT_CHARS``): a mute of a line this long names the start of its shape."""
+``ALERT_TEXT_CHARS``): a mute of a line this long names the start of its shape
+(:func:`contract.mutes.kept_line_mute`, the server's rule)."""
 
 
-def _mute_of(text: str) -> tuple[str, bool] | None:
-    """(shape, prefix) of the mute the fleet server makes of this line, or None when it
-    refuses one (``fleet_server.mutes.mute_shape``, restated: nanomodel imports neither
-    side)."""
-    if len(text) >= KEPT_CHARS:
-        start = prefix_shape(text[:KEPT_CHARS])
-        return (start, True) if len(start) >= MIN_PREFIX_SHAPE_CHARS else None
+def _muted(text: str, source: str, mutes: list[AlertMute]) -> bool:
     shape = message_shape(text)
-    return (shape, False) if shape else None
-
-
-def _muted(text: str, mutes: set[tuple[str, bool]]) -> bool:
-    shape = message_shape(text)
-    return any(shape.startswith(m) if prefix else shape == m for m, prefix in mutes)
+    return any(m.matches(source, shape) for m in mutes)
 
 
 @dataclass(frozen=True)
@@ -98,8 +88,10 @@ def replay_mutes(texts: Sequence[str], is_alert: Sequence[bool], sources: Sequen
         cut = int(len(idx) * judged_share)
         judged, rest = idx[:cut], idx[cut:]
         judged_fa = [i for i in judged if flag[i] and not alert[i]]
-        muted = {m for i in judged_fa if (m := _mute_of(texts[i])) is not None}
-        kept = [i for i in rest if flag[i] and not _muted(texts[i], muted)]
+        named = {m for i in judged_fa if (m := kept_line_mute(texts[i], KEPT_CHARS))}
+        muted = [AlertMute.model_construct(shape=shape, prefix=prefix, source=source)
+                 for shape, prefix in sorted(named)]
+        kept = [i for i in rest if flag[i] and not _muted(texts[i], source, muted)]
         out[source] = MuteFigures(
             mutes=len(muted), judged_false_alarms=len(judged_fa),
             healthy=sum(1 for i in rest if not alert[i]),

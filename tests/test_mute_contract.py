@@ -16,6 +16,7 @@ from contract.mutes import (
     MIN_PREFIX_SHAPE_CHARS,
     AlertMute,
     MuteList,
+    kept_line_mute,
     message_shape,
     mutes_topic,
     prefix_shape,
@@ -165,3 +166,13 @@ def test_topic_is_inside_the_device_tree() -> None:
     assert mutes_topic("pump-07") == "nanofleet/v1/dev/pump-07/mutes"
     with pytest.raises(ValueError):
         mutes_topic("+")
+
+
+def test_what_a_mute_of_a_kept_line_can_name() -> None:
+    """The fleet server's rule, shared with the benchmark: a whole shape, the start of a
+    line kept cut, or nothing (a blank line, a cut one whose start is too short)."""
+    closed = "sshd[7]: Connection closed by 192.0.2.1 port 22 [preauth]"
+    assert kept_line_mute(closed, 500) == (message_shape(closed), False)
+    assert kept_line_mute(" \t", 500) is None
+    assert kept_line_mute(WRITE[:500], 500) == (prefix_shape(WRITE[:500]), True)
+    assert kept_line_mute("x" * 600, 500) is None  # a blob: no sure start of 200 characters
