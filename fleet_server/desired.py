@@ -1,6 +1,9 @@
 """Desired state per device: computed here, stored in the database, retained on the broker.
 
-The database row is written first (revision + 1), then the document is published
+The database row is written first (a new revision: at least the old one + 1, and at least
+the seconds since 2026, so that a database restored from a backup numbers its next
+documents above those devices already hold; :mod:`fleet_server.revisions`), then the
+document is published
 retained on ``nanofleet/v1/dev/{id}/desired``; ``published_revision`` records
 what the broker acknowledged. A broker that is away only delays delivery: on
 every (re)connect the server publishes every document again
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session
 from contract import topics
 from contract.messages import DesiredModel, DesiredState
 from fleet_server.db import AuditEntry, Database, DesiredStateRow
+from fleet_server.revisions import next_revision
 
 
 class RetainedPublisher(Protocol):
@@ -43,8 +47,9 @@ def next_desired(current: DesiredState | None, *, slot: str, model: str, version
                  metadata_url: str | None, target_base_url: str | None,
                  rollout_id: str | None = None,
                  action: Literal["install", "rollback"] = "install",
-                 new_revision: bool = False) -> DesiredState:
-    """The document after asking for ``model`` ``version`` on ``slot``.
+                 new_revision: bool = False, now: float) -> DesiredState:
+    """The document after asking for ``model`` ``version`` on ``slot``, at wall-clock
+    ``now`` (the revision: :func:`fleet_server.revisions.next_revision`).
 
     Returns ``current`` itself when nothing would change (no new revision, so a
     repeated deploy does not make devices re-read anything) unless ``new_revision``:
@@ -53,7 +58,7 @@ def next_desired(current: DesiredState | None, *, slot: str, model: str, version
     slots = dict(current.slots) if current else {}
     slots[slot] = DesiredModel(model=model, version=version)
     candidate = DesiredState(
-        revision=(current.revision + 1) if current else 1, slots=slots,
+        revision=next_revision(current.revision if current else 0, now), slots=slots,
         metadata_url=metadata_url, target_base_url=target_base_url, rollout_id=rollout_id,
         action=action)
     if current is not None and not new_revision and candidate.model_dump(
@@ -118,7 +123,7 @@ class DesiredStates:
             doc = next_desired(current, slot=slot, model=model, version=version,
                                metadata_url=self.metadata_url,
                                target_base_url=self.target_base_url, rollout_id=rollout_id,
-                               action=action, new_revision=new_revision)
+                               action=action, new_revision=new_revision, now=now)
             is_new = doc is not current
             if row is None:
                 row = rows[device_id] = DesiredStateRow(device_id=device_id,

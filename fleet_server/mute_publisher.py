@@ -12,7 +12,8 @@ When lists are sent:
 
 Expired mutes drop out of the next list sent; the agent ends them by itself meanwhile.
 Nothing is sent before the first mute was ever made (revision 0): an agent without a
-list mutes nothing.
+list mutes nothing. The revision moves on as the server starts, so a database restored
+from a backup is not ignored by devices holding newer lists (:mod:`fleet_server.revisions`).
 
 Order: the revision is read before the mutes, so a list never carries a revision newer
 than its content. Publishing is serialised in this process; server replicas do not share
@@ -41,6 +42,7 @@ from fleet_server.mutes import (
     current_revision,
     encode_mute_list,
     lists_by_device,
+    renew_revision,
 )
 
 log = logging.getLogger("nanofleet.server.mutes")
@@ -69,9 +71,14 @@ class MutePublisher:
 
     def start(self) -> None:
         """Before the broker connects: the devices already known get their lists from
-        :meth:`publish_all` on connect, not one by one as their reports arrive."""
+        :meth:`publish_all` on connect, not one by one as their reports arrive; and the
+        revision moves on once (:func:`fleet_server.mutes.renew_revision`), so that those
+        lists replace whatever devices hold, should the database be a restored backup."""
         with self.db.session() as session:
+            revision = renew_revision(session, time.time())
             known = every_device(session)
+        if revision:
+            log.info("mute lists go out as revision %d", revision)
         with self._known_lock:
             self._known.update(known)
 

@@ -15,7 +15,11 @@ Revisions: one counter (the single row of ``alert_mute_revision``) goes up in th
 transaction of every change, and its value is the revision of every device's list. A
 list only changes with a change, so each device's revision only ever increases, without
 a row per device (an every-device mute changes every list at once) and without two
-changes ever sharing a number.
+changes ever sharing a number. It goes up by :func:`fleet_server.revisions.next_revision`
+(at least to the seconds since 2026), so a database restored from a backup does not
+number its next lists below the ones devices already hold; and the publisher's start
+moves it on once (:func:`renew_revision`), so a restored server's lists replace the
+newer ones devices kept.
 
 Pure decisions (:func:`check_request`, :func:`mute_shape`, :func:`build_mute_list`) apart
 from the store; a refused call (:class:`MuteRefused`) touches nothing.
@@ -46,6 +50,7 @@ from contract.mutes import (
 )
 from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
+from fleet_server.revisions import next_revision, next_revision_sql
 
 log = logging.getLogger("nanofleet.server.mutes")
 
@@ -212,14 +217,26 @@ def current_revision(session: Session) -> int:
         AlertMuteRevision.id == 1)) or 0
 
 
-def _bump_revision(session: Session) -> None:
+def _bump_revision(session: Session, now: float) -> None:
     # One UPDATE: concurrent writers (replicas) take turns on the row's lock, so no two
     # changes get one revision. The migration inserts the row; this only repairs its loss.
     done = session.execute(update(AlertMuteRevision).where(AlertMuteRevision.id == 1).values(
-        revision=AlertMuteRevision.revision + 1))
+        revision=next_revision_sql(AlertMuteRevision.revision, now)))
     if not getattr(done, "rowcount", 0):
-        session.add(AlertMuteRevision(id=1, revision=1))
+        session.add(AlertMuteRevision(id=1, revision=next_revision(0, now)))
     session.flush()
+
+
+def renew_revision(session: Session, now: float) -> int:
+    """Move the revision on without a change, when mutes were ever made (returns the
+    revision, 0: none ever). Called once as the server starts: if its database was restored
+    from a backup, devices hold lists newer than the server's, keep them and ignore the
+    server's; under a new revision every device takes the server's lists again. Devices
+    whose list did not change just apply the same list once more."""
+    if current_revision(session) == 0:
+        return 0
+    _bump_revision(session, now)
+    return current_revision(session)
 
 
 def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: float,
@@ -279,7 +296,7 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     else:
         outcome = "unchanged"
     if outcome != "unchanged":  # the lists change: a newer revision for every device
-        _bump_revision(session)
+        _bump_revision(session, now)
     _audit(session, "alert-mute", actor, row, now, alert=alert.id, alert_msg_id=alert.msg_id,
            days=days, outcome=outcome)
     session.flush()
@@ -296,7 +313,7 @@ def unmute(session: Session, mute_id: str, actor: str,
                           "cleared away (GET /api/v1/mutes lists the active ones)")
     now = time.time() if now is None else now
     session.delete(row)
-    _bump_revision(session)
+    _bump_revision(session, now)
     _audit(session, "alert-unmute", actor, row, now, expired=row.expires_at <= now)
     session.flush()
     return row

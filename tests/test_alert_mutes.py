@@ -42,6 +42,7 @@ from fleet_server.mutes import (
     mute_shape,
     unmute,
 )
+from fleet_server.revisions import revision_clock
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from tests.support.alert_fleet import (
     alert,
@@ -153,10 +154,11 @@ def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
         assert before + 7 * DAY <= made["expires_at"] <= time.time() + 7 * DAY
         assert made["created_by"] == "operator"
 
-        # What a device that subscribes now reads: its one mute, revision 1 (the refusals
-        # took none), and the shape covers the same message from another address and day.
+        # What a device that subscribes now reads: its one mute, under one new revision
+        # (the refusals took none), and the shape covers the same message from another
+        # address and day.
         held = retained(broker, device)
-        assert held.revision == 1
+        assert revision_clock(before) <= held.revision <= revision_clock(time.time())
         assert held.mutes == [AlertMute(id=made["id"], shape=message_shape(CLOSED),
                                         source="sshd", expires=made["expires_at"],
                                         reason="scanner on the LAN")]
@@ -172,8 +174,11 @@ def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
         r = api(setup, "POST", f"/api/v1/alerts/{closed}/mute", json={"days": 30})
         assert r.status_code == 200 and r.json()["outcome"] == "extended"
         assert r.json()["id"] == made["id"] and r.json()["reason"] == "scanner on the LAN"
-        extended = wait_list(watch, device, 1)
-        assert extended.revision == 2 and extended.mutes[0].expires == r.json()["expires_at"]
+        extended = wait_list(watch, device, held.revision)
+        assert extended.mutes[0].expires == r.json()["expires_at"]
+        # "unchanged" took no revision and sent nothing: two lists so far
+        assert sorted({x.revision for x in lists_on(watch.messages, device)}) == [
+            held.revision, extended.revision]
 
         listed = api(setup, "GET", "/api/v1/mutes", viewer).json()["mutes"]
         assert [(m["id"], m["expires_at"]) for m in listed] == [
@@ -189,8 +194,8 @@ def test_a_mute_reaches_its_device_and_a_refused_one_changes_nothing(
         assert r.status_code == 403
         r = api(setup, "DELETE", f"/api/v1/mutes/{made['id']}")
         assert (r.status_code, r.content) == (204, b"")
-        lifted = wait_list(watch, device, 2)
-        assert (lifted.revision, lifted.mutes) == (3, [])
+        lifted = wait_list(watch, device, extended.revision)
+        assert lifted.mutes == []
         assert retained(broker, device) == lifted
         r = api(setup, "DELETE", f"/api/v1/mutes/{made['id']}")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown-mute"
@@ -310,7 +315,10 @@ def test_an_every_device_mute_reaches_every_device_and_lifting_it_too(
 
 def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: Path) -> None:
     """Retained messages die with a broker that keeps none; the server sends every list
-    again when it (re)connects, at the same revision: nothing changed."""
+    again when it reconnects, at the same revision: nothing changed. A server that starts
+    sends them under a new revision (its database may be a restored backup): here the
+    database *is* restored, and the device's list goes back to the backup's mutes under a
+    revision above every one it was sent before — not ignored as older."""
     broker = Mosquitto(tmp_path / "broker").start()
     server: FleetServer | None = None
     try:
@@ -341,11 +349,29 @@ def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: P
         assert [m.id for m in later.mutes] == [r.json()["id"], made["id"]]
 
         server.stop()
+        backup = (setup.config.data_dir / "fleet.db").read_bytes()  # holds `later`'s mutes
         broker.restart()
         assert no_retained(broker, device)
         server.start()
-        assert retained(broker, device, timeout=30) == later
+        renewed = retained(broker, device, timeout=30)
+        assert renewed.mutes == later.mutes and renewed.revision > later.revision
         assert "re-published 1 alert mute lists" in server.log()
+
+        # After the backup: the USB mute lifted, then the database restored from it.
+        watch = Collector(broker.port, [mutes_topic(device)])
+        try:
+            assert api(setup, "DELETE", f"/api/v1/mutes/{r.json()['id']}").status_code == 204
+            lifted = wait_list(watch, device, renewed.revision)
+            assert [m.id for m in lifted.mutes] == [made["id"]]
+            server.stop()
+            (setup.config.data_dir / "fleet.db").write_bytes(backup)
+            server.start()
+            restored = wait_list(watch, device, lifted.revision)
+            assert never_older(lists_on(watch.messages, device))
+        finally:
+            watch.close()
+        assert restored.mutes == later.mutes  # the backup's two mutes, taken by the device
+        assert retained(broker, device) == restored
     finally:
         if server is not None:
             server.stop()

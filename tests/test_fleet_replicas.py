@@ -262,13 +262,16 @@ def test_a_desired_state_overtaken_by_another_replica_is_sent_again(cluster: Clu
                              metadata_url=None, target_base_url=None)
         with db.session() as session:
             mine.stage(session, ["race-01"], slot="logs", model=MODEL, version=1)
-        mine.publish(["race-01"])  # read revision 1, published it after revision 2
+        mine.publish(["race-01"])  # read its revision, published it after the newer one
         retained = Collector(port, topics=topics.desired("race-01"))
         try:
             [doc] = retained.wait_for(lambda m: len(m) >= 1)
         finally:
             retained.close()
-        assert json.loads(doc.payload)["revision"] == 2  # the newest, sent again
+        with db.session() as session:
+            newest = other.current(session, "race-01")
+            assert newest is not None and newest.document["slots"]["logs"]["version"] == 2
+        assert json.loads(doc.payload)["revision"] == newest.revision  # the newest, sent again
     finally:
         bridge.stop()
         db.dispose()

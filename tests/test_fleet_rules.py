@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.limits import MAX_STORED_INT
 from contract.messages import DesiredModel, DesiredState, Metrics, ModelInfo, OtaEvent, Status
 from contract.tuf_targets import ModelTargetInfo
 from fleet_server.app import repo_file
@@ -29,6 +30,7 @@ from fleet_server.inventory import (
 )
 from fleet_server.mqtt_bridge import report_filters
 from fleet_server.releases import delta_bases, stale_deltas
+from fleet_server.revisions import REVISION_EPOCH, next_revision, revision_clock
 
 pytestmark = pytest.mark.unit
 
@@ -49,22 +51,43 @@ def delta(model: str, version: int, base: int) -> ModelTargetInfo:
 # --- desired state ---------------------------------------------------------------------
 
 def test_next_desired_bumps_revision_only_on_change() -> None:
+    # a clock before the revision epoch (never set): revisions count up from 1
     first = next_desired(None, slot="logs", model="m", version=2, metadata_url="u/m",
-                         target_base_url="u/t")
+                         target_base_url="u/t", now=0.0)
     assert first.revision == 1 and first.slots == {"logs": DesiredModel(model="m", version=2)}
     same = next_desired(first, slot="logs", model="m", version=2, metadata_url="u/m",
-                        target_base_url="u/t")
+                        target_base_url="u/t", now=0.0)
     assert same is first
     other_slot = next_desired(first, slot="sensors", model="s", version=1, metadata_url="u/m",
-                              target_base_url="u/t")
+                              target_base_url="u/t", now=0.0)
     assert other_slot.revision == 2 and set(other_slot.slots) == {"logs", "sensors"}
     moved = next_desired(first, slot="logs", model="m", version=2, metadata_url="cdn/m",
-                         target_base_url="cdn/t")
+                         target_base_url="cdn/t", now=0.0)
     assert moved.revision == 2 and moved.metadata_url == "cdn/m"
     rollback_doc = first.model_copy(update={"action": "rollback"})
     again = next_desired(DesiredState.model_validate(rollback_doc.model_dump()), slot="logs",
-                         model="m", version=2, metadata_url="u/m", target_base_url="u/t")
+                         model="m", version=2, metadata_url="u/m", target_base_url="u/t",
+                         now=0.0)
     assert again.action == "install" and again.revision == 2
+
+
+def test_revisions_follow_the_clock_so_a_restored_database_numbers_above_its_devices() -> None:
+    day = 86_400.0
+    t0 = REVISION_EPOCH + 300 * day
+    assert revision_clock(t0) == 300 * 86_400 and revision_clock(0.0) == 0
+    # the first change after a long calm takes the clock; a burst counts on by one
+    assert next_revision(5, t0) == revision_clock(t0)
+    burst = [revision_clock(t0)]
+    for _ in range(3):
+        burst.append(next_revision(burst[-1], t0))
+    assert burst == [revision_clock(t0) + i for i in range(4)]
+    # a backup taken before the burst, restored a minute later: its next revision is
+    # above every revision handed out before the restore
+    assert next_revision(5, t0 + 60) > burst[-1]
+    # a clock stepped back never makes revisions go back
+    assert next_revision(burst[-1], t0 - day) == burst[-1] + 1
+    with pytest.raises(OverflowError):
+        next_revision(MAX_STORED_INT, t0)
 
 
 # --- deltas ----------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_the_mute_revision_counter_is_made_with_its_table(db: Database) -> None:
                           reason="", actor="op", now=1000.0).mute
     with db.session() as session:
         assert [m.id for m in active_mutes(session, 1000.0, "gw-2")] == [mute.id]
-        unmute(session, mute.id, "op")
+        unmute(session, mute.id, "op", now=1000.0)
     with db.session() as session:
         assert current_revision(session) == 2 and active_mutes(session, 1000.0) == []
 

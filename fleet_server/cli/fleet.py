@@ -106,7 +106,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         notes = [] if d["known"] else ["never reported yet"]
         if not d["changed"]:
             notes.append("unchanged")
-        print(f"  {d['device_id']:24s} revision {d['revision']:<4d} "
+        print(f"  {d['device_id']:24s} revision {d['revision']:<9d} "
               f"{'published' if d['published'] else 'PENDING'}"
               + (f"  ({', '.join(notes)})" if notes else ""))
     if "warning" in result:
