@@ -38,11 +38,14 @@ from fleet_server.desired import RetainedPublisher
 from fleet_server.identity.tables import revoked_device_ids
 from fleet_server.mutes import (
     AlertMuteRow,
+    MuteChange,
     active_mutes,
     current_revision,
     encode_mute_list,
     lists_by_device,
+    mute_alert,
     renew_revision,
+    unmute,
 )
 
 log = logging.getLogger("nanofleet.server.mutes")
@@ -81,6 +84,26 @@ class MutePublisher:
             log.info("mute lists go out as revision %d", revision)
         with self._known_lock:
             self._known.update(known)
+
+    def mute(self, alert_id: int, *, days: int, all_devices: bool, any_source: bool,
+             reason: str, actor: str, of_device: str | None = None) -> tuple[MuteChange, bool]:
+        """:func:`fleet_server.mutes.mute_alert` in its own transaction, then the lists it
+        changed published: the change, and whether the broker acknowledged them (True when
+        nothing changed). Raises what ``mute_alert`` raises, having changed nothing."""
+        with self.db.session() as session:
+            change = mute_alert(session, alert_id, days=days, all_devices=all_devices,
+                                any_source=any_source, reason=reason, actor=actor,
+                                of_device=of_device)
+        # After the commit: a device must never get a list the database does not hold.
+        return change, change.outcome == "unchanged" or self.publish_for(change.mute.device_id)
+
+    def lift(self, mute_id: str, actor: str,
+             applying_to: str | None = None) -> tuple[AlertMuteRow, bool]:
+        """:func:`fleet_server.mutes.unmute` in its own transaction, then the lists it
+        changed published: the lifted mute, and whether the broker acknowledged them."""
+        with self.db.session() as session:
+            row = unmute(session, mute_id, actor, applying_to=applying_to)
+        return row, self.publish_for(row.device_id)
 
     def publish_for(self, device_id: str | None) -> bool:
         """After a change of a mute of ``device_id`` (None: every device): send the lists

@@ -249,8 +249,8 @@ def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: flo
 
 
 def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
-               any_source: bool, reason: str, actor: str,
-               now: float | None = None) -> MuteChange:
+               any_source: bool, reason: str, actor: str, now: float | None = None,
+               of_device: str | None = None) -> MuteChange:
     """Mute the shape of alert ``alert_id``'s line, on its device (or every device), from
     its source (or any), for ``days``; with its entry in the audit log (``alert-mute``).
 
@@ -263,12 +263,15 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
 
     A refused call (:class:`MuteRefused`) touches nothing: a caller that catches the
     refusal and commits changes nothing. Expired mutes are cleared away here (no list
-    carries them; the audit log keeps their story)."""
+    carries them; the audit log keeps their story). With ``of_device``, only an alert of
+    that device is muted (a page that lists one device's alerts must not mute another's
+    by a guessed id)."""
     check_request(days, reason)
     alert = session.get(DeviceAlertRow, alert_id)
-    if alert is None:
-        raise UnknownAlert(f"no alert {alert_id}: the server keeps alerts for a while only "
-                           "(GET /api/v1/alerts lists them)")
+    if alert is None or (of_device is not None and alert.device_id != of_device):
+        where = "" if of_device is None else f" on device {of_device}"
+        raise UnknownAlert(f"no alert {alert_id}{where}: the server keeps alerts for a while "
+                           "only (GET /api/v1/alerts lists them)")
     shape, prefix = mute_shape(alert.text)
     now = time.time() if now is None else now
     device_id = None if all_devices else alert.device_id
@@ -303,14 +306,17 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     return MuteChange(row, outcome)
 
 
-def unmute(session: Session, mute_id: str, actor: str,
-           now: float | None = None) -> AlertMuteRow:
+def unmute(session: Session, mute_id: str, actor: str, now: float | None = None,
+           applying_to: str | None = None) -> AlertMuteRow:
     """Lift a mute (the row goes; ``alert-unmute`` in the audit log). Returns the removed
-    row, whose device (None: every device) says whose lists to publish again."""
+    row, whose device (None: every device) says whose lists to publish again. With
+    ``applying_to``, only a mute that applies to that device (its own or an every-device
+    one) is lifted: a page that lists one device's mutes must not lift another's blind."""
     row = session.get(AlertMuteRow, mute_id)
-    if row is None:
-        raise UnknownMute(f"no mute {mute_id!r}: it was lifted, or it expired and was "
-                          "cleared away (GET /api/v1/mutes lists the active ones)")
+    if row is None or (applying_to is not None and row.device_id not in (None, applying_to)):
+        where = "" if applying_to is None else f" applies to device {applying_to}"
+        raise UnknownMute(f"no mute {mute_id[:40]!r}{where}: it was lifted, or it expired and "
+                          "was cleared away (GET /api/v1/mutes lists the active ones)")
     now = time.time() if now is None else now
     session.delete(row)
     _bump_revision(session, now)

@@ -20,13 +20,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.enroll import make_csr
+from contract.mutes import MuteList, mutes_topic
 from fleet_server.console.settings import ConsoleSettings
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from hil.simdevice import Behaviour, SimFleet, make_devices
 from nanomodel import default_bundle_path
 from tests.support.agent_proc import AgentProcess, write_config
+from tests.support.alert_fleet import alert, send_alerts, wait_alerts
 from tests.support.browser import browser_page, output_dir, require_browser
 from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
 from tests.support.rollout_rig import api, publish, relabeled, rollout, wait_devices
 
 pytestmark = pytest.mark.timeout(600)
@@ -428,6 +431,43 @@ def test_forms_without_the_csrf_token_are_refused_and_sign_out_ends_the_session(
     assert httpx.get(setup.url + "/api/v1/health").status_code == 200
     assert api(setup, "GET", "/api/v1/audit", params={"action": "console-sign-in"}).json()[
         "entries"]
+
+
+def test_mute_an_alert_for_the_days_and_devices_chosen(
+        page: Any, fleet: FleetSetup, mqtt_broker: Mosquitto) -> None:
+    """The device page's mute options sit outside its refreshed part: chosen, they survive
+    refreshes, and the "mute" button of an alert sends them; the device's list and every
+    other device's carry the mute."""
+    setup, device = fleet, "mute-gw-01"
+    line = "sshd[812]: Connection closed by 192.0.2.44 port 50122 [preauth]"
+    send_alerts(mqtt_broker, [alert(device, "mute-browser-1", 1, "sshd", line, "security")])
+    [made] = wait_alerts(setup, 1, device)
+    watch = Collector(mqtt_broker.port, [mutes_topic(device)])
+    try:
+        sign_in(page, setup, setup.token, f"/console/devices/{device}")
+        page.get_by_label("Mute for").select_option("30")
+        page.get_by_label("on every device").check()
+        page.get_by_label("Reason").fill("scanner on the LAN")
+        time.sleep(1.5)  # three refreshes of the live part (refresh_s 0.5) keep the choice
+        assert page.get_by_label("Mute for").input_value() == "30"
+        before = time.time()
+        row = page.locator(f'tr[data-alert="{made["id"]}"]')
+        row.get_by_role("button", name="mute").click()
+        page.wait_for_url(f"**/console/devices/{device}")
+        page.locator(f'tr[data-alert="{made["id"]}"] .mute-tag').wait_for()
+        [mute] = [m for m in api(setup, "GET", "/api/v1/mutes").json()["mutes"]
+                  if m["alert_id"] == made["id"]]
+        assert mute["device_id"] is None and mute["source"] == "sshd"
+        assert mute["reason"] == "scanner on the LAN"
+        assert before + 30 * 86_400 - 5 <= mute["expires_at"] <= time.time() + 30 * 86_400
+        assert "every device" in page.locator("table.mutes").inner_text()
+        shot(page, "14-device-muted")
+        got = watch.wait_for(lambda ms: any(
+            mute["id"] in m.payload.decode() for m in ms), 15)
+    finally:
+        watch.close()
+    held = MuteList.model_validate_json(got[-1].payload)  # the list the device takes
+    assert [m.id for m in held.mutes if m.id == mute["id"]] == [mute["id"]]
 
 
 UNLABELLED_JS = """() => Array.from(document.querySelectorAll(

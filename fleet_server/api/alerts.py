@@ -44,8 +44,6 @@ from fleet_server.mutes import (
     UnknownAlert,
     UnknownMute,
     active_mutes,
-    mute_alert,
-    unmute,
 )
 from fleet_server.verdicts import (
     AlertVerdictRow,
@@ -124,22 +122,18 @@ def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Ope
               response: Response) -> MuteCreated:
     """Stop the alert's device (or every device) sending alerts of this line's message
     shape for ``days``; the device's list is published retained over MQTT."""
-    with service.db.session() as session:
-        try:
-            change = mute_alert(session, alert_id, days=body.days,
-                                all_devices=body.all_devices, any_source=body.any_source,
-                                reason=body.reason, actor=actor)
-        except UnknownAlert as exc:
-            raise ApiError(404, "unknown-alert", str(exc)) from None
-        except MuteRefused as exc:
-            raise ApiError(422, "invalid-mute", str(exc)) from None
-        view = mute_view(change.mute)
-    # After the commit: a device must never get a list the database does not hold.
-    published = (change.outcome == "unchanged"
-                 or service.mutes.publish_for(view.device_id))
+    try:
+        change, published = service.mutes.mute(
+            alert_id, days=body.days, all_devices=body.all_devices,
+            any_source=body.any_source, reason=body.reason, actor=actor)
+    except UnknownAlert as exc:
+        raise ApiError(404, "unknown-alert", str(exc)) from None
+    except MuteRefused as exc:
+        raise ApiError(422, "invalid-mute", str(exc)) from None
     if change.outcome != "created":
         response.status_code = 200
-    return MuteCreated(**view.model_dump(), outcome=change.outcome, published=published)
+    return MuteCreated(**mute_view(change.mute).model_dump(), outcome=change.outcome,
+                       published=published)
 
 
 @router.get("/mutes", response_model=MuteViews, tags=["mutes"])
@@ -156,13 +150,10 @@ def get_mutes(service: Service, device: Annotated[str | None, Query(
                responses={204: {"description": "Lifted; the device lists are published."}})
 def delete_mute(mute_id: MuteId, service: Service, actor: Operator) -> Response:
     """Lift a mute: the devices it applied to get a newer list without it."""
-    with service.db.session() as session:
-        try:
-            row = unmute(session, mute_id, actor)
-        except UnknownMute as exc:
-            raise ApiError(404, "unknown-mute", str(exc)) from None
-        device_id = row.device_id
-    service.mutes.publish_for(device_id)
+    try:
+        service.mutes.lift(mute_id, actor)
+    except UnknownMute as exc:
+        raise ApiError(404, "unknown-mute", str(exc)) from None
     return Response(status_code=204)
 
 

@@ -35,12 +35,9 @@ from fleet_server.console.web import (
 )
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.mutes import (
-    AlertMuteRow,
     MuteRefused,
     UnknownAlert,
     UnknownMute,
-    mute_alert,
-    unmute,
 )
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.records import ACTIVE_STATUSES
@@ -157,7 +154,8 @@ def _device(request: Request, service: FleetService, device_id: str, window: str
             "title": "No such device", "message": f"device {device_id!r} has never reported "
             "and never enrolled: check the id"}, status=404)
     return render(request, template, {"d": view, "windows": list(details.WINDOWS),
-                                      "message": message}, status=status)
+                                      "mute_days": MUTE_DAY_CHOICES, "message": message},
+                  status=status)
 
 
 @router.get("/devices/{device_id}")
@@ -187,6 +185,9 @@ def _back_to_device(request: Request, device_id: str) -> Response:
 def _no_alert(device_id: str, alert_id: int) -> str:
     return (f"no alert {alert_id} on device {device_id}: the server keeps alerts for a while "
             "only (the table lists those it has)")
+
+
+MUTE_DAY_CHOICES = (1, 7, 30, MAX_MUTE_DAYS)  # the device page's "Mute for" choices
 
 
 def _form_days(value: str) -> int:
@@ -221,24 +222,17 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
     fields, all optional: ``days`` (7), ``all_devices``, ``any_source``, ``reason``."""
     require_deploy(operator, "muting an alert")
     try:
-        number = _form_days(days)
-        with service.db.session() as session:
-            alert = session.get(DeviceAlertRow, alert_id)
-            if alert is None or alert.device_id != device_id:
-                # Only the alerts this page lists: see alert_verdict.
-                raise UnknownAlert(_no_alert(device_id, alert_id))
-            change = mute_alert(session, alert_id, days=number,
-                                all_devices=_form_flag(all_devices),
-                                any_source=_form_flag(any_source), reason=reason.strip(),
-                                actor=operator.identity.name)
-            target, outcome = change.mute.device_id, change.outcome
-    except UnknownAlert as exc:
-        return _device_notice(request, service, device_id, str(exc), 404)
+        # Only the alerts this page lists (of_device): see alert_verdict.
+        change, published = service.mutes.mute(
+            alert_id, days=_form_days(days), all_devices=_form_flag(all_devices),
+            any_source=_form_flag(any_source), reason=reason.strip(),
+            actor=operator.identity.name, of_device=device_id)
+    except UnknownAlert:
+        return _device_notice(request, service, device_id, _no_alert(device_id, alert_id), 404)
     except MuteRefused as exc:
         # A refused mute touches nothing (mute_alert decides before it writes).
         return _device_notice(request, service, device_id, str(exc), 422)
-    # After the commit, as the API: a device must never get a list the database does not hold.
-    if outcome != "unchanged" and not service.mutes.publish_for(target):
+    if not published:
         return _device_notice(request, service, device_id,
                               _unsent("The mute is stored"), 202, kind="warn")
     return _back_to_device(request, device_id)
@@ -252,17 +246,14 @@ def mute_lift(request: Request, service: Service, operator: Operator, device_id:
     changed published (every device's for an every-device mute)."""
     require_deploy(operator, "lifting a mute")
     try:
-        with service.db.session() as session:
-            row = session.get(AlertMuteRow, mute_id)
-            if row is None or row.device_id not in (None, device_id):
-                # Only the mutes this page lists: another device's would be lifted blind.
-                raise UnknownMute(f"no mute {mute_id[:40]!r} applies to device {device_id}: "
-                                  "it was lifted, or it expired (Muted here lists the "
-                                  "active ones)")
-            target = unmute(session, mute_id, operator.identity.name).device_id
-    except UnknownMute as exc:
-        return _device_notice(request, service, device_id, str(exc), 404)
-    if not service.mutes.publish_for(target):
+        # Only the mutes this page lists: another device's would be lifted blind.
+        _, published = service.mutes.lift(mute_id, operator.identity.name,
+                                          applying_to=device_id)
+    except UnknownMute:
+        return _device_notice(request, service, device_id, (
+            f"no mute {mute_id[:40]!r} applies to device {device_id}: it was lifted, or it "
+            "expired (Muted here lists the active ones)"), 404)
+    if not published:
         return _device_notice(request, service, device_id,
                               _unsent("The mute is lifted"), 202, kind="warn")
     return _back_to_device(request, device_id)

@@ -56,10 +56,37 @@
   window.addEventListener("resize", function () {
     plots.forEach(function (plot, el) { plot.setSize({ width: Math.max(280, el.clientWidth - 4), height: 170 }); });
   });
+  // The device page's mute options live outside its refreshed part; a "mute" button's
+  // form takes them when it is sent (without scripts it sends its own: 7 days, here).
+  function muteOptions(form) {
+    const opts = document.getElementById("mute-options");
+    if (!opts) return;
+    const put = function (name, value) {
+      let field = form.querySelector('input[name="' + name + '"]');
+      if (!field) {
+        field = document.createElement("input");
+        field.type = "hidden";
+        field.name = name;
+        form.appendChild(field);
+      }
+      field.value = value;
+    };
+    put("days", opts.elements.days.value);
+    put("all_devices", opts.elements.all_devices.checked ? "on" : "");
+    put("any_source", opts.elements.any_source.checked ? "on" : "");
+    put("reason", opts.elements.reason.value);
+  }
   document.addEventListener("submit", function (ev) {
     const form = ev.target;
-    if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+    if (!(form instanceof HTMLFormElement)) return;
+    if (form.id === "mute-options") {  // the options are not sent by themselves
       ev.preventDefault();
+      return;
     }
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      ev.preventDefault();
+      return;
+    }
+    if (form.classList.contains("mute")) muteOptions(form);
   });
 })();
