@@ -11,6 +11,7 @@ from fleet_server.inventory import Report, ingest, list_devices, recent_events
 from fleet_server.releases import models_view
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets
+from fleet_server.revisions import revision_clock
 from fleet_server.service import FleetService
 from hil import postgres
 from hil.fleet import setup_fleet
@@ -41,8 +42,11 @@ def test_service_on_postgresql(tmp_path: Path, pg: postgres.Postgres) -> None:
                                        actor="ops")
         again = service.desired.deploy(["d1"], slot="logs", model="nano-logs", version=1,
                                        actor="ops")
-        assert [(o.revision, o.changed, o.published) for o in first] == [(1, True, False)] * 2
-        assert (again[0].revision, again[0].changed) == (1, False)
+        assert [(o.changed, o.published) for o in first] == [(True, False)] * 2
+        # the first revision of each device's document: the clock (fleet_server.revisions)
+        assert revision_clock(time.time()) - 60 <= first[0].revision <= revision_clock(
+            time.time())
+        assert (again[0].revision, again[0].changed) == (first[0].revision, False)
 
         now = time.time()
         info = ModelInfo(slot="logs", name="nano-logs", version=1, label="v1",
