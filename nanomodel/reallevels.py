@@ -14,12 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agent.level_evidence import SYSLOG_LEVELS, shift_anomaly
+from agent.level_evidence import SYSLOG_LEVELS, level_of, shift_anomaly
 from nanomodel.realeval import RealLine, source_folds
 from nanomodel.realtext import load_captured, load_templates
-
-# The harvest's level names (the code's own: ``error``, ``crit``...) as PRIORITY values.
-PRIORITY = {name: i for i, name in enumerate(SYSLOG_LEVELS)} | {"error": 3, "warn": 4}
 
 # A little ridge on the offsets: a level with few lines stays near 0 rather than running
 # off to where its handful of lines are separated perfectly.
@@ -27,11 +24,13 @@ RIDGE = 1e-3
 
 
 def priority(level: str) -> int:
-    """``"error"`` -> 3. Unknown names are an error (the harvest writes known ones)."""
-    try:
-        return PRIORITY[level]
-    except KeyError:
-        raise ValueError(f"level {level!r} is not a syslog level name") from None
+    """The harvest's level name (the code's own: ``error``, ``crit``...) as a PRIORITY
+    value, as the agent reads levels people write (:func:`agent.level_evidence.level_of`):
+    ``"error"`` -> 3. Unknown names are an error (the harvest writes known ones)."""
+    value = level_of(level)
+    if value is None:
+        raise ValueError(f"level {level!r} is not a syslog level name")
+    return value
 
 
 def real_line_priorities(per_template: int, sources: list[str] | None = None,
