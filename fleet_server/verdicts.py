@@ -23,11 +23,12 @@ from typing import Literal
 from sqlalchemy import Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from contract.labels import NORMAL
 from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import DeviceAlertRow
 
 Verdict = Literal["false_alarm", "right"]
-NORMAL_LABEL = "normal"
+NORMAL_LABEL = NORMAL  # the label a false alarm is stored with
 # A label as the nano model's bundles name them (lower case, digits, - and _).
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 

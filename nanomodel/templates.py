@@ -10,8 +10,9 @@ Placeholders in braces are filled by :mod:`nanomodel.corpus`.
 
 from __future__ import annotations
 
-LABELS: list[str] = ["normal", "hardware", "thermal", "power", "network", "storage",
-                     "security", "software", "sensor"]
+from contract.labels import DEFAULT_LABELS
+
+LABELS: list[str] = list(DEFAULT_LABELS)
 
 MESSAGES: dict[str, list[str]] = {
     "normal": [

@@ -470,6 +470,28 @@ def test_mute_an_alert_for_the_days_and_devices_chosen(
     assert [m.id for m in held.mutes if m.id == mute["id"]] == [mute["id"]]
 
 
+def test_right_with_the_category_chosen_files_the_line_under_it(
+        page: Any, fleet: FleetSetup, mqtt_broker: Mosquitto) -> None:
+    """The model called a failing SD card "hardware"; the operator says "right" but
+    files the line under storage, chosen in the page's Judging card (outside its refreshed
+    part), and the labelled lines the next fine-tune reads carry storage."""
+    setup, device = fleet, "judge-gw-01"
+    line = "kernel: mmc0: Card stuck in wrong state! card_busy_detect status: 0xe00"
+    send_alerts(mqtt_broker, [alert(device, "judge-browser-1", 1, "kernel", line,
+                                    "hardware")])
+    [made] = wait_alerts(setup, 1, device)
+    sign_in(page, setup, setup.token, f"/console/devices/{device}")
+    page.get_by_label('"right" files the line as').fill("storage")
+    time.sleep(1.0)  # refreshes of the live part keep the choice
+    page.locator(f'tr[data-alert="{made["id"]}"]').get_by_role("button", name="right").click()
+    page.wait_for_url(f"**/console/devices/{device}")
+    verdict = page.locator(f'tr[data-alert="{made["id"]}"] .judged')
+    verdict.wait_for()
+    assert verdict.inner_text() == "right → storage"
+    r = api(setup, "GET", "/api/v1/labelled-lines", params={"device": device})
+    assert [json.loads(x) for x in r.text.splitlines()] == [{"text": line, "label": "storage"}]
+
+
 UNLABELLED_JS = """() => Array.from(document.querySelectorAll(
     'input:not([type=hidden]), select, textarea, button'))
   .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')

@@ -71,7 +71,7 @@ def verdict_cell(row: str) -> tuple[str, str | None]:
 def buttons(row: str) -> list[tuple[str, str]]:
     """(form action, button text) of the row's verdict forms, each with its CSRF field."""
     return [(m.group(1), m.group(2)) for m in re.finditer(
-        r'<form method="post" action="([^"]+)"><input type="hidden" name="csrf" '
+        r'<form method="post" action="([^"]+)"(?: class="right")?><input type="hidden" name="csrf" '
         r'value="[^"]+"><button type="submit" aria-describedby="alert-\d+">([^<]+)</button>'
         r'</form>', row)]
 
@@ -133,6 +133,23 @@ def test_an_operator_judges_alerts_on_the_device_page(fleet: FleetSetup) -> None
         assert verdict_cell(rows(page.text)[ids["cv-2"]])[0] == "right → security"
         assert lines(setup, DEVICE) == [{"text": TEXT["cv-1"], "label": "storage"},
                                         {"text": TEXT["cv-2"], "label": "security"}]
+
+        # "right" with the category the operator chose (the page's "Judging" choice, which
+        # the button's form sends as `label`): the line is filed under it; a label that is
+        # no label is refused and changes nothing.
+        page = c.get(page_url)
+        assert 'id="verdict-labels"' in page.text and '<option value="storage">' in page.text
+        r = c.post(f"{page_url}/alerts/{ids['cv-2']}/right", data={"csrf": csrf,
+                                                                   "label": "Storage!"})
+        assert r.status_code == 422 and notice(r.text).startswith(
+            "category 'Storage!' is not a label: lower-case letters, digits, - and _")
+        r = c.post(f"{page_url}/alerts/{ids['cv-2']}/right", data={"csrf": csrf,
+                                                                   "label": " storage "})
+        assert r.status_code == 303
+        assert verdict_cell(rows(c.get(page_url).text)[ids["cv-2"]])[0] == "right → storage"
+        assert lines(setup, DEVICE)[-1] == {"text": TEXT["cv-2"], "label": "storage"}
+        r = c.post(f"{page_url}/alerts/{ids['cv-2']}/right", data={"csrf": csrf, "label": ""})
+        assert r.status_code == 303  # blank: the alert's own label again
 
         # The live fragment (htmx polls it) shows the same column and buttons.
         live = c.get(f"{page_url}/live", headers={"HX-Request": "true"})

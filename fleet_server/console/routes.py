@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from contract.labels import DEFAULT_LABELS
 from contract.mutes import MAX_MUTE_DAYS
 from fleet_server.api.core import Service
 from fleet_server.console import details, sessions
@@ -42,7 +43,7 @@ from fleet_server.mutes import (
 from fleet_server.rollouts.manage import OperationRefused
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
-from fleet_server.verdicts import Verdict, VerdictRefused, judge
+from fleet_server.verdicts import LABEL_PATTERN, Verdict, VerdictRefused, judge
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 StateParam = Literal["", "online", "stale", "offline", "unknown", "revoked"]
@@ -154,8 +155,9 @@ def _device(request: Request, service: FleetService, device_id: str, window: str
             "title": "No such device", "message": f"device {device_id!r} has never reported "
             "and never enrolled: check the id"}, status=404)
     return render(request, template, {"d": view, "windows": list(details.WINDOWS),
-                                      "mute_days": MUTE_DAY_CHOICES, "message": message},
-                  status=status)
+                                      "mute_days": MUTE_DAY_CHOICES,
+                                      "default_labels": list(DEFAULT_LABELS),
+                                      "message": message}, status=status)
 
 
 @router.get("/devices/{device_id}")
@@ -261,12 +263,20 @@ def mute_lift(request: Request, service: Service, operator: Operator, device_id:
 
 @router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")
 def alert_verdict(request: Request, service: Service, operator: Operator, device_id: str,
-                  alert_id: int, verdict: Verdict) -> Response:
+                  alert_id: int, verdict: Verdict,
+                  label: Annotated[str, Form()] = "") -> Response:
     """An operator's verdict on one of the device's alerts (the buttons of its alerts
     table), stored and audited as ``POST /api/v1/alerts/{id}/verdict`` does; then back to
-    the device page (post/redirect/get: reloading it does not post again)."""
+    the device page (post/redirect/get: reloading it does not post again). Form field
+    ``label`` (optional): for "right", the line's true category when the alert's was
+    wrong (the page's "Judging an alert" choice)."""
     require_deploy(operator, "a verdict on an alert")
     actor = operator.identity.name
+    chosen = label.strip() or None
+    if chosen is not None and not re.fullmatch(LABEL_PATTERN, chosen):
+        return _device_notice(request, service, device_id, (
+            f"category {chosen[:70]!r} is not a label: lower-case letters, digits, - and _ "
+            "(e.g. storage)"), 422)
     try:
         with service.db.session() as session:
             alert = session.get(DeviceAlertRow, alert_id)
@@ -275,7 +285,7 @@ def alert_verdict(request: Request, service: Service, operator: Operator, device
                 # the wrong heading: only the alerts this page can list are accepted.
                 alert = None
             if alert is not None:
-                judge(session, alert, verdict, None, actor)
+                judge(session, alert, verdict, chosen, actor)
     except VerdictRefused as exc:
         # Caught outside the transaction: a refused verdict commits nothing (judge()
         # decides before it touches the row; the rollback is the second guard).

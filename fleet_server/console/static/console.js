@@ -79,7 +79,7 @@
   document.addEventListener("submit", function (ev) {
     const form = ev.target;
     if (!(form instanceof HTMLFormElement)) return;
-    if (form.id === "mute-options") {  // the options are not sent by themselves
+    if (form.id === "mute-options" || form.id === "verdict-options") {  // not sent by themselves
       ev.preventDefault();
       return;
     }
@@ -88,5 +88,15 @@
       return;
     }
     if (form.classList.contains("mute")) muteOptions(form);
+    if (form.classList.contains("right")) {
+      const opts = document.getElementById("verdict-options");
+      if (opts && opts.elements.label.value.trim()) {
+        const field = document.createElement("input");
+        field.type = "hidden";
+        field.name = "label";
+        field.value = opts.elements.label.value.trim();
+        form.appendChild(field);
+      }
+    }
   });
 })();
