@@ -16,6 +16,7 @@ function (:func:`rank_shapes`); :func:`alert_lines` is the bounded read it ranks
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -107,9 +108,12 @@ class Ranking:
     complete: bool = True  # False: more alerts matched than one ranking reads
 
 
+@functools.lru_cache(maxsize=4096)
 def line_shape(text: str) -> tuple[MuteShape, bool]:
     """The shape a mute of this line names and True, or (a mute would refuse it) its
-    plain :func:`message_shape` as a whole shape and False."""
+    plain :func:`message_shape` as a whole shape and False. Cached (a few MB at most:
+    kept lines are 500 characters at most): the console's device page ranks its newest
+    1,000 alerts again at every refresh, and they are mostly the same lines."""
     try:
         return mute_shape(text), True
     except MuteRefused:
