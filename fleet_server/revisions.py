@@ -28,9 +28,12 @@ REVISION_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 def revision_clock(now: float) -> int:
-    """Whole seconds since :data:`REVISION_EPOCH` at ``now`` (0 before it: a clock that was
-    never set must not make revisions go backwards, the counter part carries them)."""
-    return min(max(int(now) - REVISION_EPOCH, 0), MAX_STORED_INT)
+    """Whole seconds since :data:`REVISION_EPOCH` at ``now``; 0 (the counter part carries
+    revisions alone) before the epoch, a clock that was never set, and past what 32 bits
+    hold (2094, or a clock set wildly ahead: taking its value would leave the revisions
+    nowhere to grow, and every later deployment would fail)."""
+    seconds = int(now) - REVISION_EPOCH
+    return seconds if 0 < seconds <= MAX_STORED_INT else 0
 
 
 def next_revision(current: int, now: float) -> int:

@@ -88,6 +88,9 @@ def test_revisions_follow_the_clock_so_a_restored_database_numbers_above_its_dev
     assert next_revision(burst[-1], t0 - day) == burst[-1] + 1
     with pytest.raises(OverflowError):
         next_revision(MAX_STORED_INT, t0)
+    # a server clock set past what the columns hold is not followed: the counter goes on
+    assert revision_clock(REVISION_EPOCH + MAX_STORED_INT + 1.0) == 0
+    assert next_revision(41, REVISION_EPOCH + 2.0**40) == 42
 
 
 # --- deltas ----------------------------------------------------------------------------
