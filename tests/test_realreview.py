@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nanomodel import realtext
-from nanomodel.realreview import REVIEW_DIR, load_reviews
+from nanomodel.realreview import PENDING_DIR, REVIEW_DIR, load_reviews
 from tests.support.realdata import own_data_folder, reread_lines
 
 pytestmark = pytest.mark.unit
@@ -99,3 +99,19 @@ def test_a_captured_line_follows_a_later_review_of_the_template_that_labelled_it
         reread_lines()
         with pytest.raises(ValueError, match="--relabel"):
             realtext.load_captured(["cron"])
+
+
+def test_pending_reviews_load_and_name_templates_no_applied_review_decides() -> None:
+    """The warning and notice messages read in December 2026 (review_pending/, not applied:
+    LABELLING.md) stay valid decisions: well formed, naming harvested templates that no
+    applied review decides yet, so moving them into review/ is a copy."""
+    pending = load_reviews(PENDING_DIR)
+    assert len(pending) == 1594
+    applied = load_reviews(REVIEW_DIR)
+    templates = {(t.source, t.template): t for t in realtext.load_templates()}
+    assert all(key in templates for key in pending), "stale pending review"
+    assert not set(pending) & set(applied)
+    # what they are: the level rule's normal warning and notice messages
+    assert {templates[key].label for key in pending} == {"normal"}
+    assert sum(r.label != "normal" for r in pending.values()) == 359
+    assert sum(r.not_log_text for r in pending.values()) == 268
