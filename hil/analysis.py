@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from contract.mutes import AlertMute, message_shape
 from hil.observe import DeviceRecord
 from hil.steps import (
+    ExpectAlertsMuted,
     ExpectInferenceErrors,
     ExpectLiveModel,
     ExpectMaxResultGap,
@@ -25,7 +27,7 @@ SLOT = "logs"
 
 Expectation = (ExpectNoLostLines | ExpectOtaFinal | ExpectLiveModel | ExpectInferenceErrors
                | ExpectMaxResultGap | ExpectOtaStatesSeen | ExpectResultsByVersion
-               | ExpectNoUnexpectedExits)
+               | ExpectAlertsMuted | ExpectNoUnexpectedExits)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class DeviceFacts:
     live_models: list[dict[str, Any]] | None  # the agent's `models` answer; None: no answer
     live_counters: dict[str, int] | None
     unexpected_exits: list[str] = field(default_factory=list)
+    mute: tuple[AlertMute, float] | None = None  # the latest mute step's mute, and when
 
     def updates_since(self) -> list[Update]:
         return updates([e for e in self.record.ota if e["ts"] >= self.since])
@@ -195,9 +198,29 @@ def judge(check: Expectation, f: DeviceFacts) -> Verdict:
         ok = n >= check.min and (check.max is None or n <= check.max)
         bounds = f">= {check.min}" + (f" and <= {check.max}" if check.max is not None else "")
         return Verdict(ok, f"{n} lines classified by v{check.version} (wanted {bounds})")
+    if isinstance(check, ExpectAlertsMuted):
+        return _judge_muted(check, f)
     if f.unexpected_exits:
         return Verdict(False, "; ".join(f.unexpected_exits))
     return Verdict(True, "the agent exited only when a power cut was injected")
+
+
+def _judge_muted(check: ExpectAlertsMuted, f: DeviceFacts) -> Verdict:
+    if f.mute is None:
+        return Verdict(False, "no mute step muted anything on this device before the check")
+    mute, at = f.mute
+    loud = [a["text"] for a in f.record.alert_items if a["_received"] > at + check.settle_s
+            and mute.matches(a["source"], message_shape(a["text"]))]
+    held = (f.live_counters or {}).get("alerts_muted")
+    problems = []
+    if loud:
+        problems.append(f"{len(loud)} alert(s) of the muted shape arrived, e.g. {loud[0]!r}")
+    if held is None or held < check.min_held:
+        problems.append(f"the agent held back {held} (wanted at least {check.min_held})")
+    if problems:
+        return Verdict(False, "; ".join(problems))
+    return Verdict(True, f"no alert of {mute.shape!r} ({mute.source}) after the mute; the "
+                   f"agent held back {held} since its last start")
 
 
 def _judge_live(check: ExpectLiveModel, f: DeviceFacts) -> Verdict:

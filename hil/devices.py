@@ -145,7 +145,8 @@ min_free_bytes = 0
 duration_s = {agent.trial_duration_s}
 min_inferences = {agent.trial_min_inferences}
 timeout_s = {max(agent.trial_timeout_s, agent.trial_duration_s)}
-"""
+""" + ("" if agent.alert_repeat_window_s is None else
+       f"\n[alerts]\nrepeat_window_s = {agent.alert_repeat_window_s}\n")
 
 
 class LocalProcessDevice(DeviceDriver):

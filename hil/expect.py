@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from agent.control import DaemonNotRunning
+from contract.mutes import AlertMute
 from hil.analysis import DeviceFacts, Expectation, judge, updates
 from hil.devices import DeviceUnit
 from hil.observe import Observer
@@ -35,14 +36,15 @@ def _ask(unit: DeviceUnit, cmd: str) -> Any:
 
 
 def facts_for(device: str, observer: Observer, unit: DeviceUnit, since: float,
-              written: int | None = None) -> DeviceFacts:
+              written: int | None = None,
+              mute: tuple[AlertMute, float] | None = None) -> DeviceFacts:
     metrics = _ask(unit, "metrics")
     return DeviceFacts(
         device=device, record=observer.snapshot(device),
         written=unit.writer.written if written is None else written, since=since,
         live_models=_ask(unit, "models"),
         live_counters=metrics.get("counters") if isinstance(metrics, dict) else None,
-        unexpected_exits=list(unit.unexpected_exits))
+        unexpected_exits=list(unit.unexpected_exits), mute=mute)
 
 
 def _events_since(observer: Observer, device: str, since: float) -> list[dict[str, Any]]:
@@ -96,7 +98,8 @@ def wait_condition(step: WaitCondition, observer: Observer, units: dict[str, Dev
 
 def judge_step(step: Expectation, observer: Observer, units: dict[str, DeviceUnit],
                since_deploy: dict[str, float], device_ids: list[str],
-               index: int) -> list[CheckOutcome]:
+               index: int, mutes: dict[str, tuple[AlertMute, float]] | None = None,
+               ) -> list[CheckOutcome]:
     """The verdict of ``step`` on each targeted device (retried for up to within_s)."""
     devices = targets(step, device_ids)
     written = {d: units[d].writer.written for d in devices}  # lines in the logs by now
@@ -104,7 +107,8 @@ def judge_step(step: Expectation, observer: Observer, units: dict[str, DeviceUni
     out = []
     for d in devices:
         while True:
-            verdict = judge(step, facts_for(d, observer, units[d], since_deploy[d], written[d]))
+            verdict = judge(step, facts_for(d, observer, units[d], since_deploy[d], written[d],
+                                            (mutes or {}).get(d)))
             if verdict.passed or time.monotonic() >= deadline:
                 break
             time.sleep(0.25)

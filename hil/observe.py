@@ -37,6 +37,7 @@ class DeviceRecord:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     status: list[dict[str, Any]] = field(default_factory=list)
     alerts: int = 0
+    alert_items: list[dict[str, Any]] = field(default_factory=list)  # source, text, _received
     lines: dict[int, set[int]] = field(default_factory=dict)  # line n -> model versions
     results_by_version: dict[int, int] = field(default_factory=dict)  # version -> items
 
@@ -124,6 +125,10 @@ class Observer:
             record.metrics.append(doc)
         elif kind == "alerts":
             record.alerts += 1
+            item = doc.get("item") or {}
+            record.alert_items.append({"source": str(item.get("source", "")),
+                                       "text": str(item.get("text", "")),
+                                       "_received": received})
 
     # --- reading (under the lock: copies) ----------------------------------------------
     def ota_events(self, device: str) -> list[dict[str, Any]]:
@@ -146,6 +151,7 @@ class Observer:
                 batches=list(r.batches), duplicates=r.duplicates, replayed=r.replayed,
                 ota=list(r.ota),
                 metrics=list(r.metrics), status=list(r.status), alerts=r.alerts,
+                alert_items=list(r.alert_items),
                 lines={k: set(v) for k, v in r.lines.items()},
                 results_by_version=dict(r.results_by_version))
 

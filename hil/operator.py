@@ -1,12 +1,14 @@
 """The fleet operator, as the rig plays it: the library calls behind ``nanofleet model
 publish`` (verify the server's targets like a device, sign with the targets key,
-upload) and ``nanofleet deploy``, in-process (no CLI start-up per step)."""
+upload), ``nanofleet deploy`` and ``nanofleet alerts mute``, in-process (no CLI start-up
+per step)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from contract.mutes import AlertMute
 from fleet_server.client import ApiClient
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets, fetch_verified_targets
@@ -35,6 +37,21 @@ class Operator:
         result: dict[str, Any] = self.client.post_json(
             "/api/v1/deployments", {"model": model, "version": version, "devices": devices})
         return result
+
+
+    def mute_top(self, device: str, days: int) -> AlertMute:
+        """Mute the shape of ``device``'s most frequent mutable alert (``nanofleet alerts
+        shapes --device``, then ``nanofleet alerts mute``): the mute, as the device's
+        list will carry it."""
+        shapes = self.client.get("/api/v1/alert-shapes", {"device": device})["shapes"]
+        top = next((g for g in shapes if g["mutable"]), None)
+        if top is None:
+            raise ValueError(f"{device} has sent no alert a mute can name yet")
+        made = self.client.post_json(f"/api/v1/alerts/{top['alert_id']}/mute",
+                                     {"days": days, "reason": "HIL: judged a false alarm"})
+        return AlertMute(id=made["id"], shape=made["shape"], prefix=made["prefix"],
+                         source=made["source"], expires=made["expires_at"],
+                         reason=made["reason"])
 
 
 def publish_summary(result: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.mutes import AlertMute
 from hil.analysis import DeviceFacts, device_metrics
 from hil.broker import Mosquitto, free_port
 from hil.devices import DeviceUnit, FleetEndpoints
@@ -37,6 +38,7 @@ from hil.steps import (
     AnyStep,
     BrokerDown,
     DeployStep,
+    MuteStep,
     NetworkLoss,
     PowerCut,
     PublishStep,
@@ -110,6 +112,7 @@ class Rig:
         self.units: dict[str, DeviceUnit] = {}
         self.links: dict[str, Link] = {}
         self.since_deploy: dict[str, float] = {d.id: 0.0 for d in scenario.devices}
+        self.mutes: dict[str, tuple[AlertMute, float]] = {}  # device -> latest mute, when
         self.device_ids = [d.id for d in scenario.devices]
         self.deadline = time.monotonic() + scenario.max_duration_s
         self._stop_watch = threading.Event()
@@ -223,6 +226,13 @@ class Rig:
             result = self.operator.deploy(self.scenario.fleet.model, step.version, devices)
             outcome.detail = ", ".join(f"{d['device_id']} revision {d['revision']}"
                                        for d in result["devices"])
+        elif isinstance(step, MuteStep):
+            muted = []
+            for d in targets(step, self.device_ids):
+                mute = self.operator.mute_top(d, step.days)
+                self.mutes[d] = (mute, time.time())
+                muted.append(f"{d}: {mute.shape!r} ({mute.source})")
+            outcome.detail = "; ".join(muted)
         elif isinstance(step, TrafficStep):
             for d in targets(step, self.device_ids):
                 (self.units[d].writer.resume if step.run else self.units[d].writer.pause)()
@@ -242,7 +252,7 @@ class Rig:
         else:
             assert self.observer is not None
             for check in judge_step(step, self.observer, self.units, self.since_deploy,
-                                    self.device_ids, index):
+                                    self.device_ids, index, self.mutes):
                 self.timeline.checks.append(check)
                 self.timeline.add("check", f"{check.check}: {'pass' if check.passed else 'FAIL'}"
                                   f" — {check.detail}", check.device)

@@ -24,6 +24,7 @@ from hil.steps import (
     DeployStep,
     ExpectStep,
     FaultStep,
+    MuteStep,
     NetworkLoss,
     PublishStep,
     SleepStep,
@@ -72,6 +73,10 @@ class AgentSpec(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Agent log level (each device's log file is in the report "
         "directory).")
+    alert_repeat_window_s: float | None = Field(
+        default=None, ge=0.0, description="[alerts] repeat_window_s: alerts of one (source, "
+        "label) within this window are grouped into the next (0: every alert goes out, so a "
+        "check can tell what a mute held back); default: the agent's.")
 
 
 class DeviceSpec(Strict):
@@ -108,8 +113,8 @@ class FleetSpec(Strict):
 
 
 Step = Annotated[
-    SleepStep | PublishStep | DeployStep | FaultStep | WaitForStep | ExpectStep | TrafficStep,
-    Field(discriminator="action")]
+    SleepStep | PublishStep | DeployStep | MuteStep | FaultStep | WaitForStep | ExpectStep
+    | TrafficStep, Field(discriminator="action")]
 
 
 class Scenario(Strict):

@@ -51,6 +51,15 @@ class DeployStep(Strict):
     devices: list[str] | None = Field(default=None, description=_DEVICES)
 
 
+class MuteStep(Strict):
+    """The operator mutes the message shape of each device's most frequent alert (as
+    ``nanofleet alerts shapes --device`` ranks them, then ``nanofleet alerts mute``)."""
+
+    action: Literal["mute"] = Field(description="Mute each device's top alert shape.")
+    days: int = Field(default=1, ge=1, le=90, description="How long the mute lasts (days).")
+    devices: list[str] | None = Field(default=None, description=_DEVICES)
+
+
 class TrafficStep(Strict):
     """Stop or resume the lines written to devices' logs."""
 
@@ -206,6 +215,19 @@ class ExpectResultsByVersion(ExpectBase):
     max: int | None = Field(default=None, ge=0, description="Most lines (0: none at all).")
 
 
+class ExpectAlertsMuted(ExpectBase):
+    """After the latest mute step (and ``settle_s`` for the list to reach the device), no
+    alert of the muted shape arrived — including alerts sent from the spool after an
+    outage — and the agent held some back: its ``alerts_muted`` counter (since its last
+    start) is at least ``min_held``."""
+
+    check: Literal["alerts_muted"] = Field(description="The muted shape stays quiet.")
+    min_held: int = Field(default=1, ge=0, description="Fewest alerts the agent held back "
+                                                        "since its last start.")
+    settle_s: float = Field(default=5.0, ge=0.0,
+                            description="Time the mute list may take to reach the agent (s).")
+
+
 class ExpectNoUnexpectedExits(ExpectBase):
     """Agents exited only when a power_cut step cut them."""
 
@@ -215,20 +237,20 @@ class ExpectNoUnexpectedExits(ExpectBase):
 ExpectStep = Annotated[
     ExpectNoLostLines | ExpectOtaFinal | ExpectLiveModel | ExpectInferenceErrors
     | ExpectMaxResultGap | ExpectOtaStatesSeen | ExpectResultsByVersion
-    | ExpectNoUnexpectedExits, Field(discriminator="check")]
+    | ExpectAlertsMuted | ExpectNoUnexpectedExits, Field(discriminator="check")]
 
-AnyStep = (SleepStep | PublishStep | DeployStep | TrafficStep | PowerCut | BrokerDown
-           | NetworkLoss | WaitOtaState | WaitOtaDone | WaitResults | WaitOnline
+AnyStep = (SleepStep | PublishStep | DeployStep | MuteStep | TrafficStep | PowerCut
+           | BrokerDown | NetworkLoss | WaitOtaState | WaitOtaDone | WaitResults | WaitOnline
            | ExpectNoLostLines | ExpectOtaFinal | ExpectLiveModel | ExpectInferenceErrors
            | ExpectMaxResultGap | ExpectOtaStatesSeen | ExpectResultsByVersion
-           | ExpectNoUnexpectedExits)
+           | ExpectAlertsMuted | ExpectNoUnexpectedExits)
 
 # Discriminator values pydantic puts into error locations (not keys a user wrote).
 STEP_TAGS = frozenset({
-    "sleep", "publish", "deploy", "fault", "wait_for", "expect", "traffic", "power_cut",
+    "sleep", "publish", "deploy", "mute", "fault", "wait_for", "expect", "traffic", "power_cut",
     "broker_down", "network_loss", "ota_state", "ota_done", "results", "online",
     "no_lost_lines", "ota_final", "live_model", "inference_errors", "max_result_gap",
-    "ota_states_seen", "results_by_version", "no_unexpected_exits"})
+    "ota_states_seen", "results_by_version", "alerts_muted", "no_unexpected_exits"})
 
 
 def devices_named(step: AnyStep) -> list[str]:

@@ -154,3 +154,22 @@ check = "no_unexpected_exits"
     lost = [e["text"] for e in report["timeline"] if e["kind"] == "fault"]
     assert lost[0].startswith("network lost (") and lost[1] == "network restored"
     assert report["devices"]["lonely"]["network"] in ("namespace", "proxy")
+
+
+def test_a_mute_kept_on_disk_holds_through_a_power_cut_while_the_broker_is_away(
+        tmp_path: Path) -> None:
+    """The operator mutes the top alert shape; the device restarts while the broker is
+    away, so only the list it kept on disk can hold the muted line back (without it, an
+    alert of the shape comes out of the spool and the check fails: tried)."""
+    code, output, report = run_hil("alert_mute_survives_power_cut", tmp_path / "r",
+                                   timeout=300)
+    assert code == 0, output
+    assert checks(report) == [("alerts_muted", "mute-01", True),
+                              ("no_lost_lines", "mute-01", True),
+                              ("no_unexpected_exits", "mute-01", True)]
+    log = (tmp_path / "r" / "devices" / "mute-01" / "agent.log").read_text()
+    assert "restored from disk: 1 mutes active" in log
+    mute = next(e for e in report["timeline"] if e["text"] == "[1] mute")
+    broker_back = next(e for e in report["timeline"] if e["text"].startswith("broker back"))
+    power_back = next(e for e in report["timeline"] if e["text"].startswith("power back on"))
+    assert mute["t"] < power_back["t"] < broker_back["t"]

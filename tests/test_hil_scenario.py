@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from contract.mutes import AlertMute, message_shape
 from hil.__main__ import main as hil_main
 from hil.analysis import DeviceFacts, counter_total, judge, lost_lines, max_gap, updates
 from hil.faults import crash_state_to_arm
 from hil.links import ProxyLink
 from hil.observe import DeviceRecord
 from hil.scenario import ScenarioError, load_scenario, parse_scenario, shipped_scenarios
-from hil.steps import BrokerDown, ExpectLiveModel, ExpectOtaFinal
+from hil.steps import BrokerDown, ExpectAlertsMuted, ExpectLiveModel, ExpectOtaFinal
 
 SHIPPED = {"delta_update_under_load", "power_cut_during_update", "bad_update_rolls_back",
            "broker_outage", "network_loss_single_device", "bad_updates_refused"}
@@ -179,6 +180,30 @@ def test_verdicts_say_what_was_wrong() -> None:
     assert judge(ExpectLiveModel(action="expect", check="live_model", version=1),
                  facts(record, live_models=None)).detail == ("the agent did not answer the "
                                                              "models query")
+
+
+def test_the_muted_check_wants_a_mute_quiet_shapes_and_lines_held_back() -> None:
+    line = "sshd[7]: Connection closed by 192.0.2.1 port 4242 [preauth] #12"
+    mute = AlertMute(id="0123456789ab", shape=message_shape(line), source="device-log",
+                     expires=2e9)
+    check = ExpectAlertsMuted(action="expect", check="alerts_muted", min_held=1)
+    record = DeviceRecord(alert_items=[
+        {"source": "device-log", "text": line, "_received": 100.0},  # before the mute
+        {"source": "device-log", "text": "kernel: eth0: link down #13", "_received": 200.0},
+        {"source": "other", "text": line, "_received": 200.0}])  # another source's
+    assert judge(check, facts(record)).detail.startswith("no mute step muted anything")
+    ok = judge(check, facts(record, mute=(mute, 150.0), live_counters={"alerts_muted": 2}))
+    assert ok.passed and "held back 2" in ok.detail
+    held_none = judge(check, facts(record, mute=(mute, 150.0), live_counters={}))
+    assert not held_none.passed and "held back None (wanted at least 1)" in held_none.detail
+    # the same message from another address and line number, after the settle time: loud
+    record.alert_items.append({"source": "device-log", "text": line.replace("192.0.2.1",
+                               "198.51.100.9").replace("#12", "#512"), "_received": 156.0})
+    loud = judge(check, facts(record, mute=(mute, 150.0), live_counters={"alerts_muted": 2}))
+    assert not loud.passed and loud.detail.startswith("1 alert(s) of the muted shape arrived")
+    # within settle_s of the mute it may still be in flight: not counted
+    assert judge(check.model_copy(update={"settle_s": 10.0}),
+                 facts(record, mute=(mute, 150.0), live_counters={"alerts_muted": 2})).passed
 
 
 def test_proxy_link_freezes_without_closing() -> None:
