@@ -88,10 +88,16 @@ def _form_flag(value: str) -> bool:
     return value.strip().lower() in ("1", "on", "true", "yes")
 
 
-def _unsent(what: str) -> str:
-    return (f"{what}, but the broker did not acknowledge the device lists it changed: the "
-            "server sends every list again when it reconnects to the broker; until then "
-            "the devices keep their previous list")
+def _after_change(request: Request, service: FleetService, device_id: str, published: bool,
+                  what: str) -> Response:
+    """Back to the device page, or, when the broker did not acknowledge the device lists
+    the change made, the page with a warning saying so."""
+    if published:
+        return _back_to_device(request, device_id)
+    return _device_notice(request, service, device_id, (
+        f"{what}, but the broker did not acknowledge the device lists it changed: the "
+        "server sends every list again when it reconnects to the broker; until then the "
+        "devices keep their previous list"), 202, kind="warn")
 
 
 # Before the verdicts' route, whose last segment would otherwise take "mute" for a verdict.
@@ -117,10 +123,7 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
     except MuteRefused as exc:
         # A refused mute touches nothing (mute_alert decides before it writes).
         return _device_notice(request, service, device_id, str(exc), 422)
-    if not published:
-        return _device_notice(request, service, device_id,
-                              _unsent("The mute is stored"), 202, kind="warn")
-    return _back_to_device(request, device_id)
+    return _after_change(request, service, device_id, published, "The mute is stored")
 
 
 @router.post("/devices/{device_id}/mutes/{mute_id}/unmute")
@@ -138,10 +141,7 @@ def mute_lift(request: Request, service: Service, operator: Operator, device_id:
         return _device_notice(request, service, device_id, (
             f"no mute {mute_id[:40]!r} applies to device {device_id}: it was lifted, or it "
             "expired (Muted here lists the active ones)"), 404)
-    if not published:
-        return _device_notice(request, service, device_id,
-                              _unsent("The mute is lifted"), 202, kind="warn")
-    return _back_to_device(request, device_id)
+    return _after_change(request, service, device_id, published, "The mute is lifted")
 
 
 @router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")
