@@ -56,25 +56,30 @@
   window.addEventListener("resize", function () {
     plots.forEach(function (plot, el) { plot.setSize({ width: Math.max(280, el.clientWidth - 4), height: 170 }); });
   });
-  // The device page's mute options live outside its refreshed part; a "mute" button's
-  // form takes them when it is sent (without scripts it sends its own: 7 days, here).
+  // The device page's judging and mute options live outside its refreshed part; a
+  // "mute" or "right" button's form takes them when it is sent (without scripts a mute
+  // sends its own: 7 days, here; a "right" the alert's own category).
+  function put(form, name, value) {
+    let field = form.querySelector('input[name="' + name + '"]');
+    if (!field) {
+      field = document.createElement("input");
+      field.type = "hidden";
+      field.name = name;
+      form.appendChild(field);
+    }
+    field.value = value;
+  }
   function muteOptions(form) {
     const opts = document.getElementById("mute-options");
     if (!opts) return;
-    const put = function (name, value) {
-      let field = form.querySelector('input[name="' + name + '"]');
-      if (!field) {
-        field = document.createElement("input");
-        field.type = "hidden";
-        field.name = name;
-        form.appendChild(field);
-      }
-      field.value = value;
-    };
-    put("days", opts.elements.days.value);
-    put("all_devices", opts.elements.all_devices.checked ? "on" : "");
-    put("any_source", opts.elements.any_source.checked ? "on" : "");
-    put("reason", opts.elements.reason.value);
+    put(form, "days", opts.elements.days.value);
+    put(form, "all_devices", opts.elements.all_devices.checked ? "on" : "");
+    put(form, "any_source", opts.elements.any_source.checked ? "on" : "");
+    put(form, "reason", opts.elements.reason.value);
+  }
+  function verdictOptions(form) {
+    const opts = document.getElementById("verdict-options");
+    if (opts && opts.elements.label.value.trim()) put(form, "label", opts.elements.label.value.trim());
   }
   document.addEventListener("submit", function (ev) {
     const form = ev.target;
@@ -88,15 +93,6 @@
       return;
     }
     if (form.classList.contains("mute")) muteOptions(form);
-    if (form.classList.contains("right")) {
-      const opts = document.getElementById("verdict-options");
-      if (opts && opts.elements.label.value.trim()) {
-        const field = document.createElement("input");
-        field.type = "hidden";
-        field.name = "label";
-        field.value = opts.elements.label.value.trim();
-        form.appendChild(field);
-      }
-    }
+    if (form.classList.contains("right")) verdictOptions(form);
   });
 })();
