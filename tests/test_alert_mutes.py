@@ -52,15 +52,12 @@ from tests.support.alert_fleet import (
     send_alerts,
     wait_alerts,
 )
+from tests.support.alert_lines import CLOSED, CLOSED_AGAIN, USB
 from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
-CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
-CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
-                "[preauth]")
 FAILED = "sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2"
-USB = "usb 1-1.2: device descriptor read/64, error -71"
 # A long line whose kept start leaves a few words only: a 600-character base64 payload.
 BLOB = "upload failed: payload=" + "QUJDRA" * 100
 DAY = 86_400.0

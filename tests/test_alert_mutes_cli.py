@@ -16,14 +16,13 @@ from contract.mutes import MuteList, message_shape, mutes_topic, prefix_shape
 from fleet_server.cli.mutes import render_mutes
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
+from tests.support.alert_lines import CLOSED, USB
 from tests.support.fleet_cli import nf
 from tests.support.json_log import WRITE
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
 DEVICE = "gw-cli"
-CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
-USB = "usb 1-1.2: device descriptor read/64, error -71"
 ESCAPED = "login banner \x1b[31mred\x1b[0m\tend"
 
 

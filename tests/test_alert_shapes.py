@@ -24,16 +24,11 @@ from fleet_server.db import Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
 from fleet_server.mutes import AlertMuteRow
 from fleet_server.verdicts import AlertVerdictRow
+from tests.support.alert_lines import CLOSED, CLOSED_AGAIN, FAILED, FAILED_AGAIN, USB
 from tests.support.json_log import READ, WRITE, json_line
 
 pytestmark = pytest.mark.unit
 
-CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
-CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
-                "[preauth]")
-FAILED = "Dec 10 07:09:01 gw sshd[24211]: Failed password for root from 192.0.2.1 port 22 ssh2"
-FAILED_AGAIN = "Dec 11 01:00:00 gw sshd[7]: Failed password for root from 192.0.2.77 port 4 ssh2"
-USB = "usb 1-1.2: device descriptor read/64, error -71"
 # The same JSON message with other values of the same lengths: the server's cut falls at the
 # same place, so the kept starts have one shape.
 WRITE_SAME_CUT = json_line("2026-04-07T22:13:09.456Z", "0badc0de-9999-8888-7777-666655554444",

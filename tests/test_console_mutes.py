@@ -32,16 +32,13 @@ from tests.support.alert_fleet import (
     send_alerts,
     wait_alerts,
 )
+from tests.support.alert_lines import CLOSED, CLOSED_AGAIN, USB
 from tests.support.console_client import console, csrf_of, notice, operator_token
 from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
 DEVICE, OTHER = "gw-m1", "gw-m2"
-CLOSED = "Dec 10 07:08:28 gw sshd[24208]: Connection closed by 198.51.100.4 port 5150 [preauth]"
-CLOSED_AGAIN = ("Jan  2 17:58:03 gw sshd[311]: Connection closed by 2001:db8::12 port 40022 "
-                "[preauth]")
-USB = "usb 1-1.2: device descriptor read/64, error -71"
 # The server keeps the first ALERT_TEXT_CHARS of a line: a mute of a cut line names the
 # start of its shape, unless what the server can be sure of is too short (a long blob).
 BLOB = "upload failed: payload=" + "QUJDRA" * 100
