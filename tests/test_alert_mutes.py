@@ -43,10 +43,11 @@ from fleet_server.mutes import (
     unmute,
 )
 from fleet_server.revisions import revision_clock
-from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.fleet import FleetSetup
 from tests.support.alert_fleet import (
     alert,
     alert_fleet,
+    alert_fleet_processes,
     api,
     retained,
     send_alerts,
@@ -316,12 +317,7 @@ def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: P
     sends them under a new revision (its database may be a restored backup): here the
     database *is* restored, and the device's list goes back to the backup's mutes under a
     revision above every one it was sent before — not ignored as older."""
-    broker = Mosquitto(tmp_path / "broker").start()
-    server: FleetServer | None = None
-    try:
-        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.port)
-        server = FleetServer(setup).start()
-        server.wait_mqtt()
+    with alert_fleet_processes(tmp_path) as (setup, broker, server):
         device = "gw-restart"
         ids = alerts_of(setup, broker, device, [("sshd", CLOSED), ("kernel", USB)])
         made = api(setup, "POST", f"/api/v1/alerts/{ids[CLOSED]}/mute", json={}).json()
@@ -373,10 +369,6 @@ def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: P
             watch.close()
         assert restored.mutes == later.mutes  # the backup's two mutes, taken by the device
         assert retained(broker, device) == restored
-    finally:
-        if server is not None:
-            server.stop()
-        broker.stop()
 
 
 # --- the decisions, in process -----------------------------------------------------------------

@@ -23,10 +23,11 @@ from contract.messages import Metrics
 from contract.mutes import MuteList, message_shape, mutes_topic, prefix_shape
 from contract.topics import metrics as metrics_topic
 from fleet_server.metrics_store import ALERT_TEXT_CHARS
-from hil.fleet import FleetServer, FleetSetup, setup_fleet
+from hil.fleet import FleetSetup
 from tests.support.alert_fleet import (
     alert,
     alert_fleet,
+    alert_fleet_processes,
     api,
     retained,
     send_alerts,
@@ -385,12 +386,7 @@ def test_a_reader_sees_the_mutes_but_cannot_mute_or_lift(
 
 def test_a_mute_made_while_the_broker_is_away_is_stored_and_the_page_says_so(
         tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path / "broker").start()
-    server: FleetServer | None = None
-    try:
-        setup = setup_fleet(tmp_path / "fleet", mqtt_port=broker.port)
-        server = FleetServer(setup).start()
-        server.wait_mqtt()
+    with alert_fleet_processes(tmp_path) as (setup, broker, server):
         send_alerts(broker, [alert(DEVICE, "away-1", 1, "sshd", CLOSED, "security")])
         [listed] = wait_alerts(setup, 1)
         url = page_url(DEVICE)
@@ -406,10 +402,6 @@ def test_a_mute_made_while_the_broker_is_away_is_stored_and_the_page_says_so(
             broker.start()
             server.wait_mqtt(timeout=60)
             assert [m.id for m in retained(broker, DEVICE, timeout=30).mutes] == [made["id"]]
-    finally:
-        if server is not None:
-            server.stop()
-        broker.stop()
 
 
 def test_the_page_says_how_many_alerts_the_device_held_back(

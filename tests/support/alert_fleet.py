@@ -20,19 +20,27 @@ from tests.support.mqtt_client import Collector
 
 
 @contextmanager
-def alert_fleet(workdir: Path) -> Iterator[tuple[FleetSetup, Mosquitto]]:
-    """A broker and a `nanofleet server run` process linked to it, stopped afterwards."""
+def alert_fleet_processes(workdir: Path) -> Iterator[tuple[FleetSetup, Mosquitto, FleetServer]]:
+    """A broker and a `nanofleet server run` process linked to it, both stopped afterwards;
+    with the server's handle, for tests that stop and start it."""
     broker = Mosquitto(workdir / "broker").start()
     try:
         setup = setup_fleet(workdir / "fleet", mqtt_port=broker.port)
         server = FleetServer(setup).start()
         try:
             server.wait_mqtt()
-            yield setup, broker
+            yield setup, broker, server
         finally:
             server.stop()
     finally:
         broker.stop()
+
+
+@contextmanager
+def alert_fleet(workdir: Path) -> Iterator[tuple[FleetSetup, Mosquitto]]:
+    """A broker and a `nanofleet server run` process linked to it, stopped afterwards."""
+    with alert_fleet_processes(workdir) as (setup, broker, _):
+        yield setup, broker
 
 
 def api(setup: FleetSetup, method: str, path: str, token: str | None = None,
