@@ -123,9 +123,9 @@ class OtaConfig(Strict):
         default=30.0, gt=0.0, le=600.0, description="No byte for this long: the transfer fails.")
     min_download_rate: float = Field(
         default=1024.0, ge=0.0,
-        description="Bytes/s a transfer must average once it is http_timeout_s old: a "
-        "server dripping bytes cannot hold an update longer than about http_timeout_s + "
-        "length / min_download_rate (0: no rate bound).")
+        description="Bytes/s a transfer (HTTP or MQTT) must average once it is "
+        "http_timeout_s old: a server dripping bytes cannot hold an update longer than about "
+        "http_timeout_s + length / min_download_rate (0: no rate bound).")
     download_attempts: int = Field(
         default=3, ge=1, le=20,
         description="Tries per download within one update attempt (each resumes with Range).")

@@ -18,7 +18,16 @@ the broker is the agent's. Protocol: :mod:`contract.artifacts`.
   (duplicates are recognised by offset and dropped); a fetch with ``start`` > 0 (the
   ``.part`` file of :meth:`TufClient.download_target`) starts there.
 - A request nothing answered is re-sent after ``retry_s``; no byte for ``timeout``
-  raises :class:`TransferTimeout`. ``busy``/``rate-limited`` answers are waited out.
+  raises :class:`TransferTimeout`, and so does an average below ``min_rate`` bytes/s once
+  the transfer is ``timeout`` old (as over HTTP: a publisher dripping a chunk now and then
+  cannot hold an update for long). ``busy``/``rate-limited`` answers are waited out.
+- Memory is bounded whoever publishes on the chunk topic (the server, or a broker that
+  is not ours any more): a chunk longer than the ``chunk_size`` asked for is dropped on
+  arrival, the inbox holds at most ``4 x window`` chunks, and chunks kept ahead of the
+  next expected byte hold at most ``2 x window x chunk_size`` bytes (and the chunk due
+  next, taken at once). Dropped chunks are
+  counted (:attr:`MqttTransport.chunks_dropped`) and logged; what was honest in them is
+  asked for again.
 
 Integrity is not this module's business: TufClient checks every byte against the
 signed lengths and hashes, as for HTTP.
@@ -101,16 +110,19 @@ def chunk_refusal(url: str, chunk: ArtifactChunk) -> TransportError:
 class MqttTransport(ArtifactTransport):
     def __init__(self, device_id: str, link: BrokerLink, *, timeout: float = 30.0,
                  chunk_size: int = 32 * 1024, window: int = 16,
-                 retry_s: float | None = None) -> None:
+                 retry_s: float | None = None, min_rate: float = 0.0) -> None:
         self.device_id = topics.check_device_id(device_id)
         self.link = link
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.window = window
+        self.min_rate = min_rate  # bytes/s once a transfer is `timeout` old; 0: no bound
         self.retry_s = retry_s if retry_s is not None else max(0.5, min(5.0, timeout / 4))
         self._lock = threading.Lock()
         self._transfers: dict[str, queue.Queue[Received]] = {}
         self._subscribed = False
+        self.chunks_dropped = 0  # too long, no room, or outside the window: never kept
+        self.most_buffered = 0  # the most bytes any transfer has kept ahead
         self._earlier_connects = 0  # counted on the links used before this one
         link.on_down(self._on_link_down)
 
@@ -120,7 +132,8 @@ class MqttTransport(ArtifactTransport):
         ota = cfg.ota
         assert ota is not None
         return cls(cfg.device_id, link, timeout=ota.http_timeout_s,
-                   chunk_size=ota.mqtt_chunk_bytes, window=ota.mqtt_window_chunks)
+                   chunk_size=ota.mqtt_chunk_bytes, window=ota.mqtt_window_chunks,
+                   min_rate=ota.min_download_rate)
 
     def use_link(self, link: BrokerLink) -> None:
         """Ride on ``link`` from now on: the agent replaced its connection (a reload that
@@ -168,7 +181,7 @@ class MqttTransport(ArtifactTransport):
     def _stream(self, url: str, path: str, start: int,
                 max_length: int | None) -> Iterator[bytes]:
         transfer = secrets.token_hex(8)
-        inbox: queue.Queue[Received] = queue.Queue()
+        inbox: queue.Queue[Received] = queue.Queue(maxsize=4 * self.window)
         with self._lock:
             self._transfers[transfer] = inbox
             subscribe, self._subscribed = not self._subscribed, True
@@ -210,8 +223,24 @@ class MqttTransport(ArtifactTransport):
             log.warning("chunk on %s without a valid %s header: dropped", msg.topic,
                         HEADER_PROPERTY)
             return
-        if header.transfer == transfer:
-            inbox.put((header, bytes(msg.payload)))
+        if header.transfer != transfer:
+            return
+        if len(msg.payload) > self.chunk_size:
+            self.dropped(f"a {len(msg.payload)}-byte chunk on {msg.topic}, longer than the "
+                         f"{self.chunk_size} asked for")
+            return
+        try:
+            inbox.put_nowait((header, bytes(msg.payload)))
+        except queue.Full:  # more than was asked for: the transfer asks again for its own
+            self.dropped(f"a chunk on {msg.topic}: {inbox.maxsize} wait already")
+
+    def dropped(self, what: str) -> None:
+        """Count a chunk not kept; log the first of each hundred (a flood stays one line)."""
+        with self._lock:
+            self.chunks_dropped += 1
+            first = self.chunks_dropped % 100 == 1
+        if first:
+            log.warning("artifact chunk dropped (%d so far): %s", self.chunks_dropped, what)
 
 
 class _Transfer:
@@ -227,8 +256,10 @@ class _Transfer:
         self.size: int | None = None
         self.version: str | None = None
         self.ahead: dict[int, bytes] = {}  # chunks that arrived before an earlier one
+        self.ahead_bytes = 0
         self.not_before = 0.0          # busy / rate-limited: wait until then
         now = time.monotonic()
+        self.started = now
         self.last_progress = now
         self.last_request = 0.0
         self.connects = transport.connects
@@ -241,6 +272,10 @@ class _Transfer:
                 state = "connected" if t.ready.is_set() else f"broker away ({t.last_error})"
                 raise TransferTimeout(f"{self.url}: no data for {t.timeout} s after "
                                       f"{self.expected - self.start} bytes ({state})")
+            elapsed, received = now - self.started, self.expected - self.start
+            if t.min_rate and elapsed > t.timeout and received < t.min_rate * elapsed:
+                raise TransferTimeout(f"{self.url}: {received} bytes in {elapsed:.0f} s, below "
+                                      f"the minimum rate of {t.min_rate:.0f} B/s")
             if t.connects != self.connects:  # reconnected: what was in flight is lost
                 self.connects = t.connects
                 self.requested_end = self.expected
@@ -256,11 +291,10 @@ class _Transfer:
                 self._on_error(header)
                 continue
             self._check_file(header)
-            if header.offset >= self.expected and header.offset not in self.ahead and \
-                    header.offset < self.expected + 2 * t.window * chunk:
-                self.ahead[header.offset] = data
+            self._keep(header.offset, data)
             while self.expected in self.ahead:
                 piece = self.ahead.pop(self.expected)
+                self.ahead_bytes -= len(piece)
                 if self.max_length is not None and \
                         self.expected + len(piece) - self.start > self.max_length:
                     raise ArtifactTooLarge(f"{self.url}: server sent more than the "
@@ -274,6 +308,30 @@ class _Transfer:
                 if not piece:
                     raise TransportError(f"{self.url}: empty chunk at {self.expected} before "
                                          f"the end ({self.size} bytes)")
+            self._forget_passed()
+
+    def _keep(self, offset: int, data: bytes) -> None:
+        """Keep a chunk until its turn. The next expected one is always kept (it is taken
+        at once); others only inside the window and while the kept bytes stay within
+        ``2 x window x chunk_size``, so chunks at made-up offsets cannot grow memory."""
+        t = self.t
+        bound = 2 * t.window * t.chunk_size
+        if offset < self.expected or offset in self.ahead:
+            return  # a duplicate (a resend after a reconnect): not a drop
+        if offset != self.expected and (offset >= self.expected + bound
+                                        or self.ahead_bytes + len(data) > bound):
+            t.dropped(f"{self.url}: chunk at {offset} outside the window or beyond the "
+                      f"{bound} bytes kept ahead of {self.expected}")
+            return
+        self.ahead[offset] = data
+        self.ahead_bytes += len(data)
+        t.most_buffered = max(t.most_buffered, self.ahead_bytes)
+
+    def _forget_passed(self) -> None:
+        """Drop kept chunks the stream has moved past (they overlapped one taken)."""
+        passed = [o for o in self.ahead if o < self.expected]
+        for o in passed:
+            self.ahead_bytes -= len(self.ahead.pop(o))
 
     def _ask(self, now: float, chunk: int) -> None:
         """Ask for the rest of the window once no more than half of it is outstanding."""
