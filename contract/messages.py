@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from contract.limits import MAX_STORED_INT
 from contract.reasons import ReasonCode
 from contract.strict import Strict
+from contract.topics import SLOT_PATTERN
+
+# A counter a device reports: any 64-bit value (a busy device's lines_in passes 2^31 in
+# months; the server folds what it stores into its columns' range, metrics_store.sample_of).
+Counter = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 MAX_QUERY_BYTES = 64 * 1024
 
@@ -27,7 +32,8 @@ def new_msg_id() -> str:
 
 
 class Envelope(Strict):
-    msg_id: str = Field(default_factory=new_msg_id, description="Unique id (hex uuid4).")
+    msg_id: str = Field(default_factory=new_msg_id, min_length=1, max_length=64,
+                        description="Unique id (hex uuid4; at most 64 characters).")
     seq: int = Field(ge=0, le=MAX_STORED_INT,
                      description="Monotonic per device and stream; survives restarts.")
     device_id: str = Field(description="The publishing device.")
@@ -49,26 +55,29 @@ class ResultItem(Strict):
 
 class ResultBatch(Envelope):
     kind: Literal["results"] = "results"
-    slot: str = Field(description="Model slot that produced the results.")
-    model_version: int = Field(description="Version of the model bundle used.")
+    slot: str = Field(pattern=SLOT_PATTERN, description="Model slot that produced the results.")
+    model_version: int = Field(ge=0, le=MAX_STORED_INT,
+                               description="Version of the model bundle used.")
     items: list[ResultItem] = Field(description="One entry per line, in source order.")
 
 
 class Alert(Envelope):
     kind: Literal["alert"] = "alert"
-    slot: str = Field(description="Model slot that raised the alert.")
-    model_version: int = Field(description="Version of the model bundle used.")
+    slot: str = Field(pattern=SLOT_PATTERN, description="Model slot that raised the alert.")
+    model_version: int = Field(ge=0, le=MAX_STORED_INT,
+                               description="Version of the model bundle used.")
     item: ResultItem = Field(description="The classified line that raised the alert.")
     reason: str = Field(description="Which threshold fired, e.g. 'label thermal >= 0.80'.")
     repeats: int = Field(
-        default=0, ge=0, description="Alerts of the same source and label held back since "
+        default=0, ge=0, le=MAX_STORED_INT,
+        description="Alerts of the same source and label held back since "
         "the previous one was sent (repeat grouping).")
 
 
 class Metrics(Envelope):
     kind: Literal["metrics"] = "metrics"
     uptime_s: float = Field(description="Seconds since the agent started.")
-    counters: dict[str, int] = Field(description="Monotonic counters since start.")
+    counters: dict[str, Counter] = Field(description="Monotonic counters since start.")
     gauges: dict[str, float] = Field(description="Current values (queue depth, latency...).")
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Float, Index, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from contract.limits import MAX_STORED_INT
 from contract.messages import Alert, Metrics
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Base, Database
@@ -95,12 +96,20 @@ class Sample:
     spool_depth: float | None
 
 
+def _stored(count: int) -> int:
+    """A cumulative counter folded into the columns' range (INTEGER on PostgreSQL): past
+    2^31 it starts again from 0, which the rates read as one restart, not as a failed
+    insert that would take the whole ingest batch with it."""
+    return count % (MAX_STORED_INT + 1)
+
+
 def sample_of(metrics: Metrics, received_at: float) -> Sample:
     c, g = metrics.counters, metrics.gauges
     rss = g.get("rss_bytes")
-    return Sample(ts=received_at, uptime_s=metrics.uptime_s, lines_in=c.get("lines_in", 0),
-                  dropped=sum(c.get(k, 0) for k in DROPPED_COUNTERS),
-                  errors=sum(c.get(k, 0) for k in ERROR_COUNTERS),
+    return Sample(ts=received_at, uptime_s=metrics.uptime_s,
+                  lines_in=_stored(c.get("lines_in", 0)),
+                  dropped=_stored(sum(c.get(k, 0) for k in DROPPED_COUNTERS)),
+                  errors=_stored(sum(c.get(k, 0) for k in ERROR_COUNTERS)),
                   p99_ms=g.get("latency_p99_ms"),
                   rss_mb=None if rss is None else round(rss / 1e6, 2),
                   spool_depth=g.get("spool_depth"))

@@ -264,7 +264,23 @@ class MqttBridge:
                 self.client.ack(item.mid, item.qos)
 
     def _deliver(self, reports: list[Report]) -> None:
-        for attempt in (1, 2, 3):
+        if self._store(reports, attempts=3):
+            return
+        failed = reports
+        if len(reports) > 1:
+            # One report the database refuses (a value the contract let through but a
+            # column cannot hold) must not take other devices' reports with it: each is
+            # stored on its own, and only those that still fail are dropped.
+            log.warning("storing the %d reports of a failed batch one by one", len(reports))
+            failed = [r for r in reports if not self._store([r], attempts=1)]
+        if failed:
+            with self.counters.lock:
+                self.counters.ingest_failures += len(failed)
+            log.error("dropped %d device reports the database did not take", len(failed))
+
+    def _store(self, reports: list[Report], attempts: int) -> bool:
+        """Store ``reports`` in one transaction, trying up to ``attempts`` times."""
+        for attempt in range(1, attempts + 1):
             try:
                 self.on_reports(reports)
             except Exception as exc:
@@ -272,11 +288,10 @@ class MqttBridge:
                             len(reports), attempt, exc)
                 with self.counters.lock:
                     self.counters.last_error = f"ingest: {exc}"
-                time.sleep(0.2 * attempt)
+                if attempt < attempts:
+                    time.sleep(0.2 * attempt)
                 continue
             with self.counters.lock:
                 self.counters.ingested += len(reports)
-            return
-        with self.counters.lock:
-            self.counters.ingest_failures += len(reports)
-        log.error("dropped %d device reports after 3 failed attempts", len(reports))
+            return True
+        return False

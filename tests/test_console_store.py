@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from contract import topics
 from contract.messages import Alert, Metrics, ResultItem
 from fleet_server.auth import create_token, revoke_token
 from fleet_server.config import OperatorToken, hash_token
@@ -72,6 +73,25 @@ def test_series_rates_survive_an_agent_restart_and_are_thinned() -> None:
     assert out["dropped_per_min"] == [0.0, 12.0, 0.0]
     many = series([s(i, i * 10, i + 1) for i in range(5000)], max_points=1000)
     assert 900 <= len(many["ts"]) <= 1000 and set(many["lines_per_s"]) == {10.0}
+
+
+def test_counters_past_the_integer_columns_store_folded(db: Database) -> None:
+    """lines_in passes 2^31 after ~250 days at 100 lines/s (before: on PostgreSQL the
+    INSERT failed, and with it the ingest batch and every device's reports in it). The
+    sample folds counters into the columns' range, which the rates read as one restart;
+    a counter past 64 bits is refused where it arrives."""
+    big = 2**40 + 5
+    store = MetricsStore(db, MetricsRetention())
+    with db.session() as session:
+        assert store.record(session, [metrics("busy-1", T0, lines=big, uptime=3e7,
+                                              dropped=big)]) == 1
+    with db.session() as session:
+        row = session.scalars(select(MetricSampleRow)).one()
+    assert (row.lines_in, row.dropped) == (big % 2**31, big % 2**31)
+    doc = metrics("busy-1", T0, lines=1, uptime=1.0).message.model_dump_json()
+    doc = doc.replace('"lines_in":1,', f'"lines_in":{2**64},')
+    with pytest.raises(ValueError, match="lines_in"):
+        parse_report(topics.metrics("busy-1"), doc.encode(), T0)
 
 
 def test_history_is_downsampled_and_bounded_without_losing_lines(db: Database) -> None:

@@ -207,6 +207,42 @@ def poison_report_does_not_stop_report_ingest(b: ProductionBroker) -> None:
         bridge.stop()
 
 
+def _alert(device_id: str, **change: object) -> bytes:
+    doc = {"msg_id": "a" * 32, "seq": 1, "device_id": device_id, "ts": 1.0, "kind": "alert",
+           "slot": "logs", "model_version": 1, "reason": "label security >= 0.80",
+           "item": {"source": "sshd", "ts": 1.0, "text": "Failed password for root",
+                    "label": "security", "score": 0.9, "anomaly": 0.95}}
+    for key, value in change.items():
+        (doc["item"] if key in ("score", "anomaly") else doc)[key] = value  # type: ignore[index]
+    return json.dumps(doc).encode()  # NaN goes out as NaN, which json.loads reads back
+
+
+def unstorable_values_are_refused_at_the_door(b: ProductionBroker) -> None:
+    """Values a report may carry but a database column cannot hold (before: parsed, then the
+    INSERT failed and took the ingest batch, other devices' reports in it, down with it:
+    SQLite refuses 2^63 and NaN, PostgreSQL 2^31 and strings past the column's width).
+    Refused and counted where they arrive; the next report is ingested."""
+    received: list[Report] = []
+    bridge = _bridge(b, received)
+    attacker = device(b, ATTACKER)
+    poisoned = [_alert(ATTACKER, repeats=2**31), _alert(ATTACKER, model_version=2**63),
+                _alert(ATTACKER, score=float("nan")), _alert(ATTACKER, anomaly=float("inf")),
+                _alert(ATTACKER, msg_id="m" * 65), _alert(ATTACKER, slot="s" * 33)]
+    try:
+        time.sleep(0.3)
+        for payload in poisoned:
+            assert not attacker.publish(topics.alerts(ATTACKER), payload).is_failure
+        assert not attacker.publish(topics.status(ATTACKER), _status(ATTACKER)).is_failure
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.device_id for r in received] == [ATTACKER]
+        assert bridge.counters.as_dict()["rejected"] == len(poisoned)
+    finally:
+        attacker.close()
+        bridge.stop()
+
+
 def poison_artifact_request_does_not_end_the_stream(b: ProductionBroker, tmp: Path) -> None:
     """An artifact request nested too deep (before: RecursionError in the server's
     on_message ended paho's network thread: no device got an artifact again)."""
@@ -240,7 +276,8 @@ ATTACKS: dict[str, Callable[[ProductionBroker], None]] = {
                             oversized_message_never_reaches_the_agent,
                             oversized_report_never_reaches_the_server,
                             agent_never_sends_what_the_broker_would_refuse,
-                            poison_report_does_not_stop_report_ingest)}
+                            poison_report_does_not_stop_report_ingest,
+                            unstorable_values_are_refused_at_the_door)}
 
 
 @pytest.fixture(scope="module")
