@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contract.messages import MAX_QUERY_BYTES, QueryResponse
+from contract.messages import MAX_QUERY_BYTES, QueryResponse, response_bytes
 
 log = logging.getLogger("nanofleet.agent.control")
 
@@ -73,7 +73,7 @@ class _Handler(socketserver.BaseRequestHandler):
             response = self.server.answer(raw)
             self.request.settimeout(WRITE_TIMEOUT_S)
             with contextlib.suppress(OSError):
-                self.request.sendall(response.model_dump_json().encode() + b"\n")
+                self.request.sendall(response_bytes(response) + b"\n")
         finally:
             self.server.slots.release()
 

@@ -97,11 +97,14 @@ class MuteInbox:
         now = time.time() if now is None else now
         monotonic = time.monotonic() if monotonic is None else monotonic
         try:
-            raw = self.store.read_bytes()[:MAX_MUTE_LIST_BYTES + 4096]
+            if not self.store.is_file():  # a FIFO or a link to /dev/zero: never read
+                raise ValueError(f"{self.store} is not a regular file")
+            with self.store.open("rb") as fh:
+                raw = fh.read(MAX_MUTE_LIST_BYTES + 4096)
             kept = json.loads(raw)
-            received_at = float(kept["received_at"])
+            received_at = float(kept["received_at"])  # OverflowError: an int past floats
             doc = MuteList.model_validate(kept["list"])
-        except (OSError, ValueError, KeyError, TypeError, RecursionError,
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError,
                 ValidationError) as exc:
             self.counters.inc("mutes_rejected")
             log.warning("mute list kept on disk is unreadable, ignored until the broker "

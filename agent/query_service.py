@@ -23,7 +23,7 @@ from agent.explain import explain_live
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
-from contract.messages import ModelInfo, QueryResponse, Status
+from contract.messages import ModelInfo, QueryResponse, Status, response_bytes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -59,6 +59,11 @@ class QueryService:
             self.agent.counters.inc("query_errors")
             log.warning("query without a response topic ignored")
             return
+        if any(c in reply_to for c in "+#\0"):  # nothing can be published there
+            self.agent.counters.inc("query_errors")
+            log.warning("query with response topic %r ignored: not a topic one can publish "
+                        "to", reply_to[:200])
+            return
         if not self._slots.acquire(blocking=False):
             self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
             return
@@ -76,7 +81,7 @@ class QueryService:
         props = Properties(PacketTypes.PUBLISH)
         if corr is not None:
             props.CorrelationData = corr
-        self.agent.link.publish(topic, resp.model_dump_json().encode(), qos=1, props=props)
+        self.agent.link.publish(topic, response_bytes(resp), qos=1, props=props)
 
     # --- what the agent reports (QueryTarget) -------------------------------------------------
     def status_doc(self, state: str = "online") -> dict[str, Any]:

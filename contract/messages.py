@@ -14,6 +14,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from contract.limits import MAX_STORED_INT
 from contract.reasons import ReasonCode
@@ -142,9 +143,28 @@ def parse_query(payload: bytes) -> QueryRequest:
     except (ValueError, RecursionError) as exc:  # too deep, or an int of 5000 digits
         raise ValueError(f"query is not valid JSON: {exc}") from None
     try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"), which is no character: an
+        # answer echoing it could not be encoded, so the query is refused here.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("query is not valid JSON text: it escapes a lone UTF-16 surrogate "
+                         "(U+D800-U+DFFF)") from None
+    except RecursionError:
+        raise ValueError("query is not valid JSON: nested too deep") from None
+    try:
         return QueryRequest.model_validate(data)
     except ValidationError as exc:
         raise ValueError(format_validation_error(exc)) from None
+
+
+def response_bytes(resp: QueryResponse) -> bytes:
+    """The answer as sent; one that cannot be encoded (text that is not Unicode) becomes an
+    error answer, so a caller always gets a reply."""
+    try:
+        return resp.model_dump_json().encode()
+    except (ValueError, PydanticSerializationError) as exc:
+        return QueryResponse(ok=False, error=f"the answer could not be encoded: {str(exc)[:200]}"
+                             ).model_dump_json().encode()
 
 
 def format_validation_error(exc: ValidationError) -> str:

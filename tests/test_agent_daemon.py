@@ -138,20 +138,26 @@ def test_malformed_query_payloads_do_not_hurt(agent_env):
     from paho.mqtt.properties import Properties
 
     replies = Collector(broker.port, f"{ROOT}/reply/#")
-    for i, payload in enumerate([b"\xff\xfe\x00", b"x" * 200_000, b"", b"[1,2]"]):
+    # the fourth: a lone surrogate escape (before: no reply could be encoded, none was sent)
+    for i, payload in enumerate([b"\xff\xfe\x00", b"x" * 200_000, b"", b"[1,2]",
+                                 b'{"cmd": "\\ud800"}']):
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = f"{ROOT}/reply/t"
         props.CorrelationData = f"c{i}".encode()
         replies.publish(f"{ROOT}/query", payload, props=props)
     replies.publish(f"{ROOT}/query", b'{"cmd":"status"}')  # no response topic: ignored
-    got = replies.wait_for(lambda ms: len(ms) >= 4)
+    wild = Properties(PacketTypes.PUBLISH)
+    wild.ResponseTopic = f"{ROOT}/reply/#"  # nobody can publish there: ignored, counted
+    replies.publish(f"{ROOT}/query", b'{"cmd":"status"}', props=wild)
+    got = replies.wait_for(lambda ms: len(ms) >= 5)
     by_corr = {m.properties.CorrelationData: json.loads(m.payload) for m in got}
-    assert set(by_corr) == {b"c0", b"c1", b"c2", b"c3"}
+    assert set(by_corr) == {b"c0", b"c1", b"c2", b"c3", b"c4"}
     assert "UTF-8" in by_corr[b"c0"]["error"]
     assert "too large" in by_corr[b"c1"]["error"]
+    assert "surrogate" in by_corr[b"c4"]["error"]
     assert all(not r["ok"] for r in by_corr.values())
     assert agent.query("status")["ok"]
-    assert agent.query("metrics")["result"]["counters"]["query_errors"] >= 5
+    assert agent.query("metrics")["result"]["counters"]["query_errors"] >= 7
 
 
 def test_local_cli_query(agent_env, tmp_path):

@@ -5,6 +5,7 @@ fleet server's payloads. The broker and the real agent: test_agent_mutes_broker.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -431,8 +432,16 @@ def test_a_list_kept_on_disk_that_cannot_be_read_is_counted_and_ignored(
     store = tmp_path / "mutes.json"
     for broken in (b"{", b'{"received_at": 1}', b'{"received_at": "x", "list": {}}',
                    b'{"received_at": 1, "list": {"revision": 1, "mutes": "all"}}',
-                   b"\xff\xfe"):
+                   b"\xff\xfe",
+                   # an int past floats (before: OverflowError, the daemon did not start)
+                   b'{"received_at": 1' + b"0" * 400 + b', "list": {}}'):
         store.write_bytes(broken)
         counters, mutes = Counters(), MuteSet()
         assert not MuteInbox(mutes, counters, "gate-03", store=store).restore(now=T0)
         assert counters.get("mutes_rejected") == 1 and mutes.revision is None
+    # something that is not a file is never read (a FIFO would block the start)
+    store.unlink()
+    os.mkfifo(store)
+    counters, mutes = Counters(), MuteSet()
+    assert not MuteInbox(mutes, counters, "gate-03", store=store).restore(now=T0)
+    assert counters.get("mutes_rejected") == 1

@@ -4,6 +4,7 @@ real agent daemon. One test case per attack."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -73,9 +74,26 @@ def a_byte_at_a_time_does_not_hold_a_handler(agent: AgentProcess) -> None:
     assert agent.query("status")["ok"] is True
 
 
+def a_query_that_cannot_be_answered_in_unicode_is_refused(agent: AgentProcess) -> None:
+    """A query escaping a lone UTF-16 surrogate (before: parsed, then the answer could not
+    be encoded: the caller got nothing, a traceback went to stderr, nothing was counted).
+    Refused with an answer naming why; the agent answers the next query."""
+    for payload in (b'{"cmd": "\\ud800"}', b'{"cmd": "classify", "text": "a\\udc00"}'):
+        s = connect(agent.socket)
+        try:
+            s.settimeout(10)
+            s.sendall(payload + b"\n")
+            reply = json.loads(s.recv(65536).split(b"\n")[0])
+        finally:
+            s.close()
+        assert reply["ok"] is False and "surrogate" in reply["error"], reply
+    assert agent.query("status")["ok"] is True
+
+
 ATTACKS: dict[str, Callable[[AgentProcess], None]] = {
     f.__name__: f for f in (many_idle_connections_do_not_exhaust_threads,
-                            a_byte_at_a_time_does_not_hold_a_handler)}
+                            a_byte_at_a_time_does_not_hold_a_handler,
+                            a_query_that_cannot_be_answered_in_unicode_is_refused)}
 
 
 @pytest.fixture(scope="module")
