@@ -67,9 +67,19 @@ class MuteInbox:
         doc = self._parse(payload)
         if doc is None:
             return False
+        held = self.mutes.revision
         if not self.mutes.replace(doc, now, monotonic):
-            log.debug("mute list revision %d ignored: revision %s applied already",
-                      doc.revision, self.mutes.revision)
+            if held is not None and doc.revision < held:
+                # Not a replay of the list held: the server numbers below what this device
+                # took (a list from elsewhere, or a restored server's): say so, an operator
+                # can send the server's lists again with `nanofleet mutes resend --reset`.
+                self.counters.inc("mute_lists_stale")
+                log.warning("mute list revision %d ignored: revision %d applied already "
+                            "(nanofleet mutes resend --reset applies the server's)",
+                            doc.revision, held, extra={"device_id": self.device_id})
+            else:
+                log.debug("mute list revision %d ignored: revision %s applied already",
+                          doc.revision, held)
             return False
         self.counters.inc("mute_lists_applied")
         log.info("mute list revision %d applied: %d mutes active", doc.revision,

@@ -83,12 +83,15 @@ class MuteSet:
     def replace(self, doc: MuteList, now: float, monotonic: float | None = None) -> bool:
         """Apply ``doc`` if it is newer than the list held (the first one always is);
         False for an equal or older revision (retained messages replay on every
-        reconnect). Mutes missing from ``doc`` are lifted, expired ones dropped. ``now``:
-        Unix time; ``monotonic``: the monotonic clock (``now`` when not given), on which
-        each mute ends :data:`MAX_MUTE_DAYS` after arriving at the latest."""
+        reconnect) — unless ``doc.reset`` says to take it whatever the revision held, once
+        (an equal revision is the same list delivered again). Mutes missing from ``doc``
+        are lifted, expired ones dropped. ``now``: Unix time; ``monotonic``: the monotonic
+        clock (``now`` when not given), on which each mute ends :data:`MAX_MUTE_DAYS` after
+        arriving at the latest."""
         ends = (now if monotonic is None else monotonic) + MAX_MUTE_DAYS * 86_400.0
         with self._lock:
-            if self._revision is not None and doc.revision <= self._revision:
+            if self._revision is not None and (doc.revision == self._revision or (
+                    doc.revision < self._revision and not doc.reset)):
                 return False
             # A mute kept from the last list keeps its recent matches: re-publishing a
             # list must not make a storming shape quiet again.

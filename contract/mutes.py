@@ -162,6 +162,11 @@ class MuteList(Strict):
                           description="Increases with every change; older ones are ignored.")
     mutes: list[AlertMute] = Field(max_length=MAX_MUTES,
                                    description=f"At most {MAX_MUTES} active mutes.")
+    reset: bool = Field(
+        default=False, description="Apply this list whatever revision the device holds "
+        "(an operator's `nanofleet mutes resend --reset`: the way back from a list numbered "
+        "beyond the server's revisions, which a stolen server identity could have sent). "
+        "Sent only when true: agents before it refuse the field.")
 
 
 def mutes_topic(device_id: str) -> str:

@@ -116,7 +116,18 @@ class MutePublisher:
         acked = sum(len(self.publish(ids[i:i + BATCH])) for i in range(0, len(ids), BATCH))
         return acked == len(ids)
 
-    def publish(self, device_ids: Sequence[str], _depth: int = 0) -> set[str]:
+    def resend(self, device_id: str | None, reset: bool) -> tuple[int, int]:
+        """An operator's ``nanofleet mutes resend``: the lists of ``device_id`` (None: every
+        device) again, marked ``reset`` when asked (applied whatever revision a device
+        holds: the way back from a list numbered beyond ours). (lists, acknowledged)."""
+        with self.db.session() as session:
+            ids = [device_id] if device_id is not None else every_device(session)
+        acked = sum(len(self.publish(ids[i:i + BATCH], reset=reset))
+                    for i in range(0, len(ids), BATCH))
+        return len(ids), acked
+
+    def publish(self, device_ids: Sequence[str], _depth: int = 0,
+                reset: bool = False) -> set[str]:
         """Send the current lists of ``device_ids``; returns those the broker acknowledged
         (all of them when there is nothing to send: no mute was ever made)."""
         if not device_ids or self.publisher is None:
@@ -125,10 +136,10 @@ class MutePublisher:
             now = time.time()
             with self.db.session() as session:
                 revision = current_revision(session)  # first: see the module docstring
-                if revision == 0:
+                if revision == 0 and not reset:  # nothing to say, unless to undo a forgery
                     return set(device_ids)
                 rows = active_mutes(session, now)
-            lists = lists_by_device(rows, list(device_ids), revision, now)
+            lists = lists_by_device(rows, list(device_ids), revision, now, reset=reset)
             short = {d: left_out for d, (_, left_out) in lists.items() if left_out}
             if short:
                 device, left_out = next(iter(short.items()))
@@ -143,7 +154,7 @@ class MutePublisher:
                 overtaken = current_revision(session) > revision
         self._remember(acked)
         if overtaken and acked and _depth < MAX_CATCH_UP:
-            return self.publish(sorted(acked), _depth + 1) | acked
+            return self.publish(sorted(acked), _depth + 1, reset) | acked
         return acked
 
     def publish_all(self) -> int:

@@ -170,8 +170,10 @@ def covers(mute: AlertMute, source: str, line: MuteShape) -> bool:
 
 
 def _encode(doc: MuteList | AlertMute) -> bytes:
-    return json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    data = doc.model_dump(mode="json")
+    if data.get("reset") is False:  # sent only when true: agents before it refuse the field
+        del data["reset"]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def encode_mute_list(doc: MuteList) -> bytes:
@@ -180,13 +182,14 @@ def encode_mute_list(doc: MuteList) -> bytes:
 
 
 def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
-                    max_bytes: int = MAX_LIST_BYTES) -> tuple[MuteList, int]:
+                    max_bytes: int = MAX_LIST_BYTES, reset: bool = False
+                    ) -> tuple[MuteList, int]:
     """A device's list from the mutes that apply to it: those not expired at ``now``,
     newest first, at most :data:`MAX_MUTES` of them and ``max_bytes`` encoded. Returns
     the list and how many live mutes were left out (the oldest)."""
     live = sorted((r for r in rows if r.expires_at > now),
                   key=lambda r: (r.created_at, r.id), reverse=True)
-    size = len(_encode(MuteList(revision=revision, mutes=[])))
+    size = len(_encode(MuteList(revision=revision, mutes=[], reset=reset)))
     kept: list[AlertMute] = []
     for row in live[:MAX_MUTES]:
         mute = AlertMute(id=row.id, shape=row.shape, prefix=row.prefix, source=row.source,
@@ -195,18 +198,19 @@ def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
         if size > max_bytes:
             break
         kept.append(mute)
-    return MuteList(revision=revision, mutes=kept), len(live) - len(kept)
+    return MuteList(revision=revision, mutes=kept, reset=reset), len(live) - len(kept)
 
 
 def lists_by_device(rows: list[AlertMuteRow], device_ids: list[str], revision: int,
-                    now: float) -> dict[str, tuple[MuteList, int]]:
+                    now: float, reset: bool = False) -> dict[str, tuple[MuteList, int]]:
     """:func:`build_mute_list` for each device, from every mute row at once."""
     everywhere = [r for r in rows if r.device_id is None]
     own: dict[str, list[AlertMuteRow]] = {}
     for r in rows:
         if r.device_id is not None:
             own.setdefault(r.device_id, []).append(r)
-    return {d: build_mute_list(own.get(d, []) + everywhere, revision, now) for d in device_ids}
+    return {d: build_mute_list(own.get(d, []) + everywhere, revision, now, reset=reset)
+            for d in device_ids}
 
 
 # --- the store --------------------------------------------------------------------------------

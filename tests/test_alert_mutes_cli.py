@@ -12,8 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from contract.mutes import MuteList, message_shape, mutes_topic, prefix_shape
+from agent.metrics import Counters
+from agent.mute_inbox import MuteInbox
+from agent.mutes import MuteSet
+from contract.mutes import AlertMute, MuteList, message_shape, mutes_topic, prefix_shape
 from fleet_server.cli.mutes import render_mutes
+from fleet_server.mutes import encode_mute_list
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 from tests.support.alert_lines import CLOSED, USB
@@ -205,3 +209,49 @@ def test_mutes_table_layout_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_forged_list_numbered_past_the_server_is_undone_by_resend_reset(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """A list a stolen server identity published with revision 2^31-1 (review, December
+    2026: before, the device ignored every later list of the server's until 2094, and said
+    nothing). The device says so and counts it; `nanofleet mutes resend --reset` sends the
+    server's list marked reset, which the device applies whatever it holds."""
+    setup, broker = fleet
+    device = "gw-forged"
+    send_alerts(broker, [alert(device, f"{device}-1", 1, "sshd", CLOSED, "security")])
+    alert_id = wait_alerts(setup, 1, device)[0]["id"]
+    code, out, err = nf("alerts", "mute", str(alert_id), *client_args(setup))
+    assert code == 0, err
+    servers = retained(broker, device)
+    forged = MuteList(revision=2**31 - 1, mutes=[AlertMute(
+        id="f" * 32, shape=message_shape("Failed password for root"),
+        expires=time.time() + 90 * 86_400, reason="forged")])
+    counters, mutes = Counters(), MuteSet()
+    inbox = MuteInbox(mutes, counters, device)  # the agent's inbox, as a device feeds it
+    assert inbox.submit(encode_mute_list(forged))
+    assert not inbox.submit(encode_mute_list(servers))  # the server's: numbered lower
+    assert counters.get("mute_lists_stale") == 1 and mutes.revision == 2**31 - 1
+
+    # Only an admin may resend; a deploy token is refused and nothing is sent.
+    deployer = api(setup, "POST", "/api/v1/tokens",
+                   json={"name": "deployer", "scopes": ["deploy"]}).json()["token"]
+    code, out, err = nf("mutes", "resend", "--device", device, "--reset",
+                        *client_args(setup, deployer))
+    assert code == 1 and "needs 'admin'" in err
+    code, out, err = nf("mutes", "resend", "--device", device, "--reset", *client_args(setup))
+    assert code == 0, err
+    assert out.strip() == "sent 1 mute lists marked reset, 1 acknowledged by the broker"
+    reset = retained(broker, device)
+    assert reset.reset and reset.mutes == servers.mutes
+    assert inbox.submit(encode_mute_list(reset))  # applied below the forged revision
+    assert mutes.revision == reset.revision and [
+        a["id"] for a in mutes.active(time.time(), time.monotonic())] == [
+        m.id for m in servers.mutes]
+    assert not inbox.submit(encode_mute_list(reset))  # the same list again: a replay
+    # a plain resend (the default) is not marked, and the audit log keeps both
+    code, out, err = nf("mutes", "resend", "--json", *client_args(setup))
+    assert code == 0 and json.loads(out)["reset"] is False
+    entries = [e for e in api(setup, "GET", "/api/v1/audit").json()["entries"]
+               if e["action"] == "mutes-resend"]
+    assert [e["detail"]["reset"] for e in entries] == [False, True]

@@ -6,7 +6,9 @@
 and ``nanofleet model eval --alerts`` read (:mod:`fleet_server.verdicts`).
 ``POST /alerts/{id}/mute`` stops the device (or every device) sending that alert's
 message for some days, ``GET /mutes`` lists the active mutes and ``DELETE
-/mutes/{id}`` lifts one (``deploy`` scope to change, audited; :mod:`fleet_server.mutes`).
+/mutes/{id}`` lifts one (``deploy`` scope to change, audited; :mod:`fleet_server.mutes`);
+``POST /mute-lists/resend`` sends devices' lists again, ``reset`` to have them applied whatever
+revision a device holds (``admin``, audited).
 ``GET /alert-shapes`` ranks the kept alerts by message shape, the most alerting first, with
 their verdicts and mutes: what to judge and mute first (:mod:`fleet_server.alert_shapes`).
 """
@@ -24,7 +26,7 @@ from contract.limits import MAX_STORED_INT
 from contract.mutes import MUTE_ID_PATTERN
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.alert_shapes import MAX_LIMIT, MAX_SCAN, ShapeGroup, shape_ranking
-from fleet_server.api.core import ApiError, Operator, Service
+from fleet_server.api.core import AdminOperator, ApiError, Operator, Service
 from fleet_server.api.schemas import (
     AlertList,
     AlertShapeList,
@@ -32,11 +34,13 @@ from fleet_server.api.schemas import (
     AlertView,
     MuteCreated,
     MuteRequest,
+    MutesResent,
     MuteView,
     MuteViews,
     VerdictRequest,
     VerdictView,
 )
+from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.mutes import (
     AlertMuteRow,
@@ -155,6 +159,24 @@ def delete_mute(mute_id: MuteId, service: Service, actor: Operator) -> Response:
     except UnknownMute as exc:
         raise ApiError(404, "unknown-mute", str(exc)) from None
     return Response(status_code=204)
+
+
+@router.post("/mute-lists/resend", response_model=MutesResent, tags=["mutes"])
+def resend_mutes(service: Service, actor: AdminOperator, device: Annotated[
+        str | None, Query(pattern=DEVICE_ID_PATTERN, description="Only this device's list; "
+                          "else every device's.")] = None,
+        reset: Annotated[bool, Query(description="Mark the lists reset: each device applies "
+                                     "its list whatever revision it holds. The way back from "
+                                     "a list numbered beyond the server's (one a stolen server "
+                                     "identity sent), which devices otherwise keep; they log "
+                                     "it and count mute_lists_stale.")] = False) -> MutesResent:
+    """Send the devices' mute lists again (they are also sent on every change and connect)."""
+    lists, acked = service.mutes.resend(device, reset)
+    with service.db.session() as session:
+        session.add(AuditEntry(actor=actor, action="mutes-resend", at=time.time(),
+                               subject=device or "every device",
+                               detail={"reset": reset, "lists": lists, "acknowledged": acked}))
+    return MutesResent(lists=lists, acknowledged=acked, reset=reset)
 
 
 def shape_view(g: ShapeGroup) -> AlertShapeView:

@@ -260,6 +260,13 @@ class MuteViews(Strict):
     mutes: list[MuteView] = Field(description="Active mutes, newest first.")
 
 
+class MutesResent(Strict):
+    lists: int = Field(description="Device lists sent.")
+    acknowledged: int = Field(description="Of those, how many the broker acknowledged.")
+    reset: bool = Field(description="Sent marked reset: applied whatever revision a device "
+                        "holds.")
+
+
 # --- alert shapes: which messages alert most ---------------------------------------------------
 
 class AlertShapeView(Strict):

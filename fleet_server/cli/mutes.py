@@ -1,4 +1,5 @@
-"""``nanofleet mutes list|delete``: the active alert mutes, and lifting one.
+"""``nanofleet mutes list|delete|resend``: the active alert mutes, lifting one, and sending
+the devices' lists again.
 
 A mute is made from an alert (``nanofleet alerts mute ID``): its device (or every device)
 stops sending alerts of that line's message shape (of a line the server kept cut: of
@@ -68,9 +69,23 @@ def cmd_mutes_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mutes_resend(args: argparse.Namespace) -> int:
+    params = {"reset": "true" if args.reset else "false"}
+    if args.device:
+        params["device"] = args.device
+    result = _client(args).request("POST", "/api/v1/mute-lists/resend", params=params)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"sent {result['lists']} mute lists{' marked reset' if result['reset'] else ''}"
+              f", {result['acknowledged']} acknowledged by the broker")
+    return EXIT_OK
+
+
 def add_mute_commands(sub: Any) -> None:
     mu = sub.add_parser("mutes", help="active alert mutes (nanofleet alerts mute makes them)")
-    msub = mu.add_subparsers(dest="mutes_command", metavar="{list,delete}", required=True)
+    msub = mu.add_subparsers(dest="mutes_command", metavar="{list,delete,resend}",
+                             required=True)
     lst = msub.add_parser("list", help="the active mutes, newest first")
     lst.add_argument("--device", help="only those that apply to this device (its own and "
                      "the every-device ones)")
@@ -82,3 +97,15 @@ def add_mute_commands(sub: Any) -> None:
                         help="the mute's id (mutes list)")
     add_client_options(delete)
     delete.set_defaults(func=cmd_mutes_delete)
+    resend = msub.add_parser(
+        "resend", help="send the devices' mute lists again (admin scope)",
+        description="Sends the server's mute lists again. With --reset each device applies "
+        "its list whatever revision it holds: the way back after a device took a list "
+        "numbered beyond the server's (a stolen server identity's), which it otherwise keeps "
+        "(its log says 'mute list revision ... ignored' and it counts mute_lists_stale). "
+        "Rotate the server's MQTT identity first.")
+    resend.add_argument("--device", help="only this device's list (default: every device)")
+    resend.add_argument("--reset", action="store_true",
+                        help="mark the lists reset: applied whatever revision a device holds")
+    add_client_options(resend)
+    resend.set_defaults(func=cmd_mutes_resend)
