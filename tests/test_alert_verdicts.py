@@ -82,6 +82,9 @@ def test_verdicts_turn_alerts_into_labelled_lines(fleet: tuple[FleetSetup, Mosqu
     assert r.status_code == 422 and "a false alarm is a 'normal' line" in r.text
     r = api(setup, "POST", "/api/v1/alerts/999999/verdict", json={"verdict": "right"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown-alert"
+    # past the database's integers (before: a 500 from the database driver)
+    r = api(setup, "POST", f"/api/v1/alerts/{2**63}/verdict", json={"verdict": "right"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-request"
     r = api(setup, "POST", f"/api/v1/alerts/{first}/verdict",
             json={"verdict": "right", "label": "Not A Label!"})
     assert r.status_code == 422

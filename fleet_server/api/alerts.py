@@ -80,8 +80,12 @@ def get_alerts(service: Service, device: str | None = None,
         return AlertList(alerts=[alert_view(r, judged.get(r.msg_id)) for r in rows])
 
 
+# Bounded: an id past the database's integers would be a 500 (review, December 2026).
+AlertId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT, description="The alert's id.")]
+
+
 @router.post("/alerts/{alert_id}/verdict", response_model=AlertView, tags=["alerts"])
-def post_verdict(alert_id: int, body: VerdictRequest, service: Service,
+def post_verdict(alert_id: AlertId, body: VerdictRequest, service: Service,
                  actor: Operator) -> AlertView:
     """Say whether an alert was right; the line is kept with its true label."""
     with service.db.session() as session:
@@ -115,7 +119,6 @@ def mute_view(row: AlertMuteRow) -> MuteView:
                     created_at=row.created_at, expires_at=row.expires_at, alert_id=row.alert_id)
 
 
-AlertId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT, description="The alert's id.")]
 MuteId = Annotated[str, PathParam(pattern=MUTE_ID_PATTERN, description="The mute's id.")]
 
 

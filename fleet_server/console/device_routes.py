@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from contract.labels import DEFAULT_LABELS
 from contract.mutes import MAX_MUTE_DAYS
+from fleet_server.api.alerts import AlertId
 from fleet_server.api.core import Service
 from fleet_server.console import details
 from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
@@ -103,7 +104,7 @@ def _after_change(request: Request, service: FleetService, device_id: str, publi
 # Before the verdicts' route, whose last segment would otherwise take "mute" for a verdict.
 @router.post("/devices/{device_id}/alerts/{alert_id}/mute")
 def alert_mute(request: Request, service: Service, operator: Operator, device_id: str,
-               alert_id: int, days: Annotated[str, Form()] = "7",
+               alert_id: AlertId, days: Annotated[str, Form()] = "7",
                all_devices: Annotated[str, Form()] = "",
                any_source: Annotated[str, Form()] = "",
                reason: Annotated[str, Form()] = "") -> Response:
@@ -146,7 +147,7 @@ def mute_lift(request: Request, service: Service, operator: Operator, device_id:
 
 @router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")
 def alert_verdict(request: Request, service: Service, operator: Operator, device_id: str,
-                  alert_id: int, verdict: Verdict,
+                  alert_id: AlertId, verdict: Verdict,
                   label: Annotated[str, Form()] = "") -> Response:
     """An operator's verdict on one of the device's alerts (the buttons of its alerts
     table), stored and audited as ``POST /api/v1/alerts/{id}/verdict`` does; then back to
