@@ -2,9 +2,6 @@
 
 Unknown fields are an error, not silently dropped: a typo in a config or a message
 from a newer peer with a field this side does not know is reported, naming the field.
-NaN and infinities are refused in every float: no config or message means them, JSON
-has no such numbers, and a NaN that parses fails later where it is stored (a NOT NULL
-column) or compared.
 
 ``defer_build``: pydantic builds a model's validator and serializer the first time the
 model is used rather than when its class is defined. The contract defines every
@@ -20,11 +17,10 @@ from pydantic import BaseModel, ConfigDict
 class Strict(BaseModel):
     """A pydantic model that forbids fields it does not declare."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class FrozenStrict(Strict):
     """A :class:`Strict` model whose instances cannot change (records, values)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

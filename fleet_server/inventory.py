@@ -26,6 +26,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,6 +64,20 @@ class ReportRejected(ValueError):
     """A device report that cannot be used; the message says why (logged and counted)."""
 
 
+def _no_constant(name: str) -> float:
+    # NaN, Infinity: Python's json reads them, JSON has no such numbers, and no column
+    # stores them (a NaN score failed its NOT NULL INSERT, and the batch with it). The
+    # contract itself allows them: an agent running a broken model must still report.
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text[:40]} is beyond the floats a database stores")
+    return value
+
+
 def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
     """``nanofleet/v1/dev/<id>/{status,metrics,ota,alerts}`` + JSON payload -> :class:`Report`
     (alerts are kept by :mod:`fleet_server.metrics_store`)."""
@@ -77,7 +92,7 @@ def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
         raise ReportRejected(f"{topic}: payload of {len(payload)} bytes is over "
                              f"{MAX_REPORT_BYTES}")
     try:
-        data = json.loads(payload)
+        data = json.loads(payload, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:  # not JSON, too deep, 5000-digit ints
         raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
     try:
