@@ -181,7 +181,12 @@ class Fetcher:
                               f"is over max_download_bytes {self.cfg.max_download_bytes}")
             artifact, note = found.full, "full bundle (delta over max_download_bytes)"
         kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
-        need = artifact.length + (found.full.length if kind == "delta" else 0)
+        # What is on disk already for this transfer counts as done; other transfers'
+        # resume files go (an abandoned version's would otherwise hold space for ever).
+        held = self.store.drop_partials_but(client.partial_path(artifact.target,
+                                                                self.store.downloads))
+        need = artifact.length - min(held, artifact.length) + \
+            (found.full.length if kind == "delta" else 0)
         if self.store.free_bytes() < need + self.cfg.min_free_bytes:
             return Failed(OtaReason.NO_SPACE, f"{need} bytes needed for {artifact.path}, "
                           f"{self.store.free_bytes()} free (keeping {self.cfg.min_free_bytes})")

@@ -129,5 +129,20 @@ class OtaStore:
             else:
                 path.unlink(missing_ok=True)
 
+    def drop_partials_but(self, keep: Path) -> int:
+        """Delete the resume files of other transfers (versions left behind while their
+        download was cut: nothing will resume them) and return the bytes ``keep`` already
+        holds. Without this, partial files of abandoned versions piled up until every later
+        update failed for space (review, December 2026)."""
+        held = 0
+        for path in self.downloads.iterdir():
+            if not path.name.endswith(".part"):
+                continue
+            if path.name == keep.name and path.is_file():
+                held = path.stat().st_size
+            else:
+                path.unlink(missing_ok=True)
+        return held
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.ota_dir).free
