@@ -93,18 +93,19 @@ class MuteSet:
             if self._revision is not None and (doc.revision == self._revision or (
                     doc.revision < self._revision and not doc.reset)):
                 return False
-            # A mute kept from the last list keeps its recent matches: re-publishing a
-            # list must not make a storming shape quiet again.
-            old = {a.mute.id: a for a in self._all()}
+            # A shape muted in the last list keeps its recent matches, whatever the new
+            # mute's id: re-publishing a list (or the same mute under a new id, every few
+            # seconds, as a stolen server identity could) must not make a storming shape
+            # quiet again.
+            old = {(a.mute.shape, a.mute.prefix, a.mute.source): a for a in self._all()}
             by_shape: dict[str, list[_Active]] = {}
             prefixes: list[_Active] = []
             for mute in doc.mutes[:MAX_MUTES]:  # the contract bounds it; memory too
                 if mute.expires <= now:
                     continue
-                kept = old.pop(mute.id, None)
+                kept = old.pop((mute.shape, mute.prefix, mute.source), None)
                 seen: deque[float] = deque(maxlen=self._storm + 1)
-                if kept is not None and (kept.mute.shape, kept.mute.prefix) == (mute.shape,
-                                                                               mute.prefix):
+                if kept is not None:
                     seen = kept.seen
                 active = _Active(mute, ends, seen)
                 if mute.prefix:

@@ -166,6 +166,22 @@ def test_a_republished_list_keeps_the_storm_going() -> None:
     assert verdict is not None and verdict.action == "storm"
 
 
+def test_the_same_shape_under_new_mute_ids_keeps_the_storm_going() -> None:
+    """The guard remembers a shape's lines, not a mute id's (review, December 2026: a
+    stolen server identity re-sending the mute every 2 s under a fresh id kept a 10 lines/s
+    brute force muted for good). A shape no mute names any more starts afresh."""
+    s = MuteSet(storm_per_minute=2)
+    for i in range(6):
+        s.replace(mute_list(i + 1, mute(FAILED, f"{i:012x}")), T0 + i)
+        verdict = s.check("auth", FAILED, T0 + i + 0.5)
+        assert verdict is not None
+    assert verdict.action == "storm"
+    s.replace(mute_list(7, mute(INVALID, "0123456789ac")), T0 + 7)
+    s.replace(mute_list(8, mute(FAILED, "0123456789ad")), T0 + 8)
+    verdict = s.check("auth", FAILED, T0 + 9)
+    assert verdict is not None and verdict.action == "muted"
+
+
 def test_the_technicians_view_lists_the_mutes_in_force() -> None:
     s = MuteSet()
     s.replace(mute_list(3, mute(FAILED, expires=T0 + 2 * DAY),
