@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from contract.mutes import AlertMute, message_shape
@@ -207,7 +207,12 @@ def alert_lines(session: Session, device_id: str | None, since: float | None,
     query = (select(DeviceAlertRow.id, DeviceAlertRow.device_id, DeviceAlertRow.ts,
                     DeviceAlertRow.label, DeviceAlertRow.source, DeviceAlertRow.text,
                     DeviceAlertRow.repeats, AlertVerdictRow.verdict)
-             .outerjoin(AlertVerdictRow, AlertVerdictRow.alert_msg_id == DeviceAlertRow.msg_id)
+             # a verdict on this line (verdicts.belongs_to): the id, device, source and text
+             .outerjoin(AlertVerdictRow, and_(
+                 AlertVerdictRow.alert_msg_id == DeviceAlertRow.msg_id,
+                 AlertVerdictRow.device_id == DeviceAlertRow.device_id,
+                 AlertVerdictRow.source == DeviceAlertRow.source,
+                 AlertVerdictRow.text == DeviceAlertRow.text))
              .order_by(DeviceAlertRow.id.desc()).limit(max_rows + 1))
     if device_id is not None:
         query = query.where(DeviceAlertRow.device_id == device_id)

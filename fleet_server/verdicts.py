@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 from sqlalchemy import Float, Integer, String, Text, select
@@ -80,6 +80,12 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
     line_label = true_label(verdict, alert.label, label)
     row = session.scalar(select(AlertVerdictRow).where(
         AlertVerdictRow.alert_msg_id == alert.msg_id))
+    if row is not None and not belongs_to(row, alert):
+        # The device chooses its alerts' ids: one reused for another line must not replace
+        # the judged line the fine-tune learns from.
+        raise VerdictRefused(f"alert id {alert.msg_id!r} was judged before on another line "
+                             f"({row.device_id}, {row.source}): the device reused it; that "
+                             "verdict stays")
     if row is None:
         row = AlertVerdictRow(alert_msg_id=alert.msg_id)
         session.add(row)
@@ -94,13 +100,24 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
     return row
 
 
-def verdicts_of(session: Session, msg_ids: list[str]) -> dict[str, AlertVerdictRow]:
-    """The verdicts on these alerts, by the alert's msg_id."""
-    if not msg_ids:
+def belongs_to(row: AlertVerdictRow, alert: DeviceAlertRow) -> bool:
+    """Whether a verdict was given on this alert's line: its id, and its device, source and
+    text. Why not the id alone: a device chooses its alerts' ids, and one reused for a new
+    line (once the judged alert has left the history) would show that line as judged
+    (review, December 2026)."""
+    return (row.alert_msg_id, row.device_id, row.source, row.text) == (
+        alert.msg_id, alert.device_id, alert.source, alert.text)
+
+
+def verdicts_of(session: Session, alerts: Sequence[DeviceAlertRow]
+                ) -> dict[str, AlertVerdictRow]:
+    """The verdicts on these alerts, by the alert's msg_id (:func:`belongs_to`)."""
+    if not alerts:
         return {}
+    by_id = {a.msg_id: a for a in alerts}
     rows = session.scalars(select(AlertVerdictRow).where(
-        AlertVerdictRow.alert_msg_id.in_(msg_ids)))
-    return {r.alert_msg_id: r for r in rows}
+        AlertVerdictRow.alert_msg_id.in_(list(by_id))))
+    return {r.alert_msg_id: r for r in rows if belongs_to(r, by_id[r.alert_msg_id])}
 
 
 def labelled_lines(session: Session, device_id: str | None = None, since: float | None = None,

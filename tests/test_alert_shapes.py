@@ -191,10 +191,12 @@ def test_the_read_takes_the_newest_alerts_with_their_verdicts_and_says_when_it_s
                 msg_id=f"m-{i}", device_id="gw-1" if i % 5 else "gw-2", ts=1000.0 + i,
                 device_ts=1.0, slot="logs", model_version=1, label="security", score=0.9,
                 reason="r", source="sshd", text=next(texts), repeats=1 if i == 30 else 0))
-        for msg_id, verdict in (("m-1", "false_alarm"), ("m-2", "right"), ("m-29", "right")):
+        # a verdict is on its alert's line: the same id, device, source and text
+        for msg_id, verdict, text in (("m-1", "false_alarm", CLOSED), ("m-2", "right", FAILED),
+                                      ("m-29", "right", FAILED)):
             session.add(AlertVerdictRow(alert_msg_id=msg_id, device_id="gw-1", verdict=verdict,
                                         label="x", alert_label="security", model_version=1,
-                                        source="sshd", text="t", at=1.0, actor="op"))
+                                        source="sshd", text=text, at=1.0, actor="op"))
         session.add(mute(1, message_shape(FAILED), device=None))
     with db.session() as session:
         whole = shape_ranking(session, None, None, NOW)

@@ -13,10 +13,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from fleet_server.alert_shapes import shape_ranking
 from fleet_server.db import Database
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.migrations import upgrade
-from fleet_server.verdicts import AlertVerdictRow, VerdictRefused, judge, true_label
+from fleet_server.verdicts import (
+    AlertVerdictRow,
+    VerdictRefused,
+    judge,
+    labelled_lines,
+    true_label,
+    verdicts_of,
+)
 from hil.fleet import FleetSetup
 from nanomodel import default_bundle_path
 from nanomodel.cli import main as model_cli
@@ -158,5 +166,42 @@ def test_a_refused_verdict_leaves_the_stored_one(tmp_path: Path) -> None:
         with db.session() as session:
             row = session.scalars(select(AlertVerdictRow)).one()
             assert (row.verdict, row.label, row.actor) == ("false_alarm", "normal", "alice")
+    finally:
+        db.dispose()
+
+
+def test_a_reused_alert_id_does_not_inherit_or_replace_a_verdict(tmp_path: Path) -> None:
+    """A device chooses its alerts' ids. Once a judged alert has left the history, a new
+    line under its id (before, review December 2026: shown as that false alarm, with the
+    operator's name, and left out of the unjudged ranking; judging it replaced the judged
+    line the fine-tune learns from) is unjudged, and judging it is refused."""
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+
+    def stored(text: str) -> DeviceAlertRow:
+        return DeviceAlertRow(msg_id="m1", device_id=DEVICE, ts=1.0, device_ts=1.0,
+                              slot="logs", model_version=1, label="security", score=0.9,
+                              reason="label security >= 0.80", source="sshd", text=text,
+                              repeats=0)
+    try:
+        with db.session() as session:
+            first = stored("cron job backup finished with warnings")
+            session.add(first)
+            session.flush()
+            judge(session, first, "false_alarm", None, "alice")
+            assert set(verdicts_of(session, [first])) == {"m1"}
+            session.delete(first)  # gone from the history (7 days, or the fleet-wide cap)
+        with db.session() as session:
+            reused = stored("Accepted publickey for root from 203.0.113.9 port 4711 ssh2")
+            session.add(reused)
+            session.flush()
+            assert verdicts_of(session, [reused]) == {}
+            ranked = shape_ranking(session, DEVICE, None, 2.0, unjudged=True)
+            assert [g.alerts for g in ranked.groups] == [1]  # listed as not judged
+            with pytest.raises(VerdictRefused, match="reused"):
+                judge(session, reused, "right", None, "bob")
+        with db.session() as session:
+            assert [json.loads(line)["text"] for line in labelled_lines(session)] == [
+                "cron job backup finished with warnings"]
     finally:
         db.dispose()

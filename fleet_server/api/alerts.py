@@ -76,7 +76,7 @@ def get_alerts(service: Service, device: str | None = None,
     """The devices' alerts the server keeps (console retention), newest first."""
     with service.db.session() as session:
         rows = recent_alerts(session, device, limit)
-        judged = verdicts_of(session, [r.msg_id for r in rows])
+        judged = verdicts_of(session, rows)
         return AlertList(alerts=[alert_view(r, judged.get(r.msg_id)) for r in rows])
 
 

@@ -76,7 +76,7 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
                               service.config.console.stale_after_s)
         events = recent_events(session, device_id, 100)
         alerts = recent_alerts(session, device_id, 20)
-        verdicts = verdicts_of(session, [a.msg_id for a in alerts])
+        verdicts = verdicts_of(session, alerts)
         mutes = active_mutes(session, now, device_id)
         top_shapes = shape_ranking(session, device_id, None, now, limit=TOP_SHAPES,
                                    max_rows=TOP_SHAPES_SCAN, mutes=mutes)
