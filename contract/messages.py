@@ -101,7 +101,8 @@ class Status(Envelope):
     state: Literal["online", "offline", "stopped"] = Field(
         description="online: running; offline: Last Will (connection lost); stopped: clean exit."
     )
-    agent_version: str = Field(default="", description="nanofleet agent version.")
+    agent_version: str = Field(default="", max_length=64,
+                               description="nanofleet agent version.")
     started_at: float = Field(default=0.0, description="Unix time the agent process started.")
     uptime_s: float = Field(default=0.0, description="Seconds since start.")
     models: list[ModelInfo] = Field(default_factory=list, description="Live models per slot.")
@@ -196,7 +197,8 @@ class DesiredState(Strict):
         default=None, description="TUF metadata base URL; None: the device's configured one.")
     target_base_url: str | None = Field(
         default=None, description="Artifact base URL (mirror/CDN); None: the configured one.")
-    rollout_id: str | None = Field(default=None, description="Rollout this change belongs to.")
+    rollout_id: str | None = Field(default=None, max_length=64,
+                                   description="Rollout this change belongs to.")
     action: Literal["install", "rollback"] = Field(
         default="install", description="rollback: leave trial and return to the previous model.")
 
@@ -205,19 +207,20 @@ class OtaEvent(Envelope):
     """An OTA state change, published on ``dev/{id}/ota`` (QoS 1)."""
 
     kind: Literal["ota"] = "ota"
-    slot: str = Field(description="Slot being updated.")
+    slot: str = Field(pattern=SLOT_PATTERN, description="Slot being updated.")
     state: OtaState = Field(description="New state.")
     from_version: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
                                      description="Version live before.")
     to_version: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
                                    description="Version being installed.")
-    rollout_id: str | None = Field(default=None, description="From the desired state.")
+    rollout_id: str | None = Field(default=None, max_length=64,
+                                   description="From the desired state.")
     artifact: Literal["delta", "full"] | None = Field(
         default=None, description="What was downloaded.")
     bytes_downloaded: int | None = Field(default=None, ge=0, le=MAX_STORED_INT,
                                          description="Bytes fetched.")
     # ReasonCode: a code this version does not know (from a newer agent) is kept as text.
     reason: ReasonCode | None = Field(
-        default=None, description="Why it failed or rolled back (machine code, see "
-        "contract.reasons.OtaReason).")
+        default=None, max_length=64, description="Why it failed or rolled back (machine "
+        "code, see contract.reasons.OtaReason).")
     detail: str | None = Field(default=None, description="Human explanation.")

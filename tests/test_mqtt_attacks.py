@@ -220,18 +220,27 @@ def _alert(device_id: str, **change: object) -> bytes:
 def unstorable_values_are_refused_at_the_door(b: ProductionBroker) -> None:
     """Values a report may carry but a database column cannot hold (before: parsed, then the
     INSERT failed and took the ingest batch, other devices' reports in it, down with it:
-    SQLite refuses 2^63 and NaN, PostgreSQL 2^31 and strings past the column's width).
+    SQLite refuses 2^63 and NaN, PostgreSQL 2^31 and strings past the column's width; an
+    alert's, a status's and an OTA event's).
     Refused and counted where they arrive; the next report is ingested."""
     received: list[Report] = []
     bridge = _bridge(b, received)
     attacker = device(b, ATTACKER)
-    poisoned = [_alert(ATTACKER, repeats=2**31), _alert(ATTACKER, model_version=2**63),
-                _alert(ATTACKER, score=float("nan")), _alert(ATTACKER, anomaly=float("inf")),
-                _alert(ATTACKER, msg_id="m" * 65), _alert(ATTACKER, slot="s" * 33)]
+    poisoned = [(topics.alerts(ATTACKER), p) for p in (
+        _alert(ATTACKER, repeats=2**31), _alert(ATTACKER, model_version=2**63),
+        _alert(ATTACKER, score=float("nan")), _alert(ATTACKER, anomaly=float("inf")),
+        _alert(ATTACKER, msg_id="m" * 65), _alert(ATTACKER, slot="s" * 33))]
+    # and the status and OTA report strings stored in columns of 32 and 64 characters
+    status = json.loads(_status(ATTACKER))
+    ota = {"msg_id": "o" * 32, "seq": 1, "device_id": ATTACKER, "ts": 1.0, "kind": "ota",
+           "slot": "logs", "state": "failed"}
+    poisoned += [(topics.status(ATTACKER), json.dumps(status | {"agent_version": "v" * 65}))]
+    poisoned += [(topics.ota(ATTACKER), json.dumps(ota | change)) for change in (
+        {"rollout_id": "r" * 65}, {"reason": "x" * 65}, {"slot": "s" * 33})]
     try:
         time.sleep(0.3)
-        for payload in poisoned:
-            assert not attacker.publish(topics.alerts(ATTACKER), payload).is_failure
+        for topic, payload in poisoned:
+            assert not attacker.publish(topic, payload).is_failure
         assert not attacker.publish(topics.status(ATTACKER), _status(ATTACKER)).is_failure
         deadline = time.monotonic() + 10
         while not received and time.monotonic() < deadline:
