@@ -280,3 +280,39 @@ def _try_enroll(identity: IdentityService, token: str, device_id: str) -> str:
     except EnrollmentRefused as exc:
         return exc.code
     return "ok"
+
+
+def test_a_key_renewing_in_a_loop_is_stopped(tmp_path: Path) -> None:
+    """Each renewal revokes the renewed certificate for the rest of its life (a CRL entry),
+    rebuilds the CRL and reloads the broker (review, December 2026: one cloned key renewing
+    25-50 times a second grew the CRL to 40,000 entries, 2 MiB, within the hour). A device
+    renews MAX_RENEWALS_PER_WINDOW times a day at most; then 429."""
+    from contract.enrollment import renewal_message
+    from fleet_server.identity.service import MAX_RENEWALS_PER_WINDOW
+
+    identity = IdentityService(ServerConfig(data_dir=tmp_path,
+                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
+                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    token, _ = identity.create_token(TokenSpec("loop-1", None, [], 60), "ops")
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = identity.enroll(token, "loop-1", _csr("loop-1", key)).certificate_pem
+
+    def renew_once() -> str:
+        nonlocal key
+        new = ec.generate_private_key(ec.SECP256R1())
+        csr = _csr("loop-1", new)
+        serial = format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+        proof = base64.b64encode(key.sign(renewal_message("loop-1", serial, csr),
+                                          ec.ECDSA(hashes.SHA256()))).decode()
+        issued = identity.renew("loop-1", pem, csr, proof)
+        key = new
+        return issued.certificate_pem
+
+    for _ in range(MAX_RENEWALS_PER_WINDOW):
+        pem = renew_once()
+    with pytest.raises(EnrollmentRefused) as refused:
+        renew_once()
+    assert (refused.value.status, refused.value.code) == (429, "renewal-rate-limited")
+    assert "renew again tomorrow" in refused.value.message
+    crl = x509.load_pem_x509_crl(identity.broker_policy()[0])
+    assert len(list(crl)) == MAX_RENEWALS_PER_WINDOW  # and no more

@@ -16,6 +16,7 @@ broker ACL (for a broker on another machine to copy) (``read``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
@@ -33,6 +34,8 @@ from fleet_server.api.schemas import ERROR_RESPONSES, ErrorBody
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
+
+log = logging.getLogger("nanofleet.server.enroll")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Three PEMs of at most 16 KiB, a token and JSON around them. Anyone may call these
@@ -166,7 +169,13 @@ class DeviceIdentityView(Strict):
     certificates: list[CertificateView] = Field(description="Its certificates, newest first.")
 
 
-def _refused(exc: EnrollmentRefused) -> ApiError:
+def _refused(exc: EnrollmentRefused, what: str | None = None,
+             device_id: str = "") -> ApiError:
+    if what is not None:
+        # A device's refused enrollment or renewal leaves a trace for the operator (token
+        # guessing, a cloned key's renewals; review, December 2026), never the token. The
+        # device id is the caller's text: repr keeps it on one line.
+        log.warning("%s of %r refused: %s: %s", what, device_id[:80], exc.code, exc.message)
     return ApiError(exc.status, exc.code, exc.message)
 
 
@@ -177,7 +186,7 @@ def enroll(body: EnrollRequest, identity: Identity) -> dict[str, Any]:
         return asdict(identity.enroll(body.token.strip(), body.device_id, body.csr,
                                       root_sha256=body.root_sha256))
     except EnrollmentRefused as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, "enrollment", body.device_id) from None
 
 
 @public_router.post(RENEW_PATH.removeprefix("/api/v1"), response_model=EnrollResponse)
@@ -186,7 +195,7 @@ def renew(body: RenewRequest, identity: Identity) -> dict[str, Any]:
     try:
         return asdict(identity.renew(body.device_id, body.certificate, body.csr, body.proof))
     except EnrollmentRefused as exc:
-        raise _refused(exc) from None
+        raise _refused(exc, "renewal", body.device_id) from None
 
 
 @public_router.get("/device-ca/ca.pem", response_class=PlainTextResponse)

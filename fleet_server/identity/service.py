@@ -26,7 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database
@@ -64,6 +64,11 @@ from fleet_server.migrations import upgrade_logged
 
 log = logging.getLogger("nanofleet.server.identity")
 
+
+# A device renews once per validity period (after 2/3 of it); a few forced renewals a day
+# are an operator at work. More is a key renewing in a loop.
+MAX_RENEWALS_PER_WINDOW = 10
+RENEWAL_WINDOW_S = 86_400.0
 
 @dataclass(frozen=True)
 class IssuedIdentity:
@@ -226,6 +231,16 @@ class IdentityService:
                                         "ask an operator for a new enrollment token")
             if issued.revoked_at is not None:
                 return self._renewed_before(session, issued, csr, device_id)
+            recent = session.scalar(select(func.count()).select_from(CertificateRenewal).where(
+                CertificateRenewal.device_id == device_id,
+                CertificateRenewal.renewed_at > now - RENEWAL_WINDOW_S)) or 0
+            if recent >= MAX_RENEWALS_PER_WINDOW:
+                # One key renewing in a loop grew the CRL (each renewal revokes the renewed
+                # certificate for its remaining life), reloaded the broker each time and
+                # held the policy lock revocations wait on (review, December 2026).
+                raise EnrollmentRefused(429, "renewal-rate-limited", f"{device_id!r} renewed "
+                                        f"{recent} times in the last 24 hours, the most this "
+                                        "server allows; renew again tomorrow")
             cert = self.ca.issue_for_csr(csr, device_id, self._validity())
             self._record(session, cert, "device", device_id)
             new_serial = serial_hex(cert.serial_number)
