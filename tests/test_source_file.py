@@ -343,3 +343,39 @@ def test_registry_parses_and_builds_each_kind(tmp_path: Path) -> None:
                         AgentBroker(MqttConfig(host="127.0.0.1"))).name == "j"
     with pytest.raises(ValidationError, match="serial"):
         adapter.validate_python({"kind": "serial"})
+
+
+def test_a_fifo_at_the_path_is_not_read_and_does_not_block(h: Harness) -> None:
+    """Whoever writes the log's directory put a FIFO there (review, December 2026: open()
+    blocked for ever; at start, in the daemon's main thread, so the agent was never ready
+    and ignored SIGTERM). Refused as not a regular file, retried; a real file is read."""
+    os.mkfifo(h.path)
+    started = threading.Thread(target=h.start, daemon=True)
+    started.start()
+    started.join(5)
+    assert not started.is_alive(), "start() blocked on the FIFO"
+    src = h.sources[0]
+    wait_until(lambda: src.last_error is not None and "not a regular file" in src.last_error)
+    h.path.unlink()
+    append(h.path, "after the fifo")
+    sink = src.sink
+    assert isinstance(sink, ListSink) and sink.wait_count(1) == ["after the fifo"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a symlink owned by another user needs root")
+def test_a_symlink_another_user_made_is_not_followed(h: Harness, tmp_path: Path) -> None:
+    """The log replaced by a link to a file the agent may read and its writer may not (the
+    agent's device key, auth.log): before, its lines were read and published. A link made
+    by root or the agent itself (a packaged `current` link) is followed."""
+    secret = tmp_path / "device.key"
+    secret.write_text("-----BEGIN EC PRIVATE KEY-----\n")
+    h.path.symlink_to(secret)
+    os.lchown(h.path, 65534, 65534)
+    src, sink = h.start()
+    wait_until(lambda: src.last_error is not None and "symbolic link" in src.last_error)
+    assert sink.lines == []
+    h.path.unlink()
+    real = tmp_path / "pump-2026.log"
+    append(real, "through a link root made")
+    h.path.symlink_to(real)
+    assert sink.wait_count(1) == ["through a link root made"]

@@ -181,10 +181,13 @@ class Fetcher:
                               f"is over max_download_bytes {self.cfg.max_download_bytes}")
             artifact, note = found.full, "full bundle (delta over max_download_bytes)"
         kind: Literal["delta", "full"] = "delta" if artifact is not found.full else "full"
-        # What is on disk already for this transfer counts as done; other transfers'
-        # resume files go (an abandoned version's would otherwise hold space for ever).
-        held = self.store.drop_partials_but(client.partial_path(artifact.target,
-                                                                self.store.downloads))
+        # What is on disk already for this transfer counts as done; resume files of other
+        # versions go (an abandoned version's would otherwise hold space for ever), this
+        # version's full bundle and delta stay (a cut delta falls back to the full one).
+        part = client.partial_path(artifact.target, self.store.downloads)
+        ours = [client.partial_path(a.target, self.store.downloads)
+                for a in (found.full, found.delta) if a is not None]
+        held = self.store.drop_partials_but(ours).get(part.name, 0)
         need = artifact.length - min(held, artifact.length) + \
             (found.full.length if kind == "delta" else 0)
         if self.store.free_bytes() < need + self.cfg.min_free_bytes:

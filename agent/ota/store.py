@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -129,17 +130,19 @@ class OtaStore:
             else:
                 path.unlink(missing_ok=True)
 
-    def drop_partials_but(self, keep: Path) -> int:
-        """Delete the resume files of other transfers (versions left behind while their
-        download was cut: nothing will resume them) and return the bytes ``keep`` already
-        holds. Without this, partial files of abandoned versions piled up until every later
-        update failed for space (review, December 2026)."""
-        held = 0
+    def drop_partials_but(self, keep: Iterable[Path]) -> dict[str, int]:
+        """Delete the resume files of transfers other than ``keep`` (the artifacts of the
+        version being fetched: versions left behind while their download was cut are never
+        resumed) and return the bytes each kept one holds, by name. Without this, partial
+        files of abandoned versions piled up until every later update failed for space
+        (review, December 2026)."""
+        names = {p.name for p in keep}
+        held: dict[str, int] = {}
         for path in self.downloads.iterdir():
             if not path.name.endswith(".part"):
                 continue
-            if path.name == keep.name and path.is_file():
-                held = path.stat().st_size
+            if path.name in names and path.is_file():
+                held[path.name] = path.stat().st_size
             else:
                 path.unlink(missing_ok=True)
         return held

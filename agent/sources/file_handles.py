@@ -9,7 +9,9 @@ open only the files the plan reads.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +51,43 @@ def read_head(fd: int) -> bytes:
 
 def open_file(path: str, key: str, live: bool) -> OpenFile | None:
     """Open ``key`` (the followed ``path`` or a rotated sibling of it); None when it does
-    not exist. Other errors (e.g. no permission) are raised."""
+    not exist. Other errors (e.g. no permission) are raised.
+
+    Whoever may write the log's directory (often the logging service's own user) must not
+    steer the agent (review, December 2026): a FIFO put there blocked ``open`` for ever (at
+    start, in the daemon's main thread: never ready, deaf to SIGTERM), and a symlink made
+    the agent read and publish any file it may read (its device key, auth.log). So only
+    regular files are read, opened without blocking, and a symlink is followed only when
+    root or the agent's own user made it (a packaged ``current`` link)."""
     try:
-        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+        link = os.lstat(key)
     except FileNotFoundError:
         return None
-    st = os.fstat(fd)
-    return OpenFile(fd, FileIdentity(path, st.st_dev, st.st_ino, read_head(fd)), key, live)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    if stat.S_ISLNK(link.st_mode):
+        if link.st_uid not in (0, os.geteuid()):
+            raise PermissionError(errno.EPERM, f"a symbolic link made by uid {link.st_uid}, "
+                                  "not root or this agent: not followed", key)
+    else:
+        flags |= os.O_NOFOLLOW  # it was no link a moment ago: it must not become one
+    try:
+        fd = os.open(key, flags)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory): "
+                          "not read", key)
+        if stat.S_ISLNK(link.st_mode) and os.lstat(key).st_ino != link.st_ino:
+            raise PermissionError(errno.EPERM, "the symbolic link changed while it was "
+                                  "opened: not followed", key)
+        os.set_blocking(fd, True)
+        return OpenFile(fd, FileIdentity(path, st.st_dev, st.st_ino, read_head(fd)), key,
+                        live)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def close_files(files: Iterable[OpenFile]) -> None:
