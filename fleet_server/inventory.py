@@ -78,6 +78,19 @@ def _finite(text: str) -> float:
     return value
 
 
+def _without_nul(value: Any) -> Any:
+    """NUL characters replaced (U+FFFD) in every string: a log line may hold one, JSON
+    carries it as \\u0000, and PostgreSQL's text columns refuse it (the INSERT, and the
+    batch it was in, failed; review, December 2026)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
     """``nanofleet/v1/dev/<id>/{status,metrics,ota,alerts}`` + JSON payload -> :class:`Report`
     (alerts are kept by :mod:`fleet_server.metrics_store`)."""
@@ -95,6 +108,10 @@ def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
         data = json.loads(payload, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:  # not JSON, too deep, 5000-digit ints
         raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
+    try:
+        data = _without_nul(data)
+    except RecursionError:  # nested as deep as json.loads goes: no report is
+        raise ReportRejected(f"{topic}: payload is nested too deep") from None
     try:
         message = _KINDS[kind].model_validate(data)
     except ValidationError as exc:

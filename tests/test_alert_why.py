@@ -74,3 +74,18 @@ def test_the_cli_shows_an_alerts_words_and_level() -> None:
     out = render("recent_alerts", [alert, plain]).splitlines()
     assert "WHY" in out[0]
     assert "crit; checksum +4.1, mismatch +2.3" in out[1] and " - " in out[2]
+
+
+def test_the_cli_does_not_let_a_log_line_drive_the_terminal() -> None:
+    """A line's text is whoever wrote the log (a journald message may hold escapes and
+    newlines): before (review, December 2026), `query recent_alerts` printed it raw, and
+    `ESC[1A ESC[2K` erased the real alert's row above while a newline forged another."""
+    from agent.tables import render
+
+    forged = "ok\x1b[1A\x1b[2K\rFAKE   normal  0.01  journald  -  all good\nsecond"
+    alert = {"reason": "anomaly 0.97 >= 0.95", "item": {
+        "ts": 1.7e9, "label": "security", "score": 0.99, "source": "journald\x1b]0;x\x07",
+        "text": forged}}
+    out = render("recent_alerts", [alert])
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert len(out.splitlines()) == 2  # the header and the one alert

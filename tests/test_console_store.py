@@ -94,6 +94,21 @@ def test_counters_past_the_integer_columns_store_folded(db: Database) -> None:
         parse_report(topics.metrics("busy-1"), doc.encode(), T0)
 
 
+def test_a_nul_in_a_devices_text_is_stored_as_a_replacement_character(db: Database) -> None:
+    """A log line may hold a NUL; PostgreSQL's text columns refuse it (before: the INSERT
+    failed, and with it the batch). parse_report replaces it in every string."""
+    doc = alert("gw-nul", T0, "n" * 32).message.model_dump_json().replace(
+        "Failed password for root", "Failed password for ro\\u0000ot")
+    report = parse_report(topics.alerts("gw-nul"), doc.encode(), T0)
+    assert isinstance(report.message, Alert) and "\x00" not in report.message.item.text
+    with db.session() as session:
+        MetricsStore(db, MetricsRetention()).record(session, [report])
+    with db.session() as session:
+        row = session.scalars(select(DeviceAlertRow).where(
+            DeviceAlertRow.device_id == "gw-nul")).one()
+    assert row.text == "Failed password for ro\ufffdot"
+
+
 def test_history_is_downsampled_and_bounded_without_losing_lines(db: Database) -> None:
     policy = MetricsRetention(raw_keep_s=3600, bucket_s=300, rollup_keep_s=4 * 3600,
                               alert_keep_s=3600, max_alerts=100, min_interval_s=1.0)
