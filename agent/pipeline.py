@@ -4,6 +4,7 @@ results, alerts and source checkpoints to the spool in one transaction."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -148,7 +149,8 @@ class Pipeline:
                 self.process([line for line, _ in batch], [t for _, t in batch])
             except Exception:
                 # Counted and logged; the batch's checkpoints were not committed, so file
-                # and journal lines are read again after a restart.
+                # and journal lines are read again after a restart (a spool that cannot be
+                # written is waited out instead: _commit).
                 log.exception("processing a batch of %d lines failed", len(batch))
                 self.counters.inc("batch_errors")
             finally:
@@ -178,10 +180,33 @@ class Pipeline:
                             results.model_dump_json().encode()))
         checkpoints = {line.source: line.checkpoint for line in lines
                        if line.checkpoint is not None}
-        self.spool.commit(messages, checkpoints)
+        self._commit(messages, checkpoints)
         now = time.monotonic()
         self.latency.add_many([now - t for t in enqueued])
         self.on_committed()
+
+    def _commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
+        """Commit, waiting out a spool that cannot be written (a full disk): the batch is
+        held, not dropped. Why: a dropped batch's lines were lost for good once the next
+        batch committed a later checkpoint of their source (review, December 2026: fill
+        the disk, do the deed, free it, and its log lines were never read). Meanwhile the
+        queue fills and the sources wait (backpressure); on stop the batch is given up
+        uncommitted, so a restart reads its lines again."""
+        delay = 0.5
+        while True:
+            try:
+                self.spool.commit(messages, checkpoints)
+                return
+            except (sqlite3.Error, OSError) as exc:
+                if self._stop.is_set():
+                    raise
+                self.counters.inc("spool_commit_retries")
+                if delay == 0.5:
+                    log.warning("the spool cannot be written (%s): holding the batch and "
+                                "retrying; sources wait meanwhile", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self.heartbeat = time.monotonic()  # waiting, not hung
 
     def weigh_levels(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
                      levels: list[int | None],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 
@@ -133,8 +134,19 @@ class OutboxSender:
     def _flush_acks(self) -> None:
         with self._cond:
             ids, self._acked = self._acked, []
-        if ids:
+        if not ids:
+            return
+        try:
             self.spool.ack(ids)
+        except (sqlite3.Error, OSError) as exc:
+            # A full disk refused the DELETE (review, December 2026: it killed this thread,
+            # and nothing was published again). The acks wait for the next flush; the
+            # messages stay in the outbox until then, never sent twice by this process.
+            with self._cond:
+                self._acked = ids + self._acked
+            self.counters.inc("spool_ack_retries")
+            log.warning("acknowledged messages not removed from the spool yet (%s)", exc)
+            time.sleep(ACK_FLUSH_S)
 
     def _run(self) -> None:
         while True:

@@ -1,0 +1,72 @@
+"""A spool that cannot be written (a full disk) holds the batch instead of dropping it: the
+real pipeline, the shipped model and a real SQLite spool made full the way a full disk
+makes it (SQLITE_FULL: the database may not grow past its page limit). Before (review,
+December 2026): the batch was dropped and, once space was back, the next batch committed a
+later checkpoint of the same source, so the dropped lines were never read again."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.line_queue import LineQueue
+from agent.metrics import Counters
+from agent.model import LoadedModel
+from agent.pipeline import ModelSlot, Pipeline
+from agent.sources.base import Line
+from agent.spool import Spool
+from nanomodel import default_bundle_path
+
+
+def _wait(what, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
+    cfg = AgentConfig.model_validate({
+        "device_id": "pump-07", "state_dir": str(tmp_path / "state"),
+        "mqtt": {"host": "127.0.0.1"},
+        "sources": [{"kind": "file", "path": str(tmp_path / "log")}],
+        "pipeline": {"batch_max_wait_ms": 20}})
+    counters = Counters()
+    spool = Spool(tmp_path / "spool.sqlite", 100_000, 64 << 20, counters)
+    queue = LineQueue(1000)
+    slot = ModelSlot("logs", LoadedModel.load(default_bundle_path(), "onnxruntime"))
+    pipeline = Pipeline(cfg, queue, slot, spool, counters, on_committed=lambda: None,
+                        is_online=lambda: True)
+    pipeline.start()
+
+    def feed(group: str, start: int) -> None:
+        for i in range(start, start + 20):
+            queue.put(Line("file:log", f"{group} pump cycle {i} complete", time.time(),
+                           checkpoint=str(i)))
+
+    def texts() -> list[str]:
+        return [item["text"] for m in spool.pending(0, 1000) if "/results/" in m.topic
+                for item in json.loads(m.payload)["items"]]
+
+    try:
+        feed("A", 0)
+        _wait(lambda: len(texts()) == 20)
+        pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
+        spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        feed("B", 20)
+        _wait(lambda: counters.get("spool_commit_retries") >= 2)
+        assert spool.checkpoint("file:log") == "19"  # nothing moved past the held batch
+        spool._db.execute("PRAGMA max_page_count = 1073741823")  # space is back
+        feed("C", 40)
+        _wait(lambda: len(texts()) == 60)
+    finally:
+        pipeline.stop()
+    got = texts()
+    assert [t.split()[0] for t in got] == ["A"] * 20 + ["B"] * 20 + ["C"] * 20
+    assert spool.checkpoint("file:log") == "59"
+    assert counters.get("batch_errors") == 0
