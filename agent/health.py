@@ -30,7 +30,8 @@ class HealthCheck:
         elif now - a.pipeline.heartbeat > STALL_S and not a.pipeline.busy:
             problems.append("pipeline loop is stuck")
         done = a.counters.get("inferences")
-        if done != self._last_count or len(a.queue) == 0:
+        if done != self._last_count or len(a.queue) == 0 or a.pipeline.holding:
+            # (a batch held for a full disk: degraded below; a restart would not help)
             self._last_count, self._last_progress = done, now
         elif now - self._last_progress > STALL_S:
             problems.append(f"no line processed for {now - self._last_progress:.0f}s "
@@ -40,5 +41,6 @@ class HealthCheck:
         return not problems, problems
 
     def degraded(self) -> list[str]:
+        held = self.agent.pipeline.holding
         return [f"source {s.name} stopped: {s.last_error}" for s in self.agent.sources
-                if not s.alive()]
+                if not s.alive()] + ([held] if held else [])

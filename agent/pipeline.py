@@ -89,6 +89,7 @@ class Pipeline:
         self.mutes = mutes if mutes is not None else MuteSet(cfg.alerts.mute_storm_per_minute)
         self.heartbeat = time.monotonic()
         self.busy = False
+        self.holding: str | None = None  # why a batch waits for the spool (a full disk)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.apply_config(cfg)
@@ -193,20 +194,25 @@ class Pipeline:
         queue fills and the sources wait (backpressure); on stop the batch is given up
         uncommitted, so a restart reads its lines again."""
         delay = 0.5
-        while True:
-            try:
-                self.spool.commit(messages, checkpoints)
-                return
-            except (sqlite3.Error, OSError) as exc:
-                if self._stop.is_set():
-                    raise
-                self.counters.inc("spool_commit_retries")
-                if delay == 0.5:
-                    log.warning("the spool cannot be written (%s): holding the batch and "
-                                "retrying; sources wait meanwhile", exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-                self.heartbeat = time.monotonic()  # waiting, not hung
+        try:
+            while True:
+                try:
+                    self.spool.commit(messages, checkpoints)
+                    return
+                except (sqlite3.Error, OSError) as exc:
+                    if self._stop.is_set():
+                        raise
+                    self.counters.inc("spool_commit_retries")
+                    if self.holding is None:
+                        log.warning("the spool cannot be written (%s): holding the batch and "
+                                    "retrying; sources wait meanwhile", exc)
+                    # Degraded, not stuck: a restart cannot free the disk (agent.health).
+                    self.holding = f"the spool cannot be written ({exc}): a batch waits"
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+                    self.heartbeat = time.monotonic()  # waiting, not hung
+        finally:
+            self.holding = None
 
     def weigh_levels(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
                      levels: list[int | None],

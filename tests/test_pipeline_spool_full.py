@@ -61,6 +61,7 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
         feed("B", 20)
         _wait(lambda: counters.get("spool_commit_retries") >= 2)
         assert spool.checkpoint("file:log") == "19"  # nothing moved past the held batch
+        assert pipeline.holding and "cannot be written" in pipeline.holding  # degraded
         spool._db.execute("PRAGMA max_page_count = 1073741823")  # space is back
         feed("C", 40)
         _wait(lambda: len(texts()) == 60)
@@ -69,4 +70,4 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
     got = texts()
     assert [t.split()[0] for t in got] == ["A"] * 20 + ["B"] * 20 + ["C"] * 20
     assert spool.checkpoint("file:log") == "59"
-    assert counters.get("batch_errors") == 0
+    assert counters.get("batch_errors") == 0 and pipeline.holding is None
