@@ -205,8 +205,8 @@ def ca_certificate(identity: Identity) -> str:
 
 @public_router.get("/device-ca/crl.pem", response_class=PlainTextResponse)
 def crl(identity: Identity) -> str:
-    """The current CRL, for a broker on another machine (crlfile)."""
-    return identity.broker_policy()[0].decode()
+    """The current CRL (at most 10 s old), for a broker on another machine (crlfile)."""
+    return identity.downloadable_crl().decode()
 
 
 @operator_router.get("/device-ca/acl", response_class=PlainTextResponse)
