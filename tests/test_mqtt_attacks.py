@@ -62,8 +62,10 @@ def agent_link(b: ProductionBroker, device_id: str = DEV) -> MqttLink:
 
 
 def _status(device_id: str, pad: int = 0) -> bytes:
-    doc = json.loads(Status(seq=1, device_id=device_id, state="online",
-                            agent_version="x" * pad).model_dump_json())
+    """A status report, ``pad`` characters of agent version long (a padded one is only
+    about its size: the contract refuses versions over 64 characters)."""
+    doc = json.loads(Status(seq=1, device_id=device_id, state="online").model_dump_json())
+    doc["agent_version"] = "x" * pad
     return json.dumps(doc).encode()
 
 
