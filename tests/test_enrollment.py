@@ -343,3 +343,23 @@ def test_the_public_crl_download_is_built_at_most_every_few_seconds(tmp_path: Pa
     assert crl.get_revoked_certificate_by_serial_number(
         int(revoked["revoked_serials"][0], 16)) is not None
     assert identity.downloadable_crl(max_age_s=0.0) != first
+
+
+def test_a_token_made_before_its_device_enrolled_cannot_replace_it(tmp_path: Path) -> None:
+    """Two tokens for one id before it enrolled (one lost, a second made): once the device
+    enrolled with one, the other may not take its identity over and revoke its certificates
+    (before: it did, without anyone saying --replace). A token made with --replace may."""
+    identity = IdentityService(ServerConfig(data_dir=tmp_path,
+                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
+                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    lost, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600), "ops")
+    used, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600), "ops")
+    real = identity.enroll(used, "swap-1", _csr("swap-1"))
+    with pytest.raises(EnrollmentRefused) as refused:
+        identity.enroll(lost, "swap-1", _csr("swap-1"))
+    assert refused.value.code == "device-enrolled" and "--replace" in refused.value.message
+    live = [c["serial"] for c in (identity.device_view("swap-1") or {})["certificates"]
+            if c["revoked_at"] is None]
+    assert live == [real.serial]
+    replacing, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600, True), "ops")
+    assert identity.enroll(replacing, "swap-1", _csr("swap-1")).serial != real.serial

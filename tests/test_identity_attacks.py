@@ -283,12 +283,15 @@ def test_the_broker_certificate_is_no_client_identity(fleet: EnrolledFleet) -> N
 
 
 def test_which_tokens_may_enroll_an_existing_id() -> None:
-    """The decision itself (pure): an unbound token only ever makes a new identity."""
+    """The decision itself (pure): an unbound token only ever makes a new identity, and a
+    bound one takes an enrolled id over only when it was made with --replace (review,
+    December 2026: a bound token made before its device enrolled replaced it later)."""
     from fleet_server.identity.tables import DeviceIdentity, EnrollmentToken
     from fleet_server.identity.tokens import identity_refusal
 
     unbound = EnrollmentToken(token_id="00000001", device_id=None)
-    bound = EnrollmentToken(token_id="00000002", device_id="d-1")
+    bound = EnrollmentToken(token_id="00000002", device_id="d-1", replace=False)
+    replacing = EnrollmentToken(token_id="00000003", device_id="d-1", replace=True)
     enrolled = DeviceIdentity(device_id="d-1", status="enrolled", enrolled_at=0.0)
     revoked = DeviceIdentity(device_id="d-1", status="revoked", enrolled_at=0.0)
     cases = {
@@ -296,7 +299,8 @@ def test_which_tokens_may_enroll_an_existing_id() -> None:
         (None, True, unbound): "device-known",
         (enrolled, False, unbound): "device-enrolled",
         (revoked, False, unbound): "device-revoked",
-        (enrolled, True, bound): None,
+        (enrolled, True, replacing): None,
+        (enrolled, True, bound): "device-enrolled",
         (revoked, False, bound): None,
         (None, True, bound): None,
     }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import JSON, Float, String, Text, select
+from sqlalchemy import JSON, Boolean, Float, String, Text, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet_server.db import Base
@@ -39,6 +39,9 @@ class EnrollmentToken(Base):
     used_by: Mapped[str | None] = mapped_column(String(64), nullable=True,
                                                 doc="device id that enrolled with it")
     cancelled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    replace: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(),
+        doc="made with --replace: may re-enroll its id while that id is enrolled")
 
 
 class DeviceIdentity(Base):

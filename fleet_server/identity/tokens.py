@@ -93,8 +93,17 @@ def identity_refusal(device_id: str, identity: DeviceIdentity | None, in_invento
     any token could take a device's id over (a second valid certificate, and with the
     broker's client id = CN, the real device kicked off), or resurrect a device someone
     chose to cut off."""
-    if token.device_id is not None:
-        return None  # token_refusal already checked it names this id
+    if token.device_id is not None:  # token_refusal already checked it names this id
+        if identity is not None and identity.status == "enrolled" and not token.replace:
+            # Made while the id was not enrolled: it may not take the identity over now
+            # that a device holds it (review, December 2026).
+            return EnrollmentRefused(
+                409, "device-enrolled", f"device {identity.device_id!r} enrolled (since "
+                f"{_when(identity.enrolled_at)}) after token {token.token_id} was made for it"
+                ", without --replace: the token cannot take its identity over. If the device "
+                "was replaced or reset, an operator creates a token with --replace "
+                f"(nanofleet enroll-token create --device {identity.device_id} --replace)")
+        return None
     if identity is not None and identity.status == "revoked":
         return EnrollmentRefused(
             403, "device-revoked", f"device {identity.device_id!r} was revoked "
@@ -164,7 +173,8 @@ def create_token(session: Session, spec: TokenSpec, actor: str,
     row = EnrollmentToken(token_id=token_id, token_sha256=hash_enrollment_token(token),
                           device_id=spec.device_id, group_name=spec.group,
                           tags=list(dict.fromkeys(spec.tags)), created_at=now,
-                          created_by=actor, expires_at=now + spec.expires_in_s)
+                          created_by=actor, expires_at=now + spec.expires_in_s,
+                          replace=spec.replace)
     session.add(row)
     session.flush()
     return token, row
