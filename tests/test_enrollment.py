@@ -16,6 +16,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -363,3 +364,49 @@ def test_a_token_made_before_its_device_enrolled_cannot_replace_it(tmp_path: Pat
     assert live == [real.serial]
     replacing, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600, True), "ops")
     assert identity.enroll(replacing, "swap-1", _csr("swap-1")).serial != real.serial
+
+
+def test_a_renewal_racing_a_replacement_does_not_outlive_it(tmp_path: Path) -> None:
+    """The thief renews the cloned key while the operator re-enrolls the id with --replace.
+    Before (review, December 2026): the renewal read the certificate as live, the
+    replacement committed, and the renewal's successor stayed live and off the CRL. Now
+    the two take the identity's row in turn: whichever ends last sees the other's work."""
+    import threading
+
+    from contract.enrollment import renewal_message
+
+    identity = IdentityService(ServerConfig(data_dir=tmp_path,
+                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
+                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    first_token, _ = identity.create_token(TokenSpec(None, None, [], 3600), "ops")
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = identity.enroll(first_token, "race-1", _csr("race-1", key))
+    replace_token, _ = identity.create_token(TokenSpec("race-1", None, [], 3600, True), "ops")
+    renewing, replaced = threading.Event(), threading.Event()
+    issue = identity.ca.issue_for_csr
+
+    def paused_issue(*args: Any) -> Any:  # the renewal has read; the replacement goes now
+        if threading.current_thread().name == "thief":
+            renewing.set()
+            replaced.wait(2)
+        return issue(*args)
+
+    identity.ca.issue_for_csr = paused_issue  # type: ignore[method-assign]
+    stolen: dict[str, Any] = {}
+
+    def thief() -> None:
+        new = ec.generate_private_key(ec.SECP256R1())
+        csr = _csr("race-1", new)
+        proof = base64.b64encode(key.sign(renewal_message("race-1", first.serial, csr),
+                                          ec.ECDSA(hashes.SHA256()))).decode()
+        stolen["issued"] = identity.renew("race-1", first.certificate_pem, csr, proof)
+
+    t = threading.Thread(target=thief, name="thief")
+    t.start()
+    assert renewing.wait(10)
+    replacement = identity.enroll(replace_token, "race-1", _csr("race-1"))
+    replaced.set()
+    t.join(20)
+    live = [c["serial"] for c in (identity.device_view("race-1") or {})["certificates"]
+            if c["revoked_at"] is None]
+    assert live == [replacement.serial], (live, stolen)

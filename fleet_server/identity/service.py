@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database
@@ -72,6 +72,15 @@ CRL_MAX_AGE_S = 10.0  # how stale the public CRL download may be (downloadable_c
 # are an operator at work. More is a key renewing in a loop.
 MAX_RENEWALS_PER_WINDOW = 10
 RENEWAL_WINDOW_S = 86_400.0
+
+
+def _lock_identity(session: Any, device_id: str) -> None:
+    """Take ``device_id``'s identity row for the rest of the transaction: a write that
+    changes nothing, because a write is what both databases lock (PostgreSQL the row,
+    SQLite the whole database; a SELECT ... FOR UPDATE would lock nothing on SQLite).
+    Renewal and re-enrollment of one id then run one after the other."""
+    session.execute(update(DeviceIdentity).where(DeviceIdentity.device_id == device_id)
+                    .values(status=DeviceIdentity.status))
 
 @dataclass(frozen=True)
 class IssuedIdentity:
@@ -180,6 +189,7 @@ class IdentityService:
         now = time.time()
         with self.db.session() as session:
             row = claim_token(session, token, device_id, now)
+            _lock_identity(session, device_id)  # a renewal of this id in flight ends first
             identity = session.get(DeviceIdentity, device_id)
             was_revoked = identity is not None and identity.status == "revoked"
             # A (bound) token re-enrolls the id: whatever held its earlier certificates
@@ -228,6 +238,11 @@ class IdentityService:
                                     "new token (nanofleet-agent enroll --token-file ...)")
         now, serial = time.time(), serial_hex(current.serial_number)
         with self.db.session() as session:
+            # First, before anything is read: a --replace re-enrollment of this id in flight
+            # ends first, and then this renewal sees its certificate revoked (review,
+            # December 2026: read before the replacement committed, a renewal's successor
+            # outlived it, live and not on the CRL: the cloned key kept the id).
+            _lock_identity(session, device_id)
             issued = session.get(IssuedCertificate, serial)
             identity = session.get(DeviceIdentity, device_id)
             if issued is None or identity is None or identity.status != "enrolled":
