@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contract.mutes import AlertMute, message_shape
@@ -35,7 +35,7 @@ from fleet_server.mutes import (
     covers,
     mute_shape,
 )
-from fleet_server.verdicts import AlertVerdictRow
+from fleet_server.verdicts import AlertVerdictRow, on_its_alert
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 200
@@ -207,12 +207,7 @@ def alert_lines(session: Session, device_id: str | None, since: float | None,
     query = (select(DeviceAlertRow.id, DeviceAlertRow.device_id, DeviceAlertRow.ts,
                     DeviceAlertRow.label, DeviceAlertRow.source, DeviceAlertRow.text,
                     DeviceAlertRow.repeats, AlertVerdictRow.verdict)
-             # a verdict on this line (verdicts.belongs_to): the id, device, source and text
-             .outerjoin(AlertVerdictRow, and_(
-                 AlertVerdictRow.alert_msg_id == DeviceAlertRow.msg_id,
-                 AlertVerdictRow.device_id == DeviceAlertRow.device_id,
-                 AlertVerdictRow.source == DeviceAlertRow.source,
-                 AlertVerdictRow.text == DeviceAlertRow.text))
+             .outerjoin(AlertVerdictRow, on_its_alert())
              .order_by(DeviceAlertRow.id.desc()).limit(max_rows + 1))
     if device_id is not None:
         query = query.where(DeviceAlertRow.device_id == device_id)

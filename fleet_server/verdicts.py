@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
-from sqlalchemy import Float, Integer, String, Text, select
+from sqlalchemy import ColumnElement, Float, Integer, String, Text, and_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from contract.labels import NORMAL
@@ -100,13 +100,24 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
     return row
 
 
+# What ties a verdict to an alert: the alert's id, and its device, source and text. Why
+# not the id alone: a device chooses its alerts' ids, and one reused for a new line (once
+# the judged alert has left the history) would show that line as judged (review, December
+# 2026). One list, read by both forms below (Python and SQL).
+_TIED = ((AlertVerdictRow.alert_msg_id, DeviceAlertRow.msg_id),
+         (AlertVerdictRow.device_id, DeviceAlertRow.device_id),
+         (AlertVerdictRow.source, DeviceAlertRow.source),
+         (AlertVerdictRow.text, DeviceAlertRow.text))
+
+
 def belongs_to(row: AlertVerdictRow, alert: DeviceAlertRow) -> bool:
-    """Whether a verdict was given on this alert's line: its id, and its device, source and
-    text. Why not the id alone: a device chooses its alerts' ids, and one reused for a new
-    line (once the judged alert has left the history) would show that line as judged
-    (review, December 2026)."""
-    return (row.alert_msg_id, row.device_id, row.source, row.text) == (
-        alert.msg_id, alert.device_id, alert.source, alert.text)
+    """Whether verdict ``row`` was given on ``alert``'s line."""
+    return all(getattr(row, v.key) == getattr(alert, a.key) for v, a in _TIED)
+
+
+def on_its_alert() -> ColumnElement[bool]:
+    """:func:`belongs_to` as a join condition (the shape ranking's read)."""
+    return and_(*(v == a for v, a in _TIED))
 
 
 def verdicts_of(session: Session, alerts: Sequence[DeviceAlertRow]
