@@ -108,10 +108,13 @@ def parse_report(topic: str, payload: bytes, received_at: float) -> Report:
         data = json.loads(payload, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:  # not JSON, too deep, 5000-digit ints
         raise ReportRejected(f"{topic}: payload is not JSON: {exc}") from None
-    try:
-        data = _without_nul(data)
-    except RecursionError:  # nested as deep as json.loads goes: no report is
-        raise ReportRejected(f"{topic}: payload is nested too deep") from None
+    # JSON can only carry a NUL as the escape \u0000 (json.loads refuses raw control
+    # characters in strings): every other report skips the walk.
+    if b"\\u0000" in payload:
+        try:
+            data = _without_nul(data)
+        except RecursionError:  # nested as deep as json.loads goes: no report is
+            raise ReportRejected(f"{topic}: payload is nested too deep") from None
     try:
         message = _KINDS[kind].model_validate(data)
     except ValidationError as exc:
