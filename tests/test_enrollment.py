@@ -27,11 +27,16 @@ from cryptography.x509.oid import NameOID
 
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
-from fleet_server.identity.service import IdentityService
+from fleet_server.identity.service import IdentityService, IssuedIdentity
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from hil import postgres
 from hil.broker import free_port
-from tests.support.enrolled_fleet import EnrolledFleet, start_enrolled_fleet, try_connect
+from tests.support.enrolled_fleet import (
+    EnrolledFleet,
+    renewal_proof,
+    start_enrolled_fleet,
+    try_connect,
+)
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +280,26 @@ def test_identity_on_postgresql(tmp_path: Path) -> None:
         pg.stop()
 
 
+def _sqlite_identity(tmp_path: Path) -> IdentityService:
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    return IdentityService(ServerConfig(data_dir=tmp_path, database_url=url), Database(url))
+
+
+def _renew(identity: IdentityService, device_id: str, key: ec.EllipticCurvePrivateKey,
+           certificate_pem: str) -> tuple[ec.EllipticCurvePrivateKey, IssuedIdentity]:
+    """One renewal as agent/enroll.py makes it: a new key, proven with the current one."""
+    new = ec.generate_private_key(ec.SECP256R1())
+    csr = _csr(device_id, new)
+    serial = format(x509.load_pem_x509_certificate(certificate_pem.encode()).serial_number, "x")
+    return new, identity.renew(device_id, certificate_pem, csr,
+                               renewal_proof(key, device_id, serial, csr))
+
+
+def _live_serials(identity: IdentityService, device_id: str) -> list[str]:
+    return [c["serial"] for c in (identity.device_view(device_id) or {})["certificates"]
+            if c["revoked_at"] is None]
+
+
 def _try_enroll(identity: IdentityService, token: str, device_id: str) -> str:
     try:
         identity.enroll(token, device_id, _csr(device_id))
@@ -288,31 +313,17 @@ def test_a_key_renewing_in_a_loop_is_stopped(tmp_path: Path) -> None:
     rebuilds the CRL and reloads the broker (review, December 2026: one cloned key renewing
     25-50 times a second grew the CRL to 40,000 entries, 2 MiB, within the hour). A device
     renews MAX_RENEWALS_PER_WINDOW times a day at most; then 429."""
-    from contract.enrollment import renewal_message
     from fleet_server.identity.service import MAX_RENEWALS_PER_WINDOW
 
-    identity = IdentityService(ServerConfig(data_dir=tmp_path,
-                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
-                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    identity = _sqlite_identity(tmp_path)
     token, _ = identity.create_token(TokenSpec("loop-1", None, [], 60), "ops")
     key = ec.generate_private_key(ec.SECP256R1())
     pem = identity.enroll(token, "loop-1", _csr("loop-1", key)).certificate_pem
-
-    def renew_once() -> str:
-        nonlocal key
-        new = ec.generate_private_key(ec.SECP256R1())
-        csr = _csr("loop-1", new)
-        serial = format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
-        proof = base64.b64encode(key.sign(renewal_message("loop-1", serial, csr),
-                                          ec.ECDSA(hashes.SHA256()))).decode()
-        issued = identity.renew("loop-1", pem, csr, proof)
-        key = new
-        return issued.certificate_pem
-
     for _ in range(MAX_RENEWALS_PER_WINDOW):
-        pem = renew_once()
+        key, issued = _renew(identity, "loop-1", key, pem)
+        pem = issued.certificate_pem
     with pytest.raises(EnrollmentRefused) as refused:
-        renew_once()
+        _renew(identity, "loop-1", key, pem)
     assert (refused.value.status, refused.value.code) == (429, "renewal-rate-limited")
     assert "renew again tomorrow" in refused.value.message
     crl = x509.load_pem_x509_crl(identity.broker_policy()[0])
@@ -323,9 +334,7 @@ def test_the_public_crl_download_is_built_at_most_every_few_seconds(tmp_path: Pa
     """GET /device-ca/crl.pem needs no login; each build reads every revocation and signs
     (review, December 2026: 2.5 s of CPU per request at 40,000 entries). Built once per
     CRL_MAX_AGE_S, and at once after a change this server made."""
-    identity = IdentityService(ServerConfig(data_dir=tmp_path,
-                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
-                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    identity = _sqlite_identity(tmp_path)
     builds: list[float] = []
     build = identity.policy.build
 
@@ -350,18 +359,14 @@ def test_a_token_made_before_its_device_enrolled_cannot_replace_it(tmp_path: Pat
     """Two tokens for one id before it enrolled (one lost, a second made): once the device
     enrolled with one, the other may not take its identity over and revoke its certificates
     (before: it did, without anyone saying --replace). A token made with --replace may."""
-    identity = IdentityService(ServerConfig(data_dir=tmp_path,
-                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
-                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    identity = _sqlite_identity(tmp_path)
     lost, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600), "ops")
     used, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600), "ops")
     real = identity.enroll(used, "swap-1", _csr("swap-1"))
     with pytest.raises(EnrollmentRefused) as refused:
         identity.enroll(lost, "swap-1", _csr("swap-1"))
     assert refused.value.code == "device-enrolled" and "--replace" in refused.value.message
-    live = [c["serial"] for c in (identity.device_view("swap-1") or {})["certificates"]
-            if c["revoked_at"] is None]
-    assert live == [real.serial]
+    assert _live_serials(identity, "swap-1") == [real.serial]
     replacing, _ = identity.create_token(TokenSpec("swap-1", None, [], 3600, True), "ops")
     assert identity.enroll(replacing, "swap-1", _csr("swap-1")).serial != real.serial
 
@@ -373,11 +378,7 @@ def test_a_renewal_racing_a_replacement_does_not_outlive_it(tmp_path: Path) -> N
     the two take the identity's row in turn: whichever ends last sees the other's work."""
     import threading
 
-    from contract.enrollment import renewal_message
-
-    identity = IdentityService(ServerConfig(data_dir=tmp_path,
-                                            database_url=f"sqlite:///{tmp_path}/fleet.db"),
-                               Database(f"sqlite:///{tmp_path}/fleet.db"))
+    identity = _sqlite_identity(tmp_path)
     first_token, _ = identity.create_token(TokenSpec(None, None, [], 3600), "ops")
     key = ec.generate_private_key(ec.SECP256R1())
     first = identity.enroll(first_token, "race-1", _csr("race-1", key))
@@ -395,11 +396,7 @@ def test_a_renewal_racing_a_replacement_does_not_outlive_it(tmp_path: Path) -> N
     stolen: dict[str, Any] = {}
 
     def thief() -> None:
-        new = ec.generate_private_key(ec.SECP256R1())
-        csr = _csr("race-1", new)
-        proof = base64.b64encode(key.sign(renewal_message("race-1", first.serial, csr),
-                                          ec.ECDSA(hashes.SHA256()))).decode()
-        stolen["issued"] = identity.renew("race-1", first.certificate_pem, csr, proof)
+        stolen["issued"] = _renew(identity, "race-1", key, first.certificate_pem)[1]
 
     t = threading.Thread(target=thief, name="thief")
     t.start()
@@ -407,6 +404,5 @@ def test_a_renewal_racing_a_replacement_does_not_outlive_it(tmp_path: Path) -> N
     replacement = identity.enroll(replace_token, "race-1", _csr("race-1"))
     replaced.set()
     t.join(20)
-    live = [c["serial"] for c in (identity.device_view("race-1") or {})["certificates"]
-            if c["revoked_at"] is None]
+    live = _live_serials(identity, "race-1")
     assert live == [replacement.serial], (live, stolen)

@@ -10,7 +10,6 @@ tests/test_provisioning_attacks.py; see docs/security-identity.md.
 
 from __future__ import annotations
 
-import base64
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.enrolled_fleet import EnrolledFleet, start_enrolled_fleet, try_connect
+from tests.support.enrolled_fleet import (
+    EnrolledFleet,
+    renewal_proof,
+    start_enrolled_fleet,
+    try_connect,
+)
 from tests.support.tamper_proxy import TamperProxy, attacker_certificate
 
 
@@ -172,13 +176,6 @@ def _csr(key: ec.EllipticCurvePrivateKey, cn: str) -> str:
             .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
 
 
-def _proof(key: ec.EllipticCurvePrivateKey, device_id: str, serial: str, csr: str) -> str:
-    from contract.enrollment import renewal_message
-
-    return base64.b64encode(key.sign(renewal_message(device_id, serial, csr),
-                                     ec.ECDSA(hashes.SHA256()))).decode()
-
-
 def test_renewal_needs_the_current_key(fleet: EnrolledFleet) -> None:
     """The certificate is public: with it alone nobody renews, whether the proof is made
     with a key of one's own or lifted from one of the device's own requests."""
@@ -191,9 +188,9 @@ def test_renewal_needs_the_current_key(fleet: EnrolledFleet) -> None:
     mine = ec.generate_private_key(ec.SECP256R1())
     csr = _csr(mine, "vic-7")
     device_csr = _csr(ec.generate_private_key(ec.SECP256R1()), "vic-7")
-    for proof in (_proof(mine, "vic-7", serial, csr),                 # signed by my key
-                  _proof(device_key, "vic-7", serial, device_csr),    # lifted from another CSR
-                  _proof(device_key, "vic-8", serial, csr),           # made for another id
+    for proof in (renewal_proof(mine, "vic-7", serial, csr),               # signed by my key
+                  renewal_proof(device_key, "vic-7", serial, device_csr),  # from another CSR
+                  renewal_proof(device_key, "vic-8", serial, csr),         # for another id
                   "AAAA"):
         answer = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json={
             "device_id": "vic-7", "certificate": cert_pem, "csr": csr, "proof": proof},
@@ -204,7 +201,7 @@ def test_renewal_needs_the_current_key(fleet: EnrolledFleet) -> None:
     same = _csr(device_key, "vic-7")
     answer = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json={
         "device_id": "vic-7", "certificate": cert_pem, "csr": same,
-        "proof": _proof(device_key, "vic-7", serial, same)}, timeout=10)
+        "proof": renewal_proof(device_key, "vic-7", serial, same)}, timeout=10)
     assert answer.status_code == 403 and "new key" in answer.json()["error"]["message"]
     assert _identity(fleet, "vic-7")["certificates"][0]["revoked_at"] is None
     assert try_connect(fleet.tls_port, fleet.device_tls("vic-7")) is None
@@ -219,7 +216,7 @@ def test_a_replayed_renewal_gets_the_same_successor(fleet: EnrolledFleet) -> Non
     serial = format(_serial(directory), "x")
     csr = _csr(ec.generate_private_key(ec.SECP256R1()), "vic-8")
     body = {"device_id": "vic-8", "certificate": (directory / "device.crt").read_text(),
-            "csr": csr, "proof": _proof(key, "vic-8", serial, csr)}
+            "csr": csr, "proof": renewal_proof(key, "vic-8", serial, csr)}
     first = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json=body, timeout=10)
     again = httpx.post(f"{fleet.url}/api/v1/enroll/renew", json=body, timeout=10)
     assert first.status_code == again.status_code == 200, again.text

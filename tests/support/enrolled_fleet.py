@@ -15,6 +15,7 @@ root.json (:meth:`EnrolledFleet.enroll_args`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import signal
 import ssl
@@ -29,9 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from contract.enrollment import renewal_message
 from fleet_server.config import MqttTls, config_toml
 from fleet_server.identity.settings import EnrollmentSettings
 from hil.broker import free_port, wait_port
@@ -176,6 +180,14 @@ class Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def renewal_proof(key: ec.EllipticCurvePrivateKey, device_id: str, serial: str,
+                  csr: str) -> str:
+    """A renewal's proof as agent/enroll.py makes it: the current key's signature over
+    contract.enrollment.renewal_message."""
+    return base64.b64encode(key.sign(renewal_message(device_id, serial, csr),
+                                     ec.ECDSA(hashes.SHA256()))).decode()
 
 
 def try_connect(port: int, tls: dict[str, str]) -> str | None:
