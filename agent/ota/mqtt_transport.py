@@ -25,9 +25,8 @@ the broker is the agent's. Protocol: :mod:`contract.artifacts`.
   is not ours any more): a chunk longer than the ``chunk_size`` asked for is dropped on
   arrival, the inbox holds at most ``4 x window`` chunks, and chunks kept ahead of the
   next expected byte hold at most ``2 x window x chunk_size`` bytes (and the chunk due
-  next, taken at once). Dropped chunks are
-  counted (:attr:`MqttTransport.chunks_dropped`) and logged; what was honest in them is
-  asked for again.
+  next, taken at once). Dropped chunks are counted (:attr:`MqttTransport.chunks_dropped`)
+  and logged; what was honest in them is asked for again.
 
 Integrity is not this module's business: TufClient checks every byte against the
 signed lengths and hashes, as for HTTP.
@@ -55,6 +54,7 @@ from agent.ota.transport import (
     ArtifactTransport,
     TransferTimeout,
     TransportError,
+    check_rate,
 )
 from contract import topics
 from contract.artifacts import (
@@ -272,10 +272,8 @@ class _Transfer:
                 state = "connected" if t.ready.is_set() else f"broker away ({t.last_error})"
                 raise TransferTimeout(f"{self.url}: no data for {t.timeout} s after "
                                       f"{self.expected - self.start} bytes ({state})")
-            elapsed, received = now - self.started, self.expected - self.start
-            if t.min_rate and elapsed > t.timeout and received < t.min_rate * elapsed:
-                raise TransferTimeout(f"{self.url}: {received} bytes in {elapsed:.0f} s, below "
-                                      f"the minimum rate of {t.min_rate:.0f} B/s")
+            check_rate(self.url, self.expected - self.start, now - self.started, t.timeout,
+                       t.min_rate)
             if t.connects != self.connects:  # reconnected: what was in flight is lost
                 self.connects = t.connects
                 self.requested_end = self.expected

@@ -41,6 +41,16 @@ class TransferTimeout(TransportError):
     """No byte arrived within the transport's timeout."""
 
 
+def check_rate(url: str, received: int, elapsed: float, timeout: float,
+               min_rate: float) -> None:
+    """The bound every transport puts on a slow sender: once a transfer is ``timeout`` old
+    it must average ``min_rate`` bytes/s (0: no bound), so dripping a byte now and then
+    cannot hold an update for longer than about ``timeout + length / min_rate``."""
+    if min_rate and elapsed > timeout and received < min_rate * elapsed:
+        raise TransferTimeout(f"{url}: {received} bytes in {elapsed:.0f} s, below the minimum "
+                              f"rate of {min_rate:.0f} B/s")
+
+
 class ArtifactTransport(ABC):
     @abstractmethod
     def fetch(self, url: str, start: int = 0, max_length: int | None = None) -> Iterator[bytes]:
@@ -139,10 +149,8 @@ class HttpTransport(ArtifactTransport):
                     return
                 yield from self._emit(url, chunk, skip, max_length, received)
                 received += len(chunk)
-                elapsed = time.monotonic() - started
-                if elapsed > self.timeout and received < self.min_rate * elapsed:
-                    raise TransferTimeout(f"{url}: {received} bytes in {elapsed:.0f} s, below "
-                                          f"the minimum rate of {self.min_rate:.0f} B/s")
+                check_rate(url, received, time.monotonic() - started, self.timeout,
+                           self.min_rate)
 
     @staticmethod
     def _emit(url: str, chunk: bytes, skip: int, max_length: int | None,
