@@ -18,16 +18,7 @@ from agent.pipeline import ModelSlot, Pipeline
 from agent.sources.base import Line
 from agent.spool import Spool
 from nanomodel import default_bundle_path
-
-
-def _wait(what, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.support.line_sink import wait_until
 
 
 def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
@@ -55,16 +46,16 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
 
     try:
         feed("A", 0)
-        _wait(lambda: len(texts()) == 20)
+        wait_until(lambda: len(texts()) == 20, 20, "batch A stored")
         pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
         spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
         feed("B", 20)
-        _wait(lambda: counters.get("spool_commit_retries") >= 2)
+        wait_until(lambda: counters.get("spool_commit_retries") >= 2, 20, "commit retried")
         assert spool.checkpoint("file:log") == "19"  # nothing moved past the held batch
         assert pipeline.holding and "cannot be written" in pipeline.holding  # degraded
         spool._db.execute("PRAGMA max_page_count = 1073741823")  # space is back
         feed("C", 40)
-        _wait(lambda: len(texts()) == 60)
+        wait_until(lambda: len(texts()) == 60, 20, "batches B and C stored")
     finally:
         pipeline.stop()
     got = texts()
