@@ -169,10 +169,16 @@ def ask(path: Path, cmd: str, args: dict[str, Any], timeout: float = 15.0) -> di
         except PermissionError:
             raise DaemonNotRunning(f"permission denied on {path}: run as the agent's user "
                                    "or a member of its group") from None
-        s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        # A busy agent answers "busy" and closes at once, maybe before our line is out;
+        # its answer is still in our receive buffer, so read it rather than fail.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
             if not chunk:
                 break
             data += chunk

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.control import MAX_CONNECTIONS, READ_DEADLINE_S
+from agent.control import BUSY, MAX_CONNECTIONS, READ_DEADLINE_S, ask
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import free_port
 
@@ -114,3 +115,24 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_control_socket_attack(attack: str, agent: AgentProcess) -> None:
     ATTACKS[attack](agent)
+
+
+def test_a_busy_answer_sent_before_the_query_is_out_still_reaches_the_cli(tmp_path: Path) -> None:
+    """A busy agent answers and closes at once; a query not yet written (here one larger
+    than the socket's buffer, so the close always comes first) met a broken pipe and the
+    CLI died with a traceback (CI saw it with 100 idle connections held)."""
+    path = tmp_path / "agent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def answer_busy() -> None:
+            conn, _ = server.accept()
+            conn.send(BUSY.model_dump_json().encode() + b"\n")
+            conn.close()
+
+        t = threading.Thread(target=answer_busy)
+        t.start()
+        reply = ask(path, "status", {"pad": "x" * 4_000_000})
+        t.join()
+    assert reply == json.loads(BUSY.model_dump_json())
