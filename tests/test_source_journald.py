@@ -189,3 +189,46 @@ def test_each_line_carries_its_entry_priority(h: Harness) -> None:
     assert [(ln.text, ln.level) for ln in sink.lines] == [
         ("disk gone", 3), ("lease renewed", 6), ("no level", None), ("odd level", None),
         ("too high", None), ("printed", None), ("printed <3>", 3), ("syslog info", 6)]
+
+
+def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(
+        h: Harness) -> None:
+    """Any local process may log an entry with hundreds of large fields of its own. The
+    source reads only the few it uses: before, get_next() copied all of them (~60 MB of
+    peak memory for one entry)."""
+    import os
+    import tracemalloc
+
+    from systemd import journal
+
+    from agent.sources.journald import next_entry
+
+    bulk: dict[str, str | bytes] = {f"JUNK_{i}": os.urandom(32 * 1024).hex()
+                                    for i in range(300)}
+    h.writer.append([{"MESSAGE": "pump started", "_SYSTEMD_UNIT": "pump.service",
+                      "PRIORITY": "3", **bulk}])
+
+    def peak_of(read: Any) -> tuple[Any, int]:
+        reader = journal.Reader(files=[str(h.writer.path)],
+                                converters={"MESSAGE": lambda v: v})
+        reader.data_threshold = 64 * 1024
+        reader.seek_head()
+        tracemalloc.start()
+        try:
+            entry = read(reader)
+            return entry, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            reader.close()
+
+    entry, peak = peak_of(next_entry)
+    assert entry is not None and entry["MESSAGE"] == b"pump started"
+    assert entry["PRIORITY"] == 3 and entry["_SYSTEMD_UNIT"] == "pump.service"
+    assert "JUNK_0" not in entry
+    assert peak < 1_000_000, peak
+    _, all_fields_peak = peak_of(lambda r: r.get_next())
+    assert all_fields_peak > 15_000_000, all_fields_peak  # what the source no longer does
+
+    src, sink = h.start()
+    assert [ln.text for ln in sink.wait_for(lambda ls: len(ls) >= 1)] == ["pump started"]
+    assert sink.lines[0].level == 3
