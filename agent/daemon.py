@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import tarfile
 import threading
 import time
@@ -42,6 +43,13 @@ if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA nev
     from agent.ota.mqtt_transport import MqttTransport
 
 log = logging.getLogger("nanofleet.agent")
+
+# Waits between tries to open the spool (s); the last one repeats.
+SPOOL_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class StoppedDuringSetup(Exception):
+    """SIGTERM/SIGINT came while set-up was waiting (for the disk): exit cleanly."""
 
 
 def initial_bundle(cfg: AgentConfig) -> Path:
@@ -124,8 +132,7 @@ class Agent:
         model = LoadedModel.load(bundle, cfg.model.runtime, cfg.model.threads)
         model.smoke_test()
         self.slot = ModelSlot(slot, model)
-        self.spool = Spool(cfg.state_dir / "spool.sqlite", cfg.spool.max_messages,
-                           cfg.spool.max_bytes, self.counters)
+        self.spool = self._open_spool()
         self.queue = LineQueue(cfg.pipeline.queue_size)
         if cfg.alerts.mutes:
             self.mute_inbox.restore()
@@ -209,6 +216,32 @@ class Agent:
             src.start(self.spool.checkpoint(src.name))
             self.sources.append(src)
 
+    def _open_spool(self) -> Spool:
+        """The outbox, waited for while the disk refuses it. Exiting instead let a
+        device whose logs filled its disk lose its agent for good: five failed starts in
+        ten minutes and systemd gives up on the unit (StartLimitBurst), so freeing space
+        later brought nothing back. Waiting, the agent starts once space is free."""
+        path = self.cfg.state_dir / "spool.sqlite"
+        attempt = 0
+        while True:
+            try:
+                return Spool(path, self.cfg.spool.max_messages, self.cfg.spool.max_bytes,
+                             self.counters)
+            except (sqlite3.Error, OSError) as exc:
+                wait = SPOOL_RETRY_S[min(attempt, len(SPOOL_RETRY_S) - 1)]
+                if attempt == 0 or wait == SPOOL_RETRY_S[-1]:
+                    log.error("cannot open the spool %s: %s (is the disk full?); retrying "
+                              "every %.0f s at most", path, exc, SPOOL_RETRY_S[-1])
+                self.counters.inc("spool_open_failures")
+                self.notifier.status(f"waiting for the spool {path}: {exc} "
+                                     f"(disk full?); next try in {wait:.0f} s")
+                self.notifier.extend_timeout(wait + 30.0)  # TimeoutStartSec would kill us
+                self._wake.wait(wait)
+                self._wake.clear()
+                if self._stopping:
+                    raise StoppedDuringSetup from None
+                attempt += 1
+
     def _stop_sources(self) -> None:
         for src in self.sources:
             src.stop()
@@ -218,7 +251,11 @@ class Agent:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_signal)
-        self.setup()
+        try:
+            self.setup()
+        except StoppedDuringSetup:
+            log.info("stopped while waiting to start")
+            return 0
         self.notifier.ready(self._status_line())
         log.info("agent %s running as %s", __version__, self.cfg.device_id,
                  extra={"device_id": self.cfg.device_id})

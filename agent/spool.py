@@ -52,6 +52,13 @@ class Spool:
         self._lock = threading.Lock()
         self._seq_lock = threading.Lock()  # never held while taking _lock: no lock-order cycle
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()  # a full disk refused it; the caller may try again
+            raise
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9);
         # only a power cut may lose the last few, which the sources then re-read.
