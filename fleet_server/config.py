@@ -153,6 +153,11 @@ class ServerConfig(Strict):
                                       "console's plots (retention, downsampling).")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
                                   description="Largest upload accepted for one publish.")
+    max_concurrent_publishes: int = Field(
+        default=2, ge=1, le=64,
+        description="Publishes this server receives at once; more are refused with 429 "
+        "(publish-busy) before their body is read. Each holds up to about twice "
+        "max_upload_bytes on disk while it is received.")
     rollout_tick_s: float = Field(
         default=1.0, ge=0.01, le=60,
         description="How often the rollout driver re-evaluates active rollouts (it also "

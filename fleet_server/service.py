@@ -60,6 +60,8 @@ class FleetService:
         self.db = Database(config.db_url)
         upgrade_logged(self.db)  # the schema of this version, before anything reads it
         self.releases = Releases(self.db, self.repo, config.deltas)
+        # Uploads in progress (api.core.publish): each may hold ~2x max_upload_bytes on disk.
+        self.publish_slots = threading.BoundedSemaphore(config.max_concurrent_publishes)
         self.metrics = MetricsStore(self.db, config.metrics)  # history for the console
         self.bridge: MqttBridge | None = None
         if config.mqtt.enabled:

@@ -11,6 +11,7 @@ import re
 import select
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -115,12 +116,54 @@ def internal_errors_do_not_leak_their_text(server: FleetServer) -> None:
     assert "database is locked" in server.log()
 
 
+def _open_upload(server: FleetServer) -> socket.socket:
+    """A publish whose body has begun and goes on slowly (held open by the caller)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    part = (b'--x\r\nContent-Disposition: form-data; name="files"; filename="targets/m.nfb"'
+            b"\r\nContent-Type: application/octet-stream\r\n\r\n")
+    s.sendall(f"POST /api/v1/models/publish HTTP/1.1\r\nHost: {host}\r\nAuthorization: "
+              f"Bearer {server.setup.token}\r\nContent-Type: multipart/form-data; boundary=x"
+              f"\r\nTransfer-Encoding: chunked\r\n\r\n{len(part):x}\r\n".encode()
+              + part + b"\r\n")
+    return s
+
+
+def concurrent_uploads_are_bounded(server: FleetServer) -> None:
+    """Many slow publishes at once (a deploy token's holder, or a CI job gone wrong): each
+    held up to twice max_upload_bytes on disk while received (before: no bound on how
+    many). Past max_concurrent_publishes (2 by default) they are refused with 429 before
+    their body is read; a finished one frees its place."""
+    held = [_open_upload(server), _open_upload(server)]
+    try:
+        def third() -> httpx.Response:
+            return httpx.post(server.url + "/api/v1/models/publish", timeout=30,
+                              headers={"Authorization": f"Bearer {server.setup.token}"},
+                              files={"metadata": ("targets.json", b"{}")})
+
+        deadline = time.monotonic() + 20
+        while (r := third()).status_code != 429 and time.monotonic() < deadline:
+            time.sleep(0.2)  # until both held uploads are being received
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "publish-busy"
+        assert "max_concurrent_publishes" in r.json()["error"]["message"]
+        held.pop().close()
+        deadline = time.monotonic() + 20
+        while (r := third()).status_code == 429 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the closed upload's place is freed
+        assert r.status_code == 400, r.text  # received and judged: not a signed release
+    finally:
+        for s in held:
+            s.close()
+
+
 ATTACKS: dict[str, Callable[[FleetServer], None]] = {
     f.__name__: f for f in (chunked_upload_stops_at_the_limit,
                             unauthenticated_endless_json_stops_at_the_limit,
                             declared_length_over_the_limit_is_refused_unread,
                             health_shows_only_what_a_load_balancer_needs,
-                            internal_errors_do_not_leak_their_text)}
+                            internal_errors_do_not_leak_their_text,
+                            concurrent_uploads_are_bounded)}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 from contract.limits import MAX_STORED_INT
 from contract.topics import DEVICE_ID_PATTERN
 from contract.tuf_targets import MODEL_NAME_PATTERN
-from fleet_server.api.schemas import DeviceList
+from fleet_server.api.schemas import DeviceList, ErrorBody
 from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, missing_scope_message
 from fleet_server.db import Device, ModelVersion
 from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events
@@ -211,9 +211,23 @@ _PUBLISH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-d
                              "the target path"}}}}}}}
 
 
-@router.post("/models/publish", openapi_extra=_PUBLISH_BODY)
+@router.post("/models/publish", openapi_extra=_PUBLISH_BODY, responses={429: {
+    "model": ErrorBody, "description": "max_concurrent_publishes publishes are being "
+    "received already (publish-busy): try again when one has finished."}})
 async def publish(request: Request, service: Service, actor: Operator) -> dict[str, Any]:
     """Publish operator-signed targets metadata and its files; the server adds deltas."""
+    if not service.publish_slots.acquire(blocking=False):
+        raise ApiError(429, "publish-busy", f"{service.config.max_concurrent_publishes} "
+                       "publishes are being received; try again when one has finished "
+                       "(max_concurrent_publishes of the server config)")
+    try:
+        return await _publish(request, service, actor)
+    finally:
+        service.publish_slots.release()
+
+
+async def _publish(request: Request, service: FleetService,
+                   actor: Operator) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=service.config.uploads_path) as tmp:
         metadata, files = await _read_publish_form(request, service, Path(tmp))
         try:
