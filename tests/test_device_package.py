@@ -211,7 +211,7 @@ def test_dependencies_ship_byte_code_for_the_units_level(built: tuple[str, Path,
     """The unit runs the agent with PYTHONOPTIMIZE=2 (docstrings dropped: less RSS). The
     dependencies ship byte-code only, so it must be made at that level: a legacy .pyc
     is loaded whatever the interpreter's level (our code and the standard library get
-    theirs in the service's cache directory: test_deb_install_remove_purge)."""
+    theirs in a cache postinst compiles: test_deb_install_remove_purge)."""
     flavour, _, payload = built
     unit_env = unit_environment(UNIT)
     assert unit_env.get("PYTHONOPTIMIZE") == "2"
@@ -245,24 +245,47 @@ mount -t tmpfs tmpfs "$B/root/run"   # no /run/systemd/system: systemd is not ru
 cp "$DEB" "$B/root/tmp/agent.deb"
 chroot "$B/root" /bin/sh -eu -c '
 ! getent passwd nanofleet >/dev/null || { echo "user exists on host already"; exit 3; }
+install -d /var/cache/nanofleet && touch /var/cache/nanofleet/planted  # an older version
 dpkg --force-unsafe-io -i /tmp/agent.deb
 echo "USER $(getent passwd nanofleet)"
 echo "MODES $(stat -c "%a %U %G" /etc/nanofleet /etc/nanofleet/agent.toml /var/lib/nanofleet \
     | tr "\n" " ")"
 echo "WANTS $(readlink /etc/systemd/system/multi-user.target.wants/nanofleet-agent.service)"
 su -s /bin/sh nanofleet -c "nanofleet-agent check-config /etc/nanofleet/agent.toml"
-install -d -m 0700 -o nanofleet -g nanofleet /var/cache/nanofleet  # CacheDirectory=
-su -s /bin/sh nanofleet -c "CACHE_DIRECTORY=/var/cache/nanofleet PYTHONOPTIMIZE=2 \
+su -s /bin/sh nanofleet -c "PYTHONOPTIMIZE=2 \
     nanofleet-agent check-config /etc/nanofleet/agent.toml >/dev/null"
-C=/var/cache/nanofleet/pycache
+C=/var/cache/nanofleet-agent/pycache
 echo "CACHED $(find $C -name "*.opt-2.pyc" -path "*/site-packages/agent/*" | wc -l) \
     $(find $C/usr/lib -maxdepth 2 -name "typing.*.opt-2.pyc" | wc -l)"
+echo "CACHE_OWNER $(stat -c "%U%a" /var/cache/nanofleet-agent $C | tr "\n" " ") \
+    $(find /var/cache/nanofleet-agent ! -user root | wc -l)"
+echo "CHECKED_HASH $(/usr/bin/python3 -c "import sys; print(int.from_bytes(open(sys.argv[1], \
+    \"rb\").read(8)[4:8], \"little\"))" "$(find $C -path "*/agent/cli.*.opt-2.pyc")")"
+echo "AGENT_WRITES $(su -s /bin/sh nanofleet -c "find /usr/lib/nanofleet-agent \
+    /var/cache/nanofleet-agent /usr/lib/python3* -writable 2>/dev/null | wc -l") \
+    $(ls -d /var/cache/nanofleet 2>/dev/null | wc -l)"
 echo "SYSTEM_PYTHON $(cd / && /usr/bin/python3 -c "import agent" 2>&1 | tail -n 1)"
+# An image built on this machine (dpkg --root, scripts run chrootless) and purged from it
+# leaves the agent and device key of this machine alone. (No apostrophes in this script:
+# it is one single-quoted argument of chroot.)
+install -d -m 0700 -o nanofleet -g nanofleet /var/lib/nanofleet/identity
+echo key > /var/lib/nanofleet/identity/device.key
+T=/tmp/img; mkdir -p $T/var/lib/dpkg/info $T/var/lib/dpkg/updates $T/etc $T/tmp
+touch $T/var/lib/dpkg/status
+cp /etc/passwd /etc/group /etc/shadow /etc/gshadow $T/etc/
+sed -i "/^nanofleet:/d" $T/etc/passwd $T/etc/group $T/etc/shadow $T/etc/gshadow
+dpkg --root=$T --force-script-chrootless --force-depends --force-unsafe-io \
+    -i /tmp/agent.deb >/dev/null 2>&1
+dpkg --root=$T --force-script-chrootless --force-depends -P nanofleet-agent >/dev/null 2>&1
+echo "IMAGE_PURGED $(ls -d /var/lib/nanofleet/identity/device.key \
+    /usr/lib/nanofleet-agent/bin/nanofleet-agent /var/cache/nanofleet-agent | wc -l) \
+    $(ls -d $T/var/lib/nanofleet $T/usr/lib/nanofleet-agent 2>/dev/null | wc -l)"
 dpkg -r nanofleet-agent >/dev/null
+echo "REMOVED_CACHE $(ls -d /var/cache/nanofleet-agent 2>/dev/null | wc -l)"
 echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
 echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"
 dpkg -P nanofleet-agent >/dev/null 2>&1
-echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet \
+echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet-agent \
     /usr/lib/nanofleet-agent /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
 '
 """
@@ -289,16 +312,26 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
         shutil.rmtree(base, ignore_errors=True)
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
                  if line.split(" ", 1)[0] in ("USER", "MODES", "WANTS", "MASKED", "KEPT",
-                                              "PURGED", "SYSTEM_PYTHON", "CACHED"))
+                                              "PURGED", "SYSTEM_PYTHON", "CACHED",
+                                              "CACHE_OWNER", "CHECKED_HASH", "AGENT_WRITES",
+                                              "IMAGE_PURGED", "REMOVED_CACHE"))
     assert lines["USER"].startswith("nanofleet:x:")
     assert lines["USER"].endswith(":/var/lib/nanofleet:/usr/sbin/nologin")
     assert lines["MODES"].split() == ["750", "root", "nanofleet", "640", "root", "nanofleet",
                                       "700", "nanofleet", "nanofleet"]
     assert lines["WANTS"] == "/lib/systemd/system/nanofleet-agent.service"
-    # As the service runs it (PYTHONOPTIMIZE=2, CacheDirectory=): the byte-code the package
-    # does not ship, ours and the system's standard library's, was written to the cache.
+    # The byte-code the service loads (PYTHONOPTIMIZE=2) that the package does not ship,
+    # ours and the standard library's, was compiled by postinst: root's, checked-hash.
     ours, stdlib = (int(n) for n in lines["CACHED"].split())
     assert ours > 10 and stdlib == 1, lines["CACHED"]
+    assert lines["CACHE_OWNER"].split() == ["root755", "root755", "0"], lines["CACHE_OWNER"]
+    assert lines["CHECKED_HASH"] == "3", lines["CHECKED_HASH"]  # flags: hash-based, checked
+    # Run as the service runs it, the agent's user can write nothing it imports from, and
+    # the old service-written cache (something planted in it) is gone.
+    assert lines["AGENT_WRITES"].split() == ["0", "0"], lines["AGENT_WRITES"]
+    # Purging an image built with dpkg --root kept this machine's key, agent and cache.
+    assert lines["IMAGE_PURGED"].split() == ["3", "0"], lines["IMAGE_PURGED"]
+    assert lines["REMOVED_CACHE"] == "0"
     assert "/etc/nanofleet/agent.toml: OK" in proc.stdout  # readable by the service user
     # Installed, yet the system's python3 has no module named agent: no collisions.
     assert "No module named 'agent'" in lines["SYSTEM_PYTHON"]

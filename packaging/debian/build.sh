@@ -134,14 +134,16 @@ printf 'Metadata-Version: 2.1\nName: nanofleet-agent\nVersion: %s\nSummary: nano
 echo build.sh > "$SITE/nanofleet_agent-$VERSION.dist-info/INSTALLER"
 cat > "$VENV/bin/nanofleet-agent" <<EOF
 #!$PREFIX/bin/python
-import os
 import sys
 
-# The unit runs the agent with PYTHONOPTIMIZE=2 and CacheDirectory=nanofleet: byte-code
-# for that level that nothing ships (Debian's standard library has plain byte-code only;
-# /usr is read-only) is written there once instead of compiled at every start.
-if sys.flags.optimize and os.environ.get("CACHE_DIRECTORY"):
-    sys.pycache_prefix = os.path.join(os.environ["CACHE_DIRECTORY"].split(":")[0], "pycache")
+# The unit runs the agent with PYTHONOPTIMIZE=2. Byte-code for that level that the
+# package does not ship (Debian's standard library has plain byte-code only) is compiled
+# by postinst, as root, into a root-owned cache with checked hashes. The service never
+# writes byte-code: before, it wrote its own cache, where a compromised agent could plant
+# code that every later start, even after an upgrade, ran (docs/operations.md).
+if sys.flags.optimize:
+    sys.pycache_prefix = "/var/cache/nanofleet-agent/pycache"
+    sys.dont_write_bytecode = True
 
 from agent.cli import main  # noqa: E402
 
@@ -163,8 +165,8 @@ rm -f "$VENV"/bin/activate* "$VENV"/bin/Activate.ps1
 # OpenWrt and Yocto do on flash-bound devices: ~8 MB less. The unit runs the agent
 # with PYTHONOPTIMIZE=2 (no docstrings: ~2.3 MB less RSS, docs/operations.md): the
 # dependencies' byte-code is made at that level (a legacy .pyc is loaded whatever the
-# interpreter's level); the service's byte-code of our code and of the standard library
-# goes to its cache directory (the entry point above).
+# interpreter's level); the byte-code of our code and of the standard library at that
+# level is made by postinst into a root-owned cache (the entry point above).
 "$TARGET_PY" -m compileall -q -j 0 -s "$STAGE" -p / "$SITE/agent" "$SITE/contract" >/dev/null
 find "$SITE" -mindepth 1 -maxdepth 1 ! -name agent ! -name contract ! -name '*.dist-info' \
   -print0 | xargs -0 -r "$TARGET_PY" -m compileall -q -j 0 -b -o 2 -s "$STAGE" -p / \
@@ -207,6 +209,11 @@ for script in postinst prerm postrm; do
   install -m 0755 "$HERE/$script" "$STAGE/DEBIAN/$script"
 done
 echo /etc/nanofleet/agent.toml > "$STAGE/DEBIAN/conffiles"
+# The standard library or python3-systemd upgraded: postinst "triggered" compiles the
+# service's byte-code cache again (stale checked-hash entries are ignored, not trusted,
+# so until then the agent only starts slower).
+printf 'interest-noawait /usr/lib/python%s\ninterest-noawait %s\n' "$PYVER" \
+  /usr/lib/python3/dist-packages/systemd > "$STAGE/DEBIAN/triggers"
 INSTALLED_KB="$(du -sk --exclude=DEBIAN "$STAGE" | cut -f1)"
 NEXT_MINOR="${PYVER%.*}.$(( ${PYVER#*.} + 1 ))"
 case "$FLAVOUR" in
