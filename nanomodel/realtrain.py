@@ -51,10 +51,6 @@ class MixConfig:
     pool_share: float = 0.0
     teacher_words: int = 0  # >0: teachers also read the LLM teacher's word vectors (dims)
     teacher_buckets: int = 0  # >0: teachers hash into this many buckets instead
-    # >0: every real line also appears with each of its words dropped at this rate (the
-    # two share the line's weight), so no single word, e.g. of a filled-in value, carries
-    # a line's label alone (docs/model.md, "Words dropped in training")
-    word_drop: float = 0.0
 
 
 def _daemon_name(source: str) -> str:
@@ -89,14 +85,6 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
         framed = rng.random() < mix.framed_share
         texts.append(frame(text, label, source, rng) if framed else text)
         ys.append(labels.index(label))
-    if mix.word_drop > 0:
-        drop_rng = random.Random(mix.seed + 103)  # the rest of the mix draws as without it
-        for (_, label, _), shown in zip(real, list(texts), strict=True):
-            words = shown.split(" ")
-            kept = [w for w in words if drop_rng.random() >= mix.word_drop] or \
-                [drop_rng.choice(words)]
-            texts.append(" ".join(kept))
-            ys.append(labels.index(label))
     corpus: list[Example] = generate(mix.corpus_lines, mix.seed + 101,
                                      normal_share=mix.corpus_normal_share) \
         if mix.corpus_lines else []
