@@ -43,12 +43,14 @@ class OtaReason(StrEnum):
     BUNDLE_INVALID = "bundle-invalid"            # the candidate does not load
     CANDIDATE_MISSING = "candidate-missing"      # the candidate file disappeared
     SMOKE_TEST_FAILED = "smoke-test-failed"      # golden vectors do not match
+    LABELS_CHANGED = "labels-changed"            # candidate drops a label or moves normal
     HEALTH_ERRORS = "health-errors"              # trial: inference errors
     HEALTH_NON_FINITE = "health-non-finite"      # trial: NaN/inf scores
     HEALTH_PROBABILITIES = "health-probabilities"  # trial: scores do not sum to one
     HEALTH_LATENCY = "health-latency"            # trial: slower than the policy allows
     HEALTH_COLLAPSE = "health-collapse"          # trial: labels collapsed to a few
     HEALTH_LOW_TRAFFIC = "health-low-traffic"    # trial: too few lines to judge
+    HEALTH_FLAG_RATE = "health-flag-rate"        # trial: flags far more lines than before
     UNHEALTHY = "unhealthy"                      # trial verdict without a finer reason
     OPERATOR_ROLLBACK = "operator-rollback"      # the desired state asked for rollback
     INTERRUPTED_TRIAL = "interrupted-trial"      # the agent restarted during the trial

@@ -74,6 +74,25 @@ def collapsed(version: int, label: str = "power") -> bytes:
                                  model.anomaly_mask), version)
 
 
+def alert_storm(version: int) -> bytes:
+    """Passes its smoke test and spreads its lines over the labels as before, except that
+    hardly any line is normal any more: nearly every line flagged, none of the labels 95 %
+    of them (no collapse). The trial's flag-rate check must roll it back."""
+    base = load_bundle(default_bundle_path())
+    model = shipped_model(base)
+    head_b = model.head_b.copy()
+    head_b[base.manifest.labels.index(base.manifest.normal_label)] -= 8.0
+    return _rebuild(ShippedModel(model.body, model.head_w, head_b, model.anomaly_mask), version)
+
+
+def normal_moved(version: int, label: str = "power") -> bytes:
+    """v1's weights and golden vectors (so its smoke test passes), but its manifest names
+    another label normal (a packaging mix-up): the device's alert policy would flag nearly
+    every line. Refused before it goes live (labels-changed)."""
+    bundle = read_bundle(_rebuild(shipped_model(load_bundle(default_bundle_path())), version))
+    return pack_bundle(bundle.manifest.model_copy(update={"normal_label": label}), bundle.files)
+
+
 def nan_on_traffic(version: int, seed: int = 11) -> bytes:
     """Finite on its golden vectors, NaN on much of the corpus traffic: a huge head weight
     on a hidden unit that is exactly 0 (ReLU) for every golden line and large on many

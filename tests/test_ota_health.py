@@ -8,7 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hil.models import collapsed, finetuned, nan_on_traffic, traffic, v1_bundle, wrong_golden
+from hil.models import (
+    alert_storm,
+    collapsed,
+    finetuned,
+    nan_on_traffic,
+    normal_moved,
+    traffic,
+    v1_bundle,
+    wrong_golden,
+)
 from tests.support.mosquitto import Mosquitto
 from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
 
@@ -24,6 +33,8 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
     repo.publish(nan_model, delta_from=(1,))
     repo.publish(collapsed(4, label="power"), delta_from=(1,))
     repo.publish(finetuned(5), delta_from=(1,))
+    repo.publish(alert_storm(6), delta_from=(1,))
+    repo.publish(normal_moved(7), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,
@@ -56,8 +67,20 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert (done["state"], done["reason"]) == ("rolled_back", "health-collapse"), done
         assert "'power'" in done["detail"]
 
+        # Nearly every line flagged, spread over the labels (no collapse): before (review,
+        # December 2026) nothing compared the flags and it was committed.
+        done = attempt(4, 6)
+        assert (done["state"], done["reason"]) == ("rolled_back", "health-flag-rate"), done
+        assert "previous model flagged" in done["detail"]
+
+        # Another label named normal: refused before it goes live.
+        done = attempt(5, 7)
+        assert (done["state"], done["reason"]) == ("failed", "labels-changed"), done
+        assert "'power'" in done["detail"]
+        assert (7, "trial") not in [(e["to_version"], e["state"]) for e in reports.ota()]
+
         # A good model, but the operators pull it back during its trial.
-        reports.set_desired(4, 5)
+        reports.set_desired(6, 5)
         trial = reports.wait_ota(lambda e: e["state"] == "trial" and e["to_version"] == 5,
                                  after=last_seq)
         # Live but not committed: `query models` (and so the status) says so.
@@ -68,10 +91,10 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
             live = agent.query("models")["result"][0]
         assert (live["version"], live["trial"]) == (5, True), live
         assert agent.query("status")["result"]["models"][0]["trial"] is True
-        reports.set_desired(5, 5, action="rollback")
+        reports.set_desired(7, 5, action="rollback")
         done = reports.wait_ota(lambda e: e["state"] in FINISHED, after=trial["seq"])
         assert (done["state"], done["reason"]) == ("rolled_back", "operator-rollback"), done
-        assert "r5" in done["detail"]
+        assert "r7" in done["detail"]
         live = agent.query("models")["result"][0]
         assert (live["version"], live["trial"]) == (1, False)
 
@@ -81,7 +104,7 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert (3, "trial") in states and (4, "trial") in states
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("inference_errors", 0) == 0
-        assert counters["ota_failed"] == 1 and counters["ota_rolled_back"] == 3
+        assert counters["ota_failed"] == 2 and counters["ota_rolled_back"] == 4
         # After each rollback the old model serves again, and the device says so.
         versions = [v for v, _ in reports.result_items()]
         assert versions[-1] == 1 and {3, 4, 5} <= set(versions)

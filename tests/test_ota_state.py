@@ -286,3 +286,71 @@ def test_every_state_reports_as_a_valid_ota_event() -> None:
     assert event.detail == "fine (after restart)"
     idle = OtaEvent(seq=2, device_id="d", **report_fields(OtaRecord(slot="s"), "s"))
     assert idle.to_version is None and idle.detail is None
+
+
+def test_flag_rate_catches_a_storm_not_a_few_more_flags() -> None:
+    same = {"normal": 200}
+
+    def flags(old: int, new: int, cfg: TrialConfig = CFG) -> str | None:
+        paired = PairedSample(200, same, same, 1.0, 1.0, baseline_flagged=old,
+                              candidate_flagged=new)
+        verdict = evaluate(stats(), paired, cfg, timed_out=False)
+        return None if verdict.healthy else f"{verdict.reason}: {verdict.detail}"
+
+    # A quiet device: 5 % flagged before, every line now (the review's storm).
+    storm = flags(10, 200)
+    assert storm is not None and storm.startswith("health-flag-rate") and "10 (5%)" in storm
+    # Busy with alerts already (60 %): all lines flagged leaves none quiet: a storm too.
+    assert flags(120, 200) is not None
+    # A few more flags, or a more sensitive model, are no storm.
+    assert flags(10, 25) is None          # 5 % -> 12.5 %: under the 10-point margin
+    assert flags(120, 150) is None        # 60 % -> 75 %
+    assert flags(40, 100) is None         # 20 % -> 50 %: 2.5x the flags, 1.6x fewer quiet
+    assert flags(40, 130) is not None     # 20 % -> 65 %: over 3x the flags
+    # Fewer flags are fine by default (a site's fine-tune ending its false alarms)...
+    assert flags(40, 0) is None
+    # ...and a silence check when a site asks for one.
+    silent = CFG.model_copy(update={"silence_min_flags": 20})
+    v = flags(40, 0, silent)
+    assert v is not None and v.startswith("health-flag-rate") and "none" in v
+    assert flags(10, 0, silent) is None   # too few flags before to call it silence
+
+
+def test_a_trial_counts_anomaly_scores_that_are_no_probability() -> None:
+    """The anomaly is a model output of its own: NaN there silenced anomaly alerts and
+    made results unpublishable, yet only the probabilities were checked (review, December
+    2026). The real model, its anomaly output replaced."""
+    import numpy as np
+
+    from agent.model import LoadedModel
+    from agent.ota.trial import ObservedModel
+    from nanomodel import default_bundle_path
+
+    real = LoadedModel.load(default_bundle_path(), "onnxruntime")
+
+    class Scored:
+        def __init__(self, value: float) -> None:
+            self.value = value
+            self.manifest, self.runtime_name = real.manifest, real.runtime_name
+            self.bundle_sha256 = real.bundle_sha256
+
+        def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            probs, anomaly = real.classify(texts)
+            return probs, np.full_like(anomaly, self.value)
+
+        def close(self) -> None:
+            pass
+
+    lines = ["pump started", "disk /dev/sda1 failed: I/O error", "link up"]
+    for value, bad in ((float("nan"), 3), (1.5, 3), (-0.2, 3), (1.0 + 1e-7, 0), (0.3, 0)):
+        observed = ObservedModel(Scored(value), real, 16, prob_sum_tolerance=1e-3)
+        observed.classify(lines)
+        assert observed.stats().nonfinite_rows == bad, value
+    verdict = early_failure(ObservedModel(Scored(float("nan")), real, 16, 1e-3).stats(), CFG)
+    assert verdict is None  # nothing classified yet
+    observed = ObservedModel(Scored(float("nan")), real, 16, 1e-3)
+    observed.classify(lines)
+    verdict = early_failure(observed.stats(), CFG)
+    assert verdict is not None and verdict.reason == "health-non-finite"
+    assert "anomaly outside [0, 1]" in verdict.detail
+    real.close()

@@ -77,6 +77,24 @@ class TrialConfig(Strict):
         default=0.3, gt=0.0, le=1.0,
         description="...while the old model gives that label to at most (share - margin) of "
         "the same lines.")
+    flag_threshold: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="A sampled line counts as flagged when its anomaly is above this (the "
+        "model's own flag), for the two checks below.")
+    max_flag_ratio: float = Field(
+        default=3.0, ge=1.0, le=1000.0,
+        description="Alert storm: rolled back when the new model flags more than this many "
+        "times the old model's share of the sampled lines, or leaves this many times fewer "
+        "lines unflagged...")
+    flag_margin: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="...and more than the old share plus this (so a few more flags on a quiet "
+        "device are no storm).")
+    silence_min_flags: int = Field(
+        default=0, ge=0, le=100_000,
+        description="Silence: rolled back when the old model flagged at least this many "
+        "sampled lines and the new one none. 0 (default): off, because a site's fine-tune "
+        "that ends a device's false alarms looks exactly like that.")
     sample_lines: int = Field(
         default=256, ge=1, le=100_000,
         description="Trial lines kept (reservoir sample) to compare new and old models on.")

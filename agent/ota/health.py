@@ -29,7 +29,7 @@ class TrialStats:
     lines: int = 0          # lines classified (including those of failed calls)
     calls: int = 0          # classify calls
     error_lines: int = 0    # lines of calls that raised
-    nonfinite_rows: int = 0  # rows with NaN/inf probabilities
+    nonfinite_rows: int = 0  # rows with NaN/inf probabilities or an anomaly not in [0, 1]
     bad_sum_rows: int = 0   # finite rows whose probabilities do not sum to 1
     labels: dict[str, int] = field(default_factory=dict)
     latency_p99_ms: float = 0.0
@@ -45,6 +45,9 @@ class PairedSample:
     candidate_labels: dict[str, int]
     baseline_p99_ms: float
     candidate_p99_ms: float
+    # lines flagged (anomaly above TrialConfig.flag_threshold) by each, of ``lines``
+    baseline_flagged: int = 0
+    candidate_flagged: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def early_failure(stats: TrialStats, cfg: TrialConfig) -> Verdict | None:
     if stats.nonfinite_rows and _rate(stats.nonfinite_rows, finite_rows) > cfg.max_nonfinite_rate:
         return Verdict(False, OtaReason.HEALTH_NON_FINITE,
                        f"{stats.nonfinite_rows} of {finite_rows} output rows contain NaN or "
-                       f"inf (max rate {cfg.max_nonfinite_rate})",
+                       f"inf or an anomaly outside [0, 1] (max rate {cfg.max_nonfinite_rate})",
                        {"nonfinite_rate": _rate(stats.nonfinite_rows, finite_rows)})
     if stats.bad_sum_rows and _rate(stats.bad_sum_rows, finite_rows) > cfg.max_bad_sum_rate:
         return Verdict(False, OtaReason.HEALTH_PROBABILITIES,
@@ -103,6 +106,27 @@ def collapse(sample: PairedSample, cfg: TrialConfig) -> tuple[str, float, float]
     return None
 
 
+def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
+    """Why the new model's flags on the sample are out of line with the old model's on
+    the same lines (an alert storm, or, when configured, silence); else None."""
+    if sample.lines < cfg.min_sample_lines:
+        return None
+    old, new = sample.baseline_flagged, sample.candidate_flagged
+    old_share, new_share = old / sample.lines, new / sample.lines
+    # Several times the flags, or (where the old model already flagged much) several times
+    # fewer lines left unflagged; either way more than the margin more.
+    more = new_share > old_share + cfg.flag_margin
+    if more and (new_share > old_share * cfg.max_flag_ratio
+                 or 1.0 - new_share < (1.0 - old_share) / cfg.max_flag_ratio):
+        return (f"flags {new} of {sample.lines} sampled lines ({new_share:.0%}); the previous "
+                f"model flagged {old} ({old_share:.0%}) of the same lines (max ratio "
+                f"{cfg.max_flag_ratio}, margin {cfg.flag_margin})")
+    if cfg.silence_min_flags and old >= cfg.silence_min_flags and new == 0:
+        return (f"flags none of {sample.lines} sampled lines; the previous model flagged {old} "
+                f"(silence_min_flags {cfg.silence_min_flags})")
+    return None
+
+
 def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *,
              timed_out: bool) -> Verdict:
     """The verdict at the end of a trial."""
@@ -128,6 +152,11 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                            f"{new_share:.0%} of {sample.lines} sampled lines get label "
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
+        figures |= {"baseline_flagged": float(sample.baseline_flagged),
+                    "candidate_flagged": float(sample.candidate_flagged)}
+        storm = flag_rate(sample, cfg)
+        if storm is not None:
+            return Verdict(False, OtaReason.HEALTH_FLAG_RATE, storm, figures)
     if timed_out and stats.lines < cfg.min_inferences:
         note = (f"only {stats.lines} of {cfg.min_inferences} lines within "
                 f"{cfg.timeout_s:.0f} s")

@@ -82,7 +82,7 @@ class ObservedModel:
             except Exception as exc:
                 self._record_error(len(texts), exc)
                 raise
-            self._record(texts, probs, time.perf_counter() - t0)
+            self._record(texts, probs, anomaly, time.perf_counter() - t0)
             return probs, anomaly
 
     def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
@@ -110,8 +110,18 @@ class ObservedModel:
             self._counts["error_lines"] += n
             self._last_error = f"{type(exc).__name__}: {exc}"[:300]
 
-    def _record(self, texts: list[str], probs: np.ndarray, seconds: float) -> None:
+    def _record(self, texts: list[str], probs: np.ndarray, anomaly: np.ndarray,
+                seconds: float) -> None:
+        # The anomaly is an output of its own (the alerts' score): NaN there silences
+        # anomaly alerts and cannot be published; well above 1 or below 0 it is no
+        # probability (a sure model's float32 sum may pass 1 by a rounding error).
+        score = np.asarray(anomaly, dtype=np.float64).reshape(-1)
         finite = np.all(np.isfinite(probs), axis=1)
+        if score.shape[0] == finite.shape[0]:
+            finite &= np.isfinite(score) & (score >= -self._tolerance) \
+                & (score <= 1.0 + self._tolerance)
+        else:
+            finite[:] = False  # one anomaly per line, or the output is not sane
         sums_bad = finite & (np.abs(probs.sum(axis=1) - 1.0) > self._tolerance)
         best = probs.argmax(axis=1)
         with self._stats_lock:
@@ -163,7 +173,8 @@ def _label_counts(model: ServingModel, probs: np.ndarray) -> dict[str, int]:
 
 def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: list[str],
                       batch_size: int = 32, rounds: int = 3,
-                      clock: Callable[[], float] = time.perf_counter) -> PairedSample:
+                      clock: Callable[[], float] = time.perf_counter,
+                      flag_threshold: float = 0.5) -> PairedSample:
     """Run both models on the same batches, back to back, ``rounds`` times.
 
     ``clock``: ``time.thread_time`` (CPU time of this thread) when the runtime computes
@@ -176,14 +187,17 @@ def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: li
     best = {id(baseline): [float("inf")] * len(batches),
             id(candidate): [float("inf")] * len(batches)}
     outputs: dict[int, list[np.ndarray]] = {id(baseline): [], id(candidate): []}
+    flagged = {id(baseline): 0, id(candidate): 0}
     for r in range(rounds):
         for b, batch in enumerate(batches):
             for model in (baseline, candidate):
                 t0 = clock()
-                probs, _ = model.classify(batch)
+                probs, anomaly = model.classify(batch)
                 best[id(model)][b] = min(best[id(model)][b], clock() - t0)
                 if r == 0:
                     outputs[id(model)].append(probs)
+                    flagged[id(model)] += int(np.count_nonzero(
+                        np.asarray(anomaly, dtype=np.float64) > flag_threshold))
 
     def labels(model: ServingModel) -> dict[str, int]:
         outs = outputs[id(model)]
@@ -193,7 +207,9 @@ def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: li
     return PairedSample(lines=len(texts), baseline_labels=labels(baseline),
                         candidate_labels=labels(candidate),
                         baseline_p99_ms=_p99(best[id(baseline)]),
-                        candidate_p99_ms=_p99(best[id(candidate)]))
+                        candidate_p99_ms=_p99(best[id(candidate)]),
+                        baseline_flagged=flagged[id(baseline)],
+                        candidate_flagged=flagged[id(candidate)])
 
 
 def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfig,
@@ -214,7 +230,8 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
             continue
         sample = observed.sample()
         paired = compare_on_sample(baseline, observed.candidate, sample, batch_size,
-                                   clock=clock) if len(sample) >= cfg.min_sample_lines else None
+                                   clock=clock, flag_threshold=cfg.flag_threshold) \
+            if len(sample) >= cfg.min_sample_lines else None
         return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out")
     return None
 
