@@ -26,6 +26,7 @@ from typing import Any
 from contract.files import write_atomic
 from fleet_server.cli.fleet import _client, add_client_options
 from fleet_server.client import ApiCallError
+from fleet_server.display import printable
 from fleet_server.rollouts.spec import parse_duration
 
 EXIT_OK = 0
@@ -33,12 +34,6 @@ EXIT_OK = 0
 VERDICT_WORDS = {"false-alarm": "false_alarm", "right": "right"}
 MIN_TEXT_WIDTH = 20
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: a device chooses its log lines, sources and labels,
-    and an escape sequence in one must not drive the operator's terminal."""
-    return "".join(c if c.isprintable() else (" " if c.isspace() else "?") for c in text)
 
 
 def cut(text: str, width: int) -> str:

@@ -16,15 +16,30 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from fleet_server.api.core import Service
 from fleet_server.auth import SCOPES, missing_scope_message
 from fleet_server.console import charts
 from fleet_server.console.sessions import COOKIE, SignedIn, csrf_ok, lookup
+from fleet_server.display import printable
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _shown(value: Any) -> Any:
+    """Every ``{{ ... }}`` string on a page goes through :func:`printable` before it is
+    escaped: escaping stops markup, not a bidi override in a log line that makes it read
+    differently (review, December 2026). Markup (already HTML, e.g. ``tojson``) is left
+    alone: it is ours."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return printable(value)
+    return value
+
+
+templates.env.finalize = _shown
 PREFIX = "/console"
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_CSRF_COOKIE = "nanofleet_console_login"

@@ -1,0 +1,38 @@
+"""Text a device chose, on the console's device page: a bidi override or an invisible
+mark in a log line no longer makes the line read differently from what it says (review,
+December 2026: `Invalid user \u202eresu-tseug` showed as "guest-user"). A real `nanofleet
+server run`, a real Mosquitto, the alert sent over MQTT as a device sends it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hil.fleet import FleetSetup
+from tests.support.alert_fleet import alert, alert_fleet, send_alerts, wait_alerts
+from tests.support.console_client import console, operator_token
+
+DEVICE = "gw-09"
+TEXT = ("Invalid user \u202eresu-tseug\u202c from 203.0.113.7 port 22\u2066 sshd \u00b7 "
+        "label normal\u2069 zero\u200bwidth")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetSetup]:
+    with alert_fleet(tmp_path_factory.mktemp("console-text")) as (setup, broker):
+        send_alerts(broker, [alert(DEVICE, "bidi-1", 1, "sshd", TEXT, "security",
+                                   "label security >= 0.80", anomaly=0.97)])
+        assert [a["text"] for a in wait_alerts(setup, 1)] == [TEXT]  # stored as sent
+        yield setup
+
+
+def test_control_and_bidi_characters_are_shown_not_obeyed(fleet: FleetSetup) -> None:
+    url = f"/console/devices/{DEVICE}"
+    with console(fleet, operator_token(fleet, "reader", "read"), url) as c:
+        page = c.get(url)
+    assert page.status_code == 200
+    for mark in ("\u202e", "\u202c", "\u2066", "\u2069", "\u200b"):
+        assert mark not in page.text, repr(mark)
+    assert "Invalid user ?resu-tseug? from 203.0.113.7 port 22? sshd" in page.text
+    assert "zero?width" in page.text
