@@ -110,3 +110,4 @@ def test_trial_interrupted_by_restart_is_rolled_back_and_reported(
     finally:
         engine.stop()
         release_model(model)
+

@@ -189,6 +189,18 @@ class OtaEngine:
                 except Exception:
                     log.exception("cannot leave state %s; a restart resumes it",
                                   self.record.state)
+                    if self.record.state == "trial":
+                        self._rollback_unsaved()
+
+    def _rollback_unsaved(self) -> None:
+        """The trial's end could not be saved (a full disk): the candidate must not go on
+        serving until a restart, whatever its verdict was (review, December 2026: a NaN
+        model served on). The record on disk still says trial, which a restart rolls back
+        as well, so disk and memory end up the same."""
+        try:
+            self._rollback_now()
+        except Exception:
+            log.exception("rolling the candidate back after an unsaved verdict failed")
 
     def _apply(self, event: Event) -> Event | None:
         step = transition(self.record, event, time.time(), self.cfg.retry_after_s)
