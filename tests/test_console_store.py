@@ -177,6 +177,27 @@ def test_sessions_follow_the_token_and_expire(db: Database) -> None:
             sessions.ConsoleSessionRow)) == 0
 
 
+def test_polling_does_not_keep_a_session_and_sessions_have_a_maximum_age(
+        db: Database) -> None:
+    """An open tab polls every 2 s: before (review, December 2026) that kept its session
+    signed in for days. Polls do not count as use now, and a session ends session_max_s
+    after sign-in whatever its use."""
+    config = [OperatorToken(name="ops", sha256=hash_token("nfo_config"))]
+    with db.session() as session:
+        token = create_token(session, "night", ["read"], config, "ops")
+    with db.session() as session:
+        sid, _ = sessions.sign_in(session, token, config, T0)
+        for t in range(0, 1200, 60):  # 20 minutes of polling alone
+            assert sessions.lookup(session, sid, config, T0 + t, idle_s=600, used=False) \
+                or t > 600
+        assert sessions.lookup(session, sid, config, T0 + 1200, idle_s=600) is None
+        sid, _ = sessions.sign_in(session, token, config, T0)
+        for t in range(0, 1200, 60):  # the operator clicks around: stays signed in
+            assert sessions.lookup(session, sid, config, T0 + t, idle_s=600) is not None
+        assert sessions.lookup(session, sid, config, T0 + 1300, idle_s=600,
+                               max_age_s=1250) is None  # used, but too old
+
+
 def test_overview_counts_and_pages_in_the_database(db: Database) -> None:
     now = T0
     with db.session() as session:

@@ -82,21 +82,25 @@ def sign_in(session: Session, token: str, config_tokens: Sequence[OperatorToken]
 
 
 def lookup(session: Session, session_id: str | None, config_tokens: Sequence[OperatorToken],
-           now: float, idle_s: float) -> SignedIn | None:
-    """The signed-in operator of a cookie, or None (unknown, idle too long, token revoked)."""
+           now: float, idle_s: float, max_age_s: float = 12 * 3600,
+           used: bool = True) -> SignedIn | None:
+    """The signed-in operator of a cookie, or None (unknown, idle too long, older than
+    ``max_age_s``, token revoked). ``used``: the request is the operator's, not a page's
+    own live polling, which must not keep an unattended tab signed in for ever (review,
+    December 2026: seven days of polling alone kept a session)."""
     if not session_id:
         return None
     row = session.get(ConsoleSessionRow, _key(session_id))
     if row is None:
         return None
-    if now - row.last_used > idle_s:
+    if now - row.last_used > idle_s or now - row.created_at > max_age_s:
         session.delete(row)
         return None
     identity = identity_for_hash(row.token_sha256, config_tokens, session)
     if identity is None:
         session.delete(row)
         return None
-    if now - row.last_used > 60:  # one write a minute per session, not one per poll
+    if used and now - row.last_used > 60:  # one write a minute per session at most
         row.last_used = now
     return SignedIn(identity, row.csrf, row.id_sha256)
 

@@ -12,7 +12,11 @@ class ConsoleSettings(Strict):
     enabled: bool = Field(default=True, description="Serve the web console under /console.")
     session_idle_s: float = Field(
         default=8 * 3600, ge=60, le=30 * 86_400,
-        description="A console session not used for this long is signed out.")
+        description="A console session not used for this long is signed out (the pages' "
+        "own live polling is not use: an open tab left alone is signed out too).")
+    session_max_s: float = Field(
+        default=12 * 3600, ge=300, le=30 * 86_400,
+        description="A console session ends this long after sign-in, used or not.")
     stale_after_s: float = Field(
         default=300, ge=5, le=86_400,
         description="An online device with no report for this long is shown as stale.")

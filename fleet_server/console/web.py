@@ -147,8 +147,12 @@ async def signed_in(request: Request, service: Service) -> SignedIn:
     """The operator of this browser, or LoginRequired. State-changing requests must carry
     the session's CSRF token (form field ``csrf`` or the ``X-CSRF-Token`` header)."""
     with service.db.session() as session:
+        # The pages' live fragments are htmx polls (every hx-get is one): not the
+        # operator's use, so they do not keep the session from going idle.
+        polled = request.method == "GET" and request.headers.get("HX-Request") == "true"
         found = lookup(session, request.cookies.get(COOKIE), service.config.operator_tokens,
-                       time.time(), service.config.console.session_idle_s)
+                       time.time(), service.config.console.session_idle_s,
+                       service.config.console.session_max_s, used=not polled)
     if found is None:
         raise LoginRequired()
     request.state.console = found
