@@ -26,6 +26,7 @@ from contract.topics import SLOT_PATTERN
 Counter = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 MAX_QUERY_BYTES = 64 * 1024
+MAX_MODEL_SLOTS = 16  # models one status may list (an agent runs one per slot)
 
 
 def new_msg_id() -> str:
@@ -83,12 +84,15 @@ class Metrics(Envelope):
 
 
 class ModelInfo(Strict):
-    slot: str = Field(description="Slot name.")
-    name: str = Field(description="Model name from the bundle manifest.")
+    # Bounded as the bundle manifest bounds them: a device's claims are shown to operators
+    # (review, December 2026: unbounded, one status drew a 488 KB console page).
+    slot: str = Field(pattern=SLOT_PATTERN, description="Slot name.")
+    name: str = Field(min_length=1, max_length=64,
+                      description="Model name from the bundle manifest.")
     version: int = Field(ge=0, le=MAX_STORED_INT, description="Monotonic bundle version.")
-    label: str = Field(description="Human version label.")
-    runtime: str = Field(description="Runtime executing it (onnxruntime, litert).")
-    sha256: str = Field(description="Hash of the bundle file.")
+    label: str = Field(max_length=64, description="Human version label.")
+    runtime: str = Field(max_length=32, description="Runtime executing it (onnxruntime, litert).")
+    sha256: str = Field(max_length=64, description="Hash of the bundle file.")
     # Agents before this field sent none: a missing one reads False, so a server cannot
     # tell "committed" from "an older agent, maybe on trial" by the value alone; it looks
     # at whether the field was sent (pydantic's ``model_fields_set``).
@@ -105,7 +109,8 @@ class Status(Envelope):
                                description="nanofleet agent version.")
     started_at: float = Field(default=0.0, description="Unix time the agent process started.")
     uptime_s: float = Field(default=0.0, description="Seconds since start.")
-    models: list[ModelInfo] = Field(default_factory=list, description="Live models per slot.")
+    models: list[ModelInfo] = Field(default_factory=list, max_length=MAX_MODEL_SLOTS,
+                                    description="Live models per slot.")
     health: Literal["ok", "degraded", "unknown"] = Field(
         default="unknown", description="Pipeline health as seen by the watchdog check."
     )

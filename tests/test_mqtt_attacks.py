@@ -237,6 +237,13 @@ def unstorable_values_are_refused_at_the_door(b: ProductionBroker) -> None:
     ota = {"msg_id": "o" * 32, "seq": 1, "device_id": ATTACKER, "ts": 1.0, "kind": "ota",
            "slot": "logs", "state": "failed"}
     poisoned += [(topics.status(ATTACKER), json.dumps(status | {"agent_version": "v" * 65}))]
+    # and a status listing more model slots than an agent runs, or one the console would
+    # draw as a link elsewhere (review, December 2026: 1,201 slots, a 488 KB console page)
+    model = {"slot": "logs", "name": "nano-logs", "version": 1, "label": "v1",
+             "runtime": "onnxruntime", "sha256": "a" * 64}
+    poisoned += [(topics.status(ATTACKER), json.dumps(status | {"models": models}))
+                 for models in ([model | {"slot": f"s{i}"} for i in range(17)],
+                                [model | {"slot": "../rollouts"}], [model | {"name": "n" * 65}])]
     poisoned += [(topics.ota(ATTACKER), json.dumps(ota | change)) for change in (
         {"rollout_id": "r" * 65}, {"reason": "x" * 65}, {"slot": "s" * 33})]
     try:
