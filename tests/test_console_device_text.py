@@ -5,13 +5,17 @@ server run`, a real Mosquitto, the alert sent over MQTT as a device sends it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from contract import topics
+from contract.messages import ModelInfo, OtaEvent, Status
 from hil.fleet import FleetSetup
-from tests.support.alert_fleet import alert, alert_fleet, send_alerts, wait_alerts
+from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 from tests.support.console_client import console, operator_token
+from tests.support.mqtt_client import Collector
 
 DEVICE = "gw-09"
 TEXT = ("Invalid user \u202eresu-tseug\u202c from 203.0.113.7 port 22\u2066 sshd \u00b7 "
@@ -24,6 +28,24 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetSetup]:
         send_alerts(broker, [alert(DEVICE, "bidi-1", 1, "sshd", TEXT, "security",
                                    "label security >= 0.80", anomaly=0.97)])
         assert [a["text"] for a in wait_alerts(setup, 1)] == [TEXT]  # stored as sent
+        # A device names its models and its OTA reports' rollouts.
+        sender = Collector(broker.port, ["nanofleet/v1/dev/test-sender/nothing"])
+        try:
+            sender.publish(topics.status(DEVICE), Status(
+                seq=1, device_id=DEVICE, state="online", models=[ModelInfo(
+                    slot="logs", name="../../rollouts/evil", version=1, label="v1",
+                    runtime="onnxruntime", sha256="a" * 64)]).model_dump_json())
+            sender.publish(topics.ota(DEVICE), OtaEvent(
+                seq=1, device_id=DEVICE, slot="logs", state="failed",
+                rollout_id="../../audit").model_dump_json())
+        finally:
+            sender.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            got = api(setup, "GET", f"/api/v1/devices/{DEVICE}").json()
+            if got.get("models") and got.get("ota_events"):
+                break
+            time.sleep(0.2)
         yield setup
 
 
@@ -36,3 +58,14 @@ def test_control_and_bidi_characters_are_shown_not_obeyed(fleet: FleetSetup) -> 
         assert mark not in page.text, repr(mark)
     assert "Invalid user ?resu-tseug? from 203.0.113.7 port 22? sshd" in page.text
     assert "zero?width" in page.text
+
+
+def test_names_a_device_chose_stay_one_segment_of_their_links(fleet: FleetSetup) -> None:
+    """Before (review, December 2026) `../../rollouts/evil` as a model name made the
+    release link point at another console page."""
+    url = f"/console/devices/{DEVICE}"
+    with console(fleet, operator_token(fleet, "reader2", "read"), url) as c:
+        page = c.get(f"{url}/live").text + c.get(url).text
+    assert "/releases/..%2F..%2Frollouts%2Fevil/1" in page, page
+    assert "/rollouts/..%2F..%2Faudit" in page
+    assert 'href="/console/releases/../' not in page and 'rollouts/../' not in page

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -40,6 +41,9 @@ def _shown(value: Any) -> Any:
 
 
 templates.env.finalize = _shown
+# One path segment of a link, every "/" and "." run encoded: a device names its models
+# and its OTA reports' rollouts, and `../rollouts` must not become a link elsewhere.
+templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
 PREFIX = "/console"
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_CSRF_COOKIE = "nanofleet_console_login"
