@@ -103,6 +103,13 @@ def test_transient_failure_is_retried_after_its_time() -> None:
     assert failed.retry_at == 160.0
     assert transition(failed, desired(), 120.0).record == failed
     assert transition(failed, desired(), 161.0).record.state == "downloading"
+    # The clock stepped back past the failure (no RTC, an NTP correction): due at once,
+    # not when the clock has caught up again.
+    assert transition(failed, desired(), 99.0).record.state == "downloading"
+    # A failure that is not retried by time stays quiet whatever the clock does.
+    final = transition(transition(OtaRecord(slot="s"), desired(), 0.0).record,
+                       Failed("hash-mismatch", "altered"), 100.0, retry_after_s=60).record
+    assert final.retry_at is None and transition(final, desired(), 50.0).record == final
 
 
 def test_desired_already_live_in_progress_or_downgrade() -> None:

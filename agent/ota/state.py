@@ -208,7 +208,10 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
         return Step(rec)  # already live
     if _same_target(rec.target, t) and rec.state in ("failed", "rolled_back"):
         assert rec.target is not None
-        retry_due = rec.retry_at is not None and now >= rec.retry_at
+        # Due at its time, or at once when the clock went back past the failure (a device
+        # without an RTC, an NTP step): a wall-clock retry time would otherwise wait for
+        # the clock to catch up (review, December 2026).
+        retry_due = rec.retry_at is not None and (now >= rec.retry_at or now < rec.updated_at)
         if t.revision == rec.target.revision and not retry_due:
             return Step(rec)  # refused already; wait for a new revision (or the retry time)
     if t.model == ev.live_model and t.version < ev.live_version:
