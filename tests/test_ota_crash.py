@@ -89,3 +89,40 @@ def test_the_agent_has_no_crash_hook_of_its_own() -> None:
              for node in ast.walk(ast.parse(path.read_text(), str(path)))
              if isinstance(node, ast.Attribute) and node.attr == "_exit"]
     assert calls == []
+
+
+def test_a_clean_stop_during_the_trial_tries_the_candidate_again(
+        tmp_path: Path, broker: Mosquitto, repo: Repo) -> None:
+    """SIGTERM (a package upgrade, a reboot) during the trial is not a verdict on the
+    model: after the restart it is smoke-tested and tried again, and committed. Before
+    (review, December 2026) it was a final interrupted-trial failure, as a kill is (above),
+    and a rollout counted it against the release."""
+    log = tmp_path / "device.log"
+    log.write_text("")
+    state_dir = tmp_path / f"state-{DEV}"
+    reports = Reports(broker.port, DEV)
+    reports.set_desired(1, 2)
+    # A trial long enough to be stopped in the middle of it.
+    first = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=60.0,
+                       min_inferences=1, timeout_s=120.0)
+    restarted = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.5,
+                           min_inferences=1, timeout_s=30.0)
+    try:
+        first.start()
+        reports.wait_ota(lambda e: e["state"] == "trial")
+        assert first.stop() == 0
+        record = json.loads((state_dir / "ota" / "logs.json").read_bytes())
+        assert (record["state"], record["trial_stopped"]) == ("trial", True)
+
+        restarted.start()
+        with open(log, "a") as fh:  # traffic for the second trial to judge
+            fh.write("".join(line + "\n" for line in traffic(40, seed=9)))
+        done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"))
+        assert (done["state"], done["to_version"]) == ("committed", 2), reports.summary()
+        states = [e["state"] for e in reports.ota()]
+        assert states.count("trial") == 2 and "rolled_back" not in states, states
+        assert restarted.query("models")["result"][0]["version"] == 2
+    finally:
+        first.stop()
+        restarted.stop()
+        reports.close()

@@ -23,6 +23,7 @@ from agent.ota.state import (
     Proceed,
     Resume,
     SmokePassed,
+    TrialStopped,
     TrialVerdict,
     UpdateTarget,
     Verified,
@@ -138,6 +139,27 @@ def test_resume_finishes_before_trial_and_undoes_trial(state: str, after: str,
     assert step.record.committed == V1  # a restart never changes what runs
 
 
+def test_a_trial_stopped_cleanly_is_tried_again_a_killed_one_is_not() -> None:
+    """A clean stop (SIGTERM: an upgrade, a reboot) during the trial is no verdict on the
+    model: the next start smoke-tests and tries it again. Before (review, December 2026)
+    it was a final interrupted-trial failure that rollouts counted against the release."""
+    rec = OtaRecord(slot="s", state="trial", committed=V1, target=target(), candidate=V2)
+    stopped = transition(rec, TrialStopped(), 10.0)
+    assert stopped.actions == () and stopped.record.trial_stopped
+    assert stopped.record.state == "trial" and stopped.record.committed == V1
+    again = transition(stopped.record, Resume(max_resumes=3), 20.0)
+    assert (again.record.state, again.actions) == ("staged", ("report", "proceed"))
+    assert not again.record.trial_stopped and again.record.resumes == 1
+    assert again.record.candidate == V2 and again.record.committed == V1
+    # Stopped in every trial, max_resumes times: given up like a killed one.
+    worn = stopped.record.model_copy(update={"resumes": 3})
+    step = transition(worn, Resume(max_resumes=3), 30.0)
+    assert (step.record.state, step.record.reason) == ("rolled_back", "interrupted-trial")
+    # A TrialStopped outside a trial is a bug.
+    with pytest.raises(IllegalTransition):
+        transition(OtaRecord(slot="s", state="staged"), TrialStopped())
+
+
 def test_repeated_crashes_in_one_update_give_up() -> None:
     rec = OtaRecord(slot="s", state="smoke_testing", committed=V1, target=target(), candidate=V2,
                     resumes=2)
@@ -163,7 +185,7 @@ def test_committed_bundle_changes_only_on_commit_whatever_happens() -> None:
                          DeltaUnusable("hash-mismatch", "x"), Verified(V2), Proceed(),
                          SmokePassed(), TrialVerdict(True, None, "ok"),
                          TrialVerdict(False, "health-errors", "e"), Failed("unavailable", "u"),
-                         Failed("smoke-test-failed", "s"), Resume(2)]
+                         Failed("smoke-test-failed", "s"), Resume(2), TrialStopped()]
     for _ in range(300):
         rec = OtaRecord(slot="s", committed=V1)
         for _ in range(30):

@@ -45,6 +45,7 @@ from agent.ota.state import (
     Proceed,
     Resume,
     SmokePassed,
+    TrialStopped,
     TrialVerdict,
     UpdateTarget,
     report_fields,
@@ -342,7 +343,10 @@ class OtaEngine:
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
                               self.inbox.rollback, self.batch_size, clock)
         if verdict is None:
-            return None  # stopping: the trial stays persisted and is rolled back at start-up
+            # Stopping cleanly: no verdict. Marked so that the next start tries again; a
+            # process killed during the trial leaves no mark and is rolled back then.
+            self._apply(TrialStopped())
+            return None
         if verdict.reason == OtaReason.OPERATOR_ROLLBACK:
             return TrialVerdict(False, verdict.reason,
                                 f"{verdict.detail} (rollout {self.inbox.rollback_rollout})")

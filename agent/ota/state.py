@@ -75,6 +75,9 @@ class OtaRecord(FrozenStrict):
     delta_failed: bool = Field(
         default=False, description="The delta was refused once: use the full bundle.")
     resumes: int = Field(default=0, ge=0, description="Restarts during this update so far.")
+    trial_stopped: bool = Field(
+        default=False, description="The agent was stopped cleanly (SIGTERM) during the "
+        "trial: the next start runs the trial again instead of rolling back.")
     # ReasonCode: a record written by a newer agent (then downgraded) still loads.
     reason: ReasonCode | None = Field(default=None, description="Machine code of the last problem.")
     detail: str | None = Field(default=None, description="Human explanation.")
@@ -138,6 +141,12 @@ class TrialVerdict:
 
 
 @dataclass(frozen=True)
+class TrialStopped:
+    """The agent is stopping cleanly (SIGTERM: a package upgrade, a reboot) during the
+    trial: no verdict; the next start tries the candidate again."""
+
+
+@dataclass(frozen=True)
 class Failed:
     """A step failed; whether it is retried is derived from the reason."""
 
@@ -146,7 +155,7 @@ class Failed:
 
 
 Event = Desired | Resume | Downloaded | DeltaUnusable | Verified | Proceed | SmokePassed | \
-    TrialVerdict | Failed
+    TrialVerdict | TrialStopped | Failed
 
 
 # --- actions: what the engine must do next --------------------------------------------------
@@ -226,8 +235,17 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
 def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
     if rec.state not in IN_PROGRESS:
         return Step(rec)
+    if rec.state == "trial" and rec.trial_stopped and rec.resumes < ev.max_resumes:
+        # Stopped cleanly (an upgrade, a reboot), not killed: nothing was wrong with the
+        # candidate, so it is smoke-tested and tried again rather than counted as a failure
+        # (review, December 2026: a reboot during a trial could halt a rollout).
+        return Step(_with(rec, now, state="staged", trial_stopped=False,
+                          resumes=rec.resumes + 1,
+                          detail="the agent was stopped during the trial; trying again"),
+                    ("report", "proceed"))
     if rec.state == "trial":
-        # The committed (old) model is what the restarted agent loaded: make it official.
+        # Killed (or stopped too often): the committed (old) model is what the restarted
+        # agent loaded: make it official. A model that kills the process cannot do it twice.
         return Step(_with(rec, now, state="rolled_back", reason=OtaReason.INTERRUPTED_TRIAL,
                           detail="the agent restarted during the trial; the previous model is "
                           "live again", retry_at=None), ("discard", "report"))
@@ -259,7 +277,7 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
     expected: dict[type, tuple[OtaState, ...]] = {
         Downloaded: ("downloading",), DeltaUnusable: ("downloading", "verifying"),
         Verified: ("verifying",), Proceed: ("staged",), SmokePassed: ("smoke_testing",),
-        TrialVerdict: ("trial",)}
+        TrialVerdict: ("trial",), TrialStopped: ("trial",)}
     if rec.state not in expected[type(ev)]:
         raise IllegalTransition(f"{type(ev).__name__} cannot happen in state {rec.state}")
     if isinstance(ev, Downloaded):
@@ -280,6 +298,8 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
         return Step(_with(rec, now, state="smoke_testing"), ("report", "smoke_test"))
     if isinstance(ev, SmokePassed):
         return Step(_with(rec, now, state="trial"), ("report", "trial"))
+    if isinstance(ev, TrialStopped):
+        return Step(_with(rec, now, trial_stopped=True))  # nothing to do until the restart
     assert isinstance(ev, TrialVerdict)
     if not ev.healthy:
         return _fail(rec, ev.reason or OtaReason.UNHEALTHY, ev.detail, now, retry_after_s)
