@@ -111,3 +111,26 @@ def test_trial_interrupted_by_restart_is_rolled_back_and_reported(
         engine.stop()
         release_model(model)
 
+
+
+def test_one_passing_load_failure_at_boot_does_not_demote_the_committed_bundle(
+        tmp_path: Path, v2_bundle: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before (review, December 2026) one MemoryError while test-loading the intact
+    committed bundle at start-up rewrote the record for good: the older model ran from then
+    on, with no previous bundle kept. The load is tried again first."""
+    store = OtaStore(tmp_path / "state", "logs")
+    v2 = install(store, v2_bundle, 2)
+    store.save(OtaRecord(slot="logs", state="committed", committed=v2))
+    real = LoadedModel.load
+    failures = iter([MemoryError("std::bad_alloc")])
+
+    def flaky(*args: Any, **kwargs: Any) -> LoadedModel:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(LoadedModel, "load", staticmethod(flaky))
+    assert make_engine(tmp_path, []).recover() == store.path_of(v2)
+    rec = store.load()
+    assert rec.committed == v2 and rec.reason is None

@@ -28,6 +28,7 @@ from typing import Any
 
 from paho.mqtt.client import MQTTMessage
 
+from agent.memory import release_freed_memory
 from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.ota.config import OtaConfig
@@ -114,15 +115,26 @@ class OtaEngine:
             self._live_path = path or self.initial_bundle
         return self._live_path
 
-    def _loads(self, path: Path, ref: InstalledRef) -> bool:
-        try:
-            model = LoadedModel.load(path, self.runtime, self.threads, expected_sha256=ref.sha256)
-            model.smoke_test()
-        except Exception as exc:
-            log.error("installed bundle %s does not load: %s", path, exc)
-            return False
-        release_model(model)
-        return True
+    def _loads(self, path: Path, ref: InstalledRef, attempts: int = 2) -> bool:
+        """Whether the installed, hash-checked bundle loads and passes its smoke test.
+        Tried twice: a failure at boot may be passing (memory still short while the
+        device starts, an I/O error), and a failure here demotes the committed bundle
+        for good (review, December 2026: one MemoryError did)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                model = LoadedModel.load(path, self.runtime, self.threads,
+                                         expected_sha256=ref.sha256)
+                model.smoke_test()
+            except Exception as exc:
+                log.error("installed bundle %s does not load (attempt %d of %d): %s", path,
+                          attempt, attempts, exc)
+                release_freed_memory()
+                if attempt < attempts:
+                    time.sleep(1.0)
+                continue
+            release_model(model)
+            return True
+        return False
 
     def use_transport(self, transport: ArtifactTransport) -> None:
         """Fetch metadata and artifacts with ``transport`` (transport = "mqtt": the
