@@ -44,6 +44,7 @@ class OtaReason(StrEnum):
     CANDIDATE_MISSING = "candidate-missing"      # the candidate file disappeared
     SMOKE_TEST_FAILED = "smoke-test-failed"      # golden vectors do not match
     LABELS_CHANGED = "labels-changed"            # candidate drops a label or moves normal
+    PREVIOUSLY_REJECTED = "previously-rejected"  # this version failed here lately
     HEALTH_ERRORS = "health-errors"              # trial: inference errors
     HEALTH_NON_FINITE = "health-non-finite"      # trial: NaN/inf scores
     HEALTH_PROBABILITIES = "health-probabilities"  # trial: scores do not sum to one

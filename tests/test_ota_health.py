@@ -79,8 +79,14 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert "'power'" in done["detail"]
         assert (7, "trial") not in [(e["to_version"], e["state"]) for e in reports.ota()]
 
+        # The NaN model again, under a new revision: held, not downloaded or live again.
+        done = attempt(6, 3)
+        assert (done["state"], done["reason"]) == ("failed", "previously-rejected"), done
+        v3_steps = [e["state"] for e in reports.ota() if e["to_version"] == 3]
+        assert v3_steps.count("trial") == 1 and v3_steps.count("downloading") == 1, v3_steps
+
         # A good model, but the operators pull it back during its trial.
-        reports.set_desired(6, 5)
+        reports.set_desired(7, 5)
         trial = reports.wait_ota(lambda e: e["state"] == "trial" and e["to_version"] == 5,
                                  after=last_seq)
         # Live but not committed: `query models` (and so the status) says so.
@@ -91,10 +97,10 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
             live = agent.query("models")["result"][0]
         assert (live["version"], live["trial"]) == (5, True), live
         assert agent.query("status")["result"]["models"][0]["trial"] is True
-        reports.set_desired(7, 5, action="rollback")
+        reports.set_desired(8, 5, action="rollback")
         done = reports.wait_ota(lambda e: e["state"] in FINISHED, after=trial["seq"])
         assert (done["state"], done["reason"]) == ("rolled_back", "operator-rollback"), done
-        assert "r7" in done["detail"]
+        assert "r8" in done["detail"]
         live = agent.query("models")["result"][0]
         assert (live["version"], live["trial"]) == (1, False)
 
@@ -104,7 +110,7 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         assert (3, "trial") in states and (4, "trial") in states
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("inference_errors", 0) == 0
-        assert counters["ota_failed"] == 2 and counters["ota_rolled_back"] == 4
+        assert counters["ota_failed"] == 3 and counters["ota_rolled_back"] == 4
         # After each rollback the old model serves again, and the device says so.
         versions = [v for v, _ in reports.result_items()]
         assert versions[-1] == 1 and {3, 4, 5} <= set(versions)

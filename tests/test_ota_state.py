@@ -383,3 +383,39 @@ def test_a_trial_counts_anomaly_scores_that_are_no_probability() -> None:
     assert verdict is not None and verdict.reason == "health-non-finite"
     assert "anomaly outside [0, 1]" in verdict.detail
     real.close()
+
+
+def test_a_version_refused_for_its_own_fault_is_held_against_new_revisions() -> None:
+    """Before (review, December 2026) only (target, revision) was remembered: a server
+    sending the same bad version under new revisions had it downloaded and live on trial
+    every time."""
+    hold = 86_400.0
+
+    def step(rec: OtaRecord, ev: Event, now: float) -> OtaRecord:
+        return transition(rec, ev, now, rejected_hold_s=hold).record
+
+    rec = step(OtaRecord(slot="s", committed=V1), desired(revision=1), 100.0)
+    rec = OtaRecord(**(rec.model_dump() | {"state": "trial", "candidate": V2.model_dump()}))
+    rec = step(rec, TrialVerdict(False, "health-collapse", "all one label"), 200.0)
+    assert rec.state == "rolled_back" and [(r.version, r.at) for r in rec.rejected] == [(2, 200.0)]
+
+    again = transition(rec, desired(revision=2), 300.0, rejected_hold_s=hold)
+    assert (again.record.state, again.record.reason) == ("failed", "previously-rejected")
+    assert again.actions == ("report",) and again.record.retry_at == 200.0 + hold
+    # The retained desired state looked at again before the hold is over: quiet.
+    assert transition(again.record, desired(revision=2), 5_000.0,
+                      rejected_hold_s=hold).record == again.record
+    # After the hold, the same revision is tried (the operators may have fixed the cause).
+    later = transition(again.record, desired(revision=2), 200.0 + hold + 1,
+                       rejected_hold_s=hold)
+    assert later.record.state == "downloading"
+    # Another version is not held; nor is a version the operators rolled back.
+    assert transition(rec, desired(version=3, revision=3), 300.0,
+                      rejected_hold_s=hold).record.state == "downloading"
+    pulled = OtaRecord(slot="s", state="trial", committed=V1, target=target(4), candidate=V2)
+    pulled = step(pulled, TrialVerdict(False, "operator-rollback", "r9"), 400.0)
+    assert pulled.rejected == []
+    # Transient failures are not the model's fault either.
+    busy = step(OtaRecord(slot="s", state="downloading", target=target(5)),
+                Failed("unavailable", "no route"), 500.0)
+    assert busy.rejected == []

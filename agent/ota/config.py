@@ -133,6 +133,11 @@ class OtaConfig(Strict):
         default=300.0, ge=1.0, le=86_400.0,
         description="How often the desired state is looked at again without a new message "
         "(retries after a transient failure such as an unreachable server).")
+    rejected_hold_s: float = Field(
+        default=86_400.0, ge=0.0, le=366 * 86_400.0,
+        description="A version this device refused for its own fault (smoke test, labels, "
+        "trial health) is not tried again for this long, whatever new revision asks for it: "
+        "a server cannot make a bad model go live again and again (0: no hold).")
     retry_after_s: float = Field(
         default=300.0, ge=0.0, le=86_400.0,
         description="Wait at least this long before retrying an update that failed for a "

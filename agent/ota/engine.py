@@ -216,7 +216,8 @@ class OtaEngine:
             log.exception("rolling the candidate back after an unsaved verdict failed")
 
     def _apply(self, event: Event) -> Event | None:
-        step = transition(self.record, event, time.time(), self.cfg.retry_after_s)
+        step = transition(self.record, event, time.time(), self.cfg.retry_after_s,
+                          self.cfg.rejected_hold_s)
         if step.record != self.record:
             self._save(step.record)
         next_event: Event | None = None

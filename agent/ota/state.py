@@ -55,6 +55,21 @@ class UpdateTarget(FrozenStrict):
     target_base_url: str | None = Field(default=None, description="Mirror of the targets.")
 
 
+MAX_REJECTED = 8
+# Refusals that are the model's own fault: held against new revisions of the same version.
+MODEL_FAULTS = frozenset({
+    OtaReason.SMOKE_TEST_FAILED, OtaReason.LABELS_CHANGED, OtaReason.BUNDLE_INVALID,
+    OtaReason.HEALTH_ERRORS, OtaReason.HEALTH_NON_FINITE, OtaReason.HEALTH_PROBABILITIES,
+    OtaReason.HEALTH_LATENCY, OtaReason.HEALTH_COLLAPSE, OtaReason.HEALTH_FLAG_RATE,
+    OtaReason.UNHEALTHY})
+
+
+class RejectedVersion(FrozenStrict):
+    model: str = Field(description="Model name.")
+    version: int = Field(description="The version refused.")
+    at: float = Field(description="Unix time of the refusal.")
+
+
 class OtaRecord(FrozenStrict):
     """Everything about a slot's update that must survive a crash (``ota/<slot>.json``)."""
 
@@ -75,6 +90,9 @@ class OtaRecord(FrozenStrict):
     delta_failed: bool = Field(
         default=False, description="The delta was refused once: use the full bundle.")
     resumes: int = Field(default=0, ge=0, description="Restarts during this update so far.")
+    rejected: list[RejectedVersion] = Field(
+        default_factory=list, max_length=MAX_REJECTED,
+        description="Versions refused lately for their own fault, newest last.")
     trial_stopped: bool = Field(
         default=False, description="The agent was stopped cleanly (SIGTERM) during the "
         "trial: the next start runs the trial again instead of rolling back.")
@@ -189,6 +207,11 @@ def _with(rec: OtaRecord, now: float, **changes: object) -> OtaRecord:
 def _fail(rec: OtaRecord, reason: OtaReason, detail: str, now: float, retry_after_s: float) -> Step:
     """Leave the update: before trial nothing went live (failed); in trial, roll back."""
     retry = now + retry_after_s if is_transient(reason) else None
+    if reason in MODEL_FAULTS and rec.target is not None:
+        t = rec.target
+        kept = [r for r in rec.rejected if (r.model, r.version) != (t.model, t.version)]
+        rec = rec.model_copy(update={"rejected": [*kept, RejectedVersion(
+            model=t.model, version=t.version, at=now)][-MAX_REJECTED:]})
     if rec.state == "trial":
         return Step(_with(rec, now, state="rolled_back", reason=reason, detail=detail,
                           retry_at=None), ("rollback", "report"))
@@ -209,7 +232,15 @@ def _same_target(a: UpdateTarget | None, b: UpdateTarget) -> bool:
     return a is not None and (a.model, a.version) == (b.model, b.version)
 
 
-def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
+def _held(rec: OtaRecord, t: UpdateTarget, now: float, hold_s: float) -> float | None:
+    """Until when ``t`` is held back because this device refused it lately, or None."""
+    for r in rec.rejected:
+        if (r.model, r.version) == (t.model, t.version) and r.at <= now < r.at + hold_s:
+            return r.at + hold_s
+    return None
+
+
+def on_desired(rec: OtaRecord, ev: Desired, now: float, hold_s: float = 0.0) -> Step:
     t = ev.target
     if rec.state in IN_PROGRESS:
         return Step(rec)  # one update at a time; the engine looks again when this one ends
@@ -229,6 +260,16 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float) -> Step:
                           reason=OtaReason.DOWNGRADE,
                           detail=f"desired version {t.version} is below the live version "
                           f"{ev.live_version}; refused", retry_at=None), ("report",))
+    until = _held(rec, t, now, hold_s)
+    if until is not None:
+        # A new revision of a version refused for its own fault: not live again before
+        # the hold is over (review, December 2026: a server looped a bad model through
+        # download and a live trial once per revision). Retried then, as a transient is.
+        return Step(_with(rec, now, state="failed", target=t, candidate=None, artifact=None,
+                          bytes_downloaded=None, reason=OtaReason.PREVIOUSLY_REJECTED,
+                          detail=f"{t.model} v{t.version} was refused here lately; not "
+                          "tried again before rejected_hold_s is over", retry_at=until),
+                    ("report",))
     return _start(rec, ev, now)
 
 
@@ -263,11 +304,11 @@ def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
 
 
 def transition(rec: OtaRecord, ev: Event, now: float | None = None,
-               retry_after_s: float = 300.0) -> Step:
+               retry_after_s: float = 300.0, rejected_hold_s: float = 0.0) -> Step:
     """The next record and the actions to run, for ``ev`` arriving in ``rec.state``."""
     now = time.time() if now is None else now
     if isinstance(ev, Desired):
-        return on_desired(rec, ev, now)
+        return on_desired(rec, ev, now, rejected_hold_s)
     if isinstance(ev, Resume):
         return on_resume(rec, ev, now)
     if isinstance(ev, Failed):
