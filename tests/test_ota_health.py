@@ -124,3 +124,35 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         agent.stop()
         reports.close()
         repo.close()
+
+
+def test_a_quiet_device_still_compares_old_and_new_model(tmp_path: Path,
+                                                         broker: Mosquitto) -> None:
+    """A device that logs almost nothing during the trial (a night, a quiet sensor): its
+    few live lines are topped up with the bundles' own example lines, so a collapsed model
+    is still caught, and a good one still commits by on_low_traffic. Before (review,
+    December 2026) such a trial compared nothing and committed anything."""
+    device = "ota-quiet"
+    repo = Repo(tmp_path / "tuf")
+    repo.publish(v1_bundle())
+    repo.publish(collapsed(2, label="power"), delta_from=(1,))
+    repo.publish(finetuned(3), delta_from=(1,))
+    log = tmp_path / "device.log"
+    log.write_text("")  # no traffic at all
+    agent = make_agent(tmp_path, device, broker.port, repo, log, duration_s=0.5,
+                       min_inferences=200, timeout_s=2.0)
+    reports = Reports(broker.port, device)
+    try:
+        agent.start()
+        reports.set_desired(1, 2)
+        done = reports.wait_ota(lambda e: e["state"] in FINISHED and e["to_version"] == 2)
+        assert (done["state"], done["reason"]) == ("rolled_back", "health-collapse"), done
+        reports.set_desired(2, 3)
+        done = reports.wait_ota(lambda e: e["state"] in FINISHED and e["to_version"] == 3,
+                                after=done["seq"])
+        assert done["state"] == "committed", done
+        assert "committed by policy" in done["detail"], done
+    finally:
+        agent.stop()
+        reports.close()
+        repo.close()

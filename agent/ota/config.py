@@ -100,7 +100,8 @@ class TrialConfig(Strict):
         description="Trial lines kept (reservoir sample) to compare new and old models on.")
     min_sample_lines: int = Field(
         default=20, ge=1, le=100_000,
-        description="Fewer sampled lines than this: no collapse/latency comparison is made.")
+        description="Fewer sampled lines than this: topped up with the bundles' own example "
+        "lines (golden vectors) for the comparison.")
 
     @model_validator(mode="after")
     def _consistent(self) -> TrialConfig:

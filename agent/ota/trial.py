@@ -212,6 +212,18 @@ def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: li
                         candidate_flagged=flagged[id(candidate)])
 
 
+def golden_texts(*models: ServingModel) -> list[str]:
+    """The bundles' own example lines (their golden vectors' texts), old model's first.
+    A quiet device (a night, a rarely logging sensor) samples too few live lines to
+    compare old and new model on; with these the comparison is still made. Before
+    (review, December 2026) such a trial compared nothing and a collapsed, 50x slower
+    model committed by ``on_low_traffic``."""
+    texts: list[str] = []
+    for model in models:
+        texts += [g.text for g in model.manifest.golden if g.text not in texts]
+    return texts
+
+
 def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfig,
                 started: float, stop: threading.Event, rollback: threading.Event,
                 batch_size: int, clock: Callable[[], float] = time.perf_counter,
@@ -229,6 +241,11 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
         if phase == "running":
             continue
         sample = observed.sample()
+        examples = golden_texts(baseline, observed.candidate)
+        while examples and len(sample) < cfg.min_sample_lines:
+            # The examples as often as needed to reach min_sample_lines: both models read
+            # the same lines, so repeats weigh them, they do not bias old against new.
+            sample += examples[:cfg.min_sample_lines - len(sample)]
         paired = compare_on_sample(baseline, observed.candidate, sample, batch_size,
                                    clock=clock, flag_threshold=cfg.flag_threshold) \
             if len(sample) >= cfg.min_sample_lines else None
