@@ -98,3 +98,18 @@ def test_custom_fields_must_match_their_path() -> None:
         full_target_path("../x", 1)
     with pytest.raises(ValueError, match="must be below"):
         delta_target_path("m", 2, 2)
+
+
+def test_labels_refusal_allows_new_labels_only() -> None:
+    from agent.ota.policy import labels_refusal
+    from contract.bundle import load_bundle
+    from nanomodel import default_bundle_path
+
+    live = load_bundle(default_bundle_path()).manifest
+    assert labels_refusal(live, live) is None
+    grown = live.model_copy(update={"labels": [*live.labels, "radio"]})
+    assert labels_refusal(live, grown) is None
+    moved = live.model_copy(update={"normal_label": "power"})
+    assert "normal label 'power'" in (labels_refusal(live, moved) or "")
+    fewer = live.model_copy(update={"labels": [x for x in live.labels if x != "storage"]})
+    assert "dropped: ['storage']" in (labels_refusal(live, fewer) or "")

@@ -35,6 +35,7 @@ from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
 from agent.ota.inbox import DesiredInbox
+from agent.ota.policy import labels_refusal
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -317,19 +318,11 @@ class OtaEngine:
                           f"{ref.file} contains {m.name} v{m.version} for slot "
                           f"{m.slot!r}, signed as {target.model} v{target.version} for "
                           f"{live.slot!r}")
-        live_model = self._live_model
-        if live_model is not None:
-            was = live_model.manifest
-            dropped = [lab for lab in was.labels if lab not in m.labels]
-            if m.normal_label != was.normal_label or dropped:
-                # Alert rules, mutes and the alert policy's "normal" are by label name: a
-                # label gone or "normal" moved would silently turn them into an alert storm
-                # or nothing (review, December 2026). New labels are fine.
-                release_model(model)
-                return Failed(OtaReason.LABELS_CHANGED,
-                              f"{m.name} v{m.version} has normal label {m.normal_label!r} "
-                              f"and labels {m.labels}; the live model has "
-                              f"{was.normal_label!r} and {was.labels} (dropped: {dropped})")
+        refusal = labels_refusal(self._live_model.manifest, m) \
+            if self._live_model is not None else None
+        if refusal is not None:
+            release_model(model)
+            return Failed(OtaReason.LABELS_CHANGED, refusal)
         try:
             model.smoke_test()  # also the warm-up run: a slow first inference is not a hang
         except Exception as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.ota.errors import UpdateRefused
+from contract.bundle import BundleManifest
 from contract.reasons import OtaReason
 from contract.tuf_targets import ModelTargetInfo
 
@@ -103,3 +104,16 @@ def rebuilt_refusal(full: SignedArtifact, sha256: str, length: int) -> UpdateRef
                              f"{sha256[:16]}… ({length} bytes), signed is {full.sha256[:16]}… "
                              f"({full.length} bytes)")
     return None
+
+
+def labels_refusal(live: BundleManifest, candidate: BundleManifest) -> str | None:
+    """Why ``candidate`` may not replace ``live`` by its labels (None: it may). Alert rules,
+    mutes and the alert policy's "normal" go by label name: a label gone or "normal" moved
+    would silently turn them into an alert storm or nothing (review, December 2026). New
+    labels are fine."""
+    dropped = [label for label in live.labels if label not in candidate.labels]
+    if candidate.normal_label == live.normal_label and not dropped:
+        return None
+    return (f"{candidate.name} v{candidate.version} has normal label "
+            f"{candidate.normal_label!r} and labels {candidate.labels}; the live model has "
+            f"{live.normal_label!r} and {live.labels} (dropped: {dropped})")
