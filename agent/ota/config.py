@@ -83,9 +83,8 @@ class TrialConfig(Strict):
         "model's own flag), for the two checks below.")
     max_flag_ratio: float = Field(
         default=3.0, ge=1.0, le=1000.0,
-        description="Alert storm: rolled back when the new model flags more than this many "
-        "times the old model's share of the sampled lines, or leaves this many times fewer "
-        "lines unflagged...")
+        description="Alert storm: rolled back when the new model leaves this many times "
+        "fewer of the sampled lines unflagged than the old model...")
     flag_margin: float = Field(
         default=0.1, ge=0.0, le=1.0,
         description="...and more than the old share plus this (so a few more flags on a quiet "

@@ -113,11 +113,12 @@ def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
         return None
     old, new = sample.baseline_flagged, sample.candidate_flagged
     old_share, new_share = old / sample.lines, new / sample.lines
-    # Several times the flags, or (where the old model already flagged much) several times
-    # fewer lines left unflagged; either way more than the margin more.
-    more = new_share > old_share + cfg.flag_margin
-    if more and (new_share > old_share * cfg.max_flag_ratio
-                 or 1.0 - new_share < (1.0 - old_share) / cfg.max_flag_ratio):
+    # Several times fewer lines left unflagged (and more than the margin more flags): most
+    # of what was quiet is flagged now. Not "several times the flags": a site's fine-tune
+    # that finds what the base model missed multiplies a small share of flags, and the
+    # demo's v2 was rolled back by that (measured, December 2026).
+    if (new_share > old_share + cfg.flag_margin
+            and 1.0 - new_share < (1.0 - old_share) / cfg.max_flag_ratio):
         return (f"flags {new} of {sample.lines} sampled lines ({new_share:.0%}); the previous "
                 f"model flagged {old} ({old_share:.0%}) of the same lines (max ratio "
                 f"{cfg.max_flag_ratio}, margin {cfg.flag_margin})")
