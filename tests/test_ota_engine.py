@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.model import LoadedModel
-from agent.ota.config import OtaConfig
+from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.engine import OtaEngine
 from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
@@ -58,9 +58,11 @@ def test_compare_on_sample_sees_a_collapse(tmp_path: Path) -> None:
     assert paired.baseline_p99_ms > 0 and paired.candidate_p99_ms > 0
 
 
-def make_engine(tmp_path: Path, reports: list[dict[str, Any]]) -> OtaEngine:
+def make_engine(tmp_path: Path, reports: list[dict[str, Any]],
+                trial: TrialConfig | None = None) -> OtaEngine:
     cfg = OtaConfig(metadata_url="http://127.0.0.1:9/metadata",
-                    target_base_url="http://127.0.0.1:9/targets", root_file=tmp_path / "root")
+                    target_base_url="http://127.0.0.1:9/targets", root_file=tmp_path / "root",
+                    trial=trial or TrialConfig())
     return OtaEngine(cfg, tmp_path / "state", "logs", runtime="onnxruntime", threads=1,
                      initial_bundle=default_bundle_path(), report=reports.append)
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from agent.model import LoadedModel
-from agent.ota.config import OtaConfig, TrialConfig
-from agent.ota.engine import OtaEngine
+from agent.ota.config import TrialConfig
 from agent.ota.state import OtaRecord, SmokePassed, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import release_model
@@ -31,11 +30,8 @@ def test_a_verdict_a_full_disk_refuses_still_takes_the_candidate_out(
     still says trial, which a restart rolls back too."""
     store = OtaStore(tmp_path / "state", "logs")
     v2 = install(store, nan_on_traffic(2), 2)
-    cfg = OtaConfig(metadata_url="http://127.0.0.1:9/metadata",
-                    target_base_url="http://127.0.0.1:9/targets", root_file=tmp_path / "root",
-                    trial=TrialConfig(duration_s=1.0, min_inferences=10, timeout_s=5.0))
-    engine = OtaEngine(cfg, tmp_path / "state", "logs", runtime="onnxruntime", threads=1,
-                       initial_bundle=default_bundle_path(), report=lambda _: None)
+    engine = make_engine(tmp_path, [], TrialConfig(duration_s=1.0, min_inferences=10,
+                                                   timeout_s=5.0))
     engine.recover()
     engine.record = OtaRecord(slot="logs", state="smoke_testing", candidate=v2, from_version=1,
                               target=UpdateTarget(model="nano-logs", version=2, revision=1))
