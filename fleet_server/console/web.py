@@ -41,8 +41,10 @@ def _shown(value: Any) -> Any:
 
 
 templates.env.finalize = _shown
-# One path segment of a link, every "/" and "." run encoded: a device names its models
-# and its OTA reports' rollouts, and `../rollouts` must not become a link elsewhere.
+# One path segment of a link ("/" encoded): a device names its models and its OTA
+# reports' rollouts, and `../../rollouts/x` must not become a link to another page. A
+# name that is only dots stays a dot segment (the URL standard reads "%2e%2e" as ".."
+# too); it can only lead to a console page above.
 templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
 PREFIX = "/console"
 CSRF_HEADER = "X-CSRF-Token"
