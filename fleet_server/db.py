@@ -93,6 +93,8 @@ class Device(Base):
     models: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON, default=list, doc="live models per slot (contract.messages.ModelInfo)")
     last_status_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_status_seq: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="seq of the stored status: orders one agent run's statuses")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict,
                                                     doc="last counters and gauges")
     last_metrics_ts: Mapped[float | None] = mapped_column(Float, nullable=True)

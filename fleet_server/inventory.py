@@ -128,20 +128,34 @@ def _seen(device: Device, at: float) -> None:
     device.last_seen = max(device.last_seen or 0.0, at)
 
 
-def status_is_newer(last_status_at: float | None, received_at: float) -> bool:
-    """A status applies unless one received later is already stored."""
-    return last_status_at is None or received_at >= last_status_at
+def status_is_newer(device: Device, status: Status, received_at: float) -> bool:
+    """Whether ``status`` replaces the stored one.
+
+    Within one agent run (the same ``started_at``) the agent's own ``seq`` orders its
+    statuses: replicas stamp the arrival time on their own threads, and one that is
+    busy for longer than the gap between two statuses stamps the older one later
+    (seen in CI with two replicas). Across runs, and for the Last Will (``seq`` 0,
+    written at connect time), the arrival time decides: restarts and lost connections
+    are seconds apart, and a wiped state directory restarts ``seq`` at 0."""
+    arrived_later = device.last_status_at is None or received_at >= device.last_status_at
+    same_run = (status.state != "offline" and device.state != "offline"
+                and status.started_at > 0 and device.started_at == status.started_at
+                and device.last_status_seq is not None)
+    if same_run:
+        return status.seq > (device.last_status_seq or 0)
+    return arrived_later
 
 
 def apply_status(device: Device, status: Status, received_at: float) -> None:
-    if not status_is_newer(device.last_status_at, received_at):
+    if not status_is_newer(device, status, received_at):
         if status.state != "offline":
             _seen(device, received_at)
         return
     device.state = status.state
-    device.last_status_at = received_at
+    device.last_status_at = max(device.last_status_at or 0.0, received_at)
     if status.state == "offline":
         return  # the Last Will: the device is gone, what it ran before is still our best guess
+    device.last_status_seq = status.seq
     _seen(device, received_at)
     device.agent_version = status.agent_version
     device.started_at = status.started_at or None

@@ -52,6 +52,7 @@ from tests.support.rollout_rig import (
 GROUP = f"fleet-{uuid.uuid4().hex[:8]}"
 LEASE_S = 3.0
 FAST = Behaviour(step_s=0.01, trial_s=0.05)
+STARTED_AT = 1_000.0  # one agent run: its seq orders its statuses (inventory.status_is_newer)
 
 
 @dataclasses.dataclass
@@ -123,7 +124,7 @@ def device_reports(device_id: str, rounds: int) -> list[list[tuple[str, str]]]:
         info = ModelInfo(slot="logs", name=MODEL, version=r, label=f"v{r}", runtime="sim",
                          sha256="0" * 64)
         status = Status(seq=3 * r, device_id=device_id, state="online", agent_version=f"a{r}",
-                        models=[info], health="ok")
+                        started_at=STARTED_AT, models=[info], health="ok")
         event = OtaEvent(seq=3 * r + 1, device_id=device_id, slot="logs", state="downloading",
                          to_version=r, ts=1000.0 + r)
         metrics = Metrics(seq=3 * r + 2, device_id=device_id, uptime_s=r, counters={"n": r},

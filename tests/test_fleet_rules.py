@@ -159,6 +159,58 @@ def test_last_will_changes_state_only() -> None:
     assert device.last_seen == 100.0 and device.health == "ok"
 
 
+def _run_status(seq: int, version: int, started_at: float = 500.0,
+                state: str = "online") -> Status:
+    models = [ModelInfo(slot="logs", name="m", version=version, label=f"v{version}",
+                        runtime="onnxruntime", sha256=SHA)]
+    return Status(seq=seq, device_id="d1", state=state, agent_version="0.1",  # type: ignore[arg-type]
+                  started_at=started_at, models=models, health="ok")
+
+
+def test_one_agent_runs_statuses_are_ordered_by_its_seq_not_by_arrival() -> None:
+    """Two replicas stamp arrival on their own threads: the older status can be stamped
+    later (a busy replica). Within one run the agent's seq decides."""
+    device = _device()
+    apply_status(device, _run_status(seq=10, version=1), received_at=100.0)
+    apply_status(device, _run_status(seq=12, version=3), received_at=100.1)
+    apply_status(device, _run_status(seq=11, version=2), received_at=100.3)  # stamped late
+    assert device.models[0]["version"] == 3 and device.last_status_seq == 12
+    assert device.last_status_at == 100.1 and device.last_seen == 100.3
+    apply_status(device, _run_status(seq=12, version=9), received_at=101.0)  # a duplicate seq
+    assert device.models[0]["version"] == 3
+    # A newer status stamped earlier than the stored one still applies, and the stored
+    # arrival time does not go back.
+    apply_status(device, _run_status(seq=13, version=4), received_at=100.05)
+    assert device.models[0]["version"] == 4 and device.last_status_at == 100.1
+    # A stopped status of the run is ordered the same way.
+    apply_status(device, _run_status(seq=14, version=4, state="stopped"), received_at=101.5)
+    apply_status(device, _run_status(seq=13, version=4), received_at=101.6)
+    assert device.state == "stopped"
+
+
+def test_a_new_run_or_the_last_will_is_ordered_by_arrival() -> None:
+    device = _device()
+    apply_status(device, _run_status(seq=50, version=1), received_at=100.0)
+    # The state directory was wiped: the new run's seq starts again below the stored one.
+    apply_status(device, _run_status(seq=1, version=2, started_at=900.0), received_at=200.0)
+    assert device.models[0]["version"] == 2 and device.started_at == 900.0
+    # The old run's last status, stamped before the new run's, does not undo it.
+    apply_status(device, _run_status(seq=51, version=1), received_at=150.0)
+    assert device.models[0]["version"] == 2
+    # The Will (seq 0) applies by arrival; after it, the reconnected run's next status
+    # applies by arrival too, and a stale one stamped before the Will does not.
+    apply_status(device, Status(seq=0, device_id="d1", state="offline", ts=1.0), 300.0)
+    assert device.state == "offline"
+    apply_status(device, _run_status(seq=2, version=2, started_at=900.0), received_at=299.0)
+    assert device.state == "offline"
+    apply_status(device, _run_status(seq=3, version=3, started_at=900.0), received_at=301.0)
+    assert device.state == "online" and device.models[0]["version"] == 3
+    # An agent that sends no start time (0) is ordered by arrival.
+    apply_status(device, _run_status(seq=9, version=5, started_at=0.0), received_at=302.0)
+    apply_status(device, _run_status(seq=10, version=6, started_at=0.0), received_at=301.5)
+    assert device.models[0]["version"] == 5
+
+
 def test_older_ota_events_and_metrics_do_not_overwrite_newer_ones() -> None:
     device = _device()
     apply_ota(device, OtaEvent(seq=5, device_id="d1", slot="logs", state="committed",
