@@ -28,9 +28,9 @@ from typing import Any
 
 from paho.mqtt.client import MQTTMessage
 
-from agent.memory import release_freed_memory
 from agent.metrics import Counters
 from agent.model import LoadedModel
+from agent.ota.boot import bundle_loads, choose_boot_bundle
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
@@ -99,43 +99,14 @@ class OtaEngine:
         Always the committed bundle (or the configured one before any commit): a trial
         interrupted by a restart is rolled back, earlier steps resume once started."""
         self._apply(Resume(self.cfg.max_resumes))
-        ref = self.record.committed
-        if ref is not None:
-            path = self.store.verified_path(ref)
-            if path is None or not self._loads(path, ref):
-                fallback = self.record.previous
-                path = self.store.verified_path(fallback) if fallback else None
-                if fallback is None or path is None or not self._loads(path, fallback):
-                    fallback, path = None, None
-                log.error("committed bundle %s is missing, damaged or unusable; running %s",
-                          ref.file, fallback.file if fallback else self.initial_bundle)
-                self._save(self.record.model_copy(update={
-                    "committed": fallback, "previous": None,
-                    "reason": OtaReason.LIVE_BUNDLE_DAMAGED,
-                    "detail": f"{ref.file} could not be loaded; fell back"}))
-            self._live_path = path or self.initial_bundle
+        choice = choose_boot_bundle(self.record, self.store.verified_path, self._loads)
+        if choice.record is not None:
+            self._save(choice.record)
+        self._live_path = choice.path or self.initial_bundle
         return self._live_path
 
-    def _loads(self, path: Path, ref: InstalledRef, attempts: int = 2) -> bool:
-        """Whether the installed, hash-checked bundle loads and passes its smoke test.
-        Tried twice: a failure at boot may be passing (memory still short while the
-        device starts, an I/O error), and a failure here demotes the committed bundle
-        for good (review, December 2026: one MemoryError did)."""
-        for attempt in range(1, attempts + 1):
-            try:
-                model = LoadedModel.load(path, self.runtime, self.threads,
-                                         expected_sha256=ref.sha256)
-                model.smoke_test()
-            except Exception as exc:
-                log.error("installed bundle %s does not load (attempt %d of %d): %s", path,
-                          attempt, attempts, exc)
-                release_freed_memory()
-                if attempt < attempts:
-                    time.sleep(1.0)
-                continue
-            release_model(model)
-            return True
-        return False
+    def _loads(self, path: Path, ref: InstalledRef) -> bool:
+        return bundle_loads(path, ref, self.runtime, self.threads)
 
     def use_transport(self, transport: ArtifactTransport) -> None:
         """Fetch metadata and artifacts with ``transport`` (transport = "mqtt": the

@@ -1,0 +1,75 @@
+"""Which installed bundle a starting agent runs: the committed one if it still loads,
+else the one before it, else the configured bundle.
+
+Split from the engine so the choice is a function of the record, the store's
+hash-checked paths and a load check, each passed in; :class:`~agent.ota.engine.OtaEngine`
+calls it from ``recover()`` and saves the record it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.memory import release_freed_memory
+from agent.model import LoadedModel
+from agent.ota.state import InstalledRef, OtaRecord
+from agent.ota.trial import release_model
+from contract.reasons import OtaReason
+
+log = logging.getLogger("nanofleet.agent.ota")
+
+VerifiedPath = Callable[[InstalledRef], "Path | None"]
+LoadCheck = Callable[[Path, InstalledRef], bool]
+
+
+@dataclass(frozen=True)
+class BootChoice:
+    path: Path | None  # None: run the configured bundle
+    record: OtaRecord | None  # the record to save, when the committed bundle was demoted
+
+
+def choose_boot_bundle(record: OtaRecord, verified_path: VerifiedPath,
+                       loads: LoadCheck) -> BootChoice:
+    """The committed bundle when it is intact and loads; otherwise the previous one
+    (or none), with the record that says so."""
+    ref = record.committed
+    if ref is None:
+        return BootChoice(None, None)
+    path = verified_path(ref)
+    if path is not None and loads(path, ref):
+        return BootChoice(path, None)
+    fallback = record.previous
+    path = verified_path(fallback) if fallback is not None else None
+    if fallback is None or path is None or not loads(path, fallback):
+        fallback, path = None, None
+    log.error("committed bundle %s is missing, damaged or unusable; running %s",
+              ref.file, fallback.file if fallback else "the configured bundle")
+    return BootChoice(path, record.model_copy(update={
+        "committed": fallback, "previous": None, "reason": OtaReason.LIVE_BUNDLE_DAMAGED,
+        "detail": f"{ref.file} could not be loaded; fell back"}))
+
+
+def bundle_loads(path: Path, ref: InstalledRef, runtime: str, threads: int,
+                 attempts: int = 2, pause_s: float = 1.0) -> bool:
+    """Whether the installed, hash-checked bundle loads and passes its smoke test.
+    Tried twice: a failure at boot may be passing (memory still short while the
+    device starts, an I/O error), and a failure here demotes the committed bundle
+    for good (review, December 2026: one MemoryError did)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            model = LoadedModel.load(path, runtime, threads, expected_sha256=ref.sha256)
+            model.smoke_test()
+        except Exception as exc:
+            log.error("installed bundle %s does not load (attempt %d of %d): %s", path,
+                      attempt, attempts, exc)
+            release_freed_memory()
+            if attempt < attempts:
+                time.sleep(pause_s)
+            continue
+        release_model(model)
+        return True
+    return False
