@@ -73,3 +73,50 @@ def test_a_verdict_a_full_disk_refuses_still_takes_the_candidate_out(
     assert make_engine(tmp_path, []).recover() == default_bundle_path()  # the restart
     assert store.load().state == "rolled_back"
     release_model(old)
+
+
+def test_a_full_disk_at_start_runs_the_committed_model_and_the_update_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent was killed during a trial and restarts on a full disk: the rollback's
+    record cannot be saved. Before, the OSError left ``recover()`` and the agent could
+    not start at all. Now the committed model runs, nothing of the update is done
+    unsaved (a resumed update that kills the agent must count towards max_resumes), and
+    the rollback happens on the worker once the disk has room."""
+    store = OtaStore(tmp_path / "state", "logs")
+    v2 = install(store, nan_on_traffic(2), 2)
+    target = UpdateTarget(model="nano-logs", version=2, revision=1)
+    store.save(OtaRecord(slot="logs", state="trial", candidate=v2, from_version=1,
+                         target=target))
+    reports: list[dict[str, object]] = []
+    engine = make_engine(tmp_path, reports)  # type: ignore[arg-type]
+    saved = engine.store.save
+    room = threading.Event()
+
+    def full_disk(record: OtaRecord) -> None:
+        if not room.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved(record)
+
+    monkeypatch.setattr(engine.store, "save", full_disk)
+    monkeypatch.setattr("agent.ota.engine.RESUME_RETRY_MAX_S", 0.2)
+    assert engine.recover() == default_bundle_path()
+    assert engine.counters.get("ota_errors") == 1
+    assert store.load().state == "trial" and engine.record.state == "trial"
+    assert engine._pending_action is None and store.path_of(v2).exists()  # nothing done
+    live = LoadedModel.load(default_bundle_path())
+    engine.attach(ModelSlot("logs", live))
+    engine.start()
+    try:
+        time.sleep(1.5)  # retrying while the disk is full
+        assert store.load().state == "trial" and store.path_of(v2).exists()
+        room.set()
+        deadline = time.monotonic() + 10
+        while store.load().state != "rolled_back" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.load().state == "rolled_back"
+        assert store.load().reason == "interrupted-trial"
+        assert not store.path_of(v2).exists()
+        assert any(r.get("state") == "rolled_back" for r in reports)
+    finally:
+        engine.stop()
+        release_model(live)

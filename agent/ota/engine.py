@@ -31,11 +31,11 @@ from paho.mqtt.client import MQTTMessage
 from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.ota.boot import bundle_loads, choose_boot_bundle
+from agent.ota.candidate import load_candidate
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
 from agent.ota.inbox import DesiredInbox
-from agent.ota.policy import labels_refusal
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -62,6 +62,7 @@ from contract.reasons import OtaReason, is_transient
 
 log = logging.getLogger("nanofleet.agent.ota")
 Report = Callable[[dict[str, Any]], None]
+RESUME_RETRY_MAX_S = 30.0  # a full disk at start: how often the interrupted update retries
 
 
 class OtaEngine:
@@ -82,6 +83,7 @@ class OtaEngine:
         self._started = False
         self._pending_reports: list[dict[str, Any]] = []
         self._pending_action: Action | None = None  # resumed at start(), on the worker
+        self._resume_waits = False  # recover() could not save its Resume (a full disk)
         self._slot: ModelSlot | None = None
         self._live_model: ServingModel | None = None
         self._live_path = self.initial_bundle
@@ -98,12 +100,44 @@ class OtaEngine:
 
         Always the committed bundle (or the configured one before any commit): a trial
         interrupted by a restart is rolled back, earlier steps resume once started."""
-        self._apply(Resume(self.cfg.max_resumes))
+        try:
+            self._apply(Resume(self.cfg.max_resumes))
+        except OSError as exc:
+            # A full disk must not stop the agent from starting: the committed model runs
+            # and the interrupted update waits on the worker until its record can be saved
+            # (run without saving, a resumed update that kills the agent would never count
+            # towards max_resumes).
+            self._resume_waits = True
+            self.counters.inc("ota_errors")
+            log.error("OTA record of slot %s cannot be saved at start (%s): the update in "
+                      "state %s waits; the committed model runs", self.slot_name, exc,
+                      self.record.state)
         choice = choose_boot_bundle(self.record, self.store.verified_path, self._loads)
         if choice.record is not None:
-            self._save(choice.record)
+            try:
+                self._save(choice.record)
+            except OSError as exc:  # the next start makes the same choice
+                self.counters.inc("ota_errors")
+                log.error("cannot save the fallback from a damaged bundle (%s)", exc)
+                self.record = choice.record
         self._live_path = choice.path or self.initial_bundle
         return self._live_path
+
+    def _resume_when_saved(self) -> None:
+        """Resume the update ``recover`` could not: when the disk has room again."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                event = self._apply(Resume(self.cfg.max_resumes))
+            except OSError as exc:
+                log.warning("OTA record still cannot be saved (%s); next try in %.0f s",
+                            exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RESUME_RETRY_MAX_S)
+                continue
+            self._resume_waits = False
+            self._drive(event)
+            return
 
     def _loads(self, path: Path, ref: InstalledRef) -> bool:
         return bundle_loads(path, ref, self.runtime, self.threads)
@@ -147,6 +181,8 @@ class OtaEngine:
 
     # --- worker ----------------------------------------------------------------------------
     def _run(self) -> None:
+        if self._resume_waits:
+            self._resume_when_saved()
         if self._pending_action is not None:  # an update interrupted by a restart resumes
             action, self._pending_action = self._pending_action, None
             self._drive(self._execute_safely(action))
@@ -272,36 +308,14 @@ class OtaEngine:
 
     # --- smoke test, trial, commit, rollback ----------------------------------------------
     def _smoke_test(self, target: UpdateTarget) -> Event:
-        ref = self.record.candidate
-        assert ref is not None
-        path = self.store.path_of(ref)
-        try:
-            # expected_sha256: the installed file is hash-checked again before parsing.
-            model = LoadedModel.load(path, self.runtime, self.threads, expected_sha256=ref.sha256)
-        except FileNotFoundError:
-            return Failed(OtaReason.CANDIDATE_MISSING, f"{path} disappeared before the smoke test")
-        except Exception as exc:
-            return Failed(OtaReason.BUNDLE_INVALID, f"{ref.file}: {exc}")
-        m, live = model.manifest, self._live_bundle()
-        if (m.name, m.version, m.slot) != (target.model, target.version, live.slot):
-            release_model(model)
-            return Failed(OtaReason.WRONG_MODEL,
-                          f"{ref.file} contains {m.name} v{m.version} for slot "
-                          f"{m.slot!r}, signed as {target.model} v{target.version} for "
-                          f"{live.slot!r}")
-        refusal = labels_refusal(self._live_model.manifest, m) \
-            if self._live_model is not None else None
-        if refusal is not None:
-            release_model(model)
-            return Failed(OtaReason.LABELS_CHANGED, refusal)
-        try:
-            model.smoke_test()  # also the warm-up run: a slow first inference is not a hang
-        except Exception as exc:
-            release_model(model)
-            return Failed(OtaReason.SMOKE_TEST_FAILED,
-                          f"{m.name} v{m.version} on {model.runtime_name}: "
-                          f"{exc}")
-        self._candidate = model
+        ref, live = self.record.candidate, self._live_model
+        if ref is None or live is None:
+            return Failed(OtaReason.INTERNAL_ERROR, "smoke test without a candidate or live model")
+        loaded = load_candidate(self.store.path_of(ref), ref, target, live, self.runtime,
+                                self.threads)
+        if isinstance(loaded, Failed):
+            return loaded
+        self._candidate = loaded
         return SmokePassed()
 
     def _trial(self) -> Event | None:
