@@ -1,13 +1,15 @@
 """Text a device chose, on the console's device page: a bidi override or an invisible
 mark in a log line no longer makes the line read differently from what it says (review,
 December 2026: `Invalid user \u202eresu-tseug` showed as "guest-user"). A real `nanofleet
-server run`, a real Mosquitto, the alert sent over MQTT as a device sends it."""
+server run`, a real Mosquitto, the alert sent over MQTT as a device sends it. Also: where
+signing in sends the browser (the sign-in's ``next``, another value a link can carry)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from contract import topics
@@ -69,3 +71,25 @@ def test_names_a_device_chose_stay_one_segment_of_their_links(fleet: FleetSetup)
     assert "/releases/..%2F..%2Frollouts%2Fevil/1" in page, page
     assert "/rollouts/..%2F..%2Faudit" in page
     assert 'href="/console/releases/../' not in page and 'rollouts/../' not in page
+
+
+@pytest.mark.parametrize("target", [
+    "/console/../api/v1/devices", "/console/%2e%2e/api/v1/devices",
+    "/console/.%2E/metrics", "/console/devices/./../../x", "/console/\x00",
+    "https://elsewhere.example/", "//elsewhere.example/console/", "/console\\..\\x"])
+def test_signing_in_never_sends_the_browser_out_of_the_console(fleet: FleetSetup,
+                                                                target: str) -> None:
+    """``next`` after sign-in: before (review, December 2026) ``/console/../api/...``
+    passed the prefix check and the browser resolved it to a page outside the console."""
+    with httpx.Client(base_url=fleet.url, timeout=30) as client:
+        form = client.get("/console/login")
+        nonce = form.text.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
+        r = client.post("/console/login", data={"token": fleet.token, "login_csrf": nonce,
+                                                "next": target})
+        assert r.status_code == 303 and r.headers["location"] == "/console/fleet"
+
+
+def test_a_console_page_with_a_query_is_still_where_signing_in_goes(fleet: FleetSetup) -> None:
+    target = "/console/devices/gw-09?events=5&q=a..b"
+    with console(fleet, fleet.token, next_path=target) as client:
+        assert client.get(target).status_code == 200

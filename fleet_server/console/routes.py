@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import Response
@@ -43,10 +43,14 @@ StateParam = Literal["", "online", "stale", "offline", "unknown", "revoked"]
 # --- signing in and out -----------------------------------------------------------------------
 
 def _safe_next(target: str | None) -> str:
-    """Only a console path (never another site) after signing in."""
+    """Only a console path (never another site, nor a path that dot segments take out of
+    the console: browsers resolve ``/console/../x`` and ``/console/%2e%2e/x`` to ``/x``)
+    after signing in."""
     if target and target.startswith(PREFIX + "/") and not target.startswith("//") \
-            and "\\" not in target:
-        return target
+            and "\\" not in target and target.isprintable():
+        path = unquote(target.split("?", 1)[0].split("#", 1)[0])
+        if not any(part in (".", "..") for part in path.split("/")):
+            return target
     return f"{PREFIX}/fleet"
 
 
