@@ -44,9 +44,14 @@ _SECRET_SUBSTRINGS = ("password", "passwd", "secret", "token", "apikey", "creden
 # A field that names where a secret lives (key_file=/etc/...) is not the secret itself.
 _LOCATION_SUFFIXES = frozenset({"file", "path", "dir"})
 
-_NAME_VALUE_RE = re.compile(r"""(?P<name>\b[A-Za-z][\w.-]*)(?P<sep>\s*[=:]\s*)"""
+# A name starts only where no name character is before it, and its run is taken whole
+# (possessive): each run of name characters is tried once. With `\b` every word inside
+# `a.a.a...` was a new start scanning to the run's end, quadratic: 64 KB of it in a
+# query's reply topic held the GIL for 80 s (review, December 2026).
+_NAME_VALUE_RE = re.compile(r"""(?P<name>(?<![\w.-])-*[A-Za-z][\w.-]*+)(?P<sep>\s*[=:]\s*)"""
                             r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;]+)""")
-_URL_PASSWORD_RE = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]+@")
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<head>(?<![\w+.-])[a-zA-Z][\w+.-]*+://[^/\s:@]*:)[^@\s/]+@")
 
 
 # ---------------------------------------------------------------------------

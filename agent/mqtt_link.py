@@ -100,7 +100,7 @@ class MqttLink:
         broker's limit, which would only get the link disconnected."""
         if len(payload) + len(topic.encode()) + PACKET_OVERHEAD_BYTES > self.max_send_bytes:
             log.error("not publishing %d bytes on %s: over the broker's packet limit (%d)",
-                      len(payload), topic, self.max_send_bytes)
+                      len(payload), topic[:200], self.max_send_bytes)
             info = mqtt.MQTTMessageInfo(0)
             info.rc = mqtt.MQTT_ERR_PAYLOAD_SIZE
             return info

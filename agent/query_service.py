@@ -10,6 +10,7 @@ socket. The status and metrics documents it builds are also what the agent publi
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from agent.explain import explain_live
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
+from contract import topics
+from contract.limits import PACKET_OVERHEAD_BYTES
 from contract.messages import ModelInfo, QueryResponse, Status, response_bytes
 
 if TYPE_CHECKING:
@@ -32,6 +35,8 @@ log = logging.getLogger("nanofleet.agent")
 
 # Queries run the model (classify): a few at once, not one thread per request.
 MAX_CONCURRENT_QUERIES = 4
+MAX_REPLY_CLIENT_CHARS = 128
+_REPLY_CLIENT = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_REPLY_CLIENT_CHARS}}}")
 
 
 class QueryService:
@@ -59,10 +64,15 @@ class QueryService:
             self.agent.counters.inc("query_errors")
             log.warning("query without a response topic ignored")
             return
-        if any(c in reply_to for c in "+#\0"):  # nothing can be published there
+        if not self._is_reply_topic(reply_to):
+            # Only the device's own reply/<client>: a requester must not make the agent
+            # publish on its status, alerts or ota topics, or (on a broker without access
+            # rules) on anyone's (review, December 2026).
             self.agent.counters.inc("query_errors")
-            log.warning("query with response topic %r ignored: not a topic one can publish "
-                        "to", reply_to[:200])
+            log.warning("query with response topic %r ignored: answers go to %s/<client> "
+                        "(letters, digits, '.', '_', '-'; at most %d)", reply_to[:200],
+                        topics.query_reply(self.agent.cfg.device_id, "")[:-1],
+                        MAX_REPLY_CLIENT_CHARS)
             return
         if not self._slots.acquire(blocking=False):
             self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
@@ -74,14 +84,32 @@ class QueryService:
             finally:
                 self._slots.release()
 
-        # Off paho's network thread: classify runs the model.
-        threading.Thread(target=work, name="query", daemon=True).start()
+        try:  # off paho's network thread: classify runs the model
+            threading.Thread(target=work, name="query", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had (TasksMax): the slot is not lost
+            self._slots.release()
+            self.agent.counters.inc("query_errors")
+            self._reply(reply_to, corr, QueryResponse(ok=False, error=f"busy ({exc})"))
+
+    def _is_reply_topic(self, topic: str) -> bool:
+        head = topics.query_reply(self.agent.cfg.device_id, "")
+        return topic.startswith(head) and _REPLY_CLIENT.fullmatch(topic[len(head):]) is not None
 
     def _reply(self, topic: str, corr: bytes | None, resp: QueryResponse) -> None:
         props = Properties(PacketTypes.PUBLISH)
         if corr is not None:
             props.CorrelationData = corr
-        self.agent.link.publish(topic, response_bytes(resp), qos=1, props=props)
+        data = response_bytes(resp)
+        room = self.agent.link.max_send_bytes - len(topic.encode()) - PACKET_OVERHEAD_BYTES \
+            - len(corr or b"")
+        if len(data) > room:
+            # The broker would refuse it and the technician would wait for nothing: say
+            # what happened instead (review, December 2026: recent_alerts limit=1000).
+            self.agent.counters.inc("query_errors")
+            data = response_bytes(QueryResponse(
+                ok=False, cmd=resp.cmd, error=f"the answer is {len(data)} bytes, over the "
+                f"broker's packet limit ({room} bytes for it): ask for less (a smaller limit)"))
+        self.agent.link.publish(topic, data, qos=1, props=props)
 
     # --- what the agent reports (QueryTarget) -------------------------------------------------
     def status_doc(self, state: str = "online") -> dict[str, Any]:

@@ -255,3 +255,18 @@ def test_real_journald_gets_structured_fields(tmp_path: Path) -> None:
     # Static fields from setup_logging(fields=...) are on every entry.
     assert probe_entry["DEVICE_ID"] == "pump-07" and probe_entry["SOURCE"] == "s2"
     assert published["AGENT_VERSION"] == probe_entry["AGENT_VERSION"] == "0.1.0"
+
+
+def test_redacting_is_linear_in_the_text() -> None:
+    """`\\b` before the name made every word of `a.a.a...` a new start scanning to the
+    run's end: 64 KB of it (a query's reply topic, logged) took ~24 s with the GIL held
+    (review, December 2026). Now milliseconds; the secrets are still found."""
+    import time
+
+    for text in ("a." * 32000 + "/x: y", "a-" * 32000 + "=x", "a+" * 32000 + "://u:p@h"):
+        started = time.perf_counter()
+        redact_text(text)
+        assert time.perf_counter() - started < 2.0
+    assert redact_text("run --password=hunter2 -v") == "run --password=*** -v"
+    assert redact_text("cfg x.api-key=zz, user=bob") == "cfg x.api-key=***, user=bob"
+    assert redact_text("a.a.a.token: 5") == "a.a.a.token: ***"

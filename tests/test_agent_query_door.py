@@ -1,0 +1,86 @@
+"""The MQTT query door of a real agent process, against a real Mosquitto (review,
+December 2026): answers go only to the device's own ``reply/<client>``; an answer over
+the broker's packet limit is an error answer, not silence; a long response topic does
+not stall the agent (it went whole into a log line whose secret filter was quadratic:
+83 s with every thread held)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.control import ask
+from tests.support.agent_proc import AgentProcess, write_config
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+DEV = "gate-09"
+ROOT = f"nanofleet/v1/dev/{DEV}"
+# Control bytes take 6 bytes each in an alert's JSON: 200 such alerts are ~2.3 MB.
+LINE = "sshd[311]: Failed password for root from 203.0.113.9 port 4242 ssh2 " + "\x01" * 1950
+
+
+def _query(sub: Collector, reply_to: str, corr: bytes, cmd: dict[str, object]) -> None:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = reply_to
+    props.CorrelationData = corr
+    sub.publish(f"{ROOT}/query", json.dumps(cmd), props=props)
+
+
+def test_the_query_door_answers_only_its_own_reply_topics_and_always_answers(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    state = tmp_path / "state"
+    src = f'[[sources]]\nkind = "file"\nname = "auth"\npath = "{log}"\nstart_at = "beginning"\n'
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, src,
+                       "[alerts]\nrepeat_window_s = 0\nexplain = false\nmax_per_minute = 100000\n")
+    agent = AgentProcess(cfg, state).start()
+    everything = Collector(broker.port, "#")
+    try:
+        with open(log, "a") as f:
+            f.write("".join(LINE + "\n" for _ in range(200)))
+        deadline = time.monotonic() + 30
+        while len(agent.query("recent_alerts", limit=1000)["result"]) < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        errors0 = agent.query("metrics")["result"]["counters"].get("query_errors", 0)
+        status = {"cmd": "status"}
+        # Not the device's reply/<client>: its own alerts topic, another device's, one a
+        # level deeper, 64 KB of `a.a.a...` under reply/ (before: logged whole).
+        refused = [f"{ROOT}/alerts", "nanofleet/v1/dev/other-01/reply/x", f"{ROOT}/reply/a/b",
+                   f"{ROOT}/reply/" + "a." * 32000 + "/x", f"{ROOT}/reply/", f"{ROOT}/replyx"]
+        big_answer = {"cmd": "recent_alerts", "args": {"limit": 1000}}
+        for i, topic in enumerate(refused):  # the long one asks for the big answer too
+            _query(everything, topic, f"r{i}".encode(), big_answer if "a.a." in topic else status)
+        started = time.monotonic()
+        assert ask(agent.socket, "status", {}, timeout=30)["ok"]
+        assert time.monotonic() - started < 5.0
+        # An answer over the packet limit: an error answer that says so.
+        _query(everything, f"{ROOT}/reply/tech", b"big", big_answer)
+        _query(everything, f"{ROOT}/reply/tech.2_x-y", b"ok", status)
+        got = everything.wait_for(
+            lambda ms: {m.properties.CorrelationData for m in ms
+                        if m.topic.startswith(f"{ROOT}/reply/")} >= {b"big", b"ok"},
+            timeout=30)
+        replies = {m.properties.CorrelationData: (m.topic, json.loads(m.payload)) for m in got
+                   if m.topic.startswith(f"{ROOT}/reply/")}
+        assert set(replies) == {b"big", b"ok"}, replies.keys()  # none of the refused ones
+        topic, big = replies[b"big"]
+        assert topic == f"{ROOT}/reply/tech" and not big["ok"]
+        assert "over the broker's packet limit" in big["error"] and "smaller limit" in big["error"]
+        assert replies[b"ok"][1]["ok"]
+        assert not [m for m in everything.messages if not m.topic.startswith(f"{ROOT}/reply/")
+                    and b'"ok":' in m.payload]  # no answer went anywhere else
+        errors = agent.query("metrics")["result"]["counters"]["query_errors"]
+        assert errors - errors0 == len(refused) + 1
+        # The refused topic is logged cut (before: whole, through a quadratic filter).
+        assert max((len(line) for line in agent.output().splitlines() if "a.a.a" in line),
+                   default=0) < 1000
+    finally:
+        everything.close()
+        agent.stop()
