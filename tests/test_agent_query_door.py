@@ -7,13 +7,19 @@ not stall the agent (it went whole into a log line whose secret filter was quadr
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.control import ask
+from agent.metrics import Counters
+from agent.query_service import MAX_CONCURRENT_QUERIES, QueryService
+from contract.messages import QueryResponse
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
@@ -84,3 +90,39 @@ def test_the_query_door_answers_only_its_own_reply_topics_and_always_answers(
     finally:
         everything.close()
         agent.stop()
+
+
+def test_a_query_thread_that_cannot_start_gives_its_slot_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near the unit's TasksMax a thread cannot start: before, its slot was never given
+    back, and after four such queries every query was answered "busy" until a restart."""
+    published: list[tuple[str, bytes]] = []
+    link = SimpleNamespace(max_send_bytes=1 << 20,
+                           publish=lambda topic, data, **kw: published.append((topic, data)))
+    agent = SimpleNamespace(counters=Counters(), link=link,
+                            cfg=SimpleNamespace(device_id=DEV))
+    service = QueryService(agent)  # type: ignore[arg-type]
+    monkeypatch.setattr(service, "answer",
+                        lambda payload: QueryResponse(ok=True, cmd="status", result=1))
+
+    def message() -> SimpleNamespace:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"{ROOT}/reply/t"
+        return SimpleNamespace(properties=props, payload=b'{"cmd": "status"}')
+
+    real_start = threading.Thread.start
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    for _ in range(MAX_CONCURRENT_QUERIES + 1):
+        service.on_query_message(message())  # type: ignore[arg-type]
+    assert all(b"can't start new thread" in data for _, data in published)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    service.on_query_message(message())  # type: ignore[arg-type]
+    deadline = time.monotonic() + 5
+    while len(published) < MAX_CONCURRENT_QUERIES + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert json.loads(published[-1][1]) == {"ok": True, "cmd": "status", "result": 1,
+                                            "error": None}
