@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from contract.mutes import MAX_MUTE_DAYS, MAX_MUTES, AlertMute, MuteList, message_shape
+from contract.mutes import (
+    MAX_MUTE_DAYS,
+    MAX_MUTES,
+    MIN_PREFIX_SHAPE_CHARS,
+    AlertMute,
+    MuteList,
+    message_shape,
+)
 
 STORM_WINDOW_S = 60.0
 DEFAULT_STORM_PER_MINUTE = 30
+MAX_TRACKED_SHAPES = 4096  # muted (source, shape)s whose recent lines the guard remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +60,6 @@ class _Active:
     # MAX_MUTE_DAYS after it arrived, on the monotonic clock: a wall clock set by NTP after
     # boot (no real-time clock) must neither end every mute at once nor stretch one.
     ends: float
-    # When this mute matched lately: the last storm_per_minute + 1 times at most, which
-    # is all the storm guard needs to know ("more than N in a minute").
-    seen: deque[float]
 
 
 class MuteSet:
@@ -68,6 +73,14 @@ class MuteSet:
         self._revision: int | None = None
         self._by_shape: dict[str, list[_Active]] = {}  # mutes of a whole line's shape
         self._prefixes: list[_Active] = []  # mutes of a shape's start (a cut line's)
+        # The storm guard's memory, per muted *line* (its source and the first
+        # MIN_PREFIX_SHAPE_CHARS of its shape: every prefix mute that covers a line covers
+        # that much of it, so lines under one prefix count together whatever their tails),
+        # not per mute: when the last storm_per_minute + 1 of them came. Counted per mute, a
+        # list that flipped a mute's source scope each revision, or named one line by
+        # several prefix mutes, reset or split the count, and a brute force stayed muted
+        # (review, December 2026).
+        self._seen: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
 
     def _all(self) -> list[_Active]:
         """Every mute held (call with the lock held)."""
@@ -93,21 +106,12 @@ class MuteSet:
             if self._revision is not None and (doc.revision == self._revision or (
                     doc.revision < self._revision and not doc.reset)):
                 return False
-            # A shape muted in the last list keeps its recent matches, whatever the new
-            # mute's id: re-publishing a list (or the same mute under a new id, every few
-            # seconds, as a stolen server identity could) must not make a storming shape
-            # quiet again.
-            old = {(a.mute.shape, a.mute.prefix, a.mute.source): a for a in self._all()}
             by_shape: dict[str, list[_Active]] = {}
             prefixes: list[_Active] = []
             for mute in doc.mutes[:MAX_MUTES]:  # the contract bounds it; memory too
                 if mute.expires <= now:
                     continue
-                kept = old.pop((mute.shape, mute.prefix, mute.source), None)
-                seen: deque[float] = deque(maxlen=self._storm + 1)
-                if kept is not None:
-                    seen = kept.seen
-                active = _Active(mute, ends, seen)
+                active = _Active(mute, ends)
                 if mute.prefix:
                     prefixes.append(active)
                 else:
@@ -115,6 +119,16 @@ class MuteSet:
             self._revision = doc.revision
             self._by_shape = by_shape
             self._prefixes = prefixes
+            # A line still muted keeps its recent matches, whatever mute covers it now
+            # (re-publishing a list, or the same mute under a new id every few seconds, as
+            # a stolen server identity could, must not make a storming shape quiet again);
+            # a line no mute covers any more starts afresh.
+            starts: dict[str, list[AlertMute]] = {}
+            for a in self._all():
+                starts.setdefault(a.mute.shape[:MIN_PREFIX_SHAPE_CHARS], []).append(a.mute)
+            self._seen = OrderedDict(
+                (key, seen) for key, seen in self._seen.items()
+                if any(m.source in (None, key[0]) for m in starts.get(key[1], ())))
             return True
 
     def clear(self) -> None:
@@ -124,6 +138,7 @@ class MuteSet:
             self._revision = None
             self._by_shape = {}
             self._prefixes = []
+            self._seen.clear()
 
     def set_storm_per_minute(self, storm_per_minute: int) -> None:
         """A new threshold (config reload); recent matches are kept, up to the new bound."""
@@ -131,8 +146,8 @@ class MuteSet:
             if storm_per_minute == self._storm:
                 return
             self._storm = storm_per_minute
-            for active in self._all():
-                active.seen = deque(active.seen, maxlen=storm_per_minute + 1)
+            for key, seen in self._seen.items():
+                self._seen[key] = deque(seen, maxlen=storm_per_minute + 1)
 
     # --- alert candidates ------------------------------------------------------------------
     def check(self, source: str, text: str, now: float,
@@ -149,19 +164,35 @@ class MuteSet:
                 return None  # nothing muted: no shape to compute
         shape = message_shape(text)  # outside the lock: a list arriving need not wait
         with self._lock:
-            # The whole shape's mutes by one lookup, then the few of a shape's start.
-            for active in itertools.chain(self._by_shape.get(shape, ()), self._prefixes):
-                if now >= active.mute.expires or tick >= active.ends \
-                        or not active.mute.matches(source, shape):
-                    continue
-                seen = active.seen
-                seen.append(tick)
-                while seen and seen[0] <= tick - STORM_WINDOW_S:
-                    seen.popleft()
-                action: Literal["muted", "storm"] = \
-                    "storm" if len(seen) > self._storm else "muted"
-                return MuteVerdict(active.mute, action, self._storm)
-            return None
+            active = self._covering(source, shape, now, tick)
+            if active is None:
+                return None
+            key = (source, shape[:MIN_PREFIX_SHAPE_CHARS])
+            seen = self._seen.get(key)
+            if seen is None:
+                seen = self._seen[key] = deque(maxlen=self._storm + 1)
+                if len(self._seen) > MAX_TRACKED_SHAPES:
+                    self._seen.popitem(last=False)  # the line muted longest ago
+            else:
+                self._seen.move_to_end(key)
+            seen.append(tick)
+            while seen and seen[0] <= tick - STORM_WINDOW_S:
+                seen.popleft()
+            action: Literal["muted", "storm"] = "storm" if len(seen) > self._storm else "muted"
+            return MuteVerdict(active.mute, action, self._storm)
+
+    def _covering(self, source: str, shape: str, now: float | None = None,
+                  tick: float | None = None) -> _Active | None:
+        """The first mute that covers a line of ``source`` with ``shape`` (call with the
+        lock held): the whole shape's mutes by one lookup, then the few of a shape's
+        start. Expiry is checked when ``now`` and ``tick`` are given."""
+        for active in itertools.chain(self._by_shape.get(shape, ()), self._prefixes):
+            if now is not None and tick is not None and (
+                    now >= active.mute.expires or tick >= active.ends):
+                continue
+            if active.mute.matches(source, shape):
+                return active
+        return None
 
     def active(self, now: float, monotonic: float | None = None) -> list[dict[str, Any]]:
         """The mutes in force at ``now``, soonest to end first, for technicians; each one's

@@ -15,7 +15,7 @@ from agent.alerts import AlertGate, AlertPolicy
 from agent.config import AlertConfig
 from agent.metrics import Counters
 from agent.mute_inbox import MAX_MUTE_LIST_BYTES, MuteInbox
-from agent.mutes import MuteSet
+from agent.mutes import MAX_TRACKED_SHAPES, MuteSet
 from agent.tables import render
 from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape, prefix_shape
 from tests.support.json_log import READ, WRITE, WRITE_AGAIN
@@ -148,10 +148,22 @@ def test_what_the_storm_guard_remembers_is_bounded() -> None:
     s.replace(mute_list(1, mute(FAILED)), T0)
     for i in range(10_000):
         s.check("auth", FAILED, T0 + i / 1000)
-    [active] = s._by_shape[message_shape(FAILED)]
-    assert len(active.seen) == 31 and active.seen.maxlen == 31
+    [seen] = s._seen.values()
+    assert len(seen) == 31 and seen.maxlen == 31
     s.set_storm_per_minute(5)  # a reload with a lower threshold: the bound follows
-    assert active.seen.maxlen == 6 and len(active.seen) == 6
+    [seen] = s._seen.values()
+    assert seen.maxlen == 6 and len(seen) == 6
+
+
+def test_the_lines_the_storm_guard_remembers_are_bounded() -> None:
+    """Under a prefix mute every line of a new tail is a line to remember: at most
+    MAX_TRACKED_SHAPES of them, the one muted longest ago forgotten first."""
+    s = MuteSet(storm_per_minute=3)
+    s.replace(mute_list(1, prefix_mute(WRITE)), T0)
+    for i in range(MAX_TRACKED_SHAPES + 10):
+        s.check(f"app-{i}", WRITE, T0 + i / 1000)
+    assert len(s._seen) == MAX_TRACKED_SHAPES
+    assert ("app-0", message_shape(WRITE)[:200]) not in s._seen
 
 
 def test_a_republished_list_keeps_the_storm_going() -> None:
@@ -246,21 +258,53 @@ def test_a_storm_of_lines_under_a_prefix_mute_is_alerted_again() -> None:
     s.replace(mute_list(1, prefix_mute(WRITE)), T0)
     actions = [s.check("app", WRITE if i % 2 else WRITE_AGAIN, T0 + i) for i in range(5)]
     assert [v.action for v in actions if v] == ["muted"] * 3 + ["storm"] * 2
-    # a list that keeps the mute keeps its storm; a mute of the whole shape with that id
-    # is another mute, and counts afresh
+    # a list that keeps the mute keeps its storm; so does one whose mute of the whole
+    # shape covers the same line now (the guard counts lines, not mutes)
     s.replace(mute_list(2, prefix_mute(WRITE), mute(FAILED)), T0 + 5)
     again = s.check("app", WRITE, T0 + 6)
     assert again is not None and again.action == "storm"
     whole = AlertMute(id="0123456789ad", shape=message_shape(WRITE), expires=T0 + DAY)
     s.replace(mute_list(3, whole), T0 + 7)
-    fresh = s.check("app", WRITE, T0 + 8)
-    assert fresh is not None and fresh.action == "muted" and not fresh.mute.prefix
+    still = s.check("app", WRITE, T0 + 8)
+    assert still is not None and still.action == "storm" and not still.mute.prefix
+    # a line no mute covers any more starts afresh when muted again
+    s.replace(mute_list(4, mute(FAILED)), T0 + 9)
     s.set_storm_per_minute(1)
-    s.replace(mute_list(4, prefix_mute(WRITE)), T0 + 9)
-    assert [v.action for v in (s.check("app", WRITE, T0 + 10 + i) for i in range(3)) if v] \
+    s.replace(mute_list(5, prefix_mute(WRITE)), T0 + 10)
+    assert [v.action for v in (s.check("app", WRITE, T0 + 11 + i) for i in range(3)) if v] \
         == ["muted", "storm", "storm"]
-    [active] = s._prefixes
-    assert active.seen.maxlen == 2
+    [seen] = s._seen.values()
+    assert seen.maxlen == 2
+
+
+def test_a_list_that_moves_a_mutes_scope_or_splits_a_line_keeps_the_storm_going() -> None:
+    """Review, December 2026: counted per mute, a forged list that flipped a mute's source
+    scope each revision started its count again, and two prefix mutes of one line swapped
+    each revision split it: 60 lines a minute against a threshold of 5 stayed muted."""
+    s = MuteSet(storm_per_minute=5)
+    scoped = AlertMute(id="0123456789ab", shape=message_shape(FAILED), source="auth",
+                       expires=T0 + DAY)
+    anywhere = scoped.model_copy(update={"source": None})
+    actions = []
+    for i in range(60):
+        s.replace(mute_list(i + 1, scoped if i % 2 else anywhere), T0 + i)
+        verdict = s.check("auth", FAILED, T0 + i + 0.5)
+        assert verdict is not None
+        actions.append(verdict.action)
+    assert actions[:5] == ["muted"] * 5 and set(actions[5:]) == {"storm"}
+
+    s = MuteSet(storm_per_minute=5)
+    long_start, shorter = prefix_mute(WRITE), prefix_mute(WRITE)
+    shorter = shorter.model_copy(update={"id": "0123456789af",
+                                         "shape": long_start.shape[:-1]})
+    actions = []
+    for i in range(10):
+        pair = (long_start, shorter) if i % 2 else (shorter, long_start)
+        s.replace(mute_list(i + 1, *pair), T0 + i)
+        verdict = s.check("app", WRITE, T0 + i + 0.5)
+        assert verdict is not None
+        actions.append(verdict.action)
+    assert actions[:5] == ["muted"] * 5 and set(actions[5:]) == {"storm"}
 
 
 def test_a_prefix_mute_kept_on_disk_is_restored(tmp_path: Path) -> None:
