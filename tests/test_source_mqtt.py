@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
@@ -92,6 +93,45 @@ def test_full_queue_drops_and_counts(broker: Mosquitto, h: Harness) -> None:
     assert sink.texts() == ["s/1: 1", "s/1: 2"]
     assert h.counters.get("lines_dropped") == 3 and h.counters.get("lines_in") == 2
     assert src.describe()["lines_dropped"] == 3
+
+
+def test_one_message_is_bounded_in_lines_and_a_full_queue_stops_its_split(
+        broker: Mosquitto, h: Harness) -> None:
+    """Review, December 2026: one 256 KiB message of short lines made and refused 131,000
+    lines (0.7 s of CPU on the network thread every MQTT source and the agent's link
+    share). Now at most max_lines_per_message are taken, and once the queue refuses one
+    the rest of the message is counted without being made."""
+    src, sink = h.start(defaults_for(broker), topics=["s/#"], max_lines_per_message=4)
+    pub = h.publisher(broker.port)
+    pub.publish("s/1", b"1\n2\n\n3\n4\n5\n6")
+    wait_until(lambda: src.lines_dropped == 2, what="2 drops")
+    assert sink.texts() == ["s/1: 1", "s/1: 2", "s/1: 3", "s/1: 4"]
+    src.stop()
+    src, sink = h.start(defaults_for(broker), topics=["t/#"], sink=ListSink(capacity=2))
+    made: list[bytes] = []
+    emit = src.emit
+
+    def counting_emit(raw: bytes, *args: Any, **kwargs: Any) -> bool:
+        made.append(raw)
+        return emit(raw, *args, **kwargs)
+
+    src.emit = counting_emit  # type: ignore[method-assign]
+    pub.publish("t/1", b"a\n" * 100_000)  # 200 KB
+    wait_until(lambda: src.lines_dropped == 99_998, what="the rest counted")
+    assert len(made) == 3  # two queued, one refused; the rest counted, never made
+    assert h.counters.get("lines_dropped") == 2 + 99_998  # the first source's two too
+
+
+def test_a_newline_in_a_topic_does_not_make_a_second_line(broker: Mosquitto,
+                                                          h: Harness) -> None:
+    """Mosquitto refuses control characters in topics; other brokers may pass them, and a
+    level a wildcard matches goes into the line: the message as paho would hand it over."""
+    src, sink = h.start(defaults_for(broker), topics=["sensors/+"])
+    msg = mqtt.MQTTMessage(topic=b"sensors/a\nFORGED LINE: disk failure")
+    msg.payload = b"ok"
+    src._on_message(None, None, msg)  # type: ignore[arg-type]
+    [line] = sink.wait_for(lambda ls: len(ls) >= 1)
+    assert line.text == "sensors/a?FORGED LINE: disk failure: ok"
 
 
 def test_reconnects_and_resubscribes_after_broker_restart(broker: Mosquitto,
