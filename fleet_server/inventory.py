@@ -45,11 +45,13 @@ from contract.messages import (
     format_validation_error,
 )
 from fleet_server.db import Device, OtaEventRow
+from fleet_server.retention import MinuteBudget
 
 ReportKind = Literal["status", "metrics", "ota", "alerts"]
 _KINDS: dict[str, type[Status] | type[Metrics] | type[OtaEvent] | type[Alert]] = {
     "status": Status, "metrics": Metrics, "ota": OtaEvent, "alerts": Alert}
 MAX_REPORT_BYTES = 256 * 1024
+LAST_DETAIL_CHARS = 1000  # of the last OTA event's detail, kept on the device row
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,9 @@ def apply_ota(device: Device, event: OtaEvent, received_at: float) -> None:
     device.last_ota_state = event.state
     device.last_ota_to_version = event.to_version
     device.last_ota_reason = event.reason
-    device.last_ota_detail = event.detail
+    # Shown in every device list: cut (review, December 2026: one event's 250 KB detail
+    # went into every GET /api/v1/devices answer).
+    device.last_ota_detail = (event.detail or "")[:LAST_DETAIL_CHARS] or None
     device.last_ota_rollout_id = event.rollout_id
 
 
@@ -228,8 +232,11 @@ def lock_devices(session: Session, device_ids: Sequence[str]) -> dict[str, Devic
     return found
 
 
-def ingest(session: Session, reports: Sequence[Report]) -> int:
-    """Apply ``reports`` in order; returns how many OTA events were new."""
+def ingest(session: Session, reports: Sequence[Report],
+           event_rows: MinuteBudget | None = None) -> int:
+    """Apply ``reports`` in order; returns how many OTA events were new. With
+    ``event_rows``, a device's OTA events past its budget still move its inventory row
+    (and the rollout, which reads the reports) but are not stored as event rows."""
     devices = lock_devices(session, [r.device_id for r in reports])
     seen_ids = {r.message.msg_id for r in reports if r.kind == "ota"}
     known = set(session.scalars(select(OtaEventRow.msg_id).where(
@@ -251,7 +258,8 @@ def ingest(session: Session, reports: Sequence[Report]) -> int:
             if msg.msg_id in known:
                 continue  # at-least-once delivery: already logged
             known.add(msg.msg_id)
-            session.add(ota_row(msg, report.received_at))
+            if event_rows is None or event_rows.take(report.device_id, report.received_at):
+                session.add(ota_row(msg, report.received_at))
             apply_ota(device, msg, report.received_at)
             new_events += 1
     return new_events

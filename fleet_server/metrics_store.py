@@ -33,8 +33,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from contract.limits import MAX_STORED_INT
 from contract.messages import Alert, Metrics
 from fleet_server.console.settings import MetricsRetention
-from fleet_server.db import Base, Database
+from fleet_server.db import Base, Database, OtaEventRow
 from fleet_server.inventory import Report
+from fleet_server.retention import MinuteBudget, trim_per_device
 
 # Which agent counters make up the plotted "dropped" and "errors" figures.
 DROPPED_COUNTERS = ("lines_dropped", "spool_dropped")
@@ -203,6 +204,7 @@ class Compacted:
     folded: int = 0  # raw rows folded into buckets
     expired: int = 0  # bucket rows past rollup_keep_s
     alerts_removed: int = 0
+    events_removed: int = 0  # OTA events past a device's ota_events_per_device
 
 
 class MetricsStore:
@@ -214,6 +216,8 @@ class MetricsStore:
         self._last: dict[str, float] = {}  # device -> arrival of its last stored report
         self._next_compact = 0.0
         self._compacting = threading.Lock()
+        self.alert_rows = MinuteBudget(policy.alerts_per_device_minute)
+        self.event_rows = MinuteBudget(policy.ota_events_per_device_minute)  # for ingest
 
     def record(self, session: Session, reports: Sequence[Report]) -> int:
         """Store the batch's metrics and alerts; returns the rows added."""
@@ -236,19 +240,22 @@ class MetricsStore:
                 added += 1
             elif isinstance(msg, Alert) and msg.msg_id not in known:
                 known.add(msg.msg_id)
-                session.add(alert_row(msg, report.received_at))
-                added += 1
+                if self.alert_rows.take(report.device_id, report.received_at):
+                    session.add(alert_row(msg, report.received_at))
+                    added += 1
         return added
 
     def maybe_compact(self, now: float | None = None) -> Compacted | None:
         """Compact at most every ``compact_every_s`` (called after each ingest batch)."""
         now = time.time() if now is None else now
-        if not self.policy.enabled or now < self._next_compact:
-            return None
-        if not self._compacting.acquire(blocking=False):
+        if now < self._next_compact or not self._compacting.acquire(blocking=False):
             return None
         try:
             self._next_compact = now + self.policy.compact_every_s
+            if not self.policy.enabled:  # no metrics or alerts kept; OTA events are
+                with self.db.session() as session:
+                    return Compacted(events_removed=trim_per_device(
+                        session, OtaEventRow, self.policy.ota_events_per_device))
             return self.compact(now)
         finally:
             self._compacting.release()
@@ -286,6 +293,11 @@ class MetricsStore:
                 MetricSampleRow.ts < now - p.rollup_keep_s)))
             done.alerts_removed = _count(session.execute(delete(DeviceAlertRow).where(
                 DeviceAlertRow.ts < now - p.alert_keep_s)))
+            # One device's share first: the fleet-wide cap below then takes the oldest of
+            # everyone's, not every other device's alerts (review, December 2026).
+            done.alerts_removed += trim_per_device(session, DeviceAlertRow,
+                                                   p.max_alerts_per_device)
+            done.events_removed = trim_per_device(session, OtaEventRow, p.ota_events_per_device)
             total = session.scalar(select(func.count()).select_from(DeviceAlertRow)) or 0
             if total > p.max_alerts:
                 keep_from = session.scalar(select(DeviceAlertRow.id).order_by(

@@ -124,7 +124,7 @@ class FleetService:
     # --- callbacks ---------------------------------------------------------------------
     def _store_reports(self, reports: list[Report]) -> None:
         with self.db.session() as session:
-            ingest(session, reports)
+            ingest(session, reports, self.metrics.event_rows)
             self.metrics.record(session, reports)
             moved = track_reports(session, reports)  # rollout records, same transaction
         if moved:
@@ -148,6 +148,9 @@ class FleetService:
                 "reports_ingested": mqtt.get("ingested", 0),
                 "artifact_requests": artifacts.get("requests", 0),
                 "rollout_ticks": self.rollout_driver.ticks,
+                # a device's reports over its store rate ([metrics] *_per_device_minute)
+                "alerts_not_stored": self.metrics.alert_rows.refused,
+                "ota_events_not_stored": self.metrics.event_rows.refused,
                 "drives_rollouts": self.rollout_driver.holding}
 
     def _on_broker(self) -> None:

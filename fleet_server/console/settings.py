@@ -30,7 +30,8 @@ class MetricsRetention(Strict):
 
     Every report is kept as it came for ``raw_keep_s``; older ones are folded into
     ``bucket_s`` buckets (counters: the last value; gauges: the maximum), kept for
-    ``rollup_keep_s``. Alerts are kept ``alert_keep_s``, at most ``max_alerts`` in all."""
+    ``rollup_keep_s``. Alerts are kept ``alert_keep_s``, at most ``max_alerts`` in all and
+    ``max_alerts_per_device`` of one device; OTA events at most ``ota_events_per_device``."""
 
     enabled: bool = Field(default=True, description="Store metrics reports and alerts.")
     raw_keep_s: float = Field(default=6 * 3600, ge=60, le=30 * 86_400,
@@ -47,6 +48,23 @@ class MetricsRetention(Strict):
                                 description="Keep device alerts this long.")
     max_alerts: int = Field(default=200_000, ge=100, le=10_000_000,
                             description="Keep at most this many alerts (oldest go first).")
+    max_alerts_per_device: int = Field(
+        default=5_000, ge=10, le=10_000_000,
+        description="Keep at most this many alerts of one device (its oldest go first), so "
+        "one device's flood cannot push the other devices' alerts out.")
+    alerts_per_device_minute: int = Field(
+        default=600, ge=1, le=1_000_000,
+        description="Store at most this many alerts of one device a minute (the agent sends "
+        "at most its [alerts] max_per_minute); the rest are counted, not stored.")
+    ota_events_per_device: int = Field(
+        default=1_000, ge=10, le=10_000_000,
+        description="Keep at most this many OTA events of one device (its oldest go first); "
+        "also when `enabled` is false.")
+    ota_events_per_device_minute: int = Field(
+        default=60, ge=1, le=1_000_000,
+        description="Store at most this many OTA events of one device a minute as rows (an "
+        "update reports about six); the rest still move the inventory and the rollout, "
+        "they are counted and not stored.")
     compact_every_s: float = Field(default=60.0, ge=0.1, le=3600,
                                    description="How often expired rows are folded or removed.")
 
