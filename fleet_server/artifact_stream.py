@@ -52,6 +52,8 @@ CHUNK_EXPIRY_S = 120  # a chunk nobody fetched in time is stale: the device re-a
 _BUCKETS_PRUNE_AT = 10_000
 _TRANSFER_RE = re.compile(TRANSFER_ID_PATTERN)
 MAX_PACKET_BYTES = 16 * 1024  # requests are small JSON: the broker drops bigger ones for us
+REFUSED_CHARGE_BYTES = 64 * 1024  # what a refused request costs a device's byte rate
+MIN_CHARGED_CHUNK_BYTES = 16 * 1024  # what a chunk costs at least
 
 
 class Refused(Exception):
@@ -134,6 +136,7 @@ class StreamCounters:
     rate_limited: int = 0
     invalid: int = 0
     errors: int = 0
+    dropped: int = 0  # over a device's request rate: not read, not answered
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -144,7 +147,8 @@ class StreamCounters:
     def as_dict(self) -> dict[str, Any]:
         with self.lock:
             return {k: getattr(self, k) for k in ("requests", "chunks", "bytes", "refused",
-                                                  "busy", "rate_limited", "invalid", "errors")}
+                                                  "busy", "rate_limited", "invalid", "errors",
+                                                  "dropped")}
 
 
 def request_filter(shared_group: str | None) -> str:
@@ -177,6 +181,9 @@ class ArtifactStreamer:
         self._lock = threading.Lock()
         self._rate = float(settings.device_rate_bytes_s)
         self._burst = float(settings.device_rate_bytes_s)  # one second's worth
+        self._asks: dict[str, Bucket] = {}  # requests per device, on the network thread
+        self._ask_rate = float(settings.device_requests_per_s)
+        self._ask_burst = 2.0 * settings.device_requests_per_s
         self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
                          for i in range(settings.workers)]
         c = build_client(mqtt_settings, f"{mqtt_settings.client_id}-artifacts",
@@ -244,6 +251,13 @@ class ArtifactStreamer:
         if device is None or msg.topic != topics.artifact_requests(device):
             self.counters.add(invalid=1)
             return
+        if not self._may_ask(device):
+            # Before anything is parsed or answered: one device's flood of requests (for
+            # files that do not exist, or answered busy) cost a parse and a publish each
+            # on this one thread, and every other device's downloads stalled behind them
+            # (review, December 2026). Dropped unanswered; the agent asks again.
+            self.counters.add(dropped=1)
+            return
         payload = bytes(msg.payload)
         try:
             req = ArtifactRequest.model_validate_json(payload)
@@ -269,6 +283,17 @@ class ArtifactStreamer:
                     busy = f"{self._queue.maxsize} requests waiting"
         self.counters.add(busy=1)
         self._send_error(device, req.transfer, req.offset, "busy", busy, retry_after_s=0.5)
+
+    def _may_ask(self, device: str) -> bool:
+        """One request of ``device`` within its request rate (network thread only)."""
+        now = time.monotonic()
+        if len(self._asks) > _BUCKETS_PRUNE_AT:  # forget devices idle long enough
+            full_after = self._ask_burst / self._ask_rate
+            self._asks = {d: b for d, b in self._asks.items() if now - b.at < full_after}
+        bucket, wait = bucket_take(self._asks.get(device), now, 1, self._ask_rate,
+                                   self._ask_burst)
+        self._asks[device] = bucket
+        return wait == 0.0
 
     # --- workers -----------------------------------------------------------------------
     def _work(self) -> None:
@@ -297,7 +322,11 @@ class ArtifactStreamer:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
                 plan = plan_range(st.st_size, req)
-                wait = self._charge(device, sum(length for _, length in plan))
+                # Small chunks cost the server as much per message as big ones: each is
+                # charged at least MIN_CHARGED_CHUNK_BYTES (1 KiB chunks within the byte
+                # rate were 4,096 messages a second of one device).
+                wait = self._charge(device, sum(max(length, MIN_CHARGED_CHUNK_BYTES)
+                                                for _, length in plan))
                 if wait > 0:
                     self.counters.add(rate_limited=1)
                     self._send_error(device, req.transfer, req.offset, "rate-limited",
@@ -306,14 +335,24 @@ class ArtifactStreamer:
                     return
                 self._send_range(device, req, fh, st, plan)
         except Refused as exc:
-            self.counters.add(refused=1)
-            log.info("artifact request of %s refused: %s %s", device, exc.error, exc.detail)
-            self._send_error(device, req.transfer, req.offset, exc.error, exc.detail,
-                             size=exc.size)
+            self._refuse(device, req, exc.error, exc.detail, exc.size)
         except OSError as exc:
-            self.counters.add(refused=1)
-            self._send_error(device, req.transfer, req.offset, "not-found",
-                             f"{req.path}: {exc.strerror or exc}")
+            self._refuse(device, req, "not-found", f"{req.path}: {exc.strerror or exc}", None)
+
+    def _refuse(self, device: str, req: ArtifactRequest, error: ChunkError, detail: str,
+                size: int | None) -> None:
+        """A refusal is charged too (a refused request was free: a flood of them cost
+        the server a worker and a publish each)."""
+        wait = self._charge(device, REFUSED_CHARGE_BYTES)
+        if wait > 0:
+            self.counters.add(rate_limited=1)
+            self._send_error(device, req.transfer, req.offset, "rate-limited",
+                             f"over {self.settings.device_rate_bytes_s} bytes/s",
+                             retry_after_s=round(wait, 3))
+            return
+        self.counters.add(refused=1)
+        log.info("artifact request of %s refused: %s %s", device, error, detail[:200])
+        self._send_error(device, req.transfer, req.offset, error, detail, size=size)
 
     def _charge(self, device: str, cost: int) -> float:
         with self._lock:

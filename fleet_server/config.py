@@ -92,15 +92,31 @@ class ArtifactSettings(Strict):
     queue_size: int = Field(default=256, ge=1, le=100_000,
                             description="Requests waiting for a worker; more are answered busy.")
     per_device_pending: int = Field(
-        default=4, ge=1, le=64,
-        description="Requests of one device waiting or in service; more are answered busy.")
+        default=2, ge=1, le=64,
+        description="Requests of one device waiting or in service; more are answered busy. "
+        "Below `workers` (when there are several), so one device never holds them all.")
     device_rate_bytes_s: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024,
         description="Bytes per second one device may fetch (token bucket, bursts of one "
-        "second's worth); over it, requests are answered rate-limited with the time to wait.")
+        "second's worth); over it, requests are answered rate-limited with the time to wait. "
+        "Every request is charged, a refused one 64 KiB and a chunk at least 16 KiB.")
+    device_requests_per_s: int = Field(
+        default=50, ge=1, le=100_000,
+        description="Requests one device may send a second (bursts of two seconds' worth); "
+        "more are dropped unanswered before they are read, and counted (`dropped`): the "
+        "agent asks again after its retry time. An agent at full rate asks ~16 a second.")
     publish_timeout_s: float = Field(
         default=30.0, gt=0, le=600,
         description="Longest wait for the broker to acknowledge one request's chunks.")
+
+    @model_validator(mode="after")
+    def _one_device_leaves_workers_free(self) -> ArtifactSettings:
+        if self.workers > 1 and self.per_device_pending >= self.workers:
+            raise ValueError(
+                f"per_device_pending ({self.per_device_pending}) must be below workers "
+                f"({self.workers}): one device's requests would hold every worker; set "
+                f"per_device_pending = {self.workers - 1} or more workers")
+        return self
 
 
 class OperatorToken(Strict):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -462,3 +464,75 @@ def test_tuf_client_refreshes_and_resumes_over_mqtt(tmp_path: Path, broker: Mosq
         assert exc.value.reason == "hash-mismatch"
         assert not part.exists()
 
+
+
+FLOOD = """
+import sys, time, paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from contract import topics
+from contract.artifacts import ArtifactRequest
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pump-66", protocol=mqtt.MQTTv5)
+c.max_inflight_messages_set(1000)
+c.max_queued_messages_set(0)
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.loop_start()
+time.sleep(0.5)
+print("flooding", flush=True)
+reqs = [ArtifactRequest(transfer=f"a{n}", path=f"targets/nope{n}", offset=0, chunks=1,
+                        chunk_size=1024).model_dump_json() for n in range(1000)]
+topic = topics.artifact_requests("pump-66")
+infos = [c.publish(topic, reqs[n % 1000], qos=1) for n in range(int(sys.argv[2]))]
+for info in infos:
+    info.wait_for_publish(60)
+print("sent", flush=True)
+"""
+
+
+def test_one_devices_flood_of_requests_is_dropped_unread_and_others_are_served(
+        broker: Mosquitto, repo_dir: Path) -> None:
+    """Review, December 2026: requests for files that do not exist were answered for free
+    (a parse and a publish each on the stream's one network thread), and one device's
+    flood of them stalled another device's download (85 times slower, or TransferTimeout).
+    Now a device's requests over its rate are dropped before they are read, and every
+    answer is charged: 10,000 requests get about 50 a second of answers, and another
+    device's download goes on meanwhile. (A device that publishes faster than the stream
+    can read at all is the broker's to limit: docs/security-transport.md.)"""
+    data = (repo_dir / "targets" / "big.bin").read_bytes()[:2 * 1024 * 1024]
+    (repo_dir / "targets" / "two.bin").write_bytes(data)
+    answers = Collector(broker.port, "nanofleet/v1/dev/pump-66/artifacts/chunk/+")
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(broker.port), "10000"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        with streamer(broker.port, repo_dir) as server, transport(broker.port) as t:
+            assert flood.stdout is not None and flood.stdout.readline().strip() == "flooding"
+            started = time.monotonic()
+            try:
+                got = fetch(t, "mqtt:targets/two.bin")
+            except TransferTimeout as exc:
+                pytest.fail(f"the download starved: {exc}")
+            took = time.monotonic() - started
+            assert flood.stdout.readline().strip() == "sent"
+            deadline = time.monotonic() + 30
+            while server.health().get("dropped", 0) + server.health()["requests"] < 10_000 \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+            elapsed = time.monotonic() - started
+            time.sleep(0.5)
+            stats = server.health()
+    finally:
+        flood.kill()
+        flood.wait(5)
+        answers.close()
+    print(f"\n2 MiB during the flood: {took:.1f} s; {elapsed:.1f} s in all; {stats}; "
+          f"{len(answers.messages)} answers to the flooder")
+    assert got == data
+    assert len(answers.messages) <= 100 + 50 * (elapsed + 1)  # before: one per request
+    assert stats["dropped"] >= 5_000
+
+
+def test_one_device_cannot_be_configured_to_hold_every_worker() -> None:
+    with pytest.raises(ValidationError, match=r"per_device_pending \(4\) must be below "
+                       r"workers \(4\).*set per_device_pending = 3"):
+        ArtifactSettings(workers=4, per_device_pending=4)
+    assert ArtifactSettings(workers=1, per_device_pending=1).per_device_pending == 1
+    assert ArtifactSettings().per_device_pending < ArtifactSettings().workers
