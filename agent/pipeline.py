@@ -25,6 +25,7 @@ from agent.sources.base import Batching, Line
 from agent.spool import Spool
 from contract import topics
 from contract.bundle import BundleManifest
+from contract.limits import MAX_ALERT_TEXT_CHARS
 from contract.messages import Alert, ResultBatch, ResultItem
 
 log = logging.getLogger("nanofleet.agent.pipeline")
@@ -305,7 +306,10 @@ class Pipeline:
                 reason += self._why(model, line.text)
             alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,
                           slot=self.slot.name, model_version=manifest.version,
-                          item=item.model_copy(update={"text": line.text}),
+                          item=item.model_copy(update={
+                              "text": line.text[:MAX_ALERT_TEXT_CHARS],
+                              "truncated": item.truncated
+                              or len(line.text) > MAX_ALERT_TEXT_CHARS}),
                           reason=reason, repeats=decision.repeats)
             messages.append((topics.alerts(self.device_id), alert.model_dump_json().encode()))
             self.recent_alerts.append(alert.model_dump(mode="json"))

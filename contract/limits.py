@@ -24,6 +24,13 @@ AGENT_RECEIVE_MAX_BYTES = MAX_CHUNK_BYTES + 16 * 1024
 device is ever sent) with its JSON header and topic. Desired states and queries are
 far smaller (queries: :data:`contract.messages.MAX_QUERY_BYTES`)."""
 
+MAX_ALERT_TEXT_CHARS = 8 * 1024
+"""Of a line an alert carries (``truncated`` set when cut). Escaped as JSON a character can
+take 6 bytes, so an alert stays well under the 256 KiB a report may be at the fleet server
+(which keeps 500 characters of it). Before (review, December 2026) an alert carried the
+whole line, up to ``max_line_bytes`` (1 MiB allowed): the broker took it, the outbox let
+it go, and the server refused it — an alert lost with nothing counted."""
+
 PACKET_OVERHEAD_BYTES = 4 * 1024
 """Room for the fixed header, topic and properties on top of a payload limit."""
 
