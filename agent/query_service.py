@@ -35,6 +35,7 @@ log = logging.getLogger("nanofleet.agent")
 
 # Queries run the model (classify): a few at once, not one thread per request.
 MAX_CONCURRENT_QUERIES = 4
+MQTT_QUERIES_PER_S = 20  # more are dropped unanswered and counted (queries_dropped)
 MAX_REPLY_CLIENT_CHARS = 128
 _REPLY_CLIENT = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_REPLY_CLIENT_CHARS}}}")
 
@@ -44,6 +45,7 @@ class QueryService:
         # The agent, not its parts: a reload replaces its config, link and sources.
         self.agent = agent
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        self._tokens, self._tokens_at = 2.0 * MQTT_QUERIES_PER_S, time.monotonic()
 
     # --- answering -----------------------------------------------------------------------
     def answer(self, payload: bytes) -> QueryResponse:
@@ -57,6 +59,11 @@ class QueryService:
     def on_query_message(self, msg: MQTTMessage) -> None:
         """A query over MQTT: answered on the request's response topic, with its
         correlation data."""
+        if not self._within_rate():
+            # A flood of queries (each one answered "busy" at least, on paho's network
+            # thread, in the queue the outbox shares) costs only this check and a count.
+            self.agent.counters.inc("queries_dropped")
+            return
         props = getattr(msg, "properties", None)
         reply_to = getattr(props, "ResponseTopic", None)
         corr = getattr(props, "CorrelationData", None)
@@ -90,6 +97,17 @@ class QueryService:
             self._slots.release()
             self.agent.counters.inc("query_errors")
             self._reply(reply_to, corr, QueryResponse(ok=False, error=f"busy ({exc})"))
+
+    def _within_rate(self) -> bool:
+        """At most MQTT_QUERIES_PER_S a second (bursts of twice that), network thread only."""
+        now = time.monotonic()
+        self._tokens = min(2.0 * MQTT_QUERIES_PER_S,
+                           self._tokens + (now - self._tokens_at) * MQTT_QUERIES_PER_S)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def _is_reply_topic(self, topic: str) -> bool:
         head = topics.query_reply(self.agent.cfg.device_id, "")
