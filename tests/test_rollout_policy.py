@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from contract.messages import OtaEvent
+from contract.messages import OtaEvent, OtaState
 from contract.reasons import TRANSIENT_REASONS
 from fleet_server.rollouts.actions import InvalidOperation, pause, plan_abort, resume
 from fleet_server.rollouts.policy import assign_stages, backoff_s, tick
@@ -45,6 +45,7 @@ class World:
         self.notified: list[str] = []
         self.renotified: list[str] = []
         self.log: list[str] = []
+        self.last_event: dict[str, EventKey] = {}
 
     def live(self) -> dict[str, DeviceLive]:
         return {d: DeviceLive(online=d not in self.offline,
@@ -66,6 +67,20 @@ class World:
         """What tracking does with an OtaEvent."""
         self.devices[device] = replace(self.devices[device], state=state,  # type: ignore[arg-type]
                                        reason=reason, changed_at=now)
+
+    def send(self, device: str, state: OtaState, now: float,
+             reason: str | None = None) -> bool:
+        """An OtaEvent through tracking (:func:`apply_event`), stamped ``now`` by the device
+        and received at once; False when tracking did not apply it."""
+        key = self.last_event.get(device)
+        seq = 1 if key is None else key.seq + 1
+        event = OtaEvent(seq=seq, ts=now, device_id=device, slot="logs", state=state,
+                         from_version=1, to_version=TARGET, reason=reason)
+        new = apply_event(self.devices[device], key, event, TARGET, received_at=now)
+        if new is None:
+            return False
+        self.devices[device], self.last_event[device] = new, EventKey(event.ts, event.seq)
+        return True
 
     def stage_of(self, stage: int) -> list[str]:
         return sorted(d for d, p in self.devices.items() if p.stage == stage)
@@ -292,6 +307,131 @@ def test_online_device_without_progress_times_out_offline_one_waits() -> None:
     assert w.devices[b].state == "notified"
     w.report(b, "committed", 6060)
     w.tick(6061)
+    assert w.progress.status == "completed"
+
+
+# A device that reports without progress (review, December 2026: one device re-sending
+# "downloading" with a rising ts every 50 min held its stage in flight for ever; reports go
+# through tracking here, as from a device).
+
+def test_a_device_repeating_its_state_times_out_and_the_stage_goes_on() -> None:
+    s = strat(canary=2, waves=[100], device_timeout_s=100, soak_s=0, success_percent=50,
+              max_failures={"kind": "count", "value": 3})
+    w = World(4, s)
+    w.tick(0)
+    liar, good = w.stage_of(0)
+    assert w.send(good, "committed", 5)
+    assert w.send(liar, "downloading", 10)
+    now = 10.0
+    while w.devices[liar].state == "downloading" and now < 10_000:
+        now += 50
+        assert w.send(liar, "downloading", now)  # applied (newer), but no progress
+        w.tick(now + 1)
+    dev = w.devices[liar]
+    assert (dev.state, dev.reason, now) == ("failed", "timeout", 110)  # 101 s after 10
+    assert dev.detail == "online but no progress for 101 s (was downloading)"
+    assert w.progress.stage == 1 and sorted(w.notified) == sorted(w.devices)  # goes on
+    assert not w.send(liar, "downloading", now + 10)  # its attempt is over
+    assert w.send(liar, "committed", now + 20)  # an outcome still replaces the timeout
+    assert w.devices[liar].state == "committed"
+
+
+def test_a_device_changing_state_without_an_outcome_fails_after_three_timeouts() -> None:
+    s = strat(canary=2, waves=[100], device_timeout_s=100, soak_s=0, success_percent=50,
+              max_failures={"kind": "count", "value": 3})
+    w = World(4, s)
+    w.tick(0)
+    liar, good = w.stage_of(0)
+    assert w.send(good, "committed", 5)
+    steps: list[OtaState] = ["verifying", "downloading"]
+    now = 0.0
+    while w.devices[liar].state != "failed" and now < 10_000:
+        now += 90
+        assert w.send(liar, steps[int(now / 90) % 2], now)  # a change every 90 s
+        w.online_since[liar] = now  # and a fresh status each time: no extension either
+        w.tick(now + 1)
+    dev = w.devices[liar]
+    # Notified at 0: at most 3 x device_timeout_s, the first tick after 300 s.
+    assert (dev.state, dev.reason, now) == ("failed", "timeout", 360)
+    assert dev.detail == ("online and no outcome 361 s after it was notified (at most 3 x "
+                          "device_timeout_s) (was verifying)")
+    assert f"{liar}: timed out in verifying" in w.log
+    assert w.progress.stage == 1 and sorted(w.notified) == sorted(w.devices)
+
+
+def test_a_finished_or_unnotified_record_is_not_moved_back_in_flight() -> None:
+    s = strat(canary=3, waves=[100], soak_s=0, success_percent=1,
+              max_failures={"kind": "count", "value": 5})
+    w = World(4, s)
+    w.tick(0)
+    done, refused, rolled = w.stage_of(0)
+    [waiting] = w.stage_of(1)
+    assert w.send(done, "committed", 5)
+    assert w.send(refused, "failed", 5, "bad-signature")
+    assert w.send(rolled, "rolled_back", 5, "health-errors")
+    late: list[tuple[str, OtaState]] = [(done, "downloading"), (refused, "trial"),
+                                        (rolled, "staged"), (waiting, "downloading")]
+    for dev, state in late:  # newer events, but no open attempt
+        assert not w.send(dev, state, 6)
+    assert {d: p.state for d, p in w.devices.items()} == {
+        done: "committed", refused: "failed", rolled: "rolled_back", waiting: "pending"}
+    assert w.devices[done].changed_at == 5
+    w.tick(7)  # the canary settled; its wave starts as usual
+    assert w.progress.stage == 1 and w.devices[waiting].state == "notified"
+
+
+def test_re_sent_transient_failures_do_not_postpone_a_retry_for_ever() -> None:
+    s = strat(canary=2, waves=[100], retry_base_s=30, max_retries=2, soak_s=0,
+              success_percent=50, max_failures={"kind": "count", "value": 3})
+    w = World(4, s)
+    w.tick(0)
+    liar, good = w.stage_of(0)
+    assert w.send(good, "committed", 5)
+    now = 0.0
+    while not (w.devices[liar].state == "failed" and w.devices[liar].attempts > 2) \
+            and now < 10_000:
+        now += 20  # under every backoff: "failed" again (and "downloading", an own retry)
+        w.send(liar, "downloading", now)
+        w.send(liar, "failed", now + 0.5, "unavailable")
+        w.tick(now + 1)
+    # Each retry came when the server had scheduled it (30 s after the tick at 21 saw the
+    # failure, then 60 s after 81), and the retries ran out: a final failure at 161.
+    assert w.renotified == [liar, liar] and w.devices[liar].notified_at == 141
+    assert (now, w.devices[liar].reason) == (160, "unavailable")
+    assert w.progress.stage == 1 and sorted(w.notified) == sorted(w.devices)
+
+
+def test_a_genuine_retry_is_a_new_attempt_with_its_own_time() -> None:
+    s = strat(canary=1, waves=[100], device_timeout_s=100, retry_base_s=10, soak_s=0,
+              max_failures={"kind": "count", "value": 0})
+    w = World(2, s)
+    w.tick(0)
+    [dev] = w.stage_of(0)
+    first: list[tuple[float, OtaState]] = [(1, "downloading"), (90, "verifying"),
+                                           (180, "staged")]
+    for now, state in first:
+        assert w.send(dev, state, now)
+        w.tick(now + 1)
+    assert w.send(dev, "failed", 260, "unavailable")
+    w.tick(261)
+    assert (w.devices[dev].state, w.devices[dev].retry_at) == ("retrying", 271)
+    assert not w.send(dev, "downloading", 265)  # the agent's own retry: counts once notified
+    assert w.tick(271).renotify == (dev,)  # a new attempt: notified again at 271
+    assert (w.devices[dev].state, w.devices[dev].attempts) == ("notified", 2)
+    # Past 3 x device_timeout_s from the first notification, not from this one.
+    second: list[tuple[float, OtaState]] = [(300, "downloading"), (380, "verifying"),
+                                            (460, "staged"), (540, "smoke_testing"),
+                                            (560, "trial")]
+    for now, state in second:
+        assert w.send(dev, state, now)
+        w.tick(now + 1)
+        assert w.devices[dev].state == state
+    assert w.send(dev, "committed", 570)
+    w.tick(571)
+    assert w.devices[dev].state == "committed" and w.devices[dev].attempts == 2
+    assert w.renotified == [dev] and w.progress.status == "running"
+    w.commit(w.stage_of(1), 580)
+    w.tick(581)
     assert w.progress.status == "completed"
 
 

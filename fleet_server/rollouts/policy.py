@@ -22,9 +22,11 @@ Rules, in the order :func:`tick` applies them:
    committed at once (:func:`_proven_commit`: its committed report was lost or is still
    on its way); a device that is online but made no progress for ``device_timeout_s`` is
    judged by its status (:func:`_inferred_outcome`: a lost final report, for agents that
-   do not send the trial flag, and a rollback) or else fails with ``timeout``; an offline
-   device just waits (its retained desired state reaches it when it returns, and its
-   reports move its record on);
+   do not send the trial flag, and a rollback) or else fails with ``timeout``, as does
+   one online without an outcome :data:`ATTEMPT_TIMEOUTS` x ``device_timeout_s`` after
+   its latest notification (:func:`_attempt_overdue`), whatever it reported meanwhile; an
+   offline device just waits (its retained desired state reaches it when it returns, and
+   its reports move its record on);
 4. while running: halt when final failures pass ``max_failures`` (counting from the
    last resume of a halted rollout);
 5. while running: stages (canary, then the waves) are notified one at a time; a stage
@@ -95,6 +97,12 @@ def assign_stages(device_ids: Sequence[str], online: Iterable[str], strategy: St
 
 # --- per-device judgements --------------------------------------------------------------------
 
+# One attempt (notification to outcome) of an online device ends within this many
+# device_timeout_s: a device that reports a new state just before each timeout (review,
+# December 2026: one device held its stage in flight for ever) fails with "timeout".
+ATTEMPT_TIMEOUTS = 3
+
+
 def backoff_s(strategy: Strategy, attempts: int) -> float:
     """Delay before re-notification number ``attempts`` + 1 (attempts >= 1)."""
     return float(min(strategy.retry_max_s, strategy.retry_base_s * 2 ** max(0, attempts - 1)))
@@ -119,15 +127,32 @@ def _judge_device(dev: DeviceProgress, live: DeviceLive, strategy: Strategy, tar
                             f"{dev.state})")
     if dev.state in IN_FLIGHT and live.online:
         since = max(dev.changed_at or 0.0, live.online_since or 0.0)
+        why = _attempt_overdue(dev, strategy, now)
         if now - since > strategy.device_timeout_s:
             inferred = _inferred_outcome(dev, live, target, now - since, now)
             if inferred is not None:
                 return inferred, (f"{inferred.device_id}: {inferred.state} (inferred from "
                                   f"status, was {dev.state})")
+            why = f"online but no progress for {now - since:.0f} s"
+        if why is not None:
             return replace(dev, state="failed", reason="timeout", changed_at=now,
-                           detail=f"online but no progress for {now - since:.0f} s (was "
-                           f"{dev.state})"), f"{dev.device_id}: timed out in {dev.state}"
+                           detail=f"{why} (was {dev.state})"), (
+                f"{dev.device_id}: timed out in {dev.state}")
     return dev, None
+
+
+def _attempt_overdue(dev: DeviceProgress, strategy: Strategy, now: float) -> str | None:
+    """Why a device that reported has run out of time for this attempt, or None. From
+    ``notified_at``, not ``online_since`` (the device's own statuses move that on); not
+    in ``notified`` (one back from days offline has device_timeout_s from its return)."""
+    started = dev.notified_at if dev.notified_at is not None else dev.changed_at
+    if dev.state == "notified" or started is None:
+        return None
+    took = now - started
+    if took <= ATTEMPT_TIMEOUTS * strategy.device_timeout_s:
+        return None
+    return (f"online and no outcome {took:.0f} s after it was notified (at most "
+            f"{ATTEMPT_TIMEOUTS} x device_timeout_s)")
 
 
 def _proven_commit(dev: DeviceProgress, live: DeviceLive, target: int,

@@ -72,10 +72,12 @@ class Strategy(Strict):
                             "(capped at the number of devices notified so far).")
     device_timeout_s: float = Field(
         default=3600.0, gt=0, le=30 * 86_400,
-        description="A device that is online but shows no progress for this long is judged "
-        "by its status (a lost final report: committed, or rolled_back after a trial, reason "
-        "'inferred-from-status') or fails with reason 'timeout' (offline devices wait; they "
-        "catch up when they return). Keep it above the agents' trial timeout_s.")
+        description="A device that is online but shows no progress (no new state) for this "
+        "long is judged by its status (a lost final report: committed, or rolled_back after a "
+        "trial, reason 'inferred-from-status') or fails with reason 'timeout' (offline devices "
+        "wait; they catch up when they return). One that reported but has no outcome 3 times "
+        "this long after its latest notification fails with 'timeout' too, whatever it "
+        "reports. Keep it above the agents' trial timeout_s.")
     max_retries: int = Field(default=3, ge=0, le=100,
                              description="Re-notifications after transient failures (download "
                              "errors, no space...) before the failure counts.")
