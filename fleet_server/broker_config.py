@@ -27,6 +27,26 @@ retained messages (only ``retain_available`` on/off and the global ``memory_limi
 a device can keep a retained message on each topic it may write, each at most that
 size; the ACL keeps that to its own few topics.
 
+What the broker holds *for* a client (outgoing QoS 1 messages it has not acknowledged,
+and those queued behind them, also while it is away) is bounded per client:
+``max_inflight_bytes`` + ``max_queued_bytes`` (:data:`MAX_INFLIGHT_BYTES`,
+:data:`MAX_QUEUED_BYTES`: 8 MiB, plus at most one message over each) and
+``max_queued_messages``; beyond that Mosquitto drops the message for that client only
+(the publisher still gets its PUBACK). Without them (Mosquitto's defaults: 1,000
+messages, no byte limit) one device identity that subscribed to its own artifact chunks
+with Receive Maximum 1 and never acknowledged made the broker hold 1,000 x 256 KiB (RSS
+9 MB -> 261 MB). A client announcing Receive Maximum 65535 has everything "in flight":
+only ``max_inflight_bytes`` bounds its bytes (the queue limits count what is not in
+flight), and nothing in Mosquitto 2.0.11 their number: 65,535 empty messages a device
+sent itself held ~25 MB (measured). That and retained messages are left to
+``memory_limit``, which depends on the host (docs/scaling.md, "Broker memory").
+``persistent_client_expiration`` caps every session's expiry (MQTT v5 Session Expiry, or
+"never" for MQTT 3.1.1 clean_session false) at :data:`SESSION_EXPIRATION`, so what a
+vanished client left queued is freed. Mosquitto 2.0.11 applies all four globally (the
+man page: "This option applies globally"; ``per_listener_settings`` only moves the
+authentication and ACL options into the listeners), so they hold for the fleet server's
+clients too; they are sized for both (see the constants).
+
 The device ACL and the CRL live in the server's CA directory and the server rewrites
 both on every revocation; the broker configuration points at them.
 
@@ -47,6 +67,34 @@ from contract.topics import DEVICE_WRITES, PREFIX, check_device_id
 from fleet_server.identity.device_ca import FLEET_SERVER_CN
 
 ACL_FILE = "acl"
+
+MAX_INFLIGHT_BYTES = 4 * 1024 * 1024
+"""``max_inflight_bytes``: unacknowledged QoS 1/2 bytes the broker sends one client before it
+queues the rest (at least one message always goes). An agent's artifact window
+(``ota.mqtt_window_chunks`` x ``ota.mqtt_chunk_bytes``: 16 x 32 KiB = 512 KiB by default,
+one request at most :data:`contract.artifacts.MAX_REQUEST_BYTES` = 1 MiB) fits 8 times;
+the fleet server's report bridge lets the broker send it 1,000 reports (its Receive
+Maximum) of a few KiB each. It is also what bounds the bytes of a client that announces
+a large Receive Maximum and never acknowledges."""
+
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
+"""``max_queued_bytes``: QoS 1/2 bytes queued for one client beyond those in flight (the
+whole bound while it is away). With :data:`MAX_INFLIGHT_BYTES`: 8 MiB per client, so an
+artifact window of up to 8 MiB (32 chunks of 256 KiB) is never cut; a larger window
+loses chunks here, which the agent asks for again after ``retry_s``."""
+
+MAX_QUEUED_MESSAGES = 1000
+"""``max_queued_messages``: Mosquitto's default, made explicit. It bounds many small messages
+(payloads too small for the byte limits to bite; each costs the broker a few hundred
+bytes of bookkeeping). Up to this many reports wait for the fleet server's session while
+it restarts (beyond that, or beyond :data:`MAX_QUEUED_BYTES`, the broker drops them)."""
+
+SESSION_EXPIRATION = "1d"
+"""``persistent_client_expiration``: no session outlives this after its client went away,
+whatever Session Expiry the client asked for. Above every expiry nanofleet asks for: the
+fleet server's report bridge 1 h (``fleet_server.mqtt_bridge.SESSION_EXPIRY_S``; 0 in a
+shared group), the artifact stream and the agent's link 0 (clean), an agent MQTT source
+at most 86,400 s (``session_expiry_s``), so none of them is shortened."""
 
 
 def render_acl(revoked_device_ids: Iterable[str]) -> str:
@@ -125,6 +173,19 @@ def render_mosquitto_conf(files: BrokerFiles) -> str:
         "check_retain_source true",
         "# Small request/response messages (queries, artifact chunks) without Nagle delays.",
         "set_tcp_nodelay true",
+        "# What the broker holds for one client that does not acknowledge QoS 1 messages or",
+        "# is away (global options: they hold on every listener, the fleet server's too).",
+        "# In flight, then queued; beyond both the message is dropped for that client only.",
+        "# An agent's artifact window (512 KiB by default) fits many times over.",
+        f"max_inflight_bytes {MAX_INFLIGHT_BYTES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        "# No session (and what is queued in it) outlives its client by more than a day,",
+        "# whatever Session Expiry it asked for (nanofleet's own ask for at most a day).",
+        f"persistent_client_expiration {SESSION_EXPIRATION}",
+        "# Not bounded per client: retained messages, and the number in flight (the client's",
+        "# Receive Maximum). To bound the whole broker, set memory_limit <bytes> in a file",
+        "# of its own in conf.d (docs/scaling.md, \"Broker memory\").",
     ]
     if files.user:
         lines.append(f"user {files.user}")

@@ -13,21 +13,47 @@ import grp
 import json
 import os
 import pwd
+import ssl
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from annotated_types import Le
 from cryptography import x509
 from paho.mqtt.client import MQTTMessage
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.sources.mqtt_topic import MqttTopicSourceConfig
 from contract.limits import BROKER_MAX_PACKET_BYTES
 from contract.messages import DesiredModel, DesiredState
-from contract.topics import PREFIX, alerts, desired, device_root, results, status
+from contract.topics import (
+    PREFIX,
+    alerts,
+    artifact_chunk_filter,
+    artifact_chunks,
+    desired,
+    device_root,
+    results,
+    status,
+)
+from fleet_server import mqtt_bridge
+from fleet_server.broker_config import (
+    MAX_INFLIGHT_BYTES,
+    MAX_QUEUED_BYTES,
+    MAX_QUEUED_MESSAGES,
+    SESSION_EXPIRATION,
+)
+from hil.broker import ProductionBroker
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet, try_connect
 
@@ -78,6 +104,13 @@ def test_generated_broker_files(fleet: EnrolledFleet) -> None:
     assert "readwrite" not in acl and f"pattern write {PREFIX}/dev/%u/desired" not in acl
     assert f"pattern write {PREFIX}/dev/%u/status" in acl
     assert f"max_packet_size {BROKER_MAX_PACKET_BYTES}" in conf.splitlines()
+    # What the broker holds per client: global options (Mosquitto applies them to every
+    # listener), so they sit before the first listener. This broker runs on them.
+    general = conf.split("\n\n")[0].splitlines()
+    for line in (f"max_inflight_bytes {MAX_INFLIGHT_BYTES}", f"max_queued_bytes {MAX_QUEUED_BYTES}",
+                 f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+                 f"persistent_client_expiration {SESSION_EXPIRATION}"):
+        assert line in general, line
     assert f"user fleet-server\ntopic readwrite {PREFIX}/#" in \
         (fleet.broker_dir / "service.acl").read_text()
     assert stat.S_IMODE((ca_dir / "ca.key").stat().st_mode) == 0o600
@@ -250,4 +283,137 @@ def test_listeners_keep_identities_apart(fleet: EnrolledFleet) -> None:
         assert "as dev-a (p5" in fleet.broker.output()  # the broker renamed the client
     finally:
         for c in (b, *impostors):
+            c.close()
+
+
+# --- what the broker holds for one client ------------------------------------------------------
+def test_session_expiration_shortens_none_of_nanofleets_sessions() -> None:
+    """``persistent_client_expiration`` caps every session: it must not cut the fleet
+    server's (reports wait in its session while it restarts) or an agent MQTT source's."""
+    cap_s = {"h": 3600, "d": 86400, "w": 7 * 86400}[SESSION_EXPIRATION[-1]] * \
+        int(SESSION_EXPIRATION[:-1])
+    source_max = next(m.le for m in
+                      MqttTopicSourceConfig.model_fields["session_expiry_s"].metadata
+                      if isinstance(m, Le))
+    assert cap_s >= mqtt_bridge.SESSION_EXPIRY_S
+    assert isinstance(source_max, int) and cap_s >= source_max
+
+
+def _at_least(n: int, messages: list[MQTTMessage]) -> bool:
+    return len(messages) >= n
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+class SilentDevice:
+    """A device session (its own certificate) that takes QoS 1 messages on its artifact
+    chunk topics and acknowledges none of them until :meth:`ack_all`; Session Expiry a
+    day, as an attacker would ask for."""
+
+    def __init__(self, b: ProductionBroker, device_id: str, receive_maximum: int) -> None:
+        self.numbers: list[int] = []  # of the messages received (the payload's first bytes)
+        self.cond = threading.Condition()
+        self._acking = False
+        self._unacked: list[int] = []
+        tls = b.device_tls(device_id)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c.tls_set(ca_certs=tls["ca_certs"], certfile=tls["certfile"], keyfile=tls["keyfile"],
+                  cert_reqs=ssl.CERT_REQUIRED)
+        subscribed = threading.Event()
+        c.on_message = self._on_message
+        c.on_subscribe = lambda *_a: subscribed.set()
+        props = Properties(PacketTypes.CONNECT)
+        props.ReceiveMaximum = receive_maximum
+        props.SessionExpiryInterval = 86400
+        assert b.tls_port is not None
+        c.connect("127.0.0.1", b.tls_port, clean_start=True, properties=props)
+        c.loop_start()
+        c.subscribe(artifact_chunk_filter(device_id), qos=1)
+        assert subscribed.wait(10), "no SUBACK"
+        self.client = c
+
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: MQTTMessage) -> None:
+        with self.cond:
+            self.numbers.append(int.from_bytes(msg.payload[:4], "big"))
+            if self._acking:
+                client.ack(msg.mid, msg.qos)
+            else:
+                self._unacked.append(msg.mid)
+            self.cond.notify_all()
+
+    def ack_all(self) -> None:
+        """From now on acknowledge: what the broker still holds for us comes."""
+        with self.cond:
+            self._acking = True
+            for mid in self._unacked:
+                self.client.ack(mid, 1)
+            self._unacked.clear()
+
+    def wait_quiet(self, quiet_s: float = 1.5, timeout: float = 20.0) -> list[int]:
+        """The numbers received, once nothing more came for ``quiet_s``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while time.monotonic() < deadline:
+                seen = len(self.numbers)
+                quiet_until = time.monotonic() + quiet_s
+                while len(self.numbers) == seen and time.monotonic() < quiet_until:
+                    self.cond.wait(quiet_until - time.monotonic())
+                if len(self.numbers) == seen:
+                    return list(self.numbers)
+        raise AssertionError(f"still receiving after {timeout} s: {len(self.numbers)}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.parametrize("receive_maximum", [1, 65535])
+def test_a_device_that_never_acknowledges_holds_at_most_the_bound(
+        prod_broker: ProductionBroker, receive_maximum: int) -> None:
+    """One device identity subscribes to its own artifact chunks, acknowledges nothing
+    (Receive Maximum 1: all but one queued; 65535: all "in flight"), while the fleet
+    server's identity publishes 50 MiB of 256 KiB QoS 1 messages to it. The broker keeps
+    at most max_inflight_bytes + max_queued_bytes for it and drops the rest for it alone:
+    the server's every publish is accepted, and an honest device served at the same time
+    (a window of 16 chunks, as the agent asks) gets every chunk. Before: all 200 kept
+    (Mosquitto's defaults: 1,000 messages, no byte limit), RSS +50 MiB."""
+    b = prod_broker
+    assert b.proc is not None and b.tls_port is not None
+    size, count, window = 256 * 1024, 200, 16
+    bound = (MAX_INFLIGHT_BYTES + MAX_QUEUED_BYTES) // size  # messages of this size
+    silent = SilentDevice(b, "pump-66", receive_maximum)
+    tls = b.device_tls("pump-07")
+    honest = Client(b.tls_port, {"ca": tls["ca_certs"], "cert": tls["certfile"],
+                                 "key": tls["keyfile"]}, [artifact_chunk_filter("pump-07")])
+    server_tls = b.server_tls()
+    server = Client(b.server_port, {"ca": server_tls["ca_certs"], "cert": server_tls["certfile"],
+                                    "key": server_tls["keyfile"]})
+    try:
+        rss_before = _rss_kib(b.proc.pid)
+        for i in range(count):
+            payload = i.to_bytes(4, "big") + os.urandom(size - 4)
+            for device_id in ("pump-66", "pump-07"):
+                rc = server.publish(artifact_chunks(device_id, "t1"), payload)
+                assert not rc.is_failure, (device_id, i, rc)
+            if (i + 1) % window == 0:  # the honest device asks for the next window
+                honest.wait_until(partial(_at_least, i + 1))
+        held_kib = _rss_kib(b.proc.pid) - rss_before
+        honest.wait_until(lambda ms: len(ms) >= count)
+        assert [int.from_bytes(m.payload[:4], "big") for m in honest.messages] == \
+            list(range(count))
+        silent.ack_all()
+        numbers = silent.wait_quiet()
+        # What the broker had kept for it: the first messages, up to the bound, no more.
+        assert numbers == list(range(len(numbers)))
+        assert bound - 2 <= len(numbers) <= bound + 2, (len(numbers), bound)
+        assert held_kib < 24 * 1024, f"broker RSS grew by {held_kib} KiB"
+        assert "Outgoing messages are being dropped for client pump-66" in b.log_text()
+    finally:
+        for c in (silent, honest, server):
             c.close()
