@@ -53,7 +53,7 @@ _BUCKETS_PRUNE_AT = 10_000
 _TRANSFER_RE = re.compile(TRANSFER_ID_PATTERN)
 MAX_PACKET_BYTES = 16 * 1024  # requests are small JSON: the broker drops bigger ones for us
 REFUSED_CHARGE_BYTES = 64 * 1024  # what a refused request costs a device's byte rate
-MIN_CHARGED_CHUNK_BYTES = 16 * 1024  # what a chunk costs at least
+MIN_CHARGED_CHUNK_BYTES = 4 * 1024  # what a chunk costs at least (the agent asks 32 KiB)
 
 
 class Refused(Exception):

@@ -99,7 +99,7 @@ class ArtifactSettings(Strict):
         default=4 * 1024 * 1024, ge=64 * 1024,
         description="Bytes per second one device may fetch (token bucket, bursts of one "
         "second's worth); over it, requests are answered rate-limited with the time to wait. "
-        "Every request is charged, a refused one 64 KiB and a chunk at least 16 KiB.")
+        "Every request is charged, a refused one 64 KiB and a chunk at least 4 KiB.")
     device_requests_per_s: int = Field(
         default=50, ge=1, le=100_000,
         description="Requests one device may send a second (bursts of two seconds' worth); "
