@@ -153,6 +153,10 @@ def apply_status(device: Device, status: Status, received_at: float) -> None:
         if status.state != "offline":
             _seen(device, received_at)
         return
+    if status.state != "online":
+        device.online_since = None
+    elif device.state != "online" or device.online_since is None:
+        device.online_since = received_at  # came online: a repeated status does not move it
     device.state = status.state
     device.last_status_at = max(device.last_status_at or 0.0, received_at)
     if status.state == "offline":

@@ -211,6 +211,21 @@ def test_a_new_run_or_the_last_will_is_ordered_by_arrival() -> None:
     assert device.models[0]["version"] == 5
 
 
+def test_online_since_is_when_the_device_came_online_not_its_latest_status() -> None:
+    """A rollout times a device that has not answered its notification from here: a device
+    re-sending its status must not move it (review, December 2026: it held its stage open)."""
+    device = _device()
+    apply_status(device, _run_status(seq=1, version=1), received_at=100.0)
+    apply_status(device, _run_status(seq=2, version=1), received_at=200.0)
+    assert device.online_since == 100.0
+    apply_status(device, Status(seq=0, device_id="d1", state="offline", ts=1.0), 300.0)
+    assert device.online_since is None
+    apply_status(device, _run_status(seq=3, version=1), received_at=400.0)
+    assert device.online_since == 400.0
+    apply_status(device, _run_status(seq=4, version=1, state="stopped"), received_at=500.0)
+    assert device.online_since is None
+
+
 def test_older_ota_events_and_metrics_do_not_overwrite_newer_ones() -> None:
     device = _device()
     apply_ota(device, OtaEvent(seq=5, device_id="d1", slot="logs", state="committed",

@@ -17,7 +17,7 @@ from fleet_server.desired import DesiredStates
 from fleet_server.inventory import LabelChange, Report, ingest, set_labels
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets
-from fleet_server.rollouts.driver import RolloutDriver
+from fleet_server.rollouts.driver import RolloutDriver, live_view
 from fleet_server.rollouts.spec import FailureThreshold, Selector, Strategy
 from fleet_server.rollouts.store import RolloutRow
 from fleet_server.rollouts.tracking import track_reports
@@ -183,3 +183,27 @@ def test_only_the_lease_holder_drives_rollouts(service: FleetService) -> None:
     assert not second.holds_lease(now + 14)
     assert second.holds_lease(now + 16)  # replica-a stopped renewing: taken over
     assert second.tick_all(now + 16) == 0 and first.tick_all(now + 17) == 0
+
+
+def test_the_policy_sees_when_a_device_came_online_not_its_latest_status(
+        service: FleetService) -> None:
+    """What the driver hands the policy: a device re-sending its status (review, December
+    2026: it held a `notified` record, and so its stage, open for ever) stays online since
+    its first status; one that went away and came back is online since its return."""
+    svc, dev = service, Devices(service)
+    dev.online("s1")
+    with svc.db.session() as session:
+        first = live_view(session, ["s1"], MODEL)["s1"].online_since
+    time.sleep(0.05)
+    dev.online("s1")
+    with svc.db.session() as session:
+        assert live_view(session, ["s1"], MODEL)["s1"].online_since == first
+    dev.send(Report("s1", "status", Status(seq=0, device_id="s1", state="offline"),
+                    time.time()))
+    with svc.db.session() as session:
+        view = live_view(session, ["s1"], MODEL)["s1"]
+    assert not view.online and view.online_since is None
+    dev.online("s1")
+    with svc.db.session() as session:
+        back = live_view(session, ["s1"], MODEL)["s1"].online_since
+    assert first is not None and back is not None and back > first

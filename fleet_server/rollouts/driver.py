@@ -63,7 +63,8 @@ def live_view(session: Session, device_ids: Sequence[str], model: str) -> dict[s
             live = max((m for m in d.models or [] if m.get("name") == model),
                        key=lambda m: m["version"], default=None)
             out[d.device_id] = DeviceLive(
-                online=online, online_since=d.last_status_at if online else None,
+                online=online,
+                online_since=(d.online_since or d.last_status_at) if online else None,
                 live_version=None if live is None else live["version"],
                 live_trial=None if live is None else live.get("trial"))
     return out

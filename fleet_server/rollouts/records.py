@@ -47,7 +47,7 @@ class DeviceLive:
     """What the inventory says about a device right now."""
 
     online: bool
-    online_since: float | None = None  # when its current "online" status arrived
+    online_since: float | None = None  # when it came online (not its latest status)
     live_version: int | None = None  # version of the rollout's model live in the slot
     # Whether that version is live on trial (not committed yet); None: the agent does
     # not say (older agents), so a live version may still be a candidate on trial.
