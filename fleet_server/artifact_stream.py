@@ -41,7 +41,14 @@ from contract.artifacts import (
     ArtifactChunk,
     ArtifactRequest,
     ChunkError,
-    check_artifact_path,
+)
+from fleet_server.artifact_plan import (
+    Bucket,
+    Refused,
+    artifact_file,
+    bucket_take,
+    file_version,
+    plan_range,
 )
 from fleet_server.config import ArtifactSettings, MqttSettings
 from fleet_server.mqtt_client import build_client, connect
@@ -54,75 +61,6 @@ _TRANSFER_RE = re.compile(TRANSFER_ID_PATTERN)
 MAX_PACKET_BYTES = 16 * 1024  # requests are small JSON: the broker drops bigger ones for us
 REFUSED_CHARGE_BYTES = 64 * 1024  # what a refused request costs a device's byte rate
 MIN_CHARGED_CHUNK_BYTES = 4 * 1024  # what a chunk costs at least (the agent asks 32 KiB)
-
-
-class Refused(Exception):
-    def __init__(self, error: ChunkError, detail: str, size: int | None = None) -> None:
-        super().__init__(detail)
-        self.error = error
-        self.detail = detail
-        self.size = size
-
-
-# --- decisions (pure) -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Bucket:
-    """Token bucket of one device: ``tokens`` bytes available at ``at`` (monotonic s)."""
-
-    tokens: float
-    at: float
-
-
-def bucket_take(bucket: Bucket | None, now: float, cost: int, rate: float,
-                burst: float) -> tuple[Bucket, float]:
-    """Take ``cost`` bytes: (new bucket, 0.0) if allowed, else (bucket, seconds to wait).
-
-    A request larger than the burst is allowed from a full bucket and leaves a debt
-    (negative tokens), so any request size passes eventually and the long-run rate holds."""
-    tokens = burst if bucket is None else min(burst, bucket.tokens + (now - bucket.at) * rate)
-    need = min(cost, burst)
-    if tokens >= need:
-        return Bucket(tokens - cost, now), 0.0
-    return Bucket(tokens, now), (need - tokens) / rate
-
-
-def plan_range(size: int, req: ArtifactRequest) -> list[tuple[int, int]]:
-    """(offset, length) of each chunk to send for ``req`` on a file of ``size`` bytes.
-
-    An offset at the end of the file gets one empty (final) chunk. Raises
-    :class:`Refused` for an offset past the end or a file longer than the bound."""
-    if req.offset > size:
-        raise Refused("range", f"offset {req.offset} is past the end of the file ({size} "
-                      "bytes)", size)
-    if req.max_length is not None and size - req.offset > req.max_length:
-        raise Refused("too-large", f"{size - req.offset} bytes from offset {req.offset}, more "
-                      f"than the {req.max_length} the device accepts", size)
-    end = min(size, req.offset + req.chunks * req.chunk_size)
-    if end == req.offset:
-        return [(req.offset, 0)]
-    return [(o, min(req.chunk_size, end - o)) for o in range(req.offset, end, req.chunk_size)]
-
-
-def artifact_file(root: Path, path: str) -> Path:
-    """The repository file a device asked for, or :class:`Refused` (forbidden/not-found)."""
-    try:
-        parts = check_artifact_path(path)
-    except ValueError as exc:
-        raise Refused("forbidden", str(exc)) from None
-    file = root.joinpath(*parts)
-    try:
-        real = file.resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise Refused("not-found", f"{path}: no such file") from None
-    base = root.resolve()
-    # A symlink inside the repository must not lead out of it.
-    if not real.is_relative_to(base / parts[0]) or not real.is_file():
-        raise Refused("not-found", f"{path}: no such file")
-    return real
-
-
-def file_version(st: os.stat_result) -> str:
-    return f"{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ino:x}"
 
 
 # --- I/O --------------------------------------------------------------------------------------
@@ -407,5 +345,5 @@ class ArtifactStreamer:
         self._publish(topics.artifact_chunks(device, transfer), b"", header)
 
 
-__all__ = ["ArtifactStreamer", "Bucket", "Refused", "artifact_file", "bucket_take",
+__all__ = ["ArtifactStreamer", "Bucket", "Refused", "artifact_file", "bucket_take", "file_version",
            "plan_range", "request_filter"]
