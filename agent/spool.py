@@ -112,21 +112,31 @@ class Spool:
         self._publish_gauges()
 
     def _enforce_bound(self, cur: sqlite3.Cursor) -> None:
-        dropped = 0
+        """At the bound the oldest *results* go first, alerts and OTA events only when
+        nothing else is left: a flood of lines while the broker is away must not push
+        the alerts of the outage's start out (review, December 2026)."""
+        dropped = dropped_other = 0
         while self._count > self.max_messages or self._bytes > self.max_bytes:
             # Over the count: drop exactly the excess. Over the bytes: drop a small chunk
             # and look again (message sizes vary).
-            n = max(self._count - self.max_messages, 64 if self._bytes > self.max_bytes else 1)
-            rows = cur.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id LIMIT ?",
-                               (min(n, 10_000),)).fetchall()
+            n = min(max(self._count - self.max_messages,
+                        64 if self._bytes > self.max_bytes else 1), 10_000)
+            rows = cur.execute("SELECT id, LENGTH(payload) FROM outbox WHERE topic GLOB "
+                               "'*/results/*' ORDER BY id LIMIT ?", (n,)).fetchall()
+            if not rows:
+                rows = cur.execute("SELECT id, LENGTH(payload) FROM outbox ORDER BY id LIMIT ?",
+                                   (n,)).fetchall()
+                dropped_other += len(rows)
             if not rows:
                 break
-            cur.execute("DELETE FROM outbox WHERE id <= ?", (rows[-1][0],))
+            cur.executemany("DELETE FROM outbox WHERE id = ?", [(r[0],) for r in rows])
             self._count -= len(rows)
             self._bytes -= sum(int(r[1]) for r in rows)
             dropped += len(rows)
         if dropped:
             self.counters.inc("spool_dropped", dropped)
+        if dropped_other:
+            self.counters.inc("spool_dropped_alerts", dropped_other)
 
     # --- reading / acknowledging ---------------------------------------------------------
     def pending(self, after_id: int, limit: int) -> list[Outgoing]:

@@ -54,3 +54,24 @@ def test_byte_bound(tmp_path):
     count, size = s.depth()
     assert size <= 1 << 20
     assert c.get("spool_dropped") == 200 - count
+
+
+def test_at_the_bound_results_go_before_alerts_and_ota_events(tmp_path):
+    """Review, December 2026: a flood of lines while the broker is away pushed the alerts
+    of the outage's start out of the spool with the results."""
+    s, c = make(tmp_path, max_messages=100)
+    root = "nanofleet/v1/dev/d1"
+    s.commit([(f"{root}/alerts", b"alert-0"), (f"{root}/ota", b"ota-0")], {})
+    for i in range(300):
+        s.commit([(f"{root}/results/logs", str(i).encode())], {})
+    rows = s.pending(0, 1000)
+    assert len(rows) == 100
+    assert [r.payload for r in rows[:2]] == [b"alert-0", b"ota-0"]  # kept, in order
+    assert rows[2].payload == b"202" and rows[-1].payload == b"299"
+    assert c.get("spool_dropped") == 202 and c.get("spool_dropped_alerts") == 0
+    # With nothing but alerts left, the oldest of them go, counted apart.
+    s2, c2 = make(tmp_path / "only-alerts", max_messages=10)
+    for i in range(15):
+        s2.commit([(f"{root}/alerts", str(i).encode())], {})
+    assert [r.payload for r in s2.pending(0, 100)][0] == b"5"
+    assert c2.get("spool_dropped_alerts") == 5
