@@ -191,6 +191,26 @@ def test_each_line_carries_its_entry_priority(h: Harness) -> None:
         ("too high", None), ("printed", None), ("printed <3>", 3), ("syslog info", 6)]
 
 
+def test_only_a_system_users_level_is_weighed(h: Harness) -> None:
+    """PRIORITY is what the logging process says; journald's `_UID` is not (review,
+    December 2026: `logger -t sshd -p crit` by an ordinary user gave a line identical to
+    the real sshd's, and its forged level made it the likelier alert)."""
+    h.writer.append([
+        {"MESSAGE": "real sshd", "PRIORITY": "3", "_UID": "0", "SYSLOG_IDENTIFIER": "sshd"},
+        {"MESSAGE": "forged sshd", "PRIORITY": "2", "_UID": "1000",
+         "SYSLOG_IDENTIFIER": "sshd"},
+        {"MESSAGE": "a daemon", "PRIORITY": "3", "_UID": "106"},
+        {"MESSAGE": "the kernel", "PRIORITY": "2", "_TRANSPORT": "kernel"},
+        {"MESSAGE": "odd uid", "PRIORITY": "3", "_UID": "x"},
+    ])
+    src, sink = h.start()
+    sink.wait_count(5)
+    assert [(ln.text, ln.level) for ln in sink.lines] == [
+        ("real sshd", 3), ("forged sshd", None), ("a daemon", 3), ("the kernel", 2),
+        ("odd uid", None)]
+    assert src.describe()["levels_not_weighed"] == 2
+
+
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(
         h: Harness) -> None:
     """Any local process may log an entry with hundreds of large fields of its own. The

@@ -105,7 +105,26 @@ def _seconds(realtime_us: int) -> float:
 # The only fields a line needs. Any local process may log an entry with hundreds of
 # large fields of its own (journald's native protocol takes them from every user), and
 # Reader.get_next() copies every one: one such entry cost ~60 MB of peak memory.
-_FIELDS_READ = ("MESSAGE", "PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT")
+_FIELDS_READ = ("MESSAGE", "PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
+# PRIORITY is whatever the logging process says (`logger -p crit`, any user); journald's
+# own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
+# SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
+# alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
+SYSTEM_UID_MAX = 999
+
+
+def _from_system_user(entry: dict[str, Any]) -> bool:
+    """Whether journald says a system user (or root) logged the entry. An entry without
+    ``_UID`` is the kernel's (journald adds it to every process's entry)."""
+    uid = entry.get("_UID")
+    if uid is None:
+        return True
+    if isinstance(uid, bytes | str):
+        try:
+            uid = int(uid)
+        except ValueError:
+            return False
+    return isinstance(uid, int) and 0 <= uid <= SYSTEM_UID_MAX
 
 
 def next_entry(reader: Any) -> dict[str, Any] | None:
@@ -138,6 +157,7 @@ class JournaldSource(Source):
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
+        self.levels_not_weighed = 0  # entries of ordinary users: their PRIORITY is a claim
         self.entries_skipped = 0         # entries without a MESSAGE
         self._reader: Any = None         # opened and positioned by start()
 
@@ -265,6 +285,9 @@ class JournaldSource(Source):
             # A service's stdout/stderr line is logged at info unless the program put a
             # "<3>" prefix on it: there, info says nothing about what the program meant.
             level = None
+        if level is not None and not _from_system_user(entry):
+            self.levels_not_weighed += 1
+            level = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
                          level=level):
             return  # stopped while the sink was full; the cursor stays at the last line
@@ -280,5 +303,6 @@ class JournaldSource(Source):
                  else str(self.cfg.directory) if self.cfg.directory else "system journal")
         info.update({"journal": where, "matches": self.matches, "state": self.state,
                      "cursor": self.cursor, "units": dict(self.units_seen),
-                     "entries_without_message": self.entries_skipped})
+                     "entries_without_message": self.entries_skipped,
+                     "levels_not_weighed": self.levels_not_weighed})
         return info
