@@ -14,6 +14,10 @@ So every operation here goes through a file descriptor of the directory, opened 
   path is followed), synced, and renamed over the target (a rename replaces a symlink,
   never writes through it);
 - files are read with ``O_NOFOLLOW`` and must be regular files of bounded size.
+
+:func:`open_parent` walks the same way to a file someone else's directory may hold (a
+followed log), with a stricter rule: a link, the last component included, is followed only
+when its directory is trusted and root (or we) own the link itself.
 """
 
 from __future__ import annotations
@@ -44,8 +48,36 @@ def _open_component(parent: int, name: str, flags: int, mode: int = 0o600) -> in
 def open_directory(path: Path, *, create: bool = False, mode: int = 0o700) -> int:
     """An fd of directory ``path``, reached without following an untrusted symlink; with
     ``create``, missing directories are made (the last one with ``mode``)."""
+    return _walk(path, create=create, mode=mode)[0]
+
+
+def open_parent(path: Path | str) -> tuple[int, str]:
+    """For a file to read at ``path`` (a followed log): an fd of the directory that holds
+    it and its name there, to be opened with ``os.open(name, ... | O_NOFOLLOW,
+    dir_fd=fd)``. The caller closes the fd.
+
+    The path is walked as :func:`open_directory` walks it, with a stricter rule for links,
+    at every component including the last: a link is followed only when its directory is
+    trusted (:func:`_trusted_dir`) *and* root or this process's user owns the link; each
+    link of a chain is checked, a relative target is resolved from the link's directory,
+    at most ``MAX_LINKS`` of them. The last name is not opened: it may be missing (then
+    the caller's open says so) or become a link before the caller opens it (then
+    ``O_NOFOLLOW`` refuses it).
+
+    Raises FileNotFoundError when a directory on the path is missing, UnsafePath for a
+    link that is not followed (naming it and why), a component that is not a directory,
+    too many links, or a path that names no file (``/`` or ending in ``..``)."""
+    return _walk(path, to_file=True)
+
+
+def _walk(path: Path | str, *, create: bool = False, mode: int = 0o700,
+          to_file: bool = False) -> tuple[int, str]:
+    """The walk of :func:`open_directory` (``to_file`` False: returns ``(fd, "")``) and of
+    :func:`open_parent` (``to_file``: the last name is returned unopened, and a link is
+    followed only if also owned by root or us)."""
     parts = list(Path(os.path.abspath(path)).parts[1:])
     fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    where: list[str] = []  # where fd is, for messages
     links = 0
     try:
         while parts:
@@ -56,41 +88,71 @@ def open_directory(path: Path, *, create: bool = False, mode: int = 0o700) -> in
                 new = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = new
+                if where:
+                    where.pop()
                 continue
-            try:
-                new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                # Missing parents as mkdir -p would make them; the last one with ``mode``.
-                os.mkdir(name, mode if not parts else 0o755, dir_fd=fd)
-                new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if to_file and not parts:  # the file itself: followed only if it is a link
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return fd, name
                 if not stat.S_ISLNK(st.st_mode):
-                    raise UnsafePath(f"{path}: {name!r} is not a directory") from None
-                parent = os.fstat(fd)
-                if not _trusted_dir(parent):
-                    raise UnsafePath(
-                        f"{path}: {name!r} is a symlink in a directory owned by uid "
-                        f"{parent.st_uid} (or writable by others): refusing to follow it, "
-                        "since whoever controls that directory could point it anywhere. "
-                        "Remove the link, or pass the real path") from None
-                links += 1
-                if links > MAX_LINKS:
-                    raise UnsafePath(f"{path}: too many symlinks") from None
-                target = os.readlink(name, dir_fd=fd)
-                parts = [*Path(target).parts, *parts]
-                if target.startswith("/"):
-                    parts = parts[1:]
+                    return fd, name
+            else:
+                try:
+                    new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    # Missing parents as mkdir -p would make them; the last one with ``mode``.
+                    os.mkdir(name, mode if not parts else 0o755, dir_fd=fd)
+                    new = _open_component(fd, name, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise UnsafePath(f"{path}: {name!r} is not a directory") from None
+                    new = -1  # a link: see below
+                if new >= 0:
                     os.close(fd)
-                    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                continue
-            os.close(fd)
-            fd = new
-        return fd
+                    fd = new
+                    where.append(name)
+                    continue
+            # ``name`` is a symlink: followed only where nobody else could have made it.
+            parent = os.fstat(fd)
+            if to_file:
+                link = "/" + "/".join([*where, name])
+                if not _trusted_dir(parent):
+                    whose = (f"group or others may write (mode "
+                             f"{stat.S_IMODE(parent.st_mode):04o})"
+                             if parent.st_uid in (0, os.geteuid())
+                             else f"uid {parent.st_uid} owns")
+                    raise UnsafePath(f"{link} is a symbolic link in a directory {whose}: not "
+                                     "followed, since whoever may write there could point "
+                                     "it at any file")
+                if st.st_uid not in (0, os.geteuid()):
+                    raise UnsafePath(f"{link} is a symbolic link made by uid {st.st_uid}, "
+                                     "not root or this agent: not followed")
+            elif not _trusted_dir(parent):
+                raise UnsafePath(
+                    f"{path}: {name!r} is a symlink in a directory owned by uid "
+                    f"{parent.st_uid} (or writable by others): refusing to follow it, "
+                    "since whoever controls that directory could point it anywhere. "
+                    "Remove the link, or pass the real path")
+            links += 1
+            if links > MAX_LINKS:
+                raise UnsafePath(f"{path}: too many symlinks")
+            target = os.readlink(name, dir_fd=fd)
+            parts = [*Path(target).parts, *parts]
+            if target.startswith("/"):
+                parts = parts[1:]
+                os.close(fd)
+                fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                where = []
+        if to_file:
+            raise UnsafePath(f"{path}: names a directory, not a file")
+        return fd, ""
     except BaseException:
         os.close(fd)
         raise

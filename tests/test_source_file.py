@@ -379,3 +379,112 @@ def test_a_symlink_another_user_made_is_not_followed(h: Harness, tmp_path: Path)
     append(real, "through a link root made")
     h.path.symlink_to(real)
     assert sink.wait_count(1) == ["through a link root made"]
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0,
+                               reason="files owned by another user need root to make")
+
+
+def _wait_refused(src: FileSource, sink: ListSink, link: Path) -> str:
+    """The source's last_error once it names ``link`` as a symbolic link not followed;
+    nothing may have been read (checked first: a line read ends the wait)."""
+    def refused() -> bool:
+        return src.last_error is not None and "symbolic link" in src.last_error \
+            and str(link) in src.last_error
+    wait_until(lambda: refused() or bool(sink.lines), what="the refusal naming the link")
+    assert sink.texts() == []
+    assert refused(), src.last_error
+    assert src.last_error is not None
+    return src.last_error
+
+
+@ROOT_ONLY
+def test_a_root_link_into_a_directory_another_user_writes_does_not_lead_on(
+        h: Harness, tmp_path: Path) -> None:
+    """Review, December 2026 (second round): root made `live -> d/app.log`, `d` belongs to
+    another user, who put a link of theirs at `d/app.log` pointing at a file only the
+    agent (group adm) may read. Only the last component was checked, then open() followed
+    the rest of the chain: the secret was read and published. Every link of the chain is
+    now checked, and the user's link (in a directory they write) is not followed."""
+    secret = tmp_path / "secret" / "shadow"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$SECRETHASH:19000:0:99999:7:::\n")
+    d = tmp_path / "d"
+    d.mkdir(mode=0o755)
+    os.chown(d, 65534, 65534)
+    (d / "app.log").symlink_to(secret)
+    os.lchown(d / "app.log", 65534, 65534)
+    h.path = tmp_path / "live"
+    h.path.symlink_to("d/app.log")  # root's, in a directory only root writes
+    src, sink = h.start()
+    error = _wait_refused(src, sink, d / "app.log")
+    assert "65534" in error
+    time.sleep(5 * POLL)
+    assert sink.lines == []
+
+
+@ROOT_ONLY
+def test_a_directory_on_the_path_replaced_by_a_link_is_not_followed(
+        h: Harness, tmp_path: Path) -> None:
+    """Review, December 2026 (second round): the followed path is `base/app/logs/x.log`
+    and `base/app` belongs to another user, who replaced `logs` with a link to another
+    service's log directory; the directories on the path were never checked, so that
+    service's log (which the user may not read, the agent may) was read and published."""
+    other = tmp_path / "apache2"
+    other.mkdir()
+    (other / "x.log").write_text("client 10.0.0.9 GET /admin?token=SECRET-TOKEN\n")
+    app = tmp_path / "base" / "app"
+    app.mkdir(parents=True, mode=0o755)
+    os.chown(app, 65534, 65534)
+    (app / "logs").symlink_to(other)
+    os.lchown(app / "logs", 65534, 65534)
+    h.path = app / "logs" / "x.log"
+    src, sink = h.start()
+    _wait_refused(src, sink, app / "logs")
+    time.sleep(5 * POLL)
+    assert sink.lines == []
+
+
+@ROOT_ONLY
+def test_a_packaged_link_root_made_is_followed_also_when_re_pointed(
+        h: Harness, tmp_path: Path) -> None:
+    """A root-owned `current` link in a root-owned 0755 directory (a package's, a deploy
+    tool's) is followed; re-pointed by root to a new release (like a rotation), the
+    source moves to the new file. A relative target is resolved from the link's
+    directory, `..` included."""
+    srv = tmp_path / "srv"
+    for v in ("v2", "v3"):
+        (srv / "releases" / v).mkdir(parents=True)
+    os.chmod(srv, 0o755)
+    append(srv / "releases" / "v2" / "app.log", "v2 line 1")
+    h.path = srv / "current"
+    h.path.symlink_to("releases/v2/app.log")
+    src, sink = h.start()
+    assert sink.wait_count(1) == ["v2 line 1"]
+    append(srv / "releases" / "v2" / "app.log", "v2 line 2")
+    assert sink.wait_count(2)[-1] == "v2 line 2"
+    append(srv / "releases" / "v3" / "app.log", "v3 line 1")
+    tmp_link = srv / ".current.new"
+    tmp_link.symlink_to("../srv/releases/v3/app.log")
+    os.rename(tmp_link, h.path)  # as `ln -sfn` then mv -T: atomic
+    assert sink.wait_count(3) == ["v2 line 1", "v2 line 2", "v3 line 1"]
+    assert src.last_error is None and src.rotations == 1
+
+
+@ROOT_ONLY
+def test_a_link_in_a_group_writable_directory_is_not_followed(
+        h: Harness, tmp_path: Path) -> None:
+    """Even root's own link is not followed where others may write its directory (0775):
+    anyone in the group could have swapped it in between."""
+    real = tmp_path / "real.log"
+    append(real, "through a link in a shared directory")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o775)
+    h.path = shared / "app.log"
+    h.path.symlink_to(real)
+    src, sink = h.start()
+    error = _wait_refused(src, sink, h.path)
+    assert "0775" in error
+    time.sleep(5 * POLL)
+    assert sink.lines == []

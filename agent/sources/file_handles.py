@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.safe_dir import UnsafePath, open_parent
 from agent.sources.file_position import (
     HEAD_BYTES,
     Candidate,
@@ -49,6 +50,17 @@ def read_head(fd: int) -> bytes:
     return os.pread(fd, HEAD_BYTES, 0)
 
 
+def _parent_of(key: str) -> tuple[int, str] | None:
+    """``open_parent(key)`` (see :func:`open_file` for the rule); None when a directory on
+    the way is missing; a link that is not followed raises PermissionError naming it."""
+    try:
+        return open_parent(key)
+    except FileNotFoundError:
+        return None
+    except UnsafePath as exc:
+        raise PermissionError(errno.EPERM, str(exc)) from None
+
+
 def open_file(path: str, key: str, live: bool) -> OpenFile | None:
     """Open ``key`` (the followed ``path`` or a rotated sibling of it); None when it does
     not exist. Other errors (e.g. no permission) are raised.
@@ -57,37 +69,57 @@ def open_file(path: str, key: str, live: bool) -> OpenFile | None:
     steer the agent (review, December 2026): a FIFO put there blocked ``open`` for ever (at
     start, in the daemon's main thread: never ready, deaf to SIGTERM), and a symlink made
     the agent read and publish any file it may read (its device key, auth.log). So only
-    regular files are read, opened without blocking, and a symlink is followed only when
-    root or the agent's own user made it (a packaged ``current`` link)."""
+    regular files are read, opened without blocking, and the path is walked from ``/`` one
+    component at a time (:func:`agent.safe_dir.open_parent`): a symbolic link there, at
+    any component and at each hop of a chain, is followed only when root or the agent's
+    own user made it *and* the directory holding it is owned by root or the agent and
+    writable by no one else (a packaged ``current`` link). Before (second review, same
+    month), only the last component was checked: a root-made link into a directory
+    another user writes led on through that user's link, and a directory on the path
+    replaced by a link was followed. The file is opened with ``O_NOFOLLOW`` through its
+    directory's fd, so no link can be swapped in between."""
+    parent = _parent_of(key)
+    if parent is None:
+        return None
+    dir_fd, name = parent
     try:
-        link = os.lstat(key)
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW,
+                     dir_fd=dir_fd)
     except FileNotFoundError:
         return None
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-    if stat.S_ISLNK(link.st_mode):
-        if link.st_uid not in (0, os.geteuid()):
-            raise PermissionError(errno.EPERM, f"a symbolic link made by uid {link.st_uid}, "
-                                  "not root or this agent: not followed", key)
-    else:
-        flags |= os.O_NOFOLLOW  # it was no link a moment ago: it must not become one
-    try:
-        fd = os.open(key, flags)
-    except FileNotFoundError:
-        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise PermissionError(errno.EPERM, "it became a symbolic link while it was opened: "
+                              "not followed", key) from None
+    finally:
+        os.close(dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory): "
                           "not read", key)
-        if stat.S_ISLNK(link.st_mode) and os.lstat(key).st_ino != link.st_ino:
-            raise PermissionError(errno.EPERM, "the symbolic link changed while it was "
-                                  "opened: not followed", key)
         os.set_blocking(fd, True)
         return OpenFile(fd, FileIdentity(path, st.st_dev, st.st_ino, read_head(fd)), key,
                         live)
     except BaseException:
         os.close(fd)
         raise
+
+
+def stat_path(key: str) -> os.stat_result:
+    """What ``key`` names now, reached by :func:`open_file`'s rule (and an ``lstat`` of the
+    last name: a link swapped in after the walk is seen as itself, not followed).
+    FileNotFoundError when it is missing; PermissionError for a link on the way that is not
+    followed."""
+    parent = _parent_of(key)
+    if parent is None:
+        raise FileNotFoundError(errno.ENOENT, "no such file or directory", key)
+    dir_fd, name = parent
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(dir_fd)
 
 
 def close_files(files: Iterable[OpenFile]) -> None:
@@ -112,6 +144,7 @@ def _open_candidates(path: str, cp: FileCheckpoint | None, opener: Opener) -> di
         with contextlib.suppress(OSError):
             for name in sorted(os.listdir(folder)):
                 if is_rotated_sibling(live_path, name):
+                    # opened by open_file's rule, as the live file: the listing only names them
                     f = opener(str(folder / name), False)
                     if f is not None:
                         opened[f.key] = f
