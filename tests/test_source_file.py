@@ -488,3 +488,35 @@ def test_a_link_in_a_group_writable_directory_is_not_followed(
     assert "0775" in error
     time.sleep(5 * POLL)
     assert sink.lines == []
+
+
+def test_a_directory_full_of_rotated_names_costs_bounded_fds_and_time(h: Harness) -> None:
+    """Whoever may write the log's directory may fill it with rotated-looking names
+    (review, December 2026): each restart and reload opened every one of them at once
+    (5,000 ran the agent out of file descriptors). Now the newest 64 are looked at."""
+    import resource
+
+    append(h.path, "a1")
+    src, sink = h.start()
+    sink.wait_count(1)
+    src.stop()
+    append(h.path, "a2")  # after the checkpoint, then rotated away while stopped
+    past = time.time() - 86_400
+    for i in range(5_000):  # older than the real rotation: decoys
+        decoy = h.path.with_name(f"pump.log.{i + 10}")
+        decoy.write_bytes(b"decoy\n")
+        os.utime(decoy, (past, past))
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    append(h.path, "b1")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 200, hard))
+    try:
+        started = time.monotonic()
+        src2, sink2 = h.start(sink.last_checkpoint())
+        took = time.monotonic() - started
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert sink2.wait_count(2) == ["a2", "b1"]
+    assert src2.last_error is None and took < 5.0, (src2.last_error, took)
+    assert "rotated while stopped" in src2.resume_note

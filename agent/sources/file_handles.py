@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -25,9 +27,12 @@ from agent.sources.file_position import (
     ResumePlan,
     is_rotated_sibling,
     plan_resume,
+    same_file,
 )
 
+log = logging.getLogger("nanofleet.agent.sources")
 RESUME_ATTEMPTS = 3
+MAX_ROTATED_CANDIDATES = 64  # rotated siblings looked at on a resume, newest first
 RESUME_RETRY_S = 0.05
 
 
@@ -133,21 +138,49 @@ def _candidate(f: OpenFile) -> Candidate:
     return Candidate(f.key, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, f.ident.head)
 
 
+def _rotated_names(folder: Path, live_path: Path) -> tuple[list[str], int]:
+    """The names of ``live_path``'s rotated siblings in ``folder``, newest first, at most
+    :data:`MAX_ROTATED_CANDIDATES`, and how many more there were. The directory is
+    streamed and each name only ``lstat``-ed: whoever may write the log's directory may
+    fill it (review, December 2026: 5,000 such names opened at every restart and reload
+    ran the agent out of file descriptors; 300,000 took 15 s and 107 MB)."""
+    newest: list[tuple[int, str]] = []
+    seen = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not is_rotated_sibling(live_path, entry.name):
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime_ns
+            except OSError:
+                continue
+            seen += 1
+            newest.append((mtime, entry.name))
+            if len(newest) > 4 * MAX_ROTATED_CANDIDATES:  # bounded while streaming
+                newest = heapq.nlargest(MAX_ROTATED_CANDIDATES, newest)
+    kept = heapq.nlargest(MAX_ROTATED_CANDIDATES, newest)
+    return [name for _, name in kept], seen - len(kept)
+
+
 def _open_candidates(path: str, cp: FileCheckpoint | None, opener: Opener) -> dict[str, OpenFile]:
-    """The live file, and (with a checkpoint to look for) its rotated siblings."""
+    """The live file, and (with a checkpoint it does not hold) its rotated siblings."""
     opened: dict[str, OpenFile] = {}
     live = opener(path, True)
     if live is not None:
         opened[path] = live
+        if cp is not None and same_file(cp, live.ident.dev, live.ident.ino, live.ident.head):
+            return opened  # the usual restart: nothing rotated, no listing needed
     if cp is not None:
         folder, live_path = Path(path).parent, Path(path)
-        with contextlib.suppress(OSError):
-            for name in sorted(os.listdir(folder)):
-                if is_rotated_sibling(live_path, name):
-                    # opened by open_file's rule, as the live file: the listing only names them
-                    f = opener(str(folder / name), False)
-                    if f is not None:
-                        opened[f.key] = f
+        names, more = _rotated_names(folder, live_path)
+        if more:
+            log.warning("%s: %d more rotated-looking files than the %d newest looked at",
+                        folder, more, MAX_ROTATED_CANDIDATES)
+        for name in names:
+            # opened by open_file's rule, as the live file: the listing only names them
+            f = opener(str(folder / name), False)
+            if f is not None:
+                opened[f.key] = f
     return opened
 
 
