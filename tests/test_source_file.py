@@ -520,3 +520,26 @@ def test_a_directory_full_of_rotated_names_costs_bounded_fds_and_time(h: Harness
     assert sink2.wait_count(2) == ["a2", "b1"]
     assert src2.last_error is None and took < 5.0, (src2.last_error, took)
     assert "rotated while stopped" in src2.resume_note
+
+
+def test_two_rotations_while_waiting_on_the_queue_lose_nothing(h: Harness) -> None:
+    """Review, December 2026: the source waited on a full queue (back-pressure) while
+    the log was rotated twice; it switched to the newest file, and the one live in
+    between (B) was never read, with nothing counted."""
+    append(h.path, *[f"A{i}" for i in range(10)])
+    src, sink = h.start(sink=ListSink(capacity=3))
+    sink.wait_count(3)
+    time.sleep(0.3)  # blocked on the full sink
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    append(h.path, *[f"B{i}" for i in range(5)])
+    time.sleep(0.01)
+    os.rename(h.path.with_name("pump.log.1"), h.path.with_name("pump.log.2"))
+    os.rename(h.path, h.path.with_name("pump.log.1"))
+    append(h.path, "C0", "C1")
+    with sink.cond:
+        sink.capacity = None
+        sink.cond.notify_all()
+    assert sink.wait_count(17) == [*(f"A{i}" for i in range(10)),
+                                   *(f"B{i}" for i in range(5)), "C0", "C1"]
+    time.sleep(0.3)
+    assert len(sink.lines) == 17 and src.rotations == 2

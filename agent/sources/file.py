@@ -26,6 +26,7 @@ from agent.sources.file_handles import (
     close_files,
     open_file,
     open_for_resume,
+    open_newer_siblings,
     read_head,
     stat_path,
 )
@@ -394,6 +395,17 @@ class FileSource(Source):
         self._finish_file()
         self._note_rotation("rotations")
         self._rotation_seen = None
+        # Rotated more than once since we last looked (we waited on a full queue): the
+        # files live in between are read first, oldest first.
+        cur = self._cur
+        assert cur is not None
+        old = os.fstat(cur.fd)
+        missed = open_newer_siblings(self.path, old.st_mtime_ns,
+                                     {(old.st_dev, old.st_ino), (new.ident.dev, new.ident.ino)},
+                                     self._open)
+        if missed:
+            self._note_rotation("rotations")
+        self._queue.extend([(f, 0, False) for f in missed])
         self._queue.append((new, 0, False))
         return self._next_file()
 

@@ -184,6 +184,27 @@ def _open_candidates(path: str, cp: FileCheckpoint | None, opener: Opener) -> di
     return opened
 
 
+def open_newer_siblings(path: str, than_mtime_ns: int, known: set[tuple[int, int]],
+                        opener: Opener) -> list[OpenFile]:
+    """Rotated siblings of ``path`` written after ``than_mtime_ns`` that are none of the
+    ``known`` (dev, inode)s, oldest first: files that were live and rotated away again
+    while the source was not looking (two rotations while it waited on a full queue lost
+    the middle file: review, December 2026). Each is opened by :func:`open_file`'s rule."""
+    folder, live_path = Path(path).parent, Path(path)
+    found: list[tuple[int, str, OpenFile]] = []
+    for name in _rotated_names(folder, live_path)[0]:
+        f = opener(str(folder / name), False)
+        if f is None:
+            continue
+        st = os.fstat(f.fd)
+        if (st.st_dev, st.st_ino) in known or st.st_mtime_ns <= than_mtime_ns:
+            close_files([f])
+            continue
+        known.add((st.st_dev, st.st_ino))
+        found.append((st.st_mtime_ns, f.key, f))
+    return [f for _, _, f in sorted(found, key=lambda item: item[:2])]
+
+
 def open_for_resume(cp: FileCheckpoint | None, path: str, start_at: str, opener: Opener,
                     pause: Callable[[float], object]) -> tuple[list[QueuedFile], ResumePlan]:
     """Open the live file and its rotated siblings, plan, keep only what the plan reads:
