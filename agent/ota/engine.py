@@ -130,7 +130,7 @@ class OtaEngine:
             try:
                 event = self._apply(Resume(self.cfg.max_resumes))
             except OSError as exc:
-                log.warning("OTA record still cannot be saved (%s); next try in %.0f s",
+                log.warning("OTA record still cannot be saved (%s); next try in %.1f s",
                             exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, RESUME_RETRY_MAX_S)
