@@ -9,7 +9,6 @@ import logging
 import signal
 import sqlite3
 import tarfile
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -30,6 +29,7 @@ from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.query_service import QueryService
 from agent.sender import OutboxSender
+from agent.signal_wake import SignalWake
 from agent.sources.base import Source
 from agent.sources.registry import AgentBroker, build_source
 from agent.spool import Spool
@@ -97,7 +97,7 @@ class Agent:
         self.counters = Counters()
         self.started_at = time.time()
         self.started_monotonic = time.monotonic()
-        self._wake = threading.Event()
+        self._wake = SignalWake()  # set by the signal handler: takes no lock
         self._stopping = False
         self._reload_requested = False
         self.sources: list[Source] = []
@@ -237,7 +237,6 @@ class Agent:
                                      f"(disk full?); next try in {wait:.0f} s")
                 self.notifier.extend_timeout(wait + 30.0)  # TimeoutStartSec would kill us
                 self._wake.wait(wait)
-                self._wake.clear()
                 if self._stopping:
                     raise StoppedDuringSetup from None
                 attempt += 1
@@ -264,7 +263,6 @@ class Agent:
         next_metrics = time.monotonic() + self.cfg.metrics_interval_s
         while not self._stopping:
             self._wake.wait(tick)
-            self._wake.clear()
             if self._reload_requested:
                 self._reload_requested = False
                 self.reload()
