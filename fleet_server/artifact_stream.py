@@ -263,15 +263,9 @@ class ArtifactStreamer:
                 # Small chunks cost the server as much per message as big ones: each is
                 # charged at least MIN_CHARGED_CHUNK_BYTES (1 KiB chunks within the byte
                 # rate were 4,096 messages a second of one device).
-                wait = self._charge(device, sum(max(length, MIN_CHARGED_CHUNK_BYTES)
-                                                for _, length in plan))
-                if wait > 0:
-                    self.counters.add(rate_limited=1)
-                    self._send_error(device, req.transfer, req.offset, "rate-limited",
-                                     f"over {self.settings.device_rate_bytes_s} bytes/s",
-                                     retry_after_s=round(wait, 3))
-                    return
-                self._send_range(device, req, fh, st, plan)
+                if self._within_rate(device, req, sum(max(length, MIN_CHARGED_CHUNK_BYTES)
+                                                      for _, length in plan)):
+                    self._send_range(device, req, fh, st, plan)
         except Refused as exc:
             self._refuse(device, req, exc.error, exc.detail, exc.size)
         except OSError as exc:
@@ -281,16 +275,23 @@ class ArtifactStreamer:
                 size: int | None) -> None:
         """A refusal is charged too (a refused request was free: a flood of them cost
         the server a worker and a publish each)."""
-        wait = self._charge(device, REFUSED_CHARGE_BYTES)
-        if wait > 0:
-            self.counters.add(rate_limited=1)
-            self._send_error(device, req.transfer, req.offset, "rate-limited",
-                             f"over {self.settings.device_rate_bytes_s} bytes/s",
-                             retry_after_s=round(wait, 3))
+        if not self._within_rate(device, req, REFUSED_CHARGE_BYTES):
             return
         self.counters.add(refused=1)
         log.info("artifact request of %s refused: %s %s", device, error, detail[:200])
         self._send_error(device, req.transfer, req.offset, error, detail, size=size)
+
+    def _within_rate(self, device: str, req: ArtifactRequest, cost: int) -> bool:
+        """Charge ``cost`` bytes to the device; over its rate, answer rate-limited with the
+        time to wait instead."""
+        wait = self._charge(device, cost)
+        if wait <= 0:
+            return True
+        self.counters.add(rate_limited=1)
+        self._send_error(device, req.transfer, req.offset, "rate-limited",
+                         f"over {self.settings.device_rate_bytes_s} bytes/s",
+                         retry_after_s=round(wait, 3))
+        return False
 
     def _charge(self, device: str, cost: int) -> float:
         with self._lock:

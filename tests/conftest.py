@@ -92,10 +92,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                                         "make it faster or drop its unit mark)")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fleet server database on each database the server supports, migrated to the
+    newest schema (PostgreSQL: a new database on the module's throwaway server,
+    hil/postgres.py). Modules whose checks must hold on both alias it as ``db``."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
+        request.getfixturevalue("pg").new_database()
+    database = Database(url)
+    upgrade(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     """A fleet server database on SQLite, migrated to the newest schema (modules that run
-    on PostgreSQL too define their own ``db``)."""
+    on PostgreSQL too alias ``any_db``)."""
     database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
     upgrade(database)
     try:

@@ -3,9 +3,6 @@ retention and downsampling, alerts, sign-in sessions, and the overview's counts/
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 
@@ -27,23 +24,14 @@ from fleet_server.metrics_store import (
     alerts_per_hour,
     series,
 )
-from fleet_server.migrations import upgrade
 
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    """The same checks on both databases the server supports (PostgreSQL: a new database
-    on the module's throwaway server, hil/postgres.py)."""
-    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
-        request.getfixturevalue("pg").new_database()
-    d = Database(url)
-    upgrade(d)
-    try:
-        yield d
-    finally:
-        d.dispose()
+@pytest.fixture
+def db(any_db: Database) -> Database:
+    """The checks hold on both databases the server supports (conftest ``any_db``)."""
+    return any_db
 
 
 def metrics(device: str, at: float, lines: int, uptime: float, *, dropped: int = 0,

@@ -5,9 +5,6 @@ devices' alerts out; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 
@@ -16,22 +13,15 @@ from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, OtaEventRow
 from fleet_server.inventory import LAST_DETAIL_CHARS, Report, ingest, list_devices
 from fleet_server.metrics_store import DeviceAlertRow, MetricsStore
-from fleet_server.migrations import upgrade
 from fleet_server.retention import MinuteBudget
 
 T0 = 1_800_000_000.0  # a minute's start: 30,000,000 minutes
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'fleet.db'}" if request.param == "sqlite" else \
-        request.getfixturevalue("pg").new_database()
-    d = Database(url)
-    upgrade(d)
-    try:
-        yield d
-    finally:
-        d.dispose()
+@pytest.fixture
+def db(any_db: Database) -> Database:
+    """The checks hold on both databases the server supports (conftest ``any_db``)."""
+    return any_db
 
 
 def alert(device: str, at: float, msg_id: str) -> Report:
