@@ -41,6 +41,25 @@ def bucket_take(bucket: Bucket | None, now: float, cost: int, rate: float,
     return Bucket(tokens, now), (need - tokens) / rate
 
 
+class DeviceBuckets:
+    """One token bucket per device (``rate`` per second, up to ``burst``); devices idle
+    long enough to be full again are forgotten once more than ``prune_at`` are held.
+    Not locked: the caller serialises ``take``."""
+
+    def __init__(self, rate: float, burst: float, prune_at: int = 10_000) -> None:
+        self.rate, self.burst, self.prune_at = rate, burst, prune_at
+        self._buckets: dict[str, Bucket] = {}
+
+    def take(self, device: str, cost: int, now: float) -> float:
+        """Take ``cost`` for ``device`` at ``now`` (monotonic s): 0.0, or seconds to wait."""
+        if len(self._buckets) > self.prune_at:
+            full_after = self.burst / self.rate
+            self._buckets = {d: b for d, b in self._buckets.items() if now - b.at < full_after}
+        bucket, wait = bucket_take(self._buckets.get(device), now, cost, self.rate, self.burst)
+        self._buckets[device] = bucket
+        return wait
+
+
 def plan_range(size: int, req: ArtifactRequest) -> list[tuple[int, int]]:
     """(offset, length) of each chunk to send for ``req`` on a file of ``size`` bytes.
 

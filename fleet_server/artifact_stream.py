@@ -44,6 +44,7 @@ from contract.artifacts import (
 )
 from fleet_server.artifact_plan import (
     Bucket,
+    DeviceBuckets,
     Refused,
     artifact_file,
     bucket_take,
@@ -115,13 +116,13 @@ class ArtifactStreamer:
         self._queue: queue.Queue[tuple[str, ArtifactRequest] | None] = queue.Queue(
             settings.queue_size)
         self._pending: dict[str, int] = {}
-        self._buckets: dict[str, Bucket] = {}
         self._lock = threading.Lock()
-        self._rate = float(settings.device_rate_bytes_s)
-        self._burst = float(settings.device_rate_bytes_s)  # one second's worth
-        self._asks: dict[str, Bucket] = {}  # requests per device, on the network thread
-        self._ask_rate = float(settings.device_requests_per_s)
-        self._ask_burst = 2.0 * settings.device_requests_per_s
+        # Bytes per device (bursts of one second's worth), charged by the workers.
+        self._bytes = DeviceBuckets(float(settings.device_rate_bytes_s),
+                                    float(settings.device_rate_bytes_s), _BUCKETS_PRUNE_AT)
+        # Requests per device (bursts of two seconds' worth), on the network thread only.
+        self._asks = DeviceBuckets(float(settings.device_requests_per_s),
+                                   2.0 * settings.device_requests_per_s, _BUCKETS_PRUNE_AT)
         self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
                          for i in range(settings.workers)]
         c = build_client(mqtt_settings, f"{mqtt_settings.client_id}-artifacts",
@@ -224,14 +225,7 @@ class ArtifactStreamer:
 
     def _may_ask(self, device: str) -> bool:
         """One request of ``device`` within its request rate (network thread only)."""
-        now = time.monotonic()
-        if len(self._asks) > _BUCKETS_PRUNE_AT:  # forget devices idle long enough
-            full_after = self._ask_burst / self._ask_rate
-            self._asks = {d: b for d, b in self._asks.items() if now - b.at < full_after}
-        bucket, wait = bucket_take(self._asks.get(device), now, 1, self._ask_rate,
-                                   self._ask_burst)
-        self._asks[device] = bucket
-        return wait == 0.0
+        return self._asks.take(device, 1, time.monotonic()) == 0.0
 
     # --- workers -----------------------------------------------------------------------
     def _work(self) -> None:
@@ -295,15 +289,7 @@ class ArtifactStreamer:
 
     def _charge(self, device: str, cost: int) -> float:
         with self._lock:
-            now = time.monotonic()
-            if len(self._buckets) > _BUCKETS_PRUNE_AT:  # forget devices idle long enough
-                full_after = self._burst / self._rate
-                self._buckets = {d: b for d, b in self._buckets.items()
-                                 if now - b.at < full_after}
-            bucket, wait = bucket_take(self._buckets.get(device), now, cost, self._rate,
-                                       self._burst)
-            self._buckets[device] = bucket
-            return wait
+            return self._bytes.take(device, cost, time.monotonic())
 
     def _send_range(self, device: str, req: ArtifactRequest, fh: Any, st: os.stat_result,
                     plan: list[tuple[int, int]]) -> None:
