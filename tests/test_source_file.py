@@ -40,10 +40,10 @@ class Harness:
 
     def start(self, checkpoint: str | None = None, start_at: str = "beginning",
               max_line_bytes: int = 4096, sink: ListSink | None = None,
-              grace: float = 2.0) -> tuple[FileSource, ListSink]:
+              grace: float = 2.0, drain: float = 300.0) -> tuple[FileSource, ListSink]:
         cfg = FileSourceConfig.model_validate({
             "kind": "file", "path": self.path, "start_at": start_at,
-            "poll_interval_s": POLL, "rotate_grace_s": grace})
+            "poll_interval_s": POLL, "rotate_grace_s": grace, "rotated_drain_s": drain})
         sink = sink or ListSink()
         src = FileSource(f"file:{self.path}", cfg, sink, self.counters, max_line_bytes)
         src.start(checkpoint)
@@ -95,7 +95,7 @@ def test_missing_file_waits_then_reads_from_start(h: Harness) -> None:
 
 def test_rename_rotation_finishes_old_file_then_switches(h: Harness) -> None:
     append(h.path, "a1")
-    src, sink = h.start()
+    src, sink = h.start(drain=0)  # the old file let go at the switch
     sink.wait_count(1)
     os.rename(h.path, h.path.with_name("pump.log.1"))
     h.path.touch()                      # logrotate `create`: new empty file at once
@@ -543,3 +543,78 @@ def test_two_rotations_while_waiting_on_the_queue_lose_nothing(h: Harness) -> No
                                    *(f"B{i}" for i in range(5)), "C0", "C1"]
     time.sleep(0.3)
     assert len(sink.lines) == 17 and src.rotations == 2
+
+
+def test_the_old_file_is_read_on_while_its_writer_still_writes(h: Harness) -> None:
+    """logrotate without a HUP, several writers, or someone who renamed the log and planted
+    another: what the service writes to the old file after the switch is read too (it was
+    lost: review, December 2026), and the old file is let go once quiet."""
+    append(h.path, "a1")
+    src, sink = h.start(drain=0.5)
+    sink.wait_count(1)
+    hidden = h.path.with_name("zz-not-a-rotated-name")
+    os.rename(h.path, hidden)
+    append(h.path, "planted")                     # the new file has data: switch at once
+    wait_until(lambda: src.rotations == 1)
+    assert src.describe()["draining"] == str(h.path)
+    append(hidden, "service goes on 1", raw=b"service goes on 2 no newline")
+    texts = sink.wait_count(3)
+    assert texts == ["a1", "planted", "service goes on 1"]
+    # Late lines after a line of the new file carry no checkpoint: a restart must not go
+    # back into the old file (and read the new one again from its start).
+    assert sink.lines[1].checkpoint is not None and sink.lines[2].checkpoint is None
+    append(hidden, raw=b" ends\n")
+    assert sink.wait_count(4)[-1] == "service goes on 2 no newline ends"
+    time.sleep(0.3)
+    append(hidden, "still writing after 0.3 s")   # growth keeps it open
+    assert sink.wait_count(5)[-1] == "still writing after 0.3 s"
+    append(hidden, raw=b"last words")
+    wait_until(lambda: src.describe()["draining"] is None, timeout=5)
+    assert sink.wait_count(6)[-1] == "last words"  # the partial line, when let go
+    append(hidden, "after it was let go")
+    append(h.path, "new file goes on")
+    assert sink.wait_count(7)[-1] == "new file goes on"
+    assert "after it was let go" not in sink.texts()
+
+
+def test_a_late_line_before_the_new_file_speaks_resumes_exactly(h: Harness) -> None:
+    """The writer reopens late: the new file stays empty past the grace, and the old file's
+    late lines still carry its checkpoint, so a restart resumes inside it (a rotated
+    sibling) with nothing repeated or lost."""
+    append(h.path, "a1")
+    src, sink = h.start(grace=0.05, drain=30)
+    sink.wait_count(1)
+    rotated = h.path.with_name("pump.log.1")
+    os.rename(h.path, rotated)
+    h.path.touch()
+    wait_until(lambda: src.rotations == 1)
+    append(rotated, "a2 late")
+    assert sink.wait_count(2)[-1] == "a2 late"
+    cp = sink.last_checkpoint()
+    assert cp is not None and FileCheckpoint.decode(cp).ino == rotated.stat().st_ino
+    src.stop()
+    append(rotated, "a3 while stopped")
+    append(h.path, "b1")
+    _, sink2 = h.start(checkpoint=cp, drain=30)
+    assert sink2.wait_count(2) == ["a3 while stopped", "b1"]
+
+
+def test_a_second_rotation_lets_the_first_old_file_go(h: Harness) -> None:
+    append(h.path, "a1")
+    src, sink = h.start(drain=60)
+    sink.wait_count(1)
+    first = h.path.with_name("pump.log.1")
+    os.rename(h.path, first)
+    append(h.path, "b1", raw=b"b2 partial")
+    wait_until(lambda: src.rotations == 1)
+    append(first, raw=b"a2 partial")
+    wait_until(lambda: "a2 partial" in sink.texts() or src.describe()["draining"] == str(h.path))
+    os.rename(h.path, h.path.with_name("pump.log.2"))
+    append(h.path, "c1")
+    wait_until(lambda: src.rotations == 2)
+    texts = sink.wait_for(lambda ls: any(ln.text == "c1" for ln in ls))
+    got = [ln.text for ln in texts]
+    assert "a2 partial" in got and got.index("a2 partial") < got.index("c1")
+    assert src.describe()["draining"] == str(h.path)  # the second old file: one at a time
+    append(h.path.with_name("pump.log.2"), raw=b" done\n")
+    assert sink.wait_count(len(got) + 1)[-1] == "b2 partial done"

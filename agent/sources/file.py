@@ -7,18 +7,19 @@ they can always be re-read). Where to resume is decided by
 :mod:`agent.sources.file_handles`), how bytes become lines by
 :class:`agent.sources.line_splitter.LineSplitter`, when to read by
 :mod:`agent.sources.windows` (read windows: a trickle is read once per batch, not
-once per write); this module is the thread that does the reading and the waiting.
+once per write), the waiting by :mod:`agent.sources.file_waiting`, a rotated file that
+is still written by :mod:`agent.sources.file_tail`; this module is what is read.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from agent.metrics import Counters
-from agent.sources.base import LineSink, Source
+from agent.sources.base import LineSink
 from agent.sources.file_config import FileSourceConfig
 from agent.sources.file_handles import (
     OpenFile,
@@ -31,150 +32,58 @@ from agent.sources.file_handles import (
     stat_path,
 )
 from agent.sources.file_position import HEAD_BYTES, FileCheckpoint, FileIdentity
-from agent.sources.idle_tick import idle_tick_s, look_why_events_miss_file
-from agent.sources.inotify import DirectoryWatch
-from agent.sources.line_splitter import LineSplitter
-from agent.sources.windows import ReadWindows
+from agent.sources.file_tail import RotatedTail, jump_hole
+from agent.sources.file_waiting import Stopped, WatchedFileSource
+from agent.sources.line_splitter import LineSplitter, RawLine
 
 __all__ = ["FileSource", "FileSourceConfig"]
 
 CHUNK_BYTES = 64 * 1024
 
 
-class _Stopped(Exception):
-    """The source was stopped while waiting for room in the sink."""
-
-
-class FileSource(Source):
+class FileSource(WatchedFileSource):
     kind = "file"
 
     def __init__(self, name: str, cfg: FileSourceConfig, sink: LineSink, counters: Counters,
                  max_line_bytes: int) -> None:
-        super().__init__(name, sink, counters, max_line_bytes)
-        self.cfg = cfg
-        self.path = str(cfg.path)
+        super().__init__(name, cfg, sink, counters, max_line_bytes)
         self.rotations = 0
         self.truncations = 0
         self.state = "not started"
         self.resume_note = ""
         self._cur: OpenFile | None = None
         self._queue: list[QueuedFile] = []  # files to read after _cur
+        self._tail: RotatedTail | None = None  # the previous file, read while it grows
         self._read_pos = 0       # offset of the next byte to read from _cur
         self._lines = LineSplitter(max_line_bytes)
         self._size_seen = 0
         self._rotation_seen: float | None = None  # monotonic time a rotation was noticed
-        self._resumed = False
         self._at_eof = False
-        self._tick = True  # check the path on the first wake
-        self._watch: DirectoryWatch | None = None
-        # Why the directory's events do not show this file's changes (None: they do).
-        self._events_miss: str | None = "not watching yet"
         self._open_failing = False  # the live path exists but cannot be opened
-        self._windows = ReadWindows(cfg.read_coalesce_ms / 1000.0)
 
-    # -- lifecycle --------------------------------------------------------------------
-    def _wake(self) -> None:
-        watch = self._watch
-        if watch is not None:
-            watch.interrupt()
+    # -- what the waiting (file_waiting.WatchedFileSource) asks ----------------------------
+    def _settled(self) -> bool:
+        return (self._rotation_seen is None and not self._open_failing and self._tail is None
+                and (self._cur is None or self.state == "following"))
 
-    def start(self, checkpoint: str | None) -> None:
-        """Fix the starting position before returning, so that (with start_at=end) a line
-        written right after start() is read, not taken for old content."""
-        self._stop.clear()
-        self._resumed = False
-        try:
-            self._resume(self._decode(checkpoint))
-            self._resumed = True
-        except OSError as exc:  # retried by the thread
-            self.last_error = f"{type(exc).__name__}: {exc}"
-        super().start(checkpoint)
+    def _position(self) -> int:
+        return self._read_pos
 
-    def _run(self, checkpoint: str | None) -> None:
-        try:
-            if not self._resumed:
-                self._resume(self._decode(checkpoint))
-            watch = DirectoryWatch(self.cfg.path.parent)
-            self._watch = watch
-            self._events_miss = look_why_events_miss_file(self.cfg.path)
-            while not self._stop.is_set():
-                try:
-                    if self._step():
-                        continue
-                    if self._windows.since is not None:  # a window's read caught up
-                        self._windows.close(self.lines_read, self._read_pos)
-                        # Writes made during the read queued events although the read
-                        # took their data: drop them (each would wake us for nothing,
-                        # or open a window sized for nothing), then look once.
-                        watch.drain()
-                        if self._news(watch):
-                            self._open_window(watch)
-                            continue
-                    # Sleep until the directory changes (inotify), stop() or the idle
-                    # tick (sources.idle_tick) passes.
-                    tick = self._idle_tick()
-                    if not watch.wait(tick):
-                        self._tick = True  # a poll tick: look at the path too
-                        if tick > self.cfg.poll_interval_s and self._missed_change(watch):
-                            self._events_miss = "a change raised no event: polling"
-                        continue
-                    if self._news(watch):
-                        self._open_window(watch)
-                except OSError as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    self.counters.inc("source_errors")
-                    self._stop.wait(max(1.0, self.cfg.poll_interval_s))
-        except _Stopped:
-            pass
-        finally:
-            if self._watch is not None:
-                self._watch.close()
-                self._watch = None
-            self._close_all()
-
-    def _idle_tick(self) -> float:
-        watch = self._watch
-        settled = (self._rotation_seen is None and not self._open_failing
-                   and (self._cur is None or self.state == "following"))
-        return idle_tick_s(self.cfg.poll_interval_s,
-                           watching=watch is not None and watch.active,
-                           events_show_file=self._events_miss is None, settled=settled)
-
-    def _inotify_misses(self) -> str | None:
-        """Why inotify alone cannot be trusted with this file now (None: it can)."""
-        if self._watch is not None and not self._watch.active:
-            return "no inotify watch on the directory (missing, gone, or no inotify)"
-        return self._events_miss
-
-    def _missed_change(self, watch: DirectoryWatch) -> bool:
-        """On a safety tick: did the file change (or appear) with no event to say so?"""
+    def _changed_unseen(self) -> bool:
         cur = self._cur
         if cur is None:
             changed = os.path.exists(self.path)
         else:
             changed = cur.live and os.fstat(cur.fd).st_size != self._read_pos
-        # An event queued since the timeout (a write racing the tick) was not missed.
-        return changed and not watch.wait(0)
-
-    def _open_window(self, watch: DirectoryWatch) -> None:
-        """The directory changed: wait a read window (sources.windows), then read."""
-        windows = self._windows
-        window = windows.open(self.sink.batching, self.lines_read, self._read_pos)
-        windows.sleep(self._stop, window, self.sink.batching.min_lines, self._unread_bytes)
-        # Events of writes made so far describe data this read will see; without this
-        # each of them would wake us again for an empty read.
-        watch.drain()
-        windows.reading()
+        return changed or (self._tail is not None and self._tail.unread())
 
     def _unread_bytes(self) -> int | None:
         cur = self._cur
         return None if cur is None else os.fstat(cur.fd).st_size - self._read_pos
 
-    def _news(self, watch: DirectoryWatch) -> bool:
-        """Is there anything to read or check (else a wake must not open a window: it
-        would hold the next lines for a window sized by nothing)?"""
+    def _has_news(self) -> bool:
         cur = self._cur
-        if cur is None or not cur.live or watch.structural_pending:
+        if cur is None or not cur.live or (self._tail is not None and self._tail.unread()):
             return True
         return os.fstat(cur.fd).st_size != self._read_pos
 
@@ -188,10 +97,10 @@ class FileSource(Source):
             self.counters.inc("source_errors")
             return None
 
-    def _resume(self, cp: FileCheckpoint | None) -> None:
+    def _resume(self, checkpoint: str | None) -> None:
         """Queue the files to read, from where the checkpoint (or start_at) says."""
-        self._queue, plan = open_for_resume(cp, self.path, self.cfg.start_at, self._open,
-                                            self._stop.wait)
+        self._queue, plan = open_for_resume(self._decode(checkpoint), self.path,
+                                            self.cfg.start_at, self._open, self._stop.wait)
         self.resume_note = plan.note
         if plan.lost:
             self.counters.inc("source_gaps")
@@ -228,13 +137,16 @@ class FileSource(Source):
         return True
 
     def _close_all(self) -> None:
-        close_files([*(q[0] for q in self._queue), *([self._cur] if self._cur else [])])
-        self._queue, self._cur = [], None
+        close_files([*(q[0] for q in self._queue), *([self._cur] if self._cur else []),
+                     *([self._tail.file] if self._tail else [])])
+        self._queue, self._cur, self._tail = [], None, None
 
     # -- one wake: read everything available, then look for rotation ----------------------
 
     def _step(self) -> bool:
         """Returns True when something happened (loop again at once)."""
+        if self._tail is not None and self._read_tail():
+            return True
         if self._cur is None:
             f = self._open(self.path, live=True)
             if f is None:
@@ -277,7 +189,7 @@ class FileSource(Source):
         self._at_eof = False
         while True:
             if self._stop.is_set():
-                raise _Stopped  # never treat a chunk boundary as the end of a file
+                raise Stopped  # never treat a chunk boundary as the end of a file
             data = os.read(cur.fd, CHUNK_BYTES)
             if not data:
                 self._at_eof = True
@@ -293,35 +205,21 @@ class FileSource(Source):
             self._read_pos += len(data)
             self._consume(data, cur.ident)
             if self._lines.skipping and not data.strip(b"\0"):
-                self._jump_hole(cur.fd)
+                self._read_pos = jump_hole(cur.fd, self._read_pos, self._lines)
         return got
-
-    def _jump_hole(self, fd: int) -> None:
-        """Inside an over-long line of zeros: jump to the file's next data. A sparse hole
-        (``truncate -s 16T``, no disk used) was read at ~0.5 GB/s, one core for hours while
-        the file's later lines waited (review, December 2026). The jumped bytes are part
-        of the line being skipped, as the zeros read would have been."""
-        try:
-            nxt = os.lseek(fd, self._read_pos, os.SEEK_DATA)
-        except OSError as exc:  # ENXIO: no data after here, the hole runs to the end
-            if exc.errno != errno.ENXIO:
-                return  # the file system cannot say: read on
-            nxt = os.fstat(fd).st_size
-        if nxt > self._read_pos:
-            self._lines.line_start += nxt - self._read_pos
-            self._read_pos = nxt
-            os.lseek(fd, nxt, os.SEEK_SET)
 
     def _consume(self, data: bytes, ident: FileIdentity) -> None:
         """Hand the lines ``data`` completes to the sink, in one hand-off per read: the
         pipeline wakes once for all of them."""
         ts = time.time()
         out = self._lines.split(data, ident)
+        if out and self._tail is not None:
+            self._tail.live_moved = True
         since = self._windows.since
         if since is None:  # not in a window (a poll tick, a rotation): noticed now
             since = time.monotonic()
         if not self.emit_many(out, ts, since):
-            raise _Stopped
+            raise Stopped
 
     def _finish_file(self) -> None:
         """End of a file that will not grow any more: its last line needs no newline."""
@@ -329,7 +227,7 @@ class FileSource(Source):
         assert cur is not None
         last = self._lines.finish(self._read_pos)
         if last and not self.emit(last, time.time(), cur.ident.checkpoint(self._read_pos)):
-            raise _Stopped
+            raise Stopped
 
     def _truncated(self) -> bool:
         """Before reading the live file: was it truncated or rewritten in place?
@@ -392,33 +290,64 @@ class FileSource(Source):
         if new is None:
             return False
         self._pump()
-        self._finish_file()
         self._note_rotation("rotations")
         self._rotation_seen = None
-        # Rotated more than once since we last looked (we waited on a full queue): the
-        # files live in between are read first, oldest first.
         cur = self._cur
         assert cur is not None
         old = os.fstat(cur.fd)
-        missed = open_newer_siblings(self.path, old.st_mtime_ns,
-                                     {(old.st_dev, old.st_ino), (new.ident.dev, new.ident.ino)},
-                                     self._open)
+        known = {(old.st_dev, old.st_ino), (new.ident.dev, new.ident.ino)}
+        if self._tail is not None:  # the file before: read already, not a missed one
+            known.add((self._tail.file.ident.dev, self._tail.file.ident.ino))
+        self._keep_as_tail(cur)
+        # Rotated more than once since we last looked (we waited on a full queue): the
+        # files live in between are read first, oldest first.
+        missed = open_newer_siblings(self.path, old.st_mtime_ns, known, self._open)
         if missed:
             self._note_rotation("rotations")
         self._queue.extend([(f, 0, False) for f in missed])
         self._queue.append((new, 0, False))
         return self._next_file()
 
+    def _keep_as_tail(self, cur: OpenFile) -> None:
+        """The file the path no longer names: read on while it grows (file_tail), or
+        finish it now (``rotated_drain_s`` 0)."""
+        self._drop_tail()
+        if self.cfg.rotated_drain_s <= 0:
+            self._finish_file()
+            return
+        lines = LineSplitter(self.max_line_bytes)
+        lines.pending, lines.line_start, lines.skipping = (
+            self._lines.pending, self._lines.line_start, self._lines.skipping)
+        self._tail = RotatedTail(OpenFile(cur.fd, cur.ident, cur.key, live=False), lines,
+                                 self._read_pos, time.monotonic())
+        self._cur = None  # its descriptor is the tail's now
+
+    def _read_tail(self) -> bool:
+        """Read the previous file's growth; True when there is more to read at once."""
+        tail = self._tail
+        assert tail is not None
+        more = tail.read(self._emit_raw)
+        if not more and tail.quiet_for(time.monotonic()) >= self.cfg.rotated_drain_s:
+            self._drop_tail()
+        return more
+
+    def _drop_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            last = tail.finish()
+            os.close(tail.file.fd)
+            if last is not None:
+                self._emit_raw([last])
+
+    def _emit_raw(self, out: Sequence[RawLine]) -> None:
+        if not self.emit_many(out, time.time(), time.monotonic()):
+            raise Stopped
+
     def _note_rotation(self, what: Literal["rotations", "truncations"]) -> None:
         setattr(self, what, getattr(self, what) + 1)
         self.counters.inc("source_rotations")
 
     # -- queries ------------------------------------------------------------------------
-
-    @property
-    def reads(self) -> int:
-        """Read windows so far (a trickle: about one per batch_max_wait_ms)."""
-        return self._windows.count
 
     def describe(self) -> dict[str, Any]:
         cur = self._cur
@@ -432,5 +361,6 @@ class FileSource(Source):
             "reads": self._windows.count, "idle_tick_s": self._idle_tick(),
             "inotify_misses": self._inotify_misses(),
             "queued_files": [q[0].key for q in self._queue], "resume": self.resume_note,
+            "draining": self._tail.file.key if self._tail else None,
         })
         return info

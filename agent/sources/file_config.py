@@ -40,6 +40,13 @@ class FileSourceConfig(BaseModel):
         description="After a rotation, how long the old file may stay quiet before reading "
         "moves to the new (still empty) file; moves at once when the new file has data (s).")
 
+    rotated_drain_s: float = Field(
+        default=300.0, ge=0.0, le=86400.0,
+        description="After reading moved to the new file, how long the old (rotated, "
+        "renamed or deleted) file is still read while it grows: writers that reopen their "
+        "log late, or never, keep writing to it. It is let go once it has not grown for "
+        "this long; its unfinished last line is read then (s; 0: let go at the switch).")
+
     @field_validator("path")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

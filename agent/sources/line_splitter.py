@@ -9,10 +9,18 @@ too, through the checkpoint's ``skip``.
 
 from __future__ import annotations
 
-from agent.sources.file_position import FileIdentity
+from typing import Protocol
 
 # (raw line without its newline, checkpoint that resumes after it)
 RawLine = tuple[bytes, str | None]
+
+
+class Marks(Protocol):
+    """What gives a line its checkpoint: the file's identity
+    (:class:`agent.sources.file_position.FileIdentity`), or nothing (a previous file's late
+    lines, :mod:`agent.sources.file_tail`)."""
+
+    def checkpoint(self, off: int, skip: bool = False) -> str | None: ...
 
 
 class LineSplitter:
@@ -29,7 +37,7 @@ class LineSplitter:
         (partly) handed on already, so drop everything up to its newline."""
         self.pending, self.line_start, self.skipping = b"", offset, skip
 
-    def split(self, data: bytes, ident: FileIdentity) -> list[RawLine]:
+    def split(self, data: bytes, ident: Marks) -> list[RawLine]:
         """The lines that ``data`` (read right after what came before) completes, each
         with ``ident``'s checkpoint after its newline. Blank lines are dropped."""
         limit = self.max_line_bytes
