@@ -61,22 +61,28 @@ class RateLimiter:
 
 
 class RepeatFilter:
-    """Groups repeats: after an alert for (source, label), further ones within
-    ``window_s`` are held back and counted; the next alert that goes out for that pair
+    """Groups repeats: after an alert for (source, label, uid), further ones within
+    ``window_s`` are held back and counted; the next alert that goes out for that key
     carries the count. A brute-force attack is then one alert saying "and 412 more",
-    not 413 messages. ``window_s = 0`` turns grouping off."""
+    not 413 messages. ``window_s = 0`` turns grouping off.
+
+    The uid is the one the kernel says logged the line (journald's ``_UID``; None for
+    files and MQTT): grouped by (source, label) alone, an ordinary user's ``logger -t
+    sshd`` line once a window went out as *the* alert and every real sshd alert of that
+    window became its "and N more" (review, December 2026)."""
 
     def __init__(self, window_s: float, max_keys: int = 4096) -> None:
         self.window_s = window_s
         self.max_keys = max_keys
-        self._last: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}
+        self._last: dict[tuple[str, str, int | None], float] = {}
+        self._held: dict[tuple[str, str, int | None], int] = {}
 
-    def admit(self, source: str, label: str, now: float) -> tuple[bool, int]:
-        """(send?, repeats held back since the last alert sent for this pair)."""
+    def admit(self, source: str, label: str, now: float,
+              uid: int | None = None) -> tuple[bool, int]:
+        """(send?, repeats held back since the last alert sent for this key)."""
         if self.window_s <= 0:
             return True, 0
-        key = (source, label)
+        key = (source, label, uid)
         last = self._last.get(key)
         if last is not None and now - last < self.window_s:
             self._held[key] = self._held.get(key, 0) + 1
@@ -127,11 +133,12 @@ class AlertGate:
         return self._policies[key]
 
     def admit(self, policy: AlertPolicy, source: str, label: str, score: float,
-              anomaly: float, now: float, *, text: str, wall: float) -> AlertDecision | None:
+              anomaly: float, now: float, *, text: str, wall: float,
+              uid: int | None = None) -> AlertDecision | None:
         """The alert to send for this result, or None (no alert, or held back).
         ``now``: monotonic seconds (grouping, rate); ``text``: the line, whose shape the
         mutes are checked against; ``wall``: Unix time (mutes expire at a wall-clock
-        time)."""
+        time); ``uid``: who logged the line, where the kernel says (grouped apart)."""
         reason = policy.decide(label, score, anomaly)
         if reason is None:
             return None
@@ -143,7 +150,7 @@ class AlertGate:
             if verdict is not None:
                 self.counters.inc("alerts_mute_storm")
                 reason += f"; {verdict.note}"
-        send, repeats = self.repeats.admit(source, label, now)
+        send, repeats = self.repeats.admit(source, label, now, uid)
         if not send:
             self.counters.inc("alerts_grouped")
             return None

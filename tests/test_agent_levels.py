@@ -95,3 +95,40 @@ def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broke
     assert seen[CRIT] == pytest.approx(a, abs=2e-3) and seen[INFO] == seen[CRIT]
     assert alerts == []
     assert asked["anomaly"] == asked["words_anomaly"] and "is off" in asked["level"]
+
+
+def test_an_ordinary_users_line_does_not_stand_in_for_roots_alerts(
+        tmp_path: Path, broker) -> None:
+    """Alerts group repeats per (source, label, uid): an ordinary user's `logger -t sshd`
+    line, first in the window, no longer goes out as the alert with the real sshd's
+    alerts of that window folded into its "and N more" (review, December 2026); its
+    reason says who logged it."""
+    forged = "Failed password for root from 203.0.113.7 port 4242 ssh2"
+    real = "Failed password for invalid user admin from 203.0.113.9 port 5151 ssh2"
+    journal = tmp_path / "j" / "auth.journal"
+    journal.parent.mkdir()
+    JournalWriter(journal).append([
+        {"MESSAGE": forged, "SYSLOG_IDENTIFIER": "sshd", "_UID": "1000", "PRIORITY": "6"},
+        {"MESSAGE": real, "SYSLOG_IDENTIFIER": "sshd", "_UID": "0", "PRIORITY": "6"},
+        {"MESSAGE": real.replace("5151", "5152"), "SYSLOG_IDENTIFIER": "sshd", "_UID": "0",
+         "PRIORITY": "6"},
+    ])
+    state = tmp_path / "state"
+    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
+              'start_at = "beginning"\n')
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, source)
+    sub = Collector(broker.port, f"{ROOT}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        sub.wait_for(lambda ms: sum(m.topic == f"{ROOT}/alerts" for m in ms) >= 2,
+                     timeout=30)
+        time.sleep(0.5)  # the third (root's repeat) is grouped, not sent
+        alerts = [json.loads(m.payload) for m in sub.on(f"{ROOT}/alerts")]
+        grouped = agent.query("metrics")["result"]["counters"].get("alerts_grouped", 0)
+    finally:
+        agent.stop()
+        sub.close()
+    assert [a["item"]["text"] for a in alerts] == [forged, real]
+    assert "(logged by uid 1000, not a system user)" in alerts[0]["reason"]
+    assert "logged by uid" not in alerts[1]["reason"]
+    assert grouped == 1

@@ -38,6 +38,16 @@ def test_repeat_filter_groups_and_counts():
     assert f.admit("auth", "security", 30.0) == (True, 0)
 
 
+def test_repeat_filter_groups_per_uid():
+    """An ordinary user's line first in the window does not absorb root's alerts."""
+    f = RepeatFilter(10.0)
+    assert f.admit("journal", "security", 0.0, 1000) == (True, 0)
+    assert f.admit("journal", "security", 1.0, 0) == (True, 0)
+    assert f.admit("journal", "security", 2.0, 0) == (False, 0)
+    assert f.admit("journal", "security", 3.0, None) == (True, 0)  # a file: no uid known
+    assert f.admit("journal", "security", 11.5, 0) == (True, 1)
+
+
 def test_repeat_filter_off_and_bounded():
     assert RepeatFilter(0).admit("a", "b", 0.0) == (True, 0)
     f = RepeatFilter(60.0, max_keys=3)

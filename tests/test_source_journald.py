@@ -205,9 +205,9 @@ def test_only_a_system_users_level_is_weighed(h: Harness) -> None:
     ])
     src, sink = h.start()
     sink.wait_count(5)
-    assert [(ln.text, ln.level) for ln in sink.lines] == [
-        ("real sshd", 3), ("forged sshd", None), ("a daemon", 3), ("the kernel", 2),
-        ("odd uid", None)]
+    assert [(ln.text, ln.level, ln.uid) for ln in sink.lines] == [
+        ("real sshd", 3, 0), ("forged sshd", None, 1000), ("a daemon", 3, 106),
+        ("the kernel", 2, None), ("odd uid", None, -1)]  # the uid groups alerts apart
     assert src.describe()["levels_not_weighed"] == 2
 
 

@@ -21,6 +21,11 @@ from agent.metrics import Counters
 log = logging.getLogger("nanofleet.agent.sources")
 
 
+# The highest uid of a system user (login.defs' SYS_UID_MAX): above it, an ordinary
+# user's process, whose claims about its program name and level are not weighed.
+SYSTEM_UID_MAX = 999
+
+
 @dataclass(slots=True)
 class Line:
     source: str
@@ -31,6 +36,10 @@ class Line:
     # The syslog level the program logged it at (0 emerg .. 7 debug), where the source
     # knows it (journald's PRIORITY); None elsewhere (agent.level_evidence).
     level: int | None = None
+    # The user id of the process that logged it, where the kernel says (journald's _UID,
+    # which no process can forge, unlike the identifier in the text); None elsewhere.
+    # Alerts group per uid, so an ordinary user's lines cannot stand in for root's.
+    uid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +138,15 @@ class Source(ABC):
                 "lines_read": self.lines_read, "last_error": self.last_error}
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
-             level: int | None = None) -> bool:
+             level: int | None = None, uid: int | None = None) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
         False at once when the sink is full (the caller counts the drop). ``level``: the
-        syslog level the program logged it at, when the source knows it."""
+        syslog level the program logged it at, and ``uid`` the user who logged it, when
+        the source knows them."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        line = Line(self.name, text, ts, truncated, checkpoint, level)
+        line = Line(self.name, text, ts, truncated, checkpoint, level, uid)
         ok = self.sink.put(line)
         delay = 0.001
         while not ok and block and not self._stop.is_set():

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
-from agent.sources.base import LineSink, Source
+from agent.sources.base import SYSTEM_UID_MAX, LineSink, Source
 
 # Units counted per source in describe() (bounded: a busy journal has many).
 MAX_UNITS_TRACKED = 64
@@ -110,21 +110,27 @@ _FIELDS_READ = ("MESSAGE", "PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
 # alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-SYSTEM_UID_MAX = 999
+# SYSTEM_UID_MAX: agent.sources.base.
+
+
+def _uid(entry: dict[str, Any]) -> int | None:
+    """The ``_UID`` journald gave the entry (None: the kernel's, or not a number)."""
+    uid = entry.get("_UID")
+    if isinstance(uid, bytes | str):
+        try:
+            uid = int(uid)
+        except ValueError:
+            return -1  # not journald's own: never a system user's
+    return uid if isinstance(uid, int) else None
 
 
 def _from_system_user(entry: dict[str, Any]) -> bool:
     """Whether journald says a system user (or root) logged the entry. An entry without
     ``_UID`` is the kernel's (journald adds it to every process's entry)."""
-    uid = entry.get("_UID")
-    if uid is None:
+    if entry.get("_UID") is None:
         return True
-    if isinstance(uid, bytes | str):
-        try:
-            uid = int(uid)
-        except ValueError:
-            return False
-    return isinstance(uid, int) and 0 <= uid <= SYSTEM_UID_MAX
+    uid = _uid(entry)
+    return uid is not None and 0 <= uid <= SYSTEM_UID_MAX
 
 
 def next_entry(reader: Any) -> dict[str, Any] | None:
@@ -289,7 +295,7 @@ class JournaldSource(Source):
             self.levels_not_weighed += 1
             level = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
-                         level=level):
+                         level=level, uid=_uid(entry)):
             return  # stopped while the sink was full; the cursor stays at the last line
         self.cursor = cursor
         unit = entry.get("_SYSTEMD_UNIT")
