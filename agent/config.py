@@ -137,7 +137,8 @@ class AlertConfig(Strict):
         default=600, ge=1, description="Alert rate limit; excess is counted, not published.")
     repeat_window_s: float = Field(
         default=10.0, ge=0.0, le=86_400.0,
-        description="Repeats of an alert (same source and label) within this window are "
+        description="Repeats of an alert (same source and label; for the journal also the "
+        "same _UID, the user the kernel says logged it) within this window are "
         "held back and counted; the next alert sent says how many. 0: send every one.")
     recent: int = Field(default=500, ge=1, le=100_000,
                         description="Alerts kept in memory for the recent_alerts query.")
