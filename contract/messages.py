@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from contract.limits import MAX_STORED_INT
@@ -27,6 +27,7 @@ Counter = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 MAX_QUERY_BYTES = 64 * 1024
 MAX_MODEL_SLOTS = 16  # models one status may list (an agent runs one per slot)
+MAX_OTA_DETAIL_CHARS = 4000  # of an OtaEvent's detail (what the fleet server keeps of one)
 
 
 def new_msg_id() -> str:
@@ -208,6 +209,15 @@ class DesiredState(Strict):
         default="install", description="rollback: leave trial and return to the previous model.")
 
 
+def cut_detail(value: object) -> object:
+    """A detail past :data:`MAX_OTA_DETAIL_CHARS` cut to it (ending in ``…``): cut, not
+    refused, since the agent builds details from exception texts of any length, and a
+    refused event would lose the state change it reports."""
+    if isinstance(value, str) and len(value) > MAX_OTA_DETAIL_CHARS:
+        return value[:MAX_OTA_DETAIL_CHARS - 1] + "…"
+    return value
+
+
 class OtaEvent(Envelope):
     """An OTA state change, published on ``dev/{id}/ota`` (QoS 1)."""
 
@@ -228,4 +238,7 @@ class OtaEvent(Envelope):
     reason: ReasonCode | None = Field(
         default=None, max_length=64, description="Why it failed or rolled back (machine "
         "code, see contract.reasons.OtaReason).")
-    detail: str | None = Field(default=None, description="Human explanation.")
+    # Bounded: a device's text shown to operators (review, December 2026: unbounded).
+    detail: Annotated[str | None, BeforeValidator(cut_detail)] = Field(
+        default=None, max_length=MAX_OTA_DETAIL_CHARS,
+        description="Human explanation (a longer one is cut to 4000 characters).")

@@ -87,11 +87,13 @@ def artifact_file(root: Path, path: str) -> Path:
     try:
         real = file.resolve(strict=True)
     except (OSError, RuntimeError):
-        raise Refused("not-found", f"{path}: no such file") from None
+        # !r, as check_artifact_path's refusals: the device chose the path, and the server
+        # logs the refusal (a "\n" in it forged a log line: review, December 2026).
+        raise Refused("not-found", f"{path!r}: no such file") from None
     base = root.resolve()
     # A symlink inside the repository must not lead out of it.
     if not real.is_relative_to(base / parts[0]) or not real.is_file():
-        raise Refused("not-found", f"{path}: no such file")
+        raise Refused("not-found", f"{path!r}: no such file")
     return real
 
 

@@ -263,7 +263,8 @@ class ArtifactStreamer:
         except Refused as exc:
             self._refuse(device, req, exc.error, exc.detail, exc.size)
         except OSError as exc:
-            self._refuse(device, req, "not-found", f"{req.path}: {exc.strerror or exc}", None)
+            self._refuse(device, req, "not-found", f"{req.path!r}: {exc.strerror or exc}",
+                         None)
 
     def _refuse(self, device: str, req: ArtifactRequest, error: ChunkError, detail: str,
                 size: int | None) -> None:

@@ -249,7 +249,9 @@ class MqttBridge:
                     with self.counters.lock:
                         self.counters.rejected += 1
                         self.counters.last_rejection = str(exc)
-                    log.warning("device report refused: %s", exc)
+                    # %r: the text quotes the device's own field names (review,
+                    # December 2026); the log formatter escapes the rest.
+                    log.warning("device report refused: %r", str(exc))
             if reports:
                 self._deliver(reports)
             self._acknowledge(batch)

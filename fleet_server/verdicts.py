@@ -16,6 +16,8 @@ Pure decisions (:func:`true_label`) apart from the store.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Literal
@@ -27,10 +29,13 @@ from contract.labels import NORMAL
 from fleet_server.db import AuditEntry, Base
 from fleet_server.metrics_store import DeviceAlertRow
 
+log = logging.getLogger("nanofleet.server.verdicts")
+
 Verdict = Literal["false_alarm", "right"]
 NORMAL_LABEL = NORMAL  # the label a false alarm is stored with
 # A label as the nano model's bundles name them (lower case, digits, - and _).
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+LEFT_OUT_HEADER = "X-Left-Out"  # of the export: verdicts left out (labelled_lines)
 
 
 class AlertVerdictRow(Base):
@@ -68,6 +73,15 @@ def true_label(verdict: Verdict, alert_label: str, label: str | None) -> str:
     chosen = label or alert_label
     if chosen == NORMAL_LABEL:
         raise VerdictRefused("a right alert is not a 'normal' line: use verdict 'false_alarm'")
+    if not re.fullmatch(LABEL_PATTERN, chosen):
+        # The device chose the alert's label: "normal " or "normal\xa0" passed the check
+        # above, looked like normal and trained as normal (the trainer strips labels), so
+        # the operator's "right" taught the model the line was healthy; "" broke the
+        # training of the whole export (review, December 2026).
+        whose = "label" if label else "the alert's label"
+        raise VerdictRefused(f"{whose} {chosen[:70]!r} is not a label (lower-case letters, "
+                             "digits, - and _): name the line's category with the verdict's "
+                             "label (nanofleet alerts verdict ID right --label CATEGORY)")
     return chosen
 
 
@@ -82,10 +96,11 @@ def judge(session: Session, alert: DeviceAlertRow, verdict: Verdict, label: str 
         AlertVerdictRow.alert_msg_id == alert.msg_id))
     if row is not None and not belongs_to(row, alert):
         # The device chooses its alerts' ids: one reused for another line must not replace
-        # the judged line the fine-tune learns from.
+        # the judged line the fine-tune learns from. The source as !r: the device chose it,
+        # and the message reaches terminals (review, December 2026).
         raise VerdictRefused(f"alert id {alert.msg_id!r} was judged before on another line "
-                             f"({row.device_id}, {row.source}): the device reused it; that "
-                             "verdict stays")
+                             f"({row.device_id}, source {row.source!r}): the device reused "
+                             "it; that verdict stays")
     if row is None:
         row = AlertVerdictRow(alert_msg_id=alert.msg_id)
         session.add(row)
@@ -132,16 +147,31 @@ def verdicts_of(session: Session, alerts: Sequence[DeviceAlertRow]
 
 
 def labelled_lines(session: Session, device_id: str | None = None, since: float | None = None,
-                   with_source: bool = False) -> Iterator[str]:
+                   with_source: bool = False, left_out: list[int] | None = None
+                   ) -> Iterator[str]:
     """The judged lines as JSONL rows (``text``, ``label``, and ``source`` when asked: the
-    columns ``model train`` takes, or those ``model eval --alerts`` takes), oldest first."""
+    columns ``model train`` takes, or those ``model eval --alerts`` takes), oldest first.
+    A verdict whose label is not a label is left out (its id added to ``left_out``)."""
     query = select(AlertVerdictRow).order_by(AlertVerdictRow.id)
     if device_id is not None:
         query = query.where(AlertVerdictRow.device_id == device_id)
     if since is not None:
         query = query.where(AlertVerdictRow.at >= since)
     for row in session.scalars(query):
+        if not re.fullmatch(LABEL_PATTERN, row.label):
+            # Kept before true_label checked a device's label (review, December 2026): an
+            # empty one failed the training of the whole export, "normal " trained as
+            # normal. Left out, for the rest of the fleet's lines; the log says which.
+            log.warning("labelled lines: verdict %d on alert %r left out: its label %r is "
+                        "not a label (judge the alert again, naming the label)", row.id,
+                        row.alert_msg_id, row.label)
+            if left_out is not None:
+                left_out.append(row.id)
+            continue
         doc = {"text": row.text, "label": row.label}
         if with_source:
             doc["source"] = row.source
-        yield json.dumps(doc, ensure_ascii=False) + "\n"
+        # ensure_ascii: U+2028, U+2029 and U+0085 in a device's line, raw, end a line for
+        # str.splitlines(), and one such row failed every reader of the export (review,
+        # December 2026); escaped, each row is one line of printable ASCII.
+        yield json.dumps(doc, ensure_ascii=True) + "\n"

@@ -58,6 +58,12 @@ def _check_record(text: object, label: object, where: str, problems: list[str]) 
     if not isinstance(label, str) or not label.strip():
         problems.append(f"{where}: 'label' must be a non-empty string")
         return False
+    if label != label.strip():
+        # Refused, not stripped: a device's alert label "normal " once trained as normal
+        # an operator's verdict that the line needed attention (review, December 2026).
+        problems.append(f"{where}: 'label' {label[:70]!r} starts or ends with white space "
+                        "(write the label alone)")
+        return False
     if len(text) > MAX_TEXT_CHARS:
         problems.append(f"{where}: text is {len(text)} characters (limit {MAX_TEXT_CHARS})")
         return False
@@ -102,7 +108,11 @@ def _read_jsonl(raw: str, name: str, optional: tuple[str, ...] = ()
                 ) -> tuple[list[str], list[str], list[str], Extras]:
     texts, labels, problems = [], [], []
     extras: Extras = {key: [] for key in optional}
-    for number, line in enumerate(raw.splitlines(), start=1):
+    # Lines end at "\n" (a "\r" before it dropped): str.splitlines() also splits at
+    # U+2028, U+2029 and U+0085, which a JSON string may hold raw, and so broke one
+    # device's line in two unreadable halves (review, December 2026).
+    for number, line in enumerate(raw.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{name}:{number}"
@@ -124,7 +134,7 @@ def _read_jsonl(raw: str, name: str, optional: tuple[str, ...] = ()
         more = _optional(obj, optional, where, problems)
         if more is not None and _check_record(obj["text"], obj["label"], where, problems):
             texts.append(obj["text"])
-            labels.append(obj["label"].strip())
+            labels.append(obj["label"])
             for key, value in more.items():
                 extras[key].append(value)
     return texts, labels, problems, extras
@@ -174,7 +184,7 @@ def _read_csv(raw: str, name: str, delimiter: str, optional: tuple[str, ...] = (
         if all(OPTIONAL_FIELDS[k](v, where, problems) for k, v in more.items()) and \
                 _check_record(row[ti], row[li], where, problems):
             texts.append(row[ti])
-            labels.append(row[li].strip())
+            labels.append(row[li])
             for key, value in more.items():
                 extras[key].append(value)
     return texts, labels, problems, extras

@@ -50,6 +50,7 @@ from fleet_server.mutes import (
     active_mutes,
 )
 from fleet_server.verdicts import (
+    LEFT_OUT_HEADER,
     AlertVerdictRow,
     VerdictRefused,
     judge,
@@ -106,11 +107,15 @@ def post_verdict(alert_id: AlertId, body: VerdictRequest, service: Service,
 def get_labelled_lines(service: Service, device: str | None = None,
                        since: float | None = None, with_source: bool = False) -> Response:
     """The judged lines as JSONL: ``text`` and ``label`` (``nanofleet model train``), with
-    ``source`` too when asked (``nanofleet model eval --alerts``); oldest first."""
+    ``source`` too when asked (``nanofleet model eval --alerts``); oldest first. Header
+    ``X-Left-Out``: how many verdicts were left out because their label is not a label
+    (the server's log names them)."""
+    left_out: list[int] = []
     with service.db.session() as session:
-        body = "".join(labelled_lines(session, device, since, with_source))
+        body = "".join(labelled_lines(session, device, since, with_source, left_out))
     return Response(body.encode("utf-8"), media_type="application/x-ndjson", headers={
-        "Content-Disposition": 'attachment; filename="labelled-lines.jsonl"'})
+        "Content-Disposition": 'attachment; filename="labelled-lines.jsonl"',
+        LEFT_OUT_HEADER: str(len(left_out))})
 
 
 def mute_view(row: AlertMuteRow) -> MuteView:

@@ -26,12 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fleet_server import logformat
 from fleet_server.auth import parse_scopes
 from fleet_server.cli.alerts import add_alert_commands
 from fleet_server.cli.fleet import add_client_options, add_fleet_commands, add_publish_commands
 from fleet_server.cli.identity import add_identity_commands
 from fleet_server.cli.keys import add_key_commands
 from fleet_server.cli.mutes import add_mute_commands
+from fleet_server.cli.output import printable_output
 from fleet_server.cli.rollout import add_rollout_commands, cmd_token_admin
 from fleet_server.client import ApiCallError, ApiClient
 from fleet_server.config import (
@@ -113,16 +115,17 @@ def cmd_server_run(args: argparse.Namespace) -> int:
     if args.port is not None:
         updates["bind_port"] = args.port
     config = config.model_copy(update=updates)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.install(config.log_level)
     if not config.operator_tokens:
         logging.getLogger("nanofleet.server").warning(
             "no operator_tokens in the config: every /api/v1 call will be refused "
             "(nanofleet server token)")
     service = FleetService(config)
+    # log_config=None: uvicorn's records go to the root logger's escaping formatter too.
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=config.bind_host,
                                            port=config.bind_port, log_level=config.log_level,
-                                           access_log=config.log_level == "debug"))
+                                           access_log=config.log_level == "debug",
+                                           log_config=None))
     server.run()
     return EXIT_OK
 
@@ -243,7 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) >= 2 and argv[0] == "model" and argv[1] in _TRAINING_COMMANDS:
         # Passed through whole: argparse would take the child's own -h/--options.
         return _run_training_command(argv[1], argv[2:])
-    args = build_parser().parse_args(argv)
+    # Every command's output through printable() (fleet_server.cli.output): the error
+    # messages below too, which quote the server's, which quote devices' (review,
+    # December 2026).
+    with printable_output():
+        return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except ApiCallError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fleet_server.cli.keys import passphrase
 from fleet_server.client import ApiClient, read_token_file
+from fleet_server.display import printable
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets, fetch_verified_targets
 
@@ -125,8 +126,12 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+# The device's own strings (agent version, model names, OTA reasons and details) each go
+# through printable() as alerts.py's do: main() makes every character printable, but a
+# line break a device sent would still start a row of its own (review, December 2026).
 def _models(models: dict[str, Any]) -> str:
-    return ", ".join(f"{slot}={m['name']} v{m['version']}" for slot, m in models.items()) or "-"
+    return ", ".join(f"{slot}={printable(m['name'])} v{m['version']}"
+                     for slot, m in models.items()) or "-"
 
 
 def _ota(last: dict[str, Any] | None) -> str:
@@ -136,7 +141,7 @@ def _ota(last: dict[str, Any] | None) -> str:
     if last.get("to_version") is not None:
         text += f" v{last['to_version']}"
     if last.get("reason"):
-        text += f" ({last['reason']})"
+        text += f" ({printable(last['reason'])})"
     return text
 
 
@@ -179,7 +184,8 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("DEVICE", "STATE", "HEALTH", "GROUP/TAGS", "AGENT", "MODELS", "LAST OTA",
              "LAST SEEN")]
-    rows += [(d["device_id"], d["state"], d["health"], _labels(d), d["agent_version"] or "-",
+    rows += [(d["device_id"], d["state"], d["health"], _labels(d),
+              printable(d["agent_version"] or "-"),
               _models(d["models"]), _ota(d["last_ota"]), _when(d["last_seen"]))
              for d in result["devices"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -226,11 +232,11 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = [f"device     {d['device_id']}",
            f"state      {d['state']}  health {d.get('health', 'unknown')}  agent "
-           f"{d.get('agent_version') or '?'}  last seen {_when(d.get('last_seen'))}",
+           f"{printable(d.get('agent_version') or '?')}  last seen {_when(d.get('last_seen'))}",
            f"models     {_models(d['models'])}",
            f"last OTA   {_ota(d['last_ota'])}"]
     if d["last_ota"] and d["last_ota"].get("detail"):
-        out.append(f"           {d['last_ota']['detail']}")
+        out.append(f"           {printable(d['last_ota']['detail'])}")
     desired = d.get("desired")
     if desired:
         slots = ", ".join(f"{s}={m['model']} v{m['version']}"
@@ -242,11 +248,11 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
         versions = f"v{e['from_version']}->v{e['to_version']}" if e["to_version"] else ""
         extra = " ".join(x for x in (e.get("artifact") or "",
                                      f"{e['bytes_downloaded']} B" if e.get("bytes_downloaded")
-                                     else "", e.get("reason") or "") if x)
+                                     else "", printable(e.get("reason") or "")) if x)
         out.append(f"  {time.strftime('%H:%M:%S', time.localtime(e['ts']))}  {e['slot']:8s} "
                    f"{e['state']:14s} {versions:10s} {extra}".rstrip())
         if e.get("detail"):
-            out.append(f"            {e['detail']}")
+            out.append(f"            {printable(e['detail'])}")
     print("\n".join(out))
     return EXIT_OK
 

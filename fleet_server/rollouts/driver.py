@@ -192,7 +192,8 @@ class RolloutDriver:
                                    new_revision=True)
             publish = [*plan.notify, *plan.renotify]
             for line in plan.log:
-                log.info("rollout %s: %s", rollout_id, line)
+                # %r: a line may quote a device's OTA reason (review, December 2026).
+                log.info("rollout %s: %r", rollout_id, line)
         self.publish(publish)
 
     def publish(self, device_ids: Iterable[str], batch: int = 1000) -> None:
