@@ -36,7 +36,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetSetup]:
             sender.publish(topics.status(DEVICE), Status(
                 seq=1, device_id=DEVICE, state="online", models=[ModelInfo(
                     slot="logs", name="../../rollouts/evil", version=1, label="v1",
-                    runtime="onnxruntime", sha256="a" * 64)]).model_dump_json())
+                    runtime="onnxruntime", sha256="a" * 64), ModelInfo(
+                    slot="sensors", name="..", version=2, label="v2",
+                    runtime="onnxruntime", sha256="b" * 64)]).model_dump_json())
             sender.publish(topics.ota(DEVICE), OtaEvent(
                 seq=1, device_id=DEVICE, slot="logs", state="failed",
                 rollout_id="../../audit").model_dump_json())
@@ -71,6 +73,9 @@ def test_names_a_device_chose_stay_one_segment_of_their_links(fleet: FleetSetup)
     assert "/releases/..%2F..%2Frollouts%2Fevil/1" in page, page
     assert "/rollouts/..%2F..%2Faudit" in page
     assert 'href="/console/releases/../' not in page and 'rollouts/../' not in page
+    # A name that is only a dot segment: no link one page up.
+    assert 'href="/console/releases/-/2"' in page, page
+    assert "/releases/../2" not in page and "/releases/%2E%2E/2" not in page
 
 
 @pytest.mark.parametrize("target", [

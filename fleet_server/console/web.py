@@ -41,11 +41,17 @@ def _shown(value: Any) -> Any:
 
 
 templates.env.finalize = _shown
-# One path segment of a link ("/" encoded): a device names its models and its OTA
-# reports' rollouts, and `../../rollouts/x` must not become a link to another page. A
-# name that is only dots stays a dot segment (the URL standard reads "%2e%2e" as ".."
-# too); it can only lead to a console page above.
-templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
+def _segment(value: object) -> str:
+    """One path segment of a link ("/" encoded): a device names its models and its OTA
+    reports' rollouts, and `../../rollouts/x` must not become a link to another page. A
+    name that is ".." or "." would still be a dot segment, encoded or not (the URL standard
+    reads "%2e%2e" as ".." too): the browser went one page up (review, December 2026).
+    Such a name, and an empty one, links to "-", which names no release or rollout."""
+    text = quote(str(value), safe="")
+    return "-" if text in ("", ".", "..") else text
+
+
+templates.env.filters["segment"] = _segment
 PREFIX = "/console"
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_CSRF_COOKIE = "nanofleet_console_login"
