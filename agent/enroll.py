@@ -285,8 +285,16 @@ def renew(files: IdentityFiles, *, server: str | None = None, force: bool = Fals
 
 def give_to(files: IdentityFiles, owner: tuple[int, int]) -> None:
     """Files from before this run (an earlier enrollment by another user): chown through
-    no link (lchown semantics), regular files only."""
+    no link (lchown semantics), regular files with one name only. A hard link the agent's
+    user made in its identity directory to a file of root's would otherwise have been
+    given to it by a root-run ``enroll --owner`` (where ``fs.protected_hardlinks`` is 0;
+    review, December 2026): such a file is left alone and named."""
     for name in (KEY_FILE, CERT_FILE, CA_FILE, ROOT_FILE, STATE_FILE):
         st = files.dir.mode_of(name)
-        if st is not None and stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) != owner:
-            os.chown(name, *owner, dir_fd=files.dir.fd, follow_symlinks=False)
+        if st is None or not stat.S_ISREG(st.st_mode) or (st.st_uid, st.st_gid) == owner:
+            continue
+        if st.st_nlink != 1:
+            raise EnrollError(f"{files.dir.path}/{name} has {st.st_nlink} names (a hard link): "
+                              "not given to the agent's user; remove the extra name or the "
+                              "file and enroll again", 2)
+        os.chown(name, *owner, dir_fd=files.dir.fd, follow_symlinks=False)

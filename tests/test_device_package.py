@@ -265,6 +265,15 @@ echo "AGENT_WRITES $(su -s /bin/sh nanofleet -c "find /usr/lib/nanofleet-agent \
     /var/cache/nanofleet-agent /usr/lib/python3* -writable 2>/dev/null | wc -l") \
     $(ls -d /var/cache/nanofleet 2>/dev/null | wc -l)"
 echo "SYSTEM_PYTHON $(cd / && /usr/bin/python3 -c "import agent" 2>&1 | tail -n 1)"
+# A .pth the agent user planted in its per-user site-packages (its HOME is the state
+# directory) must not run when the agent starts.
+USITE=/var/lib/nanofleet/.local/lib/$(ls /usr/lib/nanofleet-agent/lib | head -n 1)/site-packages
+install -d -o nanofleet -g nanofleet /var/lib/nanofleet/.local /var/lib/nanofleet/.local/lib \
+    $(dirname $USITE) $USITE
+echo "import os; os.mknod(\"/tmp/user-site-ran\")" > $USITE/planted.pth
+su -s /bin/sh nanofleet -c "HOME=/var/lib/nanofleet \
+    nanofleet-agent check-config /etc/nanofleet/agent.toml >/dev/null"
+echo "USER_SITE $(ls /tmp/user-site-ran 2>/dev/null | wc -l)"
 # An image built on this machine (dpkg --root, scripts run chrootless) and purged from it
 # leaves the agent and device key of this machine alone. (No apostrophes in this script:
 # it is one single-quoted argument of chroot.)
@@ -284,6 +293,7 @@ dpkg -r nanofleet-agent >/dev/null
 echo "REMOVED_CACHE $(ls -d /var/cache/nanofleet-agent 2>/dev/null | wc -l)"
 echo "MASKED $(readlink /etc/systemd/system/nanofleet-agent.service)"
 echo "KEPT $(test -f /etc/nanofleet/agent.toml && echo conffile)"
+echo secret > /etc/nanofleet/mqtt-password  # the shipped config says to put it here
 dpkg -P nanofleet-agent >/dev/null 2>&1
 echo "PURGED $(ls -d /etc/nanofleet /var/lib/nanofleet /var/cache/nanofleet-agent \
     /usr/lib/nanofleet-agent /etc/systemd/system/nanofleet-agent.service 2>/dev/null | wc -l)"
@@ -314,7 +324,7 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
                  if line.split(" ", 1)[0] in ("USER", "MODES", "WANTS", "MASKED", "KEPT",
                                               "PURGED", "SYSTEM_PYTHON", "CACHED",
                                               "CACHE_OWNER", "CHECKED_HASH", "AGENT_WRITES",
-                                              "IMAGE_PURGED", "REMOVED_CACHE"))
+                                              "IMAGE_PURGED", "REMOVED_CACHE", "USER_SITE"))
     assert lines["USER"].startswith("nanofleet:x:")
     assert lines["USER"].endswith(":/var/lib/nanofleet:/usr/sbin/nologin")
     assert lines["MODES"].split() == ["750", "root", "nanofleet", "640", "root", "nanofleet",
@@ -335,6 +345,7 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
     assert "/etc/nanofleet/agent.toml: OK" in proc.stdout  # readable by the service user
     # Installed, yet the system's python3 has no module named agent: no collisions.
     assert "No module named 'agent'" in lines["SYSTEM_PYTHON"]
+    assert lines["USER_SITE"] == "0"  # the planted user-site .pth did not run
     assert lines["MASKED"] == "/dev/null"  # removed, not purged: debhelper's behaviour
     assert lines["KEPT"] == "conffile"
     assert lines["PURGED"] == "0"

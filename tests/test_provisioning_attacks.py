@@ -437,3 +437,28 @@ def test_a_wrong_pin_does_not_spend_the_token(fleet: EnrolledFleet, tmp_path: Pa
     assert proc.returncode == 1 and "root-mismatch" in proc.stderr, proc.stderr
     assert not (tmp_path / "a" / "device.crt").exists()
     _token_still_usable(fleet, token, "pin-1", tmp_path)
+
+
+def test_root_run_owner_gives_no_file_through_a_hard_link(tmp_path: Path) -> None:
+    """give_to (``enroll --owner`` run as root) chowned a regular file with another name:
+    the agent's user, where ``fs.protected_hardlinks`` is 0, could link root's file into
+    its identity directory as ``root.json`` and be given it (review, December 2026). Root
+    makes the link here, standing in for that user."""
+    from agent.enroll import EnrollError, give_to, prepare_dir
+
+    victim = tmp_path / "victim"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    identity = tmp_path / "identity"
+    identity.mkdir(mode=0o700)
+    os.chown(identity, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.link(victim, identity / "root.json")
+    owner = (NOBODY.pw_uid, NOBODY.pw_gid)
+    files = prepare_dir(identity, owner)
+    try:
+        with pytest.raises(EnrollError, match=r"root\.json has 2 names"):
+            give_to(files, owner)
+    finally:
+        files.close()
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid) == (0, 0)

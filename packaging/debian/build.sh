@@ -132,8 +132,12 @@ mkdir -p "$SITE/nanofleet_agent-$VERSION.dist-info"
 printf 'Metadata-Version: 2.1\nName: nanofleet-agent\nVersion: %s\nSummary: nanofleet device agent (%s flavour)\n' \
   "$VERSION" "$FLAVOUR" > "$SITE/nanofleet_agent-$VERSION.dist-info/METADATA"
 echo build.sh > "$SITE/nanofleet_agent-$VERSION.dist-info/INSTALLER"
+# -s: no per-user site-packages. The venv sees the system's (python3-systemd), which
+# leaves Python's user site on, and the service's HOME is its state directory: a .pth the
+# agent's user wrote to ~/.local/lib/python3.X/site-packages ran at every later start and
+# in the unsandboxed renewal job (review, December 2026).
 cat > "$VENV/bin/nanofleet-agent" <<EOF
-#!$PREFIX/bin/python
+#!$PREFIX/bin/python -s
 import sys
 
 # The unit runs the agent with PYTHONOPTIMIZE=2. Byte-code for that level that the
