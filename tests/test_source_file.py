@@ -618,3 +618,20 @@ def test_a_second_rotation_lets_the_first_old_file_go(h: Harness) -> None:
     assert src.describe()["draining"] == str(h.path)  # the second old file: one at a time
     append(h.path.with_name("pump.log.2"), raw=b" done\n")
     assert sink.wait_count(len(got) + 1)[-1] == "b2 partial done"
+
+
+def test_a_deleted_old_file_is_let_go_after_the_grace(h: Harness) -> None:
+    """logrotate's compress deletes the rotated file: held open for rotated_drain_s its
+    blocks would stay used; it is read to its end and let go after rotate_grace_s."""
+    append(h.path, "a1")
+    src, sink = h.start(grace=0.2, drain=300)
+    sink.wait_count(1)
+    rotated = h.path.with_name("pump.log.1")
+    os.rename(h.path, rotated)
+    append(h.path, "b1")
+    wait_until(lambda: src.rotations == 1)
+    assert src.describe()["draining"] == str(h.path)
+    append(rotated, raw=b"a2 last words")
+    rotated.unlink()
+    wait_until(lambda: src.describe()["draining"] is None, timeout=5)
+    assert sink.wait_count(3) == ["a1", "b1", "a2 last words"]

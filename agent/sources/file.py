@@ -327,7 +327,11 @@ class FileSource(WatchedFileSource):
         tail = self._tail
         assert tail is not None
         more = tail.read(self._emit_raw)
-        if not more and tail.quiet_for(time.monotonic()) >= self.cfg.rotated_drain_s:
+        quiet = tail.quiet_for(time.monotonic())
+        # A deleted old file (logrotate's compress, `rm`) is let go once read to its end and
+        # quiet for the grace: kept open, its blocks stay used on a small device's disk.
+        if not more and (quiet >= self.cfg.rotated_drain_s
+                         or (tail.deleted() and quiet >= self.cfg.rotate_grace_s)):
             self._drop_tail()
         return more
 

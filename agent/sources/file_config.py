@@ -45,7 +45,9 @@ class FileSourceConfig(BaseModel):
         description="After reading moved to the new file, how long the old (rotated, "
         "renamed or deleted) file is still read while it grows: writers that reopen their "
         "log late, or never, keep writing to it. It is let go once it has not grown for "
-        "this long; its unfinished last line is read then (s; 0: let go at the switch).")
+        "this long — a deleted one once it has been quiet for rotate_grace_s, so that its "
+        "disk space is freed; its unfinished last line is read then (s; 0: let go at the "
+        "switch).")
 
     @field_validator("path")
     @classmethod

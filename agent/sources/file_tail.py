@@ -73,6 +73,10 @@ class RotatedTail:
     grew_at: float              # time.monotonic() of the last read that got data
     live_moved: bool = False    # the new file has given a line since the switch
 
+    def deleted(self) -> bool:
+        """No name leads to the file any more (its blocks are freed once it is closed)."""
+        return os.fstat(self.file.fd).st_nlink == 0
+
     def unread(self) -> bool:
         return os.fstat(self.file.fd).st_size != self.pos
 
