@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,12 @@ import pytest
 from fleet_server.cli.alerts import count_labels
 from fleet_server.db import Database
 from fleet_server.metrics_store import DeviceAlertRow
-from fleet_server.migrations import upgrade
 from fleet_server.verdicts import AlertVerdictRow, VerdictRefused, judge, labelled_lines, true_label
 from nanomodel.dataio import DataError, load_labeled
 
 pytestmark = pytest.mark.unit
 
 SEPARATORS = ("\u2028", "\u2029", "\x85")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def stored(msg_id: str, text: str, label: str = "hardware", source: str = "pump") -> DeviceAlertRow:
