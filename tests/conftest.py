@@ -63,7 +63,51 @@ SERVER_FIXTURES = frozenset({"broker", "tls_broker", "prod_broker", "pg"})
 UNIT_BUDGET_S = 5.0  # a unit test slower than this is reported at the end of the run
 
 
+# The suite runs one module per worker at a time (scripts/test: xdist --dist loadfile). A
+# module that takes minutes and starts last keeps one worker busy while the other idles
+# (xdist's own order is by number of tests, and the slowest modules have few), so the
+# slowest modules start first, longest first (seconds of a run on the 2-core machine,
+# December 2026; order only, nothing depends on it); the rest follow by number of tests.
+SLOW_MODULES_FIRST = (
+    "test_hil_run.py",            # 140 s
+    "test_api_schema_fuzz.py",    # 120
+    "test_model_real.py",         # 97
+    "test_console_browser.py",    # 94
+    "test_agent_outage.py",       # 71
+    "test_fleet_demo.py",         # 65
+    "test_device_package.py",     # 60
+    "test_fleet_replicas.py",     # 59
+    "test_ota_attacks.py",        # 53
+    "test_alert_mutes.py",        # 48
+    "test_broker_acl.py",         # 45
+    "test_model_cli.py",          # 39
+    "test_model_training.py",     # 38
+    "test_ota_crash.py",          # 36
+    "test_enrollment.py",         # 34
+    "test_provisioning_attacks.py",  # 34
+    "test_identity_attacks.py",   # 32
+)
+
+
+def _run_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Items with SLOW_MODULES_FIRST's modules first, then by tests per module, each
+    module's own order kept (its module fixtures and the order its tests rely on)."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+
+    def key(item: pytest.Item) -> tuple[int, int, str]:
+        name = item.path.name
+        if name in rank:
+            return (0, rank[name], str(item.path))
+        return (1, -counts[name], str(item.path))
+
+    return sorted(items, key=key)  # stable: within a module, collection order
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = _run_order(items)
     for item in items:
         servers = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("unit") is not None and servers:

@@ -124,7 +124,7 @@ def test_device_only_contents(built: tuple[str, Path, Path]) -> None:
                  or p.suffix in (".pyi", ".h", ".pxd")]
     assert leftovers == []
     entry = payload / PREFIX.lstrip("/") / "bin" / "nanofleet-agent"
-    assert entry.read_text().startswith(f"#!{PREFIX}/bin/python\n")
+    assert entry.read_text().startswith(f"#!{PREFIX}/bin/python -s\n")  # no user site
     assert (payload / "lib/systemd/system/nanofleet-agent.service").read_bytes() == \
         UNIT.read_bytes()
     config = (payload / "etc/nanofleet/agent.toml").read_text()

@@ -15,7 +15,7 @@ import pytest
 
 from fleet_server.logformat import FORMAT, EscapingFormatter, escaped
 
-pytestmark = pytest.mark.unit
+# The formatter tests are the fast tier; the `server run` one starts a process.
 
 FORGED = "\n1999-12-31 08:12:26,123 INFO nanofleet.server.auth: operator token revoked"
 HOSTILE = f"targets/x\r\x1b[2K\x9b31m\u202e\u2028\x85{FORGED}\t"
@@ -32,6 +32,7 @@ def record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
                              args, info)
 
 
+@pytest.mark.unit
 def test_escaped_is_lossless_and_printable() -> None:
     out = escaped(HOSTILE)
     assert out.isprintable()
@@ -40,6 +41,7 @@ def test_escaped_is_lossless_and_printable() -> None:
     assert escaped("Temperature 91 °C, Größe ok") == "Temperature 91 °C, Größe ok"
 
 
+@pytest.mark.unit
 def test_a_record_is_one_line_whatever_its_arguments() -> None:
     text = EscapingFormatter(FORMAT).format(record("request of %s refused: %s", "pump-07",
                                                    HOSTILE))
@@ -47,6 +49,7 @@ def test_a_record_is_one_line_whatever_its_arguments() -> None:
     assert "refused: targets/x\\r\\x1b[2K" in text
 
 
+@pytest.mark.unit
 def test_a_traceback_keeps_its_lines_but_none_at_the_margin() -> None:
     text = EscapingFormatter(FORMAT).format(record("failed", exc=True))
     first, *rest = text.split("\n")
@@ -58,6 +61,7 @@ def test_a_traceback_keeps_its_lines_but_none_at_the_margin() -> None:
     assert rest[-1] == "  " + FORGED.strip() + "\\t"
 
 
+@pytest.mark.unit
 def test_the_servers_logging_escapes() -> None:
     """What `server run` installs (fleet_server.logformat.install), in a fresh process."""
     code = ("import logging; from fleet_server import logformat; logformat.install('info'); "
