@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from contract.display import printable
+
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:
@@ -23,8 +25,8 @@ def _fmt(v: Any) -> str:
         return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.0f}"
     # Log lines, sources and labels are whoever wrote the log's text: an escape sequence in
     # one must not drive the technician's terminal (erase the alert above, forge a row;
-    # review, December 2026). The fleet CLI's tables do the same (printable).
-    text = "".join(c if c.isprintable() else (" " if c.isspace() else "?") for c in str(v))
+    # review, December 2026). The fleet CLI's tables do the same.
+    text = printable(str(v))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

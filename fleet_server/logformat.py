@@ -6,7 +6,7 @@ OTA reason in a rollout's log line). Written raw, a ``\\n`` in it started a forg
 of its own, and escape codes drove the terminal of whoever ran ``tail -f`` (review,
 December 2026). :class:`EscapingFormatter` writes every character that is not printable
 as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``): nothing is lost, unlike
-``fleet_server.display.printable``, which shows it as ``?`` and is for operators' screens.
+``contract.display.printable``, which shows it as ``?`` and is for operators' screens.
 """
 
 from __future__ import annotations

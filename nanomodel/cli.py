@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from contract.bundle import BundleError, load_bundle
+
+# Sources, labels and lines a device chose reach these tables through `nanofleet alerts
+# export`: printed as shown(...) (review, December 2026).
+from contract.display import printable_lines as shown
 from nanomodel.dataio import DataError, load_labeled
 from nanomodel.train import TrainConfig
 
@@ -94,7 +98,7 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
                              args.fit_levels, policy)
-    print(json.dumps(result, sort_keys=True) if args.json else format_alerts(result))
+    print(json.dumps(result, sort_keys=True) if args.json else shown(format_alerts(result)))
     return EXIT_OK
 
 
@@ -116,8 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return EXIT_OK
-    print(f"{result['model']} ({result['bundle']}) on {result['lines']} lines, "
-          f"runtime {result['runtime']}")
+    print(shown(f"{result['model']} ({result['bundle']}) on {result['lines']} lines, "
+          f"runtime {result['runtime']}"))
     out = _scores_table("model", result["model_scores"])
     out += _scores_table("keyword baseline", result["keyword_baseline"])
     if "throughput" in result:
@@ -126,7 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    f"(tokenize {t['tokenize_us_per_line']:.1f} us/line, inference "
                    f"{t['inference_us_per_line']:.1f} us/line); single line p50 "
                    f"{s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms")
-    print("\n".join(out))
+    print(shown("\n".join(out)))
     return EXIT_OK
 
 
@@ -162,7 +166,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out.append("evaluation" + ("" if m.evaluation else "  (none)"))
     out += [f"  {k:40s} {v:.4f}" for k, v in sorted(m.evaluation.items())]
     out.append(f"created by {m.created_by or '(unknown)'}")
-    print("\n".join(out))
+    print(shown("\n".join(out)))
     return EXIT_OK
 
 
@@ -170,10 +174,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.model_func(args))
     except (DataError, BundleError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shown(f"error: {exc}"), file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as exc:
-        print(f"error: {exc.filename}: no such file", file=sys.stderr)
+        print(shown(f"error: {exc.filename}: no such file"), file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

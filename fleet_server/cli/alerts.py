@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.display import printable
 from contract.files import write_atomic
 from fleet_server.cli.fleet import _client, add_client_options
 from fleet_server.client import ApiCallError
-from fleet_server.display import printable
 from fleet_server.rollouts.spec import parse_duration
 from fleet_server.verdicts import LEFT_OUT_HEADER
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.display import printable
 from fleet_server.cli.keys import passphrase
 from fleet_server.client import ApiClient, read_token_file
-from fleet_server.display import printable
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets, fetch_verified_targets
 

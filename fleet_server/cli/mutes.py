@@ -14,10 +14,10 @@ import json
 import re
 from typing import Any
 
+from contract.display import printable
 from contract.mutes import MUTE_ID_PATTERN
 from fleet_server.cli.alerts import columns_then_tail, cut, text_width, when
 from fleet_server.cli.fleet import _client, add_client_options
-from fleet_server.display import printable
 
 EXIT_OK = 0
 REASON_WIDTH = 30  # in a table cut to the terminal; the shape gets the rest

@@ -6,7 +6,7 @@ to each command, one forgot: ``devices list|show`` and ``rollout status`` printe
 raw, so one device could write the operator's clipboard (OSC 52), hide links in a model
 name (OSC 8) or erase its "failed" row and print "committed" over it (review, December
 2026). So ``main`` writes every command's stdout and stderr through
-:class:`PrintableStream`, which applies :func:`fleet_server.display.printable` to all but
+:class:`PrintableStream`, which applies :func:`contract.display.printable` to all but
 the line breaks: a command added later is covered without thinking of it. ``--json``
 output is ``json.dumps`` with ``ensure_ascii``: printable ASCII, passed unchanged. The
 only control codes that reach the terminal are the CLI's own, through :func:`control`.
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from fleet_server.display import printable
+from contract.display import printable_lines
 
 
 class PrintableStream(io.TextIOBase):
@@ -33,7 +33,7 @@ class PrintableStream(io.TextIOBase):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        self.stream.write("\n".join(printable(part) for part in text.split("\n")))
+        self.stream.write(printable_lines(text))
         return len(text)
 
     def write_control(self, codes: str) -> None:

@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any
 
+from contract.display import printable
 from fleet_server.cli.fleet import _client, _when, add_client_options
 from fleet_server.cli.output import control
-from fleet_server.display import printable
 from fleet_server.rollouts.spec import (
     Strategy,
     parse_duration,

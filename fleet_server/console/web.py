@@ -19,11 +19,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from contract.display import printable
 from fleet_server.api.core import Service
 from fleet_server.auth import SCOPES, missing_scope_message
 from fleet_server.console import charts
 from fleet_server.console.sessions import COOKIE, SignedIn, csrf_ok, lookup
-from fleet_server.display import printable
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
