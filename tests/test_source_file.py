@@ -635,3 +635,24 @@ def test_a_deleted_old_file_is_let_go_after_the_grace(h: Harness) -> None:
     rotated.unlink()
     wait_until(lambda: src.describe()["draining"] is None, timeout=5)
     assert sink.wait_count(3) == ["a1", "b1", "a2 last words"]
+
+
+def test_a_flooded_old_file_does_not_keep_the_new_one_from_being_read(h: Harness) -> None:
+    """The old file is read at most 1 MiB per wake, then the new file has its turn: a
+    writer (or someone) filling the old file as fast as it can does not hold back the
+    service's new lines until the flood is read."""
+    append(h.path, "a1")
+    src, sink = h.start(drain=60)
+    sink.wait_count(1)
+    old = h.path.with_name("pump.log.1")
+    os.rename(h.path, old)
+    append(h.path, "b1")
+    wait_until(lambda: src.rotations == 1)
+    flood = b"".join(b"old flood line %07d\n" % i for i in range(600_000))  # ~15 MiB
+    with open(old, "ab") as f:
+        f.write(flood + b"old last\n")
+    append(h.path, "b2 new line")
+    texts = sink.wait_for(lambda ls: len(ls) >= 600_000 + 4, timeout=60)
+    order = [ln.text for ln in texts]
+    assert order.index("b2 new line") < order.index("old last")
+    assert len(order) == 600_000 + 4

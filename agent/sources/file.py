@@ -144,9 +144,13 @@ class FileSource(WatchedFileSource):
     # -- one wake: read everything available, then look for rotation ----------------------
 
     def _step(self) -> bool:
-        """Returns True when something happened (loop again at once)."""
-        if self._tail is not None and self._read_tail():
-            return True
+        """Returns True when something happened (loop again at once). The previous file
+        gets at most TAIL_BYTES_PER_WAKE, then the current one its turn: a flooded old
+        file must not keep the new one from being read."""
+        tail_more = self._tail is not None and self._read_tail()
+        return self._step_current() or tail_more
+
+    def _step_current(self) -> bool:
         if self._cur is None:
             f = self._open(self.path, live=True)
             if f is None:
