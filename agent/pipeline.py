@@ -21,7 +21,7 @@ from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
 from agent.mutes import MuteSet
-from agent.sources.base import SYSTEM_UID_MAX, Batching, Line
+from agent.sources.base import Batching, Line, is_system_uid
 from agent.spool import Spool
 from contract import topics
 from contract.bundle import BundleManifest
@@ -300,7 +300,7 @@ class Pipeline:
             if decision is None:
                 continue
             reason = decision.reason
-            if line.uid is not None and not 0 <= line.uid <= SYSTEM_UID_MAX:
+            if not is_system_uid(line.uid):
                 # The text's program name is the logger's claim; the uid is the kernel's.
                 reason += f" (logged by uid {line.uid}, not a system user)"
             if line.level is not None and self.level_evidence.enabled:

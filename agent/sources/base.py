@@ -26,6 +26,12 @@ log = logging.getLogger("nanofleet.agent.sources")
 SYSTEM_UID_MAX = 999
 
 
+def is_system_uid(uid: int | None) -> bool:
+    """Whether the kernel says root, a system user or the kernel itself (None: journald
+    gives the kernel's entries no ``_UID``) logged a line."""
+    return uid is None or 0 <= uid <= SYSTEM_UID_MAX
+
+
 @dataclass(slots=True)
 class Line:
     source: str

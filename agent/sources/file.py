@@ -32,13 +32,11 @@ from agent.sources.file_handles import (
     stat_path,
 )
 from agent.sources.file_position import HEAD_BYTES, FileCheckpoint, FileIdentity
-from agent.sources.file_tail import RotatedTail, jump_hole
+from agent.sources.file_tail import CHUNK_BYTES, RotatedTail, jump_hole
 from agent.sources.file_waiting import Stopped, WatchedFileSource
 from agent.sources.line_splitter import LineSplitter, RawLine
 
 __all__ = ["FileSource", "FileSourceConfig"]
-
-CHUNK_BYTES = 64 * 1024
 
 
 class FileSource(WatchedFileSource):
@@ -319,11 +317,8 @@ class FileSource(WatchedFileSource):
         if self.cfg.rotated_drain_s <= 0:
             self._finish_file()
             return
-        lines = LineSplitter(self.max_line_bytes)
-        lines.pending, lines.line_start, lines.skipping = (
-            self._lines.pending, self._lines.line_start, self._lines.skipping)
-        self._tail = RotatedTail(OpenFile(cur.fd, cur.ident, cur.key, live=False), lines,
-                                 self._read_pos, time.monotonic())
+        self._tail = RotatedTail(OpenFile(cur.fd, cur.ident, cur.key, live=False),
+                                 self._lines.copy(), self._read_pos, time.monotonic())
         self._cur = None  # its descriptor is the tail's now
 
     def _read_tail(self) -> bool:

@@ -27,12 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.sources.file_handles import OpenFile
-from agent.sources.line_splitter import LineSplitter, RawLine
+from agent.sources.line_splitter import LineSplitter, Marks, RawLine
 
 # At most this much of the previous file per wake: a file someone fills as fast as they
 # can must not keep the live file from being read.
 TAIL_BYTES_PER_WAKE = 1024 * 1024
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024  # one read of a followed file (the file source's too)
 
 EmitMany = Callable[[Sequence[RawLine]], None]
 
@@ -91,7 +91,7 @@ class RotatedTail:
             self.pos = 0
             self.lines.restart(0)
         os.lseek(fd, self.pos, os.SEEK_SET)
-        marks = _NoCheckpoint() if self.live_moved else self.file.ident
+        marks = self._marks()
         while done < TAIL_BYTES_PER_WAKE:
             data = os.read(fd, CHUNK_BYTES)
             if not data:
@@ -107,6 +107,7 @@ class RotatedTail:
     def finish(self) -> RawLine | None:
         """The file is given up: its unfinished last line, if any, with its checkpoint."""
         last = self.lines.finish(self.pos)
-        if not last:
-            return None
-        return last, None if self.live_moved else self.file.ident.checkpoint(self.pos)
+        return (last, self._marks().checkpoint(self.pos)) if last else None
+
+    def _marks(self) -> Marks:
+        return _NoCheckpoint() if self.live_moved else self.file.ident

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
-from agent.sources.base import SYSTEM_UID_MAX, LineSink, Source
+from agent.sources.base import LineSink, Source, is_system_uid
 
 # Units counted per source in describe() (bounded: a busy journal has many).
 MAX_UNITS_TRACKED = 64
@@ -110,27 +110,20 @@ _FIELDS_READ = ("MESSAGE", "PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
 # alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-# SYSTEM_UID_MAX: agent.sources.base.
+# (agent.sources.base.is_system_uid).
 
 
 def _uid(entry: dict[str, Any]) -> int | None:
-    """The ``_UID`` journald gave the entry (None: the kernel's, or not a number)."""
+    """The ``_UID`` journald gave the entry: None for an entry without one (the kernel's;
+    journald adds it to every process's entry), -1 for one that is not a number (not
+    journald's own: never a system user's)."""
     uid = entry.get("_UID")
-    if isinstance(uid, bytes | str):
-        try:
-            uid = int(uid)
-        except ValueError:
-            return -1  # not journald's own: never a system user's
-    return uid if isinstance(uid, int) else None
-
-
-def _from_system_user(entry: dict[str, Any]) -> bool:
-    """Whether journald says a system user (or root) logged the entry. An entry without
-    ``_UID`` is the kernel's (journald adds it to every process's entry)."""
-    if entry.get("_UID") is None:
-        return True
-    uid = _uid(entry)
-    return uid is not None and 0 <= uid <= SYSTEM_UID_MAX
+    if uid is None or isinstance(uid, int):
+        return uid
+    try:
+        return int(uid)
+    except (TypeError, ValueError):
+        return -1
 
 
 def next_entry(reader: Any) -> dict[str, Any] | None:
@@ -291,11 +284,12 @@ class JournaldSource(Source):
             # A service's stdout/stderr line is logged at info unless the program put a
             # "<3>" prefix on it: there, info says nothing about what the program meant.
             level = None
-        if level is not None and not _from_system_user(entry):
+        uid = _uid(entry)
+        if level is not None and not is_system_uid(uid):
             self.levels_not_weighed += 1
             level = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
-                         level=level, uid=_uid(entry)):
+                         level=level, uid=uid):
             return  # stopped while the sink was full; the cursor stays at the last line
         self.cursor = cursor
         unit = entry.get("_SYSTEMD_UNIT")

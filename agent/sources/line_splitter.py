@@ -37,6 +37,13 @@ class LineSplitter:
         (partly) handed on already, so drop everything up to its newline."""
         self.pending, self.line_start, self.skipping = b"", offset, skip
 
+    def copy(self) -> LineSplitter:
+        """A splitter that goes on where this one is (the same unfinished line)."""
+        other = LineSplitter(self.max_line_bytes)
+        other.pending, other.line_start, other.skipping = (
+            self.pending, self.line_start, self.skipping)
+        return other
+
     def split(self, data: bytes, ident: Marks) -> list[RawLine]:
         """The lines that ``data`` (read right after what came before) completes, each
         with ``ident``'s checkpoint after its newline. Blank lines are dropped."""
