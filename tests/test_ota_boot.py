@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.ota.boot import bundle_loads, choose_boot_bundle
-from agent.ota.state import InstalledRef, OtaRecord
+from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
 from contract.reasons import OtaReason
 from nanomodel import default_bundle_path
 
@@ -52,6 +52,18 @@ def test_a_committed_bundle_that_fails_falls_back_to_the_previous_one() -> None:
         assert choice.record.committed == V1 and choice.record.previous is None
         assert choice.record.reason == OtaReason.LIVE_BUNDLE_DAMAGED
         assert choice.record.detail == "m-2.nfb could not be loaded; fell back"
+
+
+def test_the_version_that_fell_over_becomes_the_floor_of_its_model() -> None:
+    loads, _ = _loading(V1)
+    choice = choose_boot_bundle(RECORD, _paths(V1, V2), loads)
+    assert choice.record is not None
+    assert choice.record.floor == VersionFloor(model="m", version=2)
+    # A second fall back (v2's older neighbour fails too) keeps the higher floor.
+    high = RECORD.model_copy(update={"floor": VersionFloor(model="m", version=7)})
+    choice = choose_boot_bundle(high, _paths(V1, V2), loads)
+    assert choice.record is not None
+    assert choice.record.floor == VersionFloor(model="m", version=7)
 
 
 def test_when_neither_loads_the_configured_bundle_runs() -> None:

@@ -4,6 +4,7 @@ comparison, and start-up recovery when an installed bundle is damaged."""
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, release_model
 from agent.pipeline import ModelSlot
+from contract.messages import DesiredModel, DesiredState
 from hil.models import collapsed, finetuned, traffic
 from nanomodel import default_bundle_path
 
@@ -136,3 +138,45 @@ def test_one_passing_load_failure_at_boot_does_not_demote_the_committed_bundle(
     assert make_engine(tmp_path, []).recover() == store.path_of(v2)
     rec = store.load()
     assert rec.committed == v2 and rec.reason is None
+
+
+def test_after_a_fall_back_at_boot_older_signed_versions_are_refused(
+        tmp_path: Path, v2_bundle: bytes) -> None:
+    """Review, December 2026: after the committed v4 failed to load at boot and v2 ran
+    again, downgrade protection followed v2, so v3 (signed, superseded) would have been
+    installed. The version that fell over is the floor until the next commit."""
+    store = OtaStore(tmp_path / "state", "logs")
+    v2 = install(store, v2_bundle, 2)
+    v4 = install(store, finetuned(4, seed=11), 4)
+    store.save(OtaRecord(slot="logs", state="committed", committed=v4, previous=v2))
+    store.path_of(v4).write_bytes(b"\0" * 64)  # bit rot on the device
+    reports: list[dict[str, Any]] = []
+    engine = make_engine(tmp_path, reports)
+    assert engine.recover() == store.path_of(v2)
+    model = LoadedModel.load(store.path_of(v2))
+    engine.attach(ModelSlot("logs", model))
+    engine.start()
+    try:
+        def asked(version: int, revision: int) -> dict[str, Any]:
+            engine.submit_desired(DesiredState(revision=revision, slots={
+                "logs": DesiredModel(model="nano-logs", version=version)}
+            ).model_dump_json().encode())
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                done = [r for r in reports if r["to_version"] == version
+                        and r["state"] in ("failed", "committed")]
+                if done:
+                    return done[-1]
+                time.sleep(0.05)
+            raise AssertionError(f"no outcome for v{version}: {reports}")
+
+        refused = asked(3, 7)
+        assert refused["reason"] == "downgrade" and "version 4" in refused["detail"]
+        assert not any(r["state"] == "downloading" and r["to_version"] == 3 for r in reports)
+        # v4 itself may come back: it is fetched (from nowhere here, so it fails later).
+        again = asked(4, 8)
+        assert again["reason"] != "downgrade"
+        assert any(r["state"] == "downloading" and r["to_version"] == 4 for r in reports)
+    finally:
+        engine.stop()
+        release_model(model)

@@ -27,6 +27,7 @@ from agent.ota.state import (
     TrialVerdict,
     UpdateTarget,
     Verified,
+    VersionFloor,
     transition,
 )
 from agent.ota.store import OtaStore, bundle_file_name
@@ -122,6 +123,37 @@ def test_desired_already_live_in_progress_or_downgrade() -> None:
     assert refused.record.state == "failed" and refused.record.reason == "downgrade"
     assert refused.actions == ("report",)
     assert transition(refused.record, desired(version=1, live=2), 6.0).record == refused.record
+
+
+def test_after_a_fall_back_at_boot_nothing_below_the_fallen_version_installs() -> None:
+    """Review, December 2026: downgrade protection followed the live version only, so once
+    a committed v5 failed to load and v2 ran again, a server could install v3 or v4 (signed,
+    superseded). The record's floor keeps v5's place until the next commit."""
+    fell_back = OtaRecord(slot="s", committed=V2, floor=VersionFloor(model="m", version=5))
+    for version in (3, 4):
+        refused = transition(fell_back, desired(version=version, live=2), 5.0)
+        assert (refused.record.state, refused.record.reason) == ("failed", "downgrade")
+        assert refused.record.detail is not None and "version 5" in refused.record.detail
+        assert refused.actions == ("report",)
+    # The fallen version itself may come back (a fresh download of a damaged file) ...
+    rec, trace = run(fell_back, desired(version=5, live=2), Downloaded("full", 900),
+                     Verified(V2.model_copy(update={"version": 5, "file": "m-5.nfb"})),
+                     Proceed(), SmokePassed(), TrialVerdict(True, None, "fine"))
+    assert trace[0] == ("downloading", ("report", "fetch"))
+    # ... and its commit lifts the floor: the live version guards again.
+    assert rec.state == "committed" and rec.floor is None
+    # Another model in the slot is not held to this model's floor.
+    other = Desired(UpdateTarget(model="n", version=1, revision=1), "m", 2)
+    assert transition(fell_back, other, 5.0).record.state == "downloading"
+
+
+def test_the_record_carries_a_floor_only_when_there_is_one(tmp_path: Path) -> None:
+    store = OtaStore(tmp_path, "s")
+    store.save(OtaRecord(slot="s", committed=V2))
+    assert '"floor"' not in store.record_path.read_text()  # older agents read it as before
+    rec = OtaRecord(slot="s", committed=V1, floor=VersionFloor(model="m", version=2))
+    store.save(rec)
+    assert OtaStore(tmp_path, "s").load() == rec
 
 
 @pytest.mark.parametrize(("state", "after", "actions"), [

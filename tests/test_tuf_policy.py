@@ -50,6 +50,11 @@ def test_version_policy() -> None:
     same = version_refusal(2, live_version=2, minimum_version=0)
     assert same is not None and same.reason == "downgrade"
     assert version_refusal(1, live_version=2, minimum_version=0) is not None
+    # After a fall back at boot: below the version that fell over is a downgrade, the
+    # version itself is not.
+    fallen = version_refusal(4, live_version=2, minimum_version=0, floor_version=5)
+    assert fallen is not None and fallen.reason == "downgrade" and "version 5" in str(fallen)
+    assert version_refusal(5, live_version=2, minimum_version=0, floor_version=5) is None
 
 
 def test_delta_first_else_full() -> None:

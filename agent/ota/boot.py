@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.memory import release_freed_memory
 from agent.model import LoadedModel
-from agent.ota.state import InstalledRef, OtaRecord
+from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
 from agent.ota.trial import release_model
 from contract.reasons import OtaReason
 
@@ -48,9 +48,14 @@ def choose_boot_bundle(record: OtaRecord, verified_path: VerifiedPath,
         fallback, path = None, None
     log.error("committed bundle %s is missing, damaged or unusable; running %s",
               ref.file, fallback.file if fallback else "the configured bundle")
+    # The version that fell over stays the floor of its model: the older one now live
+    # must not make every signed version in between installable again.
+    floor = record.floor
+    if floor is None or floor.model != ref.model or floor.version < ref.version:
+        floor = VersionFloor(model=ref.model, version=ref.version)
     return BootChoice(path, record.model_copy(update={
         "committed": fallback, "previous": None, "reason": OtaReason.LIVE_BUNDLE_DAMAGED,
-        "detail": f"{ref.file} could not be loaded; fell back"}))
+        "detail": f"{ref.file} could not be loaded; fell back", "floor": floor}))
 
 
 def bundle_loads(path: Path, ref: InstalledRef, runtime: str, threads: int,

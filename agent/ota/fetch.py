@@ -52,6 +52,7 @@ class LiveBundle:
     slot: str   # the bundle manifest's slot: a new model must serve the same one
     path: Path
     runtime: Literal["onnx", "tflite"] | None = None  # format the live model runs in
+    floor: tuple[str, int] | None = None  # (model, version) fallen back from at boot
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,11 @@ class Fetcher:
                                 f"slot {record.slot!r} is signed to be served by "
                                 f"{record.model!r}, not {target.model!r}")
         same_model = live.model == target.model
+        floor = live.floor[1] if live.floor and live.floor[0] == target.model else None
         refusal = version_refusal(target.version,
                                   live_version=live.version if same_model else None,
-                                  minimum_version=record.minimum_version if record else 0)
+                                  minimum_version=record.minimum_version if record else 0,
+                                  floor_version=floor)
         if refusal is not None:
             raise refusal
 

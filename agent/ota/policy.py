@@ -37,8 +37,11 @@ class InstalledBundle:
 
 
 def version_refusal(candidate: int, *, live_version: int | None,
-                    minimum_version: int) -> UpdateRefused | None:
-    """Refuse a candidate below the slot's signed minimum, or not above the live version."""
+                    minimum_version: int, floor_version: int | None = None,
+                    ) -> UpdateRefused | None:
+    """Refuse a candidate below the slot's signed minimum, not above the live version, or
+    below the version this device fell back from at boot (``floor_version``: the record's
+    floor of the same model; that version itself may come back)."""
     if candidate < minimum_version:
         return UpdateRefused(OtaReason.BELOW_MINIMUM,
                              f"version {candidate} is below the signed minimum "
@@ -47,6 +50,10 @@ def version_refusal(candidate: int, *, live_version: int | None,
         return UpdateRefused(OtaReason.DOWNGRADE,
                              f"version {candidate} is not above the live version "
                              f"{live_version}")
+    if floor_version is not None and candidate < floor_version:
+        return UpdateRefused(OtaReason.DOWNGRADE,
+                             f"version {candidate} is below version {floor_version}, "
+                             "committed here before its bundle failed to load")
     return None
 
 

@@ -64,6 +64,11 @@ MODEL_FAULTS = frozenset({
     OtaReason.UNHEALTHY})
 
 
+class VersionFloor(FrozenStrict):
+    model: str = Field(description="Model name.")
+    version: int = Field(ge=1, description="The lowest version of it this device may install.")
+
+
 class RejectedVersion(FrozenStrict):
     model: str = Field(description="Model name.")
     version: int = Field(description="The version refused.")
@@ -93,6 +98,10 @@ class OtaRecord(FrozenStrict):
     rejected: list[RejectedVersion] = Field(
         default_factory=list, max_length=MAX_REJECTED,
         description="Versions refused lately for their own fault, newest last.")
+    floor: VersionFloor | None = Field(
+        default=None, description="A committed version whose bundle failed to load at "
+        "boot, so an older bundle runs: no version of that model below it is installed, "
+        "although the live one is lower. Cleared by the next commit.")
     trial_stopped: bool = Field(
         default=False, description="The agent was stopped cleanly (SIGTERM) during the "
         "trial: the next start runs the trial again instead of rolling back.")
@@ -240,6 +249,19 @@ def _held(rec: OtaRecord, t: UpdateTarget, now: float, hold_s: float) -> float |
     return None
 
 
+def _below_floor(rec: OtaRecord, t: UpdateTarget, ev: Desired) -> str | None:
+    """What ``t`` would go below (for the refusal's detail), or None. Downgrade protection
+    follows the live version, and after a fall back at boot the version that fell over:
+    otherwise every signed version between the two could be installed again (review,
+    December 2026)."""
+    if t.model == ev.live_model and t.version < ev.live_version:
+        return f"the live version {ev.live_version}"
+    floor = rec.floor
+    if floor is not None and t.model == floor.model and t.version < floor.version:
+        return f"version {floor.version}, committed here before its bundle failed to load"
+    return None
+
+
 def on_desired(rec: OtaRecord, ev: Desired, now: float, hold_s: float = 0.0) -> Step:
     t = ev.target
     if rec.state in IN_PROGRESS:
@@ -254,12 +276,12 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float, hold_s: float = 0.0) -> 
         retry_due = rec.retry_at is not None and (now >= rec.retry_at or now < rec.updated_at)
         if t.revision == rec.target.revision and not retry_due:
             return Step(rec)  # refused already; wait for a new revision (or the retry time)
-    if t.model == ev.live_model and t.version < ev.live_version:
+    below = _below_floor(rec, t, ev)
+    if below is not None:
         return Step(_with(rec, now, state="failed", target=t, from_version=ev.live_version,
                           candidate=None, artifact=None, bytes_downloaded=None,
-                          reason=OtaReason.DOWNGRADE,
-                          detail=f"desired version {t.version} is below the live version "
-                          f"{ev.live_version}; refused", retry_at=None), ("report",))
+                          reason=OtaReason.DOWNGRADE, detail=f"desired version {t.version} "
+                          f"is below {below}; refused", retry_at=None), ("report",))
     until = _held(rec, t, now, hold_s)
     if until is not None:
         # A new revision of a version refused for its own fault: not live again before
@@ -347,7 +369,7 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
     # The one place the committed bundle changes.
     return Step(_with(rec, now, state="committed", previous=rec.committed,
                       committed=rec.candidate, candidate=None, reason=None, detail=ev.detail,
-                      retry_at=None, resumes=0), ("commit", "report"))
+                      retry_at=None, resumes=0, floor=None), ("commit", "report"))
 
 
 def live_ref(rec: OtaRecord) -> InstalledRef | None:

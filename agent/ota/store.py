@@ -79,7 +79,11 @@ class OtaStore:
     def save(self, record: OtaRecord) -> None:
         # Only this agent writes its record: a fixed temporary name, so a power cut
         # leaves no more than one stray file behind.
-        write_atomic(self.record_path, record.model_dump_json(indent=1).encode(),
+        # No floor, no key: an agent downgraded to a version without the field still
+        # reads the record (its strict model refuses keys it does not know).
+        exclude = {"floor"} if record.floor is None else None
+        write_atomic(self.record_path,
+                     record.model_dump_json(indent=1, exclude=exclude).encode(),
                      single_writer=True)
 
     # --- bundle files ------------------------------------------------------------------
