@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,12 @@ class DeviceDriver(ABC):
         """Stop the agent abruptly (kill -9 / cut the power): no clean-up runs."""
 
     @abstractmethod
+    def new_boot(self) -> None:
+        """The device comes back in a new boot: a fresh kernel boot id for its agent (rig
+        devices keep theirs in a file of their own, the agent's ``[ota] boot_id_file``:
+        killing the agent does not reboot a kernel)."""
+
+    @abstractmethod
     def shutdown(self, timeout: float = 15.0) -> int | None:
         """Stop the agent cleanly; the exit code (None if it was not running)."""
 
@@ -102,7 +109,8 @@ class DeviceDriver(ABC):
 
 
 def agent_config_toml(device_id: str, *, state_dir: Path, log_file: Path, link: Link,
-                      agent: AgentSpec, fleet: FleetEndpoints, ota_transport: str) -> str:
+                      agent: AgentSpec, fleet: FleetEndpoints, ota_transport: str,
+                      boot_id_file: Path) -> str:
     """The agent's config file for a rig device (pure)."""
     if ota_transport == "mqtt":
         ota_urls = 'transport = "mqtt"\n'
@@ -136,6 +144,7 @@ poll_interval_s = 0.05
 
 [ota]
 {ota_urls}root_file = "{fleet.root_file}"
+boot_id_file = "{boot_id_file}"
 check_interval_s = 5
 retry_after_s = 3
 http_timeout_s = 5
@@ -162,9 +171,12 @@ class LocalProcessDevice(DeviceDriver):
         self.log_file.touch()
         self.output = workdir / "agent.log"  # the agent's own stdout/stderr
         self.config = workdir / "agent.toml"
+        self.boot_id = workdir / "boot_id"
+        self.new_boot()
         self.config.write_text(agent_config_toml(
             device_id, state_dir=self.state_dir, log_file=self.log_file, link=link, agent=agent,
-            fleet=fleet, ota_transport=ota_transport), encoding="utf-8")
+            fleet=fleet, ota_transport=ota_transport, boot_id_file=self.boot_id),
+            encoding="utf-8")
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
         self._log: IO[str] | None = None
@@ -211,6 +223,9 @@ class LocalProcessDevice(DeviceDriver):
             self._proc.kill()
             self._proc.wait()
         self._close_output()
+
+    def new_boot(self) -> None:
+        self.boot_id.write_text(f"{uuid.uuid4()}\n", encoding="ascii")
 
     def shutdown(self, timeout: float = 15.0) -> int | None:
         if self._proc is None:

@@ -61,7 +61,8 @@ class EmulatedDevice(LocalProcessDevice):
         self.config.write_text(with_runtime(agent_config_toml(
             device_id, state_dir=inner / "state", log_file=inner / "device.log", link=link,
             agent=agent, fleet=FleetEndpoints(fleet.http_base, Path("/etc/nanofleet/root.json")),
-            ota_transport=ota_transport), flavour), encoding="utf-8")
+            ota_transport=ota_transport, boot_id_file=inner / "boot_id"), flavour),
+            encoding="utf-8")
         self._chroot("chown", "-R", "nanofleet:nanofleet", str(inner))
         check = self._chroot("setpriv", "--reuid=nanofleet", "--regid=nanofleet",
                              "--init-groups", "/usr/bin/nanofleet-agent", "check-config",

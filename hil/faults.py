@@ -141,8 +141,12 @@ class FaultInjector:
             self.timeline.add("fault", f"power cut right after OTA state {step.at_ota_state} "
                               "was persisted (agent died with exit 137)", step.device)
         time.sleep(step.off_s)
+        if step.new_boot:
+            driver.new_boot()
         arm = crash_state_to_arm(self.steps, index + 1, step.device, list(self.units))
         self.timeline.add("fault", f"power back on after {step.off_s} s"
+                          + (" (a new boot)" if step.new_boot else " (same boot: the agent "
+                             "alone had died)")
                           + (f" (crash hook armed at {arm})" if arm else ""), step.device)
         driver.power_on(crash_at_ota_state=arm)
         unit.armed = arm

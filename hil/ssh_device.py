@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +40,7 @@ LOG_DIR = "/var/log/nanofleet-hil"
 STATE_DIR = "/var/lib/nanofleet"
 CONFIG = "/etc/nanofleet/agent.toml"
 ROOT_FILE = "/etc/nanofleet/root.json"
+BOOT_ID_FILE = f"{HIL_DIR}/boot_id"  # the simulated kernel boot id ([ota] boot_id_file)
 PYTHON = "/usr/lib/nanofleet-agent/bin/python"
 OTA_CRASH = Path(__file__).with_name("ota_crash.py")  # a power cut at an OTA state
 
@@ -135,9 +137,11 @@ class SshDevice(DeviceDriver):
     def configure(self, agent: AgentSpec, fleet: FleetEndpoints) -> None:
         """The rig's config (OTA over MQTT: the broker is the device's only way out)."""
         self.target.write(ROOT_FILE, fleet.root_file.read_bytes())
+        self.new_boot()
         text = agent_config_toml(self.device_id, state_dir=Path(STATE_DIR),
                                  log_file=Path(f"{LOG_DIR}/device.log"), link=self.link,
-                                 agent=agent, fleet=fleet, ota_transport="mqtt")
+                                 agent=agent, fleet=fleet, ota_transport="mqtt",
+                                 boot_id_file=Path(BOOT_ID_FILE))
         text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
         text = with_runtime(text, self.runtime)
         self.target.write(CONFIG, text.encode(), mode="0640")
@@ -190,6 +194,10 @@ class SshDevice(DeviceDriver):
         if self._started and self.exit_code() is None:
             self._signal("KILL")
             self._wait_exit(10)
+
+    def new_boot(self) -> None:
+        # The rig cuts the agent, not the target's kernel: its boot id is simulated.
+        self.target.write(BOOT_ID_FILE, f"{uuid.uuid4()}\n".encode(), mode="0644")
 
     def shutdown(self, timeout: float = 15.0) -> int | None:
         if not self._started:

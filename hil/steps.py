@@ -88,6 +88,10 @@ class PowerCut(FaultBase):
     within_s: float = Field(
         default=120.0, gt=0.0, description="at_ota_state: longest wait for the device to reach "
         "the state; not reaching it fails the step.")
+    new_boot: bool = Field(
+        default=True, description="The device comes back in a new boot (its kernel boot id "
+        "changes, as after a real power cut); false: only the agent died (a crash, an OOM "
+        "kill) and the device stayed up.")
 
 
 class BrokerDown(FaultBase):

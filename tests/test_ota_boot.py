@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.ota.boot import bundle_loads, choose_boot_bundle
+from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
 from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
 from contract.reasons import OtaReason
 from nanomodel import default_bundle_path
@@ -84,3 +84,12 @@ def test_the_load_check_tries_twice_and_reads_the_real_bundle(tmp_path: Path) ->
     wrong = ref.model_copy(update={"sha256": "0" * 64})  # fails both attempts
     assert not bundle_loads(bundle, wrong, "onnxruntime", 1, pause_s=0.0)
     assert not bundle_loads(tmp_path / "absent.nfb", ref, "onnxruntime", 1, pause_s=0.0)
+
+
+def test_the_boot_id_is_read_from_the_kernel_or_not_at_all(tmp_path: Path) -> None:
+    real = read_boot_id(Path("/proc/sys/kernel/random/boot_id"))
+    assert real is not None and len(real) == 36  # a UUID, new at every boot
+    assert read_boot_id(tmp_path / "absent") is None
+    for junk in (b"", b"\n", b"x" * 65, b"id\x1b[2Jwith escapes"):
+        (tmp_path / "junk").write_bytes(junk)
+        assert read_boot_id(tmp_path / "junk") is None

@@ -126,3 +126,41 @@ def test_a_clean_stop_during_the_trial_tries_the_candidate_again(
         first.stop()
         restarted.stop()
         reports.close()
+
+
+def test_a_power_cut_during_the_trial_tries_the_candidate_again(
+        tmp_path: Path, broker: Mosquitto, repo: Repo) -> None:
+    """kill -9 during the trial and the device comes back in a new boot (its kernel boot
+    id changed: power was lost, or a reset), not just the agent: the candidate killed
+    nothing, so it is tried again and committed. Before (review, December 2026) a power cut
+    was a final interrupted-trial failure, as the agent's own death is (above), and a
+    rollout on flaky power counted it against the release."""
+    log = tmp_path / "device.log"
+    log.write_text("")
+    boot = tmp_path / "boot_id"  # what /proc/sys/kernel/random/boot_id is on a device
+    boot.write_text("0b4c6f2e-0000-4000-8000-000000000001\n")
+    reports = Reports(broker.port, DEV)
+    reports.set_desired(1, 2)
+    cut = make_agent(tmp_path, DEV, broker.port, repo, log, crash_at="trial",
+                     duration_s=0.3, boot_id_file=boot)
+    restarted = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.3,
+                           boot_id_file=boot)
+    try:
+        cut.start(wait=False)
+        assert cut.proc is not None
+        assert cut.proc.wait(60) == CRASH_EXIT, cut.output()
+        cut.stop()
+        boot.write_text("0b4c6f2e-0000-4000-8000-000000000002\n")  # power back: a new boot
+        restarted.start()
+        with open(log, "a") as fh:  # traffic for the second trial to judge
+            fh.write("".join(line + "\n" for line in traffic(40, seed=9)))
+        done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"))
+        assert (done["state"], done["to_version"]) == ("committed", 2), reports.summary()
+        again = [e for e in reports.ota() if e["state"] == "staged" and e["detail"]
+                 and "new boot" in e["detail"]]
+        assert len(again) == 1, reports.summary()
+        assert restarted.query("models")["result"][0]["version"] == 2
+    finally:
+        cut.stop()
+        restarted.stop()
+        reports.close()

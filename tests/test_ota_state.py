@@ -147,11 +147,34 @@ def test_after_a_fall_back_at_boot_nothing_below_the_fallen_version_installs() -
     assert transition(fell_back, other, 5.0).record.state == "downloading"
 
 
+def test_a_trial_cut_by_a_new_boot_is_tried_again_the_agents_own_death_is_not() -> None:
+    rec, _ = run(OtaRecord(slot="s", committed=V1), desired(), Downloaded("delta", 300),
+                 Verified(V2), Proceed(), SmokePassed("boot-a"))
+    assert (rec.state, rec.trial_boot_id) == ("trial", "boot-a")
+    # Power lost (or a reset): another boot id at the next start.
+    step = transition(rec, Resume(3, "boot-b"), 20.0)
+    assert (step.record.state, step.record.resumes) == ("staged", 1)
+    assert step.actions == ("report", "proceed") and "new boot" in (step.record.detail or "")
+    assert step.record.committed == V1 and step.record.candidate == V2
+    # The same boot: the agent alone died during the trial, maybe by the candidate.
+    for boot in ("boot-a", None):
+        step = transition(rec, Resume(3, boot), 20.0)
+        assert (step.record.state, step.record.reason) == ("rolled_back", "interrupted-trial")
+    # An agent that cannot read the boot id, and a record from before the field, roll back.
+    legacy = rec.model_copy(update={"trial_boot_id": None})
+    assert transition(legacy, Resume(3, "boot-b"), 20.0).record.state == "rolled_back"
+    # Bounded: a candidate that takes the whole device down is not tried for ever.
+    worn = rec.model_copy(update={"resumes": 3})
+    assert transition(worn, Resume(3, "boot-b"), 20.0).record.state == "rolled_back"
+
+
 def test_the_record_carries_a_floor_only_when_there_is_one(tmp_path: Path) -> None:
     store = OtaStore(tmp_path, "s")
     store.save(OtaRecord(slot="s", committed=V2))
-    assert '"floor"' not in store.record_path.read_text()  # older agents read it as before
-    rec = OtaRecord(slot="s", committed=V1, floor=VersionFloor(model="m", version=2))
+    text = store.record_path.read_text()
+    assert '"floor"' not in text and '"trial_boot_id"' not in text  # older agents read it
+    rec = OtaRecord(slot="s", committed=V1, floor=VersionFloor(model="m", version=2),
+                    trial_boot_id="boot-a")
     store.save(rec)
     assert OtaStore(tmp_path, "s").load() == rec
 

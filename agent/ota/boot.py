@@ -22,6 +22,7 @@ from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 
+BOOT_ID_MAX = 64  # the kernel's is a 36-character UUID
 VerifiedPath = Callable[[InstalledRef], "Path | None"]
 LoadCheck = Callable[[Path, InstalledRef], bool]
 
@@ -78,3 +79,22 @@ def bundle_loads(path: Path, ref: InstalledRef, runtime: str, threads: int,
         release_model(model)
         return True
     return False
+
+
+def read_boot_id(path: Path) -> str | None:
+    """The kernel's boot id (a new UUID at every boot: /proc/sys/kernel/random/boot_id),
+    or None where it cannot be read: then a restart during a trial is taken for the
+    agent's own death, as before there was a boot id."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(BOOT_ID_MAX + 1)
+    except OSError as exc:
+        log.warning("cannot read the boot id from %s (%s): a restart during a trial rolls "
+                    "the candidate back whatever restarted", path, exc.strerror)
+        return None
+    text = raw.decode("ascii", errors="replace").strip()
+    if not text or len(text) > BOOT_ID_MAX or not text.isprintable():
+        log.warning("%s does not hold a boot id; a restart during a trial rolls the "
+                    "candidate back", path)
+        return None
+    return text

@@ -162,6 +162,11 @@ class OtaConfig(Strict):
         default=3, ge=0, le=100,
         description="Restarts in the middle of one update before it is given up as "
         "'crash-loop' (a model that kills the process must not do so forever).")
+    boot_id_file: Path = Field(
+        default=Path("/proc/sys/kernel/random/boot_id"),
+        description="Where the kernel's boot id is read: a trial cut by a restart of the "
+        "whole device (a new boot id) is tried again, one cut by the agent's own death is "
+        "rolled back. Unreadable: every restart counts as the agent's death.")
     trial: TrialConfig = Field(default_factory=TrialConfig,
                                description="Trial length and the health criteria.")
     mqtt_chunk_bytes: int = Field(

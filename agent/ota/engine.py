@@ -30,7 +30,7 @@ from paho.mqtt.client import MQTTMessage
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
-from agent.ota.boot import bundle_loads, choose_boot_bundle
+from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
 from agent.ota.candidate import load_candidate
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
@@ -79,6 +79,7 @@ class OtaEngine:
         self.store = OtaStore(state_dir, slot)
         self.fetcher = Fetcher(cfg, self.store, self.counters)
         self.record = self.store.load()
+        self._boot_id = read_boot_id(cfg.boot_id_file)
         self._report = report
         self._started = False
         self._pending_reports: list[dict[str, Any]] = []
@@ -101,7 +102,7 @@ class OtaEngine:
         Always the committed bundle (or the configured one before any commit): a trial
         interrupted by a restart is rolled back, earlier steps resume once started."""
         try:
-            self._apply(Resume(self.cfg.max_resumes))
+            self._apply(Resume(self.cfg.max_resumes, self._boot_id))
         except OSError as exc:
             # A full disk must not stop the agent from starting: the committed model runs
             # and the interrupted update waits on the worker until its record can be saved
@@ -128,7 +129,7 @@ class OtaEngine:
         delay = 1.0
         while not self._stop.is_set():
             try:
-                event = self._apply(Resume(self.cfg.max_resumes))
+                event = self._apply(Resume(self.cfg.max_resumes, self._boot_id))
             except OSError as exc:
                 log.warning("OTA record still cannot be saved (%s); next try in %.1f s",
                             exc, delay)
@@ -318,7 +319,7 @@ class OtaEngine:
         if isinstance(loaded, Failed):
             return loaded
         self._candidate = loaded
-        return SmokePassed()
+        return SmokePassed(self._boot_id)
 
     def _trial(self) -> Event | None:
         candidate, old, slot = self._candidate, self._live_model, self._slot

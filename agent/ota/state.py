@@ -102,6 +102,10 @@ class OtaRecord(FrozenStrict):
         default=None, description="A committed version whose bundle failed to load at "
         "boot, so an older bundle runs: no version of that model below it is installed, "
         "although the live one is lower. Cleared by the next commit.")
+    trial_boot_id: str | None = Field(
+        default=None, max_length=64, description="The kernel's boot id when the trial "
+        "started (read only in state trial): a restart in another boot (power lost, a "
+        "reset) tries the candidate again instead of rolling it back.")
     trial_stopped: bool = Field(
         default=False, description="The agent was stopped cleanly (SIGTERM) during the "
         "trial: the next start runs the trial again instead of rolling back.")
@@ -125,9 +129,11 @@ class Desired:
 
 @dataclass(frozen=True)
 class Resume:
-    """The agent (re)started with this record on disk."""
+    """The agent (re)started with this record on disk; ``boot_id``: the kernel's boot id
+    now (None where it cannot be read)."""
 
     max_resumes: int
+    boot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,10 @@ class Proceed:
 
 @dataclass(frozen=True)
 class SmokePassed:
-    pass
+    """The candidate loaded and passed its golden vectors; the trial starts in the boot
+    ``boot_id``."""
+
+    boot_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +304,12 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float, hold_s: float = 0.0) -> 
     return _start(rec, ev, now)
 
 
+def _new_boot(rec: OtaRecord, ev: Resume) -> bool:
+    """Whether the trial began in another boot than this start (both known)."""
+    return rec.trial_boot_id is not None and ev.boot_id is not None and \
+        ev.boot_id != rec.trial_boot_id
+
+
 def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
     if rec.state not in IN_PROGRESS:
         return Step(rec)
@@ -306,6 +321,14 @@ def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
                           resumes=rec.resumes + 1,
                           detail="the agent was stopped during the trial; trying again"),
                     ("report", "proceed"))
+    if rec.state == "trial" and _new_boot(rec, ev) and rec.resumes < ev.max_resumes:
+        # The whole device restarted (power lost, a reset), not just the agent: the
+        # candidate did not kill anything. On a fleet on flaky power a cut during the
+        # trial must not count against the release (review, December 2026). Bounded by
+        # max_resumes, as boot counters bound an A/B image's tries.
+        return Step(_with(rec, now, state="staged", resumes=rec.resumes + 1,
+                          detail="the device restarted during the trial (a new boot: power "
+                          "lost or a reset); trying again"), ("report", "proceed"))
     if rec.state == "trial":
         # Killed (or stopped too often): the committed (old) model is what the restarted
         # agent loaded: make it official. A model that kills the process cannot do it twice.
@@ -360,7 +383,8 @@ def transition(rec: OtaRecord, ev: Event, now: float | None = None,
     if isinstance(ev, Proceed):
         return Step(_with(rec, now, state="smoke_testing"), ("report", "smoke_test"))
     if isinstance(ev, SmokePassed):
-        return Step(_with(rec, now, state="trial"), ("report", "trial"))
+        return Step(_with(rec, now, state="trial", trial_boot_id=ev.boot_id),
+                    ("report", "trial"))
     if isinstance(ev, TrialStopped):
         return Step(_with(rec, now, trial_stopped=True))  # nothing to do until the restart
     assert isinstance(ev, TrialVerdict)

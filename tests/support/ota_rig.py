@@ -70,13 +70,14 @@ class Repo:
     def metadata(self, name: str) -> bytes:
         return (self.kit.path / "metadata" / name).read_bytes()
 
-    def ota_toml(self, **trial: Any) -> str:
+    def ota_toml(self, boot_id_file: Path | None = None, **trial: Any) -> str:
         settings = {"duration_s": 1.0, "min_inferences": 0, "timeout_s": 20.0} | trial
         lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+        boot = f'boot_id_file = "{boot_id_file}"\n' if boot_id_file else ""
         return (f'[ota]\nmetadata_url = "{self.server.url}/metadata"\n'
                 f'target_base_url = "{self.server.url}/targets"\n'
                 f'root_file = "{self.root_file}"\nretry_after_s = 3600\n'
-                f"http_timeout_s = 5\ndownload_attempts = 1\n"
+                f"http_timeout_s = 5\ndownload_attempts = 1\n{boot}"
                 f"[ota.trial]\n{lines}\n")
 
     def close(self) -> None:
@@ -123,14 +124,14 @@ class LineWriter:
 
 def make_agent(tmp: Path, device: str, port: int, repo: Repo, log: Path,
                env: dict[str, str] | None = None, crash_at: str | None = None,
-               runtime: str | None = None,
+               runtime: str | None = None, boot_id_file: Path | None = None,
                **trial: Any) -> AgentProcess:
     state = tmp / f"state-{device}"
     source = f'[[sources]]\nkind = "file"\npath = "{log}"\nstart_at = "beginning"\n'
     model = f'[model]\nruntime = "{runtime}"\n' if runtime else ""
     cfg = write_config(tmp / f"{device}.toml", device, state, port, source,
                        extra=model + '[pipeline]\nbatch_size = 16\nbatch_max_wait_ms = 20\n'
-                       + repo.ota_toml(**trial))
+                       + repo.ota_toml(boot_id_file, **trial))
     return AgentProcess(cfg, state, env=env, crash_at=crash_at)
 
 
