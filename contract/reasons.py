@@ -52,6 +52,7 @@ class OtaReason(StrEnum):
     HEALTH_COLLAPSE = "health-collapse"          # trial: labels collapsed to a few
     HEALTH_LOW_TRAFFIC = "health-low-traffic"    # trial: too few lines to judge
     HEALTH_FLAG_RATE = "health-flag-rate"        # trial: flags far more lines than before
+    HEALTH_LABELS_SWAPPED = "health-labels-swapped"  # trial: labels exchanged in a ring
     UNHEALTHY = "unhealthy"                      # trial verdict without a finer reason
     OPERATOR_ROLLBACK = "operator-rollback"      # the desired state asked for rollback
     INTERRUPTED_TRIAL = "interrupted-trial"      # the agent restarted during the trial

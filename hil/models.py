@@ -85,6 +85,20 @@ def alert_storm(version: int) -> bytes:
     return _rebuild(ShippedModel(model.body, model.head_w, head_b, model.anomaly_mask), version)
 
 
+def swapped(version: int, a: str = "hardware", b: str = "security") -> bytes:
+    """v1 with the head's rows of two labels exchanged (a training or export mix-up of the
+    output order): every line gets the other label's score. Its golden vectors are its own
+    outputs and its flags are v1's, so the smoke test, the collapse and the flag-rate checks
+    pass; the trial's swapped-labels check must roll it back."""
+    base = load_bundle(default_bundle_path())
+    model = shipped_model(base)
+    i, j = base.manifest.labels.index(a), base.manifest.labels.index(b)
+    order = np.arange(len(base.manifest.labels))
+    order[[i, j]] = order[[j, i]]
+    return _rebuild(ShippedModel(model.body, model.head_w[order], model.head_b[order],
+                                 model.anomaly_mask), version)
+
+
 def normal_moved(version: int, label: str = "power") -> bytes:
     """v1's weights and golden vectors (so its smoke test passes), but its manifest names
     another label normal (a packaging mix-up): the device's alert policy would flag nearly
@@ -128,6 +142,8 @@ def build_variant(variant: Variant, version: int, seed: int) -> bytes:
         return wrong_golden(version, seed)
     if variant == "nan":
         return nan_on_traffic(version)
+    if variant == "swapped":
+        return swapped(version)
     return collapsed(version)
 
 

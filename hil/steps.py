@@ -13,7 +13,7 @@ OtaStateName = Literal["idle", "downloading", "verifying", "staged", "smoke_test
                        "committed", "failed", "rolled_back"]
 CrashState = Literal["downloading", "verifying", "staged", "smoke_testing", "trial", "committed"]
 Terminal = Literal["committed", "failed", "rolled_back"]
-Variant = Literal["finetune", "wrong_golden", "nan", "collapse", "tampered"]
+Variant = Literal["finetune", "wrong_golden", "nan", "collapse", "swapped", "tampered"]
 
 _DEVICES = ("Devices this applies to (ids from [[devices]]); default: all of them.")
 
@@ -35,6 +35,7 @@ class PublishStep(Strict):
         "(a good update, a small delta); wrong_golden: its golden vectors do not match its "
         "outputs (smoke test fails); nan: finite on its golden vectors, NaN on much real "
         "traffic (trial rolls back); collapse: one label for every line (trial rolls back); "
+        "swapped: the hardware and security outputs exchanged (trial rolls back); "
         "tampered: a good fine-tune whose stored artifacts are altered after signing (the "
         "device refuses them).")
     seed: int = Field(default=7, description="Fine-tune seed (different seeds, different "

@@ -13,12 +13,13 @@ import pytest
 from agent.model import LoadedModel
 from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.engine import OtaEngine
+from agent.ota.health import TrialStats, evaluate, swapped_labels
 from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, release_model
 from agent.pipeline import ModelSlot
 from contract.messages import DesiredModel, DesiredState
-from hil.models import collapsed, finetuned, traffic
+from hil.models import collapsed, finetuned, swapped, traffic
 from nanomodel import default_bundle_path
 
 pytestmark = pytest.mark.unit
@@ -58,6 +59,23 @@ def test_compare_on_sample_sees_a_collapse(tmp_path: Path) -> None:
     assert paired.lines == 64 and paired.candidate_labels == {"power": 64}
     assert paired.baseline_labels.get("power", 0) < 16
     assert paired.baseline_p99_ms > 0 and paired.candidate_p99_ms > 0
+
+
+def test_compare_on_sample_sees_labels_exchanged(tmp_path: Path) -> None:
+    """Real models on the same lines: v1 with its hardware and security outputs exchanged
+    is caught by the ring check; a site's fine-tune is not."""
+    old = LoadedModel.load(default_bundle_path())
+    cfg = TrialConfig()
+    for name, data, caught in (("swapped", swapped(2), True), ("tuned", finetuned(3), False)):
+        (tmp_path / f"{name}.nfb").write_bytes(data)
+        new = LoadedModel.load(tmp_path / f"{name}.nfb")
+        paired = compare_on_sample(old, new, traffic(256), batch_size=32)
+        assert sum(paired.pairs.values()) == 256
+        verdict = evaluate(TrialStats(lines=300), paired, cfg, timed_out=False)
+        assert (verdict.reason == "health-labels-swapped") is caught, verdict.detail
+        assert bool(swapped_labels(paired, cfg)) is caught
+        release_model(new)
+    release_model(old)
 
 
 def make_engine(tmp_path: Path, reports: list[dict[str, Any]],

@@ -14,6 +14,7 @@ from hil.models import (
     finetuned,
     nan_on_traffic,
     normal_moved,
+    swapped,
     traffic,
     v1_bundle,
     wrong_golden,
@@ -35,6 +36,7 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
     repo.publish(finetuned(5), delta_from=(1,))
     repo.publish(alert_storm(6), delta_from=(1,))
     repo.publish(normal_moved(7), delta_from=(1,))
+    repo.publish(swapped(8), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,
@@ -104,13 +106,19 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
         live = agent.query("models")["result"][0]
         assert (live["version"], live["trial"]) == (1, False)
 
+        # Hardware and security outputs exchanged: counts, flags and outputs look sane;
+        # before (review, December 2026) it was committed.
+        done = attempt(9, 8)
+        assert (done["state"], done["reason"]) == ("rolled_back", "health-labels-swapped"), done
+        assert "'hardware'" in done["detail"] and "'security'" in done["detail"]
+
         lines = writer.stop()
         reports.wait_results(lines)
         states = [(e["to_version"], e["state"]) for e in reports.ota()]
         assert (3, "trial") in states and (4, "trial") in states
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("inference_errors", 0) == 0
-        assert counters["ota_failed"] == 3 and counters["ota_rolled_back"] == 4
+        assert counters["ota_failed"] == 3 and counters["ota_rolled_back"] == 5
         # After each rollback the old model serves again, and the device says so.
         versions = [v for v, _ in reports.result_items()]
         assert versions[-1] == 1 and {3, 4, 5} <= set(versions)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from agent.ota.config import OtaConfig, TrialConfig
-from agent.ota.health import PairedSample, TrialStats, early_failure, evaluate, trial_phase
+from agent.ota.health import (
+    PairedSample,
+    TrialStats,
+    early_failure,
+    evaluate,
+    swapped_labels,
+    trial_phase,
+)
 from agent.ota.state import (
     IN_PROGRESS,
     DeltaUnusable,
@@ -240,7 +247,8 @@ def test_committed_bundle_changes_only_on_commit_whatever_happens() -> None:
                          DeltaUnusable("hash-mismatch", "x"), Verified(V2), Proceed(),
                          SmokePassed(), TrialVerdict(True, None, "ok"),
                          TrialVerdict(False, "health-errors", "e"), Failed("unavailable", "u"),
-                         Failed("smoke-test-failed", "s"), Resume(2), TrialStopped()]
+                         Failed("smoke-test-failed", "s"), Resume(2), TrialStopped(),
+                         SmokePassed("boot-a"), Resume(2, "boot-b"), Resume(2, "boot-a")]
     for _ in range(300):
         rec = OtaRecord(slot="s", committed=V1)
         for _ in range(30):
@@ -287,6 +295,41 @@ def test_trial_phase() -> None:
     assert trial_phase(11, 50, CFG) == "running"
     assert trial_phase(11, 100, CFG) == "ready"
     assert trial_phase(61, 3, CFG) == "timed_out"
+
+
+def paired(pairs: dict[tuple[str, str], int]) -> PairedSample:
+    old: dict[str, int] = {}
+    new: dict[str, int] = {}
+    for (a, b), n in pairs.items():
+        old[a] = old.get(a, 0) + n
+        new[b] = new.get(b, 0) + n
+    return PairedSample(sum(pairs.values()), old, new, 1.0, 1.0, pairs=pairs)
+
+
+def test_labels_exchanged_in_a_ring_are_rolled_back_a_moved_category_is_not() -> None:
+    """The output order mixed up (hardware and security exchanged): counts, flags and rates
+    all look right, so only the old and new label of each sampled line show it."""
+    swap = {("normal", "normal"): 60, ("hardware", "security"): 18, ("hardware", "hardware"): 2,
+            ("security", "hardware"): 15, ("power", "power"): 10}
+    v = evaluate(stats(), paired(swap), CFG, timed_out=False)
+    assert (v.healthy, v.reason) == (False, "health-labels-swapped")
+    assert "18 of the 20 lines the previous model called 'hardware' are 'security'" in v.detail
+    assert "15 of the 15 lines the previous model called 'security' are 'hardware'" in v.detail
+    assert health_swapped(paired({("network", "storage"): 9, ("storage", "sensor"): 9,
+                                  ("sensor", "network"): 9, ("normal", "normal"): 30}))
+    # A site's fine-tune that files one category under another, or quiets it: no ring.
+    moved = {("normal", "normal"): 60, ("hardware", "storage"): 20, ("storage", "storage"): 20,
+             ("power", "normal"): 10}
+    assert evaluate(stats(), paired(moved), CFG, timed_out=False).healthy
+    # Too few lines of a label to say, or not most of them moved: no verdict.
+    assert not health_swapped(paired({("hardware", "security"): 5, ("security", "hardware"): 5,
+                                      ("normal", "normal"): 60}))
+    assert not health_swapped(paired({("hardware", "security"): 10, ("hardware", "hardware"): 10,
+                                      ("security", "hardware"): 15, ("normal", "normal"): 60}))
+
+
+def health_swapped(sample: PairedSample) -> bool:
+    return bool(swapped_labels(sample, CFG))
 
 
 def test_collapse_is_judged_against_the_old_model_on_the_same_lines() -> None:

@@ -77,6 +77,15 @@ class TrialConfig(Strict):
         default=0.3, gt=0.0, le=1.0,
         description="...while the old model gives that label to at most (share - margin) of "
         "the same lines.")
+    swap_min_lines: int = Field(
+        default=8, ge=1, le=100_000,
+        description="Swapped labels: a label the old model gave to at least this many "
+        "sampled lines is followed to the label the new model gives most of them...")
+    swap_share: float = Field(
+        default=0.6, gt=0.5, le=1.0,
+        description="...when that is at least this share of them; labels that lead to each "
+        "other in a ring (security -> hardware -> security) are a mix-up of the output "
+        "order, rolled back.")
     flag_threshold: float = Field(
         default=0.5, gt=0.0, lt=1.0,
         description="A sampled line counts as flagged when its anomaly is above this (the "

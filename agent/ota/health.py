@@ -48,6 +48,8 @@ class PairedSample:
     # lines flagged (anomaly above TrialConfig.flag_threshold) by each, of ``lines``
     baseline_flagged: int = 0
     candidate_flagged: int = 0
+    # (old model's label, new model's label) -> lines, where both gave finite outputs
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,37 @@ def collapse(sample: PairedSample, cfg: TrialConfig) -> tuple[str, float, float]
     return None
 
 
+def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, str, int, int]]:
+    """A ring of labels the new model exchanged, as ``(old label, new label, lines moved,
+    lines the old model gave the old label)`` steps; empty when there is none.
+
+    Each label the old model gave to at least ``swap_min_lines`` sampled lines leads to
+    the label the new model gives most of those lines, when that is another label and at
+    least ``swap_share`` of them. A ring (A -> B -> A) is what a training or packaging
+    mix-up of the output order does: every count and rate still looks right, but the
+    device files a failing disk under security. A site's fine-tune that moves one
+    category into another (or to normal) is no ring."""
+    totals: dict[str, int] = {}
+    for (old, _), n in sample.pairs.items():
+        totals[old] = totals.get(old, 0) + n
+    leads: dict[str, tuple[str, int]] = {}
+    for old, total in totals.items():
+        if total < cfg.swap_min_lines:
+            continue
+        new, n = max(((b, c) for (a, b), c in sample.pairs.items() if a == old),
+                     key=lambda bc: (bc[1], bc[0]))
+        if new != old and n >= cfg.swap_share * total:
+            leads[old] = (new, n)
+    for start in sorted(leads):
+        ring, at = [start], leads[start][0]
+        while at in leads and at not in ring:
+            ring.append(at)
+            at = leads[at][0]
+        if at == start:
+            return [(a, leads[a][0], leads[a][1], totals[a]) for a in ring]
+    return []
+
+
 def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
     """Why the new model's flags on the sample are out of line with the old model's on
     the same lines (an alert storm, or, when configured, silence); else None."""
@@ -153,6 +186,13 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                            f"{new_share:.0%} of {sample.lines} sampled lines get label "
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
+        ring = swapped_labels(sample, cfg)
+        if ring:
+            steps = "; ".join(f"{moved} of the {total} lines the previous model called {a!r} "
+                              f"are {b!r} now" for a, b, moved, total in ring)
+            return Verdict(False, OtaReason.HEALTH_LABELS_SWAPPED,
+                           f"labels exchanged on {sample.lines} sampled lines: {steps}",
+                           figures | {"swapped_labels": float(len(ring))})
         figures |= {"baseline_flagged": float(sample.baseline_flagged),
                     "candidate_flagged": float(sample.candidate_flagged)}
         storm = flag_rate(sample, cfg)

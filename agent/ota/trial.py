@@ -209,7 +209,24 @@ def compare_on_sample(baseline: ServingModel, candidate: ServingModel, texts: li
                         baseline_p99_ms=_p99(best[id(baseline)]),
                         candidate_p99_ms=_p99(best[id(candidate)]),
                         baseline_flagged=flagged[id(baseline)],
-                        candidate_flagged=flagged[id(candidate)])
+                        candidate_flagged=flagged[id(candidate)],
+                        pairs=_label_pairs(baseline, candidate, outputs[id(baseline)],
+                                           outputs[id(candidate)]))
+
+
+def _label_pairs(baseline: ServingModel, candidate: ServingModel, old: list[np.ndarray],
+                 new: list[np.ndarray]) -> dict[tuple[str, str], int]:
+    """(old label, new label) -> lines, over the lines both models gave finite rows."""
+    if not old or not new:
+        return {}
+    a, b = np.concatenate(old), np.concatenate(new)
+    ok = np.all(np.isfinite(a), axis=1) & np.all(np.isfinite(b), axis=1)
+    names_a, names_b = baseline.manifest.labels, candidate.manifest.labels
+    pairs: dict[tuple[str, str], int] = {}
+    for i, j in zip(a[ok].argmax(axis=1), b[ok].argmax(axis=1), strict=True):
+        key = (names_a[int(i)], names_b[int(j)])
+        pairs[key] = pairs.get(key, 0) + 1
+    return pairs
 
 
 def golden_texts(*models: ServingModel) -> list[str]:
