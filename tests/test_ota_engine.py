@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from agent.model import LoadedModel
+from agent.ota.boot import factory_examples
 from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.engine import OtaEngine
 from agent.ota.health import TrialStats, evaluate, swapped_labels
 from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
-from agent.ota.trial import ObservedModel, compare_on_sample, release_model
+from agent.ota.trial import ObservedModel, compare_on_sample, reference_lines, release_model
 from agent.pipeline import ModelSlot
 from contract.messages import DesiredModel, DesiredState
 from hil.models import collapsed, finetuned, swapped, traffic
@@ -76,6 +77,31 @@ def test_compare_on_sample_sees_labels_exchanged(tmp_path: Path) -> None:
         assert bool(swapped_labels(paired, cfg)) is caught
         release_model(new)
     release_model(old)
+
+
+def test_the_cure_of_a_swapped_model_is_not_taken_for_a_swap(tmp_path: Path) -> None:
+    """Review, December 2026: a device already running a swapped model (committed before
+    the check, or through a quiet trial) saw the fixed release exchange the labels back and
+    rolled the fix back. The factory bundle's example lines arbitrate: they side with the
+    fixed model, and against a swapped candidate."""
+    (tmp_path / "swapped.nfb").write_bytes(swapped(2))
+    bad = LoadedModel.load(tmp_path / "swapped.nfb")
+    good = LoadedModel.load(default_bundle_path())
+    cfg = TrialConfig()
+    examples = factory_examples(default_bundle_path())
+    assert {label for _, label in examples} >= {"hardware", "security"}
+    for old, new, healthy in ((bad, good, True), (good, bad, False)):
+        paired = compare_on_sample(old, new, traffic(256), batch_size=32)
+        assert swapped_labels(paired, cfg)  # a ring either way round
+        reference = reference_lines(old, new, examples)
+        verdict = evaluate(TrialStats(lines=300), paired, cfg, timed_out=False,
+                           reference=reference)
+        assert verdict.healthy is healthy, verdict.detail
+        if healthy:
+            assert "show to be the swapped one" in verdict.detail
+    assert factory_examples(tmp_path / "absent.nfb") == []
+    release_model(bad)
+    release_model(good)
 
 
 def make_engine(tmp_path: Path, reports: list[dict[str, Any]],

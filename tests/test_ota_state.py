@@ -11,6 +11,7 @@ import pytest
 from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.health import (
     PairedSample,
+    ReferenceLine,
     TrialStats,
     early_failure,
     evaluate,
@@ -170,16 +171,33 @@ def test_a_trial_cut_by_a_new_boot_is_tried_again_the_agents_own_death_is_not() 
     # An agent that cannot read the boot id, and a record from before the field, roll back.
     legacy = rec.model_copy(update={"trial_boot_id": None})
     assert transition(legacy, Resume(3, "boot-b"), 20.0).record.state == "rolled_back"
-    # Bounded: a candidate that takes the whole device down is not tried for ever.
+    # Bounded by max_resumes, as other restarts are (rolled back, not held) ...
     worn = rec.model_copy(update={"resumes": 3})
-    assert transition(worn, Resume(3, "boot-b"), 20.0).record.state == "rolled_back"
+    step = transition(worn, Resume(3, "boot-b"), 20.0)
+    assert step.record.state == "rolled_back" and step.record.rejected == []
+    # ... and tried again once only: a candidate can reset a device too (a starved
+    # hardware watchdog, a panic on OOM). A second new boot rolls back and holds it.
+    retried = transition(rec, Resume(3, "boot-b"), 20.0).record
+    assert retried.trial_reboots == 1 and retried.trial_boot_id is None  # left the trial
+    again, _ = run(retried, Proceed(), SmokePassed("boot-b"))
+    assert (again.state, again.trial_boot_id, again.trial_reboots) == ("trial", "boot-b", 1)
+    step = transition(again, Resume(3, "boot-c"), 30.0)
+    assert (step.record.state, step.record.reason) == ("rolled_back", "interrupted-trial")
+    assert [(r.model, r.version) for r in step.record.rejected] == [("m", 2)]
+    assert "held" in (step.record.detail or "") and step.record.trial_boot_id is None
+    held = transition(step.record, desired(version=2, revision=9), 40.0, rejected_hold_s=3600)
+    assert (held.record.state, held.record.reason) == ("failed", "previously-rejected")
+    # A new update starts with a fresh count.
+    fresh, _ = run(step.record, desired(version=3, revision=10))
+    assert fresh.trial_reboots == 0
 
 
 def test_the_record_carries_a_floor_only_when_there_is_one(tmp_path: Path) -> None:
     store = OtaStore(tmp_path, "s")
     store.save(OtaRecord(slot="s", committed=V2))
     text = store.record_path.read_text()
-    assert '"floor"' not in text and '"trial_boot_id"' not in text  # older agents read it
+    for key in ('"floor"', '"trial_boot_id"', '"trial_reboots"'):
+        assert key not in text  # an agent from before these fields still reads the record
     rec = OtaRecord(slot="s", committed=V1, floor=VersionFloor(model="m", version=2),
                     trial_boot_id="boot-a")
     store.save(rec)
@@ -261,6 +279,9 @@ def test_committed_bundle_changes_only_on_commit_whatever_happens() -> None:
                 assert step.record.committed == rec.candidate
             if step.record.state in IN_PROGRESS and step.record.state != "downloading":
                 assert step.record.target is not None
+            # Only a trial carries its boot id: a record out of one stays readable by an
+            # agent from before the field (review, December 2026).
+            assert step.record.trial_boot_id is None or step.record.state == "trial"
             rec = step.record
 
 
@@ -326,6 +347,23 @@ def test_labels_exchanged_in_a_ring_are_rolled_back_a_moved_category_is_not() ->
                                       ("normal", "normal"): 60}))
     assert not health_swapped(paired({("hardware", "security"): 10, ("hardware", "hardware"): 10,
                                       ("security", "hardware"): 15, ("normal", "normal"): 60}))
+
+
+def test_a_ring_against_an_old_model_the_factory_lines_disown_is_no_failure() -> None:
+    swap = {("normal", "normal"): 60, ("hardware", "security"): 18, ("security", "hardware"): 15}
+    cure = [ReferenceLine("hardware", "security", "hardware"),
+            ReferenceLine("security", "hardware", "security"),
+            ReferenceLine("normal", "normal", "normal")]
+    v = evaluate(stats(), paired(swap), CFG, timed_out=False, reference=cure)
+    assert v.healthy and "show to be the swapped one" in v.detail
+    # The factory lines side with the old model, say nothing of the ring's labels, or do
+    # not side with the new one on all of them: the ring stands.
+    for reference in ([ReferenceLine("hardware", "hardware", "security")],
+                      [ReferenceLine("normal", "normal", "normal")],
+                      [ReferenceLine("hardware", "security", "hardware"),
+                       ReferenceLine("security", "hardware", "storage")], []):
+        v = evaluate(stats(), paired(swap), CFG, timed_out=False, reference=reference)
+        assert v.reason == "health-labels-swapped"
 
 
 def health_swapped(sample: PairedSample) -> bool:

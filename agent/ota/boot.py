@@ -14,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from agent.memory import release_freed_memory
 from agent.model import LoadedModel
 from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
 from agent.ota.trial import release_model
+from contract.bundle import load_bundle
 from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
@@ -98,3 +101,16 @@ def read_boot_id(path: Path) -> str | None:
                     "candidate back", path)
         return None
     return text
+
+
+def factory_examples(path: Path) -> list[tuple[str, str]]:
+    """The configured (factory) bundle's example lines with the label each was built to
+    give: the trial's arbiter when old and new model exchange labels. Empty when the
+    bundle cannot be read (the check then trusts the old model, as before)."""
+    try:
+        manifest = load_bundle(path).manifest
+    except Exception as exc:  # any unreadable bundle: no arbiter
+        log.warning("cannot read the example lines of %s (%s)", path, exc)
+        return []
+    return [(g.text, manifest.labels[int(np.argmax(g.expected))]) for g in manifest.golden
+            if len(g.expected) == len(manifest.labels)]

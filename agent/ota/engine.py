@@ -30,7 +30,7 @@ from paho.mqtt.client import MQTTMessage
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
-from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
+from agent.ota.boot import bundle_loads, choose_boot_bundle, factory_examples, read_boot_id
 from agent.ota.candidate import load_candidate
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
@@ -100,7 +100,9 @@ class OtaEngine:
         """Finish or undo what a crash interrupted; return the bundle to load.
 
         Always the committed bundle (or the configured one before any commit): a trial
-        interrupted by a restart is rolled back, earlier steps resume once started."""
+        interrupted by the agent's death is rolled back, one cut by a clean stop or once by
+        a restart of the whole device (a new boot id) is tried again; earlier steps resume
+        once started."""
         try:
             self._apply(Resume(self.cfg.max_resumes, self._boot_id))
         except OSError as exc:
@@ -335,7 +337,8 @@ class OtaEngine:
         # cost, whatever else the device is doing; with a thread pool, wall-clock time.
         clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
-                              self.inbox.rollback, self.batch_size, clock)
+                              self.inbox.rollback, self.batch_size, clock,
+                              examples=factory_examples(self.initial_bundle))
         if verdict is None:
             # Stopping cleanly: no verdict. Marked so that the next start tries again; a
             # process killed during the trial leaves no mark and is rolled back then.

@@ -15,6 +15,7 @@ Two kinds of evidence:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +51,17 @@ class PairedSample:
     candidate_flagged: int = 0
     # (old model's label, new model's label) -> lines, where both gave finite outputs
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    """One example line of the configured (factory) bundle: the label it was built to give,
+    and the labels the old and the new model give it. The arbiter when the two models
+    exchange labels: the old one may be the model that is wrong."""
+
+    expected: str
+    old: str
+    new: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,19 @@ def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, st
     return []
 
 
+def old_model_is_the_odd_one(ring: list[tuple[str, str, int, int]],
+                             reference: Sequence[ReferenceLine]) -> bool:
+    """Whether the factory's example lines of the ring's labels side with the new model:
+    it gives each of them the label it was built with, the old model does not on some.
+    Then the old model is the swapped one (committed before this check, or through a
+    trial too quiet to show it) and the new one is its cure (review, December 2026: the
+    fix of a swapped model was rolled back as swapped). No such lines: no say."""
+    labels = {old for old, _, _, _ in ring}
+    rows = [r for r in reference if r.expected in labels]
+    return bool(rows) and all(r.new == r.expected for r in rows) and \
+        any(r.old != r.expected for r in rows)
+
+
 def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
     """Why the new model's flags on the sample are out of line with the old model's on
     the same lines (an alert storm, or, when configured, silence); else None."""
@@ -162,8 +187,9 @@ def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
 
 
 def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *,
-             timed_out: bool) -> Verdict:
-    """The verdict at the end of a trial."""
+             timed_out: bool, reference: Sequence[ReferenceLine] = ()) -> Verdict:
+    """The verdict at the end of a trial (``reference``: see :class:`ReferenceLine`)."""
+    overruled = ""
     figures: dict[str, float] = {"lines": float(stats.lines),
                                  "live_p99_ms": round(stats.latency_p99_ms, 3)}
     failure = early_failure(stats, cfg)
@@ -187,7 +213,11 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
         ring = swapped_labels(sample, cfg)
-        if ring:
+        if ring and old_model_is_the_odd_one(ring, reference):
+            overruled = (f"; labels {', '.join(sorted(a for a, _, _, _ in ring))} exchanged "
+                         "against the previous model, which the factory bundle's example "
+                         "lines show to be the swapped one")
+        elif ring:
             steps = "; ".join(f"{moved} of the {total} lines the previous model called {a!r} "
                               f"are {b!r} now" for a, b, moved, total in ring)
             return Verdict(False, OtaReason.HEALTH_LABELS_SWAPPED,
@@ -209,4 +239,4 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                 f"vs {sample.baseline_p99_ms:.2f} ms before"
                 if sample is not None and sample.lines >= cfg.min_sample_lines else "")
     return Verdict(True, None, f"healthy on {stats.lines} lines: no errors, sane outputs, "
-                   f"live p99 {stats.latency_p99_ms:.2f} ms{compared}", figures)
+                   f"live p99 {stats.latency_p99_ms:.2f} ms{compared}{overruled}", figures)

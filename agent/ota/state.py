@@ -13,7 +13,9 @@ The crash-safety invariant lives in the record: ``committed`` is the bundle that
 runs after any restart. It changes in exactly one transition (trial -> committed),
 and a restart in ``trial`` rolls back, so after a crash at any point the device
 runs either the old or the new model — never a mix — and an interrupted update is
-finished (steps before trial are resumed) or undone (trial is rolled back).
+finished (steps before trial are resumed) or undone (a trial cut by the agent's own
+death is rolled back; one cut by a clean stop, or once by a restart of the whole device,
+is tried again).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from contract.reasons import OtaReason, ReasonCode, is_transient
 from contract.strict import FrozenStrict
 
 RECORD_FORMAT = 1
+MAX_TRIAL_REBOOTS = 1  # whole-device restarts during a trial that are tried again
 IN_PROGRESS: frozenset[OtaState] = frozenset(
     {"downloading", "verifying", "staged", "smoke_testing", "trial"})
 # Failures with transient reasons (contract.reasons) are retried after retry_after_s
@@ -107,6 +110,9 @@ class OtaRecord(FrozenStrict):
         default=None, max_length=64, description="The kernel's boot id when the trial "
         "started (read only in state trial): a restart in another boot (power lost, a "
         "reset) tries the candidate again instead of rolling it back.")
+    trial_reboots: int = Field(
+        default=0, ge=0, description="Restarts of the whole device during this update's "
+        "trials so far (tried again at most MAX_TRIAL_REBOOTS times).")
     trial_stopped: bool = Field(
         default=False, description="The agent was stopped cleanly (SIGTERM) during the "
         "trial: the next start runs the trial again instead of rolling back.")
@@ -220,17 +226,29 @@ class IllegalTransition(ValueError):
 
 
 def _with(rec: OtaRecord, now: float, **changes: object) -> OtaRecord:
-    return rec.model_copy(update={**changes, "updated_at": now})
+    new = rec.model_copy(update={**changes, "updated_at": now})
+    if new.state != "trial" and new.trial_boot_id is not None:
+        # Read only in a trial; out of one it would only keep an older agent (which does
+        # not know the key) from reading the record.
+        new = new.model_copy(update={"trial_boot_id": None})
+    return new
+
+
+def _remember_rejected(rec: OtaRecord, now: float) -> OtaRecord:
+    """``rec`` with its target held as refused for its own fault (rejected_hold_s)."""
+    if rec.target is None:
+        return rec
+    t = rec.target
+    kept = [r for r in rec.rejected if (r.model, r.version) != (t.model, t.version)]
+    return rec.model_copy(update={"rejected": [*kept, RejectedVersion(
+        model=t.model, version=t.version, at=now)][-MAX_REJECTED:]})
 
 
 def _fail(rec: OtaRecord, reason: OtaReason, detail: str, now: float, retry_after_s: float) -> Step:
     """Leave the update: before trial nothing went live (failed); in trial, roll back."""
     retry = now + retry_after_s if is_transient(reason) else None
-    if reason in MODEL_FAULTS and rec.target is not None:
-        t = rec.target
-        kept = [r for r in rec.rejected if (r.model, r.version) != (t.model, t.version)]
-        rec = rec.model_copy(update={"rejected": [*kept, RejectedVersion(
-            model=t.model, version=t.version, at=now)][-MAX_REJECTED:]})
+    if reason in MODEL_FAULTS:
+        rec = _remember_rejected(rec, now)
     if rec.state == "trial":
         return Step(_with(rec, now, state="rolled_back", reason=reason, detail=detail,
                           retry_at=None), ("rollback", "report"))
@@ -243,7 +261,7 @@ def _start(rec: OtaRecord, ev: Desired, now: float) -> Step:
     new = _with(rec, now, state="downloading", target=ev.target,
                 from_version=ev.live_version if same_model else None, candidate=None,
                 artifact=None, bytes_downloaded=None, delta_failed=False, resumes=0,
-                reason=None, detail=None, retry_at=None)
+                trial_reboots=0, reason=None, detail=None, retry_at=None)
     return Step(new, ("report", "fetch"))
 
 
@@ -305,6 +323,14 @@ def on_desired(rec: OtaRecord, ev: Desired, now: float, hold_s: float = 0.0) -> 
     return _start(rec, ev, now)
 
 
+def _interrupted(rec: OtaRecord, now: float) -> Step:
+    """Killed (or stopped too often): the committed (old) model is what the restarted
+    agent loaded: make it official. A model that kills the process cannot do it twice."""
+    return Step(_with(rec, now, state="rolled_back", reason=OtaReason.INTERRUPTED_TRIAL,
+                      detail="the agent restarted during the trial; the previous model is "
+                      "live again", retry_at=None), ("discard", "report"))
+
+
 def _new_boot(rec: OtaRecord, ev: Resume) -> bool:
     """Whether the trial began in another boot than this start (both known)."""
     return rec.trial_boot_id is not None and ev.boot_id is not None and \
@@ -322,20 +348,27 @@ def on_resume(rec: OtaRecord, ev: Resume, now: float) -> Step:
                           resumes=rec.resumes + 1,
                           detail="the agent was stopped during the trial; trying again"),
                     ("report", "proceed"))
-    if rec.state == "trial" and _new_boot(rec, ev) and rec.resumes < ev.max_resumes:
-        # The whole device restarted (power lost, a reset), not just the agent: the
-        # candidate did not kill anything. On a fleet on flaky power a cut during the
-        # trial must not count against the release (review, December 2026). Bounded by
-        # max_resumes, as boot counters bound an A/B image's tries.
-        return Step(_with(rec, now, state="staged", resumes=rec.resumes + 1,
-                          detail="the device restarted during the trial (a new boot: power "
-                          "lost or a reset); trying again"), ("report", "proceed"))
+    if rec.state == "trial" and _new_boot(rec, ev):
+        if rec.trial_reboots < MAX_TRIAL_REBOOTS:
+            if rec.resumes >= ev.max_resumes:
+                return _interrupted(rec, now)
+            # The whole device restarted (power lost, a reset), not just the agent: most
+            # likely the candidate killed nothing. On a fleet on flaky power a cut during
+            # the trial must not count against the release (review, December 2026).
+            return Step(_with(rec, now, state="staged", resumes=rec.resumes + 1,
+                              trial_reboots=rec.trial_reboots + 1,
+                              detail="the device restarted during the trial (a new boot: "
+                              "power lost or a reset); trying again"), ("report", "proceed"))
+        # Again: a candidate can reset a device too (a starved hardware watchdog, a panic
+        # on OOM). One more try only, then held like a model at fault, as a boot counter
+        # gives an A/B image a bounded number of tries.
+        return Step(_with(_remember_rejected(rec, now), now, state="rolled_back",
+                          reason=OtaReason.INTERRUPTED_TRIAL,
+                          detail="the device restarted (a new boot) during the candidate's "
+                          "trial again; the previous model is live again and this version "
+                          "is held", retry_at=None), ("discard", "report"))
     if rec.state == "trial":
-        # Killed (or stopped too often): the committed (old) model is what the restarted
-        # agent loaded: make it official. A model that kills the process cannot do it twice.
-        return Step(_with(rec, now, state="rolled_back", reason=OtaReason.INTERRUPTED_TRIAL,
-                          detail="the agent restarted during the trial; the previous model is "
-                          "live again", retry_at=None), ("discard", "report"))
+        return _interrupted(rec, now)
     resumes = rec.resumes + 1
     if resumes > ev.max_resumes:
         return Step(_with(rec, now, state="failed", resumes=resumes, reason=OtaReason.CRASH_LOOP,

@@ -26,7 +26,7 @@ from agent.ota.state import InstalledRef, OtaRecord
 from contract.files import fsync_dir, write_atomic
 
 log = logging.getLogger("nanofleet.agent.ota")
-_NEWER_FIELDS = ("floor", "trial_boot_id")
+_NEWER_FIELDS = ("floor", "trial_boot_id", "trial_reboots")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
@@ -83,7 +83,7 @@ class OtaStore:
         # The fields newer than December 2026 are left out while unset: an agent downgraded
         # to a version without them still reads the record (its strict model refuses keys
         # it does not know).
-        exclude = {name for name in _NEWER_FIELDS if getattr(record, name) is None}
+        exclude = {name for name in _NEWER_FIELDS if not getattr(record, name)}
         write_atomic(self.record_path,
                      record.model_dump_json(indent=1, exclude=exclude).encode(),
                      single_writer=True)

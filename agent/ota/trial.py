@@ -9,7 +9,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -19,10 +19,12 @@ from agent.metrics import LatencyWindow
 from agent.ota.config import TrialConfig
 from agent.ota.health import (
     PairedSample,
+    ReferenceLine,
     TrialStats,
     Verdict,
     early_failure,
     evaluate,
+    swapped_labels,
     trial_phase,
 )
 from contract.bundle import BundleManifest
@@ -241,11 +243,30 @@ def golden_texts(*models: ServingModel) -> list[str]:
     return texts
 
 
+def reference_lines(baseline: ServingModel, candidate: ServingModel,
+                    examples: Sequence[tuple[str, str]]) -> list[ReferenceLine]:
+    """The factory bundle's example lines ``(text, label it was built to give)`` with the
+    labels the old and the new model give them (rows not finite in either: left out)."""
+    if not examples:
+        return []
+    texts = [text for text, _ in examples]
+    old, _ = baseline.classify(texts)
+    new, _ = candidate.classify(texts)
+    rows = []
+    for (_, expected), a, b in zip(examples, np.asarray(old), np.asarray(new), strict=True):
+        if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+            rows.append(ReferenceLine(expected, baseline.manifest.labels[int(a.argmax())],
+                                      candidate.manifest.labels[int(b.argmax())]))
+    return rows
+
+
 def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfig,
                 started: float, stop: threading.Event, rollback: threading.Event,
                 batch_size: int, clock: Callable[[], float] = time.perf_counter,
-                tick_s: float = 0.1) -> Verdict | None:
-    """Watch the live candidate until a verdict (None if ``stop`` is set first)."""
+                tick_s: float = 0.1,
+                examples: Sequence[tuple[str, str]] = ()) -> Verdict | None:
+    """Watch the live candidate until a verdict (None if ``stop`` is set first).
+    ``examples``: the factory bundle's example lines (:func:`reference_lines`)."""
     while not stop.wait(tick_s):
         if rollback.is_set():
             return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
@@ -258,15 +279,18 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
         if phase == "running":
             continue
         sample = observed.sample()
-        examples = golden_texts(baseline, observed.candidate)
-        while examples and len(sample) < cfg.min_sample_lines:
+        fillers = golden_texts(baseline, observed.candidate)
+        while fillers and len(sample) < cfg.min_sample_lines:
             # The examples as often as needed to reach min_sample_lines: both models read
             # the same lines, so repeats weigh them, they do not bias old against new.
-            sample += examples[:cfg.min_sample_lines - len(sample)]
+            sample += fillers[:cfg.min_sample_lines - len(sample)]
         paired = compare_on_sample(baseline, observed.candidate, sample, batch_size,
                                    clock=clock, flag_threshold=cfg.flag_threshold) \
             if len(sample) >= cfg.min_sample_lines else None
-        return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out")
+        reference = reference_lines(baseline, observed.candidate, examples) \
+            if paired is not None and swapped_labels(paired, cfg) else []
+        return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out",
+                        reference=reference)
     return None
 
 
