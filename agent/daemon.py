@@ -159,13 +159,19 @@ class Agent:
         # test) are freed by now, but glibc would keep their pages: hand them back.
         release_freed_memory()
 
-    def _setup_link(self) -> None:
+    def _setup_link(self, first_connection: int = 1) -> None:
+        """The broker link; ``first_connection``: a reload's new link numbers its
+        connections on from the old one's (one agent run, one numbering)."""
         cfg = self.cfg
-        offline = Status(seq=0, device_id=cfg.device_id, state="offline",
-                         agent_version=__version__, started_at=self.started_at)
+
+        def will(connection: int) -> tuple[str, bytes]:
+            offline = Status(seq=0, device_id=cfg.device_id, state="offline",
+                             agent_version=__version__, started_at=self.started_at,
+                             connection=connection)
+            return topics.status(cfg.device_id), offline.model_dump_json().encode()
+
         self.link = MqttLink(cfg.mqtt, cfg.mqtt.client_id or f"nanofleet-{cfg.device_id}",
-                             will=(topics.status(cfg.device_id),
-                                   offline.model_dump_json().encode()))
+                             will=will, first_connection=first_connection)
         self.sender = OutboxSender(self.spool, self.link, self.counters,
                                    window=cfg.mqtt.max_inflight)
         # Every subscription is set up here, on each link built (a reload that changes
@@ -334,7 +340,7 @@ class Agent:
         if new.mqtt != old.mqtt:
             self.sender.stop()
             self.link.stop()
-            self._setup_link()
+            self._setup_link(self.link.connection + 1)
         elif new.alerts.mutes != old.alerts.mutes:
             self._follow_mutes()
         self._start_sources()

@@ -38,12 +38,20 @@ MessageHandler = Callable[[mqtt.MQTTMessage], None]
 __all__ = ["MessageHandler", "MqttLink", "tls_kwargs"]
 
 
+# The Last Will for a connection, given its number: (topic, payload).
+WillFor = Callable[[int], tuple[str, bytes]]
+
+
 class MqttLink:
-    def __init__(self, cfg: MqttConfig, client_id: str, will: tuple[str, bytes] | None,
-                 max_queued: int = 1000) -> None:
+    def __init__(self, cfg: MqttConfig, client_id: str, will: WillFor | None,
+                 max_queued: int = 1000, first_connection: int = 1) -> None:
         self.cfg = cfg
         self.connected = threading.Event()
         self.connect_count = 0
+        # Connections are numbered across the links of one agent run (a reload builds a new
+        # link): the Will sent in a CONNECT names the connection it belongs to.
+        self.first_connection = first_connection
+        self._will_for = will
         self.last_error: str | None = None
         self._handlers: dict[str, tuple[int, MessageHandler]] = {}
         self._on_up: list[Callable[[], None]] = []
@@ -54,13 +62,23 @@ class MqttLink:
         self.max_send_bytes = BROKER_MAX_PACKET_BYTES
         # Bounded: the durable copy of every result is in our spool, not in paho's queue.
         c = build_client(cfg, client_id, max_queued=max_queued)
-        if will:
-            c.will_set(will[0], will[1], qos=1, retain=True)
+        self.client = c
+        self._arm_will(first_connection)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
-        self.client = c
+
+    @property
+    def connection(self) -> int:
+        """The number of the current (or last) connection; first_connection - 1 before any."""
+        return self.first_connection - 1 + self.connect_count
+
+    def _arm_will(self, number: int) -> None:
+        """The Will the next CONNECT carries (paho sends the one set last)."""
+        if self._will_for is not None:
+            topic, payload = self._will_for(number)
+            self.client.will_set(topic, payload, qos=1, retain=True)
 
     # --- wiring ------------------------------------------------------------------------
     def handle(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
@@ -122,6 +140,7 @@ class MqttLink:
         if subs:
             client.subscribe(subs)
         self.connect_count += 1
+        self._arm_will(self.connection + 1)  # for the reconnect after this one is lost
         self.connected.set()
         log.info("mqtt connected to %s:%d", self.cfg.host, self.cfg.port)
         for fn in self._on_up:

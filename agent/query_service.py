@@ -136,6 +136,7 @@ class QueryService:
         return Status(seq=a.spool.next_seq("status"), device_id=a.cfg.device_id,
                       state=state,  # type: ignore[arg-type]
                       agent_version=__version__, started_at=a.started_at,
+                      connection=a.link.connection,
                       uptime_s=round(time.monotonic() - a.started_monotonic, 3),
                       models=[ModelInfo(**m) for m in self.models_doc()],
                       health="ok" if healthy else "degraded").model_dump(mode="json")

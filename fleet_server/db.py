@@ -95,6 +95,9 @@ class Device(Base):
     last_status_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_status_seq: Mapped[int | None] = mapped_column(
         Integer, nullable=True, doc="seq of the stored status: orders one agent run's statuses")
+    last_status_connection: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="the agent's broker connection number of the stored status "
+        "or Will: orders a Will against the next connection's statuses")
     online_since: Mapped[float | None] = mapped_column(
         Float, nullable=True, doc="arrival of the status that made it online (None: not online)")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict,

@@ -130,16 +130,31 @@ def _seen(device: Device, at: float) -> None:
     device.last_seen = max(device.last_seen or 0.0, at)
 
 
+def _run_order(state: str, connection: int, seq: int) -> tuple[int, int, int]:
+    """Where a status falls in its agent run: by connection, a connection's Will after its
+    statuses (the Will reports that connection's loss), then by ``seq``."""
+    return connection, int(state == "offline"), 0 if state == "offline" else seq
+
+
 def status_is_newer(device: Device, status: Status, received_at: float) -> bool:
     """Whether ``status`` replaces the stored one.
 
-    Within one agent run (the same ``started_at``) the agent's own ``seq`` orders its
+    Within one agent run (the same ``started_at``) the agent's own numbers order its
     statuses: replicas stamp the arrival time on their own threads, and one that is
     busy for longer than the gap between two statuses stamps the older one later
-    (seen in CI with two replicas). Across runs, and for the Last Will (``seq`` 0,
-    written at connect time), the arrival time decides: restarts and lost connections
-    are seconds apart, and a wiped state directory restarts ``seq`` at 0."""
+    (seen in CI with two replicas). Agents that number their broker connections
+    (``connection``, December 2026) order their Last Will too: after its own
+    connection's statuses, before the next connection's, so a Will the broker sends
+    just before the reconnected agent's status cannot win on a busy replica. Older
+    agents: ``seq`` orders the statuses of a run, the arrival time the Will (``seq`` 0,
+    written at connect time). Across runs the arrival time decides: restarts are seconds
+    apart, and a wiped state directory restarts ``seq`` at 0."""
     arrived_later = device.last_status_at is None or received_at >= device.last_status_at
+    if (status.connection and device.last_status_connection and status.started_at > 0
+            and device.started_at == status.started_at):
+        stored = _run_order(device.state, device.last_status_connection,
+                            device.last_status_seq or 0)
+        return _run_order(status.state, status.connection, status.seq) > stored
     same_run = (status.state != "offline" and device.state != "offline"
                 and status.started_at > 0 and device.started_at == status.started_at
                 and device.last_status_seq is not None)
@@ -159,6 +174,7 @@ def apply_status(device: Device, status: Status, received_at: float) -> None:
         device.online_since = received_at  # came online: a repeated status does not move it
     device.state = status.state
     device.last_status_at = max(device.last_status_at or 0.0, received_at)
+    device.last_status_connection = status.connection or None
     if status.state == "offline":
         return  # the Last Will: the device is gone, what it ran before is still our best guess
     device.last_status_seq = status.seq

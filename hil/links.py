@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import select
@@ -212,6 +213,8 @@ class ProxyLink(Link):
         self._server.settimeout(0.2)
         self._port = int(self._server.getsockname()[1])
         self._threads: list[threading.Thread] = []
+        self._live: set[socket.socket] = set()  # both ends of every relayed connection
+        self._live_lock = threading.Lock()
         self._accept = threading.Thread(target=self._accept_loop, name="hil-proxy", daemon=True)
         self._accept.start()
 
@@ -245,6 +248,8 @@ class ProxyLink(Link):
             device.close()
             return
         pair = {device: broker, broker: device}
+        with self._live_lock:
+            self._live |= {device, broker}
         try:
             while not self._closed.is_set():
                 if not self._up.is_set():  # frozen: nothing moves, nothing is closed
@@ -259,11 +264,22 @@ class ProxyLink(Link):
         except OSError:
             return
         finally:
+            with self._live_lock:
+                self._live -= {device, broker}
             device.close()
             broker.close()
 
     def cut(self) -> None:
         self._up.clear()
+
+    def drop(self) -> None:
+        """Reset every relayed connection now (both sides see the socket close; the broker
+        sends the client's Last Will), as a router reboot would. New ones go through."""
+        with self._live_lock:
+            live = list(self._live)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def restore(self) -> None:
         self._up.set()

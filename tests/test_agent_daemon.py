@@ -233,3 +233,69 @@ def test_sighup_reload_keeps_queued_lines_and_rejects_bad_config(agent_env):
     assert agent.query("status")["ok"]
     assert counter("reloads") == 1
     sub.close()
+
+
+def test_the_last_will_names_its_connection_so_replicas_order_it(tmp_path, broker):
+    """An agent that reconnects before the broker noticed the old connection was gone gets
+    the old connection's Will sent just before its new online status; with two replicas the
+    Will could be stamped later and win (docs/scaling.md). Each status and each Will name
+    their connection, so the fleet server orders a Will after its own connection and before
+    the next one, whatever the arrival order. Real agent, real Mosquitto, a relay that
+    resets the connection, a reload that builds a new link."""
+    from contract.messages import Status
+    from fleet_server.db import Device
+    from fleet_server.inventory import apply_status
+    from hil.links import ProxyLink
+
+    relay = ProxyLink(broker.port)
+    log = tmp_path / "pump.log"
+    log.write_text("")
+    state = tmp_path / "state"
+    cfg = tmp_path / "agent.toml"
+    write_config(cfg, DEV, state, relay.device_port, file_source(log))
+    agent = AgentProcess(cfg, state)
+    sub = Collector(broker.port, f"{ROOT}/status")
+
+    def statuses(messages):
+        return [Status.model_validate_json(m.payload) for m in messages
+                if m.topic == f"{ROOT}/status"]
+
+    def wait_status(state_: str, connection: int):
+        def match(messages):
+            return [s for s in statuses(messages)
+                    if s.state == state_ and s.connection == connection]
+        return match(sub.wait_for(lambda ms: bool(match(ms)), timeout=30))[0]
+
+    try:
+        agent.start()
+        first = wait_status("online", 1)
+        relay.drop()  # the broker sees the socket close and sends connection 1's Will
+        will1 = wait_status("offline", 1)
+        second = wait_status("online", 2)
+        assert will1.started_at == first.started_at == second.started_at
+        # A reload that changes [mqtt] builds a new link: its numbering goes on.
+        write_config(cfg, DEV, state, relay.device_port, file_source(log),
+                     mqtt_extra="keepalive_s = 20")
+        agent.signal(signal.SIGHUP)
+        third = wait_status("online", 3)
+        relay.drop()
+        will3 = wait_status("offline", 3)
+        wait_status("online", 4)
+        assert agent.query("status")["result"]["connection"] == 4
+
+        # The fleet server, fed in the worst order a busy replica could stamp them in.
+        device = Device(device_id=DEV, models=[], metrics={}, tags=[], state="unknown",
+                        agent_version="", health="unknown")
+        apply_status(device, first, 100.0)
+        apply_status(device, second, 100.1)
+        apply_status(device, will1, 100.2)  # connection 1's Will, stamped late
+        assert device.state == "online" and device.last_status_connection == 2
+        apply_status(device, third, 100.3)
+        apply_status(device, will3, 100.4)
+        assert device.state == "offline"
+        apply_status(device, second, 100.5)  # a late status of an older connection
+        assert device.state == "offline"
+    finally:
+        agent.stop()
+        sub.close()
+        relay.close()

@@ -211,6 +211,30 @@ def test_a_new_run_or_the_last_will_is_ordered_by_arrival() -> None:
     assert device.models[0]["version"] == 5
 
 
+def test_a_numbered_will_falls_between_its_connection_and_the_next() -> None:
+    """Agents that number their connections: the Will of connection 1, stamped after the
+    reconnected agent's status of connection 2 by a busy replica, does not win; the Will
+    of connection 2 does; a late status of connection 2 after its Will does not."""
+    def numbered(seq: int, connection: int, state: str = "online") -> Status:
+        return _run_status(seq, 1, state=state).model_copy(update={
+            "connection": connection, **({"seq": 0, "models": []} if state == "offline" else {})})
+
+    device = _device()
+    apply_status(device, numbered(5, 1), received_at=100.0)
+    apply_status(device, numbered(6, 2), received_at=100.1)
+    apply_status(device, numbered(0, 1, "offline"), received_at=100.2)
+    assert device.state == "online" and device.last_status_connection == 2
+    apply_status(device, numbered(0, 2, "offline"), received_at=100.3)
+    assert device.state == "offline" and device.models[0]["version"] == 1
+    apply_status(device, numbered(7, 2), received_at=100.4)
+    assert device.state == "offline"
+    apply_status(device, numbered(8, 3), received_at=100.35)  # stamped early, still newer
+    assert device.state == "online" and device.last_status_connection == 3
+    # An older agent's statuses (no number) after a numbered one: ordered as before.
+    apply_status(device, _run_status(seq=9, version=2), received_at=100.5)
+    assert device.models[0]["version"] == 2 and device.last_status_connection is None
+
+
 def test_online_since_is_when_the_device_came_online_not_its_latest_status() -> None:
     """A rollout times a device that has not answered its notification from here: a device
     re-sending its status must not move it (review, December 2026: it held its stage open)."""
