@@ -340,7 +340,7 @@ class Agent:
         if new.mqtt != old.mqtt:
             self.sender.stop()
             self.link.stop()
-            self._setup_link(self.link.connection + 1)
+            self._setup_link(self.link.next_connection)
         elif new.alerts.mutes != old.alerts.mutes:
             self._follow_mutes()
         self._start_sources()

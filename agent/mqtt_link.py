@@ -48,9 +48,13 @@ class MqttLink:
         self.cfg = cfg
         self.connected = threading.Event()
         self.connect_count = 0
-        # Connections are numbered across the links of one agent run (a reload builds a new
-        # link): the Will sent in a CONNECT names the connection it belongs to.
-        self.first_connection = first_connection
+        # Connection attempts are numbered across the links of one agent run (a reload
+        # builds a new link): the Will sent in a CONNECT names the attempt it belongs to,
+        # and a connection takes its attempt's number. Attempts, not connections: a CONNECT
+        # the broker accepted but whose CONNACK was lost registered a Will the broker will
+        # send, and the retry must not carry that Will's number too (review, December 2026).
+        self._attempt = first_connection - 1
+        self._connection = first_connection - 1
         self._will_for = will
         self.last_error: str | None = None
         self._handlers: dict[str, tuple[int, MessageHandler]] = {}
@@ -63,7 +67,7 @@ class MqttLink:
         # Bounded: the durable copy of every result is in our spool, not in paho's queue.
         c = build_client(cfg, client_id, max_queued=max_queued)
         self.client = c
-        self._arm_will(first_connection)
+        c.on_pre_connect = self._on_pre_connect
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -72,13 +76,20 @@ class MqttLink:
     @property
     def connection(self) -> int:
         """The number of the current (or last) connection; first_connection - 1 before any."""
-        return self.first_connection - 1 + self.connect_count
+        return self._connection
 
-    def _arm_will(self, number: int) -> None:
-        """The Will the next CONNECT carries (paho sends the one set last)."""
+    @property
+    def next_connection(self) -> int:
+        """The number a link built after this one starts from (past every attempt)."""
+        return self._attempt + 1
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        """Before every CONNECT (the first one too), on paho's network thread: the Will it
+        carries names this attempt."""
+        self._attempt += 1
         if self._will_for is not None:
-            topic, payload = self._will_for(number)
-            self.client.will_set(topic, payload, qos=1, retain=True)
+            topic, payload = self._will_for(self._attempt)
+            client.will_set(topic, payload, qos=1, retain=True)
 
     # --- wiring ------------------------------------------------------------------------
     def handle(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
@@ -140,7 +151,7 @@ class MqttLink:
         if subs:
             client.subscribe(subs)
         self.connect_count += 1
-        self._arm_will(self.connection + 1)  # for the reconnect after this one is lost
+        self._connection = self._attempt
         self.connected.set()
         log.info("mqtt connected to %s:%d", self.cfg.host, self.cfg.port)
         for fn in self._on_up:

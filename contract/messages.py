@@ -111,9 +111,9 @@ class Status(Envelope):
     started_at: float = Field(default=0.0, description="Unix time the agent process started.")
     connection: int = Field(
         default=0, ge=0, le=MAX_STORED_INT,
-        description="Which broker connection of this agent run the status belongs to (1, "
-        "2, ... per reconnect); the Last Will carries the number of the connection whose "
-        "loss it reports. Orders a Will against the next connection's statuses whatever "
+        description="Which broker connection of this agent run the status belongs to: the "
+        "number of its CONNECT attempt (1, 2, ...); the Last Will carries the number of the "
+        "attempt whose loss it reports. Orders a Will against the next connection's statuses whatever "
         "replica receives them. 0: not sent (agents before December 2026).")
     uptime_s: float = Field(default=0.0, description="Seconds since start.")
     models: list[ModelInfo] = Field(default_factory=list, max_length=MAX_MODEL_SLOTS,

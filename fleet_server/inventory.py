@@ -174,7 +174,9 @@ def apply_status(device: Device, status: Status, received_at: float) -> None:
         device.online_since = received_at  # came online: a repeated status does not move it
     device.state = status.state
     device.last_status_at = max(device.last_status_at or 0.0, received_at)
-    device.last_status_connection = status.connection or None
+    # A Will does not move started_at: its number only counts against the same run's.
+    same_run = status.state != "offline" or status.started_at == device.started_at
+    device.last_status_connection = (status.connection or None) if same_run else None
     if status.state == "offline":
         return  # the Last Will: the device is gone, what it ran before is still our best guess
     device.last_status_seq = status.seq

@@ -282,6 +282,7 @@ def test_committed_bundle_changes_only_on_commit_whatever_happens() -> None:
             # Only a trial carries its boot id: a record out of one stays readable by an
             # agent from before the field (review, December 2026).
             assert step.record.trial_boot_id is None or step.record.state == "trial"
+            assert step.record.trial_reboots == 0 or step.record.state in IN_PROGRESS
             rec = step.record
 
 
@@ -364,6 +365,21 @@ def test_a_ring_against_an_old_model_the_factory_lines_disown_is_no_failure() ->
                        ReferenceLine("security", "hardware", "storage")], []):
         v = evaluate(stats(), paired(swap), CFG, timed_out=False, reference=reference)
         assert v.reason == "health-labels-swapped"
+
+
+def test_each_ring_is_judged_on_its_own() -> None:
+    """Review, December 2026: only the first ring was judged, so a candidate that cured
+    one swap (overruled) carried a swap of two other labels in."""
+    two = {("normal", "normal"): 60, ("hardware", "security"): 18, ("security", "hardware"): 15,
+           ("network", "storage"): 12, ("storage", "network"): 11}
+    cures_one = [ReferenceLine("hardware", "security", "hardware"),
+                 ReferenceLine("security", "hardware", "security")]
+    v = evaluate(stats(), paired(two), CFG, timed_out=False, reference=cures_one)
+    assert v.reason == "health-labels-swapped" and "'network'" in v.detail
+    assert "'hardware'" not in v.detail  # the cured ring is not the complaint
+    cures_both = [*cures_one, ReferenceLine("network", "storage", "network"),
+                  ReferenceLine("storage", "network", "storage")]
+    assert evaluate(stats(), paired(two), CFG, timed_out=False, reference=cures_both).healthy
 
 
 def health_swapped(sample: PairedSample) -> bool:

@@ -91,6 +91,7 @@ class OtaEngine:
         self._candidate: LoadedModel | None = None
         self._observed: ObservedModel | None = None
         self._trial_started = 0.0
+        self._examples: list[tuple[str, str]] | None = None
         self.inbox = DesiredInbox(slot, self.counters)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ota", daemon=True)
@@ -141,6 +142,12 @@ class OtaEngine:
             self._resume_waits = False
             self._drive(event)
             return
+
+    def _factory_examples(self) -> list[tuple[str, str]]:
+        """The configured bundle's example lines, read once, when a trial first needs them."""
+        if self._examples is None:
+            self._examples = factory_examples(self.initial_bundle)
+        return self._examples
 
     def _loads(self, path: Path, ref: InstalledRef) -> bool:
         return bundle_loads(path, ref, self.runtime, self.threads)
@@ -338,7 +345,7 @@ class OtaEngine:
         clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
                               self.inbox.rollback, self.batch_size, clock,
-                              examples=factory_examples(self.initial_bundle))
+                              examples=self._factory_examples)
         if verdict is None:
             # Stopping cleanly: no verdict. Marked so that the next start tries again; a
             # process killed during the trial leaves no mark and is rolled back then.

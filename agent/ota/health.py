@@ -121,8 +121,8 @@ def collapse(sample: PairedSample, cfg: TrialConfig) -> tuple[str, float, float]
 
 
 def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, str, int, int]]:
-    """A ring of labels the new model exchanged, as ``(old label, new label, lines moved,
-    lines the old model gave the old label)`` steps; empty when there is none.
+    """The rings of labels the new model exchanged, as ``(old label, new label, lines moved,
+    lines the old model gave the old label)`` steps (every ring's); empty when there is none.
 
     Each label the old model gave to at least ``swap_min_lines`` sampled lines leads to
     the label the new model gives most of those lines, when that is another label and at
@@ -141,17 +141,36 @@ def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, st
                      key=lambda bc: (bc[1], bc[0]))
         if new != old and n >= cfg.swap_share * total:
             leads[old] = (new, n)
+    return [step for ring in _rings(leads, totals) for step in ring]
+
+
+RingStep = tuple[str, str, int, int]  # (old label, new label, lines moved, old label's lines)
+
+
+def _rings(leads: dict[str, tuple[str, int]], totals: dict[str, int]) -> list[list[RingStep]]:
+    """Every ring of the leads, each once."""
+    rings: list[list[RingStep]] = []
+    seen: set[str] = set()
     for start in sorted(leads):
+        if start in seen:
+            continue
         ring, at = [start], leads[start][0]
         while at in leads and at not in ring:
             ring.append(at)
             at = leads[at][0]
         if at == start:
-            return [(a, leads[a][0], leads[a][1], totals[a]) for a in ring]
-    return []
+            seen.update(ring)
+            rings.append([(a, leads[a][0], leads[a][1], totals[a]) for a in ring])
+    return rings
 
 
-def old_model_is_the_odd_one(ring: list[tuple[str, str, int, int]],
+def split_rings(steps: list[RingStep]) -> list[list[RingStep]]:
+    """:func:`swapped_labels`' steps back into their rings."""
+    leads = {a: (b, n) for a, b, n, _ in steps}
+    return _rings(leads, {a: t for a, _, _, t in steps})
+
+
+def old_model_is_the_odd_one(ring: list[RingStep],
                              reference: Sequence[ReferenceLine]) -> bool:
     """Whether the factory's example lines of the ring's labels side with the new model:
     it gives each of them the label it was built with, the old model does not on some.
@@ -212,17 +231,20 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                            f"{new_share:.0%} of {sample.lines} sampled lines get label "
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
-        ring = swapped_labels(sample, cfg)
-        if ring and old_model_is_the_odd_one(ring, reference):
-            overruled = (f"; labels {', '.join(sorted(a for a, _, _, _ in ring))} exchanged "
-                         "against the previous model, which the factory bundle's example "
-                         "lines show to be the swapped one")
-        elif ring:
+        rings = split_rings(swapped_labels(sample, cfg))
+        # Each ring on its own: the cure of one swap must not carry another one in.
+        standing = [r for r in rings if not old_model_is_the_odd_one(r, reference)]
+        if standing:
             steps = "; ".join(f"{moved} of the {total} lines the previous model called {a!r} "
-                              f"are {b!r} now" for a, b, moved, total in ring)
+                              f"are {b!r} now" for ring in standing
+                              for a, b, moved, total in ring)
             return Verdict(False, OtaReason.HEALTH_LABELS_SWAPPED,
                            f"labels exchanged on {sample.lines} sampled lines: {steps}",
-                           figures | {"swapped_labels": float(len(ring))})
+                           figures | {"swapped_labels": float(sum(map(len, standing)))})
+        if rings:
+            labels = sorted(a for ring in rings for a, _, _, _ in ring)
+            overruled = (f"; labels {', '.join(labels)} exchanged against the previous model, "
+                         "which the factory bundle's example lines show to be the swapped one")
         figures |= {"baseline_flagged": float(sample.baseline_flagged),
                     "candidate_flagged": float(sample.candidate_flagged)}
         storm = flag_rate(sample, cfg)

@@ -227,10 +227,13 @@ class IllegalTransition(ValueError):
 
 def _with(rec: OtaRecord, now: float, **changes: object) -> OtaRecord:
     new = rec.model_copy(update={**changes, "updated_at": now})
+    # Read only in a trial (the boot id) or an update (the reboot count); kept past them
+    # they would only keep an older agent, which does not know the keys, from reading the
+    # record (review, December 2026). A held version stays held in ``rejected``.
     if new.state != "trial" and new.trial_boot_id is not None:
-        # Read only in a trial; out of one it would only keep an older agent (which does
-        # not know the key) from reading the record.
         new = new.model_copy(update={"trial_boot_id": None})
+    if new.state not in IN_PROGRESS and new.trial_reboots:
+        new = new.model_copy(update={"trial_reboots": 0})
     return new
 
 

@@ -264,9 +264,10 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
                 started: float, stop: threading.Event, rollback: threading.Event,
                 batch_size: int, clock: Callable[[], float] = time.perf_counter,
                 tick_s: float = 0.1,
-                examples: Sequence[tuple[str, str]] = ()) -> Verdict | None:
+                examples: Callable[[], Sequence[tuple[str, str]]] = tuple) -> Verdict | None:
     """Watch the live candidate until a verdict (None if ``stop`` is set first).
-    ``examples``: the factory bundle's example lines (:func:`reference_lines`)."""
+    ``examples``: gives the factory bundle's example lines (:func:`reference_lines`); asked
+    only when the models exchanged labels."""
     while not stop.wait(tick_s):
         if rollback.is_set():
             return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
@@ -287,7 +288,7 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
         paired = compare_on_sample(baseline, observed.candidate, sample, batch_size,
                                    clock=clock, flag_threshold=cfg.flag_threshold) \
             if len(sample) >= cfg.min_sample_lines else None
-        reference = reference_lines(baseline, observed.candidate, examples) \
+        reference = reference_lines(baseline, observed.candidate, examples()) \
             if paired is not None and swapped_labels(paired, cfg) else []
         return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out",
                         reference=reference)
