@@ -113,8 +113,9 @@ class Status(Envelope):
         default=0, ge=0, le=MAX_STORED_INT,
         description="Which broker connection of this agent run the status belongs to: the "
         "number of its CONNECT attempt (1, 2, ...); the Last Will carries the number of the "
-        "attempt whose loss it reports. Orders a Will against the next connection's statuses whatever "
-        "replica receives them. 0: not sent (agents before December 2026).")
+        "attempt whose loss it reports. Orders a Will against the next connection's "
+        "statuses whatever replica receives them. 0: not sent (agents before December "
+        "2026).")
     uptime_s: float = Field(default=0.0, description="Seconds since start.")
     models: list[ModelInfo] = Field(default_factory=list, max_length=MAX_MODEL_SLOTS,
                                     description="Live models per slot.")

@@ -28,7 +28,7 @@ STATES = ("downloading", "verifying", "staged", "smoke_testing", "trial", "commi
 
 def arm(state: str) -> None:
     """Make this process exit right after it persists an OTA record entering ``state``."""
-    from agent.ota.state import OtaRecord
+    from agent.ota.record import OtaRecord
     from agent.ota.store import OtaStore
 
     if state not in STATES:

@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.ota.state import InstalledRef
+from agent.ota.record import InstalledRef
 from contract import topics
 from contract.messages import DesiredState, ModelInfo, OtaEvent, OtaState, Status
 from hil.simota import NO_SHA, Behaviour, DeviceOta, OtaDriver, VerifyKit

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from agent.ota.config import OtaConfig
 from agent.ota.fetch import Fetcher, LiveBundle
+from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -46,12 +47,9 @@ from agent.ota.state import (
     Downloaded,
     Event,
     Failed,
-    InstalledRef,
-    OtaRecord,
     Proceed,
     SmokePassed,
     TrialVerdict,
-    UpdateTarget,
     Verified,
     report_fields,
     transition,

@@ -30,7 +30,7 @@ from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import repository_urls
 from agent.ota.mqtt_transport import MqttTransport, artifact_path
-from agent.ota.state import UpdateTarget
+from agent.ota.record import UpdateTarget
 from agent.ota.transport import (
     ArtifactNotFound,
     ArtifactTooLarge,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agent.ota.state import Failed, OtaRecord, UpdateTarget, transition
+from agent.ota.record import OtaRecord, UpdateTarget
+from agent.ota.state import Failed, transition
 from agent.ota.store import OtaStore
 from contract.files import replacing, write_atomic
 from contract.messages import OtaEvent

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
-from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
+from agent.ota.record import InstalledRef, OtaRecord, VersionFloor
 from contract.reasons import OtaReason
 from nanomodel import default_bundle_path
 

@@ -15,7 +15,7 @@ from agent.ota.boot import factory_examples
 from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.engine import OtaEngine
 from agent.ota.health import TrialStats, evaluate, swapped_labels
-from agent.ota.state import InstalledRef, OtaRecord, UpdateTarget
+from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, reference_lines, release_model
 from agent.pipeline import ModelSlot

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from agent.ota.config import OtaConfig
 from agent.ota.fetch import Fetcher, LiveBundle
-from agent.ota.state import Desired, Downloaded, Failed, OtaRecord, UpdateTarget, transition
+from agent.ota.record import OtaRecord, UpdateTarget
+from agent.ota.state import Desired, Downloaded, Failed, transition
 from agent.ota.store import OtaStore
 from contract.reasons import is_transient
 from tests.support.tuf_http import Fault, RepoServer

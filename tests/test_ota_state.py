@@ -18,6 +18,7 @@ from agent.ota.health import (
     swapped_labels,
     trial_phase,
 )
+from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget, VersionFloor
 from agent.ota.state import (
     IN_PROGRESS,
     DeltaUnusable,
@@ -26,16 +27,12 @@ from agent.ota.state import (
     Event,
     Failed,
     IllegalTransition,
-    InstalledRef,
-    OtaRecord,
     Proceed,
     Resume,
     SmokePassed,
     TrialStopped,
     TrialVerdict,
-    UpdateTarget,
     Verified,
-    VersionFloor,
     transition,
 )
 from agent.ota.store import OtaStore, bundle_file_name

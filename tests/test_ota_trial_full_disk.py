@@ -13,7 +13,8 @@ import pytest
 
 from agent.model import LoadedModel
 from agent.ota.config import TrialConfig
-from agent.ota.state import OtaRecord, SmokePassed, UpdateTarget
+from agent.ota.record import OtaRecord, UpdateTarget
+from agent.ota.state import SmokePassed
 from agent.ota.store import OtaStore
 from agent.ota.trial import release_model
 from agent.pipeline import ModelSlot

@@ -18,7 +18,7 @@ import numpy as np
 
 from agent.memory import release_freed_memory
 from agent.model import LoadedModel
-from agent.ota.state import InstalledRef, OtaRecord, VersionFloor
+from agent.ota.record import InstalledRef, OtaRecord, VersionFloor
 from agent.ota.trial import release_model
 from contract.bundle import load_bundle
 from contract.reasons import OtaReason

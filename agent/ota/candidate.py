@@ -11,7 +11,8 @@ from pathlib import Path
 
 from agent.model import LoadedModel
 from agent.ota.policy import labels_refusal
-from agent.ota.state import Failed, InstalledRef, UpdateTarget
+from agent.ota.record import InstalledRef, UpdateTarget
+from agent.ota.state import Failed
 from agent.ota.trial import ServingModel, release_model
 from contract.reasons import OtaReason
 

@@ -36,20 +36,18 @@ from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
 from agent.ota.fetch import Fetcher, LiveBundle
 from agent.ota.inbox import DesiredInbox
+from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
     Desired,
     Event,
     Failed,
-    InstalledRef,
-    OtaRecord,
     Proceed,
     Resume,
     SmokePassed,
     TrialStopped,
     TrialVerdict,
-    UpdateTarget,
     report_fields,
     transition,
 )

@@ -29,7 +29,8 @@ from agent.ota.policy import (
     rebuilt_refusal,
     version_refusal,
 )
-from agent.ota.state import DeltaUnusable, Downloaded, Failed, InstalledRef, UpdateTarget, Verified
+from agent.ota.record import InstalledRef, UpdateTarget
+from agent.ota.state import DeltaUnusable, Downloaded, Failed, Verified
 from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
 from contract.bundle import BundleError, runtime_variant

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from agent.metrics import Counters
-from agent.ota.state import UpdateTarget
+from agent.ota.record import UpdateTarget
 from contract.messages import DesiredState, format_validation_error
 
 log = logging.getLogger("nanofleet.agent.ota")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agent.ota.state import InstalledRef, OtaRecord
+from agent.ota.record import InstalledRef, OtaRecord
 from contract.files import fsync_dir, write_atomic
 
 log = logging.getLogger("nanofleet.agent.ota")
