@@ -39,8 +39,10 @@ def test_smoke_test_and_trial_failures_roll_back(tmp_path: Path, broker: Mosquit
     repo.publish(swapped(8), delta_from=(1,))
     log = tmp_path / "device.log"
     log.write_text("")
+    # swap_min_lines 4: a 1.5 s trial samples ~180 lines, ~12 of hardware and of security
+    # each; at the default 8 one in ten runs saw too few to judge (CI, December 2026).
     agent = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=1.5,
-                       min_inferences=40, timeout_s=20.0)
+                       min_inferences=40, timeout_s=20.0, swap_min_lines=4)
     reports = Reports(broker.port, DEV)
     writer = LineWriter(log, shuffled(traffic(300)), per_second=120).start()
     last_seq = 0
