@@ -18,14 +18,13 @@ import numpy as np
 
 from agent.memory import release_freed_memory
 from agent.model import LoadedModel
-from agent.ota.record import InstalledRef, OtaRecord, VersionFloor
+from agent.ota.record import BOOT_ID_MAX, InstalledRef, OtaRecord, VersionFloor
 from agent.ota.trial import release_model
 from contract.bundle import load_bundle
 from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 
-BOOT_ID_MAX = 64  # the kernel's is a 36-character UUID
 VerifiedPath = Callable[[InstalledRef], "Path | None"]
 LoadCheck = Callable[[Path, InstalledRef], bool]
 

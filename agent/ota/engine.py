@@ -311,10 +311,8 @@ class OtaEngine:
         m = model.manifest
         # The format the live model actually runs (after any runtime fallback): the update
         # downloads only that runtime's variant when the release has one.
-        floor = self.record.floor
         return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path,
-                          runtime_format(model.runtime_name),
-                          (floor.model, floor.version) if floor else None)
+                          runtime_format(model.runtime_name), self.record.floor)
 
     # --- smoke test, trial, commit, rollback ----------------------------------------------
     def _smoke_test(self, target: UpdateTarget) -> Event:

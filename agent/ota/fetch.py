@@ -29,7 +29,7 @@ from agent.ota.policy import (
     rebuilt_refusal,
     version_refusal,
 )
-from agent.ota.record import InstalledRef, UpdateTarget
+from agent.ota.record import InstalledRef, UpdateTarget, VersionFloor
 from agent.ota.state import DeltaUnusable, Downloaded, Failed, Verified
 from agent.ota.store import OtaStore, file_sha256
 from agent.ota.transport import ArtifactTransport, HttpTransport, TransportError
@@ -53,7 +53,7 @@ class LiveBundle:
     slot: str   # the bundle manifest's slot: a new model must serve the same one
     path: Path
     runtime: Literal["onnx", "tflite"] | None = None  # format the live model runs in
-    floor: tuple[str, int] | None = None  # (model, version) fallen back from at boot
+    floor: VersionFloor | None = None  # the record's: the version fallen back from at boot
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,8 @@ class Fetcher:
                                 f"slot {record.slot!r} is signed to be served by "
                                 f"{record.model!r}, not {target.model!r}")
         same_model = live.model == target.model
-        floor = live.floor[1] if live.floor and live.floor[0] == target.model else None
+        floor = live.floor.version if live.floor and live.floor.model == target.model \
+            else None
         refusal = version_refusal(target.version,
                                   live_version=live.version if same_model else None,
                                   minimum_version=record.minimum_version if record else 0,

@@ -120,9 +120,12 @@ def collapse(sample: PairedSample, cfg: TrialConfig) -> tuple[str, float, float]
     return None
 
 
-def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, str, int, int]]:
-    """The rings of labels the new model exchanged, as ``(old label, new label, lines moved,
-    lines the old model gave the old label)`` steps (every ring's); empty when there is none.
+RingStep = tuple[str, str, int, int]  # (old label, new label, lines moved, old label's lines)
+
+
+def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[list[RingStep]]:
+    """The rings of labels the new model exchanged, each as its ``(old label, new label,
+    lines moved, lines the old model gave the old label)`` steps; empty when there is none.
 
     Each label the old model gave to at least ``swap_min_lines`` sampled lines leads to
     the label the new model gives most of those lines, when that is another label and at
@@ -141,10 +144,7 @@ def swapped_labels(sample: PairedSample, cfg: TrialConfig) -> list[tuple[str, st
                      key=lambda bc: (bc[1], bc[0]))
         if new != old and n >= cfg.swap_share * total:
             leads[old] = (new, n)
-    return [step for ring in _rings(leads, totals) for step in ring]
-
-
-RingStep = tuple[str, str, int, int]  # (old label, new label, lines moved, old label's lines)
+    return _rings(leads, totals)
 
 
 def _rings(leads: dict[str, tuple[str, int]], totals: dict[str, int]) -> list[list[RingStep]]:
@@ -162,12 +162,6 @@ def _rings(leads: dict[str, tuple[str, int]], totals: dict[str, int]) -> list[li
             seen.update(ring)
             rings.append([(a, leads[a][0], leads[a][1], totals[a]) for a in ring])
     return rings
-
-
-def split_rings(steps: list[RingStep]) -> list[list[RingStep]]:
-    """:func:`swapped_labels`' steps back into their rings."""
-    leads = {a: (b, n) for a, b, n, _ in steps}
-    return _rings(leads, {a: t for a, _, _, t in steps})
 
 
 def old_model_is_the_odd_one(ring: list[RingStep],
@@ -231,7 +225,7 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                            f"{new_share:.0%} of {sample.lines} sampled lines get label "
                            f"{label!r}; the previous model gave it to {old_share:.0%} of them",
                            figures | {"collapse_share": round(new_share, 4)})
-        rings = split_rings(swapped_labels(sample, cfg))
+        rings = swapped_labels(sample, cfg)
         # Each ring on its own: the cure of one swap must not carry another one in.
         standing = [r for r in rings if not old_model_is_the_odd_one(r, reference)]
         if standing:

@@ -14,6 +14,7 @@ from contract.reasons import ReasonCode
 from contract.strict import FrozenStrict
 
 RECORD_FORMAT = 1
+BOOT_ID_MAX = 64  # characters of a kernel boot id kept (the kernel's is a 36-character UUID)
 
 
 class InstalledRef(FrozenStrict):
@@ -78,7 +79,7 @@ class OtaRecord(FrozenStrict):
         "boot, so an older bundle runs: no version of that model below it is installed, "
         "although the live one is lower. Cleared by the next commit.")
     trial_boot_id: str | None = Field(
-        default=None, max_length=64, description="The kernel's boot id when the trial "
+        default=None, max_length=BOOT_ID_MAX, description="The kernel's boot id when the trial "
         "started (read only in state trial): a restart in another boot (power lost, a "
         "reset) tries the candidate again instead of rolling it back.")
     trial_reboots: int = Field(
