@@ -17,7 +17,7 @@ import pytest
 from hil.models import finetuned, traffic, v1_bundle
 from hil.ota_crash import CRASH_EXIT
 from tests.support.mosquitto import Mosquitto
-from tests.support.ota_rig import Repo, Reports, make_agent
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent
 
 DEV = "ota-crash"
 
@@ -107,6 +107,7 @@ def test_a_clean_stop_during_the_trial_tries_the_candidate_again(
                        min_inferences=1, timeout_s=120.0)
     restarted = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.5,
                            min_inferences=1, timeout_s=30.0)
+    writer: LineWriter | None = None
     try:
         first.start()
         reports.wait_ota(lambda e: e["state"] == "trial")
@@ -115,14 +116,18 @@ def test_a_clean_stop_during_the_trial_tries_the_candidate_again(
         assert (record["state"], record["trial_stopped"]) == ("trial", True)
 
         restarted.start()
-        with open(log, "a") as fh:  # traffic for the second trial to judge
-            fh.write("".join(line + "\n" for line in traffic(40, seed=9)))
+        # Traffic for the second trial to judge, written on while it runs: a burst written
+        # at the restart could all be read before the candidate went live under load, and
+        # the trial then waited out its timeout with no line (seen beside CPU hogs).
+        writer = LineWriter(log, traffic(40, seed=9), per_second=50).start()
         done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"))
         assert (done["state"], done["to_version"]) == ("committed", 2), reports.summary()
         states = [e["state"] for e in reports.ota()]
         assert states.count("trial") == 2 and "rolled_back" not in states, states
         assert restarted.query("models")["result"][0]["version"] == 2
     finally:
+        if writer is not None:
+            writer.stop()
         first.stop()
         restarted.stop()
         reports.close()
@@ -145,6 +150,7 @@ def test_a_power_cut_during_the_trial_tries_the_candidate_again(
                      duration_s=0.3, boot_id_file=boot)
     restarted = make_agent(tmp_path, DEV, broker.port, repo, log, duration_s=0.3,
                            boot_id_file=boot)
+    writer: LineWriter | None = None
     try:
         cut.start(wait=False)
         assert cut.proc is not None
@@ -152,8 +158,10 @@ def test_a_power_cut_during_the_trial_tries_the_candidate_again(
         cut.stop()
         boot.write_text("0b4c6f2e-0000-4000-8000-000000000002\n")  # power back: a new boot
         restarted.start()
-        with open(log, "a") as fh:  # traffic for the second trial to judge
-            fh.write("".join(line + "\n" for line in traffic(40, seed=9)))
+        # Traffic for the second trial to judge, written on while it runs: a burst written
+        # at the restart could all be read before the candidate went live under load, and
+        # the trial then waited out its timeout with no line (seen beside CPU hogs).
+        writer = LineWriter(log, traffic(40, seed=9), per_second=50).start()
         done = reports.wait_ota(lambda e: e["state"] in ("committed", "failed", "rolled_back"))
         assert (done["state"], done["to_version"]) == ("committed", 2), reports.summary()
         again = [e for e in reports.ota() if e["state"] == "staged" and e["detail"]
@@ -161,6 +169,8 @@ def test_a_power_cut_during_the_trial_tries_the_candidate_again(
         assert len(again) == 1, reports.summary()
         assert restarted.query("models")["result"][0]["version"] == 2
     finally:
+        if writer is not None:
+            writer.stop()
         cut.stop()
         restarted.stop()
         reports.close()
