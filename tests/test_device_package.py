@@ -349,3 +349,47 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
     assert lines["MASKED"] == "/dev/null"  # removed, not purged: debhelper's behaviour
     assert lines["KEPT"] == "conffile"
     assert lines["PURGED"] == "0"
+
+
+def _locked(flavour: str) -> set[tuple[str, str]]:
+    """(normalized name, version) of every package the lock pins for ``flavour``."""
+    lock = ROOT / "packaging" / "debian" / "requirements" / "lock"
+    text = (lock / "common.txt").read_text() + (lock / f"{flavour}.txt").read_text()
+    return {(re.sub(r"[-_.]+", "-", n).lower(), v)
+            for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+
+
+def test_the_package_holds_exactly_the_locked_wheels(built: tuple[str, Path, Path]) -> None:
+    """The dependencies installed are the lock's versions, no more, no fewer (the bytes are
+    checked by pip's hash-checking mode during the build: the next test)."""
+    flavour, _, payload = built
+    installed = set()
+    for info in site_of(payload).glob("*.dist-info"):
+        name, version = info.name[:-len(".dist-info")].rsplit("-", 1)
+        if name != "nanofleet_agent":
+            installed.add((re.sub(r"[-_.]+", "-", name).lower(), version))
+    assert installed == _locked(flavour)
+
+
+def test_a_wheel_that_is_not_the_locked_one_fails_the_build(
+        built: tuple[str, Path, Path], tmp_path: Path) -> None:
+    """A wheel in the wheelhouse whose bytes changed after the lock (a replaced upload, a
+    wrong mirror, a corrupt download) stops the build with what to do; nothing is built."""
+    flavour, _, _ = built
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    house = tmp_path / "wheelhouse"
+    shutil.copytree(ROOT / "build" / "wheelhouse" / arch, house / arch)
+    name, stem = {"litert": ("ai-edge-litert", "ai_edge_litert"),
+                  "onnxruntime": ("onnxruntime", "onnxruntime")}[flavour]
+    version = dict(_locked(flavour))[name]
+    (wheel,) = (house / arch).glob(f"{stem}-{version}-*.whl")
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    out = tmp_path / "dist"
+    proc = subprocess.run(["bash", str(BUILD), "--flavour", flavour, "--offline", "--wheelhouse",
+                           str(house), "--out", str(out), "--compression", "none"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "DO NOT MATCH THE HASHES" in proc.stderr and wheel.name in proc.stderr
+    assert "is not the one locked in packaging/debian/requirements/lock/" in proc.stderr
+    assert not out.exists() or not list(out.glob("*.deb"))

@@ -26,7 +26,8 @@
 #
 # Wheels come from a wheelhouse per architecture (default build/wheelhouse/<arch>),
 # filled by `pip download` from the configured package index on the first build;
-# --offline builds only from it.
+# --offline builds only from it. Either way only the versions and bytes pinned in
+# requirements/lock/ are installed (packaging/debian/lock.py makes the lock).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -50,7 +51,7 @@ while (($#)); do
     --wheelhouse) WHEELHOUSE="$2"; shift 2 ;;
     --offline) OFFLINE=1; shift ;;
     --compression) COMPRESSION="$2"; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -90,37 +91,46 @@ SITE="$VENV/lib/python$PYVER/site-packages"
 
 echo "build.sh: $PKG $DEB_VERSION ($ARCH, python$PYVER, $FLAVOUR)" >&2
 
-# 1. Wheels for the target platform: the common run-time set with its dependencies,
-#    the runtime without its declared ones (see requirements/*.txt).
+# 1. Wheels for the target platform, exactly those of the lock (pip's hash-checking
+#    mode; requirements/lock/*.txt, made by lock.py): the common run-time set, and the
+#    runtime without its declared dependencies (see requirements/*.txt). A wheel whose
+#    bytes are not the locked ones fails the build.
+LOCK="$HERE/requirements/lock"
+LOCK_PY="$("$TARGET_PY" "$HERE/lock.py" python-version)"
+if [[ "$LOCK_PY" != "$PYVER" ]]; then
+  echo "build.sh: the lock is for CPython $LOCK_PY, the target python3 is $PYVER:" \
+       "set PYTHON_VERSION in packaging/debian/lock.py and run it" >&2; exit 1
+fi
 mkdir -p "$WHEELHOUSE"
-# Debian 12 has glibc 2.36: every manylinux tag up to it (pip does not expand them).
-target=()
-for tag in manylinux_2_36 manylinux_2_34 manylinux_2_31 manylinux_2_28 manylinux_2_27 \
-           manylinux_2_24 manylinux2014 manylinux_2_17; do
-  target+=(--platform "${tag}_$MACHINE")
-done
-target+=(--python-version "$PYVER" --implementation cp --abi "cp$PYTAG"
-        --only-binary=:all:)
+mapfile -t target < <("$TARGET_PY" "$HERE/lock.py" pip-target "$ARCH")
 pip_src=(--find-links "$WHEELHOUSE")
 ((OFFLINE)) && pip_src+=(--no-index)
 pip_q() {  # pip with its output in the log, shown on failure
   if ! "$BUILD_PY" -m pip "$@" >>"$WORK/pip.log" 2>&1; then
-    cat "$WORK/pip.log" >&2; echo "build.sh: pip $1 failed" >&2; exit 1
+    cat "$WORK/pip.log" >&2
+    if grep -q "DO NOT MATCH THE HASHES" "$WORK/pip.log"; then
+      echo "build.sh: a wheel is not the one locked in packaging/debian/requirements/lock/" \
+           "(a corrupt download, or the index serves other bytes for that version): delete" \
+           "it from $WHEELHOUSE and build again; if the index changed it, find out why" \
+           "before running packaging/debian/lock.py" >&2
+    fi
+    echo "build.sh: pip $1 failed" >&2; exit 1
   fi
 }
 if ((!OFFLINE)); then
-  pip_q download -q -d "$WHEELHOUSE" "${target[@]}" "${pip_src[@]}" -r "$HERE/requirements/common.txt"
-  pip_q download -q -d "$WHEELHOUSE" "${target[@]}" "${pip_src[@]}" --no-deps \
-    -r "$HERE/requirements/$FLAVOUR.txt"
+  pip_q download -q -d "$WHEELHOUSE" "${target[@]}" "${pip_src[@]}" --require-hashes \
+    -r "$LOCK/common.txt"
+  pip_q download -q -d "$WHEELHOUSE" "${target[@]}" "${pip_src[@]}" --require-hashes \
+    --no-deps -r "$LOCK/$FLAVOUR.txt"
 fi
 
 # 2. The venv in the staging tree. --system-site-packages: python3-systemd from Debian.
 "$TARGET_PY" -m venv --without-pip --system-site-packages "$VENV"
 [[ -d "$SITE" ]] || { echo "build.sh: $SITE missing" >&2; exit 1; }
 pip_q install -q --no-compile --target "$SITE" "${target[@]}" --no-index \
-  --find-links "$WHEELHOUSE" -r "$HERE/requirements/common.txt"
+  --find-links "$WHEELHOUSE" --require-hashes -r "$LOCK/common.txt"
 pip_q install -q --no-compile --target "$SITE" "${target[@]}" --no-index \
-  --find-links "$WHEELHOUSE" --no-deps -r "$HERE/requirements/$FLAVOUR.txt"
+  --find-links "$WHEELHOUSE" --require-hashes --no-deps -r "$LOCK/$FLAVOUR.txt"
 
 # 3. nanofleet's device code: agent/ and contract/ only, and an entry point.
 for pkg in agent contract; do
