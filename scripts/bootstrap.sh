@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(mosquitto mosquitto-clients systemd-journal-remote libsystemd-dev pkg-config
               python3-venv systemd dpkg-dev fakeroot postgresql xdelta3 time iproute2
-              python3-systemd debootstrap qemu-user-static binfmt-support
+              python3-systemd debootstrap qemu-user-static binfmt-support systemd-container
               binutils-aarch64-linux-gnu openssh-server openssh-client
               chromium chromium-driver)  # chromium: the console's browser tests
 

@@ -1,0 +1,153 @@
+"""A device target booted with systemd as PID 1: the cached Debian root file system
+(:mod:`hil.rootfs`) in a container (``systemd-nspawn --boot``), so the device package
+runs as on a board: its maintainer scripts talk to a running systemd, the agent runs
+under the real unit (``Type=notify``, the watchdog, the sandbox: seccomp, capabilities,
+read-only file system) and reads the real journald.
+
+The container shares the host's network namespace (its loopback reaches a broker the
+test starts on 127.0.0.1) and nothing else: its own PID, mount, IPC and UTS namespaces
+and its own copy of the root file system. ``ssh.service`` is masked (the host keys are
+made per clone by :mod:`hil.ssh_target`, not here, and sshd would listen on the host's
+ports), and the file system's ``policy-rc.d`` is removed (maintainer scripts start and
+stop services, as on a board). Commands run inside through ``nsenter`` into the
+container's init; nothing needs the host to run systemd (``--register=no --keep-unit``).
+
+Differences from a board: the host's kernel (so the kernel boot id, the clock and
+cgroups are the host's), no hardware watchdog, and ``IPAddressDeny=`` applies only where
+the host's cgroups let systemd attach its BPF filter.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from hil.rootfs import build_rootfs, clone
+
+
+class SystemdTargetError(RuntimeError):
+    """The container did not boot, or a command in it failed."""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+class SystemdTarget:
+    """One booted container. ``start`` boots it, ``run`` runs a shell script in it as
+    root, ``stop`` powers it off (the copy of the file system stays for the report)."""
+
+    def __init__(self, workdir: Path, *, name: str = "nanofleet-target",
+                 arch: str | None = None) -> None:
+        self.dir = workdir
+        self.root = workdir / "rootfs"
+        self.name = name
+        self.arch = arch
+        self.console = workdir / "console.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.leader = 0  # the container's init, as the host sees it
+
+    def start(self, timeout: float = 120.0) -> None:
+        if shutil.which("systemd-nspawn") is None:
+            raise SystemdTargetError("systemd-nspawn not found: apt-get install "
+                                     "systemd-container (scripts/bootstrap.sh does)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        clone(build_rootfs(self.arch, quiet=True), self.root)
+        (self.root / "etc/systemd/system/ssh.service").symlink_to("/dev/null")
+        # The cached file system forbids starting services (policy-rc.d exits 101: the
+        # other targets have no init). Here systemd runs, and deb-systemd-invoke in the
+        # maintainer scripts must act as on a board.
+        (self.root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+        with self.console.open("wb") as out:
+            self._proc = subprocess.Popen(
+                ["systemd-nspawn", "--quiet", "--directory", str(self.root), "--boot",
+                 "--register=no", "--keep-unit", f"--machine={self.name}"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.leader:
+            if self._proc.poll() is not None:
+                raise SystemdTargetError(f"systemd-nspawn exited ({self._proc.returncode}) "
+                                         f"before booting: {self._console_tail()}")
+            inits = [p for p in _children(self._proc.pid)
+                     if Path(f"/proc/{p}/comm").read_text().strip() == "systemd"]
+            if inits:
+                self.leader = inits[0]
+            elif time.monotonic() > deadline:
+                raise SystemdTargetError(f"no systemd in the container: {self._console_tail()}")
+            else:
+                time.sleep(0.1)
+        # Until boot is over ("starting" meanwhile; nothing at all until systemd's own
+        # socket is up, which --wait does not wait for).
+        state = ""
+        while state not in ("running", "degraded", "maintenance", "stopping"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+            state = self.run("systemctl is-system-running", check=False).stdout.strip()
+        if state != "running":
+            failed = self.run("systemctl --failed --no-legend", check=False).stdout
+            raise SystemdTargetError(f"the container's systemd is {state!r}; failed units:\n"
+                                     f"{failed}")
+
+    def run(self, script: str, *, check: bool = True, timeout: float = 60.0,
+            user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``sh -c script`` inside the container (as root, or ``user`` via setpriv)."""
+        if not self.leader:
+            raise SystemdTargetError("the container is not running")
+        argv = ["sh", "-c", script]
+        if user is not None:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+        proc = subprocess.run(["nsenter", "--target", str(self.leader), "--all", "--", *argv],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise SystemdTargetError(f"in the container, {shlex.join(argv)} exited "
+                                     f"{proc.returncode}:\n{proc.stdout[-2000:]}"
+                                     f"{proc.stderr[-2000:]}")
+        return proc
+
+    def path(self, inside: str) -> Path:
+        """Where a path of the container lives on the host (its files are plain files)."""
+        return self.root / inside.lstrip("/")
+
+    def unit(self, unit: str, *props: str) -> dict[str, str]:
+        """``systemctl show`` properties of a unit."""
+        out = self.run(f"systemctl show {shlex.quote(unit)} "
+                       + " ".join(f"-p {p}" for p in props)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Power off (SIGTERM to systemd-nspawn asks the container's init to), then kill."""
+        proc, self._proc = self._proc, None
+        self.leader = 0
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def _console_tail(self) -> str:
+        try:
+            return "\n".join(self.console.read_text(errors="replace").splitlines()[-20:])
+        except OSError:
+            return "(no console output)"
+
+    def __enter__(self) -> SystemdTarget:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

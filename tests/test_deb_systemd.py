@@ -1,0 +1,216 @@
+"""The device package under a real systemd (PID 1 of a container booted from the Debian
+root file system, :mod:`hil.systemd_target`): what no other test can show, because the
+rig's other targets start the agent without systemd.
+
+One device's life, in order: ``dpkg -i`` (enabled, not started), the unit started (ready
+through sd_notify, sandboxed as the unit says), a line logged to the real journald
+reaching the broker classified, a hung agent killed by systemd's watchdog and restarted,
+a package upgrade restarting the running agent with its config and state kept, removal
+stopping it and purge removing its state. Slow and root-only like the other device tests:
+opt in with NANOFLEET_DEVICE_TESTS=1 (``scripts/device-tests``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from contract import topics
+from hil.ssh_device import device_deb
+from hil.systemd_target import SystemdTarget
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_client import Collector
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("NANOFLEET_DEVICE_TESTS") != "1",
+                       reason="device tests are opt-in: NANOFLEET_DEVICE_TESTS=1 "
+                       "(scripts/device-tests), root, debootstrap, systemd-nspawn"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn)"),
+]
+
+DEVICE = "nspawn-01"
+UNIT = "nanofleet-agent.service"
+DEB_IN = "/root/nanofleet-agent.deb"
+
+
+class Device:
+    """The booted target, the broker on the host's loopback and a subscriber to it."""
+
+    def __init__(self, target: SystemdTarget, broker: Mosquitto, sub: Collector) -> None:
+        self.target, self.broker, self.sub = target, broker, sub
+
+    def main_pid(self) -> int:
+        return int(self.target.unit(UNIT, "MainPID")["MainPID"])
+
+    def wait_unit(self, pred: str, timeout: float = 60.0) -> dict[str, str]:
+        """Until ``ActiveState/SubState`` reads ``pred`` (e.g. ``active/running``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            props = self.target.unit(UNIT, "ActiveState", "SubState", "MainPID", "NRestarts",
+                                     "Result", "StatusText")
+            if f"{props['ActiveState']}/{props['SubState']}" == pred:
+                return props
+            if time.monotonic() > deadline:
+                journal = self.target.run(f"journalctl -u {UNIT} --no-pager -n 30",
+                                          check=False).stdout
+                raise TimeoutError(f"{UNIT} is {props}, not {pred}:\n{journal}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
+    work = tmp_path_factory.mktemp("systemd-device")
+    broker = Mosquitto(work / "broker").start()
+    sub = Collector(broker.port)
+    target = SystemdTarget(work / "target")
+    try:
+        target.start()
+        (target.path(DEB_IN)).write_bytes(device_deb("litert").read_bytes())
+        yield Device(target, broker, sub)
+    finally:
+        target.stop()
+        sub.close()
+        broker.stop()
+
+
+CONFIG = """device_id = "{device}"
+state_dir = "/var/lib/nanofleet"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[model]
+slot = "logs"
+runtime = "litert"
+
+[pipeline]
+batch_max_wait_ms = 100
+
+[[sources]]
+kind = "journald"
+name = "journal"
+"""
+
+
+def test_first_install_enables_the_unit_but_does_not_start_it(device: Device) -> None:
+    out = device.target.run(f"dpkg -i {DEB_IN}").stdout
+    assert "Setting up nanofleet-agent" in out
+    t = device.target
+    assert t.run(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
+    assert t.run(f"systemctl is-active {UNIT}", check=False).stdout.strip() == "inactive"
+    assert t.run("stat -c '%U %a' /var/lib/nanofleet").stdout.split() == ["nanofleet", "700"]
+
+
+def test_the_unit_runs_the_agent_ready_and_sandboxed(device: Device) -> None:
+    t = device.target
+    t.path("/etc/nanofleet/agent.toml").write_text(
+        CONFIG.format(device=DEVICE, port=device.broker.port))
+    t.run("chgrp nanofleet /etc/nanofleet/agent.toml && chmod 0640 /etc/nanofleet/agent.toml"
+          " && nanofleet-agent check-config /etc/nanofleet/agent.toml")
+    t.run(f"systemctl start {UNIT}", timeout=120)  # Type=notify: returns once READY=1
+    props = device.wait_unit("active/running")
+    assert "connected" in props["StatusText"], props  # sd_notify STATUS=
+    assert t.unit(UNIT, "WatchdogUSec")["WatchdogUSec"] == "30s"
+    status = _proc_status(t, int(props["MainPID"]))
+    assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1"
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    uid = t.run("id -u nanofleet").stdout.strip()
+    assert status["Uid"].split()[0] == uid
+    # ProtectSystem=strict: in the agent's mount namespace the system is read-only, its
+    # state directory is not.
+    pid = props["MainPID"]
+    inside = f"nsenter --target {pid} --mount --"
+    denied = t.run(f"{inside} touch /usr/lib/nanofleet-agent/planted", check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
+    assert t.run(f"{inside} sh -c 'touch /etc/planted'", check=False).returncode != 0
+    t.run(f"{inside} sh -c 'touch /var/lib/nanofleet/probe && rm /var/lib/nanofleet/probe'")
+    device.sub.wait_for(lambda ms: any(
+        m.topic == topics.status(DEVICE) and json.loads(m.payload).get("state") == "online"
+        for m in ms), timeout=30)
+
+
+def _proc_status(t: SystemdTarget, pid: int) -> dict[str, str]:
+    text = t.run(f"cat /proc/{pid}/status").stdout
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines()
+                                      if ":" in line)}
+
+
+def test_a_line_logged_to_the_journal_reaches_the_broker_classified(device: Device) -> None:
+    marker = f"unreadable sectors on /dev/sda marker-{os.getpid()}"
+    device.target.run(f"logger -t smartd -p daemon.crit 'Device: /dev/sda [SAT], 8 Currently "
+                      f"{marker}'")
+
+    def seen(ms: list[Any]) -> bool:
+        return any(m.topic == topics.results(DEVICE, "logs") and marker.encode() in m.payload
+                   for m in ms)
+
+    msgs = device.sub.wait_for(seen, timeout=30)
+    batch = next(json.loads(m.payload) for m in msgs
+                 if m.topic == topics.results(DEVICE, "logs") and marker.encode() in m.payload)
+    (item,) = [i for i in batch["items"] if marker in i["text"]]
+    assert item["label"] != "normal", item  # the shipped model on a real journal line
+
+
+def test_a_hung_agent_is_killed_by_the_watchdog_and_restarted(device: Device) -> None:
+    """SIGSTOP: the process lives but pings no more. With WatchdogSec shortened by a drop-in
+    (the shipped 30 s would make this test slow), systemd aborts it and Restart= brings
+    it back; the agent read the new WATCHDOG_USEC and pings within it."""
+    t = device.target
+    t.run(f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nWatchdogSec=4s\\n'"
+          f" > /etc/systemd/system/{UNIT}.d/test-watchdog.conf && systemctl daemon-reload"
+          f" && systemctl restart {UNIT}", timeout=120)
+    before = device.wait_unit("active/running")
+    time.sleep(10)  # more than two watchdog periods: a healthy agent pings in time
+    calm = device.wait_unit("active/running")
+    assert calm["MainPID"] == before["MainPID"] and calm["NRestarts"] == before["NRestarts"]
+    t.run(f"kill -STOP {before['MainPID']}")
+    deadline = time.monotonic() + 40
+    while True:
+        props = t.unit(UNIT, "MainPID", "NRestarts", "ActiveState", "SubState")
+        if props["NRestarts"] != before["NRestarts"] and props["ActiveState"] == "active" \
+                and props["SubState"] == "running":
+            break
+        assert time.monotonic() < deadline, props
+        time.sleep(0.3)
+    assert props["MainPID"] != before["MainPID"]
+    journal = t.run(f"journalctl -u {UNIT} --no-pager -n 50").stdout
+    assert "Watchdog timeout" in journal, journal
+    t.run(f"rm /etc/systemd/system/{UNIT}.d/test-watchdog.conf && systemctl daemon-reload"
+          f" && systemctl restart {UNIT}", timeout=120)
+    device.wait_unit("active/running")
+
+
+def test_an_upgrade_restarts_the_running_agent_and_keeps_config_and_state(
+        device: Device) -> None:
+    t = device.target
+    before = device.wait_unit("active/running")
+    config = t.path("/etc/nanofleet/agent.toml").read_text()
+    state = sorted(p.name for p in t.path("/var/lib/nanofleet").iterdir())
+    assert state  # the spool and the OTA record exist by now
+    out = t.run(f"dpkg -i {DEB_IN}", timeout=300).stdout
+    assert "Unpacking nanofleet-agent" in out
+    after = device.wait_unit("active/running")
+    assert after["MainPID"] != before["MainPID"]  # postinst restarted it
+    assert t.path("/etc/nanofleet/agent.toml").read_text() == config  # conffile kept
+    assert set(state) <= {p.name for p in t.path("/var/lib/nanofleet").iterdir()}
+    assert t.run(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
+
+
+def test_removal_stops_the_agent_and_purge_removes_its_state(device: Device) -> None:
+    t = device.target
+    pid = device.main_pid()
+    t.run("dpkg -r nanofleet-agent", timeout=120)
+    assert t.run(f"systemctl is-active {UNIT}", check=False).stdout.strip() == "inactive"
+    assert t.run(f"test -e /proc/{pid}", check=False).returncode != 0  # the process is gone
+    assert t.path("/var/lib/nanofleet").exists()  # removal keeps the state
+    t.run("dpkg -P nanofleet-agent", timeout=120)
+    for gone in ("/var/lib/nanofleet", "/etc/nanofleet", "/var/cache/nanofleet-agent",
+                 "/usr/lib/nanofleet-agent"):
+        assert not t.path(gone).exists(), gone
