@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a value of the scenario's [params] (repeatable)")
     run.add_argument("--junit", type=Path, metavar="FILE",
                      help="also write the run as JUnit XML (a testcase per step) for CI")
-    run.add_argument("--driver", choices=["local", "ssh", "qemu-arm64"], default=None,
+    run.add_argument("--driver", choices=["local", "ssh", "systemd", "qemu-arm64"], default=None,
                      help="run every device with this driver (ssh: a Debian root file "
                      "system with the .deb, in its own network namespace, reached over "
-                     "SSH; qemu-arm64: the arm64 .deb in an arm64 root file system under "
+                     "SSH; systemd: the .deb run by its unit under systemd as PID 1 of a "
+                     "container; qemu-arm64: the arm64 .deb in an arm64 root file system under "
                      "emulation; see docs/hil.md); default: each device's own")
     run.add_argument("--keep", action="store_true",
                      help="keep the work directory (state dirs, broker, fleet server)")

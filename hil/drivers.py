@@ -1,5 +1,6 @@
 """Making the rig's device drivers: ``local`` (an agent process from this tree),
-``ssh`` (:mod:`hil.ssh_device`) and ``qemu-arm64`` (:mod:`hil.emulated_device`).
+``ssh`` (:mod:`hil.ssh_device`), ``systemd`` (:mod:`hil.systemd_device`: the package
+under a real systemd) and ``qemu-arm64`` (:mod:`hil.emulated_device`).
 
 SSH and emulated devices take tens of seconds each to set up (a root file system
 copied, the .deb installed), so they are made in parallel, after the .deb they
@@ -32,6 +33,12 @@ def make_driver(kind: str, device: str, link: Link, workdir: Path, agent: AgentS
         if not isinstance(link, NamespaceLink):
             raise RuntimeError(f"{device}: an SSH device needs a network namespace")
         return SshDevice(device, link, workdir, agent=agent, fleet=endpoints)
+    if kind == "systemd":
+        from hil.systemd_device import SystemdDevice  # root, a rootfs, systemd-nspawn
+
+        if not isinstance(link, NamespaceLink):
+            raise RuntimeError(f"{device}: a systemd device needs a network namespace")
+        return SystemdDevice(device, link, workdir, agent=agent, fleet=endpoints)
     if kind == "qemu-arm64":
         from hil.emulated_device import EmulatedDevice  # root, binfmt, an arm64 rootfs
 
@@ -45,7 +52,7 @@ def make_drivers(kinds: dict[str, str], links: dict[str, Link], transports: dict
                  workdir: Path, agent: AgentSpec, endpoints: FleetEndpoints,
                  timeline: Timeline) -> dict[str, DeviceDriver]:
     """One driver per device (in ``kinds`` order); on a failure the ones made are closed."""
-    if "ssh" in kinds.values() or "qemu-arm64" in kinds.values():
+    if set(kinds.values()) & {"ssh", "systemd", "qemu-arm64"}:
         from hil.ssh_device import device_deb
 
         for arch in sorted({"arm64" if k == "qemu-arm64" else None

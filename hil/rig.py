@@ -80,10 +80,10 @@ def device_drivers(scenario: Scenario, override: str | None) -> dict[str, str]:
 def resolve_networks(scenario: Scenario, drivers: dict[str, str] | None = None,
                      ) -> tuple[dict[str, str], str | None]:
     """Each device's network kind, and why namespaces are unavailable (if they are).
-    An SSH device always lives in a namespace (its target's own network)."""
+    An SSH or systemd device always lives in a namespace (its target's own network)."""
     lossy = {s.device for s in scenario.steps if isinstance(s, NetworkLoss)}
     drivers = drivers or {}
-    wanted = {d.id: "namespace" if drivers.get(d.id) == "ssh" else d.network
+    wanted = {d.id: "namespace" if drivers.get(d.id) in ("ssh", "systemd") else d.network
               for d in scenario.devices}
     why_not = None
     if any(k == "namespace" or (k == "auto" and d in lossy) for d, k in wanted.items()):

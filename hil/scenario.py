@@ -83,13 +83,14 @@ class DeviceSpec(Strict):
     """One device under test."""
 
     id: str = Field(pattern=DEVICE_ID_PATTERN, description="Device id (appears in its topics).")
-    driver: Literal["local", "ssh", "qemu-arm64"] = Field(
+    driver: Literal["local", "ssh", "systemd", "qemu-arm64"] = Field(
         default="local", description="How the device is run: local = a real agent process on "
         "this machine with its own state directory and log file; ssh = a Debian root file "
         "system in its own network namespace with the device .deb installed, reached over "
-        "SSH (needs root); qemu-arm64 = the arm64 .deb installed in an arm64 Debian root file "
-        "system, its agent run under qemu-user-static (needs root and binfmt_misc). See "
-        "docs/hil.md; `python -m hil run --driver` overrides it.")
+        "SSH (needs root); systemd = the same with the agent run by its unit under systemd as "
+        "PID 1 of a container (needs root and systemd-nspawn); qemu-arm64 = the arm64 .deb "
+        "installed in an arm64 Debian root file system, its agent run under qemu-user-static "
+        "(needs root and binfmt_misc). See docs/hil.md; `python -m hil run --driver` overrides it.")
     network: Literal["auto", "direct", "namespace", "proxy"] = Field(
         default="auto", description="How the device reaches the broker: direct (127.0.0.1), "
         "namespace (its own network namespace joined by a veth pair; needs root and `ip`), "

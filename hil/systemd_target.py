@@ -5,12 +5,14 @@ under the real unit (``Type=notify``, the watchdog, the sandbox: seccomp, capabi
 read-only file system) and reads the real journald.
 
 The container shares the host's network namespace (its loopback reaches a broker the
-test starts on 127.0.0.1) and nothing else: its own PID, mount, IPC and UTS namespaces
-and its own copy of the root file system. ``ssh.service`` is masked (the host keys are
-made per clone by :mod:`hil.ssh_target`, not here, and sshd would listen on the host's
-ports), and the file system's ``policy-rc.d`` is removed (maintainer scripts start and
-stop services, as on a board). Commands run inside through ``nsenter`` into the
-container's init; nothing needs the host to run systemd (``--register=no --keep-unit``).
+test starts on 127.0.0.1), or joins a network namespace the rig made (``netns``: a
+device behind a :class:`~hil.links.NamespaceLink`), and nothing else: its own PID,
+mount, IPC and UTS namespaces and its own copy of the root file system. A few units a
+headless test device does not need are masked (``MASKED``: sshd, the console login, the
+periodic apt jobs), and the file system's ``policy-rc.d`` is removed
+(maintainer scripts start and stop services, as on a board). Commands run inside through
+``nsenter`` into the container's init; nothing needs the host to run systemd
+(``--register=no --keep-unit``).
 
 Differences from a board: the host's kernel (so the kernel boot id, the clock and
 cgroups are the host's), no hardware watchdog, and ``IPAddressDeny=`` applies only where
@@ -27,6 +29,15 @@ import time
 from pathlib import Path
 
 from hil.rootfs import build_rootfs, clone
+
+# Not started in the container: sshd (its host keys are made per clone by hil.ssh_target,
+# and it would listen on the host's ports), the console's login prompt and the session
+# gate (nothing here logs in; systemd-user-sessions failed two boots of about twenty in
+# one loaded run, cause not kept), and the periodic jobs of a general-purpose Debian
+# (apt, dpkg backups, e2scrub).
+MASKED = ("ssh.service", "console-getty.service", "systemd-user-sessions.service",
+          "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+          "e2scrub_all.timer")
 
 
 class SystemdTargetError(RuntimeError):
@@ -46,8 +57,9 @@ class SystemdTarget:
     root, ``stop`` powers it off (the copy of the file system stays for the report)."""
 
     def __init__(self, workdir: Path, *, name: str = "nanofleet-target",
-                 arch: str | None = None) -> None:
+                 arch: str | None = None, netns: str | None = None) -> None:
         self.dir = workdir
+        self.netns = netns  # an `ip netns` name to join instead of the host's network
         self.root = workdir / "rootfs"
         self.name = name
         self.arch = arch
@@ -61,7 +73,8 @@ class SystemdTarget:
                                      "systemd-container (scripts/bootstrap.sh does)")
         self.dir.mkdir(parents=True, exist_ok=True)
         clone(build_rootfs(self.arch, quiet=True), self.root)
-        (self.root / "etc/systemd/system/ssh.service").symlink_to("/dev/null")
+        for unit in MASKED:
+            (self.root / "etc/systemd/system" / unit).symlink_to("/dev/null")
         # The cached file system forbids starting services (policy-rc.d exits 101: the
         # other targets have no init). Here systemd runs, and deb-systemd-invoke in the
         # maintainer scripts must act as on a board.
@@ -69,7 +82,9 @@ class SystemdTarget:
         with self.console.open("wb") as out:
             self._proc = subprocess.Popen(
                 ["systemd-nspawn", "--quiet", "--directory", str(self.root), "--boot",
-                 "--register=no", "--keep-unit", f"--machine={self.name}"],
+                 "--register=no", "--keep-unit", f"--machine={self.name}",
+                 *([f"--network-namespace-path=/run/netns/{self.netns}"] if self.netns
+                   else [])],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -94,9 +109,10 @@ class SystemdTarget:
             time.sleep(0.2)
             state = self.run("systemctl is-system-running", check=False).stdout.strip()
         if state != "running":
-            failed = self.run("systemctl --failed --no-legend", check=False).stdout
-            raise SystemdTargetError(f"the container's systemd is {state!r}; failed units:\n"
-                                     f"{failed}")
+            failed = self.run("systemctl --failed --no-legend --plain; journalctl -b "
+                              "--no-pager -p warning -n 30", check=False).stdout
+            raise SystemdTargetError(f"the container's systemd is {state!r}; failed units "
+                                     f"and the boot's warnings:\n{failed}")
 
     def run(self, script: str, *, check: bool = True, timeout: float = 60.0,
             user: str | None = None) -> subprocess.CompletedProcess[str]:
