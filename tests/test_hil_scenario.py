@@ -234,3 +234,28 @@ def test_proxy_link_freezes_without_closing() -> None:
     finally:
         link.close()
         server.close()
+
+
+def test_systemd_driver_pure_parts() -> None:
+    """A systemd device lives in a namespace like an SSH device; its exit code is read
+    from the unit's main-process fields (128 + the signal when killed, as a shell says)."""
+    from hil.rig import resolve_networks
+    from hil.systemd_device import exit_code_of
+
+    scenario = parse_scenario({**base(), "devices": [{"id": "a", "driver": "systemd"},
+                                                     {"id": "b"}]})
+    try:
+        kinds, _ = resolve_networks(scenario, {"a": "systemd", "b": "local"})
+    except RuntimeError as exc:  # no namespaces here (not root): said, not run without
+        assert "device 'a' wants a network namespace" in str(exc)
+    else:
+        assert kinds == {"a": "namespace", "b": "direct"}
+    ended = {"ActiveState": "failed", "SubState": "failed"}
+    assert exit_code_of({**ended, "ExecMainCode": "2", "ExecMainStatus": "9"}) == 137
+    assert exit_code_of({**ended, "ExecMainCode": "1", "ExecMainStatus": "137"}) == 137
+    assert exit_code_of({"ActiveState": "inactive", "ExecMainCode": "1",
+                         "ExecMainStatus": "0"}) == 0
+    assert exit_code_of({"ActiveState": "active", "ExecMainCode": "0",
+                         "ExecMainStatus": "0"}) is None
+    assert exit_code_of({"ActiveState": "deactivating", "ExecMainCode": "2",
+                         "ExecMainStatus": "15"}) is None
