@@ -93,6 +93,9 @@ runtime = "litert"
 [pipeline]
 batch_max_wait_ms = 100
 
+[control]
+socket = "/run/nanofleet/agent.sock"
+
 [[sources]]
 kind = "journald"
 name = "journal"
@@ -156,6 +159,25 @@ def test_a_line_logged_to_the_journal_reaches_the_broker_classified(device: Devi
                  if m.topic == topics.results(DEVICE, "logs") and marker.encode() in m.payload)
     (item,) = [i for i in batch["items"] if marker in i["text"]]
     assert item["label"] != "normal", item  # the shipped model on a real journal line
+
+
+def test_a_technician_in_the_group_queries_the_agent_others_cannot(device: Device) -> None:
+    """The control socket in the unit's RuntimeDirectory (0750 nanofleet), as the shipped
+    example config puts it: the documented way to give a technician access works, and a
+    user without the group is told why not."""
+    t = device.target
+    t.run("useradd -m -G nanofleet alice && useradd -m mallory")
+    ok = t.run("nanofleet-agent query status --json", user="alice")
+    answer = json.loads(ok.stdout)
+    assert answer["ok"] and answer["result"]["device_id"] == DEVICE, ok.stdout
+    modes = t.run("stat -c '%U:%G %a' /run/nanofleet /run/nanofleet/agent.sock").stdout
+    assert modes.split() == ["nanofleet:nanofleet", "750", "nanofleet:nanofleet", "660"]
+    denied = t.run("nanofleet-agent query status", user="mallory", check=False)
+    assert denied.returncode != 0
+    assert "/etc/nanofleet/agent.toml" in denied.stderr + denied.stdout, denied
+    denied = t.run("nanofleet-agent query status --socket /run/nanofleet/agent.sock",
+                   user="mallory", check=False)
+    assert denied.returncode != 0 and "ermission denied" in denied.stderr + denied.stdout
 
 
 def test_a_hung_agent_is_killed_by_the_watchdog_and_restarted(device: Device) -> None:
