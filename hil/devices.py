@@ -104,6 +104,40 @@ class DeviceDriver(ABC):
     def describe(self) -> str:
         return f"{type(self).__name__} over {self.link.describe()}"
 
+    def output_tail(self, lines: int = 40) -> str:
+        """The end of the agent's output, for error messages ("" when there is none)."""
+        return ""
+
+    def _wait_exit(self, timeout: float) -> int | None:
+        """The exit code once the agent has exited, or None if it still runs after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.exit_code()
+            if code is not None:
+                return code
+            time.sleep(0.1)
+        return None
+
+    def _wait_answering(self, timeout: float,
+                        transient: tuple[type[BaseException], ...]) -> None:
+        """Until the agent answers a status query (``transient``: the errors of a device
+        still starting); raise if it exits or ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.exit_code()
+            if code is not None:
+                raise RuntimeError(f"{self.device_id}: the agent exited ({code}) while "
+                                   f"starting:\n{self.output_tail()}")
+            try:
+                if self.query("status").get("ok"):
+                    return
+            except transient:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
+                           f"{self.output_tail()}")
+
     def close(self) -> None:  # noqa: B027 - a driver with nothing to release keeps this
         """Release what the driver holds (after shutdown and collect)."""
 

@@ -23,7 +23,6 @@ import os
 import shlex
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -163,32 +162,11 @@ class SshDevice(DeviceDriver):
         self._started = True
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exit_code() is not None:
-                raise RuntimeError(f"{self.device_id}: the agent exited ({self._exit}) while "
-                                   f"starting:\n{self.output_tail()}")
-            try:
-                if self.query("status").get("ok"):
-                    return
-            except (TargetError, ValueError, subprocess.TimeoutExpired):
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
-                           f"{self.output_tail()}")
+        self._wait_answering(timeout, (TargetError, ValueError, subprocess.TimeoutExpired))
 
     def _signal(self, sig: str) -> None:
         self.target.ssh(f"test -f {HIL_DIR}/exit || kill -{sig} $(cat {HIL_DIR}/pid)",
                         check=False)
-
-    def _wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.exit_code()
-            if code is not None:
-                return code
-            time.sleep(0.1)
-        return None
 
     def power_cut(self) -> None:
         if self._started and self.exit_code() is None:

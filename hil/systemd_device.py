@@ -145,29 +145,7 @@ class SystemdDevice(DeviceDriver):
         self._invocation = now
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.exit_code()
-            if code is not None:
-                raise RuntimeError(f"{self.device_id}: the agent exited ({code}) while "
-                                   f"starting:\n{self.output_tail()}")
-            try:
-                if self.query("status").get("ok"):
-                    return
-            except (SystemdTargetError, ValueError):
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.device_id}: the agent did not answer within {timeout} s:\n"
-                           f"{self.output_tail()}")
-
-    def _wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self.exit_code()
-            if code is not None:
-                return code
-            time.sleep(0.1)
-        return None
+        self._wait_answering(timeout, (SystemdTargetError, ValueError))
 
     def power_cut(self) -> None:
         if self.running:
