@@ -43,11 +43,13 @@ BOOT_ID_FILE = f"{HIL_DIR}/boot_id"  # the simulated kernel boot id ([ota] boot_
 PYTHON = "/usr/lib/nanofleet-agent/bin/python"
 OTA_CRASH = Path(__file__).with_name("ota_crash.py")  # a power cut at an OTA state
 
-# Starts the agent detached; $HIL/exit appears when it ends (argv: crash state or "").
+# Starts the agent detached; $HIL/exit appears when it ends, holding the power-on's number
+# and the exit code (argv: crash state or "", the number).
 SUPERVISOR = f"""#!/bin/sh
 # nanofleet HIL supervisor: start the agent as user nanofleet, keep its pid and exit code.
 set -u
 H={HIL_DIR}
+G="${{2:-0}}"
 rm -f "$H/exit" "$H/pid"
 (
   if [ -n "${{1:-}}" ]; then set -- {PYTHON} "$H/ota_crash.py" "$1"
@@ -57,7 +59,8 @@ rm -f "$H/exit" "$H/pid"
     "$@" run --config {CONFIG} >> {LOG_DIR}/agent.log 2>&1 &
   echo $! > "$H/pid.tmp" && mv "$H/pid.tmp" "$H/pid"
   wait $!
-  echo $? > "$H/exit.tmp" && mv "$H/exit.tmp" "$H/exit"
+  code=$?
+  echo "$G $code" > "$H/exit.tmp" && mv "$H/exit.tmp" "$H/exit"
 ) < /dev/null > /dev/null 2>&1 &
 while [ ! -f "$H/pid" ]; do sleep 0.05; done
 """
@@ -95,6 +98,17 @@ def device_deb(flavour: str = "litert", arch: str | None = None) -> Path:
     if proc.returncode != 0:
         raise TargetError(f"building the device package failed:\n{proc.stderr[-3000:]}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def exit_of_power_on(text: str, power_on: int) -> int | None:
+    """The exit code in the supervisor's exit file if it is that of ``power_on`` (pure).
+    An earlier run's file (read by a thread between a power on and the supervisor's
+    removal of it: a power cut's watcher) is not this run's exit (December 2026: the rig
+    saw a restarted agent "exit" with the crash's 137)."""
+    parts = text.split()
+    if len(parts) != 2 or parts[0] != str(power_on):
+        return None
+    return int(parts[1])
 
 
 def with_runtime(config: str, runtime: str) -> str:
@@ -158,7 +172,8 @@ class SshDevice(DeviceDriver):
             raise RuntimeError(f"{self.device_id}: the agent is already running")
         self.power_ons += 1
         self._exit = None
-        self.target.ssh(f"{HIL_DIR}/supervise {shlex.quote(crash_at_ota_state or '')}")
+        self.target.ssh(f"{HIL_DIR}/supervise {shlex.quote(crash_at_ota_state or '')} "
+                        f"{self.power_ons}")
         self._started = True
 
     def wait_ready(self, timeout: float) -> None:
@@ -192,9 +207,8 @@ class SshDevice(DeviceDriver):
             return None
         if self._exit is None:
             proc = self.target.ssh(f"cat {HIL_DIR}/exit 2>/dev/null", check=False, timeout=10)
-            text = proc.stdout.decode().strip()
-            if proc.returncode == 0 and text:
-                self._exit = int(text)
+            self._exit = exit_of_power_on(proc.stdout.decode() if proc.returncode == 0 else "",
+                                          self.power_ons)
         return self._exit
 
     @property

@@ -21,23 +21,35 @@ the host's cgroups let systemd attach its BPF filter.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from hil.rootfs import build_rootfs, clone
 
 # Not started in the container: sshd (its host keys are made per clone by hil.ssh_target,
 # and it would listen on the host's ports), the console's login prompt and the session
-# gate (nothing here logs in; systemd-user-sessions failed two boots of about twenty in
-# one loaded run, cause not kept), and the periodic jobs of a general-purpose Debian
-# (apt, dpkg backups, e2scrub).
+# gate (nothing here logs in), and the periodic jobs of a general-purpose Debian (apt,
+# dpkg backups, e2scrub): less to boot, nothing the package depends on.
 MASKED = ("ssh.service", "console-getty.service", "systemd-user-sessions.service",
           "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
           "e2scrub_all.timer")
+
+
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def cgroup_hierarchies(fs: Path = CGROUP_FS) -> list[Path]:
+    """Where a container's own cgroup goes: the unified hierarchy alone (cgroup v2), or
+    systemd's named v1 hierarchy and the unified one beside it (hybrid)."""
+    if (fs / "cgroup.controllers").exists():
+        return [fs]
+    return [h for h in (fs / "systemd", fs / "unified") if (h / "cgroup.procs").exists()]
 
 
 class SystemdTargetError(RuntimeError):
@@ -66,6 +78,7 @@ class SystemdTarget:
         self.console = workdir / "console.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self.leader = 0  # the container's init, as the host sees it
+        self._cgroups: list[Path] = []
 
     def start(self, timeout: float = 120.0) -> None:
         if shutil.which("systemd-nspawn") is None:
@@ -79,14 +92,32 @@ class SystemdTarget:
         # other targets have no init). Here systemd runs, and deb-systemd-invoke in the
         # maintainer scripts must act as on a board.
         (self.root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+        nspawn = ["systemd-nspawn", "--quiet", "--directory", str(self.root), "--boot",
+                  f"--machine={self.name}",
+                  *([f"--network-namespace-path=/run/netns/{self.netns}"] if self.netns
+                    else [])]
+        if Path("/run/systemd/system").exists():
+            # A host run by systemd: nspawn registers the container, which gets a scope
+            # (a cgroup) of its own from the host's systemd. (Not the machine measured
+            # here; its PID 1 is not systemd.)
+            argv = nspawn
+        else:
+            # No systemd on the host: nspawn keeps the cgroup it is started in for the
+            # container (--keep-unit), so each container is started in one of its own.
+            # Sharing one, the containers' systemds created and removed each other's
+            # unit cgroups: "Failed to attach to cgroup /system.slice/...", a unit failed
+            # at boot in 3 of about 45 boots of the device tests (up to four at once).
+            tag = f"{self.name}-{uuid.uuid4().hex[:8]}"
+            self._cgroups = [h / "nanofleet-hil" / tag for h in cgroup_hierarchies()]
+            for group in self._cgroups:
+                group.mkdir(parents=True)
+            join = "; ".join(f"echo $$ > {shlex.quote(str(g / 'cgroup.procs'))}"
+                             for g in self._cgroups)
+            argv = ["sh", "-c", f'{join}; exec "$@"', "sh", *nspawn[:1], "--register=no",
+                    "--keep-unit", *nspawn[1:]]
         with self.console.open("wb") as out:
-            self._proc = subprocess.Popen(
-                ["systemd-nspawn", "--quiet", "--directory", str(self.root), "--boot",
-                 "--register=no", "--keep-unit", f"--machine={self.name}",
-                 *([f"--network-namespace-path=/run/netns/{self.netns}"] if self.netns
-                   else [])],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.leader:
             if self._proc.poll() is not None:
@@ -153,7 +184,18 @@ class SystemdTarget:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        self._remove_cgroups()
         return proc.returncode
+
+    def _remove_cgroups(self) -> None:
+        """The container's cgroups, deepest first (a cgroup goes only when empty)."""
+        for group in self._cgroups:
+            for path in sorted((p for p in group.rglob("*") if p.is_dir()),
+                               key=lambda p: len(p.parts), reverse=True) + [group]:
+                # Still populated (a process the kill missed) or already gone: left.
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        self._cgroups = []
 
     def _console_tail(self) -> str:
         try:

@@ -259,3 +259,15 @@ def test_systemd_driver_pure_parts() -> None:
                          "ExecMainStatus": "0"}) is None
     assert exit_code_of({"ActiveState": "deactivating", "ExecMainCode": "2",
                          "ExecMainStatus": "15"}) is None
+
+
+def test_an_ssh_devices_exit_file_counts_only_for_its_own_power_on() -> None:
+    """The supervisor's exit file names the power on it belongs to: a watcher that reads
+    the last run's file while the next power on is starting does not take the old exit
+    (the crash's 137) for the new run's."""
+    from hil.ssh_device import exit_of_power_on
+
+    assert exit_of_power_on("2 137\n", 2) == 137
+    assert exit_of_power_on("1 137\n", 2) is None  # the run before
+    assert exit_of_power_on("", 2) is None  # still running
+    assert exit_of_power_on("137\n", 2) is None  # a file of another format
