@@ -159,6 +159,13 @@ def test_a_line_logged_to_the_journal_reaches_the_broker_classified(device: Devi
                  if m.topic == topics.results(DEVICE, "logs") and marker.encode() in m.payload)
     (item,) = [i for i in batch["items"] if marker in i["text"]]
     assert item["label"] != "normal", item  # the shipped model on a real journal line
+    # The agent's own log under the unit: structured journal entries, its fields upper-cased.
+    entries = [json.loads(line) for line in device.target.run(
+        f"journalctl -u {UNIT} -o json --no-pager").stdout.splitlines()]
+    mine = [e for e in entries if e.get("DEVICE_ID") == DEVICE]
+    assert mine and all(e.get("SYSLOG_IDENTIFIER") == "nanofleet-agent" for e in mine), mine[:3]
+    assert any(e.get("MESSAGE", "").startswith("agent ") and "running as" in e["MESSAGE"]
+               for e in mine)
 
 
 def test_a_technician_in_the_group_queries_the_agent_others_cannot(device: Device) -> None:
