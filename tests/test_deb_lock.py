@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,10 +68,58 @@ def test_the_lock_pins_every_requirement_with_hashes(source: str) -> None:
 
 
 def test_the_lock_file_is_what_render_writes() -> None:
-    """The committed files are the script's output (no hand edits), read back unchanged."""
+    """The committed files are the script's output: header with the input's sha256, names
+    and hashes sorted (a hand edit that reorders or adds entries shows)."""
     for source in lock.INPUTS:
         path = lock.LOCK_DIR / f"{source}.txt"
-        assert lock.render(source, _entries(path)) == path.read_text()
+        digest = lock.input_digest(lock.REQUIREMENTS / f"{source}.txt")
+        assert lock.render(source, _entries(path), digest) == path.read_text()
+
+
+def test_the_wheels_built_from_are_the_locked_bytes() -> None:
+    """Every wheel of a locked version in the build's wheelhouse (filled by the package
+    builds) hashes to one of the lock's hashes: a hash edited by hand, or a wheel the
+    index changed, shows here as well as in the build."""
+    locked = {}
+    for source in lock.INPUTS:
+        locked.update(_entries(lock.LOCK_DIR / f"{source}.txt"))
+    seen = 0
+    for house in sorted((ROOT / "build" / "wheelhouse").glob("*")):
+        for path in sorted(house.glob("*.whl")):
+            wheel = lock.parse_wheel(path)
+            if locked.get(wheel.name, ("", []))[0] == wheel.version:
+                assert wheel.sha256 in locked[wheel.name][1], path.name
+                seen += 1
+    if not seen:
+        pytest.skip("no wheelhouse yet (build/wheelhouse is filled by the first .deb build)")
+
+
+def test_a_lock_older_than_its_requirements_is_refused(tmp_path: Path) -> None:
+    """A floor raised for a security fix (or a new dependency) without a new lock: build.sh
+    runs `lock.py check` and stops, naming the file."""
+    shutil.copytree(lock.REQUIREMENTS, tmp_path / "requirements")
+    reqs, locks = tmp_path / "requirements", tmp_path / "requirements" / "lock"
+    assert lock.stale(reqs, locks) == []
+    with (reqs / "common.txt").open("a") as f:
+        f.write("cryptography>=99\n")
+    (locks / "litert.txt").unlink()
+    assert lock.stale(reqs, locks) == [
+        "requirements/common.txt changed since requirements/lock/common.txt was made",
+        "requirements/lock/litert.txt is missing"]
+    proc = subprocess.run([sys.executable, str(DEB / "lock.py"), "check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr  # the committed lock is current
+
+
+def test_the_lock_is_made_with_the_devices_python_only(tmp_path: Path) -> None:
+    """pip resolves environment markers for the interpreter running it."""
+    lock.check_python(sys.executable)  # the suite runs on CPython 3.11, as Debian 12
+    fake = tmp_path / "python3.13"
+    fake.write_text("#!/bin/sh\necho CPython 3.13\n")
+    fake.chmod(0o755)
+    with pytest.raises(lock.LockError, match=r"is CPython 3.13; the lock is made with CPython"
+                       r" 3.11"):
+        lock.check_python(str(fake))
 
 
 def _wheel(tmp: Path, filename: str, data: bytes) -> Any:

@@ -101,8 +101,16 @@ if [[ "$LOCK_PY" != "$PYVER" ]]; then
   echo "build.sh: the lock is for CPython $LOCK_PY, the target python3 is $PYVER:" \
        "set PYTHON_VERSION in packaging/debian/lock.py and run it" >&2; exit 1
 fi
+"$TARGET_PY" "$HERE/lock.py" check || {
+  echo "build.sh: the lock does not match requirements/ (see above)" >&2; exit 1; }
 mkdir -p "$WHEELHOUSE"
-mapfile -t target < <("$TARGET_PY" "$HERE/lock.py" pip-target "$ARCH")
+# Read through a variable: set -e does not see a process substitution fail, and without
+# its --platform arguments pip would take the build machine's wheels (the lock holds
+# both architectures' hashes, so only the platform keeps them apart).
+pip_target="$("$TARGET_PY" "$HERE/lock.py" pip-target "$ARCH")"
+mapfile -t target <<<"$pip_target"
+[[ " ${target[*]} " == *" --only-binary=:all: "* ]] || {
+  echo "build.sh: lock.py pip-target gave no platform arguments" >&2; exit 1; }
 pip_src=(--find-links "$WHEELHOUSE")
 ((OFFLINE)) && pip_src+=(--no-index)
 pip_q() {  # pip with its output in the log, shown on failure
@@ -111,8 +119,9 @@ pip_q() {  # pip with its output in the log, shown on failure
     if grep -q "DO NOT MATCH THE HASHES" "$WORK/pip.log"; then
       echo "build.sh: a wheel is not the one locked in packaging/debian/requirements/lock/" \
            "(a corrupt download, or the index serves other bytes for that version): delete" \
-           "it from $WHEELHOUSE and build again; if the index changed it, find out why" \
-           "before running packaging/debian/lock.py" >&2
+           "it from $WHEELHOUSE and build again (not --offline: the build downloads it;" \
+           "or copy it from a wheelhouse you trust); if the index changed it, find out" \
+           "why before running packaging/debian/lock.py" >&2
     fi
     echo "build.sh: pip $1 failed" >&2; exit 1
   fi
