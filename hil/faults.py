@@ -119,8 +119,12 @@ class FaultInjector:
             if unit.armed != step.at_ota_state:
                 self.timeline.add("fault", f"arming the crash hook at {step.at_ota_state}: "
                                   "clean restart of the agent", step.device)
-                driver.shutdown()
-                driver.power_on(crash_at_ota_state=step.at_ota_state)
+                unit.cutting = True  # the clean stop is the rig's, not a crash
+                try:
+                    driver.shutdown()
+                    driver.power_on(crash_at_ota_state=step.at_ota_state)
+                finally:
+                    unit.cutting = False
                 unit.armed = step.at_ota_state
                 driver.wait_ready(READY_TIMEOUT_S)
             unit.cutting = True

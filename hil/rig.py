@@ -184,9 +184,15 @@ class Rig:
         """Agents that exit although no power cut was injected (a crash) are noted."""
         while not self._stop_watch.wait(0.2):
             for unit in self.units.values():
-                code = unit.driver.exit_code()
+                # The power on first: an exit read while the next power on starts belongs
+                # to the run before, which was noted (or cut) already.
                 key = (unit.device_id, unit.driver.power_ons)
-                if code is None or unit.cutting or key in self._noted_exits:
+                try:
+                    code = unit.driver.exit_code()
+                except Exception:  # a device that did not answer this time: asked again
+                    continue
+                if code is None or unit.cutting or key in self._noted_exits or \
+                        key[1] != unit.driver.power_ons:
                     continue
                 if unit.armed and code == 137:
                     continue  # the armed crash hook: the power_cut step takes it from here

@@ -206,9 +206,12 @@ class SshDevice(DeviceDriver):
         if not self._started:
             return None
         if self._exit is None:
+            run = self.power_ons  # a power on while the file is read must not get its code
             proc = self.target.ssh(f"cat {HIL_DIR}/exit 2>/dev/null", check=False, timeout=10)
-            self._exit = exit_of_power_on(proc.stdout.decode() if proc.returncode == 0 else "",
-                                          self.power_ons)
+            code = exit_of_power_on(proc.stdout.decode() if proc.returncode == 0 else "", run)
+            if run != self.power_ons:
+                return None
+            self._exit = code
         return self._exit
 
     @property

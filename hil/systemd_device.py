@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import subprocess
 import threading
 import time
 import uuid
@@ -145,7 +146,8 @@ class SystemdDevice(DeviceDriver):
         self._invocation = now
 
     def wait_ready(self, timeout: float) -> None:
-        self._wait_answering(timeout, (SystemdTargetError, ValueError))
+        self._wait_answering(timeout, (SystemdTargetError, ValueError,
+                                       subprocess.TimeoutExpired))
 
     def power_cut(self) -> None:
         if self.running:
@@ -166,7 +168,12 @@ class SystemdDevice(DeviceDriver):
     def exit_code(self) -> int | None:
         if not self._invocation:
             return None
-        props = self._show()
+        if not self.target.alive:
+            return 128 + 9  # the whole container went away: the power, as far as it knows
+        try:
+            props = self._show()
+        except (SystemdTargetError, subprocess.TimeoutExpired):
+            return None  # systemd did not answer this time; the rig's watcher asks again
         if props["InvocationID"] != self._invocation:
             return None  # another start is under way
         return exit_code_of(props)
@@ -213,6 +220,8 @@ class SystemdDevice(DeviceDriver):
                 f"{self.link.describe()}")
 
     def close(self) -> None:
-        with contextlib.suppress(SystemdTargetError, OSError):
-            self.shutdown()
-        self.target.stop()
+        try:
+            with contextlib.suppress(SystemdTargetError, OSError, subprocess.TimeoutExpired):
+                self.shutdown()
+        finally:
+            self.target.stop()

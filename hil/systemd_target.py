@@ -11,8 +11,9 @@ mount, IPC and UTS namespaces and its own copy of the root file system. A few un
 headless test device does not need are masked (``MASKED``: sshd, the console login, the
 periodic apt jobs), and the file system's ``policy-rc.d`` is removed
 (maintainer scripts start and stop services, as on a board). Commands run inside through
-``nsenter`` into the container's init; nothing needs the host to run systemd
-(``--register=no --keep-unit``).
+``nsenter`` into the container's init. The host need not run systemd: without it the
+container is started with ``--register=no --keep-unit`` in a cgroup of its own; a host
+run by systemd registers it (not run here).
 
 Differences from a board: the host's kernel (so the kernel boot id, the clock and
 cgroups are the host's), no hardware watchdog, and ``IPAddressDeny=`` applies only where
@@ -22,6 +23,8 @@ the host's cgroups let systemd attach its BPF filter.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shlex
 import shutil
 import signal
@@ -56,6 +59,14 @@ class SystemdTargetError(RuntimeError):
     """The container did not boot, or a command in it failed."""
 
 
+def machine_name(name: str) -> str:
+    """A valid, unique nspawn machine name for ``name`` (a device id may hold ``_`` and be
+    64 characters long; nspawn takes letters, digits and ``-``, and two runs of one
+    scenario must not collide): pure but for the random tag."""
+    base = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-")[:40] or "target"
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -73,7 +84,7 @@ class SystemdTarget:
         self.dir = workdir
         self.netns = netns  # an `ip netns` name to join instead of the host's network
         self.root = workdir / "rootfs"
-        self.name = name
+        self.name = machine_name(name)
         self.arch = arch
         self.console = workdir / "console.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -107,14 +118,19 @@ class SystemdTarget:
             # Sharing one, the containers' systemds created and removed each other's
             # unit cgroups: "Failed to attach to cgroup /system.slice/...", a unit failed
             # at boot in 3 of about 45 boots of the device tests (up to four at once).
-            tag = f"{self.name}-{uuid.uuid4().hex[:8]}"
-            self._cgroups = [h / "nanofleet-hil" / tag for h in cgroup_hierarchies()]
+            hierarchies = cgroup_hierarchies()
+            if not hierarchies:
+                raise SystemdTargetError(f"no cgroup hierarchy for a container under "
+                                         f"{CGROUP_FS} (neither cgroup v2 nor systemd's v1)")
+            self._cgroups = [h / "nanofleet-hil" / self.name for h in hierarchies]
             for group in self._cgroups:
                 group.mkdir(parents=True)
+            # set -e: a container that could not join its cgroup must not boot in the
+            # shared one.
             join = "; ".join(f"echo $$ > {shlex.quote(str(g / 'cgroup.procs'))}"
                              for g in self._cgroups)
-            argv = ["sh", "-c", f'{join}; exec "$@"', "sh", *nspawn[:1], "--register=no",
-                    "--keep-unit", *nspawn[1:]]
+            argv = ["sh", "-c", f'set -e; {join}; exec "$@"', "sh", *nspawn[:1],
+                    "--register=no", "--keep-unit", *nspawn[1:]]
         with self.console.open("wb") as out:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True)
@@ -175,24 +191,46 @@ class SystemdTarget:
         """Power off (SIGTERM to systemd-nspawn asks the container's init to), then kill."""
         proc, self._proc = self._proc, None
         self.leader = 0
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        self._remove_cgroups()
-        return proc.returncode
+        try:
+            if proc is None:
+                return None
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+            return proc.returncode
+        finally:
+            self._remove_cgroups()  # made before a failed start too
+
+    @property
+    def alive(self) -> bool:
+        """The container (its systemd-nspawn) is still running."""
+        return self._proc is not None and self._proc.poll() is None
 
     def _remove_cgroups(self) -> None:
-        """The container's cgroups, deepest first (a cgroup goes only when empty)."""
+        """The container's cgroups, deepest first (a cgroup goes only when empty: what a
+        killed container left running is killed first and given a moment to go)."""
+        def members() -> list[int]:
+            pids = []
+            for group in self._cgroups:
+                for procs in group.rglob("cgroup.procs"):
+                    with contextlib.suppress(OSError):
+                        pids += [int(p) for p in procs.read_text().split()]
+            return pids
+
+        deadline = time.monotonic() + 5
+        while (left := members()) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
         for group in self._cgroups:
             for path in sorted((p for p in group.rglob("*") if p.is_dir()),
                                key=lambda p: len(p.parts), reverse=True) + [group]:
-                # Still populated (a process the kill missed) or already gone: left.
+                # Still populated (a process that would not die) or already gone: left.
                 with contextlib.suppress(OSError):
                     path.rmdir()
         self._cgroups = []
@@ -204,7 +242,11 @@ class SystemdTarget:
             return "(no console output)"
 
     def __enter__(self) -> SystemdTarget:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -271,3 +271,24 @@ def test_an_ssh_devices_exit_file_counts_only_for_its_own_power_on() -> None:
     assert exit_of_power_on("1 137\n", 2) is None  # the run before
     assert exit_of_power_on("", 2) is None  # still running
     assert exit_of_power_on("137\n", 2) is None  # a file of another format
+
+
+def test_systemd_target_cgroups_and_machine_names(tmp_path: Path) -> None:
+    """Where a container's own cgroup goes on each cgroup layout, and nspawn-valid, unique
+    machine names for any device id."""
+    from hil.systemd_target import cgroup_hierarchies, machine_name
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").touch()
+    assert cgroup_hierarchies(v2) == [v2]
+    hybrid = tmp_path / "hybrid"
+    for h in ("systemd", "unified", "memory"):
+        (hybrid / h).mkdir(parents=True)
+        (hybrid / h / "cgroup.procs").touch()
+    assert cgroup_hierarchies(hybrid) == [hybrid / "systemd", hybrid / "unified"]
+    assert cgroup_hierarchies(tmp_path / "none") == []  # SystemdTarget refuses, saying so
+    a, b = machine_name("pump_07"), machine_name("pump_07")
+    assert a != b and a.startswith("pump-07-")
+    assert all(c.isalnum() or c == "-" for c in a)
+    assert len(machine_name("x" * 64)) <= 49 and machine_name("__").startswith("target-")
