@@ -123,6 +123,10 @@ pip_q() {  # pip with its output in the log, shown on failure
            "or copy it from a wheelhouse you trust); if the index changed it, find out" \
            "why before running packaging/debian/lock.py" >&2
     fi
+    if grep -q "Hashes are required in --require-hashes mode" "$WORK/pip.log"; then
+      echo "build.sh: a package is not in packaging/debian/requirements/lock/: run" \
+           "packaging/debian/lock.py and review the diff" >&2
+    fi
     echo "build.sh: pip $1 failed" >&2; exit 1
   fi
 }
