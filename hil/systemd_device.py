@@ -125,6 +125,9 @@ class SystemdDevice(DeviceDriver):
     def power_on(self, crash_at_ota_state: str | None = None) -> None:
         if self.running:
             raise RuntimeError(f"{self.device_id}: the agent is already running")
+        # No exit code until the new invocation is known: the last one's would otherwise
+        # be read as this power on's by the rig's watcher.
+        self._invocation = ""
         self.power_ons += 1
         crash = self.target.path(CRASH_CONF)
         if crash_at_ota_state:
