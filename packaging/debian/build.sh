@@ -62,8 +62,8 @@ case "$FLAVOUR" in
 esac
 [[ -n "$ARCH" ]] || ARCH="$(dpkg --print-architecture)"
 case "$ARCH" in
-  amd64) MACHINE=x86_64; STRIP=strip ;;
-  arm64) MACHINE=aarch64; STRIP=aarch64-linux-gnu-strip ;;
+  amd64) STRIP=strip ;;
+  arm64) STRIP=aarch64-linux-gnu-strip ;;
   *) echo "build.sh: --arch must be amd64 or arm64" >&2; exit 2 ;;
 esac
 [[ "$ARCH" == "$(dpkg --print-architecture)" ]] && STRIP=strip
@@ -78,7 +78,6 @@ for tool in dpkg-deb dpkg "$TARGET_PY" "$STRIP"; do
 done
 
 PYVER="$("$TARGET_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-PYTAG="${PYVER/./}"
 VERSION="$("$TARGET_PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")"
 DEB_VERSION="${VERSION}-1+${FLAVOUR}"
 MAINTAINER="${DEB_MAINTAINER:-nanofleet maintainers <nanofleet@localhost>}"
