@@ -100,6 +100,12 @@ def device_deb(flavour: str = "litert", arch: str | None = None) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def query_command(cmd: str, args: dict[str, Any]) -> str:
+    """The shell line that asks a packaged agent's control socket (pure)."""
+    return (f"{PYTHON} -c {shlex.quote(ASK)} {STATE_DIR}/agent.sock {shlex.quote(cmd)} "
+            f"{shlex.quote(json.dumps(args))}")
+
+
 def exit_of_power_on(text: str, power_on: int) -> int | None:
     """The exit code in the supervisor's exit file if it is that of ``power_on`` (pure).
     An earlier run's file (read by a thread between a power on and the supervisor's
@@ -231,9 +237,7 @@ class SshDevice(DeviceDriver):
             self._traffic_in.flush()
 
     def query(self, cmd: str, **args: Any) -> dict[str, Any]:
-        proc = self.target.ssh(
-            f"{PYTHON} -c {shlex.quote(ASK)} {STATE_DIR}/agent.sock {shlex.quote(cmd)} "
-            f"{shlex.quote(json.dumps(args))}", check=False, timeout=20)
+        proc = self.target.ssh(query_command(cmd, args), check=False, timeout=20)
         if proc.returncode != 0:
             raise TargetError(f"query {cmd} failed: {proc.stderr.decode(errors='replace')[-500:]}")
         answer: dict[str, Any] = json.loads(proc.stdout)

@@ -35,7 +35,6 @@ from hil.devices import DeviceDriver, FleetEndpoints, agent_config_toml
 from hil.links import NamespaceLink
 from hil.scenario import AgentSpec
 from hil.ssh_device import (
-    ASK,
     BOOT_ID_FILE,
     CONFIG,
     HIL_DIR,
@@ -45,6 +44,7 @@ from hil.ssh_device import (
     ROOT_FILE,
     STATE_DIR,
     device_deb,
+    query_command,
     with_runtime,
 )
 from hil.systemd_target import SystemdTarget, SystemdTargetError
@@ -191,9 +191,7 @@ class SystemdDevice(DeviceDriver):
             f.write("".join(line + "\n" for line in lines))
 
     def query(self, cmd: str, **args: Any) -> dict[str, Any]:
-        proc = self.target.run(
-            f"{PYTHON} -c {shlex.quote(ASK)} {STATE_DIR}/agent.sock {shlex.quote(cmd)} "
-            f"{shlex.quote(json.dumps(args))}", check=False, timeout=20)
+        proc = self.target.run(query_command(cmd, args), check=False, timeout=20)
         if proc.returncode != 0:
             raise SystemdTargetError(f"query {cmd} failed: {proc.stderr[-500:]}")
         answer: dict[str, Any] = json.loads(proc.stdout)
