@@ -122,6 +122,18 @@ def with_runtime(config: str, runtime: str) -> str:
     return config.replace("[model]\n", f'[model]\nruntime = "{runtime}"\n', 1)
 
 
+def package_config(device_id: str, link: NamespaceLink, agent: AgentSpec,
+                   fleet: FleetEndpoints, runtime: str) -> str:
+    """The rig's agent config for a device running the package at its own paths: OTA
+    over MQTT (the broker is the device's only way out), the root file, the followed log
+    and the simulated boot id where the device keeps them, the package's runtime (pure)."""
+    text = agent_config_toml(device_id, state_dir=Path(STATE_DIR),
+                             log_file=Path(f"{LOG_DIR}/device.log"), link=link, agent=agent,
+                             fleet=fleet, ota_transport="mqtt", boot_id_file=Path(BOOT_ID_FILE))
+    text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
+    return with_runtime(text, runtime)
+
+
 class SshDevice(DeviceDriver):
     """A device reached over SSH. Its link must be a :class:`NamespaceLink` (the data
     network the target lives behind)."""
@@ -157,12 +169,8 @@ class SshDevice(DeviceDriver):
         """The rig's config (OTA over MQTT: the broker is the device's only way out)."""
         self.target.write(ROOT_FILE, fleet.root_file.read_bytes())
         self.new_boot()
-        text = agent_config_toml(self.device_id, state_dir=Path(STATE_DIR),
-                                 log_file=Path(f"{LOG_DIR}/device.log"), link=self.link,
-                                 agent=agent, fleet=fleet, ota_transport="mqtt",
-                                 boot_id_file=Path(BOOT_ID_FILE))
-        text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
-        text = with_runtime(text, self.runtime)
+        assert isinstance(self.link, NamespaceLink)
+        text = package_config(self.device_id, self.link, agent, fleet, self.runtime)
         self.target.write(CONFIG, text.encode(), mode="0640")
         self.target.write(f"{HIL_DIR}/supervise", SUPERVISOR.encode(), mode="0755")
         self.target.write(f"{HIL_DIR}/ota_crash.py", OTA_CRASH.read_bytes(), mode="0644")

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hil.devices import DeviceDriver, FleetEndpoints, agent_config_toml
+from hil.devices import DeviceDriver, FleetEndpoints
 from hil.links import NamespaceLink
 from hil.scenario import AgentSpec
 from hil.ssh_device import (
@@ -44,8 +44,8 @@ from hil.ssh_device import (
     ROOT_FILE,
     STATE_DIR,
     device_deb,
+    package_config,
     query_command,
-    with_runtime,
 )
 from hil.systemd_target import SystemdTarget, SystemdTargetError
 
@@ -104,12 +104,8 @@ class SystemdDevice(DeviceDriver):
         t.path(f"{LOG_DIR}/device.log").touch()
         t.path(f"{HIL_DIR}/ota_crash.py").write_bytes(OTA_CRASH.read_bytes())
         self.new_boot()
-        text = agent_config_toml(self.device_id, state_dir=Path(STATE_DIR),
-                                 log_file=Path(f"{LOG_DIR}/device.log"), link=link,
-                                 agent=agent, fleet=fleet, ota_transport="mqtt",
-                                 boot_id_file=Path(BOOT_ID_FILE))
-        text = text.replace(f'root_file = "{fleet.root_file}"', f'root_file = "{ROOT_FILE}"')
-        t.path(CONFIG).write_text(with_runtime(text, self.runtime))
+        t.path(CONFIG).write_text(package_config(self.device_id, link, agent, fleet,
+                                                 self.runtime))
         t.path(DROP_IN).mkdir(parents=True, exist_ok=True)
         t.path(RIG_CONF).write_text(
             "# The HIL rig is this device's power switch, and its broker is not on loopback.\n"

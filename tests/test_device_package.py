@@ -351,12 +351,16 @@ def test_deb_install_remove_purge(built: tuple[str, Path, Path], tmp_path: Path)
     assert lines["PURGED"] == "0"
 
 
+def _normalized(name: str) -> str:
+    """A distribution name as the lock writes it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _locked(flavour: str) -> set[tuple[str, str]]:
     """(normalized name, version) of every package the lock pins for ``flavour``."""
     lock = ROOT / "packaging" / "debian" / "requirements" / "lock"
     text = (lock / "common.txt").read_text() + (lock / f"{flavour}.txt").read_text()
-    return {(re.sub(r"[-_.]+", "-", n).lower(), v)
-            for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+    return {(_normalized(n), v) for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
 
 
 def test_the_package_holds_exactly_the_locked_wheels(built: tuple[str, Path, Path]) -> None:
@@ -367,7 +371,7 @@ def test_the_package_holds_exactly_the_locked_wheels(built: tuple[str, Path, Pat
     for info in site_of(payload).glob("*.dist-info"):
         name, version = info.name[:-len(".dist-info")].rsplit("-", 1)
         if name != "nanofleet_agent":
-            installed.add((re.sub(r"[-_.]+", "-", name).lower(), version))
+            installed.add((_normalized(name), version))
     assert installed == _locked(flavour)
 
 
