@@ -9,12 +9,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
-from contract.bundle import load_bundle, pack_bundle, read_bundle
+from contract.bundle import file_entry, load_bundle, pack_bundle, read_bundle
 from hil.steps import Variant
 from nanomodel import default_bundle_path
 from nanomodel.corpus import generate
 from nanomodel.dataio import LabeledData
+from nanomodel.export_onnx import INPUT_NAME
+from nanomodel.export_onnx import tensor_ranges as onnx_ranges
 from nanomodel.features import Featurizer
 from nanomodel.finetune import TrainRequest, train_bundle
 from nanomodel.network import ShippedModel, body_forward
@@ -131,6 +135,39 @@ def nan_on_traffic(version: int, seed: int = 11) -> bytes:
     head_w[0, unit] = np.float32(-3e38)  # +inf and -inf in one softmax: NaN
     return _rebuild(ShippedModel(model.body, head_w, model.head_b, model.anomaly_mask), version,
                     golden)
+
+
+def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = None) -> bytes:
+    """v1's outputs exactly, from a graph that also fills ``mib_per_line`` MiB of zeros per
+    line of every batch (an ``Expand`` whose sum, 0, is added to the probabilities): a
+    model far bigger in memory than on disk, as an export that materializes a wide
+    intermediate is. ONNX only (the device runs it on ONNX Runtime). ``golden_lines``: keep
+    this many of v1's golden lines, so the smoke test's one batch can stay small while the
+    trial's batches are not."""
+    golden = [g.text for g in load_bundle(default_bundle_path()).manifest.golden]
+    plain = read_bundle(_rebuild(shipped_model(load_bundle(default_bundle_path())), version,
+                                 golden[:golden_lines] if golden_lines else None))
+    graph = onnx.load_from_string(plain.files["model.onnx"])
+    probs = graph.graph.output[0].name
+    for node in graph.graph.node:  # the softmax's output becomes the raw probabilities
+        node.output[:] = [o if o != probs else "probs_raw" for o in node.output]
+        node.input[:] = [i if i != probs else "probs_raw" for i in node.input]
+    width = int(mib_per_line * 1024 * 1024 / 4)
+    graph.graph.initializer.extend([
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "hog.axes"),
+        numpy_helper.from_array(np.array([1, width], dtype=np.int64), "hog.shape"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "hog.zero")])
+    graph.graph.node.extend([
+        helper.make_node("ReduceSum", [INPUT_NAME, "hog.axes"], ["hog.sum"], keepdims=1),
+        helper.make_node("Mul", ["hog.sum", "hog.zero"], ["hog.zeros"]),  # [B, 1] zeros
+        helper.make_node("Expand", ["hog.zeros", "hog.shape"], ["hog.wide"]),  # [B, width]
+        helper.make_node("ReduceSum", ["hog.wide", "hog.axes"], ["hog.nothing"], keepdims=1),
+        helper.make_node("Add", ["probs_raw", "hog.nothing"], [probs])])
+    data = graph.SerializeToString()
+    manifest = plain.manifest.model_copy(update={
+        "files": [file_entry("model.onnx", data, onnx_ranges(data))],
+        "runtimes": {"onnx": "model.onnx"}})
+    return pack_bundle(manifest, {"model.onnx": data})
 
 
 def build_variant(variant: Variant, version: int, seed: int) -> bytes:

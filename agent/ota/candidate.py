@@ -7,9 +7,14 @@ that was signed, that its labels keep the live model's meaning, and one inferenc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from agent.memory import release_freed_memory
+from agent.metrics import resident_bytes
 from agent.model import LoadedModel
+from agent.ota.config import TrialConfig
+from agent.ota.health import memory_failure, memory_growth_mb
 from agent.ota.policy import labels_refusal
 from agent.ota.record import InstalledRef, UpdateTarget
 from agent.ota.state import Failed
@@ -17,9 +22,37 @@ from agent.ota.trial import ServingModel, release_model
 from contract.reasons import OtaReason
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A smoke-tested candidate and the agent's resident bytes just before it loaded
+    (None without /proc): the trial measures the memory it takes from there."""
+
+    model: LoadedModel
+    memory_baseline: float | None
+
+
 def load_candidate(path: Path, ref: InstalledRef, target: UpdateTarget, live: ServingModel,
-                   runtime: str, threads: int) -> LoadedModel | Failed:
+                   runtime: str, threads: int, trial: TrialConfig) -> Candidate | Failed:
     """The smoke-tested candidate, or why it is refused (its model released)."""
+    # What the download and the delta left behind is not the model's: handed back first.
+    release_freed_memory()
+    baseline = resident_bytes()
+    loaded = _load_and_test(path, ref, target, live, runtime, threads)
+    if isinstance(loaded, Failed):
+        return loaded
+    # Loaded and run once on the golden lines: a model whose graph takes hundreds of MiB
+    # is refused here, before it serves a line.
+    m = loaded.manifest
+    heavy = memory_failure(memory_growth_mb(baseline, resident_bytes()), trial,
+                           f"loading {m.name} v{m.version} and running its smoke test")
+    if heavy is not None:
+        release_model(loaded)
+        return Failed(OtaReason.HEALTH_MEMORY, heavy.detail)
+    return Candidate(loaded, baseline)
+
+
+def _load_and_test(path: Path, ref: InstalledRef, target: UpdateTarget, live: ServingModel,
+                   runtime: str, threads: int) -> LoadedModel | Failed:
     try:
         # expected_sha256: the installed file is hash-checked again before parsing.
         model = LoadedModel.load(path, runtime, threads, expected_sha256=ref.sha256)

@@ -103,6 +103,12 @@ class TrialConfig(Strict):
         description="Silence: rolled back when the old model flagged at least this many "
         "sampled lines and the new one none. 0 (default): off, because a site's fine-tune "
         "that ends a device's false alarms looks exactly like that.")
+    max_memory_growth_mb: float = Field(
+        default=64.0, ge=0.0, le=1_048_576.0,
+        description="Rolled back (or refused before it goes live) when the agent's resident "
+        "memory grows by more than this many MiB from just before the new model loads, through "
+        "its smoke test and trial (both models are loaded then; the shipped model adds ~4-7 "
+        "MiB). Raise it for a site's bigger models; 0: not checked.")
     sample_lines: int = Field(
         default=256, ge=1, le=100_000,
         description="Trial lines kept (reservoir sample) to compare new and old models on.")

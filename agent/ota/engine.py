@@ -89,6 +89,7 @@ class OtaEngine:
         self._candidate: LoadedModel | None = None
         self._observed: ObservedModel | None = None
         self._trial_started = 0.0
+        self._memory_baseline: float | None = None  # resident bytes before the candidate
         self._examples: list[tuple[str, str]] | None = None
         self.inbox = DesiredInbox(slot, self.counters)
         self._stop = threading.Event()
@@ -320,10 +321,10 @@ class OtaEngine:
         if ref is None or live is None:
             return Failed(OtaReason.INTERNAL_ERROR, "smoke test without a candidate or live model")
         loaded = load_candidate(self.store.path_of(ref), ref, target, live, self.runtime,
-                                self.threads)
+                                self.threads, self.cfg.trial)
         if isinstance(loaded, Failed):
             return loaded
-        self._candidate = loaded
+        self._candidate, self._memory_baseline = loaded.model, loaded.memory_baseline
         return SmokePassed(self._boot_id)
 
     def _trial(self) -> Event | None:
@@ -341,7 +342,8 @@ class OtaEngine:
         clock = time.thread_time if self.threads == 1 else time.perf_counter
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
                               self.inbox.rollback, self.batch_size, clock,
-                              examples=self._factory_examples)
+                              examples=self._factory_examples,
+                              memory_baseline=self._memory_baseline)
         if verdict is None:
             # Stopping cleanly: no verdict. Marked so that the next start tries again; a
             # process killed during the trial leaves no mark and is rolled back then.

@@ -97,6 +97,29 @@ def early_failure(stats: TrialStats, cfg: TrialConfig) -> Verdict | None:
     return None
 
 
+MIB = 1024.0 * 1024.0
+
+
+def memory_growth_mb(baseline_bytes: float | None, resident_bytes: float | None) -> float | None:
+    """MiB the agent's resident memory grew since ``baseline_bytes`` (None without /proc)."""
+    if baseline_bytes is None or resident_bytes is None:
+        return None
+    return (resident_bytes - baseline_bytes) / MIB
+
+
+def memory_failure(grown_mb: float | None, cfg: TrialConfig, during: str) -> Verdict | None:
+    """Too much memory for the new model: a device's RAM is shared with what it is there
+    for, and the kernel's OOM killer may pick that instead of the agent. Measured as the
+    whole process's resident memory (what the OOM killer and a unit's ``MemoryMax`` see),
+    not a runtime's own account, which a graph's arena can bypass."""
+    if not cfg.max_memory_growth_mb or grown_mb is None or grown_mb <= cfg.max_memory_growth_mb:
+        return None
+    return Verdict(False, OtaReason.HEALTH_MEMORY,
+                   f"the agent's resident memory grew by {grown_mb:.1f} MiB {during} "
+                   f"(max_memory_growth_mb {cfg.max_memory_growth_mb:g})",
+                   {"memory_growth_mb": round(grown_mb, 1)})
+
+
 def trial_phase(elapsed_s: float, lines: int,
                 cfg: TrialConfig) -> Literal["running", "ready", "timed_out"]:
     """``ready``: long enough and enough lines; ``timed_out``: out of time, decide anyway."""
@@ -200,14 +223,20 @@ def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
 
 
 def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *,
-             timed_out: bool, reference: Sequence[ReferenceLine] = ()) -> Verdict:
-    """The verdict at the end of a trial (``reference``: see :class:`ReferenceLine`)."""
+             timed_out: bool, reference: Sequence[ReferenceLine] = (),
+             grown_mb: float | None = None) -> Verdict:
+    """The verdict at the end of a trial (``reference``: see :class:`ReferenceLine`;
+    ``grown_mb``: the most the agent's memory grew since the new model loaded)."""
     overruled = ""
     figures: dict[str, float] = {"lines": float(stats.lines),
                                  "live_p99_ms": round(stats.latency_p99_ms, 3)}
-    failure = early_failure(stats, cfg)
+    failure = early_failure(stats, cfg) or memory_failure(grown_mb, cfg, "during the trial")
     if failure is not None:
         return failure
+    memory = ""
+    if grown_mb is not None:
+        figures["memory_growth_mb"] = round(grown_mb, 1)
+        memory = f", memory {grown_mb:+.1f} MiB"
     if sample is not None and sample.lines >= cfg.min_sample_lines:
         figures |= {"sample_lines": float(sample.lines),
                     "baseline_p99_ms": round(sample.baseline_p99_ms, 3),
@@ -255,4 +284,5 @@ def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *
                 f"vs {sample.baseline_p99_ms:.2f} ms before"
                 if sample is not None and sample.lines >= cfg.min_sample_lines else "")
     return Verdict(True, None, f"healthy on {stats.lines} lines: no errors, sane outputs, "
-                   f"live p99 {stats.latency_p99_ms:.2f} ms{compared}{overruled}", figures)
+                   f"live p99 {stats.latency_p99_ms:.2f} ms{memory}{compared}{overruled}",
+                   figures)

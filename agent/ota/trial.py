@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from agent.memory import release_freed_memory
-from agent.metrics import LatencyWindow
+from agent.metrics import LatencyWindow, resident_bytes
 from agent.ota.config import TrialConfig
 from agent.ota.health import (
     PairedSample,
@@ -24,6 +24,8 @@ from agent.ota.health import (
     Verdict,
     early_failure,
     evaluate,
+    memory_failure,
+    memory_growth_mb,
     swapped_labels,
     trial_phase,
 )
@@ -264,16 +266,28 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
                 started: float, stop: threading.Event, rollback: threading.Event,
                 batch_size: int, clock: Callable[[], float] = time.perf_counter,
                 tick_s: float = 0.1,
-                examples: Callable[[], Sequence[tuple[str, str]]] = tuple) -> Verdict | None:
+                examples: Callable[[], Sequence[tuple[str, str]]] = tuple,
+                memory_baseline: float | None = None,
+                resident: Callable[[], float | None] = resident_bytes) -> Verdict | None:
     """Watch the live candidate until a verdict (None if ``stop`` is set first).
     ``examples``: gives the factory bundle's example lines (:func:`reference_lines`); asked
-    only when the models exchanged labels."""
+    only when the models exchanged labels. ``memory_baseline``: the agent's resident bytes
+    just before the candidate loaded; the growth since is checked at every tick."""
+    peak: float | None = None
+
+    def grown() -> float | None:
+        nonlocal peak
+        now = memory_growth_mb(memory_baseline, resident())
+        if now is not None:
+            peak = now if peak is None else max(peak, now)
+        return peak
+
     while not stop.wait(tick_s):
         if rollback.is_set():
             return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
                            "rollback requested by the desired state")
         stats = observed.stats()
-        failure = early_failure(stats, cfg)
+        failure = early_failure(stats, cfg) or memory_failure(grown(), cfg, "during the trial")
         if failure is not None:
             return failure
         phase = trial_phase(time.monotonic() - started, stats.lines, cfg)
@@ -290,8 +304,10 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
             if len(sample) >= cfg.min_sample_lines else None
         reference = reference_lines(baseline, observed.candidate, examples()) \
             if paired is not None and swapped_labels(paired, cfg) else []
+        # After the comparison too: it runs full batches, which a quiet device's live
+        # traffic may never have sent.
         return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out",
-                        reference=reference)
+                        reference=reference, grown_mb=grown())
     return None
 
 

@@ -1,0 +1,162 @@
+"""A new model that takes too much memory is refused before it goes live or rolled back
+during its trial, and its memory is handed back. Real models on ONNX Runtime, the real
+process's resident memory, and (last test) the real agent, broker and repository."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.memory import release_freed_memory
+from agent.metrics import resident_bytes
+from agent.model import LoadedModel
+from agent.ota.candidate import Candidate, load_candidate
+from agent.ota.config import TrialConfig
+from agent.ota.health import TrialStats, evaluate, memory_failure, memory_growth_mb
+from agent.ota.record import UpdateTarget
+from agent.ota.state import Failed
+from agent.ota.store import OtaStore
+from agent.ota.trial import ObservedModel, release_model, watch_trial
+from contract.bundle import read_bundle
+from contract.reasons import OtaReason
+from hil.models import finetuned, memory_hog, traffic, v1_bundle
+from nanomodel import default_bundle_path
+from tests.support.mosquitto import Mosquitto
+from tests.support.ota_rig import LineWriter, Repo, Reports, make_agent, shuffled
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.unit
+def test_the_growth_limit_and_its_off_switch() -> None:
+    cfg = TrialConfig(max_memory_growth_mb=64)
+    assert memory_growth_mb(100 * MIB, 150 * MIB) == 50
+    assert memory_growth_mb(None, 150 * MIB) is None  # no /proc: nothing to judge
+    assert memory_failure(64.0, cfg, "x") is None
+    failed = memory_failure(64.5, cfg, "during the trial")
+    assert failed is not None and failed.reason == OtaReason.HEALTH_MEMORY
+    assert "grew by 64.5 MiB during the trial (max_memory_growth_mb 64)" in failed.detail
+    assert memory_failure(None, cfg, "x") is None
+    assert memory_failure(10_000.0, TrialConfig(max_memory_growth_mb=0), "x") is None
+    # The verdict names the growth when healthy, and fails on it like on errors.
+    healthy = evaluate(TrialStats(lines=300), None, cfg, timed_out=False, grown_mb=4.2)
+    assert healthy.healthy and "memory +4.2 MiB" in healthy.detail
+    assert healthy.figures["memory_growth_mb"] == 4.2
+    heavy = evaluate(TrialStats(lines=300), None, cfg, timed_out=False, grown_mb=80.0)
+    assert (heavy.healthy, heavy.reason) == (False, OtaReason.HEALTH_MEMORY)
+
+
+def _candidate(tmp_path: Path, data: bytes, version: int, live: LoadedModel,
+               cfg: TrialConfig) -> Candidate | Failed:
+    store = OtaStore(tmp_path / "state", "logs")
+    download = store.downloads / f"v{version}.nfb"
+    download.write_bytes(data)
+    ref = store.install(download, "nano-logs", version, hashlib.sha256(data).hexdigest())
+    target = UpdateTarget(model="nano-logs", version=version, revision=1)
+    return load_candidate(store.path_of(ref), ref, target, live, "onnxruntime", 1, cfg)
+
+
+@pytest.mark.unit
+def test_a_model_heavy_from_its_first_batch_never_goes_live(tmp_path: Path) -> None:
+    live = LoadedModel.load(default_bundle_path())
+    live.smoke_test()
+    cfg = TrialConfig()  # the default limit, 64 MiB
+    good = _candidate(tmp_path / "good", finetuned(2), 2, live, cfg)
+    assert isinstance(good, Candidate) and good.memory_baseline is not None
+    grown = memory_growth_mb(good.memory_baseline, resident_bytes())
+    assert grown is not None and grown < 32  # the shipped network: a few MiB
+    release_model(good.model)
+    release_freed_memory()
+    before = resident_bytes()
+    assert before is not None
+    # 12 golden lines x 16 MiB: ~190 MiB in the smoke test's one batch.
+    heavy = _candidate(tmp_path / "heavy", memory_hog(3, 16), 3, live, cfg)
+    assert isinstance(heavy, Failed) and heavy.reason == OtaReason.HEALTH_MEMORY, heavy
+    assert "running its smoke test" in heavy.detail and "nano-logs v3" in heavy.detail
+    after = resident_bytes()
+    assert after is not None and after - before < 32 * MIB  # handed back
+    release_model(live)
+
+
+@pytest.mark.unit
+def test_a_model_heavy_on_live_batches_is_rolled_back_during_its_trial() -> None:
+    """Two golden lines pass the smoke test (~8 MiB); batches of 16 take ~64 MiB."""
+    old = LoadedModel.load(default_bundle_path())
+    release_freed_memory()
+    baseline = resident_bytes()
+    new = LoadedModel.from_bundle(read_bundle(memory_hog(4, 4, golden_lines=2)))
+    new.smoke_test()
+    cfg = TrialConfig(max_memory_growth_mb=40, duration_s=600, timeout_s=600)
+    grown = memory_growth_mb(baseline, resident_bytes())
+    assert grown is not None and grown < cfg.max_memory_growth_mb
+    observed = ObservedModel(new, old, sample_lines=64, prob_sum_tolerance=1e-3)
+    stop, rollback, done = threading.Event(), threading.Event(), threading.Event()
+    lines = traffic(64)
+
+    def serve() -> None:
+        while not done.is_set():
+            observed.classify(lines[:16])
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        verdict = watch_trial(observed, old, cfg, started=time.monotonic(), stop=stop,
+                              rollback=rollback, batch_size=16, tick_s=0.05,
+                              memory_baseline=baseline)
+    finally:
+        done.set()
+        server.join(10)
+    assert verdict is not None and verdict.reason == OtaReason.HEALTH_MEMORY, verdict
+    assert "during the trial" in verdict.detail
+    assert verdict.figures["memory_growth_mb"] > 40
+    observed.retire()
+    release_model(new)
+    after = memory_growth_mb(baseline, resident_bytes())
+    assert after is not None and after < 16  # the candidate's memory went with it
+    release_model(old)
+
+
+def test_the_agent_refuses_or_rolls_back_a_heavy_model_and_keeps_serving(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    repo = Repo(tmp_path / "tuf")
+    repo.publish(v1_bundle())
+    repo.publish(memory_hog(2, 16))
+    repo.publish(memory_hog(3, 4, golden_lines=2))
+    repo.publish(finetuned(4))
+    log = tmp_path / "device.log"
+    log.write_text("")
+    agent = make_agent(tmp_path, "ota-memory", broker.port, repo, log, duration_s=2.0,
+                       min_inferences=20, timeout_s=20.0, max_memory_growth_mb=40)
+    reports = Reports(broker.port, "ota-memory")
+    writer = LineWriter(log, shuffled(traffic(400)), per_second=150).start()
+    try:
+        agent.start()
+        last = 0
+        outcomes = {}
+        for revision, version in ((1, 2), (2, 3), (3, 4)):
+            reports.set_desired(revision, version)
+            done = reports.wait_ota(
+                lambda e, v=version: e["to_version"] == v
+                and e["state"] in ("committed", "failed", "rolled_back"), after=last)
+            last = done["seq"]
+            outcomes[version] = done
+        assert (outcomes[2]["state"], outcomes[2]["reason"]) == ("failed", "health-memory")
+        assert (2, "trial") not in [(e["to_version"], e["state"]) for e in reports.ota()]
+        assert (outcomes[3]["state"], outcomes[3]["reason"]) == ("rolled_back",
+                                                                 "health-memory")
+        assert "during the trial" in outcomes[3]["detail"]
+        assert outcomes[4]["state"] == "committed" and "memory +" in outcomes[4]["detail"]
+        lines = writer.stop()
+        reports.wait_results(lines)
+        counters = agent.query("metrics")["result"]["counters"]
+        assert counters.get("inference_errors", 0) == 0
+        assert agent.query("models")["result"][0]["version"] == 4
+    finally:
+        writer.stop()
+        agent.stop()
+        reports.close()
+        repo.close()
