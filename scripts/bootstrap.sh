@@ -36,20 +36,24 @@ stamp="$VENV/.nanofleet-installed"
 if [[ ! -x "$PY" ]]; then
   python3 -m venv "$VENV"
 fi
-if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
+# The versions are pinned (scripts/constraints/): the suite checks the same code on every
+# machine and every day, whatever the index has published since.
+CONSTRAINTS="$ROOT/scripts/constraints"
+if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" || "$CONSTRAINTS/dev.txt" -nt "$stamp" ]]; then
   echo "bootstrap: installing Python packages into .venv" >&2
   "$PY" -m pip install -q --upgrade pip >/dev/null
-  "$PY" -m pip install -q -e "$ROOT[agent,litert,systemd,server,dev]"
+  "$PY" -m pip install -q -c "$CONSTRAINTS/dev.txt" -e "$ROOT[agent,litert,systemd,server,dev]"
   touch "$stamp"
 fi
 # A second venv for the other LiteRT import path: tflite-runtime 2.14 needs numpy<2,
 # which must never share a venv with numpy 2 (tests/test_runtime_tflite_runtime.py).
 TFLITE_VENV="$ROOT/.venv-tflite"
 tstamp="$TFLITE_VENV/.nanofleet-installed"
-if [[ ! -f "$tstamp" || "$ROOT/pyproject.toml" -nt "$tstamp" ]]; then
+if [[ ! -f "$tstamp" || "$ROOT/pyproject.toml" -nt "$tstamp" || "$CONSTRAINTS/tflite.txt" -nt "$tstamp" ]]; then
   echo "bootstrap: installing the tflite-runtime (numpy<2) venv into .venv-tflite" >&2
   [[ -x "$TFLITE_VENV/bin/python" ]] || python3 -m venv "$TFLITE_VENV"
-  "$TFLITE_VENV/bin/python" -m pip install -q "numpy<2" "tflite-runtime>=2.14" "pydantic>=2.7,<3"
+  "$TFLITE_VENV/bin/python" -m pip install -q -c "$CONSTRAINTS/tflite.txt" \
+    "numpy<2" "tflite-runtime>=2.14" "pydantic>=2.7,<3"
   "$TFLITE_VENV/bin/python" -m pip install -q --no-deps -e "$ROOT"
   touch "$tstamp"
 fi
