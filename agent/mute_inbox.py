@@ -35,6 +35,19 @@ log = logging.getLogger("nanofleet.agent.mutes")
 MAX_MUTE_LIST_BYTES = AGENT_RECEIVE_MAX_BYTES
 # A list of 256 broken mutes has ~700 validation errors: the log gets the first words.
 MAX_REASON_CHARS = 300
+# mutes.json: a header line (when the list arrived) and the list's own bytes.
+MAX_KEPT_BYTES = MAX_MUTE_LIST_BYTES + 4096
+
+
+def _kept_list(raw: bytes) -> tuple[float, MuteList]:
+    """``(received_at, list)`` of a ``mutes.json``: the header line and the payload as
+    received, or the one-object form of agents before December 2026."""
+    head, newline, payload = raw.partition(b"\n")
+    if newline:
+        received_at = float(json.loads(head)["received_at"])  # OverflowError: past floats
+        return received_at, MuteList.model_validate_json(payload)
+    kept = json.loads(raw)
+    return float(kept["received_at"]), MuteList.model_validate(kept["list"])
 
 
 class MuteInbox:
@@ -89,11 +102,15 @@ class MuteInbox:
         return True
 
     def _keep(self, payload: bytes, received_at: float) -> None:
+        """One header line, then the payload's own bytes: never longer than what was
+        accepted, whatever it holds. (Before, review December 2026: the list was written
+        again with JSON's ASCII escapes, a list of non-ASCII lines came out up to three
+        times its size, past what ``restore`` reads, and was lost at the next start.)"""
         if self.store is None:
             return
+        header = json.dumps({"received_at": received_at}).encode()
         try:
-            write_atomic(self.store, json.dumps(
-                {"received_at": received_at, "list": json.loads(payload)}).encode(), mode=0o640)
+            write_atomic(self.store, header + b"\n" + payload, mode=0o640)
         except OSError as exc:  # a full disk costs the list after a restart, nothing else
             log.warning("mute list not kept on disk (%s): after a restart it applies again "
                         "when the broker sends it", exc, extra={"device_id": self.device_id})
@@ -110,10 +127,10 @@ class MuteInbox:
             if not self.store.is_file():  # a FIFO or a link to /dev/zero: never read
                 raise ValueError(f"{self.store} is not a regular file")
             with self.store.open("rb") as fh:
-                raw = fh.read(MAX_MUTE_LIST_BYTES + 4096)
-            kept = json.loads(raw)
-            received_at = float(kept["received_at"])  # OverflowError: an int past floats
-            doc = MuteList.model_validate(kept["list"])
+                raw = fh.read(MAX_KEPT_BYTES + 1)
+            if len(raw) > MAX_KEPT_BYTES:
+                raise ValueError(f"{self.store} is larger than {MAX_KEPT_BYTES} bytes")
+            received_at, doc = _kept_list(raw)
         except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError,
                 ValidationError) as exc:
             self.counters.inc("mutes_rejected")

@@ -4,6 +4,7 @@ fleet server's payloads. The broker and the real agent: test_agent_mutes_broker.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ import agent.mutes
 from agent.alerts import AlertGate, AlertPolicy
 from agent.config import AlertConfig
 from agent.metrics import Counters
-from agent.mute_inbox import MAX_MUTE_LIST_BYTES, MuteInbox
+from agent.mute_inbox import MAX_KEPT_BYTES, MAX_MUTE_LIST_BYTES, MuteInbox
 from agent.mutes import MAX_TRACKED_SHAPES, MuteSet
 from agent.tables import render
 from contract.mutes import MAX_MUTE_DAYS, AlertMute, MuteList, message_shape, prefix_shape
@@ -487,6 +488,38 @@ def test_an_accepted_list_is_kept_and_restored_with_its_bound_from_first_arrival
     assert restored.submit(b"", now=T0 + 11 * DAY) and not store.exists()
 
 
+def test_a_full_list_of_non_ascii_lines_survives_a_restart(tmp_path: Path) -> None:
+    """Review, December 2026: the list was kept re-encoded with JSON's ASCII escapes; 256
+    mutes of Chinese log lines (161 KB on the wire) took 295 KB on disk, more than the
+    start reads, and the device came up with no mutes. Kept as received now."""
+    store = tmp_path / "mutes.json"
+    line = "磁盘 /dev/sda 温度过高 风扇转速异常 请检查散热系统和电源模块的连接状态" * 4
+    mutes = [AlertMute(id=f"{i:012x}", shape=message_shape(f"{line} 设备编号甲乙丙{i}号"[:500]),
+                       expires=T0 + DAY, reason="现场维护中 已知问题" * 10)
+             for i in range(256)]
+    payload = MuteList(revision=9, mutes=mutes).model_dump_json().encode()
+    assert len(payload) <= MAX_MUTE_LIST_BYTES
+    assert len(payload.decode().encode("ascii", "backslashreplace")) > MAX_KEPT_BYTES
+    assert MuteInbox(MuteSet(), Counters(), "gate-03", store=store).submit(payload, now=T0)
+    assert store.stat().st_size < len(payload) + 100
+    counters, later = Counters(), MuteSet()
+    assert MuteInbox(later, counters, "gate-03", store=store).restore(now=T0 + 60,
+                                                                     monotonic=1.0)
+    assert later.revision == 9 and len(later.active(T0 + 60, 1.0)) == 256
+    assert counters.get("mutes_rejected") == 0
+
+
+def test_a_list_kept_by_an_earlier_agent_is_restored(tmp_path: Path) -> None:
+    """Agents before December 2026 kept one JSON object; an upgrade keeps its mutes."""
+    store = tmp_path / "mutes.json"
+    store.write_text(json.dumps({"received_at": T0,
+                                 "list": mute_list(3, mute(FAILED)).model_dump(mode="json")}))
+    later = MuteSet()
+    assert MuteInbox(later, Counters(), "gate-03", store=store).restore(now=T0 + 60,
+                                                                       monotonic=1.0)
+    assert later.revision == 3 and later.check("auth", FAILED, T0 + 60, 1.0) is not None
+
+
 def test_a_list_kept_on_disk_that_cannot_be_read_is_counted_and_ignored(
         tmp_path: Path) -> None:
     store = tmp_path / "mutes.json"
@@ -494,7 +527,11 @@ def test_a_list_kept_on_disk_that_cannot_be_read_is_counted_and_ignored(
                    b'{"received_at": 1, "list": {"revision": 1, "mutes": "all"}}',
                    b"\xff\xfe",
                    # an int past floats (before: OverflowError, the daemon did not start)
-                   b'{"received_at": 1' + b"0" * 400 + b', "list": {}}'):
+                   b'{"received_at": 1' + b"0" * 400 + b', "list": {}}',
+                   b'{"received_at": 1}\n{', b'{"received_at": 1}\n', b'x\n{}',
+                   b'{"received_at": 1' + b"0" * 400 + b'}\n{"revision": 1, "mutes": []}',
+                   b'{"received_at": 1}\n{"revision": 1, "mutes": []}'
+                   + b" " * MAX_KEPT_BYTES):
         store.write_bytes(broken)
         counters, mutes = Counters(), MuteSet()
         assert not MuteInbox(mutes, counters, "gate-03", store=store).restore(now=T0)
