@@ -4,12 +4,15 @@ comparison, and start-up recovery when an installed bundle is damaged."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from agent.metrics import Counters
 from agent.model import LoadedModel
 from agent.ota.boot import factory_examples
 from agent.ota.config import OtaConfig, TrialConfig
@@ -19,6 +22,7 @@ from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, reference_lines, release_model
 from agent.pipeline import ModelSlot
+from agent.query_service import QueryService
 from contract.messages import DesiredModel, DesiredState
 from hil.models import collapsed, finetuned, swapped, traffic
 from nanomodel import default_bundle_path
@@ -49,6 +53,35 @@ def test_observed_model_counts_samples_and_retires() -> None:
     release_model(new)  # closed: only the fallback can answer now
     probs, _ = observed.classify(["disk /dev/sda: I/O error"])
     assert probs.shape == (1, 9) and observed.stats().lines == 120
+    release_model(old)
+
+
+def test_a_technicians_query_during_a_trial_is_not_trial_traffic() -> None:
+    """Review, December 2026: one 256-line classify query met min_inferences and filled
+    the trial's whole sample; explanations held the trial's gate and stalled the pipeline."""
+    old = LoadedModel.load(default_bundle_path())
+    new = LoadedModel.load(default_bundle_path())
+    observed = ObservedModel(new, old, sample_lines=256, prob_sum_tolerance=1e-3)
+    observed.classify(traffic(16))  # the device's own traffic
+    agent = SimpleNamespace(slot=ModelSlot("logs", observed), counters=Counters(),
+                            pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False)))
+    texts = [f"technician test line {i}" for i in range(256)]
+    service = QueryService(agent)  # type: ignore[arg-type]
+    for args in ({"text": texts}, {"text": texts[:32], "explain": True}):
+        answer = service.answer(json.dumps({"cmd": "classify", "args": args}).encode())
+        assert answer.ok and len(answer.result) == len(args["text"]), answer.error
+    assert "why" in answer.result[0]
+    assert observed.stats().lines == 16 and len(observed.sample()) == 16
+    # An explanation runs outside the gate the pipeline's batches take (it reads no runtime).
+    explain, gate_held = new.explain, []
+
+    def explaining(texts: list[str], top: int = 5) -> Any:
+        gate_held.append(observed._gate.locked())
+        return explain(texts, top)
+
+    new.explain = explaining  # type: ignore[method-assign]
+    assert len(observed.explain(texts[:4])) == 4 and gate_held == [False]
+    release_model(new)
     release_model(old)
 
 

@@ -89,15 +89,27 @@ class ObservedModel:
             self._record(texts, probs, anomaly, time.perf_counter() - t0)
             return probs, anomaly
 
-    def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
-        """Why, from the model that would answer :meth:`classify` now."""
+    def classify_unobserved(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A technician's query: answered by the model that serves now, and not counted.
+        (Before, review December 2026: one 256-line query met ``min_inferences`` and filled
+        the whole sample the verdict compares old and new model on, so a technician trying
+        the new model on a few failure lines could roll it back, or commit a bad one.)"""
         with self._gate:
             model = self.fallback if self._retired else self.candidate
-            explain = getattr(model, "explain", None)
-            if explain is None:
-                raise ValueError("the live model cannot explain its decisions")
-            result: list[list[dict[str, float | str]]] = explain(texts, top)
-            return result
+            return model.classify(texts)
+
+    def explain(self, texts: list[str], top: int = 5) -> list[list[dict[str, float | str]]]:
+        """Why, from the model that would answer :meth:`classify` now. The choice is made
+        under the gate, the explaining outside it: it reads the bundle's weights, never the
+        runtime, and held the gate (review, December 2026) explanations stalled the
+        pipeline's batches for up to 2 s during a trial."""
+        with self._gate:
+            model = self.fallback if self._retired else self.candidate
+        explain = getattr(model, "explain", None)
+        if explain is None:
+            raise ValueError("the live model cannot explain its decisions")
+        result: list[list[dict[str, float | str]]] = explain(texts, top)
+        return result
 
     def retire(self) -> None:
         with self._gate:
