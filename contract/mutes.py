@@ -46,6 +46,8 @@ MAX_MUTES = 256
 MAX_SHAPE_CHARS = 512
 """A shape longer than this is cut: the first 512 characters decide."""
 MIN_PREFIX_SHAPE_CHARS = 200
+# A source's name as the fleet server keeps it (an alert's, a mute's).
+MAX_SOURCE_CHARS = 128
 """A prefix mute names at least this much of a shape (so it cannot mute every line)."""
 MAX_MUTE_DAYS = 90
 """No mute lasts longer: a forgotten mute must not hide a device's alerts for ever."""
@@ -130,7 +132,7 @@ class AlertMute(FrozenStrict):
         "cut): lines whose shape starts with it are muted. At least "
         f"{MIN_PREFIX_SHAPE_CHARS} characters then.")
     source: str | None = Field(
-        default=None, max_length=128,
+        default=None, max_length=MAX_SOURCE_CHARS,
         description="Only lines of this agent source (e.g. 'journal'); None: any source.")
     expires: float = Field(gt=0, description="Unix time the mute ends. The agent also ends it "
                            f"{MAX_MUTE_DAYS} days after it arrived, whatever this says.")

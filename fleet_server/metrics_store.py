@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from contract.limits import MAX_STORED_INT
 from contract.messages import Alert, Metrics
+from contract.mutes import MAX_SOURCE_CHARS
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Base, Database, OtaEventRow
 from fleet_server.inventory import Report
@@ -190,7 +191,7 @@ def alert_row(alert: Alert, received_at: float) -> DeviceAlertRow:
         msg_id=alert.msg_id, device_id=alert.device_id, ts=received_at,
         device_ts=alert.item.ts, slot=alert.slot, model_version=alert.model_version,
         label=alert.item.label[:64], score=alert.item.score, reason=alert.reason[:255],
-        source=alert.item.source[:128], text=alert.item.text[:ALERT_TEXT_CHARS],
+        source=alert.item.source[:MAX_SOURCE_CHARS], text=alert.item.text[:ALERT_TEXT_CHARS],
         repeats=alert.repeats)
 
 

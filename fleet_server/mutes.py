@@ -37,11 +37,12 @@ from typing import Literal, NamedTuple
 from sqlalchemy import Boolean, Float, Integer, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from contract.limits import AGENT_RECEIVE_MAX_BYTES, PACKET_OVERHEAD_BYTES
+from contract.limits import AGENT_RECEIVE_MAX_BYTES, MAX_STORED_INT, PACKET_OVERHEAD_BYTES
 from contract.mutes import (
     MAX_MUTE_DAYS,
     MAX_MUTES,
     MAX_SHAPE_CHARS,
+    MAX_SOURCE_CHARS,
     MIN_PREFIX_SHAPE_CHARS,
     AlertMute,
     MuteList,
@@ -189,16 +190,59 @@ def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
     the list and how many live mutes were left out (the oldest)."""
     live = sorted((r for r in rows if r.expires_at > now),
                   key=lambda r: (r.created_at, r.id), reverse=True)
-    size = len(_encode(MuteList(revision=revision, mutes=[], reset=reset)))
+    size = _list_bytes(revision, reset)
     kept: list[AlertMute] = []
     for row in live[:MAX_MUTES]:
-        mute = AlertMute(id=row.id, shape=row.shape, prefix=row.prefix, source=row.source,
-                         expires=row.expires_at, reason=row.reason)
-        size += len(_encode(mute)) + 1  # and the comma before the next
+        mute = _as_mute(row)
+        size += _mute_bytes(mute)
         if size > max_bytes:
             break
         kept.append(mute)
     return MuteList(revision=revision, mutes=kept, reset=reset), len(live) - len(kept)
+
+
+def _as_mute(row: AlertMuteRow) -> AlertMute:
+    return AlertMute(id=row.id, shape=row.shape, prefix=row.prefix, source=row.source,
+                     expires=row.expires_at, reason=row.reason)
+
+
+def _list_bytes(revision: int, reset: bool = False) -> int:
+    """An empty list's bytes, with the largest revision a list can carry."""
+    return len(_encode(MuteList(revision=revision, mutes=[], reset=reset)))
+
+
+def _mute_bytes(mute: AlertMute) -> int:
+    return len(_encode(mute)) + 1  # and the comma before the next
+
+
+def room_refusal(rows: list[AlertMuteRow], new: AlertMuteRow, now: float) -> str | None:
+    """Why a new mute would not fit on every list it joins (``rows``: the mutes kept), or
+    None. A list carries at most :data:`MAX_MUTES` mutes and :data:`MAX_LIST_BYTES`; past
+    that :func:`build_mute_list` leaves the oldest out, and before (review, December 2026)
+    the 257th mute of a device was accepted and silently lifted the oldest on the device,
+    which the server still listed as in force."""
+    live = [r for r in rows if r.expires_at > now and r.id != new.id]
+    sizes = {r.id: _mute_bytes(_as_mute(r)) for r in live}
+    everywhere = [r.id for r in live if r.device_id is None]
+    own: dict[str, list[str]] = {}
+    for r in live:
+        if r.device_id is not None:
+            own.setdefault(r.device_id, []).append(r.id)
+    # An every-device mute joins every list: the fullest ones decide (a device with no
+    # mutes of its own holds the every-device ones alone).
+    devices = [new.device_id] if new.device_id is not None else [*own, None]
+    # the largest revision, and `reset` (a resend's): the same list must reach it then too
+    header = _list_bytes(MAX_STORED_INT, reset=True) + _mute_bytes(_as_mute(new))
+    for device in devices:
+        ids = own.get(device, []) if device is not None else []
+        count = len(ids) + len(everywhere) + 1
+        size = header + sum(sizes[i] for i in ids) + sum(sizes[i] for i in everywhere)
+        if count > MAX_MUTES or size > MAX_LIST_BYTES:
+            where = f"device {device}" if device is not None else "every device"
+            return (f"the mute list of {where} is full ({count - 1} mutes, {size} bytes with "
+                    f"this one; at most {MAX_MUTES} mutes and {MAX_LIST_BYTES} bytes reach a "
+                    "device): lift mutes that are no longer needed first")
+    return None
 
 
 def lists_by_device(rows: list[AlertMuteRow], device_ids: list[str], revision: int,
@@ -277,6 +321,12 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
         raise UnknownAlert(f"no alert {alert_id}{where}: the server keeps alerts for a while "
                            "only (GET /api/v1/alerts lists them)")
     shape, prefix = mute_shape(alert.text)
+    if not any_source and len(alert.source) >= MAX_SOURCE_CHARS:
+        raise MuteRefused(
+            f"the alert's source name has {MAX_SOURCE_CHARS} characters or more, so the "
+            "server kept it cut, and a mute of this source would never match on the device: "
+            "mute it on any source, or give the source a shorter `name` in the agent's "
+            "config")
     now = time.time() if now is None else now
     device_id = None if all_devices else alert.device_id
     source = None if any_source else alert.source
@@ -295,6 +345,9 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
                            shape=shape, prefix=prefix, reason=reason, created_by=actor,
                            created_at=now, expires_at=expires_at, alert_id=alert.id,
                            alert_msg_id=alert.msg_id)
+        full = room_refusal(list(session.scalars(select(AlertMuteRow))), row, now)
+        if full is not None:
+            raise MuteRefused(full)
         session.add(row)
         outcome = "created"
     elif expires_at > row.expires_at:

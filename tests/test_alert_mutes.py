@@ -40,6 +40,7 @@ from fleet_server.mutes import (
     encode_mute_list,
     mute_alert,
     mute_shape,
+    room_refusal,
     unmute,
 )
 from fleet_server.revisions import revision_clock
@@ -529,3 +530,42 @@ def test_a_list_keeps_the_newest_live_mutes_within_its_bounds() -> None:
     assert doc.mutes[0].id == f"{MAX_MUTES - 1:016x}"
     assert MuteList.model_validate_json(encode_mute_list(doc)) == doc
     assert all(re.fullmatch(MUTE_ID_PATTERN, m.id) for m in doc.mutes)
+
+
+def test_a_mute_that_would_not_reach_its_devices_is_refused(db: Database) -> None:
+    """Review, December 2026: the 257th mute of a device was accepted and the device's list
+    silently left the oldest out, which the server still listed as in force; a source name
+    the server kept cut made a mute that never matched on the device."""
+    now = 10_000.0
+    with db.session() as session:
+        session.add_all([row(i, float(i), now + DAY) for i in range(MAX_MUTES - 1)])
+        session.add(row(MAX_MUTES, 1.0, now + DAY, device="gw-2"))
+    alert_id = stored_alert(db, CLOSED)
+    with db.session() as session:  # the 256th of gw-1 still fits
+        assert mute_alert(session, alert_id, days=1, all_devices=False, any_source=False,
+                          reason="", actor="op", now=now).outcome == "created"
+    before = counts(db)
+    for everywhere in (False, True):  # gw-1's list is full, and so is every device's
+        with db.session() as session, pytest.raises(MuteRefused, match="device gw-1 is full"):
+            mute_alert(session, stored_alert(db, USB), days=1, all_devices=everywhere,
+                       any_source=False, reason="", actor="op", now=now)
+        assert counts(db) == before
+    with db.session() as session:  # gw-2 has room
+        assert mute_alert(session, stored_alert(db, USB, device="gw-2"), days=1,
+                          all_devices=False, any_source=False, reason="", actor="op",
+                          now=now).outcome == "created"
+    # By bytes too: the same count in wide non-ASCII mutes passes the list's byte bound.
+    wide = [row(i, float(i), now + DAY, device="gw-3", shape="é" * 512, reason="ü" * 200)
+            for i in range(200)]
+    assert room_refusal(wide, row(999, 2.0, now + DAY, device="gw-3"), now) is not None
+    assert room_refusal(wide[:100], row(999, 2.0, now + DAY, device="gw-3"), now) is None
+
+    long_source = stored_alert(db, CLOSED, device="gw-2",
+                               source=("journald:" + ",".join(f"unit-{i}.service"
+                                                              for i in range(12)))[:128])
+    with db.session() as session, pytest.raises(MuteRefused, match="mute it on any source"):
+        mute_alert(session, long_source, days=1, all_devices=False, any_source=False,
+                   reason="", actor="op", now=now)
+    with db.session() as session:
+        assert mute_alert(session, long_source, days=1, all_devices=False, any_source=True,
+                          reason="", actor="op", now=now).mute.source is None
