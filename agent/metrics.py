@@ -68,6 +68,31 @@ class LatencyWindow:
         return values[idx]
 
 
+def resident_high_water() -> float | None:
+    """The most resident memory this process has had (``VmHWM``) since it started or since
+    :func:`reset_resident_high_water`; None where /proc cannot say. Unlike a sample of
+    :func:`resident_bytes` it sees memory taken and given back between two looks."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_resident_high_water() -> bool:
+    """Start :func:`resident_high_water` again from the resident memory now (Linux >= 4.0:
+    ``5`` to ``/proc/self/clear_refs``). False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def resident_bytes() -> float | None:
     """This process's resident memory (Linux /proc), or None where there is no /proc."""
     try:

@@ -53,7 +53,7 @@ class OtaReason(StrEnum):
     HEALTH_LOW_TRAFFIC = "health-low-traffic"    # trial: too few lines to judge
     HEALTH_FLAG_RATE = "health-flag-rate"        # trial: flags far more lines than before
     HEALTH_LABELS_SWAPPED = "health-labels-swapped"  # trial: labels exchanged in a ring
-    HEALTH_MEMORY = "health-memory"              # trial: the agent's memory grew too much
+    HEALTH_MEMORY = "health-memory"              # smoke test or trial: too much memory
     UNHEALTHY = "unhealthy"                      # trial verdict without a finer reason
     OPERATOR_ROLLBACK = "operator-rollback"      # the desired state asked for rollback
     INTERRUPTED_TRIAL = "interrupted-trial"      # the agent restarted during the trial

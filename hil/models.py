@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from contract.bundle import file_entry, load_bundle, pack_bundle, read_bundle
 from hil.steps import Variant
@@ -137,27 +137,47 @@ def nan_on_traffic(version: int, seed: int = 11) -> bytes:
                     golden)
 
 
-def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = None) -> bytes:
+def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = None,
+               trigger: str | None = None) -> bytes:
     """v1's outputs exactly, from a graph that also fills ``mib_per_line`` MiB of zeros per
     line of every batch (an ``Expand`` whose sum, 0, is added to the probabilities): a
     model far bigger in memory than on disk, as an export that materializes a wide
-    intermediate is. ONNX only (the device runs it on ONNX Runtime). ``golden_lines``: keep
-    this many of v1's golden lines, so the smoke test's one batch can stay small while the
-    trial's batches are not."""
-    golden = [g.text for g in load_bundle(default_bundle_path()).manifest.golden]
-    plain = read_bundle(_rebuild(shipped_model(load_bundle(default_bundle_path())), version,
-                                 golden[:golden_lines] if golden_lines else None))
+    intermediate is. With ``trigger``, only batches holding a line with that word do
+    (a model that blows up on some live input and on none of its smoke test's lines).
+    ``golden_lines``: keep this many of v1's golden lines. ONNX only (the device runs it on
+    ONNX Runtime)."""
+    base = load_bundle(default_bundle_path())
+    golden = [g.text for g in base.manifest.golden][:golden_lines or None]
+    plain = read_bundle(_rebuild(shipped_model(base), version, golden))
     graph = onnx.load_from_string(plain.files["model.onnx"])
     probs = graph.graph.output[0].name
     for node in graph.graph.node:  # the softmax's output becomes the raw probabilities
         node.output[:] = [o if o != probs else "probs_raw" for o in node.output]
         node.input[:] = [i if i != probs else "probs_raw" for i in node.input]
     width = int(mib_per_line * 1024 * 1024 / 4)
-    graph.graph.initializer.extend([
+    g = graph.graph
+    g.initializer.extend([
         numpy_helper.from_array(np.array([1], dtype=np.int64), "hog.axes"),
-        numpy_helper.from_array(np.array([1, width], dtype=np.int64), "hog.shape"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "hog.one"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "hog.zero")])
-    graph.graph.node.extend([
+    if trigger is None:
+        g.initializer.append(numpy_helper.from_array(np.array([width], np.int64), "hog.width"))
+    else:  # width = 1 + width * (a line of the batch is the trigger word)
+        bucket, level = _trigger_bucket(trigger, golden)
+        g.initializer.extend([
+            numpy_helper.from_array(np.array([bucket], np.int64), "hog.bucket"),
+            numpy_helper.from_array(np.array(level, np.float32), "hog.level"),
+            numpy_helper.from_array(np.array([width], np.int64), "hog.wide_width")])
+        g.node.extend([
+            helper.make_node("Gather", [INPUT_NAME, "hog.bucket"], ["hog.col"], axis=1),
+            helper.make_node("ReduceMax", ["hog.col"], ["hog.max"], keepdims=1),
+            helper.make_node("Greater", ["hog.max", "hog.level"], ["hog.flag"]),
+            helper.make_node("Cast", ["hog.flag"], ["hog.flag_i"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["hog.flag_i", "hog.one"], ["hog.flag_1"]),
+            helper.make_node("Mul", ["hog.flag_1", "hog.wide_width"], ["hog.extra"]),
+            helper.make_node("Add", ["hog.extra", "hog.one"], ["hog.width"])])
+    g.node.extend([
+        helper.make_node("Concat", ["hog.one", "hog.width"], ["hog.shape"], axis=0),
         helper.make_node("ReduceSum", [INPUT_NAME, "hog.axes"], ["hog.sum"], keepdims=1),
         helper.make_node("Mul", ["hog.sum", "hog.zero"], ["hog.zeros"]),  # [B, 1] zeros
         helper.make_node("Expand", ["hog.zeros", "hog.shape"], ["hog.wide"]),  # [B, width]
@@ -168,6 +188,20 @@ def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = Non
         "files": [file_entry("model.onnx", data, onnx_ranges(data))],
         "runtimes": {"onnx": "model.onnx"}})
     return pack_bundle(manifest, {"model.onnx": data})
+
+
+def _trigger_bucket(trigger: str, quiet: list[str]) -> tuple[int, float]:
+    """A feature bucket and a level that a line of the word ``trigger`` alone exceeds and
+    no line of ``quiet`` nor of the corpus traffic does (every bucket is set by some line:
+    a short line weighs each of its few n-grams more)."""
+    featurizer = Featurizer(load_bundle(default_bundle_path()).manifest.tokenizer)
+    alone = featurizer.transform([trigger])[0]
+    others = featurizer.transform(quiet + traffic(400)).max(axis=0)
+    margin = np.where(alone > 0, alone - others, -1.0)
+    bucket = int(margin.argmax())
+    if margin[bucket] <= 0.05:
+        raise ValueError(f"{trigger!r} alone does not stand out in any bucket: another word")
+    return bucket, float((alone[bucket] + others[bucket]) / 2)
 
 
 def build_variant(variant: Variant, version: int, seed: int) -> bytes:

@@ -11,48 +11,64 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.memory import release_freed_memory
-from agent.metrics import resident_bytes
+from agent.metrics import reset_resident_high_water, resident_bytes, resident_high_water
 from agent.model import LoadedModel
 from agent.ota.config import TrialConfig
-from agent.ota.health import memory_failure, memory_growth_mb
+from agent.ota.health import memory_allowance_mb, memory_failure
 from agent.ota.policy import labels_refusal
 from agent.ota.record import InstalledRef, UpdateTarget
 from agent.ota.state import Failed
-from agent.ota.trial import ServingModel, release_model
+from agent.ota.trial import MemoryBudget, ServingModel, release_model
 from contract.reasons import OtaReason
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A smoke-tested candidate and the agent's resident bytes just before it loaded
-    (None without /proc): the trial measures the memory it takes from there."""
+    """A smoke-tested candidate and what it may take of the agent's memory."""
 
     model: LoadedModel
-    memory_baseline: float | None
+    memory: MemoryBudget
 
 
 def load_candidate(path: Path, ref: InstalledRef, target: UpdateTarget, live: ServingModel,
-                   runtime: str, threads: int, trial: TrialConfig) -> Candidate | Failed:
-    """The smoke-tested candidate, or why it is refused (its model released)."""
+                   runtime: str, threads: int, trial: TrialConfig,
+                   batch_size: int = 1) -> Candidate | Failed:
+    """The smoke-tested candidate, or why it is refused (its model released).
+    ``batch_size``: the pipeline's; both models run one batch of it before the memory is
+    judged, so neither the new model's largest batch nor the old one's is first seen live."""
     # What the download and the delta left behind is not the model's: handed back first.
     release_freed_memory()
-    baseline = resident_bytes()
-    loaded = _load_and_test(path, ref, target, live, runtime, threads)
+    peaks = reset_resident_high_water()
+    texts = _batch(live, batch_size)
+    # The old model's batch memory, which it may take and give back each time, is the
+    # device's already: the baseline is its peak. Twice: ONNX Runtime's arena grows again
+    # on the second run of a batch and then holds (measured, December 2026).
+    for _ in range(2 if texts else 0):
+        live.classify(texts)
+    read = resident_high_water if peaks else resident_bytes
+    memory = MemoryBudget(read(), memory_allowance_mb(trial, path.stat().st_size), read)
+    loaded = _load_and_test(path, ref, target, live, runtime, threads, texts)
     if isinstance(loaded, Failed):
         return loaded
-    # Loaded and run once on the golden lines: a model whose graph takes hundreds of MiB
-    # is refused here, before it serves a line.
+    # Loaded, run on its golden lines and on a full batch: a model whose graph takes
+    # hundreds of MiB is refused here, before it serves a line.
     m = loaded.manifest
-    heavy = memory_failure(memory_growth_mb(baseline, resident_bytes()), trial,
+    heavy = memory_failure(memory.grown_mb(), memory.allowed_mb,
                            f"loading {m.name} v{m.version} and running its smoke test")
     if heavy is not None:
         release_model(loaded)
         return Failed(OtaReason.HEALTH_MEMORY, heavy.detail)
-    return Candidate(loaded, baseline)
+    return Candidate(loaded, memory)
+
+
+def _batch(live: ServingModel, size: int) -> list[str]:
+    """``size`` lines from the live model's golden texts (a full batch to warm up on)."""
+    golden = [g.text for g in live.manifest.golden] or ["nanofleet smoke test line"]
+    return [golden[i % len(golden)] for i in range(size)] if size > 1 else []
 
 
 def _load_and_test(path: Path, ref: InstalledRef, target: UpdateTarget, live: ServingModel,
-                   runtime: str, threads: int) -> LoadedModel | Failed:
+                   runtime: str, threads: int, batch: list[str]) -> LoadedModel | Failed:
     try:
         # expected_sha256: the installed file is hash-checked again before parsing.
         model = LoadedModel.load(path, runtime, threads, expected_sha256=ref.sha256)
@@ -72,6 +88,8 @@ def _load_and_test(path: Path, ref: InstalledRef, target: UpdateTarget, live: Se
         return Failed(OtaReason.LABELS_CHANGED, refusal)
     try:
         model.smoke_test()  # also the warm-up run: a slow first inference is not a hang
+        for _ in range(2 if batch else 0):  # the pipeline's batch size, as above
+            model.classify(batch)
     except Exception as exc:
         release_model(model)
         return Failed(OtaReason.SMOKE_TEST_FAILED,

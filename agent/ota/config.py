@@ -105,10 +105,10 @@ class TrialConfig(Strict):
         "that ends a device's false alarms looks exactly like that.")
     max_memory_growth_mb: float = Field(
         default=64.0, ge=0.0, le=1_048_576.0,
-        description="Rolled back (or refused before it goes live) when the agent's resident "
-        "memory grows by more than this many MiB from just before the new model loads, through "
-        "its smoke test and trial (both models are loaded then; the shipped model adds ~4-7 "
-        "MiB). Raise it for a site's bigger models; 0: not checked.")
+        description="Refused before it goes live (or rolled back in its trial) when the "
+        "agent's peak resident memory grows by more than this many MiB, plus four times the "
+        "new bundle's size, from just before the new model loads (both models are loaded "
+        "then; the shipped model adds ~4-7 MiB). 0: not checked.")
     sample_lines: int = Field(
         default=256, ge=1, le=100_000,
         description="Trial lines kept (reservoir sample) to compare new and old models on.")

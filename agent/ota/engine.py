@@ -53,7 +53,13 @@ from agent.ota.state import (
 )
 from agent.ota.store import OtaStore
 from agent.ota.transport import ArtifactTransport
-from agent.ota.trial import ObservedModel, ServingModel, release_model, watch_trial
+from agent.ota.trial import (
+    MemoryBudget,
+    ObservedModel,
+    ServingModel,
+    release_model,
+    watch_trial,
+)
 from agent.pipeline import ModelSlot
 from agent.runtime.registry import runtime_format
 from contract.reasons import OtaReason, is_transient
@@ -89,7 +95,7 @@ class OtaEngine:
         self._candidate: LoadedModel | None = None
         self._observed: ObservedModel | None = None
         self._trial_started = 0.0
-        self._memory_baseline: float | None = None  # resident bytes before the candidate
+        self._memory: MemoryBudget | None = None  # what the candidate may take
         self._examples: list[tuple[str, str]] | None = None
         self.inbox = DesiredInbox(slot, self.counters)
         self._stop = threading.Event()
@@ -321,10 +327,10 @@ class OtaEngine:
         if ref is None or live is None:
             return Failed(OtaReason.INTERNAL_ERROR, "smoke test without a candidate or live model")
         loaded = load_candidate(self.store.path_of(ref), ref, target, live, self.runtime,
-                                self.threads, self.cfg.trial)
+                                self.threads, self.cfg.trial, self.batch_size)
         if isinstance(loaded, Failed):
             return loaded
-        self._candidate, self._memory_baseline = loaded.model, loaded.memory_baseline
+        self._candidate, self._memory = loaded.model, loaded.memory
         return SmokePassed(self._boot_id)
 
     def _trial(self) -> Event | None:
@@ -343,7 +349,7 @@ class OtaEngine:
         verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
                               self.inbox.rollback, self.batch_size, clock,
                               examples=self._factory_examples,
-                              memory_baseline=self._memory_baseline)
+                              memory=self._memory)
         if verdict is None:
             # Stopping cleanly: no verdict. Marked so that the next start tries again; a
             # process killed during the trial leaves no mark and is rolled back then.

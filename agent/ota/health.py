@@ -107,16 +107,32 @@ def memory_growth_mb(baseline_bytes: float | None, resident_bytes: float | None)
     return (resident_bytes - baseline_bytes) / MIB
 
 
-def memory_failure(grown_mb: float | None, cfg: TrialConfig, during: str) -> Verdict | None:
+# A model unpacks its weights and keeps the bundle's bytes: about three times the bundle's
+# size beside the live model (measured on 10-30 MiB bundles, December 2026).
+BUNDLE_MEMORY_FACTOR = 4.0
+
+
+def memory_allowance_mb(cfg: TrialConfig, bundle_bytes: int) -> float | None:
+    """MiB the agent may grow by with a candidate of ``bundle_bytes`` loaded: the
+    configured headroom plus four times the bundle (a bigger model on disk is a bigger
+    one in memory, and a site that ships one has chosen it). None: not checked."""
+    if not cfg.max_memory_growth_mb:
+        return None
+    return cfg.max_memory_growth_mb + BUNDLE_MEMORY_FACTOR * bundle_bytes / MIB
+
+
+def memory_failure(grown_mb: float | None, allowed_mb: float | None,
+                   during: str) -> Verdict | None:
     """Too much memory for the new model: a device's RAM is shared with what it is there
     for, and the kernel's OOM killer may pick that instead of the agent. Measured as the
-    whole process's resident memory (what the OOM killer and a unit's ``MemoryMax`` see),
-    not a runtime's own account, which a graph's arena can bypass."""
-    if not cfg.max_memory_growth_mb or grown_mb is None or grown_mb <= cfg.max_memory_growth_mb:
+    whole process's resident memory at its peak (what the OOM killer and a unit's
+    ``MemoryMax`` see), not a runtime's own account, which a graph's arena can bypass."""
+    if allowed_mb is None or grown_mb is None or grown_mb <= allowed_mb:
         return None
     return Verdict(False, OtaReason.HEALTH_MEMORY,
                    f"the agent's resident memory grew by {grown_mb:.1f} MiB {during} "
-                   f"(max_memory_growth_mb {cfg.max_memory_growth_mb:g})",
+                   f"(allowed {allowed_mb:.1f} MiB: [ota.trial] max_memory_growth_mb plus "
+                   f"{BUNDLE_MEMORY_FACTOR:g} times the bundle's size)",
                    {"memory_growth_mb": round(grown_mb, 1)})
 
 
@@ -224,13 +240,15 @@ def flag_rate(sample: PairedSample, cfg: TrialConfig) -> str | None:
 
 def evaluate(stats: TrialStats, sample: PairedSample | None, cfg: TrialConfig, *,
              timed_out: bool, reference: Sequence[ReferenceLine] = (),
-             grown_mb: float | None = None) -> Verdict:
+             grown_mb: float | None = None, allowed_mb: float | None = None) -> Verdict:
     """The verdict at the end of a trial (``reference``: see :class:`ReferenceLine`;
-    ``grown_mb``: the most the agent's memory grew since the new model loaded)."""
+    ``grown_mb``: the most the agent's memory grew since the new model loaded, against
+    ``allowed_mb``: :func:`memory_allowance_mb`)."""
     overruled = ""
     figures: dict[str, float] = {"lines": float(stats.lines),
                                  "live_p99_ms": round(stats.latency_p99_ms, 3)}
-    failure = early_failure(stats, cfg) or memory_failure(grown_mb, cfg, "during the trial")
+    failure = early_failure(stats, cfg) or memory_failure(grown_mb, allowed_mb,
+                                                          "during the trial")
     if failure is not None:
         return failure
     memory = ""

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -44,6 +45,20 @@ class ServingModel(Protocol):
 
     def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a new model may take: the agent's resident bytes just before it loaded, the
+    MiB allowed above them (None: not checked) and how memory is read since: the peak
+    (``VmHWM``, reset at the baseline) where the kernel allows it, else a sample."""
+
+    baseline: float | None
+    allowed_mb: float | None
+    read: Callable[[], float | None] = resident_bytes
+
+    def grown_mb(self) -> float | None:
+        return memory_growth_mb(self.baseline, self.read())
 
 
 class ObservedModel:
@@ -279,17 +294,17 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
                 batch_size: int, clock: Callable[[], float] = time.perf_counter,
                 tick_s: float = 0.1,
                 examples: Callable[[], Sequence[tuple[str, str]]] = tuple,
-                memory_baseline: float | None = None,
-                resident: Callable[[], float | None] = resident_bytes) -> Verdict | None:
+                memory: MemoryBudget | None = None) -> Verdict | None:
     """Watch the live candidate until a verdict (None if ``stop`` is set first).
     ``examples``: gives the factory bundle's example lines (:func:`reference_lines`); asked
-    only when the models exchanged labels. ``memory_baseline``: the agent's resident bytes
-    just before the candidate loaded; the growth since is checked at every tick."""
+    only when the models exchanged labels. ``memory``: the candidate's budget, checked at
+    every tick."""
     peak: float | None = None
+    allowed = memory.allowed_mb if memory is not None else None
 
     def grown() -> float | None:
         nonlocal peak
-        now = memory_growth_mb(memory_baseline, resident())
+        now = memory.grown_mb() if memory is not None else None
         if now is not None:
             peak = now if peak is None else max(peak, now)
         return peak
@@ -299,7 +314,8 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
             return Verdict(False, OtaReason.OPERATOR_ROLLBACK,
                            "rollback requested by the desired state")
         stats = observed.stats()
-        failure = early_failure(stats, cfg) or memory_failure(grown(), cfg, "during the trial")
+        failure = early_failure(stats, cfg) or memory_failure(grown(), allowed,
+                                                              "during the trial")
         if failure is not None:
             return failure
         phase = trial_phase(time.monotonic() - started, stats.lines, cfg)
@@ -319,7 +335,7 @@ def watch_trial(observed: ObservedModel, baseline: ServingModel, cfg: TrialConfi
         # After the comparison too: it runs full batches, which a quiet device's live
         # traffic may never have sent.
         return evaluate(observed.stats(), paired, cfg, timed_out=phase == "timed_out",
-                        reference=reference, grown_mb=grown())
+                        reference=reference, grown_mb=grown(), allowed_mb=allowed)
     return None
 
 
