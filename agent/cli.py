@@ -71,7 +71,7 @@ def _parse_value(raw: str) -> Any:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from agent.control import DaemonNotRunning, ask
+    from agent.control import DaemonNotRunning, QueryFailed, ask
 
     socket_path = args.socket
     if socket_path is None:
@@ -82,16 +82,21 @@ def _cmd_query(args: argparse.Namespace) -> int:
             print(f"cannot find the agent's socket: {exc}", file=sys.stderr)
             return 2
     qargs: dict[str, Any] = {}
+    texts: list[str] = []
     for item in args.args:
         if "=" not in item:
             if args.cmd == "classify":
-                qargs.setdefault("text", [])
-                qargs["text"].append(item)
+                texts.append(item)
                 continue
             print(f"argument {item!r}: use key=value (e.g. limit=10)", file=sys.stderr)
             return 2
         key, _, value = item.partition("=")
-        qargs[key] = value if key == "text" else _parse_value(value)
+        if key == "text":  # text=... and bare lines make one list, in their order
+            texts.append(value)
+        else:
+            qargs[key] = _parse_value(value)
+    if texts:
+        qargs["text"] = texts[0] if len(texts) == 1 else texts
     if args.explain:
         if args.cmd != "classify":
             print("--explain only applies to classify", file=sys.stderr)
@@ -102,6 +107,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
     except DaemonNotRunning as exc:
         print(f"nanofleet-agent: {exc}", file=sys.stderr)
         return 3
+    except QueryFailed as exc:
+        print(f"nanofleet-agent: {exc}", file=sys.stderr)
+        return 4
     if args.json:
         print(json.dumps(resp, indent=2))
     elif not resp.get("ok"):

@@ -42,8 +42,11 @@ BUSY = QueryResponse(ok=False, error=f"busy: {MAX_CONNECTIONS} queries in servic
 
 def read_request(sock: socket.socket, limit: int, deadline_s: float) -> bytes:
     """One request line (up to ``limit`` + 1 bytes: the parser refuses longer ones),
-    within ``deadline_s`` for the whole line; b"" if the client sent nothing in time."""
+    within ``deadline_s`` for the whole line; b"" if the client sent nothing in time. A
+    client that closes its side after the line without a newline (``printf ... | nc -UN``)
+    sent it all."""
     data = bytearray()
+    closed = False
     end = time.monotonic() + deadline_s
     while b"\n" not in data and len(data) <= limit:
         left = end - time.monotonic()
@@ -55,10 +58,11 @@ def read_request(sock: socket.socket, limit: int, deadline_s: float) -> bytes:
         except (OSError, TimeoutError):
             break
         if not chunk:
+            closed = True
             break
         data += chunk
     line = bytes(data).split(b"\n", 1)[0]
-    return line if (b"\n" in data or len(data) > limit) else b""
+    return line if (b"\n" in data or len(data) > limit or closed) else b""
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -156,6 +160,10 @@ def _listening(path: Path) -> bool:
             return False
 
 
+class QueryFailed(RuntimeError):
+    """The agent is there but gave no usable answer (it timed out, or its answer was cut)."""
+
+
 def ask(path: Path, cmd: str, args: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
     """Send one query to the daemon at ``path``; raise DaemonNotRunning with a hint."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -169,6 +177,12 @@ def ask(path: Path, cmd: str, args: dict[str, Any], timeout: float = 15.0) -> di
         except PermissionError:
             raise DaemonNotRunning(f"permission denied on {path}: run as the agent's user "
                                    "or a member of its group") from None
+        except TimeoutError:
+            raise QueryFailed(f"{path}: the agent did not accept the connection within "
+                              f"{timeout:.0f} s (stuck or overloaded? systemctl status "
+                              "nanofleet-agent)") from None
+        except OSError as exc:
+            raise QueryFailed(f"cannot connect to {path}: {exc}") from None
         # A busy agent answers "busy" and closes at once, maybe before our line is out;
         # its answer is still in our receive buffer, so read it rather than fail.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -179,10 +193,19 @@ def ask(path: Path, cmd: str, args: dict[str, Any], timeout: float = 15.0) -> di
                 chunk = s.recv(65536)
             except ConnectionResetError:
                 break
+            except TimeoutError:
+                raise QueryFailed(f"the agent did not answer within {timeout:.0f} s (stuck or "
+                                  "overloaded? systemctl status nanofleet-agent)") from None
             if not chunk:
                 break
             data += chunk
     if not data:
         raise DaemonNotRunning("the agent closed the connection without answering")
-    doc: dict[str, Any] = json.loads(data)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise QueryFailed(f"the agent's answer was cut off or is not JSON ({len(data)} bytes; "
+                          "did it stop while answering?)") from None
+    if not isinstance(doc, dict):
+        raise QueryFailed("the agent's answer is not a JSON object")
     return doc

@@ -370,7 +370,7 @@ class Agent:
 
     # --- publishing --------------------------------------------------------------------
     def publish_status(self, state: str) -> Any:
-        doc = self.queries.status_doc(state)
+        doc = self.queries.status_doc(state, publish=True)
         return self.link.publish(topics.status(self.cfg.device_id),
                                  json.dumps(doc).encode(), qos=1, retain=True)
 

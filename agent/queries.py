@@ -6,6 +6,7 @@ error response, and the daemon carries on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -37,7 +38,8 @@ class NoArgs(BaseModel):
 class RecentAlertsArgs(NoArgs):
     since: float | None = Field(default=None, description="Only alerts at/after this Unix time.")
     label: str | None = Field(default=None, description="Only alerts with this label.")
-    limit: int = Field(default=50, ge=1, le=1000, description="Newest N alerts.")
+    limit: int = Field(default=50, ge=1, le=1000, description="Newest N alerts (at most "
+                       "256 KiB of them: ask with since= for older ones).")
 
 
 class ClassifyArgs(NoArgs):
@@ -54,6 +56,7 @@ class ClassifyArgs(NoArgs):
 
 
 MAX_CLASSIFY_LINES = 256
+MAX_ALERTS_ANSWER_BYTES = 256 * 1024  # recent_alerts: the newest alerts that fit
 MAX_CLASSIFY_CHARS = 8192
 MAX_EXPLAIN_LINES = 32  # explaining walks each line's n-grams in Python: ~1 ms a line
 
@@ -64,7 +67,17 @@ def _recent(target: QueryTarget, args: RecentAlertsArgs) -> list[dict[str, Any]]
         alerts = [a for a in alerts if a["ts"] >= args.since]
     if args.label is not None:
         alerts = [a for a in alerts if a["item"]["label"] == args.label]
-    return alerts[-args.limit:]
+    # The newest that fit the answer's budget: 1,000 alerts of long lines were 25 MB, and
+    # eight such answers at once pushed the agent past its unit's MemoryMax (review,
+    # December 2026); over MQTT they never fitted a packet.
+    picked: list[dict[str, Any]] = []
+    size = 0
+    for alert in reversed(alerts[-args.limit:]):
+        size += len(json.dumps(alert)) + 1  # as encoded, escapes and all
+        if size > MAX_ALERTS_ANSWER_BYTES and picked:
+            break
+        picked.append(alert)
+    return picked[::-1]
 
 
 def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
@@ -102,8 +115,10 @@ def answer(target: QueryTarget, payload: bytes) -> QueryResponse:
         return QueryResponse(ok=False, error=str(exc))
     spec = COMMANDS.get(request.cmd)
     if spec is None:
-        return QueryResponse(ok=False, cmd=request.cmd,
-                             error=f"unknown command {request.cmd!r}; try: {', '.join(COMMANDS)}")
+        # Cut: the answer must not echo a 60 KB name twice.
+        return QueryResponse(ok=False, cmd=request.cmd[:64],
+                             error=f"unknown command {request.cmd[:64]!r}; try: "
+                             f"{', '.join(COMMANDS)}")
     args_model, handler, _ = spec
     try:
         args = args_model.model_validate(request.args)

@@ -130,10 +130,15 @@ class QueryService:
         self.agent.link.publish(topic, data, qos=1, props=props)
 
     # --- what the agent reports (QueryTarget) -------------------------------------------------
-    def status_doc(self, state: str = "online") -> dict[str, Any]:
+    def status_doc(self, state: str = "online", publish: bool = False) -> dict[str, Any]:
+        """The status; ``publish``: for ``dev/{id}/status``, under the stream's next number.
+        A query's answer carries the last one published: numbers are stored and bounded,
+        and a query loop took one each time (review, December 2026: ~2,000 a second would
+        have used them up in two weeks, and every later status refused)."""
         a = self.agent
         healthy = hasattr(a, "health") and a.health.check()[0] and not a.health.degraded()
-        return Status(seq=a.spool.next_seq("status"), device_id=a.cfg.device_id,
+        seq = a.spool.next_seq("status") if publish else a.spool.last_seq("status")
+        return Status(seq=seq, device_id=a.cfg.device_id,
                       state=state,  # type: ignore[arg-type]
                       agent_version=__version__, started_at=a.started_at,
                       connection=a.link.connection,

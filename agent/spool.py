@@ -82,6 +82,11 @@ class Spool:
             self._seqs[stream] = value
             return value
 
+    def last_seq(self, stream: str) -> int:
+        """The last number :meth:`next_seq` gave for ``stream`` (0: none yet)."""
+        with self._seq_lock:
+            return self._seqs.get(stream, 0)
+
     # --- writing -----------------------------------------------------------------------
     def commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
         """Append messages and move checkpoints forward, atomically."""

@@ -181,11 +181,16 @@ def response_bytes(resp: QueryResponse) -> bytes:
                              ).model_dump_json().encode()
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, most: int = 5) -> str:
+    """The first ``most`` errors, then how many more: a list of a thousand bad items makes
+    a thousand errors, and an answer 27 times its request (review, December 2026)."""
+    errors = exc.errors()
     parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+    for err in errors[:most]:
+        loc = ".".join(str(p) for p in err["loc"])[:100] or "(root)"
+        parts.append(f"{loc}: {str(err['msg'])[:200]}")
+    if len(errors) > most:
+        parts.append(f"... and {len(errors) - most} more")
     return "; ".join(parts)
 
 

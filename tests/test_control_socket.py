@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from agent.control import BUSY, MAX_CONNECTIONS, READ_DEADLINE_S, ask
+from agent.control import BUSY, MAX_CONNECTIONS, READ_DEADLINE_S, QueryFailed, ask
+from agent.queries import MAX_ALERTS_ANSWER_BYTES, answer
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import free_port
 
@@ -91,10 +95,58 @@ def a_query_that_cannot_be_answered_in_unicode_is_refused(agent: AgentProcess) -
     assert agent.query("status")["ok"] is True
 
 
+def raw_query(agent: AgentProcess, payload: bytes, shut: bool = False) -> dict[str, object]:
+    s = connect(agent.socket)
+    try:
+        s.settimeout(10)
+        s.sendall(payload)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    reply: dict[str, object] = json.loads(data)
+    return reply
+
+
+def a_request_that_ends_with_the_connection_is_answered(agent: AgentProcess) -> None:
+    """``printf '{"cmd":"status"}' | nc -UN``: no newline, then the write side closed
+    (before: no answer at all)."""
+    assert raw_query(agent, b'{"cmd": "status"}', shut=True)["ok"] is True
+
+
+def a_thousand_bad_items_get_a_short_error(agent: AgentProcess) -> None:
+    """One error per bad item made a 64 KiB request a 1.7 MB answer (review, December
+    2026); a long unknown command was echoed whole."""
+    payload = json.dumps({"cmd": "classify", "args": {"text": [1] * 20_000}}).encode()
+    reply = raw_query(agent, payload + b"\n")
+    assert reply["ok"] is False and "more" in str(reply["error"])
+    assert len(json.dumps(reply)) < 2000, len(json.dumps(reply))
+    reply = raw_query(agent, json.dumps({"cmd": "x" * 50_000}).encode() + b"\n")
+    assert reply["ok"] is False and len(json.dumps(reply)) < 2000
+
+
+def status_queries_use_no_sequence_numbers(agent: AgentProcess) -> None:
+    """Each status query took a stored, bounded sequence number of the status stream
+    (review, December 2026: a query loop would have used them up in two weeks)."""
+    first = agent.query("status")["result"]["seq"]
+    for _ in range(20):
+        agent.query("status")
+    assert agent.query("status")["result"]["seq"] == first
+
+
 ATTACKS: dict[str, Callable[[AgentProcess], None]] = {
     f.__name__: f for f in (many_idle_connections_do_not_exhaust_threads,
                             a_byte_at_a_time_does_not_hold_a_handler,
-                            a_query_that_cannot_be_answered_in_unicode_is_refused)}
+                            a_query_that_cannot_be_answered_in_unicode_is_refused,
+                            a_request_that_ends_with_the_connection_is_answered,
+                            a_thousand_bad_items_get_a_short_error,
+                            status_queries_use_no_sequence_numbers)}
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +188,80 @@ def test_a_busy_answer_sent_before_the_query_is_out_still_reaches_the_cli(tmp_pa
         reply = ask(path, "status", {"pad": "x" * 4_000_000})
         t.join()
     assert reply == json.loads(BUSY.model_dump_json())
+
+
+@pytest.mark.parametrize("answer, message", [
+    (None, "did not answer within 1 s"),
+    (b'{"ok": true, "res', "cut off or is not JSON"),
+    (b"hello\n", "cut off or is not JSON")])
+def test_the_cli_says_what_went_wrong_without_a_traceback(
+        tmp_path: Path, answer: bytes | None, message: str) -> None:
+    """Review, December 2026: an agent that never answers, or whose answer was cut, gave
+    the technician a TimeoutError or JSONDecodeError traceback."""
+    path = tmp_path / "agent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            conn.recv(65536)
+            if answer is None:
+                time.sleep(2.0)
+            else:
+                conn.sendall(answer)
+            conn.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        with pytest.raises(QueryFailed, match=message):
+            ask(path, "status", {}, timeout=1.0)
+        t.join()
+    # The CLI prints it and exits 4; text= and bare lines make one list, in order.
+    config = tmp_path / "none.toml"
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--config", str(config),
+                          "--socket", str(path), "status"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 3 and "Traceback" not in out.stderr  # nothing listens now
+
+
+def test_text_and_bare_words_make_one_list_of_lines(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sock"
+    seen: list[dict[str, object]] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            seen.append(json.loads(conn.recv(65536).split(b"\n")[0]))
+            conn.sendall(b'{"ok": false, "error": "test"}\n')
+            conn.close()
+
+        t = threading.Thread(target=serve)
+        t.start()
+        out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--socket", str(path),
+                              "classify", "text=foo", "bar"], capture_output=True, text=True,
+                             timeout=60)
+        t.join()
+    assert "Traceback" not in out.stderr, out.stderr
+    assert seen == [{"cmd": "classify", "args": {"text": ["foo", "bar"]}}]
+
+
+def test_recent_alerts_answers_the_newest_that_fit_its_budget() -> None:
+    """1,000 alerts of long lines were a 25 MB answer, eight at once past the unit's
+    MemoryMax (review, December 2026): the newest that fit 256 KiB, in their order."""
+    alerts = [{"ts": float(i), "item": {"label": "security", "text": "\x01" * 4000 + str(i)}}
+              for i in range(1000)]
+    target = SimpleNamespace(recent_alerts=lambda: alerts)
+    reply = answer(target, json.dumps({"cmd": "recent_alerts",  # type: ignore[arg-type]
+                                       "args": {"limit": 1000}}).encode())
+    data = reply.model_dump_json()
+    assert reply.ok and MAX_ALERTS_ANSWER_BYTES // 2 < len(data) <= MAX_ALERTS_ANSWER_BYTES + 4096
+    got = reply.result
+    assert isinstance(got, list) and 0 < len(got) < 1000
+    assert [a["ts"] for a in got] == [float(i) for i in range(1000 - len(got), 1000)]
+    # One alert larger than the budget on its own is still answered.
+    alerts[:] = [{"ts": 1.0, "item": {"label": "security", "text": "\x01" * 60_000}}]
+    reply = answer(target, b'{"cmd": "recent_alerts"}')  # type: ignore[arg-type]
+    assert reply.ok and len(reply.result) == 1
