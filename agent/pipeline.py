@@ -27,6 +27,7 @@ from contract import topics
 from contract.bundle import BundleManifest
 from contract.limits import MAX_ALERT_TEXT_CHARS
 from contract.messages import Alert, ResultBatch, ResultItem
+from contract.mutes import ordinary_user_note
 
 log = logging.getLogger("nanofleet.agent.pipeline")
 
@@ -300,9 +301,9 @@ class Pipeline:
             if decision is None:
                 continue
             reason = decision.reason
-            if not is_system_uid(line.uid):
+            if line.uid is not None and not is_system_uid(line.uid):
                 # The text's program name is the logger's claim; the uid is the kernel's.
-                reason += f" (logged by uid {line.uid}, not a system user)"
+                reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
             if self.cfg.alerts.explain:

@@ -47,6 +47,7 @@ from contract.mutes import (
     AlertMute,
     MuteList,
     kept_line_mute,
+    logged_by_ordinary_user,
     prefix_shape,
 )
 from fleet_server.db import AuditEntry, Base
@@ -321,6 +322,12 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
         raise UnknownAlert(f"no alert {alert_id}{where}: the server keeps alerts for a while "
                            "only (GET /api/v1/alerts lists them)")
     shape, prefix = mute_shape(alert.text)
+    uid = logged_by_ordinary_user(alert.reason)
+    if uid is not None:
+        raise MuteRefused(
+            f"this line was logged by uid {uid}, an ordinary user, not by the program it "
+            "names: a mute of its shape would also hide that program's own lines (a real "
+            "brute force looks the same). Find out who logs it on the device instead")
     if not any_source and len(alert.source) >= MAX_SOURCE_CHARS:
         raise MuteRefused(
             f"the alert's source name has {MAX_SOURCE_CHARS} characters or more, so the "

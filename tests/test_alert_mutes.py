@@ -25,6 +25,7 @@ from contract.mutes import (
     MuteList,
     message_shape,
     mutes_topic,
+    ordinary_user_note,
     prefix_shape,
 )
 from fleet_server.db import AuditEntry, Database
@@ -569,3 +570,21 @@ def test_a_mute_that_would_not_reach_its_devices_is_refused(db: Database) -> Non
     with db.session() as session:
         assert mute_alert(session, long_source, days=1, all_devices=False, any_source=True,
                           reason="", actor="op", now=now).mute.source is None
+
+
+def test_a_line_an_ordinary_user_logged_is_not_muted(db: Database) -> None:
+    """Review, December 2026: ``logger "Failed password for root ..."`` by uid 1000, muted
+    as a false alarm, hid 1,740 real sshd failures in an hour: same text, same shape."""
+    with db.session() as session:
+        row_ = DeviceAlertRow(msg_id="m-forged", device_id="gw-1", ts=1.0, device_ts=1.0,
+                              slot="logs", model_version=1, label="security", score=0.9,
+                              reason="label security >= 0.80" + ordinary_user_note(1000),
+                              source="journald", text=CLOSED, repeats=0)
+        session.add(row_)
+        session.flush()
+        forged = row_.id
+    before = counts(db)
+    with db.session() as session, pytest.raises(MuteRefused, match="uid 1000, an ordinary"):
+        mute_alert(session, forged, days=1, all_devices=False, any_source=True, reason="",
+                   actor="op", now=1000.0)
+    assert counts(db) == before
