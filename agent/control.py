@@ -89,16 +89,17 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, path: str, answer: Callable[[bytes], QueryResponse]) -> None:
+    def __init__(self, path: str, answer: Callable[[bytes], QueryResponse],
+                 on_busy: Callable[[], None]) -> None:
         self.answer = answer
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.refused = 0
+        self.on_busy = on_busy
         super().__init__(path, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # One thread per connection, but never more than MAX_CONNECTIONS of them.
         if not self.slots.acquire(blocking=False):
-            self.refused += 1
+            self.on_busy()
             with contextlib.suppress(OSError):
                 request.setblocking(False)  # the accepting thread must never wait
                 request.send(BUSY.model_dump_json().encode() + b"\n")
@@ -112,7 +113,9 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
 
 class ControlServer:
-    def __init__(self, path: Path, mode: int, answer: Callable[[bytes], QueryResponse]) -> None:
+    def __init__(self, path: Path, mode: int, answer: Callable[[bytes], QueryResponse],
+                 on_busy: Callable[[], None] = lambda: None) -> None:
+        """``on_busy``: called for each connection answered "busy" (all handlers taken)."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() or path.is_symlink():
@@ -121,7 +124,7 @@ class ControlServer:
             path.unlink()
         old = os.umask(0o177)  # never world-accessible, even for an instant
         try:
-            self._server = _Server(str(path), answer)
+            self._server = _Server(str(path), answer, on_busy)
         finally:
             os.umask(old)
         os.chmod(path, mode)

@@ -144,7 +144,8 @@ class Agent:
                                  mutes=self.mutes)
         self.health = HealthCheck(self)
         self.control = ControlServer(cfg.control_socket, cfg.control.socket_mode,
-                                     self.queries.answer)
+                                     self.queries.answer,
+                                     on_busy=lambda: self.counters.inc("control_busy"))
         self.pipeline.start()
         self.control.start()
         self._start_sources()

@@ -59,6 +59,13 @@ class QueryService:
     def on_query_message(self, msg: MQTTMessage) -> None:
         """A query over MQTT: answered on the request's response topic, with its
         correlation data."""
+        if getattr(msg, "retain", False):
+            # A query someone published retained (`mosquitto_pub -r`) would be answered
+            # again at every reconnect, for ever: not a technician asking now.
+            self.agent.counters.inc("query_errors")
+            log.warning("retained query on %s ignored: queries are asked, not kept",
+                        str(getattr(msg, "topic", ""))[:200])
+            return
         if not self._within_rate():
             # A flood of queries (each one answered "busy" at least, on paho's network
             # thread, in the queue the outbox shares) costs only this check and a count.
@@ -82,6 +89,7 @@ class QueryService:
                         MAX_REPLY_CLIENT_CHARS)
             return
         if not self._slots.acquire(blocking=False):
+            self.agent.counters.inc("queries_busy")
             self._reply(reply_to, corr, QueryResponse(ok=False, error="busy, try again"))
             return
 

@@ -176,3 +176,21 @@ def test_an_answer_over_the_brokers_packet_limit_is_an_error_answer() -> None:
     reply = json.loads(sent[0])
     assert not reply["ok"] and "over the broker's packet limit" in reply["error"]
     assert agent.counters.get("query_errors") == 1
+
+
+def test_a_retained_query_is_not_answered() -> None:
+    """A query published retained (``mosquitto_pub -r``) would be answered again at every
+    reconnect, for ever (review, December 2026): ignored and counted."""
+    sent: list[bytes] = []
+    agent = SimpleNamespace(
+        cfg=SimpleNamespace(device_id=DEV), counters=Counters(),
+        link=SimpleNamespace(max_send_bytes=1 << 20,
+                             publish=lambda topic, data, qos, props: sent.append(data)))
+    service = QueryService(agent)  # type: ignore[arg-type]
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = f"{ROOT}/reply/tech"
+    msg = SimpleNamespace(topic=f"{ROOT}/query", payload=b'{"cmd": "help"}', retain=True,
+                          properties=props)
+    service.on_query_message(msg)  # type: ignore[arg-type]
+    time.sleep(0.2)
+    assert sent == [] and agent.counters.get("query_errors") == 1

@@ -48,6 +48,9 @@ def many_idle_connections_do_not_exhaust_threads(agent: AgentProcess) -> None:
         assert agent.query("status")["ok"] in (True, False)  # answered ("busy" at worst)
         time.sleep(READ_DEADLINE_S + 1)  # the idle ones are dropped after the deadline
         assert agent.query("status")["ok"] is True
+        # those beyond the handlers were answered "busy", and counted
+        counters = agent.query("metrics")["result"]["counters"]
+        assert counters.get("control_busy", 0) >= 100 - MAX_CONNECTIONS - 1, counters
     finally:
         for s in held:
             s.close()
