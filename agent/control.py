@@ -178,6 +178,14 @@ def ask(path: Path, cmd: str, args: dict[str, Any], timeout: float = 15.0) -> di
         except ConnectionRefusedError:
             raise DaemonNotRunning(f"the agent is not running (stale socket {path})") from None
         except PermissionError:
+            if not os.access(path.parent, os.X_OK):
+                # The default socket sits in the agent's 0700 state directory: the group
+                # cannot help there (review, December 2026: the hint said it would).
+                raise DaemonNotRunning(
+                    f"permission denied on the directory {path.parent}: only the agent's "
+                    "user can reach a socket there; set [control] socket = "
+                    "\"/run/nanofleet/agent.sock\" (group nanofleet) in the agent's config"
+                ) from None
             raise DaemonNotRunning(f"permission denied on {path}: run as the agent's user "
                                    "or a member of its group") from None
         except TimeoutError:

@@ -5,6 +5,7 @@ real agent daemon. One test case per attack."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -268,3 +269,23 @@ def test_recent_alerts_answers_the_newest_that_fit_its_budget() -> None:
     alerts[:] = [{"ts": 1.0, "item": {"label": "security", "text": "\x01" * 60_000}}]
     reply = answer(target, b'{"cmd": "recent_alerts"}')  # type: ignore[arg-type]
     assert reply.ok and len(reply.result) == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to try as another user")
+def test_a_socket_in_a_private_directory_gets_the_right_hint(tmp_path: Path) -> None:
+    """The default socket sits in the agent's 0700 state directory, where joining the
+    group does not help; the hint said it would (review, December 2026)."""
+    private = tmp_path / "state"
+    private.mkdir(mode=0o700)
+    tmp_path.chmod(0o755)
+    path = private / "agent.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+        out = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-m", "agent.cli", "query", "--socket", str(path), "status"],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 3, out.stderr
+    assert f"permission denied on the directory {private}" in out.stderr
+    assert "[control] socket" in out.stderr
