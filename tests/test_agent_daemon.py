@@ -139,12 +139,15 @@ def test_malformed_query_payloads_do_not_hurt(agent_env):
 
     replies = Collector(broker.port, f"{ROOT}/reply/#")
     # the fourth: a lone surrogate escape (before: no reply could be encoded, none was sent)
+    # One at a time: five at once may find the agent's four query slots taken ("busy"; a
+    # CI flake, December 2026).
     for i, payload in enumerate([b"\xff\xfe\x00", b"x" * 200_000, b"", b"[1,2]",
                                  b'{"cmd": "\\ud800"}']):
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = f"{ROOT}/reply/t"
         props.CorrelationData = f"c{i}".encode()
         replies.publish(f"{ROOT}/query", payload, props=props)
+        replies.wait_for(lambda ms, n=i + 1: len(ms) >= n)
     replies.publish(f"{ROOT}/query", b'{"cmd":"status"}')  # no response topic: ignored
     wild = Properties(PacketTypes.PUBLISH)
     wild.ResponseTopic = f"{ROOT}/reply/#"  # nobody can publish there: ignored, counted
