@@ -4,6 +4,7 @@ real agent daemon. One test case per attack."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -173,24 +174,33 @@ def test_control_socket_attack(attack: str, agent: AgentProcess) -> None:
     ATTACKS[attack](agent)
 
 
+@contextlib.contextmanager
+def fake_agent(path: Path, serve: Callable[[socket.socket], None]) -> Iterator[None]:
+    """A socket at ``path`` whose first connection ``serve`` answers, in a thread."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            with conn:
+                serve(conn)
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            yield
+        finally:
+            t.join(10)
+
+
 def test_a_busy_answer_sent_before_the_query_is_out_still_reaches_the_cli(tmp_path: Path) -> None:
     """A busy agent answers and closes at once; a query not yet written (here one larger
     than the socket's buffer, so the close always comes first) met a broken pipe and the
     CLI died with a traceback (CI saw it with 100 idle connections held)."""
     path = tmp_path / "agent.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen()
-
-        def answer_busy() -> None:
-            conn, _ = server.accept()
-            conn.send(BUSY.model_dump_json().encode() + b"\n")
-            conn.close()
-
-        t = threading.Thread(target=answer_busy)
-        t.start()
+    with fake_agent(path, lambda conn: conn.send(BUSY.model_dump_json().encode() + b"\n")):
         reply = ask(path, "status", {"pad": "x" * 4_000_000})
-        t.join()
     assert reply == json.loads(BUSY.model_dump_json())
 
 
@@ -202,52 +212,35 @@ def test_the_cli_says_what_went_wrong_without_a_traceback(
         tmp_path: Path, answer: bytes | None, message: str) -> None:
     """Review, December 2026: an agent that never answers, or whose answer was cut, gave
     the technician a TimeoutError or JSONDecodeError traceback."""
-    path = tmp_path / "agent.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen()
+    def serve(conn: socket.socket) -> None:
+        conn.recv(65536)
+        if answer is None:
+            time.sleep(2.0)
+        else:
+            conn.sendall(answer)
 
-        def serve() -> None:
-            conn, _ = server.accept()
-            conn.recv(65536)
-            if answer is None:
-                time.sleep(2.0)
-            else:
-                conn.sendall(answer)
-            conn.close()
-
-        t = threading.Thread(target=serve)
-        t.start()
-        with pytest.raises(QueryFailed, match=message):
-            ask(path, "status", {}, timeout=1.0)
-        t.join()
-    # The CLI prints it and exits 4; text= and bare lines make one list, in order.
-    config = tmp_path / "none.toml"
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--config", str(config),
-                          "--socket", str(path), "status"], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 3 and "Traceback" not in out.stderr  # nothing listens now
+    with fake_agent(tmp_path / "a.sock", serve), pytest.raises(QueryFailed, match=message):
+        ask(tmp_path / "a.sock", "status", {}, timeout=1.0)
+    if answer is not None:  # the CLI prints it and exits 4
+        with fake_agent(tmp_path / "b.sock", serve):
+            out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--socket",
+                                  str(tmp_path / "b.sock"), "status"], capture_output=True,
+                                 text=True, timeout=60)
+        assert out.returncode == 4 and message in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
 
 
 def test_text_and_bare_words_make_one_list_of_lines(tmp_path: Path) -> None:
-    path = tmp_path / "agent.sock"
     seen: list[dict[str, object]] = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        server.listen()
 
-        def serve() -> None:
-            conn, _ = server.accept()
-            seen.append(json.loads(conn.recv(65536).split(b"\n")[0]))
-            conn.sendall(b'{"ok": false, "error": "test"}\n')
-            conn.close()
+    def serve(conn: socket.socket) -> None:
+        seen.append(json.loads(conn.recv(65536).split(b"\n")[0]))
+        conn.sendall(b'{"ok": false, "error": "test"}\n')
 
-        t = threading.Thread(target=serve)
-        t.start()
-        out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--socket", str(path),
-                              "classify", "text=foo", "bar"], capture_output=True, text=True,
-                             timeout=60)
-        t.join()
+    with fake_agent(tmp_path / "agent.sock", serve):
+        out = subprocess.run([sys.executable, "-m", "agent.cli", "query", "--socket",
+                              str(tmp_path / "agent.sock"), "classify", "text=foo", "bar"],
+                             capture_output=True, text=True, timeout=60)
     assert "Traceback" not in out.stderr, out.stderr
     assert seen == [{"cmd": "classify", "args": {"text": ["foo", "bar"]}}]
 
