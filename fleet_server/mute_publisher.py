@@ -121,6 +121,10 @@ class MutePublisher:
         device) again, marked ``reset`` when asked (applied whatever revision a device
         holds: the way back from a list numbered beyond ours). (lists, acknowledged)."""
         with self.db.session() as session:
+            if current_revision(session) == 0 and not reset:
+                # No mute was ever made: nothing is sent (before, review December 2026,
+                # every list was reported sent and acknowledged).
+                return 0, 0
             ids = [device_id] if device_id is not None else every_device(session)
         acked = sum(len(self.publish(ids[i:i + BATCH], reset=reset))
                     for i in range(0, len(ids), BATCH))

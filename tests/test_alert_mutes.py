@@ -30,6 +30,7 @@ from contract.mutes import (
 )
 from fleet_server.db import AuditEntry, Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
+from fleet_server.mute_publisher import MutePublisher
 from fleet_server.mutes import (
     AlertMuteRow,
     MuteRefused,
@@ -588,3 +589,20 @@ def test_a_line_an_ordinary_user_logged_is_not_muted(db: Database) -> None:
         mute_alert(session, forged, days=1, all_devices=False, any_source=True, reason="",
                    actor="op", now=1000.0)
     assert counts(db) == before
+
+
+def test_resend_before_any_mute_sends_nothing_and_says_so(db: Database) -> None:
+    """Review, December 2026: with no mute ever made, a resend reported every list sent
+    and acknowledged and published nothing."""
+    sent: list[list[tuple[str, bytes]]] = []
+
+    class Recorder:
+        def publish_retained_many(self, messages: list[tuple[str, bytes]],
+                                  timeout: float) -> list[bool]:
+            sent.append(messages)
+            return [True] * len(messages)
+
+    publisher = MutePublisher(db, Recorder())  # type: ignore[arg-type]
+    assert publisher.resend("gw-1", reset=False) == (0, 0) and sent == []
+    assert publisher.resend("gw-1", reset=True) == (1, 1)  # empty lists marked reset go
+    assert MuteList.model_validate_json(sent[0][0][1]).reset

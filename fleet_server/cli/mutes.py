@@ -77,6 +77,9 @@ def cmd_mutes_resend(args: argparse.Namespace) -> int:
     result = _client(args).request("POST", "/api/v1/mute-lists/resend", params=params)
     if args.json:
         print(json.dumps(result, sort_keys=True))
+    elif not result["lists"] and not result["reset"]:
+        print("no mute was ever made here: nothing to send (--reset sends empty lists that "
+              "replace any a device holds)")
     else:
         print(f"sent {result['lists']} mute lists{' marked reset' if result['reset'] else ''}"
               f", {result['acknowledged']} acknowledged by the broker")
