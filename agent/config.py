@@ -23,9 +23,10 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
+from agent.sources.mqtt_topic import MqttTopicSourceConfig, reads_own_output
 from agent.sources.registry import SourceConfig, default_source_name
 from contract.strict import Strict
-from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN
+from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN, device_root
 
 
 class TlsConfig(Strict):
@@ -200,6 +201,18 @@ class AgentConfig(Strict):
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {dupes}; "
                              "set `name` on each [[sources]] entry")
+        return self
+
+    @model_validator(mode="after")
+    def _no_source_reads_own_output(self) -> AgentConfig:
+        for i, src in enumerate(self.sources):
+            for topic in src.topics if isinstance(src, MqttTopicSourceConfig) else []:
+                if reads_own_output(topic, self.device_id):
+                    raise ValueError(
+                        f"sources[{i}].topics: {topic!r} matches the agent's own topics "
+                        f"({device_root(self.device_id)}/results/..., alerts, metrics, ...): "
+                        "the agent would classify its own output for ever; subscribe to the "
+                        "sensors' topics only (e.g. sensors/#)")
         return self
 
     def source_name(self, index: int) -> str:

@@ -214,7 +214,8 @@ class Agent:
 
     def _start_sources(self) -> None:
         cfg = self.cfg
-        agent_broker = AgentBroker(cfg.mqtt, f"nanofleet-{cfg.device_id}", self.link)
+        agent_broker = AgentBroker(cfg.mqtt, f"nanofleet-{cfg.device_id}", self.link,
+                                   device_id=cfg.device_id)
         self.sources = []
         for i, scfg in enumerate(cfg.sources):
             src = build_source(scfg, self.queue, self.counters, cfg.pipeline.max_line_bytes,

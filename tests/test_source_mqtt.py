@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from agent.config import MqttConfig, TlsConfig
+from agent.config import AgentConfig, MqttConfig, TlsConfig
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
@@ -210,3 +210,29 @@ def test_config_validation() -> None:
         MqttTopicSourceConfig.model_validate({"kind": "mqtt", "topics": ["a"], "topic": "b"})
     cfg = MqttTopicSourceConfig.model_validate({"kind": "mqtt", "topics": ["a/+", "b/#"]})
     assert default_source_name(cfg) == "mqtt:a/+,b/#"
+
+
+def test_a_source_never_reads_the_agents_own_output(broker: Mosquitto, h: Harness,
+                                                    tmp_path: Path) -> None:
+    """Review, December 2026: a source on ``nanofleet/#`` classified the agent's own
+    results, published new ones and read those, for ever, from one log line."""
+    base = {"device_id": "pump-07", "state_dir": str(tmp_path),
+            "mqtt": {"host": "127.0.0.1", "port": broker.port}}
+    for topic in ("#", "nanofleet/#", "nanofleet/v1/dev/+/results/+",
+                  "nanofleet/v1/dev/pump-07/alerts", "+/+/+/pump-07/#"):
+        with pytest.raises(ValidationError, match="the agent's own topics"):
+            AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt",
+                                                            "topics": [topic]}]})
+    for topic in ("sensors/#", "nanofleet/v1/dev/pump-08/alerts", "nanofleet/v1/dev/pump-07/x"):
+        AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt", "topics": [topic]}]})
+    # A bridge may still bring them from another broker: dropped and counted there.
+    own = AgentBroker(MqttConfig(host="127.0.0.1", port=broker.port, reconnect_max_s=1),
+                      "test", device_id="pump-07")
+    src, sink = h.start(own, topics=["bridged/#", "nanofleet/v1/dev/pump-07/#"])
+    pub = h.publisher(broker.port)
+    pub.publish("nanofleet/v1/dev/pump-07/results/logs", b"a result, not a sensor line")
+    pub.publish("bridged/door", b"door open")
+    wait_until(lambda: len(sink.lines) >= 1, what="the sensor line")
+    wait_until(lambda: h.counters.get("source_errors") == 1, what="the own topic counted")
+    assert [line.text for line in sink.lines] == ["bridged/door: door open"]
+    assert "agent's own topic" in str(src.last_error)

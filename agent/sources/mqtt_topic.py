@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent.metrics import Counters
 from agent.mqtt_client import build_client, connect, tls_kwargs
 from agent.sources.base import LineSink, Source
+from contract.topics import DEVICE_WRITES, device_root
 
 if TYPE_CHECKING:  # agent.config imports this module
     from agent.config import MqttConfig
@@ -51,6 +52,20 @@ class AgentBroker:
     settings: MqttConfig
     client_id_prefix: str = "nanofleet"
     link: SharedLink | None = None
+    device_id: str | None = None  # whose own topics a source never reads
+
+
+def own_topics(device_id: str) -> list[str]:
+    """Examples of every topic the agent publishes on (one per kind)."""
+    root = device_root(device_id)
+    return [f"{root}/{t.replace('+', 'x')}" for t in DEVICE_WRITES]
+
+
+def reads_own_output(topic_filter: str, device_id: str) -> bool:
+    """Whether ``topic_filter`` matches a topic the agent itself publishes on: a source
+    reading it classifies the agent's own results, publishes new ones and reads those,
+    for ever (review, December 2026: ``nanofleet/#`` looped on one line)."""
+    return any(mqtt.topic_matches_sub(topic_filter, t) for t in own_topics(device_id))
 
 
 def check_topic_filter(topic: str) -> str:
@@ -148,6 +163,9 @@ class MqttTopicSource(Source):
         self.agent = agent
         # On the agent's own broker (same host and port) the agent's link carries us.
         self.link = agent.link if own_broker and self.port == agent.settings.port else None
+        # Config refuses filters that match the agent's own topics; a bridge may still
+        # bring them from another broker.
+        self._own_root = f"{device_root(agent.device_id)}/" if agent.device_id else None
         self.connected = False
         self.subscribed = False
         self.connects = 0
@@ -232,6 +250,11 @@ class MqttTopicSource(Source):
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ts = time.time()
+        if self._own_root is not None and msg.topic.startswith(self._own_root):
+            self.counters.inc("source_errors")
+            self.last_error = (f"message on the agent's own topic {_printable(msg.topic)[:200]} "
+                               "dropped: a source never reads the agent's output")
+            return
         # A topic level matched by a wildcard may hold any character: a newline there
         # would put a forged second line inside this one.
         prefix = f"{_printable(msg.topic)}: ".encode() if self.cfg.include_topic else b""
