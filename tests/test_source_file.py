@@ -131,6 +131,34 @@ def test_copytruncate(h: Harness) -> None:
     assert sink.wait_count(3) == ["a1", "a2", "b1"]
 
 
+def test_copytruncate_while_waiting_for_room_reads_the_new_content_once(h: Harness) -> None:
+    """Review, December 2026: a copytruncate while the source waited on a full queue, and
+    the writer past the old offset before room came back: the new content was read at the
+    old offset as the rest of the old file, then again from its start (1,943 of 3,000 new
+    lines twice)."""
+    old = [f"2026-01-01 old {i:05d} " + "x" * 40 for i in range(3000)]
+    append(h.path, *old)
+    sink = ListSink(capacity=100)  # a slow pipeline: the source waits mid-file
+    src, sink = h.start(sink=sink)
+    sink.wait_count(100)
+    time.sleep(5 * POLL)
+    shutil.copyfile(h.path, h.path.with_name("pump.log.1"))
+    os.truncate(h.path, 0)
+    new = [f"2026-01-02 new {i:05d} " + "y" * 40 for i in range(3000)]
+    append(h.path, *new)
+    with sink.cond:  # room again
+        sink.capacity = None
+        sink.cond.notify_all()
+    wait_until(lambda: sum(" new " in t for t in sink.texts()) >= 3000, timeout=30,
+               what="the new content")
+    time.sleep(10 * POLL)
+    got = [t for t in sink.texts() if " new " in t]
+    assert got == new  # each once, in order
+    # the old lines read before, the last one maybe cut where the old file ended for us
+    assert all(any(o.startswith(t) for o in old) for t in sink.texts() if " new " not in t)
+    assert src.truncations == 1
+
+
 def test_truncated_and_rewritten_past_offset_is_noticed(h: Harness) -> None:
     append(h.path, "2024-01-01 first")
     src, sink = h.start()

@@ -204,11 +204,25 @@ class FileSource(WatchedFileSource):
                     os.lseek(cur.fd, self._read_pos, os.SEEK_SET)
                     break
                 cur.ident.set_head(head)
+            elif cur.live and self._rewritten_since_read(cur):
+                # A copytruncate while we waited for room in the queue (review, December
+                # 2026): these bytes may be the new content at the old offset, read as the
+                # rest of the old file and then again from the new start. Dropped unread;
+                # _truncated() starts the new content from its beginning.
+                os.lseek(cur.fd, self._read_pos, os.SEEK_SET)
+                break
             self._read_pos += len(data)
             self._consume(data, cur.ident)
             if self._lines.skipping and not data.strip(b"\0"):
                 self._read_pos = jump_hole(cur.fd, self._read_pos, self._lines)
         return got
+
+    def _rewritten_since_read(self, cur: OpenFile) -> bool:
+        """After a read: is the file now shorter than what we have read, or does it begin
+        otherwise? Checked after the read, so unchanged means the bytes were the old file's."""
+        if os.fstat(cur.fd).st_size < self._read_pos:
+            return True
+        return read_head(cur.fd)[:len(cur.ident.head)] != cur.ident.head
 
     def _consume(self, data: bytes, ident: FileIdentity) -> None:
         """Hand the lines ``data`` completes to the sink, in one hand-off per read: the
