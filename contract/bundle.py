@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
 from contract.topics import SLOT_PATTERN
 
@@ -92,7 +93,9 @@ class BundleManifest(Strict):
     format: int = Field(default=BUNDLE_FORMAT, description="Bundle format version.")
     name: str = Field(min_length=1, max_length=64, description="Model name.")
     slot: str = Field(pattern=SLOT_PATTERN, description="Slot the model serves on devices.")
-    version: int = Field(ge=1, description="Monotonic version; devices never go down.")
+    version: int = Field(ge=1, le=MAX_STORED_INT,
+                         description="Monotonic version; devices never go down (at most "
+                         "2^31 - 1: what every database and record stores).")
     version_label: str = Field(max_length=64, description="Human label, e.g. '2026.11-a'.")
     task: Literal["text-classification"] = Field(description="What the model does.")
     labels: list[str] = Field(min_length=2, description="Output labels, in output order.")

@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
 from contract.topics import check_slot
 
@@ -120,14 +121,15 @@ class ModelTargetInfo(Strict):
     kind: Literal["full", "delta"] = Field(description="Full bundle or delta to a full bundle.")
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model name (bundle manifest).")
     slot: str = Field(description="Slot the model serves on devices.")
-    version: int = Field(ge=1, description="Version of the full bundle this target yields.")
+    version: int = Field(ge=1, le=MAX_STORED_INT,
+                         description="Version of the full bundle this target yields.")
     result_sha256: str = Field(
         pattern=_SHA256, description="sha256 of the full bundle (for a full target: itself)."
     )
     result_length: int = Field(ge=1, description="Length in bytes of the full bundle.")
     base_version: int | None = Field(
-        default=None, ge=1, description="Delta only: version the delta applies to."
-    )
+        default=None, ge=1, le=MAX_STORED_INT,
+        description="Delta only: version the delta applies to.")
     base_sha256: str | None = Field(
         default=None, pattern=_SHA256, description="Delta only: sha256 of the base bundle."
     )
@@ -168,9 +170,10 @@ class SlotRecord(Strict):
     slot: str = Field(description="The slot this record is about.")
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="Model that serves the slot.")
     minimum_version: int = Field(
-        ge=0, description="Devices refuse to install a version below this (0: no minimum)."
-    )
-    latest_version: int = Field(ge=1, description="Newest published version for the slot.")
+        ge=0, le=MAX_STORED_INT,
+        description="Devices refuse to install a version below this (0: no minimum).")
+    latest_version: int = Field(ge=1, le=MAX_STORED_INT,
+                                description="Newest published version for the slot.")
 
     @model_validator(mode="after")
     def _consistent(self) -> SlotRecord:

@@ -276,3 +276,38 @@ def test_wider_delta_delegation_refused_and_rewritten(kit: RepoKit, paths: list[
     update = add_targets(md.to_bytes(), [kit.signer("targets")], bundle=make_bundle(version=1))
     roles = Metadata[Targets].from_bytes(update.metadata).signed.delegations.roles  # type: ignore[union-attr]
     assert roles is not None and roles[DELTAS_ROLE].paths == [DELTA_PATH_PATTERN]
+
+
+def _signed_model_target(kit: RepoKit, data: bytes, version: int,
+                         model: str = "logcls") -> tuple[bytes, str]:
+    """Targets metadata listing ``data`` as the full bundle of ``model`` v``version``,
+    signed with the operators' key whatever it holds (another signing tool, a leaked key)."""
+    from tuf.api.metadata import TargetFile
+
+    md = kit.repo.targets()
+    path = f"models/{model}/{version}/{model}-{version}.nfb"
+    target = TargetFile.from_data(path, data, ["sha256"])
+    target.unrecognized_fields["custom"] = {
+        "kind": "full", "model": model, "slot": "logs", "version": version,
+        "result_sha256": target.hashes["sha256"], "result_length": len(data)}
+    md.signed.targets[path] = target
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    return md.to_bytes(), path
+
+
+def test_the_server_publishes_only_the_bundle_the_target_names(kit: RepoKit) -> None:
+    """Review, December 2026: signed random bytes, or another version's bundle, were
+    published as a release (and deltas built to them); a version past the database's
+    integers was published, then every later publish and the server's start failed."""
+    v2 = make_bundle(version=2)
+    for data, version, message in (
+            (b"\x00" * 4096, 3, "not a valid model bundle"),
+            (v2, 3, "signed as logcls v3 .* but its bundle is logcls v2"),
+            (make_bundle(version=2), 2**31, "invalid custom fields")):
+        metadata, path = _signed_model_target(kit, data, version)
+        with pytest.raises(PublishRejected, match=message):
+            kit.repo.publish_targets(metadata, {path: data})
+    metadata, path = _signed_model_target(kit, v2, 2)
+    assert kit.repo.publish_targets(metadata, {path: v2}) == 2

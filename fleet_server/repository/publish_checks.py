@@ -4,8 +4,11 @@ and model targets and slot records must parse (valid, non-reserved model names).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tuf.api.metadata import TargetFile, Targets
 
+from contract.bundle import MAX_BUNDLE_BYTES, BundleError, read_bundle
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     DELTAS_ROLE,
@@ -36,3 +39,33 @@ def check_release_target(path: str, target: TargetFile) -> None:
         parse_model_info(path, target.custom)
     elif path.startswith("slots/"):
         parse_slot_record(path, target.custom)
+
+
+def check_model_file(path: str, target: TargetFile, data: bytes | Path) -> None:
+    """A full model target's file must be the bundle its signed fields name: a valid
+    bundle (its members' hashes, its manifest) of that model, slot and version, holding
+    only its runtime's file for a runtime variant, and no larger than a device accepts.
+    Before (review, December 2026) the server signed random bytes, 100 MiB of zeros or
+    another model's bundle as a release, built deltas to them, and devices refused them
+    only during the rollout. Deltas are checked when built (the rebuilt bundle's hash)."""
+    if not path.startswith("models/"):
+        return
+    info = parse_model_info(path, target.custom)
+    if info.kind != "full":
+        return
+    if target.length > MAX_BUNDLE_BYTES:
+        raise ValueError(f"target {path!r} is {target.length} bytes; devices accept bundles "
+                         f"of at most {MAX_BUNDLE_BYTES}")
+    raw = data if isinstance(data, bytes) else Path(data).read_bytes()
+    try:
+        manifest = read_bundle(raw).manifest
+    except (BundleError, ValueError) as exc:
+        raise ValueError(f"target {path!r} is not a valid model bundle: {exc}") from None
+    signed = (info.model, info.slot, info.version)
+    if (manifest.name, manifest.slot, manifest.version) != signed:
+        raise ValueError(f"target {path!r} is signed as {signed[0]} v{signed[2]} for slot "
+                         f"{signed[1]!r} but its bundle is {manifest.name} v{manifest.version} "
+                         f"for slot {manifest.slot!r}")
+    if info.runtime is not None and set(manifest.runtimes) != {info.runtime}:
+        raise ValueError(f"target {path!r} is the {info.runtime} variant but its bundle holds "
+                         f"{sorted(manifest.runtimes)}")

@@ -46,7 +46,11 @@ from contract.tuf_targets import (
 from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import load_signer
-from fleet_server.repository.publish_checks import check_delta_delegation, check_release_target
+from fleet_server.repository.publish_checks import (
+    check_delta_delegation,
+    check_model_file,
+    check_release_target,
+)
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 
 
@@ -296,6 +300,10 @@ class Repository:
                     raise PublishRejected(f"target {path!r} has no sha256 hash")
                 if path in files:
                     self._check_file(target, files[path])
+                    try:
+                        check_model_file(path, target, files[path])
+                    except ValueError as exc:
+                        raise PublishRejected(str(exc)) from None
                 elif not self.target_file_path(target).exists():
                     raise PublishRejected(f"target {path!r} has no file: upload it")
             for path, data in files.items():
