@@ -236,3 +236,17 @@ def test_a_source_never_reads_the_agents_own_output(broker: Mosquitto, h: Harnes
     wait_until(lambda: h.counters.get("source_errors") == 1, what="the own topic counted")
     assert [line.text for line in sink.lines] == ["bridged/door: door open"]
     assert "agent's own topic" in str(src.last_error)
+
+
+def test_a_retained_value_sent_on_subscribing_is_not_a_new_line(broker: Mosquitto,
+                                                                 h: Harness) -> None:
+    """Review, December 2026: the broker's kept last value came again at every reconnect
+    and restart, and was classified (and alerted) each time."""
+    pub = h.publisher(broker.port)
+    pub.publish("sensors/door", b"door open since yesterday", retain=True)
+    time.sleep(0.3)
+    src, sink = h.start(defaults_for(broker), topics=["sensors/#"])
+    wait_until(lambda: h.counters.get("lines_retained_skipped") == 1, what="skipped")
+    pub.publish("sensors/door", b"door closed", retain=True)  # published while we listen
+    lines = sink.wait_for(lambda ls: len(ls) >= 1)
+    assert [ln.text for ln in lines] == ["sensors/door: door closed"]

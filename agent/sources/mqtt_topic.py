@@ -250,6 +250,12 @@ class MqttTopicSource(Source):
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ts = time.time()
+        if msg.retain:
+            # The broker's kept last value, sent again at every (re)subscription: not a
+            # new line (review, December 2026: classified, and alerted, at every
+            # reconnect). A retained message published while we listen arrives unflagged.
+            self.counters.inc("lines_retained_skipped")
+            return
         if self._own_root is not None and msg.topic.startswith(self._own_root):
             self.counters.inc("source_errors")
             self.last_error = (f"message on the agent's own topic {_printable(msg.topic)[:200]} "
