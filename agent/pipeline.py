@@ -148,14 +148,14 @@ class Pipeline:
             if not batch:
                 continue
             self.busy = True
+            lines = [line for line, _ in batch]
             try:
-                self.process([line for line, _ in batch], [t for _, t in batch])
+                self.process(lines, [t for _, t in batch])
             except Exception:
-                # Counted and logged; the batch's checkpoints were not committed, so file
-                # and journal lines are read again after a restart (a spool that cannot be
-                # written is waited out instead: _commit).
                 log.exception("processing a batch of %d lines failed", len(batch))
                 self.counters.inc("batch_errors")
+                if not self._stop.is_set():  # stopping: uncommitted, read again at start
+                    self._commit_unclassified(lines)
             finally:
                 self.busy = False
                 self.counters.set_gauge("queue_depth", float(len(self.queue)))
@@ -187,6 +187,27 @@ class Pipeline:
         now = time.monotonic()
         self.latency.add_many([now - t for t in enqueued])
         self.on_committed()
+
+    def _commit_unclassified(self, lines: list[Line]) -> None:
+        """A batch that failed outside inference (which has its own fallback): its lines
+        published ``unclassified`` with their checkpoints. Left uncommitted (before, review
+        December 2026), they were lost for good once the next batch of their source
+        committed a later checkpoint. If even this fails they are read again only after a
+        restart."""
+        try:
+            manifest = self.slot.current().manifest
+            zeros = np.zeros((len(lines), len(manifest.labels)), dtype=np.float32)
+            items = self._result_items(lines, manifest, zeros, zeros[:, 0], True)
+            results = ResultBatch(seq=self.spool.next_seq(f"results/{self.slot.name}"),
+                                  device_id=self.device_id, slot=self.slot.name,
+                                  model_version=manifest.version, items=items)
+            self._commit([(topics.results(self.device_id, self.slot.name),
+                           results.model_dump_json().encode())],
+                         {line.source: line.checkpoint for line in lines
+                          if line.checkpoint is not None})
+        except Exception:
+            log.exception("the failed batch's %d lines could not be kept as unclassified "
+                          "either", len(lines))
 
     def _commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
         """Commit, waiting out a spool that cannot be written (a full disk): the batch is

@@ -62,3 +62,41 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
     assert [t.split()[0] for t in got] == ["A"] * 20 + ["B"] * 20 + ["C"] * 20
     assert spool.checkpoint("file:log") == "59"
     assert counters.get("batch_errors") == 0 and pipeline.holding is None
+
+
+def test_a_batch_that_fails_outside_inference_keeps_its_lines(tmp_path: Path) -> None:
+    """Review, December 2026: a batch whose processing raised was left uncommitted, and
+    the next batch of its source committed a later checkpoint: its lines were lost for
+    good. They are published unclassified with their checkpoints now."""
+    cfg = AgentConfig.model_validate({
+        "device_id": "pump-07", "state_dir": str(tmp_path / "state"),
+        "mqtt": {"host": "127.0.0.1"},
+        "sources": [{"kind": "file", "path": str(tmp_path / "log")}],
+        "pipeline": {"batch_max_wait_ms": 20}})
+    counters = Counters()
+    spool = Spool(tmp_path / "spool.sqlite", 100_000, 64 << 20, counters)
+    queue = LineQueue(1000)
+    slot = ModelSlot("logs", LoadedModel.load(default_bundle_path(), "onnxruntime"))
+    pipeline = Pipeline(cfg, queue, slot, spool, counters, on_committed=lambda: None,
+                        is_online=lambda: True)
+    alerts, failures = pipeline._alerts, [1]
+
+    def failing_once(*args: object, **kwargs: object) -> list[tuple[str, bytes]]:
+        if failures:
+            failures.pop()
+            raise RuntimeError("a bug in the alert policy")
+        return alerts(*args, **kwargs)  # type: ignore[arg-type]
+
+    pipeline._alerts = failing_once  # type: ignore[method-assign]
+    pipeline.start()
+    try:
+        for i in range(10):
+            queue.put(Line("file:log", f"pump cycle {i} complete", time.time(),
+                           checkpoint=str(i)))
+        wait_until(lambda: spool.checkpoint("file:log") == "9", 20, "all lines committed")
+    finally:
+        pipeline.stop()
+    items = [item for m in spool.pending(0, 1000) if "/results/" in m.topic
+             for item in json.loads(m.payload)["items"]]
+    assert [item["text"] for item in items] == [f"pump cycle {i} complete" for i in range(10)]
+    assert items[0]["label"] == "unclassified" and counters.get("batch_errors") == 1
