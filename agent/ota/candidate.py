@@ -7,6 +7,7 @@ that was signed, that its labels keep the live model's meaning, and one inferenc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from agent.ota.state import Failed
 from agent.ota.trial import MemoryBudget, ServingModel, release_model
 from contract.reasons import OtaReason
 
+log = logging.getLogger("nanofleet.agent.ota")
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -34,8 +37,8 @@ def load_candidate(path: Path, ref: InstalledRef, target: UpdateTarget, live: Se
                    runtime: str, threads: int, trial: TrialConfig,
                    batch_size: int = 1) -> Candidate | Failed:
     """The smoke-tested candidate, or why it is refused (its model released).
-    ``batch_size``: the pipeline's; both models run one batch of it before the memory is
-    judged, so neither the new model's largest batch nor the old one's is first seen live."""
+    ``batch_size``: the pipeline's; both models run a batch of it (twice) before the memory
+    is judged, so neither the new model's largest batch nor the old one's is first seen live."""
     # What the download and the delta left behind is not the model's: handed back first.
     release_freed_memory()
     peaks = reset_resident_high_water()
@@ -43,10 +46,17 @@ def load_candidate(path: Path, ref: InstalledRef, target: UpdateTarget, live: Se
     # The old model's batch memory, which it may take and give back each time, is the
     # device's already: the baseline is its peak. Twice: ONNX Runtime's arena grows again
     # on the second run of a batch and then holds (measured, December 2026).
-    for _ in range(2 if texts else 0):
-        live.classify(texts)
+    try:
+        for _ in range(2 if texts else 0):
+            live.classify(texts)
+    except Exception as exc:  # a warm-up only: the live model's health is not judged here
+        log.warning("warming the live model up before the smoke test failed: %s", exc)
     read = resident_high_water if peaks else resident_bytes
-    memory = MemoryBudget(read(), memory_allowance_mb(trial, path.stat().st_size), read)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # _load_and_test says what is wrong with it
+    memory = MemoryBudget(read(), memory_allowance_mb(trial, size), read)
     loaded = _load_and_test(path, ref, target, live, runtime, threads, texts)
     if isinstance(loaded, Failed):
         return loaded
