@@ -254,6 +254,25 @@ def test_restart_after_copytruncate_while_stopped(h: Harness) -> None:
     assert sink2.wait_count(1) == ["b1"]
 
 
+def test_restart_after_a_copytruncate_reads_the_rest_of_the_copy(h: Harness) -> None:
+    """Review, December 2026: logrotate's copytruncate while the agent was stopped put the
+    lines after our checkpoint in a new inode (pump.log.1), and they were never read."""
+    first = [f"2026-01-01T00:00:0{i} a{i} a line long enough to name its file" for i in (1, 2)]
+    append(h.path, *first)
+    src, sink = h.start()
+    sink.wait_count(2)
+    src.stop()
+    append(h.path, "2026-01-01T00:00:04 a3 written after our checkpoint")
+    shutil.copyfile(h.path, h.path.with_name("pump.log.1"))  # copytruncate
+    os.truncate(h.path, 0)
+    append(h.path, "2026-01-01T00:00:05 b1 after the rotation")
+    src2, sink2 = h.start(sink.last_checkpoint())
+    assert sink2.wait_count(2) == ["2026-01-01T00:00:04 a3 written after our checkpoint",
+                                   "2026-01-01T00:00:05 b1 after the rotation"]
+    assert "copied away (copytruncate) while stopped" in src2.resume_note
+    assert h.counters.get("source_gaps") == 0
+
+
 def test_bad_checkpoint_is_reported_and_ignored(h: Harness) -> None:
     append(h.path, "a1")
     src, sink = h.start("not json")

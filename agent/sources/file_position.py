@@ -127,6 +127,10 @@ class ResumePlan:
     lost: bool = False  # the checkpointed file was not found (worth a second look)
 
 
+# A checkpoint's head this long names its file (a shorter one may be a common banner).
+MIN_COPY_HEAD_BYTES = 64
+
+
 def plan_resume(cp: FileCheckpoint | None, path: str, start_at: str,
                 live: Candidate | None, rotated: list[Candidate]) -> ResumePlan:
     """Decide where to resume so that no line is read twice or skipped.
@@ -149,6 +153,16 @@ def plan_resume(cp: FileCheckpoint | None, path: str, start_at: str,
             return ResumePlan((), cp.off, cp.skip, "resumed at checkpoint")
         return ResumePlan((), 0, False, "file shrank while stopped (copytruncate): from 0")
     owner = next((c for c in rotated if same_file(cp, c.dev, c.ino, c.head)), None)
+    how = "rotated"
+    if owner is None:
+        # copytruncate: the content went to a new inode (app.log.1) and the live one was
+        # emptied. Known by the head the checkpoint hashed, when it is long enough to be
+        # that file's own and the copy holds our offset (review, December 2026: the lines
+        # between the checkpoint and the copy were lost).
+        owner = next((c for c in rotated if cp.hn >= MIN_COPY_HEAD_BYTES
+                      and len(c.head) >= cp.hn and head_hash(c.head[:cp.hn]) == cp.hs
+                      and c.size >= cp.off), None)
+        how = "copied away (copytruncate)"
     if owner is None:
         return ResumePlan((), 0, False,
                           "checkpointed file is gone (rotated away while stopped); "
@@ -164,5 +178,5 @@ def plan_resume(cp: FileCheckpoint | None, path: str, start_at: str,
             seen.add((c.dev, c.ino))
             steps.append(ResumeStep(c.key, 0))
     return ResumePlan(tuple(steps), 0, False,
-                      f"rotated while stopped: finishing {owner.key}"
+                      f"{how} while stopped: finishing {owner.key}"
                       + (f" and {len(steps) - 1} newer rotated file(s)" if len(steps) > 1 else ""))
