@@ -273,6 +273,28 @@ def test_restart_after_a_copytruncate_reads_the_rest_of_the_copy(h: Harness) -> 
     assert h.counters.get("source_gaps") == 0
 
 
+def test_restart_into_a_rotated_file_its_writer_still_writes(h: Harness) -> None:
+    """Review, December 2026: resumed in pump.log.1 after a rotation while stopped, the
+    source read it to its end and let go; the writer, not yet told to reopen its log,
+    wrote on there, and those lines were lost."""
+    with open(h.path, "ab", buffering=0) as writer:  # keeps its descriptor
+        writer.write(b"2026 a1\n2026 a2\n")
+        src, sink = h.start()
+        sink.wait_count(2)
+        src.stop()
+        os.rename(h.path, h.path.with_name("pump.log.1"))  # rotated while stopped
+        h.path.touch()
+        writer.write(b"2026 a3 before restart\n")
+        src2, sink2 = h.start(sink.last_checkpoint())
+        sink2.wait_count(1)
+        wait_until(lambda: src2.state == "following", what="on to the live file")
+        writer.write(b"2026 a4 writer not reopened yet\n")
+        sink2.wait_count(2)
+    append(h.path, "2026 b1 new file")  # reopened (postrotate)
+    assert sink2.wait_count(3) == ["2026 a3 before restart", "2026 a4 writer not reopened yet",
+                                   "2026 b1 new file"]
+
+
 def test_bad_checkpoint_is_reported_and_ignored(h: Harness) -> None:
     append(h.path, "a1")
     src, sink = h.start("not json")

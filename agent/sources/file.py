@@ -163,7 +163,14 @@ class FileSource(WatchedFileSource):
         # this same wake instead of looping for a second truncation check and an empty
         # read; a write after that read is an inotify event, which wakes us again.
         if not self._cur.live:
-            self._finish_file()
+            if self._queue and self._queue[0][0].live:
+                # The file just before the live one (found at a restart, or missed while we
+                # waited): its writer may not have reopened its log yet, so it is drained
+                # like a file rotated while we run (review, December 2026: what was written
+                # to it after the restart was lost, its last line cut).
+                self._keep_as_tail(self._cur)
+            else:
+                self._finish_file()
             self._next_file()
             return True
         if not self._path_check_due():
