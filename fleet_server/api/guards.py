@@ -10,6 +10,7 @@ send ``max_upload_bytes``; every other request (JSON) :data:`MAX_API_BODY_BYTES`
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -34,6 +35,22 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body over {limit} bytes")
 
 
+class BodyTooSlow(HTTPException):
+    """A body that arrives slower than :data:`MIN_BODY_RATE` once :data:`BODY_GRACE_S`
+    old: it holds a request slot (two for publishing) and spool space for as long as the
+    sender likes (review, December 2026: two uploads dripping a byte every few seconds
+    kept every operator from publishing)."""
+
+    def __init__(self, seen: int, elapsed: float) -> None:
+        super().__init__(408, f"request body too slow: {seen} bytes in {elapsed:.0f} s (at "
+                         f"least {MIN_BODY_RATE} bytes/s after {BODY_GRACE_S:.0f} s)")
+
+
+# Any link an operator publishes over does far better; a 512 MiB upload may take 2 h.
+MIN_BODY_RATE = 64 * 1024
+BODY_GRACE_S = 30.0
+
+
 def body_limit(path: str, max_upload_bytes: int) -> int:
     return max_upload_bytes if path == PUBLISH_PATH else MAX_API_BODY_BYTES
 
@@ -53,10 +70,18 @@ class BodyLimit:
             await _refuse(send, limit)
             return
         seen = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
+            # The next part is due while the body still averages MIN_BODY_RATE (after the
+            # grace); a sender that sends nothing at all is cut off as well.
+            due = started + BODY_GRACE_S + seen / MIN_BODY_RATE - loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(due, 0.001))
+            except TimeoutError:
+                raise BodyTooSlow(seen, loop.time() - started) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
