@@ -204,6 +204,23 @@ class AgentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _one_handler_per_filter(self) -> AgentConfig:
+        """MQTT sources on the agent's own broker share its connection, where a filter has
+        one handler: a second source with the same filter took the first one's messages,
+        and stopping either unsubscribed both (review, December 2026)."""
+        seen: dict[str, int] = {}
+        for i, src in enumerate(self.sources):
+            if not isinstance(src, MqttTopicSourceConfig) or src.host is not None:
+                continue
+            for topic in src.topics:
+                if topic in seen:
+                    raise ValueError(f"sources[{i}].topics: {topic!r} is also a filter of "
+                                     f"sources[{seen[topic]}] on the agent's broker: give it "
+                                     "to one source")
+                seen[topic] = i
+        return self
+
+    @model_validator(mode="after")
     def _no_source_reads_own_output(self) -> AgentConfig:
         for i, src in enumerate(self.sources):
             for topic in src.topics if isinstance(src, MqttTopicSourceConfig) else []:

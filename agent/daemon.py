@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA nev
     from agent.ota.mqtt_transport import MqttTransport
 
 log = logging.getLogger("nanofleet.agent")
+RELOAD_DRAIN_S = 10.0
 
 # Waits between tries to open the spool (s); the last one repeats.
 SPOOL_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -322,7 +323,13 @@ class Agent:
             self.notifier.ready("reload failed: device_id/state_dir changed, restart needed")
             return
         self._stop_sources()
-        self.pipeline.drain(10.0)  # process what was read, so checkpoints are up to date
+        # Process what was read, so the sources start again from up-to-date checkpoints;
+        # the wait is bounded (the watchdog is fed by this thread).
+        if not self.pipeline.drain(RELOAD_DRAIN_S):
+            log.warning("reload: %d lines still queued after %.0f s; those the new sources "
+                        "read again from their last committed checkpoint are classified "
+                        "twice", len(self.queue), RELOAD_DRAIN_S)
+            self.counters.inc("reload_drain_timeouts")
         old = self.cfg
         self.cfg = new
         self.pipeline.apply_config(new)

@@ -225,6 +225,14 @@ def test_a_source_never_reads_the_agents_own_output(broker: Mosquitto, h: Harnes
                                                             "topics": [topic]}]})
     for topic in ("sensors/#", "nanofleet/v1/dev/pump-08/alerts", "nanofleet/v1/dev/pump-07/x"):
         AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt", "topics": [topic]}]})
+    # One handler per filter on the agent's connection: a second source with the same
+    # filter took the first one's messages (review, December 2026).
+    twice = [{"kind": "mqtt", "topics": ["sensors/#"], "name": "a"},
+             {"kind": "mqtt", "topics": ["plant/#", "sensors/#"], "name": "b"}]
+    with pytest.raises(ValidationError, match="also a filter of sources"):
+        AgentConfig.model_validate(base | {"sources": twice})
+    twice[1]["host"] = "192.0.2.1"  # another broker: a connection of its own
+    AgentConfig.model_validate(base | {"sources": twice})
     # A bridge may still bring them from another broker: dropped and counted there.
     own = AgentBroker(MqttConfig(host="127.0.0.1", port=broker.port, reconnect_max_s=1),
                       "test", device_id="pump-07")
