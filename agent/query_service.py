@@ -45,6 +45,9 @@ class QueryService:
         # The agent, not its parts: a reload replaces its config, link and sources.
         self.agent = agent
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        # The model's queries, whichever door they came by (review, December 2026: the
+        # socket's 8 handlers and MQTT's 4 slots made 12 classify/explain calls at once).
+        self._model_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
         self._tokens, self._tokens_at = 2.0 * MQTT_QUERIES_PER_S, time.monotonic()
 
     # --- answering -----------------------------------------------------------------------
@@ -196,6 +199,17 @@ class QueryService:
 
     def classify(self, texts: list[str], explain: bool = False,
                  level: int | None = None) -> list[dict[str, Any]]:
+        if not self._model_slots.acquire(blocking=False):
+            self.agent.counters.inc("queries_busy")
+            raise ValueError(f"busy: {MAX_CONCURRENT_QUERIES} model queries in service, "
+                             "try again")
+        try:
+            return self._classify(texts, explain, level)
+        finally:
+            self._model_slots.release()
+
+    def _classify(self, texts: list[str], explain: bool,
+                  level: int | None) -> list[dict[str, Any]]:
         model = self.agent.slot.current()
         # A model on trial answers without counting the query as the device's traffic.
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)

@@ -194,3 +194,25 @@ def test_a_retained_query_is_not_answered() -> None:
     service.on_query_message(msg)  # type: ignore[arg-type]
     time.sleep(0.2)
     assert sent == [] and agent.counters.get("query_errors") == 1
+
+
+def test_model_queries_share_one_limit_whatever_door_they_came_by() -> None:
+    """The socket's 8 handlers and MQTT's 4 slots made 12 classify/explain calls at once
+    (review, December 2026): the model's queries take one of 4 slots, shared."""
+    from agent.model import LoadedModel
+    from agent.pipeline import ModelSlot
+    from nanomodel import default_bundle_path
+
+    agent = SimpleNamespace(
+        counters=Counters(), slot=ModelSlot("logs", LoadedModel.load(default_bundle_path())),
+        pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False)))
+    service = QueryService(agent)  # type: ignore[arg-type]
+    ask_ = b'{"cmd": "classify", "args": {"text": "fan speed 0 rpm"}}'
+    for _ in range(MAX_CONCURRENT_QUERIES):  # in service elsewhere
+        assert service._model_slots.acquire(blocking=False)
+    busy = service.answer(ask_)
+    assert not busy.ok and "busy" in str(busy.error)
+    assert agent.counters.get("queries_busy") == 1
+    assert service.answer(b'{"cmd": "help"}').ok  # the rest is not the model's
+    service._model_slots.release()
+    assert service.answer(ask_).ok
