@@ -21,7 +21,8 @@ from nanomodel import default_bundle_path
 from tests.support.line_sink import wait_until
 
 
-def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
+def real_pipeline(tmp_path: Path) -> tuple[Pipeline, LineQueue, Spool, Counters]:
+    """The agent's pipeline with the shipped model and a real spool (not started)."""
     cfg = AgentConfig.model_validate({
         "device_id": "pump-07", "state_dir": str(tmp_path / "state"),
         "mqtt": {"host": "127.0.0.1"},
@@ -33,6 +34,11 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
     slot = ModelSlot("logs", LoadedModel.load(default_bundle_path(), "onnxruntime"))
     pipeline = Pipeline(cfg, queue, slot, spool, counters, on_committed=lambda: None,
                         is_online=lambda: True)
+    return pipeline, queue, spool, counters
+
+
+def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
+    pipeline, queue, spool, counters = real_pipeline(tmp_path)
     pipeline.start()
 
     def feed(group: str, start: int) -> None:
@@ -68,17 +74,7 @@ def test_a_batch_that_fails_outside_inference_keeps_its_lines(tmp_path: Path) ->
     """Review, December 2026: a batch whose processing raised was left uncommitted, and
     the next batch of its source committed a later checkpoint: its lines were lost for
     good. They are published unclassified with their checkpoints now."""
-    cfg = AgentConfig.model_validate({
-        "device_id": "pump-07", "state_dir": str(tmp_path / "state"),
-        "mqtt": {"host": "127.0.0.1"},
-        "sources": [{"kind": "file", "path": str(tmp_path / "log")}],
-        "pipeline": {"batch_max_wait_ms": 20}})
-    counters = Counters()
-    spool = Spool(tmp_path / "spool.sqlite", 100_000, 64 << 20, counters)
-    queue = LineQueue(1000)
-    slot = ModelSlot("logs", LoadedModel.load(default_bundle_path(), "onnxruntime"))
-    pipeline = Pipeline(cfg, queue, slot, spool, counters, on_committed=lambda: None,
-                        is_online=lambda: True)
+    pipeline, queue, spool, counters = real_pipeline(tmp_path)
     alerts, failures = pipeline._alerts, [1]
 
     def failing_once(*args: object, **kwargs: object) -> list[tuple[str, bytes]]:
