@@ -63,9 +63,11 @@ class LineSink(Protocol):
     # Read by sources that choose when to read (see agent.sources.windows).
     batching: Batching
 
-    def put(self, line: Line) -> bool:
+    def put(self, line: Line, can_wait: bool = False) -> bool:
         """Queue a line without waiting; False when full or stopping. Back-pressure
-        (waiting for room) is done by :meth:`Source.emit`, which can honour stop()."""
+        (waiting for room) is done by :meth:`Source.emit`, which can honour stop();
+        ``can_wait``: the caller will retry, so room kept for those that cannot is not
+        its."""
         ...
 
     def put_many(self, lines: Sequence[Line], since: float) -> int:
@@ -153,12 +155,12 @@ class Source(ABC):
         the source knows them."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
         line = Line(self.name, text, ts, truncated, checkpoint, level, uid)
-        ok = self.sink.put(line)
+        ok = self.sink.put(line, can_wait=block)
         delay = 0.001
         while not ok and block and not self._stop.is_set():
             self._stop.wait(delay)
             delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
-            ok = self.sink.put(line)
+            ok = self.sink.put(line, can_wait=True)
         if ok:
             self.lines_read += 1
             self.counters.inc("lines_in")

@@ -18,7 +18,7 @@ class ListSink:
         self.batching = batching or Batching()
         self.puts = 0  # calls that queued something: one per read for a file source
 
-    def put(self, line: Line) -> bool:
+    def put(self, line: Line, can_wait: bool = False) -> bool:
         with self.cond:
             if self.capacity is not None and len(self.lines) >= self.capacity:
                 self.refused += 1
