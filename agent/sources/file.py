@@ -211,7 +211,7 @@ class FileSource(WatchedFileSource):
                     os.lseek(cur.fd, self._read_pos, os.SEEK_SET)
                     break
                 cur.ident.set_head(head)
-            elif cur.live and self._rewritten_since_read(cur):
+            elif cur.live and self._rewritten(cur, os.fstat(cur.fd).st_size):
                 # A copytruncate while we waited for room in the queue (review, December
                 # 2026): these bytes may be the new content at the old offset, read as the
                 # rest of the old file and then again from the new start. Dropped unread;
@@ -224,12 +224,13 @@ class FileSource(WatchedFileSource):
                 self._read_pos = jump_hole(cur.fd, self._read_pos, self._lines)
         return got
 
-    def _rewritten_since_read(self, cur: OpenFile) -> bool:
-        """After a read: is the file now shorter than what we have read, or does it begin
-        otherwise? Checked after the read, so unchanged means the bytes were the old file's."""
-        if os.fstat(cur.fd).st_size < self._read_pos:
-            return True
-        return read_head(cur.fd)[:len(cur.ident.head)] != cur.ident.head
+    def _rewritten(self, cur: OpenFile, size: int) -> bool:
+        """Is the file (``size`` bytes now) shorter than what we have read, or does it
+        begin otherwise than the file we read? Before a read (:meth:`_truncated`) and after
+        one (:meth:`_pump`: unchanged then means the bytes read were the old file's)."""
+        head = cur.ident.head
+        return size < self._read_pos or (bool(head)
+                                         and read_head(cur.fd)[:len(head)] != head)
 
     def _consume(self, data: bytes, ident: FileIdentity) -> None:
         """Hand the lines ``data`` completes to the sink, in one hand-off per read: the
@@ -261,8 +262,7 @@ class FileSource(WatchedFileSource):
         assert cur is not None
         size = os.fstat(cur.fd).st_size
         self._size_seen = size
-        head = cur.ident.head
-        if size >= self._read_pos and (not head or read_head(cur.fd)[:len(head)] == head):
+        if not self._rewritten(cur, size):
             return False
         # copytruncate: the old content is gone and what the file holds now is new.
         # A partial line we held is emitted, not lost.
