@@ -13,25 +13,17 @@ after which the run takes about 4 minutes. See docs/hil.md.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from hil.ssh_device import device_deb
+from tests.support.device_marks import device_test_marks
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("NANOFLEET_DEVICE_TESTS") != "1",
-                       reason="device tests are opt-in: NANOFLEET_DEVICE_TESTS=1 "
-                       "(scripts/device-tests), root, debootstrap, qemu-user-static"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, binfmt_misc)"),
-]
+pytestmark = device_test_marks("qemu-user-static", "chroot, binfmt_misc")
 
 
 def test_arm64_package_is_arm64_throughout(tmp_path: Path) -> None:

@@ -23,16 +23,11 @@ import pytest
 from contract import topics
 from hil.ssh_device import device_deb
 from hil.systemd_target import SystemdTarget
+from tests.support.device_marks import device_test_marks
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("NANOFLEET_DEVICE_TESTS") != "1",
-                       reason="device tests are opt-in: NANOFLEET_DEVICE_TESTS=1 "
-                       "(scripts/device-tests), root, debootstrap, systemd-nspawn"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn)"),
-]
+pytestmark = device_test_marks("systemd-nspawn", "systemd-nspawn")
 
 DEVICE = "nspawn-01"
 UNIT = "nanofleet-agent.service"

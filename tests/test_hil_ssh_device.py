@@ -8,7 +8,6 @@ network namespace. Slow and root-only: opt in with NANOFLEET_DEVICE_TESTS=1
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,15 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.device_marks import device_test_marks
+
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("NANOFLEET_DEVICE_TESTS") != "1",
-                       reason="device tests are opt-in: NANOFLEET_DEVICE_TESTS=1 "
-                       "(scripts/device-tests), root, debootstrap, ~1-3 min per scenario"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, namespaces)"),
-]
+pytestmark = device_test_marks("~1-3 min per scenario", "chroot, namespaces")
 
 # Shipped scenarios with timings shortened as in tests/test_hil_run.py.
 SHIPPED = {

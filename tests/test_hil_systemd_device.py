@@ -9,12 +9,12 @@ watchdog, journald. Slow and root-only: opt in with NANOFLEET_DEVICE_TESTS=1
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.support.device_marks import device_test_marks
 from tests.test_hil_ssh_device import SHIPPED, SMOKE, run_hil
 
 # Every shipped scenario but arm64_delta_update (its own driver): the SSH tests' list and
@@ -22,13 +22,7 @@ from tests.test_hil_ssh_device import SHIPPED, SMOKE, run_hil
 SCENARIOS = {**SHIPPED,
              "alert_mute_survives_power_cut": ["lines_per_s=40", "outage_s=20"]}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("NANOFLEET_DEVICE_TESTS") != "1",
-                       reason="device tests are opt-in: NANOFLEET_DEVICE_TESTS=1 "
-                       "(scripts/device-tests), root, debootstrap, systemd-nspawn"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, namespaces)"),
-]
+pytestmark = device_test_marks("systemd-nspawn", "systemd-nspawn, namespaces")
 
 
 def test_systemd_device_install_faults_update_logs_and_junit(tmp_path: Path) -> None:
