@@ -163,7 +163,7 @@ def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = Non
     if trigger is None:
         g.initializer.append(numpy_helper.from_array(np.array([width], np.int64), "hog.width"))
     else:  # width = 1 + width * (a line of the batch is the trigger word)
-        bucket, level = _trigger_bucket(trigger, golden)
+        bucket, level = _trigger_bucket(Featurizer(base.manifest.tokenizer), trigger, golden)
         g.initializer.extend([
             numpy_helper.from_array(np.array([bucket], np.int64), "hog.bucket"),
             numpy_helper.from_array(np.array(level, np.float32), "hog.level"),
@@ -190,11 +190,11 @@ def memory_hog(version: int, mib_per_line: float, golden_lines: int | None = Non
     return pack_bundle(manifest, {"model.onnx": data})
 
 
-def _trigger_bucket(trigger: str, quiet: list[str]) -> tuple[int, float]:
+def _trigger_bucket(featurizer: Featurizer, trigger: str,
+                    quiet: list[str]) -> tuple[int, float]:
     """A feature bucket and a level that a line of the word ``trigger`` alone exceeds and
     no line of ``quiet`` nor of the corpus traffic does (every bucket is set by some line:
     a short line weighs each of its few n-grams more)."""
-    featurizer = Featurizer(load_bundle(default_bundle_path()).manifest.tokenizer)
     alone = featurizer.transform([trigger])[0]
     others = featurizer.transform(quiet + traffic(400)).max(axis=0)
     margin = np.where(alone > 0, alone - others, -1.0)

@@ -162,15 +162,21 @@ def test_a_flood_of_queries_is_dropped_before_any_work(tmp_path: Path,
         agent.stop()
 
 
+def replying_service(sent: list[bytes], max_send_bytes: int = 1 << 20
+                     ) -> tuple[SimpleNamespace, QueryService]:
+    """A query service whose replies (the bytes published) land in ``sent``."""
+    agent = SimpleNamespace(
+        cfg=SimpleNamespace(device_id=DEV), counters=Counters(),
+        link=SimpleNamespace(max_send_bytes=max_send_bytes,
+                             publish=lambda topic, data, qos, props: sent.append(data)))
+    return agent, QueryService(agent)  # type: ignore[arg-type]
+
+
 def test_an_answer_over_the_brokers_packet_limit_is_an_error_answer() -> None:
     """A broker that announces a small Maximum Packet Size would drop the answer without a
     word: the technician gets an error answer that says why instead."""
     sent: list[bytes] = []
-    agent = SimpleNamespace(
-        cfg=SimpleNamespace(device_id=DEV), counters=Counters(),
-        link=SimpleNamespace(max_send_bytes=2000,
-                             publish=lambda topic, data, qos, props: sent.append(data)))
-    service = QueryService(agent)  # type: ignore[arg-type]
+    agent, service = replying_service(sent, max_send_bytes=2000)
     service._reply(f"{ROOT}/reply/tech", b"c", QueryResponse(ok=True, cmd="recent_alerts",
                                                               result=["x" * 5000]))
     reply = json.loads(sent[0])
@@ -182,11 +188,7 @@ def test_a_retained_query_is_not_answered() -> None:
     """A query published retained (``mosquitto_pub -r``) would be answered again at every
     reconnect, for ever (review, December 2026): ignored and counted."""
     sent: list[bytes] = []
-    agent = SimpleNamespace(
-        cfg=SimpleNamespace(device_id=DEV), counters=Counters(),
-        link=SimpleNamespace(max_send_bytes=1 << 20,
-                             publish=lambda topic, data, qos, props: sent.append(data)))
-    service = QueryService(agent)  # type: ignore[arg-type]
+    agent, service = replying_service(sent)
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = f"{ROOT}/reply/tech"
     msg = SimpleNamespace(topic=f"{ROOT}/query", payload=b'{"cmd": "help"}', retain=True,
