@@ -19,7 +19,7 @@ from agent.ota.health import memory_allowance_mb, memory_failure
 from agent.ota.policy import labels_refusal
 from agent.ota.record import InstalledRef, UpdateTarget
 from agent.ota.state import Failed
-from agent.ota.trial import MemoryBudget, ServingModel, release_model
+from agent.ota.trial import MemoryBudget, ServingModel, golden_texts, release_model
 from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
@@ -73,7 +73,7 @@ def load_candidate(path: Path, ref: InstalledRef, target: UpdateTarget, live: Se
 
 def _batch(live: ServingModel, size: int) -> list[str]:
     """``size`` lines from the live model's golden texts (a full batch to warm up on)."""
-    golden = [g.text for g in live.manifest.golden] or ["nanofleet smoke test line"]
+    golden = golden_texts(live) or ["nanofleet smoke test line"]
     return [golden[i % len(golden)] for i in range(size)] if size > 1 else []
 
 
