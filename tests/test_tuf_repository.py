@@ -311,3 +311,33 @@ def test_the_server_publishes_only_the_bundle_the_target_names(kit: RepoKit) -> 
             kit.repo.publish_targets(metadata, {path: data})
     metadata, path = _signed_model_target(kit, v2, 2)
     assert kit.repo.publish_targets(metadata, {path: v2}) == 2
+
+
+def test_a_published_release_never_changes(kit: RepoKit) -> None:
+    """Review, December 2026: the operators' key could re-sign a published version's
+    target with other bytes (devices that had it kept the old model under the same
+    version, deltas from it stopped applying), or publish a version below the slot's
+    signed minimum that every device refuses. The server refuses both and says what to
+    do. (A second bundle of a version under another name cannot be listed: a model
+    target's path is the one its fields name.)"""
+    kit.publish(make_bundle(version=1))
+    kit.publish(make_bundle(version=5), minimum_version=5)
+    # v1 again, other bytes (a bundle of v1 whose model is v3's), same path
+    forged = make_bundle(version=1, size=32 * 1024)
+    metadata, path = _signed_model_target(kit, forged, 1)
+    with pytest.raises(PublishRejected, match="already published with other contents"):
+        kit.repo.publish_targets(metadata, {path: forged})
+    # the same contents listed again are fine (every publish lists the earlier releases)
+    v1 = kit.repo.targets().signed.targets["models/logcls/1/logcls-1.nfb"]
+    assert kit.repo.target_file_path(v1).read_bytes() == make_bundle(version=1)
+    # a version under the slot's minimum (v5): devices refuse it, so does the server
+    v3 = make_bundle(version=3)
+    metadata, path = _signed_model_target(kit, v3, 3)
+    with pytest.raises(PublishRejected, match=r"below slot 'logs'.s minimum version 5"):
+        kit.repo.publish_targets(metadata, {path: v3})
+    assert kit.repo.targets().signed.version == 3  # nothing was published
+    # a later version publishes as before
+    v6 = make_bundle(version=6)
+    metadata, path = _signed_model_target(kit, v6, 6)
+    assert kit.repo.publish_targets(metadata, {path: v6}) == 4
+

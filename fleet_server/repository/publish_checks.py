@@ -1,6 +1,7 @@
 """What the server checks in operator-signed targets metadata before publishing it,
 beyond signatures and versions: the online ``deltas`` key may reach delta files only,
-and model targets and slot records must parse (valid, non-reserved model names)."""
+model targets and slot records must parse (valid, non-reserved model names), a full
+target's file must be the bundle it names, and a published release never changes."""
 
 from __future__ import annotations
 
@@ -69,3 +70,42 @@ def check_model_file(path: str, target: TargetFile, data: bytes | Path) -> None:
     if info.runtime is not None and set(manifest.runtimes) != {info.runtime}:
         raise ValueError(f"target {path!r} is the {info.runtime} variant but its bundle holds "
                          f"{sorted(manifest.runtimes)}")
+
+
+def check_against_published(current: Targets, new: Targets) -> None:
+    """A release, once published, is what every device of the fleet may have installed:
+    its bytes never change. Refuse new targets metadata that lists a published model
+    target with other bytes or fields, or a new full version below its slot's signed
+    minimum (every device would refuse it). A second bundle of a published version under
+    another name cannot be listed: a model target's path is the one its fields name
+    (``parse_model_info``).
+
+    Before (review, December 2026) the operators' key could re-sign
+    ``models/m/3/m-3.nfb`` with new bytes: devices that had installed v3 kept the old
+    model and reported "v3", the others got the new one, and deltas from v3 no longer
+    applied. TUF allows it; a release history does not."""
+    for path, old in current.targets.items():
+        listed = new.targets.get(path)
+        if not path.startswith("models/") or listed is None:
+            continue  # slot records change with every release; a retired target is left out
+        if (listed.length, listed.hashes, listed.custom) != (old.length, old.hashes, old.custom):
+            raise ValueError(
+                f"target {path!r} is already published with other contents (sha256 "
+                f"{old.hashes.get('sha256', '?')[:16]}..., {old.length} bytes); a published "
+                "release cannot change: publish it as a new version")
+    minimums: dict[tuple[str, str], int] = {}
+    for path, target in new.targets.items():
+        if path.startswith("slots/"):
+            record = parse_slot_record(path, target.custom)
+            minimums[(record.slot, record.model)] = record.minimum_version
+    for path, target in new.targets.items():
+        if not path.startswith("models/") or path in current.targets:
+            continue
+        info = parse_model_info(path, target.custom)
+        if info.kind != "full":
+            continue
+        minimum = minimums.get((info.slot, info.model), 0)
+        if info.version < minimum:
+            raise ValueError(
+                f"target {path!r} is {info.model} v{info.version}, below slot "
+                f"{info.slot!r}'s minimum version {minimum}: every device would refuse it")

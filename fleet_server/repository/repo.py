@@ -47,6 +47,7 @@ from fleet_server.repository import storage
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.publish_checks import (
+    check_against_published,
     check_delta_delegation,
     check_model_file,
     check_release_target,
@@ -288,6 +289,7 @@ class Repository:
                                       f"{sorted(unlisted)}")
             try:
                 check_delta_delegation(md.signed)
+                check_against_published(self.targets().signed, md.signed)
             except ValueError as exc:
                 raise PublishRejected(str(exc)) from None
             for path, target in md.signed.targets.items():
