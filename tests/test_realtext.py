@@ -183,6 +183,13 @@ def test_clex_reads_concatenated_literals_macros_and_java_concatenation() -> Non
     assert calls[1].line == 2
 
 
+def test_clex_systemd_format_macros_carry_their_percent() -> None:
+    src = 'log_unit_notice(u, "Killing process " PID_FMT " (%s), uid " UID_FMT, pid, c, uid);'
+    (call,) = clex.find_calls(src, re.compile(r"log_unit_notice"))
+    fmt, _ = clex.format_of(call, clex.BUILTIN_MACROS) or ("", 0)
+    assert fmt == "Killing process %i (%s), uid %u"
+
+
 def test_harvest_reads_a_package_end_to_end(tmp_path) -> None:
     """A tiny unpacked source package goes through the same harvester as the real ones."""
     from nanomodel.harvest import run

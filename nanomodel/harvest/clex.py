@@ -39,11 +39,13 @@ BUILTIN_MACROS: dict[str, str] = {
     "PRI_TIME": "ld",
     "PRI_USEC": "llu",
     "PRI_NSEC": "llu",
-    "PID_FMT": "i",
-    "UID_FMT": "u",
-    "GID_FMT": "u",
-    "USEC_FMT": "llu",
-    "NSEC_FMT": "llu",
+    # systemd's own format macros carry their "%" ("#define PID_FMT "%" PRIi32"), unlike
+    # <inttypes.h>'s: "process " PID_FMT is "process %i", not "process i"
+    "PID_FMT": "%i",
+    "UID_FMT": "%u",
+    "GID_FMT": "%u",
+    "USEC_FMT": "%llu",
+    "NSEC_FMT": "%llu",
     "MACSTR": "%02x:%02x:%02x:%02x:%02x:%02x",
     "COMPACT_MACSTR": "%02x%02x%02x%02x%02x%02x",
     "IPSTR": "%d.%d.%d.%d",
