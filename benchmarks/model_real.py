@@ -5,6 +5,7 @@
     python benchmarks/model_real.py --write         # also store the figures for the manifest
     python benchmarks/model_real.py --known         # known daemons, new captured lines
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
+    python benchmarks/model_real.py --journal       # ... on a booted systemd's journal
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
@@ -26,7 +27,10 @@ device running those daemons.
 ``--samples [BUNDLE]`` scores a bundle (the shipped one by default), through the agent's
 own runtime, on the public log samples no model is trained on (fail2ban's test logs:
 :func:`nanomodel.realtext.load_samples`): other people's systems and software versions,
-per source and overall, against the same keyword rule.
+per source and overall, against the same keyword rule. ``--journal [BUNDLE]`` does the
+same on a booted systemd's journal captured here (:func:`nanomodel.realtext.load_journal`:
+the service manager's own lines, each as the agent's journald source reads it), also
+with each entry's PRIORITY weighed in as the agent does.
 
 ``--write`` stores the figures in ``nanomodel/data/real_heldout.json`` with a
 fingerprint of the recipe and the data; ``build_default`` copies them into the
@@ -195,18 +199,21 @@ def _levels(lines: list[RealLine], probs: np.ndarray, folds: int) -> None:
     _with_levels(lines, probs, levels)
 
 
-def _samples(bundle: Path) -> int:
+def _samples(bundle: Path, journal: bool = False) -> int:
     """The shipped bundle, as the agent runs it, on the public log samples that no model
-    is trained on (fail2ban's test logs: other people's systems, many software versions)."""
+    is trained on (fail2ban's test logs: other people's systems, many software versions),
+    or on the journal of a booted systemd (``journal``: with each entry's level too)."""
     from agent.config import AlertConfig
     from agent.model import LoadedModel
-    from nanomodel.realtext import load_samples
+    from nanomodel.realtext import load_journal, load_samples
 
-    lines = [(c.text, c.label, c.source) for c in load_samples()]
+    captured = load_journal() if journal else load_samples()
+    lines = [(c.text, c.label, c.source) for c in captured]
     model = LoadedModel.load(bundle)
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
     rep = report(lines, anomaly)
-    print(f"{bundle.name} on {len(lines)} public sample lines of {len(rep) - 1} sources, "
+    what = "journal lines of a booted systemd" if journal else "public sample lines"
+    print(f"{bundle.name} on {len(lines)} {what} of {len(rep) - 1} sources, "
           "never trained on\n")
     print(format_table(rep))
     wins = _wins(rep)
@@ -222,6 +229,8 @@ def _samples(bundle: Path) -> int:
           f"{AlertConfig().default_min_score} or anomaly >= {AlertConfig().anomaly_threshold}"
           f"): F1 {sent.f1:.3f}, false alarms {100 * sent.false_alarm_rate:.1f} %, recall "
           f"{100 * sent.recall:.1f} %")
+    if journal:
+        _with_levels(lines, probs, [priority(c.level) for c in captured])
     return 0
 
 
@@ -267,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", nargs="?", type=Path, const=default_bundle_path(),
                         metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
                         "the public log samples no model is trained on")
+    parser.add_argument("--journal", nargs="?", type=Path, const=default_bundle_path(),
+                        metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
+                        "a booted systemd's journal no model is trained on")
     parser.add_argument("--sent", action="store_true",
                         help="score the alerts the agent would send (default [alerts] "
                         "policy) instead of the anomaly > 0.5 flag; not with --write")
@@ -302,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return _known()
     if args.samples:
         return _samples(args.samples)
+    if args.journal:
+        return _samples(args.journal, journal=True)
     mix, cfg, prior = recipe(quiet=True)
     mix = replace(mix, **variant)
     lines = real_training_lines()

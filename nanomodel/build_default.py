@@ -137,20 +137,26 @@ def evaluate_figures(model: ShippedModel, featurizer: Featurizer, examples: list
     return figures
 
 
-def public_sample_figures(model: ShippedModel, featurizer: Featurizer) -> dict[str, float]:
-    """The built model on the public log samples, which no model is trained on
-    (:func:`nanomodel.realtext.load_samples`): overall figures for the manifest
-    (``public_sample.overall.alert_f1``, ``...keyword_rule_false_alarm_rate``, ...);
-    ``benchmarks/model_real.py --samples`` prints them per source."""
-    from nanomodel.realtext import load_samples
+def never_trained_figures(model: ShippedModel, featurizer: Featurizer) -> dict[str, float]:
+    """The built model on the evaluation sets no model is trained on: the public log
+    samples (:func:`nanomodel.realtext.load_samples`) and a booted systemd's journal
+    (:func:`~nanomodel.realtext.load_journal`). Overall figures for the manifest
+    (``public_sample.overall.alert_f1``, ``device_journal.overall.false_alarm_rate``,
+    ``...keyword_rule_false_alarm_rate``, ...); ``benchmarks/model_real.py --samples`` and
+    ``--journal`` print them per source."""
+    from nanomodel.realtext import load_journal, load_samples
 
-    lines = [(c.text, c.label, c.source) for c in load_samples()]
-    if not lines:
-        return {}
-    _, anomaly = reference_forward(model, featurizer.transform([t for t, _, _ in lines]))
-    rep = report(lines, anomaly)
-    return {k: v for k, v in manifest_figures(rep, prefix="public_sample").items()
-            if k.startswith("public_sample.overall.")}
+    figures: dict[str, float] = {}
+    for prefix, captured in (("public_sample", load_samples()),
+                             ("device_journal", load_journal())):
+        lines = [(c.text, c.label, c.source) for c in captured]
+        if not lines:
+            continue
+        _, anomaly = reference_forward(model, featurizer.transform([t for t, _, _ in lines]))
+        figures.update({k: v for k, v in manifest_figures(report(lines, anomaly),
+                                                          prefix=prefix).items()
+                        if k.startswith(f"{prefix}.overall.")})
+    return figures
 
 
 def as_examples(rows: list[tuple[str, str]], style: str) -> list[Example]:
@@ -190,7 +196,7 @@ def build(out: Path, cfg: TrainConfig, smoke: bool = False) -> dict[str, float]:
             figures[f"{split}.{key}"] = value
     if not smoke:  # the stored figures are the full recipe's
         figures.update(stored_heldout_figures(real))
-    figures.update(public_sample_figures(model, featurizer))
+    figures.update(never_trained_figures(model, featurizer))
     data = build_bundle(model, spec=spec, labels=LABELS, normal_label="normal", name=NAME,
                         slot=SLOT, version=VERSION, version_label=VERSION_LABEL,
                         golden_texts=GOLDEN_TEXTS, evaluation=figures)

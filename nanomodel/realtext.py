@@ -11,7 +11,11 @@ there):
 * ``samples/<source>.jsonl`` — public log samples (fail2ban's test logs,
   ``nanomodel.harvest.samples_fail2ban``), rows as captured ones but each line exactly as
   its log holds it (time and host included); an evaluation set, never trained on
-  (:func:`load_samples`).
+  (:func:`load_samples`);
+* ``journal/<source>.jsonl`` — a booted systemd's journal captured here
+  (``nanomodel.harvest.capture_systemd``), each line the entry's MESSAGE as the agent's
+  journald source reads it, with its PRIORITY; an evaluation set, never trained on
+  (:func:`load_journal`).
 
 :func:`real_lines` renders each template ``per_template`` times with plausible values
 (:mod:`nanomodel.realfill`), half of them behind a syslog/journal prefix as real logs
@@ -134,9 +138,11 @@ class CapturedLine:
     label: str
     reason: str
     how: str
-    # a public sample's line (samples/), kept as its log holds it (its own time and host,
-    # or none): evaluation only, returned by load_samples and never by load_captured
+    # a public sample's line (samples/) or a journal entry's (journal/), kept as its log
+    # or the agent holds it: evaluation only, never returned by load_captured
     as_logged: bool = False
+    # which folder the line comes from: captured, samples or journal
+    collection: str = "captured"
     # the level its code logs it at (the template's), as a journal's PRIORITY would say
     level: str = "info"
 
@@ -189,7 +195,7 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         (t.source, t.origin): t for t in _all_templates() if t.reason.startswith("review:")
     }
     out: list[CapturedLine] = []
-    for path, n, r in _rows_at("captured") + _rows_at("samples"):
+    for path, n, r in _rows_at("captured") + _rows_at("samples") + _rows_at("journal"):
         if "template_origin" not in r:
             raise ValueError(f"{path}:{n}: a captured row without template_origin: label "
                              "the captures again (python -m nanomodel.harvest.capture "
@@ -200,8 +206,9 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
         out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"],
-                                as_logged=path.parent.name == "samples",
-                                level=r.get("level", "info")))
+                                as_logged=path.parent.name != "captured",
+                                level=r.get("level", "info"),
+                                collection=path.parent.name))
     return tuple(out)
 
 
@@ -214,19 +221,26 @@ def load_templates(sources: list[str] | None = None) -> list[Template]:
 def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
     """Every line real daemons printed here, or those of the given sources (training and
     the held-out evaluation; public samples are not among them: :func:`load_samples`)."""
-    return _lines(as_logged=False, sources=sources)
+    return _lines("captured", sources)
 
 
 def load_samples(sources: list[str] | None = None) -> list[CapturedLine]:
     """Public log samples (fail2ban's test logs), each line as its log holds it: an
     evaluation of other people's logs that no model is trained on (docs/model.md)."""
-    return _lines(as_logged=True, sources=sources)
+    return _lines("samples", sources)
 
 
-def _lines(as_logged: bool, sources: list[str] | None) -> list[CapturedLine]:
+def load_journal(sources: list[str] | None = None) -> list[CapturedLine]:
+    """A booted systemd's journal, each line as the agent's journald source reads it (the
+    MESSAGE; ``level`` from PRIORITY): an evaluation of a device's own journal that no
+    model is trained on (docs/model.md)."""
+    return _lines("journal", sources)
+
+
+def _lines(collection: str, sources: list[str] | None) -> list[CapturedLine]:
     keep = set(sources) if sources is not None else None
     return [c for c in _all_captured()
-            if c.as_logged == as_logged and (keep is None or c.source in keep)]
+            if c.collection == collection and (keep is None or c.source in keep)]
 
 
 def sources() -> list[str]:

@@ -105,13 +105,17 @@ def test_pending_reviews_load_and_name_templates_no_applied_review_decides() -> 
     """The level rule's normal messages read in December 2026 (review_pending/, not
     applied: LABELLING.md) stay valid decisions: well formed, naming harvested templates that
     no applied review decides yet, so moving them into review/ is a copy."""
-    pending = load_reviews(PENDING_DIR)
+    pending = dict(load_reviews(PENDING_DIR))  # a copy: the loader caches its dict
     applied = load_reviews(REVIEW_DIR)
     templates = {(t.source, t.template): t for t in realtext.load_templates()}
     assert all(key in templates for key in pending), "stale pending review"
     assert not set(pending) & set(applied)
-    # what they are: the level rule's normal messages, every warning and notice one and
-    # the info ones with condition words
+    # the decision a booted systemd's journal showed was missing (LABELLING.md, "A booted
+    # systemd's journal"): a rule's alert made normal
+    kill = ("systemd", "%{unit}: Killing process i (%s) with signal SIG%s.")
+    assert templates[kill].label == "software" and pending.pop(kill).label == "normal"
+    # what the rest are: the level rule's normal messages, every warning and notice one
+    # and the info ones with condition words
     assert {templates[key].label for key in pending} == {"normal"}
     assert all(templates[key].reason.startswith("level:") for key in pending)
     rounds = {"warning and notice": {"warning", "notice"}, "info": {"info"}}

@@ -10,6 +10,39 @@ from __future__ import annotations
 # (source, regex over the template, label, reason)
 CORE_OVERRIDE_ROWS: list[tuple[str, str, str, str]] = [
     (
+        "systemd",
+        r" was skipped because (?:of an unmet condition check|no trigger condition)",
+        "normal",
+        "a unit skipped by its own condition (ConditionPathExists=, ...): what its unit "
+        "file asks for, whatever its description says ('if dbus ... are not available')",
+    ),
+    (
+        "systemd",
+        r"^(?:%\{unit\}|\S+): Killing process (?:i|\d+) \(.*\) with signal SIG",
+        "normal",
+        "one process of a unit being stopped or killed; why (a stop that timed out, a "
+        "watchdog) is its own line, which carries the alert",
+    ),
+    (
+        "systemd",
+        r"^(?:Failed to parse|Invalid) [^,]*, ignoring",
+        "normal",
+        "one setting of a unit file cannot be parsed and is ignored; the unit runs without "
+        "it (as the review decided for unknown keys: a note for whoever wrote the file)",
+    ),
+    (
+        "systemd",
+        r"^Shutting down\.$",
+        "normal",
+        "the manager begins a shutdown or reboot someone asked for",
+    ),
+    (
+        "systemd",
+        r"^(?:%\{unit\}|\S+): Deactivated successfully\.$",
+        "normal",
+        "a unit ended cleanly, whatever its name says ('broken-unit.service')",
+    ),
+    (
         "nginx",
         r"gracefully shutting down",
         "normal",
