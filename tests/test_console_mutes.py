@@ -211,11 +211,28 @@ def test_an_operator_mutes_an_alert_from_the_device_page_and_lifts_the_mute(
         assert held.revision > revision and held.mutes[0].expires == made["expires_at"]
         assert muted_here(c.get(url).text)[made["id"]][3] == when(made["expires_at"])
 
-        # The form's optional fields: on every device, from any source, for a day, with a
-        # reason; every device's list carries it, and its row says so.
+        # On every device: not with a deploy token (one such mute quiets the whole fleet;
+        # review, December 2026): the page offers no such choice, and a forged form is
+        # refused, saying what is needed, with nothing muted or published.
+        page = c.get(url)
+        assert 'name="all_devices"' not in page.text and 'name="any_source"' in page.text
         r = c.post(f"{url}/alerts/{ids['cm-2']}/mute", data={
-            "csrf": csrf, "days": "1", "all_devices": "on", "any_source": "on",
-            "reason": " flaky hub "})
+            "csrf": csrf, "days": "1", "all_devices": "on"})
+        assert r.status_code == 403 and "needs &#39;admin&#39;" in r.text, r.text
+        assert mutes(setup) == [made]
+        with pytest.raises(TimeoutError):
+            retained(broker, OTHER, timeout=1.0)
+
+        # The form's optional fields, by an operator who also holds admin: on every
+        # device, from any source, for a day, with a reason; every device's list carries
+        # it, and its row says so.
+        with console(setup, operator_token(setup, "duty-admin", "deploy", "admin"),
+                      url) as admin:
+            page = admin.get(url)
+            assert 'name="all_devices"' in page.text
+            r = admin.post(f"{url}/alerts/{ids['cm-2']}/mute", data={
+                "csrf": csrf_of(page.text), "days": "1", "all_devices": "on",
+                "any_source": "on", "reason": " flaky hub "})
         assert r.status_code == 303
         everywhere = mutes(setup)[0]
         assert (everywhere["device_id"], everywhere["source"], everywhere["reason"]) == (
@@ -228,7 +245,7 @@ def test_an_operator_mutes_an_alert_from_the_device_page_and_lifts_the_mute(
         assert list(muted_here(page.text)) == [everywhere["id"], made["id"]]
         assert muted_here(page.text)[everywhere["id"]] == [
             message_shape(USB), "any", "every device", when(everywhere["expires_at"]),
-            "flaky hub", "night-shift", "unmute everywhere"]
+            "flaky hub", "duty-admin", "unmute everywhere"]
         assert "muted on every device" in (muted_tag(alert_rows(page.text)[ids["cm-2"]]) or "")
         other = c.get(page_url(OTHER))
         assert list(muted_here(other.text)) == [everywhere["id"]]

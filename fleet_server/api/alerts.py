@@ -26,7 +26,7 @@ from contract.limits import MAX_STORED_INT
 from contract.mutes import MUTE_ID_PATTERN
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.alert_shapes import MAX_LIMIT, MAX_SCAN, ShapeGroup, shape_ranking
-from fleet_server.api.core import AdminOperator, ApiError, Operator, Service
+from fleet_server.api.core import AdminOperator, ApiError, Caller, Operator, Service
 from fleet_server.api.schemas import (
     AlertList,
     AlertShapeList,
@@ -40,6 +40,7 @@ from fleet_server.api.schemas import (
     VerdictRequest,
     VerdictView,
 )
+from fleet_server.auth import Identity, missing_scope_message
 from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.mutes import (
@@ -127,13 +128,25 @@ def mute_view(row: AlertMuteRow) -> MuteView:
 MuteId = Annotated[str, PathParam(pattern=MUTE_ID_PATTERN, description="The mute's id.")]
 
 
+def every_device_mute_refusal(caller: Identity) -> str:
+    """Why a ``deploy`` token may not mute on every device: one such mute quiets a message
+    on the whole fleet, including devices that join later, so a leaked deploy token (a CI
+    job's) could hide an attack everywhere; muting on the alert's device stays ``deploy``
+    (review, December 2026)."""
+    return missing_scope_message(caller, "admin", "muting an alert on every device (on its "
+                                 "own device, 'deploy' is enough)")
+
+
 @router.post("/alerts/{alert_id}/mute", response_model=MuteCreated, status_code=201,
              tags=["mutes"], responses={200: {"model": MuteCreated, "description": (
                  "The same mute was active already (outcome extended or unchanged).")}})
 def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Operator,
-              response: Response) -> MuteCreated:
+              caller: Caller, response: Response) -> MuteCreated:
     """Stop the alert's device (or every device) sending alerts of this line's message
-    shape for ``days``; the device's list is published retained over MQTT."""
+    shape for ``days``; the device's list is published retained over MQTT. A mute on
+    every device needs the ``admin`` scope (it quiets the whole fleet)."""
+    if body.all_devices and not caller.allows("admin"):
+        raise ApiError(403, "forbidden", every_device_mute_refusal(caller))
     try:
         change, published = service.mutes.mute(
             alert_id, days=body.days, all_devices=body.all_devices,

@@ -101,6 +101,7 @@ def require_scope(scope: Scope) -> Callable[..., str]:
 
 Operator = Annotated[str, Depends(require_operator)]
 AdminOperator = Annotated[str, Depends(require_scope("admin"))]
+Caller = Annotated[Identity, Depends(authenticate)]  # for a scope that depends on the request
 public_router = APIRouter(prefix="/api/v1")
 router = APIRouter(prefix="/api/v1")
 

@@ -223,7 +223,7 @@ class MuteRequest(Strict):
                       "muting the same alert again extends it.")
     all_devices: StrictBool = Field(default=False, description="Mute the shape on every "
                                     "device (those that join later too), not only the "
-                                    "alert's.")
+                                    "alert's. Needs the admin scope.")
     any_source: StrictBool = Field(default=False, description="Mute the shape from any "
                                    "source, not only the alert's (the agent's source name, e.g. "
                                    "'file:/var/log/auth.log').")

@@ -141,6 +141,7 @@ def render(request: Request, template: str, context: dict[str, Any],
     base = {"request": request, "me": signed_in.identity if signed_in else None,
             "csrf": signed_in.csrf if signed_in else "",
             "can_deploy": bool(signed_in and signed_in.identity.allows("deploy")),
+            "can_admin": bool(signed_in and signed_in.identity.allows("admin")),
             "refresh_s": request.app.state.service.config.console.refresh_s}
     response = templates.TemplateResponse(request, template, {**base, **context},
                                           status_code=status)

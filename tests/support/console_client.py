@@ -14,9 +14,10 @@ from hil.fleet import FleetSetup
 from tests.support.alert_fleet import api
 
 
-def operator_token(setup: FleetSetup, name: str, scope: str) -> str:
-    """A new operator token named ``name`` with one scope (``read`` or ``deploy``)."""
-    r = api(setup, "POST", "/api/v1/tokens", json={"name": name, "scopes": [scope]})
+def operator_token(setup: FleetSetup, name: str, scope: str, *more: str) -> str:
+    """A new operator token named ``name`` with these scopes (``read``, ``deploy``,
+    ``admin``)."""
+    r = api(setup, "POST", "/api/v1/tokens", json={"name": name, "scopes": [scope, *more]})
     assert r.status_code == 201, r.text
     value: str = r.json()["token"]
     return value
