@@ -62,7 +62,7 @@ class DeltaOutcome:
     model: str
     version: int
     base_version: int
-    status: str  # listed | too-large | failed | no-delta-key
+    status: str  # listed | too-large | failed | no-delta-key | over-budget
     length: int | None = None
     fraction: float | None = None
     detail: str | None = None
@@ -141,8 +141,11 @@ class Releases:
             combined = [i for i in new if i.runtime is None]  # one entry per release
             outcomes: list[DeltaOutcome] = []
             uploads: list[DeltaUpload] = []
+            # The release is live already; its deltas are an optimisation, and the operator's
+            # CLI waits for this answer (300 s): bounded, so a big bundle cannot hold it.
+            deadline = time.monotonic() + self.settings.time_budget_s
             for info in sorted(new, key=lambda i: (i.model, i.version, i.runtime or "")):
-                made, results = self._deltas_for(after, list(listed.values()), info)
+                made, results = self._deltas_for(after, list(listed.values()), info, deadline)
                 uploads += made
                 outcomes += results
             removed = self._list_deltas(uploads, outcomes, list(listed.values()))
@@ -157,7 +160,8 @@ class Releases:
             return PublishOutcome(version, combined, outcomes, removed)
 
     def _deltas_for(self, targets: Targets, listed: list[ModelTargetInfo],
-                    new: ModelTargetInfo) -> tuple[list[DeltaUpload], list[DeltaOutcome]]:
+                    new: ModelTargetInfo, deadline: float,
+                    ) -> tuple[list[DeltaUpload], list[DeltaOutcome]]:
         bases = delta_bases(listed, new, self.settings.previous_versions)
         if not bases:
             return [], []
@@ -168,7 +172,16 @@ class Releases:
                         for b in bases]
         new_bytes = self.repo.target_file_path(targets.targets[new.target_path()]).read_bytes()
         uploads, outcomes = [], []
-        for base_version in bases:
+        for n, base_version in enumerate(bases):
+            if n and time.monotonic() >= deadline:
+                # The newest base (where most devices are) is always tried; older ones wait
+                # for no one: their devices download the full bundle.
+                outcomes.append(DeltaOutcome(
+                    new.model, new.version, base_version, "over-budget",
+                    detail=f"the publish's delta time budget ([deltas] time_budget_s = "
+                    f"{self.settings.time_budget_s:g} s) was used: devices on v{base_version} "
+                    "download the full bundle", runtime=new.runtime))
+                continue
             base_info = next(i for i in listed if i.kind == "full" and i.model == new.model
                              and i.runtime == new.runtime and i.version == base_version)
             base_target = targets.targets[base_info.target_path()]

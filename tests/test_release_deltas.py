@@ -1,0 +1,64 @@
+"""The server's delta building on publish (fleet_server/releases.py): bounded in time, the
+newest base always tried. A real repository, real signatures, a real SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet_server.config import DeltaSettings
+from fleet_server.db import Database
+from fleet_server.migrations import upgrade
+from fleet_server.releases import PublishOutcome, Releases
+from fleet_server.repository.operator import add_targets
+from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> RepoKit:
+    return make_repo(tmp_path)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(database)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def publish(releases: Releases, kit: RepoKit, version: int, tmp: Path) -> PublishOutcome:
+    update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")],
+                         bundle=make_bundle(version=version), trusted_root=kit.repo.root_bytes())
+    files = {}
+    for path, data in update.files.items():
+        files[path] = tmp / f"upload-{version}-{len(files)}"
+        files[path].write_bytes(data)
+    return releases.publish(update.metadata, files, actor="ops")
+
+
+@pytest.mark.parametrize("budget, tried", [(120.0, [3, 2, 1]), (1e-9, [3])])
+def test_delta_building_is_bounded_and_tries_the_newest_base_first(
+        kit: RepoKit, db: Database, tmp_path: Path, budget: float, tried: list[int]) -> None:
+    """Review, December 2026: delta building after a publish had no time budget (about
+    340 s estimated for the largest bundles, past the CLI's 300 s): the release was live but
+    the operator saw a timeout. Past ``[deltas] time_budget_s`` the older bases are skipped
+    (their devices download the full bundle); the newest one, where most devices are, is
+    always tried."""
+    releases = Releases(db, kit.repo, DeltaSettings(time_budget_s=budget))
+    for version in (1, 2, 3):
+        publish(releases, kit, version, tmp_path)
+    outcome = publish(releases, kit, 4, tmp_path)
+    assert [o.base_version for o in outcome.deltas] == [3, 2, 1]
+    assert [o.base_version for o in outcome.deltas if o.status != "over-budget"] == tried
+    skipped = [o for o in outcome.deltas if o.status == "over-budget"]
+    assert all("time_budget_s" in (o.detail or "") and f"v{o.base_version}" in (o.detail or "")
+               for o in skipped)
+    # the release itself is published either way
+    assert "models/logcls/4/logcls-4.nfb" in kit.repo.targets().signed.targets
