@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections import Counter
@@ -116,7 +117,7 @@ def capture(workdir: Path) -> Path:
             (units / name).write_text(text)
         target.run("systemctl daemon-reload")
         for how, script, timeout in SCENARIOS:
-            target.run(f"logger -t nfcapture {json.dumps('BEGIN ' + how)}")
+            target.run(f"logger -t nfcapture {shlex.quote('BEGIN ' + how)}")
             proc = target.run(script, check=False, timeout=timeout)
             if proc.returncode != 0:
                 print(f"scenario {how!r} exited {proc.returncode}: {proc.stderr[-500:]}",
