@@ -1,11 +1,14 @@
-"""Boot a real systemd and keep what it logs: the service manager's own text, as a device's
+"""Label what a booted systemd logged: the service manager's own text, as a device's
 journal holds it.
 
 Usage (root; a cached Debian root file system, :mod:`hil.rootfs`, built on first use;
 a manual tool, CI never runs it)::
 
-    python -m nanomodel.harvest.capture_systemd /work/scratch/systemd-capture
-    python -m nanomodel.harvest.capture_systemd /work/scratch/systemd-capture --relabel
+    python -m hil.journal_capture /work/scratch/systemd-capture     # boot, run, label
+    python -m nanomodel.harvest.capture_systemd /work/scratch/systemd-capture  # label again
+
+The booting is the rig's (:mod:`hil.journal_capture`: training code never imports the
+rig); this module labels and writes what it exported.
 
 A device's journal is mostly systemd talking about units: started, finished, stopped,
 deactivated, a timer's job run again, the CPU a unit consumed; and when something goes
@@ -16,7 +19,7 @@ them as it really does, with its unit names and descriptions, at the rate a devi
 would (at most :data:`~nanomodel.harvest.capture_io.MAX_PER_SHAPE` of one shape).
 
 The container (``systemd-nspawn --boot``, :class:`hil.systemd_target.SystemdTarget`)
-boots, runs the scenarios below (each ends with the journal flushed), powers off, and the
+boots, runs the scenarios (:mod:`nanomodel.harvest.scenarios_systemd`), powers off, and the
 journal files it wrote are read with ``journalctl --directory`` (the shutdown's lines
 included). Each scenario first logs ``nfcapture: BEGIN <how>``, so every line records how it
 came about. Lines of systemd (PID 1) and systemd-journald are kept, labelled through
@@ -35,18 +38,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from nanomodel import realtext
 from nanomodel.harvest.capture_io import DATA, MAX_PER_SHAPE, _shape, write_rows_by_source
 from nanomodel.harvest.match import Matcher
-from nanomodel.harvest.scenarios_systemd import SCENARIOS, UNITS
 from nanomodel.harvest.sources import SOURCES
 
 JOURNAL = DATA.parent / "journal"
@@ -105,50 +103,23 @@ def read_export(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def capture(workdir: Path) -> Path:
-    """Boot, run every scenario, power off; the journal's export in WORKDIR."""
-    from hil.systemd_target import SystemdTarget  # the rig's container, only when capturing
-
-    target = SystemdTarget(workdir / "target", name="nfcapture-systemd")
-    export = workdir / "journal.jsonl"
-    with target:
-        units = target.path("/etc/systemd/system")
-        for name, text in UNITS.items():
-            (units / name).write_text(text)
-        target.run("systemctl daemon-reload")
-        for how, script, timeout in SCENARIOS:
-            target.run(f"logger -t nfcapture {shlex.quote('BEGIN ' + how)}")
-            proc = target.run(script, check=False, timeout=timeout)
-            if proc.returncode != 0:
-                print(f"scenario {how!r} exited {proc.returncode}: {proc.stderr[-500:]}",
-                      file=sys.stderr)
-        target.run("logger -t nfcapture 'BEGIN power off'")
-    journal = target.path("/var/log/journal")
-    out = subprocess.run(["journalctl", "--directory", str(journal), "-o", "json",
-                          "--no-pager"], check=True, capture_output=True, text=True)
-    export.write_text(out.stdout)
-    return export
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("workdir", type=Path, help="scratch directory outside the repository")
-    ap.add_argument("--relabel", action="store_true",
-                    help="boot nothing: label WORKDIR/journal.jsonl of an earlier capture again")
+    ap.add_argument("workdir", type=Path, help="the capture's directory (WORKDIR/journal.jsonl "
+                    "from python -m hil.journal_capture WORKDIR)")
     ap.add_argument("--no-write", action="store_true",
                     help="print the label counts only; leave journal/ as it is")
     args = ap.parse_args(argv)
-    if not args.relabel:
-        if os.geteuid() != 0:
-            print("root is needed (systemd-nspawn)", file=sys.stderr)
-            return 2
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        capture(args.workdir)
-    rows = journal_rows(read_export(args.workdir / "journal.jsonl"))
+    return label_capture(args.workdir, write=not args.no_write)
+
+
+def label_capture(workdir: Path, write: bool = True) -> int:
+    """Label WORKDIR/journal.jsonl and (``write``) replace ``journal/<source>.jsonl``."""
+    rows = journal_rows(read_export(workdir / "journal.jsonl"))
     counts = Counter((r["source"], r["label"]) for r in rows)
     for (source, label), n in sorted(counts.items()):
         print(f"{source:18} {label:10} {n}")
-    if not args.no_write:
+    if write:
         print(write_rows_by_source(rows, JOURNAL))
     return 0
 
