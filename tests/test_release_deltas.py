@@ -1,16 +1,15 @@
 """The server's delta building on publish (fleet_server/releases.py): bounded in time, the
-newest base always tried. A real repository, real signatures, a real SQLite database."""
+newest base always tried. A real repository, real signatures, a real SQLite database
+(conftest's ``db``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fleet_server.config import DeltaSettings
 from fleet_server.db import Database
-from fleet_server.migrations import upgrade
 from fleet_server.releases import PublishOutcome, Releases
 from fleet_server.repository.operator import add_targets
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def kit(tmp_path: Path) -> RepoKit:
     return make_repo(tmp_path)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
-    upgrade(database)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def publish(releases: Releases, kit: RepoKit, version: int, tmp: Path) -> PublishOutcome:
