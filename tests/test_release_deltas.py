@@ -25,7 +25,7 @@ def kit(tmp_path: Path) -> RepoKit:
 def publish(releases: Releases, kit: RepoKit, version: int, tmp: Path) -> PublishOutcome:
     update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")],
                          bundle=make_bundle(version=version), trusted_root=kit.repo.root_bytes())
-    files = {}
+    files: dict[str, Path] = {}
     for path, data in update.files.items():
         files[path] = tmp / f"upload-{version}-{len(files)}"
         files[path].write_bytes(data)
