@@ -325,7 +325,7 @@ def test_a_published_release_never_changes(kit: RepoKit) -> None:
     # v1 again, other bytes (a bundle of v1 whose model is v3's), same path
     forged = make_bundle(version=1, size=32 * 1024)
     metadata, path = _signed_model_target(kit, forged, 1)
-    with pytest.raises(PublishRejected, match="already published with other contents"):
+    with pytest.raises(PublishRejected, match="was published with other bytes"):
         kit.repo.publish_targets(metadata, {path: forged})
     # the same contents listed again are fine (every publish lists the earlier releases)
     v1 = kit.repo.targets().signed.targets["models/logcls/1/logcls-1.nfb"]
@@ -341,3 +341,87 @@ def test_a_published_release_never_changes(kit: RepoKit) -> None:
     metadata, path = _signed_model_target(kit, v6, 6)
     assert kit.repo.publish_targets(metadata, {path: v6}) == 4
 
+
+
+def _resign(kit: RepoKit, md: Metadata[Targets]) -> bytes:
+    md.signed.version = kit.repo.targets().signed.version + 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    return md.to_bytes()
+
+
+def test_a_retired_release_cannot_come_back_with_other_bytes(kit: RepoKit) -> None:
+    """Review of the first version of the check: it compared against the current targets
+    only, so v1 retired in one update could be listed again with other bytes in the next."""
+    kit.publish(make_bundle(version=1))
+    update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")],
+                         bundle=make_bundle(version=2), trusted_root=kit.repo.root_bytes(),
+                         remove=["models/logcls/1/logcls-1.nfb"])
+    kit.repo.publish_targets(update.metadata, update.files)
+    assert "models/logcls/1/logcls-1.nfb" not in kit.repo.targets().signed.targets
+    forged = make_bundle(version=1, size=32 * 1024)
+    metadata, path = _signed_model_target(kit, forged, 1)
+    with pytest.raises(PublishRejected, match="even after it was retired"):
+        kit.repo.publish_targets(metadata, {path: forged})
+    # the same bytes may be listed again (a retirement undone)
+    original = make_bundle(version=1)
+    metadata, path = _signed_model_target(kit, original, 1)
+    assert kit.repo.publish_targets(metadata, {path: original}) == 4
+
+
+def test_slot_records_keep_their_model_and_their_minimum_holds(kit: RepoKit) -> None:
+    """Review: the minimum was read from the new slot record only, so lowering it in the
+    same update let an old version in; a dropped slot record or another model for the slot
+    was accepted."""
+    kit.publish(make_bundle(version=1))
+    kit.publish(make_bundle(version=5), minimum_version=5)
+    v3 = make_bundle(version=3)
+    metadata, path = _signed_model_target(kit, v3, 3)
+    md = Metadata[Targets].from_bytes(metadata)
+    record = md.signed.targets["slots/logs.json"]
+    record.unrecognized_fields["custom"] = {**record.custom, "minimum_version": 1}
+    with pytest.raises(PublishRejected, match=r"below slot 'logs'.s minimum version 5"):
+        kit.repo.publish_targets(_resign(kit, md), {path: v3})
+    md = Metadata[Targets].from_bytes(metadata)
+    del md.signed.targets["slots/logs.json"]
+    del md.signed.targets[path]
+    with pytest.raises(PublishRejected, match="cannot be dropped"):
+        kit.repo.publish_targets(_resign(kit, md), {})
+    md = kit.repo.targets()
+    record = md.signed.targets["slots/logs.json"]
+    record.unrecognized_fields["custom"] = {**record.custom, "model": "other"}
+    with pytest.raises(PublishRejected, match="served by model 'logcls'"):
+        kit.repo.publish_targets(_resign(kit, md), {})
+
+
+def test_a_runtime_variant_must_be_its_combined_bundles_variant(kit: RepoKit) -> None:
+    """Review: a variant with other weights than the combined bundle of its version was
+    accepted; devices on that runtime would install other weights under the same version."""
+    from tuf.api.metadata import TargetFile
+
+    from contract.bundle import runtime_variant
+    from hil.models import finetuned, v1_bundle
+
+    kit.publish(v1_bundle(), variants=True)
+    good = finetuned(2)
+    update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")], bundle=good,
+                         trusted_root=kit.repo.root_bytes(), variants=True)
+    md = Metadata[Targets].from_bytes(update.metadata)
+    onnx = next(p for p in md.signed.targets if p.endswith(".onnx.nfb") and "/2/" in p)
+    forged = runtime_variant(finetuned(2, seed=9), "onnx")
+    target = TargetFile.from_data(onnx, forged, ["sha256"])
+    target.unrecognized_fields["custom"] = {
+        **md.signed.targets[onnx].custom, "result_sha256": target.hashes["sha256"],
+        "result_length": len(forged)}
+    md.signed.targets[onnx] = target
+    files = {**update.files, onnx: forged}
+    with pytest.raises(PublishRejected, match="is not the onnx variant"):
+        kit.repo.publish_targets(_resign(kit, md), files)
+    # a variant without its combined bundle beside it
+    md = Metadata[Targets].from_bytes(update.metadata)
+    combined = next(p for p in md.signed.targets if p.endswith("-2.nfb"))
+    del md.signed.targets[combined]
+    files = {p: d for p, d in update.files.items() if p != combined}
+    with pytest.raises(PublishRejected, match="which is not listed"):
+        kit.repo.publish_targets(_resign(kit, md), files)
+    assert kit.repo.publish_targets(update.metadata, update.files) == 3

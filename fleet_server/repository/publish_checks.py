@@ -5,14 +5,17 @@ target's file must be the bundle it names, and a published release never changes
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from tuf.api.metadata import TargetFile, Targets
 
-from contract.bundle import MAX_BUNDLE_BYTES, BundleError, read_bundle
+from contract.bundle import MAX_BUNDLE_BYTES, BundleError, read_bundle, runtime_variant
 from contract.tuf_targets import (
     DELTA_PATH_PATTERN,
     DELTAS_ROLE,
+    full_target_path,
     parse_model_info,
     parse_slot_record,
 )
@@ -72,34 +75,68 @@ def check_model_file(path: str, target: TargetFile, data: bytes | Path) -> None:
                          f"{sorted(manifest.runtimes)}")
 
 
-def check_against_published(current: Targets, new: Targets) -> None:
-    """A release, once published, is what every device of the fleet may have installed:
-    its bytes never change. Refuse new targets metadata that lists a published model
-    target with other bytes or fields, or a new full version below its slot's signed
-    minimum (every device would refuse it). A second bundle of a published version under
-    another name cannot be listed: a model target's path is the one its fields name
-    (``parse_model_info``).
+def first_publications(history: Iterable[Targets]) -> dict[str, TargetFile]:
+    """Every model target path ever published, as it was first published (``history``:
+    the targets versions, oldest first)."""
+    first: dict[str, TargetFile] = {}
+    for targets in history:
+        for path, target in targets.targets.items():
+            if path.startswith("models/"):
+                first.setdefault(path, target)
+    return first
 
-    Before (review, December 2026) the operators' key could re-sign
-    ``models/m/3/m-3.nfb`` with new bytes: devices that had installed v3 kept the old
-    model and reported "v3", the others got the new one, and deltas from v3 no longer
-    applied. TUF allows it; a release history does not."""
-    for path, old in current.targets.items():
-        listed = new.targets.get(path)
-        if not path.startswith("models/") or listed is None:
-            continue  # slot records change with every release; a retired target is left out
+
+def check_against_published(first: Mapping[str, TargetFile], current: Targets,
+                            new: Targets) -> None:
+    """A release, once published, is what every device of the fleet may have installed:
+    its bytes never change. Refuse new targets metadata that
+
+    - lists a model target ever published (``first``: :func:`first_publications`, so a
+      path retired and listed again counts too) with other bytes or fields;
+    - drops a slot record the current targets have, or gives its slot another model;
+    - adds a full version below its slot's signed minimum, the current one or the new one,
+      whichever is higher (every device would refuse it; lowering the minimum in the same
+      update does not let an old version back in).
+
+    A second bundle of a version under another name cannot be listed: a model target's
+    path is the one its fields name (``parse_model_info``); a runtime variant must be the
+    variant of the combined bundle beside it (:func:`check_variant`).
+
+    Before (review, December 2026) the operators' key could re-sign ``models/m/3/m-3.nfb``
+    with new bytes: devices that had installed v3 kept the old model and reported "v3", the
+    others got the new one, and deltas from v3 no longer applied. TUF allows it; a release
+    history does not."""
+    for path, listed in new.targets.items():
+        old = first.get(path)
+        if old is None:
+            continue
         if (listed.length, listed.hashes, listed.custom) != (old.length, old.hashes, old.custom):
+            what = "other bytes" if (listed.length, listed.hashes) != (
+                old.length, old.hashes) else "other signed fields"
             raise ValueError(
-                f"target {path!r} is already published with other contents (sha256 "
+                f"target {path!r} was published with {what} (sha256 "
                 f"{old.hashes.get('sha256', '?')[:16]}..., {old.length} bytes); a published "
-                "release cannot change: publish it as a new version")
+                "release cannot change, even after it was retired: publish it as a new version")
+    records = {path: parse_slot_record(path, t.custom) for path, t in new.targets.items()
+               if path.startswith("slots/")}
     minimums: dict[tuple[str, str], int] = {}
+    for path, target in current.targets.items():
+        if not path.startswith("slots/"):
+            continue
+        was = parse_slot_record(path, target.custom)
+        now = records.get(path)
+        if now is None:
+            raise ValueError(f"the slot record {path!r} is left out: a slot's record (its "
+                             "model and minimum version) cannot be dropped")
+        if now.model != was.model:
+            raise ValueError(f"slot {was.slot!r} is served by model {was.model!r}; it cannot "
+                             f"change to {now.model!r}: use a slot of its own")
+        minimums[(was.slot, was.model)] = was.minimum_version
+    for record in records.values():
+        key = (record.slot, record.model)
+        minimums[key] = max(minimums.get(key, 0), record.minimum_version)
     for path, target in new.targets.items():
-        if path.startswith("slots/"):
-            record = parse_slot_record(path, target.custom)
-            minimums[(record.slot, record.model)] = record.minimum_version
-    for path, target in new.targets.items():
-        if not path.startswith("models/") or path in current.targets:
+        if not path.startswith("models/") or path in first:
             continue
         info = parse_model_info(path, target.custom)
         if info.kind != "full":
@@ -109,3 +146,27 @@ def check_against_published(current: Targets, new: Targets) -> None:
             raise ValueError(
                 f"target {path!r} is {info.model} v{info.version}, below slot "
                 f"{info.slot!r}'s minimum version {minimum}: every device would refuse it")
+
+
+def check_variant(path: str, target: TargetFile, new: Targets,
+                  combined: Callable[[TargetFile], bytes]) -> None:
+    """A runtime variant newly listed must be exactly the variant of the combined bundle
+    of its version (:func:`contract.bundle.runtime_variant`, deterministic), and that
+    combined bundle must be listed beside it: devices on that runtime install the variant,
+    the others the combined bundle, and both are "v<N>" (before, review December 2026, a
+    variant with other weights was accepted). ``combined`` reads a listed target's bytes."""
+    if not path.startswith("models/"):
+        return
+    info = parse_model_info(path, target.custom)
+    if info.kind != "full" or info.runtime is None:
+        return
+    combined_path = full_target_path(info.model, info.version)
+    base = new.targets.get(combined_path)
+    if base is None:
+        raise ValueError(f"target {path!r} is a runtime variant of {combined_path!r}, which "
+                         "is not listed: publish a variant beside its combined bundle")
+    expected = runtime_variant(combined(base), info.runtime)
+    if hashlib.sha256(expected).hexdigest() != target.hashes.get("sha256"):
+        raise ValueError(f"target {path!r} is not the {info.runtime} variant of "
+                         f"{combined_path!r} (its bytes differ from runtime_variant of it): "
+                         "sign the variants the operator tool makes")

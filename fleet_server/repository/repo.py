@@ -51,6 +51,8 @@ from fleet_server.repository.publish_checks import (
     check_delta_delegation,
     check_model_file,
     check_release_target,
+    check_variant,
+    first_publications,
 )
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 
@@ -191,6 +193,12 @@ class Repository:
     def targets(self, role: str = Targets.type) -> Metadata[Targets]:
         return Metadata[Targets].from_bytes(self.targets_bytes(role))
 
+    def _targets_history(self) -> list[Targets]:
+        """Every top-level targets version kept on disk, oldest first (what was ever
+        published: a release must never change, even after it was retired)."""
+        return [Metadata[Targets].from_bytes(self._read(f"{v}.{Targets.type}.json")).signed
+                for v in storage.versions_of(self.metadata_dir, Targets.type)]
+
     def target_file_path(self, target: TargetFile) -> Path:
         """Where the bytes of ``target`` are stored (and served from)."""
         return self.targets_dir / storage.consistent_target_name(target.path,
@@ -289,7 +297,8 @@ class Repository:
                                       f"{sorted(unlisted)}")
             try:
                 check_delta_delegation(md.signed)
-                check_against_published(self.targets().signed, md.signed)
+                first = first_publications(self._targets_history())
+                check_against_published(first, self.targets().signed, md.signed)
             except ValueError as exc:
                 raise PublishRejected(str(exc)) from None
             for path, target in md.signed.targets.items():
@@ -308,6 +317,19 @@ class Repository:
                         raise PublishRejected(str(exc)) from None
                 elif not self.target_file_path(target).exists():
                     raise PublishRejected(f"target {path!r} has no file: upload it")
+
+            def listed_bytes(target: TargetFile) -> bytes:
+                data = files.get(target.path)
+                if data is None:
+                    return self.target_file_path(target).read_bytes()
+                return data if isinstance(data, bytes) else Path(data).read_bytes()
+
+            for path, target in md.signed.targets.items():
+                if path not in first:
+                    try:
+                        check_variant(path, target, md.signed, listed_bytes)
+                    except ValueError as exc:  # a BundleError too
+                        raise PublishRejected(str(exc)) from None
             for path, data in files.items():
                 self._store_target(md.signed.targets[path], data)
             write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
