@@ -69,6 +69,26 @@ class DeltaOutcome:
     runtime: str | None = None  # the runtime variant's deltas; None: the combined bundle
 
 
+@dataclass
+class DeltaBudget:
+    """How long a publish may keep building deltas. The first delta of the publish (the
+    combined bundle's from the newest earlier version, where most devices are) is always
+    built; another only if it can end before the deadline, judged by the slowest delta so
+    far (the bundles of one publish are about the same size), so one delta at most runs
+    past it."""
+
+    deadline: float
+    slowest: float = 0.0
+    built: int = 0
+
+    def allows(self, now: float) -> bool:
+        return self.built == 0 or now + self.slowest <= self.deadline
+
+    def spent(self, seconds: float) -> None:
+        self.built += 1
+        self.slowest = max(self.slowest, seconds)
+
+
 @dataclass(frozen=True)
 class PublishOutcome:
     targets_version: int
@@ -143,9 +163,9 @@ class Releases:
             uploads: list[DeltaUpload] = []
             # The release is live already; its deltas are an optimisation, and the operator's
             # CLI waits for this answer (300 s): bounded, so a big bundle cannot hold it.
-            deadline = time.monotonic() + self.settings.time_budget_s
+            budget = DeltaBudget(time.monotonic() + self.settings.time_budget_s)
             for info in sorted(new, key=lambda i: (i.model, i.version, i.runtime or "")):
-                made, results = self._deltas_for(after, list(listed.values()), info, deadline)
+                made, results = self._deltas_for(after, list(listed.values()), info, budget)
                 uploads += made
                 outcomes += results
             removed = self._list_deltas(uploads, outcomes, list(listed.values()))
@@ -160,7 +180,7 @@ class Releases:
             return PublishOutcome(version, combined, outcomes, removed)
 
     def _deltas_for(self, targets: Targets, listed: list[ModelTargetInfo],
-                    new: ModelTargetInfo, deadline: float,
+                    new: ModelTargetInfo, budget: DeltaBudget,
                     ) -> tuple[list[DeltaUpload], list[DeltaOutcome]]:
         bases = delta_bases(listed, new, self.settings.previous_versions)
         if not bases:
@@ -172,10 +192,9 @@ class Releases:
                         for b in bases]
         new_bytes = self.repo.target_file_path(targets.targets[new.target_path()]).read_bytes()
         uploads, outcomes = [], []
-        for n, base_version in enumerate(bases):
-            if n and time.monotonic() >= deadline:
-                # The newest base (where most devices are) is always tried; older ones wait
-                # for no one: their devices download the full bundle.
+        for base_version in bases:
+            if not budget.allows(time.monotonic()):
+                # Their devices download the full bundle; the publish answers in time.
                 outcomes.append(DeltaOutcome(
                     new.model, new.version, base_version, "over-budget",
                     detail=f"the publish's delta time budget ([deltas] time_budget_s = "
@@ -191,6 +210,7 @@ class Releases:
                 delta = choose_delta(old_bytes, new_bytes, self.settings.max_fraction,
                                      self.settings.level)
             except Exception as exc:  # a delta is an optimisation: never fail the release
+                budget.spent(time.monotonic() - started)
                 log.exception("delta %s v%d -> v%d failed", new.model, base_version,
                               new.version)
                 outcomes.append(DeltaOutcome(new.model, new.version, base_version, "failed",
@@ -198,6 +218,7 @@ class Releases:
                                              runtime=new.runtime))
                 continue
             took = time.monotonic() - started
+            budget.spent(took)
             if delta is None:
                 outcomes.append(DeltaOutcome(
                     new.model, new.version, base_version, "too-large",

@@ -22,9 +22,11 @@ def kit(tmp_path: Path) -> RepoKit:
     return make_repo(tmp_path)
 
 
-def publish(releases: Releases, kit: RepoKit, version: int, tmp: Path) -> PublishOutcome:
+def publish(releases: Releases, kit: RepoKit, version: int, tmp: Path,
+            bundle: bytes | None = None) -> PublishOutcome:
     update = add_targets(kit.repo.targets_bytes(), [kit.signer("targets")],
-                         bundle=make_bundle(version=version), trusted_root=kit.repo.root_bytes())
+                         bundle=bundle or make_bundle(version=version),
+                         trusted_root=kit.repo.root_bytes(), variants=bundle is not None)
     files: dict[str, Path] = {}
     for path, data in update.files.items():
         files[path] = tmp / f"upload-{version}-{len(files)}"
@@ -51,3 +53,19 @@ def test_delta_building_is_bounded_and_tries_the_newest_base_first(
                for o in skipped)
     # the release itself is published either way
     assert "models/logcls/4/logcls-4.nfb" in kit.repo.targets().signed.targets
+
+
+def test_one_delta_at_most_runs_past_the_budget_with_runtime_variants(
+        kit: RepoKit, db: Database, tmp_path: Path) -> None:
+    """Review of the first version: "the newest base is always tried" held per full target,
+    and ``nanofleet model publish`` signs three (combined, onnx, tflite), so three deltas
+    ran past the budget. Now only the publish's first delta does."""
+    from hil.models import finetuned, v1_bundle
+
+    releases = Releases(db, kit.repo, DeltaSettings(time_budget_s=1e-9))
+    publish(releases, kit, 1, tmp_path, v1_bundle())
+    outcome = publish(releases, kit, 2, tmp_path, finetuned(2))
+    assert sorted(o.runtime or "combined" for o in outcome.deltas) == [
+        "combined", "onnx", "tflite"]
+    assert [(o.runtime, o.status) for o in outcome.deltas if o.status != "over-budget"] == [
+        (None, "listed")]
