@@ -58,6 +58,10 @@ log = logging.getLogger("nanofleet.server.mutes")
 
 MAX_REASON_CHARS = 200  # AlertMute.reason's bound
 DAY_S = 86_400
+# A deploy token may mute one message on this many devices, one by one; more needs admin
+# (as an every-device mute does): review, December 2026 — a deploy-only token muted a
+# message device after device, the every-device rule notwithstanding.
+MAX_DEPLOY_MUTED_DEVICES = 5
 # A list must reach the agent: a packet over the Maximum Packet Size it announces is
 # dropped by the broker without a word, and with it every later change of the list.
 MAX_LIST_BYTES = AGENT_RECEIVE_MAX_BYTES - PACKET_OVERHEAD_BYTES
@@ -99,6 +103,11 @@ class AlertMuteRevision(Base):
 
 class MuteRefused(ValueError):
     """The mute cannot be made or lifted; the message says why and what to do."""
+
+
+class WideMuteRefused(MuteRefused):
+    """A mute that would quiet a message on more devices than a deploy token may: it needs
+    the admin scope (an API answers 403)."""
 
 
 class UnknownAlert(MuteRefused):
@@ -299,7 +308,8 @@ def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: flo
 
 def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
                any_source: bool, reason: str, actor: str, now: float | None = None,
-               of_device: str | None = None) -> MuteChange:
+               of_device: str | None = None,
+               device_limit: int | None = None) -> MuteChange:
     """Mute the shape of alert ``alert_id``'s line, on its device (or every device), from
     its source (or any), for ``days``; with its entry in the audit log (``alert-mute``).
 
@@ -314,7 +324,9 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     refusal and commits changes nothing. Expired mutes are cleared away here (no list
     carries them; the audit log keeps their story). With ``of_device``, only an alert of
     that device is muted (a page that lists one device's alerts must not mute another's
-    by a guessed id)."""
+    by a guessed id). With ``device_limit`` (a caller without admin), a new mute of a
+    device is refused (:class:`WideMuteRefused`) when the same shape is muted on that many
+    other devices already."""
     check_request(days, reason)
     alert = session.get(DeviceAlertRow, alert_id)
     if alert is None or (of_device is not None and alert.device_id != of_device):
@@ -347,6 +359,15 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
         AlertMuteRow.source.is_(None) if source is None else AlertMuteRow.source == source)
     row = session.scalars(same.order_by(AlertMuteRow.created_at)).first()
     outcome: Outcome
+    if row is None and device_id is not None and device_limit is not None:
+        others = set(session.scalars(select(AlertMuteRow.device_id).where(
+            AlertMuteRow.shape == shape, AlertMuteRow.prefix == prefix,
+            AlertMuteRow.expires_at > now, AlertMuteRow.device_id.is_not(None),
+            AlertMuteRow.device_id != device_id)))
+        if len(others) >= device_limit:
+            raise WideMuteRefused(
+                f"this message is muted on {len(others)} other devices already; muting it on "
+                "more needs a token with admin (and then one mute on every device does it)")
     if row is None:
         row = AlertMuteRow(id=secrets.token_hex(8), device_id=device_id, source=source,
                            shape=shape, prefix=prefix, reason=reason, created_by=actor,

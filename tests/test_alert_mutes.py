@@ -32,10 +32,12 @@ from fleet_server.db import AuditEntry, Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
 from fleet_server.mute_publisher import MutePublisher
 from fleet_server.mutes import (
+    MAX_DEPLOY_MUTED_DEVICES,
     AlertMuteRow,
     MuteRefused,
     MuteShape,
     UnknownAlert,
+    WideMuteRefused,
     build_mute_list,
     covers,
     current_revision,
@@ -257,6 +259,33 @@ def test_a_cut_line_gets_a_prefix_mute_that_reaches_its_device(
         watch.close()
 
 
+def test_a_deploy_token_cannot_mute_a_message_device_after_device(
+        fleet: tuple[FleetSetup, Mosquitto]) -> None:
+    """The API side of the rule above: the (limit+1)th device's mute by a deploy-only
+    token is 403 forbidden, saying what to do, and nothing is muted or published."""
+    setup, broker = fleet
+    devices = [f"relay-{n}" for n in range(MAX_DEPLOY_MUTED_DEVICES + 1)]
+    line = "sshd[1]: Connection closed by 198.51.100.9 port 4711 [preauth] relay"
+    ids = [alerts_of(setup, broker, d, [("sshd", line)])[line] for d in devices]
+    token = api(setup, "POST", "/api/v1/tokens", json={"name": "relay-ci",
+                                                     "scopes": ["deploy"]}).json()["token"]
+    for alert_id in ids[:-1]:
+        r = api(setup, "POST", f"/api/v1/alerts/{alert_id}/mute", token=token,
+                json={"any_source": True})
+        assert r.status_code == 201, r.text
+    before = api(setup, "GET", "/api/v1/mutes").json()["mutes"]
+    r = api(setup, "POST", f"/api/v1/alerts/{ids[-1]}/mute", token=token,
+            json={"any_source": True})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    assert "needs a token with admin" in r.json()["error"]["message"]
+    assert api(setup, "GET", "/api/v1/mutes").json()["mutes"] == before
+    r = api(setup, "POST", f"/api/v1/alerts/{ids[-1]}/mute", json={"any_source": True})
+    assert r.status_code == 201, r.text  # the suite's token holds admin
+    for mute in api(setup, "GET", "/api/v1/mutes").json()["mutes"]:
+        if mute["device_id"] in devices:
+            assert api(setup, "DELETE", f"/api/v1/mutes/{mute['id']}").status_code == 204
+
+
 def test_an_every_device_mute_reaches_every_device_and_lifting_it_too(
         fleet: tuple[FleetSetup, Mosquitto]) -> None:
     setup, broker = fleet
@@ -431,6 +460,40 @@ def test_a_refused_mute_changes_nothing_even_when_the_caller_commits(db: Databas
         mute_alert(session, 424242, days=1, all_devices=True, any_source=True, reason="",
                    actor="bob")
     assert counts(db) == before
+
+
+def test_without_admin_a_message_is_muted_on_a_few_devices_at_most(db: Database) -> None:
+    """Review, December 2026: with every-device mutes needing admin, a deploy-only token
+    muted the same message device after device (any source, 90 days). Past
+    MAX_DEPLOY_MUTED_DEVICES other devices it is refused (an API answers 403); an admin
+    (device_limit None) may, and extending a mute that exists is no new device."""
+    limit = MAX_DEPLOY_MUTED_DEVICES
+    ids = [stored_alert(db, CLOSED, device=f"gw-{n}") for n in range(limit + 2)]
+    for alert_id in ids[:limit]:
+        with db.session() as session:
+            mute_alert(session, alert_id, days=90, all_devices=False, any_source=True,
+                       reason="", actor="ci", now=1000.0, device_limit=limit)
+    before = counts(db)
+    with db.session() as session, pytest.raises(WideMuteRefused, match=(
+            f"muted on {limit} other devices already; muting it on more needs a token "
+            "with admin")):
+        mute_alert(session, ids[limit], days=90, all_devices=False, any_source=True,
+                   reason="", actor="ci", now=1001.0, device_limit=limit)
+    assert counts(db) == before
+    with db.session() as session:  # the same device again: extended, not a new device
+        change = mute_alert(session, ids[0], days=90, all_devices=False, any_source=True,
+                            reason="", actor="ci", now=2000.0, device_limit=limit)
+    assert change.outcome == "extended"
+    with db.session() as session:  # an admin
+        change = mute_alert(session, ids[limit], days=90, all_devices=False, any_source=True,
+                            reason="", actor="root", now=2001.0, device_limit=None)
+    assert change.outcome == "created"
+    # expired mutes do not count
+    with db.session() as session:
+        change = mute_alert(session, ids[limit + 1], days=1, all_devices=False,
+                            any_source=True, reason="", actor="ci", now=1000.0 + 91 * DAY,
+                            device_limit=limit)
+    assert change.outcome == "created"
 
 
 def test_a_cut_line_is_muted_by_its_start_and_the_kind_is_part_of_the_mute(

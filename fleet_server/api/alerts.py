@@ -44,10 +44,12 @@ from fleet_server.auth import Identity, missing_scope_message
 from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.mutes import (
+    MAX_DEPLOY_MUTED_DEVICES,
     AlertMuteRow,
     MuteRefused,
     UnknownAlert,
     UnknownMute,
+    WideMuteRefused,
     active_mutes,
 )
 from fleet_server.verdicts import (
@@ -131,10 +133,10 @@ MuteId = Annotated[str, PathParam(pattern=MUTE_ID_PATTERN, description="The mute
 def every_device_mute_refusal(caller: Identity) -> str:
     """Why a ``deploy`` token may not mute on every device: one such mute quiets a message
     on the whole fleet, including devices that join later, so a leaked deploy token (a CI
-    job's) could hide an attack everywhere; muting on the alert's device stays ``deploy``
-    (review, December 2026)."""
-    return missing_scope_message(caller, "admin", "muting an alert on every device (on its "
-                                 "own device, 'deploy' is enough)")
+    job's) could hide an attack everywhere; muting on the alert's device stays ``deploy``,
+    up to ``MAX_DEPLOY_MUTED_DEVICES`` devices a message (review, December 2026)."""
+    return missing_scope_message(caller, "admin", "muting an alert on every device (mute it "
+                                 "on the alert's own device instead: 'deploy' is enough)")
 
 
 @router.post("/alerts/{alert_id}/mute", response_model=MuteCreated, status_code=201,
@@ -145,14 +147,18 @@ def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Ope
     """Stop the alert's device (or every device) sending alerts of this line's message
     shape for ``days``; the device's list is published retained over MQTT. A mute on
     every device needs the ``admin`` scope (it quiets the whole fleet)."""
-    if body.all_devices and not caller.allows("admin"):
+    admin = caller.allows("admin")
+    if body.all_devices and not admin:
         raise ApiError(403, "forbidden", every_device_mute_refusal(caller))
     try:
         change, published = service.mutes.mute(
             alert_id, days=body.days, all_devices=body.all_devices,
-            any_source=body.any_source, reason=body.reason, actor=actor)
+            any_source=body.any_source, reason=body.reason, actor=actor,
+            device_limit=None if admin else MAX_DEPLOY_MUTED_DEVICES)
     except UnknownAlert as exc:
         raise ApiError(404, "unknown-alert", str(exc)) from None
+    except WideMuteRefused as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
     except MuteRefused as exc:
         raise ApiError(422, "invalid-mute", str(exc)) from None
     if change.outcome != "created":

@@ -20,7 +20,13 @@ from fleet_server.api.core import Service
 from fleet_server.console import details
 from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
 from fleet_server.metrics_store import DeviceAlertRow
-from fleet_server.mutes import MuteRefused, UnknownAlert, UnknownMute
+from fleet_server.mutes import (
+    MAX_DEPLOY_MUTED_DEVICES,
+    MuteRefused,
+    UnknownAlert,
+    UnknownMute,
+    WideMuteRefused,
+)
 from fleet_server.service import FleetService
 from fleet_server.verdicts import LABEL_PATTERN, Verdict, VerdictRefused, judge
 
@@ -113,7 +119,8 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
     audits itself), then, once committed, the changed lists published retained. Form
     fields, all optional: ``days`` (7), ``all_devices``, ``any_source``, ``reason``."""
     require_deploy(operator, "muting an alert")
-    if _form_flag(all_devices) and not operator.identity.allows("admin"):
+    admin = operator.identity.allows("admin")
+    if _form_flag(all_devices) and not admin:
         return _device_notice(request, service, device_id,
                               every_device_mute_refusal(operator.identity), 403)
     try:
@@ -121,9 +128,12 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
         change, published = service.mutes.mute(
             alert_id, days=_form_days(days), all_devices=_form_flag(all_devices),
             any_source=_form_flag(any_source), reason=reason.strip(),
-            actor=operator.identity.name, of_device=device_id)
+            actor=operator.identity.name, of_device=device_id,
+            device_limit=None if admin else MAX_DEPLOY_MUTED_DEVICES)
     except UnknownAlert:
         return _device_notice(request, service, device_id, _no_alert(device_id, alert_id), 404)
+    except WideMuteRefused as exc:
+        return _device_notice(request, service, device_id, str(exc), 403)
     except MuteRefused as exc:
         # A refused mute touches nothing (mute_alert decides before it writes).
         return _device_notice(request, service, device_id, str(exc), 422)
