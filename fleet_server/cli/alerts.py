@@ -347,7 +347,8 @@ def add_alert_commands(sub: Any) -> None:
     mute.add_argument("--days", type=int, default=7, help="how long (1 to 90, default 7); "
                       "muting again extends it")
     mute.add_argument("--all-devices", action="store_true",
-                      help="on every device (those that join later too), not only the alert's")
+                      help="on every device (those that join later too), not only the "
+                      "alert's; needs a token with admin as well as deploy")
     mute.add_argument("--any-source", action="store_true",
                       help="lines of any source, not only the alert's")
     mute.add_argument("--reason", default="", help="why (shown with the mute; at most 200 "
