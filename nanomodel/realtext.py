@@ -13,7 +13,7 @@ there):
   its log holds it (time and host included); an evaluation set, never trained on
   (:func:`load_samples`);
 * ``journal/<source>.jsonl`` — a booted systemd's journal captured here
-  (``nanomodel.harvest.capture_systemd``), each line the entry's MESSAGE as the agent's
+  (``hil.journal_capture``, labelled by ``nanomodel.harvest.capture_systemd``), each line the entry's MESSAGE as the agent's
   journald source reads it, with its PRIORITY; an evaluation set, never trained on
   (:func:`load_journal`).
 
