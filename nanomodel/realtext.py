@@ -13,9 +13,9 @@ there):
   its log holds it (time and host included); an evaluation set, never trained on
   (:func:`load_samples`);
 * ``journal/<source>.jsonl`` — a booted systemd's journal captured here
-  (``hil.journal_capture``, labelled by ``nanomodel.harvest.capture_systemd``), each line the entry's MESSAGE as the agent's
-  journald source reads it, with its PRIORITY; an evaluation set, never trained on
-  (:func:`load_journal`).
+  (``hil.journal_capture``, labelled by ``nanomodel.harvest.capture_systemd``), each line
+  the entry's MESSAGE as the agent's journald source reads it, with its PRIORITY; an
+  evaluation set, never trained on (:func:`load_journal`).
 
 :func:`real_lines` renders each template ``per_template`` times with plausible values
 (:mod:`nanomodel.realfill`), half of them behind a syslog/journal prefix as real logs
