@@ -371,7 +371,8 @@ def test_a_retired_release_cannot_come_back_with_other_bytes(kit: RepoKit) -> No
 
 def test_slot_records_keep_their_model_and_their_minimum_holds(kit: RepoKit) -> None:
     """Review: the minimum was read from the new slot record only, so lowering it in the
-    same update let an old version in; a dropped slot record or another model for the slot
+    same update let an old version in (and devices obey the signed minimum, so lowering it
+    at all lets old versions back); a dropped slot record or another model for the slot
     was accepted."""
     kit.publish(make_bundle(version=1))
     kit.publish(make_bundle(version=5), minimum_version=5)
@@ -380,8 +381,10 @@ def test_slot_records_keep_their_model_and_their_minimum_holds(kit: RepoKit) -> 
     md = Metadata[Targets].from_bytes(metadata)
     record = md.signed.targets["slots/logs.json"]
     record.unrecognized_fields["custom"] = {**record.custom, "minimum_version": 1}
-    with pytest.raises(PublishRejected, match=r"below slot 'logs'.s minimum version 5"):
+    with pytest.raises(PublishRejected, match="a minimum is never lowered"):
         kit.repo.publish_targets(_resign(kit, md), {path: v3})
+    with pytest.raises(TargetsUpdateError, match="a minimum is never lowered"):
+        sign_update(kit, make_bundle(version=6), minimum_version=0)
     md = Metadata[Targets].from_bytes(metadata)
     del md.signed.targets["slots/logs.json"]
     del md.signed.targets[path]
@@ -425,3 +428,22 @@ def test_a_runtime_variant_must_be_its_combined_bundles_variant(kit: RepoKit) ->
     with pytest.raises(PublishRejected, match="which is not listed"):
         kit.repo.publish_targets(_resign(kit, md), files)
     assert kit.repo.publish_targets(update.metadata, update.files) == 3
+
+
+def test_history_is_what_was_published_and_a_damaged_file_is_named(kit: RepoKit) -> None:
+    """Review: a targets file a failed publish left beyond the current version counted as
+    published (a corrected retry was refused); a damaged old file failed every publish
+    without naming it."""
+    kit.publish(make_bundle(version=1))
+    current = kit.repo.targets().signed.version
+    leftover = kit.repo.targets()
+    forged = make_bundle(version=2, size=16 * 1024)
+    from tuf.api.metadata import TargetFile
+    leftover.signed.targets["models/logcls/2/logcls-2.nfb"] = TargetFile.from_data(
+        "models/logcls/2/logcls-2.nfb", forged, ["sha256"])
+    (kit.repo.metadata_dir / f"{current + 1}.targets.json").write_bytes(leftover.to_bytes())
+    assert kit.publish(make_bundle(version=2)) == current + 1  # the retry publishes
+    fresh = Repository(kit.repo.path, kit.repo.online)
+    (kit.repo.metadata_dir / "1.targets.json").write_text("{not json")
+    with pytest.raises(RepositoryError, match=r"1\.targets\.json cannot be read"):
+        fresh.publish_targets(*sign_update(kit, make_bundle(version=3)))

@@ -152,6 +152,11 @@ def add_targets(current_targets: bytes, signers: Sequence[Signer], *, bundle: by
     latest = max(manifest.version, prev_record.latest_version if prev_record else 0)
     minimum = minimum_version if minimum_version is not None else (
         prev_record.minimum_version if prev_record else 0)
+    if prev_record is not None and minimum < prev_record.minimum_version:
+        # The minimum is the fleet's floor against old models coming back; the server
+        # refuses a lower one too (publish_checks.check_against_published).
+        raise TargetsUpdateError(f"slot {manifest.slot!r} has minimum version "
+                                 f"{prev_record.minimum_version}; a minimum is never lowered")
     try:
         record = SlotRecord(slot=manifest.slot, model=manifest.name, minimum_version=minimum,
                             latest_version=latest)

@@ -75,10 +75,11 @@ def check_model_file(path: str, target: TargetFile, data: bytes | Path) -> None:
                          f"{sorted(manifest.runtimes)}")
 
 
-def first_publications(history: Iterable[Targets]) -> dict[str, TargetFile]:
+def first_publications(history: Iterable[Targets],
+                       into: dict[str, TargetFile] | None = None) -> dict[str, TargetFile]:
     """Every model target path ever published, as it was first published (``history``:
-    the targets versions, oldest first)."""
-    first: dict[str, TargetFile] = {}
+    the targets versions, oldest first; ``into``: what earlier versions gave, added to)."""
+    first: dict[str, TargetFile] = {} if into is None else into
     for targets in history:
         for path, target in targets.targets.items():
             if path.startswith("models/"):
@@ -93,10 +94,10 @@ def check_against_published(first: Mapping[str, TargetFile], current: Targets,
 
     - lists a model target ever published (``first``: :func:`first_publications`, so a
       path retired and listed again counts too) with other bytes or fields;
-    - drops a slot record the current targets have, or gives its slot another model;
-    - adds a full version below its slot's signed minimum, the current one or the new one,
-      whichever is higher (every device would refuse it; lowering the minimum in the same
-      update does not let an old version back in).
+    - drops a slot record the current targets have, gives its slot another model, or
+      lowers its minimum version (devices obey the signed minimum: lowered, it would let
+      old versions back in);
+    - adds a full version below its slot's signed minimum (every device would refuse it).
 
     A second bundle of a version under another name cannot be listed: a model target's
     path is the one its fields name (``parse_model_info``); a runtime variant must be the
@@ -131,10 +132,12 @@ def check_against_published(first: Mapping[str, TargetFile], current: Targets,
         if now.model != was.model:
             raise ValueError(f"slot {was.slot!r} is served by model {was.model!r}; it cannot "
                              f"change to {now.model!r}: use a slot of its own")
-        minimums[(was.slot, was.model)] = was.minimum_version
+        if now.minimum_version < was.minimum_version:
+            raise ValueError(f"slot {was.slot!r} has minimum version {was.minimum_version}; "
+                             f"{now.minimum_version} would let older models back in: a "
+                             "minimum is never lowered")
     for record in records.values():
-        key = (record.slot, record.model)
-        minimums[key] = max(minimums.get(key, 0), record.minimum_version)
+        minimums[(record.slot, record.model)] = record.minimum_version
     for path, target in new.targets.items():
         if not path.startswith("models/") or path in first:
             continue

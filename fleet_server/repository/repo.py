@@ -114,6 +114,9 @@ class Repository:
         self.expiry = expiry or ExpiryPolicy()
         self.metadata_dir = self.path / METADATA_DIR
         self.targets_dir = self.path / TARGETS_DIR
+        # What _first_publications has read of the targets history, and up to which version
+        self._first: dict[str, TargetFile] = {}
+        self._history_read = 0
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -193,11 +196,24 @@ class Repository:
     def targets(self, role: str = Targets.type) -> Metadata[Targets]:
         return Metadata[Targets].from_bytes(self.targets_bytes(role))
 
-    def _targets_history(self) -> list[Targets]:
-        """Every top-level targets version kept on disk, oldest first (what was ever
-        published: a release must never change, even after it was retired)."""
-        return [Metadata[Targets].from_bytes(self._read(f"{v}.{Targets.type}.json")).signed
-                for v in storage.versions_of(self.metadata_dir, Targets.type)]
+    def _first_publications(self) -> dict[str, TargetFile]:
+        """Every model target ever published, as first published (a release must never
+        change, even after it was retired): the targets versions up to the current one
+        (a file a failed publish left beyond it was never published), read once each and
+        remembered (old versions never change)."""
+        current = self.targets().signed.version
+        for version in range(self._history_read + 1, current + 1):
+            name = f"{version}.{Targets.type}.json"
+            try:
+                signed = Metadata[Targets].from_bytes(self._read(name)).signed
+            except RepositoryError:
+                continue  # never written (a repository older than its history), or pruned
+            except DeserializationError as exc:
+                raise RepositoryError(f"{self.metadata_dir / name} cannot be read ({exc}): "
+                                      "restore it from a backup") from None
+            self._first = first_publications([signed], into=self._first)
+            self._history_read = version
+        return self._first
 
     def target_file_path(self, target: TargetFile) -> Path:
         """Where the bytes of ``target`` are stored (and served from)."""
@@ -297,7 +313,7 @@ class Repository:
                                       f"{sorted(unlisted)}")
             try:
                 check_delta_delegation(md.signed)
-                first = first_publications(self._targets_history())
+                first = self._first_publications()
                 check_against_published(first, self.targets().signed, md.signed)
             except ValueError as exc:
                 raise PublishRejected(str(exc)) from None
