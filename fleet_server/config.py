@@ -70,11 +70,12 @@ class DeltaSettings(Strict):
         description="Publish a delta only when it is smaller than this fraction of the bundle.")
     level: int = Field(default=19, ge=1, le=22, description="zstd level for delta payloads.")
     time_budget_s: float = Field(
-        default=120.0, gt=0, le=240,
-        description="Seconds a publish may spend building deltas: the first (the combined "
-        "bundle's from the newest earlier version) is always built, the others only if they "
-        "can end within the budget (the publish answers after them, and the CLI waits 300 s; "
-        "devices on a skipped version download the full bundle).")
+        default=120.0, gt=0, le=180,
+        description="Seconds a publish may spend building deltas: the first (a runtime "
+        "variant's from the newest earlier version) is always built, the others only if they "
+        "can end within the budget judged by the slowest so far, so one at most ends past it "
+        "(the publish answers after them, and the CLI waits 300 s; devices on a skipped "
+        "version download the full bundle).")
     keep_target_versions: int = Field(
         default=3, ge=1, le=50,
         description="Deltas leading to one of this many newest versions stay listed; older "

@@ -71,11 +71,11 @@ class DeltaOutcome:
 
 @dataclass
 class DeltaBudget:
-    """How long a publish may keep building deltas. The first delta of the publish (the
-    combined bundle's from the newest earlier version, where most devices are) is always
-    built; another only if it can end before the deadline, judged by the slowest delta so
-    far (the bundles of one publish are about the same size), so one delta at most runs
-    past it."""
+    """How long a publish may keep building deltas. The first delta of the publish (in
+    :func:`delta_jobs` order: a runtime variant's from the newest earlier version, where
+    most devices are) is always built; another only if it can end before the deadline,
+    judged by the slowest delta so far (the bundles of one publish are about the same
+    size), so one delta at most ends past it."""
 
     deadline: float
     slowest: float = 0.0
@@ -117,6 +117,19 @@ def delta_bases(listed: list[ModelTargetInfo], new: ModelTargetInfo, k: int) -> 
                        and i.runtime == new.runtime and i.version < new.version},
                       reverse=True)
     return versions[:k]
+
+
+def delta_jobs(listed: list[ModelTargetInfo], new: list[ModelTargetInfo],
+               k: int) -> list[tuple[ModelTargetInfo, int]]:
+    """The deltas a publish builds, (new full target, base version), in the order the time
+    budget spends on them: every new target's newest base before any older one, and among
+    those the runtime variants first (agents download their runtime's variant and its
+    delta; the combined bundle serves only agents that predate variants)."""
+    bases = {i.target_path(): delta_bases(listed, i, k) for i in new}
+    order = sorted(new, key=lambda i: (i.runtime is None, i.model, i.version, i.runtime or ""))
+    depth = max((len(b) for b in bases.values()), default=0)
+    return [(i, bases[i.target_path()][rank]) for rank in range(depth) for i in order
+            if rank < len(bases[i.target_path()])]
 
 
 def stale_deltas(deltas: Mapping[str, ModelTargetInfo], full: list[ModelTargetInfo],
@@ -164,10 +177,10 @@ class Releases:
             # The release is live already; its deltas are an optimisation, and the operator's
             # CLI waits for this answer (300 s): bounded, so a big bundle cannot hold it.
             budget = DeltaBudget(time.monotonic() + self.settings.time_budget_s)
-            for info in sorted(new, key=lambda i: (i.model, i.version, i.runtime or "")):
-                made, results = self._deltas_for(after, list(listed.values()), info, budget)
-                uploads += made
-                outcomes += results
+            jobs = delta_jobs(list(listed.values()), new, self.settings.previous_versions)
+            made, results = self._deltas_for(after, list(listed.values()), jobs, budget)
+            uploads += made
+            outcomes += results
             removed = self._list_deltas(uploads, outcomes, list(listed.values()))
             self.sync(actor=actor)
             with self.db.session() as session:
@@ -180,19 +193,18 @@ class Releases:
             return PublishOutcome(version, combined, outcomes, removed)
 
     def _deltas_for(self, targets: Targets, listed: list[ModelTargetInfo],
-                    new: ModelTargetInfo, budget: DeltaBudget,
+                    jobs: list[tuple[ModelTargetInfo, int]], budget: DeltaBudget,
                     ) -> tuple[list[DeltaUpload], list[DeltaOutcome]]:
-        bases = delta_bases(listed, new, self.settings.previous_versions)
-        if not bases:
+        if not jobs:
             return [], []
         if self.repo.online is None or self.repo.online.deltas is None:
             return [], [DeltaOutcome(new.model, new.version, b, "no-delta-key",
                                      detail="the server has no deltas.pem: no deltas",
                                      runtime=new.runtime)
-                        for b in bases]
-        new_bytes = self.repo.target_file_path(targets.targets[new.target_path()]).read_bytes()
+                        for new, b in jobs]
         uploads, outcomes = [], []
-        for base_version in bases:
+        bundles: dict[str, bytes] = {}
+        for new, base_version in jobs:
             if not budget.allows(time.monotonic()):
                 # Their devices download the full bundle; the publish answers in time.
                 outcomes.append(DeltaOutcome(
@@ -206,8 +218,11 @@ class Releases:
             base_target = targets.targets[base_info.target_path()]
             started = time.monotonic()
             try:
+                path = new.target_path()
+                if path not in bundles:
+                    bundles[path] = self.repo.target_file_path(targets.targets[path]).read_bytes()
                 old_bytes = self.repo.target_file_path(base_target).read_bytes()
-                delta = choose_delta(old_bytes, new_bytes, self.settings.max_fraction,
+                delta = choose_delta(old_bytes, bundles[path], self.settings.max_fraction,
                                      self.settings.level)
             except Exception as exc:  # a delta is an optimisation: never fail the release
                 budget.spent(time.monotonic() - started)

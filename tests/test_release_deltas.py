@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from contract.tuf_targets import ModelTargetInfo
 from fleet_server.config import DeltaSettings
 from fleet_server.db import Database
-from fleet_server.releases import PublishOutcome, Releases
+from fleet_server.releases import DeltaBudget, PublishOutcome, Releases
 from fleet_server.repository.operator import add_targets
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo
 
@@ -59,13 +60,35 @@ def test_one_delta_at_most_runs_past_the_budget_with_runtime_variants(
         kit: RepoKit, db: Database, tmp_path: Path) -> None:
     """Review of the first version: "the newest base is always tried" held per full target,
     and ``nanofleet model publish`` signs three (combined, onnx, tflite), so three deltas
-    ran past the budget. Now only the publish's first delta does."""
+    ran past the budget. Now only the publish's first delta does, and it is a runtime
+    variant's (what agents download), not the combined bundle's (a second review)."""
     from hil.models import finetuned, v1_bundle
 
     releases = Releases(db, kit.repo, DeltaSettings(time_budget_s=1e-9))
     publish(releases, kit, 1, tmp_path, v1_bundle())
     outcome = publish(releases, kit, 2, tmp_path, finetuned(2))
-    assert sorted(o.runtime or "combined" for o in outcome.deltas) == [
-        "combined", "onnx", "tflite"]
+    assert [o.runtime for o in outcome.deltas] == ["onnx", "tflite", None]
     assert [(o.runtime, o.status) for o in outcome.deltas if o.status != "over-budget"] == [
-        (None, "listed")]
+        ("onnx", "listed")]
+
+
+def test_newest_bases_first_variants_before_the_combined_bundle() -> None:
+    from fleet_server.releases import delta_jobs
+
+    def full(version: int, runtime: str | None = None) -> ModelTargetInfo:
+        return ModelTargetInfo(kind="full", model="m", slot="logs", version=version,
+                               result_sha256="0" * 64, result_length=1, runtime=runtime)
+
+    listed = [full(v, r) for v in (1, 2, 3) for r in (None, "onnx", "tflite")]
+    new = [full(4, None), full(4, "tflite"), full(4, "onnx")]
+    assert [(i.runtime, b) for i, b in delta_jobs(listed + new, new, 2)] == [
+        ("onnx", 3), ("tflite", 3), (None, 3), ("onnx", 2), ("tflite", 2), (None, 2)]
+
+
+def test_another_delta_only_if_it_can_end_within_the_budget() -> None:
+    budget = DeltaBudget(deadline=100.0)
+    assert budget.allows(now=99.9)  # the first, whatever the time
+    budget.spent(30.0)
+    assert budget.allows(now=70.0) and not budget.allows(now=70.1)
+    budget.spent(10.0)  # the slowest so far is what the next may take
+    assert not budget.allows(now=75.0) and budget.allows(now=69.0)
