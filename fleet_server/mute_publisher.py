@@ -87,14 +87,14 @@ class MutePublisher:
 
     def mute(self, alert_id: int, *, days: int, all_devices: bool, any_source: bool,
              reason: str, actor: str, of_device: str | None = None,
-             device_limit: int | None = None) -> tuple[MuteChange, bool]:
+             deploy_only: bool = False) -> tuple[MuteChange, bool]:
         """:func:`fleet_server.mutes.mute_alert` in its own transaction, then the lists it
         changed published: the change, and whether the broker acknowledged them (True when
         nothing changed). Raises what ``mute_alert`` raises, having changed nothing."""
         with self.db.session() as session:
             change = mute_alert(session, alert_id, days=days, all_devices=all_devices,
                                 any_source=any_source, reason=reason, actor=actor,
-                                of_device=of_device, device_limit=device_limit)
+                                of_device=of_device, deploy_only=deploy_only)
         # After the commit: a device must never get a list the database does not hold.
         return change, change.outcome == "unchanged" or self.publish_for(change.mute.device_id)
 

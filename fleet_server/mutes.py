@@ -58,10 +58,12 @@ log = logging.getLogger("nanofleet.server.mutes")
 
 MAX_REASON_CHARS = 200  # AlertMute.reason's bound
 DAY_S = 86_400
-# A deploy token may mute one message on this many devices, one by one; more needs admin
-# (as an every-device mute does): review, December 2026 — a deploy-only token muted a
-# message device after device, the every-device rule notwithstanding.
+# A token without admin may mute one message on this many devices, one by one, and make
+# this many new mutes a day; more needs admin (as an every-device mute does). Reviews,
+# December 2026: a deploy-only token muted a message device after device, and, one shape
+# per device (a user name in the line, the device's host name), any number of them.
 MAX_DEPLOY_MUTED_DEVICES = 5
+MAX_DEPLOY_MUTES_PER_DAY = 30
 # A list must reach the agent: a packet over the Maximum Packet Size it announces is
 # dropped by the broker without a word, and with it every later change of the list.
 MAX_LIST_BYTES = AGENT_RECEIVE_MAX_BYTES - PACKET_OVERHEAD_BYTES
@@ -306,10 +308,35 @@ def _audit(session: Session, action: str, actor: str, row: AlertMuteRow, at: flo
                                    **detail}))
 
 
+def wide_mute_check(session: Session, actor: str, shape: str, prefix: bool,
+                    device_id: str | None, now: float) -> None:
+    """Refuse (:class:`WideMuteRefused`) a new mute by a token without admin past its
+    limits (:data:`MAX_DEPLOY_MUTED_DEVICES`, :data:`MAX_DEPLOY_MUTES_PER_DAY`). Takes the
+    mute revision's row lock first (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite writes
+    one at a time anyway): without it, 30 concurrent requests muted 16 devices."""
+    session.execute(select(AlertMuteRevision).where(AlertMuteRevision.id == 1)
+                    .with_for_update())
+    if device_id is not None:
+        others = set(session.scalars(select(AlertMuteRow.device_id).where(
+            AlertMuteRow.shape == shape, AlertMuteRow.prefix == prefix,
+            AlertMuteRow.expires_at > now, AlertMuteRow.device_id.is_not(None),
+            AlertMuteRow.device_id != device_id)))
+        if len(others) >= MAX_DEPLOY_MUTED_DEVICES:
+            raise WideMuteRefused(
+                f"this message is muted on {len(others)} other devices already; muting it on "
+                "more needs a token with admin (and then one mute on every device does it)")
+    made = sum(1 for detail in session.scalars(select(AuditEntry.detail).where(
+        AuditEntry.action == "alert-mute", AuditEntry.actor == actor,
+        AuditEntry.at > now - DAY_S)) if detail.get("outcome") == "created")
+    if made >= MAX_DEPLOY_MUTES_PER_DAY:
+        raise WideMuteRefused(
+            f"{actor!r} made {made} mutes in the last day, the most a token without admin may: "
+            "more needs a token with admin (or wait for the day to pass)")
+
+
 def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
                any_source: bool, reason: str, actor: str, now: float | None = None,
-               of_device: str | None = None,
-               device_limit: int | None = None) -> MuteChange:
+               of_device: str | None = None, deploy_only: bool = False) -> MuteChange:
     """Mute the shape of alert ``alert_id``'s line, on its device (or every device), from
     its source (or any), for ``days``; with its entry in the audit log (``alert-mute``).
 
@@ -324,9 +351,11 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
     refusal and commits changes nothing. Expired mutes are cleared away here (no list
     carries them; the audit log keeps their story). With ``of_device``, only an alert of
     that device is muted (a page that lists one device's alerts must not mute another's
-    by a guessed id). With ``device_limit`` (a caller without admin), a new mute of a
-    device is refused (:class:`WideMuteRefused`) when the same shape is muted on that many
-    other devices already."""
+    by a guessed id). ``deploy_only`` (the caller's token lacks admin): a new mute is
+    refused (:class:`WideMuteRefused`) when the same shape is muted on
+    ``MAX_DEPLOY_MUTED_DEVICES`` other devices already, or the actor made
+    ``MAX_DEPLOY_MUTES_PER_DAY`` mutes in the last day; the check holds the mute revision's
+    row lock, so concurrent requests (other replicas) take turns."""
     check_request(days, reason)
     alert = session.get(DeviceAlertRow, alert_id)
     if alert is None or (of_device is not None and alert.device_id != of_device):
@@ -359,15 +388,8 @@ def mute_alert(session: Session, alert_id: int, *, days: int, all_devices: bool,
         AlertMuteRow.source.is_(None) if source is None else AlertMuteRow.source == source)
     row = session.scalars(same.order_by(AlertMuteRow.created_at)).first()
     outcome: Outcome
-    if row is None and device_id is not None and device_limit is not None:
-        others = set(session.scalars(select(AlertMuteRow.device_id).where(
-            AlertMuteRow.shape == shape, AlertMuteRow.prefix == prefix,
-            AlertMuteRow.expires_at > now, AlertMuteRow.device_id.is_not(None),
-            AlertMuteRow.device_id != device_id)))
-        if len(others) >= device_limit:
-            raise WideMuteRefused(
-                f"this message is muted on {len(others)} other devices already; muting it on "
-                "more needs a token with admin (and then one mute on every device does it)")
+    if row is None and deploy_only:
+        wide_mute_check(session, actor, shape, prefix, device_id, now)
     if row is None:
         row = AlertMuteRow(id=secrets.token_hex(8), device_id=device_id, source=source,
                            shape=shape, prefix=prefix, reason=reason, created_by=actor,

@@ -33,6 +33,7 @@ from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
 from fleet_server.mute_publisher import MutePublisher
 from fleet_server.mutes import (
     MAX_DEPLOY_MUTED_DEVICES,
+    MAX_DEPLOY_MUTES_PER_DAY,
     AlertMuteRow,
     MuteRefused,
     MuteShape,
@@ -466,34 +467,55 @@ def test_without_admin_a_message_is_muted_on_a_few_devices_at_most(db: Database)
     """Review, December 2026: with every-device mutes needing admin, a deploy-only token
     muted the same message device after device (any source, 90 days). Past
     MAX_DEPLOY_MUTED_DEVICES other devices it is refused (an API answers 403); an admin
-    (device_limit None) may, and extending a mute that exists is no new device."""
+    (deploy_only False) may, and extending a mute that exists is no new device."""
     limit = MAX_DEPLOY_MUTED_DEVICES
     ids = [stored_alert(db, CLOSED, device=f"gw-{n}") for n in range(limit + 2)]
     for alert_id in ids[:limit]:
         with db.session() as session:
             mute_alert(session, alert_id, days=90, all_devices=False, any_source=True,
-                       reason="", actor="ci", now=1000.0, device_limit=limit)
+                       reason="", actor="ci", now=1000.0, deploy_only=True)
     before = counts(db)
     with db.session() as session, pytest.raises(WideMuteRefused, match=(
             f"muted on {limit} other devices already; muting it on more needs a token "
             "with admin")):
         mute_alert(session, ids[limit], days=90, all_devices=False, any_source=True,
-                   reason="", actor="ci", now=1001.0, device_limit=limit)
+                   reason="", actor="ci", now=1001.0, deploy_only=True)
     assert counts(db) == before
     with db.session() as session:  # the same device again: extended, not a new device
         change = mute_alert(session, ids[0], days=90, all_devices=False, any_source=True,
-                            reason="", actor="ci", now=2000.0, device_limit=limit)
+                            reason="", actor="ci", now=2000.0, deploy_only=True)
     assert change.outcome == "extended"
     with db.session() as session:  # an admin
         change = mute_alert(session, ids[limit], days=90, all_devices=False, any_source=True,
-                            reason="", actor="root", now=2001.0, device_limit=None)
+                            reason="", actor="root", now=2001.0)
     assert change.outcome == "created"
     # expired mutes do not count
     with db.session() as session:
         change = mute_alert(session, ids[limit + 1], days=1, all_devices=False,
                             any_source=True, reason="", actor="ci", now=1000.0 + 91 * DAY,
-                            device_limit=limit)
+                            deploy_only=True)
     assert change.outcome == "created"
+
+
+def test_without_admin_an_actor_makes_a_bounded_number_of_mutes_a_day(db: Database) -> None:
+    """Second review: the per-message limit counts one exact shape, and a line that names
+    its user or its device's host differs per device, so a deploy-only token muted every
+    device one shape at a time. It makes MAX_DEPLOY_MUTES_PER_DAY new mutes a day at most."""
+    ids = [stored_alert(db, f"sshd[1]: Failed password for user{n} from 192.0.2.1 port 22",
+                        device=f"site-{n}") for n in range(MAX_DEPLOY_MUTES_PER_DAY + 1)]
+    for n, alert_id in enumerate(ids[:-1]):
+        with db.session() as session:
+            mute_alert(session, alert_id, days=1, all_devices=False, any_source=False,
+                       reason="", actor="ci", now=10_000.0 + n, deploy_only=True)
+    with db.session() as session, pytest.raises(WideMuteRefused, match=(
+            f"'ci' made {MAX_DEPLOY_MUTES_PER_DAY} mutes in the last day")):
+        mute_alert(session, ids[-1], days=1, all_devices=False, any_source=False, reason="",
+                   actor="ci", now=10_100.0, deploy_only=True)
+    with db.session() as session:  # another actor, and the same one a day later
+        mute_alert(session, ids[-1], days=1, all_devices=False, any_source=False, reason="",
+                   actor="night-shift", now=10_100.0, deploy_only=True)
+        mute_alert(session, ids[-1], days=2, all_devices=False, any_source=True, reason="",
+                   actor="ci", now=10_000.0 + DAY + 40, deploy_only=True)
 
 
 def test_a_cut_line_is_muted_by_its_start_and_the_kind_is_part_of_the_mute(

@@ -65,3 +65,52 @@ def test_service_on_postgresql(tmp_path: Path, pg: postgres.Postgres) -> None:
             assert len(recent_events(session, "d1", 10)) == 1
     finally:
         service.stop()
+
+
+def test_concurrent_mutes_by_a_deploy_token_keep_the_limit(pg: postgres.Postgres) -> None:
+    """Second review: on PostgreSQL 30 concurrent mutes of one message by a deploy-only
+    token muted 16 devices (each request counted the others before any committed). The
+    check holds the mute revision's row lock: MAX_DEPLOY_MUTED_DEVICES at most."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleet_server.db import Database
+    from fleet_server.metrics_store import DeviceAlertRow
+    from fleet_server.migrations import upgrade
+    from fleet_server.mutes import (
+        MAX_DEPLOY_MUTED_DEVICES,
+        AlertMuteRow,
+        WideMuteRefused,
+        mute_alert,
+    )
+
+    db = Database(pg.new_database())
+    upgrade(db)
+    try:
+        ids = []
+        with db.session() as session:
+            for n in range(30):
+                row = DeviceAlertRow(msg_id=f"m{n}", device_id=f"gw-{n}", ts=1.0, device_ts=1.0,
+                                     slot="logs", model_version=1, label="security", score=0.9,
+                                     reason="label security >= 0.80", source="sshd",
+                                     text="Connection closed by 192.0.2.7 port 4711 [preauth]",
+                                     repeats=0)
+                session.add(row)
+                session.flush()
+                ids.append(row.id)
+
+        def mute(alert_id: int) -> bool:
+            try:
+                with db.session() as session:
+                    mute_alert(session, alert_id, days=1, all_devices=False, any_source=True,
+                               reason="", actor=f"ci-{alert_id % 3}", deploy_only=True)
+                return True
+            except WideMuteRefused:
+                return False
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            made = list(pool.map(mute, ids))
+        with db.session() as session:
+            muted = session.query(AlertMuteRow).count()
+        assert sum(made) == muted == MAX_DEPLOY_MUTED_DEVICES
+    finally:
+        db.dispose()

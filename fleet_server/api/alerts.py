@@ -44,7 +44,6 @@ from fleet_server.auth import Identity, missing_scope_message
 from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.mutes import (
-    MAX_DEPLOY_MUTED_DEVICES,
     AlertMuteRow,
     MuteRefused,
     UnknownAlert,
@@ -154,7 +153,7 @@ def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Ope
         change, published = service.mutes.mute(
             alert_id, days=body.days, all_devices=body.all_devices,
             any_source=body.any_source, reason=body.reason, actor=actor,
-            device_limit=None if admin else MAX_DEPLOY_MUTED_DEVICES)
+            deploy_only=not admin)
     except UnknownAlert as exc:
         raise ApiError(404, "unknown-alert", str(exc)) from None
     except WideMuteRefused as exc:

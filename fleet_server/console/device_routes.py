@@ -21,7 +21,6 @@ from fleet_server.console import details
 from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.mutes import (
-    MAX_DEPLOY_MUTED_DEVICES,
     MuteRefused,
     UnknownAlert,
     UnknownMute,
@@ -129,7 +128,7 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
             alert_id, days=_form_days(days), all_devices=_form_flag(all_devices),
             any_source=_form_flag(any_source), reason=reason.strip(),
             actor=operator.identity.name, of_device=device_id,
-            device_limit=None if admin else MAX_DEPLOY_MUTED_DEVICES)
+            deploy_only=not admin)
     except UnknownAlert:
         return _device_notice(request, service, device_id, _no_alert(device_id, alert_id), 404)
     except WideMuteRefused as exc:
