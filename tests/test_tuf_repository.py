@@ -447,3 +447,22 @@ def test_history_is_what_was_published_and_a_damaged_file_is_named(kit: RepoKit)
     (kit.repo.metadata_dir / "1.targets.json").write_text("{not json")
     with pytest.raises(RepositoryError, match=r"1\.targets\.json cannot be read"):
         fresh.publish_targets(*sign_update(kit, make_bundle(version=3)))
+
+
+def test_a_repository_changed_before_the_check_can_still_publish(kit: RepoKit) -> None:
+    """Second review: a repository where a release had been re-signed with other bytes
+    before this check existed (its first publication differs from its current listing)
+    could publish nothing: every publish lists that target again. Listing it as it is now
+    is no change; changing it again is still refused."""
+    kit.publish(make_bundle(version=1))
+    # what the old server accepted: v1 re-signed with other bytes, written directly
+    changed = make_bundle(version=1, size=16 * 1024)
+    metadata, path = _signed_model_target(kit, changed, 1)
+    kit.repo._store_target(Metadata[Targets].from_bytes(metadata).signed.targets[path], changed)
+    (kit.repo.metadata_dir / "3.targets.json").write_bytes(metadata)
+    kit.repo.write_snapshot_and_timestamp({Targets.type: 3})
+    assert kit.publish(make_bundle(version=2)) == 4
+    again = make_bundle(version=1, size=8 * 1024)
+    metadata, path = _signed_model_target(kit, again, 1)
+    with pytest.raises(PublishRejected, match="was published with other bytes"):
+        kit.repo.publish_targets(metadata, {path: again})
