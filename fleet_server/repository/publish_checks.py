@@ -114,8 +114,8 @@ def check_against_published(first: Mapping[str, TargetFile], current: Targets,
         old = first.get(path)
         if old is None:
             continue
-        now = current.targets.get(path)
-        if now is not None and same(listed, now):
+        as_now = current.targets.get(path)
+        if as_now is not None and same(listed, as_now):
             # Listed as it is now: no change (a repository whose target changed before
             # this check existed can still publish; it cannot change again).
             continue
