@@ -333,7 +333,7 @@ def test_a_published_release_never_changes(kit: RepoKit) -> None:
     # a version under the slot's minimum (v5): devices refuse it, so does the server
     v3 = make_bundle(version=3)
     metadata, path = _signed_model_target(kit, v3, 3)
-    with pytest.raises(PublishRejected, match=r"below slot 'logs'.s minimum version 5"):
+    with pytest.raises(PublishRejected, match="below the minimum version 5 of slot 'logs'"):
         kit.repo.publish_targets(metadata, {path: v3})
     assert kit.repo.targets().signed.version == 3  # nothing was published
     # a later version publishes as before
@@ -466,3 +466,17 @@ def test_a_repository_changed_before_the_check_can_still_publish(kit: RepoKit) -
     metadata, path = _signed_model_target(kit, again, 1)
     with pytest.raises(PublishRejected, match="was published with other bytes"):
         kit.repo.publish_targets(metadata, {path: again})
+
+
+def test_a_release_for_a_slot_of_another_model_is_refused(kit: RepoKit) -> None:
+    """Second review: a model's release signed for a slot whose record names another model
+    was accepted; every device refused it, and its path was taken for good."""
+    kit.publish(make_bundle(version=1))
+    kit.publish(make_bundle(name="other", slot="logs2", version=1))
+    v3 = make_bundle(version=3, slot="logs2")
+    metadata, path = _signed_model_target(kit, v3, 3)
+    md = Metadata[Targets].from_bytes(metadata)
+    md.signed.targets[path].unrecognized_fields["custom"] = {
+        **md.signed.targets[path].custom, "slot": "logs2"}
+    with pytest.raises(PublishRejected, match="whose record names model 'other'"):
+        kit.repo.publish_targets(_resign(kit, md), {path: v3})

@@ -97,7 +97,8 @@ def check_against_published(first: Mapping[str, TargetFile], current: Targets,
     - drops a slot record the current targets have, gives its slot another model, or
       lowers its minimum version (devices obey the signed minimum: lowered, it would let
       old versions back in);
-    - adds a full version below its slot's signed minimum (every device would refuse it).
+    - adds a full version below its slot's signed minimum, or for a slot whose record names
+      another model (every device would refuse it, and its path would be taken for good).
 
     A second bundle of a version under another name cannot be listed: a model target's
     path is the one its fields name (``parse_model_info``); a runtime variant must be the
@@ -146,17 +147,24 @@ def check_against_published(first: Mapping[str, TargetFile], current: Targets,
                              "minimum is never lowered")
     for record in records.values():
         minimums[(record.slot, record.model)] = record.minimum_version
+    serving = {record.slot: record.model for record in records.values()}
     for path, target in new.targets.items():
         if not path.startswith("models/") or path in first:
             continue
         info = parse_model_info(path, target.custom)
         if info.kind != "full":
             continue
+        if serving.get(info.slot, info.model) != info.model:
+            # Devices of the slot would refuse it (another model), and its path would be
+            # taken for good (a release never changes).
+            raise ValueError(
+                f"target {path!r} is signed for slot {info.slot!r}, whose record names model "
+                f"{serving[info.slot]!r}, not {info.model!r}: sign it for its own slot")
         minimum = minimums.get((info.slot, info.model), 0)
         if info.version < minimum:
             raise ValueError(
-                f"target {path!r} is {info.model} v{info.version}, below slot "
-                f"{info.slot!r}'s minimum version {minimum}: every device would refuse it")
+                f"target {path!r} is {info.model} v{info.version}, below the minimum version "
+                f"{minimum} of slot {info.slot!r}: every device would refuse it")
 
 
 def check_variant(path: str, target: TargetFile, new: Targets,
