@@ -26,7 +26,7 @@ from fleet_server.db import Device, ModelVersion
 from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events
 from fleet_server.releases import VersionConflict, models_view
 from fleet_server.replicas import replicas_view
-from fleet_server.repository.repo import PublishRejected
+from fleet_server.repository.repo import PublishRejected, ReleaseChangeRefused
 from fleet_server.rollouts.spec import NAME_PATTERN, Label
 from fleet_server.service import FleetService
 
@@ -236,9 +236,12 @@ async def _publish(request: Request, service: FleetService,
         except VersionConflict as exc:
             raise ApiError(409, "version-conflict", str(exc)) from None
         except PublishRejected as exc:
-            raise ApiError(400, "publish-rejected", f"{exc}. Sign the release with the "
-                           "operators' targets key on top of the server's current targets "
-                           "(nanofleet model publish)") from None
+            # Signing again is the cure for a signature or base problem, not for a change
+            # of the release history (whose message says what to do instead).
+            hint = "" if isinstance(exc, ReleaseChangeRefused) else (
+                ". Sign the release with the operators' targets key on top of the server's "
+                "current targets (nanofleet model publish)")
+            raise ApiError(400, "publish-rejected", f"{exc}{hint}") from None
     return {"targets_version": outcome.targets_version,
             "published": [i.model_dump(mode="json", exclude_none=True)
                           for i in outcome.new_versions],

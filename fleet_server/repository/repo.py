@@ -83,6 +83,11 @@ class PublishRejected(RepositoryError):
     """Uploaded metadata or files were refused; the message names the problem."""
 
 
+class ReleaseChangeRefused(PublishRejected):
+    """Well-signed metadata that would change the release history (a published target,
+    a slot record, a minimum): signing again does not help; the message says what does."""
+
+
 _SERIALIZER = JSONSerializer(compact=False)
 
 
@@ -313,10 +318,13 @@ class Repository:
                                       f"{sorted(unlisted)}")
             try:
                 check_delta_delegation(md.signed)
-                first = self._first_publications()
-                check_against_published(first, self.targets().signed, md.signed)
             except ValueError as exc:
                 raise PublishRejected(str(exc)) from None
+            first = self._first_publications()
+            try:
+                check_against_published(first, self.targets().signed, md.signed)
+            except ValueError as exc:
+                raise ReleaseChangeRefused(str(exc)) from None
             for path, target in md.signed.targets.items():
                 try:
                     storage.check_target_path(path)
@@ -345,7 +353,7 @@ class Repository:
                     try:
                         check_variant(path, target, md.signed, listed_bytes)
                     except ValueError as exc:  # a BundleError too
-                        raise PublishRejected(str(exc)) from None
+                        raise ReleaseChangeRefused(str(exc)) from None
             for path, data in files.items():
                 self._store_target(md.signed.targets[path], data)
             write_atomic(self.metadata_dir / f"{md.signed.version}.targets.json",
