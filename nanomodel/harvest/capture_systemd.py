@@ -22,10 +22,11 @@ The container (``systemd-nspawn --boot``, :class:`hil.systemd_target.SystemdTarg
 boots, runs the scenarios (:mod:`nanomodel.harvest.scenarios_systemd`), powers off, and the
 journal files it wrote are read with ``journalctl --directory`` (the shutdown's lines
 included). Each scenario first logs ``nfcapture: BEGIN <how>``, so every line records how it
-came about. Lines of systemd (PID 1) and systemd-journald are kept, labelled through
-their harvested templates like every captured line (:mod:`nanomodel.harvest.match`), as
-the agent's journald source reads them (the entry's MESSAGE, its PRIORITY as ``level``);
-what the scenarios' own programs print is ours, not systemd's, and is not kept.
+came about. Lines of systemd (PID 1), systemd-journald and sshd (its PAM modules' lines
+as ``pam``) are kept, labelled through their harvested templates like every captured line
+(:mod:`nanomodel.harvest.match`), as the agent's journald source reads them (the entry's
+MESSAGE, its PRIORITY as ``level``); what the scenarios' own programs print is ours, not
+the daemons', and is not kept.
 ``journal.jsonl`` in WORKDIR keeps the raw export.
 
 The lines go to ``nanomodel/data/real/journal/``: an evaluation set no model is trained
@@ -53,7 +54,8 @@ JOURNAL = DATA.parent / "journal"
 # A unit file's syntax warnings start with where the setting is ("/etc/systemd/system/
 # x.service:3: "; systemd's log_syntax); the template is the rest
 _SYNTAX_AT = re.compile(r"^/\S+:\d+: ")
-IDENTIFIER_SOURCE = {"systemd": "systemd", "systemd-journald": "systemd-journald"}
+IDENTIFIER_SOURCE = {"systemd": "systemd", "systemd-journald": "systemd-journald",
+                     "sshd": "openssh"}
 # journald PRIORITY → the level names the templates and rules use
 PRIORITY_LEVEL = {0: "crit", 1: "crit", 2: "crit", 3: "error", 4: "warning", 5: "notice",
                   6: "info", 7: "debug"}
@@ -79,6 +81,8 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
         source = IDENTIFIER_SOURCE.get(ident)
         if source is None:
             continue
+        if msg.startswith("pam_"):  # a PAM module logging under its program's name
+            source = "pam"
         try:
             level = PRIORITY_LEVEL.get(int(str(rec.get("PRIORITY", 6))), "info")
         except ValueError:

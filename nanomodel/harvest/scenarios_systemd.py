@@ -1,5 +1,5 @@
-"""What the systemd capture runs (:mod:`nanomodel.harvest.capture_systemd`): the units of
-a small device's own software and the shell scripts that drive them.
+"""What the systemd capture runs (:mod:`hil.journal_capture`): the units of a small
+device's own software, sshd's logins and scanners, and the shell scripts that drive them.
 
 Healthy units are the kind a gateway runs (a sensor poller, a Modbus bridge, an uploader
 on a timer, a log shipper that reloads); the faulty ones fail the ways real services do:
@@ -76,8 +76,40 @@ UNITS: dict[str, str] = {
                             "TimeoutSec=fast\nMemoryMax=lots\n"),
 }
 
+# sshd on the container's loopback (it shares the host's network: a port nobody uses),
+# with the PAM modules that fail only in a container (no logind, no right to set the
+# login uid or raise limits) left out, as the syslog capture does; key logins only. The
+# container masks systemd-user-sessions, so /run/nologin would refuse every user but root,
+# and the minimal root file system lacks /etc/default/locale, which pam_env reads.
+_SSH = "ssh -p 22922 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5"
+_SSHD_SETUP = (
+    "rm -f /etc/systemd/system/ssh.service; systemctl daemon-reload; "
+    "sed -i '/pam_loginuid.so/d; /pam_limits.so/d' /etc/pam.d/sshd; "
+    "sed -i '/pam_systemd.so/d' /etc/pam.d/common-session; "
+    "printf 'Port 22922\\nListenAddress 127.0.0.1\\nPasswordAuthentication no\\n' "
+    "> /etc/ssh/sshd_config.d/nf.conf; ssh-keygen -A >/dev/null; "
+    "rm -f /run/nologin; touch /etc/default/locale; "
+    "useradd -m -s /bin/sh deploy; useradd -m -s /bin/sh ops; "
+    "for h in /root /home/deploy /home/ops; do mkdir -p $h/.ssh; done; "
+    "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519; "
+    "ssh-keygen -q -t ed25519 -N '' -f /root/stranger; "
+    "for h in /root /home/deploy /home/ops; do cp /root/.ssh/id_ed25519.pub "
+    "$h/.ssh/authorized_keys; done; chown -R deploy: /home/deploy/.ssh; "
+    "chown -R ops: /home/ops/.ssh; systemctl start ssh; sleep 1")
+
 # (how, script, timeout in seconds)
 SCENARIOS: list[tuple[str, str, float]] = [
+    ("sshd starts; admins log in with keys and run commands",
+     f"{_SSHD_SETUP}; for i in 1 2 3 4 5 6; do {_SSH} root@127.0.0.1 uptime >/dev/null; "
+     f"{_SSH} deploy@127.0.0.1 'ls /tmp' >/dev/null; {_SSH} ops@127.0.0.1 true; done", 120),
+    ("scanners try user names and a key that is not authorised",
+     f"for u in admin oracle test ubuntu pi postgres git user; do {_SSH} $u@127.0.0.1 true; "
+     f"done; for i in 1 2 3; do {_SSH} -i /root/stranger root@127.0.0.1 true; done; "
+     "for i in 1 2 3; do (echo 'GET / HTTP/1.1'; sleep 0.2) | "
+     "timeout 2 bash -c 'cat > /dev/tcp/127.0.0.1/22922' ; done; true", 120),
+    ("sshd reloads and stops",
+     "systemctl reload ssh; sleep 1; " + f"{_SSH} root@127.0.0.1 true; "
+     "systemctl stop ssh; sleep 1", 60),
     ("healthy services start, restart, reload and stop",
      "systemctl start sensor-poller modbus-bridge log-shipper camera-stream can-gateway "
      "fw-inventory; sleep 1; systemctl restart modbus-bridge; systemctl reload log-shipper; "
