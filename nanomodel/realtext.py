@@ -138,13 +138,16 @@ class CapturedLine:
     label: str
     reason: str
     how: str
-    # a public sample's line (samples/) or a journal entry's (journal/), kept as its log
-    # or the agent holds it: evaluation only, never returned by load_captured
-    as_logged: bool = False
     # which folder the line comes from: captured, samples or journal
     collection: str = "captured"
     # the level its code logs it at (the template's), as a journal's PRIORITY would say
     level: str = "info"
+
+    @property
+    def as_logged(self) -> bool:
+        """A public sample's line (samples/) or a journal entry's (journal/), kept as its log
+        or the agent holds it: evaluation only, never returned by load_captured."""
+        return self.collection != "captured"
 
 
 def _rows_at(kind: str) -> list[tuple[Path, int, dict[str, str]]]:
@@ -206,9 +209,7 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
         out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"],
-                                as_logged=path.parent.name != "captured",
-                                level=r.get("level", "info"),
-                                collection=path.parent.name))
+                                collection=path.parent.name, level=r.get("level", "info")))
     return tuple(out)
 
 
