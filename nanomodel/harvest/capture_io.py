@@ -21,7 +21,8 @@ _LINE = re.compile(
     r"^\w{3} [ \d]\d \d\d:\d\d:\d\d (?P<host>\S+) (?P<fac>\w+)\.(?P<prio>\w+) "
     r"(?P<tagged>(?P<tag>[^\s\[:]+)(?:\[\d+\])?: ?(?P<msg>.*))$"
 )
-_PRIO = {
+# syslog level name → the level names the templates and rules use
+SYSLOG_LEVEL_NAMES = {
     "emerg": "crit",
     "alert": "crit",
     "crit": "crit",
@@ -117,18 +118,53 @@ def message_body(source: str, msg: str) -> str:
     return stamp.sub("", msg, count=1) if stamp is not None else msg
 
 
+class Labeller:
+    """What the syslog capture and the journal capture share: each message labelled through
+    its source's harvested templates (one :class:`Matcher` per source, built when first
+    needed), and at most :data:`MAX_PER_SHAPE` lines kept of one shape."""
+
+    def __init__(self) -> None:
+        self._matchers: dict[str, Matcher] = {}
+        self._default_alert = {s.source: s.alert for s in SOURCES}
+        self._shapes: Counter[str] = Counter()
+
+    def seen_too_often(self, text: str) -> bool:
+        """Count ``text``'s shape; True once it is past the cap (the line is not kept)."""
+        shape = _shape(text)
+        self._shapes[shape] += 1
+        return self._shapes[shape] > MAX_PER_SHAPE
+
+    def row(self, source: str, text: str, body: str, line: str, level: str,
+            how: str) -> dict[str, str]:
+        """The labelled row of a kept line: ``body`` is what the templates match, ``line``
+        the whole logged message, ``text`` what the row keeps."""
+        if source not in self._matchers:
+            self._matchers[source] = Matcher(
+                [(t.template, t.label, t.reason, t.origin)
+                 for t in realtext.load_templates([source])], source=source)
+        label, reason, origin = self._matchers[source].label(
+            body, level, self._default_alert.get(source, "software"), line=line)
+        return {"source": source, "text": text, "label": label, "reason": reason,
+                "template_origin": origin, "how": how, "level": level}
+
+
+def program_source(source: str, msg: str) -> str:
+    """A PAM module logs under its program's name (``sshd``, ``cron``): its lines are
+    ``pam``'s."""
+    return "pam" if message_body("", msg).startswith("pam_") else source
+
+
 def captured_rows(log_text: str) -> list[dict[str, str]]:
     """Labelled rows for every line of a captured syslog file (markers set ``how``)."""
-    matchers: dict[str, Matcher] = {}
-    default_alert = {s.source: s.alert for s in SOURCES}
+    labeller = Labeller()
     how = "before any scenario"
-    shapes: Counter[str] = Counter()
     rows: list[dict[str, str]] = []
     for raw in log_text.splitlines():
         m = _LINE.match(raw)
         if m is None:
             continue
-        tag, msg, level = m.group("tag"), m.group("msg").strip(), _PRIO.get(m.group("prio"), "info")
+        tag, msg = m.group("tag"), m.group("msg").strip()
+        level = SYSLOG_LEVEL_NAMES.get(m.group("prio"), "info")
         if tag == "nfcapture":
             how = msg.removeprefix("BEGIN ")
             continue
@@ -139,8 +175,7 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
         source = "postfix" if tag.startswith("postfix/") else _TAG_SOURCE.get(tag)
         if source is None:  # another program on this machine, not one of the scenarios' daemons
             continue
-        if message_body("", msg).startswith("pam_"):
-            source = "pam"
+        source = program_source(source, msg)
         text = m.group("tagged")
         if source in _OWN_FILE:
             own = _STAMP[source].match(msg)
@@ -149,33 +184,9 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
             # rsyslog escapes a tab ("Removing file: <date>\t<path>"); the file holds a tab
             msg = msg.replace("#011", "\t")
             text, level = msg, _JAVA_LEVEL.get(own.group("level"), "debug")
-        shape = _shape(text)
-        shapes[shape] += 1
-        if shapes[shape] > MAX_PER_SHAPE:
+        if labeller.seen_too_often(text):
             continue
-        if source not in matchers:
-            matchers[source] = Matcher(
-                [
-                    (t.template, t.label, t.reason, t.origin)
-                    for t in realtext.load_templates([source])
-                ],
-                source=source,
-            )
-        body = message_body(source, msg)
-        label, reason, origin = matchers[source].label(
-            body, level, default_alert.get(source, "software"), line=msg
-        )
-        rows.append(
-            {
-                "source": source,
-                "text": text,
-                "label": label,
-                "reason": reason,
-                "template_origin": origin,
-                "how": how,
-                "level": level,
-            }
-        )
+        rows.append(labeller.row(source, text, message_body(source, msg), msg, level, how))
     return rows
 
 

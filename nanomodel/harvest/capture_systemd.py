@@ -43,10 +43,14 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from nanomodel import realtext
-from nanomodel.harvest.capture_io import DATA, MAX_PER_SHAPE, _shape, write_rows_by_source
-from nanomodel.harvest.match import Matcher
-from nanomodel.harvest.sources import SOURCES
+from agent.level_evidence import SYSLOG_LEVELS
+from nanomodel.harvest.capture_io import (
+    DATA,
+    SYSLOG_LEVEL_NAMES,
+    Labeller,
+    program_source,
+    write_rows_by_source,
+)
 
 JOURNAL = DATA.parent / "journal"
 # journal SYSLOG_IDENTIFIER → template source (the manager and the journal daemon: the
@@ -56,18 +60,15 @@ JOURNAL = DATA.parent / "journal"
 _SYNTAX_AT = re.compile(r"^/\S+:\d+: ")
 IDENTIFIER_SOURCE = {"systemd": "systemd", "systemd-journald": "systemd-journald",
                      "sshd": "openssh"}
-# journald PRIORITY → the level names the templates and rules use
-PRIORITY_LEVEL = {0: "crit", 1: "crit", 2: "crit", 3: "error", 4: "warning", 5: "notice",
-                  6: "info", 7: "debug"}
+# journald PRIORITY (a syslog level's number) → the level names the templates and rules use
+PRIORITY_LEVEL = {n: SYSLOG_LEVEL_NAMES[name] for n, name in enumerate(SYSLOG_LEVELS)}
 
 
 def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
     """Labelled rows for journal records (``journalctl -o json``), in order; markers
     (``nfcapture``) set ``how``. Pure."""
-    matchers: dict[str, Matcher] = {}
-    default_alert = {s.source: s.alert for s in SOURCES}
+    labeller = Labeller()
     how = "boot"
-    shapes: Counter[str] = Counter()
     rows: list[dict[str, str]] = []
     for rec in records:
         ident = str(rec.get("SYSLOG_IDENTIFIER", ""))
@@ -81,25 +82,15 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
         source = IDENTIFIER_SOURCE.get(ident)
         if source is None:
             continue
-        if msg.startswith("pam_"):  # a PAM module logging under its program's name
-            source = "pam"
+        source = program_source(source, msg)
         try:
             level = PRIORITY_LEVEL.get(int(str(rec.get("PRIORITY", 6))), "info")
         except ValueError:
             level = "info"
-        shape = _shape(f"{ident}: {msg}")
-        shapes[shape] += 1
-        if shapes[shape] > MAX_PER_SHAPE:
+        if labeller.seen_too_often(f"{ident}: {msg}"):
             continue
-        if source not in matchers:
-            matchers[source] = Matcher(
-                [(t.template, t.label, t.reason, t.origin)
-                 for t in realtext.load_templates([source])], source=source)
-        label, reason, origin = matchers[source].label(
-            _SYNTAX_AT.sub("", msg, count=1), level, default_alert.get(source, "software"),
-            line=msg)
-        rows.append({"source": source, "text": msg, "label": label, "reason": reason,
-                     "template_origin": origin, "how": how, "level": level})
+        rows.append(labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level,
+                                 how))
     return rows
 
 
