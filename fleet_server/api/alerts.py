@@ -45,12 +45,14 @@ from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
 from fleet_server.mutes import (
     AlertMuteRow,
+    MuteChange,
     MuteRefused,
     UnknownAlert,
     UnknownMute,
     WideMuteRefused,
     active_mutes,
 )
+from fleet_server.service import FleetService
 from fleet_server.verdicts import (
     LEFT_OUT_HEADER,
     AlertVerdictRow,
@@ -129,31 +131,36 @@ def mute_view(row: AlertMuteRow) -> MuteView:
 MuteId = Annotated[str, PathParam(pattern=MUTE_ID_PATTERN, description="The mute's id.")]
 
 
-def every_device_mute_refusal(caller: Identity) -> str:
-    """Why a ``deploy`` token may not mute on every device: one such mute quiets a message
-    on the whole fleet, including devices that join later, so a leaked deploy token (a CI
-    job's) could hide an attack everywhere; muting on the alert's device stays ``deploy``,
-    up to ``MAX_DEPLOY_MUTED_DEVICES`` devices a message (review, December 2026)."""
-    return missing_scope_message(caller, "admin", "muting an alert on every device (mute it "
-                                 "on the alert's own device instead: 'deploy' is enough)")
+def mute_as(service: FleetService, caller: Identity, alert_id: int, *, days: int,
+            all_devices: bool, any_source: bool, reason: str,
+            of_device: str | None = None) -> tuple[MuteChange, bool]:
+    """``service.mutes.mute`` with the caller's scope, for the API and the console: a mute
+    on every device needs admin (one such mute quiets a message on the whole fleet,
+    devices that join later included, so a leaked deploy token — a CI job's — could hide
+    an attack everywhere: review, December 2026), and without admin the deploy limits of
+    :func:`fleet_server.mutes.mute_alert` apply. Raises :class:`WideMuteRefused` (403)."""
+    admin = caller.allows("admin")
+    if all_devices and not admin:
+        raise WideMuteRefused(missing_scope_message(
+            caller, "admin", "muting an alert on every device (mute it on the alert's own "
+            "device instead: 'deploy' is enough)"))
+    return service.mutes.mute(alert_id, days=days, all_devices=all_devices,
+                              any_source=any_source, reason=reason, actor=caller.name,
+                              of_device=of_device, deploy_only=not admin)
 
 
 @router.post("/alerts/{alert_id}/mute", response_model=MuteCreated, status_code=201,
              tags=["mutes"], responses={200: {"model": MuteCreated, "description": (
                  "The same mute was active already (outcome extended or unchanged).")}})
-def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, actor: Operator,
+def post_mute(alert_id: AlertId, body: MuteRequest, service: Service, _deploy: Operator,
               caller: Caller, response: Response) -> MuteCreated:
     """Stop the alert's device (or every device) sending alerts of this line's message
     shape for ``days``; the device's list is published retained over MQTT. A mute on
     every device needs the ``admin`` scope (it quiets the whole fleet)."""
-    admin = caller.allows("admin")
-    if body.all_devices and not admin:
-        raise ApiError(403, "forbidden", every_device_mute_refusal(caller))
     try:
-        change, published = service.mutes.mute(
-            alert_id, days=body.days, all_devices=body.all_devices,
-            any_source=body.any_source, reason=body.reason, actor=actor,
-            deploy_only=not admin)
+        change, published = mute_as(service, caller, alert_id, days=body.days,
+                                    all_devices=body.all_devices,
+                                    any_source=body.any_source, reason=body.reason)
     except UnknownAlert as exc:
         raise ApiError(404, "unknown-alert", str(exc)) from None
     except WideMuteRefused as exc:

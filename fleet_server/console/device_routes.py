@@ -15,7 +15,7 @@ from fastapi.responses import Response
 
 from contract.labels import DEFAULT_LABELS
 from contract.mutes import MAX_MUTE_DAYS
-from fleet_server.api.alerts import AlertId, every_device_mute_refusal
+from fleet_server.api.alerts import AlertId, mute_as
 from fleet_server.api.core import Service
 from fleet_server.console import details
 from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
@@ -118,17 +118,12 @@ def alert_mute(request: Request, service: Service, operator: Operator, device_id
     audits itself), then, once committed, the changed lists published retained. Form
     fields, all optional: ``days`` (7), ``all_devices``, ``any_source``, ``reason``."""
     require_deploy(operator, "muting an alert")
-    admin = operator.identity.allows("admin")
-    if _form_flag(all_devices) and not admin:
-        return _device_notice(request, service, device_id,
-                              every_device_mute_refusal(operator.identity), 403)
     try:
         # Only the alerts this page lists (of_device): see alert_verdict.
-        change, published = service.mutes.mute(
-            alert_id, days=_form_days(days), all_devices=_form_flag(all_devices),
-            any_source=_form_flag(any_source), reason=reason.strip(),
-            actor=operator.identity.name, of_device=device_id,
-            deploy_only=not admin)
+        change, published = mute_as(
+            service, operator.identity, alert_id, days=_form_days(days),
+            all_devices=_form_flag(all_devices), any_source=_form_flag(any_source),
+            reason=reason.strip(), of_device=device_id)
     except UnknownAlert:
         return _device_notice(request, service, device_id, _no_alert(device_id, alert_id), 404)
     except WideMuteRefused as exc:
