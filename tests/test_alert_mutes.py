@@ -60,6 +60,7 @@ from tests.support.alert_fleet import (
     wait_alerts,
 )
 from tests.support.alert_lines import CLOSED, CLOSED_AGAIN, USB
+from tests.support.alert_rows import stored_alert
 from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
@@ -416,17 +417,6 @@ def test_lists_come_back_after_a_broker_restart_and_a_server_restart(tmp_path: P
 
 
 # --- the decisions, in process -----------------------------------------------------------------
-
-def stored_alert(db: Database, text: str, device: str = "gw-1", source: str = "sshd") -> int:
-    with db.session() as session:
-        row = DeviceAlertRow(msg_id=f"m-{time.monotonic_ns()}", device_id=device, ts=1.0,
-                             device_ts=1.0, slot="logs", model_version=1, label="security",
-                             score=0.9, reason="label security >= 0.80", source=source,
-                             text=text, repeats=0)
-        session.add(row)
-        session.flush()
-        return row.id
-
 
 def counts(db: Database) -> tuple[int, int, int]:
     with db.session() as session:

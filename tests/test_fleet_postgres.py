@@ -74,7 +74,6 @@ def test_concurrent_mutes_by_a_deploy_token_keep_the_limit(pg: postgres.Postgres
     from concurrent.futures import ThreadPoolExecutor
 
     from fleet_server.db import Database
-    from fleet_server.metrics_store import DeviceAlertRow
     from fleet_server.migrations import upgrade
     from fleet_server.mutes import (
         MAX_DEPLOY_MUTED_DEVICES,
@@ -82,21 +81,13 @@ def test_concurrent_mutes_by_a_deploy_token_keep_the_limit(pg: postgres.Postgres
         WideMuteRefused,
         mute_alert,
     )
+    from tests.support.alert_rows import stored_alert
 
     db = Database(pg.new_database())
     upgrade(db)
     try:
-        ids = []
-        with db.session() as session:
-            for n in range(30):
-                row = DeviceAlertRow(msg_id=f"m{n}", device_id=f"gw-{n}", ts=1.0, device_ts=1.0,
-                                     slot="logs", model_version=1, label="security", score=0.9,
-                                     reason="label security >= 0.80", source="sshd",
-                                     text="Connection closed by 192.0.2.7 port 4711 [preauth]",
-                                     repeats=0)
-                session.add(row)
-                session.flush()
-                ids.append(row.id)
+        ids = [stored_alert(db, "Connection closed by 192.0.2.7 port 4711 [preauth]",
+                            device=f"gw-{n}") for n in range(30)]
 
         def mute(alert_id: int) -> bool:
             try:
