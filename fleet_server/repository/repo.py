@@ -342,11 +342,16 @@ class Repository:
                 elif not self.target_file_path(target).exists():
                     raise PublishRejected(f"target {path!r} has no file: upload it")
 
+            read: dict[str, bytes] = {}  # a combined bundle once, whatever its variants
+
             def listed_bytes(target: TargetFile) -> bytes:
-                data = files.get(target.path)
-                if data is None:
-                    return self.target_file_path(target).read_bytes()
-                return data if isinstance(data, bytes) else Path(data).read_bytes()
+                if target.path not in read:
+                    data = files.get(target.path)
+                    if data is None:  # published earlier: the stored file
+                        data = self.target_file_path(target)
+                    read[target.path] = data if isinstance(data, bytes) else \
+                        Path(data).read_bytes()
+                return read[target.path]
 
             for path, target in md.signed.targets.items():
                 if path not in first:
