@@ -44,6 +44,14 @@ def sign_update(kit: RepoKit, bundle: bytes, **kw: object) -> tuple[bytes, dict[
     return update.metadata, update.files
 
 
+def _resign(kit: RepoKit, md: Metadata[Targets]) -> bytes:
+    """``md`` as the server's next targets version, signed with the operators' key."""
+    md.signed.version = kit.repo.targets().signed.version + 1
+    md.signatures.clear()
+    md.sign(kit.signer("targets"))
+    return md.to_bytes()
+
+
 def test_key_files_are_private_and_reload(tmp_path: Path) -> None:
     signer = generate_key(tmp_path / "k.pem")
     assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
@@ -119,11 +127,8 @@ def test_publish_refuses_paths_escaping_targets_dir(kit: RepoKit) -> None:
     from tuf.api.metadata import TargetFile
 
     md.signed.targets["../../evil"] = TargetFile.from_data("../../evil", b"x", ["sha256"])
-    md.signed.version += 1
-    md.signatures.clear()
-    md.sign(kit.signer("targets"))
     with pytest.raises(PublishRejected, match="not a plain relative path"):
-        kit.repo.publish_targets(md.to_bytes(), {"../../evil": b"x"})
+        kit.repo.publish_targets(_resign(kit, md), {"../../evil": b"x"})
 
 
 def test_operator_refuses_tampered_current_targets_and_republish(kit: RepoKit) -> None:
@@ -252,11 +257,8 @@ def test_reserved_model_names_refused_at_publish(kit: RepoKit, name: str) -> Non
         "kind": "full", "model": name, "slot": "logs", "version": 1,
         "result_sha256": target.hashes["sha256"], "result_length": len(bundle)}
     md.signed.targets[path] = target
-    md.signed.version += 1
-    md.signatures.clear()
-    md.sign(kit.signer("targets"))
     with pytest.raises(PublishRejected, match="reserved"):
-        kit.repo.publish_targets(md.to_bytes(), {path: bundle})
+        kit.repo.publish_targets(_resign(kit, md), {path: bundle})
 
 
 @pytest.mark.parametrize("paths", [["models/*/*/delta-from-*"], ["models/*/*/*"], ["*"],
@@ -269,11 +271,8 @@ def test_wider_delta_delegation_refused_and_rewritten(kit: RepoKit, paths: list[
     md = kit.repo.targets()
     assert md.signed.delegations and md.signed.delegations.roles
     md.signed.delegations.roles[DELTAS_ROLE].paths = paths
-    md.signed.version += 1
-    md.signatures.clear()
-    md.sign(kit.signer("targets"))
     with pytest.raises(PublishRejected, match="only \\['models"):
-        kit.repo.publish_targets(md.to_bytes(), {})
+        kit.repo.publish_targets(_resign(kit, md), {})
     update = add_targets(md.to_bytes(), [kit.signer("targets")], bundle=make_bundle(version=1))
     roles = Metadata[Targets].from_bytes(update.metadata).signed.delegations.roles  # type: ignore[union-attr]
     assert roles is not None and roles[DELTAS_ROLE].paths == [DELTA_PATH_PATTERN]
@@ -292,10 +291,7 @@ def _signed_model_target(kit: RepoKit, data: bytes, version: int,
         "kind": "full", "model": model, "slot": "logs", "version": version,
         "result_sha256": target.hashes["sha256"], "result_length": len(data)}
     md.signed.targets[path] = target
-    md.signed.version += 1
-    md.signatures.clear()
-    md.sign(kit.signer("targets"))
-    return md.to_bytes(), path
+    return _resign(kit, md), path
 
 
 def test_the_server_publishes_only_the_bundle_the_target_names(kit: RepoKit) -> None:
@@ -343,13 +339,6 @@ def test_a_published_release_never_changes(kit: RepoKit) -> None:
     metadata, path = _signed_model_target(kit, v6, 6)
     assert kit.repo.publish_targets(metadata, {path: v6}) == 4
 
-
-
-def _resign(kit: RepoKit, md: Metadata[Targets]) -> bytes:
-    md.signed.version = kit.repo.targets().signed.version + 1
-    md.signatures.clear()
-    md.sign(kit.signer("targets"))
-    return md.to_bytes()
 
 
 def test_a_retired_release_cannot_come_back_with_other_bytes(kit: RepoKit) -> None:
