@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 
+from agent.journal_catalog import CatalogEvidenceConfig
 from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
 from agent.sources.mqtt_topic import MqttTopicSourceConfig, reads_own_output
@@ -119,6 +120,10 @@ class ModelConfig(Strict):
     level_evidence: LevelEvidenceConfig = Field(
         default_factory=LevelEvidenceConfig, description="Weigh in the level a program "
         "logged a line at, where the source knows it (journald's PRIORITY).")
+    catalog_evidence: CatalogEvidenceConfig = Field(
+        default_factory=CatalogEvidenceConfig, description="Weigh in what systemd's "
+        "journal catalog says an entry is (MESSAGE_ID: a unit failed, a job started), "
+        "where the source knows it.")
 
 
 class AlertRule(Strict):

@@ -136,6 +136,15 @@ def apply_levels(probs: np.ndarray, anomaly: np.ndarray, levels: Sequence[int | 
     prio = np.array([_NO_LEVEL if lv is None else lv for lv in levels], dtype=np.int64)
     known = prio != _NO_LEVEL
     new = shift_anomaly(anomaly, np.append(offsets.by_priority(), 0.0)[prio])
+    return with_anomaly(probs, anomaly, new, known, normal_index)
+
+
+def with_anomaly(probs: np.ndarray, anomaly: np.ndarray, new: np.ndarray, known: np.ndarray,
+                 normal_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The batch with the rows where ``known`` given the anomaly ``new``: ``P(normal)``
+    becomes ``1 - new`` and every other label keeps its share of the anomaly; the other
+    rows are kept bit for bit. Shared by the level and the journal catalog
+    (agent.journal_catalog)."""
     alert = np.ones(probs.shape[1], dtype=bool)
     alert[normal_index] = False
     rows = probs[:, alert].astype(np.float64)

@@ -16,6 +16,7 @@ import numpy as np
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.explain import explain_live
+from agent.journal_catalog import CatalogEntry, apply_catalog, verdict_of
 from agent.level_evidence import SYSLOG_LEVELS, apply_levels
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -105,6 +106,7 @@ class Pipeline:
         self.max_wait = cfg.pipeline.batch_max_wait_ms / 1000.0
         self.publish_text = cfg.pipeline.publish_text
         self.level_evidence = cfg.model.level_evidence
+        self.catalog_evidence = cfg.model.catalog_evidence
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
@@ -173,6 +175,9 @@ class Pipeline:
         if not failed:
             probs, anomaly = self.weigh_levels(manifest, probs, anomaly,
                                                [line.level for line in lines], count=True)
+            probs, anomaly = self.weigh_catalog(manifest, probs, anomaly,
+                                                [line.message_id for line in lines],
+                                                [line.level for line in lines], count=True)
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -252,6 +257,30 @@ class Pipeline:
         return apply_levels(probs, anomaly, levels, self.level_evidence.offsets,
                             manifest.labels.index(manifest.normal_label))
 
+    def catalog_verdicts(self, message_ids: list[str | None],
+                         levels: list[int | None]) -> list[CatalogEntry | None]:
+        """Each line's journal catalog verdict (agent.journal_catalog); all None when it
+        is off."""
+        if not self.catalog_evidence.enabled:
+            return [None] * len(levels)
+        return [verdict_of(m, lv) for m, lv in zip(message_ids, levels, strict=True)]
+
+    def weigh_catalog(self, manifest: BundleManifest, probs: np.ndarray,
+                      anomaly: np.ndarray, message_ids: list[str | None],
+                      levels: list[int | None],
+                      count: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The scores with each line's journal catalog verdict weighed in, after its level
+        (unchanged when it is off or no line has a verdict). The classify query uses it
+        too; ``count``: the lines are the device's (``lines_catalog_weighed``)."""
+        verdicts = self.catalog_verdicts(message_ids, levels)
+        weighed = sum(v is not None for v in verdicts)
+        if not weighed:
+            return probs, anomaly
+        if count:
+            self.counters.inc("lines_catalog_weighed", weighed)
+        return apply_catalog(probs, anomaly, verdicts, self.catalog_evidence,
+                             manifest.labels.index(manifest.normal_label))
+
     def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:
         """(probabilities, anomaly, failed). A failed inference yields zeros: the lines
         are still published (as ``unclassified``) and their checkpoints move on."""
@@ -327,6 +356,9 @@ class Pipeline:
                 reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
+            verdict = self.catalog_verdicts([line.message_id], [line.level])[0]
+            if verdict is not None:
+                reason += f" (journal catalog: {verdict.subject})"
             if self.cfg.alerts.explain:
                 reason += self._why(model, line.text)
             alert = Alert(seq=self.spool.next_seq("alerts"), device_id=self.device_id,

@@ -26,8 +26,8 @@ class QueryTarget(Protocol):
     def metrics_doc(self) -> dict[str, Any]: ...
     def recent_alerts(self) -> list[dict[str, Any]]: ...
     def mutes_doc(self) -> dict[str, Any]: ...
-    def classify(self, texts: list[str], explain: bool = False,
-                 level: int | None = None) -> list[dict[str, Any]]: ...
+    def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
+                 message_id: str | None = None) -> list[dict[str, Any]]: ...
     def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
 
 
@@ -50,6 +50,11 @@ class ClassifyArgs(NoArgs):
         default=None, description="Score the lines as if their program had logged them at "
         "this syslog level, as the journal tells the agent ([model.level_evidence]); the "
         "answer also gives the words' own anomaly.")
+    message_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{32}$", description="Score the lines as if "
+        "systemd had tagged them with this journal catalog id (MESSAGE_ID, 32 hex digits), "
+        "as the journal tells the agent ([model.catalog_evidence]); it counts only with a "
+        "level its verdict covers, as in the journal.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
@@ -89,7 +94,8 @@ def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
     if args.explain and len(texts) > MAX_EXPLAIN_LINES:
         raise ValueError(f"explain at most {MAX_EXPLAIN_LINES} lines at a time")
     level = None if args.level is None else SYSLOG_LEVELS.index(args.level)
-    return target.classify(texts, explain=args.explain, level=level)
+    message_id = None if args.message_id is None else args.message_id.lower()
+    return target.classify(texts, explain=args.explain, level=level, message_id=message_id)
 
 
 Handler = Callable[[QueryTarget, Any], Any]

@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.explain import explain_live
+from agent.journal_catalog import SYSTEMD_CATALOG
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
@@ -197,19 +198,19 @@ class QueryService:
                 "storm_per_minute": cfg.mute_storm_per_minute,
                 "mutes": a.mutes.active(time.time(), time.monotonic())}
 
-    def classify(self, texts: list[str], explain: bool = False,
-                 level: int | None = None) -> list[dict[str, Any]]:
+    def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
+                 message_id: str | None = None) -> list[dict[str, Any]]:
         if not self._model_slots.acquire(blocking=False):
             self.agent.counters.inc("queries_busy")
             raise ValueError(f"busy: {MAX_CONCURRENT_QUERIES} model queries in service, "
                              "try again")
         try:
-            return self._classify(texts, explain, level)
+            return self._classify(texts, explain, level, message_id)
         finally:
             self._model_slots.release()
 
-    def _classify(self, texts: list[str], explain: bool,
-                  level: int | None) -> list[dict[str, Any]]:
+    def _classify(self, texts: list[str], explain: bool, level: int | None,
+                  message_id: str | None) -> list[dict[str, Any]]:
         model = self.agent.slot.current()
         # A model on trial answers without counting the query as the device's traffic.
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)
@@ -218,6 +219,12 @@ class QueryService:
         if level is not None:  # as the pipeline would score it
             probs, anomaly = self.agent.pipeline.weigh_levels(model.manifest, probs, anomaly,
                                                               [level] * len(texts))
+        pipeline = self.agent.pipeline
+        verdict = pipeline.catalog_verdicts([message_id], [level])[0] if message_id else None
+        if verdict is not None:
+            probs, anomaly = pipeline.weigh_catalog(model.manifest, probs, anomaly,
+                                                    [message_id] * len(texts),
+                                                    [level] * len(texts))
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
@@ -232,6 +239,11 @@ class QueryService:
                 out[-1]["level"] = SYSLOG_LEVELS[level] if evidence.enabled else \
                     f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
+            if message_id is not None:
+                out[-1]["catalog"] = (f"{verdict.subject}: {verdict.verdict}" if verdict
+                                      else _no_verdict(message_id, level,
+                                                       pipeline.catalog_evidence.enabled))
+                out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:
                 out[-1]["why"] = why[i]
         return out
@@ -241,3 +253,16 @@ class QueryService:
         if ota is None:
             return {"enabled": False}
         return {"enabled": True, **ota.describe()}
+
+
+def _no_verdict(message_id: str, level: int | None, enabled: bool) -> str:
+    """Why a classify query's catalog id did not count."""
+    if not enabled:
+        return "not weighed in: [model.catalog_evidence] is off"
+    entry = SYSTEMD_CATALOG.get(message_id)
+    if entry is None:
+        return "an id the catalog table leaves to the words"
+    return (f"{entry.subject}: not weighed in at "
+            f"{'no level' if level is None else SYSLOG_LEVELS[level]} (its {entry.verdict} "
+            "verdict covers " + ("notice or worse" if entry.verdict == "alert"
+                                 else "info or milder") + ")")

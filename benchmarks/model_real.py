@@ -54,6 +54,7 @@ from typing import cast
 
 import numpy as np
 
+from agent.journal_catalog import CatalogEvidenceConfig, apply_catalog, verdict_of
 from agent.level_evidence import SYSLOG_LEVELS, LevelOffsets, apply_levels
 from nanomodel import default_bundle_path
 from nanomodel.blas_pin import reexec_pinned
@@ -158,17 +159,31 @@ def _figures(lines: list[RealLine], scores: np.ndarray) -> str:
         f"{100 * o.recall:.1f} %"
 
 
-def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int]) -> None:
+def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int],
+                 message_ids: list[str | None] | None = None) -> None:
     """The same lines as a journal delivers them, with the level their code logs them at,
-    weighed in with the agent's default offsets (agent.level_evidence)."""
+    weighed in with the agent's default offsets (agent.level_evidence); with
+    ``message_ids`` (a journal's), also with the journal catalog's verdicts
+    (agent.journal_catalog), as the agent weighs them by default."""
     anomaly = _anomaly(probs)
-    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), LABELS.index("normal"))
+    normal = LABELS.index("normal")
+    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), normal)
     rep = report(lines, a2)
     wins = _wins(rep)
     print(f"\nwith the program's level (journald PRIORITY, the agent's default offsets): "
           f"{_figures(lines, a2)}, beats the keyword rule on {wins} of {len(rep) - 1} "
           "sources")
-    for name, (p, a) in (("words alone", (probs, anomaly)), ("with the level", (p2, a2))):
+    scored = [("words alone", (probs, anomaly)), ("with the level", (p2, a2))]
+    if message_ids is not None:
+        verdicts = [verdict_of(m, lv) for m, lv in zip(message_ids, levels, strict=True)]
+        p3, a3 = apply_catalog(p2, a2, verdicts, CatalogEvidenceConfig(), normal)
+        rep = report(lines, a3)
+        with_verdict = sum(v is not None for v in verdicts)
+        print(f"with the level and the journal catalog (MESSAGE_ID, {with_verdict} "
+              f"of {len(lines)} lines with a verdict): {_figures(lines, a3)}, beats the "
+              f"keyword rule on {_wins(rep)} of {len(rep) - 1} sources")
+        scored.append(("with the level and the catalog", (p3, a3)))
+    for name, (p, a) in scored:
         print(f"  alerts the agent sends, {name}: "
               f"{_figures(lines, sent_alerts(LABELS, 'normal', p, a))}")
 
@@ -230,7 +245,8 @@ def _samples(bundle: Path, journal: bool = False) -> int:
           f"): F1 {sent.f1:.3f}, false alarms {100 * sent.false_alarm_rate:.1f} %, recall "
           f"{100 * sent.recall:.1f} %")
     if journal:
-        _with_levels(lines, probs, [priority(c.level) for c in captured])
+        _with_levels(lines, probs, [priority(c.level) for c in captured],
+                     [c.message_id for c in captured])
     return 0
 
 

@@ -142,6 +142,8 @@ class CapturedLine:
     collection: str = "captured"
     # the level its code logs it at (the template's), as a journal's PRIORITY would say
     level: str = "info"
+    # a journal entry's catalog id (MESSAGE_ID, journal/ only), as the agent keeps it
+    message_id: str | None = None
 
     @property
     def as_logged(self) -> bool:
@@ -209,7 +211,8 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         if reviewed is not None and reviewed.label != label:
             label, reason = reviewed.label, f"{reason} → {reviewed.reason}"
         out.append(CapturedLine(r["source"], r["text"], label, reason, r["how"],
-                                collection=path.parent.name, level=r.get("level", "info")))
+                                collection=path.parent.name, level=r.get("level", "info"),
+                                message_id=r.get("message_id")))
     return tuple(out)
 
 

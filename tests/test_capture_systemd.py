@@ -59,6 +59,17 @@ def test_a_failing_unit_is_an_alert_and_its_restart_bookkeeping_is_not() -> None
     ]
 
 
+def test_a_system_users_catalog_id_is_kept_as_the_agent_keeps_it() -> None:
+    failed = "be02cf6855d2428ba40df7e9d022f03d"
+    text = "Failed to start meter-reader.service - Energy meter reader."
+    rows = journal_rows([
+        {**_rec("systemd", text, prio=3), "MESSAGE_ID": failed.upper(), "_UID": "0"},
+        {**_rec("systemd", text + " ", prio=3), "MESSAGE_ID": failed, "_UID": "1000"},
+        {**_rec("systemd", "Journal started"), "MESSAGE_ID": "not an id", "_UID": "0"},
+    ])
+    assert [r.get("message_id") for r in rows] == [failed, None, None]
+
+
 def test_reviewed_routine_lines_stay_normal_whatever_their_values_say() -> None:
     # words of the values ("broken", "not available", SIGKILL) must not make an alert of
     # the manager's routine: the overrides and the review decide on the message

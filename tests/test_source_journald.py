@@ -216,6 +216,29 @@ def test_only_a_system_users_level_is_weighed(h: Harness) -> None:
     assert src.describe()["levels_not_weighed"] == 2
 
 
+def test_a_system_users_catalog_id_travels_with_the_line(h: Harness) -> None:
+    """systemd's MESSAGE_ID goes with the line for agent.journal_catalog, as 32 lowercase
+    hex digits; an ordinary user's is the logger's claim and is dropped with its level
+    (tagged "unit succeeded", a forged alert would otherwise be quietened)."""
+    failed = "be02cf6855d2428ba40df7e9d022f03d"
+    h.writer.append([
+        {"MESSAGE": "Failed to start x.service.", "PRIORITY": "3", "_UID": "0",
+         "MESSAGE_ID": failed},
+        {"MESSAGE": "upper case", "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": failed.upper()},
+        {"MESSAGE": "uuid form", "PRIORITY": "3", "_UID": "0",
+         "MESSAGE_ID": "be02cf68-55d2-428b-a40d-f7e9d022f03d"},
+        {"MESSAGE": "forged", "PRIORITY": "6", "_UID": "1000",
+         "MESSAGE_ID": "39f53479d3a045ac8e11786248231fbf"},
+        {"MESSAGE": "not an id", "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": "zz" * 16},
+        {"MESSAGE": "no id", "PRIORITY": "3", "_UID": "0"},
+    ])
+    _, sink = h.start()
+    sink.wait_count(6)
+    assert [(ln.text, ln.message_id) for ln in sink.lines] == [
+        ("Failed to start x.service.", failed), ("upper case", failed), ("uuid form", failed),
+        ("forged", None), ("not an id", None), ("no id", None)]
+
+
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(
         h: Harness) -> None:
     """Any local process may log an entry with hundreds of large fields of its own. The

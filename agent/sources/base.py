@@ -46,6 +46,9 @@ class Line:
     # which no process can forge, unlike the identifier in the text); None elsewhere.
     # Alerts group per uid, so an ordinary user's lines cannot stand in for root's.
     uid: int | None = None
+    # The journal catalog id systemd tagged the entry with (journald's MESSAGE_ID), for
+    # entries a system user logged; None elsewhere (agent.journal_catalog).
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +149,16 @@ class Source(ABC):
                 "lines_read": self.lines_read, "last_error": self.last_error}
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
-             level: int | None = None, uid: int | None = None) -> bool:
+             level: int | None = None, uid: int | None = None,
+             message_id: str | None = None) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
         False at once when the sink is full (the caller counts the drop). ``level``: the
-        syslog level the program logged it at, and ``uid`` the user who logged it, when
-        the source knows them."""
+        syslog level the program logged it at, ``uid`` the user who logged it and
+        ``message_id`` its journal catalog id, when the source knows them."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        line = Line(self.name, text, ts, truncated, checkpoint, level, uid)
+        line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id)
         ok = self.sink.put(line, can_wait=block)
         delay = 0.001
         while not ok and block and not self._stop.is_set():

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.journal_catalog import parse_message_id
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
 from agent.sources.base import LineSink, Source, is_system_uid
@@ -110,12 +111,14 @@ def _seconds(realtime_us: int) -> float:
 # The only fields a line needs. Any local process may log an entry with hundreds of
 # large fields of its own (journald's native protocol takes them from every user), and
 # Reader.get_next() copies every one: one such entry cost ~60 MB of peak memory.
-_FIELDS_READ = ("MESSAGE", "PRIORITY", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
+_FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
 # PRIORITY is whatever the logging process says (`logger -p crit`, any user); journald's
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
 # alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-# (agent.sources.base.is_system_uid).
+# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, and likewise
+# kept only for system users: tagged "unit succeeded", an ordinary user's copy of an alert
+# would otherwise be quietened (agent.journal_catalog).
 
 
 def _uid(entry: dict[str, Any]) -> int | None:
@@ -221,7 +224,9 @@ class JournaldSource(Source):
         self._stop.wait(max(1.0, self.cfg.poll_interval_s))
 
     def _open(self, journal: Any) -> Any:
-        converters = {"MESSAGE": _raw, "__REALTIME_TIMESTAMP": _seconds}
+        # MESSAGE_ID raw: python-systemd's own converter makes a UUID of it and gives up
+        # (bytes) on anything else; agent.journal_catalog.parse_message_id takes both.
+        converters = {"MESSAGE": _raw, "MESSAGE_ID": _raw, "__REALTIME_TIMESTAMP": _seconds}
         if self.cfg.files:
             reader = journal.Reader(files=[str(p) for p in self.cfg.files], converters=converters)
         elif self.cfg.directory is not None:
@@ -317,11 +322,13 @@ class JournaldSource(Source):
             # "<3>" prefix on it: there, info says nothing about what the program meant.
             level = None
         uid = _uid(entry)
-        if level is not None and not is_system_uid(uid):
-            self.levels_not_weighed += 1
-            level = None
+        message_id = parse_message_id(entry.get("MESSAGE_ID"))
+        if not is_system_uid(uid):
+            if level is not None:
+                self.levels_not_weighed += 1
+            level = message_id = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
-                         level=level, uid=uid):
+                         level=level, uid=uid, message_id=message_id):
             return  # stopped while the sink was full; the cursor stays at the last line
         self.cursor = cursor
         unit = entry.get("_SYSTEMD_UNIT")

@@ -43,7 +43,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from agent.journal_catalog import parse_message_id
 from agent.level_evidence import SYSLOG_LEVELS
+from agent.sources.base import is_system_uid
 from nanomodel.harvest.capture_io import (
     DATA,
     SYSLOG_LEVEL_NAMES,
@@ -89,9 +91,20 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
             level = "info"
         if labeller.seen_too_often(f"{ident}: {msg}"):
             continue
-        rows.append(labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level,
-                                 how))
+        row = labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level, how)
+        message_id = parse_message_id(rec.get("MESSAGE_ID"))
+        if message_id is not None and is_system_uid(_uid(rec)):  # as the agent keeps it
+            row["message_id"] = message_id
+        rows.append(row)
     return rows
+
+
+def _uid(rec: dict[str, object]) -> int | None:
+    value = rec.get("_UID")
+    try:
+        return None if value is None else int(str(value))
+    except ValueError:
+        return -1
 
 
 def read_export(path: Path) -> list[dict[str, object]]:

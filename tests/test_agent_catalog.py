@@ -1,0 +1,102 @@
+"""End to end: systemd's journal catalog ids weighed in by the real agent process (real
+journal file, real Mosquitto, the shipped model in ONNX Runtime; agent.journal_catalog)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import default_bundle_path
+from agent.model import LoadedModel
+from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.journal import JournalWriter
+from tests.support.mqtt_client import Collector
+
+DEV = "gw-catalog"
+ROOT = f"nanofleet/v1/dev/{DEV}"
+FAILED_ID = "be02cf6855d2428ba40df7e9d022f03d"   # A start job for a unit has failed
+STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully
+# A unit that failed to start, as systemd 252 logs it: its description's words pull the
+# shipped model's alert labels apart (anomaly ~0.67, no label near 0.8), so no alert
+# went out for it before the catalog (docs/model.md, "A device's own journal").
+FAILED = "Failed to start meter-reader.service - Energy meter reader."
+# A unit that started, whose description reads like trouble (anomaly ~0.65).
+STARTED = "Started disk-alarm.service - Disk failure alarm."
+# An ordinary user's line tagged "started successfully" and logged at info: the tag is the
+# logger's claim and must not quieten it.
+FORGED = "Failed password for root from 203.0.113.9 port 22 ssh2"
+
+
+def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
+        ) -> tuple[dict[str, float], list[dict], dict, int]:
+    """(anomaly per text as published, alerts, a technician's classify of FAILED with its
+    id at err, lines_catalog_weighed) of one agent run over the journal file."""
+    journal = tmp_path / "j" / "catalog.journal"
+    journal.parent.mkdir(exist_ok=True)
+    if not journal.exists():
+        JournalWriter(journal).append([
+            {"MESSAGE": FAILED, "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": FAILED_ID,
+             "SYSLOG_IDENTIFIER": "systemd"},
+            {"MESSAGE": STARTED, "PRIORITY": "6", "_UID": "0", "MESSAGE_ID": STARTED_ID,
+             "SYSLOG_IDENTIFIER": "systemd"},
+            {"MESSAGE": FORGED, "PRIORITY": "6", "_UID": "1000", "MESSAGE_ID": STARTED_ID,
+             "SYSLOG_IDENTIFIER": "sshd"},
+        ])
+    state = tmp_path / f"state{len(extra)}"
+    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
+              'start_at = "beginning"\n')
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
+    sub = Collector(port, f"{ROOT}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                           for m in ms if "/results/" in m.topic) >= 3,
+                            timeout=30)
+        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
+                 for i in d["items"]]
+        sub.wait_for(lambda ms: sum(m.topic == f"{ROOT}/alerts" for m in ms)
+                     >= alerts_expected)
+        time.sleep(0.5)  # nothing more is coming
+        alerts = [json.loads(m.payload) for m in sub.on(f"{ROOT}/alerts")]
+        asked = agent.query("classify", text=FAILED, level="err", message_id=FAILED_ID.upper())
+        weighed = agent.query("metrics")["result"]["counters"].get("lines_catalog_weighed", 0)
+        assert agent.query("classify", text=FAILED, message_id="not-an-id")["ok"] is False
+    finally:
+        agent.stop()
+        sub.close()
+    return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0], weighed
+
+
+def test_the_catalog_sends_a_failed_unit_and_quiets_a_started_one(
+        tmp_path: Path, broker) -> None:
+    model = LoadedModel.load(default_bundle_path())
+    probs, raw = model.classify([FAILED, STARTED, FORGED])
+    model.close()
+    assert 0.5 < raw[0] < 0.95 and max(probs[0][1:]) < 0.8, \
+        "the failed unit's words alone no longer sit below the alert thresholds"
+    assert raw[1] > 0.5, "the started unit's words alone no longer read as trouble"
+
+    seen, alerts, asked, weighed = run(tmp_path, broker.port, "", alerts_expected=2)
+    assert seen[FAILED] >= 0.97 - 1e-4
+    assert seen[STARTED] <= 0.03 + 1e-4
+    assert seen[FORGED] == pytest.approx(float(raw[2]), abs=2e-3)  # the words alone
+    assert weighed == 2
+    sent = {a["item"]["text"]: a["reason"] for a in alerts}
+    assert set(sent) == {FAILED, FORGED}
+    assert "(journal catalog: A start job for a unit has failed)" in sent[FAILED]
+    assert "catalog" not in sent[FORGED]
+    # A technician's classify with the id and level answers as the pipeline scored it.
+    assert asked["anomaly"] == pytest.approx(seen[FAILED], abs=2e-4)
+    assert asked["catalog"] == "A start job for a unit has failed: alert"
+    assert asked["words_anomaly"] == pytest.approx(float(raw[0]), abs=2e-4)
+
+    # Switched off, the words (and the level) decide: the failed unit is not sent.
+    seen, alerts, asked, weighed = run(tmp_path, broker.port,
+                                       "\n[model.catalog_evidence]\nenabled = false\n",
+                                       alerts_expected=1)
+    assert weighed == 0 and seen[STARTED] > 0.2
+    assert [a["item"]["text"] for a in alerts] == [FORGED]
+    assert "is off" in asked["catalog"]

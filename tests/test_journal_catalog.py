@@ -1,0 +1,138 @@
+"""The journal catalog's verdicts (agent.journal_catalog): which ids count at which levels,
+how they move the scores, and that they agree with systemd's own catalog and with the
+labels of a real systemd's journal captured here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import ConfigError, load_config
+from agent.journal_catalog import (
+    SYSTEMD_CATALOG,
+    CatalogEvidenceConfig,
+    apply_catalog,
+    parse_message_id,
+    verdict_of,
+)
+from agent.level_evidence import SYSLOG_LEVELS
+from nanomodel.reallevels import priority
+from nanomodel.realtext import load_journal
+
+FAILED = "be02cf6855d2428ba40df7e9d022f03d"    # A start job for a unit has failed
+STARTED = "39f53479d3a045ac8e11786248231fbf"   # ... has finished successfully
+TAINTED = "50876a9db00f4c40bde1a2ad381c3a1b"   # left to the words
+CATALOG_FILE = Path("/usr/lib/systemd/catalog/systemd.catalog")
+ERR, WARNING, NOTICE, INFO, DEBUG = 3, 4, 5, 6, 7
+
+
+@pytest.mark.parametrize("value,expected", [
+    (FAILED, FAILED), (FAILED.upper().encode(), FAILED), ([FAILED, STARTED], FAILED),
+    ("be02cf68-55d2-428b-a40d-f7e9d022f03d", FAILED), (f" {FAILED}\n", FAILED),
+    ("be02cf6855d2428ba40df7e9d022f03", None), ("g" * 32, None), ("", None), (None, None),
+    ([], None), (42, None), ("be02cf68-55d2428b-a40d-f7e9-d022f03d0", None),
+])
+def test_message_ids_are_parsed_or_ignored(value: object, expected: str | None) -> None:
+    assert parse_message_id(value) == expected
+
+
+def test_a_verdict_counts_only_at_the_levels_it_covers() -> None:
+    # An alert id at notice or worse: a clean process exit is the same id at debug.
+    for level in range(8):
+        entry = verdict_of(FAILED, level)
+        assert (entry is not None) == (level <= NOTICE), SYSLOG_LEVELS[level]
+    # A normal id at info or milder: "Stopped (with error) X." is the stop job's id at err.
+    for level in range(8):
+        entry = verdict_of(STARTED, level)
+        assert (entry is not None) == (level >= INFO), SYSLOG_LEVELS[level]
+    assert verdict_of(FAILED, None) is None      # no trusted level, no verdict
+    assert verdict_of(None, ERR) is None
+    assert verdict_of(TAINTED, WARNING) is None  # an id the table leaves to the words
+
+
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    # labels: normal, software, storage
+    probs = np.array([[0.40, 0.36, 0.24], [0.40, 0.36, 0.24], [0.10, 0.45, 0.45],
+                      [0.99, 0.006, 0.004]], dtype=np.float32)
+    return probs, 1.0 - probs[:, 0]
+
+
+def test_verdicts_move_the_anomaly_and_the_labels_keep_their_shares() -> None:
+    probs, anomaly = batch()
+    cfg = CatalogEvidenceConfig()
+    verdicts = [verdict_of(FAILED, ERR), None, verdict_of(STARTED, INFO),
+                verdict_of(FAILED, WARNING)]
+    p, a = apply_catalog(probs, anomaly, verdicts, cfg, normal_index=0)
+    assert a[0] == pytest.approx(cfg.alert_anomaly)
+    assert p[0, 1] / p[0, 2] == pytest.approx(0.36 / 0.24, rel=1e-5)
+    assert p[1].tobytes() == probs[1].tobytes() and a[1] == anomaly[1]  # no verdict
+    assert a[2] == pytest.approx(cfg.normal_anomaly)
+    assert p[2, 0] == pytest.approx(1 - cfg.normal_anomaly)
+    assert a[3] == pytest.approx(cfg.alert_anomaly)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    # Never the other way: a failure already surer than the floor keeps its score, and a
+    # routine line already quieter than the ceiling keeps its own.
+    probs2 = np.array([[0.01, 0.98, 0.01], [0.999, 0.0005, 0.0005]], dtype=np.float32)
+    p2, a2 = apply_catalog(probs2, 1.0 - probs2[:, 0],
+                           [verdict_of(FAILED, ERR), verdict_of(STARTED, INFO)], cfg, 0)
+    assert a2 == pytest.approx([0.99, 0.001], abs=1e-6)
+    assert probs is not p and anomaly[0] == pytest.approx(0.60)  # inputs untouched
+
+
+def test_no_verdict_keeps_the_batch_and_bad_batches_are_refused() -> None:
+    probs, anomaly = batch()
+    p, a = apply_catalog(probs, anomaly, [None] * 4, CatalogEvidenceConfig(), 0)
+    assert p is probs and a is anomaly
+    with pytest.raises(ValueError, match="3 verdicts for 4 lines"):
+        apply_catalog(probs, anomaly, [None] * 3, CatalogEvidenceConfig(), 0)
+
+
+def test_config_names_the_field_and_defaults_on(tmp_path: Path) -> None:
+    base = (f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[mqtt]\nhost = "127.0.0.1"\n'
+            f'[[sources]]\nkind = "file"\npath = "{tmp_path}/x.log"\n')
+    path = tmp_path / "agent.toml"
+    path.write_text(base)
+    assert load_config(path).model.catalog_evidence.enabled
+    path.write_text(base + "[model.catalog_evidence]\nalert_anomaly = 0.3\n")
+    with pytest.raises(ConfigError, match=r"model\.catalog_evidence\.alert_anomaly"):
+        load_config(path)
+    path.write_text(base + "[model.catalog_evidence]\nnormal = 0.3\n")
+    with pytest.raises(ConfigError, match=r"model\.catalog_evidence\.normal"):
+        load_config(path)
+    path.write_text(base + "[model.catalog_evidence]\nenabled = false\n")
+    assert load_config(path).model.catalog_evidence.enabled is False
+    # Sent by default: the floor is above the default [alerts] anomaly threshold.
+    from agent.config import AlertConfig
+    assert CatalogEvidenceConfig().alert_anomaly >= AlertConfig().anomaly_threshold
+
+
+@pytest.mark.skipif(not CATALOG_FILE.exists(), reason="no systemd catalog on this machine")
+def test_every_id_is_systemds_with_the_subject_it_names() -> None:
+    """The table is read from systemd's catalog: each id is there, and its subject is the
+    catalog's with the placeholders said in words."""
+    subjects = dict(re.findall(r"^-- ([0-9a-f]{32})\nSubject: (.*)$", CATALOG_FILE.read_text(),
+                               re.MULTILINE))
+    for message_id, entry in SYSTEMD_CATALOG.items():
+        assert message_id in subjects, message_id
+        theirs = set(re.findall(r"[a-z]+", subjects[message_id].lower()))
+        ours = set(re.findall(r"[a-z]+", entry.subject.lower())) - {"a", "unit"}
+        assert ours <= theirs, (message_id, subjects[message_id], entry.subject)
+
+
+def test_the_verdicts_agree_with_a_real_journals_labels() -> None:
+    """On the journal of a booted systemd (nanomodel/data/real/journal/, labelled through
+    the harvested templates and read line by line), every line the catalog has a verdict
+    on carries the label the verdict says — and most failures have one."""
+    lines = load_journal()
+    judged = [(c, verdict_of(c.message_id, priority(c.level))) for c in lines]
+    judged = [(c, v) for c, v in judged if v is not None]
+    assert len(judged) > 250
+    for c, v in judged:
+        assert (c.label != "normal") == (v.verdict == "alert"), (c.text, c.label, v.subject)
+    alerts = [c for c in lines if c.label != "normal"]
+    with_verdict = sum(1 for c, v in judged if v.verdict == "alert")
+    assert with_verdict / len(alerts) > 0.5
+
