@@ -15,7 +15,9 @@ Beside them, the model's recall at the rule's false-alarm rate (its ranking, wha
 the threshold), and per source when the lines name one. Lines that carry the level
 their program logged them at (a ``level`` column, e.g. from ``journalctl -o json``'s
 ``PRIORITY``) are weighed as the agent weighs journal lines
-(:mod:`agent.level_evidence`), so the figures are the device's.
+(:mod:`agent.level_evidence`), and so are those with systemd's catalog id (a
+``message_id`` column, ``MESSAGE_ID``; :mod:`agent.journal_catalog`), so the figures are the
+device's.
 
 The model runs through the agent's own runtime (:class:`agent.model.LoadedModel`); the
 figures are :mod:`nanomodel.realeval`'s, so an operator's evaluation and the real-log
@@ -33,6 +35,12 @@ from typing import Any
 import numpy as np
 
 from agent.config import AlertConfig
+from agent.journal_catalog import (
+    CatalogEvidenceConfig,
+    apply_catalog,
+    parse_message_id,
+    verdict_of,
+)
 from agent.level_evidence import (
     SYSLOG_LEVELS,
     LevelEvidenceConfig,
@@ -55,7 +63,7 @@ from nanomodel.realeval import (
 )
 
 # The columns an alert evaluation reads beside text and label.
-ALERT_EVAL_FIELDS = ("source", "level")
+ALERT_EVAL_FIELDS = ("source", "level", "message_id")
 NO_SOURCE = "(no source)"
 # Fewer lines with a level than this, or no alert or no healthy line among them, and a
 # fit of the level offsets would say more about the sample than about the site.
@@ -132,7 +140,8 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                     threshold: float = THRESHOLD,
                     levels: LevelEvidenceConfig | None = None,
                     alerts: AlertConfig | None = None, fit_levels: bool = False,
-                    policy: str = "defaults") -> dict[str, Any]:
+                    policy: str = "defaults",
+                    catalog: CatalogEvidenceConfig | None = None) -> dict[str, Any]:
     """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready.
     ``policy`` names where ``alerts`` and ``levels`` came from (an agent config's path),
     for the report."""
@@ -160,6 +169,12 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
         if weighed and levels.enabled:
             probs, anomaly = apply_levels(probs, anomaly, line_levels, levels.offsets,
                                           normal_index)
+        # After the level, as the agent does; the verdict needs the line's level either way.
+        catalog = catalog if catalog is not None else CatalogEvidenceConfig()
+        verdicts = [verdict_of(parse_message_id(m), lv) if catalog.enabled else None
+                    for m, lv in zip(data.extras.get("message_id", [""] * len(data.texts)),
+                                     line_levels or [None] * len(data.texts), strict=True)]
+        probs, anomaly = apply_catalog(probs, anomaly, verdicts, catalog, normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
@@ -177,6 +192,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             "alerts": flagged[OVERALL]["model"].alerts, "threshold": threshold,
             "keyword_rule": rule.pattern, "policy": policy,
             "levels_weighed": weighed if levels.enabled else 0,
+            "catalog_weighed": sum(v is not None for v in verdicts),
             "overall": {"model": _figures(flagged[OVERALL]["model"]),
                         "sent": _figures(sent[OVERALL]["model"]),
                         "keyword": _figures(flagged[OVERALL]["keyword"])},
@@ -221,6 +237,10 @@ def format_alerts(result: dict[str, Any]) -> str:
     if result["levels_weighed"]:
         out.append(f"{result['levels_weighed']} lines carried a level and were weighed as the "
                    f"agent weighs journal lines ([model.level_evidence]: {result['policy']}).")
+    if result["catalog_weighed"]:
+        out.append(f"{result['catalog_weighed']} lines carried a journal catalog id with a "
+                   f"verdict and were weighed as the agent does ([model.catalog_evidence]: "
+                   f"{result['policy']}).")
     if "fitted_level_offsets" in result:
         off = result["fitted_level_offsets"]
         out += ["", "Level offsets fitted to this model and these labels (for the agent's config):",

@@ -77,6 +77,7 @@ def _scores_table(title: str, scores: dict[str, Any]) -> list[str]:
 def cmd_eval_alerts(args: argparse.Namespace) -> int:
     """``eval --alerts``: alert / no alert on the site's own labels (nanomodel.alert_eval)."""
     from agent.config import AlertConfig, ConfigError, load_config
+    from agent.journal_catalog import CatalogEvidenceConfig
     from agent.level_evidence import LevelEvidenceConfig
     from nanomodel.alert_eval import (
         ALERT_EVAL_FIELDS,
@@ -86,18 +87,21 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
     )
 
     alerts, levels, policy = AlertConfig(), LevelEvidenceConfig(), "defaults"
+    catalog = CatalogEvidenceConfig()
     if args.agent_config is not None:
         try:
             cfg = load_config(args.agent_config, secrets=False)
         except ConfigError as exc:
             raise DataError(str(exc)) from None
         alerts, levels, policy = cfg.alerts, cfg.model.level_evidence, str(args.agent_config)
+        catalog = cfg.model.catalog_evidence
     if args.no_levels:
         levels = LevelEvidenceConfig(enabled=False)
+        catalog = CatalogEvidenceConfig(enabled=False)
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
-                             args.fit_levels, policy)
+                             args.fit_levels, policy, catalog)
     print(json.dumps(result, sort_keys=True) if args.json else shown(format_alerts(result)))
     return EXIT_OK
 
@@ -239,10 +243,10 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument("--threshold", type=float, default=0.5, help="with --alerts: flag a line "
                     "when its anomaly is above this (default 0.5)")
     ev.add_argument("--agent-config", type=Path, help="with --alerts: the agent's config; "
-                    "its [alerts] and [model.level_evidence] decide what is sent (default: "
-                    "the agent's defaults)")
+                    "its [alerts], [model.level_evidence] and [model.catalog_evidence] decide "
+                    "what is sent (default: the agent's defaults)")
     ev.add_argument("--no-levels", action="store_true", help="with --alerts: ignore the "
-                    "level column (the words alone decide)")
+                    "level and message_id columns (the words alone decide)")
     ev.add_argument("--fit-levels", action="store_true", help="with --alerts: fit the level "
                     "offsets to this model and these labels and print them for "
                     "[model.level_evidence.offsets], with the figures they give")

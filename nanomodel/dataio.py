@@ -6,7 +6,8 @@ number (up to :data:`MAX_REPORTED` of them at once, so one run shows the scale
 of a broken export rather than its first symptom).
 
 An evaluation may also read optional columns (:data:`OPTIONAL_FIELDS`: which software
-wrote the line, and the syslog level it was logged at); training refuses them, so a
+wrote the line, the syslog level it was logged at, and a journal entry's catalog id);
+training refuses them, so a
 column it would ignore never looks used.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.journal_catalog import parse_message_id
 from agent.level_evidence import level_of
 
 FIELDS = ("text", "label")
@@ -78,10 +80,19 @@ def _check_level(value: str, where: str, problems: list[str]) -> bool:
     return True
 
 
+def _check_message_id(value: str, where: str, problems: list[str]) -> bool:
+    if value and parse_message_id(value) is None:
+        problems.append(f"{where}: 'message_id' {value[:70]!r} is not a journal catalog id "
+                        "(32 hex digits, as journalctl -o json's MESSAGE_ID; empty: none)")
+        return False
+    return True
+
+
 # The optional columns an evaluation may read, each with its check ("" = left out).
 OPTIONAL_FIELDS: dict[str, Callable[[str, str, list[str]], bool]] = {
     "source": lambda value, where, problems: True,
     "level": _check_level,
+    "message_id": _check_message_id,
 }
 Extras = dict[str, list[str]]
 

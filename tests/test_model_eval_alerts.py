@@ -130,6 +130,39 @@ def test_a_level_column_is_weighed_as_the_agent_weighs_journal_lines(
     assert json.loads(out)["levels_weighed"] == 0
 
 
+def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A site's journal export (text, level, MESSAGE_ID): the alerts the agent would send
+    with systemd's catalog weighed in, as on the device (agent.journal_catalog). On the
+    booted systemd's journal captured here: measured 0.945 / 0.3 % / 90.9 % sent, against
+    0.619 / 0.3 % / 45.5 % without the ids."""
+    from nanomodel.realtext import load_journal
+
+    rows = [{"text": c.text, "label": "ok" if c.label == "normal" else "alert",
+             "level": c.level, "message_id": c.message_id or ""} for c in load_journal()]
+    data = _write(tmp_path / "journal.jsonl", rows)
+    code, out, err = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
+                          "--bundle", BUNDLE, "--normal-label", "ok", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["catalog_weighed"] > 250
+    sent = result["overall"]["sent"]
+    assert sent["recall"] >= 0.8 and sent["false_alarm_rate"] <= 0.02
+    config = tmp_path / "agent.toml"
+    config.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[mqtt]\n'
+                      f'host = "127.0.0.1"\n[[sources]]\nkind = "file"\npath = "{tmp_path}/x"\n'
+                      "[model.catalog_evidence]\nenabled = false\n")
+    code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
+                        BUNDLE, "--normal-label", "ok", "--json", "--agent-config", str(config))
+    off = json.loads(out)
+    assert off["catalog_weighed"] == 0 and off["overall"]["sent"]["recall"] < 0.6
+    assert off["levels_weighed"] == result["levels_weighed"] > 0
+    code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
+                        "--bundle", BUNDLE, "--normal-label", "ok", "--json", "--no-levels")
+    words = json.loads(out)
+    assert words["catalog_weighed"] == 0 and words["levels_weighed"] == 0
+
+
 def test_fitting_the_level_offsets_to_a_sites_labels(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], site: list[dict[str, str]],
         scored: tuple[np.ndarray, np.ndarray]) -> None:
@@ -200,7 +233,10 @@ def test_the_agents_own_alert_policy(tmp_path: Path, capsys: pytest.CaptureFixtu
     ('{"text": "a", "label": "ok", "level": "loud"}\n', [],
      "x.jsonl:1: 'level' 'loud' is not a syslog level"),
     ('{"text": "a", "label": "ok", "host": "h"}\n', [],
-     "unknown fields ['host'] (expected exactly text, label and optionally source, level)"),
+     "unknown fields ['host'] (expected exactly text, label and optionally source, level, "
+     "message_id)"),
+    ('{"text": "a", "label": "ok", "message_id": "be02"}\n', [],
+     "x.jsonl:1: 'message_id' 'be02' is not a journal catalog id"),
     ('{"text": "a", "label": "ok", "source": 7.5}\n', [], "'source' must be a string"),
     ('{"text": "a", "label": "fine"}\n', [], "no line is labelled 'ok'"),
     ('{"text": "a", "label": "ok"}\n', ["--keyword", "(unclosed"],
