@@ -121,8 +121,8 @@ class ModelConfig(Strict):
         default_factory=LevelEvidenceConfig, description="Weigh in the level a program "
         "logged a line at, where the source knows it (journald's PRIORITY).")
     catalog_evidence: CatalogEvidenceConfig = Field(
-        default_factory=CatalogEvidenceConfig, description="Weigh in what systemd's "
-        "journal catalog says an entry is (MESSAGE_ID: a unit failed, a job started), "
+        default_factory=CatalogEvidenceConfig, description="Weigh in the service manager's "
+        "journal catalog id of a failure (MESSAGE_ID: a unit failed, a start job failed), "
         "where the source knows it.")
 
 

@@ -1,41 +1,40 @@
-"""The journal's message catalog as evidence: systemd says in a structured field what an
-entry is, and for a unit that failed the words alone often do not.
+"""The journal's message catalog as evidence: systemd says in a structured field that a
+unit failed, and for such a line the words alone often do not.
 
-systemd tags the entries that matter with a ``MESSAGE_ID`` from its message catalog
-(``/usr/lib/systemd/catalog/systemd.catalog``, ``journalctl -x``): *a start job for unit
-X has failed*, *unit failed*, *unit process exited*, *process dumped core*, ... The words of
-such a line are often weak evidence for the text model — ``Failed to start
+The service manager tags the entries that matter with a ``MESSAGE_ID`` from its message
+catalog (``/usr/lib/systemd/catalog/systemd.catalog``, ``journalctl -x``): *a start job for
+unit X has failed*, *unit failed*, *unit process exited*, *killed by the OOM killer*. The
+words of such a line are often weak evidence for the text model — ``Failed to start
 meter-reader.service - Energy meter reader.`` scores 0.67 with its alert labels split, and
-no alert is sent (docs/model.md, "A device's own journal"). The catalog names the event:
-where it names a failure, the line is an alert whatever its unit's description says;
-where it names routine (a job started, a unit stopped or succeeded), it is not.
+no alert was sent (docs/model.md, "A device's own journal"). The catalog names the event:
+the line is an alert whatever its unit's description says.
 
-Each entry below is one catalog id with the verdict and the reason, read from the catalog
-text of systemd 252 (the version the templates are harvested from; the ids are stable
-across versions). An id applies only at the levels its verdict fits, so the same id
-logged at another level is left to the words:
+Each entry below is one catalog id with the reason, checked against systemd 252's source
+(the version the templates are harvested from; the ids are stable across versions). An id
+counts only at ``notice`` or worse: ``Unit process exited`` is logged at ``debug`` for a
+clean exit or one that ``SuccessExitStatus=`` accepts.
 
-- an **alert** id only at ``notice`` or worse: ``Unit process exited`` is logged at
-  ``debug`` for a clean exit, at ``notice``/``warning`` for a failed one;
-- a **normal** id only at ``info`` or milder: ``Stopped (with error) X.`` carries the
-  stop job's id at ``err``.
+Only failures. The catalog's routine ids (a job started, a unit succeeded) could lower a
+line's score too, but measured on the captured journal they add nothing (no line they
+cover was near an alert), and a cap would hide for good what they sometimes carry
+(``Reached target Emergency Mode.``, a daemon that quit on its own); so the catalog only
+ever raises a line (review, December 2026).
 
 Trust. Any local process can put any ``MESSAGE_ID`` in its own entries (journald's native
-protocol takes fields from every user); the id counts only where the line's level counts:
-for entries the kernel says a system user logged (``_UID`` ≤ 999, as for
-:mod:`agent.level_evidence`). An ordinary user cannot quieten ``Failed password for root``
-by tagging it *unit succeeded*, nor raise alerts as systemd.
+protocol takes fields from every user, a system user's too), so an id counts only for
+entries the service manager itself logged: ``_PID`` 1 and ``_UID`` 0, which journald sets
+and no client can (agent.sources.journald keeps the id only then, and only for journals
+whose writer the operator trusts: ``trust_fields``).
 
-The evidence moves the anomaly to at least ``alert_anomaly`` (an alert id) or at most
-``normal_anomaly`` (a normal id); the alert labels keep their shares, as with the level.
-Pure functions of their inputs; the pipeline applies them after the level.
+The evidence moves the anomaly to at least ``alert_anomaly``; the alert labels keep their
+shares, as with the level. Pure functions of their inputs; the pipeline applies them after
+the level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -43,100 +42,33 @@ from pydantic import Field
 from agent.level_evidence import with_anomaly
 from contract.strict import Strict
 
-Verdict = Literal["alert", "normal"]
-
-# The levels each verdict applies at (syslog PRIORITY: 0 emerg .. 7 debug).
-ALERT_MAX_PRIORITY = 5   # notice or worse
-NORMAL_MIN_PRIORITY = 6  # info or milder
+# The levels an id counts at (syslog PRIORITY: 0 emerg .. 7 debug): notice or worse.
+ALERT_MAX_PRIORITY = 5
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     subject: str  # the catalog's Subject line, as a technician reads it in the reason
-    verdict: Verdict
     reason: str
 
 
-def _alert(subject: str, reason: str) -> CatalogEntry:
-    return CatalogEntry(subject, "alert", reason)
-
-
-def _normal(subject: str, reason: str) -> CatalogEntry:
-    return CatalogEntry(subject, "normal", reason)
-
-
-# systemd 252's catalog (src/systemd/sd-messages.h; catalog/systemd.catalog.in). Ids left
-# out are left to the words: their events are neither clearly trouble nor clearly routine
-# (messages suppressed by rate limiting, syslog forwarding missed, the system tainted,
-# DNSSEC validation failed, a core file truncated beside the dump that is the alert,
-# invalid unit-file settings that systemd ignores, a factory reset).
+# systemd 252's failure ids that PID 1 logs (src/systemd/sd-messages.h; src/core/job.c,
+# unit.c, service.c). Left to the words: a spawn failure (logged by the forked child, as
+# whichever user it was becoming) and a core dump (logged by systemd-coredump): neither is
+# PID 1's, so neither can be told from a forgery by the fields journald sets.
 SYSTEMD_CATALOG: dict[str, CatalogEntry] = {
-    # --- failures: what a technician must be told
-    "be02cf6855d2428ba40df7e9d022f03d": _alert(
+    "be02cf6855d2428ba40df7e9d022f03d": CatalogEntry(
         "A start job for a unit has failed",
         "Failed to start X / Dependency failed for X: the unit is not running"),
-    "d9b373ed55a64feb8242e02dbe79a49c": _alert(
+    "d9b373ed55a64feb8242e02dbe79a49c": CatalogEntry(
         "Unit failed", "the unit entered the failed state (exit code, signal, timeout, "
         "watchdog, start limit)"),
-    "98e322203f7a4ed290d09fe03c09fe15": _alert(
-        "Unit process exited", "a unit's process exited unsuccessfully (a clean exit is "
-        "logged at debug, which this verdict does not cover)"),
-    "fc2e22bc6ee647b6b90729ab34a250b1": _alert(
-        "Process dumped core", "a process crashed"),
-    "fe6faa94e7774663a0da52717891d8ef": _alert(
+    "98e322203f7a4ed290d09fe03c09fe15": CatalogEntry(
+        "Unit process exited", "a unit's process exited unsuccessfully (a clean exit, and "
+        "one SuccessExitStatus= or a '-' prefix accepts, are logged at debug)"),
+    "fe6faa94e7774663a0da52717891d8ef": CatalogEntry(
         "A process of a unit has been killed by the OOM killer", "the system ran out of "
         "memory"),
-    "641257651c1b4ec9a8624d7a40a9e1e7": _alert(
-        "Process could not be executed", "a unit's command could not be started (missing "
-        "binary, unknown user); at info it is an early step whose failure follows at err"),
-    # --- routine: the service manager's everyday work
-    "f77379a8490b408bbe5f6940505a777b": _normal("The journal has been started", "routine"),
-    "d93fb3c9c24d451a97cea615ce59c00b": _normal("The journal has been stopped", "routine"),
-    "ec387f577b844b8fa948f33cad9a75e6": _normal(
-        "Disk space used by the journal", "a report of sizes and limits"),
-    "8d45620c1a4348dbb17410da57c60c66": _normal("A new session has been created", "a login"),
-    "3354939424b4456d9802ca8333ed424a": _normal("Session has been terminated", "a logout"),
-    "fcbefc5da23d428093f97c82a9290f7b": _normal("A new seat is now available", "routine"),
-    "e7852bfe46784ed0accde04bc864c2d5": _normal("Seat has now been removed", "routine"),
-    "c7a787079b354eaaa9e77b371893cd27": _normal("Time change", "the clock was set"),
-    "45f82f4aef7a4bbf942ce861d1f20990": _normal("Time zone change", "configuration"),
-    "b07a249cd024414a82dd00cd181378ff": _normal("System start-up is now complete", "boot"),
-    "eed00a68ffd84e31882105fd973abdd1": _normal("User manager start-up is now complete",
-                                                "boot"),
-    "6bbd95ee977941e497c48be27c254128": _normal("System sleep state entered", "power "
-                                                "management as configured"),
-    "8811e6df2a8e40f58a94cea26f8ebf14": _normal("System sleep state left", "resume"),
-    "98268866d1d54a499c4e98921d93bc40": _normal("System shutdown initiated", "a requested "
-                                                "shutdown or reboot"),
-    "7d4958e842da4a758f6c1cdc7b36dcc5": _normal("A start job for a unit has begun "
-                                                "execution", "Starting X..."),
-    "39f53479d3a045ac8e11786248231fbf": _normal("A start job for a unit has finished "
-                                                "successfully", "Started X / Finished X / "
-                                                "Reached target X"),
-    "de5b426a63be47a7b6ac3eaac82e2f6f": _normal("A stop job for a unit has begun execution",
-                                                "Stopping X..."),
-    "9d1aaa27d60140bd96365438aad20286": _normal("A stop job for a unit has finished",
-                                                "Stopped X (a stop with an error is logged "
-                                                "at err, which this verdict does not cover)"),
-    "d34d037fff1847e6ae669a370e694725": _normal("A reload job for a unit has begun "
-                                                "execution", "Reloading X..."),
-    "7b05ebc668384222baa8881179cfda54": _normal("A reload job for a unit has finished",
-                                                "Reloaded X"),
-    "24d8d4452573402496068381a6312df2": _normal("A virtual machine or container has been "
-                                                "started", "routine"),
-    "58432bd3bace477cb514b56381b8a758": _normal("A virtual machine or container has been "
-                                                "terminated", "routine"),
-    "5eb03494b6584870a536b337290809b3": _normal(
-        "Automatic restarting of a unit has been scheduled", "Restart= at work; the "
-        "failure before it is the alert, and a restart loop ends in 'Unit failed'"),
-    "ae8f7b866b0347b9af31fe1c80b127c0": _normal("Resources consumed by unit runtime",
-                                                "accounting"),
-    "7ad2d189f7e94e70a38c781354912448": _normal("Unit succeeded", "Deactivated "
-                                                "successfully"),
-    "0e4284a0caca4bfc81c0bb6786972673": _normal("Unit skipped", "an ExecCondition= said "
-                                                "no, as configured"),
-    "7c8a41f37b764941a0e1780b1be2f037": _normal("Initial clock synchronization", "routine"),
-    "3f7d5ef3e54f4302b4f0b143bb270cab": _normal("TPM PCR Extended", "measured boot"),
 }
 
 
@@ -144,15 +76,13 @@ class CatalogEvidenceConfig(Strict):
     """``[model.catalog_evidence]``: use the journal catalog's MESSAGE_ID."""
 
     enabled: bool = Field(default=True, description=(
-        "Weigh in the MESSAGE_ID systemd gives the entries of its message catalog (a unit "
-        "failed, a job started; agent.journal_catalog) for entries a system user logged; "
-        "false: the words (and the level) alone decide."))
+        "Weigh in the MESSAGE_ID the service manager gives its failures (a unit failed, a "
+        "start job failed; agent.journal_catalog); false: the words (and the level) alone "
+        "decide."))
     alert_anomaly: float = Field(default=0.97, ge=0.5, le=1.0, description=(
-        "The least anomaly of a line whose catalog id names a failure (at notice or "
-        "worse). The default is above the default [alerts] anomaly_threshold (0.95), so "
-        "such a line is sent."))
-    normal_anomaly: float = Field(default=0.03, ge=0.0, le=0.5, description=(
-        "The most anomaly of a line whose catalog id names routine (at info or milder)."))
+        "The least anomaly of a line the service manager tagged with a failure's catalog "
+        "id (at notice or worse). The default is above the default [alerts] "
+        "anomaly_threshold (0.95), so such a line is sent."))
 
 
 def parse_message_id(value: object) -> str | None:
@@ -174,33 +104,24 @@ def parse_message_id(value: object) -> str | None:
 
 
 def verdict_of(message_id: str | None, level: int | None) -> CatalogEntry | None:
-    """The catalog's verdict on a line, or None: no id, an id the table leaves to the
-    words, no trusted level, or a level the verdict does not cover."""
-    if message_id is None or level is None:
+    """The catalog's entry for a line, or None: no id, an id the table leaves to the
+    words, no trusted level, or a level milder than notice."""
+    if message_id is None or level is None or level > ALERT_MAX_PRIORITY:
         return None
-    entry = SYSTEMD_CATALOG.get(message_id)
-    if entry is None:
-        return None
-    if entry.verdict == "alert":
-        return entry if level <= ALERT_MAX_PRIORITY else None
-    return entry if level >= NORMAL_MIN_PRIORITY else None
+    return SYSTEMD_CATALOG.get(message_id)
 
 
 def apply_catalog(probs: np.ndarray, anomaly: np.ndarray,
                   verdicts: Sequence[CatalogEntry | None], cfg: CatalogEvidenceConfig,
                   normal_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's (probabilities, anomaly) with the catalog's verdicts weighed in: an
-    alert verdict raises the anomaly to at least ``cfg.alert_anomaly``, a normal one
-    lowers it to at most ``cfg.normal_anomaly``; lines without a verdict keep their scores
-    bit for bit, and every alert label keeps its share. Inputs are not modified."""
+    """The batch's (probabilities, anomaly) with the catalog weighed in: a line with an
+    entry gets an anomaly of at least ``cfg.alert_anomaly`` (never less than it had);
+    lines without keep their scores bit for bit, and every alert label keeps its share.
+    Inputs are not modified."""
     if len(verdicts) != len(anomaly) or probs.shape[0] != len(anomaly):
         raise ValueError(f"{len(verdicts)} verdicts for {len(anomaly)} lines")
-    if all(v is None for v in verdicts):
-        return probs, anomaly
-    a = np.asarray(anomaly, dtype=np.float64)
-    new = np.array([a[i] if v is None
-                    else max(a[i], cfg.alert_anomaly) if v.verdict == "alert"
-                    else min(a[i], cfg.normal_anomaly)
-                    for i, v in enumerate(verdicts)], dtype=np.float64)
     known = np.array([v is not None for v in verdicts])
+    if not known.any():
+        return probs, anomaly
+    new = np.maximum(np.asarray(anomaly, dtype=np.float64), cfg.alert_anomaly)
     return with_anomaly(probs, anomaly, new, known, normal_index)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.journal_catalog import parse_message_id
 from agent.level_evidence import SYSLOG_LEVELS, SyslogLevel
 from contract.messages import QueryResponse, format_validation_error, parse_query
 
@@ -51,10 +52,11 @@ class ClassifyArgs(NoArgs):
         "this syslog level, as the journal tells the agent ([model.level_evidence]); the "
         "answer also gives the words' own anomaly.")
     message_id: str | None = Field(
-        default=None, pattern=r"^[0-9a-fA-F]{32}$", description="Score the lines as if "
-        "systemd had tagged them with this journal catalog id (MESSAGE_ID, 32 hex digits), "
-        "as the journal tells the agent ([model.catalog_evidence]); it counts only with a "
-        "level its verdict covers, as in the journal.")
+        default=None, pattern=r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-"
+        r"[0-9a-fA-F]{12})$", description="Score the lines as if the service manager had "
+        "tagged them with this journal catalog id (MESSAGE_ID: 32 hex digits, or the UUID "
+        "form), as the journal tells the agent ([model.catalog_evidence]); it counts only "
+        "with a level of notice or worse, as in the journal.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
@@ -94,7 +96,7 @@ def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
     if args.explain and len(texts) > MAX_EXPLAIN_LINES:
         raise ValueError(f"explain at most {MAX_EXPLAIN_LINES} lines at a time")
     level = None if args.level is None else SYSLOG_LEVELS.index(args.level)
-    message_id = None if args.message_id is None else args.message_id.lower()
+    message_id = None if args.message_id is None else parse_message_id(args.message_id)
     return target.classify(texts, explain=args.explain, level=level, message_id=message_id)
 
 

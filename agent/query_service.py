@@ -240,7 +240,7 @@ class QueryService:
                     f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if message_id is not None:
-                out[-1]["catalog"] = (f"{verdict.subject}: {verdict.verdict}" if verdict
+                out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
@@ -262,7 +262,5 @@ def _no_verdict(message_id: str, level: int | None, enabled: bool) -> str:
     entry = SYSTEMD_CATALOG.get(message_id)
     if entry is None:
         return "an id the catalog table leaves to the words"
-    return (f"{entry.subject}: not weighed in at "
-            f"{'no level' if level is None else SYSLOG_LEVELS[level]} (its {entry.verdict} "
-            "verdict covers " + ("notice or worse" if entry.verdict == "alert"
-                                 else "info or milder") + ")")
+    at = "no level" if level is None else SYSLOG_LEVELS[level]
+    return f"{entry.subject}: not weighed in at {at} (it counts at notice or worse)"

@@ -4,12 +4,14 @@ journal file, real Mosquitto, the shipped model in ONNX Runtime; agent.journal_c
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 import pytest
 
 from agent import default_bundle_path
+from agent.level_evidence import LevelOffsets
 from agent.model import LoadedModel
 from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.journal import JournalWriter
@@ -18,16 +20,17 @@ from tests.support.mqtt_client import Collector
 DEV = "gw-catalog"
 ROOT = f"nanofleet/v1/dev/{DEV}"
 FAILED_ID = "be02cf6855d2428ba40df7e9d022f03d"   # A start job for a unit has failed
-STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully
+STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully: routine
 # A unit that failed to start, as systemd 252 logs it: its description's words pull the
 # shipped model's alert labels apart (anomaly ~0.67, no label near 0.8), so no alert
 # went out for it before the catalog (docs/model.md, "A device's own journal").
 FAILED = "Failed to start meter-reader.service - Energy meter reader."
-# A unit that started, whose description reads like trouble (anomaly ~0.65).
+# A unit that started, whose description reads like trouble (anomaly ~0.65): routine ids
+# never lower a line (they could hide "Reached target Emergency Mode.").
 STARTED = "Started disk-alarm.service - Disk failure alarm."
-# An ordinary user's line tagged "started successfully" and logged at info: the tag is the
-# logger's claim and must not quieten it.
-FORGED = "Failed password for root from 203.0.113.9 port 22 ssh2"
+# A system user's (www-data's) line with systemd's failure id: not the service manager's,
+# so the id is the logger's claim and the words decide.
+FORGED = "Failed to start backup.service - Nightly backup."
 
 
 def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
@@ -38,16 +41,16 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
     journal.parent.mkdir(exist_ok=True)
     if not journal.exists():
         JournalWriter(journal).append([
-            {"MESSAGE": FAILED, "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": FAILED_ID,
-             "SYSLOG_IDENTIFIER": "systemd"},
-            {"MESSAGE": STARTED, "PRIORITY": "6", "_UID": "0", "MESSAGE_ID": STARTED_ID,
-             "SYSLOG_IDENTIFIER": "systemd"},
-            {"MESSAGE": FORGED, "PRIORITY": "6", "_UID": "1000", "MESSAGE_ID": STARTED_ID,
-             "SYSLOG_IDENTIFIER": "sshd"},
+            {"MESSAGE": FAILED, "PRIORITY": "3", "_UID": "0", "_PID": "1",
+             "MESSAGE_ID": FAILED_ID, "SYSLOG_IDENTIFIER": "systemd"},
+            {"MESSAGE": STARTED, "PRIORITY": "6", "_UID": "0", "_PID": "1",
+             "MESSAGE_ID": STARTED_ID, "SYSLOG_IDENTIFIER": "systemd"},
+            {"MESSAGE": FORGED, "PRIORITY": "3", "_UID": "33", "_PID": "4242",
+             "MESSAGE_ID": FAILED_ID, "SYSLOG_IDENTIFIER": "systemd"},
         ])
     state = tmp_path / f"state{len(extra)}"
     source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
-              'start_at = "beginning"\n')
+              'start_at = "beginning"\ntrust_fields = true\n')
     cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
     sub = Collector(port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()
@@ -70,33 +73,48 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
     return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0], weighed
 
 
-def test_the_catalog_sends_a_failed_unit_and_quiets_a_started_one(
+def test_the_catalog_sends_a_failed_unit_and_only_the_service_managers(
         tmp_path: Path, broker) -> None:
     model = LoadedModel.load(default_bundle_path())
     probs, raw = model.classify([FAILED, STARTED, FORGED])
     model.close()
-    assert 0.5 < raw[0] < 0.95 and max(probs[0][1:]) < 0.8, \
-        "the failed unit's words alone no longer sit below the alert thresholds"
+    levelled = {t: a for t, a in zip((FAILED, FORGED), run_levels(raw), strict=True)}
+    assert raw[0] > 0.5 and max(probs[0][1:]) < 0.8 and max(levelled.values()) < 0.95, \
+        "the failed units' words and level no longer sit below the alert thresholds"
     assert raw[1] > 0.5, "the started unit's words alone no longer read as trouble"
 
-    seen, alerts, asked, weighed = run(tmp_path, broker.port, "", alerts_expected=2)
+    seen, alerts, asked, weighed = run(tmp_path, broker.port, "", alerts_expected=1)
     assert seen[FAILED] >= 0.97 - 1e-4
-    assert seen[STARTED] <= 0.03 + 1e-4
-    assert seen[FORGED] == pytest.approx(float(raw[2]), abs=2e-3)  # the words alone
-    assert weighed == 2
-    sent = {a["item"]["text"]: a["reason"] for a in alerts}
-    assert set(sent) == {FAILED, FORGED}
-    assert "(journal catalog: A start job for a unit has failed)" in sent[FAILED]
-    assert "catalog" not in sent[FORGED]
+    # The routine id and www-data's forged failure id change nothing: the words and the
+    # level decide (err for the forgery: www-data is a system user).
+    assert seen[STARTED] == pytest.approx(shifted_info(float(raw[1])), abs=2e-3)
+    assert seen[FORGED] == pytest.approx(levelled[FORGED], abs=2e-3)
+    assert weighed == 1
+    assert [a["item"]["text"] for a in alerts] == [FAILED]
+    assert "(journal catalog: A start job for a unit has failed)" in alerts[0]["reason"]
     # A technician's classify with the id and level answers as the pipeline scored it.
     assert asked["anomaly"] == pytest.approx(seen[FAILED], abs=2e-4)
-    assert asked["catalog"] == "A start job for a unit has failed: alert"
+    assert asked["catalog"] == "A start job for a unit has failed: an alert"
     assert asked["words_anomaly"] == pytest.approx(float(raw[0]), abs=2e-4)
 
-    # Switched off, the words (and the level) decide: the failed unit is not sent.
+    # Switched off, the words and the level decide: the failed unit is not sent.
     seen, alerts, asked, weighed = run(tmp_path, broker.port,
                                        "\n[model.catalog_evidence]\nenabled = false\n",
-                                       alerts_expected=1)
-    assert weighed == 0 and seen[STARTED] > 0.2
-    assert [a["item"]["text"] for a in alerts] == [FORGED]
+                                       alerts_expected=0)
+    assert weighed == 0 and seen[FAILED] == pytest.approx(levelled[FAILED], abs=2e-3)
+    assert alerts == []
     assert "is off" in asked["catalog"]
+
+
+def run_levels(raw: object) -> list[float]:
+    """The two err lines' anomaly with the level weighed in (agent defaults)."""
+    err = LevelOffsets().err
+    return [shifted(float(raw[i]), err) for i in (0, 2)]  # type: ignore[index]
+
+
+def shifted_info(anomaly: float) -> float:
+    return shifted(anomaly, LevelOffsets().info)
+
+
+def shifted(anomaly: float, offset: float) -> float:
+    return 1 / (1 + math.exp(-(math.log(anomaly / (1 - anomaly)) + offset)))

@@ -40,7 +40,7 @@ def run(tmp_path: Path, port: int, extra: str,
                                        {"MESSAGE": INFO, "PRIORITY": "6"}])
     state = tmp_path / f"state{len(extra)}"
     source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
-              'start_at = "beginning"\n')
+              'start_at = "beginning"\ntrust_fields = true\n')
     cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
     sub = Collector(port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()
@@ -115,7 +115,7 @@ def test_an_ordinary_users_line_does_not_stand_in_for_roots_alerts(
     ])
     state = tmp_path / "state"
     source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
-              'start_at = "beginning"\n')
+              'start_at = "beginning"\ntrust_fields = true\n')
     cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, source)
     sub = Collector(broker.port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()

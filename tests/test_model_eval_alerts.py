@@ -145,7 +145,7 @@ def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(
                           "--bundle", BUNDLE, "--normal-label", "ok", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert result["catalog_weighed"] > 250
+    assert result["catalog_weighed"] >= 35
     sent = result["overall"]["sent"]
     assert sent["recall"] >= 0.8 and sent["false_alarm_rate"] <= 0.02
     config = tmp_path / "agent.toml"

@@ -35,6 +35,8 @@ class Harness:
     def start(self, checkpoint: str | None = None, max_line_bytes: int = 4096,
               **cfg: Any) -> tuple[JournaldSource, ListSink]:
         cfg.setdefault("files", [self.writer.path])
+        # The fixture files stand in for the system journal, whose fields journald sets.
+        cfg.setdefault("trust_fields", True)
         config = JournaldSourceConfig.model_validate(
             {"kind": "journald", "start_at": "beginning", "poll_interval_s": POLL, **cfg})
         sink = ListSink()
@@ -216,27 +218,49 @@ def test_only_a_system_users_level_is_weighed(h: Harness) -> None:
     assert src.describe()["levels_not_weighed"] == 2
 
 
-def test_a_system_users_catalog_id_travels_with_the_line(h: Harness) -> None:
+def test_only_the_service_managers_catalog_id_travels_with_the_line(h: Harness) -> None:
     """systemd's MESSAGE_ID goes with the line for agent.journal_catalog, as 32 lowercase
-    hex digits; an ordinary user's is the logger's claim and is dropped with its level
-    (tagged "unit succeeded", a forged alert would otherwise be quietened)."""
+    hex digits, when PID 1 as root logged it: any other process, a system user's (www-data)
+    too, may put any id in its entries (review, December 2026)."""
     failed = "be02cf6855d2428ba40df7e9d022f03d"
+    pid1 = {"_UID": "0", "_PID": "1", "PRIORITY": "3"}
     h.writer.append([
-        {"MESSAGE": "Failed to start x.service.", "PRIORITY": "3", "_UID": "0",
+        {"MESSAGE": "Failed to start x.service.", "MESSAGE_ID": failed, **pid1},
+        {"MESSAGE": "upper case", "MESSAGE_ID": failed.upper(), **pid1},
+        {"MESSAGE": "uuid form", "MESSAGE_ID": "be02cf68-55d2-428b-a40d-f7e9d022f03d", **pid1},
+        {"MESSAGE": "www-data", "PRIORITY": "3", "_UID": "33", "_PID": "812",
          "MESSAGE_ID": failed},
-        {"MESSAGE": "upper case", "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": failed.upper()},
-        {"MESSAGE": "uuid form", "PRIORITY": "3", "_UID": "0",
-         "MESSAGE_ID": "be02cf68-55d2-428b-a40d-f7e9d022f03d"},
-        {"MESSAGE": "forged", "PRIORITY": "6", "_UID": "1000",
-         "MESSAGE_ID": "39f53479d3a045ac8e11786248231fbf"},
-        {"MESSAGE": "not an id", "PRIORITY": "3", "_UID": "0", "MESSAGE_ID": "zz" * 16},
-        {"MESSAGE": "no id", "PRIORITY": "3", "_UID": "0"},
+        {"MESSAGE": "root, not pid 1", "PRIORITY": "3", "_UID": "0", "_PID": "77",
+         "MESSAGE_ID": failed},
+        {"MESSAGE": "pid 1, not root", "PRIORITY": "3", "_UID": "1000", "_PID": "1",
+         "MESSAGE_ID": failed},
+        {"MESSAGE": "not an id", "MESSAGE_ID": "zz" * 16, **pid1},
+        {"MESSAGE": "no id", **pid1},
     ])
     _, sink = h.start()
-    sink.wait_count(6)
+    sink.wait_count(8)
     assert [(ln.text, ln.message_id) for ln in sink.lines] == [
         ("Failed to start x.service.", failed), ("upper case", failed), ("uuid form", failed),
-        ("forged", None), ("not an id", None), ("no id", None)]
+        ("www-data", None), ("root, not pid 1", None), ("pid 1, not root", None),
+        ("not an id", None), ("no id", None)]
+
+
+def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None:
+    """In a file or directory the operator names (a container's journal, an uploaded one)
+    _UID and _PID are whatever wrote the file: by default neither the level nor the
+    catalog id is weighed there (review, December 2026: a container's root tagged
+    `Failed password for root` "unit succeeded", and forged systemd's failures)."""
+    h.writer.append([{"MESSAGE": "Failed to start x.service.", "PRIORITY": "3", "_UID": "0",
+                      "_PID": "1", "MESSAGE_ID": "be02cf6855d2428ba40df7e9d022f03d"}])
+    src, sink = h.start(trust_fields=None)
+    sink.wait_count(1)
+    line = sink.lines[0]
+    assert (line.level, line.message_id, line.uid) == (None, None, 0)
+    assert src.describe()["trust_fields"] is False
+    assert src.describe()["levels_not_weighed"] == 1
+    system = JournaldSourceConfig.model_validate({"kind": "journald"})
+    assert system.trust_fields is None  # the system journal: journald's own fields
+    assert JournaldSource("journald", system, ListSink(), Counters(), 4096).trust_fields
 
 
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(

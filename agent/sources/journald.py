@@ -58,6 +58,14 @@ class JournaldSourceConfig(BaseModel):
     start_at: Literal["end", "beginning"] = Field(
         default="end", description="Where to start when there is no saved cursor: only new "
         "entries (end) or everything the journal still holds (beginning).")
+    trust_fields: bool | None = Field(
+        default=None, description="Believe the entries' trusted fields (_UID, _PID: who "
+        "logged a line), so that a system user's PRIORITY and the service manager's catalog "
+        "ids are weighed in. On the system journal journald sets them (default there: "
+        "true); in files or a directory you name they are whatever wrote those files — a "
+        "container's root, a remote uploader (default there: false: the words alone "
+        "decide). Set true for journals whose writer you trust, e.g. this device's own "
+        "/var/log/journal read as a directory.")
     poll_interval_s: float = Field(
         default=0.2, gt=0.0, le=60.0,
         description="Longest wait for new entries before looking again (s).")
@@ -91,6 +99,12 @@ def journal_matches(cfg: JournaldSourceConfig) -> list[str]:
 STDOUT_DEFAULT_PRIORITY = 6
 
 
+def _is_pid_1(value: object) -> bool:
+    """Whether journald's ``_PID`` says the service manager (python-systemd converts it to
+    an int; bytes or text if that failed)."""
+    return value == 1 or value in ("1", b"1")
+
+
 def _field(entry: dict[str, Any], name: str) -> str | None:
     value = entry.get(name)
     if isinstance(value, list):
@@ -111,14 +125,17 @@ def _seconds(realtime_us: int) -> float:
 # The only fields a line needs. Any local process may log an entry with hundreds of
 # large fields of its own (journald's native protocol takes them from every user), and
 # Reader.get_next() copies every one: one such entry cost ~60 MB of peak memory.
-_FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID")
+_FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID",
+                "_PID")
 # PRIORITY is whatever the logging process says (`logger -p crit`, any user); journald's
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
 # alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, and likewise
-# kept only for system users: tagged "unit succeeded", an ordinary user's copy of an alert
-# would otherwise be quietened (agent.journal_catalog).
+# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, any user's: it
+# is kept only for the service manager's own entries (_PID 1, _UID 0), or www-data could
+# raise alerts as systemd (agent.journal_catalog; review, December 2026). And all of this
+# only where journald wrote those fields: in a container's or an uploaded journal whoever
+# wrote the file chose them (JournaldSourceConfig.trust_fields).
 
 
 def _uid(entry: dict[str, Any]) -> int | None:
@@ -161,6 +178,9 @@ class JournaldSource(Source):
         super().__init__(name, sink, counters, max_line_bytes)
         self.cfg = cfg
         self.matches = journal_matches(cfg)
+        # The system journal's trusted fields are journald's; a named file's are its writer's.
+        system = not cfg.files and cfg.directory is None
+        self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
@@ -323,10 +343,12 @@ class JournaldSource(Source):
             level = None
         uid = _uid(entry)
         message_id = parse_message_id(entry.get("MESSAGE_ID"))
-        if not is_system_uid(uid):
+        if not (self.trust_fields and is_system_uid(uid)):
             if level is not None:
                 self.levels_not_weighed += 1
-            level = message_id = None
+            level = None
+        if not (self.trust_fields and uid == 0 and _is_pid_1(entry.get("_PID"))):
+            message_id = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
                          level=level, uid=uid, message_id=message_id):
             return  # stopped while the sink was full; the cursor stays at the last line
@@ -343,5 +365,6 @@ class JournaldSource(Source):
         info.update({"journal": where, "matches": self.matches, "state": self.state,
                      "cursor": self.cursor, "units": dict(self.units_seen),
                      "entries_without_message": self.entries_skipped,
-                     "levels_not_weighed": self.levels_not_weighed})
+                     "levels_not_weighed": self.levels_not_weighed,
+                     "trust_fields": self.trust_fields})
         return info

@@ -45,7 +45,6 @@ from pathlib import Path
 
 from agent.journal_catalog import parse_message_id
 from agent.level_evidence import SYSLOG_LEVELS
-from agent.sources.base import is_system_uid
 from nanomodel.harvest.capture_io import (
     DATA,
     SYSLOG_LEVEL_NAMES,
@@ -93,7 +92,8 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
             continue
         row = labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level, how)
         message_id = parse_message_id(rec.get("MESSAGE_ID"))
-        if message_id is not None and is_system_uid(_uid(rec)):  # as the agent keeps it
+        # As the agent keeps it: the service manager's own entries only.
+        if message_id is not None and _uid(rec) == 0 and str(rec.get("_PID")) == "1":
             row["message_id"] = message_id
         rows.append(row)
     return rows
