@@ -86,8 +86,40 @@ def test_unit_priority_and_identifier_matches(h: Harness) -> None:
 def test_matches_are_built_per_field() -> None:
     cfg = JournaldSourceConfig(kind="journald", units=["pump"], priority_max=1,
                                identifiers=["kernel"])
-    assert journal_matches(cfg) == ["_SYSTEMD_UNIT=pump.service", "PRIORITY=0", "PRIORITY=1",
-                                    "SYSLOG_IDENTIFIER=kernel"]
+    assert journal_matches(cfg).describe() == [
+        "([_SYSTEMD_UNIT=pump.service] OR [MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1 _UID=0 "
+        "COREDUMP_UNIT=pump.service] OR [_PID=1 UNIT=pump.service] OR [_UID=0 "
+        "OBJECT_SYSTEMD_UNIT=pump.service])", "PRIORITY=0", "PRIORITY=1",
+        "SYSLOG_IDENTIFIER=kernel"]
+    assert journal_matches(JournaldSourceConfig(kind="journald")).describe() == []
+
+
+def test_a_units_source_sees_what_the_service_manager_says_about_it(h: Harness) -> None:
+    """As `journalctl -u`: the unit's own lines and PID 1's about it (`Failed to start X`,
+    which carries `_SYSTEMD_UNIT=init.scope` and `UNIT=X`), its core dumps and root
+    daemons' lines about it; not another process's claim that a line is about it, and the
+    priority filter still holds for all of them."""
+    h.writer.append([
+        {"MESSAGE": "own line", "_SYSTEMD_UNIT": "pump.service", "PRIORITY": "3"},
+        {"MESSAGE": "Failed to start pump.service - Pump.", "_SYSTEMD_UNIT": "init.scope",
+         "UNIT": "pump.service", "_PID": "1", "_UID": "0", "PRIORITY": "3"},
+        {"MESSAGE": "Started pump.service - Pump.", "_SYSTEMD_UNIT": "init.scope",
+         "UNIT": "pump.service", "_PID": "1", "_UID": "0", "PRIORITY": "6"},
+        {"MESSAGE": "Process 812 (pump) dumped core.", "_UID": "0", "PRIORITY": "2",
+         "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1", "COREDUMP_UNIT": "pump.service",
+         "_SYSTEMD_UNIT": "systemd-coredump@0-1-0.service"},
+        {"MESSAGE": "a claim", "UNIT": "pump.service", "_PID": "4242", "_UID": "1000",
+         "PRIORITY": "3"},
+        {"MESSAGE": "other unit", "_SYSTEMD_UNIT": "init.scope", "UNIT": "fan.service",
+         "_PID": "1", "_UID": "0", "PRIORITY": "3"},
+        {"MESSAGE": "object", "OBJECT_SYSTEMD_UNIT": "pump.service", "_UID": "0",
+         "_SYSTEMD_UNIT": "systemd-logind.service", "PRIORITY": "4"},
+    ])
+    _, sink = h.start(units=["pump"], priority_max=4)
+    assert sink.wait_count(4) == ["own line", "Failed to start pump.service - Pump.",
+                                  "Process 812 (pump) dumped core.", "object"]
+    time.sleep(5 * POLL)
+    assert len(sink.lines) == 4
 
 
 def test_appended_entries_are_picked_up(h: Harness) -> None:

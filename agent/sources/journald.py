@@ -17,81 +17,20 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Any
 
 from agent.journal_catalog import parse_message_id
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
 from agent.sources.base import LineSink, Source, is_system_uid
+from agent.sources.journald_config import JournaldSourceConfig, journal_matches
+
+__all__ = ["JournaldSource", "JournaldSourceConfig", "journal_matches"]
 
 log = logging.getLogger("nanofleet.agent.sources")
 
 # Units counted per source in describe() (bounded: a busy journal has many).
 MAX_UNITS_TRACKED = 64
-
-
-class JournaldSourceConfig(BaseModel):
-    """Entries from the systemd journal, filtered by unit, priority and identifier."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["journald"] = Field(description="Source type: the systemd journal.")
-    name: str | None = Field(default=None,
-                             description="Name in results and queries; default journald.")
-    units: list[str] = Field(
-        default_factory=list, description="Only entries of these systemd units (_SYSTEMD_UNIT); "
-        "a name without a dot means <name>.service. Empty: all units.")
-    priority_max: int | None = Field(
-        default=None, ge=0, le=7, description="Only entries with syslog PRIORITY at or below "
-        "this (0 emerg .. 7 debug; 4 = warning and worse). None: all priorities.")
-    identifiers: list[str] = Field(
-        default_factory=list,
-        description="Only entries with these SYSLOG_IDENTIFIER values. Empty: all.")
-    files: list[Path] = Field(
-        default_factory=list, description="Read these journal files instead of the system "
-        "journal (tests, offline analysis); entries appended to them are picked up.")
-    directory: Path | None = Field(
-        default=None, description="Read the journal files in this directory instead of the "
-        "system journal (e.g. a container's or a remote journal).")
-    start_at: Literal["end", "beginning"] = Field(
-        default="end", description="Where to start when there is no saved cursor: only new "
-        "entries (end) or everything the journal still holds (beginning).")
-    trust_fields: bool | None = Field(
-        default=None, description="Believe the entries' trusted fields (_UID, _PID: who "
-        "logged a line), so that a system user's PRIORITY and the service manager's catalog "
-        "ids are weighed in. On the system journal journald sets them (default there: "
-        "true); in files or a directory you name they are whatever wrote those files — a "
-        "container's root, a remote uploader (default there: false: the words alone "
-        "decide). Set true for journals whose writer you trust, e.g. this device's own "
-        "/var/log/journal read as a directory.")
-    poll_interval_s: float = Field(
-        default=0.2, gt=0.0, le=60.0,
-        description="Longest wait for new entries before looking again (s).")
-
-    @field_validator("units", "identifiers")
-    @classmethod
-    def _no_empty(cls, v: list[str]) -> list[str]:
-        if any(not s or "\n" in s for s in v):
-            raise ValueError("entries must be non-empty single-line strings")
-        return v
-
-    @model_validator(mode="after")
-    def _one_input(self) -> JournaldSourceConfig:
-        if self.files and self.directory is not None:
-            raise ValueError("set either files or directory, not both")
-        return self
-
-
-def journal_matches(cfg: JournaldSourceConfig) -> list[str]:
-    """The FIELD=value matches for the config. sd-journal ORs matches on the same field
-    and ANDs different fields, which is exactly (unit1 OR unit2) AND (prio0 OR ...)."""
-    matches = [f"_SYSTEMD_UNIT={u if '.' in u else u + '.service'}" for u in cfg.units]
-    if cfg.priority_max is not None:
-        matches += [f"PRIORITY={p}" for p in range(cfg.priority_max + 1)]
-    matches += [f"SYSLOG_IDENTIFIER={i}" for i in cfg.identifiers]
-    return matches
 
 
 # journald's priority for a service's stdout/stderr line without a "<N>" prefix
@@ -256,8 +195,7 @@ class JournaldSource(Source):
         # Fields longer than this may come back cut (a memory bound); the line is cut
         # at max_line_bytes anyway, so keep a little more to see that it was longer.
         reader.data_threshold = max(64 * 1024, self.max_line_bytes + 64)
-        for m in self.matches:
-            reader.add_match(m)
+        self.matches.apply(reader)
         self._check_readable()
         return reader
 
@@ -362,7 +300,7 @@ class JournaldSource(Source):
         info = super().describe()
         where = ([str(p) for p in self.cfg.files] if self.cfg.files
                  else str(self.cfg.directory) if self.cfg.directory else "system journal")
-        info.update({"journal": where, "matches": self.matches, "state": self.state,
+        info.update({"journal": where, "matches": self.matches.describe(), "state": self.state,
                      "cursor": self.cursor, "units": dict(self.units_seen),
                      "entries_without_message": self.entries_skipped,
                      "levels_not_weighed": self.levels_not_weighed,

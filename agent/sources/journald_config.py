@@ -1,0 +1,113 @@
+"""The configuration of a journald source (``[[sources]] kind = "journald"``) and the
+sd-journal matches it reads with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class JournaldSourceConfig(BaseModel):
+    """Entries from the systemd journal, filtered by unit, priority and identifier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["journald"] = Field(description="Source type: the systemd journal.")
+    name: str | None = Field(default=None,
+                             description="Name in results and queries; default journald.")
+    units: list[str] = Field(
+        default_factory=list, description="Only entries of these systemd units, as "
+        "journalctl -u picks them: the unit's own (_SYSTEMD_UNIT) and the service "
+        "manager's, core dumps' and root daemons' about it (Failed to start X). A name "
+        "without a dot means <name>.service. Empty: all units.")
+    priority_max: int | None = Field(
+        default=None, ge=0, le=7, description="Only entries with syslog PRIORITY at or below "
+        "this (0 emerg .. 7 debug; 4 = warning and worse). None: all priorities.")
+    identifiers: list[str] = Field(
+        default_factory=list,
+        description="Only entries with these SYSLOG_IDENTIFIER values. Empty: all.")
+    files: list[Path] = Field(
+        default_factory=list, description="Read these journal files instead of the system "
+        "journal (tests, offline analysis); entries appended to them are picked up.")
+    directory: Path | None = Field(
+        default=None, description="Read the journal files in this directory instead of the "
+        "system journal (e.g. a container's or a remote journal).")
+    start_at: Literal["end", "beginning"] = Field(
+        default="end", description="Where to start when there is no saved cursor: only new "
+        "entries (end) or everything the journal still holds (beginning).")
+    trust_fields: bool | None = Field(
+        default=None, description="Believe the entries' trusted fields (_UID, _PID: who "
+        "logged a line), so that a system user's PRIORITY and the service manager's catalog "
+        "ids are weighed in. On the system journal journald sets them (default there: "
+        "true); in files or a directory you name they are whatever wrote those files — a "
+        "container's root, a remote uploader (default there: false: the words alone "
+        "decide). Set true for journals whose writer you trust, e.g. this device's own "
+        "/var/log/journal read as a directory.")
+    poll_interval_s: float = Field(
+        default=0.2, gt=0.0, le=60.0,
+        description="Longest wait for new entries before looking again (s).")
+
+    @field_validator("units", "identifiers")
+    @classmethod
+    def _no_empty(cls, v: list[str]) -> list[str]:
+        if any(not s or "\n" in s for s in v):
+            raise ValueError("entries must be non-empty single-line strings")
+        return v
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JournaldSourceConfig:
+        if self.files and self.directory is not None:
+            raise ValueError("set either files or directory, not both")
+        return self
+
+
+COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFilter:
+    """What a source reads, as sd-journal matches: ``(group OR group ...) AND terms``. A
+    group's matches are ANDed (different fields) — one alternative way an entry can be
+    about a unit; ``terms`` are the priority and identifier matches (sd-journal ORs the
+    values of one field and ANDs the fields)."""
+
+    groups: tuple[tuple[str, ...], ...]
+    terms: tuple[str, ...]
+
+    def apply(self, reader: Any) -> None:
+        for i, group in enumerate(self.groups):
+            if i:
+                reader.add_disjunction()
+            reader.add_match(*group)
+        if self.groups and self.terms:
+            reader.add_conjunction()
+        if self.terms:
+            reader.add_match(*self.terms)
+
+    def describe(self) -> list[str]:
+        """One line per alternative, as ``journalctl`` would be told them."""
+        alts = [" ".join(g) for g in self.groups]
+        return ([f"({' OR '.join(f'[{a}]' for a in alts)})"] if alts else []) + list(self.terms)
+
+
+def journal_matches(cfg: JournaldSourceConfig) -> JournalFilter:
+    """The matches for the config. A unit's entries are, as for ``journalctl -u``: its own
+    (``_SYSTEMD_UNIT``), the service manager's about it (``UNIT`` from PID 1: `Failed to
+    start X`, the lines agent.journal_catalog reads), its core dumps (``COREDUMP_UNIT``
+    from root) and root daemons' about it (``OBJECT_SYSTEMD_UNIT``). Before, only the first:
+    a source for one service never saw that it failed (review, December 2026)."""
+    groups: list[tuple[str, ...]] = []
+    for u in cfg.units:
+        unit = u if "." in u else u + ".service"
+        groups += [(f"_SYSTEMD_UNIT={unit}",),
+                   (f"MESSAGE_ID={COREDUMP_MESSAGE_ID}", "_UID=0", f"COREDUMP_UNIT={unit}"),
+                   ("_PID=1", f"UNIT={unit}"),
+                   ("_UID=0", f"OBJECT_SYSTEMD_UNIT={unit}")]
+    terms: list[str] = []
+    if cfg.priority_max is not None:
+        terms += [f"PRIORITY={p}" for p in range(cfg.priority_max + 1)]
+    terms += [f"SYSLOG_IDENTIFIER={i}" for i in cfg.identifiers]
+    return JournalFilter(tuple(groups), tuple(terms))
