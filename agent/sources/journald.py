@@ -120,6 +120,7 @@ class JournaldSource(Source):
         # The system journal's trusted fields are journald's; a named file's are its writer's.
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
+        self._said_untrusted = False
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
@@ -197,6 +198,12 @@ class JournaldSource(Source):
         reader.data_threshold = max(64 * 1024, self.max_line_bytes + 64)
         self.matches.apply(reader)
         self._check_readable()
+        if not self.trust_fields and not self._said_untrusted:
+            self._said_untrusted = True
+            log.info("journal source %s reads %s: the entries' _UID and _PID are whatever "
+                     "wrote them, so levels and catalog ids are not weighed and alerts are "
+                     "not grouped per uid (trust_fields = true if its writer is trusted)",
+                     self.name, "named files" if self.cfg.files else self.cfg.directory)
         return reader
 
     def _journal_files(self) -> list[Path]:
@@ -279,7 +286,10 @@ class JournaldSource(Source):
             # A service's stdout/stderr line is logged at info unless the program put a
             # "<3>" prefix on it: there, info says nothing about what the program meant.
             level = None
-        uid = _uid(entry)
+        # In a journal whose writer is not trusted, _UID is that writer's choice too: not
+        # passed on, or forged uids would split one alert into many (the repeat filter
+        # groups per uid) and decide the "not a system user" note (review, December 2026).
+        uid = _uid(entry) if self.trust_fields else None
         message_id = parse_message_id(entry.get("MESSAGE_ID"))
         if not (self.trust_fields and is_system_uid(uid)):
             if level is not None:

@@ -45,7 +45,8 @@ class JournaldSourceConfig(BaseModel):
         "true); in files or a directory you name they are whatever wrote those files — a "
         "container's root, a remote uploader (default there: false: the words alone "
         "decide). Set true for journals whose writer you trust, e.g. this device's own "
-        "/var/log/journal read as a directory.")
+        "/var/log/journal/<machine-id> read as a directory (not /var/log/journal: it also "
+        "holds containers' journals, which their root writes).")
     poll_interval_s: float = Field(
         default=0.2, gt=0.0, le=60.0,
         description="Longest wait for new entries before looking again (s).")
@@ -87,10 +88,11 @@ class JournalFilter:
         if self.terms:
             reader.add_match(*self.terms)
 
-    def describe(self) -> list[str]:
-        """One line per alternative, as ``journalctl`` would be told them."""
-        alts = [" ".join(g) for g in self.groups]
-        return ([f"({' OR '.join(f'[{a}]' for a in alts)})"] if alts else []) + list(self.terms)
+    def describe(self) -> dict[str, list[Any]]:
+        """``{"any_of": [[FIELD=value, ...], ...], "all_of": [FIELD=value, ...]}``: an entry
+        is read when it matches every match of one ``any_of`` group (none: any entry) and
+        ``all_of`` (the values of one field ORed)."""
+        return {"any_of": [list(g) for g in self.groups], "all_of": list(self.terms)}
 
 
 def journal_matches(cfg: JournaldSourceConfig) -> JournalFilter:
