@@ -39,10 +39,16 @@ def export_entry(fields: Mapping[str, str | bytes]) -> bytes:
     return bytes(out) + b"\n"
 
 
+# When the fixtures' one boot began (realtime, µs): before any writer's first entry.
+BOOT_AT_US = 1_600_000_000_000_000
+
+
 class JournalWriter:
     """Appends entries to one journal file; realtime/monotonic stamps increase by 1 ms."""
 
     def __init__(self, path: Path, start_us: int = 1_700_000_000_000_000) -> None:
+        if start_us <= BOOT_AT_US:
+            raise ValueError(f"start_us must be after the fixtures' boot ({BOOT_AT_US})")
         if not path.name.endswith(".journal"):
             raise ValueError(f"journal file name must end in .journal: {path}")
         self.path = path
@@ -55,7 +61,9 @@ class JournalWriter:
             self.seq += 1
             full: dict[str, str | bytes] = {
                 "__REALTIME_TIMESTAMP": str(self.start_us + self.seq * 1000),
-                "__MONOTONIC_TIMESTAMP": str(self.seq * 1000),
+                # One boot for every writer: its monotonic clock follows the realtime one,
+                # so two writers' files agree on the order of their entries.
+                "__MONOTONIC_TIMESTAMP": str(self.start_us + self.seq * 1000 - BOOT_AT_US),
                 "_BOOT_ID": BOOT_ID,
                 "PRIORITY": "6",
             }
