@@ -43,11 +43,12 @@ class Line:
     # knows it (journald's PRIORITY); None elsewhere (agent.level_evidence).
     level: int | None = None
     # The user id of the process that logged it, where the kernel says (journald's _UID,
-    # which no process can forge, unlike the identifier in the text); None elsewhere.
+    # which no process can forge, unlike the identifier in the text); None elsewhere, and
+    # for journal files whose writer is not trusted (JournaldSourceConfig.trust_fields).
     # Alerts group per uid, so an ordinary user's lines cannot stand in for root's.
     uid: int | None = None
-    # The journal catalog id systemd tagged the entry with (journald's MESSAGE_ID), for
-    # entries a system user logged; None elsewhere (agent.journal_catalog).
+    # The journal catalog id the service manager tagged the entry with (journald's
+    # MESSAGE_ID of PID 1 as root); None elsewhere (agent.journal_catalog).
     message_id: str | None = None
 
 
