@@ -155,6 +155,37 @@ def test_cursor_resume_neither_repeats_nor_skips(h: Harness) -> None:
     assert len(sink2.lines) == 2 and len(sink3.lines) == 5
 
 
+def test_a_cursor_whose_entry_is_gone_reads_all_the_journal_holds(
+        h: Harness, tmp_path: Path) -> None:
+    """A volatile journal (/run/log/journal) after a reboot holds none of the old boot's
+    entries, and on a device without a real-time clock the new boot's clock may be behind
+    the saved cursor's time: placed by time, the new boot's first lines were skipped until
+    the clock caught up. The cursor's entry being gone (a reboot, or vacuumed: the oldest
+    go first) means everything the journal holds came after it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    before = JournalWriter(run / "system.journal", start_us=1_700_000_500_000_000)
+    before.messages(["old boot 1", "old boot 2"])
+    src, sink = h.start(files=[], directory=run)
+    sink.wait_count(2)
+    src.stop()
+    (run / "system.journal").unlink()  # the reboot empties /run
+    after = JournalWriter(run / "system.journal", start_us=1_700_000_000_000_000,
+                          boot_id="fedcba9876543210fedcba9876543210")  # clock behind
+    after.messages(["new boot 1", "new boot 2", "new boot 3"])
+    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=run)
+    assert sink2.wait_count(3) == ["new boot 1", "new boot 2", "new boot 3"]
+    assert h.counters.get("journal_cursor_gone") == 1
+    # A cursor whose entry the journal holds but a changed filter no longer matches is
+    # not a lost one: no re-reading.
+    src2.stop()
+    after.messages(["new boot 4"])
+    _, sink3 = h.start(sink2.last_checkpoint(), files=[], directory=run,
+                       identifiers=["nobody-logs-this"])
+    time.sleep(10 * POLL)
+    assert sink3.lines == [] and h.counters.get("journal_cursor_gone") == 1
+
+
 def test_invalid_cursor_falls_back_to_start_at(h: Harness) -> None:
     h.writer.messages(["only"])
     src, sink = h.start("not-a-cursor")

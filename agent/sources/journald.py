@@ -235,6 +235,17 @@ class JournaldSource(Source):
     def _position(self, reader: Any) -> None:
         if self.cursor is not None:
             try:
+                if not self._cursor_entry_held(reader):
+                    # Entries go oldest first (vacuumed, rotated away) or all at once (a
+                    # volatile journal after a reboot): all that is left came after it.
+                    # Placed by time instead, a reboot's lines were skipped while the clock
+                    # of a device without an RTC was behind the cursor's (review, December
+                    # 2026).
+                    self.counters.inc("journal_cursor_gone")
+                    log.info("journal source %s: the saved cursor's entry is no longer in the "
+                             "journal: reading all it holds", self.name)
+                    reader.seek_head()
+                    return
                 reader.seek_cursor(self.cursor)
                 # seek_cursor lands on the cursor's entry if it still exists (skip it:
                 # it was read), else on the next one (keep it).
@@ -252,6 +263,18 @@ class JournaldSource(Source):
         else:
             reader.seek_tail()
             reader.get_previous()  # stand on the last entry: the next one is new
+
+    def _cursor_entry_held(self, reader: Any) -> bool:
+        """Whether the journal still holds the saved cursor's entry, whatever the matches
+        (the config's filter may have changed since: a cursor entry it no longer matches is
+        not a lost one)."""
+        assert self.cursor is not None
+        reader.flush_matches()
+        try:
+            reader.seek_cursor(self.cursor)
+            return bool(reader._next(1)) and bool(reader.test_cursor(self.cursor))
+        finally:
+            self.matches.apply(reader)
 
     def _follow(self, reader: Any) -> None:
         live = not self.cfg.files  # a files= reader cannot be woken by inotify

@@ -46,7 +46,8 @@ BOOT_AT_US = 1_600_000_000_000_000
 class JournalWriter:
     """Appends entries to one journal file; realtime/monotonic stamps increase by 1 ms."""
 
-    def __init__(self, path: Path, start_us: int = 1_700_000_000_000_000) -> None:
+    def __init__(self, path: Path, start_us: int = 1_700_000_000_000_000,
+                 boot_id: str = BOOT_ID) -> None:
         if start_us <= BOOT_AT_US:
             raise ValueError(f"start_us must be after the fixtures' boot ({BOOT_AT_US})")
         if not path.name.endswith(".journal"):
@@ -54,6 +55,7 @@ class JournalWriter:
         self.path = path
         self.seq = 0
         self.start_us = start_us
+        self.boot_id = boot_id
 
     def append(self, entries: Sequence[Mapping[str, str | bytes]]) -> None:
         blob = bytearray()
@@ -64,7 +66,7 @@ class JournalWriter:
                 # One boot for every writer: its monotonic clock follows the realtime one,
                 # so two writers' files agree on the order of their entries.
                 "__MONOTONIC_TIMESTAMP": str(self.start_us + self.seq * 1000 - BOOT_AT_US),
-                "_BOOT_ID": BOOT_ID,
+                "_BOOT_ID": self.boot_id,
                 "PRIORITY": "6",
             }
             full.update(fields)
