@@ -66,8 +66,10 @@ def test_a_system_users_catalog_id_is_kept_as_the_agent_keeps_it() -> None:
         {**_rec("systemd", text, prio=3), "MESSAGE_ID": failed.upper(), "_UID": "0"},
         {**_rec("systemd", text + " ", prio=3), "MESSAGE_ID": failed, "_UID": "1000"},
         {**_rec("systemd", "Journal started"), "MESSAGE_ID": "not an id", "_UID": "0"},
+        # root, but not PID 1: any root process may tag its entries
+        {**_rec("systemd", text + "  ", prio=3, pid="77"), "MESSAGE_ID": failed, "_UID": "0"},
     ])
-    assert [r.get("message_id") for r in rows] == [failed, None, None]
+    assert [r.get("message_id") for r in rows] == [failed, None, None, None]
 
 
 def test_reviewed_routine_lines_stay_normal_whatever_their_values_say() -> None:

@@ -155,13 +155,13 @@ def test_cursor_resume_neither_repeats_nor_skips(h: Harness) -> None:
     assert len(sink2.lines) == 2 and len(sink3.lines) == 5
 
 
-def test_a_cursor_whose_entry_is_gone_reads_all_the_journal_holds(
+def test_a_cursor_whose_boot_is_gone_reads_all_the_journal_holds(
         h: Harness, tmp_path: Path) -> None:
-    """A volatile journal (/run/log/journal) after a reboot holds none of the old boot's
-    entries, and on a device without a real-time clock the new boot's clock may be behind
-    the saved cursor's time: placed by time, the new boot's first lines were skipped until
-    the clock caught up. The cursor's entry being gone (a reboot, or vacuumed: the oldest
-    go first) means everything the journal holds came after it."""
+    """A volatile journal (/run/log/journal) after a reboot holds nothing of the old boot,
+    and on a device without a real-time clock the new boot's clock may be behind the saved
+    cursor's time: placed by time, the new boot's first lines were skipped until the clock
+    caught up. Nothing of the cursor's boot left (a reboot, or vacuumed: the oldest go
+    first) means everything the journal holds came after it."""
     run = tmp_path / "run"
     run.mkdir()
     before = JournalWriter(run / "system.journal", start_us=1_700_000_500_000_000)
@@ -172,18 +172,44 @@ def test_a_cursor_whose_entry_is_gone_reads_all_the_journal_holds(
     (run / "system.journal").unlink()  # the reboot empties /run
     after = JournalWriter(run / "system.journal", start_us=1_700_000_000_000_000,
                           boot_id="fedcba9876543210fedcba9876543210")  # clock behind
-    after.messages(["new boot 1", "new boot 2", "new boot 3"])
+    after.messages(["early pump line"], unit="pump.service")
+    after.messages(["new boot 1", "new boot 2"], unit="fan.service")
     src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=run)
-    assert sink2.wait_count(3) == ["new boot 1", "new boot 2", "new boot 3"]
+    assert sink2.wait_count(3) == ["early pump line", "new boot 1", "new boot 2"]
     assert h.counters.get("journal_cursor_gone") == 1
-    # A cursor whose entry the journal holds but a changed filter no longer matches is
-    # not a lost one: no re-reading.
+    # A cursor whose boot the journal holds, but that a changed filter no longer matches
+    # (a fan line, now units = ["pump"]), is placed exactly: the pump line before it is not
+    # read again.
     src2.stop()
-    after.messages(["new boot 4"])
-    _, sink3 = h.start(sink2.last_checkpoint(), files=[], directory=run,
-                       identifiers=["nobody-logs-this"])
-    time.sleep(10 * POLL)
-    assert sink3.lines == [] and h.counters.get("journal_cursor_gone") == 1
+    after.messages(["a later pump line"], unit="pump.service")
+    _, sink3 = h.start(sink2.last_checkpoint(), files=[], directory=run, units=["pump"])
+    assert sink3.wait_count(1) == ["a later pump line"]
+    time.sleep(5 * POLL)
+    assert len(sink3.lines) == 1 and h.counters.get("journal_cursor_gone") == 1
+
+
+def test_a_cursor_entry_lost_within_its_boot_is_placed_not_reread(
+        h: Harness, tmp_path: Path) -> None:
+    """A power cut before the last entries reached the disk (or /run flushed to /var, whose
+    copies are new entries): the cursor's entry is gone but its boot is not, and within a
+    boot the exact placement holds — reading from the head would send the boot's lines
+    (and their alerts) again (review, December 2026)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    lines = [f"boot line {i}" for i in range(5)]
+    JournalWriter(var / "system.journal").messages(lines)
+    src, sink = h.start(files=[], directory=var)
+    sink.wait_count(5)
+    src.stop()
+    (var / "system.journal").unlink()
+    JournalWriter(var / "system.journal").messages(lines[:3])  # the last two never landed
+    later = JournalWriter(var / "system@next.journal", start_us=1_700_000_900_000_000,
+                          boot_id="fedcba9876543210fedcba9876543210")
+    later.messages(["next boot 1", "next boot 2"])
+    _, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var)
+    assert sink2.wait_count(2) == ["next boot 1", "next boot 2"]
+    time.sleep(5 * POLL)
+    assert len(sink2.lines) == 2 and h.counters.get("journal_cursor_gone") == 0
 
 
 def test_invalid_cursor_falls_back_to_start_at(h: Harness) -> None:
@@ -318,13 +344,14 @@ def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None
     `Failed password for root` "unit succeeded", and forged systemd's failures)."""
     h.writer.append([{"MESSAGE": "Failed to start x.service.", "PRIORITY": "3", "_UID": "0",
                       "_PID": "1", "MESSAGE_ID": "be02cf6855d2428ba40df7e9d022f03d"}])
-    src, sink = h.start(trust_fields=None)
-    sink.wait_count(1)
-    line = sink.lines[0]
-    # Nor the uid: forged ones would split one alert into many (grouped per uid).
-    assert (line.level, line.message_id, line.uid) == (None, None, None)
-    assert src.describe()["trust_fields"] is False
-    assert src.describe()["levels_not_weighed"] == 1
+    for where in ({}, {"files": [], "directory": h.writer.path.parent}):
+        src, sink = h.start(trust_fields=None, **where)
+        sink.wait_count(1)
+        line = sink.lines[0]
+        # Nor the uid: forged ones would split one alert into many (grouped per uid).
+        assert (line.level, line.message_id, line.uid) == (None, None, None), where
+        assert src.describe()["trust_fields"] is False
+        assert src.describe()["levels_not_weighed"] == 1
     system = JournaldSourceConfig.model_validate({"kind": "journald"})
     assert system.trust_fields is None  # the system journal: journald's own fields
     assert JournaldSource("journald", system, ListSink(), Counters(), 4096).trust_fields

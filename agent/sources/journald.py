@@ -235,15 +235,18 @@ class JournaldSource(Source):
     def _position(self, reader: Any) -> None:
         if self.cursor is not None:
             try:
-                if not self._cursor_entry_held(reader):
-                    # Entries go oldest first (vacuumed, rotated away) or all at once (a
-                    # volatile journal after a reboot): all that is left came after it.
-                    # Placed by time instead, a reboot's lines were skipped while the clock
-                    # of a device without an RTC was behind the cursor's (review, December
-                    # 2026).
+                if not self._cursor_boot_held(reader):
+                    # The journal holds nothing of the cursor's boot: a volatile journal
+                    # after a reboot, or a boot vacuumed away (entries go oldest first), so
+                    # all it holds came later. Placed by time instead, a reboot's lines were
+                    # skipped while an RTC-less device's clock was behind the cursor's
+                    # (review, December 2026). Within the cursor's boot the exact placement
+                    # stays: a boot's entries are ordered by its monotonic clock, and a
+                    # cursor entry lost there (a power cut before a write reached the disk,
+                    # /run flushed to /var) must not re-read the boot.
                     self.counters.inc("journal_cursor_gone")
-                    log.info("journal source %s: the saved cursor's entry is no longer in the "
-                             "journal: reading all it holds", self.name)
+                    log.info("journal source %s: the journal holds nothing of the saved "
+                             "cursor's boot: reading all it holds", self.name)
                     reader.seek_head()
                     return
                 reader.seek_cursor(self.cursor)
@@ -264,16 +267,21 @@ class JournaldSource(Source):
             reader.seek_tail()
             reader.get_previous()  # stand on the last entry: the next one is new
 
-    def _cursor_entry_held(self, reader: Any) -> bool:
-        """Whether the journal still holds the saved cursor's entry, whatever the matches
-        (the config's filter may have changed since: a cursor entry it no longer matches is
-        not a lost one)."""
+    def _cursor_boot_held(self, reader: Any) -> bool:
+        """Whether the journal holds any entry of the saved cursor's boot (its ``b=``),
+        whatever the matches; a cursor without one counts as held (placed as before)."""
         assert self.cursor is not None
+        fields = dict(part.split("=", 1) for part in self.cursor.split(";") if "=" in part)
+        boot = fields.get("b", "")
+        if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
+            return True
         reader.flush_matches()
         try:
-            reader.seek_cursor(self.cursor)
-            return bool(reader._next(1)) and bool(reader.test_cursor(self.cursor))
+            reader.add_match(f"_BOOT_ID={boot}")
+            reader.seek_head()
+            return bool(reader._next(1))
         finally:
+            reader.flush_matches()
             self.matches.apply(reader)
 
     def _follow(self, reader: Any) -> None:
