@@ -13,9 +13,8 @@ import pytest
 from agent import default_bundle_path
 from agent.level_evidence import LevelOffsets
 from agent.model import LoadedModel
-from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.journal import JournalWriter
-from tests.support.mqtt_client import Collector
+from tests.support.journal_agent import agent_over_journal
 
 DEV = "gw-catalog"
 ROOT = f"nanofleet/v1/dev/{DEV}"
@@ -48,18 +47,8 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
             {"MESSAGE": FORGED, "PRIORITY": "3", "_UID": "33", "_PID": "4242",
              "MESSAGE_ID": FAILED_ID, "SYSLOG_IDENTIFIER": "systemd"},
         ])
-    state = tmp_path / f"state{len(extra)}"
-    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
-              'start_at = "beginning"\ntrust_fields = true\n')
-    cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
-    sub = Collector(port, f"{ROOT}/#")
-    agent = AgentProcess(cfg, state).start()
-    try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= 3,
-                            timeout=30)
-        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
-                 for i in d["items"]]
+    with agent_over_journal(tmp_path, port, journal, DEV, extra, results=3) as (
+            agent, sub, items):
         sub.wait_for(lambda ms: sum(m.topic == f"{ROOT}/alerts" for m in ms)
                      >= alerts_expected)
         time.sleep(0.5)  # nothing more is coming
@@ -67,9 +56,6 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
         asked = agent.query("classify", text=FAILED, level="err", message_id=FAILED_ID.upper())
         weighed = agent.query("metrics")["result"]["counters"].get("lines_catalog_weighed", 0)
         assert agent.query("classify", text=FAILED, message_id="not-an-id")["ok"] is False
-    finally:
-        agent.stop()
-        sub.close()
     return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0], weighed
 
 

@@ -13,8 +13,9 @@ import pytest
 from agent import default_bundle_path
 from agent.level_evidence import LevelOffsets
 from agent.model import LoadedModel
-from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.journal import JournalWriter
+from tests.support.journal_agent import agent_over_journal
 from tests.support.mqtt_client import Collector
 
 DEV = "gw-levels"
@@ -38,18 +39,8 @@ def run(tmp_path: Path, port: int, extra: str,
     if not journal.exists():
         JournalWriter(journal).append([{"MESSAGE": CRIT, "PRIORITY": "2"},
                                        {"MESSAGE": INFO, "PRIORITY": "6"}])
-    state = tmp_path / f"state{len(extra)}"
-    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
-              'start_at = "beginning"\ntrust_fields = true\n')
-    cfg = write_config(tmp_path / "agent.toml", DEV, state, port, source, mqtt_extra=extra)
-    sub = Collector(port, f"{ROOT}/#")
-    agent = AgentProcess(cfg, state).start()
-    try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= 2,
-                            timeout=30)
-        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
-                 for i in d["items"]]
+    with agent_over_journal(tmp_path, port, journal, DEV, extra, results=2) as (
+            agent, sub, items):
         # A batch's alerts are committed with its results and sent right after them.
         if alerts_expected:
             sub.wait_for(lambda ms: any(m.topic == f"{ROOT}/alerts" for m in ms))
@@ -60,9 +51,6 @@ def run(tmp_path: Path, port: int, extra: str,
         weighed = agent.query("metrics")["result"]["counters"].get("lines_level_weighed", 0)
         assert weighed == (0 if "enabled = false" in extra else 2)
         assert agent.query("classify", text=CRIT, level="loud")["ok"] is False
-    finally:
-        agent.stop()
-        sub.close()
     return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0]
 
 

@@ -1,0 +1,39 @@
+"""The real agent process reading a journal file, for end-to-end tests of what it makes of
+journal entries (levels, catalog ids): a real Mosquitto, the shipped model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.mqtt_client import Collector
+
+
+@contextmanager
+def agent_over_journal(tmp_path: Path, port: int, journal: Path, device: str, extra: str,
+                       results: int) -> Iterator[tuple[AgentProcess, Collector,
+                                                       list[dict[str, Any]]]]:
+    """Start an agent whose one source is ``journal`` (read from the beginning, its fields
+    trusted as the system journal's), wait for ``results`` published result items and
+    yield (agent, a collector of the device's topics, the items); stopped on leaving.
+    ``extra``: config text after ``[mqtt]`` (a table of its own, e.g. ``[model...]``)."""
+    state = tmp_path / f"state{len(extra)}"
+    source = (f'[[sources]]\nkind = "journald"\nfiles = ["{journal}"]\n'
+              'start_at = "beginning"\ntrust_fields = true\n')
+    cfg = write_config(tmp_path / "agent.toml", device, state, port, source, mqtt_extra=extra)
+    sub = Collector(port, f"nanofleet/v1/dev/{device}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                           for m in ms if "/results/" in m.topic) >= results,
+                            timeout=30)
+        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
+                 for i in d["items"]]
+        yield agent, sub, items
+    finally:
+        agent.stop()
+        sub.close()
