@@ -163,6 +163,33 @@ def test_a_line_logged_to_the_journal_reaches_the_broker_classified(device: Devi
                for e in mine)
 
 
+def test_a_unit_that_fails_is_alerted_by_the_journal_catalog(device: Device) -> None:
+    """A real systemd (PID 1) failing a unit: its `Main process exited`, `Failed with
+    result` and `Failed to start X` carry the catalog's MESSAGE_IDs, which the packaged
+    agent reading the system journal weighs in, so the failure is sent whatever the unit's
+    description says (agent.journal_catalog); the three are one alert and its repeats."""
+    unit = f"nf-meter-{os.getpid()}.service"
+    device.target.run(f"systemd-run --unit={unit} --property=Type=oneshot "
+                      f"--property=Description='Energy meter reader' /bin/sh -c 'exit 3'",
+                      check=False)
+    failed = f"Failed to start {unit} - Energy meter reader."
+
+    def about(ms: list[Any], topic: str) -> list[dict[str, Any]]:
+        return [json.loads(m.payload) for m in ms if m.topic == topic
+                and unit.encode() in m.payload]
+
+    msgs = device.sub.wait_for(
+        lambda ms: any(i["text"] == failed for r in about(ms, topics.results(DEVICE, "logs"))
+                       for i in r["items"]) and about(ms, topics.alerts(DEVICE)), timeout=30)
+    items = {i["text"]: i for r in about(msgs, topics.results(DEVICE, "logs"))
+             for i in r["items"] if unit in i["text"]}
+    for text in (f"{unit}: Main process exited, code=exited, status=3/NOTIMPLEMENTED",
+                 f"{unit}: Failed with result 'exit-code'.", failed):
+        assert items[text]["anomaly"] >= 0.97 and items[text]["label"] != "normal", items
+    (alert,) = about(msgs, topics.alerts(DEVICE))
+    assert "(journal catalog: " in alert["reason"], alert
+
+
 def test_a_technician_in_the_group_queries_the_agent_others_cannot(device: Device) -> None:
     """The control socket in the unit's RuntimeDirectory (0750 nanofleet), as the shipped
     example config puts it: the documented way to give a technician access works, and a
