@@ -33,7 +33,7 @@ class Harness:
         self.sources: list[JournaldSource] = []
 
     def start(self, checkpoint: str | None = None, max_line_bytes: int = 4096,
-              current_boot: str | None = None, **cfg: Any) -> tuple[JournaldSource, ListSink]:
+              **cfg: Any) -> tuple[JournaldSource, ListSink]:
         cfg.setdefault("files", [self.writer.path])
         # The fixture files stand in for the system journal, whose fields journald sets.
         cfg.setdefault("trust_fields", True)
@@ -41,8 +41,6 @@ class Harness:
             {"kind": "journald", "start_at": "beginning", "poll_interval_s": POLL, **cfg})
         sink = ListSink()
         src = JournaldSource("journald", config, sink, self.counters, max_line_bytes)
-        if current_boot is not None:  # the kernel's boot id, as on the system journal
-            src.current_boot = current_boot
         src.start(checkpoint)
         self.sources.append(src)
         return src, sink
@@ -214,33 +212,6 @@ def test_a_cursor_entry_lost_within_its_boot_is_placed_not_reread(
     assert len(sink2.lines) == 2 and h.counters.get("journal_cursor_gone") == 0
 
 
-def test_after_an_unclean_shutdown_this_boot_is_read_whatever_the_clock(
-        h: Harness, tmp_path: Path) -> None:
-    """After an unclean shutdown journald starts a file with a new sequence; sd-journal
-    orders two sequences by time, and on a device without a real-time clock this boot's
-    first lines were stamped before the saved cursor: skipped (review, December 2026). The
-    rest of the cursor's boot is read, then this boot from its head."""
-    var = tmp_path / "var"
-    var.mkdir()
-    old = JournalWriter(var / "system@old.journal", start_us=1_700_000_500_000_000)
-    old.messages(["old boot 1", "old boot 2"])
-    src, sink = h.start(files=[], directory=var)
-    sink.wait_count(2)
-    src.stop()
-    old.messages(["old boot 3"])  # logged after the agent stopped, before the cut
-    this_boot = "fedcba9876543210fedcba9876543210"
-    new = JournalWriter(var / "system.journal", start_us=1_700_000_000_000_000,
-                        boot_id=this_boot)  # the clock behind the cursor's
-    new.messages(["this boot 1", "this boot 2"])
-    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
-                          current_boot=this_boot)
-    assert sink2.wait_count(3) == ["old boot 3", "this boot 1", "this boot 2"]
-    new.messages(["this boot 3"])  # and it follows this boot on
-    assert sink2.wait_count(4)[-1] == "this boot 3"
-    time.sleep(5 * POLL)
-    assert len(sink2.lines) == 4 and h.counters.get("journal_cursor_gone") == 0
-
-
 def test_invalid_cursor_falls_back_to_start_at(h: Harness) -> None:
     h.writer.messages(["only"])
     src, sink = h.start("not-a-cursor")
@@ -383,11 +354,7 @@ def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None
         assert src.describe()["levels_not_weighed"] == 1
     system = JournaldSourceConfig.model_validate({"kind": "journald"})
     assert system.trust_fields is None  # the system journal: journald's own fields
-    on_system = JournaldSource("journald", system, ListSink(), Counters(), 4096)
-    assert on_system.trust_fields
-    # ... whose boot the kernel names (read on with it after an earlier boot's cursor)
-    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-    assert on_system.current_boot == boot and src.current_boot is None
+    assert JournaldSource("journald", system, ListSink(), Counters(), 4096).trust_fields
 
 
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(

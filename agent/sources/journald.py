@@ -38,23 +38,6 @@ MAX_UNITS_TRACKED = 64
 STDOUT_DEFAULT_PRIORITY = 6
 
 
-def _cursor_boot(cursor: str) -> str | None:
-    """The boot id (``b=``) of a journal cursor, or None when it has no well-formed one."""
-    fields = dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
-    boot = fields.get("b", "")
-    if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
-        return None
-    return boot
-
-
-def _kernel_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str | None:
-    """This boot's id as the journal writes it (32 hex digits), or None if unreadable."""
-    try:
-        return parse_message_id(path.read_text())  # the same 128-bit id format
-    except OSError:
-        return None
-
-
 def _is_pid_1(value: object) -> bool:
     """Whether journald's ``_PID`` says the service manager (python-systemd converts it to
     an int; bytes or text if that failed)."""
@@ -138,9 +121,6 @@ class JournaldSource(Source):
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
         self._said_untrusted = False
-        # This boot (the kernel's boot id) for the system journal; None for named files.
-        self.current_boot = _kernel_boot_id() if system else None
-        self._next_boot: str | None = None  # read from its head once the cursor's boot ends
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
@@ -253,7 +233,6 @@ class JournaldSource(Source):
         log.warning("%s", self.last_error)
 
     def _position(self, reader: Any) -> None:
-        self._next_boot = None
         if self.cursor is not None:
             try:
                 if not self._cursor_boot_held(reader):
@@ -270,17 +249,6 @@ class JournaldSource(Source):
                              "cursor's boot: reading all it holds", self.name)
                     reader.seek_head()
                     return
-                boot = _cursor_boot(self.cursor)
-                if boot and self.current_boot and boot != self.current_boot:
-                    # Resuming in an earlier boot: read the rest of that boot (its entries
-                    # ordered by its own monotonic clock), then this boot from its head.
-                    # Left to sd-journal's order, a boot whose journal file started a new
-                    # sequence (after an unclean shutdown) is placed by time, and an
-                    # RTC-less device's clock behind the cursor's put this boot's first
-                    # lines before the cursor: skipped (review, December 2026).
-                    reader.flush_matches()
-                    self.matches.apply(reader, f"_BOOT_ID={boot}")
-                    self._next_boot = self.current_boot
                 reader.seek_cursor(self.cursor)
                 # seek_cursor lands on the cursor's entry if it still exists (skip it:
                 # it was read), else on the next one (keep it).
@@ -303,8 +271,9 @@ class JournaldSource(Source):
         """Whether the journal holds any entry of the saved cursor's boot (its ``b=``),
         whatever the matches; a cursor without one counts as held (placed as before)."""
         assert self.cursor is not None
-        boot = _cursor_boot(self.cursor)
-        if boot is None:
+        fields = dict(part.split("=", 1) for part in self.cursor.split(";") if "=" in part)
+        boot = fields.get("b", "")
+        if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
             return True
         reader.flush_matches()
         try:
@@ -321,13 +290,6 @@ class JournaldSource(Source):
             got = 0
             while not self._stop.is_set():
                 entry = next_entry(reader)
-                if entry is None and self._next_boot is not None:
-                    # The cursor's boot is read: on with this boot, from its head.
-                    reader.flush_matches()
-                    self.matches.apply(reader, f"_BOOT_ID={self._next_boot}")
-                    self._next_boot = None
-                    reader.seek_head()
-                    continue
                 if entry is None:
                     break
                 got += 1
