@@ -33,7 +33,7 @@ class Harness:
         self.sources: list[JournaldSource] = []
 
     def start(self, checkpoint: str | None = None, max_line_bytes: int = 4096,
-              current_boot: str | None = None, **cfg: Any) -> tuple[JournaldSource, ListSink]:
+              **cfg: Any) -> tuple[JournaldSource, ListSink]:
         cfg.setdefault("files", [self.writer.path])
         # The fixture files stand in for the system journal, whose fields journald sets.
         cfg.setdefault("trust_fields", True)
@@ -41,8 +41,6 @@ class Harness:
             {"kind": "journald", "start_at": "beginning", "poll_interval_s": POLL, **cfg})
         sink = ListSink()
         src = JournaldSource("journald", config, sink, self.counters, max_line_bytes)
-        if current_boot is not None:  # the kernel's boot id, as on the system journal
-            src.current_boot = current_boot
         src.start(checkpoint)
         self.sources.append(src)
         return src, sink
@@ -214,91 +212,6 @@ def test_a_cursor_entry_lost_within_its_boot_is_placed_not_reread(
     assert len(sink2.lines) == 2 and h.counters.get("journal_cursor_gone") == 0
 
 
-def test_after_an_unclean_shutdown_this_boot_is_read_whatever_the_clock(
-        h: Harness, tmp_path: Path) -> None:
-    """After an unclean shutdown journald starts a file with a new sequence; sd-journal
-    orders two sequences by time, and on a device without a real-time clock this boot's
-    first lines were stamped before the saved cursor: skipped (review, December 2026). The
-    rest of the cursor's boot is read, then this boot from its head."""
-    var = tmp_path / "var"
-    var.mkdir()
-    old = JournalWriter(var / "system@old.journal", start_us=1_700_000_500_000_000)
-    old.messages(["old boot 1", "old boot 2"])
-    src, sink = h.start(files=[], directory=var)
-    sink.wait_count(2)
-    src.stop()
-    old.messages(["old boot 3"])  # logged after the agent stopped, before the cut
-    this_boot = "fedcba9876543210fedcba9876543210"
-    new = JournalWriter(var / "system.journal", start_us=1_700_000_000_000_000,
-                        boot_id=this_boot)  # the clock behind the cursor's
-    new.messages(["this boot 1", "this boot 2"])
-    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
-                          current_boot=this_boot)
-    assert sink2.wait_count(3) == ["old boot 3", "this boot 1", "this boot 2"]
-    new.messages(["this boot 3"])  # and it follows this boot on
-    assert sink2.wait_count(4)[-1] == "this boot 3"
-    time.sleep(5 * POLL)
-    assert len(sink2.lines) == 4 and h.counters.get("journal_cursor_gone") == 0
-    # A restart in this boot keeps to it: placed by time, its cursor (stamped before the old
-    # boot's) would have the old boot read once more, at every restart (review).
-    src2.stop()
-    new.messages(["this boot 4"])
-    _, sink3 = h.start(sink2.last_checkpoint(), files=[], directory=var,
-                       current_boot=this_boot)
-    assert sink3.wait_count(1) == ["this boot 4"]
-    time.sleep(5 * POLL)
-    assert len(sink3.lines) == 1
-
-
-def test_boots_in_between_are_read_in_order_and_earlier_ones_not(
-        h: Harness, tmp_path: Path) -> None:
-    """Resuming in boot A with boots B (after A: the one that crashed, typically) and this
-    boot C in the journal, and D from before A: the rest of A, then B, then C; not D."""
-    var = tmp_path / "var"
-    var.mkdir()
-    boot = {k: k * 32 for k in "bcd"}
-    JournalWriter(var / "d.journal", start_us=1_700_000_100_000_000,
-                  boot_id=boot["d"]).messages(["d 1"])
-    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000)
-    a.messages(["a 1"])
-    src, sink = h.start(files=[], directory=var, start_at="end")
-    time.sleep(5 * POLL)
-    a.messages(["a 2"])
-    sink.wait_count(1)
-    src.stop()
-    a.messages(["a 3"])
-    JournalWriter(var / "b.journal", start_us=1_700_000_600_000_000,
-                  boot_id=boot["b"]).messages(["b 1", "b 2"])
-    JournalWriter(var / "c.journal", start_us=1_700_000_000_000_000,
-                  boot_id=boot["c"]).messages(["c 1"])  # this boot, the clock behind
-    _, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
-                       current_boot=boot["c"])
-    assert sink2.wait_count(4) == ["a 3", "b 1", "b 2", "c 1"]
-    time.sleep(5 * POLL)
-    assert len(sink2.lines) == 4
-
-
-def test_a_bad_cursor_of_a_known_boot_falls_back_with_the_usual_matches(
-        h: Harness) -> None:
-    """A cursor whose boot the journal holds but that sd-journal refuses: start_at, with
-    the source's own matches (not left on that boot's)."""
-    h.writer.messages(["before"])
-    src, sink = h.start()
-    sink.wait_count(1)
-    src.stop()
-    broken = sink.last_checkpoint().replace("i=", "i=zz")
-    this_boot = "fedcba9876543210fedcba9876543210"
-    later = JournalWriter(h.writer.path.parent / "later.journal", boot_id=this_boot,
-                          start_us=1_700_000_900_000_000)
-    later.messages(["this boot, before the start"])
-    src2, sink2 = h.start(broken, files=[h.writer.path, later.path], start_at="end",
-                          current_boot=this_boot)
-    time.sleep(5 * POLL)
-    later.messages(["after"])  # left on the old boot's match, it was never read
-    assert sink2.wait_count(1) == ["after"]
-    assert "saved cursor not usable" in (src2.last_error or "")
-
-
 def test_invalid_cursor_falls_back_to_start_at(h: Harness) -> None:
     h.writer.messages(["only"])
     src, sink = h.start("not-a-cursor")
@@ -441,11 +354,7 @@ def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None
         assert src.describe()["levels_not_weighed"] == 1
     system = JournaldSourceConfig.model_validate({"kind": "journald"})
     assert system.trust_fields is None  # the system journal: journald's own fields
-    on_system = JournaldSource("journald", system, ListSink(), Counters(), 4096)
-    assert on_system.trust_fields
-    # ... whose boot the kernel names (read on with it after an earlier boot's cursor)
-    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-    assert on_system.current_boot == boot and src.current_boot is None
+    assert JournaldSource("journald", system, ListSink(), Counters(), 4096).trust_fields
 
 
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(

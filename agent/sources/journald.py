@@ -38,24 +38,6 @@ MAX_UNITS_TRACKED = 64
 STDOUT_DEFAULT_PRIORITY = 6
 
 
-def _cursor_fields(cursor: str) -> dict[str, str]:
-    """A journal cursor's fields (``s`` sequence id, ``i`` sequence number, ``b`` boot id,
-    ``t`` time, all hex); a boot id that is not 32 hex digits is left out."""
-    fields = dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
-    boot = fields.get("b", "")
-    if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
-        fields.pop("b", None)
-    return fields
-
-
-def _kernel_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str | None:
-    """This boot's id as the journal writes it (32 hex digits), or None if unreadable."""
-    try:
-        return parse_message_id(path.read_text())  # the same 128-bit id format
-    except OSError:
-        return None
-
-
 def _is_pid_1(value: object) -> bool:
     """Whether journald's ``_PID`` says the service manager (python-systemd converts it to
     an int; bytes or text if that failed)."""
@@ -139,11 +121,6 @@ class JournaldSource(Source):
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
         self._said_untrusted = False
-        # This boot (the kernel's boot id) for the system journal; None for named files.
-        self.current_boot = _kernel_boot_id() if system else None
-        # Boots still to read, in order, once the one being read ends (resuming in an
-        # earlier boot); the last is this boot, whose match then stays for the run.
-        self._boots_next: list[str] = []
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
@@ -256,7 +233,6 @@ class JournaldSource(Source):
         log.warning("%s", self.last_error)
 
     def _position(self, reader: Any) -> None:
-        self._boots_next = []
         if self.cursor is not None:
             try:
                 if not self._cursor_boot_held(reader):
@@ -273,7 +249,6 @@ class JournaldSource(Source):
                              "cursor's boot: reading all it holds", self.name)
                     reader.seek_head()
                     return
-                self._read_by_boot(reader)
                 reader.seek_cursor(self.cursor)
                 # seek_cursor lands on the cursor's entry if it still exists (skip it:
                 # it was read), else on the next one (keep it).
@@ -286,62 +261,19 @@ class JournaldSource(Source):
                                    f"starting at the {self.cfg.start_at}")
                 self.counters.inc("source_errors")
                 self.cursor = None  # do not trip over it again when reopening
-                self._boots_next = []
-                reader.flush_matches()
-                self.matches.apply(reader)
         if self.cfg.start_at == "beginning":
             reader.seek_head()
         else:
             reader.seek_tail()
             reader.get_previous()  # stand on the last entry: the next one is new
 
-    def _read_by_boot(self, reader: Any) -> None:
-        """On the system journal, read boot by boot from the cursor on: the rest of the
-        cursor's boot (its entries ordered by its own monotonic clock), then each later
-        boot, then this boot from its head, whose match stays. Left to sd-journal's order,
-        a boot whose journal file started a new sequence (after an unclean shutdown) is
-        placed against the old one by time, and an RTC-less device's clock behind the
-        cursor's put this boot's first lines before the cursor: skipped (review, December
-        2026). And once in this boot, every resume keeps to it, or a restart would place
-        the cursor by time again and read the earlier boot once more."""
-        assert self.cursor is not None
-        at = _cursor_fields(self.cursor)
-        boot, this = at.get("b"), self.current_boot
-        if not (boot and this):
-            return
-        reader.flush_matches()
-        if boot != this:
-            self._boots_next = [*self._later_boots(reader, at, {boot, this}), this]
-        self.matches.apply(reader, f"_BOOT_ID={boot}")
-
-    def _later_boots(self, reader: Any, cursor: dict[str, str], skip: set[str]) -> list[str]:
-        """The journal's other boots that came after the cursor, in order: a boot of the
-        cursor's sequence after it by sequence number, one of another sequence by its
-        first entry's time (all sd-journal can tell). Called with no matches on."""
-        later: list[tuple[int, str]] = []
-        for value in reader.query_unique("_BOOT_ID"):
-            other = parse_message_id(str(value))  # the same 128-bit id format
-            if other is None or other in skip:
-                continue
-            reader.add_match(f"_BOOT_ID={other}")
-            reader.seek_head()
-            first = _cursor_fields(reader._get_cursor()) if reader._next(1) else {}
-            reader.flush_matches()
-            try:
-                t, seq = int(first["t"], 16), int(first["i"], 16)
-                if (seq > int(cursor["i"], 16) if first["s"] == cursor["s"]
-                        else t > int(cursor["t"], 16)):
-                    later.append((t, other))
-            except (KeyError, ValueError):
-                continue
-        return [b for _, b in sorted(later)]
-
     def _cursor_boot_held(self, reader: Any) -> bool:
         """Whether the journal holds any entry of the saved cursor's boot (its ``b=``),
         whatever the matches; a cursor without one counts as held (placed as before)."""
         assert self.cursor is not None
-        boot = _cursor_fields(self.cursor).get("b")
-        if boot is None:
+        fields = dict(part.split("=", 1) for part in self.cursor.split(";") if "=" in part)
+        boot = fields.get("b", "")
+        if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
             return True
         reader.flush_matches()
         try:
@@ -358,12 +290,6 @@ class JournaldSource(Source):
             got = 0
             while not self._stop.is_set():
                 entry = next_entry(reader)
-                if entry is None and self._boots_next:
-                    # The boot being read has ended: on with the next, from its head.
-                    reader.flush_matches()
-                    self.matches.apply(reader, f"_BOOT_ID={self._boots_next.pop(0)}")
-                    reader.seek_head()
-                    continue
                 if entry is None:
                     break
                 got += 1

@@ -78,18 +78,15 @@ class JournalFilter:
     groups: tuple[tuple[str, ...], ...]
     terms: tuple[str, ...]
 
-    def apply(self, reader: Any, *also: str) -> None:
-        """Add the matches to ``reader``; ``also``: more terms ANDed with them (one boot's
-        entries: ``_BOOT_ID=...``)."""
-        terms = (*self.terms, *also)
+    def apply(self, reader: Any) -> None:
         for i, group in enumerate(self.groups):
             if i:
                 reader.add_disjunction()
             reader.add_match(*group)
-        if self.groups and terms:
+        if self.groups and self.terms:
             reader.add_conjunction()
-        if terms:
-            reader.add_match(*terms)
+        if self.terms:
+            reader.add_match(*self.terms)
 
     def describe(self) -> dict[str, list[Any]]:
         """``{"any_of": [[FIELD=value, ...], ...], "all_of": [FIELD=value, ...]}``: an entry
