@@ -103,6 +103,16 @@ def parse_message_id(value: object) -> str | None:
     return text
 
 
+def logged_by_service_manager(uid: object, pid: object) -> bool:
+    """Whether journald's ``_UID`` and ``_PID`` say PID 1 as root logged an entry, the only
+    entries whose ``MESSAGE_ID`` counts (python-systemd gives ints; an export, text)."""
+    return _is(uid, 0) and _is(pid, 1)
+
+
+def _is(value: object, number: int) -> bool:
+    return value == number or value in (str(number), str(number).encode())
+
+
 def verdict_of(message_id: str | None, level: int | None) -> CatalogEntry | None:
     """The catalog's entry for a line, or None: no id, an id the table leaves to the
     words, no trusted level, or a level milder than notice."""

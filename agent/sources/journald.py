@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.journal_catalog import parse_message_id
+from agent.journal_catalog import logged_by_service_manager, parse_message_id
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
 from agent.sources.base import LineSink, Source, is_system_uid
@@ -36,12 +36,6 @@ MAX_UNITS_TRACKED = 64
 # journald's priority for a service's stdout/stderr line without a "<N>" prefix
 # (systemd.exec SyslogLevel=, default info).
 STDOUT_DEFAULT_PRIORITY = 6
-
-
-def _is_pid_1(value: object) -> bool:
-    """Whether journald's ``_PID`` says the service manager (python-systemd converts it to
-    an int; bytes or text if that failed)."""
-    return value == 1 or value in ("1", b"1")
 
 
 def _field(entry: dict[str, Any], name: str) -> str | None:
@@ -272,8 +266,8 @@ class JournaldSource(Source):
         whatever the matches; a cursor without one counts as held (placed as before)."""
         assert self.cursor is not None
         fields = dict(part.split("=", 1) for part in self.cursor.split(";") if "=" in part)
-        boot = fields.get("b", "")
-        if len(boot) != 32 or any(c not in "0123456789abcdef" for c in boot):
+        boot = parse_message_id(fields.get("b"))  # a boot id: the same 128-bit id format
+        if boot is None:
             return True
         reader.flush_matches()
         try:
@@ -326,7 +320,8 @@ class JournaldSource(Source):
             if level is not None:
                 self.levels_not_weighed += 1
             level = None
-        if not (self.trust_fields and uid == 0 and _is_pid_1(entry.get("_PID"))):
+        if not (self.trust_fields
+                and logged_by_service_manager(entry.get("_UID"), entry.get("_PID"))):
             message_id = None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
                          level=level, uid=uid, message_id=message_id):

@@ -43,7 +43,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from agent.journal_catalog import parse_message_id
+from agent.journal_catalog import logged_by_service_manager, parse_message_id
 from agent.level_evidence import SYSLOG_LEVELS
 from nanomodel.harvest.capture_io import (
     DATA,
@@ -93,18 +93,11 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
         row = labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level, how)
         message_id = parse_message_id(rec.get("MESSAGE_ID"))
         # As the agent keeps it: the service manager's own entries only.
-        if message_id is not None and _uid(rec) == 0 and str(rec.get("_PID")) == "1":
+        if message_id is not None and logged_by_service_manager(rec.get("_UID"),
+                                                                rec.get("_PID")):
             row["message_id"] = message_id
         rows.append(row)
     return rows
-
-
-def _uid(rec: dict[str, object]) -> int | None:
-    value = rec.get("_UID")
-    try:
-        return None if value is None else int(str(value))
-    except ValueError:
-        return -1
 
 
 def read_export(path: Path) -> list[dict[str, object]]:
