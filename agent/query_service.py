@@ -215,11 +215,10 @@ class QueryService:
         # A model on trial answers without counting the query as the device's traffic.
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)
         words_anomaly = anomaly
-        evidence = self.agent.pipeline.level_evidence
-        if level is not None:  # as the pipeline would score it
-            probs, anomaly = self.agent.pipeline.weigh_levels(model.manifest, probs, anomaly,
-                                                              [level] * len(texts))
         pipeline = self.agent.pipeline
+        if level is not None:  # as the pipeline would score it
+            probs, anomaly = pipeline.weigh_levels(model.manifest, probs, anomaly,
+                                                   [level] * len(texts))
         verdict = pipeline.catalog_verdicts([message_id], [level])[0] if message_id else None
         if verdict is not None:
             probs, anomaly = pipeline.weigh_catalog(model.manifest, probs, anomaly,
@@ -236,13 +235,13 @@ class QueryService:
                         "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
                                                                             strict=True)}})
             if level is not None:
-                out[-1]["level"] = SYSLOG_LEVELS[level] if evidence.enabled else \
-                    f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
-                out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
+                out[-1]["level"] = SYSLOG_LEVELS[level] if pipeline.level_evidence.enabled \
+                    else f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
             if message_id is not None:
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
+            if level is not None or message_id is not None:
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:
                 out[-1]["why"] = why[i]
