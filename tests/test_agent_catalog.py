@@ -4,7 +4,6 @@ journal file, real Mosquitto, the shipped model in ONNX Runtime; agent.journal_c
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agent.level_evidence import LevelOffsets
 from agent.model import LoadedModel
 from tests.support.journal import JournalWriter
 from tests.support.journal_agent import agent_over_journal
+from tests.test_agent_levels import shifted
 
 DEV = "gw-catalog"
 ROOT = f"nanofleet/v1/dev/{DEV}"
@@ -100,7 +100,3 @@ def run_levels(raw: object) -> list[float]:
 
 def shifted_info(anomaly: float) -> float:
     return shifted(anomaly, LevelOffsets().info)
-
-
-def shifted(anomaly: float, offset: float) -> float:
-    return 1 / (1 + math.exp(-(math.log(anomaly / (1 - anomaly)) + offset)))
