@@ -18,40 +18,16 @@ from pydantic import ValidationError
 from agent.metrics import Counters
 from agent.sources.journald import JournaldSource, JournaldSourceConfig, journal_matches
 from tests.support.journal import JournalWriter, journal_remote_available
+from tests.support.journal_harness import POLL, Harness, running_harness
 from tests.support.line_sink import ListSink, wait_until
 
 # No skip: scripts/bootstrap.sh installs systemd-journal-remote and systemd-python.
 assert journal_remote_available(), "systemd-journal-remote is missing: run scripts/bootstrap.sh"
 
-POLL = 0.02
-
-
-class Harness:
-    def __init__(self, tmp_path: Path) -> None:
-        self.writer = JournalWriter(tmp_path / "fixture.journal")
-        self.counters = Counters()
-        self.sources: list[JournaldSource] = []
-
-    def start(self, checkpoint: str | None = None, max_line_bytes: int = 4096,
-              **cfg: Any) -> tuple[JournaldSource, ListSink]:
-        cfg.setdefault("files", [self.writer.path])
-        # The fixture files stand in for the system journal, whose fields journald sets.
-        cfg.setdefault("trust_fields", True)
-        config = JournaldSourceConfig.model_validate(
-            {"kind": "journald", "start_at": "beginning", "poll_interval_s": POLL, **cfg})
-        sink = ListSink()
-        src = JournaldSource("journald", config, sink, self.counters, max_line_bytes)
-        src.start(checkpoint)
-        self.sources.append(src)
-        return src, sink
-
 
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path)
-    yield harness
-    for s in harness.sources:
-        s.stop()
+    yield from running_harness(tmp_path)
 
 
 def test_reads_messages_with_timestamps_and_cursors(h: Harness) -> None:
@@ -354,7 +330,11 @@ def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None
         assert src.describe()["levels_not_weighed"] == 1
     system = JournaldSourceConfig.model_validate({"kind": "journald"})
     assert system.trust_fields is None  # the system journal: journald's own fields
-    assert JournaldSource("journald", system, ListSink(), Counters(), 4096).trust_fields
+    on_system = JournaldSource("journald", system, ListSink(), Counters(), 4096)
+    assert on_system.trust_fields
+    # ... whose boot the kernel names (read on with it after an earlier boot's cursor)
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+    assert on_system.current_boot == boot and src.current_boot is None
 
 
 def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(
@@ -367,7 +347,7 @@ def test_an_entry_of_many_large_fields_costs_only_the_fields_a_line_needs(
 
     from systemd import journal
 
-    from agent.sources.journald import next_entry
+    from agent.sources.journal_entries import next_entry
 
     bulk: dict[str, str | bytes] = {f"JUNK_{i}": os.urandom(32 * 1024).hex()
                                     for i in range(300)}

@@ -22,7 +22,9 @@ from typing import Any
 from agent.journal_catalog import logged_by_service_manager, parse_message_id
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
+from agent.sources import journal_boots as boots
 from agent.sources.base import LineSink, Source, is_system_uid
+from agent.sources.journal_entries import field, kernel_boot_id, next_entry, raw, seconds, uid_of
 from agent.sources.journald_config import JournaldSourceConfig, journal_matches
 
 __all__ = ["JournaldSource", "JournaldSourceConfig", "journal_matches"]
@@ -38,71 +40,6 @@ MAX_UNITS_TRACKED = 64
 STDOUT_DEFAULT_PRIORITY = 6
 
 
-def _field(entry: dict[str, Any], name: str) -> str | None:
-    value = entry.get(name)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
-
-
-def _raw(value: bytes) -> bytes:
-    return value
-
-
-def _seconds(realtime_us: int) -> float:
-    return realtime_us / 1_000_000
-
-
-# The only fields a line needs. Any local process may log an entry with hundreds of
-# large fields of its own (journald's native protocol takes them from every user), and
-# Reader.get_next() copies every one: one such entry cost ~60 MB of peak memory.
-_FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID",
-                "_PID")
-# PRIORITY is whatever the logging process says (`logger -p crit`, any user); journald's
-# own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
-# SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
-# alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, any user's: it
-# is kept only for the service manager's own entries (_PID 1, _UID 0), or www-data could
-# raise alerts as systemd (agent.journal_catalog; review, December 2026). And all of this
-# only where journald wrote those fields: in a container's or an uploaded journal whoever
-# wrote the file chose them (JournaldSourceConfig.trust_fields).
-
-
-def _uid(entry: dict[str, Any]) -> int | None:
-    """The ``_UID`` journald gave the entry: None for an entry without one (the kernel's;
-    journald adds it to every process's entry), -1 for one that is not a number (not
-    journald's own: never a system user's)."""
-    uid = entry.get("_UID")
-    if uid is None or isinstance(uid, int):
-        return uid
-    try:
-        return int(uid)
-    except (TypeError, ValueError):
-        return -1
-
-
-def next_entry(reader: Any) -> dict[str, Any] | None:
-    """Step to the next entry and return its cursor, time and :data:`_FIELDS_READ`
-    (converted as ``get_next()`` converts them), or None at the end of the journal."""
-    if not reader._next(1):
-        return None
-    entry: dict[str, Any] = {
-        "__CURSOR": reader._get_cursor(),
-        "__REALTIME_TIMESTAMP": reader._convert_field("__REALTIME_TIMESTAMP",
-                                                      reader._get_realtime()),
-    }
-    for name in _FIELDS_READ:
-        try:
-            raw = reader._get(name)  # the field's first value, cut at data_threshold
-        except KeyError:
-            continue
-        entry[name] = reader._convert_field(name, raw)
-    return entry
-
-
 class JournaldSource(Source):
     kind = "journald"
 
@@ -115,6 +52,12 @@ class JournaldSource(Source):
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
         self._said_untrusted = False
+        # This boot (the kernel's id) on the system journal, read boot by boot; None for
+        # named journals, which sd-journal orders alone.
+        self.current_boot = kernel_boot_id() if system else None
+        # Boots still to read, in order, once the one being read ends; the last is this
+        # boot, whose match then stays for the run.
+        self._boots_next: list[str] = []
         self.cursor: str | None = None   # the last entry emitted
         self.state = "not started"
         self.units_seen: dict[str, int] = {}
@@ -180,7 +123,7 @@ class JournaldSource(Source):
     def _open(self, journal: Any) -> Any:
         # MESSAGE_ID raw: python-systemd's own converter makes a UUID of it and gives up
         # (bytes) on anything else; agent.journal_catalog.parse_message_id takes both.
-        converters = {"MESSAGE": _raw, "MESSAGE_ID": _raw, "__REALTIME_TIMESTAMP": _seconds}
+        converters = {"MESSAGE": raw, "MESSAGE_ID": raw, "__REALTIME_TIMESTAMP": seconds}
         if self.cfg.files:
             reader = journal.Reader(files=[str(p) for p in self.cfg.files], converters=converters)
         elif self.cfg.directory is not None:
@@ -227,46 +170,106 @@ class JournaldSource(Source):
         log.warning("%s", self.last_error)
 
     def _position(self, reader: Any) -> None:
+        self._boots_next = []
+        if not self._boot_held(reader, self.current_boot):
+            # Not this kernel's journal (a container reading its host's, whose boot id
+            # nspawn hides): kept to this boot it would read nothing. sd-journal's order.
+            log.warning("journal source %s: the journal holds nothing of this boot (%s): "
+                        "reading it in sd-journal's order", self.name, self.current_boot)
+            self.current_boot = None
         if self.cursor is not None:
             try:
-                if not self._cursor_boot_held(reader):
+                if not self._boot_held(reader, boots.cursor_boot(self.cursor)):
                     # The journal holds nothing of the cursor's boot: a volatile journal
                     # after a reboot, or a boot vacuumed away (entries go oldest first), so
                     # all it holds came later. Placed by time instead, a reboot's lines were
                     # skipped while an RTC-less device's clock was behind the cursor's
-                    # (review, December 2026). Within the cursor's boot the exact placement
-                    # stays: a boot's entries are ordered by its monotonic clock, and a
-                    # cursor entry lost there (a power cut before a write reached the disk,
-                    # /run flushed to /var) must not re-read the boot.
+                    # (review, December 2026).
                     self.counters.inc("journal_cursor_gone")
                     log.info("journal source %s: the journal holds nothing of the saved "
                              "cursor's boot: reading all it holds", self.name)
-                    reader.seek_head()
+                    self._read_all(reader)
                     return
-                reader.seek_cursor(self.cursor)
-                # seek_cursor lands on the cursor's entry if it still exists (skip it:
-                # it was read), else on the next one (keep it).
-                if next_entry(reader) and not reader.test_cursor(self.cursor):
-                    reader.get_previous()
+                self._resume(reader, self.cursor)
                 self.state = "resumed at cursor"
                 return
-            except (OSError, ValueError) as exc:
+            except ValueError as exc:  # sd-journal refuses the cursor itself
+                # Only that drops the cursor: an OSError (EIO on a worn SD card, EMFILE)
+                # goes to the caller, which retries from the same cursor; dropping it
+                # there lost every line between it and now (review, December 2026).
                 self.last_error = (f"saved cursor not usable ({exc}); "
                                    f"starting at the {self.cfg.start_at}")
                 self.counters.inc("source_errors")
                 self.cursor = None  # do not trip over it again when reopening
+                self._boots_next = []
         if self.cfg.start_at == "beginning":
-            reader.seek_head()
+            self._read_all(reader)
         else:
+            self._read_boot(reader, self.current_boot)
             reader.seek_tail()
             reader.get_previous()  # stand on the last entry: the next one is new
 
-    def _cursor_boot_held(self, reader: Any) -> bool:
-        """Whether the journal holds any entry of the saved cursor's boot (its ``b=``),
-        whatever the matches; a cursor without one counts as held (placed as before)."""
-        assert self.cursor is not None
-        fields = dict(part.split("=", 1) for part in self.cursor.split(";") if "=" in part)
-        boot = parse_message_id(fields.get("b"))  # a boot id: the same 128-bit id format
+    def _resume(self, reader: Any, cursor: str) -> None:
+        """Place the reader after ``cursor``. On the system journal, boot by boot
+        (:mod:`agent.sources.journal_boots`): the rest of the cursor's boot — its entries
+        ordered by its own monotonic clock, so a cursor entry lost there (a power cut
+        before a write reached the disk, /run flushed to /var) is placed, not the boot
+        re-read — then the boots after it, then this boot, whose match stays: a restart
+        in this boot placed by time would read an earlier boot again."""
+        place = boots.parse_cursor(cursor)
+        if self.current_boot is not None and place is not None:
+            if place.boot != self.current_boot:
+                later = boots.boots_after(place, self._boot_heads(reader), self.current_boot)
+                self._boots_next = [*later, self.current_boot]
+            self._read_boot(reader, place.boot)
+        reader.seek_cursor(cursor)
+        # seek_cursor lands on the cursor's entry if it still exists (skip it: it was
+        # read), else on the next one: seek again, so that the next step reads it (a step
+        # back missed it when no earlier entry matched, e.g. the boot's first: review).
+        if next_entry(reader) and not reader.test_cursor(cursor):
+            reader.seek_cursor(cursor)
+
+    def _read_all(self, reader: Any) -> None:
+        """From the journal's head; on the system journal boot by boot, this boot last,
+        so that the cursor ends in this boot (sd-journal's time order could leave it in
+        an earlier boot, and a restart would then read this one again)."""
+        if self.current_boot is None:
+            self._read_boot(reader, None)
+        else:
+            heads = self._boot_heads(reader)
+            first, *self._boots_next = [*boots.boots_in_order(heads, self.current_boot),
+                                        self.current_boot]
+            self._read_boot(reader, first)
+        reader.seek_head()
+
+    def _read_boot(self, reader: Any, boot: str | None) -> None:
+        """The source's matches, and only ``boot``'s entries (None: any boot's)."""
+        reader.flush_matches()
+        self.matches.apply(reader, *([f"_BOOT_ID={boot}"] if boot else []))
+
+    def _boot_heads(self, reader: Any) -> list[boots.BootHead]:
+        """Each boot's first entry (whatever the source's matches). One seek per boot:
+        a few milliseconds for hundreds of boots, done when a resume crosses boots."""
+        heads: list[boots.BootHead] = []
+        reader.flush_matches()
+        try:
+            for value in reader.query_unique("_BOOT_ID"):
+                boot = parse_message_id(str(value))  # the same 128-bit id format
+                if boot is None:
+                    continue
+                reader.add_match(f"_BOOT_ID={boot}")
+                reader.seek_head()
+                place = boots.parse_cursor(reader._get_cursor()) if reader._next(1) else None
+                reader.flush_matches()
+                if place is not None:
+                    heads.append(place)
+        finally:
+            self._read_boot(reader, None)
+        return heads
+
+    def _boot_held(self, reader: Any, boot: str | None) -> bool:
+        """Whether the journal holds any entry of ``boot``, whatever the matches; an
+        unknown boot (None) counts as held."""
         if boot is None:
             return True
         reader.flush_matches()
@@ -275,8 +278,7 @@ class JournaldSource(Source):
             reader.seek_head()
             return bool(reader._next(1))
         finally:
-            reader.flush_matches()
-            self.matches.apply(reader)
+            self._read_boot(reader, None)
 
     def _follow(self, reader: Any) -> None:
         live = not self.cfg.files  # a files= reader cannot be woken by inotify
@@ -284,6 +286,11 @@ class JournaldSource(Source):
             got = 0
             while not self._stop.is_set():
                 entry = next_entry(reader)
+                if entry is None and self._boots_next:
+                    # The boot being read has ended: on with the next, from its head.
+                    self._read_boot(reader, self._boots_next.pop(0))
+                    reader.seek_head()
+                    continue
                 if entry is None:
                     break
                 got += 1
@@ -307,14 +314,14 @@ class JournaldSource(Source):
             self.entries_skipped += 1
             return
         level = parse_priority(entry.get("PRIORITY"))
-        if level == STDOUT_DEFAULT_PRIORITY and _field(entry, "_TRANSPORT") == "stdout":
+        if level == STDOUT_DEFAULT_PRIORITY and field(entry, "_TRANSPORT") == "stdout":
             # A service's stdout/stderr line is logged at info unless the program put a
             # "<3>" prefix on it: there, info says nothing about what the program meant.
             level = None
         # In a journal whose writer is not trusted, _UID is that writer's choice too: not
         # passed on, or forged uids would split one alert into many (the repeat filter
         # groups per uid) and decide the "not a system user" note (review, December 2026).
-        uid = _uid(entry) if self.trust_fields else None
+        uid = uid_of(entry) if self.trust_fields else None
         message_id = parse_message_id(entry.get("MESSAGE_ID"))
         if not (self.trust_fields and is_system_uid(uid)):
             if level is not None:
@@ -340,5 +347,6 @@ class JournaldSource(Source):
                      "cursor": self.cursor, "units": dict(self.units_seen),
                      "entries_without_message": self.entries_skipped,
                      "levels_not_weighed": self.levels_not_weighed,
-                     "trust_fields": self.trust_fields})
+                     "trust_fields": self.trust_fields,
+                     "boots_to_read": len(self._boots_next)})
         return info

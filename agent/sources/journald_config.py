@@ -78,15 +78,18 @@ class JournalFilter:
     groups: tuple[tuple[str, ...], ...]
     terms: tuple[str, ...]
 
-    def apply(self, reader: Any) -> None:
+    def apply(self, reader: Any, *also: str) -> None:
+        """Add the matches to ``reader``; ``also``: more terms ANDed with them (one boot's
+        entries: ``_BOOT_ID=...``)."""
+        terms = (*self.terms, *also)
         for i, group in enumerate(self.groups):
             if i:
                 reader.add_disjunction()
             reader.add_match(*group)
-        if self.groups and self.terms:
+        if self.groups and terms:
             reader.add_conjunction()
-        if self.terms:
-            reader.add_match(*self.terms)
+        if terms:
+            reader.add_match(*terms)
 
     def describe(self) -> dict[str, list[Any]]:
         """``{"any_of": [[FIELD=value, ...], ...], "all_of": [FIELD=value, ...]}``: an entry
