@@ -30,6 +30,10 @@ STARTED = "Started disk-alarm.service - Disk failure alarm."
 # A system user's (www-data's) line with systemd's failure id: not the service manager's,
 # so the id is the logger's claim and the words decide.
 FORGED = "Failed to start backup.service - Nightly backup."
+# A crash as systemd-coredump reports it (always at crit), of an ordinary user's program: the
+# words score ~0.05; the id counts from the core dump service whatever the level.
+CORE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+CORE = "Process 4242 (meter-cli) of user 1000 dumped core."
 
 
 def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
@@ -46,8 +50,11 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
              "MESSAGE_ID": STARTED_ID, "SYSLOG_IDENTIFIER": "systemd"},
             {"MESSAGE": FORGED, "PRIORITY": "3", "_UID": "33", "_PID": "4242",
              "MESSAGE_ID": FAILED_ID, "SYSLOG_IDENTIFIER": "systemd"},
+            {"MESSAGE": CORE, "PRIORITY": "2", "_UID": "1000", "_PID": "4250",
+             "MESSAGE_ID": CORE_ID, "SYSLOG_IDENTIFIER": "systemd-coredump",
+             "_SYSTEMD_UNIT": "systemd-coredump@0-4250-0.service"},
         ])
-    with agent_over_journal(tmp_path, port, journal, DEV, extra, results=3) as (
+    with agent_over_journal(tmp_path, port, journal, DEV, extra, results=4) as (
             agent, sub, items):
         sub.wait_for(lambda ms: sum(m.topic == f"{ROOT}/alerts" for m in ms)
                      >= alerts_expected)
@@ -59,25 +66,27 @@ def run(tmp_path: Path, port: int, extra: str, alerts_expected: int
     return {i["text"]: i["anomaly"] for i in items}, alerts, asked["result"][0], weighed
 
 
-def test_the_catalog_sends_a_failed_unit_and_only_the_service_managers(
+def test_the_catalog_sends_a_failed_unit_and_a_crash_and_only_from_their_owners(
         tmp_path: Path, broker) -> None:
     model = LoadedModel.load(default_bundle_path())
-    probs, raw = model.classify([FAILED, STARTED, FORGED])
+    probs, raw = model.classify([FAILED, STARTED, FORGED, CORE])
     model.close()
+    assert raw[3] < 0.5, "a core dump's words alone now read as trouble"
     levelled = {t: a for t, a in zip((FAILED, FORGED), run_levels(raw), strict=True)}
     assert raw[0] > 0.5 and max(probs[0][1:]) < 0.8 and max(levelled.values()) < 0.95, \
         "the failed units' words and level no longer sit below the alert thresholds"
     assert raw[1] > 0.5, "the started unit's words alone no longer read as trouble"
 
-    seen, alerts, asked, weighed = run(tmp_path, broker.port, "", alerts_expected=1)
-    assert seen[FAILED] >= 0.97 - 1e-4
+    seen, alerts, asked, weighed = run(tmp_path, broker.port, "", alerts_expected=2)
+    assert seen[FAILED] >= 0.97 - 1e-4 and seen[CORE] >= 0.97 - 1e-4
     # The routine id and www-data's forged failure id change nothing: the words and the
     # level decide (err for the forgery: www-data is a system user).
     assert seen[STARTED] == pytest.approx(shifted_info(float(raw[1])), abs=2e-3)
     assert seen[FORGED] == pytest.approx(levelled[FORGED], abs=2e-3)
-    assert weighed == 1
-    assert [a["item"]["text"] for a in alerts] == [FAILED]
+    assert weighed == 2
+    assert [a["item"]["text"] for a in alerts] == [FAILED, CORE]
     assert "(journal catalog: A start job for a unit has failed)" in alerts[0]["reason"]
+    assert "(journal catalog: Process dumped core)" in alerts[1]["reason"]
     # A technician's classify with the id and level answers as the pipeline scored it.
     assert asked["anomaly"] == pytest.approx(seen[FAILED], abs=2e-4)
     assert asked["catalog"] == "A start job for a unit has failed: an alert"
@@ -88,6 +97,7 @@ def test_the_catalog_sends_a_failed_unit_and_only_the_service_managers(
                                        "\n[model.catalog_evidence]\nenabled = false\n",
                                        alerts_expected=0)
     assert weighed == 0 and seen[FAILED] == pytest.approx(levelled[FAILED], abs=2e-3)
+    assert seen[CORE] == pytest.approx(float(raw[3]), abs=2e-3)  # no level: a user's
     assert alerts == []
     assert "is off" in asked["catalog"]
 

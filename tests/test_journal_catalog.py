@@ -16,6 +16,7 @@ from agent.journal_catalog import (
     CatalogEvidenceConfig,
     apply_catalog,
     parse_message_id,
+    trusted_message_id,
     verdict_of,
 )
 from agent.level_evidence import SYSLOG_LEVELS
@@ -24,7 +25,8 @@ from nanomodel.realtext import load_journal
 
 FAILED = "be02cf6855d2428ba40df7e9d022f03d"    # A start job for a unit has failed
 STARTED = "39f53479d3a045ac8e11786248231fbf"   # ... has finished successfully: routine
-COREDUMP = "fc2e22bc6ee647b6b90729ab34a250b1"  # not PID 1's: left to the words
+COREDUMP = "fc2e22bc6ee647b6b90729ab34a250b1"  # systemd-coredump's, always at crit
+SPAWN_FAILED = "641257651c1b4ec9a8624d7a40a9e1e7"  # the forked child's: left to the words
 CATALOG_FILE = Path("/usr/lib/systemd/catalog/systemd.catalog")
 ERR, WARNING, NOTICE, INFO, DEBUG = 3, 4, 5, 6, 7
 
@@ -47,8 +49,30 @@ def test_a_failure_id_counts_at_notice_or_worse_and_nothing_else_counts() -> Non
     assert verdict_of(FAILED, None) is None      # no trusted level, no verdict
     assert verdict_of(None, ERR) is None
     # Routine ids never lower a line (a cap would hide "Reached target Emergency Mode.");
-    # ids other programs than PID 1 log are left to the words.
-    assert all(verdict_of(i, lv) is None for i in (STARTED, COREDUMP) for lv in range(8))
+    # a spawn failure's id is left to the words (nothing journald sets tells it apart).
+    assert all(verdict_of(i, lv) is None for i in (STARTED, SPAWN_FAILED) for lv in range(8))
+    # A core dump counts at any level: always logged at crit, and an ordinary user's crash
+    # reaches the pipeline without its level (agent.sources.journald).
+    assert all(verdict_of(COREDUMP, lv) is not None for lv in [*range(8), None])
+
+
+@pytest.mark.parametrize("uid,pid,unit,message_id,kept", [
+    ("0", "1", "init.scope", FAILED, True),
+    (0, 1, None, FAILED, True),
+    ("33", "812", "www.service", FAILED, False),              # any user may claim any id
+    ("0", "4242", "systemd-coredump@0-4242-0.service", FAILED, False),
+    ("1000", "4242", "systemd-coredump@0-4242-0.service", COREDUMP, True),
+    (b"0", b"4242", b"systemd-coredump@1-4242-0.service", COREDUMP, True),
+    ("0", "1", "init.scope", COREDUMP, False),               # not PID 1's id to give
+    ("0", "900", "pump.service", COREDUMP, False),
+    ("0", "900", "systemd-coredump.socket", COREDUMP, False),
+    ("0", "1", "init.scope", STARTED, True),                 # kept, and weighs nothing
+    ("0", "77", "x.service", STARTED, False),
+])
+def test_an_id_is_kept_only_from_the_program_that_owns_it(
+        uid: object, pid: object, unit: object, message_id: str, kept: bool) -> None:
+    assert (trusted_message_id(message_id, uid, pid, unit) == message_id) is kept
+    assert trusted_message_id(None, uid, pid, unit) is None
 
 
 def batch() -> tuple[np.ndarray, np.ndarray]:

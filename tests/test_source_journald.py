@@ -62,7 +62,7 @@ def test_unit_priority_and_identifier_matches(h: Harness) -> None:
 def test_matches_are_built_per_field() -> None:
     cfg = JournaldSourceConfig(kind="journald", units=["pump"], priority_max=1,
                                identifiers=["kernel"])
-    assert journal_matches(cfg).describe() == {
+    assert journal_matches(cfg, coredump_uid=None).describe() == {
         "any_of": [["_SYSTEMD_UNIT=pump.service"],
                    ["MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1", "_UID=0",
                     "COREDUMP_UNIT=pump.service"],
@@ -71,13 +71,20 @@ def test_matches_are_built_per_field() -> None:
         "all_of": ["PRIORITY=0", "PRIORITY=1", "SYSLOG_IDENTIFIER=kernel"]}
     assert journal_matches(JournaldSourceConfig(kind="journald")).describe() == {
         "any_of": [], "all_of": []}
+    assert journal_matches(cfg, coredump_uid=998).describe()["any_of"][1] == [
+        "MESSAGE_ID=fc2e22bc6ee647b6b90729ab34a250b1", "_UID=0", "_UID=998",
+        "COREDUMP_UNIT=pump.service"]
 
 
-def test_a_units_source_sees_what_the_service_manager_says_about_it(h: Harness) -> None:
+def test_a_units_source_sees_what_the_service_manager_says_about_it(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """As `journalctl -u`: the unit's own lines and PID 1's about it (`Failed to start X`,
     which carries `_SYSTEMD_UNIT=init.scope` and `UNIT=X`), its core dumps and root
     daemons' lines about it; not another process's claim that a line is about it, and the
-    priority filter still holds for all of them."""
+    priority filter still holds for all of them. A core dump also from the systemd-coredump
+    user (here uid 998): systemd-coredump becomes it before it logs the crash of a system
+    user's process, which journalctl's root-only match misses."""
+    monkeypatch.setattr("agent.sources.journald_config.coredump_user_uid", lambda: 998)
     h.writer.append([
         {"MESSAGE": "own line", "_SYSTEMD_UNIT": "pump.service", "PRIORITY": "3"},
         {"MESSAGE": "Failed to start pump.service - Pump.", "_SYSTEMD_UNIT": "init.scope",
@@ -87,18 +94,24 @@ def test_a_units_source_sees_what_the_service_manager_says_about_it(h: Harness) 
         {"MESSAGE": "Process 812 (pump) dumped core.", "_UID": "0", "PRIORITY": "2",
          "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1", "COREDUMP_UNIT": "pump.service",
          "_SYSTEMD_UNIT": "systemd-coredump@0-1-0.service"},
+        {"MESSAGE": "Process 813 (pump) of user 105 dumped core.", "_UID": "998",
+         "PRIORITY": "2", "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1",
+         "COREDUMP_UNIT": "pump.service", "_SYSTEMD_UNIT": "systemd-coredump@1-2-0.service"},
         {"MESSAGE": "a claim", "UNIT": "pump.service", "_PID": "4242", "_UID": "1000",
          "PRIORITY": "3"},
+        {"MESSAGE": "a core dump claim", "_UID": "1000", "PRIORITY": "2",
+         "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1", "COREDUMP_UNIT": "pump.service"},
         {"MESSAGE": "other unit", "_SYSTEMD_UNIT": "init.scope", "UNIT": "fan.service",
          "_PID": "1", "_UID": "0", "PRIORITY": "3"},
         {"MESSAGE": "object", "OBJECT_SYSTEMD_UNIT": "pump.service", "_UID": "0",
          "_SYSTEMD_UNIT": "systemd-logind.service", "PRIORITY": "4"},
     ])
     _, sink = h.start(units=["pump"], priority_max=4)
-    assert sink.wait_count(4) == ["own line", "Failed to start pump.service - Pump.",
-                                  "Process 812 (pump) dumped core.", "object"]
+    assert sink.wait_count(5) == ["own line", "Failed to start pump.service - Pump.",
+                                  "Process 812 (pump) dumped core.",
+                                  "Process 813 (pump) of user 105 dumped core.", "object"]
     time.sleep(5 * POLL)
-    assert len(sink.lines) == 4
+    assert len(sink.lines) == 5
 
 
 def test_appended_entries_are_picked_up(h: Harness) -> None:
@@ -286,12 +299,15 @@ def test_only_a_system_users_level_is_weighed(h: Harness) -> None:
     assert src.describe()["levels_not_weighed"] == 2
 
 
-def test_only_the_service_managers_catalog_id_travels_with_the_line(h: Harness) -> None:
+def test_only_the_owners_catalog_id_travels_with_the_line(h: Harness) -> None:
     """systemd's MESSAGE_ID goes with the line for agent.journal_catalog, as 32 lowercase
-    hex digits, when PID 1 as root logged it: any other process, a system user's (www-data)
-    too, may put any id in its entries (review, December 2026)."""
-    failed = "be02cf6855d2428ba40df7e9d022f03d"
+    hex digits, when the program that owns the id logged it (PID 1 as root; for a core
+    dump, systemd-coredump's service): any other process, a system user's (www-data) too,
+    may put any id in its entries (review, December 2026)."""
+    failed, core = "be02cf6855d2428ba40df7e9d022f03d", "fc2e22bc6ee647b6b90729ab34a250b1"
     pid1 = {"_UID": "0", "_PID": "1", "PRIORITY": "3"}
+    coredumpd = {"_UID": "1000", "_PID": "4242", "PRIORITY": "2",
+                 "_SYSTEMD_UNIT": "systemd-coredump@0-4242-0.service"}
     h.writer.append([
         {"MESSAGE": "Failed to start x.service.", "MESSAGE_ID": failed, **pid1},
         {"MESSAGE": "upper case", "MESSAGE_ID": failed.upper(), **pid1},
@@ -304,13 +320,26 @@ def test_only_the_service_managers_catalog_id_travels_with_the_line(h: Harness) 
          "MESSAGE_ID": failed},
         {"MESSAGE": "not an id", "MESSAGE_ID": "zz" * 16, **pid1},
         {"MESSAGE": "no id", **pid1},
+        # A core dump's id counts from systemd-coredump's service (the cgroup PID 1 put it
+        # in), whichever user it dropped to: an ordinary user's crash too.
+        {"MESSAGE": "Process 77 (pump) of user 1000 dumped core.", "MESSAGE_ID": core,
+         **coredumpd},
+        {"MESSAGE": "a core dump's id from elsewhere", "MESSAGE_ID": core, "_UID": "0",
+         "_PID": "900", "_SYSTEMD_UNIT": "pump.service", "PRIORITY": "2"},
+        {"MESSAGE": "pid 1's id from the core dump service", "MESSAGE_ID": failed,
+         **coredumpd},
+        {"MESSAGE": "the core dump's id from pid 1", "MESSAGE_ID": core, **pid1},
     ])
     _, sink = h.start()
-    sink.wait_count(8)
+    sink.wait_count(12)
     assert [(ln.text, ln.message_id) for ln in sink.lines] == [
         ("Failed to start x.service.", failed), ("upper case", failed), ("uuid form", failed),
         ("www-data", None), ("root, not pid 1", None), ("pid 1, not root", None),
-        ("not an id", None), ("no id", None)]
+        ("not an id", None), ("no id", None),
+        ("Process 77 (pump) of user 1000 dumped core.", core),
+        ("a core dump's id from elsewhere", None),
+        ("pid 1's id from the core dump service", None),
+        ("the core dump's id from pid 1", None)]
 
 
 def test_a_named_journals_fields_are_believed_only_when_told(h: Harness) -> None:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.journal_catalog import logged_by_service_manager, parse_message_id
+from agent.journal_catalog import parse_message_id, trusted_message_id
 from agent.level_evidence import parse_priority
 from agent.metrics import Counters
 from agent.sources import journal_boots as boots
@@ -322,14 +322,13 @@ class JournaldSource(Source):
         # passed on, or forged uids would split one alert into many (the repeat filter
         # groups per uid) and decide the "not a system user" note (review, December 2026).
         uid = uid_of(entry) if self.trust_fields else None
-        message_id = parse_message_id(entry.get("MESSAGE_ID"))
         if not (self.trust_fields and is_system_uid(uid)):
             if level is not None:
                 self.levels_not_weighed += 1
             level = None
-        if not (self.trust_fields
-                and logged_by_service_manager(entry.get("_UID"), entry.get("_PID"))):
-            message_id = None
+        message_id = trusted_message_id(
+            parse_message_id(entry.get("MESSAGE_ID")), entry.get("_UID"), entry.get("_PID"),
+            entry.get("_SYSTEMD_UNIT")) if self.trust_fields else None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
                          level=level, uid=uid, message_id=message_id):
             return  # stopped while the sink was full; the cursor stays at the last line

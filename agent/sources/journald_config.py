@@ -3,11 +3,14 @@ sd-journal matches it reads with."""
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.journal_catalog import COREDUMP_MESSAGE_ID
 
 
 class JournaldSourceConfig(BaseModel):
@@ -65,7 +68,12 @@ class JournaldSourceConfig(BaseModel):
         return self
 
 
-COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+def coredump_user_uid() -> int | None:
+    """The uid of the ``systemd-coredump`` user, None where there is none."""
+    try:
+        return pwd.getpwnam("systemd-coredump").pw_uid
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +106,24 @@ class JournalFilter:
         return {"any_of": [list(g) for g in self.groups], "all_of": list(self.terms)}
 
 
-def journal_matches(cfg: JournaldSourceConfig) -> JournalFilter:
+def journal_matches(cfg: JournaldSourceConfig,
+                    coredump_uid: int | Literal["look up"] | None = "look up") -> JournalFilter:
     """The matches for the config. A unit's entries are, as for ``journalctl -u``: its own
     (``_SYSTEMD_UNIT``), the service manager's about it (``UNIT`` from PID 1: `Failed to
-    start X`, the lines agent.journal_catalog reads), its core dumps (``COREDUMP_UNIT``
-    from root) and root daemons' about it (``OBJECT_SYSTEMD_UNIT``). Before, only the first:
-    a source for one service never saw that it failed (review, December 2026)."""
+    start X`, the lines agent.journal_catalog reads), its core dumps (``COREDUMP_UNIT``)
+    and root daemons' about it (``OBJECT_SYSTEMD_UNIT``). Before, only the first: a source
+    for one service never saw that it failed (review, December 2026). A core dump counts
+    from root, as for journalctl, or from the ``systemd-coredump`` user (``coredump_uid``,
+    looked up by default): systemd-coredump drops to that user before it logs the crash of
+    a system user's process, and journalctl's root-only match misses those."""
+    if coredump_uid == "look up":
+        coredump_uid = coredump_user_uid()
+    uids = ("_UID=0",) if coredump_uid in (None, 0) else ("_UID=0", f"_UID={coredump_uid}")
     groups: list[tuple[str, ...]] = []
     for u in cfg.units:
         unit = u if "." in u else u + ".service"
         groups += [(f"_SYSTEMD_UNIT={unit}",),
-                   (f"MESSAGE_ID={COREDUMP_MESSAGE_ID}", "_UID=0", f"COREDUMP_UNIT={unit}"),
+                   (f"MESSAGE_ID={COREDUMP_MESSAGE_ID}", *uids, f"COREDUMP_UNIT={unit}"),
                    ("_PID=1", f"UNIT={unit}"),
                    ("_UID=0", f"OBJECT_SYSTEMD_UNIT={unit}")]
     terms: list[str] = []

@@ -43,7 +43,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from agent.journal_catalog import logged_by_service_manager, parse_message_id
+from agent.journal_catalog import parse_message_id, trusted_message_id
 from agent.level_evidence import SYSLOG_LEVELS
 from nanomodel.harvest.capture_io import (
     DATA,
@@ -91,10 +91,11 @@ def journal_rows(records: list[dict[str, object]]) -> list[dict[str, str]]:
         if labeller.seen_too_often(f"{ident}: {msg}"):
             continue
         row = labeller.row(source, msg, _SYNTAX_AT.sub("", msg, count=1), msg, level, how)
-        message_id = parse_message_id(rec.get("MESSAGE_ID"))
-        # As the agent keeps it: the service manager's own entries only.
-        if message_id is not None and logged_by_service_manager(rec.get("_UID"),
-                                                                rec.get("_PID")):
+        # As the agent keeps it: an id of the program that owns it only.
+        message_id = trusted_message_id(parse_message_id(rec.get("MESSAGE_ID")),
+                                        rec.get("_UID"), rec.get("_PID"),
+                                        rec.get("_SYSTEMD_UNIT"))
+        if message_id is not None:
             row["message_id"] = message_id
         rows.append(row)
     return rows
