@@ -10,12 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from agent.sources.journal_boots import CursorPlace, boots_after, boots_in_order, parse_cursor
+from agent.sources.journal_boots import (
+    CursorPlace,
+    boots_after,
+    boots_in_order,
+    parse_cursor,
+    same_entry,
+)
 from agent.sources.journald import JournaldSource
 from tests.support.journal import JournalWriter
 from tests.support.journal_harness import POLL, Harness, running_harness
 
-BOOT = {**{k: k * 32 for k in "abcdef"}, "t": "7" * 32}  # t: this boot
+BOOT = {**{k: k * 32 for k in "abcdef"}, "g": "6" * 32, "t": "7" * 32}  # t: this boot
 
 
 @pytest.fixture
@@ -257,19 +263,25 @@ def _at(boot: str, sequence: str, number: int, realtime_us: int) -> CursorPlace:
 
 def test_boots_are_ordered_by_sequence_before_time() -> None:
     cursor = _at("a", "1", 10, 500)
-    heads = [_at("a", "1", 1, 400),
-             _at("d", "1", 5, 300),     # the cursor's sequence, before it: not read
+    heads = [_at("a", "1", 3, 400),
+             _at("g", "1", 2, 300),     # the cursor boot's sequence, before it: not read
+             _at("d", "1", 5, 300),     # after the cursor boot's head, before the cursor's
+                                        # number: the cursor's tail was lost, D came later
              _at("b", "1", 11, 100),    # the cursor's sequence after it (clock behind)
              _at("c", "2", 1, 50),      # this boot's sequence, started after: read
              _at("t", "2", 7, 60),
              _at("e", "3", 1, 600),     # a third sequence: by the clock, later
              _at("f", "4", 1, 450)]     # a third sequence: by the clock, earlier
-    assert boots_after(cursor, heads, BOOT["t"]) == [BOOT[k] for k in "bec"]
+    assert boots_after(cursor, heads, BOOT["t"]) == [BOOT[k] for k in "dbec"]
     # This boot continuing the cursor's sequence: nothing of another sequence in between.
-    same = [*heads[:3], _at("t", "1", 20, 90), _at("e", "3", 1, 600)]
-    assert boots_after(cursor, same, BOOT["t"]) == [BOOT["b"]]
+    same = [*heads[:4], _at("t", "1", 20, 90), _at("e", "3", 1, 600)]
+    assert boots_after(cursor, same, BOOT["t"]) == [BOOT[k] for k in "db"]
+    # The cursor in a sequence of its own (a user journal's, /run's before the flush):
+    # placed by its boot's head, not its s= (which made every system boot "later").
+    in_user = CursorPlace(BOOT["a"], "9" * 32, 4, 500)
+    assert boots_after(in_user, same, BOOT["t"]) == [BOOT[k] for k in "db"]
     # A read of everything: sequences by their first entry's time, this boot's last.
-    assert boots_in_order(heads, BOOT["t"]) == [BOOT[k] for k in "adbfec"]
+    assert boots_in_order(heads, BOOT["t"]) == [BOOT[k] for k in "gadbfec"]
 
 
 def test_cursor_places_are_parsed_strictly() -> None:
@@ -296,3 +308,112 @@ def test_a_journal_without_this_boot_is_read_in_sd_journals_order(
     other.messages(["host 2"])
     assert sink.wait_count(1) == ["host 2"]
     assert src.current_boot is None
+
+
+def test_a_cursor_in_a_user_journal_does_not_read_earlier_boots_again(
+        h: Harness, tmp_path: Path) -> None:
+    """A user's journal (user-1000.journal) is a sequence of its own beside the system one.
+    With the cursor's own sequence as the yardstick, every system boot counted as later:
+    boot Z read again at every reboot, and any user can keep the cursor there (`logger -t`)
+    (third review). The cursor's boot is placed by its head, in the system sequence."""
+    var = tmp_path / "var"
+    var.mkdir()
+    system, user = var / "system.journal", var / "user-1000.journal"
+    for boot, at in (("f", 1_700_000_100_000_000), ("a", 1_700_000_200_000_000)):
+        JournalWriter(system, start_us=at, boot_id=BOOT[boot]).messages([f"{boot} kernel"])
+        JournalWriter(user, start_us=at + 1_000_000, boot_id=BOOT[boot]).messages(
+            [f"{boot} app 1", f"{boot} app 2"], SYSLOG_IDENTIFIER="app")
+    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"], identifiers=["app"])
+    sink.wait_count(4)
+    src.stop()
+    cursor = sink.lines[2].checkpoint  # "a app 1", in the user journal's sequence
+    JournalWriter(system, start_us=1_700_000_300_000_000, boot_id=BOOT["t"]).messages(
+        ["t kernel"])
+    JournalWriter(user, start_us=1_700_000_301_000_000, boot_id=BOOT["t"]).messages(
+        ["t app 1"], SYSLOG_IDENTIFIER="app")
+    _, sink2 = h.start(cursor, files=[], directory=var, current_boot=BOOT["t"],
+                       identifiers=["app"])
+    assert sink2.wait_count(2) == ["a app 2", "t app 1"]
+    time.sleep(5 * POLL)
+    assert len(sink2.lines) == 2
+
+
+def test_a_power_cut_that_lost_the_read_tail_does_not_hide_the_next_boot(
+        h: Harness, tmp_path: Path) -> None:
+    """journald 252 goes on with the dirty file's sequence from the number on disk: the
+    lines the agent read from the page cache before the cut are lost, and the next boot's
+    numbers are below the cursor's. Compared with the cursor's number, that whole boot (the
+    one that explains the trouble) was taken for an earlier one (third review)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    journal = var / "system.journal"
+    a = JournalWriter(journal, start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
+    a.messages(["a 1"])
+    on_disk = journal.read_bytes()  # what reached the disk before the cut
+    a.messages(["a 2", "a 3"])
+    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
+    sink.wait_count(3)
+    src.stop()
+    journal.write_bytes(on_disk)  # the cut: "a 2", "a 3" never landed
+    JournalWriter(journal, start_us=1_700_000_600_000_000, boot_id=BOOT["b"]).messages(
+        ["b crash 1", "b crash 2"])  # numbers 2, 3: below the cursor's 3
+    JournalWriter(journal, start_us=1_700_000_700_000_000, boot_id=BOOT["t"]).messages(
+        ["t 1"])
+    assert boots_cursor_number(sink.last_checkpoint()) == 3
+    _, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
+                       current_boot=BOOT["t"])
+    assert sink2.wait_count(3) == ["b crash 1", "b crash 2", "t 1"]
+
+
+def boots_cursor_number(cursor: str) -> int:
+    place = parse_cursor(cursor)
+    assert place is not None
+    return place.number
+
+
+def test_an_entry_copied_by_the_flush_is_not_read_twice(h: Harness, tmp_path: Path) -> None:
+    """The /run -> /var flush copies entries into the persistent journal's sequence. A
+    cursor read from /run names the copy by boot, times and hash, not by sequence:
+    sd-journal's test_cursor called the copy another entry and it was read again (review)."""
+    run, var = tmp_path / "run", tmp_path / "var"
+    run.mkdir()
+    var.mkdir()
+    JournalWriter(run / "system.journal", boot_id=BOOT["t"]).messages(["t early"])
+    src, sink = h.start(files=[], directory=run, current_boot=BOOT["t"])
+    sink.wait_count(1)
+    src.stop()
+    copy = JournalWriter(var / "system.journal", boot_id=BOOT["t"])  # the same stamps
+    copy.messages(["t early", "t late"])
+    (run / "system.journal").unlink()
+    cursor = sink.last_checkpoint()
+    assert parse_cursor(cursor) is not None
+    _, sink2 = h.start(cursor, files=[], directory=var, current_boot=BOOT["t"])
+    assert sink2.wait_count(1) == ["t late"]
+    time.sleep(5 * POLL)
+    assert len(sink2.lines) == 1
+    assert same_entry(cursor, cursor.replace("s=", "s=0")) and not same_entry(
+        cursor, cursor.replace(";x=", ";x=0"))
+
+
+def test_boots_not_all_found_fall_back_to_sd_journals_order(
+        h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-systemd's query_unique ends silently at a damaged file, hiding the boots of
+    the files after it (third review). When the boots found miss the cursor's or this one,
+    the placement is sd-journal's (counted, said once), and the next one tries again."""
+    var = tmp_path / "var"
+    var.mkdir()
+    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
+    a.messages(["a 1"])
+    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
+    sink.wait_count(1)
+    src.stop()
+    a.messages(["a 2"])
+    JournalWriter(var / "t.journal", start_us=1_700_000_600_000_000,
+                  boot_id=BOOT["t"]).messages(["t 1"])
+    monkeypatch.setattr(JournaldSource, "_boot_heads", lambda self, reader: [])
+    errors = h.counters.get("source_errors")
+    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
+                          current_boot=BOOT["t"])
+    assert sink2.wait_count(2) == ["a 2", "t 1"]  # the clocks are right: nothing lost
+    assert h.counters.get("source_errors") == errors + 1 and src2.current_boot is None
+    assert src2.kernel_boot == BOOT["t"]  # decided again at the next placement

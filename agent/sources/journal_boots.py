@@ -3,23 +3,28 @@ entry and the saved cursor (the journald source's I/O shell gathers them).
 
 Why not sd-journal's own order: it merges entries of two journal files by their
 *sequence* (the ``s=`` and ``i=`` of a cursor) when the files share one, by the boot's
-monotonic clock within one boot, and otherwise by wall-clock time. journald starts a new
-sequence after an unclean shutdown (it sets the dirty file aside and opens a fresh one),
-and a device without a real-time clock boots with its clock behind the last entries it
-wrote. sd-journal then puts the new boot's first lines *before* a cursor saved in the
-last boot, and a resume from that cursor skipped them: the lines of the boot that
-followed a power cut (review, December 2026).
+monotonic clock within one boot, and otherwise by wall-clock time. Both go wrong across a
+power cut. journald 252 goes on with the dirty file's sequence from the number its tail
+has *on disk*: the last seconds the agent read from the page cache are lost, and the next
+boot's numbers start below the cursor's, so sd-journal put that boot's first lines before
+the cursor and a resume skipped them. Where a new sequence starts (no usable earlier file),
+an RTC-less device's clock behind the cursor's did the same by time (reviews, December
+2026: the second probed a real journald 252).
 
-What is certain, and used first: a sequence never resumes once a newer one has started
-(journald's new files take the previous file's sequence as their template; a fresh one
-only starts when there is no usable previous file). So, with the cursor in sequence S:
+So boots are placed by their *first entries*, never by the cursor's own number: a boot's
+entries are one run of numbers in its sequence, and boots do not interleave, so two boots'
+heads order them even when the tail of one was lost. The cursor says only which boot it is
+in (its ``s=`` may be a user journal's or the pre-flush ``/run`` journal's: sequences of
+their own beside the system one). With the cursor's boot X whose head is in sequence S:
 
-- a boot of S is after the cursor if its first entry's number is higher;
-- if this boot is of S too, S ran from the cursor to now: no boot of another sequence is
-  in between;
-- a boot of this boot's sequence (when it is not S) came after S ended: after;
-- only a boot of a third sequence has nothing but its wall clock to place it (after if
-  its first entry is stamped later than the cursor): the one guess left, documented.
+- a boot of S is after X if its head's number is higher;
+- if this boot's head is in S too, S ran from X to now: no boot of another sequence is in
+  between (a sequence does not resume once a newer one started: journald's new files take
+  the previous file's sequence as their template);
+- a boot whose head is in this boot's sequence (when that is not S) came after S ended;
+- only a boot of a third sequence has nothing but its wall clock to place it (after if its
+  head is stamped later than the cursor): the one guess left, wrong either way when clocks
+  are (documented).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["BootHead", "CursorPlace", "boots_after", "boots_in_order", "cursor_boot",
-           "parse_cursor", "sequence_of"]
+           "parse_cursor", "same_entry", "sequence_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +73,32 @@ def cursor_boot(cursor: str) -> str | None:
     return boot if _is_id(boot) else None
 
 
+def same_entry(cursor: str, other: str) -> bool:
+    """Whether two cursors name one entry: its boot, monotonic and wall-clock times and
+    content hash (``b m t x``) all equal. Not the sequence: the /run -> /var flush copies
+    an entry into another sequence, and sd-journal's ``test_cursor`` (which compares the
+    sequence first) called the copy another entry, so it was read twice (review)."""
+    def key(c: str) -> tuple[str | None, ...]:
+        fields = dict(part.split("=", 1) for part in c.split(";") if "=" in part)
+        return tuple(fields.get(k) for k in "bmtx")
+
+    mine = key(cursor)
+    return None not in mine and mine == key(other)
+
+
 def _is_id(value: str) -> bool:
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def boots_after(cursor: CursorPlace, heads: Iterable[BootHead], this_boot: str) -> list[str]:
-    """The boots other than the cursor's and this one that came after the cursor, in the
-    order to read them (this boot, read last, is not in the list)."""
+    """The boots other than the cursor's and this one that came after the cursor's boot, in
+    the order to read them (this boot, read last, is not in the list). The cursor's boot is
+    placed by its head (``heads``), its own time kept for the third-sequence guess."""
     heads = list(heads)
     this_sequence = sequence_of(heads, this_boot)
+    start = next((h for h in heads if h.boot == cursor.boot), None)
+    if start is not None:
+        cursor = CursorPlace(cursor.boot, start.sequence, start.number, cursor.realtime_us)
     later: list[BootHead] = []
     for head in heads:
         if head.boot in (cursor.boot, this_boot):

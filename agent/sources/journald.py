@@ -52,9 +52,12 @@ class JournaldSource(Source):
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
         self._said_untrusted = False
+        self._said: set[str] = set()  # warnings given once
         # This boot (the kernel's id) on the system journal, read boot by boot; None for
-        # named journals, which sd-journal orders alone.
-        self.current_boot = kernel_boot_id() if system else None
+        # named journals, which sd-journal orders alone. current_boot is decided at each
+        # placement: None while the journal shows nothing of this boot.
+        self.kernel_boot = kernel_boot_id() if system else None
+        self.current_boot = self.kernel_boot
         # Boots still to read, in order, once the one being read ends; the last is this
         # boot, whose match then stays for the run.
         self._boots_next: list[str] = []
@@ -171,12 +174,12 @@ class JournaldSource(Source):
 
     def _position(self, reader: Any) -> None:
         self._boots_next = []
-        if not self._boot_held(reader, self.current_boot):
+        self.current_boot = self.kernel_boot
+        if not self._boot_held(reader, self.kernel_boot):
             # Not this kernel's journal (a container reading its host's, whose boot id
-            # nspawn hides): kept to this boot it would read nothing. sd-journal's order.
-            log.warning("journal source %s: the journal holds nothing of this boot (%s): "
-                        "reading it in sd-journal's order", self.name, self.current_boot)
-            self.current_boot = None
+            # nspawn hides), or its files are not readable now: kept to this boot the
+            # source would read nothing. sd-journal's order, until the next placement.
+            self._boot_order_off(f"the journal shows nothing of this boot ({self.kernel_boot})")
         if self.cursor is not None:
             try:
                 if not self._boot_held(reader, boots.cursor_boot(self.cursor)):
@@ -219,28 +222,55 @@ class JournaldSource(Source):
         place = boots.parse_cursor(cursor)
         if self.current_boot is not None and place is not None:
             if place.boot != self.current_boot:
-                later = boots.boots_after(place, self._boot_heads(reader), self.current_boot)
-                self._boots_next = [*later, self.current_boot]
-            self._read_boot(reader, place.boot)
+                heads = self._boot_heads(reader)
+                if self._heads_complete(heads, place.boot, self.current_boot):
+                    later = boots.boots_after(place, heads, self.current_boot)
+                    self._boots_next = [*later, self.current_boot]
+            if self.current_boot is not None:
+                self._read_boot(reader, place.boot)
         reader.seek_cursor(cursor)
         # seek_cursor lands on the cursor's entry if it still exists (skip it: it was
         # read), else on the next one: seek again, so that the next step reads it (a step
         # back missed it when no earlier entry matched, e.g. the boot's first: review).
-        if next_entry(reader) and not reader.test_cursor(cursor):
+        # The cursor's entry is told by its boot, times and hash, not its sequence: the
+        # /run -> /var flush copies it into another (sd-journal's test_cursor: read twice).
+        entry = next_entry(reader)
+        if entry is not None and not boots.same_entry(cursor, entry["__CURSOR"]):
             reader.seek_cursor(cursor)
 
     def _read_all(self, reader: Any) -> None:
         """From the journal's head; on the system journal boot by boot, this boot last,
         so that the cursor ends in this boot (sd-journal's time order could leave it in
         an earlier boot, and a restart would then read this one again)."""
-        if self.current_boot is None:
+        heads = self._boot_heads(reader) if self.current_boot is not None else []
+        if self.current_boot is None or not self._heads_complete(heads, self.current_boot):
             self._read_boot(reader, None)
         else:
-            heads = self._boot_heads(reader)
             first, *self._boots_next = [*boots.boots_in_order(heads, self.current_boot),
                                         self.current_boot]
             self._read_boot(reader, first)
         reader.seek_head()
+
+    def _heads_complete(self, heads: list[boots.BootHead], *wanted: str) -> bool:
+        """Whether the boots found include ``wanted`` (both held: checked before). If not,
+        the enumeration stopped early (python-systemd's query_unique ends silently at a
+        damaged file, hiding the boots of the files after it: review), so the boot order
+        is not to be trusted: sd-journal's, for this placement."""
+        found = {h.boot for h in heads}
+        if all(b in found for b in wanted):
+            return True
+        self.counters.inc("source_errors")
+        self._boot_order_off("the boots found miss the cursor's or this one (a damaged "
+                             "journal file?)")
+        return False
+
+    def _boot_order_off(self, why: str) -> None:
+        """Read this placement in sd-journal's order, and say so (once per reason)."""
+        self.current_boot = None
+        if why not in self._said:
+            self._said.add(why)
+            log.warning("journal source %s: %s: reading in sd-journal's order (a reboot's "
+                        "first lines may be skipped)", self.name, why)
 
     def _read_boot(self, reader: Any, boot: str | None) -> None:
         """The source's matches, and only ``boot``'s entries (None: any boot's)."""

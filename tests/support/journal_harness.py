@@ -30,7 +30,7 @@ class Harness:
         sink = ListSink()
         src = JournaldSource("journald", config, sink, self.counters, max_line_bytes)
         if current_boot is not None:  # the kernel's boot id, as on the system journal
-            src.current_boot = current_boot
+            src.kernel_boot = src.current_boot = current_boot
         src.start(checkpoint)
         self.sources.append(src)
         return src, sink
