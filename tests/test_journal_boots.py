@@ -29,6 +29,19 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     yield from running_harness(tmp_path)
 
 
+def boot_a_read(h: Harness, tmp_path: Path) -> tuple[Path, JournalWriter, str]:
+    """A journal directory with boot A's ``a 1``, read by a source that then stopped:
+    (the directory, A's writer, the source's saved cursor)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
+    a.messages(["a 1"])
+    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
+    sink.wait_count(1)
+    src.stop()
+    return var, a, sink.last_checkpoint()
+
+
 def test_after_an_unclean_shutdown_this_boot_is_read_whatever_the_clock(
         h: Harness, tmp_path: Path) -> None:
     """After an unclean shutdown journald starts a file with a new sequence; sd-journal
@@ -206,13 +219,7 @@ def test_an_io_error_while_placing_keeps_the_cursor(
     """A passing OSError while the source places itself (EIO on a worn SD card, EMFILE)
     is retried from the same cursor. It used to count as "cursor not usable": the source
     started at the end and every line since the cursor was lost (second review)."""
-    var = tmp_path / "var"
-    var.mkdir()
-    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
-    a.messages(["a 1"])
-    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
-    sink.wait_count(1)
-    src.stop()
+    var, a, checkpoint = boot_a_read(h, tmp_path)
     a.messages(["a 2 (while stopped)"])
     JournalWriter(var / "t.journal", start_us=1_700_000_000_000_000,
                   boot_id=BOOT["t"]).messages(["t 1"])
@@ -225,7 +232,7 @@ def test_an_io_error_while_placing_keeps_the_cursor(
         return real(self, reader)
 
     monkeypatch.setattr(JournaldSource, "_boot_heads", flaky)
-    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
+    src2, sink2 = h.start(checkpoint, files=[], directory=var,
                           current_boot=BOOT["t"], start_at="end")
     assert sink2.wait_count(2) == ["a 2 (while stopped)", "t 1"]
     assert "Input/output error" in (src2.last_error or "")
@@ -238,19 +245,13 @@ def test_a_crashed_boot_of_this_boots_sequence_is_read_whatever_its_clock(
     crashes before the agent saved anything in it; C reboots cleanly and goes on with B's
     sequence. A restart in C reads the rest of A, all of B (the lines that explain the
     crash), then C. The time guess took B for older than A: skipped (second review)."""
-    var = tmp_path / "var"
-    var.mkdir()
-    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
-    a.messages(["a 1"])
-    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
-    sink.wait_count(1)
-    src.stop()
+    var, a, checkpoint = boot_a_read(h, tmp_path)
     a.messages(["a 2"])
     JournalWriter(var / "s2.journal", start_us=1_700_000_000_000_000,
                   boot_id=BOOT["b"]).messages(["b 1", "b 2"])
     JournalWriter(var / "s2.journal", start_us=1_700_000_010_000_000,
                   boot_id=BOOT["t"]).messages(["t 1"])
-    _, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
+    _, sink2 = h.start(checkpoint, files=[], directory=var,
                        current_boot=BOOT["t"])
     assert sink2.wait_count(4) == ["a 2", "b 1", "b 2", "t 1"]
     time.sleep(5 * POLL)
@@ -400,19 +401,13 @@ def test_boots_not_all_found_fall_back_to_sd_journals_order(
     """python-systemd's query_unique ends silently at a damaged file, hiding the boots of
     the files after it (third review). When the boots found miss the cursor's or this one,
     the placement is sd-journal's (counted, said once), and the next one tries again."""
-    var = tmp_path / "var"
-    var.mkdir()
-    a = JournalWriter(var / "a.journal", start_us=1_700_000_500_000_000, boot_id=BOOT["a"])
-    a.messages(["a 1"])
-    src, sink = h.start(files=[], directory=var, current_boot=BOOT["a"])
-    sink.wait_count(1)
-    src.stop()
+    var, a, checkpoint = boot_a_read(h, tmp_path)
     a.messages(["a 2"])
     JournalWriter(var / "t.journal", start_us=1_700_000_600_000_000,
                   boot_id=BOOT["t"]).messages(["t 1"])
     monkeypatch.setattr(JournaldSource, "_boot_heads", lambda self, reader: [])
     errors = h.counters.get("source_errors")
-    src2, sink2 = h.start(sink.last_checkpoint(), files=[], directory=var,
+    src2, sink2 = h.start(checkpoint, files=[], directory=var,
                           current_boot=BOOT["t"])
     assert sink2.wait_count(2) == ["a 2", "t 1"]  # the clocks are right: nothing lost
     assert h.counters.get("source_errors") == errors + 1 and src2.current_boot is None
