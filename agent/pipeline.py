@@ -16,8 +16,9 @@ import numpy as np
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.explain import explain_live
-from agent.journal_catalog import CatalogEntry, apply_catalog, verdict_of
-from agent.level_evidence import SYSLOG_LEVELS, apply_levels
+from agent.journal_catalog import CatalogEntry, verdict_of
+from agent.journal_evidence import weigh_journal_evidence
+from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
@@ -173,11 +174,9 @@ class Pipeline:
         manifest = model.manifest
         probs, anomaly, failed = self._classify(model, lines)
         if not failed:
-            probs, anomaly = self.weigh_levels(manifest, probs, anomaly,
-                                               [line.level for line in lines], count=True)
-            probs, anomaly = self.weigh_catalog(manifest, probs, anomaly,
-                                                [line.message_id for line in lines],
-                                                [line.level for line in lines], count=True)
+            probs, anomaly = self.weigh_journal(manifest, probs, anomaly,
+                                                [line.level for line in lines],
+                                                [line.message_id for line in lines], count=True)
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -242,44 +241,26 @@ class Pipeline:
         finally:
             self.holding = None
 
-    def weigh_levels(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
-                     levels: list[int | None],
-                     count: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """The scores with each line's level weighed in as configured (agent.level_evidence;
-        unchanged when it is off or no line has a level). The classify query uses it too,
-        so a technician's answer is the pipeline's; ``count``: the lines are the device's
-        (``lines_level_weighed``), not a query's."""
-        weighed = sum(lv is not None for lv in levels)
-        if not (self.level_evidence.enabled and weighed):
-            return probs, anomaly
-        if count:
-            self.counters.inc("lines_level_weighed", weighed)
-        return apply_levels(probs, anomaly, levels, self.level_evidence.offsets,
-                            manifest.labels.index(manifest.normal_label))
-
-    def catalog_verdicts(self, message_ids: list[str | None],
-                         levels: list[int | None]) -> list[CatalogEntry | None]:
-        """Each line's journal catalog verdict (agent.journal_catalog); all None when it
-        is off."""
-        if not self.catalog_evidence.enabled:
-            return [None] * len(levels)
-        return [verdict_of(m, lv) for m, lv in zip(message_ids, levels, strict=True)]
-
-    def weigh_catalog(self, manifest: BundleManifest, probs: np.ndarray,
-                      anomaly: np.ndarray, message_ids: list[str | None],
-                      levels: list[int | None],
+    def weigh_journal(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
+                      levels: list[int | None], message_ids: list[str | None],
                       count: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """The scores with each line's journal catalog verdict weighed in, after its level
-        (unchanged when it is off or no line has a verdict). The classify query uses it
-        too; ``count``: the lines are the device's (``lines_catalog_weighed``)."""
-        verdicts = self.catalog_verdicts(message_ids, levels)
-        weighed = sum(v is not None for v in verdicts)
-        if not weighed:
-            return probs, anomaly
-        if count:
-            self.counters.inc("lines_catalog_weighed", weighed)
-        return apply_catalog(probs, anomaly, verdicts, self.catalog_evidence,
-                             manifest.labels.index(manifest.normal_label))
+        """The scores with each line's level and catalog id weighed in as configured
+        (agent.journal_evidence). The classify query uses it too, so a technician's answer
+        is the pipeline's; ``count``: the lines are the device's (``lines_level_weighed``,
+        ``lines_catalog_weighed``), not a query's."""
+        weighed = weigh_journal_evidence(probs, anomaly, levels, message_ids,
+                                         self.level_evidence, self.catalog_evidence,
+                                         manifest.labels.index(manifest.normal_label))
+        if count and weighed.levels_weighed:
+            self.counters.inc("lines_level_weighed", weighed.levels_weighed)
+        if count and weighed.catalog_weighed:
+            self.counters.inc("lines_catalog_weighed", weighed.catalog_weighed)
+        return weighed.probs, weighed.anomaly
+
+    def catalog_verdict(self, message_id: str | None,
+                        level: int | None) -> CatalogEntry | None:
+        """A line's journal catalog verdict (agent.journal_catalog); None when it is off."""
+        return verdict_of(message_id, level) if self.catalog_evidence.enabled else None
 
     def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:
         """(probabilities, anomaly, failed). A failed inference yields zeros: the lines
@@ -356,7 +337,7 @@ class Pipeline:
                 reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
-            verdict = self.catalog_verdicts([line.message_id], [line.level])[0]
+            verdict = self.catalog_verdict(line.message_id, line.level)
             if verdict is not None:
                 reason += f" (journal catalog: {verdict.subject})"
             if self.cfg.alerts.explain:

@@ -216,14 +216,12 @@ class QueryService:
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)
         words_anomaly = anomaly
         pipeline = self.agent.pipeline
-        if level is not None:  # as the pipeline would score it
-            probs, anomaly = pipeline.weigh_levels(model.manifest, probs, anomaly,
-                                                   [level] * len(texts))
-        verdict = pipeline.catalog_verdicts([message_id], [level])[0] if message_id else None
-        if verdict is not None:
-            probs, anomaly = pipeline.weigh_catalog(model.manifest, probs, anomaly,
-                                                    [message_id] * len(texts),
-                                                    [level] * len(texts))
+        verdict = None
+        if level is not None or message_id is not None:  # as the pipeline would score it
+            probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
+                                                    [level] * len(texts),
+                                                    [message_id] * len(texts))
+            verdict = pipeline.catalog_verdict(message_id, level) if message_id else None
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []

@@ -54,8 +54,9 @@ from typing import cast
 
 import numpy as np
 
-from agent.journal_catalog import CatalogEvidenceConfig, apply_catalog, verdict_of
-from agent.level_evidence import SYSLOG_LEVELS, LevelOffsets, apply_levels
+from agent.journal_catalog import CatalogEvidenceConfig
+from agent.journal_evidence import weigh_journal_evidence
+from agent.level_evidence import SYSLOG_LEVELS, LevelEvidenceConfig
 from nanomodel import default_bundle_path
 from nanomodel.blas_pin import reexec_pinned
 from nanomodel.build_default import (
@@ -167,7 +168,10 @@ def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int],
     (agent.journal_catalog), as the agent weighs them by default."""
     anomaly = _anomaly(probs)
     normal = LABELS.index("normal")
-    p2, a2 = apply_levels(probs, anomaly, levels, LevelOffsets(), normal)
+    ids = message_ids if message_ids is not None else [None] * len(lines)
+    level_only = weigh_journal_evidence(probs, anomaly, levels, ids, LevelEvidenceConfig(),
+                                        CatalogEvidenceConfig(enabled=False), normal)
+    p2, a2 = level_only.probs, level_only.anomaly
     rep = report(lines, a2)
     wins = _wins(rep)
     print(f"\nwith the program's level (journald PRIORITY, the agent's default offsets): "
@@ -175,10 +179,11 @@ def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int],
           "sources")
     scored = [("words alone", (probs, anomaly)), ("with the level", (p2, a2))]
     if message_ids is not None:
-        verdicts = [verdict_of(m, lv) for m, lv in zip(message_ids, levels, strict=True)]
-        p3, a3 = apply_catalog(p2, a2, verdicts, CatalogEvidenceConfig(), normal)
+        both = weigh_journal_evidence(probs, anomaly, levels, ids, LevelEvidenceConfig(),
+                                      CatalogEvidenceConfig(), normal)
+        p3, a3 = both.probs, both.anomaly
         rep = report(lines, a3)
-        with_verdict = sum(v is not None for v in verdicts)
+        with_verdict = both.catalog_weighed
         print(f"with the level and the journal catalog (MESSAGE_ID, {with_verdict} "
               f"of {len(lines)} lines with a verdict): {_figures(lines, a3)}, beats the "
               f"keyword rule on {_wins(rep)} of {len(rep) - 1} sources")

@@ -35,12 +35,8 @@ from typing import Any
 import numpy as np
 
 from agent.config import AlertConfig
-from agent.journal_catalog import (
-    CatalogEvidenceConfig,
-    apply_catalog,
-    parse_message_id,
-    verdict_of,
-)
+from agent.journal_catalog import CatalogEvidenceConfig, parse_message_id
+from agent.journal_evidence import weigh_journal_evidence
 from agent.level_evidence import (
     SYSLOG_LEVELS,
     LevelEvidenceConfig,
@@ -166,15 +162,13 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             fit = {"fitted_level_offsets": offsets.model_dump(),
                    "with_fitted_levels": _figures(seen),
                    "with_fitted_levels_unseen_half": _figures(crossed)}
-        if weighed and levels.enabled:
-            probs, anomaly = apply_levels(probs, anomaly, line_levels, levels.offsets,
-                                          normal_index)
-        # After the level, as the agent does; the verdict needs the line's level either way.
-        catalog = catalog if catalog is not None else CatalogEvidenceConfig()
-        verdicts = [verdict_of(parse_message_id(m), lv) if catalog.enabled else None
-                    for m, lv in zip(data.extras.get("message_id", [""] * len(data.texts)),
-                                     line_levels or [None] * len(data.texts), strict=True)]
-        probs, anomaly = apply_catalog(probs, anomaly, verdicts, catalog, normal_index)
+        # The level, then the catalog id, as the agent weighs them (agent.journal_evidence).
+        evidence = weigh_journal_evidence(
+            probs, anomaly, line_levels or [None] * len(data.texts),
+            [parse_message_id(m) for m in data.extras.get("message_id",
+                                                          [""] * len(data.texts))],
+            levels, catalog if catalog is not None else CatalogEvidenceConfig(), normal_index)
+        probs, anomaly, verdicts = evidence.probs, evidence.anomaly, evidence.verdicts
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
