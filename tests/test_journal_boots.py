@@ -281,6 +281,12 @@ def test_boots_are_ordered_by_sequence_before_time() -> None:
     # placed by its boot's head, not its s= (which made every system boot "later").
     in_user = CursorPlace(BOOT["a"], "9" * 32, 4, 500)
     assert boots_after(in_user, same, BOOT["t"]) == [BOOT[k] for k in "db"]
+    # The cursor in a sequence started within its boot (a damaged file set aside), which a
+    # later boot goes on with, its clock behind: later by the cursor's own number, whatever
+    # the heads and clocks say (fourth review).
+    mid_boot = CursorPlace(BOOT["a"], "5" * 32, 7, 500)
+    heads_mid = [_at("a", "1", 3, 400), _at("b", "5", 8, 100), _at("t", "6", 1, 50)]
+    assert boots_after(mid_boot, heads_mid, BOOT["t"]) == [BOOT["b"]]
     # A read of everything: sequences by their first entry's time, this boot's last.
     assert boots_in_order(heads, BOOT["t"]) == [BOOT[k] for k in "gadbfec"]
 

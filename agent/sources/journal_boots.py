@@ -17,6 +17,8 @@ heads order them even when the tail of one was lost. The cursor says only which 
 in (its ``s=`` may be a user journal's or the pre-flush ``/run`` journal's: sequences of
 their own beside the system one). With the cursor's boot X whose head is in sequence S:
 
+- a boot whose head is later in the *cursor's own* sequence than the cursor is after,
+  whatever else says (a sequence started within X, which a later boot went on with);
 - a boot of S is after X if its head's number is higher;
 - if this boot's head is in S too, S ran from X to now: no boot of another sequence is in
   between (a sequence does not resume once a newer one started: journald's new files take
@@ -96,6 +98,7 @@ def boots_after(cursor: CursorPlace, heads: Iterable[BootHead], this_boot: str) 
     placed by its head (``heads``), its own time kept for the third-sequence guess."""
     heads = list(heads)
     this_sequence = sequence_of(heads, this_boot)
+    own = cursor
     start = next((h for h in heads if h.boot == cursor.boot), None)
     if start is not None:
         cursor = CursorPlace(cursor.boot, start.sequence, start.number, cursor.realtime_us)
@@ -103,7 +106,9 @@ def boots_after(cursor: CursorPlace, heads: Iterable[BootHead], this_boot: str) 
     for head in heads:
         if head.boot in (cursor.boot, this_boot):
             continue
-        if head.sequence == cursor.sequence:
+        if head.sequence == own.sequence and head.number > own.number:
+            after = True   # later in the cursor's own sequence: certain whatever else says
+        elif head.sequence == cursor.sequence:
             after = head.number > cursor.number
         elif this_sequence == cursor.sequence:
             after = False  # S ran on into this boot: nothing of another sequence between
