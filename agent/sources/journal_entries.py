@@ -46,11 +46,12 @@ FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to
 # alert than the real sshd's, with "(logged at crit)" in the reason (review, December 2026).
-# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, any user's: it
-# is kept only for the service manager's own entries (_PID 1, _UID 0), or www-data could
-# raise alerts as systemd (agent.journal_catalog; review, December 2026). And all of this
-# only where journald wrote those fields: in a container's or an uploaded journal whoever
-# wrote the file chose them (JournaldSourceConfig.trust_fields).
+# (agent.sources.base.is_system_uid). MESSAGE_ID is the logger's claim too, any user's: an
+# id is kept only from the program that owns it (the service manager's from _PID 1, _UID 0;
+# a core dump's from a systemd-coredump@ instance's _SYSTEMD_UNIT), or www-data could raise
+# alerts as systemd (agent.journal_catalog.trusted_message_id; review, December 2026). And
+# all of this only where journald wrote those fields: in a container's or an uploaded
+# journal whoever wrote the file chose them (JournaldSourceConfig.trust_fields).
 
 
 def uid_of(entry: dict[str, Any]) -> int | None:
