@@ -143,12 +143,11 @@ def trusted_message_id(message_id: str | None, uid: object, pid: object,
     """``message_id`` if the program that owns it logged the entry (the service manager's
     ids from PID 1 as root, the core dump's from systemd-coredump's service), else None:
     anyone's other ids are claims, and an owner's id in another's entry is a forgery."""
-    if message_id in SERVICE_MANAGER_CATALOG:
-        return message_id if logged_by_service_manager(uid, pid) else None
     if message_id in COREDUMP_CATALOG:
-        return message_id if logged_by_coredump(unit) else None
-    # Ids the table does not use: kept as PID 1's only (query and eval show them).
-    return message_id if logged_by_service_manager(uid, pid) else None
+        owner = logged_by_coredump(unit)
+    else:  # the service manager's, and ids the table does not use (query and eval show them)
+        owner = logged_by_service_manager(uid, pid)
+    return message_id if owner else None
 
 
 def _is(value: object, number: int) -> bool:
