@@ -57,7 +57,7 @@ def parse_cursor(cursor: str) -> CursorPlace | None:
     """The place of an sd-journal cursor (``s=..;i=..;b=..;m=..;t=..;x=..``, numbers in
     hex), or None when a field is missing or malformed (such a cursor is placed the old
     way, by sd-journal alone)."""
-    fields = dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
+    fields = _cursor_fields(cursor)
     boot, sequence = cursor_boot(cursor), fields.get("s", "")
     if boot is None or not _is_id(sequence):
         return None
@@ -70,8 +70,7 @@ def parse_cursor(cursor: str) -> CursorPlace | None:
 def cursor_boot(cursor: str) -> str | None:
     """The boot of an sd-journal cursor (its ``b=``), None if it has none or a malformed
     one."""
-    fields = dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
-    boot = fields.get("b", "")
+    boot = _cursor_fields(cursor).get("b", "")
     return boot if _is_id(boot) else None
 
 
@@ -81,11 +80,16 @@ def same_entry(cursor: str, other: str) -> bool:
     an entry into another sequence, and sd-journal's ``test_cursor`` (which compares the
     sequence first) called the copy another entry, so it was read twice (review)."""
     def key(c: str) -> tuple[str | None, ...]:
-        fields = dict(part.split("=", 1) for part in c.split(";") if "=" in part)
+        fields = _cursor_fields(c)
         return tuple(fields.get(k) for k in "bmtx")
 
     mine = key(cursor)
     return None not in mine and mine == key(other)
+
+
+def _cursor_fields(cursor: str) -> dict[str, str]:
+    """A cursor's ``name=value`` fields (parts without ``=`` ignored)."""
+    return dict(part.split("=", 1) for part in cursor.split(";") if "=" in part)
 
 
 def _is_id(value: str) -> bool:

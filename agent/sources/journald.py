@@ -51,8 +51,7 @@ class JournaldSource(Source):
         # The system journal's trusted fields are journald's; a named file's are its writer's.
         system = not cfg.files and cfg.directory is None
         self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
-        self._said_untrusted = False
-        self._said: set[str] = set()  # warnings given once
+        self._said: set[str] = set()  # what the source logs once
         # This boot (the kernel's id) on the system journal, read boot by boot; None for
         # named journals, which sd-journal orders alone. current_boot is decided at each
         # placement: None while the journal shows nothing of this boot.
@@ -138,8 +137,8 @@ class JournaldSource(Source):
         reader.data_threshold = max(64 * 1024, self.max_line_bytes + 64)
         self.matches.apply(reader)
         self._check_readable()
-        if not self.trust_fields and not self._said_untrusted:
-            self._said_untrusted = True
+        if not self.trust_fields and "untrusted fields" not in self._said:
+            self._said.add("untrusted fields")
             log.info("journal source %s reads %s: the entries' _UID and _PID are whatever "
                      "wrote them, so levels and catalog ids are not weighed and alerts are "
                      "not grouped per uid (trust_fields = true if its writer is trusted)",
