@@ -17,7 +17,7 @@ import numpy as np
 from agent.journal_catalog import CatalogEntry, CatalogEvidenceConfig, apply_catalog, verdict_of
 from agent.level_evidence import LevelEvidenceConfig, apply_levels
 
-__all__ = ["Weighed", "weigh_journal_evidence"]
+__all__ = ["Weighed", "catalog_verdict", "weigh_journal_evidence"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class Weighed:
     @property
     def catalog_weighed(self) -> int:
         return sum(v is not None for v in self.verdicts)
+
+
+def catalog_verdict(message_id: str | None, level: int | None,
+                    catalog_cfg: CatalogEvidenceConfig) -> CatalogEntry | None:
+    """A line's catalog verdict as configured: None when the catalog evidence is off."""
+    return verdict_of(message_id, level) if catalog_cfg.enabled else None
 
 
 def weigh_journal_evidence(probs: np.ndarray, anomaly: np.ndarray,
@@ -49,9 +55,8 @@ def weigh_journal_evidence(probs: np.ndarray, anomaly: np.ndarray,
     if weighed:
         probs, anomaly = apply_levels(probs, anomaly, list(levels), level_cfg.offsets,
                                       normal_index)
-    verdicts: list[CatalogEntry | None] = (
-        [verdict_of(m, lv) for m, lv in zip(message_ids, levels, strict=True)]
-        if catalog_cfg.enabled else [None] * len(levels))
+    verdicts = [catalog_verdict(m, lv, catalog_cfg)
+                for m, lv in zip(message_ids, levels, strict=True)]
     if any(v is not None for v in verdicts):
         probs, anomaly = apply_catalog(probs, anomaly, verdicts, catalog_cfg, normal_index)
     return Weighed(probs, anomaly, weighed, verdicts)

@@ -16,8 +16,8 @@ import numpy as np
 from agent.alerts import AlertGate
 from agent.config import AgentConfig
 from agent.explain import explain_live
-from agent.journal_catalog import CatalogEntry, verdict_of
-from agent.journal_evidence import weigh_journal_evidence
+from agent.journal_catalog import CatalogEntry
+from agent.journal_evidence import catalog_verdict, weigh_journal_evidence
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -260,7 +260,7 @@ class Pipeline:
     def catalog_verdict(self, message_id: str | None,
                         level: int | None) -> CatalogEntry | None:
         """A line's journal catalog verdict (agent.journal_catalog); None when it is off."""
-        return verdict_of(message_id, level) if self.catalog_evidence.enabled else None
+        return catalog_verdict(message_id, level, self.catalog_evidence)
 
     def _classify(self, model: Model, lines: list[Line]) -> tuple[np.ndarray, np.ndarray, bool]:
         """(probabilities, anomaly, failed). A failed inference yields zeros: the lines
