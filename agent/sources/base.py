@@ -47,8 +47,9 @@ class Line:
     # for journal files whose writer is not trusted (JournaldSourceConfig.trust_fields).
     # Alerts group per uid, so an ordinary user's lines cannot stand in for root's.
     uid: int | None = None
-    # The journal catalog id the service manager tagged the entry with (journald's
-    # MESSAGE_ID of PID 1 as root); None elsewhere (agent.journal_catalog).
+    # The journal catalog id its owner tagged the entry with (journald's MESSAGE_ID of PID 1
+    # as root, or of systemd-coredump's service for a crash); None elsewhere
+    # (agent.journal_catalog.trusted_message_id).
     message_id: str | None = None
 
 
