@@ -107,7 +107,9 @@ def test_a_muted_shape_sends_no_alert_until_a_newer_list_lifts_it(
     sub = Collector(broker.port, f"{ROOT}/#")
     agent.start()
     until(agent, lambda: mute_revision(agent) == 1)
-    assert "mute list revision 1 applied: 1 mutes active" in agent.output()
+    # The counter is read over the query socket, the log line from a file written by
+    # another thread: wait for the line rather than race it.
+    until(agent, lambda: "mute list revision 1 applied: 1 mutes active" in agent.output())
 
     # The muted shape (other pids, addresses, ports): classified and published, no
     # alert. Another sshd shape and another label still alert.
@@ -134,7 +136,7 @@ def test_a_muted_shape_sends_no_alert_until_a_newer_list_lifts_it(
     # A broken list is refused and counted; the mute held stays in force.
     publish_mutes(broker, b'{"revision": 9, "mutes": "all"')
     until(agent, lambda: counter(agent, "mutes_rejected") == 1)
-    assert "mute list refused, keeping the mutes held" in agent.output()
+    until(agent, lambda: "mute list refused, keeping the mutes held" in agent.output())
     disk2 = "disk /dev/sdb: I/O error, sector 99"
     append(log, [FAILED[3], disk2])
     got = sub.wait_for(lambda ms: disk2 in alert_texts(ms))
