@@ -28,6 +28,7 @@ from agent.mutes import MuteSet
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.query_service import QueryService
+from agent.reload_plan import sources_to_keep
 from agent.sender import OutboxSender
 from agent.signal_wake import SignalWake
 from agent.sources.base import Source
@@ -213,16 +214,21 @@ class Agent:
         if self.ota is not None and self._ota_attached:
             self.link.handle(topics.desired(self.cfg.device_id), self.ota.on_desired)
 
-    def _start_sources(self) -> None:
+    def _start_sources(self, running: dict[str, Source] | None = None) -> None:
+        """Build and start the config's sources, in its order; ``running``: those a
+        reload left running (agent.reload_plan), taken as they are."""
         cfg = self.cfg
         agent_broker = AgentBroker(cfg.mqtt, f"nanofleet-{cfg.device_id}", self.link,
                                    device_id=cfg.device_id)
         self.sources = []
         for i, scfg in enumerate(cfg.sources):
-            src = build_source(scfg, self.queue, self.counters, cfg.pipeline.max_line_bytes,
-                               agent_broker)
-            src.name = cfg.source_name(i)
-            src.start(self.spool.checkpoint(src.name))
+            name = cfg.source_name(i)
+            src = (running or {}).get(name)
+            if src is None:
+                src = build_source(scfg, self.queue, self.counters,
+                                   cfg.pipeline.max_line_bytes, agent_broker)
+                src.name = name
+                src.start(self.spool.checkpoint(name))
             self.sources.append(src)
 
     def _open_spool(self) -> Spool:
@@ -322,15 +328,19 @@ class Agent:
             self.counters.inc("reload_errors")
             self.notifier.ready("reload failed: device_id/state_dir changed, restart needed")
             return
-        self._stop_sources()
-        # Process what was read, so the sources start again from up-to-date checkpoints;
-        # the wait is bounded (the watchdog is fed by this thread).
+        old = self.cfg
+        keep = sources_to_keep(old, new)
+        running = {src.name: src for src in self.sources if src.name in keep}
+        for src in self.sources:
+            if src.name not in keep:
+                src.stop()
+        # Process what the stopped sources read, so they start again from up-to-date
+        # checkpoints; the wait is bounded (the watchdog is fed by this thread).
         if not self.pipeline.drain(RELOAD_DRAIN_S):
             log.warning("reload: %d lines still queued after %.0f s; those the new sources "
                         "read again from their last committed checkpoint are classified "
                         "twice", len(self.queue), RELOAD_DRAIN_S)
             self.counters.inc("reload_drain_timeouts")
-        old = self.cfg
         self.cfg = new
         self.pipeline.apply_config(new)
         if new.model != old.model and self.ota is not None:  # OTA (agent/ota) owns the model
@@ -352,9 +362,10 @@ class Agent:
             self._setup_link(self.link.next_connection)
         elif new.alerts.mutes != old.alerts.mutes:
             self._follow_mutes()
-        self._start_sources()
+        self._start_sources(running)
         self.counters.inc("reloads")
-        log.info("configuration reloaded")
+        log.info("configuration reloaded: %d of %d sources kept running", len(running),
+                 len(self.sources))
         self.notifier.ready(self._status_line())
 
     def shutdown(self) -> None:

@@ -32,6 +32,9 @@ class LineQueue:
         self.batching = Batching()
         # A read window (put_many) is queued: take what is there without waiting for more.
         self._windowed = False
+        # Lines ever queued: the worker's count of lines done is measured against it
+        # (Pipeline.drain).
+        self.accepted = 0
 
     def put(self, line: Line, can_wait: bool = False) -> bool:
         """False when full or closed; sources that may wait retry (Source.emit), and
@@ -41,6 +44,7 @@ class LineQueue:
             if self._closed or len(self._items) >= limit:
                 return False
             self._items.append((line, time.monotonic()))
+            self.accepted += 1
             if len(self._items) == 1 or len(self._items) >= self._wake_at:
                 self._cond.notify_all()
             return True
@@ -62,6 +66,7 @@ class LineQueue:
             if n <= 0:
                 return 0
             self._items.extend((line, since) for line in lines[:n])
+            self.accepted += n
             self._windowed = True
             self._cond.notify_all()
             return n

@@ -92,7 +92,8 @@ class Pipeline:
         # life, while each config (re)load builds a new alert gate around it.
         self.mutes = mutes if mutes is not None else MuteSet(cfg.alerts.mute_storm_per_minute)
         self.heartbeat = time.monotonic()
-        self.busy = False
+        # Lines of the batches finished, failed ones too (drain counts against it).
+        self.processed = 0
         self.holding: str | None = None  # why a batch waits for the spool (a full disk)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,13 +131,17 @@ class Pipeline:
         return self._thread is not None and self._thread.is_alive()
 
     def drain(self, timeout: float) -> bool:
-        """Wait until every queued line is processed. True when the queue is empty."""
+        """Wait until every line queued before the call is processed; True once it is.
+        Lines queued since (sources a reload kept running) are not waited for: the queue
+        is a FIFO taken by this one worker, so the lines done are always the first ones
+        queued, and counting them is enough."""
+        mark = self.queue.accepted
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.queue) == 0 and not self.busy:
+            if self.processed >= mark:
                 return True
             time.sleep(0.01)
-        return len(self.queue) == 0 and not self.busy
+        return self.processed >= mark
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -150,7 +155,6 @@ class Pipeline:
                                          take_windows=online)
             if not batch:
                 continue
-            self.busy = True
             lines = [line for line, _ in batch]
             try:
                 self.process(lines, [t for _, t in batch])
@@ -160,7 +164,7 @@ class Pipeline:
                 if not self._stop.is_set():  # stopping: uncommitted, read again at start
                     self._commit_unclassified(lines)
             finally:
-                self.busy = False
+                self.processed += len(batch)
                 self.counters.set_gauge("queue_depth", float(len(self.queue)))
             # The batch's freed buffers back to the system, every few seconds of work.
             if self.heap_trimmer.after_work():
