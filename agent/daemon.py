@@ -28,7 +28,7 @@ from agent.mutes import MuteSet
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.query_service import QueryService
-from agent.reload_plan import sources_to_keep
+from agent.reload_plan import sources_kept_running, sources_to_keep
 from agent.sender import OutboxSender
 from agent.signal_wake import SignalWake
 from agent.sources.base import Source
@@ -329,10 +329,9 @@ class Agent:
             self.notifier.ready("reload failed: device_id/state_dir changed, restart needed")
             return
         old = self.cfg
-        keep = sources_to_keep(old, new)
-        running = {src.name: src for src in self.sources if src.name in keep}
+        running = sources_kept_running(self.sources, sources_to_keep(old, new))
         for src in self.sources:
-            if src.name not in keep:
+            if src.name not in running:
                 src.stop()
         # Process what the stopped sources read, so they start again from up-to-date
         # checkpoints; the wait is bounded (the watchdog is fed by this thread).

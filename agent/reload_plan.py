@@ -10,7 +10,10 @@ else changed (an alert rule, another source, the model).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from agent.config import AgentConfig
+from agent.sources.base import Source
 
 
 def sources_to_keep(old: AgentConfig, new: AgentConfig) -> frozenset[str]:
@@ -31,3 +34,10 @@ def sources_to_keep(old: AgentConfig, new: AgentConfig) -> frozenset[str]:
             continue
         kept.add(name)
     return frozenset(kept)
+
+
+def sources_kept_running(sources: Iterable[Source], keep: frozenset[str]) -> dict[str, Source]:
+    """The running sources to take over by name: those ``keep`` names whose thread is
+    alive. One whose thread died (``last_error`` says why) is built and started again,
+    as every reload used to do."""
+    return {src.name: src for src in sources if src.name in keep and src.alive()}

@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
-from agent.reload_plan import sources_to_keep
+from agent.line_queue import LineQueue
+from agent.metrics import Counters
+from agent.reload_plan import sources_kept_running, sources_to_keep
+from agent.sources.registry import AgentBroker, build_source
 from hil.broker import Mosquitto
 from tests.support.agent_proc import AgentProcess, payloads
 from tests.support.mqtt_client import Collector
@@ -82,6 +85,26 @@ def test_only_sources_whose_settings_and_surroundings_are_unchanged_are_kept(
     # A new line bound is every source's: all restart.
     bound = base.replace("[mqtt]", "[pipeline]\nmax_line_bytes = 4096\n[mqtt]")
     assert sources_to_keep(parsed(base), parsed(bound)) == frozenset()
+
+
+def test_a_source_whose_thread_died_is_started_again(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("")
+    cfg = parsed(config_text(tmp_path / "state", 1883, log))
+    queue, counters = LineQueue(100), Counters()
+    live = build_source(cfg.sources[0], queue, counters, 2048, AgentBroker(cfg.mqtt))
+    dead = build_source(cfg.sources[0], queue, counters, 2048, AgentBroker(cfg.mqtt))
+    live.name, dead.name = "pump", "sensors"
+    live.start(None)
+    dead.start(None)
+    dead.stop()  # its thread ended, as one that raised does
+    try:
+        assert live.alive() and not dead.alive()
+        kept = sources_kept_running([live, dead], frozenset({"pump", "sensors"}))
+        assert kept == {"pump": live}
+        assert sources_kept_running([live, dead], frozenset({"sensors"})) == {}
+    finally:
+        live.stop()
 
 
 # -- the agent ----------------------------------------------------------------------------
