@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
+from contract.tar_headers import TarHeaderError, check_plain_members
 from contract.topics import SLOT_PATTERN
 
 BUNDLE_FORMAT = 1
@@ -250,6 +251,10 @@ def _read_members(data: bytes) -> dict[str, bytes]:
     sparse member of a few blocks can expand to its declared size, filled with
     zeros), at most :data:`MAX_MEMBERS`, and the sizes added up can never exceed the
     archive itself — an uncompressed tar holds every byte it yields."""
+    try:
+        check_plain_members(data, MAX_MEMBERS)  # before tarfile reads a header
+    except TarHeaderError as exc:
+        raise BundleError(str(exc)) from None
     contents: dict[str, bytes] = {}
     total = 0
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:

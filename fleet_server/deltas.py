@@ -35,7 +35,7 @@ import numpy as np
 import zstandard
 from pydantic import ValidationError
 
-from contract.bundle import MANIFEST_NAME, BundleManifest
+from contract.bundle import MANIFEST_NAME, MAX_MEMBERS, BundleManifest
 from contract.delta import (
     MAX_REF,
     MAX_SEGMENT,
@@ -59,6 +59,7 @@ from contract.delta_transforms import (
     fit_ratio,
     split_planes,
 )
+from contract.tar_headers import TarHeaderError, check_plain_members
 
 DEFAULT_LEVEL = 19
 PROBE_LEVEL = 3  # cheap level used to pick between transforms before the real compression
@@ -102,9 +103,10 @@ def _width(dtype: str) -> int:
 def bundle_layout(data: bytes) -> BundleLayout | None:
     """Where members and tensors sit in a bundle's bytes; None when it is not a bundle."""
     try:
+        check_plain_members(data, MAX_MEMBERS)  # before tarfile reads a header
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = tar.getmembers()
-    except (tarfile.TarError, EOFError):
+    except (TarHeaderError, tarfile.TarError, EOFError):
         return None
     if not members or members[0].name != MANIFEST_NAME:
         return None
