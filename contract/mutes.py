@@ -136,7 +136,7 @@ def kept_line_mute(kept: str, kept_chars: int) -> tuple[str, bool] | None:
     long was probably cut — the sure start of it (:func:`prefix_shape`), to be matched as a
     prefix. None when no mute can name it: a blank line, or a start shorter than
     :data:`MIN_PREFIX_SHAPE_CHARS` (it could silence other messages that begin alike).
-    The fleet server's rule (``fleet_server.mutes.mute_shape``), and the benchmark's."""
+    The fleet server's rule (``fleet_server.mute_rules.mute_shape``), and the benchmark's."""
     if len(kept) >= kept_chars:
         start = prefix_shape(kept[:kept_chars])
         return (start, True) if len(start) >= MIN_PREFIX_SHAPE_CHARS else None

@@ -2,8 +2,9 @@
 
 A device's false alarms are a few messages repeated; judging and muting the top few of
 the first days removes most of them. This ranks the kept alerts (of one device, or of
-the fleet) by the shape a mute of them would name (:func:`fleet_server.mutes.mute_shape`:
-for a line the server kept cut, the start of its shape) and their source, each group with
+the fleet) by the shape a mute of them would name
+(:func:`fleet_server.mute_rules.mute_shape`: for a line the server kept cut, the start of
+its shape) and their source, each group with
 its volume (alerts, and the repeats the agent held back and counted in them), labels,
 devices, first and last arrival, its newest alert (what ``alerts verdict`` and ``alerts
 mute`` take), the verdicts given on its alerts and whether an active mute covers it (the
@@ -27,14 +28,8 @@ from sqlalchemy.orm import Session
 
 from contract.mutes import AlertMute, message_shape
 from fleet_server.metrics_store import DeviceAlertRow
-from fleet_server.mutes import (
-    AlertMuteRow,
-    MuteRefused,
-    MuteShape,
-    active_mutes,
-    covers,
-    mute_shape,
-)
+from fleet_server.mute_rules import MuteRefused, MuteShape, covers, mute_shape
+from fleet_server.mutes import AlertMuteRow, active_mutes
 from fleet_server.verdicts import AlertVerdictRow, on_its_alert
 
 DEFAULT_LIMIT = 20
@@ -128,7 +123,7 @@ def covering(mutes: Sequence[AlertMuteRow], device_id: str, source: str,
              line: MuteShape) -> AlertMuteRow | None:
     """The first of ``mutes`` that applies to ``device_id`` (its own, or every device's)
     and covers a kept line of ``source`` whose mute would name ``line``
-    (:func:`fleet_server.mutes.covers`: the agent's rule, and for a line the server kept
+    (:func:`fleet_server.mute_rules.covers`: the agent's rule, and for a line the server kept
     cut what its kept start decides), or None. The console's "muted" tag and the ranking
     both ask this."""
     for mute in mutes:

@@ -36,13 +36,12 @@ from contract.mutes import mutes_topic
 from fleet_server.db import Database, Device
 from fleet_server.desired import RetainedPublisher
 from fleet_server.identity.tables import revoked_device_ids
+from fleet_server.mute_lists import encode_mute_list, lists_by_device
 from fleet_server.mutes import (
     AlertMuteRow,
     MuteChange,
     active_mutes,
     current_revision,
-    encode_mute_list,
-    lists_by_device,
     mute_alert,
     renew_revision,
     unmute,

@@ -21,42 +21,40 @@ number its next lists below the ones devices already hold; and the publisher's s
 moves it on once (:func:`renew_revision`), so a restored server's lists replace the
 newer ones devices kept.
 
-Pure decisions (:func:`check_request`, :func:`mute_shape`, :func:`build_mute_list`) apart
-from the store; a refused call (:class:`MuteRefused`) touches nothing.
+The pure rules (:func:`fleet_server.mute_rules.check_request`,
+:func:`fleet_server.mute_rules.mute_shape`, the refusals) and a device's list
+(:func:`fleet_server.mute_lists.build_mute_list`) are apart from this store; a refused
+call (:class:`fleet_server.mute_rules.MuteRefused`) touches nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from sqlalchemy import Boolean, Float, Integer, String, delete, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from contract.limits import AGENT_RECEIVE_MAX_BYTES, MAX_STORED_INT, PACKET_OVERHEAD_BYTES
-from contract.mutes import (
-    MAX_MUTE_DAYS,
-    MAX_MUTES,
-    MAX_SHAPE_CHARS,
-    MAX_SOURCE_CHARS,
-    MIN_PREFIX_SHAPE_CHARS,
-    AlertMute,
-    MuteList,
-    kept_line_mute,
-    logged_by_ordinary_user,
-    prefix_shape,
-)
+from contract.mutes import MAX_SHAPE_CHARS, MAX_SOURCE_CHARS, MuteList, logged_by_ordinary_user
 from fleet_server.db import AuditEntry, Base
-from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
+from fleet_server.metrics_store import DeviceAlertRow
+from fleet_server.mute_lists import build_mute_list, room_refusal
+from fleet_server.mute_rules import (
+    MAX_REASON_CHARS,
+    MuteRefused,
+    UnknownAlert,
+    UnknownMute,
+    WideMuteRefused,
+    check_request,
+    mute_shape,
+)
 from fleet_server.revisions import next_revision, next_revision_sql
 
 log = logging.getLogger("nanofleet.server.mutes")
 
-MAX_REASON_CHARS = 200  # AlertMute.reason's bound
 DAY_S = 86_400
 # A token without admin may mute one message on this many devices, one by one, and make
 # this many new mutes a day; more needs admin (as an every-device mute does). Reviews,
@@ -64,9 +62,6 @@ DAY_S = 86_400
 # per device (a user name in the line, the device's host name), any number of them.
 MAX_DEPLOY_MUTED_DEVICES = 5
 MAX_DEPLOY_MUTES_PER_DAY = 30
-# A list must reach the agent: a packet over the Maximum Packet Size it announces is
-# dropped by the broker without a word, and with it every later change of the list.
-MAX_LIST_BYTES = AGENT_RECEIVE_MAX_BYTES - PACKET_OVERHEAD_BYTES
 Outcome = Literal["created", "extended", "unchanged"]
 
 
@@ -103,170 +98,12 @@ class AlertMuteRevision(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class MuteRefused(ValueError):
-    """The mute cannot be made or lifted; the message says why and what to do."""
-
-
-class WideMuteRefused(MuteRefused):
-    """A mute that would quiet a message on more devices than a deploy token may: it needs
-    the admin scope (an API answers 403)."""
-
-
-class UnknownAlert(MuteRefused):
-    """No such alert (any more): the server keeps alerts for a while only."""
-
-
-class UnknownMute(MuteRefused):
-    """No such mute (a wrong id, or it expired and was cleared away)."""
-
-
 @dataclass(frozen=True)
 class MuteChange:
     """What :func:`mute_alert` did: the mute (new, extended or the same as before)."""
 
     mute: AlertMuteRow
     outcome: Outcome
-
-
-# --- pure decisions -------------------------------------------------------------------------
-
-def check_request(days: int, reason: str) -> None:
-    """Refuse a duration or a reason the contract cannot carry."""
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_MUTE_DAYS:
-        raise MuteRefused(f"days must be a whole number from 1 to {MAX_MUTE_DAYS} (got "
-                          f"{days!r}): a mute ends by itself; mute the alert again to extend it")
-    if len(reason) > MAX_REASON_CHARS:
-        raise MuteRefused(f"reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
-
-
-class MuteShape(NamedTuple):
-    """What a mute of an alert names: a shape, whole or (``prefix``) the start of one."""
-
-    shape: str
-    prefix: bool
-
-
-def mute_shape(text: str) -> MuteShape:
-    """The shape a mute of a stored alert's line names, or :class:`MuteRefused` when no
-    mute of it could match what the device sees. The agent takes the shape of the whole
-    line and the server keeps its first :data:`ALERT_TEXT_CHARS` characters only: a line
-    that long was probably cut, so the mute names the start of its shape that the server
-    can be sure of (:func:`contract.mutes.prefix_shape`: the kept text without its last,
-    maybe cut, token), and mutes the lines whose shape starts with it. That start must be
-    :data:`contract.mutes.MIN_PREFIX_SHAPE_CHARS` long at least."""
-    named = kept_line_mute(text, ALERT_TEXT_CHARS)
-    if named is not None:
-        return MuteShape(*named)
-    if len(text) >= ALERT_TEXT_CHARS:
-        raise MuteRefused(
-            f"the server keeps the first {ALERT_TEXT_CHARS} characters of an alert's "
-            "line and this one has that many: it was probably cut, so a mute can name "
-            "only the start of its shape, up to the last space the server kept. That "
-            f"start has {len(prefix_shape(text))} characters here, fewer than the "
-            f"{MIN_PREFIX_SHAPE_CHARS} a mute of a line's start needs (a shorter one "
-            "could silence other messages that begin alike): this line cannot be muted "
-            "(a verdict still teaches the model)")
-    raise MuteRefused("the alert's line is empty or blank: there is no shape to mute")
-
-
-def covers(mute: AlertMute, source: str, line: MuteShape) -> bool:
-    """Whether ``mute`` covers a stored alert's line of ``source`` (``line``: what
-    :func:`mute_shape` makes of it), as far as the server can tell. A whole line: the
-    agent's rule (:meth:`contract.mutes.AlertMute.matches`). A line the server kept cut:
-    the device's shape of the whole line starts with ``line.shape`` and the server knows no
-    more, so a prefix mute covers it when that start begins with the mute's shape, and a
-    mute of a whole shape only when the start is a whole shape already (the agent cuts
-    shapes at :data:`contract.mutes.MAX_SHAPE_CHARS` too)."""
-    if line.prefix and not mute.prefix and len(line.shape) < MAX_SHAPE_CHARS:
-        return False
-    return mute.matches(source, line.shape)
-
-
-def _encode(doc: MuteList | AlertMute) -> bytes:
-    data = doc.model_dump(mode="json")
-    if data.get("reset") is False:  # sent only when true: agents before it refuse the field
-        del data["reset"]
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def encode_mute_list(doc: MuteList) -> bytes:
-    """The payload published on ``dev/{id}/mutes``."""
-    return _encode(doc)
-
-
-def build_mute_list(rows: list[AlertMuteRow], revision: int, now: float,
-                    max_bytes: int = MAX_LIST_BYTES, reset: bool = False
-                    ) -> tuple[MuteList, int]:
-    """A device's list from the mutes that apply to it: those not expired at ``now``,
-    newest first, at most :data:`MAX_MUTES` of them and ``max_bytes`` encoded. Returns
-    the list and how many live mutes were left out (the oldest)."""
-    live = sorted((r for r in rows if r.expires_at > now),
-                  key=lambda r: (r.created_at, r.id), reverse=True)
-    size = _list_bytes(revision, reset)
-    kept: list[AlertMute] = []
-    for row in live[:MAX_MUTES]:
-        mute = _as_mute(row)
-        size += _mute_bytes(mute)
-        if size > max_bytes:
-            break
-        kept.append(mute)
-    return MuteList(revision=revision, mutes=kept, reset=reset), len(live) - len(kept)
-
-
-def _as_mute(row: AlertMuteRow) -> AlertMute:
-    return AlertMute(id=row.id, shape=row.shape, prefix=row.prefix, source=row.source,
-                     expires=row.expires_at, reason=row.reason)
-
-
-def _list_bytes(revision: int, reset: bool = False) -> int:
-    """An empty list's bytes, with the largest revision a list can carry."""
-    return len(_encode(MuteList(revision=revision, mutes=[], reset=reset)))
-
-
-def _mute_bytes(mute: AlertMute) -> int:
-    return len(_encode(mute)) + 1  # and the comma before the next
-
-
-def room_refusal(rows: list[AlertMuteRow], new: AlertMuteRow, now: float) -> str | None:
-    """Why a new mute would not fit on every list it joins (``rows``: the mutes kept), or
-    None. A list carries at most :data:`MAX_MUTES` mutes and :data:`MAX_LIST_BYTES`; past
-    that :func:`build_mute_list` leaves the oldest out, and before (review, December 2026)
-    the 257th mute of a device was accepted and silently lifted the oldest on the device,
-    which the server still listed as in force."""
-    live = [r for r in rows if r.expires_at > now and r.id != new.id]
-    sizes = {r.id: _mute_bytes(_as_mute(r)) for r in live}
-    everywhere = [r.id for r in live if r.device_id is None]
-    own: dict[str, list[str]] = {}
-    for r in live:
-        if r.device_id is not None:
-            own.setdefault(r.device_id, []).append(r.id)
-    # An every-device mute joins every list: the fullest ones decide (a device with no
-    # mutes of its own holds the every-device ones alone).
-    devices = [new.device_id] if new.device_id is not None else [*own, None]
-    # the largest revision, and `reset` (a resend's): the same list must reach it then too
-    header = _list_bytes(MAX_STORED_INT, reset=True) + _mute_bytes(_as_mute(new))
-    for device in devices:
-        ids = own.get(device, []) if device is not None else []
-        count = len(ids) + len(everywhere) + 1
-        size = header + sum(sizes[i] for i in ids) + sum(sizes[i] for i in everywhere)
-        if count > MAX_MUTES or size > MAX_LIST_BYTES:
-            where = f"device {device}" if device is not None else "every device"
-            return (f"the mute list of {where} is full ({count - 1} mutes, {size} bytes with "
-                    f"this one; at most {MAX_MUTES} mutes and {MAX_LIST_BYTES} bytes reach a "
-                    "device): lift mutes that are no longer needed first")
-    return None
-
-
-def lists_by_device(rows: list[AlertMuteRow], device_ids: list[str], revision: int,
-                    now: float, reset: bool = False) -> dict[str, tuple[MuteList, int]]:
-    """:func:`build_mute_list` for each device, from every mute row at once."""
-    everywhere = [r for r in rows if r.device_id is None]
-    own: dict[str, list[AlertMuteRow]] = {}
-    for r in rows:
-        if r.device_id is not None:
-            own.setdefault(r.device_id, []).append(r)
-    return {d: build_mute_list(own.get(d, []) + everywhere, revision, now, reset=reset)
-            for d in device_ids}
 
 
 # --- the store --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from contract.messages import Alert
 from contract.mutes import AlertMute, MuteList, message_shape, mutes_topic
 from fleet_server.metrics_store import alert_row
-from fleet_server.mutes import mute_shape
+from fleet_server.mute_rules import mute_shape
 from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.json_log import READ, WRITE, WRITE_AGAIN
 from tests.support.mosquitto import Mosquitto

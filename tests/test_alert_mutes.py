@@ -30,22 +30,22 @@ from contract.mutes import (
 )
 from fleet_server.db import AuditEntry, Database
 from fleet_server.metrics_store import ALERT_TEXT_CHARS, DeviceAlertRow
+from fleet_server.mute_lists import build_mute_list, encode_mute_list, room_refusal
 from fleet_server.mute_publisher import MutePublisher
-from fleet_server.mutes import (
-    MAX_DEPLOY_MUTED_DEVICES,
-    MAX_DEPLOY_MUTES_PER_DAY,
-    AlertMuteRow,
+from fleet_server.mute_rules import (
     MuteRefused,
     MuteShape,
     UnknownAlert,
     WideMuteRefused,
-    build_mute_list,
     covers,
-    current_revision,
-    encode_mute_list,
-    mute_alert,
     mute_shape,
-    room_refusal,
+)
+from fleet_server.mutes import (
+    MAX_DEPLOY_MUTED_DEVICES,
+    MAX_DEPLOY_MUTES_PER_DAY,
+    AlertMuteRow,
+    current_revision,
+    mute_alert,
     unmute,
 )
 from fleet_server.revisions import revision_clock

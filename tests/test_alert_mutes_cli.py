@@ -17,7 +17,7 @@ from agent.mute_inbox import MuteInbox
 from agent.mutes import MuteSet
 from contract.mutes import AlertMute, MuteList, message_shape, mutes_topic, prefix_shape
 from fleet_server.cli.mutes import render_mutes
-from fleet_server.mutes import encode_mute_list
+from fleet_server.mute_lists import encode_mute_list
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, alert_fleet, api, send_alerts, wait_alerts
 from tests.support.alert_lines import CLOSED, USB

@@ -75,10 +75,10 @@ def test_concurrent_mutes_by_a_deploy_token_keep_the_limit(pg: postgres.Postgres
 
     from fleet_server.db import Database
     from fleet_server.migrations import upgrade
+    from fleet_server.mute_rules import WideMuteRefused
     from fleet_server.mutes import (
         MAX_DEPLOY_MUTED_DEVICES,
         AlertMuteRow,
-        WideMuteRefused,
         mute_alert,
     )
     from tests.support.alert_rows import stored_alert

@@ -43,15 +43,8 @@ from fleet_server.api.schemas import (
 from fleet_server.auth import Identity, missing_scope_message
 from fleet_server.db import AuditEntry
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts
-from fleet_server.mutes import (
-    AlertMuteRow,
-    MuteChange,
-    MuteRefused,
-    UnknownAlert,
-    UnknownMute,
-    WideMuteRefused,
-    active_mutes,
-)
+from fleet_server.mute_rules import MuteRefused, UnknownAlert, UnknownMute, WideMuteRefused
+from fleet_server.mutes import AlertMuteRow, MuteChange, active_mutes
 from fleet_server.service import FleetService
 from fleet_server.verdicts import (
     LEFT_OUT_HEADER,

@@ -14,7 +14,8 @@ from contract.messages import OtaState
 from contract.mutes import MAX_MUTE_DAYS
 from contract.strict import Strict
 from fleet_server.auth import Scope
-from fleet_server.mutes import MAX_REASON_CHARS, Outcome
+from fleet_server.mute_rules import MAX_REASON_CHARS
+from fleet_server.mutes import Outcome
 from fleet_server.rollouts.spec import NAME_PATTERN, DeviceId, Label
 from fleet_server.verdicts import LABEL_PATTERN, Verdict
 

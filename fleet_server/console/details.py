@@ -22,11 +22,8 @@ from fleet_server.db import AuditEntry, Device
 from fleet_server.identity.tables import DeviceIdentity
 from fleet_server.inventory import device_summary, recent_events
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
-from fleet_server.mutes import (
-    AlertMuteRow,
-    MuteShape,
-    active_mutes,
-)
+from fleet_server.mute_rules import MuteShape
+from fleet_server.mutes import AlertMuteRow, active_mutes
 from fleet_server.releases import models_view
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow
 from fleet_server.service import FleetService
@@ -97,8 +94,9 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
 
 
 def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, MuteShape]:
-    """The message shape a mute of each alert would name (:func:`fleet_server.mutes.mute_shape`,
-    as ``mute_alert`` takes it: a cut line's is the start of one), by alert id; alerts a mute
+    """The message shape a mute of each alert would name
+    (:func:`fleet_server.mute_rules.mute_shape`, as ``mute_alert`` takes it: a cut line's is
+    the start of one), by alert id; alerts a mute
     would refuse (a blank line, a cut one whose sure start is too short) are left out."""
     return {alert.id: shape for alert in alerts
             for shape, mutable in [line_shape(alert.text)] if mutable}

@@ -20,7 +20,7 @@ from fleet_server.api.core import Service
 from fleet_server.console import details
 from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
 from fleet_server.metrics_store import DeviceAlertRow
-from fleet_server.mutes import (
+from fleet_server.mute_rules import (
     MuteRefused,
     UnknownAlert,
     UnknownMute,
