@@ -42,12 +42,8 @@ from contract.tuf_targets import (
 from fleet_server.config import DeltaSettings
 from fleet_server.db import AuditEntry, Database, DeltaArtifact, ModelVersion
 from fleet_server.deltas import choose_delta
-from fleet_server.repository.repo import (
-    DeltaUpload,
-    PublishRejected,
-    Repository,
-    RepositoryError,
-)
+from fleet_server.repository.metadata_store import RepositoryError
+from fleet_server.repository.repo import DeltaUpload, PublishRejected, Repository
 
 log = logging.getLogger("nanofleet.server.releases")
 DELTA_FORMAT = f"nfd-{FORMAT_VERSION}"

@@ -26,7 +26,8 @@ from fleet_server.mute_publisher import MutePublisher
 from fleet_server.releases import Releases
 from fleet_server.replicas import ReplicaConflict, ReplicaRegistry, Sharing
 from fleet_server.repository.keys import KeyFileError
-from fleet_server.repository.repo import OnlineSigners, Repository, RepositoryError
+from fleet_server.repository.metadata_store import OnlineSigners, RepositoryError
+from fleet_server.repository.repo import Repository
 from fleet_server.repository.storage import METADATA_DIR
 from fleet_server.rollouts.driver import RolloutDriver
 from fleet_server.rollouts.manage import Rollouts

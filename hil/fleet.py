@@ -27,7 +27,8 @@ from fleet_server.config import (
 )
 from fleet_server.repository.expiry import ExpiryPolicy
 from fleet_server.repository.keys import generate_role_keys, load_signer
-from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.metadata_store import OnlineSigners
+from fleet_server.repository.repo import Repository
 from hil.broker import free_port
 from hil.process import stop_process
 

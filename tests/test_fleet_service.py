@@ -13,7 +13,8 @@ from contract.messages import DesiredState
 from contract.topics import desired
 from fleet_server.config import ServerConfig, load_config
 from fleet_server.repository.expiry import ExpiryPolicy
-from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.metadata_store import OnlineSigners
+from fleet_server.repository.repo import Repository
 from fleet_server.repository.storage import METADATA_DIR
 from fleet_server.service import FleetService, ServerSetupError
 from hil.fleet import setup_fleet

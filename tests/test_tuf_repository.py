@@ -18,6 +18,7 @@ from fleet_server.repository.keys import (
     load_public_key,
     load_signer,
 )
+from fleet_server.repository.metadata_store import RepositoryError
 from fleet_server.repository.operator import DeltaFile, TargetsUpdateError, add_targets
 from fleet_server.repository.repo import (
     DeltaUpload,
@@ -25,7 +26,6 @@ from fleet_server.repository.repo import (
     PublishRejected,
     ReleaseChangeRefused,
     Repository,
-    RepositoryError,
 )
 from fleet_server.repository.rotation import RotationError, rotate_root
 from tests.support.tuf_repo import RepoKit, make_bundle, make_repo

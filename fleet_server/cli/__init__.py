@@ -44,8 +44,8 @@ from fleet_server.config import (
     render_config,
 )
 from fleet_server.repository.keys import KeyFileError
+from fleet_server.repository.metadata_store import RepositoryError
 from fleet_server.repository.operator import TargetsUpdateError
-from fleet_server.repository.repo import RepositoryError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

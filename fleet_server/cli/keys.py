@@ -25,7 +25,8 @@ from fleet_server.repository.keys import (
     load_signer,
     public_key_path,
 )
-from fleet_server.repository.repo import OnlineSigners, Repository
+from fleet_server.repository.metadata_store import OnlineSigners
+from fleet_server.repository.repo import Repository
 from fleet_server.repository.rotation import rotate_root
 from fleet_server.repository.storage import METADATA_DIR
 

@@ -1,3 +1,4 @@
 """Device identity: the device CA (``device_ca``), enrollment tokens (``tokens``), their
-tables (``tables``), the ``[enrollment]`` settings (``settings``) and the service that ties
-them together (``service``: enroll, renew, revoke, broker policy files)."""
+tables (``tables``), the ``[enrollment]`` settings (``settings``), the issued certificates
+(``certificates``: revoke, broker policy files, service certificates) and the service that
+ties them together (``service``: tokens, enroll, renew)."""

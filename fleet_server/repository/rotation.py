@@ -16,7 +16,8 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from fleet_server.repository import storage
-from fleet_server.repository.repo import Repository, RepositoryError
+from fleet_server.repository.metadata_store import RepositoryError
+from fleet_server.repository.repo import Repository
 
 
 class RotationError(RepositoryError):

@@ -16,8 +16,9 @@ from contract.bundle import (
     pack_bundle,
 )
 from fleet_server.repository.keys import generate_role_keys, load_signer
+from fleet_server.repository.metadata_store import OnlineSigners
 from fleet_server.repository.operator import DeltaFile, add_targets
-from fleet_server.repository.repo import ExpiryPolicy, OnlineSigners, Repository
+from fleet_server.repository.repo import ExpiryPolicy, Repository
 
 
 def make_bundle(name: str = "logcls", slot: str = "logs", version: int = 1,
