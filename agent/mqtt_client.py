@@ -35,13 +35,16 @@ def tls_kwargs(cfg: MqttConfig) -> dict[str, Any] | None:
 
 
 def build_client(cfg: MqttConfig, client_id: str, *, max_queued: int,
-                 max_inflight: int | None = None) -> mqtt.Client:
+                 max_inflight: int | None = None, manual_ack: bool = False) -> mqtt.Client:
     """A configured, unconnected client; the caller sets its callbacks, then :func:`connect`.
 
-    ``max_queued`` bounds paho's outgoing queue (0 would be unbounded: never)."""
+    ``max_queued`` bounds paho's outgoing queue (0 would be unbounded: never);
+    ``manual_ack``: a QoS 1 message is acknowledged by ``client.ack`` only, not when
+    ``on_message`` returns."""
     if max_queued < 1:
         raise ValueError("max_queued must be >= 1: paho's queue must be bounded")
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                    manual_ack=manual_ack)
     # An exception escaping a callback would end paho's network thread (and with it the
     # connection, for good): log it and carry on.
     c.suppress_exceptions = True
@@ -59,21 +62,27 @@ def build_client(cfg: MqttConfig, client_id: str, *, max_queued: int,
 
 
 def connect_properties(max_packet_bytes: int = AGENT_RECEIVE_MAX_BYTES,
-                       session_expiry_s: int = 0) -> Properties:
+                       session_expiry_s: int = 0,
+                       receive_maximum: int | None = None) -> Properties:
     """CONNECT properties: the largest packet we accept (the broker withholds larger
-    ones) and how long the broker keeps our session after a disconnect."""
+    ones), how long the broker keeps our session after a disconnect, and how many QoS
+    1/2 messages it may send us that we have not acknowledged yet."""
     props = Properties(PacketTypes.CONNECT)
     props.MaximumPacketSize = max_packet_bytes
     if session_expiry_s:
         props.SessionExpiryInterval = session_expiry_s
+    if receive_maximum is not None:
+        props.ReceiveMaximum = receive_maximum
     return props
 
 
 def connect(client: mqtt.Client, cfg: MqttConfig, *,
             max_packet_bytes: int = AGENT_RECEIVE_MAX_BYTES, session_expiry_s: int = 0,
-            clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY) -> None:
+            clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            receive_maximum: int | None = None) -> None:
     """Connect in the background (paho retries with back-off, the first attempt too)."""
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s,
                          clean_start=clean_start,
-                         properties=connect_properties(max_packet_bytes, session_expiry_s))
+                         properties=connect_properties(max_packet_bytes, session_expiry_s,
+                                                       receive_maximum))
     client.loop_start()

@@ -192,6 +192,7 @@ class Pipeline:
         checkpoints = {line.source: line.checkpoint for line in lines
                        if line.checkpoint is not None}
         self._commit(messages, checkpoints)
+        self._acknowledge(lines)
         now = time.monotonic()
         self.latency.add_many([now - t for t in enqueued])
         self.on_committed()
@@ -213,9 +214,20 @@ class Pipeline:
                            results.model_dump_json().encode())],
                          {line.source: line.checkpoint for line in lines
                           if line.checkpoint is not None})
+            self._acknowledge(lines)
         except Exception:
             log.exception("the failed batch's %d lines could not be kept as unclassified "
                           "either", len(lines))
+
+    @staticmethod
+    def _acknowledge(lines: list[Line]) -> None:
+        """The committed lines' acknowledgements (a source's messages: Line.ack)."""
+        for line in lines:
+            if line.ack is not None:
+                try:
+                    line.ack()
+                except Exception:  # the batch is committed whatever one source says
+                    log.exception("acknowledging a line of %s failed", line.source)
 
     def _commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
         """Commit, waiting out a spool that cannot be written (a full disk): the batch is

@@ -96,3 +96,43 @@ def test_a_batch_that_fails_outside_inference_keeps_its_lines(tmp_path: Path) ->
              for item in json.loads(m.payload)["items"]]
     assert [item["text"] for item in items] == [f"pump cycle {i} complete" for i in range(10)]
     assert items[0]["label"] == "unclassified" and counters.get("batch_errors") == 1
+
+
+def test_a_line_is_acknowledged_only_once_its_result_is_committed(tmp_path: Path) -> None:
+    """An MQTT source acknowledges its message to the broker through ``Line.ack``: called
+    after the commit, never while the batch is held (a crash then would lose a line the
+    broker believes delivered), and for a failed batch once it is kept unclassified."""
+    pipeline, queue, spool, counters = real_pipeline(tmp_path)
+    acked: list[str] = []
+    alerts, failures = pipeline._alerts, [1]
+
+    def failing_once(*args: object, **kwargs: object) -> list[tuple[str, bytes]]:
+        if failures and any(line.text.startswith("C") for line in args[1]):  # type: ignore[attr-defined]
+            failures.pop()
+            raise RuntimeError("a bug in the alert policy")
+        return alerts(*args, **kwargs)  # type: ignore[arg-type]
+
+    pipeline._alerts = failing_once  # type: ignore[method-assign]
+
+    def feed(group: str) -> None:
+        for i in range(20):
+            queue.put(Line("mqtt:s/#", f"{group} reading {i} ok", time.time(),
+                           ack=lambda text=f"{group}{i}": acked.append(text)))
+
+    pipeline.start()
+    try:
+        feed("A")
+        wait_until(lambda: len(acked) == 20, 20, "batch A acknowledged")
+        pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
+        spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        feed("B")
+        wait_until(lambda: counters.get("spool_commit_retries") >= 2, 20, "commit retried")
+        assert len(acked) == 20  # held, not acknowledged
+        spool._db.execute("PRAGMA max_page_count = 1073741823")
+        wait_until(lambda: len(acked) == 40, 20, "batch B acknowledged")
+        feed("C")  # its batch fails outside inference: acknowledged once kept unclassified
+        wait_until(lambda: len(acked) == 60, 20, "batch C acknowledged")
+    finally:
+        pipeline.stop()
+    assert acked == [f"{g}{i}" for g in "ABC" for i in range(20)]
+    assert counters.get("batch_errors") == 1

@@ -86,7 +86,8 @@ def test_without_topic_prefix_bounded_and_invalid_utf8(broker: Mosquitto, h: Har
 
 
 def test_full_queue_drops_and_counts(broker: Mosquitto, h: Harness) -> None:
-    src, sink = h.start(defaults_for(broker), topics=["s/#"], sink=ListSink(capacity=2))
+    """At QoS 0 (and on the agent's own connection) nothing waits: a full queue drops."""
+    src, sink = h.start(defaults_for(broker), topics=["s/#"], sink=ListSink(capacity=2), qos=0)
     pub = h.publisher(broker.port)
     pub.publish("s/1", b"1\n2\n3\n4\n5")
     wait_until(lambda: src.lines_dropped == 3, what="3 drops")
@@ -107,7 +108,7 @@ def test_one_message_is_bounded_in_lines_and_a_full_queue_stops_its_split(
     wait_until(lambda: src.lines_dropped == 2, what="2 drops")
     assert sink.texts() == ["s/1: 1", "s/1: 2", "s/1: 3", "s/1: 4"]
     src.stop()
-    src, sink = h.start(defaults_for(broker), topics=["t/#"], sink=ListSink(capacity=2))
+    src, sink = h.start(defaults_for(broker), topics=["t/#"], sink=ListSink(capacity=2), qos=0)
     made: list[bytes] = []
     emit = src.emit
 

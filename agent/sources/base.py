@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -51,6 +51,9 @@ class Line:
     # as root, or of systemd-coredump's service for a crash); None elsewhere
     # (agent.journal_catalog.trusted_message_id).
     message_id: str | None = None
+    # Called by the pipeline once this line's result is committed: a source that cannot
+    # re-read (MQTT) acknowledges its message to the broker only then.
+    ack: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +155,26 @@ class Source(ABC):
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
              level: int | None = None, uid: int | None = None,
-             message_id: str | None = None) -> bool:
+             message_id: str | None = None, ack: Callable[[], None] | None = None,
+             reserve: bool = False) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
         False at once when the sink is full (the caller counts the drop). ``level``: the
         syslog level the program logged it at, ``uid`` the user who logged it and
-        ``message_id`` its journal catalog id, when the source knows them."""
+        ``message_id`` its journal catalog id, when the source knows them; ``ack`` is
+        called once the line is committed (:attr:`Line.ack`). ``reserve``: the line may
+        take the room kept for sources that cannot re-read (an MQTT source that waits
+        holds its broker back: a file backlog must not starve it)."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id)
-        ok = self.sink.put(line, can_wait=block)
+        line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id, ack)
+        can_wait = block and not reserve
+        ok = self.sink.put(line, can_wait=can_wait)
         delay = 0.001
         while not ok and block and not self._stop.is_set():
             self._stop.wait(delay)
             delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
-            ok = self.sink.put(line, can_wait=True)
+            ok = self.sink.put(line, can_wait=can_wait)
         if ok:
             self.lines_read += 1
             self.counters.inc("lines_in")

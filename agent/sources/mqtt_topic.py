@@ -1,15 +1,22 @@
 """Lines from MQTT topics (sensor text): each payload is one or more lines.
 
-A paho-mqtt 2.x client of its own (MQTT v5), reconnecting with backoff and
-re-subscribing on every connect. Messages arrive on paho's network thread, which
-must never wait on the pipeline: lines go in with ``block=False`` and a full queue
-means a counted drop (``lines_dropped``). Nothing can be re-read, so there is no
-checkpoint; a persistent session (session expiry) lets the broker hold QoS 1
-messages across short disconnects.
+On a broker named by ``host``: a paho-mqtt 2.x client of its own (MQTT v5),
+reconnecting with backoff and re-subscribing on every connect. At QoS 1 it is at
+least once: its network thread queues a message's lines with back-pressure (the
+connection is this source's alone), and the message is acknowledged to the broker
+only once its last line is committed (``Line.ack``); the broker holds the rest
+(persistent session, no clean start: across our restarts too).
+
+On the agent's own broker the source rides on the agent's connection, which
+acknowledges on arrival (its control traffic must not wait behind sensor lines):
+lines go in with ``block=False`` from paho's thread and a full queue means a counted
+drop (``lines_dropped``); a persistent session lets the broker hold QoS 1 messages
+across short disconnects. Nothing can be re-read, so there is no checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -118,6 +125,11 @@ class MqttTopicSourceConfig(BaseModel):
     session_expiry_s: int = Field(
         default=300, ge=0, le=86400, description="How long the broker keeps our subscription "
         "and queues QoS 1/2 messages while we are disconnected (s).")
+    receive_maximum: int = Field(
+        default=32, ge=1, le=1024,
+        description="On a broker named by host, at QoS 1: how many messages the broker may "
+        "send ahead before we acknowledge one (MQTT v5 Receive Maximum). Each is "
+        "acknowledged once its lines are committed, so a crash loses none.")
     max_lines_per_message: int = Field(
         default=256, ge=1, le=65536,
         description="Lines taken from one message (split at newlines); the rest are "
@@ -144,9 +156,12 @@ def source_broker(cfg: MqttTopicSourceConfig, agent: MqttConfig) -> MqttConfig:
     return agent.model_copy(update=update)
 
 
-def _client_id(prefix: str, name: str) -> str:
-    # Source names contain '/', '#' and ':'; a hash keeps the id short and valid.
-    return f"{prefix}-src-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+def _client_id(prefix: str, name: str, topics: list[str]) -> str:
+    # Source names contain '/', '#' and ':'; a hash keeps the id short and valid. The
+    # topics are in it because the broker keeps a persistent session's subscriptions: a
+    # filter taken out of the config would otherwise go on delivering to the new one.
+    key = "\0".join([name, *sorted(topics)])
+    return f"{prefix}-src-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 class MqttTopicSource(Source):
@@ -173,28 +188,73 @@ class MqttTopicSource(Source):
         self.lines_dropped = 0
         self.last_disconnect: str | None = None
         self._lock = threading.Lock()  # paho's thread vs. describe()
+        # At least once, on a broker of its own (see _run): the client that acknowledges
+        # a message once its last line is committed (Line.ack), and which connection a
+        # message came on (its id means something only there).
+        self._client: mqtt.Client | None = None
+        self._connection = 0
 
     def _run(self, checkpoint: str | None) -> None:
         if self.link is not None:
             self._run_on_link(self.link)
             return
+        # A broker of its own: a QoS 1 message is acknowledged only once its lines are
+        # committed, so a crash, a kill -9 or a full line queue loses none of them: the
+        # broker sends again what was not acknowledged (a persistent session keeps it
+        # across our restarts: no clean start). This connection is the source's alone,
+        # so its network thread may wait for room in the line queue (the back-pressure:
+        # the broker holds the rest; past the keepalive it drops the connection, and
+        # sends the unacknowledged again on the next). Not on the agent's own connection
+        # (_run_on_link): its queries, desired states and model downloads must not wait
+        # behind sensor lines. Receive Maximum bounds what the broker sends ahead (it is
+        # not a bound we rely on: Mosquitto 2.0.11 sends one more per acknowledgement).
+        manual = self.cfg.qos == 1
         # Bounded queue: this client only subscribes (nothing of ours waits in it).
-        client = build_client(self.settings,
-                              _client_id(self.agent.client_id_prefix, self.name), max_queued=10)
+        client = build_client(self.settings, _client_id(self.agent.client_id_prefix,
+                                                        self.name, self.cfg.topics),
+                              max_queued=10, manual_ack=manual)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        self._client = client if manual else None
         # The broker withholds larger messages (MQTT v5 Maximum Packet Size).
         connect(client, self.settings, max_packet_bytes=self.cfg.max_payload_bytes + 1024,
-                session_expiry_s=self.cfg.session_expiry_s)
+                session_expiry_s=self.cfg.session_expiry_s,
+                clean_start=(False if manual and self.cfg.session_expiry_s
+                             else mqtt.MQTT_CLEAN_START_FIRST_ONLY),
+                receive_maximum=self.cfg.receive_maximum if manual else None)
         try:
             self._stop.wait()
         finally:
             client.disconnect()
             client.loop_stop()
             self.connected = self.subscribed = False
+
+    def _take(self, msg: mqtt.MQTTMessage, ts: float, connection: int) -> None:
+        """A message's lines, queued with back-pressure (on this source's own network
+        thread); the last one acknowledges it (QoS 1) once committed. Stopped half-way:
+        not acknowledged, so sent again."""
+        ack = functools.partial(self._ack, msg.mid, msg.qos, connection)
+        lines = self._lines_of(msg)
+        for i, raw in enumerate(lines):
+            last = i == len(lines) - 1
+            if not self.emit(raw, ts, None, block=True, ack=ack if last else None,
+                             reserve=True):
+                return
+        if not lines:
+            ack()
+
+    def _ack(self, mid: int, qos: int, connection: int) -> None:
+        """Called by the pipeline once the message's lines are committed. A message id
+        means something only on the connection it came on: one of an older connection
+        is not acknowledged (the broker sends that message again, under a new id)."""
+        client = self._client
+        with self._lock:
+            current = connection == self._connection and self.connected
+        if client is not None and current and qos:
+            client.ack(mid, qos)
 
     def _run_on_link(self, link: SharedLink) -> None:
         for topic in self.cfg.topics:
@@ -226,8 +286,10 @@ class MqttTopicSource(Source):
             self.last_error = f"broker refused the connection: {reason_code}"
             self.counters.inc("source_errors")
             return
-        self.connected = True
-        self.connects += 1
+        with self._lock:
+            self.connected = True
+            self.connects += 1
+            self._connection += 1
         opts = SubscribeOptions(qos=self.cfg.qos)
         client.subscribe([(t, opts) for t in self.cfg.topics])
 
@@ -250,36 +312,58 @@ class MqttTopicSource(Source):
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         ts = time.time()
+        if not self._wanted(msg):
+            if self._client is not None and msg.qos:
+                self._client.ack(msg.mid, msg.qos)  # dropped on purpose: not to be sent again
+            return
+        with self._lock:
+            self.messages += 1
+            connection = self._connection
+        if self._client is not None:
+            self._take(msg, ts, connection)
+        else:
+            self._put_now(msg, ts)
+
+    def _wanted(self, msg: mqtt.MQTTMessage) -> bool:
         if msg.retain:
             # The broker's kept last value, sent again at every (re)subscription: not a
             # new line (review, December 2026: classified, and alerted, at every
             # reconnect). A retained message published while we listen arrives unflagged.
             self.counters.inc("lines_retained_skipped")
-            return
+            return False
         if self._own_root is not None and msg.topic.startswith(self._own_root):
             self.counters.inc("source_errors")
             self.last_error = (f"message on the agent's own topic {_printable(msg.topic)[:200]} "
                                "dropped: a source never reads the agent's output")
-            return
+            return False
+        return True
+
+    def _lines_of(self, msg: mqtt.MQTTMessage) -> list[bytes]:
+        """The message's non-blank lines, at most max_lines_per_message (the rest
+        counted as dropped), each behind its topic when include_topic."""
         # A topic level matched by a wildcard may hold any character: a newline there
         # would put a forged second line inside this one.
         prefix = f"{_printable(msg.topic)}: ".encode() if self.cfg.include_topic else b""
-        with self._lock:
-            self.messages += 1
         parts = [part for part in msg.payload.split(b"\n") if part.strip()]
-        taken = parts[:self.cfg.max_lines_per_message]
-        dropped = len(parts) - len(taken)
-        for i, part in enumerate(taken):
-            if not self.emit(prefix + part, ts, None, block=False):
-                # The queue is full: the rest of this message would be refused too, so
-                # it is counted at once rather than each line made and refused (review,
-                # December 2026: 0.7 s of CPU for one 256 KiB message of short lines).
-                dropped += len(taken) - i
-                break
-        if dropped:
+        self._count_dropped(len(parts) - self.cfg.max_lines_per_message)
+        return [prefix + part for part in parts[:self.cfg.max_lines_per_message]]
+
+    def _count_dropped(self, dropped: int) -> None:
+        if dropped > 0:
             with self._lock:
                 self.lines_dropped += dropped
             self.counters.inc("lines_dropped", dropped)
+
+    def _put_now(self, msg: mqtt.MQTTMessage, ts: float) -> None:
+        """On paho's thread, which must not wait: a full line queue drops the rest."""
+        taken = self._lines_of(msg)
+        for i, part in enumerate(taken):
+            if not self.emit(part, ts, None, block=False):
+                # The queue is full: the rest of this message would be refused too, so
+                # it is counted at once rather than each line made and refused (review,
+                # December 2026: 0.7 s of CPU for one 256 KiB message of short lines).
+                self._count_dropped(len(taken) - i)
+                break
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -289,5 +373,6 @@ class MqttTopicSource(Source):
                      "topics": list(self.cfg.topics), "qos": self.cfg.qos,
                      "connected": self.connected, "subscribed": self.subscribed,
                      "connects": self.connects, "last_disconnect": self.last_disconnect,
-                     "messages": messages, "lines_dropped": dropped})
+                     "messages": messages, "lines_dropped": dropped,
+                     "acknowledged_when_committed": self._client is not None})
         return info
