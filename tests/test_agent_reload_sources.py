@@ -24,37 +24,20 @@ from agent.metrics import Counters
 from agent.reload_plan import sources_kept_running, sources_to_keep
 from agent.sources.registry import AgentBroker, build_source
 from hil.broker import Mosquitto
-from tests.support.agent_proc import AgentProcess, payloads
+from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.mqtt_client import Collector
 
 DEV = "pump-07"
 ROOT = f"nanofleet/v1/dev/{DEV}"
 
 
-def config_text(state: Path, port: int, log: Path, extra: str = "",
-                file_name: str = "pump") -> str:
-    return f"""
-device_id = "{DEV}"
-state_dir = "{state}"
-metrics_interval_s = 1
-log_level = "debug"
-{extra}
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-reconnect_max_s = 1
-
-[[sources]]
-kind = "file"
-name = "{file_name}"
-path = "{log}"
-start_at = "beginning"
-
-[[sources]]
-kind = "mqtt"
-name = "sensors"
-topics = ["sensors/#"]
-"""
+def config_text(state: Path, port: int, log: Path, file_name: str = "pump") -> str:
+    sources = (f'[[sources]]\nkind = "file"\nname = "{file_name}"\npath = "{log}"\n'
+               'start_at = "beginning"\n\n'
+               '[[sources]]\nkind = "mqtt"\nname = "sensors"\ntopics = ["sensors/#"]\n')
+    path = write_config(state.parent / f"{state.name}-{file_name}-{port}.toml", DEV, state,
+                        port, sources)
+    return path.read_text()
 
 
 def parsed(text: str) -> AgentConfig:
