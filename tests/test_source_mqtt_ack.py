@@ -107,7 +107,8 @@ def test_a_full_queue_waits_and_the_broker_holds_the_rest(rig: Rig) -> None:
     sink.wait_for(lambda ls: len(ls) == 3)
     # The fourth message waits on the source's network thread for room; nothing is
     # dropped, nothing acknowledged.
-    time.sleep(0.5)
+    wait_until(lambda: src.describe()["messages"] == 4, what="the fourth message taken")
+    time.sleep(0.5)  # time for a fifth, which the broker must not send
     assert src.describe()["messages"] == 4
 
     taken: list[str] = []
