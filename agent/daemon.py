@@ -283,7 +283,11 @@ class Agent:
                 self.reload()
             if self._stopping:
                 break
-            healthy, problems = self.health.check()
+            try:
+                healthy, problems = self.health.check()
+            except Exception as exc:  # a bug in the check must not end the agent
+                log.exception("health check failed to run")
+                healthy, problems = False, [f"health check failed: {exc}"]
             if healthy:
                 self.notifier.watchdog()
             else:

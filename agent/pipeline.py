@@ -92,6 +92,7 @@ class Pipeline:
         # life, while each config (re)load builds a new alert gate around it.
         self.mutes = mutes if mutes is not None else MuteSet(cfg.alerts.mute_storm_per_minute)
         self.heartbeat = time.monotonic()
+        self.busy = False  # in a batch (agent.health: a long batch is not a stuck loop)
         # Lines of the batches finished, failed ones too (drain counts against it).
         self.processed = 0
         self.holding: str | None = None  # why a batch waits for the spool (a full disk)
@@ -130,6 +131,12 @@ class Pipeline:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def longest_wait_s(self) -> float:
+        """How long the loop may wait for a batch without beating (the health check
+        allows it on top of its stall limit): a line's wait for its batch to fill, and
+        the idle wait before it."""
+        return max(self.max_wait, OFFLINE_BATCH_WAIT_S) + IDLE_WAIT_S
+
     def drain(self, timeout: float) -> bool:
         """Wait until every line queued before the call is processed; True once it is.
         Lines queued since (sources a reload kept running) are not waited for: the queue
@@ -155,6 +162,7 @@ class Pipeline:
                                          take_windows=online)
             if not batch:
                 continue
+            self.busy = True
             lines = [line for line, _ in batch]
             try:
                 self.process(lines, [t for _, t in batch])
@@ -165,6 +173,7 @@ class Pipeline:
                     self._commit_unclassified(lines)
             finally:
                 self.processed += len(batch)
+                self.busy = False
                 self.counters.set_gauge("queue_depth", float(len(self.queue)))
             # The batch's freed buffers back to the system, every few seconds of work.
             if self.heap_trimmer.after_work():
