@@ -38,6 +38,7 @@ from contract import topics
 from contract.bundle import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleError, BundleManifest
 from contract.messages import Metrics, OtaEvent, Status
 from contract.mutes import mutes_topic
+from contract.tar_headers import BLOCK, TarHeaderError, check_plain_members
 
 if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
     from agent.ota.engine import OtaEngine
@@ -67,6 +68,8 @@ def bundle_slot(path: Path) -> str:
     Only the manifest (the first tar member) is read, so a damaged model file in the
     configured bundle does not stop an agent whose OTA update installed another one."""
     try:
+        with path.open("rb") as head:  # tarfile.open parses the first header: walk it first
+            check_plain_members(head.read(BLOCK), 1)
         with tarfile.open(path, mode="r:") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST_NAME or not first.isreg():
@@ -75,7 +78,7 @@ def bundle_slot(path: Path) -> str:
                 raise BundleError(f"{path}: {MANIFEST_NAME} is too large ({first.size} bytes)")
             fh = tar.extractfile(first)
             data = fh.read() if fh is not None else b""
-    except (OSError, tarfile.TarError, EOFError) as exc:
+    except (OSError, tarfile.TarError, EOFError, TarHeaderError) as exc:
         raise BundleError(f"{path}: cannot read the bundle manifest: {exc}") from None
     try:
         return BundleManifest.model_validate_json(data).slot

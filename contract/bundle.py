@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
-from contract.tar_headers import TarHeaderError, check_plain_members
+from contract.tar_headers import TarContainerError, TarHeaderError, check_plain_members
 from contract.topics import SLOT_PATTERN
 
 BUNDLE_FORMAT = 1
@@ -253,6 +253,8 @@ def _read_members(data: bytes) -> dict[str, bytes]:
     archive itself — an uncompressed tar holds every byte it yields."""
     try:
         check_plain_members(data, MAX_MEMBERS)  # before tarfile reads a header
+    except TarContainerError as exc:
+        raise BundleError(f"not a bundle (bad tar container): {exc}") from None
     except TarHeaderError as exc:
         raise BundleError(str(exc)) from None
     contents: dict[str, bytes] = {}

@@ -14,66 +14,58 @@ so anything else in its headers is refused here, from the raw 512-byte blocks:
   members ``contract.bundle`` refuses once parsed).
 - more members than a bundle holds.
 
-A header whose checksum is wrong ends the walk where tarfile ends the archive (or, as the
-first, refuses it); the rest is left to tarfile, which reads the same headers next.
+A block that is not a valid header before the archive's end is refused; the rest is left
+to tarfile, which reads the same headers next.
 """
 
 from __future__ import annotations
 
-BLOCK = 512
-_REGULAR = (b"0", b"\0")
+import tarfile
+
+BLOCK = tarfile.BLOCKSIZE
 # pax (per member, global), GNU sparse, GNU long name, GNU long link name.
-_EXTENDED = (b"x", b"g", b"S", b"L", b"K")
+_EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_SPARSE,
+             tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
 
 class TarHeaderError(ValueError):
     """A header that a bundle cannot have; the message names the member."""
 
 
+class TarContainerError(TarHeaderError):
+    """A block where a header should be that is none (a bad checksum, a cut block)."""
+
+
 def check_plain_members(data: bytes, max_members: int) -> None:
     """Raise :class:`TarHeaderError` unless every header in ``data`` before the end of
-    the archive (a zero block, or the data's end) is a regular file's, and there are at
-    most ``max_members``. Reads headers only: O(members), whatever the data holds."""
+    the archive (an all-zero block) is a regular file's, and there are at most
+    ``max_members``. Reads headers only: O(members), whatever the data holds.
+
+    Each block is decoded by tarfile's own ``TarInfo.frombuf`` (one block, never a pax
+    record), so the walk reads the fields tarfile will read, as it reads them: two
+    parsers of the same bytes disagreed before (review, December 2026: a checksum field
+    with a byte after its NUL, a base-256 checksum, a size field starting with NUL, an
+    old-style directory — each ended the walk or stepped past a block that tarfile then
+    parsed as a pax header). A block that is not a header before the end is refused:
+    ``pack_bundle`` never writes one, and tarfile would stop reading there silently."""
     offset = members = 0
-    while offset + BLOCK <= len(data):
-        header = data[offset:offset + BLOCK]
-        if header == bytes(BLOCK) or not _checksum_ok(header):
-            return  # where tarfile ends the archive too (or, first, refuses it)
-        name = header[:100].split(b"\0", 1)[0].decode("utf-8", errors="replace")
-        kind = header[156:157]
-        if kind in _EXTENDED:
+    while offset < len(data):
+        block = data[offset:offset + BLOCK]
+        if block == bytes(BLOCK):
+            return  # the end of the archive, where tarfile stops too (EOFHeaderError)
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise TarContainerError(f"no tar header at byte {offset}: {exc}") from None
+        name = info.name[:100]
+        if info.type in _EXTENDED:
             raise TarHeaderError(f"member {name!r} is a sparse or extended-header member")
-        if kind not in _REGULAR:
+        if not info.isreg():
             raise TarHeaderError(f"member {name!r} is not a regular file")
+        if info.size < 0:
+            raise TarHeaderError(f"member {name!r} has a negative size")
         members += 1
         if members > max_members:
             raise TarHeaderError(f"more than {max_members} members")
-        offset += BLOCK + _blocks(_size(header, name)) * BLOCK
-
-
-def _size(header: bytes, name: str) -> int:
-    field = header[124:136]
-    if field[0] & 0x80:  # GNU base-256: for sizes of 8 GiB and more, never a bundle's
-        raise TarHeaderError(f"member {name!r} has a base-256 size field")
-    digits = field.replace(b"\0", b" ").strip()
-    try:
-        return int(digits or b"0", 8)
-    except ValueError:
-        raise TarHeaderError(f"member {name!r} has an unreadable size field") from None
-
-
-def _checksum_ok(header: bytes) -> bool:
-    """tarfile's test: the stored sum equals the header's bytes summed with the sum
-    field as spaces, read unsigned or (old tars) signed."""
-    try:
-        stored = int(header[148:156].replace(b"\0", b" ").strip() or b"x", 8)
-    except ValueError:
-        return False
-    blanked = header[:148] + b" " * 8 + header[156:]
-    unsigned = sum(blanked)
-    signed = sum(b - 256 if b > 127 else b for b in blanked)
-    return stored in (unsigned, signed)
-
-
-def _blocks(size: int) -> int:
-    return -(-size // BLOCK)
+        # tarfile's own step past a regular member's data (TarInfo._proc_builtin).
+        offset += BLOCK + -(-info.size // BLOCK) * BLOCK

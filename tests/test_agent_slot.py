@@ -51,3 +51,22 @@ def test_unreadable_bundle_names_the_problem(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="sha256"):
         read_bundle(bytes(damaged))
     assert bundle_slot(tmp_path / "d.nfb") == "sensors"
+
+
+def test_a_pax_header_first_is_refused_before_tarfile_parses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile's pax parsing backtracks quadratically (CVE-2024-6232, Python 3.11.7): the
+    configured bundle's first header is walked before tarfile.open reads it."""
+    import tarfile
+
+    def refuse(self: tarfile.TarInfo, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        raise AssertionError("tarfile parsed a pax header")
+
+    monkeypatch.setattr(tarfile.TarInfo, "_proc_pax", refuse)
+    pax = tarfile.TarInfo("PaxHeaders/manifest.json")
+    pax.type, pax.size = tarfile.XHDTYPE, 13 * 1000
+    hostile = tmp_path / "pax.nfb"
+    hostile.write_bytes(pax.tobuf(format=tarfile.USTAR_FORMAT) + b"1 hdrcharset=" * 1000
+                        + make_bundle(slot="sensors"))
+    with pytest.raises(BundleError, match="extended-header"):
+        bundle_slot(hostile)

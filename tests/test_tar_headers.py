@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,10 +93,12 @@ def header(name: bytes, kind: bytes, size_field: bytes) -> bytes:
                  id="pax-global"),
     pytest.param(header(b"model.onnx", b"2", b"00000000000\0"), "not a regular file",
                  id="symlink"),
-    pytest.param(header(b"model.onnx", b"0", b"\x80" + bytes(10) + b"\x01"), "base-256",
-                 id="base-256-size"),
-    pytest.param(header(b"model.onnx", b"0", b"0000000zz00\0"), "unreadable size",
+    pytest.param(header(b"model.onnx", b"0", b"\xff" * 12), "negative size",
+                 id="base-256-negative-size"),
+    pytest.param(header(b"model.onnx", b"0", b"0000000zz00\0"), "no tar header at byte 0",
                  id="garbage-size"),
+    pytest.param(header(b"models/", b"\0", b"00000000000\0"), "not a regular file",
+                 id="old-style-directory"),
     pytest.param(header(b"f", b"0", b"00000000000\0") * (MAX_MEMBERS + 1),
                  f"more than {MAX_MEMBERS}", id="too-many"),
 ])
@@ -113,7 +116,71 @@ def test_the_walk_steps_over_data_and_stops_at_the_end_of_the_archive() -> None:
     with pytest.raises(TarHeaderError, match="not a regular file"):
         check_plain_members(header(b"a", b"0", b"00000000000\0") + header(b"evil", b"2", b"0\0"),
                             MAX_MEMBERS)
-    # A block whose checksum is wrong is where tarfile stops reading: so does the walk.
+    # A block that is no header before the end is refused (tarfile would stop there
+    # silently; pack_bundle never writes one).
     damaged = bytearray(header(b"evil", b"2", b"0\0"))
     damaged[0] ^= 1
-    check_plain_members(header(b"a", b"0", b"00000000000\0") + bytes(damaged), MAX_MEMBERS)
+    with pytest.raises(TarHeaderError, match="no tar header at byte 512: bad checksum"):
+        check_plain_members(header(b"a", b"0", b"00000000000\0") + bytes(damaged),
+                            MAX_MEMBERS)
+
+
+# -- headers the walk and tarfile could read differently (review, December 2026) -----------
+
+def ustar(name: bytes, kind: bytes, size_field: bytes,
+          checksum: Callable[[int], bytes] | None = None) -> bytes:
+    """A ustar header; ``checksum(sum)`` gives the 8 bytes of its checksum field."""
+    block = bytearray(BLOCK)
+    block[:len(name)] = name
+    block[100:108], block[108:116], block[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    block[124:136], block[136:148] = size_field, b"00000000000\0"
+    block[156:157] = kind
+    block[257:263], block[263:265] = b"ustar\0", b"00"
+    block[148:156] = b" " * 8
+    total = sum(block)
+    block[148:156] = checksum(total) if checksum else f"{total:06o}\0 ".encode()
+    return bytes(block)
+
+
+def octal_size(n: int) -> bytes:
+    return f"{n:011o}\0".encode()
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % BLOCK)
+
+
+PAX = ustar(b"PaxHeaders/notes.txt", b"x", octal_size(len(HOSTILE_PAX))) + padded(HOSTILE_PAX)
+NOTES = ustar(b"notes.txt", b"0", octal_size(2)) + padded(b"hi")
+END = bytes(2 * BLOCK)
+MANIFEST = ustar(b"manifest.json", b"0", octal_size(2)) + padded(b"{}")
+
+
+def junk_after_nul(header: bytes) -> bytes:
+    out = bytearray(header)
+    out[155:156] = b"7"  # tarfile cuts the field at its NUL: still a valid sum
+    return bytes(out)
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(junk_after_nul(PAX) + NOTES + END, id="checksum-junk-after-nul"),
+    pytest.param(ustar(b"PaxHeaders/notes.txt", b"x", octal_size(len(HOSTILE_PAX)),
+                       lambda s: b"\x80" + s.to_bytes(7, "big"))
+                 + padded(HOSTILE_PAX) + NOTES + END, id="checksum-base-256"),
+    pytest.param(ustar(b"PaxHeaders/notes.txt", b"x", octal_size(len(HOSTILE_PAX)),
+                       lambda s: b"\x1c" + f"{s:06o}".encode() + b"\0")
+                 + padded(HOSTILE_PAX) + NOTES + END, id="checksum-behind-x1c"),
+    pytest.param(ustar(b"manifest.json", b"0", b"\0" + f"{len(PAX):010o}".encode() + b"\0")
+                 + PAX + NOTES + END, id="size-field-starting-with-nul"),
+    pytest.param(MANIFEST + ustar(b"model/", b"\0", octal_size(len(PAX))) + PAX + NOTES + END,
+                 id="old-style-directory-before-pax"),
+])
+def test_no_header_tarfile_reads_escapes_the_walk(data: bytes, no_pax_parsing: None) -> None:
+    """Each of these passed the first walk (its own parser of the fields), and tarfile
+    then parsed the pax header behind them; the walk now decodes every block with
+    tarfile's own TarInfo.frombuf."""
+    with pytest.raises(TarHeaderError):
+        check_plain_members(data, MAX_MEMBERS)
+    with pytest.raises(BundleError):
+        read_bundle(data)
+    assert bundle_layout(data) is None
