@@ -200,7 +200,7 @@ class Pipeline:
                             results.model_dump_json().encode()))
         checkpoints = {line.source: line.checkpoint for line in lines
                        if line.checkpoint is not None}
-        self._commit(messages, checkpoints)
+        self._commit(messages, checkpoints, durable=_acknowledged(lines))
         self._acknowledge(lines)
         now = time.monotonic()
         self.latency.add_many([now - t for t in enqueued])
@@ -222,7 +222,7 @@ class Pipeline:
             self._commit([(topics.results(self.device_id, self.slot.name),
                            results.model_dump_json().encode())],
                          {line.source: line.checkpoint for line in lines
-                          if line.checkpoint is not None})
+                          if line.checkpoint is not None}, durable=_acknowledged(lines))
             self._acknowledge(lines)
         except Exception:
             log.exception("the failed batch's %d lines could not be kept as unclassified "
@@ -238,7 +238,8 @@ class Pipeline:
                 except Exception:  # the batch is committed whatever one source says
                     log.exception("acknowledging a line of %s failed", line.source)
 
-    def _commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
+    def _commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str],
+                durable: bool = False) -> None:
         """Commit, waiting out a spool that cannot be written (a full disk): the batch is
         held, not dropped. Why: a dropped batch's lines were lost for good once the next
         batch committed a later checkpoint of their source (review, December 2026: fill
@@ -249,7 +250,7 @@ class Pipeline:
         try:
             while True:
                 try:
-                    self.spool.commit(messages, checkpoints)
+                    self.spool.commit(messages, checkpoints, durable)
                     return
                 except (sqlite3.Error, OSError) as exc:
                     if self._stop.is_set():
@@ -378,3 +379,10 @@ class Pipeline:
             self.recent_alerts.append(alert.model_dump(mode="json"))
             self.counters.inc("alerts")
         return messages
+
+
+def _acknowledged(lines: list[Line]) -> bool:
+    """Whether a source acknowledges any of these lines once committed: their commit must
+    then reach the disk first (Spool.commit's ``durable``), or a power cut after the
+    acknowledgement loses lines the broker will not send again."""
+    return any(line.ack is not None for line in lines)

@@ -88,33 +88,47 @@ class Spool:
             return self._seqs.get(stream, 0)
 
     # --- writing -----------------------------------------------------------------------
-    def commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str]) -> None:
-        """Append messages and move checkpoints forward, atomically."""
+    def commit(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str],
+               durable: bool = False) -> None:
+        """Append messages and move checkpoints forward, atomically. ``durable``: on disk
+        before this returns (the WAL synced: ``synchronous=FULL`` for this transaction),
+        for lines whose source is told they are safe (an MQTT acknowledgement: unlike a
+        file, the broker cannot send them again after a power cut)."""
         now = time.time()
         with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN")
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             try:
-                cur.executemany("INSERT INTO outbox(topic, payload, created) VALUES (?, ?, ?)",
-                                [(t, p, now) for t, p in messages])
-                cur.executemany("INSERT OR REPLACE INTO checkpoints(source, value) VALUES (?, ?)",
-                                list(checkpoints.items()))
-                with self._seq_lock:
-                    seqs = list(self._seqs.items())
-                cur.executemany("INSERT OR REPLACE INTO seqs(stream, value) VALUES (?, ?)",
-                                seqs)
-                self._count += len(messages)
-                self._bytes += sum(len(p) for _, p in messages)
-                self._enforce_bound(cur)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                row = self._db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
-                self._count, self._bytes = int(row[0]), int(row[1])
-                raise
+                self._commit_locked(messages, checkpoints, now)
+            finally:
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
         self.counters.inc("spool_written", len(messages))
         self._publish_gauges()
+
+    def _commit_locked(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str],
+                       now: float) -> None:
+        cur = self._db.cursor()
+        cur.execute("BEGIN")
+        try:
+            cur.executemany("INSERT INTO outbox(topic, payload, created) VALUES (?, ?, ?)",
+                            [(t, p, now) for t, p in messages])
+            cur.executemany("INSERT OR REPLACE INTO checkpoints(source, value) VALUES (?, ?)",
+                            list(checkpoints.items()))
+            with self._seq_lock:
+                seqs = list(self._seqs.items())
+            cur.executemany("INSERT OR REPLACE INTO seqs(stream, value) VALUES (?, ?)",
+                            seqs)
+            self._count += len(messages)
+            self._bytes += sum(len(p) for _, p in messages)
+            self._enforce_bound(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
+            self._count, self._bytes = int(row[0]), int(row[1])
+            raise
 
     def _enforce_bound(self, cur: sqlite3.Cursor) -> None:
         """At the bound the oldest *results* go first, alerts and OTA events only when

@@ -92,15 +92,30 @@ def test_a_line_is_acknowledged_only_once_its_result_is_committed(tmp_path: Path
 
     pipeline._alerts = failing_once  # type: ignore[method-assign]
 
+    events: list[str] = []  # the spool's statements and the acknowledgements, in order
+    spool._db.set_trace_callback(
+        lambda sql: events.append(sql) if sql.startswith(("PRAGMA synchronous", "COMMIT"))
+        else None)
+
     def feed(group: str) -> None:
         for i in range(20):
             queue.put(Line("mqtt:s/#", f"{group} reading {i} ok", time.time(),
-                           ack=lambda text=f"{group}{i}": acked.append(text)))
+                           ack=lambda text=f"{group}{i}": (acked.append(text),
+                                                           events.append("ack"))))
 
     pipeline.start()
     try:
+        # Lines nobody acknowledges (a file's) commit as before: no sync of their own.
+        queue.put(Line("file:log", "pump cycle 1 complete", time.time(), checkpoint="1"))
+        wait_until(lambda: spool.checkpoint("file:log") == "1", 20, "file line committed")
+        assert events == ["COMMIT"]
         feed("A")
         wait_until(lambda: len(acked) == 20, 20, "batch A acknowledged")
+        # Acknowledged only after a commit synced to disk (a power cut after the
+        # acknowledgement must not lose what the broker will not send again).
+        first_ack = events.index("ack")
+        assert events[1:first_ack] == ["PRAGMA synchronous=FULL", "COMMIT",
+                                       "PRAGMA synchronous=NORMAL"], events[:first_ack]
         pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
         spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
         feed("B")
