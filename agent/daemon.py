@@ -260,8 +260,10 @@ class Agent:
                 attempt += 1
 
     def _stop_sources(self) -> None:
+        """Stop reading; MQTT sources keep their connection for the acknowledgements of
+        the lines the drain commits (close them after it)."""
         for src in self.sources:
-            src.stop()
+            src.stop(keep_open=True)
 
     # --- main loop -----------------------------------------------------------------------
     def run(self) -> int:
@@ -337,9 +339,9 @@ class Agent:
             return
         old = self.cfg
         running = sources_kept_running(self.sources, sources_to_keep(old, new))
-        for src in self.sources:
-            if src.name not in running:
-                src.stop()
+        stopped = [src for src in self.sources if src.name not in running]
+        for src in stopped:
+            src.stop(keep_open=True)
         # Process what the stopped sources read, so they start again from up-to-date
         # checkpoints; the wait is bounded (the watchdog is fed by this thread).
         if not self.pipeline.drain(RELOAD_DRAIN_S):
@@ -347,6 +349,8 @@ class Agent:
                         "read again from their last committed checkpoint are classified "
                         "twice", len(self.queue), RELOAD_DRAIN_S)
             self.counters.inc("reload_drain_timeouts")
+        for src in stopped:  # their drained lines are acknowledged by now
+            src.close()
         self.cfg = new
         self.pipeline.apply_config(new)
         if new.model != old.model and self.ota is not None:  # OTA (agent/ota) owns the model
@@ -382,6 +386,8 @@ class Agent:
         self._stop_sources()
         self.queue.close()
         self.pipeline.drain(4.0)
+        for src in self.sources:
+            src.close()
         self.pipeline.stop(2.0)
         self.sender.drain(2.0)
         self.sender.stop(1.0)

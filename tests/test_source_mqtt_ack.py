@@ -9,6 +9,7 @@ sends no more than ``receive_maximum`` unacknowledged messages (the back-pressur
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.config import MqttConfig
+from agent.line_queue import LineQueue
 from agent.metrics import Counters
 from agent.sources.base import Line
 from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
@@ -100,6 +102,29 @@ def test_what_was_not_committed_comes_again_after_a_restart(rig: Rig) -> None:
     assert rig.counters.get("lines_dropped") == 0
 
 
+def test_a_clean_stop_acknowledges_what_the_drain_commits(rig: Rig) -> None:
+    """The daemon stops a source with keep_open, drains the pipeline, then closes it: the
+    queued lines' acknowledgements still reach the broker, which sends nothing again.
+    (Disconnecting first dropped them: every queued message came again after each
+    clean stop or reload; review, December 2026.)"""
+    sink = ListSink()
+    src = rig.start(sink)
+    rig.publish("reading 1 ok", "reading 2 ok")
+    queued = sink.wait_for(lambda ls: len(ls) == 2)
+    src.stop(keep_open=True)
+    rig.publish("reading 3 ok")  # arrives while stopping: not taken, kept by the broker
+    time.sleep(0.3)
+    commit(queued)  # the drain
+    src.close()
+    assert not src.alive()
+
+    again = ListSink()
+    rig.start(again)
+    lines = again.wait_for(lambda ls: len(ls) >= 1)
+    time.sleep(0.5)  # time for a repeat of reading 1 or 2, which must not come
+    assert [line.text for line in again.lines] == ["s/pump: reading 3 ok"], lines
+
+
 def test_a_full_queue_waits_and_the_broker_holds_the_rest(rig: Rig) -> None:
     sink = ListSink(capacity=3)
     src = rig.start(sink, receive_maximum=4)
@@ -121,6 +146,45 @@ def test_a_full_queue_waits_and_the_broker_holds_the_rest(rig: Rig) -> None:
             sink.wait_for(lambda ls: len(ls) > 0)
     assert taken == [f"s/pump: reading {i} ok" for i in range(40)]  # all, in order
     assert rig.counters.get("lines_dropped") == 0 and src.describe()["lines_dropped"] == 0
+
+
+def test_it_waits_like_a_file_and_leaves_the_reserve_to_lines_that_cannot(rig: Rig) -> None:
+    """The line queue keeps an eighth of its room for lines nothing can send again (sensor
+    lines on the agent's own connection). A source whose broker holds its messages waits
+    like a file instead of taking that room (review, December 2026: with it, a backlog
+    on such a broker starved on-link sensors, 62 % of their lines dropped)."""
+    queue = LineQueue(16)  # reserve: 2
+    rig.start(queue)  # type: ignore[arg-type]  # the agent's real queue as the sink
+    for i in range(14):
+        assert queue.put(Line("file:log", f"pump cycle {i}", time.time()), can_wait=True)
+    rig.publish("reading 1 ok")
+    time.sleep(0.5)
+    assert len(queue) == 14  # waiting, not in the reserve
+    assert queue.put(Line("mqtt:on-link", "sensor", time.time()))  # the reserve is there
+    queue.get_batch(10, 0.0, timeout=1.0)  # the pipeline takes a batch: room again
+    wait_until(lambda: any(line.text == "s/pump: reading 1 ok" for line, _ in queue._items),
+               what="the sensor line queued once there is room")
+
+
+def test_a_message_that_cannot_be_taken_is_counted_and_does_not_stall_the_rest(
+        rig: Rig) -> None:
+    """An exception on paho's thread is swallowed by paho: the message would stay
+    unacknowledged, and receive_maximum of those stop the broker for good."""
+    sink = ListSink()
+    src = rig.start(sink, receive_maximum=1)
+    lines_of, failures = src._lines_of, [1]
+
+    def failing_once(msg: Any) -> list[bytes]:
+        if failures:
+            failures.pop()
+            raise RuntimeError("a bug")
+        return lines_of(msg)
+
+    src._lines_of = failing_once  # type: ignore[method-assign]
+    rig.publish("reading 1 ok", "reading 2 ok")
+    lines = sink.wait_for(lambda ls: len(ls) == 1)
+    assert [line.text for line in lines] == ["s/pump: reading 2 ok"]
+    assert rig.counters.get("source_errors") == 1 and "a bug" in (src.last_error or "")
 
 
 def test_changed_topics_are_a_new_session(rig: Rig) -> None:
@@ -170,7 +234,7 @@ def test_sensor_lines_queued_at_a_kill_come_again_after_the_restart(
     agent = AgentProcess(cfg, state)
     try:
         agent.start()
-        wait_until(lambda: sensors(agent)["subscribed"], 20, "sensor source subscribed")
+        wait_until(lambda: sensors(agent).get("subscribed"), 20, "sensor source subscribed")
         with log.open("w") as f:
             f.writelines(f"app[9]: request {i} served in 12ms\n" for i in range(150_000))
         wait_until(lambda: agent.query("metrics")["result"]["gauges"].get("queue_depth", 0)
@@ -178,13 +242,18 @@ def test_sensor_lines_queued_at_a_kill_come_again_after_the_restart(
         sent = [f"reading {i} pressure 2.1 bar ok" for i in range(30)]
         for text in sent:
             pub.publish("s/pump", text, qos=1)
-        wait_until(lambda: sensors(agent)["lines_read"] == 30, 20, "sensor lines queued")
+        wait_until(lambda: sensors(agent).get("lines_read") == 30, 20, "sensor lines queued")
         agent.kill9()
         texts = sensor_texts(results.messages)
         assert len(texts) < 30, "the lines were classified before the kill: no test"
 
         agent.start()
-        results.wait_for(lambda ms: set(sent) <= set(sensor_texts(ms)), timeout=120)
+        with contextlib.suppress(TimeoutError):  # what is missing is said below
+            results.wait_for(lambda ms: set(sent) <= set(sensor_texts(ms)), timeout=60)
+        with results.lock:
+            missing = sorted(set(sent) - set(sensor_texts(results.messages)))
+        assert not missing, (f"{len(missing)} lost: {missing[:3]}; source {sensors(agent)}\n"
+                             + agent.output()[-3000:])
         assert sensors(agent)["acknowledged_when_committed"] is True
     finally:
         agent.stop()
@@ -193,11 +262,16 @@ def test_sensor_lines_queued_at_a_kill_come_again_after_the_restart(
 
 
 def sensors(agent: AgentProcess) -> dict[str, Any]:
-    [doc] = [s for s in agent.query("sources")["result"] if s["name"] == "sensors"]
-    return doc
+    """The sensor source's description; empty while the agent has not started its
+    sources yet (it answers queries before)."""
+    return next((s for s in agent.query("sources")["result"] if s["name"] == "sensors"), {})
 
 
 def sensor_texts(messages: list[Any]) -> list[str]:
-    with_lock = list(messages)
-    return [item["text"].removeprefix("s/pump: ") for doc in payloads(with_lock)
+    """The sensor lines among the results. Only messages that hold one are decoded: the
+    collector evaluates this under its lock at every message, and decoding the ~2,400
+    results of the backlog each time held its network thread back for minutes (the
+    agent's publishing with it)."""
+    return [item["text"].removeprefix("s/pump: ")
+            for doc in payloads([m for m in messages if b"s/pump: " in m.payload])
             for item in doc["items"] if item["text"].startswith("s/pump: ")]

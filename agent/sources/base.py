@@ -139,11 +139,17 @@ class Source(ABC):
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, keep_open: bool = False) -> None:
+        """Stop reading. ``keep_open``: keep what the lines already queued still need
+        until :meth:`close` (an MQTT source's connection, which acknowledges them once
+        the pipeline has committed them); the others hold nothing and ignore it."""
         self._stop.set()
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:  # noqa: B027  (an optional hook)
+        """After the pipeline drained the lines of a ``stop(keep_open=True)``."""
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -155,26 +161,22 @@ class Source(ABC):
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
              level: int | None = None, uid: int | None = None,
-             message_id: str | None = None, ack: Callable[[], None] | None = None,
-             reserve: bool = False) -> bool:
+             message_id: str | None = None, ack: Callable[[], None] | None = None) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
         False at once when the sink is full (the caller counts the drop). ``level``: the
         syslog level the program logged it at, ``uid`` the user who logged it and
         ``message_id`` its journal catalog id, when the source knows them; ``ack`` is
-        called once the line is committed (:attr:`Line.ack`). ``reserve``: the line may
-        take the room kept for sources that cannot re-read (an MQTT source that waits
-        holds its broker back: a file backlog must not starve it)."""
+        called once the line is committed (:attr:`Line.ack`)."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
         line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id, ack)
-        can_wait = block and not reserve
-        ok = self.sink.put(line, can_wait=can_wait)
+        ok = self.sink.put(line, can_wait=block)
         delay = 0.001
         while not ok and block and not self._stop.is_set():
             self._stop.wait(delay)
             delay = min(delay * 2, self.BACKPRESSURE_POLL_MAX_S)
-            ok = self.sink.put(line, can_wait=can_wait)
+            ok = self.sink.put(line, can_wait=True)
         if ok:
             self.lines_read += 1
             self.counters.inc("lines_in")
