@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from agent.journal_catalog import CatalogEvidenceConfig
 from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
-from agent.sources.mqtt_topic import MqttTopicSourceConfig, reads_own_output
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig, reads_own_output
 from agent.sources.registry import SourceConfig, default_source_name
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN, device_root

@@ -33,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.sources.mqtt_topic import MqttTopicSourceConfig
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig
 from contract.limits import BROKER_MAX_PACKET_BYTES
 from contract.messages import DesiredModel, DesiredState
 from contract.topics import (

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from agent.config import AgentConfig, MqttConfig, TlsConfig
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
-from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig
 from agent.sources.registry import build_source, default_source_name
 from hil.broker import ProductionBroker
 from tests.support.line_sink import ListSink, wait_until

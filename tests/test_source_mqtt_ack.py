@@ -21,7 +21,8 @@ from agent.config import MqttConfig
 from agent.line_queue import LineQueue
 from agent.metrics import Counters
 from agent.sources.base import Line
-from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig
 from agent.sources.registry import build_source
 from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.line_sink import ListSink, wait_until

@@ -23,17 +23,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.metrics import Counters
 from agent.mqtt_client import build_client, connect, tls_kwargs
 from agent.sources.base import LineSink, Source
-from contract.topics import DEVICE_WRITES, device_root
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig, source_broker
+from contract.topics import device_root
 
 log = logging.getLogger("nanofleet.agent.sources")
 
@@ -65,98 +65,10 @@ class AgentBroker:
     device_id: str | None = None  # whose own topics a source never reads
 
 
-def own_topics(device_id: str) -> list[str]:
-    """Examples of every topic the agent publishes on (one per kind)."""
-    root = device_root(device_id)
-    return [f"{root}/{t.replace('+', 'x')}" for t in DEVICE_WRITES]
-
-
-def reads_own_output(topic_filter: str, device_id: str) -> bool:
-    """Whether ``topic_filter`` matches a topic the agent itself publishes on: a source
-    reading it classifies the agent's own results, publishes new ones and reads those,
-    for ever (review, December 2026: ``nanofleet/#`` looped on one line)."""
-    return any(mqtt.topic_matches_sub(topic_filter, t) for t in own_topics(device_id))
-
-
-def check_topic_filter(topic: str) -> str:
-    """Raise ValueError naming what is wrong with an MQTT subscription filter."""
-    if not topic:
-        raise ValueError("topic filter is empty")
-    if "\x00" in topic or len(topic.encode()) > 65535:
-        raise ValueError(f"topic filter {topic!r} has a NUL character or is too long")
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ValueError(f"topic filter {topic!r}: '#' must be a whole last level")
-        if "+" in level and level != "+":
-            raise ValueError(f"topic filter {topic!r}: '+' must be a whole level")
-    return topic
-
-
 def _printable(topic: str) -> str:
     """``topic`` with control characters shown as ``?``."""
     return topic if topic.isprintable() else "".join(
         c if c.isprintable() else "?" for c in topic)
-
-
-class MqttTopicSourceConfig(BaseModel):
-    """Sensor text published on MQTT topics."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["mqtt"] = Field(description="Source type: MQTT topics.")
-    topics: list[str] = Field(min_length=1, description="Subscription filters; + and # "
-                              "wildcards allowed (e.g. sensors/+/text, plant/#).")
-    name: str | None = Field(default=None,
-                             description="Name in results and queries; default mqtt:<topics>.")
-    host: str | None = Field(default=None, description="Broker host; default: the agent's "
-                             "own broker (with its TLS settings).")
-    port: int | None = Field(default=None, ge=1, le=65535,
-                             description="Broker port; default: the agent's broker port "
-                             "when host is unset, else 1883.")
-    qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
-    include_topic: bool = Field(
-        default=True, description="Prefix each line with '<topic>: ' so the model sees "
-        "which sensor spoke.")
-    use_agent_tls: bool | None = Field(
-        default=None, description="Use the agent's TLS settings (CA, client certificate). "
-        "Default: yes for the agent's own broker, no for a broker named by host.")
-    max_payload_bytes: int = Field(
-        default=256 * 1024, ge=1024, le=16 * 1024 * 1024,
-        description="Largest message accepted; the broker withholds larger ones (MQTT v5 "
-        "Maximum Packet Size), so memory stays bounded.")
-    session_expiry_s: int = Field(
-        default=300, ge=0, le=86400, description="How long the broker keeps our subscription "
-        "and queues QoS 1/2 messages while we are disconnected (s).")
-    receive_maximum: int = Field(
-        default=32, ge=1, le=1024,
-        description="On a broker named by host, at QoS 1: how many messages the broker may "
-        "send ahead before we acknowledge one (MQTT v5 Receive Maximum). Each is "
-        "acknowledged once its lines are committed, so a crash loses none.")
-    max_lines_per_message: int = Field(
-        default=256, ge=1, le=65536,
-        description="Lines taken from one message (split at newlines); the rest are "
-        "dropped and counted, so one publisher cannot fill the shared line queue.")
-
-    @field_validator("topics")
-    @classmethod
-    def _valid_filters(cls, v: list[str]) -> list[str]:
-        return [check_topic_filter(t) for t in v]
-
-
-def source_broker(cfg: MqttTopicSourceConfig, agent: MqttConfig) -> MqttConfig:
-    """The broker settings of a source: the agent's (its broker, TLS and credentials) when
-    it names no host; else that host (port default 1883), without the agent's
-    credentials, with the agent's TLS only if ``use_agent_tls``."""
-    own_broker = cfg.host is None
-    use_tls = own_broker if cfg.use_agent_tls is None else cfg.use_agent_tls
-    update: dict[str, Any] = {} if use_tls else {"tls": None}
-    if not own_broker:
-        update.update(host=str(cfg.host), port=cfg.port or 1883, username=None,
-                      password=None, password_file=None, client_id=None)
-    elif cfg.port is not None:
-        update["port"] = cfg.port
-    return agent.model_copy(update=update)
 
 
 # The longest a stopped source keeps its connection for acknowledgements (the daemon

@@ -10,7 +10,8 @@ from agent.metrics import Counters
 from agent.sources.base import LineSink, Source
 from agent.sources.file import FileSource, FileSourceConfig
 from agent.sources.journald import JournaldSource, JournaldSourceConfig
-from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig
 
 __all__ = ["AgentBroker", "SourceConfig", "build_source", "default_source_name",
            "source_name"]

@@ -34,7 +34,8 @@ from agent.ota.config import OtaConfig
 from agent.ota.engine import OtaEngine
 from agent.queries import answer
 from agent.sources.base import sanitize
-from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource, MqttTopicSourceConfig
+from agent.sources.mqtt_topic import AgentBroker, MqttTopicSource
+from agent.sources.mqtt_topic_config import MqttTopicSourceConfig
 from contract import topics
 from contract.artifacts import ArtifactRequest
 from contract.messages import (
