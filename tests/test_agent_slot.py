@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.bundle_slot import bundle_slot, slot_name
 from agent.config import AgentConfig
-from agent.daemon import bundle_slot, slot_name
 from contract.bundle import BundleError, read_bundle
 from nanomodel import default_bundle_path
 from tests.support.tuf_repo import make_bundle
