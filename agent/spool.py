@@ -121,19 +121,32 @@ class Spool:
                             seqs)
             self._count += len(messages)
             self._bytes += sum(len(p) for _, p in messages)
-            self._enforce_bound(cur)
+            dropped, dropped_other = self._enforce_bound(cur)
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
-            row = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
-            self._count, self._bytes = int(row[0]), int(row[1])
+            # SQLite may have rolled the transaction back itself (a real ENOSPC does):
+            # a ROLLBACK then raised "no transaction is active" and skipped the recount,
+            # so every held retry inflated the counts until each later commit deleted its
+            # own results (review, December 2026). Recount whatever happened.
+            try:
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
+            finally:
+                row = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
+                self._count, self._bytes = int(row[0]), int(row[1])
             raise
+        # Counted once the deletions are committed (a rolled-back one dropped nothing).
+        if dropped:
+            self.counters.inc("spool_dropped", dropped)
+        if dropped_other:
+            self.counters.inc("spool_dropped_alerts", dropped_other)
 
-    def _enforce_bound(self, cur: sqlite3.Cursor) -> None:
+    def _enforce_bound(self, cur: sqlite3.Cursor) -> tuple[int, int]:
         """At the bound the oldest *results* go first, alerts and OTA events only when
         nothing else is left: a flood of lines while the broker is away must not push
-        the alerts of the outage's start out (review, December 2026)."""
+        the alerts of the outage's start out (review, December 2026). Returns how many
+        were deleted, and how many of them were not results."""
         dropped = dropped_other = 0
         while self._count > self.max_messages or self._bytes > self.max_bytes:
             # Over the count: drop exactly the excess. Over the bytes: drop a small chunk
@@ -152,10 +165,7 @@ class Spool:
             self._count -= len(rows)
             self._bytes -= sum(int(r[1]) for r in rows)
             dropped += len(rows)
-        if dropped:
-            self.counters.inc("spool_dropped", dropped)
-        if dropped_other:
-            self.counters.inc("spool_dropped_alerts", dropped_other)
+        return dropped, dropped_other
 
     # --- reading / acknowledging ---------------------------------------------------------
     def pending(self, after_id: int, limit: int) -> list[Outgoing]:

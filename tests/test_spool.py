@@ -75,3 +75,34 @@ def test_at_the_bound_results_go_before_alerts_and_ota_events(tmp_path):
         s2.commit([(f"{root}/alerts", str(i).encode())], {})
     assert s2.pending(0, 100)[0].payload == b"5"
     assert c2.get("spool_dropped_alerts") == 5
+
+
+def test_a_commit_sqlite_rolled_back_itself_leaves_the_counts_true(tmp_path, monkeypatch):
+    """Review, December 2026: on a real ENOSPC SQLite rolls the transaction back itself;
+    the spool's ROLLBACK then raised "no transaction is active" and skipped the recount,
+    so each of the pipeline's held retries (one per 5 s while the disk is full) left the
+    counts inflated by the batch. Once they passed the bound, every later commit deleted
+    its own results and alerts in the same transaction: nothing was published until a
+    restart. Here SQLite's own rollback is made by hand, then the disk-full error."""
+    import sqlite3
+
+    s, c = make(tmp_path, max_messages=10)
+    for i in range(8):
+        s.commit([("dev/results/logs", f"r{i}".encode())], {})
+    bound = Spool._enforce_bound
+
+    def full_disk(self, cur):
+        bound(self, cur)
+        self._db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL here
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Spool, "_enforce_bound", full_disk)
+    for _ in range(20):  # the held batch, retried
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            s.commit([("dev/results/logs", b"held"), ("dev/alerts", b"alert")], {})
+    assert s.depth()[0] == 8 and c.get("spool_dropped") == 0  # nothing was deleted
+    monkeypatch.setattr(Spool, "_enforce_bound", bound)
+    s.commit([("dev/results/logs", b"held"), ("dev/alerts", b"alert")], {})
+    payloads = [r.payload for r in s.pending(0, 100)]
+    assert payloads == [f"r{i}".encode() for i in range(8)] + [b"held", b"alert"]
+    assert s.depth()[0] == 10 and c.get("spool_dropped") == 0
