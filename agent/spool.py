@@ -181,11 +181,19 @@ class Spool:
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN")
-            sizes = cur.execute(
-                f"SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM outbox "
-                f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchone()
-            cur.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))})", ids)
-            cur.execute("COMMIT")
+            try:
+                sizes = cur.execute(
+                    f"SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM outbox "
+                    f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchone()
+                cur.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))})",
+                            ids)
+                cur.execute("COMMIT")
+            except BaseException:
+                # A full disk can refuse the delete: never leave the transaction open
+                # (the next commit's BEGIN would fail on it).
+                if self._db.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
             self._bytes -= int(sizes[0])
             self._count -= int(sizes[1])
         self.counters.inc("published", int(sizes[1]))

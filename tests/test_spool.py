@@ -106,3 +106,23 @@ def test_a_commit_sqlite_rolled_back_itself_leaves_the_counts_true(tmp_path, mon
     payloads = [r.payload for r in s.pending(0, 100)]
     assert payloads == [f"r{i}".encode() for i in range(8)] + [b"held", b"alert"]
     assert s.depth()[0] == 10 and c.get("spool_dropped") == 0
+
+
+def test_an_acknowledgement_the_disk_refuses_leaves_no_transaction_open(tmp_path):
+    """A DELETE refused mid-transaction (a full disk) left the transaction open, and the
+    next commit's BEGIN failed on it. A trigger refuses the delete here the same way
+    (RAISE(FAIL) aborts the statement and keeps the transaction)."""
+    import sqlite3
+
+    s, _ = make(tmp_path)
+    s.commit([("t", b"1")], {})
+    s._db.execute("CREATE TEMP TRIGGER refuse BEFORE DELETE ON outbox "
+                  "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END")
+    [row] = s.pending(0, 10)
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        s.ack([row.id])
+    assert not s._db.in_transaction
+    s._db.execute("DROP TRIGGER refuse")
+    s.commit([("t", b"2")], {})  # the next commit works
+    s.ack([row.id])
+    assert [r.payload for r in s.pending(0, 10)] == [b"2"]
