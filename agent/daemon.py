@@ -245,7 +245,12 @@ class Agent:
             self._wake.wait(tick)
             if self._reload_requested:
                 self._reload_requested = False
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # a bug in a reload must not end the agent unflushed
+                    log.exception("reload failed")
+                    self.counters.inc("reload_errors")
+                    self.notifier.ready("reload failed (see log)")
             if self._stopping:
                 break
             try:
@@ -298,6 +303,20 @@ class Agent:
             self.notifier.ready("reload failed: device_id/state_dir changed, restart needed")
             return
         old = self.cfg
+        model: LoadedModel | None = None
+        if new.model != old.model and self.ota is None:
+            # Loaded before anything stops: a bundle path with a typo ended the agent
+            # mid-reload, without a shutdown (review, December 2026).
+            try:
+                model = LoadedModel.load(initial_bundle(new), new.model.runtime,
+                                         new.model.threads)
+                model.smoke_test()
+            except Exception as exc:
+                log.error("reload refused, keeping the running configuration: the new "
+                          "[model] cannot be loaded: %s", exc)
+                self.counters.inc("reload_errors")
+                self.notifier.ready("reload failed: [model] cannot be loaded (see log)")
+                return
         running = sources_kept_running(self.sources, sources_to_keep(old, new))
         stopped = [src for src in self.sources if src.name not in running]
         for src in stopped:
@@ -316,9 +335,7 @@ class Agent:
         if new.model != old.model and self.ota is not None:  # OTA (agent/ota) owns the model
             log.warning("model settings changed: restart the agent to apply them "
                         "(the live model is managed by OTA)")
-        elif new.model != old.model:
-            model = LoadedModel.load(initial_bundle(new), new.model.runtime, new.model.threads)
-            model.smoke_test()
+        elif model is not None:
             if (new.model.slot or model.manifest.slot) != self.slot.name:
                 log.warning("slot name changed: results stay on results/%s until the agent "
                             "restarts", self.slot.name)

@@ -195,3 +195,28 @@ def test_a_reload_loses_no_sensor_message_and_restarts_only_what_changed(
     counters = agent.query("metrics")["result"]["counters"]
     assert counters["reloads"] == 4 and counters.get("lines_dropped", 0) == 0
     sub.close()
+
+
+def test_a_reload_whose_model_cannot_be_loaded_is_refused_and_changes_nothing(
+        rig: tuple[AgentProcess, Path, Path], broker: Mosquitto, tmp_path: Path) -> None:
+    """Review, December 2026: a [model] bundle path with a typo, then `systemctl reload`,
+    ended the agent (rc 1) without a shutdown; at the next start the same config failed
+    again. The new model is loaded before anything stops; failing, the reload is refused
+    like an invalid config."""
+    agent, log, cfg = rig
+    sub = Collector(broker.port, f"{ROOT}/results/#")
+    agent.start()
+    original = cfg.read_text()
+    cfg.write_text(original + f'\n[model]\nbundle = "{tmp_path / "typo.nfb"}"\n')
+    agent.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while agent.query("metrics")["result"]["counters"].get("reload_errors", 0) < 1:
+        assert time.monotonic() < deadline, agent.output()
+        time.sleep(0.1)
+    assert "the new [model] cannot be loaded" in agent.output()
+    assert agent.proc is not None and agent.proc.poll() is None  # still running
+    with log.open("a") as f:
+        f.write("app[9]: after the refused reload\n")
+    sub.wait_for(lambda ms: "app[9]: after the refused reload" in result_texts(ms), timeout=30)
+    assert sources(agent)["pump"]["lines_read"] == 1  # the sources were never stopped
+    sub.close()
