@@ -27,7 +27,7 @@ def bundle_slot(path: Path) -> str:
     configured bundle does not stop an agent whose OTA update installed another one."""
     try:
         with path.open("rb") as head:  # tarfile.open parses the first header: walk it first
-            check_plain_members(head.read(BLOCK), 1)
+            check_plain_members(head.read(BLOCK), 1, whole=False)
         with tarfile.open(path, mode="r:") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST_NAME or not first.isreg():

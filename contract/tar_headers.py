@@ -36,10 +36,13 @@ class TarContainerError(TarHeaderError):
     """A block where a header should be that is none (a bad checksum, a cut block)."""
 
 
-def check_plain_members(data: bytes, max_members: int) -> None:
+def check_plain_members(data: bytes, max_members: int, whole: bool = True) -> None:
     """Raise :class:`TarHeaderError` unless every header in ``data`` before the end of
     the archive (an all-zero block) is a regular file's, and there are at most
     ``max_members``. Reads headers only: O(members), whatever the data holds.
+    ``whole``: ``data`` is the whole archive, so a member's data may not run past it
+    (a base-256 size of 2**70 made tarfile raise OverflowError); False for a prefix
+    (the first header of a bundle on disk).
 
     Each block is decoded by tarfile's own ``TarInfo.frombuf`` (one block, never a pax
     record), so the walk reads the fields tarfile will read, as it reads them: two
@@ -67,5 +70,8 @@ def check_plain_members(data: bytes, max_members: int) -> None:
         members += 1
         if members > max_members:
             raise TarHeaderError(f"more than {max_members} members")
+        if whole and offset + BLOCK + info.size > len(data):
+            raise TarContainerError(f"member {name!r} claims {info.size} bytes, more than "
+                                    "the archive holds")
         # tarfile's own step past a regular member's data (TarInfo._proc_builtin).
         offset += BLOCK + -(-info.size // BLOCK) * BLOCK

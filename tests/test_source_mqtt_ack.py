@@ -188,6 +188,54 @@ def test_a_message_that_cannot_be_taken_is_counted_and_does_not_stall_the_rest(
     assert rig.counters.get("source_errors") == 1 and "a bug" in (src.last_error or "")
 
 
+class AckRecorder:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.acked.append(mid)
+
+
+def test_a_topic_that_is_not_utf8_is_acknowledged_and_counted(rig: Rig) -> None:
+    """Mosquitto refuses such topics; another broker or a bridge may not. paho decodes
+    the topic when it is read, so it raised in the source and again in its guard: the
+    message stayed unacknowledged (second review, December 2026)."""
+    import paho.mqtt.client as mqtt
+
+    config = MqttTopicSourceConfig.model_validate(
+        {"kind": "mqtt", "host": "127.0.0.1", "topics": ["s/#"], "name": "sensors"})
+    agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test")
+    src = build_source(config, ListSink(), rig.counters, 256, agent)
+    assert isinstance(src, MqttTopicSource)
+    client = AckRecorder()
+    src._client = client  # type: ignore[assignment]
+    msg = mqtt.MQTTMessage(mid=7, topic=b"s/\xff\xfe")
+    msg.qos, msg.payload = 1, b"reading 1 ok"
+    src._on_message(None, None, msg)  # type: ignore[arg-type]
+    assert client.acked == [7]
+    assert rig.counters.get("source_errors") == 1 and "s/" in (src.last_error or "")
+
+
+def test_on_the_agents_connection_a_line_arriving_while_stopping_is_still_taken(
+        rig: Rig) -> None:
+    """There the link acknowledged it on arrival: nothing would send it again (second
+    review, December 2026: it vanished uncounted between stop and unsubscribe)."""
+    import paho.mqtt.client as mqtt
+
+    config = MqttTopicSourceConfig.model_validate(
+        {"kind": "mqtt", "topics": ["s/#"], "name": "sensors"})
+    agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test",
+                        link=object())  # type: ignore[arg-type]  # never started here
+    sink = ListSink()
+    src = build_source(config, sink, rig.counters, 256, agent)
+    assert isinstance(src, MqttTopicSource) and src.link is not None
+    src._stop.set()  # stop(keep_open=True) on a source that was never started
+    msg = mqtt.MQTTMessage(mid=7, topic=b"s/pump")
+    msg.qos, msg.payload = 1, b"reading 1 ok"
+    src._on_link_message(msg)
+    assert sink.texts() == ["s/pump: reading 1 ok"]
+
+
 def test_changed_topics_are_a_new_session(rig: Rig) -> None:
     """The broker keeps a persistent session's subscriptions: a filter taken out of the
     config must not go on delivering to the source."""

@@ -99,6 +99,8 @@ def header(name: bytes, kind: bytes, size_field: bytes) -> bytes:
                  id="garbage-size"),
     pytest.param(header(b"models/", b"\0", b"00000000000\0"), "not a regular file",
                  id="old-style-directory"),
+    pytest.param(header(b"model.onnx", b"0", b"\x80" + (2 ** 70).to_bytes(11, "big")),
+                 "more than the archive holds", id="base-256-size-past-the-end"),
     pytest.param(header(b"f", b"0", b"00000000000\0") * (MAX_MEMBERS + 1),
                  f"more than {MAX_MEMBERS}", id="too-many"),
 ])
@@ -184,3 +186,12 @@ def test_no_header_tarfile_reads_escapes_the_walk(data: bytes, no_pax_parsing: N
     with pytest.raises(BundleError):
         read_bundle(data)
     assert bundle_layout(data) is None
+
+
+def test_a_size_past_the_archive_is_not_a_bundle_for_the_delta_planner() -> None:
+    """Second review, December 2026: a base-256 size of 2**70 passed the walk (tarfile
+    reads such sizes) and tarfile then raised OverflowError out of bundle_layout."""
+    data = MANIFEST + ustar(b"model.onnx", b"0", b"\x80" + (2 ** 70).to_bytes(11, "big")) + END
+    assert bundle_layout(data) is None
+    with pytest.raises(BundleError, match="more than the archive holds"):
+        read_bundle(data)

@@ -257,16 +257,19 @@ class MqttTopicSource(Source):
             self._handle(msg)
         except Exception as exc:  # paho would swallow it and the message stay unacknowledged:
             # receive_maximum of those and the broker stops sending, silently
-            self.counters.inc("source_errors")
-            self.last_error = f"message on {_printable(msg.topic)[:200]} dropped: {exc!r}"[:500]
-            log.exception("MQTT source %s: a message could not be taken", self.name)
             if self._client is not None and msg.qos:
                 self._client.ack(msg.mid, msg.qos)
+            self.counters.inc("source_errors")
+            # Not msg.topic: a topic that is not UTF-8 (another broker, a bridge) raises
+            # there, which is how a message can fail in the first place.
+            topic = _printable(bytes(msg._topic).decode("utf-8", errors="replace"))
+            self.last_error = f"message on {topic[:200]} dropped: {exc!r}"[:500]
+            log.exception("MQTT source %s: a message could not be taken", self.name)
 
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         ts = time.time()
-        if self._stop.is_set():  # stopping: not taken, not acknowledged (sent again later)
-            return
+        if self._stop.is_set() and self._client is not None:
+            return  # stopping: not taken, not acknowledged (its broker sends it again)
         if not self._wanted(msg):
             if self._client is not None and msg.qos:
                 self._client.ack(msg.mid, msg.qos)  # dropped on purpose: not to be sent again
