@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA nev
 
 log = logging.getLogger("nanofleet.agent")
 RELOAD_DRAIN_S = 10.0
+# How long stopping (then closing) all sources may take together.
+SOURCE_STOP_S = 5.0
 
 # Waits between tries to open the spool (s); the last one repeats.
 SPOOL_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -219,11 +221,23 @@ class Agent:
                     raise StoppedDuringSetup from None
                 attempt += 1
 
-    def _stop_sources(self) -> None:
+    @staticmethod
+    def _stop_sources(sources: list[Source]) -> None:
         """Stop reading; MQTT sources keep their connection for the acknowledgements of
-        the lines the drain commits (close them after it)."""
-        for src in self.sources:
-            src.stop(keep_open=True)
+        the lines the drain commits (:meth:`_close_sources` after it). Every source is
+        told first, then all are waited for against one deadline: one after another, a
+        few slow ones added up past the stop's time budget (review, December 2026)."""
+        for src in sources:
+            src.stop(timeout=0.0, keep_open=True)
+        deadline = time.monotonic() + SOURCE_STOP_S
+        for src in sources:
+            src.stop(timeout=max(0.0, deadline - time.monotonic()), keep_open=True)
+
+    @staticmethod
+    def _close_sources(sources: list[Source]) -> None:
+        deadline = time.monotonic() + SOURCE_STOP_S
+        for src in sources:
+            src.close(timeout=max(0.0, deadline - time.monotonic()))
 
     # --- main loop -----------------------------------------------------------------------
     def run(self) -> int:
@@ -319,8 +333,7 @@ class Agent:
                 return
         running = sources_kept_running(self.sources, sources_to_keep(old, new))
         stopped = [src for src in self.sources if src.name not in running]
-        for src in stopped:
-            src.stop(keep_open=True)
+        self._stop_sources(stopped)
         # Process what the stopped sources read, so they start again from up-to-date
         # checkpoints; the wait is bounded (the watchdog is fed by this thread).
         if not self.pipeline.drain(RELOAD_DRAIN_S):
@@ -328,8 +341,7 @@ class Agent:
                         "read again from their last committed checkpoint are classified "
                         "twice", len(self.queue), RELOAD_DRAIN_S)
             self.counters.inc("reload_drain_timeouts")
-        for src in stopped:  # their drained lines are acknowledged by now
-            src.close()
+        self._close_sources(stopped)  # their drained lines are acknowledged by now
         self.cfg = new
         self.pipeline.apply_config(new)
         if new.model != old.model and self.ota is not None:  # OTA (agent/ota) owns the model
@@ -360,11 +372,10 @@ class Agent:
         log.info("stopping: flushing queued lines and the outbox")
         if self.ota is not None:  # OTA (agent/ota): an unfinished trial rolls back at start
             self.ota.stop()
-        self._stop_sources()
+        self._stop_sources(self.sources)
         self.queue.close()
         self.pipeline.drain(4.0)
-        for src in self.sources:
-            src.close()
+        self._close_sources(self.sources)
         self.pipeline.stop(2.0)
         self.sender.drain(2.0)
         self.sender.stop(1.0)

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
+from agent.daemon import Agent
 from agent.line_queue import LineQueue
 from agent.metrics import Counters
 from agent.reload_plan import sources_kept_running, sources_to_keep
+from agent.sources.base import Source
 from agent.sources.registry import AgentBroker, build_source
 from hil.broker import Mosquitto
 from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.line_sink import ListSink
 from tests.support.mqtt_client import Collector
 
 DEV = "pump-07"
@@ -220,3 +223,27 @@ def test_a_reload_whose_model_cannot_be_loaded_is_refused_and_changes_nothing(
     sub.wait_for(lambda ms: "app[9]: after the refused reload" in result_texts(ms), timeout=30)
     assert sources(agent)["pump"]["lines_read"] == 1  # the sources were never stopped
     sub.close()
+
+
+class SlowToStop(Source):
+    """A source plug-in whose thread takes 2 s to notice a stop (a slow broker, a read
+    that blocks)."""
+
+    kind = "slow"
+
+    def _run(self, checkpoint: str | None) -> None:
+        self._stop.wait()
+        time.sleep(2.0)
+
+
+def test_sources_are_stopped_together_not_one_after_another() -> None:
+    """Review, December 2026: each source was told to stop and waited for in turn (5 s
+    each at most), so a few slow ones added up past the stop's time budget."""
+    sources: list[Source] = [SlowToStop(f"s{i}", ListSink(), Counters(), 256) for i in range(3)]
+    for src in sources:
+        src.start(None)
+    started = time.monotonic()
+    Agent._stop_sources(sources)
+    took = time.monotonic() - started
+    assert not any(src.alive() for src in sources)
+    assert took < 4.0, f"{took:.1f} s for three sources of 2 s each"
