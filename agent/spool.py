@@ -17,6 +17,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,39 +110,48 @@ class Spool:
 
     def _commit_locked(self, messages: list[tuple[str, bytes]], checkpoints: dict[str, str],
                        now: float) -> None:
-        cur = self._db.cursor()
-        cur.execute("BEGIN")
         try:
-            cur.executemany("INSERT INTO outbox(topic, payload, created) VALUES (?, ?, ?)",
-                            [(t, p, now) for t, p in messages])
-            cur.executemany("INSERT OR REPLACE INTO checkpoints(source, value) VALUES (?, ?)",
-                            list(checkpoints.items()))
-            with self._seq_lock:
-                seqs = list(self._seqs.items())
-            cur.executemany("INSERT OR REPLACE INTO seqs(stream, value) VALUES (?, ?)",
-                            seqs)
-            self._count += len(messages)
-            self._bytes += sum(len(p) for _, p in messages)
-            dropped, dropped_other = self._enforce_bound(cur)
-            cur.execute("COMMIT")
+            with self._transaction() as cur:
+                cur.executemany("INSERT INTO outbox(topic, payload, created) VALUES (?, ?, ?)",
+                                [(t, p, now) for t, p in messages])
+                cur.executemany("INSERT OR REPLACE INTO checkpoints(source, value) "
+                                "VALUES (?, ?)", list(checkpoints.items()))
+                with self._seq_lock:
+                    seqs = list(self._seqs.items())
+                cur.executemany("INSERT OR REPLACE INTO seqs(stream, value) VALUES (?, ?)",
+                                seqs)
+                self._count += len(messages)
+                self._bytes += sum(len(p) for _, p in messages)
+                dropped, dropped_other = self._enforce_bound(cur)
         except BaseException:
-            # SQLite may have rolled the transaction back itself (a real ENOSPC does):
-            # a ROLLBACK then raised "no transaction is active" and skipped the recount,
-            # so every held retry inflated the counts until each later commit deleted its
-            # own results (review, December 2026). Recount whatever happened.
-            try:
-                if self._db.in_transaction:
-                    cur.execute("ROLLBACK")
-            finally:
-                row = self._db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
-                self._count, self._bytes = int(row[0]), int(row[1])
+            # Recount whatever happened: a held retry that left the counts inflated made
+            # each later commit delete its own results (review, December 2026).
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
+            self._count, self._bytes = int(row[0]), int(row[1])
             raise
         # Counted once the deletions are committed (a rolled-back one dropped nothing).
         if dropped:
             self.counters.inc("spool_dropped", dropped)
         if dropped_other:
             self.counters.inc("spool_dropped_alerts", dropped_other)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """BEGIN ... COMMIT (the caller holds the spool's lock). On an error the
+        transaction is rolled back only while it is still open: SQLite rolls some back
+        itself (a real ENOSPC), and a ROLLBACK then raised "no transaction is active" in
+        place of the real error; a statement the disk refuses can leave it open, and the
+        next BEGIN failed on it (review, December 2026)."""
+        cur = self._db.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
 
     def _enforce_bound(self, cur: sqlite3.Cursor) -> tuple[int, int]:
         """At the bound the oldest *results* go first, alerts and OTA events only when
@@ -179,21 +190,12 @@ class Spool:
         if not ids:
             return
         with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN")
-            try:
+            with self._transaction() as cur:
                 sizes = cur.execute(
                     f"SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM outbox "
                     f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchone()
                 cur.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))})",
                             ids)
-                cur.execute("COMMIT")
-            except BaseException:
-                # A full disk can refuse the delete: never leave the transaction open
-                # (the next commit's BEGIN would fail on it).
-                if self._db.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
             self._bytes -= int(sizes[0])
             self._count -= int(sizes[1])
         self.counters.inc("published", int(sizes[1]))
