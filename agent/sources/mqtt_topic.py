@@ -219,7 +219,8 @@ class MqttTopicSource(Source):
             return
         self._on_message(None, None, msg)  # type: ignore[arg-type]
 
-    # -- paho callbacks (network thread: never block here) --------------------------------
+    # -- paho callbacks (network thread: never blocks here, except on a broker of its own,
+    # -- where it waits for room in the line queue: _take) --------------------------------
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: ReasonCode, properties: Any) -> None:
@@ -257,8 +258,7 @@ class MqttTopicSource(Source):
             self._handle(msg)
         except Exception as exc:  # paho would swallow it and the message stay unacknowledged:
             # receive_maximum of those and the broker stops sending, silently
-            if self._client is not None and msg.qos:
-                self._client.ack(msg.mid, msg.qos)
+            self._drop(msg)
             self.counters.inc("source_errors")
             # Not msg.topic: a topic that is not UTF-8 (another broker, a bridge) raises
             # there, which is how a message can fail in the first place.
@@ -271,8 +271,7 @@ class MqttTopicSource(Source):
         if self._stop.is_set() and self._client is not None:
             return  # stopping: not taken, not acknowledged (its broker sends it again)
         if not self._wanted(msg):
-            if self._client is not None and msg.qos:
-                self._client.ack(msg.mid, msg.qos)  # dropped on purpose: not to be sent again
+            self._drop(msg)
             return
         with self._lock:
             self.messages += 1
@@ -281,6 +280,12 @@ class MqttTopicSource(Source):
             self._take(msg, ts, connection)
         else:
             self._put_now(msg, ts)
+
+    def _drop(self, msg: mqtt.MQTTMessage) -> None:
+        """A message dropped on purpose, acknowledged at once (where acknowledging is
+        ours): not to be sent again."""
+        if self._client is not None and msg.qos:
+            self._client.ack(msg.mid, msg.qos)
 
     def _wanted(self, msg: mqtt.MQTTMessage) -> bool:
         if msg.retain:
