@@ -10,8 +10,9 @@ so anything else in its headers is refused here, from the raw 512-byte blocks:
   hours — the fleet server reads what an operator publishes before anything else
   checks it, and a header of 100 KB already took 2.6 s here. ``tarfile.open`` parses
   the first header itself, so the check has to come before it.
-- links, devices, FIFOs, directories, contiguous files: not a bundle's (the same
-  members ``contract.bundle`` refuses once parsed).
+- links, devices, FIFOs, directories: not a bundle's (``contract.bundle`` refuses them
+  once parsed too; a contiguous file, which tarfile reads as a regular one, passes the
+  walk and is refused there).
 - more members than a bundle holds.
 
 A block that is not a valid header before the archive's end is refused; the rest is left
