@@ -40,14 +40,21 @@ class Rig:
         self.sources: list[MqttTopicSource] = []
         self.pub = Collector(broker.port, "unused/never")
 
-    def start(self, sink: ListSink, **cfg: Any) -> MqttTopicSource:
-        """A source on the test broker named by host: a connection of its own."""
+    def build(self, sink: ListSink, link: Any = None, **cfg: Any) -> MqttTopicSource:
+        """A source (not started) on the test broker named by host, a connection of its
+        own; with ``host=None`` and a ``link``, one on the agent's connection."""
         config = MqttTopicSourceConfig.model_validate(
             {"kind": "mqtt", "host": "127.0.0.1", "port": self.broker.port,
              "topics": ["s/#"], "name": "sensors", **cfg})
-        agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test")
+        agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test",
+                            link=link)
         src = build_source(config, sink, self.counters, 256, agent)
         assert isinstance(src, MqttTopicSource)
+        return src
+
+    def start(self, sink: ListSink, **cfg: Any) -> MqttTopicSource:
+        """A source on the test broker named by host, started and subscribed."""
+        src = self.build(sink, **cfg)
         src.start(None)
         self.sources.append(src)
         wait_until(lambda: src.subscribed, what="source subscribed")
@@ -188,6 +195,15 @@ def test_a_message_that_cannot_be_taken_is_counted_and_does_not_stall_the_rest(
     assert rig.counters.get("source_errors") == 1 and "a bug" in (src.last_error or "")
 
 
+def message(topic: bytes) -> Any:
+    """A QoS 1 message as paho hands it over (mid 7, one line)."""
+    import paho.mqtt.client as mqtt
+
+    msg = mqtt.MQTTMessage(mid=7, topic=topic)
+    msg.qos, msg.payload = 1, b"reading 1 ok"
+    return msg
+
+
 class AckRecorder:
     def __init__(self) -> None:
         self.acked: list[int] = []
@@ -200,18 +216,10 @@ def test_a_topic_that_is_not_utf8_is_acknowledged_and_counted(rig: Rig) -> None:
     """Mosquitto refuses such topics; another broker or a bridge may not. paho decodes
     the topic when it is read, so it raised in the source and again in its guard: the
     message stayed unacknowledged (second review, December 2026)."""
-    import paho.mqtt.client as mqtt
-
-    config = MqttTopicSourceConfig.model_validate(
-        {"kind": "mqtt", "host": "127.0.0.1", "topics": ["s/#"], "name": "sensors"})
-    agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test")
-    src = build_source(config, ListSink(), rig.counters, 256, agent)
-    assert isinstance(src, MqttTopicSource)
+    src = rig.build(ListSink())
     client = AckRecorder()
     src._client = client  # type: ignore[assignment]
-    msg = mqtt.MQTTMessage(mid=7, topic=b"s/\xff\xfe")
-    msg.qos, msg.payload = 1, b"reading 1 ok"
-    src._on_message(None, None, msg)  # type: ignore[arg-type]
+    src._on_message(None, None, message(b"s/\xff\xfe"))  # type: ignore[arg-type]
     assert client.acked == [7]
     assert rig.counters.get("source_errors") == 1 and "s/" in (src.last_error or "")
 
@@ -220,19 +228,11 @@ def test_on_the_agents_connection_a_line_arriving_while_stopping_is_still_taken(
         rig: Rig) -> None:
     """There the link acknowledged it on arrival: nothing would send it again (second
     review, December 2026: it vanished uncounted between stop and unsubscribe)."""
-    import paho.mqtt.client as mqtt
-
-    config = MqttTopicSourceConfig.model_validate(
-        {"kind": "mqtt", "topics": ["s/#"], "name": "sensors"})
-    agent = AgentBroker(MqttConfig(host="127.0.0.1", port=1, reconnect_max_s=1), "test",
-                        link=object())  # type: ignore[arg-type]  # never started here
     sink = ListSink()
-    src = build_source(config, sink, rig.counters, 256, agent)
-    assert isinstance(src, MqttTopicSource) and src.link is not None
+    src = rig.build(sink, link=object(), host=None, port=None)  # never started here
+    assert src.link is not None
     src._stop.set()  # stop(keep_open=True) on a source that was never started
-    msg = mqtt.MQTTMessage(mid=7, topic=b"s/pump")
-    msg.qos, msg.payload = 1, b"reading 1 ok"
-    src._on_link_message(msg)
+    src._on_link_message(message(b"s/pump"))
     assert sink.texts() == ["s/pump: reading 1 ok"]
 
 
