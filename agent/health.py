@@ -25,18 +25,18 @@ class HealthCheck:
         a = self.agent
         problems: list[str] = []
         now = time.monotonic()
+        # (a loop waiting for a batch to fill, up to batch_max_wait_ms, is not stuck:
+        # before, a valid batch_max_wait_ms of 40 s starved the watchdog)
+        limit = STALL_S + a.pipeline.longest_wait_s()
         if not a.pipeline.alive():
             problems.append("pipeline thread is not running")
-        elif (now - a.pipeline.heartbeat > STALL_S + a.pipeline.longest_wait_s()
-              and not a.pipeline.busy):
-            # (a loop waiting for a batch to fill, up to batch_max_wait_ms, is not stuck:
-            # before, a valid batch_max_wait_ms of 40 s starved the watchdog)
+        elif now - a.pipeline.heartbeat > limit and not a.pipeline.busy:
             problems.append("pipeline loop is stuck")
         done = a.counters.get("inferences")
         if done != self._last_count or len(a.queue) == 0 or a.pipeline.holding:
             # (a batch held for a full disk: degraded below; a restart would not help)
             self._last_count, self._last_progress = done, now
-        elif now - self._last_progress > STALL_S + a.pipeline.longest_wait_s():
+        elif now - self._last_progress > limit:
             problems.append(f"no line processed for {now - self._last_progress:.0f}s "
                             f"with {len(a.queue)} queued")
         if not a.sender.alive():
