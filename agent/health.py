@@ -13,6 +13,11 @@ import time
 from typing import Any
 
 STALL_S = 30.0
+# A batch takes milliseconds (a slow SD card's synced commit, seconds). One still running
+# after this long is hung (a runtime deadlock, a blocked write), and with every line of the
+# queue inside it nothing else would tell: the checks below exempt a running batch. A
+# batch held for a full disk beats while it waits and is exempt (degraded, not stuck).
+BATCH_HUNG_S = 300.0
 
 
 class HealthCheck:
@@ -32,6 +37,9 @@ class HealthCheck:
             problems.append("pipeline thread is not running")
         elif now - a.pipeline.heartbeat > limit and not a.pipeline.busy:
             problems.append("pipeline loop is stuck")
+        elif a.pipeline.busy and not a.pipeline.holding \
+                and now - a.pipeline.batch_started > BATCH_HUNG_S:
+            problems.append(f"pipeline batch has run for {now - a.pipeline.batch_started:.0f}s")
         done = a.counters.get("inferences")
         if done != self._last_count or len(a.queue) == 0 or a.pipeline.holding:
             # (a batch held for a full disk: degraded below; a restart would not help)

@@ -93,6 +93,7 @@ class Pipeline:
         self.mutes = mutes if mutes is not None else MuteSet(cfg.alerts.mute_storm_per_minute)
         self.heartbeat = time.monotonic()
         self.busy = False  # in a batch (agent.health: a long batch is not a stuck loop)
+        self.batch_started = 0.0  # monotonic; when the batch in hand began (agent.health)
         # Lines of the batches finished, failed ones too (drain counts against it).
         self.processed = 0
         self.holding: str | None = None  # why a batch waits for the spool (a full disk)
@@ -162,6 +163,7 @@ class Pipeline:
                                          take_windows=online)
             if not batch:
                 continue
+            self.batch_started = time.monotonic()
             self.busy = True
             lines = [line for line, _ in batch]
             try:

@@ -8,12 +8,14 @@ AttributeError; and a loop waiting for a batch to fill (``batch_max_wait_ms`` ma
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from agent import health
 from agent.health import STALL_S, HealthCheck
 from agent.pipeline import Pipeline
 from agent.sources.base import Line
@@ -27,6 +29,7 @@ def check_with(pipeline: Pipeline, heartbeat_age: float, busy: bool,
     pipeline.alive = lambda: True  # type: ignore[method-assign]  # not started: no beats
     pipeline.heartbeat = time.monotonic() - heartbeat_age
     pipeline.busy = busy
+    pipeline.batch_started = pipeline.heartbeat  # a batch begins as the loop beats
     agent = SimpleNamespace(pipeline=pipeline, counters=pipeline.counters,
                             queue=pipeline.queue, sender=SimpleNamespace(alive=lambda: True),
                             sources=[])
@@ -60,3 +63,56 @@ def test_waiting_for_a_batch_to_fill_is_not_stuck(tmp_path: Path) -> None:
     assert check_with(pipeline, 1, busy=False, waiting_since=39) == []
     [stalled] = check_with(pipeline, 1, busy=False, waiting_since=STALL_S + 45)
     assert stalled.startswith("no line processed for")
+
+
+class HangingModel:
+    """The shipped model, whose inference blocks until released (a runtime deadlock)."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+    def classify(self, texts: list[str]) -> object:
+        self.entered.set()
+        self.release.wait(30)
+        return self.model.classify(texts)  # type: ignore[attr-defined]
+
+
+def test_a_batch_that_hangs_with_the_queue_empty_is_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review, December 2026: a running batch exempted the loop from every check, so a
+    hung inference holding the only queued lines (queue empty, heartbeat old, busy) fed
+    the watchdog for ever. The real pipeline thread, hung inside the model."""
+    pipeline, queue, _, counters = real_pipeline(tmp_path)
+    hanging = HangingModel(pipeline.slot.current())
+    pipeline.slot.current = lambda: hanging  # type: ignore[method-assign]
+    agent = SimpleNamespace(pipeline=pipeline, counters=counters, queue=queue,
+                            sender=SimpleNamespace(alive=lambda: True), sources=[])
+    check = HealthCheck(agent)
+    pipeline.start()
+    try:
+        queue.put(Line("file:log", "pump cycle 1 complete", time.time()))
+        assert hanging.entered.wait(10)
+        assert len(queue) == 0 and pipeline.busy
+        assert check.check() == (True, [])  # a batch in hand is not hung at once
+        monkeypatch.setattr(health, "BATCH_HUNG_S", 0.2)
+        time.sleep(0.3)
+        healthy, problems = check.check()
+        assert not healthy and problems[0].startswith("pipeline batch has run for")
+        pipeline.holding = "the spool cannot be written: a batch waits"
+        assert check.check() == (True, [])  # held for a full disk: degraded, not hung
+        pipeline.holding = None
+        hanging.release.set()
+        deadline = time.monotonic() + 10
+        while pipeline.busy:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert check.check() == (True, [])
+        assert counters.get("inferences") == 1
+    finally:
+        hanging.release.set()
+        pipeline.stop()
