@@ -35,7 +35,7 @@ from contract.messages import Alert, Metrics
 from contract.mutes import MAX_SOURCE_CHARS
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Base, Database, OtaEventRow
-from fleet_server.inventory import Report
+from fleet_server.device_reports import Report
 from fleet_server.retention import MinuteBudget, trim_per_device
 
 # Which agent counters make up the plotted "dropped" and "errors" figures.

@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract.limits import PACKET_OVERHEAD_BYTES
 from contract.topics import PREFIX
 from fleet_server.config import MqttSettings
-from fleet_server.inventory import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
+from fleet_server.device_reports import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
 from fleet_server.mqtt_client import build_client, connect
 
 log = logging.getLogger("nanofleet.server.mqtt")

@@ -18,7 +18,8 @@ from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ServerConfig
 from fleet_server.db import Database
 from fleet_server.desired import DesiredStates
-from fleet_server.inventory import Report, ingest
+from fleet_server.device_reports import Report
+from fleet_server.inventory import ingest
 from fleet_server.metrics_store import MetricsStore
 from fleet_server.migrations import upgrade_logged
 from fleet_server.mqtt_bridge import MqttBridge

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from contract.limits import MAX_ALERT_TEXT_CHARS
-from fleet_server.inventory import parse_report
+from fleet_server.device_reports import parse_report
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector

@@ -14,8 +14,9 @@ from fleet_server.console import sessions
 from fleet_server.console.overview import OverviewFilter, device_page, state_counts
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, Device
+from fleet_server.device_reports import Report, parse_report
 from fleet_server.identity.tables import DeviceIdentity
-from fleet_server.inventory import Report, ingest, parse_report
+from fleet_server.inventory import ingest
 from fleet_server.metrics_store import (
     DeviceAlertRow,
     MetricSampleRow,

@@ -21,7 +21,9 @@ from contract.reasons import TRANSIENT_REASONS, OtaReason, is_transient
 from contract.strict import FrozenStrict, Strict
 from fleet_server import migrations
 from fleet_server.db import Database, Device, OtaEventRow
-from fleet_server.inventory import device_summary, ingest, parse_report
+from fleet_server.device_reports import parse_report
+from fleet_server.device_views import device_summary
+from fleet_server.inventory import ingest
 
 pytestmark = pytest.mark.unit
 

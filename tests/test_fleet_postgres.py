@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from contract.messages import ModelInfo, OtaEvent, Status
-from fleet_server.inventory import Report, ingest, list_devices, recent_events
+from fleet_server.device_reports import Report
+from fleet_server.device_views import list_devices, recent_events
+from fleet_server.inventory import ingest
 from fleet_server.releases import models_view
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets

@@ -29,7 +29,9 @@ from contract.messages import Metrics, ModelInfo, OtaEvent, Status
 from fleet_server.config import ArtifactSettings, MqttSettings, config_toml
 from fleet_server.db import Database
 from fleet_server.desired import DesiredStates
-from fleet_server.inventory import Report, ingest, list_devices
+from fleet_server.device_reports import Report
+from fleet_server.device_views import list_devices
+from fleet_server.inventory import ingest
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.replicas import Holder, Sharing, holder_is_alive, must_watch, sharing_problem
 from hil import postgres

@@ -19,7 +19,9 @@ from fleet_server import migrations
 from fleet_server.app import create_app  # noqa: F401 - every module a server loads
 from fleet_server.cli import main as nanofleet
 from fleet_server.db import Base, Database, Device, OtaEventRow
-from fleet_server.inventory import Report, device_summary, ingest
+from fleet_server.device_reports import Report
+from fleet_server.device_views import device_summary
+from fleet_server.inventory import ingest
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.mutes import active_mutes, current_revision, mute_alert, unmute
 from fleet_server.schema import TABLES, metadata

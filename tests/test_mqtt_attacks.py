@@ -25,7 +25,7 @@ from contract.limits import AGENT_RECEIVE_MAX_BYTES, BROKER_MAX_PACKET_BYTES
 from contract.messages import Status
 from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ArtifactSettings, MqttSettings, MqttTls
-from fleet_server.inventory import Report
+from fleet_server.device_reports import Report
 from fleet_server.mqtt_bridge import MqttBridge
 from hil.broker import ProductionBroker
 from tests.support.enrolled_fleet import Client

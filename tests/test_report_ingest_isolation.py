@@ -8,7 +8,7 @@ import time
 from contract import topics
 from contract.messages import Status
 from fleet_server.config import MqttSettings
-from fleet_server.inventory import Report, parse_report
+from fleet_server.device_reports import Report, parse_report
 from fleet_server.mqtt_bridge import MqttBridge
 
 

@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 from contract.messages import Alert, OtaEvent, ResultItem
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, OtaEventRow
-from fleet_server.inventory import LAST_DETAIL_CHARS, Report, ingest, list_devices
+from fleet_server.device_reports import Report
+from fleet_server.device_views import list_devices
+from fleet_server.inventory import LAST_DETAIL_CHARS, ingest
 from fleet_server.metrics_store import DeviceAlertRow, MetricsStore
 from fleet_server.retention import MinuteBudget
 

@@ -14,7 +14,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from contract.messages import ModelInfo, OtaEvent, OtaState, Status
 from fleet_server.desired import DesiredStates
-from fleet_server.inventory import LabelChange, Report, ingest, set_labels
+from fleet_server.device_labels import LabelChange, set_labels
+from fleet_server.device_reports import Report
+from fleet_server.inventory import ingest
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets
 from fleet_server.rollouts.driver import RolloutDriver, live_view

@@ -23,7 +23,7 @@ from contract.tuf_targets import MODEL_NAME_PATTERN
 from fleet_server.api.schemas import DeviceList, ErrorBody
 from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, missing_scope_message
 from fleet_server.db import Device, ModelVersion
-from fleet_server.inventory import DeviceFilter, device_summary, list_devices, recent_events
+from fleet_server.device_views import DeviceFilter, device_summary, list_devices, recent_events
 from fleet_server.releases import VersionConflict, models_view
 from fleet_server.replicas import replicas_view
 from fleet_server.repository.repo import PublishRejected, ReleaseChangeRefused

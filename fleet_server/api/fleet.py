@@ -35,7 +35,8 @@ from fleet_server.auth import (
     revoke_token,
 )
 from fleet_server.db import AuditEntry
-from fleet_server.inventory import LabelChange, UnknownDevices, device_summary, set_labels
+from fleet_server.device_labels import LabelChange, UnknownDevices, set_labels
+from fleet_server.device_views import device_summary
 from fleet_server.rollouts.records import RolloutStatus
 from fleet_server.rollouts.views import (
     RolloutActionResult,

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from fleet_server.alert_shapes import Ranking, covering, line_shape, shape_ranking
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
+from fleet_server.device_views import device_summary, recent_events
 from fleet_server.identity.tables import DeviceIdentity
-from fleet_server.inventory import device_summary, recent_events
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
 from fleet_server.mute_rules import MuteShape
 from fleet_server.mutes import AlertMuteRow, active_mutes

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from contract.messages import OtaEvent
 from contract.reasons import is_transient
-from fleet_server.inventory import Report
+from fleet_server.device_reports import Report
 from fleet_server.rollouts.records import IN_FLIGHT, DeviceProgress, DeviceState
 from fleet_server.rollouts.store import RolloutDeviceRow, RolloutRow, device_of, store_device
 

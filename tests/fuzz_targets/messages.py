@@ -50,7 +50,8 @@ from contract.messages import (
 from contract.mutes import AlertMute, MuteList, message_shape, prefix_shape
 from fleet_server.artifact_stream import Refused, artifact_file, plan_range
 from fleet_server.db import Database
-from fleet_server.inventory import ReportRejected, ingest, parse_report
+from fleet_server.device_reports import ReportRejected, parse_report
+from fleet_server.inventory import ingest
 from fleet_server.migrations import upgrade
 from hil.scenario import ScenarioError, load_scenario, shipped_scenarios
 from tests.fuzz_targets.base import FuzzTarget
