@@ -29,11 +29,11 @@ from contract.bundle import (
     pack_bundle,
 )
 from contract.delta import DeltaError, apply_delta, describe_delta
+from fleet_server.bundle_layout import bundle_layout
 from fleet_server.deltas import (
     build_delta,
     build_generic_delta,
     build_tensor_delta,
-    bundle_layout,
     choose_delta,
     verify_delta,
 )

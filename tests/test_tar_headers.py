@@ -17,7 +17,7 @@ import pytest
 
 from contract.bundle import MAX_MEMBERS, BundleError, load_bundle, read_bundle
 from contract.tar_headers import BLOCK, TarHeaderError, check_plain_members
-from fleet_server.deltas import bundle_layout
+from fleet_server.bundle_layout import bundle_layout
 from nanomodel import default_bundle_path
 
 pytestmark = pytest.mark.unit
