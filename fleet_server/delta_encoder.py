@@ -45,7 +45,7 @@ SMALL_SEGMENT = 64 << 10  # below this, trying a zstd patch against DIFF costs l
 ANCHOR_BYTES = 32
 
 
-class _Encoder:
+class DeltaEncoder:
     """Accumulates ops that rebuild ``new`` from ``old``, left to right."""
 
     def __init__(self, old: bytes, new: bytes, level: int) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from contract.delta import apply_delta
 from fleet_server.bundle_layout import BundleLayout, TensorSpan, bundle_layout
-from fleet_server.delta_encoder import _Encoder
+from fleet_server.delta_encoder import DeltaEncoder
 
 DEFAULT_LEVEL = 19
 
@@ -65,7 +65,7 @@ def build_tensor_delta(old: bytes, new: bytes, level: int = DEFAULT_LEVEL) -> by
     old_layout, new_layout = bundle_layout(old), bundle_layout(new)
     if old_layout is None or new_layout is None:
         return None
-    enc = _Encoder(old, new, level)
+    enc = DeltaEncoder(old, new, level)
     anchors = [(0, 0)]
     for name, (b_header, b_start, b_end) in new_layout.anchors.items():
         if name in old_layout.anchors:
@@ -102,7 +102,7 @@ def build_tensor_delta(old: bytes, new: bytes, level: int = DEFAULT_LEVEL) -> by
 
 def build_generic_delta(old: bytes, new: bytes, level: int = DEFAULT_LEVEL) -> bytes:
     """A delta that ignores the bundle structure (works for any two byte strings)."""
-    enc = _Encoder(old, new, level)
+    enc = DeltaEncoder(old, new, level)
     enc.generic(0, len(new), 0)
     return enc.delta()
 
