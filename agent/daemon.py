@@ -1,19 +1,20 @@
 """The agent daemon: wires sources -> queue -> pipeline -> spool -> sender -> MQTT,
 publishes status and metrics, and speaks sd_notify. A thin I/O shell around the parts;
-queries are answered by :class:`agent.query_service.QueryService`."""
+queries are answered by :class:`agent.query_service.QueryService`; the broker link, its
+subscriptions and the agent's own messages are :class:`agent.broker_session.BrokerSession`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sqlite3
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.broker_session import BrokerSession
 from agent.bundle_slot import initial_bundle, slot_name
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.control import ControlServer
@@ -22,21 +23,16 @@ from agent.line_queue import LineQueue
 from agent.memory import release_freed_memory
 from agent.metrics import Counters
 from agent.model import LoadedModel
-from agent.mqtt_link import MqttLink
 from agent.mute_inbox import MuteInbox
 from agent.mutes import MuteSet
 from agent.notify import Notifier
 from agent.pipeline import ModelSlot, Pipeline
 from agent.query_service import QueryService
 from agent.reload_plan import sources_kept_running, sources_to_keep
-from agent.sender import OutboxSender
 from agent.signal_wake import SignalWake
 from agent.sources.base import Source
 from agent.sources.registry import AgentBroker, build_source
 from agent.spool import Spool
-from contract import topics
-from contract.messages import Metrics, OtaEvent, Status
-from contract.mutes import mutes_topic
 
 if TYPE_CHECKING:  # imported when [ota] is configured: a device without OTA never loads it
     from agent.ota.engine import OtaEngine
@@ -55,7 +51,7 @@ class StoppedDuringSetup(Exception):
     """SIGTERM/SIGINT came while set-up was waiting (for the disk): exit cleanly."""
 
 
-class Agent:
+class Agent(BrokerSession):
     def __init__(self, cfg: AgentConfig, config_path: Path | None = None,
                  notifier: Notifier | None = None) -> None:
         self.cfg = cfg
@@ -126,58 +122,6 @@ class Agent:
         # Start-up's transient buffers (bundle bytes, verification, model load, smoke
         # test) are freed by now, but glibc would keep their pages: hand them back.
         release_freed_memory()
-
-    def _setup_link(self, first_connection: int = 1) -> None:
-        """The broker link; ``first_connection``: a reload's new link numbers its
-        connections on from the old one's (one agent run, one numbering)."""
-        cfg = self.cfg
-
-        def will(connection: int) -> tuple[str, bytes]:
-            offline = Status(seq=0, device_id=cfg.device_id, state="offline",
-                             agent_version=__version__, started_at=self.started_at,
-                             connection=connection)
-            return topics.status(cfg.device_id), offline.model_dump_json().encode()
-
-        self.link = MqttLink(cfg.mqtt, cfg.mqtt.client_id or f"nanofleet-{cfg.device_id}",
-                             will=will, first_connection=first_connection)
-        self.sender = OutboxSender(self.spool, self.link, self.counters,
-                                   window=cfg.mqtt.max_inflight)
-        # Every subscription is set up here, on each link built (a reload that changes
-        # [mqtt] builds a new one): whatever the old link had is gone with it.
-        self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)
-        self._follow_mutes()
-        self._follow_desired()
-        if self._artifacts is not None:  # a reload replaced the link: follow it
-            self._artifacts.use_link(self.link)
-        elif self.ota is not None and self.ota.cfg.transport == "mqtt":
-            # Artifacts over MQTT ride on this link: the device's one broker session. The
-            # engine's settings decide (a reload does not change [ota]).
-            from agent.ota.mqtt_transport import MqttTransport
-
-            self._artifacts = MqttTransport.for_agent(cfg, self.link)
-            self.ota.use_transport(self._artifacts)
-        self.link.on_up(lambda: self.publish_status("online"))
-        self.link.start()
-        self.sender.start()
-        # READY=1 means "set up", not "connected": store-and-forward covers an absent broker.
-        self.link.connected.wait(3.0)
-
-    def _follow_mutes(self) -> None:
-        """Subscribe to the fleet server's mute list, or, with ``[alerts] mutes = false``,
-        not at all (and forget a list held: turned on again, the retained one applies)."""
-        topic = mutes_topic(self.cfg.device_id)
-        if self.cfg.alerts.mutes:
-            self.link.handle(topic, self.mute_inbox.on_message)
-        else:
-            self.link.unhandle(topic)
-            self.mutes.clear()
-
-    def _follow_desired(self) -> None:
-        """Route the fleet's desired state to the OTA engine, once it is attached: the
-        retained state arrives as soon as we subscribe, and an engine without a slot
-        must not get it (the set-up's first link subscribes after the attach)."""
-        if self.ota is not None and self._ota_attached:
-            self.link.handle(topics.desired(self.cfg.device_id), self.ota.on_desired)
 
     def _start_sources(self, running: dict[str, Source] | None = None) -> None:
         """Build and start the config's sources, in its order; ``running``: those a
@@ -387,27 +331,3 @@ class Agent:
         self.control.stop()
         self.spool.close()
         log.info("stopped")
-
-    # --- publishing --------------------------------------------------------------------
-    def publish_status(self, state: str) -> Any:
-        doc = self.queries.status_doc(state, publish=True)
-        return self.link.publish(topics.status(self.cfg.device_id),
-                                 json.dumps(doc).encode(), qos=1, retain=True)
-
-    def publish_metrics(self) -> None:
-        if not self.link.connected.is_set():
-            return  # counters are cumulative: the next report covers the gap
-        doc = self.queries.metrics_doc()
-        msg = Metrics(seq=self.spool.next_seq("metrics"), device_id=self.cfg.device_id,
-                      uptime_s=doc["uptime_s"], counters=doc["counters"], gauges=doc["gauges"])
-        self.link.publish(topics.metrics(self.cfg.device_id), msg.model_dump_json().encode())
-
-    # --- OTA (agent/ota) ------------------------------------------------------------------
-    def _publish_ota(self, fields: dict[str, Any]) -> None:
-        """OTA state changes go through the durable outbox, like results."""
-        event = OtaEvent(seq=self.spool.next_seq("ota"), device_id=self.cfg.device_id, **fields)
-        self.spool.commit([(topics.ota(self.cfg.device_id), event.model_dump_json().encode())],
-                          {})
-        self.sender.wake()
-        if event.state in ("committed", "rolled_back") and self.link.connected.is_set():
-            self.publish_status("online")  # the live model changed
