@@ -147,7 +147,8 @@ def test_the_fit_recovers_a_known_shift_and_the_nested_fit_never_sees_its_group(
 
 def test_the_benchmark_prints_levels_only_over_held_out_groups(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks.model_real import _with_levels, main
+    from benchmarks.model_real import main
+    from benchmarks.model_real_evidence import _with_levels
     from nanomodel.realtrain import LABELS as MODEL_LABELS
 
     for argv in (["--levels"], ["--folds", "8", "--levels", "--sent"]):
