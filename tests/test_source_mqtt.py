@@ -76,6 +76,18 @@ def test_lines_from_wildcard_topics(broker: Mosquitto, h: Harness) -> None:
     assert info["connected"] and info["messages"] == 2 and info["lines_dropped"] == 0
 
 
+def test_a_long_topic_is_cut_before_it_is_copied_onto_each_line(broker: Mosquitto,
+                                                                 h: Harness) -> None:
+    """Review, December 2026: a publisher-chosen topic of 64 KiB went in front of each of a
+    message's 256 lines (16 MiB for one message), and each line, cut to max_line_bytes,
+    was all topic: the sensor's text never reached the model."""
+    _, sink = h.start(defaults_for(broker), topics=["sensors/#"])
+    topic = "sensors/" + "x" * 60_000
+    h.publisher(broker.port).publish(topic, b"temp 41 C\n" * 256)
+    lines = sink.wait_for(lambda ls: len(ls) >= 256)
+    assert {ln.text for ln in lines} == {f"{topic[:200]}…: temp 41 C"}
+
+
 def test_without_topic_prefix_bounded_and_invalid_utf8(broker: Mosquitto, h: Harness) -> None:
     _, sink = h.start(defaults_for(broker), topics=["s/#"], include_topic=False)
     pub = h.publisher(broker.port)

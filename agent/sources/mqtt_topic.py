@@ -71,6 +71,10 @@ def _printable(topic: str) -> str:
         c if c.isprintable() else "?" for c in topic)
 
 
+# The most of a topic put before its lines (include_topic): real sensor topics are far
+# shorter, and the line's own text must still fit in max_line_bytes.
+MAX_TOPIC_PREFIX_CHARS = 200
+
 # The longest a stopped source keeps its connection for acknowledgements (the daemon
 # closes it once the pipeline drained: at most its 10 s reload drain).
 CLOSE_WAIT_S = 15.0
@@ -305,8 +309,13 @@ class MqttTopicSource(Source):
         """The message's non-blank lines, at most max_lines_per_message (the rest
         counted as dropped), each behind its topic when include_topic."""
         # A topic level matched by a wildcard may hold any character: a newline there
-        # would put a forged second line inside this one.
-        prefix = f"{_printable(msg.topic)}: ".encode() if self.cfg.include_topic else b""
+        # would put a forged second line inside this one. And any length (64 KiB): copied
+        # before each of 256 lines it made one message 16 MiB, and left no room in a line
+        # for the text (review, December 2026). Cut, and marked as cut.
+        topic = _printable(msg.topic)
+        if len(topic) > MAX_TOPIC_PREFIX_CHARS:
+            topic = topic[:MAX_TOPIC_PREFIX_CHARS] + "…"
+        prefix = f"{topic}: ".encode() if self.cfg.include_topic else b""
         parts = [part for part in msg.payload.split(b"\n") if part.strip()]
         self._count_dropped(len(parts) - self.cfg.max_lines_per_message)
         return [prefix + part for part in parts[:self.cfg.max_lines_per_message]]

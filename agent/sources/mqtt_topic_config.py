@@ -60,7 +60,7 @@ class MqttTopicSourceConfig(BaseModel):
     qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
     include_topic: bool = Field(
         default=True, description="Prefix each line with '<topic>: ' so the model sees "
-        "which sensor spoke.")
+        "which sensor spoke (at most 200 characters of it, then '…').")
     use_agent_tls: bool | None = Field(
         default=None, description="Use the agent's TLS settings (CA, client certificate). "
         "Default: yes for the agent's own broker, no for a broker named by host.")
