@@ -24,7 +24,11 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from agent.journal_catalog import CatalogEvidenceConfig
 from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
-from agent.sources.mqtt_topic_config import MqttTopicSourceConfig, reads_own_output
+from agent.sources.mqtt_topic_config import (
+    MqttTopicSourceConfig,
+    reads_agent_input,
+    reads_own_output,
+)
 from agent.sources.registry import SourceConfig, default_source_name
 from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN, SLOT_PATTERN, device_root
@@ -235,6 +239,12 @@ class AgentConfig(Strict):
                         f"({device_root(self.device_id)}/results/..., alerts, metrics, ...): "
                         "the agent would classify its own output for ever; subscribe to the "
                         "sensors' topics only (e.g. sensors/#)")
+                if reads_agent_input(topic, self.device_id):
+                    raise ValueError(
+                        f"sources[{i}].topics: {topic!r} matches a topic the agent itself "
+                        f"reads ({device_root(self.device_id)}/query, desired, mutes, "
+                        "artifacts/chunk/...): the source would take the agent's own "
+                        "messages; subscribe to the sensors' topics only (e.g. sensors/#)")
         return self
 
     def source_name(self, index: int) -> str:

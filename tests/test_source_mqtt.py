@@ -237,7 +237,17 @@ def test_a_source_never_reads_the_agents_own_output(broker: Mosquitto, h: Harnes
         with pytest.raises(ValidationError, match="the agent's own topics"):
             AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt",
                                                             "topics": [topic]}]})
-    for topic in ("sensors/#", "nanofleet/v1/dev/pump-08/alerts", "nanofleet/v1/dev/pump-07/x"):
+    # Nor what the agent itself reads: on its connection a filter has one handler, and a
+    # source on the mute list's topic took it, so no mute was ever applied (review,
+    # December 2026).
+    for topic in ("nanofleet/v1/dev/pump-07/mutes", "nanofleet/v1/dev/pump-07/desired",
+                  "nanofleet/v1/dev/pump-07/query", "nanofleet/v1/dev/pump-07/artifacts/chunk/+",
+                  "nanofleet/v1/dev/+/mutes"):
+        with pytest.raises(ValidationError, match="a topic the agent itself reads"):
+            AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt",
+                                                            "topics": [topic]}]})
+    for topic in ("sensors/#", "nanofleet/v1/dev/pump-08/alerts", "nanofleet/v1/dev/pump-07/x",
+                  "nanofleet/v1/dev/pump-08/mutes"):
         AgentConfig.model_validate(base | {"sources": [{"kind": "mqtt", "topics": [topic]}]})
     # One handler per filter on the agent's connection: a second source with the same
     # filter took the first one's messages (review, December 2026).

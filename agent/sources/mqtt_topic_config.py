@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contract import topics
 from contract.topics import DEVICE_WRITES, device_root
 
 if TYPE_CHECKING:  # agent.config imports this module
@@ -25,6 +26,22 @@ def reads_own_output(topic_filter: str, device_id: str) -> bool:
     reading it classifies the agent's own results, publishes new ones and reads those,
     for ever (review, December 2026: ``nanofleet/#`` looped on one line)."""
     return any(mqtt.topic_matches_sub(topic_filter, t) for t in own_topics(device_id))
+
+
+def agent_inputs(device_id: str) -> list[str]:
+    """Every topic the agent subscribes to on its own connection (one per kind)."""
+    from contract.mutes import mutes_topic  # contract.mutes imports pydantic models
+
+    return [topics.query(device_id), topics.desired(device_id), mutes_topic(device_id),
+            topics.artifact_chunks(device_id, "x")]
+
+
+def reads_agent_input(topic_filter: str, device_id: str) -> bool:
+    """Whether ``topic_filter`` matches a topic the agent itself subscribes to: on the
+    agent's connection a filter has one handler, so such a source took the agent's own
+    messages — its mute list was never applied, and nothing said so (review, December
+    2026)."""
+    return any(mqtt.topic_matches_sub(topic_filter, t) for t in agent_inputs(device_id))
 
 
 def check_topic_filter(topic: str) -> str:
