@@ -6,7 +6,8 @@
   :mod:`.store` keeps the record and bundles on disk;
 - :mod:`.transport`: how bytes arrive (:class:`ArtifactTransport`, HTTP with resume;
   :mod:`.mqtt_transport` over the device's broker);
-- :mod:`.tuf_client`: TUF metadata client (python-tuf ngclient) and verified downloads;
+- :mod:`.tuf_client`: TUF metadata client (python-tuf ngclient); its verified, resumable
+  downloads are in :mod:`.target_downloads` (its base class);
 - :mod:`.policy`: pure decisions (allowed versions, delta or full, rebuilt-bundle check);
 - :mod:`.errors`: :class:`UpdateRefused`; its reason codes are
   :class:`contract.reasons.OtaReason`, which the fleet server reads too;
