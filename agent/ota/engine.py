@@ -6,11 +6,8 @@ pure :func:`~agent.ota.state.transition`, the new record is persisted (write,
 fsync, rename) *before* its actions run, and each action's outcome is the next
 event. Every state change is reported (the daemon puts it in its durable outbox).
 
-Hot-swap: the candidate is loaded and smoke-tested next to the live model, then
-swapped into the :class:`~agent.pipeline.ModelSlot` wrapped in an
-:class:`~agent.ota.trial.ObservedModel`. A batch takes the model once, so batches
-in flight finish on the old model; the old model stays loaded through the trial
-and comes back in one swap if health says so.
+Hot-swap (smoke test, trial, commit, rollback: the model slot's side of the actions)
+is the engine's base class :class:`~agent.ota.hot_swap.HotSwap`.
 
 Crash tests (kill -9 right after each state is persisted) start the agent through
 ``hil/ota_crash.py``, which wraps the record store from outside: nothing here can be
@@ -30,13 +27,13 @@ from paho.mqtt.client import MQTTMessage
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
-from agent.ota.boot import bundle_loads, choose_boot_bundle, factory_examples, read_boot_id
-from agent.ota.candidate import load_candidate
+from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
-from agent.ota.fetch import Fetcher, LiveBundle
+from agent.ota.fetch import Fetcher
+from agent.ota.hot_swap import HotSwap
 from agent.ota.inbox import DesiredInbox
-from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
+from agent.ota.record import InstalledRef, OtaRecord
 from agent.ota.state import (
     IN_PROGRESS,
     Action,
@@ -45,31 +42,21 @@ from agent.ota.state import (
     Failed,
     Proceed,
     Resume,
-    SmokePassed,
-    TrialStopped,
-    TrialVerdict,
     report_fields,
     transition,
 )
 from agent.ota.store import OtaStore
 from agent.ota.transport import ArtifactTransport
-from agent.ota.trial import (
-    MemoryBudget,
-    ObservedModel,
-    ServingModel,
-    release_model,
-    watch_trial,
-)
+from agent.ota.trial import MemoryBudget, ObservedModel, ServingModel
 from agent.pipeline import ModelSlot
-from agent.runtime.registry import runtime_format
-from contract.reasons import OtaReason, is_transient
+from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")
 Report = Callable[[dict[str, Any]], None]
 RESUME_RETRY_MAX_S = 30.0  # a full disk at start: how often the interrupted update retries
 
 
-class OtaEngine:
+class OtaEngine(HotSwap):
     def __init__(self, cfg: OtaConfig, state_dir: Path, slot: str, *, runtime: str,
                  threads: int, initial_bundle: Path, report: Report,
                  batch_size: int = 32, counters: Counters | None = None) -> None:
@@ -148,12 +135,6 @@ class OtaEngine:
             self._drive(event)
             return
 
-    def _factory_examples(self) -> list[tuple[str, str]]:
-        """The configured bundle's example lines, read once, when a trial first needs them."""
-        if self._examples is None:
-            self._examples = factory_examples(self.initial_bundle)
-        return self._examples
-
     def _loads(self, path: Path, ref: InstalledRef) -> bool:
         return bundle_loads(path, ref, self.runtime, self.threads)
 
@@ -228,16 +209,6 @@ class OtaEngine:
                     if self.record.state == "trial":
                         self._rollback_unsaved()
 
-    def _rollback_unsaved(self) -> None:
-        """The trial's end could not be saved (a full disk): the candidate must not go on
-        serving until a restart, whatever its verdict was (review, December 2026: a NaN
-        model served on). The record on disk still says trial, which a restart rolls back
-        as well, so disk and memory end up the same."""
-        try:
-            self._rollback_now()
-        except Exception:
-            log.exception("rolling the candidate back after an unsaved verdict failed")
-
     def _apply(self, event: Event) -> Event | None:
         step = transition(self.record, event, time.time(), self.cfg.retry_after_s,
                           self.cfg.rejected_hold_s)
@@ -310,97 +281,7 @@ class OtaEngine:
         except Exception:
             log.exception("could not report OTA state %s", rec.state)
 
-    # --- the live model ----------------------------------------------------------------
-    def _live_bundle(self) -> LiveBundle:
-        model = self._live_model
-        if model is None:
-            raise RuntimeError("no live model attached")
-        m = model.manifest
-        # The format the live model actually runs (after any runtime fallback): the update
-        # downloads only that runtime's variant when the release has one.
-        return LiveBundle(m.name, m.version, model.bundle_sha256, m.slot, self._live_path,
-                          runtime_format(model.runtime_name), self.record.floor)
-
-    # --- smoke test, trial, commit, rollback ----------------------------------------------
-    def _smoke_test(self, target: UpdateTarget) -> Event:
-        ref, live = self.record.candidate, self._live_model
-        if ref is None or live is None:
-            return Failed(OtaReason.INTERNAL_ERROR, "smoke test without a candidate or live model")
-        loaded = load_candidate(self.store.path_of(ref), ref, target, live, self.runtime,
-                                self.threads, self.cfg.trial, self.batch_size)
-        if isinstance(loaded, Failed):
-            return loaded
-        self._candidate, self._memory = loaded.model, loaded.memory
-        return SmokePassed(self._boot_id)
-
-    def _trial(self) -> Event | None:
-        candidate, old, slot = self._candidate, self._live_model, self._slot
-        if candidate is None or old is None or slot is None:
-            return Failed(OtaReason.INTERNAL_ERROR, "trial without a smoke-tested candidate")
-        tcfg = self.cfg.trial
-        observed = ObservedModel(candidate, old, tcfg.sample_lines, tcfg.prob_sum_tolerance)
-        self.inbox.arm_rollback()
-        self._observed = observed
-        self._trial_started = time.monotonic()
-        slot.swap(observed)  # batches in flight finish on the old model
-        # One runtime thread computes on the caller's thread: its CPU time is the model's
-        # cost, whatever else the device is doing; with a thread pool, wall-clock time.
-        clock = time.thread_time if self.threads == 1 else time.perf_counter
-        verdict = watch_trial(observed, old, tcfg, self._trial_started, self._stop,
-                              self.inbox.rollback, self.batch_size, clock,
-                              examples=self._factory_examples,
-                              memory=self._memory)
-        if verdict is None:
-            # Stopping cleanly: no verdict. Marked so that the next start tries again; a
-            # process killed during the trial leaves no mark and is rolled back then.
-            self._apply(TrialStopped())
-            return None
-        if verdict.reason == OtaReason.OPERATOR_ROLLBACK:
-            return TrialVerdict(False, verdict.reason,
-                                f"{verdict.detail} (rollout {self.inbox.rollback_rollout})")
-        return TrialVerdict(verdict.healthy, verdict.reason, verdict.detail)
-
-    def _commit(self) -> None:
-        candidate, old, slot = self._candidate, self._live_model, self._slot
-        assert candidate is not None and slot is not None
-        slot.swap(candidate)  # the same model without the observer
-        self._live_model, self._candidate, self._observed = candidate, None, None
-        ref = self.record.committed
-        assert ref is not None
-        self._live_path = self.store.path_of(ref)
-        if old is not None and old is not candidate:
-            release_model(old)
-        self.store.keep_only([self.record.committed, self.record.previous])
-        self.store.clear_downloads()
-
-    def _rollback_now(self) -> None:
-        observed, candidate = self._observed, self._candidate
-        if observed is not None and self._slot is not None and self._live_model is not None:
-            self._slot.swap(self._live_model)
-            observed.retire()  # stragglers holding the wrapper are served by the old model
-        if candidate is not None:
-            release_model(candidate)
-        self._candidate = self._observed = None
-        self._discard()
-
-    def _discard(self) -> None:
-        rec = self.record
-        if self._candidate is not None:
-            release_model(self._candidate)
-            self._candidate = None
-        if rec.candidate is not None and rec.candidate not in (rec.committed, rec.previous):
-            self.store.remove_bundle(rec.candidate)
-        self.fetcher.forget()
-        self.store.clear_downloads(keep_partial=is_transient(rec.reason))
-
     # --- queries -----------------------------------------------------------------------
-    def is_on_trial(self, model: object) -> bool:
-        """Whether ``model`` (what the slot serves) is the candidate on trial, i.e. live
-        but not committed. Identity, not the record's state: the record says ``trial``
-        a moment before the swap and ``committed`` a moment after it."""
-        observed = self._observed
-        return observed is not None and model is observed
-
     def describe(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.record.model_dump(mode="json")
         try:
