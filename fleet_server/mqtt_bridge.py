@@ -36,10 +36,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.limits import PACKET_OVERHEAD_BYTES
-from contract.topics import PREFIX
+from contract.topics import PREFIX, device_id_from_topic
 from fleet_server.config import MqttSettings
 from fleet_server.device_reports import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
 from fleet_server.mqtt_client import build_client, connect
+from fleet_server.report_budget import LogBudget, PendingBudget
 
 log = logging.getLogger("nanofleet.server.mqtt")
 
@@ -70,6 +71,7 @@ class Received:
     mid: int
     qos: int
     connection: int  # which connection brought it: an ack is only valid on that one
+    device: str  # whose budget it counts against (fleet_server.report_budget)
 
 
 def report_filters(shared_group: str | None) -> list[str]:
@@ -84,6 +86,7 @@ class BridgeCounters:
     rejected: int = 0
     ingested: int = 0
     ingest_failures: int = 0
+    shed: int = 0  # over their device's budget: acknowledged and dropped unread
     connects: int = 0
     session_takeovers: int = 0
     last_rejection: str | None = None
@@ -94,6 +97,7 @@ class BridgeCounters:
         with self.lock:
             return {"received": self.received, "rejected": self.rejected,
                     "ingested": self.ingested, "ingest_failures": self.ingest_failures,
+                    "shed": self.shed,
                     "connects": self.connects, "session_takeovers": self.session_takeovers,
                     "last_rejection": self.last_rejection,
                     "last_error": self.last_error}
@@ -108,6 +112,8 @@ class MqttBridge:
         self.connected = threading.Event()
         self.counters = BridgeCounters()
         self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
+        self._budget = PendingBudget()
+        self._log_budget = LogBudget()
         self._connection = 0  # bumped on every connect (network thread)
         self._unsubscribed = threading.Event()
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
@@ -217,10 +223,24 @@ class MqttBridge:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.counters.lock:
             self.counters.received += 1
+        device = device_id_from_topic(msg.topic) or "?"
+        if not self._budget.admit(device, len(msg.payload)):
+            self._shed(client, msg, device)
+            return
         # Blocks when the ingest thread is behind: back-pressure to the broker, not loss.
         # The arrival time orders a device's statuses (inventory.apply_status).
         self._queue.put(Received(msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos,
-                                 self._connection))
+                                 self._connection, device))
+
+    def _shed(self, client: mqtt.Client, msg: mqtt.MQTTMessage, device: str) -> None:
+        """A report over its device's budget: acknowledged at once, unread, so the broker's
+        queue for us keeps draining and other devices' reports get through."""
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
+        with self.counters.lock:
+            self.counters.shed += 1
+        self._log(device, "device %r has %d reports (%d bytes) waiting to be stored: a "
+                  "report dropped unread", device, *self._budget.pending(device))
 
     # --- ingest thread -----------------------------------------------------------------
     def _next_batch(self) -> list[Received] | None:
@@ -251,10 +271,21 @@ class MqttBridge:
                         self.counters.last_rejection = str(exc)
                     # %r: the text quotes the device's own field names (review,
                     # December 2026); the log formatter escapes the rest.
-                    log.warning("device report refused: %r", str(exc))
+                    self._log(item.device, "device report refused: %r", str(exc))
             if reports:
                 self._deliver(reports)
             self._acknowledge(batch)
+            for item in batch:
+                self._budget.release(item.device, len(item.payload))
+
+    def _log(self, device: str, message: str, *args: object) -> None:
+        """A warning about what ``device`` sent, at most a few a minute per device."""
+        allowed, held_back = self._log_budget.allow(device, time.time())
+        if held_back:
+            log.warning("%d more warnings about device %r were not logged in its last "
+                        "minute (see the counters in /api/v1/health/detail)", held_back, device)
+        if allowed:
+            log.warning(message, *args)
 
     def _acknowledge(self, batch: list[Received]) -> None:
         """PUBACK what this batch brought: stored, refused as invalid, or given up on."""

@@ -1,0 +1,180 @@
+"""One device's report flood does not cost other devices their reports.
+
+Review, December 2026: while one device certificate published large reports that the
+server's one ingest thread took ~70 ms each to refuse, the broker's bounded queue for the
+server's session (the production per-client limits, fleet_server.broker_config) filled
+with them and the broker dropped the other devices' statuses — acknowledged to those
+devices, never stored: 1 of 50 reached the inventory. Each device now has a budget of
+queued reports; beyond it its reports are acknowledged and dropped unread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from contract import topics
+from contract.messages import Status
+from fleet_server.broker_config import MAX_INFLIGHT_BYTES, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES
+from fleet_server.report_budget import LogBudget, PendingBudget
+from hil.broker import Mosquitto
+from hil.fleet import FleetServer, setup_fleet
+
+GOOD = 20
+
+
+def test_a_device_over_its_budget_is_shed_and_others_keep_room() -> None:
+    budget = PendingBudget(messages=3, bytes_each=100, bytes_total=200)
+    assert [budget.admit("evil", 10) for _ in range(4)] == [True, True, True, False]
+    assert budget.admit("pump-07", 10)  # another device has its own budget
+    assert not budget.admit("pump-08", 101)  # over one device's bytes
+    assert budget.admit("pump-08", 90)
+    assert not budget.admit("pump-09", 80)  # over everyone's bytes together (130 + 80)
+    budget.release("evil", 10)
+    assert budget.admit("evil", 10) and budget.pending("evil") == (3, 30)
+    for _ in range(3):
+        budget.release("evil", 10)
+    assert budget.pending("evil") == (0, 0) and "evil" not in budget._pending
+
+
+def test_a_device_decides_at_most_a_few_log_lines_a_minute() -> None:
+    logs = LogBudget(per_minute=2)
+    assert [logs.allow("evil", 60.0 + i)[0] for i in range(5)] == [True, True, False,
+                                                                     False, False]
+    assert logs.allow("pump-07", 61.0) == (True, 0)
+    assert logs.allow("evil", 125.0) == (True, 3)  # a new minute says what was held back
+
+
+class ProductionLimits(Mosquitto):
+    """The rig's broker with the per-client limits `nanofleet broker-config` writes."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        with self.config.open("a") as f:  # later lines win
+            f.write(f"max_inflight_bytes {MAX_INFLIGHT_BYTES}\n"
+                    f"max_queued_bytes {MAX_QUEUED_BYTES}\n"
+                    f"max_queued_messages {MAX_QUEUED_MESSAGES}\n")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[tuple[Mosquitto, FleetServer]]:
+    broker = ProductionLimits(tmp_path / "broker").start()
+    server = FleetServer(setup_fleet(tmp_path / "fleet", mqtt_port=broker.port))
+    try:
+        server.start().wait_mqtt()
+        yield broker, server
+    finally:
+        server.stop()
+        broker.stop()
+
+
+def _client(port: int, client_id: str, inflight: int = 20) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(inflight)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stored(server: FleetServer, prefix: str) -> list[str]:
+    devices = httpx.get(f"{server.url}/api/v1/devices", timeout=30, headers={
+        "Authorization": f"Bearer {server.setup.token}"}).json()["devices"]
+    return sorted(d["device_id"] for d in devices if d["device_id"].startswith(prefix))
+
+
+def test_one_devices_qos0_flood_is_shed_and_the_server_stays_bounded(
+        fleet: tuple[Mosquitto, FleetServer]) -> None:
+    """QoS 0 is not bounded by the server's Receive Maximum: before, the server queued
+    up to 50,000 reports of up to 256 KiB (+570 MB in 60 s, the review measured) and a
+    healthy device's status waited behind them for more than a minute."""
+    broker, server = fleet
+    assert server.proc is not None
+    counters = {f"c{i:04d}": 1 for i in range(500)}  # valid: stored, a DB row each
+    flood = json.dumps({"kind": "metrics", "msg_id": "m", "seq": 1, "device_id": "evil",
+                        "ts": 1.0, "uptime_s": 1, "counters": counters, "gauges": {},
+                        "pad": "x" * 100_000}).encode()  # 110 KB, refused: extra field
+    attacker = _client(broker.port, "evil")
+    rss_before = _rss_mb(server.proc.pid)
+    peak = rss_before
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for _ in range(50):
+            attacker.publish(topics.metrics("evil"), flood, qos=0)
+        peak = max(peak, _rss_mb(server.proc.pid))
+        time.sleep(0.005)
+    attacker.loop_stop()
+    attacker.disconnect()
+    good = _client(broker.port, "good-00")
+    status = Status(seq=1, device_id="good-00", state="online", agent_version="1")
+    good.publish(topics.status("good-00"), status.model_dump_json(), qos=1).wait_for_publish(10)
+    good.loop_stop()
+    good.disconnect()
+    deadline = time.monotonic() + 30
+    while not _stored(server, "good-") and time.monotonic() < deadline:
+        peak = max(peak, _rss_mb(server.proc.pid))
+        time.sleep(0.2)
+    health = server.health()["mqtt"]
+    assert _stored(server, "good-") == ["good-00"], f"not stored in 30 s: {health}"
+    assert health["shed"] > 0 and health["received"] > 1000, health
+    assert peak - rss_before < 150, f"server grew {peak - rss_before:.0f} MB: {health}"
+
+
+def test_a_flood_faster_than_the_server_reads_is_what_the_broker_must_limit(
+        fleet: tuple[Mosquitto, FleetServer]) -> None:
+    """Measured, not a promise: with one device publishing 170 KB reports as fast as the
+    broker takes them (~1 GB/s here), the broker's bounded queue for the server's session
+    overflows before the server can read, and the broker drops reports for the server
+    whatever it does (Mosquitto 2.0 has no per-client publish limit; docs/security-
+    transport.md). What the server guarantees: the flood is shed, named and bounded, and
+    the other devices' reports that reach it are stored."""
+    broker, server = fleet
+    counters = {f"c{i:05d}": 1 for i in range(14_000)}  # 70 ms to refuse, before
+    flood = json.dumps({"kind": "metrics", "msg_id": "m", "seq": 1, "device_id": "evil",
+                        "ts": 1.0, "uptime_s": 1, "counters": counters,
+                        "gauges": {}}).encode()
+    attacker = _client(broker.port, "evil", inflight=100)
+    stop = threading.Event()
+
+    def publish_flood() -> None:
+        while not stop.is_set():
+            if attacker.publish(topics.metrics("evil"), flood, qos=1).rc != 0:
+                time.sleep(0.002)
+
+    flooder = threading.Thread(target=publish_flood)
+    flooder.start()
+    try:
+        time.sleep(2)
+        for i in range(GOOD):
+            device = f"good-{i:02d}"
+            c = _client(broker.port, device)
+            status = Status(seq=1, device_id=device, state="online", agent_version="1")
+            c.publish(topics.status(device), status.model_dump_json(), qos=1).wait_for_publish(10)
+            c.loop_stop()
+            c.disconnect()
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        flooder.join(10)
+        attacker.loop_stop()
+        attacker.disconnect()
+    time.sleep(5)
+    health = server.health()["mqtt"]
+    assert health["shed"] > 0 and health["rejected"] > 0, health
+    about_evil = [line for line in server.log().splitlines() if "evil" in line]
+    assert 0 < len(about_evil) <= 5 * 3, about_evil[:20]  # a few a minute, not one each
+    print(f"{len(_stored(server, 'good-'))} of {GOOD} statuses stored during the flood")
