@@ -153,6 +153,15 @@ class MqttLink:
         self.connect_count += 1
         self._connection = self._attempt
         self.connected.set()
+        # A handle() from another thread between the copy above and set() saw the link
+        # down and left the subscribing to us, after our copy: it was never subscribed
+        # until the next reconnect, maybe weeks (review, December 2026). Any handler added
+        # since the copy is subscribed now (one that raced both may be subscribed twice:
+        # harmless).
+        with self._lock:
+            late = [(t, q) for t, (q, _) in self._handlers.items() if (t, q) not in subs]
+        if late:
+            client.subscribe(late)
         log.info("mqtt connected to %s:%d", self.cfg.host, self.cfg.port)
         for fn in self._on_up:
             try:

@@ -126,3 +126,41 @@ def test_a_lost_connack_does_not_leave_the_next_connection_offline(broker: Mosqu
         link.stop()
         sub.close()
         relay.close()
+
+
+def test_a_handler_added_while_the_link_connects_is_subscribed(broker: Mosquitto) -> None:
+    """Review, December 2026: a handle() from another thread between _on_connect's copy of
+    the handlers and the link marked up saw the link down and did not subscribe, and the
+    copy did not have it: the topic (an agent's desired state, its artifact chunks) stayed
+    unsubscribed until the next reconnect. The window is made certain here: the handler
+    is added while _on_connect subscribes what it copied."""
+    link = MqttLink(MqttConfig(host="127.0.0.1", port=broker.port, reconnect_max_s=1),
+                    "race-1", will=None)
+    got: list[bytes] = []
+    link.handle("t/early", lambda msg: None)
+    subscribe = link.client.subscribe
+    added: list[bool] = []
+
+    def subscribe_then_race(*args: object, **kwargs: object) -> object:
+        if not added:
+            added.append(True)
+            late = threading.Thread(target=link.handle,
+                                    args=("t/late", lambda msg: got.append(msg.payload)))
+            late.start()
+            late.join(5)
+        return subscribe(*args, **kwargs)  # type: ignore[arg-type]
+
+    link.client.subscribe = subscribe_then_race  # type: ignore[method-assign]
+    link.start()
+    pub = Collector(broker.port, "unused/never")
+    try:
+        assert link.connected.wait(10) and added
+        deadline = time.monotonic() + 10
+        while not got:
+            assert time.monotonic() < deadline, "t/late was never subscribed"
+            pub.publish("t/late", b"desired")
+            time.sleep(0.2)
+        assert got[0] == b"desired"
+    finally:
+        pub.close()
+        link.stop()
