@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from paho.mqtt.client import MQTTMessage
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -38,6 +38,12 @@ log = logging.getLogger("nanofleet.agent")
 MAX_CONCURRENT_QUERIES = 4
 MQTT_QUERIES_PER_S = 20  # more are dropped unanswered and counted (queries_dropped)
 MAX_REPLY_CLIENT_CHARS = 128
+MAX_CORRELATION_BYTES = 1024  # a requester's id for its answer, echoed back: an id, not data
+# Answers published and not yet acknowledged by the broker. paho keeps each one until it
+# is, bounded in number (1,000) but not in bytes: a 49-byte recent_alerts query drew up to
+# 256 KiB, 20 a second, and on a slow uplink the agent grew 4.7 MB/s, past MemoryMax in
+# 35 s (review, December 2026). Beyond this the answer is "busy".
+MAX_UNACKED_ANSWER_BYTES = 2 << 20
 _REPLY_CLIENT = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_REPLY_CLIENT_CHARS}}}")
 
 
@@ -50,6 +56,10 @@ class QueryService:
         # socket's 8 handlers and MQTT's 4 slots made 12 classify/explain calls at once).
         self._model_slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
         self._tokens, self._tokens_at = 2.0 * MQTT_QUERIES_PER_S, time.monotonic()
+        # (the link it went out on, paho's MQTTMessageInfo, bytes): a reload's new link
+        # forgets the old one's messages, which will never be acknowledged here.
+        self._unacked: list[tuple[Any, Any, int]] = []
+        self._unacked_lock = threading.Lock()
 
     # --- answering -----------------------------------------------------------------------
     def answer(self, payload: bytes) -> QueryResponse:
@@ -78,6 +88,11 @@ class QueryService:
         props = getattr(msg, "properties", None)
         reply_to = getattr(props, "ResponseTopic", None)
         corr = getattr(props, "CorrelationData", None)
+        if corr is not None and len(corr) > MAX_CORRELATION_BYTES:
+            self.agent.counters.inc("query_errors")
+            log.warning("query with %d bytes of correlation data ignored (at most %d)",
+                        len(corr), MAX_CORRELATION_BYTES)
+            return
         if not reply_to:
             self.agent.counters.inc("query_errors")
             log.warning("query without a response topic ignored")
@@ -139,7 +154,21 @@ class QueryService:
             data = response_bytes(QueryResponse(
                 ok=False, cmd=resp.cmd, error=f"the answer is {len(data)} bytes, over the "
                 f"broker's packet limit ({room} bytes for it): ask for less (a smaller limit)"))
-        self.agent.link.publish(topic, data, qos=1, props=props)
+        link = self.agent.link
+        with self._unacked_lock:
+            self._unacked = [(on, info, n) for on, info, n in self._unacked
+                             if on is link and not info.is_published()]
+            pending = sum(n for _, _, n in self._unacked)
+            if pending + len(data) > MAX_UNACKED_ANSWER_BYTES:
+                self.agent.counters.inc("queries_busy")
+                data = response_bytes(QueryResponse(
+                    ok=False, cmd=resp.cmd, error=f"busy: {pending} bytes of earlier answers "
+                    "are not delivered yet (a slow link); try again"))
+            info = link.publish(topic, data, qos=1, props=props)
+            # (one published while the link is down is not counted: paho cannot say when
+            # it is acknowledged, and with no link no query comes in to ask for more)
+            if info.rc == MQTT_ERR_SUCCESS:
+                self._unacked.append((link, info, len(data)))
 
     # --- what the agent reports (QueryTarget) -------------------------------------------------
     def status_doc(self, state: str = "online", publish: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ not stall the agent (it went whole into a log line whose secret filter was quadr
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,10 +17,17 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.config import MqttConfig
 from agent.control import ask
 from agent.metrics import Counters
+from agent.mqtt_link import MqttLink
 from agent.queries import MAX_ALERTS_ANSWER_BYTES
-from agent.query_service import MAX_CONCURRENT_QUERIES, MQTT_QUERIES_PER_S, QueryService
+from agent.query_service import (
+    MAX_CONCURRENT_QUERIES,
+    MAX_UNACKED_ANSWER_BYTES,
+    MQTT_QUERIES_PER_S,
+    QueryService,
+)
 from contract.messages import QueryResponse
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import Mosquitto
@@ -99,8 +107,8 @@ def test_a_query_thread_that_cannot_start_gives_its_slot_back(
     """Near the unit's TasksMax a thread cannot start: before, its slot was never given
     back, and after four such queries every query was answered "busy" until a restart."""
     published: list[tuple[str, bytes]] = []
-    link = SimpleNamespace(max_send_bytes=1 << 20,
-                           publish=lambda topic, data, **kw: published.append((topic, data)))
+    link = SimpleNamespace(max_send_bytes=1 << 20, publish=lambda topic, data, **kw: (
+        published.append((topic, data)), SimpleNamespace(rc=0, is_published=lambda: True))[1])
     agent = SimpleNamespace(counters=Counters(), link=link,
                             cfg=SimpleNamespace(device_id=DEV))
     service = QueryService(agent)  # type: ignore[arg-type]
@@ -168,8 +176,53 @@ def replying_service(sent: list[bytes], max_send_bytes: int = 1 << 20
     agent = SimpleNamespace(
         cfg=SimpleNamespace(device_id=DEV), counters=Counters(),
         link=SimpleNamespace(max_send_bytes=max_send_bytes,
-                             publish=lambda topic, data, qos, props: sent.append(data)))
+                             publish=lambda topic, data, qos, props: _sent(sent, data)))
     return agent, QueryService(agent)  # type: ignore[arg-type]
+
+
+def _sent(sent: list[bytes], data: bytes) -> SimpleNamespace:
+    sent.append(data)
+    return SimpleNamespace(rc=0, is_published=lambda: True)  # acknowledged at once
+
+
+def test_answers_the_link_has_not_delivered_are_bounded_in_bytes(broker: Mosquitto) -> None:
+    """Review, December 2026: paho keeps every answer until the broker acknowledges it,
+    1,000 of them but any size; a 49-byte recent_alerts query drew 256 KiB, and on a slow
+    uplink the agent grew 4.7 MB/s. Real paho and Mosquitto, the broker stopped (SIGSTOP:
+    nothing is acknowledged): past MAX_UNACKED_ANSWER_BYTES the answer is "busy", and
+    once the broker acknowledges, answers go out again. A requester's correlation data is
+    an id (at most 1 KiB), not a second payload to echo."""
+    assert broker.proc is not None
+    link = MqttLink(MqttConfig(host="127.0.0.1", port=broker.port), "unacked-1", will=None)
+    link.start()
+    agent = SimpleNamespace(cfg=SimpleNamespace(device_id=DEV), counters=Counters(), link=link)
+    service = QueryService(agent)  # type: ignore[arg-type]
+    answer = QueryResponse(ok=True, cmd="recent_alerts", result=["x" * 300_000])
+    try:
+        assert link.connected.wait(10)
+        broker.proc.send_signal(signal.SIGSTOP)
+        for _ in range(10):
+            service._reply(f"{ROOT}/reply/tech", b"c", answer)
+        sizes = [len(m.payload) for m in link.client._out_messages.values()]
+        assert len(sizes) == 10
+        assert len([n for n in sizes if n > 300_000]) == MAX_UNACKED_ANSWER_BYTES // 300_000
+        assert agent.counters.get("queries_busy") == 10 - MAX_UNACKED_ANSWER_BYTES // 300_000
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic, props.CorrelationData = f"{ROOT}/reply/tech", b"c" * 2000
+        service.on_query_message(SimpleNamespace(  # type: ignore[arg-type]
+            topic=f"{ROOT}/query", payload=b'{"cmd": "status"}', retain=False,
+            properties=props))
+        assert agent.counters.get("query_errors") == 1
+        broker.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while link.client._out_messages:
+            assert time.monotonic() < deadline, "the broker never acknowledged"
+            time.sleep(0.05)
+        service._reply(f"{ROOT}/reply/tech", b"c", answer)
+        assert agent.counters.get("queries_busy") == 10 - MAX_UNACKED_ANSWER_BYTES // 300_000
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+        link.stop()
 
 
 def test_an_answer_over_the_brokers_packet_limit_is_an_error_answer() -> None:
