@@ -25,7 +25,11 @@ Sizes: ``max_packet_size`` (:data:`contract.limits.BROKER_MAX_PACKET_BYTES`) dis
 any client that sends a larger packet. Mosquitto 2.0.11 has no per-client quota of
 retained messages (only ``retain_available`` on/off and the global ``memory_limit``):
 a device can keep a retained message on each topic it may write, each at most that
-size; the ACL keeps that to its own few topics.
+size, and ``results/+`` and ``reply/+`` match any number of topics (review, December
+2026: one device certificate kept 150 MB of retained messages, held after it left). So
+the configuration sets ``memory_limit`` (by default half of the memory of the machine
+that runs ``broker-config``): past it Mosquitto refuses the publish and disconnects its
+client, instead of growing until the host kills it.
 
 What the broker holds *for* a client (outgoing QoS 1 messages it has not acknowledged,
 and those queued behind them, also while it is away) is bounded per client:
@@ -142,6 +146,7 @@ class BrokerFiles:
     plain_port: int | None = None
     plain_acl_file: Path | None = None
     user: str | None = None
+    memory_limit: int | None = None  # bytes of heap the broker may use; None: no limit
 
 
 def _tls_listener(port: int, bind: str | None, ca_file: Path, files: BrokerFiles) -> list[str]:
@@ -183,10 +188,14 @@ def render_mosquitto_conf(files: BrokerFiles) -> str:
         "# No session (and what is queued in it) outlives its client by more than a day,",
         "# whatever Session Expiry it asked for (nanofleet's own ask for at most a day).",
         f"persistent_client_expiration {SESSION_EXPIRATION}",
-        "# Not bounded per client: retained messages, and the number in flight (the client's",
-        "# Receive Maximum). To bound the whole broker, set memory_limit <bytes> in a file",
-        "# of its own in conf.d (docs/scaling.md, \"Broker memory\").",
+        "# Not bounded per client: retained messages (a device may write results/<slot>",
+        "# and reply/<client>: any number of topics), and the number in flight (the",
+        "# client's Receive Maximum). memory_limit bounds the whole broker: past it a",
+        "# publish is refused and its client disconnected, the broker itself stays up",
+        "# (docs/scaling.md, \"Broker memory\").",
     ]
+    if files.memory_limit:
+        lines.append(f"memory_limit {files.memory_limit}")
     if files.user:
         lines.append(f"user {files.user}")
     lines += ["", "# devices: client certificates from the device CA; client id = device id",

@@ -141,11 +141,14 @@ class ProductionBroker(Mosquitto):
     ``tls_set`` arguments for an identity."""
 
     def __init__(self, workdir: Path, *, bind: str | None = "127.0.0.1",
-                 server_ips: tuple[str, ...] = (), persistence: bool = False) -> None:
+                 server_ips: tuple[str, ...] = (), persistence: bool = False,
+                 memory_limit: int | None = None) -> None:
         """``bind=None``: the device listener on every address (with ``server_ips``, the
         addresses the broker's certificate names besides 127.0.0.1). ``persistence``:
-        what Debian's main mosquitto.conf adds to the generated file in conf.d."""
+        what Debian's main mosquitto.conf adds to the generated file in conf.d.
+        ``memory_limit``: as ``broker-config --memory-limit`` (none by default here)."""
         self.server_port = free_port()
+        self.memory_limit = memory_limit
         self.bind = bind
         # The device CA also signs the broker's certificate.
         self.device_pki = RigPKI(workdir / "device-ca", server_ips=server_ips)
@@ -176,7 +179,8 @@ class ProductionBroker(Mosquitto):
             crl_file=self.device_pki.write_crl(self.dir / "crl.pem"),
             acl_file=self.dir / "acl", server_port=self.server_port, server_bind="127.0.0.1",
             service_ca_file=self.service_pki.ca_file, service_acl_file=self.dir / "service.acl",
-            plain_port=self.port, plain_acl_file=self.dir / "plain.acl", user="root"))
+            plain_port=self.port, plain_acl_file=self.dir / "plain.acl", user="root",
+            memory_limit=self.memory_limit))
         self.config = self.dir / "mosquitto.conf"
         persistence = ["persistence true", f"persistence_location {self.dir}/"] \
             if self.persistence else []

@@ -314,3 +314,34 @@ def test_mqtt_attack(attack: str, broker: ProductionBroker) -> None:
 
 def test_mqtt_attack_poison_artifact_request(broker: ProductionBroker, tmp_path: Path) -> None:
     poison_artifact_request_does_not_end_the_stream(broker, tmp_path)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_retained_flood_stops_at_the_brokers_memory_limit(tmp_path: Path) -> None:
+    """Review, December 2026: a device may write ``results/+`` and ``reply/+``, any number
+    of topics, and Mosquitto has no per-client quota of retained messages: 150 retained
+    messages of 1000 KiB took the broker from 10 to 157 MB, held after the device left.
+    With the memory_limit that broker-config writes, the publisher is disconnected at the
+    limit and the broker stays up for everyone else."""
+    b = ProductionBroker(tmp_path / "broker", memory_limit=48 << 20).start()
+    assert b.proc is not None
+    attacker = device(b, ATTACKER)
+    try:
+        for i in range(120):  # 120 MB if the broker kept it all
+            attacker.client.publish(f"{topics.device_root(ATTACKER)}/results/s{i}",
+                                    b"x" * 1_000_000, qos=1, retain=True)
+            time.sleep(0.01)
+        time.sleep(1)
+        assert b.proc.poll() is None and _rss_mb(b.proc.pid) < 90, _rss_mb(b.proc.pid)
+        other = device(b, DEV, subscribe=(f"{topics.device_root(DEV)}/#",))
+        other.client.publish(topics.status(DEV), _status(DEV), qos=1).wait_for_publish(10)
+        other.close()
+    finally:
+        attacker.close()
+        b.stop()

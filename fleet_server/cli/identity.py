@@ -141,6 +141,11 @@ def _write_key(path: Path, pem: bytes, broker_readable: bool) -> str | None:
     return note
 
 
+def default_memory_limit() -> int:
+    """Half of this machine's memory: the broker's bound unless --memory-limit says."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
 def cmd_broker_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     db = Database(config.db_url)
@@ -179,7 +184,9 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
             cert_file=out / "broker.crt", key_file=out / "broker.key", crl_file=crl_file,
             acl_file=acl_file, server_port=args.server_port, server_bind=args.server_bind,
             service_ca_file=out / "service-ca.crt", service_acl_file=out / "service.acl",
-            plain_port=args.plain_port, plain_acl_file=plain_acl, user=args.user))
+            plain_port=args.plain_port, plain_acl_file=plain_acl, user=args.user,
+            memory_limit=default_memory_limit() if args.memory_limit is None
+            else args.memory_limit or None))
         write_public(out / "mosquitto.conf", conf.encode())
     finally:
         db.dispose()
@@ -271,7 +278,12 @@ def add_identity_commands(sub: Any) -> None:
                         "fleet server and broker on one machine)")
     broker.add_argument("--plain-port", type=int, metavar="PORT",
                         help="also a plain listener on 127.0.0.1, read-only for anonymous "
-                        "local tools")
+                        "local tools; any local user of the broker's machine may then "
+                        "connect with any client id (take a device's or the fleet server's "
+                        "session): for a machine only its admins use, or a test rig")
+    broker.add_argument("--memory-limit", type=int, metavar="BYTES",
+                        help="the broker's memory_limit (default: half of this machine's "
+                        "memory; 0: none)")
     broker.add_argument("--host", action="append", metavar="NAME",
                         help="broker name for its certificate (repeatable; default: "
                         "enrollment.broker_host or mqtt.host, localhost, 127.0.0.1)")

@@ -36,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.enrollment import renewal_message
+from fleet_server.cli.identity import default_memory_limit
 from fleet_server.config import MqttTls, config_toml
 from fleet_server.identity.settings import EnrollmentSettings
 from hil.broker import free_port, wait_port
@@ -277,6 +278,8 @@ def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
                         "--server-port", str(server_port), "--plain-port", str(plain_port),
                         "--user", "root")
     assert code == 0, err
+    # The whole broker is bounded by default: half of this machine's memory.
+    assert f"memory_limit {default_memory_limit()}\n" in (broker_dir / "mosquitto.conf").read_text()
     # The server's MQTT identity from broker-config, as its output tells operators to set.
     tls = MqttTls(ca_file=broker_dir / "ca.crt", cert_file=broker_dir / "fleet-server.crt",
                   key_file=broker_dir / "fleet-server.key")
