@@ -30,6 +30,7 @@ from fleet_server.api import fleet as api_fleet
 from fleet_server.api.core import ApiError, require_operator
 from fleet_server.api.guards import BodyLimit
 from fleet_server.api.schemas import ERROR_RESPONSES
+from fleet_server.auth import Identity, find_identity
 from fleet_server.console.routes import install as install_console
 from fleet_server.repository.storage import METADATA_DIR, TARGETS_DIR
 from fleet_server.rollouts.manage import OperationRefused
@@ -142,8 +143,14 @@ def create_app(service: FleetService, *, manage_service: bool = True) -> FastAPI
     _schema_with_deployment_limits(app, service)
     install_console(app, service)  # the operators' web console under /console
     # Outermost: bodies are bounded before any route, dependency or parser reads them.
-    app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_upload_bytes=service.config.max_upload_bytes,
+                       identity_of=lambda token: _identity_of(service, token))
     return app
+
+
+def _identity_of(service: FleetService, token: str) -> Identity | None:
+    with service.db.session() as session:
+        return find_identity(token, service.config.operator_tokens, session)
 
 
 def _schema_with_deployment_limits(app: FastAPI, service: FleetService) -> None:

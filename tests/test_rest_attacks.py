@@ -7,6 +7,7 @@ would reach the caller; the unauthenticated health endpoint as a window on inter
 
 from __future__ import annotations
 
+import json
 import re
 import select
 import socket
@@ -18,7 +19,7 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from fleet_server.api.guards import MAX_API_BODY_BYTES
+from fleet_server.api.guards import MAX_ANONYMOUS_BODY_BYTES, MAX_API_BODY_BYTES
 from hil.fleet import FleetServer, setup_fleet
 from tests.support.mosquitto import Mosquitto
 
@@ -85,6 +86,26 @@ def declared_length_over_the_limit_is_refused_unread(server: FleetServer) -> Non
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"too-large"' in answer
+
+
+def anonymous_bodies_are_small_before_anything_parses_them(server: FleetServer) -> None:
+    """Review, December 2026: FastAPI parses a JSON body before the route checks the
+    token, so anyone could make the server parse 8 MiB (a few such clients: 634 MB, and
+    every device's timestamp.json poll slowed thirtyfold). Without a known operator token
+    a body may have 64 KiB; the console's forms (sign-in is anonymous) too."""
+    body = json.dumps({"devices": ["pump-07"] * 20_000}).encode()  # ~220 KB
+    assert len(body) > MAX_ANONYMOUS_BODY_BYTES
+    url = server.url + "/api/v1/deployments"
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        r = httpx.post(url, content=body, timeout=10,
+                       headers={"Content-Type": "application/json", **headers})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too-large", r.text
+    r = httpx.post(url, content=body, timeout=30, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {server.setup.token}"})
+    assert r.status_code not in (401, 413), r.text  # an operator's body is read and judged
+    r = httpx.post(server.url + "/console/login", content=b"token=" + b"a" * 100_000,
+                   timeout=10, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
 
 
 def health_shows_only_what_a_load_balancer_needs(server: FleetServer) -> None:
@@ -161,6 +182,7 @@ ATTACKS: dict[str, Callable[[FleetServer], None]] = {
     f.__name__: f for f in (chunked_upload_stops_at_the_limit,
                             unauthenticated_endless_json_stops_at_the_limit,
                             declared_length_over_the_limit_is_refused_unread,
+                            anonymous_bodies_are_small_before_anything_parses_them,
                             health_shows_only_what_a_load_balancer_needs,
                             internal_errors_do_not_leak_their_text,
                             concurrent_uploads_are_bounded)}

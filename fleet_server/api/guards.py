@@ -51,20 +51,58 @@ MIN_BODY_RATE = 64 * 1024
 BODY_GRACE_S = 30.0
 
 
+# A caller without a known operator token (anyone who can reach the server) may send at
+# most this: FastAPI parses a JSON body before the route's token check runs, and 8 MiB
+# bodies from a few anonymous clients took the server to 634 MB and every device's
+# timestamp.json poll from 0.05 to 1.5 s (review, December 2026). The console's forms are
+# small, and sign-in is anonymous by nature.
+MAX_ANONYMOUS_BODY_BYTES = 64 * 1024
+CONSOLE_PREFIX = "/console"
+_NO_BODY = {"GET", "HEAD", "OPTIONS"}
+
+# token -> the operator's identity, or None (fleet_server.auth.find_identity)
+IdentityOf = Callable[[str], Any]
+
+
 def body_limit(path: str, max_upload_bytes: int) -> int:
     return max_upload_bytes if path == PUBLISH_PATH else MAX_API_BODY_BYTES
 
 
+def bearer_token(scope: Scope) -> str:
+    auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+    scheme, _, token = auth.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_upload_bytes: int,
+                 identity_of: IdentityOf | None = None) -> None:
         self.app = app
         self.max_upload_bytes = max_upload_bytes
+        self.identity_of = identity_of
+
+    async def _limit(self, scope: Scope) -> int:
+        """The body limit for this request: the route's, once the caller is known."""
+        path = scope["path"]
+        limit = body_limit(path, self.max_upload_bytes)
+        if scope.get("method", "GET") in _NO_BODY or self.identity_of is None:
+            return limit
+        if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            return MAX_ANONYMOUS_BODY_BYTES
+        token = bearer_token(scope)
+        identity = await asyncio.to_thread(self.identity_of, token) if token else None
+        if identity is None:
+            return min(limit, MAX_ANONYMOUS_BODY_BYTES)
+        # The route's token check finds it here instead of looking it up again
+        # (fleet_server.api.core.authenticate reads request.state.identity).
+        scope.setdefault("state", {})["identity"] = identity
+        return limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = body_limit(scope["path"], self.max_upload_bytes)
+        limit = await self._limit(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(send, limit)
