@@ -166,6 +166,25 @@ def test_sessions_follow_the_token_and_expire(db: Database) -> None:
             sessions.ConsoleSessionRow)) == 0
 
 
+def test_a_refused_sign_in_writes_nothing(db: Database) -> None:
+    """Review, December 2026: every anonymous sign-in attempt deleted the idle sessions
+    first, a write that takes the database's lock report ingest and rollouts wait for."""
+    config = [OperatorToken(name="ops", sha256=hash_token("nfo_config"))]
+    with db.session() as session:
+        sessions.sign_in(session, "nfo_config", config, T0, idle_s=600)
+    with db.session() as session:
+        with pytest.raises(sessions.SignInRefused):
+            sessions.sign_in(session, "nfo_guess", config, T0 + 10_000, idle_s=600)
+        assert not session.new and not session.deleted and not session.dirty
+        assert session.scalar(select(func.count()).select_from(
+            sessions.ConsoleSessionRow)) == 1  # the idle one is still there
+    with db.session() as session:  # a sign-in that succeeds removes it on the way
+        sessions.sign_in(session, "nfo_config", config, T0 + 10_000, idle_s=600)
+        session.flush()
+        assert session.scalar(select(func.count()).select_from(
+            sessions.ConsoleSessionRow)) == 1
+
+
 def test_polling_does_not_keep_a_session_and_sessions_have_a_maximum_age(
         db: Database) -> None:
     """An open tab polls every 2 s: before (review, December 2026) that kept its session

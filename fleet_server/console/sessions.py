@@ -58,8 +58,10 @@ def _key(session_id: str) -> str:
 def sign_in(session: Session, token: str, config_tokens: Sequence[OperatorToken],
             now: float, idle_s: float = 8 * 3600) -> tuple[str, Identity]:
     """A new session for ``token``: (session id for the cookie, identity). Sessions idle
-    longer than ``idle_s`` (anyone's) are removed on the way: the table stays bounded."""
-    expire(session, now, idle_s)
+    longer than ``idle_s`` (anyone's) are removed on the way: the table stays bounded.
+    Only once the token is known: a refused sign-in writes nothing (review, December 2026:
+    each anonymous attempt deleted first, and took the database's write lock that report
+    ingest and rollouts wait for)."""
     token = token.strip()
     if not token:
         raise SignInRefused("enter an operator token (nanofleet server token makes one)")
@@ -67,6 +69,7 @@ def sign_in(session: Session, token: str, config_tokens: Sequence[OperatorToken]
     if identity is None:
         raise SignInRefused("token not recognised or revoked: check it, or ask an admin for "
                             "one (nanofleet server token)")
+    expire(session, now, idle_s)
     digest = hash_token(token)
     older = [r for r in session.query(ConsoleSessionRow).filter(
         ConsoleSessionRow.token_sha256 == digest).order_by(ConsoleSessionRow.last_used.desc())]
