@@ -186,6 +186,18 @@ def test_audit_log_names_who_did_what(fleet: FleetSetup, tokens: dict[str, str])
     assert {e["subject"] for e in json.loads(out)["entries"]} >= {"reader", "deployer"}
 
 
+def test_an_audit_entry_names_at_most_a_hundred_devices(fleet: FleetSetup) -> None:
+    """Review, December 2026: a label change's whole id list (up to 100,000 ids, 2 MB)
+    went into its audit entry, and the audit page shows 50 entries at a time."""
+    ids = [f"audit-{i:03d}" for i in range(150)]
+    api(fleet, "PATCH", "/api/v1/devices", json={"devices": ids, "group": "audited",
+                                                 "create": True})
+    entries = api(fleet, "GET", "/api/v1/audit", params={"limit": 1000}).json()["entries"]
+    [entry] = [e for e in entries if e["subject"].startswith("audit-000")]
+    assert entry["detail"]["devices"] == ids[:100]
+    assert entry["detail"]["devices_not_listed"] == 50 and entry["detail"]["group"] == "audited"
+
+
 def test_openapi_describes_the_models(fleet: FleetSetup) -> None:
     schema = httpx.get(f"{fleet.url}/openapi.json", timeout=10).json()
     components = schema["components"]["schemas"]

@@ -59,6 +59,8 @@ def whoami(identity: Annotated[Identity, Depends(authenticate)], _actor: Operato
 
 # --- device labels -----------------------------------------------------------------------------
 
+AUDIT_DEVICE_IDS = 100  # device ids an audit entry names; the rest are counted
+
 @router.patch("/devices", response_model=DeviceList, tags=["devices"])
 def label_devices(body: DeviceLabels, service: Service, actor: Operator) -> DeviceList:
     """Set the group and tags of devices (selection for rollouts and filters)."""
@@ -75,8 +77,14 @@ def label_devices(body: DeviceLabels, service: Service, actor: Operator) -> Devi
                            "--create)") from None
         shown = ",".join(body.devices[:3])[:200]
         more = f" +{len(body.devices) - 3} more" if len(body.devices) > 3 else ""
+        # The ids kept are bounded: the whole list (100,000 ids, 2 MB) went into every
+        # audit entry, and the audit page shows 50 entries (review, December 2026).
+        detail = body.model_dump(mode="json", exclude_none=True)
+        detail["devices"] = body.devices[:AUDIT_DEVICE_IDS]
+        if len(body.devices) > AUDIT_DEVICE_IDS:
+            detail["devices_not_listed"] = len(body.devices) - AUDIT_DEVICE_IDS
         session.add(AuditEntry(actor=actor, action="devices-label", subject=shown + more,
-                               at=now, detail=body.model_dump(mode="json", exclude_none=True)))
+                               at=now, detail=detail))
         session.flush()
         return DeviceList(devices=[DeviceSummary.model_validate(device_summary(d))
                                    for d in devices])
