@@ -8,6 +8,11 @@ from collections.abc import Callable, Sequence
 
 from agent.sources.base import Batching, Line
 
+# How long a wait for another thread (a source's reader, a broker's delivery, the
+# pipeline's commit) may take before the test fails: CI runs two workers on a loaded
+# two-core box, where 10 s was not always enough. Only a failing wait takes this long.
+WAIT_S = 30.0
+
 
 class ListSink:
     def __init__(self, capacity: int | None = None, batching: Batching | None = None) -> None:
@@ -47,7 +52,7 @@ class ListSink:
         with self.cond:
             return self.lines[-1].checkpoint if self.lines else None
 
-    def wait_for(self, pred: Callable[[list[Line]], bool], timeout: float = 10.0) -> list[Line]:
+    def wait_for(self, pred: Callable[[list[Line]], bool], timeout: float = WAIT_S) -> list[Line]:
         deadline = time.monotonic() + timeout
         with self.cond:
             while not pred(self.lines):
@@ -58,11 +63,11 @@ class ListSink:
                 self.cond.wait(min(left, 0.1))
             return list(self.lines)
 
-    def wait_count(self, n: int, timeout: float = 10.0) -> list[str]:
+    def wait_count(self, n: int, timeout: float = WAIT_S) -> list[str]:
         return [ln.text for ln in self.wait_for(lambda lines: len(lines) >= n, timeout)]
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(pred: Callable[[], bool], timeout: float = WAIT_S, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
