@@ -10,9 +10,19 @@ import json
 import time
 from pathlib import Path
 
+from agent.line_queue import LineQueue
 from agent.sources.base import Line
-from tests.support.line_sink import wait_until
+from tests.support.line_sink import WAIT_S, wait_until
 from tests.support.pipeline_rig import real_pipeline
+
+
+def queue_whole(queue: LineQueue, lines: list[Line]) -> None:
+    """Queue a group of lines at once, so that the pipeline takes them as one batch.
+    Queued one by one, a feeding thread held up longer than batch_max_wait_ms (20 ms: a
+    loaded CI box) let the pipeline take the first one or two alone, and so small a batch
+    still fits the pages of a "full" spool: it committed, and the test saw a checkpoint or
+    an acknowledgement past the held batch."""
+    assert queue.put_many(lines, time.monotonic()) == len(lines)
 
 
 def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
@@ -20,9 +30,9 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
     pipeline.start()
 
     def feed(group: str, start: int) -> None:
-        for i in range(start, start + 20):
-            queue.put(Line("file:log", f"{group} pump cycle {i} complete", time.time(),
-                           checkpoint=str(i)))
+        queue_whole(queue, [Line("file:log", f"{group} pump cycle {i} complete",
+                                 time.time(), checkpoint=str(i))
+                            for i in range(start, start + 20)])
 
     def texts() -> list[str]:
         return [item["text"] for m in spool.pending(0, 1000) if "/results/" in m.topic
@@ -30,16 +40,16 @@ def test_a_full_spool_holds_the_batch_and_loses_no_line(tmp_path: Path) -> None:
 
     try:
         feed("A", 0)
-        wait_until(lambda: len(texts()) == 20, 20, "batch A stored")
+        wait_until(lambda: len(texts()) == 20, WAIT_S, "batch A stored")
         pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
         spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
         feed("B", 20)
-        wait_until(lambda: counters.get("spool_commit_retries") >= 2, 20, "commit retried")
+        wait_until(lambda: counters.get("spool_commit_retries") >= 2, WAIT_S, "commit retried")
         assert spool.checkpoint("file:log") == "19"  # nothing moved past the held batch
         assert pipeline.holding and "cannot be written" in pipeline.holding  # degraded
         spool._db.execute("PRAGMA max_page_count = 1073741823")  # space is back
         feed("C", 40)
-        wait_until(lambda: len(texts()) == 60, 20, "batches B and C stored")
+        wait_until(lambda: len(texts()) == 60, WAIT_S, "batches B and C stored")
     finally:
         pipeline.stop()
     got = texts()
@@ -67,7 +77,7 @@ def test_a_batch_that_fails_outside_inference_keeps_its_lines(tmp_path: Path) ->
         for i in range(10):
             queue.put(Line("file:log", f"pump cycle {i} complete", time.time(),
                            checkpoint=str(i)))
-        wait_until(lambda: spool.checkpoint("file:log") == "9", 20, "all lines committed")
+        wait_until(lambda: spool.checkpoint("file:log") == "9", WAIT_S, "all lines committed")
     finally:
         pipeline.stop()
     items = [item for m in spool.pending(0, 1000) if "/results/" in m.topic
@@ -98,19 +108,19 @@ def test_a_line_is_acknowledged_only_once_its_result_is_committed(tmp_path: Path
         else None)
 
     def feed(group: str) -> None:
-        for i in range(20):
-            queue.put(Line("mqtt:s/#", f"{group} reading {i} ok", time.time(),
-                           ack=lambda text=f"{group}{i}": (acked.append(text),
-                                                           events.append("ack"))))
+        queue_whole(queue, [Line("mqtt:s/#", f"{group} reading {i} ok", time.time(),
+                                 ack=lambda text=f"{group}{i}": (acked.append(text),
+                                                                 events.append("ack")))
+                            for i in range(20)])
 
     pipeline.start()
     try:
         # Lines nobody acknowledges (a file's) commit as before: no sync of their own.
         queue.put(Line("file:log", "pump cycle 1 complete", time.time(), checkpoint="1"))
-        wait_until(lambda: spool.checkpoint("file:log") == "1", 20, "file line committed")
+        wait_until(lambda: spool.checkpoint("file:log") == "1", WAIT_S, "file line committed")
         assert events == ["COMMIT"]
         feed("A")
-        wait_until(lambda: len(acked) == 20, 20, "batch A acknowledged")
+        wait_until(lambda: len(acked) == 20, WAIT_S, "batch A acknowledged")
         # Acknowledged only after a commit synced to disk (a power cut after the
         # acknowledgement must not lose what the broker will not send again).
         first_ack = events.index("ack")
@@ -119,12 +129,12 @@ def test_a_line_is_acknowledged_only_once_its_result_is_committed(tmp_path: Path
         pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
         spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
         feed("B")
-        wait_until(lambda: counters.get("spool_commit_retries") >= 2, 20, "commit retried")
+        wait_until(lambda: counters.get("spool_commit_retries") >= 2, WAIT_S, "commit retried")
         assert len(acked) == 20  # held, not acknowledged
         spool._db.execute("PRAGMA max_page_count = 1073741823")
-        wait_until(lambda: len(acked) == 40, 20, "batch B acknowledged")
+        wait_until(lambda: len(acked) == 40, WAIT_S, "batch B acknowledged")
         feed("C")  # its batch fails outside inference: acknowledged once kept unclassified
-        wait_until(lambda: len(acked) == 60, 20, "batch C acknowledged")
+        wait_until(lambda: len(acked) == 60, WAIT_S, "batch C acknowledged")
     finally:
         pipeline.stop()
     assert acked == [f"{g}{i}" for g in "ABC" for i in range(20)]
