@@ -283,22 +283,22 @@ def test_sensor_lines_queued_at_a_kill_come_again_after_the_restart(
     agent = AgentProcess(cfg, state)
     try:
         agent.start()
-        wait_until(lambda: sensors(agent).get("subscribed"), 20, "sensor source subscribed")
+        wait_until(lambda: sensors(agent).get("subscribed"), 60, "sensor source subscribed")
         with log.open("w") as f:
             f.writelines(f"app[9]: request {i} served in 12ms\n" for i in range(150_000))
         wait_until(lambda: agent.query("metrics")["result"]["gauges"].get("queue_depth", 0)
-                   > 50_000, 30, "a backlog queued")
+                   > 50_000, 60, "a backlog queued")
         sent = [f"reading {i} pressure 2.1 bar ok" for i in range(30)]
         for text in sent:
             pub.publish("s/pump", text, qos=1)
-        wait_until(lambda: sensors(agent).get("lines_read") == 30, 20, "sensor lines queued")
+        wait_until(lambda: sensors(agent).get("lines_read") == 30, 60, "sensor lines queued")
         agent.kill9()
         texts = sensor_texts(results.messages)
         assert len(texts) < 30, "the lines were classified before the kill: no test"
 
         agent.start()
         with contextlib.suppress(TimeoutError):  # what is missing is said below
-            results.wait_for(lambda ms: set(sent) <= set(sensor_texts(ms)), timeout=60)
+            results.wait_for(lambda ms: set(sent) <= set(sensor_texts(ms)), timeout=120)
         with results.lock:
             missing = sorted(set(sent) - set(sensor_texts(results.messages)))
         assert not missing, (f"{len(missing)} lost: {missing[:3]}; source {sensors(agent)}\n"
