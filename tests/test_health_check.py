@@ -78,7 +78,7 @@ class HangingModel:
 
     def classify(self, texts: list[str]) -> object:
         self.entered.set()
-        self.release.wait(30)
+        self.release.wait(120)  # released by the test (at the latest in its finally)
         return self.model.classify(texts)  # type: ignore[attr-defined]
 
 
@@ -96,7 +96,7 @@ def test_a_batch_that_hangs_with_the_queue_empty_is_reported(
     pipeline.start()
     try:
         queue.put(Line("file:log", "pump cycle 1 complete", time.time()))
-        assert hanging.entered.wait(10)
+        assert hanging.entered.wait(30)  # the pipeline thread took the line
         assert len(queue) == 0 and pipeline.busy
         assert check.check() == (True, [])  # a batch in hand is not hung at once
         monkeypatch.setattr(health, "BATCH_HUNG_S", 0.2)
@@ -107,7 +107,7 @@ def test_a_batch_that_hangs_with_the_queue_empty_is_reported(
         assert check.check() == (True, [])  # held for a full disk: degraded, not hung
         pipeline.holding = None
         hanging.release.set()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # the batch's classify and commit
         while pipeline.busy:
             assert time.monotonic() < deadline
             time.sleep(0.01)
