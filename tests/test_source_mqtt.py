@@ -104,6 +104,8 @@ def test_full_queue_drops_and_counts(broker: Mosquitto, h: Harness) -> None:
     pub = h.publisher(broker.port)
     pub.publish("s/1", b"1\n2\n3\n4\n5")
     wait_until(lambda: src.lines_dropped == 3, what="3 drops")
+    # The agent-wide counter moves after the source's own, on paho's thread: wait for it.
+    wait_until(lambda: h.counters.get("lines_dropped") >= 3, what="3 drops counted")
     assert sink.texts() == ["s/1: 1", "s/1: 2"]
     assert h.counters.get("lines_dropped") == 3 and h.counters.get("lines_in") == 2
     assert src.describe()["lines_dropped"] == 3
@@ -119,7 +121,8 @@ def test_one_message_is_bounded_in_lines_and_a_full_queue_stops_its_split(
     pub = h.publisher(broker.port)
     pub.publish("s/1", b"1\n2\n\n3\n4\n5\n6")
     wait_until(lambda: src.lines_dropped == 2, what="2 drops")
-    assert sink.texts() == ["s/1: 1", "s/1: 2", "s/1: 3", "s/1: 4"]
+    # The lines over the bound are counted before the others are queued: wait for those.
+    assert sink.wait_count(4) == ["s/1: 1", "s/1: 2", "s/1: 3", "s/1: 4"]
     src.stop()
     src, sink = h.start(defaults_for(broker), topics=["t/#"], sink=ListSink(capacity=2), qos=0)
     made: list[bytes] = []
@@ -132,6 +135,8 @@ def test_one_message_is_bounded_in_lines_and_a_full_queue_stops_its_split(
     src.emit = counting_emit  # type: ignore[method-assign]
     pub.publish("t/1", b"a\n" * 100_000)  # 200 KB
     wait_until(lambda: src.lines_dropped == 99_998, what="the rest counted")
+    wait_until(lambda: h.counters.get("lines_dropped") >= 2 + 99_998,
+               what="the rest counted agent-wide")  # after the source's count, on paho's thread
     assert len(made) == 3  # two queued, one refused; the rest counted, never made
     assert h.counters.get("lines_dropped") == 2 + 99_998  # the first source's two too
 
