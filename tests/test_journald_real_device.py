@@ -31,8 +31,9 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     yield from running_harness(tmp_path)
 
 
-def settled(sink: ListSink, n: int, timeout: float = 5.0) -> list[str]:
-    """The lines once ``n`` arrived and nothing more came for a while."""
+def settled(sink: ListSink, n: int, timeout: float = 30.0) -> list[str]:
+    """The lines once ``n`` arrived (or ``timeout`` passed: the caller's assertion says
+    what is missing) and nothing more came for a while."""
     deadline = time.monotonic() + timeout
     while len(sink.lines) < n and time.monotonic() < deadline:
         time.sleep(POLL)
