@@ -129,16 +129,21 @@ class Agent(BrokerSession):
         cfg = self.cfg
         agent_broker = AgentBroker(cfg.mqtt, f"nanofleet-{cfg.device_id}", self.link,
                                    device_id=cfg.device_id)
-        self.sources = []
-        for i, scfg in enumerate(cfg.sources):
-            name = cfg.source_name(i)
-            src = (running or {}).get(name)
-            if src is None:
-                src = build_source(scfg, self.queue, self.counters,
-                                   cfg.pipeline.max_line_bytes, agent_broker)
-                src.name = name
-                src.start(self.spool.checkpoint(name))
-            self.sources.append(src)
+        # Built aside, then swapped in: a query meanwhile sees the old list or the whole
+        # new one, never a part of it (and on an error, those started, for the shutdown).
+        built: list[Source] = []
+        try:
+            for i, scfg in enumerate(cfg.sources):
+                name = cfg.source_name(i)
+                src = (running or {}).get(name)
+                if src is None:
+                    src = build_source(scfg, self.queue, self.counters,
+                                       cfg.pipeline.max_line_bytes, agent_broker)
+                    src.name = name
+                    src.start(self.spool.checkpoint(name))
+                built.append(src)
+        finally:
+            self.sources = built
 
     def _open_spool(self) -> Spool:
         """The outbox, waited for while the disk refuses it. Exiting instead let a
