@@ -183,15 +183,21 @@ def _samples(bundle: Path, journal: bool = False) -> int:
     return 0
 
 
-def mix_variant(pairs: list[str]) -> dict[str, int | float]:
-    """``["seed=10", "pool_share=0.2"]`` -> MixConfig fields to replace (numbers only)."""
+def mix_variant(pairs: list[str]) -> dict[str, int | float | bool]:
+    """``["seed=10", "pool_share=0.2", "fresh_epochs=true"]`` -> MixConfig fields to
+    replace (numbers, and true/false)."""
     names = {f.name: f.type for f in fields(MixConfig)}
-    out: dict[str, int | float] = {}
+    out: dict[str, int | float | bool] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in names:
             raise ValueError(f"--mix {pair}: {key!r} is not a MixConfig field "
                              f"(one of {', '.join(sorted(names))})")
+        if names[key] in (bool, "bool"):
+            if value not in ("true", "false"):
+                raise ValueError(f"--mix {pair}: {value!r} is not true or false")
+            out[key] = value == "true"
+            continue
         try:
             out[key] = int(value) if names[key] in (int, "int") else float(value)
         except ValueError:
@@ -231,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure a variant of the shipped recipe: MixConfig fields "
                         "replaced (e.g. seed=10 pool_share=0.2 teacher_words=64); not with "
                         "--write")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train this many epochs instead of the recipe's (not with "
+                        "--write)")
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.write:
+        parser.error("--epochs measures a variant: its figures are not the shipped recipe's")
     try:
         variant = mix_variant(args.mix)
     except ValueError as exc:
@@ -255,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         return _samples(args.journal, journal=True)
     mix, cfg, prior = recipe(quiet=True)
     mix = replace(mix, **variant)
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs)
     lines = real_training_lines()
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,

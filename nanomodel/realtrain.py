@@ -26,7 +26,7 @@ from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
 from nanomodel.templates import LABELS
-from nanomodel.train import FeaturizerLike, SparseRows, TrainConfig, fit
+from nanomodel.train import EpochRows, FeaturizerLike, SparseRows, TrainConfig, fit
 
 _HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
 _ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
@@ -51,6 +51,10 @@ class MixConfig:
     pool_share: float = 0.0
     teacher_words: int = 0  # >0: teachers also read the LLM teacher's word vectors (dims)
     teacher_buckets: int = 0  # >0: teachers hash into this many buckets instead
+    # each epoch after the first trains on a fresh rendering of the same templates and
+    # captured lines (other values, heads, framing, generated lines): training to fit
+    # without fitting the filled-in values (docs/model.md "Values drawn fresh per epoch")
+    fresh_epochs: bool = False
 
 
 def _daemon_name(source: str) -> str:
@@ -106,6 +110,24 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
         weights[normal] *= mix.normal_weight
         weights *= len(weights) / weights.sum()
     return texts, np.array(ys, dtype=np.int64), weights
+
+
+def fresh_rows(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+               labels: Sequence[str] = LABELS) -> EpochRows:
+    """:data:`nanomodel.train.EpochRows` for ``mix.fresh_epochs``: epoch ``e`` renders the
+    templates and captured lines of ``real``'s sources again with its own seed, and frames
+    and mixes them with generated lines of its own (``real`` itself is epoch 0's)."""
+    from nanomodel.realtext import real_lines
+
+    sources = sorted({s for _, _, s in real})
+
+    def rows(epoch: int) -> tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]:
+        again = real_lines(random.Random(1_000_003 * (mix.seed + 1) + epoch), per_template=1,
+                           sources=sources)
+        texts, y, w = training_rows(again, replace(mix, seed=mix.seed + 1000 * epoch), labels)
+        return SparseRows(featurizer, texts, progress=False), y, w, None
+
+    return rows
 
 
 def _probabilities(model: ShippedModel, rows: SparseRows, chunk: int = 2048) -> np.ndarray:
@@ -239,10 +261,14 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
     (the same bytes either way: each teacher is seeded, their mean taken in order)."""
     if mix.teachers > 1 and (mix.pool_share > 0 or mix.teacher_words or mix.teacher_buckets):
         return _train_with_pool(real, featurizer, mix, cfg, labels, jobs)
+    if mix.teachers > 1 and mix.fresh_epochs:
+        return _train_fresh_distilled(real, featurizer, mix, cfg, labels, w1_prior, jobs)
     texts, y, weights = training_rows(real, mix, labels)
     if mix.teachers <= 1:
         return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
-                   w1_prior=w1_prior)
+                   w1_prior=w1_prior,
+                   refresh=fresh_rows(real, featurizer, mix, labels) if mix.fresh_epochs
+                   else None)
     # The student's rows are made once: teachers read them, teacher 0 and the student
     # train on them.
     rows = SparseRows(featurizer, texts, cfg.progress)
@@ -250,6 +276,49 @@ def train_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: M
                                   w1_prior, (texts, y, weights, rows)), mix.teachers, jobs)
     return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
                w1_prior=w1_prior, soft_targets=mean, features=rows)
+
+
+def _fresh_teacher(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixConfig,
+                   cfg: TrainConfig, labels: Sequence[str], w1_prior: np.ndarray | None,
+                   i: int) -> ShippedModel:
+    """Teacher ``i``: seed ``+ i``'s mix, each epoch a fresh rendering of its own."""
+    t_mix = replace(mix, seed=mix.seed + i)
+    texts, y, weights = training_rows(real, t_mix, labels)
+    return fit(featurizer, texts, y, list(labels), "normal",
+               replace(cfg, seed=cfg.seed + i, progress=False), sample_weight=weights,
+               w1_prior=w1_prior, refresh=fresh_rows(real, featurizer, t_mix, labels))
+
+
+def _train_fresh_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike,
+                           mix: MixConfig, cfg: TrainConfig, labels: Sequence[str],
+                           w1_prior: np.ndarray | None, jobs: int) -> ShippedModel:
+    """:func:`train_distilled` with ``mix.fresh_epochs``: the teachers are kept (not only
+    their probabilities on one set of rows), since every epoch of the student renders its
+    lines afresh and needs the teachers' mean on those."""
+    make = partial(_fresh_teacher, real, featurizer, mix, cfg, labels, w1_prior)
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as pool:
+            teachers = list(pool.map(make, range(mix.teachers)))
+    else:
+        teachers = [make(i) for i in range(mix.teachers)]
+
+    def mean_of(rows: SparseRows) -> np.ndarray:
+        mean = np.zeros((rows.rows, len(labels)), np.float32)
+        for teacher in teachers:  # in order: the same bytes however they were trained
+            mean += _probabilities(teacher, rows) / len(teachers)
+        return mean
+
+    texts, y, weights = training_rows(real, mix, labels)
+    rows = SparseRows(featurizer, texts, cfg.progress)
+    fresh = fresh_rows(real, featurizer, mix, labels)
+
+    def refresh(epoch: int) -> tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]:
+        x, y_e, w_e, _ = fresh(epoch)
+        return x, y_e, w_e, mean_of(x)
+
+    return fit(featurizer, texts, y, list(labels), "normal", cfg, sample_weight=weights,
+               w1_prior=w1_prior, soft_targets=mean_of(rows), features=rows, refresh=refresh)
 
 
 def mixed_trainer(featurizer: FeaturizerLike, mix: MixConfig, cfg: TrainConfig,

@@ -12,7 +12,7 @@ the data order is fixed, so the same data and config give the same weights.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -182,10 +182,17 @@ def _targets(y: np.ndarray, soft: np.ndarray | None, idx: np.ndarray, k: int) ->
     return t
 
 
+# Rows for epoch ``e`` (1, 2, ...): (features, labels, weights, soft targets or None); the
+# first epoch trains on the rows given to fit. Fresh renderings of the same lines each pass
+# (nanomodel.realtrain: MixConfig.fresh_epochs), so no filled-in value is seen twice.
+EpochRows = Callable[[int], tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]]
+
+
 def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,
                  init: FloatParams | None, rng: np.random.Generator,
                  w1_prior: np.ndarray | None = None,
-                 soft: np.ndarray | None = None) -> FloatParams:
+                 soft: np.ndarray | None = None,
+                 refresh: EpochRows | None = None) -> FloatParams:
     p = init.copy() if init is not None else init_params(rng, x.width, cfg.hidden1,
                                                          cfg.hidden2, k)
     if w1_prior is not None and init is None:
@@ -197,6 +204,9 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
     cw = class_weights(y, k)[y] * sw
     epochs = epochs_for(cfg, x.rows)
     for epoch in range(epochs):
+        if refresh is not None and epoch > 0:
+            x, y, sw, soft = refresh(epoch)
+            cw = class_weights(y, k)[y] * sw
         order = rng.permutation(x.rows)
         loss_sum, seen = 0.0, 0
         with Progress(f"epoch {epoch + 1}/{epochs}", x.rows, cfg.progress) as bar:
@@ -276,7 +286,8 @@ def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels:
         head_only: bool = False, sample_weight: np.ndarray | None = None,
         w1_prior: np.ndarray | None = None,
         soft_targets: np.ndarray | None = None,
-        features: SparseRows | None = None) -> ShippedModel:
+        features: SparseRows | None = None,
+        refresh: EpochRows | None = None) -> ShippedModel:
     """Train a model for ``labels`` (``y`` holds label indices, ``sample_weight``
     optional per-line weights).
 
@@ -286,7 +297,9 @@ def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels:
     initialise the first layer from it and, with ``cfg.prior_strength``, pull it there.
     ``soft_targets`` (``[lines, labels]`` probabilities, e.g. teachers' mean): train
     towards them instead of the one-hot labels (distillation); ``y`` still sets the
-    class weights. ``features``: the texts' rows when the caller already made them."""
+    class weights. ``features``: the texts' rows when the caller already made them.
+    ``refresh``: other rows for each epoch after the first (:data:`EpochRows`); the head
+    is refitted on the given rows."""
     if soft_targets is not None and soft_targets.shape != (len(texts), len(labels)):
         raise ValueError(f"soft_targets has shape {soft_targets.shape}, "
                          f"expected ({len(texts)}, {len(labels)})")
@@ -295,13 +308,13 @@ def fit(featurizer: FeaturizerLike, texts: Sequence[str], y: np.ndarray, labels:
     with _one_blas_thread():
         x = features if features is not None else SparseRows(featurizer, texts, cfg.progress)
         return _fit(x, texts, y, labels, normal_label, cfg, base, head_only,
-                    sample_weight, w1_prior, soft_targets)
+                    sample_weight, w1_prior, soft_targets, refresh)
 
 
 def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
          normal_label: str, cfg: TrainConfig, base: ShippedModel | None, head_only: bool,
          sample_weight: np.ndarray | None, w1_prior: np.ndarray | None,
-         soft: np.ndarray | None) -> ShippedModel:
+         soft: np.ndarray | None, refresh: EpochRows | None = None) -> ShippedModel:
     rng = np.random.default_rng(cfg.seed)
     k = len(labels)
     weights = np.ones(len(texts), np.float32) if sample_weight is None else \
@@ -321,7 +334,7 @@ def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
                 (rng.standard_normal((k, base.body.b2.size)) * 0.1).astype(np.float32),
                 np.zeros(k, np.float32))
             init = FloatParams(w1, base.body.b1.copy(), w2, base.body.b2.copy(), wo, bo)
-        floats = _train_float(x, y, weights, k, cfg, init, rng, w1_prior, soft)
+        floats = _train_float(x, y, weights, k, cfg, init, rng, w1_prior, soft, refresh)
         body = quantize_body(floats)
         head_init = (floats.wo, floats.bo)
     h = body_activations(body, x)
