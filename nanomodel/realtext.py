@@ -310,14 +310,16 @@ def real_lines(
     sources: list[str] | None = None,
     prefix_share: float = 0.5,
     captured: bool = True,
+    captured_texts: set[str] | None = None,
 ) -> list[tuple[str, str, str]]:
     """(text, label, source): each template rendered ``per_template`` times, and captured lines.
 
     A share ``prefix_share`` of rendered lines carry a syslog/journal prefix; a daemon that
     writes its own log format (nginx, ZooKeeper, mosquitto, NetworkManager, the kernel ring
     buffer) also shows its native prefix. Captured lines are included once each, as logged,
-    those logged through syslog with the same share of time-and-host heads. Public samples
-    are not training text (:func:`load_samples`).
+    those logged through syslog with the same share of time-and-host heads (only those whose
+    text is in ``captured_texts``, when given). Public samples are not training text
+    (:func:`load_samples`).
     """
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
@@ -334,7 +336,8 @@ def real_lines(
             out.append((text, t.label, t.source))
     if captured:
         out.extend((_as_in_a_file(c.text, rng, prefix_share), c.label, c.source)
-                   for c in load_captured(sources))
+                   for c in load_captured(sources)
+                   if captured_texts is None or c.text in captured_texts)
     return out
 
 
