@@ -21,15 +21,17 @@ ROOT = f"nanofleet/v1/dev/{DEV}"
 FAILED_ID = "be02cf6855d2428ba40df7e9d022f03d"   # A start job for a unit has failed
 STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully: routine
 # A unit that failed to start, as systemd 252 logs it: its description's words pull the
-# shipped model's alert labels apart (anomaly ~0.67, no label near 0.8), so no alert
-# went out for it before the catalog (docs/model.md, "A device's own journal").
-FAILED = "Failed to start meter-reader.service - Energy meter reader."
-# A unit that started, whose description reads like trouble (anomaly ~0.65): routine ids
+# shipped model's alert labels apart (anomaly ~0.55, no label near 0.8), so no alert
+# goes out for it without the catalog (docs/model.md, "A device's own journal"). Most
+# unit failures the December 2026 model reads as alerts itself (`meter-reader ... Energy
+# meter reader` 0.97): these words were picked to sit below the thresholds.
+FAILED = "Failed to start backup.service - Report generator."
+# A unit that started, whose description reads like trouble (anomaly ~0.94): routine ids
 # never lower a line (they could hide "Reached target Emergency Mode.").
 STARTED = "Started disk-alarm.service - Disk failure alarm."
 # A system user's (www-data's) line with systemd's failure id: not the service manager's,
-# so the id is the logger's claim and the words decide.
-FORGED = "Failed to start backup.service - Nightly backup."
+# so the id is the logger's claim and the words decide (anomaly ~0.68).
+FORGED = "Failed to start meter-reader.service - Nightly backup."
 # A crash as systemd-coredump reports it (always at crit), of an ordinary user's program: the
 # words score ~0.05; the id counts from the core dump service whatever the level.
 CORE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"

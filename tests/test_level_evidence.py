@@ -53,14 +53,14 @@ def test_the_shift_is_log_odds_and_the_labels_keep_their_shares() -> None:
     probs, anomaly = batch()
     offsets = LevelOffsets()
     p2, a2 = apply_levels(probs, anomaly, [3, 3, 6, 2], offsets, 0)
-    # anomaly 0.5 at err: sigmoid(0 + 1.32)
+    # anomaly 0.5 at err: sigmoid(0 + offsets.err)
     assert a2[0] == pytest.approx(1 / (1 + math.exp(-offsets.err)), abs=1e-6)
-    # 0.8 at info: sigmoid(logit(0.8) - 1.27)
+    # 0.8 at info: sigmoid(logit(0.8) + offsets.info)
     assert a2[2] == pytest.approx(1 / (1 + math.exp(-(math.log(4) + offsets.info))), abs=1e-6)
     assert np.allclose(p2.sum(axis=1), 1.0, atol=1e-6)
     assert np.allclose(1.0 - p2[:, 0], a2, atol=1e-6)
     assert p2[0, 1] / p2[0, 2] == pytest.approx(0.3 / 0.2, rel=1e-5)  # storage stays first
-    assert p2[2].argmax() == 2 and p2[2, 1] == 0.0
+    assert p2[2, 2] == pytest.approx(a2[2], abs=1e-6) and p2[2, 1] == 0.0  # all its mass
     # No alert mass at all (P(normal) = 1): the crit line's anomaly is spread evenly.
     assert p2[3, 1] == pytest.approx(p2[3, 2]) and a2[3] > 0
     assert p2.dtype == probs.dtype and a2.dtype == anomaly.dtype

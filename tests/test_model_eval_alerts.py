@@ -134,8 +134,9 @@ def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A site's journal export (text, level, MESSAGE_ID): the alerts the agent would send
     with systemd's catalog weighed in, as on the device (agent.journal_catalog). On the
-    booted systemd's journal captured here: measured 0.945 / 0.3 % / 90.9 % sent, against
-    0.619 / 0.3 % / 45.5 % without the ids."""
+    booted systemd's journal captured here: measured 0.919 / 1.8 % / 93.9 % sent, and the
+    same without the ids (the five-epoch model: 0.945 / 0.3 % / 90.9 %, and 0.619 / 0.3 % /
+    45.5 % without them: the December 2026 model reads the unit failures' words itself)."""
     from nanomodel.realtext import load_journal
 
     rows = [{"text": c.text, "label": "ok" if c.label == "normal" else "alert",
@@ -155,7 +156,8 @@ def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(
     code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
                         BUNDLE, "--normal-label", "ok", "--json", "--agent-config", str(config))
     off = json.loads(out)
-    assert off["catalog_weighed"] == 0 and off["overall"]["sent"]["recall"] < 0.6
+    assert off["catalog_weighed"] == 0
+    assert off["overall"]["sent"]["recall"] <= sent["recall"]
     assert off["levels_weighed"] == result["levels_weighed"] > 0
     code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
                         "--bundle", BUNDLE, "--normal-label", "ok", "--json", "--no-levels")
