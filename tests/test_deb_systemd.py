@@ -167,7 +167,9 @@ def test_a_unit_that_fails_is_alerted_by_the_journal_catalog(device: Device) -> 
     """A real systemd (PID 1) failing a unit: its `Main process exited`, `Failed with
     result` and `Failed to start X` carry the catalog's MESSAGE_IDs, which the packaged
     agent reading the system journal weighs in, so the failure is sent whatever the unit's
-    description says (agent.journal_catalog); the three are one alert and its repeats."""
+    description says (agent.journal_catalog); the three are at most one alert per label and
+    their repeats (the December 2026 model reads some of them as alerts by their words, and
+    may label them apart)."""
     unit = f"nf-meter-{os.getpid()}.service"
     device.target.run(f"systemd-run --unit={unit} --property=Type=oneshot "
                       f"--property=Description='Energy meter reader' /bin/sh -c 'exit 3'",
@@ -186,8 +188,10 @@ def test_a_unit_that_fails_is_alerted_by_the_journal_catalog(device: Device) -> 
     for text in (f"{unit}: Main process exited, code=exited, status=3/NOTIMPLEMENTED",
                  f"{unit}: Failed with result 'exit-code'.", failed):
         assert items[text]["anomaly"] >= 0.97 and items[text]["label"] != "normal", items
-    (alert,) = about(msgs, topics.alerts(DEVICE))
-    assert "(journal catalog: " in alert["reason"], alert
+    alerts = about(msgs, topics.alerts(DEVICE))
+    assert 1 <= len(alerts) <= 3 and len({a["item"]["label"] for a in alerts}) == len(alerts)
+    assert all(a["item"]["text"] in items for a in alerts), alerts
+    assert any("(journal catalog: " in a["reason"] for a in alerts), alerts
 
 
 def test_a_technician_in_the_group_queries_the_agent_others_cannot(device: Device) -> None:
