@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
 from nanomodel.templates import LABELS
 from nanomodel.train import EpochRows, FeaturizerLike, SparseRows, TrainConfig, fit
 
+_T = TypeVar("_T")
 _HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
 _ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
 _NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
@@ -203,19 +205,27 @@ def _wide_teacher(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: Mix
     return _probabilities(teacher, read)
 
 
-def _teachers_mean(teach: Callable[[int], np.ndarray], teachers: int, jobs: int) -> np.ndarray:
-    """The mean of ``teach(0) ... teach(teachers - 1)``, in forked processes when ``jobs`` >
-    1 (the same bytes either way: each teacher is seeded, the mean taken in order)."""
+def _each_teacher(teach: Callable[[int], _T], teachers: int, jobs: int) -> list[_T]:
+    """``teach(0) ... teach(teachers - 1)``, in forked processes when ``jobs`` > 1 (the
+    same results either way: each teacher is seeded)."""
     if jobs > 1:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(jobs, teachers), mp_context=ctx) as pool:
-            probs = list(pool.map(teach, range(teachers)))
-    else:
-        probs = [teach(i) for i in range(teachers)]
+            return list(pool.map(teach, range(teachers)))
+    return [teach(i) for i in range(teachers)]
+
+
+def _mean_in_order(probs: Sequence[np.ndarray]) -> np.ndarray:
+    """The teachers' mean, summed in their order: the same bytes however they ran."""
     mean = np.zeros_like(probs[0])
     for p in probs:
-        mean += p / teachers
+        mean += p / len(probs)
     return mean
+
+
+def _teachers_mean(teach: Callable[[int], np.ndarray], teachers: int, jobs: int) -> np.ndarray:
+    """The mean of ``teach(0) ... teach(teachers - 1)`` (:func:`_each_teacher`)."""
+    return _mean_in_order(_each_teacher(teach, teachers, jobs))
 
 
 def transfer_lines(mix: MixConfig) -> list[str]:
@@ -321,19 +331,11 @@ def _train_fresh_distilled(real: Sequence[RealLine], featurizer: FeaturizerLike,
     """:func:`train_distilled` with ``mix.fresh_epochs``: the teachers are kept (not only
     their probabilities on one set of rows), since every epoch of the student renders its
     lines afresh and needs the teachers' mean on those."""
-    make = partial(_fresh_teacher, real, featurizer, mix, cfg, labels, w1_prior)
-    if jobs > 1:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(jobs, mix.teachers), mp_context=ctx) as pool:
-            teachers = list(pool.map(make, range(mix.teachers)))
-    else:
-        teachers = [make(i) for i in range(mix.teachers)]
+    teachers = _each_teacher(partial(_fresh_teacher, real, featurizer, mix, cfg, labels,
+                                     w1_prior), mix.teachers, jobs)
 
     def mean_of(rows: SparseRows) -> np.ndarray:
-        mean = np.zeros((rows.rows, len(labels)), np.float32)
-        for teacher in teachers:  # in order: the same bytes however they were trained
-            mean += _probabilities(teacher, rows) / len(teachers)
-        return mean
+        return _mean_in_order([_probabilities(teacher, rows) for teacher in teachers])
 
     texts, y, weights = training_rows(real, mix, labels)
     rows = SparseRows(featurizer, texts, cfg.progress)
