@@ -68,8 +68,8 @@ def body_limit(path: str, max_upload_bytes: int) -> int:
     return max_upload_bytes if path == PUBLISH_PATH else MAX_API_BODY_BYTES
 
 
-def bearer_token(scope: Scope) -> str:
-    auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+def bearer_token(headers: dict[bytes, bytes]) -> str:
+    auth = headers.get(b"authorization", b"")
     scheme, _, token = auth.decode("latin-1").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
@@ -81,7 +81,7 @@ class BodyLimit:
         self.max_upload_bytes = max_upload_bytes
         self.identity_of = identity_of
 
-    async def _limit(self, scope: Scope) -> int:
+    async def _limit(self, scope: Scope, headers: dict[bytes, bytes]) -> int:
         """The body limit for this request: the route's, once the caller is known."""
         path = scope["path"]
         limit = body_limit(path, self.max_upload_bytes)
@@ -89,7 +89,7 @@ class BodyLimit:
             return limit
         if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
             return MAX_ANONYMOUS_BODY_BYTES
-        token = bearer_token(scope)
+        token = bearer_token(headers)
         identity = await asyncio.to_thread(self.identity_of, token) if token else None
         if identity is None:
             return min(limit, MAX_ANONYMOUS_BODY_BYTES)
@@ -102,8 +102,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = await self._limit(scope)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        limit = await self._limit(scope, headers)
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(send, limit)
             return
