@@ -56,6 +56,7 @@ from fleet_server.broker_config import (
 from hil.broker import ProductionBroker
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet, try_connect
+from tests.support.proc_memory import rss_kib
 
 NOT_AUTHORIZED = 135  # MQTT v5 PUBACK reason code
 
@@ -303,13 +304,6 @@ def _at_least(n: int, messages: list[MQTTMessage]) -> bool:
     return len(messages) >= n
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for process {pid}")
-
-
 class SilentDevice:
     """A device session (its own certificate) that takes QoS 1 messages on its artifact
     chunk topics and acknowledges none of them until :meth:`ack_all`; Session Expiry a
@@ -395,7 +389,7 @@ def test_a_device_that_never_acknowledges_holds_at_most_the_bound(
     server = Client(b.server_port, {"ca": server_tls["ca_certs"], "cert": server_tls["certfile"],
                                     "key": server_tls["keyfile"]})
     try:
-        rss_before = _rss_kib(b.proc.pid)
+        rss_before = rss_kib(b.proc.pid)
         for i in range(count):
             payload = i.to_bytes(4, "big") + os.urandom(size - 4)
             for device_id in ("pump-66", "pump-07"):
@@ -403,7 +397,7 @@ def test_a_device_that_never_acknowledges_holds_at_most_the_bound(
                 assert not rc.is_failure, (device_id, i, rc)
             if (i + 1) % window == 0:  # the honest device asks for the next window
                 honest.wait_until(partial(_at_least, i + 1))
-        held_kib = _rss_kib(b.proc.pid) - rss_before
+        held_kib = rss_kib(b.proc.pid) - rss_before
         honest.wait_until(lambda ms: len(ms) >= count)
         assert [int.from_bytes(m.payload[:4], "big") for m in honest.messages] == \
             list(range(count))

@@ -29,6 +29,7 @@ from fleet_server.device_reports import Report
 from fleet_server.mqtt_bridge import MqttBridge
 from hil.broker import ProductionBroker
 from tests.support.enrolled_fleet import Client
+from tests.support.proc_memory import rss_kib
 
 NOT_AUTHORIZED = 135
 DEV, ATTACKER = "pump-07", "pump-66"
@@ -317,10 +318,7 @@ def test_mqtt_attack_poison_artifact_request(broker: ProductionBroker, tmp_path:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def test_a_retained_flood_stops_at_the_brokers_memory_limit(tmp_path: Path) -> None:

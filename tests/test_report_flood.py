@@ -26,6 +26,7 @@ from fleet_server.broker_config import MAX_INFLIGHT_BYTES, MAX_QUEUED_BYTES, MAX
 from fleet_server.report_budget import LogBudget, PendingBudget
 from hil.broker import Mosquitto
 from hil.fleet import FleetServer, setup_fleet
+from tests.support.proc_memory import rss_kib
 
 GOOD = 20
 
@@ -85,10 +86,7 @@ def _client(port: int, client_id: str, inflight: int = 20) -> mqtt.Client:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_kib(pid) / 1024
 
 
 def _stored(server: FleetServer, prefix: str) -> list[str]:
