@@ -26,6 +26,7 @@ from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
+from nanomodel.states import state_lines
 from nanomodel.templates import LABELS
 from nanomodel.train import EpochRows, FeaturizerLike, SparseRows, TrainConfig, fit
 
@@ -33,6 +34,8 @@ _T = TypeVar("_T")
 _HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
 _ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
 _NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
+_STATE_DAEMONS = ["kernel", "edge-app", "netifd", "powerd", "gpsd", "sensord", "ifplugd",
+                  "upsd", "fand", "modbusd", "collector", "watchdogd", "app"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class MixConfig:
 
     corpus_lines: int = 20000  # generated lines (logs and readings) mixed in
     reading_lines: int = 0  # generated sensor readings only, on top
+    # generated bare state lines on top (a thing and its state, healthy and alarm states in
+    # the same frames: nanomodel.states), half of them in a corpus log style
+    state_lines: int = 0
     corpus_normal_share: float = 0.4
     real_share: float = 0.5  # real lines' share of the total training weight
     framed_share: float = 0.2  # real lines also wrapped in a corpus log style
@@ -82,6 +88,19 @@ def frame(text: str, label: str, source: str, rng: random.Random) -> str:
     return STYLES[rng.choice(TRAIN_LOG_STYLES)](event, rng)
 
 
+def framed_states(count: int, seed: int) -> list[Example]:
+    """``count`` state lines (:mod:`nanomodel.states`), half of them bare, half framed by
+    a device daemon in a training log style (their own generator: the other draws of a
+    mix do not move when the state lines are added)."""
+    rng = random.Random(seed + 1)
+    out: list[Example] = []
+    for e in state_lines(count, seed):
+        text = frame(e.text, e.label, rng.choice(_STATE_DAEMONS), rng) \
+            if rng.random() < 0.5 else e.text
+        out.append(Example(text, e.label, e.style))
+    return out
+
+
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
                   labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(texts, label indices, per-line weights)`` for :func:`nanomodel.train.fit`."""
@@ -101,6 +120,8 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     if mix.reading_lines:
         corpus += generate(mix.reading_lines, mix.seed + 102, TRAIN_READING_STYLES,
                            normal_share=mix.corpus_normal_share)
+    if mix.state_lines:
+        corpus += framed_states(mix.state_lines, mix.seed + 103)
     n_real, n_corpus = len(texts), len(corpus)
     texts += [e.text for e in corpus]
     ys += [labels.index(e.label) for e in corpus]
