@@ -19,7 +19,7 @@ def test_every_kind_says_both_and_its_alarms_carry_its_category() -> None:
             line = state_line(kind, healthy, rng)
             assert line and "{" not in line and "}" not in line, (name, line)
     rows = state_lines(3000, 1)
-    by_label = defaultdict(int)
+    by_label: dict[str, int] = defaultdict(int)
     for e in rows:
         by_label[e.label] += 1
     assert set(by_label) == {"normal"} | {k.label for k in KINDS.values()}
