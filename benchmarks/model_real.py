@@ -84,6 +84,7 @@ from nanomodel.realeval import (  # noqa: E402
     RealLine,
     Trainer,
     as_dict,
+    bias_for_false_alarms,
     fill_heldout,
     format_table,
     heldout_anomaly,
@@ -237,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure a variant of the shipped recipe: MixConfig fields "
                         "replaced (e.g. seed=10 pool_share=0.2 teacher_words=64); not with "
                         "--write")
+    parser.add_argument("--match-false-alarms", type=float, default=None, metavar="RATE",
+                        help="also print the normal bias to add so that the held-out models "
+                        "flag RATE of the normal lines (how the recipe's normal_bias is "
+                        "chosen: docs/model.md)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="train this many epochs instead of the recipe's (not with "
                         "--write)")
@@ -311,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
               f"recall {100 * at[0.02]:.1f} % at 2 % false alarms, {100 * at[0.05]:.1f} % at "
               f"5 %, {100 * at[k.false_alarm_rate]:.1f} % at the keyword rule's "
               f"{100 * k.false_alarm_rate:.1f} % (the rule finds {100 * k.recall:.1f} %)")
+    if args.match_false_alarms is not None:
+        extra, recall = bias_for_false_alarms(lines, anomaly, args.match_false_alarms)
+        print(f"to flag {100 * args.match_false_alarms:.1f} % of normal lines: normal_bias "
+              f"{mix.normal_bias + extra:.2f} ({extra:+.3f} on this recipe's "
+              f"{mix.normal_bias}), recall there {100 * recall:.1f} %")
     if args.keyword_prior:
         _keyword_prior(lines, anomaly, args.folds)
     if probs is not None and args.folds is not None:

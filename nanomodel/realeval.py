@@ -174,6 +174,21 @@ def recall_at_false_alarms(lines: Sequence[RealLine], anomaly: np.ndarray,
     return {rate: float((alerts > np.quantile(normal, 1.0 - rate)).mean()) for rate in rates}
 
 
+def bias_for_false_alarms(lines: Sequence[RealLine], anomaly: np.ndarray, rate: float,
+                          normal_label: str = "normal") -> tuple[float, float]:
+    """(extra normal bias, alert recall there): the bias that, added to the normal label's
+    logit of the models that scored ``anomaly``, flags (anomaly > 0.5) ``rate`` of the
+    normal lines. Adding ``b`` to the normal logit flags exactly the lines whose anomaly
+    was above ``sigmoid(b)``, so the bias is the logit of that quantile; nothing is
+    reordered (:func:`nanomodel.realtrain.with_normal_bias`)."""
+    is_alert = np.array([lab != normal_label for _, lab, _ in lines], dtype=bool)
+    scores = np.asarray(anomaly, dtype=np.float64)
+    if is_alert.all() or not is_alert.any():
+        raise ValueError("needs both normal and alert lines")
+    t = float(np.clip(np.quantile(scores[~is_alert], 1.0 - rate), 1e-6, 1 - 1e-6))
+    return float(np.log(t / (1 - t))), float((scores[is_alert] > t).mean())
+
+
 def manifest_figures(rep: dict[str, dict[str, AlertFigures]],
                      prefix: str = "real_heldout") -> dict[str, float]:
     """Flat ``{"real_heldout.<source>.alert_f1": ..., ...keyword_rule_alert_f1}`` for

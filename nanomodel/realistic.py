@@ -8,6 +8,8 @@ application daemons, MQTT sensor payloads as the agent's MQTT source shows them:
 
 - :data:`TUNING_LINES` were looked at while the corpus templates were broadened, so
   figures on them are optimistic.
+- :data:`STATE_LINES` (bare state lines: `wlan0: link is down`) were written to measure
+  :mod:`nanomodel.states` before it was written, by its author: optimistic too.
 - :data:`CHECK_LINES` were only ever measured (before and after), never used to decide a
   template: the honest figure. The second part of them (daemons and formats no template
   names) was also used to confirm one global training setting (bucket noise).
@@ -277,4 +279,55 @@ CHECK_LINES: list[tuple[str, str]] = [
      "order=0, oom_score_adj=0", "software"),
     ("Mar  4 11:00:07 hmi-2 thermald[330]: Zone 0: temp 86000 exceeds trip 85000, cooling "
      "state 3", "thermal"),
+]
+
+# Bare state lines as devices' own programs print them: a thing and its state, in pairs.
+# Written in December 2026 before nanomodel.states existed, by the person who then wrote
+# it, so the generator shares their vocabulary (`link is down`, `carrier off`): figures on
+# them are optimistic, like TUNING_LINES'. They measure what the generator was written
+# for; CHECK_LINES stay the honest figure (docs/model.md "State lines").
+STATE_LINES: list[tuple[str, str]] = [
+    # --- healthy: a state reached, a device present, a link or supply back
+    ("wlan0: link is up", "normal"),
+    ("enp1s0: link up (1000/Full)", "normal"),
+    ("Jun  9 10:02:11 cab-12 ifplugd(eth1)[233]: Link beat detected.", "normal"),
+    ("Jun  9 10:02:12 cab-12 netifd: Interface 'wan' is now up", "normal"),
+    ("Jun  9 10:02:12 cab-12 netifd: Network device 'eth1' link is up", "normal"),
+    ("usb0: carrier on", "normal"),
+    ("Jun  9 10:02:14 cab-12 ModemManager[402]: <info>  [modem0] signal quality: 71%", "normal"),
+    ("lte: attached to network, rssi -71 dBm", "normal"),
+    ("Jun  9 10:02:20 cab-12 upsd[510]: UPS ups1 on line power", "normal"),
+    ("AC power online", "normal"),
+    ("Jun  9 10:02:21 cab-12 powerd[340]: battery charged (100%)", "normal"),
+    ("charger: charging complete", "normal"),
+    ("Jun  9 10:02:22 cab-12 gpsd[455]: GPS fix: 3D, 11 satellites", "normal"),
+    ("door sensor: closed", "normal"),
+    ("Jun  9 10:02:24 cab-12 fand[220]: fan1 running at 2400 rpm", "normal"),
+    ("pump 1 on", "normal"),
+    ("Jun  9 10:02:25 cab-12 relayd[230]: relay 3 closed", "normal"),
+    ("bt: hci0 up", "normal"),
+    ("Jun  9 10:02:26 cab-12 edge-app[600]: mqtt connected", "normal"),
+    ("vpn tunnel up", "normal"),
+    ("Jun  9 10:02:27 cab-12 kernel: [   14.220311] mmc1: new high speed SDIO card at address 0001",
+     "normal"),
+    ("can0: bus-off recovered, state error-active", "normal"),
+    # --- alerts: the same things gone wrong
+    ("wlan0: link is down", "network"),
+    ("enp1s0: link down", "network"),
+    ("Jun  9 11:02:11 cab-12 ifplugd(eth1)[233]: Link beat lost.", "network"),
+    ("Jun  9 11:02:12 cab-12 netifd: Interface 'wan' is now down", "network"),
+    ("usb0: carrier off", "network"),
+    ("lte: detached from network, no signal", "network"),
+    ("Jun  9 11:02:20 cab-12 upsd[510]: UPS ups1 on battery", "power"),
+    ("AC power offline", "power"),
+    ("Jun  9 11:02:21 cab-12 powerd[340]: battery critical (4%)", "power"),
+    ("charger: fault", "power"),
+    ("Jun  9 11:02:22 cab-12 gpsd[455]: GPS fix lost", "sensor"),
+    ("door sensor: forced open", "security"),
+    ("Jun  9 11:02:24 cab-12 fand[220]: fan1 stopped (0 rpm)", "hardware"),
+    ("pump 1 overload trip", "hardware"),
+    ("Jun  9 11:02:26 cab-12 edge-app[600]: mqtt disconnected", "network"),
+    ("vpn tunnel down", "network"),
+    ("Jun  9 11:02:27 cab-12 kernel: [ 4114.220311] mmc0: card removed", "storage"),
+    ("can0: bus-off", "hardware"),
 ]

@@ -23,7 +23,8 @@ def test_every_kind_says_both_and_its_alarms_carry_its_category() -> None:
     for e in rows:
         by_label[e.label] += 1
     assert set(by_label) == {"normal"} | {k.label for k in KINDS.values()}
-    assert 0.45 < by_label["normal"] / len(rows) < 0.55
+    # half of the kinds' lines and every peer line (a tenth) are healthy
+    assert 0.5 < by_label["normal"] / len(rows) < 0.6
 
 
 def test_a_state_means_one_thing_whatever_the_subject() -> None:
