@@ -11,8 +11,13 @@ the *state* decides the label, not the thing: every subject of a kind is rendere
 healthy states and with alarm states, in the same frames, so that the only evidence the
 model can learn is the state word next to its subject (``link up`` / ``link down``,
 ``mqtt connected`` / ``mqtt disconnected``). A kind's alarm states carry its category.
-Ambiguous states are left out on purpose: a pump ``stopped`` may be a finished cycle and a
-door ``opened`` may be the technician, so neither is here.
+Healthy states also say what is *not* wrong (``no fault``, ``not throttled``): alarm
+states are full of ``no`` and ``not``, and without these the model read every negation
+as trouble (measured: Apache's `File does not exist` flagged). Ambiguous states are left
+out on purpose: a pump ``stopped`` may be a finished cycle and a
+door ``opened`` may be the technician, so neither is an alarm here (a fan that "stopped"
+was one, measured: systemd's own `Stopped ...` lines then read as alarms; a fan
+*stalls*, and a process "stopped on request" is healthy).
 
 **Peers are not the device.** The other end of a connection coming and going is a server's
 routine (``pop3-login: Disconnected``, ``client 10.0.0.7 disconnected``, ``Connection
@@ -49,7 +54,8 @@ KINDS: dict[str, StateKind] = {
          "wifi", "wlan", "uplink"],
         ["up", "link up", "link is up", "is now up", "carrier on", "carrier acquired",
          "gained carrier", "link beat detected", "link becomes ready", "connected",
-         "associated", "up ({speed}/Full)", "link up, {speed} Mbps full duplex"],
+         "associated", "up ({speed}/Full)", "link up, {speed} Mbps full duplex",
+         "up, no errors", "not flapping"],
         ["down", "link down", "link is down", "is now down", "carrier off", "carrier lost",
          "lost carrier", "link beat lost", "no carrier", "disconnected",
          "link down, cable unplugged", "link flapping"],
@@ -60,7 +66,7 @@ KINDS: dict[str, StateKind] = {
          "connection to {host}", "opc-ua session", "modbus tcp", "lorawan backhaul"],
         ["connected", "reconnected", "established", "up", "online", "attached", "registered",
          "connection restored", "session established", "handshake complete",
-         "connected to {host}", "back online"],
+         "connected to {host}", "back online", "no packet loss", "not timed out"],
         ["disconnected", "connection lost", "down", "offline", "detached", "deregistered",
          "dropped", "timed out", "unreachable", "handshake failed", "connection refused",
          "keepalive timeout", "lost connection to {host}"],
@@ -69,7 +75,7 @@ KINDS: dict[str, StateKind] = {
         ["AC power", "mains", "mains power", "ups", "UPS {psu}", "power supply {psu}",
          "PSU {psu}", "dc input", "PoE", "supply", "input power", "24V rail"],
         ["online", "restored", "on line power", "ok", "present", "good", "stable",
-         "back to normal", "{volt} V ok"],
+         "back to normal", "{volt} V ok", "no fault", "not on battery"],
         ["offline", "lost", "on battery", "failed", "absent", "fault", "failure",
          "out of range", "dropped to {volt_lo} V", "brownout"],
         "power"),
@@ -77,43 +83,45 @@ KINDS: dict[str, StateKind] = {
         ["battery", "bat0", "BAT1", "backup battery", "rtc battery", "battery pack",
          "cell {n}"],
         ["full", "charged", "charged ({pct}%)", "fully charged", "charging", "ok",
-         "at {pct}%", "discharging, {pct}% left", "good", "healthy"],
+         "at {pct}%", "discharging, {pct}% left", "good", "healthy", "not low",
+         "no fault"],
         ["low", "critical", "critical ({pct_low}%)", "depleted", "empty", "not charging",
          "fault", "failed", "over-discharged", "swollen", "missing"],
         "power"),
     "charger": StateKind(
         ["charger", "charge controller", "solar charger", "mppt"],
         ["charging complete", "charging", "float", "idle", "ok", "bulk charging",
-         "absorption"],
+         "absorption", "no errors"],
         ["fault", "error", "over-current", "over-voltage", "disabled by fault",
          "input lost"],
         "power"),
     "position": StateKind(
         ["gps", "gnss", "gps fix", "GNSS receiver", "gps antenna"],
         ["fix acquired", "3D fix", "locked", "fix: 3D, {n} satellites", "ok", "tracking",
-         "time synced"],
+         "time synced", "no jamming"],
         ["fix lost", "no fix", "antenna open", "antenna short", "jamming detected",
          "not responding", "signal lost"],
         "sensor"),
     "enclosure": StateKind(
         ["door", "cabinet door", "enclosure", "lid", "door sensor", "tamper switch",
          "access panel"],
-        ["closed", "locked", "secured", "closed and locked", "ok"],
+        ["closed", "locked", "secured", "closed and locked", "ok", "no tamper",
+         "not opened"],
         ["forced open", "tamper detected", "breached", "opened without authorisation",
          "tampered", "intrusion detected"],
         "security"),
     "fan": StateKind(
         ["fan{n}", "fan {n}", "cpu fan", "cooling fan", "case fan", "fan tray"],
         ["running at {rpm} rpm", "ok", "spinning", "speed normal", "{rpm} rpm",
-         "running"],
-        ["stopped (0 rpm)", "stalled", "failed", "0 rpm", "not spinning", "blocked",
+         "running", "no fault", "not stalled"],
+        ["stalled (0 rpm)", "stalled", "failed", "0 rpm", "not spinning", "blocked",
          "speed below minimum", "tacho lost"],
         "hardware"),
     "actuator": StateKind(
         ["pump {n}", "motor {n}", "valve {n}", "relay {n}", "compressor", "conveyor",
          "actuator {n}", "drive {n}"],
         ["on", "running", "started", "in position", "energised", "ready", "ok",
-         "cycle complete"],
+         "cycle complete", "no fault", "no alarms active"],
         ["overload trip", "tripped", "jammed", "fault", "failed to open", "stuck",
          "dry run detected", "overcurrent", "not responding", "position error"],
         "hardware"),
@@ -121,7 +129,7 @@ KINDS: dict[str, StateKind] = {
         ["sd card", "mmc0", "mmcblk0", "usb disk", "emmc", "data partition", "/data",
          "storage"],
         ["inserted", "mounted", "detected", "healthy", "ok", "mounted read-write",
-         "{pct_low}% used"],
+         "{pct_low}% used", "no errors", "not full"],
         ["removed", "not detected", "read-only", "failing", "unmounted unexpectedly",
          "full", "write error", "{pct_hi}% used, almost full"],
         "storage"),
@@ -129,7 +137,7 @@ KINDS: dict[str, StateKind] = {
         ["can0", "can1", "rs485 bus", "i2c bus {n}", "spi{n}", "modbus slave {n}",
          "fieldbus", "1-wire bus"],
         ["error-active", "ok", "online", "responding", "recovered", "bus-off recovered",
-         "started"],
+         "started", "no errors", "not bus-off"],
         ["bus-off", "error-passive", "not responding", "timeout", "offline", "no ack",
          "crc errors"],
         "hardware"),
@@ -137,27 +145,29 @@ KINDS: dict[str, StateKind] = {
         ["{proc}", "worker {n}", "inference engine", "scheduler", "collector", "app",
          "edge runtime", "container {proc}"],
         ["running", "alive", "started", "ready", "healthy", "restarted by operator",
-         "up {n} days"],
+         "up {n} days", "stopped on request", "stopped cleanly", "no crashes",
+         "not restarted"],
         ["crashed", "hung", "not responding", "dead", "unhealthy", "restart loop",
          "killed (out of memory)", "exited unexpectedly"],
         "software"),
     "temperature": StateKind(
         ["cpu temp", "cpu temperature", "enclosure temperature", "thermal zone {n}",
          "board temp", "soc temperature", "cabinet temp"],
-        ["normal", "ok", "within limits", "back to normal", "{temp} C", "nominal"],
+        ["normal", "ok", "within limits", "back to normal", "{temp} C", "nominal", "not throttled", "no alarm"],
         ["high", "critical", "over limit", "overheating", "{temp_hi} C, too hot",
          "above threshold"],
         "thermal"),
     "probe": StateKind(
         ["sensor {sensor}", "{sensor} probe", "{sensor}", "probe {n}", "thermocouple {n}",
          "level sensor", "flow sensor"],
-        ["ok", "online", "reading", "calibrated", "reading {value} {unit}", "connected"],
+        ["ok", "online", "reading", "calibrated", "reading {value} {unit}", "connected",
+         "no errors", "not stuck"],
         ["offline", "not responding", "open circuit", "short circuit", "out of range",
          "failed", "disconnected", "no data"],
         "sensor"),
     "clock": StateKind(
         ["ntp", "clock", "time sync", "ptp", "system clock"],
-        ["synchronized", "in sync", "synced to {host}", "locked", "ok"],
+        ["synchronized", "in sync", "synced to {host}", "locked", "ok", "no drift"],
         ["unsynchronized", "lost sync", "drift too large", "no server reachable",
          "not synchronized"],
         "network"),
