@@ -153,7 +153,8 @@ KINDS: dict[str, StateKind] = {
     "temperature": StateKind(
         ["cpu temp", "cpu temperature", "enclosure temperature", "thermal zone {n}",
          "board temp", "soc temperature", "cabinet temp"],
-        ["normal", "ok", "within limits", "back to normal", "{temp} C", "nominal", "not throttled", "no alarm"],
+        ["normal", "ok", "within limits", "back to normal", "{temp} C", "nominal",
+         "not throttled", "no alarm"],
         ["high", "critical", "over limit", "overheating", "{temp_hi} C, too hot",
          "above threshold"],
         "thermal"),

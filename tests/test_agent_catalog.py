@@ -20,17 +20,18 @@ DEV = "gw-catalog"
 ROOT = f"nanofleet/v1/dev/{DEV}"
 FAILED_ID = "be02cf6855d2428ba40df7e9d022f03d"   # A start job for a unit has failed
 STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully: routine
-# A unit that failed to start, as systemd 252 logs it: its description's words pull the
-# shipped model's alert labels apart (anomaly ~0.55, no label near 0.8), so no alert
-# goes out for it without the catalog (docs/model.md, "A device's own journal"). Most
-# unit failures the December 2026 model reads as alerts itself (`meter-reader ... Energy
-# meter reader` 0.97): these words were picked to sit below the thresholds.
-FAILED = "Failed to start backup.service - Report generator."
-# A unit that started, whose description reads like trouble (anomaly ~0.94): routine ids
+# A unit that failed to start, as systemd 252 logs it: its unit and description's words
+# pull the shipped model's alert labels apart (anomaly ~0.60, no label near 0.8, ~0.92 at
+# err), so no alert goes out for it without the catalog (docs/model.md, "A device's own
+# journal"). The model with state lines reads 113 of 120 such unit and description pairs
+# as alerts itself (`Failed to start backup.service - Report generator.` 0.97): these
+# words were picked from the few that sit below the thresholds with the labels split.
+FAILED = "Failed to start telemetry.service - Energy meter reader."
+# A unit that started, whose description reads like trouble (anomaly ~0.91): routine ids
 # never lower a line (they could hide "Reached target Emergency Mode.").
 STARTED = "Started disk-alarm.service - Disk failure alarm."
 # A system user's (www-data's) line with systemd's failure id: not the service manager's,
-# so the id is the logger's claim and the words decide (anomaly ~0.68).
+# so the id is the logger's claim and the words decide (anomaly ~0.68, ~0.94 at err).
 FORGED = "Failed to start meter-reader.service - Nightly backup."
 # A crash as systemd-coredump reports it (always at crit), of an ordinary user's program: the
 # words score ~0.05; the id counts from the core dump service whatever the level.

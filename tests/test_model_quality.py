@@ -15,7 +15,7 @@ from nanomodel import default_bundle_path
 from nanomodel.baseline import KeywordBaseline
 from nanomodel.corpus import HELDOUT_STYLES, TRAIN_STYLES, generate
 from nanomodel.readings import STATUS_WORDS, make_reading, mqtt_kv
-from nanomodel.realistic import CHECK_LINES, TUNING_LINES
+from nanomodel.realistic import CHECK_LINES, STATE_LINES, TUNING_LINES
 
 # Informational lines as devices really write them (the demo's pump controller among them).
 NORMAL_LINES = [
@@ -127,10 +127,19 @@ def test_realistic_lines_beat_keyword_rules_on_false_alarms(model: LoadedModel) 
     # 0 % / 88 % since values are drawn fresh per epoch (December 2026; 92 % before)
     assert fa <= 0.08 and recall >= 0.85, (fa, recall)
     fa, keyword_fa, recall = _alert_rates(model, CHECK_LINES)
-    # 13 of 23 alerts since values are drawn fresh per epoch (16 before, 17 before the
-    # labels of the real text were reviewed): the one figure that got worse, measured in
-    # docs/model.md "Values drawn fresh per epoch".
-    assert fa <= 0.10 and fa < keyword_fa and recall >= 0.55, (fa, keyword_fa, recall)
+    # 20 of 23 alerts and 1 of 52 healthy lines flagged since the corpus has state lines
+    # (December 2026; 13 and 2 before, 16 and 1 before values were drawn fresh per epoch):
+    # docs/model.md "State lines".
+    assert fa <= 0.04 and fa < keyword_fa and recall >= 0.8, (fa, keyword_fa, recall)
+
+
+def test_bare_state_lines_are_read_by_their_state(model: LoadedModel) -> None:
+    """`wlan0: link is down` is an alert and `wlan0: link is up` is not (STATE_LINES:
+    written before nanomodel.states, by its author, so optimistic)."""
+    fa, _, recall = _alert_rates(model, STATE_LINES)
+    # 1 of 22 healthy flagged and 14 of 18 alerts found (the model before the state lines:
+    # 3 of 22 and 5 of 18; docs/model.md "State lines")
+    assert fa <= 1 / 22 and recall >= 13 / 18, (fa, recall)
 
 
 def test_mqtt_kv_readings_look_like_the_agents_mqtt_source() -> None:
