@@ -30,7 +30,8 @@ from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
 from nanomodel.realeval import RealLine, manifest_figures, report
 from nanomodel.realistic import CHECK_LINES, TUNING_LINES
-from nanomodel.realtrain import MixConfig, framed_states, train_shipped, transfer_lines
+from nanomodel.realtrain import MixConfig, train_shipped, transfer_lines
+from nanomodel.states import framed_states
 from nanomodel.templates import LABELS
 from nanomodel.train import TrainConfig
 

@@ -22,20 +22,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from nanomodel.corpus import STYLES, TRAIN_LOG_STYLES, Example, _Event, generate
+from nanomodel.corpus import Example, frame, generate
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
-from nanomodel.states import state_lines
+from nanomodel.states import framed_states
 from nanomodel.templates import LABELS
 from nanomodel.train import EpochRows, FeaturizerLike, SparseRows, TrainConfig, fit
 
 _T = TypeVar("_T")
-_HOSTS = ["gw-01", "edge-7", "rpi-lab", "node3", "plc-gw", "kiosk-2"]
-_ALERT_SEVERITIES = ["err", "warning", "crit", "error", "warning"]
-_NORMAL_SEVERITIES = ["info", "notice", "info", "debug"]
-_STATE_DAEMONS = ["kernel", "edge-app", "netifd", "powerd", "gpsd", "sensord", "ifplugd",
-                  "upsd", "fand", "modbusd", "collector", "watchdogd", "app"]
 
 
 @dataclass(frozen=True)
@@ -67,38 +62,6 @@ class MixConfig:
     # a chosen operating point without reordering lines (docs/model.md "Values drawn
     # fresh per epoch": trained to fit, the model is surer of itself)
     normal_bias: float = 0.0
-
-
-def _daemon_name(source: str) -> str:
-    """A plausible process name for a source (``openssh-server`` -> ``openssh-server``;
-    sources named like ``kernel-usb`` log as the kernel)."""
-    return "kernel" if source.startswith("kernel") else source.split("/")[-1][:24]
-
-
-def frame(text: str, label: str, source: str, rng: random.Random) -> str:
-    """``text`` in one of the corpus's training log styles (severity follows the
-    label 90 % of the time, as in the corpus)."""
-    alert = label != "normal"
-    noisy = rng.random() < 0.1
-    severity = rng.choice(_ALERT_SEVERITIES if alert != noisy else _NORMAL_SEVERITIES)
-    ts = (rng.randint(2023, 2026), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
-          rng.randint(0, 59), rng.randint(0, 59), rng.randint(0, 999))
-    event = _Event(host=rng.choice(_HOSTS), daemon=_daemon_name(source),
-                   pid=rng.randint(100, 32000), severity=severity, message=text, ts=ts)
-    return STYLES[rng.choice(TRAIN_LOG_STYLES)](event, rng)
-
-
-def framed_states(count: int, seed: int) -> list[Example]:
-    """``count`` state lines (:mod:`nanomodel.states`), half of them bare, half framed by
-    a device daemon in a training log style (their own generator: the other draws of a
-    mix do not move when the state lines are added)."""
-    rng = random.Random(seed + 1)
-    out: list[Example] = []
-    for e in state_lines(count, seed):
-        text = frame(e.text, e.label, rng.choice(_STATE_DAEMONS), rng) \
-            if rng.random() < 0.5 else e.text
-        out.append(Example(text, e.label, e.style))
-    return out
 
 
 def training_rows(real: Sequence[RealLine], mix: MixConfig,

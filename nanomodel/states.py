@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from nanomodel.corpus import Example, fill
+from nanomodel.corpus import Example, fill, frame
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,10 @@ PEER = StateKind(
     [], "normal")
 PEER_SHARE = 0.1  # of the state lines
 
+# Device daemons whose lines the framed state lines pretend to be.
+_STATE_DAEMONS = ["kernel", "edge-app", "netifd", "powerd", "gpsd", "sensord", "ifplugd",
+                  "upsd", "fand", "modbusd", "collector", "watchdogd", "app"]
+
 _FILLERS = {"client": ["sensor-12", "hmi-3", "dash", "mosq-7Yx2", "plc-4", "app"],
             "ifname": ["wan", "lan", "wwan", "mgmt", "iot"]}
 # How a thing and its state are joined (``{s}`` subject, ``{t}`` state).
@@ -222,4 +226,17 @@ def state_lines(count: int, seed: int, healthy_share: float = 0.5) -> list[Examp
         healthy = rng.random() < healthy_share
         out.append(Example(state_line(kind, healthy, rng),
                            "normal" if healthy else kind.label, "state"))
+    return out
+
+
+def framed_states(count: int, seed: int) -> list[Example]:
+    """``count`` state lines (:mod:`nanomodel.states`), half of them bare, half framed by
+    a device daemon in a training log style (their own generator: the other draws of a
+    mix do not move when the state lines are added)."""
+    rng = random.Random(seed + 1)
+    out: list[Example] = []
+    for e in state_lines(count, seed):
+        text = frame(e.text, e.label, rng.choice(_STATE_DAEMONS), rng) \
+            if rng.random() < 0.5 else e.text
+        out.append(Example(text, e.label, e.style))
     return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from nanomodel.realtrain import MixConfig, framed_states, training_rows
-from nanomodel.states import KINDS, state_line, state_lines
+from nanomodel.realtrain import MixConfig, training_rows
+from nanomodel.states import KINDS, framed_states, state_line, state_lines
 from nanomodel.templates import LABELS
 
 
