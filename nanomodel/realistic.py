@@ -10,9 +10,13 @@ application daemons, MQTT sensor payloads as the agent's MQTT source shows them:
   figures on them are optimistic.
 - :data:`STATE_LINES` (bare state lines: `wlan0: link is down`) were written to measure
   :mod:`nanomodel.states` before it was written, by its author: optimistic too.
+- :data:`FRESH_CHECK_LINES` were written by a helper that never saw the repository, and
+  only measured: the honest figure since December 2026.
 - :data:`CHECK_LINES` were only ever measured (before and after), never used to decide a
-  template: the honest figure. The second part of them (daemons and formats no template
-  names) was also used to confirm one global training setting (bucket noise).
+  template: the honest figure until December 2026, when their misses were read while
+  :mod:`nanomodel.states` was written (docs/model.md "State lines"). The second part of
+  them (daemons and formats no template names) was also used to confirm one global
+  training setting (bucket noise).
 
 Labels follow ``docs/model.md`` (Categories; sensor readings: the status-word rule).
 """
@@ -331,3 +335,22 @@ STATE_LINES: list[tuple[str, str]] = [
     ("Jun  9 11:02:27 cab-12 kernel: [ 4114.220311] mmc0: card removed", "storage"),
     ("can0: bus-off", "hardware"),
 ]
+
+
+def _fresh_check_lines() -> list[tuple[str, str]]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "fresh_check.jsonl"
+    return [(row["text"], row["label"]) for row in
+            (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip())]
+
+
+# Written in December 2026 by a helper that never saw this repository (not the generators,
+# not the templates, not the model), from the categories of docs/model.md: 120 device lines
+# (70 healthy), bare state lines, daemons' syslog lines and applications' own formats
+# (`data/fresh_check.jsonl`). Measured only, never used to choose anything: the honest
+# figure now that CHECK_LINES were read while nanomodel.states was written (docs/model.md
+# "State lines").
+FRESH_CHECK_LINES: list[tuple[str, str]] = _fresh_check_lines()
