@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nanofleet.agent.notify")
 
 _STATUS_MAX_CHARS = 1024  # systemd shows one line; keep datagrams small
 

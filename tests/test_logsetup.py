@@ -270,3 +270,24 @@ def test_redacting_is_linear_in_the_text() -> None:
     assert redact_text("run --password=hunter2 -v") == "run --password=*** -v"
     assert redact_text("cfg x.api-key=zz, user=bob") == "cfg x.api-key=***, user=bob"
     assert redact_text("a.a.a.token: 5") == "a.a.a.token: ***"
+
+
+def test_every_logger_of_the_product_is_under_nanofleet() -> None:
+    """`journalctl LOGGER=nanofleet.agent.ota` (docs/operations.md) finds every line of a
+    component only if each module names its logger in the product's tree, not by its module
+    path (`agent.ota.tuf_client` was outside it until December 2026)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    outside = []
+    for package in ("agent", "fleet_server", "hil", "contract", "nanomodel"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "getLogger" and node.args):
+                    arg = node.args[0]
+                    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                            and arg.value.split(".")[0] == "nanofleet"):
+                        outside.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not outside, outside

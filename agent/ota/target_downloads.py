@@ -36,7 +36,7 @@ from contract.files import fsync_dir
 from contract.reasons import OtaReason
 
 # The client's logger, as before these methods moved here: log lines keep their name.
-log = logging.getLogger("agent.ota.tuf_client")
+log = logging.getLogger("nanofleet.agent.ota")
 _FSYNC_EVERY = 4 << 20
 
 

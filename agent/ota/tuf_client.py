@@ -53,7 +53,7 @@ from contract.tuf_targets import (
     slot_target_path,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("nanofleet.agent.ota")
 
 
 def device_updater_config() -> UpdaterConfig:
