@@ -133,7 +133,6 @@ def test_realistic_lines_beat_keyword_rules_on_false_alarms(model: LoadedModel) 
     assert fa <= 0.04 and fa < keyword_fa and recall >= 0.8, (fa, keyword_fa, recall)
 
 
-
 def test_device_lines_written_outside_the_repository(model: LoadedModel) -> None:
     """FRESH_CHECK_LINES: 120 device lines written by someone who never saw the corpus,
     the templates or the model, only measured."""
@@ -142,6 +141,7 @@ def test_device_lines_written_outside_the_repository(model: LoadedModel) -> None
     # measured: 1 of 70 healthy lines flagged, 31 of 50 alerts found (the model before the
     # state lines: 3 of 70, 33 of 50; the keyword baseline 28.6 % / 58 %; docs/model.md)
     assert fa <= 0.03 and fa < keyword_fa and recall >= 0.6, (fa, keyword_fa, recall)
+
 
 def test_bare_state_lines_are_read_by_their_state(model: LoadedModel) -> None:
     """`wlan0: link is down` is an alert and `wlan0: link is up` is not (STATE_LINES:
