@@ -3,8 +3,9 @@
 Devices' own programs announce states in a few words: ``wlan0: link is down``, ``mqtt
 disconnected``, ``AC power offline``, ``fan1 stopped (0 rpm)``, ``GPS fix lost``. Real
 daemons' message text (:mod:`nanomodel.realtext`) has few such bare lines, and a model
-trained mostly on it reads them by the rarest word: measured in December 2026, the shipped
-model found 5 of 18 such alerts and flagged `eth0: link up` (docs/model.md "State lines").
+trained mostly on it reads them by the rarest word: measured in December 2026, the model
+shipped before these lines found 5 of 18 such alerts and flagged `eth0: link up`
+(docs/model.md "State lines").
 
 **The state-word rule.** Like a sensor reading's status word (:mod:`nanomodel.readings`),
 the *state* decides the label, not the thing: every subject of a kind is rendered with
@@ -14,10 +15,10 @@ model can learn is the state word next to its subject (``link up`` / ``link down
 Healthy states also say what is *not* wrong (``no fault``, ``not throttled``): alarm
 states are full of ``no`` and ``not``, and without these the model read every negation
 as trouble (measured: Apache's `File does not exist` flagged). Ambiguous states are left
-out on purpose: a pump ``stopped`` may be a finished cycle and a
-door ``opened`` may be the technician, so neither is an alarm here (a fan that "stopped"
-was one, measured: systemd's own `Stopped ...` lines then read as alarms; a fan
-*stalls*, and a process "stopped on request" is healthy).
+out on purpose: a pump ``stopped`` may be a finished cycle and a door ``opened`` may be the
+technician, so neither is an alarm here (a fan that "stopped" was one, measured: systemd's
+own `Stopped ...` lines then read as alarms; a fan *stalls*, and a process "stopped on
+request" is healthy).
 
 **Peers are not the device.** The other end of a connection coming and going is a server's
 routine (``pop3-login: Disconnected``, ``client 10.0.0.7 disconnected``, ``Connection
@@ -230,7 +231,7 @@ def state_lines(count: int, seed: int, healthy_share: float = 0.5) -> list[Examp
 
 
 def framed_states(count: int, seed: int) -> list[Example]:
-    """``count`` state lines (:mod:`nanomodel.states`), half of them bare, half framed by
+    """``count`` state lines (:func:`state_lines`), half of them bare, half framed by
     a device daemon in a training log style (their own generator: the other draws of a
     mix do not move when the state lines are added)."""
     rng = random.Random(seed + 1)
