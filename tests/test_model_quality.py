@@ -171,3 +171,23 @@ def test_held_out_styles_never_appear_in_training_data() -> None:
     assert {e.style for e in train} == set(TRAIN_STYLES)
     assert {e.style for e in generate(600, 9, HELDOUT_STYLES)} == set(HELDOUT_STYLES)
     assert any(e.style == "mqtt-kv" and re.match(r"^\S+: \w+=", e.text) for e in train)
+
+
+def test_the_benchmark_prints_the_hand_written_sets_as_the_test_counts_them(
+        model: LoadedModel) -> None:
+    """`benchmarks/model_real.py --hand` prints what docs/model.md quotes, the same counts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "model_real.py"), "--hand"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    fa, _, recall = _alert_rates(model, FRESH_CHECK_LINES)
+    healthy = sum(lab == "normal" for _, lab in FRESH_CHECK_LINES)
+    alerts = len(FRESH_CHECK_LINES) - healthy
+    row = (f"| fresh (written outside the repository) | {len(FRESH_CHECK_LINES)} | "
+           f"{round(fa * healthy)} of {healthy}, {round(recall * alerts)} of {alerts} |")
+    assert row in out, out
+    assert all(f"| {name}" in out for name in ("check |", "state (optimistic)",
+                                                "tuning (optimistic)")), out
