@@ -29,7 +29,7 @@ from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
 from nanomodel.realeval import RealLine, manifest_figures, report
-from nanomodel.realistic import CHECK_LINES, TUNING_LINES
+from nanomodel.realistic import CHECK_LINES, FRESH_CHECK_LINES, STATE_LINES, TUNING_LINES
 from nanomodel.realtrain import MixConfig, train_shipped, transfer_lines
 from nanomodel.states import framed_states
 from nanomodel.templates import LABELS
@@ -200,7 +200,10 @@ def build(out: Path, cfg: TrainConfig, smoke: bool = False) -> dict[str, float]:
     evaluation_sets = {"test_seen_styles": splits["test_seen_styles"],
                        "test_heldout_styles": splits["test_heldout_styles"],
                        "realistic_tuning": as_examples(TUNING_LINES, "realistic"),
-                       "realistic_check": as_examples(CHECK_LINES, "realistic")}
+                       "realistic_check": as_examples(CHECK_LINES, "realistic"),
+                       # written outside the repository: the honest figure (docs/model.md)
+                       "realistic_fresh": as_examples(FRESH_CHECK_LINES, "realistic"),
+                       "realistic_state": as_examples(STATE_LINES, "realistic")}
     for split, examples in evaluation_sets.items():
         for key, value in evaluate_figures(model, featurizer, examples, LABELS,
                                            "normal").items():
