@@ -338,13 +338,12 @@ STATE_LINES: list[tuple[str, str]] = [
 
 
 def _fresh_check_lines() -> list[tuple[str, str]]:
-    import json
     from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "fresh_check.jsonl"
-    return [(row["text"], row["label"]) for row in
-            (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-             if line.strip())]
+    from nanomodel.dataio import load_labeled  # the operators' reader, with its checks
+
+    data = load_labeled(Path(__file__).parent / "data" / "fresh_check.jsonl")
+    return list(zip(data.texts, data.labels, strict=True))
 
 
 # Written in December 2026 by a helper that never saw this repository (not the generators,
