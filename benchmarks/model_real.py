@@ -202,17 +202,18 @@ def _hand_written(bundle: Path) -> int:
         lines = [(t, lab, "hand") for t, lab in rows]
         probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _ in rows]))
         sent = sent_alerts(model.labels, model.manifest.normal_label, probs, anomaly)
-        healthy = sum(lab == "normal" for _, lab in rows)
         rep = report(lines, anomaly)[OVERALL]
-        cells = [_counts(f, healthy, len(rows) - healthy) for f in
+        cells = [_counts(f) for f in
                  (rep["model"], report(lines, sent)[OVERALL]["model"], rep["keyword"])]
         print(f"| {name} | {len(rows)} | {' | '.join(cells)} |")
     return 0
 
 
-def _counts(f: AlertFigures, healthy: int, alerts: int) -> str:
+def _counts(f: AlertFigures) -> str:
+    """`healthy flagged of healthy, alerts found of alerts`, from the figures' own counts."""
+    healthy = f.lines - f.alerts
     return (f"{round(f.false_alarm_rate * healthy)} of {healthy}, "
-            f"{round(f.recall * alerts)} of {alerts}")
+            f"{round(f.recall * f.alerts)} of {f.alerts}")
 
 
 def mix_variant(pairs: list[str]) -> dict[str, int | float | bool]:
