@@ -35,7 +35,7 @@ from agent.ota.transport import (
 from contract.files import fsync_dir
 from contract.reasons import OtaReason
 
-# The client's logger, as before these methods moved here: log lines keep their name.
+# The update path's logger (tuf_client's too): one name to filter by.
 log = logging.getLogger("nanofleet.agent.ota")
 _FSYNC_EVERY = 4 << 20
 
