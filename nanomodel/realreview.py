@@ -33,9 +33,6 @@ from typing import Any
 from nanomodel.templates import LABELS
 
 REVIEW_DIR = Path(__file__).resolve().parent / "data" / "real" / "review"
-# Decisions made and measured but not applied yet (same format; not loaded for training
-# or evaluation): LABELLING.md, "Warning and notice messages, read, not yet applied".
-PENDING_DIR = REVIEW_DIR.parent / "review_pending"
 
 @dataclass(frozen=True)
 class Review:

@@ -195,13 +195,13 @@ _FILLERS = {"client": ["sensor-12", "hmi-3", "dash", "mosq-7Yx2", "plc-4", "app"
             "ifname": ["wan", "lan", "wwan", "mgmt", "iot"]}
 # How a thing and its state are joined (``{s}`` subject, ``{t}`` state).
 _JOINS = ["{s}: {t}", "{s} {t}", "{s} is {t}", "{s} -> {t}", "{s} state: {t}",
-          "{s} status: {t}", "{s} changed state to {t}", "{s}: state {t}", "[{s}] {t}",
-          "{s} {t}"]
+          "{s} status: {t}", "{s} changed state to {t}", "{s}: state {t}", "[{s}] {t}"]
 
 
 def _fill(template: str, rng: random.Random) -> str:
     for name, values in _FILLERS.items():
-        template = template.replace("{" + name + "}", rng.choice(values))
+        if "{" + name + "}" in template:  # a draw only for a filler the text uses
+            template = template.replace("{" + name + "}", rng.choice(values))
     return fill(template, rng)
 
 

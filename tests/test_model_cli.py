@@ -194,7 +194,9 @@ def test_a_site_fine_tunes_on_its_false_alarms_alone(tmp_path: Path,
     _, anomaly = base.classify(healthy)
     flagged = [t for t, a in zip(healthy, np.asarray(anomaly), strict=True) if a > 0.5]
     judged, unseen = flagged[0::2], flagged[1::2]
-    assert len(judged) >= 15 and len(unseen) >= 15
+    # the shipped model flags 27 of the sample's 238 healthy lines (36 before the warning
+    # and notice reviews were applied): enough to judge half and keep half unseen
+    assert len(judged) >= 12 and len(unseen) >= 12
     data = tmp_path / "false-alarms.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": "normal"}) + "\n" for t in judged),
                     encoding="utf-8")

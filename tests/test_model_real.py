@@ -46,14 +46,15 @@ def test_recipe_on_a_group_of_unseen_sources_holds_its_measured_floors() -> None
     model, keyword = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
     figures = f"held out {held}: model {model}, keyword rule {keyword}"
     # Measured on this group (apache2, cups, ipmievd, mosquitto, openvpn, smartmontools,
-    # systemd-timesyncd; 4,401 lines): F1 0.654, false alarms 6.6 %, recall 56.9 %; the
-    # keyword rule 0.626 / 8.3 % / 55.2 %. Training is seeded, so the figures are the same
-    # on every run of the same data (a change of sources deals other groups: re-measure;
-    # a change of labels elsewhere retrains these models too). The five-epoch recipe before
-    # December 2026 measured 0.665 / 8.5 % / 60.7 % here.
-    assert model.f1 >= 0.64 and model.f1 > keyword.f1, figures
-    assert model.recall >= 0.55, figures
-    assert model.false_alarm_rate <= 0.08, figures
+    # systemd-timesyncd; 4,289 lines, the warning and notice reviews applied): F1 0.679,
+    # false alarms 9.8 %, recall 63.1 %; the keyword rule 0.610 / 8.6 % / 52.6 %. Training
+    # is seeded, so the figures are the same on every run of the same data (a change of
+    # sources deals other groups: re-measure; a change of labels elsewhere retrains these
+    # models too). Before the reviews were applied (4,401 lines, other labels): 0.654 /
+    # 6.6 % / 56.9 %; the five-epoch recipe before December 2026: 0.665 / 8.5 % / 60.7 %.
+    assert model.f1 >= 0.66 and model.f1 > keyword.f1, figures
+    assert model.recall >= 0.61, figures
+    assert model.false_alarm_rate <= 0.105, figures
 
 
 def test_recorded_heldout_figures_are_this_datas_and_beat_the_keyword_rule() -> None:
@@ -178,7 +179,10 @@ def test_shipped_model_on_new_renderings_of_the_templates_it_knows() -> None:
     Trained on one rendering for five epochs the model flagged 12.2 % of their healthy
     lines and found 73.2 % of the alerts; drawn fresh per epoch (December 2026), measured
     1.5 % / 87.4 % — the bar of issue 9 on these lines; with the state lines in the corpus
-    2.1 % / 89.6 % (docs/model.md "State lines": just over the bar's 2 %)."""
+    2.1 % / 89.6 % (docs/model.md "State lines": just over the bar's 2 %); with the warning
+    and notice reviews applied and the flag moved back to the held-out false alarms before
+    them, 1.5 % / 85.1 % on the corrected labels (docs/model.md "The warning and notice
+    reviews applied")."""
     import random
 
     import numpy as np
@@ -190,4 +194,4 @@ def test_shipped_model_on_new_renderings_of_the_templates_it_knows() -> None:
     model = LoadedModel.load(default_bundle_path())
     anomaly = np.asarray(model.classify([t for t, _, _ in rows])[1])
     got = report(rows, anomaly)[OVERALL]["model"]
-    assert got.false_alarm_rate <= 0.025 and got.recall >= 0.87, got
+    assert got.false_alarm_rate <= 0.02 and got.recall >= 0.84, got
