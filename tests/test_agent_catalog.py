@@ -22,10 +22,10 @@ FAILED_ID = "be02cf6855d2428ba40df7e9d022f03d"   # A start job for a unit has fa
 STARTED_ID = "39f53479d3a045ac8e11786248231fbf"  # ... has finished successfully: routine
 # A unit that failed to start, as systemd 252 logs it: its unit and description's words
 # pull the shipped model's alert labels apart (anomaly ~0.60, no label near 0.8 even at
-# err, ~0.94 there), so no alert goes out for it without the catalog (docs/model.md, "A device's own
-# journal"). The model reads 110 of 120 such unit and description pairs as alerts itself
-# (`Failed to start backup.service - Report generator.` 0.70): these words were picked from the
-# few that sit below the thresholds with the labels split.
+# err, ~0.94 there), so no alert goes out for it without the catalog (docs/model.md, "A
+# device's own journal"). The model reads 110 of 120 such unit and description pairs as
+# alerts itself (`Failed to start backup.service - Report generator.` 0.70): these words
+# were picked from the few that sit below the thresholds with the labels split.
 FAILED = "Failed to start meter-reader.service - Telemetry uploader."
 # A unit that started, whose description reads like trouble (anomaly ~0.79): routine ids
 # never lower a line (they could hide "Reached target Emergency Mode.").
