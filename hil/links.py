@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import select
 import shutil
 import socket
@@ -107,16 +108,31 @@ class VethNamespace:
     ``open()`` (or ``with``) makes it; ``close()`` removes it."""
 
     def __init__(self, prefix: str) -> None:
-        tag = f"{os.getpid() % 10000}{random.randrange(100, 999)}"
-        self.name = f"{prefix}-{tag}"
-        self.host_if, self.dev_if = f"nfh{tag}", f"nfd{tag}"  # at most 15 characters
+        self.prefix_name = prefix
+        self._name(secrets.token_hex(4))
         net = _free_net()
         self.host_ip, self.device_ip = f"{net}1", f"{net}2"
         self.extra_ifs: list[str] = []
+        self._made = False  # whether the namespace of this name is ours to delete
+
+    def _name(self, tag: str) -> None:
+        # 32 random bits: rigs and test workers make namespaces side by side (a process id
+        # and three random digits collided with another run's namespace).
+        self.name = f"{self.prefix_name}-{tag}"
+        self.host_if, self.dev_if = f"nfh{tag}", f"nfd{tag}"  # at most 15 characters
 
     def open(self) -> None:
+        for _ in range(3):
+            added = _ip("netns", "add", self.name, check=False)
+            if added.returncode == 0:
+                break
+            if "File exists" not in added.stderr:
+                raise RuntimeError(f"network namespace set-up failed: {added.stderr}")
+            self._name(secrets.token_hex(4))  # someone else's: never touch it, pick another
+        else:
+            raise RuntimeError("network namespace set-up failed: three names were taken")
+        self._made = True
         try:
-            _ip("netns", "add", self.name)
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.dev_if)
             _ip("link", "set", self.dev_if, "netns", self.name)
             _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
@@ -129,6 +145,9 @@ class VethNamespace:
             raise RuntimeError(f"network namespace set-up failed: {exc.stderr}") from None
 
     def close(self) -> None:
+        if not self._made:  # a name we did not create may be another rig's namespace
+            return
+        self._made = False
         _ip("netns", "del", self.name, check=False)  # takes the veth pairs with it
         for host_if in (self.host_if, *self.extra_ifs):
             _ip("link", "del", host_if, check=False)
