@@ -108,7 +108,7 @@ class VethNamespace:
     ``open()`` (or ``with``) makes it; ``close()`` removes it."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix_name = prefix
+        self._prefix = prefix
         self._name(secrets.token_hex(4))
         net = _free_net()
         self.host_ip, self.device_ip = f"{net}1", f"{net}2"
@@ -118,7 +118,7 @@ class VethNamespace:
     def _name(self, tag: str) -> None:
         # 32 random bits: rigs and test workers make namespaces side by side (a process id
         # and three random digits collided with another run's namespace).
-        self.name = f"{self.prefix_name}-{tag}"
+        self.name = f"{self._prefix}-{tag}"
         self.host_if, self.dev_if = f"nfh{tag}", f"nfd{tag}"  # at most 15 characters
 
     def open(self) -> None:
