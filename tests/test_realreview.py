@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nanomodel import realtext
-from nanomodel.realreview import REVIEW_DIR, load_reviews
+from nanomodel.realreview import REVIEW_DIR, jsonl_rows, load_reviews
 from tests.support.realdata import own_data_folder, reread_lines
 
 pytestmark = pytest.mark.unit
@@ -120,3 +120,30 @@ def test_the_level_rules_normal_messages_are_decided_by_their_reviews() -> None:
     assert not any("Management Interface for" in text
                    for text, _, source in realtext.real_lines(random.Random(0))
                    if source == "openvpn")
+
+
+def test_labelling_md_totals_are_the_review_files_counts() -> None:
+    """LABELLING.md's totals row ("computed from the files") is what review/ and the
+    harvest hold: reviewed, confirmed, alert → normal, normal → alert, category only, kept
+    out. Applying the warning, notice and info decisions (December 2026) moved it from
+    12,000 | 6,368 | 3,156 | 296 | 2,180 | 874."""
+    harvested = {(row["source"], row["template"]): row["label"]
+                 for _, _, row in jsonl_rows(REVIEW_DIR.parent / "templates")}
+    counts = dict.fromkeys(("reviewed", "confirmed", "to normal", "to alert", "category",
+                            "kept out"), 0)
+    for (source, template), review in load_reviews(REVIEW_DIR).items():
+        before = harvested[(source, template)]
+        counts["reviewed"] += 1
+        counts["kept out"] += review.not_log_text
+        if review.label == before:
+            counts["confirmed"] += 1
+        elif review.label == "normal":
+            counts["to normal"] += 1
+        elif before == "normal":
+            counts["to alert"] += 1
+        else:
+            counts["category"] += 1
+    row = " | ".join(f"{n:,}" for n in counts.values())
+    labelling = (REVIEW_DIR.parent / "LABELLING.md").read_text(encoding="utf-8")
+    assert f"| {row} |" in labelling, row
+    assert row == "13,925 | 7,903 | 3,157 | 685 | 2,180 | 1,185"
