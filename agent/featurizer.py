@@ -5,6 +5,8 @@ model always sees on a device exactly the features it was trained on.
 
 Algorithm (all arithmetic on unsigned 32-bit integers, wrapping):
 
+0. If ``head`` is ``"time-host-v1"``, drop the line's head: a leading timestamp and,
+   in syslog's form, the host (:data:`TIME_HOST_V1`).
 1. Take the first ``max_chars`` characters; lower-case if ``lowercase``; replace
    each ASCII digit by ``'0'`` if ``mask_digits`` (numbers vary, their shape is
    what carries meaning). Encode UTF-8 (lone surrogates become ``?``) and
@@ -27,6 +29,7 @@ algorithm; tests check the two agree exactly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,11 +52,35 @@ for _c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_":
 _WORD_BYTE[128:] = True
 
 
+# A line's head: the time a logger stamped it with and, in syslog's form, the host
+# (RFC 3164 ``Mar  4 11:00:02 hmi-2 sshd[412]: ...``; ISO 8601 as the journal's
+# short-iso, RFC 5424 and most applications write it). Neither says anything about the
+# message, and before a short message they are most of its n-grams: ``eth0: Lost
+# carrier`` scores 1.00 alone and scored 0.28 behind ``Mar  4 11:00:02 hmi-2
+# systemd-networkd[300]: `` when the model hashed heads (docs/model.md "Heads dropped").
+# The program's tag stays (it says which daemon speaks); a host is taken only when a
+# tag follows it, and never a level word (``... 23:51:09,774 WARNING auth: ...`` keeps
+# its WARNING). Anchored, bounded quantifiers, one candidate host: linear in the line.
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_WEEKDAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_HOST_BEFORE_TAG = (r"(?:(?!(?:DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRIT|CRITICAL|FATAL"
+                    r"|ALERT|EMERG|TRACE)\b)\S+ (?=[\w./@()-]+(?:\[\d+\])?: ))?")
+TIME_HOST_V1 = re.compile(
+    r"(?:<\d{1,3}>\d? ?)?(?:"  # a syslog priority (and RFC 5424's version) first
+    rf"(?:{_WEEKDAY} )?{_MONTH} +\d{{1,2}} \d\d:\d\d:\d\d(?:\.\d+)?(?: \d{{4}})? "
+    + _HOST_BEFORE_TAG + "|"
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? "
+    + _HOST_BEFORE_TAG + ")")
+# The head is looked for in the line's first max_chars + this many characters only (a
+# host reaching past them is kept, its time not): the cost per line is bounded on any input.
+_HEAD_ROOM = 144
+
+
 def default_spec() -> TokenizerSpec:
     """The feature spec of the default nano model."""
     return TokenizerSpec(kind="hashed-ngrams-v1", buckets=4096, char_ngrams=[3, 5],
                          word_ngrams=[1, 2], lowercase=True, mask_digits=True,
-                         max_chars=256, seed=0)
+                         max_chars=256, seed=0, head="time-host-v1")
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -83,9 +110,18 @@ class Featurizer:
             for n in sizes
         }
 
+    def cut(self, text: str) -> str:
+        """Steps 0 and 1's cut: the characters of a line the features are taken from."""
+        if self.spec.head == "time-host-v1":
+            text = text[: self.spec.max_chars + _HEAD_ROOM]
+            head = TIME_HOST_V1.match(text)
+            if head is not None:
+                text = text[head.end():]
+        return text[: self.spec.max_chars]
+
     def normalize(self, text: str) -> bytes:
-        """Step 1: the bytes the n-grams are taken from."""
-        t = text[: self.spec.max_chars]
+        """Steps 0 and 1: the bytes the n-grams are taken from."""
+        t = self.cut(text)
         if self.spec.lowercase:
             t = t.lower()
         data = t.encode("utf-8", errors="replace")  # lone surrogates -> '?'
@@ -101,7 +137,7 @@ class Featurizer:
         per character, and NUL is neither cased nor case-ignorable, so even the Greek
         final sigma sees a line's end as it would alone. A batch with a NUL of its own
         takes the per-line path."""
-        cut = [t[: self.spec.max_chars] for t in texts]
+        cut = [self.cut(t) for t in texts]
         joined = "\0".join(cut)
         if joined.count("\0") != len(cut) - 1:
             encoded = [self.normalize(t) for t in texts]
@@ -205,7 +241,7 @@ class Featurizer:
         shown as the line wrote it when normalising kept every byte in place (else in
         its normalised form: lower case, digits as 0)."""
         data = self.normalize(text)
-        raw = b" " + text[: self.spec.max_chars].encode("utf-8", errors="replace") + b" "
+        raw = b" " + self.cut(text).encode("utf-8", errors="replace") + b" "
         shown = raw if len(raw) == len(data) else data
         spans: list[tuple[int, int, int]] = []
         for n in self.spec.char_ngrams:

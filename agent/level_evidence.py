@@ -43,17 +43,17 @@ _NO_LEVEL = len(SYSLOG_LEVELS)
 class LevelOffsets(Strict):
     """Log-odds added to the model's anomaly for a line logged at each level."""
 
-    emerg: float = Field(default=3.65, ge=-20.0, le=20.0, description=(
+    emerg: float = Field(default=3.79, ge=-20.0, le=20.0, description=(
         "PRIORITY 0. No real line of this level was in the fit: as crit."))
-    alert: float = Field(default=3.65, ge=-20.0, le=20.0, description=(
+    alert: float = Field(default=3.79, ge=-20.0, le=20.0, description=(
         "PRIORITY 1. No real line of this level was in the fit: as crit."))
-    crit: float = Field(default=3.65, ge=-20.0, le=20.0, description="PRIORITY 2 (fitted).")
-    err: float = Field(default=2.28, ge=-20.0, le=20.0, description="PRIORITY 3 (fitted).")
-    warning: float = Field(default=1.21, ge=-20.0, le=20.0,
+    crit: float = Field(default=3.79, ge=-20.0, le=20.0, description="PRIORITY 2 (fitted).")
+    err: float = Field(default=2.37, ge=-20.0, le=20.0, description="PRIORITY 3 (fitted).")
+    warning: float = Field(default=1.36, ge=-20.0, le=20.0,
                            description="PRIORITY 4 (fitted).")
-    notice: float = Field(default=1.15, ge=-20.0, le=20.0, description="PRIORITY 5 (fitted).")
-    info: float = Field(default=-1.33, ge=-20.0, le=20.0, description="PRIORITY 6 (fitted).")
-    debug: float = Field(default=-1.33, ge=-20.0, le=20.0, description=(
+    notice: float = Field(default=0.64, ge=-20.0, le=20.0, description="PRIORITY 5 (fitted).")
+    info: float = Field(default=-1.15, ge=-20.0, le=20.0, description="PRIORITY 6 (fitted).")
+    debug: float = Field(default=-1.15, ge=-20.0, le=20.0, description=(
         "PRIORITY 7. Too few real lines to fit (60, none an alert): as info."))
 
     def by_priority(self) -> np.ndarray:
@@ -68,8 +68,8 @@ class LevelEvidenceConfig(Strict):
         "Shift the anomaly of lines whose source knows the program's level (journald's "
         "PRIORITY) by the offset of that level; false: the words alone decide."))
     offsets: LevelOffsets = Field(default_factory=LevelOffsets, description=(
-        "Log-odds per level (0 = no change; +2.28 turns an anomaly of 0.5 into 0.91, "
-        "-1.33 turns 0.5 into 0.21). The defaults are fitted for the shipped model on real "
+        "Log-odds per level (0 = no change; +2.37 turns an anomaly of 0.5 into 0.91, "
+        "-1.15 turns 0.5 into 0.24). The defaults are fitted for the shipped model on real "
         "daemons' lines held out from it (docs/model.md). For another model (a site's "
         "fine-tune) they were not fitted: a starting point. A level set to 0 leaves its "
         "lines to the words."))

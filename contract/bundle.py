@@ -23,7 +23,13 @@ import tarfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
@@ -77,6 +83,22 @@ class TokenizerSpec(Strict):
     mask_digits: bool = Field(default=True, description="Replace every digit by '0'.")
     max_chars: int = Field(default=512, gt=0, description="Characters of a line considered.")
     seed: int = Field(default=0, ge=0, description="Hash seed.")
+    head: Literal["keep", "time-host-v1"] = Field(
+        default="keep",
+        description="A line's head before hashing: 'keep' hashes the whole line; "
+        "'time-host-v1' first drops a leading timestamp (RFC 3164 or ISO 8601) and the "
+        "syslog host after it (agent.featurizer.TIME_HOST_V1).")
+
+    @model_serializer(mode="wrap")
+    def _without_default_head(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # A manifest whose features keep the head is written as before the field
+        # existed: older agents (extra fields forbidden) still read such bundles, and
+        # their bytes do not change. A bundle that strips heads names it, so an agent
+        # that cannot compute its features refuses it instead of scoring other features.
+        data: dict[str, object] = handler(self)
+        if self.head == "keep":
+            data.pop("head", None)
+        return data
 
 
 class TensorSignature(Strict):

@@ -73,9 +73,11 @@ def real_training_lines() -> list[RealLine]:
 
 
 def heldout_fingerprint(lines: list[RealLine]) -> str:
-    """Digest of the recipe and the real data: held-out figures belong to this pair."""
+    """Digest of the recipe, its features and the real data: held-out figures belong to
+    these (the features too: dropping lines' heads changed the figures and nothing else)."""
     mix, cfg, prior = recipe(quiet=True)
     h = hashlib.sha256(repr((mix, cfg, prior is not None)).encode())
+    h.update(default_spec().model_dump_json().encode())
     for text, label, source in lines:
         h.update(f"{source}\x1f{label}\x1f{text}\x1e".encode())
     for text in transfer_lines(mix):  # the teachers' transfer set is training data too

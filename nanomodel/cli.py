@@ -154,7 +154,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"labels     {', '.join(m.labels)}  (normal: {m.normal_label})",
         f"tokenizer  {t.kind}: {t.buckets} buckets, char n-grams {t.char_ngrams}, word "
         f"n-grams {t.word_ngrams}, lowercase={t.lowercase}, mask_digits={t.mask_digits}, "
-        f"max_chars={t.max_chars}, seed={t.seed}",
+        f"max_chars={t.max_chars}, seed={t.seed}, head={t.head}",
         "inputs     " + ", ".join(f"{s.name} {s.dtype}{s.shape}" for s in m.inputs),
         "outputs    " + ", ".join(f"{s.name} {s.dtype}{s.shape}" for s in m.outputs),
         "runtimes   " + ", ".join(f"{k} -> {v}" for k, v in sorted(m.runtimes.items())),
