@@ -87,7 +87,7 @@ def test_head_only_from_csv_with_own_labels(data_dir: Path, tmp_path: Path,
     assert summary["labels"] == ["normal", "power", "thermal", "hardware"]
     assert summary["head_only"] and summary["version"] == 2
     # The frozen body decides how well a head alone separates a format it never saw: on
-    # these 250 lines 0.927 with the shipped body, 0.965-1.0 with the bodies of four other
+    # these 250 lines 0.927 with the shipped body, 0.965-1.0 with the bodies of five other
     # builds (docs/model.md "Heads dropped"); a full fine-tune scores 1.0 with each.
     assert summary["evaluation"]["train.macro_f1"] > 0.92
     assert stderr == ""  # --quiet: no progress bars
