@@ -101,6 +101,17 @@ def test_shipped_model_names_the_telling_words(shipped) -> None:
     assert all(isinstance(w["weight"], float) for w in login)
 
 
+def test_a_lines_time_and_host_are_not_among_its_words(shipped) -> None:
+    """The shipped model drops a line's time and syslog host before hashing: the words
+    named are the message's (and its program's), as the line wrote them, with the same
+    weights as for the line without its head."""
+    _, featurizer, weights = shipped
+    message = "systemd-networkd[300]: eth0: Lost carrier"
+    headed = word_weights(featurizer, weights, "Mar  4 11:00:02 hmi-2 " + message)[1]
+    assert [w for w, _ in headed] == _words(message)
+    assert headed == word_weights(featurizer, weights, message)[1]
+
+
 def test_a_model_without_the_nano_tensors_is_not_explainable(shipped) -> None:
     bundle, _, _ = shipped
     files = [f.model_copy(update={"tensors": []}) for f in bundle.manifest.files]
