@@ -47,7 +47,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
     # The batch path extends shorter char n-grams into longer ones: any order, repeats.
     TokenizerSpec(kind="hashed-ngrams-v1", buckets=512, char_ngrams=[6, 2, 2, 4],
                   word_ngrams=[2, 1, 2], seed=3),
-    # a bundle of before heads were dropped (no ``head`` in its manifest)
+    # a bundle built before heads were dropped (no ``head`` in its manifest)
     default_spec().model_copy(update={"head": "keep"}),
 ], ids=["default", "odd", "words-only", "unsorted-repeated", "heads-kept"])
 def test_vectorised_features_equal_the_reference_bit_for_bit(spec: TokenizerSpec) -> None:
