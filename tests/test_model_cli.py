@@ -198,11 +198,11 @@ def test_a_site_fine_tunes_on_its_false_alarms_alone(tmp_path: Path,
     # the healthy lines the base is most suspicious of, most of them flagged: the shipped
     # model flags 16 different ones of the sample's healthy lines (27 before it dropped
     # lines' heads, 36 before the warning and notice reviews were applied)
-    suspicious = [healthy[i] for i in np.argsort(-np.asarray(anomaly), kind="stable")[:32]]
+    order = np.argsort(-np.asarray(anomaly), kind="stable")[:32]
+    suspicious, before = [healthy[i] for i in order], np.asarray(anomaly)[order]
     judged, unseen = suspicious[0::2], suspicious[1::2]
-    _, unseen_before = base.classify(unseen)
-    flagged_unseen = int(np.sum(np.asarray(unseen_before) > 0.5))
-    assert np.mean(np.asarray(base.classify(judged)[1]) > 0.5) >= 0.4 and flagged_unseen >= 6
+    flagged_unseen = int(np.sum(before[1::2] > 0.5))
+    assert np.mean(before[0::2] > 0.5) >= 0.4 and flagged_unseen >= 6
     data = tmp_path / "false-alarms.jsonl"
     data.write_text("".join(json.dumps({"text": t, "label": "normal"}) + "\n" for t in judged),
                     encoding="utf-8")
