@@ -1,16 +1,24 @@
-"""The fleet server's MQTT v5 connection (paho-mqtt 2.x, VERSION2 callbacks).
+"""The fleet server's MQTT v5 report sessions (paho-mqtt 2.x, VERSION2 callbacks).
 
-- subscribes to every device's ``status``, ``ota`` and ``metrics`` (as the shared
-  subscription ``$share/<group>/...`` when configured, so replicas split reports);
+- subscribes to every device's reports (as the shared subscription
+  ``$share/<group>/...`` when configured, so replicas split reports) on two sessions,
+  :data:`LANES`: statuses and OTA events on the server's own client id, metrics and
+  alerts on ``<client id>-bulk``. The broker keeps a bounded queue per session and
+  drops what overflows it (fleet_server.broker_config); one device certificate that
+  floods its metrics faster than the server reads them (review, December 2026) used to
+  fill the one queue every report travelled in, and other devices' statuses were
+  dropped with the flood. Now such a flood fills the bulk lane's queue only: statuses
+  and OTA events, which drive the inventory and rollouts, keep their own;
 - hands received reports, in batches, to an ingest callback on its own thread
   (paho's network thread only enqueues; a full queue pushes back on the broker), and
   acknowledges each report (PUBACK) only after the batch holding it was stored, so a
   report is never acknowledged and then lost with the process;
 - publishes retained desired-state documents and waits for the broker's PUBACK;
-- calls ``on_connected`` after every successful (re)connect, on a separate thread,
-  so the server can re-publish what the broker missed while it was away.
+- calls ``on_connected`` after every successful (re)connect of the first lane's
+  session, on a separate thread, so the server can re-publish what the broker missed
+  while it was away.
 
-Alone (no shared group) the session is persistent (clean_start false, an hour's
+Alone (no shared group) each session is persistent (clean_start false, an hour's
 expiry): QoS 1 reports sent while the server restarts wait in the broker. As one of
 several replicas (shared group) the session ends with the connection: a broker keeps
 giving a member with a persistent session its turn while it is away (Mosquitto 2.0
@@ -18,7 +26,7 @@ does: a killed member took 10 of 20 reports into its offline session), so the re
 of a dead replica would wait for it instead of going to the live ones. A clean stop
 unsubscribes first and stores and acknowledges everything received before it
 disconnects; a killed replica loses what it had received but not yet acknowledged (at
-most ``RECEIVE_MAXIMUM``), unless the broker hands such messages to another member.
+most ``RECEIVE_MAXIMUM`` per session), unless the broker hands such messages to another member.
 """
 
 from __future__ import annotations
@@ -45,6 +53,21 @@ from fleet_server.report_budget import LogBudget, PendingBudget
 log = logging.getLogger("nanofleet.server.mqtt")
 
 REPORT_KINDS = ("status", "ota", "metrics", "alerts")  # alerts: kept for the console
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One MQTT session of the bridge and the report kinds it subscribes to."""
+
+    name: str
+    kinds: tuple[str, ...]
+    client_id_suffix: str  # appended to mqtt.client_id ("": the server's own id)
+
+
+# The first lane is the server's own session: it publishes desired states and mute lists,
+# and its (re)connect triggers their re-publication. Small, rare, consequential reports
+# ride with it; the voluminous ones get a session of their own.
+LANES = (Lane("status", ("status", "ota"), ""), Lane("bulk", ("metrics", "alerts"), "-bulk"))
 SESSION_EXPIRY_S = 3600
 BATCH_MAX = 500
 QUEUE_MAX = 50_000
@@ -72,11 +95,13 @@ class Received:
     qos: int
     connection: int  # which connection brought it: an ack is only valid on that one
     device: str  # whose budget it counts against (fleet_server.report_budget)
+    lane: int = 0  # index in LANES: the session that must acknowledge it
 
 
-def report_filters(shared_group: str | None) -> list[str]:
+def report_filters(shared_group: str | None,
+                   kinds: Sequence[str] = REPORT_KINDS) -> list[str]:
     """Topic filters for device reports (shared subscription when a group is set)."""
-    filters = [f"{PREFIX}/dev/+/{kind}" for kind in REPORT_KINDS]
+    filters = [f"{PREFIX}/dev/+/{kind}" for kind in kinds]
     return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
 
 
@@ -103,55 +128,95 @@ class BridgeCounters:
                     "last_error": self.last_error}
 
 
+class _Session:
+    """One lane's paho client and what its callbacks need to tell connections apart."""
+
+    def __init__(self, index: int, lane: Lane, client_id: str, client: mqtt.Client) -> None:
+        self.index = index  # in LANES
+        self.lane = lane
+        self.client_id = client_id
+        self.client = client
+        self.connection = 0  # bumped on every connect (network thread)
+        self.connected = threading.Event()
+        self.unsubscribed = threading.Event()  # the broker confirmed the stop's unsubscribe
+        self.stop_mid: int | None = None
+
+    def on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                       *_rest: Any) -> None:
+        if mid == self.stop_mid:  # not the unsubscribe every connect sends (_on_connect)
+            self.unsubscribed.set()
+
+
 class MqttBridge:
     def __init__(self, settings: MqttSettings, on_reports: ReportsHandler,
                  on_connected: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.on_reports = on_reports
         self.on_connected = on_connected
-        self.connected = threading.Event()
         self.counters = BridgeCounters()
         self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
         self._budget = PendingBudget()
         self._log_budget = LogBudget()
-        self._connection = 0  # bumped on every connect (network thread)
-        self._unsubscribed = threading.Event()
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
-        c = build_client(settings, settings.client_id, max_queued=10_000, manual_ack=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_unsubscribe = lambda *_args: self._unsubscribed.set()
-        self.client = c
+        self._sessions = [self._session(i, lane) for i, lane in enumerate(LANES)]
+        self.client = self._sessions[0].client  # the one that publishes
+        self.connected = self._sessions[0].connected
+
+    def _session(self, index: int, lane: Lane) -> _Session:
+        client_id = self.settings.client_id + lane.client_id_suffix
+        c = build_client(self.settings, client_id, max_queued=10_000, manual_ack=True)
+        session = _Session(index, lane, client_id, c)
+        c.on_connect = lambda *args: self._on_connect(session, *args)
+        c.on_disconnect = lambda *args: self._on_disconnect(session, *args)
+        c.on_message = lambda _c, _u, msg: self._on_message(session, msg)
+        c.on_unsubscribe = session.on_unsubscribe
+        return session
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         self._worker.start()
-        # The broker drops a report over our limit instead of sending it: parse_report's
-        # own size check never sees a 256 MB payload.
-        connect(self.client, self.settings, max_packet_bytes=MAX_PACKET_BYTES,
-                clean_start=False, receive_maximum=RECEIVE_MAXIMUM,
-                session_expiry_s=session_expiry_s(self.settings.shared_group))
+        for session in self._sessions:
+            # The broker drops a report over our limit instead of sending it: parse_report's
+            # own size check never sees a 256 MB payload.
+            connect(session.client, self.settings, max_packet_bytes=MAX_PACKET_BYTES,
+                    clean_start=False, receive_maximum=RECEIVE_MAXIMUM,
+                    session_expiry_s=session_expiry_s(self.settings.shared_group))
 
     def stop(self) -> None:
         """Stop taking reports (unsubscribe), store and acknowledge those received, then
         disconnect: nothing the broker handed us is lost on a clean stop."""
-        if self.connected.is_set():
-            self._unsubscribed.clear()
-            self.client.unsubscribe(report_filters(self.settings.shared_group))
-            if not self._unsubscribed.wait(UNSUBSCRIBE_WAIT_S):
-                log.warning("broker did not confirm the unsubscribe in %.0f s",
-                            UNSUBSCRIBE_WAIT_S)
+        waiting = []
+        for session in self._sessions:
+            if session.connected.is_set():
+                session.unsubscribed.clear()
+                _rc, session.stop_mid = session.client.unsubscribe(
+                    report_filters(self.settings.shared_group, session.lane.kinds))
+                waiting.append(session)
+        deadline = time.monotonic() + UNSUBSCRIBE_WAIT_S
+        for session in waiting:
+            if not session.unsubscribed.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("broker did not confirm the unsubscribe of %r in %.0f s",
+                            session.client_id, UNSUBSCRIBE_WAIT_S)
         self._queue.put(None)
         if self._worker.is_alive():
             self._worker.join(timeout=10)
-        self.client.disconnect()  # after the acknowledgements, which paho sends in order
-        self.client.loop_stop()
-        self.connected.clear()
+        for session in self._sessions:
+            session.client.disconnect()  # after the acknowledgements, sent in order
+            session.client.loop_stop()
+            session.connected.clear()
+
+    def health(self) -> dict[str, Any]:
+        """Connected only when every lane is; the counters cover all lanes."""
+        sessions = {s.client_id: s.connected.is_set() for s in self._sessions}
+        return {"connected": all(sessions.values()), "sessions": sessions,
+                **self.counters.as_dict()}
 
     def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
+        """True once every lane's session is connected."""
+        deadline = time.monotonic() + timeout
+        return all(s.connected.wait(max(0.0, deadline - time.monotonic()))
+                   for s in self._sessions)
 
     # --- publishing ----------------------------------------------------------------------
     def publish_retained_many(self, messages: Sequence[tuple[str, bytes]],
@@ -177,23 +242,30 @@ class MqttBridge:
             results.append(pending.is_published())
         return results
 
-    # --- paho callbacks (network thread) ---------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                    props: Properties | None = None) -> None:
+    # --- paho callbacks (network threads) --------------------------------------------
+    def _on_connect(self, session: _Session, client: mqtt.Client, userdata: Any, flags: Any,
+                    rc: ReasonCode, props: Properties | None = None) -> None:
         if rc.is_failure:
             with self.counters.lock:
                 self.counters.last_error = f"broker refused the connection: {rc}"
-            log.warning("mqtt connect to %s:%d refused: %s", self.settings.host,
-                        self.settings.port, rc)
+            log.warning("mqtt connect to %s:%d refused (%s): %s", self.settings.host,
+                        self.settings.port, session.client_id, rc)
             return
-        client.subscribe([(f, 1) for f in report_filters(self.settings.shared_group)])
-        self._connection += 1
+        group = self.settings.shared_group
+        client.subscribe([(f, 1) for f in report_filters(group, session.lane.kinds)])
+        # The session may have been made by a server that read every kind on it (before
+        # the lanes, December 2026): what another lane reads must not come here as well.
+        others = [k for k in REPORT_KINDS if k not in session.lane.kinds]
+        if others:
+            client.unsubscribe(report_filters(group, others))
+        session.connection += 1
         with self.counters.lock:
             self.counters.connects += 1
             self.counters.last_error = None
-        self.connected.set()
-        log.info("mqtt connected to %s:%d", self.settings.host, self.settings.port)
-        if self.on_connected is not None:
+        session.connected.set()
+        log.info("mqtt connected to %s:%d as %r", self.settings.host, self.settings.port,
+                 session.client_id)
+        if session is self._sessions[0] and self.on_connected is not None:
             # It publishes and waits for PUBACKs, which this (network) thread delivers.
             threading.Thread(target=self._run_on_connected, name="mqtt-on-connect",
                              daemon=True).start()
@@ -205,32 +277,32 @@ class MqttBridge:
         except Exception:
             log.exception("on-connect work failed")
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                       props: Properties | None = None) -> None:
+    def _on_disconnect(self, session: _Session, client: mqtt.Client, userdata: Any,
+                       flags: Any, rc: ReasonCode, props: Properties | None = None) -> None:
         if rc.value == SESSION_TAKEN_OVER:
             # Someone connected with our client id: a misconfigured replica or another
             # program. paho reconnects and takes it back, and the two fight on.
             with self.counters.lock:
                 self.counters.session_takeovers += 1
                 self.counters.last_error = (f"session taken over: another client connected "
-                                            f"with client id {self.settings.client_id!r}")
+                                            f"with client id {session.client_id!r}")
             log.error("mqtt session taken over: another client uses client id %r (give "
-                      "every replica and program its own)", self.settings.client_id)
-        elif self.connected.is_set():
-            log.warning("mqtt disconnected: %s", rc)
-        self.connected.clear()
+                      "every replica and program its own)", session.client_id)
+        elif session.connected.is_set():
+            log.warning("mqtt disconnected (%s): %s", session.client_id, rc)
+        session.connected.clear()
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, session: _Session, msg: mqtt.MQTTMessage) -> None:
         with self.counters.lock:
             self.counters.received += 1
         device = device_id_from_topic(msg.topic) or "?"
         if not self._budget.admit(device, len(msg.payload)):
-            self._shed(client, msg, device)
+            self._shed(session.client, msg, device)
             return
         # Blocks when the ingest thread is behind: back-pressure to the broker, not loss.
         # The arrival time orders a device's statuses (inventory.apply_status).
         self._queue.put(Received(msg.topic, bytes(msg.payload), time.time(), msg.mid, msg.qos,
-                                 self._connection, device))
+                                 session.connection, device, session.index))
 
     def _shed(self, client: mqtt.Client, msg: mqtt.MQTTMessage, device: str) -> None:
         """A report over its device's budget: acknowledged at once, unread, so the broker's
@@ -289,12 +361,12 @@ class MqttBridge:
 
     def _acknowledge(self, batch: list[Received]) -> None:
         """PUBACK what this batch brought: stored, refused as invalid, or given up on."""
-        current = self._connection
         for item in batch:
+            session = self._sessions[item.lane]
             # A redelivery on a later connection carries its own packet id; acknowledging
             # an old id there could confirm a message we have not read yet.
-            if item.qos > 0 and item.connection == current:
-                self.client.ack(item.mid, item.qos)
+            if item.qos > 0 and item.connection == session.connection:
+                session.client.ack(item.mid, item.qos)
 
     def _deliver(self, reports: list[Report]) -> None:
         if self._store(reports, attempts=3):

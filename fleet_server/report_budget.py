@@ -1,13 +1,14 @@
 """How much of the ingest queue one device may hold, and how often its refusals are logged.
 
-The fleet server reads every device's reports on one connection and stores them on one
-ingest thread. Before (review, December 2026), one device certificate that published
-large or invalid reports as fast as it could filled that queue: the broker's bounded
-queue for the server's session filled behind it and the broker dropped other devices'
-reports — acknowledged to them, never stored (1 of 50 healthy statuses reached the
-inventory during a 20 s flood); at QoS 0 the server's own queue grew to 50,000
-messages of up to 256 KiB. Now each device may have a bounded number of messages and
-bytes waiting; beyond that its reports are acknowledged and dropped on arrival,
+The fleet server reads every device's reports on two connections (statuses and OTA
+events on one, metrics and alerts on the other: fleet_server.mqtt_bridge.LANES) and
+stores them on one ingest thread. Before (review, December 2026), one device certificate
+that published large or invalid reports as fast as it could filled that queue: the
+broker's bounded queue for the server's session filled behind it and the broker dropped
+other devices' reports — acknowledged to them, never stored (1 of 50 healthy statuses
+reached the inventory during a 20 s flood); at QoS 0 the server's own queue grew to
+50,000 messages of up to 256 KiB. Now each device may have a bounded number of messages
+and bytes waiting; beyond that its reports are acknowledged and dropped on arrival,
 unread and counted (``shed``), so the broker's queue keeps draining and the rest of the
 fleet is served. A healthy agent sends a status, a metrics report a minute, OTA events
 and rate-limited alerts: far below the bound even while it empties a backlog.

@@ -190,8 +190,7 @@ class FleetService:
                         "instance": self.replica.instance, "pid": os.getpid(),
                         "started_at": self.replica.started_at,
                         "superseded": self.replica.superseded},
-            "mqtt": None if self.bridge is None else {
-                "connected": self.bridge.connected.is_set(), **self.bridge.counters.as_dict()},
+            "mqtt": None if self.bridge is None else self.bridge.health(),
             "artifacts": None if self.artifacts is None else self.artifacts.health(),
             "rollouts": {"driver": self.rollout_driver.owner,
                          "lease_held": self.rollout_driver.holding,
