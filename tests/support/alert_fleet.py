@@ -84,11 +84,18 @@ def wait_alerts(setup: FleetSetup, count: int, device: str | None = None,
 
 
 def retained(broker: Mosquitto, device: str, timeout: float = 10.0) -> MuteList:
-    """The list the broker holds for ``device``, read as an agent that just subscribed."""
-    reader = Collector(broker.port, [mutes_topic(device)])
-    try:
-        got = reader.wait_for(lambda ms: bool(ms), timeout)
-    finally:
-        reader.close()
+    """The list the broker holds for ``device``, read as an agent that just subscribed.
+
+    A reader that subscribes while the server is still publishing (it re-publishes every
+    list after a reconnect, on its own thread) gets that publish live, without the retain
+    flag: it reads once more, and the broker must then hold the list retained."""
+    for _attempt in range(2):
+        reader = Collector(broker.port, [mutes_topic(device)])
+        try:
+            got = reader.wait_for(lambda ms: bool(ms), timeout)
+        finally:
+            reader.close()
+        if got[0].retain:
+            break
     assert got[0].retain, "a mute list is published retained"
     return MuteList.model_validate_json(got[0].payload)
