@@ -150,7 +150,7 @@ def test_a_metrics_flood_faster_than_the_server_reads_costs_no_status(
     (~1 GB/s here): faster than the server can read, so the broker's bounded queue for
     the server's session overflows and the broker drops reports for it whatever the
     server does (Mosquitto 2.0 has no per-client publish limit; docs/security-
-    transport.md). Before (one session for every report), 11-14 of 20 healthy devices'
+    transport.md). Before (one session for every report), 9-14 of 20 healthy devices'
     statuses sent meanwhile were stored; statuses now travel in a session of their own
     (fleet_server.mqtt_bridge.LANES), and all are. The flood is shed, named and bounded."""
     broker, server = fleet
