@@ -32,8 +32,6 @@ from nanomodel.realvalues import (
     PARTS,
     PATHS,
     SIGNALS,
-    SMART_ATTRIBUTES,
-    SMART_DEVICES,
     TOPICS,
     UNITS,
     USERS,
@@ -179,7 +177,6 @@ def _named(name: str, rng: random.Random, origin: str = "") -> str:
         "comm": COMMS,
         "pamsvc": PAM_SERVICES,
         "inetsvc": INETD_SERVICES,
-        "smartattr": SMART_ATTRIBUTES,
     }
     if name in table:
         return rng.choice(table[name])
@@ -244,14 +241,9 @@ def fill(template: str, rng: random.Random, source: str = "", origin: str = "") 
         elif conv == "p":
             out.append(f"0x{rng.randint(0xFFFF000000000000, 0xFFFFFFFFFFFFFFFF):016x}")
         elif conv in "eEfgG":
-            number = f"{rng.uniform(0, 200):.{rng.choice([1, 2, 3, 6])}f}"
-            out.append(rng.choice("+-") + number if "+" in (m.group("flags") or "") else number)
-        elif source == "smartmontools" and conv == "s" and "".join(out).endswith("Device: "):
-            out.append(rng.choice(SMART_DEVICES))  # every smartd line names its device so
+            out.append(f"{rng.uniform(0, 200):.{rng.choice([1, 2, 3, 6])}f}")
         else:
             value = _value(_kind("".join(out)), conv, rng, source)
-            if "+" in (m.group("flags") or "") and conv in "di" and not value.startswith("-"):
-                value = rng.choice("+-") + value  # "%+d": a signed change (smartd, ntpd)
             if value.startswith("SIG") and "".join(out).endswith("SIG"):
                 value = value[3:]
             prec = m.group("prec")

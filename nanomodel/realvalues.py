@@ -333,34 +333,3 @@ KERNEL_WORDS = [
     "hci0",
     "wlan0",
 ]
-# ATA SMART attributes as smartd names them (smartmontools 7.3, drivedb.h's default
-# "-v ID,format,Name" presets): its %{smartattr} ("194 Temperature_Celsius")
-SMART_ATTRIBUTES = [
-    "1 Raw_Read_Error_Rate",
-    "3 Spin_Up_Time",
-    "5 Reallocated_Sector_Ct",
-    "7 Seek_Error_Rate",
-    "9 Power_On_Hours",
-    "12 Power_Cycle_Count",
-    "177 Wear_Leveling_Count",
-    "187 Reported_Uncorrect",
-    "190 Airflow_Temperature_Cel",
-    "194 Temperature_Celsius",
-    "195 Hardware_ECC_Recovered",
-    "197 Current_Pending_Sector",
-    "198 Offline_Uncorrectable",
-    "199 UDMA_CRC_Error_Count",
-]
-# smartd's device names (its device's info_name: the path, and "[SAT]" when it speaks to an
-# ATA disk through a SCSI-to-ATA bridge, as USB docks and most SATA disks on Linux are)
-SMART_DEVICES = [
-    "/dev/sda [SAT]",
-    "/dev/sda [SAT]",
-    "/dev/sdb [SAT]",
-    "/dev/sdc [SAT]",
-    "/dev/sda",
-    "/dev/sdb",
-    "/dev/nvme0",
-    "/dev/nvme0n1",
-    "/dev/bus/0 [megaraid_disk_00] [SAT]",
-]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nanomodel import realfill, realtext
+from nanomodel import realtext
 from nanomodel.harvest import run
 from nanomodel.harvest.source import Source
 from nanomodel.harvest.sources import SOURCES
@@ -209,14 +209,6 @@ def test_every_classic_source_is_harvested_reviewed_and_renders() -> None:
         ("named", "client @%p %{peer} (%s): zone transfer '%s/%s' denied", "security"),
         ("named", "lame server resolving '%s' (in '%s'?): %s", "normal"),
         ("named", "zone %s: expired", "network"),
-        # smartd's sentences assembled at run time (expansions_classic._smartd_pending_rows)
-        ("smartmontools", "Device: %s, %d Currently unreadable (pending) sectors", "storage"),
-        ("smartmontools", "Device: %s, %d Offline uncorrectable sectors (changed %+d)", "storage"),
-        (
-            "smartmontools",
-            "Device: %s, SMART Usage Attribute: %{smartattr} changed from %d to %d",
-            "normal",
-        ),
     ],
 )
 def test_classic_messages_carry_a_technicians_label(source: str, template: str, label: str) -> None:
@@ -230,18 +222,3 @@ def test_code_of_other_platforms_is_kept_out() -> None:
     cups = {t.template: t for t in realtext.load_templates(["cups"])}
     assert cups["service_checkin: We did not get started via Upstart."].not_log_text
     assert not cups["[Job %d] Job completed."].not_log_text
-
-
-def test_smartd_lines_name_their_disk_and_signed_changes_carry_a_sign() -> None:
-    """smartd starts every device line with the device's name ("Device: /dev/sda [SAT], ");
-    before, the renderer filled it with any word ("Device: mosquitto.service, ..."), and
-    "%+d" lost its sign."""
-    rng = random.Random(3)
-    lines = [realfill.fill("Device: %s, %d Offline uncorrectable sectors (changed %+d)", rng,
-                           "smartmontools", "smartd.cpp:3593") for _ in range(40)]
-    assert all(re.match(r"Device: /dev/\S+( \[\S+\])*, \d+ Offline", line) for line in lines)
-    assert all(re.search(r"\(changed [+-]\d+\)$", line) for line in lines)
-    assert {line.split("(changed ")[1][0] for line in lines} == {"+", "-"}
-    attr = realfill.fill("Device: %s, SMART Usage Attribute: %{smartattr} changed from %d to %d",
-                         rng, "smartmontools", "smartd.cpp:3425")
-    assert re.match(r"Device: /dev/\S+.*, SMART Usage Attribute: \d+ [A-Z][A-Za-z_]+ changed", attr)

@@ -201,33 +201,7 @@ _GPM_HEADERS: list[Row] = [
 ]
 
 
-def _smartd_pending_rows() -> list[Row]:
-    """smartd's sector counts (``check_pending``): ``strprintf("Device: %s, %" PRId64 "
-    %s", name, rawval, msg)``, `` (changed %+d)`` when the count moved, then
-    ``PrintOut(LOG_CRIT, "%s\n", s)``: the sentence is a variable, so the harvester never
-    saw it. ``msg`` is one of four literals at the call (``-C``/``-U``, with ``+`` for
-    "Total"). Sectors the drive cannot read are data lost or about to be: a technician
-    replaces the disk before the rest follows."""
-    why = ("the drive reports sectors it cannot read (pending reallocation or offline "
-           "uncorrectable): data lost or at risk, the disk is failing")
-    rows: list[Row] = []
-    for msg in ("Currently unreadable (pending) sectors", "Total unreadable (pending) sectors",
-                "Offline uncorrectable sectors", "Total offline uncorrectable sectors"):
-        for tail in ("", " (changed %+d)"):
-            rows.append(("smartd.cpp", f'"{msg}"', f"Device: %s, %d {msg}{tail}", "crit",
-                         "storage", why))
-    # The most frequent line smartd writes (check_attribute): a normalised attribute value
-    # moved, at info unless the operator marked the attribute critical (-R, -r!).
-    for kind in ("Prefailure", "Usage"):
-        rows.append(("smartd.cpp", '"Device: %s, SMART %s Attribute: %d %s changed from %s to %s"',
-                     f"Device: %s, SMART {kind} Attribute: %{{smartattr}} changed from %d to %d",
-                     "info", "normal", "smartd's routine record of an attribute's normalised "
-                     "value moving (temperature, error-rate counters), logged at info"))
-    return rows
-
-
 CLASSIC_EXPANSION_ROWS: dict[str, list[Row]] = {
-    "smartmontools": _smartd_pending_rows(),
     "sendmail": sendmail_rows(),
     "gpm": _GPM_HEADERS,
     "cups": cups_rows(),
