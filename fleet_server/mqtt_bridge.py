@@ -139,11 +139,16 @@ class _Session:
         self.connection = 0  # bumped on every connect (network thread)
         self.connected = threading.Event()
         self.unsubscribed = threading.Event()  # the broker confirmed the stop's unsubscribe
-        self.stop_mid: int | None = None
+        # The unsubscribes every connect sends (_on_connect, on this network thread, so
+        # recorded before their UNSUBACK can be read; the stop's id is known only after
+        # paho has sent it, and the answer may come first).
+        self.connect_unsubscribes: set[int] = set()
 
     def on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                        *_rest: Any) -> None:
-        if mid == self.stop_mid:  # not the unsubscribe every connect sends (_on_connect)
+        if mid in self.connect_unsubscribes:
+            self.connect_unsubscribes.discard(mid)
+        else:
             self.unsubscribed.set()
 
 
@@ -190,8 +195,8 @@ class MqttBridge:
         for session in self._sessions:
             if session.connected.is_set():
                 session.unsubscribed.clear()
-                _rc, session.stop_mid = session.client.unsubscribe(
-                    report_filters(self.settings.shared_group, session.lane.kinds))
+                session.client.unsubscribe(report_filters(self.settings.shared_group,
+                                                          session.lane.kinds))
                 waiting.append(session)
         deadline = time.monotonic() + UNSUBSCRIBE_WAIT_S
         for session in waiting:
@@ -257,7 +262,9 @@ class MqttBridge:
         # the lanes, December 2026): what another lane reads must not come here as well.
         others = [k for k in REPORT_KINDS if k not in session.lane.kinds]
         if others:
-            client.unsubscribe(report_filters(group, others))
+            _rc, mid = client.unsubscribe(report_filters(group, others))
+            # A new connection: the answers to an earlier one's will never come.
+            session.connect_unsubscribes = {mid} if mid is not None else set()
         session.connection += 1
         with self.counters.lock:
             self.counters.connects += 1

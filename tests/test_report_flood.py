@@ -240,3 +240,23 @@ def test_a_session_from_before_the_lanes_reads_no_report_twice(tmp_path: Path) -
     finally:
         bridge.stop()
         broker.stop()
+
+
+def test_a_clean_stop_waits_for_the_brokers_answers_not_for_a_timeout(tmp_path: Path) -> None:
+    """A stop unsubscribes every lane and waits for the broker's answers (UNSUBACK) before it
+    stores what it holds. CI, December 2026: the answer could arrive before the stop knew
+    which packet id to wait for, the stop then waited out its 5 s, and a SIGTERM'd replica
+    held its rollout lease 5 s longer."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        for i in range(10):  # the race showed in about one stop of five
+            bridge = MqttBridge(MqttSettings(port=broker.port, client_id=f"fs-stop-{i}"),
+                                lambda reports: None)
+            bridge.start()
+            assert bridge.wait_connected(10)
+            started = time.monotonic()
+            bridge.stop()
+            took = time.monotonic() - started
+            assert took < 2.0, f"stop {i} took {took:.1f} s: an unsubscribe's answer was missed"
+    finally:
+        broker.stop()
