@@ -37,6 +37,49 @@ def wait_port(port: int, timeout: float = 10.0,
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on (its sockets' inodes in its own network
+    namespace's /proc/<pid>/net/tcp and tcp6)."""
+    inodes = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def wait_listening(proc: subprocess.Popen[bytes], ports: list[int],
+                   timeout: float = 10.0) -> None:
+    """Until ``proc`` itself listens on every one of ``ports``; TimeoutError when it exits
+    first or the time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TimeoutError(f"the process exited ({proc.returncode}) before it listened "
+                               f"on {ports}")
+        if set(ports) <= listening_ports(proc.pid):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"the process does not listen on {ports}")
+
+
 class Mosquitto:
     """A broker process. ``tls=True`` adds a second listener that requires client
     certificates (CN = username) with an ACL confining each device to its own tree."""
@@ -48,8 +91,10 @@ class Mosquitto:
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(workdir, 0o755)
+        self._fixed_port = port
         self.port = port or free_port()
         self.tls_port = free_port() if tls else None
+        self._started = False
         self.pki = RigPKI(workdir / "pki") if tls else None
         self.persistence = persistence
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,7 +144,33 @@ class Mosquitto:
     def ports(self) -> list[int]:
         return [self.port] + ([self.tls_port] if self.tls_port else [])
 
+    def _choose_ports(self) -> None:
+        """New free ports for every listener the caller did not fix."""
+        self.port = self._fixed_port or free_port()
+        if self.tls_port is not None:
+            self.tls_port = free_port()
+
     def start(self) -> Self:
+        """Start the broker. free_port() cannot hold a port until mosquitto binds it, and a
+        parallel test worker may take it first (CI, December 2026: "Address already in
+        use"): the first start then tries new ports, twice at most. A restart keeps its
+        ports, which clients reconnect to."""
+        for attempt in range(3):
+            told = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                self._launch()
+            except RuntimeError:
+                said = self.log.read_bytes()[told:] if self.log.exists() else b""
+                if self._started or attempt == 2 or b"Address already in use" not in said:
+                    raise
+                self._choose_ports()
+                self._write_config()
+                continue
+            self._started = True
+            return self
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         # Mosquitto's own messages go to its log file; what it prints to stderr before it
         # opens that file (a bad config line) is appended to the same file, so the error
@@ -109,13 +180,13 @@ class Mosquitto:
             self.proc = subprocess.Popen([binary, "-c", str(self.config)],
                                          stdout=subprocess.DEVNULL, stderr=early)
         try:
-            for port in self.ports():
-                wait_port(port, proc=self.proc)
+            # Its own listening sockets, not merely something answering on the ports: a
+            # process that took a port first would answer too, and this broker then exits.
+            wait_listening(self.proc, self.ports())
         except TimeoutError:
             self.stop()
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"mosquitto did not start: {log}") from None
-        return self
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -158,6 +229,10 @@ class ProductionBroker(Mosquitto):
 
     def ports(self) -> list[int]:
         return [*super().ports(), self.server_port]
+
+    def _choose_ports(self) -> None:
+        super()._choose_ports()
+        self.server_port = free_port()
 
     def _write_config(self) -> None:
         from fleet_server.broker_config import (

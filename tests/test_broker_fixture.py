@@ -46,3 +46,40 @@ def test_a_broker_that_refuses_its_config_says_why_at_once(tmp_path):
     assert time.monotonic() - t0 < 5
     assert bad.proc is None
 
+
+
+def test_a_port_taken_before_the_broker_binds_it_is_traded_for_another(tmp_path):
+    """free_port() cannot hold a port until mosquitto binds it; a parallel test worker
+    took one first in CI (December 2026: "Address already in use", a test errored). The
+    first start picks new ports; a restart keeps them (clients reconnect there)."""
+    import socket
+
+    import pytest
+
+    from hil.broker import Mosquitto, ProductionBroker
+
+    for broker in (Mosquitto(tmp_path / "plain"), ProductionBroker(tmp_path / "prod")):
+        taken = broker.ports()
+        holders = []
+        for port in taken:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            holders.append(s)
+        try:
+            broker.start()
+            assert not set(broker.ports()) & set(taken)
+            Collector(broker.port, "x/#").close()  # it listens where it says
+            moved = broker.ports()
+            broker.restart()
+            assert broker.ports() == moved
+        finally:
+            broker.stop()
+            for s in holders:
+                s.close()
+    fixed = Mosquitto(tmp_path / "fixed", port=taken[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", fixed.port))
+        s.listen()
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            fixed.start()  # the caller's own port is not traded away
