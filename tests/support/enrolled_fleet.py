@@ -39,7 +39,7 @@ from contract.enrollment import renewal_message
 from fleet_server.cli.identity import default_memory_limit
 from fleet_server.config import MqttTls, config_toml
 from fleet_server.identity.settings import EnrollmentSettings
-from hil.broker import free_port, wait_port
+from hil.broker import free_port, wait_listening
 from hil.fleet import FleetServer, FleetSetup, setup_fleet
 from tests.support.fleet_cli import nf
 
@@ -58,8 +58,7 @@ class GeneratedBroker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=self._out,
                                      stderr=subprocess.STDOUT)
         try:
-            for port in self.ports:
-                wait_port(port, proc=self.proc)
+            wait_listening(self.proc, self.ports)  # its own sockets, not anyone answering
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"mosquitto did not start:\n{self.output()}") from None
