@@ -85,36 +85,6 @@ def test_rendering_is_deterministic_for_a_seed() -> None:
     assert {s for _, _, s in a} == {"openssh", "mosquitto"}
 
 
-def test_a_template_dropped_moves_no_other_templates_lines(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each template draws from a generator of its own: before, dropping one template
-    redrew every later template's values, and a small data change measured like a new
-    seed (docs/model.md, "smartd's assembled sentences")."""
-    sources = ["openssh", "mosquitto"]
-    full = [t for t in realtext.load_templates(sources) if not t.not_log_text]
-    gone = len(full) // 3
-    before = realtext.real_lines(random.Random(7), per_template=2, sources=sources,
-                                 captured=False)
-    monkeypatch.setattr(realtext, "load_templates",
-                        lambda _sources=None: full[:gone] + full[gone + 1:])
-    after = realtext.real_lines(random.Random(7), per_template=2, sources=sources,
-                                captured=False)
-    assert after == before[:2 * gone] + before[2 * gone + 2:]
-
-
-def test_a_source_renders_alike_whichever_others_are_loaded() -> None:
-    alone = realtext.real_lines(random.Random(7), per_template=1, sources=["mosquitto"])
-    mixed = realtext.real_lines(random.Random(7), per_template=1,
-                                sources=["openssh", "mosquitto"])
-    assert alone and alone == [row for row in mixed if row[2] == "mosquitto"]
-
-
-def test_identical_templates_are_not_rendered_alike() -> None:
-    own = realtext._OwnDraws(1)
-    a, b = own.rng("x", "%s %d"), own.rng("x", "%s %d")
-    assert [a.random() for _ in range(3)] != [b.random() for _ in range(3)]
-
-
 def test_sources_filter_and_listing() -> None:
     names = realtext.sources()
     assert {"openssh", "systemd", "linux", "mosquitto"} <= set(names)
