@@ -95,7 +95,7 @@ class Received:
     qos: int
     connection: int  # which connection brought it: an ack is only valid on that one
     device: str  # whose budget it counts against (fleet_server.report_budget)
-    lane: int = 0  # index in LANES: the session that must acknowledge it
+    lane: int  # index in LANES: the session that must acknowledge it
 
 
 def report_filters(shared_group: str | None,
@@ -270,8 +270,9 @@ class MqttBridge:
             self.counters.connects += 1
             self.counters.last_error = None
         session.connected.set()
-        log.info("mqtt connected to %s:%d as %r", self.settings.host, self.settings.port,
-                 session.client_id)
+        log.info("mqtt connected to %s:%d as %r (the %s lane: %s)", self.settings.host,
+                 self.settings.port, session.client_id, session.lane.name,
+                 ", ".join(session.lane.kinds))
         if session is self._sessions[0] and self.on_connected is not None:
             # It publishes and waits for PUBACKs, which this (network) thread delivers.
             threading.Thread(target=self._run_on_connected, name="mqtt-on-connect",
