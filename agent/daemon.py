@@ -110,8 +110,11 @@ class Agent(BrokerSession):
                                      self.queries.answer,
                                      on_busy=lambda: self.counters.inc("control_busy"))
         self.pipeline.start()
-        self.control.start()
         self._start_sources()
+        # Queries only once the sources have started: a first answer is taken for
+        # "started" (the HIL rig, scripts), and a file source at start_at=end fixes its
+        # end when it starts, so a line written after an earlier answer could be skipped.
+        self.control.start()
         # --- OTA (agent/ota) ---
         if self.ota is not None:
             self.ota.attach(self.slot)
