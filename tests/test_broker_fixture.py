@@ -47,7 +47,6 @@ def test_a_broker_that_refuses_its_config_says_why_at_once(tmp_path):
     assert bad.proc is None
 
 
-
 def test_a_port_taken_before_the_broker_binds_it_is_traded_for_another(tmp_path):
     """free_port() cannot hold a port until mosquitto binds it; a parallel test worker
     took one first in CI (December 2026: "Address already in use", a test errored). The
