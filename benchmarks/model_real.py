@@ -10,6 +10,7 @@
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
     python benchmarks/model_real.py --folds 8 --mix pool_share=0.2 seed=10  # a recipe variant
+    python benchmarks/model_real.py --folds 8 --train average_epochs=15  # a trainer variant
 
 For each source S, a model is trained exactly as ``nanomodel.build_default`` trains the
 shipped one (same corpus mix, same hyper-parameters) but without any line of S, then
@@ -53,7 +54,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,6 +100,7 @@ from nanomodel.realeval import (  # noqa: E402
 )
 from nanomodel.reallevels import priority  # noqa: E402
 from nanomodel.realtrain import LABELS, MixConfig, mixed_trainer  # noqa: E402
+from nanomodel.train import TrainConfig  # noqa: E402
 
 _SHARED: dict[str, object] = {}  # set before the worker processes fork
 
@@ -216,25 +218,26 @@ def _counts(f: AlertFigures) -> str:
             f"{round(f.recall * f.alerts)} of {f.alerts}")
 
 
-def mix_variant(pairs: list[str]) -> dict[str, int | float | bool]:
-    """``["seed=10", "pool_share=0.2", "fresh_epochs=true"]`` -> MixConfig fields to
-    replace (numbers, and true/false)."""
-    names = {f.name: f.type for f in fields(MixConfig)}
-    out: dict[str, int | float | bool] = {}
+def mix_variant(pairs: list[str], config: type = MixConfig,
+                option: str = "--mix") -> dict[str, Any]:
+    """``["seed=10", "pool_share=0.2", "fresh_epochs=true"]`` -> ``config``'s fields
+    (MixConfig, or TrainConfig for ``--train``) to replace (numbers, and true/false)."""
+    names = {f.name: f.type for f in fields(config)}
+    out: dict[str, Any] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in names:
-            raise ValueError(f"--mix {pair}: {key!r} is not a MixConfig field "
+            raise ValueError(f"{option} {pair}: {key!r} is not a {config.__name__} field "
                              f"(one of {', '.join(sorted(names))})")
         if names[key] in (bool, "bool"):
             if value not in ("true", "false"):
-                raise ValueError(f"--mix {pair}: {value!r} is not true or false")
+                raise ValueError(f"{option} {pair}: {value!r} is not true or false")
             out[key] = value == "true"
             continue
         try:
             out[key] = int(value) if names[key] in (int, "int") else float(value)
         except ValueError:
-            raise ValueError(f"--mix {pair}: {value!r} is not a number") from None
+            raise ValueError(f"{option} {pair}: {value!r} is not a number") from None
     return out
 
 
@@ -274,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure a variant of the shipped recipe: MixConfig fields "
                         "replaced (e.g. seed=10 pool_share=0.2 teacher_words=64); not with "
                         "--write")
+    parser.add_argument("--train", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="measure a variant of the shipped recipe: TrainConfig fields "
+                        "replaced (e.g. average_epochs=15 lr=0.001); not with --write")
     parser.add_argument("--match-false-alarms", type=float, default=None, metavar="RATE",
                         help="also print the normal bias to add so that the held-out models "
                         "flag RATE of the normal lines (how the recipe's normal_bias is "
@@ -286,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs measures a variant: its figures are not the shipped recipe's")
     try:
         variant = mix_variant(args.mix)
+        train_variant = mix_variant(args.train, TrainConfig, "--train")
     except ValueError as exc:
         parser.error(str(exc))
+    if train_variant and args.write:
+        parser.error("--train measures a variant: its figures are not the shipped recipe's, "
+                     "so they are not written")
     if variant and args.write:
         parser.error("--mix measures a variant: its figures are not the shipped recipe's, "
                      "so they are not written")
@@ -311,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     mix = replace(mix, **variant)
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs)
+    cfg = replace(cfg, **train_variant)
     lines = real_training_lines()
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,

@@ -59,6 +59,9 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     prior_strength: float = 0.0  # pull of the first layer toward ``w1_prior`` (teacher)
+    # The body and head kept are the mean of the weights at the end of each of the last
+    # this many epochs (stochastic weight averaging); 0: the last epoch's weights.
+    average_epochs: int = 0
 
 
 class SparseRows:
@@ -203,6 +206,7 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
     opt = _Adam(tensors, cfg.lr, cfg.weight_decay)
     cw = class_weights(y, k)[y] * sw
     epochs = epochs_for(cfg, x.rows)
+    averaged = _Average(epochs, cfg.average_epochs)
     for epoch in range(epochs):
         if refresh is not None and epoch > 0:
             x, y, sw, soft = refresh(epoch)
@@ -232,7 +236,39 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
                     g_w1 += cfg.prior_strength * (p.w1 - w1_prior)
                 opt.step([g_w1, g_b1, g_w2, g_b2, g_wo, g_bo])
                 bar.update(idx.size, f"loss {loss_sum / seen:.4f}")
-    return p
+        averaged.add(epoch, p)
+    return averaged.result(p)
+
+
+class _Average:
+    """Stochastic weight averaging: with a constant learning rate the last epochs'
+    weights wander around a wide minimum; their mean sits nearer its centre, which
+    scores unseen phrasing better and depends less on the last minibatches' draw."""
+
+    def __init__(self, epochs: int, last: int) -> None:
+        self.first = max(0, epochs - last) if last > 0 else epochs
+        self.sum: FloatParams | None = None
+        self.count = 0
+
+    def add(self, epoch: int, p: FloatParams) -> None:
+        if epoch < self.first:
+            return
+        if self.sum is None:
+            self.sum = p.copy()
+        else:
+            for total, a in zip(self._tensors(self.sum), self._tensors(p), strict=True):
+                total += a
+        self.count += 1
+
+    def result(self, p: FloatParams) -> FloatParams:
+        if self.sum is None or self.count < 2:
+            return p
+        scale = np.float32(1.0 / self.count)
+        return FloatParams(*(t * scale for t in self._tensors(self.sum)))
+
+    @staticmethod
+    def _tensors(p: FloatParams) -> tuple[np.ndarray, ...]:
+        return (p.w1, p.b1, p.w2, p.b2, p.wo, p.bo)
 
 
 def train_head(h: np.ndarray, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,

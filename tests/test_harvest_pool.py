@@ -105,3 +105,23 @@ def test_the_benchmark_measures_a_named_recipe_variant_and_refuses_unknown_field
         assert exc.code == 2  # a variant's figures never overwrite the shipped recipe's
     else:
         raise AssertionError("--write with --mix was accepted")
+
+
+def test_the_benchmark_measures_a_trainer_variant_and_never_writes_it() -> None:
+    from benchmarks.model_real import main, mix_variant
+    from nanomodel.train import TrainConfig
+
+    assert mix_variant(["average_epochs=15", "lr=0.001"], TrainConfig, "--train") == \
+        {"average_epochs": 15, "lr": 0.001}
+    try:
+        mix_variant(["normal_bias=1"], TrainConfig, "--train")
+    except ValueError as exc:
+        assert "--train normal_bias=1" in str(exc) and "TrainConfig" in str(exc)
+    else:
+        raise AssertionError("a MixConfig field was taken for a TrainConfig one")
+    try:
+        main(["--folds", "8", "--write", "--train", "average_epochs=15"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("--write with --train was accepted")
