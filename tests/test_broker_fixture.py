@@ -82,3 +82,36 @@ def test_a_port_taken_before_the_broker_binds_it_is_traded_for_another(tmp_path)
         s.listen()
         with pytest.raises(RuntimeError, match="Address already in use"):
             fixed.start()  # the caller's own port is not traded away
+
+
+def test_the_enrolled_fleet_starts_again_when_a_port_is_taken_first(tmp_path, monkeypatch):
+    """The fleet tests' broker runs the config `broker-config` generates, whose ports are
+    also in the server's config: a port taken before it binds starts the whole fleet again
+    in a fresh directory, on new ports (the rig's brokers do the same, above)."""
+    import socket
+
+    from tests.support import enrolled_fleet
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    handed: list[int] = []
+    real_free_port = enrolled_fleet.free_port
+
+    def first_one_taken() -> int:
+        handed.append(taken if not handed else real_free_port())
+        return handed[-1]
+
+    monkeypatch.setattr(enrolled_fleet, "free_port", first_one_taken)
+    try:
+        fleet = enrolled_fleet.start_enrolled_fleet(tmp_path)
+    finally:
+        squatter.close()
+    try:
+        assert "Address already in use" in (tmp_path / "mosquitto.log").read_text()
+        assert fleet.workdir == tmp_path / "retry-1"
+        assert taken not in (fleet.tls_port, fleet.server_port, fleet.plain_port)
+        assert fleet.server.health()["mqtt"]["connected"]  # on the ports it was given
+    finally:
+        fleet.stop()

@@ -46,6 +46,10 @@ from tests.support.fleet_cli import nf
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
+class BrokerPortTaken(RuntimeError):
+    """The generated broker could not bind a port chosen free a moment before."""
+
+
 class GeneratedBroker:
     """`mosquitto -c <generated config>`; SIGHUP reloads it."""
 
@@ -61,7 +65,10 @@ class GeneratedBroker:
             wait_listening(self.proc, self.ports)  # its own sockets, not anyone answering
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"mosquitto did not start:\n{self.output()}") from None
+            said = self.output()
+            taken = "Address already in use" in said
+            raise (BrokerPortTaken if taken else RuntimeError)(
+                f"mosquitto did not start:\n{said}") from None
         return self
 
     def reload(self) -> None:
@@ -264,6 +271,21 @@ class EnrolledFleet:
 
 
 def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
+    """A fleet server and the broker its `broker-config` generates, on free ports. A port
+    another process takes between choosing and binding ("Address already in use") starts
+    the whole fleet again in a fresh directory (its ports are in the generated config and
+    the server's, so the broker alone cannot move), as ``hil.broker.Mosquitto`` does."""
+    for attempt in range(3):
+        root = workdir if attempt == 0 else workdir / f"retry-{attempt}"
+        try:
+            return _start_enrolled_fleet(root)
+        except BrokerPortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
     tls_port, server_port, plain_port = free_port(), free_port(), free_port()
     pid_file = workdir / "mosquitto.pid"
     reload = ["/bin/sh", "-c", f'kill -HUP "$(cat {pid_file})"']
