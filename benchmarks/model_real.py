@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs)
     cfg = replace(cfg, **train_variant)
-    lines = real_training_lines()
+    lines = real_training_lines(own_draws=mix.keyed_draws)
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,
                             sent=args.sent, probs=args.levels)

@@ -65,11 +65,13 @@ def recipe(quiet: bool = False) -> tuple[MixConfig, TrainConfig, PriorFn | None]
     return MIX, cfg, None
 
 
-def real_training_lines() -> list[RealLine]:
-    """Every real line the shipped model trains on (fixed seed: same lines every build)."""
+def real_training_lines(own_draws: bool = False) -> list[RealLine]:
+    """Every real line the shipped model trains on (fixed seed: same lines every build;
+    ``own_draws``: one generator per template, ``MixConfig.keyed_draws``)."""
     from nanomodel.realtext import real_lines
 
-    return real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE)
+    return real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
+                      own_draws=own_draws)
 
 
 def heldout_fingerprint(lines: list[RealLine]) -> str:

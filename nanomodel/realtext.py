@@ -311,6 +311,7 @@ def real_lines(
     prefix_share: float = 0.5,
     captured: bool = True,
     captured_texts: set[str] | None = None,
+    own_draws: bool = False,
 ) -> list[tuple[str, str, str]]:
     """(text, label, source): each template rendered ``per_template`` times, and captured lines.
 
@@ -319,26 +320,51 @@ def real_lines(
     buffer) also shows its native prefix. Captured lines are included once each, as logged,
     those logged through syslog with the same share of time-and-host heads (only those whose
     text is in ``captured_texts``, when given). Public samples are not training text
-    (:func:`load_samples`).
+    (:func:`load_samples`). ``own_draws``: each template's and captured line's values
+    come from a generator of its own (:class:`OwnDraws`), so ``rng`` renders a template
+    the same way whichever other templates or sources are loaded.
     """
+    own = OwnDraws(rng.getrandbits(64)) if own_draws else None
     out: list[tuple[str, str, str]] = []
     for t in load_templates(sources):
         if t.not_log_text:
             continue
+        draw = own.rng(t.source, t.template) if own else rng
         for _ in range(per_template):
-            native = rng.random() < 0.5
-            text = native_prefix(t.source, t.level, rng, t.origin) if native else ""
-            text += render(t, rng)
+            native = draw.random() < 0.5
+            text = native_prefix(t.source, t.level, draw, t.origin) if native else ""
+            text += render(t, draw)
             # Files of their own (nginx, Apache, ZooKeeper) are not also syslog lines.
             own_file = native and t.source in OWN_LOG_FILE
-            if not own_file and rng.random() < prefix_share:
-                text = syslog_prefix(t.source, rng) + text
+            if not own_file and draw.random() < prefix_share:
+                text = syslog_prefix(t.source, draw) + text
             out.append((text, t.label, t.source))
     if captured:
-        out.extend((_as_in_a_file(c.text, rng, prefix_share), c.label, c.source)
+        out.extend((_as_in_a_file(c.text, own.rng(c.source, c.text) if own else rng,
+                                  prefix_share), c.label, c.source)
                    for c in load_captured(sources)
                    if captured_texts is None or c.text in captured_texts)
     return out
+
+
+class OwnDraws:
+    """One random generator per template (and per captured line), seeded by the caller's
+    draw and the line's own source and text. Why: with one generator for all, adding,
+    dropping or relabelling one template shifted every later template's values, so a
+    ten-template data change moved the held-out figures as much as a new seed did
+    (docs/model.md, "How chaotic is training"). Identical texts of one source get
+    successive streams, so they are not rendered alike."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.seen: dict[tuple[str, str], int] = {}
+
+    def rng(self, source: str, text: str) -> random.Random:
+        n = self.seen.get((source, text), 0)
+        self.seen[(source, text)] = n + 1
+        # A str seed is hashed with SHA-512 by random.seed: stable across runs and
+        # PYTHONHASHSEED, unlike hash().
+        return random.Random(f"{self.base}\x00{source}\x00{n}\x00{text}")
 
 
 def pool_lines(rng: random.Random, prefix_share: float = 0.5) -> list[str]:

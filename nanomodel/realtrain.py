@@ -26,6 +26,7 @@ from nanomodel.corpus import Example, frame, generate
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.readings import TRAIN_READING_STYLES
 from nanomodel.realeval import RealLine, Scorer, Trainer, sent_alerts
+from nanomodel.realtext import OwnDraws
 from nanomodel.states import framed_states
 from nanomodel.templates import LABELS
 from nanomodel.train import EpochRows, FeaturizerLike, SparseRows, TrainConfig, fit
@@ -62,6 +63,10 @@ class MixConfig:
     # a chosen operating point without reordering lines (docs/model.md "Values drawn
     # fresh per epoch": trained to fit, the model is surer of itself)
     normal_bias: float = 0.0
+    # each template, captured line and framing drawn from a generator of its own (and
+    # the trainer's TrainConfig.keyed_draws for the rest): a small data change redraws
+    # only its own lines (docs/model.md, "How chaotic is training")
+    keyed_draws: bool = False
 
 
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
@@ -73,9 +78,11 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
         raise ValueError(f"real lines carry labels outside the model's {list(labels)}: {unknown}")
     texts: list[str] = []
     ys: list[int] = []
+    own = OwnDraws(mix.seed) if mix.keyed_draws else None
     for text, label, source in real:
-        framed = rng.random() < mix.framed_share
-        texts.append(frame(text, label, source, rng) if framed else text)
+        draw = own.rng(source, text) if own else rng
+        framed = draw.random() < mix.framed_share
+        texts.append(frame(text, label, source, draw) if framed else text)
         ys.append(labels.index(label))
     corpus: list[Example] = generate(mix.corpus_lines, mix.seed + 101,
                                      normal_share=mix.corpus_normal_share) \
@@ -116,7 +123,7 @@ def fresh_rows(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixCon
 
     def rows(epoch: int) -> tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]:
         again = real_lines(random.Random(1_000_003 * (mix.seed + 1) + epoch), per_template=1,
-                           sources=sources, captured_texts=logged)
+                           sources=sources, captured_texts=logged, own_draws=mix.keyed_draws)
         texts, y, w = training_rows(again, replace(mix, seed=mix.seed + 1000 * epoch), labels)
         return SparseRows(featurizer, texts, progress=False), y, w, None
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from nanomodel import keyed_draws
 from nanomodel.network import (
     FloatParams,
     QuantizedBody,
@@ -62,6 +63,9 @@ class TrainConfig:
     # The body and head kept are the mean of the weights at the end of each of the last
     # this many epochs (stochastic weight averaging); 0: the last epoch's weights.
     average_epochs: int = 0
+    # Order, dropout and bucket noise drawn per row, keyed by the row's features
+    # (nanomodel.keyed_draws), not from one stream: a line added changes only its draws.
+    keyed_draws: bool = False
 
 
 class SparseRows:
@@ -211,13 +215,22 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
         if refresh is not None and epoch > 0:
             x, y, sw, soft = refresh(epoch)
             cw = class_weights(y, k)[y] * sw
-        order = rng.permutation(x.rows)
+        keys = keyed_draws.row_keys(x) if cfg.keyed_draws else None
+        order = rng.permutation(x.rows) if keys is None else \
+            keyed_draws.order(keys, cfg.seed, epoch)
         loss_sum, seen = 0.0, 0
         with Progress(f"epoch {epoch + 1}/{epochs}", x.rows, cfg.progress) as bar:
             for start in range(0, x.rows, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
-                xb, tb = x.dense(idx, rng, cfg.feature_dropout), _targets(y, soft, idx, k)
-                xb = add_bucket_noise(xb, rng, cfg.bucket_noise, cfg.bucket_noise_max)
+                tb = _targets(y, soft, idx, k)
+                if keys is None:
+                    xb = x.dense(idx, rng, cfg.feature_dropout)
+                    xb = add_bucket_noise(xb, rng, cfg.bucket_noise, cfg.bucket_noise_max)
+                else:
+                    xb = keyed_draws.dense_with_dropout(x, idx, keys, cfg.seed, epoch,
+                                                        cfg.feature_dropout)
+                    xb = keyed_draws.bucket_noise(xb, keys[idx], cfg.seed, epoch,
+                                                  cfg.bucket_noise, cfg.bucket_noise_max)
                 z1 = xb @ p.w1.T + p.b1
                 h1 = np.maximum(z1, 0)
                 z2 = h1 @ p.w2.T + p.b2
@@ -274,8 +287,10 @@ class _Average:
 def train_head(h: np.ndarray, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainConfig,
                init: tuple[np.ndarray, np.ndarray] | None,
                rng: np.random.Generator,
-               soft: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``softmax(h @ wo.T + bo)`` on fixed body activations ``h``."""
+               soft: np.ndarray | None = None,
+               keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``softmax(h @ wo.T + bo)`` on fixed body activations ``h`` (``keys``: the
+    rows' :func:`nanomodel.keyed_draws.row_keys`, to order them by instead of ``rng``)."""
     if init is not None:
         wo, bo = init[0].astype(np.float32).copy(), init[1].astype(np.float32).copy()
     else:
@@ -286,8 +301,9 @@ def train_head(h: np.ndarray, y: np.ndarray, sw: np.ndarray, k: int, cfg: TrainC
     cw = class_weights(y, k)[y] * sw
     bs = max(cfg.batch_size, 64)
     with Progress("head", cfg.head_epochs, cfg.progress) as bar:
-        for _ in range(cfg.head_epochs):
-            order = rng.permutation(h.shape[0])
+        for epoch in range(cfg.head_epochs):
+            order = rng.permutation(h.shape[0]) if keys is None else \
+                keyed_draws.order(keys, cfg.seed, epoch, keyed_draws.HEAD_ORDER)
             for start in range(0, h.shape[0], bs):
                 idx = order[start : start + bs]
                 hb = h[idx]
@@ -374,5 +390,6 @@ def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
         body = quantize_body(floats)
         head_init = (floats.wo, floats.bo)
     h = body_activations(body, x)
-    wo, bo = train_head(h, y, weights, k, cfg, head_init, rng, soft)
+    wo, bo = train_head(h, y, weights, k, cfg, head_init, rng, soft,
+                        keyed_draws.row_keys(x) if cfg.keyed_draws else None)
     return ShippedModel(body, wo, bo, anomaly_mask(labels, normal_label))

@@ -1,0 +1,112 @@
+"""Training draws keyed by what a row is, not by where it sits in one generator's stream.
+
+Why: the trainer drew its epoch order, dropout masks and bucket noise from one generator,
+so one line added anywhere shifted every later draw. Measured on one held-out group
+(docs/model.md, "How chaotic is training"): a duplicated training line changed 10 % of
+the held-out flags, as much as a new seed, while one weight moved by one ulp changed
+3 %. The noise of a small data change was the redraw, not the change. Keyed, each
+row's draws depend only on the row's own features, the seed, the epoch and what the
+draw is for, so a change redraws only its own rows (batch boundaries still shift by
+the rows added before them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from nanomodel.train import SparseRows
+
+# What a draw is for: part of its key, so the order, the dropout and the noise of one
+# row and epoch are independent of each other.
+ORDER, DROPOUT, NOISE_ROW, NOISE_COUNT, NOISE_COLUMN, NOISE_MASS, HEAD_ORDER = range(7)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised: nearby inputs give unrelated 64-bit outputs."""
+    x = np.asarray(x, dtype=np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def salted(keys: np.ndarray, seed: int, epoch: int, purpose: int) -> np.ndarray:
+    """``keys`` made specific to a seed, an epoch and a purpose (still one per row)."""
+    salt = mix64(np.array([(seed * 1_000_003 + epoch) * 16 + purpose], np.uint64))[0]
+    with np.errstate(over="ignore"):
+        return mix64(keys ^ salt)
+
+
+def uniform(keys: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1) from 64-bit keys (their top 53 bits)."""
+    return (mix64(keys) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def row_keys(x: SparseRows) -> np.ndarray:
+    """One 64-bit key per row from its features; rows with the same features are told
+    apart by how many came before them (so two copies are not drawn alike)."""
+    keys = np.empty(x.rows, np.uint64)
+    seen: dict[bytes, int] = {}
+    for r in range(x.rows):
+        s, e = int(x.indptr[r]), int(x.indptr[r + 1])
+        digest = hashlib.blake2b(x.indices[s:e].tobytes() + x.values[s:e].tobytes(),
+                                 digest_size=8).digest()
+        n = seen.get(digest, 0)
+        seen[digest] = n + 1
+        keys[r] = int.from_bytes(hashlib.blake2b(digest + n.to_bytes(4, "little"),
+                                                 digest_size=8).digest(), "little")
+    return keys
+
+
+def order(keys: np.ndarray, seed: int, epoch: int, purpose: int = ORDER) -> np.ndarray:
+    """The epoch's row order: rows sorted by their salted keys."""
+    return np.argsort(salted(keys, seed, epoch, purpose), kind="stable")
+
+
+def dense_with_dropout(x: SparseRows, rows: np.ndarray, keys: np.ndarray, seed: int,
+                       epoch: int, dropout: float) -> np.ndarray:
+    """``x.dense(rows)`` with each non-zero feature dropped by its row's key and column."""
+    xb = x.dense(rows)
+    if dropout <= 0 or rows.size == 0:
+        return xb
+    r, c = np.nonzero(xb)
+    row_salt = salted(keys[rows], seed, epoch, DROPOUT)
+    with np.errstate(over="ignore"):
+        keep = uniform(row_salt[r] + c.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) \
+            >= dropout
+    xb[r, c] = np.where(keep, xb[r, c] / np.float32(1.0 - dropout), np.float32(0))
+    return xb
+
+
+def bucket_noise(xb: np.ndarray, row_keys_: np.ndarray, seed: int, epoch: int,
+                 share: float, most: float) -> np.ndarray:
+    """:func:`nanomodel.train.add_bucket_noise` with each row's draws keyed by the row."""
+    if share <= 0 or xb.shape[0] == 0:
+        return xb
+    nnz = (xb > 0).sum(axis=1)
+    typical = np.where(nnz > 0, xb.sum(axis=1) / np.maximum(nnz, 1), 1.0).astype(np.float32)
+    chosen = np.flatnonzero(uniform(salted(row_keys_, seed, epoch, NOISE_ROW)) < share)
+    limit = (nnz[chosen] * most).astype(np.int64) + 1
+    extra = (uniform(salted(row_keys_[chosen], seed, epoch, NOISE_COUNT)) * limit) \
+        .astype(np.int64)
+    r = np.repeat(chosen, extra)
+    if r.size:
+        # The j-th noise bucket of a row: keyed by the row and j.
+        j = (np.arange(r.size) - np.repeat(np.cumsum(extra) - extra, extra)).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            step = j * np.uint64(0x9E3779B97F4A7C15)
+            cols = (mix64(salted(row_keys_[r], seed, epoch, NOISE_COLUMN) + step)
+                    % np.uint64(xb.shape[1])).astype(np.int64)
+            mass_u = uniform(salted(row_keys_[r], seed, epoch, NOISE_MASS) + step)
+        mass = typical[r] * (0.5 + mass_u).astype(np.float32)
+        xb[r, cols] += mass
+        touched = np.unique(r)
+        xb[touched] /= np.linalg.norm(xb[touched], axis=1, keepdims=True)
+    return xb
