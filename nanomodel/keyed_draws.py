@@ -72,17 +72,22 @@ def order(keys: np.ndarray, seed: int, epoch: int, purpose: int = ORDER) -> np.n
 
 def dense_with_dropout(x: SparseRows, rows: np.ndarray, keys: np.ndarray, seed: int,
                        epoch: int, dropout: float) -> np.ndarray:
-    """``x.dense(rows)`` with each non-zero feature dropped by its row's key and column."""
-    xb = x.dense(rows)
+    """``x.dense(rows)`` with each non-zero feature dropped by its row's key and column
+    (drawn on the batch's non-zeros, as ``SparseRows.dense`` draws its own dropout)."""
     if dropout <= 0 or rows.size == 0:
-        return xb
-    r, c = np.nonzero(xb)
+        return x.dense(rows)
+    out = np.zeros((rows.size, x.width), dtype=np.float32)
+    starts, ends = x.indptr[rows], x.indptr[rows + 1]
+    lengths = ends - starts
+    flat = np.repeat(ends - lengths.cumsum(), lengths) + np.arange(int(lengths.sum()))
+    which = np.repeat(np.arange(rows.size), lengths)
+    cols = x.indices[flat]
     row_salt = salted(keys[rows], seed, epoch, DROPOUT)
     with np.errstate(over="ignore"):
-        keep = uniform(row_salt[r] + c.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) \
-            >= dropout
-    xb[r, c] = np.where(keep, xb[r, c] / np.float32(1.0 - dropout), np.float32(0))
-    return xb
+        keep = uniform(row_salt[which] + cols.astype(np.uint64)
+                       * np.uint64(0x9E3779B97F4A7C15)) >= dropout
+    out[which, cols] = x.values[flat] * keep / np.float32(1.0 - dropout)
+    return out
 
 
 def bucket_noise(xb: np.ndarray, row_keys_: np.ndarray, seed: int, epoch: int,
