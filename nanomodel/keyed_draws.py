@@ -77,16 +77,12 @@ def dense_with_dropout(x: SparseRows, rows: np.ndarray, keys: np.ndarray, seed: 
     if dropout <= 0 or rows.size == 0:
         return x.dense(rows)
     out = np.zeros((rows.size, x.width), dtype=np.float32)
-    starts, ends = x.indptr[rows], x.indptr[rows + 1]
-    lengths = ends - starts
-    flat = np.repeat(ends - lengths.cumsum(), lengths) + np.arange(int(lengths.sum()))
-    which = np.repeat(np.arange(rows.size), lengths)
-    cols = x.indices[flat]
+    which, cols, vals = x.nonzeros(rows)
     row_salt = salted(keys[rows], seed, epoch, DROPOUT)
     with np.errstate(over="ignore"):
         keep = uniform(row_salt[which] + cols.astype(np.uint64)
                        * np.uint64(0x9E3779B97F4A7C15)) >= dropout
-    out[which, cols] = x.values[flat] * keep / np.float32(1.0 - dropout)
+    out[which, cols] = vals * keep / np.float32(1.0 - dropout)
     return out
 
 

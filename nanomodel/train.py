@@ -94,17 +94,20 @@ class SparseRows:
         self.values = np.concatenate(values) if values else np.zeros(0, np.float32)
         self.rows = len(texts)
 
-    def dense(self, rows: np.ndarray, rng: np.random.Generator | None = None,
-              dropout: float = 0.0) -> np.ndarray:
-        out = np.zeros((rows.size, self.width), dtype=np.float32)
+    def nonzeros(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(position in rows, column, value)`` of every non-zero feature of ``rows``."""
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
         flat = np.repeat(ends - lengths.cumsum(), lengths) + np.arange(int(lengths.sum()))
-        which = np.repeat(np.arange(rows.size), lengths)
-        vals = self.values[flat]
+        return np.repeat(np.arange(rows.size), lengths), self.indices[flat], self.values[flat]
+
+    def dense(self, rows: np.ndarray, rng: np.random.Generator | None = None,
+              dropout: float = 0.0) -> np.ndarray:
+        out = np.zeros((rows.size, self.width), dtype=np.float32)
+        which, cols, vals = self.nonzeros(rows)
         if rng is not None and dropout > 0:
             vals = vals * (rng.random(vals.size) >= dropout) / np.float32(1.0 - dropout)
-        out[which, self.indices[flat]] = vals
+        out[which, cols] = vals
         return out
 
 
