@@ -124,3 +124,25 @@ def test_a_real_line_dropped_leaves_the_others_framing_alone() -> None:
     fewer, _, _ = training_rows(real[:5] + real[6:], mix, LABELS)
     assert fewer == texts[:5] + texts[6:]
     assert sum(t != r[0] for t, r in zip(texts, real, strict=True)) > len(real) // 4
+
+
+def test_a_switch_that_is_off_leaves_the_recipe_fingerprint_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored held-out figures and the bundle's build record carry the recipe's
+    fingerprint: adding an option that is off must not make them stale (CI failed on
+    that), switching it on must."""
+    import dataclasses
+
+    from nanomodel import build_default
+
+    lines = [("sshd[1]: Accepted publickey for pi", "normal", "openssh")]
+    mix, cfg, prior = build_default.recipe(quiet=True)
+    shipped = build_default.heldout_fingerprint(lines)
+    plain = repr((mix, cfg, prior is not None))
+    assert "keyed_draws" in plain and "keyed_draws" not in repr(build_default._Recipe(mix))
+    for on_mix, on_cfg in ((dataclasses.replace(mix, keyed_draws=True), cfg),
+                           (mix, dataclasses.replace(cfg, keyed_draws=True)),
+                           (mix, dataclasses.replace(cfg, average_epochs=15))):
+        monkeypatch.setattr(build_default, "recipe",
+                            lambda quiet=False, m=on_mix, c=on_cfg: (m, c, prior))
+        assert build_default.heldout_fingerprint(lines) != shipped
