@@ -86,28 +86,36 @@ def dense_with_dropout(x: SparseRows, rows: np.ndarray, keys: np.ndarray, seed: 
     return out
 
 
-def bucket_noise(xb: np.ndarray, row_keys_: np.ndarray, seed: int, epoch: int,
-                 share: float, most: float) -> np.ndarray:
-    """:func:`nanomodel.train.add_bucket_noise` with each row's draws keyed by the row."""
-    if share <= 0 or xb.shape[0] == 0:
-        return xb
-    nnz = (xb > 0).sum(axis=1)
-    typical = np.where(nnz > 0, xb.sum(axis=1) / np.maximum(nnz, 1), 1.0).astype(np.float32)
-    chosen = np.flatnonzero(uniform(salted(row_keys_, seed, epoch, NOISE_ROW)) < share)
-    limit = (nnz[chosen] * most).astype(np.int64) + 1
-    extra = (uniform(salted(row_keys_[chosen], seed, epoch, NOISE_COUNT)) * limit) \
-        .astype(np.int64)
-    r = np.repeat(chosen, extra)
-    if r.size:
-        # The j-th noise bucket of a row: keyed by the row and j.
-        j = (np.arange(r.size) - np.repeat(np.cumsum(extra) - extra, extra)).astype(np.uint64)
+class KeyedNoise:
+    """:class:`nanomodel.bucket_noise.NoiseDraws` of a batch whose rows have ``keys``: each
+    row's bucket noise (whether, how much, where, how strong) drawn from its own key."""
+
+    def __init__(self, keys: np.ndarray, seed: int, epoch: int) -> None:
+        self.keys, self.seed, self.epoch = keys, seed, epoch
+
+    def _salted(self, rows: np.ndarray | slice, purpose: int) -> np.ndarray:
+        return salted(self.keys[rows], self.seed, self.epoch, purpose)
+
+    def rows(self, n: int) -> np.ndarray:
+        return uniform(self._salted(slice(0, n), NOISE_ROW))
+
+    def counts(self, chosen: np.ndarray, limit: np.ndarray) -> np.ndarray:
+        return (uniform(self._salted(chosen, NOISE_COUNT)) * limit).astype(np.int64)
+
+    def columns(self, r: np.ndarray, width: int) -> np.ndarray:
         with np.errstate(over="ignore"):
-            step = j * np.uint64(0x9E3779B97F4A7C15)
-            cols = (mix64(salted(row_keys_[r], seed, epoch, NOISE_COLUMN) + step)
-                    % np.uint64(xb.shape[1])).astype(np.int64)
-            mass_u = uniform(salted(row_keys_[r], seed, epoch, NOISE_MASS) + step)
-        mass = typical[r] * (0.5 + mass_u).astype(np.float32)
-        xb[r, cols] += mass
-        touched = np.unique(r)
-        xb[touched] /= np.linalg.norm(xb[touched], axis=1, keepdims=True)
-    return xb
+            return (mix64(self._salted(r, NOISE_COLUMN) + self._step(r))
+                    % np.uint64(width)).astype(np.int64)
+
+    def masses(self, r: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return (0.5 + uniform(self._salted(r, NOISE_MASS) + self._step(r))) \
+                .astype(np.float32)
+
+    @staticmethod
+    def _step(r: np.ndarray) -> np.ndarray:
+        """The j-th noise entry of a row, spread: its draws are keyed by the row and j
+        (``r`` holds each row's entries together, rows ascending)."""
+        j = (np.arange(r.size) - np.searchsorted(r, r)).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            return j * np.uint64(0x9E3779B97F4A7C15)

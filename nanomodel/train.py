@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from nanomodel import keyed_draws
+from nanomodel.bucket_noise import NoiseDraws, StreamNoise, add_bucket_noise
 from nanomodel.network import (
     FloatParams,
     QuantizedBody,
@@ -111,33 +112,6 @@ class SparseRows:
         return out
 
 
-def add_bucket_noise(xb: np.ndarray, rng: np.random.Generator, share: float,
-                     most: float) -> np.ndarray:
-    """Give ``share`` of the rows extra mass in random buckets, then re-normalise.
-
-    Every hash bucket is shared by many n-grams, so a line in an unfamiliar framing
-    (new separators, quoting, metadata) lights up buckets whose trained meaning has
-    nothing to do with it. Training on rows with such unrelated mass (label unchanged)
-    teaches the network to decide on strong evidence and not on stray buckets."""
-    if share <= 0 or xb.shape[0] == 0:
-        return xb
-    nnz = (xb > 0).sum(axis=1)
-    # Features are non-negative: a row's mean over its non-zero buckets is sum / count.
-    typical = np.where(nnz > 0, xb.sum(axis=1) / np.maximum(nnz, 1), 1.0).astype(np.float32)
-    chosen = np.flatnonzero(rng.random(xb.shape[0]) < share)
-    extra = rng.integers(0, (nnz[chosen] * most).astype(np.int64) + 1)
-    r = np.repeat(chosen, extra)
-    if r.size:
-        cols = rng.integers(0, xb.shape[1], r.size)
-        mass = typical[r] * rng.uniform(0.5, 1.5, r.size).astype(np.float32)
-        # One fancy-indexed add for the batch (a bucket drawn twice for a row gets its
-        # mass once), then the touched rows re-normalised.
-        xb[r, cols] += mass
-        touched = np.unique(r)
-        xb[touched] /= np.linalg.norm(xb[touched], axis=1, keepdims=True)
-    return xb
-
-
 class _Adam:
     def __init__(self, params: list[np.ndarray], lr: float, weight_decay: float) -> None:
         self.params, self.lr, self.wd = params, lr, weight_decay
@@ -202,7 +176,12 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
                  init: FloatParams | None, rng: np.random.Generator,
                  w1_prior: np.ndarray | None = None,
                  soft: np.ndarray | None = None,
-                 refresh: EpochRows | None = None) -> FloatParams:
+                 refresh: EpochRows | None = None,
+                 keys: np.ndarray | None = None) -> FloatParams:
+    """``keys``: ``x``'s :func:`nanomodel.keyed_draws.row_keys` (with ``cfg.keyed_draws``;
+    made again for each fresh epoch's rows)."""
+    if cfg.keyed_draws and keys is None:
+        keys = keyed_draws.row_keys(x)
     p = init.copy() if init is not None else init_params(rng, x.width, cfg.hidden1,
                                                          cfg.hidden2, k)
     if w1_prior is not None and init is None:
@@ -218,7 +197,7 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
         if refresh is not None and epoch > 0:
             x, y, sw, soft = refresh(epoch)
             cw = class_weights(y, k)[y] * sw
-        keys = keyed_draws.row_keys(x) if cfg.keyed_draws else None
+            keys = keyed_draws.row_keys(x) if cfg.keyed_draws else None
         order = rng.permutation(x.rows) if keys is None else \
             keyed_draws.order(keys, cfg.seed, epoch)
         loss_sum, seen = 0.0, 0
@@ -228,12 +207,12 @@ def _train_float(x: SparseRows, y: np.ndarray, sw: np.ndarray, k: int, cfg: Trai
                 tb = _targets(y, soft, idx, k)
                 if keys is None:
                     xb = x.dense(idx, rng, cfg.feature_dropout)
-                    xb = add_bucket_noise(xb, rng, cfg.bucket_noise, cfg.bucket_noise_max)
+                    noise: NoiseDraws = StreamNoise(rng)
                 else:
                     xb = keyed_draws.dense_with_dropout(x, idx, keys, cfg.seed, epoch,
                                                         cfg.feature_dropout)
-                    xb = keyed_draws.bucket_noise(xb, keys[idx], cfg.seed, epoch,
-                                                  cfg.bucket_noise, cfg.bucket_noise_max)
+                    noise = keyed_draws.KeyedNoise(keys[idx], cfg.seed, epoch)
+                xb = add_bucket_noise(xb, noise, cfg.bucket_noise, cfg.bucket_noise_max)
                 z1 = xb @ p.w1.T + p.b1
                 h1 = np.maximum(z1, 0)
                 z2 = h1 @ p.w2.T + p.b2
@@ -376,6 +355,8 @@ def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
         np.asarray(sample_weight, dtype=np.float32)
     if weights.shape != (len(texts),):
         raise ValueError(f"sample_weight has shape {weights.shape}, expected ({len(texts)},)")
+    # One key per row for the keyed draws: made once, for the body's first epoch and the head.
+    keys = keyed_draws.row_keys(x) if cfg.keyed_draws else None
     head_init: tuple[np.ndarray, np.ndarray] | None = None
     if base is not None and base.num_labels == k:
         head_init = (base.head_w, base.head_b)
@@ -389,10 +370,10 @@ def _fit(x: SparseRows, texts: Sequence[str], y: np.ndarray, labels: list[str],
                 (rng.standard_normal((k, base.body.b2.size)) * 0.1).astype(np.float32),
                 np.zeros(k, np.float32))
             init = FloatParams(w1, base.body.b1.copy(), w2, base.body.b2.copy(), wo, bo)
-        floats = _train_float(x, y, weights, k, cfg, init, rng, w1_prior, soft, refresh)
+        floats = _train_float(x, y, weights, k, cfg, init, rng, w1_prior, soft, refresh,
+                              keys)
         body = quantize_body(floats)
         head_init = (floats.wo, floats.bo)
     h = body_activations(body, x)
-    wo, bo = train_head(h, y, weights, k, cfg, head_init, rng, soft,
-                        keyed_draws.row_keys(x) if cfg.keyed_draws else None)
+    wo, bo = train_head(h, y, weights, k, cfg, head_init, rng, soft, keys)
     return ShippedModel(body, wo, bo, anomaly_mask(labels, normal_label))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nanomodel import keyed_draws, realtext
+from nanomodel.bucket_noise import add_bucket_noise
 from nanomodel.features import Featurizer, default_spec
 from nanomodel.realtrain import MixConfig, training_rows
 from nanomodel.templates import LABELS
@@ -40,8 +41,8 @@ def test_a_row_added_leaves_the_other_rows_order_and_draws_alone() -> None:
     a = keyed_draws.dense_with_dropout(before, np.array([2, 40, 70]), kb, 3, 1, 0.3)
     b = keyed_draws.dense_with_dropout(after, np.array([71, 2, 30]), ka, 3, 1, 0.3)
     np.testing.assert_array_equal(a[[0, 2]], b[[1, 0]])
-    na = keyed_draws.bucket_noise(a.copy(), kb[[2, 40, 70]], 3, 1, 1.0, 0.6)
-    nb = keyed_draws.bucket_noise(b.copy(), ka[[71, 2, 30]], 3, 1, 1.0, 0.6)
+    na = add_bucket_noise(a.copy(), keyed_draws.KeyedNoise(kb[[2, 40, 70]], 3, 1), 1.0, 0.6)
+    nb = add_bucket_noise(b.copy(), keyed_draws.KeyedNoise(ka[[71, 2, 30]], 3, 1), 1.0, 0.6)
     np.testing.assert_array_equal(na[[0, 2]], nb[[1, 0]])
 
 
@@ -60,7 +61,7 @@ def test_the_draws_are_what_they_claim() -> None:
     assert 0.65 < kept.sum() / (plain > 0).sum() < 0.85
     np.testing.assert_allclose(dropped[kept], plain[kept] / 0.75, rtol=1e-6)
     # Bucket noise: about the share of rows get more buckets, each row normalised again.
-    noisy = keyed_draws.bucket_noise(plain.copy(), keys, 0, 0, 0.5, 0.6)
+    noisy = add_bucket_noise(plain.copy(), keyed_draws.KeyedNoise(keys, 0, 0), 0.5, 0.6)
     changed = (noisy > 0).sum(axis=1) > (plain > 0).sum(axis=1)
     assert 0.3 < changed.mean() < 0.7
     np.testing.assert_allclose(np.linalg.norm(noisy[changed], axis=1), 1.0, rtol=1e-5)
