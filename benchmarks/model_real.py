@@ -284,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also print the normal bias to add so that the held-out models "
                         "flag RATE of the normal lines (how the recipe's normal_bias is "
                         "chosen: docs/model.md)")
+    parser.add_argument("--save-scores", type=Path, default=None, metavar="NPY",
+                        help="also save the held-out anomaly of every line (the order of "
+                        "real_training_lines) to this .npy file, to measure other scorers "
+                        "or blends against the same models (benchmarks/teacher_probe.py)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="train this many epochs instead of the recipe's (not with "
                         "--write)")
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         anomaly = heldout_anomaly(lines, trainer, args.folds, on_fold=progress)
     rep = report(lines, anomaly)
+    if args.save_scores is not None:
+        np.save(args.save_scores, np.asarray(anomaly, dtype=np.float32))
     scheme = "leave-one-source-out" if args.folds is None else \
         f"sources held out in {args.folds} groups"
     if args.json:
