@@ -11,6 +11,7 @@
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
     python benchmarks/model_real.py --folds 8 --mix pool_share=0.2 seed=10  # a recipe variant
     python benchmarks/model_real.py --folds 8 --train average_epochs=15  # a trainer variant
+    python benchmarks/model_real.py --folds 8 --jobs 2 --save-scores /tmp/nano.npy  # for blends
 
 For each source S, a model is trained exactly as ``nanomodel.build_default`` trains the
 shipped one (same corpus mix, same hyper-parameters) but without any line of S, then

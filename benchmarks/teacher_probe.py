@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(".cache/teacher_probe"))
     parser.add_argument("--blend", type=Path, default=None, metavar="NPY",
                         help="the nano model's held-out anomaly (model_real.py "
-                        "--save-scores, same --folds): also score the mean of both")
+                        "--save-scores, same --folds, the shipped recipe's lines: not with "
+                        "--mix keyed_draws, which renders other lines): also score the mean "
+                        "of both")
     parser.add_argument("--disagreements", type=int, default=0, metavar="N",
                         help="with --blend: print up to N normal lines both readers put "
                         "among their 2 %% most alarming normal lines, and N alerts both put "
