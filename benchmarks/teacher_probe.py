@@ -31,11 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.model_real_evidence import _wins
 from nanomodel.build_default import real_training_lines
 from nanomodel.realeval import (
     OVERALL,
     RealLine,
-    beats_keyword,
     recall_at_false_alarms,
     report,
     source_folds,
@@ -99,7 +99,8 @@ def heldout(lines: Sequence[RealLine], vectors: np.ndarray, folds: int,
     sources = [s for _, _, s in lines]
     anomaly = np.zeros(len(lines), np.float32)
     for group in source_folds(sources, folds):
-        held = np.array([s in set(group) for s in sources])
+        group_set = set(group)
+        held = np.array([s in group_set for s in sources])
         score = fit_mlp(vectors[~held], alert[~held], weight[~held], hidden=hidden)
         anomaly[held] = score(vectors[held])
     return anomaly
@@ -109,9 +110,8 @@ def figures(name: str, lines: Sequence[RealLine], anomaly: np.ndarray) -> str:
     rep = report(lines, anomaly)
     o, k = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
     at = recall_at_false_alarms(lines, anomaly, (0.02, 0.05, k.false_alarm_rate))
-    won = sum(1 for s, f in rep.items() if s != OVERALL and beats_keyword(f))
     return (f"| {name} | {o.f1:.3f} / {100 * o.false_alarm_rate:.1f} % / "
-            f"{100 * o.recall:.1f} % | {won} of {len(rep) - 1} | {100 * at[0.02]:.1f} / "
+            f"{100 * o.recall:.1f} % | {_wins(rep)} of {len(rep) - 1} | {100 * at[0.02]:.1f} / "
             f"{100 * at[0.05]:.1f} / {100 * at[k.false_alarm_rate]:.1f} |")
 
 
