@@ -150,9 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         "of some scenarios alone would otherwise replace the files of the sources it "
         "shares with the others, e.g. pam or rsyslog)",
     )
+    ap.add_argument(
+        "--sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="write only these sources' files (a capture of new scenarios alone, when the "
+        "earlier captures' logs are gone: the files of pam, rsyslog, ... stay as they are)",
+    )
     args = ap.parse_args(argv)
     if args.relabel:
-        _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)])
+        _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)],
+               sources=args.sources)
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
@@ -195,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write([log])
+        _write([log], sources=args.sources)
     return 0
 
 
-def _write(logs: list[Path], folder: Path = DATA) -> None:
+def _write(logs: list[Path], folder: Path = DATA, sources: list[str] | None = None) -> None:
     # One text, so the per-shape repeat cap and the labels see every capture at once.
     text = "".join(_ended(log.read_text(errors="replace")) for log in logs)
-    counts = write_captured(text, folder)
+    counts = write_captured(text, folder, sources)
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
 

@@ -62,6 +62,8 @@ _TAG_SOURCE = {
     "su": "util-linux",
     "login": "util-linux",
     "logrotate": "logrotate",
+    "named": "named",
+    "xinetd": "xinetd",
 }
 # Programs this machine runs for other work (tests su to the agent's user) while a capture
 # owns /dev/log: a scenario's own come through its socket, host name SCENARIO_HOST
@@ -190,9 +192,14 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
     return rows
 
 
-def write_captured(log_text: str, folder: Path = DATA) -> dict[str, int]:
-    """Replace ``captured/<source>.jsonl`` for every source present in the capture."""
-    return write_rows_by_source(captured_rows(log_text), folder)
+def write_captured(log_text: str, folder: Path = DATA,
+                   sources: list[str] | None = None) -> dict[str, int]:
+    """Replace ``captured/<source>.jsonl`` for every source present in the capture (only
+    for ``sources`` when given)."""
+    rows = captured_rows(log_text)
+    if sources is not None:
+        rows = [r for r in rows if r["source"] in sources]
+    return write_rows_by_source(rows, folder)
 
 
 def write_rows_by_source(rows: list[dict[str, str]], folder: Path,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nanomodel.harvest.overrides import apply_override
+from nanomodel.harvest.overrides import apply_override, line_decision
 from nanomodel.harvest.rules import ALERTS, label_template
 from nanomodel.realfill import CONVERSION
 
@@ -147,6 +147,9 @@ class Matcher:
         ``line`` is the whole logged message (``message`` without the daemon's own stamps
         is what templates match); it says whether the message is about a client request.
         """
+        decided = line_decision(self.source, message)
+        if decided is not None:
+            return decided[0], f"line decision: {decided[1]}", ""
         hit = self.match(message)
         req = request_rule(self.source, line or message)
         if req is not None and (

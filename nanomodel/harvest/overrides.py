@@ -239,6 +239,49 @@ EXPANSIONS.update(
     {src: [Expansion(*row) for row in rows] for src, rows in CLASSIC_EXPANSION_ROWS.items()}
 )
 
+# (source, regex over a logged message, label, reason): messages a generic template of the
+# same source also matches, told apart by their own words. BIND logs a zone transfer's
+# start, end and failure through one ``xfrout_log(..., "%s: %s")``-like call family; the
+# harvested ``transfer of '%s/%s': %s: %s`` (the failure, at error) matches the success
+# line ``transfer of 'plant.lan/IN': AXFR ended: 1 messages, ...`` logged at info too.
+# Reviewed when a capture showed them (LABELLING.md, "Captured lines").
+LINE_DECISIONS: list[tuple[str, re.Pattern[str], str, str]] = [
+    (src, re.compile(p), label, why)
+    for src, p, label, why in (
+        (
+            "named",
+            r"transfer of '[^']+': (?:AXFR|IXFR|AXFR-style IXFR) (?:started|ended)\b",
+            "normal",
+            "a zone transfer to a secondary starting or ending with its counts: routine",
+        ),
+        (
+            "named",
+            r"^\S+:\d+: unknown option '[^']*'$",
+            "software",
+            "named.conf holds an option named does not know: named refuses the whole "
+            "configuration (\"loading configuration: failure\" follows), so it does not "
+            "start or keeps its old configuration",
+        ),
+        (
+            # a macro in service.h, which the harvest (C files only) did not see
+            "xinetd",
+            r"^Service \S+: server exit with 0 running servers$",
+            "normal",
+            "a server of a service xinetd paused for its cps limit exits after the pause "
+            "reset the service's count (seen in the capture after every such pause): "
+            "xinetd's bookkeeping, harmless; the pause has its own alert",
+        ),
+    )
+]
+
+
+def line_decision(source: str, message: str) -> tuple[str, str] | None:
+    """(label, reason) when a reviewed decision covers this logged message whatever
+    template matches it."""
+    for src, pattern, label, reason in LINE_DECISIONS:
+        if src == source and pattern.search(message):
+            return label, reason
+    return None
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:

@@ -31,9 +31,11 @@ from nanomodel.harvest.netns import (
 from nanomodel.harvest.scenarios_classic import classic
 from nanomodel.harvest.scenarios_cron import cron
 from nanomodel.harvest.scenarios_mail import postfix
+from nanomodel.harvest.scenarios_named import named
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
 from nanomodel.harvest.scenarios_ssh import sshd
 from nanomodel.harvest.scenarios_web import apache2, nginx
+from nanomodel.harvest.scenarios_xinetd import xinetd
 from nanomodel.harvest.scenarios_zookeeper import zookeeper
 
 MQTT_FLEET = Path(__file__).with_name("mqtt_client.py")
@@ -203,6 +205,8 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "8-postfix": postfix,
     "9-classic": classic,
     "9-zookeeper": zookeeper,
+    "a-named": named,
+    "b-xinetd": xinetd,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]

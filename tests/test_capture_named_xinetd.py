@@ -1,0 +1,137 @@
+"""The BIND and xinetd captures: what their configurations and clients hold, how their
+lines are labelled (the line decisions a capture showed were needed), and the committed
+lines they produced (nanomodel/harvest/scenarios_named.py, scenarios_xinetd.py,
+capture_io.py, overrides.LINE_DECISIONS)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from nanomodel import realtext
+from nanomodel.harvest import capture
+from nanomodel.harvest.capture_io import captured_rows
+from nanomodel.harvest.scenarios import ALL
+from nanomodel.harvest.scenarios_named import HOSTS, _conf, _queries, _zone
+from nanomodel.harvest.scenarios_xinetd import _client
+from nanomodel.harvest.scenarios_xinetd import _conf as xinetd_conf
+
+HEAD = "Dec  7 04:00:12 vm daemon.info"
+ERR = "Dec  7 04:00:12 vm daemon.err"
+XFR = "client @0x7f3a6c01d168 10.77.0.2#40531 (plant.lan): transfer of 'plant.lan/IN': "
+
+
+def _labels(*lines: str) -> list[tuple[str, str]]:
+    return [(r["source"], r["label"]) for r in captured_rows("\n".join(lines))]
+
+
+def test_both_scenarios_are_registered_and_run_after_the_others() -> None:
+    assert ALL["a-named"].__name__ == "named" and ALL["b-xinetd"].__name__ == "xinetd"
+    assert sorted(ALL)[-2:] == ["a-named", "b-xinetd"]
+
+
+def test_a_zone_transfer_ending_is_routine_and_its_failure_is_not() -> None:
+    """The harvested failure template (``transfer of '%s/%s': %s: %s``, at error) also
+    matches the success line; the line decision tells them apart."""
+    assert _labels(
+        f"{HEAD} named[80]: {XFR}AXFR started (serial 2026120701)",
+        f"{HEAD} named[80]: {XFR}AXFR ended: 1 messages, 17 records, 447 bytes, 0.001 secs "
+        "(447000 bytes/sec) (serial 2026120701)",
+        f"{HEAD} named[80]: {XFR}AXFR-style IXFR ended: 1 messages, 17 records, 447 bytes",
+        f"{ERR} named[80]: {XFR}IXFR: failure: connection reset",
+    ) == [("named", "normal")] * 3 + [("named", "network")]
+
+
+def test_an_unknown_option_in_named_conf_is_named_failing_to_start() -> None:
+    """The general rules call an unknown option configuration advice (normal); named
+    refuses the whole file for it."""
+    rows = captured_rows(
+        f"{ERR} named[81]: /etc/bind/named.conf:14: unknown option 'listen-on-port'\n"
+        "Dec  7 04:00:12 vm daemon.crit named[81]: loading configuration: failure"
+    )
+    assert [r["label"] for r in rows] == ["software", "network"]
+    assert rows[0]["reason"].startswith("line decision: ")
+
+
+def test_xinetd_routine_and_trouble_lines() -> None:
+    assert _labels(
+        f"{HEAD} xinetd[9]: START: daytime-stream pid=12 from=::ffff:10.77.0.10",
+        f"{HEAD} xinetd[9]: EXIT: rsync status=0 pid=13 duration=1(sec)",
+        f"{ERR} xinetd[9]: Service echo-stream: server exit with 0 running servers",
+        f"{HEAD} xinetd[9]: FAIL: rsync per_source_limit from=::ffff:10.77.0.15",
+        f"{ERR} xinetd[9]: Deactivating service echo due to excessive incoming connections.  "
+        "Restarting in 4 seconds.",
+        f"{ERR} xinetd[9]: bind failed (Address already in use (errno = 98)). "
+        "service = historian-feed",
+    ) == [("xinetd", "normal")] * 3 + [
+        ("xinetd", "security"), ("xinetd", "network"), ("xinetd", "network")]
+
+
+def test_line_decisions_are_per_source() -> None:
+    """Another daemon's "unknown option" keeps its own decision (logrotate's is the
+    review's software, the rules' advice elsewhere)."""
+    rows = captured_rows(f"{ERR} named[1]: {XFR}AXFR ended: 1 messages\n"
+                         f"{HEAD} nginx[2]: transfer of 'x/IN': AXFR ended: 1 messages")
+    assert rows[0]["reason"].startswith("line decision: ")
+    assert not rows[1]["reason"].startswith("line decision: ")
+
+
+def test_named_configuration_and_zone_are_what_the_scenario_claims(tmp_path: Path) -> None:
+    zone = _zone(2026120701)
+    assert "2026120701" in zone and all(f"{h}\tIN\tA\t" in zone for h in HOSTS)
+    broken = _zone(2026120703, broken=True)
+    assert broken.startswith(_zone(2026120703)) and broken.count("(") == zone.count("(") + 1
+    conf = _conf(tmp_path, "10.77.0.1; 127.0.0.1", 'zone "x" { type hint; file "h"; };\n',
+                 tmp_path / "rndc.key")
+    assert conf.count("{") == conf.count("}")
+    assert "dnssec-validation no;" in conf  # the root here is not the signed one
+    assert f'directory "{tmp_path}";' in conf and 'keys { "rndc-key"; }' in conf
+    jobs = _queries(2)
+    # every lookup comes from the client namespace at one of its addresses, and most are
+    # names of the plant, some its reverse zone and some outside it
+    assert all(job[0] == "nfcap-cli" and job[1] == "dig" for job in jobs)
+    names = Counter("plant.lan" in " ".join(j) for j in jobs)
+    assert names[True] > 3 * names[False] > 0
+
+
+def test_xinetd_configuration_and_clients_are_well_formed(tmp_path: Path) -> None:
+    conf = xinetd_conf(tmp_path)
+    assert conf.count("{") == conf.count("}")
+    services = re.findall(r"^service (\S+)$", conf, re.M)
+    assert services == ["daytime", "time", "echo", "rsync", "sensor-dump", "legacy-report",
+                        "historian-feed"]
+    assert "log_on_success\t= HOST PID DURATION EXIT" in conf
+    for code in (_client(13, ("10.77.0.10",)), _client(7, ("10.77.0.11",) * 3, send=b"a\n",
+                                                       hold=1.0, parallel=True)):
+        compile(code, "<client>", "exec")
+
+
+def test_sources_limits_which_files_a_capture_writes(tmp_path: Path) -> None:
+    """A capture of new scenarios alone must not replace other sources' files (their
+    earlier captures' logs may be gone): ``--sources`` writes only those named."""
+    log = tmp_path / "syslog.log"
+    log.write_text(
+        f"{HEAD} named[3]: zone plant.lan/IN: loaded serial 2026120701\n"
+        "Dec  7 04:00:12 vm authpriv.info sshd[4]: pam_unix(sshd:session): session opened "
+        "for user deploy(uid=1000) by (uid=0)\n"
+    )
+    out = tmp_path / "captured"
+    capture._write([log], out, sources=["named"])
+    assert sorted(p.name for p in out.iterdir()) == ["named.jsonl"]
+    row = json.loads((out / "named.jsonl").read_text())
+    assert row["label"] == "normal"
+
+
+@pytest.mark.parametrize("source", ["named", "xinetd"])
+def test_committed_captures_are_mostly_routine_with_their_trouble(source: str) -> None:
+    lines = realtext.load_captured([source])
+    labels = Counter(c.label for c in lines)
+    assert labels.total() >= 150
+    assert labels["normal"] > 0.8 * labels.total()
+    assert labels["security"] > 0 and labels.total() - labels["normal"] - labels["security"] > 0
+    # every line records the scenario step that made it
+    assert all(c.how.startswith(f"{source} in netns: ") for c in lines)
