@@ -1,7 +1,7 @@
-"""The BIND and xinetd captures: what their configurations and clients hold, how their
+"""The BIND, xinetd and net-snmp captures: what their configurations and clients hold, how their
 lines are labelled (the line decisions a capture showed were needed), and the committed
 lines they produced (nanomodel/harvest/scenarios_named.py, scenarios_xinetd.py,
-capture_io.py, overrides.LINE_DECISIONS)."""
+scenarios_snmpd.py, capture_io.py, overrides.LINE_DECISIONS)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from nanomodel.harvest import capture
 from nanomodel.harvest.capture_io import captured_rows
 from nanomodel.harvest.scenarios import ALL
 from nanomodel.harvest.scenarios_named import HOSTS, _conf, _queries, _zone
+from nanomodel.harvest.scenarios_snmpd import OIDS, _polls, snmpd_conf
 from nanomodel.harvest.scenarios_xinetd import _client
 from nanomodel.harvest.scenarios_xinetd import _conf as xinetd_conf
 
@@ -29,9 +30,10 @@ def _labels(*lines: str) -> list[tuple[str, str]]:
     return [(r["source"], r["label"]) for r in captured_rows("\n".join(lines))]
 
 
-def test_both_scenarios_are_registered_and_run_after_the_others() -> None:
-    assert ALL["a-named"].__name__ == "named" and ALL["b-xinetd"].__name__ == "xinetd"
-    assert sorted(ALL)[-2:] == ["a-named", "b-xinetd"]
+def test_the_scenarios_are_registered_and_run_after_the_others() -> None:
+    assert [ALL[k].__name__ for k in ("a-named", "b-xinetd", "c-snmpd")] == [
+        "named", "xinetd", "snmpd"]
+    assert sorted(ALL)[-3:] == ["a-named", "b-xinetd", "c-snmpd"]
 
 
 def test_a_zone_transfer_ending_is_routine_and_its_failure_is_not() -> None:
@@ -126,11 +128,32 @@ def test_sources_limits_which_files_a_capture_writes(tmp_path: Path) -> None:
     assert row["label"] == "normal"
 
 
-@pytest.mark.parametrize("source", ["named", "xinetd"])
-def test_committed_captures_are_mostly_routine_with_their_trouble(source: str) -> None:
+def test_snmpd_polls_are_numeric_and_mostly_the_monitoring_server() -> None:
+    """Debian ships no MIB files: a poll by name would fail in the client, never reach
+    snmpd and log nothing."""
+    jobs = _polls(4)
+    oids = [job[-1] for job in jobs]
+    assert all(re.fullmatch(r"(\.\d+)+", oid) for oid in oids) and set(OIDS) <= set(oids)
+    assert sum("--clientaddr=10.77.0.10" in job for job in jobs) > len(jobs) / 3
+    assert any(job[-2].startswith("udp6:") for job in jobs)  # IPv6 polls too
+    conf = snmpd_conf()
+    assert "rocommunity plantro 10.77.0.0/24" in conf and "public" not in conf
+
+
+def test_snmpd_connections_are_routine_and_refused_ones_are_not() -> None:
+    assert _labels(
+        f"{HEAD} snmpd[5]: Connection from UDP: [10.77.0.10]:41822->[10.77.0.1]:161",
+        f"{HEAD} snmpd[5]: Connection from UDP: [10.77.0.59]:41822->[10.77.0.1]:161 REFUSED",
+        f"{ERR} snmpd[5]: Error opening specified endpoint \"udp:10.77.0.250:161\"",
+    ) == [("snmpd", "normal"), ("snmpd", "security"), ("snmpd", "network")]
+
+
+@pytest.mark.parametrize(("source", "at_least"), [("named", 150), ("xinetd", 150), ("snmpd", 60)])
+def test_committed_captures_are_mostly_routine_with_their_trouble(source: str,
+                                                                 at_least: int) -> None:
     lines = realtext.load_captured([source])
     labels = Counter(c.label for c in lines)
-    assert labels.total() >= 150
+    assert labels.total() >= at_least
     assert labels["normal"] > 0.8 * labels.total()
     assert labels["security"] > 0 and labels.total() - labels["normal"] - labels["security"] > 0
     # every line records the scenario step that made it

@@ -64,6 +64,7 @@ _TAG_SOURCE = {
     "logrotate": "logrotate",
     "named": "named",
     "xinetd": "xinetd",
+    "snmpd": "snmpd",
 }
 # Programs this machine runs for other work (tests su to the agent's user) while a capture
 # owns /dev/log: a scenario's own come through its socket, host name SCENARIO_HOST

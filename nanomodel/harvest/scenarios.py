@@ -33,6 +33,7 @@ from nanomodel.harvest.scenarios_cron import cron
 from nanomodel.harvest.scenarios_mail import postfix
 from nanomodel.harvest.scenarios_named import named
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
+from nanomodel.harvest.scenarios_snmpd import snmpd
 from nanomodel.harvest.scenarios_ssh import sshd
 from nanomodel.harvest.scenarios_web import apache2, nginx
 from nanomodel.harvest.scenarios_xinetd import xinetd
@@ -207,6 +208,7 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "9-zookeeper": zookeeper,
     "a-named": named,
     "b-xinetd": xinetd,
+    "c-snmpd": snmpd,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]
