@@ -2,11 +2,12 @@
 that copies them, queried by the plant's hosts for a while, then the trouble a DNS
 admin meets.
 
-Both ``named`` run as Debian runs them (``-u bind``, logging to syslog's ``daemon``
-facility), each with a configuration, zone files, a key and a working directory in the
-scratch directory (nothing of this machine's ``/etc/bind`` is read): the primary in the
-server namespace (10.77.0.1 and fd77::1), the secondary in the client namespace
-(10.77.0.2). Nothing leaves the namespaces: the secondary also serves a small root zone
+Both ``named`` run as Debian runs them (``named -u bind``, logging to syslog's ``daemon``
+facility), each in a mount namespace of its own where ``/etc/bind`` (configuration, zone
+files, key), ``/var/cache/bind`` and ``/run/named`` are scratch directories (nothing of
+this machine's is read or changed, and the paths the lines name are the packaged ones):
+the primary in the server namespace (10.77.0.1 and fd77::1), the secondary in the client
+namespace (10.77.0.2). Nothing leaves the namespaces: the secondary also serves a small root zone
 and ``example.``, and the primary's root hints name it, so the primary resolves names
 outside the plant as a site resolver does (DNSSEC validation off, as on many internal
 resolvers: the root here is not the signed one).
@@ -36,6 +37,7 @@ from nanomodel.harvest.netns import (
     Proc,
     _stop_pidfile,
     marker,
+    private_mounts,
     run_in,
     run_many,
 )
@@ -70,14 +72,13 @@ def _reverse(serial: int) -> str:
     )
 
 
-def _conf(d: Path, listen: str, zones: str, rndc_key: Path, extra: str = "") -> str:
-    return f"""include "{rndc_key}";
+def _conf(listen: str, zones: str, extra: str = "") -> str:
+    """named.conf with Debian's paths: each instance's scratch directories are mounted
+    over /etc/bind, /var/cache/bind and /run/named (:func:`_named`)."""
+    return f"""include "/etc/bind/rndc.key";
 controls {{ inet 127.0.0.1 port 953 allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
 options {{
-\tdirectory "{d}";
-\tpid-file "{d}/named.pid";
-\tsession-keyfile "{d}/session.key";
-\tmanaged-keys-directory "{d}";
+\tdirectory "/var/cache/bind";
 \tlisten-on {{ {listen}; }};
 {extra}\tallow-query {{ 10.77.0.0/26; 127.0.0.1; }};
 \tallow-recursion {{ 10.77.0.0/26; 127.0.0.1; }};
@@ -87,66 +88,74 @@ options {{
 
 
 def _prepare(work: Path) -> tuple[Path, Path]:
+    """Two instances' scratch trees, each ``etc`` (/etc/bind), ``cache`` (/var/cache/bind)
+    and ``run`` (/run/named)."""
     prim, sec = work / "named-primary", work / "named-secondary"
     for d in (prim, sec):
         shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
+        for sub in ("etc", "cache", "run"):
+            (d / sub).mkdir(parents=True)
         subprocess.run(
-            ["rndc-confgen", "-a", "-c", str(d / "rndc.key")], check=True, capture_output=True
+            ["rndc-confgen", "-a", "-c", str(d / "etc" / "rndc.key")], check=True,
+            capture_output=True,
         )
-    (prim / f"{ZONE}.db").write_text(_zone(2026120701))
-    (prim / "10.77.0.rev").write_text(_reverse(2026120701))
-    (prim / "root.hints").write_text(". 3600000 IN NS a.root.test.\na.root.test. 3600000 IN A "
-                                     f"{SECONDARY}\n")
+    (prim / "etc" / f"db.{ZONE}").write_text(_zone(2026120701))
+    (prim / "etc" / "db.10.77.0").write_text(_reverse(2026120701))
+    (prim / "etc" / "db.root").write_text(
+        f". 3600000 IN NS a.root.test.\na.root.test. 3600000 IN A {SECONDARY}\n")
     soa = "IN SOA a.root.test. hostmaster.root.test. (1 3600 600 86400 300)"
-    (sec / "root.db").write_text(
+    (sec / "etc" / "db.root-local").write_text(
         f"$TTL 3600\n. {soa}\n. IN NS a.root.test.\na.root.test. IN A {SECONDARY}\n"
         f"example. IN NS ns.example.\nns.example. IN A {SECONDARY}\n"
     )
     vendor = "".join(f"updates{i}.vendor IN A 192.0.2.{20 + i}\n" for i in range(6))
-    (sec / "example.db").write_text(
+    (sec / "etc" / "db.example").write_text(
         f"$TTL 3600\n@ IN SOA ns.example. hostmaster.example. (1 3600 600 86400 300)\n"
         f"@ IN NS ns.example.\nns IN A {SECONDARY}\n{vendor}"
     )
     prim_zones = (
-        f'zone "{ZONE}" {{ type primary; file "{prim}/{ZONE}.db"; '
+        f'zone "{ZONE}" {{ type primary; file "/etc/bind/db.{ZONE}"; '
         f"allow-transfer {{ {SECONDARY}; }}; also-notify {{ {SECONDARY}; }}; "
         f"allow-update {{ none; }}; }};\n"
-        f'zone "0.77.10.in-addr.arpa" {{ type primary; file "{prim}/10.77.0.rev"; '
+        f'zone "0.77.10.in-addr.arpa" {{ type primary; file "/etc/bind/db.10.77.0"; '
         f"allow-transfer {{ {SECONDARY}; }}; }};\n"
-        f'zone "." {{ type hint; file "{prim}/root.hints"; }};\n'
+        'zone "." { type hint; file "/etc/bind/db.root"; };\n'
     )
     sec_zones = (
-        f'zone "." {{ type primary; file "{sec}/root.db"; }};\n'
-        f'zone "example" {{ type primary; file "{sec}/example.db"; }};\n'
+        'zone "." { type primary; file "/etc/bind/db.root-local"; };\n'
+        'zone "example" { type primary; file "/etc/bind/db.example"; };\n'
         f'zone "{ZONE}" {{ type secondary; primaries {{ {SERVER}; }}; '
-        f'file "{sec}/{ZONE}.db"; }};\n'
+        f'file "/var/cache/bind/db.{ZONE}"; }};\n'
         # a zone of a site whose primary is gone: the secondary keeps trying
-        f'zone "lab.lan" {{ type secondary; primaries {{ 10.77.0.200; }}; '
-        f'file "{sec}/lab.lan.db"; }};\n'
+        'zone "lab.lan" { type secondary; primaries { 10.77.0.200; }; '
+        'file "/var/cache/bind/db.lab.lan"; };\n'
     )
-    (prim / "named.conf").write_text(
-        _conf(prim, f"{SERVER}; 127.0.0.1", prim_zones, prim / "rndc.key",
-              f"\tlisten-on-v6 {{ {SERVER6}; }};\n\tnotify yes;\n")
-    )
-    (sec / "named.conf").write_text(
-        _conf(sec, f"{SECONDARY}; 127.0.0.1", sec_zones, sec / "rndc.key",
-              "\tlisten-on-v6 { none; };\n")
-    )
+    (prim / "etc" / "named.conf").write_text(
+        _conf(f"{SERVER}; 127.0.0.1", prim_zones,
+              f"\tlisten-on-v6 {{ {SERVER6}; }};\n\tnotify yes;\n"))
+    (sec / "etc" / "named.conf").write_text(
+        _conf(f"{SECONDARY}; 127.0.0.1", sec_zones, "\tlisten-on-v6 { none; };\n"))
     for d in (prim, sec):
-        shutil.chown(d, "bind", "bind")
-        for f in d.iterdir():
-            shutil.chown(f, "bind", "bind")
+        for sub in ("etc", "cache", "run"):
+            shutil.chown(d / sub, "root" if sub == "etc" else "bind", "bind")
+            (d / sub).chmod(0o2775 if sub == "etc" else 0o775)
+        for f in (d / "etc").iterdir():
+            shutil.chown(f, "root", "bind")
+            f.chmod(0o640)
     return prim, sec
 
 
 def _named(ns: str, d: Path) -> None:
-    # named forks into the background as Debian's unit starts it (-u bind, syslog)
-    run_in(ns, "named", "-u", "bind", "-c", str(d / "named.conf"), timeout=30)
+    """named as Debian's unit starts it (``named -u bind``: it forks, logs to syslog),
+    in a mount namespace of its own where ``d``'s trees are its packaged directories."""
+    Path("/run/named").mkdir(exist_ok=True)
+    mounts = " && ".join(f"mount --bind {d}/{src} {dst}" for src, dst in (
+        ("etc", "/etc/bind"), ("cache", "/var/cache/bind"), ("run", "/run/named")))
+    run_in(ns, *private_mounts(mounts, "exec named -u bind"), timeout=30)
 
 
 def _rndc(ns: str, d: Path, *cmd: str) -> None:
-    run_in(ns, "rndc", "-k", str(d / "rndc.key"), "-s", "127.0.0.1", *cmd, timeout=30)
+    run_in(ns, "rndc", "-k", str(d / "etc" / "rndc.key"), "-s", "127.0.0.1", *cmd, timeout=30)
 
 
 def _dig(host: str, server: str, *query: str) -> tuple[str, ...]:
@@ -183,7 +192,7 @@ def named(work: Path) -> list[Proc]:
     _rndc(SRV, prim, "status")
     _rndc(SRV, prim, "flush")
     marker("named in netns: the zone is edited (new serial) and reloaded; notify and transfer")
-    (prim / f"{ZONE}.db").write_text(_zone(2026120702))
+    (prim / "etc" / f"db.{ZONE}").write_text(_zone(2026120702))
     _rndc(SRV, prim, "reload", ZONE)
     time.sleep(4)
     marker("named in netns: rndc reconfig")
@@ -201,11 +210,11 @@ def named(work: Path) -> list[Proc]:
     run_in(CLI, "sh", "-c", f"printf 'server {SERVER}\\nzone {ZONE}\\n"
            f"update add rogue.{ZONE} 300 A 10.77.0.66\\nsend\\n' | nsupdate -t 5")
     marker("named in netns: a zone file with an error is reloaded")
-    (prim / f"{ZONE}.db").write_text(_zone(2026120703, broken=True))
+    (prim / "etc" / f"db.{ZONE}").write_text(_zone(2026120703, broken=True))
     _rndc(SRV, prim, "reload", ZONE)
     time.sleep(2)
     marker("named in netns: the error is fixed and the zone reloaded")
-    (prim / f"{ZONE}.db").write_text(_zone(2026120704))
+    (prim / "etc" / f"db.{ZONE}").write_text(_zone(2026120704))
     _rndc(SRV, prim, "reload", ZONE)
     time.sleep(4)
     marker("named in netns: the secondary's lab.lan primary stays unreachable")
@@ -217,16 +226,18 @@ def named(work: Path) -> list[Proc]:
     _named(SRV, prim)
     time.sleep(3)
     marker("named in netns: a start with a broken named.conf (refused)")
-    # (not "named-bad.conf": the file name is in named's "running as:" line)
-    bad = prim / "named-next.conf"
-    bad.write_text((prim / "named.conf").read_text().replace(
+    # the running primary read its named.conf at start: an edit waits for a reload, and a
+    # second named started with the edited file refuses it
+    conf = prim / "etc" / "named.conf"
+    good = conf.read_text()
+    conf.write_text(good.replace(
         "\tdnssec-validation no;\n", "\tdnssec-validation no;\n\tlisten-on-port 53;\n"))
-    shutil.chown(bad, "bind", "bind")
-    run_in(CLI, "named", "-u", "bind", "-c", str(bad), timeout=30)
+    _named(CLI, prim)
+    conf.write_text(good)
     marker("named in netns: stop both")
     _rndc(SRV, prim, "stop")
     _rndc(CLI, sec, "stop")
     time.sleep(2)
     for d in (prim, sec):
-        _stop_pidfile(d / "named.pid")
+        _stop_pidfile(d / "run" / "named.pid")
     return []

@@ -1,8 +1,9 @@
 """The xinetd capture scenario: the classic super-server starting small services for the
 hosts of a site, with its limits and a configuration an admin edits.
 
-xinetd runs in the server namespace in the foreground with a configuration of its own in
-the scratch directory (``-f``; nothing of this machine's ``/etc/xinetd.d`` is read) and
+xinetd runs in the server namespace in the foreground with a configuration of its own,
+bind-mounted over ``/etc/xinetd.conf`` in a mount namespace of its own (nothing of this
+machine's ``/etc/xinetd.conf`` or ``/etc/xinetd.d`` is read), and
 logs to syslog as Debian's default does (``SYSLOG daemon info``, with
 ``log_on_success = HOST PID DURATION EXIT`` and ``log_on_failure = HOST ATTEMPT``, as
 classic servers configure it). Its services: the internal ``daytime``/``echo``/``time``,
@@ -31,6 +32,7 @@ from nanomodel.harvest.netns import (
     SRV,
     Proc,
     marker,
+    private_mounts,
     py_in,
     run_in,
     start_in,
@@ -202,8 +204,11 @@ def xinetd(work: Path) -> list[Proc]:
                         f"s.bind(('{SERVER}',7002));s.listen();time.sleep(600)")
     time.sleep(0.5)
     marker("xinetd in netns: start (one service's server is missing)")
-    daemon = start_in(SRV, "xinetd", "-dontfork", "-f", str(conf),
-                      "-pidfile", str(root / "xinetd.pid"))
+    # its own mount namespace where the scenario's file is /etc/xinetd.conf (the path its
+    # lines name), as the packaged daemon reads it
+    daemon = start_in(SRV, *private_mounts(
+        f"mount --bind {conf} /etc/xinetd.conf",
+        f"exec xinetd -dontfork -pidfile {root}/xinetd.pid"))
     time.sleep(1.5)
     marker("xinetd in netns: hosts fetch the time and echo a line")
     py_in(CLI, _client(13, CLIENT_HOSTS[:20]), timeout=60)
