@@ -3,11 +3,13 @@
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
 nginx-light, cron, rsyslog, postfix, zookeeper, inetutils-inetd, inetutils-ftpd, sudo,
-logrotate; not installed by bootstrap: this is a manual tool, CI never runs it)::
+logrotate, bind9 and bind9-dnsutils, xinetd and rsync, snmpd and snmp; not installed by
+bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
     python -m nanomodel.harvest.capture /work/scratch/one --only 9-classic --no-write
     python -m nanomodel.harvest.capture /work/scratch/capture --relabel --with /work/scratch/one
+    python -m nanomodel.harvest.capture /work/scratch/new --only a-named --sources named
 
 Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
 "internet" addresses 10.77.0.10-59 and fd77::2a0-2b3 that scanners and users come from) carry all
