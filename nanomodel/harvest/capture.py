@@ -3,7 +3,7 @@
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
 nginx-light, cron, rsyslog, postfix, zookeeper, inetutils-inetd, inetutils-ftpd, sudo,
-logrotate, bind9 and bind9-dnsutils, xinetd and rsync, snmpd and snmp; not installed by
+logrotate, bind9 and bind9-dnsutils, xinetd and rsync, snmpd and snmp, isc-dhcp-server; not installed by
 bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
@@ -159,10 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         help="write only these sources' files (a capture of new scenarios alone, when the "
         "earlier captures' logs are gone: the files of pam, rsyslog, ... stay as they are)",
     )
+    ap.add_argument(
+        "--add",
+        action="store_true",
+        help="add this capture's lines to the sources' files instead of replacing them "
+        "(a new program of a source already captured, e.g. dhcpd beside dhclient, when the "
+        "earlier capture's log is gone); a line already in the file is not added twice",
+    )
     args = ap.parse_args(argv)
     if args.relabel:
         _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)],
-               sources=args.sources)
+               sources=args.sources, add=args.add)
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
@@ -205,14 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write([log], sources=args.sources)
+        _write([log], sources=args.sources, add=args.add)
     return 0
 
 
-def _write(logs: list[Path], folder: Path = DATA, sources: list[str] | None = None) -> None:
+def _write(logs: list[Path], folder: Path = DATA, sources: list[str] | None = None,
+           add: bool = False) -> None:
     # One text, so the per-shape repeat cap and the labels see every capture at once.
     text = "".join(_ended(log.read_text(errors="replace")) for log in logs)
-    counts = write_captured(text, folder, sources)
+    counts = write_captured(text, folder, sources, add=add)
     for source, n in sorted(counts.items()):
         print(f"{source}: {n} captured lines")
 

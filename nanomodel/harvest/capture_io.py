@@ -42,6 +42,7 @@ _TAG_SOURCE = {
     "dnsmasq": "dnsmasq",
     "dnsmasq-dhcp": "dnsmasq",
     "dhclient": "isc-dhcp",
+    "dhcpd": "isc-dhcp",
     "udhcpc": "busybox",
     "crond": "busybox",
     "syslogd": "busybox",
@@ -193,13 +194,22 @@ def captured_rows(log_text: str) -> list[dict[str, str]]:
     return rows
 
 
-def write_captured(log_text: str, folder: Path = DATA,
-                   sources: list[str] | None = None) -> dict[str, int]:
+def write_captured(log_text: str, folder: Path = DATA, sources: list[str] | None = None,
+                   add: bool = False) -> dict[str, int]:
     """Replace ``captured/<source>.jsonl`` for every source present in the capture (only
-    for ``sources`` when given)."""
+    for ``sources`` when given); ``add``: keep the file's rows and add the capture's after
+    them, each (text, how) once."""
     rows = captured_rows(log_text)
     if sources is not None:
         rows = [r for r in rows if r["source"] in sources]
+    if add:
+        kept: list[dict[str, str]] = []
+        for source in sorted({r["source"] for r in rows}):
+            path = folder / f"{source}.jsonl"
+            if path.exists():
+                kept.extend(json.loads(line) for line in path.read_text().splitlines() if line)
+        seen = {(r["source"], r["text"], r["how"]) for r in kept}
+        rows = kept + [r for r in rows if (r["source"], r["text"], r["how"]) not in seen]
     return write_rows_by_source(rows, folder)
 
 

@@ -30,6 +30,7 @@ from nanomodel.harvest.netns import (
 )
 from nanomodel.harvest.scenarios_classic import classic
 from nanomodel.harvest.scenarios_cron import cron
+from nanomodel.harvest.scenarios_dhcpd import dhcpd
 from nanomodel.harvest.scenarios_mail import postfix
 from nanomodel.harvest.scenarios_named import named
 from nanomodel.harvest.scenarios_net import chrony, dhcp, openvpn
@@ -209,6 +210,7 @@ ALL: dict[str, Callable[[Path], list[Proc]]] = {
     "a-named": named,
     "b-xinetd": xinetd,
     "c-snmpd": snmpd,
+    "d-dhcpd": dhcpd,
 }
 
 __all__ = ["ALL", "stop_pidfiles"]

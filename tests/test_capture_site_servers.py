@@ -1,7 +1,8 @@
-"""The BIND, xinetd and net-snmp captures: what their configurations and clients hold, how their
-lines are labelled (the line decisions a capture showed were needed), and the committed
-lines they produced (nanomodel/harvest/scenarios_named.py, scenarios_xinetd.py,
-scenarios_snmpd.py, capture_io.py, overrides.LINE_DECISIONS)."""
+"""The site servers' captures (BIND, xinetd, net-snmp, the ISC DHCP server): what their
+configurations and clients hold, how their lines are labelled (the line decisions a
+capture showed were needed), and the committed lines they produced
+(nanomodel/harvest/scenarios_named.py, scenarios_xinetd.py, scenarios_snmpd.py,
+scenarios_dhcpd.py, capture_io.py, overrides.LINE_DECISIONS)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from nanomodel import realtext
 from nanomodel.harvest import capture
 from nanomodel.harvest.capture_io import captured_rows
 from nanomodel.harvest.scenarios import ALL
+from nanomodel.harvest.scenarios_dhcpd import POOL, dhcpd_conf, mac
 from nanomodel.harvest.scenarios_named import HOSTS, _conf, _queries, _zone
 from nanomodel.harvest.scenarios_snmpd import OIDS, _polls, snmpd_conf
 from nanomodel.harvest.scenarios_xinetd import _client
@@ -31,9 +33,9 @@ def _labels(*lines: str) -> list[tuple[str, str]]:
 
 
 def test_the_scenarios_are_registered_and_run_after_the_others() -> None:
-    assert [ALL[k].__name__ for k in ("a-named", "b-xinetd", "c-snmpd")] == [
-        "named", "xinetd", "snmpd"]
-    assert sorted(ALL)[-3:] == ["a-named", "b-xinetd", "c-snmpd"]
+    assert [ALL[k].__name__ for k in ("a-named", "b-xinetd", "c-snmpd", "d-dhcpd")] == [
+        "named", "xinetd", "snmpd", "dhcpd"]
+    assert sorted(ALL)[-4:] == ["a-named", "b-xinetd", "c-snmpd", "d-dhcpd"]
 
 
 def test_a_zone_transfer_ending_is_routine_and_its_failure_is_not() -> None:
@@ -147,6 +149,48 @@ def test_snmpd_connections_are_routine_and_refused_ones_are_not() -> None:
         f"{HEAD} snmpd[5]: Connection from UDP: [10.77.0.59]:41822->[10.77.0.1]:161 REFUSED",
         f"{ERR} snmpd[5]: Error opening specified endpoint \"udp:10.77.0.250:161\"",
     ) == [("snmpd", "normal"), ("snmpd", "security"), ("snmpd", "network")]
+
+
+def test_dhcpd_configuration_pool_and_its_broken_edit() -> None:
+    good, broken = dhcpd_conf(), dhcpd_conf(broken=True)
+    assert POOL[1] - POOL[0] + 1 < 14  # fourteen devices and a late one outgrow the pool
+    assert f"range 10.78.0.{POOL[0]} 10.78.0.{POOL[1]};" in good
+    assert good.count(";") == broken.count(";") + 1 and "option routers 10.78.0.1\n" in broken
+    assert len({mac(i) for i in range(16)}) == 16 and mac(10) == "02:4e:46:00:00:0a"
+
+
+def test_dhcp_server_lines_are_routine_and_a_full_pool_is_not() -> None:
+    via = "via nfcap2"
+    assert _labels(
+        f"{HEAD} dhcpd[7]: DHCPDISCOVER from 02:4e:46:00:00:03 (plc-03) {via}",
+        f"{HEAD} dhcpd[7]: DHCPOFFER on 10.78.0.103 to 02:4e:46:00:00:03 (plc-03) {via}",
+        f"{HEAD} dhcpd[7]: DHCPREQUEST for 10.78.0.103 (10.78.0.1) from 02:4e:46:00:00:03 "
+        f"(plc-03) {via}",
+        f"{HEAD} dhcpd[7]: DHCPACK on 10.78.0.103 to 02:4e:46:00:00:03 (plc-03) {via}",
+        f"{HEAD} dhcpd[7]: DHCPRELEASE of 10.78.0.107 from 02:4e:46:00:00:06 (plc-06) {via} "
+        "(found)",
+        f"{HEAD} dhcpd[7]: DHCPREQUEST for 10.99.0.5 from 02:4e:46:00:00:09 {via}: wrong "
+        "network.",
+        f"{ERR} dhcpd[7]: DHCPDISCOVER from 02:4e:46:00:00:0e {via}: network 10.78.0.0/24: no "
+        "free leases",
+    ) == [("isc-dhcp", "normal")] * 6 + [("isc-dhcp", "network")]
+
+
+def test_add_keeps_a_sources_earlier_lines_and_adds_each_new_one_once(tmp_path: Path) -> None:
+    """dhcpd's lines join dhclient's in isc-dhcp's file although dhclient's capture log is
+    gone; adding the same capture again changes nothing."""
+    out = tmp_path / "captured"
+    out.mkdir()
+    earlier = {"source": "isc-dhcp", "text": "dhclient[3]: DHCPACK of 10.77.0.50 from "
+               "10.77.0.1", "label": "normal", "reason": "r", "template_origin": "",
+               "how": "dhcp", "level": "info"}
+    (out / "isc-dhcp.jsonl").write_text(json.dumps(earlier) + "\n")
+    log = tmp_path / "syslog.log"
+    log.write_text(f"{HEAD} dhcpd[7]: DHCPACK on 10.78.0.103 to 02:4e:46:00:00:03 via nfcap2\n")
+    for _ in range(2):
+        capture._write([log], out, sources=["isc-dhcp"], add=True)
+        rows = [json.loads(x) for x in (out / "isc-dhcp.jsonl").read_text().splitlines()]
+        assert [r["text"].split("[")[0] for r in rows] == ["dhclient", "dhcpd"]
 
 
 @pytest.mark.parametrize(("source", "at_least"), [("named", 150), ("xinetd", 150), ("snmpd", 60)])
