@@ -6,6 +6,7 @@
     python benchmarks/model_real.py --known         # known daemons, new captured lines
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
     python benchmarks/model_real.py --journal       # ... on a booted systemd's journal
+    python benchmarks/model_real.py --next          # ... on captured lines not trained on yet
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
@@ -32,7 +33,9 @@ own runtime, on the public log samples no model is trained on (fail2ban's test l
 per source and overall, against the same keyword rule. ``--journal [BUNDLE]`` does the
 same on a booted systemd's journal captured here (:func:`nanomodel.realtext.load_journal`:
 the service manager's own lines, each as the agent's journald source reads it), also
-with each entry's PRIORITY weighed in as the agent does.
+with each entry's PRIORITY weighed in as the agent does. ``--next [BUNDLE]`` scores it on
+the lines captured here that no shipped model is trained on yet
+(:func:`nanomodel.realtext.load_captured_next`: site servers whose templates it knows).
 
 ``--write`` stores the figures in ``nanomodel/data/real_heldout.json`` with a
 fingerprint of the recipe and the data; ``build_default`` copies them into the
@@ -152,20 +155,23 @@ def _known() -> int:
     return 0
 
 
-def _samples(bundle: Path, journal: bool = False) -> int:
+def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
     """The shipped bundle, as the agent runs it, on the public log samples that no model
     is trained on (fail2ban's test logs: other people's systems, many software versions),
-    or on the journal of a booted systemd (``journal``: with each entry's level too)."""
+    on the journal of a booted systemd (``journal``: with each entry's level too), or on
+    the captured lines not trained on yet (``nxt``)."""
     from agent.config import AlertConfig
     from agent.model import LoadedModel
-    from nanomodel.realtext import load_journal, load_samples
+    from nanomodel.realtext import load_captured_next, load_journal, load_samples
 
-    captured = load_journal() if journal else load_samples()
+    captured = (load_journal() if journal else load_captured_next() if nxt
+                else load_samples())
     lines = [(c.text, c.label, c.source) for c in captured]
     model = LoadedModel.load(bundle)
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
     rep = report(lines, anomaly)
-    what = "journal lines of a booted systemd" if journal else "public sample lines"
+    what = ("journal lines of a booted systemd" if journal else
+            "captured lines of site servers" if nxt else "public sample lines")
     print(f"{bundle.name} on {len(lines)} {what} of {len(rep) - 1} sources, "
           "never trained on\n")
     print(format_table(rep))
@@ -256,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", nargs="?", type=Path, const=default_bundle_path(),
                         metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
                         "the public log samples no model is trained on")
+    parser.add_argument("--next", nargs="?", type=Path, const=default_bundle_path(),
+                        dest="next_lines", metavar="BUNDLE",
+                        help="score a bundle (default: the shipped one) on the captured lines "
+                        "no shipped model is trained on yet (captured_next/)")
     parser.add_argument("--journal", nargs="?", type=Path, const=default_bundle_path(),
                         metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
                         "a booted systemd's journal no model is trained on")
@@ -320,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return _samples(args.samples)
     if args.journal:
         return _samples(args.journal, journal=True)
+    if args.next_lines:
+        return _samples(args.next_lines, nxt=True)
     if args.hand:
         return _hand_written(args.hand)
     mix, cfg, prior = recipe(quiet=True)

@@ -200,7 +200,8 @@ def _all_captured() -> tuple[CapturedLine, ...]:
         (t.source, t.origin): t for t in _all_templates() if t.reason.startswith("review:")
     }
     out: list[CapturedLine] = []
-    for path, n, r in _rows_at("captured") + _rows_at("samples") + _rows_at("journal"):
+    for path, n, r in (_rows_at("captured") + _rows_at("captured_next") + _rows_at("samples")
+                       + _rows_at("journal")):
         if "template_origin" not in r:
             raise ValueError(f"{path}:{n}: a captured row without template_origin: label "
                              "the captures again (python -m nanomodel.harvest.capture "
@@ -226,6 +227,13 @@ def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
     """Every line real daemons printed here, or those of the given sources (training and
     the held-out evaluation; public samples are not among them: :func:`load_samples`)."""
     return _lines("captured", sources)
+
+
+def load_captured_next(sources: list[str] | None = None) -> list[CapturedLine]:
+    """Lines captured here that the shipped model is not trained on yet (``captured_next/``:
+    the next retrain's, docs/model.md "Site servers captured"): meanwhile an evaluation of
+    the shipped model on real lines of daemons whose templates it knows."""
+    return _lines("captured_next", sources)
 
 
 def load_samples(sources: list[str] | None = None) -> list[CapturedLine]:

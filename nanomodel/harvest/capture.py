@@ -3,13 +3,14 @@
 Usage (root; the daemons must be installed: openssh-server, openssh-sftp-server,
 mosquitto(+clients), dnsmasq-base, isc-dhcp-client, chrony, busybox, openvpn, apache2,
 nginx-light, cron, rsyslog, postfix, zookeeper, inetutils-inetd, inetutils-ftpd, sudo,
-logrotate, bind9 and bind9-dnsutils, xinetd and rsync, snmpd and snmp, isc-dhcp-server; not installed by
-bootstrap: this is a manual tool, CI never runs it)::
+logrotate, bind9 and bind9-dnsutils, xinetd and rsync, snmpd and snmp, isc-dhcp-server;
+not installed by bootstrap: this is a manual tool, CI never runs it)::
 
     python -m nanomodel.harvest.capture /work/scratch/capture
     python -m nanomodel.harvest.capture /work/scratch/one --only 9-classic --no-write
     python -m nanomodel.harvest.capture /work/scratch/capture --relabel --with /work/scratch/one
-    python -m nanomodel.harvest.capture /work/scratch/new --only a-named --sources named
+    python -m nanomodel.harvest.capture /work/scratch/new --only a-named --sources named \
+        --folder nanomodel/data/real/captured_next
 
 Two namespaces joined by a veth pair (server 10.77.0.1, client 10.77.0.2 and the
 "internet" addresses 10.77.0.10-59 and fd77::2a0-2b3 that scanners and users come from) carry all
@@ -160,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         "earlier captures' logs are gone: the files of pam, rsyslog, ... stay as they are)",
     )
     ap.add_argument(
+        "--folder",
+        type=Path,
+        default=DATA,
+        help="write the files into this folder instead of captured/ (captured_next/: lines "
+        "the next retrain takes, an evaluation of the shipped model until then)",
+    )
+    ap.add_argument(
         "--add",
         action="store_true",
         help="add this capture's lines to the sources' files instead of replacing them "
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.relabel:
         _write([args.workdir / "syslog.log", *(d / "syslog.log" for d in args.more)],
-               sources=args.sources, add=args.add)
+               args.folder, sources=args.sources, add=args.add)
         return 0
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd, /dev/log)", file=sys.stderr)
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         Path("/dev/log").unlink(missing_ok=True)
         netns_down()
     if not args.no_write:
-        _write([log], sources=args.sources, add=args.add)
+        _write([log], args.folder, sources=args.sources, add=args.add)
     return 0
 
 
