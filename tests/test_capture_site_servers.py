@@ -213,14 +213,15 @@ def test_committed_captures_are_mostly_routine_with_their_trouble(
 
 def test_the_next_retrains_lines_are_not_trained_on_yet() -> None:
     """captured_next/ is an evaluation of the shipped model until a retrain takes it
-    (docs/model.md "Site servers captured"): no line of it is among the training lines,
-    and the earlier captures of the same sources (dhclient's) still are."""
-    from nanomodel.build_default import real_training_lines
-
-    trained = {text for text, _, _ in real_training_lines()}
+    (docs/model.md "Site servers captured"): the captured lines training reads are the
+    other folder's, and the earlier captures of the same sources (dhclient's) still are.
+    (That the training lines as a whole are the shipped model's is
+    test_model_training's build-record check; a constant template such as the kernel's
+    ``Zone ranges:`` renders to the same text as its captured line.)"""
     nxt = realtext.load_captured_next()
-    assert {c.source for c in nxt} == {"named", "xinetd", "snmpd", "isc-dhcp"}
-    assert not any(c.text in trained for c in nxt)
+    assert {c.source for c in nxt} == {"named", "xinetd", "snmpd", "isc-dhcp", "linux"}
     assert {c.collection for c in nxt} == {"captured_next"}
-    assert not any(c.collection == "captured_next" for c in realtext.load_captured())
+    captured = realtext.load_captured()
+    assert not any(c.collection == "captured_next" for c in captured)
+    assert not {c.text for c in captured} & {c.text for c in nxt}
     assert any(c.text.startswith("dhclient") for c in realtext.load_captured(["isc-dhcp"]))
