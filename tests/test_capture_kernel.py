@@ -44,8 +44,13 @@ def test_records_are_labelled_with_their_level_and_the_step_that_made_them() -> 
 def test_boot_chatter_the_rules_misread_is_decided_normal() -> None:
     """"panic=10" on the command line, an empty SATA port probed at boot: line decisions."""
     rows = {r["text"]: r for r in dmesg_rows(DUMP)}
+    rows.update({r["text"]: r for r in dmesg_rows(
+        "<4>[ 0.3] acpi PNP0A03:00: fail to add MMCONFIG information, can't access extended "
+        "PCI configuration space under this bridge.")})
     for text in ("kernel: Command line: console=ttyS0 quiet panic=10",
-                 "kernel: ata4: SATA link down (SStatus 0 SControl 300)"):
+                 "kernel: ata4: SATA link down (SStatus 0 SControl 300)",
+                 "kernel: acpi PNP0A03:00: fail to add MMCONFIG information, can't access "
+                 "extended PCI configuration space under this bridge."):
         assert rows[text]["label"] == "normal", rows[text]["reason"]
         assert rows[text]["reason"].startswith("line decision: ")
     # a link that goes down with a device behind it (SStatus not 0) keeps its template's label
@@ -85,6 +90,15 @@ def test_modules_load_after_what_they_depend_on(tmp_path: Path) -> None:
         "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/lib/crc16.ko",
         "kernel/fs/ext4/ext4.ko",
     ]
+
+
+def test_the_two_machines_differ_in_controllers_nics_and_cpus() -> None:
+    from hil.kernel_capture import MACHINES
+
+    q35, pc = (" ".join(MACHINES[m]) for m in ("q35", "pc"))
+    assert "ahci" in q35 and "e1000" in q35 and "-smp 1" in q35
+    assert "ide.0" in pc and "rtl8139" in pc and "-smp 2" in pc
+    assert {"ata_piix", "8139too", "ahci", "e1000"} <= set(MODULES)
 
 
 def test_init_finds_its_disks_by_label_and_dumps_the_ring_buffer_last() -> None:

@@ -299,6 +299,14 @@ LINE_DECISIONS: list[tuple[str, re.Pattern[str], str, str]] = [
         ),
         (
             "linux",
+            r"^acpi \S+: fail to add MMCONFIG information, can't access extended PCI "
+            r"configuration space under this bridge\.$",
+            "normal",
+            "the firmware describes no MMCONFIG area for a PCI (not PCIe) host bridge, as "
+            "on older chipsets and QEMU's i440FX: every boot, nothing to do",
+        ),
+        (
+            "linux",
             r"^ata\d+: SATA link down \(SStatus 0 SControl 300\)$",
             "normal",
             "a SATA port with nothing plugged in, probed at boot (SStatus 0: no device; "

@@ -3,11 +3,12 @@ under QEMU with a BusyBox initramfs whose ``/init`` is :data:`INIT` (the booting
 rig's, :mod:`hil.kernel_capture`).
 
 A device's kernel log is mostly the boot (CPU, memory, ACPI, PCI, clocks, the drivers of
-its hardware) and then little, until hardware or software fails. The machine has the
-hardware a small x86 box or a cluster node has: virtio disks, a SATA disk on an AHCI
-controller with five empty ports, an e1000 NIC, a USB 3 controller with a memory stick
-and a keyboard. After the boot ``/init`` loads the
-drivers the way udev would (``insmod``, dependencies first) and runs the scenarios, each
+its hardware) and then little, until hardware or software fails. The machines have the
+hardware a small x86 box or a cluster node has (``hil.kernel_capture.MACHINES``): virtio
+disks, a SATA disk on an AHCI controller with five empty ports or an IDE disk, an e1000 or
+RTL8139 NIC, a USB 3 controller with a memory stick and a keyboard. After the boot
+``/init`` loads the drivers the way udev would (``insmod``, dependencies first; a driver
+for hardware the machine lacks loads and finds nothing) and runs the scenarios, each
 after a marker it writes into the kernel log itself (``/dev/kmsg``: ``nfcapture: BEGIN
 <how>``):
 
@@ -28,7 +29,8 @@ from __future__ import annotations
 # Drivers for the machine's devices (the module files' names); their dependencies come
 # from each module's own .modinfo (hil.kernel_capture.module_order)
 MODULES = (
-    "virtio_pci", "virtio_blk", "virtio_net", "e1000", "ahci", "sd_mod", "xhci-pci",
+    "virtio_pci", "virtio_blk", "virtio_net", "e1000", "8139too", "ahci", "ata_piix", "sd_mod",
+    "xhci-pci",
     "usb-storage", "usbhid", "hid-generic", "crc32c_generic", "ext4",
 )
 
