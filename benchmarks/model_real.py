@@ -7,6 +7,7 @@
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
     python benchmarks/model_real.py --journal       # ... on a booted systemd's journal
     python benchmarks/model_real.py --next          # ... on captured lines not trained on yet
+    python benchmarks/model_real.py --folds 8 --with-next  # a retrain that takes them
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
@@ -266,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         dest="next_lines", metavar="BUNDLE",
                         help="score a bundle (default: the shipped one) on the captured lines "
                         "no shipped model is trained on yet (captured_next/)")
+    parser.add_argument("--with-next", action="store_true",
+                        help="train (and hold out) with the captured lines no shipped model is "
+                        "trained on yet (captured_next/) too: what a retrain with them measures")
     parser.add_argument("--journal", nargs="?", type=Path, const=default_bundle_path(),
                         metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
                         "a booted systemd's journal no model is trained on")
@@ -339,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs)
     cfg = replace(cfg, **train_variant)
-    lines = real_training_lines(own_draws=mix.keyed_draws)
+    if args.with_next and args.write:
+        parser.error("--with-next measures a retrain the shipped model is not: no --write")
+    lines = real_training_lines(own_draws=mix.keyed_draws, with_next=args.with_next)
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,
                             sent=args.sent, probs=args.levels)

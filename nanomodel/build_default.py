@@ -66,13 +66,14 @@ def recipe(quiet: bool = False) -> tuple[MixConfig, TrainConfig, PriorFn | None]
     return MIX, cfg, None
 
 
-def real_training_lines(own_draws: bool = False) -> list[RealLine]:
+def real_training_lines(own_draws: bool = False, with_next: bool = False) -> list[RealLine]:
     """Every real line the shipped model trains on (fixed seed: same lines every build;
-    ``own_draws``: one generator per template, ``MixConfig.keyed_draws``)."""
+    ``own_draws``: one generator per template, ``MixConfig.keyed_draws``; ``with_next``:
+    also the captured lines not trained on yet, to measure a retrain with them)."""
     from nanomodel.realtext import real_lines
 
     return real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
-                      own_draws=own_draws)
+                      own_draws=own_draws, with_next=with_next)
 
 
 # Switches added to MixConfig or TrainConfig after figures were stored, with the value

@@ -320,6 +320,7 @@ def real_lines(
     captured: bool = True,
     captured_texts: set[str] | None = None,
     own_draws: bool = False,
+    with_next: bool = False,
 ) -> list[tuple[str, str, str]]:
     """(text, label, source): each template rendered ``per_template`` times, and captured lines.
 
@@ -330,7 +331,8 @@ def real_lines(
     text is in ``captured_texts``, when given). Public samples are not training text
     (:func:`load_samples`). ``own_draws``: each template's and captured line's values
     come from a generator of its own (:class:`OwnDraws`), so ``rng`` renders a template
-    the same way whichever other templates or sources are loaded.
+    the same way whichever other templates or sources are loaded. ``with_next``: the lines
+    of ``captured_next/`` too, after the others (to measure a retrain with them).
     """
     own = OwnDraws(rng.getrandbits(64)) if own_draws else None
     out: list[tuple[str, str, str]] = []
@@ -350,7 +352,8 @@ def real_lines(
     if captured:
         out.extend((_as_in_a_file(c.text, own.rng(c.source, c.text) if own else rng,
                                   prefix_share), c.label, c.source)
-                   for c in load_captured(sources)
+                   for c in [*load_captured(sources),
+                             *(load_captured_next(sources) if with_next else [])]
                    if captured_texts is None or c.text in captured_texts)
     return out
 

@@ -225,3 +225,15 @@ def test_the_next_retrains_lines_are_not_trained_on_yet() -> None:
     assert not any(c.collection == "captured_next" for c in captured)
     assert not {c.text for c in captured} & {c.text for c in nxt}
     assert any(c.text.startswith("dhclient") for c in realtext.load_captured(["isc-dhcp"]))
+
+
+def test_a_retrain_with_the_next_lines_can_be_measured() -> None:
+    """``model_real.py --with-next`` trains on them too; by default nothing does."""
+    import random
+
+    without = realtext.real_lines(random.Random(1), sources=["snmpd"])
+    with_next = realtext.real_lines(random.Random(1), sources=["snmpd"], with_next=True)
+    added = realtext.load_captured_next(["snmpd"])
+    assert len(with_next) - len(without) == len(added) > 0
+    assert with_next[: len(without)] == without  # the shipped lines first, drawn alike
+    assert {label for _, label, _ in with_next[len(without):]} == {c.label for c in added}
