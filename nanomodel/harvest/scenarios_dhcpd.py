@@ -12,13 +12,14 @@ capture's first pair stays the "internet" side) and, at its first start, also on
 ``nfcap0``, for which it has no subnet declaration (it says so and ignores that link, as
 on a multi-homed host). The devices are macvlan interfaces on the client end of the pair,
 each with its own hardware address, asking with BusyBox ``udhcpc`` (their host names in
-option 12), as the dhcp scenario's devices do; a laptop that comes from another network
-and a device shutting down cleanly use ISC ``dhclient`` (its lease file remembers the
-other network's address; ``dhclient -r`` releases).
+option 12), as the dhcp scenario's devices do (those that shut down cleanly with a script
+that configures the address, so their release can leave by unicast); a laptop that comes
+from another network uses ISC ``dhclient``, whose lease file remembers the other
+network's address.
 
-- Healthy: the start banner, fourteen devices booting (DISCOVER, OFFER, REQUEST, ACK), a
-  device with a fixed address, renewals, devices releasing their lease, a restart that
-  keeps the leases.
+- Healthy: the start (``-q``, as Debian's script starts it: no copyright banner), twelve
+  devices booting (DISCOVER, OFFER, REQUEST, ACK), a host with a fixed address, renewals,
+  three devices releasing their lease, a restart that keeps the leases.
 - Trouble: more devices than the pool has addresses (``no free leases``), a device asking
   for an address of another network (NAK), a configuration with a syntax error (dhcpd
   refuses to start).
@@ -93,7 +94,7 @@ def _dhcpd_cmd(root: Path, *ifaces: str) -> tuple[str, ...]:
 
 def _dhclient(root: Path, iface: str, *extra: str) -> tuple[str, ...]:
     """ISC dhclient on ``iface`` with a lease file of its own and no script: one try
-    (``-1``), then it keeps the lease in the background until ``-r`` releases it."""
+    (``-1``); once it has a lease it goes on in the background (the scenario stops it)."""
     return (CLI, "dhclient", "-1", "-sf", "/bin/true", "-lf", str(root / f"{iface}.leases"),
             "-pf", str(root / f"{iface}.pid"), *extra, iface)
 
