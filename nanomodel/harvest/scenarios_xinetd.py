@@ -184,7 +184,7 @@ def _prepare(work: Path) -> Path:
         f"use chroot = no\nread only = yes\n[plant-config]\n\tpath = {root}/backup\n"
     )
     script = root / "sensor-dump.sh"
-    # the site script: prints the readings, or fails when its data file is missing
+    # the site script: prints the readings, or exits 3 on a request it does not know
     script.write_text(
         "#!/bin/sh\nread req\n[ \"$req\" = all ] || exit 3\n"
         "echo 'pump-1 41.5 C'\necho 'pump-2 39.0 C'\n"
