@@ -36,7 +36,7 @@ same on a booted systemd's journal captured here (:func:`nanomodel.realtext.load
 the service manager's own lines, each as the agent's journald source reads it), also
 with each entry's PRIORITY weighed in as the agent does. ``--next [BUNDLE]`` scores it on
 the lines captured here that no shipped model is trained on yet
-(:func:`nanomodel.realtext.load_captured_next`: site servers whose templates it knows).
+(:func:`nanomodel.realtext.load_captured_next`: site servers and a real kernel).
 
 ``--write`` stores the figures in ``nanomodel/data/real_heldout.json`` with a
 fingerprint of the recipe and the data; ``build_default`` copies them into the
@@ -172,7 +172,7 @@ def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
     rep = report(lines, anomaly)
     what = ("journal lines of a booted systemd" if journal else
-            "captured lines of site servers" if nxt else "public sample lines")
+            "captured lines not trained on yet" if nxt else "public sample lines")
     print(f"{bundle.name} on {len(lines)} {what} of {len(rep) - 1} sources, "
           "never trained on\n")
     print(format_table(rep))
