@@ -168,12 +168,61 @@ def boot(work: Path, kernel: Path, initrd: Path, made: dict[str, Path], machine:
         "-drive", f"file={made['small']},format=raw,if=none,id=small",
         "-device", "qemu-xhci,id=xhci",
         "-drive", f"file={made['stick']},format=raw,if=none,id=stick",
-        "-device", "usb-storage,drive=stick,bus=xhci.0",
+        "-device", "usb-storage,drive=stick,bus=xhci.0,id=stickdev",
         "-device", "usb-kbd,bus=xhci.0",
         "-netdev", "user,id=n0,restrict=on",
     ]
-    subprocess.run(cmd, check=True, timeout=timeout)
+    qmp = work / f"qmp-{machine}.sock"
+    qmp.unlink(missing_ok=True)
+    cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    proc = subprocess.Popen(cmd)
+    try:
+        _answer_requests(proc, console, qmp, timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.wait() != 0:
+        raise RuntimeError(f"qemu exited {proc.returncode}")
     return dmesg
+
+
+# What the guest asks the host to do to its hardware (``NFSYNC <request>`` on its console,
+# :data:`~nanomodel.harvest.scenarios_kernel.INIT`), as QMP commands
+REQUESTS: dict[str, dict[str, object]] = {
+    "link-down": {"execute": "set_link", "arguments": {"name": "n0", "up": False}},
+    "link-up": {"execute": "set_link", "arguments": {"name": "n0", "up": True}},
+    "unplug-stick": {"execute": "device_del", "arguments": {"id": "stickdev"}},
+}
+
+
+def _answer_requests(proc: subprocess.Popen[bytes], console: Path, qmp: Path,
+                     timeout: float) -> None:
+    """Until QEMU exits: each ``NFSYNC <request>`` the guest prints is done over QMP."""
+    import json
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    done = 0
+    sock: socket.socket | None = None
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the kernel capture's boot did not finish")
+        time.sleep(0.2)
+        seen = re.findall(r"NFSYNC (\S+)", console.read_text(errors="replace")
+                          if console.exists() else "")
+        for request in seen[done:]:
+            if sock is None:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(str(qmp))
+                sock.recv(65536)  # the greeting
+                sock.sendall(b'{"execute": "qmp_capabilities"}\n')
+                sock.recv(65536)
+            sock.sendall(json.dumps(REQUESTS[request]).encode() + b"\n")
+            sock.recv(65536)
+        done = len(seen)
+    if sock is not None:
+        sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

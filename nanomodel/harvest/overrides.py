@@ -315,6 +315,15 @@ LINE_DECISIONS: list[tuple[str, re.Pattern[str], str, str]] = [
             "by a rule, which the next retrain's review must decide (docs/model.md)",
         ),
         (
+            "linux",
+            r"^\S+: attempt to access beyond end of device$",
+            "storage",
+            "I/O past the end of a block device: the device vanished or shrank (a pulled "
+            "disk reads as size 0, \"limit=0\" on the next line) or a file system is bigger "
+            "than its device; printed at info, so the level rule made it normal (its "
+            "harvested template too, for the next retrain's review: docs/model.md)",
+        ),
+        (
             # a macro in service.h, which the harvest (C files only) did not see
             "xinetd",
             r"^Service \S+: server exit with 0 running servers$",

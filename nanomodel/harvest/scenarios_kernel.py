@@ -15,7 +15,9 @@ after a marker it writes into the kernel log itself (``/dev/kmsg``: ``nfcapture:
 - healthy: an ext4 file system mounted, written, checked and unmounted; the NIC up with a
   DHCP lease from QEMU's own user-mode network (``restrict=on``: nothing leaves the VM);
   the USB stick mounted and unmounted;
-- trouble: a disk that returns read errors (QEMU's ``blkdebug`` injects EIO), an ext4 file
+- trouble: the network cable pulled and plugged back and the USB stick pulled out while
+  mounted (``/init`` asks the host, ``NFSYNC <request>`` on the console, and the rig does
+  it over QMP), a disk that returns read errors (QEMU's ``blkdebug`` injects EIO), an ext4 file
   system whose inode a crash cleared (``debugfs clri``) used (mounted ``errors=remount-ro``,
   as Debian's installer mounts the root file system), a program that dereferences
   a null pointer, a program that eats all memory (the OOM killer), a file system filled up.
@@ -75,6 +77,16 @@ dd if="$failing" of=/dev/null bs=64k 2> /dev/null
 mark "kernel in qemu: an ext4 file system with a cleared inode is used"
 if mount -t ext4 -o errors=remount-ro "$broken" /mnt/broken; then
   ls -l /mnt/broken > /dev/null; cat /mnt/broken/config.txt > /dev/null; umount /mnt/broken
+fi
+mark "kernel in qemu: the network cable is pulled and plugged back"
+ask() { echo "NFSYNC $1" > /dev/ttyS0; sleep 4; }
+ask link-down
+ask link-up
+mark "kernel in qemu: the USB stick is pulled out while mounted"
+if mount -t ext4 "$stick" /mnt/stick; then
+  ask unplug-stick
+  ls /mnt/stick > /dev/null 2>&1; echo x > /mnt/stick/late.txt 2> /dev/null; sync
+  umount /mnt/stick 2> /dev/null
 fi
 mark "kernel in qemu: a program dereferences a null pointer"
 /crashme
