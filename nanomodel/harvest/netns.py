@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +34,18 @@ def private_mounts(mounts: str, command: str) -> tuple[str, ...]:
     of scratch files over /etc, /home, ...): the daemon sees its packaged paths, and
     nothing of this machine is touched."""
     return ("unshare", "-m", "--propagation", "private", "sh", "-c", f"{mounts} && {command}")
+
+
+def in_mount_ns(binds: Mapping[Path, str], command: str) -> tuple[str, ...]:
+    """``command`` in a private mount namespace where each scratch path is bound where the
+    packaged daemon keeps it (``/etc/bind``, ``/var/www``, ...), so the paths in its log are
+    the ones a real server prints, and nothing of this machine's is touched. A directory's
+    missing target is made (``/run/named``: empty, as packaged)."""
+    for src, target in binds.items():
+        if src.is_dir():
+            Path(target).mkdir(parents=True, exist_ok=True)
+    return private_mounts(" && ".join(f"mount --bind {s} {t}" for s, t in binds.items()),
+                          command)
 
 
 def run_in(ns: str, *cmd: str, timeout: float = 30, env: dict[str, str] | None = None) -> int:

@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from nanomodel.harvest.netns import SRV, Proc, marker, private_mounts, start_in
+from nanomodel.harvest.netns import SRV, Proc, in_mount_ns, marker, start_in
 
 _CRONTAB = """SHELL=/bin/sh
 PATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin
@@ -57,17 +57,13 @@ def cron(work: Path) -> list[Proc]:
         if "pam_loginuid.so" not in line and "pam_limits.so" not in line
     )
     (root / "pam-cron").write_text(pam + "\n")
-    binds = " && ".join(
-        f"mount --bind {root}/{src} {dst}"
-        for src, dst in (
-            ("crontab", "/etc/crontab"),
-            ("cron.d", "/etc/cron.d"),
-            ("spool", "/var/spool/cron/crontabs"),
-            ("pam-cron", "/etc/pam.d/cron"),
-        )
-    )
-    Path("/var/spool/cron/crontabs").mkdir(parents=True, exist_ok=True)
+    binds = {
+        root / "crontab": "/etc/crontab",
+        root / "cron.d": "/etc/cron.d",
+        root / "spool": "/var/spool/cron/crontabs",
+        root / "pam-cron": "/etc/pam.d/cron",
+    }
     marker("cron in netns: start; jobs run every minute while the other scenarios run")
-    proc = start_in(SRV, *private_mounts(binds, "exec cron -f"))
+    proc = start_in(SRV, *in_mount_ns(binds, "exec cron -f"))
     time.sleep(1)
     return [proc]

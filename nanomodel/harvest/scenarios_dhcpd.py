@@ -35,8 +35,8 @@ from nanomodel.harvest.netns import (
     CLI,
     SRV,
     Proc,
+    in_mount_ns,
     marker,
-    private_mounts,
     run_in,
     run_many,
     start_in,
@@ -86,10 +86,9 @@ _DIRS = (("etc", "/etc/dhcp"), ("lib", "/var/lib/dhcp"), ("run", "/run/dhcp-serv
 
 
 def _dhcpd_cmd(root: Path, *ifaces: str) -> tuple[str, ...]:
-    Path("/run/dhcp-server").mkdir(exist_ok=True)
-    mounts = " && ".join(f"mount --bind {root}/{src} {dst}" for src, dst in _DIRS)
-    return (SRV, *private_mounts(mounts, "exec dhcpd -f -4 -q -cf /etc/dhcp/dhcpd.conf "
-                                 "-pf /run/dhcp-server/dhcpd.pid " + " ".join(ifaces)))
+    binds = {root / src: dst for src, dst in _DIRS}
+    return (SRV, *in_mount_ns(binds, "exec dhcpd -f -4 -q -cf /etc/dhcp/dhcpd.conf "
+                              "-pf /run/dhcp-server/dhcpd.pid " + " ".join(ifaces)))
 
 
 def _dhclient(root: Path, iface: str, *extra: str) -> tuple[str, ...]:

@@ -21,8 +21,8 @@ from nanomodel.harvest.netns import (
     SERVER,
     SRV,
     Proc,
+    in_mount_ns,
     marker,
-    private_mounts,
     run_in,
 )
 
@@ -104,10 +104,8 @@ def postfix(work: Path) -> list[Proc]:
         mail: "/var/mail",
         root / "resolv.conf": "/etc/resolv.conf",
     }
-    mounts = " && ".join(f"mount --bind {src} {dst}" for src, dst in binds.items())
-
     def in_ns(command: str, timeout: float = 60) -> None:
-        run_in(SRV, *private_mounts(mounts, command), timeout=timeout)
+        run_in(SRV, *in_mount_ns(binds, command), timeout=timeout)
 
     marker("postfix in netns: start (local-only mail server)")
     in_ns("postfix start")

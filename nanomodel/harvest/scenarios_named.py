@@ -36,8 +36,8 @@ from nanomodel.harvest.netns import (
     SRV,
     Proc,
     _stop_pidfile,
+    in_mount_ns,
     marker,
-    private_mounts,
     run_in,
     run_many,
 )
@@ -148,10 +148,8 @@ def _prepare(work: Path) -> tuple[Path, Path]:
 def _named(ns: str, d: Path) -> None:
     """named as Debian's unit starts it (``named -u bind``: it forks, logs to syslog),
     in a mount namespace of its own where ``d``'s trees are its packaged directories."""
-    Path("/run/named").mkdir(exist_ok=True)
-    mounts = " && ".join(f"mount --bind {d}/{src} {dst}" for src, dst in (
-        ("etc", "/etc/bind"), ("cache", "/var/cache/bind"), ("run", "/run/named")))
-    run_in(ns, *private_mounts(mounts, "exec named -u bind"), timeout=30)
+    binds = {d / "etc": "/etc/bind", d / "cache": "/var/cache/bind", d / "run": "/run/named"}
+    run_in(ns, *in_mount_ns(binds, "exec named -u bind"), timeout=30)
 
 
 def _rndc(ns: str, d: Path, *cmd: str) -> None:

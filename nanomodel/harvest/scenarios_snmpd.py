@@ -32,8 +32,8 @@ from nanomodel.harvest.netns import (
     SERVER6,
     SRV,
     Proc,
+    in_mount_ns,
     marker,
-    private_mounts,
     run_in,
     run_many,
     start_in,
@@ -92,12 +92,11 @@ def snmpd(work: Path) -> list[Proc]:
     (root / "snmp" / "snmp.conf").write_text("mibs :\n")  # as Debian's package ships it
     (root / "hosts.allow").write_text("")
     (root / "hosts.deny").write_text(f"snmpd: {REFUSED}\n")
-    binds = " && ".join(f"mount --bind {root}/{n} /etc/{n}"
-                        for n in ("snmp", "hosts.allow", "hosts.deny"))
+    binds = {root / n: f"/etc/{n}" for n in ("snmp", "hosts.allow", "hosts.deny")}
     cmd = ("exec snmpd -f -Lsd -u Debian-snmp -g Debian-snmp -I -smux,mteTrigger,mteTriggerConf "
            f"-p {root}/snmpd.pid")
     marker("snmpd in netns: start")
-    agent = start_in(SRV, *private_mounts(binds, cmd))
+    agent = start_in(SRV, *in_mount_ns(binds, cmd))
     time.sleep(2)
     marker("snmpd in netns: the monitoring server and admins poll")
     run_many(_polls(8), workers=4)
@@ -121,5 +120,5 @@ def snmpd(work: Path) -> list[Proc]:
     stop(agent)
     marker("snmpd in netns: a start listening on an address the host does not have")
     conf.write_text(snmpd_conf().replace(f"udp:{SERVER}:161", "udp:10.77.0.250:161"))
-    run_in(SRV, *private_mounts(binds, cmd), timeout=20)
+    run_in(SRV, *in_mount_ns(binds, cmd), timeout=20)
     return []

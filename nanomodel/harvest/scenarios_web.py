@@ -24,8 +24,8 @@ from nanomodel.harvest.netns import (
     SRV,
     Proc,
     _stop_pidfile,
+    in_mount_ns,
     marker,
-    private_mounts,
     run_in,
     start_in,
     stop,
@@ -77,16 +77,6 @@ def _site(work: Path) -> Path:
     )
     (www / ".htpasswd").chmod(0o644)
     return web
-
-
-def _in_mount_ns(binds: dict[Path, str], command: str) -> tuple[str, ...]:
-    """``command`` in a mount namespace where each scratch directory is bound where a
-    packaged server keeps it (``/var/www``, ``/etc/nginx``, ...), so the paths in the
-    log are the ones a real server prints, and nothing of this machine's is touched."""
-    for target in binds.values():
-        Path(target).mkdir(parents=True, exist_ok=True)  # /run/apache2: empty, as packaged
-    mounts = " && ".join(f"mount --bind {src} {dst}" for src, dst in binds.items())
-    return private_mounts(mounts, command)
 
 
 def _traffic(port: int, rounds: int, seed: int) -> None:
@@ -182,7 +172,7 @@ ProxyPass /legacy/ http://127.0.0.1:8089/
     backend = start_in(SRV, "python3", "-c", _BACKEND)
     marker("apache2 in netns: start")
     binds = {web / "var-www": "/var/www", etc: "/etc/apache2", run: "/run/apache2"}
-    run_in(SRV, *_in_mount_ns(binds, "exec /usr/sbin/apache2 -k start"))
+    run_in(SRV, *in_mount_ns(binds, "exec /usr/sbin/apache2 -k start"))
     time.sleep(2)
     marker("apache2 in netns: visitors, probes and failing parts")
     _traffic(80, 450, 80)
@@ -242,7 +232,7 @@ http {{
     backend = start_in(SRV, "python3", "-c", _BACKEND)
     marker("nginx in netns: start")
     binds = {web / "var-www": "/var/www", etc: "/etc/nginx", run: "/run/nginx"}
-    server = start_in(SRV, *_in_mount_ns(binds, "exec nginx -e stderr -g 'daemon off;'"))
+    server = start_in(SRV, *in_mount_ns(binds, "exec nginx -e stderr -g 'daemon off;'"))
     time.sleep(2)
     marker("nginx in netns: visitors, probes and failing parts")
     _traffic(8080, 450, 90)

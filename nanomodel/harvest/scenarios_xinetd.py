@@ -31,8 +31,8 @@ from nanomodel.harvest.netns import (
     SERVER,
     SRV,
     Proc,
+    in_mount_ns,
     marker,
-    private_mounts,
     py_in,
     run_in,
     start_in,
@@ -206,9 +206,8 @@ def xinetd(work: Path) -> list[Proc]:
     marker("xinetd in netns: start (one service's server is missing)")
     # its own mount namespace where the scenario's file is /etc/xinetd.conf (the path its
     # lines name), as the packaged daemon reads it
-    daemon = start_in(SRV, *private_mounts(
-        f"mount --bind {conf} /etc/xinetd.conf",
-        f"exec xinetd -dontfork -pidfile {root}/xinetd.pid"))
+    daemon = start_in(SRV, *in_mount_ns({conf: "/etc/xinetd.conf"},
+                                        f"exec xinetd -dontfork -pidfile {root}/xinetd.pid"))
     time.sleep(1.5)
     marker("xinetd in netns: hosts fetch the time and echo a line")
     py_in(CLI, _client(13, CLIENT_HOSTS[:20]), timeout=60)
