@@ -15,6 +15,7 @@ fails if the anchor has gone, so an expansion cannot silently drift from the cod
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nanomodel.harvest.expansions_classic import CLASSIC_EXPANSION_ROWS
@@ -226,10 +227,22 @@ EXPANSIONS: dict[str, list[Expansion]] = {
     ],
 }
 
-OVERRIDES: list[tuple[str, re.Pattern[str], str, str]] = [
-    (src, re.compile(p), label, why)
-    for src, p, label, why in (*CORE_OVERRIDE_ROWS, *HPC_OVERRIDE_ROWS, *CLASSIC_OVERRIDE_ROWS)
-]
+Decision = tuple[str, re.Pattern[str], str, str]
+
+
+def _compiled(rows: Iterable[tuple[str, str, str, str]]) -> list[Decision]:
+    return [(src, re.compile(p), label, why) for src, p, label, why in rows]
+
+
+def _first(table: list[Decision], source: str, text: str) -> tuple[str, str] | None:
+    """(label, reason) of the first row of ``source`` whose pattern is found in ``text``."""
+    for src, pattern, label, reason in table:
+        if src == source and pattern.search(text):
+            return label, reason
+    return None
+
+
+OVERRIDES = _compiled((*CORE_OVERRIDE_ROWS, *HPC_OVERRIDE_ROWS, *CLASSIC_OVERRIDE_ROWS))
 
 # the RAS reporters' assembled event sentences (expansions_hpc.py explains their labels)
 EXPANSIONS.update(
@@ -245,9 +258,8 @@ EXPANSIONS.update(
 # harvested ``transfer of '%s/%s': %s: %s`` (the failure, at error) matches the success
 # line ``transfer of 'plant.lan/IN': AXFR ended: 1 messages, ...`` logged at info too.
 # Reviewed when a capture showed them (LABELLING.md, "Captured lines").
-LINE_DECISIONS: list[tuple[str, re.Pattern[str], str, str]] = [
-    (src, re.compile(p), label, why)
-    for src, p, label, why in (
+LINE_DECISIONS = _compiled(
+    (
         (
             "named",
             r"transfer of '[^']+': (?:AXFR|IXFR|AXFR-style IXFR) (?:started|ended)\b",
@@ -333,21 +345,15 @@ LINE_DECISIONS: list[tuple[str, re.Pattern[str], str, str]] = [
             "xinetd's bookkeeping, harmless; the pause has its own alert",
         ),
     )
-]
+)
 
 
 def line_decision(source: str, message: str) -> tuple[str, str] | None:
     """(label, reason) when a reviewed decision covers this logged message whatever
     template matches it."""
-    for src, pattern, label, reason in LINE_DECISIONS:
-        if src == source and pattern.search(message):
-            return label, reason
-    return None
+    return _first(LINE_DECISIONS, source, message)
 
 
 def apply_override(source: str, template: str) -> tuple[str, str] | None:
     """(label, reason) when an override covers this template."""
-    for src, pattern, label, reason in OVERRIDES:
-        if src == source and pattern.search(template):
-            return label, reason
-    return None
+    return _first(OVERRIDES, source, template)
