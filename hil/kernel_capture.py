@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from nanomodel.harvest.capture_kernel import label_dmesg
@@ -198,10 +201,6 @@ REQUESTS: dict[str, dict[str, object]] = {
 def _answer_requests(proc: subprocess.Popen[bytes], console: Path, qmp: Path,
                      timeout: float) -> None:
     """Until QEMU exits: each ``NFSYNC <request>`` the guest prints is done over QMP."""
-    import json
-    import socket
-    import time
-
     deadline = time.monotonic() + timeout
     done = 0
     sock: socket.socket | None = None
