@@ -79,7 +79,8 @@ def real_training_lines(own_draws: bool = False, with_next: bool = False) -> lis
 # Switches added to MixConfig or TrainConfig after figures were stored, with the value
 # that leaves training as it was: at that value a switch is left out of the fingerprint,
 # so adding an option that is off does not make the stored figures and bundle "stale".
-LATER_SWITCHES: dict[str, object] = {"keyed_draws": False, "average_epochs": 0}
+LATER_SWITCHES: dict[str, object] = {"keyed_draws": False, "average_epochs": 0,
+                                      "next_lines": False}
 
 
 class _Recipe:

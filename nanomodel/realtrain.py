@@ -67,6 +67,9 @@ class MixConfig:
     # the trainer's TrainConfig.keyed_draws for the rest): a small data change redraws
     # only its own lines (docs/model.md, "How chaotic is training")
     keyed_draws: bool = False
+    # the real lines hold captured_next/'s lines too (realtext.real_lines(with_next=True)):
+    # fresh epochs render those again as well, not only the first epoch's rows
+    next_lines: bool = False
 
 
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
@@ -123,7 +126,8 @@ def fresh_rows(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixCon
 
     def rows(epoch: int) -> tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]:
         again = real_lines(random.Random(1_000_003 * (mix.seed + 1) + epoch), per_template=1,
-                           sources=sources, captured_texts=logged, own_draws=mix.keyed_draws)
+                           sources=sources, captured_texts=logged, own_draws=mix.keyed_draws,
+                           with_next=mix.next_lines)
         texts, y, w = training_rows(again, replace(mix, seed=mix.seed + 1000 * epoch), labels)
         return SparseRows(featurizer, texts, progress=False), y, w, None
 
