@@ -134,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="held-out models in parallel")
     parser.add_argument("--epochs", type=int, default=ContinueConfig.epochs)
     parser.add_argument("--lr", type=float, default=ContinueConfig.lr)
+    parser.add_argument("--head-epochs", type=int, default=None,
+                        help="epochs of the head's refit after the stage (default: the recipe's)")
     parser.add_argument("--control", action="store_true",
                         help="also the base continued on its own lines only (a third model)")
     args = parser.parse_args(argv)
-    cont = ContinueConfig(epochs=args.epochs, lr=args.lr)
+    cont = ContinueConfig(epochs=args.epochs, lr=args.lr, head_epochs=args.head_epochs)
     if args.known:
         _known(cont, args.control)
     else:

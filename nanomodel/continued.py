@@ -41,6 +41,9 @@ class ContinueConfig:
     epochs: int = 5  # passes over all the lines, each a fresh rendering after the first
     lr: float = 5e-4  # a quarter of the base training's step: keep what the base learnt
     seed_offset: int = 500  # the stage's draws (renderings, framing, order) are its own
+    # epochs of the head's refit on the quantized body after the stage (None: the
+    # recipe's); the refit starts from the stage's head with an optimizer of its own
+    head_epochs: int | None = None
 
 
 def continue_training(base: ShippedModel, real: Sequence[RealLine],
@@ -50,7 +53,9 @@ def continue_training(base: ShippedModel, real: Sequence[RealLine],
     ``real`` — the base's lines and the new ones — mixed with the corpus as the recipe
     mixes them. Returns the model without the bias, like :func:`_train_distilled`."""
     stage_mix = replace(mix, seed=mix.seed + cont.seed_offset)
-    stage_cfg = replace(cfg, epochs=cont.epochs, lr=cont.lr, seed=cfg.seed + cont.seed_offset)
+    stage_cfg = replace(cfg, epochs=cont.epochs, lr=cont.lr, seed=cfg.seed + cont.seed_offset,
+                        head_epochs=cfg.head_epochs if cont.head_epochs is None
+                        else cont.head_epochs)
     texts, y, weights = training_rows(real, stage_mix, labels)
     refresh = fresh_rows(real, featurizer, stage_mix, labels) if mix.fresh_epochs else None
     return fit(featurizer, texts, y, list(labels), "normal", stage_cfg, base=base,

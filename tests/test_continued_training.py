@@ -56,12 +56,15 @@ def test_the_base_is_the_recipes_model_and_the_continued_one_learns_the_added_li
     added = every[len(base):]
     featurizer = Featurizer(default_spec())
     cont = ContinueConfig(epochs=5, lr=1e-3)
-    first, more = base_and_continued(every, added, featurizer, MIX, SMALL, cont)
+    first, more, control = base_and_continued(every, added, featurizer, MIX, SMALL, cont,
+                                              control=True)
     recipe = with_normal_bias(_train_distilled(base, featurizer, replace(MIX, next_lines=False),
                                                SMALL), MIX.normal_bias, LABELS)
     assert np.array_equal(first.body.w1_q, recipe.body.w1_q)
     assert np.array_equal(first.head_w, recipe.head_w)
     assert not np.array_equal(more.body.w1_q, first.body.w1_q)
+    # the control is the same stage without the added lines: another model again
+    assert not np.array_equal(control.body.w1_q, more.body.w1_q)
 
     def error(model: ShippedModel, rows: list[tuple[str, str, str]]) -> float:
         anomaly = reference_forward(model, featurizer.transform([t for t, _, _ in rows]))[1]
@@ -71,3 +74,4 @@ def test_the_base_is_the_recipes_model_and_the_continued_one_learns_the_added_li
     # The added lines are learnt, and the base's own lines are not forgotten.
     assert error(more, added) < 0.8 * error(first, added)
     assert error(more, base) < error(first, base) + 0.05
+    assert error(more, added) < error(control, added)  # the lines, not the extra epochs
