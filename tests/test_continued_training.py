@@ -12,7 +12,7 @@ from nanomodel.continued import ContinueConfig, base_and_continued, without_adde
 from nanomodel.features import Featurizer, default_spec
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.realtext import load_captured_next, real_lines
-from nanomodel.realtrain import MixConfig, _train_distilled, fresh_rows, with_normal_bias
+from nanomodel.realtrain import MixConfig, fresh_rows, train_distilled
 from nanomodel.templates import LABELS
 from nanomodel.train import TrainConfig
 
@@ -58,8 +58,7 @@ def test_the_base_is_the_recipes_model_and_the_continued_one_learns_the_added_li
     cont = ContinueConfig(epochs=5, lr=1e-3)
     first, more, control = base_and_continued(every, added, featurizer, MIX, SMALL, cont,
                                               control=True)
-    recipe = with_normal_bias(_train_distilled(base, featurizer, replace(MIX, next_lines=False),
-                                               SMALL), MIX.normal_bias, LABELS)
+    recipe = train_distilled(base, featurizer, replace(MIX, next_lines=False), SMALL)
     assert np.array_equal(first.body.w1_q, recipe.body.w1_q)
     assert np.array_equal(first.head_w, recipe.head_w)
     assert not np.array_equal(more.body.w1_q, first.body.w1_q)
