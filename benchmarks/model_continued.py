@@ -2,6 +2,7 @@
 
     python benchmarks/model_continued.py --jobs 2      # software never seen (8 groups)
     python benchmarks/model_continued.py --known       # the next lines' daemons, new lines
+    python benchmarks/model_continued.py --known --retrain-seed 10  # ... a retrain instead
 
 Each model is trained twice from one start: the shipped recipe without the lines of
 ``captured_next/`` (the base: exactly the model the recipe trains), then that model
@@ -14,7 +15,9 @@ that source (the 8 groups of ``model_real.py --folds 8``; the base column reprod
 recorded held-out figures). ``--known``: the base on every line, continued with half of
 the next lines (split by distinct text), scored on the other half — what a device running
 those daemons meets — and both models on the public sample, the journal and the
-hand-written lines.
+hand-written lines. ``--retrain-seed N`` (with ``--known``): instead of a continued stage,
+the recipe retrained from scratch on mix seed N without and with that half — the paired
+comparison a retrain allows, one seed at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +49,10 @@ from nanomodel.realeval import (  # noqa: E402
     report,
     split_known,
 )
+from nanomodel.realtrain import train_distilled  # noqa: E402
 
-NAMES = ("base", "continued", "control")
+NAMES: tuple[str, ...] = ("base", "continued", "control")
+RETRAIN_NAMES: tuple[str, ...] = ("without", "with")
 
 
 def _figures(f: AlertFigures) -> str:
@@ -54,11 +60,11 @@ def _figures(f: AlertFigures) -> str:
 
 
 def _compare(title: str, lines: Sequence[RealLine], scores: np.ndarray,
-             per_source: bool = False) -> None:
+             per_source: bool = False, names: Sequence[str] = NAMES) -> None:
     """Both columns' figures on ``lines`` (F1 / false alarms / recall, ranking)."""
     print(f"\n{title}: {len(lines)} lines, {sum(lab != 'normal' for _, lab, _ in lines)} alerts")
     reps = [report(lines, scores[:, i]) for i in range(scores.shape[1])]
-    for name, rep, i in zip(NAMES, reps, range(len(reps)), strict=False):
+    for name, rep, i in zip(names, reps, range(len(reps)), strict=False):
         at = recall_at_false_alarms(lines, scores[:, i], (0.02, 0.05))
         won = sum(r["model"].f1 > r["keyword"].f1 for s, r in rep.items() if s != OVERALL)
         print(f"  {name:9} {_figures(rep[OVERALL]['model'])}, {won} of {len(rep) - 1} "
@@ -67,7 +73,7 @@ def _compare(title: str, lines: Sequence[RealLine], scores: np.ndarray,
     print(f"  grep      {_figures(reps[0][OVERALL]['keyword'])}")
     flags = scores > 0.5
     print("  flags that differ from the base's: " + ", ".join(
-        f"{NAMES[i]} {int((flags[:, 0] != flags[:, i]).sum())}" for i in range(1, len(reps))))
+        f"{names[i]} {int((flags[:, 0] != flags[:, i]).sum())}" for i in range(1, len(reps))))
     if per_source:
         for source in sorted(s for s in reps[0] if s != OVERALL):
             each = [rep[source]["model"] for rep in reps]
@@ -102,7 +108,7 @@ def _heldout(jobs: int, cont: ContinueConfig, control: bool) -> None:
              per_source=True)
 
 
-def _known(cont: ContinueConfig, control: bool) -> None:
+def _known(cont: ContinueConfig, control: bool, retrain_seed: int | None) -> None:
     from nanomodel.realistic import CHECK_LINES, FRESH_CHECK_LINES
     from nanomodel.realtext import load_journal, load_samples
 
@@ -112,19 +118,28 @@ def _known(cont: ContinueConfig, control: bool) -> None:
     train_next, test = split_known([], added)
     featurizer = Featurizer(default_spec())
     start = time.monotonic()
-    models = base_and_continued(base + train_next, train_next, featurizer, mix, cfg, cont,
-                                control=control)
-    print(f"known daemons: base on every recorded line, continued with {len(train_next)} "
-          f"next lines, {cont}, {time.monotonic() - start:.0f} s")
+    if retrain_seed is None:
+        models = base_and_continued(base + train_next, train_next, featurizer, mix, cfg, cont,
+                                    control=control)
+        how, names = f"continued with {len(train_next)} next lines, {cont}", NAMES
+    else:
+        mix = replace(mix, seed=retrain_seed)
+        models = (train_distilled(base, featurizer, mix, cfg),
+                  train_distilled(base + train_next, featurizer, replace(mix, next_lines=True),
+                                  cfg))
+        how = f"retrained (mix seed {retrain_seed}) with {len(train_next)} next lines"
+        names = RETRAIN_NAMES
+    print(f"known daemons: base on every recorded line, {how}, "
+          f"{time.monotonic() - start:.0f} s")
     _compare("the other next lines (new lines of known daemons)", test,
-             _score(models, featurizer, [t for t, _, _ in test]), per_source=True)
+             _score(models, featurizer, [t for t, _, _ in test]), per_source=True, names=names)
     for title, rows in (("public sample", [(c.text, c.label, c.source)
                                            for c in load_samples()]),
                         ("device journal (words)", [(c.text, c.label, c.source)
                                                     for c in load_journal()]),
                         ("hand-written check lines", [(t, lab, "hand") for t, lab in
                                                       [*CHECK_LINES, *FRESH_CHECK_LINES]])):
-        _compare(title, rows, _score(models, featurizer, [t for t, _, _ in rows]))
+        _compare(title, rows, _score(models, featurizer, [t for t, _, _ in rows]), names=names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,12 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=ContinueConfig.lr)
     parser.add_argument("--head-epochs", type=int, default=None,
                         help="epochs of the head's refit after the stage (default: the recipe's)")
+    parser.add_argument("--retrain-seed", type=int, default=None, metavar="N",
+                        help="with --known: a from-scratch retrain on mix seed N, without and "
+                        "with the lines, instead of a continued stage")
     parser.add_argument("--control", action="store_true",
                         help="also the base continued on its own lines only (a third model)")
     args = parser.parse_args(argv)
+    if args.retrain_seed is not None and (not args.known or args.control):
+        parser.error("--retrain-seed goes with --known, without --control (no stage to control)")
     cont = ContinueConfig(epochs=args.epochs, lr=args.lr, head_epochs=args.head_epochs)
     if args.known:
-        _known(cont, args.control)
+        _known(cont, args.control, args.retrain_seed)
     else:
         _heldout(max(args.jobs, 1), cont, args.control)
     return 0
