@@ -7,6 +7,7 @@ import random
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from nanomodel.continued import ContinueConfig, base_and_continued, without_added
 from nanomodel.features import Featurizer, default_spec
@@ -74,3 +75,16 @@ def test_the_base_is_the_recipes_model_and_the_continued_one_learns_the_added_li
     assert error(more, added) < 0.8 * error(first, added)
     assert error(more, base) < error(first, base) + 0.05
     assert error(more, added) < error(control, added)  # the lines, not the extra epochs
+
+
+def test_the_benchmark_refuses_a_retrain_seed_without_its_split(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--retrain-seed`` measures a retrain on the known-daemons split only: asked for
+    with the held-out run or with a control (no stage to control), it says so."""
+    from benchmarks.model_continued import main
+
+    for argv in (["--retrain-seed", "3"], ["--known", "--control", "--retrain-seed", "3"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "--retrain-seed goes with --known" in capsys.readouterr().err
