@@ -49,6 +49,7 @@ from nanomodel.realeval import (  # noqa: E402
     report,
     split_known,
 )
+from nanomodel.realtext import load_captured_next  # noqa: E402
 from nanomodel.realtrain import train_distilled  # noqa: E402
 
 NAMES: tuple[str, ...] = ("base", "continued", "control")
@@ -87,11 +88,18 @@ def _score(models: Sequence[ShippedModel], featurizer: Featurizer,
     return np.stack([reference_forward(m, x)[1] for m in models], axis=1)
 
 
+def _recorded_and_next() -> tuple[list[RealLine], list[RealLine]]:
+    """The recorded lines (the shipped recipe's, drawn alike) and captured_next's, rendered
+    once: ``real_lines(with_next=True)`` appends the next lines after the others."""
+    lines = real_training_lines(with_next=True)
+    cut = len(lines) - len(load_captured_next())
+    return lines[:cut], lines[cut:]
+
+
 def _heldout(jobs: int, cont: ContinueConfig, control: bool) -> None:
     mix, cfg, _ = recipe(quiet=True)
-    base = real_training_lines()
-    lines = real_training_lines(with_next=True)
-    added = lines[len(base):]
+    base, added = _recorded_and_next()
+    lines = base + added
     trainer = paired_trainer(Featurizer(default_spec()), mix, cfg, added, cont,
                              control=control)
     start = time.monotonic()
@@ -113,8 +121,7 @@ def _known(cont: ContinueConfig, control: bool, retrain_seed: int | None) -> Non
     from nanomodel.realtext import load_journal, load_samples
 
     mix, cfg, _ = recipe(quiet=True)
-    base = real_training_lines()
-    added = real_training_lines(with_next=True)[len(base):]
+    base, added = _recorded_and_next()
     train_next, test = split_known([], added)
     featurizer = Featurizer(default_spec())
     start = time.monotonic()
