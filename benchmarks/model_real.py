@@ -343,12 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs)
     cfg = replace(cfg, **train_variant)
-    if args.with_next and args.write:
+    if args.with_next and args.write and not mix.next_lines:
         parser.error("--with-next measures a retrain the shipped model is not: no --write")
-    lines = real_training_lines(own_draws=mix.keyed_draws, with_next=args.with_next)
     # every epoch renders the captured_next lines again, as it does the others (until
     # December 7, 2026 only the first epoch of thirty had them: that measurement was void)
-    mix = replace(mix, next_lines=args.with_next)
+    mix = replace(mix, next_lines=mix.next_lines or args.with_next)
+    lines = real_training_lines(own_draws=mix.keyed_draws, with_next=mix.next_lines,
+                                apache22_share=mix.apache22_share)
     featurizer = Featurizer(default_spec())
     trainer = mixed_trainer(featurizer, mix, cfg, w1_prior=prior(lines) if prior else None,
                             sent=args.sent, probs=args.levels)

@@ -66,21 +66,26 @@ def recipe(quiet: bool = False) -> tuple[MixConfig, TrainConfig, PriorFn | None]
     return MIX, cfg, None
 
 
-def real_training_lines(own_draws: bool = False, with_next: bool = False) -> list[RealLine]:
-    """Every real line the shipped model trains on (fixed seed: same lines every build;
-    ``own_draws``: one generator per template, ``MixConfig.keyed_draws``; ``with_next``:
-    also the captured lines not trained on yet, to measure a retrain with them)."""
+def real_training_lines(own_draws: bool | None = None, with_next: bool | None = None,
+                        apache22_share: float | None = None) -> list[RealLine]:
+    """Every real line the shipped model trains on (fixed seed: same lines every build).
+    ``own_draws`` (one generator per template, ``MixConfig.keyed_draws``), ``with_next``
+    (also ``captured_next/``, ``MixConfig.next_lines``) and ``apache22_share`` (Apache's
+    older framing, ``MixConfig.apache22_share``) default to the shipped recipe's."""
     from nanomodel.realtext import real_lines
 
-    return real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
-                      own_draws=own_draws, with_next=with_next)
+    return real_lines(
+        random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
+        own_draws=MIX.keyed_draws if own_draws is None else own_draws,
+        with_next=MIX.next_lines if with_next is None else with_next,
+        apache22_share=MIX.apache22_share if apache22_share is None else apache22_share)
 
 
 # Switches added to MixConfig or TrainConfig after figures were stored, with the value
 # that leaves training as it was: at that value a switch is left out of the fingerprint,
 # so adding an option that is off does not make the stored figures and bundle "stale".
 LATER_SWITCHES: dict[str, object] = {"keyed_draws": False, "average_epochs": 0,
-                                      "next_lines": False}
+                                      "next_lines": False, "apache22_share": 0.0}
 
 
 class _Recipe:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from nanomodel.realfill import fill
 
@@ -27,6 +28,63 @@ def _apache_module(path: str) -> str:
         return "http"
     name = path.rsplit("/", 1)[-1].removesuffix(".c")
     return name.removeprefix("mod_") if name.startswith("mod_") else path.split("/")[1]
+
+
+_AH_NUMBER = re.compile(r"^AH\d{5}: ")
+# Messages Apache 2.0/2.2 logged at a level other than 2.4's: a missing file was an
+# error there (server/core.c default_handler, mod_actions: APLOG_ERR), info since 2.4.
+_APACHE22_ERROR = re.compile(r"^File does not exist: ")
+# An Apache 2.4 line as syslog carries it: tag, [module:level], [pid p:tid t],
+# [client ip:port] when a request's, the message.
+_APACHE24_CAPTURED = re.compile(
+    r"^\S+?\[\d+\]: \[[\w-]*:(?P<lvl>\w+)\] \[pid [^\]]*\] "
+    r"(?:\[client (?P<client>[^\]]+?)(?::\d+)?\] )?(?P<msg>.*)$"
+)
+_LEVEL_24 = {"emerg": "crit", "alert": "crit", "crit": "crit", "error": "error",
+             "warn": "warning", "notice": "notice"}
+
+
+def apache22_line(message: str, level: str, rng: random.Random,
+                  client: str | None = None) -> str:
+    """An Apache 2.4 message as Apache 2.0 and 2.2 wrote it into error_log:
+    ``[Mon Dec 23 09:49:10 2013] [error] [client 115.249.248.145] File does not exist:
+    /var/www/pma`` — no module tag, pid, microseconds or ``AHnnnnn:`` number (2.4 added
+    them), and the level 2.2 logged it at. Most public Apache logs come from those
+    releases; the model had seen only 2.4's framing, so 2.2's 404 lines at ``[error]``
+    read as trouble (docs/model.md, "Older releases' words"). ``client``: the request's
+    client address (a request's messages name it; without one, half of them do)."""
+    text = _AH_NUMBER.sub("", message)
+    request = _APACHE22_ERROR.match(text) is not None
+    if request:
+        level = "error"
+    lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
+        level, "info"
+    )
+    hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    head = (
+        f"[{rng.choice(_DAYS)} {rng.choice(MONTHS)} {rng.randint(1, 28):02d} "
+        f"{hh:02d}:{mm:02d}:{ss:02d} {rng.randint(2003, 2017)}] [{lvl}] "
+    )
+    # ap_log_rerror (a request's messages) names the client and, when the request had
+    # one, its referer; ap_log_error (the server's) names neither.
+    if client is None and (request or rng.random() < 0.5):
+        client = fill("from %s", rng)[5:]
+    if client is not None:
+        head += f"[client {client}] "
+        if rng.random() < 0.2:
+            text += f", referer: http://{rng.choice(['www.example.com', 'example.org'])}/"
+    return head + text
+
+
+def apache22_captured(text: str, rng: random.Random) -> str | None:
+    """A captured Apache 2.4 line (``apache2[15313]: [core:info] [pid ...] [client
+    ...] AH00128: ...``) as Apache 2.2 would have written it, or None when it is not in
+    that form."""
+    found = _APACHE24_CAPTURED.match(text)
+    if found is None:
+        return None
+    level = _LEVEL_24.get(found["lvl"], "info")
+    return apache22_line(found["msg"], level, rng, found["client"])
 
 
 def native_prefix(source: str, level: str, rng: random.Random, origin: str = "") -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nanomodel.realfill import fill
 from nanomodel.realframes import MONTHS as _MONTHS
-from nanomodel.realframes import OWN_LOG_FILE, native_prefix
+from nanomodel.realframes import OWN_LOG_FILE, apache22_captured, apache22_line, native_prefix
 from nanomodel.realreview import jsonl_rows, load_reviews
 
 DATA = Path(__file__).resolve().parent / "data" / "real"
@@ -321,6 +321,7 @@ def real_lines(
     captured_texts: set[str] | None = None,
     own_draws: bool = False,
     with_next: bool = False,
+    apache22_share: float = 0.0,
 ) -> list[tuple[str, str, str]]:
     """(text, label, source): each template rendered ``per_template`` times, and captured lines.
 
@@ -333,6 +334,9 @@ def real_lines(
     come from a generator of its own (:class:`OwnDraws`), so ``rng`` renders a template
     the same way whichever other templates or sources are loaded. ``with_next``: the lines
     of ``captured_next/`` too, after the others (to measure a retrain with them).
+    ``apache22_share``: that share of Apache's rendered lines in its own file, and of its
+    captured lines, framed as Apache 2.0 and 2.2 wrote them
+    (:mod:`nanomodel.realframes`).
     """
     own = OwnDraws(rng.getrandbits(64)) if own_draws else None
     out: list[tuple[str, str, str]] = []
@@ -342,19 +346,28 @@ def real_lines(
         draw = own.rng(t.source, t.template) if own else rng
         for _ in range(per_template):
             native = draw.random() < 0.5
-            text = native_prefix(t.source, t.level, draw, t.origin) if native else ""
-            text += render(t, draw)
+            # the draw is taken only when the share is on: off, every line is as before
+            if native and t.source == "apache2" and apache22_share and (
+                    draw.random() < apache22_share):
+                text = apache22_line(render(t, draw), t.level, draw)
+            else:
+                text = native_prefix(t.source, t.level, draw, t.origin) if native else ""
+                text += render(t, draw)
             # Files of their own (nginx, Apache, ZooKeeper) are not also syslog lines.
             own_file = native and t.source in OWN_LOG_FILE
             if not own_file and draw.random() < prefix_share:
                 text = syslog_prefix(t.source, draw) + text
             out.append((text, t.label, t.source))
     if captured:
-        out.extend((_as_in_a_file(c.text, own.rng(c.source, c.text) if own else rng,
-                                  prefix_share), c.label, c.source)
-                   for c in [*load_captured(sources),
-                             *(load_captured_next(sources) if with_next else [])]
-                   if captured_texts is None or c.text in captured_texts)
+        for c in [*load_captured(sources), *(load_captured_next(sources) if with_next else [])]:
+            if captured_texts is not None and c.text not in captured_texts:
+                continue
+            draw = own.rng(c.source, c.text) if own else rng
+            older = None  # Apache's captured 2.4 lines as 2.2 wrote them, in its own file
+            if c.source == "apache2" and apache22_share and draw.random() < apache22_share:
+                older = apache22_captured(c.text, draw)
+            text = older if older is not None else _as_in_a_file(c.text, draw, prefix_share)
+            out.append((text, c.label, c.source))
     return out
 
 

@@ -70,6 +70,9 @@ class MixConfig:
     # the real lines hold captured_next/'s lines too (realtext.real_lines(with_next=True)):
     # fresh epochs render those again as well, not only the first epoch's rows
     next_lines: bool = False
+    # that share of Apache's own-file lines framed as Apache 2.0/2.2 wrote them, in every
+    # rendering (realframes.apache22_line; docs/model.md, "Older releases' words")
+    apache22_share: float = 0.0
 
 
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
@@ -127,7 +130,7 @@ def fresh_rows(real: Sequence[RealLine], featurizer: FeaturizerLike, mix: MixCon
     def rows(epoch: int) -> tuple[SparseRows, np.ndarray, np.ndarray, np.ndarray | None]:
         again = real_lines(random.Random(1_000_003 * (mix.seed + 1) + epoch), per_template=1,
                            sources=sources, captured_texts=logged, own_draws=mix.keyed_draws,
-                           with_next=mix.next_lines)
+                           with_next=mix.next_lines, apache22_share=mix.apache22_share)
         texts, y, w = training_rows(again, replace(mix, seed=mix.seed + 1000 * epoch), labels)
         return SparseRows(featurizer, texts, progress=False), y, w, None
 

@@ -315,3 +315,30 @@ def test_cluster_daemon_lines_come_in_their_own_format_or_behind_syslog() -> Non
     # Slurm's %pJ/%ps conversions render as Slurm writes them, not as pointers
     assert not [t for t, _, s in lines if s == "slurm" and re.search(r"0x[0-9a-f]{16}[JSsA]", t)]
     assert any(re.search(r"JobId=\d+", t) for t, _, s in lines if s == "slurm")
+
+
+def test_apache_lines_in_the_older_releases_framing() -> None:
+    """Apache 2.0/2.2's error_log: no module tag, pid or AH number; a 404 at [error]
+    with the client (2.4 logs it at info); rendered and captured lines both."""
+    from nanomodel.realframes import apache22_captured, apache22_line
+
+    rng = random.Random(4)
+    line = apache22_line("AH00128: File does not exist: /var/www/html/x.php", "info", rng)
+    assert re.fullmatch(r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d 20\d\d\] \[error\] "
+                        r"\[client [0-9a-z.:-]+\] File does not exist: /var/www/html/x\.php"
+                        r"(, referer: http://\S+)?", line), line
+    other = apache22_line("AH00094: Command line: 'x'", "notice", rng)
+    assert "] [notice] " in other and "AH00094" not in other and "[pid" not in other
+    captured = apache22_captured(
+        "apache2[15313]: [core:info] [pid 15313:tid 15317] [client 10.77.0.33:46939] "
+        "AH00128: File does not exist: /var/www/html/robots.txt", rng)
+    assert captured is not None and captured.split("] ", 1)[1].startswith(
+        "[error] [client 10.77.0.33] File does not exist: /var/www/html/robots.txt"), captured
+    assert apache22_captured("sshd[1]: Accepted password for a", rng) is None
+    off = realtext.real_lines(random.Random(1), sources=["apache2"])
+    on = realtext.real_lines(random.Random(1), sources=["apache2"], apache22_share=0.3)
+    older = re.compile(r"\d{4}\] \[error\] \[client \S+\] File does not exist")
+    assert not any(older.search(t) for t, _, _ in off)
+    assert sum(bool(older.search(t)) for t, _, _ in on) > 20
+    assert [lab for _, lab, _ in on] == [lab for _, lab, _ in off]
+    assert realtext.real_lines(random.Random(1), sources=["apache2"], apache22_share=0.0) == off

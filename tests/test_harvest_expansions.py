@@ -1,0 +1,32 @@
+"""The templates files hold every expansion as the harvest writes it.
+
+An expansion added without re-running the harvest (its Debian source is not at hand on
+every machine) is appended to ``templates/<source>.jsonl`` by hand; this keeps the file
+and :data:`nanomodel.harvest.overrides.EXPANSIONS` from drifting apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nanomodel.harvest.overrides import EXPANSIONS
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "nanomodel" / "data" / "real" / "templates"
+
+
+@pytest.mark.parametrize("source", sorted(EXPANSIONS))
+def test_every_expansion_is_in_its_templates_file(source: str) -> None:
+    rows = {
+        row["template"]: row
+        for row in map(json.loads, (TEMPLATES / f"{source}.jsonl").read_text().splitlines())
+    }
+    for exp in EXPANSIONS[source]:
+        row = rows.get(exp.template)
+        assert row is not None, f"{source}: expansion {exp.template!r} not in the templates file"
+        assert (row["label"], row["level"]) == (exp.label, exp.level), exp.template
+        assert row["origin"].startswith(f"{exp.file}:"), (exp.template, row["origin"])
+        assert row["reason"] == f"expansion: {exp.reason}", exp.template
+
