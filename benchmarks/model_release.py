@@ -8,9 +8,11 @@ hand-written check and fresh lines — and on the captured lines not trained on 
 (``captured_next/``: in-sample for a candidate trained on them, said so). It prints each
 set's figures for both, the gates of :data:`nanomodel.release_gates.DEFAULT_GATES` with
 their verdicts, and the lines whose flag the candidate changes (a moved figure is a few
-lines; read them before deciding). Exit status 0 when every gate passes, 1 when one
-fails. The gates are written before a candidate is measured (docs/model.md, "A retrain
-held to written gates"); this tool only applies them.
+lines; read them before deciding), with the exact sign test's p on each set's moves (how
+likely as many more false alarms, or fewer alerts found, are from a draw no worse).
+Exit status 0 when every gate passes, 1 when one fails. The gates are written before a
+candidate is measured (docs/model.md, "A retrain held to written gates"); this tool only
+applies them.
 """
 
 from __future__ import annotations
@@ -70,15 +72,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{args.candidate.name} against {args.shipped.name} (flag: anomaly > 0.5; "
           "F1 / false alarms / recall)\n")
-    print("| set | lines | alerts | shipped | candidate | flags moved |")
-    print("|---|---|---|---|---|---|")
+    print("| set | lines | alerts | shipped | candidate | healthy flagged: new / gone (p) "
+          "| alerts found: new / lost (p) |")
+    print("|---|---|---|---|---|---|---|")
     moved = {name: flips(sets[name], scores["shipped"][name], scores["candidate"][name])
              for name in sets}
     for name in sets:
         s, c = figs["shipped"][name][OVERALL], figs["candidate"][name][OVERALL]
         note = " (in-sample if trained on captured_next)" if name == "captured_next" else ""
+        f = moved[name]
         print(f"| {name}{note} | {s.lines} | {s.alerts} | {_cell(s)} | {_cell(c)} | "
-              f"{moved[name].moved()} |")
+              f"{len(f.newly_flagged_healthy)} / {len(f.no_longer_flagged_healthy)} "
+              f"({f.false_alarm_p():.2g}) | {len(f.newly_found_alerts)} / "
+              f"{len(f.newly_missed_alerts)} ({f.recall_p():.2g}) |")
 
     results = check(DEFAULT_GATES, figs["shipped"], figs["candidate"])
     print("\n| gate | shipped | candidate | condition | verdict |\n|---|---|---|---|---|")

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import model_release
 from nanomodel import default_bundle_path
 from nanomodel.realeval import OVERALL, AlertFigures
-from nanomodel.release_gates import DEFAULT_GATES, Gate, check, figures_of, flips
+from nanomodel.release_gates import DEFAULT_GATES, Gate, check, figures_of, flips, sign_test
 
 LINES = [("a", "normal", "x"), ("b", "normal", "x"), ("c", "software", "x"),
          ("d", "security", "y"), ("e", "normal", "y")]
@@ -57,6 +57,7 @@ def test_flips_name_the_lines_behind_a_moved_figure() -> None:
     assert f.newly_flagged_healthy == [1] and f.no_longer_flagged_healthy == [0]
     assert f.newly_missed_alerts == [2] and f.newly_found_alerts == [3]
     assert f.moved() == 4
+    assert f.false_alarm_p() == 1.0 and f.recall_p() == 1.0  # one each way: no change
     figs = figures_of(LINES, candidate)
     assert set(figs) == {"x", "y", OVERALL} and figs[OVERALL].recall == 0.5
 
@@ -71,3 +72,11 @@ def test_the_shipped_bundle_passes_against_itself(capsys: pytest.CaptureFixture[
     assert "newly" not in out and "FAIL" not in out
     for name in ("public_sample", "journal", "check_lines", "fresh_lines", "captured_next"):
         assert f"| {name}" in out
+
+
+def test_the_sign_test_tells_a_change_from_a_draw() -> None:
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(9, 3) == pytest.approx(0.1460, abs=1e-4)  # 12 moves: a draw can do it
+    assert sign_test(3, 9) == sign_test(9, 3)
+    assert sign_test(20, 2) == pytest.approx(0.000121, rel=0.01)  # a change
+    assert sign_test(5, 0) == pytest.approx(0.0625)
