@@ -32,7 +32,8 @@ def _apache_module(path: str) -> str:
 
 _AH_NUMBER = re.compile(r"^AH\d{5}: ")
 # Messages Apache 2.0/2.2 logged at a level other than 2.4's: a missing file was an
-# error there (server/core.c default_handler, mod_actions: APLOG_ERR), info since 2.4.
+# error there (public 2.2 logs show "[error] [client ...] File does not exist: ..."),
+# info since 2.4 (AH00128).
 _APACHE22_ERROR = re.compile(r"^File does not exist: ")
 # An Apache 2.4 line as syslog carries it: tag, [module:level], [pid p:tid t],
 # [client ip:port] when a request's, the message.
@@ -51,8 +52,8 @@ def apache22_line(message: str, level: str, rng: random.Random,
     /var/www/pma`` — no module tag, pid, microseconds or ``AHnnnnn:`` number (2.4 added
     them), and the level 2.2 logged it at. Most public Apache logs come from those
     releases; the model had seen only 2.4's framing, so 2.2's 404 lines at ``[error]``
-    read as trouble (docs/model.md, "Older releases' words"). ``client``: the request's
-    client address (a request's messages name it; without one, half of them do)."""
+    read as trouble (docs/model.md, "A retrain held to written gates"). ``client``: the
+    request's client address (a request's messages name it; without one, half do)."""
     text = _AH_NUMBER.sub("", message)
     request = _APACHE22_ERROR.match(text) is not None
     if request:

@@ -71,7 +71,7 @@ class MixConfig:
     # fresh epochs render those again as well, not only the first epoch's rows
     next_lines: bool = False
     # that share of Apache's own-file lines framed as Apache 2.0/2.2 wrote them, in every
-    # rendering (realframes.apache22_line; docs/model.md, "Older releases' words")
+    # rendering (realframes.apache22_line; docs/model.md, "A retrain held to written gates")
     apache22_share: float = 0.0
 
 
