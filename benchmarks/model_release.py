@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({f.false_alarm_p():.2g}) | {len(f.newly_found_alerts)} / "
               f"{len(f.newly_missed_alerts)} ({f.recall_p():.2g}) |")
 
-    results = check(DEFAULT_GATES, figs["shipped"], figs["candidate"])
+    results = check(DEFAULT_GATES, figs["shipped"], figs["candidate"], moved)
     print("\n| gate | shipped | candidate | condition | verdict |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r.gate.name} | {100 * r.shipped:.1f} % | {100 * r.candidate:.1f} % | "

@@ -41,12 +41,19 @@ class Gate:
     at_most: float | None = None
     at_least: float | None = None
     worse_by_at_most: float | None = None
+    # fail when the figure is worse *and* the sign test on the set's moved lines finds
+    # it unlikely from a draw no worse (p below this); a whole set's figure only
+    significance: float | None = None
 
     def __post_init__(self) -> None:
         if self.figure not in FIGURES:
             raise ValueError(f"gate {self.name}: figure must be one of {FIGURES}")
-        if (self.at_most, self.at_least, self.worse_by_at_most) == (None, None, None):
-            raise ValueError(f"gate {self.name}: give at_most, at_least or worse_by_at_most")
+        limits = (self.at_most, self.at_least, self.worse_by_at_most, self.significance)
+        if limits == (None, None, None, None):
+            raise ValueError(f"gate {self.name}: give at_most, at_least, worse_by_at_most "
+                             "or significance")
+        if self.significance is not None and self.source != OVERALL:
+            raise ValueError(f"gate {self.name}: the sign test is on a whole set's lines")
 
 
 @dataclass(frozen=True)
@@ -66,23 +73,22 @@ class GateResult:
         if g.worse_by_at_most is not None:
             sign = "+" if g.figure == "false_alarm_rate" else "-"
             parts.append(f"shipped {sign} {100 * g.worse_by_at_most:.1f} points")
+        if g.significance is not None:
+            parts.append(f"not worse with p < {g.significance:g}")
         return ", ".join(parts)
 
 
-# The rule of December 7, 2026 (docs/model.md, "A retrain held to written gates"): the
-# lines a technician meets first may not get worse beyond a seed's smallest moves.
+# The rule written on December 7, 2026 after a draw failed gates of fixed margins on
+# moves a redraw makes (docs/model.md, "A retrain held to written gates"): on each set
+# a technician meets first, no false alarms added and no alerts lost beyond what a draw
+# no worse makes (the sign test), and an SSH server's attacks still found.
 DEFAULT_GATES: tuple[Gate, ...] = (
-    Gate("openssh in public logs: false alarms", "public_sample", "false_alarm_rate",
-         source="openssh", at_most=0.05),
+    *(Gate(f"{name}: false alarms", name, "false_alarm_rate", significance=0.05)
+      for name in ("public_sample", "journal", "check_lines", "fresh_lines")),
+    *(Gate(f"{name}: alerts found", name, "recall", significance=0.05)
+      for name in ("public_sample", "journal", "check_lines", "fresh_lines")),
     Gate("openssh in public logs: recall", "public_sample", "recall", source="openssh",
          at_least=0.80),
-    Gate("public logs: false alarms", "public_sample", "false_alarm_rate",
-         worse_by_at_most=0.01),
-    Gate("a device's journal: false alarms", "journal", "false_alarm_rate",
-         worse_by_at_most=0.005),
-    Gate("check lines: alerts found", "check_lines", "recall", worse_by_at_most=0.0),
-    Gate("check lines: healthy flagged", "check_lines", "false_alarm_rate",
-         at_most=2 / 52),
 )
 
 Figures = Mapping[str, Mapping[str, AlertFigures]]  # evaluation -> source -> figures
@@ -93,14 +99,17 @@ def figures_of(lines: Sequence[RealLine], anomaly: np.ndarray) -> dict[str, Aler
     return {source: figs["model"] for source, figs in report(lines, anomaly).items()}
 
 
-def check(gates: Sequence[Gate], shipped: Figures, candidate: Figures) -> list[GateResult]:
-    """Each gate's verdict. A gate whose evaluation or source is missing from either side
+def check(gates: Sequence[Gate], shipped: Figures, candidate: Figures,
+          moves: Mapping[str, Flips] | None = None) -> list[GateResult]:
+    """Each gate's verdict (``moves``: each set's :func:`flips`, for the gates with a
+    ``significance``). A gate whose evaluation or source is missing from either side
     fails: a release cannot pass on a figure nobody measured."""
     out: list[GateResult] = []
     for gate in gates:
         before = shipped.get(gate.evaluation, {}).get(gate.source)
         after = candidate.get(gate.evaluation, {}).get(gate.source)
-        if before is None or after is None:
+        moved = (moves or {}).get(gate.evaluation)
+        if before is None or after is None or (gate.significance is not None and moved is None):
             out.append(GateResult(gate, float("nan"), float("nan"), False))
             continue
         s, c = getattr(before, gate.figure), getattr(after, gate.figure)
@@ -112,6 +121,8 @@ def check(gates: Sequence[Gate], shipped: Figures, candidate: Figures) -> list[G
         if gate.worse_by_at_most is not None:
             worse = c - s if gate.figure == "false_alarm_rate" else s - c
             ok &= worse <= gate.worse_by_at_most + 1e-12
+        if gate.significance is not None and moved is not None:
+            ok &= not moved.significantly_worse(gate.figure, gate.significance)
         out.append(GateResult(gate, s, c, bool(ok)))
     return out
 
@@ -137,6 +148,15 @@ class Flips:
     def recall_p(self) -> float:
         """The same on the alerts that moved."""
         return sign_test(len(self.newly_found_alerts), len(self.newly_missed_alerts))
+
+    def significantly_worse(self, figure: str, level: float) -> bool:
+        """More false alarms (``figure`` "false_alarm_rate") or fewer alerts found
+        ("recall") than before, by a margin the sign test puts below ``level``."""
+        if figure == "false_alarm_rate":
+            worse = len(self.newly_flagged_healthy) > len(self.no_longer_flagged_healthy)
+            return worse and self.false_alarm_p() < level
+        worse = len(self.newly_missed_alerts) > len(self.newly_found_alerts)
+        return worse and self.recall_p() < level
 
 
 def sign_test(up: int, down: int) -> float:

@@ -10,7 +10,15 @@ import pytest
 from benchmarks import model_release
 from nanomodel import default_bundle_path
 from nanomodel.realeval import OVERALL, AlertFigures
-from nanomodel.release_gates import DEFAULT_GATES, Gate, check, figures_of, flips, sign_test
+from nanomodel.release_gates import (
+    DEFAULT_GATES,
+    Flips,
+    Gate,
+    check,
+    figures_of,
+    flips,
+    sign_test,
+)
 
 LINES = [("a", "normal", "x"), ("b", "normal", "x"), ("c", "software", "x"),
          ("d", "security", "y"), ("e", "normal", "y")]
@@ -44,10 +52,32 @@ def test_a_figure_nobody_measured_fails_its_gate() -> None:
 
 
 def test_a_gate_without_a_condition_or_with_another_figure_is_refused() -> None:
-    with pytest.raises(ValueError, match="at_most, at_least or worse_by_at_most"):
+    with pytest.raises(ValueError, match="at_most, at_least, worse_by_at_most or significance"):
         Gate("empty", "journal", "recall")
     with pytest.raises(ValueError, match="figure must be one of"):
         Gate("f1", "journal", "f1", at_least=0.5)
+
+
+def test_a_significance_gate_fails_only_a_move_a_draw_would_not_make() -> None:
+    fa = Gate("fa", "s", "false_alarm_rate", significance=0.05)
+    found = Gate("found", "s", "recall", significance=0.05)
+    figs = {"s": {OVERALL: _figs(0.05, 0.8)}}
+
+    def moves(new_fa: int, gone_fa: int, found_n: int, lost: int) -> dict[str, Flips]:
+        return {"s": Flips(list(range(new_fa)), list(range(gone_fa)), list(range(lost)),
+                           list(range(found_n)))}
+
+    # 9 more false alarms against 3 (p 0.15) and 20 alerts lost against 70 found: passes
+    assert [r.passed for r in check([fa, found], figs, figs, moves(9, 3, 70, 20))] == [True,
+                                                                                       True]
+    # 20 against 2 (p 0.0001) fails; so do 2 alerts found against 20 lost
+    assert [r.passed for r in check([fa, found], figs, figs, moves(20, 2, 2, 20))] == [False,
+                                                                                       False]
+    # better, however significant, passes; no moves measured fails
+    assert check([fa], figs, figs, moves(0, 30, 0, 0))[0].passed
+    assert not check([fa], figs, figs)[0].passed
+    with pytest.raises(ValueError, match="whole set"):
+        Gate("openssh", "s", "recall", source="openssh", significance=0.05)
 
 
 def test_flips_name_the_lines_behind_a_moved_figure() -> None:
