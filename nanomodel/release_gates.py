@@ -5,8 +5,9 @@ alarms on other people's logs (docs/model.md, "How chaotic is training"), so a c
 is held to conditions written *before* its figures are seen, on the evaluation sets a
 technician meets first — the public log samples, a device's own journal, the
 hand-written lines — each against the shipped bundle on the same lines (a margin, or
-the sign test on the lines whose flag moved) or an absolute limit. This module decides; ``benchmarks/model_release.py`` scores the two
-bundles and prints the verdict. Pure functions of their inputs.
+the sign test on the lines whose flag moved) or an absolute limit. This module decides;
+``benchmarks/model_release.py`` scores the two bundles and prints the verdict. Pure
+functions of their inputs.
 
 Held-out figures (software never seen) are not here: they need the recipe trained once
 per group of sources (``benchmarks/model_real.py --folds 8``), and the seed is chosen on
