@@ -30,6 +30,8 @@ def _apache_module(path: str) -> str:
     return name.removeprefix("mod_") if name.startswith("mod_") else path.split("/")[1]
 
 
+# The level word of Apache's and nginx's error logs for a template's level.
+_ERROR_LOG_LEVEL = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}
 _AH_NUMBER = re.compile(r"^AH\d{5}: ")
 # Messages Apache 2.0/2.2 logged at a level other than 2.4's: a missing file was an
 # error there (public 2.2 logs show "[error] [client ...] File does not exist: ..."),
@@ -45,6 +47,16 @@ _LEVEL_24 = {"emerg": "crit", "alert": "crit", "crit": "crit", "error": "error",
              "warn": "warning", "notice": "notice"}
 
 
+def _apache20_head(rng: random.Random, hms: tuple[int, int, int], lvl: str,
+                   years: tuple[int, int]) -> str:
+    """Apache 2.0's and 2.2's error_log head: ``[Sun Dec 04 04:51:08 2005] [notice] ``."""
+    hh, mm, ss = hms
+    return (
+        f"[{rng.choice(_DAYS)} {rng.choice(MONTHS)} {rng.randint(1, 28):02d} "
+        f"{hh:02d}:{mm:02d}:{ss:02d} {rng.randint(*years)}] [{lvl}] "
+    )
+
+
 def apache22_line(message: str, level: str, rng: random.Random,
                   client: str | None = None) -> str:
     """An Apache 2.4 message as Apache 2.0 and 2.2 wrote it into error_log:
@@ -58,14 +70,8 @@ def apache22_line(message: str, level: str, rng: random.Random,
     request = _APACHE22_ERROR.match(text) is not None
     if request:
         level = "error"
-    lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
-        level, "info"
-    )
-    hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
-    head = (
-        f"[{rng.choice(_DAYS)} {rng.choice(MONTHS)} {rng.randint(1, 28):02d} "
-        f"{hh:02d}:{mm:02d}:{ss:02d} {rng.randint(2003, 2017)}] [{lvl}] "
-    )
+    hms = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
+    head = _apache20_head(rng, hms, _ERROR_LOG_LEVEL.get(level, "info"), (2003, 2017))
     # ap_log_rerror (a request's messages) names the client and, when the request had
     # one, its referer; ap_log_error (the server's) names neither.
     if client is None and (request or rng.random() < 0.5):
@@ -92,9 +98,7 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
     """The prefix a daemon writes into its own log file (nginx error.log, ZooKeeper's log4j)."""
     hh, mm, ss = rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59)
     if source == "apache2":
-        lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
-            level, "info"
-        )
+        lvl = _ERROR_LOG_LEVEL.get(level, "info")
         module = _apache_module(origin.split(":")[0])
         day = rng.choice(_DAYS)
         head = (
@@ -108,16 +112,10 @@ def native_prefix(source: str, level: str, rng: random.Random, origin: str = "")
     if source == "mod_jk2":  # Apache 2.0's error_log: no module tag, pid or microseconds
         if level == "crit":  # APLOG_STARTUP, mod_jk2's only crit: written with no header
             return ""
-        lvl = {"error": "error", "warning": "warn", "notice": "notice"}.get(level, "info")
-        day = rng.choice(_DAYS)
-        return (
-            f"[{day} {rng.choice(MONTHS)} {rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d}"
-            f" {rng.choice([2004, 2005, 2006])}] [{lvl}] "
-        )
+        return _apache20_head(rng, (hh, mm, ss), _ERROR_LOG_LEVEL.get(level, "info"),
+                              (2004, 2006))
     if source == "nginx":
-        lvl = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}.get(
-            level, "info"
-        )
+        lvl = _ERROR_LOG_LEVEL.get(level, "info")
         pid = rng.randint(100, 30000)
         return f"2025/03/{rng.randint(1, 28):02d} {hh:02d}:{mm:02d}:{ss:02d} [{lvl}] {pid}#{pid}: "
     if source == "zookeeper":
