@@ -140,10 +140,8 @@ def _known(cont: ContinueConfig, control: bool, retrain_seed: int | None) -> Non
           f"{time.monotonic() - start:.0f} s")
     _compare("the other next lines (new lines of known daemons)", test,
              _score(models, featurizer, [t for t, _, _ in test]), per_source=True, names=names)
-    for title, rows in (("public sample", [(c.text, c.label, c.source)
-                                           for c in load_samples()]),
-                        ("device journal (words)", [(c.text, c.label, c.source)
-                                                    for c in load_journal()]),
+    for title, rows in (("public sample", [c.row for c in load_samples()]),
+                        ("device journal (words)", [c.row for c in load_journal()]),
                         ("hand-written check lines", [(t, lab, "hand") for t, lab in
                                                       [*CHECK_LINES, *FRESH_CHECK_LINES]])):
         _compare(title, rows, _score(models, featurizer, [t for t, _, _ in rows]), names=names)

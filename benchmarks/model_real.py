@@ -140,7 +140,7 @@ def _known() -> int:
     mix, cfg, prior = recipe(quiet=True)
     templates = real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
                            captured=False)
-    captured = [(c.text, c.label, c.source) for c in load_captured()]
+    captured = [c.row for c in load_captured()]
     levels = {c.text: priority(c.level) for c in load_captured()}
     train, test = split_known(templates, captured)
     start = time.monotonic()
@@ -167,7 +167,7 @@ def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
 
     captured = (load_journal() if journal else load_captured_next() if nxt
                 else load_samples())
-    lines = [(c.text, c.label, c.source) for c in captured]
+    lines = [c.row for c in captured]
     model = LoadedModel.load(bundle)
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
     rep = report(lines, anomaly)

@@ -36,17 +36,14 @@ from nanomodel.release_gates import DEFAULT_GATES, check, figures_of, flips  # n
 def evaluation_sets() -> dict[str, list[RealLine]]:
     """The sets a release is held to, as (text, label, source) rows."""
     from nanomodel.realistic import CHECK_LINES, FRESH_CHECK_LINES
-    from nanomodel.realtext import CapturedLine, load_captured_next, load_journal, load_samples
-
-    def rows(captured: list[CapturedLine]) -> list[RealLine]:
-        return [(c.text, c.label, c.source) for c in captured]
+    from nanomodel.realtext import load_captured_next, load_journal, load_samples
 
     return {
-        "public_sample": rows(load_samples()),
-        "journal": rows(load_journal()),
+        "public_sample": [c.row for c in load_samples()],
+        "journal": [c.row for c in load_journal()],
         "check_lines": [(t, lab, "hand") for t, lab in CHECK_LINES],
         "fresh_lines": [(t, lab, "hand") for t, lab in FRESH_CHECK_LINES],
-        "captured_next": rows(load_captured_next()),
+        "captured_next": [c.row for c in load_captured_next()],
     }
 
 

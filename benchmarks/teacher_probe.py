@@ -201,7 +201,7 @@ def _samples(teacher: SentenceTeacher, lines: Sequence[RealLine], vectors: np.nd
     score = fit_mlp(vectors, alert, weight, hidden=args.hidden)
     model = LoadedModel.load(default_bundle_path())
     for what, captured in (("public sample", load_samples()), ("journal", load_journal())):
-        rows = [(c.text, c.label, c.source) for c in captured]
+        rows = [c.row for c in captured]
         texts = [t for t, _, _ in rows]
         mine = score(embedded(teacher, texts, args.cache))
         nano = np.asarray(model.classify(texts)[1])

@@ -191,7 +191,7 @@ def never_trained_figures(model: ShippedModel, featurizer: Featurizer) -> dict[s
     figures: dict[str, float] = {}
     for prefix, captured in (("public_sample", load_samples()),
                              ("device_journal", load_journal())):
-        lines = [(c.text, c.label, c.source) for c in captured]
+        lines = [c.row for c in captured]
         if not lines:
             continue
         _, anomaly = reference_forward(model, featurizer.transform([t for t, _, _ in lines]))

@@ -151,6 +151,12 @@ class CapturedLine:
         or the agent holds it: evaluation only, never returned by load_captured."""
         return self.collection != "captured"
 
+    @property
+    def row(self) -> tuple[str, str, str]:
+        """``(text, label, source)``: the row the trainer and the evaluations read
+        (:data:`nanomodel.realeval.RealLine`)."""
+        return self.text, self.label, self.source
+
 
 def _rows_at(kind: str) -> list[tuple[Path, int, dict[str, str]]]:
     rows: list[tuple[Path, int, dict[str, str]]] = []

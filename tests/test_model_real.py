@@ -84,7 +84,7 @@ def test_shipped_model_on_public_samples_it_never_saw_beats_the_keyword_rule() -
     from agent.model import LoadedModel
     from nanomodel.realtext import load_samples
 
-    lines = [(c.text, c.label, c.source) for c in load_samples()]
+    lines = [c.row for c in load_samples()]
     assert len(lines) >= 800
     _, anomaly = LoadedModel.load(default_bundle_path()).classify([t for t, _, _ in lines])
     overall = report(lines, np.asarray(anomaly))[OVERALL]
@@ -113,7 +113,7 @@ def test_shipped_model_on_a_device_journal_with_its_levels_meets_the_bar() -> No
     from nanomodel.realtext import load_journal
 
     journal = load_journal()
-    lines = [(c.text, c.label, c.source) for c in journal]
+    lines = [c.row for c in journal]
     assert len(lines) >= 300 and sum(lab != "normal" for _, lab, _ in lines) >= 40
     model = LoadedModel.load(default_bundle_path())
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
@@ -159,7 +159,7 @@ def test_alerts_the_agent_sends_on_public_samples_are_quieter_than_the_grep() ->
     from nanomodel.realeval import sent_alerts
     from nanomodel.realtext import load_samples
 
-    lines = [(c.text, c.label, c.source) for c in load_samples()]
+    lines = [c.row for c in load_samples()]
     model = LoadedModel.load(default_bundle_path())
     probs, anomaly = model.classify([t for t, _, _ in lines])
     flags = sent_alerts(model.labels, model.manifest.normal_label, probs, anomaly)
