@@ -30,6 +30,19 @@ def _apache_module(path: str) -> str:
     return name.removeprefix("mod_") if name.startswith("mod_") else path.split("/")[1]
 
 
+# syslog level name → the level names the templates and rules use
+SYSLOG_LEVEL_NAMES = {
+    "emerg": "crit",
+    "alert": "crit",
+    "crit": "crit",
+    "err": "error",
+    "warn": "warning",
+    "warning": "warning",
+    "notice": "notice",
+    "info": "info",
+    "debug": "debug",
+}
+
 # The level word of Apache's and nginx's error logs for a template's level.
 _ERROR_LOG_LEVEL = {"crit": "crit", "error": "error", "warning": "warn", "notice": "notice"}
 _AH_NUMBER = re.compile(r"^AH\d{5}: ")
@@ -43,8 +56,8 @@ _APACHE24_CAPTURED = re.compile(
     r"^\S+?\[\d+\]: \[[\w-]*:(?P<lvl>\w+)\] \[pid [^\]]*\] "
     r"(?:\[client (?P<client>[^\]]+?)(?::\d+)?\] )?(?P<msg>.*)$"
 )
-_LEVEL_24 = {"emerg": "crit", "alert": "crit", "crit": "crit", "error": "error",
-             "warn": "warning", "notice": "notice"}
+# Apache 2.4 writes syslog's level names but "error" for "err"
+_LEVEL_24 = {**SYSLOG_LEVEL_NAMES, "error": "error"}
 
 
 def _apache20_head(rng: random.Random, hms: tuple[int, int, int], lvl: str,

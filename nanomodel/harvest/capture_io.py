@@ -16,23 +16,12 @@ from pathlib import Path
 from nanomodel import realtext
 from nanomodel.harvest.match import Matcher
 from nanomodel.harvest.sources import SOURCES
+from nanomodel.realframes import SYSLOG_LEVEL_NAMES
 
 _LINE = re.compile(
     r"^\w{3} [ \d]\d \d\d:\d\d:\d\d (?P<host>\S+) (?P<fac>\w+)\.(?P<prio>\w+) "
     r"(?P<tagged>(?P<tag>[^\s\[:]+)(?:\[\d+\])?: ?(?P<msg>.*))$"
 )
-# syslog level name → the level names the templates and rules use
-SYSLOG_LEVEL_NAMES = {
-    "emerg": "crit",
-    "alert": "crit",
-    "crit": "crit",
-    "err": "error",
-    "warn": "warning",
-    "warning": "warning",
-    "notice": "notice",
-    "info": "info",
-    "debug": "debug",
-}
 # syslog tag → template source
 _TAG_SOURCE = {
     "sshd": "openssh",

@@ -47,11 +47,11 @@ from agent.journal_catalog import parse_message_id, trusted_message_id
 from agent.level_evidence import SYSLOG_LEVELS
 from nanomodel.harvest.capture_io import (
     DATA,
-    SYSLOG_LEVEL_NAMES,
     Labeller,
     program_source,
     write_rows_by_source,
 )
+from nanomodel.realframes import SYSLOG_LEVEL_NAMES
 
 JOURNAL = DATA.parent / "journal"
 # journal SYSLOG_IDENTIFIER → template source (the manager and the journal daemon: the
