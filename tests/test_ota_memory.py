@@ -5,6 +5,7 @@ process's resident memory, and (last test) the real agent, broker and repository
 from __future__ import annotations
 
 import hashlib
+import mmap
 import threading
 import time
 from pathlib import Path
@@ -64,11 +65,21 @@ def test_the_peak_sees_memory_taken_and_given_back() -> None:
     if not reset_resident_high_water():
         pytest.skip("this kernel does not let a process reset its peak")
     before = resident_high_water()
-    block = bytearray(64 * MIB)  # touched, then freed
-    del block
+    block = mmap.mmap(-1, 64 * MIB)  # touched page by page, then unmapped
+    for offset in range(0, 64 * MIB, mmap.PAGESIZE):
+        block[offset] = 1
+    held = resident_bytes()
+    block.close()
+    assert before is not None and held is not None
+    if held - before < 60 * MIB:
+        # Seen once on CI: the process's resident memory did not grow at all, because the
+        # kernel reclaimed other pages of it (mapped libraries, model files) as fast as
+        # the block was touched. No peak can show what the resident count never held.
+        pytest.skip(f"memory pressure: touching 64 MiB grew this process by "
+                    f"{(held - before) / MIB:.1f} MiB")
     release_freed_memory()
     after, now = resident_high_water(), resident_bytes()
-    assert before is not None and after is not None and now is not None
+    assert after is not None and now is not None
     assert after - before > 60 * MIB and after - now > 60 * MIB
 
 
