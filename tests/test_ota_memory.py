@@ -72,7 +72,7 @@ def test_the_peak_sees_memory_taken_and_given_back() -> None:
     block.close()
     assert before is not None and held is not None
     if held - before < 60 * MIB:
-        # Seen once on CI: the process's resident memory did not grow at all, because the
+        # Seen once on CI: the process's resident memory did not grow at all, most likely as the
         # kernel reclaimed other pages of it (mapped libraries, model files) as fast as
         # the block was touched. No peak can show what the resident count never held.
         pytest.skip(f"memory pressure: touching 64 MiB grew this process by "
