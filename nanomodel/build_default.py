@@ -55,7 +55,8 @@ HELDOUT_FIGURES_PATH = Path(__file__).parent / "data" / "real_heldout.json"
 # (`--match-false-alarms 0.11`: the 11.0 % the model before them had; docs/model.md "The
 # warning and notice reviews applied").
 MIX = MixConfig(corpus_lines=6000, reading_lines=14000, real_share=0.6, normal_weight=4.0,
-                teachers=1, fresh_epochs=True, normal_bias=1.35, state_lines=2000)
+                teachers=1, fresh_epochs=True, normal_bias=1.35, state_lines=2000,
+                next_lines=True, apache22_share=0.3)
 TRAIN = TrainConfig(epochs=30, min_steps=0)
 PriorFn = Callable[[list[RealLine]], np.ndarray]
 

@@ -31,6 +31,7 @@ from nanomodel.realvalues import (
     PAM_SERVICES,
     PARTS,
     PATHS,
+    WEB_PATHS,
     SIGNALS,
     TOPICS,
     UNITS,
@@ -46,6 +47,11 @@ CONVERSION = re.compile(
 )
 
 _CONTEXT: list[tuple[re.Pattern[str], str]] = [
+    # before the general words below: "maps to" and "getaddrinfo for" name hosts (sshd's
+    # reverse-DNS checks), the bracket after a host its address, "does not exist:" a path
+    (re.compile(r"\b(maps to|getaddrinfo for)[ =:'\"]*$", re.I), "host"),
+    (re.compile(r"\b(for|to) \S+ \[$", re.I), "addr"),
+    (re.compile(r"\bdoes not exist: $", re.I), "path"),
     (re.compile(r"disconnect from \S+ port \S+: ?$|disconnect\S*:\S*$", re.I), "reason"),
     (re.compile(r"\bport:? ?$", re.I), "port"),
     (re.compile(r"\b(pid|process|child|pgid|ppid)[ =:]*\(?$", re.I), "pid"),
@@ -147,6 +153,8 @@ def _value(kind: str, conv: str, rng: random.Random, source: str = "") -> str:
         "comm": COMMS,
         "reason": DISCONNECT_REASONS,
     }
+    if kind == "path" and source in ("apache2", "nginx", "lighttpd"):
+        return rng.choice(WEB_PATHS + PATHS[:4])
     if kind in pools:
         return rng.choice(pools[kind])
     if kind == "addr":

@@ -123,6 +123,20 @@ ERRNOS = [
     "Protocol error",
     "Bad file descriptor",
 ]
+# What a web server's request messages name: files under its document roots and CGI
+# directories, often ones a scanner guessed (404s are most of an error_log).
+WEB_PATHS = [
+    "/var/www/html/robots.txt",
+    "/var/www/html/favicon.ico",
+    "/var/www/html/wp-login.php",
+    "/var/www/html/.env",
+    "/var/www/html/admin/config.php",
+    "/var/www/html/images/logo.png",
+    "/srv/www/htdocs/index.html",
+    "/usr/lib/cgi-bin/status.cgi",
+    "/var/www/cgi-bin/test.sh",
+    "/home/site/public_html/old/index.php",
+]
 PATHS = [
     "/etc/ssh/sshd_config",
     "/var/lib/nanofleet/state.json",

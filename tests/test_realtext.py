@@ -136,6 +136,14 @@ def test_a_timestamp_is_no_cue_captured_lines_carry_heads_like_templates() -> No
         ("MAC " + clex.BUILTIN_MACROS["MACSTR"], r"MAC ([0-9a-f]{2}:){5}[0-9a-f]{2}"),
         ("Got {} from {}", r"Got \S+ from \S+"),
         ("100%% done", r"100% done"),
+        # sshd's reverse-DNS checks: a host name after "maps to"/"getaddrinfo for", its
+        # address in the brackets
+        (
+            "reverse mapping checking getaddrinfo for %.700s [%s] failed",
+            r"reverse mapping checking getaddrinfo for [a-z][\w.-]* \[[0-9a-f.:]+\] failed",
+        ),
+        ("Address %.100s maps to %.600s, but", r"Address \S+ maps to [a-z][\w.-]*, but"),
+        ("File does not exist: %s", r"File does not exist: /\S+"),
     ],
 )
 def test_fill_gives_values_that_fit_their_context(template: str, expect: str) -> None:

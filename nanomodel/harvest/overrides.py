@@ -188,6 +188,30 @@ EXPANSIONS: dict[str, list[Expansion]] = {
             anchor="Too many authentication failures",
             file="auth.c",
         ),
+        # Older OpenSSH releases (canohost.c's get_remote_hostname, logit) ended both
+        # reverse-DNS sentences with a warning 9.2 no longer writes; servers of those
+        # releases still fill public logs. The anchor is the sentence 9.2 writes for the
+        # same check (canohost.c); the labels are the review of 9.2's sentence. Added
+        # to templates/openssh.jsonl as the harvest writes expansion rows (no re-run:
+        # tests/test_harvest_expansions.py checks the file holds them).
+        _ssh(
+            "Address %.100s maps to %.600s, but this does not map back to the address - "
+            "POSSIBLE BREAK-IN ATTEMPT!",
+            "normal",
+            "older OpenSSH: a client's reverse DNS does not map back (a misconfigured DNS, "
+            "not an attack; sshd goes on to authenticate it as any client)",
+            anchor='"Address %.100s maps to %.600s',
+            file="canohost.c",
+        ),
+        _ssh(
+            "reverse mapping checking getaddrinfo for %.700s [%s] failed - "
+            "POSSIBLE BREAK-IN ATTEMPT!",
+            "normal",
+            "older OpenSSH: the name a client's address reverse-resolves to does not "
+            "resolve (a misconfigured DNS, not an attack; sshd goes on as for any client)",
+            anchor='"Address %.100s maps to %.600s',
+            file="canohost.c",
+        ),
     ],
     "systemd": [
         _sd("job.c", "Started %s.", "info", "normal", "a unit started"),
@@ -323,8 +347,8 @@ LINE_DECISIONS = _compiled(
             "normal",
             "a SATA port with nothing plugged in, probed at boot (SStatus 0: no device; "
             "SControl 300: the port's usual setting); a disk that drops out is told by the "
-            "exception and reset lines before this one. The harvested template is network "
-            "by a rule, which the next retrain's review must decide (docs/model.md)",
+            "exception and reset lines before this one (the harvested template, network by a "
+            "rule, is reviewed normal since: review/linux.jsonl)",
         ),
         (
             "linux",
@@ -333,7 +357,7 @@ LINE_DECISIONS = _compiled(
             "I/O past the end of a block device: the device vanished or shrank (a pulled "
             "disk reads as size 0, \"limit=0\" on the next line) or a file system is bigger "
             "than its device; printed at info, so the level rule made it normal (its "
-            "harvested template too, for the next retrain's review: docs/model.md)",
+            "harvested template is reviewed storage since: review/linux.jsonl)",
         ),
         (
             # a macro in service.h, which the harvest (C files only) did not see
