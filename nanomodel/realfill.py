@@ -31,11 +31,11 @@ from nanomodel.realvalues import (
     PAM_SERVICES,
     PARTS,
     PATHS,
-    WEB_PATHS,
     SIGNALS,
     TOPICS,
     UNITS,
     USERS,
+    WEB_PATHS,
     WORDS,
 )
 
