@@ -188,6 +188,30 @@ EXPANSIONS: dict[str, list[Expansion]] = {
             anchor="Too many authentication failures",
             file="auth.c",
         ),
+        # Older OpenSSH releases (canohost.c's get_remote_hostname, logit) ended both
+        # reverse-DNS sentences with a warning 9.2 no longer writes; servers of those
+        # releases still fill public logs. The anchor is the sentence 9.2 writes for the
+        # same check (canohost.c); the labels are the review of 9.2's sentence. Added
+        # to templates/openssh.jsonl as the harvest writes expansion rows (no re-run:
+        # tests/test_harvest_expansions.py checks the file holds them).
+        _ssh(
+            "Address %.100s maps to %.600s, but this does not map back to the address - "
+            "POSSIBLE BREAK-IN ATTEMPT!",
+            "normal",
+            "older OpenSSH: a client's reverse DNS does not map back (a misconfigured DNS, "
+            "not an attack; sshd goes on to authenticate it as any client)",
+            anchor='"Address %.100s maps to %.600s',
+            file="canohost.c",
+        ),
+        _ssh(
+            "reverse mapping checking getaddrinfo for %.700s [%s] failed - "
+            "POSSIBLE BREAK-IN ATTEMPT!",
+            "normal",
+            "older OpenSSH: the name a client's address reverse-resolves to does not "
+            "resolve (a misconfigured DNS, not an attack; sshd goes on as for any client)",
+            anchor='"Address %.100s maps to %.600s',
+            file="canohost.c",
+        ),
     ],
     "systemd": [
         _sd("job.c", "Started %s.", "info", "normal", "a unit started"),
