@@ -265,11 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                         "the public log samples no model is trained on")
     parser.add_argument("--next", nargs="?", type=Path, const=default_bundle_path(),
                         dest="next_lines", metavar="BUNDLE",
-                        help="score a bundle (default: the shipped one) on the captured lines "
-                        "no shipped model is trained on yet (captured_next/)")
+                        help="score a bundle (default: the shipped one) on the December 7 "
+                        "captures (captured_next/; the shipped model trains on them since "
+                        "rule 6, so for it an in-sample figure)")
     parser.add_argument("--with-next", action="store_true",
-                        help="train (and hold out) with the captured lines no shipped model is "
-                        "trained on yet (captured_next/) too: what a retrain with them measures")
+                        help="train (and hold out) with the December 7 captures (captured_next/) "
+                        "too, whatever the recipe says (the shipped recipe has them)")
     parser.add_argument("--journal", nargs="?", type=Path, const=default_bundle_path(),
                         metavar="BUNDLE", help="score a bundle (default: the shipped one) on "
                         "a booted systemd's journal no model is trained on")

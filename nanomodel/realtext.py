@@ -236,9 +236,10 @@ def load_captured(sources: list[str] | None = None) -> list[CapturedLine]:
 
 
 def load_captured_next(sources: list[str] | None = None) -> list[CapturedLine]:
-    """Lines captured here that the shipped model is not trained on yet (``captured_next/``:
-    the next retrain's, docs/model.md "Site servers captured"): meanwhile an evaluation of
-    the shipped model on real lines of daemons whose templates it knows."""
+    """The December 7 captures (``captured_next/``: site servers and a kernel's boot, named
+    for the retrain they waited for, docs/model.md "Site servers captured"). Trained on
+    since that retrain (``MixConfig.next_lines``, rule 6 in docs/model.md); kept apart so
+    that a recipe without them still draws exactly the lines it drew before."""
     return _lines("captured_next", sources)
 
 

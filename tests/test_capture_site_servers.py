@@ -211,13 +211,14 @@ def test_committed_captures_are_mostly_routine_with_their_trouble(
     assert all(c.how.startswith(f"{program} in netns: ") for c in lines)
 
 
-def test_the_next_retrains_lines_are_not_trained_on_yet() -> None:
-    """captured_next/ is an evaluation of the shipped model until a retrain takes it
-    (docs/model.md "Site servers captured"): the captured lines training reads are the
-    other folder's, and the earlier captures of the same sources (dhclient's) still are.
-    (That the training lines as a whole are the shipped model's is
-    test_model_training's build-record check; a constant template such as the kernel's
-    ``Zone ranges:`` renders to the same text as its captured line.)"""
+def test_the_december_captures_are_trained_on_and_kept_apart() -> None:
+    """captured_next/ waited for a retrain and is trained on since rule 6 (docs/model.md
+    "The trade taken"): the shipped recipe's lines hold every one of them, while the other
+    folder's captured lines do not include them, so a recipe without them draws exactly
+    what it drew before. The earlier captures of the same sources (dhclient's) stay where
+    they were."""
+    from nanomodel.build_default import MIX, real_training_lines
+
     nxt = realtext.load_captured_next()
     assert {c.source for c in nxt} == {"named", "xinetd", "snmpd", "isc-dhcp", "linux"}
     assert {c.collection for c in nxt} == {"captured_next"}
@@ -225,10 +226,17 @@ def test_the_next_retrains_lines_are_not_trained_on_yet() -> None:
     assert not any(c.collection == "captured_next" for c in captured)
     assert not {c.text for c in captured} & {c.text for c in nxt}
     assert any(c.text.startswith("dhclient") for c in realtext.load_captured(["isc-dhcp"]))
+    assert MIX.next_lines
+    trained = real_training_lines()
+    tail = trained[-len(nxt):]  # appended: as logged, some behind a time-and-host head
+    assert [(label, source) for _, label, source in tail] == [(c.label, c.source) for c in nxt]
+    assert all(text.endswith(c.text) for (text, _, _), c in zip(tail, nxt, strict=True))
+    assert len(real_training_lines(with_next=False)) == len(trained) - len(nxt)
 
 
 def test_a_retrain_with_the_next_lines_can_be_measured() -> None:
-    """``model_real.py --with-next`` trains on them too; by default nothing does."""
+    """``real_lines`` takes them only when asked (the shipped recipe asks), after the
+    lines it drew without them, drawn alike."""
     import random
 
     without = realtext.real_lines(random.Random(1), sources=["snmpd"])

@@ -46,15 +46,16 @@ def test_recipe_on_a_group_of_unseen_sources_holds_its_measured_floors() -> None
     model, keyword = rep[OVERALL]["model"], rep[OVERALL]["keyword"]
     figures = f"held out {held}: model {model}, keyword rule {keyword}"
     # Measured on this group (apache2, cups, ipmievd, mosquitto, openvpn, smartmontools,
-    # systemd-timesyncd; 4,289 lines, the warning and notice reviews applied): F1 0.679,
-    # false alarms 9.8 %, recall 63.1 %; the keyword rule 0.610 / 8.6 % / 52.6 %. Training
-    # is seeded, so the figures are the same on every run of the same data (a change of
-    # sources deals other groups: re-measure; a change of labels elsewhere retrains these
-    # models too). Before the reviews were applied (4,401 lines, other labels): 0.654 /
+    # systemd-timesyncd; 4,289 lines) by rule 6's recipe: F1 0.647, false alarms 8.3 %,
+    # recall 57.0 %; the keyword rule 0.596 / 10.2 % / 52.4 %. Training is seeded, so the
+    # figures are the same on every run of the same data (a change of sources deals other
+    # groups: re-measure; a change of labels elsewhere retrains these models too). The
+    # recipe before rule 6 (its flag lower, 1.35 against 1.59): 0.679 / 9.8 % / 63.1 %;
+    # before the warning and notice reviews were applied (4,401 lines, other labels): 0.654 /
     # 6.6 % / 56.9 %; the five-epoch recipe before December 2026: 0.665 / 8.5 % / 60.7 %.
-    assert model.f1 >= 0.66 and model.f1 > keyword.f1, figures
-    assert model.recall >= 0.61, figures
-    assert model.false_alarm_rate <= 0.105, figures
+    assert model.f1 >= 0.64 and model.f1 > keyword.f1, figures
+    assert model.recall >= 0.56, figures
+    assert model.false_alarm_rate <= 0.095, figures
 
 
 def test_recorded_heldout_figures_are_this_datas_and_beat_the_keyword_rule() -> None:
