@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keyword_prior:
         _keyword_prior(lines, anomaly, args.folds)
     if probs is not None and args.folds is not None:
-        _levels(lines, probs, args.folds)
+        _levels(lines, probs, args.folds, mix.next_lines)
     if args.write:
         figures = manifest_figures(rep)
         figures["real_heldout.source_groups"] = float(len(source_folds(

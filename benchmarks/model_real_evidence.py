@@ -79,9 +79,11 @@ def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int],
               f"{_figures(lines, sent_alerts(LABELS, 'normal', p, a))}")
 
 
-def _levels(lines: list[RealLine], probs: np.ndarray, folds: int) -> None:
+def _levels(lines: list[RealLine], probs: np.ndarray, folds: int, with_next: bool) -> None:
     """Held-out figures when each line comes with its code's level (--levels)."""
-    levels = real_line_priorities(REAL_PER_TEMPLATE)
+    levels = real_line_priorities(REAL_PER_TEMPLATE, with_next=with_next)
+    if len(levels) != len(lines):  # a mismatch would pair lines with other lines' levels
+        raise SystemExit(f"--levels: {len(levels)} levels for {len(lines)} lines")
     anomaly = _anomaly(probs)
     is_alert = np.array([lab != "normal" for _, lab, _ in lines])
     print(f"\nthe level alone, error or worse (journalctl -p err): "

@@ -16,7 +16,7 @@ import numpy as np
 
 from agent.level_evidence import SYSLOG_LEVELS, level_of, shift_anomaly
 from nanomodel.realeval import RealLine, source_folds
-from nanomodel.realtext import load_captured, load_templates
+from nanomodel.realtext import load_captured, load_captured_next, load_templates
 
 # A little ridge on the offsets: a level with few lines stays near 0 rather than running
 # off to where its handful of lines are separated perfectly.
@@ -34,14 +34,16 @@ def priority(level: str) -> int:
 
 
 def real_line_priorities(per_template: int, sources: list[str] | None = None,
-                         captured: bool = True) -> list[int]:
+                         captured: bool = True, with_next: bool = False) -> list[int]:
     """The PRIORITY of each line :func:`nanomodel.realtext.real_lines` returns for the same
     arguments, in the same order (each template ``per_template`` times, then the captured
-    lines)."""
+    lines, then with ``with_next`` those of ``captured_next/``)."""
     out = [priority(t.level) for t in load_templates(sources) if not t.not_log_text
            for _ in range(per_template)]
     if captured:
         out.extend(priority(c.level) for c in load_captured(sources))
+        if with_next:
+            out.extend(priority(c.level) for c in load_captured_next(sources))
     return out
 
 

@@ -27,7 +27,7 @@ from nanomodel.reallevels import (
     priority,
     real_line_priorities,
 )
-from nanomodel.realtext import load_captured, load_templates, real_lines
+from nanomodel.realtext import load_captured, load_captured_next, load_templates, real_lines
 
 LABELS = ["normal", "storage", "security"]
 
@@ -120,6 +120,13 @@ def test_priorities_line_up_with_the_real_lines() -> None:
     assert prios[-1] == priority(captured[-1].level)
     assert prios[0] == priority(templates[0].level)
     assert priority("error") == 3 and priority("crit") == 2
+    # The shipped recipe's lines end with captured_next/'s (the kernel's boot): theirs too.
+    with_next = real_lines(random.Random(REAL_SEED), per_template=REAL_PER_TEMPLATE,
+                           sources=["linux"], with_next=True)
+    next_prios = real_line_priorities(REAL_PER_TEMPLATE, sources=["linux"], with_next=True)
+    nxt = load_captured_next(["linux"])
+    assert len(next_prios) == len(with_next) and nxt
+    assert next_prios[-len(nxt):] == [priority(c.level) for c in nxt]
     with pytest.raises(ValueError, match="syslog level"):
         priority("loud")
 
