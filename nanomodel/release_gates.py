@@ -137,10 +137,6 @@ class Flips:
     newly_missed_alerts: list[int]
     newly_found_alerts: list[int]
 
-    def moved(self) -> int:
-        return sum(len(x) for x in (self.newly_flagged_healthy, self.no_longer_flagged_healthy,
-                                    self.newly_missed_alerts, self.newly_found_alerts))
-
     def false_alarm_p(self) -> float:
         """How likely this many more (or fewer) false alarms are from a redraw that is no
         worse: the exact two-sided sign test on the healthy lines that moved (McNemar)."""
