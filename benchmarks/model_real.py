@@ -6,8 +6,8 @@
     python benchmarks/model_real.py --known         # known daemons, new captured lines
     python benchmarks/model_real.py --samples       # the shipped bundle on public log samples
     python benchmarks/model_real.py --journal       # ... on a booted systemd's journal
-    python benchmarks/model_real.py --next          # ... on captured lines not trained on yet
-    python benchmarks/model_real.py --folds 8 --with-next  # a retrain that takes them
+    python benchmarks/model_real.py --next          # ... on the December 7 captures (trained on)
+    python benchmarks/model_real.py --folds 8 --with-next  # with them whatever the recipe says
     python benchmarks/model_real.py --folds 8 --sent  # the alerts the agent would send, held out
     python benchmarks/model_real.py --folds 8 --keyword-prior  # also the grep as a second opinion
     python benchmarks/model_real.py --folds 8 --levels  # also with each line's level (journald)
@@ -160,7 +160,7 @@ def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
     """The shipped bundle, as the agent runs it, on the public log samples that no model
     is trained on (fail2ban's test logs: other people's systems, many software versions),
     on the journal of a booted systemd (``journal``: with each entry's level too), or on
-    the captured lines not trained on yet (``nxt``)."""
+    the December 7 captures (``nxt``; the shipped model trains on them since rule 6)."""
     from agent.config import AlertConfig
     from agent.model import LoadedModel
     from nanomodel.realtext import load_captured_next, load_journal, load_samples
@@ -171,10 +171,10 @@ def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
     model = LoadedModel.load(bundle)
     probs, anomaly = (np.asarray(a) for a in model.classify([t for t, _, _ in lines]))
     rep = report(lines, anomaly)
-    what = ("journal lines of a booted systemd" if journal else
-            "captured lines not trained on yet" if nxt else "public sample lines")
-    print(f"{bundle.name} on {len(lines)} {what} of {len(rep) - 1} sources, "
-          "never trained on\n")
+    what = ("journal lines of a booted systemd, never trained on" if journal else
+            "December 7 captures (trained on since rule 6)" if nxt else
+            "public sample lines, never trained on")
+    print(f"{bundle.name} on {len(lines)} {what}, {len(rep) - 1} sources\n")
     print(format_table(rep))
     wins = _wins(rep)
     o, k = rep[OVERALL]["model"], rep[OVERALL]["keyword"]

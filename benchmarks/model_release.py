@@ -4,8 +4,8 @@
 
 Both bundles run through the agent's own runtime on the evaluation sets no model trains
 on — the public log samples (fail2ban's test logs), a booted systemd's journal, the
-hand-written check and fresh lines — and on the captured lines not trained on yet
-(``captured_next/``: in-sample for a candidate trained on them, said so). It prints each
+hand-written check and fresh lines — and on the December 7 captures (``captured_next/``:
+trained on since rule 6, so in-sample for both bundles now, said so). It prints each
 set's figures for both, the gates of :data:`nanomodel.release_gates.DEFAULT_GATES` with
 their verdicts, and the lines whose flag the candidate changes (a moved figure is a few
 lines; read them before deciding), with the exact sign test's p on each set's moves (how
