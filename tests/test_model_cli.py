@@ -17,15 +17,20 @@ from nanomodel.cli import main
 from nanomodel.corpus import HELDOUT_STYLES, generate, inverter_lines, write_jsonl
 
 
+def _inverter_csv(path: Path, seed: int) -> Path:
+    rows = ["text,label"] + [f'"{e.text.replace(chr(34), chr(34) * 2)}",{e.label}'
+                             for e in inverter_lines(250, seed)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("data")
     write_jsonl(d / "train.jsonl", generate(3000, 31))
     write_jsonl(d / "heldout.jsonl", generate(400, 32, HELDOUT_STYLES))
     write_jsonl(d / "inverter.jsonl", inverter_lines(250, 33))
-    rows = ["text,label"] + [f'"{e.text.replace(chr(34), chr(34) * 2)}",{e.label}'
-                             for e in inverter_lines(250, 34)]
-    (d / "inverter.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    _inverter_csv(d / "inverter.csv", 34)
     return d
 
 
@@ -73,13 +78,6 @@ def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
         assert expected in stdout
     code, stdout, _ = _run(capsys, "model", "inspect", str(out), "--json")
     assert json.loads(stdout)["manifest"]["name"] == "site-logs"
-
-
-def _inverter_csv(path: Path, seed: int) -> Path:
-    rows = ["text,label"] + [f'"{e.text.replace(chr(34), chr(34) * 2)}",{e.label}'
-                             for e in inverter_lines(250, seed)]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return path
 
 
 def test_head_only_from_csv_with_own_labels(data_dir: Path, tmp_path: Path,
