@@ -46,6 +46,22 @@ CONVERSION = re.compile(
     r"|\{\}"
 )
 
+# The values a kind of slot draws from (built once: _value runs for every slot of every
+# rendered line, every epoch).
+_POOLS: dict[str, list[str]] = {
+    "user": USERS,
+    "iface": IFACES,
+    "unit": UNITS,
+    "disk": DISKS + PARTS,
+    "path": PATHS,
+    "topic": TOPICS,
+    "signal": SIGNALS,
+    "key": KEYS,
+    "comm": COMMS,
+    "reason": DISCONNECT_REASONS,
+}
+_WEB_SERVER_PATHS = WEB_PATHS + PATHS[:4]
+
 _CONTEXT: list[tuple[re.Pattern[str], str]] = [
     # before the general words below: "maps to" and "getaddrinfo for" name hosts (sshd's
     # reverse-DNS checks), the bracket after a host its address, "does not exist:" a path
@@ -141,22 +157,10 @@ def _value(kind: str, conv: str, rng: random.Random, source: str = "") -> str:
         return str(rng.choice([1, 2, 5, 10, 30, 60, 90, 120, 300, 600, 3600, rng.randint(1, 9999)]))
     if numeric:
         return str(rng.choice([0, 1, 2, 3, 4, 5, 8, 16, 22, 64, 100, 255, rng.randint(0, 99999)]))
-    pools: dict[str, list[str]] = {
-        "user": USERS,
-        "iface": IFACES,
-        "unit": UNITS,
-        "disk": DISKS + PARTS,
-        "path": PATHS,
-        "topic": TOPICS,
-        "signal": SIGNALS,
-        "key": KEYS,
-        "comm": COMMS,
-        "reason": DISCONNECT_REASONS,
-    }
     if kind == "path" and source in ("apache2", "nginx", "lighttpd"):
-        return rng.choice(WEB_PATHS + PATHS[:4])
-    if kind in pools:
-        return rng.choice(pools[kind])
+        return rng.choice(_WEB_SERVER_PATHS)
+    if kind in _POOLS:
+        return rng.choice(_POOLS[kind])
     if kind == "addr":
         r = rng.random()
         return ipv4(rng) if r < 0.7 else (rng.choice(HOSTS) if r < 0.9 else ipv6(rng))
