@@ -18,7 +18,10 @@ and the alert labels' probabilities are scaled so that they still sum to ``anoma
 The default offsets are fitted (maximum likelihood, the model's own log-odds kept at
 weight 1) on the shipped model's held-out scores of real daemons' lines with the level
 their code logs them at: ``python benchmarks/model_real.py --folds 8 --levels`` fits and
-prints them. Pure functions of their inputs; the pipeline applies them.
+prints them. They belong to a model, so a bundle brings its own in its manifest
+(``level_offsets``) and those come first; the defaults here serve bundles that bring none,
+and an operator's offsets in the agent config win over both (:func:`offsets_for`). Pure
+functions of their inputs; the pipeline applies them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Literal, get_args
 import numpy as np
 from pydantic import Field
 
+from contract.bundle_features import BundleLevelOffsets
 from contract.strict import Strict
 
 # syslog(3) priorities, in order: the index is the PRIORITY value journald stores.
@@ -40,8 +44,9 @@ _EPS = 1e-7
 _NO_LEVEL = len(SYSLOG_LEVELS)
 
 
-class LevelOffsets(Strict):
-    """Log-odds added to the model's anomaly for a line logged at each level."""
+class LevelOffsets(BundleLevelOffsets):
+    """Log-odds added to the model's anomaly for a line logged at each level: the agent's
+    defaults, for a bundle that brings none (its own, in its manifest, come first)."""
 
     emerg: float = Field(default=3.79, ge=-20.0, le=20.0, description=(
         "PRIORITY 0. No real line of this level was in the fit: as crit."))
@@ -56,9 +61,16 @@ class LevelOffsets(Strict):
     debug: float = Field(default=-1.15, ge=-20.0, le=20.0, description=(
         "PRIORITY 7. Too few real lines to fit (60, none an alert): as info."))
 
-    def by_priority(self) -> np.ndarray:
-        """The offsets as an array indexed by PRIORITY (0..7)."""
-        return np.array([getattr(self, name) for name in SYSLOG_LEVELS], dtype=np.float64)
+
+def offsets_for(configured: LevelOffsets, bundle: BundleLevelOffsets | None) -> LevelOffsets:
+    """The offsets a bundle is scored with, level by level: the operator's where the config
+    sets one, else the bundle's (fitted for its model, brought by the update), else the
+    agent's defaults (fitted for the model shipped with this agent version)."""
+    if bundle is None:
+        return configured
+    values = bundle.model_dump()
+    values.update({name: getattr(configured, name) for name in configured.model_fields_set})
+    return LevelOffsets(**values)
 
 
 class LevelEvidenceConfig(Strict):
@@ -72,7 +84,15 @@ class LevelEvidenceConfig(Strict):
         "-1.15 turns 0.5 into 0.24). The defaults are fitted for the shipped model on real "
         "daemons' lines held out from it (docs/model.md). For another model (a site's "
         "fine-tune) they were not fitted: a starting point. A level set to 0 leaves its "
-        "lines to the words."))
+        "lines to the words. A level set here wins over the offsets a bundle brings in "
+        "its manifest (fitted for that model); a level not set takes the bundle's, or, "
+        "when the bundle brings none, the default."))
+
+    def for_bundle(self, bundle: BundleLevelOffsets | None) -> LevelEvidenceConfig:
+        """This config as it applies to a bundle bringing ``bundle`` (:func:`offsets_for`)."""
+        if bundle is None:
+            return self
+        return self.model_copy(update={"offsets": offsets_for(self.offsets, bundle)})
 
 
 def parse_priority(value: object) -> int | None:

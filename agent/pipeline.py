@@ -277,7 +277,8 @@ class Pipeline:
         is the pipeline's; ``count``: the lines are the device's (``lines_level_weighed``,
         ``lines_catalog_weighed``), not a query's."""
         weighed = weigh_journal_evidence(probs, anomaly, levels, message_ids,
-                                         self.level_evidence, self.catalog_evidence,
+                                         self.level_evidence.for_bundle(
+                                             manifest.level_offsets), self.catalog_evidence,
                                          manifest.labels.index(manifest.normal_label))
         if count and weighed.levels_weighed:
             self.counters.inc("lines_level_weighed", weighed.levels_weighed)

@@ -26,6 +26,7 @@ from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
 from contract import topics
+from contract.bundle_features import BUNDLE_FEATURES
 from contract.limits import PACKET_OVERHEAD_BYTES
 from contract.messages import ModelInfo, QueryResponse, Status, response_bytes
 
@@ -185,7 +186,8 @@ class QueryService:
                       connection=a.link.connection,
                       uptime_s=round(time.monotonic() - a.started_monotonic, 3),
                       models=[ModelInfo(**m) for m in self.models_doc()],
-                      health="ok" if healthy else "degraded").model_dump(mode="json")
+                      health="ok" if healthy else "degraded",
+                      reads=sorted(BUNDLE_FEATURES)).model_dump(mode="json")
 
     def models_doc(self) -> list[dict[str, Any]]:
         a = self.agent

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from contract.bundle_features import BundleLevelOffsets
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
 from contract.tar_headers import TarContainerError, TarHeaderError, check_plain_members
@@ -138,6 +139,21 @@ class BundleManifest(Strict):
         default_factory=dict, description="Figures the model was released with (macro_f1...)."
     )
     created_by: str = Field(default="", description="Tool and version that built it.")
+    level_offsets: BundleLevelOffsets | None = Field(
+        default=None, description="How much the level a program logged a line at moves this "
+        "model's anomaly (the agent's [model.level_evidence]; an operator's own offsets in "
+        "the agent's config still win). Absent: the agent's defaults. Needs the agent to "
+        "read the feature 'level_offsets' (contract.bundle_features).")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_offsets(self, handler: SerializerFunctionWrapHandler
+                                ) -> dict[str, object]:
+        # As TokenizerSpec.head: a manifest without offsets is written as before the field
+        # existed, so older agents still read it and its bytes do not change.
+        data: dict[str, object] = handler(self)
+        if self.level_offsets is None:
+            data.pop("level_offsets", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> BundleManifest:

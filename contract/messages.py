@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from contract.bundle_features import MAX_FEATURE_CHARS, MAX_FEATURES
 from contract.limits import MAX_STORED_INT
 from contract.reasons import ReasonCode
 from contract.strict import Strict
@@ -129,6 +130,14 @@ class Status(Envelope):
     health: Literal["ok", "degraded", "unknown"] = Field(
         default="unknown", description="Pipeline health as seen by the watchdog check."
     )
+    # Names, not a Literal: a newer agent's features are kept, not refused (the server
+    # compares them with a bundle's, contract.bundle_features).
+    reads: list[Annotated[str, Field(max_length=MAX_FEATURE_CHARS)]] | None = Field(
+        default=None, max_length=MAX_FEATURES,
+        description="The bundle manifest features this agent reads "
+        "(contract.bundle_features.BUNDLE_FEATURES of its version): the fleet server does "
+        "not send it a bundle that needs another. None: not sent (agents before December "
+        "2026).")
 
 
 class QueryRequest(Strict):

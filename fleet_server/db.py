@@ -58,6 +58,9 @@ class ModelVersion(Base):
     published_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     listed: Mapped[bool] = mapped_column(Boolean, default=True,
                                          doc="still listed in the current targets metadata")
+    needs: Mapped[list[str] | None] = mapped_column(
+        JSON, nullable=True, doc="manifest features an agent must read to use the bundle "
+        "(contract.bundle_features); None: not known yet (read from the bundle at sync)")
 
 
 class DeltaArtifact(Base):
@@ -112,6 +115,9 @@ class Device(Base):
     last_ota_rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     group_name: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reads: Mapped[list[str] | None] = mapped_column(
+        JSON, nullable=True, doc="bundle manifest features its agent reads, from its latest "
+        "status; None: that status did not say (an older agent), or none came yet")
 
 
 class DesiredStateRow(Base):

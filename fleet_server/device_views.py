@@ -24,6 +24,7 @@ def device_summary(device: Device) -> dict[str, Any]:
         "state": device.state,
         "health": device.health,
         "agent_version": device.agent_version,
+        "reads": None if device.reads is None else list(device.reads),
         "last_seen": device.last_seen,
         "first_seen": device.first_seen,
         "models": {m["slot"]: {"name": m["name"], "version": m["version"],

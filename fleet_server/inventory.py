@@ -98,6 +98,8 @@ def apply_status(device: Device, status: Status, received_at: float) -> None:
     device.started_at = status.started_at or None
     device.health = status.health
     device.models = [_model_doc(m) for m in status.models]
+    # Only what the agent said: an older agent's silence is read by the rollout policy.
+    device.reads = sorted(set(status.reads)) if status.reads is not None else None
 
 
 def _model_doc(model: ModelInfo) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from sqlalchemy import select
 from tuf.api.metadata import Metadata, Targets
 from tuf.api.serialization import DeserializationError
 
+from contract.bundle import BundleError, read_bundle
+from contract.bundle_features import features_needed
 from contract.delta import FORMAT_VERSION
 from contract.tuf_targets import (
     DELTA_SUFFIX,
@@ -269,6 +271,16 @@ class Releases:
         return remove
 
     # --- the database index --------------------------------------------------------------
+    def _needs(self, top: Targets, path: str, sha256: str) -> list[str] | None:
+        """The manifest features the operator-signed bundle at ``path`` needs, or None when
+        it cannot be read here (left to the devices, which check it anyway)."""
+        try:
+            data = self.repo.target_file_path(top.targets[path]).read_bytes()
+            return sorted(features_needed(read_bundle(data, sha256).manifest))
+        except (OSError, KeyError, BundleError) as exc:
+            log.warning("cannot read the manifest of %s: %s", path, exc)
+            return None
+
     def sync(self, actor: str | None = None) -> None:
         """Make ``model_versions``/``delta_artifacts`` match the repository's current lists."""
         top = self.repo.targets().signed
@@ -297,9 +309,12 @@ class Releases:
                             model=info.model, slot=info.slot, version=info.version,
                             sha256=sha, length=length, target_path=path,
                             targets_version=targets_version, published_at=time.time(),
-                            published_by=actor, listed=True))
+                            published_by=actor, listed=True,
+                            needs=self._needs(top, path, sha)))
                     else:
                         row.listed = True
+                        if row.needs is None:  # published before the server read them
+                            row.needs = self._needs(top, path, sha)
                 else:
                     drow = deltas.get(path)
                     if drow is None or drow.sha256 != sha:

@@ -54,7 +54,7 @@ def _rebuild(model: ShippedModel, version: int, golden_texts: list[str] | None =
     return build_bundle(model, spec=m.tokenizer, labels=m.labels, normal_label=m.normal_label,
                         name=m.name, slot=m.slot, version=version, version_label=f"v{version}",
                         golden_texts=golden_texts or [g.text for g in m.golden], evaluation={},
-                        formats=sorted(m.runtimes))
+                        formats=sorted(m.runtimes), level_offsets=m.level_offsets)
 
 
 def wrong_golden(version: int, seed: int = 7) -> bytes:

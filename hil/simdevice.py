@@ -47,6 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.ota.record import InstalledRef
 from contract import topics
+from contract.bundle_features import BUNDLE_FEATURES
 from contract.messages import DesiredState, ModelInfo, OtaEvent, OtaState, Status
 from hil.simota import NO_SHA, Behaviour, DeviceOta, OtaDriver, VerifyKit
 
@@ -106,7 +107,8 @@ class SimDevice:
                             trial=trial)]
         return Status(seq=self.next_seq(), device_id=self.device_id, state=state,  # type: ignore[arg-type]
                       agent_version=AGENT_VERSION, models=models, health="ok",
-                      started_at=time.time()).model_dump_json().encode()
+                      started_at=time.time(),
+                      reads=sorted(BUNDLE_FEATURES)).model_dump_json().encode()
 
 
 class SimFleet:

@@ -151,6 +151,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
     model = LoadedModel.load(bundle, runtime)
     try:
         manifest = model.manifest
+        levels = levels.for_bundle(manifest.level_offsets)  # as the agent scores this bundle
         probs, anomaly = score_bundle(model, list(data.texts))
         line_levels = [level_of(v) for v in data.extras.get("level", [])]
         weighed = sum(lv is not None for lv in line_levels)

@@ -250,7 +250,11 @@ def train_bundle(req: TrainRequest) -> TrainResult:
         slot=req.slot or (bm.slot if bm else "logs"), version=version,
         version_label=req.version_label or f"v{version}",
         golden_texts=pick_golden(req.data.texts, req.data.labels), evaluation=figures,
-        formats=sorted(bm.runtimes) if bm else ("onnx", "tflite"))
+        formats=sorted(bm.runtimes) if bm else ("onnx", "tflite"),
+        # The base's calibration of levels, kept: not refitted for the new weights (the
+        # site's labels rarely carry levels; `eval --alerts --fit-levels` fits them), and
+        # nearer to them than the agent's defaults, which were fitted for another model.
+        level_offsets=bm.level_offsets if bm else None)
     req.out.parent.mkdir(parents=True, exist_ok=True)
     req.out.write_bytes(data)
     return TrainResult(data, labels, normal, version, figures, len(texts) - len(req.data.texts))

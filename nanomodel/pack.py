@@ -18,6 +18,7 @@ from contract.bundle import (
     file_entry,
     pack_bundle,
 )
+from contract.bundle_features import BundleLevelOffsets
 from nanomodel.export_onnx import INPUT_NAME, OUTPUT_NAMES, export_onnx, read_onnx_tensors
 from nanomodel.export_onnx import tensor_ranges as onnx_ranges
 from nanomodel.export_tflite import export_tflite
@@ -44,8 +45,11 @@ GOLDEN_ATOL = 2e-3
 def build_bundle(model: ShippedModel, *, spec: TokenizerSpec, labels: list[str],
                  normal_label: str, name: str, slot: str, version: int, version_label: str,
                  golden_texts: Sequence[str], evaluation: dict[str, float],
-                 formats: Sequence[str] = ("onnx", "tflite")) -> bytes:
-    """Export ``model`` and pack a deterministic ``.nfb`` bundle."""
+                 formats: Sequence[str] = ("onnx", "tflite"),
+                 level_offsets: BundleLevelOffsets | None = None) -> bytes:
+    """Export ``model`` and pack a deterministic ``.nfb`` bundle; ``level_offsets``: the
+    model's own calibration of journald's levels, for the manifest (agents since December
+    2026 read them; older ones refuse the bundle, and rollouts skip them)."""
     if model.num_labels != len(labels):
         raise ValueError(f"model has {model.num_labels} outputs for {len(labels)} labels")
     if model.input_width != spec.buckets:
@@ -75,7 +79,7 @@ def build_bundle(model: ShippedModel, *, spec: TokenizerSpec, labels: list[str],
                  TensorSignature(name=OUTPUT_NAMES[1], dtype="float32", shape=[None])],
         files=entries, runtimes=runtimes, golden=golden, golden_atol=GOLDEN_ATOL,
         evaluation={key: round(float(v), 6) for key, v in evaluation.items()},
-        created_by=f"nanomodel {nanomodel.__version__}")
+        created_by=f"nanomodel {nanomodel.__version__}", level_offsets=level_offsets)
     return pack_bundle(manifest, files)
 
 

@@ -23,6 +23,15 @@ from contract.bundle import (
     manifest_bytes,
     pack_bundle,
     read_bundle,
+    runtime_variant,
+)
+from contract.bundle_features import (
+    BUNDLE_FEATURES,
+    FEATURE_HEAD_TIME_HOST,
+    FEATURE_LEVEL_OFFSETS,
+    READ_BY_SILENT_AGENTS,
+    features_needed,
+    missing_features,
 )
 from nanomodel import default_bundle_path
 
@@ -60,6 +69,26 @@ def test_packing_is_deterministic_and_round_trips(good: Bundle) -> None:
     assert once == twice == default_bundle_path().read_bytes()
     again = read_bundle(once, expected_sha256=hashlib.sha256(once).hexdigest())
     assert again.manifest == good.manifest and again.files == good.files
+
+
+def test_level_offsets_are_a_feature_and_absent_ones_keep_the_old_bytes(good: Bundle) -> None:
+    """The shipped bundle brings its level offsets, so it needs an agent that reads them
+    (contract.bundle_features); a manifest without them is written byte for byte as before
+    the field existed (older agents, which refuse an unknown field, still read it), and a
+    runtime variant keeps them."""
+    assert good.manifest.level_offsets is not None
+    assert features_needed(good.manifest) == {FEATURE_LEVEL_OFFSETS, FEATURE_HEAD_TIME_HOST}
+    assert features_needed(good.manifest) <= BUNDLE_FEATURES
+    bare = good.manifest.model_copy(update={"level_offsets": None})
+    assert b"level_offsets" not in manifest_bytes(bare)
+    assert features_needed(bare) == {FEATURE_HEAD_TIME_HOST}
+    assert json.loads(manifest_bytes(bare)) == {
+        k: v for k, v in _manifest_dict(good).items() if k != "level_offsets"}
+    variant = read_bundle(runtime_variant(default_bundle_path().read_bytes(), "tflite"))
+    assert variant.manifest.level_offsets == good.manifest.level_offsets
+    assert missing_features(features_needed(good.manifest),
+                            READ_BY_SILENT_AGENTS) == [FEATURE_LEVEL_OFFSETS]
+    assert missing_features(features_needed(good.manifest), None) == []
 
 
 def test_shipped_bundle_is_within_budget() -> None:
@@ -137,8 +166,12 @@ def test_file_hash_mismatch(good: Bundle) -> None:
     (lambda m: m.update(runtimes={"onnx": "model.bin"}), "names 'model.bin', which is not"),
     (lambda m: m.update(runtimes={}), "runtimes is empty"),
     (lambda m: m["files"][0].update(path="../etc/passwd"), "plain file names only"),
+    (lambda m: m["level_offsets"].update(err=1e9), "level_offsets.err: Input should be less"),
+    (lambda m: m["level_offsets"].pop("info"), "level_offsets.info: Field required"),
+    (lambda m: m["level_offsets"].update(err="NaN"), "level_offsets.err"),
 ], ids=["missing-field", "extra-field", "version-0", "bad-slot", "task", "tokenizer",
-        "runtime-file", "no-runtimes", "path-traversal"])
+        "runtime-file", "no-runtimes", "path-traversal", "offset-too-large",
+        "offset-missing", "offset-nan"])
 def test_bad_manifest(good: Bundle, mutate: Any, message: str) -> None:
     m = _manifest_dict(good)
     mutate(m)

@@ -20,6 +20,7 @@ from agent.level_evidence import (
     parse_priority,
     shift_anomaly,
 )
+from contract.bundle_features import BundleLevelOffsets
 from nanomodel.build_default import REAL_PER_TEMPLATE, REAL_SEED
 from nanomodel.reallevels import (
     fit_level_offsets,
@@ -107,6 +108,34 @@ def test_config_names_the_field_and_defaults_on(tmp_path: Path) -> None:
         LevelEvidenceConfig.model_validate({"offsets": {"err": 1e9}})
     off = LevelEvidenceConfig.model_validate({"offsets": {"info": 0.0}}).offsets
     assert off.info == 0.0 and off.err == LevelOffsets().err
+
+
+def test_a_bundles_own_offsets_come_before_the_defaults_and_after_the_operators(
+        tmp_path: Path) -> None:
+    """Level by level: set in the agent's config > brought by the bundle > the default."""
+    bundle = BundleLevelOffsets(emerg=5.0, alert=5.0, crit=4.0, err=3.0, warning=2.0,
+                                notice=1.0, info=-2.0, debug=-3.0)
+    plain = LevelEvidenceConfig()
+    assert plain.for_bundle(None) is plain
+    assert plain.for_bundle(bundle).offsets.by_priority() == bundle.by_priority()
+    base = (f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[mqtt]\nhost = "127.0.0.1"\n'
+            f'[[sources]]\nkind = "file"\npath = "{tmp_path}/x.log"\n'
+            "[model.level_evidence.offsets]\nerr = 0.5\n")
+    path = tmp_path / "agent.toml"
+    path.write_text(base)
+    configured = load_config(path).model.level_evidence
+    got = configured.for_bundle(bundle)
+    assert got.offsets.err == 0.5  # the operator's
+    assert got.offsets.info == -2.0 and got.offsets.crit == 4.0  # the bundle's
+    assert configured.offsets.info == LevelOffsets().info  # without a bundle: the defaults
+    assert got.enabled and got.for_bundle(None) is got
+    off = LevelEvidenceConfig(enabled=False).for_bundle(bundle)
+    assert not off.enabled and off.offsets.info == -2.0
+    # Scored with them: an err line of anomaly 0.5 moves by the bundle's 3.0, not 2.37.
+    probs, anomaly = batch()
+    _, moved = apply_levels(probs, anomaly, [3, None, None, None],
+                            plain.for_bundle(bundle).offsets, 0)
+    assert moved[0] == pytest.approx(1 / (1 + math.exp(-3.0)), abs=1e-6)
 
 
 def test_priorities_line_up_with_the_real_lines() -> None:

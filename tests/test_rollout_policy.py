@@ -42,6 +42,8 @@ class World:
         self.live_version: dict[str, int] = {}
         self.live_trial: dict[str, bool] = {}  # absent: the status has no flag (older agent)
         self.online_since: dict[str, float] = {}
+        self.reads: dict[str, frozenset[str] | None] = {}  # absent: reads what it needs
+        self.needs: frozenset[str] = frozenset()  # the target bundle's manifest features
         self.notified: list[str] = []
         self.renotified: list[str] = []
         self.log: list[str] = []
@@ -51,11 +53,12 @@ class World:
         return {d: DeviceLive(online=d not in self.offline,
                               online_since=self.online_since.get(d, 0.0),
                               live_version=self.live_version.get(d, 1),
-                              live_trial=self.live_trial.get(d)) for d in self.devices}
+                              live_trial=self.live_trial.get(d),
+                              reads=self.reads.get(d, self.needs)) for d in self.devices}
 
     def tick(self, now: float) -> Plan:
         plan = tick(self.strategy, self.names, TARGET, self.progress,
-                    list(self.devices.values()), self.live(), now)
+                    list(self.devices.values()), self.live(), now, self.needs)
         self.devices.update(plan.devices)
         self.progress = plan.progress
         self.notified += plan.notify
@@ -578,6 +581,36 @@ def test_device_running_a_newer_version_is_skipped_not_downgraded() -> None:
     w.commit([d for d in w.devices if d != newer], 1)
     w.tick(2)
     assert w.progress.status == "completed"
+
+
+def test_a_device_that_cannot_read_the_bundle_is_skipped_and_the_rollout_goes_on() -> None:
+    """Its agent said what it reads, and the bundle needs more: notified, it would download
+    the bundle, refuse it and count as a failure (two such devices would halt this rollout).
+    Skipped instead, named, and the stage passes on the others. A device whose reads are
+    not known (no status since the server asked) is notified: it decides itself."""
+    w = World(4, strat(canary=0, waves=[100], soak_s=0,
+                       max_failures=FailureThreshold(kind="count", value=0)))
+    w.needs = frozenset({"level_offsets", "tokenizer.head:time-host-v1"})
+    old, older, unknown, _ = sorted(w.devices)
+    w.reads[old] = frozenset({"tokenizer.head:time-host-v1"})
+    w.reads[older] = frozenset()
+    w.reads[unknown] = None
+    plan = w.tick(0)
+    assert set(plan.notify) == set(w.devices) - {old, older}
+    for d in (old, older):
+        assert (w.devices[d].state, w.devices[d].reason) == ("skipped", "cannot-read")
+    assert "level_offsets of the v2 manifest" in str(w.devices[old].detail)
+    assert "level_offsets, tokenizer.head:time-host-v1" in str(w.devices[older].detail)
+    w.commit(list(plan.notify), 1)
+    w.tick(2)
+    assert w.progress.status == "completed"
+
+
+def test_a_bundle_that_needs_nothing_new_reaches_every_agent() -> None:
+    w = World(3, strat(canary=0, waves=[100], soak_s=0))
+    for d in w.devices:
+        w.reads[d] = frozenset()  # reads format 1 only
+    assert len(w.tick(0).notify) == 3
 
 
 # --- operator actions --------------------------------------------------------------------------

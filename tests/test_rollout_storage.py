@@ -12,14 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm.exc import StaleDataError
 
+from contract.bundle_features import BUNDLE_FEATURES
 from contract.messages import ModelInfo, OtaEvent, OtaState, Status
+from fleet_server.db import Device
 from fleet_server.desired import DesiredStates
 from fleet_server.device_labels import LabelChange, set_labels
 from fleet_server.device_reports import Report
+from fleet_server.device_views import device_summary
 from fleet_server.inventory import ingest
 from fleet_server.repository.keys import load_signer
 from fleet_server.repository.operator import add_targets
-from fleet_server.rollouts.driver import RolloutDriver, live_view
+from fleet_server.rollouts.driver import RolloutDriver, live_view, needs_of
 from fleet_server.rollouts.spec import FailureThreshold, Selector, Strategy
 from fleet_server.rollouts.store import RolloutRow
 from fleet_server.rollouts.tracking import track_reports
@@ -53,6 +56,9 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FleetSer
         svc.stop()
 
 
+CURRENT_READS = sorted(BUNDLE_FEATURES)
+
+
 class Devices:
     """Reports from devices, through the server's real ingest + tracking path."""
 
@@ -65,13 +71,16 @@ class Devices:
             ingest(session, reports)
             return track_reports(session, reports)
 
-    def online(self, device_id: str, version: int = 1) -> None:
+    def online(self, device_id: str, version: int = 1,
+               reads: list[str] | None = CURRENT_READS) -> None:
+        """A status as today's agent sends it; ``reads`` None: as an agent before December
+        2026 (it says nothing of what it reads)."""
         self.seq += 1
         info = ModelInfo(slot="logs", name=MODEL, version=version, label=f"v{version}",
                          runtime="onnxruntime", sha256="a" * 64)
         self.send(Report(device_id, "status", Status(
-            seq=self.seq, device_id=device_id, state="online", models=[info], health="ok"),
-            time.time()))
+            seq=self.seq, device_id=device_id, state="online", models=[info], health="ok",
+            reads=reads), time.time()))
 
     def ota(self, device_id: str, state: OtaState, rollout_id: str, reason: str | None = None,
             ts: float | None = None) -> OtaEvent:
@@ -209,3 +218,35 @@ def test_the_policy_sees_when_a_device_came_online_not_its_latest_status(
     with svc.db.session() as session:
         back = live_view(session, ["s1"], MODEL)["s1"].online_since
     assert first is not None and back is not None and back > first
+
+
+def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
+        service: FleetService) -> None:
+    """v2 brings the model's level offsets in its manifest (as the shipped bundle does): an
+    agent before December 2026 says nothing of what it reads and would refuse it after the
+    download, so it is skipped and named; today's agent is notified, and so is a device the
+    server has no status from (it decides itself, as every agent always did)."""
+    svc, dev = service, Devices(service)
+    with svc.db.session() as session:
+        assert set(needs_of(session, MODEL, 2)) == {"level_offsets",
+                                                    "tokenizer.head:time-host-v1"}
+    dev.online("new-agent")
+    dev.online("old-agent", reads=None)
+    strategy = Strategy(canary=0, waves=[100], soak_s=0)
+    rid = svc.rollouts.create(RolloutCreate(
+        model=MODEL, version=2, select=Selector(ids=["new-agent", "old-agent", "unseen"]),
+        strategy=strategy), actor="ops").id
+    svc.rollout_driver.tick_all(time.time())
+    view = svc.rollouts.get(rid, with_devices=True)
+    assert view.devices is not None
+    got = {d.device_id: (d.state, d.reason, d.detail) for d in view.devices}
+    assert got["new-agent"][0] == "notified" and got["unseen"][0] == "notified"
+    assert got["old-agent"][:2] == ("skipped", "cannot-read")
+    assert "level_offsets" in str(got["old-agent"][2]) and "upgrade the agent" in str(
+        got["old-agent"][2])
+    with svc.db.session() as session:  # its desired state was never written
+        assert svc.desired.current(session, "old-agent") is None
+    # What the device list shows: the agent's own words, or null for the older one.
+    with svc.db.session() as session:
+        assert device_summary(session.get(Device, "new-agent"))["reads"] == CURRENT_READS
+        assert device_summary(session.get(Device, "old-agent"))["reads"] is None

@@ -73,6 +73,11 @@ class DeviceSummary(Strict):
                        "unknown (never reported).")
     health: str = Field(default="unknown", description="ok, degraded or unknown.")
     agent_version: str = Field(default="", description="nanofleet agent version.")
+    reads: list[str] | None = Field(
+        default=None, description="Bundle manifest features its agent reads, as its latest "
+        "status said (contract.bundle_features); null: it did not say (an agent before "
+        "December 2026, taken to read what those read) or no status came yet. A rollout "
+        "skips a device that cannot read its bundle (reason cannot-read).")
     last_seen: float | None = Field(default=None, description="Unix time of the last report.")
     first_seen: float | None = Field(default=None, description="Unix time it first appeared.")
     models: dict[str, LiveModel] = Field(description="Slot -> live model.")

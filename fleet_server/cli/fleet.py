@@ -224,6 +224,12 @@ def cmd_devices_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reads(reads: list[str] | None) -> str:
+    if reads is None:
+        return "(not said: an agent before December 2026, or no status yet)"
+    return printable(", ".join(reads)) if reads else "(bundle format 1 only)"
+
+
 def cmd_devices_show(args: argparse.Namespace) -> int:
     params = {"events": args.events} if args.events else {}
     d = _client(args).get(f"/api/v1/devices/{args.device_id}", params)
@@ -234,6 +240,7 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
            f"state      {d['state']}  health {d.get('health', 'unknown')}  agent "
            f"{printable(d.get('agent_version') or '?')}  last seen {_when(d.get('last_seen'))}",
            f"models     {_models(d['models'])}",
+           f"reads      {_reads(d.get('reads'))}",
            f"last OTA   {_ota(d['last_ota'])}"]
     if d["last_ota"] and d["last_ota"].get("detail"):
         out.append(f"           {printable(d['last_ota']['detail'])}")

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from fleet_server.db import Database, Device
+from contract.bundle_features import READ_BY_SILENT_AGENTS
+from fleet_server.db import Database, Device, ModelVersion
 from fleet_server.desired import DesiredStates
 from fleet_server.rollouts import policy
 from fleet_server.rollouts.records import DeviceLive
@@ -66,8 +67,27 @@ def live_view(session: Session, device_ids: Sequence[str], model: str) -> dict[s
                 online=online,
                 online_since=(d.online_since or d.last_status_at) if online else None,
                 live_version=None if live is None else live["version"],
-                live_trial=None if live is None else live.get("trial"))
+                live_trial=None if live is None else live.get("trial"),
+                reads=reads_of(d))
     return out
+
+
+def reads_of(device: Device) -> frozenset[str] | None:
+    """The manifest features a device's agent reads: what its latest status said; for a
+    status that said nothing (an agent before December 2026), what such agents read; None
+    when no status came yet (the device decides itself when its desired state reaches
+    it)."""
+    if device.reads is not None:
+        return frozenset(device.reads)
+    return READ_BY_SILENT_AGENTS if device.last_status_seq is not None else None
+
+
+def needs_of(session: Session, model: str, version: int) -> frozenset[str]:
+    """The manifest features the published bundle needs (empty when not known: a bundle
+    the server could not read is left to the devices, as before)."""
+    needs = session.scalars(select(ModelVersion.needs).where(
+        ModelVersion.model == model, ModelVersion.version == version)).first()
+    return frozenset(needs or ())
 
 
 class RolloutDriver:
@@ -171,7 +191,8 @@ class RolloutDriver:
             devices = [device_of(r) for r in rows.values()]
             live = live_view(session, list(rows), row.model)
             plan = policy.tick(strategy_of(row), row.stage_names, row.version,
-                               progress_of(row), devices, live, now)
+                               progress_of(row), devices, live, now,
+                               needs_of(session, row.model, row.version))
             if not plan.devices and plan.progress == progress_of(row) and not plan.log:
                 return
             for device_id, dev in plan.devices.items():

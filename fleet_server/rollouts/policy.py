@@ -14,7 +14,8 @@ Rules, in the order :func:`tick` applies them:
 1. a notified device whose live model already is the target version is committed
    (``already-installed``: the agent reports nothing for a model it already runs); a
    device running a *newer* version when its stage starts is skipped
-   (``newer-installed``) and its desired state left alone;
+   (``newer-installed``) and its desired state left alone, and so is one whose agent
+   said it cannot read a feature the bundle's manifest uses (``cannot-read``);
 2. a transient failure (download error, no space, ...) is retried with exponential
    backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
    then, and for any other failure, the failure is final;
@@ -44,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from contract.bundle_features import missing_features
 from contract.reasons import is_transient
 from fleet_server.rollouts.records import (
     ACTIVE_STATUSES,
@@ -248,11 +250,13 @@ def _halt(progress: Progress, reason: str, detail: str) -> Progress:
 
 def tick(strategy: Strategy, stage_names: Sequence[str], target_version: int,
          progress: Progress, devices: Sequence[DeviceProgress],
-         live: Mapping[str, DeviceLive], now: float) -> Plan:
-    """One decision step (rules in the module docstring)."""
+         live: Mapping[str, DeviceLive], now: float,
+         needs: frozenset[str] = frozenset()) -> Plan:
+    """One decision step (rules in the module docstring); ``needs``: the manifest features
+    of the target bundle (contract.bundle_features.features_needed)."""
     if progress.status not in ACTIVE_STATUSES:
         return Plan(progress, {})
-    step = _Tick(strategy, stage_names, target_version, live, now)
+    step = _Tick(strategy, stage_names, target_version, live, now, needs)
     current = step.judge_devices(devices)
     if progress.status != "running":
         return step.plan(progress)
@@ -271,8 +275,9 @@ class _Tick:
     _OFFLINE = DeviceLive(online=False)
 
     def __init__(self, strategy: Strategy, stage_names: Sequence[str], target: int,
-                 live: Mapping[str, DeviceLive], now: float) -> None:
+                 live: Mapping[str, DeviceLive], now: float, needs: frozenset[str]) -> None:
         self.strategy = strategy
+        self.needs = needs
         self.stage_names = stage_names
         self.target = target
         self.live = live
@@ -346,7 +351,8 @@ class _Tick:
                                and p.stage + 1 < len(self.stage_names))
 
     def start_next_stage(self, p: Progress) -> Progress:
-        """Notify the next stage's pending devices (skip those running a newer version)."""
+        """Notify the next stage's pending devices (skip those running a newer version, or
+        whose agent cannot read the bundle)."""
         p = replace(p, stage=p.stage + 1, stage_started_at=self.now, stage_settled_at=None)
         members = self.by_stage.get(p.stage, [])
         for dev in members:
@@ -358,6 +364,13 @@ class _Tick:
                 # the agent refuses, and would misstate what the device should run.
                 self._change(dev, state="skipped", reason="newer-installed", changed_at=self.now,
                              detail=f"v{running} is live, newer than v{self.target}")
+                continue
+            missing = missing_features(self.needs, self.live_of(dev).reads)
+            if missing:
+                # It would download the bundle and refuse it: kept out instead, and named.
+                self._change(dev, state="skipped", reason="cannot-read", changed_at=self.now,
+                             detail=f"its agent does not read {', '.join(missing)} of the "
+                             f"v{self.target} manifest: upgrade the agent first")
                 continue
             self._change(dev, state="notified", attempts=1, notified_at=self.now,
                          changed_at=self.now)
