@@ -38,7 +38,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetSetup]:
                     slot="logs", name="../../rollouts/evil", version=1, label="v1",
                     runtime="onnxruntime", sha256="a" * 64), ModelInfo(
                     slot="sensors", name="..", version=2, label="v2",
-                    runtime="onnxruntime", sha256="b" * 64)]).model_dump_json())
+                    runtime="onnxruntime", sha256="b" * 64)],
+                reads=["level_offsets\u2066", "tokenizer.head:time-host-v1"]).model_dump_json())
             sender.publish(topics.ota(DEVICE), OtaEvent(
                 seq=1, device_id=DEVICE, slot="logs", state="failed",
                 rollout_id="../../audit").model_dump_json())
@@ -62,6 +63,7 @@ def test_control_and_bidi_characters_are_shown_not_obeyed(fleet: FleetSetup) -> 
         assert mark not in page.text, repr(mark)
     assert "Invalid user ?resu-tseug? from 203.0.113.7 port 22? sshd" in page.text
     assert "zero?width" in page.text
+    assert "level_offsets?, tokenizer.head:time-host-v1" in page.text  # what it reads
 
 
 def test_names_a_device_chose_stay_one_segment_of_their_links(fleet: FleetSetup) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from contract import topics
+from contract.bundle_features import BUNDLE_FEATURES
 from contract.messages import MAX_OTA_DETAIL_CHARS, Metrics, ModelInfo, OtaEvent, Status
 from fleet_server.cli import main
 from fleet_server.client import ApiCallError, ApiClient
@@ -43,6 +44,7 @@ MODEL_NAME = "nano-logs\x1b]8;;http://evil.example/\x1b\\v9\x1b]8;;\x1b\\"  # OS
 REASON = "\x1b[2K\r\x1b[32mcommitted\x1b[0m\n1999-12-31 ERROR nanofleet: disk full"
 DETAIL = ("\x1b[1A\x1b[2K\rall good\n1999-12-31 fake line \x9b31m\u202eeurt\u202c "
           "\x1b]8;;http://evil.example/\x07link\x1b]8;;\x07" + OSC52)
+READS_EXTRA = "future\x1b]0;x\x07"  # a title-setting OSC in a feature name
 SOURCE = "/var/log/pump.log\x1b]52;c;Y3VybCBldmlsfHNo\x07\x1b[2K\r"
 TEXT = "Motor fault P1\x1b[2K\r\x1b[32mok\x1b[0m \u202eresu-tseug\u202c\u2028second half"
 FORGED = "1999-12-31 09:00:00,000 INFO nanofleet.server.auth: operator token 'admin' revoked"
@@ -81,7 +83,10 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
                 seq=1, device_id=DEV, state="online", agent_version=AGENT_VERSION,
                 started_at=time.time(), models=[ModelInfo(
                     slot="logs", name=MODEL_NAME, version=1, label="v1\u202e\r",
-                    runtime="onnx\x9b2K", sha256="a" * 60 + "\x1b[2K")]).model_dump_json())
+                    runtime="onnx\x9b2K", sha256="a" * 60 + "\x1b[2K")],
+                # Today's agent reads the v2 bundle (else the rollout skips it), and says
+                # one more name with an escape in it.
+                reads=[*sorted(BUNDLE_FEATURES), READS_EXTRA]).model_dump_json())
             wait_for(lambda: api(setup, "GET", f"/api/v1/devices/{DEV}").status_code == 200,
                      what="the device's status")
             publish(setup, relabeled(2, work / "v2.nfb"))
@@ -153,6 +158,7 @@ def test_the_device_text_is_shown_not_dropped(hostile: Hostile) -> None:
     _, shown, _ = nf("devices", "show", DEV, *client_args(hostile.setup))
     assert "?[2K ?[32mcommitted?[0m 1999-12-31 ERROR" in shown
     assert "?eurt? " in shown  # the bidi override shown, not obeyed
+    assert "future?]0;x?, level_offsets, tokenizer.head:time-host-v1" in shown  # it reads
 
 
 def test_json_output_keeps_what_the_device_sent(hostile: Hostile) -> None:
@@ -163,6 +169,7 @@ def test_json_output_keeps_what_the_device_sent(hostile: Hostile) -> None:
     assert doc["agent_version"] == AGENT_VERSION
     assert doc["last_ota"]["reason"] == REASON
     assert doc["models"]["logs"]["name"] == MODEL_NAME
+    assert doc["reads"] == sorted([*BUNDLE_FEATURES, READS_EXTRA])  # stored sorted
 
 
 class Terminal(io.StringIO):

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from contract.bundle_features import BUNDLE_FEATURES
 from contract.messages import ModelInfo, OtaEvent, OtaState, Status
-from fleet_server.db import Device
+from fleet_server.db import Device, ModelVersion
 from fleet_server.desired import DesiredStates
 from fleet_server.device_labels import LabelChange, set_labels
 from fleet_server.device_reports import Report
@@ -227,6 +228,10 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
     download, so it is skipped and named; today's agent is notified, and so is a device the
     server has no status from (it decides itself, as every agent always did)."""
     svc, dev = service, Devices(service)
+    with svc.db.session() as session:  # as a release published before the server read them
+        for row in session.scalars(select(ModelVersion)):
+            row.needs = None
+    svc.releases.sync()  # (at every start and publish)
     with svc.db.session() as session:
         assert set(needs_of(session, MODEL, 2)) == {"level_offsets",
                                                     "tokenizer.head:time-host-v1"}
