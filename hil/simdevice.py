@@ -64,6 +64,9 @@ class SimDevice:
     version: int = 1  # provisioned version (plain mode); the live one is ``live_version``
     slot: str = "logs"
     behaviour: Behaviour = field(default_factory=Behaviour)
+    # The bundle features its status says it reads: today's agent's; None: an agent before
+    # December 2026, which says nothing (the fleet server skips bundles it cannot read).
+    reads: tuple[str, ...] | None = tuple(sorted(BUNDLE_FEATURES))
     # --- runtime state (loop thread only) ---
     client: mqtt.Client | None = None
     connected: bool = False
@@ -108,7 +111,8 @@ class SimDevice:
         return Status(seq=self.next_seq(), device_id=self.device_id, state=state,  # type: ignore[arg-type]
                       agent_version=AGENT_VERSION, models=models, health="ok",
                       started_at=time.time(),
-                      reads=sorted(BUNDLE_FEATURES)).model_dump_json().encode()
+                      reads=None if self.reads is None else list(self.reads),
+                      ).model_dump_json().encode()
 
 
 class SimFleet:

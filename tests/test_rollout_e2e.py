@@ -324,3 +324,33 @@ def test_a_lost_committed_report_is_inferred_from_the_status(
         assert models["trial"] is (None if old_agents else False)
     finally:
         sims_.stop()
+
+
+def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped_not_failed(
+        fleet: FleetSetup, mqtt_broker: Mosquitto) -> None:
+    """v2 carries the model's level offsets in its manifest (as the shipped bundle does).
+    One device runs an agent from before December 2026: its status says nothing of what it
+    reads, so it would download v2 and refuse it. The operator is told when creating the
+    rollout; the device is skipped, never sent a desired state, and the rollout completes on
+    the device that can read it (no failure counted)."""
+    devices = make_devices("oldagent-", 2, behaviour=lambda _i: Behaviour(**vars(FAST)))
+    devices[1].reads = None
+    sim = SimFleet(mqtt_broker.port, devices).start()
+    try:
+        sim.wait_connected()
+        ids = [d.device_id for d in devices]
+        wait_devices(fleet, ids, lambda d: d["state"] == "online")
+        code, out, err = nf("rollout", "create", MODEL, "2", "--select", f"ids={','.join(ids)}",
+                            "--canary", "0", "--waves", "100", "--soak", "0",
+                            *client_args(fleet))
+        assert code == 0, err
+        assert ("note: 1 of 2 device(s) will be skipped when their stage starts: their agent "
+                "cannot read level_offsets (1) of this bundle") in out
+        rid = re.search(r"created rollout (r-[0-9a-f]+)", out).group(1)  # type: ignore[union-attr]
+        r = wait_rollout(fleet, rid, lambda r: r["status"] == "completed", what="completed")
+        got = {d["device_id"]: (d["state"], d["reason"]) for d in r["devices"]}
+        assert got == {ids[0]: ("committed", None), ids[1]: ("skipped", "cannot-read")}
+        assert devices[1].desired_seen == 0 and devices[1].live_version == 1
+        assert devices[0].live_version == 2
+    finally:
+        sim.stop()

@@ -241,6 +241,11 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
     rid = svc.rollouts.create(RolloutCreate(
         model=MODEL, version=2, select=Selector(ids=["new-agent", "old-agent", "unseen"]),
         strategy=strategy), actor="ops").id
+    # Said at once, before any stage starts: the operator can upgrade the agent first.
+    created = svc.rollouts.get(rid).log
+    assert [line.text for line in created[1:]] == [
+        "1 of 3 device(s) will be skipped when their stage starts: their agent cannot read "
+        "level_offsets (1) of this bundle; upgrade the agent package first"]
     svc.rollout_driver.tick_all(time.time())
     view = svc.rollouts.get(rid, with_devices=True)
     assert view.devices is not None

@@ -121,6 +121,8 @@ def cmd_rollout_create(args: argparse.Namespace) -> int:
     print(f"created rollout {r['id']}: {r['model']} v{r['version']} to {r['total']} device(s)")
     for st in r["stages"]:
         print(f"  {st['name']:<10} {st['devices']:>5} device(s)")
+    for note in r.get("log", [])[1:]:  # after "created by ...": what the server noticed
+        print(f"note: {printable(note['text'])}")
     print(f"follow it: nanofleet rollout status {r['id']} --watch")
     return EXIT_OK
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contract.bundle_features import missing_features
 from fleet_server.db import AuditEntry, Database, Device, ModelVersion
 from fleet_server.desired import DesiredStates
 from fleet_server.rollouts import actions, policy
 from fleet_server.rollouts.actions import InvalidOperation
-from fleet_server.rollouts.driver import live_view
+from fleet_server.rollouts.driver import live_view, needs_of
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.rollouts.spec import Selector
 from fleet_server.rollouts.store import (
@@ -104,6 +106,25 @@ def _busy_devices(session: Session, ids: list[str]) -> dict[str, str]:
     return busy
 
 
+def _unreadable_note(session: Session, ids: list[str], model: str,
+                     version: int) -> list[str]:
+    """What the operator should know at once: devices whose agent said it cannot read the
+    bundle (the policy skips them when their stage starts, ``cannot-read``)."""
+    needs = needs_of(session, model, version)
+    if not needs:
+        return []
+    live = live_view(session, ids, model)
+    lacking = [missing_features(needs, live[d].reads) for d in ids if d in live]
+    lacking = [lacks for lacks in lacking if lacks]
+    if not lacking:
+        return []
+    per_feature = Counter(f for lacks in lacking for f in lacks)
+    return [f"{len(lacking)} of {len(ids)} device(s) will be skipped when their stage starts: "
+            "their agent cannot read " + ", ".join(
+                f"{f} ({n})" for f, n in sorted(per_feature.items()))
+            + " of this bundle; upgrade the agent package first"]
+
+
 class Rollouts:
     def __init__(self, db: Database, desired: DesiredStates,
                  wake: Callable[[], None] = lambda: None) -> None:
@@ -139,7 +160,9 @@ class Rollouts:
             sizes = ", ".join(f"{name}: {sum(1 for s in stages.values() if s == i)}"
                               for i, name in enumerate(names))
             append_log(row, [f"created by {actor}: {request.model} v{request.version} to "
-                             f"{len(ids)} device(s) in {len(names)} stage(s) ({sizes})"], now)
+                             f"{len(ids)} device(s) in {len(names)} stage(s) ({sizes})",
+                             *_unreadable_note(session, ids, request.model,
+                                               request.version)], now)
             session.add(row)
             session.add_all(RolloutDeviceRow(rollout_id=rollout_id, device_id=d, stage=s,
                                              state="pending", attempts=0, rollback_sent=False)
