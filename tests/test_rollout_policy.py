@@ -606,6 +606,26 @@ def test_a_device_that_cannot_read_the_bundle_is_skipped_and_the_rollout_goes_on
     assert w.progress.status == "completed"
 
 
+def test_a_stage_whose_every_device_is_skipped_passes_instead_of_waiting_for_ever() -> None:
+    """A canary stage of one older agent (or one already on a newer version): nothing of
+    it can have an outcome. Before (December 2026) the stage waited for one for ever."""
+    w = World(3, strat(canary=1, waves=[100], soak_s=0))
+    w.needs = frozenset({"level_offsets"})
+    [canary] = w.stage_of(0)
+    w.reads[canary] = frozenset()
+    plan = w.tick(0)
+    assert w.devices[canary].state == "skipped"
+    assert "canary passed: nothing to update (1 skipped)" in w.log
+    assert set(plan.notify) == set(w.devices) - {canary}  # the wave goes on (no soak)
+    w.commit([d for d in w.devices if d != canary], 2)
+    w.tick(3)
+    assert w.progress.status == "completed"
+    every = World(2, strat(canary=0, waves=[100], soak_s=0))
+    every.live_version = {d: TARGET + 1 for d in every.devices}
+    every.tick(0)
+    assert every.progress.status == "completed"
+
+
 def test_a_bundle_that_needs_nothing_new_reaches_every_agent() -> None:
     w = World(3, strat(canary=0, waves=[100], soak_s=0))
     for d in w.devices:

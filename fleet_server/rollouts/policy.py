@@ -33,7 +33,8 @@ Rules, in the order :func:`tick` applies them:
 5. while running: stages (canary, then the waves) are notified one at a time; a stage
    has *settled* when each of its devices is finished or offline with at least one
    outcome; it passes when ``success_percent`` of its outcomes are commits (else halt),
-   then soaks ``soak_s`` before the next stage starts. The rollout is completed when the
+   or at once when every device of it was skipped (nothing to judge), then soaks
+   ``soak_s`` before the next stage starts. The rollout is completed when the
    last stage passed and every device finished.
 """
 
@@ -54,8 +55,9 @@ from fleet_server.rollouts.records import (
     DeviceProgress,
     Plan,
     Progress,
+    failure_list,
+    failure_threshold_passed,
     failures_and_outcomes,
-    is_final_failure,
     is_finished,
 )
 from fleet_server.rollouts.spec import Strategy
@@ -209,39 +211,6 @@ def _settled(dev: DeviceProgress, live: DeviceLive) -> bool:
     return dev.state in IN_FLIGHT and not live.online
 
 
-# --- counting ----------------------------------------------------------------------------------
-
-def _failure_list(devices: Iterable[DeviceProgress], limit: int = 5) -> str:
-    failed = [d for d in devices if is_final_failure(d)]
-    shown = ", ".join(f"{d.device_id} {d.state} ({d.reason or '?'})" for d in failed[:limit])
-    return shown + (f", and {len(failed) - limit} more" if len(failed) > limit else "")
-
-
-def failure_threshold_passed(strategy: Strategy, progress: Progress,
-                             devices: Sequence[DeviceProgress]) -> str | None:
-    """Why the rollout must halt for failures, or None."""
-    failures, outcomes = failures_and_outcomes(devices)
-    failures -= progress.failure_baseline
-    outcomes -= progress.outcome_baseline
-    limit = strategy.max_failures
-    if failures <= 0:
-        return None
-    if limit.kind == "count":
-        if failures <= limit.value:
-            return None
-        return (f"{failures} device(s) failed, over the limit of {limit.describe()}: "
-                f"{_failure_list(devices)}")
-    notified = sum(1 for d in devices if d.state not in ("pending", "skipped"))
-    sample = min(strategy.min_sample, max(1, notified - progress.outcome_baseline))
-    if outcomes < sample:
-        return None
-    rate = 100.0 * failures / outcomes
-    if rate <= limit.value:
-        return None
-    return (f"{failures} of {outcomes} devices with an outcome failed ({rate:.0f} %), over "
-            f"the limit of {limit.describe()}: {_failure_list(devices)}")
-
-
 # --- the tick ---------------------------------------------------------------------------------
 
 def _halt(progress: Progress, reason: str, detail: str) -> Progress:
@@ -386,15 +355,20 @@ class _Tick:
         if not all(_settled(d, self.live_of(d)) for d in members):
             return None
         failures, outcomes = failures_and_outcomes(members)
+        name = self.stage_names[p.stage]
+        if outcomes == 0 and all(is_finished(d) for d in members):
+            # Every device skipped (newer version live, agent cannot read the bundle): no
+            # update to judge, and waiting would hold the rollout for ever.
+            self.log.append(f"{name} passed: nothing to update ({len(members)} skipped)")
+            return replace(p, stage_settled_at=self.now)
         if outcomes == 0:
             return None  # every device of the stage is offline: wait for one to answer
         committed = outcomes - failures
         share = 100.0 * committed / outcomes
-        name = self.stage_names[p.stage]
         if share < self.strategy.success_percent and p.accepted_stage != p.stage:
             detail = (f"{name}: {committed} of {outcomes} devices committed ({share:.0f} %), "
                       f"below the required {self.strategy.success_percent:g} %: "
-                      f"{_failure_list(members)}")
+                      f"{failure_list(members)}")
             self.log.append(f"halted: {detail}")
             return _halt(p, "success-criteria", detail)
         last = p.stage + 1 >= len(self.stage_names)

@@ -2,16 +2,19 @@
 
 :class:`DeviceProgress` is one device's record in one rollout, :class:`DeviceLive` what
 the inventory says about that device now, :class:`Progress` the rollout's own state and
-:class:`Plan` what one :func:`~fleet_server.rollouts.policy.tick` decided. The store
+:class:`Plan` what one :func:`~fleet_server.rollouts.policy.tick` decided; with the
+counts the policy judges them by (outcomes, failures, the halt threshold). The store
 (:mod:`fleet_server.rollouts.store`) maps them to rows; nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from fleet_server.rollouts.spec import Strategy
 
 DeviceState = Literal["pending", "notified", "downloading", "verifying", "staged",
                       "smoke_testing", "trial", "committed", "rolled_back", "failed",
@@ -105,3 +108,34 @@ def failures_and_outcomes(devices: Iterable[DeviceProgress]) -> tuple[int, int]:
         elif d.state == "committed":
             outcomes += 1
     return failures, outcomes
+
+
+def failure_list(devices: Iterable[DeviceProgress], limit: int = 5) -> str:
+    failed = [d for d in devices if is_final_failure(d)]
+    shown = ", ".join(f"{d.device_id} {d.state} ({d.reason or '?'})" for d in failed[:limit])
+    return shown + (f", and {len(failed) - limit} more" if len(failed) > limit else "")
+
+
+def failure_threshold_passed(strategy: Strategy, progress: Progress,
+                             devices: Sequence[DeviceProgress]) -> str | None:
+    """Why the rollout must halt for failures, or None."""
+    failures, outcomes = failures_and_outcomes(devices)
+    failures -= progress.failure_baseline
+    outcomes -= progress.outcome_baseline
+    limit = strategy.max_failures
+    if failures <= 0:
+        return None
+    if limit.kind == "count":
+        if failures <= limit.value:
+            return None
+        return (f"{failures} device(s) failed, over the limit of {limit.describe()}: "
+                f"{failure_list(devices)}")
+    notified = sum(1 for d in devices if d.state not in ("pending", "skipped"))
+    sample = min(strategy.min_sample, max(1, notified - progress.outcome_baseline))
+    if outcomes < sample:
+        return None
+    rate = 100.0 * failures / outcomes
+    if rate <= limit.value:
+        return None
+    return (f"{failures} of {outcomes} devices with an outcome failed ({rate:.0f} %), over "
+            f"the limit of {limit.describe()}: {failure_list(devices)}")
