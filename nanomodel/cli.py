@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.bundle import BundleError, load_bundle
+from contract.bundle_features import features_needed
 
 # Sources, labels and lines a device chose reach these tables through `nanofleet alerts
 # export`: printed as shown(...) (review, December 2026).
@@ -158,6 +159,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "inputs     " + ", ".join(f"{s.name} {s.dtype}{s.shape}" for s in m.inputs),
         "outputs    " + ", ".join(f"{s.name} {s.dtype}{s.shape}" for s in m.outputs),
         "runtimes   " + ", ".join(f"{k} -> {v}" for k, v in sorted(m.runtimes.items())),
+        "levels     " + ("(none: the agent's defaults)" if m.level_offsets is None else
+                         ", ".join(f"{k} {v:+.2f}" for k, v in
+                                   m.level_offsets.model_dump().items())),
+        "needs      " + (", ".join(sorted(features_needed(m))) or "bundle format 1 only")
+        + " (agents that cannot read these are skipped by rollouts)",
         "files",
     ]
     for f in m.files:

@@ -74,7 +74,10 @@ def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
     code, stdout, _ = _run(capsys, "model", "inspect", str(out))
     assert code == 0
     for expected in ("site-logs", "version 3", "hashed-ngrams-v1", "model.tflite",
-                     "body.embed.weight", "eval.macro_f1", "golden"):
+                     "body.embed.weight", "eval.macro_f1", "golden",
+                     # trained from scratch: no calibration of levels of its own
+                     "levels     (none: the agent's defaults)",
+                     "needs      tokenizer.head:time-host-v1 ("):
         assert expected in stdout
     code, stdout, _ = _run(capsys, "model", "inspect", str(out), "--json")
     assert json.loads(stdout)["manifest"]["name"] == "site-logs"
@@ -97,6 +100,12 @@ def test_head_only_from_csv_with_own_labels(data_dir: Path, tmp_path: Path,
         assert summary["head_only"] and summary["version"] == 2
         assert stderr == ""  # --quiet: no progress bars
         f1.append(summary["evaluation"]["train.macro_f1"])
+    # A fine-tune keeps its base's level offsets (and so needs agents that read them).
+    assert load_bundle(out).manifest.level_offsets == load_bundle(
+        default_bundle_path()).manifest.level_offsets is not None
+    code, stdout, _ = _run(capsys, "model", "inspect", str(out))
+    assert "levels     emerg +3.79, alert +3.79, crit +3.79, err +2.37" in stdout
+    assert "needs      level_offsets, tokenizer.head:time-host-v1 (agents" in stdout
     # The frozen body decides how well a head alone separates a format it never saw, and one
     # draw of 250 lines says little: on three draws 0.875 / 0.961 / 1.0 with rule 6's body,
     # 0.927 / 0.937 / 0.973 with the body before it, 0.965-1.0 with the bodies of five other
