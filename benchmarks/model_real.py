@@ -191,7 +191,7 @@ def _samples(bundle: Path, journal: bool = False, nxt: bool = False) -> int:
           f"{100 * sent.recall:.1f} %")
     if journal:
         _with_levels(lines, probs, [priority(c.level) for c in captured],
-                     [c.message_id for c in captured])
+                     [c.message_id for c in captured], model.manifest.level_offsets)
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from agent.journal_catalog import CatalogEvidenceConfig
 from agent.journal_evidence import weigh_journal_evidence
 from agent.level_evidence import SYSLOG_LEVELS, LevelEvidenceConfig
+from contract.bundle_features import BundleLevelOffsets
 from nanomodel.build_default import REAL_PER_TEMPLATE
 from nanomodel.realeval import (
     OVERALL,
@@ -47,25 +48,29 @@ def _figures(lines: list[RealLine], scores: np.ndarray) -> str:
 
 
 def _with_levels(lines: list[RealLine], probs: np.ndarray, levels: list[int],
-                 message_ids: list[str | None] | None = None) -> None:
+                 message_ids: list[str | None] | None = None,
+                 offsets: BundleLevelOffsets | None = None) -> None:
     """The same lines as a journal delivers them, with the level their code logs them at,
-    weighed in with the agent's default offsets (agent.level_evidence); with
+    weighed in as the agent does (agent.level_evidence: a bundle's ``offsets``, else the
+    agent's defaults); with
     ``message_ids`` (a journal's), also with the journal catalog's verdicts
     (agent.journal_catalog), as the agent weighs them by default."""
     anomaly = _anomaly(probs)
     normal = LABELS.index("normal")
     ids = message_ids if message_ids is not None else [None] * len(lines)
-    level_only = weigh_journal_evidence(probs, anomaly, levels, ids, LevelEvidenceConfig(),
+    level_cfg = LevelEvidenceConfig().for_bundle(offsets)
+    level_only = weigh_journal_evidence(probs, anomaly, levels, ids, level_cfg,
                                         CatalogEvidenceConfig(enabled=False), normal)
     p2, a2 = level_only.probs, level_only.anomaly
     rep = report(lines, a2)
     wins = _wins(rep)
-    print(f"\nwith the program's level (journald PRIORITY, the agent's default offsets): "
+    whose = "the agent's default offsets" if offsets is None else "the bundle's offsets"
+    print(f"\nwith the program's level (journald PRIORITY, {whose}): "
           f"{_figures(lines, a2)}, beats the keyword rule on {wins} of {len(rep) - 1} "
           "sources")
     scored = [("words alone", (probs, anomaly)), ("with the level", (p2, a2))]
     if message_ids is not None:
-        both = weigh_journal_evidence(probs, anomaly, levels, ids, LevelEvidenceConfig(),
+        both = weigh_journal_evidence(probs, anomaly, levels, ids, level_cfg,
                                       CatalogEvidenceConfig(), normal)
         p3, a3 = both.probs, both.anomaly
         rep = report(lines, a3)
