@@ -70,9 +70,9 @@ def features_needed(manifest: BundleManifest) -> frozenset[str]:
 
 
 def missing_features(needed: frozenset[str], reads: frozenset[str] | None) -> list[str]:
-    """What of ``needed`` an agent that reads ``reads`` lacks, sorted; ``reads`` None: the
-    device never said (no status since the server learnt to ask) — nothing is missing, the
-    agent decides itself on download, as agents always did."""
+    """What of ``needed`` an agent that reads ``reads`` lacks, sorted; ``reads`` None: not
+    known (the server has no status from the device) — nothing is missing, the agent
+    decides itself on download, as agents always did."""
     if reads is None:
         return []
     return sorted(needed - reads)
