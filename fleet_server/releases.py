@@ -379,6 +379,9 @@ def models_view(db: Database, repo: Repository) -> list[dict[str, Any]]:
             "version": v.version, "sha256": v.sha256, "length": v.length,
             "target_path": v.target_path, "published_at": v.published_at,
             "published_by": v.published_by,
+            # Manifest features an agent must read (None: not read yet; rollouts skip
+            # devices whose agent cannot, contract.bundle_features).
+            "needs": v.needs,
             "variants": sorted(variants.get((v.model, v.version), []),
                                key=lambda x: str(x["runtime"])),
             "deltas": [{"base_version": d.base_version, "length": d.length,
