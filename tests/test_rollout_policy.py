@@ -606,6 +606,39 @@ def test_a_device_that_cannot_read_the_bundle_is_skipped_and_the_rollout_goes_on
     assert w.progress.status == "completed"
 
 
+def test_a_skipped_device_is_notified_once_its_agent_is_upgraded() -> None:
+    """The skip said "upgrade the agent first": when its status says it reads the bundle
+    while the rollout runs, it is notified (a first notification: the driver records its
+    version before); not while paused, and not one of a stage that has not started."""
+    w = World(4, strat(canary=1, waves=[50, 100], soak_s=100))
+    w.needs = frozenset({"level_offsets"})
+    [canary] = w.stage_of(0)
+    first_wave, later = w.stage_of(1), w.stage_of(2)
+    w.reads[canary] = w.reads[later[0]] = frozenset()
+    w.tick(0)
+    assert w.devices[canary].reason == "cannot-read" and w.notified == []
+    assert "canary passed: nothing to update (1 skipped)" in w.log  # soaking
+    w.reads[later[0]] = frozenset({"level_offsets"})  # upgraded before its stage started
+    w.reads[canary] = frozenset({"level_offsets"})  # upgraded during the soak
+    w.progress = pause(w.progress)
+    assert canary not in w.tick(1).notify  # paused: nothing new goes out
+    w.progress = resume(w.progress, list(w.devices.values()))
+    plan = w.tick(2)
+    assert plan.notify == (canary,) and w.devices[canary].state == "notified"
+    assert w.devices[canary].reason is None and w.devices[canary].attempts == 1
+    assert f"{canary}: its agent reads the v2 bundle now: notified" in w.log
+    assert w.devices[later[0]].state == "pending"  # its own stage will notify it
+    w.commit([canary], 3)
+    assert set(w.tick(101).notify) == set(first_wave)
+    w.commit(first_wave, 102)
+    w.tick(103)
+    assert set(w.tick(204).notify) == set(later)
+    w.commit(later, 205)
+    w.tick(206)
+    assert w.progress.status == "completed"
+    assert all(d.state == "committed" for d in w.devices.values())
+
+
 def test_a_stage_whose_every_device_is_skipped_passes_instead_of_waiting_for_ever() -> None:
     """A canary stage of one older agent (or one already on a newer version): nothing of
     it can have an outcome. Before (December 2026) the stage waited for one for ever."""

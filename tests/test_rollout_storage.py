@@ -260,3 +260,9 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
     with svc.db.session() as session:
         assert device_summary(session.get(Device, "new-agent"))["reads"] == CURRENT_READS
         assert device_summary(session.get(Device, "old-agent"))["reads"] is None
+    # The operator upgrades its agent, as the skip asked: its next status says what it
+    # reads, and the running rollout notifies it.
+    dev.online("old-agent")
+    svc.rollout_driver.tick_all(time.time() + 1)
+    assert states(svc, rid)["old-agent"] == ("notified", 1)
+    assert desired_doc(svc, "old-agent")["slots"] == {"logs": {"model": MODEL, "version": 2}}

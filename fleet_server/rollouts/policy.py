@@ -15,7 +15,8 @@ Rules, in the order :func:`tick` applies them:
    (``already-installed``: the agent reports nothing for a model it already runs); a
    device running a *newer* version when its stage starts is skipped
    (``newer-installed``) and its desired state left alone, and so is one whose agent
-   said it cannot read a feature the bundle's manifest uses (``cannot-read``);
+   said it cannot read a feature the bundle's manifest uses (``cannot-read``; notified
+   while the rollout runs once its agent says it can: the operator upgraded it);
 2. a transient failure (download error, no space, ...) is retried with exponential
    backoff (``retry_base_s`` doubling, at most ``retry_max_s``) until ``max_retries``;
    then, and for any other failure, the failure is final;
@@ -233,7 +234,7 @@ def tick(strategy: Strategy, stage_names: Sequence[str], target_version: int,
     if reason is not None:
         step.log.append(f"halted: {reason}")
         return step.plan(_halt(progress, "failure-threshold", reason))
-    step.renotify_due_retries(current)
+    step.renotify_due_retries(current, progress.stage)
     return step.plan(step.advance(progress, current))
 
 
@@ -285,13 +286,23 @@ class _Tick:
             current.append(new)
         return current
 
-    # rule 2, continued: a retry whose backoff is over is notified again
-    def renotify_due_retries(self, current: Sequence[DeviceProgress]) -> None:
+    # rule 2, continued: a retry whose backoff is over is notified again; rule 1,
+    # continued: a device skipped because its agent could not read the bundle is notified
+    # once its agent says it can (the operator upgraded it, as the skip asked)
+    def renotify_due_retries(self, current: Sequence[DeviceProgress], stage: int) -> None:
         for dev in current:
             if dev.state == "retrying" and dev.retry_at is not None and self.now >= dev.retry_at:
                 self._change(dev, state="notified", attempts=dev.attempts + 1, retry_at=None,
                              notified_at=self.now, changed_at=self.now)
                 self.renotify.append(dev.device_id)
+            elif (dev.state == "skipped" and dev.reason == "cannot-read" and dev.stage <= stage
+                  and self.live_of(dev).reads is not None
+                  and not missing_features(self.needs, self.live_of(dev).reads)):
+                self._change(dev, state="notified", reason=None, detail=None, attempts=1,
+                             notified_at=self.now, changed_at=self.now)
+                self.notify.append(dev.device_id)
+                self.log.append(f"{dev.device_id}: its agent reads the v{self.target} bundle "
+                                "now: notified")
         for dev in current:
             self.by_stage.setdefault(dev.stage, []).append(self.latest(dev))
 
