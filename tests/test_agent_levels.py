@@ -13,6 +13,7 @@ import pytest
 from agent import default_bundle_path
 from agent.level_evidence import LevelOffsets
 from agent.model import LoadedModel
+from contract.bundle import pack_bundle, read_bundle
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.journal import JournalWriter
 from tests.support.journal_agent import agent_over_journal
@@ -87,6 +88,32 @@ def test_the_level_moves_the_anomaly_and_decides_the_alert(tmp_path: Path, broke
     assert seen[CRIT] == pytest.approx(a, abs=2e-3) and seen[INFO] == seen[CRIT]
     assert alerts == []
     assert asked["anomaly"] == asked["words_anomaly"] and "is off" in asked["level"]
+
+
+def test_a_bundle_brings_its_own_offsets_and_the_operators_still_win(
+        tmp_path: Path, broker) -> None:
+    """The model's own calibration travels in its manifest (contract.bundle_features): the
+    agent scores with the bundle's offsets where its config sets none, and with the
+    operator's where it does. The shipped bundle with other offsets: info +5 (the info
+    line becomes an alert), crit -5, and the operator's `crit = 3.79` in the config."""
+    bundle = read_bundle(default_bundle_path().read_bytes())
+    ours = bundle.manifest.level_offsets
+    assert ours is not None
+    mine = ours.model_copy(update={"info": 5.0, "crit": -5.0})
+    manifest = bundle.manifest.model_copy(update={"version": 2, "level_offsets": mine})
+    path = tmp_path / "calibrated.nfb"
+    path.write_bytes(pack_bundle(manifest, bundle.files))
+    model = LoadedModel.load(default_bundle_path())
+    _, raw = model.classify([CRIT])
+    model.close()
+    a = float(raw[0])
+    seen, alerts, asked = run(tmp_path, broker.port, f'\n[model]\nbundle = "{path}"\n'
+                              "[model.level_evidence.offsets]\ncrit = 3.79\n",
+                              alerts_expected=1)
+    assert seen[INFO] == pytest.approx(shifted(a, 5.0), abs=2e-3)  # the bundle's
+    assert seen[CRIT] == pytest.approx(shifted(a, 3.79), abs=2e-3)  # the operator's
+    assert alerts and alerts[0]["model_version"] == 2
+    assert asked["anomaly"] == pytest.approx(seen[CRIT], abs=2e-4)  # classify agrees
 
 
 def test_an_ordinary_users_line_does_not_stand_in_for_roots_alerts(
