@@ -245,6 +245,9 @@ def unstorable_values_are_refused_at_the_door(b: ProductionBroker) -> None:
     poisoned += [(topics.status(ATTACKER), json.dumps(status | {"models": models}))
                  for models in ([model | {"slot": f"s{i}"} for i in range(17)],
                                 [model | {"slot": "../rollouts"}], [model | {"name": "n" * 65}])]
+    # and a status claiming more bundle features than any agent reads, or a long one
+    poisoned += [(topics.status(ATTACKER), json.dumps(status | {"reads": reads}))
+                 for reads in ([f"f{i}" for i in range(33)], ["r" * 65], "level_offsets")]
     poisoned += [(topics.ota(ATTACKER), json.dumps(ota | change)) for change in (
         {"rollout_id": "r" * 65}, {"reason": "x" * 65}, {"slot": "s" * 33})]
     try:
