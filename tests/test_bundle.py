@@ -8,7 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -19,6 +19,7 @@ from contract.bundle import (
     Bundle,
     BundleError,
     BundleManifest,
+    TokenizerSpec,
     load_bundle,
     manifest_bytes,
     pack_bundle,
@@ -89,6 +90,18 @@ def test_level_offsets_are_a_feature_and_absent_ones_keep_the_old_bytes(good: Bu
     assert missing_features(features_needed(good.manifest),
                             READ_BY_SILENT_AGENTS) == [FEATURE_LEVEL_OFFSETS]
     assert missing_features(features_needed(good.manifest), None) == []
+
+
+def test_every_head_but_keep_is_a_named_feature(good: Bundle) -> None:
+    """A new head (or any new manifest part an older agent cannot read) must be named in
+    contract.bundle_features, or rollouts would send it to agents that refuse it."""
+    heads = get_args(TokenizerSpec.model_fields["head"].annotation)
+    for head in heads:
+        spec = good.manifest.tokenizer.model_copy(update={"head": head})
+        needed = features_needed(good.manifest.model_copy(update={"tokenizer": spec,
+                                                                 "level_offsets": None}))
+        assert needed <= BUNDLE_FEATURES
+        assert bool(needed) == (head != "keep"), head
 
 
 def test_shipped_bundle_is_within_budget() -> None:
