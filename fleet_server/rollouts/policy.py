@@ -265,6 +265,12 @@ class _Tick:
     def live_of(self, dev: DeviceProgress) -> DeviceLive:
         return self.live.get(dev.device_id, self._OFFLINE)
 
+    def unreadable(self, dev: DeviceProgress) -> list[str] | None:
+        """The target bundle's features the device's agent said it cannot read ([]: it
+        reads them all); None: not known (no status from it), so it decides itself."""
+        reads = self.live_of(dev).reads
+        return None if reads is None else missing_features(self.needs, reads)
+
     def latest(self, dev: DeviceProgress) -> DeviceProgress:
         return self.changed.get(dev.device_id, dev)
 
@@ -296,8 +302,7 @@ class _Tick:
                              notified_at=self.now, changed_at=self.now)
                 self.renotify.append(dev.device_id)
             elif (dev.state == "skipped" and dev.reason == "cannot-read" and dev.stage <= stage
-                  and self.live_of(dev).reads is not None
-                  and not missing_features(self.needs, self.live_of(dev).reads)):
+                  and self.unreadable(dev) == []):
                 self._change(dev, state="notified", reason=None, detail=None, attempts=1,
                              notified_at=self.now, changed_at=self.now)
                 self.notify.append(dev.device_id)
@@ -345,7 +350,7 @@ class _Tick:
                 self._change(dev, state="skipped", reason="newer-installed", changed_at=self.now,
                              detail=f"v{running} is live, newer than v{self.target}")
                 continue
-            missing = missing_features(self.needs, self.live_of(dev).reads)
+            missing = self.unreadable(dev)
             if missing:
                 # It would download the bundle and refuse it: kept out instead, and named.
                 self._change(dev, state="skipped", reason="cannot-read", changed_at=self.now,

@@ -55,8 +55,9 @@ class DeviceLive:
     # Whether that version is live on trial (not committed yet); None: the agent does
     # not say (older agents), so a live version may still be a candidate on trial.
     live_trial: bool | None = None
-    # Bundle manifest features its agent reads (contract.bundle_features); None: unknown
-    # (no status seen since the server asked), so it is notified and decides itself.
+    # Bundle manifest features its agent reads (contract.bundle_features; for a status
+    # that said nothing, what such agents read); None: unknown (no status from it at all),
+    # so it is notified and decides itself.
     reads: frozenset[str] | None = None
 
 
