@@ -101,14 +101,21 @@ shared group), the artifact stream and the agent's link 0 (clean), an agent MQTT
 at most 86,400 s (``session_expiry_s``), so none of them is shortened."""
 
 
-def render_acl(revoked_device_ids: Iterable[str]) -> str:
+def render_acl(revoked_device_ids: Iterable[str],
+               quarantined_device_ids: Iterable[str] = ()) -> str:
     lines = ["# nanofleet broker ACL: written by the fleet server (nanofleet broker-config, and",
-             "# again on every revocation). Do not edit: the next revocation overwrites it.",
-             ""]
+             "# again on every revocation and quarantine). Do not edit: the next one",
+             "# overwrites it.", ""]
     revoked = sorted(set(revoked_device_ids))
+    quarantined = sorted(set(quarantined_device_ids) - set(revoked))
     if revoked:
         lines.append("# revoked devices: no topic at all (open sessions too, once reloaded)")
     for device_id in revoked:
+        lines += [f"user {check_device_id(device_id)}", "topic deny #", ""]
+    if quarantined:
+        lines.append("# quarantined devices (a flood, or an operator's choice): no topic at "
+                     "all until the quarantine ends (nanofleet devices quarantined)")
+    for device_id in quarantined:
         lines += [f"user {check_device_id(device_id)}", "topic deny #", ""]
     lines += ["# every device: reads its own tree only (%u = the CN of its certificate)...",
               f"pattern read {PREFIX}/dev/%u/#",

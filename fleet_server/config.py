@@ -59,6 +59,18 @@ class MqttSettings(Strict):
         description="Subscribe to device reports as the MQTT v5 shared subscription "
         "$share/<group>/... so several server replicas split the work; None: plain subscription.")
     enabled: bool = Field(default=True, description="False: run without a broker (API only).")
+    flood_reports_per_minute: int = Field(
+        default=1000, ge=50, le=1_000_000,
+        description="Reports of one device dropped unread within a minute (each over the "
+        "device's ingest budget: 200 reports waiting) that mark it as flooding. A healthy "
+        "agent never has one dropped.")
+    flood_quarantine_s: float = Field(
+        default=900.0, ge=0, le=86400,
+        description="How long a flooding device is quarantined at the broker (its id denied "
+        "every topic in the device ACL, the broker reloaded through "
+        "enrollment.broker_reload_command); doubled for each earlier quarantine of the "
+        "device in the last 24 hours, up to 24 hours. 0: never automatically (the server "
+        "only logs the flood).")
 
 
 class DeltaSettings(Strict):

@@ -48,7 +48,7 @@ from contract.topics import PREFIX, device_id_from_topic
 from fleet_server.config import MqttSettings
 from fleet_server.device_reports import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
 from fleet_server.mqtt_client import build_client, connect
-from fleet_server.report_budget import LogBudget, PendingBudget
+from fleet_server.report_budget import FloodWatch, LogBudget, PendingBudget
 
 log = logging.getLogger("nanofleet.server.mqtt")
 
@@ -112,6 +112,7 @@ class BridgeCounters:
     ingested: int = 0
     ingest_failures: int = 0
     shed: int = 0  # over their device's budget: acknowledged and dropped unread
+    floods: int = 0  # times a device was found flooding (FloodWatch)
     connects: int = 0
     session_takeovers: int = 0
     last_rejection: str | None = None
@@ -122,7 +123,7 @@ class BridgeCounters:
         with self.lock:
             return {"received": self.received, "rejected": self.rejected,
                     "ingested": self.ingested, "ingest_failures": self.ingest_failures,
-                    "shed": self.shed,
+                    "shed": self.shed, "floods": self.floods,
                     "connects": self.connects, "session_takeovers": self.session_takeovers,
                     "last_rejection": self.last_rejection,
                     "last_error": self.last_error}
@@ -158,10 +159,14 @@ class MqttBridge:
         self.settings = settings
         self.on_reports = on_reports
         self.on_connected = on_connected
+        # Told (on paho's network thread: it must only hand the id on) of a device found
+        # flooding; the server quarantines it (fleet_server.identity.quarantine).
+        self.on_flood: Callable[[str], None] | None = None
         self.counters = BridgeCounters()
         self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
         self._budget = PendingBudget()
         self._log_budget = LogBudget()
+        self._floods = FloodWatch(settings.flood_reports_per_minute)
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
         self._sessions = [self._session(i, lane) for i, lane in enumerate(LANES)]
@@ -321,6 +326,13 @@ class MqttBridge:
             self.counters.shed += 1
         self._log(device, "device %r has %d reports (%d bytes) waiting to be stored: a "
                   "report dropped unread", device, *self._budget.pending(device))
+        if self._floods.shed(device, time.monotonic()):
+            with self.counters.lock:
+                self.counters.floods += 1
+            log.error("device %r is flooding: %d of its reports dropped unread within a "
+                      "minute", device, self._floods.per_window)
+            if self.on_flood is not None:
+                self.on_flood(device)
 
     # --- ingest thread -----------------------------------------------------------------
     def _next_batch(self) -> list[Received] | None:

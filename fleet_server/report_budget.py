@@ -13,8 +13,13 @@ unread and counted (``shed``), so the broker's queue keeps draining and the rest
 fleet is served. A healthy agent sends a status, a metrics report a minute, OTA events
 and rate-limited alerts: far below the bound even while it empties a backlog.
 
+A device shed again and again is flooding (:class:`FloodWatch`): the budget keeps the
+server whole, but a flood faster than the server reads overflows the broker's queue for the
+lane it arrives in, and the broker drops other devices' reports there. The server then
+quarantines the device at the broker (fleet_server.identity.quarantine).
+
 Pure bookkeeping (no I/O, no clock of its own): :class:`fleet_server.mqtt_bridge.MqttBridge`
-calls it from paho's network thread (admit) and its ingest thread (release).
+calls it from paho's network thread (admit, shed) and its ingest thread (release).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ PENDING_BYTES = 4 << 20
 PENDING_BYTES_TOTAL = 64 << 20
 # Refusals logged per device and minute; the rest are counted and summed up once.
 LOG_PER_MINUTE = 5
+# Devices FloodWatch remembers: past it, the windows that ended are forgotten.
+FLOOD_WATCH_DEVICES = 10_000
 
 
 @dataclass
@@ -94,3 +101,32 @@ class LogBudget:
             n = n + 1 if last == minute else 1
             self._window[device] = (minute, n)
             return n <= self.per_minute, held_back
+
+
+@dataclass
+class FloodWatch:
+    """Which devices are flooding: ``per_window`` reports of one device shed within one
+    window of ``window_s`` (windows start at a device's first shed report). A healthy
+    agent is never shed at all (it sends a status, a metrics report a minute, OTA events
+    and rate-limited alerts), so the bound is far from any honest device; the default
+    (1,000 a minute) is reached within a second by a device that publishes faster than
+    the server reads."""
+
+    per_window: int
+    window_s: float = 60.0
+    _windows: dict[str, tuple[float, int]] = field(default_factory=dict)  # start, count
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def shed(self, device: str, now: float) -> bool:
+        """Count one shed report of ``device`` at ``now`` (a monotonic clock); True exactly
+        once per window: when this report makes the device a flooder."""
+        with self._lock:
+            start, count = self._windows.get(device, (now, 0))
+            if now - start >= self.window_s:
+                start, count = now, 0
+            elif len(self._windows) >= FLOOD_WATCH_DEVICES and device not in self._windows:
+                self._windows = {d: w for d, w in self._windows.items()
+                                 if now - w[0] < self.window_s}
+            count += 1
+            self._windows[device] = (start, count)
+            return count == self.per_window

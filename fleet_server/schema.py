@@ -29,6 +29,7 @@ from fleet_server.db import (
 from fleet_server.identity.tables import (
     CertificateRenewal,
     DeviceIdentity,
+    DeviceQuarantine,
     EnrollmentToken,
     IssuedCertificate,
 )
@@ -45,6 +46,8 @@ TABLES: tuple[type[Base], ...] = (
     ApiTokenRow,
     # enrollment and device identity (identity/)
     EnrollmentToken, DeviceIdentity, IssuedCertificate, CertificateRenewal,
+    # quarantines of flooding (or operator-chosen) devices at the broker (identity/)
+    DeviceQuarantine,
     # staged rollouts and the driver's lease (rollouts/)
     RolloutRow, RolloutDeviceRow, ServerLease,
     # replicas sharing one database (replicas.py)

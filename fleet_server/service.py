@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet_server.artifact_stream import ArtifactStreamer
 from fleet_server.config import ServerConfig
@@ -33,6 +33,9 @@ from fleet_server.repository.storage import METADATA_DIR
 from fleet_server.rollouts.driver import RolloutDriver
 from fleet_server.rollouts.manage import Rollouts
 from fleet_server.rollouts.tracking import track_reports
+
+if TYPE_CHECKING:  # the identity package is made by the API (fleet_server.api.enroll)
+    from fleet_server.identity.quarantine import Quarantines
 
 log = logging.getLogger("nanofleet.server")
 
@@ -89,11 +92,18 @@ class FleetService:
                             serves_artifacts=self.artifacts is not None),
             counters=self.work_counters, on_superseded=self._superseded)
         self.rollouts = Rollouts(self.db, self.desired, wake=self.rollout_driver.wake)
+        self.quarantines: Quarantines | None = None  # attach_quarantines (the API's identity)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="timestamp-refresh",
                                            daemon=True)
         self.refreshes = 0
         self.last_refresh_error: str | None = None
+
+    def attach_quarantines(self, quarantines: Quarantines) -> None:
+        """Quarantine the devices the bridge finds flooding (and end quarantines on time)."""
+        self.quarantines = quarantines
+        if self.bridge is not None:
+            self.bridge.on_flood = quarantines.flooding
 
     def start(self) -> None:
         try:  # before anything connects under the client id
@@ -105,6 +115,8 @@ class FleetService:
         self.refresh_metadata()  # an expired timestamp after downtime is fixed before serving
         self._refresher.start()
         self.mutes.start()  # the devices known now get their mute lists on connect
+        if self.quarantines is not None:
+            self.quarantines.start()
         if self.bridge is not None:
             self.bridge.start()
         if self.artifacts is not None:
@@ -118,6 +130,8 @@ class FleetService:
             self.artifacts.stop()
         if self.bridge is not None:
             self.bridge.stop()
+        if self.quarantines is not None:
+            self.quarantines.stop()
         if self._refresher.is_alive():
             self._refresher.join(timeout=10)
         self.replica.stop()

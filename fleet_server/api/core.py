@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from fleet_server.api.schemas import DeviceList, ErrorBody
 from fleet_server.auth import METHOD_SCOPE, Identity, Scope, find_identity, missing_scope_message
 from fleet_server.db import Device, ModelVersion
 from fleet_server.device_views import DeviceFilter, device_summary, list_devices, recent_events
+from fleet_server.identity.tables import quarantine_in_force, quarantine_view
 from fleet_server.releases import VersionConflict, models_view
 from fleet_server.replicas import replicas_view
 from fleet_server.repository.repo import PublishRejected, ReleaseChangeRefused
@@ -325,4 +327,6 @@ def get_device(device_id: Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)], 
             "updated_at": desired.updated_at}
         view["events"] = recent_events(session, device_id,
                                        events or service.config.recent_events)
+        quarantine = quarantine_in_force(session, device_id, time.time())
+        view["quarantine"] = None if quarantine is None else quarantine_view(quarantine)
     return view

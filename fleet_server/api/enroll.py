@@ -10,8 +10,11 @@ Without an operator token (a device has none):
 
 With an operator token: enrollment tokens (create, cancel: scope ``admin``; list:
 ``read``), revoking a device (``admin``: who may join or leave the fleet is identity
-management, like operator tokens), a device's identity and certificates and the
-broker ACL (for a broker on another machine to copy) (``read``).
+management, like operator tokens), quarantining and releasing a device at the broker
+(``admin``; the server quarantines a flooding device itself:
+:mod:`fleet_server.identity.quarantine`), a device's identity and certificates, the
+quarantines in force and the broker ACL (for a broker on another machine to copy)
+(``read``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import Field, StrictBool
@@ -31,6 +35,7 @@ from contract.strict import Strict
 from contract.topics import DEVICE_ID_PATTERN
 from fleet_server.api.core import AdminOperator, ApiError, require_operator
 from fleet_server.api.schemas import ERROR_RESPONSES, ErrorBody
+from fleet_server.identity.quarantine import Quarantines
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.tokens import EnrollmentRefused, TokenSpec
 from fleet_server.service import FleetService
@@ -83,9 +88,19 @@ def identity_of(request: Request) -> IdentityService:
 Identity = Annotated[IdentityService, Depends(identity_of)]
 
 
+def quarantines_of(request: Request) -> Quarantines:
+    quarantines: Quarantines = request.app.state.quarantines
+    return quarantines
+
+
+QuarantineList = Annotated[Quarantines, Depends(quarantines_of)]
+
+
 def install(app: FastAPI, service: FleetService) -> None:
     """Open the device CA (made at the first start) and add the routes."""
     app.state.identity = IdentityService(service.config, service.db, service.repo.root_bytes)
+    app.state.quarantines = Quarantines(app.state.identity, service.config.mqtt.flood_quarantine_s)
+    service.attach_quarantines(app.state.quarantines)
     app.include_router(public_router)
     app.include_router(operator_router, dependencies=[Depends(require_operator)],
                        responses=ERROR_RESPONSES)
@@ -156,6 +171,34 @@ class CertificateView(Strict):
     revoked_at: float | None = Field(description="When it was revoked, if it was.")
 
 
+class QuarantineCreate(Strict):
+    for_s: float = Field(default=3600.0, ge=60, le=30 * 86400,
+                         description="How long (s): it ends by itself then, or on release.")
+    reason: str | None = Field(default=None, max_length=500,
+                               description="Why (kept with the quarantine and in the audit log).")
+
+
+class QuarantineView(Strict):
+    device_id: str = Field(description="The quarantined device.")
+    since: float = Field(description="Start (unix time).")
+    until: float = Field(description="When it ends by itself (unix time).")
+    reason: str = Field(description="Why: a flood the server saw, or the operator's words.")
+    created_by: str = Field(description="Operator token name, or 'server' for a flood.")
+    released_at: float | None = Field(description="When an operator ended it early.")
+    released_by: str | None = Field(description="The operator who ended it early.")
+
+
+class QuarantineChange(QuarantineView):
+    acl_file: str = Field(description="The device ACL file the broker reads (rewritten).")
+    broker_reloaded: bool = Field(description="The server ran enrollment.broker_reload_command "
+                                  "and it succeeded: the broker applies the change now.")
+    next_step: str = Field(description="What the operator does next (reload the broker).")
+
+
+class QuarantineListView(Strict):
+    quarantines: list[QuarantineView] = Field(description="Quarantines in force, by device.")
+
+
 class DeviceIdentityView(Strict):
     device_id: str = Field(description="The device.")
     status: Literal["enrolled", "revoked", "unknown"] = Field(
@@ -166,6 +209,8 @@ class DeviceIdentityView(Strict):
     revoked_at: float | None = Field(description="Revocation time (unix time).")
     revoked_by: str | None = Field(description="Operator who revoked it.")
     revoke_reason: str | None = Field(description="Why it was revoked.")
+    quarantine: QuarantineView | None = Field(
+        default=None, description="Its quarantine in force at the broker, if any.")
     certificates: list[CertificateView] = Field(description="Its certificates, newest first.")
 
 
@@ -257,8 +302,35 @@ def revoke_device(device_id: str, identity: Identity, actor: AdminOperator,
 
 
 @operator_router.get("/devices/{device_id}/identity", response_model=DeviceIdentityView)
-def device_identity(device_id: str, identity: Identity) -> dict[str, Any]:
+def device_identity(device_id: str, identity: Identity,
+                    quarantines: QuarantineList) -> dict[str, Any]:
     view = identity.device_view(device_id)
     if view is None:
         raise ApiError(404, "unknown-device", f"device {device_id!r} was never enrolled here")
-    return view
+    return {**view, "quarantine": quarantines.of_device(device_id)}
+
+
+@operator_router.post("/devices/{device_id}/quarantine", response_model=QuarantineChange)
+def quarantine_device(device_id: Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)],
+                      quarantines: QuarantineList, actor: AdminOperator,
+                      body: QuarantineCreate | None = None) -> dict[str, Any]:
+    """Deny a device every topic at the broker for a while (replacing one in force)."""
+    body = body or QuarantineCreate()
+    return quarantines.quarantine(device_id, body.for_s, body.reason or "operator's choice",
+                                  actor)
+
+
+@operator_router.delete("/devices/{device_id}/quarantine", response_model=QuarantineChange)
+def release_device(device_id: str, quarantines: QuarantineList,
+                   actor: AdminOperator) -> dict[str, Any]:
+    """End a device's quarantine now."""
+    try:
+        return quarantines.release(device_id, actor)
+    except EnrollmentRefused as exc:
+        raise _refused(exc) from None
+
+
+@operator_router.get("/quarantines", response_model=QuarantineListView)
+def list_quarantines(quarantines: QuarantineList) -> dict[str, Any]:
+    """Devices quarantined now (a flood the server saw, or an operator's choice)."""
+    return {"quarantines": quarantines.active()}

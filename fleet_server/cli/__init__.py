@@ -34,6 +34,7 @@ from fleet_server.cli.identity import add_identity_commands
 from fleet_server.cli.keys import add_key_commands
 from fleet_server.cli.mutes import add_mute_commands
 from fleet_server.cli.output import printable_output
+from fleet_server.cli.quarantine import add_quarantine_commands
 from fleet_server.cli.rollout import add_rollout_commands, cmd_token_admin
 from fleet_server.client import ApiCallError, ApiClient
 from fleet_server.config import (
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mute_commands(sub)
     add_rollout_commands(sub)
     add_identity_commands(sub)
+    add_quarantine_commands(sub)
     return parser
 
 

@@ -244,6 +244,11 @@ def cmd_devices_show(args: argparse.Namespace) -> int:
            f"last OTA   {_ota(d['last_ota'])}"]
     if d["last_ota"] and d["last_ota"].get("detail"):
         out.append(f"           {printable(d['last_ota']['detail'])}")
+    quarantine = d.get("quarantine")
+    if quarantine:  # the broker denies it every topic (nanofleet devices release)
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(quarantine["until"]))
+        out.append(f"QUARANTINE until {until} by "
+                   f"{printable(quarantine['created_by'])}: {printable(quarantine['reason'])}")
     desired = d.get("desired")
     if desired:
         slots = ", ".join(f"{s}={m['model']} v{m['version']}"

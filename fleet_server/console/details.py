@@ -20,7 +20,7 @@ from fleet_server.alert_shapes import Ranking, covering, line_shape, shape_ranki
 from fleet_server.console.overview import DisplayState, display_state
 from fleet_server.db import AuditEntry, Device
 from fleet_server.device_views import device_summary, recent_events
-from fleet_server.identity.tables import DeviceIdentity
+from fleet_server.identity.tables import DeviceIdentity, quarantine_in_force, quarantine_view
 from fleet_server.metrics_store import DeviceAlertRow, recent_alerts, series
 from fleet_server.mute_rules import MuteShape
 from fleet_server.mutes import AlertMuteRow, active_mutes
@@ -53,6 +53,7 @@ class DevicePageView:
     last_metrics: dict[str, Any]
     window: str
     rollouts: list[tuple[str, str, str]]  # (rollout id, its status, the device's state)
+    quarantine: dict[str, Any] | None = None  # in force at the broker (identity/quarantine.py)
 
 
 def device_page(service: FleetService, identity_view: dict[str, Any] | None, device_id: str,
@@ -84,13 +85,16 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
             .where(RolloutDeviceRow.device_id == device_id)
             .order_by(RolloutRow.created_at.desc()).limit(10))]
         last = dict(device.metrics or {}) if device is not None else {}
+        quarantine = quarantine_in_force(session, device_id, now)
+        quarantined = None if quarantine is None else quarantine_view(quarantine)
     shapes = alert_shapes(alerts)
     return DevicePageView(device_id=device_id, state=state, summary=summary,
                           identity=identity_view, events=events, alerts=alerts,
                           verdicts=verdicts, mutes=mutes, mutable=shapes,
                           muted=muted_alerts(alerts, shapes, mutes), top_shapes=top_shapes,
                           metrics=series(history), last_metrics=last,
-                          window=window if window in WINDOWS else "1h", rollouts=rollouts)
+                          window=window if window in WINDOWS else "1h", rollouts=rollouts,
+                          quarantine=quarantined)
 
 
 def alert_shapes(alerts: list[DeviceAlertRow]) -> dict[int, MuteShape]:

@@ -1,7 +1,7 @@
 """The two files the broker reads from the CA directory, and telling the broker about them.
 
 ``crl.pem`` refuses revoked certificates at the TLS handshake, ``acl`` denies revoked
-device ids every topic on sessions that are already open. Both are built from the
+and quarantined device ids every topic on sessions that are already open. Both are built from the
 database (the same on every replica sharing it) and rewritten after every change;
 ``enrollment.broker_reload_command`` (e.g. ``systemctl reload mosquitto``) then makes
 the broker re-read them, so a revocation, a re-enrollment or a renewal takes effect at
@@ -23,7 +23,11 @@ from fleet_server.broker_config import ACL_FILE, render_acl
 from fleet_server.db import Database
 from fleet_server.identity.device_ca import DeviceCA, RevokedSerial, write_public
 from fleet_server.identity.settings import EnrollmentSettings
-from fleet_server.identity.tables import DeviceIdentity, IssuedCertificate
+from fleet_server.identity.tables import (
+    DeviceIdentity,
+    IssuedCertificate,
+    quarantined_device_ids,
+)
 
 log = logging.getLogger("nanofleet.server.identity")
 
@@ -45,10 +49,11 @@ class BrokerPolicy:
                 IssuedCertificate.revoked_at.is_not(None))))
             revoked_ids = list(session.scalars(select(DeviceIdentity.device_id).where(
                 DeviceIdentity.status == "revoked")))
+            quarantined = quarantined_device_ids(session, now)
         # An expired certificate fails on its dates alone: the CRL keeps only live ones.
         revoked = [RevokedSerial(int(r.serial, 16), dt.datetime.fromtimestamp(
             r.revoked_at or now, dt.UTC)) for r in rows if r.not_after > now - 86400]
-        return self.ca.build_crl(revoked), render_acl(revoked_ids)
+        return self.ca.build_crl(revoked), render_acl(revoked_ids, quarantined)
 
     def publish(self, reload: bool = False) -> bool:
         """Rewrite crl.pem and acl; with ``reload``, run the reload command. True if the

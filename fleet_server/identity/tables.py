@@ -7,7 +7,10 @@
   broker, the fleet server's MQTT identity), with its revocation;
 - ``certificate_renewals``: which certificate each renewal replaced, and the successor
   (PEM), so a renewal whose answer was lost gets the same successor again while the
-  replaced certificate can never be renewed a second time.
+  replaced certificate can never be renewed a second time;
+- ``device_quarantines``: every quarantine of a device at the broker (a flood the server
+  saw, or an operator's), with its end and who ended it early: the active ones are denied
+  by the broker ACL like revoked devices, until they end (fleet_server/identity/quarantine.py).
 
 The migrations (fleet_server/migrations) create them; :mod:`fleet_server.schema` lists them.
 """
@@ -15,8 +18,9 @@ The migrations (fleet_server/migrations) create them; :mod:`fleet_server.schema`
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, String, Text, false, select
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, false, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet_server.db import Base
@@ -93,3 +97,41 @@ class CertificateRenewal(Base):
                                             "public key (DER SubjectPublicKeyInfo)")
     certificate_pem: Mapped[str] = mapped_column(Text, doc="the successor, for a retry")
     renewed_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class DeviceQuarantine(Base):
+    __tablename__ = "device_quarantines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    since: Mapped[float] = mapped_column(Float)
+    until: Mapped[float] = mapped_column(Float, index=True, doc="when it ends by itself")
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(64), doc="operator, or 'server' (a flood)")
+    released_at: Mapped[float | None] = mapped_column(Float, nullable=True,
+                                                      doc="ended early by an operator")
+    released_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+def quarantined_device_ids(session: Session, now: float) -> list[str]:
+    """Devices with a quarantine in force at ``now`` (the broker ACL denies them)."""
+    return list(session.scalars(
+        select(DeviceQuarantine.device_id).distinct()
+        .where(DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+        .order_by(DeviceQuarantine.device_id)))
+
+
+def quarantine_view(row: DeviceQuarantine) -> dict[str, Any]:
+    """A quarantine as the API, the CLI and the console show it."""
+    return {"device_id": row.device_id, "since": row.since, "until": row.until,
+            "reason": row.reason, "created_by": row.created_by,
+            "released_at": row.released_at, "released_by": row.released_by}
+
+
+def quarantine_in_force(session: Session, device_id: str, now: float) -> DeviceQuarantine | None:
+    """The device's quarantine in force at ``now`` (the latest-ending), or None."""
+    return session.scalars(
+        select(DeviceQuarantine)
+        .where(DeviceQuarantine.device_id == device_id,
+               DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+        .order_by(DeviceQuarantine.until.desc())).first()

@@ -1,0 +1,209 @@
+"""Quarantine: a device denied every topic at the broker for a while, then let back.
+
+Why: a device certificate that publishes reports faster than the fleet server reads them
+(a compromised device, or an agent gone wrong) overflows the broker's bounded queue for
+the server's session, and the broker drops other devices' reports there — acknowledged
+to them, never stored. The server's per-device ingest budget keeps the server whole but
+cannot reach into the broker, and Mosquitto 2.0 has no per-client publish limit. The
+broker does apply a re-read ACL to sessions already open, so the server denies the
+flooding device every topic (``user <id>`` + ``topic deny #`` in the device ACL, as for a
+revoked device) and reloads the broker (``enrollment.broker_reload_command``): its
+publishes are refused at the broker and never queued for the server.
+
+A quarantine ends by itself (``mqtt.flood_quarantine_s``, doubled for each earlier one of
+the device in the last 24 hours, at most 24 hours: a device that floods again on release
+spends little of the fleet's time doing it) or when an operator releases it; operators can
+also quarantine a device themselves. Every quarantine is a row
+(:class:`fleet_server.identity.tables.DeviceQuarantine`) and an audit entry.
+
+Who can make the server quarantine a device? Only that device: a report counts against the
+device id in its topic, and the ACL lets a certificate publish only under its own id. So the
+worst a device can do is have itself quarantined.
+
+:func:`quarantine_seconds` is the pure rule; :class:`Quarantines` is the I/O shell: the
+database, the ACL rewrite and reload (through :class:`CertificateRegistry`), and a keeper
+thread that turns flood notices into quarantines and rewrites the ACL when one ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from contract.topics import check_device_id
+from fleet_server.identity.certificates import CertificateRegistry, add_audit_entry
+from fleet_server.identity.tables import (
+    DeviceQuarantine,
+    quarantine_in_force,
+    quarantine_view,
+)
+from fleet_server.identity.tokens import EnrollmentRefused
+
+log = logging.getLogger("nanofleet.server.identity")
+
+LONGEST_S = 86400.0  # one quarantine, however often the device flooded
+ESCALATION_WINDOW_S = 86400.0  # earlier quarantines counted for the doubling
+FLOOD_ACTOR = "server"  # created_by of the quarantines the server makes itself
+MAX_NOTICES = 1024  # flood notices waiting for the keeper (distinct devices)
+STARTUP_LOOKBACK_S = 7 * 86400.0  # ends the keeper's first pass looks back for
+
+
+def quarantine_seconds(base_s: float, earlier_starts: Sequence[float], now: float) -> float:
+    """How long a flooding device is quarantined: ``base_s``, doubled for each quarantine
+    of it that started in the last 24 hours, at most :data:`LONGEST_S`."""
+    recent = sum(1 for t in earlier_starts if now - ESCALATION_WINDOW_S < t <= now)
+    return min(LONGEST_S, base_s * 2.0 ** min(recent, 16))
+
+
+class Quarantines:
+    """Quarantines in the database and at the broker; a keeper thread for floods and ends."""
+
+    def __init__(self, registry: CertificateRegistry, flood_quarantine_s: float) -> None:
+        self.registry = registry
+        self.db = registry.db
+        self.flood_quarantine_s = flood_quarantine_s
+        self._notices: set[str] = set()  # devices reported flooding, not yet handled
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped_notices = 0
+
+    # --- operators and the keeper ------------------------------------------------------
+    def quarantine(self, device_id: str, seconds: float, reason: str,
+                   actor: str) -> dict[str, Any]:
+        """Deny ``device_id`` every topic for ``seconds`` (replacing one in force)."""
+        check_device_id(device_id)
+        now = time.time()
+        with self.db.session() as session:
+            current = quarantine_in_force(session, device_id, now)
+            if current is not None:
+                current.released_at, current.released_by = now, actor
+            row = DeviceQuarantine(device_id=device_id, since=now, until=now + seconds,
+                                   reason=reason[:500], created_by=actor)
+            session.add(row)
+            add_audit_entry(session, actor, "device.quarantine", device_id, reason=reason[:500],
+                            until=row.until, replaced=current is not None)
+            view = quarantine_view(row)
+        self._wake.set()  # the keeper's next end may be this one
+        log.warning("quarantined %s until %s (%s): %s", device_id,
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view["until"])),
+                    actor, reason)
+        return {**view, **self._apply()}
+
+    def release(self, device_id: str, actor: str) -> dict[str, Any]:
+        """End ``device_id``'s quarantine now; EnrollmentRefused 404 if none is in force."""
+        now = time.time()
+        with self.db.session() as session:
+            row = quarantine_in_force(session, device_id, now)
+            if row is None:
+                raise EnrollmentRefused(404, "not-quarantined", f"device {device_id!r} is "
+                                        "not quarantined (nanofleet devices quarantined)")
+            row.released_at, row.released_by = now, actor
+            add_audit_entry(session, actor, "device.release", device_id, since=row.since)
+            view = quarantine_view(row)
+        log.warning("released %s from quarantine (%s)", device_id, actor)
+        return {**view, **self._apply()}
+
+    def active(self) -> list[dict[str, Any]]:
+        now = time.time()
+        with self.db.session() as session:
+            rows = session.scalars(select(DeviceQuarantine).where(
+                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+                .order_by(DeviceQuarantine.device_id, DeviceQuarantine.until.desc()))
+            seen: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                seen.setdefault(row.device_id, quarantine_view(row))
+            return list(seen.values())
+
+    def of_device(self, device_id: str) -> dict[str, Any] | None:
+        with self.db.session() as session:
+            row = quarantine_in_force(session, device_id, time.time())
+            return None if row is None else quarantine_view(row)
+
+    def _apply(self) -> dict[str, Any]:
+        reloaded = self.registry.publish_broker_policy(reload=True)
+        return {"acl_file": str(self.registry.acl_path), "broker_reloaded": reloaded,
+                "next_step": "none: the broker re-read the ACL" if reloaded else
+                "reload the broker (systemctl reload mosquitto, or SIGHUP; or set "
+                "enrollment.broker_reload_command): it applies the ACL to open sessions"}
+
+    # --- floods (paho's network thread calls flooding) -----------------------------------
+    def flooding(self, device_id: str) -> None:
+        """A device was found flooding: quarantine it on the keeper thread (never blocks)."""
+        with self._lock:
+            if len(self._notices) >= MAX_NOTICES and device_id not in self._notices:
+                self.dropped_notices += 1
+                return
+            self._notices.add(device_id)
+        self._wake.set()
+
+    def _handle_flood(self, device_id: str) -> None:
+        if self.flood_quarantine_s <= 0:
+            return  # mqtt.flood_quarantine_s = 0: the bridge's log line is all
+        try:
+            check_device_id(device_id)
+        except ValueError:
+            return  # not a device id (a topic the filters let through by mistake)
+        now = time.time()
+        with self.db.session() as session:
+            if quarantine_in_force(session, device_id, now) is not None:
+                return  # reports that reached us before the broker applied the ACL
+            earlier = list(session.scalars(select(DeviceQuarantine.since).where(
+                DeviceQuarantine.device_id == device_id,
+                DeviceQuarantine.since > now - ESCALATION_WINDOW_S)))
+        seconds = quarantine_seconds(self.flood_quarantine_s, earlier, now)
+        self.quarantine(device_id, seconds, "flood: reports faster than the server reads "
+                        "them (mqtt.flood_reports_per_minute dropped unread within a minute)",
+                        FLOOD_ACTOR)
+
+    # --- the keeper thread -------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="quarantine-keeper",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def _ends(self, after: float, now: float) -> tuple[list[str], float | None]:
+        """(devices whose quarantine ran out in (after, now], the next end after now)."""
+        with self.db.session() as session:
+            ended = sorted(set(session.scalars(select(DeviceQuarantine.device_id).where(
+                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > after,
+                DeviceQuarantine.until <= now))))
+            following = session.scalars(select(DeviceQuarantine.until).where(
+                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+                .order_by(DeviceQuarantine.until)).first()
+        return ended, following
+
+    def _run(self) -> None:
+        # A quarantine that ran out while no server was running is still in the ACL the
+        # broker holds (the registry rewrote the file at start, without a reload).
+        checked = time.time() - STARTUP_LOOKBACK_S
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    notices, self._notices = sorted(self._notices), set()
+                for device_id in notices:
+                    self._handle_flood(device_id)
+                now = time.time()
+                ended, end = self._ends(checked, now)
+                checked = now
+                if ended:  # the ACL still denies them until it is rewritten
+                    log.warning("quarantine of %s ended", ", ".join(ended))
+                    self.registry.publish_broker_policy(reload=True)
+            except Exception:  # the database away: try again shortly, never die
+                log.exception("quarantine keeper failed; retrying in 5 s")
+                end = time.time() + 5
+            wait = 60.0 if end is None else min(60.0, max(0.05, end - time.time() + 0.05))
+            self._wake.wait(wait)
+            self._wake.clear()

@@ -1,0 +1,305 @@
+"""A device that floods the fleet server is quarantined at the broker, and let back.
+
+Before (docs/security-transport.md, "Residual"), a device certificate publishing reports
+faster than the server reads them overflowed the broker's bounded queue for the server's
+session, and the broker dropped other devices' reports there for as long as the flood
+lasted; the server could only name the device in its log. Now the server denies such a
+device every topic in the device ACL and reloads the broker (fleet_server/identity/
+quarantine.py), for a while that doubles for repeat floods; operators can quarantine and
+release devices themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contract import topics
+from contract.messages import OtaEvent, Status
+from fleet_server.broker_config import render_acl
+from fleet_server.config import ServerConfig
+from fleet_server.db import AuditEntry, Database
+from fleet_server.identity.quarantine import FLOOD_ACTOR, Quarantines, quarantine_seconds
+from fleet_server.identity.service import IdentityService
+from fleet_server.identity.settings import EnrollmentSettings
+from fleet_server.identity.tokens import EnrollmentRefused
+from fleet_server.report_budget import FloodWatch
+from tests.support.console_client import console, operator_token
+from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet
+
+NOT_AUTHORIZED = 135  # MQTT v5 reason code: the broker's ACL refused the publish
+GOOD_EVENTS = 40  # a healthy device's OTA events sent during the flood
+
+
+# --- the pure rules ----------------------------------------------------------------------
+
+def test_a_device_is_marked_flooding_once_per_window() -> None:
+    watch = FloodWatch(per_window=3, window_s=60)
+    assert [watch.shed("evil", 100.0 + i) for i in range(5)] == [False, False, True, False,
+                                                                 False]
+    assert not watch.shed("pump-07", 101.0)  # its own count
+    # A new window starts at the first shed report after the last one ended.
+    assert [watch.shed("evil", 161.0 + i) for i in range(3)] == [False, False, True]
+    # Slower than the bound: never.
+    slow = FloodWatch(per_window=3, window_s=60)
+    assert not any(slow.shed("pump-08", 40.0 * i) for i in range(20))
+
+
+def test_a_repeat_flooder_is_kept_out_longer() -> None:
+    now = 1_000_000.0
+    assert quarantine_seconds(900, [], now) == 900
+    assert quarantine_seconds(900, [now - 3600], now) == 1800
+    assert quarantine_seconds(900, [now - 3600, now - 600], now) == 3600
+    assert quarantine_seconds(900, [now - 90_000], now) == 900  # more than a day ago
+    assert quarantine_seconds(900, [now - i for i in range(1, 40)], now) == 86400  # the cap
+
+
+def test_the_acl_denies_quarantined_devices_like_revoked_ones() -> None:
+    acl = render_acl(["dev-r"], ["dev-q", "dev-r"])
+    assert "user dev-r\ntopic deny #" in acl and "user dev-q\ntopic deny #" in acl
+    assert acl.count("user dev-r") == 1  # revoked and quarantined: one entry
+    assert "quarantined devices" in acl
+    assert "user" not in render_acl([], [])
+
+
+# --- the shell: database, ACL file, reload command, keeper thread ------------------------
+
+@pytest.fixture
+def quarantines(tmp_path: Path) -> Iterator[tuple[Quarantines, Path]]:
+    reloads = tmp_path / "reloads"
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    config = ServerConfig(data_dir=tmp_path, database_url=url, enrollment=EnrollmentSettings(
+        broker_reload_command=["/bin/sh", "-c", f"echo reload >> {reloads}"]))
+    identity = IdentityService(config, Database(url))
+    q = Quarantines(identity, flood_quarantine_s=900)
+    q.start()
+    try:
+        yield q, reloads
+    finally:
+        q.stop()
+        identity.db.dispose()
+
+
+def _reloads(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _denied(q: Quarantines, device: str) -> bool:
+    return f"user {device}\ntopic deny #" in Path(q.registry.acl_path).read_text()
+
+
+def test_an_operator_quarantines_and_releases_a_device(
+        quarantines: tuple[Quarantines, Path]) -> None:
+    q, reloads = quarantines
+    before = time.time()
+    change = q.quarantine("pump-07", 3600, "sends garbage", "ops")
+    assert change["broker_reloaded"] and _reloads(reloads) == 1
+    assert _denied(q, "pump-07") and not _denied(q, "pump-08")
+    assert before + 3600 <= change["until"] <= time.time() + 3600
+    assert [v["device_id"] for v in q.active()] == ["pump-07"]
+    assert q.of_device("pump-07")["reason"] == "sends garbage"  # type: ignore[index]
+    released = q.release("pump-07", "ops")
+    assert released["released_by"] == "ops" and _reloads(reloads) == 2
+    assert not _denied(q, "pump-07") and q.active() == [] and q.of_device("pump-07") is None
+    with pytest.raises(EnrollmentRefused) as refused:
+        q.release("pump-07", "ops")
+    assert refused.value.code == "not-quarantined"
+    with q.db.session() as session:
+        actions = [e.action for e in session.query(AuditEntry).order_by(AuditEntry.id)]
+    assert actions[-2:] == ["device.quarantine", "device.release"]
+    with pytest.raises(ValueError):
+        q.quarantine("../etc", 60, "a path, not a device id", "ops")
+
+
+def test_a_quarantine_ends_by_itself_and_the_broker_is_told(
+        quarantines: tuple[Quarantines, Path]) -> None:
+    q, reloads = quarantines
+    q.quarantine("pump-07", 1.0, "a short one", "ops")
+    assert _denied(q, "pump-07") and _reloads(reloads) == 1
+    deadline = time.monotonic() + 10
+    while _denied(q, "pump-07") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _denied(q, "pump-07"), "the ACL still denies it 10 s after its end"
+    assert _reloads(reloads) == 2  # the keeper rewrote the ACL and reloaded the broker
+
+
+def test_a_flood_quarantines_its_device_and_a_second_flood_doubles(
+        quarantines: tuple[Quarantines, Path]) -> None:
+    q, _ = quarantines
+    q.flooding("evil")
+    deadline = time.monotonic() + 10
+    while q.of_device("evil") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = q.of_device("evil")
+    assert first is not None and first["created_by"] == FLOOD_ACTOR
+    assert 899 <= first["until"] - first["since"] <= 901 and _denied(q, "evil")
+    q.flooding("evil")  # reports that reached the server before the broker reloaded
+    time.sleep(0.5)
+    assert q.of_device("evil") == first
+    q.release("evil", "ops")
+    q.flooding("evil")  # it floods again as soon as it is let back
+    deadline = time.monotonic() + 10
+    while q.of_device("evil") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = q.of_device("evil")
+    assert second is not None and 1799 <= second["until"] - second["since"] <= 1801
+
+
+def test_no_automatic_quarantine_when_switched_off(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    identity = IdentityService(ServerConfig(data_dir=tmp_path, database_url=url), Database(url))
+    q = Quarantines(identity, flood_quarantine_s=0)
+    q.start()
+    try:
+        q.flooding("evil")
+        time.sleep(0.5)
+        assert q.of_device("evil") is None and not _denied(q, "evil")
+    finally:
+        q.stop()
+        identity.db.dispose()
+
+
+# --- end to end: a real broker from broker-config, the server, enrolled devices -----------
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnrolledFleet]:
+    f = start_enrolled_fleet(tmp_path_factory.mktemp("quarantine"))
+    try:
+        for device in ("evil", "good-1", "good-2"):
+            f.enroll(device)
+        yield f
+    finally:
+        f.stop()
+
+
+def _status(device: str, seq: int) -> bytes:
+    return Status(seq=seq, device_id=device, state="online",
+                  agent_version="1").model_dump_json().encode()
+
+
+def _events(fleet: EnrolledFleet, device: str) -> list[object]:
+    events = _api(fleet, f"/api/v1/devices/{device}?events=1000")["events"]
+    assert isinstance(events, list)
+    return events
+
+
+def _api(fleet: EnrolledFleet, path: str) -> dict[str, object]:
+    answer = httpx.get(f"{fleet.url}{path}", timeout=10, headers={
+        "Authorization": f"Bearer {fleet.setup.token}"})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, object] = answer.json()
+    return result
+
+
+def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
+        fleet: EnrolledFleet) -> None:
+    """One enrolled device floods its own status topic (the lane every device's statuses
+    and OTA events share) as fast as it can: the server finds it flooding, quarantines it
+    at the broker, the broker refuses its publishes from then on, and the other devices'
+    statuses are stored. An operator sees why and lets it back."""
+    evil = Client(fleet.tls_port, fleet.device_tls("evil"))
+    reloads = fleet.broker.reloads()
+    stop = threading.Event()
+
+    def flood() -> None:  # QoS 0: no PUBACK to wait for, the broker takes all it can
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            if evil.client.publish(topics.status("evil"), _status("evil", seq)).rc != 0:
+                time.sleep(0.002)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _api(fleet, "/api/v1/quarantines")["quarantines"]:
+            assert time.monotonic() < deadline, "no quarantine after 60 s of flood: " + \
+                json.dumps(_api(fleet, "/api/v1/health/detail")["mqtt"])
+            time.sleep(0.2)
+        fleet.broker.wait_reloads(reloads + 1)
+        # The flood goes on, refused at the broker: the other devices are heard meanwhile.
+        # Without the quarantine the broker drops the status lane's overflow for as long as
+        # the flood lasts ("Outgoing messages are being dropped for client ..."): OTA events
+        # (that lane, and each one stored) sent then were lost.
+        good = Client(fleet.tls_port, fleet.device_tls("good-1"))
+        try:
+            for seq in range(1, GOOD_EVENTS + 1):
+                event = OtaEvent(seq=seq, device_id="good-1", slot="logs", state="downloading",
+                                 to_version=seq)
+                assert not good.publish(topics.ota("good-1"),
+                                        event.model_dump_json()).is_failure
+                time.sleep(0.05)
+        finally:
+            good.close()
+        deadline = time.monotonic() + 20
+        while len(stored := _events(fleet, "good-1")) < GOOD_EVENTS and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(stored) == GOOD_EVENTS, f"{len(stored)} of {GOOD_EVENTS} stored"
+    finally:
+        stop.set()
+        flooder.join(10)
+    quarantined = _api(fleet, "/api/v1/quarantines")["quarantines"]
+    assert isinstance(quarantined, list) and [q["device_id"] for q in quarantined] == ["evil"]
+    assert quarantined[0]["created_by"] == "server" and "flood" in quarantined[0]["reason"]
+    # The broker refuses it, on a new connection too (after 65,536 publishes paho's message
+    # ids wrap: a fresh client's PUBACKs are not mistaken for the flood's).
+    evil.close()
+    evil = Client(fleet.tls_port, fleet.device_tls("evil"))
+    assert evil.publish(topics.status("evil"), _status("evil", 10**6)).value == NOT_AUTHORIZED
+    health = _api(fleet, "/api/v1/health/detail")["mqtt"]
+    assert isinstance(health, dict) and health["floods"] >= 1 and health["shed"] >= 1000
+    # The operator's view: the device page, the list, the server log naming it.
+    code, out, err = fleet.nanofleet("devices", "show", "evil")
+    assert code == 0 and "QUARANTINE until" in out and "by server" in out, out + err
+    code, out, err = fleet.nanofleet("devices", "quarantined")
+    assert code == 0 and out.startswith("evil quarantined until"), out + err
+    assert "device 'evil' is flooding" in fleet.server.log()
+    # Released, it is heard again (the broker re-read the ACL at once).
+    code, out, err = fleet.nanofleet("devices", "release", "evil")
+    assert code == 0 and "evil released" in out and "next: none" in out, out + err
+    fleet.broker.wait_reloads(reloads + 2)
+    assert not evil.publish(topics.status("evil"), _status("evil", 10**6 + 1)).is_failure
+    evil.close()
+    code, out, _ = fleet.nanofleet("devices", "quarantined")
+    assert code == 0 and out.strip() == "no device is quarantined"
+
+
+def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet) -> None:
+    device = Client(fleet.tls_port, fleet.device_tls("good-2"))
+    try:
+        reloads = fleet.broker.reloads()
+        code, out, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "2h",
+                                         "--reason", "sends a stolen model's results")
+        assert code == 0, err
+        assert out.startswith("good-2 quarantined until") and "by operator" in out, out
+        fleet.broker.wait_reloads(reloads + 1)
+        assert device.publish(topics.status("good-2"), _status("good-2", 99)).value == \
+            NOT_AUTHORIZED
+        code, out, _ = fleet.nanofleet("devices", "quarantined", "--json")
+        (only,) = json.loads(out)["quarantines"]
+        assert only["device_id"] == "good-2" and 7199 <= only["until"] - only["since"] <= 7201
+        identity = _api(fleet, "/api/v1/devices/good-2/identity")
+        assert isinstance(identity["quarantine"], dict)
+        url = "/console/devices/good-2"
+        with console(fleet.setup, operator_token(fleet.setup, "reader", "read"), url) as c:
+            page = c.get(url)
+        assert page.status_code == 200
+        assert "denied every topic at the broker" in page.text
+        assert "sends a stolen model&#39;s results" in page.text, page.text
+        code, _, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "40d")
+        assert code != 0 and "for_s" in err, err  # at most 30 days: the field is named
+        code, out, err = fleet.nanofleet("devices", "release", "good-2")
+        assert code == 0, err
+        fleet.broker.wait_reloads(reloads + 2)
+        assert not device.publish(topics.status("good-2"), _status("good-2", 100)).is_failure
+        code, _, err = fleet.nanofleet("devices", "release", "good-2")
+        assert code != 0 and "not quarantined" in err, err
+    finally:
+        device.close()
