@@ -11,7 +11,8 @@ username (``use_identity_as_username``):
   its one connection. ACL: each device reads ``nanofleet/v1/dev/<its CN>/#`` only
   (``pattern ... %u``) and writes only the topics a device publishes
   (:data:`contract.topics.DEVICE_WRITES`: not its ``desired`` state, ``query`` or
-  artifact chunks); a revoked device nothing at all (``user <id>`` + ``topic deny #``).
+  artifact chunks); a revoked or quarantined device nothing at all (``user <id>`` +
+  ``topic deny #``; fleet_server.identity.quarantine).
   Mosquitto applies a re-read ACL to sessions that are already open (checked with
   2.0.11), so after a reload (SIGHUP) a revoked device still connected can neither
   publish nor receive,

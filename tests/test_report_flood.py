@@ -7,7 +7,9 @@ with them and the broker dropped the other devices' statuses — acknowledged to
 devices, never stored: 1 of 50 reached the inventory. Each device now has a budget of
 queued reports; beyond it its reports are acknowledged and dropped unread. A flood faster
 than the server reads still overflows the broker's queue for the session it arrives in:
-statuses and OTA events have a session of their own (fleet_server.mqtt_bridge.LANES).
+statuses and OTA events have a session of their own (fleet_server.mqtt_bridge.LANES), and
+the server quarantines the device at the broker (tests/test_quarantine.py; the rig's broker
+here reads no ACL, so these floods go on).
 """
 
 from __future__ import annotations

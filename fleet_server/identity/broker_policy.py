@@ -1,11 +1,11 @@
 """The two files the broker reads from the CA directory, and telling the broker about them.
 
 ``crl.pem`` refuses revoked certificates at the TLS handshake, ``acl`` denies revoked
-and quarantined device ids every topic on sessions that are already open. Both are built from the
-database (the same on every replica sharing it) and rewritten after every change;
-``enrollment.broker_reload_command`` (e.g. ``systemctl reload mosquitto``) then makes
-the broker re-read them, so a revocation, a re-enrollment or a renewal takes effect at
-once rather than at the next manual reload.
+and quarantined device ids every topic on sessions that are already open. Both are built
+from the database (the same on every replica sharing it) and rewritten after every
+change; ``enrollment.broker_reload_command`` (e.g. ``systemctl reload mosquitto``) then
+makes the broker re-read them, so a revocation, a re-enrollment, a renewal or a
+quarantine takes effect at once rather than at the next manual reload.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class EnrollmentSettings(BaseModel):
         default=None, min_length=1, max_length=32,
         description="Command (argv, no shell) the server runs after it rewrote the CRL and "
         "ACL: on revocation, on re-enrollment of an id (its earlier certificates are "
-        "revoked) and on renewal (the renewed certificate is revoked). E.g. "
+        "revoked), on renewal (the renewed certificate is revoked) and when a quarantine "
+        "starts or ends. E.g. "
         '["systemctl", "reload", "mosquitto"]. Without it the broker keeps accepting '
         "revoked certificates until someone reloads it.")
     broker_reload_timeout_s: float = Field(
