@@ -102,8 +102,15 @@ class FleetService:
     def attach_quarantines(self, quarantines: Quarantines) -> None:
         """Quarantine the devices the bridge finds flooding (and end quarantines on time)."""
         self.quarantines = quarantines
+        quarantines.on_ended = self._quarantine_ended
         if self.bridge is not None:
             self.bridge.on_flood = quarantines.flooding
+
+    def _quarantine_ended(self, device_ids: list[str]) -> None:
+        """Their desired states and mute lists again: published (retained) while they were
+        denied every topic, they were not delivered, and their session goes on."""
+        self.desired.publish(device_ids, force=True)
+        self.mutes.publish(device_ids)
 
     def start(self) -> None:
         try:  # before anything connects under the client id

@@ -24,14 +24,16 @@ from contract import topics
 from contract.messages import OtaEvent, Status
 from fleet_server.broker_config import render_acl
 from fleet_server.config import ServerConfig
-from fleet_server.db import AuditEntry, Database
+from fleet_server.db import AuditEntry, Database, Device
 from fleet_server.identity.quarantine import FLOOD_ACTOR, Quarantines, quarantine_seconds
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.settings import EnrollmentSettings
 from fleet_server.identity.tokens import EnrollmentRefused
 from fleet_server.report_budget import FloodWatch
+from fleet_server.rollouts.driver import live_view
 from tests.support.console_client import console, operator_token
 from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet
+from tests.support.rollout_rig import MODEL, api, publish, relabeled
 
 NOT_AUTHORIZED = 135  # MQTT v5 reason code: the broker's ACL refused the publish
 GOOD_EVENTS = 40  # a healthy device's OTA events sent during the flood
@@ -165,6 +167,24 @@ def test_no_automatic_quarantine_when_switched_off(tmp_path: Path) -> None:
         identity.db.dispose()
 
 
+def test_a_rollout_waits_for_a_quarantined_device_as_for_an_offline_one(
+        quarantines: tuple[Quarantines, Path]) -> None:
+    """Online in the inventory (its connection stays open), but the broker lets it neither
+    receive its desired state nor report: to the rollout policy it is offline, so it waits
+    instead of timing out as a failure that could halt the rollout."""
+    q, _ = quarantines
+    with q.db.session() as session:
+        session.add_all([Device(device_id=d, state="online", online_since=1.0)
+                         for d in ("pump-07", "pump-08")])
+    q.quarantine("pump-07", 3600, "floods", "ops")
+    with q.db.session() as session:
+        live = live_view(session, ["pump-07", "pump-08"], "nano-logs")
+    assert not live["pump-07"].online and live["pump-08"].online
+    q.release("pump-07", "ops")
+    with q.db.session() as session:
+        assert live_view(session, ["pump-07"], "nano-logs")["pump-07"].online
+
+
 # --- end to end: a real broker from broker-config, the server, enrolled devices -----------
 
 @pytest.fixture(scope="module")
@@ -271,8 +291,9 @@ def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
     assert code == 0 and out.strip() == "no device is quarantined"
 
 
-def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet) -> None:
-    device = Client(fleet.tls_port, fleet.device_tls("good-2"))
+def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
+                                                     tmp_path: Path) -> None:
+    device = Client(fleet.tls_port, fleet.device_tls("good-2"), [topics.desired("good-2")])
     try:
         reloads = fleet.broker.reloads()
         code, out, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "2h",
@@ -282,6 +303,13 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet) -> 
         fleet.broker.wait_reloads(reloads + 1)
         assert device.publish(topics.status("good-2"), _status("good-2", 99)).value == \
             NOT_AUTHORIZED
+        # A deployment meanwhile: its retained desired state is not delivered to it...
+        publish(fleet.setup, relabeled(2, tmp_path / "v2.nfb"))
+        deployed = api(fleet.setup, "POST", "/api/v1/deployments", json={
+            "model": MODEL, "version": 2, "devices": ["good-2"]})
+        assert deployed.status_code == 200, deployed.text
+        time.sleep(1.0)
+        assert device.on(topics.desired("good-2")) == []
         code, out, _ = fleet.nanofleet("devices", "quarantined", "--json")
         (only,) = json.loads(out)["quarantines"]
         assert only["device_id"] == "good-2" and 7199 <= only["until"] - only["since"] <= 7201
@@ -299,6 +327,10 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet) -> 
         assert code == 0, err
         fleet.broker.wait_reloads(reloads + 2)
         assert not device.publish(topics.status("good-2"), _status("good-2", 100)).is_failure
+        # ...and once it is let back the server sends it again, on the same session (a
+        # quarantine ends no connection, so no new subscription would bring it).
+        desired = json.loads(device.wait_topic(topics.desired("good-2")).payload)
+        assert desired["slots"]["logs"]["version"] == 2
         code, _, err = fleet.nanofleet("devices", "release", "good-2")
         assert code != 0 and "not quarantined" in err, err
     finally:

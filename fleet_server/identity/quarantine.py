@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -51,6 +51,9 @@ ESCALATION_WINDOW_S = 86400.0  # earlier quarantines counted for the doubling
 FLOOD_ACTOR = "server"  # created_by of the quarantines the server makes itself
 MAX_NOTICES = 1024  # flood notices waiting for the keeper (distinct devices)
 STARTUP_LOOKBACK_S = 7 * 86400.0  # ends the keeper's first pass looks back for
+# When a device let back is sent what was retained for it meanwhile (twice: a broker
+# busy with a flood may take longer than the first to apply the reload).
+RESEND_AFTER_S = (2.0, 15.0)
 
 
 def quarantine_seconds(base_s: float, earlier_starts: Sequence[float], now: float) -> float:
@@ -73,6 +76,12 @@ class Quarantines:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped_notices = 0
+        # Told of devices let back (released, or their time ran out) once the broker
+        # re-read the ACL: what was retained for them meanwhile (their desired state,
+        # their mute list) was refused to them then and is not delivered again by
+        # itself, since a quarantine does not end their session (FleetService sends it).
+        self.on_ended: Callable[[list[str]], None] | None = None
+        self._resends: list[tuple[float, str]] = []  # (when, device) for on_ended
 
     # --- operators and the keeper ------------------------------------------------------
     def quarantine(self, device_id: str, seconds: float, reason: str,
@@ -108,7 +117,10 @@ class Quarantines:
             add_audit_entry(session, actor, "device.release", device_id, since=row.since)
             view = quarantine_view(row)
         log.warning("released %s from quarantine (%s)", device_id, actor)
-        return {**view, **self._apply()}
+        applied = self._apply()
+        if applied["broker_reloaded"]:
+            self._ended([device_id])
+        return {**view, **applied}
 
     def active(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -125,6 +137,30 @@ class Quarantines:
         with self.db.session() as session:
             row = quarantine_in_force(session, device_id, time.time())
             return None if row is None else quarantine_view(row)
+
+    def _ended(self, device_ids: list[str]) -> None:
+        """Have the keeper tell ``on_ended`` about them, :data:`RESEND_AFTER_S` later: the
+        reload command returns before the broker re-read its ACL (Mosquitto handles SIGHUP
+        in its main loop), and what is published before that is still refused to them."""
+        due = time.time()
+        with self._lock:
+            for delay in RESEND_AFTER_S:
+                for device_id in device_ids:
+                    self._resends.append((due + delay, device_id))
+        self._wake.set()
+
+    def _resend_due(self, now: float) -> float | None:
+        """Call ``on_ended`` for the devices whose time came; the next time, if any."""
+        with self._lock:
+            due = sorted({d for t, d in self._resends if t <= now})
+            self._resends = [(t, d) for t, d in self._resends if t > now]
+            following = min((t for t, _ in self._resends), default=None)
+        if due and self.on_ended is not None:
+            try:
+                self.on_ended(due)
+            except Exception:  # the broker away: they get it at their next connection
+                log.exception("sending %s what was retained for them failed", due)
+        return following
 
     def _apply(self) -> dict[str, Any]:
         reloaded = self.registry.publish_broker_policy(reload=True)
@@ -200,7 +236,11 @@ class Quarantines:
                 checked = now
                 if ended:  # the ACL still denies them until it is rewritten
                     log.warning("quarantine of %s ended", ", ".join(ended))
-                    self.registry.publish_broker_policy(reload=True)
+                    if self.registry.publish_broker_policy(reload=True):
+                        self._ended(ended)
+                resend = self._resend_due(time.time())
+                if resend is not None:
+                    end = resend if end is None else min(end, resend)
             except Exception:  # the database away: try again shortly, never die
                 log.exception("quarantine keeper failed; retrying in 5 s")
                 end = time.time() + 5

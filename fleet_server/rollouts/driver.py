@@ -28,6 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from contract.bundle_features import READ_BY_SILENT_AGENTS
 from fleet_server.db import Database, Device, ModelVersion
 from fleet_server.desired import DesiredStates
+from fleet_server.identity.tables import quarantined_device_ids
 from fleet_server.rollouts import policy
 from fleet_server.rollouts.records import DeviceLive
 from fleet_server.rollouts.store import (
@@ -55,12 +56,15 @@ MIN_TICK_GAP_S = 0.25
 
 def live_view(session: Session, device_ids: Sequence[str], model: str) -> dict[str,
                                                                               DeviceLive]:
-    """What the inventory says about these devices, for the policy."""
+    """What the inventory says about these devices, for the policy. A quarantined device
+    is offline to it: the broker lets it neither receive its desired state nor report, so
+    it waits (fleet_server.identity.quarantine) instead of timing out as a failure."""
     out: dict[str, DeviceLive] = {}
+    quarantined = set(quarantined_device_ids(session, time.time()))
     for i in range(0, len(device_ids), _IN_CHUNK):
         for d in session.scalars(select(Device).where(
                 Device.device_id.in_(device_ids[i:i + _IN_CHUNK]))):
-            online = d.state == "online"
+            online = d.state == "online" and d.device_id not in quarantined
             live = max((m for m in d.models or [] if m.get("name") == model),
                        key=lambda m: m["version"], default=None)
             out[d.device_id] = DeviceLive(
