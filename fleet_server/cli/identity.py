@@ -216,14 +216,14 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
 
 # --- wiring --------------------------------------------------------------------------------
 
-def _subcommands(parser: argparse.ArgumentParser) -> Any:
+def subcommands_of(parser: argparse.ArgumentParser) -> Any:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return action
     raise RuntimeError(f"{parser.prog} has no sub-commands")
 
 
-def _extend_metavar(action: Any, *names: str) -> None:
+def extend_metavar(action: Any, *names: str) -> None:
     # The parent lists its commands in a fixed metavar ("{a,b}"); keep it complete.
     if isinstance(action.metavar, str) and action.metavar.endswith("}"):
         action.metavar = action.metavar[:-1] + "," + ",".join(names) + "}"
@@ -255,13 +255,13 @@ def add_identity_commands(sub: Any) -> None:
     add_client_options(cancel)
     cancel.set_defaults(func=cmd_token_cancel)
 
-    devices = _subcommands(sub.choices["devices"])
+    devices = subcommands_of(sub.choices["devices"])
     revoke = devices.add_parser("revoke", help="revoke a device's certificates (CRL + ACL)")
     revoke.add_argument("device_id")
     revoke.add_argument("--reason", help="why (kept with the revocation, audit log)")
     add_client_options(revoke)
     revoke.set_defaults(func=cmd_devices_revoke)
-    _extend_metavar(devices, "revoke")
+    extend_metavar(devices, "revoke")
 
     broker = sub.add_parser("broker-config", help="write a Mosquitto configuration with "
                             "mTLS, the device ACL and the CRL")
@@ -295,4 +295,4 @@ def add_identity_commands(sub: Any) -> None:
                         help="copy the CRL and ACL into --out (a broker on another machine) "
                         "instead of using the server's live files")
     broker.set_defaults(func=cmd_broker_config)
-    _extend_metavar(sub, "enroll-token", "broker-config")
+    extend_metavar(sub, "enroll-token", "broker-config")

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from fleet_server.cli.fleet import add_client_options
-from fleet_server.cli.identity import _extend_metavar, _subcommands
+from fleet_server.cli.identity import extend_metavar, subcommands_of
 from fleet_server.client import ApiClient
 from fleet_server.identity.tokens import parse_duration
 
@@ -75,7 +75,7 @@ def cmd_quarantined(args: argparse.Namespace) -> int:
 
 def add_quarantine_commands(sub: Any) -> None:
     """Add quarantine, release and quarantined to ``sub``'s ``devices``."""
-    devices = _subcommands(sub.choices["devices"])
+    devices = subcommands_of(sub.choices["devices"])
     q = devices.add_parser("quarantine", help="deny a device every topic at the broker for a "
                            "while (the server does it to a device that floods it)")
     q.add_argument("device_id")
@@ -91,4 +91,4 @@ def add_quarantine_commands(sub: Any) -> None:
     listing = devices.add_parser("quarantined", help="devices quarantined now, and why")
     add_client_options(listing)
     listing.set_defaults(func=cmd_quarantined)
-    _extend_metavar(devices, "quarantine", "release", "quarantined")
+    extend_metavar(devices, "quarantine", "release", "quarantined")
