@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from agent.mqtt_client import build_client, connect, tls_kwargs
 from contract.limits import BROKER_MAX_PACKET_BYTES, PACKET_OVERHEAD_BYTES
 
 log = logging.getLogger("nanofleet.agent.mqtt")
+REFUSAL_LOG_S = 60.0  # at most one line this often about publishes the broker refused
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
@@ -62,6 +64,9 @@ class MqttLink:
         self._on_down: list[Callable[[], None]] = []
         self._on_ack: Callable[[int, bool], None] = lambda mid, ok: None
         self._lock = threading.Lock()
+        # Refused publishes since the last line about them, and when that line was logged.
+        self._refused_unlogged = 0
+        self._refusal_logged_at = -REFUSAL_LOG_S
         # The broker's limit on what we send (CONNACK Maximum Packet Size, if it says).
         self.max_send_bytes = BROKER_MAX_PACKET_BYTES
         # Bounded: the durable copy of every result is in our spool, not in paho's queue.
@@ -197,5 +202,18 @@ class MqttLink:
             # e.g. "Not authorized" from the broker's ACL: retrying cannot help; the
             # sender counts it and moves on instead of stalling the outbox.
             self.last_error = f"publish refused: {rc}"
-            log.warning("broker refused a publish: %s", rc)
+            self._log_refusal(rc)
         self._on_ack(mid, not rc.is_failure)
+
+    def _log_refusal(self, rc: ReasonCode) -> None:
+        """The first refusal at once, then one line a minute at most: a device its broker
+        refuses for hours (revoked, or quarantined by the fleet server) publishes all the
+        while, and a line per publish would flood the journal (journald then drops other
+        lines too)."""
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_S:
+            log.warning("broker refused %d publish(es), the latest: %s (a revoked or "
+                        "quarantined device is refused everything: ask its operator; "
+                        "counted in publish_refused)", self._refused_unlogged, rc)
+            self._refused_unlogged, self._refusal_logged_at = 0, now
