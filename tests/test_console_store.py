@@ -11,11 +11,16 @@ from contract.messages import Alert, Metrics, ResultItem
 from fleet_server.auth import create_token, revoke_token
 from fleet_server.config import OperatorToken, hash_token
 from fleet_server.console import sessions
-from fleet_server.console.overview import OverviewFilter, device_page, state_counts
+from fleet_server.console.overview import (
+    OverviewFilter,
+    device_page,
+    held_states,
+    state_counts,
+)
 from fleet_server.console.settings import MetricsRetention
 from fleet_server.db import Database, Device
 from fleet_server.device_reports import Report, parse_report
-from fleet_server.identity.tables import DeviceIdentity
+from fleet_server.identity.tables import DeviceIdentity, DeviceQuarantine
 from fleet_server.inventory import ingest
 from fleet_server.metrics_store import (
     DeviceAlertRow,
@@ -216,20 +221,31 @@ def test_overview_counts_and_pages_in_the_database(db: Database) -> None:
                                models=[], metrics={}, tags=["eu"] if i % 2 else ["us"],
                                group_name="pumps" if i < 60 else "valves"))
         session.add(DeviceIdentity(device_id="dev-0050", status="revoked"))
+        # Quarantined (the broker denies it everything; its connection says online), and
+        # one both revoked and quarantined: revoked wins. An ended quarantine is nothing.
+        session.add_all([
+            DeviceQuarantine(device_id=d, since=now - 60, until=now + until, reason="flood",
+                             created_by="server")
+            for d, until in (("dev-0020", 600), ("dev-0050", 600), ("dev-0021", -1))])
     with db.session() as session:
-        revoked = {"dev-0050"}
-        counts = state_counts(session, revoked, now, stale_after_s=300)
-        assert counts == {"online": 79, "stale": 10, "offline": 20, "unknown": 10,
-                          "revoked": 1}
+        held = held_states(session, now)
+        assert held == {"dev-0050": "revoked", "dev-0020": "quarantined"}
+        counts = state_counts(session, held, now, stale_after_s=300)
+        assert counts == {"online": 78, "stale": 10, "offline": 20, "unknown": 10,
+                          "quarantined": 1, "revoked": 1}
         page = device_page(session, OverviewFilter(state="online", group="pumps", page=2),
-                           now, 300, page_size=20, revoked=revoked)
-        assert (page.total, page.pages, page.page) == (49, 3, 2)
-        assert page.rows[0].device_id == "dev-0030" and page.rows[0].state == "online"
+                           now, 300, page_size=20, held=held)
+        assert (page.total, page.pages, page.page) == (48, 3, 2)
+        assert page.rows[0].device_id == "dev-0031" and page.rows[0].state == "online"
+        quarantined = device_page(session, OverviewFilter(state="quarantined"), now, 300,
+                                  page_size=20)
+        assert [(r.device_id, r.state) for r in quarantined.rows] == [
+            ("dev-0020", "quarantined")]
         tagged = device_page(session, OverviewFilter(tag="eu", search="dev-00_"), now, 300,
-                             page_size=50, revoked=revoked)
+                             page_size=50, held=held)
         assert tagged.total == 0  # "_" is a literal, not a LIKE wildcard
         tagged = device_page(session, OverviewFilter(tag="eu", search="dev-01"), now, 300,
-                             page_size=5, revoked=revoked)
+                             page_size=5, held=held)
         assert tagged.total == 10 and [r.device_id for r in tagged.rows][:2] == [
             "dev-0101", "dev-0103"]
 

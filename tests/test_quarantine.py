@@ -318,6 +318,9 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
         url = "/console/devices/good-2"
         with console(fleet.setup, operator_token(fleet.setup, "reader", "read"), url) as c:
             page = c.get(url)
+            listed = c.get("/console/fleet", params={"state": "quarantined"})
+        assert listed.status_code == 200 and "good-2" in listed.text
+        assert 'class="badge s-quarantined"' in listed.text, listed.text
         assert page.status_code == 200
         assert "denied every topic at the broker" in page.text
         assert "sends a stolen model&#39;s results" in page.text, page.text

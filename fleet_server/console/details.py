@@ -17,7 +17,7 @@ from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
 from fleet_server.alert_shapes import Ranking, covering, line_shape, shape_ranking
-from fleet_server.console.overview import DisplayState, display_state
+from fleet_server.console.overview import DisplayState, display_state, held_states
 from fleet_server.db import AuditEntry, Device
 from fleet_server.device_views import device_summary, recent_events
 from fleet_server.identity.tables import DeviceIdentity, quarantine_in_force, quarantine_view
@@ -69,8 +69,10 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
             "agent_version": "", "models": {}, "last_ota": None, "group": None, "tags": [],
             "last_seen": None, "first_seen": None}
         ident = session.get(DeviceIdentity, device_id)
-        revoked = ident is not None and ident.status == "revoked"
-        state = display_state(summary["state"], summary.get("last_seen"), revoked, now,
+        quarantine = quarantine_in_force(session, device_id, now)
+        held: DisplayState | None = "revoked" if ident is not None and \
+            ident.status == "revoked" else None if quarantine is None else "quarantined"
+        state = display_state(summary["state"], summary.get("last_seen"), held, now,
                               service.config.console.stale_after_s)
         events = recent_events(session, device_id, 100)
         alerts = recent_alerts(session, device_id, 20)
@@ -85,7 +87,6 @@ def device_page(service: FleetService, identity_view: dict[str, Any] | None, dev
             .where(RolloutDeviceRow.device_id == device_id)
             .order_by(RolloutRow.created_at.desc()).limit(10))]
         last = dict(device.metrics or {}) if device is not None else {}
-        quarantine = quarantine_in_force(session, device_id, now)
         quarantined = None if quarantine is None else quarantine_view(quarantine)
     shapes = alert_shapes(alerts)
     return DevicePageView(device_id=device_id, state=state, summary=summary,
@@ -180,13 +181,12 @@ def release(service: FleetService, model: str, version: int, now: float) -> Rele
         return None
     stale = service.config.console.stale_after_s
     with service.db.session() as session:
-        revoked = set(session.scalars(select(DeviceIdentity.device_id).where(
-            DeviceIdentity.status == "revoked")))
+        held = held_states(session, now)
         lists = [text for text, models, _n in _model_lists(session)
                  if any(m.get("name") == model and m.get("version") == version for m in models)]
         where = _MODELS_TEXT.in_(lists) if lists else false()
         total = session.scalar(select(func.count()).select_from(Device).where(where)) or 0
-        running = [(d.device_id, display_state(d.state, d.last_seen, d.device_id in revoked,
+        running = [(d.device_id, display_state(d.state, d.last_seen, held.get(d.device_id),
                                                now, stale), d.group_name)
                    for d in session.scalars(select(Device).where(where)
                                             .order_by(Device.device_id).limit(200))]

@@ -37,7 +37,7 @@ from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-StateParam = Literal["", "online", "stale", "offline", "unknown", "revoked"]
+StateParam = Literal["", "online", "stale", "offline", "unknown", "quarantined", "revoked"]
 
 
 # --- signing in and out -----------------------------------------------------------------------
