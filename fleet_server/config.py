@@ -59,11 +59,16 @@ class MqttSettings(Strict):
         description="Subscribe to device reports as the MQTT v5 shared subscription "
         "$share/<group>/... so several server replicas split the work; None: plain subscription.")
     enabled: bool = Field(default=True, description="False: run without a broker (API only).")
-    flood_reports_per_minute: int = Field(
+    flood_shed_reports: int = Field(
         default=1000, ge=50, le=1_000_000,
-        description="Reports of one device dropped unread within a minute (each over the "
-        "device's ingest budget: 200 reports waiting) that mark it as flooding. A healthy "
-        "agent never has one dropped.")
+        description="A device is flooding when this many of its reports were dropped unread "
+        "(each over its ingest budget: 200 reports waiting) in one run of shedding (no "
+        "pause over 5 s) that has lasted flood_min_s. A healthy agent is never shed live.")
+    flood_min_s: float = Field(
+        default=30.0, ge=1, le=3600,
+        description="How long such a run must last (s): an agent back from a long outage "
+        "sends its spooled alerts in a burst of seconds that may be shed thousands of "
+        "times; a flood goes on.")
     flood_quarantine_s: float = Field(
         default=900.0, ge=0, le=86400,
         description="How long a flooding device is quarantined at the broker (its id denied "

@@ -166,7 +166,7 @@ class MqttBridge:
         self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
         self._budget = PendingBudget()
         self._log_budget = LogBudget()
-        self._floods = FloodWatch(settings.flood_reports_per_minute)
+        self._floods = FloodWatch(settings.flood_shed_reports, settings.flood_min_s)
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
         self._sessions = [self._session(i, lane) for i, lane in enumerate(LANES)]
@@ -329,8 +329,9 @@ class MqttBridge:
         if self._floods.shed(device, time.monotonic()):
             with self.counters.lock:
                 self.counters.floods += 1
-            log.error("device %r is flooding: %d of its reports dropped unread within a "
-                      "minute", device, self._floods.per_window)
+            log.error("device %r is flooding: more than %d of its reports dropped unread, "
+                      "for %.0f s without a pause", device, self._floods.reports,
+                      self._floods.min_span_s)
             if self.on_flood is not None:
                 self.on_flood(device)
 

@@ -105,28 +105,36 @@ class LogBudget:
 
 @dataclass
 class FloodWatch:
-    """Which devices are flooding: ``per_window`` reports of one device shed within one
-    window of ``window_s`` (windows start at a device's first shed report). A healthy
-    agent is never shed at all (it sends a status, a metrics report a minute, OTA events
-    and rate-limited alerts), so the bound is far from any honest device; the default
-    (1,000 a minute) is reached within a second by a device that publishes faster than
-    the server reads."""
+    """Which devices are flooding: shed again and again in one *run* (no pause of more than
+    ``max_gap_s`` between two of its shed reports), at least ``reports`` times, the run
+    lasting at least ``min_span_s``.
 
-    per_window: int
-    window_s: float = 60.0
-    _windows: dict[str, tuple[float, int]] = field(default_factory=dict)  # start, count
+    A device is shed only while 200 of its reports wait to be stored. Live, a healthy agent
+    never gets there (repeat grouping and its own alert limit keep alerts few); but an
+    agent back from a long outage sends its spooled alerts as fast as the broker takes
+    them, and may be shed thousands of times in the seconds that lasts — a burst, over
+    before ``min_span_s`` (the largest spool, 100,000 messages, drains in about 20 s over
+    loopback). A device that floods keeps going: it is found ``min_span_s`` after it
+    started."""
+
+    reports: int
+    min_span_s: float = 30.0
+    max_gap_s: float = 5.0
+    _runs: dict[str, tuple[float, float, int, bool]] = field(default_factory=dict)
+    # device -> start, last shed, count, found (reported flooding in this run)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def shed(self, device: str, now: float) -> bool:
         """Count one shed report of ``device`` at ``now`` (a monotonic clock); True exactly
-        once per window: when this report makes the device a flooder."""
+        once per run: when this report makes the device a flooder."""
         with self._lock:
-            start, count = self._windows.get(device, (now, 0))
-            if now - start >= self.window_s:
-                start, count = now, 0
-            elif len(self._windows) >= FLOOD_WATCH_DEVICES and device not in self._windows:
-                self._windows = {d: w for d, w in self._windows.items()
-                                 if now - w[0] < self.window_s}
+            start, last, count, found = self._runs.get(device, (now, now, 0, False))
+            if now - last > self.max_gap_s:
+                start, count, found = now, 0, False
+            elif len(self._runs) >= FLOOD_WATCH_DEVICES and device not in self._runs:
+                self._runs = {d: r for d, r in self._runs.items()
+                              if now - r[1] <= self.max_gap_s}
             count += 1
-            self._windows[device] = (start, count)
-            return count == self.per_window
+            flooding = not found and count >= self.reports and now - start >= self.min_span_s
+            self._runs[device] = (start, now, count, found or flooding)
+            return flooding

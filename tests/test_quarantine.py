@@ -41,16 +41,28 @@ GOOD_EVENTS = 40  # a healthy device's OTA events sent during the flood
 
 # --- the pure rules ----------------------------------------------------------------------
 
-def test_a_device_is_marked_flooding_once_per_window() -> None:
-    watch = FloodWatch(per_window=3, window_s=60)
-    assert [watch.shed("evil", 100.0 + i) for i in range(5)] == [False, False, True, False,
-                                                                 False]
+def test_a_device_is_marked_flooding_once_per_run() -> None:
+    watch = FloodWatch(reports=3, min_span_s=10, max_gap_s=5)
+    assert [watch.shed("evil", 100.0 + 4 * i) for i in range(5)] == [False, False, False,
+                                                                     True, False]
     assert not watch.shed("pump-07", 101.0)  # its own count
-    # A new window starts at the first shed report after the last one ended.
-    assert [watch.shed("evil", 161.0 + i) for i in range(3)] == [False, False, True]
-    # Slower than the bound: never.
-    slow = FloodWatch(per_window=3, window_s=60)
-    assert not any(slow.shed("pump-08", 40.0 * i) for i in range(20))
+    # A pause longer than max_gap_s ends the run; the next one is counted afresh.
+    assert [watch.shed("evil", 200.0 + 4 * i) for i in range(5)] == [False, False, False,
+                                                                     True, False]
+    # Slower than one in max_gap_s: never.
+    slow = FloodWatch(reports=3, min_span_s=10, max_gap_s=5)
+    assert not any(slow.shed("pump-08", 6.0 * i) for i in range(20))
+
+
+def test_a_burst_is_not_a_flood() -> None:
+    """An agent back from a long outage sends its spooled alerts as fast as the broker takes
+    them: thousands shed in seconds, then nothing, then a few now and then. Not
+    quarantined; shedding that goes on for min_span_s is."""
+    watch = FloodWatch(reports=1000, min_span_s=30, max_gap_s=5)
+    assert not any(watch.shed("pump-07", 100.0 + i / 1000) for i in range(20_000))  # 20 s
+    assert not any(watch.shed("pump-07", t) for t in (126.0, 131.5, 137.0, 159.0))
+    flood = [watch.shed("evil", 100.0 + i / 1000) for i in range(31_000)]
+    assert flood.index(True) == 30_000 and flood.count(True) == 1
 
 
 def test_a_repeat_flooder_is_kept_out_longer() -> None:
@@ -189,7 +201,8 @@ def test_a_rollout_waits_for_a_quarantined_device_as_for_an_offline_one(
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnrolledFleet]:
-    f = start_enrolled_fleet(tmp_path_factory.mktemp("quarantine"))
+    # A flood is found once it went on for flood_min_s (30 s by default): 3 s here.
+    f = start_enrolled_fleet(tmp_path_factory.mktemp("quarantine"), {"flood_min_s": 3.0})
     try:
         for device in ("evil", "good-1", "good-2"):
             f.enroll(device)

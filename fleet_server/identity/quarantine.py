@@ -195,7 +195,7 @@ class Quarantines:
                 DeviceQuarantine.since > now - ESCALATION_WINDOW_S)))
         seconds = quarantine_seconds(self.flood_quarantine_s, earlier, now)
         self.quarantine(device_id, seconds, "flood: reports faster than the server reads "
-                        "them (mqtt.flood_reports_per_minute dropped unread within a minute)",
+                        "them, dropped unread for mqtt.flood_min_s without a pause",
                         FLOOD_ACTOR)
 
     # --- the keeper thread -------------------------------------------------------------

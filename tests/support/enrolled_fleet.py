@@ -270,7 +270,7 @@ class EnrolledFleet:
         self.broker.stop()
 
 
-def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
+def start_enrolled_fleet(workdir: Path, mqtt: dict[str, Any] | None = None) -> EnrolledFleet:
     """A fleet server and the broker its `broker-config` generates, on free ports. A port
     another process takes between choosing and binding ("Address already in use") starts
     the whole fleet again in a fresh directory (its ports are in the generated config and
@@ -278,14 +278,14 @@ def start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
     for attempt in range(3):
         root = workdir if attempt == 0 else workdir / f"retry-{attempt}"
         try:
-            return _start_enrolled_fleet(root)
+            return _start_enrolled_fleet(root, mqtt or {})
         except BrokerPortTaken:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
+def _start_enrolled_fleet(workdir: Path, mqtt: dict[str, Any]) -> EnrolledFleet:
     tls_port, server_port, plain_port = free_port(), free_port(), free_port()
     pid_file = workdir / "mosquitto.pid"
     reload = ["/bin/sh", "-c", f'kill -HUP "$(cat {pid_file})"']
@@ -305,7 +305,7 @@ def _start_enrolled_fleet(workdir: Path) -> EnrolledFleet:
     tls = MqttTls(ca_file=broker_dir / "ca.crt", cert_file=broker_dir / "fleet-server.crt",
                   key_file=broker_dir / "fleet-server.key")
     config = setup.config.model_copy(update={"mqtt": setup.config.mqtt.model_copy(
-        update={"tls": tls})})
+        update={"tls": tls, **mqtt})})  # and the test's own [mqtt] settings
     setup.config_path.write_text(config_toml(config), encoding="utf-8")
     setup = replace(setup, config=config)
     broker = GeneratedBroker(broker_dir / "mosquitto.conf", [tls_port, server_port, plain_port],
