@@ -173,6 +173,13 @@ class SpoolConfig(Strict):
                               description="Messages kept on disk while the broker is away.")
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024,
                            description="Bytes kept on disk; beyond, the oldest are dropped.")
+    report_rate_per_s: float = Field(
+        default=50.0, ge=1.0, le=10_000.0,
+        description="Alerts and OTA events are sent at most this fast (after a burst of "
+        "twice as many, at most 100), the rest of the outbox waiting behind them: the fleet "
+        "server keeps at most 200 reports of one device waiting to be stored and drops the "
+        "rest unread, though the broker acknowledged them. An alert storm or the alerts "
+        "spooled during an outage sent at full speed lost a third or more.")
 
 
 class ControlConfig(Strict):

@@ -31,6 +31,9 @@ ACK_FLUSH_COUNT = 256
 # messages, link up/down); this is only a safety net.
 IDLE_POLL_S = 5.0
 QUEUE_FULL_WAIT_S = 0.05  # paho refused a publish (its queue full): wait this long at most
+# Paced reports sent at once before the rate applies: well under the 200 of one device the
+# fleet server keeps waiting to be stored (fleet_server/report_budget.py).
+REPORT_BURST = 100.0
 
 
 def mark_historical(payload: bytes) -> bytes:
@@ -44,12 +47,35 @@ def mark_historical(payload: bytes) -> bytes:
     return payload
 
 
+class Pacer:
+    """Token bucket: at most ``rate_per_s`` a second, bursts of ``burst``."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self.tokens, self.last = burst, time.monotonic()
+
+    def take(self, now: float) -> float:
+        """Take one now (0.0), or how long to wait before one is there (nothing taken)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
 class OutboxSender:
-    def __init__(self, spool: Spool, link: MqttLink, counters: Counters, window: int) -> None:
+    def __init__(self, spool: Spool, link: MqttLink, counters: Counters, window: int,
+                 paced: frozenset[str] = frozenset(), pacer: Pacer | None = None) -> None:
         self.spool = spool
         self.link = link
         self.counters = counters
         self.window = window
+        # Reports the fleet server stores (alerts, OTA events) go out at the pacer's rate:
+        # it keeps at most 200 of one device waiting and drops the rest unread, and the
+        # broker acknowledges them to us all the same. Results (for technicians, not the
+        # server) are not paced.
+        self.paced, self.pacer = paced, pacer
         self._cond = threading.Condition()
         self._stop = False
         self._inflight: dict[int, int] = {}  # paho mid -> outbox id
@@ -170,6 +196,14 @@ class OutboxSender:
                         self._cond.wait(self._wait_timeout())
                 continue
             for msg in batch:
+                if self.pacer is not None and msg.topic in self.paced:
+                    wait = self.pacer.take(time.monotonic())
+                    if wait > 0:  # this one and those behind it, in order, a moment later
+                        self.counters.inc("publish_paced")
+                        with self._cond:
+                            if not self._stop:
+                                self._cond.wait(wait)
+                        break
                 payload = msg.payload
                 if msg.created < connected_at:
                     payload = mark_historical(payload)
