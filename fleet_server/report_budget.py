@@ -109,13 +109,13 @@ class FloodWatch:
     ``max_gap_s`` between two of its shed reports), at least ``reports`` times, the run
     lasting at least ``min_span_s``.
 
-    A device is shed only while 200 of its reports wait to be stored. Live, a healthy agent
-    never gets there (repeat grouping and its own alert limit keep alerts few); but an
-    agent back from a long outage sends its spooled alerts as fast as the broker takes
-    them, and may be shed thousands of times in the seconds that lasts — a burst, over
-    before ``min_span_s`` (the largest spool, 100,000 messages, drains in about 20 s over
-    loopback). A device that floods keeps going: it is found ``min_span_s`` after it
-    started."""
+    A device is shed only while 200 of its reports wait to be stored. A healthy agent never
+    gets there: it paces its alerts and OTA events (``[spool] report_rate_per_s``). But
+    agents before December 2026 sent the alerts they spooled during an outage as fast as
+    the broker took them, and may be shed thousands of times in the seconds that lasts —
+    a burst, over before ``min_span_s`` (the largest spool, 100,000 messages, drains in
+    about 20 s over loopback). A device that floods keeps going: it is found
+    ``min_span_s`` after it started."""
 
     reports: int
     min_span_s: float = 30.0
