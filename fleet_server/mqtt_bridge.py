@@ -329,7 +329,7 @@ class MqttBridge:
         if self._floods.shed(device, time.monotonic()):
             with self.counters.lock:
                 self.counters.floods += 1
-            log.error("device %r is flooding: more than %d of its reports dropped unread, "
+            log.error("device %r is flooding: %d or more of its reports dropped unread, "
                       "for %.0f s without a pause", device, self._floods.reports,
                       self._floods.min_span_s)
             if self.on_flood is not None:
