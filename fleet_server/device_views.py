@@ -9,6 +9,7 @@ written there, from the devices' reports.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet_server.db import Device, OtaEventRow
+from fleet_server.identity.tables import quarantine_ends
 
 
 def device_summary(device: Device) -> dict[str, Any]:
@@ -90,7 +92,10 @@ def list_devices(session: Session, state: str | None = None, *,
         query = query.where(Device.state == f.state)
     if f.group is not None:
         query = query.where(Device.group_name == f.group)
-    return [device_summary(d) for d in session.scalars(query) if device_matches(d, f)]
+    # A quarantined device's connection may well be open: the list says so beside it.
+    ends = quarantine_ends(session, time.time())
+    return [{**device_summary(d), "quarantined_until": ends.get(d.device_id)}
+            for d in session.scalars(query) if device_matches(d, f)]
 
 
 def recent_events(session: Session, device_id: str, limit: int) -> list[dict[str, Any]]:

@@ -323,6 +323,9 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
         assert deployed.status_code == 200, deployed.text
         time.sleep(1.0)
         assert device.on(topics.desired("good-2")) == []
+        code, out, _ = fleet.nanofleet("devices", "list")
+        row = next(line for line in out.splitlines() if line.startswith("good-2 "))
+        assert row.split()[1] == "quarantined", out  # not "online": its session is open
         code, out, _ = fleet.nanofleet("devices", "quarantined", "--json")
         (only,) = json.loads(out)["quarantines"]
         assert only["device_id"] == "good-2" and 7199 <= only["until"] - only["since"] <= 7201

@@ -84,6 +84,9 @@ class DeviceSummary(Strict):
     last_ota: LastOta | None = Field(description="The newest OTA state it reported.")
     group: str | None = Field(default=None, description="Operator-assigned group.")
     tags: list[str] = Field(default_factory=list, description="Operator-assigned tags.")
+    quarantined_until: float | None = Field(
+        default=None, description="While the broker denies it every topic (a flood, or an "
+        "operator's quarantine): when that ends (unix time); its connection may stay open.")
 
 
 class DeviceList(Strict):

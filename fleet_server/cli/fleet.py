@@ -184,7 +184,8 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("DEVICE", "STATE", "HEALTH", "GROUP/TAGS", "AGENT", "MODELS", "LAST OTA",
              "LAST SEEN")]
-    rows += [(d["device_id"], d["state"], d["health"], _labels(d),
+    rows += [(d["device_id"], "quarantined" if d.get("quarantined_until") else d["state"],
+              d["health"], _labels(d),
               printable(d["agent_version"] or "-"),
               _models(d["models"]), _ota(d["last_ota"]), _when(d["last_seen"]))
              for d in result["devices"]]

@@ -135,3 +135,13 @@ def quarantine_in_force(session: Session, device_id: str, now: float) -> DeviceQ
         .where(DeviceQuarantine.device_id == device_id,
                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
         .order_by(DeviceQuarantine.until.desc())).first()
+
+
+def quarantine_ends(session: Session, now: float) -> dict[str, float]:
+    """Each device quarantined at ``now``: when its quarantine ends."""
+    ends: dict[str, float] = {}
+    for device_id, until in session.execute(
+            select(DeviceQuarantine.device_id, DeviceQuarantine.until)
+            .where(DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)):
+        ends[device_id] = max(until, ends.get(device_id, until))
+    return ends
