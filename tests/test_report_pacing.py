@@ -14,21 +14,16 @@ Real parts: the agent's spool, its MQTT link and outbox sender, a Mosquitto, and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.config import MqttConfig
-from agent.metrics import Counters
-from agent.mqtt_link import MqttLink
-from agent.sender import OutboxSender, Pacer
-from agent.spool import Spool
-from contract import topics
+from agent.sender import Pacer
 from hil.broker import Mosquitto
 from hil.fleet import FleetServer, FleetSetup
-from tests.support.alert_fleet import alert, alert_fleet_processes, api
+from tests.support.alert_fleet import alert_fleet_processes, api
+from tests.support.outbox_drain import drain_outbox, stored_alerts
 
 ALERTS = 500  # under the server's 600 stored per device and minute
 
@@ -48,52 +43,14 @@ def fleet(tmp_path: Path) -> Iterator[tuple[FleetSetup, Mosquitto, FleetServer]]
         yield parts
 
 
-def _drain(tmp_path: Path, broker: Mosquitto, device: str, pacer: Pacer | None) -> float:
-    """An outbox holding ALERTS alerts (a storm, or an outage's) sent to the broker; the
-    seconds it took."""
-    counters = Counters()
-    spool = Spool(tmp_path / f"{device}.db", 100_000, 10**8, counters)
-    spool.commit([(topics.alerts(device), alert(
-        device, f"{device}-{i}", i + 1, "kernel", f"sda: I/O error, sector {i}",
-        "storage").model_dump_json().encode()) for i in range(ALERTS)], {})
-    link = MqttLink(MqttConfig(host="127.0.0.1", port=broker.port), f"nanofleet-{device}",
-                    will=None)
-    sender = OutboxSender(spool, link, counters, window=20,
-                          paced=frozenset({topics.alerts(device)}), pacer=pacer)
-    started = time.monotonic()
-    sender.start()
-    link.start()
-    try:
-        assert link.connected.wait(10)
-        assert sender.drain(60), "the outbox did not empty in 60 s"
-        return time.monotonic() - started
-    finally:
-        sender.stop()
-        link.stop()
-        spool.close()
-
-
-def _stored(setup: FleetSetup, device: str) -> int:
-    deadline = time.monotonic() + 20
-    count = -1
-    while time.monotonic() < deadline:
-        answer = api(setup, "GET", "/api/v1/alerts", params={"device": device, "limit": 1000})
-        now = len(answer.json()["alerts"])
-        if now == count and now > 0:
-            return now  # the same twice in a row: ingest has caught up
-        count = now
-        time.sleep(1.0)
-    return count
-
-
 def test_an_alert_storm_is_stored_whole(
         tmp_path: Path, fleet: tuple[FleetSetup, Mosquitto, FleetServer]) -> None:
     setup, broker, _ = fleet
-    took = _drain(tmp_path, broker, "paced-01", Pacer(rate_per_s=200, burst=100))
+    took = drain_outbox(tmp_path, broker, "paced-01", Pacer(rate_per_s=200, burst=100), ALERTS)
     assert took >= (ALERTS - 100) / 200 * 0.9, took  # it did wait
-    assert _stored(setup, "paced-01") == ALERTS
+    assert stored_alerts(setup, "paced-01") == ALERTS
     assert api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"] == 0
     # Sent unpaced (as before), the same storm loses alerts at the server.
-    _drain(tmp_path, broker, "unpaced-01", None)
-    assert _stored(setup, "unpaced-01") < ALERTS
+    drain_outbox(tmp_path, broker, "unpaced-01", None, ALERTS)
+    assert stored_alerts(setup, "unpaced-01") < ALERTS
     assert api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"] > 0
