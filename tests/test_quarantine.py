@@ -28,6 +28,7 @@ from fleet_server.db import AuditEntry, Database, Device
 from fleet_server.identity.quarantine import FLOOD_ACTOR, Quarantines, quarantine_seconds
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.settings import EnrollmentSettings
+from fleet_server.identity.tables import DeviceQuarantine
 from fleet_server.identity.tokens import EnrollmentRefused
 from fleet_server.report_budget import FloodWatch
 from fleet_server.rollouts.driver import live_view
@@ -129,6 +130,20 @@ def test_an_operator_quarantines_and_releases_a_device(
     assert actions[-2:] == ["device.quarantine", "device.release"]
     with pytest.raises(ValueError):
         q.quarantine("../etc", 60, "a path, not a device id", "ops")
+
+
+def test_a_release_ends_every_quarantine_in_force(
+        quarantines: tuple[Quarantines, Path]) -> None:
+    """Two replicas that find the same flood at once each write one: a release that ended
+    only the latest left the device denied."""
+    q, _ = quarantines
+    q.quarantine("evil", 600, "flood (replica a)", FLOOD_ACTOR)
+    with q.db.session() as session:
+        session.add(DeviceQuarantine(device_id="evil", since=time.time(),
+                                     until=time.time() + 900, reason="flood (replica b)",
+                                     created_by=FLOOD_ACTOR))
+    q.release("evil", "ops")
+    assert q.of_device("evil") is None and not _denied(q, "evil")
 
 
 def test_a_quarantine_ends_by_itself_and_the_broker_is_told(

@@ -63,6 +63,15 @@ def quarantine_seconds(base_s: float, earlier_starts: Sequence[float], now: floa
     return min(LONGEST_S, base_s * 2.0 ** min(recent, 16))
 
 
+def _end_in_force(session: Any, device_id: str, now: float, actor: str) -> None:
+    """Mark every quarantine of the device in force ended by ``actor``: there may be more
+    than one (two replicas that found the same flood at once each made one)."""
+    for row in session.scalars(select(DeviceQuarantine).where(
+            DeviceQuarantine.device_id == device_id, DeviceQuarantine.released_at.is_(None),
+            DeviceQuarantine.until > now)):
+        row.released_at, row.released_by = now, actor
+
+
 class Quarantines:
     """Quarantines in the database and at the broker; a keeper thread for floods and ends."""
 
@@ -91,8 +100,7 @@ class Quarantines:
         now = time.time()
         with self.db.session() as session:
             current = quarantine_in_force(session, device_id, now)
-            if current is not None:
-                current.released_at, current.released_by = now, actor
+            _end_in_force(session, device_id, now, actor)  # replaced by this one
             row = DeviceQuarantine(device_id=device_id, since=now, until=now + seconds,
                                    reason=reason[:500], created_by=actor)
             session.add(row)
@@ -113,7 +121,7 @@ class Quarantines:
             if row is None:
                 raise EnrollmentRefused(404, "not-quarantined", f"device {device_id!r} is "
                                         "not quarantined (nanofleet devices quarantined)")
-            row.released_at, row.released_by = now, actor
+            _end_in_force(session, device_id, now, actor)
             add_audit_entry(session, actor, "device.release", device_id, since=row.since)
             view = quarantine_view(row)
         log.warning("released %s from quarantine (%s)", device_id, actor)
