@@ -32,6 +32,7 @@ from fleet_server.identity.tables import DeviceQuarantine
 from fleet_server.identity.tokens import EnrollmentRefused
 from fleet_server.report_budget import FloodWatch
 from fleet_server.rollouts.driver import live_view
+from hil import postgres
 from tests.support.console_client import console, operator_token
 from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet
 from tests.support.rollout_rig import MODEL, api, publish, relabeled
@@ -85,10 +86,16 @@ def test_the_acl_denies_quarantined_devices_like_revoked_ones() -> None:
 
 # --- the shell: database, ACL file, reload command, keeper thread ------------------------
 
-@pytest.fixture
-def quarantines(tmp_path: Path) -> Iterator[tuple[Quarantines, Path]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def quarantines(request: pytest.FixtureRequest,
+                tmp_path: Path) -> Iterator[tuple[Quarantines, Path]]:
+    """The shell on each database the server runs on (PostgreSQL: several replicas)."""
     reloads = tmp_path / "reloads"
-    url = f"sqlite:///{tmp_path}/fleet.db"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/fleet.db"
+    else:
+        server: postgres.Postgres = request.getfixturevalue("pg")  # tests/conftest.py
+        url = server.new_database()
     config = ServerConfig(data_dir=tmp_path, database_url=url, enrollment=EnrollmentSettings(
         broker_reload_command=["/bin/sh", "-c", f"echo reload >> {reloads}"]))
     identity = IdentityService(config, Database(url))
