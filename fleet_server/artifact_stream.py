@@ -24,6 +24,7 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from fleet_server.artifact_plan import (
 )
 from fleet_server.config import ArtifactSettings, MqttSettings
 from fleet_server.mqtt_client import build_client, connect
+from fleet_server.report_budget import FloodWatch
 
 log = logging.getLogger("nanofleet.server.artifacts")
 
@@ -76,6 +78,7 @@ class StreamCounters:
     invalid: int = 0
     errors: int = 0
     dropped: int = 0  # over a device's request rate: not read, not answered
+    floods: int = 0  # times a device was found flooding its requests (FloodWatch)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -87,7 +90,7 @@ class StreamCounters:
         with self.lock:
             return {k: getattr(self, k) for k in ("requests", "chunks", "bytes", "refused",
                                                   "busy", "rate_limited", "invalid", "errors",
-                                                  "dropped")}
+                                                  "dropped", "floods")}
 
 
 def request_filter(shared_group: str | None) -> str:
@@ -123,6 +126,12 @@ class ArtifactStreamer:
         # Requests per device (bursts of two seconds' worth), on the network thread only.
         self._asks = DeviceBuckets(float(settings.device_requests_per_s),
                                    2.0 * settings.device_requests_per_s, _BUCKETS_PRUNE_AT)
+        # A device whose requests are dropped on and on is flooding the stream's broker
+        # queue (which drops other devices' requests too): the server quarantines it,
+        # as for a report flood (fleet_server.identity.quarantine). Told on the network
+        # thread: it must only hand the id on.
+        self._floods = FloodWatch(mqtt_settings.flood_shed_reports, mqtt_settings.flood_min_s)
+        self.on_flood: Callable[[str], None] | None = None
         self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
                          for i in range(settings.workers)]
         c = build_client(mqtt_settings, f"{mqtt_settings.client_id}-artifacts",
@@ -196,6 +205,13 @@ class ArtifactStreamer:
             # on this one thread, and every other device's downloads stalled behind them
             # (review, December 2026). Dropped unanswered; the agent asks again.
             self.counters.add(dropped=1)
+            if self._floods.shed(device, time.monotonic()):
+                self.counters.add(floods=1)
+                log.error("device %r is flooding the artifact stream: %d or more of its "
+                          "requests dropped unread, for %.0f s without a pause", device,
+                          self._floods.reports, self._floods.min_span_s)
+                if self.on_flood is not None:
+                    self.on_flood(device)
             return
         payload = bytes(msg.payload)
         try:

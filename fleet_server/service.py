@@ -105,6 +105,8 @@ class FleetService:
         quarantines.on_ended = self._quarantine_ended
         if self.bridge is not None:
             self.bridge.on_flood = quarantines.flooding
+        if self.artifacts is not None:
+            self.artifacts.on_flood = quarantines.flooding
 
     def _quarantine_ended(self, device_ids: list[str]) -> None:
         """Their desired states and mute lists again: published (retained) while they were

@@ -376,3 +376,38 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
         assert code != 0 and "not quarantined" in err, err
     finally:
         device.close()
+
+
+def test_a_flood_of_artifact_requests_gets_its_device_quarantined(
+        fleet: EnrolledFleet) -> None:
+    """The artifact stream drops a device's requests over its rate before reading them, but
+    a device that sends them faster than the stream reads overflows the broker's queue for
+    the stream's session (other devices' requests are lost there): quarantined too."""
+    evil = Client(fleet.tls_port, fleet.device_tls("evil"))
+    stop = threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            if evil.client.publish(topics.artifact_requests("evil"), b"{}").rc != 0:
+                time.sleep(0.002)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _api(fleet, "/api/v1/quarantines")["quarantines"]:
+            assert time.monotonic() < deadline, "no quarantine after 60 s of flood: " + \
+                json.dumps(_api(fleet, "/api/v1/health/detail")["artifacts"])
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        flooder.join(10)
+        evil.close()
+    listed = _api(fleet, "/api/v1/quarantines")["quarantines"]
+    assert isinstance(listed, list) and len(listed) == 1
+    assert listed[0]["device_id"] == "evil" and listed[0]["created_by"] == "server"
+    artifacts = _api(fleet, "/api/v1/health/detail")["artifacts"]
+    assert isinstance(artifacts, dict) and artifacts["floods"] >= 1 and artifacts["dropped"] > 0
+    assert "device 'evil' is flooding the artifact stream" in fleet.server.log()
+    code, _, err = fleet.nanofleet("devices", "release", "evil")
+    assert code == 0, err
