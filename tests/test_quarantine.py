@@ -33,7 +33,7 @@ from fleet_server.identity.tokens import EnrollmentRefused
 from fleet_server.report_budget import FloodWatch
 from fleet_server.rollouts.driver import live_view
 from hil import postgres
-from tests.support.console_client import console, operator_token
+from tests.support.console_client import console, csrf_of, operator_token
 from tests.support.enrolled_fleet import Client, EnrolledFleet, start_enrolled_fleet
 from tests.support.rollout_rig import MODEL, api, publish, relabeled
 
@@ -357,16 +357,30 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
         with console(fleet.setup, operator_token(fleet.setup, "reader", "read"), url) as c:
             page = c.get(url)
             listed = c.get("/console/fleet", params={"state": "quarantined"})
+            refused = c.post(f"{url}/release", data={"csrf": csrf_of(page.text)})
         assert listed.status_code == 200 and "good-2" in listed.text
         assert 'class="badge s-quarantined"' in listed.text, listed.text
         assert page.status_code == 200
         assert "denied every topic at the broker" in page.text
         assert "sends a stolen model&#39;s results" in page.text, page.text
+        assert "release now" not in page.text  # a reader is not offered it...
+        assert refused.status_code == 403 and _api(fleet, "/api/v1/quarantines")[
+            "quarantines"]  # ...and cannot
+        with console(fleet.setup, operator_token(fleet.setup, "boss", "admin"), url) as c:
+            page = c.get(url)
+            assert '/release" class="release">' in page.text
+            released = c.post(f"{url}/release", data={"csrf": csrf_of(page.text)})
+        assert released.status_code in (200, 303), released.text
+        assert _api(fleet, "/api/v1/quarantines")["quarantines"] == []
+        code, _, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "2h")
+        assert code == 0, err  # again, for the CLI's release below
+        fleet.broker.wait_reloads(reloads + 3)  # the first, the console's release, this one
+        reloads = fleet.broker.reloads()
         code, _, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "40d")
         assert code != 0 and "for_s" in err, err  # at most 30 days: the field is named
         code, out, err = fleet.nanofleet("devices", "release", "good-2")
         assert code == 0, err
-        fleet.broker.wait_reloads(reloads + 2)
+        fleet.broker.wait_reloads(reloads + 1)
         assert not device.publish(topics.status("good-2"), _status("good-2", 100)).is_failure
         # ...and once it is let back the server sends it again, on the same session (a
         # quarantine ends no connection, so no new subscription would bring it).

@@ -18,7 +18,15 @@ from contract.mutes import MAX_MUTE_DAYS
 from fleet_server.api.alerts import AlertId, mute_as
 from fleet_server.api.core import Service
 from fleet_server.console import details
-from fleet_server.console.web import PREFIX, Operator, redirect, render, require_deploy
+from fleet_server.console.web import (
+    PREFIX,
+    Operator,
+    redirect,
+    render,
+    require_admin,
+    require_deploy,
+)
+from fleet_server.identity.tokens import EnrollmentRefused
 from fleet_server.metrics_store import DeviceAlertRow
 from fleet_server.mute_rules import (
     MuteRefused,
@@ -150,6 +158,22 @@ def mute_lift(request: Request, service: Service, operator: Operator, device_id:
             f"no mute {mute_id[:40]!r} applies to device {device_id}: it was lifted, or it "
             "expired (Muted here lists the active ones)"), 404)
     return _after_change(request, service, device_id, published, "The mute is lifted")
+
+
+@router.post("/devices/{device_id}/release")
+def quarantine_release(request: Request, service: Service, operator: Operator,
+                       device_id: str) -> Response:
+    """End the device's quarantine now, as ``DELETE /api/v1/devices/{id}/quarantine`` does
+    (admin, like quarantining: who may reach the broker is identity management)."""
+    require_admin(operator, "releasing a quarantined device")
+    try:
+        released = request.app.state.quarantines.release(device_id, operator.identity.name)
+    except EnrollmentRefused as exc:
+        return _device_notice(request, service, device_id, exc.message, exc.status)
+    if released["broker_reloaded"]:
+        return _back_to_device(request, device_id)
+    return _device_notice(request, service, device_id, (
+        f"released, but the broker was not told: {released['next_step']}"), 202, kind="warn")
 
 
 @router.post("/devices/{device_id}/alerts/{alert_id}/{verdict}")

@@ -189,6 +189,11 @@ def require_deploy(operator: SignedIn, what: str) -> None:
         raise NotAllowed(missing_scope_message(operator.identity, "deploy", what))
 
 
+def require_admin(operator: SignedIn, what: str) -> None:
+    if not operator.identity.allows("admin"):
+        raise NotAllowed(missing_scope_message(operator.identity, "admin", what))
+
+
 async def login_required_handler(request: Request, _exc: Exception) -> Response:
     target = request.url.path if request.method == "GET" and not is_htmx(request) else \
         f"{PREFIX}/fleet"
