@@ -238,6 +238,27 @@ def _status(device: str, seq: int) -> bytes:
                   agent_version="1").model_dump_json().encode()
 
 
+def _until_refused(client: Client, device: str, refused: bool, timeout: float = 15.0) -> None:
+    """Publish a status until the broker's answer says the ACL (re-read after a reload)
+    refuses the device, or lets it through. Not counting the broker's reloads: two SIGHUPs
+    close together are one reload (Mosquitto handles the signal in its main loop)."""
+    deadline = time.monotonic() + timeout
+    seq = 2_000_000
+    while True:
+        seq += 1
+        answer = client.publish(topics.status(device), _status(device, seq))
+        if (answer.value == NOT_AUTHORIZED) == refused and (refused or not answer.is_failure):
+            return
+        assert time.monotonic() < deadline, f"{device}: still {answer} after {timeout} s"
+        time.sleep(0.1)
+
+
+def _quarantined(fleet: EnrolledFleet) -> list[str]:
+    listed = _api(fleet, "/api/v1/quarantines")["quarantines"]
+    assert isinstance(listed, list)
+    return [q["device_id"] for q in listed]
+
+
 def _events(fleet: EnrolledFleet, device: str) -> list[object]:
     events = _api(fleet, f"/api/v1/devices/{device}?events=1000")["events"]
     assert isinstance(events, list)
@@ -259,7 +280,6 @@ def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
     at the broker, the broker refuses its publishes from then on, and the other devices'
     statuses are stored. An operator sees why and lets it back."""
     evil = Client(fleet.tls_port, fleet.device_tls("evil"))
-    reloads = fleet.broker.reloads()
     stop = threading.Event()
 
     def flood() -> None:  # QoS 0: no PUBACK to wait for, the broker takes all it can
@@ -277,7 +297,6 @@ def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
             assert time.monotonic() < deadline, "no quarantine after 60 s of flood: " + \
                 json.dumps(_api(fleet, "/api/v1/health/detail")["mqtt"])
             time.sleep(0.2)
-        fleet.broker.wait_reloads(reloads + 1)
         # The flood goes on, refused at the broker: the other devices are heard meanwhile.
         # Without the quarantine the broker drops the status lane's overflow for as long as
         # the flood lasts ("Outgoing messages are being dropped for client ..."): OTA events
@@ -307,7 +326,7 @@ def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
     # ids wrap: a fresh client's PUBACKs are not mistaken for the flood's).
     evil.close()
     evil = Client(fleet.tls_port, fleet.device_tls("evil"))
-    assert evil.publish(topics.status("evil"), _status("evil", 10**6)).value == NOT_AUTHORIZED
+    _until_refused(evil, "evil", refused=True)
     health = _api(fleet, "/api/v1/health/detail")["mqtt"]
     assert isinstance(health, dict) and health["floods"] >= 1 and health["shed"] >= 1000
     # The operator's view: the device page, the list, the server log naming it.
@@ -319,8 +338,7 @@ def test_a_status_flood_gets_its_device_quarantined_and_the_fleet_is_heard(
     # Released, it is heard again (the broker re-read the ACL at once).
     code, out, err = fleet.nanofleet("devices", "release", "evil")
     assert code == 0 and "evil released" in out and "next: none" in out, out + err
-    fleet.broker.wait_reloads(reloads + 2)
-    assert not evil.publish(topics.status("evil"), _status("evil", 10**6 + 1)).is_failure
+    _until_refused(evil, "evil", refused=False)
     evil.close()
     code, out, _ = fleet.nanofleet("devices", "quarantined")
     assert code == 0 and out.strip() == "no device is quarantined"
@@ -330,14 +348,11 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
                                                      tmp_path: Path) -> None:
     device = Client(fleet.tls_port, fleet.device_tls("good-2"), [topics.desired("good-2")])
     try:
-        reloads = fleet.broker.reloads()
         code, out, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "2h",
                                          "--reason", "sends a stolen model's results")
         assert code == 0, err
         assert out.startswith("good-2 quarantined until") and "by operator" in out, out
-        fleet.broker.wait_reloads(reloads + 1)
-        assert device.publish(topics.status("good-2"), _status("good-2", 99)).value == \
-            NOT_AUTHORIZED
+        _until_refused(device, "good-2", refused=True)
         # A deployment meanwhile: its retained desired state is not delivered to it...
         publish(fleet.setup, relabeled(2, tmp_path / "v2.nfb"))
         deployed = api(fleet.setup, "POST", "/api/v1/deployments", json={
@@ -374,14 +389,12 @@ def test_an_operator_quarantines_a_device_from_the_cli(fleet: EnrolledFleet,
         assert _api(fleet, "/api/v1/quarantines")["quarantines"] == []
         code, _, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "2h")
         assert code == 0, err  # again, for the CLI's release below
-        fleet.broker.wait_reloads(reloads + 3)  # the first, the console's release, this one
-        reloads = fleet.broker.reloads()
+        _until_refused(device, "good-2", refused=True)
         code, _, err = fleet.nanofleet("devices", "quarantine", "good-2", "--for", "40d")
         assert code != 0 and "for_s" in err, err  # at most 30 days: the field is named
         code, out, err = fleet.nanofleet("devices", "release", "good-2")
         assert code == 0, err
-        fleet.broker.wait_reloads(reloads + 1)
-        assert not device.publish(topics.status("good-2"), _status("good-2", 100)).is_failure
+        _until_refused(device, "good-2", refused=False)
         # ...and once it is let back the server sends it again, on the same session (a
         # quarantine ends no connection, so no new subscription would bring it).
         desired = json.loads(device.wait_topic(topics.desired("good-2")).payload)
@@ -409,7 +422,7 @@ def test_a_flood_of_artifact_requests_gets_its_device_quarantined(
     flooder.start()
     try:
         deadline = time.monotonic() + 60
-        while not _api(fleet, "/api/v1/quarantines")["quarantines"]:
+        while "evil" not in _quarantined(fleet):
             assert time.monotonic() < deadline, "no quarantine after 60 s of flood: " + \
                 json.dumps(_api(fleet, "/api/v1/health/detail")["artifacts"])
             time.sleep(0.2)
@@ -418,8 +431,9 @@ def test_a_flood_of_artifact_requests_gets_its_device_quarantined(
         flooder.join(10)
         evil.close()
     listed = _api(fleet, "/api/v1/quarantines")["quarantines"]
-    assert isinstance(listed, list) and len(listed) == 1
-    assert listed[0]["device_id"] == "evil" and listed[0]["created_by"] == "server"
+    assert isinstance(listed, list)
+    (ours,) = [q for q in listed if q["device_id"] == "evil"]
+    assert ours["created_by"] == "server"
     artifacts = _api(fleet, "/api/v1/health/detail")["artifacts"]
     assert isinstance(artifacts, dict) and artifacts["floods"] >= 1 and artifacts["dropped"] > 0
     assert "device 'evil' is flooding the artifact stream" in fleet.server.log()
