@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from agent.config import AlertConfig
 from agent.metrics import Counters
 from agent.mutes import MuteSet
+from agent.token_bucket import TokenBucket
 from contract.bundle import BundleManifest
 
 
@@ -41,23 +41,11 @@ class AlertPolicy:
         return None
 
 
-class RateLimiter:
-    """Token bucket: at most ``per_minute`` events per minute, bursts up to that."""
+class RateLimiter(TokenBucket):
+    """At most ``per_minute`` events per minute, bursts up to that."""
 
     def __init__(self, per_minute: int) -> None:
-        self.capacity = float(per_minute)
-        self.tokens = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.last = time.monotonic()
-
-    def allow(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
+        super().__init__(per_minute / 60.0, float(per_minute))
 
 
 class RepeatFilter:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.mqtt_link import MqttLink
-from agent.sender import REPORT_BURST, OutboxSender, Pacer
+from agent.sender import REPORT_BURST, OutboxSender
+from agent.token_bucket import TokenBucket
 from contract import topics
 from contract.messages import Metrics, OtaEvent, Status
 from contract.mutes import mutes_topic
@@ -64,7 +65,7 @@ class BrokerSession:
         self.sender = OutboxSender(
             self.spool, self.link, self.counters, window=cfg.mqtt.max_inflight,
             paced=frozenset({topics.alerts(cfg.device_id), topics.ota(cfg.device_id)}),
-            pacer=Pacer(rate, burst=min(2 * rate, REPORT_BURST)))
+            pacer=TokenBucket(rate, burst=min(2 * rate, REPORT_BURST)))
         # Every subscription is set up here, on each link built (a reload that changes
         # [mqtt] builds a new one): whatever the old link had is gone with it.
         self.link.handle(topics.query(cfg.device_id), self.queries.on_query_message)

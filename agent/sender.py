@@ -18,6 +18,7 @@ from paho.mqtt.client import MQTT_ERR_PAYLOAD_SIZE
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.spool import Spool
+from agent.token_bucket import TokenBucket
 
 log = logging.getLogger("nanofleet.agent.sender")
 
@@ -47,26 +48,9 @@ def mark_historical(payload: bytes) -> bytes:
     return payload
 
 
-class Pacer:
-    """Token bucket: at most ``rate_per_s`` a second, bursts of ``burst``."""
-
-    def __init__(self, rate_per_s: float, burst: float) -> None:
-        self.rate, self.burst = rate_per_s, burst
-        self.tokens, self.last = burst, time.monotonic()
-
-    def take(self, now: float) -> float:
-        """Take one now (0.0), or how long to wait before one is there (nothing taken)."""
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-
 class OutboxSender:
     def __init__(self, spool: Spool, link: MqttLink, counters: Counters, window: int,
-                 paced: frozenset[str] = frozenset(), pacer: Pacer | None = None) -> None:
+                 paced: frozenset[str] = frozenset(), pacer: TokenBucket | None = None) -> None:
         self.spool = spool
         self.link = link
         self.counters = counters

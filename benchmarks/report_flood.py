@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.sender import Pacer  # noqa: E402
+from agent.token_bucket import TokenBucket  # noqa: E402
 from contract import topics  # noqa: E402
 from contract.messages import OtaEvent, Status  # noqa: E402
 from tests.support.alert_fleet import alert_fleet_processes, api  # noqa: E402
@@ -97,7 +97,8 @@ def storm_round(paced: bool, alerts: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="nf-storm-"))
     with alert_fleet_processes(work / "fleet") as (setup, broker, _):
         device = "paced-01" if paced else "unpaced-01"
-        took = drain_outbox(work, broker, device, Pacer(50.0, 100.0) if paced else None, alerts)
+        pacer = TokenBucket(50.0, 100.0) if paced else None
+        took = drain_outbox(work, broker, device, pacer, alerts)
         stored = stored_alerts(setup, device)
         shed = api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"]
     return {"paced": paced, "alerts_stored": stored, "alerts_sent": alerts, "shed": shed,

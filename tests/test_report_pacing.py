@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sender import Pacer
+from agent.token_bucket import TokenBucket
 from hil.broker import Mosquitto
 from hil.fleet import FleetServer, FleetSetup
 from tests.support.alert_fleet import alert_fleet_processes, api
@@ -29,7 +29,7 @@ ALERTS = 500  # under the server's 600 stored per device and minute
 
 
 def test_the_pacer_waits_out_its_rate() -> None:
-    pacer = Pacer(rate_per_s=10, burst=3)
+    pacer = TokenBucket(rate_per_s=10, burst=3)
     now = pacer.last
     assert [pacer.take(now) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert pacer.take(now) == pytest.approx(0.1)  # nothing taken while waiting
@@ -46,7 +46,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[FleetSetup, Mosquitto, FleetServer]]
 def test_an_alert_storm_is_stored_whole(
         tmp_path: Path, fleet: tuple[FleetSetup, Mosquitto, FleetServer]) -> None:
     setup, broker, _ = fleet
-    took = drain_outbox(tmp_path, broker, "paced-01", Pacer(rate_per_s=200, burst=100), ALERTS)
+    took = drain_outbox(tmp_path, broker, "paced-01", TokenBucket(rate_per_s=200, burst=100),
+                        ALERTS)
     assert took >= (ALERTS - 100) / 200 * 0.9, took  # it did wait
     assert stored_alerts(setup, "paced-01") == ALERTS
     assert api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"] == 0

@@ -10,15 +10,16 @@ from pathlib import Path
 from agent.config import MqttConfig
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
-from agent.sender import OutboxSender, Pacer
+from agent.sender import OutboxSender
 from agent.spool import Spool
+from agent.token_bucket import TokenBucket
 from contract import topics
 from hil.broker import Mosquitto
 from hil.fleet import FleetSetup
 from tests.support.alert_fleet import alert, api
 
 
-def drain_outbox(workdir: Path, broker: Mosquitto, device: str, pacer: Pacer | None,
+def drain_outbox(workdir: Path, broker: Mosquitto, device: str, pacer: TokenBucket | None,
                  count: int) -> float:
     """An outbox holding ``count`` alerts (a storm, or an outage's) sent to the broker, paced
     by ``pacer`` (None: as fast as the broker takes them); the seconds it took."""
