@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Text, and_, case, cast, false, func, not_,
 from sqlalchemy.orm import Session
 
 from fleet_server.db import Device
-from fleet_server.identity.tables import DeviceIdentity, quarantined_device_ids
+from fleet_server.identity.tables import quarantined_device_ids, revoked_device_ids
 from fleet_server.metrics_store import alerts_per_hour
 from fleet_server.rollouts.records import ACTIVE_STATUSES
 from fleet_server.service import FleetService
@@ -67,8 +67,7 @@ def display_state(state: str, last_seen: float | None, held: DisplayState | None
 def held_states(session: Session, now: float) -> HeldStates:
     """Devices whose display state is the server's decision: revoked, else quarantined."""
     held: HeldStates = {d: "quarantined" for d in quarantined_device_ids(session, now)}
-    held.update((d, "revoked") for d in session.scalars(
-        select(DeviceIdentity.device_id).where(DeviceIdentity.status == "revoked")))
+    held.update((d, "revoked") for d in revoked_device_ids(session))
     return held
 
 

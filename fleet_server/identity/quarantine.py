@@ -39,6 +39,7 @@ from contract.topics import check_device_id
 from fleet_server.identity.certificates import CertificateRegistry, add_audit_entry
 from fleet_server.identity.tables import (
     DeviceQuarantine,
+    in_force,
     quarantine_in_force,
     quarantine_view,
 )
@@ -67,8 +68,7 @@ def _end_in_force(session: Any, device_id: str, now: float, actor: str) -> None:
     """Mark every quarantine of the device in force ended by ``actor``: there may be more
     than one (two replicas that found the same flood at once each made one)."""
     for row in session.scalars(select(DeviceQuarantine).where(
-            DeviceQuarantine.device_id == device_id, DeviceQuarantine.released_at.is_(None),
-            DeviceQuarantine.until > now)):
+            DeviceQuarantine.device_id == device_id, in_force(now))):
         row.released_at, row.released_by = now, actor
 
 
@@ -133,9 +133,9 @@ class Quarantines:
     def active(self) -> list[dict[str, Any]]:
         now = time.time()
         with self.db.session() as session:
-            rows = session.scalars(select(DeviceQuarantine).where(
-                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
-                .order_by(DeviceQuarantine.device_id, DeviceQuarantine.until.desc()))
+            rows = session.scalars(select(DeviceQuarantine).where(in_force(now))
+                                   .order_by(DeviceQuarantine.device_id,
+                                             DeviceQuarantine.until.desc()))
             seen: dict[str, dict[str, Any]] = {}
             for row in rows:
                 seen.setdefault(row.device_id, quarantine_view(row))
@@ -224,9 +224,8 @@ class Quarantines:
             ended = sorted(set(session.scalars(select(DeviceQuarantine.device_id).where(
                 DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > after,
                 DeviceQuarantine.until <= now))))
-            following = session.scalars(select(DeviceQuarantine.until).where(
-                DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
-                .order_by(DeviceQuarantine.until)).first()
+            following = session.scalars(select(DeviceQuarantine.until).where(in_force(now))
+                                        .order_by(DeviceQuarantine.until)).first()
         return ended, following
 
     def _run(self) -> None:

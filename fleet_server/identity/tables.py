@@ -20,7 +20,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String, Text, false, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    false,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet_server.db import Base
@@ -113,12 +124,14 @@ class DeviceQuarantine(Base):
     released_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+def in_force(now: float) -> ColumnElement[bool]:
+    """The quarantines in force at ``now``: not released, not run out."""
+    return and_(DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+
+
 def quarantined_device_ids(session: Session, now: float) -> list[str]:
     """Devices with a quarantine in force at ``now`` (the broker ACL denies them)."""
-    return list(session.scalars(
-        select(DeviceQuarantine.device_id).distinct()
-        .where(DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
-        .order_by(DeviceQuarantine.device_id)))
+    return sorted(quarantine_ends(session, now))
 
 
 def quarantine_view(row: DeviceQuarantine) -> dict[str, Any]:
@@ -132,8 +145,7 @@ def quarantine_in_force(session: Session, device_id: str, now: float) -> DeviceQ
     """The device's quarantine in force at ``now`` (the latest-ending), or None."""
     return session.scalars(
         select(DeviceQuarantine)
-        .where(DeviceQuarantine.device_id == device_id,
-               DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)
+        .where(DeviceQuarantine.device_id == device_id, in_force(now))
         .order_by(DeviceQuarantine.until.desc())).first()
 
 
@@ -141,7 +153,6 @@ def quarantine_ends(session: Session, now: float) -> dict[str, float]:
     """Each device quarantined at ``now``: when its quarantine ends."""
     ends: dict[str, float] = {}
     for device_id, until in session.execute(
-            select(DeviceQuarantine.device_id, DeviceQuarantine.until)
-            .where(DeviceQuarantine.released_at.is_(None), DeviceQuarantine.until > now)):
+            select(DeviceQuarantine.device_id, DeviceQuarantine.until).where(in_force(now))):
         ends[device_id] = max(until, ends.get(device_id, until))
     return ends
