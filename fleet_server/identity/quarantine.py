@@ -64,12 +64,17 @@ def quarantine_seconds(base_s: float, earlier_starts: Sequence[float], now: floa
     return min(LONGEST_S, base_s * 2.0 ** min(recent, 16))
 
 
-def _end_in_force(session: Any, device_id: str, now: float, actor: str) -> None:
-    """Mark every quarantine of the device in force ended by ``actor``: there may be more
-    than one (two replicas that found the same flood at once each made one)."""
-    for row in session.scalars(select(DeviceQuarantine).where(
-            DeviceQuarantine.device_id == device_id, in_force(now))):
+def _end_in_force(session: Any, device_id: str, now: float,
+                  actor: str) -> list[DeviceQuarantine]:
+    """Mark every quarantine of the device in force ended by ``actor`` (there may be more
+    than one: two replicas that found the same flood at once each made one); them, the
+    latest-ending first."""
+    rows = list(session.scalars(select(DeviceQuarantine).where(
+        DeviceQuarantine.device_id == device_id, in_force(now))
+        .order_by(DeviceQuarantine.until.desc())))
+    for row in rows:
         row.released_at, row.released_by = now, actor
+    return rows
 
 
 class Quarantines:
@@ -99,13 +104,12 @@ class Quarantines:
         check_device_id(device_id)
         now = time.time()
         with self.db.session() as session:
-            current = quarantine_in_force(session, device_id, now)
-            _end_in_force(session, device_id, now, actor)  # replaced by this one
+            replaced = _end_in_force(session, device_id, now, actor)  # by this one
             row = DeviceQuarantine(device_id=device_id, since=now, until=now + seconds,
                                    reason=reason[:500], created_by=actor)
             session.add(row)
             add_audit_entry(session, actor, "device.quarantine", device_id, reason=reason[:500],
-                            until=row.until, replaced=current is not None)
+                            until=row.until, replaced=bool(replaced))
             view = quarantine_view(row)
         self._wake.set()  # the keeper's next end may be this one
         log.warning("quarantined %s until %s (%s): %s", device_id,
@@ -117,11 +121,11 @@ class Quarantines:
         """End ``device_id``'s quarantine now; EnrollmentRefused 404 if none is in force."""
         now = time.time()
         with self.db.session() as session:
-            row = quarantine_in_force(session, device_id, now)
-            if row is None:
+            ended = _end_in_force(session, device_id, now, actor)
+            if not ended:
                 raise EnrollmentRefused(404, "not-quarantined", f"device {device_id!r} is "
                                         "not quarantined (nanofleet devices quarantined)")
-            _end_in_force(session, device_id, now, actor)
+            row = ended[0]
             add_audit_entry(session, actor, "device.release", device_id, since=row.since)
             view = quarantine_view(row)
         log.warning("released %s from quarantine (%s)", device_id, actor)
