@@ -11,16 +11,11 @@ import json
 import time
 from typing import Any
 
-from fleet_server.cli.fleet import add_client_options
+from fleet_server.cli.fleet import _client, add_client_options
 from fleet_server.cli.identity import extend_metavar, subcommands_of
-from fleet_server.client import ApiClient
 from fleet_server.identity.tokens import parse_duration
 
 EXIT_OK = 0
-
-
-def _client(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.server, args.token)
 
 
 def _utc(ts: float) -> str:
