@@ -97,7 +97,8 @@ def real_training_lines(own_draws: bool | None = None, with_next: bool | None = 
 # that leaves training as it was: at that value a switch is left out of the fingerprint,
 # so adding an option that is off does not make the stored figures and bundle "stale".
 LATER_SWITCHES: dict[str, object] = {"keyed_draws": False, "average_epochs": 0,
-                                      "next_lines": False, "apache22_share": 0.0}
+                                      "next_lines": False, "apache22_share": 0.0,
+                                      "logcheck_per_rule": 0}
 
 
 class _Recipe:

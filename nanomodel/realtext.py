@@ -309,7 +309,7 @@ def syslog_prefix(source: str, rng: random.Random) -> str:
 _SYSLOG_TAG = re.compile(r"[A-Za-z][\w.()/-]*(?:\[\d+\])?: ")
 
 
-def _as_in_a_file(text: str, rng: random.Random, prefix_share: float) -> str:
+def as_in_a_file(text: str, rng: random.Random, prefix_share: float) -> str:
     """A captured line (kept as its program's tag and message) with the time and host a
     syslog file puts before the tag, as often as rendered templates get them. Why:
     rendered templates are four in ten alerts and captured lines one in eight; if only
@@ -373,7 +373,7 @@ def real_lines(
             older = None  # Apache's captured 2.4 lines as 2.2 wrote them, in its own file
             if c.source == "apache2" and apache22_share and draw.random() < apache22_share:
                 older = apache22_captured(c.text, draw)
-            text = older if older is not None else _as_in_a_file(c.text, draw, prefix_share)
+            text = older if older is not None else as_in_a_file(c.text, draw, prefix_share)
             out.append((text, c.label, c.source))
     return out
 

@@ -73,6 +73,9 @@ class MixConfig:
     # that share of Apache's own-file lines framed as Apache 2.0/2.2 wrote them, in every
     # rendering (realframes.apache22_line; docs/model.md, "A retrain held to written gates")
     apache22_share: float = 0.0
+    # >0: logcheck's healthy-line rules, each rendered this many times, join the real lines
+    # as normal (nanomodel.logcheck; a held-out source's rules stay out of its model)
+    logcheck_per_rule: int = 0
 
 
 def training_rows(real: Sequence[RealLine], mix: MixConfig,
@@ -82,6 +85,12 @@ def training_rows(real: Sequence[RealLine], mix: MixConfig,
     unknown = sorted({lab for _, lab, _ in real if lab not in labels})
     if unknown:
         raise ValueError(f"real lines carry labels outside the model's {list(labels)}: {unknown}")
+    if mix.logcheck_per_rule:
+        from nanomodel.logcheck import logcheck_lines
+        from nanomodel.realtext import sources
+
+        real = [*real, *logcheck_lines(random.Random(mix.seed + 104), mix.logcheck_per_rule,
+                                       known=set(sources()), trained={s for _, _, s in real})]
     texts: list[str] = []
     ys: list[int] = []
     own = OwnDraws(mix.seed) if mix.keyed_draws else None
