@@ -107,3 +107,16 @@ def test_our_reviewed_alerts_overrule_logcheck() -> None:
     assert overruler.verdict(accepted, ["openssh", "pam"]) is None
     stored = [r for r in logcheck.load_rules() if "Failed (keyboard" in r.expression]
     assert not stored, "an overruled rule is stored with its verdict but not trained on"
+
+
+def test_a_refused_login_logcheck_ignores_is_overruled_by_our_meaning_rules() -> None:
+    # logcheck leaves single failed logins out of a server's report; for us they are security
+    overruler = Overruler()
+    verdict = overruler.verdict(r"su(\[[0-9]+\])?: pam_authenticate: Authentication failure$", [])
+    assert verdict is not None and "auth-failed" in verdict
+    mixed = r"dovecot: imap-login: (Disconnected \(auth failed, [0-9]+ attempts\)|Login): user=<x>"
+    assert overruler.verdict(mixed, []) is not None, "one alerting branch overrules the rule"
+    # a host name the filler draws (sensor-07) does not make a line a sensor reading
+    assert overruler.verdict(r"proftpd\[[0-9]+\]: [a-z0-9-]+ - FTP session opened\.$",
+                             ["proftpd"]) is None
+    assert not any("Authentication failure" in r.expression for r in logcheck.load_rules())
