@@ -47,6 +47,15 @@ _TAG = re.compile(r"^\(?([A-Za-z][\w.-]*(?:/[\w.-]+)?)")
 # Our meaning rules, but the sensor one: it reads status words of sensor text, and the
 # filler's host names (``sensor-07``) set it off in any line.
 _MEANINGS = [rule for rule in ALERTS if rule.name != "sensor"]
+# LABELLING.md, "Decisions worth knowing", mail servers: a client refused as a sender, relay
+# or login is security. logcheck's mail files ignore many such refusals (postfix's
+# ``reject: RCPT ... Relay access denied``): our policy overrules them, not the anti-spam
+# machinery's everyday rejections, which both call routine.
+REFUSALS = re.compile(
+    r"Relay(ing)? (access )?denied|User unknown in (local|virtual) (recipient|mailbox|alias)"
+    r"|Recipient address rejected: User unknown|Sender address rejected|Client host rejected"
+    r"|authenticat\w* failed|auth(entication)? failure|LOGIN FAILED|login failed|Refused user"
+    r"|possible SMTP attack|POSSIBLE (BREAK-?IN )?ATTACK", re.I)
 REASON = ("logcheck-database {level}/{file}: Debian's logcheck leaves lines of this shape out "
           "of a server's report (an administrator need not read them): normal")
 
@@ -94,6 +103,10 @@ class Overruler:
             meaning = next((rule for rule in _MEANINGS if rule.pattern.search(line)), None)
             if meaning is not None:
                 return f"overruled: our rule {meaning.name} ({meaning.label}) on {line[:80]!r}"
+            refusal = REFUSALS.search(line)
+            if refusal is not None:
+                return (f"overruled: a client refused as a sender, relay or login is security "
+                        f"(LABELLING.md, mail servers): {refusal.group(0)!r} in {line[:80]!r}")
             for source in sources:
                 hit = self._matcher(source).match(message)
                 if hit is not None and hit.label != "normal":
