@@ -73,7 +73,17 @@ def test_a_repeat_flooder_is_kept_out_longer() -> None:
     assert quarantine_seconds(900, [now - 3600], now) == 1800
     assert quarantine_seconds(900, [now - 3600, now - 600], now) == 3600
     assert quarantine_seconds(900, [now - 90_000], now) == 900  # more than a day ago
-    assert quarantine_seconds(900, [now - i for i in range(1, 40)], now) == 86400  # the cap
+    assert quarantine_seconds(900, [now - 600 * i for i in range(1, 40)], now) == 86400  # cap
+
+
+def test_one_flood_two_replicas_found_counts_once() -> None:
+    """Two replicas that find the same flood each write a quarantine a moment apart: the
+    device's next flood doubles once for it, not twice."""
+    now = 1_000_000.0
+    assert quarantine_seconds(900, [now - 3600, now - 3599.2], now) == 1800
+    assert quarantine_seconds(900, [now - 3600, now - 3599.2, now - 600], now) == 3600
+    # quarantines a minute or more apart are floods of their own
+    assert quarantine_seconds(900, [now - 3600, now - 3500], now) == 3600
 
 
 def test_the_acl_denies_quarantined_devices_like_revoked_ones() -> None:

@@ -49,6 +49,9 @@ log = logging.getLogger("nanofleet.server.identity")
 
 LONGEST_S = 86400.0  # one quarantine, however often the device flooded
 ESCALATION_WINDOW_S = 86400.0  # earlier quarantines counted for the doubling
+# Quarantines that started this close after one another are one flood, found by two
+# replicas at once (each writes a row): counted once for the doubling.
+SAME_FLOOD_S = 60.0
 FLOOD_ACTOR = "server"  # created_by of the quarantines the server makes itself
 MAX_NOTICES = 1024  # flood notices waiting for the keeper (distinct devices)
 STARTUP_LOOKBACK_S = 7 * 86400.0  # ends the keeper's first pass looks back for
@@ -59,9 +62,15 @@ RESEND_AFTER_S = (2.0, 15.0)
 
 def quarantine_seconds(base_s: float, earlier_starts: Sequence[float], now: float) -> float:
     """How long a flooding device is quarantined: ``base_s``, doubled for each quarantine
-    of it that started in the last 24 hours, at most :data:`LONGEST_S`."""
-    recent = sum(1 for t in earlier_starts if now - ESCALATION_WINDOW_S < t <= now)
-    return min(LONGEST_S, base_s * 2.0 ** min(recent, 16))
+    of it that started in the last 24 hours (those that started within
+    :data:`SAME_FLOOD_S` of the first of them count as that one), at most
+    :data:`LONGEST_S`."""
+    floods = 0
+    first: float | None = None
+    for t in sorted(t for t in earlier_starts if now - ESCALATION_WINDOW_S < t <= now):
+        if first is None or t - first > SAME_FLOOD_S:
+            floods, first = floods + 1, t
+    return min(LONGEST_S, base_s * 2.0 ** min(floods, 16))
 
 
 def _end_in_force(session: Any, device_id: str, now: float,
