@@ -24,7 +24,6 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,8 @@ from fleet_server.artifact_plan import (
     plan_range,
 )
 from fleet_server.config import ArtifactSettings, MqttSettings
+from fleet_server.flood_alarm import FloodAlarm
 from fleet_server.mqtt_client import build_client, connect
-from fleet_server.report_budget import FloodWatch
 
 log = logging.getLogger("nanofleet.server.artifacts")
 
@@ -130,8 +129,9 @@ class ArtifactStreamer:
         # queue (which drops other devices' requests too): the server quarantines it,
         # as for a report flood (fleet_server.identity.quarantine). Told on the network
         # thread: it must only hand the id on.
-        self._floods = FloodWatch(mqtt_settings.flood_shed_reports, mqtt_settings.flood_min_s)
-        self.on_flood: Callable[[str], None] | None = None
+        self.flood_alarm = FloodAlarm(mqtt_settings.flood_shed_reports,
+                                      mqtt_settings.flood_min_s, log, " the artifact stream",
+                                      "requests")
         self._workers = [threading.Thread(target=self._work, name=f"artifacts-{i}", daemon=True)
                          for i in range(settings.workers)]
         c = build_client(mqtt_settings, f"{mqtt_settings.client_id}-artifacts",
@@ -205,13 +205,8 @@ class ArtifactStreamer:
             # on this one thread, and every other device's downloads stalled behind them
             # (review, December 2026). Dropped unanswered; the agent asks again.
             self.counters.add(dropped=1)
-            if self._floods.shed(device, time.monotonic()):
+            if self.flood_alarm.dropped(device):
                 self.counters.add(floods=1)
-                log.error("device %r is flooding the artifact stream: %d or more of its "
-                          "requests dropped unread, for %.0f s without a pause", device,
-                          self._floods.reports, self._floods.min_span_s)
-                if self.on_flood is not None:
-                    self.on_flood(device)
             return
         payload = bytes(msg.payload)
         try:

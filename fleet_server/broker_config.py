@@ -97,7 +97,7 @@ it restarts (beyond that, or beyond :data:`MAX_QUEUED_BYTES`, the broker drops t
 SESSION_EXPIRATION = "1d"
 """``persistent_client_expiration``: no session outlives this after its client went away,
 whatever Session Expiry the client asked for. Above every expiry nanofleet asks for: the
-fleet server's report bridge 1 h (``fleet_server.mqtt_bridge.SESSION_EXPIRY_S``; 0 in a
+fleet server's report bridge 1 h (``fleet_server.report_lanes.SESSION_EXPIRY_S``; 0 in a
 shared group), the artifact stream and the agent's link 0 (clean), an agent MQTT source
 at most 86,400 s (``session_expiry_s``), so none of them is shortened."""
 

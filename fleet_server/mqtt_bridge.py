@@ -44,31 +44,22 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.limits import PACKET_OVERHEAD_BYTES
-from contract.topics import PREFIX, device_id_from_topic
+from contract.topics import device_id_from_topic
 from fleet_server.config import MqttSettings
 from fleet_server.device_reports import MAX_REPORT_BYTES, Report, ReportRejected, parse_report
+from fleet_server.flood_alarm import FloodAlarm
 from fleet_server.mqtt_client import build_client, connect
-from fleet_server.report_budget import FloodWatch, LogBudget, PendingBudget
+from fleet_server.report_budget import LogBudget, PendingBudget
+from fleet_server.report_lanes import (
+    LANES,
+    REPORT_KINDS,
+    Lane,
+    report_filters,
+    session_expiry_s,
+)
 
 log = logging.getLogger("nanofleet.server.mqtt")
 
-REPORT_KINDS = ("status", "ota", "metrics", "alerts")  # alerts: kept for the console
-
-
-@dataclass(frozen=True)
-class Lane:
-    """One MQTT session of the bridge and the report kinds it subscribes to."""
-
-    name: str
-    kinds: tuple[str, ...]
-    client_id_suffix: str  # appended to mqtt.client_id ("": the server's own id)
-
-
-# The first lane is the server's own session: it publishes desired states and mute lists,
-# and its (re)connect triggers their re-publication. Small, rare, consequential reports
-# ride with it; the voluminous ones get a session of their own.
-LANES = (Lane("status", ("status", "ota"), ""), Lane("bulk", ("metrics", "alerts"), "-bulk"))
-SESSION_EXPIRY_S = 3600
 BATCH_MAX = 500
 QUEUE_MAX = 50_000
 RECEIVE_MAXIMUM = 1000  # reports the broker may send before we acknowledge (2 batches)
@@ -77,11 +68,6 @@ SESSION_TAKEN_OVER = 142  # MQTT v5 DISCONNECT reason: another client used our c
 MAX_PACKET_BYTES = MAX_REPORT_BYTES + PACKET_OVERHEAD_BYTES  # announced in CONNECT
 
 ReportsHandler = Callable[[list[Report]], None]
-
-
-def session_expiry_s(shared_group: str | None) -> int:
-    """How long the broker keeps our session after a disconnect (see the module docstring)."""
-    return 0 if shared_group else SESSION_EXPIRY_S
 
 
 @dataclass(frozen=True)
@@ -96,13 +82,6 @@ class Received:
     connection: int  # which connection brought it: an ack is only valid on that one
     device: str  # whose budget it counts against (fleet_server.report_budget)
     lane: int  # index in LANES: the session that must acknowledge it
-
-
-def report_filters(shared_group: str | None,
-                   kinds: Sequence[str] = REPORT_KINDS) -> list[str]:
-    """Topic filters for device reports (shared subscription when a group is set)."""
-    filters = [f"{PREFIX}/dev/+/{kind}" for kind in kinds]
-    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
 
 
 @dataclass
@@ -159,14 +138,13 @@ class MqttBridge:
         self.settings = settings
         self.on_reports = on_reports
         self.on_connected = on_connected
-        # Told (on paho's network thread: it must only hand the id on) of a device found
-        # flooding; the server quarantines it (fleet_server.identity.quarantine).
-        self.on_flood: Callable[[str], None] | None = None
         self.counters = BridgeCounters()
         self._queue: queue.Queue[Received | None] = queue.Queue(QUEUE_MAX)
         self._budget = PendingBudget()
         self._log_budget = LogBudget()
-        self._floods = FloodWatch(settings.flood_shed_reports, settings.flood_min_s)
+        # a device shed on and on is flooding: the server quarantines it (on_flood)
+        self.flood_alarm = FloodAlarm(settings.flood_shed_reports, settings.flood_min_s, log,
+                                      "", "reports")
         self._worker = threading.Thread(target=self._ingest_loop, name="mqtt-ingest",
                                         daemon=True)
         self._sessions = [self._session(i, lane) for i, lane in enumerate(LANES)]
@@ -326,14 +304,9 @@ class MqttBridge:
             self.counters.shed += 1
         self._log(device, "device %r has %d reports (%d bytes) waiting to be stored: a "
                   "report dropped unread", device, *self._budget.pending(device))
-        if self._floods.shed(device, time.monotonic()):
+        if self.flood_alarm.dropped(device):
             with self.counters.lock:
                 self.counters.floods += 1
-            log.error("device %r is flooding: %d or more of its reports dropped unread, "
-                      "for %.0f s without a pause", device, self._floods.reports,
-                      self._floods.min_span_s)
-            if self.on_flood is not None:
-                self.on_flood(device)
 
     # --- ingest thread -----------------------------------------------------------------
     def _next_batch(self) -> list[Received] | None:

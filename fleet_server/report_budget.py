@@ -1,7 +1,7 @@
 """How much of the ingest queue one device may hold, and how often its refusals are logged.
 
 The fleet server reads every device's reports on two connections (statuses and OTA
-events on one, metrics and alerts on the other: fleet_server.mqtt_bridge.LANES) and
+events on one, metrics and alerts on the other: fleet_server.report_lanes.LANES) and
 stores them on one ingest thread. Before (review, December 2026), one device certificate
 that published large or invalid reports as fast as it could filled that queue: the
 broker's bounded queue for the server's session filled behind it and the broker dropped

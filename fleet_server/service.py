@@ -104,9 +104,9 @@ class FleetService:
         self.quarantines = quarantines
         quarantines.on_ended = self._quarantine_ended
         if self.bridge is not None:
-            self.bridge.on_flood = quarantines.flooding
+            self.bridge.flood_alarm.on_flood = quarantines.flooding
         if self.artifacts is not None:
-            self.artifacts.on_flood = quarantines.flooding
+            self.artifacts.flood_alarm.on_flood = quarantines.flooding
 
     def _quarantine_ended(self, device_ids: list[str]) -> None:
         """Their desired states and mute lists again: published (retained) while they were

@@ -46,7 +46,7 @@ from contract.topics import (
     results,
     status,
 )
-from fleet_server import mqtt_bridge
+from fleet_server import report_lanes
 from fleet_server.broker_config import (
     MAX_INFLIGHT_BYTES,
     MAX_QUEUED_BYTES,
@@ -296,7 +296,7 @@ def test_session_expiration_shortens_none_of_nanofleets_sessions() -> None:
     source_max = next(m.le for m in
                       MqttTopicSourceConfig.model_fields["session_expiry_s"].metadata
                       if isinstance(m, Le))
-    assert cap_s >= mqtt_bridge.SESSION_EXPIRY_S
+    assert cap_s >= report_lanes.SESSION_EXPIRY_S
     assert isinstance(source_max, int) and cap_s >= source_max
 
 

@@ -23,8 +23,8 @@ from fleet_server.db import Device
 from fleet_server.desired import next_desired
 from fleet_server.device_reports import ReportRejected, parse_report
 from fleet_server.inventory import apply_metrics, apply_ota, apply_status
-from fleet_server.mqtt_bridge import report_filters
 from fleet_server.releases import delta_bases, stale_deltas
+from fleet_server.report_lanes import report_filters
 from fleet_server.revisions import REVISION_EPOCH, next_revision, revision_clock
 
 pytestmark = pytest.mark.unit

@@ -12,6 +12,7 @@ release devices themselves.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from contract.messages import OtaEvent, Status
 from fleet_server.broker_config import render_acl
 from fleet_server.config import ServerConfig
 from fleet_server.db import AuditEntry, Database, Device
+from fleet_server.flood_alarm import FloodAlarm
 from fleet_server.identity.quarantine import FLOOD_ACTOR, Quarantines, quarantine_seconds
 from fleet_server.identity.service import IdentityService
 from fleet_server.identity.settings import EnrollmentSettings
@@ -65,6 +67,23 @@ def test_a_burst_is_not_a_flood() -> None:
     assert not any(watch.shed("pump-07", t) for t in (126.0, 131.5, 137.0, 159.0))
     flood = [watch.shed("evil", 100.0 + i / 1000) for i in range(31_000)]
     assert flood.index(True) == 30_000 and flood.count(True) == 1
+
+
+def test_a_flood_alarm_says_it_once_and_hands_the_device_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The reaction both readers share (the report bridge and the artifact stream): one
+    error line naming the device and what it floods, and the id handed to on_flood, once
+    per run of drops."""
+    alarm = FloodAlarm(3, 0.0, logging.getLogger("test.flood"), " the artifact stream",
+                       "requests")
+    told: list[str] = []
+    alarm.on_flood = told.append
+    with caplog.at_level(logging.ERROR, logger="test.flood"):
+        found = [alarm.dropped("evil") for _ in range(10)]
+    assert found == [False, False, True] + [False] * 7 and told == ["evil"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "device 'evil' is flooding the artifact stream: 3 or more of its requests dropped "
+        "unread, for 0 s without a pause"]
 
 
 def test_a_repeat_flooder_is_kept_out_longer() -> None:

@@ -7,7 +7,7 @@ with them and the broker dropped the other devices' statuses — acknowledged to
 devices, never stored: 1 of 50 reached the inventory. Each device now has a budget of
 queued reports; beyond it its reports are acknowledged and dropped unread. A flood faster
 than the server reads still overflows the broker's queue for the session it arrives in:
-statuses and OTA events have a session of their own (fleet_server.mqtt_bridge.LANES), and
+statuses and OTA events have a session of their own (fleet_server.report_lanes.LANES), and
 the server quarantines the device at the broker (tests/test_quarantine.py; the rig's broker
 here reads no ACL, so these floods go on).
 """
@@ -31,8 +31,9 @@ from contract.messages import Status
 from fleet_server.broker_config import MAX_INFLIGHT_BYTES, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES
 from fleet_server.config import MqttSettings
 from fleet_server.device_reports import Report
-from fleet_server.mqtt_bridge import MqttBridge, report_filters
+from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.report_budget import LogBudget, PendingBudget
+from fleet_server.report_lanes import report_filters
 from hil.broker import Mosquitto
 from hil.fleet import FleetServer, setup_fleet
 from tests.support.proc_memory import rss_kib
@@ -154,7 +155,7 @@ def test_a_metrics_flood_faster_than_the_server_reads_costs_no_status(
     server does (Mosquitto 2.0 has no per-client publish limit; docs/security-
     transport.md). Before (one session for every report), 9-14 of 20 healthy devices'
     statuses sent meanwhile were stored; statuses now travel in a session of their own
-    (fleet_server.mqtt_bridge.LANES), and all are. The flood is shed, named and bounded."""
+    (fleet_server.report_lanes.LANES), and all are. The flood is shed, named and bounded."""
     broker, server = fleet
     counters = {f"c{i:05d}": 1 for i in range(14_000)}  # 70 ms to refuse, before
     flood = json.dumps({"kind": "metrics", "msg_id": "m", "seq": 1, "device_id": "evil",
