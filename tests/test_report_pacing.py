@@ -51,7 +51,6 @@ def test_an_alert_storm_is_stored_whole(
     assert took >= (ALERTS - 100) / 200 * 0.9, took  # it did wait
     assert stored_alerts(setup, "paced-01") == ALERTS
     assert api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"] == 0
-    # Sent unpaced (as before), the same storm loses alerts at the server.
-    drain_outbox(tmp_path, broker, "unpaced-01", None, ALERTS)
-    assert stored_alerts(setup, "unpaced-01") < ALERTS
-    assert api(setup, "GET", "/api/v1/health/detail").json()["mqtt"]["shed"] > 0
+    # Sent unpaced (as before) the same storm lost alerts at the server whenever its
+    # ingest fell behind — most runs, not all: an idle machine can keep up (a CI run stored
+    # 500 of 500). That loss is measured by benchmarks/report_flood.py, not asserted here.
