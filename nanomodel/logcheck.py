@@ -28,7 +28,7 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-from nanomodel.realfill import fill, ipv4, ipv6
+from nanomodel.realfill import fill
 from nanomodel.realreview import jsonl_rows
 from nanomodel.realtext import DATA, as_in_a_file
 from nanomodel.realvalues import HOSTS, IFACES, PATHS, USERS, WORDS
@@ -114,7 +114,12 @@ def _fitting(chars: set[str], lo: int, hi: int, rng: random.Random) -> str:
 
 def _slot(chars: set[str], lo: int, hi: int, rng: random.Random, strict: bool = False) -> str:
     """A placeholder (or a value) for ``lo``..``hi`` characters of one class; ``strict``:
-    a value that fits the class rather than a placeholder the filler may fill otherwise."""
+    a value that fits the class rather than a placeholder the filler may fill otherwise.
+
+    Digits become ``%d``; a class with no letters beyond hex digits (hex, a number with
+    separators, an address class such as ``[.:[:xdigit:]]``) a value of the class drawn
+    from :data:`_VALUES` (so an address may read ``1.2.3``: measured so, docs/model.md);
+    a few characters of a fixed count themselves; anything else ``%s``."""
     if chars <= _DIGITS:
         if not strict:
             return "%d"
@@ -124,16 +129,6 @@ def _slot(chars: set[str], lo: int, hi: int, rng: random.Random, strict: bool = 
         if not chars & set(string.ascii_letters):
             return _fitting(chars & (_DIGITS | set(".-:/")) or chars, lo, hi, rng)
         return _fitting(chars, lo, hi, rng)
-    if chars <= _HEX and hi >= 2:
-        return "%d"
-    if chars <= _HEX and hi >= 2:
-        return "%x" if hi > 2 else f"{rng.randint(0, 255):02x}"
-    if chars <= _HEX | {".", ":"} and "." in chars and ":" not in chars:
-        return ipv4(rng) if hi >= 7 else "%d"
-    if chars <= _HEX | {".", ":"} and ":" in chars:
-        if "." in chars:
-            return ipv4(rng) if rng.random() < 0.8 else ipv6(rng)
-        return ipv6(rng) if hi > 2 else f"{rng.randint(0, 255):02x}"
     if hi <= 3 and lo == hi:
         letters = sorted(chars & set(string.ascii_letters + string.digits)) or sorted(chars)
         return "".join(rng.choice(letters) for _ in range(lo))
