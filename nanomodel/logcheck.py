@@ -10,9 +10,10 @@ its false alarms come from (docs/model.md, "logcheck's healthy lines").
 
 :func:`expression_template` turns one rule into a template our value filler understands
 (``nanomodel.realfill``): literal text stays, an alternation or an optional part is drawn,
-and a repeated character class becomes a placeholder (``%d``, ``%x``, an address, ``%s``)
-whose value the words before it choose. Rows are stored by ``nanomodel.harvest.logcheck``
-in ``data/real/logcheck/<rule file>.jsonl``; :func:`logcheck_lines` renders them.
+and a repeated character class becomes a placeholder (``%d``, ``%s``) whose value the
+words before it choose, or a value of the class itself (:func:`_slot`). Rows are stored
+by ``nanomodel.harvest.logcheck`` in ``data/real/logcheck/<rule file>.jsonl``;
+:func:`logcheck_lines` renders them.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+from nanomodel.realeval import RealLine
 from nanomodel.realfill import fill
 from nanomodel.realreview import jsonl_rows
 from nanomodel.realtext import DATA, as_in_a_file
 from nanomodel.realvalues import HOSTS, IFACES, PATHS, USERS, WORDS
-
-RealLineRow = tuple[str, str, str]  # (text, label, source), as nanomodel.realeval.RealLine
 
 # POSIX bracket classes, as Python's parser reads the characters inside brackets.
 _POSIX = {
@@ -69,6 +69,16 @@ def strip_head(expression: str) -> str:
     return _HEAD.sub("", expression)
 
 
+_CATEGORY = {
+    sre.CATEGORY_DIGIT: r"\d",
+    sre.CATEGORY_NOT_DIGIT: r"\D",
+    sre.CATEGORY_SPACE: r"\s",
+    sre.CATEGORY_NOT_SPACE: r"\S",
+    sre.CATEGORY_WORD: r"\w",
+    sre.CATEGORY_NOT_WORD: r"\W",
+}
+
+
 def _class_chars(items: list[tuple[Any, Any]]) -> set[str]:
     """The printable characters a bracket class (``IN`` items) accepts."""
     accepted: set[str] = set()
@@ -84,16 +94,6 @@ def _class_chars(items: list[tuple[Any, Any]]) -> set[str]:
             accepted.update(c for c in _PRINTABLE if re.match(_CATEGORY.get(av, "(?!)"), c))
     chosen = set(_PRINTABLE) - accepted if negate else accepted & set(_PRINTABLE)
     return chosen
-
-
-_CATEGORY = {
-    sre.CATEGORY_DIGIT: r"\d",
-    sre.CATEGORY_NOT_DIGIT: r"\D",
-    sre.CATEGORY_SPACE: r"\s",
-    sre.CATEGORY_NOT_SPACE: r"\S",
-    sre.CATEGORY_WORD: r"\w",
-    sre.CATEGORY_NOT_WORD: r"\W",
-}
 
 
 # Values a class may take when the filler's choice does not fit it (strict renderings).
@@ -224,8 +224,8 @@ class LogcheckRule:
 
 @cache
 def load_rules() -> tuple[LogcheckRule, ...]:
-    """Every stored logcheck rule (``data/real/logcheck/``) that our reviewed templates do
-    not overrule (``nanomodel.harvest.logcheck.Overruler``)."""
+    """Every stored logcheck rule (``data/real/logcheck/``) that our labels do not overrule
+    (``nanomodel.harvest.logcheck.Overruler``)."""
     return tuple(
         LogcheckRule(row["file"], row["expression"], tuple(row["sources"]), row["reason"])
         for _, _, row in jsonl_rows(DATA / "logcheck") if not row.get("overruled")
@@ -233,12 +233,12 @@ def load_rules() -> tuple[LogcheckRule, ...]:
 
 
 def logcheck_lines(rng: random.Random, per_rule: int, known: Collection[str],
-                   trained: Collection[str], prefix_share: float = 0.5) -> list[RealLineRow]:
+                   trained: Collection[str], prefix_share: float = 0.5) -> list[RealLine]:
     """``(text, "normal", "logcheck:<file>")`` rows: each rule rendered ``per_rule`` times,
     leaving out every rule that belongs to a source in ``known`` (the evaluation's sources)
     but not in ``trained`` (the sources this model may see): a held-out source's phrasing
     must not reach its model through logcheck's rules either."""
-    out: list[RealLineRow] = []
+    out: list[RealLine] = []
     for rule in load_rules():
         if any(s in known and s not in trained for s in rule.sources):
             continue

@@ -74,10 +74,11 @@ def rule_sources(file: str, expression: str) -> list[str]:
 
 class Overruler:
     """Our labels' say over logcheck's. A rule is overruled when one of its renderings
-    matches one of its sources' templates reviewed as an alert (``openvpn``'s ``TLS key
-    negotiation failed`` is a tunnel that did not come up, whatever a server's report
-    leaves out), or carries a meaning our rules alert on at any level (``ALERTS``: a
-    refused login, an I/O error...). logcheck leaves single failed logins out of a
+    carries a meaning our rules alert on at any level (``ALERTS``: a refused login, an
+    I/O error...), refuses a mail client as a sender, relay or login (:data:`REFUSALS`),
+    or matches one of its sources' templates reviewed as an alert (``openvpn``'s ``TLS
+    key negotiation failed`` is a tunnel that did not come up, whatever a server's report
+    leaves out). logcheck leaves single failed logins out of a
     server's report on purpose — its separate attack report and fail2ban count them — but
     for us a refused login is security (LABELLING.md), and the public sample's alerts are
     mostly such lines: trained as normal, they cost it 155 of its 640 alerts."""
