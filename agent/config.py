@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from agent.journal_catalog import CatalogEvidenceConfig
+from agent.keyword_evidence import KeywordEvidenceConfig
 from agent.level_evidence import LevelEvidenceConfig
 from agent.ota.config import OtaConfig
 from agent.sources.mqtt_topic_config import (
@@ -128,6 +129,10 @@ class ModelConfig(Strict):
         default_factory=CatalogEvidenceConfig, description="Weigh in the service manager's "
         "journal catalog id of a failure (MESSAGE_ID: a unit failed, a start job failed), "
         "where the source knows it.")
+    keyword_evidence: KeywordEvidenceConfig = Field(
+        default_factory=KeywordEvidenceConfig, description="How the keywords weigh in on "
+        "the lines of sources with `keyword_evidence = true` (software the model has never "
+        "read: agent.keyword_evidence).")
 
 
 class AlertRule(Strict):

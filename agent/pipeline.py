@@ -18,6 +18,7 @@ from agent.config import AgentConfig
 from agent.explain import explain_live
 from agent.journal_catalog import CatalogEntry
 from agent.journal_evidence import catalog_verdict, weigh_journal_evidence
+from agent.keyword_evidence import apply_keyword_evidence
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -111,6 +112,9 @@ class Pipeline:
         self.publish_text = cfg.pipeline.publish_text
         self.level_evidence = cfg.model.level_evidence
         self.catalog_evidence = cfg.model.catalog_evidence
+        self.keyword_evidence = cfg.model.keyword_evidence
+        self.keyword_sources = frozenset(cfg.source_name(i) for i, s in enumerate(cfg.sources)
+                                         if getattr(s, "keyword_evidence", False))
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
@@ -189,9 +193,10 @@ class Pipeline:
         manifest = model.manifest
         probs, anomaly, failed = self._classify(model, lines)
         if not failed:
-            probs, anomaly = self.weigh_journal(manifest, probs, anomaly,
-                                                [line.level for line in lines],
-                                                [line.message_id for line in lines], count=True)
+            probs, anomaly = self.weigh_journal(
+                manifest, probs, anomaly, [line.level for line in lines],
+                [line.message_id for line in lines], count=True, texts=[ln.text for ln in lines],
+                keywords=[ln.source in self.keyword_sources for ln in lines])
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -271,20 +276,30 @@ class Pipeline:
 
     def weigh_journal(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
                       levels: list[int | None], message_ids: list[str | None],
-                      count: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      count: bool = False, texts: list[str] | None = None,
+                      keywords: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The scores with each line's level and catalog id weighed in as configured
-        (agent.journal_evidence). The classify query uses it too, so a technician's answer
-        is the pipeline's; ``count``: the lines are the device's (``lines_level_weighed``,
-        ``lines_catalog_weighed``), not a query's."""
+        (agent.journal_evidence), then, for lines with ``keywords`` true and no level, the
+        keywords (agent.keyword_evidence). The classify query uses it too, so a
+        technician's answer is the pipeline's; ``count``: the lines are the device's
+        (``lines_level_weighed``, ``lines_catalog_weighed``, ``lines_keyword_weighed``)."""
+        normal = manifest.labels.index(manifest.normal_label)
         weighed = weigh_journal_evidence(probs, anomaly, levels, message_ids,
                                          self.level_evidence.for_bundle(
                                              manifest.level_offsets), self.catalog_evidence,
-                                         manifest.labels.index(manifest.normal_label))
-        if count and weighed.levels_weighed:
-            self.counters.inc("lines_level_weighed", weighed.levels_weighed)
-        if count and weighed.catalog_weighed:
-            self.counters.inc("lines_catalog_weighed", weighed.catalog_weighed)
-        return weighed.probs, weighed.anomaly
+                                         normal)
+        probs, anomaly = weighed.probs, weighed.anomaly
+        by_words = [bool(k) and lv is None for k, lv in zip(keywords or [], levels, strict=False)]
+        if texts is not None and any(by_words):
+            probs, anomaly = apply_keyword_evidence(probs, anomaly, texts, by_words,
+                                                    self.keyword_evidence, normal)
+        if count:
+            for name, n in (("lines_level_weighed", weighed.levels_weighed),
+                            ("lines_catalog_weighed", weighed.catalog_weighed),
+                            ("lines_keyword_weighed", sum(by_words) if texts else 0)):
+                if n:
+                    self.counters.inc(name, n)
+        return probs, anomaly
 
     def catalog_verdict(self, message_id: str | None,
                         level: int | None) -> CatalogEntry | None:

@@ -28,7 +28,8 @@ class QueryTarget(Protocol):
     def recent_alerts(self) -> list[dict[str, Any]]: ...
     def mutes_doc(self) -> dict[str, Any]: ...
     def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
-                 message_id: str | None = None) -> list[dict[str, Any]]: ...
+                 message_id: str | None = None,
+                 keywords: bool = False) -> list[dict[str, Any]]: ...
     def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
 
 
@@ -57,6 +58,11 @@ class ClassifyArgs(NoArgs):
         "tagged them with this journal catalog id (MESSAGE_ID: 32 hex digits, or the UUID "
         "form), as the journal tells the agent ([model.catalog_evidence]); it counts only "
         "with a level of notice or worse, as in the journal.")
+    keywords: bool = Field(
+        default=False, description="Score the lines as a source with `keyword_evidence = "
+        "true` would ([model.keyword_evidence]: software the model has never read); lines "
+        "given a level are left to the level, as in the pipeline. The answer also gives the "
+        "words' own anomaly.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
@@ -97,7 +103,8 @@ def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
         raise ValueError(f"explain at most {MAX_EXPLAIN_LINES} lines at a time")
     level = None if args.level is None else SYSLOG_LEVELS.index(args.level)
     message_id = None if args.message_id is None else parse_message_id(args.message_id)
-    return target.classify(texts, explain=args.explain, level=level, message_id=message_id)
+    return target.classify(texts, explain=args.explain, level=level, message_id=message_id,
+                           keywords=args.keywords)
 
 
 Handler = Callable[[QueryTarget, Any], Any]
@@ -110,7 +117,8 @@ COMMANDS: dict[str, tuple[type[BaseModel], Handler, str]] = {
     "mutes": (NoArgs, lambda t, a: t.mutes_doc(),
               "alert mutes in force (message shapes the fleet server silenced here)"),
     "classify": (ClassifyArgs, _classify, "run the live model on text (explain=true: why; "
-                 "level=err: as if logged at that level)"),
+                 "level=err: as if logged at that level; keywords=true: as a source with "
+                 "keyword_evidence)"),
     "ota": (NoArgs, lambda t, a: t.ota_doc(), "model update state (OTA)"),  # OTA (agent/ota)
     "help": (NoArgs, lambda t, a: {k: v[2] for k, v in COMMANDS.items()}, "this list"),
 }

@@ -230,28 +230,30 @@ class QueryService:
                 "mutes": a.mutes.active(time.time(), time.monotonic())}
 
     def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
-                 message_id: str | None = None) -> list[dict[str, Any]]:
+                 message_id: str | None = None, keywords: bool = False) -> list[dict[str, Any]]:
         if not self._model_slots.acquire(blocking=False):
             self.agent.counters.inc("queries_busy")
             raise ValueError(f"busy: {MAX_CONCURRENT_QUERIES} model queries in service, "
                              "try again")
         try:
-            return self._classify(texts, explain, level, message_id)
+            return self._classify(texts, explain, level, message_id, keywords)
         finally:
             self._model_slots.release()
 
     def _classify(self, texts: list[str], explain: bool, level: int | None,
-                  message_id: str | None) -> list[dict[str, Any]]:
+                  message_id: str | None, keywords: bool) -> list[dict[str, Any]]:
         model = self.agent.slot.current()
         # A model on trial answers without counting the query as the device's traffic.
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)
         words_anomaly = anomaly
         pipeline = self.agent.pipeline
         verdict = None
-        if level is not None or message_id is not None:  # as the pipeline would score it
+        weighed = level is not None or message_id is not None or keywords
+        if weighed:  # as the pipeline would score a line of such a source
             probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
                                                     [level] * len(texts),
-                                                    [message_id] * len(texts))
+                                                    [message_id] * len(texts), texts=texts,
+                                                    keywords=[keywords] * len(texts))
             verdict = pipeline.catalog_verdict(message_id, level) if message_id else None
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
@@ -270,7 +272,10 @@ class QueryService:
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
-            if level is not None or message_id is not None:
+            if keywords and level is None:
+                out[-1]["keywords"] = ("matched" if pipeline.keyword_evidence.matcher().search(text)
+                                       else "none matched")
+            if weighed:
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:
                 out[-1]["why"] = why[i]

@@ -17,6 +17,11 @@ class FileSourceConfig(BaseModel):
     path: Path = Field(description="Absolute path of the file to follow (rotation-safe).")
     name: str | None = Field(default=None,
                              description="Name in results and queries; default file:<path>.")
+    keyword_evidence: bool = Field(
+        default=False, description="Weigh in the keywords of [model.keyword_evidence] (by "
+        "default the grep fatal|fail|error|panic|critical): for software the model has "
+        "never read, such as your own application, a line with a keyword needs less of the "
+        "model's confidence to be flagged and one without needs more (docs/agent.md).")
     start_at: Literal["end", "beginning"] = Field(
         default="end", description="Where to start when there is no saved position: only new "
         "lines (end) or the whole file (beginning). A file created later is read from its start.")

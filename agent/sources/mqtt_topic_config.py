@@ -74,6 +74,11 @@ class MqttTopicSourceConfig(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535,
                              description="Broker port; default: the agent's broker port "
                              "when host is unset, else 1883.")
+    keyword_evidence: bool = Field(
+        default=False, description="Weigh in the keywords of [model.keyword_evidence] (by "
+        "default the grep fatal|fail|error|panic|critical): for software the model has "
+        "never read, such as your own application, a line with a keyword needs less of the "
+        "model's confidence to be flagged and one without needs more (docs/agent.md).")
     qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
     include_topic: bool = Field(
         default=True, description="Prefix each line with '<topic>: ' so the model sees "

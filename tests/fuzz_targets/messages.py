@@ -91,8 +91,9 @@ class _Agent:
     def recent_alerts(self) -> list[dict[str, Any]]:
         return [{"ts": 1.0, "item": {"label": "security", "text": "x"}}]
 
-    def classify(self, texts: list[str], explain: bool = False,
-                 level: int | None = None) -> list[dict[str, Any]]:
+    def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
+                 message_id: str | None = None,
+                 keywords: bool = False) -> list[dict[str, Any]]:
         probs, anomaly = self.model.classify(texts)
         labels = self.model.manifest.labels
         return [{"label": labels[int(p.argmax())], "anomaly": float(a)}

@@ -1,0 +1,139 @@
+"""The keywords as evidence for sources of software the model has never read
+(agent.keyword_evidence): the pure shift, its config, and the real agent (two followed
+files, a real Mosquitto, the shipped model in ONNX Runtime) applying it to the source that
+asks for it only."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import default_bundle_path
+from agent.config import ConfigError, load_config
+from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
+from agent.model import LoadedModel
+from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.mqtt_client import Collector
+
+DEV = "gw-keywords"
+ROOT = f"nanofleet/v1/dev/{DEV}"
+# An application's lines the shipped model has never read. With a keyword, scored by the
+# words alone at about 0.74 and its label below 0.8 (no alert by default); with the
+# keyword's +2.4 about 0.97, an alert. Without a keyword, about 0.8; -0.6 takes it to 0.7.
+KEYWORD_LINE = "pumpctl: driver error, stopping"
+PLAIN_LINE = "pumpctl: motor driver stopped unexpectedly"
+HEALTHY = "pumpctl: cycle 44 took 12 ms"
+
+
+def shifted(anomaly: float, offset: float) -> float:
+    return 1 / (1 + math.exp(-(math.log(anomaly / (1 - anomaly)) + offset)))
+
+
+def test_only_the_asked_rows_move_and_the_labels_keep_their_shares() -> None:
+    cfg = KeywordEvidenceConfig()
+    probs = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2]], dtype=np.float32)
+    anomaly = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+    texts = ["disk ERROR on sda", "disk slow on sda", "disk error on sda"]
+    out_p, out_a = apply_keyword_evidence(probs, anomaly, texts, [True, True, False], cfg, 0)
+    assert out_a[0] == pytest.approx(shifted(0.5, 2.4), abs=1e-6)  # case-insensitive
+    assert out_a[1] == pytest.approx(shifted(0.5, -0.6), abs=1e-6)
+    assert out_a[2] == anomaly[2] and (out_p[2] == probs[2]).all()  # bit for bit
+    for row, a in zip(out_p[:2], out_a[:2], strict=True):
+        assert row[0] == pytest.approx(1 - a, abs=1e-6)
+        assert row[1] / row[2] == pytest.approx(1.5, rel=1e-5)  # 0.3 : 0.2 kept
+    assert probs[0, 0] == np.float32(0.5) and anomaly[0] == np.float32(0.5)  # not modified
+    same_p, same_a = apply_keyword_evidence(probs, anomaly, texts, [False] * 3, cfg, 0)
+    assert same_p is probs and same_a is anomaly
+    with pytest.raises(ValueError, match="2 texts"):
+        apply_keyword_evidence(probs, anomaly, texts[:2], [True] * 3, cfg, 0)
+
+
+def test_words_are_plain_text_never_a_pattern() -> None:
+    cfg = KeywordEvidenceConfig(words=["(a+)+$", "E!"])
+    matcher = cfg.matcher()
+    # A pattern that backtracks exponentially as a regex is only its literal characters
+    # here: a long line of "a" does not match it (and takes linear time to say so).
+    assert matcher.search("a" * 60_000 + "!") is None
+    assert matcher.search("telegraf: e! [outputs.mqtt] dial tcp: timeout") is not None
+    assert matcher.search("got (a+)+$ in the input") is not None
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ('[model.keyword_evidence]\nwords = [""]\n', "model.keyword_evidence.words"),
+    ('[model.keyword_evidence]\nwords = []\n', "model.keyword_evidence.words"),
+    ('[model.keyword_evidence]\nmatched = 40\n', "model.keyword_evidence.matched"),
+    ('[model.keyword_evidence]\nwordz = ["x"]\n', "model.keyword_evidence.wordz"),
+])
+def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n{text}')
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(cfg, secrets=False)
+
+
+def test_a_source_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[[sources]]\nkind = "file"\n'
+                   f'path = "{tmp_path}/a.log"\nkeyword_evidence = "sometimes"\n')
+    with pytest.raises(ConfigError, match="keyword_evidence"):
+        load_config(cfg, secrets=False)
+
+
+def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, broker) -> None:
+    model = LoadedModel.load(default_bundle_path())
+    probs, raw = model.classify([KEYWORD_LINE, PLAIN_LINE, HEALTHY])
+    labels = model.manifest.labels
+    model.close()
+    k, p = float(raw[0]), float(raw[1])
+    # A retrain moves such lines a long way: pick new words if these fail (docs/model.md).
+    assert 0.68 < k < 0.9 and float(probs[0].max()) < 0.8, \
+        f"the keyword line no longer sits below the alert thresholds: {k}, {labels}"
+    assert 0.4 < p < 0.95, p
+
+    app, plain = tmp_path / "app.log", tmp_path / "plain.log"
+    text = "\n".join([KEYWORD_LINE, PLAIN_LINE, HEALTHY]) + "\n"
+    app.write_text(text)
+    plain.write_text(text)
+    sources = (f'[[sources]]\nkind = "file"\nname = "app"\npath = "{app}"\n'
+               'start_at = "beginning"\nkeyword_evidence = true\n'
+               f'[[sources]]\nkind = "file"\nname = "plain"\npath = "{plain}"\n'
+               'start_at = "beginning"\n')
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, sources,
+                       mqtt_extra="[alerts]\nexplain = false\n")
+    sub = Collector(broker.port, f"{ROOT}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                           for m in ms if "/results/" in m.topic) >= 6,
+                            timeout=30)
+        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
+                 for i in d["items"]]
+        seen = {(i["source"], i["text"]): i["anomaly"] for i in items}
+        assert seen[("app", KEYWORD_LINE)] == pytest.approx(shifted(k, 2.4), abs=2e-3)
+        assert seen[("app", PLAIN_LINE)] == pytest.approx(shifted(p, -0.6), abs=2e-3)
+        assert seen[("plain", KEYWORD_LINE)] == pytest.approx(k, abs=2e-3)
+        assert seen[("plain", PLAIN_LINE)] == pytest.approx(p, abs=2e-3)
+        # The keyword line is an alert from the application's file only.
+        alerts = [json.loads(m.payload) for m in
+                  sub.wait_for(lambda ms: any(m.topic == f"{ROOT}/alerts" for m in ms))
+                  if m.topic == f"{ROOT}/alerts"]
+        assert [(a["item"]["source"], a["item"]["text"]) for a in alerts] == \
+            [("app", KEYWORD_LINE)]
+        counters = agent.query("metrics")["result"]["counters"]
+        assert counters.get("lines_keyword_weighed") == 3
+        # A technician asks how the application's source scores a line.
+        asked = agent.query("classify", text=[KEYWORD_LINE, PLAIN_LINE], keywords=True)
+        first, second = asked["result"]
+        assert first["keywords"] == "matched" and second["keywords"] == "none matched"
+        assert first["anomaly"] == pytest.approx(shifted(k, 2.4), abs=2e-3)
+        assert first["words_anomaly"] == pytest.approx(k, abs=2e-3)
+        as_journal = agent.query("classify", text=KEYWORD_LINE, keywords=True, level="info")
+        assert "keywords" not in as_journal["result"][0]  # the level decides such a line
+    finally:
+        agent.stop()
+        sub.close()
