@@ -37,6 +37,7 @@ import numpy as np
 from agent.config import AlertConfig
 from agent.journal_catalog import CatalogEvidenceConfig, parse_message_id
 from agent.journal_evidence import weigh_journal_evidence
+from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
 from agent.level_evidence import (
     SYSLOG_LEVELS,
     LevelEvidenceConfig,
@@ -137,10 +138,12 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                     levels: LevelEvidenceConfig | None = None,
                     alerts: AlertConfig | None = None, fit_levels: bool = False,
                     policy: str = "defaults",
-                    catalog: CatalogEvidenceConfig | None = None) -> dict[str, Any]:
+                    catalog: CatalogEvidenceConfig | None = None,
+                    keywords: KeywordEvidenceConfig | None = None) -> dict[str, Any]:
     """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready.
     ``policy`` names where ``alerts`` and ``levels`` came from (an agent config's path),
-    for the report."""
+    for the report. ``keywords``: lines without a level weighed as a source with
+    ``keyword_evidence = true`` weighs them (None: as any other source, the words alone)."""
     if normal_label not in data.labels:
         raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
                         f"counts as healthy (labels: {data.label_set()}); say which label "
@@ -170,6 +173,11 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                                                           [""] * len(data.texts))],
             levels, catalog if catalog is not None else CatalogEvidenceConfig(), normal_index)
         probs, anomaly, verdicts = evidence.probs, evidence.anomaly, evidence.verdicts
+        by_words = [keywords is not None and lv is None
+                    for lv in (line_levels or [None] * len(data.texts))]
+        if keywords is not None:  # after the level, as the pipeline (agent.pipeline)
+            probs, anomaly = apply_keyword_evidence(probs, anomaly, list(data.texts), by_words,
+                                                    keywords, normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
@@ -188,6 +196,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             "keyword_rule": rule.pattern, "policy": policy,
             "levels_weighed": weighed if levels.enabled else 0,
             "catalog_weighed": sum(v is not None for v in verdicts),
+            "keywords_weighed": sum(by_words),
             "overall": {"model": _figures(flagged[OVERALL]["model"]),
                         "sent": _figures(sent[OVERALL]["model"]),
                         "keyword": _figures(flagged[OVERALL]["keyword"])},
@@ -235,6 +244,10 @@ def format_alerts(result: dict[str, Any]) -> str:
     if result["catalog_weighed"]:
         out.append(f"{result['catalog_weighed']} lines carried a journal catalog id with a "
                    f"verdict and were weighed as the agent does ([model.catalog_evidence]: "
+                   f"{result['policy']}).")
+    if result["keywords_weighed"]:
+        out.append(f"{result['keywords_weighed']} lines without a level were weighed with the "
+                   "keywords, as a source with keyword_evidence = true ([model.keyword_evidence]: "
                    f"{result['policy']}).")
     if "fitted_level_offsets" in result:
         off = result["fitted_level_offsets"]

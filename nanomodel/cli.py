@@ -79,6 +79,7 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
     """``eval --alerts``: alert / no alert on the site's own labels (nanomodel.alert_eval)."""
     from agent.config import AlertConfig, ConfigError, load_config
     from agent.journal_catalog import CatalogEvidenceConfig
+    from agent.keyword_evidence import KeywordEvidenceConfig
     from agent.level_evidence import LevelEvidenceConfig
     from nanomodel.alert_eval import (
         ALERT_EVAL_FIELDS,
@@ -88,21 +89,22 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
     )
 
     alerts, levels, policy = AlertConfig(), LevelEvidenceConfig(), "defaults"
-    catalog = CatalogEvidenceConfig()
+    catalog, keywords = CatalogEvidenceConfig(), KeywordEvidenceConfig()
     if args.agent_config is not None:
         try:
             cfg = load_config(args.agent_config, secrets=False)
         except ConfigError as exc:
             raise DataError(str(exc)) from None
         alerts, levels, policy = cfg.alerts, cfg.model.level_evidence, str(args.agent_config)
-        catalog = cfg.model.catalog_evidence
+        catalog, keywords = cfg.model.catalog_evidence, cfg.model.keyword_evidence
     if args.no_levels:
         levels = LevelEvidenceConfig(enabled=False)
         catalog = CatalogEvidenceConfig(enabled=False)
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
-                             args.fit_levels, policy, catalog)
+                             args.fit_levels, policy, catalog,
+                             keywords if args.keywords else None)
     print(json.dumps(result, sort_keys=True) if args.json else shown(format_alerts(result)))
     return EXIT_OK
 
@@ -253,6 +255,10 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                     "what is sent (default: the agent's defaults)")
     ev.add_argument("--no-levels", action="store_true", help="with --alerts: ignore the "
                     "level and message_id columns (the words alone decide)")
+    ev.add_argument("--keywords", action="store_true", help="with --alerts: score the lines "
+                    "without a level as a source with keyword_evidence = true would (the "
+                    "[model.keyword_evidence] of --agent-config, or the defaults): measure it on "
+                    "your own application's lines before turning it on")
     ev.add_argument("--fit-levels", action="store_true", help="with --alerts: fit the level "
                     "offsets to this model and these labels and print them for "
                     "[model.level_evidence.offsets], with the figures they give")

@@ -70,17 +70,27 @@ def test_words_are_plain_text_never_a_pattern() -> None:
 ])
 def test_bad_config_names_the_field(tmp_path: Path, text: str, field: str) -> None:
     cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n{text}')
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    cfg.write_text(_valid(tmp_path) + text)
+    load_config(_write(tmp_path / "good.toml", _valid(tmp_path)), secrets=False)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as err:
         load_config(cfg, secrets=False)
+    assert "mqtt" not in str(err.value)  # only the field at fault is named
+
+
+def _valid(tmp_path: Path) -> str:
+    return (f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[mqtt]\nhost = "127.0.0.1"\n'
+            f'[[sources]]\nkind = "file"\npath = "{tmp_path}/a.log"\n')
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_a_source_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[[sources]]\nkind = "file"\n'
-                   f'path = "{tmp_path}/a.log"\nkeyword_evidence = "sometimes"\n')
-    with pytest.raises(ConfigError, match="keyword_evidence"):
-        load_config(cfg, secrets=False)
+    text = _valid(tmp_path).replace('.log"\n', '.log"\nkeyword_evidence = "sometimes"\n')
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.keyword_evidence: .*use true or false"):
+        load_config(_write(tmp_path / "agent.toml", text), secrets=False)
 
 
 def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, broker) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
 from agent.level_evidence import LevelOffsets, apply_levels, level_of
 from agent.model import LoadedModel
 from nanomodel import default_bundle_path
@@ -128,6 +129,45 @@ def test_a_level_column_is_weighed_as_the_agent_weighs_journal_lines(
     assert json.loads(out)["overall"]["model"]["f1"] == pytest.approx(
         _expected(rows, anomaly > 0.5).f1)
     assert json.loads(out)["levels_weighed"] == 0
+
+
+def test_keywords_weigh_the_lines_without_a_level_as_a_keyword_source_would(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], site: list[dict[str, str]],
+        scored: tuple[np.ndarray, np.ndarray]) -> None:
+    rows = [r | {"level": "err" if i % 3 == 0 else ""} for i, r in enumerate(site)]
+    data = _write(tmp_path / "keywords.jsonl", rows)
+    levels = [level_of(r["level"]) for r in rows]
+    probs, anomaly = scored
+    p1, a1 = apply_levels(probs, anomaly, levels, LevelOffsets(), 0)
+    _, expected = apply_keyword_evidence(p1, a1, [r["text"] for r in rows],
+                                         [lv is None for lv in levels],
+                                         KeywordEvidenceConfig(), 0)
+    code, out, err = _run(capsys, "model", "eval", "--alerts", "--data", str(data),
+                          "--bundle", BUNDLE, "--normal-label", "ok", "--json", "--keywords")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["keywords_weighed"] == sum(lv is None for lv in levels)
+    assert result["overall"]["model"]["f1"] == pytest.approx(_expected(rows, expected > 0.5).f1)
+    assert result["overall"]["model"]["f1"] != pytest.approx(_expected(rows, a1 > 0.5).f1)
+    # An operator's own words and offsets, from the agent's config.
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'device_id = "d1"\nstate_dir = "{tmp_path}"\n[mqtt]\nhost = "127.0.0.1"\n'
+                   f'[[sources]]\nkind = "file"\npath = "{tmp_path}/x.log"\n'
+                   '[model.keyword_evidence]\nwords = ["denied"]\nmatched = 5.0\n'
+                   'unmatched = 0.0\n')
+    code, out, err = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
+                          BUNDLE, "--normal-label", "ok", "--keywords", "--agent-config", str(cfg))
+    assert code == 0, err
+    assert "weighed with the keywords, as a source with keyword_evidence = true" in out
+    _, own = apply_keyword_evidence(p1, a1, [r["text"] for r in rows],
+                                    [lv is None for lv in levels],
+                                    KeywordEvidenceConfig(words=["denied"], matched=5.0,
+                                                          unmatched=0.0), 0)
+    code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
+                        BUNDLE, "--normal-label", "ok", "--keywords", "--agent-config", str(cfg),
+                        "--json")
+    assert json.loads(out)["overall"]["model"]["f1"] == pytest.approx(
+        _expected(rows, own > 0.5).f1)
 
 
 def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(
