@@ -89,3 +89,19 @@ def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequen
     matched = keyword_matches(texts, cfg.matcher())
     offsets = np.where(matched, cfg.matched, cfg.unmatched)
     return with_anomaly(probs, anomaly, shift_anomaly(anomaly, offsets), rows, normal_index)
+
+
+def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] | None,
+                   keywords: Sequence[bool] | None, levels: Sequence[int | None],
+                   cfg: KeywordEvidenceConfig,
+                   normal_index: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`apply_keyword_evidence` on the lines whose source asks (``keywords``) and that
+    bring no level (the level is the program's own word: it decides such a line), with
+    how many were weighed. None: no line asks."""
+    if texts is None or keywords is None:
+        return probs, anomaly, 0
+    weigh = [bool(k) and lv is None for k, lv in zip(keywords, levels, strict=True)]
+    if not any(weigh):
+        return probs, anomaly, 0
+    probs, anomaly = apply_keyword_evidence(probs, anomaly, texts, weigh, cfg, normal_index)
+    return probs, anomaly, sum(weigh)

@@ -18,7 +18,7 @@ from agent.config import AgentConfig
 from agent.explain import explain_live
 from agent.journal_catalog import CatalogEntry
 from agent.journal_evidence import catalog_verdict, weigh_journal_evidence
-from agent.keyword_evidence import apply_keyword_evidence
+from agent.keyword_evidence import weigh_keywords
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -288,15 +288,12 @@ class Pipeline:
                                          self.level_evidence.for_bundle(
                                              manifest.level_offsets), self.catalog_evidence,
                                          normal)
-        probs, anomaly = weighed.probs, weighed.anomaly
-        by_words = [bool(k) and lv is None for k, lv in zip(keywords or [], levels, strict=False)]
-        if texts is not None and any(by_words):
-            probs, anomaly = apply_keyword_evidence(probs, anomaly, texts, by_words,
-                                                    self.keyword_evidence, normal)
+        probs, anomaly, by_words = weigh_keywords(weighed.probs, weighed.anomaly, texts, keywords,
+                                                  levels, self.keyword_evidence, normal)
         if count:
             for name, n in (("lines_level_weighed", weighed.levels_weighed),
                             ("lines_catalog_weighed", weighed.catalog_weighed),
-                            ("lines_keyword_weighed", sum(by_words) if texts else 0)):
+                            ("lines_keyword_weighed", by_words)):
                 if n:
                     self.counters.inc(name, n)
         return probs, anomaly

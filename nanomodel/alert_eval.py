@@ -37,7 +37,7 @@ import numpy as np
 from agent.config import AlertConfig
 from agent.journal_catalog import CatalogEvidenceConfig, parse_message_id
 from agent.journal_evidence import weigh_journal_evidence
-from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
+from agent.keyword_evidence import KeywordEvidenceConfig, weigh_keywords
 from agent.level_evidence import (
     SYSLOG_LEVELS,
     LevelEvidenceConfig,
@@ -173,11 +173,11 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                                                           [""] * len(data.texts))],
             levels, catalog if catalog is not None else CatalogEvidenceConfig(), normal_index)
         probs, anomaly, verdicts = evidence.probs, evidence.anomaly, evidence.verdicts
-        by_words = [keywords is not None and lv is None
-                    for lv in (line_levels or [None] * len(data.texts))]
-        if keywords is not None:  # after the level, as the pipeline (agent.pipeline)
-            probs, anomaly = apply_keyword_evidence(probs, anomaly, list(data.texts), by_words,
-                                                    keywords, normal_index)
+        # After the level, as the pipeline weighs a keyword source's lines (agent.pipeline).
+        probs, anomaly, by_words = weigh_keywords(
+            probs, anomaly, list(data.texts), None if keywords is None else
+            [True] * len(data.texts), line_levels or [None] * len(data.texts),
+            keywords or KeywordEvidenceConfig(), normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"
@@ -196,7 +196,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
             "keyword_rule": rule.pattern, "policy": policy,
             "levels_weighed": weighed if levels.enabled else 0,
             "catalog_weighed": sum(v is not None for v in verdicts),
-            "keywords_weighed": sum(by_words),
+            "keywords_weighed": by_words,
             "overall": {"model": _figures(flagged[OVERALL]["model"]),
                         "sent": _figures(sent[OVERALL]["model"]),
                         "keyword": _figures(flagged[OVERALL]["keyword"])},
