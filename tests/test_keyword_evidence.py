@@ -14,7 +14,7 @@ import pytest
 
 from agent import default_bundle_path
 from agent.config import ConfigError, load_config
-from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
+from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence, weigh_keywords
 from agent.model import LoadedModel
 from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.mqtt_client import Collector
@@ -50,6 +50,18 @@ def test_only_the_asked_rows_move_and_the_labels_keep_their_shares() -> None:
     assert same_p is probs and same_a is anomaly
     with pytest.raises(ValueError, match="2 texts"):
         apply_keyword_evidence(probs, anomaly, texts[:2], [True] * 3, cfg, 0)
+
+
+def test_a_line_with_its_level_is_left_to_the_level() -> None:
+    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], dtype=np.float32)
+    anomaly = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+    texts = ["fan error", "fan error", "fan error"]
+    cfg = KeywordEvidenceConfig()
+    _, out, n = weigh_keywords(probs, anomaly, texts, [True, True, False], [None, 3, None],
+                               cfg, 0)
+    assert n == 1 and out[0] == pytest.approx(shifted(0.5, 2.4), abs=1e-6)
+    assert out[1] == anomaly[1] and out[2] == anomaly[2]
+    assert weigh_keywords(probs, anomaly, None, None, [None] * 3, cfg, 0)[2] == 0
 
 
 def test_words_are_plain_text_never_a_pattern() -> None:
