@@ -5,7 +5,7 @@ scanner's ``error: kex_exchange_identification`` is routine). On software it has
 read — a device's own application, a daemon nobody here harvested — the model is less
 sure, and a line that says ``error`` or ``failed`` is an alert more often than its score
 says near the flag (docs/model.md, "The grep as a second opinion"). For a source an
-operator marks so (``keyword_evidence = true`` on a file or MQTT source), the anomaly of
+operator marks so (``keyword_evidence = true`` on a file, MQTT or journal source), the anomaly of
 each line is shifted in log-odds, as the journal's level is (:mod:`agent.level_evidence`)::
 
     anomaly' = sigmoid(logit(anomaly) + (matched if a keyword is in the line else unmatched))

@@ -159,3 +159,34 @@ def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, brok
     finally:
         agent.stop()
         sub.close()
+
+
+def test_a_services_stdout_in_the_journal_is_weighed_and_a_levelled_line_is_not(
+        tmp_path: Path, broker) -> None:
+    """The usual home of a device's own application: a systemd service printing to stdout,
+    which journald stores at info — a level that says nothing, so the keywords weigh in;
+    the same words logged by a root daemon at err are left to the level."""
+    from agent.level_evidence import LevelOffsets
+    from tests.support.journal import JournalWriter
+    from tests.support.journal_agent import agent_over_journal
+
+    model = LoadedModel.load(default_bundle_path())
+    _, raw = model.classify([KEYWORD_LINE, KEYWORD_LINE + " again"])
+    model.close()
+    k, k2 = float(raw[0]), float(raw[1])
+    journal = tmp_path / "j" / "app.journal"
+    journal.parent.mkdir()
+    JournalWriter(journal).append([
+        {"MESSAGE": KEYWORD_LINE, "PRIORITY": "6", "_TRANSPORT": "stdout", "_UID": "998",
+         "_SYSTEMD_UNIT": "pumpctl.service", "SYSLOG_IDENTIFIER": "pumpctl"},
+        {"MESSAGE": KEYWORD_LINE + " again", "PRIORITY": "3", "_TRANSPORT": "syslog",
+         "_UID": "0", "SYSLOG_IDENTIFIER": "pumpd"}])
+    with agent_over_journal(tmp_path, broker.port, journal, DEV, "", results=2,
+                            source_extra="keyword_evidence = true\n") as (agent, _, items):
+        seen = {i["text"]: i["anomaly"] for i in items}
+        counters = agent.query("metrics")["result"]["counters"]
+    assert seen[KEYWORD_LINE] == pytest.approx(shifted(k, 2.4), abs=2e-3)
+    assert seen[KEYWORD_LINE + " again"] == pytest.approx(
+        shifted(k2, LevelOffsets().err), abs=2e-3)
+    assert counters.get("lines_keyword_weighed") == 1
+    assert counters.get("lines_level_weighed") == 1

@@ -53,6 +53,11 @@ class JournaldSourceConfig(BaseModel):
     poll_interval_s: float = Field(
         default=0.2, gt=0.0, le=60.0,
         description="Longest wait for new entries before looking again (s).")
+    keyword_evidence: bool = Field(
+        default=False, description="Weigh in the keywords of [model.keyword_evidence] for "
+        "this source's lines that bring no level the agent weighs: a service's stdout at info "
+        "(your own application's, as a unit), an ordinary user's lines, a journal whose "
+        "writer is not trusted. Lines with a weighed level are left to it (docs/agent.md).")
 
     @field_validator("units", "identifiers")
     @classmethod
