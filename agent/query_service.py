@@ -205,6 +205,8 @@ class QueryService:
         for src in self.agent.sources:
             doc = src.describe()
             doc["checkpoint"] = self.agent.spool.checkpoint(src.name)
+            # Whether its lines are weighed with the keywords (agent.keyword_evidence).
+            doc["keyword_evidence"] = src.name in self.agent.pipeline.keyword_sources
             out.append(doc)
         return out
 

@@ -148,6 +148,8 @@ def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, brok
             [("app", KEYWORD_LINE)]
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("lines_keyword_weighed") == 3
+        described = {d["name"]: d["keyword_evidence"] for d in agent.query("sources")["result"]}
+        assert described == {"app": True, "plain": False}
         # A technician asks how the application's source scores a line.
         asked = agent.query("classify", text=[KEYWORD_LINE, PLAIN_LINE], keywords=True)
         first, second = asked["result"]
