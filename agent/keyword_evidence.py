@@ -24,6 +24,7 @@ pipeline applies them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -66,7 +67,18 @@ class KeywordEvidenceConfig(Strict):
     def matcher(self) -> re.Pattern[str]:
         """The words as one case-insensitive alternation of escaped literals (linear time:
         no word can make the regular expression engine backtrack)."""
-        return re.compile("|".join(re.escape(w) for w in self.words), re.IGNORECASE)
+        return _matcher(tuple(self.words))
+
+    def note(self, text: str) -> str:
+        """What an alert's reason says about the keywords of a weighed line: the word that
+        was found, or that none was (a technician asking why it was sent)."""
+        found = self.matcher().search(text)
+        return f" (keyword {found.group(0)!r} weighed in)" if found else " (no keyword)"
+
+
+@functools.lru_cache(maxsize=8)
+def _matcher(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
 
 
 def keyword_matches(texts: Sequence[str], matcher: re.Pattern[str]) -> np.ndarray:

@@ -146,6 +146,7 @@ def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, brok
                   if m.topic == f"{ROOT}/alerts"]
         assert [(a["item"]["source"], a["item"]["text"]) for a in alerts] == \
             [("app", KEYWORD_LINE)]
+        assert "(keyword 'error' weighed in)" in alerts[0]["reason"], alerts[0]["reason"]
         counters = agent.query("metrics")["result"]["counters"]
         assert counters.get("lines_keyword_weighed") == 3
         described = {d["name"]: d["keyword_evidence"] for d in agent.query("sources")["result"]}
