@@ -378,7 +378,8 @@ class Pipeline:
                 reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
-            elif line.level is None and line.source in self.keyword_sources:
+            elif line.level is None and (line.source in self.keyword_sources
+                                         or self.keyword_evidence.unknown(line.text)):
                 reason += self.keyword_evidence.note(line.text)
             verdict = self.catalog_verdict(line.message_id, line.level)
             if verdict is not None:

@@ -250,13 +250,13 @@ class QueryService:
         words_anomaly = anomaly
         pipeline = self.agent.pipeline
         verdict = None
-        weighed = level is not None or message_id is not None or keywords
-        if weighed:  # as the pipeline would score a line of such a source
-            probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
-                                                    [level] * len(texts),
-                                                    [message_id] * len(texts), texts=texts,
-                                                    keywords=[keywords] * len(texts))
-            verdict = pipeline.catalog_verdict(message_id, level) if message_id else None
+        # As the pipeline would score a line of such a source (the keywords weigh in by
+        # default on a line naming a program the model has not read).
+        probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
+                                                [level] * len(texts), [message_id] * len(texts),
+                                                texts=texts, keywords=[keywords] * len(texts))
+        if message_id is not None:
+            verdict = pipeline.catalog_verdict(message_id, level)
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         out = []
@@ -274,10 +274,11 @@ class QueryService:
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
-            if keywords and level is None:
+            by_words = level is None and (keywords or pipeline.keyword_evidence.unknown(text))
+            if by_words:
                 out[-1]["keywords"] = ("matched" if pipeline.keyword_evidence.matcher().search(text)
                                        else "none matched")
-            if weighed:
+            if level is not None or message_id is not None or by_words:
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:
                 out[-1]["why"] = why[i]

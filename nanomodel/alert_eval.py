@@ -139,11 +139,14 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                     alerts: AlertConfig | None = None, fit_levels: bool = False,
                     policy: str = "defaults",
                     catalog: CatalogEvidenceConfig | None = None,
-                    keywords: KeywordEvidenceConfig | None = None) -> dict[str, Any]:
+                    keywords: KeywordEvidenceConfig | None = None,
+                    every_line: bool = False) -> dict[str, Any]:
     """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready.
     ``policy`` names where ``alerts`` and ``levels`` came from (an agent config's path),
-    for the report. ``keywords``: lines without a level weighed as a source with
-    ``keyword_evidence = true`` weighs them (None: as any other source, the words alone)."""
+    for the report. ``keywords``: how lines without a level weigh the keywords, as the
+    agent's ``[model.keyword_evidence]`` (None: its defaults): the lines naming a program
+    the model has not read, or with ``every_line`` all, as a source with ``keyword_evidence
+    = true``."""
     if normal_label not in data.labels:
         raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
                         f"counts as healthy (labels: {data.label_set()}); say which label "
@@ -175,9 +178,9 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
         probs, anomaly, verdicts = evidence.probs, evidence.anomaly, evidence.verdicts
         # After the level, as the pipeline weighs a keyword source's lines (agent.pipeline).
         probs, anomaly, by_words = weigh_keywords(
-            probs, anomaly, list(data.texts), None if keywords is None else
-            [True] * len(data.texts), line_levels or [None] * len(data.texts),
-            keywords or KeywordEvidenceConfig(), normal_index)
+            probs, anomaly, list(data.texts), [every_line] * len(data.texts),
+            line_levels or [None] * len(data.texts), keywords or KeywordEvidenceConfig(),
+            normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.
         sources = ([(s or NO_SOURCE) if s != OVERALL else f"{OVERALL} (a source)"

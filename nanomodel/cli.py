@@ -97,14 +97,14 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
             raise DataError(str(exc)) from None
         alerts, levels, policy = cfg.alerts, cfg.model.level_evidence, str(args.agent_config)
         catalog, keywords = cfg.model.catalog_evidence, cfg.model.keyword_evidence
-    if args.no_levels:
+    if args.no_levels:  # the words alone: no level, catalog id or keywords
         levels = LevelEvidenceConfig(enabled=False)
         catalog = CatalogEvidenceConfig(enabled=False)
+        keywords = keywords.model_copy(update={"unknown_programs": False})
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
-                             args.fit_levels, policy, catalog,
-                             keywords if args.keywords else None)
+                             args.fit_levels, policy, catalog, keywords, args.keywords)
     print(json.dumps(result, sort_keys=True) if args.json else shown(format_alerts(result)))
     return EXIT_OK
 
@@ -254,11 +254,14 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                     "its [alerts], [model.level_evidence] and [model.catalog_evidence] decide "
                     "what is sent (default: the agent's defaults)")
     ev.add_argument("--no-levels", action="store_true", help="with --alerts: ignore the "
-                    "level and message_id columns (the words alone decide)")
-    ev.add_argument("--keywords", action="store_true", help="with --alerts: score the lines "
-                    "without a level as a source with keyword_evidence = true would (the "
-                    "[model.keyword_evidence] of --agent-config, or the defaults): measure it on "
-                    "your own application's lines before turning it on")
+                    "level and message_id columns and weigh no keywords but --keywords' (the "
+                    "words alone decide)")
+    ev.add_argument("--keywords", action="store_true", help="with --alerts: weigh the "
+                    "keywords in on every line without a level, as a source with "
+                    "keyword_evidence = true does (the [model.keyword_evidence] of "
+                    "--agent-config, or the defaults); without it, only on lines naming a "
+                    "program the model has not read, as the agent does by default. Measure it "
+                    "on your own application's lines before turning it on")
     ev.add_argument("--fit-levels", action="store_true", help="with --alerts: fit the level "
                     "offsets to this model and these labels and print them for "
                     "[model.level_evidence.offsets], with the figures they give")

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from agent.control import ask
+from agent.keyword_evidence import KeywordEvidenceConfig
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.queries import MAX_ALERTS_ANSWER_BYTES
@@ -260,7 +261,9 @@ def test_model_queries_share_one_limit_whatever_door_they_came_by() -> None:
 
     agent = SimpleNamespace(
         counters=Counters(), slot=ModelSlot("logs", LoadedModel.load(default_bundle_path())),
-        pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False)))
+        pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False),
+                                 keyword_evidence=KeywordEvidenceConfig(),
+                                 weigh_journal=lambda manifest, p, a, *_, **__: (p, a)))
     service = QueryService(agent)  # type: ignore[arg-type]
     ask_ = b'{"cmd": "classify", "args": {"text": "fan speed 0 rpm"}}'
     for _ in range(MAX_CONCURRENT_QUERIES):  # in service elsewhere

@@ -14,18 +14,25 @@ import pytest
 
 from agent import default_bundle_path
 from agent.config import ConfigError, load_config
-from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence, weigh_keywords
+from agent.keyword_evidence import (
+    KeywordEvidenceConfig,
+    apply_keyword_evidence,
+    program_of,
+    weigh_keywords,
+)
 from agent.model import LoadedModel
 from tests.support.agent_proc import AgentProcess, payloads, write_config
 from tests.support.mqtt_client import Collector
 
 DEV = "gw-keywords"
 ROOT = f"nanofleet/v1/dev/{DEV}"
-# An application's lines the shipped model has never read. With a keyword, scored by the
-# words alone at about 0.74 and its label below 0.8 (no alert by default); with the
-# keyword's +2.4 about 0.97, an alert. Without a keyword, about 0.8; -0.6 takes it to 0.7.
+# An application's lines the shipped model has never read. Its tag names a program the
+# model was not trained on, so every source weighs the keywords in by default: scored by
+# the words alone at about 0.74 with its label below 0.8 (no alert), with the keyword's
+# +2.4 about 0.97, an alert. The same application's lines without a tag (its own file,
+# stdout) are weighed only on a source that asks.
 KEYWORD_LINE = "pumpctl: driver error, stopping"
-PLAIN_LINE = "pumpctl: motor driver stopped unexpectedly"
+TAGLESS = "pump driver error, stopping"
 HEALTHY = "pumpctl: cycle 44 took 12 ms"
 
 
@@ -62,6 +69,46 @@ def test_a_line_with_its_level_is_left_to_the_level() -> None:
     assert n == 1 and out[0] == pytest.approx(shifted(0.5, 2.4), abs=1e-6)
     assert out[1] == anomaly[1] and out[2] == anomaly[2]
     assert weigh_keywords(probs, anomaly, None, None, [None] * 3, cfg, 0)[2] == 0
+
+
+@pytest.mark.parametrize(("line", "program"), [
+    ("pumpctl[311]: driver error", "pumpctl"),
+    ("Mar  4 11:00:02 hmi-2 pumpctl[311]: driver error", "pumpctl"),
+    ("2025-05-19T13:02:44+0000 hmi-2 postfix/smtpd[9]: connect from x", "postfix"),
+    ("Mar  4 11:00:02 hmi-2 sshd(pam_unix)[3]: session opened", "sshd"),
+    ("kernel: usb 1-1: new device", "kernel"),
+    ("error: the disk is gone", None),  # a level word names no program
+    ("WARNING: low battery", None),
+    ("driver error, stopping", None),
+    ("", None),
+])
+def test_the_program_a_line_names(line: str, program: str | None) -> None:
+    assert program_of(line) == program
+
+
+def test_known_programs_are_left_to_the_words_unless_configured_otherwise() -> None:
+    probs = np.array([[0.5, 0.5]] * 3, dtype=np.float32)
+    anomaly = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+    texts = ["sshd[4]: fatal: out of memory", "pumpctl[4]: fatal: out of memory",
+             "fatal: out of memory"]
+    cfg = KeywordEvidenceConfig()
+    _, out, n = weigh_keywords(probs, anomaly, texts, None, [None] * 3, cfg, 0)
+    assert n == 1 and out[1] == pytest.approx(shifted(0.5, 2.4), abs=1e-6)
+    assert out[0] == anomaly[0] and out[2] == anomaly[2]
+    off = cfg.model_copy(update={"unknown_programs": False})
+    assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, off, 0)[2] == 0
+    mine = KeywordEvidenceConfig(known_programs=[*cfg.known_programs, "PumpCtl"])
+    assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, mine, 0)[2] == 0
+
+
+def test_the_known_programs_are_the_training_datas() -> None:
+    """The agent's list is written from nanomodel.realtext.PROGRAMS: a source added to
+    training is added to it in the same change (python -m nanomodel.known_programs)."""
+    from agent.keyword_evidence import KNOWN_PROGRAMS_PATH
+    from nanomodel.known_programs import document
+
+    assert KNOWN_PROGRAMS_PATH.read_text() == document(), \
+        "run python -m nanomodel.known_programs"
 
 
 def test_words_are_plain_text_never_a_pattern() -> None:
@@ -105,19 +152,20 @@ def test_a_source_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
         load_config(_write(tmp_path / "agent.toml", text), secrets=False)
 
 
-def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, broker) -> None:
+def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
+        tmp_path: Path, broker) -> None:
     model = LoadedModel.load(default_bundle_path())
-    probs, raw = model.classify([KEYWORD_LINE, PLAIN_LINE, HEALTHY])
+    probs, raw = model.classify([KEYWORD_LINE, TAGLESS, HEALTHY])
     labels = model.manifest.labels
     model.close()
-    k, p = float(raw[0]), float(raw[1])
+    k, t = float(raw[0]), float(raw[1])
     # A retrain moves such lines a long way: pick new words if these fail (docs/model.md).
     assert 0.68 < k < 0.9 and float(probs[0].max()) < 0.8, \
         f"the keyword line no longer sits below the alert thresholds: {k}, {labels}"
-    assert 0.4 < p < 0.95, p
+    assert 0.1 < t < 0.9, t
 
     app, plain = tmp_path / "app.log", tmp_path / "plain.log"
-    text = "\n".join([KEYWORD_LINE, PLAIN_LINE, HEALTHY]) + "\n"
+    text = "\n".join([KEYWORD_LINE, TAGLESS, HEALTHY]) + "\n"
     app.write_text(text)
     plain.write_text(text)
     sources = (f'[[sources]]\nkind = "file"\nname = "app"\npath = "{app}"\n'
@@ -136,27 +184,32 @@ def test_the_agent_weighs_keywords_for_the_source_that_asks(tmp_path: Path, brok
         items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
                  for i in d["items"]]
         seen = {(i["source"], i["text"]): i["anomaly"] for i in items}
-        assert seen[("app", KEYWORD_LINE)] == pytest.approx(shifted(k, 2.4), abs=2e-3)
-        assert seen[("app", PLAIN_LINE)] == pytest.approx(shifted(p, -0.6), abs=2e-3)
-        assert seen[("plain", KEYWORD_LINE)] == pytest.approx(k, abs=2e-3)
-        assert seen[("plain", PLAIN_LINE)] == pytest.approx(p, abs=2e-3)
-        # The keyword line is an alert from the application's file only.
+        # A program the model has not read: weighed on every source.
+        for source in ("app", "plain"):
+            assert seen[(source, KEYWORD_LINE)] == pytest.approx(shifted(k, 2.4), abs=2e-3)
+        # No tag: weighed only where the source asks.
+        assert seen[("app", TAGLESS)] == pytest.approx(shifted(t, 2.4), abs=2e-3)
+        assert seen[("plain", TAGLESS)] == pytest.approx(t, abs=2e-3)
         alerts = [json.loads(m.payload) for m in
-                  sub.wait_for(lambda ms: any(m.topic == f"{ROOT}/alerts" for m in ms))
+                  sub.wait_for(lambda ms: sum(m.topic == f"{ROOT}/alerts" for m in ms) >= 2)
                   if m.topic == f"{ROOT}/alerts"]
-        assert [(a["item"]["source"], a["item"]["text"]) for a in alerts] == \
-            [("app", KEYWORD_LINE)]
-        assert "(keyword 'error' weighed in)" in alerts[0]["reason"], alerts[0]["reason"]
+        assert sorted((a["item"]["source"], a["item"]["text"]) for a in alerts) == \
+            [("app", KEYWORD_LINE), ("plain", KEYWORD_LINE)]
+        assert all("(keyword 'error' weighed in)" in a["reason"] for a in alerts), alerts
         counters = agent.query("metrics")["result"]["counters"]
-        assert counters.get("lines_keyword_weighed") == 3
+        assert counters.get("lines_keyword_weighed") == 5  # app's 3, plain's 2 tagged
         described = {d["name"]: d["keyword_evidence"] for d in agent.query("sources")["result"]}
         assert described == {"app": True, "plain": False}
-        # A technician asks how the application's source scores a line.
-        asked = agent.query("classify", text=[KEYWORD_LINE, PLAIN_LINE], keywords=True)
-        first, second = asked["result"]
-        assert first["keywords"] == "matched" and second["keywords"] == "none matched"
-        assert first["anomaly"] == pytest.approx(shifted(k, 2.4), abs=2e-3)
-        assert first["words_anomaly"] == pytest.approx(k, abs=2e-3)
+        # A technician asks how a line scores: as a line of any source, then as one of a
+        # source that asks.
+        plain_ask = agent.query("classify", text=[KEYWORD_LINE, TAGLESS])["result"]
+        assert plain_ask[0]["keywords"] == "matched" and "keywords" not in plain_ask[1]
+        assert plain_ask[0]["anomaly"] == pytest.approx(shifted(k, 2.4), abs=2e-3)
+        assert plain_ask[0]["words_anomaly"] == pytest.approx(k, abs=2e-3)
+        assert plain_ask[1]["anomaly"] == pytest.approx(t, abs=2e-3)
+        asked = agent.query("classify", text=[TAGLESS, HEALTHY], keywords=True)["result"]
+        assert asked[0]["keywords"] == "matched" and asked[1]["keywords"] == "none matched"
+        assert asked[0]["anomaly"] == pytest.approx(shifted(t, 2.4), abs=2e-3)
         as_journal = agent.query("classify", text=KEYWORD_LINE, keywords=True, level="info")
         assert "keywords" not in as_journal["result"][0]  # the level decides such a line
     finally:

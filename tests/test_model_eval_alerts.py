@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence
+from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence, weigh_keywords
 from agent.level_evidence import LevelOffsets, apply_levels, level_of
 from agent.model import LoadedModel
 from nanomodel import default_bundle_path
@@ -49,6 +49,17 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def _as_agent(rows: list[dict[str, str]], scored: tuple[np.ndarray, np.ndarray],
+              levels: list[int | None] | None = None) -> np.ndarray:
+    """The anomaly the agent gives these lines by default: the level where a line has one,
+    else the keywords where its tag names a program the model has not read."""
+    probs, anomaly = scored
+    levels = levels or [None] * len(rows)
+    probs, anomaly = apply_levels(probs, anomaly, levels, LevelOffsets(), 0)
+    return weigh_keywords(probs, anomaly, [r["text"] for r in rows], None, levels,
+                          KeywordEvidenceConfig(), 0)[1]
+
+
 def _expected(rows: list[dict[str, str]], flagged: np.ndarray) -> AlertFigures:
     return AlertFigures.of(np.array([r["label"] != "ok" for r in rows]), flagged)
 
@@ -61,7 +72,8 @@ def test_figures_are_the_runtime_scores_counted_against_the_sites_labels(
                           "--bundle", BUNDLE, "--normal-label", "ok", "--json")
     assert code == 0, err
     result = json.loads(out)
-    _, anomaly = scored
+    anomaly = _as_agent(site, scored)
+    assert 0 < result["keywords_weighed"] < len(site)  # the lines of programs it has not read
     model = _expected(site, anomaly > 0.5)
     grep = _expected(site, np.array([re.search("fatal|fail|error|panic|critical", r["text"],
                                                re.I) is not None for r in site]))
@@ -102,7 +114,7 @@ def test_a_sites_own_rule_and_threshold(tmp_path: Path, capsys: pytest.CaptureFi
                                      is not None for r in rows]))
     assert result["overall"]["keyword"]["f1"] == pytest.approx(grep.f1)
     assert result["overall"]["model"]["recall"] == pytest.approx(
-        _expected(rows, scored[1] > 0.8).recall)
+        _expected(rows, _as_agent(site, scored) > 0.8).recall)
     assert "sources" not in result and result["keyword_rule"] == "denied|invalid user"
 
 
@@ -117,8 +129,8 @@ def test_a_level_column_is_weighed_as_the_agent_weighs_journal_lines(
     assert code == 0, err
     result = json.loads(out)
     levels = [level_of(r["level"]) for r in rows]
-    probs, anomaly = scored
-    _, weighed = apply_levels(probs, anomaly, levels, LevelOffsets(), 0)
+    _, anomaly = scored
+    weighed = _as_agent(rows, scored, levels)
     assert result["levels_weighed"] == sum(lv is not None for lv in levels)
     assert result["overall"]["model"]["f1"] == pytest.approx(
         _expected(rows, weighed > 0.5).f1)
@@ -128,7 +140,7 @@ def test_a_level_column_is_weighed_as_the_agent_weighs_journal_lines(
                         "--bundle", BUNDLE, "--normal-label", "ok", "--json", "--no-levels")
     assert json.loads(out)["overall"]["model"]["f1"] == pytest.approx(
         _expected(rows, anomaly > 0.5).f1)
-    assert json.loads(out)["levels_weighed"] == 0
+    assert json.loads(out)["levels_weighed"] == 0 == json.loads(out)["keywords_weighed"]
 
 
 def test_keywords_weigh_the_lines_without_a_level_as_a_keyword_source_would(
