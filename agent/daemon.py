@@ -23,10 +23,11 @@ from agent.line_queue import LineQueue
 from agent.memory import release_freed_memory
 from agent.metrics import Counters
 from agent.model import LoadedModel
+from agent.model_slot import ModelSlot
 from agent.mute_inbox import MuteInbox
 from agent.mutes import MuteSet
 from agent.notify import Notifier
-from agent.pipeline import ModelSlot, Pipeline
+from agent.pipeline import Pipeline
 from agent.query_service import QueryService
 from agent.reload_plan import sources_kept_running, sources_to_keep
 from agent.signal_wake import SignalWake

@@ -90,10 +90,10 @@ class KeywordEvidenceConfig(Strict):
         "0.5 into 0.35: such a line needs more of the model's confidence to be flagged).")
     unknown_programs: bool = Field(
         default=True,
-        description="Also weigh, on any source, the lines whose syslog tag (sshd[412]: ) "
+        description="Also weigh the lines of file sources whose syslog tag (sshd[412]: ) "
         "names a program not in known_programs: software the model has never read. Lines "
-        "without a tag (and journal lines: their MESSAGE has none) are weighed only on a "
-        "source with keyword_evidence = true; false: only there.")
+        "without a tag, MQTT sensor text and journal lines (their MESSAGE carries no tag) "
+        "are weighed only on a source with keyword_evidence = true; false: only there.")
     known_programs: list[str] = Field(
         default_factory=known_programs, max_length=4096,
         description="Programs the model was trained on (tags compared in lower case, "
@@ -122,9 +122,12 @@ class KeywordEvidenceConfig(Strict):
         no word can make the regular expression engine backtrack)."""
         return _matcher(tuple(self.words))
 
-    def note(self, text: str) -> str:
-        """What an alert's reason says about the keywords of a weighed line: the word that
-        was found, or that none was (a technician asking why it was sent)."""
+    def note(self, text: str, asks: bool, tagged: bool) -> str:
+        """What an alert's reason says about the keywords of a line without a level: the
+        word that was found, or that none was, where they were weighed in (its source
+        asks, or its tag names a program the model has not read); else nothing."""
+        if not (asks or (tagged and self.unknown(text))):
+            return ""
         found = self.matcher().search(text)
         return f" (keyword {found.group(0)!r} weighed in)" if found else " (no keyword)"
 
@@ -163,17 +166,20 @@ def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequen
 
 def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] | None,
                    keywords: Sequence[bool] | None, levels: Sequence[int | None],
-                   cfg: KeywordEvidenceConfig,
-                   normal_index: int) -> tuple[np.ndarray, np.ndarray, int]:
+                   cfg: KeywordEvidenceConfig, normal_index: int,
+                   tagged: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`apply_keyword_evidence` on the lines that bring no level (the level is the
     program's own word: it decides such a line) and whose source asks (``keywords``) or
-    whose tag names a program the model has not read (:meth:`KeywordEvidenceConfig.unknown`),
-    with how many were weighed. ``texts`` None: nothing to weigh."""
+    whose tag names a program the model has not read (:meth:`KeywordEvidenceConfig.unknown`;
+    only where ``tagged`` says a line's text may carry a syslog tag — a log file's, not an
+    MQTT topic's prefix or a journal ``MESSAGE``; None: every line may), with how many were
+    weighed. ``texts`` None: nothing to weigh."""
     if texts is None:
         return probs, anomaly, 0
     asks = keywords if keywords is not None else [False] * len(texts)
-    weigh = [lv is None and (bool(k) or cfg.unknown(t))
-             for t, k, lv in zip(texts, asks, levels, strict=True)]
+    may_name = tagged if tagged is not None else [True] * len(texts)
+    weigh = [lv is None and (bool(k) or (m and cfg.unknown(t)))
+             for t, k, m, lv in zip(texts, asks, may_name, levels, strict=True)]
     if not any(weigh):
         return probs, anomaly, 0
     probs, anomaly = apply_keyword_evidence(probs, anomaly, texts, weigh, cfg, normal_index)

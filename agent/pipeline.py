@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
 from agent.metrics import Counters, LatencyWindow
+from agent.model_slot import Model, ModelSlot
 from agent.mutes import MuteSet
 from agent.sources.base import Batching, Line, is_system_uid
 from agent.spool import Spool
@@ -42,35 +43,6 @@ IDLE_WAIT_S = 2.0
 
 # Words named in an alert's reason (the strongest that pushed towards an alert).
 WHY_WORDS = 3
-
-
-class Model(Protocol):
-    """What the pipeline needs of a loaded model (see agent.model.LoadedModel)."""
-
-    manifest: BundleManifest
-    runtime_name: str
-    bundle_sha256: str
-
-    def classify(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class ModelSlot:
-    """The live model of a slot. A batch takes the model once and keeps it to the end,
-    so a swap never changes the model under a running batch."""
-
-    def __init__(self, name: str, model: Model) -> None:
-        self.name = name
-        self._model = model
-        self._lock = threading.Lock()
-
-    def current(self) -> Model:
-        with self._lock:
-            return self._model
-
-    def swap(self, model: Model) -> Model:
-        with self._lock:
-            old, self._model = self._model, model
-            return old
 
 
 class Pipeline:
@@ -113,8 +85,11 @@ class Pipeline:
         self.level_evidence = cfg.model.level_evidence
         self.catalog_evidence = cfg.model.catalog_evidence
         self.keyword_evidence = cfg.model.keyword_evidence
-        self.keyword_sources = frozenset(cfg.source_name(i) for i, s in enumerate(cfg.sources)
-                                         if getattr(s, "keyword_evidence", False))
+        # Sources that ask for the keywords; sources whose lines may name their program in
+        # a syslog tag (log files; agent.keyword_evidence).
+        names = [(cfg.source_name(i), s) for i, s in enumerate(cfg.sources)]
+        self.keyword_sources = frozenset(n for n, s in names if s.keyword_evidence)
+        self.tagged_sources = frozenset(n for n, s in names if s.kind == "file")
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)
@@ -196,7 +171,8 @@ class Pipeline:
             probs, anomaly = self.weigh_journal(
                 manifest, probs, anomaly, [line.level for line in lines],
                 [line.message_id for line in lines], count=True, texts=[ln.text for ln in lines],
-                keywords=[ln.source in self.keyword_sources for ln in lines])
+                keywords=[ln.source in self.keyword_sources for ln in lines],
+                tagged=[ln.source in self.tagged_sources for ln in lines])
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -277,7 +253,8 @@ class Pipeline:
     def weigh_journal(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
                       levels: list[int | None], message_ids: list[str | None],
                       count: bool = False, texts: list[str] | None = None,
-                      keywords: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      keywords: list[bool] | None = None,
+                      tagged: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The scores with each line's level and catalog id weighed in as configured
         (agent.journal_evidence), then, for lines with ``keywords`` true and no level, the
         keywords (agent.keyword_evidence). The classify query uses it too, so a
@@ -289,7 +266,7 @@ class Pipeline:
                                              manifest.level_offsets), self.catalog_evidence,
                                          normal)
         probs, anomaly, by_words = weigh_keywords(weighed.probs, weighed.anomaly, texts, keywords,
-                                                  levels, self.keyword_evidence, normal)
+                                                  levels, self.keyword_evidence, normal, tagged)
         if count:
             for name, n in (("lines_level_weighed", weighed.levels_weighed),
                             ("lines_catalog_weighed", weighed.catalog_weighed),
@@ -378,9 +355,9 @@ class Pipeline:
                 reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
-            elif line.level is None and (line.source in self.keyword_sources
-                                         or self.keyword_evidence.unknown(line.text)):
-                reason += self.keyword_evidence.note(line.text)
+            elif line.level is None:
+                reason += self.keyword_evidence.note(line.text, line.source in self.keyword_sources,
+                                                     line.source in self.tagged_sources)
             verdict = self.catalog_verdict(line.message_id, line.level)
             if verdict is not None:
                 reason += f" (journal catalog: {verdict.subject})"

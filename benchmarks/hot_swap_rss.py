@@ -74,8 +74,8 @@ def run_strategy(strategy: str, bundles: list[Path], swaps: int, runtime: str) -
     import psutil
 
     from agent.model import LoadedModel
+    from agent.model_slot import ModelSlot
     from agent.ota.trial import release_model
-    from agent.pipeline import ModelSlot
     from nanomodel.corpus import generate
 
     def load(path: Path) -> Any:

@@ -19,7 +19,6 @@ from paho.mqtt.properties import Properties
 
 from agent.config import MqttConfig
 from agent.control import ask
-from agent.keyword_evidence import KeywordEvidenceConfig
 from agent.metrics import Counters
 from agent.mqtt_link import MqttLink
 from agent.queries import MAX_ALERTS_ANSWER_BYTES
@@ -33,6 +32,7 @@ from contract.messages import QueryResponse
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_client import Collector
+from tests.support.query_fakes import words_alone_pipeline
 
 DEV = "gate-09"
 ROOT = f"nanofleet/v1/dev/{DEV}"
@@ -256,14 +256,12 @@ def test_model_queries_share_one_limit_whatever_door_they_came_by() -> None:
     """The socket's 8 handlers and MQTT's 4 slots made 12 classify/explain calls at once
     (review, December 2026): the model's queries take one of 4 slots, shared."""
     from agent.model import LoadedModel
-    from agent.pipeline import ModelSlot
+    from agent.model_slot import ModelSlot
     from nanomodel import default_bundle_path
 
     agent = SimpleNamespace(
         counters=Counters(), slot=ModelSlot("logs", LoadedModel.load(default_bundle_path())),
-        pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False),
-                                 keyword_evidence=KeywordEvidenceConfig(),
-                                 weigh_journal=lambda manifest, p, a, *_, **__: (p, a)))
+        pipeline=words_alone_pipeline())
     service = QueryService(agent)  # type: ignore[arg-type]
     ask_ = b'{"cmd": "classify", "args": {"text": "fan speed 0 rpm"}}'
     for _ in range(MAX_CONCURRENT_QUERIES):  # in service elsewhere

@@ -99,6 +99,14 @@ def test_known_programs_are_left_to_the_words_unless_configured_otherwise() -> N
     assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, off, 0)[2] == 0
     mine = KeywordEvidenceConfig(known_programs=[*cfg.known_programs, "PumpCtl"])
     assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, mine, 0)[2] == 0
+    # An MQTT topic's prefix (sensors/pump1: ...) or a journal MESSAGE is no syslog tag:
+    # such sources' lines are weighed only where the source asks.
+    sensor = ["sensors/pump1: fatal: out of memory"] * 3
+    assert cfg.unknown(sensor[0])  # it would read as a program ...
+    assert weigh_keywords(probs, anomaly, sensor, None, [None] * 3, cfg, 0,
+                          tagged=[False] * 3)[2] == 0  # ... but the source says it is none
+    assert weigh_keywords(probs, anomaly, sensor, [True, False, False], [None] * 3, cfg, 0,
+                          tagged=[False] * 3)[2] == 1
 
 
 def test_the_known_programs_are_the_training_datas() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
+from agent.model_slot import ModelSlot
 from agent.ota.boot import factory_examples
 from agent.ota.config import OtaConfig, TrialConfig
 from agent.ota.engine import OtaEngine
@@ -21,11 +22,11 @@ from agent.ota.health import TrialStats, evaluate, swapped_labels
 from agent.ota.record import InstalledRef, OtaRecord, UpdateTarget
 from agent.ota.store import OtaStore
 from agent.ota.trial import ObservedModel, compare_on_sample, reference_lines, release_model
-from agent.pipeline import ModelSlot
 from agent.query_service import QueryService
 from contract.messages import DesiredModel, DesiredState
 from hil.models import collapsed, finetuned, swapped, traffic
 from nanomodel import default_bundle_path
+from tests.support.query_fakes import words_alone_pipeline
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +65,7 @@ def test_a_technicians_query_during_a_trial_is_not_trial_traffic() -> None:
     observed = ObservedModel(new, old, sample_lines=256, prob_sum_tolerance=1e-3)
     observed.classify(traffic(16))  # the device's own traffic
     agent = SimpleNamespace(slot=ModelSlot("logs", observed), counters=Counters(),
-                            pipeline=SimpleNamespace(level_evidence=SimpleNamespace(enabled=False)))
+                            pipeline=words_alone_pipeline())
     texts = [f"technician test line {i}" for i in range(256)]
     service = QueryService(agent)  # type: ignore[arg-type]
     for args in ({"text": texts}, {"text": texts[:32], "explain": True}):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from agent.model import LoadedModel
+from agent.model_slot import ModelSlot
 from agent.ota.config import TrialConfig
 from agent.ota.record import OtaRecord, UpdateTarget
 from agent.ota.state import SmokePassed
 from agent.ota.store import OtaStore
 from agent.ota.trial import release_model
-from agent.pipeline import ModelSlot
 from hil.models import nan_on_traffic, traffic
 from nanomodel import default_bundle_path
 from tests.test_ota_engine import install, make_engine

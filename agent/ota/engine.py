@@ -27,6 +27,7 @@ from paho.mqtt.client import MQTTMessage
 
 from agent.metrics import Counters
 from agent.model import LoadedModel
+from agent.model_slot import ModelSlot
 from agent.ota.boot import bundle_loads, choose_boot_bundle, read_boot_id
 from agent.ota.config import OtaConfig
 from agent.ota.errors import UpdateRefused
@@ -48,7 +49,6 @@ from agent.ota.state import (
 from agent.ota.store import OtaStore
 from agent.ota.transport import ArtifactTransport
 from agent.ota.trial import MemoryBudget, ObservedModel, ServingModel
-from agent.pipeline import ModelSlot
 from contract.reasons import OtaReason
 
 log = logging.getLogger("nanofleet.agent.ota")

@@ -1,7 +1,7 @@
 """The OTA engine's hot swap: the model side of :class:`~agent.ota.engine.OtaEngine`.
 
 The candidate is loaded and smoke-tested next to the live model, then swapped into the
-:class:`~agent.pipeline.ModelSlot` wrapped in an :class:`~agent.ota.trial.ObservedModel`.
+:class:`~agent.model_slot.ModelSlot` wrapped in an :class:`~agent.ota.trial.ObservedModel`.
 A batch takes the model once, so batches in flight finish on the old model; the old
 model stays loaded through the trial and comes back in one swap if health says so.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.model import LoadedModel
+from agent.model_slot import ModelSlot
 from agent.ota.boot import factory_examples
 from agent.ota.candidate import load_candidate
 from agent.ota.config import OtaConfig
@@ -35,7 +36,6 @@ from agent.ota.trial import (
     release_model,
     watch_trial,
 )
-from agent.pipeline import ModelSlot
 from agent.runtime.registry import runtime_format
 from contract.reasons import OtaReason, is_transient
 

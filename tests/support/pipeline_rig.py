@@ -9,7 +9,8 @@ from agent.config import AgentConfig
 from agent.line_queue import LineQueue
 from agent.metrics import Counters
 from agent.model import LoadedModel
-from agent.pipeline import ModelSlot, Pipeline
+from agent.model_slot import ModelSlot
+from agent.pipeline import Pipeline
 from agent.spool import Spool
 from nanomodel import default_bundle_path
 
