@@ -112,15 +112,14 @@ class KeywordEvidenceConfig(Strict):
     def unknown(self, text: str) -> bool:
         """Whether the line's tag names a program the model has not read (and that
         counts: ``unknown_programs``)."""
-        if not self.unknown_programs:
-            return False
-        program = program_of(text)
-        return program is not None and program not in _known(tuple(self.known_programs))
+        return self.unknown_programs and _names_other(text, _known(tuple(self.known_programs)))
 
-    def matcher(self) -> re.Pattern[str]:
-        """The words as one case-insensitive alternation of escaped literals (linear time:
-        no word can make the regular expression engine backtrack)."""
-        return _matcher(tuple(self.words))
+    def found(self, text: str) -> str | None:
+        """The first of the words (as configured) that is in the line, or None. Plain
+        substring tests on the lower-cased line: linear, and several times faster than one
+        case-insensitive regular expression of the alternatives."""
+        low = text.lower()
+        return next((w for w, lw in _lowered(tuple(self.words)) if lw in low), None)
 
     def note(self, text: str, asks: bool, tagged: bool) -> str:
         """What an alert's reason says about the keywords of a line without a level: the
@@ -128,8 +127,14 @@ class KeywordEvidenceConfig(Strict):
         asks, or its tag names a program the model has not read); else nothing."""
         if not (asks or (tagged and self.unknown(text))):
             return ""
-        found = self.matcher().search(text)
-        return f" (keyword {found.group(0)!r} weighed in)" if found else " (no keyword)"
+        word = self.found(text)
+        return f" (keyword {word!r} weighed in)" if word is not None else " (no keyword)"
+
+
+def _names_other(text: str, known: frozenset[str]) -> bool:
+    """Whether the line's tag names a program that is not in ``known``."""
+    program = program_of(text)
+    return program is not None and program not in known
 
 
 @functools.lru_cache(maxsize=8)
@@ -138,13 +143,14 @@ def _known(programs: tuple[str, ...]) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _matcher(words: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+def _lowered(words: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((w, w.lower()) for w in words)
 
 
-def keyword_matches(texts: Sequence[str], matcher: re.Pattern[str]) -> np.ndarray:
+def keyword_matches(texts: Sequence[str], cfg: KeywordEvidenceConfig) -> np.ndarray:
     """Whether a keyword is in each line (bool [B])."""
-    return np.array([matcher.search(t) is not None for t in texts], dtype=bool)
+    words = [lw for _, lw in _lowered(tuple(cfg.words))]
+    return np.array([any(w in t.lower() for w in words) for t in texts], dtype=bool)
 
 
 def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str],
@@ -159,7 +165,7 @@ def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequen
     rows = np.asarray(weigh, dtype=bool)
     if not rows.any():
         return probs, anomaly
-    matched = keyword_matches(texts, cfg.matcher())
+    matched = keyword_matches(texts, cfg)
     offsets = np.where(matched, cfg.matched, cfg.unmatched)
     return with_anomaly(probs, anomaly, shift_anomaly(anomaly, offsets), rows, normal_index)
 
@@ -178,7 +184,8 @@ def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] 
         return probs, anomaly, 0
     asks = keywords if keywords is not None else [False] * len(texts)
     may_name = tagged if tagged is not None else [True] * len(texts)
-    weigh = [lv is None and (bool(k) or (m and cfg.unknown(t)))
+    known = _known(tuple(cfg.known_programs)) if cfg.unknown_programs else None  # once a batch
+    weigh = [lv is None and (bool(k) or (m and known is not None and _names_other(t, known)))
              for t, k, m, lv in zip(texts, asks, may_name, levels, strict=True)]
     if not any(weigh):
         return probs, anomaly, 0

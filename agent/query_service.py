@@ -276,8 +276,8 @@ class QueryService:
                                                        pipeline.catalog_evidence.enabled))
             by_words = level is None and (keywords or pipeline.keyword_evidence.unknown(text))
             if by_words:
-                out[-1]["keywords"] = ("matched" if pipeline.keyword_evidence.matcher().search(text)
-                                       else "none matched")
+                word = pipeline.keyword_evidence.found(text)
+                out[-1]["keywords"] = f"matched {word!r}" if word is not None else "none matched"
             if level is not None or message_id is not None or by_words:
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)
             if why is not None:

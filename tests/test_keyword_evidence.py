@@ -121,12 +121,12 @@ def test_the_known_programs_are_the_training_datas() -> None:
 
 def test_words_are_plain_text_never_a_pattern() -> None:
     cfg = KeywordEvidenceConfig(words=["(a+)+$", "E!"])
-    matcher = cfg.matcher()
     # A pattern that backtracks exponentially as a regex is only its literal characters
     # here: a long line of "a" does not match it (and takes linear time to say so).
-    assert matcher.search("a" * 60_000 + "!") is None
-    assert matcher.search("telegraf: e! [outputs.mqtt] dial tcp: timeout") is not None
-    assert matcher.search("got (a+)+$ in the input") is not None
+    assert cfg.found("a" * 60_000 + "!") is None
+    assert cfg.found("telegraf: e! [outputs.mqtt] dial tcp: timeout") == "E!"
+    assert cfg.found("got (a+)+$ in the input") == "(a+)+$"
+    assert KeywordEvidenceConfig().found("Disk FAILED") == "fail"
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -211,12 +211,12 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         # A technician asks how a line scores: as a line of any source, then as one of a
         # source that asks.
         plain_ask = agent.query("classify", text=[KEYWORD_LINE, TAGLESS])["result"]
-        assert plain_ask[0]["keywords"] == "matched" and "keywords" not in plain_ask[1]
+        assert plain_ask[0]["keywords"] == "matched 'error'" and "keywords" not in plain_ask[1]
         assert plain_ask[0]["anomaly"] == pytest.approx(shifted(k, 2.4), abs=2e-3)
         assert plain_ask[0]["words_anomaly"] == pytest.approx(k, abs=2e-3)
         assert plain_ask[1]["anomaly"] == pytest.approx(t, abs=2e-3)
         asked = agent.query("classify", text=[TAGLESS, HEALTHY], keywords=True)["result"]
-        assert asked[0]["keywords"] == "matched" and asked[1]["keywords"] == "none matched"
+        assert asked[0]["keywords"] == "matched 'error'" and asked[1]["keywords"] == "none matched"
         assert asked[0]["anomaly"] == pytest.approx(shifted(t, 2.4), abs=2e-3)
         as_journal = agent.query("classify", text=KEYWORD_LINE, keywords=True, level="info")
         assert "keywords" not in as_journal["result"][0]  # the level decides such a line
