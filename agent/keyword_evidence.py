@@ -90,10 +90,11 @@ class KeywordEvidenceConfig(Strict):
         "0.5 into 0.35: such a line needs more of the model's confidence to be flagged).")
     unknown_programs: bool = Field(
         default=True,
-        description="Also weigh the lines of file sources whose syslog tag (sshd[412]: ) "
-        "names a program not in known_programs: software the model has never read. Lines "
-        "without a tag, MQTT sensor text and journal lines (their MESSAGE carries no tag) "
-        "are weighed only on a source with keyword_evidence = true; false: only there.")
+        description="Also weigh the lines without a weighed level that name a program not "
+        "in known_programs — a log file's line by its syslog tag (sshd[412]: ), a journal "
+        "line by its SYSLOG_IDENTIFIER (a service's stdout at info): software the model "
+        "has never read. Lines without a tag and MQTT sensor text are weighed only on a "
+        "source with keyword_evidence = true; false: only there.")
     known_programs: list[str] = Field(
         default_factory=known_programs, max_length=4096,
         description="Programs the model was trained on (tags compared in lower case, "
@@ -109,10 +110,12 @@ class KeywordEvidenceConfig(Strict):
                 raise ValueError(f"{word!r}: 1-64 characters, not only spaces")
         return words
 
-    def unknown(self, text: str) -> bool:
-        """Whether the line's tag names a program the model has not read (and that
-        counts: ``unknown_programs``)."""
-        return self.unknown_programs and _names_other(text, _known(tuple(self.known_programs)))
+    def unknown(self, text: str, program: str | None = None) -> bool:
+        """Whether the line names a program the model has not read (and that counts:
+        ``unknown_programs``): ``program`` where its source says which (the journal), else
+        its tag."""
+        return self.unknown_programs and _names_other(text, program,
+                                                      _known(tuple(self.known_programs)))
 
     def found(self, text: str) -> str | None:
         """The first of the words (as configured) that is in the line, or None. Plain
@@ -121,20 +124,22 @@ class KeywordEvidenceConfig(Strict):
         low = text.lower()
         return next((w for w, lw in _lowered(tuple(self.words)) if lw in low), None)
 
-    def note(self, text: str, asks: bool, tagged: bool) -> str:
+    def note(self, text: str, asks: bool, tagged: bool, program: str | None = None) -> str:
         """What an alert's reason says about the keywords of a line without a level: the
         word that was found, or that none was, where they were weighed in (its source
-        asks, or its tag names a program the model has not read); else nothing."""
-        if not (asks or (tagged and self.unknown(text))):
+        asks, or it names a program the model has not read: ``program`` where its source
+        says which, else its tag where ``tagged``); else nothing."""
+        if not (asks or ((tagged or program) and self.unknown(text, program))):
             return ""
         word = self.found(text)
         return f" (keyword {word!r} weighed in)" if word is not None else " (no keyword)"
 
 
-def _names_other(text: str, known: frozenset[str]) -> bool:
-    """Whether the line's tag names a program that is not in ``known``."""
-    program = program_of(text)
-    return program is not None and program not in known
+def _names_other(text: str, program: str | None, known: frozenset[str]) -> bool:
+    """Whether the line names a program that is not in ``known``: ``program`` when its
+    source says which, else the one its tag names (none: False)."""
+    name = program.lower() if program else program_of(text)
+    return name is not None and name not in known
 
 
 @functools.lru_cache(maxsize=8)
@@ -173,20 +178,26 @@ def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequen
 def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] | None,
                    keywords: Sequence[bool] | None, levels: Sequence[int | None],
                    cfg: KeywordEvidenceConfig, normal_index: int,
-                   tagged: Sequence[bool] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+                   tagged: Sequence[bool] | None = None,
+                   programs: Sequence[str | None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`apply_keyword_evidence` on the lines that bring no level (the level is the
     program's own word: it decides such a line) and whose source asks (``keywords``) or
-    whose tag names a program the model has not read (:meth:`KeywordEvidenceConfig.unknown`;
-    only where ``tagged`` says a line's text may carry a syslog tag — a log file's, not an
-    MQTT topic's prefix or a journal ``MESSAGE``; None: every line may), with how many were
-    weighed. ``texts`` None: nothing to weigh."""
+    that name a program the model has not read: the one their source says (``programs``:
+    the journal's identifier), else the one their tag names where ``tagged`` says their
+    text may carry a syslog tag (a log file's; not an MQTT topic's prefix or a journal
+    ``MESSAGE``; None: every line may). Returns the scores and how many were weighed.
+    ``texts`` None: nothing to weigh."""
     if texts is None:
         return probs, anomaly, 0
-    asks = keywords if keywords is not None else [False] * len(texts)
-    may_name = tagged if tagged is not None else [True] * len(texts)
+    n = len(texts)
+    asks = keywords if keywords is not None else [False] * n
+    may_name = tagged if tagged is not None else [True] * n
+    said = programs if programs is not None else [None] * n
     known = _known(tuple(cfg.known_programs)) if cfg.unknown_programs else None  # once a batch
-    weigh = [lv is None and (bool(k) or (m and known is not None and _names_other(t, known)))
-             for t, k, m, lv in zip(texts, asks, may_name, levels, strict=True)]
+    weigh = [lv is None and (bool(k) or (known is not None and (m or p is not None)
+                                         and _names_other(t, p, known)))
+             for t, k, m, p, lv in zip(texts, asks, may_name, said, levels, strict=True)]
     if not any(weigh):
         return probs, anomaly, 0
     probs, anomaly = apply_keyword_evidence(probs, anomaly, texts, weigh, cfg, normal_index)

@@ -172,7 +172,8 @@ class Pipeline:
                 manifest, probs, anomaly, [line.level for line in lines],
                 [line.message_id for line in lines], count=True, texts=[ln.text for ln in lines],
                 keywords=[ln.source in self.keyword_sources for ln in lines],
-                tagged=[ln.source in self.tagged_sources for ln in lines])
+                tagged=[ln.source in self.tagged_sources for ln in lines],
+                programs=[ln.program for ln in lines])
         items = self._result_items(lines, manifest, probs, anomaly, failed)
         messages = [] if failed else self._alerts(model, lines, items, manifest,
                                                   probs.max(axis=1), anomaly)
@@ -254,7 +255,8 @@ class Pipeline:
                       levels: list[int | None], message_ids: list[str | None],
                       count: bool = False, texts: list[str] | None = None,
                       keywords: list[bool] | None = None,
-                      tagged: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      tagged: list[bool] | None = None,
+                      programs: list[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The scores with each line's level and catalog id weighed in as configured
         (agent.journal_evidence), then, for lines with ``keywords`` true and no level, the
         keywords (agent.keyword_evidence). The classify query uses it too, so a
@@ -266,7 +268,8 @@ class Pipeline:
                                              manifest.level_offsets), self.catalog_evidence,
                                          normal)
         probs, anomaly, by_words = weigh_keywords(weighed.probs, weighed.anomaly, texts, keywords,
-                                                  levels, self.keyword_evidence, normal, tagged)
+                                                  levels, self.keyword_evidence, normal, tagged,
+                                                  programs)
         if count:
             for name, n in (("lines_level_weighed", weighed.levels_weighed),
                             ("lines_catalog_weighed", weighed.catalog_weighed),
@@ -357,7 +360,8 @@ class Pipeline:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
             elif line.level is None:
                 reason += self.keyword_evidence.note(line.text, line.source in self.keyword_sources,
-                                                     line.source in self.tagged_sources)
+                                                     line.source in self.tagged_sources,
+                                                     line.program)
             verdict = self.catalog_verdict(line.message_id, line.level)
             if verdict is not None:
                 reason += f" (journal catalog: {verdict.subject})"

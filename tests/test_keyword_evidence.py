@@ -225,32 +225,39 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         sub.close()
 
 
+@pytest.mark.parametrize("asks", [False, True])
 def test_a_services_stdout_in_the_journal_is_weighed_and_a_levelled_line_is_not(
-        tmp_path: Path, broker) -> None:
+        tmp_path: Path, broker, asks: bool) -> None:
     """The usual home of a device's own application: a systemd service printing to stdout,
-    which journald stores at info — a level that says nothing, so the keywords weigh in;
-    the same words logged by a root daemon at err are left to the level."""
+    which journald stores at info — a level that says nothing. By default its line is
+    weighed when its SYSLOG_IDENTIFIER names a program the model has not read (not by a
+    tag-like start of the MESSAGE); on a source that asks, every such line is. The same
+    words logged by a root daemon at err are left to the level either way."""
     from agent.level_evidence import LevelOffsets
     from tests.support.journal import JournalWriter
     from tests.support.journal_agent import agent_over_journal
 
+    again = KEYWORD_LINE + " again"
     model = LoadedModel.load(default_bundle_path())
-    _, raw = model.classify([KEYWORD_LINE, KEYWORD_LINE + " again"])
+    _, raw = model.classify([KEYWORD_LINE, TAGLESS, again])
     model.close()
-    k, k2 = float(raw[0]), float(raw[1])
+    k, t, k2 = (float(x) for x in raw)
     journal = tmp_path / "j" / "app.journal"
     journal.parent.mkdir()
+    stdout = {"PRIORITY": "6", "_TRANSPORT": "stdout", "_UID": "998"}
     JournalWriter(journal).append([
-        {"MESSAGE": KEYWORD_LINE, "PRIORITY": "6", "_TRANSPORT": "stdout", "_UID": "998",
-         "_SYSTEMD_UNIT": "pumpctl.service", "SYSLOG_IDENTIFIER": "pumpctl"},
-        {"MESSAGE": KEYWORD_LINE + " again", "PRIORITY": "3", "_TRANSPORT": "syslog",
-         "_UID": "0", "SYSLOG_IDENTIFIER": "pumpd"}])
-    with agent_over_journal(tmp_path, broker.port, journal, DEV, "", results=2,
-                            source_extra="keyword_evidence = true\n") as (agent, _, items):
+        {"MESSAGE": KEYWORD_LINE, **stdout, "SYSLOG_IDENTIFIER": "pumpctl"},
+        # Known to the model by its identifier, whatever its message starts with.
+        {"MESSAGE": TAGLESS, **stdout, "SYSLOG_IDENTIFIER": "dhcpcd"},
+        {"MESSAGE": again, "PRIORITY": "3", "_TRANSPORT": "syslog", "_UID": "0",
+         "SYSLOG_IDENTIFIER": "pumpd"}])
+    with agent_over_journal(tmp_path, broker.port, journal, DEV, "", results=3,
+                            source_extra="keyword_evidence = true\n" if asks else "") as (
+            agent, _, items):
         seen = {i["text"]: i["anomaly"] for i in items}
         counters = agent.query("metrics")["result"]["counters"]
     assert seen[KEYWORD_LINE] == pytest.approx(shifted(k, 2.4), abs=2e-3)
-    assert seen[KEYWORD_LINE + " again"] == pytest.approx(
-        shifted(k2, LevelOffsets().err), abs=2e-3)
-    assert counters.get("lines_keyword_weighed") == 1
+    assert seen[TAGLESS] == pytest.approx(shifted(t, 2.4) if asks else t, abs=2e-3)
+    assert seen[again] == pytest.approx(shifted(k2, LevelOffsets().err), abs=2e-3)
+    assert counters.get("lines_keyword_weighed") == (2 if asks else 1)
     assert counters.get("lines_level_weighed") == 1

@@ -54,6 +54,10 @@ class Line:
     # Called by the pipeline once this line's result is committed: a source that cannot
     # re-read (MQTT) acknowledges its message to the broker only then.
     ack: Callable[[], None] | None = None
+    # The program the source says logged it (journald's SYSLOG_IDENTIFIER, the logger's
+    # claim); None where the source does not say (a log file's line may name it in its
+    # tag: agent.keyword_evidence).
+    program: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,16 +165,19 @@ class Source(ABC):
 
     def emit(self, raw: bytes, ts: float, checkpoint: str | None, block: bool = True,
              level: int | None = None, uid: int | None = None,
-             message_id: str | None = None, ack: Callable[[], None] | None = None) -> bool:
+             message_id: str | None = None, ack: Callable[[], None] | None = None,
+             program: str | None = None) -> bool:
         """Bound, decode and queue one line. ``block=True`` waits while the sink is full
         (back-pressure) until there is room or this source is stopped; it polls rather
         than blocking inside the sink so that stop() is prompt. ``block=False`` returns
         False at once when the sink is full (the caller counts the drop). ``level``: the
         syslog level the program logged it at, ``uid`` the user who logged it and
         ``message_id`` its journal catalog id, when the source knows them; ``ack`` is
-        called once the line is committed (:attr:`Line.ack`)."""
+        called once the line is committed (:attr:`Line.ack`); ``program`` the program the
+        source says logged it (:attr:`Line.program`)."""
         text, truncated = sanitize(raw, self.max_line_bytes, self.counters)
-        line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id, ack)
+        line = Line(self.name, text, ts, truncated, checkpoint, level, uid, message_id, ack,
+                    program)
         ok = self.sink.put(line, can_wait=block)
         delay = 0.001
         while not ok and block and not self._stop.is_set():

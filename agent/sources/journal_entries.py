@@ -41,7 +41,7 @@ def seconds(realtime_us: int) -> float:
 # large fields of its own (journald's native protocol takes them from every user), and
 # Reader.get_next() copies every one: one such entry cost ~60 MB of peak memory.
 FIELDS_READ = ("MESSAGE", "PRIORITY", "MESSAGE_ID", "_TRANSPORT", "_SYSTEMD_UNIT", "_UID",
-                "_PID")
+                "_PID", "SYSLOG_IDENTIFIER")
 # PRIORITY is whatever the logging process says (`logger -p crit`, any user); journald's
 # own `_UID` is not. A level is weighed in only for entries of system users (login.defs'
 # SYS_UID_MAX): an ordinary user's forged "crit" from "sshd" made its line more likely to

@@ -359,7 +359,8 @@ class JournaldSource(Source):
             parse_message_id(entry.get("MESSAGE_ID")), entry.get("_UID"), entry.get("_PID"),
             entry.get("_SYSTEMD_UNIT")) if self.trust_fields else None
         if not self.emit(message, entry.get("__REALTIME_TIMESTAMP", 0.0), cursor,
-                         level=level, uid=uid, message_id=message_id):
+                         level=level, uid=uid, message_id=message_id,
+                         program=(field(entry, "SYSLOG_IDENTIFIER") or "")[:64] or None):
             return  # stopped while the sink was full; the cursor stays at the last line
         self.cursor = cursor
         unit = entry.get("_SYSTEMD_UNIT")
