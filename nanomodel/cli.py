@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         version_label=args.version_label, name=args.name, slot=args.slot,
         mix_corpus=args.mix_corpus, eval_data=eval_data, config=config,
         balance=args.balance))
+    newly_known = _programs_taught(data.texts)
     summary = {"out": str(args.out), "bytes": len(result.bundle), "version": result.version,
                "labels": result.labels, "normal_label": result.normal_label,
                "training_lines": len(data.texts), "mixed_corpus_lines": result.mixed_corpus_lines,
-               "head_only": args.head_only, "evaluation": result.figures}
+               "head_only": args.head_only, "evaluation": result.figures,
+               "programs_taught": newly_known}
     if args.json:
         print(json.dumps(summary, sort_keys=True))
         return EXIT_OK
@@ -63,7 +66,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         if result.mixed_corpus_lines else "") + (" (head only)" if args.head_only else ""))
     for key, value in result.figures.items():
         print(f"  {key:36s} {value:.4f}")
+    if newly_known:
+        print("programs these lines name that the agent weighs with keywords as software the "
+              "model has never read: add them to the agent's [model.keyword_evidence] "
+              f"known_programs once this model is live: {', '.join(newly_known)}")
     return EXIT_OK
+
+
+def _programs_taught(texts: Sequence[str]) -> list[str]:
+    """Programs the training lines name in their syslog tags that the agent does not count
+    as known (agent.keyword_evidence): after the fine-tune, the model has read them."""
+    from agent.keyword_evidence import KeywordEvidenceConfig, program_of
+
+    known = {p.lower() for p in KeywordEvidenceConfig().known_programs}
+    return sorted({p for p in map(program_of, texts) if p is not None and p not in known})
 
 
 def _scores_table(title: str, scores: dict[str, Any]) -> list[str]:

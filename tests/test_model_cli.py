@@ -227,9 +227,15 @@ def test_a_site_fine_tunes_on_its_false_alarms_alone(tmp_path: Path,
     data.write_text("".join(json.dumps({"text": t, "label": "normal"}) + "\n" for t in judged),
                     encoding="utf-8")
     out = tmp_path / "site.nfb"
-    code, _, err = _run(capsys, "model", "train", "--data", str(data), "--out", str(out),
-                        "--base", str(default_bundle_path()), "--head-only", "--quiet")
+    code, said, err = _run(capsys, "model", "train", "--data", str(data), "--out", str(out),
+                           "--base", str(default_bundle_path()), "--head-only", "--quiet")
     assert code == 0, err
+    # The programs these lines name that the agent would weigh as never read: now read.
+    from agent.keyword_evidence import KeywordEvidenceConfig, program_of
+
+    known = set(KeywordEvidenceConfig().known_programs)
+    taught = sorted({p for p in map(program_of, judged) if p is not None and p not in known})
+    assert taught and f"known_programs once this model is live: {', '.join(taught)}" in said
     site = LoadedModel.load(out)
     _, judged_after = site.classify(judged)
     _, unseen_after = site.classify(unseen)
