@@ -58,7 +58,12 @@ _HEAD_SCAN = 400  # the featurizer's head is looked for in max_chars + 144 chara
 
 def known_programs() -> list[str]:
     """The programs the shipped model was trained on (lower case)."""
-    return [str(p) for p in json.loads(KNOWN_PROGRAMS_PATH.read_text())["programs"]]
+    return list(_shipped_programs())
+
+
+@functools.cache
+def _shipped_programs() -> tuple[str, ...]:
+    return tuple(str(p) for p in json.loads(KNOWN_PROGRAMS_PATH.read_text())["programs"])
 
 
 def program_of(text: str) -> str | None:
@@ -71,8 +76,9 @@ def program_of(text: str) -> str | None:
 
 
 class KeywordEvidenceConfig(Strict):
-    """``[model.keyword_evidence]``: how lines of sources with ``keyword_evidence = true``
-    weigh the keywords."""
+    """``[model.keyword_evidence]``: which lines weigh the keywords in (those naming a
+    program the model has not read; every line of a source with ``keyword_evidence =
+    true``) and how much."""
 
     words: list[str] = Field(
         default_factory=lambda: list(DEFAULT_WORDS), min_length=1, max_length=64,
