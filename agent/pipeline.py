@@ -258,8 +258,10 @@ class Pipeline:
                       tagged: list[bool] | None = None,
                       programs: list[str | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The scores with each line's level and catalog id weighed in as configured
-        (agent.journal_evidence), then, for lines with ``keywords`` true and no level, the
-        keywords (agent.keyword_evidence). The classify query uses it too, so a
+        (agent.journal_evidence), then the keywords on lines without a weighed level whose
+        source asks (``keywords``) or that name a program the model has not read
+        (``programs``, or their tag where ``tagged``; agent.keyword_evidence). The classify
+        query uses it too, so a
         technician's answer is the pipeline's; ``count``: the lines are the device's
         (``lines_level_weighed``, ``lines_catalog_weighed``, ``lines_keyword_weighed``)."""
         normal = manifest.labels.index(manifest.normal_label)
@@ -267,9 +269,11 @@ class Pipeline:
                                          self.level_evidence.for_bundle(
                                              manifest.level_offsets), self.catalog_evidence,
                                          normal)
-        probs, anomaly, by_words = weigh_keywords(weighed.probs, weighed.anomaly, texts, keywords,
-                                                  levels, self.keyword_evidence, normal, tagged,
-                                                  programs)
+        # The keywords leave a line to its level only where the level is weighed in.
+        probs, anomaly, by_words = weigh_keywords(
+            weighed.probs, weighed.anomaly, texts, keywords,
+            levels if self.level_evidence.enabled else [None] * len(levels),
+            self.keyword_evidence, normal, tagged, programs)
         if count:
             for name, n in (("lines_level_weighed", weighed.levels_weighed),
                             ("lines_catalog_weighed", weighed.catalog_weighed),
@@ -358,7 +362,7 @@ class Pipeline:
                 reason += ordinary_user_note(line.uid)
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
-            elif line.level is None:
+            else:  # no level weighed: the keywords may have been
                 reason += self.keyword_evidence.note(line.text, line.source in self.keyword_sources,
                                                      line.source in self.tagged_sources,
                                                      line.program)

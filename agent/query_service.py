@@ -274,7 +274,8 @@ class QueryService:
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
-            by_words = level is None and (keywords or pipeline.keyword_evidence.unknown(text))
+            by_words = (level is None or not pipeline.level_evidence.enabled) and (
+                keywords or pipeline.keyword_evidence.unknown(text))
             if by_words:
                 word = pipeline.keyword_evidence.found(text)
                 out[-1]["keywords"] = f"matched {word!r}" if word is not None else "none matched"

@@ -225,14 +225,15 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         sub.close()
 
 
-@pytest.mark.parametrize("asks", [False, True])
+@pytest.mark.parametrize(("asks", "levels_on"), [(False, True), (True, True), (False, False)])
 def test_a_services_stdout_in_the_journal_is_weighed_and_a_levelled_line_is_not(
-        tmp_path: Path, broker, asks: bool) -> None:
+        tmp_path: Path, broker, asks: bool, levels_on: bool) -> None:
     """The usual home of a device's own application: a systemd service printing to stdout,
     which journald stores at info — a level that says nothing. By default its line is
     weighed when its SYSLOG_IDENTIFIER names a program the model has not read (not by a
     tag-like start of the MESSAGE); on a source that asks, every such line is. The same
-    words logged by a root daemon at err are left to the level either way."""
+    words logged by a root daemon at err are left to the level either way — while the
+    level is weighed in: with [model.level_evidence] off, its identifier decides too."""
     from agent.level_evidence import LevelOffsets
     from tests.support.journal import JournalWriter
     from tests.support.journal_agent import agent_over_journal
@@ -251,13 +252,15 @@ def test_a_services_stdout_in_the_journal_is_weighed_and_a_levelled_line_is_not(
         {"MESSAGE": TAGLESS, **stdout, "SYSLOG_IDENTIFIER": "dhcpcd"},
         {"MESSAGE": again, "PRIORITY": "3", "_TRANSPORT": "syslog", "_UID": "0",
          "SYSLOG_IDENTIFIER": "pumpd"}])
-    with agent_over_journal(tmp_path, broker.port, journal, DEV, "", results=3,
+    extra = "" if levels_on else "[model.level_evidence]\nenabled = false\n"
+    with agent_over_journal(tmp_path, broker.port, journal, DEV, extra, results=3,
                             source_extra="keyword_evidence = true\n" if asks else "") as (
             agent, _, items):
         seen = {i["text"]: i["anomaly"] for i in items}
         counters = agent.query("metrics")["result"]["counters"]
     assert seen[KEYWORD_LINE] == pytest.approx(shifted(k, 2.4), abs=2e-3)
     assert seen[TAGLESS] == pytest.approx(shifted(t, 2.4) if asks else t, abs=2e-3)
-    assert seen[again] == pytest.approx(shifted(k2, LevelOffsets().err), abs=2e-3)
-    assert counters.get("lines_keyword_weighed") == (2 if asks else 1)
-    assert counters.get("lines_level_weighed") == 1
+    assert seen[again] == pytest.approx(
+        shifted(k2, LevelOffsets().err if levels_on else 2.4), abs=2e-3)
+    assert counters.get("lines_keyword_weighed") == (2 if asks or not levels_on else 1)
+    assert counters.get("lines_level_weighed", 0) == (1 if levels_on else 0)
