@@ -61,8 +61,10 @@ class ClassifyArgs(NoArgs):
     keywords: bool = Field(
         default=False, description="Score the lines as a source with `keyword_evidence = "
         "true` would ([model.keyword_evidence]: software the model has never read); lines "
-        "given a level are left to the level, as in the pipeline. The answer also gives the "
-        "words' own anomaly.")
+        "given a level are left to the level, as in the pipeline. Without it, a line whose "
+        "syslog tag names a program the model has not read is weighed as a log file's is "
+        "(not with level or message_id: such a line is a journal line, whose message names "
+        "no program). The answer also gives the words' own anomaly.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text

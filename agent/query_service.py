@@ -250,11 +250,14 @@ class QueryService:
         words_anomaly = anomaly
         pipeline = self.agent.pipeline
         verdict = None
-        # As the pipeline would score a line of such a source (the keywords weigh in by
-        # default on a line naming a program the model has not read).
+        # As the pipeline would score such a line: with a level or catalog id, a journal
+        # line (its MESSAGE names no program); else a log file's, whose tag may name a
+        # program the model has not read (the keywords weigh in then).
+        as_journal = level is not None or message_id is not None
         probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
                                                 [level] * len(texts), [message_id] * len(texts),
-                                                texts=texts, keywords=[keywords] * len(texts))
+                                                texts=texts, keywords=[keywords] * len(texts),
+                                                tagged=[not as_journal] * len(texts))
         if message_id is not None:
             verdict = pipeline.catalog_verdict(message_id, level)
         why = explain_live(model, texts) if explain else None
@@ -275,7 +278,7 @@ class QueryService:
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
             by_words = (level is None or not pipeline.level_evidence.enabled) and (
-                keywords or pipeline.keyword_evidence.unknown(text))
+                keywords or (not as_journal and pipeline.keyword_evidence.unknown(text)))
             if by_words:
                 word = pipeline.keyword_evidence.found(text)
                 out[-1]["keywords"] = f"matched {word!r}" if word is not None else "none matched"
