@@ -120,8 +120,19 @@ class KeywordEvidenceConfig(Strict):
         """Whether the line names a program the model has not read (and that counts:
         ``unknown_programs``): ``program`` where its source says which (the journal), else
         its tag."""
-        return self.unknown_programs and _names_other(text, program,
-                                                      _known(tuple(self.known_programs)))
+        return self.weighs(text, False, True, program)
+
+    def weighs(self, text: str, asks: bool, tagged: bool, program: str | None = None,
+               known: frozenset[str] | None = None) -> bool:
+        """Whether a line without a weighed level weighs the keywords in: its source asks,
+        or it names a program the model has not read — ``program`` where its source says
+        which (the journal), else its tag where ``tagged`` (a log file's line). ``known``:
+        the known programs as :func:`_known` gives them, when the caller holds them."""
+        if asks:
+            return True
+        if not self.unknown_programs or not (tagged or program):
+            return False
+        return _names_other(text, program, known or _known(tuple(self.known_programs)))
 
     def found(self, text: str) -> str | None:
         """The first of the words (as configured) that is in the line, or None. Plain
@@ -135,7 +146,7 @@ class KeywordEvidenceConfig(Strict):
         word that was found, or that none was, where they were weighed in (its source
         asks, or it names a program the model has not read: ``program`` where its source
         says which, else its tag where ``tagged``); else nothing."""
-        if not (asks or ((tagged or program) and self.unknown(text, program))):
+        if not self.weighs(text, asks, tagged, program):
             return ""
         word = self.found(text)
         return f" (keyword {word!r} weighed in)" if word is not None else " (no keyword)"
@@ -176,7 +187,9 @@ def apply_keyword_evidence(probs: np.ndarray, anomaly: np.ndarray, texts: Sequen
     rows = np.asarray(weigh, dtype=bool)
     if not rows.any():
         return probs, anomaly
-    matched = keyword_matches(texts, cfg)
+    # Only the weighed lines are searched for keywords (the others keep their scores).
+    matched = np.zeros(len(texts), dtype=bool)
+    matched[rows] = keyword_matches([t for t, w in zip(texts, rows, strict=True) if w], cfg)
     offsets = np.where(matched, cfg.matched, cfg.unmatched)
     return with_anomaly(probs, anomaly, shift_anomaly(anomaly, offsets), rows, normal_index)
 
@@ -200,9 +213,8 @@ def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] 
     asks = keywords if keywords is not None else [False] * n
     may_name = tagged if tagged is not None else [True] * n
     said = programs if programs is not None else [None] * n
-    known = _known(tuple(cfg.known_programs)) if cfg.unknown_programs else None  # once a batch
-    weigh = [lv is None and (bool(k) or (known is not None and (m or p is not None)
-                                         and _names_other(t, p, known)))
+    known = _known(tuple(cfg.known_programs))  # once a batch, not once a line
+    weigh = [lv is None and cfg.weighs(t, bool(k), m, p, known)
              for t, k, m, p, lv in zip(texts, asks, may_name, said, levels, strict=True)]
     if not any(weigh):
         return probs, anomaly, 0

@@ -277,8 +277,8 @@ class QueryService:
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
-            by_words = (level is None or not pipeline.level_evidence.enabled) and (
-                keywords or (not as_journal and pipeline.keyword_evidence.unknown(text)))
+            by_words = (level is None or not pipeline.level_evidence.enabled) and \
+                pipeline.keyword_evidence.weighs(text, keywords, not as_journal)
             if by_words:
                 word = pipeline.keyword_evidence.found(text)
                 out[-1]["keywords"] = f"matched {word!r}" if word is not None else "none matched"
