@@ -30,6 +30,7 @@ import numpy as np
 from agent.keyword_evidence import KeywordEvidenceConfig, apply_keyword_evidence, weigh_keywords
 from agent.model import LoadedModel
 from nanomodel.build_default import default_bundle_path, real_training_lines
+from nanomodel.known_programs import trained_programs
 from nanomodel.realeval import (
     OVERALL,
     AlertFigures,
@@ -41,7 +42,6 @@ from nanomodel.realeval import (
     source_folds,
 )
 from nanomodel.reallevels import priority
-from nanomodel.realtext import PROGRAMS
 from nanomodel.release_gates import DEFAULT_GATES, check, figures_of, flips
 
 
@@ -67,9 +67,7 @@ def _heldout(path: Path, cfg: KeywordEvidenceConfig) -> None:
     by_default = anomaly.copy()
     for group in source_folds(sources, 8):
         held = np.isin(sources, group)
-        known = sorted({p.split("/")[0].lower() for s, names in PROGRAMS.items()
-                        if s not in group for p in names})
-        fold_cfg = cfg.model_copy(update={"known_programs": known})
+        fold_cfg = cfg.model_copy(update={"known_programs": trained_programs(group)})
         _, weighed, _ = weigh_keywords(probs, anomaly, texts, None, [None] * len(texts),
                                        fold_cfg, 0)
         by_default[held] = weighed[held]
@@ -101,23 +99,23 @@ def _shipped(bundle: Path, cfg: KeywordEvidenceConfig) -> None:
     model = LoadedModel.load(bundle)
     normal = model.manifest.labels.index(model.manifest.normal_label)
     journal = load_journal()
-    sets: list[tuple[str, list[RealLine], list[bool]]] = [
-        ("public samples", [c.row for c in load_samples()], []),
-        # Journal lines bring their level: the agent leaves them to it.
+    # Journal lines bring their level: the agent leaves them to it. The others bring none.
+    sets: list[tuple[str, list[RealLine], list[int | None] | None]] = [
+        ("public samples", [c.row for c in load_samples()], None),
         ("journal (lines with a level: left to it)", [c.row for c in journal],
-         [priority(c.level) is None for c in journal]),
-        ("hand-written check lines", [(t, lab, "check") for t, lab in CHECK_LINES], []),
-        ("fresh lines", [(t, lab, "fresh") for t, lab in FRESH_CHECK_LINES], [])]
+         [priority(c.level) for c in journal]),
+        ("hand-written check lines", [(t, lab, "check") for t, lab in CHECK_LINES], None),
+        ("fresh lines", [(t, lab, "fresh") for t, lab in FRESH_CHECK_LINES], None)]
     print(f"{bundle.name}, as the agent runs it\n")
     words: dict[str, dict[str, AlertFigures]] = {}
     default: dict[str, dict[str, AlertFigures]] = {}
     moves = {}
     print("| set | scored | flag: F1 / false alarms / recall | sources won | sent |")
     print("|---|---|---|---|---|")
-    for name, lines, no_level in sets:
+    for name, lines, line_levels in sets:
         texts = [t for t, _, _ in lines]
         probs, anomaly = (np.asarray(a) for a in model.classify(texts))
-        levels = [None if free else 0 for free in (no_level or [True] * len(lines))]
+        levels = line_levels or [None] * len(lines)
         p1, a1, _ = weigh_keywords(probs, anomaly, texts, None, levels, cfg, normal)
         p2, a2, _ = weigh_keywords(probs, anomaly, texts, [True] * len(lines), levels, cfg,
                                    normal)

@@ -76,9 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _programs_taught(texts: Sequence[str]) -> list[str]:
     """Programs the training lines name in their syslog tags that the agent does not count
     as known (agent.keyword_evidence): after the fine-tune, the model has read them."""
-    from agent.keyword_evidence import KeywordEvidenceConfig, program_of
+    from agent.keyword_evidence import known_programs, program_of
 
-    known = {p.lower() for p in KeywordEvidenceConfig().known_programs}
+    known = set(known_programs())
     return sorted({p for p in map(program_of, texts) if p is not None and p not in known})
 
 

@@ -11,15 +11,17 @@ two differ, so a source added to training is added here in the same change.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from agent.keyword_evidence import KNOWN_PROGRAMS_PATH
 from nanomodel.realtext import PROGRAMS
 
 
-def trained_programs() -> list[str]:
+def trained_programs(without: Collection[str] = ()) -> list[str]:
     """Each program the real lines' tags name, as the agent compares them: lower case, a
-    ``postfix/smtpd`` tag as ``postfix``."""
-    return sorted({p.split("/")[0].lower() for names in PROGRAMS.values() for p in names})
+    ``postfix/smtpd`` tag as ``postfix``; ``without`` these sources' (a held-out group's)."""
+    return sorted({p.split("/")[0].lower() for source, names in PROGRAMS.items()
+                   if source not in without for p in names})
 
 
 def document() -> str:
