@@ -41,6 +41,7 @@ from pydantic import Field, field_validator
 
 from agent.featurizer import TIME_HOST_V1
 from agent.level_evidence import shift_anomaly, with_anomaly
+from contract.bundle_features import MAX_KNOWN_PROGRAMS
 from contract.strict import Strict
 
 DEFAULT_WORDS = ("fatal", "fail", "error", "panic", "critical")
@@ -101,20 +102,36 @@ class KeywordEvidenceConfig(Strict):
         "line by its SYSLOG_IDENTIFIER (a service's stdout at info): software the model "
         "has never read. Lines without a tag and MQTT sensor text are weighed only on a "
         "source with keyword_evidence = true; false: only there.")
-    known_programs: list[str] = Field(
-        default_factory=known_programs, max_length=4096,
+    known_programs: list[str] | None = Field(
+        default=None, max_length=MAX_KNOWN_PROGRAMS,
         description="Programs the model was trained on (tags compared in lower case, "
         "postfix/smtpd as postfix): their lines are left to the words unless their source "
-        "asks. The default is the shipped model's; after a site fine-tune taught the model "
-        "your application's lines, add its name.")
+        "asks. Not set (the default): the programs the running model's bundle names (a "
+        "site fine-tune made with 'nanofleet model train' adds the programs its lines "
+        "name), or, for a bundle that names none, the list shipped with the agent. Set: "
+        "this list, whatever the bundle says.")
 
     @field_validator("words", "known_programs")
     @classmethod
-    def _plain_words(cls, words: list[str]) -> list[str]:
-        for word in words:
+    def _plain_words(cls, words: list[str] | None) -> list[str] | None:
+        for word in words or ():
             if not 1 <= len(word) <= 64 or not word.strip():
                 raise ValueError(f"{word!r}: 1-64 characters, not only spaces")
         return words
+
+    def for_bundle(self, programs: Sequence[str] | None) -> KeywordEvidenceConfig:
+        """This config as it scores a bundle naming ``programs`` (its manifest's
+        ``known_programs``): the operator's list where the config sets one, else the
+        bundle's, else (None) the agent's shipped list."""
+        if self.known_programs is not None or programs is None:
+            return self
+        return self.model_copy(update={"known_programs": list(programs)})
+
+    def programs(self) -> tuple[str, ...]:
+        """The known programs in force: the configured (or bundle's) list, else the
+        agent's shipped one."""
+        return tuple(self.known_programs) if self.known_programs is not None \
+            else _shipped_programs()
 
     def unknown(self, text: str, program: str | None = None) -> bool:
         """Whether the line names a program the model has not read (and that counts:
@@ -132,7 +149,7 @@ class KeywordEvidenceConfig(Strict):
             return True
         if not self.unknown_programs or not (tagged or program):
             return False
-        return _names_other(text, program, known or _known(tuple(self.known_programs)))
+        return _names_other(text, program, known or _known(self.programs()))
 
     def found(self, text: str) -> str | None:
         """The first of the words (as configured) that is in the line, or None. Plain
@@ -213,7 +230,7 @@ def weigh_keywords(probs: np.ndarray, anomaly: np.ndarray, texts: Sequence[str] 
     asks = keywords if keywords is not None else [False] * n
     may_name = tagged if tagged is not None else [True] * n
     said = programs if programs is not None else [None] * n
-    known = _known(tuple(cfg.known_programs))  # once a batch, not once a line
+    known = _known(cfg.programs())  # once a batch, not once a line
     weigh = [lv is None and cfg.weighs(t, bool(k), m, p, known)
              for t, k, m, p, lv in zip(texts, asks, may_name, said, levels, strict=True)]
     if not any(weigh):

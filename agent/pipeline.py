@@ -18,7 +18,7 @@ from agent.config import AgentConfig
 from agent.explain import explain_live
 from agent.journal_catalog import CatalogEntry
 from agent.journal_evidence import catalog_verdict, weigh_journal_evidence
-from agent.keyword_evidence import weigh_keywords
+from agent.keyword_evidence import KeywordEvidenceConfig, weigh_keywords
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.line_queue import LineQueue
 from agent.memory import HeapTrimmer
@@ -251,6 +251,11 @@ class Pipeline:
         finally:
             self.holding = None
 
+    def keywords_for(self, manifest: BundleManifest) -> KeywordEvidenceConfig:
+        """``[model.keyword_evidence]`` as it applies to ``manifest``'s model: with the
+        programs that model was trained on, unless the config names its own."""
+        return self.keyword_evidence.for_bundle(manifest.known_programs)
+
     def weigh_journal(self, manifest: BundleManifest, probs: np.ndarray, anomaly: np.ndarray,
                       levels: list[int | None], message_ids: list[str | None],
                       count: bool = False, texts: list[str] | None = None,
@@ -273,7 +278,7 @@ class Pipeline:
         probs, anomaly, by_words = weigh_keywords(
             weighed.probs, weighed.anomaly, texts, keywords,
             levels if self.level_evidence.enabled else [None] * len(levels),
-            self.keyword_evidence, normal, tagged, programs)
+            self.keywords_for(manifest), normal, tagged, programs)
         if count:
             for name, n in (("lines_level_weighed", weighed.levels_weighed),
                             ("lines_catalog_weighed", weighed.catalog_weighed),
@@ -348,6 +353,7 @@ class Pipeline:
         """The alert messages of a batch (the gate groups repeats and caps the rate);
         decided on the unrounded scores, as published items round them."""
         policy = self.alert_gate.policy(manifest)
+        keywords = self.keywords_for(manifest)
         now, wall = time.monotonic(), time.time()
         messages: list[tuple[str, bytes]] = []
         for i, (line, item) in enumerate(zip(lines, items, strict=True)):
@@ -363,9 +369,8 @@ class Pipeline:
             if line.level is not None and self.level_evidence.enabled:
                 reason += f" (logged at {SYSLOG_LEVELS[line.level]})"
             else:  # no level weighed: the keywords may have been
-                reason += self.keyword_evidence.note(line.text, line.source in self.keyword_sources,
-                                                     line.source in self.tagged_sources,
-                                                     line.program)
+                reason += keywords.note(line.text, line.source in self.keyword_sources,
+                                        line.source in self.tagged_sources, line.program)
             verdict = self.catalog_verdict(line.message_id, line.level)
             if verdict is not None:
                 reason += f" (journal catalog: {verdict.subject})"

@@ -262,6 +262,7 @@ class QueryService:
             verdict = pipeline.catalog_verdict(message_id, level)
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
+        words_cfg = pipeline.keywords_for(model.manifest)
         out = []
         for i, text in enumerate(texts):
             best = int(probs[i].argmax())
@@ -278,9 +279,9 @@ class QueryService:
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
             by_words = (level is None or not pipeline.level_evidence.enabled) and \
-                pipeline.keyword_evidence.weighs(text, keywords, not as_journal)
+                words_cfg.weighs(text, keywords, not as_journal)
             if by_words:
-                word = pipeline.keyword_evidence.found(text)
+                word = words_cfg.found(text)
                 out[-1]["keywords"] = f"matched {word!r}" if word is not None else "none matched"
             if level is not None or message_id is not None or by_words:
                 out[-1]["words_anomaly"] = round(float(words_anomaly[i]), 4)

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from contract.bundle_features import BundleLevelOffsets
+from contract.bundle_features import MAX_KNOWN_PROGRAMS, BundleLevelOffsets, ProgramName
 from contract.limits import MAX_STORED_INT
 from contract.strict import Strict
 from contract.tar_headers import TarContainerError, TarHeaderError, check_plain_members
@@ -144,15 +144,24 @@ class BundleManifest(Strict):
         "model's anomaly (the agent's [model.level_evidence]; an operator's own offsets in "
         "the agent's config still win). Absent: the agent's defaults. Needs the agent to "
         "read the feature 'level_offsets' (contract.bundle_features).")
+    known_programs: list[ProgramName] | None = Field(
+        default=None, max_length=MAX_KNOWN_PROGRAMS, description="The programs whose lines "
+        "the model was trained on, lower case as a syslog tag names them (sshd, postfix): "
+        "the agent leaves their lines to the model's words and weighs the keywords in on "
+        "other programs' (the agent's [model.keyword_evidence]; an operator's own list in "
+        "the agent's config still wins). Absent: the list shipped with the agent. Needs "
+        "the agent to read the feature 'known_programs' (contract.bundle_features).")
 
     @model_serializer(mode="wrap")
     def _without_absent_offsets(self, handler: SerializerFunctionWrapHandler
                                 ) -> dict[str, object]:
-        # As TokenizerSpec.head: a manifest without offsets is written as before the field
-        # existed, so older agents still read it and its bytes do not change.
+        # As TokenizerSpec.head: a manifest without offsets or programs is written as
+        # before the fields existed, so older agents still read it and its bytes do not
+        # change.
         data: dict[str, object] = handler(self)
-        if self.level_offsets is None:
-            data.pop("level_offsets", None)
+        for optional in ("level_offsets", "known_programs"):
+            if getattr(self, optional) is None:
+                data.pop(optional, None)
         return data
 
     @model_validator(mode="after")
@@ -197,6 +206,9 @@ class BundleManifest(Strict):
                 if itemsize is not None and count * itemsize != t.length:
                     raise ValueError(f"{f.path}: tensor {t.name} {t.dtype}{t.shape} needs "
                                      f"{count * itemsize} bytes, not {t.length}")
+        if self.known_programs is not None and \
+                len(set(self.known_programs)) != len(self.known_programs):
+            raise ValueError("known_programs must be unique")
         return self
 
     def file(self, path: str) -> FileEntry:

@@ -11,7 +11,10 @@ cannot read it (the rollout skips it, naming what is missing).
 
 The level offsets live here too: the model's own calibration of the level a program
 logged a line at (``agent.level_evidence``), fitted for each released model, so an
-update brings its own instead of relying on the defaults of the agent's version.
+update brings its own instead of relying on the defaults of the agent's version. So do
+the names of the programs a model was trained on (``agent.keyword_evidence``): a model
+that has read a program's lines is left to its words on them, and a site fine-tune that
+taught it an application's lines brings that application's name along.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ if TYPE_CHECKING:
 
 FEATURE_HEAD_TIME_HOST = "tokenizer.head:time-host-v1"
 FEATURE_LEVEL_OFFSETS = "level_offsets"
+FEATURE_KNOWN_PROGRAMS = "known_programs"
 # Every feature this version of the contract (and so the agent shipped with it) reads.
-BUNDLE_FEATURES: frozenset[str] = frozenset({FEATURE_HEAD_TIME_HOST, FEATURE_LEVEL_OFFSETS})
+BUNDLE_FEATURES: frozenset[str] = frozenset({FEATURE_HEAD_TIME_HOST, FEATURE_LEVEL_OFFSETS,
+                                             FEATURE_KNOWN_PROGRAMS})
 # What an agent that says nothing is taken to read: agents before December 2026 send no
 # ``reads``, and the time-host head is older than that field. Agents older than the head
 # are not told apart (they refuse such a bundle after downloading it, as before).
@@ -37,6 +42,11 @@ MAX_FEATURES = 32  # in one status (features are short names; a device's list is
 MAX_FEATURE_CHARS = 64
 
 Offset = Annotated[float, Field(ge=-20.0, le=20.0)]
+# A program as a syslog tag names it, lower case (``sshd``, ``postfix``, ``networkmanager``):
+# what agent.keyword_evidence.program_of reads from a line, so a name in this shape can match.
+MAX_KNOWN_PROGRAMS = 4096
+ProgramName = Annotated[str, Field(min_length=1, max_length=64,
+                                   pattern=r"^[a-z][a-z0-9_.@-]{0,63}$")]
 
 
 class BundleLevelOffsets(Strict):
@@ -66,6 +76,8 @@ def features_needed(manifest: BundleManifest) -> frozenset[str]:
         needed.add(FEATURE_HEAD_TIME_HOST)
     if manifest.level_offsets is not None:
         needed.add(FEATURE_LEVEL_OFFSETS)
+    if manifest.known_programs is not None:
+        needed.add(FEATURE_KNOWN_PROGRAMS)
     return frozenset(needed)
 
 

@@ -158,6 +158,7 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
     try:
         manifest = model.manifest
         levels = levels.for_bundle(manifest.level_offsets)  # as the agent scores this bundle
+        keywords = (keywords or KeywordEvidenceConfig()).for_bundle(manifest.known_programs)
         probs, anomaly = score_bundle(model, list(data.texts))
         line_levels = [level_of(v) for v in data.extras.get("level", [])]
         weighed = sum(lv is not None for lv in line_levels)
@@ -176,10 +177,11 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                                                           [""] * len(data.texts))],
             levels, catalog if catalog is not None else CatalogEvidenceConfig(), normal_index)
         probs, anomaly, verdicts = evidence.probs, evidence.anomaly, evidence.verdicts
-        # After the level, as the pipeline weighs a keyword source's lines (agent.pipeline).
+        # After the level, as the pipeline weighs a keyword source's lines (agent.pipeline):
+        # a line is left to its level only while the level is weighed in.
         probs, anomaly, by_words = weigh_keywords(
             probs, anomaly, list(data.texts), [every_line] * len(data.texts),
-            line_levels or [None] * len(data.texts), keywords or KeywordEvidenceConfig(),
+            (line_levels if levels.enabled else None) or [None] * len(data.texts), keywords,
             normal_index)
         named = any(data.extras.get("source", []))
         # A source a site happens to call "overall" must not stand in for the whole.

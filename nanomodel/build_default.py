@@ -27,6 +27,7 @@ from nanomodel.baseline import KeywordBaseline
 from nanomodel.blas_pin import reexec_pinned
 from nanomodel.corpus import Example, default_splits
 from nanomodel.features import Featurizer, default_spec
+from nanomodel.known_programs import trained_programs
 from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle
@@ -260,7 +261,8 @@ def build(out: Path, cfg: TrainConfig, smoke: bool = False) -> dict[str, float]:
     data = build_bundle(model, spec=spec, labels=LABELS, normal_label="normal", name=NAME,
                         slot=SLOT, version=VERSION, version_label=VERSION_LABEL,
                         golden_texts=GOLDEN_TEXTS, evaluation=figures,
-                        level_offsets=LEVEL_OFFSETS)
+                        level_offsets=LEVEL_OFFSETS,
+                        known_programs=trained_programs())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return figures

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         version_label=args.version_label, name=args.name, slot=args.slot,
         mix_corpus=args.mix_corpus, eval_data=eval_data, config=config,
         balance=args.balance))
-    newly_known = _programs_taught(data.texts)
+    newly_known = result.programs_taught
     summary = {"out": str(args.out), "bytes": len(result.bundle), "version": result.version,
                "labels": result.labels, "normal_label": result.normal_label,
                "training_lines": len(data.texts), "mixed_corpus_lines": result.mixed_corpus_lines,
@@ -67,19 +66,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key, value in result.figures.items():
         print(f"  {key:36s} {value:.4f}")
     if newly_known:
-        print("programs these lines name that the agent weighs with keywords as software the "
-              "model has never read: add them to the agent's [model.keyword_evidence] "
-              f"known_programs once this model is live: {', '.join(newly_known)}")
+        print("programs these lines name that the base had not read, now in the bundle's "
+              "known_programs (the agent leaves their lines to the model's words instead of "
+              f"weighing the keywords in): {', '.join(newly_known)}")
     return EXIT_OK
-
-
-def _programs_taught(texts: Sequence[str]) -> list[str]:
-    """Programs the training lines name in their syslog tags that the agent does not count
-    as known (agent.keyword_evidence): after the fine-tune, the model has read them."""
-    from agent.keyword_evidence import known_programs, program_of
-
-    known = set(known_programs())
-    return sorted({p for p in map(program_of, texts) if p is not None and p not in known})
 
 
 def _scores_table(title: str, scores: dict[str, Any]) -> list[str]:
@@ -180,6 +170,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "levels     " + ("(none: the agent's defaults)" if m.level_offsets is None else
                          ", ".join(f"{k} {v:+.2f}" for k, v in
                                    m.level_offsets.model_dump().items())),
+        "programs   " + ("(none named: the agent's own list)" if m.known_programs is None else
+                         f"{len(m.known_programs)} read in training: "
+                         + (", ".join(m.known_programs) or "(none)")),
         "needs      " + (", ".join(sorted(features_needed(m))) or "bundle format 1 only")
         + " (agents that cannot read these are skipped by rollouts)",
         "files",

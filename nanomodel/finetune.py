@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.keyword_evidence import known_programs
 from contract.bundle import Bundle, load_bundle
 from nanomodel.baseline import KeywordBaseline
 from nanomodel.corpus import generate
 from nanomodel.dataio import DataError, LabeledData, check_trainable
 from nanomodel.features import Featurizer, default_spec
+from nanomodel.known_programs import programs_named
 from nanomodel.metrics import score
 from nanomodel.network import ShippedModel, reference_forward
 from nanomodel.pack import build_bundle, shipped_model
@@ -67,6 +69,9 @@ class TrainResult:
     version: int
     figures: dict[str, float]
     mixed_corpus_lines: int
+    # programs the operator's lines name in their tags that the base had not read: the
+    # bundle's known_programs carry them (agent.keyword_evidence)
+    programs_taught: list[str] = field(default_factory=list)
 
 
 def resolve_labels(data_labels: list[str], requested: list[str] | None,
@@ -244,6 +249,12 @@ def train_bundle(req: TrainRequest) -> TrainResult:
     version = req.version if req.version is not None else (bm.version + 1 if bm else 1)
     if bm is not None and version <= bm.version:
         raise DataError(f"--version {version} must be above the base version {bm.version}")
+    # What the new model has read: the base's programs (a base that names none is the
+    # one shipped with the agent, whose list the agent holds) and the operator's lines'.
+    # A model trained from scratch has read only the operator's lines.
+    known = (set(bm.known_programs if bm.known_programs is not None else known_programs())
+             if bm is not None else set())
+    taught = programs_named(req.data.texts) - known
     data = build_bundle(
         model, spec=spec, labels=labels, normal_label=normal,
         name=req.name or (bm.name if bm else "nano-custom"),
@@ -254,7 +265,9 @@ def train_bundle(req: TrainRequest) -> TrainResult:
         # The base's calibration of levels, kept: not refitted for the new weights (the
         # site's labels rarely carry levels; `eval --alerts --fit-levels` fits them), and
         # nearer to them than the agent's defaults, which were fitted for another model.
-        level_offsets=bm.level_offsets if bm else None)
+        level_offsets=bm.level_offsets if bm else None,
+        known_programs=sorted(known | taught))
     req.out.parent.mkdir(parents=True, exist_ok=True)
     req.out.write_bytes(data)
-    return TrainResult(data, labels, normal, version, figures, len(texts) - len(req.data.texts))
+    return TrainResult(data, labels, normal, version, figures, len(texts) - len(req.data.texts),
+                       sorted(taught))

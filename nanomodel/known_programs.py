@@ -1,6 +1,8 @@
-"""Write the programs the shipped model is trained on for the agent
-(``agent/data/known_programs.json``): the agent weighs the keywords in for lines whose
-syslog tag names any other program (agent.keyword_evidence).
+"""The programs a model was trained on: the agent weighs the keywords in for lines whose
+syslog tag names any other program (agent.keyword_evidence). A bundle names its own in its
+manifest (``known_programs``: the default build writes :func:`trained_programs`, a
+fine-tune adds :func:`programs_named` of the operator's lines); the agent keeps the shipped
+model's list too (``agent/data/known_programs.json``), for bundles that name none:
 
     python -m nanomodel.known_programs
 
@@ -11,9 +13,9 @@ two differ, so a source added to training is added here in the same change.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
-from agent.keyword_evidence import KNOWN_PROGRAMS_PATH
+from agent.keyword_evidence import KNOWN_PROGRAMS_PATH, program_of
 from nanomodel.realtext import PROGRAMS
 
 
@@ -22,6 +24,12 @@ def trained_programs(without: Collection[str] = ()) -> list[str]:
     ``postfix/smtpd`` tag as ``postfix``; ``without`` these sources' (a held-out group's)."""
     return sorted({p.split("/")[0].lower() for source, names in PROGRAMS.items()
                    if source not in without for p in names})
+
+
+def programs_named(texts: Iterable[str]) -> set[str]:
+    """The programs lines name in their syslog tags, as the agent reads them
+    (agent.keyword_evidence.program_of): what a model trained on them has read."""
+    return {p for p in map(program_of, texts) if p is not None}
 
 
 def document() -> str:

@@ -46,10 +46,12 @@ def build_bundle(model: ShippedModel, *, spec: TokenizerSpec, labels: list[str],
                  normal_label: str, name: str, slot: str, version: int, version_label: str,
                  golden_texts: Sequence[str], evaluation: dict[str, float],
                  formats: Sequence[str] = ("onnx", "tflite"),
-                 level_offsets: BundleLevelOffsets | None = None) -> bytes:
+                 level_offsets: BundleLevelOffsets | None = None,
+                 known_programs: Sequence[str] | None = None) -> bytes:
     """Export ``model`` and pack a deterministic ``.nfb`` bundle; ``level_offsets``: the
-    model's own calibration of journald's levels, for the manifest (agents since December
-    2026 read them; older ones refuse the bundle, and rollouts skip them)."""
+    model's own calibration of journald's levels, ``known_programs``: the programs whose
+    lines it was trained on, for the manifest (agents since December 2026 read them; older
+    ones refuse the bundle, and rollouts skip them)."""
     if model.num_labels != len(labels):
         raise ValueError(f"model has {model.num_labels} outputs for {len(labels)} labels")
     if model.input_width != spec.buckets:
@@ -79,7 +81,8 @@ def build_bundle(model: ShippedModel, *, spec: TokenizerSpec, labels: list[str],
                  TensorSignature(name=OUTPUT_NAMES[1], dtype="float32", shape=[None])],
         files=entries, runtimes=runtimes, golden=golden, golden_atol=GOLDEN_ATOL,
         evaluation={key: round(float(v), 6) for key, v in evaluation.items()},
-        created_by=f"nanomodel {nanomodel.__version__}", level_offsets=level_offsets)
+        created_by=f"nanomodel {nanomodel.__version__}", level_offsets=level_offsets,
+        known_programs=sorted(set(known_programs)) if known_programs is not None else None)
     return pack_bundle(manifest, files)
 
 

@@ -74,7 +74,8 @@ def test_lines_become_results_alerts_metrics_and_status(agent_env):
     status = [json.loads(m.payload) for m in sub.on(f"{ROOT}/status")]
     assert status[-1]["state"] == "online" and status[-1]["models"][0]["version"] >= 1
     # What bundles it can read, for the fleet server's rollouts (contract.bundle_features).
-    assert status[-1]["reads"] == ["level_offsets", "tokenizer.head:time-host-v1"]
+    assert status[-1]["reads"] == ["known_programs", "level_offsets",
+                                  "tokenizer.head:time-host-v1"]
     assert agent.stop() == 0
     late = Collector(broker.port, f"{ROOT}/status")  # retained
     msgs = late.wait_for(lambda ms: len(ms) >= 1)

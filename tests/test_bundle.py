@@ -29,6 +29,7 @@ from contract.bundle import (
 from contract.bundle_features import (
     BUNDLE_FEATURES,
     FEATURE_HEAD_TIME_HOST,
+    FEATURE_KNOWN_PROGRAMS,
     FEATURE_LEVEL_OFFSETS,
     READ_BY_SILENT_AGENTS,
     features_needed,
@@ -72,23 +73,29 @@ def test_packing_is_deterministic_and_round_trips(good: Bundle) -> None:
     assert again.manifest == good.manifest and again.files == good.files
 
 
-def test_level_offsets_are_a_feature_and_absent_ones_keep_the_old_bytes(good: Bundle) -> None:
-    """The shipped bundle brings its level offsets, so it needs an agent that reads them
-    (contract.bundle_features); a manifest without them is written byte for byte as before
-    the field existed (older agents, which refuse an unknown field, still read it), and a
-    runtime variant keeps them."""
-    assert good.manifest.level_offsets is not None
-    assert features_needed(good.manifest) == {FEATURE_LEVEL_OFFSETS, FEATURE_HEAD_TIME_HOST}
+def test_offsets_and_programs_are_features_and_absent_ones_keep_the_old_bytes(
+        good: Bundle) -> None:
+    """The shipped bundle brings its level offsets and known programs, so it needs an
+    agent that reads them (contract.bundle_features); a manifest without one is written
+    byte for byte as before the field existed (older agents, which refuse an unknown field,
+    still read it), and a runtime variant keeps them."""
+    assert good.manifest.level_offsets is not None and good.manifest.known_programs
+    assert features_needed(good.manifest) == {FEATURE_LEVEL_OFFSETS, FEATURE_HEAD_TIME_HOST,
+                                              FEATURE_KNOWN_PROGRAMS}
     assert features_needed(good.manifest) <= BUNDLE_FEATURES
-    bare = good.manifest.model_copy(update={"level_offsets": None})
-    assert b"level_offsets" not in manifest_bytes(bare)
-    assert features_needed(bare) == {FEATURE_HEAD_TIME_HOST}
-    assert json.loads(manifest_bytes(bare)) == {
-        k: v for k, v in _manifest_dict(good).items() if k != "level_offsets"}
+    for field, feature in (("level_offsets", FEATURE_LEVEL_OFFSETS),
+                           ("known_programs", FEATURE_KNOWN_PROGRAMS)):
+        bare = good.manifest.model_copy(update={field: None})
+        assert field.encode() not in manifest_bytes(bare)
+        assert feature not in features_needed(bare)
+        assert json.loads(manifest_bytes(bare)) == {
+            k: v for k, v in _manifest_dict(good).items() if k != field}
     variant = read_bundle(runtime_variant(default_bundle_path().read_bytes(), "tflite"))
     assert variant.manifest.level_offsets == good.manifest.level_offsets
+    assert variant.manifest.known_programs == good.manifest.known_programs
     assert missing_features(features_needed(good.manifest),
-                            READ_BY_SILENT_AGENTS) == [FEATURE_LEVEL_OFFSETS]
+                            READ_BY_SILENT_AGENTS) == [FEATURE_KNOWN_PROGRAMS,
+                                                       FEATURE_LEVEL_OFFSETS]
     assert missing_features(features_needed(good.manifest), None) == []
 
 
@@ -99,7 +106,8 @@ def test_every_head_but_keep_is_a_named_feature(good: Bundle) -> None:
     for head in heads:
         spec = good.manifest.tokenizer.model_copy(update={"head": head})
         needed = features_needed(good.manifest.model_copy(update={"tokenizer": spec,
-                                                                 "level_offsets": None}))
+                                                                 "level_offsets": None,
+                                                                 "known_programs": None}))
         assert needed <= BUNDLE_FEATURES
         assert bool(needed) == (head != "keep"), head
 
@@ -182,9 +190,16 @@ def test_file_hash_mismatch(good: Bundle) -> None:
     (lambda m: m["level_offsets"].update(err=1e9), "level_offsets.err: Input should be less"),
     (lambda m: m["level_offsets"].pop("info"), "level_offsets.info: Field required"),
     (lambda m: m["level_offsets"].update(err="NaN"), "level_offsets.err"),
+    (lambda m: m.update(known_programs=["Sshd"]), "known_programs.0: String should match"),
+    (lambda m: m.update(known_programs=["a" * 65]), "known_programs.0: String should have"),
+    (lambda m: m.update(known_programs=["sshd[1]: "]), "known_programs.0: String should match"),
+    (lambda m: m.update(known_programs=[f"p{i}" for i in range(4097)]),
+     "known_programs: List should have at most 4096 items"),
+    (lambda m: m.update(known_programs="sshd"), "known_programs: Input should be a valid array"),
 ], ids=["missing-field", "extra-field", "version-0", "bad-slot", "task", "tokenizer",
         "runtime-file", "no-runtimes", "path-traversal", "offset-too-large",
-        "offset-missing", "offset-nan"])
+        "offset-missing", "offset-nan", "program-upper-case", "program-too-long",
+        "program-tag", "programs-too-many", "programs-not-a-list"])
 def test_bad_manifest(good: Bundle, mutate: Any, message: str) -> None:
     m = _manifest_dict(good)
     mutate(m)
@@ -210,8 +225,10 @@ def test_manifest_not_json(good: Bundle) -> None:
     (lambda m: m["tokenizer"].update(buckets=2048), "4096 wide but the tokenizer makes 2048"),
     (lambda m: m["files"][0]["tensors"][0].update(length=10), "needs 262144 bytes, not 10"),
     (lambda m: m["files"][1]["tensors"][0].update(offset=10**6), "lies outside the file"),
+    (lambda m: m.update(known_programs=["sshd", "sshd"]), "known_programs must be unique"),
 ], ids=["golden-length", "golden-not-probability", "normal-label", "duplicate-label",
-        "labels-vs-outputs", "buckets-vs-inputs", "tensor-length", "tensor-outside"])
+        "labels-vs-outputs", "buckets-vs-inputs", "tensor-length", "tensor-outside",
+        "duplicate-program"])
 def test_inconsistent_manifest(good: Bundle, mutate: Any, message: str) -> None:
     m = _manifest_dict(good)
     mutate(m)

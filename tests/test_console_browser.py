@@ -289,7 +289,8 @@ def test_create_a_rollout_in_the_form_and_watch_it_complete(
         page.goto(setup.url + "/console/releases/nano-logs/2")
         assert "12 device(s) run it" in page.locator("#h-where").inner_text()
         release = page.locator("section", has_text="Signed minimum version").inner_text()
-        assert "ones that read level_offsets, tokenizer.head:time-host-v1" in release
+        assert ("ones that read known_programs, level_offsets, tokenizer.head:time-host-v1"
+                in release)
         shot(page, "07-release")
         page.goto(setup.url + "/console/audit")
         page.get_by_label("Did").select_option("rollout-create")

@@ -148,7 +148,8 @@ def test_publish_v1_then_head_only_v2_gets_a_small_delta(fleet: tuple[FleetSetup
     listed = api(setup, "GET", "/api/v1/models").json()["models"][0]["versions"][0]
     assert [v["runtime"] for v in listed["variants"]] == ["onnx", "tflite"]
     # What agents it needs, read from its manifest at publish (contract.bundle_features).
-    assert listed["needs"] == ["level_offsets", "tokenizer.head:time-host-v1"]
+    assert listed["needs"] == ["known_programs", "level_offsets",
+                              "tokenizer.head:time-host-v1"]
     assert sorted(str(d["runtime"]) for d in listed["deltas"]) == ["None", "onnx", "tflite"]
 
 

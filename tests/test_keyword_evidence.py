@@ -97,7 +97,7 @@ def test_known_programs_are_left_to_the_words_unless_configured_otherwise() -> N
     assert out[0] == anomaly[0] and out[2] == anomaly[2]
     off = cfg.model_copy(update={"unknown_programs": False})
     assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, off, 0)[2] == 0
-    mine = KeywordEvidenceConfig(known_programs=[*cfg.known_programs, "PumpCtl"])
+    mine = KeywordEvidenceConfig(known_programs=[*cfg.programs(), "PumpCtl"])
     assert weigh_keywords(probs, anomaly, texts, None, [None] * 3, mine, 0)[2] == 0
     # An MQTT topic's prefix (sensors/pump1: ...) or a journal MESSAGE is no syslog tag:
     # such sources' lines are weighed only where the source asks.
@@ -107,6 +107,33 @@ def test_known_programs_are_left_to_the_words_unless_configured_otherwise() -> N
                           tagged=[False] * 3)[2] == 0  # ... but the source says it is none
     assert weigh_keywords(probs, anomaly, sensor, [True, False, False], [None] * 3, cfg, 0,
                           tagged=[False] * 3)[2] == 1
+
+
+def test_the_known_programs_are_the_operators_else_the_bundles_else_the_agents() -> None:
+    shipped = KeywordEvidenceConfig()
+    assert shipped.known_programs is None and "sshd" in shipped.programs()
+    # A bundle naming its own: a site fine-tune that read pumpctl and (say) not sshd.
+    site = shipped.for_bundle(["pumpctl", "telegraf"])
+    assert site.programs() == ("pumpctl", "telegraf")
+    assert not site.unknown("pumpctl[4]: fatal: out of memory")
+    assert site.unknown("sshd[4]: fatal: out of memory")
+    # A bundle naming none (older ones, format 1): the agent's shipped list.
+    assert shipped.for_bundle(None) is shipped
+    # The operator's list wins over any bundle's, whole.
+    mine = KeywordEvidenceConfig(known_programs=["sshd"])
+    assert mine.for_bundle(["pumpctl"]).programs() == ("sshd",)
+    assert mine.for_bundle(["pumpctl"]).unknown("pumpctl[4]: error")
+
+
+def test_the_shipped_bundle_names_the_programs_it_was_trained_on() -> None:
+    """The default build writes the training data's programs into the manifest, the same
+    list the agent keeps for bundles that name none."""
+    from contract.bundle import load_bundle
+    from nanomodel import default_bundle_path
+    from nanomodel.known_programs import trained_programs
+
+    manifest = load_bundle(default_bundle_path()).manifest
+    assert manifest.known_programs == trained_programs() == list(KeywordEvidenceConfig().programs())
 
 
 def test_the_known_programs_are_the_training_datas() -> None:

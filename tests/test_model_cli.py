@@ -77,8 +77,15 @@ def test_full_training_then_eval_and_inspect(data_dir: Path, tmp_path: Path,
                      "body.embed.weight", "eval.macro_f1", "golden",
                      # trained from scratch: no calibration of levels of its own
                      "levels     (none: the agent's defaults)",
-                     "needs      tokenizer.head:time-host-v1 ("):
+                     # ... and it has read only its own lines' programs
+                     "programs   ",
+                     "needs      known_programs, tokenizer.head:time-host-v1 ("):
         assert expected in stdout
+    from nanomodel.known_programs import programs_named
+
+    own = sorted(programs_named(json.loads(line)["text"] for line in
+                                (data_dir / "train.jsonl").read_text().splitlines()))
+    assert load_bundle(out).manifest.known_programs == own
     code, stdout, _ = _run(capsys, "model", "inspect", str(out), "--json")
     assert json.loads(stdout)["manifest"]["name"] == "site-logs"
 
@@ -105,7 +112,8 @@ def test_head_only_from_csv_with_own_labels(data_dir: Path, tmp_path: Path,
         default_bundle_path()).manifest.level_offsets is not None
     code, stdout, _ = _run(capsys, "model", "inspect", str(out))
     assert "levels     emerg +3.79, alert +3.79, crit +3.79, err +2.37" in stdout
-    assert "needs      level_offsets, tokenizer.head:time-host-v1 (agents" in stdout
+    assert "needs      known_programs, level_offsets, tokenizer.head:time-host-v1 (agents" \
+        in stdout
     # The frozen body decides how well a head alone separates a format it never saw, and one
     # draw of 250 lines says little: on three draws 0.875 / 0.961 / 1.0 with rule 6's body,
     # 0.927 / 0.937 / 0.973 with the body before it, 0.965-1.0 with the bodies of five other
@@ -230,13 +238,20 @@ def test_a_site_fine_tunes_on_its_false_alarms_alone(tmp_path: Path,
     code, said, err = _run(capsys, "model", "train", "--data", str(data), "--out", str(out),
                            "--base", str(default_bundle_path()), "--head-only", "--quiet")
     assert code == 0, err
-    # The programs these lines name that the agent would weigh as never read: now read.
+    # The programs these lines name that the agent would weigh as never read: now read,
+    # and the bundle says so (the agent leaves their lines to the model's words).
     from agent.keyword_evidence import KeywordEvidenceConfig, program_of
 
-    known = set(KeywordEvidenceConfig().known_programs)
-    taught = sorted({p for p in map(program_of, judged) if p is not None and p not in known})
-    assert taught and f"known_programs once this model is live: {', '.join(taught)}" in said
+    base_known = load_bundle(default_bundle_path()).manifest.known_programs
+    assert base_known is not None
+    taught = sorted({p for p in map(program_of, judged)
+                     if p is not None and p not in base_known})
+    assert taught and f"now in the bundle's known_programs (the agent leaves their lines to " \
+        f"the model's words instead of weighing the keywords in): {', '.join(taught)}" in said
     site = LoadedModel.load(out)
+    assert site.manifest.known_programs == sorted({*base_known, *taught})
+    keywords = KeywordEvidenceConfig().for_bundle(site.manifest.known_programs)
+    assert not any(keywords.unknown(t) for t in judged if program_of(t) in taught)
     _, judged_after = site.classify(judged)
     _, unseen_after = site.classify(unseen)
     assert np.mean(np.asarray(judged_after) > 0.5) < 0.2

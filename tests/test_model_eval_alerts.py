@@ -180,6 +180,16 @@ def test_keywords_weigh_the_lines_without_a_level_as_a_keyword_source_would(
                         "--json")
     assert json.loads(out)["overall"]["model"]["f1"] == pytest.approx(
         _expected(rows, own > 0.5).f1)
+    # Levels ignored (--no-levels, as an agent with [model.level_evidence] off): a line
+    # with a level is no longer left to it, so every line of the keyword source is weighed.
+    code, out, _ = _run(capsys, "model", "eval", "--alerts", "--data", str(data), "--bundle",
+                        BUNDLE, "--normal-label", "ok", "--keywords", "--no-levels", "--json")
+    _, every = apply_keyword_evidence(probs, anomaly, [r["text"] for r in rows],
+                                      [True] * len(rows), KeywordEvidenceConfig(), 0)
+    assert json.loads(out)["keywords_weighed"] == len(rows)
+    assert json.loads(out)["levels_weighed"] == 0
+    assert json.loads(out)["overall"]["model"]["f1"] == pytest.approx(
+        _expected(rows, every > 0.5).f1)
 
 
 def test_a_journal_export_with_catalog_ids_is_weighed_as_the_agent_weighs_it(

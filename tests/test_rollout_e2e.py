@@ -345,7 +345,7 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped_not_failed(
                             *client_args(fleet))
         assert code == 0, err
         assert ("note: 1 of 2 device(s) will be skipped when their stage starts: their agent "
-                "cannot read level_offsets (1) of this bundle") in out
+                "cannot read known_programs (1), level_offsets (1) of this bundle") in out
         rid = re.search(r"created rollout (r-[0-9a-f]+)", out).group(1)  # type: ignore[union-attr]
         r = wait_rollout(fleet, rid, lambda r: r["status"] == "completed", what="completed")
         got = {d["device_id"]: (d["state"], d["reason"]) for d in r["devices"]}
