@@ -291,3 +291,51 @@ def test_a_services_stdout_in_the_journal_is_weighed_and_a_levelled_line_is_not(
         shifted(k2, LevelOffsets().err if levels_on else 2.4), abs=2e-3)
     assert counters.get("lines_keyword_weighed") == (2 if asks or not levels_on else 1)
     assert counters.get("lines_level_weighed", 0) == (1 if levels_on else 0)
+
+
+def test_a_bundle_that_read_the_program_leaves_its_lines_to_the_words(
+        tmp_path: Path, broker) -> None:
+    """A site fine-tune that read pumpctl's lines names pumpctl in its manifest's
+    known_programs: the agent running it leaves those lines to the model's words (no
+    keyword shift, no alert on the keyword alone), while another program it has not read
+    is still weighed. Here the shipped bundle repacked with pumpctl added stands for it."""
+    from contract.bundle import pack_bundle, read_bundle
+
+    bundle = read_bundle(default_bundle_path().read_bytes())
+    read = [*(bundle.manifest.known_programs or []), "pumpctl"]
+    site = tmp_path / "site.nfb"
+    site.write_bytes(pack_bundle(bundle.manifest.model_copy(
+        update={"version": 2, "known_programs": read}), bundle.files))
+    other = KEYWORD_LINE.replace("pumpctl", "fanctl")  # 0.91 by its words, 0.99 weighed
+    model = LoadedModel.load(default_bundle_path())
+    _, raw = model.classify([KEYWORD_LINE, other])
+    model.close()
+    k, o = (float(x) for x in raw)
+    log = tmp_path / "app.log"
+    log.write_text(f"{KEYWORD_LINE}\n{other}\n")
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port,
+                       f'[[sources]]\nkind = "file"\npath = "{log}"\nstart_at = "beginning"\n',
+                       extra=f'[model]\nbundle = "{site}"\n',
+                       mqtt_extra="[alerts]\nexplain = false\n")
+    sub = Collector(broker.port, f"{ROOT}/#")
+    agent = AgentProcess(cfg, state).start()
+    try:
+        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                           for m in ms if "/results/" in m.topic) >= 2,
+                            timeout=30)
+        batches = payloads([m for m in msgs if "/results/" in m.topic])
+        seen = {i["text"]: i for d in batches for i in d["items"]}
+        assert {d["model_version"] for d in batches} == {2}
+        assert seen[KEYWORD_LINE]["anomaly"] == pytest.approx(k, abs=2e-3)  # read: its words
+        assert seen[other]["anomaly"] == pytest.approx(shifted(o, 2.4), abs=2e-3)
+        alerts = [json.loads(m.payload) for m in
+                  sub.wait_for(lambda ms: any(m.topic == f"{ROOT}/alerts" for m in ms))
+                  if m.topic == f"{ROOT}/alerts"]
+        assert [a["item"]["text"] for a in alerts] == [other]
+        assert agent.query("metrics")["result"]["counters"].get("lines_keyword_weighed") == 1
+        asked = agent.query("classify", text=[KEYWORD_LINE, other])["result"]
+        assert "keywords" not in asked[0] and asked[1]["keywords"] == "matched 'error'"
+    finally:
+        agent.stop()
+        sub.close()

@@ -158,7 +158,8 @@ def test_the_device_text_is_shown_not_dropped(hostile: Hostile) -> None:
     _, shown, _ = nf("devices", "show", DEV, *client_args(hostile.setup))
     assert "?[2K ?[32mcommitted?[0m 1999-12-31 ERROR" in shown
     assert "?eurt? " in shown  # the bidi override shown, not obeyed
-    assert "future?]0;x?, level_offsets, tokenizer.head:time-host-v1" in shown  # it reads
+    assert "future?]0;x?, known_programs, level_offsets, tokenizer.head:time-host-v1" \
+        in shown  # it reads
 
 
 def test_json_output_keeps_what_the_device_sent(hostile: Hostile) -> None:

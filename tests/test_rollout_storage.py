@@ -223,7 +223,8 @@ def test_the_policy_sees_when_a_device_came_online_not_its_latest_status(
 
 def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
         service: FleetService) -> None:
-    """v2 brings the model's level offsets in its manifest (as the shipped bundle does): an
+    """v2 brings the model's level offsets and known programs in its manifest (as the
+    shipped bundle does): an
     agent before December 2026 says nothing of what it reads and would refuse it after the
     download, so it is skipped and named; today's agent is notified, and so is a device the
     server has no status from (it decides itself, as every agent always did)."""
@@ -233,7 +234,7 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
             row.needs = None
     svc.releases.sync()  # (at every start and publish)
     with svc.db.session() as session:
-        assert set(needs_of(session, MODEL, 2)) == {"level_offsets",
+        assert set(needs_of(session, MODEL, 2)) == {"known_programs", "level_offsets",
                                                     "tokenizer.head:time-host-v1"}
     dev.online("new-agent")
     dev.online("old-agent", reads=None)
@@ -245,7 +246,7 @@ def test_a_device_whose_agent_cannot_read_the_bundle_is_skipped(
     created = svc.rollouts.get(rid).log
     assert [line.text for line in created[1:]] == [
         "1 of 3 device(s) will be skipped when their stage starts: their agent cannot read "
-        "level_offsets (1) of this bundle; upgrade the agent package first"]
+        "known_programs (1), level_offsets (1) of this bundle; upgrade the agent package first"]
     svc.rollout_driver.tick_all(time.time())
     view = svc.rollouts.get(rid, with_devices=True)
     assert view.devices is not None

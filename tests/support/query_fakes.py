@@ -15,6 +15,7 @@ def words_alone_pipeline() -> SimpleNamespace:
     def weigh_journal(manifest: Any, probs: Any, anomaly: Any, *_: Any, **__: Any) -> Any:
         return probs, anomaly
 
+    keywords = KeywordEvidenceConfig(unknown_programs=False)
     return SimpleNamespace(level_evidence=SimpleNamespace(enabled=False),
-                           keyword_evidence=KeywordEvidenceConfig(unknown_programs=False),
+                           keyword_evidence=keywords, keywords_for=lambda manifest: keywords,
                            weigh_journal=weigh_journal)
