@@ -187,6 +187,14 @@ def test_a_source_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
         load_config(_write(tmp_path / "agent.toml", text), secrets=False)
 
 
+def _results(sub: Collector, lines: int) -> list[dict]:
+    """The result batches the agent published, once they hold ``lines`` lines."""
+    msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                       for m in ms if "/results/" in m.topic) >= lines,
+                        timeout=30)
+    return payloads([m for m in msgs if "/results/" in m.topic])
+
+
 def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         tmp_path: Path, broker) -> None:
     model = LoadedModel.load(default_bundle_path())
@@ -213,11 +221,7 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
     sub = Collector(broker.port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()
     try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= 6,
-                            timeout=30)
-        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
-                 for i in d["items"]]
+        items = [i for d in _results(sub, 6) for i in d["items"]]
         seen = {(i["source"], i["text"]): i["anomaly"] for i in items}
         # A program the model has not read: weighed on every source.
         for source in ("app", "plain"):
@@ -321,10 +325,7 @@ def test_a_bundle_that_read_the_program_leaves_its_lines_to_the_words(
     sub = Collector(broker.port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()
     try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= 2,
-                            timeout=30)
-        batches = payloads([m for m in msgs if "/results/" in m.topic])
+        batches = _results(sub, 2)
         seen = {i["text"]: i for d in batches for i in d["items"]}
         assert {d["model_version"] for d in batches} == {2}
         assert seen[KEYWORD_LINE]["anomaly"] == pytest.approx(k, abs=2e-3)  # read: its words
