@@ -45,8 +45,8 @@ Offset = Annotated[float, Field(ge=-20.0, le=20.0)]
 # A program as a syslog tag names it, lower case (``sshd``, ``postfix``, ``networkmanager``):
 # what agent.keyword_evidence.program_of reads from a line, so a name in this shape can match.
 MAX_KNOWN_PROGRAMS = 4096
-ProgramName = Annotated[str, Field(min_length=1, max_length=64,
-                                   pattern=r"^[a-z][a-z0-9_.@-]{0,63}$")]
+PROGRAM_NAME_PATTERN = r"^[a-z][a-z0-9_.@-]{0,63}$"
+ProgramName = Annotated[str, Field(min_length=1, max_length=64, pattern=PROGRAM_NAME_PATTERN)]
 
 
 class BundleLevelOffsets(Strict):

@@ -22,6 +22,7 @@ import numpy as np
 
 from agent.keyword_evidence import known_programs
 from contract.bundle import Bundle, load_bundle
+from contract.bundle_features import MAX_KNOWN_PROGRAMS
 from nanomodel.baseline import KeywordBaseline
 from nanomodel.corpus import generate
 from nanomodel.dataio import DataError, LabeledData, check_trainable
@@ -254,7 +255,7 @@ def train_bundle(req: TrainRequest) -> TrainResult:
     # A model trained from scratch has read only the operator's lines.
     known = (set(bm.known_programs if bm.known_programs is not None else known_programs())
              if bm is not None else set())
-    taught = programs_named(req.data.texts) - known
+    taught = set(programs_named(req.data.texts, known, MAX_KNOWN_PROGRAMS - len(known)))
     data = build_bundle(
         model, spec=spec, labels=labels, normal_label=normal,
         name=req.name or (bm.name if bm else "nano-custom"),

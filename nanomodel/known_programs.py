@@ -13,10 +13,15 @@ two differ, so a source added to training is added here in the same change.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Collection, Iterable
 
 from agent.keyword_evidence import KNOWN_PROGRAMS_PATH, program_of
+from contract.bundle_features import MAX_KNOWN_PROGRAMS, PROGRAM_NAME_PATTERN
 from nanomodel.realtext import PROGRAMS
+
+_NAME = re.compile(PROGRAM_NAME_PATTERN)
 
 
 def trained_programs(without: Collection[str] = ()) -> list[str]:
@@ -26,10 +31,16 @@ def trained_programs(without: Collection[str] = ()) -> list[str]:
                    if source not in without for p in names})
 
 
-def programs_named(texts: Iterable[str]) -> set[str]:
+def programs_named(texts: Iterable[str], known: Collection[str] = (),
+                   room: int = MAX_KNOWN_PROGRAMS) -> list[str]:
     """The programs lines name in their syslog tags, as the agent reads them
-    (agent.keyword_evidence.program_of): what a model trained on them has read."""
-    return {p for p in map(program_of, texts) if p is not None}
+    (agent.keyword_evidence.program_of), that are not in ``known``: what a model trained on
+    them has newly read. Only names a manifest can carry (lower-case ASCII, ``_.@-``; a tag
+    in other letters stays weighed as unknown), and at most ``room`` of them, the most
+    often named first (a manifest names at most 4,096 programs)."""
+    counts = Counter(p for p in map(program_of, texts)
+                     if p is not None and p not in known and _NAME.fullmatch(p))
+    return sorted(p for p, _ in counts.most_common(max(room, 0)))
 
 
 def document() -> str:

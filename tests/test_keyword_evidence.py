@@ -136,6 +136,19 @@ def test_the_shipped_bundle_names_the_programs_it_was_trained_on() -> None:
     assert manifest.known_programs == trained_programs() == list(KeywordEvidenceConfig().programs())
 
 
+def test_a_fine_tune_records_the_programs_its_lines_name_as_a_manifest_can_carry() -> None:
+    from nanomodel.known_programs import programs_named
+
+    lines = ["pumpctl[3]: cycle done", "pumpctl[3]: cycle done", "Mar  3 10:15:02 gw-7 "
+             "valvectl: open", "sshd[4]: Accepted key", "PÜMPCTL[3]: ok", "no tag here",
+             "Fanctl: spin"]
+    assert programs_named(lines, known={"sshd"}) == ["fanctl", "pumpctl", "valvectl"]
+    # A tag in other letters cannot be carried (its lines stay weighed as unknown), and a
+    # manifest's room is kept: the most often named first.
+    assert programs_named(lines, known={"sshd"}, room=1) == ["pumpctl"]
+    assert programs_named(lines, room=0) == []
+
+
 def test_the_known_programs_are_the_training_datas() -> None:
     """The agent's list is written from nanomodel.realtext.PROGRAMS: a source added to
     training is added to it in the same change (python -m nanomodel.known_programs)."""
