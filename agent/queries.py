@@ -28,8 +28,8 @@ class QueryTarget(Protocol):
     def recent_alerts(self) -> list[dict[str, Any]]: ...
     def mutes_doc(self) -> dict[str, Any]: ...
     def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
-                 message_id: str | None = None,
-                 keywords: bool = False) -> list[dict[str, Any]]: ...
+                 message_id: str | None = None, keywords: bool = False,
+                 text_levels: bool = False) -> list[dict[str, Any]]: ...
     def ota_doc(self) -> dict[str, Any]: ...  # OTA (agent/ota)
 
 
@@ -65,6 +65,11 @@ class ClassifyArgs(NoArgs):
         "syslog tag names a program the model has not read is weighed as a log file's is "
         "(not with level or message_id: such a line is a journal line, whose message names "
         "no program). The answer also gives the words' own anomaly.")
+    text_levels: bool = Field(
+        default=False, description="Score the lines as a source with `text_levels = true` "
+        "would: the level each line states in its text (log4j 'ERROR [main]', Apache's "
+        "'[error]', level=warn) is weighed in as a journal line's ([model.level_evidence]); "
+        "a level given with `level` wins.")
 
     def texts(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else self.text
@@ -106,7 +111,7 @@ def _classify(target: QueryTarget, args: ClassifyArgs) -> list[dict[str, Any]]:
     level = None if args.level is None else SYSLOG_LEVELS.index(args.level)
     message_id = None if args.message_id is None else parse_message_id(args.message_id)
     return target.classify(texts, explain=args.explain, level=level, message_id=message_id,
-                           keywords=args.keywords)
+                           keywords=args.keywords, text_levels=args.text_levels)
 
 
 Handler = Callable[[QueryTarget, Any], Any]

@@ -25,6 +25,7 @@ from agent.journal_catalog import SYSTEMD_CATALOG
 from agent.level_evidence import SYSLOG_LEVELS
 from agent.metrics import resident_bytes
 from agent.queries import answer
+from agent.text_levels import level_in_text
 from contract import topics
 from contract.bundle_features import BUNDLE_FEATURES
 from contract.limits import PACKET_OVERHEAD_BYTES
@@ -207,6 +208,8 @@ class QueryService:
             doc["checkpoint"] = self.agent.spool.checkpoint(src.name)
             # Whether its lines are weighed with the keywords (agent.keyword_evidence).
             doc["keyword_evidence"] = src.name in self.agent.pipeline.keyword_sources
+            # Whether its lines' own level words are read (agent.text_levels).
+            doc["text_levels"] = src.name in self.agent.pipeline.text_level_sources
             out.append(doc)
         return out
 
@@ -232,53 +235,58 @@ class QueryService:
                 "mutes": a.mutes.active(time.time(), time.monotonic())}
 
     def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
-                 message_id: str | None = None, keywords: bool = False) -> list[dict[str, Any]]:
+                 message_id: str | None = None, keywords: bool = False,
+                 text_levels: bool = False) -> list[dict[str, Any]]:
         if not self._model_slots.acquire(blocking=False):
             self.agent.counters.inc("queries_busy")
             raise ValueError(f"busy: {MAX_CONCURRENT_QUERIES} model queries in service, "
                              "try again")
         try:
-            return self._classify(texts, explain, level, message_id, keywords)
+            # A level given by the query makes the lines journal lines (the journal's
+            # MESSAGE names no program), as does a catalog id; a level read from a line's
+            # text (text_levels) leaves it a log file's line, whose tag may name a program.
+            as_journal = level is not None or message_id is not None
+            levels = [level if level is not None or not text_levels else level_in_text(t)
+                      for t in texts]
+            return self._classify(texts, explain, levels, message_id, keywords, as_journal)
         finally:
             self._model_slots.release()
 
-    def _classify(self, texts: list[str], explain: bool, level: int | None,
-                  message_id: str | None, keywords: bool) -> list[dict[str, Any]]:
+    def _classify(self, texts: list[str], explain: bool, levels: list[int | None],
+                  message_id: str | None, keywords: bool,
+                  as_journal: bool) -> list[dict[str, Any]]:
         model = self.agent.slot.current()
         # A model on trial answers without counting the query as the device's traffic.
         probs, anomaly = getattr(model, "classify_unobserved", model.classify)(texts)
         words_anomaly = anomaly
         pipeline = self.agent.pipeline
-        verdict = None
-        # As the pipeline would score such a line: with a level or catalog id, a journal
-        # line (its MESSAGE names no program); else a log file's, whose tag may name a
-        # program the model has not read (the keywords weigh in then).
-        as_journal = level is not None or message_id is not None
-        probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly,
-                                                [level] * len(texts), [message_id] * len(texts),
-                                                texts=texts, keywords=[keywords] * len(texts),
+        # As the pipeline would score such lines (the keywords weigh in on a log file's
+        # line whose tag names a program the model has not read, or where asked).
+        probs, anomaly = pipeline.weigh_journal(model.manifest, probs, anomaly, levels,
+                                                [message_id] * len(texts), texts=texts,
+                                                keywords=[keywords] * len(texts),
                                                 tagged=[not as_journal] * len(texts))
-        if message_id is not None:
-            verdict = pipeline.catalog_verdict(message_id, level)
         why = explain_live(model, texts) if explain else None
         labels = model.manifest.labels
         words_cfg = pipeline.keywords_for(model.manifest)
+        levels_on = pipeline.level_evidence.enabled
         out = []
         for i, text in enumerate(texts):
-            best = int(probs[i].argmax())
+            best, level = int(probs[i].argmax()), levels[i]
             out.append({"text": text, "label": labels[best],
                         "score": round(float(probs[i, best]), 4),
                         "anomaly": round(float(anomaly[i]), 4),
                         "probs": {lab: round(float(p), 4) for lab, p in zip(labels, probs[i],
                                                                             strict=True)}})
             if level is not None:
-                out[-1]["level"] = SYSLOG_LEVELS[level] if pipeline.level_evidence.enabled \
+                out[-1]["level"] = SYSLOG_LEVELS[level] if levels_on \
                     else f"{SYSLOG_LEVELS[level]} (not weighed in: [model.level_evidence] is off)"
             if message_id is not None:
+                verdict = pipeline.catalog_verdict(message_id, level)
                 out[-1]["catalog"] = (f"{verdict.subject}: an alert" if verdict
                                       else _no_verdict(message_id, level,
                                                        pipeline.catalog_evidence.enabled))
-            by_words = (level is None or not pipeline.level_evidence.enabled) and \
+            by_words = (level is None or not levels_on) and \
                 words_cfg.weighs(text, keywords, not as_journal)
             if by_words:
                 word = words_cfg.found(text)

@@ -46,6 +46,7 @@ from agent.level_evidence import (
     level_of,
 )
 from agent.model import LoadedModel
+from agent.text_levels import level_in_text
 from nanomodel.dataio import DataError, LabeledData
 from nanomodel.evaluate import score_bundle
 from nanomodel.realeval import (
@@ -140,13 +141,14 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
                     policy: str = "defaults",
                     catalog: CatalogEvidenceConfig | None = None,
                     keywords: KeywordEvidenceConfig | None = None,
-                    every_line: bool = False) -> dict[str, Any]:
+                    every_line: bool = False, text_levels: bool = False) -> dict[str, Any]:
     """Alert figures of ``bundle`` on ``data`` (see the module's docstring), JSON-ready.
     ``policy`` names where ``alerts`` and ``levels`` came from (an agent config's path),
     for the report. ``keywords``: how lines without a level weigh the keywords, as the
     agent's ``[model.keyword_evidence]`` (None: its defaults): the lines naming a program
     the model has not read, or with ``every_line`` all, as a source with ``keyword_evidence
-    = true``."""
+    = true``. ``text_levels``: a line without a ``level`` value takes the level its text
+    states, as a source with ``text_levels = true`` (agent.text_levels)."""
     if normal_label not in data.labels:
         raise DataError(f"{data.source}: no line is labelled {normal_label!r}, so nothing "
                         f"counts as healthy (labels: {data.label_set()}); say which label "
@@ -161,6 +163,10 @@ def evaluate_alerts(data: LabeledData, bundle: Path, runtime: str = "onnxruntime
         keywords = (keywords or KeywordEvidenceConfig()).for_bundle(manifest.known_programs)
         probs, anomaly = score_bundle(model, list(data.texts))
         line_levels = [level_of(v) for v in data.extras.get("level", [])]
+        if text_levels:  # a level column's value wins, as a journal's field would
+            line_levels = [given if given is not None else level_in_text(text) for given, text
+                           in zip(line_levels or [None] * len(data.texts), data.texts,
+                                  strict=True)]
         weighed = sum(lv is not None for lv in line_levels)
         normal_index = manifest.labels.index(manifest.normal_label)
         fit: dict[str, Any] = {}

@@ -110,7 +110,8 @@ def cmd_eval_alerts(args: argparse.Namespace) -> int:
     result = evaluate_alerts(load_labeled(args.data, ALERT_EVAL_FIELDS), args.bundle,
                              args.runtime, args.normal_label or "normal",
                              keyword_rule(args.keyword), args.threshold, levels, alerts,
-                             args.fit_levels, policy, catalog, keywords, args.keywords)
+                             args.fit_levels, policy, catalog, keywords, args.keywords,
+                             args.text_levels)
     print(json.dumps(result, sort_keys=True) if args.json else shown(format_alerts(result)))
     return EXIT_OK
 
@@ -125,6 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                      ("--threshold", args.threshold != 0.5),
                                      ("--agent-config", args.agent_config is not None),
                                      ("--no-levels", args.no_levels),
+                                     ("--text-levels", args.text_levels),
                                      ("--fit-levels", args.fit_levels)) if given]
     if only:
         raise DataError(f"{', '.join(only)} only apply to alert figures: add --alerts")
@@ -271,6 +273,10 @@ def add_model_commands(subparsers: Any) -> argparse.ArgumentParser:
                     "--agent-config, or the defaults); without it, only on lines naming a "
                     "program the model has not read, as the agent does by default. Measure it "
                     "on your own application's lines before turning it on")
+    ev.add_argument("--text-levels", action="store_true", help="with --alerts: a line "
+                    "without a level column value takes the level its text states (log4j "
+                    "'ERROR [main]', Apache's '[error]', level=warn), as a source with "
+                    "text_levels = true does")
     ev.add_argument("--fit-levels", action="store_true", help="with --alerts: fit the level "
                     "offsets to this model and these labels and print them for "
                     "[model.level_evidence.offsets], with the figures they give")

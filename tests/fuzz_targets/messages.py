@@ -92,8 +92,8 @@ class _Agent:
         return [{"ts": 1.0, "item": {"label": "security", "text": "x"}}]
 
     def classify(self, texts: list[str], explain: bool = False, level: int | None = None,
-                 message_id: str | None = None,
-                 keywords: bool = False) -> list[dict[str, Any]]:
+                 message_id: str | None = None, keywords: bool = False,
+                 text_levels: bool = False) -> list[dict[str, Any]]:
         probs, anomaly = self.model.classify(texts)
         labels = self.model.manifest.labels
         return [{"label": labels[int(p.argmax())], "anomaly": float(a)}
