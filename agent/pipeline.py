@@ -27,7 +27,7 @@ from agent.model_slot import Model, ModelSlot
 from agent.mutes import MuteSet
 from agent.sources.base import Batching, Line, is_system_uid
 from agent.spool import Spool
-from agent.text_levels import read_text_levels
+from agent.text_levels import read_text_levels, text_levels_read
 from contract import topics
 from contract.bundle import BundleManifest
 from contract.limits import MAX_ALERT_TEXT_CHARS
@@ -92,8 +92,7 @@ class Pipeline:
         self.keyword_sources = frozenset(n for n, s in names if s.keyword_evidence)
         self.tagged_sources = frozenset(n for n, s in names if s.kind == "file")
         # Sources whose lines state their level in their text (agent.text_levels).
-        self.text_level_sources = frozenset(n for n, s in names
-                                            if getattr(s, "text_levels", False))
+        self.text_level_sources = frozenset(n for n, s in names if text_levels_read(s))
         self.heap_trimmer = HeapTrimmer(cfg.pipeline.heap_trim_interval_s)
         # File sources read once per batch's worth of lines (see sources.base.read_window).
         self.queue.batching = Batching(self.batch_min, self.max_wait)

@@ -166,3 +166,39 @@ def test_eval_alerts_reads_the_stated_levels(tmp_path: Path,
                             str(default_bundle_path()), "--text-levels"]) != 0
     assert "--text-levels only apply to alert figures" in capsys.readouterr().err
     assert np.isfinite(after["overall"]["model"]["f1"])
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_services_stdout_states_its_level_in_a_trusted_journal(tmp_path: Path, broker,
+                                                                 trusted: bool) -> None:
+    """The usual home of a device's own application: a service printing log4j lines to
+    stdout, which journald stores at info (a level that says nothing, so not weighed). With
+    text_levels its ERROR is weighed in — for a system user's lines, in a journal whose
+    fields are trusted; an ordinary user's line stating ERROR is left to its words, as its
+    PRIORITY would be, and in a journal whose writer is not trusted nothing is read."""
+    from tests.support.journal import JournalWriter
+    from tests.support.journal_agent import agent_over_journal
+
+    offsets = LevelEvidenceConfig().for_bundle(
+        load_bundle(default_bundle_path()).manifest.level_offsets).offsets
+    by_user = STALLED.replace("pump 3", "pump 4")
+    model = LoadedModel.load(default_bundle_path())
+    _, raw = model.classify([STALLED, by_user])
+    model.close()
+    stalled, user = (float(x) for x in raw)
+    journal = tmp_path / "j" / "app.journal"
+    journal.parent.mkdir()
+    stdout = {"PRIORITY": "6", "_TRANSPORT": "stdout", "SYSLOG_IDENTIFIER": "java"}
+    JournalWriter(journal).append([{"MESSAGE": STALLED, **stdout, "_UID": "998"},
+                                   {"MESSAGE": by_user, **stdout, "_UID": "1000"}])
+    with agent_over_journal(tmp_path, broker.port, journal, DEV, "", results=2,
+                            source_extra="text_levels = true\n", trust=trusted) as (
+            agent, _, items):
+        seen = {i["text"]: i["anomaly"] for i in items}
+        counters = agent.query("metrics")["result"]["counters"]
+        described = agent.query("sources")["result"][0]["text_levels"]
+    expected = _shifted(stalled, offsets.err) if trusted else stalled
+    assert seen[STALLED] == pytest.approx(expected, abs=2e-3)
+    assert seen[by_user] == pytest.approx(user, abs=2e-3)
+    assert counters.get("lines_level_weighed", 0) == (1 if trusted else 0)
+    assert described is trusted

@@ -50,7 +50,7 @@ class JournaldSource(Source):
         self.matches = journal_matches(cfg)
         # The system journal's trusted fields are journald's; a named file's are its writer's.
         system = not cfg.files and cfg.directory is None
-        self.trust_fields = system if cfg.trust_fields is None else cfg.trust_fields
+        self.trust_fields = cfg.trusts_fields()
         self._said: set[str] = set()  # what the source logs once
         # This boot (the kernel's id) on the system journal, read boot by boot; None for
         # named journals, which sd-journal orders alone. current_boot is decided at each

@@ -58,6 +58,19 @@ class JournaldSourceConfig(BaseModel):
         "this source's lines that bring no level the agent weighs: a service's stdout at info "
         "(your own application's, as a unit), an ordinary user's lines, a journal whose "
         "writer is not trusted. Lines with a weighed level are left to it (docs/agent.md).")
+    text_levels: bool = Field(
+        default=False, description="A service's stdout lines (which journald stores at info) "
+        "state their level in their text (log4j 'ERROR [main]', Python's 'ERROR:root:', "
+        "level=warn): read it and weigh it in as the journal's ([model.level_evidence]). "
+        "Only for lines of system users in a journal whose fields are trusted, and only "
+        "where the journal gives no level the agent weighs (docs/agent.md).")
+
+    def trusts_fields(self) -> bool:
+        """Whether the entries' trusted fields are believed: as set, else on the system
+        journal only (a named file's are its writer's)."""
+        if self.trust_fields is not None:
+            return self.trust_fields
+        return not self.files and self.directory is None
 
     @field_validator("units", "identifiers")
     @classmethod
