@@ -46,7 +46,7 @@ _TEXT_LEVEL = re.compile(
     rf"|\b(?:level|lvl|severity)\"?\s?[=:]\s?\"?(?P<keyed>{_WORDS})\b"
     # log4j, logback, Python logging, Go loggers: an upper-case word standing alone (not
     # ERROR=0 or ERRORS)
-    rf"|(?:^|(?<=[\s\[|-]))(?P<upper>{_WORDS.upper()})(?=[\s:\]|]|$)",
+    rf"|(?:^|(?<=[\s\[|-]))(?P<upper>{_WORDS.upper()})(?=[\s:\]|])",
     re.IGNORECASE)
 
 
@@ -54,7 +54,11 @@ def level_in_text(text: str) -> int | None:
     """The syslog level (0..7) the line's text states near its start, or None."""
     head = TIME_HOST_V1.match(text, 0, _HEAD_SCAN)
     start = head.end() if head is not None else 0
-    for found in _TEXT_LEVEL.finditer(text, start, start + SCAN_CHARS):
+    end = min(len(text), start + SCAN_CHARS)
+    # A word cut by the window's end is no word ("ERR" of "ERRORS"); one that ends the
+    # line is ("INFO" alone).
+    window = text[start:end] + (" " if end == len(text) else "\0")
+    for found in _TEXT_LEVEL.finditer(window):
         upper = found.group("upper")
         if upper is not None and not upper.isupper():
             continue  # an ordinary word ("error", "Info") in a message is no level

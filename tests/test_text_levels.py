@@ -51,6 +51,8 @@ CYCLE = "2026-05-01 12:00:01,456 INFO  [main] c.acme.Pump - cycle 44 took 12 ms"
     ("ERRORS counted: 3", None),
     ("java.lang.NullPointerException: Info missing", None),
     ("x" * SCAN_CHARS + " ERROR late", None),
+    ("x" * (SCAN_CHARS - 4) + " ERRORS", None),  # cut by the window: ERR is no word
+    ("INFO", 6),
     ("", None),
 ])
 def test_the_level_a_line_states(line: str, level: int | None) -> None:
