@@ -21,7 +21,8 @@ from agent.keyword_evidence import (
     weigh_keywords,
 )
 from agent.model import LoadedModel
-from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.agent_proc import AgentProcess, result_batches, write_config
+from tests.support.file_agent import agent_over_two_files
 from tests.support.mqtt_client import Collector
 
 DEV = "gw-keywords"
@@ -200,14 +201,6 @@ def test_a_source_flag_that_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
         load_config(_write(tmp_path / "agent.toml", text), secrets=False)
 
 
-def _results(sub: Collector, lines: int) -> list[dict]:
-    """The result batches the agent published, once they hold ``lines`` lines."""
-    msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                       for m in ms if "/results/" in m.topic) >= lines,
-                        timeout=30)
-    return payloads([m for m in msgs if "/results/" in m.topic])
-
-
 def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         tmp_path: Path, broker) -> None:
     model = LoadedModel.load(default_bundle_path())
@@ -220,22 +213,8 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         f"the keyword line no longer sits below the alert thresholds: {k}, {labels}"
     assert 0.1 < t < 0.9, t
 
-    app, plain = tmp_path / "app.log", tmp_path / "plain.log"
-    text = "\n".join([KEYWORD_LINE, TAGLESS, HEALTHY]) + "\n"
-    app.write_text(text)
-    plain.write_text(text)
-    sources = (f'[[sources]]\nkind = "file"\nname = "app"\npath = "{app}"\n'
-               'start_at = "beginning"\nkeyword_evidence = true\n'
-               f'[[sources]]\nkind = "file"\nname = "plain"\npath = "{plain}"\n'
-               'start_at = "beginning"\n')
-    state = tmp_path / "state"
-    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, sources,
-                       mqtt_extra="[alerts]\nexplain = false\n")
-    sub = Collector(broker.port, f"{ROOT}/#")
-    agent = AgentProcess(cfg, state).start()
-    try:
-        items = [i for d in _results(sub, 6) for i in d["items"]]
-        seen = {(i["source"], i["text"]): i["anomaly"] for i in items}
+    with agent_over_two_files(tmp_path, broker.port, DEV, [KEYWORD_LINE, TAGLESS, HEALTHY],
+                              "keyword_evidence", results=6) as (agent, sub, seen):
         # A program the model has not read: weighed on every source.
         for source in ("app", "plain"):
             assert seen[(source, KEYWORD_LINE)] == pytest.approx(shifted(k, 2.4), abs=2e-3)
@@ -264,9 +243,6 @@ def test_the_agent_weighs_keywords_for_unknown_programs_and_sources_that_ask(
         assert asked[0]["anomaly"] == pytest.approx(shifted(t, 2.4), abs=2e-3)
         as_journal = agent.query("classify", text=KEYWORD_LINE, keywords=True, level="info")
         assert "keywords" not in as_journal["result"][0]  # the level decides such a line
-    finally:
-        agent.stop()
-        sub.close()
 
 
 @pytest.mark.parametrize(("asks", "levels_on"), [(False, True), (True, True), (False, False)])
@@ -338,7 +314,7 @@ def test_a_bundle_that_read_the_program_leaves_its_lines_to_the_words(
     sub = Collector(broker.port, f"{ROOT}/#")
     agent = AgentProcess(cfg, state).start()
     try:
-        batches = _results(sub, 2)
+        batches = result_batches(sub, 2)
         seen = {i["text"]: i for d in batches for i in d["items"]}
         assert {d["model_version"] for d in batches} == {2}
         assert seen[KEYWORD_LINE]["anomaly"] == pytest.approx(k, abs=2e-3)  # read: its words

@@ -20,8 +20,7 @@ from agent.sources.base import Line
 from agent.text_levels import SCAN_CHARS, level_in_text, read_text_levels
 from contract.bundle import load_bundle
 from nanomodel.cli import main as nanofleet_model
-from tests.support.agent_proc import AgentProcess, payloads, write_config
-from tests.support.mqtt_client import Collector
+from tests.support.file_agent import agent_over_two_files
 
 DEV = "gw-text-levels"
 ROOT = f"nanofleet/v1/dev/{DEV}"
@@ -101,25 +100,8 @@ def test_the_agent_weighs_a_stated_level_on_the_source_that_asks(tmp_path: Path,
     stalled, cycle = (float(x) for x in raw)
     # The words alone leave the fault below the alert thresholds; its level sends it.
     assert stalled < 0.95 and _shifted(stalled, offsets.err) >= 0.95, stalled
-    app, plain = tmp_path / "app.log", tmp_path / "plain.log"
-    for path in (app, plain):
-        path.write_text(f"{STALLED}\n{CYCLE}\n")
-    sources = (f'[[sources]]\nkind = "file"\nname = "app"\npath = "{app}"\n'
-               'start_at = "beginning"\ntext_levels = true\n'
-               f'[[sources]]\nkind = "file"\nname = "plain"\npath = "{plain}"\n'
-               'start_at = "beginning"\n')
-    state = tmp_path / "state"
-    cfg = write_config(tmp_path / "agent.toml", DEV, state, broker.port, sources,
-                       mqtt_extra="[alerts]\nexplain = false\n")
-    sub = Collector(broker.port, f"{ROOT}/#")
-    agent = AgentProcess(cfg, state).start()
-    try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= 4,
-                            timeout=30)
-        seen = {(i["source"], i["text"]): i["anomaly"]
-                for d in payloads([m for m in msgs if "/results/" in m.topic])
-                for i in d["items"]}
+    with agent_over_two_files(tmp_path, broker.port, DEV, [STALLED, CYCLE], "text_levels",
+                              results=4) as (agent, sub, seen):
         assert seen[("app", STALLED)] == pytest.approx(_shifted(stalled, offsets.err), abs=2e-3)
         assert seen[("app", CYCLE)] == pytest.approx(_shifted(cycle, offsets.info), abs=2e-3)
         assert seen[("plain", STALLED)] == pytest.approx(stalled, abs=2e-3)
@@ -144,9 +126,6 @@ def test_the_agent_weighs_a_stated_level_on_the_source_that_asks(tmp_path: Path,
         # A level the query gives wins over the one the text states.
         given = agent.query("classify", text=STALLED, text_levels=True, level="info")
         assert given["result"][0]["level"] == "info"
-    finally:
-        agent.stop()
-        sub.close()
 
 
 def test_eval_alerts_reads_the_stated_levels(tmp_path: Path,

@@ -7,6 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# The text_levels switch of file and MQTT sources (agent.text_levels).
+TEXT_LEVELS_DESCRIPTION = (
+    "The lines state their program's level in their text (log4j/logback or Python "
+    "logging: 'ERROR [main]', 'WARN  [', 'ERROR:root:'; Apache and nginx error logs: "
+    "'[error]', '[core:warn]'; logfmt/JSON: level=error): read it and weigh it in as a "
+    "journal line's level ([model.level_evidence]). Only for lines in such a format: "
+    "elsewhere an upper-case ERROR early in a message would read as a level "
+    "(docs/agent.md).")
+
 
 class FileSourceConfig(BaseModel):
     """A log file to follow, like `tail -F`."""
@@ -22,13 +31,7 @@ class FileSourceConfig(BaseModel):
         "default the grep fatal|fail|error|panic|critical): for software the model has "
         "never read, such as your own application, a line with a keyword needs less of the "
         "model's confidence to be flagged and one without needs more (docs/agent.md).")
-    text_levels: bool = Field(
-        default=False, description="The lines state their program's level in their text "
-        "(log4j/logback or Python logging: 'ERROR [main]', 'WARN  [', 'ERROR:root:'; Apache "
-        "and nginx error logs: '[error]', '[core:warn]'; logfmt/JSON: level=error): read it "
-        "and weigh it in as a journal line's level ([model.level_evidence]). Only for "
-        "files in such a format: elsewhere an upper-case ERROR early in a message would "
-        "read as a level (docs/agent.md).")
+    text_levels: bool = Field(default=False, description=TEXT_LEVELS_DESCRIPTION)
     start_at: Literal["end", "beginning"] = Field(
         default="end", description="Where to start when there is no saved position: only new "
         "lines (end) or the whole file (beginning). A file created later is read from its start.")

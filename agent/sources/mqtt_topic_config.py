@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.sources.file_config import TEXT_LEVELS_DESCRIPTION
 from contract import topics
 from contract.topics import DEVICE_WRITES, device_root
 
@@ -79,13 +80,7 @@ class MqttTopicSourceConfig(BaseModel):
         "default the grep fatal|fail|error|panic|critical): for software the model has "
         "never read, such as your own application, a line with a keyword needs less of the "
         "model's confidence to be flagged and one without needs more (docs/agent.md).")
-    text_levels: bool = Field(
-        default=False, description="The lines state their program's level in their text "
-        "(log4j/logback or Python logging: 'ERROR [main]', 'WARN  [', 'ERROR:root:'; Apache "
-        "and nginx error logs: '[error]', '[core:warn]'; logfmt/JSON: level=error): read it "
-        "and weigh it in as a journal line's level ([model.level_evidence]). Only for "
-        "files in such a format: elsewhere an upper-case ERROR early in a message would "
-        "read as a level (docs/agent.md).")
+    text_levels: bool = Field(default=False, description=TEXT_LEVELS_DESCRIPTION)
     qos: Literal[0, 1, 2] = Field(default=1, description="Subscription QoS.")
     include_topic: bool = Field(
         default=True, description="Prefix each line with '<topic>: ' so the model sees "

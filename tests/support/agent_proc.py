@@ -101,3 +101,12 @@ class AgentProcess:
 
 def payloads(messages: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(m.payload) for m in messages]
+
+
+def result_batches(sub: Any, lines: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """The result batches an agent published to ``sub`` (a Collector), once they hold
+    ``lines`` lines."""
+    msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
+                                       for m in ms if "/results/" in m.topic) >= lines,
+                        timeout=timeout)
+    return payloads([m for m in msgs if "/results/" in m.topic])

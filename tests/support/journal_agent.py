@@ -3,13 +3,12 @@ journal entries (levels, catalog ids): a real Mosquitto, the shipped model."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.agent_proc import AgentProcess, payloads, write_config
+from tests.support.agent_proc import AgentProcess, result_batches, write_config
 from tests.support.mqtt_client import Collector
 
 
@@ -30,11 +29,7 @@ def agent_over_journal(tmp_path: Path, port: int, journal: Path, device: str, ex
     sub = Collector(port, f"nanofleet/v1/dev/{device}/#")
     agent = AgentProcess(cfg, state).start()
     try:
-        msgs = sub.wait_for(lambda ms: sum(len(json.loads(m.payload)["items"])
-                                           for m in ms if "/results/" in m.topic) >= results,
-                            timeout=30)
-        items = [i for d in payloads([m for m in msgs if "/results/" in m.topic])
-                 for i in d["items"]]
+        items = [i for d in result_batches(sub, results) for i in d["items"]]
         yield agent, sub, items
     finally:
         agent.stop()
