@@ -74,6 +74,16 @@ TIME_HOST_V1 = re.compile(
 # The head is looked for in the line's first max_chars + this many characters only (a
 # host reaching past them is kept, its time not): the cost per line is bounded on any input.
 _HEAD_ROOM = 144
+# Where readers of a line's start (its program, its stated level) look for the head: the
+# default model's max_chars + _HEAD_ROOM.
+HEAD_SCAN = 400
+
+
+def head_end(text: str) -> int:
+    """Where the time-and-host head the featurizer drops ends in ``text`` (0: none),
+    looked for in its first :data:`HEAD_SCAN` characters."""
+    head = TIME_HOST_V1.match(text, 0, HEAD_SCAN)
+    return head.end() if head is not None else 0
 
 
 def default_spec() -> TokenizerSpec:

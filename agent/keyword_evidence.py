@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
-from agent.featurizer import TIME_HOST_V1
+from agent.featurizer import head_end
 from agent.level_evidence import shift_anomaly, with_anomaly
 from contract.bundle_features import MAX_KNOWN_PROGRAMS
 from contract.strict import Strict
@@ -54,7 +54,6 @@ KNOWN_PROGRAMS_PATH = Path(__file__).resolve().parent / "data" / "known_programs
 _TAG = re.compile(r"(?!(?:debug|info|notice|warn|warning|error|err|crit|critical|fatal|alert"
                   r"|emerg|trace|panic)\b)([A-Za-z][\w.@-]{0,63})(?:\([\w.:-]{0,64}\))?"
                   r"(?:/[\w./-]{0,64})?(?:\[\d{1,10}\])?: ", re.IGNORECASE)
-_HEAD_SCAN = 400  # the featurizer's head is looked for in max_chars + 144 characters
 
 
 def known_programs() -> list[str]:
@@ -70,8 +69,7 @@ def _shipped_programs() -> tuple[str, ...]:
 def program_of(text: str) -> str | None:
     """The program a syslog-style line names in its tag, lower case, after the head the
     featurizer drops (time and host); None when the line carries no tag."""
-    head = TIME_HOST_V1.match(text, 0, _HEAD_SCAN)
-    start = head.end() if head is not None else 0
+    start = head_end(text)
     tag = _TAG.match(text, start, start + 260)
     return tag.group(1).lower() if tag is not None else None
 

@@ -28,11 +28,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
-from agent.featurizer import TIME_HOST_V1
+from agent.featurizer import head_end
 from agent.sources.base import Line, is_system_uid
 
 SCAN_CHARS = 120  # the level of these formats comes before the message
-_HEAD_SCAN = 400
 
 # syslog numbers (0 emerg .. 7 debug) of the words programs write
 _LEVEL_OF = {"emerg": 0, "emergency": 0, "panic": 0, "alert": 1, "crit": 2, "critical": 2,
@@ -52,8 +51,7 @@ _TEXT_LEVEL = re.compile(
 
 def level_in_text(text: str) -> int | None:
     """The syslog level (0..7) the line's text states near its start, or None."""
-    head = TIME_HOST_V1.match(text, 0, _HEAD_SCAN)
-    start = head.end() if head is not None else 0
+    start = head_end(text)
     end = min(len(text), start + SCAN_CHARS)
     # A word cut by the window's end is no word ("ERR" of "ERRORS"); one that ends the
     # line is ("INFO" alone).
